@@ -1,0 +1,62 @@
+// Helpers shared by the CUDA backend: error mapping and a guard that selects a device for one call and restores
+// the caller's current device afterwards (TorchSharp and the user keep their own device selection).
+#pragma once
+#include "../src/backends.h"
+#include "../src/status.h"
+
+#include <cuda_runtime.h>
+
+namespace sloth::cuda {
+
+inline sloth_status cuda_fail(const char* fn, const char* what, cudaError_t err) {
+    return fail(SLOTH_ERROR_CUDA, "%s: %s failed: %s (%s)", fn, what, cudaGetErrorString(err), cudaGetErrorName(err));
+}
+
+#define SLOTH_CUDA_CHECK(fn, call)                                          \
+    do {                                                                    \
+        const cudaError_t sloth_e_ = (call);                                \
+        if (sloth_e_ != cudaSuccess) return ::sloth::cuda::cuda_fail(fn, #call, sloth_e_); \
+    } while (0)
+
+// Every launch is followed by this: a bad configuration or a sticky earlier fault surfaces here, not later.
+#define SLOTH_LAUNCH_CHECK(fn, kernel_name)                                 \
+    do {                                                                    \
+        const cudaError_t sloth_e_ = cudaGetLastError();                    \
+        if (sloth_e_ != cudaSuccess) return ::sloth::cuda::cuda_fail(fn, "launch of " kernel_name, sloth_e_); \
+    } while (0)
+
+class DeviceGuard {
+  public:
+    DeviceGuard() = default;
+    DeviceGuard(const DeviceGuard&) = delete;
+    DeviceGuard& operator=(const DeviceGuard&) = delete;
+    // Checks that `device` exists and makes it current.
+    sloth_status enter(const char* fn, int32_t device) {
+        int count = 0;
+        const cudaError_t e = cudaGetDeviceCount(&count);
+        if (e == cudaErrorNoDevice || e == cudaErrorInsufficientDriver || count == 0) {
+            cudaGetLastError();
+            return fail(SLOTH_ERROR_NO_CUDA, "%s: CUDA device %d was asked for, but no CUDA device is usable (%s)", fn,
+                        device, cudaGetErrorString(e));
+        }
+        SLOTH_CUDA_CHECK(fn, e);
+        if (device < 0 || device >= count)
+            return fail(SLOTH_ERROR_INVALID_ARGUMENT, "%s: device = %d, but this machine has %d CUDA device(s)", fn,
+                        device, count);
+        SLOTH_CUDA_CHECK(fn, cudaGetDevice(&previous_));
+        if (previous_ != device) {
+            SLOTH_CUDA_CHECK(fn, cudaSetDevice(device));
+            switched_ = true;
+        }
+        return SLOTH_OK;
+    }
+    ~DeviceGuard() {
+        if (switched_) cudaSetDevice(previous_);
+    }
+
+  private:
+    int previous_ = 0;
+    bool switched_ = false;
+};
+
+}  // namespace sloth::cuda

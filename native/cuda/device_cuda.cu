@@ -1,0 +1,84 @@
+// Device queries over the CUDA runtime (what ManagedCuda would otherwise provide to the managed side).
+#include "cuda_common.cuh"
+
+#include <cstring>
+
+namespace sloth::cuda {
+
+namespace {
+__global__ void report_arch_kernel(int32_t* out) {
+#ifdef __CUDA_ARCH__
+    *out = __CUDA_ARCH__;
+#endif
+}
+}  // namespace
+
+bool built() { return true; }
+
+sloth_status device_count(int32_t* out) {
+    int count = 0;
+    const cudaError_t e = cudaGetDeviceCount(&count);
+    if (e != cudaSuccess) {
+        cudaGetLastError();  // no driver or no device: "no CUDA", not a failure
+        count = 0;
+    }
+    *out = count;
+    return SLOTH_OK;
+}
+
+sloth_status available(int32_t* out) {
+    int32_t count = 0;
+    device_count(&count);
+    *out = count > 0 ? 1 : 0;
+    return SLOTH_OK;
+}
+
+sloth_status device_name(const char* fn, int32_t device, char* name, int32_t capacity) {
+    DeviceGuard guard;
+    SLOTH_CHECK(guard.enter(fn, device));
+    cudaDeviceProp prop{};
+    SLOTH_CUDA_CHECK(fn, cudaGetDeviceProperties(&prop, device));
+    std::strncpy(name, prop.name, static_cast<size_t>(capacity - 1));
+    name[capacity - 1] = '\0';
+    return SLOTH_OK;
+}
+
+sloth_status compute_capability(const char* fn, int32_t device, int32_t* major, int32_t* minor) {
+    DeviceGuard guard;
+    SLOTH_CHECK(guard.enter(fn, device));
+    SLOTH_CUDA_CHECK(fn, cudaDeviceGetAttribute(major, cudaDevAttrComputeCapabilityMajor, device));
+    SLOTH_CUDA_CHECK(fn, cudaDeviceGetAttribute(minor, cudaDevAttrComputeCapabilityMinor, device));
+    return SLOTH_OK;
+}
+
+sloth_status mem_info(const char* fn, int32_t device, int64_t* free_bytes, int64_t* total_bytes) {
+    DeviceGuard guard;
+    SLOTH_CHECK(guard.enter(fn, device));
+    size_t f = 0, t = 0;
+    SLOTH_CUDA_CHECK(fn, cudaMemGetInfo(&f, &t));
+    *free_bytes = static_cast<int64_t>(f);
+    *total_bytes = static_cast<int64_t>(t);
+    return SLOTH_OK;
+}
+
+sloth_status kernel_arch(const char* fn, int32_t device, int32_t* arch) {
+    DeviceGuard guard;
+    SLOTH_CHECK(guard.enter(fn, device));
+    int32_t* d_arch = nullptr;
+    SLOTH_CUDA_CHECK(fn, cudaMalloc(&d_arch, sizeof(int32_t)));
+    report_arch_kernel<<<1, 1>>>(d_arch);
+    cudaError_t e = cudaGetLastError();
+    if (e == cudaSuccess) e = cudaMemcpy(arch, d_arch, sizeof(int32_t), cudaMemcpyDeviceToHost);
+    cudaFree(d_arch);
+    if (e != cudaSuccess) return cuda_fail(fn, "report_arch_kernel", e);
+    return SLOTH_OK;
+}
+
+sloth_status synchronize(const char* fn, int32_t device) {
+    DeviceGuard guard;
+    SLOTH_CHECK(guard.enter(fn, device));
+    SLOTH_CUDA_CHECK(fn, cudaDeviceSynchronize());
+    return SLOTH_OK;
+}
+
+}  // namespace sloth::cuda

@@ -1,0 +1,95 @@
+// Inline-PTX building blocks for streaming kernels. Each says why it exists; each has a path for sm_75 (T4), which
+// lacks L2 cache-policy hints and packed bf16 conversion.
+#pragma once
+#include <cstdint>
+
+namespace sloth::cuda::ptx {
+
+// An L2 policy that marks lines as first to evict: the weight is read exactly once, so it should not push
+// reusable data (the small tables, the next GEMM's operands) out of L2.
+__device__ __forceinline__ uint64_t policy_evict_first() {
+    uint64_t policy = 0;
+#if __CUDA_ARCH__ >= 800
+    asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;" : "=l"(policy));
+#endif
+    return policy;
+}
+
+// An L2 policy that keeps lines resident: absmax codes and tables are re-read by many thread blocks.
+__device__ __forceinline__ uint64_t policy_evict_last() {
+    uint64_t policy = 0;
+#if __CUDA_ARCH__ >= 800
+    asm volatile("createpolicy.fractional.L2::evict_last.b64 %0, 1.0;" : "=l"(policy));
+#endif
+    return policy;
+}
+
+// 16-byte read-only load that skips L1 (no reuse within the SM) and streams through L2 with `policy`.
+__device__ __forceinline__ uint4 load_stream_v4(const void* p, uint64_t policy) {
+    uint4 v;
+#if __CUDA_ARCH__ >= 800
+    asm volatile("ld.global.nc.L1::no_allocate.L2::cache_hint.v4.u32 {%0, %1, %2, %3}, [%4], %5;"
+                 : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+                 : "l"(p), "l"(policy));
+#else
+    (void)policy;
+    asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
+                 : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+                 : "l"(p));
+#endif
+    return v;
+}
+
+// One byte through the read-only path, kept in L2 (shared by the threads of neighbouring blocks).
+__device__ __forceinline__ uint32_t load_u8_keep(const uint8_t* p, uint64_t policy) {
+    uint16_t v;
+#if __CUDA_ARCH__ >= 800
+    asm volatile("ld.global.nc.L2::cache_hint.u8 %0, [%1], %2;" : "=h"(v) : "l"(p), "l"(policy));
+#else
+    (void)policy;
+    asm volatile("ld.global.nc.u8 %0, [%1];" : "=h"(v) : "l"(p));
+#endif
+    return v;
+}
+
+// 16-byte streaming store (.cs: evict-first, likely accessed once): the output is not re-read by this kernel.
+__device__ __forceinline__ void store_stream_v4(void* p, uint32_t a, uint32_t b, uint32_t c, uint32_t d) {
+    asm volatile("st.global.cs.v4.u32 [%0], {%1, %2, %3, %4};" ::"l"(p), "r"(a), "r"(b), "r"(c), "r"(d) : "memory");
+}
+
+// Two floats to packed bf16x2, round to nearest even; `lo` lands in the low half (the lower address).
+__device__ __forceinline__ uint32_t pack_bf16x2(float lo, float hi) {
+#if __CUDA_ARCH__ >= 800
+    uint32_t r;
+    asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));  // operand a -> upper half
+    return r;
+#else
+    // sm_75 has no bf16 conversion: round to nearest even on the bit pattern (NaN stays a quiet NaN).
+    auto to_bf16 = [](float f) -> uint32_t {
+        const uint32_t u = __float_as_uint(f);
+        if ((u & 0x7FFFFFFFu) > 0x7F800000u) return (u >> 16) | 0x0040u;
+        return (u + 0x7FFFu + ((u >> 16) & 1u)) >> 16;
+    };
+    return to_bf16(lo) | (to_bf16(hi) << 16);
+#endif
+}
+
+// Two floats to packed f16x2, round to nearest even; `lo` in the low half.
+__device__ __forceinline__ uint32_t pack_f16x2(float lo, float hi) {
+    uint32_t r;
+#if __CUDA_ARCH__ >= 800
+    asm("cvt.rn.f16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
+#else
+    uint16_t l, h;  // the packed form needs sm_80; two scalar conversions round identically
+    asm("cvt.rn.f16.f32 %0, %1;" : "=h"(l) : "f"(lo));
+    asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(hi));
+    r = static_cast<uint32_t>(l) | (static_cast<uint32_t>(h) << 16);
+#endif
+    return r;
+}
+
+// One float to bf16 / f16 bits with the same rounding as the packed forms.
+__device__ __forceinline__ uint16_t to_bf16_bits(float f) { return static_cast<uint16_t>(pack_bf16x2(f, 0.0f)); }
+__device__ __forceinline__ uint16_t to_f16_bits(float f) { return static_cast<uint16_t>(pack_f16x2(f, 0.0f)); }
+
+}  // namespace sloth::cuda::ptx

@@ -1,0 +1,149 @@
+/*
+ * slothsharp.h — the C ABI of libslothsharp.so, and its single source of truth.
+ *
+ * The C# bindings in src/Interop/Generated are produced from this file by tools/bindgen; edit this file,
+ * then run `./build.sh bindings`. Keep declarations to what the generator understands: enums, #define integer
+ * constants, and `SLOTH_API <type> <name>(<params>);` with fixed-width integer, float, enum and pointer types.
+ *
+ * Conventions
+ *  - Every function returns sloth_status, except sloth_abi_version() and sloth_last_error(), which cannot fail.
+ *  - On a non-OK status, sloth_last_error() returns a message for the calling thread. It is owned by the library
+ *    and stays valid until the next failing call on the same thread.
+ *  - No C++ exception crosses this boundary and the library never terminates the process.
+ *  - `device` selects where the pointers live: -1 = host memory (CPU kernels), 0..N-1 = that CUDA device.
+ *    `stream` is a cudaStream_t (NULL = the legacy default stream, the one TorchSharp uses); ignored on the CPU.
+ *    GPU work is enqueued on the stream and never synchronized: results are ready when the stream says so.
+ *  - Element counts are 64-bit. Pointers must be aligned to their element type.
+ */
+#ifndef SLOTHSHARP_H
+#define SLOTHSHARP_H
+
+#include <stdint.h>
+
+#if defined(_WIN32)
+#define SLOTH_API __declspec(dllexport)
+#else
+#define SLOTH_API __attribute__((visibility("default")))
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Bumped on every incompatible change of this header; the managed loader refuses any other value. */
+#define SLOTH_ABI_VERSION 1
+
+typedef enum sloth_status {
+    SLOTH_OK = 0,
+    SLOTH_ERROR_INVALID_ARGUMENT = 1, /* a null pointer, a bad size, an unknown dtype, a label out of range */
+    SLOTH_ERROR_NO_CUDA = 2,          /* a CUDA device was asked for, but this build or machine has none */
+    SLOTH_ERROR_CUDA = 3,             /* the CUDA runtime reported an error; the message names it */
+    SLOTH_ERROR_UNSUPPORTED = 4,      /* valid arguments this build does not implement */
+    SLOTH_ERROR_INTERNAL = 5          /* a bug in SlothSharp: please report it with the message */
+} sloth_status;
+
+typedef enum sloth_dtype {
+    SLOTH_DTYPE_F32 = 0,
+    SLOTH_DTYPE_F16 = 1,
+    SLOTH_DTYPE_BF16 = 2
+} sloth_dtype;
+
+/* ---- library ---------------------------------------------------------------------------------------- */
+
+/* SLOTH_ABI_VERSION as compiled into the library. */
+SLOTH_API int32_t sloth_abi_version(void);
+
+/* The calling thread's last error message ("" if none). Owned by the library. */
+SLOTH_API const char* sloth_last_error(void);
+
+/* *out = 1 if the library was compiled with CUDA kernels, else 0. */
+SLOTH_API sloth_status sloth_built_with_cuda(int32_t* out);
+
+/* ---- CUDA devices (a CPU-only build answers "no CUDA": available = 0, count = 0) ---------------------- */
+
+/* *out = 1 when CUDA kernels are compiled in and at least one device is usable, else 0. Never fails for lack of CUDA. */
+SLOTH_API sloth_status sloth_cuda_available(int32_t* out);
+
+/* *out = number of usable CUDA devices (0 without CUDA). */
+SLOTH_API sloth_status sloth_cuda_device_count(int32_t* out);
+
+/* Writes the device's name, NUL-terminated and truncated to fit, into name[0..capacity). */
+SLOTH_API sloth_status sloth_cuda_device_name(int32_t device, char* name, int32_t capacity);
+
+SLOTH_API sloth_status sloth_cuda_compute_capability(int32_t device, int32_t* major, int32_t* minor);
+
+/* Free and total device memory in bytes (cudaMemGetInfo). */
+SLOTH_API sloth_status sloth_cuda_mem_info(int32_t device, int64_t* free_bytes, int64_t* total_bytes);
+
+/* The __CUDA_ARCH__ value (e.g. 900, or 750 for the compute_75 PTX path) that this library's kernels run with on
+ * the device: which compiled code path the driver picked. Launches a tiny kernel and waits for it (diagnostic). */
+SLOTH_API sloth_status sloth_cuda_kernel_arch(int32_t device, int32_t* arch);
+
+/* Waits for all work on the device (cudaDeviceSynchronize). For tests and benchmarks, never called by kernels. */
+SLOTH_API sloth_status sloth_cuda_synchronize(int32_t device);
+
+/* ---- NF4 (bitsandbytes layout, double-quantized absmax) ---------------------------------------------- */
+
+/*
+ * Dequantizes n NF4 values into out (dtype out_dtype), bit-identical to bitsandbytes' dequantize_4bit:
+ *   b = i / blocksize, c = b / nested_blocksize,
+ *   scale  = (nested_code_map[absmax_codes[b]] * nested_absmax[c]) + *nested_offset   (multiply, then add)
+ *   out[i] = round_to_nearest_even(nf4_code_table[nibble(i)] * scale)
+ * packed:         uint8[ceil(n/2)], element 2k in the HIGH nibble of byte k
+ * absmax_codes:   uint8[ceil(n/blocksize)]
+ * nested_code_map float32[256], nested_absmax float32[ceil(ceil(n/blocksize)/nested_blocksize)],
+ * nested_offset:  pointer to ONE float32 (read on the device for GPU calls), nf4_code_table float32[16].
+ * blocksize and nested_blocksize: powers of two in [32, 4096]. n >= 1; n need not be a multiple of blocksize
+ * (the last block is partial). All pointers on the same device.
+ */
+SLOTH_API sloth_status sloth_nf4_dequantize(const uint8_t* packed, const uint8_t* absmax_codes,
+                                            const float* nested_code_map, const float* nested_absmax,
+                                            const float* nested_offset, const float* nf4_code_table, int64_t n,
+                                            int32_t blocksize, int32_t nested_blocksize, sloth_dtype out_dtype,
+                                            void* out, int32_t device, void* stream);
+
+/*
+ * Quantizes n values of src (dtype src_dtype) to NF4 with double-quantized absmax, as bitsandbytes'
+ * quantize_4bit(blocksize, compress_statistics=True, quant_type="nf4") does:
+ *   absmax[b]       = max |x| over block b (float32)
+ *   packed nibble   = NF4 code of x * (1 / absmax[b]) (bitsandbytes' decision tree)
+ *   *nested_offset  = mean(absmax)
+ *   nested_absmax[c]= max |absmax - offset| over nested block c
+ *   absmax_codes[b] = code of (absmax[b] - offset) * (1 / nested_absmax[c]) in nested_code_map (bitsandbytes'
+ *                     binary search with midpoint rounding)
+ * Output sizes as for sloth_nf4_dequantize. nested_code_map: the 256-entry signed dynamic map (input).
+ * absmax_scratch: float32[ceil(n/blocksize)] working memory owned by the caller.
+ * Host memory only in this version (device must be -1).
+ */
+SLOTH_API sloth_status sloth_nf4_quantize(const void* src, sloth_dtype src_dtype, int64_t n, int32_t blocksize,
+                                          int32_t nested_blocksize, const float* nested_code_map, uint8_t* packed,
+                                          uint8_t* absmax_codes, float* nested_absmax, float* nested_offset,
+                                          float* absmax_scratch, int32_t device, void* stream);
+
+/* ---- Cross-entropy on a logits chunk, gradient written in place --------------------------------------- */
+
+/*
+ * For each of `rows` rows of `logits` (dtype dtype, row r at logits + r * row_stride elements, `vocab` columns):
+ *   z_j   = logit_scale * x_j, then softcap > 0: z_j = softcap * tanh(z_j / softcap)
+ *   lse   = log(sum_j exp(z_j))
+ *   loss  = (1 - label_smoothing) * (lse - z_y) + label_smoothing * (lse - mean_j z_j) + z_loss * lse^2
+ * and overwrites x_j IN PLACE with grad_scale_r * dloss/dx_j (computed in float32, rounded once), where
+ * grad_scale_r = row_grad_scale[r] if row_grad_scale is not NULL, else grad_scale.
+ * Rows whose label equals ignore_index get loss 0, lse 0 and a zero gradient.
+ * labels: int64[rows], each in [0, vocab) or ignore_index. On the CPU an out-of-range label fails with
+ * SLOTH_ERROR_INVALID_ARGUMENT; on the GPU (which cannot report without a sync) that row's loss becomes NaN.
+ * loss_out, lse_out: float32[rows]. compute_grad = 0 leaves the logits untouched (forward only).
+ * row_stride >= vocab. All pointers on the same device.
+ */
+SLOTH_API sloth_status sloth_cross_entropy_chunk(void* logits, sloth_dtype dtype, int64_t rows, int64_t vocab,
+                                                 int64_t row_stride, const int64_t* labels, int64_t ignore_index,
+                                                 float logit_scale, float softcap, float label_smoothing,
+                                                 float z_loss, const float* row_grad_scale, float grad_scale,
+                                                 int32_t compute_grad, float* loss_out, float* lse_out,
+                                                 int32_t device, void* stream);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* SLOTHSHARP_H */

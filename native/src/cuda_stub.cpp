@@ -1,0 +1,27 @@
+// The CUDA backend of a build without a CUDA toolkit: device queries answer "no CUDA", kernels refuse politely.
+#include "backends.h"
+#include "status.h"
+
+namespace sloth::cuda {
+
+namespace {
+sloth_status no_cuda(const char* fn) {
+    return fail(SLOTH_ERROR_NO_CUDA,
+                "%s: this libslothsharp was built without CUDA (no CUDA toolkit at build time); "
+                "rebuild on a machine with nvcc (./build.sh native) to use GPU tensors",
+                fn);
+}
+}  // namespace
+
+bool built() { return false; }
+sloth_status available(int32_t* out) { *out = 0; return SLOTH_OK; }
+sloth_status device_count(int32_t* out) { *out = 0; return SLOTH_OK; }
+sloth_status device_name(const char* fn, int32_t, char*, int32_t) { return no_cuda(fn); }
+sloth_status compute_capability(const char* fn, int32_t, int32_t*, int32_t*) { return no_cuda(fn); }
+sloth_status mem_info(const char* fn, int32_t, int64_t*, int64_t*) { return no_cuda(fn); }
+sloth_status synchronize(const char* fn, int32_t) { return no_cuda(fn); }
+sloth_status kernel_arch(const char* fn, int32_t, int32_t*) { return no_cuda(fn); }
+sloth_status nf4_dequantize(const char* fn, const Nf4DequantArgs&, int32_t, void*) { return no_cuda(fn); }
+sloth_status cross_entropy_chunk(const char* fn, const CrossEntropyArgs&, int32_t, void*) { return no_cuda(fn); }
+
+}  // namespace sloth::cuda

@@ -1,0 +1,86 @@
+using System.Text;
+using SlothSharp.Interop;
+
+namespace SlothSharp;
+
+/// <summary>CUDA device queries through libslothsharp (TorchSharp offers no memory statistics). A CPU-only build of
+/// the library answers "no CUDA": <see cref="IsAvailable"/> is false and <see cref="DeviceCount"/> is 0.</summary>
+public static unsafe class CudaDevice
+{
+    /// <summary>True when libslothsharp was compiled with its CUDA kernels.</summary>
+    public static bool BuiltWithCuda
+    {
+        get
+        {
+            Native.EnsureLoaded();
+            int v;
+            Native.Check(NativeMethods.sloth_built_with_cuda((nint)(&v)));
+            return v != 0;
+        }
+    }
+
+    /// <summary>True when the CUDA kernels are compiled in and a device is usable.</summary>
+    public static bool IsAvailable
+    {
+        get
+        {
+            Native.EnsureLoaded();
+            int v;
+            Native.Check(NativeMethods.sloth_cuda_available((nint)(&v)));
+            return v != 0;
+        }
+    }
+
+    public static int DeviceCount
+    {
+        get
+        {
+            Native.EnsureLoaded();
+            int v;
+            Native.Check(NativeMethods.sloth_cuda_device_count((nint)(&v)));
+            return v;
+        }
+    }
+
+    public static string Name(int device = 0)
+    {
+        Native.EnsureLoaded();
+        var buffer = stackalloc byte[256];
+        Native.Check(NativeMethods.sloth_cuda_device_name(device, (nint)buffer, 256));
+        return Encoding.UTF8.GetString(new ReadOnlySpan<byte>(buffer, 256).TrimEnd((byte)0).ToArray()).TrimEnd('\0');
+    }
+
+    public static (int Major, int Minor) ComputeCapability(int device = 0)
+    {
+        Native.EnsureLoaded();
+        int major, minor;
+        Native.Check(NativeMethods.sloth_cuda_compute_capability(device, (nint)(&major), (nint)(&minor)));
+        return (major, minor);
+    }
+
+    /// <summary>Free and total device memory in bytes (cudaMemGetInfo: includes what caching allocators hold).</summary>
+    public static (long Free, long Total) MemoryInfo(int device = 0)
+    {
+        Native.EnsureLoaded();
+        long free, total;
+        Native.Check(NativeMethods.sloth_cuda_mem_info(device, (nint)(&free), (nint)(&total)));
+        return (free, total);
+    }
+
+    /// <summary>The __CUDA_ARCH__ the library's kernels run with on the device (900 on an H100 with native code,
+    /// 750 when only the compute_75 PTX was built). Synchronous; for diagnostics.</summary>
+    public static int KernelArch(int device = 0)
+    {
+        Native.EnsureLoaded();
+        int arch;
+        Native.Check(NativeMethods.sloth_cuda_kernel_arch(device, (nint)(&arch)));
+        return arch;
+    }
+
+    /// <summary>Waits until all work queued on the device has finished.</summary>
+    public static void Synchronize(int device = 0)
+    {
+        Native.EnsureLoaded();
+        Native.Check(NativeMethods.sloth_cuda_synchronize(device));
+    }
+}

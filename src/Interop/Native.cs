@@ -1,0 +1,124 @@
+using System.Reflection;
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+
+namespace SlothSharp.Interop;
+
+/// <summary>The one place that loads libslothsharp: it finds the library, checks its ABI version and turns statuses
+/// into exceptions. Every managed caller goes through <see cref="Check"/> after <see cref="EnsureLoaded"/>.</summary>
+public static class Native
+{
+    /// <summary>Environment variable naming the library file (or its folder), ahead of every other location.</summary>
+    public const string PathVariable = "SLOTHSHARP_NATIVE_PATH";
+
+    private const string FileName = "libslothsharp.so";
+    private static readonly Lazy<LoadResult> Loaded = new(LoadAndCheck, LazyThreadSafetyMode.ExecutionAndPublication);
+    private static readonly List<string> Tried = [];
+    private static string? _resolvedPath;
+
+    private sealed record LoadResult(string Path, Exception? Error);
+
+    [ModuleInitializer]
+    [System.Diagnostics.CodeAnalysis.SuppressMessage("Usage", "CA2255", Justification = "The resolver must be registered before the first P/Invoke.")]
+    internal static void RegisterResolver() =>
+        NativeLibrary.SetDllImportResolver(typeof(Native).Assembly, Resolve);
+
+    /// <summary>Full path of the loaded library (loads it if needed).</summary>
+    public static string LibraryPath
+    {
+        get
+        {
+            EnsureLoaded();
+            return Loaded.Value.Path;
+        }
+    }
+
+    /// <summary>Loads the library once and verifies <c>sloth_abi_version()</c>; throws with what to do otherwise.</summary>
+    public static void EnsureLoaded()
+    {
+        if (Loaded.Value.Error is { } error) throw error;
+    }
+
+    /// <summary>Throws the typed exception for a non-OK status, with the thread's native message.</summary>
+    public static void Check(sloth_status status)
+    {
+        if (status == sloth_status.SLOTH_OK) return;
+        var message = Marshal.PtrToStringUTF8(NativeMethods.sloth_last_error()) ?? "";
+        if (message.Length == 0) message = "libslothsharp returned an error without a message";
+        throw status switch
+        {
+            sloth_status.SLOTH_ERROR_INVALID_ARGUMENT => new SlothInvalidArgumentException(message),
+            sloth_status.SLOTH_ERROR_NO_CUDA => new SlothNoCudaException(message),
+            sloth_status.SLOTH_ERROR_CUDA => new SlothCudaException(message),
+            sloth_status.SLOTH_ERROR_UNSUPPORTED => new SlothUnsupportedException(message),
+            sloth_status.SLOTH_ERROR_INTERNAL => new SlothInternalException(message),
+            _ => new SlothException(status, message),
+        };
+    }
+
+    private static LoadResult LoadAndCheck()
+    {
+        nint handle;
+        try
+        {
+            handle = NativeLibrary.Load(NativeMethods.LibraryName, typeof(Native).Assembly, null);
+        }
+        catch (Exception e) when (e is DllNotFoundException or BadImageFormatException)
+        {
+            return new LoadResult("", new DllNotFoundException(
+                $"SlothSharp could not load {FileName}. Tried: {string.Join(", ", Tried)}. " +
+                $"Build it with `./build.sh native` (or reference the SlothSharp NuGet package, which ships it in " +
+                $"runtimes/linux-x64/native), or set {PathVariable} to its path. Loader said: {e.Message}", e));
+        }
+        var path = _resolvedPath ?? FileName;
+        int version;
+        try
+        {
+            version = NativeMethods.sloth_abi_version();
+        }
+        catch (EntryPointNotFoundException e)
+        {
+            return new LoadResult(path, new InvalidOperationException(
+                $"{path} is not a libslothsharp (no sloth_abi_version export). Rebuild with `./build.sh native`.", e));
+        }
+        if (version != NativeMethods.SLOTH_ABI_VERSION)
+            return new LoadResult(path, new InvalidOperationException(
+                $"{path} has ABI version {version}, but this SlothSharp.Interop expects {NativeMethods.SLOTH_ABI_VERSION}. " +
+                "The native library and the managed assemblies come from different builds: rebuild both with " +
+                "`./build.sh build`, or use matching package versions."));
+        GC.KeepAlive(handle);
+        return new LoadResult(path, null);
+    }
+
+    private static nint Resolve(string name, Assembly assembly, DllImportSearchPath? searchPath)
+    {
+        if (name != NativeMethods.LibraryName) return 0;
+        foreach (var candidate in Candidates(assembly))
+        {
+            lock (Tried) Tried.Add(candidate);
+            if (File.Exists(candidate) && NativeLibrary.TryLoad(candidate, out var handle))
+            {
+                _resolvedPath = Path.GetFullPath(candidate);
+                return handle;
+            }
+        }
+        lock (Tried) Tried.Add($"the system search path ({FileName})");
+        if (!NativeLibrary.TryLoad(FileName, assembly, searchPath, out var h)) return 0;
+        _resolvedPath = FileName + " (from the system search path)";
+        return h;
+    }
+
+    private static IEnumerable<string> Candidates(Assembly assembly)
+    {
+        var fromEnv = Environment.GetEnvironmentVariable(PathVariable);
+        if (!string.IsNullOrEmpty(fromEnv))
+            yield return Directory.Exists(fromEnv) ? Path.Combine(fromEnv, FileName) : fromEnv;
+        var dirs = new[] { AppContext.BaseDirectory, Path.GetDirectoryName(assembly.Location) ?? "" }
+            .Where(d => d.Length > 0).Distinct();
+        foreach (var dir in dirs)
+        {
+            yield return Path.Combine(dir, "runtimes", "linux-x64", "native", FileName);
+            yield return Path.Combine(dir, FileName);
+        }
+    }
+}
