@@ -180,6 +180,7 @@ cmd_gpu_bundle() {
         cp "$ROOT/$dir/bin/$CONFIG/$TFM/runtimes/linux-x64/native/libLibTorchSharp.so" "$b/apps/$name/runtimes/linux-x64/native/"
     done
     cp -r "$TESTDATA" "$b/testdata"
+    { git -C "$ROOT" rev-parse HEAD; git -C "$ROOT" diff --quiet HEAD || echo "(+ uncommitted changes)"; } > "$b/commit.txt" 2>/dev/null || true
     tar -C "$ROOT/.gpu-bundle" -cJf "$ROOT/.gpu-bundle.tar.xz" . && rm -rf "$b" && mkdir -p "$b" && mv "$ROOT/.gpu-bundle.tar.xz" "$b/bundle.tar.xz"
     log "GPU bundle: $(du -sh "$b" | cut -f1) in $b (carry .gpu-bundle; on the GPU machine: ./build.sh gpu-run \$OUT)"
 }
@@ -188,6 +189,7 @@ cmd_gpu_run() {
     local out="${1:?usage: gpu-run OUTDIR}"; shift || true
     mkdir -p "$out"
     local b="$ROOT/.gpu-bundle" x=/tmp/slothsharp-gpu
+    [ -d /usr/local/cuda/bin ] && export PATH="/usr/local/cuda/bin:$PATH"
     rm -rf "$x"; mkdir -p "$x/dotnet"
     tar -C "$x" -xJf "$b/bundle.tar.xz"
     tar -C "$x/dotnet" -xJf "$x/dotnet-runtime.tar.xz"
@@ -197,7 +199,7 @@ cmd_gpu_run() {
     export LD_LIBRARY_PATH="$torchlib:${LD_LIBRARY_PATH:-}"
     export SLOTHSHARP_TESTDATA="$x/testdata"
     { nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader; nvcc --version | tail -2;
-      echo "commit: $(git -C "$ROOT" rev-parse HEAD 2>/dev/null || echo unknown)$(git -C "$ROOT" diff --quiet 2>/dev/null || echo ' (+ uncommitted changes)')";
+      echo "commit: $(tr '\n' ' ' < "$x/commit.txt" 2>/dev/null || echo unknown)";
       echo "libtorch: $torchlib"; } | tee "$out/environment.txt"
 
     log "native build (all architectures, warnings as errors)"

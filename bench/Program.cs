@@ -1,1 +1,33 @@
-System.Console.WriteLine("todo");
+using BenchmarkDotNet.Running;
+using SlothSharp;
+using SlothSharp.Bench;
+using static TorchSharp.torch;
+
+// SlothSharp benchmarks (GPU). Usage: SlothSharp.Bench [--results DIR] [--suite nf4|loss|all] [--quick]
+var results = Arg("--results") ?? Path.Combine(Environment.CurrentDirectory, "bench-results");
+var suite = Arg("--suite") ?? "all";
+var quick = args.Contains("--quick");
+Directory.CreateDirectory(results);
+
+if (!cuda.is_available() || !CudaDevice.IsAvailable)
+{
+    Console.Error.WriteLine("The benchmarks need a CUDA GPU, a CUDA build of libslothsharp (./build.sh native on a machine with nvcc) " +
+                            "and TorchSharp with a CUDA libtorch. Nothing was measured.");
+    return 2;
+}
+var device = $"{CudaDevice.Name(0)} (sm_{CudaDevice.ComputeCapability(0).Major}{CudaDevice.ComputeCapability(0).Minor})";
+Console.WriteLine($"device: {device}");
+var config = BenchSetup.Config(Path.Combine(results, "bdn"), quick);
+
+if (suite is "nf4" or "all")
+{
+    var summaries = BenchmarkRunner.Run([typeof(CopyBandwidth), typeof(Nf4Dequant)], config);
+    Nf4Report.Write(summaries, results, device);
+}
+return 0;
+
+string? Arg(string name)
+{
+    var i = Array.IndexOf(args, name);
+    return i >= 0 && i + 1 < args.Length ? args[i + 1] : null;
+}
