@@ -46,9 +46,10 @@ cmd_native() {
     [ -n "${SLOTH_CUDA_ARCHITECTURES:-}" ] && args+=("-DSLOTH_CUDA_ARCHITECTURES=$SLOTH_CUDA_ARCHITECTURES")
     [ -n "${SLOTH_CUDA:-}" ] && args+=("-DSLOTH_CUDA=$SLOTH_CUDA")
     [ -n "${SLOTH_WERROR:-}" ] && args+=("-DSLOTH_WERROR=$SLOTH_WERROR")
-    cmake "${args[@]}" >/dev/null
-    cmake --build "$ROOT/build/native" -j "$(nproc)"
-    cmake --install "$ROOT/build/native" >/dev/null
+    # Explicit checks: this function also runs inside `if !`, where `set -e` does not apply.
+    cmake "${args[@]}" >/dev/null || return 1
+    cmake --build "$ROOT/build/native" -j "$(nproc)" || return 1
+    cmake --install "$ROOT/build/native" >/dev/null || return 1
     log "native library: $ROOT/artifacts/native/runtimes/linux-x64/native/libslothsharp.so"
 }
 
@@ -207,20 +208,21 @@ cmd_gpu_run() {
     if ! (cmd_native) > "$out/native-build.log" 2>&1; then
         werror=OFF
         log "native build FAILED with warnings as errors; see native-build.log; retrying without -Werror"
-        SLOTH_WERROR=OFF cmd_native >> "$out/native-build.log" 2>&1 || { tail -50 "$out/native-build.log"; return 1; }
+        SLOTH_WERROR=OFF cmd_native >> "$out/native-build.log" 2>&1 || { grep -B2 -A6 -E "error|FAILED" "$out/native-build.log" | head -80; return 1; }
     fi
     echo "native build with -Werror: $werror" | tee -a "$out/environment.txt"
     local lib="$ROOT/artifacts/native/runtimes/linux-x64/native/libslothsharp.so"
     cuobjdump --list-elf --list-ptx "$lib" > "$out/cuobjdump.txt" 2>&1 || true
     log "compute_75-only (PTX) variant, to run the T4 code path on this GPU"
-    cmake -S "$ROOT/native" -B "$ROOT/build/native-sm75" -G Ninja -DCMAKE_BUILD_TYPE=Release \
-        -DSLOTH_CUDA_ARCHITECTURES=75-virtual -DSLOTH_WERROR=$werror -DCMAKE_INSTALL_PREFIX="$ROOT/build/sm75-install" >/dev/null
-    cmake --build "$ROOT/build/native-sm75" >> "$out/native-build.log" 2>&1
-    cmake --install "$ROOT/build/native-sm75" >/dev/null
+    local rc=0
+    { cmake -S "$ROOT/native" -B "$ROOT/build/native-sm75" -G Ninja -DCMAKE_BUILD_TYPE=Release \
+        -DSLOTH_CUDA_ARCHITECTURES=75-virtual -DSLOTH_WERROR=$werror -DCMAKE_INSTALL_PREFIX="$ROOT/build/sm75-install" \
+      && cmake --build "$ROOT/build/native-sm75" && cmake --install "$ROOT/build/native-sm75"; } >> "$out/native-build.log" 2>&1 \
+      || { log "compute_75 build FAILED (native-build.log)"; rc=1; }
     local lib75="$ROOT/build/sm75-install/runtimes/linux-x64/native/libslothsharp.so"
     cuobjdump --list-elf --list-ptx "$lib75" >> "$out/cuobjdump.txt" 2>&1 || true
 
-    local tests="$x/apps/SlothSharp.Tests/SlothSharp.Tests.dll" rc=0
+    local tests="$x/apps/SlothSharp.Tests/SlothSharp.Tests.dll"
     log "tests: all (CPU and GPU)"
     SLOTHSHARP_NATIVE_PATH="$lib" run_tests_direct "$tests" "$out/tests-all.log" || rc=1
     log "tests: GPU kernels against the compute_75 PTX build (JIT on this GPU, __CUDA_ARCH__ = 750)"

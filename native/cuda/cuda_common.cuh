@@ -3,6 +3,7 @@
 #pragma once
 #include "../src/backends.h"
 #include "../src/status.h"
+#include "../src/validate.h"
 
 #include <cuda_runtime.h>
 

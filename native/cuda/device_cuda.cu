@@ -1,6 +1,7 @@
 // Device queries over the CUDA runtime (what ManagedCuda would otherwise provide to the managed side).
 #include "cuda_common.cuh"
 
+#include <algorithm>
 #include <cstring>
 
 namespace sloth::cuda {
@@ -9,6 +10,8 @@ namespace {
 __global__ void report_arch_kernel(int32_t* out) {
 #ifdef __CUDA_ARCH__
     *out = __CUDA_ARCH__;
+#else
+    (void)out;
 #endif
 }
 }  // namespace
@@ -38,8 +41,9 @@ sloth_status device_name(const char* fn, int32_t device, char* name, int32_t cap
     SLOTH_CHECK(guard.enter(fn, device));
     cudaDeviceProp prop{};
     SLOTH_CUDA_CHECK(fn, cudaGetDeviceProperties(&prop, device));
-    std::strncpy(name, prop.name, static_cast<size_t>(capacity - 1));
-    name[capacity - 1] = '\0';
+    const size_t len = std::min(std::strlen(prop.name), static_cast<size_t>(capacity - 1));
+    std::memcpy(name, prop.name, len);
+    name[len] = '\0';
     return SLOTH_OK;
 }
 
