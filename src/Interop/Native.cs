@@ -58,17 +58,16 @@ public static class Native
 
     private static LoadResult LoadAndCheck()
     {
-        nint handle;
-        try
+        // The same search the P/Invoke resolver does (NativeLibrary.Load would bypass the resolver).
+        var handle = Resolve(NativeMethods.LibraryName, typeof(Native).Assembly, null);
+        if (handle == 0)
         {
-            handle = NativeLibrary.Load(NativeMethods.LibraryName, typeof(Native).Assembly, null);
-        }
-        catch (Exception e) when (e is DllNotFoundException or BadImageFormatException)
-        {
+            string[] tried;
+            lock (Tried) tried = Tried.ToArray();
             return new LoadResult("", new DllNotFoundException(
-                $"SlothSharp could not load {FileName}. Tried: {string.Join(", ", Tried)}. " +
+                $"SlothSharp could not load {FileName}. Tried: {string.Join(", ", tried)}. " +
                 $"Build it with `./build.sh native` (or reference the SlothSharp NuGet package, which ships it in " +
-                $"runtimes/linux-x64/native), or set {PathVariable} to its path. Loader said: {e.Message}", e));
+                $"runtimes/linux-x64/native), or set {PathVariable} to its path."));
         }
         var path = _resolvedPath ?? FileName;
         int version;
