@@ -104,10 +104,10 @@ public class Nf4GpuTests
         Assume.That(free, Is.GreaterThan(8L << 30), "needs ~7 GB of free GPU memory");
         const int bs = 64, nbs = 256, span = bs * nbs;
         var blocks = (n + bs - 1) / bs;
-        var gen = new Generator(13, CUDA);
-        var packed = randint(0, 256, [(n + 1) / 2], ScalarType.Byte, CUDA, generator: gen);
-        var codes = randint(0, 256, [blocks], ScalarType.Byte, CUDA, generator: gen);
-        var nested = rand([(blocks + nbs - 1) / nbs], ScalarType.Float32, CUDA, generator: gen) * 0.05f + 0.001f;
+        cuda.manual_seed(13);  // a Generator(seed, CUDA) comes back as a CPU generator in TorchSharp 0.107
+        var packed = randint(0, 256, [(n + 1) / 2], ScalarType.Byte, CUDA);
+        var codes = randint(0, 256, [blocks], ScalarType.Byte, CUDA);
+        var nested = rand([(blocks + nbs - 1) / nbs], ScalarType.Float32, CUDA) * 0.05f + 0.001f;
         using var w = Nf4Weight.FromTensors(packed, codes, nested, 0.0123f,
             tensor(Nf4Tables.DynamicMap.ToArray(), device: CUDA), tensor(Nf4Tables.Nf4Codes.ToArray(), device: CUDA), [n], bs, nbs);
         var output = full([n], float.NaN, ScalarType.BFloat16, CUDA);

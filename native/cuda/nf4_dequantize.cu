@@ -3,10 +3,13 @@
 // separate round-to-nearest float operations (__fmul_rn/__fadd_rn forbid fused multiply-adds), and the final
 // conversion rounds to nearest even.
 //
-// Work split: each thread owns 32 consecutive elements (16 packed bytes). Every supported blocksize is a power of
-// two >= 32, so a thread's 32 elements share one absmax code and one nested absmax: one scale per thread.
-// Bytes per element at blocksize 64: 0.5 (weight) + 1/64 (code) + ~0 (nested) + 2 (bf16 out): the kernel is
-// bound by DRAM bandwidth, so the loads are 16 bytes wide, the weight streams past L1/L2 and stores stream out.
+// Work split: a warp owns a tile of 1024 consecutive elements. For word j (0..3) lane l reads the 4-byte packed
+// word holding elements tile + 256 j + 8 l .. +7 and writes those 8 outputs as one 16-byte store, so each warp-wide
+// store instruction covers one contiguous 512-byte span (a first version gave each thread 32 consecutive elements:
+// its 16-byte stores strode 64 bytes across the warp and the kernel reached only 55% of the copy bandwidth).
+// Every supported blocksize is a power of two >= 32, so a word's 8 elements share one absmax and one nested absmax.
+// Bytes per element at blocksize 64: 0.5 (weight) + 1/64 (code) + ~0 (nested) + 2 (bf16 out): bound by DRAM, so
+// the weight streams past L1 with an evict-first L2 policy, the small tables stay in L2, and stores stream out.
 #include "cuda_common.cuh"
 #include "ptx.cuh"
 
@@ -17,7 +20,9 @@ namespace sloth::cuda {
 namespace {
 
 constexpr int kThreads = 256;
-constexpr int kElemsPerThread = 32;
+constexpr int kWordsPerLane = 4;                       // independent 4-byte loads in flight per thread
+constexpr int kWarpTile = 32 * kWordsPerLane * 8;      // 1024 elements per warp
+constexpr int kBlockTile = kWarpTile * (kThreads / 32);  // 8192 elements per thread block
 
 template <int kDtype>  // sloth_dtype
 __device__ __forceinline__ uint32_t pack2(float lo, float hi) {
@@ -32,7 +37,14 @@ __device__ __forceinline__ void store_one(void* out, int64_t i, float v) {
     else static_cast<uint16_t*>(out)[i] = ptx::to_f16_bits(v);
 }
 
-// kVector: packed and out are 16-byte aligned, so full 32-element chunks use 16-byte loads and stores.
+__device__ __forceinline__ float block_scale(const uint8_t* __restrict__ absmax_codes, const float* __restrict__ code_map,
+                                             const float* __restrict__ nested_absmax, float offset, int64_t i,
+                                             int log2_blocksize, int log2_nested_span, uint64_t keep) {
+    const uint32_t code = ptx::load_u8_keep(absmax_codes + (i >> log2_blocksize), keep);
+    return __fadd_rn(__fmul_rn(__ldg(code_map + code), __ldg(nested_absmax + (i >> log2_nested_span))), offset);
+}
+
+// kVector: packed is 4-byte and out 16-byte aligned, so full tiles use word loads and 16-byte stores.
 template <int kDtype, bool kVector>
 __global__ void __launch_bounds__(kThreads) nf4_dequantize_kernel(
     const uint8_t* __restrict__ packed, const uint8_t* __restrict__ absmax_codes,
@@ -44,54 +56,50 @@ __global__ void __launch_bounds__(kThreads) nf4_dequantize_kernel(
     if (threadIdx.x < 16) s_nf4[threadIdx.x] = nf4_table[threadIdx.x];
     __syncthreads();
 
-    const int64_t i0 = (static_cast<int64_t>(blockIdx.x) * kThreads + threadIdx.x) * kElemsPerThread;
-    if (i0 >= n) return;
-
+    const int lane = threadIdx.x & 31;
+    const int64_t tile = static_cast<int64_t>(blockIdx.x) * kBlockTile + (threadIdx.x >> 5) * kWarpTile;
+    if (tile >= n) return;
     const uint64_t keep = ptx::policy_evict_last();
-    const uint32_t code = ptx::load_u8_keep(absmax_codes + (i0 >> log2_blocksize), keep);
-    const float scale = __fadd_rn(__fmul_rn(__ldg(code_map + code), __ldg(nested_absmax + (i0 >> log2_nested_span))),
-                                  __ldg(nested_offset));
+    const float offset = __ldg(nested_offset);
 
-    if (kVector && i0 + kElemsPerThread <= n) {
-        const uint4 q = ptx::load_stream_v4(packed + (i0 >> 1), ptx::policy_evict_first());
-        const uint32_t words[4] = {q.x, q.y, q.z, q.w};
-        if constexpr (kDtype == SLOTH_DTYPE_F32) {
-            float* o = static_cast<float*>(out) + i0;
+    if (kVector && tile + kWarpTile <= n) {
+        const uint64_t stream = ptx::policy_evict_first();
+        uint32_t words[kWordsPerLane];
+        float scales[kWordsPerLane];
 #pragma unroll
-            for (int w = 0; w < 4; ++w) {
-                float v[8];
+        for (int j = 0; j < kWordsPerLane; ++j)  // all loads issued before any use
+            words[j] = ptx::load_stream_u32(packed + (tile >> 1) + j * 128 + 4 * lane, stream);
 #pragma unroll
-                for (int k = 0; k < 4; ++k) {
-                    const uint32_t byte = (words[w] >> (8 * k)) & 0xFFu;
-                    v[2 * k] = __fmul_rn(s_nf4[byte >> 4], scale);
-                    v[2 * k + 1] = __fmul_rn(s_nf4[byte & 0xFu], scale);
-                }
-                ptx::store_stream_v4(o + 8 * w, __float_as_uint(v[0]), __float_as_uint(v[1]), __float_as_uint(v[2]),
-                                     __float_as_uint(v[3]));
-                ptx::store_stream_v4(o + 8 * w + 4, __float_as_uint(v[4]), __float_as_uint(v[5]),
-                                     __float_as_uint(v[6]), __float_as_uint(v[7]));
+        for (int j = 0; j < kWordsPerLane; ++j)
+            scales[j] = block_scale(absmax_codes, code_map, nested_absmax, offset, tile + j * 256 + 8 * lane,
+                                    log2_blocksize, log2_nested_span, keep);
+#pragma unroll
+        for (int j = 0; j < kWordsPerLane; ++j) {
+            const int64_t e0 = tile + j * 256 + 8 * lane;
+            float v[8];
+#pragma unroll
+            for (int k = 0; k < 4; ++k) {  // byte k: high nibble = element 2k, low nibble = element 2k + 1
+                const uint32_t byte = (words[j] >> (8 * k)) & 0xFFu;
+                v[2 * k] = __fmul_rn(s_nf4[byte >> 4], scales[j]);
+                v[2 * k + 1] = __fmul_rn(s_nf4[byte & 0xFu], scales[j]);
             }
-        } else {
-            uint16_t* o = static_cast<uint16_t*>(out) + i0;
-#pragma unroll
-            for (int w = 0; w < 4; ++w) {
-                uint32_t r[4];
-#pragma unroll
-                for (int k = 0; k < 4; ++k) {
-                    const uint32_t byte = (words[w] >> (8 * k)) & 0xFFu;
-                    // High nibble = the even element = the lower address = the low half of the pair.
-                    r[k] = pack2<kDtype>(__fmul_rn(s_nf4[byte >> 4], scale), __fmul_rn(s_nf4[byte & 0xFu], scale));
-                }
-                ptx::store_stream_v4(o + 8 * w, r[0], r[1], r[2], r[3]);
+            if constexpr (kDtype == SLOTH_DTYPE_F32) {
+                float* o = static_cast<float*>(out) + e0;
+                ptx::store_stream_v4(o, __float_as_uint(v[0]), __float_as_uint(v[1]), __float_as_uint(v[2]), __float_as_uint(v[3]));
+                ptx::store_stream_v4(o + 4, __float_as_uint(v[4]), __float_as_uint(v[5]), __float_as_uint(v[6]), __float_as_uint(v[7]));
+            } else {
+                ptx::store_stream_v4(static_cast<uint16_t*>(out) + e0, pack2<kDtype>(v[0], v[1]), pack2<kDtype>(v[2], v[3]),
+                                     pack2<kDtype>(v[4], v[5]), pack2<kDtype>(v[6], v[7]));
             }
         }
         return;
     }
-    // Tail (n not a multiple of 32) or unaligned views: element by element.
-    const int64_t end = (i0 + kElemsPerThread < n) ? i0 + kElemsPerThread : n;
-    for (int64_t i = i0; i < end; ++i) {
+    // The last partial tile, or unaligned views: the warp's lanes stride over the tile element by element.
+    const int64_t end = (tile + kWarpTile < n) ? tile + kWarpTile : n;
+    for (int64_t i = tile + lane; i < end; i += 32) {
         const uint32_t byte = packed[i >> 1];
         const uint32_t nibble = (i & 1) ? (byte & 0xFu) : (byte >> 4);
+        const float scale = block_scale(absmax_codes, code_map, nested_absmax, offset, i, log2_blocksize, log2_nested_span, keep);
         store_one<kDtype>(out, i, __fmul_rn(s_nf4[nibble], scale));
     }
 }
@@ -104,10 +112,9 @@ int log2_of(int64_t v) {
 
 template <int kDtype>
 sloth_status launch(const char* fn, const Nf4DequantArgs& a, cudaStream_t stream) {
-    const int64_t chunks = (a.n + kElemsPerThread - 1) / kElemsPerThread;
-    const int64_t blocks = (chunks + kThreads - 1) / kThreads;
+    const int64_t blocks = (a.n + kBlockTile - 1) / kBlockTile;
     if (blocks > 0x7FFFFFFF) return fail(SLOTH_ERROR_INVALID_ARGUMENT, "%s: n = %lld is too large for one launch", fn, (long long)a.n);
-    const bool aligned = (reinterpret_cast<uintptr_t>(a.packed) % 16 == 0) && (reinterpret_cast<uintptr_t>(a.out) % 16 == 0);
+    const bool aligned = (reinterpret_cast<uintptr_t>(a.packed) % 4 == 0) && (reinterpret_cast<uintptr_t>(a.out) % 16 == 0);
     const int lb = log2_of(a.blocksize);
     const int ln = lb + log2_of(a.nested_blocksize);
     const dim3 grid(static_cast<unsigned>(blocks));

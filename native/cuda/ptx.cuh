@@ -10,7 +10,7 @@ namespace sloth::cuda::ptx {
 __device__ __forceinline__ uint64_t policy_evict_first() {
     uint64_t policy = 0;
 #if __CUDA_ARCH__ >= 800
-    asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;" : "=l"(policy));
+    asm("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;" : "=l"(policy));
 #endif
     return policy;
 }
@@ -19,21 +19,33 @@ __device__ __forceinline__ uint64_t policy_evict_first() {
 __device__ __forceinline__ uint64_t policy_evict_last() {
     uint64_t policy = 0;
 #if __CUDA_ARCH__ >= 800
-    asm volatile("createpolicy.fractional.L2::evict_last.b64 %0, 1.0;" : "=l"(policy));
+    asm("createpolicy.fractional.L2::evict_last.b64 %0, 1.0;" : "=l"(policy));
 #endif
     return policy;
+}
+
+// 4-byte read-only load with the same streaming treatment (one packed word = 8 NF4 values).
+__device__ __forceinline__ uint32_t load_stream_u32(const void* p, uint64_t policy) {
+    uint32_t v;
+#if __CUDA_ARCH__ >= 800
+    asm("ld.global.nc.L1::no_allocate.L2::cache_hint.u32 %0, [%1], %2;" : "=r"(v) : "l"(p), "l"(policy));
+#else
+    (void)policy;
+    asm("ld.global.nc.L1::no_allocate.u32 %0, [%1];" : "=r"(v) : "l"(p));
+#endif
+    return v;
 }
 
 // 16-byte read-only load that skips L1 (no reuse within the SM) and streams through L2 with `policy`.
 __device__ __forceinline__ uint4 load_stream_v4(const void* p, uint64_t policy) {
     uint4 v;
 #if __CUDA_ARCH__ >= 800
-    asm volatile("ld.global.nc.L1::no_allocate.L2::cache_hint.v4.u32 {%0, %1, %2, %3}, [%4], %5;"
+    asm("ld.global.nc.L1::no_allocate.L2::cache_hint.v4.u32 {%0, %1, %2, %3}, [%4], %5;"
                  : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
                  : "l"(p), "l"(policy));
 #else
     (void)policy;
-    asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
+    asm("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
                  : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
                  : "l"(p));
 #endif
@@ -44,10 +56,10 @@ __device__ __forceinline__ uint4 load_stream_v4(const void* p, uint64_t policy) 
 __device__ __forceinline__ uint32_t load_u8_keep(const uint8_t* p, uint64_t policy) {
     uint16_t v;
 #if __CUDA_ARCH__ >= 800
-    asm volatile("ld.global.nc.L2::cache_hint.u8 %0, [%1], %2;" : "=h"(v) : "l"(p), "l"(policy));
+    asm("ld.global.nc.L2::cache_hint.u8 %0, [%1], %2;" : "=h"(v) : "l"(p), "l"(policy));
 #else
     (void)policy;
-    asm volatile("ld.global.nc.u8 %0, [%1];" : "=h"(v) : "l"(p));
+    asm("ld.global.nc.u8 %0, [%1];" : "=h"(v) : "l"(p));
 #endif
     return v;
 }

@@ -1,0 +1,214 @@
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace SlothSharp.Losses;
+
+/// <summary>
+/// Cross-entropy of an LM head without ever holding the N × V logits: for each row chunk, logits = Xc·Wᵀ (+b)
+/// (a TorchSharp GEMM, cuBLAS on CUDA), the fused kernel turns them into per-row losses and overwrites them in place
+/// with dLoss/dlogits, then dXc = G·W and dW += Gᵀ·Xc. With Mean/Sum the gradients are computed during forward
+/// (backward only scales them by the upstream scalar); with None they are recomputed in backward with the per-row
+/// upstream gradient. Rows with ignore_index are dropped before any GEMM. CPU and CUDA; float32/float16/bfloat16.
+/// Transient memory: one logits chunk (rows × V in the input dtype) plus the gradients themselves.
+/// </summary>
+public static class FusedLinearCrossEntropy
+{
+    /// <summary>Default chunk budget: 512 MiB of float32-equivalent logits (≈ 1000 rows of a 128K vocabulary).</summary>
+    public const long DefaultChunkBytes = 512L << 20;
+
+    /// <summary>
+    /// hidden: [N, H] or [B, T, H]; weight: [V, H] (same dtype/device); bias: [V] or null; labels: int64 [N] or [B, T].
+    /// Returns a float32 scalar (Mean, Sum) or float32 per-row losses shaped like labels (None).
+    /// Throws <see cref="ArgumentOutOfRangeException"/> for a label outside [0, V) that is not ignore_index.
+    /// </summary>
+    public static Tensor Apply(Tensor hidden, Tensor weight, Tensor? bias, Tensor labels, CrossEntropyOptions? options = null)
+    {
+        options ??= new CrossEntropyOptions();
+        options.Validate();
+        var (n, h, v) = LossShapes.Check(hidden, weight, bias, labels, targetsAreLabels: true);
+        LossShapes.CheckLabelRange(labels, v, options.IgnoreIndex);
+        var rows = options.ChunkRows is null && options.ChunkBytes is null
+            ? Math.Max(1, DefaultChunkBytes / (v * 4))
+            : options.RowsPerChunk(v);
+        var plan = new Plan(options, rows, bias is not null, labels.shape,
+            hidden.requires_grad, weight.requires_grad, bias?.requires_grad ?? false);
+        var x = hidden.reshape(n, h);
+        var y = labels.reshape(n);
+        return bias is null ? FusedLinearCrossEntropyFunction.apply(x, weight, y, plan)
+                            : FusedLinearCrossEntropyFunction.apply(x, weight, bias, y, plan);
+    }
+
+    /// <summary>
+    /// Per-token log-probabilities log softmax(z)[y] with z = (h·Wᵀ + b) / temperature (then the optional softcap),
+    /// float32 shaped like tokens, differentiable with a per-token upstream gradient (RL: GRPO, PPO). Tokens equal to
+    /// ignoreIndex get 0 and no GEMM work.
+    /// </summary>
+    public static Tensor TokenLogProbs(Tensor hidden, Tensor weight, Tensor? bias, Tensor tokens, double temperature = 1.0,
+                                       double softcap = 0, long ignoreIndex = -100, ChunkOptions? chunking = null)
+    {
+        if (!(temperature > 0)) throw new ArgumentOutOfRangeException(nameof(temperature), temperature, "must be > 0");
+        var nll = Apply(hidden, weight, bias, tokens, new CrossEntropyOptions
+        {
+            Reduction = LossReduction.None, LogitScale = 1.0 / temperature, Softcap = softcap, IgnoreIndex = ignoreIndex,
+            ChunkRows = chunking?.ChunkRows, ChunkBytes = chunking?.ChunkBytes,
+        });
+        return nll.neg();
+    }
+
+    internal sealed record Plan(CrossEntropyOptions Options, long RowsPerChunk, bool HasBias, long[] LabelShape,
+                                bool NeedX, bool NeedW, bool NeedB);
+}
+
+internal sealed class FusedLinearCrossEntropyFunction : autograd.SingleTensorFunction<FusedLinearCrossEntropyFunction>
+{
+    public override string Name => "SlothSharp.FusedLinearCrossEntropy";
+
+    public override Tensor forward(autograd.AutogradContext ctx, params object[] vars)
+    {
+        var plan = (FusedLinearCrossEntropy.Plan)vars[^1];
+        var x = (Tensor)vars[0];
+        var w = (Tensor)vars[1];
+        var b = plan.HasBias ? (Tensor)vars[2] : null;
+        var y = (Tensor)vars[plan.HasBias ? 3 : 2];
+        var o = plan.Options;
+        var n = x.shape[0];
+        var needGrad = plan.NeedX || plan.NeedW || plan.NeedB;
+        var precompute = needGrad && o.Reduction != LossReduction.None;
+
+        using var scope = NewDisposeScope();
+        // Drop ignored rows before any GEMM (one host read for the count).
+        var keep = y.ne(o.IgnoreIndex);
+        var count = keep.sum().item<long>();
+        var all = count == n;
+        var idx = all ? null : keep.nonzero().flatten();
+        var xv = all ? x : x.index_select(0, idx!);
+        var yv = all ? y : y.index_select(0, idx!);
+        var normalizer = o.Reduction == LossReduction.Mean ? o.Normalizer ?? count : 1.0;
+        var gradScale = (float)(o.Reduction == LossReduction.Mean ? (normalizer == 0 ? 0 : 1.0 / normalizer) : 1.0);
+
+        var grads = precompute ? Grads.Allocate(xv, w, plan, o) : null;
+        var lossRows = Run(xv, w, b, yv, plan, rowScale: null, gradScale, grads);
+
+        Tensor result;
+        if (o.Reduction == LossReduction.None)
+        {
+            var full = all ? lossRows : zeros(n, ScalarType.Float32, x.device).index_copy_(0, idx!, lossRows);
+            result = full.reshape(plan.LabelShape);
+        }
+        else
+        {
+            var total = lossRows.sum();
+            result = o.Reduction == LossReduction.Mean ? total / Math.Max(normalizer, 1e-30) : total;
+        }
+
+        if (precompute)
+        {
+            var (dxv, dw, db) = grads!.Finish(w);
+            var dx = dxv is null || all ? dxv : zeros_like(x).index_copy_(0, idx!, dxv);
+            ctx.save_data("grads", new TensorBox(dx?.DetachFromDisposeScope(), dw?.DetachFromDisposeScope(), db?.DetachFromDisposeScope()));
+        }
+        else if (needGrad)
+        {
+            ctx.save_for_backward(b is null ? [x, w, y] : [x, w, b, y]);
+        }
+        ctx.save_data("plan", plan);
+        return result.MoveToOuterDisposeScope();
+    }
+
+    public override List<Tensor> backward(autograd.AutogradContext ctx, Tensor gradOutput)
+    {
+        var plan = (FusedLinearCrossEntropy.Plan)ctx.get_data("plan");
+        Tensor? dx, dw, db;
+        if (ctx.get_data("grads") is TensorBox box)
+        {
+            // Mean/Sum: gradients exist already; the upstream gradient is a scalar.
+            var t = box.Take();
+            (dx, dw, db) = (t[0], t[1], t[2]);
+            using var g = gradOutput.to(ScalarType.Float32);
+            dx?.mul_(g);
+            dw?.mul_(g);
+            db?.mul_(g);
+        }
+        else
+        {
+            var saved = ctx.get_saved_variables();
+            var x = saved[0];
+            var w = saved[1];
+            var b = plan.HasBias ? saved[2] : null;
+            var y = saved[plan.HasBias ? 3 : 2];
+            using var scope = NewDisposeScope();
+            var o = plan.Options;
+            var keep = y.ne(o.IgnoreIndex);
+            var all = keep.all().item<bool>();
+            var idx = all ? null : keep.nonzero().flatten();
+            var xv = all ? x : x.index_select(0, idx!);
+            var yv = all ? y : y.index_select(0, idx!);
+            var g = gradOutput.reshape(-1).to(ScalarType.Float32);
+            var gv = (all ? g : g.index_select(0, idx!)).contiguous();
+            var grads = Grads.Allocate(xv, w, plan, o);
+            Run(xv, w, b, yv, plan, gv, 1.0f, grads);
+            var (dxv, dwv, dbv) = grads.Finish(w);
+            dx = dxv is null || all ? dxv : zeros_like(x).index_copy_(0, idx!, dxv);
+            dx = dx?.MoveToOuterDisposeScope();
+            dw = dwv?.MoveToOuterDisposeScope();
+            db = dbv?.MoveToOuterDisposeScope();
+        }
+        var result = new List<Tensor> { dx!, dw! };
+        if (plan.HasBias) result.Add(db!);
+        result.Add(null!);  // labels
+        result.Add(null!);  // the plan: TorchSharp wants one slot per apply() argument
+        return result;
+    }
+
+    /// <summary>Chunk loop: GEMM, kernel (in place), and the gradient GEMMs when <paramref name="grads"/> is given.</summary>
+    private static Tensor Run(Tensor x, Tensor w, Tensor? b, Tensor y, FusedLinearCrossEntropy.Plan plan, Tensor? rowScale,
+                              float gradScale, Grads? grads)
+    {
+        var n = x.shape[0];
+        var lossRows = empty(n, ScalarType.Float32, x.device);
+        var lse = empty(n, ScalarType.Float32, x.device);
+        var wt = w.t();
+        for (long s = 0; s < n; s += plan.RowsPerChunk)
+        {
+            using var chunk = NewDisposeScope();
+            var r = Math.Min(plan.RowsPerChunk, n - s);
+            var xc = x.narrow(0, s, r);
+            var logits = b is null ? xc.mm(wt) : addmm(b, xc, wt, 1, 1);
+            CrossEntropyChunk.Compute(logits, y.narrow(0, s, r).contiguous(), plan.Options, rowScale?.narrow(0, s, r),
+                gradScale, grads is not null, lossRows.narrow(0, s, r), lse.narrow(0, s, r));
+            grads?.Accumulate(logits, xc, w, s, r);
+        }
+        return lossRows;
+    }
+
+    /// <summary>dX rows, dW and db for the kept rows; dW accumulates in W's dtype through GEMM with beta = 1, or in
+    /// float32 when asked.</summary>
+    private sealed class Grads
+    {
+        private Tensor? _dx, _dw, _db;
+        private bool _fp32;
+
+        public static Grads Allocate(Tensor xv, Tensor w, FusedLinearCrossEntropy.Plan plan, CrossEntropyOptions o)
+        {
+            var g = new Grads { _fp32 = o.AccumulateWeightGradInFloat32 && w.dtype != ScalarType.Float32 };
+            if (plan.NeedX) g._dx = empty_like(xv);
+            if (plan.NeedW) g._dw = g._fp32 ? zeros(w.shape, ScalarType.Float32, w.device) : zeros_like(w);
+            if (plan.NeedB) g._db = zeros(w.shape[0], ScalarType.Float32, w.device);
+            return g;
+        }
+
+        public void Accumulate(Tensor gradLogits, Tensor xc, Tensor w, long start, long rows)
+        {
+            _dx?.narrow(0, start, rows).copy_(gradLogits.mm(w));
+            if (_dw is not null)
+            {
+                if (_fp32) _dw.add_(gradLogits.t().mm(xc));
+                else _dw.addmm_(gradLogits.t(), xc);
+            }
+            _db?.add_(gradLogits.sum(dim: 0, type: ScalarType.Float32));
+        }
+
+        public (Tensor? dx, Tensor? dw, Tensor? db) Finish(Tensor w) =>
+            (_dx, _dw is null ? null : _fp32 ? _dw.to(w.dtype) : _dw, _db?.to(w.dtype));
+    }
+}

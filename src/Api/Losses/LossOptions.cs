@@ -1,0 +1,80 @@
+namespace SlothSharp.Losses;
+
+/// <summary>How per-row losses become the returned value.</summary>
+public enum LossReduction
+{
+    /// <summary>Sum over the non-ignored rows of the whole batch, divided by their count (or by
+    /// <see cref="CrossEntropyOptions.Normalizer"/>). Zero non-ignored rows give 0, not NaN.</summary>
+    Mean,
+    /// <summary>Sum over the non-ignored rows.</summary>
+    Sum,
+    /// <summary>One value per row, shaped like the leading dimensions of the hidden states (ignored rows are 0);
+    /// backward takes a per-row upstream gradient.</summary>
+    None,
+}
+
+/// <summary>Row chunking of an LM-head loss: either rows per chunk, or a byte budget for one chunk's float32 logits
+/// (rows = budget / (V × 4)). Neither set: <see cref="DefaultChunkBytes"/>.</summary>
+public record ChunkOptions
+{
+    public const long DefaultChunkBytes = 256L << 20;
+
+    /// <summary>Rows per chunk (≥ 1); larger than N is fine (one chunk).</summary>
+    public int? ChunkRows { get; init; }
+
+    /// <summary>Memory budget in bytes for one chunk's float32 logits.</summary>
+    public long? ChunkBytes { get; init; }
+
+    internal long RowsPerChunk(long vocab)
+    {
+        if (ChunkRows is { } rows)
+        {
+            if (rows < 1) throw new ArgumentOutOfRangeException(nameof(ChunkRows), rows, "must be >= 1");
+            return rows;
+        }
+        var bytes = ChunkBytes ?? DefaultChunkBytes;
+        if (bytes < 1) throw new ArgumentOutOfRangeException(nameof(ChunkBytes), bytes, "must be >= 1");
+        return Math.Max(1, bytes / (vocab * 4));
+    }
+}
+
+/// <summary>Options of the cross-entropy LM-head losses, the same for <see cref="ChunkedLinearLoss.CrossEntropy"/>
+/// and <see cref="FusedLinearCrossEntropy.Apply"/>, so code can switch between them.
+/// Per row, with z = logit_scale · (h·Wᵀ + b), then softcap > 0: z = softcap · tanh(z / softcap):
+/// loss = (1 − ε)(lse − z_y) + ε(lse − mean_j z_j) + z_loss · lse², lse = log Σ_j exp z_j.</summary>
+public sealed record CrossEntropyOptions : ChunkOptions
+{
+    /// <summary>Rows whose label equals this are ignored (no loss, no gradient, not counted by Mean).</summary>
+    public long IgnoreIndex { get; init; } = -100;
+
+    public LossReduction Reduction { get; init; } = LossReduction.Mean;
+
+    /// <summary>With <see cref="LossReduction.Mean"/>: divide the summed loss by this instead of the batch's
+    /// non-ignored row count (gradient accumulation over micro-batches with one global token count).</summary>
+    public double? Normalizer { get; init; }
+
+    /// <summary>Label smoothing ε in [0, 1].</summary>
+    public double LabelSmoothing { get; init; }
+
+    /// <summary>Logit soft-capping t (Gemma 2): z ← t·tanh(z/t). 0 = off.</summary>
+    public double Softcap { get; init; }
+
+    /// <summary>Multiplies the logits before everything else (1 / temperature).</summary>
+    public double LogitScale { get; init; } = 1.0;
+
+    /// <summary>Coefficient of the z-loss term lse² (PaLM uses 1e-4). 0 = off.</summary>
+    public double ZLoss { get; init; }
+
+    /// <summary>Fused path only: accumulate dW over chunks in float32 (costs a float32 V × H buffer and a
+    /// V × H temporary per chunk); otherwise dW accumulates in W's dtype through GEMM with beta = 1.</summary>
+    public bool AccumulateWeightGradInFloat32 { get; init; }
+
+    internal void Validate()
+    {
+        if (!(LabelSmoothing >= 0 && LabelSmoothing <= 1)) throw new ArgumentOutOfRangeException(nameof(LabelSmoothing), LabelSmoothing, "must be in [0, 1]");
+        if (!(Softcap >= 0) || double.IsInfinity(Softcap)) throw new ArgumentOutOfRangeException(nameof(Softcap), Softcap, "must be finite and >= 0 (0 = off)");
+        if (!(LogitScale > 0) || double.IsInfinity(LogitScale)) throw new ArgumentOutOfRangeException(nameof(LogitScale), LogitScale, "must be finite and > 0");
+        if (!(ZLoss >= 0) || double.IsInfinity(ZLoss)) throw new ArgumentOutOfRangeException(nameof(ZLoss), ZLoss, "must be finite and >= 0");
+        LossShapes.CheckNormalizer(Reduction, Normalizer);
+    }
+}

@@ -1,0 +1,90 @@
+using NUnit.Framework;
+using SlothSharp.Losses;
+using static TorchSharp.torch;
+
+namespace SlothSharp.Tests;
+
+/// <summary>GRPO against a naive implementation with full logits and ordinary autograd.</summary>
+[TestFixture("cpu")]
+[TestFixture("cuda", Category = "Gpu")]
+public class GrpoTests(string deviceName)
+{
+    private Device Dev => deviceName == "cpu" ? CPU : CUDA;
+
+    [SetUp]
+    public void Setup()
+    {
+        if (deviceName == "cuda") TestEnv.RequireCuda();
+    }
+
+    private static Tensor NaiveLoss(Tensor h, Tensor w, Tensor ids, Tensor mask, Tensor adv, Tensor old, Tensor reff, GrpoOptions o)
+    {
+        var logits = nn.functional.linear(h, w).to(ScalarType.Float32) / o.Temperature;
+        var logp = logits.log_softmax(-1).gather(2, ids.unsqueeze(2)).squeeze(2);
+        var ratio = (logp - old).exp();
+        var a = adv.unsqueeze(1);
+        var pg = minimum(ratio * a, ratio.clamp(1 - o.EpsilonLow, 1 + o.EpsilonHigh) * a).neg();
+        var d = reff - logp;
+        var t = pg + (d.exp() - d - 1) * o.Beta;
+        var m = mask.to(ScalarType.Float32);
+        var (b, T) = (h.shape[0], h.shape[1]);
+        return o.Normalization switch
+        {
+            GrpoNormalization.Grpo => ((t * m).sum(dim: 1) / m.sum(dim: 1).clamp_min(1)).mean(),
+            GrpoNormalization.Bnpo => (t * m).sum() / m.sum().clamp_min(1),
+            GrpoNormalization.DrGrpo => (t * m).sum() / (double)(b * (o.MaxCompletionLength ?? T)),
+            _ => (t * m).sum() / o.GlobalNormalizer!.Value,
+        };
+    }
+
+    [Test]
+    public void MatchesNaiveForEveryNormalization([Values] GrpoNormalization norm, [Values] bool fused)
+    {
+        using var scope = NewDisposeScope();
+        var gen = new Generator(31);
+        const long B = 3, T = 11, H = 16, V = 97;
+        var h = randn([B, T, H], generator: gen).to(Dev).requires_grad_();
+        var w = (randn([V, H], generator: gen) * 0.3).to(Dev).requires_grad_();
+        var ids = randint(0, V, [B, T], generator: gen).to(Dev);
+        var mask = rand([B, T], generator: gen).gt(0.25).to(Dev);
+        mask[1] = zeros(T, ScalarType.Bool, Dev);  // a sequence with no completion tokens
+        var adv = randn([B], generator: gen).to(Dev);
+        var old = (randn([B, T], generator: gen) * 0.1 - 4.5).to(Dev);
+        var reff = (randn([B, T], generator: gen) * 0.1 - 4.5).to(Dev);
+        var o = new GrpoOptions
+        {
+            Normalization = norm, Beta = 0.04, EpsilonLow = 0.2, EpsilonHigh = 0.28, Temperature = 0.9, UseFusedKernel = fused,
+            GlobalNormalizer = norm == GrpoNormalization.Dapo ? 40 : null, MaxCompletionLength = norm == GrpoNormalization.DrGrpo ? 16 : null,
+            ChunkRows = 5,
+        };
+        var expected = NaiveLoss(h, w, ids, mask, adv, old, reff, o);
+        expected.backward();
+        var (eh, ew) = (LossReference.Grad(h)!, LossReference.Grad(w)!);
+        LossReference.ZeroGrads(h, w);
+        using var result = GrpoLoss.Compute(h, w, null, ids, mask, adv, old, reff, o);
+        result.Loss.backward();
+        TestEnv.AssertClose(result.Loss, expected, 1e-5, $"loss {norm}");
+        TestEnv.AssertClose(h.grad!, eh, 1e-5, "d hidden");
+        TestEnv.AssertClose(w.grad!, ew, 1e-5, "d weight");
+        Assert.That(result.ClipFraction.item<float>(), Is.InRange(0f, 1f));
+        Assert.That(result.MeanKl.item<float>(), Is.GreaterThanOrEqualTo(0f));
+    }
+
+    [Test]
+    public void DefaultOldLogProbsAreTheDetachedCurrentOnes()
+    {
+        using var scope = NewDisposeScope();
+        var gen = new Generator(32);
+        var h = randn([2, 5, 8], generator: gen).to(Dev).requires_grad_();
+        var w = randn([30, 8], generator: gen).to(Dev).requires_grad_();
+        var ids = randint(0, 30, [2, 5], generator: gen).to(Dev);
+        var mask = ones([2, 5], ScalarType.Bool, Dev);
+        var adv = tensor(new[] { 1.0f, -0.5f }).to(Dev);
+        using var r = GrpoLoss.Compute(h, w, null, ids, mask, adv);
+        // ratio = 1 everywhere: loss = -mean(A) per sequence, no clipping.
+        Assert.That(r.Loss.item<float>(), Is.EqualTo(-0.25f).Within(1e-6));
+        Assert.That(r.ClipFraction.item<float>(), Is.EqualTo(0f));
+        Assert.Throws<ArgumentException>(() => GrpoLoss.Compute(h, w, null, ids, mask, adv, options: new GrpoOptions { Beta = 0.1 }));
+        Assert.Throws<ArgumentException>(() => GrpoLoss.Compute(h, w, null, ids, mask, adv, options: new GrpoOptions { Normalization = GrpoNormalization.Dapo }));
+    }
+}
