@@ -4,6 +4,7 @@ using SlothSharp.Bench;
 using static TorchSharp.torch;
 
 // SlothSharp benchmarks (GPU). Usage: SlothSharp.Bench [--results DIR] [--suite nf4|loss|all] [--quick]
+// (internal child modes: --measure-memory SHAPE METHOD, --suite loss-time with SLOTH_BENCH_SHAPE)
 var results = Arg("--results") ?? Path.Combine(Environment.CurrentDirectory, "bench-results");
 var suite = Arg("--suite") ?? "all";
 var quick = args.Contains("--quick");
@@ -16,14 +17,21 @@ if (!cuda.is_available() || !CudaDevice.IsAvailable)
     return 2;
 }
 var device = $"{CudaDevice.Name(0)} (sm_{CudaDevice.ComputeCapability(0).Major}{CudaDevice.ComputeCapability(0).Minor})";
-Console.WriteLine($"device: {device}");
+if (Arg("--measure-memory") is null && suite != "loss-time") Console.WriteLine($"device: {device}");
 var config = BenchSetup.Config(Path.Combine(results, "bdn"), quick);
+if (Arg("--measure-memory") is { } memShape) return LossSuite.MeasureMemory(memShape, args[Array.IndexOf(args, "--measure-memory") + 2]);
+if (suite == "loss-time")
+{
+    LossSuite.RunTimes(config);
+    return 0;
+}
 
 if (suite is "nf4" or "all")
 {
     var summaries = BenchmarkRunner.Run([typeof(CopyBandwidth), typeof(Nf4Dequant)], config);
     Nf4Report.Write(summaries, results, device);
 }
+if (suite is "loss" or "all") LossSuite.Run(results, device, quick);
 return 0;
 
 string? Arg(string name)

@@ -1,0 +1,139 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+using BenchmarkDotNet.Attributes;
+using BenchmarkDotNet.Running;
+
+namespace SlothSharp.Bench;
+
+/// <summary>Forward + backward time of one LM-head loss shape (set by SLOTH_BENCH_SHAPE: one process per shape,
+/// since TorchSharp cannot empty the CUDA caching allocator between shapes).</summary>
+public class LmHeadLoss
+{
+    public static IEnumerable<string> ShapeSource() => [Environment.GetEnvironmentVariable("SLOTH_BENCH_SHAPE") ?? LossProblem.CeShapes[0]];
+    public static IEnumerable<string> MethodSource() => LossProblem.Methods(ShapeSource().First().Split('x').Length == 4);
+
+    [ParamsSource(nameof(ShapeSource))] public string Shape { get; set; } = "";
+    [ParamsSource(nameof(MethodSource))] public string Method { get; set; } = "";
+
+    private LossProblem _p = null!;
+
+    [GlobalSetup]
+    public void Setup()
+    {
+        _p = LossProblem.Create(Shape);
+        _p.Step(Method);  // first run: cuBLAS handles, module loading, gradient buffers
+        CudaDevice.Synchronize();
+    }
+
+    [Benchmark]
+    public void ForwardBackward()
+    {
+        _p.Step(Method);
+        CudaDevice.Synchronize();
+    }
+
+    [GlobalCleanup]
+    public void Cleanup() => _p.Dispose();
+}
+
+/// <summary>Drives the loss benchmarks: one child process per shape for time (BenchmarkDotNet) and one per
+/// (shape, method) for memory, then the report.</summary>
+internal static class LossSuite
+{
+    private sealed record Memory(string Shape, string Method, long TransientBytes, long InputBytes, long GradBytes);
+
+    /// <summary>Child mode: run one method twice, print the memory the process holds beyond inputs and gradients
+    /// (cudaMemGetInfo delta: what the caching allocator kept, i.e. its peak).</summary>
+    public static int MeasureMemory(string shape, string method)
+    {
+        var (free0, _) = CudaDevice.MemoryInfo();
+        using var p = LossProblem.Create(shape);
+        var (free1, _) = CudaDevice.MemoryInfo();
+        p.Step(method);
+        p.Step(method);
+        CudaDevice.Synchronize();
+        var (free2, _) = CudaDevice.MemoryInfo();
+        var m = new Memory(shape, method, free1 - free2 - p.GradBytes, free0 - free1, p.GradBytes);
+        Console.WriteLine("MEMORY " + JsonSerializer.Serialize(m));
+        return 0;
+    }
+
+    public static void Run(string results, string device, bool quick)
+    {
+        var self = Environment.ProcessPath!;
+        var dll = typeof(LossSuite).Assembly.Location;
+        var shapes = LossProblem.CeShapes.Append(LossProblem.GrpoShape).ToArray();
+        var memory = new List<Memory>();
+        var times = new Dictionary<(string, string), double>();
+        foreach (var shape in shapes)
+        {
+            foreach (var method in LossProblem.Methods(shape.Split('x').Length == 4))
+            {
+                var output = Child(self, dll, ["--measure-memory", shape, method], null);
+                var line = output.Split('\n').FirstOrDefault(l => l.StartsWith("MEMORY ", StringComparison.Ordinal));
+                if (line is null) { Console.WriteLine($"memory run failed for {shape} {method}:\n{output}"); continue; }
+                memory.Add(JsonSerializer.Deserialize<Memory>(line[7..])!);
+            }
+            var timeOut = Child(self, dll, ["--suite", "loss-time", .. quick ? new[] { "--quick" } : []], shape);
+            foreach (var l in timeOut.Split('\n').Where(l => l.StartsWith("TIME ", StringComparison.Ordinal)))
+            {
+                var parts = l.Split(' ');
+                times[(parts[1], parts[2])] = double.Parse(parts[3], CultureInfo.InvariantCulture);
+            }
+        }
+        Write(results, device, memory, times);
+    }
+
+    /// <summary>Child mode for one shape: BenchmarkDotNet over its methods; prints "TIME shape method ns".</summary>
+    public static void RunTimes(BenchmarkDotNet.Configs.IConfig config)
+    {
+        var summary = BenchmarkRunner.Run<LmHeadLoss>(config);
+        foreach (var r in summary.Reports.Where(r => r.ResultStatistics is not null))
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"TIME {r.BenchmarkCase.Parameters["Shape"]} {r.BenchmarkCase.Parameters["Method"]} {r.ResultStatistics!.Median}"));
+    }
+
+    private static string Child(string exe, string dll, string[] args, string? shape)
+    {
+        var psi = new ProcessStartInfo(exe) { RedirectStandardOutput = true, RedirectStandardError = true };
+        if (Path.GetFileNameWithoutExtension(exe) == "dotnet") psi.ArgumentList.Add(dll);
+        foreach (var a in args) psi.ArgumentList.Add(a);
+        if (shape is not null) psi.Environment["SLOTH_BENCH_SHAPE"] = shape;
+        using var proc = Process.Start(psi)!;
+        var stderr = proc.StandardError.ReadToEndAsync();
+        var stdout = proc.StandardOutput.ReadToEnd();
+        proc.WaitForExit();
+        Console.WriteLine($"[child {string.Join(' ', args)} {shape}] exit {proc.ExitCode}");
+        return stdout + stderr.Result;
+    }
+
+    private static void Write(string dir, string device, List<Memory> memory, Dictionary<(string, string), double> times)
+    {
+        var inv = CultureInfo.InvariantCulture;
+        var sb = new StringBuilder();
+        sb.AppendLine("# LM-head losses, forward + backward (bf16, CUDA)").AppendLine();
+        sb.AppendLine($"- device: {device}").AppendLine($"- date (UTC): {DateTime.UtcNow:yyyy-MM-dd HH:mm}");
+        sb.AppendLine("- time: BenchmarkDotNet median of forward + backward + synchronize (gradients accumulate into existing buffers)");
+        sb.AppendLine("- transient memory: GPU memory the process holds after two steps beyond inputs and gradients (cudaMemGetInfo delta, i.e. what the caching allocator kept: its peak); one fresh process per row");
+        sb.AppendLine("- naive = what a TorchSharp user writes today: bf16 logits, float32 upcast, cross_entropy (GRPO: log_softmax + gather)");
+        sb.AppendLine("- TFLOP/s counts 6·N·H·V (logits, dX and dW GEMMs)").AppendLine();
+        sb.AppendLine("| N × H × V | method | ms | TFLOP/s | transient GB | × naive time | × naive memory |");
+        sb.AppendLine("|---|---|---:|---:|---:|---:|---:|");
+        foreach (var shape in memory.Select(m => m.Shape).Distinct())
+        {
+            var d = shape.Split('x').Select(double.Parse).ToArray();
+            var flops = d.Length == 4 ? 6 * d[0] * d[1] * d[2] * d[3] : 6 * d[0] * d[1] * d[2];
+            times.TryGetValue((shape, "naive"), out var naiveNs);
+            var naiveMem = memory.FirstOrDefault(m => m.Shape == shape && m.Method == "naive")?.TransientBytes ?? 0;
+            foreach (var m in memory.Where(m => m.Shape == shape))
+            {
+                var ns = times.GetValueOrDefault((shape, m.Method), double.NaN);
+                sb.AppendLine(inv, $"| {shape.Replace("x", " × ")} | {m.Method} | {ns / 1e6:F1} | {flops / ns / 1e3:F0} | {m.TransientBytes / 1e9:F2} | {ns / naiveNs:F2} | {(double)m.TransientBytes / naiveMem:F3} |");
+            }
+        }
+        File.WriteAllText(Path.Combine(dir, "lm-head-losses.md"), sb.ToString());
+        Console.WriteLine(sb.ToString());
+    }
+}

@@ -1,0 +1,90 @@
+using SlothSharp.Losses;
+using static TorchSharp.torch;
+
+namespace SlothSharp.Bench;
+
+/// <summary>One LM-head loss workload (bf16 on CUDA) and the ways to compute forward + backward on it.</summary>
+internal sealed class LossProblem : IDisposable
+{
+    public static readonly string[] CeShapes = ["4096x4096x128256", "16384x4096x128256", "8192x2304x256000"];
+    public const string GrpoShape = "8x2048x4096x128256";
+
+    public Tensor X = null!, W = null!, Y = null!, Mask = null!, Adv = null!, Old = null!, Ref = null!;
+    public long N, H, V;
+    public bool Grpo;
+
+    public static LossProblem Create(string shape)
+    {
+        var d = shape.Split('x').Select(long.Parse).ToArray();
+        var p = new LossProblem { Grpo = d.Length == 4 };
+        cuda.manual_seed(1);
+        if (p.Grpo)
+        {
+            var (b, t) = (d[0], d[1]);
+            (p.N, p.H, p.V) = (b * t, d[2], d[3]);
+            p.X = randn([b, t, p.H], ScalarType.BFloat16, CUDA).requires_grad_();
+            p.Y = randint(0, p.V, [b, t], device: CUDA);
+            p.Mask = rand([b, t], device: CUDA).lt(0.9);
+            p.Adv = randn([b], device: CUDA);
+            p.Old = randn([b, t], device: CUDA) * 0.05 - 11.5;
+            p.Ref = randn([b, t], device: CUDA) * 0.05 - 11.5;
+        }
+        else
+        {
+            (p.N, p.H, p.V) = (d[0], d[1], d[2]);
+            p.X = randn([p.N, p.H], ScalarType.BFloat16, CUDA).requires_grad_();
+            p.Y = randint(0, p.V, [p.N], device: CUDA);
+        }
+        p.W = (randn([p.V, p.H], ScalarType.BFloat16, CUDA) * (1.0 / Math.Sqrt(p.H))).requires_grad_();
+        CudaDevice.Synchronize();
+        return p;
+    }
+
+    public static string[] Methods(bool grpo) => grpo ? ["naive", "fused", "chunked"] : ["naive", "chunked", "fused"];
+
+    /// <summary>Forward + backward once; gradients accumulate into X.grad and W.grad (allocated on the first run).</summary>
+    public void Step(string method)
+    {
+        using var scope = NewDisposeScope();
+        Tensor loss;
+        if (Grpo)
+        {
+            var o = new GrpoOptions { Beta = 0.04, EpsilonHigh = 0.28, UseFusedKernel = method == "fused" };
+            loss = method == "naive" ? NaiveGrpo(o) : GrpoLoss.Compute(X, W, null, Y, Mask, Adv, Old, Ref, o).Loss;
+        }
+        else
+        {
+            loss = method switch
+            {
+                // What a TorchSharp user writes today: bf16 logits, float32 upcast, cross_entropy.
+                "naive" => nn.functional.cross_entropy(X.matmul(W.t()).to(ScalarType.Float32), Y),
+                "chunked" => ChunkedLinearLoss.CrossEntropy(X, W, null, Y),
+                "fused" => FusedLinearCrossEntropy.Apply(X, W, null, Y),
+                _ => throw new ArgumentException(method),
+            };
+        }
+        loss.backward();
+    }
+
+    private Tensor NaiveGrpo(GrpoOptions o)
+    {
+        var logp = X.matmul(W.t()).to(ScalarType.Float32).log_softmax(-1).gather(2, Y.unsqueeze(2)).squeeze(2);
+        var ratio = (logp - Old).exp();
+        var a = Adv.unsqueeze(1);
+        var pg = minimum(ratio * a, ratio.clamp(1 - o.EpsilonLow, 1 + o.EpsilonHigh) * a).neg();
+        var dd = Ref - logp;
+        var m = Mask.to(ScalarType.Float32);
+        var t = (pg + (dd.exp() - dd - 1) * o.Beta) * m;
+        return (t.sum(dim: 1) / m.sum(dim: 1).clamp_min(1)).mean();
+    }
+
+    public long InputBytes => Bytes(X) + Bytes(W) + Bytes(Y) + (Grpo ? Bytes(Mask) + Bytes(Adv) + Bytes(Old) + Bytes(Ref) : 0);
+    public long GradBytes => (X.grad is null ? 0 : Bytes(X.grad)) + (W.grad is null ? 0 : Bytes(W.grad));
+    public double Flops => 6.0 * N * H * V;
+    private static long Bytes(Tensor t) => t.numel() * t.element_size();
+
+    public void Dispose()
+    {
+        foreach (var t in new[] { X, W, Y, Mask, Adv, Old, Ref }) t?.Dispose();
+    }
+}
