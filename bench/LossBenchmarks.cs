@@ -101,6 +101,9 @@ internal static class LossSuite
         if (Path.GetFileNameWithoutExtension(exe) == "dotnet") psi.ArgumentList.Add(dll);
         foreach (var a in args) psi.ArgumentList.Add(a);
         if (shape is not null) psi.Environment["SLOTH_BENCH_SHAPE"] = shape;
+        // Load every CUDA module at context creation, before the baseline reading: otherwise kernels that libtorch
+        // and cuBLAS load lazily on first use (about 1.3 GB here) would count as the method's transient memory.
+        if (args.Contains("--measure-memory")) psi.Environment["CUDA_MODULE_LOADING"] = "EAGER";
         using var proc = Process.Start(psi)!;
         var stderr = proc.StandardError.ReadToEndAsync();
         var stdout = proc.StandardOutput.ReadToEnd();
@@ -116,7 +119,7 @@ internal static class LossSuite
         sb.AppendLine("# LM-head losses, forward + backward (bf16, CUDA)").AppendLine();
         sb.AppendLine($"- device: {device}").AppendLine($"- date (UTC): {DateTime.UtcNow:yyyy-MM-dd HH:mm}");
         sb.AppendLine("- time: BenchmarkDotNet median of forward + backward + synchronize (gradients accumulate into existing buffers)");
-        sb.AppendLine("- transient memory: GPU memory the process holds after two steps beyond inputs and gradients (cudaMemGetInfo delta, i.e. what the caching allocator kept: its peak); one fresh process per row");
+        sb.AppendLine("- transient memory: GPU memory the process holds after two steps beyond inputs and gradients (cudaMemGetInfo delta, i.e. what the caching allocator kept: its peak); one fresh process per row, with CUDA_MODULE_LOADING=EAGER so that kernel code loaded on first use is not counted");
         sb.AppendLine("- naive = what a TorchSharp user writes today: bf16 logits, float32 upcast, cross_entropy (GRPO: log_softmax + gather)");
         sb.AppendLine("- TFLOP/s counts 6·N·H·V (logits, dX and dW GEMMs)").AppendLine();
         sb.AppendLine("| N × H × V | method | ms | TFLOP/s | transient GB | × naive time | × naive memory |");
