@@ -233,7 +233,7 @@ cmd_gpu_run() {
         for tool in memcheck racecheck; do
             log "tests: GPU kernel tests under compute-sanitizer --tool $tool"
             SLOTHSHARP_NATIVE_PATH="$lib" timeout "${SLOTHSHARP_SANITIZE_TIMEOUT:-240}" compute-sanitizer --tool "$tool" \
-                --target-processes all --kernel-name regex:'nf4_|cross_entropy' --error-exitcode 97 \
+                --target-processes all --kernel-name kns=nf4_dequantize --kernel-name kns=cross_entropy_kernel --error-exitcode 97 \
                 dotnet "$tests" --no-progress --filter "TestCategory=Sanitize&TestCategory=Gpu" > "$out/sanitizer-$tool.log" 2>&1 \
                 && echo "compute-sanitizer $tool: clean" || { echo "compute-sanitizer $tool: FAILED (exit $?)"; rc=1; }
             grep -E "ERROR SUMMARY|passed|failed" "$out/sanitizer-$tool.log" | tail -3 || true

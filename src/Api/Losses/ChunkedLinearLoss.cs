@@ -101,6 +101,7 @@ internal sealed class ChunkedLinearLossFunction : autograd.SingleTensorFunction<
 
     public override Tensor forward(autograd.AutogradContext ctx, params object[] vars)
     {
+        ReturnedGradients.Release();
         var (x, w, b, t, plan) = Unpack(vars);
         var n = x.shape[0];
         var parts = new List<Tensor>();
@@ -146,6 +147,7 @@ internal sealed class ChunkedLinearLossFunction : autograd.SingleTensorFunction<
 
     public override List<Tensor> backward(autograd.AutogradContext ctx, Tensor gradOutput)
     {
+        ReturnedGradients.Release();
         var plan = (ChunkedLinearLoss.Plan)ctx.get_data("plan");
         var saved = ctx.get_saved_variables();
         var x = saved[0];
@@ -181,6 +183,9 @@ internal sealed class ChunkedLinearLossFunction : autograd.SingleTensorFunction<
             }
         }
         var dbOut = db?.to(w.dtype);
+        db?.Dispose();
+        foreach (var v in saved) v.Dispose();  // our wrappers only: the graph keeps its own references
+        ReturnedGradients.Add([dx, dw, dbOut]);
         var grads = new List<Tensor> { dx!, dw! };
         if (plan.HasBias) grads.Add(dbOut!);
         grads.Add(null!);  // targets

@@ -65,6 +65,7 @@ internal sealed class FusedLinearCrossEntropyFunction : autograd.SingleTensorFun
 
     public override Tensor forward(autograd.AutogradContext ctx, params object[] vars)
     {
+        ReturnedGradients.Release();
         var plan = (FusedLinearCrossEntropy.Plan)vars[^1];
         var x = (Tensor)vars[0];
         var w = (Tensor)vars[1];
@@ -117,6 +118,7 @@ internal sealed class FusedLinearCrossEntropyFunction : autograd.SingleTensorFun
 
     public override List<Tensor> backward(autograd.AutogradContext ctx, Tensor gradOutput)
     {
+        ReturnedGradients.Release();
         var plan = (FusedLinearCrossEntropy.Plan)ctx.get_data("plan");
         Tensor? dx, dw, db;
         if (ctx.get_data("grads") is TensorBox box)
@@ -152,7 +154,9 @@ internal sealed class FusedLinearCrossEntropyFunction : autograd.SingleTensorFun
             dx = dx?.MoveToOuterDisposeScope();
             dw = dwv?.MoveToOuterDisposeScope();
             db = dbv?.MoveToOuterDisposeScope();
+            foreach (var v in saved) v.Dispose();  // our wrappers only: the graph keeps its own references
         }
+        ReturnedGradients.Add([dx, dw, db]);
         var result = new List<Tensor> { dx!, dw! };
         if (plan.HasBias) result.Add(db!);
         result.Add(null!);  // labels

@@ -72,3 +72,25 @@ internal sealed class TensorBox(params Tensor?[] tensors)
         return t;
     }
 }
+
+/// <summary>
+/// Gradients a SlothSharp autograd function returned to the engine. TorchSharp copies each returned tensor into the
+/// graph and leaves the managed wrapper holding a second reference until the .NET GC finalizes it; that reference made
+/// PyTorch clone dW into W.grad and kept a dW-sized buffer alive after backward. The wrappers are disposed here at the
+/// start of the next SlothSharp forward or backward, when the engine has long taken its own reference.
+/// </summary>
+internal static class ReturnedGradients
+{
+    private static readonly System.Collections.Concurrent.ConcurrentQueue<Tensor> Pending = new();
+
+    public static void Add(IEnumerable<Tensor?> gradients)
+    {
+        foreach (var g in gradients)
+            if (g is not null) Pending.Enqueue(g);
+    }
+
+    public static void Release()
+    {
+        while (Pending.TryDequeue(out var t)) t.Dispose();
+    }
+}
