@@ -48,6 +48,10 @@ internal static class LossSuite
     /// (cudaMemGetInfo delta: what the caching allocator kept, i.e. its peak).</summary>
     public static int MeasureMemory(string shape, string method)
     {
+        // Initialize cuBLAS and load the kernels on a tiny problem first: with CUDA_MODULE_LOADING=EAGER, creating the
+        // cuBLAS handle loads its whole kernel library (~0.5 GB), a one-time cost of the process, not of the method.
+        using (var warm = LossProblem.Create(shape, tiny: true)) warm.Step(method);
+        CudaDevice.Synchronize();
         var (free0, _) = CudaDevice.MemoryInfo();
         using var p = LossProblem.Create(shape);
         var (free1, _) = CudaDevice.MemoryInfo();
@@ -119,7 +123,7 @@ internal static class LossSuite
         sb.AppendLine("# LM-head losses, forward + backward (bf16, CUDA)").AppendLine();
         sb.AppendLine($"- device: {device}").AppendLine($"- date (UTC): {DateTime.UtcNow:yyyy-MM-dd HH:mm}");
         sb.AppendLine("- time: BenchmarkDotNet median of forward + backward + synchronize (gradients accumulate into existing buffers)");
-        sb.AppendLine("- transient memory: GPU memory the process holds after two steps beyond inputs and gradients (cudaMemGetInfo delta, i.e. what the caching allocator kept: its peak); one fresh process per row, with CUDA_MODULE_LOADING=EAGER so that kernel code loaded on first use is not counted");
+        sb.AppendLine("- transient memory: GPU memory the process holds after two steps beyond inputs and gradients (cudaMemGetInfo delta, i.e. what the caching allocator kept: its peak); one fresh process per row, with CUDA_MODULE_LOADING=EAGER and the same method run first on a tiny problem, so that kernel code and cuBLAS initialization are not counted");
         sb.AppendLine("- naive = what a TorchSharp user writes today: bf16 logits, float32 upcast, cross_entropy (GRPO: log_softmax + gather)");
         sb.AppendLine("- TFLOP/s counts 6·N·H·V (logits, dX and dW GEMMs)").AppendLine();
         sb.AppendLine("| N × H × V | method | ms | TFLOP/s | transient GB | × naive time | × naive memory |");

@@ -13,9 +13,10 @@ internal sealed class LossProblem : IDisposable
     public long N, H, V;
     public bool Grpo;
 
-    public static LossProblem Create(string shape)
+    public static LossProblem Create(string shape, bool tiny = false)
     {
         var d = shape.Split('x').Select(long.Parse).ToArray();
+        if (tiny) d = d.Length == 4 ? [2, 16, d[2], 512] : [32, d[1], 512];
         var p = new LossProblem { Grpo = d.Length == 4 };
         cuda.manual_seed(1);
         if (p.Grpo)
