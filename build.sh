@@ -97,7 +97,7 @@ set -e
 R=$1 DN=$2 NU=$3 REPO=$4 SHARED=$5 TD=$6 WD=$7; shift 7
 mount -t proc proc "$R/proc"
 mount --rbind /sys "$R/sys"; mount --rbind /dev "$R/dev"
-for d in "$DN" "$NU" "$REPO" "$SHARED" "$TD"; do
+for d in "$DN" "$NU" "$REPO" "$SHARED" "$TD" /tmp; do
     [ -d "$d" ] || continue
     mkdir -p "$R$d"; mount --bind "$d" "$R$d"
 done
@@ -146,7 +146,8 @@ cmd_test() {
 cmd_demo() {
     cmd_build
     local cli="$ROOT/src/Cli/bin/$CONFIG/$TFM/sloth.dll"
-    if [ $# -eq 0 ]; then set -- demo; fi
+    # No command, or only options: the QLoRA demo.
+    if [ $# -eq 0 ] || [ "${1#-}" != "$1" ]; then set -- demo "$@"; fi
     SLOTHSHARP_TESTDATA="$TESTDATA" run_torch dotnet "$cli" "$@"
 }
 
@@ -177,8 +178,11 @@ cmd_gpu_bundle() {
         # Keep the managed assemblies; of the native ones only LibTorchSharp's glue (found there through deps.json).
         (cd "$ROOT/$dir/bin/$CONFIG/$TFM" && find . -type f \
             ! -path './runtimes/*' -print0 | xargs -0 cp --parents -t "$b/apps/$name")
+        # linux-x64 native assets (LibTorchSharp's glue, Skia for the plots) but not the CPU libtorch.
         mkdir -p "$b/apps/$name/runtimes/linux-x64/native"
-        cp "$ROOT/$dir/bin/$CONFIG/$TFM/runtimes/linux-x64/native/libLibTorchSharp.so" "$b/apps/$name/runtimes/linux-x64/native/"
+        find "$ROOT/$dir/bin/$CONFIG/$TFM/runtimes/linux-x64/native" -maxdepth 1 -type f \
+            ! -name 'libtorch*' ! -name 'libc10*' ! -name 'libgomp*' ! -name 'libshm*' ! -name 'libbackend_with_compiler*' \
+            ! -name 'libjitbackend*' ! -name 'libnnapi*' ! -name 'libaoti*' -exec cp -t "$b/apps/$name/runtimes/linux-x64/native/" {} +
     done
     cp -r "$TESTDATA" "$b/testdata"
     { git -C "$ROOT" rev-parse HEAD; git -C "$ROOT" diff --quiet HEAD || echo "(+ uncommitted changes)"; } > "$b/commit.txt" 2>/dev/null || true
@@ -243,6 +247,11 @@ cmd_gpu_run() {
         log "benchmarks"
         SLOTHSHARP_NATIVE_PATH="$lib" dotnet "$x/apps/SlothSharp.Bench/SlothSharp.Bench.dll" --results "$out" "$@" 2>&1 \
             | tee "$out/bench.log" | grep -vE '^(Overhead|Workload|// )' | tail -80 || rc=1
+    fi
+    if [ "${SLOTHSHARP_DEMO:-0}" = 1 ]; then
+        log "demo: QLoRA Llama on CUDA (naive vs fused vs chunked)"
+        SLOTHSHARP_NATIVE_PATH="$lib" dotnet "$x/apps/sloth/sloth.dll" demo --device cuda --out "$out/demo" ${SLOTHSHARP_DEMO_ARGS:-} 2>&1 \
+            | tee "$out/demo.log" | grep -vE '(tok/s|: [0-9]+%)$' | tail -20 || rc=1
     fi
     return $rc
 }
