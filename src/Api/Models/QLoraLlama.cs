@@ -105,7 +105,7 @@ public sealed class QLoraLlama : Module<Tensor, Tensor>
         {
             _cfg = cfg;
             LoraLinear4bit Proj(int outF, int inF) =>
-                new(randn([outF, inF], generator: gen) * 0.02, cfg.LoraRank, cfg.LoraAlpha, gen, device, dtype);
+                new(randn([outF, inF], generator: gen) * 0.02, cfg.LoraRank, cfg.LoraAlpha, gen, device);
             var kv = cfg.KvHeads * cfg.HeadDim;
             q_proj = Proj(cfg.Hidden, cfg.Hidden);
             k_proj = Proj(kv, cfg.Hidden);

@@ -9,7 +9,7 @@ namespace SlothSharp.Cli.Demo;
 
 /// <summary>Settings of one demo run.</summary>
 internal sealed record DemoSettings(string Device, int Steps, string Output, string Size, int? Layers, int? Batch, int? Seq,
-                                    bool Chunked, ulong Seed, double LearningRate);
+                                    bool Chunked, ulong Seed, double? LearningRate, string? Only);
 
 /// <summary>`sloth demo`: trains the same QLoRA Llama twice (three times with --chunked) from the same seed on the same
 /// tokens, once with the naive loss (full logits, float32 upcast) and once with FusedLinearCrossEntropy, and compares.</summary>
@@ -26,14 +26,15 @@ internal static class DemoCommand
         var seq = new Option<int?>("--seq") { Description = "tokens per sequence" };
         var chunked = new Option<bool>("--chunked") { Description = "also train with the generic chunked loss", DefaultValueFactory = _ => true };
         var seed = new Option<ulong>("--seed") { Description = "seed of the model and the batches", DefaultValueFactory = _ => 7 };
-        var lr = new Option<double>("--lr") { Description = "AdamW learning rate of the adapters", DefaultValueFactory = _ => 2e-3 };
+        var lr = new Option<double?>("--lr") { Description = "AdamW learning rate of the adapters (default: 2e-3 tiny, 3e-4 1b)" };
+        var only = new Option<string?>("--only") { Description = "run one variant (naive, fused, chunked) in this process and write run-VARIANT.json", Hidden = true };
         var cmd = new Command("demo", "QLoRA fine-tuning of a small Llama: naive loss vs fused linear cross-entropy, side by side")
-            { device, steps, output, size, layers, batch, seq, chunked, seed, lr };
+            { device, steps, output, size, layers, batch, seq, chunked, seed, lr, only };
         cmd.SetAction(r =>
         {
             var dev = r.GetValue(device)!;
             var s = new DemoSettings(dev, r.GetValue(steps), r.GetValue(output)!, r.GetValue(size) ?? (dev == "cpu" ? "tiny" : "1b"),
-                r.GetValue(layers), r.GetValue(batch), r.GetValue(seq), r.GetValue(chunked), r.GetValue(seed), r.GetValue(lr));
+                r.GetValue(layers), r.GetValue(batch), r.GetValue(seq), r.GetValue(chunked), r.GetValue(seed), r.GetValue(lr), r.GetValue(only));
             try
             {
                 return Run(s);
@@ -70,16 +71,40 @@ internal static class DemoCommand
                                $"MLP {cfg.Intermediate}, vocab {cfg.Vocab:N0} (cl100k BPE), LoRA r={cfg.LoraRank}; {batch}×{seq} tokens/step, {s.Steps} steps, {dtype} on {Markup.Escape(deviceName)}");
         AnsiConsole.MarkupLine($"corpus: {tokens.Length:N0} tokens from the built-in generator");
 
-        var batches = MakeBatches(tokens, s.Steps, batch, seq, s.Seed);
-        // Fused first, naive last: on the GPU the caching allocator's high-water mark only grows, so each run's
-        // reading is its own peak when the runs go from the smallest footprint to the largest.
-        var variants = new List<string> { "fused" };
+        var lrValue = s.LearningRate ?? (s.Size == "tiny" ? 2e-3 : 3e-4);
+        if (s.Only is { } variant)
+        {
+            // Child: one run in a fresh process, so its peak memory is its own (no cached blocks of another run).
+            var batches = MakeBatches(tokens, s.Steps, batch, seq, s.Seed);
+            var result = Trainer.Train(variant, cfg, s with { LearningRate = lrValue }, batches, device, dtype, seq);
+            File.WriteAllText(Path.Combine(s.Output, $"run-{variant}.json"), System.Text.Json.JsonSerializer.Serialize(result));
+            return 0;
+        }
+        var variants = new List<string> { "naive", "fused" };
         if (s.Chunked) variants.Add("chunked");
-        variants.Add("naive");
         var results = new List<RunResult>();
         foreach (var v in variants)
-            results.Add(Trainer.Train(v, cfg, s, batches, device, dtype, seq));
-        return Report.Write(s, cfg, deviceName, dtype, batch, seq, results, onGpu);
+        {
+            var code = RunChild(v);
+            var file = Path.Combine(s.Output, $"run-{v}.json");
+            if (code != 0 || !File.Exists(file)) throw new IOException($"the {v} run failed (exit code {code})");
+            results.Add(System.Text.Json.JsonSerializer.Deserialize<RunResult>(File.ReadAllText(file))!);
+        }
+        return Report.Write(s with { LearningRate = lrValue }, cfg, deviceName, dtype, batch, seq, results, onGpu);
+    }
+
+    /// <summary>Runs this same command for one variant in a child process (same arguments plus --only).</summary>
+    private static int RunChild(string variant)
+    {
+        var psi = new System.Diagnostics.ProcessStartInfo(Environment.ProcessPath!) { UseShellExecute = false };
+        var argv = Environment.GetCommandLineArgs();
+        if (Path.GetFileNameWithoutExtension(Environment.ProcessPath) == "dotnet") psi.ArgumentList.Add(argv[0]);
+        foreach (var a in argv.Skip(1)) psi.ArgumentList.Add(a);
+        psi.ArgumentList.Add("--only");
+        psi.ArgumentList.Add(variant);
+        using var p = System.Diagnostics.Process.Start(psi)!;
+        p.WaitForExit();
+        return p.ExitCode;
     }
 
     private static List<(Tensor Ids, Tensor Labels)> MakeBatches(int[] tokens, int steps, int batch, int seq, ulong seed)

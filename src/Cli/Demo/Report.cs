@@ -33,7 +33,7 @@ internal static class Report
         md.AppendLine("# SlothSharp demo: QLoRA Llama, naive loss vs memory-efficient losses").AppendLine();
         md.AppendLine($"- device: {deviceName}; dtype {dtype}; date (UTC) {DateTime.UtcNow:yyyy-MM-dd HH:mm}");
         md.AppendLine($"- model: {cfg.Layers} layers, hidden {cfg.Hidden}, {cfg.Heads} heads / {cfg.KvHeads} KV heads, MLP {cfg.Intermediate}, vocab {cfg.Vocab:N0} (cl100k BPE), NF4 base + LoRA r={cfg.LoraRank}, alpha {cfg.LoraAlpha}");
-        md.AppendLine($"- data: {batch} × {seq} tokens per step, {s.Steps} steps, seed {s.Seed}, AdamW lr {s.LearningRate}");
+        md.AppendLine($"- data: {batch} × {seq} tokens per step, {s.Steps} steps, seed {s.Seed}, AdamW lr {s.LearningRate}; one process per run");
         md.AppendLine($"- tolerance per step: {toleranceText}");
         md.AppendLine($"- memory: {results[0].PeakKind}").AppendLine();
         md.AppendLine("| run | final loss | max abs diff vs naive | within tolerance | time (s) | tokens/s | peak memory (GB) |");

@@ -23,7 +23,7 @@ internal static class Trainer
 
         using var model = new QLoraLlama(cfg, s.Seed, device, dtype, maxSeq);
         var adapters = model.Adapters.ToList();
-        using var opt = optim.AdamW(adapters, lr: s.LearningRate, weight_decay: 0.0);
+        using var opt = optim.AdamW(adapters, lr: s.LearningRate ?? 2e-3, weight_decay: 0.0);
         var head = model.HeadWeight;
         // The tiny CPU config has 256 tokens per step: 64-row chunks make both paths really chunk. Otherwise the
         // libraries' default byte budgets apply.
@@ -63,7 +63,9 @@ internal static class Trainer
             });
         var seconds = clock.Elapsed.TotalSeconds;
         return new RunResult(variant, losses, seconds, tokensPerStep * batches.Count / seconds,
-            onGpu ? peakGpu : PeakRssBytes(), onGpu ? "GPU memory in use by the process beyond its start (cudaMemGetInfo)" : "peak process working set (VmHWM)");
+            onGpu ? peakGpu : PeakRssBytes(), onGpu
+                ? "peak GPU memory in use by the run's own process beyond its start (cudaMemGetInfo after every step): model, activations, caches, CUDA library workspaces"
+                : "peak working set of the run's own process (VmHWM)");
     }
 
     private static long UsedGpuBytes(int device)
