@@ -7,16 +7,8 @@ namespace SlothSharp.Tests;
 /// <summary>The other chunk losses through the generic function, and proof that it never holds full logits.</summary>
 [TestFixture("cpu")]
 [TestFixture("cuda", Category = "Gpu")]
-public class ChunkLossTests(string deviceName)
+public class ChunkLossTests(string deviceName) : DeviceFixture(deviceName)
 {
-    private Device Dev => deviceName == "cpu" ? CPU : CUDA;
-
-    [SetUp]
-    public void Setup()
-    {
-        if (deviceName == "cuda") TestEnv.RequireCuda();
-    }
-
     private void CompareToNaive(ChunkLoss f, Func<Tensor, Tensor, Tensor> naivePerRow, Tensor targets, LossReduction reduction, long chunk)
     {
         using var scope = NewDisposeScope();
@@ -85,7 +77,7 @@ public class ChunkLossTests(string deviceName)
     [Test, NonParallelizable]
     public void NeverMaterializesFullLogits([Values] bool fused)
     {
-        Assume.That(deviceName == "cpu", "peak host memory is a CPU measurement");
+        Assume.That(DeviceName == "cpu", "peak host memory is a CPU measurement");
         Assume.That(File.Exists("/proc/self/clear_refs"), "needs Linux /proc");
         using var scope = NewDisposeScope();
         const long n = 4096, h = 64, v = 50_000;

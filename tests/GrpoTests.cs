@@ -7,16 +7,8 @@ namespace SlothSharp.Tests;
 /// <summary>GRPO against a naive implementation with full logits and ordinary autograd.</summary>
 [TestFixture("cpu")]
 [TestFixture("cuda", Category = "Gpu")]
-public class GrpoTests(string deviceName)
+public class GrpoTests(string deviceName) : DeviceFixture(deviceName)
 {
-    private Device Dev => deviceName == "cpu" ? CPU : CUDA;
-
-    [SetUp]
-    public void Setup()
-    {
-        if (deviceName == "cuda") TestEnv.RequireCuda();
-    }
-
     private static Tensor NaiveLoss(Tensor h, Tensor w, Tensor ids, Tensor mask, Tensor adv, Tensor old, Tensor reff, GrpoOptions o)
     {
         var logits = nn.functional.linear(h, w).to(ScalarType.Float32) / o.Temperature;

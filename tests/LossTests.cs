@@ -9,16 +9,8 @@ namespace SlothSharp.Tests;
 /// the Gpu category, on CUDA.</summary>
 [TestFixture("cpu")]
 [TestFixture("cuda", Category = "Gpu")]
-public class LossTests(string deviceName)
+public class LossTests(string deviceName) : DeviceFixture(deviceName)
 {
-    private Device Dev => deviceName == "cpu" ? CPU : CUDA;
-
-    [SetUp]
-    public void Setup()
-    {
-        if (deviceName == "cuda") TestEnv.RequireCuda();
-    }
-
     public enum Path { Chunked, Fused }
 
     private static Tensor Run(Path path, Tensor x, Tensor w, Tensor? b, Tensor y, CrossEntropyOptions o) => path == Path.Chunked
@@ -82,6 +74,11 @@ public class LossTests(string deviceName)
         Compare(path, [20], 16, 50, ScalarType.Float32, new CrossEntropyOptions { ChunkRows = 6 }, frozenW: true);
 
     [Test]
+    public void FusedWeightGradientAccumulatedInFloat32([Values(ScalarType.Float32, ScalarType.BFloat16)] ScalarType dtype) =>
+        Compare(Path.Fused, [64], 32, 101, dtype, new CrossEntropyOptions { ChunkRows = 8, AccumulateWeightGradInFloat32 = true },
+            tol: dtype == ScalarType.BFloat16 ? 2e-2 : 1e-5);
+
+    [Test]
     public void NoBias([Values] Path path) =>
         Compare(path, [20], 16, 50, ScalarType.Float32, new CrossEntropyOptions { ChunkRows = 6 }, bias: false);
 
@@ -91,7 +88,7 @@ public class LossTests(string deviceName)
     [Test]
     public void HalfPrecision([Values] Path path, [Values(ScalarType.BFloat16, ScalarType.Float16)] ScalarType dtype, [Values(64, 203)] int v)
     {
-        if (deviceName == "cpu" && dtype == ScalarType.Float16) Assume.That(false, "fp16 GEMMs are a GPU format");
+        if (DeviceName == "cpu" && dtype == ScalarType.Float16) Assume.That(false, "fp16 GEMMs are a GPU format");
         Compare(path, [64], 64, v, dtype, new CrossEntropyOptions { ChunkRows = 24, LabelSmoothing = 0.1 },
             tol: dtype == ScalarType.BFloat16 ? 2e-2 : 4e-3);
     }

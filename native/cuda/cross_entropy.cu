@@ -82,6 +82,11 @@ __device__ __forceinline__ void merge(float& m, float& s, float m2, float s2) {
     m = mx;
 }
 
+// Butterfly reduction of (max, sum-exp) and the sum of z across a warp: every lane ends with the warp's totals.
+__device__ __forceinline__ void warp_reduce(float& m, float& s, float& zsum) {
+    warp_reduce(m, s, zsum);
+}
+
 template <int kDtype, bool kVector>
 __global__ void __launch_bounds__(kThreads) cross_entropy_kernel(
     void* __restrict__ logits, int64_t vocab, int64_t row_stride, const int64_t* __restrict__ labels,
@@ -142,13 +147,7 @@ __global__ void __launch_bounds__(kThreads) cross_entropy_kernel(
         m = lane < kThreads / 32 ? sh_m[lane] : -CUDART_INF_F;
         s = lane < kThreads / 32 ? sh_s[lane] : 0.0f;
         zsum = lane < kThreads / 32 ? sh_z[lane] : 0.0f;
-#pragma unroll
-        for (int off = 16; off > 0; off >>= 1) {
-            const float m2 = __shfl_xor_sync(0xFFFFFFFFu, m, off);
-            const float s2 = __shfl_xor_sync(0xFFFFFFFFu, s, off);
-            zsum += __shfl_xor_sync(0xFFFFFFFFu, zsum, off);
-            merge(m, s, m2, s2);
-        }
+        warp_reduce(m, s, zsum);
         if (lane == 0) {
             const float lse = m + __logf(s);
             sh_lse = lse;

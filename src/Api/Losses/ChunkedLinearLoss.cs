@@ -185,11 +185,6 @@ internal sealed class ChunkedLinearLossFunction : autograd.SingleTensorFunction<
         var dbOut = db?.to(w.dtype);
         db?.Dispose();
         foreach (var v in saved) v.Dispose();  // our wrappers only: the graph keeps its own references
-        ReturnedGradients.Add([dx, dw, dbOut]);
-        var grads = new List<Tensor> { dx!, dw! };
-        if (plan.HasBias) grads.Add(dbOut!);
-        grads.Add(null!);  // targets
-        grads.Add(null!);  // the plan: TorchSharp wants one slot per apply() argument
-        return grads;
+        return ReturnedGradients.Return(dx, dw, dbOut, plan.HasBias);
     }
 }

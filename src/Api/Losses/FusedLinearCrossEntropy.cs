@@ -162,12 +162,7 @@ internal sealed class FusedLinearCrossEntropyFunction : autograd.SingleTensorFun
             db = dbv?.MoveToOuterDisposeScope();
             foreach (var v in saved) v.Dispose();  // our wrappers only: the graph keeps its own references
         }
-        ReturnedGradients.Add([dx, dw, db]);
-        var result = new List<Tensor> { dx!, dw! };
-        if (plan.HasBias) result.Add(db!);
-        result.Add(null!);  // labels
-        result.Add(null!);  // the plan: TorchSharp wants one slot per apply() argument
-        return result;
+        return ReturnedGradients.Return(dx, dw, db, plan.HasBias);
     }
 
     /// <summary>Chunk loop: GEMM, kernel (in place), and the gradient GEMMs when <paramref name="grads"/> is given.</summary>

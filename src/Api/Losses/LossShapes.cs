@@ -89,6 +89,18 @@ internal static class ReturnedGradients
             if (g is not null) Pending.Enqueue(g);
     }
 
+    /// <summary>The list a SlothSharp autograd backward returns: dX, dW, [db], then null for the targets and for
+    /// the plan object (TorchSharp wants one slot per apply() argument). The tensors are registered for release.</summary>
+    public static List<Tensor> Return(Tensor? dx, Tensor? dw, Tensor? db, bool hasBias)
+    {
+        Add([dx, dw, db]);
+        var result = new List<Tensor> { dx!, dw! };
+        if (hasBias) result.Add(db!);
+        result.Add(null!);
+        result.Add(null!);
+        return result;
+    }
+
     public static void Release()
     {
         while (Pending.TryDequeue(out var t)) t.Dispose();
