@@ -84,7 +84,13 @@ __device__ __forceinline__ void merge(float& m, float& s, float m2, float s2) {
 
 // Butterfly reduction of (max, sum-exp) and the sum of z across a warp: every lane ends with the warp's totals.
 __device__ __forceinline__ void warp_reduce(float& m, float& s, float& zsum) {
-    warp_reduce(m, s, zsum);
+#pragma unroll
+    for (int off = 16; off > 0; off >>= 1) {
+        const float m2 = __shfl_xor_sync(0xFFFFFFFFu, m, off);
+        const float s2 = __shfl_xor_sync(0xFFFFFFFFu, s, off);
+        zsum += __shfl_xor_sync(0xFFFFFFFFu, zsum, off);
+        merge(m, s, m2, s2);
+    }
 }
 
 template <int kDtype, bool kVector>
@@ -133,13 +139,7 @@ __global__ void __launch_bounds__(kThreads) cross_entropy_kernel(
     // Block reduction of (m, s) and zsum: warp shuffles, then one warp over the per-warp partials.
     __shared__ float sh_m[kThreads / 32], sh_s[kThreads / 32], sh_z[kThreads / 32];
     __shared__ float sh_lse;
-#pragma unroll
-    for (int off = 16; off > 0; off >>= 1) {
-        const float m2 = __shfl_xor_sync(0xFFFFFFFFu, m, off);
-        const float s2 = __shfl_xor_sync(0xFFFFFFFFu, s, off);
-        zsum += __shfl_xor_sync(0xFFFFFFFFu, zsum, off);
-        merge(m, s, m2, s2);
-    }
+    warp_reduce(m, s, zsum);
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     if (lane == 0) { sh_m[warp] = m; sh_s[warp] = s; sh_z[warp] = zsum; }
     __syncthreads();
