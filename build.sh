@@ -19,6 +19,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 CONFIG="${CONFIG:-Release}"
 TFM=net10.0
+HOME="${HOME:-$(getent passwd "$(id -u)" | cut -d: -f6)}"
 ROOTFS="${SLOTHSHARP_ROOTFS:-$HOME/.cache/slothsharp/trixie-rootfs}"
 SHARED_DIR="$(cd "$ROOT/.." && pwd)/shared"
 TESTDATA="${SLOTHSHARP_TESTDATA:-$SHARED_DIR/testdata}"
