@@ -47,7 +47,9 @@ public static unsafe class CudaDevice
         Native.EnsureLoaded();
         var buffer = stackalloc byte[256];
         Native.Check(NativeMethods.sloth_cuda_device_name(device, (nint)buffer, 256));
-        return Encoding.UTF8.GetString(new ReadOnlySpan<byte>(buffer, 256).TrimEnd((byte)0).ToArray()).TrimEnd('\0');
+        var bytes = new ReadOnlySpan<byte>(buffer, 256);
+        var end = bytes.IndexOf((byte)0);  // the library NUL-terminates (and truncates) the name
+        return Encoding.UTF8.GetString(end < 0 ? bytes : bytes[..end]);
     }
 
     public static (int Major, int Minor) ComputeCapability(int device = 0)
