@@ -102,6 +102,7 @@ internal sealed class ChunkedLinearLossFunction : autograd.SingleTensorFunction<
     public override Tensor forward(autograd.AutogradContext ctx, params object[] vars)
     {
         ReturnedGradients.Release();
+        BackwardErrors.ThrowIfAny();
         var (x, w, b, t, plan) = Unpack(vars);
         var n = x.shape[0];
         var parts = new List<Tensor>();
@@ -146,6 +147,18 @@ internal sealed class ChunkedLinearLossFunction : autograd.SingleTensorFunction<
     }
 
     public override List<Tensor> backward(autograd.AutogradContext ctx, Tensor gradOutput)
+    {
+        try
+        {
+            return Backward(ctx, gradOutput);
+        }
+        catch (Exception e)
+        {
+            return BackwardErrors.Record(e, ((ChunkedLinearLoss.Plan)ctx.get_data("plan")).HasBias);
+        }
+    }
+
+    private static List<Tensor> Backward(autograd.AutogradContext ctx, Tensor gradOutput)
     {
         ReturnedGradients.Release();
         var plan = (ChunkedLinearLoss.Plan)ctx.get_data("plan");

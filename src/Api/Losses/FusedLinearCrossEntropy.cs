@@ -72,6 +72,7 @@ internal sealed class FusedLinearCrossEntropyFunction : autograd.SingleTensorFun
     public override Tensor forward(autograd.AutogradContext ctx, params object[] vars)
     {
         ReturnedGradients.Release();
+        BackwardErrors.ThrowIfAny();
         var plan = (FusedLinearCrossEntropy.Plan)vars[^1];
         var x = (Tensor)vars[0];
         var w = (Tensor)vars[1];
@@ -123,6 +124,18 @@ internal sealed class FusedLinearCrossEntropyFunction : autograd.SingleTensorFun
     }
 
     public override List<Tensor> backward(autograd.AutogradContext ctx, Tensor gradOutput)
+    {
+        try
+        {
+            return Backward(ctx, gradOutput);
+        }
+        catch (Exception e)
+        {
+            return BackwardErrors.Record(e, ((FusedLinearCrossEntropy.Plan)ctx.get_data("plan")).HasBias);
+        }
+    }
+
+    private static List<Tensor> Backward(autograd.AutogradContext ctx, Tensor gradOutput)
     {
         ReturnedGradients.Release();
         var plan = (FusedLinearCrossEntropy.Plan)ctx.get_data("plan");

@@ -106,3 +106,30 @@ internal static class ReturnedGradients
         while (Pending.TryDequeue(out var t)) t.Dispose();
     }
 }
+
+/// <summary>
+/// An exception inside an autograd backward cannot cross TorchSharp's native callback (it would end the process).
+/// SlothSharp's backward implementations catch it, return no gradients for that step, and keep it here; the next
+/// SlothSharp loss call (or <see cref="ThrowIfAny"/>) rethrows it, so a failure is never silent.
+/// </summary>
+public static class BackwardErrors
+{
+    private static Exception? _pending;
+
+    /// <summary>Throws (and clears) the exception a SlothSharp backward caught, if any.</summary>
+    public static void ThrowIfAny()
+    {
+        var e = Interlocked.Exchange(ref _pending, null);
+        if (e is not null)
+            throw new InvalidOperationException($"a SlothSharp loss backward failed, so that step's gradients are missing: {e.Message}", e);
+    }
+
+    internal static List<Tensor> Record(Exception e, bool hasBias)
+    {
+        Console.Error.WriteLine($"SlothSharp: backward failed ({e.GetType().Name}: {e.Message}); no gradients for this step; the next SlothSharp loss call will throw");
+        Interlocked.CompareExchange(ref _pending, e, null);
+        var nulls = new List<Tensor> { null!, null!, null!, null! };
+        if (hasBias) nulls.Add(null!);
+        return nulls;
+    }
+}
