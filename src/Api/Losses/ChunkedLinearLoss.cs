@@ -146,17 +146,8 @@ internal sealed class ChunkedLinearLossFunction : autograd.SingleTensorFunction<
         throw new InvalidOperationException($"a chunk loss must return a scalar (the chunk's sum) or [rows] = [{rows}]; got [{string.Join(", ", value.shape)}]");
     }
 
-    public override List<Tensor> backward(autograd.AutogradContext ctx, Tensor gradOutput)
-    {
-        try
-        {
-            return Backward(ctx, gradOutput);
-        }
-        catch (Exception e)
-        {
-            return BackwardErrors.Record(e, ((ChunkedLinearLoss.Plan)ctx.get_data("plan")).HasBias);
-        }
-    }
+    public override List<Tensor> backward(autograd.AutogradContext ctx, Tensor gradOutput) =>
+        BackwardErrors.Guarded(() => Backward(ctx, gradOutput), () => ((ChunkedLinearLoss.Plan)ctx.get_data("plan")).HasBias);
 
     private static List<Tensor> Backward(autograd.AutogradContext ctx, Tensor gradOutput)
     {

@@ -123,17 +123,8 @@ internal sealed class FusedLinearCrossEntropyFunction : autograd.SingleTensorFun
         return result.MoveToOuterDisposeScope();
     }
 
-    public override List<Tensor> backward(autograd.AutogradContext ctx, Tensor gradOutput)
-    {
-        try
-        {
-            return Backward(ctx, gradOutput);
-        }
-        catch (Exception e)
-        {
-            return BackwardErrors.Record(e, ((FusedLinearCrossEntropy.Plan)ctx.get_data("plan")).HasBias);
-        }
-    }
+    public override List<Tensor> backward(autograd.AutogradContext ctx, Tensor gradOutput) =>
+        BackwardErrors.Guarded(() => Backward(ctx, gradOutput), () => ((FusedLinearCrossEntropy.Plan)ctx.get_data("plan")).HasBias);
 
     private static List<Tensor> Backward(autograd.AutogradContext ctx, Tensor gradOutput)
     {

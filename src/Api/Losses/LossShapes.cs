@@ -124,12 +124,19 @@ public static class BackwardErrors
             throw new InvalidOperationException($"a SlothSharp loss backward failed, so that step's gradients are missing: {e.Message}", e);
     }
 
-    internal static List<Tensor> Record(Exception e, bool hasBias)
+    /// <summary>Runs a backward body; on an exception, records it and returns the no-gradient list (the slot
+    /// layout of <see cref="ReturnedGradients.Return"/>). <paramref name="hasBias"/> is read only on failure.</summary>
+    internal static List<Tensor> Guarded(Func<List<Tensor>> body, Func<bool> hasBias)
     {
-        Console.Error.WriteLine($"SlothSharp: backward failed ({e.GetType().Name}: {e.Message}); no gradients for this step; the next SlothSharp loss call will throw");
-        Interlocked.CompareExchange(ref _pending, e, null);
-        var nulls = new List<Tensor> { null!, null!, null!, null! };
-        if (hasBias) nulls.Add(null!);
-        return nulls;
+        try
+        {
+            return body();
+        }
+        catch (Exception e)
+        {
+            Console.Error.WriteLine($"SlothSharp: backward failed ({e.GetType().Name}: {e.Message}); no gradients for this step; the next SlothSharp loss call will throw");
+            Interlocked.CompareExchange(ref _pending, e, null);
+            return ReturnedGradients.Return(null, null, null, hasBias());
+        }
     }
 }
