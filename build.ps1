@@ -8,7 +8,7 @@ $ErrorActionPreference = "Stop"
 $Root = $PSScriptRoot
 $Config = if ($env:CONFIG) { $env:CONFIG } else { "Release" }
 $Tfm = "net10.0"
-$TestData = if ($env:SLOTHSHARP_TESTDATA) { $env:SLOTHSHARP_TESTDATA } else { Join-Path (Split-Path $Root -Parent) "shared/testdata" }
+
 
 function Invoke-Checked([string]$exe, [string[]]$argv) {
     & $exe @argv
@@ -41,7 +41,7 @@ switch ($Verb) {
     "build" { Build }
     "test" {
         Build
-        $env:SLOTHSHARP_TESTDATA = $TestData
+
         $out = & dotnet "$Root/tests/bin/$Config/$Tfm/SlothSharp.Tests.dll" --no-progress @Rest 2>&1 | Tee-Object -Variable lines
         Summarize ($lines | ForEach-Object { "$_" }) $LASTEXITCODE
     }

@@ -16,13 +16,11 @@
 # ${SLOTHSHARP_ROOTFS:-~/.cache/slothsharp/trixie-rootfs}.
 set -euo pipefail
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")" && pwd -P)"
 CONFIG="${CONFIG:-Release}"
 TFM=net10.0
 HOME="${HOME:-$(getent passwd "$(id -u)" | cut -d: -f6)}"
 ROOTFS="${SLOTHSHARP_ROOTFS:-$HOME/.cache/slothsharp/trixie-rootfs}"
-SHARED_DIR="$(cd "$ROOT/.." && pwd)/shared"
-TESTDATA="${SLOTHSHARP_TESTDATA:-$SHARED_DIR/testdata}"
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 DOTNET_SKIP_FIRST_TIME_EXPERIENCE=1
 
 log() { printf '\033[1m[build.sh]\033[0m %s\n' "$*" >&2; }
@@ -86,24 +84,24 @@ ensure_rootfs() {
 
 # run_torch CMD...: runs CMD (a dotnet process that loads TorchSharp) directly, or inside the Debian 13 userland.
 # The chroot gets private bind mounts (gone when the command ends) of the .NET install, the NuGet cache, the repo
-# and the shared test data, all at their host paths.
+# all at their host paths.
 run_torch() {
     if host_libstdcxx_ok; then "$@"; return; fi
     ensure_rootfs
     local dotnet_root nuget
     dotnet_root="$(dirname "$(readlink -f "$(command -v dotnet)")")"
     nuget="${NUGET_PACKAGES:-$HOME/.nuget/packages}"
-    unshare --mount --propagation private -- bash -s "$ROOTFS" "$dotnet_root" "$nuget" "$ROOT" "$SHARED_DIR" "$TESTDATA" "$PWD" "$@" <<'INNER'
+    unshare --mount --propagation private -- bash -s "$ROOTFS" "$dotnet_root" "$nuget" "$ROOT" "$PWD" "$@" <<'INNER'
 set -e
-R=$1 DN=$2 NU=$3 REPO=$4 SHARED=$5 TD=$6 WD=$7; shift 7
+R=$1 DN=$2 NU=$3 REPO=$4 WD=$5; shift 5
 mount -t proc proc "$R/proc"
 mount --rbind /sys "$R/sys"; mount --rbind /dev "$R/dev"
-for d in "$DN" "$NU" "$REPO" "$SHARED" "$TD" /tmp; do
+for d in /tmp "$DN" "$NU" "$REPO" "$WD"; do  # /tmp first: a later mount under /tmp stays visible
     [ -d "$d" ] || continue
     mkdir -p "$R$d"; mount --bind "$d" "$R$d"
 done
 exec chroot "$R" /usr/bin/env -i PATH="$DN:/usr/bin:/bin" HOME="$HOME" DOTNET_ROOT="$DN" NUGET_PACKAGES="$NU" \
-    DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 SLOTHSHARP_TESTDATA="$TD" TERM="${TERM:-dumb}" \
+    DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 TERM="${TERM:-dumb}" \
     ${SLOTHSHARP_NATIVE_PATH:+SLOTHSHARP_NATIVE_PATH="$SLOTHSHARP_NATIVE_PATH"} \
     /bin/bash -c 'cd "$0" && exec "$@"' "$WD" "$@"
 INNER
@@ -115,7 +113,7 @@ run_tests() {
     local out rc=0
     out="$(mktemp)"
     set +e
-    SLOTHSHARP_TESTDATA="$TESTDATA" run_torch dotnet "$dll" --no-progress "$@" 2>&1 | tee "$out"
+    run_torch dotnet "$dll" --no-progress "$@" 2>&1 | tee "$out"
     rc=${PIPESTATUS[0]}
     set -e
     summarize_tests "$out" "$rc"
@@ -140,7 +138,6 @@ summarize_tests() {  # summarize_tests LOG RC
 
 cmd_test() {
     cmd_build
-    [ -d "$TESTDATA/bnb-nf4" ] || log "warning: golden vectors not found at $TESTDATA (set SLOTHSHARP_TESTDATA)"
     run_tests "$ROOT/tests/bin/$CONFIG/$TFM/SlothSharp.Tests.dll" "$@"
 }
 
@@ -149,7 +146,7 @@ cmd_demo() {
     local cli="$ROOT/src/Cli/bin/$CONFIG/$TFM/sloth.dll"
     # No command, or only options: the QLoRA demo.
     if [ $# -eq 0 ] || [ "${1#-}" != "$1" ]; then set -- demo "$@"; fi
-    SLOTHSHARP_TESTDATA="$TESTDATA" run_torch dotnet "$cli" "$@"
+    run_torch dotnet "$cli" "$@"
 }
 
 cmd_bench() {
@@ -185,7 +182,6 @@ cmd_gpu_bundle() {
             ! -name 'libtorch*' ! -name 'libc10*' ! -name 'libgomp*' ! -name 'libshm*' ! -name 'libbackend_with_compiler*' \
             ! -name 'libjitbackend*' ! -name 'libnnapi*' ! -name 'libaoti*' -exec cp -t "$b/apps/$name/runtimes/linux-x64/native/" {} +
     done
-    cp -r "$TESTDATA" "$b/testdata"
     { git -C "$ROOT" rev-parse HEAD; git -C "$ROOT" diff --quiet HEAD || echo "(+ uncommitted changes)"; } > "$b/commit.txt" 2>/dev/null || true
     tar -C "$ROOT/.gpu-bundle" -cJf "$ROOT/.gpu-bundle.tar.xz" . && rm -rf "$b" && mkdir -p "$b" && mv "$ROOT/.gpu-bundle.tar.xz" "$b/bundle.tar.xz"
     log "GPU bundle: $(du -sh "$b" | cut -f1) in $b (carry .gpu-bundle; on the GPU machine: ./build.sh gpu-run \$OUT)"
@@ -203,7 +199,6 @@ cmd_gpu_run() {
     local torchlib
     torchlib="${SLOTHSHARP_LIBTORCH:-$(python3 -c 'import torch,os;print(os.path.dirname(torch.__file__)+"/lib")')}"
     export LD_LIBRARY_PATH="$torchlib:${LD_LIBRARY_PATH:-}"
-    export SLOTHSHARP_TESTDATA="$x/testdata"
     { nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader; nvcc --version | tail -2;
       echo "commit: $(tr '\n' ' ' < "$x/commit.txt" 2>/dev/null || echo unknown)";
       echo "libtorch: $torchlib"; } | tee "$out/environment.txt"

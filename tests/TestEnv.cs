@@ -6,23 +6,24 @@ namespace SlothSharp.Tests;
 /// <summary>Locations and device checks shared by the tests.</summary>
 internal static class TestEnv
 {
-    /// <summary>The golden vectors made with bitsandbytes: $SLOTHSHARP_TESTDATA, else ../shared/testdata beside the
-    /// repository. Missing data fails the test: a golden test that cannot run must not pass.</summary>
-    public static string GoldenDir
+    /// <summary>The golden data (tests/data in the repository), copied next to the test assembly by the build.
+    /// Missing data fails the test: a golden test that cannot run must not pass.</summary>
+    public static string DataDir
     {
         get
         {
-            var env = Environment.GetEnvironmentVariable("SLOTHSHARP_TESTDATA");
-            var candidates = new List<string>();
-            if (!string.IsNullOrEmpty(env)) candidates.Add(Path.Combine(env, "bnb-nf4"));
-            for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-                candidates.Add(Path.Combine(dir.FullName, "shared", "testdata", "bnb-nf4"));
-            foreach (var c in candidates)
-                if (File.Exists(Path.Combine(c, "bnb_nf4_small.safetensors"))) return c;
-            Assert.Fail($"golden vectors not found (set SLOTHSHARP_TESTDATA); looked in: {string.Join(", ", candidates.Take(4))}");
-            return "";
+            var dir = Path.Combine(AppContext.BaseDirectory, "data");
+            if (!File.Exists(Path.Combine(dir, "README.md")))
+                Assert.Fail($"golden data not found at {dir}: tests/data is copied there by the build (dotnet build tests)");
+            return dir;
         }
     }
+
+    /// <summary>The bitsandbytes NF4 golden vectors (tests/data/bnb-nf4).</summary>
+    public static string GoldenDir => Path.Combine(DataDir, "bnb-nf4");
+
+    /// <summary>The tiny Hugging Face Llama family (tests/data/hf-tiny-llama): dense/, nf4/, adapter/, expected.*.</summary>
+    public static string TinyLlamaDir => Path.Combine(DataDir, "hf-tiny-llama");
 
     public static readonly string[] GoldenFiles = ["bnb_nf4_small", "bnb_nf4_odd", "bnb_nf4_mlp"];
 
