@@ -1,4 +1,3 @@
-using System.Runtime.InteropServices;
 using NUnit.Framework;
 using SlothSharp.Interop;
 
@@ -10,7 +9,7 @@ public class InteropTests
     public void LibraryLoadsWithTheExpectedAbiVersion()
     {
         Native.EnsureLoaded();
-        Assert.That(NativeMethods.sloth_abi_version(), Is.EqualTo(NativeMethods.SLOTH_ABI_VERSION));
+        Assert.That(Native.AbiVersion(), Is.EqualTo(SlothConstants.AbiVersion));
         Assert.That(Native.LibraryPath, Does.EndWith("libslothsharp.so").Or.Contain("system search path"), Native.LibraryPath);
     }
 
@@ -39,11 +38,11 @@ public class InteropTests
         Native.EnsureLoaded();
         unsafe
         {
-            Assert.That(NativeMethods.sloth_cuda_available(0), Is.EqualTo(sloth_status.SLOTH_ERROR_INVALID_ARGUMENT));
+            Assert.That(Native.TryCudaAvailable(0), Is.EqualTo(SlothStatus.ErrorInvalidArgument));
         }
-        var mine = Marshal.PtrToStringUTF8(NativeMethods.sloth_last_error());
+        var mine = Native.LastErrorMessage;
         string? other = null;
-        var t = new Thread(() => other = Marshal.PtrToStringUTF8(NativeMethods.sloth_last_error()));
+        var t = new Thread(() => other = Native.LastErrorMessage);
         t.Start();
         t.Join();
         Assert.That(mine, Does.Contain("sloth_cuda_available: out is NULL"));

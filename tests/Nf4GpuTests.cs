@@ -85,10 +85,10 @@ public class Nf4GpuTests
         var output = empty([4096, 512], ScalarType.BFloat16, CUDA);
         CudaDevice.Synchronize(0);
         var nodes = CudaDriver.CaptureAndReplay(stream =>
-            Native.Check(NativeMethods.sloth_nf4_dequantize(TensorInterop.DataPtr(w.Packed), TensorInterop.DataPtr(w.AbsmaxCodes),
+            Native.Nf4Dequantize(TensorInterop.DataPtr(w.Packed), TensorInterop.DataPtr(w.AbsmaxCodes),
                 TensorInterop.DataPtr(w.NestedCodeMap), TensorInterop.DataPtr(w.NestedAbsmax), TensorInterop.DataPtr(w.NestedOffset),
-                TensorInterop.DataPtr(w.CodeTable), w.NumElements, 64, 256, sloth_dtype.SLOTH_DTYPE_BF16,
-                TensorInterop.DataPtr(output), 0, stream)),
+                TensorInterop.DataPtr(w.CodeTable), w.NumElements, 64, 256, SlothDtype.Bf16,
+                TensorInterop.DataPtr(output), 0, stream),
             replays: 3,
             beforeReplay: () => { output.fill_(float.NaN); CudaDevice.Synchronize(0); });
         Assert.That(nodes, Is.EqualTo(1), "one launch: one kernel node, no memcpy or memset");

@@ -20,11 +20,11 @@ public unsafe class Nf4ValidationTests
         public void Dispose() { foreach (var t in new[] { Packed, Codes, Map, Nested, Offset, Table, Out, Scratch }) t.Dispose(); }
     }
 
-    private static sloth_status Dequant(Buffers b, nint? packed = null, nint? codes = null, nint? map = null, nint? nested = null,
+    private static SlothStatus Dequant(Buffers b, nint? packed = null, nint? codes = null, nint? map = null, nint? nested = null,
                                         nint? offset = null, nint? table = null, long n = 64, int bs = 64, int nbs = 256,
                                         int dtype = 0, nint? output = null, int device = -1) =>
-        NativeMethods.sloth_nf4_dequantize(packed ?? Ptr(b.Packed), codes ?? Ptr(b.Codes), map ?? Ptr(b.Map),
-            nested ?? Ptr(b.Nested), offset ?? Ptr(b.Offset), table ?? Ptr(b.Table), n, bs, nbs, (sloth_dtype)dtype,
+        Native.TryNf4Dequantize(packed ?? Ptr(b.Packed), codes ?? Ptr(b.Codes), map ?? Ptr(b.Map),
+            nested ?? Ptr(b.Nested), offset ?? Ptr(b.Offset), table ?? Ptr(b.Table), n, bs, nbs, (SlothDtype)dtype,
             output ?? Ptr(b.Out), device, 0);
 
     // These buffers are contiguous, offset-0 CPU tensors of float32 or uint8: storage<T> of their own dtype is exact.
@@ -34,7 +34,7 @@ public unsafe class Nf4ValidationTests
         _ => t.storage<float>().data_ptr(),
     };
 
-    private static void ExpectStatus(sloth_status actual, sloth_status expected, string messagePart)
+    private static void ExpectStatus(SlothStatus actual, SlothStatus expected, string messagePart)
     {
         Assert.That(actual, Is.EqualTo(expected));
         var ex = Assert.Catch<SlothException>(() => Native.Check(actual))!;
@@ -49,7 +49,7 @@ public unsafe class Nf4ValidationTests
     public void ValidCallSucceeds()
     {
         using var b = new Buffers();
-        Assert.That(Dequant(b), Is.EqualTo(sloth_status.SLOTH_OK));
+        Assert.That(Dequant(b), Is.EqualTo(SlothStatus.Ok));
     }
 
     [TestCase("packed")]
@@ -72,7 +72,7 @@ public unsafe class Nf4ValidationTests
             "nf4_code_table" => Dequant(b, table: 0),
             _ => Dequant(b, output: 0),
         };
-        ExpectStatus(s, sloth_status.SLOTH_ERROR_INVALID_ARGUMENT, $"{which} is NULL");
+        ExpectStatus(s, SlothStatus.ErrorInvalidArgument, $"{which} is NULL");
     }
 
     [TestCase(0)]
@@ -83,8 +83,8 @@ public unsafe class Nf4ValidationTests
     public void BadBlocksizesAreRejected(int bs)
     {
         using var b = new Buffers();
-        ExpectStatus(Dequant(b, bs: bs), sloth_status.SLOTH_ERROR_INVALID_ARGUMENT, "blocksize");
-        ExpectStatus(Dequant(b, nbs: bs), sloth_status.SLOTH_ERROR_INVALID_ARGUMENT, "nested_blocksize");
+        ExpectStatus(Dequant(b, bs: bs), SlothStatus.ErrorInvalidArgument, "blocksize");
+        ExpectStatus(Dequant(b, nbs: bs), SlothStatus.ErrorInvalidArgument, "nested_blocksize");
     }
 
     [TestCase(0L)]
@@ -92,21 +92,21 @@ public unsafe class Nf4ValidationTests
     public void BadSizesAreRejected(long n)
     {
         using var b = new Buffers();
-        ExpectStatus(Dequant(b, n: n), sloth_status.SLOTH_ERROR_INVALID_ARGUMENT, "n = ");
+        ExpectStatus(Dequant(b, n: n), SlothStatus.ErrorInvalidArgument, "n = ");
     }
 
     [Test]
     public void UnknownDtypeIsRejected()
     {
         using var b = new Buffers();
-        ExpectStatus(Dequant(b, dtype: 7), sloth_status.SLOTH_ERROR_INVALID_ARGUMENT, "out_dtype = 7");
+        ExpectStatus(Dequant(b, dtype: 7), SlothStatus.ErrorInvalidArgument, "out_dtype = 7");
     }
 
     [Test]
     public void BadDeviceIsRejected()
     {
         using var b = new Buffers();
-        ExpectStatus(Dequant(b, device: -2), sloth_status.SLOTH_ERROR_INVALID_ARGUMENT, "device = -2");
+        ExpectStatus(Dequant(b, device: -2), SlothStatus.ErrorInvalidArgument, "device = -2");
     }
 
     [Test]
@@ -115,7 +115,7 @@ public unsafe class Nf4ValidationTests
         using var b = new Buffers();
         // A device ordinal that no machine has: a CPU-only build says "no CUDA", a CUDA build "this machine has N".
         var s = Dequant(b, device: 999);
-        Assert.That(s, Is.AnyOf(sloth_status.SLOTH_ERROR_NO_CUDA, sloth_status.SLOTH_ERROR_INVALID_ARGUMENT));
+        Assert.That(s, Is.AnyOf(SlothStatus.ErrorNoCuda, SlothStatus.ErrorInvalidArgument));
         Assert.Catch<SlothException>(() => Native.Check(s));
     }
 
@@ -124,12 +124,14 @@ public unsafe class Nf4ValidationTests
     {
         using var b = new Buffers();
         var src = b.Out;
-        ExpectStatus(NativeMethods.sloth_nf4_quantize(0, sloth_dtype.SLOTH_DTYPE_F32, 64, 64, 256, Ptr(b.Map), Ptr(b.Packed),
-            Ptr(b.Codes), Ptr(b.Nested), Ptr(b.Offset), Ptr(b.Scratch), -1, 0), sloth_status.SLOTH_ERROR_INVALID_ARGUMENT, "src is NULL");
-        ExpectStatus(NativeMethods.sloth_nf4_quantize(Ptr(src), sloth_dtype.SLOTH_DTYPE_F32, 64, 100, 256, Ptr(b.Map), Ptr(b.Packed),
-            Ptr(b.Codes), Ptr(b.Nested), Ptr(b.Offset), Ptr(b.Scratch), -1, 0), sloth_status.SLOTH_ERROR_INVALID_ARGUMENT, "blocksize = 100");
-        ExpectStatus(NativeMethods.sloth_nf4_quantize(Ptr(src), sloth_dtype.SLOTH_DTYPE_F32, 64, 64, 256, Ptr(b.Map), Ptr(b.Packed),
-            Ptr(b.Codes), Ptr(b.Nested), Ptr(b.Offset), Ptr(b.Scratch), 0, 0), sloth_status.SLOTH_ERROR_UNSUPPORTED, "host memory only");
+        ExpectStatus(Native.TryNf4Quantize(0, SlothDtype.F32, 64, 64, 256, Ptr(b.Map), Ptr(b.Packed),
+            Ptr(b.Codes), Ptr(b.Nested), Ptr(b.Offset), Ptr(b.Scratch), -1, 0), SlothStatus.ErrorInvalidArgument, "src is NULL");
+        ExpectStatus(Native.TryNf4Quantize(Ptr(src), SlothDtype.F32, 64, 100, 256, Ptr(b.Map), Ptr(b.Packed),
+            Ptr(b.Codes), Ptr(b.Nested), Ptr(b.Offset), Ptr(b.Scratch), -1, 0), SlothStatus.ErrorInvalidArgument, "blocksize = 100");
+        // A device no machine has (host pointers must never reach a real GPU launch): "no CUDA" or "has N devices".
+        var s = Native.TryNf4Quantize(Ptr(src), SlothDtype.F32, 64, 64, 256, Ptr(b.Map), Ptr(b.Packed),
+            Ptr(b.Codes), Ptr(b.Nested), Ptr(b.Offset), Ptr(b.Scratch), 999, 0);
+        Assert.That(s, Is.AnyOf(SlothStatus.ErrorNoCuda, SlothStatus.ErrorInvalidArgument));
     }
 
     [Test]

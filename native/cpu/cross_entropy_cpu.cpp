@@ -19,7 +19,7 @@ sloth_status cross_entropy_chunk(const char* fn, const CrossEntropyArgs& a) {
                         fn, static_cast<long long>(r), static_cast<long long>(y), static_cast<long long>(a.vocab),
                         static_cast<long long>(a.ignore_index));
     }
-    const int dt = a.dtype;
+    const sloth_dtype dt = a.dtype;
     const float inv_cap = a.softcap > 0.0f ? 1.0f / a.softcap : 0.0f;
     parallel_ranges(a.rows, a.vocab, [&](int64_t r0, int64_t r1) {
         std::vector<float> z(static_cast<size_t>(a.vocab));

@@ -1,6 +1,8 @@
 // Exact float32 <-> bf16 / fp16 conversions (round to nearest, ties to even), written out so the CPU results are
 // bit-identical to the GPU's cvt.rn instructions regardless of the host compiler's half-float support.
 #pragma once
+#include "slothsharp.h"
+
 #include <cstdint>
 #include <cstring>
 
@@ -53,19 +55,29 @@ inline float f16_to_f32(uint16_t h) {
     return f32_from_bits(sign | ((e + 112u) << 23) | (m << 13));
 }
 
-inline float load_as_f32(const void* base, int dtype, int64_t i) {
+// dtype has been validated by the export: F32, F16 or BF16.
+inline float load_as_f32(const void* base, sloth_dtype dtype, int64_t i) {
     switch (dtype) {
-        case 0: return static_cast<const float*>(base)[i];
-        case 1: return f16_to_f32(static_cast<const uint16_t*>(base)[i]);
+        case SLOTH_DTYPE_F32: return static_cast<const float*>(base)[i];
+        case SLOTH_DTYPE_F16: return f16_to_f32(static_cast<const uint16_t*>(base)[i]);
         default: return bf16_to_f32(static_cast<const uint16_t*>(base)[i]);
     }
 }
 
-inline void store_from_f32(void* base, int dtype, int64_t i, float v) {
+inline void store_from_f32(void* base, sloth_dtype dtype, int64_t i, float v) {
     switch (dtype) {
-        case 0: static_cast<float*>(base)[i] = v; break;
-        case 1: static_cast<uint16_t*>(base)[i] = f32_to_f16(v); break;
+        case SLOTH_DTYPE_F32: static_cast<float*>(base)[i] = v; break;
+        case SLOTH_DTYPE_F16: static_cast<uint16_t*>(base)[i] = f32_to_f16(v); break;
         default: static_cast<uint16_t*>(base)[i] = f32_to_bf16(v); break;
+    }
+}
+
+// v rounded to dtype and widened again: what PyTorch stores after an operation in that dtype.
+inline float round_to(sloth_dtype dtype, float v) {
+    switch (dtype) {
+        case SLOTH_DTYPE_F32: return v;
+        case SLOTH_DTYPE_F16: return f16_to_f32(f32_to_f16(v));
+        default: return bf16_to_f32(f32_to_bf16(v));
     }
 }
 

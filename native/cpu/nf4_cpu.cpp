@@ -81,13 +81,14 @@ uint8_t quantize_dynamic_value(const float* code, float x) {
 
 }  // namespace
 
-sloth_status nf4_quantize(const char* fn, const void* src, sloth_dtype src_dtype, int64_t n, int32_t blocksize,
-                          int32_t nested_blocksize, const float* code_map, uint8_t* packed, uint8_t* absmax_codes,
-                          float* nested_absmax, float* nested_offset, float* absmax) {
-    const int64_t bs = blocksize;
+sloth_status nf4_quantize(const char* fn, const Nf4QuantArgs& a) {
+    const int64_t n = a.n;
+    const int64_t bs = a.blocksize;
     const int64_t blocks = ceil_div(n, bs);
+    const sloth_dtype dt = a.src_dtype;
+    float* absmax = a.absmax;
     for (int64_t i = 0; i < n; ++i) {
-        if (!std::isfinite(load_as_f32(src, src_dtype, i)))
+        if (!std::isfinite(load_as_f32(a.src, dt, i)))
             return fail(SLOTH_ERROR_INVALID_ARGUMENT, "%s: src[%lld] is not finite; NF4 cannot represent it", fn,
                         static_cast<long long>(i));
     }
@@ -96,33 +97,41 @@ sloth_status nf4_quantize(const char* fn, const void* src, sloth_dtype src_dtype
         for (int64_t b = b0; b < b1; ++b) {
             const int64_t start = b * bs, end = std::min(n, start + bs);
             float m = 0.0f;
-            for (int64_t i = start; i < end; ++i) m = std::fmax(m, std::fabs(load_as_f32(src, src_dtype, i)));
+            for (int64_t i = start; i < end; ++i) m = std::fmax(m, std::fabs(load_as_f32(a.src, dt, i)));
             absmax[b] = m;
             const float inv = 1.0f / m;
             for (int64_t i = start; i < end; i += 2) {
-                const uint8_t hi = quantize_nf4_value(load_as_f32(src, src_dtype, i) * inv);
+                const uint8_t hi = quantize_nf4_value(load_as_f32(a.src, dt, i) * inv);
                 // bitsandbytes pads a missing last element with 0 before quantizing it.
-                const float x_lo = (i + 1 < end) ? load_as_f32(src, src_dtype, i + 1) : 0.0f;
+                const float x_lo = (i + 1 < end) ? load_as_f32(a.src, dt, i + 1) : 0.0f;
                 const uint8_t lo = quantize_nf4_value(x_lo * inv);
-                packed[i >> 1] = static_cast<uint8_t>((hi << 4) | lo);
+                a.packed[i >> 1] = static_cast<uint8_t>((hi << 4) | lo);
             }
         }
     });
-    // Pass 2: double quantization of the absmax vector. The offset is the mean, accumulated in double and
-    // rounded once (PyTorch's float reduction order may differ by an ulp: see the tie analysis in the tests).
+    // Pass 2: the offset is the mean, summed in double in the order the header fixes (the GPU's one-block
+    // reduction uses the same order, so both give the same bits) and rounded once. PyTorch's float reduction may
+    // differ from it by an ulp: see the tie analysis in the golden tests.
+    double lane_sums[kNf4MeanLanes];
+    for (int64_t t = 0; t < kNf4MeanLanes; ++t) {
+        double s = 0.0;
+        for (int64_t b = t; b < blocks; b += kNf4MeanLanes) s += absmax[b];
+        lane_sums[t] = s;
+    }
     double sum = 0.0;
-    for (int64_t b = 0; b < blocks; ++b) sum += absmax[b];
+    for (int64_t t = 0; t < kNf4MeanLanes; ++t) sum += lane_sums[t];
     const float offset = static_cast<float>(sum / static_cast<double>(blocks));
-    *nested_offset = offset;
-    const int64_t nbs = nested_blocksize;
+    *a.nested_offset = offset;
+    const int64_t nbs = a.nested_blocksize;
     const int64_t nested_blocks = ceil_div(blocks, nbs);
     for (int64_t c = 0; c < nested_blocks; ++c) {
         const int64_t start = c * nbs, end = std::min(blocks, start + nbs);
         float m = 0.0f;
         for (int64_t b = start; b < end; ++b) m = std::fmax(m, std::fabs(absmax[b] - offset));
-        nested_absmax[c] = m;
+        a.nested_absmax[c] = m;
         const float inv = 1.0f / m;
-        for (int64_t b = start; b < end; ++b) absmax_codes[b] = quantize_dynamic_value(code_map, (absmax[b] - offset) * inv);
+        for (int64_t b = start; b < end; ++b)
+            a.absmax_codes[b] = quantize_dynamic_value(a.nested_code_map, (absmax[b] - offset) * inv);
     }
     return SLOTH_OK;
 }

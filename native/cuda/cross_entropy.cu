@@ -192,7 +192,7 @@ __global__ void __launch_bounds__(kThreads) cross_entropy_kernel(
 template <int kDtype>
 sloth_status launch(const char* fn, const CrossEntropyArgs& a, cudaStream_t stream) {
     if (a.rows > 0x7FFFFFFF) return fail(SLOTH_ERROR_INVALID_ARGUMENT, "%s: rows = %lld exceeds one launch", fn, (long long)a.rows);
-    const int esize = kDtype == SLOTH_DTYPE_F32 ? 4 : 2;
+    const int esize = dtype_size(static_cast<sloth_dtype>(kDtype));
     const bool vec = reinterpret_cast<uintptr_t>(a.logits) % 16 == 0 && (a.row_stride * esize) % 16 == 0;
     const RowParams prm{a.logit_scale, a.softcap, a.softcap > 0.0f ? 1.0f / a.softcap : 0.0f, a.label_smoothing, a.z_loss};
     const dim3 grid(static_cast<unsigned>(a.rows));

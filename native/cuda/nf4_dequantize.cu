@@ -104,19 +104,13 @@ __global__ void __launch_bounds__(kThreads) nf4_dequantize_kernel(
     }
 }
 
-int log2_of(int64_t v) {
-    int l = 0;
-    while ((int64_t{1} << l) < v) ++l;
-    return l;
-}
-
 template <int kDtype>
 sloth_status launch(const char* fn, const Nf4DequantArgs& a, cudaStream_t stream) {
     const int64_t blocks = (a.n + kBlockTile - 1) / kBlockTile;
     if (blocks > 0x7FFFFFFF) return fail(SLOTH_ERROR_INVALID_ARGUMENT, "%s: n = %lld is too large for one launch", fn, (long long)a.n);
     const bool aligned = (reinterpret_cast<uintptr_t>(a.packed) % 4 == 0) && (reinterpret_cast<uintptr_t>(a.out) % 16 == 0);
-    const int lb = log2_of(a.blocksize);
-    const int ln = lb + log2_of(a.nested_blocksize);
+    const int lb = log2_exact(a.blocksize);
+    const int ln = lb + log2_exact(a.nested_blocksize);
     const dim3 grid(static_cast<unsigned>(blocks));
     if (aligned)
         nf4_dequantize_kernel<kDtype, true><<<grid, kThreads, 0, stream>>>(

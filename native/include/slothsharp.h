@@ -31,7 +31,11 @@ extern "C" {
 #endif
 
 /* Bumped on every incompatible change of this header; the managed loader refuses any other value. */
-#define SLOTH_ABI_VERSION 1
+#define SLOTH_ABI_VERSION 2
+
+/* NF4 blocksize and nested_blocksize: powers of two in [MIN, MAX] (the managed API checks the same constants). */
+#define SLOTH_NF4_BLOCKSIZE_MIN 32
+#define SLOTH_NF4_BLOCKSIZE_MAX 4096
 
 typedef enum sloth_status {
     SLOTH_OK = 0,
@@ -47,6 +51,12 @@ typedef enum sloth_dtype {
     SLOTH_DTYPE_F16 = 1,
     SLOTH_DTYPE_BF16 = 2
 } sloth_dtype;
+
+/* Memory layout of the q/k tensors given to sloth_rope (contiguous, head_dim innermost). */
+typedef enum sloth_rope_layout {
+    SLOTH_ROPE_BHTD = 0, /* [batch, heads, seq, head_dim]: Hugging Face's layout after transpose(1, 2) */
+    SLOTH_ROPE_BTHD = 1  /* [batch, seq, heads, head_dim]: the projection's output viewed per head */
+} sloth_rope_layout;
 
 /* ---- library ---------------------------------------------------------------------------------------- */
 
@@ -106,14 +116,19 @@ SLOTH_API sloth_status sloth_nf4_dequantize(const uint8_t* packed, const uint8_t
  * Quantizes n values of src (dtype src_dtype) to NF4 with double-quantized absmax, as bitsandbytes'
  * quantize_4bit(blocksize, compress_statistics=True, quant_type="nf4") does:
  *   absmax[b]       = max |x| over block b (float32)
- *   packed nibble   = NF4 code of x * (1 / absmax[b]) (bitsandbytes' decision tree)
- *   *nested_offset  = mean(absmax)
+ *   packed nibble   = NF4 code of x * (1 / absmax[b]) (bitsandbytes' decision tree; a missing last element of an
+ *                     odd n is quantized as 0)
+ *   *nested_offset  = mean(absmax), summed in double in a fixed order (lane t of 1024 sums b = t, t + 1024, ...
+ *                     in turn, then the 1024 lane sums are added in lane order) and rounded once: the CPU and the
+ *                     GPU give the same bits
  *   nested_absmax[c]= max |absmax - offset| over nested block c
  *   absmax_codes[b] = code of (absmax[b] - offset) * (1 / nested_absmax[c]) in nested_code_map (bitsandbytes'
  *                     binary search with midpoint rounding)
  * Output sizes as for sloth_nf4_dequantize. nested_code_map: the 256-entry signed dynamic map (input).
  * absmax_scratch: float32[ceil(n/blocksize)] working memory owned by the caller.
- * Host memory only in this version (device must be -1).
+ * Host memory (device = -1) or a CUDA device (all pointers there; four launches on `stream`, no allocation, no
+ * sync). Non-finite input: the CPU fails with SLOTH_ERROR_INVALID_ARGUMENT; the GPU cannot report it without a
+ * sync and leaves the outputs unspecified (check the input first).
  */
 SLOTH_API sloth_status sloth_nf4_quantize(const void* src, sloth_dtype src_dtype, int64_t n, int32_t blocksize,
                                           int32_t nested_blocksize, const float* nested_code_map, uint8_t* packed,
@@ -141,6 +156,65 @@ SLOTH_API sloth_status sloth_cross_entropy_chunk(void* logits, sloth_dtype dtype
                                                  float z_loss, const float* row_grad_scale, float grad_scale,
                                                  int32_t compute_grad, float* loss_out, float* lse_out,
                                                  int32_t device, void* stream);
+
+/* ---- Fused layers of the Llama decoder (forward and backward) ----------------------------------------- */
+/* Element-wise and row-wise kernels in float32 arithmetic with the roundings of the reference PyTorch code
+ * (Hugging Face transformers' Llama) reproduced where it rounds to the input dtype. All tensors contiguous, all
+ * pointers on one device, dtype f32, f16 or bf16 for every non-float32 tensor. */
+
+/*
+ * RMSNorm forward, as LlamaRMSNorm: per row of x [rows, cols],
+ *   rstd   = 1 / sqrt(mean(float(x)^2) + eps)                    (float32)
+ *   h      = to_dtype(float(x) * rstd)                            (rounded to dtype, as .to(input_dtype))
+ *   y      = to_dtype(float(weight) * float(h))                   (the product in dtype, rounded once)
+ * weight [cols] in dtype; y [rows, cols] (may alias x); rstd_out float32 [rows] (saved for the backward) or NULL.
+ * eps >= 0 and finite; rows >= 0, cols >= 1.
+ */
+SLOTH_API sloth_status sloth_rms_norm_forward(const void* x, const void* weight, sloth_dtype dtype, int64_t rows,
+                                              int64_t cols, float eps, void* y, float* rstd_out, int32_t device,
+                                              void* stream);
+
+/*
+ * RMSNorm backward. g = float(to_dtype(dy * w)) (the product rounds to dtype as in autograd of `w * h`), then
+ *   grad_x = to_dtype(rstd * (g - xhat * mean(g * xhat))),  xhat = float(x) * rstd
+ *   grad_weight[j] = sum over rows of float(dy) * float(h)   (float32 accumulation; NULL: not computed)
+ * rstd: float32 [rows] from the forward. grad_x may alias grad_out. grad_weight is float32 [cols], overwritten.
+ */
+SLOTH_API sloth_status sloth_rms_norm_backward(const void* grad_out, const void* x, const void* weight,
+                                               const float* rstd, sloth_dtype dtype, int64_t rows, int64_t cols,
+                                               void* grad_x, float* grad_weight, int32_t device, void* stream);
+
+/*
+ * Rotary position embedding with Hugging Face's rotate_half convention. For each head vector v (head_dim = 2 h
+ * values, v1 = v[0..h), v2 = v[h..2h)) at sequence position t of batch row b, with c = cos[b', t], s = sin[b', t]
+ * (b' = b, or 0 when cos_batch = 1), all products and sums rounded to dtype as the PyTorch expression
+ * `x * cos + rotate_half(x) * sin` rounds them:
+ *   forward  (inverse = 0): out1 = v1 c1 - v2 s1,   out2 = v2 c2 + v1 s2
+ *   backward (inverse = 1): out1 = v1 c1 + v2 s2,   out2 = v2 c2 - v1 s1     (the gradient of the forward)
+ * x, out: batch * heads * seq * head_dim values in `layout`; out may equal x (in place).
+ * cos, sin: [cos_batch, seq, head_dim] in dtype, cos_batch 1 or batch. head_dim even, >= 2.
+ */
+SLOTH_API sloth_status sloth_rope(const void* x, const void* cos, const void* sin, sloth_dtype dtype,
+                                  sloth_rope_layout layout, int64_t batch, int64_t heads, int64_t seq,
+                                  int64_t head_dim, int64_t cos_batch, int32_t inverse, void* out, int32_t device,
+                                  void* stream);
+
+/*
+ * SwiGLU forward: out = to_dtype(float(to_dtype(silu(float(gate)))) * float(up)), silu(g) = g / (1 + exp(-g)).
+ * gate, up, out: n values of dtype; out may alias gate or up.
+ */
+SLOTH_API sloth_status sloth_swiglu_forward(const void* gate, const void* up, sloth_dtype dtype, int64_t n,
+                                            void* out, int32_t device, void* stream);
+
+/*
+ * SwiGLU backward, as autograd of the forward's expression: with s = sigmoid(g),
+ *   grad_up   = to_dtype(dy * to_dtype(silu(g)))
+ *   grad_gate = to_dtype(float(to_dtype(dy * up)) * s * (1 + g * (1 - s)))
+ * grad_gate and grad_up may alias any input (element-wise).
+ */
+SLOTH_API sloth_status sloth_swiglu_backward(const void* grad_out, const void* gate, const void* up,
+                                             sloth_dtype dtype, int64_t n, void* grad_gate, void* grad_up,
+                                             int32_t device, void* stream);
 
 #ifdef __cplusplus
 }

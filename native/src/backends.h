@@ -21,6 +21,58 @@ struct Nf4DequantArgs {
     void* out;
 };
 
+struct Nf4QuantArgs {
+    const void* src;
+    sloth_dtype src_dtype;
+    int64_t n;
+    int32_t blocksize;
+    int32_t nested_blocksize;
+    const float* nested_code_map;
+    uint8_t* packed;
+    uint8_t* absmax_codes;
+    float* nested_absmax;
+    float* nested_offset;
+    float* absmax;  // the caller's scratch, float32[ceil(n / blocksize)]
+};
+
+// The mean of the absmax vector is summed in double by this many lanes (lane t: b = t, t + kNf4MeanLanes, ...),
+// then the lane sums in lane order: one fixed order that the CPU loop and the one-block GPU reduction share.
+constexpr int64_t kNf4MeanLanes = 1024;
+
+struct RmsNormArgs {
+    const void* x;
+    const void* weight;
+    const void* grad_out;  // backward only
+    sloth_dtype dtype;
+    int64_t rows;
+    int64_t cols;
+    float eps;
+    void* y;               // forward: y; backward: grad_x
+    float* rstd;           // forward: written (may be NULL); backward: read
+    float* grad_weight;    // backward only, may be NULL
+};
+
+struct RopeArgs {
+    const void* x;
+    const void* cos;
+    const void* sin;
+    sloth_dtype dtype;
+    sloth_rope_layout layout;
+    int64_t batch, heads, seq, head_dim, cos_batch;
+    bool inverse;
+    void* out;
+};
+
+struct SwigluArgs {
+    const void* grad_out;  // backward only
+    const void* gate;
+    const void* up;
+    sloth_dtype dtype;
+    int64_t n;
+    void* out;        // forward: out; backward: grad_gate
+    void* grad_up;    // backward only
+};
+
 struct CrossEntropyArgs {
     void* logits;
     sloth_dtype dtype;
@@ -42,10 +94,13 @@ struct CrossEntropyArgs {
 
 namespace cpu {
 sloth_status nf4_dequantize(const char* fn, const Nf4DequantArgs& a);
-sloth_status nf4_quantize(const char* fn, const void* src, sloth_dtype src_dtype, int64_t n, int32_t blocksize,
-                          int32_t nested_blocksize, const float* nested_code_map, uint8_t* packed,
-                          uint8_t* absmax_codes, float* nested_absmax, float* nested_offset, float* absmax);
+sloth_status nf4_quantize(const char* fn, const Nf4QuantArgs& a);
 sloth_status cross_entropy_chunk(const char* fn, const CrossEntropyArgs& a);
+sloth_status rms_norm_forward(const char* fn, const RmsNormArgs& a);
+sloth_status rms_norm_backward(const char* fn, const RmsNormArgs& a);
+sloth_status rope(const char* fn, const RopeArgs& a);
+sloth_status swiglu_forward(const char* fn, const SwigluArgs& a);
+sloth_status swiglu_backward(const char* fn, const SwigluArgs& a);
 }  // namespace cpu
 
 namespace cuda {
@@ -58,7 +113,13 @@ sloth_status mem_info(const char* fn, int32_t device, int64_t* free_bytes, int64
 sloth_status synchronize(const char* fn, int32_t device);
 sloth_status kernel_arch(const char* fn, int32_t device, int32_t* arch);
 sloth_status nf4_dequantize(const char* fn, const Nf4DequantArgs& a, int32_t device, void* stream);
+sloth_status nf4_quantize(const char* fn, const Nf4QuantArgs& a, int32_t device, void* stream);
 sloth_status cross_entropy_chunk(const char* fn, const CrossEntropyArgs& a, int32_t device, void* stream);
+sloth_status rms_norm_forward(const char* fn, const RmsNormArgs& a, int32_t device, void* stream);
+sloth_status rms_norm_backward(const char* fn, const RmsNormArgs& a, int32_t device, void* stream);
+sloth_status rope(const char* fn, const RopeArgs& a, int32_t device, void* stream);
+sloth_status swiglu_forward(const char* fn, const SwigluArgs& a, int32_t device, void* stream);
+sloth_status swiglu_backward(const char* fn, const SwigluArgs& a, int32_t device, void* stream);
 }  // namespace cuda
 
 }  // namespace sloth

@@ -22,6 +22,12 @@ sloth_status mem_info(const char* fn, int32_t, int64_t*, int64_t*) { return no_c
 sloth_status synchronize(const char* fn, int32_t) { return no_cuda(fn); }
 sloth_status kernel_arch(const char* fn, int32_t, int32_t*) { return no_cuda(fn); }
 sloth_status nf4_dequantize(const char* fn, const Nf4DequantArgs&, int32_t, void*) { return no_cuda(fn); }
+sloth_status nf4_quantize(const char* fn, const Nf4QuantArgs&, int32_t, void*) { return no_cuda(fn); }
 sloth_status cross_entropy_chunk(const char* fn, const CrossEntropyArgs&, int32_t, void*) { return no_cuda(fn); }
+sloth_status rms_norm_forward(const char* fn, const RmsNormArgs&, int32_t, void*) { return no_cuda(fn); }
+sloth_status rms_norm_backward(const char* fn, const RmsNormArgs&, int32_t, void*) { return no_cuda(fn); }
+sloth_status rope(const char* fn, const RopeArgs&, int32_t, void*) { return no_cuda(fn); }
+sloth_status swiglu_forward(const char* fn, const SwigluArgs&, int32_t, void*) { return no_cuda(fn); }
+sloth_status swiglu_backward(const char* fn, const SwigluArgs&, int32_t, void*) { return no_cuda(fn); }
 
 }  // namespace sloth::cuda

@@ -8,9 +8,7 @@ namespace {
 
 sloth_status validate_nf4_sizes(const char* fn, int64_t n, int32_t blocksize, int32_t nested_blocksize) {
     if (n < 1) return fail(SLOTH_ERROR_INVALID_ARGUMENT, "%s: n = %lld must be >= 1", fn, static_cast<long long>(n));
-    // 2^62 keeps every derived byte count representable in int64.
-    if (n > (int64_t{1} << 62))
-        return fail(SLOTH_ERROR_INVALID_ARGUMENT, "%s: n = %lld is too large", fn, static_cast<long long>(n));
+    SLOTH_CHECK(require_count(fn, n, 1, "n"));
     SLOTH_CHECK(require_blocksize(fn, blocksize, "blocksize"));
     SLOTH_CHECK(require_blocksize(fn, nested_blocksize, "nested_blocksize"));
     return SLOTH_OK;
@@ -48,7 +46,6 @@ SLOTH_API sloth_status sloth_nf4_quantize(const void* src, sloth_dtype src_dtype
                                           int32_t nested_blocksize, const float* nested_code_map, uint8_t* packed,
                                           uint8_t* absmax_codes, float* nested_absmax, float* nested_offset,
                                           float* absmax_scratch, int32_t device, void* stream) {
-    (void)stream;
     const char* fn = __func__;
     return guarded(fn, [&] {
         SLOTH_CHECK(require_ptr(fn, src, "src"));
@@ -61,12 +58,9 @@ SLOTH_API sloth_status sloth_nf4_quantize(const void* src, sloth_dtype src_dtype
         SLOTH_CHECK(validate_nf4_sizes(fn, n, blocksize, nested_blocksize));
         SLOTH_CHECK(require_dtype(fn, src_dtype, "src_dtype"));
         SLOTH_CHECK(require_device(fn, device));
-        if (device >= 0)
-            return fail(SLOTH_ERROR_UNSUPPORTED,
-                        "%s: quantization runs on host memory only (device = -1); copy the weight to the CPU first",
-                        fn);
-        return cpu::nf4_quantize(fn, src, src_dtype, n, blocksize, nested_blocksize, nested_code_map, packed,
-                                 absmax_codes, nested_absmax, nested_offset, absmax_scratch);
+        const Nf4QuantArgs args{src,          src_dtype,     n,       blocksize,     nested_blocksize, nested_code_map,
+                                packed,       absmax_codes,  nested_absmax, nested_offset, absmax_scratch};
+        return device < 0 ? cpu::nf4_quantize(fn, args) : cuda::nf4_quantize(fn, args, device, stream);
     });
 }
 

@@ -8,6 +8,7 @@ namespace sloth {
 
 inline bool is_pow2_in(int64_t v, int64_t lo, int64_t hi) { return v >= lo && v <= hi && (v & (v - 1)) == 0; }
 
+// log2 of a power of two (the kernels index blocks with shifts).
 inline int log2_exact(int64_t v) {
     int l = 0;
     while ((int64_t{1} << l) < v) ++l;
@@ -27,9 +28,9 @@ inline sloth_status require_dtype(const char* fn, int dtype, const char* name) {
 }
 
 inline sloth_status require_blocksize(const char* fn, int64_t bs, const char* name) {
-    if (is_pow2_in(bs, 32, 4096)) return SLOTH_OK;
-    return fail(SLOTH_ERROR_INVALID_ARGUMENT, "%s: %s = %lld must be a power of two in [32, 4096]", fn, name,
-                static_cast<long long>(bs));
+    if (is_pow2_in(bs, SLOTH_NF4_BLOCKSIZE_MIN, SLOTH_NF4_BLOCKSIZE_MAX)) return SLOTH_OK;
+    return fail(SLOTH_ERROR_INVALID_ARGUMENT, "%s: %s = %lld must be a power of two in [%d, %d]", fn, name,
+                static_cast<long long>(bs), SLOTH_NF4_BLOCKSIZE_MIN, SLOTH_NF4_BLOCKSIZE_MAX);
 }
 
 inline sloth_status require_device(const char* fn, int32_t device) {
@@ -38,7 +39,14 @@ inline sloth_status require_device(const char* fn, int32_t device) {
                 fn, device);
 }
 
+// Bytes per element of a validated dtype.
 inline int dtype_size(sloth_dtype t) { return t == SLOTH_DTYPE_F32 ? 4 : 2; }
+
+inline sloth_status require_count(const char* fn, int64_t v, int64_t min, const char* name) {
+    if (v >= min && v <= (int64_t{1} << 62)) return SLOTH_OK;  // 2^62 keeps every byte count representable
+    return fail(SLOTH_ERROR_INVALID_ARGUMENT, "%s: %s = %lld must be in [%lld, 2^62]", fn, name, static_cast<long long>(v),
+                static_cast<long long>(min));
+}
 
 }  // namespace sloth
 

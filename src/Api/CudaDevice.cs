@@ -12,9 +12,8 @@ public static unsafe class CudaDevice
     {
         get
         {
-            Native.EnsureLoaded();
             int v;
-            Native.Check(NativeMethods.sloth_built_with_cuda((nint)(&v)));
+            Native.BuiltWithCuda((nint)(&v));
             return v != 0;
         }
     }
@@ -24,9 +23,8 @@ public static unsafe class CudaDevice
     {
         get
         {
-            Native.EnsureLoaded();
             int v;
-            Native.Check(NativeMethods.sloth_cuda_available((nint)(&v)));
+            Native.CudaAvailable((nint)(&v));
             return v != 0;
         }
     }
@@ -35,18 +33,16 @@ public static unsafe class CudaDevice
     {
         get
         {
-            Native.EnsureLoaded();
             int v;
-            Native.Check(NativeMethods.sloth_cuda_device_count((nint)(&v)));
+            Native.CudaDeviceCount((nint)(&v));
             return v;
         }
     }
 
     public static string Name(int device = 0)
     {
-        Native.EnsureLoaded();
         var buffer = stackalloc byte[256];
-        Native.Check(NativeMethods.sloth_cuda_device_name(device, (nint)buffer, 256));
+        Native.CudaDeviceName(device, (nint)buffer, 256);
         var bytes = new ReadOnlySpan<byte>(buffer, 256);
         var end = bytes.IndexOf((byte)0);  // the library NUL-terminates (and truncates) the name
         return Encoding.UTF8.GetString(end < 0 ? bytes : bytes[..end]);
@@ -54,18 +50,16 @@ public static unsafe class CudaDevice
 
     public static (int Major, int Minor) ComputeCapability(int device = 0)
     {
-        Native.EnsureLoaded();
         int major, minor;
-        Native.Check(NativeMethods.sloth_cuda_compute_capability(device, (nint)(&major), (nint)(&minor)));
+        Native.CudaComputeCapability(device, (nint)(&major), (nint)(&minor));
         return (major, minor);
     }
 
     /// <summary>Free and total device memory in bytes (cudaMemGetInfo: includes what caching allocators hold).</summary>
     public static (long Free, long Total) MemoryInfo(int device = 0)
     {
-        Native.EnsureLoaded();
         long free, total;
-        Native.Check(NativeMethods.sloth_cuda_mem_info(device, (nint)(&free), (nint)(&total)));
+        Native.CudaMemInfo(device, (nint)(&free), (nint)(&total));
         return (free, total);
     }
 
@@ -73,16 +67,14 @@ public static unsafe class CudaDevice
     /// 750 when only the compute_75 PTX was built). Synchronous; for diagnostics.</summary>
     public static int KernelArch(int device = 0)
     {
-        Native.EnsureLoaded();
         int arch;
-        Native.Check(NativeMethods.sloth_cuda_kernel_arch(device, (nint)(&arch)));
+        Native.CudaKernelArch(device, (nint)(&arch));
         return arch;
     }
 
     /// <summary>Waits until all work queued on the device has finished.</summary>
     public static void Synchronize(int device = 0)
     {
-        Native.EnsureLoaded();
-        Native.Check(NativeMethods.sloth_cuda_synchronize(device));
+        Native.CudaSynchronize(device);
     }
 }

@@ -63,8 +63,7 @@ public sealed class Nf4Weight : IDisposable
 
     /// <summary>
     /// Quantizes a float32/float16/bfloat16 weight like bitsandbytes' <c>quantize_4bit(w, blocksize,
-    /// compress_statistics=True, quant_type="nf4")</c>. The work runs on the CPU; a CUDA input is copied there and the
-    /// result is moved back to its device.
+    /// compress_statistics=True, quant_type="nf4")</c>, on the input's device (CPU or CUDA; both give the same bits).
     /// </summary>
     public static unsafe Nf4Weight Quantize(Tensor weight, int blocksize = DefaultBlocksize,
                                             int nestedBlocksize = DefaultNestedBlocksize)
@@ -75,21 +74,25 @@ public sealed class Nf4Weight : IDisposable
         if (n < 1) throw new ArgumentException("weight is empty", nameof(weight));
         CheckBlocksize(blocksize, nameof(blocksize));
         CheckBlocksize(nestedBlocksize, nameof(nestedBlocksize));
-        Native.EnsureLoaded();
         var device = weight.device;
         var blocks = (n + blocksize - 1) / blocksize;
         var nested = (blocks + nestedBlocksize - 1) / nestedBlocksize;
         using var scope = NewDisposeScope();
-        var src = weight.detach().cpu().contiguous();
-        var packed = zeros(new[] { (n + 1) / 2 }, ScalarType.Byte);
-        var codes = zeros(new[] { blocks }, ScalarType.Byte);
-        var nestedAbsmax = zeros(new[] { nested }, ScalarType.Float32);
-        var offset = zeros(new[] { 1L }, ScalarType.Float32);
-        var scratch = empty(new[] { blocks }, ScalarType.Float32);
-        var map = tensor(Nf4Tables.DynamicMap.ToArray(), ScalarType.Float32);
-        Native.Check(NativeMethods.sloth_nf4_quantize(TensorInterop.DataPtr(src), srcDtype, n, blocksize, nestedBlocksize,
+        var work = weight.device_type == TorchSharp.DeviceType.CUDA ? device : CPU;  // quantize where the weight is
+        var src = weight.detach().to(work).contiguous();
+        // The GPU kernel cannot report a non-finite value without a sync; the CPU one fails with the index itself.
+        if (work.type == TorchSharp.DeviceType.CUDA && !src.isfinite().all().item<bool>())
+            throw new ArgumentException("weight has non-finite values; NF4 cannot represent them", nameof(weight));
+        var packed = zeros(new[] { (n + 1) / 2 }, ScalarType.Byte, work);
+        var codes = zeros(new[] { blocks }, ScalarType.Byte, work);
+        var nestedAbsmax = zeros(new[] { nested }, ScalarType.Float32, work);
+        var offset = zeros(new[] { 1L }, ScalarType.Float32, work);
+        var scratch = empty(new[] { blocks }, ScalarType.Float32, work);
+        var map = tensor(Nf4Tables.DynamicMap.ToArray(), ScalarType.Float32, work);
+        Native.Nf4Quantize(TensorInterop.DataPtr(src), srcDtype, n, blocksize, nestedBlocksize,
             TensorInterop.DataPtr(map), TensorInterop.DataPtr(packed), TensorInterop.DataPtr(codes),
-            TensorInterop.DataPtr(nestedAbsmax), TensorInterop.DataPtr(offset), TensorInterop.DataPtr(scratch), -1, 0));
+            TensorInterop.DataPtr(nestedAbsmax), TensorInterop.DataPtr(offset), TensorInterop.DataPtr(scratch),
+            TensorInterop.DeviceSelector(src), 0);
         var table = tensor(Nf4Tables.Nf4Codes.ToArray(), ScalarType.Float32);
         var result = new Nf4Weight(packed.to(device), codes.to(device), nestedAbsmax.to(device), offset.to(device),
             map.to(device), table.to(device), weight.shape.ToArray(), blocksize, nestedBlocksize, weight.dtype);
@@ -126,11 +129,10 @@ public sealed class Nf4Weight : IDisposable
         TensorInterop.RequireContiguous(output, nameof(output));
         TensorInterop.RequireNumel(output, NumElements, nameof(output));
         TensorInterop.RequireSameDevice(Packed, "the NF4 weight", output, nameof(output));
-        Native.EnsureLoaded();
-        Native.Check(NativeMethods.sloth_nf4_dequantize(TensorInterop.DataPtr(Packed), TensorInterop.DataPtr(AbsmaxCodes),
+        Native.Nf4Dequantize(TensorInterop.DataPtr(Packed), TensorInterop.DataPtr(AbsmaxCodes),
             TensorInterop.DataPtr(NestedCodeMap), TensorInterop.DataPtr(NestedAbsmax), TensorInterop.DataPtr(NestedOffset),
             TensorInterop.DataPtr(CodeTable), NumElements, Blocksize, NestedBlocksize, outDtype,
-            TensorInterop.DataPtr(output), TensorInterop.DeviceSelector(output), 0));
+            TensorInterop.DataPtr(output), TensorInterop.DeviceSelector(output), 0);
     }
 
     /// <summary>A copy of this weight on another device.</summary>
@@ -247,8 +249,9 @@ public sealed class Nf4Weight : IDisposable
 
     private static void CheckBlocksize(int value, string name)
     {
-        if (value < 32 || value > 4096 || (value & (value - 1)) != 0)
-            throw new ArgumentOutOfRangeException(name, value, "must be a power of two in [32, 4096]");
+        if (value < SlothConstants.Nf4BlocksizeMin || value > SlothConstants.Nf4BlocksizeMax || (value & (value - 1)) != 0)
+            throw new ArgumentOutOfRangeException(name, value,
+                $"must be a power of two in [{SlothConstants.Nf4BlocksizeMin}, {SlothConstants.Nf4BlocksizeMax}]");
     }
 
     private void Validate()

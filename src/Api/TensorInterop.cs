@@ -27,11 +27,11 @@ internal static class TensorInterop
         _ => throw new ArgumentException($"SlothSharp supports CPU and CUDA tensors; got a tensor on {t.device}"),
     };
 
-    public static sloth_dtype ToSloth(ScalarType t, string name) => t switch
+    public static SlothDtype ToSloth(ScalarType t, string name) => t switch
     {
-        ScalarType.Float32 => sloth_dtype.SLOTH_DTYPE_F32,
-        ScalarType.Float16 => sloth_dtype.SLOTH_DTYPE_F16,
-        ScalarType.BFloat16 => sloth_dtype.SLOTH_DTYPE_BF16,
+        ScalarType.Float32 => SlothDtype.F32,
+        ScalarType.Float16 => SlothDtype.F16,
+        ScalarType.BFloat16 => SlothDtype.Bf16,
         _ => throw new ArgumentException($"{name} must be float32, float16 or bfloat16; got {t}", name),
     };
 

@@ -5,8 +5,10 @@ using System.Runtime.InteropServices;
 namespace SlothSharp.Interop;
 
 /// <summary>The one place that loads libslothsharp: it finds the library, checks its ABI version and turns statuses
-/// into exceptions. Every managed caller goes through <see cref="Check"/> after <see cref="EnsureLoaded"/>.</summary>
-public static class Native
+/// into exceptions. The generated part (Generated/NativeMethods.g.cs) holds the private P/Invokes and one checked
+/// method per export (<c>Native.Nf4Quantize(...)</c>), each of which calls <see cref="EnsureLoaded"/> and
+/// <see cref="Check"/>: callers never do either by hand.</summary>
+public static partial class Native
 {
     /// <summary>Environment variable naming the library file (or its folder), ahead of every other location.</summary>
     public const string PathVariable = "SLOTHSHARP_NATIVE_PATH";
@@ -39,19 +41,23 @@ public static class Native
         if (Loaded.Value.Error is { } error) throw error;
     }
 
-    /// <summary>Throws the typed exception for a non-OK status, with the thread's native message.</summary>
-    public static void Check(sloth_status status)
+    /// <summary>The calling thread's last native error message ("" if none).</summary>
+    internal static string LastErrorMessage => Marshal.PtrToStringUTF8(LastError()) ?? "";
+
+    /// <summary>Throws the typed exception for a non-OK status, with the thread's native message. Called by the
+    /// generated checked methods (and by tests that obtained a status through a <c>TryX</c> method).</summary>
+    internal static void Check(SlothStatus status)
     {
-        if (status == sloth_status.SLOTH_OK) return;
-        var message = Marshal.PtrToStringUTF8(NativeMethods.sloth_last_error()) ?? "";
+        if (status == SlothStatus.Ok) return;
+        var message = LastErrorMessage;
         if (message.Length == 0) message = "libslothsharp returned an error without a message";
         throw status switch
         {
-            sloth_status.SLOTH_ERROR_INVALID_ARGUMENT => new SlothInvalidArgumentException(message),
-            sloth_status.SLOTH_ERROR_NO_CUDA => new SlothNoCudaException(message),
-            sloth_status.SLOTH_ERROR_CUDA => new SlothCudaException(message),
-            sloth_status.SLOTH_ERROR_UNSUPPORTED => new SlothUnsupportedException(message),
-            sloth_status.SLOTH_ERROR_INTERNAL => new SlothInternalException(message),
+            SlothStatus.ErrorInvalidArgument => new SlothInvalidArgumentException(message),
+            SlothStatus.ErrorNoCuda => new SlothNoCudaException(message),
+            SlothStatus.ErrorCuda => new SlothCudaException(message),
+            SlothStatus.ErrorUnsupported => new SlothUnsupportedException(message),
+            SlothStatus.ErrorInternal => new SlothInternalException(message),
             _ => new SlothException(status, message),
         };
     }
@@ -59,7 +65,7 @@ public static class Native
     private static LoadResult LoadAndCheck()
     {
         // The same search the P/Invoke resolver does (NativeLibrary.Load would bypass the resolver).
-        var handle = Resolve(NativeMethods.LibraryName, typeof(Native).Assembly, null);
+        var handle = Resolve(LibraryName, typeof(Native).Assembly, null);
         if (handle == 0)
         {
             string[] tried;
@@ -73,16 +79,16 @@ public static class Native
         int version;
         try
         {
-            version = NativeMethods.sloth_abi_version();
+            version = sloth_abi_version();  // the raw import: EnsureLoaded is what is being computed here
         }
         catch (EntryPointNotFoundException e)
         {
             return new LoadResult(path, new InvalidOperationException(
                 $"{path} is not a libslothsharp (no sloth_abi_version export). Rebuild with `./build.sh native`.", e));
         }
-        if (version != NativeMethods.SLOTH_ABI_VERSION)
+        if (version != SlothConstants.AbiVersion)
             return new LoadResult(path, new InvalidOperationException(
-                $"{path} has ABI version {version}, but this SlothSharp.Interop expects {NativeMethods.SLOTH_ABI_VERSION}. " +
+                $"{path} has ABI version {version}, but this SlothSharp.Interop expects {SlothConstants.AbiVersion}. " +
                 "The native library and the managed assemblies come from different builds: rebuild both with " +
                 "`./build.sh build`, or use matching package versions."));
         GC.KeepAlive(handle);
@@ -91,7 +97,7 @@ public static class Native
 
     private static nint Resolve(string name, Assembly assembly, DllImportSearchPath? searchPath)
     {
-        if (name != NativeMethods.LibraryName) return 0;
+        if (name != LibraryName) return 0;
         foreach (var candidate in Candidates(assembly))
         {
             lock (Tried) Tried.Add(candidate);

@@ -7,66 +7,337 @@ using System.Runtime.InteropServices;
 
 namespace SlothSharp.Interop;
 
-public enum sloth_status : int
+/// <summary>The C enum <c>sloth_status</c> of slothsharp.h.</summary>
+public enum SlothStatus : int
 {
-    SLOTH_OK = 0,
-    SLOTH_ERROR_INVALID_ARGUMENT = 1,
-    SLOTH_ERROR_NO_CUDA = 2,
-    SLOTH_ERROR_CUDA = 3,
-    SLOTH_ERROR_UNSUPPORTED = 4,
-    SLOTH_ERROR_INTERNAL = 5,
+    Ok = 0,
+    ErrorInvalidArgument = 1,
+    ErrorNoCuda = 2,
+    ErrorCuda = 3,
+    ErrorUnsupported = 4,
+    ErrorInternal = 5,
 }
 
-public enum sloth_dtype : int
+/// <summary>The C enum <c>sloth_dtype</c> of slothsharp.h.</summary>
+public enum SlothDtype : int
 {
-    SLOTH_DTYPE_F32 = 0,
-    SLOTH_DTYPE_F16 = 1,
-    SLOTH_DTYPE_BF16 = 2,
+    F32 = 0,
+    F16 = 1,
+    Bf16 = 2,
 }
 
-/// <summary>P/Invoke declarations of libslothsharp, one per exported C function; see the header for
-/// what each one does. Call them through <see cref="Native"/>, which loads and checks the library.</summary>
-public static unsafe partial class NativeMethods
+/// <summary>The C enum <c>sloth_rope_layout</c> of slothsharp.h.</summary>
+public enum SlothRopeLayout : int
 {
-    public const string LibraryName = "slothsharp";
-    public const int SLOTH_ABI_VERSION = 1;
+    Bhtd = 0,
+    Bthd = 1,
+}
 
-    [LibraryImport(LibraryName)]
-    public static partial int sloth_abi_version();
+/// <summary>The #define constants of slothsharp.h (SLOTH_NF4_BLOCKSIZE_MIN -> Nf4BlocksizeMin).</summary>
+public static class SlothConstants
+{
+    public const int AbiVersion = 2;
+    public const int Nf4BlocksizeMin = 32;
+    public const int Nf4BlocksizeMax = 4096;
+}
 
-    [LibraryImport(LibraryName)]
-    public static partial nint sloth_last_error();
+/// <summary>Every export of libslothsharp, one checked method per C function (see the header for what each
+/// does): it loads the library and checks its ABI version (<see cref="EnsureLoaded"/>), calls the function and
+/// throws the typed <see cref="SlothException"/> for a non-OK status. <c>TryX</c> returns the status instead
+/// (for tests of the native validation). The raw P/Invokes are private: no call can skip the checks.</summary>
+public static unsafe partial class Native
+{
+    internal const string LibraryName = "slothsharp";
 
-    [LibraryImport(LibraryName)]
-    public static partial sloth_status sloth_built_with_cuda(nint @out);
+    [LibraryImport(LibraryName, EntryPoint = "sloth_abi_version")]
+    private static partial int sloth_abi_version();
 
-    [LibraryImport(LibraryName)]
-    public static partial sloth_status sloth_cuda_available(nint @out);
+    /// <summary><c>sloth_abi_version</c> (cannot fail once the library is loaded).</summary>
+    internal static int AbiVersion()
+    {
+        EnsureLoaded();
+        return sloth_abi_version();
+    }
 
-    [LibraryImport(LibraryName)]
-    public static partial sloth_status sloth_cuda_device_count(nint @out);
+    [LibraryImport(LibraryName, EntryPoint = "sloth_last_error")]
+    private static partial nint sloth_last_error();
 
-    [LibraryImport(LibraryName)]
-    public static partial sloth_status sloth_cuda_device_name(int device, nint name, int capacity);
+    /// <summary><c>sloth_last_error</c> (cannot fail once the library is loaded).</summary>
+    internal static nint LastError()
+    {
+        EnsureLoaded();
+        return sloth_last_error();
+    }
 
-    [LibraryImport(LibraryName)]
-    public static partial sloth_status sloth_cuda_compute_capability(int device, nint major, nint minor);
+    [LibraryImport(LibraryName, EntryPoint = "sloth_built_with_cuda")]
+    private static partial SlothStatus sloth_built_with_cuda(nint @out);
 
-    [LibraryImport(LibraryName)]
-    public static partial sloth_status sloth_cuda_mem_info(int device, nint free_bytes, nint total_bytes);
+    /// <summary><c>sloth_built_with_cuda</c>; throws the typed exception for a non-OK status.</summary>
+    internal static void BuiltWithCuda(nint @out)
+    {
+        EnsureLoaded();
+        Check(sloth_built_with_cuda(@out));
+    }
 
-    [LibraryImport(LibraryName)]
-    public static partial sloth_status sloth_cuda_kernel_arch(int device, nint arch);
+    /// <summary><c>sloth_built_with_cuda</c>, returning its status (the thread's message: <see cref="LastErrorMessage"/>).</summary>
+    internal static SlothStatus TryBuiltWithCuda(nint @out)
+    {
+        EnsureLoaded();
+        return sloth_built_with_cuda(@out);
+    }
 
-    [LibraryImport(LibraryName)]
-    public static partial sloth_status sloth_cuda_synchronize(int device);
+    [LibraryImport(LibraryName, EntryPoint = "sloth_cuda_available")]
+    private static partial SlothStatus sloth_cuda_available(nint @out);
 
-    [LibraryImport(LibraryName)]
-    public static partial sloth_status sloth_nf4_dequantize(nint packed, nint absmax_codes, nint nested_code_map, nint nested_absmax, nint nested_offset, nint nf4_code_table, long n, int blocksize, int nested_blocksize, sloth_dtype out_dtype, nint @out, int device, nint stream);
+    /// <summary><c>sloth_cuda_available</c>; throws the typed exception for a non-OK status.</summary>
+    internal static void CudaAvailable(nint @out)
+    {
+        EnsureLoaded();
+        Check(sloth_cuda_available(@out));
+    }
 
-    [LibraryImport(LibraryName)]
-    public static partial sloth_status sloth_nf4_quantize(nint src, sloth_dtype src_dtype, long n, int blocksize, int nested_blocksize, nint nested_code_map, nint packed, nint absmax_codes, nint nested_absmax, nint nested_offset, nint absmax_scratch, int device, nint stream);
+    /// <summary><c>sloth_cuda_available</c>, returning its status (the thread's message: <see cref="LastErrorMessage"/>).</summary>
+    internal static SlothStatus TryCudaAvailable(nint @out)
+    {
+        EnsureLoaded();
+        return sloth_cuda_available(@out);
+    }
 
-    [LibraryImport(LibraryName)]
-    public static partial sloth_status sloth_cross_entropy_chunk(nint logits, sloth_dtype dtype, long rows, long vocab, long row_stride, nint labels, long ignore_index, float logit_scale, float softcap, float label_smoothing, float z_loss, nint row_grad_scale, float grad_scale, int compute_grad, nint loss_out, nint lse_out, int device, nint stream);
+    [LibraryImport(LibraryName, EntryPoint = "sloth_cuda_device_count")]
+    private static partial SlothStatus sloth_cuda_device_count(nint @out);
+
+    /// <summary><c>sloth_cuda_device_count</c>; throws the typed exception for a non-OK status.</summary>
+    internal static void CudaDeviceCount(nint @out)
+    {
+        EnsureLoaded();
+        Check(sloth_cuda_device_count(@out));
+    }
+
+    /// <summary><c>sloth_cuda_device_count</c>, returning its status (the thread's message: <see cref="LastErrorMessage"/>).</summary>
+    internal static SlothStatus TryCudaDeviceCount(nint @out)
+    {
+        EnsureLoaded();
+        return sloth_cuda_device_count(@out);
+    }
+
+    [LibraryImport(LibraryName, EntryPoint = "sloth_cuda_device_name")]
+    private static partial SlothStatus sloth_cuda_device_name(int device, nint name, int capacity);
+
+    /// <summary><c>sloth_cuda_device_name</c>; throws the typed exception for a non-OK status.</summary>
+    internal static void CudaDeviceName(int device, nint name, int capacity)
+    {
+        EnsureLoaded();
+        Check(sloth_cuda_device_name(device, name, capacity));
+    }
+
+    /// <summary><c>sloth_cuda_device_name</c>, returning its status (the thread's message: <see cref="LastErrorMessage"/>).</summary>
+    internal static SlothStatus TryCudaDeviceName(int device, nint name, int capacity)
+    {
+        EnsureLoaded();
+        return sloth_cuda_device_name(device, name, capacity);
+    }
+
+    [LibraryImport(LibraryName, EntryPoint = "sloth_cuda_compute_capability")]
+    private static partial SlothStatus sloth_cuda_compute_capability(int device, nint major, nint minor);
+
+    /// <summary><c>sloth_cuda_compute_capability</c>; throws the typed exception for a non-OK status.</summary>
+    internal static void CudaComputeCapability(int device, nint major, nint minor)
+    {
+        EnsureLoaded();
+        Check(sloth_cuda_compute_capability(device, major, minor));
+    }
+
+    /// <summary><c>sloth_cuda_compute_capability</c>, returning its status (the thread's message: <see cref="LastErrorMessage"/>).</summary>
+    internal static SlothStatus TryCudaComputeCapability(int device, nint major, nint minor)
+    {
+        EnsureLoaded();
+        return sloth_cuda_compute_capability(device, major, minor);
+    }
+
+    [LibraryImport(LibraryName, EntryPoint = "sloth_cuda_mem_info")]
+    private static partial SlothStatus sloth_cuda_mem_info(int device, nint free_bytes, nint total_bytes);
+
+    /// <summary><c>sloth_cuda_mem_info</c>; throws the typed exception for a non-OK status.</summary>
+    internal static void CudaMemInfo(int device, nint free_bytes, nint total_bytes)
+    {
+        EnsureLoaded();
+        Check(sloth_cuda_mem_info(device, free_bytes, total_bytes));
+    }
+
+    /// <summary><c>sloth_cuda_mem_info</c>, returning its status (the thread's message: <see cref="LastErrorMessage"/>).</summary>
+    internal static SlothStatus TryCudaMemInfo(int device, nint free_bytes, nint total_bytes)
+    {
+        EnsureLoaded();
+        return sloth_cuda_mem_info(device, free_bytes, total_bytes);
+    }
+
+    [LibraryImport(LibraryName, EntryPoint = "sloth_cuda_kernel_arch")]
+    private static partial SlothStatus sloth_cuda_kernel_arch(int device, nint arch);
+
+    /// <summary><c>sloth_cuda_kernel_arch</c>; throws the typed exception for a non-OK status.</summary>
+    internal static void CudaKernelArch(int device, nint arch)
+    {
+        EnsureLoaded();
+        Check(sloth_cuda_kernel_arch(device, arch));
+    }
+
+    /// <summary><c>sloth_cuda_kernel_arch</c>, returning its status (the thread's message: <see cref="LastErrorMessage"/>).</summary>
+    internal static SlothStatus TryCudaKernelArch(int device, nint arch)
+    {
+        EnsureLoaded();
+        return sloth_cuda_kernel_arch(device, arch);
+    }
+
+    [LibraryImport(LibraryName, EntryPoint = "sloth_cuda_synchronize")]
+    private static partial SlothStatus sloth_cuda_synchronize(int device);
+
+    /// <summary><c>sloth_cuda_synchronize</c>; throws the typed exception for a non-OK status.</summary>
+    internal static void CudaSynchronize(int device)
+    {
+        EnsureLoaded();
+        Check(sloth_cuda_synchronize(device));
+    }
+
+    /// <summary><c>sloth_cuda_synchronize</c>, returning its status (the thread's message: <see cref="LastErrorMessage"/>).</summary>
+    internal static SlothStatus TryCudaSynchronize(int device)
+    {
+        EnsureLoaded();
+        return sloth_cuda_synchronize(device);
+    }
+
+    [LibraryImport(LibraryName, EntryPoint = "sloth_nf4_dequantize")]
+    private static partial SlothStatus sloth_nf4_dequantize(nint packed, nint absmax_codes, nint nested_code_map, nint nested_absmax, nint nested_offset, nint nf4_code_table, long n, int blocksize, int nested_blocksize, SlothDtype out_dtype, nint @out, int device, nint stream);
+
+    /// <summary><c>sloth_nf4_dequantize</c>; throws the typed exception for a non-OK status.</summary>
+    internal static void Nf4Dequantize(nint packed, nint absmax_codes, nint nested_code_map, nint nested_absmax, nint nested_offset, nint nf4_code_table, long n, int blocksize, int nested_blocksize, SlothDtype out_dtype, nint @out, int device, nint stream)
+    {
+        EnsureLoaded();
+        Check(sloth_nf4_dequantize(packed, absmax_codes, nested_code_map, nested_absmax, nested_offset, nf4_code_table, n, blocksize, nested_blocksize, out_dtype, @out, device, stream));
+    }
+
+    /// <summary><c>sloth_nf4_dequantize</c>, returning its status (the thread's message: <see cref="LastErrorMessage"/>).</summary>
+    internal static SlothStatus TryNf4Dequantize(nint packed, nint absmax_codes, nint nested_code_map, nint nested_absmax, nint nested_offset, nint nf4_code_table, long n, int blocksize, int nested_blocksize, SlothDtype out_dtype, nint @out, int device, nint stream)
+    {
+        EnsureLoaded();
+        return sloth_nf4_dequantize(packed, absmax_codes, nested_code_map, nested_absmax, nested_offset, nf4_code_table, n, blocksize, nested_blocksize, out_dtype, @out, device, stream);
+    }
+
+    [LibraryImport(LibraryName, EntryPoint = "sloth_nf4_quantize")]
+    private static partial SlothStatus sloth_nf4_quantize(nint src, SlothDtype src_dtype, long n, int blocksize, int nested_blocksize, nint nested_code_map, nint packed, nint absmax_codes, nint nested_absmax, nint nested_offset, nint absmax_scratch, int device, nint stream);
+
+    /// <summary><c>sloth_nf4_quantize</c>; throws the typed exception for a non-OK status.</summary>
+    internal static void Nf4Quantize(nint src, SlothDtype src_dtype, long n, int blocksize, int nested_blocksize, nint nested_code_map, nint packed, nint absmax_codes, nint nested_absmax, nint nested_offset, nint absmax_scratch, int device, nint stream)
+    {
+        EnsureLoaded();
+        Check(sloth_nf4_quantize(src, src_dtype, n, blocksize, nested_blocksize, nested_code_map, packed, absmax_codes, nested_absmax, nested_offset, absmax_scratch, device, stream));
+    }
+
+    /// <summary><c>sloth_nf4_quantize</c>, returning its status (the thread's message: <see cref="LastErrorMessage"/>).</summary>
+    internal static SlothStatus TryNf4Quantize(nint src, SlothDtype src_dtype, long n, int blocksize, int nested_blocksize, nint nested_code_map, nint packed, nint absmax_codes, nint nested_absmax, nint nested_offset, nint absmax_scratch, int device, nint stream)
+    {
+        EnsureLoaded();
+        return sloth_nf4_quantize(src, src_dtype, n, blocksize, nested_blocksize, nested_code_map, packed, absmax_codes, nested_absmax, nested_offset, absmax_scratch, device, stream);
+    }
+
+    [LibraryImport(LibraryName, EntryPoint = "sloth_cross_entropy_chunk")]
+    private static partial SlothStatus sloth_cross_entropy_chunk(nint logits, SlothDtype dtype, long rows, long vocab, long row_stride, nint labels, long ignore_index, float logit_scale, float softcap, float label_smoothing, float z_loss, nint row_grad_scale, float grad_scale, int compute_grad, nint loss_out, nint lse_out, int device, nint stream);
+
+    /// <summary><c>sloth_cross_entropy_chunk</c>; throws the typed exception for a non-OK status.</summary>
+    internal static void CrossEntropyChunk(nint logits, SlothDtype dtype, long rows, long vocab, long row_stride, nint labels, long ignore_index, float logit_scale, float softcap, float label_smoothing, float z_loss, nint row_grad_scale, float grad_scale, int compute_grad, nint loss_out, nint lse_out, int device, nint stream)
+    {
+        EnsureLoaded();
+        Check(sloth_cross_entropy_chunk(logits, dtype, rows, vocab, row_stride, labels, ignore_index, logit_scale, softcap, label_smoothing, z_loss, row_grad_scale, grad_scale, compute_grad, loss_out, lse_out, device, stream));
+    }
+
+    /// <summary><c>sloth_cross_entropy_chunk</c>, returning its status (the thread's message: <see cref="LastErrorMessage"/>).</summary>
+    internal static SlothStatus TryCrossEntropyChunk(nint logits, SlothDtype dtype, long rows, long vocab, long row_stride, nint labels, long ignore_index, float logit_scale, float softcap, float label_smoothing, float z_loss, nint row_grad_scale, float grad_scale, int compute_grad, nint loss_out, nint lse_out, int device, nint stream)
+    {
+        EnsureLoaded();
+        return sloth_cross_entropy_chunk(logits, dtype, rows, vocab, row_stride, labels, ignore_index, logit_scale, softcap, label_smoothing, z_loss, row_grad_scale, grad_scale, compute_grad, loss_out, lse_out, device, stream);
+    }
+
+    [LibraryImport(LibraryName, EntryPoint = "sloth_rms_norm_forward")]
+    private static partial SlothStatus sloth_rms_norm_forward(nint x, nint weight, SlothDtype dtype, long rows, long cols, float eps, nint y, nint rstd_out, int device, nint stream);
+
+    /// <summary><c>sloth_rms_norm_forward</c>; throws the typed exception for a non-OK status.</summary>
+    internal static void RmsNormForward(nint x, nint weight, SlothDtype dtype, long rows, long cols, float eps, nint y, nint rstd_out, int device, nint stream)
+    {
+        EnsureLoaded();
+        Check(sloth_rms_norm_forward(x, weight, dtype, rows, cols, eps, y, rstd_out, device, stream));
+    }
+
+    /// <summary><c>sloth_rms_norm_forward</c>, returning its status (the thread's message: <see cref="LastErrorMessage"/>).</summary>
+    internal static SlothStatus TryRmsNormForward(nint x, nint weight, SlothDtype dtype, long rows, long cols, float eps, nint y, nint rstd_out, int device, nint stream)
+    {
+        EnsureLoaded();
+        return sloth_rms_norm_forward(x, weight, dtype, rows, cols, eps, y, rstd_out, device, stream);
+    }
+
+    [LibraryImport(LibraryName, EntryPoint = "sloth_rms_norm_backward")]
+    private static partial SlothStatus sloth_rms_norm_backward(nint grad_out, nint x, nint weight, nint rstd, SlothDtype dtype, long rows, long cols, nint grad_x, nint grad_weight, int device, nint stream);
+
+    /// <summary><c>sloth_rms_norm_backward</c>; throws the typed exception for a non-OK status.</summary>
+    internal static void RmsNormBackward(nint grad_out, nint x, nint weight, nint rstd, SlothDtype dtype, long rows, long cols, nint grad_x, nint grad_weight, int device, nint stream)
+    {
+        EnsureLoaded();
+        Check(sloth_rms_norm_backward(grad_out, x, weight, rstd, dtype, rows, cols, grad_x, grad_weight, device, stream));
+    }
+
+    /// <summary><c>sloth_rms_norm_backward</c>, returning its status (the thread's message: <see cref="LastErrorMessage"/>).</summary>
+    internal static SlothStatus TryRmsNormBackward(nint grad_out, nint x, nint weight, nint rstd, SlothDtype dtype, long rows, long cols, nint grad_x, nint grad_weight, int device, nint stream)
+    {
+        EnsureLoaded();
+        return sloth_rms_norm_backward(grad_out, x, weight, rstd, dtype, rows, cols, grad_x, grad_weight, device, stream);
+    }
+
+    [LibraryImport(LibraryName, EntryPoint = "sloth_rope")]
+    private static partial SlothStatus sloth_rope(nint x, nint cos, nint sin, SlothDtype dtype, SlothRopeLayout layout, long batch, long heads, long seq, long head_dim, long cos_batch, int inverse, nint @out, int device, nint stream);
+
+    /// <summary><c>sloth_rope</c>; throws the typed exception for a non-OK status.</summary>
+    internal static void Rope(nint x, nint cos, nint sin, SlothDtype dtype, SlothRopeLayout layout, long batch, long heads, long seq, long head_dim, long cos_batch, int inverse, nint @out, int device, nint stream)
+    {
+        EnsureLoaded();
+        Check(sloth_rope(x, cos, sin, dtype, layout, batch, heads, seq, head_dim, cos_batch, inverse, @out, device, stream));
+    }
+
+    /// <summary><c>sloth_rope</c>, returning its status (the thread's message: <see cref="LastErrorMessage"/>).</summary>
+    internal static SlothStatus TryRope(nint x, nint cos, nint sin, SlothDtype dtype, SlothRopeLayout layout, long batch, long heads, long seq, long head_dim, long cos_batch, int inverse, nint @out, int device, nint stream)
+    {
+        EnsureLoaded();
+        return sloth_rope(x, cos, sin, dtype, layout, batch, heads, seq, head_dim, cos_batch, inverse, @out, device, stream);
+    }
+
+    [LibraryImport(LibraryName, EntryPoint = "sloth_swiglu_forward")]
+    private static partial SlothStatus sloth_swiglu_forward(nint gate, nint up, SlothDtype dtype, long n, nint @out, int device, nint stream);
+
+    /// <summary><c>sloth_swiglu_forward</c>; throws the typed exception for a non-OK status.</summary>
+    internal static void SwigluForward(nint gate, nint up, SlothDtype dtype, long n, nint @out, int device, nint stream)
+    {
+        EnsureLoaded();
+        Check(sloth_swiglu_forward(gate, up, dtype, n, @out, device, stream));
+    }
+
+    /// <summary><c>sloth_swiglu_forward</c>, returning its status (the thread's message: <see cref="LastErrorMessage"/>).</summary>
+    internal static SlothStatus TrySwigluForward(nint gate, nint up, SlothDtype dtype, long n, nint @out, int device, nint stream)
+    {
+        EnsureLoaded();
+        return sloth_swiglu_forward(gate, up, dtype, n, @out, device, stream);
+    }
+
+    [LibraryImport(LibraryName, EntryPoint = "sloth_swiglu_backward")]
+    private static partial SlothStatus sloth_swiglu_backward(nint grad_out, nint gate, nint up, SlothDtype dtype, long n, nint grad_gate, nint grad_up, int device, nint stream);
+
+    /// <summary><c>sloth_swiglu_backward</c>; throws the typed exception for a non-OK status.</summary>
+    internal static void SwigluBackward(nint grad_out, nint gate, nint up, SlothDtype dtype, long n, nint grad_gate, nint grad_up, int device, nint stream)
+    {
+        EnsureLoaded();
+        Check(sloth_swiglu_backward(grad_out, gate, up, dtype, n, grad_gate, grad_up, device, stream));
+    }
+
+    /// <summary><c>sloth_swiglu_backward</c>, returning its status (the thread's message: <see cref="LastErrorMessage"/>).</summary>
+    internal static SlothStatus TrySwigluBackward(nint grad_out, nint gate, nint up, SlothDtype dtype, long n, nint grad_gate, nint grad_up, int device, nint stream)
+    {
+        EnsureLoaded();
+        return sloth_swiglu_backward(grad_out, gate, up, dtype, n, grad_gate, grad_up, device, stream);
+    }
 }

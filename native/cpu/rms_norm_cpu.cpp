@@ -1,0 +1,70 @@
+// RMSNorm forward and backward on the host: the reference the CUDA kernels are tested against. Row sums in double
+// (then rounded once to float32), element-wise work in float32 with the roundings of LlamaRMSNorm in the input dtype.
+#include "../src/backends.h"
+#include "../src/status.h"
+#include "float_convert.h"
+#include "parallel.h"
+
+#include <cmath>
+#include <vector>
+
+namespace sloth::cpu {
+
+sloth_status rms_norm_forward(const char*, const RmsNormArgs& a) {
+    const sloth_dtype dt = a.dtype;
+    parallel_ranges(a.rows, a.cols, [&](int64_t r0, int64_t r1) {
+        for (int64_t r = r0; r < r1; ++r) {
+            const int64_t base = r * a.cols;
+            double ss = 0.0;
+            for (int64_t j = 0; j < a.cols; ++j) {
+                const double v = load_as_f32(a.x, dt, base + j);
+                ss += v * v;
+            }
+            const float var = static_cast<float>(ss / static_cast<double>(a.cols));
+            const float rstd = 1.0f / std::sqrt(var + a.eps);
+            if (a.rstd) a.rstd[r] = rstd;
+            for (int64_t j = 0; j < a.cols; ++j) {  // y may alias x: element j is read before it is written
+                const float h = round_to(dt, load_as_f32(a.x, dt, base + j) * rstd);
+                store_from_f32(a.y, dt, base + j, load_as_f32(a.weight, dt, j) * h);
+            }
+        }
+    });
+    return SLOTH_OK;
+}
+
+sloth_status rms_norm_backward(const char*, const RmsNormArgs& a) {
+    const sloth_dtype dt = a.dtype;
+    // dW first: grad_x may alias grad_out, which dW still needs.
+    if (a.grad_weight) {
+        parallel_ranges(a.cols, a.rows, [&](int64_t j0, int64_t j1) {
+            for (int64_t j = j0; j < j1; ++j) {
+                float acc = 0.0f;
+                for (int64_t r = 0; r < a.rows; ++r) {
+                    const float h = round_to(dt, load_as_f32(a.x, dt, r * a.cols + j) * a.rstd[r]);
+                    acc += load_as_f32(a.grad_out, dt, r * a.cols + j) * h;
+                }
+                a.grad_weight[j] = acc;
+            }
+        });
+    }
+    parallel_ranges(a.rows, a.cols, [&](int64_t r0, int64_t r1) {
+        std::vector<float> g(static_cast<size_t>(a.cols));
+        for (int64_t r = r0; r < r1; ++r) {
+            const int64_t base = r * a.cols;
+            const float rstd = a.rstd[r];
+            double dot = 0.0;
+            for (int64_t j = 0; j < a.cols; ++j) {
+                g[j] = round_to(dt, load_as_f32(a.grad_out, dt, base + j) * load_as_f32(a.weight, dt, j));
+                dot += static_cast<double>(g[j]) * static_cast<double>(load_as_f32(a.x, dt, base + j) * rstd);
+            }
+            const float mean = static_cast<float>(dot / static_cast<double>(a.cols));
+            for (int64_t j = 0; j < a.cols; ++j) {
+                const float xhat = load_as_f32(a.x, dt, base + j) * rstd;
+                store_from_f32(a.y, dt, base + j, rstd * (g[j] - xhat * mean));
+            }
+        }
+    });
+    return SLOTH_OK;
+}
+
+}  // namespace sloth::cpu

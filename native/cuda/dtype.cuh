@@ -1,0 +1,48 @@
+// Per-element dtype handling for the CUDA kernels, chosen at compile time (kDtype is a sloth_dtype): load as float32,
+// store with round-to-nearest-even, and "round to the dtype and widen again" (what PyTorch stores after an
+// operation in that dtype). The same conversions as float_convert.h on the host, so CPU and GPU agree bit for bit.
+#pragma once
+#include "ptx.cuh"
+#include "slothsharp.h"
+
+#include <cstdint>
+
+namespace sloth::cuda {
+
+__device__ __forceinline__ float f16_bits_to_f32(uint16_t bits) {
+    float f;
+    asm("{ .reg .f16 h; mov.b16 h, %1; cvt.f32.f16 %0, h; }" : "=f"(f) : "h"(bits));
+    return f;
+}
+
+template <int kDtype>
+__device__ __forceinline__ float load_f32(const void* p, int64_t i) {
+    if constexpr (kDtype == SLOTH_DTYPE_F32) return static_cast<const float*>(p)[i];
+    else if constexpr (kDtype == SLOTH_DTYPE_BF16)
+        return __uint_as_float(static_cast<uint32_t>(static_cast<const uint16_t*>(p)[i]) << 16);
+    else return f16_bits_to_f32(static_cast<const uint16_t*>(p)[i]);
+}
+
+template <int kDtype>
+__device__ __forceinline__ void store_f32(void* p, int64_t i, float v) {
+    if constexpr (kDtype == SLOTH_DTYPE_F32) static_cast<float*>(p)[i] = v;
+    else if constexpr (kDtype == SLOTH_DTYPE_BF16) static_cast<uint16_t*>(p)[i] = ptx::to_bf16_bits(v);
+    else static_cast<uint16_t*>(p)[i] = ptx::to_f16_bits(v);
+}
+
+template <int kDtype>
+__device__ __forceinline__ float round_to(float v) {
+    if constexpr (kDtype == SLOTH_DTYPE_F32) return v;
+    else if constexpr (kDtype == SLOTH_DTYPE_BF16) return __uint_as_float(static_cast<uint32_t>(ptx::to_bf16_bits(v)) << 16);
+    else return f16_bits_to_f32(ptx::to_f16_bits(v));
+}
+
+// Grid size for a grid-stride loop over `count` items with `threads` per block (at least 1 block, at most 2^20:
+// enough to fill any GPU; the loop covers the rest).
+inline unsigned grid_for(int64_t count, int threads) {
+    const int64_t blocks = (count + threads - 1) / threads;
+    const int64_t capped = blocks < 1 ? 1 : (blocks > (int64_t{1} << 20) ? (int64_t{1} << 20) : blocks);
+    return static_cast<unsigned>(capped);
+}
+
+}  // namespace sloth::cuda

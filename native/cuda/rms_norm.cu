@@ -1,0 +1,146 @@
+// RMSNorm forward and backward (LlamaRMSNorm's roundings, see slothsharp.h). One thread block per row for the
+// forward and dX: the row's sum is a warp-shuffle reduction plus a fixed-order sum of the per-warp partials, so a
+// row always gives the same bits; dW is a separate column-parallel kernel, deterministic too (no atomics).
+// y may alias x and grad_x may alias grad_out: every element is read and written by the same thread, after the
+// barrier that ends the row's reads, so those pointers are deliberately not __restrict__.
+#include "cuda_common.cuh"
+#include "dtype.cuh"
+
+namespace sloth::cuda {
+namespace {
+
+constexpr int kThreads = 256;
+constexpr int kWarps = kThreads / 32;
+
+// Sum of v over the block, the same value in every thread; ends with a barrier so it can be called again.
+__device__ __forceinline__ float block_sum(float v, float* s_part) {
+#pragma unroll
+    for (int off = 16; off > 0; off >>= 1) v = __fadd_rn(v, __shfl_xor_sync(0xFFFFFFFFu, v, off));
+    if ((threadIdx.x & 31) == 0) s_part[threadIdx.x >> 5] = v;
+    __syncthreads();
+    float total = 0.0f;
+#pragma unroll
+    for (int k = 0; k < kWarps; ++k) total = __fadd_rn(total, s_part[k]);
+    __syncthreads();
+    return total;
+}
+
+template <int kDtype>
+__global__ void __launch_bounds__(kThreads) rms_norm_forward_kernel(const void* x, const void* __restrict__ weight,
+                                                                     int64_t cols, float eps, void* y,
+                                                                     float* __restrict__ rstd_out) {
+    __shared__ float s_part[kWarps];
+    const int64_t base = static_cast<int64_t>(blockIdx.x) * cols;
+    float ss = 0.0f;
+    for (int64_t j = threadIdx.x; j < cols; j += kThreads) {
+        const float v = load_f32<kDtype>(x, base + j);
+        ss = __fadd_rn(ss, __fmul_rn(v, v));
+    }
+    ss = block_sum(ss, s_part);
+    const float var = __fdiv_rn(ss, static_cast<float>(cols));
+    const float rstd = __frcp_rn(__fsqrt_rn(__fadd_rn(var, eps)));
+    if (threadIdx.x == 0 && rstd_out != nullptr) rstd_out[blockIdx.x] = rstd;
+    for (int64_t j = threadIdx.x; j < cols; j += kThreads) {
+        const float h = round_to<kDtype>(__fmul_rn(load_f32<kDtype>(x, base + j), rstd));
+        store_f32<kDtype>(y, base + j, __fmul_rn(load_f32<kDtype>(weight, j), h));
+    }
+}
+
+template <int kDtype>
+__global__ void __launch_bounds__(kThreads) rms_norm_backward_kernel(const void* grad_out, const void* __restrict__ x,
+                                                                      const void* __restrict__ weight,
+                                                                      const float* __restrict__ rstd, int64_t cols,
+                                                                      void* grad_x) {
+    __shared__ float s_part[kWarps];
+    const int64_t base = static_cast<int64_t>(blockIdx.x) * cols;
+    const float r = rstd[blockIdx.x];
+    float dot = 0.0f;
+    for (int64_t j = threadIdx.x; j < cols; j += kThreads) {
+        const float g = round_to<kDtype>(__fmul_rn(load_f32<kDtype>(grad_out, base + j), load_f32<kDtype>(weight, j)));
+        dot = __fadd_rn(dot, __fmul_rn(g, __fmul_rn(load_f32<kDtype>(x, base + j), r)));
+    }
+    dot = block_sum(dot, s_part);
+    const float mean = __fdiv_rn(dot, static_cast<float>(cols));
+    for (int64_t j = threadIdx.x; j < cols; j += kThreads) {
+        const float g = round_to<kDtype>(__fmul_rn(load_f32<kDtype>(grad_out, base + j), load_f32<kDtype>(weight, j)));
+        const float xhat = __fmul_rn(load_f32<kDtype>(x, base + j), r);
+        store_f32<kDtype>(grad_x, base + j, __fmul_rn(r, __fsub_rn(g, __fmul_rn(xhat, mean))));
+    }
+}
+
+// dW[j] = sum over rows of dy * h: thread (lane, warp) of block c sums column 32 c + lane over rows warp, warp + 8,
+// ...; the 8 partial sums are then added in warp order.
+template <int kDtype>
+__global__ void __launch_bounds__(kThreads) rms_norm_dweight_kernel(const void* __restrict__ grad_out,
+                                                                     const void* __restrict__ x,
+                                                                     const float* __restrict__ rstd, int64_t rows,
+                                                                     int64_t cols, float* __restrict__ grad_weight) {
+    __shared__ float s_acc[kWarps][32];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int64_t j = static_cast<int64_t>(blockIdx.x) * 32 + lane;
+    float acc = 0.0f;
+    if (j < cols) {
+        for (int64_t r = warp; r < rows; r += kWarps) {
+            const float h = round_to<kDtype>(__fmul_rn(load_f32<kDtype>(x, r * cols + j), rstd[r]));
+            acc = __fadd_rn(acc, __fmul_rn(load_f32<kDtype>(grad_out, r * cols + j), h));
+        }
+    }
+    s_acc[warp][lane] = acc;
+    __syncthreads();
+    if (warp == 0 && j < cols) {
+        float total = 0.0f;
+#pragma unroll
+        for (int k = 0; k < kWarps; ++k) total = __fadd_rn(total, s_acc[k][lane]);
+        grad_weight[j] = total;
+    }
+}
+
+template <int kDtype>
+sloth_status launch_forward(const char* fn, const RmsNormArgs& a, cudaStream_t stream) {
+    if (a.rows > 0x7FFFFFFF) return fail(SLOTH_ERROR_INVALID_ARGUMENT, "%s: rows = %lld exceeds one launch", fn, (long long)a.rows);
+    rms_norm_forward_kernel<kDtype><<<dim3(static_cast<unsigned>(a.rows)), kThreads, 0, stream>>>(
+        a.x, a.weight, a.cols, a.eps, a.y, a.rstd);
+    SLOTH_LAUNCH_CHECK(fn, "rms_norm_forward_kernel");
+    return SLOTH_OK;
+}
+
+template <int kDtype>
+sloth_status launch_backward(const char* fn, const RmsNormArgs& a, cudaStream_t stream) {
+    if (a.rows > 0x7FFFFFFF) return fail(SLOTH_ERROR_INVALID_ARGUMENT, "%s: rows = %lld exceeds one launch", fn, (long long)a.rows);
+    // dW first: grad_x may alias grad_out, which dW reads.
+    if (a.grad_weight != nullptr) {
+        rms_norm_dweight_kernel<kDtype><<<dim3(static_cast<unsigned>(ceil_div(a.cols, 32))), kThreads, 0, stream>>>(
+            a.grad_out, a.x, a.rstd, a.rows, a.cols, a.grad_weight);
+        SLOTH_LAUNCH_CHECK(fn, "rms_norm_dweight_kernel");
+    }
+    rms_norm_backward_kernel<kDtype><<<dim3(static_cast<unsigned>(a.rows)), kThreads, 0, stream>>>(
+        a.grad_out, a.x, a.weight, a.rstd, a.cols, a.y);
+    SLOTH_LAUNCH_CHECK(fn, "rms_norm_backward_kernel");
+    return SLOTH_OK;
+}
+
+}  // namespace
+
+sloth_status rms_norm_forward(const char* fn, const RmsNormArgs& a, int32_t device, void* stream) {
+    DeviceGuard guard;
+    SLOTH_CHECK(guard.enter(fn, device));
+    const auto s = static_cast<cudaStream_t>(stream);
+    switch (a.dtype) {
+        case SLOTH_DTYPE_BF16: return launch_forward<SLOTH_DTYPE_BF16>(fn, a, s);
+        case SLOTH_DTYPE_F16: return launch_forward<SLOTH_DTYPE_F16>(fn, a, s);
+        default: return launch_forward<SLOTH_DTYPE_F32>(fn, a, s);
+    }
+}
+
+sloth_status rms_norm_backward(const char* fn, const RmsNormArgs& a, int32_t device, void* stream) {
+    DeviceGuard guard;
+    SLOTH_CHECK(guard.enter(fn, device));
+    const auto s = static_cast<cudaStream_t>(stream);
+    switch (a.dtype) {
+        case SLOTH_DTYPE_BF16: return launch_backward<SLOTH_DTYPE_BF16>(fn, a, s);
+        case SLOTH_DTYPE_F16: return launch_backward<SLOTH_DTYPE_F16>(fn, a, s);
+        default: return launch_backward<SLOTH_DTYPE_F32>(fn, a, s);
+    }
+}
+
+}  // namespace sloth::cuda

@@ -1,0 +1,68 @@
+// Rotary position embedding (rotate_half convention), forward or its gradient (inverse = 1). One thread per
+// (head vector, i < head_dim / 2) pair: it reads x[i] and x[i + half] and writes both, so out may equal x.
+// Each product and sum is rounded to the dtype as PyTorch's `x * cos + rotate_half(x) * sin` does in that dtype.
+#include "cuda_common.cuh"
+#include "dtype.cuh"
+
+namespace sloth::cuda {
+namespace {
+
+constexpr int kThreads = 256;
+
+template <int kDtype, bool kInverse>
+__global__ void __launch_bounds__(kThreads) rope_kernel(const void* x, const void* __restrict__ cos_t,
+                                                         const void* __restrict__ sin_t, int64_t pairs, int64_t half,
+                                                         int64_t heads, int64_t seq, bool bthd, bool cos_broadcast,
+                                                         void* out) {
+    const int64_t stride = static_cast<int64_t>(gridDim.x) * kThreads;
+    for (int64_t p = static_cast<int64_t>(blockIdx.x) * kThreads + threadIdx.x; p < pairs; p += stride) {
+        const int64_t r = p / half;  // the head vector
+        const int64_t i = p - r * half;
+        const int64_t t = bthd ? (r / heads) % seq : r % seq;
+        const int64_t b = r / (heads * seq);
+        const int64_t cs = ((cos_broadcast ? 0 : b) * seq + t) * (2 * half);
+        const int64_t xs = r * (2 * half);
+        const float v1 = load_f32<kDtype>(x, xs + i), v2 = load_f32<kDtype>(x, xs + i + half);
+        const float c1 = load_f32<kDtype>(cos_t, cs + i), c2 = load_f32<kDtype>(cos_t, cs + i + half);
+        const float s1 = load_f32<kDtype>(sin_t, cs + i), s2 = load_f32<kDtype>(sin_t, cs + i + half);
+        float o1, o2;
+        if constexpr (!kInverse) {
+            o1 = __fsub_rn(round_to<kDtype>(__fmul_rn(v1, c1)), round_to<kDtype>(__fmul_rn(v2, s1)));
+            o2 = __fadd_rn(round_to<kDtype>(__fmul_rn(v2, c2)), round_to<kDtype>(__fmul_rn(v1, s2)));
+        } else {
+            o1 = __fadd_rn(round_to<kDtype>(__fmul_rn(v1, c1)), round_to<kDtype>(__fmul_rn(v2, s2)));
+            o2 = __fsub_rn(round_to<kDtype>(__fmul_rn(v2, c2)), round_to<kDtype>(__fmul_rn(v1, s1)));
+        }
+        store_f32<kDtype>(out, xs + i, o1);
+        store_f32<kDtype>(out, xs + i + half, o2);
+    }
+}
+
+template <int kDtype>
+sloth_status launch(const char* fn, const RopeArgs& a, cudaStream_t stream) {
+    const int64_t half = a.head_dim / 2;
+    const int64_t pairs = a.batch * a.heads * a.seq * half;
+    const dim3 grid(grid_for(pairs, kThreads));
+    const bool bthd = a.layout == SLOTH_ROPE_BTHD, bcast = a.cos_batch == 1;
+    if (a.inverse)
+        rope_kernel<kDtype, true><<<grid, kThreads, 0, stream>>>(a.x, a.cos, a.sin, pairs, half, a.heads, a.seq, bthd, bcast, a.out);
+    else
+        rope_kernel<kDtype, false><<<grid, kThreads, 0, stream>>>(a.x, a.cos, a.sin, pairs, half, a.heads, a.seq, bthd, bcast, a.out);
+    SLOTH_LAUNCH_CHECK(fn, "rope_kernel");
+    return SLOTH_OK;
+}
+
+}  // namespace
+
+sloth_status rope(const char* fn, const RopeArgs& a, int32_t device, void* stream) {
+    DeviceGuard guard;
+    SLOTH_CHECK(guard.enter(fn, device));
+    const auto s = static_cast<cudaStream_t>(stream);
+    switch (a.dtype) {
+        case SLOTH_DTYPE_BF16: return launch<SLOTH_DTYPE_BF16>(fn, a, s);
+        case SLOTH_DTYPE_F16: return launch<SLOTH_DTYPE_F16>(fn, a, s);
+        default: return launch<SLOTH_DTYPE_F32>(fn, a, s);
+    }
+}
+
+}  // namespace sloth::cuda
