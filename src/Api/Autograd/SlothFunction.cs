@@ -1,0 +1,141 @@
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace SlothSharp.Autograd;
+
+/// <summary>
+/// The base of SlothSharp's custom autograd functions with one output. It unpacks the arguments, guards the backward
+/// (an exception there is caught, the step gets no gradients, and the failure is reported through
+/// <see cref="SlothAutograd"/>), and releases the gradient wrappers returned to the engine at a point where the
+/// engine surely holds its own reference (they would otherwise make PyTorch clone dW into W.grad and keep a dW-sized
+/// buffer alive until the .NET GC ran).
+/// </summary>
+/// <remarks>
+/// <para>A new op (RMSNorm, RoPE, LoRA, ...) is one sealed class and one plan record:</para>
+/// <code>
+/// internal sealed record ScalePlan(double Factor);
+/// internal sealed class ScaleFunction : SlothFunction&lt;ScaleFunction, ScalePlan&gt;
+/// {
+///     public override string Name =&gt; "SlothSharp.Scale";
+///     protected override Tensor Forward(AutogradContext ctx, ScalePlan plan, Tensor?[] inputs)
+///     {
+///         ctx.save_for_backward([inputs[0]!]);      // tensors needed by backward (null allowed)
+///         return inputs[0]! * plan.Factor;
+///     }
+///     protected override Tensor?[] Backward(AutogradContext ctx, ScalePlan plan, Tensor gradOutput)
+///     {
+///         using var saved = SavedTensors.Of(ctx);    // disposes our wrappers only
+///         return [gradOutput * plan.Factor];         // one gradient (or null) per input tensor
+///     }
+/// }
+/// // call site: var y = ScaleFunction.Apply(new ScalePlan(2), x);
+/// </code>
+/// <para>Rules. Call <see cref="Apply"/>, not TorchSharp's <c>apply</c>: it rethrows a pending backward failure and
+/// releases this thread's returned gradients first. Inputs are tensors in a fixed layout; an optional one is passed as
+/// null (it then gets a null gradient). Everything else goes in the plan (an immutable record: the single function
+/// instance is shared by all threads, so keep no state in fields). Backward returns one gradient per input tensor, null
+/// where none is needed; return freshly made tensors (never an input's own wrapper), they are disposed later. Forward
+/// tensors that backward needs but that are not inputs go in a <see cref="TensorBox"/> via <c>ctx.save_data</c>.
+/// Rows to skip (ignore_index) are selected with <see cref="IgnoredRows"/>. Test an op against the same math through
+/// ordinary autograd and against finite differences (tests/AutogradBaseTests.cs shows both).</para>
+/// </remarks>
+public abstract class SlothFunction<TSelf, TPlan> : autograd.SingleTensorFunction<TSelf>
+    where TSelf : SlothFunction<TSelf, TPlan>, new()
+    where TPlan : class
+{
+    /// <summary>Runs the function: rethrows a pending backward failure of this thread, releases the gradients this
+    /// thread returned earlier, then builds the graph node through TorchSharp.</summary>
+    public static Tensor Apply(TPlan plan, params Tensor?[] inputs)
+    {
+        ArgumentNullException.ThrowIfNull(plan);
+        ArgumentNullException.ThrowIfNull(inputs);
+        SlothAutograd.Enter();
+        return apply(FunctionArguments.Pack(plan, inputs));
+    }
+
+    /// <summary>Forward on the unpacked arguments (autograd is off here). Save what backward needs in ctx.</summary>
+    protected abstract Tensor Forward(autograd.AutogradContext ctx, TPlan plan, Tensor?[] inputs);
+
+    /// <summary>One gradient per input tensor (null where none is needed); runs under the backward guard.</summary>
+    protected abstract Tensor?[] Backward(autograd.AutogradContext ctx, TPlan plan, Tensor gradOutput);
+
+    public sealed override Tensor forward(autograd.AutogradContext ctx, params object[] vars)
+    {
+        var (plan, inputs) = FunctionArguments.Unpack<TPlan>(ctx, vars, Name);
+        return Forward(ctx, plan, inputs);
+    }
+
+    public sealed override List<Tensor> backward(autograd.AutogradContext ctx, Tensor gradOutput) =>
+        SlothAutograd.GuardedBackward(Name, FunctionArguments.Call(ctx),
+            () => Backward(ctx, FunctionArguments.Plan<TPlan>(ctx), gradOutput));
+}
+
+/// <summary>
+/// <see cref="SlothFunction{TSelf, TPlan}"/> for ops with several outputs (e.g. RoPE on q and k): the same rules, with
+/// a list of outputs and a list of upstream gradients (one per output; zeros where an output was unused).
+/// </summary>
+public abstract class SlothMultiFunction<TSelf, TPlan> : autograd.MultiTensorFunction<TSelf>
+    where TSelf : SlothMultiFunction<TSelf, TPlan>, new()
+    where TPlan : class
+{
+    /// <inheritdoc cref="SlothFunction{TSelf, TPlan}.Apply"/>
+    public static List<Tensor> Apply(TPlan plan, params Tensor?[] inputs)
+    {
+        ArgumentNullException.ThrowIfNull(plan);
+        ArgumentNullException.ThrowIfNull(inputs);
+        SlothAutograd.Enter();
+        return apply(FunctionArguments.Pack(plan, inputs));
+    }
+
+    protected abstract List<Tensor> Forward(autograd.AutogradContext ctx, TPlan plan, Tensor?[] inputs);
+
+    protected abstract Tensor?[] Backward(autograd.AutogradContext ctx, TPlan plan, List<Tensor> gradOutputs);
+
+    public sealed override List<Tensor> forward(autograd.AutogradContext ctx, params object[] vars)
+    {
+        var (plan, inputs) = FunctionArguments.Unpack<TPlan>(ctx, vars, Name);
+        return Forward(ctx, plan, inputs);
+    }
+
+    public sealed override List<Tensor> backward(autograd.AutogradContext ctx, List<Tensor> gradOutputs) =>
+        SlothAutograd.GuardedBackward(Name, FunctionArguments.Call(ctx),
+            () => Backward(ctx, FunctionArguments.Plan<TPlan>(ctx), gradOutputs));
+}
+
+/// <summary>The argument layout of a SlothSharp function: the input tensors (null for an absent optional one), then
+/// the plan. TorchSharp wants one gradient slot per argument, so the plan has a (null) slot too.</summary>
+internal static class FunctionArguments
+{
+    private const string PlanKey = "SlothSharp.plan";
+    private const string CallKey = "SlothSharp.call";
+
+    public static object[] Pack(object plan, Tensor?[] inputs)
+    {
+        var vars = new object[inputs.Length + 1];
+        for (var i = 0; i < inputs.Length; i++) vars[i] = inputs[i]!;
+        vars[^1] = plan;
+        return vars;
+    }
+
+    public static (TPlan Plan, Tensor?[] Inputs) Unpack<TPlan>(autograd.AutogradContext ctx, object[] vars, string name) where TPlan : class
+    {
+        if (vars.Length == 0 || vars[^1] is not TPlan plan)
+            throw new ArgumentException($"{name}: the last argument must be a {typeof(TPlan).Name} (call Apply(plan, inputs...))");
+        var inputs = new Tensor?[vars.Length - 1];
+        for (var i = 0; i < inputs.Length; i++)
+            inputs[i] = vars[i] switch
+            {
+                null => null,
+                Tensor t => t,
+                var other => throw new ArgumentException($"{name}: argument {i} is a {other.GetType().Name}; only tensors (or null) precede the plan"),
+            };
+        ctx.save_data(PlanKey, plan);
+        ctx.save_data(CallKey, new CallRecord(vars.Length, AutogradState.Current));
+        return (plan, inputs);
+    }
+
+    public static CallRecord? Call(autograd.AutogradContext ctx) => ctx.get_data(CallKey) as CallRecord;
+
+    public static TPlan Plan<TPlan>(autograd.AutogradContext ctx) where TPlan : class =>
+        ctx.get_data(PlanKey) as TPlan ?? throw new InvalidOperationException("the autograd context lost its plan");
+}
