@@ -1,0 +1,90 @@
+using SlothSharp.Autograd;
+using SlothSharp.Interop;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace SlothSharp.Ops;
+
+/// <summary>
+/// RMSNorm as Hugging Face's LlamaRMSNorm computes it, in one fused kernel per direction (sloth_rms_norm_forward /
+/// _backward): <c>weight * (x.float() * rsqrt(mean(x.float()^2, -1) + eps)).to(x.dtype)</c>. The backward gives dX
+/// and, when the weight requires a gradient, dW accumulated in float32.
+/// </summary>
+public static class RmsNorm
+{
+    /// <summary>x: [..., H] float32/float16/bfloat16 on the CPU or CUDA; weight: [H], same dtype and device.
+    /// Returns y with x's shape and dtype. Differentiable in x and weight.</summary>
+    public static Tensor Apply(Tensor x, Tensor weight, double eps = 1e-6)
+    {
+        ArgumentNullException.ThrowIfNull(x);
+        ArgumentNullException.ThrowIfNull(weight);
+        OpChecks.FloatingSameDtype(x, nameof(x), weight, nameof(weight));
+        if (x.ndim < 1 || weight.ndim != 1 || weight.shape[0] != x.shape[^1])
+            throw new ArgumentException($"weight {OpChecks.Shape(weight)} must be [H] with H = the last dimension of x {OpChecks.Shape(x)}", nameof(weight));
+        if (!(eps >= 0 && double.IsFinite(eps))) throw new ArgumentOutOfRangeException(nameof(eps), eps, "must be finite and >= 0");
+        return RmsNormFunction.Apply(new RmsNormPlan((float)eps), x, weight);
+    }
+}
+
+/// <summary>An RMSNorm layer with a learnable weight named <c>weight</c> (Hugging Face's parameter name), initialised
+/// to ones, running the fused kernels.</summary>
+public sealed class RmsNormLayer : nn.Module<Tensor, Tensor>
+{
+    public RmsNormLayer(long hiddenSize, double eps = 1e-6, ScalarType dtype = ScalarType.Float32, Device? device = null)
+        : base(nameof(RmsNormLayer))
+    {
+        Eps = eps;
+        weight = new Parameter(ones(hiddenSize, dtype, device));
+        RegisterComponents();
+    }
+
+    public double Eps { get; }
+
+    // The field name is the parameter name in state_dict(): "weight".
+#pragma warning disable IDE1006
+    public Parameter weight;
+#pragma warning restore IDE1006
+
+    public override Tensor forward(Tensor x) => RmsNorm.Apply(x, weight, Eps);
+}
+
+internal sealed record RmsNormPlan(float Eps);
+
+internal sealed class RmsNormFunction : SlothFunction<RmsNormFunction, RmsNormPlan>
+{
+    public override string Name => "SlothSharp.RmsNorm";
+
+    protected override Tensor Forward(autograd.AutogradContext ctx, RmsNormPlan plan, Tensor?[] inputs)
+    {
+        using var x = inputs[0]!.contiguous();
+        using var w = inputs[1]!.contiguous();
+        var cols = x.shape[^1];
+        var rows = x.numel() / cols;
+        var y = empty_like(x);
+        var rstd = empty(rows, ScalarType.Float32, x.device);
+        Native.RmsNormForward(TensorInterop.DataPtr(x), TensorInterop.DataPtr(w), TensorInterop.ToSloth(x.dtype, "x"), rows,
+            cols, plan.Eps, TensorInterop.DataPtr(y), TensorInterop.DataPtr(rstd), TensorInterop.DeviceSelector(x), 0);
+        ctx.save_for_backward([inputs[0]!, inputs[1]!]);
+        ctx.save_data("rstd", new TensorBox(rstd.DetachFromDisposeScope()));
+        return y;
+    }
+
+    protected override Tensor?[] Backward(autograd.AutogradContext ctx, RmsNormPlan plan, Tensor gradOutput)
+    {
+        using var saved = SavedTensors.Of(ctx);
+        using var rstd = ((TensorBox)ctx.get_data("rstd")).Take()[0]!;
+        using var x = saved[0]!.contiguous();
+        using var w = saved[1]!.contiguous();
+        using var dy = gradOutput.contiguous();
+        var cols = x.shape[^1];
+        var rows = x.numel() / cols;
+        var dx = empty_like(x);
+        var wantsDw = saved[1]!.requires_grad;
+        using var dw = wantsDw ? empty(cols, ScalarType.Float32, x.device) : null;
+        Native.RmsNormBackward(TensorInterop.DataPtr(dy), TensorInterop.DataPtr(x), TensorInterop.DataPtr(w),
+            TensorInterop.DataPtr(rstd), TensorInterop.ToSloth(x.dtype, "x"), rows, cols, TensorInterop.DataPtr(dx),
+            dw is null ? 0 : TensorInterop.DataPtr(dw), TensorInterop.DeviceSelector(x), 0);
+        return [dx, dw?.to(w.dtype)];
+    }
+}
