@@ -20,7 +20,7 @@ public static class RmsNorm
         ArgumentNullException.ThrowIfNull(x);
         ArgumentNullException.ThrowIfNull(weight);
         OpChecks.FloatingSameDtype(x, nameof(x), weight, nameof(weight));
-        if (x.ndim < 1 || weight.ndim != 1 || weight.shape[0] != x.shape[^1])
+        if (x.ndim < 1 || weight.ndim != 1 || weight.shape[0] != x.shape[^1] || weight.shape[0] < 1)
             throw new ArgumentException($"weight {OpChecks.Shape(weight)} must be [H] with H = the last dimension of x {OpChecks.Shape(x)}", nameof(weight));
         if (!(eps >= 0 && double.IsFinite(eps))) throw new ArgumentOutOfRangeException(nameof(eps), eps, "must be finite and >= 0");
         return RmsNormFunction.Apply(new RmsNormPlan((float)eps), x, weight);
@@ -81,6 +81,7 @@ internal sealed class RmsNormFunction : SlothFunction<RmsNormFunction, RmsNormPl
         var rows = x.numel() / cols;
         var dx = empty_like(x);
         var wantsDw = saved[1]!.requires_grad;
+        if (rows == 0) return [dx, wantsDw ? zeros_like(w) : null];  // a sum over no rows
         using var dw = wantsDw ? empty(cols, ScalarType.Float32, x.device) : null;
         Native.RmsNormBackward(TensorInterop.DataPtr(dy), TensorInterop.DataPtr(x), TensorInterop.DataPtr(w),
             TensorInterop.DataPtr(rstd), TensorInterop.ToSloth(x.dtype, "x"), rows, cols, TensorInterop.DataPtr(dx),
