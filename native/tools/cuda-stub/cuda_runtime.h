@@ -1,0 +1,61 @@
+// Stub CUDA runtime declarations for clang's CUDA front end (native/tools/cuda_syntax_check.sh): just enough of
+// cuda_runtime.h to type-check the kernels on a machine without the CUDA toolkit. Never used for a real build.
+#pragma once
+#include <stddef.h>
+#include <stdint.h>
+#define __global__ __attribute__((global))
+#define __device__ __attribute__((device))
+#define __host__ __attribute__((host))
+#define __shared__ __attribute__((shared))
+#define __forceinline__ __inline__ __attribute__((always_inline))
+#define __launch_bounds__(...) __attribute__((launch_bounds(__VA_ARGS__)))
+struct uint3 { unsigned x, y, z; };
+struct dim3 { unsigned x, y, z; __host__ __device__ dim3(unsigned a = 1, unsigned b = 1, unsigned c = 1) : x(a), y(b), z(c) {} };
+struct uint4 { unsigned x, y, z, w; };
+__host__ __device__ uint4 make_uint4(unsigned, unsigned, unsigned, unsigned);
+extern const __device__ uint3 threadIdx;
+extern const __device__ uint3 blockIdx;
+extern const __device__ dim3 blockDim;
+extern const __device__ dim3 gridDim;
+typedef struct CUstream_st* cudaStream_t;
+enum cudaError { cudaSuccess = 0, cudaErrorNoDevice = 100, cudaErrorInsufficientDriver = 35 };
+typedef enum cudaError cudaError_t;
+enum cudaDeviceAttr { cudaDevAttrComputeCapabilityMajor = 75, cudaDevAttrComputeCapabilityMinor = 76 };
+enum cudaMemcpyKind { cudaMemcpyDeviceToHost = 2 };
+struct cudaDeviceProp { char name[256]; };
+const char* cudaGetErrorString(cudaError_t);
+const char* cudaGetErrorName(cudaError_t);
+cudaError_t cudaGetDeviceCount(int*);
+cudaError_t cudaGetLastError(void);
+cudaError_t cudaGetDevice(int*);
+cudaError_t cudaSetDevice(int);
+cudaError_t cudaGetDeviceProperties(cudaDeviceProp*, int);
+cudaError_t cudaDeviceGetAttribute(int*, cudaDeviceAttr, int);
+cudaError_t cudaMemGetInfo(size_t*, size_t*);
+cudaError_t cudaMalloc(void**, size_t);
+template <class T> cudaError_t cudaMalloc(T** p, size_t s) { return cudaMalloc((void**)p, s); }
+cudaError_t cudaMemcpy(void*, const void*, size_t, cudaMemcpyKind);
+cudaError_t cudaFree(void*);
+cudaError_t cudaDeviceSynchronize(void);
+extern "C" unsigned __cudaPushCallConfiguration(dim3 gridDim, dim3 blockDim, size_t sharedMem = 0, void* stream = 0);
+extern "C" cudaError_t cudaConfigureCall(dim3 gridDim, dim3 blockDim, size_t sharedMem = 0, cudaStream_t stream = 0);
+__device__ void __syncthreads(void);
+__device__ float __shfl_xor_sync(unsigned, float, int, int = 32);
+__device__ float __fmul_rn(float, float);
+__device__ float __fadd_rn(float, float);
+__device__ float __fsub_rn(float, float);
+__device__ float __fdiv_rn(float, float);
+__device__ float __frcp_rn(float);
+__device__ float __fsqrt_rn(float);
+__device__ double __dadd_rn(double, double);
+__device__ double __ddiv_rn(double, double);
+__device__ float __double2float_rn(double);
+__device__ float __uint_as_float(unsigned);
+__device__ unsigned __float_as_uint(float);
+__device__ float __ldg(const float*);
+__device__ float expf(float);
+__device__ float __expf(float);
+__device__ float __logf(float);
+__device__ float fmaxf(float, float);
+__device__ float fabsf(float);
+__device__ float tanhf(float);
