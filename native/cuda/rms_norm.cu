@@ -68,19 +68,23 @@ __global__ void __launch_bounds__(kThreads) rms_norm_backward_kernel(const void*
     }
 }
 
-// dW[j] = sum over rows of dy * h: thread (lane, warp) of block c sums column 32 c + lane over rows warp, warp + 8,
-// ...; the 8 partial sums are then added in warp order.
+// dW[j] = sum over rows of dy * h: thread (lane, warp) of block c sums column 32 c + lane over rows warp,
+// warp + 32, ...; the 32 partial sums are then added in warp order (deterministic, no atomics). 1024 threads per
+// block: a hidden size of 2048 gives only 64 blocks, so each needs many rows in flight.
+constexpr int kDwThreads = 1024;
+constexpr int kDwWarps = kDwThreads / 32;
+
 template <int kDtype>
-__global__ void __launch_bounds__(kThreads) rms_norm_dweight_kernel(const void* __restrict__ grad_out,
+__global__ void __launch_bounds__(kDwThreads) rms_norm_dweight_kernel(const void* __restrict__ grad_out,
                                                                      const void* __restrict__ x,
                                                                      const float* __restrict__ rstd, int64_t rows,
                                                                      int64_t cols, float* __restrict__ grad_weight) {
-    __shared__ float s_acc[kWarps][32];
+    __shared__ float s_acc[kDwWarps][32];
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int64_t j = static_cast<int64_t>(blockIdx.x) * 32 + lane;
     float acc = 0.0f;
     if (j < cols) {
-        for (int64_t r = warp; r < rows; r += kWarps) {
+        for (int64_t r = warp; r < rows; r += kDwWarps) {
             const float h = round_to<kDtype>(__fmul_rn(load_f32<kDtype>(x, r * cols + j), rstd[r]));
             acc = __fadd_rn(acc, __fmul_rn(load_f32<kDtype>(grad_out, r * cols + j), h));
         }
@@ -89,8 +93,7 @@ __global__ void __launch_bounds__(kThreads) rms_norm_dweight_kernel(const void* 
     __syncthreads();
     if (warp == 0 && j < cols) {
         float total = 0.0f;
-#pragma unroll
-        for (int k = 0; k < kWarps; ++k) total = __fadd_rn(total, s_acc[k][lane]);
+        for (int k = 0; k < kDwWarps; ++k) total = __fadd_rn(total, s_acc[k][lane]);
         grad_weight[j] = total;
     }
 }
@@ -109,7 +112,7 @@ sloth_status launch_backward(const char* fn, const RmsNormArgs& a, cudaStream_t 
     if (a.rows > 0x7FFFFFFF) return fail(SLOTH_ERROR_INVALID_ARGUMENT, "%s: rows = %lld exceeds one launch", fn, (long long)a.rows);
     // dW first: grad_x may alias grad_out, which dW reads.
     if (a.grad_weight != nullptr) {
-        rms_norm_dweight_kernel<kDtype><<<dim3(static_cast<unsigned>(ceil_div(a.cols, 32))), kThreads, 0, stream>>>(
+        rms_norm_dweight_kernel<kDtype><<<dim3(static_cast<unsigned>(ceil_div(a.cols, 32))), kDwThreads, 0, stream>>>(
             a.grad_out, a.x, a.rstd, a.rows, a.cols, a.grad_weight);
         SLOTH_LAUNCH_CHECK(fn, "rms_norm_dweight_kernel");
     }
