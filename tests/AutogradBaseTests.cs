@@ -110,6 +110,21 @@ public class AutogradBaseTests(string deviceName) : DeviceFixture(deviceName)
         TestEnv.AssertClose(x.grad!, full([5], 2.0f), 0, "the gradient survives the release");
     }
 
+    /// <summary>CUDA backwards run on the engine's device thread; the next SlothSharp call on the user's thread makes that
+    /// thread release what it returned (through a one-element backward), so nothing dW-sized lingers into the forward.</summary>
+    [Test]
+    public void CudaGradientsHeldByTheEngineThreadAreReleasedByTheNextCall()
+    {
+        Assume.That(DeviceName == "cuda", "the engine's device thread exists for CUDA only");
+        using var scope = NewDisposeScope();
+        var x = randn([5], generator: new Generator(3)).to(Dev).requires_grad_();
+        ScaleFunction.Apply(new ScalePlan(2.0), x, null).sum().backward();
+        ScaleFunction.Apply(new ScalePlan(2.0), x, null);
+        Assert.That(AutogradState.CudaDevicesHeldByOthers(AutogradState.Current), Is.Empty,
+            "another thread still holds returned CUDA gradients after the next call");
+        TestEnv.AssertClose(x.grad!.cpu(), full([5], 2.0f), 0, "the gradient survives the release");
+    }
+
     /// <summary>Forward and backward on several threads at once: every thread's gradients stay correct (a release on
     /// one thread must never dispose what another thread's backward just returned).</summary>
     [Test]
