@@ -14,15 +14,6 @@ namespace SlothSharp.Losses;
 /// </summary>
 public static class FusedLinearCrossEntropy
 {
-    /// <summary>Default chunk: 256 MiB of float32-equivalent logits, but at least <see cref="MinDefaultChunkRows"/> rows.
-    /// Measured on an H100 (bench/results): for 16384 × 4096 × 128256 it gives 523-row chunks, 1.32 GB transient and
-    /// 0.89× the naive time, where 1046-row chunks took 1.59 GB; for a 256K vocabulary the 512-row floor keeps the GEMMs
-    /// efficient (262-row chunks there cost 1.06× the naive time).</summary>
-    public const long DefaultChunkBytes = 256L << 20;
-
-    /// <summary>The smallest default chunk: below this the logits GEMM loses efficiency.</summary>
-    public const long MinDefaultChunkRows = 512;
-
     /// <summary>
     /// hidden: [N, H] or [B, T, H]; weight: [V, H] (same dtype/device); bias: [V] or null; labels: int64 [N] or [B, T].
     /// Returns a float32 scalar (Mean, Sum) or float32 per-row losses shaped like labels (None).
@@ -34,9 +25,8 @@ public static class FusedLinearCrossEntropy
         options.Validate();
         var (n, h, v) = LossShapes.Check(hidden, weight, bias, labels, targetsAreLabels: true);
         LossShapes.CheckLabelRange(labels, v, options.IgnoreIndex);
-        var rows = options.ChunkRows is null && options.ChunkBytes is null
-            ? Math.Max(MinDefaultChunkRows, DefaultChunkBytes / (v * 4))
-            : options.RowsPerChunk(v);
+        // Default chunks: ChunkOptions.DefaultChunkBytes, but at least MinDefaultChunkRows rows.
+        var rows = options.RowsPerChunk(v, ChunkOptions.MinDefaultChunkRows);
         var plan = new Plan(options, rows, labels.shape, hidden.requires_grad, weight.requires_grad, bias?.requires_grad ?? false);
         return FusedLinearCrossEntropyFunction.Apply(plan, hidden.reshape(n, h), weight, bias, labels.reshape(n));
     }
