@@ -28,6 +28,20 @@ internal sealed class ScaleFunction : SlothFunction<ScaleFunction, ScalePlan>
     }
 }
 
+/// <summary>(x · a, x · b): an op with two outputs on <see cref="SlothMultiFunction{TSelf, TPlan}"/>.</summary>
+internal sealed record TwoScalesPlan(double A, double B);
+
+internal sealed class TwoScalesFunction : SlothMultiFunction<TwoScalesFunction, TwoScalesPlan>
+{
+    public override string Name => "SlothSharp.Tests.TwoScales";
+
+    protected override List<Tensor> Forward(autograd.AutogradContext ctx, TwoScalesPlan plan, Tensor?[] inputs) =>
+        [inputs[0]! * plan.A, inputs[0]! * plan.B];
+
+    protected override Tensor?[] Backward(autograd.AutogradContext ctx, TwoScalesPlan plan, List<Tensor> gradOutputs) =>
+        [gradOutputs[0] * plan.A + gradOutputs[1] * plan.B];
+}
+
 [TestFixture("cpu")]
 [TestFixture("cuda", Category = "Gpu")]
 public class AutogradBaseTests(string deviceName) : DeviceFixture(deviceName)
@@ -68,6 +82,22 @@ public class AutogradBaseTests(string deviceName) : DeviceFixture(deviceName)
             fd.flatten()[i] = ((plus - minus) * up).sum() / (2 * h);
         }
         TestEnv.AssertClose(x.grad!, fd, 1e-8, "dx against finite differences");
+    }
+
+    [Test]
+    public void TwoOutputOpMatchesAutograd()
+    {
+        using var scope = NewDisposeScope();
+        var gen = new Generator(6);
+        var x = randn([6], ScalarType.Float64, generator: gen).to(Dev).requires_grad_();
+        var (u1, u2) = (randn([6], ScalarType.Float64, generator: gen).to(Dev), randn([6], ScalarType.Float64, generator: gen).to(Dev));
+        ((x * 2.0 * u1).sum() + (x * -0.5 * u2).sum()).backward();
+        var expected = x.grad!.clone();
+        x.grad!.zero_();
+        var ys = TwoScalesFunction.Apply(new TwoScalesPlan(2.0, -0.5), x);
+        TestEnv.AssertClose(ys[1], x * -0.5, 1e-12, "second output");
+        ((ys[0] * u1).sum() + (ys[1] * u2).sum()).backward();
+        TestEnv.AssertClose(x.grad!, expected, 1e-12, "dx");
     }
 
     [Test]

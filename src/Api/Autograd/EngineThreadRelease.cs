@@ -43,7 +43,9 @@ internal static class EngineThreadRelease
         using var scope = NewDisposeScope();
         using var grad = enable_grad();
         var x = zeros(1, device: new Device(DeviceType.CUDA, device)).requires_grad_();
-        ReleaseFunction.Apply(ReleasePlan.Instance, x).sum().backward();
+        // TorchSharp's apply, not Apply: the caller's Enter has just run, and a nested one must not take (and so lose)
+        // a backward failure that is meant for the caller.
+        ReleaseFunction.apply(FunctionArguments.Pack(ReleasePlan.Instance, [x])).sum().backward();
     }
 
     private sealed record ReleasePlan

@@ -27,8 +27,8 @@ public static class SlothAutograd
     {
         var state = AutogradState.Current;
         state.ReleaseReturned();
-        if (_backwardDepth == 0) EngineThreadRelease.ReleaseOtherThreads(state);
         if (state.TakeFailure() is { } e) throw e;
+        if (_backwardDepth == 0) EngineThreadRelease.ReleaseOtherThreads(state);
     }
 
     /// <summary>How many SlothSharp backwards this thread is inside (a forward may run in one: recomputation).</summary>

@@ -55,7 +55,7 @@ public static class ChunkedLinearLoss
         }
         var plan = new Plan(loss, options.Reduction, normalizer, rowsPerChunk, lead,
             hidden.requires_grad, weight.requires_grad, bias?.requires_grad ?? false);
-        return ChunkedLinearLossFunction.Apply(plan, x, weight, bias, t);
+        return ChunkedLinearLossFunction.Apply(plan, new HeadInputs(x, weight, bias, t).ToArray());
     }
 
     /// <summary>Cross-entropy through the generic path (same options and results as <see cref="FusedLinearCrossEntropy"/>).</summary>
@@ -89,7 +89,7 @@ internal sealed class ChunkedLinearLossFunction : SlothFunction<ChunkedLinearLos
     /// <summary>inputs: x [N, H], w [V, H], b [V] or null, t [N, ...] (the targets).</summary>
     protected override Tensor Forward(autograd.AutogradContext ctx, ChunkedLinearLoss.Plan plan, Tensor?[] inputs)
     {
-        var (x, w, b, t) = (inputs[0]!, inputs[1]!, inputs[2], inputs[3]!);
+        var (x, w, b, t) = HeadInputs.Of(inputs);
         var n = x.shape[0];
         var parts = new List<Tensor>();
         bool? perRow = null;
@@ -110,7 +110,7 @@ internal sealed class ChunkedLinearLossFunction : SlothFunction<ChunkedLinearLos
         plan.PerRow = perRow ?? false;
         if (plan.Reduction == LossReduction.None && !plan.PerRow)
             throw new InvalidOperationException("LossReduction.None needs a chunk loss that returns one value per row");
-        ctx.save_for_backward([x, w, b!, t]);
+        new HeadInputs(x, w, b, t).SaveForBackward(ctx);
         using var all = NewDisposeScope();
         Tensor result;
         if (plan.Reduction == LossReduction.None) result = cat(parts, 0).reshape(plan.LeadShape);
@@ -134,7 +134,7 @@ internal sealed class ChunkedLinearLossFunction : SlothFunction<ChunkedLinearLos
     protected override Tensor?[] Backward(autograd.AutogradContext ctx, ChunkedLinearLoss.Plan plan, Tensor gradOutput)
     {
         using var saved = SavedTensors.Of(ctx);
-        var (x, w, b, t) = (saved[0]!, saved[1]!, saved[2], saved[3]!);
+        var (x, w, b, t) = HeadInputs.Of(saved);
         var n = x.shape[0];
         Tensor? dx = null, dw = null, db = null;
         using (var scope = NewDisposeScope())

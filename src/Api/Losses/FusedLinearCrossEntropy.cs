@@ -28,7 +28,7 @@ public static class FusedLinearCrossEntropy
         // Default chunks: ChunkOptions.DefaultChunkBytes, but at least MinDefaultChunkRows rows.
         var rows = options.RowsPerChunk(v, ChunkOptions.MinDefaultChunkRows);
         var plan = new Plan(options, rows, labels.shape, hidden.requires_grad, weight.requires_grad, bias?.requires_grad ?? false);
-        return FusedLinearCrossEntropyFunction.Apply(plan, hidden.reshape(n, h), weight, bias, labels.reshape(n));
+        return FusedLinearCrossEntropyFunction.Apply(plan, new HeadInputs(hidden.reshape(n, h), weight, bias, labels.reshape(n)).ToArray());
     }
 
     /// <summary>
@@ -58,7 +58,7 @@ internal sealed class FusedLinearCrossEntropyFunction : SlothFunction<FusedLinea
     /// <summary>inputs: x [N, H], w [V, H], b [V] or null, y int64 [N].</summary>
     protected override Tensor Forward(autograd.AutogradContext ctx, FusedLinearCrossEntropy.Plan plan, Tensor?[] inputs)
     {
-        var (x, w, b, y) = (inputs[0]!, inputs[1]!, inputs[2], inputs[3]!);
+        var (x, w, b, y) = HeadInputs.Of(inputs);
         var o = plan.Options;
         var needGrad = plan.NeedX || plan.NeedW || plan.NeedB;
         var precompute = needGrad && o.Reduction != LossReduction.None;
@@ -90,7 +90,7 @@ internal sealed class FusedLinearCrossEntropyFunction : SlothFunction<FusedLinea
         }
         else if (needGrad)
         {
-            ctx.save_for_backward([x, w, b!, y]);
+            new HeadInputs(x, w, b, y).SaveForBackward(ctx);
         }
         return result.MoveToOuterDisposeScope();
     }
@@ -106,7 +106,7 @@ internal sealed class FusedLinearCrossEntropyFunction : SlothFunction<FusedLinea
             return [t[0], t[1], t[2], null];
         }
         using var saved = SavedTensors.Of(ctx);
-        var (x, w, b, y) = (saved[0]!, saved[1]!, saved[2], saved[3]!);
+        var (x, w, b, y) = HeadInputs.Of(saved);
         using var scope = NewDisposeScope();
         var rows = IgnoredRows.Of(y, plan.Options.IgnoreIndex);
         var g32 = gradOutput.reshape(-1).to(ScalarType.Float32);
