@@ -1,9 +1,9 @@
-using System.Diagnostics;
 using System.Globalization;
 using System.Text;
 using System.Text.Json;
 using BenchmarkDotNet.Attributes;
 using BenchmarkDotNet.Running;
+using SlothSharp.Diagnostics;
 
 namespace SlothSharp.Bench;
 
@@ -66,8 +66,6 @@ internal static class LossSuite
 
     public static void Run(string results, string device, bool quick)
     {
-        var self = Environment.ProcessPath!;
-        var dll = typeof(LossSuite).Assembly.Location;
         var shapes = LossProblem.CeShapes.Append(LossProblem.GrpoShape).ToArray();
         var memory = new List<Memory>();
         var times = new Dictionary<(string, string), double>();
@@ -75,12 +73,12 @@ internal static class LossSuite
         {
             foreach (var method in LossProblem.Methods(shape.Split('x').Length == 4))
             {
-                var output = Child(self, dll, ["--measure-memory", shape, method], null);
+                var output = Child(["--measure-memory", shape, method], null);
                 var line = output.Split('\n').FirstOrDefault(l => l.StartsWith("MEMORY ", StringComparison.Ordinal));
                 if (line is null) { Console.WriteLine($"memory run failed for {shape} {method}:\n{output}"); continue; }
                 memory.Add(JsonSerializer.Deserialize<Memory>(line[7..])!);
             }
-            var timeOut = Child(self, dll, ["--suite", "loss-time", .. quick ? new[] { "--quick" } : []], shape);
+            var timeOut = Child(["--suite", "loss-time", .. quick ? new[] { "--quick" } : []], shape);
             foreach (var l in timeOut.Split('\n').Where(l => l.StartsWith("TIME ", StringComparison.Ordinal)))
             {
                 var parts = l.Split(' ');
@@ -99,21 +97,17 @@ internal static class LossSuite
                 $"TIME {r.BenchmarkCase.Parameters["Shape"]} {r.BenchmarkCase.Parameters["Method"]} {r.ResultStatistics!.Median}"));
     }
 
-    private static string Child(string exe, string dll, string[] args, string? shape)
+    /// <summary>Runs this benchmark program again with args (one process per measurement) and returns its output.</summary>
+    private static string Child(string[] args, string? shape)
     {
-        var psi = new ProcessStartInfo(exe) { RedirectStandardOutput = true, RedirectStandardError = true };
-        if (Path.GetFileNameWithoutExtension(exe) == "dotnet") psi.ArgumentList.Add(dll);
-        foreach (var a in args) psi.ArgumentList.Add(a);
-        if (shape is not null) psi.Environment["SLOTH_BENCH_SHAPE"] = shape;
+        var env = new Dictionary<string, string>();
+        if (shape is not null) env["SLOTH_BENCH_SHAPE"] = shape;
         // Load every CUDA module at context creation, before the baseline reading: otherwise kernels that libtorch
         // and cuBLAS load lazily on first use (about 1.3 GB here) would count as the method's transient memory.
-        if (args.Contains("--measure-memory")) psi.Environment["CUDA_MODULE_LOADING"] = "EAGER";
-        using var proc = Process.Start(psi)!;
-        var stderr = proc.StandardError.ReadToEndAsync();
-        var stdout = proc.StandardOutput.ReadToEnd();
-        proc.WaitForExit();
-        Console.WriteLine($"[child {string.Join(' ', args)} {shape}] exit {proc.ExitCode}");
-        return stdout + stderr.Result;
+        if (args.Contains("--measure-memory")) env["CUDA_MODULE_LOADING"] = "EAGER";
+        var r = ChildProcess.RunSelf(args, new ChildProcessOptions { CaptureOutput = true, Environment = env });
+        Console.WriteLine($"[child {string.Join(' ', args)} {shape}] exit {r.ExitCode}");
+        return r.Output;
     }
 
     private static void Write(string dir, string device, List<Memory> memory, Dictionary<(string, string), double> times)

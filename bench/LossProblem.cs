@@ -1,4 +1,5 @@
 using SlothSharp.Losses;
+using SlothSharp.References;
 using static TorchSharp.torch;
 
 namespace SlothSharp.Bench;
@@ -51,7 +52,7 @@ internal sealed class LossProblem : IDisposable
         if (Grpo)
         {
             var o = new GrpoOptions { Beta = 0.04, EpsilonHigh = 0.28, UseFusedKernel = method == "fused" };
-            loss = method == "naive" ? NaiveGrpo(o) : GrpoLoss.Compute(X, W, null, Y, Mask, Adv, Old, Ref, o).Loss;
+            loss = method == "naive" ? GrpoReference.Loss(X, W, Y, Mask, Adv, Old, Ref, o) : GrpoLoss.Compute(X, W, null, Y, Mask, Adv, Old, Ref, o).Loss;
         }
         else
         {
@@ -67,18 +68,6 @@ internal sealed class LossProblem : IDisposable
             };
         }
         loss.backward();
-    }
-
-    private Tensor NaiveGrpo(GrpoOptions o)
-    {
-        var logp = X.matmul(W.t()).to(ScalarType.Float32).log_softmax(-1).gather(2, Y.unsqueeze(2)).squeeze(2);
-        var ratio = (logp - Old).exp();
-        var a = Adv.unsqueeze(1);
-        var pg = minimum(ratio * a, ratio.clamp(1 - o.EpsilonLow, 1 + o.EpsilonHigh) * a).neg();
-        var dd = Ref - logp;
-        var m = Mask.to(ScalarType.Float32);
-        var t = (pg + (dd.exp() - dd - 1) * o.Beta) * m;
-        return (t.sum(dim: 1) / m.sum(dim: 1).clamp_min(1)).mean();
     }
 
     public long InputBytes => Bytes(X) + Bytes(W) + Bytes(Y) + (Grpo ? Bytes(Mask) + Bytes(Adv) + Bytes(Old) + Bytes(Ref) : 0);

@@ -1,4 +1,5 @@
 using BenchmarkDotNet.Attributes;
+using SlothSharp.References;
 using static TorchSharp.torch;
 
 namespace SlothSharp.Bench;
@@ -77,7 +78,7 @@ public class Nf4Dequant
     public void TorchSharpOps()
     {
         var dtype = Dtype == "bf16" ? ScalarType.BFloat16 : ScalarType.Float16;
-        for (var i = 0; i < TorchOpsPerInvoke; i++) TorchSharpBaselines.Nf4Dequantize(_weights[i % _weights.Count], dtype).Dispose();
+        for (var i = 0; i < TorchOpsPerInvoke; i++) Nf4DequantizeReference.Dequantize(_weights[i % _weights.Count], dtype).Dispose();
         CudaDevice.Synchronize();
     }
 

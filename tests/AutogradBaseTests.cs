@@ -28,6 +28,20 @@ internal sealed class ScaleFunction : SlothFunction<ScaleFunction, ScalePlan>
     }
 }
 
+/// <summary>(x · a, x · b): an op with two outputs on <see cref="SlothMultiFunction{TSelf, TPlan}"/>.</summary>
+internal sealed record TwoScalesPlan(double A, double B);
+
+internal sealed class TwoScalesFunction : SlothMultiFunction<TwoScalesFunction, TwoScalesPlan>
+{
+    public override string Name => "SlothSharp.Tests.TwoScales";
+
+    protected override List<Tensor> Forward(autograd.AutogradContext ctx, TwoScalesPlan plan, Tensor?[] inputs) =>
+        [inputs[0]! * plan.A, inputs[0]! * plan.B];
+
+    protected override Tensor?[] Backward(autograd.AutogradContext ctx, TwoScalesPlan plan, List<Tensor> gradOutputs) =>
+        [gradOutputs[0] * plan.A + gradOutputs[1] * plan.B];
+}
+
 [TestFixture("cpu")]
 [TestFixture("cuda", Category = "Gpu")]
 public class AutogradBaseTests(string deviceName) : DeviceFixture(deviceName)
@@ -71,6 +85,22 @@ public class AutogradBaseTests(string deviceName) : DeviceFixture(deviceName)
     }
 
     [Test]
+    public void TwoOutputOpMatchesAutograd()
+    {
+        using var scope = NewDisposeScope();
+        var gen = new Generator(6);
+        var x = randn([6], ScalarType.Float64, generator: gen).to(Dev).requires_grad_();
+        var (u1, u2) = (randn([6], ScalarType.Float64, generator: gen).to(Dev), randn([6], ScalarType.Float64, generator: gen).to(Dev));
+        ((x * 2.0 * u1).sum() + (x * -0.5 * u2).sum()).backward();
+        var expected = x.grad!.clone();
+        x.grad!.zero_();
+        var ys = TwoScalesFunction.Apply(new TwoScalesPlan(2.0, -0.5), x);
+        TestEnv.AssertClose(ys[1], x * -0.5, 1e-12, "second output");
+        ((ys[0] * u1).sum() + (ys[1] * u2).sum()).backward();
+        TestEnv.AssertClose(x.grad!, expected, 1e-12, "dx");
+    }
+
+    [Test]
     public void ABackwardFailureRaisesTheEventAndIsRethrownOnceByTheNextCall()
     {
         using var scope = NewDisposeScope();
@@ -108,6 +138,21 @@ public class AutogradBaseTests(string deviceName) : DeviceFixture(deviceName)
         ScaleFunction.Apply(new ScalePlan(2.0), x, null);
         Assert.That(AutogradState.Current.Held, Is.Zero, "the next call on this thread released it");
         TestEnv.AssertClose(x.grad!, full([5], 2.0f), 0, "the gradient survives the release");
+    }
+
+    /// <summary>CUDA backwards run on the engine's device thread; the next SlothSharp call on the user's thread makes that
+    /// thread release what it returned (through a one-element backward), so nothing dW-sized lingers into the forward.</summary>
+    [Test]
+    public void CudaGradientsHeldByTheEngineThreadAreReleasedByTheNextCall()
+    {
+        Assume.That(DeviceName == "cuda", "the engine's device thread exists for CUDA only");
+        using var scope = NewDisposeScope();
+        var x = randn([5], generator: new Generator(3)).to(Dev).requires_grad_();
+        ScaleFunction.Apply(new ScalePlan(2.0), x, null).sum().backward();
+        ScaleFunction.Apply(new ScalePlan(2.0), x, null);
+        Assert.That(AutogradState.CudaDevicesHeldByOthers(AutogradState.Current), Is.Empty,
+            "another thread still holds returned CUDA gradients after the next call");
+        TestEnv.AssertClose(x.grad!.cpu(), full([5], 2.0f), 0, "the gradient survives the release");
     }
 
     /// <summary>Forward and backward on several threads at once: every thread's gradients stay correct (a release on

@@ -1,3 +1,4 @@
+using SlothSharp.References;
 using NUnit.Framework;
 using SlothSharp.Losses;
 using static TorchSharp.torch;
@@ -9,26 +10,6 @@ namespace SlothSharp.Tests;
 [TestFixture("cuda", Category = "Gpu")]
 public class GrpoTests(string deviceName) : DeviceFixture(deviceName)
 {
-    private static Tensor NaiveLoss(Tensor h, Tensor w, Tensor ids, Tensor mask, Tensor adv, Tensor old, Tensor reff, GrpoOptions o)
-    {
-        var logits = nn.functional.linear(h, w).to(ScalarType.Float32) / o.Temperature;
-        var logp = logits.log_softmax(-1).gather(2, ids.unsqueeze(2)).squeeze(2);
-        var ratio = (logp - old).exp();
-        var a = adv.unsqueeze(1);
-        var pg = minimum(ratio * a, ratio.clamp(1 - o.EpsilonLow, 1 + o.EpsilonHigh) * a).neg();
-        var d = reff - logp;
-        var t = pg + (d.exp() - d - 1) * o.Beta;
-        var m = mask.to(ScalarType.Float32);
-        var (b, T) = (h.shape[0], h.shape[1]);
-        return o.Normalization switch
-        {
-            GrpoNormalization.Grpo => ((t * m).sum(dim: 1) / m.sum(dim: 1).clamp_min(1)).mean(),
-            GrpoNormalization.Bnpo => (t * m).sum() / m.sum().clamp_min(1),
-            GrpoNormalization.DrGrpo => (t * m).sum() / (double)(b * (o.MaxCompletionLength ?? T)),
-            _ => (t * m).sum() / o.GlobalNormalizer!.Value,
-        };
-    }
-
     [Test]
     public void MatchesNaiveForEveryNormalization([Values] GrpoNormalization norm, [Values] bool fused)
     {
@@ -49,7 +30,7 @@ public class GrpoTests(string deviceName) : DeviceFixture(deviceName)
             GlobalNormalizer = norm == GrpoNormalization.Dapo ? 40 : null, MaxCompletionLength = norm == GrpoNormalization.DrGrpo ? 16 : null,
             ChunkRows = 5,
         };
-        var expected = NaiveLoss(h, w, ids, mask, adv, old, reff, o);
+        var expected = GrpoReference.Loss(h, w, ids, mask, adv, old, reff, o);
         expected.backward();
         var (eh, ew) = (LossReference.Grad(h)!, LossReference.Grad(w)!);
         LossReference.ZeroGrads(h, w);

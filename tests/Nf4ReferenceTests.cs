@@ -1,3 +1,4 @@
+using SlothSharp.References;
 using NUnit.Framework;
 using static TorchSharp.torch;
 
@@ -32,7 +33,7 @@ public class Nf4ReferenceTests
             foreach (var dtype in new[] { ScalarType.BFloat16, ScalarType.Float16, ScalarType.Float32 })
             {
                 var actual = w.Dequantize(dtype);
-                var expected = Nf4Reference.Dequantize(w, dtype);
+                var expected = Nf4DequantizeReference.Dequantize(w, dtype);
                 Assert.That(TestEnv.BitEqual(actual, expected), Is.True, $"{dtype}, nested {nested}: kernel differs from the reference");
             }
         }

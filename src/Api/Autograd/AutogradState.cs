@@ -56,16 +56,35 @@ internal sealed class AutogradState
     }
 
     private int _count;
+    private int _heldCudaDevice = -1;
 
     /// <summary>Gradient wrappers this thread returned and still holds.</summary>
     public int Held => Volatile.Read(ref _count);
+
+    /// <summary>CUDA devices whose gradients threads other than <paramref name="caller"/> hold (racy by nature: a
+    /// hint for <see cref="EngineThreadRelease"/>, never a license to release).</summary>
+    public static IEnumerable<int> CudaDevicesHeldByOthers(AutogradState caller)
+    {
+        var devices = new SortedSet<int>();
+        foreach (var s in All.Keys)
+        {
+            if (!s._owner.IsAlive) { All.TryRemove(s, out _); continue; }
+            if (s != caller && Volatile.Read(ref s._count) > 0 && Volatile.Read(ref s._heldCudaDevice) is >= 0 and var d)
+                devices.Add(d);
+        }
+        return devices;
+    }
 
     /// <summary>Keeps the wrappers of gradients just returned to the engine (owner thread only).</summary>
     public void HoldReturned(IEnumerable<Tensor?> gradients)
     {
         EnsureOwner();
         foreach (var g in gradients)
-            if (g is not null) _returned.Add(g);
+        {
+            if (g is null) continue;
+            _returned.Add(g);
+            if (g.device_type == TorchSharp.DeviceType.CUDA) Volatile.Write(ref _heldCudaDevice, Math.Max(0, g.device_index));
+        }
         Volatile.Write(ref _count, _returned.Count);
     }
 
@@ -78,6 +97,7 @@ internal sealed class AutogradState
         foreach (var t in _returned) t.Dispose();
         _returned.Clear();
         Volatile.Write(ref _count, 0);
+        Volatile.Write(ref _heldCudaDevice, -1);
     }
 
     /// <summary>Records a backward failure for this thread (any thread may call it); the first one wins until taken.</summary>

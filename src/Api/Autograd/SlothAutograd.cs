@@ -28,7 +28,11 @@ public static class SlothAutograd
         var state = AutogradState.Current;
         state.ReleaseReturned();
         if (state.TakeFailure() is { } e) throw e;
+        if (_backwardDepth == 0) EngineThreadRelease.ReleaseOtherThreads(state);
     }
+
+    /// <summary>How many SlothSharp backwards this thread is inside (a forward may run in one: recomputation).</summary>
+    [ThreadStatic] private static int _backwardDepth;
 
     /// <summary>Runs a backward body under the guard. The call record says how many gradients TorchSharp expects
     /// (one per apply() argument); on failure all of them are null. The returned wrappers are held for release.</summary>
@@ -36,6 +40,7 @@ public static class SlothAutograd
     {
         var slots = call?.Slots ?? 0;
         Tensor?[] grads;
+        _backwardDepth++;
         try
         {
             if (call is null) throw new InvalidOperationException("the autograd context has no SlothSharp call record (forward did not run through SlothFunction)");
@@ -49,6 +54,10 @@ public static class SlothAutograd
         {
             Report(function, call, e);
             grads = [];
+        }
+        finally
+        {
+            _backwardDepth--;
         }
         var list = new List<Tensor>(Math.Max(slots, 1));
         foreach (var g in grads) list.Add(g!);

@@ -45,13 +45,7 @@ public abstract class SlothFunction<TSelf, TPlan> : autograd.SingleTensorFunctio
 {
     /// <summary>Runs the function: rethrows a pending backward failure of this thread, releases the gradients this
     /// thread returned earlier, then builds the graph node through TorchSharp.</summary>
-    public static Tensor Apply(TPlan plan, params Tensor?[] inputs)
-    {
-        ArgumentNullException.ThrowIfNull(plan);
-        ArgumentNullException.ThrowIfNull(inputs);
-        SlothAutograd.Enter();
-        return apply(FunctionArguments.Pack(plan, inputs));
-    }
+    public static Tensor Apply(TPlan plan, params Tensor?[] inputs) => apply(FunctionArguments.Enter(plan, inputs));
 
     /// <summary>Forward on the unpacked arguments (autograd is off here). Save what backward needs in ctx.</summary>
     protected abstract Tensor Forward(autograd.AutogradContext ctx, TPlan plan, Tensor?[] inputs);
@@ -79,13 +73,7 @@ public abstract class SlothMultiFunction<TSelf, TPlan> : autograd.MultiTensorFun
     where TPlan : class
 {
     /// <inheritdoc cref="SlothFunction{TSelf, TPlan}.Apply"/>
-    public static List<Tensor> Apply(TPlan plan, params Tensor?[] inputs)
-    {
-        ArgumentNullException.ThrowIfNull(plan);
-        ArgumentNullException.ThrowIfNull(inputs);
-        SlothAutograd.Enter();
-        return apply(FunctionArguments.Pack(plan, inputs));
-    }
+    public static List<Tensor> Apply(TPlan plan, params Tensor?[] inputs) => apply(FunctionArguments.Enter(plan, inputs));
 
     protected abstract List<Tensor> Forward(autograd.AutogradContext ctx, TPlan plan, Tensor?[] inputs);
 
@@ -109,6 +97,16 @@ internal static class FunctionArguments
     private const string PlanKey = "SlothSharp.plan";
     private const string CallKey = "SlothSharp.call";
 
+    /// <summary>The start of every call (see <see cref="SlothAutograd.Enter"/>), then the packed apply() arguments.</summary>
+    public static object[] Enter(object plan, Tensor?[] inputs)
+    {
+        ArgumentNullException.ThrowIfNull(plan);
+        ArgumentNullException.ThrowIfNull(inputs);
+        SlothAutograd.Enter();
+        return Pack(plan, inputs);
+    }
+
+    /// <summary>The apply() arguments: the inputs, then the plan.</summary>
     public static object[] Pack(object plan, Tensor?[] inputs)
     {
         var vars = new object[inputs.Length + 1];

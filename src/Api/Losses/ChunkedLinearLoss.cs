@@ -1,3 +1,4 @@
+using SlothSharp.Autograd;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -49,18 +50,12 @@ public static class ChunkedLinearLoss
         if (options.Reduction == LossReduction.Mean)
         {
             if (options.Normalizer is { } given) normalizer = given;
-            else if (targets.dtype == ScalarType.Int64 && targets.ndim == lead.Length)
-            {
-                using var count = t.ne(options.IgnoreIndex).sum();
-                normalizer = count.item<long>();
-            }
+            else if (targets.dtype == ScalarType.Int64 && targets.ndim == lead.Length) normalizer = IgnoredRows.Count(t, options.IgnoreIndex);
             else normalizer = n;
         }
-        var plan = new Plan(loss, options.Reduction, normalizer, rowsPerChunk, bias is not null, lead,
+        var plan = new Plan(loss, options.Reduction, normalizer, rowsPerChunk, lead,
             hidden.requires_grad, weight.requires_grad, bias?.requires_grad ?? false);
-        return bias is null
-            ? ChunkedLinearLossFunction.apply(x, weight, t, plan)
-            : ChunkedLinearLossFunction.apply(x, weight, bias, t, plan);
+        return ChunkedLinearLossFunction.Apply(plan, new HeadInputs(x, weight, bias, t).ToArray());
     }
 
     /// <summary>Cross-entropy through the generic path (same options and results as <see cref="FusedLinearCrossEntropy"/>).</summary>
@@ -80,30 +75,21 @@ public static class ChunkedLinearLoss
         });
     }
 
-    internal sealed record Plan(ChunkLoss Loss, LossReduction Reduction, double Normalizer, long RowsPerChunk, bool HasBias,
+    internal sealed record Plan(ChunkLoss Loss, LossReduction Reduction, double Normalizer, long RowsPerChunk,
                                 long[] LeadShape, bool NeedX, bool NeedW, bool NeedB)
     {
         public bool PerRow { get; set; }
     }
 }
 
-internal sealed class ChunkedLinearLossFunction : autograd.SingleTensorFunction<ChunkedLinearLossFunction>
+internal sealed class ChunkedLinearLossFunction : SlothFunction<ChunkedLinearLossFunction, ChunkedLinearLoss.Plan>
 {
     public override string Name => "SlothSharp.ChunkedLinearLoss";
 
-    private static (Tensor X, Tensor W, Tensor? B, Tensor T, ChunkedLinearLoss.Plan Plan) Unpack(object[] vars)
+    /// <summary>inputs: x [N, H], w [V, H], b [V] or null, t [N, ...] (the targets).</summary>
+    protected override Tensor Forward(autograd.AutogradContext ctx, ChunkedLinearLoss.Plan plan, Tensor?[] inputs)
     {
-        var plan = (ChunkedLinearLoss.Plan)vars[^1];
-        return plan.HasBias
-            ? ((Tensor)vars[0], (Tensor)vars[1], (Tensor)vars[2], (Tensor)vars[3], plan)
-            : ((Tensor)vars[0], (Tensor)vars[1], null, (Tensor)vars[2], plan);
-    }
-
-    public override Tensor forward(autograd.AutogradContext ctx, params object[] vars)
-    {
-        ReturnedGradients.Release();
-        BackwardErrors.ThrowIfAny();
-        var (x, w, b, t, plan) = Unpack(vars);
+        var (x, w, b, t) = HeadInputs.Of(inputs);
         var n = x.shape[0];
         var parts = new List<Tensor>();
         bool? perRow = null;
@@ -124,8 +110,7 @@ internal sealed class ChunkedLinearLossFunction : autograd.SingleTensorFunction<
         plan.PerRow = perRow ?? false;
         if (plan.Reduction == LossReduction.None && !plan.PerRow)
             throw new InvalidOperationException("LossReduction.None needs a chunk loss that returns one value per row");
-        ctx.save_for_backward(b is null ? [x, w, t] : [x, w, b, t]);
-        ctx.save_data("plan", plan);
+        new HeadInputs(x, w, b, t).SaveForBackward(ctx);
         using var all = NewDisposeScope();
         Tensor result;
         if (plan.Reduction == LossReduction.None) result = cat(parts, 0).reshape(plan.LeadShape);
@@ -146,18 +131,10 @@ internal sealed class ChunkedLinearLossFunction : autograd.SingleTensorFunction<
         throw new InvalidOperationException($"a chunk loss must return a scalar (the chunk's sum) or [rows] = [{rows}]; got [{string.Join(", ", value.shape)}]");
     }
 
-    public override List<Tensor> backward(autograd.AutogradContext ctx, Tensor gradOutput) =>
-        BackwardErrors.Guarded(() => Backward(ctx, gradOutput), () => ((ChunkedLinearLoss.Plan)ctx.get_data("plan")).HasBias);
-
-    private static List<Tensor> Backward(autograd.AutogradContext ctx, Tensor gradOutput)
+    protected override Tensor?[] Backward(autograd.AutogradContext ctx, ChunkedLinearLoss.Plan plan, Tensor gradOutput)
     {
-        ReturnedGradients.Release();
-        var plan = (ChunkedLinearLoss.Plan)ctx.get_data("plan");
-        var saved = ctx.get_saved_variables();
-        var x = saved[0];
-        var w = saved[1];
-        var b = plan.HasBias ? saved[2] : null;
-        var t = saved[plan.HasBias ? 3 : 2];
+        using var saved = SavedTensors.Of(ctx);
+        var (x, w, b, t) = HeadInputs.Of(saved);
         var n = x.shape[0];
         Tensor? dx = null, dw = null, db = null;
         using (var scope = NewDisposeScope())
@@ -188,7 +165,6 @@ internal sealed class ChunkedLinearLossFunction : autograd.SingleTensorFunction<
         }
         var dbOut = db?.to(w.dtype);
         db?.Dispose();
-        foreach (var v in saved) v.Dispose();  // our wrappers only: the graph keeps its own references
-        return ReturnedGradients.Return(dx, dw, dbOut, plan.HasBias);
+        return [dx, dw, dbOut, null];
     }
 }

@@ -1,3 +1,4 @@
+using SlothSharp.Autograd;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -13,15 +14,6 @@ namespace SlothSharp.Losses;
 /// </summary>
 public static class FusedLinearCrossEntropy
 {
-    /// <summary>Default chunk: 256 MiB of float32-equivalent logits, but at least <see cref="MinDefaultChunkRows"/> rows.
-    /// Measured on an H100 (bench/results): for 16384 × 4096 × 128256 it gives 523-row chunks, 1.32 GB transient and
-    /// 0.89× the naive time, where 1046-row chunks took 1.59 GB; for a 256K vocabulary the 512-row floor keeps the GEMMs
-    /// efficient (262-row chunks there cost 1.06× the naive time).</summary>
-    public const long DefaultChunkBytes = 256L << 20;
-
-    /// <summary>The smallest default chunk: below this the logits GEMM loses efficiency.</summary>
-    public const long MinDefaultChunkRows = 512;
-
     /// <summary>
     /// hidden: [N, H] or [B, T, H]; weight: [V, H] (same dtype/device); bias: [V] or null; labels: int64 [N] or [B, T].
     /// Returns a float32 scalar (Mean, Sum) or float32 per-row losses shaped like labels (None).
@@ -33,15 +25,10 @@ public static class FusedLinearCrossEntropy
         options.Validate();
         var (n, h, v) = LossShapes.Check(hidden, weight, bias, labels, targetsAreLabels: true);
         LossShapes.CheckLabelRange(labels, v, options.IgnoreIndex);
-        var rows = options.ChunkRows is null && options.ChunkBytes is null
-            ? Math.Max(MinDefaultChunkRows, DefaultChunkBytes / (v * 4))
-            : options.RowsPerChunk(v);
-        var plan = new Plan(options, rows, bias is not null, labels.shape,
-            hidden.requires_grad, weight.requires_grad, bias?.requires_grad ?? false);
-        var x = hidden.reshape(n, h);
-        var y = labels.reshape(n);
-        return bias is null ? FusedLinearCrossEntropyFunction.apply(x, weight, y, plan)
-                            : FusedLinearCrossEntropyFunction.apply(x, weight, bias, y, plan);
+        // Default chunks: ChunkOptions.DefaultChunkBytes, but at least MinDefaultChunkRows rows.
+        var rows = options.RowsPerChunk(v, ChunkOptions.MinDefaultChunkRows);
+        var plan = new Plan(options, rows, labels.shape, hidden.requires_grad, weight.requires_grad, bias?.requires_grad ?? false);
+        return FusedLinearCrossEntropyFunction.Apply(plan, new HeadInputs(hidden.reshape(n, h), weight, bias, labels.reshape(n)).ToArray());
     }
 
     /// <summary>
@@ -61,48 +48,34 @@ public static class FusedLinearCrossEntropy
         return nll.neg();
     }
 
-    internal sealed record Plan(CrossEntropyOptions Options, long RowsPerChunk, bool HasBias, long[] LabelShape,
-                                bool NeedX, bool NeedW, bool NeedB);
+    internal sealed record Plan(CrossEntropyOptions Options, long RowsPerChunk, long[] LabelShape, bool NeedX, bool NeedW, bool NeedB);
 }
 
-internal sealed class FusedLinearCrossEntropyFunction : autograd.SingleTensorFunction<FusedLinearCrossEntropyFunction>
+internal sealed class FusedLinearCrossEntropyFunction : SlothFunction<FusedLinearCrossEntropyFunction, FusedLinearCrossEntropy.Plan>
 {
     public override string Name => "SlothSharp.FusedLinearCrossEntropy";
 
-    public override Tensor forward(autograd.AutogradContext ctx, params object[] vars)
+    /// <summary>inputs: x [N, H], w [V, H], b [V] or null, y int64 [N].</summary>
+    protected override Tensor Forward(autograd.AutogradContext ctx, FusedLinearCrossEntropy.Plan plan, Tensor?[] inputs)
     {
-        ReturnedGradients.Release();
-        BackwardErrors.ThrowIfAny();
-        var plan = (FusedLinearCrossEntropy.Plan)vars[^1];
-        var x = (Tensor)vars[0];
-        var w = (Tensor)vars[1];
-        var b = plan.HasBias ? (Tensor)vars[2] : null;
-        var y = (Tensor)vars[plan.HasBias ? 3 : 2];
+        var (x, w, b, y) = HeadInputs.Of(inputs);
         var o = plan.Options;
-        var n = x.shape[0];
         var needGrad = plan.NeedX || plan.NeedW || plan.NeedB;
         var precompute = needGrad && o.Reduction != LossReduction.None;
 
         using var scope = NewDisposeScope();
         // Drop ignored rows before any GEMM (one host read for the count).
-        var keep = y.ne(o.IgnoreIndex);
-        var count = keep.sum().item<long>();
-        var all = count == n;
-        var idx = all ? null : keep.nonzero().flatten();
-        var xv = all ? x : x.index_select(0, idx!);
-        var yv = all ? y : y.index_select(0, idx!);
-        var normalizer = o.Reduction == LossReduction.Mean ? o.Normalizer ?? count : 1.0;
+        var rows = IgnoredRows.Of(y, o.IgnoreIndex);
+        var xv = rows.Select(x);
+        var yv = rows.Select(y);
+        var normalizer = o.Reduction == LossReduction.Mean ? o.Normalizer ?? rows.Kept : 1.0;
         var gradScale = (float)(o.Reduction == LossReduction.Mean ? (normalizer == 0 ? 0 : 1.0 / normalizer) : 1.0);
 
         var grads = precompute ? Grads.Allocate(xv, w, plan, o) : null;
         var lossRows = Run(xv, w, b, yv, plan, rowScale: null, gradScale, grads);
 
         Tensor result;
-        if (o.Reduction == LossReduction.None)
-        {
-            var full = all ? lossRows : zeros(n, ScalarType.Float32, x.device).index_copy_(0, idx!, lossRows);
-            result = full.reshape(plan.LabelShape);
-        }
+        if (o.Reduction == LossReduction.None) result = rows.Scatter(lossRows).reshape(plan.LabelShape);
         else
         {
             var total = lossRows.sum();
@@ -112,61 +85,37 @@ internal sealed class FusedLinearCrossEntropyFunction : autograd.SingleTensorFun
         if (precompute)
         {
             var (dxv, dw, db) = grads!.Finish(w);
-            var dx = dxv is null || all ? dxv : zeros_like(x).index_copy_(0, idx!, dxv);
+            var dx = dxv is null ? null : rows.Scatter(dxv, x);
             ctx.save_data("grads", new TensorBox(dx?.DetachFromDisposeScope(), dw?.DetachFromDisposeScope(), db?.DetachFromDisposeScope()));
         }
         else if (needGrad)
         {
-            ctx.save_for_backward(b is null ? [x, w, y] : [x, w, b, y]);
+            new HeadInputs(x, w, b, y).SaveForBackward(ctx);
         }
-        ctx.save_data("plan", plan);
         return result.MoveToOuterDisposeScope();
     }
 
-    public override List<Tensor> backward(autograd.AutogradContext ctx, Tensor gradOutput) =>
-        BackwardErrors.Guarded(() => Backward(ctx, gradOutput), () => ((FusedLinearCrossEntropy.Plan)ctx.get_data("plan")).HasBias);
-
-    private static List<Tensor> Backward(autograd.AutogradContext ctx, Tensor gradOutput)
+    protected override Tensor?[] Backward(autograd.AutogradContext ctx, FusedLinearCrossEntropy.Plan plan, Tensor gradOutput)
     {
-        ReturnedGradients.Release();
-        var plan = (FusedLinearCrossEntropy.Plan)ctx.get_data("plan");
-        Tensor? dx, dw, db;
         if (ctx.get_data("grads") is TensorBox box)
         {
             // Mean/Sum: gradients exist already; the upstream gradient is a scalar.
             var t = box.Take();
-            (dx, dw, db) = (t[0], t[1], t[2]);
             using var g = gradOutput.to(ScalarType.Float32);
-            dx?.mul_(g);
-            dw?.mul_(g);
-            db?.mul_(g);
+            foreach (var grad in t) grad?.mul_(g);
+            return [t[0], t[1], t[2], null];
         }
-        else
-        {
-            var saved = ctx.get_saved_variables();
-            var x = saved[0];
-            var w = saved[1];
-            var b = plan.HasBias ? saved[2] : null;
-            var y = saved[plan.HasBias ? 3 : 2];
-            using var scope = NewDisposeScope();
-            var o = plan.Options;
-            var keep = y.ne(o.IgnoreIndex);
-            var all = keep.all().item<bool>();
-            var idx = all ? null : keep.nonzero().flatten();
-            var xv = all ? x : x.index_select(0, idx!);
-            var yv = all ? y : y.index_select(0, idx!);
-            var g = gradOutput.reshape(-1).to(ScalarType.Float32);
-            var gv = (all ? g : g.index_select(0, idx!)).contiguous();
-            var grads = Grads.Allocate(xv, w, plan, o);
-            Run(xv, w, b, yv, plan, gv, 1.0f, grads);
-            var (dxv, dwv, dbv) = grads.Finish(w);
-            dx = dxv is null || all ? dxv : zeros_like(x).index_copy_(0, idx!, dxv);
-            dx = dx?.MoveToOuterDisposeScope();
-            dw = dwv?.MoveToOuterDisposeScope();
-            db = dbv?.MoveToOuterDisposeScope();
-            foreach (var v in saved) v.Dispose();  // our wrappers only: the graph keeps its own references
-        }
-        return ReturnedGradients.Return(dx, dw, db, plan.HasBias);
+        using var saved = SavedTensors.Of(ctx);
+        var (x, w, b, y) = HeadInputs.Of(saved);
+        using var scope = NewDisposeScope();
+        var rows = IgnoredRows.Of(y, plan.Options.IgnoreIndex);
+        var g32 = gradOutput.reshape(-1).to(ScalarType.Float32);
+        var xv = rows.Select(x);
+        var grads = Grads.Allocate(xv, w, plan, plan.Options);
+        Run(xv, w, b, rows.Select(y), plan, rows.Select(g32).contiguous(), 1.0f, grads);
+        var (dxv, dw, db) = grads.Finish(w);
+        var dx = dxv is null ? null : rows.Scatter(dxv, x);
+        return [dx?.MoveToOuterDisposeScope(), dw?.MoveToOuterDisposeScope(), db?.MoveToOuterDisposeScope(), null];
     }
 
     /// <summary>Chunk loop: GEMM, kernel (in place), and the gradient GEMMs when <paramref name="grads"/> is given.</summary>
