@@ -123,6 +123,47 @@ public class Linear4bitModuleTests
 
     private static Tensor functional_linear(Tensor x, Tensor w, Tensor? b) => nn.functional.linear(x, w, b);
 
+    private sealed class Holder : nn.Module<Tensor, Tensor>
+    {
+        private readonly Linear4bit proj;
+
+        public Holder(Linear4bit layer) : base("Holder")
+        {
+            proj = layer;
+            RegisterComponents();
+        }
+
+        public Linear4bit Proj => proj;
+        public override Tensor forward(Tensor x) => proj.forward(x);
+    }
+
+    [Test]
+    public void ParentModulesLoadNf4StatesToo()
+    {
+        using var scope = NewDisposeScope();
+        var gen = new Generator(10);
+        using var a = new Holder(Linear4bit.FromDense(randn(16, 64, generator: gen), randn(16, generator: gen)));
+        using var b = new Holder(Linear4bit.FromDense(randn(16, 64, generator: gen) * 7, randn(16, generator: gen)));
+        var x = randn(2, 64, generator: gen);
+        var sd = a.state_dict();
+        Assert.That(sd.Keys, Does.Contain("proj.weight.quant_state.bitsandbytes__nf4").And.Contain("proj.weight.nested_quant_map"));
+        Linear4bit.LoadStateDict(b, sd);
+        Assert.That(TestEnv.BitEqual(b.forward(x), a.forward(x)), Is.True, "LoadStateDict on a parent");
+
+        // TorchSharp's own load_state_dict copies in place; a quant state JSON of the same length is picked up in forward.
+        var state = a.Proj.Weight.State;
+        var newState = Enumerable.Range(1, 2000).Select(k => state.WithNestedOffset(state.NestedOffset * (1 + k * 1e-4f)))
+            .First(s => BitsAndBytesNf4Format.FormatQuantState(s).Length == BitsAndBytesNf4Format.FormatQuantState(state).Length);
+        var edited = a.state_dict().ToDictionary(kv => kv.Key, kv => kv.Value.clone());
+        edited["proj.weight.quant_state.bitsandbytes__nf4"] = BitsAndBytesNf4Format.QuantStateTensor(newState);
+        b.load_state_dict(edited);
+        var y = b.forward(x);
+        Assert.That(b.Proj.Weight.State, Is.EqualTo(newState), "the new offset was adopted");
+        var expected = nn.functional.linear(x, Nf4Reference.Dequantize(b.Proj.Weight, ScalarType.Float32), b.Proj.Bias);
+        Assert.That(TestEnv.BitEqual(y, expected), Is.True);
+        Assert.That(TestEnv.BitEqual(y, a.forward(x)), Is.False, "the offset changed the output");
+    }
+
     [Test]
     public void DisposeIsSafeAndUseAfterDisposeThrows()
     {

@@ -116,6 +116,7 @@ public sealed class Linear4bit : Module<Tensor, Tensor>
     public override Tensor forward(Tensor input)
     {
         ArgumentNullException.ThrowIfNull(input);
+        SyncQuantState();
         var weight = Weight;
         if (input.ndim < 1 || input.shape[^1] != InFeatures)
             throw new ArgumentException($"input's last dimension must be {InFeatures}; got [{string.Join(", ", input.shape)}]", nameof(input));
@@ -220,8 +221,66 @@ public sealed class Linear4bit : Module<Tensor, Tensor>
             var owned = t.DetachFromDisposeScope();
             _registered.Add(owned);
             ConditionallyRegisterBuffer(key, owned);
+            if (key.EndsWith(BitsAndBytesNf4Format.QuantStateSuffix, StringComparison.Ordinal))
+                (_stateBuffer, _stateBytes) = (owned, owned.bytes.ToArray());
         }
         ConditionallyRegisterBuffer(BiasKey, _bias);
+    }
+
+    private Tensor? _stateBuffer;
+    private byte[] _stateBytes = [];
+
+    /// <summary>
+    /// The NF4 tensors are registered as views, so a parent module's <c>load_state_dict</c> (which copies in place)
+    /// updates them directly; the quant-state JSON buffer (host memory, ~170 bytes) is compared here with what the weight
+    /// was built from, and a changed one is adopted, so the nested offset never goes stale. A JSON of another length
+    /// cannot be copied in place: load such states with <see cref="load_state_dict"/> or <see cref="LoadStateDict"/>.
+    /// </summary>
+    private unsafe void SyncQuantState()
+    {
+        if (_stateBuffer is null || _stateBuffer.IsInvalid) return;
+        var current = new ReadOnlySpan<byte>((void*)TensorInterop.DataPtr(_stateBuffer), (int)_stateBuffer.numel());
+        if (current.SequenceEqual(_stateBytes)) return;
+        var state = BitsAndBytesNf4Format.ParseQuantState(current, $"{GetName()}: buffer '{WeightKey}{BitsAndBytesNf4Format.QuantStateSuffix}'");
+        _weight.AdoptState(state);
+        _stateBytes = current.ToArray();
+    }
+
+    /// <summary>
+    /// Loads a state dict into any module tree holding <see cref="Linear4bit"/> layers (TorchSharp's own
+    /// <c>load_state_dict</c> copies tensors in place, which fails for a quant-state JSON of another length): each
+    /// Linear4bit takes its keys through its <see cref="load_state_dict"/>, every other tensor is copied in place.
+    /// Returns the missing and unexpected keys; with <paramref name="strict"/> either is an
+    /// <see cref="InvalidOperationException"/> listing them, raised before anything is changed.
+    /// </summary>
+    public static (IList<string> missing, IList<string> unexpected) LoadStateDict(nn.Module root,
+        IReadOnlyDictionary<string, Tensor> source, bool strict = true)
+    {
+        ArgumentNullException.ThrowIfNull(root);
+        ArgumentNullException.ThrowIfNull(source);
+        var layers = root.named_modules().Where(m => m.module is Linear4bit).Select(m => (prefix: m.name + ".", layer: (Linear4bit)m.module)).ToList();
+        if (root is Linear4bit self) layers.Add(("", self));
+        var destination = root.state_dict();
+        var missing = destination.Keys.Where(k => !source.ContainsKey(k)).ToList();
+        var unexpected = source.Keys.Where(k => !destination.ContainsKey(k)).ToList();
+        if (strict && (missing.Count > 0 || unexpected.Count > 0))
+            throw new InvalidOperationException(
+                $"the state dict does not match the module: missing [{string.Join(", ", missing)}], unexpected [{string.Join(", ", unexpected)}]");
+        var handled = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var (prefix, layer) in layers)
+        {
+            var own = layer.state_dict().Keys.Select(k => prefix + k).ToList();
+            var sub = own.Where(source.ContainsKey).ToDictionary(k => k[prefix.Length..], k => source[k]);
+            if (sub.Count == 0) continue;
+            layer.load_state_dict(sub, strict);
+            handled.UnionWith(own);
+        }
+        using (no_grad())
+        {
+            foreach (var (key, t) in destination)
+                if (!handled.Contains(key) && source.TryGetValue(key, out var s)) t.copy_(s);
+        }
+        return (missing, unexpected);
     }
 
     private static void CheckWeight(Nf4Weight weight, Nf4Weight? like, string name)

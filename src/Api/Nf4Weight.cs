@@ -40,7 +40,7 @@ public sealed class Nf4Weight : IDisposable
     }
 
     /// <summary>The quantization state: shape, blocksizes, original dtype, nested offset.</summary>
-    public Nf4QuantState State { get; }
+    public Nf4QuantState State { get; private set; }
 
     /// <summary>The six tensors with their specs, in <see cref="Nf4TensorSpec.All"/>'s order.</summary>
     public IReadOnlyList<(Nf4TensorSpec Spec, Tensor Tensor)> Tensors
@@ -205,6 +205,17 @@ public sealed class Nf4Weight : IDisposable
     /// <see cref="BitsAndBytesNf4Format.Entries"/>. The entries are views of this weight's tensors plus a new JSON tensor.</summary>
     public IReadOnlyList<KeyValuePair<string, Tensor>> ToSafetensorsEntries(string prefix = "weight") =>
         BitsAndBytesNf4Format.Entries(this, prefix);
+
+    /// <summary>Takes a new state of the same layout (shape and blocksizes) after the tensors were overwritten in place,
+    /// e.g. by a parent module's <c>load_state_dict</c> copying into a <see cref="Linear4bit"/>'s buffers.</summary>
+    internal void AdoptState(Nf4QuantState state)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (!state.Shape.SequenceEqual(State.Shape) || state.Blocksize != State.Blocksize || state.NestedBlocksize != State.NestedBlocksize)
+            throw new InvalidOperationException($"the new quant state ({state}) has another layout than the weight's ({State})");
+        using (no_grad()) _tensors[NestedOffsetSlot].fill_(state.NestedOffset);
+        State = state;
+    }
 
     /// <summary>Moves every tensor of this weight to the enclosing dispose scope's parent.</summary>
     public void MoveToOuterDisposeScope()
