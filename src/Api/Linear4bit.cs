@@ -75,7 +75,9 @@ public sealed class Linear4bit : Module<Tensor, Tensor>
                 if (bias.ndim != 1 || bias.shape[0] != weight.Shape[0] || !TensorInterop.IsFloating16Or32(bias.dtype))
                     throw new InvalidDataException($"{source.Path}: '{biasKey}' is {bias.dtype} [{string.Join(", ", bias.shape)}]; expected a float [{weight.Shape[0]}]");
             }
-            return new Linear4bit(weight, bias, prefix) { ComputeDtype = computeDtype };
+            var layer = new Linear4bit(weight, bias, prefix) { ComputeDtype = computeDtype };
+            bias?.Dispose();  // the layer holds its own (detached) handle to the same storage
+            return layer;
         }
         catch
         {
