@@ -81,6 +81,18 @@ public class Linear4bitModuleTests
     }
 
     [Test]
+    public void DenseCheckpointsQuantizeOnLoadWhenAsked()
+    {
+        using var scope = NewDisposeScope();
+        using var dense = SafetensorsCheckpoint.Open(Path.Combine(TestEnv.TinyLlamaDir, "dense"));
+        Assert.Throws<InvalidDataException>(() => Linear4bit.FromCheckpoint(dense, QProj));
+        using var layer = Linear4bit.FromCheckpoint(dense, QProj, quantizeDense: true);
+        using var direct = Nf4Weight.Quantize(dense.Read(QProj + ".weight"));
+        Assert.That(TestEnv.BitEqual(layer.Weight.Packed, direct.Packed), Is.True);
+        Assert.That(layer.Weight.State, Is.EqualTo(direct.State));
+    }
+
+    [Test]
     public void LoadStateDictRejectsMismatches()
     {
         using var scope = NewDisposeScope();

@@ -54,15 +54,19 @@ public sealed class Linear4bit : Module<Tensor, Tensor>
     /// Builds the layer stored at <paramref name="prefix"/> of a bitsandbytes 4-bit checkpoint, e.g.
     /// <c>model.layers.0.mlp.up_proj</c>: reads <c>{prefix}.weight</c> with its quant-state keys and <c>{prefix}.bias</c>
     /// when present, onto <paramref name="device"/> (default CPU). The NF4 bytes are used as stored (no re-quantization).
+    /// With <paramref name="quantizeDense"/>, a dense float <c>{prefix}.weight</c> [out, in] (no quant state) is
+    /// quantized on load (on the CPU, like <see cref="FromDense"/>) instead of being an error.
     /// Errors name the source and the key (<see cref="InvalidDataException"/>).
     /// </summary>
     public static Linear4bit FromCheckpoint(ITensorSource source, string prefix, Device? device = null,
-                                            ScalarType? computeDtype = null)
+                                            ScalarType? computeDtype = null, bool quantizeDense = false)
     {
         ArgumentNullException.ThrowIfNull(source);
         ArgumentNullException.ThrowIfNull(prefix);
         var key = Join(prefix, WeightKey);
-        var weight = BitsAndBytesNf4Format.Read(source, key, device);
+        var weight = quantizeDense && !BitsAndBytesNf4Format.IsNf4(source, key) && source.Contains(key)
+            ? QuantizeStored(source, key, device)
+            : BitsAndBytesNf4Format.Read(source, key, device);
         Tensor? bias = null;
         try
         {
@@ -85,6 +89,16 @@ public sealed class Linear4bit : Module<Tensor, Tensor>
             bias?.Dispose();
             throw;
         }
+    }
+
+    private static Nf4Weight QuantizeStored(ITensorSource source, string key, Device? device)
+    {
+        using var dense = source.Read(key);
+        if (dense.ndim != 2 || !TensorInterop.IsFloating16Or32(dense.dtype))
+            throw new InvalidDataException($"{source.Path}: '{key}' is {dense.dtype} [{string.Join(", ", dense.shape)}]; a dense linear weight is a float [out, in]");
+        var cpu = Nf4Weight.Quantize(dense);
+        if (device is null || device.type == DeviceType.CPU) return cpu;
+        using (cpu) return cpu.To(device);
     }
 
     /// <summary>The NF4 weight. Replaced (and the previous one disposed) by <c>.to(device)</c> and
