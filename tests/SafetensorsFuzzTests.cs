@@ -63,6 +63,58 @@ public class SafetensorsFuzzTests
         Assert.That(rejected, Is.GreaterThan(CasesPerFile / 3), "most header mutations are caught");
     }
 
+    /// <summary>The bitsandbytes quant-state JSON, mutated: each case reads as a weight or is an InvalidDataException.</summary>
+    [Test]
+    public void MutatedQuantStatesReadOrThrowInvalidData()
+    {
+        using var scope = TorchSharp.torch.NewDisposeScope();
+        using var reader = new SafetensorsReader(TestEnv.Golden("bnb_nf4_small"));
+        var tensors = reader.Keys.ToDictionary(k => k, k => reader.Read(k));
+        var stateKey = "weight" + BitsAndBytesNf4Format.QuantStateSuffix;
+        var json = reader.ReadUtf8(stateKey);
+        var rng = new Random(777);
+        var replacements = new[] { "nf4", "fp4", "64", "-64", "96", "0", "4096", "8192", "\"float32\"", "\"int8\"", "[]", "[64]", "[1, 2, 3]", "null", "1e400", "\"x\"", "" };
+        var (read, rejected) = (0, 0);
+        for (var i = 0; i < 600; i++)
+        {
+            string mutated;
+            switch (rng.Next(3))
+            {
+                case 0: // replace one token (number, string, array) with another
+                    var tokens = System.Text.RegularExpressions.Regex.Matches(json, "\"[a-z_0-9]+\"|-?[0-9.e+-]+|\\[[^\\]]*\\]");
+                    var t = tokens[rng.Next(tokens.Count)];
+                    mutated = json[..t.Index] + replacements[rng.Next(replacements.Length)] + json[(t.Index + t.Length)..];
+                    break;
+                case 1: mutated = json[..rng.Next(json.Length)]; break;
+                default:
+                    var chars = json.ToCharArray();
+                    chars[rng.Next(chars.Length)] = (char)rng.Next(32, 127);
+                    mutated = new string(chars);
+                    break;
+            }
+            var source = new TensorDictionarySource(new Dictionary<string, TorchSharp.torch.Tensor>(tensors)
+            {
+                [stateKey] = TorchSharp.torch.tensor(Encoding.UTF8.GetBytes(mutated), TorchSharp.torch.ScalarType.Byte),
+            }, "mutated");
+            try
+            {
+                using var w = BitsAndBytesNf4Format.Read(source, "weight");
+                read++;
+            }
+            catch (InvalidDataException e)
+            {
+                Assert.That(e.Message, Does.StartWith("mutated"), $"case {i}");
+                rejected++;
+            }
+            catch (Exception e)
+            {
+                Assert.Fail($"case {i} ({mutated}): {e.GetType().Name}: {e.Message}");
+            }
+        }
+        TestContext.Out.WriteLine($"quant state: {read} read, {rejected} rejected");
+        Assert.That(rejected, Is.GreaterThan(100));
+    }
+
     private static byte[] Mutate(int kind, byte[] original, int headerLength, JsonObject header, string[] names, Random rng)
     {
         var bytes = (byte[])original.Clone();
