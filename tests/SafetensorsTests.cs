@@ -83,6 +83,38 @@ public class SafetensorsTests
     }
 
     [Test]
+    public void ReadsTensorsBeyondTwoGibibytesFromASparseFile()
+    {
+        using var scope = NewDisposeScope();
+        const long pad = (1L << 31) + 8;  // a tensor past the 2 GiB mark; the file is sparse, nothing is paged in for it
+        var json = $"{{\"pad\":{{\"dtype\":\"U8\",\"shape\":[{pad}],\"data_offsets\":[0,{pad}]}},\"w\":{{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[{pad},{pad + 16}]}}}}";
+        var header = Encoding.UTF8.GetBytes(json.PadRight((json.Length + 7) / 8 * 8));
+        var path = Path.Combine(_dir, "big.safetensors");
+        using (var s = File.Create(path))
+        {
+            s.Write(BitConverter.GetBytes((long)header.Length));
+            s.Write(header);
+            s.SetLength(8 + header.Length + pad + 16);
+            s.Seek(8 + header.Length + pad, SeekOrigin.Begin);
+            foreach (var v in new[] { 1.5f, -2f, 3.25f, 4f }) s.Write(BitConverter.GetBytes(v));
+        }
+        using var r = new SafetensorsReader(path);
+        Assert.That(r.Entries["pad"].ByteLength, Is.EqualTo(pad));
+        Assert.That(r.Read("w").data<float>().ToArray(), Is.EqualTo(new[] { 1.5f, -2f, 3.25f, 4f }));
+    }
+
+    [Test, Category("Gpu")]
+    public void ReadsStraightToCuda()
+    {
+        TestEnv.RequireCuda();
+        using var scope = NewDisposeScope();
+        using var r = new SafetensorsReader(TestEnv.Golden("bnb_nf4_small"));
+        var gpu = r.Read("expected_bf16", CUDA);
+        Assert.That(gpu.device_type, Is.EqualTo(TorchSharp.DeviceType.CUDA));
+        Assert.That(TestEnv.BitEqual(gpu, r.Read("expected_bf16")), Is.True);
+    }
+
+    [Test]
     public void ReadsAllDtypesTheWriterWrites()
     {
         using var scope = NewDisposeScope();
