@@ -46,6 +46,53 @@ public class CliTests
     }
 
     [Test]
+    public void InfoAndDequantReadModelDirectoriesAndShards()
+    {
+        using var scope = NewDisposeScope();
+        var nf4Dir = Path.Combine(TestEnv.TinyLlamaDir, "nf4");
+        Assert.That(CheckpointCommands.Info(nf4Dir), Is.EqualTo(0));
+        // The same checkpoint split into two shards with an index.
+        using (var src = new SafetensorsReader(Path.Combine(nf4Dir, "model.safetensors")))
+        {
+            var keys = src.Keys.Order(StringComparer.Ordinal).ToList();
+            var layer0 = keys.Where(k => !k.StartsWith("model.layers.1.", StringComparison.Ordinal)).ToList();
+            var layer1 = keys.Except(layer0).ToList();
+            SafetensorsWriter.Save(Path.Combine(_dir, "a.safetensors"), layer0.Select(k => new KeyValuePair<string, Tensor>(k, src.Read(k))).ToList());
+            SafetensorsWriter.Save(Path.Combine(_dir, "b.safetensors"), layer1.Select(k => new KeyValuePair<string, Tensor>(k, src.Read(k))).ToList());
+            var map = string.Join(", ", layer0.Select(k => $"\"{k}\": \"a.safetensors\"").Concat(layer1.Select(k => $"\"{k}\": \"b.safetensors\"")));
+            File.WriteAllText(Path.Combine(_dir, SafetensorsCheckpoint.IndexFileName), $"{{\"metadata\": {{}}, \"weight_map\": {{{map}}}}}");
+        }
+        var fromFile = Path.Combine(_dir, "from-file.safetensors");
+        var fromShards = Path.Combine(_dir, "from-shards.safetensors");
+        Assert.That(CheckpointCommands.Dequant(nf4Dir, fromFile, "fp32", "cpu"), Is.EqualTo(0));
+        Assert.That(CheckpointCommands.Dequant(Path.Combine(_dir, SafetensorsCheckpoint.IndexFileName), fromShards, "fp32", "cpu"), Is.EqualTo(0));
+        using var a = new SafetensorsReader(fromFile);
+        using var b = new SafetensorsReader(fromShards);
+        Assert.That(b.Keys.Order(), Is.EqualTo(a.Keys.Order()));
+        Assert.That(a.Entries["model.layers.1.mlp.down_proj.weight"].Shape, Is.EqualTo(new long[] { 64, 160 }));
+        foreach (var k in a.Keys) Assert.That(TestEnv.BitEqual(a.Read(k), b.Read(k)), Is.True, k);
+    }
+
+    [Test]
+    public void CorruptFilesAndBadOptionsNameTheirSubject()
+    {
+        var corrupt = Path.Combine(_dir, "corrupt.safetensors");
+        File.WriteAllBytes(corrupt, [8, 0, 0, 0, 0, 0, 0, 0, (byte)'{', (byte)'x']);
+        var ex = Assert.Throws<SafetensorsFormatException>(() => CheckpointCommands.Info(corrupt))!;
+        Assert.That(ex.Message, Does.StartWith(corrupt));
+        File.WriteAllBytes(corrupt, []);
+        Assert.That(Assert.Throws<SafetensorsFormatException>(() => CheckpointCommands.Dequant(corrupt, Path.Combine(_dir, "o.safetensors"), "bf16", "cpu"))!.Message,
+            Is.EqualTo($"{corrupt}: the file is empty"));
+        var missing = Path.Combine(_dir, "missing.safetensors");
+        Assert.That(Assert.Throws<FileNotFoundException>(() => CheckpointCommands.Info(missing))!.Message, Does.Contain(missing));
+        var input = TestEnv.Golden("bnb_nf4_small");
+        Assert.That(Assert.Throws<ArgumentException>(() => CheckpointCommands.Quantize(input, Path.Combine(_dir, "q.safetensors"), 96, "."))!.Message, Does.StartWith("--blocksize"));
+        Assert.That(Assert.Throws<ArgumentException>(() => CheckpointCommands.Quantize(input, Path.Combine(_dir, "q.safetensors"), 64, "(["))!.Message, Does.StartWith("--include"));
+        Assert.That(Assert.Throws<ArgumentException>(() => CheckpointCommands.Quantize(input, Path.Combine(_dir, "no", "q.safetensors"), 64, "."))!.Message, Does.Contain("does not exist"));
+        Assert.That(Directory.GetFiles(_dir), Has.Length.EqualTo(1), "nothing written");
+    }
+
+    [Test]
     public void BadInputsGiveErrorsNotCrashes()
     {
         var notNf4 = Path.Combine(_dir, "plain.safetensors");

@@ -1,34 +1,40 @@
+using System.Globalization;
+using System.Text;
 using System.Text.RegularExpressions;
 using Spectre.Console;
 using static TorchSharp.torch;
 
 namespace SlothSharp.Cli;
 
-/// <summary>`info`, `dequant`, `quantize`: bitsandbytes 4-bit safetensors checkpoints.</summary>
+/// <summary>
+/// `info`, `dequant`, `quantize`: bitsandbytes 4-bit safetensors checkpoints. Inputs are a .safetensors file, a
+/// sharded checkpoint's index, or a model directory (<see cref="SafetensorsCheckpoint.Open"/>). Expected failures are
+/// exceptions naming the file or option (ArgumentException, InvalidDataException, SafetensorsFormatException, ...),
+/// which Program.cs prints as one line.
+/// </summary>
 internal static class CheckpointCommands
 {
-    private const string StateSuffix = ".quant_state.bitsandbytes__nf4";
-    private static readonly string[] QuantKeySuffixes = [".absmax", ".quant_map", ".nested_absmax", ".nested_quant_map", StateSuffix];
+    /// <summary>The NF4 weights of a checkpoint: the keys K that have a K.quant_state.bitsandbytes__nf4 entry.</summary>
+    public static List<string> Nf4Prefixes(ITensorSource source) => BitsAndBytesNf4Format.WeightKeys(source);
 
-    /// <summary>The NF4 weights of a file: the prefixes that have a quant_state entry.</summary>
-    public static List<string> Nf4Prefixes(SafetensorsReader r) =>
-        r.Entries.Keys.Where(k => k.EndsWith(StateSuffix, StringComparison.Ordinal)).Select(k => k[..^StateSuffix.Length]).Order().ToList();
-
-    private static bool IsQuantPart(SafetensorsReader r, string key, HashSet<string> prefixes) =>
-        prefixes.Contains(key) || QuantKeySuffixes.Any(s => key.EndsWith(s, StringComparison.Ordinal) && prefixes.Contains(key[..^s.Length]));
+    private static bool IsQuantPart(string key, HashSet<string> weightKeys) =>
+        BitsAndBytesNf4Format.Keys("").Any(suffix => key.EndsWith(suffix, StringComparison.Ordinal) && weightKeys.Contains(key[..^suffix.Length]))
+        || weightKeys.Contains(key);
 
     public static int Info(string path)
     {
-        using var r = new SafetensorsReader(path);
-        var prefixes = Nf4Prefixes(r);
+        using var ckpt = SafetensorsCheckpoint.Open(path);
+        var keys = Nf4Prefixes(ckpt);
         var table = new Table().AddColumns("weight", "shape", "blocksize", "nested", "dtype", "packed bytes");
-        foreach (var p in prefixes)
+        foreach (var k in keys)
         {
-            using var w = Nf4Weight.FromSafetensors(r, p);
-            table.AddRow(Markup.Escape(p), string.Join(" × ", w.Shape), w.Blocksize.ToString(), w.NestedBlocksize.ToString(),
-                w.OriginalDtype.ToString(), w.Packed.numel().ToString("N0"));
+            var stateKey = k + BitsAndBytesNf4Format.QuantStateSuffix;
+            var state = BitsAndBytesNf4Format.ParseQuantState(Encoding.UTF8.GetBytes(ckpt.ReadUtf8(stateKey)), $"{ckpt.FileOf(stateKey)}: '{stateKey}'");
+            table.AddRow(Markup.Escape(k), string.Join(" × ", state.Shape), state.Blocksize.ToString(CultureInfo.InvariantCulture),
+                state.NestedBlocksize.ToString(CultureInfo.InvariantCulture), state.Dtype.ToString(),
+                ckpt.Contains(k) ? ckpt.Entry(k).ByteLength.ToString("N0", CultureInfo.InvariantCulture) : "missing");
         }
-        AnsiConsole.MarkupLine($"[bold]{Markup.Escape(path)}[/]: {prefixes.Count} NF4 weight(s), {r.Entries.Count} tensors");
+        AnsiConsole.MarkupLine($"[bold]{Markup.Escape(path)}[/]: {keys.Count} NF4 weight(s), {ckpt.Count} tensors in {ckpt.Files.Count} file(s)");
         AnsiConsole.Write(table);
         return 0;
     }
@@ -37,59 +43,91 @@ internal static class CheckpointCommands
     {
         var dtype = ParseDtype(dtypeName);
         var dev = ParseDevice(device);
-        using var r = new SafetensorsReader(input);
-        var prefixes = Nf4Prefixes(r);
-        if (prefixes.Count == 0) throw new InvalidDataException($"{input} has no bitsandbytes NF4 weights (no *{StateSuffix} entries)");
-        var set = prefixes.ToHashSet();
+        RequireOutputDirectory(output);
+        using var ckpt = SafetensorsCheckpoint.Open(input);
+        var keys = Nf4Prefixes(ckpt);
+        if (keys.Count == 0)
+            throw new InvalidDataException($"{input}: no bitsandbytes NF4 weights (no *{BitsAndBytesNf4Format.QuantStateSuffix} entries)");
+        var set = keys.ToHashSet(StringComparer.Ordinal);
         var outputs = new List<KeyValuePair<string, Tensor>>();
-        AnsiConsole.Progress().Start(ctx =>
+        try
         {
-            var task = ctx.AddTask("dequantizing", maxValue: r.Entries.Count);
-            foreach (var key in r.Entries.Keys.Order())
+            AnsiConsole.Progress().Start(ctx =>
             {
-                if (set.Contains(key))
+                var task = ctx.AddTask("dequantizing", maxValue: ckpt.Count);
+                foreach (var key in ckpt.Keys.Order(StringComparer.Ordinal))
                 {
-                    using var w = Nf4Weight.FromSafetensors(r, key);
-                    using var onDev = w.To(dev);
-                    outputs.Add(new(key, onDev.Dequantize(dtype).cpu()));
+                    if (set.Contains(key))
+                    {
+                        using var w = BitsAndBytesNf4Format.Read(ckpt, key, dev);
+                        using var dense = w.Dequantize(dtype);
+                        outputs.Add(new(key, dense.cpu()));
+                    }
+                    else if (!IsQuantPart(key, set)) outputs.Add(new(key, ckpt.Read(key)));
+                    task.Increment(1);
                 }
-                else if (!IsQuantPart(r, key, set)) outputs.Add(new(key, r.Read(key)));
-                task.Increment(1);
-            }
-        });
-        SafetensorsWriter.Save(output, outputs, r.Metadata);
-        foreach (var (_, t) in outputs) t.Dispose();
-        AnsiConsole.MarkupLine($"wrote {prefixes.Count} dequantized weight(s) as {dtype} to [bold]{Markup.Escape(output)}[/]");
+            });
+            SafetensorsWriter.Save(output, outputs, ckpt.Metadata);
+        }
+        finally
+        {
+            foreach (var (_, t) in outputs) t.Dispose();
+        }
+        AnsiConsole.MarkupLine($"wrote {keys.Count} dequantized weight(s) as {dtype} to [bold]{Markup.Escape(output)}[/]");
         return 0;
     }
 
     public static int Quantize(string input, string output, int blocksize, string include)
     {
-        var pattern = new Regex(include);
-        using var r = new SafetensorsReader(input);
+        if (blocksize < Nf4QuantState.MinBlocksize || blocksize > Nf4QuantState.MaxBlocksize || (blocksize & (blocksize - 1)) != 0)
+            throw new ArgumentException($"--blocksize: {blocksize} is not a power of two in [{Nf4QuantState.MinBlocksize}, {Nf4QuantState.MaxBlocksize}]");
+        Regex pattern;
+        try
+        {
+            pattern = new Regex(include, RegexOptions.None, TimeSpan.FromSeconds(1));
+        }
+        catch (ArgumentException e)
+        {
+            throw new ArgumentException($"--include: '{include}' is not a valid regular expression ({e.Message})", e);
+        }
+        RequireOutputDirectory(output);
+        using var ckpt = SafetensorsCheckpoint.Open(input);
         var outputs = new List<KeyValuePair<string, Tensor>>();
         var count = 0;
-        AnsiConsole.Progress().Start(ctx =>
+        try
         {
-            var task = ctx.AddTask("quantizing", maxValue: r.Entries.Count);
-            foreach (var key in r.Entries.Keys.Order())
+            AnsiConsole.Progress().Start(ctx =>
             {
-                var t = r.Read(key);
-                if (t.ndim == 2 && t.is_floating_point() && pattern.IsMatch(key))
+                var task = ctx.AddTask("quantizing", maxValue: ckpt.Count);
+                foreach (var key in ckpt.Keys.Order(StringComparer.Ordinal))
                 {
-                    using var w = Nf4Weight.Quantize(t, blocksize);
-                    foreach (var (k, v) in w.ToSafetensorsEntries(key)) outputs.Add(new(k, v.clone()));
-                    t.Dispose();
-                    count++;
+                    var t = ckpt.Read(key);
+                    if (t.ndim == 2 && t.is_floating_point() && pattern.IsMatch(key))
+                    {
+                        using (t)
+                        using (var w = Nf4Weight.Quantize(t, blocksize))
+                            foreach (var (k, v) in BitsAndBytesNf4Format.Entries(w, key)) outputs.Add(new(k, v.clone()));
+                        count++;
+                    }
+                    else outputs.Add(new(key, t));
+                    task.Increment(1);
                 }
-                else outputs.Add(new(key, t));
-                task.Increment(1);
-            }
-        });
-        SafetensorsWriter.Save(output, outputs, r.Metadata);
-        foreach (var (_, t) in outputs) t.Dispose();
+            });
+            SafetensorsWriter.Save(output, outputs, ckpt.Metadata);
+        }
+        finally
+        {
+            foreach (var (_, t) in outputs) t.Dispose();
+        }
         AnsiConsole.MarkupLine($"quantized {count} weight(s) to NF4 (blocksize {blocksize}, double-quantized absmax) in [bold]{Markup.Escape(output)}[/]");
         return 0;
+    }
+
+    private static void RequireOutputDirectory(string output)
+    {
+        var dir = Path.GetDirectoryName(Path.GetFullPath(output));
+        if (dir is not null && !Directory.Exists(dir))
+            throw new ArgumentException($"{output}: the directory {dir} does not exist");
     }
 
     public static ScalarType ParseDtype(string name) => name switch
@@ -97,7 +135,7 @@ internal static class CheckpointCommands
         "bf16" or "bfloat16" => ScalarType.BFloat16,
         "fp16" or "float16" => ScalarType.Float16,
         "fp32" or "float32" => ScalarType.Float32,
-        _ => throw new ArgumentException($"unknown dtype '{name}' (bf16, fp16, fp32)"),
+        _ => throw new ArgumentException($"--dtype: unknown dtype '{name}' (bf16, fp16, fp32)"),
     };
 
     public static Device ParseDevice(string name)
@@ -106,9 +144,9 @@ internal static class CheckpointCommands
         if (name.StartsWith("cuda", StringComparison.Ordinal))
         {
             if (!cuda.is_available() || !CudaDevice.IsAvailable)
-                throw new ArgumentException("--device cuda needs a CUDA GPU, TorchSharp with a CUDA libtorch and a CUDA build of libslothsharp");
+                throw new ArgumentException("--device: cuda needs a CUDA GPU, TorchSharp with a CUDA libtorch and a CUDA build of libslothsharp");
             return new Device(name);
         }
-        throw new ArgumentException($"unknown device '{name}' (cpu, cuda, cuda:N)");
+        throw new ArgumentException($"--device: unknown device '{name}' (cpu, cuda, cuda:N)");
     }
 }
