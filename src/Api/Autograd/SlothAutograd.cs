@@ -46,8 +46,7 @@ public static class SlothAutograd
             if (call is null) throw new InvalidOperationException("the autograd context has no SlothSharp call record (forward did not run through SlothFunction)");
             AutogradState.Current.ReleaseReturned();
             grads = body();
-            if (grads.Length > slots)
-                throw new InvalidOperationException($"{function} returned {grads.Length} gradients for {slots} arguments");
+            call.Check(function, grads);  // TorchSharp would throw inside the callback: that would end the process
             AutogradState.Current.HoldReturned(grads);
         }
         catch (Exception e)
@@ -81,9 +80,23 @@ public static class SlothAutograd
 }
 
 /// <summary>What a SlothSharp function saves at forward time for its backward's guard.</summary>
-/// <param name="Slots">apply() arguments (TorchSharp wants one gradient, possibly null, per argument).</param>
+/// <param name="Present">Per input tensor: false where null was passed (its gradient must be null).</param>
 /// <param name="ForwardThread">Where a backward failure is rethrown.</param>
-internal sealed record CallRecord(int Slots, AutogradState ForwardThread);
+internal sealed record CallRecord(bool[] Present, AutogradState ForwardThread)
+{
+    /// <summary>apply() arguments: the inputs and the plan (TorchSharp wants one gradient, possibly null, for each).</summary>
+    public int Slots => Present.Length + 1;
+
+    /// <summary>One gradient per input, and none for an input that was null.</summary>
+    public void Check(string function, Tensor?[] grads)
+    {
+        if (grads.Length != Present.Length)
+            throw new InvalidOperationException($"{function} backward returned {grads.Length} gradients for {Present.Length} inputs");
+        for (var i = 0; i < grads.Length; i++)
+            if (grads[i] is not null && !Present[i])
+                throw new InvalidOperationException($"{function} backward returned a gradient for input {i}, which was null");
+    }
+}
 
 /// <summary>A SlothSharp backward failed; its gradients for that step are missing.</summary>
 public sealed class SlothBackwardException(string function, Exception inner)

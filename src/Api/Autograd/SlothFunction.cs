@@ -128,7 +128,7 @@ internal static class FunctionArguments
                 var other => throw new ArgumentException($"{name}: argument {i} is a {other.GetType().Name}; only tensors (or null) precede the plan"),
             };
         ctx.save_data(PlanKey, plan);
-        ctx.save_data(CallKey, new CallRecord(vars.Length, AutogradState.Current));
+        ctx.save_data(CallKey, new CallRecord(inputs.Select(t => t is not null).ToArray(), AutogradState.Current));
         return (plan, inputs);
     }
 
