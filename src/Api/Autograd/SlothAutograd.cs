@@ -78,37 +78,3 @@ public static class SlothAutograd
         }
     }
 }
-
-/// <summary>What a SlothSharp function saves at forward time for its backward's guard.</summary>
-/// <param name="Present">Per input tensor: false where null was passed (its gradient must be null).</param>
-/// <param name="ForwardThread">Where a backward failure is rethrown.</param>
-internal sealed record CallRecord(bool[] Present, AutogradState ForwardThread)
-{
-    /// <summary>apply() arguments: the inputs and the plan (TorchSharp wants one gradient, possibly null, for each).</summary>
-    public int Slots => Present.Length + 1;
-
-    /// <summary>One gradient per input, and none for an input that was null.</summary>
-    public void Check(string function, Tensor?[] grads)
-    {
-        if (grads.Length != Present.Length)
-            throw new InvalidOperationException($"{function} backward returned {grads.Length} gradients for {Present.Length} inputs");
-        for (var i = 0; i < grads.Length; i++)
-            if (grads[i] is not null && !Present[i])
-                throw new InvalidOperationException($"{function} backward returned a gradient for input {i}, which was null");
-    }
-}
-
-/// <summary>A SlothSharp backward failed; its gradients for that step are missing.</summary>
-public sealed class SlothBackwardException(string function, Exception inner)
-    : InvalidOperationException($"a SlothSharp backward ({function}) failed, so that step's gradients are missing: {inner.Message}", inner)
-{
-    /// <summary>The autograd function whose backward failed, e.g. "SlothSharp.FusedLinearCrossEntropy".</summary>
-    public string Function { get; } = function;
-}
-
-/// <summary>Arguments of <see cref="SlothAutograd.BackwardFailed"/>.</summary>
-public sealed class BackwardFailedEventArgs(string function, Exception exception) : EventArgs
-{
-    public string Function { get; } = function;
-    public Exception Exception { get; } = exception;
-}
