@@ -5,7 +5,7 @@ using static TorchSharp.torch;
 namespace SlothSharp.Tests;
 
 /// <summary>y = x · factor (+ b): the smallest op on the SlothSharp autograd base, as an example for new ops.</summary>
-internal sealed record ScalePlan(double Factor, bool FailInBackward = false);
+internal sealed record ScalePlan(double Factor, bool FailInBackward = false, bool GradientForNullInput = false);
 
 internal sealed class ScaleFunction : SlothFunction<ScaleFunction, ScalePlan>
 {
@@ -24,6 +24,7 @@ internal sealed class ScaleFunction : SlothFunction<ScaleFunction, ScalePlan>
         using var saved = SavedTensors.Of(ctx);
         if (plan.FailInBackward) throw new InvalidDataException("boom in backward");
         var b = saved[1];
+        if (plan.GradientForNullInput) return [gradOutput * plan.Factor, gradOutput.sum(dim: 0)];
         return [gradOutput * plan.Factor, b is null ? null : gradOutput.sum(dim: 0)];
     }
 }
@@ -127,6 +128,18 @@ public class AutogradBaseTests(string deviceName) : DeviceFixture(deviceName)
         }
     }
 
+    /// <summary>Gradients TorchSharp would reject inside its callback (ending the process) are caught by the guard.</summary>
+    [Test]
+    public void AGradientForANullInputIsAReportedFailureNotACrash()
+    {
+        using var scope = NewDisposeScope();
+        var x = randn([2, 3], generator: new Generator(4)).to(Dev).requires_grad_();
+        ScaleFunction.Apply(new ScalePlan(2.0, GradientForNullInput: true), x, null).sum().backward();
+        Assert.That(x.grad, Is.Null);
+        var ex = Assert.Throws<SlothBackwardException>(() => SlothAutograd.ThrowIfBackwardFailed())!;
+        Assert.That(ex.InnerException!.Message, Does.Contain("input 1, which was null"));
+    }
+
     [Test]
     public void ReturnedGradientsAreReleasedByTheThreadThatReturnedThem()
     {
@@ -150,7 +163,7 @@ public class AutogradBaseTests(string deviceName) : DeviceFixture(deviceName)
         var x = randn([5], generator: new Generator(3)).to(Dev).requires_grad_();
         ScaleFunction.Apply(new ScalePlan(2.0), x, null).sum().backward();
         ScaleFunction.Apply(new ScalePlan(2.0), x, null);
-        Assert.That(AutogradState.CudaDevicesHeldByOthers(AutogradState.Current), Is.Empty,
+        Assert.That(AutogradState.CudaDevicesHeldByOthers(AutogradState.Current), Is.Null,
             "another thread still holds returned CUDA gradients after the next call");
         TestEnv.AssertClose(x.grad!.cpu(), full([5], 2.0f), 0, "the gradient survives the release");
     }

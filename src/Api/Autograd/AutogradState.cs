@@ -19,8 +19,8 @@ internal sealed class AutogradState
 {
     [ThreadStatic] private static AutogradState? _current;
 
-    /// <summary>Every thread's state, so that tests and diagnostics can count what is held (weakly: a finished thread's
-    /// state goes with it).</summary>
+    /// <summary>Every live thread's state, so that a thread can see which others hold CUDA gradients. A finished
+    /// thread's state is dropped at the next scan; what it still held is left to the GC's finalizers.</summary>
     private static readonly ConcurrentDictionary<AutogradState, byte> All = new();
 
     private readonly List<Tensor> _returned = [];
@@ -40,21 +40,6 @@ internal sealed class AutogradState
         }
     }
 
-    /// <summary>Gradient wrappers held by all threads (diagnostics; racy by nature).</summary>
-    public static int HeldGradientsAllThreads
-    {
-        get
-        {
-            var n = 0;
-            foreach (var s in All.Keys)
-            {
-                if (!s._owner.IsAlive) All.TryRemove(s, out _);
-                n += Volatile.Read(ref s._count);
-            }
-            return n;
-        }
-    }
-
     private int _count;
     private int _heldCudaDevice = -1;
 
@@ -63,14 +48,15 @@ internal sealed class AutogradState
 
     /// <summary>CUDA devices whose gradients threads other than <paramref name="caller"/> hold (racy by nature: a
     /// hint for <see cref="EngineThreadRelease"/>, never a license to release).</summary>
-    public static IEnumerable<int> CudaDevicesHeldByOthers(AutogradState caller)
+    public static List<int>? CudaDevicesHeldByOthers(AutogradState caller)
     {
-        var devices = new SortedSet<int>();
-        foreach (var s in All.Keys)
+        List<int>? devices = null;
+        foreach (var (s, _) in All)
         {
             if (!s._owner.IsAlive) { All.TryRemove(s, out _); continue; }
-            if (s != caller && Volatile.Read(ref s._count) > 0 && Volatile.Read(ref s._heldCudaDevice) is >= 0 and var d)
-                devices.Add(d);
+            if (s != caller && Volatile.Read(ref s._count) > 0 && Volatile.Read(ref s._heldCudaDevice) is >= 0 and var d
+                && !(devices?.Contains(d) ?? false))
+                (devices ??= []).Add(d);
         }
         return devices;
     }

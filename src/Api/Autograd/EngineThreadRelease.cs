@@ -19,9 +19,7 @@ internal static class EngineThreadRelease
     public static void ReleaseOtherThreads(AutogradState caller)
     {
         if (_running) return;
-        List<int>? devices = null;
-        foreach (var d in AutogradState.CudaDevicesHeldByOthers(caller)) (devices ??= []).Add(d);
-        if (devices is null) return;
+        if (AutogradState.CudaDevicesHeldByOthers(caller) is not { } devices) return;
         _running = true;
         try
         {

@@ -46,8 +46,7 @@ public static class SlothAutograd
             if (call is null) throw new InvalidOperationException("the autograd context has no SlothSharp call record (forward did not run through SlothFunction)");
             AutogradState.Current.ReleaseReturned();
             grads = body();
-            if (grads.Length > slots)
-                throw new InvalidOperationException($"{function} returned {grads.Length} gradients for {slots} arguments");
+            call.Check(function, grads);  // TorchSharp would throw inside the callback: that would end the process
             AutogradState.Current.HoldReturned(grads);
         }
         catch (Exception e)
@@ -78,24 +77,4 @@ public static class SlothAutograd
             // A failing handler must not take the process down with it.
         }
     }
-}
-
-/// <summary>What a SlothSharp function saves at forward time for its backward's guard.</summary>
-/// <param name="Slots">apply() arguments (TorchSharp wants one gradient, possibly null, per argument).</param>
-/// <param name="ForwardThread">Where a backward failure is rethrown.</param>
-internal sealed record CallRecord(int Slots, AutogradState ForwardThread);
-
-/// <summary>A SlothSharp backward failed; its gradients for that step are missing.</summary>
-public sealed class SlothBackwardException(string function, Exception inner)
-    : InvalidOperationException($"a SlothSharp backward ({function}) failed, so that step's gradients are missing: {inner.Message}", inner)
-{
-    /// <summary>The autograd function whose backward failed, e.g. "SlothSharp.FusedLinearCrossEntropy".</summary>
-    public string Function { get; } = function;
-}
-
-/// <summary>Arguments of <see cref="SlothAutograd.BackwardFailed"/>.</summary>
-public sealed class BackwardFailedEventArgs(string function, Exception exception) : EventArgs
-{
-    public string Function { get; } = function;
-    public Exception Exception { get; } = exception;
 }
