@@ -1,3 +1,4 @@
+using SlothSharp.References;
 using NUnit.Framework;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -48,7 +49,7 @@ public class Linear4bitModuleTests
         using var direct = Nf4Weight.FromSafetensors(reader, QProj + ".weight");
         var mine = layer.Weight.Dequantize(ScalarType.Float32);
         Assert.That(TestEnv.BitEqual(mine, direct.Dequantize(ScalarType.Float32)), Is.True, "same as Nf4Weight");
-        Assert.That(TestEnv.BitEqual(mine, Nf4Reference.Dequantize(direct, ScalarType.Float32)), Is.True, "bitsandbytes semantics");
+        Assert.That(TestEnv.BitEqual(mine, Nf4DequantizeReference.Dequantize(direct, ScalarType.Float32)), Is.True, "bitsandbytes semantics");
         var x = randn(3, 64, generator: new Generator(1));
         TestEnv.AssertClose(layer.forward(x), matmul(x, mine.t()), 1e-6, "forward");
     }
@@ -171,7 +172,7 @@ public class Linear4bitModuleTests
         b.load_state_dict(edited);
         var y = b.forward(x);
         Assert.That(b.Proj.Weight.State, Is.EqualTo(newState), "the new offset was adopted");
-        var expected = nn.functional.linear(x, Nf4Reference.Dequantize(b.Proj.Weight, ScalarType.Float32), b.Proj.Bias);
+        var expected = nn.functional.linear(x, Nf4DequantizeReference.Dequantize(b.Proj.Weight, ScalarType.Float32), b.Proj.Bias);
         Assert.That(TestEnv.BitEqual(y, expected), Is.True);
         Assert.That(TestEnv.BitEqual(y, a.forward(x)), Is.False, "the offset changed the output");
     }
