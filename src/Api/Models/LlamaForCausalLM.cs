@@ -110,13 +110,6 @@ public sealed class LlamaForCausalLM : Module
         var checkpoint = GradientCheckpointing && cache is null && is_grad_enabled();
         var (cos, sin) = LlamaRope.Tables(_invFreq, past, t, ComputeDtype);
         var (mask, causal) = BuildMask(keyValid, past, t);
-        if (checkpoint)
-        {
-            // The checkpointed backward recomputes with these: they must outlive this scope (the GC frees them).
-            cos.DetachFromDisposeScope();
-            sin.DetachFromDisposeScope();
-            mask?.DetachFromDisposeScope();
-        }
         var inputs = new LayerInputs(cos, sin, mask, causal, cache);
         var h = _model.Embed.forward(inputIds);
         var dropout = training && Lora is { Dropout: > 0 };
