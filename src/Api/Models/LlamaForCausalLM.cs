@@ -106,6 +106,10 @@ public sealed class LlamaForCausalLM : Module
         }
 
         using var scope = NewDisposeScope();
+        // An id outside the table would be a device-side assert on CUDA (the process cannot continue): check first.
+        var (lo, hi) = (inputIds.min().item<long>(), inputIds.max().item<long>());
+        if (lo < 0 || hi >= Config.VocabSize)
+            throw new ArgumentOutOfRangeException(nameof(inputIds), $"token ids must be in [0, vocab_size {Config.VocabSize}); got [{lo}, {hi}]");
         var keyValid = KeyValidity(attentionMask, cache, b, t, past);
         var checkpoint = GradientCheckpointing && cache is null && is_grad_enabled();
         var (cos, sin) = LlamaRope.Tables(_invFreq, past, t, ComputeDtype);
