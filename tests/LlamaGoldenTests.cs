@@ -248,6 +248,21 @@ public class LlamaGoldenTests
     }
 
     [Test]
+    public void LeftPaddingCannotProduceNaN()
+    {
+        using var scope = NewDisposeScope();
+        using var model = Load(LlamaGolden.Nf4Dir);
+        using var noGrad = no_grad();
+        var ids = LlamaGolden.Read("input_ids")[.., ..12];
+        var mask = ones([2, 12], ScalarType.Int64);
+        mask[1, ..5] = tensor(0L);  // row 2: five padding tokens on the left, so its first queries see no real key
+        var hidden = model.Forward(ids, mask);
+        Assert.That(hidden.isfinite().all().item<bool>(), Is.True);
+        // Row 1 is unaffected by row 2's padding.
+        Assert.That(LlamaGolden.MaxAbs(hidden[0], model.Forward(ids[..1])[0]), Is.LessThanOrEqualTo(1e-5));
+    }
+
+    [Test]
     public void WrittenCheckpointsLoadDenseBnbAndSharded()
     {
         using var scope = NewDisposeScope();
