@@ -5,7 +5,7 @@ using static TorchSharp.torch.nn;
 namespace SlothSharp.Models;
 
 /// <summary>Dimensions of a Llama-style decoder.</summary>
-public sealed record LlamaConfig(int Vocab, int Hidden, int Layers, int Heads, int KvHeads, int Intermediate,
+public sealed record QLoraLlamaConfig(int Vocab, int Hidden, int Layers, int Heads, int KvHeads, int Intermediate,
                                  double RopeTheta = 500_000, double RmsEps = 1e-5, int LoraRank = 8, double LoraAlpha = 16)
 {
     public int HeadDim => Hidden / Heads;
@@ -27,7 +27,7 @@ public sealed record LlamaConfig(int Vocab, int Hidden, int Layers, int Heads, i
 /// </summary>
 public sealed class QLoraLlama : Module<Tensor, Tensor>
 {
-    private readonly LlamaConfig _cfg;
+    private readonly QLoraLlamaConfig _cfg;
     private readonly Embedding embed_tokens;
     private readonly ModuleList<DecoderLayer> layers;
     private readonly RmsNorm norm;
@@ -36,7 +36,7 @@ public sealed class QLoraLlama : Module<Tensor, Tensor>
 
     /// <summary>Weights drawn from N(0, 0.02²) with <paramref name="seed"/> (the same seed gives the same model on
     /// any device), quantized to NF4, then moved to <paramref name="device"/> in <paramref name="dtype"/>.</summary>
-    public QLoraLlama(LlamaConfig cfg, ulong seed, Device device, ScalarType dtype, int maxSeq) : base("QLoraLlama")
+    public QLoraLlama(QLoraLlamaConfig cfg, ulong seed, Device device, ScalarType dtype, int maxSeq) : base("QLoraLlama")
     {
         cfg.Validate();
         _cfg = cfg;
@@ -58,7 +58,7 @@ public sealed class QLoraLlama : Module<Tensor, Tensor>
     }
 
     public Tensor HeadWeight => lm_head;
-    public LlamaConfig Config => _cfg;
+    public QLoraLlamaConfig Config => _cfg;
 
     /// <summary>The trainable LoRA parameters.</summary>
     public IEnumerable<Parameter> Adapters => layers.SelectMany(l => l.Adapters);
@@ -97,11 +97,11 @@ public sealed class QLoraLlama : Module<Tensor, Tensor>
 
     private sealed class DecoderLayer : Module<Tensor, Tensor>
     {
-        private readonly LlamaConfig _cfg;
+        private readonly QLoraLlamaConfig _cfg;
         private readonly RmsNorm input_layernorm, post_attention_layernorm;
         private readonly LoraLinear4bit q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj;
 
-        public DecoderLayer(LlamaConfig cfg, Generator gen, Device device, ScalarType dtype, string name) : base(name)
+        public DecoderLayer(QLoraLlamaConfig cfg, Generator gen, Device device, ScalarType dtype, string name) : base(name)
         {
             _cfg = cfg;
             LoraLinear4bit Proj(int outF, int inF) =>

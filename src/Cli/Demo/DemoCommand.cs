@@ -59,10 +59,10 @@ internal static class DemoCommand
         var tokenizer = TiktokenTokenizer.CreateForModel("gpt-4");  // cl100k_base, from the data package
         var tokens = tokenizer.EncodeToIds(Corpus.Generate(20_000)).ToArray();
         var vocab = tokens.Max() + 1 > 100_277 ? tokens.Max() + 1 : 100_277;  // cl100k: 100,256 merges + specials
-        LlamaConfig cfg = s.Size switch
+        QLoraLlamaConfig cfg = s.Size switch
         {
-            "tiny" => new LlamaConfig(vocab, Hidden: 64, Layers: s.Layers ?? 2, Heads: 4, KvHeads: 2, Intermediate: 176),
-            "1b" => new LlamaConfig(vocab, Hidden: 2048, Layers: s.Layers ?? 4, Heads: 16, KvHeads: 8, Intermediate: 8192, LoraRank: 16, LoraAlpha: 32),
+            "tiny" => new QLoraLlamaConfig(vocab, Hidden: 64, Layers: s.Layers ?? 2, Heads: 4, KvHeads: 2, Intermediate: 176),
+            "1b" => new QLoraLlamaConfig(vocab, Hidden: 2048, Layers: s.Layers ?? 4, Heads: 16, KvHeads: 8, Intermediate: 8192, LoraRank: 16, LoraAlpha: 32),
             _ => throw new ArgumentException($"unknown --size '{s.Size}' (tiny, 1b)"),
         };
         var (batch, seq) = (s.Batch ?? (s.Size == "tiny" ? 4 : 8), s.Seq ?? (s.Size == "tiny" ? 64 : 1024));

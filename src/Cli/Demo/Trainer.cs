@@ -12,7 +12,7 @@ internal sealed record RunResult(string Variant, List<double> Losses, double Sec
 
 internal static class Trainer
 {
-    public static RunResult Train(string variant, LlamaConfig cfg, DemoSettings s, List<(Tensor Ids, Tensor Labels)> batches,
+    public static RunResult Train(string variant, QLoraLlamaConfig cfg, DemoSettings s, List<(Tensor Ids, Tensor Labels)> batches,
                                   Device device, ScalarType dtype, int maxSeq)
     {
         var onGpu = device.type == DeviceType.CUDA;
