@@ -1,5 +1,6 @@
 using SlothSharp.Generation;
 using SlothSharp.Losses;
+using SlothSharp.Models;
 using SlothSharp.Tokenization;
 using static TorchSharp.torch;
 
@@ -19,6 +20,12 @@ public sealed record EvalResult(double Loss, long Tokens);
 /// </summary>
 public static class Evaluator
 {
+    /// <summary>Evaluates <paramref name="docs"/> (see the class summary). <paramref name="progress"/> reports
+    /// (sequences done, sequences in all) after each batch; a sequence is a document or one window of it.</summary>
+    public static EvalResult Evaluate(LlamaForCausalLM model, HfTokenizer tok, IReadOnlyList<string> docs, int batchSize = 8,
+                                      int? maxLength = null, IProgress<(int done, int total)>? progress = null) =>
+        Evaluate(new LlamaCausalLm(model), tok, docs, batchSize, maxLength, progress);
+
     internal static EvalResult Evaluate(ICausalLm model, HfTokenizer tok, IReadOnlyList<string> docs, int batchSize = 8,
                                         int? maxLength = null, IProgress<(int done, int total)>? progress = null)
     {
