@@ -100,6 +100,8 @@ public class ModelCliTests
         Assert.Throws<ArgumentException>(() => EvalCommand.Run(Nf4Dir, null, corpus, "tpu", null, 8, null, w));
         Assert.Throws<ArgumentException>(() => EvalCommand.Run(Nf4Dir, null, corpus, "cpu", "int4", 8, null, w));
         Assert.Throws<ArgumentException>(() => EvalCommand.Run(Nf4Dir, null, corpus, "cpu", null, 0, null, w));
+        var tooLong = Assert.Throws<ArgumentException>(() => EvalCommand.Run(Nf4Dir, null, corpus, "cpu", null, 8, 257, w))!;
+        Assert.That(tooLong.Message, Does.Contain("--max-length").And.Contain("config.json"));
         var adapter = Assert.Throws<DirectoryNotFoundException>(() => EvalCommand.Run(Nf4Dir, Path.Combine(_dir, "no-adapter"), corpus, "cpu", null, 8, null, w))!;
         Assert.That(adapter.Message, Does.Contain("--adapter"));
         var topP = Assert.Throws<ArgumentException>(() => GenerateCommand.Run(Nf4Dir, null, "x", new GenerationOptions(TopP: 2), "cpu", null, w))!;

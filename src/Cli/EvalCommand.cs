@@ -37,8 +37,13 @@ internal static class EvalCommand
         // Cheap checks first: a bad corpus or tokenizer fails before the model is loaded.
         var docs = TextDocuments.Read(dataPath);
         var tok = HfTokenizer.FromDirectory(modelDir);
+        var configPath = Path.Combine(modelDir, "config.json");
+        var maxPositions = SlothSharp.Models.LlamaConfig.Load(configPath).MaxPositionEmbeddings;
+        if (maxLength > maxPositions)
+            throw new ArgumentException($"--max-length: {maxLength} exceeds max_position_embeddings ({maxPositions}) of {configPath}");
         using var model = ModelCommandSupport.Load(modelDir, adapter, dev, dt);
         EvalResult result = null!;
+        var clock = System.Diagnostics.Stopwatch.StartNew();
         ModelCommandSupport.Stderr.Progress()
             .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn())
             .Start(ctx =>
@@ -50,7 +55,9 @@ internal static class EvalCommand
                     task.Value = p.done;
                 }));
             });
-        ModelCommandSupport.Stderr.MarkupLine($"perplexity {Math.Exp(result.Loss).ToString("G6", CultureInfo.InvariantCulture)}");
+        var seconds = clock.Elapsed.TotalSeconds;
+        Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"perplexity {Math.Exp(result.Loss):G6}; {result.Tokens} predicted tokens in {seconds:F2} s ({result.Tokens / Math.Max(seconds, 1e-9):F0} tokens/s, tokenization included)"));
         stdout.WriteLine(string.Create(CultureInfo.InvariantCulture, $"loss={result.Loss:R} tokens={result.Tokens}"));
         return 0;
     }

@@ -38,13 +38,22 @@ internal static class GenerateCommand
         var ids = tok.Encode(prompt, addBos: tok.BosTokenId is not null);
         using var model = ModelCommandSupport.Load(modelDir, adapter, dev, dt);
         var decoder = new StreamingTextDecoder(tok);
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        double firstTokenSeconds = 0;
+        var produced = 0;
         foreach (var id in TextGenerator.Generate(model, ids, options))
         {
+            if (produced++ == 0) firstTokenSeconds = clock.Elapsed.TotalSeconds;
             stdout.Write(decoder.Push(id));
             stdout.Flush();
         }
+        var total = clock.Elapsed.TotalSeconds;
         stdout.Write(decoder.Flush());
         stdout.WriteLine();
+        // Timing on stderr (stdout is the text): the prompt pass, then the per-token decode rate after it.
+        var rate = produced > 1 ? (produced - 1) / (total - firstTokenSeconds) : 0;
+        Console.Error.WriteLine(string.Create(System.Globalization.CultureInfo.InvariantCulture,
+            $"prompt {ids.Length} tokens, first token after {firstTokenSeconds * 1000:F1} ms; {produced} new tokens in {total:F2} s ({rate:F1} tokens/s after the first)"));
         return 0;
     }
 
