@@ -101,7 +101,9 @@ public static class Evaluator
         var hidden = model.Forward(input, attention, null);
         var h = hidden.narrow(1, 0, t - 1);
         var y = target.narrow(1, 1, t - 1).contiguous();
-        var loss = FusedLinearCrossEntropy.Apply(h, model.LmHeadWeight, null, y, new CrossEntropyOptions { Reduction = LossReduction.Sum });
+        // Detached: the fused loss computes gradients during forward for inputs that require them (a trainable LM
+        // head would), which evaluation must not pay for.
+        var loss = FusedLinearCrossEntropy.Apply(h.detach(), model.LmHeadWeight.detach(), null, y, new CrossEntropyOptions { Reduction = LossReduction.Sum });
         return loss.to(ScalarType.Float64).item<double>();
     }
 }
