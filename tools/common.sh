@@ -23,6 +23,8 @@ dotnet_root() { dirname "$(readlink -f "$(command -v dotnet)")"; }
 # `total: / failed: / succeeded: / skipped:` block) and removes LOG. RC is the runner's exit code.
 summarize_tests() {
     local total failed succeeded skipped
+    # The runner colours its output when it detects CI (CI=true): drop the ANSI escapes before reading the counts.
+    sed -i 's/\x1b\[[0-9;]*m//g' "$1"
     total="$(grep -Eo '^ *total: *[0-9]+' "$1" | tail -1 | grep -Eo '[0-9]+' || true)"
     failed="$(grep -Eo '^ *failed: *[0-9]+' "$1" | tail -1 | grep -Eo '[0-9]+' || true)"
     succeeded="$(grep -Eo '^ *succeeded: *[0-9]+' "$1" | tail -1 | grep -Eo '[0-9]+' || true)"
