@@ -79,5 +79,7 @@ cmd_pack() {
     for p in src/Interop/SlothSharp.Interop.csproj src/Api/SlothSharp.csproj src/Cli/SlothSharp.Cli.csproj; do
         dotnet pack "$ROOT/$p" -c "$CONFIG" -o "$ROOT/artifacts/packages" -v quiet -nologo -clp:ErrorsOnly
     done
+    # The tool's linux-x64 build lands in the CLI's usual output folder: remove it, so bundles and runs see the app only.
+    rm -rf "$ROOT/src/Cli/bin/$CONFIG/$TFM/linux-x64"
     log "packages in $ROOT/artifacts/packages: $(cd "$ROOT/artifacts/packages" && ls -- *.nupkg *.snupkg | tr '\n' ' ')"
 }
