@@ -67,7 +67,8 @@ cmd_gpu_run() {
     local torchlib
     torchlib="${SLOTHSHARP_LIBTORCH:-$(python3 -c 'import torch,os;print(os.path.dirname(torch.__file__)+"/lib")')}"
     export LD_LIBRARY_PATH="$torchlib:${LD_LIBRARY_PATH:-}"
-    { nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader; nvcc --version | tail -2;
+    { nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || echo "nvidia-smi: failed";
+      nvcc --version 2>/dev/null | tail -2 || echo "nvcc: not found";
       echo "commit: $(tr '\n' ' ' < "$x/commit.txt" 2>/dev/null || echo unknown)";
       echo "libtorch: $torchlib"; } | tee "$out/environment.txt"
 
