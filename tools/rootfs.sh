@@ -30,8 +30,8 @@ ensure_rootfs() {
 }
 
 # run_torch CMD...: runs CMD (a dotnet process that loads TorchSharp) directly, or inside the Debian 13 userland.
-# The chroot gets private bind mounts (gone when the command ends) of /tmp, the .NET install, the NuGet cache, the
-# repository and the current folder, each at its host path with symlinks resolved. /tmp goes first, so a repository
+# The chroot gets private bind mounts (gone when the command ends) of /tmp, $HOME (.NET tools installed there), the
+# .NET install, the NuGet cache, the repository and the current folder, each at its host path with symlinks resolved. /tmp goes first, so a repository
 # or folder under /tmp, mounted after it, stays visible. SLOTHSHARP_* and CI variables are passed through.
 run_torch() {
     if host_libstdcxx_ok; then "$@"; return; fi
@@ -49,8 +49,8 @@ R=$1 DN=$2 NU=$3 REPO=$4 WD=$5 NV=$6; shift 6
 VARS=("${@:1:$NV}"); shift "$NV"
 mount -t proc proc "$R/proc"
 mount --rbind /sys "$R/sys"; mount --rbind /dev "$R/dev"
-for d in /tmp "$DN" "$NU" "$REPO" "$WD"; do  # /tmp first: a later mount under /tmp stays visible
-    [ -d "$d" ] || continue
+for d in /tmp "$HOME" "$DN" "$NU" "$REPO" "$WD"; do  # /tmp first: a later mount under /tmp stays visible
+    [ -d "$d" ] && [ "$d" != / ] || continue
     mkdir -p "$R$d"; mount --bind "$d" "$R$d"
 done
 exec chroot "$R" /usr/bin/env -i PATH="$DN:/usr/bin:/bin" HOME="$HOME" DOTNET_ROOT="$DN" NUGET_PACKAGES="$NU" \
