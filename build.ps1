@@ -1,6 +1,7 @@
 #!/usr/bin/env pwsh
 # PowerShell mirror of build.sh: the same verbs, the same dotnet/cmake commands. See build.sh for details.
-# Verbs: native | bindings [--check] | build | test [args] | demo [args] | bench [args] | pack | gpu-bundle | gpu-run OUTDIR
+# Verbs: native | bindings [--check] | build | test [args] | dotnet-test [args] | sloth ARGS... | demo [options] |
+#        bench [args] | pack | selftest | gpu-bundle | gpu-run OUTDIR   (selftest, gpu-bundle, gpu-run: through build.sh)
 # On Linux hosts whose libstdc++ is older than GCC 13 (Debian 12), TorchSharp 0.107 cannot load: use build.sh there,
 # which runs the TorchSharp processes in a Debian 13 userland.
 param([Parameter(Position = 0)][string]$Verb = "help", [Parameter(ValueFromRemainingArguments = $true)][string[]]$Rest)
@@ -16,11 +17,12 @@ function Invoke-Checked([string]$exe, [string[]]$argv) {
 }
 
 function Native {
-    $args = @("-S", "$Root/native", "-B", "$Root/build/native", "-DCMAKE_BUILD_TYPE=Release")
-    if (Get-Command ninja -ErrorAction SilentlyContinue) { $args += @("-G", "Ninja") }
-    if ($env:SLOTH_CUDA_ARCHITECTURES) { $args += "-DSLOTH_CUDA_ARCHITECTURES=$($env:SLOTH_CUDA_ARCHITECTURES)" }
-    if ($env:SLOTH_CUDA) { $args += "-DSLOTH_CUDA=$($env:SLOTH_CUDA)" }
-    Invoke-Checked cmake $args
+    $cmakeArgs = @("-S", "$Root/native", "-B", "$Root/build/native", "-DCMAKE_BUILD_TYPE=Release")
+    if (Get-Command ninja -ErrorAction SilentlyContinue) { $cmakeArgs += @("-G", "Ninja") }
+    if ($env:SLOTH_CUDA_ARCHITECTURES) { $cmakeArgs += "-DSLOTH_CUDA_ARCHITECTURES=$($env:SLOTH_CUDA_ARCHITECTURES)" }
+    if ($env:SLOTH_CUDA) { $cmakeArgs += "-DSLOTH_CUDA=$($env:SLOTH_CUDA)" }
+    if ($env:SLOTH_WERROR) { $cmakeArgs += "-DSLOTH_WERROR=$($env:SLOTH_WERROR)" }
+    Invoke-Checked cmake $cmakeArgs
     Invoke-Checked cmake @("--build", "$Root/build/native", "-j", [Environment]::ProcessorCount)
     Invoke-Checked cmake @("--install", "$Root/build/native")
 }
@@ -45,17 +47,27 @@ switch ($Verb) {
         $out = & dotnet "$Root/tests/bin/$Config/$Tfm/SlothSharp.Tests.dll" --no-progress @Rest 2>&1 | Tee-Object -Variable lines
         Summarize ($lines | ForEach-Object { "$_" }) $LASTEXITCODE
     }
-    "demo" {
-        Build
-        $argv = if (-not $Rest -or $Rest[0].StartsWith("-")) { @("demo") + $Rest } else { $Rest }
-        Invoke-Checked dotnet (@("$Root/src/Cli/bin/$Config/$Tfm/sloth.dll") + $argv)
+    "dotnet-test" {
+        Native
+        Push-Location $Root
+        try { Invoke-Checked dotnet (@("test", "-c", $Config) + $Rest) } finally { Pop-Location }
+    }
+    { $_ -in "sloth", "demo" } {
+        if ($env:SLOTHSHARP_SKIP_BUILD -ne "1") {
+            Native
+            Invoke-Checked dotnet @("build", "$Root/src/Cli/SlothSharp.Cli.csproj", "-c", $Config, "-v", "quiet", "-nologo", "-clp:ErrorsOnly")
+        }
+        $argv = if ($Verb -eq "demo" -and (-not $Rest -or $Rest[0].StartsWith("-"))) { @("demo") + $Rest } else { $Rest }
+        & dotnet (@("$Root/src/Cli/bin/$Config/$Tfm/sloth.dll") + $argv)
+        exit $LASTEXITCODE  # the CLI's exit code (2 = bad input, 3 = demo out of tolerance)
     }
     "bench" { Build; Invoke-Checked dotnet (@("$Root/bench/bin/$Config/$Tfm/SlothSharp.Bench.dll") + $Rest) }
     "pack" {
         Build
         Invoke-Checked dotnet @("pack", "$Root/src/Interop/SlothSharp.Interop.csproj", "-c", $Config, "-o", "$Root/artifacts/packages")
         Invoke-Checked dotnet @("pack", "$Root/src/Api/SlothSharp.csproj", "-c", $Config, "-o", "$Root/artifacts/packages")
+        Invoke-Checked dotnet @("pack", "$Root/src/Cli/SlothSharp.Cli.csproj", "-c", $Config, "-o", "$Root/artifacts/packages")
     }
-    { $_ -in "gpu-bundle", "gpu-run" } { Invoke-Checked bash (@("$Root/build.sh", $Verb) + $Rest) }
-    default { Get-Content "$Root/build.sh" | Select-Object -Skip 1 -First 16 | ForEach-Object { $_ -replace '^# ?', '' } }
+    { $_ -in "selftest", "gpu-bundle", "gpu-run" } { Invoke-Checked bash (@("$Root/build.sh", $Verb) + $Rest) }
+    default { Get-Content "$Root/build.sh" | Select-Object -Skip 1 -First 19 | ForEach-Object { $_ -replace '^# ?', '' } }
 }

@@ -21,7 +21,7 @@ sloth_status cross_entropy_chunk(const char* fn, const CrossEntropyArgs& a) {
     }
     const sloth_dtype dt = a.dtype;
     const float inv_cap = a.softcap > 0.0f ? 1.0f / a.softcap : 0.0f;
-    parallel_ranges(a.rows, a.vocab, [&](int64_t r0, int64_t r1) {
+    SLOTH_CHECK(parallel_ranges(fn, a.rows, a.vocab, [&](int64_t r0, int64_t r1) {
         std::vector<float> z(static_cast<size_t>(a.vocab));
         for (int64_t r = r0; r < r1; ++r) {
             const int64_t base = r * a.row_stride;
@@ -66,7 +66,7 @@ sloth_status cross_entropy_chunk(const char* fn, const CrossEntropyArgs& a) {
                 store_from_f32(a.logits, dt, base + j, dx * g);
             }
         }
-    });
+    }));
     return SLOTH_OK;
 }
 

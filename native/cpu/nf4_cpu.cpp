@@ -9,13 +9,13 @@
 
 namespace sloth::cpu {
 
-sloth_status nf4_dequantize(const char*, const Nf4DequantArgs& a) {
+sloth_status nf4_dequantize(const char* fn, const Nf4DequantArgs& a) {
     const int64_t n = a.n;
     const int64_t bs = a.blocksize;
     const int64_t nested_span = bs * a.nested_blocksize;  // elements covered by one nested absmax
     const float offset = *a.nested_offset;
     const int64_t blocks = ceil_div(n, bs);
-    parallel_ranges(blocks, bs, [&](int64_t b0, int64_t b1) {
+    SLOTH_CHECK(parallel_ranges(fn, blocks, bs, [&](int64_t b0, int64_t b1) {
         for (int64_t b = b0; b < b1; ++b) {
             const int64_t start = b * bs;
             const float scaled = a.nested_code_map[a.absmax_codes[b]] * a.nested_absmax[start / nested_span];
@@ -27,7 +27,7 @@ sloth_status nf4_dequantize(const char*, const Nf4DequantArgs& a) {
                 store_from_f32(a.out, a.out_dtype, i, a.nf4_code_table[nibble] * scale);
             }
         }
-    });
+    }));
     return SLOTH_OK;
 }
 
@@ -93,7 +93,7 @@ sloth_status nf4_quantize(const char* fn, const Nf4QuantArgs& a) {
                         static_cast<long long>(i));
     }
     // Pass 1: per-block absmax and the packed codes (x times the float reciprocal, as bitsandbytes does).
-    parallel_ranges(blocks, bs, [&](int64_t b0, int64_t b1) {
+    SLOTH_CHECK(parallel_ranges(fn, blocks, bs, [&](int64_t b0, int64_t b1) {
         for (int64_t b = b0; b < b1; ++b) {
             const int64_t start = b * bs, end = std::min(n, start + bs);
             float m = 0.0f;
@@ -108,7 +108,7 @@ sloth_status nf4_quantize(const char* fn, const Nf4QuantArgs& a) {
                 a.packed[i >> 1] = static_cast<uint8_t>((hi << 4) | lo);
             }
         }
-    });
+    }));
     // Pass 2: the offset is the mean, summed in double in the order the header fixes (the GPU's one-block
     // reduction uses the same order, so both give the same bits) and rounded once. PyTorch's float reduction may
     // differ from it by an ulp: see the tie analysis in the golden tests.

@@ -10,9 +10,9 @@
 
 namespace sloth::cpu {
 
-sloth_status rms_norm_forward(const char*, const RmsNormArgs& a) {
+sloth_status rms_norm_forward(const char* fn, const RmsNormArgs& a) {
     const sloth_dtype dt = a.dtype;
-    parallel_ranges(a.rows, a.cols, [&](int64_t r0, int64_t r1) {
+    SLOTH_CHECK(parallel_ranges(fn, a.rows, a.cols, [&](int64_t r0, int64_t r1) {
         for (int64_t r = r0; r < r1; ++r) {
             const int64_t base = r * a.cols;
             double ss = 0.0;
@@ -28,15 +28,15 @@ sloth_status rms_norm_forward(const char*, const RmsNormArgs& a) {
                 store_from_f32(a.y, dt, base + j, load_as_f32(a.weight, dt, j) * h);
             }
         }
-    });
+    }));
     return SLOTH_OK;
 }
 
-sloth_status rms_norm_backward(const char*, const RmsNormArgs& a) {
+sloth_status rms_norm_backward(const char* fn, const RmsNormArgs& a) {
     const sloth_dtype dt = a.dtype;
     // dW first: grad_x may alias grad_out, which dW still needs.
     if (a.grad_weight) {
-        parallel_ranges(a.cols, a.rows, [&](int64_t j0, int64_t j1) {
+        SLOTH_CHECK(parallel_ranges(fn, a.cols, a.rows, [&](int64_t j0, int64_t j1) {
             for (int64_t j = j0; j < j1; ++j) {
                 float acc = 0.0f;
                 for (int64_t r = 0; r < a.rows; ++r) {
@@ -45,9 +45,9 @@ sloth_status rms_norm_backward(const char*, const RmsNormArgs& a) {
                 }
                 a.grad_weight[j] = acc;
             }
-        });
+        }));
     }
-    parallel_ranges(a.rows, a.cols, [&](int64_t r0, int64_t r1) {
+    SLOTH_CHECK(parallel_ranges(fn, a.rows, a.cols, [&](int64_t r0, int64_t r1) {
         std::vector<float> g(static_cast<size_t>(a.cols));
         for (int64_t r = r0; r < r1; ++r) {
             const int64_t base = r * a.cols;
@@ -63,7 +63,7 @@ sloth_status rms_norm_backward(const char*, const RmsNormArgs& a) {
                 store_from_f32(a.y, dt, base + j, rstd * (g[j] - xhat * mean));
             }
         }
-    });
+    }));
     return SLOTH_OK;
 }
 

@@ -7,11 +7,11 @@
 
 namespace sloth::cpu {
 
-sloth_status rope(const char*, const RopeArgs& a) {
+sloth_status rope(const char* fn, const RopeArgs& a) {
     const sloth_dtype dt = a.dtype;
     const int64_t rows = a.batch * a.heads * a.seq;
     const int64_t d = a.head_dim, half = a.head_dim / 2;
-    parallel_ranges(rows, d, [&](int64_t r0, int64_t r1) {
+    SLOTH_CHECK(parallel_ranges(fn, rows, d, [&](int64_t r0, int64_t r1) {
         for (int64_t r = r0; r < r1; ++r) {
             const int64_t t = a.layout == SLOTH_ROPE_BHTD ? r % a.seq : (r / a.heads) % a.seq;
             const int64_t b = r / (a.heads * a.seq);
@@ -33,7 +33,7 @@ sloth_status rope(const char*, const RopeArgs& a) {
                 store_from_f32(a.out, dt, xs + i + half, o2);
             }
         }
-    });
+    }));
     return SLOTH_OK;
 }
 

@@ -9,21 +9,21 @@
 
 namespace sloth::cpu {
 
-sloth_status swiglu_forward(const char*, const SwigluArgs& a) {
+sloth_status swiglu_forward(const char* fn, const SwigluArgs& a) {
     const sloth_dtype dt = a.dtype;
-    parallel_ranges(a.n, 1, [&](int64_t i0, int64_t i1) {
+    SLOTH_CHECK(parallel_ranges(fn, a.n, 1, [&](int64_t i0, int64_t i1) {
         for (int64_t i = i0; i < i1; ++i) {
             const float g = load_as_f32(a.gate, dt, i), u = load_as_f32(a.up, dt, i);
             const float silu = round_to(dt, g / (1.0f + std::exp(-g)));
             store_from_f32(a.out, dt, i, silu * u);
         }
-    });
+    }));
     return SLOTH_OK;
 }
 
-sloth_status swiglu_backward(const char*, const SwigluArgs& a) {
+sloth_status swiglu_backward(const char* fn, const SwigluArgs& a) {
     const sloth_dtype dt = a.dtype;
-    parallel_ranges(a.n, 1, [&](int64_t i0, int64_t i1) {
+    SLOTH_CHECK(parallel_ranges(fn, a.n, 1, [&](int64_t i0, int64_t i1) {
         for (int64_t i = i0; i < i1; ++i) {
             const float dy = load_as_f32(a.grad_out, dt, i);
             const float g = load_as_f32(a.gate, dt, i), u = load_as_f32(a.up, dt, i);
@@ -35,7 +35,7 @@ sloth_status swiglu_backward(const char*, const SwigluArgs& a) {
             store_from_f32(a.grad_up, dt, i, dy * silu);  // all reads above: outputs may alias inputs
             store_from_f32(a.out, dt, i, dg);
         }
-    });
+    }));
     return SLOTH_OK;
 }
 

@@ -11,22 +11,9 @@ internal static class ModelCommandSupport
     /// <summary>stderr, for progress and status: stdout carries only results (the loss line, the generated text).</summary>
     public static IAnsiConsole Stderr { get; } = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(Console.Error) });
 
-    /// <summary>Expected failures (bad files, options, formats) as one `error: …` line on stderr and exit code 1, as
-    /// Program.cs reports them for the other commands; anything else propagates. The one place to change when the
-    /// CLI's error plumbing changes.</summary>
-    public static int Guard(Func<int> body)
-    {
-        try
-        {
-            return body();
-        }
-        catch (Exception e) when (e is ArgumentException or InvalidDataException or IOException or InvalidOperationException
-                                   or SlothSharp.Interop.SlothException)
-        {
-            Console.Error.WriteLine($"error: {e.Message}");
-            return 1;
-        }
-    }
+    /// <summary>Runs a command body. Failures propagate: <see cref="SlothCli"/> turns them into one `error: …` line
+    /// on stderr with the documented exit code (2 for bad input).</summary>
+    public static int Guard(Func<int> body) => body();
 
     /// <summary>--device: "auto" (CUDA when usable, else CPU), cpu, cuda, cuda:N.</summary>
     public static Device ParseDevice(string name) =>

@@ -1,46 +1,73 @@
 using System.CommandLine;
-using SlothSharp.Cli;
 using SlothSharp.Cli.Demo;
-using Spectre.Console;
 
-// sloth: the SlothSharp command line. `sloth demo` is the main job (QLoRA fine-tuning, naive vs memory-efficient loss).
-var root = new RootCommand("SlothSharp: NF4 weights and memory-efficient LM-head losses for TorchSharp");
+namespace SlothSharp.Cli;
 
-var fileArg = new Argument<string>("file") { Description = "a safetensors file or a model directory" };
-var info = new Command("info", "Describe a model directory, or list the bitsandbytes NF4 weights of a safetensors checkpoint") { fileArg };
-info.SetAction(r => Run(() => ModelInfoCommand.Info(r.GetValue(fileArg)!)));
-root.Subcommands.Add(info);
-
-var inArg = new Argument<string>("input") { Description = "input safetensors file" };
-var outArg = new Argument<string>("output") { Description = "output safetensors file" };
-var dtypeOpt = new Option<string>("--dtype") { Description = "output dtype: bf16, fp16 or fp32", DefaultValueFactory = _ => "bf16" };
-var deviceOpt = new Option<string>("--device") { Description = "cpu or cuda", DefaultValueFactory = _ => "cpu" };
-var dequant = new Command("dequant", "Dequantize every NF4 weight of a bitsandbytes 4-bit checkpoint into a dense safetensors file")
-    { inArg, outArg, dtypeOpt, deviceOpt };
-dequant.SetAction(r => Run(() => CheckpointCommands.Dequant(r.GetValue(inArg)!, r.GetValue(outArg)!, r.GetValue(dtypeOpt)!, r.GetValue(deviceOpt)!)));
-root.Subcommands.Add(dequant);
-
-var bsOpt = new Option<int>("--blocksize") { Description = "NF4 blocksize (power of two, 32..4096)", DefaultValueFactory = _ => 64 };
-var includeOpt = new Option<string>("--include") { Description = "regex of the 2-D weights to quantize", DefaultValueFactory = _ => @"\.weight$" };
-var quantize = new Command("quantize", "Quantize the 2-D float weights of a safetensors file to bitsandbytes NF4 (double-quantized absmax)")
-    { inArg, outArg, bsOpt, includeOpt };
-quantize.SetAction(r => Run(() => CheckpointCommands.Quantize(r.GetValue(inArg)!, r.GetValue(outArg)!, r.GetValue(bsOpt), r.GetValue(includeOpt)!)));
-root.Subcommands.Add(quantize);
-
-root.Subcommands.Add(DemoCommand.Create());
-root.Subcommands.Add(EvalCommand.Create());
-root.Subcommands.Add(GenerateCommand.Create());
-return root.Parse(args).Invoke();
-
-static int Run(Func<int> body)
+/// <summary>sloth: the SlothSharp command line. Errors and exit codes: <see cref="SlothCli"/>.</summary>
+public static class Program
 {
-    try
+    public static int Main(string[] args) => SlothCli.Run(args, Console.Out, Console.Error);
+
+    /// <summary>Every sloth command. A command lives in its own file as <c>public static Command Create()</c> and is
+    /// registered here with one line; it reports expected failures by throwing <see cref="CliException"/> (or a typed
+    /// library exception) and takes its dtype, device and size options from <see cref="CliOptions"/>.</summary>
+    public static RootCommand CreateRoot()
     {
-        return body();
+        var root = new RootCommand("SlothSharp: NF4 weights and memory-efficient LM-head losses for TorchSharp");
+        foreach (var command in CheckpointVerbs()) root.Subcommands.Add(command);
+        root.Subcommands.Add(DemoCommand.Create());
+        root.Subcommands.Add(EvalCommand.Create());
+        root.Subcommands.Add(GenerateCommand.Create());
+        return root;
     }
-    catch (Exception e) when (e is ArgumentException or InvalidDataException or IOException or SlothSharp.Interop.SlothException or KeyNotFoundException)
+
+    /// <summary>info, dequant, quantize on bitsandbytes 4-bit safetensors checkpoints (CheckpointCommands).</summary>
+    private static IEnumerable<Command> CheckpointVerbs()
     {
-        AnsiConsole.MarkupLine($"[red]error:[/] {Markup.Escape(e.Message)}");
-        return 1;
+        var file = new Argument<string>("path") { Description = "a model directory (config.json inside) or a safetensors file" };
+        file.Validators.Add(r =>
+        {
+            var path = r.Tokens.Count > 0 ? r.Tokens[0].Value : "";
+            if (!File.Exists(path) && !Directory.Exists(path)) r.AddError($"{path}: no such file or folder");
+        });
+        var info = new Command("info", "Describe a model directory, or list the bitsandbytes NF4 weights of a safetensors checkpoint") { file };
+        info.SetAction(r => ModelInfoCommand.Info(r.GetValue(file)!));
+        yield return info;
+
+        var input = CliOptions.InputFile("input", "input safetensors file");
+        var output = new Argument<string>("output") { Description = "output safetensors file" };
+        var dtype = CliOptions.Dtype(description: "output dtype: bf16, fp16 or fp32");
+        var device = CliOptions.Device();
+        var dequant = new Command("dequant", "Dequantize every NF4 weight of a bitsandbytes 4-bit checkpoint into a dense safetensors file")
+            { input, output, dtype, device };
+        dequant.SetAction(r =>
+        {
+            CliOptions.ToDevice(r.GetValue(device)!);  // an unusable CUDA device is an error on --device
+            return CheckpointCommands.Dequant(r.GetValue(input)!, r.GetValue(output)!, r.GetValue(dtype)!, r.GetValue(device)!);
+        });
+        yield return dequant;
+
+        var qInput = CliOptions.InputFile("input", "input safetensors file");
+        var qOutput = new Argument<string>("output") { Description = "output safetensors file" };
+        var blocksize = CliOptions.PowerOfTwo("--blocksize",
+            $"NF4 blocksize (power of two, {Nf4QuantState.MinBlocksize}..{Nf4QuantState.MaxBlocksize})", Nf4QuantState.DefaultBlocksize,
+            Nf4QuantState.MinBlocksize, Nf4QuantState.MaxBlocksize);
+        var include = new Option<string>("--include") { Description = "regex of the 2-D weights to quantize", DefaultValueFactory = _ => @"\.weight$" };
+        var quantize = new Command("quantize", "Quantize the 2-D float weights of a safetensors file to bitsandbytes NF4 (double-quantized absmax)")
+            { qInput, qOutput, blocksize, include };
+        quantize.SetAction(r =>
+        {
+            System.Text.RegularExpressions.Regex pattern;
+            try
+            {
+                pattern = new System.Text.RegularExpressions.Regex(r.GetValue(include)!);
+            }
+            catch (ArgumentException e)
+            {
+                throw new CliException("--include", $"not a valid regular expression: {e.Message}");
+            }
+            return CheckpointCommands.Quantize(r.GetValue(qInput)!, r.GetValue(qOutput)!, r.GetValue(blocksize), pattern.ToString());
+        });
+        yield return quantize;
     }
 }

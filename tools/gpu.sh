@@ -1,0 +1,148 @@
+# The GPU machine: gpu-bundle (on this machine) packs what it lacks; gpu-run (there) builds the CUDA library and runs
+# the tests, the compute_75 variant, compute-sanitizer, the benchmarks and optionally the demo.
+# Sourced by build.sh (needs tools/common.sh and tools/dev.sh, ROOT, CONFIG, TFM).
+
+# gpu-bundle: the .NET runtime (no SDK there), the built test, benchmark and CLI apps without the CPU libtorch binaries
+# (it has PyTorch's CUDA libtorch), with the tests' data folder (copied next to the test assembly by the build).
+# Sources travel with the tree. Result: .gpu-bundle/bundle.tar.xz.
+cmd_gpu_bundle() {
+    cmd_build
+    local b="$ROOT/.gpu-bundle" app dir name
+    rm -rf "$b"; mkdir -p "$b/stage/apps"
+    tar -C "$(dotnet_root)" -cJf "$b/stage/dotnet-runtime.tar.xz" dotnet host shared/Microsoft.NETCore.App
+    for app in tests:SlothSharp.Tests bench:SlothSharp.Bench src/Cli:sloth; do
+        dir="$ROOT/${app%%:*}/bin/$CONFIG/$TFM" name="${app##*:}"
+        mkdir -p "$b/stage/apps/$name/runtimes/linux-x64/native"
+        # The managed assemblies and data files; of the native ones only the linux-x64 folder, filtered below.
+        # (./linux-x64: what `pack` builds for the .NET tool, with the CPU libtorch; not part of the app.)
+        (cd "$dir" && find . -type f ! -path './runtimes/*' ! -path './linux-x64/*' -print0 | xargs -0 cp --parents -t "$b/stage/apps/$name")
+        # linux-x64 native assets (LibTorchSharp's glue, Skia for the plots) but not the CPU libtorch.
+        find "$dir/runtimes/linux-x64/native" -maxdepth 1 -type f \
+            ! -name 'libtorch*' ! -name 'libc10*' ! -name 'libgomp*' ! -name 'libshm*' ! -name 'libbackend_with_compiler*' \
+            ! -name 'libjitbackend*' ! -name 'libnnapi*' ! -name 'libaoti*' -exec cp -t "$b/stage/apps/$name/runtimes/linux-x64/native/" {} +
+    done
+    [ -f "$b/stage/apps/SlothSharp.Tests/data/README.md" ] || die "the tests' data folder is missing from the bundle"
+    [ -f "$b/stage/apps/sloth/sloth.dll" ] || die "the CLI is missing from the bundle"
+    { git -C "$ROOT" rev-parse HEAD; git -C "$ROOT" diff --quiet HEAD || echo "(+ uncommitted changes)"; } > "$b/stage/commit.txt" 2>/dev/null || true
+    tar -C "$b/stage" -cJf "$b/bundle.tar.xz" . && rm -rf "$b/stage"
+    log "GPU bundle: $(du -sh "$b" | cut -f1) in $b (carry .gpu-bundle; on the GPU machine: ./build.sh gpu-run \$OUT)"
+}
+
+# The names of every CUDA kernel the library defines (__global__ functions in native/cuda), for compute-sanitizer's
+# kernel filter: libtorch's own kernels stay unsanitized (slow, and not ours), every kernel of ours is checked.
+cuda_kernel_names() {
+    cat "$ROOT"/native/cuda/*.cu "$ROOT"/native/cuda/*.cuh 2>/dev/null | perl -0777 -ne \
+        'while (/__global__\s+(?:(?:void|static|inline)\s+|__launch_bounds__\s*\([^)]*\)\s*)*(\w+)\s*(?:<[^>(]*>\s*)?\(/g) { print "$1\n" }' \
+        | sort -u
+}
+
+# check_kernel_filter LIB NAME...: every kernel in LIB's device code (cuobjdump) must match one of the names, so a
+# kernel the source scan missed cannot silently go unsanitized.
+check_kernel_filter() {
+    local lib="$1"; shift
+    local fns fn n ok=0
+    fns="$(cuobjdump -res-usage "$lib" 2>/dev/null | grep -oE 'Function [^ :]+' | awk '{print $2}' | sort -u)"
+    [ -n "$fns" ] || { log "warning: cuobjdump listed no kernels in $lib; the filter could not be cross-checked"; return 0; }
+    while IFS= read -r fn; do
+        local matched=0
+        for n in "$@"; do case "$fn" in *"$n"*) matched=1; break ;; esac; done
+        [ "$matched" = 1 ] || { log "kernel $fn is in the library but not in the sanitizer filter"; ok=1; }
+    done <<< "$fns"
+    return $ok
+}
+
+# gpu-run OUTDIR [bench args]: on the GPU machine (Ubuntu 24.04, libstdc++ new enough: no userland needed).
+# Environment: SLOTHSHARP_TESTS / SLOTHSHARP_SANITIZE / SLOTHSHARP_BENCH (default 1), SLOTHSHARP_DEMO (default 0,
+# SLOTHSHARP_DEMO_ARGS), SLOTHSHARP_SANITIZE_TIMEOUT (s, default 240), SLOTHSHARP_LIBTORCH (libtorch folder; default
+# the python3 torch package's), SLOTHSHARP_GPU_EXTRA (a script run last, see below).
+cmd_gpu_run() {
+    local out="${1:?usage: gpu-run OUTDIR}"; shift || true
+    mkdir -p "$out"; out="$(cd "$out" && pwd -P)"
+    local b="$ROOT/.gpu-bundle" x=/tmp/slothsharp-gpu
+    [ -d /usr/local/cuda/bin ] && export PATH="/usr/local/cuda/bin:$PATH"
+    rm -rf "$x"; mkdir -p "$x/dotnet"
+    tar -C "$x" -xJf "$b/bundle.tar.xz"
+    tar -C "$x/dotnet" -xJf "$x/dotnet-runtime.tar.xz"
+    export DOTNET_ROOT="$x/dotnet" PATH="$x/dotnet:$PATH"
+    local torchlib
+    torchlib="${SLOTHSHARP_LIBTORCH:-$(python3 -c 'import torch,os;print(os.path.dirname(torch.__file__)+"/lib")')}"
+    export LD_LIBRARY_PATH="$torchlib:${LD_LIBRARY_PATH:-}"
+    { nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || echo "nvidia-smi: failed";
+      nvcc --version 2>/dev/null | tail -2 || echo "nvcc: not found";
+      echo "commit: $(tr '\n' ' ' < "$x/commit.txt" 2>/dev/null || echo unknown)";
+      echo "libtorch: $torchlib"; } | tee "$out/environment.txt"
+
+    log "native build (all architectures, warnings as errors)"
+    local werror=ON
+    if ! (cmd_native) > "$out/native-build.log" 2>&1; then
+        werror=OFF
+        log "native build FAILED with warnings as errors; see native-build.log; retrying without -Werror"
+        SLOTH_WERROR=OFF cmd_native >> "$out/native-build.log" 2>&1 || { grep -B2 -A6 -E "error|FAILED" "$out/native-build.log" | head -80; return 1; }
+    fi
+    echo "native build with -Werror: $werror" | tee -a "$out/environment.txt"
+    local lib="$ROOT/artifacts/native/runtimes/linux-x64/native/libslothsharp.so"
+    cuobjdump --list-elf --list-ptx "$lib" > "$out/cuobjdump.txt" 2>&1 || true
+    log "compute_75-only (PTX) variant, to run the T4 code path on this GPU"
+    local rc=0
+    { cmake -S "$ROOT/native" -B "$ROOT/build/native-sm75" -G Ninja -DCMAKE_BUILD_TYPE=Release \
+        -DSLOTH_CUDA_ARCHITECTURES=75-virtual -DSLOTH_WERROR=$werror -DCMAKE_INSTALL_PREFIX="$ROOT/build/sm75-install" \
+      && cmake --build "$ROOT/build/native-sm75" && cmake --install "$ROOT/build/native-sm75"; } >> "$out/native-build.log" 2>&1 \
+      || { log "compute_75 build FAILED (native-build.log)"; rc=1; }
+    local lib75="$ROOT/build/sm75-install/runtimes/linux-x64/native/libslothsharp.so"
+    cuobjdump --list-elf --list-ptx "$lib75" >> "$out/cuobjdump.txt" 2>&1 || true
+
+    local tests="$x/apps/SlothSharp.Tests/SlothSharp.Tests.dll"
+    if [ "${SLOTHSHARP_TESTS:-1}" = 1 ]; then
+        log "tests: all (CPU and GPU)"
+        SLOTHSHARP_NATIVE_PATH="$lib" run_tests_direct "$tests" "$out/tests-all.log" || rc=1
+        log "tests: GPU kernels against the compute_75 PTX build (JIT on this GPU, __CUDA_ARCH__ = 750)"
+        SLOTHSHARP_NATIVE_PATH="$lib75" SLOTHSHARP_EXPECT_ARCH=750 run_tests_direct "$tests" "$out/tests-sm75.log" --filter "TestCategory=Gpu" || rc=1
+    fi
+    if [ "${SLOTHSHARP_SANITIZE:-1}" = 1 ]; then
+        local kernels filter=() k
+        mapfile -t kernels < <(cuda_kernel_names)
+        for k in "${kernels[@]}"; do filter+=(--kernel-name "kns=$k"); done
+        echo "sanitized kernels (every __global__ in native/cuda): ${kernels[*]}" | tee -a "$out/environment.txt"
+        check_kernel_filter "$lib" "${kernels[@]}" || { log "sanitizer kernel filter incomplete"; rc=1; }
+        for tool in memcheck racecheck; do
+            log "tests: GPU kernel tests under compute-sanitizer --tool $tool"
+            SLOTHSHARP_NATIVE_PATH="$lib" timeout "${SLOTHSHARP_SANITIZE_TIMEOUT:-240}" compute-sanitizer --tool "$tool" \
+                --target-processes all "${filter[@]}" --error-exitcode 97 \
+                dotnet "$tests" --no-progress --filter "TestCategory=Sanitize&TestCategory=Gpu" > "$out/sanitizer-$tool.log" 2>&1 \
+                && echo "compute-sanitizer $tool: clean" || { echo "compute-sanitizer $tool: FAILED (exit $?)"; rc=1; }
+            grep -E "ERROR SUMMARY|passed|failed" "$out/sanitizer-$tool.log" | tail -3 || true
+        done
+    fi
+    if [ "${SLOTHSHARP_BENCH:-1}" = 1 ]; then
+        log "benchmarks"
+        SLOTHSHARP_NATIVE_PATH="$lib" dotnet "$x/apps/SlothSharp.Bench/SlothSharp.Bench.dll" --results "$out" "$@" 2>&1 \
+            | tee "$out/bench.log" | grep -vE '^(Overhead|Workload|// )' | tail -80 || rc=1
+    fi
+    if [ "${SLOTHSHARP_DEMO:-0}" = 1 ]; then
+        log "demo: QLoRA Llama on CUDA (naive vs fused vs chunked)"
+        # shellcheck disable=SC2086  # SLOTHSHARP_DEMO_ARGS is a list of words
+        SLOTHSHARP_NATIVE_PATH="$lib" dotnet "$x/apps/sloth/sloth.dll" demo --device cuda --out "$out/demo" ${SLOTHSHARP_DEMO_ARGS:-} 2>&1 \
+            | tee "$out/demo.log" | grep -vE '(tok/s|: [0-9]+%)$' | tail -20 || rc=1
+    fi
+    # SLOTHSHARP_GPU_EXTRA=script: extra steps without editing this file. It runs last, from the repository root,
+    # with DOTNET_ROOT, PATH, LD_LIBRARY_PATH as above, SLOTHSHARP_NATIVE_PATH (the CUDA library), SLOTHSHARP_APPS
+    # (the bundle's apps: SlothSharp.Tests/, SlothSharp.Bench/, sloth/), OUTDIR (results folder) and OUTDIR as $1.
+    if [ -n "${SLOTHSHARP_GPU_EXTRA:-}" ]; then
+        log "extra steps: $SLOTHSHARP_GPU_EXTRA"
+        (cd "$ROOT" && SLOTHSHARP_NATIVE_PATH="$lib" SLOTHSHARP_APPS="$x/apps" OUTDIR="$out" bash "$SLOTHSHARP_GPU_EXTRA" "$out") \
+            2>&1 | tee "$out/extra.log" || rc=1
+    fi
+    return $rc
+}
+
+run_tests_direct() {  # run_tests_direct DLL LOG [args]: the test executable without run_torch; summary as `test`
+    local dll="$1" log="$2"; shift 2
+    local rc=0
+    set +e
+    dotnet "$dll" --no-progress "$@" > "$log" 2>&1
+    rc=$?
+    set -e
+    grep -E "^\s*(failed|Failed|error)" "$log" | head -40 || true
+    cp "$log" "$log.tmp"
+    summarize_tests "$log.tmp" "$rc"
+}
