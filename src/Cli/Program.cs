@@ -28,6 +28,8 @@ quantize.SetAction(r => Run(() => CheckpointCommands.Quantize(r.GetValue(inArg)!
 root.Subcommands.Add(quantize);
 
 root.Subcommands.Add(DemoCommand.Create());
+root.Subcommands.Add(FinetuneCommand.Create());
+root.Subcommands.Add(MergeCommand.Create());
 return root.Parse(args).Invoke();
 
 static int Run(Func<int> body)
