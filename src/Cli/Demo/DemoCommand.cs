@@ -82,9 +82,7 @@ internal static class DemoCommand
         if (!File.Exists(Path.Combine(baseDir, "config.json")))
         {
             var clock = Stopwatch.StartNew();
-            LlamaCheckpointWriter.WriteRandom(baseDir, config, seed, bnb4bit: true, Path.Combine(assets, "tiny-llama-tokenizer.json"));
-            var tokConfig = Path.Combine(baseDir, "tokenizer_config.json");
-            if (!File.Exists(tokConfig)) File.Copy(Path.Combine(assets, "tiny-llama-tokenizer_config.json"), tokConfig);
+            LlamaCheckpointWriter.WriteRandom(baseDir, config, seed, bnb4bit: true, Path.Combine(assets, "tiny-tokenizer"));
             console.MarkupLine($"wrote a random {config.NumHiddenLayers}-layer Llama (hidden {config.HiddenSize}, vocab {config.VocabSize:N0}, bnb-4bit) to [bold]{Markup.Escape(baseDir)}[/] in {clock.Elapsed.TotalSeconds:F1} s");
         }
 
