@@ -1,0 +1,81 @@
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace SlothSharp.Models;
+
+/// <summary>
+/// Gradient checkpointing of one decoder layer: forward runs without recording a graph and keeps only the layer's
+/// input; backward runs the layer again with autograd on and differentiates that. TorchSharp has no checkpoint utility,
+/// so this is a custom autograd function. The layer's trainable parameters (LoRA adapters) are passed as inputs too:
+/// that makes the output require grad even when the input does not (layer 0 under a frozen embedding), and lets
+/// backward return their gradients through the engine. LoRA dropout draws from a per-call seed, so the recomputation
+/// sees the same masks.
+/// </summary>
+internal sealed class CheckpointedLayerFunction : autograd.SingleTensorFunction<CheckpointedLayerFunction>
+{
+    private static Exception? _pending;
+
+    public override string Name => "SlothSharp.CheckpointedDecoderLayer";
+
+    /// <summary>Runs <paramref name="layer"/> checkpointed. <paramref name="inputs"/>' tensors must outlive backward.</summary>
+    public static Tensor Run(LlamaDecoderLayer layer, Tensor x, LayerInputs inputs, int index, ulong? seed)
+    {
+        ThrowIfFailed();
+        var trainable = layer.parameters().Where(p => p.requires_grad).Cast<Tensor>().ToArray();
+        var call = new Call(layer, inputs, index, seed, trainable.Length, x.requires_grad);
+        return apply([x, .. trainable, call]);
+    }
+
+    /// <summary>Rethrows an exception that a checkpointed backward caught (it cannot cross the native engine).</summary>
+    public static void ThrowIfFailed()
+    {
+        var e = Interlocked.Exchange(ref _pending, null);
+        if (e is not null)
+            throw new InvalidOperationException($"a checkpointed decoder layer's backward failed, so that step's gradients are missing: {e.Message}", e);
+    }
+
+    public override Tensor forward(autograd.AutogradContext ctx, params object[] vars)
+    {
+        var x = (Tensor)vars[0];
+        var call = (Call)vars[^1];
+        Tensor y;
+        using (no_grad()) y = call.Layer.Forward(x, call.Inputs, call.Index, call.Seed);
+        ctx.save_for_backward([x]);
+        ctx.save_data("call", call);
+        return y;
+    }
+
+    public override List<Tensor> backward(autograd.AutogradContext ctx, Tensor gradOutput)
+    {
+        var call = (Call)ctx.get_data("call");
+        var result = new List<Tensor>(call.Trainable + 2);
+        try
+        {
+            var saved = ctx.get_saved_variables();
+            using var scope = NewDisposeScope();
+            using var grad = enable_grad();
+            var x = saved[0].detach().requires_grad_(call.NeedInputGrad);
+            var y = call.Layer.Forward(x, call.Inputs, call.Index, call.Seed);
+            var trainable = call.Layer.parameters().Where(p => p.requires_grad).Cast<Tensor>().ToList();
+            var inputs = call.NeedInputGrad ? trainable.Prepend(x).ToList() : trainable;
+            var grads = autograd.grad([y], inputs, [gradOutput], allow_unused: true);
+            var k = 0;
+            result.Add(call.NeedInputGrad ? Keep(grads[k++]) : null!);
+            for (var i = 0; i < trainable.Count; i++) result.Add(Keep(grads[k++]));
+            foreach (var v in saved) v.Dispose();
+        }
+        catch (Exception e)
+        {
+            Interlocked.CompareExchange(ref _pending, e, null);
+            result.Clear();
+            for (var i = 0; i < call.Trainable + 1; i++) result.Add(null!);
+        }
+        result.Add(null!);  // the Call object's slot
+        return result;
+    }
+
+    private static Tensor Keep(Tensor? g) => g is null || g.IsInvalid ? null! : g.MoveToOuterDisposeScope();
+
+    private sealed record Call(LlamaDecoderLayer Layer, LayerInputs Inputs, int Index, ulong? Seed, int Trainable, bool NeedInputGrad);
+}

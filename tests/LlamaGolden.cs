@@ -1,0 +1,75 @@
+using SlothSharp.Models;
+using static TorchSharp.torch;
+
+namespace SlothSharp.Tests;
+
+/// <summary>The hf-tiny-llama golden data (tests/data/hf-tiny-llama) and what the Llama tests compute from it.</summary>
+internal static class LlamaGolden
+{
+    public static string Nf4Dir => Path.Combine(TestEnv.TinyLlamaDir, "nf4");
+    public static string DenseDir => Path.Combine(TestEnv.TinyLlamaDir, "dense");
+    public static string AdapterFile => Path.Combine(TestEnv.TinyLlamaDir, "adapter", "adapter_model.safetensors");
+    public static string ExpectedFile => Path.Combine(TestEnv.TinyLlamaDir, "expected.safetensors");
+
+    public static double Expected(string key)
+    {
+        var json = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(TestEnv.TinyLlamaDir, "expected.json")))!;
+        return json[key]!.GetValue<double>();
+    }
+
+    /// <summary>A tensor of expected.safetensors (CPU).</summary>
+    public static Tensor Read(string key)
+    {
+        using var r = new SafetensorsReader(ExpectedFile);
+        return r.Read(key);
+    }
+
+    /// <summary>transformers' causal-LM loss: logits[:, :-1] against labels[:, 1:], mean over labels != -100.</summary>
+    public static Tensor ShiftedLoss(Tensor logits, Tensor labels)
+    {
+        var v = logits.shape[^1];
+        var l = logits[.., ..^1, ..].reshape(-1, v);
+        var y = labels[.., 1..].reshape(-1).to(logits.device);
+        return nn.functional.cross_entropy(l, y, ignore_index: -100);
+    }
+
+    /// <summary>Test-only: the golden PEFT adapter copied into a model with LoRA r 4, alpha 8 on all seven projections
+    /// (the trainer's PeftAdapter is the real loader).</summary>
+    public static void LoadGoldenAdapter(LlamaForCausalLM model)
+    {
+        model.AddLora(new LoraConfig(Rank: 4, Alpha: 8), seed: 1);
+        using var r = new SafetensorsReader(AdapterFile);
+        using var noGrad = no_grad();
+        foreach (var (name, p) in model.LoraParameters())
+        {
+            using var t = r.Read("base_model.model." + name);
+            p.copy_(t);
+        }
+        if (model.LoraParameters().Count != r.Entries.Count)
+            throw new InvalidOperationException($"adapter has {r.Entries.Count} tensors, model {model.LoraParameters().Count}");
+    }
+
+    public static double MaxAbs(Tensor a, Tensor b)
+    {
+        using var d = (a.detach().cpu().to(ScalarType.Float64) - b.detach().cpu().to(ScalarType.Float64)).abs().max();
+        return d.item<double>();
+    }
+
+    /// <summary>Copies a model directory into a fresh temporary one (to break it in a test).</summary>
+    public static string CopyToTemp(string source)
+    {
+        var dir = Path.Combine(Path.GetTempPath(), "sloth-llama-" + Guid.NewGuid().ToString("N"));
+        Directory.CreateDirectory(dir);
+        foreach (var f in Directory.GetFiles(source)) File.Copy(f, Path.Combine(dir, Path.GetFileName(f)));
+        return dir;
+    }
+
+    /// <summary>Edits config.json of a model directory.</summary>
+    public static void EditConfig(string dir, Action<System.Text.Json.Nodes.JsonObject> edit)
+    {
+        var path = Path.Combine(dir, "config.json");
+        var json = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(path))!.AsObject();
+        edit(json);
+        File.WriteAllText(path, json.ToJsonString());
+    }
+}
