@@ -1,0 +1,21 @@
+namespace SlothSharp.Generation;
+
+/// <summary>
+/// How <see cref="TextGenerator"/> picks tokens. Temperature 0: greedy (argmax; the lowest id on ties). Otherwise, as
+/// transformers' sampling warpers in this order: logits / Temperature, keep the TopK largest (0 = all; ties with the
+/// k-th are kept), keep the smallest set of most likely tokens whose probability reaches TopP (1 = all; at least one),
+/// then draw from the softmax with a CPU generator seeded by Seed (the same seed gives the same tokens).
+/// Generation stops after MaxNewTokens or at a token in StopTokenIds (null: the model config's EOS ids; the stop token
+/// is still yielded).
+/// </summary>
+public sealed record GenerationOptions(int MaxNewTokens = 64, double Temperature = 0, double TopP = 1, int TopK = 0, long Seed = 0,
+                                       IReadOnlyList<int>? StopTokenIds = null)
+{
+    internal void Validate()
+    {
+        if (MaxNewTokens < 0) throw new ArgumentOutOfRangeException(nameof(MaxNewTokens), MaxNewTokens, "must be >= 0");
+        if (!(Temperature >= 0) || double.IsInfinity(Temperature)) throw new ArgumentOutOfRangeException(nameof(Temperature), Temperature, "must be finite and >= 0 (0 = greedy)");
+        if (!(TopP > 0 && TopP <= 1)) throw new ArgumentOutOfRangeException(nameof(TopP), TopP, "must be in (0, 1]");
+        if (TopK < 0) throw new ArgumentOutOfRangeException(nameof(TopK), TopK, "must be >= 0 (0 = off)");
+    }
+}

@@ -1,0 +1,23 @@
+using static TorchSharp.torch;
+
+namespace SlothSharp.Generation;
+
+/// <summary>
+/// What evaluation and generation need from a causal language model. <c>LlamaForCausalLM</c> is adapted to it in
+/// LlamaCausalLm.cs; tests use small fakes with the same contract.
+/// </summary>
+internal interface ICausalLm
+{
+    Device Device { get; }
+    int VocabSize { get; }
+    int MaxPositionEmbeddings { get; }
+    IReadOnlyList<int> EosTokenIds { get; }
+    /// <summary>[V, H] in the compute dtype.</summary>
+    Tensor LmHeadWeight { get; }
+    /// <summary>Final hidden states [B, T, H]; attentionMask [B, T] int64 (1 = token) or null; with a cache, positions
+    /// continue from the cached length and the cache is extended.</summary>
+    Tensor Forward(Tensor inputIds, Tensor? attentionMask, IDisposable? cache);
+    IDisposable NewKvCache(int batch, int maxLength);
+    /// <summary>float32 logits [.., V] of hidden states.</summary>
+    Tensor Logits(Tensor hidden);
+}
