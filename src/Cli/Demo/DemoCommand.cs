@@ -14,11 +14,12 @@ using static TorchSharp.torch;
 namespace SlothSharp.Cli.Demo;
 
 /// <summary>
-/// `sloth demo`: the whole fine-tuning workflow on an embedded default, offline. It writes a random Llama checkpoint in
-/// Hugging Face bnb-4bit format (CPU: a tiny one that trains in about a minute; CUDA: Llama-3.2-1B's shape), evaluates
-/// it and generates from it on Chapter I of "Alice's Adventures in Wonderland" (public domain), fine-tunes LoRA
-/// adapters on that text, evaluates and generates again, and saves the PEFT adapter. The base has random weights, so
-/// "before" is noise and "after" shows what the adapters alone learned from the text.
+/// `sloth demo`: the whole fine-tuning workflow on an embedded default, offline. On the CPU it takes the repository's
+/// tiny Hugging Face bnb-4bit checkpoint (tests/data/hf-tiny-llama/nf4: random weights written by transformers); on
+/// CUDA it writes a random Llama-3.2-1B-shaped bnb-4bit checkpoint. It evaluates the base and generates from it on
+/// Chapter I of "Alice's Adventures in Wonderland" (public domain), fine-tunes LoRA adapters on that text, evaluates
+/// and generates again, and saves the PEFT adapter. The base has random weights, so "before" is noise and "after"
+/// shows what the adapters alone learned from the text.
 /// `sloth demo --compare-losses` runs the older naive-vs-fused loss comparison instead.
 /// </summary>
 internal static class DemoCommand
@@ -55,16 +56,12 @@ internal static class DemoCommand
         return cmd;
     }
 
-    /// <summary>The demo's base model: CPU — 4 layers, hidden 128, the tiny test tokenizer's 420-token vocabulary, so
-    /// a CPU trains it in about a minute and the loss falls visibly; CUDA — Llama-3.2-1B's shape (16 layers, hidden
-    /// 2048, 32/8 heads, MLP 8192, vocab 128256, tied embeddings, llama3 RoPE scaling).</summary>
-    internal static LlamaConfig BaseConfig(bool onCuda) => onCuda
-        ? new LlamaConfig(VocabSize: 128_256, HiddenSize: 2048, IntermediateSize: 8192, NumHiddenLayers: 16, NumAttentionHeads: 32,
+    /// <summary>The CUDA demo's base: Llama-3.2-1B's shape (16 layers, hidden 2048, 32/8 heads, MLP 8192, vocab 128256,
+    /// tied embeddings, llama3 RoPE scaling) with random weights, the tiny checkpoint's tokenizer (ids 0..419 only).</summary>
+    internal static LlamaConfig CudaBaseConfig() =>
+        new(VocabSize: 128_256, HiddenSize: 2048, IntermediateSize: 8192, NumHiddenLayers: 16, NumAttentionHeads: 32,
             NumKeyValueHeads: 8, HeadDim: 64, RmsNormEps: 1e-5, RopeTheta: 500_000, RopeScaling: new RopeScaling("llama3", 32, 1, 4, 8192),
-            TieWordEmbeddings: true, AttentionBias: false, MlpBias: false, MaxPositionEmbeddings: 131_072, BosTokenId: 0, EosTokenIds: [1], PadTokenId: 2)
-        : new LlamaConfig(VocabSize: 420, HiddenSize: 128, IntermediateSize: 384, NumHiddenLayers: 4, NumAttentionHeads: 4,
-            NumKeyValueHeads: 2, HeadDim: 32, RmsNormEps: 1e-5, RopeTheta: 500_000, RopeScaling: null,
-            TieWordEmbeddings: true, AttentionBias: false, MlpBias: false, MaxPositionEmbeddings: 2048, BosTokenId: 0, EosTokenIds: [1], PadTokenId: 2);
+            TieWordEmbeddings: true, AttentionBias: false, MlpBias: false, MaxPositionEmbeddings: 131_072, BosTokenId: 0, EosTokenIds: [1], PadTokenId: 2);
 
     private static int Run(string deviceText, int? stepsArg, string outDir, int? batchArg, int? seqArg, long seed, double? lrArg)
     {
@@ -76,15 +73,19 @@ internal static class DemoCommand
         var textPath = Path.Combine(assets, "alice-chapter1.txt");
         Directory.CreateDirectory(outDir);
 
-        // 1. A base checkpoint in Hugging Face bnb-4bit format (random weights; written once, reused by later runs).
-        var baseDir = Path.Combine(outDir, onCuda ? "base-llama-3.2-1b-shape" : "base-tiny");
-        var config = BaseConfig(onCuda);
-        if (!File.Exists(Path.Combine(baseDir, "config.json")))
+        // 1. The base: on the CPU the repository's tiny Hugging Face bnb-4bit checkpoint (2 layers, hidden 64, weights
+        //    N(0, 0.08²): large enough logits that LoRA alone can fit the text, and fast); on CUDA a random
+        //    Llama-3.2-1B-shaped bnb-4bit checkpoint, written once into the output folder and reused.
+        var tinyDir = Path.Combine(assets, "hf-tiny-llama-nf4");
+        var baseDir = onCuda ? Path.Combine(outDir, "base-llama-3.2-1b-shape") : tinyDir;
+        if (onCuda && !File.Exists(Path.Combine(baseDir, "config.json")))
         {
             var clock = Stopwatch.StartNew();
-            LlamaCheckpointWriter.WriteRandom(baseDir, config, seed, bnb4bit: true, Path.Combine(assets, "tiny-tokenizer"));
-            console.MarkupLine($"wrote a random {config.NumHiddenLayers}-layer Llama (hidden {config.HiddenSize}, vocab {config.VocabSize:N0}, bnb-4bit) to [bold]{Markup.Escape(baseDir)}[/] in {clock.Elapsed.TotalSeconds:F1} s");
+            var cfg = CudaBaseConfig();
+            LlamaCheckpointWriter.WriteRandom(baseDir, cfg, seed, bnb4bit: true, tinyDir);
+            console.MarkupLine($"wrote a random {cfg.NumHiddenLayers}-layer Llama (hidden {cfg.HiddenSize}, vocab {cfg.VocabSize:N0}, bnb-4bit) to [bold]{Markup.Escape(baseDir)}[/] in {clock.Elapsed.TotalSeconds:F1} s");
         }
+        var config = LlamaConfig.Load(Path.Combine(baseDir, "config.json"));
 
         var docs = TextDocuments.Read(textPath);
         var tokenizer = HfTokenizer.FromDirectory(baseDir);
@@ -92,12 +93,12 @@ internal static class DemoCommand
         var options = new TrainerOptions
         {
             Lora = new LoraConfig(Rank: 16, Alpha: 32),
-            MaxSteps = stepsArg ?? (onCuda ? 200 : 150),
+            MaxSteps = stepsArg ?? (onCuda ? 200 : 100),
             BatchSize = batch,
             SequenceLength = seq,
             Packing = true,
-            LearningRate = lrArg ?? (onCuda ? 1e-3 : 3e-3),
-            WarmupSteps = 10,
+            LearningRate = lrArg ?? (onCuda ? 1e-3 : 1e-2),
+            WarmupSteps = onCuda ? 10 : 5,
             Schedule = LearningRateSchedule.Cosine,
             MaxGradNorm = 1.0,
             Seed = seed,
@@ -113,6 +114,11 @@ internal static class DemoCommand
         using var model = LlamaForCausalLM.FromPretrained(baseDir, new LoadOptions { Device = device, ComputeDtype = dtype });
         var (lossBefore, textBefore) = Probe(model, tokenizer, docs, seq);
         var result = FinetuneCommand.Train(model, data, options, null, "demo");
+        if (result.Interrupted)
+        {
+            console.MarkupLine($"[yellow]interrupted[/] at step {result.Steps}; checkpoint {Markup.Escape(result.LastCheckpoint ?? "")}");
+            return 130;
+        }
         var (lossAfter, textAfter) = Probe(model, tokenizer, docs, seq);
 
         var inv = CultureInfo.InvariantCulture;
@@ -124,14 +130,9 @@ internal static class DemoCommand
         md.Append(inv, $"| eval loss (the chapter) | {lossBefore:F4} | {lossAfter:F4} |\n");
         md.Append(inv, $"| greedy continuation of \"{Prompt}\" | {MdCell(textBefore)} | {MdCell(textAfter)} |\n");
         FinetuneReport.Write(outDir, result, options,
-            [("base model", $"{baseDir} (random weights, {config.NumHiddenLayers} layers, hidden {config.HiddenSize}, vocab {config.VocabSize:N0}, bnb-4bit NF4)"),
+            [("base model", $"{baseDir} ({(onCuda ? "random weights" : "tests/data/hf-tiny-llama, random weights written by transformers")}, {config.NumHiddenLayers} layers, hidden {config.HiddenSize}, vocab {config.VocabSize:N0}, bnb-4bit NF4)"),
              ("data", $"Chapter I of Alice's Adventures in Wonderland (Lewis Carroll, 1865; public domain), {docs.Count} paragraphs, {data.Tokens:N0} tokens"),
              ("device", $"{deviceName}, {dtype}")], md.ToString());
-        if (result.Interrupted)
-        {
-            console.MarkupLine($"[yellow]interrupted[/] at step {result.Steps}; checkpoint {Markup.Escape(result.LastCheckpoint ?? "")}");
-            return 130;
-        }
         console.MarkupLine($"loss {result.Losses[0].ToString("F3", inv)} → {result.Losses[^1].ToString("F3", inv)} over {result.Steps} steps; " +
                            $"eval {lossBefore.ToString("F3", inv)} → {lossAfter.ToString("F3", inv)}");
         console.MarkupLine($"PEFT adapter: [bold]{Markup.Escape(Path.GetFullPath(outDir))}[/] (adapter_config.json, adapter_model.safetensors); " +
