@@ -93,6 +93,9 @@ public class EvaluatorTests
         Assert.Throws<ArgumentOutOfRangeException>(() => Evaluator.Evaluate(model, tok, Docs, maxLength: 1));
         Assert.Throws<ArgumentOutOfRangeException>(() => Evaluator.Evaluate(model, tok, Docs, maxLength: 65), "beyond max_position_embeddings");
         Assert.Throws<ArgumentException>(() => Evaluator.Evaluate(model, tok, [""]), "only BOS: nothing to predict");
+        var small = new FakeCausalLm(vocab: 100);
+        var e = Assert.Throws<ArgumentException>(() => Evaluator.Evaluate(small, tok, Docs))!;
+        Assert.That(e.Message, Does.Contain("outside the model's vocabulary"));
     }
 
     /// <summary>IProgress that records synchronously (Progress&lt;T&gt; posts to the thread pool).</summary>

@@ -204,6 +204,65 @@ public class LlamaGoldenTests
     }
 
     [Test]
+    public void ThreeAdamWStepsThenGreedyGenerationWithTheCache()
+    {
+        using var scope = NewDisposeScope();
+        using var model = Load(LlamaGolden.Nf4Dir);
+        LlamaGolden.LoadGoldenAdapter(model);
+        model.train();
+        var ids = LlamaGolden.Read("input_ids");
+        var mask = LlamaGolden.Read("attention_mask");
+        var labels = LlamaGolden.Read("labels");
+        var json = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(TestEnv.TinyLlamaDir, "expected.json")))!;
+        var expectedLosses = json["adamw_losses"]!.AsArray().Select(n => n!.GetValue<double>()).ToArray();
+        using var opt = optim.AdamW(model.LoraParameters().Select(kv => kv.Value), lr: 1e-2, beta1: 0.9, beta2: 0.999,
+            eps: 1e-8, weight_decay: 0.01);
+        for (var step = 0; step < 3; step++)
+        {
+            opt.zero_grad();
+            var loss = LlamaGolden.ShiftedLoss(model.Logits(model.Forward(ids, mask)), labels);
+            Assert.That(loss.item<float>(), Is.EqualTo(expectedLosses[step]).Within(1e-4), $"loss before step {step + 1}");
+            loss.backward();
+            opt.step();
+        }
+        model.eval();
+        using var noGrad = no_grad();
+        var after = LlamaGolden.ShiftedLoss(model.Logits(model.Forward(ids, mask)), labels).item<float>();
+        Assert.That(after, Is.EqualTo(LlamaGolden.Expected("loss_after_3_steps")).Within(1e-4));
+
+        var prompt = json["generate_prompt_ids"]!.AsArray().Select(n => n!.GetValue<long>()).ToArray();
+        var expected = json["generate_ids"]!.AsArray().Select(n => n!.GetValue<long>()).ToArray();
+        var margins = json["generate_top2_margins"]!.AsArray().Select(n => n!.GetValue<double>()).ToArray();
+        using var cache = model.NewKvCache(1, expected.Length);
+        var next = tensor(prompt, ScalarType.Int64).unsqueeze(0);
+        var generated = prompt.ToList();
+        for (var i = 0; i < expected.Length - prompt.Length; i++)
+        {
+            var logits = model.Logits(model.Forward(next, null, cache))[0, -1];
+            var token = logits.argmax().item<long>();
+            generated.Add(token);
+            if (margins[i] > 1e-3) Assert.That(token, Is.EqualTo(expected[prompt.Length + i]), $"token {i} (margin {margins[i]})");
+            next = tensor(new[] { token }, ScalarType.Int64).unsqueeze(0);
+        }
+        TestContext.Out.WriteLine($"generated {string.Join(" ", generated)}");
+    }
+
+    [Test]
+    public void LeftPaddingCannotProduceNaN()
+    {
+        using var scope = NewDisposeScope();
+        using var model = Load(LlamaGolden.Nf4Dir);
+        using var noGrad = no_grad();
+        var ids = LlamaGolden.Read("input_ids")[.., ..12];
+        var mask = ones([2, 12], ScalarType.Int64);
+        mask[1, ..5] = tensor(0L);  // row 2: five padding tokens on the left, so its first queries see no real key
+        var hidden = model.Forward(ids, mask);
+        Assert.That(hidden.isfinite().all().item<bool>(), Is.True);
+        // Row 1 is unaffected by row 2's padding.
+        Assert.That(LlamaGolden.MaxAbs(hidden[0], model.Forward(ids[..1])[0]), Is.LessThanOrEqualTo(1e-5));
+    }
+
+    [Test]
     public void WrittenCheckpointsLoadDenseBnbAndSharded()
     {
         using var scope = NewDisposeScope();

@@ -142,6 +142,8 @@ public class LlamaValidationTests
         model.Forward(first, null, cache).Dispose();
         using var more = zeros([1, 7], ScalarType.Int64);
         Assert.Throws<ArgumentException>(() => model.Forward(more, null, cache));
+        using var bad = full([1, 3], 420L, ScalarType.Int64);
+        Assert.Throws<ArgumentOutOfRangeException>(() => model.Forward(bad));
     }
 
     [Test]

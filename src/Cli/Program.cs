@@ -6,9 +6,9 @@ using Spectre.Console;
 // sloth: the SlothSharp command line. `sloth demo` is the main job (QLoRA fine-tuning, naive vs memory-efficient loss).
 var root = new RootCommand("SlothSharp: NF4 weights and memory-efficient LM-head losses for TorchSharp");
 
-var fileArg = new Argument<string>("file") { Description = "a safetensors file" };
-var info = new Command("info", "List the bitsandbytes NF4 weights of a safetensors checkpoint") { fileArg };
-info.SetAction(r => Run(() => CheckpointCommands.Info(r.GetValue(fileArg)!)));
+var fileArg = new Argument<string>("file") { Description = "a safetensors file or a model directory" };
+var info = new Command("info", "Describe a model directory, or list the bitsandbytes NF4 weights of a safetensors checkpoint") { fileArg };
+info.SetAction(r => Run(() => ModelInfoCommand.Info(r.GetValue(fileArg)!)));
 root.Subcommands.Add(info);
 
 var inArg = new Argument<string>("input") { Description = "input safetensors file" };
@@ -30,6 +30,8 @@ root.Subcommands.Add(quantize);
 root.Subcommands.Add(DemoCommand.Create());
 root.Subcommands.Add(FinetuneCommand.Create());
 root.Subcommands.Add(MergeCommand.Create());
+root.Subcommands.Add(EvalCommand.Create());
+root.Subcommands.Add(GenerateCommand.Create());
 return root.Parse(args).Invoke();
 
 static int Run(Func<int> body)

@@ -40,9 +40,13 @@ public static class Evaluator
         if (docs.Count == 0) throw new ArgumentException("no documents to evaluate", nameof(docs));
 
         var sequences = new List<int[]>();
-        foreach (var doc in docs)
+        for (var d = 0; d < docs.Count; d++)
         {
-            var ids = tok.Encode(doc, addBos: tok.BosTokenId is not null);
+            var ids = tok.Encode(docs[d] ?? throw new ArgumentException($"document {d} is null", nameof(docs)), addBos: tok.BosTokenId is not null);
+            foreach (var id in ids)
+                if (id >= model.VocabSize)
+                    throw new ArgumentException($"document {d}: token id {id} is outside the model's vocabulary ({model.VocabSize}): " +
+                                                $"is {tok.SourcePath} the model's tokenizer?", nameof(tok));
             foreach (var w in Windows(ids, window)) sequences.Add(w);
         }
         // Similar lengths together: less padding. The sum does not depend on the order.
@@ -50,7 +54,8 @@ public static class Evaluator
         var predicted = sequences.Sum(s => (long)s.Length - 1);
         if (predicted == 0) throw new ArgumentException("the documents have no token to predict (each needs at least one token)", nameof(docs));
 
-        var pad = tok.PadTokenId ?? tok.EosTokenId ?? 0;
+        // Padding is masked and ignored, so any id inside the vocabulary will do.
+        var pad = tok.PadTokenId is { } p && p < model.VocabSize ? p : 0;
         double total = 0;
         var done = 0;
         progress?.Report((0, sequences.Count));
@@ -96,7 +101,9 @@ public static class Evaluator
         var hidden = model.Forward(input, attention, null);
         var h = hidden.narrow(1, 0, t - 1);
         var y = target.narrow(1, 1, t - 1).contiguous();
-        var loss = FusedLinearCrossEntropy.Apply(h, model.LmHeadWeight, null, y, new CrossEntropyOptions { Reduction = LossReduction.Sum });
+        // Detached: the fused loss computes gradients during forward for inputs that require them (a trainable LM
+        // head would), which evaluation must not pay for.
+        var loss = FusedLinearCrossEntropy.Apply(h.detach(), model.LmHeadWeight.detach(), null, y, new CrossEntropyOptions { Reduction = LossReduction.Sum });
         return loss.to(ScalarType.Float64).item<double>();
     }
 }

@@ -21,8 +21,9 @@ internal sealed class TokenSampler
     public int Next(Tensor logits)
     {
         using var scope = NewDisposeScope();
+        // Greedy: argmax where the logits are (only the index crosses to the host).
+        if (_generator is null) return (int)logits.detach().reshape(-1).argmax().item<long>();
         var z = logits.detach().to(ScalarType.Float32).cpu().reshape(-1);
-        if (_generator is null) return (int)z.argmax().item<long>();
         z = z / _options.Temperature;
         var v = z.shape[0];
         if (_options.TopK > 0 && _options.TopK < v)

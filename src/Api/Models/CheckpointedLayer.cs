@@ -18,11 +18,12 @@ internal sealed class CheckpointedLayerFunction : autograd.SingleTensorFunction<
 
     public override string Name => "SlothSharp.CheckpointedDecoderLayer";
 
-    /// <summary>Runs <paramref name="layer"/> checkpointed. <paramref name="inputs"/>' tensors must outlive backward.</summary>
+    /// <summary>Runs <paramref name="layer"/> checkpointed (no KV cache).</summary>
     public static Tensor Run(LlamaDecoderLayer layer, Tensor x, LayerInputs inputs, int index, ulong? seed)
     {
         ThrowIfFailed();
         var trainable = layer.parameters().Where(p => p.requires_grad).Cast<Tensor>().ToArray();
+        if (inputs.Cache is not null) throw new ArgumentException("a KV cache is for inference; checkpointing is for training", nameof(inputs));
         var call = new Call(layer, inputs, index, seed, trainable.Length, x.requires_grad);
         return apply([x, .. trainable, call]);
     }
@@ -41,7 +42,9 @@ internal sealed class CheckpointedLayerFunction : autograd.SingleTensorFunction<
         var call = (Call)vars[^1];
         Tensor y;
         using (no_grad()) y = call.Layer.Forward(x, call.Inputs, call.Index, call.Seed);
-        ctx.save_for_backward([x]);
+        // Saved in the graph (not on the managed side), so they live exactly as long as the graph needs them.
+        var inputs = call.Inputs;
+        ctx.save_for_backward(inputs.Mask is null ? [x, inputs.Cos, inputs.Sin] : [x, inputs.Cos, inputs.Sin, inputs.Mask]);
         ctx.save_data("call", call);
         return y;
     }
@@ -56,10 +59,11 @@ internal sealed class CheckpointedLayerFunction : autograd.SingleTensorFunction<
             using var scope = NewDisposeScope();
             using var grad = enable_grad();
             var x = saved[0].detach().requires_grad_(call.NeedInputGrad);
-            var y = call.Layer.Forward(x, call.Inputs, call.Index, call.Seed);
+            var inputs = new LayerInputs(saved[1], saved[2], saved.Count > 3 ? saved[3] : null, call.Inputs.Causal, null);
+            var y = call.Layer.Forward(x, inputs, call.Index, call.Seed);
             var trainable = call.Layer.parameters().Where(p => p.requires_grad).Cast<Tensor>().ToList();
-            var inputs = call.NeedInputGrad ? trainable.Prepend(x).ToList() : trainable;
-            var grads = autograd.grad([y], inputs, [gradOutput], allow_unused: true);
+            var wrt = call.NeedInputGrad ? trainable.Prepend(x).ToList() : trainable;
+            var grads = autograd.grad([y], wrt, [gradOutput], allow_unused: true);
             var k = 0;
             result.Add(call.NeedInputGrad ? Keep(grads[k++]) : null!);
             for (var i = 0; i < trainable.Count; i++) result.Add(Keep(grads[k++]));

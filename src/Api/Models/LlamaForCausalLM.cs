@@ -106,17 +106,14 @@ public sealed class LlamaForCausalLM : Module
         }
 
         using var scope = NewDisposeScope();
+        // An id outside the table would be a device-side assert on CUDA (the process cannot continue): check first.
+        var (lo, hi) = (inputIds.min().item<long>(), inputIds.max().item<long>());
+        if (lo < 0 || hi >= Config.VocabSize)
+            throw new ArgumentOutOfRangeException(nameof(inputIds), $"token ids must be in [0, vocab_size {Config.VocabSize}); got [{lo}, {hi}]");
         var keyValid = KeyValidity(attentionMask, cache, b, t, past);
         var checkpoint = GradientCheckpointing && cache is null && is_grad_enabled();
         var (cos, sin) = LlamaRope.Tables(_invFreq, past, t, ComputeDtype);
         var (mask, causal) = BuildMask(keyValid, past, t);
-        if (checkpoint)
-        {
-            // The checkpointed backward recomputes with these: they must outlive this scope (the GC frees them).
-            cos.DetachFromDisposeScope();
-            sin.DetachFromDisposeScope();
-            mask?.DetachFromDisposeScope();
-        }
         var inputs = new LayerInputs(cos, sin, mask, causal, cache);
         var h = _model.Embed.forward(inputIds);
         var dropout = training && Lora is { Dropout: > 0 };

@@ -26,7 +26,7 @@ internal sealed class RegexSplit
 
     public RegexSplit(string pattern, SplitBehavior behavior, bool invert, bool literal = false)
     {
-        _regex = new Regex(literal ? Regex.Escape(pattern) : pattern, RegexOptions.CultureInvariant);
+        _regex = new Regex(literal ? Regex.Escape(pattern) : pattern, RegexOptions.CultureInvariant | RegexOptions.Compiled);
         _behavior = behavior;
         _invert = invert;
     }
