@@ -47,8 +47,6 @@ internal static class ModelCommandSupport
         return model;
     }
 
-    /// <summary>The one place that applies --adapter. Switch to <c>SlothSharp.Peft.PeftAdapter.Load(model, dir)</c> once
-    /// the fine-tuning work is merged.</summary>
-    public static void LoadAdapter(LlamaForCausalLM model, string dir) =>
-        throw new ArgumentException($"--adapter: {dir}: loading PEFT adapters is not available in this build");
+    /// <summary>The one place that applies --adapter: a PEFT LoRA adapter directory (SlothSharp.Peft.PeftAdapter).</summary>
+    public static void LoadAdapter(LlamaForCausalLM model, string dir) => SlothSharp.Peft.PeftAdapter.Load(model, dir);
 }

@@ -18,6 +18,8 @@ public static class Program
         root.Subcommands.Add(DemoCommand.Create());
         root.Subcommands.Add(EvalCommand.Create());
         root.Subcommands.Add(GenerateCommand.Create());
+        root.Subcommands.Add(FinetuneCommand.Create());
+        root.Subcommands.Add(MergeCommand.Create());
         return root;
     }
 

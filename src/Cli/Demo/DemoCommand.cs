@@ -1,132 +1,157 @@
 using System.CommandLine;
+using System.Diagnostics;
 using System.Globalization;
-using Microsoft.ML.Tokenizers;
+using System.Text;
+using SlothSharp.Data;
+using SlothSharp.Evaluation;
+using SlothSharp.Generation;
 using SlothSharp.Models;
+using SlothSharp.Tokenization;
+using SlothSharp.Training;
 using Spectre.Console;
 using static TorchSharp.torch;
 
 namespace SlothSharp.Cli.Demo;
 
-/// <summary>Settings of one demo run.</summary>
-internal sealed record DemoSettings(string Device, int Steps, string Output, string Size, int? Layers, int? Batch, int? Seq,
-                                    bool Chunked, ulong Seed, double? LearningRate, string? Only);
-
-/// <summary>`sloth demo`: trains the same QLoRA Llama twice (three times with --chunked) from the same seed on the same
-/// tokens, once with the naive loss (full logits, float32 upcast) and once with FusedLinearCrossEntropy, and compares.</summary>
+/// <summary>
+/// `sloth demo`: the whole fine-tuning workflow on an embedded default, offline. On the CPU it takes the repository's
+/// tiny Hugging Face bnb-4bit checkpoint (tests/data/hf-tiny-llama/nf4: random weights written by transformers); on
+/// CUDA it writes a random Llama-3.2-1B-shaped bnb-4bit checkpoint. It evaluates the base and generates from it on
+/// Chapter I of "Alice's Adventures in Wonderland" (public domain), fine-tunes LoRA adapters on that text, evaluates
+/// and generates again, and saves the PEFT adapter. The base has random weights, so "before" is noise and "after"
+/// shows what the adapters alone learned from the text.
+/// `sloth demo --compare-losses` runs the older naive-vs-fused loss comparison instead.
+/// </summary>
 internal static class DemoCommand
 {
+    private const string Prompt = "Alice was beginning to";
+
     public static Command Create()
     {
         var device = new Option<string>("--device") { Description = "cpu or cuda", DefaultValueFactory = _ => "cpu" };
-        var steps = new Option<int>("--steps") { Description = "training steps per run", DefaultValueFactory = _ => 60 };
-        var output = new Option<string>("--out") { Description = "output folder (CSV, PNG, summary)", DefaultValueFactory = _ => "demo-output" };
-        var size = new Option<string>("--size") { Description = "tiny (CPU default) or 1b (Llama-3.2-1B-like widths; CUDA default)" };
-        var layers = new Option<int?>("--layers") { Description = "decoder layers (default: 2 tiny, 4 for 1b)" };
-        var batch = new Option<int?>("--batch") { Description = "sequences per step" };
-        var seq = new Option<int?>("--seq") { Description = "tokens per sequence" };
-        var chunked = new Option<bool>("--chunked") { Description = "also train with the generic chunked loss", DefaultValueFactory = _ => true };
-        var seed = new Option<ulong>("--seed") { Description = "seed of the model and the batches", DefaultValueFactory = _ => 7 };
-        var lr = new Option<double?>("--lr") { Description = "AdamW learning rate of the adapters (default: 2e-3 tiny, 3e-4 1b)" };
-        var only = new Option<string?>("--only") { Description = "run one variant (naive, fused, chunked) in this process and write run-VARIANT.json", Hidden = true };
-        var cmd = new Command("demo", "QLoRA fine-tuning of a small Llama: naive loss vs fused linear cross-entropy, side by side")
-            { device, steps, output, size, layers, batch, seq, chunked, seed, lr, only };
+        var steps = new Option<int?>("--steps") { Description = "training steps (default: 150 on the CPU, 200 on CUDA; comparison: 60)" };
+        var output = new Option<string>("--out") { Description = "output folder", DefaultValueFactory = _ => "demo-output" };
+        var compare = new Option<bool>("--compare-losses") { Description = "instead: train the same model with the naive and the fused loss and compare (exit code 3 if they differ)" };
+        var size = new Option<string>("--size") { Description = "comparison model: tiny (CPU default) or 1b (Llama-3.2-1B-like widths; CUDA default)" };
+        var layers = new Option<int?>("--layers") { Description = "comparison: decoder layers (default: 2 tiny, 4 for 1b)" };
+        var batch = new Option<int?>("--batch") { Description = "rows per step" };
+        var seq = new Option<int?>("--seq") { Description = "tokens per row" };
+        var chunked = new Option<bool>("--chunked") { Description = "comparison: also train with the generic chunked loss", DefaultValueFactory = _ => true };
+        var seed = new Option<ulong>("--seed") { Description = "seed of the model, adapters and data order", DefaultValueFactory = _ => 7 };
+        var lr = new Option<double?>("--lr") { Description = "peak AdamW learning rate of the adapters" };
+        var only = new Option<string?>("--only") { Description = "comparison: run one variant (naive, fused, chunked) in this process", Hidden = true };
+        var cmd = new Command("demo", "Fine-tune a Llama with QLoRA on an embedded public-domain text: eval and generate before/after, save the PEFT adapter")
+            { device, steps, output, compare, size, layers, batch, seq, chunked, seed, lr, only };
         cmd.SetAction(r =>
         {
             var dev = r.GetValue(device)!;
-            var s = new DemoSettings(dev, r.GetValue(steps), r.GetValue(output)!, r.GetValue(size) ?? (dev == "cpu" ? "tiny" : "1b"),
-                r.GetValue(layers), r.GetValue(batch), r.GetValue(seq), r.GetValue(chunked), r.GetValue(seed), r.GetValue(lr), r.GetValue(only));
-            try
+            if (r.GetValue(compare))
             {
-                return Run(s);
+                var s = new DemoSettings(dev, r.GetValue(steps) ?? 60, r.GetValue(output)!, r.GetValue(size) ?? (dev == "cpu" ? "tiny" : "1b"),
+                    r.GetValue(layers), r.GetValue(batch), r.GetValue(seq), r.GetValue(chunked), r.GetValue(seed), r.GetValue(lr), r.GetValue(only));
+                return FinetuneCommand.Guard(() => CompareLosses.Run(s));
             }
-            catch (Exception e) when (e is ArgumentException or IOException)
-            {
-                AnsiConsole.MarkupLine($"[red]error:[/] {Markup.Escape(e.Message)}");
-                return 1;
-            }
+            return FinetuneCommand.Guard(() => Run(dev, r.GetValue(steps), r.GetValue(output)!, r.GetValue(batch), r.GetValue(seq), (long)r.GetValue(seed), r.GetValue(lr)));
         });
         return cmd;
     }
 
-    private static int Run(DemoSettings s)
-    {
-        if (s.Steps < 1) throw new ArgumentException("--steps must be >= 1");
-        var device = CheckpointCommands.ParseDevice(s.Device);
-        var onGpu = device.type == TorchSharp.DeviceType.CUDA;
-        var dtype = onGpu ? ScalarType.BFloat16 : ScalarType.Float32;
-        Directory.CreateDirectory(s.Output);
+    /// <summary>The CUDA demo's base: Llama-3.2-1B's shape (16 layers, hidden 2048, 32/8 heads, MLP 8192, vocab 128256,
+    /// tied embeddings, llama3 RoPE scaling) with random weights, the tiny checkpoint's tokenizer (ids 0..419 only).</summary>
+    internal static LlamaConfig CudaBaseConfig() =>
+        new(VocabSize: 128_256, HiddenSize: 2048, IntermediateSize: 8192, NumHiddenLayers: 16, NumAttentionHeads: 32,
+            NumKeyValueHeads: 8, HeadDim: 64, RmsNormEps: 1e-5, RopeTheta: 500_000, RopeScaling: new RopeScaling("llama3", 32, 1, 4, 8192),
+            TieWordEmbeddings: true, AttentionBias: false, MlpBias: false, MaxPositionEmbeddings: 131_072, BosTokenId: 0, EosTokenIds: [1], PadTokenId: 2);
 
-        var tokenizer = TiktokenTokenizer.CreateForModel("gpt-4");  // cl100k_base, from the data package
-        var tokens = tokenizer.EncodeToIds(Corpus.Generate(20_000)).ToArray();
-        var vocab = tokens.Max() + 1 > 100_277 ? tokens.Max() + 1 : 100_277;  // cl100k: 100,256 merges + specials
-        QLoraLlamaConfig cfg = s.Size switch
+    private static int Run(string deviceText, int? stepsArg, string outDir, int? batchArg, int? seqArg, long seed, double? lrArg)
+    {
+        var total = Stopwatch.StartNew();
+        var (device, dtype) = FinetuneCommand.ParseDevice(deviceText, null);
+        var onCuda = device.type == TorchSharp.DeviceType.CUDA;
+        var console = AnsiConsole.Console;
+        var assets = Path.Combine(AppContext.BaseDirectory, "Assets");
+        var textPath = Path.Combine(assets, "alice-chapter1.txt");
+        Directory.CreateDirectory(outDir);
+
+        // 1. The base: on the CPU the repository's tiny Hugging Face bnb-4bit checkpoint (2 layers, hidden 64, weights
+        //    N(0, 0.08²): large enough logits that LoRA alone can fit the text, and fast); on CUDA a random
+        //    Llama-3.2-1B-shaped bnb-4bit checkpoint, written once into the output folder and reused.
+        var tinyDir = Path.Combine(assets, "hf-tiny-llama-nf4");
+        var baseDir = onCuda ? Path.Combine(outDir, "base-llama-3.2-1b-shape") : tinyDir;
+        if (onCuda && !File.Exists(Path.Combine(baseDir, "config.json")))
         {
-            "tiny" => new QLoraLlamaConfig(vocab, Hidden: 64, Layers: s.Layers ?? 2, Heads: 4, KvHeads: 2, Intermediate: 176),
-            "1b" => new QLoraLlamaConfig(vocab, Hidden: 2048, Layers: s.Layers ?? 4, Heads: 16, KvHeads: 8, Intermediate: 8192, LoraRank: 16, LoraAlpha: 32),
-            _ => throw new ArgumentException($"unknown --size '{s.Size}' (tiny, 1b)"),
+            var clock = Stopwatch.StartNew();
+            var cfg = CudaBaseConfig();
+            LlamaCheckpointWriter.WriteRandom(baseDir, cfg, seed, bnb4bit: true, tinyDir);
+            console.MarkupLine($"wrote a random {cfg.NumHiddenLayers}-layer Llama (hidden {cfg.HiddenSize}, vocab {cfg.VocabSize:N0}, bnb-4bit) to [bold]{Markup.Escape(baseDir)}[/] in {clock.Elapsed.TotalSeconds:F1} s");
+        }
+        var config = LlamaConfig.Load(Path.Combine(baseDir, "config.json"));
+
+        var docs = TextDocuments.Read(textPath);
+        var tokenizer = HfTokenizer.FromDirectory(baseDir);
+        var (batch, seq) = (batchArg ?? 8, seqArg ?? (onCuda ? 512 : 128));
+        var options = new TrainerOptions
+        {
+            Lora = new LoraConfig(Rank: 16, Alpha: 32),
+            MaxSteps = stepsArg ?? (onCuda ? 200 : 100),
+            BatchSize = batch,
+            SequenceLength = seq,
+            Packing = true,
+            LearningRate = lrArg ?? (onCuda ? 1e-3 : 1e-2),
+            WarmupSteps = onCuda ? 10 : 5,
+            Schedule = LearningRateSchedule.Cosine,
+            MaxGradNorm = 1.0,
+            Seed = seed,
+            OutputDirectory = outDir,
+            SaveEvery = 50,
+            BaseModelNameOrPath = Path.GetFullPath(baseDir),
         };
-        var (batch, seq) = (s.Batch ?? (s.Size == "tiny" ? 4 : 8), s.Seq ?? (s.Size == "tiny" ? 64 : 1024));
-        var deviceName = onGpu ? $"{CudaDevice.Name(device.index < 0 ? 0 : device.index)}" : $"CPU ({Environment.ProcessorCount} cores)";
-        AnsiConsole.MarkupLine($"[bold]SlothSharp demo[/]: QLoRA Llama, {cfg.Layers} layers, hidden {cfg.Hidden}, {cfg.Heads} heads / {cfg.KvHeads} KV, " +
-                               $"MLP {cfg.Intermediate}, vocab {cfg.Vocab:N0} (cl100k BPE), LoRA r={cfg.LoraRank}; {batch}×{seq} tokens/step, {s.Steps} steps, {dtype} on {Markup.Escape(deviceName)}");
-        AnsiConsole.MarkupLine($"corpus: {tokens.Length:N0} tokens from the built-in generator");
+        var data = TrainingData.FromDocuments(tokenizer, docs, seq, packing: true);
+        var deviceName = onCuda ? CudaDevice.Name(Math.Max(0, (int)device.index)) : $"CPU ({Environment.ProcessorCount} cores)";
+        console.MarkupLine($"[bold]SlothSharp demo[/]: QLoRA fine-tuning on {Markup.Escape(deviceName)} ({dtype}); text: Chapter I of \"Alice's Adventures in Wonderland\" " +
+                           $"(public domain), {docs.Count} paragraphs → {data.Rows.Count} packed rows of {seq} tokens");
 
-        var lrValue = s.LearningRate ?? (s.Size == "tiny" ? 2e-3 : 3e-4);
-        if (s.Only is { } variant)
+        using var model = LlamaForCausalLM.FromPretrained(baseDir, new LoadOptions { Device = device, ComputeDtype = dtype });
+        var (lossBefore, textBefore) = Probe(model, tokenizer, docs, seq);
+        var result = FinetuneCommand.Train(model, data, options, null, "demo");
+        if (result.Interrupted)
         {
-            // Child: one run in a fresh process, so its peak memory is its own (no cached blocks of another run).
-            var batches = MakeBatches(tokens, s.Steps, batch, seq, s.Seed);
-            var result = Trainer.Train(variant, cfg, s with { LearningRate = lrValue }, batches, device, dtype, seq);
-            File.WriteAllText(Path.Combine(s.Output, $"run-{variant}.json"), System.Text.Json.JsonSerializer.Serialize(result));
-            return 0;
+            console.MarkupLine($"[yellow]interrupted[/] at step {result.Steps}; checkpoint {Markup.Escape(result.LastCheckpoint ?? "")}");
+            return 130;
         }
-        var variants = new List<string> { "naive", "fused" };
-        if (s.Chunked) variants.Add("chunked");
-        var results = new List<RunResult>();
-        foreach (var v in variants)
-        {
-            var code = RunChild(v);
-            var file = Path.Combine(s.Output, $"run-{v}.json");
-            if (code != 0 || !File.Exists(file)) throw new IOException($"the {v} run failed (exit code {code})");
-            results.Add(System.Text.Json.JsonSerializer.Deserialize<RunResult>(File.ReadAllText(file))!);
-        }
-        return Report.Write(s with { LearningRate = lrValue }, cfg, deviceName, dtype, batch, seq, results, onGpu);
+        var (lossAfter, textAfter) = Probe(model, tokenizer, docs, seq);
+
+        var inv = CultureInfo.InvariantCulture;
+        var table = new Table().AddColumns("", "before", "after");
+        table.AddRow("eval loss (nats/token, the chapter)", lossBefore.ToString("F4", inv), lossAfter.ToString("F4", inv));
+        table.AddRow($"greedy continuation of \"{Prompt}\"", Markup.Escape(Clip(textBefore)), Markup.Escape(Clip(textAfter)));
+        console.Write(table);
+        var md = new StringBuilder("## Before and after fine-tuning\n\n| | before | after |\n|---|---|---|\n");
+        md.Append(inv, $"| eval loss (the chapter) | {lossBefore:F4} | {lossAfter:F4} |\n");
+        md.Append(inv, $"| greedy continuation of \"{Prompt}\" | {MdCell(textBefore)} | {MdCell(textAfter)} |\n");
+        FinetuneReport.Write(outDir, result, options,
+            [("base model", $"{baseDir} ({(onCuda ? "random weights" : "tests/data/hf-tiny-llama, random weights written by transformers")}, {config.NumHiddenLayers} layers, hidden {config.HiddenSize}, vocab {config.VocabSize:N0}, bnb-4bit NF4)"),
+             ("data", $"Chapter I of Alice's Adventures in Wonderland (Lewis Carroll, 1865; public domain), {docs.Count} paragraphs, {data.Tokens:N0} tokens"),
+             ("device", $"{deviceName}, {dtype}")], md.ToString());
+        console.MarkupLine($"loss {result.Losses[0].ToString("F3", inv)} → {result.Losses[^1].ToString("F3", inv)} over {result.Steps} steps; " +
+                           $"eval {lossBefore.ToString("F3", inv)} → {lossAfter.ToString("F3", inv)}");
+        console.MarkupLine($"PEFT adapter: [bold]{Markup.Escape(Path.GetFullPath(outDir))}[/] (adapter_config.json, adapter_model.safetensors); " +
+                           $"losses.csv, loss.png, summary.md, checkpoints/ there. Total {total.Elapsed.TotalSeconds:F0} s.");
+        return 0;
     }
 
-    /// <summary>Runs this same command for one variant in a child process (same arguments plus --only).</summary>
-    private static int RunChild(string variant)
+    /// <summary>Eval loss over the documents and a greedy continuation of the prompt.</summary>
+    private static (double Loss, string Text) Probe(LlamaForCausalLM model, HfTokenizer tokenizer, IReadOnlyList<string> docs, int seq)
     {
-        var psi = new System.Diagnostics.ProcessStartInfo(Environment.ProcessPath!) { UseShellExecute = false };
-        var argv = Environment.GetCommandLineArgs();
-        if (Path.GetFileNameWithoutExtension(Environment.ProcessPath) == "dotnet") psi.ArgumentList.Add(argv[0]);
-        foreach (var a in argv.Skip(1)) psi.ArgumentList.Add(a);
-        psi.ArgumentList.Add("--only");
-        psi.ArgumentList.Add(variant);
-        using var p = System.Diagnostics.Process.Start(psi)!;
-        p.WaitForExit();
-        return p.ExitCode;
+        model.eval();
+        var eval = Evaluator.Evaluate(model, tokenizer, docs, batchSize: 8, maxLength: seq);
+        var prompt = tokenizer.Encode(Prompt, addBos: tokenizer.BosTokenId is not null);
+        var stop = tokenizer.EosTokenId is { } eos ? new[] { eos } : null;
+        var ids = TextGenerator.Generate(model, prompt, new GenerationOptions(MaxNewTokens: 48, StopTokenIds: stop)).ToList();
+        return (eval.Loss, Prompt + tokenizer.Decode(ids));
     }
 
-    private static List<(Tensor Ids, Tensor Labels)> MakeBatches(int[] tokens, int steps, int batch, int seq, ulong seed)
-    {
-        if (tokens.Length < seq + 2) throw new ArgumentException($"the corpus ({tokens.Length} tokens) is shorter than --seq {seq}");
-        var rng = new Random((int)seed);
-        var list = new List<(Tensor, Tensor)>();
-        for (var step = 0; step < steps; step++)
-        {
-            var ids = new long[batch * seq];
-            var labels = new long[batch * seq];
-            for (var b = 0; b < batch; b++)
-            {
-                var start = rng.Next(tokens.Length - seq - 1);
-                for (var t = 0; t < seq; t++)
-                {
-                    ids[b * seq + t] = tokens[start + t];
-                    labels[b * seq + t] = tokens[start + t + 1];
-                }
-            }
-            list.Add((tensor(ids).reshape(batch, seq), tensor(labels).reshape(batch, seq)));
-        }
-        return list;
-    }
+    private static string Clip(string s) => (s.Length > 160 ? s[..160] + "…" : s).ReplaceLineEndings(" ");
+
+    private static string MdCell(string s) => Clip(s).Replace("|", "\\|");
 }

@@ -9,7 +9,7 @@ namespace SlothSharp.Cli.Demo;
 /// <summary>The demo's outputs: losses.csv, loss-curves.png, loss-diff.png, summary.md, and the console table.</summary>
 internal static class Report
 {
-    public static int Write(DemoSettings s, QLoraLlamaConfig cfg, string deviceName, ScalarType dtype, int batch, int seq,
+    public static int Write(DemoSettings s, CompareShape cfg, string deviceName, ScalarType dtype, int batch, int seq,
                             List<RunResult> results, bool onGpu)
     {
         var inv = CultureInfo.InvariantCulture;

@@ -10,10 +10,11 @@ namespace SlothSharp.Cli.Demo;
 /// <summary>Per-step losses, time and peak memory of one training run.</summary>
 internal sealed record RunResult(string Variant, List<double> Losses, double Seconds, double TokensPerSecond, long PeakBytes, string PeakKind);
 
-internal static class Trainer
+/// <summary>One variant of the loss comparison: loads the shared random checkpoint, adds LoRA, trains with one loss.</summary>
+internal static class LossComparisonRun
 {
-    public static RunResult Train(string variant, QLoraLlamaConfig cfg, DemoSettings s, List<(Tensor Ids, Tensor Labels)> batches,
-                                  Device device, ScalarType dtype, int maxSeq)
+    public static RunResult Train(string variant, CompareShape cfg, string baseDir, DemoSettings s, List<(Tensor Ids, Tensor Labels)> batches,
+                                  Device device, ScalarType dtype)
     {
         var onGpu = device.type == DeviceType.CUDA;
         var gpu = device.index < 0 ? 0 : device.index;
@@ -21,10 +22,11 @@ internal static class Trainer
         else ResetPeakRss();
         var usedBefore = onGpu ? UsedGpuBytes(gpu) : 0;
 
-        using var model = new QLoraLlama(cfg, s.Seed, device, dtype, maxSeq);
-        var adapters = model.Adapters.ToList();
+        using var model = LlamaForCausalLM.FromPretrained(baseDir, new LoadOptions { Device = device, ComputeDtype = dtype });
+        model.AddLora(new LoraConfig(cfg.LoraRank, cfg.LoraAlpha), (long)s.Seed);
+        var adapters = model.LoraParameters().Select(p => p.Value).ToList();
         using var opt = optim.AdamW(adapters, lr: s.LearningRate ?? 2e-3, weight_decay: 0.0);
-        var head = model.HeadWeight;
+        var head = model.LmHeadWeight;
         // The tiny CPU config has 256 tokens per step: 64-row chunks make both paths really chunk. Otherwise the
         // libraries' default byte budgets apply.
         var chunking = onGpu ? new CrossEntropyOptions() : new CrossEntropyOptions { ChunkRows = 64 };
@@ -42,11 +44,11 @@ internal static class Trainer
                     using var scope = NewDisposeScope();
                     var ids = idsCpu.to(device);
                     var labels = labelsCpu.to(device);
-                    var hidden = model.forward(ids);
+                    var hidden = model.Forward(ids);
                     var loss = variant switch
                     {
                         // What a TorchSharp user writes today: full logits, float32 upcast, cross_entropy.
-                        "naive" => nn.functional.cross_entropy(hidden.matmul(head.t()).to(ScalarType.Float32).reshape(-1, cfg.Vocab), labels.reshape(-1)),
+                        "naive" => nn.functional.cross_entropy(hidden.matmul(head.t()).to(ScalarType.Float32).reshape(-1, head.shape[0]), labels.reshape(-1)),
                         "chunked" => ChunkedLinearLoss.CrossEntropy(hidden, head, null, labels, chunking),
                         _ => FusedLinearCrossEntropy.Apply(hidden, head, null, labels, chunking),
                     };
