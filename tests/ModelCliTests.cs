@@ -107,6 +107,9 @@ public class ModelCliTests
         var topP = Assert.Throws<ArgumentException>(() => GenerateCommand.Run(Nf4Dir, null, "x", new GenerationOptions(TopP: 2), "cpu", null, w))!;
         Assert.That(topP.Message, Does.StartWith("--top-p"));
         Assert.Throws<FileNotFoundException>(() => ModelInfoCommand.Info(_dir), "a directory without config.json");
-        Assert.That(ModelCommandSupport.Guard(() => throw new InvalidDataException("x")), Is.EqualTo(1));
+        var err = new StringWriter();
+        var code = SlothCli.Run(["eval", "--model", Nf4Dir, "--data", Path.Combine(_dir, "absent.txt"), "--device", "cpu"], TextWriter.Null, err);
+        Assert.That(code, Is.EqualTo(ExitCodes.BadInput), "expected failures exit with 2");
+        Assert.That(err.ToString(), Does.StartWith("error: ").And.Contain("absent.txt"));
     }
 }

@@ -206,7 +206,11 @@ public class TrainerTests
         Assert.Throws<FileNotFoundException>(() => FinetuneCommand.Run(TinyLlamaGolden.Nf4Dir, missing, options, null, "cpu", null));
         Assert.Throws<ArgumentException>(() => FinetuneCommand.ParseTargets("q_proj,lm_head"));
         Assert.Throws<ArgumentException>(() => FinetuneCommand.ParseSchedule("exponential"));
-        Assert.That(FinetuneCommand.Guard(() => throw new InvalidDataException("x")), Is.EqualTo(2), "expected failures exit with 2");
+        var err = new StringWriter();
+        var code = SlothCli.Run(["finetune", "--model", TinyLlamaGolden.Nf4Dir, "--data", binary, "--out", Path.Combine(_dir, "o"), "--device", "cpu"],
+            TextWriter.Null, err);
+        Assert.That(code, Is.EqualTo(ExitCodes.BadInput), "expected failures exit with 2");
+        Assert.That(err.ToString(), Does.StartWith("error: ").And.Contain(binary));
         Assert.That(Encoding.UTF8.GetString(File.ReadAllBytes(binary)), Does.Contain("\uFFFD"), "the file really is not UTF-8");
     }
 }

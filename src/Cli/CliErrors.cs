@@ -18,8 +18,8 @@ internal static partial class CliErrors
     {
         CliException or ArgumentException or InvalidDataException or KeyNotFoundException or JsonException => true,
         IOException or UnauthorizedAccessException => true,  // FileNotFound, DirectoryNotFound, EndOfStream, ...
-        SlothException s => s.Status is sloth_status.SLOTH_ERROR_INVALID_ARGUMENT or sloth_status.SLOTH_ERROR_UNSUPPORTED
-                                     or sloth_status.SLOTH_ERROR_NO_CUDA,
+        SlothException s => s.Status is SlothStatus.ErrorInvalidArgument or SlothStatus.ErrorUnsupported
+                                     or SlothStatus.ErrorNoCuda,
         _ => false,
     };
 

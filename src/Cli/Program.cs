@@ -26,11 +26,11 @@ public static class Program
     /// <summary>info, dequant, quantize on bitsandbytes 4-bit safetensors checkpoints (CheckpointCommands).</summary>
     private static IEnumerable<Command> CheckpointVerbs()
     {
-        var file = new Argument<string>("path") { Description = "a model directory (config.json inside) or a safetensors file" };
+        var file = new Argument<string>("file") { Description = "a model directory (config.json inside) or a safetensors file" };
         file.Validators.Add(r =>
         {
             var path = r.Tokens.Count > 0 ? r.Tokens[0].Value : "";
-            if (!File.Exists(path) && !Directory.Exists(path)) r.AddError($"{path}: no such file or folder");
+            if (!File.Exists(path) && !Directory.Exists(path)) r.AddError($"{path}: file or folder not found");
         });
         var info = new Command("info", "Describe a model directory, or list the bitsandbytes NF4 weights of a safetensors checkpoint") { file };
         info.SetAction(r => ModelInfoCommand.Info(r.GetValue(file)!));
