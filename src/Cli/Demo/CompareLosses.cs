@@ -76,19 +76,10 @@ internal static class CompareLosses
     private static string BaseDir(DemoSettings s) =>
         Path.Combine(s.Output, $"compare-base-{s.Size}-{s.Layers ?? 0}-{s.Seed}");
 
-    /// <summary>Runs this same command for one variant in a child process (same arguments plus --only).</summary>
-    private static int RunChild(string variant)
-    {
-        var psi = new System.Diagnostics.ProcessStartInfo(Environment.ProcessPath!) { UseShellExecute = false };
-        var argv = Environment.GetCommandLineArgs();
-        if (Path.GetFileNameWithoutExtension(Environment.ProcessPath) == "dotnet") psi.ArgumentList.Add(argv[0]);
-        foreach (var a in argv.Skip(1)) psi.ArgumentList.Add(a);
-        psi.ArgumentList.Add("--only");
-        psi.ArgumentList.Add(variant);
-        using var p = System.Diagnostics.Process.Start(psi)!;
-        p.WaitForExit();
-        return p.ExitCode;
-    }
+    /// <summary>Runs this same command for one variant in a child process (same arguments plus --only), so each
+    /// variant's peak memory is its own.</summary>
+    private static int RunChild(string variant) =>
+        SlothSharp.Diagnostics.ChildProcess.RunSelf([.. SlothSharp.Diagnostics.ChildProcess.OwnArguments, "--only", variant]).ExitCode;
 
     private static List<(Tensor Ids, Tensor Labels)> MakeBatches(int[] tokens, int steps, int batch, int seq, ulong seed)
     {

@@ -55,7 +55,7 @@ internal static class Report
         AnsiConsole.MarkupLine(pass
             ? $"[green]loss curves match[/] within {Markup.Escape(toleranceText)} at every step; outputs in [bold]{Markup.Escape(s.Output)}[/]"
             : $"[red]loss curves differ beyond {Markup.Escape(toleranceText)}[/]; outputs in [bold]{Markup.Escape(s.Output)}[/]");
-        return pass ? 0 : 3;
+        return pass ? ExitCodes.Ok : ExitCodes.OutOfTolerance;
     }
 
     private static void Plot(string dir, List<RunResult> results, RunResult naive, Func<double, double> tolerance)
