@@ -1,0 +1,56 @@
+using NUnit.Framework;
+using SlothSharp.Cli;
+using SlothSharp.Models;
+using static TorchSharp.torch;
+
+namespace SlothSharp.Tests;
+
+/// <summary>`sloth make-checkpoint` writes a checkpoint that FromPretrained loads, dense or bnb-4bit, and refuses bad input.</summary>
+public class MakeCheckpointCommandTests
+{
+    private string _dir = "";
+
+    [SetUp]
+    public void SetUp() => Directory.CreateDirectory(_dir = Path.Combine(Path.GetTempPath(), "sloth-mkckpt-" + Guid.NewGuid().ToString("N")));
+
+    [TearDown]
+    public void TearDown() => Directory.Delete(_dir, recursive: true);
+
+    [TestCase(false)]
+    [TestCase(true)]
+    public void WritesALoadableTinyCheckpoint(bool bnb)
+    {
+        var outDir = Path.Combine(_dir, bnb ? "bnb" : "dense");
+        var err = new StringWriter();
+        var code = SlothCli.Run(["make-checkpoint", "--out", outDir, "--preset", "tiny", "--seed", "3",
+            "--tokenizer", Path.Combine(TestEnv.TinyLlamaDir, "dense"), .. (bnb ? new[] { "--bnb-4bit" } : [])], TextWriter.Null, err);
+        Assert.That(code, Is.EqualTo(0), err.ToString());
+        Assert.That(File.Exists(Path.Combine(outDir, "tokenizer.json")), Is.True);
+        using var model = LlamaForCausalLM.FromPretrained(outDir, new LoadOptions { Device = CPU });
+        Assert.That(model.IsQuantized, Is.True);
+        Assert.That(model.Config.HiddenSize, Is.EqualTo(LlamaConfig.Tiny.HiddenSize));
+        using var ids = tensor(new long[] { 0, 5, 7, 9 }).reshape(1, 4);
+        using var hidden = model.Forward(ids);
+        Assert.That(hidden.isfinite().all().item<bool>(), Is.True);
+    }
+
+    [Test]
+    public void BadInputIsOneLineAndExitTwo()
+    {
+        var nonEmpty = Path.Combine(_dir, "taken");
+        Directory.CreateDirectory(nonEmpty);
+        File.WriteAllText(Path.Combine(nonEmpty, "x"), "x");
+        foreach (var args in new[]
+                 {
+                     new[] { "make-checkpoint", "--out", nonEmpty, "--preset", "tiny" },
+                     new[] { "make-checkpoint", "--out", Path.Combine(_dir, "a"), "--preset", "llama-9000" },
+                     new[] { "make-checkpoint", "--out", Path.Combine(_dir, "b"), "--preset", "tiny", "--tokenizer", _dir },
+                 })
+        {
+            var err = new StringWriter();
+            Assert.That(SlothCli.Run(args, TextWriter.Null, err), Is.EqualTo(ExitCodes.BadInput), string.Join(" ", args));
+            Assert.That(err.ToString().TrimEnd().Split('\n'), Has.Length.EqualTo(1));
+            Assert.That(err.ToString(), Does.StartWith("error: "));
+        }
+    }
+}
