@@ -34,7 +34,11 @@ internal static class ModelCommandSupport
         RequireModelDirectory(dir);
         if (adapter is not null && !Directory.Exists(adapter)) throw new DirectoryNotFoundException($"--adapter: {adapter}: directory not found");
         Stderr.MarkupLine($"loading [bold]{Markup.Escape(dir)}[/] on {device}…");
+        var clock = System.Diagnostics.Stopwatch.StartNew();
         var model = LlamaForCausalLM.FromPretrained(dir, new LoadOptions { Device = device, ComputeDtype = dtype });
+        if (device.type == TorchSharp.DeviceType.CUDA) CudaDevice.Synchronize(device.index < 0 ? 0 : device.index);
+        Stderr.MarkupLine(string.Create(System.Globalization.CultureInfo.InvariantCulture,
+            $"loaded in {clock.Elapsed.TotalSeconds:F2} s ({(model.IsQuantized ? "NF4" : "dense")} decoder, {model.ComputeDtype})"));
         try
         {
             if (adapter is not null) LoadAdapter(model, adapter);
