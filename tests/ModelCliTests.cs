@@ -36,7 +36,7 @@ public class ModelCliTests
     public void EvalPrintsTransformersLossOnTheLastLine(string ext)
     {
         var stdout = new StringWriter();
-        Assert.That(EvalCommand.Run(Nf4Dir, null, GoldenCorpus(ext), "cpu", "fp32", 2, null, stdout), Is.EqualTo(0));
+        Assert.That(EvalCommand.Run(Nf4Dir, null, GoldenCorpus(ext), CPU, ScalarType.Float32, 2, null, stdout), Is.EqualTo(0));
         var last = stdout.ToString().TrimEnd('\n', '\r').Split('\n')[^1];
         Assert.That(last, Does.Match(@"^loss=\S+ tokens=53$"));
         var loss = double.Parse(last.Split(' ')[0]["loss=".Length..], CultureInfo.InvariantCulture);
@@ -51,7 +51,7 @@ public class ModelCliTests
         Assume.That(typeof(LlamaForCausalLM).Assembly.GetType("SlothSharp.Peft.PeftAdapter"), Is.Not.Null, "PeftAdapter is not in this build yet");
         var stdout = new StringWriter();
         var adapter = Path.Combine(TestEnv.TinyLlamaDir, "adapter");
-        Assert.That(EvalCommand.Run(Nf4Dir, adapter, GoldenCorpus(".jsonl"), "cpu", "fp32", 2, null, stdout), Is.EqualTo(0));
+        Assert.That(EvalCommand.Run(Nf4Dir, adapter, GoldenCorpus(".jsonl"), CPU, ScalarType.Float32, 2, null, stdout), Is.EqualTo(0));
         var last = stdout.ToString().TrimEnd('\n', '\r').Split('\n')[^1];
         var loss = double.Parse(last.Split(' ')[0]["loss=".Length..], CultureInfo.InvariantCulture);
         Assert.That(loss, Is.EqualTo((double)Expected["loss_lora"]!).Within(1e-5));
@@ -68,7 +68,7 @@ public class ModelCliTests
         using (var model = LlamaForCausalLM.FromPretrained(Nf4Dir, new LoadOptions { Device = CPU, ComputeDtype = ScalarType.Float32 }))
             expected = TextGenerator.Generate(model, ids, new GenerationOptions(MaxNewTokens: 12)).ToList();
         var stdout = new StringWriter();
-        Assert.That(GenerateCommand.Run(Nf4Dir, null, prompt, new GenerationOptions(MaxNewTokens: 12), "cpu", "fp32", stdout), Is.EqualTo(0));
+        Assert.That(GenerateCommand.Run(Nf4Dir, null, prompt, new GenerationOptions(MaxNewTokens: 12), CPU, ScalarType.Float32, stdout), Is.EqualTo(0));
         Assert.That(stdout.ToString(), Is.EqualTo(tok.Decode(expected) + Environment.NewLine));
     }
 
@@ -94,18 +94,19 @@ public class ModelCliTests
     {
         var corpus = GoldenCorpus(".jsonl");
         var w = TextWriter.Null;
-        Assert.Throws<DirectoryNotFoundException>(() => EvalCommand.Run(Path.Combine(_dir, "nope"), null, corpus, "cpu", null, 8, null, w));
-        Assert.Throws<FileNotFoundException>(() => EvalCommand.Run(_dir, null, corpus, "cpu", null, 8, null, w), "no config.json");
-        Assert.Throws<FileNotFoundException>(() => EvalCommand.Run(Nf4Dir, null, Path.Combine(_dir, "missing.jsonl"), "cpu", null, 8, null, w));
-        Assert.Throws<ArgumentException>(() => EvalCommand.Run(Nf4Dir, null, corpus, "tpu", null, 8, null, w));
-        Assert.Throws<ArgumentException>(() => EvalCommand.Run(Nf4Dir, null, corpus, "cpu", "int4", 8, null, w));
-        Assert.Throws<ArgumentException>(() => EvalCommand.Run(Nf4Dir, null, corpus, "cpu", null, 0, null, w));
-        var tooLong = Assert.Throws<ArgumentException>(() => EvalCommand.Run(Nf4Dir, null, corpus, "cpu", null, 8, 257, w))!;
-        Assert.That(tooLong.Message, Does.Contain("--max-length").And.Contain("config.json"));
-        var adapter = Assert.Throws<DirectoryNotFoundException>(() => EvalCommand.Run(Nf4Dir, Path.Combine(_dir, "no-adapter"), corpus, "cpu", null, 8, null, w))!;
+        Assert.Throws<DirectoryNotFoundException>(() => EvalCommand.Run(Path.Combine(_dir, "nope"), null, corpus, CPU, null, 8, null, w));
+        Assert.Throws<FileNotFoundException>(() => EvalCommand.Run(_dir, null, corpus, CPU, null, 8, null, w), "no config.json");
+        Assert.Throws<FileNotFoundException>(() => EvalCommand.Run(Nf4Dir, null, Path.Combine(_dir, "missing.jsonl"), CPU, null, 8, null, w));
+        // Bad option values are usage errors found while parsing (CliErrorTests has one per option kind).
+        string[] eval = ["eval", "--model", Nf4Dir, "--data", corpus];
+        CliErrorTests.AssertBadInput(CliErrorTests.Sloth([.. eval, "--device", "tpu"]), "--device", "unknown device 'tpu'");
+        CliErrorTests.AssertBadInput(CliErrorTests.Sloth([.. eval, "--dtype", "int4"]), "--dtype", "unknown dtype 'int4'");
+        CliErrorTests.AssertBadInput(CliErrorTests.Sloth([.. eval, "--batch", "0"]), "--batch", "must be a positive integer");
+        // --max-length beyond the model's max_position_embeddings is found when config.json is read.
+        CliErrorTests.AssertBadInput(CliErrorTests.Sloth([.. eval, "--device", "cpu", "--max-length", "257"]), "--max-length", "config.json");
+        var adapter = Assert.Throws<DirectoryNotFoundException>(() => EvalCommand.Run(Nf4Dir, Path.Combine(_dir, "no-adapter"), corpus, CPU, null, 8, null, w))!;
         Assert.That(adapter.Message, Does.Contain("--adapter"));
-        var topP = Assert.Throws<ArgumentException>(() => GenerateCommand.Run(Nf4Dir, null, "x", new GenerationOptions(TopP: 2), "cpu", null, w))!;
-        Assert.That(topP.Message, Does.StartWith("--top-p"));
+        CliErrorTests.AssertBadInput(CliErrorTests.Sloth("generate", "--model", Nf4Dir, "--prompt", "x", "--top-p", "2"), "--top-p", "must be in (0, 1]");
         Assert.Throws<FileNotFoundException>(() => ModelInfoCommand.Info(_dir), "a directory without config.json");
         var err = new StringWriter();
         var code = SlothCli.Run(["eval", "--model", Nf4Dir, "--data", Path.Combine(_dir, "absent.txt"), "--device", "cpu"], TextWriter.Null, err);

@@ -175,7 +175,7 @@ public class TrainerTests
         {
             Lora = new LoraConfig(Rank: 4, Alpha: 8), MaxSteps = 3, BatchSize = 2, SequenceLength = 32, OutputDirectory = outDir, SaveEvery = 2,
         };
-        Assert.That(FinetuneCommand.Run(TinyLlamaGolden.Nf4Dir, dataFile, options, null, "cpu", null), Is.EqualTo(0));
+        Assert.That(FinetuneCommand.Run(TinyLlamaGolden.Nf4Dir, dataFile, options, null, CPU, null), Is.EqualTo(0));
         foreach (var f in new[] { PeftAdapter.ConfigFile, PeftAdapter.WeightsFile, "losses.csv", "loss.png", "summary.md" })
             Assert.That(File.Exists(Path.Combine(outDir, f)), Is.True, f);
         Assert.That(File.ReadAllLines(Path.Combine(outDir, "losses.csv")), Has.Length.EqualTo(4), "header + 3 steps");
@@ -183,7 +183,7 @@ public class TrainerTests
 
         // The adapter loads back, and merge writes a dense checkpoint from it.
         var merged = Path.Combine(_dir, "merged");
-        Assert.That(MergeCommand.Run(TinyLlamaGolden.Nf4Dir, outDir, merged, "bf16"), Is.EqualTo(0));
+        Assert.That(MergeCommand.Run(TinyLlamaGolden.Nf4Dir, outDir, merged, ScalarType.BFloat16), Is.EqualTo(0));
         Assert.That(File.Exists(Path.Combine(merged, "model.safetensors")), Is.True);
         Assert.That(File.Exists(Path.Combine(merged, "generation_config.json")), Is.True);
     }
@@ -194,18 +194,19 @@ public class TrainerTests
         var options = new TrainerOptions { MaxSteps = 1, BatchSize = 1, SequenceLength = 16, OutputDirectory = Path.Combine(_dir, "out") };
         var empty = Path.Combine(_dir, "empty.txt");
         File.WriteAllText(empty, "");
-        var e1 = Assert.Catch(() => FinetuneCommand.Run(TinyLlamaGolden.Nf4Dir, empty, options, null, "cpu", null))!;
+        var e1 = Assert.Catch(() => FinetuneCommand.Run(TinyLlamaGolden.Nf4Dir, empty, options, null, CPU, null))!;
         Assert.That(e1.Message, Does.Contain(empty));
 
         var binary = Path.Combine(_dir, "latin1.txt");
         File.WriteAllBytes(binary, [0x48, 0xE9, 0x6C, 0x6C, 0xF6, 0x0A, 0xFF, 0xFE, 0x0A]);  // Latin-1, not UTF-8
-        var e2 = Assert.Catch(() => FinetuneCommand.Run(TinyLlamaGolden.Nf4Dir, binary, options, null, "cpu", null))!;
+        var e2 = Assert.Catch(() => FinetuneCommand.Run(TinyLlamaGolden.Nf4Dir, binary, options, null, CPU, null))!;
         Assert.That(e2.Message, Does.Contain(binary));
 
         var missing = Path.Combine(_dir, "missing.txt");
-        Assert.Throws<FileNotFoundException>(() => FinetuneCommand.Run(TinyLlamaGolden.Nf4Dir, missing, options, null, "cpu", null));
-        Assert.Throws<ArgumentException>(() => FinetuneCommand.ParseTargets("q_proj,lm_head"));
-        Assert.Throws<ArgumentException>(() => FinetuneCommand.ParseSchedule("exponential"));
+        Assert.Throws<FileNotFoundException>(() => FinetuneCommand.Run(TinyLlamaGolden.Nf4Dir, missing, options, null, CPU, null));
+        foreach (var (option, value) in new[] { ("--targets", "q_proj,lm_head"), ("--schedule", "exponential") })
+            CliErrorTests.AssertBadInput(CliErrorTests.Sloth("finetune", "--model", TinyLlamaGolden.Nf4Dir, "--data", binary, "--out", Path.Combine(_dir, "o"),
+                                                             option, value), option, value.Split(',')[^1]);
         var err = new StringWriter();
         var code = SlothCli.Run(["finetune", "--model", TinyLlamaGolden.Nf4Dir, "--data", binary, "--out", Path.Combine(_dir, "o"), "--device", "cpu"],
             TextWriter.Null, err);

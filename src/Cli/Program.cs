@@ -43,11 +43,8 @@ public static class Program
         var device = CliOptions.Device();
         var dequant = new Command("dequant", "Dequantize every NF4 weight of a bitsandbytes 4-bit checkpoint into a dense safetensors file")
             { input, output, dtype, device };
-        dequant.SetAction(r =>
-        {
-            CliOptions.ToDevice(r.GetValue(device)!);  // an unusable CUDA device is an error on --device
-            return CheckpointCommands.Dequant(r.GetValue(input)!, r.GetValue(output)!, r.GetValue(dtype)!, r.GetValue(device)!);
-        });
+        dequant.SetAction(r => CheckpointCommands.Dequant(r.GetValue(input)!, r.GetValue(output)!, CliOptions.ToScalarType(r.GetValue(dtype)!),
+                                                          CliOptions.ToDevice(r.GetValue(device)!)));
         yield return dequant;
 
         var qInput = CliOptions.InputFile("input", "input safetensors file");
@@ -55,22 +52,12 @@ public static class Program
         var blocksize = CliOptions.PowerOfTwo("--blocksize",
             $"NF4 blocksize (power of two, {Nf4QuantState.MinBlocksize}..{Nf4QuantState.MaxBlocksize})", Nf4QuantState.DefaultBlocksize,
             Nf4QuantState.MinBlocksize, Nf4QuantState.MaxBlocksize);
-        var include = new Option<string>("--include") { Description = "regex of the 2-D weights to quantize", DefaultValueFactory = _ => @"\.weight$" };
+        var include = CliOptions.CheckedBy(new Option<string>("--include") { Description = "regex of the 2-D weights to quantize", DefaultValueFactory = _ => @"\.weight$" },
+                                           CheckpointCommands.IncludePattern);
         var quantize = new Command("quantize", "Quantize the 2-D float weights of a safetensors file to bitsandbytes NF4 (double-quantized absmax)")
             { qInput, qOutput, blocksize, include };
-        quantize.SetAction(r =>
-        {
-            System.Text.RegularExpressions.Regex pattern;
-            try
-            {
-                pattern = new System.Text.RegularExpressions.Regex(r.GetValue(include)!);
-            }
-            catch (ArgumentException e)
-            {
-                throw new CliException("--include", $"not a valid regular expression: {e.Message}");
-            }
-            return CheckpointCommands.Quantize(r.GetValue(qInput)!, r.GetValue(qOutput)!, r.GetValue(blocksize), pattern.ToString());
-        });
+        quantize.SetAction(r => CheckpointCommands.Quantize(r.GetValue(qInput)!, r.GetValue(qOutput)!, r.GetValue(blocksize),
+                                                            CheckpointCommands.IncludePattern(r.GetValue(include)!)));
         yield return quantize;
     }
 }
