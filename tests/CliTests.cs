@@ -45,6 +45,18 @@ public class CliTests
         Assert.That(r.Entries.ContainsKey("norm.bias"), Is.True, "a 1-D tensor is left alone");
     }
 
+    /// <summary>The command line takes a model folder as the input of dequant and quantize, as the commands do.</summary>
+    [Test]
+    public void DequantAndQuantizeTakeAModelFolderOnTheCommandLine()
+    {
+        var nf4Dir = Path.Combine(TestEnv.TinyLlamaDir, "nf4");
+        var dense = Path.Combine(_dir, "dense.safetensors");
+        var err = new StringWriter();
+        Assert.That(SlothCli.Run(["dequant", nf4Dir, dense, "--dtype", "fp32"], TextWriter.Null, err), Is.EqualTo(0), err.ToString());
+        Assert.That(SlothCli.Run(["quantize", LlamaGolden.DenseDir, Path.Combine(_dir, "nf4.safetensors")], TextWriter.Null, err), Is.EqualTo(0), err.ToString());
+        Assert.That(File.Exists(dense) && File.Exists(Path.Combine(_dir, "nf4.safetensors")), Is.True);
+    }
+
     [Test]
     public void InfoAndDequantReadModelDirectoriesAndShards()
     {

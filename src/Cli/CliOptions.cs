@@ -167,6 +167,18 @@ public static partial class CliOptions
         return argument;
     }
 
+    /// <summary>An argument naming a file or a folder that must exist (checkpoints: a .safetensors file, a sharded
+    /// checkpoint's index or a model folder).</summary>
+    public static Argument<string> InputFileOrDirectory(string name, string description)
+    {
+        var argument = new Argument<string>(name) { Description = description };
+        argument.Validators.Add(r =>
+        {
+            if (Value(r) is { } path && !File.Exists(path) && !Directory.Exists(path)) r.AddError($"{path}: file or folder not found");
+        });
+        return argument;
+    }
+
     /// <summary>An option naming a file that must exist when given.</summary>
     public static Option<string> InputFileOption(string name, string description, bool required = false)
     {

@@ -27,17 +27,12 @@ public static class Program
     /// <summary>info, dequant, quantize on bitsandbytes 4-bit safetensors checkpoints (CheckpointCommands).</summary>
     private static IEnumerable<Command> CheckpointVerbs()
     {
-        var file = new Argument<string>("file") { Description = "a model directory (config.json inside) or a safetensors file" };
-        file.Validators.Add(r =>
-        {
-            var path = r.Tokens.Count > 0 ? r.Tokens[0].Value : "";
-            if (!File.Exists(path) && !Directory.Exists(path)) r.AddError($"{path}: file or folder not found");
-        });
+        var file = CliOptions.InputFileOrDirectory("file", "a model directory (config.json inside) or a safetensors file");
         var info = new Command("info", "Describe a model directory, or list the bitsandbytes NF4 weights of a safetensors checkpoint") { file };
         info.SetAction(r => ModelInfoCommand.Info(r.GetValue(file)!));
         yield return info;
 
-        var input = CliOptions.InputFile("input", "input safetensors file");
+        var input = CliOptions.InputFileOrDirectory("input", "input: a safetensors file, a sharded checkpoint's index or a model folder");
         var output = new Argument<string>("output") { Description = "output safetensors file" };
         var dtype = CliOptions.Dtype(description: "output dtype: bf16, fp16 or fp32");
         var device = CliOptions.Device();
@@ -47,7 +42,7 @@ public static class Program
                                                           CliOptions.ToDevice(r.GetValue(device)!)));
         yield return dequant;
 
-        var qInput = CliOptions.InputFile("input", "input safetensors file");
+        var qInput = CliOptions.InputFileOrDirectory("input", "input: a safetensors file, a sharded checkpoint's index or a model folder");
         var qOutput = new Argument<string>("output") { Description = "output safetensors file" };
         var blocksize = CliOptions.PowerOfTwo("--blocksize",
             $"NF4 blocksize (power of two, {Nf4QuantState.MinBlocksize}..{Nf4QuantState.MaxBlocksize})", Nf4QuantState.DefaultBlocksize,
