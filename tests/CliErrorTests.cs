@@ -17,7 +17,7 @@ public class CliErrorTests
     [TearDown]
     public void RemoveDir() => Directory.Delete(_dir, recursive: true);
 
-    private static (int Code, string Out, string Err) Sloth(params string[] args)
+    internal static (int Code, string Out, string Err) Sloth(params string[] args)
     {
         using var stdout = new StringWriter();
         using var stderr = new StringWriter();
@@ -26,7 +26,7 @@ public class CliErrorTests
     }
 
     /// <summary>Exactly one line "error: SUBJECT: MESSAGE", no trace, nothing on stdout, exit 2.</summary>
-    private static void AssertBadInput((int Code, string Out, string Err) r, string subject, string messagePart)
+    internal static void AssertBadInput((int Code, string Out, string Err) r, string subject, string messagePart)
     {
         Assert.That(r.Code, Is.EqualTo(ExitCodes.BadInput), $"exit code; stderr: {r.Err}");
         Assert.That(r.Out, Is.Empty, "stdout");
@@ -85,6 +85,65 @@ public class CliErrorTests
     [TestCase("abc", "cannot parse 'abc' as an integer")]
     public void BadSizeIsAUsageError(string value, string message) =>
         AssertBadInput(Sloth("quantize", TestEnv.Golden("bnb_nf4_small"), Path.Combine(_dir, "o.safetensors"), "--blocksize", value), "--blocksize", message);
+
+    [Test]
+    public void BadIncludeRegexIsAUsageError() =>
+        AssertBadInput(Sloth("quantize", TestEnv.Golden("bnb_nf4_small"), Path.Combine(_dir, "o.safetensors"), "--include", "(["),
+                       "--include", "'([' is not a valid regular expression");
+
+    /// <summary>Every command checks its option values while parsing, before any file is read or model loaded: one bad
+    /// value per kind of option (device, dtype, positive or bounded integer, number range, choice, list).</summary>
+    [TestCase("eval", "--device", "tpu", "unknown device 'tpu' (auto, cpu, cuda, cuda:N)")]
+    [TestCase("eval", "--dtype", "int4", "unknown dtype 'int4' (bf16, fp16, fp32)")]
+    [TestCase("eval", "--batch", "0", "must be a positive integer (got 0)")]
+    [TestCase("eval", "--max-length", "1", "must be at least 2 (got 1)")]
+    [TestCase("generate", "--device", "cuda:x", "unknown device 'cuda:x'")]
+    [TestCase("generate", "--dtype", "fp8", "unknown dtype 'fp8'")]
+    [TestCase("generate", "--max-new-tokens", "0", "must be a positive integer (got 0)")]
+    [TestCase("generate", "--temperature", "-0.5", "must be a number >= 0 (got -0.5)")]
+    [TestCase("generate", "--top-p", "0", "must be in (0, 1] (got 0)")]
+    [TestCase("generate", "--top-p", "1.5", "must be in (0, 1] (got 1.5)")]
+    [TestCase("generate", "--top-k", "-1", "must be at least 0 (got -1)")]
+    [TestCase("finetune", "--device", "gpu", "unknown device 'gpu'")]
+    [TestCase("finetune", "--dtype", "int8", "unknown dtype 'int8'")]
+    [TestCase("finetune", "--rank", "0", "must be a positive integer (got 0)")]
+    [TestCase("finetune", "--alpha", "-1", "must be a positive number (got -1)")]
+    [TestCase("finetune", "--dropout", "1", "must be in [0, 1) (got 1)")]
+    [TestCase("finetune", "--lr", "abc", "cannot parse 'abc' as a number")]
+    [TestCase("finetune", "--steps", "0", "must be a positive integer (got 0)")]
+    [TestCase("finetune", "--epochs", "0", "must be a positive number (got 0)")]
+    [TestCase("finetune", "--seq", "1", "must be at least 2 (got 1)")]
+    [TestCase("finetune", "--warmup", "-1", "must be at least 0 (got -1)")]
+    [TestCase("finetune", "--grad-clip", "-1", "must be a number >= 0 (got -1)")]
+    [TestCase("finetune", "--schedule", "exponential", "unknown value 'exponential' (cosine, linear, constant)")]
+    [TestCase("finetune", "--targets", "q_proj,lm_head", "unknown module 'lm_head'")]
+    [TestCase("merge", "--dtype", "int8", "unknown dtype 'int8' (bf16, fp16, fp32)")]
+    [TestCase("demo", "--device", "auto", "unknown device 'auto' (cpu, cuda, cuda:N)")]
+    [TestCase("demo", "--steps", "0", "must be a positive integer (got 0)")]
+    [TestCase("demo", "--size", "7b", "unknown value '7b' (tiny, 1b)")]
+    [TestCase("demo", "--lr", "0", "must be a positive number (got 0)")]
+    [TestCase("make-checkpoint", "--preset", "llama-9000", "unknown value 'llama-9000'")]
+    public void BadOptionValueIsAUsageError(string command, string option, string value, string message)
+    {
+        var file = TestEnv.Golden("bnb_nf4_small");  // any existing file: --data is checked for existence first
+        string[] required = command switch
+        {
+            "eval" => ["--model", _dir, "--data", file],
+            "generate" => ["--model", _dir, "--prompt", "x"],
+            "finetune" => ["--model", _dir, "--data", file, "--out", Path.Combine(_dir, "out")],
+            "merge" => ["--model", _dir, "--adapter", _dir, "--out", Path.Combine(_dir, "out")],
+            _ => ["--out", Path.Combine(_dir, "out")],
+        };
+        AssertBadInput(Sloth([command, .. required, option, value]), option, message);
+        Assert.That(Directory.Exists(Path.Combine(_dir, "out")), Is.False, "nothing written");
+    }
+
+    [Test]
+    public void MissingDataFileIsAUsageError()
+    {
+        var absent = Path.Combine(_dir, "absent.jsonl");
+        AssertBadInput(Sloth("eval", "--model", _dir, "--data", absent), absent, "file not found");
+    }
 
     [Test]
     public void UnknownOption() =>

@@ -20,7 +20,7 @@ public class CliTests
     {
         using var scope = NewDisposeScope();
         var output = Path.Combine(_dir, "dense.safetensors");
-        Assert.That(CheckpointCommands.Dequant(TestEnv.Golden(file), output, "bf16", "cpu"), Is.EqualTo(0));
+        Assert.That(CheckpointCommands.Dequant(TestEnv.Golden(file), output, ScalarType.BFloat16, CPU), Is.EqualTo(0));
         using var golden = new SafetensorsReader(TestEnv.Golden(file));
         using var dense = new SafetensorsReader(output);
         Assert.That(TestEnv.BitEqual(dense.Read("weight"), golden.Read("expected_bf16")), Is.True, "weight");
@@ -36,13 +36,25 @@ public class CliTests
         var input = Path.Combine(_dir, "dense.safetensors");
         SafetensorsWriter.Save(input, [new("mlp.up_proj.weight", golden.Read("source_bf16")), new("norm.bias", ones(4))]);
         var output = Path.Combine(_dir, "nf4.safetensors");
-        Assert.That(CheckpointCommands.Quantize(input, output, 64, @"\.weight$"), Is.EqualTo(0));
+        Assert.That(CheckpointCommands.Quantize(input, output, 64, CheckpointCommands.IncludePattern(@"\.weight$")), Is.EqualTo(0));
         using var r = new SafetensorsReader(output);
         Assert.That(CheckpointCommands.Nf4Prefixes(r), Is.EqualTo(new[] { "mlp.up_proj.weight" }));
         using var mine = Nf4Weight.FromSafetensors(r, "mlp.up_proj.weight");
         using var theirs = Nf4Weight.FromSafetensors(golden, "weight");
         Assert.That(TestEnv.BitEqual(mine.Packed, theirs.Packed), Is.True, "packed bytes equal bitsandbytes'");
         Assert.That(r.Entries.ContainsKey("norm.bias"), Is.True, "a 1-D tensor is left alone");
+    }
+
+    /// <summary>The command line takes a model folder as the input of dequant and quantize, as the commands do.</summary>
+    [Test]
+    public void DequantAndQuantizeTakeAModelFolderOnTheCommandLine()
+    {
+        var nf4Dir = Path.Combine(TestEnv.TinyLlamaDir, "nf4");
+        var dense = Path.Combine(_dir, "dense.safetensors");
+        var err = new StringWriter();
+        Assert.That(SlothCli.Run(["dequant", nf4Dir, dense, "--dtype", "fp32"], TextWriter.Null, err), Is.EqualTo(0), err.ToString());
+        Assert.That(SlothCli.Run(["quantize", LlamaGolden.DenseDir, Path.Combine(_dir, "nf4.safetensors")], TextWriter.Null, err), Is.EqualTo(0), err.ToString());
+        Assert.That(File.Exists(dense) && File.Exists(Path.Combine(_dir, "nf4.safetensors")), Is.True);
     }
 
     [Test]
@@ -64,8 +76,8 @@ public class CliTests
         }
         var fromFile = Path.Combine(_dir, "from-file.safetensors");
         var fromShards = Path.Combine(_dir, "from-shards.safetensors");
-        Assert.That(CheckpointCommands.Dequant(nf4Dir, fromFile, "fp32", "cpu"), Is.EqualTo(0));
-        Assert.That(CheckpointCommands.Dequant(Path.Combine(_dir, SafetensorsCheckpoint.IndexFileName), fromShards, "fp32", "cpu"), Is.EqualTo(0));
+        Assert.That(CheckpointCommands.Dequant(nf4Dir, fromFile, ScalarType.Float32, CPU), Is.EqualTo(0));
+        Assert.That(CheckpointCommands.Dequant(Path.Combine(_dir, SafetensorsCheckpoint.IndexFileName), fromShards, ScalarType.Float32, CPU), Is.EqualTo(0));
         using var a = new SafetensorsReader(fromFile);
         using var b = new SafetensorsReader(fromShards);
         Assert.That(b.Keys.Order(), Is.EqualTo(a.Keys.Order()));
@@ -81,14 +93,16 @@ public class CliTests
         var ex = Assert.Throws<SafetensorsFormatException>(() => CheckpointCommands.Info(corrupt))!;
         Assert.That(ex.Message, Does.StartWith(corrupt));
         File.WriteAllBytes(corrupt, []);
-        Assert.That(Assert.Throws<SafetensorsFormatException>(() => CheckpointCommands.Dequant(corrupt, Path.Combine(_dir, "o.safetensors"), "bf16", "cpu"))!.Message,
+        Assert.That(Assert.Throws<SafetensorsFormatException>(() => CheckpointCommands.Dequant(corrupt, Path.Combine(_dir, "o.safetensors"), ScalarType.BFloat16, CPU))!.Message,
             Is.EqualTo($"{corrupt}: the file is empty"));
         var missing = Path.Combine(_dir, "missing.safetensors");
         Assert.That(Assert.Throws<FileNotFoundException>(() => CheckpointCommands.Info(missing))!.Message, Does.Contain(missing));
         var input = TestEnv.Golden("bnb_nf4_small");
-        Assert.That(Assert.Throws<ArgumentException>(() => CheckpointCommands.Quantize(input, Path.Combine(_dir, "q.safetensors"), 96, "."))!.Message, Does.StartWith("--blocksize"));
-        Assert.That(Assert.Throws<ArgumentException>(() => CheckpointCommands.Quantize(input, Path.Combine(_dir, "q.safetensors"), 64, "(["))!.Message, Does.StartWith("--include"));
-        Assert.That(Assert.Throws<ArgumentException>(() => CheckpointCommands.Quantize(input, Path.Combine(_dir, "no", "q.safetensors"), 64, "."))!.Message, Does.Contain("does not exist"));
+        // Bad option values are usage errors found while parsing.
+        CliErrorTests.AssertBadInput(CliErrorTests.Sloth("quantize", input, Path.Combine(_dir, "q.safetensors"), "--blocksize", "96"), "--blocksize", "power of two");
+        CliErrorTests.AssertBadInput(CliErrorTests.Sloth("quantize", input, Path.Combine(_dir, "q.safetensors"), "--include", "(["), "--include", "regular expression");
+        Assert.That(Assert.Throws<ArgumentException>(() => CheckpointCommands.Quantize(input, Path.Combine(_dir, "no", "q.safetensors"), 64, CheckpointCommands.IncludePattern(".")))!.Message,
+            Does.Contain("does not exist"));
         Assert.That(Directory.GetFiles(_dir), Has.Length.EqualTo(1), "nothing written");
     }
 
@@ -97,8 +111,10 @@ public class CliTests
     {
         var notNf4 = Path.Combine(_dir, "plain.safetensors");
         using (var t = ones(2, 2)) SafetensorsWriter.Save(notNf4, [new("w", t)]);
-        Assert.Throws<InvalidDataException>(() => CheckpointCommands.Dequant(notNf4, Path.Combine(_dir, "o.safetensors"), "bf16", "cpu"));
-        Assert.Throws<ArgumentException>(() => CheckpointCommands.Dequant(TestEnv.Golden("bnb_nf4_small"), Path.Combine(_dir, "o.safetensors"), "int8", "cpu"));
-        Assert.Throws<ArgumentException>(() => CheckpointCommands.ParseDevice("tpu"));
+        Assert.Throws<InvalidDataException>(() => CheckpointCommands.Dequant(notNf4, Path.Combine(_dir, "o.safetensors"), ScalarType.BFloat16, CPU));
+        var output = Path.Combine(_dir, "o.safetensors");
+        CliErrorTests.AssertBadInput(CliErrorTests.Sloth("dequant", TestEnv.Golden("bnb_nf4_small"), output, "--dtype", "int8"), "--dtype", "unknown dtype 'int8'");
+        CliErrorTests.AssertBadInput(CliErrorTests.Sloth("dequant", TestEnv.Golden("bnb_nf4_small"), output, "--device", "tpu"), "--device", "unknown device 'tpu'");
+        Assert.That(File.Exists(output), Is.False, "nothing written");
     }
 }

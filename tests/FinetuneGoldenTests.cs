@@ -21,9 +21,9 @@ public class FinetuneGoldenTests
 
     private static (LlamaForCausalLM Model, Tensor Ids, Tensor Mask, Tensor Labels) ModelWithAdapter()
     {
-        var model = TinyLlamaGolden.LoadBase();
-        PeftAdapter.Load(model, TinyLlamaGolden.AdapterDir);
-        var (ids, mask, labels) = TinyLlamaGolden.Batch();
+        var model = LlamaGolden.LoadBase();
+        PeftAdapter.Load(model, LlamaGolden.AdapterDir);
+        var (ids, mask, labels) = LlamaGolden.Batch();
         return (model, ids, mask, labels);
     }
 
@@ -50,14 +50,14 @@ public class FinetuneGoldenTests
         var (model, ids, mask, labels) = ModelWithAdapter();
         using var _ = model;
         model.eval();
-        using var r = new SafetensorsReader(TinyLlamaGolden.ExpectedTensors);
+        using var r = new SafetensorsReader(LlamaGolden.ExpectedFile);
         using (no_grad())
         {
             var logits = model.Logits(model.Forward(ids, mask));
             var diff = MaxAbsDiffOnTokens(logits, r.Read("logits_lora"), mask);
             Assert.That(diff, Is.LessThanOrEqualTo(LogitTolerance), "logits_lora");
             var loss = ShiftedLoss(model, ids, mask, labels).item<float>();
-            Assert.That(loss, Is.EqualTo(TinyLlamaGolden.Number("loss_lora")).Within(1e-5), "loss_lora");
+            Assert.That(loss, Is.EqualTo(LlamaGolden.Expected("loss_lora")).Within(1e-5), "loss_lora");
         }
     }
 
@@ -69,7 +69,7 @@ public class FinetuneGoldenTests
         using var _ = model;
         model.train();  // dropout 0: same as eval, but the training path
         ShiftedLoss(model, ids, mask, labels).backward();
-        using var r = new SafetensorsReader(TinyLlamaGolden.ExpectedTensors);
+        using var r = new SafetensorsReader(LlamaGolden.ExpectedFile);
         var checkedCount = 0;
         foreach (var (name, p) in model.LoraParameters())
         {
@@ -89,7 +89,7 @@ public class FinetuneGoldenTests
         using var scope = NewDisposeScope();
         var (model, ids, mask, labels) = ModelWithAdapter();
         using var _ = model;
-        var data = TrainingData.FromTokenRows(TinyLlamaGolden.Rows(), sequenceLength: (int)ids.shape[1], padId: 2);
+        var data = TrainingData.FromTokenRows(LlamaGolden.Rows(), sequenceLength: (int)ids.shape[1], padId: 2);
         var options = new TrainerOptions
         {
             Lora = model.Lora!, MaxSteps = 3, BatchSize = 2, SequenceLength = (int)ids.shape[1], LearningRate = 1e-2,
@@ -97,7 +97,7 @@ public class FinetuneGoldenTests
         };
         using var trainer = new Trainer(model, data, options);
         var result = trainer.Train();
-        var expected = TinyLlamaGolden.Expected["adamw_losses"]!.AsArray().Select(n => n!.GetValue<double>()).ToArray();
+        var expected = LlamaGolden.ExpectedJson["adamw_losses"]!.AsArray().Select(n => n!.GetValue<double>()).ToArray();
         Assert.That(result.Losses, Is.EqualTo(expected).Within(1e-4), "adamw_losses");
         Assert.That(result.Interrupted, Is.False);
 
@@ -105,12 +105,12 @@ public class FinetuneGoldenTests
         using (no_grad())
         {
             var after = ShiftedLoss(model, ids, mask, labels).item<float>();
-            Assert.That(after, Is.EqualTo(TinyLlamaGolden.Number("loss_after_3_steps")).Within(1e-4), "loss_after_3_steps");
+            Assert.That(after, Is.EqualTo(LlamaGolden.Expected("loss_after_3_steps")).Within(1e-4), "loss_after_3_steps");
         }
 
-        var prompt = TinyLlamaGolden.Expected["generate_prompt_ids"]!.AsArray().Select(n => n!.GetValue<int>()).ToArray();
-        var want = TinyLlamaGolden.Expected["generate_ids"]!.AsArray().Select(n => n!.GetValue<int>()).Skip(prompt.Length).ToArray();
-        var margins = TinyLlamaGolden.Expected["generate_top2_margins"]!.AsArray().Select(n => n!.GetValue<double>()).ToArray();
+        var prompt = LlamaGolden.ExpectedJson["generate_prompt_ids"]!.AsArray().Select(n => n!.GetValue<int>()).ToArray();
+        var want = LlamaGolden.ExpectedJson["generate_ids"]!.AsArray().Select(n => n!.GetValue<int>()).Skip(prompt.Length).ToArray();
+        var margins = LlamaGolden.ExpectedJson["generate_top2_margins"]!.AsArray().Select(n => n!.GetValue<double>()).ToArray();
         var got = TextGenerator.Generate(model, prompt, new GenerationOptions(MaxNewTokens: want.Length)).ToArray();
         Assert.That(got.Length, Is.EqualTo(want.Length), "no EOS in the golden continuation");
         for (var i = 0; i < want.Length; i++)
@@ -129,7 +129,7 @@ public class FinetuneGoldenTests
         var (model, ids, mask, _) = ModelWithAdapter();
         using var _ = model;
         model.eval();
-        var dir = TinyLlamaGolden.NewTempDir();
+        var dir = LlamaGolden.NewTempDir();
         try
         {
             var merged = Path.Combine(dir, "merged");

@@ -20,7 +20,7 @@ public class FinetuneGpuTests
     ];
 
     private static LlamaForCausalLM Load() =>
-        LlamaForCausalLM.FromPretrained(TinyLlamaGolden.Nf4Dir, new LoadOptions { Device = CUDA, ComputeDtype = ScalarType.BFloat16 });
+        LlamaForCausalLM.FromPretrained(LlamaGolden.Nf4Dir, new LoadOptions { Device = CUDA, ComputeDtype = ScalarType.BFloat16 });
 
     private static TrainerOptions Options(string outDir, bool checkpointing = false) => new()
     {
@@ -32,10 +32,10 @@ public class FinetuneGpuTests
     public void Bf16TrainingOnCudaLearnsResumesAndSaves()
     {
         TestEnv.RequireCuda();
-        var dir = TinyLlamaGolden.NewTempDir();
+        var dir = LlamaGolden.NewTempDir();
         try
         {
-            var data = TrainingData.FromDocuments(HfTokenizer.FromDirectory(TinyLlamaGolden.Nf4Dir), Docs, 32, packing: true);
+            var data = TrainingData.FromDocuments(HfTokenizer.FromDirectory(LlamaGolden.Nf4Dir), Docs, 32, packing: true);
             List<double> reference;
             using (var model = Load())
             using (var trainer = new Trainer(model, data, Options(Path.Combine(dir, "a"))))

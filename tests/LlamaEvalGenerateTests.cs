@@ -12,30 +12,27 @@ namespace SlothSharp.Tests;
 /// <summary>Evaluation and generation end to end on the tiny Hugging Face Llama (nf4/, CPU, float32).</summary>
 public class LlamaEvalGenerateTests
 {
-    private static string Nf4Dir => Path.Combine(TestEnv.TinyLlamaDir, "nf4");
-    private static JsonNode Expected => JsonNode.Parse(File.ReadAllText(Path.Combine(TestEnv.TinyLlamaDir, "expected.json")))!;
-    private static LlamaForCausalLM Load() => LlamaForCausalLM.FromPretrained(Nf4Dir, new LoadOptions { Device = CPU, ComputeDtype = ScalarType.Float32 });
 
     [Test]
     public void EvaluatingTheGoldenTextsGivesTransformersLoss()
     {
-        using var model = Load();
-        var tok = HfTokenizer.FromDirectory(Nf4Dir);
-        var texts = Expected["texts"]!.AsArray().Select(t => (string)t!).ToArray();
+        using var model = LlamaGolden.LoadBase();
+        var tok = HfTokenizer.FromDirectory(LlamaGolden.Nf4Dir);
+        var texts = LlamaGolden.ExpectedJson["texts"]!.AsArray().Select(t => (string)t!).ToArray();
         foreach (var batch in new[] { 1, 2 })
         {
             var result = Evaluator.Evaluate(model, tok, texts, batchSize: batch);
             // transformers: shifted mean cross-entropy over the 42 + 11 predicted tokens of the padded golden batch.
             Assert.That(result.Tokens, Is.EqualTo(53));
-            Assert.That(result.Loss, Is.EqualTo((double)Expected["loss_base"]!).Within(1e-5), $"batch {batch}");
+            Assert.That(result.Loss, Is.EqualTo((double)LlamaGolden.ExpectedJson["loss_base"]!).Within(1e-5), $"batch {batch}");
         }
     }
 
     [Test]
     public void EvaluationEqualsCrossEntropyOfTheModelsLogits()
     {
-        using var model = Load();
-        var tok = HfTokenizer.FromDirectory(Nf4Dir);
+        using var model = LlamaGolden.LoadBase();
+        var tok = HfTokenizer.FromDirectory(LlamaGolden.Nf4Dir);
         string[] docs = ["Make an iterator that returns elements from the first iterable until it is exhausted",
                          "Return a new dictionary", "ok", "Numbers 12345 and symbols !?"];
         double sum = 0;
@@ -59,8 +56,8 @@ public class LlamaEvalGenerateTests
     [Test]
     public void CachedGreedyGenerationEqualsTheFullForwardLoop()
     {
-        using var model = Load();
-        var prompt = Expected["generate_prompt_ids"]!.AsArray().Select(v => (int)v!).ToArray();
+        using var model = LlamaGolden.LoadBase();
+        var prompt = LlamaGolden.ExpectedJson["generate_prompt_ids"]!.AsArray().Select(v => (int)v!).ToArray();
         const int steps = 24;
         var seq = prompt.ToList();
         var expected = new List<int>();
@@ -86,7 +83,7 @@ public class LlamaEvalGenerateTests
     [Test]
     public void SampledGenerationIsReproducibleAndStopsAtEos()
     {
-        using var model = Load();
+        using var model = LlamaGolden.LoadBase();
         int[] prompt = [0, 47, 67];
         var options = new GenerationOptions(MaxNewTokens: 30, Temperature: 1.0, TopP: 0.9, TopK: 50, Seed: 42);
         var a = TextGenerator.Generate(model, prompt, options).ToList();
@@ -100,18 +97,18 @@ public class LlamaEvalGenerateTests
     public void EvaluatesAndGeneratesOnCuda()
     {
         TestEnv.RequireCuda();
-        var tok = HfTokenizer.FromDirectory(Nf4Dir);
-        var texts = Expected["texts"]!.AsArray().Select(t => (string)t!).ToArray();
-        var lossBase = (double)Expected["loss_base"]!;
-        using (var fp32 = LlamaForCausalLM.FromPretrained(Nf4Dir, new LoadOptions { Device = CUDA, ComputeDtype = ScalarType.Float32 }))
+        var tok = HfTokenizer.FromDirectory(LlamaGolden.Nf4Dir);
+        var texts = LlamaGolden.ExpectedJson["texts"]!.AsArray().Select(t => (string)t!).ToArray();
+        var lossBase = (double)LlamaGolden.ExpectedJson["loss_base"]!;
+        using (var fp32 = LlamaForCausalLM.FromPretrained(LlamaGolden.Nf4Dir, new LoadOptions { Device = CUDA, ComputeDtype = ScalarType.Float32 }))
         {
             Assert.That(Evaluator.Evaluate(fp32, tok, texts, batchSize: 2).Loss, Is.EqualTo(lossBase).Within(1e-4), "float32");
-            var prompt = Expected["generate_prompt_ids"]!.AsArray().Select(v => (int)v!).ToArray();
-            using var cpu = Load();
+            var prompt = LlamaGolden.ExpectedJson["generate_prompt_ids"]!.AsArray().Select(v => (int)v!).ToArray();
+            using var cpu = LlamaGolden.LoadBase();
             var options = new GenerationOptions(MaxNewTokens: 10, StopTokenIds: []);
             Assert.That(TextGenerator.Generate(fp32, prompt, options), Is.EqualTo(TextGenerator.Generate(cpu, prompt, options)), "greedy, CUDA = CPU");
         }
-        using var bf16 = LlamaForCausalLM.FromPretrained(Nf4Dir, new LoadOptions { Device = CUDA, ComputeDtype = ScalarType.BFloat16 });
+        using var bf16 = LlamaForCausalLM.FromPretrained(LlamaGolden.Nf4Dir, new LoadOptions { Device = CUDA, ComputeDtype = ScalarType.BFloat16 });
         // bf16 activations: logits carry ~0.4 % relative error, the loss a few hundredths of a nat at most.
         Assert.That(Evaluator.Evaluate(bf16, tok, texts, batchSize: 2).Loss, Is.EqualTo(lossBase).Within(0.05), "bf16");
         Assert.That(TextGenerator.Generate(bf16, [0, 47, 67], new GenerationOptions(MaxNewTokens: 8, Temperature: 0.8, TopP: 0.9, Seed: 3)).Count(),

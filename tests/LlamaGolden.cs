@@ -1,27 +1,53 @@
+using System.Text.Json.Nodes;
 using SlothSharp.Models;
 using static TorchSharp.torch;
 
 namespace SlothSharp.Tests;
 
-/// <summary>The hf-tiny-llama golden data (tests/data/hf-tiny-llama) and what the Llama tests compute from it.</summary>
+/// <summary>The hf-tiny-llama golden data (tests/data/hf-tiny-llama, README there): the NF4 and dense checkpoints, the
+/// PEFT adapter, the golden batch and what transformers/PEFT computed from them; the one place the Llama, fine-tuning
+/// and model-CLI tests reach it through.</summary>
 internal static class LlamaGolden
 {
     public static string Nf4Dir => Path.Combine(TestEnv.TinyLlamaDir, "nf4");
     public static string DenseDir => Path.Combine(TestEnv.TinyLlamaDir, "dense");
-    public static string AdapterFile => Path.Combine(TestEnv.TinyLlamaDir, "adapter", "adapter_model.safetensors");
+    public static string AdapterDir => Path.Combine(TestEnv.TinyLlamaDir, "adapter");
+    public static string AdapterFile => Path.Combine(AdapterDir, "adapter_model.safetensors");
     public static string ExpectedFile => Path.Combine(TestEnv.TinyLlamaDir, "expected.safetensors");
 
-    public static double Expected(string key)
-    {
-        var json = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(TestEnv.TinyLlamaDir, "expected.json")))!;
-        return json[key]!.GetValue<double>();
-    }
+    /// <summary>expected.json: the numbers and id lists transformers/PEFT produced.</summary>
+    public static JsonObject ExpectedJson => JsonNode.Parse(File.ReadAllText(Path.Combine(TestEnv.TinyLlamaDir, "expected.json")))!.AsObject();
+
+    /// <summary>A number of expected.json.</summary>
+    public static double Expected(string key) => ExpectedJson[key]!.GetValue<double>();
 
     /// <summary>A tensor of expected.safetensors (CPU).</summary>
     public static Tensor Read(string key)
     {
         using var r = new SafetensorsReader(ExpectedFile);
         return r.Read(key);
+    }
+
+    /// <summary>The NF4 base (or the checkpoint in <paramref name="dir"/>) on the CPU in float32, the golden data's
+    /// compute dtype.</summary>
+    public static LlamaForCausalLM LoadBase(string? dir = null) =>
+        LlamaForCausalLM.FromPretrained(dir ?? Nf4Dir, new LoadOptions { Device = CPU, ComputeDtype = ScalarType.Float32 });
+
+    /// <summary>input_ids, attention_mask, labels of the golden batch ([2, 43]).</summary>
+    public static (Tensor Ids, Tensor Mask, Tensor Labels) Batch() => (Read("input_ids"), Read("attention_mask"), Read("labels"));
+
+    /// <summary>The golden batch's rows without their padding.</summary>
+    public static List<int[]> Rows()
+    {
+        using var scope = NewDisposeScope();
+        var (ids, mask, _) = Batch();
+        var rows = new List<int[]>();
+        for (var b = 0; b < ids.shape[0]; b++)
+        {
+            var n = (int)mask[b].sum().item<long>();
+            rows.Add(ids[b].narrow(0, 0, n).data<long>().Select(x => (int)x).ToArray());
+        }
+        return rows;
     }
 
     /// <summary>transformers' causal-LM loss: logits[:, :-1] against labels[:, 1:], mean over labels != -100.</summary>
@@ -55,20 +81,27 @@ internal static class LlamaGolden
         return d.item<double>();
     }
 
+    /// <summary>A fresh empty temporary folder.</summary>
+    public static string NewTempDir()
+    {
+        var dir = Path.Combine(Path.GetTempPath(), $"sloth-llama-{Guid.NewGuid():N}");
+        Directory.CreateDirectory(dir);
+        return dir;
+    }
+
     /// <summary>Copies a model directory into a fresh temporary one (to break it in a test).</summary>
     public static string CopyToTemp(string source)
     {
-        var dir = Path.Combine(Path.GetTempPath(), "sloth-llama-" + Guid.NewGuid().ToString("N"));
-        Directory.CreateDirectory(dir);
+        var dir = NewTempDir();
         foreach (var f in Directory.GetFiles(source)) File.Copy(f, Path.Combine(dir, Path.GetFileName(f)));
         return dir;
     }
 
     /// <summary>Edits config.json of a model directory.</summary>
-    public static void EditConfig(string dir, Action<System.Text.Json.Nodes.JsonObject> edit)
+    public static void EditConfig(string dir, Action<JsonObject> edit)
     {
         var path = Path.Combine(dir, "config.json");
-        var json = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(path))!.AsObject();
+        var json = JsonNode.Parse(File.ReadAllText(path))!.AsObject();
         edit(json);
         File.WriteAllText(path, json.ToJsonString());
     }

@@ -213,7 +213,7 @@ public class LlamaGoldenTests
         var ids = LlamaGolden.Read("input_ids");
         var mask = LlamaGolden.Read("attention_mask");
         var labels = LlamaGolden.Read("labels");
-        var json = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(TestEnv.TinyLlamaDir, "expected.json")))!;
+        var json = LlamaGolden.ExpectedJson;
         var expectedLosses = json["adamw_losses"]!.AsArray().Select(n => n!.GetValue<double>()).ToArray();
         using var opt = optim.AdamW(model.LoraParameters().Select(kv => kv.Value), lr: 1e-2, beta1: 0.9, beta2: 0.999,
             eps: 1e-8, weight_decay: 0.01);

@@ -14,8 +14,6 @@ namespace SlothSharp.Tests;
 public class ModelCliTests
 {
     private string _dir = "";
-    private static string Nf4Dir => Path.Combine(TestEnv.TinyLlamaDir, "nf4");
-    private static JsonNode Expected => JsonNode.Parse(File.ReadAllText(Path.Combine(TestEnv.TinyLlamaDir, "expected.json")))!;
 
     [SetUp]
     public void MakeDir() => Directory.CreateDirectory(_dir = Path.Combine(Path.GetTempPath(), $"sloth-mcli-{Guid.NewGuid():N}"));
@@ -25,7 +23,7 @@ public class ModelCliTests
 
     private string GoldenCorpus(string ext)
     {
-        var texts = Expected["texts"]!.AsArray().Select(t => (string)t!);
+        var texts = LlamaGolden.ExpectedJson["texts"]!.AsArray().Select(t => (string)t!);
         var path = Path.Combine(_dir, "golden" + ext);
         File.WriteAllLines(path, ext == ".jsonl" ? texts.Select(t => new JsonObject { ["text"] = t }.ToJsonString()) : texts);
         return path;
@@ -36,11 +34,11 @@ public class ModelCliTests
     public void EvalPrintsTransformersLossOnTheLastLine(string ext)
     {
         var stdout = new StringWriter();
-        Assert.That(EvalCommand.Run(Nf4Dir, null, GoldenCorpus(ext), "cpu", "fp32", 2, null, stdout), Is.EqualTo(0));
+        Assert.That(EvalCommand.Run(LlamaGolden.Nf4Dir, null, GoldenCorpus(ext), CPU, ScalarType.Float32, 2, null, stdout), Is.EqualTo(0));
         var last = stdout.ToString().TrimEnd('\n', '\r').Split('\n')[^1];
         Assert.That(last, Does.Match(@"^loss=\S+ tokens=53$"));
         var loss = double.Parse(last.Split(' ')[0]["loss=".Length..], CultureInfo.InvariantCulture);
-        Assert.That(loss, Is.EqualTo((double)Expected["loss_base"]!).Within(1e-5));
+        Assert.That(loss, Is.EqualTo((double)LlamaGolden.ExpectedJson["loss_base"]!).Within(1e-5));
     }
 
     /// <summary>--adapter on the golden PEFT adapter gives transformers' loss_lora. Inconclusive until
@@ -50,32 +48,32 @@ public class ModelCliTests
     {
         Assume.That(typeof(LlamaForCausalLM).Assembly.GetType("SlothSharp.Peft.PeftAdapter"), Is.Not.Null, "PeftAdapter is not in this build yet");
         var stdout = new StringWriter();
-        var adapter = Path.Combine(TestEnv.TinyLlamaDir, "adapter");
-        Assert.That(EvalCommand.Run(Nf4Dir, adapter, GoldenCorpus(".jsonl"), "cpu", "fp32", 2, null, stdout), Is.EqualTo(0));
+        var adapter = LlamaGolden.AdapterDir;
+        Assert.That(EvalCommand.Run(LlamaGolden.Nf4Dir, adapter, GoldenCorpus(".jsonl"), CPU, ScalarType.Float32, 2, null, stdout), Is.EqualTo(0));
         var last = stdout.ToString().TrimEnd('\n', '\r').Split('\n')[^1];
         var loss = double.Parse(last.Split(' ')[0]["loss=".Length..], CultureInfo.InvariantCulture);
-        Assert.That(loss, Is.EqualTo((double)Expected["loss_lora"]!).Within(1e-5));
+        Assert.That(loss, Is.EqualTo((double)LlamaGolden.ExpectedJson["loss_lora"]!).Within(1e-5));
     }
 
     [Test]
     public void GenerateStreamsTheGreedyContinuation()
     {
         var prompt = "Make an";
-        var tok = HfTokenizer.FromDirectory(Nf4Dir);
+        var tok = HfTokenizer.FromDirectory(LlamaGolden.Nf4Dir);
         var ids = tok.Encode(prompt, addBos: true);
-        Assert.That(ids, Is.EqualTo(Expected["generate_prompt_ids"]!.AsArray().Select(v => (int)v!)), "the golden prompt");
+        Assert.That(ids, Is.EqualTo(LlamaGolden.ExpectedJson["generate_prompt_ids"]!.AsArray().Select(v => (int)v!)), "the golden prompt");
         List<int> expected;
-        using (var model = LlamaForCausalLM.FromPretrained(Nf4Dir, new LoadOptions { Device = CPU, ComputeDtype = ScalarType.Float32 }))
+        using (var model = LlamaForCausalLM.FromPretrained(LlamaGolden.Nf4Dir, new LoadOptions { Device = CPU, ComputeDtype = ScalarType.Float32 }))
             expected = TextGenerator.Generate(model, ids, new GenerationOptions(MaxNewTokens: 12)).ToList();
         var stdout = new StringWriter();
-        Assert.That(GenerateCommand.Run(Nf4Dir, null, prompt, new GenerationOptions(MaxNewTokens: 12), "cpu", "fp32", stdout), Is.EqualTo(0));
+        Assert.That(GenerateCommand.Run(LlamaGolden.Nf4Dir, null, prompt, new GenerationOptions(MaxNewTokens: 12), CPU, ScalarType.Float32, stdout), Is.EqualTo(0));
         Assert.That(stdout.ToString(), Is.EqualTo(tok.Decode(expected) + Environment.NewLine));
     }
 
     [Test]
     public void InfoDescribesAModelDirectory()
     {
-        foreach (var (dir, kind) in new[] { (Nf4Dir, "NF4"), (Path.Combine(TestEnv.TinyLlamaDir, "dense"), "dense") })
+        foreach (var (dir, kind) in new[] { (LlamaGolden.Nf4Dir, "NF4"), (LlamaGolden.DenseDir, "dense") })
         {
             var output = new StringWriter();
             Assert.That(ModelInfoCommand.DescribeModel(dir, output), Is.EqualTo(0));
@@ -85,7 +83,7 @@ public class ModelCliTests
             Assert.That(text, Does.Contain("byte-level BPE"));
         }
         // 2 layers × (64·64 + 2·64·32 + 64·64 + 3·64·160) linear; 420·64 tied embedding + 2·2·64 + 64 norms.
-        var (linear, dense) = ModelInfoCommand.Parameters(LlamaConfig.Load(Path.Combine(Nf4Dir, "config.json")));
+        var (linear, dense) = ModelInfoCommand.Parameters(LlamaConfig.Load(Path.Combine(LlamaGolden.Nf4Dir, "config.json")));
         Assert.That((linear, dense), Is.EqualTo((86016L, 27200L)));
     }
 
@@ -94,21 +92,22 @@ public class ModelCliTests
     {
         var corpus = GoldenCorpus(".jsonl");
         var w = TextWriter.Null;
-        Assert.Throws<DirectoryNotFoundException>(() => EvalCommand.Run(Path.Combine(_dir, "nope"), null, corpus, "cpu", null, 8, null, w));
-        Assert.Throws<FileNotFoundException>(() => EvalCommand.Run(_dir, null, corpus, "cpu", null, 8, null, w), "no config.json");
-        Assert.Throws<FileNotFoundException>(() => EvalCommand.Run(Nf4Dir, null, Path.Combine(_dir, "missing.jsonl"), "cpu", null, 8, null, w));
-        Assert.Throws<ArgumentException>(() => EvalCommand.Run(Nf4Dir, null, corpus, "tpu", null, 8, null, w));
-        Assert.Throws<ArgumentException>(() => EvalCommand.Run(Nf4Dir, null, corpus, "cpu", "int4", 8, null, w));
-        Assert.Throws<ArgumentException>(() => EvalCommand.Run(Nf4Dir, null, corpus, "cpu", null, 0, null, w));
-        var tooLong = Assert.Throws<ArgumentException>(() => EvalCommand.Run(Nf4Dir, null, corpus, "cpu", null, 8, 257, w))!;
-        Assert.That(tooLong.Message, Does.Contain("--max-length").And.Contain("config.json"));
-        var adapter = Assert.Throws<DirectoryNotFoundException>(() => EvalCommand.Run(Nf4Dir, Path.Combine(_dir, "no-adapter"), corpus, "cpu", null, 8, null, w))!;
+        Assert.Throws<DirectoryNotFoundException>(() => EvalCommand.Run(Path.Combine(_dir, "nope"), null, corpus, CPU, null, 8, null, w));
+        Assert.Throws<FileNotFoundException>(() => EvalCommand.Run(_dir, null, corpus, CPU, null, 8, null, w), "no config.json");
+        Assert.Throws<FileNotFoundException>(() => EvalCommand.Run(LlamaGolden.Nf4Dir, null, Path.Combine(_dir, "missing.jsonl"), CPU, null, 8, null, w));
+        // Bad option values are usage errors found while parsing (CliErrorTests has one per option kind).
+        string[] eval = ["eval", "--model", LlamaGolden.Nf4Dir, "--data", corpus];
+        CliErrorTests.AssertBadInput(CliErrorTests.Sloth([.. eval, "--device", "tpu"]), "--device", "unknown device 'tpu'");
+        CliErrorTests.AssertBadInput(CliErrorTests.Sloth([.. eval, "--dtype", "int4"]), "--dtype", "unknown dtype 'int4'");
+        CliErrorTests.AssertBadInput(CliErrorTests.Sloth([.. eval, "--batch", "0"]), "--batch", "must be a positive integer");
+        // --max-length beyond the model's max_position_embeddings is found when config.json is read.
+        CliErrorTests.AssertBadInput(CliErrorTests.Sloth([.. eval, "--device", "cpu", "--max-length", "257"]), "--max-length", "config.json");
+        var adapter = Assert.Throws<DirectoryNotFoundException>(() => EvalCommand.Run(LlamaGolden.Nf4Dir, Path.Combine(_dir, "no-adapter"), corpus, CPU, null, 8, null, w))!;
         Assert.That(adapter.Message, Does.Contain("--adapter"));
-        var topP = Assert.Throws<ArgumentException>(() => GenerateCommand.Run(Nf4Dir, null, "x", new GenerationOptions(TopP: 2), "cpu", null, w))!;
-        Assert.That(topP.Message, Does.StartWith("--top-p"));
+        CliErrorTests.AssertBadInput(CliErrorTests.Sloth("generate", "--model", LlamaGolden.Nf4Dir, "--prompt", "x", "--top-p", "2"), "--top-p", "must be in (0, 1]");
         Assert.Throws<FileNotFoundException>(() => ModelInfoCommand.Info(_dir), "a directory without config.json");
         var err = new StringWriter();
-        var code = SlothCli.Run(["eval", "--model", Nf4Dir, "--data", Path.Combine(_dir, "absent.txt"), "--device", "cpu"], TextWriter.Null, err);
+        var code = SlothCli.Run(["eval", "--model", LlamaGolden.Nf4Dir, "--data", Path.Combine(_dir, "absent.txt"), "--device", "cpu"], TextWriter.Null, err);
         Assert.That(code, Is.EqualTo(ExitCodes.BadInput), "expected failures exit with 2");
         Assert.That(err.ToString(), Does.StartWith("error: ").And.Contain("absent.txt"));
     }

@@ -13,7 +13,7 @@ public class PeftAdapterTests
     private string _dir = "";
 
     [SetUp]
-    public void MakeDir() => _dir = TinyLlamaGolden.NewTempDir();
+    public void MakeDir() => _dir = LlamaGolden.NewTempDir();
 
     [TearDown]
     public void RemoveDir() => Directory.Delete(_dir, recursive: true);
@@ -21,14 +21,14 @@ public class PeftAdapterTests
     [Test]
     public void SavedAdapterHasExactlyPeftsKeysAndConfig()
     {
-        using var model = TinyLlamaGolden.LoadBase();
-        PeftAdapter.Load(model, TinyLlamaGolden.AdapterDir);
+        using var model = LlamaGolden.LoadBase();
+        PeftAdapter.Load(model, LlamaGolden.AdapterDir);
         Assert.That(model.Lora!.Rank, Is.EqualTo(4));
         Assert.That(model.Lora.Alpha, Is.EqualTo(8));
         var saved = Path.Combine(_dir, "adapter");
         PeftAdapter.Save(model, saved, "../dense");
 
-        using var theirs = new SafetensorsReader(Path.Combine(TinyLlamaGolden.AdapterDir, PeftAdapter.WeightsFile));
+        using var theirs = new SafetensorsReader(Path.Combine(LlamaGolden.AdapterDir, PeftAdapter.WeightsFile));
         using var mine = new SafetensorsReader(Path.Combine(saved, PeftAdapter.WeightsFile));
         Assert.That(mine.Entries.Keys.Order(), Is.EqualTo(theirs.Entries.Keys.Order()), "tensor names");
         foreach (var (key, e) in theirs.Entries)
@@ -50,7 +50,7 @@ public class PeftAdapterTests
         Assert.That(cfg["target_modules"]!.AsArray().Select(n => n!.GetValue<string>()).Order(),
             Is.EqualTo(new[] { "down_proj", "gate_proj", "k_proj", "o_proj", "q_proj", "up_proj", "v_proj" }));
         // Every field we write is one PEFT 0.21 itself writes (the golden config), so PEFT's LoraConfig accepts it.
-        var peftFields = JsonNode.Parse(File.ReadAllText(Path.Combine(TinyLlamaGolden.AdapterDir, PeftAdapter.ConfigFile)))!.AsObject()
+        var peftFields = JsonNode.Parse(File.ReadAllText(Path.Combine(LlamaGolden.AdapterDir, PeftAdapter.ConfigFile)))!.AsObject()
             .Select(kv => kv.Key).ToHashSet();
         Assert.That(cfg.Select(kv => kv.Key).Where(k => !peftFields.Contains(k)), Is.Empty, "fields PEFT does not know");
         Assert.That(Directory.GetDirectories(_dir).Where(d => Path.GetFileName(d).StartsWith('.')), Is.Empty, "no temporary directory left");
@@ -59,13 +59,13 @@ public class PeftAdapterTests
     [Test]
     public void SaveThenLoadIsExact()
     {
-        using var trained = TinyLlamaGolden.LoadBase();
+        using var trained = LlamaGolden.LoadBase();
         trained.AddLora(new LoraConfig(Rank: 3, Alpha: 5, TargetModules: ["q_proj", "v_proj", "down_proj"], UseRslora: true), seed: 11);
         using (no_grad())
             foreach (var (_, p) in trained.LoraParameters()) p.copy_(randn_like(p));  // B is zero after init: make it count
         PeftAdapter.Save(trained, _dir);
 
-        using var fresh = TinyLlamaGolden.LoadBase();
+        using var fresh = LlamaGolden.LoadBase();
         PeftAdapter.Load(fresh, _dir);
         Assert.That(fresh.Lora!.UseRslora, Is.True);
         Assert.That(fresh.Lora.ResolvedTargets, Is.EqualTo(trained.Lora!.ResolvedTargets));
@@ -82,9 +82,9 @@ public class PeftAdapterTests
     [Test]
     public void LoadingIntoAModelWithOtherLoraSettingsFails()
     {
-        using var model = TinyLlamaGolden.LoadBase();
+        using var model = LlamaGolden.LoadBase();
         model.AddLora(new LoraConfig(Rank: 8, Alpha: 16), seed: 1);
-        var e = Assert.Throws<InvalidDataException>(() => PeftAdapter.Load(model, TinyLlamaGolden.AdapterDir))!;
+        var e = Assert.Throws<InvalidDataException>(() => PeftAdapter.Load(model, LlamaGolden.AdapterDir))!;
         Assert.That(e.Message, Does.Contain(PeftAdapter.ConfigFile).And.Contain("r 4"));
     }
 
@@ -97,8 +97,8 @@ public class PeftAdapterTests
             NumKeyValueHeads: 2, HeadDim: hidden / 4, RmsNormEps: 1e-5, RopeTheta: 500_000, RopeScaling: null, TieWordEmbeddings: true,
             AttentionBias: false, MlpBias: false, MaxPositionEmbeddings: 256, BosTokenId: 0, EosTokenIds: [1], PadTokenId: 2);
         LlamaCheckpointWriter.WriteRandom(other, cfg, seed: 3, bnb4bit: true);
-        using var model = TinyLlamaGolden.LoadBase(other);
-        var e = Assert.Throws<InvalidDataException>(() => PeftAdapter.Load(model, TinyLlamaGolden.AdapterDir))!;
+        using var model = LlamaGolden.LoadBase(other);
+        var e = Assert.Throws<InvalidDataException>(() => PeftAdapter.Load(model, LlamaGolden.AdapterDir))!;
         Assert.That(e.Message, Does.Contain(PeftAdapter.WeightsFile).And.Contain("base_model.model.model.layers.").And.Contain(what));
         Assert.That(model.Lora, Is.Null, "a rejected adapter leaves the model unchanged");
     }
@@ -111,12 +111,12 @@ public class PeftAdapterTests
     [TestCase("target_modules", "[\"embed_tokens\"]", "target_modules")]
     public void UnsupportedConfigFieldsAreClearErrors(string field, string json, string expected)
     {
-        foreach (var f in Directory.GetFiles(TinyLlamaGolden.AdapterDir)) File.Copy(f, Path.Combine(_dir, Path.GetFileName(f)));
+        foreach (var f in Directory.GetFiles(LlamaGolden.AdapterDir)) File.Copy(f, Path.Combine(_dir, Path.GetFileName(f)));
         var path = Path.Combine(_dir, PeftAdapter.ConfigFile);
         var cfg = JsonNode.Parse(File.ReadAllText(path))!.AsObject();
         cfg[field] = JsonNode.Parse(json);
         File.WriteAllText(path, cfg.ToJsonString());
-        using var model = TinyLlamaGolden.LoadBase();
+        using var model = LlamaGolden.LoadBase();
         var e = Assert.Throws<InvalidDataException>(() => PeftAdapter.Load(model, _dir))!;
         Assert.That(e.Message, Does.Contain(path).And.Contain(field).And.Contain(expected));
     }
@@ -124,7 +124,7 @@ public class PeftAdapterTests
     [Test]
     public void MissingAndExtraTensorsAreNamed()
     {
-        foreach (var f in Directory.GetFiles(TinyLlamaGolden.AdapterDir)) File.Copy(f, Path.Combine(_dir, Path.GetFileName(f)));
+        foreach (var f in Directory.GetFiles(LlamaGolden.AdapterDir)) File.Copy(f, Path.Combine(_dir, Path.GetFileName(f)));
         var weights = Path.Combine(_dir, PeftAdapter.WeightsFile);
         List<KeyValuePair<string, Tensor>> tensors;
         using (var r = new SafetensorsReader(weights))
@@ -133,7 +133,7 @@ public class PeftAdapterTests
         tensors.RemoveAt(0);
         tensors.Add(new("base_model.model.model.layers.0.self_attn.q_proj.lora_C.weight", zeros(4, 4)));
         SafetensorsWriter.Save(weights, tensors);
-        using var model = TinyLlamaGolden.LoadBase();
+        using var model = LlamaGolden.LoadBase();
         var e = Assert.Throws<InvalidDataException>(() => PeftAdapter.Load(model, _dir))!;
         Assert.That(e.Message, Does.Contain(weights).And.Contain(dropped).And.Contain("lora_C"));
     }
@@ -141,7 +141,7 @@ public class PeftAdapterTests
     [Test]
     public void AMissingAdapterDirectoryIsAClearError()
     {
-        using var model = TinyLlamaGolden.LoadBase();
+        using var model = LlamaGolden.LoadBase();
         var e = Assert.Throws<FileNotFoundException>(() => PeftAdapter.Load(model, Path.Combine(_dir, "nope")))!;
         Assert.That(e.Message, Does.Contain(PeftAdapter.ConfigFile));
     }

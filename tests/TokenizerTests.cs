@@ -32,8 +32,8 @@ public class TokenizerTests
     public void GoldenTextsGiveTransformersInputIds()
     {
         var tok = HfTokenizer.FromDirectory(TinyDir);
-        var expected = JsonNode.Parse(File.ReadAllText(Path.Combine(TestEnv.TinyLlamaDir, "expected.json")))!;
-        using var r = new SafetensorsReader(Path.Combine(TestEnv.TinyLlamaDir, "expected.safetensors"));
+        var expected = LlamaGolden.ExpectedJson;
+        using var r = new SafetensorsReader(LlamaGolden.ExpectedFile);
         using var ids = r.Read("input_ids");
         using var mask = r.Read("attention_mask");
         var texts = expected["texts"]!.AsArray().Select(t => (string)t!).ToArray();

@@ -16,7 +16,7 @@ public class TrainerTests
     private string _dir = "";
 
     [SetUp]
-    public void MakeDir() => _dir = TinyLlamaGolden.NewTempDir();
+    public void MakeDir() => _dir = LlamaGolden.NewTempDir();
 
     [TearDown]
     public void RemoveDir() => Directory.Delete(_dir, recursive: true);
@@ -32,7 +32,7 @@ public class TrainerTests
     ];
 
     private static TrainingData Data(int seq, bool packing) =>
-        TrainingData.FromDocuments(HfTokenizer.FromDirectory(TinyLlamaGolden.Nf4Dir), Docs, seq, packing);
+        TrainingData.FromDocuments(HfTokenizer.FromDirectory(LlamaGolden.Nf4Dir), Docs, seq, packing);
 
     private TrainerOptions Options(string outDir, double dropout) => new()
     {
@@ -47,7 +47,7 @@ public class TrainerTests
     {
         var data = Data(24, packing);
         List<double> reference;
-        using (var model = TinyLlamaGolden.LoadBase())
+        using (var model = LlamaGolden.LoadBase())
         using (var trainer = new Trainer(model, data, Options(Path.Combine(_dir, "a"), dropout)))
             reference = trainer.Train().Losses.ToList();
         Assert.That(reference, Has.Count.EqualTo(6));
@@ -55,7 +55,7 @@ public class TrainerTests
 
         // Interrupted after step 3 (as Ctrl-C does: the step finishes, then a checkpoint is written).
         var outB = Path.Combine(_dir, "b");
-        using (var model = TinyLlamaGolden.LoadBase())
+        using (var model = LlamaGolden.LoadBase())
         using (var trainer = new Trainer(model, data, Options(outB, dropout)))
         {
             using var cts = new CancellationTokenSource();
@@ -70,7 +70,7 @@ public class TrainerTests
         Assert.That(File.Exists(Path.Combine(outB, PeftAdapter.ConfigFile)), Is.False, "no final adapter for an interrupted run");
 
         // A new process state: the model loaded from disk again, a new trainer, resume from the output directory.
-        using (var model = TinyLlamaGolden.LoadBase())
+        using (var model = LlamaGolden.LoadBase())
         using (var trainer = new Trainer(model, data, TrainingCheckpoint.ReadOptions(TrainingCheckpoint.Resolve(outB))))
         {
             trainer.ResumeFrom(outB);
@@ -89,16 +89,16 @@ public class TrainerTests
     {
         var data = Data(24, packing: false);
         var outDir = Path.Combine(_dir, "run");
-        using (var model = TinyLlamaGolden.LoadBase())
+        using (var model = LlamaGolden.LoadBase())
         using (var trainer = new Trainer(model, data, Options(outDir, 0) with { MaxSteps = 2 }))
             trainer.Train();
-        using (var model = TinyLlamaGolden.LoadBase())
+        using (var model = LlamaGolden.LoadBase())
         using (var trainer = new Trainer(model, data, Options(outDir, 0) with { MaxSteps = 2, LearningRate = 1e-3 }))
         {
             var e = Assert.Throws<InvalidDataException>(() => trainer.ResumeFrom(outDir))!;
             Assert.That(e.Message, Does.Contain("lr").And.Contain(TrainingCheckpoint.StateFile));
         }
-        using (var model = TinyLlamaGolden.LoadBase())
+        using (var model = LlamaGolden.LoadBase())
         using (var trainer = new Trainer(model, Data(24, packing: true), Options(outDir, 0) with { MaxSteps = 2 }))
         {
             var e = Assert.Throws<InvalidDataException>(() => trainer.ResumeFrom(outDir))!;
@@ -115,8 +115,8 @@ public class TrainerTests
             Lora = new LoraConfig(Rank: 4, Alpha: 8), MaxSteps = 2, BatchSize = batch, GradientAccumulation = accum, SequenceLength = 24,
             LearningRate = 5e-3, Schedule = LearningRateSchedule.Constant, MaxGradNorm = null, Shuffle = false, Seed = 9,
         };
-        using var m1 = TinyLlamaGolden.LoadBase();
-        using var m2 = TinyLlamaGolden.LoadBase();
+        using var m1 = LlamaGolden.LoadBase();
+        using var m2 = LlamaGolden.LoadBase();
         using var t1 = new Trainer(m1, data, O(4, 1));
         using var t2 = new Trainer(m2, data, O(1, 4));
         var l1 = t1.Train().Losses;
@@ -138,7 +138,7 @@ public class TrainerTests
         var targets = windows.SelectMany(w => w.Skip(1)).ToArray();
         Assert.That(targets, Is.EqualTo(tokens.Skip(1).ToArray()));
 
-        var tokenizer = HfTokenizer.FromDirectory(TinyLlamaGolden.Nf4Dir);
+        var tokenizer = HfTokenizer.FromDirectory(LlamaGolden.Nf4Dir);
         var doc = string.Join(" ", Enumerable.Repeat("a document much longer than the sequence length", 6));
         var data = TrainingData.FromDocuments(tokenizer, [doc], 16, packing: false);
         var ids = tokenizer.Encode(doc, addBos: true).Append(tokenizer.EosTokenId!.Value).ToArray();
@@ -175,7 +175,7 @@ public class TrainerTests
         {
             Lora = new LoraConfig(Rank: 4, Alpha: 8), MaxSteps = 3, BatchSize = 2, SequenceLength = 32, OutputDirectory = outDir, SaveEvery = 2,
         };
-        Assert.That(FinetuneCommand.Run(TinyLlamaGolden.Nf4Dir, dataFile, options, null, "cpu", null), Is.EqualTo(0));
+        Assert.That(FinetuneCommand.Run(LlamaGolden.Nf4Dir, dataFile, options, null, CPU, null), Is.EqualTo(0));
         foreach (var f in new[] { PeftAdapter.ConfigFile, PeftAdapter.WeightsFile, "losses.csv", "loss.png", "summary.md" })
             Assert.That(File.Exists(Path.Combine(outDir, f)), Is.True, f);
         Assert.That(File.ReadAllLines(Path.Combine(outDir, "losses.csv")), Has.Length.EqualTo(4), "header + 3 steps");
@@ -183,7 +183,7 @@ public class TrainerTests
 
         // The adapter loads back, and merge writes a dense checkpoint from it.
         var merged = Path.Combine(_dir, "merged");
-        Assert.That(MergeCommand.Run(TinyLlamaGolden.Nf4Dir, outDir, merged, "bf16"), Is.EqualTo(0));
+        Assert.That(MergeCommand.Run(LlamaGolden.Nf4Dir, outDir, merged, ScalarType.BFloat16), Is.EqualTo(0));
         Assert.That(File.Exists(Path.Combine(merged, "model.safetensors")), Is.True);
         Assert.That(File.Exists(Path.Combine(merged, "generation_config.json")), Is.True);
     }
@@ -194,20 +194,21 @@ public class TrainerTests
         var options = new TrainerOptions { MaxSteps = 1, BatchSize = 1, SequenceLength = 16, OutputDirectory = Path.Combine(_dir, "out") };
         var empty = Path.Combine(_dir, "empty.txt");
         File.WriteAllText(empty, "");
-        var e1 = Assert.Catch(() => FinetuneCommand.Run(TinyLlamaGolden.Nf4Dir, empty, options, null, "cpu", null))!;
+        var e1 = Assert.Catch(() => FinetuneCommand.Run(LlamaGolden.Nf4Dir, empty, options, null, CPU, null))!;
         Assert.That(e1.Message, Does.Contain(empty));
 
         var binary = Path.Combine(_dir, "latin1.txt");
         File.WriteAllBytes(binary, [0x48, 0xE9, 0x6C, 0x6C, 0xF6, 0x0A, 0xFF, 0xFE, 0x0A]);  // Latin-1, not UTF-8
-        var e2 = Assert.Catch(() => FinetuneCommand.Run(TinyLlamaGolden.Nf4Dir, binary, options, null, "cpu", null))!;
+        var e2 = Assert.Catch(() => FinetuneCommand.Run(LlamaGolden.Nf4Dir, binary, options, null, CPU, null))!;
         Assert.That(e2.Message, Does.Contain(binary));
 
         var missing = Path.Combine(_dir, "missing.txt");
-        Assert.Throws<FileNotFoundException>(() => FinetuneCommand.Run(TinyLlamaGolden.Nf4Dir, missing, options, null, "cpu", null));
-        Assert.Throws<ArgumentException>(() => FinetuneCommand.ParseTargets("q_proj,lm_head"));
-        Assert.Throws<ArgumentException>(() => FinetuneCommand.ParseSchedule("exponential"));
+        Assert.Throws<FileNotFoundException>(() => FinetuneCommand.Run(LlamaGolden.Nf4Dir, missing, options, null, CPU, null));
+        foreach (var (option, value) in new[] { ("--targets", "q_proj,lm_head"), ("--schedule", "exponential") })
+            CliErrorTests.AssertBadInput(CliErrorTests.Sloth("finetune", "--model", LlamaGolden.Nf4Dir, "--data", binary, "--out", Path.Combine(_dir, "o"),
+                                                             option, value), option, value.Split(',')[^1]);
         var err = new StringWriter();
-        var code = SlothCli.Run(["finetune", "--model", TinyLlamaGolden.Nf4Dir, "--data", binary, "--out", Path.Combine(_dir, "o"), "--device", "cpu"],
+        var code = SlothCli.Run(["finetune", "--model", LlamaGolden.Nf4Dir, "--data", binary, "--out", Path.Combine(_dir, "o"), "--device", "cpu"],
             TextWriter.Null, err);
         Assert.That(code, Is.EqualTo(ExitCodes.BadInput), "expected failures exit with 2");
         Assert.That(err.ToString(), Does.StartWith("error: ").And.Contain(binary));

@@ -1,6 +1,7 @@
 // NF4 double-quantized dequantization and quantization on the host, bit-identical to bitsandbytes.
 // This file is built with -ffp-contract=off: bitsandbytes multiplies and then adds in separate float operations.
 #include "../src/backends.h"
+#include "../src/nf4_codes.h"
 #include "../src/validate.h"
 #include "float_convert.h"
 #include "parallel.h"
@@ -31,56 +32,6 @@ sloth_status nf4_dequantize(const char* fn, const Nf4DequantArgs& a) {
     return SLOTH_OK;
 }
 
-namespace {
-
-// bitsandbytes' NF4 decision tree: thresholds are the midpoints between neighbouring NF4 codes.
-uint8_t quantize_nf4_value(float x) {
-    if (x > 0.03979014977812767f) {
-        if (x > 0.3893125355243683f) {
-            if (x > 0.6427869200706482f) return x > 0.8614784181118011f ? 0b1111 : 0b1110;
-            return x > 0.5016634166240692f ? 0b1101 : 0b1100;
-        }
-        if (x > 0.2035212516784668f) return x > 0.2920137718319893f ? 0b1011 : 0b1010;
-        return x > 0.1202552504837513f ? 0b1001 : 0b1000;
-    }
-    if (x > -0.33967943489551544f) {
-        if (x > -0.13791173323988914f) return x > -0.045525018125772476f ? 0b0111 : 0b0110;
-        return x > -0.23460740596055984f ? 0b0101 : 0b0100;
-    }
-    if (x > -0.6106329262256622f) return x > -0.4599952697753906f ? 0b0011 : 0b0010;
-    return x > -0.8480964004993439f ? 0b0001 : 0b0000;
-}
-
-// bitsandbytes' 8-bit code search (dQuantize, non-stochastic): a 7-step binary search over the sorted
-// 256-entry map, then rounding to the nearer neighbour by comparing against the float midpoint.
-uint8_t quantize_dynamic_value(const float* code, float x) {
-    int pivot = 127, upper_pivot = 255, lower_pivot = 0;
-    float lower = -1.0f, upper = 1.0f;
-    float val = code[pivot];
-    for (int step = 64; step > 0; step >>= 1) {
-        if (x > val) {
-            lower_pivot = pivot;
-            lower = val;
-            pivot += step;
-        } else {
-            upper_pivot = pivot;
-            upper = val;
-            pivot -= step;
-        }
-        val = code[pivot];
-    }
-    if (upper_pivot == 255) upper = code[upper_pivot];
-    if (lower_pivot == 0) lower = code[lower_pivot];
-    if (x > val) {
-        const float midpoint = (upper + val) * 0.5f;
-        return static_cast<uint8_t>(x > midpoint ? upper_pivot : pivot);
-    }
-    const float midpoint = (lower + val) * 0.5f;
-    return static_cast<uint8_t>(x < midpoint ? lower_pivot : pivot);
-}
-
-}  // namespace
-
 sloth_status nf4_quantize(const char* fn, const Nf4QuantArgs& a) {
     const int64_t n = a.n;
     const int64_t bs = a.blocksize;
@@ -101,10 +52,10 @@ sloth_status nf4_quantize(const char* fn, const Nf4QuantArgs& a) {
             absmax[b] = m;
             const float inv = 1.0f / m;
             for (int64_t i = start; i < end; i += 2) {
-                const uint8_t hi = quantize_nf4_value(load_as_f32(a.src, dt, i) * inv);
+                const uint8_t hi = nf4_code(load_as_f32(a.src, dt, i) * inv);
                 // bitsandbytes pads a missing last element with 0 before quantizing it.
                 const float x_lo = (i + 1 < end) ? load_as_f32(a.src, dt, i + 1) : 0.0f;
-                const uint8_t lo = quantize_nf4_value(x_lo * inv);
+                const uint8_t lo = nf4_code(x_lo * inv);
                 a.packed[i >> 1] = static_cast<uint8_t>((hi << 4) | lo);
             }
         }
@@ -131,7 +82,7 @@ sloth_status nf4_quantize(const char* fn, const Nf4QuantArgs& a) {
         a.nested_absmax[c] = m;
         const float inv = 1.0f / m;
         for (int64_t b = start; b < end; ++b)
-            a.absmax_codes[b] = quantize_dynamic_value(a.nested_code_map, (absmax[b] - offset) * inv);
+            a.absmax_codes[b] = dynamic_code(a.nested_code_map, (absmax[b] - offset) * inv);
     }
     return SLOTH_OK;
 }

@@ -191,7 +191,7 @@ __global__ void __launch_bounds__(kThreads) cross_entropy_kernel(
 
 template <int kDtype>
 sloth_status launch(const char* fn, const CrossEntropyArgs& a, cudaStream_t stream) {
-    if (a.rows > 0x7FFFFFFF) return fail(SLOTH_ERROR_INVALID_ARGUMENT, "%s: rows = %lld exceeds one launch", fn, (long long)a.rows);
+    SLOTH_CHECK(require_one_launch(fn, a.rows));
     const int esize = dtype_size(static_cast<sloth_dtype>(kDtype));
     const bool vec = reinterpret_cast<uintptr_t>(a.logits) % 16 == 0 && (a.row_stride * esize) % 16 == 0;
     const RowParams prm{a.logit_scale, a.softcap, a.softcap > 0.0f ? 1.0f / a.softcap : 0.0f, a.label_smoothing, a.z_loss};
@@ -209,14 +209,8 @@ sloth_status launch(const char* fn, const CrossEntropyArgs& a, cudaStream_t stre
 }  // namespace
 
 sloth_status cross_entropy_chunk(const char* fn, const CrossEntropyArgs& a, int32_t device, void* stream) {
-    DeviceGuard guard;
-    SLOTH_CHECK(guard.enter(fn, device));
-    const auto s = static_cast<cudaStream_t>(stream);
-    switch (a.dtype) {
-        case SLOTH_DTYPE_BF16: return launch<SLOTH_DTYPE_BF16>(fn, a, s);
-        case SLOTH_DTYPE_F16: return launch<SLOTH_DTYPE_F16>(fn, a, s);
-        default: return launch<SLOTH_DTYPE_F32>(fn, a, s);
-    }
+    return launch_for_dtype(fn, device, stream, a.dtype,
+                            [&](auto dt, cudaStream_t s) { return launch<decltype(dt)::value>(fn, a, s); });
 }
 
 }  // namespace sloth::cuda

@@ -7,6 +7,8 @@
 
 #include <cuda_runtime.h>
 
+#include <type_traits>
+
 namespace sloth::cuda {
 
 inline sloth_status cuda_fail(const char* fn, const char* what, cudaError_t err) {
@@ -59,5 +61,26 @@ class DeviceGuard {
     int previous_ = 0;
     bool switched_ = false;
 };
+
+// The body of every CUDA entry point: makes `device` current for the call, then runs
+// `launch(std::integral_constant<int, kDtype>{}, stream)` with the kernel's compile-time dtype (bf16, f16; anything
+// else is f32: the exports validated the dtype). One switch, so every kernel covers the same dtypes.
+template <typename Launch>
+sloth_status launch_for_dtype(const char* fn, int32_t device, void* stream, sloth_dtype dtype, Launch&& launch) {
+    DeviceGuard guard;
+    SLOTH_CHECK(guard.enter(fn, device));
+    const auto s = static_cast<cudaStream_t>(stream);
+    switch (dtype) {
+        case SLOTH_DTYPE_BF16: return launch(std::integral_constant<int, SLOTH_DTYPE_BF16>{}, s);
+        case SLOTH_DTYPE_F16: return launch(std::integral_constant<int, SLOTH_DTYPE_F16>{}, s);
+        default: return launch(std::integral_constant<int, SLOTH_DTYPE_F32>{}, s);
+    }
+}
+
+// One launch covers at most 2^31 - 1 blocks in x: more rows than that is an argument error, not a CUDA failure.
+inline sloth_status require_one_launch(const char* fn, int64_t rows) {
+    if (rows > 0x7FFFFFFF) return fail(SLOTH_ERROR_INVALID_ARGUMENT, "%s: rows = %lld exceeds one launch", fn, (long long)rows);
+    return SLOTH_OK;
+}
 
 }  // namespace sloth::cuda

@@ -125,14 +125,8 @@ sloth_status launch(const char* fn, const Nf4DequantArgs& a, cudaStream_t stream
 }  // namespace
 
 sloth_status nf4_dequantize(const char* fn, const Nf4DequantArgs& a, int32_t device, void* stream) {
-    DeviceGuard guard;
-    SLOTH_CHECK(guard.enter(fn, device));
-    const auto s = static_cast<cudaStream_t>(stream);
-    switch (a.out_dtype) {
-        case SLOTH_DTYPE_BF16: return launch<SLOTH_DTYPE_BF16>(fn, a, s);
-        case SLOTH_DTYPE_F16: return launch<SLOTH_DTYPE_F16>(fn, a, s);
-        default: return launch<SLOTH_DTYPE_F32>(fn, a, s);
-    }
+    return launch_for_dtype(fn, device, stream, a.out_dtype,
+                            [&](auto dt, cudaStream_t s) { return launch<decltype(dt)::value>(fn, a, s); });
 }
 
 }  // namespace sloth::cuda

@@ -11,6 +11,7 @@
 // the host's separate float operations (built with -ffp-contract=off); CMake also passes --fmad=false.
 #include "cuda_common.cuh"
 #include "dtype.cuh"
+#include "../src/nf4_codes.h"
 
 namespace sloth::cuda {
 namespace {
@@ -19,51 +20,6 @@ constexpr int kThreads = 256;
 constexpr int kWarps = kThreads / 32;
 constexpr int kMeanThreads = static_cast<int>(kNf4MeanLanes);  // one thread per summation lane
 static_assert(kMeanThreads == 1024, "the mean kernel runs one 1024-thread block");
-
-// bitsandbytes' NF4 decision tree (the CPU twin's quantize_nf4_value, same constants).
-__device__ __forceinline__ uint32_t nf4_code(float x) {
-    if (x > 0.03979014977812767f) {
-        if (x > 0.3893125355243683f) {
-            if (x > 0.6427869200706482f) return x > 0.8614784181118011f ? 0b1111u : 0b1110u;
-            return x > 0.5016634166240692f ? 0b1101u : 0b1100u;
-        }
-        if (x > 0.2035212516784668f) return x > 0.2920137718319893f ? 0b1011u : 0b1010u;
-        return x > 0.1202552504837513f ? 0b1001u : 0b1000u;
-    }
-    if (x > -0.33967943489551544f) {
-        if (x > -0.13791173323988914f) return x > -0.045525018125772476f ? 0b0111u : 0b0110u;
-        return x > -0.23460740596055984f ? 0b0101u : 0b0100u;
-    }
-    if (x > -0.6106329262256622f) return x > -0.4599952697753906f ? 0b0011u : 0b0010u;
-    return x > -0.8480964004993439f ? 0b0001u : 0b0000u;
-}
-
-// bitsandbytes' 8-bit code search (the CPU twin's quantize_dynamic_value, step for step).
-__device__ __forceinline__ uint8_t dynamic_code(const float* code, float x) {
-    int pivot = 127, upper_pivot = 255, lower_pivot = 0;
-    float lower = -1.0f, upper = 1.0f;
-    float val = code[pivot];
-    for (int step = 64; step > 0; step >>= 1) {
-        if (x > val) {
-            lower_pivot = pivot;
-            lower = val;
-            pivot += step;
-        } else {
-            upper_pivot = pivot;
-            upper = val;
-            pivot -= step;
-        }
-        val = code[pivot];
-    }
-    if (upper_pivot == 255) upper = code[upper_pivot];
-    if (lower_pivot == 0) lower = code[lower_pivot];
-    if (x > val) {
-        const float midpoint = __fmul_rn(__fadd_rn(upper, val), 0.5f);
-        return static_cast<uint8_t>(x > midpoint ? upper_pivot : pivot);
-    }
-    const float midpoint = __fmul_rn(__fadd_rn(lower, val), 0.5f);
-    return static_cast<uint8_t>(x < midpoint ? lower_pivot : pivot);
-}
 
 __device__ __forceinline__ float warp_max(float m) {
 #pragma unroll
@@ -155,14 +111,8 @@ sloth_status launch(const char* fn, const Nf4QuantArgs& a, cudaStream_t stream) 
 }  // namespace
 
 sloth_status nf4_quantize(const char* fn, const Nf4QuantArgs& a, int32_t device, void* stream) {
-    DeviceGuard guard;
-    SLOTH_CHECK(guard.enter(fn, device));
-    const auto s = static_cast<cudaStream_t>(stream);
-    switch (a.src_dtype) {
-        case SLOTH_DTYPE_BF16: return launch<SLOTH_DTYPE_BF16>(fn, a, s);
-        case SLOTH_DTYPE_F16: return launch<SLOTH_DTYPE_F16>(fn, a, s);
-        default: return launch<SLOTH_DTYPE_F32>(fn, a, s);
-    }
+    return launch_for_dtype(fn, device, stream, a.src_dtype,
+                            [&](auto dt, cudaStream_t s) { return launch<decltype(dt)::value>(fn, a, s); });
 }
 
 }  // namespace sloth::cuda

@@ -100,7 +100,7 @@ __global__ void __launch_bounds__(kDwThreads) rms_norm_dweight_kernel(const void
 
 template <int kDtype>
 sloth_status launch_forward(const char* fn, const RmsNormArgs& a, cudaStream_t stream) {
-    if (a.rows > 0x7FFFFFFF) return fail(SLOTH_ERROR_INVALID_ARGUMENT, "%s: rows = %lld exceeds one launch", fn, (long long)a.rows);
+    SLOTH_CHECK(require_one_launch(fn, a.rows));
     rms_norm_forward_kernel<kDtype><<<dim3(static_cast<unsigned>(a.rows)), kThreads, 0, stream>>>(
         a.x, a.weight, a.cols, a.eps, a.y, a.rstd);
     SLOTH_LAUNCH_CHECK(fn, "rms_norm_forward_kernel");
@@ -109,7 +109,7 @@ sloth_status launch_forward(const char* fn, const RmsNormArgs& a, cudaStream_t s
 
 template <int kDtype>
 sloth_status launch_backward(const char* fn, const RmsNormArgs& a, cudaStream_t stream) {
-    if (a.rows > 0x7FFFFFFF) return fail(SLOTH_ERROR_INVALID_ARGUMENT, "%s: rows = %lld exceeds one launch", fn, (long long)a.rows);
+    SLOTH_CHECK(require_one_launch(fn, a.rows));
     // dW first: grad_x may alias grad_out, which dW reads.
     if (a.grad_weight != nullptr) {
         rms_norm_dweight_kernel<kDtype><<<dim3(static_cast<unsigned>(ceil_div(a.cols, 32))), kDwThreads, 0, stream>>>(
@@ -125,25 +125,13 @@ sloth_status launch_backward(const char* fn, const RmsNormArgs& a, cudaStream_t 
 }  // namespace
 
 sloth_status rms_norm_forward(const char* fn, const RmsNormArgs& a, int32_t device, void* stream) {
-    DeviceGuard guard;
-    SLOTH_CHECK(guard.enter(fn, device));
-    const auto s = static_cast<cudaStream_t>(stream);
-    switch (a.dtype) {
-        case SLOTH_DTYPE_BF16: return launch_forward<SLOTH_DTYPE_BF16>(fn, a, s);
-        case SLOTH_DTYPE_F16: return launch_forward<SLOTH_DTYPE_F16>(fn, a, s);
-        default: return launch_forward<SLOTH_DTYPE_F32>(fn, a, s);
-    }
+    return launch_for_dtype(fn, device, stream, a.dtype,
+                            [&](auto dt, cudaStream_t s) { return launch_forward<decltype(dt)::value>(fn, a, s); });
 }
 
 sloth_status rms_norm_backward(const char* fn, const RmsNormArgs& a, int32_t device, void* stream) {
-    DeviceGuard guard;
-    SLOTH_CHECK(guard.enter(fn, device));
-    const auto s = static_cast<cudaStream_t>(stream);
-    switch (a.dtype) {
-        case SLOTH_DTYPE_BF16: return launch_backward<SLOTH_DTYPE_BF16>(fn, a, s);
-        case SLOTH_DTYPE_F16: return launch_backward<SLOTH_DTYPE_F16>(fn, a, s);
-        default: return launch_backward<SLOTH_DTYPE_F32>(fn, a, s);
-    }
+    return launch_for_dtype(fn, device, stream, a.dtype,
+                            [&](auto dt, cudaStream_t s) { return launch_backward<decltype(dt)::value>(fn, a, s); });
 }
 
 }  // namespace sloth::cuda

@@ -55,25 +55,13 @@ sloth_status launch_backward(const char* fn, const SwigluArgs& a, cudaStream_t s
 }  // namespace
 
 sloth_status swiglu_forward(const char* fn, const SwigluArgs& a, int32_t device, void* stream) {
-    DeviceGuard guard;
-    SLOTH_CHECK(guard.enter(fn, device));
-    const auto s = static_cast<cudaStream_t>(stream);
-    switch (a.dtype) {
-        case SLOTH_DTYPE_BF16: return launch_forward<SLOTH_DTYPE_BF16>(fn, a, s);
-        case SLOTH_DTYPE_F16: return launch_forward<SLOTH_DTYPE_F16>(fn, a, s);
-        default: return launch_forward<SLOTH_DTYPE_F32>(fn, a, s);
-    }
+    return launch_for_dtype(fn, device, stream, a.dtype,
+                            [&](auto dt, cudaStream_t s) { return launch_forward<decltype(dt)::value>(fn, a, s); });
 }
 
 sloth_status swiglu_backward(const char* fn, const SwigluArgs& a, int32_t device, void* stream) {
-    DeviceGuard guard;
-    SLOTH_CHECK(guard.enter(fn, device));
-    const auto s = static_cast<cudaStream_t>(stream);
-    switch (a.dtype) {
-        case SLOTH_DTYPE_BF16: return launch_backward<SLOTH_DTYPE_BF16>(fn, a, s);
-        case SLOTH_DTYPE_F16: return launch_backward<SLOTH_DTYPE_F16>(fn, a, s);
-        default: return launch_backward<SLOTH_DTYPE_F32>(fn, a, s);
-    }
+    return launch_for_dtype(fn, device, stream, a.dtype,
+                            [&](auto dt, cudaStream_t s) { return launch_backward<decltype(dt)::value>(fn, a, s); });
 }
 
 }  // namespace sloth::cuda

@@ -20,6 +20,13 @@ sloth_status validate_rms_norm(const char* fn, sloth_dtype dtype, int64_t rows, 
     return SLOTH_OK;
 }
 
+// The checks SwiGLU's forward and backward share (n = 0 is valid: nothing to do, no pointer is read).
+sloth_status validate_swiglu(const char* fn, sloth_dtype dtype, int64_t n, int32_t device) {
+    SLOTH_CHECK(require_dtype(fn, dtype, "dtype"));
+    SLOTH_CHECK(require_device(fn, device));
+    return require_count(fn, n, 0, "n");
+}
+
 }  // namespace
 
 extern "C" {
@@ -104,9 +111,7 @@ SLOTH_API sloth_status sloth_swiglu_forward(const void* gate, const void* up, sl
                                             void* out, int32_t device, void* stream) {
     const char* fn = __func__;
     return guarded(fn, [&] {
-        SLOTH_CHECK(require_dtype(fn, dtype, "dtype"));
-        SLOTH_CHECK(require_device(fn, device));
-        SLOTH_CHECK(require_count(fn, n, 0, "n"));
+        SLOTH_CHECK(validate_swiglu(fn, dtype, n, device));
         if (n == 0) return SLOTH_OK;
         SLOTH_CHECK(require_ptr(fn, gate, "gate"));
         SLOTH_CHECK(require_ptr(fn, up, "up"));
@@ -121,9 +126,7 @@ SLOTH_API sloth_status sloth_swiglu_backward(const void* grad_out, const void* g
                                              int32_t device, void* stream) {
     const char* fn = __func__;
     return guarded(fn, [&] {
-        SLOTH_CHECK(require_dtype(fn, dtype, "dtype"));
-        SLOTH_CHECK(require_device(fn, device));
-        SLOTH_CHECK(require_count(fn, n, 0, "n"));
+        SLOTH_CHECK(validate_swiglu(fn, dtype, n, device));
         if (n == 0) return SLOTH_OK;
         SLOTH_CHECK(require_ptr(fn, grad_out, "grad_out"));
         SLOTH_CHECK(require_ptr(fn, gate, "gate"));

@@ -39,77 +39,77 @@ internal static class CheckpointCommands
         return 0;
     }
 
-    public static int Dequant(string input, string output, string dtypeName, string device)
+    public static int Dequant(string input, string output, ScalarType dtype, Device device)
     {
-        var dtype = ParseDtype(dtypeName);
-        var dev = ParseDevice(device);
         RequireOutputDirectory(output);
         using var ckpt = SafetensorsCheckpoint.Open(input);
         var keys = Nf4Prefixes(ckpt);
         if (keys.Count == 0)
             throw new InvalidDataException($"{input}: no bitsandbytes NF4 weights (no *{BitsAndBytesNf4Format.QuantStateSuffix} entries)");
         var set = keys.ToHashSet(StringComparer.Ordinal);
-        var outputs = new List<KeyValuePair<string, Tensor>>();
-        try
+        Rewrite(ckpt, output, "dequantizing", (key, outputs) =>
         {
-            AnsiConsole.Progress().Start(ctx =>
+            if (set.Contains(key))
             {
-                var task = ctx.AddTask("dequantizing", maxValue: ckpt.Count);
-                foreach (var key in ckpt.Keys.Order(StringComparer.Ordinal))
-                {
-                    if (set.Contains(key))
-                    {
-                        using var w = BitsAndBytesNf4Format.Read(ckpt, key, dev);
-                        using var dense = w.Dequantize(dtype);
-                        outputs.Add(new(key, dense.cpu()));
-                    }
-                    else if (!IsQuantPart(key, set)) outputs.Add(new(key, ckpt.Read(key)));
-                    task.Increment(1);
-                }
-            });
-            SafetensorsWriter.Save(output, outputs, ckpt.Metadata);
-        }
-        finally
-        {
-            foreach (var (_, t) in outputs) t.Dispose();
-        }
+                using var w = BitsAndBytesNf4Format.Read(ckpt, key, device);
+                using var dense = w.Dequantize(dtype);
+                outputs.Add(new(key, dense.cpu()));
+            }
+            else if (!IsQuantPart(key, set)) outputs.Add(new(key, ckpt.Read(key)));
+        });
         AnsiConsole.MarkupLine($"wrote {keys.Count} dequantized weight(s) as {dtype} to [bold]{Markup.Escape(output)}[/]");
         return 0;
     }
 
-    public static int Quantize(string input, string output, int blocksize, string include)
+    /// <summary>The regex of <c>quantize --include</c>; an invalid one is a <see cref="CliException"/> on the option.</summary>
+    public static Regex IncludePattern(string text)
     {
-        if (blocksize < Nf4QuantState.MinBlocksize || blocksize > Nf4QuantState.MaxBlocksize || (blocksize & (blocksize - 1)) != 0)
-            throw new ArgumentException($"--blocksize: {blocksize} is not a power of two in [{Nf4QuantState.MinBlocksize}, {Nf4QuantState.MaxBlocksize}]");
-        Regex pattern;
         try
         {
-            pattern = new Regex(include, RegexOptions.None, TimeSpan.FromSeconds(1));
+            return new Regex(text, RegexOptions.None, TimeSpan.FromSeconds(1));
         }
         catch (ArgumentException e)
         {
-            throw new ArgumentException($"--include: '{include}' is not a valid regular expression ({e.Message})", e);
+            throw new CliException("--include", $"'{text}' is not a valid regular expression ({CliErrors.Clean(e.Message)})");
         }
+    }
+
+    /// <summary>Quantizes the 2-D float tensors whose names <paramref name="include"/> matches; the blocksize is
+    /// checked by the option (<see cref="CliOptions.PowerOfTwo"/>) and again by <see cref="Nf4Weight.Quantize"/>.</summary>
+    public static int Quantize(string input, string output, int blocksize, Regex include)
+    {
         RequireOutputDirectory(output);
         using var ckpt = SafetensorsCheckpoint.Open(input);
-        var outputs = new List<KeyValuePair<string, Tensor>>();
         var count = 0;
+        Rewrite(ckpt, output, "quantizing", (key, outputs) =>
+        {
+            var t = ckpt.Read(key);
+            if (t.ndim == 2 && t.is_floating_point() && include.IsMatch(key))
+            {
+                using (t)
+                using (var w = Nf4Weight.Quantize(t, blocksize))
+                    foreach (var (k, v) in BitsAndBytesNf4Format.Entries(w, key)) outputs.Add(new(k, v.clone()));
+                count++;
+            }
+            else outputs.Add(new(key, t));
+        });
+        AnsiConsole.MarkupLine($"quantized {count} weight(s) to NF4 (blocksize {blocksize}, double-quantized absmax) in [bold]{Markup.Escape(output)}[/]");
+        return 0;
+    }
+
+    /// <summary>Writes <paramref name="output"/> from the checkpoint's tensors in key order under a progress bar:
+    /// <paramref name="convert"/> adds what each key becomes. Every tensor added is disposed, also on failure.</summary>
+    private static void Rewrite(SafetensorsCheckpoint ckpt, string output, string label, Action<string, List<KeyValuePair<string, Tensor>>> convert)
+    {
+        var outputs = new List<KeyValuePair<string, Tensor>>();
         try
         {
             AnsiConsole.Progress().Start(ctx =>
             {
-                var task = ctx.AddTask("quantizing", maxValue: ckpt.Count);
+                var task = ctx.AddTask(label, maxValue: ckpt.Count);
                 foreach (var key in ckpt.Keys.Order(StringComparer.Ordinal))
                 {
-                    var t = ckpt.Read(key);
-                    if (t.ndim == 2 && t.is_floating_point() && pattern.IsMatch(key))
-                    {
-                        using (t)
-                        using (var w = Nf4Weight.Quantize(t, blocksize))
-                            foreach (var (k, v) in BitsAndBytesNf4Format.Entries(w, key)) outputs.Add(new(k, v.clone()));
-                        count++;
-                    }
-                    else outputs.Add(new(key, t));
+                    convert(key, outputs);
                     task.Increment(1);
                 }
             });
@@ -119,8 +119,6 @@ internal static class CheckpointCommands
         {
             foreach (var (_, t) in outputs) t.Dispose();
         }
-        AnsiConsole.MarkupLine($"quantized {count} weight(s) to NF4 (blocksize {blocksize}, double-quantized absmax) in [bold]{Markup.Escape(output)}[/]");
-        return 0;
     }
 
     private static void RequireOutputDirectory(string output)
@@ -128,25 +126,5 @@ internal static class CheckpointCommands
         var dir = Path.GetDirectoryName(Path.GetFullPath(output));
         if (dir is not null && !Directory.Exists(dir))
             throw new ArgumentException($"{output}: the directory {dir} does not exist");
-    }
-
-    public static ScalarType ParseDtype(string name) => name switch
-    {
-        "bf16" or "bfloat16" => ScalarType.BFloat16,
-        "fp16" or "float16" => ScalarType.Float16,
-        "fp32" or "float32" => ScalarType.Float32,
-        _ => throw new ArgumentException($"--dtype: unknown dtype '{name}' (bf16, fp16, fp32)"),
-    };
-
-    public static Device ParseDevice(string name)
-    {
-        if (name == "cpu") return CPU;
-        if (name.StartsWith("cuda", StringComparison.Ordinal))
-        {
-            if (!cuda.is_available() || !CudaDevice.IsAvailable)
-                throw new ArgumentException("--device: cuda needs a CUDA GPU, TorchSharp with a CUDA libtorch and a CUDA build of libslothsharp");
-            return new Device(name);
-        }
-        throw new ArgumentException($"--device: unknown device '{name}' (cpu, cuda, cuda:N)");
     }
 }

@@ -4,6 +4,7 @@ using SlothSharp.Data;
 using SlothSharp.Evaluation;
 using SlothSharp.Tokenization;
 using Spectre.Console;
+using static TorchSharp.torch;
 
 namespace SlothSharp.Cli;
 
@@ -15,24 +16,21 @@ internal static class EvalCommand
     {
         var model = new Option<string>("--model") { Description = "Hugging Face model directory (config.json, safetensors, tokenizer.json)", Required = true };
         var adapter = new Option<string?>("--adapter") { Description = "PEFT LoRA adapter directory" };
-        var data = new Option<string>("--data") { Description = ".jsonl (one {\"text\": …} per line) or .txt (one document per non-empty line)", Required = true };
-        var device = new Option<string>("--device") { Description = "auto (CUDA when available), cpu, cuda or cuda:N", DefaultValueFactory = _ => "auto" };
-        var dtype = new Option<string?>("--dtype") { Description = "compute dtype: bf16, fp16 or fp32 (default: bf16 on CUDA, fp32 on the CPU)" };
-        var batch = new Option<int>("--batch") { Description = "sequences per forward pass", DefaultValueFactory = _ => 8 };
-        var maxLength = new Option<int?>("--max-length") { Description = "window length in tokens (default: max_position_embeddings); longer documents are split into windows" };
+        var data = CliOptions.InputFileOption("--data", ".jsonl (one {\"text\": …} per line) or .txt (one document per non-empty line)", required: true);
+        var device = CliOptions.Device(defaultValue: "auto", allowAuto: true);
+        var dtype = CliOptions.Dtype(description: "compute dtype: bf16, fp16 or fp32 (default: bf16 on CUDA, fp32 on the CPU)", defaultValue: null);
+        var batch = CliOptions.PositiveInt("--batch", "sequences per forward pass", 8);
+        var maxLength = CliOptions.OptionalIntAtLeast("--max-length", "window length in tokens (default: max_position_embeddings); longer documents are split into windows", 2);
         var cmd = new Command("eval", "Mean cross-entropy per token of a model on a corpus (last stdout line: loss=… tokens=…)")
             { model, adapter, data, device, dtype, batch, maxLength };
-        cmd.SetAction(r => ModelCommandSupport.Guard(() => Run(r.GetValue(model)!, r.GetValue(adapter), r.GetValue(data)!, r.GetValue(device)!, r.GetValue(dtype),
-                               r.GetValue(batch), r.GetValue(maxLength), Console.Out)));
+        cmd.SetAction(r => Run(r.GetValue(model)!, r.GetValue(adapter), r.GetValue(data)!, CliOptions.ToDevice(r.GetValue(device)!),
+                               CliOptions.ToComputeDtype(r.GetValue(dtype)), r.GetValue(batch), r.GetValue(maxLength), Console.Out));
         return cmd;
     }
 
-    public static int Run(string modelDir, string? adapter, string dataPath, string device, string? dtype, int batch, int? maxLength, TextWriter stdout)
+    /// <summary>The command after parsing: <paramref name="dtype"/> null is the model's default.</summary>
+    public static int Run(string modelDir, string? adapter, string dataPath, Device device, ScalarType? dtype, int batch, int? maxLength, TextWriter stdout)
     {
-        if (batch < 1) throw new ArgumentException($"--batch: must be >= 1 (got {batch})");
-        if (maxLength is < 2) throw new ArgumentException($"--max-length: must be >= 2 (got {maxLength})");
-        var dev = ModelCommandSupport.ParseDevice(device);
-        var dt = ModelCommandSupport.ParseDtype(dtype);
         ModelCommandSupport.RequireModelDirectory(modelDir);
         // Cheap checks first: a bad corpus or tokenizer fails before the model is loaded.
         var docs = TextDocuments.Read(dataPath);
@@ -40,8 +38,8 @@ internal static class EvalCommand
         var configPath = Path.Combine(modelDir, "config.json");
         var maxPositions = SlothSharp.Models.LlamaConfig.Load(configPath).MaxPositionEmbeddings;
         if (maxLength > maxPositions)
-            throw new ArgumentException($"--max-length: {maxLength} exceeds max_position_embeddings ({maxPositions}) of {configPath}");
-        using var model = ModelCommandSupport.Load(modelDir, adapter, dev, dt);
+            throw new CliException("--max-length", $"{maxLength} exceeds max_position_embeddings ({maxPositions}) of {configPath}");
+        using var model = ModelCommandSupport.Load(modelDir, adapter, device, dtype);
         EvalResult result = null!;
         var clock = System.Diagnostics.Stopwatch.StartNew();
         ModelCommandSupport.Stderr.Progress()

@@ -15,37 +15,40 @@ public static class FinetuneCommand
 {
     public static Command Create()
     {
+        var d = new TrainerOptions();  // the library's defaults are the CLI's
         var model = new Option<string>("--model") { Description = "Hugging Face model directory (config.json, safetensors, tokenizer.json)", Required = true };
-        var data = new Option<string>("--data") { Description = ".jsonl ({\"text\": …} per line) or .txt (one document per non-empty line)", Required = true };
+        var data = CliOptions.InputFileOption("--data", ".jsonl ({\"text\": …} per line) or .txt (one document per non-empty line)", required: true);
         var output = new Option<string>("--out") { Description = "output directory: the PEFT adapter, checkpoints/, losses.csv, loss.png, summary.md", Required = true };
-        var rank = new Option<int>("--rank") { Description = "LoRA rank r", DefaultValueFactory = _ => 16 };
-        var alpha = new Option<double>("--alpha") { Description = "LoRA alpha (scale alpha/r)", DefaultValueFactory = _ => 32 };
-        var dropout = new Option<double>("--dropout") { Description = "LoRA dropout", DefaultValueFactory = _ => 0 };
-        var targets = new Option<string>("--targets") { Description = "all-linear or a comma list (q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj)", DefaultValueFactory = _ => "all-linear" };
+        var rank = CliOptions.PositiveInt("--rank", "LoRA rank r", d.Lora.Rank);
+        var alpha = CliOptions.PositiveDouble("--alpha", "LoRA alpha (scale alpha/r)", d.Lora.Alpha);
+        var dropout = CliOptions.DoubleInRange("--dropout", "LoRA dropout", d.Lora.Dropout, 0, 1, maxExclusive: true);
+        var targets = CliOptions.CheckedBy(new Option<string>("--targets")
+            { Description = $"all-linear or a comma list ({string.Join(",", LoraConfig.AllLinear)})", DefaultValueFactory = _ => "all-linear" }, ParseTargets);
         var rslora = new Option<bool>("--rslora") { Description = "rank-stabilized LoRA: scale alpha/sqrt(r)" };
-        var lr = new Option<double>("--lr") { Description = "peak learning rate (AdamW)", DefaultValueFactory = _ => 2e-4 };
-        var steps = new Option<int?>("--steps") { Description = "optimizer steps (default: from --epochs)" };
-        var epochs = new Option<double>("--epochs") { Description = "passes over the data when --steps is not given", DefaultValueFactory = _ => 1 };
-        var batch = new Option<int>("--batch") { Description = "rows per micro-batch", DefaultValueFactory = _ => 4 };
-        var seq = new Option<int>("--seq") { Description = "tokens per row; longer documents are split into windows", DefaultValueFactory = _ => 512 };
-        var accum = new Option<int>("--grad-accum") { Description = "micro-batches per optimizer step", DefaultValueFactory = _ => 1 };
+        var lr = CliOptions.PositiveDouble("--lr", "peak learning rate (AdamW)", d.LearningRate);
+        var steps = CliOptions.OptionalPositiveInt("--steps", "optimizer steps (default: from --epochs)");
+        var epochs = CliOptions.PositiveDouble("--epochs", "passes over the data when --steps is not given", d.Epochs);
+        var batch = CliOptions.PositiveInt("--batch", "rows per micro-batch", d.BatchSize);
+        var seq = CliOptions.IntAtLeast("--seq", "tokens per row; longer documents are split into windows", d.SequenceLength, 2);
+        var accum = CliOptions.PositiveInt("--grad-accum", "micro-batches per optimizer step", d.GradientAccumulation);
         var packing = new Option<bool>("--packing") { Description = "pack documents into full rows (EOS between them) instead of padding" };
-        var warmup = new Option<int>("--warmup") { Description = "linear warmup steps", DefaultValueFactory = _ => 0 };
-        var schedule = new Option<string>("--schedule") { Description = "cosine, linear or constant", DefaultValueFactory = _ => "cosine" };
-        var clip = new Option<double>("--grad-clip") { Description = "clip the gradients' global norm (0: off)", DefaultValueFactory = _ => 1.0 };
+        var warmup = CliOptions.IntAtLeast("--warmup", "linear warmup steps", d.WarmupSteps, 0);
+        var schedule = CliOptions.OneOf("--schedule", "learning-rate schedule: cosine, linear or constant",
+                                        d.Schedule.ToString().ToLowerInvariant(), CliOptions.LowerCaseNames<LearningRateSchedule>());
+        var clip = CliOptions.NonNegativeDouble("--grad-clip", "clip the gradients' global norm (0: off)", d.MaxGradNorm ?? 0);
         var checkpointing = new Option<bool>("--checkpointing") { Description = "gradient checkpointing: recompute decoder layers in backward" };
-        var saveEvery = new Option<int>("--save-every") { Description = "write a training checkpoint every N steps (0: only at the end / on Ctrl-C)", DefaultValueFactory = _ => 100 };
+        var saveEvery = CliOptions.IntAtLeast("--save-every", "write a training checkpoint every N steps (0: only at the end / on Ctrl-C)", 100, 0);
         var resume = new Option<string?>("--resume") { Description = "continue from a checkpoint (a step-N directory, checkpoints/ or a previous --out)" };
-        var device = new Option<string>("--device") { Description = "auto, cpu, cuda or cuda:N", DefaultValueFactory = _ => "auto" };
-        var dtype = new Option<string?>("--dtype") { Description = "compute dtype: bf16, fp16 or fp32 (default: bf16 on CUDA, fp32 on the CPU)" };
-        var seed = new Option<long>("--seed") { Description = "seeds adapters, data order and dropout", DefaultValueFactory = _ => 42 };
+        var device = CliOptions.Device(defaultValue: "auto", allowAuto: true);
+        var dtype = CliOptions.Dtype(description: "compute dtype: bf16, fp16 or fp32 (default: bf16 on CUDA, fp32 on the CPU)", defaultValue: null);
+        var seed = new Option<long>("--seed") { Description = "seeds adapters, data order and dropout", DefaultValueFactory = _ => d.Seed };
         var chunked = new Option<bool>("--chunked-loss") { Description = "use the generic chunked LM-head loss instead of the fused kernel" };
         var cmd = new Command("finetune", "QLoRA fine-tuning of a Hugging Face Llama on a text file; writes a PEFT LoRA adapter")
         {
             model, data, output, rank, alpha, dropout, targets, rslora, lr, steps, epochs, batch, seq, accum, packing, warmup, schedule,
             clip, checkpointing, saveEvery, resume, device, dtype, seed, chunked,
         };
-        cmd.SetAction(r => Guard(() =>
+        cmd.SetAction(r =>
         {
             var options = new TrainerOptions
             {
@@ -58,7 +61,7 @@ public static class FinetuneCommand
                 Packing = r.GetValue(packing),
                 LearningRate = r.GetValue(lr),
                 WarmupSteps = r.GetValue(warmup),
-                Schedule = ParseSchedule(r.GetValue(schedule)!),
+                Schedule = Enum.Parse<LearningRateSchedule>(r.GetValue(schedule)!, ignoreCase: true),
                 MaxGradNorm = r.GetValue(clip),
                 GradientCheckpointing = r.GetValue(checkpointing),
                 ChunkedLoss = r.GetValue(chunked),
@@ -66,16 +69,16 @@ public static class FinetuneCommand
                 OutputDirectory = r.GetValue(output),
                 SaveEvery = r.GetValue(saveEvery),
             };
-            return Run(r.GetValue(model)!, r.GetValue(data)!, options, r.GetValue(resume), r.GetValue(device)!, r.GetValue(dtype));
-        }));
+            return Run(r.GetValue(model)!, r.GetValue(data)!, options, r.GetValue(resume), CliOptions.ToDevice(r.GetValue(device)!),
+                       CliOptions.ToComputeDtype(r.GetValue(dtype)));
+        });
         return cmd;
     }
 
-    internal static int Run(string modelDir, string dataPath, TrainerOptions options, string? resumeDir, string deviceText, string? dtypeText)
+    /// <summary>The command after parsing: <paramref name="dtype"/> null is the model's default.</summary>
+    internal static int Run(string modelDir, string dataPath, TrainerOptions options, string? resumeDir, Device device, ScalarType? dtype)
     {
-        if (!File.Exists(Path.Combine(modelDir, "config.json"))) throw new FileNotFoundException($"--model {modelDir}: no config.json there (a Hugging Face model directory?)");
-        if (!File.Exists(dataPath)) throw new FileNotFoundException($"--data {dataPath}: no such file");
-        var (dev, dt) = ParseDevice(deviceText, dtypeText);
+        ModelCommandSupport.RequireModelDirectory(modelDir);
         string? checkpoint = null;
         if (resumeDir is not null)
         {
@@ -86,15 +89,14 @@ public static class FinetuneCommand
         }
 
         var documents = TextDocuments.Read(dataPath);
-        if (documents.Count == 0) throw new InvalidDataException($"--data {dataPath}: no documents (the file is empty)");
         var tokenizer = HfTokenizer.FromDirectory(modelDir);
         var data = TrainingData.FromDocuments(tokenizer, documents, options.SequenceLength, options.Packing);
         FinetuneProgress.Stderr.MarkupLine($"data: {documents.Count:N0} documents → {data.Rows.Count:N0} rows, {data.Tokens:N0} tokens ({Markup.Escape(dataPath)})");
-        using var model = LlamaForCausalLM.FromPretrained(modelDir, new LoadOptions { Device = dev, ComputeDtype = dt });
+        using var model = LlamaForCausalLM.FromPretrained(modelDir, new LoadOptions { Device = device, ComputeDtype = dtype });
         var result = Train(model, data, options with { BaseModelNameOrPath = options.BaseModelNameOrPath ?? Path.GetFullPath(modelDir) }, checkpoint, "finetune");
         var outDir = options.OutputDirectory!;
         FinetuneReport.Write(outDir, result, options, [("model", Path.GetFullPath(modelDir)), ("data", $"{Path.GetFullPath(dataPath)} ({documents.Count} documents, {data.Rows.Count} rows)"),
-            ("device", $"{dev} ({model.ComputeDtype})")]);
+            ("device", $"{device} ({model.ComputeDtype})")]);
         if (result.Interrupted)
         {
             Console.WriteLine($"interrupted at step {result.Steps}/{result.TotalSteps}; checkpoint: {result.LastCheckpoint}");
@@ -114,44 +116,15 @@ public static class FinetuneCommand
         return FinetuneProgress.Run(trainer, label);
     }
 
+    /// <summary>--targets: all-linear, or a comma list of the Llama projections (duplicates dropped).</summary>
     internal static IReadOnlyList<string> ParseTargets(string text)
     {
-        var known = new[] { "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj" };
         var list = text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
         if (list is ["all-linear"]) return ["all-linear"];
-        if (list.Length == 0) throw new ArgumentException("--targets: empty (all-linear or a comma list of projections)");
+        if (list.Length == 0) throw new CliException("--targets", "empty (all-linear or a comma list of projections)");
         foreach (var t in list)
-            if (!known.Contains(t)) throw new ArgumentException($"--targets: unknown module '{t}' (all-linear or some of {string.Join(",", known)})");
+            if (!LoraConfig.AllLinear.Contains(t))
+                throw new CliException("--targets", $"unknown module '{t}' (all-linear or some of {string.Join(",", LoraConfig.AllLinear)})");
         return list.Distinct().ToList();
     }
-
-    internal static LearningRateSchedule ParseSchedule(string text) => text.ToLowerInvariant() switch
-    {
-        "cosine" => LearningRateSchedule.Cosine,
-        "linear" => LearningRateSchedule.Linear,
-        "constant" => LearningRateSchedule.Constant,
-        _ => throw new ArgumentException($"--schedule: '{text}' is not cosine, linear or constant"),
-    };
-
-    /// <summary>--device auto|cpu|cuda[:N] and --dtype bf16|fp16|fp32 (default bf16 on CUDA, fp32 on the CPU).</summary>
-    internal static (Device Device, ScalarType Dtype) ParseDevice(string deviceText, string? dtypeText)
-    {
-        var dev = deviceText == "auto"
-            ? (cuda.is_available() && CudaDevice.IsAvailable ? CUDA : CPU)
-            : CheckpointCommands.ParseDevice(deviceText);
-        var onCuda = dev.type == DeviceType.CUDA;
-        var dt = dtypeText?.ToLowerInvariant() switch
-        {
-            null => onCuda ? ScalarType.BFloat16 : ScalarType.Float32,
-            "bf16" or "bfloat16" => ScalarType.BFloat16,
-            "fp16" or "float16" => ScalarType.Float16,
-            "fp32" or "float32" => ScalarType.Float32,
-            _ => throw new ArgumentException($"--dtype: '{dtypeText}' is not bf16, fp16 or fp32"),
-        };
-        return (dev, dt);
-    }
-
-    /// <summary>Runs a command body; failures propagate to <see cref="SlothCli"/>, which prints one `error: …` line on
-    /// stderr with the documented exit code.</summary>
-    internal static int Guard(Func<int> body) => body();
 }

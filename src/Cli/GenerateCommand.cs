@@ -1,6 +1,7 @@
 using System.CommandLine;
 using SlothSharp.Generation;
 using SlothSharp.Tokenization;
+using static TorchSharp.torch;
 
 namespace SlothSharp.Cli;
 
@@ -12,31 +13,28 @@ internal static class GenerateCommand
         var model = new Option<string>("--model") { Description = "Hugging Face model directory", Required = true };
         var adapter = new Option<string?>("--adapter") { Description = "PEFT LoRA adapter directory" };
         var prompt = new Option<string>("--prompt") { Description = "text to continue (BOS is added in front)", Required = true };
-        var maxNew = new Option<int>("--max-new-tokens") { Description = "at most this many new tokens", DefaultValueFactory = _ => 64 };
-        var temperature = new Option<double>("--temperature") { Description = "0 = greedy (default); > 0 samples", DefaultValueFactory = _ => 0 };
-        var topP = new Option<double>("--top-p") { Description = "nucleus sampling: keep the most likely tokens up to this probability", DefaultValueFactory = _ => 1 };
-        var topK = new Option<int>("--top-k") { Description = "sample among the k most likely tokens (0 = all)", DefaultValueFactory = _ => 0 };
+        var maxNew = CliOptions.PositiveInt("--max-new-tokens", "at most this many new tokens", 64);
+        var temperature = CliOptions.NonNegativeDouble("--temperature", "0 = greedy (default); > 0 samples", 0);
+        var topP = CliOptions.DoubleInRange("--top-p", "nucleus sampling: keep the most likely tokens up to this probability", 1, 0, 1, minExclusive: true);
+        var topK = CliOptions.IntAtLeast("--top-k", "sample among the k most likely tokens (0 = all)", 0, 0);
         var seed = new Option<long>("--seed") { Description = "sampling seed (the same seed gives the same text)", DefaultValueFactory = _ => 0 };
-        var device = new Option<string>("--device") { Description = "auto (CUDA when available), cpu, cuda or cuda:N", DefaultValueFactory = _ => "auto" };
-        var dtype = new Option<string?>("--dtype") { Description = "compute dtype: bf16, fp16 or fp32 (default: bf16 on CUDA, fp32 on the CPU)" };
+        var device = CliOptions.Device(defaultValue: "auto", allowAuto: true);
+        var dtype = CliOptions.Dtype(description: "compute dtype: bf16, fp16 or fp32 (default: bf16 on CUDA, fp32 on the CPU)", defaultValue: null);
         var cmd = new Command("generate", "Continue a prompt with a model (streams the text; stops at EOS or --max-new-tokens)")
             { model, adapter, prompt, maxNew, temperature, topP, topK, seed, device, dtype };
-        cmd.SetAction(r => ModelCommandSupport.Guard(() => Run(r.GetValue(model)!, r.GetValue(adapter), r.GetValue(prompt)!,
+        cmd.SetAction(r => Run(r.GetValue(model)!, r.GetValue(adapter), r.GetValue(prompt)!,
             new GenerationOptions(r.GetValue(maxNew), r.GetValue(temperature), r.GetValue(topP), r.GetValue(topK), r.GetValue(seed)),
-            r.GetValue(device)!, r.GetValue(dtype), Console.Out)));
+            CliOptions.ToDevice(r.GetValue(device)!), CliOptions.ToComputeDtype(r.GetValue(dtype)), Console.Out));
         return cmd;
     }
 
-    public static int Run(string modelDir, string? adapter, string prompt, GenerationOptions options, string device, string? dtype, TextWriter stdout)
+    /// <summary>The command after parsing: <paramref name="dtype"/> null is the model's default.</summary>
+    public static int Run(string modelDir, string? adapter, string prompt, GenerationOptions options, Device device, ScalarType? dtype, TextWriter stdout)
     {
-        try { options.Validate(); }
-        catch (ArgumentOutOfRangeException e) { throw new ArgumentException($"--{Kebab(e.ParamName)}: {e.Message.Split(" (Parameter")[0]}"); }
-        var dev = ModelCommandSupport.ParseDevice(device);
-        var dt = ModelCommandSupport.ParseDtype(dtype);
         ModelCommandSupport.RequireModelDirectory(modelDir);
         var tok = HfTokenizer.FromDirectory(modelDir);
         var ids = tok.Encode(prompt, addBos: tok.BosTokenId is not null);
-        using var model = ModelCommandSupport.Load(modelDir, adapter, dev, dt);
+        using var model = ModelCommandSupport.Load(modelDir, adapter, device, dtype);
         var decoder = new StreamingTextDecoder(tok);
         var clock = System.Diagnostics.Stopwatch.StartNew();
         double firstTokenSeconds = 0;
@@ -56,12 +54,4 @@ internal static class GenerateCommand
             $"prompt {ids.Length} tokens, first token after {firstTokenSeconds * 1000:F1} ms; {produced} new tokens in {total:F2} s ({rate:F1} tokens/s after the first)"));
         return 0;
     }
-
-    private static string Kebab(string? name) => name switch
-    {
-        nameof(GenerationOptions.MaxNewTokens) => "max-new-tokens",
-        nameof(GenerationOptions.TopP) => "top-p",
-        nameof(GenerationOptions.TopK) => "top-k",
-        _ => (name ?? "option").ToLowerInvariant(),
-    };
 }

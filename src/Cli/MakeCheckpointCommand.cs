@@ -18,12 +18,7 @@ public static class MakeCheckpointCommand
     public static Command Create()
     {
         var output = new Option<string>("--out") { Description = "new directory for the checkpoint", Required = true };
-        var preset = new Option<string>("--preset") { Description = $"shape: {string.Join(", ", Presets.Keys)}", DefaultValueFactory = _ => "llama-3.2-1b" };
-        preset.Validators.Add(r =>
-        {
-            var v = r.Tokens.Count > 0 ? r.Tokens[0].Value : "llama-3.2-1b";
-            if (!Presets.ContainsKey(v)) r.AddError($"--preset: '{v}' is not one of {string.Join(", ", Presets.Keys)}");
-        });
+        var preset = CliOptions.OneOf("--preset", $"shape: {string.Join(", ", Presets.Keys)}", "llama-3.2-1b", [.. Presets.Keys]);
         var bnb = new Option<bool>("--bnb-4bit") { Description = "write the bitsandbytes NF4 layout (quantization_config in config.json) instead of dense bf16" };
         var seed = new Option<long>("--seed") { Description = "weights are N(0, 0.02^2) from this seed", DefaultValueFactory = _ => 0 };
         var tokenizer = new Option<string?>("--tokenizer") { Description = "folder whose tokenizer.json / tokenizer_config.json are copied in" };

@@ -13,22 +13,15 @@ public static class MergeCommand
         var model = new Option<string>("--model") { Description = "base model directory (dense or bnb-4bit Hugging Face checkpoint)", Required = true };
         var adapter = new Option<string>("--adapter") { Description = "PEFT LoRA adapter directory (adapter_config.json + adapter_model.safetensors)", Required = true };
         var output = new Option<string>("--out") { Description = "new directory for the merged dense checkpoint", Required = true };
-        var dtype = new Option<string>("--dtype") { Description = "bf16, fp16 or fp32", DefaultValueFactory = _ => "bf16" };
+        var dtype = CliOptions.Dtype(description: "dtype of the merged weights: bf16, fp16 or fp32");
         var cmd = new Command("merge", "Fold a LoRA adapter into its base model and write a dense Hugging Face checkpoint") { model, adapter, output, dtype };
-        cmd.SetAction(r => FinetuneCommand.Guard(() => Run(r.GetValue(model)!, r.GetValue(adapter)!, r.GetValue(output)!, r.GetValue(dtype)!)));
+        cmd.SetAction(r => Run(r.GetValue(model)!, r.GetValue(adapter)!, r.GetValue(output)!, CliOptions.ToScalarType(r.GetValue(dtype)!)));
         return cmd;
     }
 
-    internal static int Run(string modelDir, string adapterDir, string outDir, string dtypeText)
+    internal static int Run(string modelDir, string adapterDir, string outDir, ScalarType dtype)
     {
-        var dtype = dtypeText.ToLowerInvariant() switch
-        {
-            "bf16" or "bfloat16" => ScalarType.BFloat16,
-            "fp16" or "float16" => ScalarType.Float16,
-            "fp32" or "float32" => ScalarType.Float32,
-            _ => throw new ArgumentException($"--dtype: '{dtypeText}' is not bf16, fp16 or fp32"),
-        };
-        if (!File.Exists(Path.Combine(modelDir, "config.json"))) throw new FileNotFoundException($"--model {modelDir}: no config.json there");
+        ModelCommandSupport.RequireModelDirectory(modelDir);
         // Dense bases stay dense (the merge folds the adapter into the original weights, as PEFT's merge_and_unload
         // does); bnb-4bit bases are dequantized by MergedDenseWeights. Float32 compute: the fold is exact before the cast.
         using var model = LlamaForCausalLM.FromPretrained(modelDir, new LoadOptions { Device = CPU, ComputeDtype = ScalarType.Float32, Quantize = false });

@@ -4,24 +4,14 @@ using static TorchSharp.torch;
 
 namespace SlothSharp.Cli;
 
-/// <summary>What `sloth eval` and `sloth generate` share: device/dtype choice, model loading with status on stderr,
-/// the --adapter hook.</summary>
+/// <summary>What the model commands share: the --model folder check, model loading with status on stderr, the
+/// --adapter hook. Their --device and --dtype come from <see cref="CliOptions"/>.</summary>
 internal static class ModelCommandSupport
 {
     /// <summary>stderr, for progress and status: stdout carries only results (the loss line, the generated text).</summary>
     public static IAnsiConsole Stderr { get; } = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(Console.Error) });
 
-    /// <summary>Runs a command body. Failures propagate: <see cref="SlothCli"/> turns them into one `error: …` line
-    /// on stderr with the documented exit code (2 for bad input).</summary>
-    public static int Guard(Func<int> body) => body();
-
-    /// <summary>--device: "auto" (CUDA when usable, else CPU), cpu, cuda, cuda:N.</summary>
-    public static Device ParseDevice(string name) =>
-        name == "auto" ? (cuda.is_available() && CudaDevice.IsAvailable ? new Device("cuda") : CPU) : CheckpointCommands.ParseDevice(name);
-
-    /// <summary>--dtype, or null for the default (bf16 on CUDA, fp32 on the CPU).</summary>
-    public static ScalarType? ParseDtype(string? name) => string.IsNullOrEmpty(name) ? null : CheckpointCommands.ParseDtype(name);
-
+    /// <summary>--model: a folder with config.json (the one check eval, generate, finetune and merge share).</summary>
     public static void RequireModelDirectory(string dir)
     {
         if (!Directory.Exists(dir)) throw new DirectoryNotFoundException($"--model: {dir}: directory not found");

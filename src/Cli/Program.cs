@@ -27,50 +27,32 @@ public static class Program
     /// <summary>info, dequant, quantize on bitsandbytes 4-bit safetensors checkpoints (CheckpointCommands).</summary>
     private static IEnumerable<Command> CheckpointVerbs()
     {
-        var file = new Argument<string>("file") { Description = "a model directory (config.json inside) or a safetensors file" };
-        file.Validators.Add(r =>
-        {
-            var path = r.Tokens.Count > 0 ? r.Tokens[0].Value : "";
-            if (!File.Exists(path) && !Directory.Exists(path)) r.AddError($"{path}: file or folder not found");
-        });
+        var file = CliOptions.InputFileOrDirectory("file", "a model directory (config.json inside) or a safetensors file");
         var info = new Command("info", "Describe a model directory, or list the bitsandbytes NF4 weights of a safetensors checkpoint") { file };
         info.SetAction(r => ModelInfoCommand.Info(r.GetValue(file)!));
         yield return info;
 
-        var input = CliOptions.InputFile("input", "input safetensors file");
+        var input = CliOptions.InputFileOrDirectory("input", "input: a safetensors file, a sharded checkpoint's index or a model folder");
         var output = new Argument<string>("output") { Description = "output safetensors file" };
         var dtype = CliOptions.Dtype(description: "output dtype: bf16, fp16 or fp32");
         var device = CliOptions.Device();
         var dequant = new Command("dequant", "Dequantize every NF4 weight of a bitsandbytes 4-bit checkpoint into a dense safetensors file")
             { input, output, dtype, device };
-        dequant.SetAction(r =>
-        {
-            CliOptions.ToDevice(r.GetValue(device)!);  // an unusable CUDA device is an error on --device
-            return CheckpointCommands.Dequant(r.GetValue(input)!, r.GetValue(output)!, r.GetValue(dtype)!, r.GetValue(device)!);
-        });
+        dequant.SetAction(r => CheckpointCommands.Dequant(r.GetValue(input)!, r.GetValue(output)!, CliOptions.ToScalarType(r.GetValue(dtype)!),
+                                                          CliOptions.ToDevice(r.GetValue(device)!)));
         yield return dequant;
 
-        var qInput = CliOptions.InputFile("input", "input safetensors file");
+        var qInput = CliOptions.InputFileOrDirectory("input", "input: a safetensors file, a sharded checkpoint's index or a model folder");
         var qOutput = new Argument<string>("output") { Description = "output safetensors file" };
         var blocksize = CliOptions.PowerOfTwo("--blocksize",
             $"NF4 blocksize (power of two, {Nf4QuantState.MinBlocksize}..{Nf4QuantState.MaxBlocksize})", Nf4QuantState.DefaultBlocksize,
             Nf4QuantState.MinBlocksize, Nf4QuantState.MaxBlocksize);
-        var include = new Option<string>("--include") { Description = "regex of the 2-D weights to quantize", DefaultValueFactory = _ => @"\.weight$" };
+        var include = CliOptions.CheckedBy(new Option<string>("--include") { Description = "regex of the 2-D weights to quantize", DefaultValueFactory = _ => @"\.weight$" },
+                                           CheckpointCommands.IncludePattern);
         var quantize = new Command("quantize", "Quantize the 2-D float weights of a safetensors file to bitsandbytes NF4 (double-quantized absmax)")
             { qInput, qOutput, blocksize, include };
-        quantize.SetAction(r =>
-        {
-            System.Text.RegularExpressions.Regex pattern;
-            try
-            {
-                pattern = new System.Text.RegularExpressions.Regex(r.GetValue(include)!);
-            }
-            catch (ArgumentException e)
-            {
-                throw new CliException("--include", $"not a valid regular expression: {e.Message}");
-            }
-            return CheckpointCommands.Quantize(r.GetValue(qInput)!, r.GetValue(qOutput)!, r.GetValue(blocksize), pattern.ToString());
-        });
+        quantize.SetAction(r => CheckpointCommands.Quantize(r.GetValue(qInput)!, r.GetValue(qOutput)!, r.GetValue(blocksize),
+                                                            CheckpointCommands.IncludePattern(r.GetValue(include)!)));
         yield return quantize;
     }
 }

@@ -1,5 +1,6 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using SlothSharp.IO;
 using SlothSharp.Models;
 using static TorchSharp.torch;
 
@@ -27,37 +28,28 @@ public static class MergedCheckpoint
         if (File.Exists(full)) throw new IOException($"{full}: exists and is a file; the merged checkpoint needs a new directory");
         if (Directory.Exists(full) && Directory.EnumerateFileSystemEntries(full).Any())
             throw new IOException($"{full}: exists and is not empty; choose a new output directory");
-        var parent = Path.GetDirectoryName(full) ?? ".";
-        Directory.CreateDirectory(parent);
-        var tmp = Path.Combine(parent, $".{Path.GetFileName(full)}.tmp-{Environment.ProcessId}-{Guid.NewGuid():N}");
-        Directory.CreateDirectory(tmp);
-        try
-        {
-            var config = (JsonObject)model.Config.Raw.DeepClone();
-            config.Remove("quantization_config");
-            var dtypeName = dtype switch { ScalarType.BFloat16 => "bfloat16", ScalarType.Float16 => "float16", _ => "float32" };
-            var wrote = false;
-            foreach (var key in new[] { "dtype", "torch_dtype" })
-                if (config.ContainsKey(key)) (config[key], wrote) = (dtypeName, true);
-            if (!wrote) config["torch_dtype"] = dtypeName;
-            File.WriteAllText(Path.Combine(tmp, "config.json"), config.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
+        using var staging = StagingDirectory.Beside(full);
+        var tmp = staging.Path;
+        var config = (JsonObject)model.Config.Raw.DeepClone();
+        config.Remove("quantization_config");
+        var dtypeName = dtype switch { ScalarType.BFloat16 => "bfloat16", ScalarType.Float16 => "float16", _ => "float32" };
+        var wrote = false;
+        foreach (var key in new[] { "dtype", "torch_dtype" })
+            if (config.ContainsKey(key)) (config[key], wrote) = (dtypeName, true);
+        if (!wrote) config["torch_dtype"] = dtypeName;
+        File.WriteAllText(Path.Combine(tmp, "config.json"), config.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
 
-            using (var scope = NewDisposeScope())
-            {
-                var tensors = model.MergedDenseWeights(dtype).ToList();
-                SafetensorsWriter.Save(Path.Combine(tmp, "model.safetensors"), tensors, new Dictionary<string, string> { ["format"] = "pt" });
-            }
-            foreach (var name in CopiedFiles)
-            {
-                var src = Path.Combine(model.SourceDirectory, name);
-                if (File.Exists(src)) File.Copy(src, Path.Combine(tmp, name));
-            }
-            if (Directory.Exists(full)) Directory.Delete(full);  // empty (checked above)
-            Directory.Move(tmp, full);
-        }
-        finally
+        using (var scope = NewDisposeScope())
         {
-            if (Directory.Exists(tmp)) Directory.Delete(tmp, recursive: true);
+            var tensors = model.MergedDenseWeights(dtype).ToList();
+            SafetensorsWriter.Save(Path.Combine(tmp, "model.safetensors"), tensors, new Dictionary<string, string> { ["format"] = "pt" });
         }
+        foreach (var name in CopiedFiles)
+        {
+            var src = Path.Combine(model.SourceDirectory, name);
+            if (File.Exists(src)) File.Copy(src, Path.Combine(tmp, name));
+        }
+        if (Directory.Exists(full)) Directory.Delete(full);  // empty (checked above)
+        staging.MoveTo(full);
     }
 }

@@ -1,5 +1,6 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using SlothSharp.IO;
 using SlothSharp.Models;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -29,32 +30,23 @@ public static class PeftAdapter
         var lora = model.Lora ?? throw new InvalidOperationException("the model has no LoRA adapters to save (AddLora or PeftAdapter.Load first)");
         var config = ConfigJson(lora, baseModelNameOrPath ?? model.SourceDirectory);
         var full = Path.GetFullPath(dir);
-        var parent = Path.GetDirectoryName(full) ?? ".";
-        Directory.CreateDirectory(parent);
-        var tmp = Path.Combine(parent, $".{Path.GetFileName(full)}.tmp-{Environment.ProcessId}-{Guid.NewGuid():N}");
-        Directory.CreateDirectory(tmp);
-        try
+        using var staging = StagingDirectory.Beside(full);
+        var tmp = staging.Path;
+        using (var scope = NewDisposeScope())
         {
-            using (var scope = NewDisposeScope())
-            {
-                var tensors = model.LoraParameters()
-                    .Select(p => new KeyValuePair<string, Tensor>(KeyPrefix + p.Key, p.Value.detach().to(ScalarType.Float32).cpu().contiguous()))
-                    .ToList();
-                SafetensorsWriter.Save(Path.Combine(tmp, WeightsFile), tensors, new Dictionary<string, string> { ["format"] = "pt" });
-            }
-            File.WriteAllText(Path.Combine(tmp, ConfigFile), config.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
-            if (!Directory.Exists(full))
-            {
-                Directory.Move(tmp, full);
-                return;
-            }
-            File.Move(Path.Combine(tmp, WeightsFile), Path.Combine(full, WeightsFile), overwrite: true);
-            File.Move(Path.Combine(tmp, ConfigFile), Path.Combine(full, ConfigFile), overwrite: true);
+            var tensors = model.LoraParameters()
+                .Select(p => new KeyValuePair<string, Tensor>(KeyPrefix + p.Key, p.Value.detach().to(ScalarType.Float32).cpu().contiguous()))
+                .ToList();
+            SafetensorsWriter.Save(Path.Combine(tmp, WeightsFile), tensors, new Dictionary<string, string> { ["format"] = "pt" });
         }
-        finally
+        File.WriteAllText(Path.Combine(tmp, ConfigFile), config.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
+        if (!Directory.Exists(full))
         {
-            if (Directory.Exists(tmp)) Directory.Delete(tmp, recursive: true);
+            staging.MoveTo(full);
+            return;
         }
+        File.Move(Path.Combine(tmp, WeightsFile), Path.Combine(full, WeightsFile), overwrite: true);
+        File.Move(Path.Combine(tmp, ConfigFile), Path.Combine(full, ConfigFile), overwrite: true);
     }
 
     /// <summary>PEFT's LoraConfig fields for these adapters (what PEFT 0.21 writes, minus the ones for other methods).</summary>

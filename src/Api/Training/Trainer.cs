@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using SlothSharp.Losses;
+using SlothSharp.IO;
 using SlothSharp.Models;
 using SlothSharp.Peft;
 using TorchSharp;
@@ -187,20 +188,15 @@ public sealed class Trainer : IDisposable
         var root = Path.Combine(outDir, "checkpoints");
         Directory.CreateDirectory(root);
         var final = Path.Combine(root, CheckpointName(Step));
-        var tmp = Path.Combine(root, $".tmp-{CheckpointName(Step)}-{Environment.ProcessId}-{Guid.NewGuid():N}");
-        Directory.CreateDirectory(tmp);
-        try
+        using (var staging = StagingDirectory.Beside(final))
         {
+            var tmp = staging.Path;
             PeftAdapter.Save(_model, tmp, Options.BaseModelNameOrPath);
             SaveOptimizer(Path.Combine(tmp, TrainingCheckpoint.OptimizerFile));
             File.WriteAllText(Path.Combine(tmp, TrainingCheckpoint.StateFile), TrainingCheckpoint.Serialize(new TrainingCheckpoint.State(
                 Step, TotalSteps, _rowsConsumed, _tokens, _losses, _lrs, Options, _data.Fingerprint, _data.Rows.Count, _model.SourceDirectory)));
             if (Directory.Exists(final)) Directory.Delete(final, recursive: true);
-            Directory.Move(tmp, final);
-        }
-        finally
-        {
-            if (Directory.Exists(tmp)) Directory.Delete(tmp, recursive: true);
+            staging.MoveTo(final);
         }
         foreach (var old in Directory.GetDirectories(root, TrainingCheckpoint.DirectoryPrefix + "*").Order(StringComparer.Ordinal)
                      .SkipLast(Options.KeepCheckpoints))

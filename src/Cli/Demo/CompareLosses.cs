@@ -25,10 +25,13 @@ internal sealed record CompareShape(int Vocab, int Hidden, int Layers, int Heads
 /// the per-step losses, time and peak memory. Exit code 3 when the curves differ beyond the tolerance.</summary>
 internal static class CompareLosses
 {
+    /// <summary>The comparison models (--size) and the variants one run trains (--only; naive and fused always).</summary>
+    public static readonly string[] Sizes = ["tiny", "1b"], Variants = ["naive", "fused", "chunked"];
+
+    /// <summary>The command after parsing: the settings' values were checked by the options.</summary>
     public static int Run(DemoSettings s)
     {
-        if (s.Steps < 1) throw new ArgumentException("--steps must be >= 1");
-        var device = CheckpointCommands.ParseDevice(s.Device);
+        var device = CliOptions.ToDevice(s.Device);
         var onGpu = device.type == TorchSharp.DeviceType.CUDA;
         var dtype = onGpu ? ScalarType.BFloat16 : ScalarType.Float32;
         Directory.CreateDirectory(s.Output);
@@ -60,8 +63,7 @@ internal static class CompareLosses
         // One random base checkpoint (bnb-4bit, Hugging Face layout) that every child process loads.
         if (!File.Exists(Path.Combine(BaseDir(s), "config.json")))
             LlamaCheckpointWriter.WriteRandom(BaseDir(s), cfg.ToConfig(), (long)s.Seed, bnb4bit: true);
-        var variants = new List<string> { "naive", "fused" };
-        if (s.Chunked) variants.Add("chunked");
+        var variants = Variants.Where(v => s.Chunked || v != "chunked").ToList();
         var results = new List<RunResult>();
         foreach (var v in variants)
         {

@@ -28,18 +28,19 @@ internal static class DemoCommand
 
     public static Command Create()
     {
-        var device = new Option<string>("--device") { Description = "cpu or cuda", DefaultValueFactory = _ => "cpu" };
-        var steps = new Option<int?>("--steps") { Description = "training steps (default: 150 on the CPU, 200 on CUDA; comparison: 60)" };
+        var device = CliOptions.Device(description: "cpu, cuda or cuda:N");
+        var steps = CliOptions.OptionalPositiveInt("--steps", "training steps (default: 100 on the CPU, 200 on CUDA; comparison: 60)");
         var output = new Option<string>("--out") { Description = "output folder", DefaultValueFactory = _ => "demo-output" };
         var compare = new Option<bool>("--compare-losses") { Description = "instead: train the same model with the naive and the fused loss and compare (exit code 3 if they differ)" };
-        var size = new Option<string>("--size") { Description = "comparison model: tiny (CPU default) or 1b (Llama-3.2-1B-like widths; CUDA default)" };
-        var layers = new Option<int?>("--layers") { Description = "comparison: decoder layers (default: 2 tiny, 4 for 1b)" };
-        var batch = new Option<int?>("--batch") { Description = "rows per step" };
-        var seq = new Option<int?>("--seq") { Description = "tokens per row" };
+        var size = CliOptions.OneOf("--size", "comparison model: tiny (CPU default) or 1b (Llama-3.2-1B-like widths; CUDA default)", null, CompareLosses.Sizes);
+        var layers = CliOptions.OptionalPositiveInt("--layers", "comparison: decoder layers (default: 2 tiny, 4 for 1b)");
+        var batch = CliOptions.OptionalPositiveInt("--batch", "rows per step");
+        var seq = CliOptions.OptionalIntAtLeast("--seq", "tokens per row", 2);
         var chunked = new Option<bool>("--chunked") { Description = "comparison: also train with the generic chunked loss", DefaultValueFactory = _ => true };
         var seed = new Option<ulong>("--seed") { Description = "seed of the model, adapters and data order", DefaultValueFactory = _ => 7 };
-        var lr = new Option<double?>("--lr") { Description = "peak AdamW learning rate of the adapters" };
-        var only = new Option<string?>("--only") { Description = "comparison: run one variant (naive, fused, chunked) in this process", Hidden = true };
+        var lr = CliOptions.OptionalPositiveDouble("--lr", "peak AdamW learning rate of the adapters");
+        var only = CliOptions.OneOf("--only", "comparison: run one variant (naive, fused, chunked) in this process", null, CompareLosses.Variants);
+        only.Hidden = true;
         var cmd = new Command("demo", "Fine-tune a Llama with QLoRA on an embedded public-domain text: eval and generate before/after, save the PEFT adapter")
             { device, steps, output, compare, size, layers, batch, seq, chunked, seed, lr, only };
         cmd.SetAction(r =>
@@ -49,9 +50,9 @@ internal static class DemoCommand
             {
                 var s = new DemoSettings(dev, r.GetValue(steps) ?? 60, r.GetValue(output)!, r.GetValue(size) ?? (dev == "cpu" ? "tiny" : "1b"),
                     r.GetValue(layers), r.GetValue(batch), r.GetValue(seq), r.GetValue(chunked), r.GetValue(seed), r.GetValue(lr), r.GetValue(only));
-                return FinetuneCommand.Guard(() => CompareLosses.Run(s));
+                return CompareLosses.Run(s);
             }
-            return FinetuneCommand.Guard(() => Run(dev, r.GetValue(steps), r.GetValue(output)!, r.GetValue(batch), r.GetValue(seq), (long)r.GetValue(seed), r.GetValue(lr)));
+            return Run(CliOptions.ToDevice(dev), r.GetValue(steps), r.GetValue(output)!, r.GetValue(batch), r.GetValue(seq), (long)r.GetValue(seed), r.GetValue(lr));
         });
         return cmd;
     }
@@ -63,10 +64,9 @@ internal static class DemoCommand
             NumKeyValueHeads: 8, HeadDim: 64, RmsNormEps: 1e-5, RopeTheta: 500_000, RopeScaling: new RopeScaling("llama3", 32, 1, 4, 8192),
             TieWordEmbeddings: true, AttentionBias: false, MlpBias: false, MaxPositionEmbeddings: 131_072, BosTokenId: 0, EosTokenIds: [1], PadTokenId: 2);
 
-    private static int Run(string deviceText, int? stepsArg, string outDir, int? batchArg, int? seqArg, long seed, double? lrArg)
+    private static int Run(Device device, int? stepsArg, string outDir, int? batchArg, int? seqArg, long seed, double? lrArg)
     {
         var total = Stopwatch.StartNew();
-        var (device, dtype) = FinetuneCommand.ParseDevice(deviceText, null);
         var onCuda = device.type == TorchSharp.DeviceType.CUDA;
         var console = AnsiConsole.Console;
         var assets = Path.Combine(AppContext.BaseDirectory, "Assets");
@@ -108,10 +108,11 @@ internal static class DemoCommand
         };
         var data = TrainingData.FromDocuments(tokenizer, docs, seq, packing: true);
         var deviceName = onCuda ? CudaDevice.Name(Math.Max(0, (int)device.index)) : $"CPU ({Environment.ProcessorCount} cores)";
+        using var model = LlamaForCausalLM.FromPretrained(baseDir, new LoadOptions { Device = device });
+        var dtype = model.ComputeDtype;  // the model's default: bf16 on CUDA, fp32 on the CPU
         console.MarkupLine($"[bold]SlothSharp demo[/]: QLoRA fine-tuning on {Markup.Escape(deviceName)} ({dtype}); text: Chapter I of \"Alice's Adventures in Wonderland\" " +
                            $"(public domain), {docs.Count} paragraphs → {data.Rows.Count} packed rows of {seq} tokens");
 
-        using var model = LlamaForCausalLM.FromPretrained(baseDir, new LoadOptions { Device = device, ComputeDtype = dtype });
         var (lossBefore, textBefore) = Probe(model, tokenizer, docs, seq);
         var result = FinetuneCommand.Train(model, data, options, null, "demo");
         if (result.Interrupted)
