@@ -25,6 +25,9 @@ internal static class StepSuite
 {
     private static readonly string[] Phases = ["forward", "loss", "backward", "optimizer"];
 
+    /// <summary>A diverged run (NaN loss) is still a result to report, not a serialization error.</summary>
+    private static readonly JsonSerializerOptions Json = new() { NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals };
+
     /// <summary>Transformers + PEFT + bitsandbytes on the same H100, 1B shape, 8 × 1024 tokens (/work/shared/NOTES.md).</summary>
     private static readonly (string Name, bool Checkpointing, double TokensPerSecond, double Gb)[] Anchors =
     [
@@ -101,7 +104,7 @@ internal static class StepSuite
         var tokens = shape.TokensPerStep * shape.Timed;
         var row = new StepRow(shape.Name, path, checkpointing, shape.TokensPerStep, shape.Timed, seconds, tokens / seconds,
             memory.PeakGb, memory.IdleGb, modelGb, phaseMs, first, lastLoss);
-        Console.WriteLine("STEPROW " + JsonSerializer.Serialize(row));
+        Console.WriteLine("STEPROW " + JsonSerializer.Serialize(row, Json));
         return 0;
     }
 
@@ -125,7 +128,7 @@ internal static class StepSuite
         GC.Collect();
         GC.WaitForPendingFinalizers();
         var reference = Run(false);
-        Console.WriteLine("STEPLOSS " + JsonSerializer.Serialize(new StepLosses(shape.Name, fusedLosses, reference)));
+        Console.WriteLine("STEPLOSS " + JsonSerializer.Serialize(new StepLosses(shape.Name, fusedLosses, reference), Json));
         return 0;
     }
 
@@ -170,16 +173,16 @@ internal static class StepSuite
             foreach (var path in new[] { "fused", "reference" })
                 foreach (var ckpt in new[] { false, true })
                 {
-                    var args = new[] { "--suite", "step-row", "--shape", shape, "--path", path, "--checkpointing", ckpt ? "1" : "0", "--device", deviceArg };
+                    var args = new[] { "--results", results, "--suite", "step-row", "--shape", shape, "--path", path, "--checkpointing", ckpt ? "1" : "0", "--device", deviceArg };
                     var (ok, line, output) = Child(args, "STEPROW ");
-                    rows.Add(ok ? JsonSerializer.Deserialize<StepRow>(line!)!
+                    rows.Add(ok ? JsonSerializer.Deserialize<StepRow>(line!, Json)!
                         : new StepRow(shape, path, ckpt, 0, 0, 0, 0, null, null, null, [], double.NaN, double.NaN, Tail(output)));
                     Console.WriteLine($"  {shape} {path} checkpointing={ckpt}: " +
-                        (ok ? string.Create(CultureInfo.InvariantCulture, $"{rows[^1].TokensPerSecond:F0} tokens/s, peak {rows[^1].PeakGb:F2} GB") : "FAILED"));
+                        (ok ? string.Create(CultureInfo.InvariantCulture, $"{rows[^1].TokensPerSecond:F0} tokens/s, peak {(rows[^1].PeakGb is { } g ? g.ToString("F2", CultureInfo.InvariantCulture) + " GB" : "n/a (CPU)")}") : "FAILED"));
                 }
         var lossShape = tiny ? "tiny" : "1b";
-        var (lossOk, lossLine, lossOutput) = Child(["--suite", "step-loss", "--shape", lossShape, "--device", deviceArg], "STEPLOSS ");
-        var losses = lossOk ? JsonSerializer.Deserialize<StepLosses>(lossLine!) : null;
+        var (lossOk, lossLine, lossOutput) = Child(["--results", results, "--suite", "step-loss", "--shape", lossShape, "--device", deviceArg], "STEPLOSS ");
+        var losses = lossOk ? JsonSerializer.Deserialize<StepLosses>(lossLine!, Json) : null;
         var report = Write(results, device, tiny, rows, losses, lossOk ? null : Tail(lossOutput), clock.Elapsed);
         Console.WriteLine(report);
         return rows.All(r => r.Error is null) && losses is not null ? 0 : 1;
@@ -213,7 +216,7 @@ internal static class StepSuite
         sb.AppendLine("- paths: **fused** = `UseFusedKernels = true` (RMSNorm, RoPE, SwiGLU kernels; NF4+LoRA autograd node that re-dequantizes W in backward); **reference** = `UseFusedKernels = false` (plain TorchSharp ops, same NF4 weights); checkpointing = `GradientCheckpointing` (each decoder layer recomputed in backward)");
         sb.AppendLine(inv, $"- tokens/s: {s0.Timed} timed steps after {s0.Warmup} warm-up steps, one device synchronize before the clock starts and one before it stops, no host sync inside the window other than the ones listed in docs/readme-parts/speed.md; tokens = batch × sequence length per step");
         sb.AppendLine("- peak GB: cudaMemGetInfo (total − free) of the device, polled after every phase of the warm-up and profile steps and after the timed window, maximum minus the idle reading taken after CUDA context creation and a one-layer warm-up step of the same path (so the context, cuBLAS's handle/workspace and lazily loaded kernels are excluded). It includes weights, adapters, AdamW state, activations and whatever the caching allocator reserved (reserved ≥ allocated): TorchSharp exposes no allocator statistics, so this is stricter than PyTorch's peak allocated. One fresh process per row. Assumes nothing else uses the GPU.");
-        sb.AppendLine("- phase ms: profile mode only (5 extra steps with a synchronize after each phase; averages). With the fused loss the head's gradient is computed during the loss forward.");
+        sb.AppendLine(inv, $"- phase ms: profile mode only ({s0.ProfileSteps} extra steps after the timed window, with a synchronize after each phase; averages). With the fused loss the head's gradient is computed during the loss forward.");
         sb.AppendLine();
         sb.AppendLine("Anchors (quoted, not re-run: bitsandbytes is not installed on the GPU machine, so they cannot be measured in the same lease; H100, 2026-11-23, 1B shape, 8 × 1024 tokens, PyTorch's peak allocated):").AppendLine();
         foreach (var a in Anchors)
@@ -246,7 +249,15 @@ internal static class StepSuite
                 $"(step {worst + 1}: fused {losses.Fused[worst]:F5}, reference {losses.Reference[worst]:F5}); tolerance per step 2⁻⁷·|reference loss| " +
                 $"(two bf16 ulps): **{(pass ? "PASS" : "FAIL")}** at every step. Loss {losses.Reference[0]:F4} → {losses.Reference[^1]:F4} (reference).");
             sb.AppendLine().AppendLine("Files: `step-loss.csv` (step, fused, reference, |Δ|, tolerance), `step-loss.png`, `step-loss-diff.png`.");
-            WriteLossFiles(dir, losses);
+            WriteLossCsv(dir, losses);
+            try
+            {
+                PlotLosses(dir, losses);
+            }
+            catch (Exception e)  // a plotting problem (Skia, fonts) must not cost the measurements
+            {
+                sb.AppendLine().AppendLine($"(the plots could not be drawn: {e.GetType().Name}: {e.Message})");
+            }
         }
         var text = sb.ToString();
         var path = Path.Combine(dir, "step.md");
@@ -255,14 +266,17 @@ internal static class StepSuite
         return text;
     }
 
-    private static void WriteLossFiles(string dir, StepLosses l)
+    private static void WriteLossCsv(string dir, StepLosses l)
     {
         var inv = CultureInfo.InvariantCulture;
         var csv = new StringBuilder("step,fused,reference,abs_diff,tolerance\n");
         for (var i = 0; i < l.Fused.Length; i++)
             csv.AppendLine(inv, $"{i + 1},{l.Fused[i]:R},{l.Reference[i]:R},{Math.Abs(l.Fused[i] - l.Reference[i]):R},{Tolerance(l.Reference[i]):R}");
         File.WriteAllText(Path.Combine(dir, "step-loss.csv"), csv.ToString());
+    }
 
+    private static void PlotLosses(string dir, StepLosses l)
+    {
         var font = Path.Combine(AppContext.BaseDirectory, "Assets", "DejaVuSans.ttf");
         if (File.Exists(font)) ScottPlot.Fonts.AddFontFile("DejaVu Sans", font);
         void UseFont(ScottPlot.Plot p)

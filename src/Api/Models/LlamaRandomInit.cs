@@ -21,14 +21,25 @@ internal static class LlamaRandomInit
         var (v, h, inter) = ((long)cfg.VocabSize, (long)cfg.HiddenSize, (long)cfg.IntermediateSize);
         var (qOut, kvOut) = ((long)cfg.NumAttentionHeads * cfg.HeadDim, (long)cfg.NumKeyValueHeads * cfg.HeadDim);
         var built = new List<IDisposable>();
-        using var gen = new Generator((ulong)seed, device);
+        // An explicit device index for the generator (CUDA without one means device 0 here, as for the tensors).
+        var genDevice = device.type == TorchSharp.DeviceType.CUDA && device.index < 0 ? new Device(TorchSharp.DeviceType.CUDA, 0) : device;
+        using var gen = new Generator((ulong)seed, genDevice);
         try
         {
-            Tensor Normal(params long[] shape)
+            // Drawn in float32 in row blocks of at most 16M elements, so that a large table (the 1B model's embedding:
+            // 128256 × 2048) needs no full-size float32 temporary that the caching allocator would keep.
+            Tensor Normal(long rows, long cols)
             {
-                using var scope = NewDisposeScope();
-                var t = (randn(shape, ScalarType.Float32, device, generator: gen) * InitStd).to(dtype).DetachFromDisposeScope();
+                var t = empty([rows, cols], dtype, device).DetachFromDisposeScope();
                 built.Add(t);
+                var block = Math.Max(1, (16L << 20) / cols);
+                using var noGrad = no_grad();
+                for (long s = 0; s < rows; s += block)
+                {
+                    using var scope = NewDisposeScope();
+                    var r = Math.Min(block, rows - s);
+                    t.narrow(0, s, r).copy_(randn([r, cols], ScalarType.Float32, device, generator: gen) * InitStd);
+                }
                 return t;
             }
 
