@@ -90,7 +90,9 @@ internal sealed class Nf4LoraLinearFunction : SlothFunction<Nf4LoraLinearFunctio
             // The plain expression, operation for operation: x·keep·(1/(1−p)), ·Aᵀ, ·Bᵀ, ·s, + y.
             var h = keep is null ? x : x * keep.to(dtype) * plan.KeepScale;
             var xa = functional.linear(h, a.to(dtype));
-            y = y + functional.linear(xa, b!.to(dtype)) * plan.Scale;
+            using var lin2 = functional.linear(xa, b!.to(dtype));
+            // For s = 2^k, s·lin2 is exact, so one fused in-place add rounds exactly as (lin2·s) + y does.
+            y = IsPowerOfTwo(plan.Scale) ? y.add_(lin2, plan.Scale) : y + lin2 * plan.Scale;
             ctx.save_data("xa", new TensorBox(xa.DetachFromDisposeScope()));
         }
         // Inputs only: the graph holds them as long as it needs them (no dequantized weight among them).
@@ -109,17 +111,23 @@ internal sealed class Nf4LoraLinearFunction : SlothFunction<Nf4LoraLinearFunctio
         var dy = gradOutput.to(dtype).reshape(-1, outF);
         var needX = x.requires_grad;
         Tensor? dx = null, dBias = null, dA = null, dB = null;
-        if (needX)
-        {
-            using var w = plan.Weight.Dequantize(dtype);
-            dx = dy.mm(w);
-        }
         if (a is not null)
         {
             var xa = xaHolder!.reshape(-1, a.shape[0]);
-            var ds = dy * plan.Scale;                       // d(lin2), in x's dtype as autograd rounds it
-            if (b!.requires_grad) dB = ds.t().mm(xa).to(b.dtype);
-            var dxa = ds.mm(b.to(dtype));                   // [N, r]
+            Tensor dxa;                                     // [N, r]
+            if (IsPowerOfTwo(plan.Scale))
+            {
+                // Scaling by 2^k is exact, so it moves to the small products without changing a bit, and the
+                // [N, out] pass of dY·s disappears (the usual alpha = 2·rank gives s = 2).
+                if (b!.requires_grad) dB = dy.t().mm(xa).to(b.dtype).mul_(plan.Scale);
+                dxa = dy.mm(b.to(dtype)).mul_(plan.Scale);
+            }
+            else
+            {
+                var ds = dy * plan.Scale;                   // d(lin2), in x's dtype as autograd rounds it
+                if (b!.requires_grad) dB = ds.t().mm(xa).to(b.dtype);
+                dxa = ds.mm(b.to(dtype));
+            }
             if (a.requires_grad || needX)
             {
                 var x2 = x.reshape(-1, inF);
@@ -131,15 +139,22 @@ internal sealed class Nf4LoraLinearFunction : SlothFunction<Nf4LoraLinearFunctio
                 }
                 if (needX)
                 {
-                    var dh = dxa.mm(a.to(dtype));
-                    if (k is not null) dh = dh * plan.KeepScale * k;
-                    dx = dx! + dh;
+                    dx = dxa.mm(a.to(dtype));
+                    if (k is not null) dx = dx * plan.KeepScale * k;
                 }
             }
+        }
+        if (needX)
+        {
+            // dX = dY·W (+ the adapter's part, accumulated by the GEMM itself: no extra pass over [N, in]).
+            using var w = plan.Weight.Dequantize(dtype);
+            dx = dx is null ? dy.mm(w) : dx.addmm_(dy, w);
         }
         if (bias is not null && bias.requires_grad) dBias = dy.sum(0, type: ScalarType.Float32).to(bias.dtype);
         dx = dx?.reshape(x.shape);
         return [dx?.MoveToOuterDisposeScope(), dBias?.MoveToOuterDisposeScope(), dA?.MoveToOuterDisposeScope(),
                 dB?.MoveToOuterDisposeScope(), null];
     }
+
+    private static bool IsPowerOfTwo(double s) => s != 0 && double.IsFinite(s) && Math.ScaleB(1.0, Math.ILogB(s)) == Math.Abs(s);
 }
