@@ -4,11 +4,18 @@ using static TorchSharp.torch;
 
 namespace SlothSharp.Tests;
 
-/// <summary>The Llama model against what transformers + bitsandbytes + PEFT computed on hf-tiny-llama (float32, CPU).</summary>
-public class LlamaGoldenTests
+/// <summary>The Llama model against what transformers + bitsandbytes + PEFT computed on hf-tiny-llama (float32, CPU),
+/// once with the fused kernels (the default) and once on the plain TorchSharp reference path.</summary>
+[TestFixture(true)]
+[TestFixture(false)]
+public class LlamaGoldenTests(bool fused)
 {
-    private static LlamaForCausalLM Load(string dir, bool quantize = true) =>
-        LlamaForCausalLM.FromPretrained(dir, new LoadOptions { Quantize = quantize });
+    private LlamaForCausalLM Load(string dir, bool quantize = true)
+    {
+        var model = LlamaForCausalLM.FromPretrained(dir, new LoadOptions { Quantize = quantize });
+        model.UseFusedKernels = fused;
+        return model;
+    }
 
     private static Tensor Logits(LlamaForCausalLM model)
     {

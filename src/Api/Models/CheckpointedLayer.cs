@@ -59,7 +59,7 @@ internal sealed class CheckpointedLayerFunction : autograd.SingleTensorFunction<
             using var scope = NewDisposeScope();
             using var grad = enable_grad();
             var x = saved[0].detach().requires_grad_(call.NeedInputGrad);
-            var inputs = new LayerInputs(saved[1], saved[2], saved.Count > 3 ? saved[3] : null, call.Inputs.Causal, null);
+            var inputs = new LayerInputs(saved[1], saved[2], saved.Count > 3 ? saved[3] : null, call.Inputs.Causal, null, call.Inputs.Fused);
             var y = call.Layer.Forward(x, inputs, call.Index, call.Seed);
             var trainable = call.Layer.parameters().Where(p => p.requires_grad).Cast<Tensor>().ToList();
             var wrt = call.NeedInputGrad ? trainable.Prepend(x).ToList() : trainable;

@@ -62,6 +62,16 @@ public sealed class LlamaForCausalLM : Module
     /// model.safetensors.index.json), dense or bitsandbytes 4-bit. See <see cref="LoadOptions"/>.</summary>
     public static LlamaForCausalLM FromPretrained(string dir, LoadOptions? options = null) => LlamaLoader.Load(dir, options ?? new LoadOptions());
 
+    /// <summary>
+    /// A model of <paramref name="config"/>'s shape with random weights made in memory on the target device (no
+    /// checkpoint file): linears and embeddings N(0, 0.02²) as transformers initializes a Llama, norms 1, drawn from
+    /// <paramref name="seed"/> on that device, stored in the compute dtype; with <see cref="LoadOptions.Quantize"/> the
+    /// decoder projections are quantized to NF4 there (on CUDA by the GPU kernel). For benchmarks and tests;
+    /// <see cref="SourceDirectory"/> is empty.
+    /// </summary>
+    public static LlamaForCausalLM CreateRandom(LlamaConfig config, long seed, LoadOptions? options = null) =>
+        LlamaRandomInit.Create(config, seed, options ?? new LoadOptions());
+
     public LlamaConfig Config { get; }
     public string SourceDirectory { get; }
     public Device Device { get; }
@@ -72,6 +82,14 @@ public sealed class LlamaForCausalLM : Module
     /// <summary>Recompute each decoder layer in backward instead of keeping its activations (training only; not used
     /// with a <see cref="KvCache"/>).</summary>
     public bool GradientCheckpointing { get; set; }
+
+    /// <summary>
+    /// True (the default): the decoder runs SlothSharp's fused ops — RMSNorm, RoPE and SwiGLU kernels, and each NF4
+    /// projection with its LoRA adapter as one autograd node (<see cref="Ops.Nf4LoraLinear"/>) that dequantizes its
+    /// weight again in backward instead of keeping it from forward. False: the plain TorchSharp ops (the reference
+    /// path), on the same NF4 weights. Both compute the same function; they differ in memory, speed and rounding order.
+    /// </summary>
+    public bool UseFusedKernels { get; set; } = true;
 
     public LoraConfig? Lora { get; private set; }
 
@@ -106,15 +124,21 @@ public sealed class LlamaForCausalLM : Module
         }
 
         using var scope = NewDisposeScope();
-        // An id outside the table would be a device-side assert on CUDA (the process cannot continue): check first.
-        var (lo, hi) = (inputIds.min().item<long>(), inputIds.max().item<long>());
+        // An id outside the table would be a device-side assert on CUDA (the process cannot continue): check first,
+        // with one host read for both bounds.
+        long lo, hi;
+        using (var bounds = stack([inputIds.min(), inputIds.max()]).cpu())
+        {
+            var b2 = bounds.data<long>();
+            (lo, hi) = (b2[0], b2[1]);
+        }
         if (lo < 0 || hi >= Config.VocabSize)
             throw new ArgumentOutOfRangeException(nameof(inputIds), $"token ids must be in [0, vocab_size {Config.VocabSize}); got [{lo}, {hi}]");
         var keyValid = KeyValidity(attentionMask, cache, b, t, past);
         var checkpoint = GradientCheckpointing && cache is null && is_grad_enabled();
         var (cos, sin) = LlamaRope.Tables(_invFreq, past, t, ComputeDtype);
         var (mask, causal) = BuildMask(keyValid, past, t);
-        var inputs = new LayerInputs(cos, sin, mask, causal, cache);
+        var inputs = new LayerInputs(cos, sin, mask, causal, cache, UseFusedKernels);
         var h = _model.Embed.forward(inputIds);
         var dropout = training && Lora is { Dropout: > 0 };
         for (var i = 0; i < _model.Layers.Length; i++)
@@ -124,7 +148,7 @@ public sealed class LlamaForCausalLM : Module
                            : _model.Layers[i].Forward(h, inputs, i, seed);
         }
         cache?.Advance((int)t);
-        return _model.Norm.forward(h).MoveToOuterDisposeScope();
+        return _model.Norm.Forward(h, UseFusedKernels).MoveToOuterDisposeScope();
     }
 
     /// <summary>Bool [B, past + T] (true = a real token), or null when every position is a token.</summary>

@@ -1,3 +1,4 @@
+using SlothSharp.Ops;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 using static TorchSharp.torch.nn;
@@ -42,6 +43,11 @@ internal sealed class LlamaRmsNorm : Module<Tensor, Tensor>
         _eps = eps;
     }
 
+    /// <summary><paramref name="fused"/>: SlothSharp's RMSNorm kernel (<see cref="RmsNorm"/>, same formula and
+    /// roundings); otherwise the TorchSharp ops of <see cref="forward"/>.</summary>
+    public Tensor Forward(Tensor x, bool fused) =>
+        fused && _weight.dtype == x.dtype ? RmsNorm.Apply(x, _weight, _eps) : forward(x);
+
     public override Tensor forward(Tensor x)
     {
         using var scope = NewDisposeScope();
@@ -75,6 +81,14 @@ internal sealed class LlamaMlp : Module<Tensor, Tensor>
         using var scope = NewDisposeScope();
         return Down.forward(functional.silu(Gate.forward(x)) * Up.forward(x)).MoveToOuterDisposeScope();
     }
+
+    /// <summary><paramref name="fused"/>: NF4+LoRA projections and the SwiGLU kernel; otherwise <see cref="forward"/>.</summary>
+    public Tensor Forward(Tensor x, bool fused)
+    {
+        if (!fused) return forward(x);
+        using var scope = NewDisposeScope();
+        return Down.Forward(SwiGlu.Apply(Gate.Forward(x, true), Up.Forward(x, true)), true).MoveToOuterDisposeScope();
+    }
 }
 
 /// <summary>Grouped-query self-attention with rotary embeddings, through scaled_dot_product_attention.</summary>
@@ -104,15 +118,26 @@ internal sealed class LlamaAttention : Module<Tensor, Tensor>
     public override Tensor forward(Tensor x) => throw new NotSupportedException("call LlamaForCausalLM.Forward");
 
     /// <summary>x [B, T, H]; cos/sin [T, D] in x's dtype; mask null (then causal when <paramref name="causal"/>) or
-    /// bool [B, 1, T, L] (true = attend).</summary>
-    public Tensor Forward(Tensor x, Tensor cos, Tensor sin, Tensor? mask, bool causal, KvCache? cache, int layer)
+    /// bool [B, 1, T, L] (true = attend). <paramref name="fused"/>: NF4+LoRA projections and the RoPE kernel on the [B, T, heads, D] projection output (no
+    /// transpose copy before it); otherwise the plain TorchSharp ops.</summary>
+    public Tensor Forward(Tensor x, Tensor cos, Tensor sin, Tensor? mask, bool causal, KvCache? cache, int layer, bool fused)
     {
         using var scope = NewDisposeScope();
         var (b, t) = (x.shape[0], x.shape[1]);
         var (nh, nkv, hd) = (_cfg.NumAttentionHeads, _cfg.NumKeyValueHeads, _cfg.HeadDim);
-        var q = Rope(Q.forward(x).view(b, t, nh, hd).transpose(1, 2), cos, sin);
-        var k = Rope(K.forward(x).view(b, t, nkv, hd).transpose(1, 2), cos, sin);
-        var v = V.forward(x).view(b, t, nkv, hd).transpose(1, 2);
+        Tensor q, k, v;
+        if (fused)
+        {
+            q = Ops.Rope.Apply(Q.Forward(x, true).view(b, t, nh, hd), cos, sin, Interop.SlothRopeLayout.Bthd).transpose(1, 2);
+            k = Ops.Rope.Apply(K.Forward(x, true).view(b, t, nkv, hd), cos, sin, Interop.SlothRopeLayout.Bthd).transpose(1, 2);
+            v = V.Forward(x, true).view(b, t, nkv, hd).transpose(1, 2);
+        }
+        else
+        {
+            q = Rope(Q.forward(x).view(b, t, nh, hd).transpose(1, 2), cos, sin);
+            k = Rope(K.forward(x).view(b, t, nkv, hd).transpose(1, 2), cos, sin);
+            v = V.forward(x).view(b, t, nkv, hd).transpose(1, 2);
+        }
         if (cache is not null) (k, v) = cache.Append(layer, k, v);
         if (nkv != nh)
         {
@@ -122,7 +147,7 @@ internal sealed class LlamaAttention : Module<Tensor, Tensor>
             v = v.unsqueeze(2).expand(b, nkv, nh / nkv, l, hd).reshape(b, nh, l, hd);
         }
         var attn = functional.scaled_dot_product_attention(q, k, v, mask, 0.0, mask is null && causal);
-        return O.forward(attn.transpose(1, 2).reshape(b, t, nh * hd)).MoveToOuterDisposeScope();
+        return O.Forward(attn.transpose(1, 2).reshape(b, t, nh * hd), fused).MoveToOuterDisposeScope();
     }
 
     /// <summary>x·cos + rotate_half(x)·sin, rotate_half(x) = [−x₂, x₁] (the two halves of the head dimension).</summary>
@@ -170,8 +195,9 @@ internal sealed class LlamaDecoderLayer : Module<Tensor, Tensor>
         foreach (var p in Projections) p.DropoutGenerator = gen;
         try
         {
-            var h = x + Attention.Forward(InputNorm.forward(x), inputs.Cos, inputs.Sin, inputs.Mask, inputs.Causal, inputs.Cache, layer);
-            var y = h + Mlp.forward(PostNorm.forward(h));
+            var f = inputs.Fused;
+            var h = x + Attention.Forward(InputNorm.Forward(x, f), inputs.Cos, inputs.Sin, inputs.Mask, inputs.Causal, inputs.Cache, layer, f);
+            var y = h + Mlp.Forward(PostNorm.Forward(h, f), f);
             return y.MoveToOuterDisposeScope();
         }
         finally
@@ -181,8 +207,9 @@ internal sealed class LlamaDecoderLayer : Module<Tensor, Tensor>
     }
 }
 
-/// <summary>What every decoder layer of one forward shares: rotary tables, attention mask, cache.</summary>
-internal sealed record LayerInputs(Tensor Cos, Tensor Sin, Tensor? Mask, bool Causal, KvCache? Cache);
+/// <summary>What every decoder layer of one forward shares: rotary tables, attention mask, cache, and whether the
+/// fused kernels run (<see cref="LlamaForCausalLM.UseFusedKernels"/>).</summary>
+internal sealed record LayerInputs(Tensor Cos, Tensor Sin, Tensor? Mask, bool Causal, KvCache? Cache, bool Fused);
 
 /// <summary>
 /// Rotary-embedding frequencies exactly as transformers computes them (float32 throughout, same operation order):

@@ -1,3 +1,4 @@
+using SlothSharp.Ops;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 using static TorchSharp.torch.nn;
@@ -104,6 +105,18 @@ internal sealed class LlamaLinear : Module<Tensor, Tensor>
         register_module("lora_B", _loraB);
         _scale = scale;
         _dropout = dropout;
+    }
+
+    /// <summary>The projection; <paramref name="fused"/> runs an NF4 base through <see cref="Nf4LoraLinear"/> (one
+    /// autograd node that keeps no dequantized weight between forward and backward), otherwise (or for a dense base)
+    /// the plain TorchSharp ops of <see cref="forward"/>. Both draw the same dropout mask and compute the same values.</summary>
+    public Tensor Forward(Tensor x, bool fused)
+    {
+        if (!fused || _nf4 is null) return forward(x);
+        using var keep = _loraA is not null && training && _dropout > 0 && DropoutGenerator is { } g
+            ? rand(x.shape, ScalarType.Float32, x.device, generator: g).ge_(_dropout)
+            : null;
+        return Nf4LoraLinear.Apply(x, _nf4.Weight, _bias, _loraA?.weight, _loraB?.weight, _scale, keep, _dropout);
     }
 
     public override Tensor forward(Tensor x)

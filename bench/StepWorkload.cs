@@ -1,0 +1,95 @@
+using SlothSharp.Losses;
+using SlothSharp.Models;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace SlothSharp.Bench;
+
+/// <summary>A training-step benchmark shape: model, tokens per step, and how many steps each measurement runs.</summary>
+internal sealed record StepShape(string Name, string Description, LlamaConfig Config, int Batch, int SeqLen, int Warmup,
+                                 int Timed, int ProfileSteps, int LossSteps)
+{
+    public static readonly string[] GpuShapes = ["1b", "demo"];
+
+    public static StepShape Get(string name) => name switch
+    {
+        "1b" => new(name, "Llama-3.2-1B (16 layers, hidden 2048, 32/8 heads, MLP 8192, vocab 128256, tied embeddings)",
+            LlamaConfig.Llama32_1B, 8, 1024, 10, 20, 5, 100),
+        "demo" => new(name, "demo (4 layers, hidden 2048, 16/8 heads, head dim 128, MLP 8192, vocab 100277, tied embeddings)",
+            LlamaConfig.Llama32_1B with { NumHiddenLayers = 4, NumAttentionHeads = 16, NumKeyValueHeads = 8, HeadDim = 128, VocabSize = 100277 },
+            8, 1024, 10, 20, 5, 100),
+        // The CPU smoke test of every code path (LlamaConfig.Tiny: 2 layers, hidden 64, vocab 420).
+        "tiny" => new(name, "tiny (2 layers, hidden 64, 4/2 heads, MLP 160, vocab 420; CPU smoke test)",
+            LlamaConfig.Tiny, 2, 32, 2, 3, 2, 10),
+        _ => throw new ArgumentException($"--shape: unknown step shape '{name}' (1b, demo, tiny)"),
+    };
+
+    /// <summary>One decoder layer and a small vocabulary with this shape's heads: run once before the idle-memory
+    /// reading, so that cuBLAS's handle and workspace and the kernels this path loads are not counted as the step's.</summary>
+    public LlamaConfig WarmupConfig => Config with { NumHiddenLayers = 1, VocabSize = 512, HiddenSize = 256, IntermediateSize = 512 };
+
+    public long TokensPerStep => (long)Batch * SeqLen;
+}
+
+/// <summary>
+/// One QLoRA training setup as the step benchmark runs it: an in-memory random NF4 Llama (<see cref="LlamaForCausalLM.CreateRandom"/>,
+/// seed 0), LoRA r16/alpha32 on all seven projections (seed 1), bf16 compute, AdamW with torch's defaults at lr 2e-4 on
+/// the adapters, random token ids (four fixed batches, cycled), the loss through <see cref="FusedLinearCrossEntropy"/>
+/// on the shifted labels.
+/// </summary>
+internal sealed class StepWorkload : IDisposable
+{
+    public const int DistinctBatches = 4;
+
+    private readonly List<Tensor> _batches = [];
+    private readonly AdamW _optimizer;
+
+    public StepWorkload(LlamaConfig config, int batch, int seqLen, Device device, bool fused, bool checkpointing)
+    {
+        Device = device;
+        Model = LlamaForCausalLM.CreateRandom(config, 0, new LoadOptions { Device = device, ComputeDtype = ScalarType.BFloat16 });
+        Model.AddLora(new LoraConfig(Rank: 16, Alpha: 32), seed: 1);
+        Model.UseFusedKernels = fused;
+        Model.GradientCheckpointing = checkpointing;
+        Model.train();
+        _optimizer = optim.AdamW(Model.LoraParameters().Select(kv => kv.Value), lr: 2e-4);
+        // Drawn on the CPU from a fixed seed: the same ids for every process and path.
+        using var gen = new Generator(1234);
+        for (var i = 0; i < DistinctBatches; i++)
+            _batches.Add(randint(0, config.VocabSize, [batch, seqLen], ScalarType.Int64, generator: gen).to(device).DetachFromDisposeScope());
+    }
+
+    public LlamaForCausalLM Model { get; }
+    public Device Device { get; }
+
+    /// <summary>One optimizer step on batch <paramref name="index"/> mod 4. <paramref name="phase"/> is called after
+    /// forward (0), loss (1), backward (2) and the optimizer (3). Returns the loss (float32 scalar, the caller's).</summary>
+    public Tensor Step(int index, Action<int>? phase = null)
+    {
+        using var scope = NewDisposeScope();
+        _optimizer.zero_grad();
+        var ids = _batches[index % _batches.Count];
+        var hidden = Model.Forward(ids);
+        phase?.Invoke(0);
+        var t = ids.shape[1];
+        var loss = FusedLinearCrossEntropy.Apply(hidden.narrow(1, 0, t - 1), Model.LmHeadWeight, null, ids.narrow(1, 1, t - 1));
+        phase?.Invoke(1);
+        loss.backward();
+        phase?.Invoke(2);
+        _optimizer.step();
+        phase?.Invoke(3);
+        return loss.detach().MoveToOuterDisposeScope();
+    }
+
+    public void Synchronize()
+    {
+        if (Device.type == TorchSharp.DeviceType.CUDA) CudaDevice.Synchronize(Math.Max(0, (int)Device.index));
+    }
+
+    public void Dispose()
+    {
+        _optimizer.Dispose();
+        foreach (var b in _batches) b.Dispose();
+        Model.Dispose();
+    }
+}

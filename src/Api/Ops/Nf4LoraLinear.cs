@@ -1,0 +1,160 @@
+using SlothSharp.Autograd;
+using TorchSharp;
+using static TorchSharp.torch;
+using static TorchSharp.torch.nn;
+
+namespace SlothSharp.Ops;
+
+/// <summary>
+/// A frozen NF4 linear layer with an optional LoRA adapter as one autograd node:
+/// <c>y = x·Wᵀ (+ b) + s·((dropout(x)·Aᵀ)·Bᵀ)</c>, computed in x's dtype with the same operations (and so the same
+/// roundings) as the plain TorchSharp expression. What differs is what stays alive between forward and backward:
+/// plain autograd keeps every dequantized W (the whole model in the compute dtype: ≈ 2.5 GB for Llama-3.2-1B in bf16)
+/// until backward; this node dequantizes W into a temporary in forward, frees it, keeps only x, the dropout mask (bool)
+/// and x·Aᵀ (r columns), and dequantizes W again in backward for dX = dY·W + s·(dY·B)·A. The adapter gradients are
+/// computed in x's dtype and cast to the adapters' dtype (float32), as autograd of the plain expression does.
+/// </summary>
+public static class Nf4LoraLinear
+{
+    /// <summary>
+    /// x: [..., in] float32/float16/bfloat16; weight: NF4 [out, in] on x's device; bias: [out] or null (any float dtype,
+    /// cast to x's); loraA [r, in] and loraB [out, r] (both or neither; usually float32 parameters, cast to x's dtype for
+    /// the products); scale: the LoRA scale; keep: null or a bool/float mask shaped like x (true = kept), applied as
+    /// <c>x · keep · 1/(1 − dropout)</c> to the adapter's input. Returns [..., out] in x's dtype. Differentiable in x,
+    /// bias, loraA, loraB (where they require grad); the NF4 weight is frozen.
+    /// </summary>
+    public static Tensor Apply(Tensor x, Nf4Weight weight, Tensor? bias = null, Tensor? loraA = null, Tensor? loraB = null,
+                               double scale = 1.0, Tensor? keep = null, double dropout = 0)
+    {
+        ArgumentNullException.ThrowIfNull(x);
+        ArgumentNullException.ThrowIfNull(weight);
+        ObjectDisposedException.ThrowIf(weight.IsDisposed, weight);
+        if (!TensorInterop.IsFloating16Or32(x.dtype))
+            throw new ArgumentException($"x must be float32, float16 or bfloat16; got {x.dtype}", nameof(x));
+        if (weight.Shape.Length != 2) throw new ArgumentException($"weight must be [out, in]; got [{string.Join(", ", weight.Shape)}]", nameof(weight));
+        var (outF, inF) = (weight.Shape[0], weight.Shape[1]);
+        if (x.ndim < 1 || x.shape[^1] != inF)
+            throw new ArgumentException($"x {OpChecks.Shape(x)} must end in in_features {inF}", nameof(x));
+        TensorInterop.RequireSameDevice(weight.Packed, nameof(weight), x, nameof(x));
+        if (bias is not null)
+        {
+            if (bias.ndim != 1 || bias.shape[0] != outF || !TensorInterop.IsFloating16Or32(bias.dtype))
+                throw new ArgumentException($"bias {bias.dtype} {OpChecks.Shape(bias)} must be a float [{outF}]", nameof(bias));
+            TensorInterop.RequireSameDevice(x, nameof(x), bias, nameof(bias));
+        }
+        if ((loraA is null) != (loraB is null)) throw new ArgumentException("loraA and loraB are given together or not at all", nameof(loraB));
+        if (loraA is not null)
+        {
+            var r = loraA.shape.Length == 2 ? loraA.shape[0] : -1;
+            if (loraA.ndim != 2 || loraA.shape[1] != inF || r < 1 || !TensorInterop.IsFloating16Or32(loraA.dtype))
+                throw new ArgumentException($"loraA {loraA.dtype} {OpChecks.Shape(loraA)} must be a float [r, {inF}]", nameof(loraA));
+            if (loraB!.ndim != 2 || loraB.shape[0] != outF || loraB.shape[1] != r || !TensorInterop.IsFloating16Or32(loraB.dtype))
+                throw new ArgumentException($"loraB {loraB.dtype} {OpChecks.Shape(loraB)} must be a float [{outF}, {r}]", nameof(loraB));
+            TensorInterop.RequireSameDevice(x, nameof(x), loraA, nameof(loraA));
+            TensorInterop.RequireSameDevice(x, nameof(x), loraB, nameof(loraB));
+            if (!double.IsFinite(scale)) throw new ArgumentOutOfRangeException(nameof(scale), scale, "must be finite");
+        }
+        if (keep is not null)
+        {
+            if (loraA is null) throw new ArgumentException("a dropout mask needs a LoRA adapter", nameof(keep));
+            if (!keep.shape.SequenceEqual(x.shape))
+                throw new ArgumentException($"keep {OpChecks.Shape(keep)} must have x's shape {OpChecks.Shape(x)}", nameof(keep));
+            TensorInterop.RequireSameDevice(x, nameof(x), keep, nameof(keep));
+            if (!(dropout >= 0 && dropout < 1)) throw new ArgumentOutOfRangeException(nameof(dropout), dropout, "must be in [0, 1)");
+        }
+        // The mask is kept as bool (1 byte per element) between forward and backward.
+        using var mask = keep is null ? null : keep.dtype == ScalarType.Bool ? keep.alias() : keep.ne(0);
+        return Nf4LoraLinearFunction.Apply(new Nf4LoraLinearPlan(weight, scale, keep is null ? 1.0 : 1.0 / (1.0 - dropout)),
+            x, bias, loraA, loraB, mask);
+    }
+}
+
+/// <summary>Weight: the frozen NF4 weight (not an autograd input). KeepScale: 1/(1 − dropout).</summary>
+internal sealed record Nf4LoraLinearPlan(Nf4Weight Weight, double Scale, double KeepScale);
+
+internal sealed class Nf4LoraLinearFunction : SlothFunction<Nf4LoraLinearFunction, Nf4LoraLinearPlan>
+{
+    public override string Name => "SlothSharp.Nf4LoraLinear";
+
+    /// <summary>inputs: x, bias?, A?, B?, keep? (bool).</summary>
+    protected override Tensor Forward(autograd.AutogradContext ctx, Nf4LoraLinearPlan plan, Tensor?[] inputs)
+    {
+        var (x, bias, a, b, keep) = (inputs[0]!, inputs[1], inputs[2], inputs[3], inputs[4]);
+        using var scope = NewDisposeScope();
+        var dtype = x.dtype;
+        Tensor y;
+        using (var w = plan.Weight.Dequantize(dtype))
+            y = functional.linear(x, w, bias is null ? null : bias.dtype == dtype ? bias : bias.to(dtype));
+        if (a is not null)
+        {
+            // The plain expression, operation for operation: x·keep·(1/(1−p)), ·Aᵀ, ·Bᵀ, ·s, + y.
+            var h = keep is null ? x : x * keep.to(dtype) * plan.KeepScale;
+            var xa = functional.linear(h, a.to(dtype));
+            using var lin2 = functional.linear(xa, b!.to(dtype));
+            // For s = 2^k, s·lin2 is exact, so one fused in-place add rounds exactly as (lin2·s) + y does.
+            y = IsPowerOfTwo(plan.Scale) ? y.add_(lin2, plan.Scale) : y + lin2 * plan.Scale;
+            ctx.save_data("xa", new TensorBox(xa.DetachFromDisposeScope()));
+        }
+        // Inputs only: the graph holds them as long as it needs them (no dequantized weight among them).
+        ctx.save_for_backward([x, bias!, a!, b!, keep!]);
+        return y.MoveToOuterDisposeScope();
+    }
+
+    protected override Tensor?[] Backward(autograd.AutogradContext ctx, Nf4LoraLinearPlan plan, Tensor gradOutput)
+    {
+        using var saved = SavedTensors.Of(ctx);
+        var (x, bias, a, b, keep) = (saved[0]!, saved[1], saved[2], saved[3], saved[4]);
+        using var xaHolder = a is null ? null : ((TensorBox)ctx.get_data("xa")).Take()[0];
+        using var scope = NewDisposeScope();
+        var dtype = x.dtype;
+        var (outF, inF) = (plan.Weight.Shape[0], plan.Weight.Shape[1]);
+        var dy = gradOutput.to(dtype).reshape(-1, outF);
+        var needX = x.requires_grad;
+        Tensor? dx = null, dBias = null, dA = null, dB = null;
+        if (a is not null)
+        {
+            var xa = xaHolder!.reshape(-1, a.shape[0]);
+            Tensor dxa;                                     // [N, r]
+            if (IsPowerOfTwo(plan.Scale))
+            {
+                // Scaling by 2^k is exact, so it moves to the small products without changing a bit, and the
+                // [N, out] pass of dY·s disappears (the usual alpha = 2·rank gives s = 2).
+                if (b!.requires_grad) dB = dy.t().mm(xa).to(b.dtype).mul_(plan.Scale);
+                dxa = dy.mm(b.to(dtype)).mul_(plan.Scale);
+            }
+            else
+            {
+                var ds = dy * plan.Scale;                   // d(lin2), in x's dtype as autograd rounds it
+                if (b!.requires_grad) dB = ds.t().mm(xa).to(b.dtype);
+                dxa = ds.mm(b.to(dtype));
+            }
+            if (a.requires_grad || needX)
+            {
+                var x2 = x.reshape(-1, inF);
+                var k = keep?.reshape(-1, inF).to(dtype);
+                if (a.requires_grad)
+                {
+                    var h = k is null ? x2 : x2 * k * plan.KeepScale;
+                    dA = dxa.t().mm(h).to(a.dtype);
+                }
+                if (needX)
+                {
+                    dx = dxa.mm(a.to(dtype));
+                    if (k is not null) dx = dx * plan.KeepScale * k;
+                }
+            }
+        }
+        if (needX)
+        {
+            // dX = dY·W (+ the adapter's part, accumulated by the GEMM itself: no extra pass over [N, in]).
+            using var w = plan.Weight.Dequantize(dtype);
+            dx = dx is null ? dy.mm(w) : dx.addmm_(dy, w);
+        }
+        if (bias is not null && bias.requires_grad) dBias = dy.sum(0, type: ScalarType.Float32).to(bias.dtype);
+        dx = dx?.reshape(x.shape);
+        return [dx?.MoveToOuterDisposeScope(), dBias?.MoveToOuterDisposeScope(), dA?.MoveToOuterDisposeScope(),
+                dB?.MoveToOuterDisposeScope(), null];
+    }
+
+    private static bool IsPowerOfTwo(double s) => s != 0 && double.IsFinite(s) && Math.ScaleB(1.0, Math.ILogB(s)) == Math.Abs(s);
+}
