@@ -124,6 +124,57 @@ public class FsdpTests
         }
     }
 
+    [Test]
+    public void ThreeAdamWStepsOnTwoRanksFollowTheOneRankRunAndKeepTheReplicasEqual()
+    {
+        const int steps = 3;
+        var batch = MakeBatch();
+        List<double> refLosses = [];
+        Dictionary<string, Tensor> refAdapters;
+        using (var reference = LoadWithAdapter(null, checkpointing: true))
+        {
+            using var opt = optim.AdamW(reference.LoraParameters().Select(p => p.Value), 1e-2);
+            for (var s = 0; s < steps; s++)
+            {
+                opt.zero_grad();
+                refLosses.Add(Reference(reference, batch).Loss);
+                opt.step();
+            }
+            refAdapters = reference.LoraParameters().ToDictionary(kv => kv.Key, kv => kv.Value.detach().clone());
+        }
+        var models = Enumerable.Range(0, 2).Select(_ => LoadWithAdapter(null, checkpointing: true)).ToArray();
+        try
+        {
+            var runs = InProcessCommunicator.Run(2, c =>
+            {
+                var model = models[c.Rank];
+                using var sharded = new ShardedLlama(model, c);
+                var step = new FsdpStep(sharded);
+                using var opt = optim.AdamW(model.LoraParameters().Select(p => p.Value), 1e-2);
+                var losses = new List<double>();
+                for (var s = 0; s < steps; s++)
+                {
+                    opt.zero_grad();
+                    losses.Add(step.Run(batch.Ids, batch.Mask, batch.Labels).Loss);
+                    opt.step();
+                }
+                return (losses, model.LoraParameters().ToDictionary(kv => kv.Key, kv => kv.Value.detach().clone()));
+            }, Wait);
+            for (var s = 0; s < steps; s++)
+                Assert.That(runs[0].losses[s], Is.EqualTo(refLosses[s]).Within(1e-5), $"step {s}");
+            Assert.That(refLosses[^1], Is.LessThan(refLosses[0]), "the loss goes down");
+            foreach (var (name, a) in runs[0].Item2)
+            {
+                Assert.That(TestEnv.BitEqual(a, runs[1].Item2[name]), Is.True, $"{name}: the replicas differ");
+                Assert.That(LlamaGolden.MaxAbs(a, refAdapters[name]), Is.LessThanOrEqualTo(1e-5), name);
+            }
+        }
+        finally
+        {
+            foreach (var m in models) m.Dispose();
+        }
+    }
+
     [TestCase(2)]
     [TestCase(3)]
     public void GatheredWeightsAreTheUnshardedBytesAndAreFreedBetweenUses(int ranks)
