@@ -78,6 +78,12 @@ sloth_status kernel_arch(const char* fn, int32_t device, int32_t* arch) {
     return SLOTH_OK;
 }
 
+sloth_status run_on_device(const char* fn, int32_t device, sloth_status (*body)(void*), void* ctx) {
+    DeviceGuard guard;
+    SLOTH_CHECK(guard.enter(fn, device));
+    return body(ctx);
+}
+
 sloth_status synchronize(const char* fn, int32_t device) {
     DeviceGuard guard;
     SLOTH_CHECK(guard.enter(fn, device));

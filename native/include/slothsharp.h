@@ -31,7 +31,7 @@ extern "C" {
 #endif
 
 /* Bumped on every incompatible change of this header; the managed loader refuses any other value. */
-#define SLOTH_ABI_VERSION 2
+#define SLOTH_ABI_VERSION 3
 
 /* NF4 blocksize and nested_blocksize: powers of two in [MIN, MAX] (the managed API checks the same constants). */
 #define SLOTH_NF4_BLOCKSIZE_MIN 32
@@ -51,6 +51,28 @@ typedef enum sloth_dtype {
     SLOTH_DTYPE_F16 = 1,
     SLOTH_DTYPE_BF16 = 2
 } sloth_dtype;
+
+/* Size in bytes of an NCCL unique id (ncclUniqueId; NCCL_UNIQUE_ID_BYTES). */
+#define SLOTH_NCCL_UNIQUE_ID_BYTES 128
+
+/* Element types of the collectives (mapped to NCCL's own values inside the library). */
+typedef enum sloth_comm_dtype {
+    SLOTH_COMM_U8 = 0,
+    SLOTH_COMM_I8 = 1,
+    SLOTH_COMM_I32 = 2,
+    SLOTH_COMM_I64 = 3,
+    SLOTH_COMM_F16 = 4,
+    SLOTH_COMM_BF16 = 5,
+    SLOTH_COMM_F32 = 6,
+    SLOTH_COMM_F64 = 7
+} sloth_comm_dtype;
+
+/* Reductions of the collectives. AVG divides the sum by the number of ranks (integer types: truncated). */
+typedef enum sloth_comm_op {
+    SLOTH_COMM_SUM = 0,
+    SLOTH_COMM_AVG = 1,
+    SLOTH_COMM_MAX = 2
+} sloth_comm_op;
 
 /* Memory layout of the q/k tensors given to sloth_rope (contiguous, head_dim innermost). */
 typedef enum sloth_rope_layout {
@@ -215,6 +237,56 @@ SLOTH_API sloth_status sloth_swiglu_forward(const void* gate, const void* up, sl
 SLOTH_API sloth_status sloth_swiglu_backward(const void* grad_out, const void* gate, const void* up,
                                              sloth_dtype dtype, int64_t n, void* grad_gate, void* grad_up,
                                              int32_t device, void* stream);
+
+/* ---- NCCL collectives (multi-GPU) --------------------------------------------------------------------- */
+/* NCCL is not linked: the first call dlopen()s "libnccl.so.2" (or the file named by the environment variable
+ * SLOTHSHARP_NCCL_LIBRARY) and resolves its symbols. When the library cannot be found, or this build has no CUDA,
+ * every function but sloth_nccl_available fails with SLOTH_ERROR_UNSUPPORTED and a message saying why. (A process
+ * that has loaded PyTorch's CUDA libtorch has libnccl.so.2 loaded already, and dlopen finds it by name.)
+ * Communicators come from sloth_nccl_comm_init; every rank must issue the same collectives in the same order.
+ * Collectives are enqueued on `stream` (NULL = the legacy default stream, TorchSharp's) and never synchronized;
+ * buffers are device memory on the communicator's device. NVLink SHARP (multicast) is switched off: the library
+ * sets NCCL_NVLS_ENABLE=0 in the environment before the first init unless it is set already. */
+
+/* *out = 1 when CUDA is compiled in and libnccl.so.2 loads with every symbol needed, else 0; *version = NCCL's
+ * version code (e.g. 22703 for 2.27.3) or 0. Never fails for lack of NCCL. version may be NULL. */
+SLOTH_API sloth_status sloth_nccl_available(int32_t* out, int32_t* version);
+
+/* Writes a new unique id (SLOTH_NCCL_UNIQUE_ID_BYTES bytes) into out: made by one rank, sent to all the others. */
+SLOTH_API sloth_status sloth_nccl_get_unique_id(uint8_t* out);
+
+/* Joins communicator `id` as `rank` of `nranks` on CUDA device `device`; blocks until all ranks have joined.
+ * *comm receives an opaque handle for the collectives and sloth_nccl_comm_destroy. 1 <= nranks, 0 <= rank < nranks. */
+SLOTH_API sloth_status sloth_nccl_comm_init(const uint8_t* id, int32_t nranks, int32_t rank, int32_t device, void** comm);
+
+/* Frees a communicator (after its work on the streams is complete). comm = NULL is a no-op. */
+SLOTH_API sloth_status sloth_nccl_comm_destroy(void* comm);
+
+/* recv[i] = op over ranks of send[i], i < count, on every rank. send may equal recv (in place). */
+SLOTH_API sloth_status sloth_nccl_all_reduce(const void* send, void* recv, int64_t count, sloth_comm_dtype dtype,
+                                             sloth_comm_op op, void* comm, void* stream);
+
+/* recv[r * count + i] = send of rank r [i]: recv holds nranks * count elements in rank order. send may equal
+ * recv + rank * count (in place). */
+SLOTH_API sloth_status sloth_nccl_all_gather(const void* send, void* recv, int64_t count, sloth_comm_dtype dtype,
+                                             void* comm, void* stream);
+
+/* recv[i] = op over ranks of send[rank * count + i]: send holds nranks * count elements, recv `count`. recv may
+ * equal send + rank * count (in place). */
+SLOTH_API sloth_status sloth_nccl_reduce_scatter(const void* send, void* recv, int64_t count, sloth_comm_dtype dtype,
+                                                 sloth_comm_op op, void* comm, void* stream);
+
+/* recv = send of rank `root` (count elements) on every rank; send is read on the root only (send may equal recv). */
+SLOTH_API sloth_status sloth_nccl_broadcast(const void* send, void* recv, int64_t count, sloth_comm_dtype dtype,
+                                            int32_t root, void* comm, void* stream);
+
+/* Collectives between group_start and group_end are launched together (ncclGroupStart/ncclGroupEnd), e.g. the
+ * all-gathers of one layer's weights. Groups nest. */
+SLOTH_API sloth_status sloth_nccl_group_start(void);
+SLOTH_API sloth_status sloth_nccl_group_end(void);
+
+/* *rank, *nranks and *device of a communicator (any may be NULL). */
+SLOTH_API sloth_status sloth_nccl_comm_info(void* comm, int32_t* rank, int32_t* nranks, int32_t* device);
 
 #ifdef __cplusplus
 }

@@ -112,6 +112,9 @@ sloth_status compute_capability(const char* fn, int32_t device, int32_t* major, 
 sloth_status mem_info(const char* fn, int32_t device, int64_t* free_bytes, int64_t* total_bytes);
 sloth_status synchronize(const char* fn, int32_t device);
 sloth_status kernel_arch(const char* fn, int32_t device, int32_t* arch);
+// Makes `device` current on the calling thread, runs body(ctx), restores the previous device (NCCL takes its device
+// from the current one at init). Without CUDA: SLOTH_ERROR_NO_CUDA.
+sloth_status run_on_device(const char* fn, int32_t device, sloth_status (*body)(void*), void* ctx);
 sloth_status nf4_dequantize(const char* fn, const Nf4DequantArgs& a, int32_t device, void* stream);
 sloth_status nf4_quantize(const char* fn, const Nf4QuantArgs& a, int32_t device, void* stream);
 sloth_status cross_entropy_chunk(const char* fn, const CrossEntropyArgs& a, int32_t device, void* stream);

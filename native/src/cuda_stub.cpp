@@ -21,6 +21,7 @@ sloth_status compute_capability(const char* fn, int32_t, int32_t*, int32_t*) { r
 sloth_status mem_info(const char* fn, int32_t, int64_t*, int64_t*) { return no_cuda(fn); }
 sloth_status synchronize(const char* fn, int32_t) { return no_cuda(fn); }
 sloth_status kernel_arch(const char* fn, int32_t, int32_t*) { return no_cuda(fn); }
+sloth_status run_on_device(const char* fn, int32_t, sloth_status (*)(void*), void*) { return no_cuda(fn); }
 sloth_status nf4_dequantize(const char* fn, const Nf4DequantArgs&, int32_t, void*) { return no_cuda(fn); }
 sloth_status nf4_quantize(const char* fn, const Nf4QuantArgs&, int32_t, void*) { return no_cuda(fn); }
 sloth_status cross_entropy_chunk(const char* fn, const CrossEntropyArgs&, int32_t, void*) { return no_cuda(fn); }

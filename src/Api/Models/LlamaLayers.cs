@@ -185,11 +185,18 @@ internal sealed class LlamaDecoderLayer : Module<Tensor, Tensor>
 
     public IEnumerable<LlamaLinear> Projections => [Attention.Q, Attention.K, Attention.V, Attention.O, Mlp.Gate, Mlp.Up, Mlp.Down];
 
+    /// <summary>Called at the start of every computation of this layer (a forward, and the recomputation of a
+    /// checkpointed layer in backward); what it returns is disposed when the layer's output is computed. FSDP-style
+    /// sharding (SlothSharp.Distributed.ShardedLlama) all-gathers the layer's NF4 weights here and frees them on
+    /// dispose; backward needs no weights of its own (the graph keeps the dequantized ones it uses). Null: nothing.</summary>
+    internal Func<IDisposable?>? AroundCompute { get; set; }
+
     public override Tensor forward(Tensor x) => throw new NotSupportedException("call LlamaForCausalLM.Forward");
 
     /// <summary><paramref name="dropoutSeed"/>: seeds the LoRA dropout masks of this layer for this call (null: none).</summary>
     public Tensor Forward(Tensor x, LayerInputs inputs, int layer, ulong? dropoutSeed)
     {
+        using var around = AroundCompute?.Invoke();
         using var scope = NewDisposeScope();
         using var gen = dropoutSeed is { } s ? new Generator(s, x.device) : null;
         foreach (var p in Projections) p.DropoutGenerator = gen;

@@ -84,6 +84,10 @@ internal sealed class LlamaLinear : Module<Tensor, Tensor>
 
     public Nf4Weight? Nf4 => _nf4?.Weight;
 
+    /// <summary>The 4-bit layer itself (its registered buffers are views of <see cref="Nf4"/>'s tensors; sharding
+    /// re-points them too).</summary>
+    internal Linear4bit? Nf4Layer => _nf4;
+
     public (Parameter A, Parameter B)? Lora => _loraA is null ? null : (_loraA.weight!, _loraB!.weight!);
 
     /// <summary>Adds float32 adapters initialized as PEFT does: A ~ U(−1/√in, 1/√in) (kaiming_uniform_ with a = √5),

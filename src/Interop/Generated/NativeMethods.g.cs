@@ -26,6 +26,27 @@ public enum SlothDtype : int
     Bf16 = 2,
 }
 
+/// <summary>The C enum <c>sloth_comm_dtype</c> of slothsharp.h.</summary>
+public enum SlothCommDtype : int
+{
+    U8 = 0,
+    I8 = 1,
+    I32 = 2,
+    I64 = 3,
+    F16 = 4,
+    Bf16 = 5,
+    F32 = 6,
+    F64 = 7,
+}
+
+/// <summary>The C enum <c>sloth_comm_op</c> of slothsharp.h.</summary>
+public enum SlothCommOp : int
+{
+    Sum = 0,
+    Avg = 1,
+    Max = 2,
+}
+
 /// <summary>The C enum <c>sloth_rope_layout</c> of slothsharp.h.</summary>
 public enum SlothRopeLayout : int
 {
@@ -36,9 +57,10 @@ public enum SlothRopeLayout : int
 /// <summary>The #define constants of slothsharp.h (SLOTH_NF4_BLOCKSIZE_MIN -> Nf4BlocksizeMin).</summary>
 public static class SlothConstants
 {
-    public const int AbiVersion = 2;
+    public const int AbiVersion = 3;
     public const int Nf4BlocksizeMin = 32;
     public const int Nf4BlocksizeMax = 4096;
+    public const int NcclUniqueIdBytes = 128;
 }
 
 /// <summary>Every export of libslothsharp, one checked method per C function (see the header for what each
@@ -339,5 +361,192 @@ public static unsafe partial class Native
     {
         EnsureLoaded();
         return sloth_swiglu_backward(grad_out, gate, up, dtype, n, grad_gate, grad_up, device, stream);
+    }
+
+    [LibraryImport(LibraryName, EntryPoint = "sloth_nccl_available")]
+    private static partial SlothStatus sloth_nccl_available(nint @out, nint version);
+
+    /// <summary><c>sloth_nccl_available</c>; throws the typed exception for a non-OK status.</summary>
+    internal static void NcclAvailable(nint @out, nint version)
+    {
+        EnsureLoaded();
+        Check(sloth_nccl_available(@out, version));
+    }
+
+    /// <summary><c>sloth_nccl_available</c>, returning its status (the thread's message: <see cref="LastErrorMessage"/>).</summary>
+    internal static SlothStatus TryNcclAvailable(nint @out, nint version)
+    {
+        EnsureLoaded();
+        return sloth_nccl_available(@out, version);
+    }
+
+    [LibraryImport(LibraryName, EntryPoint = "sloth_nccl_get_unique_id")]
+    private static partial SlothStatus sloth_nccl_get_unique_id(nint @out);
+
+    /// <summary><c>sloth_nccl_get_unique_id</c>; throws the typed exception for a non-OK status.</summary>
+    internal static void NcclGetUniqueId(nint @out)
+    {
+        EnsureLoaded();
+        Check(sloth_nccl_get_unique_id(@out));
+    }
+
+    /// <summary><c>sloth_nccl_get_unique_id</c>, returning its status (the thread's message: <see cref="LastErrorMessage"/>).</summary>
+    internal static SlothStatus TryNcclGetUniqueId(nint @out)
+    {
+        EnsureLoaded();
+        return sloth_nccl_get_unique_id(@out);
+    }
+
+    [LibraryImport(LibraryName, EntryPoint = "sloth_nccl_comm_init")]
+    private static partial SlothStatus sloth_nccl_comm_init(nint id, int nranks, int rank, int device, nint comm);
+
+    /// <summary><c>sloth_nccl_comm_init</c>; throws the typed exception for a non-OK status.</summary>
+    internal static void NcclCommInit(nint id, int nranks, int rank, int device, nint comm)
+    {
+        EnsureLoaded();
+        Check(sloth_nccl_comm_init(id, nranks, rank, device, comm));
+    }
+
+    /// <summary><c>sloth_nccl_comm_init</c>, returning its status (the thread's message: <see cref="LastErrorMessage"/>).</summary>
+    internal static SlothStatus TryNcclCommInit(nint id, int nranks, int rank, int device, nint comm)
+    {
+        EnsureLoaded();
+        return sloth_nccl_comm_init(id, nranks, rank, device, comm);
+    }
+
+    [LibraryImport(LibraryName, EntryPoint = "sloth_nccl_comm_destroy")]
+    private static partial SlothStatus sloth_nccl_comm_destroy(nint comm);
+
+    /// <summary><c>sloth_nccl_comm_destroy</c>; throws the typed exception for a non-OK status.</summary>
+    internal static void NcclCommDestroy(nint comm)
+    {
+        EnsureLoaded();
+        Check(sloth_nccl_comm_destroy(comm));
+    }
+
+    /// <summary><c>sloth_nccl_comm_destroy</c>, returning its status (the thread's message: <see cref="LastErrorMessage"/>).</summary>
+    internal static SlothStatus TryNcclCommDestroy(nint comm)
+    {
+        EnsureLoaded();
+        return sloth_nccl_comm_destroy(comm);
+    }
+
+    [LibraryImport(LibraryName, EntryPoint = "sloth_nccl_all_reduce")]
+    private static partial SlothStatus sloth_nccl_all_reduce(nint send, nint recv, long count, SlothCommDtype dtype, SlothCommOp op, nint comm, nint stream);
+
+    /// <summary><c>sloth_nccl_all_reduce</c>; throws the typed exception for a non-OK status.</summary>
+    internal static void NcclAllReduce(nint send, nint recv, long count, SlothCommDtype dtype, SlothCommOp op, nint comm, nint stream)
+    {
+        EnsureLoaded();
+        Check(sloth_nccl_all_reduce(send, recv, count, dtype, op, comm, stream));
+    }
+
+    /// <summary><c>sloth_nccl_all_reduce</c>, returning its status (the thread's message: <see cref="LastErrorMessage"/>).</summary>
+    internal static SlothStatus TryNcclAllReduce(nint send, nint recv, long count, SlothCommDtype dtype, SlothCommOp op, nint comm, nint stream)
+    {
+        EnsureLoaded();
+        return sloth_nccl_all_reduce(send, recv, count, dtype, op, comm, stream);
+    }
+
+    [LibraryImport(LibraryName, EntryPoint = "sloth_nccl_all_gather")]
+    private static partial SlothStatus sloth_nccl_all_gather(nint send, nint recv, long count, SlothCommDtype dtype, nint comm, nint stream);
+
+    /// <summary><c>sloth_nccl_all_gather</c>; throws the typed exception for a non-OK status.</summary>
+    internal static void NcclAllGather(nint send, nint recv, long count, SlothCommDtype dtype, nint comm, nint stream)
+    {
+        EnsureLoaded();
+        Check(sloth_nccl_all_gather(send, recv, count, dtype, comm, stream));
+    }
+
+    /// <summary><c>sloth_nccl_all_gather</c>, returning its status (the thread's message: <see cref="LastErrorMessage"/>).</summary>
+    internal static SlothStatus TryNcclAllGather(nint send, nint recv, long count, SlothCommDtype dtype, nint comm, nint stream)
+    {
+        EnsureLoaded();
+        return sloth_nccl_all_gather(send, recv, count, dtype, comm, stream);
+    }
+
+    [LibraryImport(LibraryName, EntryPoint = "sloth_nccl_reduce_scatter")]
+    private static partial SlothStatus sloth_nccl_reduce_scatter(nint send, nint recv, long count, SlothCommDtype dtype, SlothCommOp op, nint comm, nint stream);
+
+    /// <summary><c>sloth_nccl_reduce_scatter</c>; throws the typed exception for a non-OK status.</summary>
+    internal static void NcclReduceScatter(nint send, nint recv, long count, SlothCommDtype dtype, SlothCommOp op, nint comm, nint stream)
+    {
+        EnsureLoaded();
+        Check(sloth_nccl_reduce_scatter(send, recv, count, dtype, op, comm, stream));
+    }
+
+    /// <summary><c>sloth_nccl_reduce_scatter</c>, returning its status (the thread's message: <see cref="LastErrorMessage"/>).</summary>
+    internal static SlothStatus TryNcclReduceScatter(nint send, nint recv, long count, SlothCommDtype dtype, SlothCommOp op, nint comm, nint stream)
+    {
+        EnsureLoaded();
+        return sloth_nccl_reduce_scatter(send, recv, count, dtype, op, comm, stream);
+    }
+
+    [LibraryImport(LibraryName, EntryPoint = "sloth_nccl_broadcast")]
+    private static partial SlothStatus sloth_nccl_broadcast(nint send, nint recv, long count, SlothCommDtype dtype, int root, nint comm, nint stream);
+
+    /// <summary><c>sloth_nccl_broadcast</c>; throws the typed exception for a non-OK status.</summary>
+    internal static void NcclBroadcast(nint send, nint recv, long count, SlothCommDtype dtype, int root, nint comm, nint stream)
+    {
+        EnsureLoaded();
+        Check(sloth_nccl_broadcast(send, recv, count, dtype, root, comm, stream));
+    }
+
+    /// <summary><c>sloth_nccl_broadcast</c>, returning its status (the thread's message: <see cref="LastErrorMessage"/>).</summary>
+    internal static SlothStatus TryNcclBroadcast(nint send, nint recv, long count, SlothCommDtype dtype, int root, nint comm, nint stream)
+    {
+        EnsureLoaded();
+        return sloth_nccl_broadcast(send, recv, count, dtype, root, comm, stream);
+    }
+
+    [LibraryImport(LibraryName, EntryPoint = "sloth_nccl_group_start")]
+    private static partial SlothStatus sloth_nccl_group_start();
+
+    /// <summary><c>sloth_nccl_group_start</c>; throws the typed exception for a non-OK status.</summary>
+    internal static void NcclGroupStart()
+    {
+        EnsureLoaded();
+        Check(sloth_nccl_group_start());
+    }
+
+    /// <summary><c>sloth_nccl_group_start</c>, returning its status (the thread's message: <see cref="LastErrorMessage"/>).</summary>
+    internal static SlothStatus TryNcclGroupStart()
+    {
+        EnsureLoaded();
+        return sloth_nccl_group_start();
+    }
+
+    [LibraryImport(LibraryName, EntryPoint = "sloth_nccl_group_end")]
+    private static partial SlothStatus sloth_nccl_group_end();
+
+    /// <summary><c>sloth_nccl_group_end</c>; throws the typed exception for a non-OK status.</summary>
+    internal static void NcclGroupEnd()
+    {
+        EnsureLoaded();
+        Check(sloth_nccl_group_end());
+    }
+
+    /// <summary><c>sloth_nccl_group_end</c>, returning its status (the thread's message: <see cref="LastErrorMessage"/>).</summary>
+    internal static SlothStatus TryNcclGroupEnd()
+    {
+        EnsureLoaded();
+        return sloth_nccl_group_end();
+    }
+
+    [LibraryImport(LibraryName, EntryPoint = "sloth_nccl_comm_info")]
+    private static partial SlothStatus sloth_nccl_comm_info(nint comm, nint rank, nint nranks, nint device);
+
+    /// <summary><c>sloth_nccl_comm_info</c>; throws the typed exception for a non-OK status.</summary>
+    internal static void NcclCommInfo(nint comm, nint rank, nint nranks, nint device)
+    {
+        EnsureLoaded();
+        Check(sloth_nccl_comm_info(comm, rank, nranks, device));
+    }
+
+    /// <summary><c>sloth_nccl_comm_info</c>, returning its status (the thread's message: <see cref="LastErrorMessage"/>).</summary>
+    internal static SlothStatus TryNcclCommInfo(nint comm, nint rank, nint nranks, nint device)
+    {
+        EnsureLoaded();
+        return sloth_nccl_comm_info(comm, rank, nranks, device);
     }
 }

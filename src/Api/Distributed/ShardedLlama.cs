@@ -1,0 +1,187 @@
+using SlothSharp.Models;
+using static TorchSharp.torch;
+
+namespace SlothSharp.Distributed;
+
+/// <summary>
+/// FSDP-style sharding of a QLoRA <see cref="LlamaForCausalLM"/> over the ranks of an <see cref="ICommunicator"/>:
+/// each rank keeps 1/N of every NF4 decoder projection (packed bytes and absmax codes, split on quantization-block
+/// boundaries, see <see cref="Nf4BlockShard"/>). A decoder layer's weights are all-gathered just before the layer
+/// computes — in the forward and again when gradient checkpointing recomputes it in backward — and freed as soon as
+/// its output exists; the backward itself needs only what the autograd graph kept. Embeddings, norms, the LM head,
+/// biases and the LoRA adapters stay whole on every rank (the adapters replicated: <see cref="BroadcastAdapters"/>
+/// makes them equal to rank 0's).
+/// <para>The wrapped model keeps its public API: <c>Forward</c>, <c>Logits</c>, <c>LoraParameters</c> work as
+/// before, but each forward is a sequence of collectives, so every rank must run the same forwards (same batch
+/// shape) in the same order. Weights read directly (<c>state_dict</c>, <c>MergedDenseWeights</c>) are empty while
+/// sharded: read them inside <see cref="GatherAll"/>. Train with gradient checkpointing on to keep the memory
+/// saving: without it the graph keeps every layer's dequantized weights until backward.</para>
+/// </summary>
+public sealed class ShardedLlama : IDisposable
+{
+    private readonly Layer[] _layers;
+    private bool _disposed;
+
+    /// <summary>Shards <paramref name="model"/> (NF4, loaded identically on every rank) over
+    /// <paramref name="communicator"/>'s ranks; a collective-free, local operation. The model is changed in place and
+    /// must not be used without this wrapper until <see cref="Unshard"/>.</summary>
+    public ShardedLlama(LlamaForCausalLM model, ICommunicator communicator)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(communicator);
+        if (!model.IsQuantized)
+            throw new ArgumentException($"{model.SourceDirectory}: ShardedLlama shards NF4 decoder weights; load the model with LoadOptions.Quantize = true", nameof(model));
+        var layers = model.Model.Layers;
+        if (layers.Any(l => l.AroundCompute is not null))
+            throw new InvalidOperationException("this model is sharded already (a decoder layer has a compute hook)");
+        Model = model;
+        Communicator = communicator;
+        _layers = new Layer[layers.Length];
+        try
+        {
+            for (var i = 0; i < layers.Length; i++)
+            {
+                var weights = layers[i].Projections
+                    .Where(p => p.IsQuantized)
+                    .Select(p => new ShardedNf4Weight($"model.layers.{i}.{p.GetName()}", p, communicator.Rank, communicator.Size))
+                    .ToArray();
+                _layers[i] = new Layer(weights);
+            }
+        }
+        catch
+        {
+            foreach (var l in _layers) l?.Dispose();
+            throw;
+        }
+        for (var i = 0; i < layers.Length; i++)
+        {
+            var index = i;
+            layers[i].AroundCompute = () => Gather(index);
+        }
+    }
+
+    public LlamaForCausalLM Model { get; }
+    public ICommunicator Communicator { get; }
+    public int NumLayers => _layers.Length;
+
+    /// <summary>Bytes of NF4 decoder weights (packed codes and absmax codes) this rank keeps, padding included.</summary>
+    public long ShardBytes => _layers.Sum(l => l.Weights.Sum(w => w.ShardBytes));
+
+    /// <summary>The same tensors' bytes unsharded (what one unsharded rank holds).</summary>
+    public long FullBytes => _layers.Sum(l => l.Weights.Sum(w => w.FullBytes));
+
+    /// <summary>Whether layer <paramref name="layer"/>'s full weights are present now.</summary>
+    public bool IsGathered(int layer) => Check(layer).Weights.All(w => w.IsGathered);
+
+    /// <summary>All-gathers layer <paramref name="layer"/>'s weights (a collective) until the result is disposed. Nested
+    /// calls share one gather: only the outermost frees.</summary>
+    public IDisposable Gather(int layer)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        var l = Check(layer);
+        if (l.Users++ == 0)
+        {
+            try
+            {
+                foreach (var w in l.Weights) w.Gather(Communicator);
+            }
+            catch
+            {
+                l.Users--;
+                foreach (var w in l.Weights) w.Free();
+                throw;
+            }
+        }
+        return new Release(l);
+    }
+
+    /// <summary>Every layer gathered (for state_dict, merging, saving) until the result is disposed.</summary>
+    public IDisposable GatherAll()
+    {
+        var held = new List<IDisposable>();
+        try
+        {
+            for (var i = 0; i < _layers.Length; i++) held.Add(Gather(i));
+        }
+        catch
+        {
+            foreach (var h in held) h.Dispose();
+            throw;
+        }
+        return new ReleaseAll(held);
+    }
+
+    /// <summary>Overwrites every rank's LoRA adapters with rank <paramref name="root"/>'s (a collective), so the
+    /// replicas start equal whatever each rank's initialization was.</summary>
+    public void BroadcastAdapters(int root = 0)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        foreach (var (_, p) in Model.LoraParameters()) Communicator.Broadcast(p, root);
+    }
+
+    /// <summary>Gathers every layer for good and removes the hooks (a collective): the model is whole again.</summary>
+    public void Unshard()
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        foreach (var l in _layers)
+            if (l.Users == 0)
+                foreach (var w in l.Weights) w.Gather(Communicator);
+        foreach (var l in _layers) l.Users = int.MaxValue / 2;  // never freed again
+        Detach();
+    }
+
+    /// <summary>Removes the hooks and drops this rank's shards (no collective). Unless <see cref="Unshard"/> ran, the
+    /// model's decoder weights are empty afterwards: dispose the model too.</summary>
+    public void Dispose()
+    {
+        if (_disposed) return;
+        Detach();
+    }
+
+    private void Detach()
+    {
+        _disposed = true;
+        foreach (var layer in Model.Model.Layers) layer.AroundCompute = null;
+        foreach (var l in _layers) l.Dispose();
+    }
+
+    private Layer Check(int layer)
+    {
+        if (layer < 0 || layer >= _layers.Length)
+            throw new ArgumentOutOfRangeException(nameof(layer), layer, $"the model has {_layers.Length} decoder layers");
+        return _layers[layer];
+    }
+
+    private sealed class Layer(ShardedNf4Weight[] weights) : IDisposable
+    {
+        public ShardedNf4Weight[] Weights { get; } = weights;
+        public int Users;
+
+        public void Dispose()
+        {
+            foreach (var w in Weights) w.Dispose();
+        }
+    }
+
+    private sealed class Release(Layer layer) : IDisposable
+    {
+        private bool _done;
+
+        public void Dispose()
+        {
+            if (_done) return;
+            _done = true;
+            if (--layer.Users == 0)
+                foreach (var w in layer.Weights) w.Free();
+        }
+    }
+
+    private sealed class ReleaseAll(List<IDisposable> held) : IDisposable
+    {
+        public void Dispose()
+        {
+            for (var i = held.Count - 1; i >= 0; i--) held[i].Dispose();
+            held.Clear();
+        }
+    }
+}

@@ -1,0 +1,103 @@
+using SlothSharp.Models;
+using static TorchSharp.torch;
+
+namespace SlothSharp.Distributed;
+
+/// <summary>
+/// One decoder projection's NF4 weight, sharded: this rank keeps its <see cref="Nf4BlockShard"/> of the packed bytes
+/// and absmax codes; the small tensors (nested absmax, code tables, offset) stay whole on every rank. Between uses
+/// the full packed and absmax tensors hold no memory: every tensor object that views them (the Nf4Weight's own, the
+/// buffers that LlamaLinear and Linear4bit register for state_dict) is re-pointed with <c>set_</c> to an empty
+/// tensor, which drops the last reference to the storage. <see cref="Gather"/> all-gathers the shards and re-points
+/// the same objects, in their own shapes, at the gathered bytes.
+/// </summary>
+internal sealed class ShardedNf4Weight : IDisposable
+{
+    private readonly Nf4Weight _weight;
+    private readonly Nf4BlockShard _layout;
+    private readonly List<(Tensor Alias, long[] Shape)> _packedAliases = [];
+    private readonly List<(Tensor Alias, long[] Shape)> _codesAliases = [];
+    private readonly Tensor _packedShard;
+    private readonly Tensor _codesShard;
+
+    public ShardedNf4Weight(string name, LlamaLinear linear, int rank, int size)
+    {
+        Name = name;
+        _weight = linear.Nf4 ?? throw new InvalidOperationException($"{name} is not an NF4 projection");
+        _layout = new Nf4BlockShard(_weight.NumElements, _weight.Blocksize, size);
+        if (_weight.Packed.numel() != _layout.PackedLength || _weight.AbsmaxCodes.numel() != _layout.Blocks)
+            throw new InvalidOperationException($"{name}: the NF4 weight holds {_weight.Packed.numel()} packed bytes, not {_layout.PackedLength}: " +
+                "its memory was released by an earlier ShardedLlama that was disposed without Unshard()");
+        var packedKey = BitsAndBytesNf4Format.KeyOf(Linear4bit.WeightKey, Nf4TensorSpec.Packed);
+        var codesKey = BitsAndBytesNf4Format.KeyOf(Linear4bit.WeightKey, Nf4TensorSpec.Absmax);
+        _packedAliases.Add((_weight.Packed, _weight.Packed.shape));
+        _codesAliases.Add((_weight.AbsmaxCodes, _weight.AbsmaxCodes.shape));
+        foreach (var module in new TorchSharp.torch.nn.Module?[] { linear, linear.Nf4Layer })
+        {
+            if (module is null) continue;
+            foreach (var (key, t) in module.named_buffers(recurse: false))
+            {
+                if (key == packedKey) _packedAliases.Add((t, t.shape));
+                else if (key == codesKey) _codesAliases.Add((t, t.shape));
+            }
+        }
+        using var noGrad = no_grad();
+        var device = _weight.Device;
+        _packedShard = zeros(_layout.ShardPackedLength, ScalarType.Byte, device);
+        _codesShard = zeros(_layout.BlocksPerRank, ScalarType.Byte, device);
+        var (first, count) = _layout.Owned(rank);
+        if (count > 0)
+        {
+            var (start, length) = _layout.PackedRange(rank);
+            using (var dst = _packedShard.narrow(0, 0, length))
+            using (var src = _weight.Packed.narrow(0, start, length))
+                dst.copy_(src);
+            using (var dst = _codesShard.narrow(0, 0, count))
+            using (var src = _weight.AbsmaxCodes.narrow(0, first, count))
+                dst.copy_(src);
+        }
+        _packedShard.DetachFromDisposeScope();
+        _codesShard.DetachFromDisposeScope();
+        Free();
+    }
+
+    public string Name { get; }
+    public Nf4BlockShard Layout => _layout;
+
+    /// <summary>Bytes this rank keeps of the sharded tensors (padding included).</summary>
+    public long ShardBytes => _layout.ShardPackedLength + _layout.BlocksPerRank;
+
+    /// <summary>Bytes of the sharded tensors unsharded.</summary>
+    public long FullBytes => _layout.PackedLength + _layout.Blocks;
+
+    /// <summary>All-gathers the packed bytes and absmax codes (a collective: every rank calls it for the same weight)
+    /// and points every view of the weight at them.</summary>
+    public void Gather(ICommunicator comm)
+    {
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        var packed = comm.AllGather(_packedShard).narrow(0, 0, _layout.PackedLength);
+        var codes = comm.AllGather(_codesShard).narrow(0, 0, _layout.Blocks);
+        foreach (var (alias, shape) in _packedAliases) alias.set_(packed.view(shape));
+        foreach (var (alias, shape) in _codesAliases) alias.set_(codes.view(shape));
+    }
+
+    /// <summary>Points every view of the full packed bytes and codes at an empty tensor: their memory is released.</summary>
+    public void Free()
+    {
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        var device = _weight.Device;
+        foreach (var (alias, _) in _packedAliases.Concat(_codesAliases))
+            alias.set_(empty(0, ScalarType.Byte, device));
+    }
+
+    /// <summary>True while the full tensors are present (between <see cref="Gather"/> and <see cref="Free"/>).</summary>
+    public bool IsGathered => _weight.Packed.numel() == _layout.PackedLength;
+
+    public void Dispose()
+    {
+        _packedShard.Dispose();
+        _codesShard.Dispose();
+    }
+}

@@ -1,0 +1,62 @@
+using NUnit.Framework;
+using SlothSharp.Cli;
+
+namespace SlothSharp.Tests;
+
+/// <summary>The worker launcher with shell scripts as workers: each gets its rank's variables, output is labelled by
+/// rank, and one failing worker stops the others instead of leaving them waiting.</summary>
+public class DistributedLauncherTests
+{
+    private static readonly byte[] Id = Enumerable.Range(0, Interop.SlothConstants.NcclUniqueIdBytes).Select(i => (byte)i).ToArray();
+
+    [Test]
+    public void EveryWorkerGetsItsRankDeviceAndTheSharedId()
+    {
+        var output = new StringWriter();
+        var report = new StringWriter();
+        var code = DistributedLauncher.Run("/bin/sh",
+            ["-c", "echo \"r=$SLOTHSHARP_RANK n=$SLOTHSHARP_WORLD_SIZE d=$SLOTHSHARP_DEVICE id=$SLOTHSHARP_NCCL_ID\""],
+            3, Id, output, report);
+        Assert.That(code, Is.EqualTo(0), report.ToString());
+        var lines = output.ToString().Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        var hex = Convert.ToHexString(Id);
+        Assert.That(lines, Does.Contain($"r=0 n=3 d=0 id={hex}"));
+        Assert.That(lines, Does.Contain($"[rank 1] r=1 n=3 d=1 id={hex}"));
+        Assert.That(lines, Does.Contain($"[rank 2] r=2 n=3 d=2 id={hex}"));
+    }
+
+    [Test]
+    public void AFailingWorkerStopsTheOthers()
+    {
+        var output = new StringWriter();
+        var report = new StringWriter();
+        // Rank 1 fails at once; the others would sleep for a minute if nobody stopped them.
+        var code = DistributedLauncher.Run("/bin/sh",
+            ["-c", "if [ \"$SLOTHSHARP_RANK\" = 1 ]; then echo broken >&2; exit 3; fi; exec sleep 60"],
+            3, Id, output, report);
+        Assert.That(code, Is.EqualTo(3));
+        Assert.That(report.ToString(), Does.Contain("worker rank 1 exited with code 3; stopping the other workers"));
+        Assert.That(output.ToString(), Does.Contain("[rank 1] broken"));
+    }
+
+    [Test]
+    public void TheEnvironmentRoundTripsAndBadValuesNameTheVariable()
+    {
+        Assert.That(DistributedEnvironment.Read(_ => null), Is.Null);
+        var vars = DistributedEnvironment.For(1, 2, 1, Id);
+        var env = DistributedEnvironment.Read(k => vars.GetValueOrDefault(k));
+        Assert.That((env!.Rank, env.WorldSize, env.Device), Is.EqualTo((1, 2, 1)));
+        Assert.That(env.NcclId, Is.EqualTo(Id));
+
+        string Error(string key, string? value)
+        {
+            var edited = new Dictionary<string, string?>(vars.ToDictionary(kv => kv.Key, kv => (string?)kv.Value)) { [key] = value };
+            return Assert.Throws<ArgumentException>(() => DistributedEnvironment.Read(k => edited.GetValueOrDefault(k)))!.Message;
+        }
+        Assert.That(Error(DistributedEnvironment.WorldSizeVariable, null), Does.Contain("SLOTHSHARP_WORLD_SIZE is not set"));
+        Assert.That(Error(DistributedEnvironment.RankVariable, "2"), Does.Contain("SLOTHSHARP_RANK = 2 must be below SLOTHSHARP_WORLD_SIZE = 2"));
+        Assert.That(Error(DistributedEnvironment.DeviceVariable, "-1"), Does.Contain("SLOTHSHARP_DEVICE = '-1'"));
+        Assert.That(Error(DistributedEnvironment.NcclIdVariable, "xyz"), Does.Contain("must be hexadecimal"));
+        Assert.That(Error(DistributedEnvironment.NcclIdVariable, "ABCD"), Does.Contain("holds 2 bytes"));
+    }
+}
