@@ -36,6 +36,7 @@ public static class FinetuneCommand
         var schedule = CliOptions.OneOf("--schedule", "learning-rate schedule: cosine, linear or constant",
                                         d.Schedule.ToString().ToLowerInvariant(), CliOptions.LowerCaseNames<LearningRateSchedule>());
         var clip = CliOptions.NonNegativeDouble("--grad-clip", "clip the gradients' global norm (0: off)", d.MaxGradNorm ?? 0);
+        var nondeterministic = new Option<bool>("--nondeterministic") { Description = "allow non-deterministic GPU kernels (faster; a resumed run then drifts from an uninterrupted one by rounding)" };
         var checkpointing = new Option<bool>("--checkpointing") { Description = "gradient checkpointing: recompute decoder layers in backward" };
         var saveEvery = CliOptions.IntAtLeast("--save-every", "write a training checkpoint every N steps (0: only at the end / on Ctrl-C)", 100, 0);
         var resume = new Option<string?>("--resume") { Description = "continue from a checkpoint (a step-N directory, checkpoints/ or a previous --out)" };
@@ -46,7 +47,7 @@ public static class FinetuneCommand
         var cmd = new Command("finetune", "QLoRA fine-tuning of a Hugging Face Llama on a text file; writes a PEFT LoRA adapter")
         {
             model, data, output, rank, alpha, dropout, targets, rslora, lr, steps, epochs, batch, seq, accum, packing, warmup, schedule,
-            clip, checkpointing, saveEvery, resume, device, dtype, seed, chunked,
+            clip, checkpointing, nondeterministic, saveEvery, resume, device, dtype, seed, chunked,
         };
         cmd.SetAction(r =>
         {
@@ -64,6 +65,7 @@ public static class FinetuneCommand
                 Schedule = Enum.Parse<LearningRateSchedule>(r.GetValue(schedule)!, ignoreCase: true),
                 MaxGradNorm = r.GetValue(clip),
                 GradientCheckpointing = r.GetValue(checkpointing),
+                Deterministic = !r.GetValue(nondeterministic),
                 ChunkedLoss = r.GetValue(chunked),
                 Seed = r.GetValue(seed),
                 OutputDirectory = r.GetValue(output),
@@ -87,6 +89,8 @@ public static class FinetuneCommand
             options = TrainingCheckpoint.ReadOptions(checkpoint) with { OutputDirectory = options.OutputDirectory, SaveEvery = options.SaveEvery };
             FinetuneProgress.Stderr.MarkupLine($"resuming from [bold]{Markup.Escape(checkpoint)}[/] with its training options");
         }
+        // Before the model's first GEMM, so cuBLAS reads its setting.
+        if (options.Deterministic && !Determinism.Enable(out var problem)) FinetuneProgress.Stderr.MarkupLine($"[yellow]warning:[/] {Markup.Escape(problem!)}");
 
         var documents = TextDocuments.Read(dataPath);
         var tokenizer = HfTokenizer.FromDirectory(modelDir);

@@ -36,6 +36,9 @@ public sealed class ShardedLlama : IDisposable
             throw new InvalidOperationException("this model is sharded already (a decoder layer has a compute hook)");
         Model = model;
         Communicator = communicator;
+        // The fused NF4 + LoRA step dequantizes again in backward, when this wrapper has freed the layer's bytes;
+        // the plain path's graph keeps the dequantized weights instead. A backward-time gather would lift this.
+        model.UseFusedKernels = false;
         _layers = new Layer[layers.Length];
         try
         {

@@ -30,6 +30,9 @@ public sealed class Trainer : IDisposable
     private long _rowsConsumed;
     private long _tokens;
 
+    /// <summary>Why <see cref="TrainerOptions.Deterministic"/> could not be honoured, or null.</summary>
+    public string? DeterminismProblem { get; }
+
     public Trainer(LlamaForCausalLM model, TrainingData data, TrainerOptions options)
     {
         ArgumentNullException.ThrowIfNull(model);
@@ -41,6 +44,7 @@ public sealed class Trainer : IDisposable
         _model = model;
         _data = data;
         Options = options;
+        if (options.Deterministic && !Determinism.Enable(out var problem)) DeterminismProblem = problem;
         if (model.Lora is null) model.AddLora(options.Lora, options.Seed);
         _params = model.LoraParameters().ToList();
         if (_params.Count == 0) throw new InvalidOperationException("the model has no LoRA parameters to train (no target module matched)");

@@ -1,0 +1,15 @@
+using NUnit.Framework;
+using SlothSharp.Training;
+
+namespace SlothSharp.Tests;
+
+/// <summary>The deterministic-mode switch reaches libtorch (TorchSharp's own wrapper is unimplemented).</summary>
+public class DeterminismTests
+{
+    [Test]
+    public void EnableReachesLibtorchAndSetsTheCublasWorkspace()
+    {
+        Assert.That(Determinism.Enable(out var problem), Is.True, problem);
+        Assert.That(Environment.GetEnvironmentVariable("CUBLAS_WORKSPACE_CONFIG"), Is.Not.Empty);
+    }
+}
