@@ -84,12 +84,14 @@ public sealed class LlamaForCausalLM : Module
     public bool GradientCheckpointing { get; set; }
 
     /// <summary>
-    /// True (the default): the decoder runs SlothSharp's fused ops — RMSNorm, RoPE and SwiGLU kernels, and each NF4
+    /// True: the decoder runs SlothSharp's fused ops — RMSNorm, RoPE and SwiGLU kernels, and each NF4
     /// projection with its LoRA adapter as one autograd node (<see cref="Ops.Nf4LoraLinear"/>) that dequantizes its
     /// weight again in backward instead of keeping it from forward. False: the plain TorchSharp ops (the reference
-    /// path), on the same NF4 weights. Both compute the same function; they differ in memory, speed and rounding order.
+    /// path, the default), on the same NF4 weights. Both compute the same function; they differ in memory, speed and
+    /// rounding order. Off by default: on the H100 the fused model path passed its op-level tests but crashed the
+    /// process in the model-level CUDA tests (a native fault not yet located), so it stays opt-in until that is fixed.
     /// </summary>
-    public bool UseFusedKernels { get; set; } = true;
+    public bool UseFusedKernels { get; set; }
 
     public LoraConfig? Lora { get; private set; }
 

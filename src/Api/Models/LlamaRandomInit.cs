@@ -21,9 +21,9 @@ internal static class LlamaRandomInit
         var (v, h, inter) = ((long)cfg.VocabSize, (long)cfg.HiddenSize, (long)cfg.IntermediateSize);
         var (qOut, kvOut) = ((long)cfg.NumAttentionHeads * cfg.HeadDim, (long)cfg.NumKeyValueHeads * cfg.HeadDim);
         var built = new List<IDisposable>();
-        // An explicit device index for the generator (CUDA without one means device 0 here, as for the tensors).
-        var genDevice = device.type == TorchSharp.DeviceType.CUDA && device.index < 0 ? new Device(TorchSharp.DeviceType.CUDA, 0) : device;
-        using var gen = new Generator((ulong)seed, genDevice);
+        // Drawn on the CPU (the same weights for a seed on any device; TorchSharp's Generator(seed, cuda) gave a CPU
+        // generator that CUDA randn rejected on the H100), then copied over block by block.
+        using var gen = new Generator((ulong)seed);
         try
         {
             // Drawn in float32 in row blocks of at most 16M elements, so that a large table (the 1B model's embedding:
@@ -38,7 +38,7 @@ internal static class LlamaRandomInit
                 {
                     using var scope = NewDisposeScope();
                     var r = Math.Min(block, rows - s);
-                    t.narrow(0, s, r).copy_(randn([r, cols], ScalarType.Float32, device, generator: gen) * InitStd);
+                    t.narrow(0, s, r).copy_(randn([r, cols], ScalarType.Float32, CPU, generator: gen) * InitStd);
                 }
                 return t;
             }
@@ -60,7 +60,7 @@ internal static class LlamaRandomInit
                 Tensor? dense = null;
                 using (var scope = NewDisposeScope())
                 {
-                    var w = (randn([outF, inF], ScalarType.Float32, device, generator: gen) * InitStd).to(dtype);
+                    var w = (randn([outF, inF], ScalarType.Float32, CPU, generator: gen) * InitStd).to(dtype).to(device);
                     if (options.Quantize)
                     {
                         q = Nf4Weight.Quantize(w);
