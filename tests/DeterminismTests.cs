@@ -9,7 +9,17 @@ public class DeterminismTests
     [Test]
     public void EnableReachesLibtorchAndSetsTheCublasWorkspace()
     {
-        Assert.That(Determinism.Enable(out var problem), Is.True, problem);
-        Assert.That(Environment.GetEnvironmentVariable("CUBLAS_WORKSPACE_CONFIG"), Is.Not.Empty);
+        var before = Determinism.Current;
+        try
+        {
+            Assert.That(Determinism.Enable(out var problem), Is.True, problem);
+            Assert.That(Determinism.Current, Is.EqualTo((true, false)));
+            Assert.That(Environment.GetEnvironmentVariable("CUBLAS_WORKSPACE_CONFIG"), Is.Not.Empty);
+        }
+        finally
+        {
+            Determinism.Restore(before);
+        }
+        Assert.That(Determinism.Current, Is.EqualTo(before));
     }
 }

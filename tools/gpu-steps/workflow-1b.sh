@@ -20,10 +20,12 @@ trap fin EXIT
 
 step "write checkpoints (random N(0, 0.02) weights, seed 1)"
 run "${S[@]}" make-checkpoint --preset llama-3.2-1b --bnb-4bit --seed 1 --tokenizer "$TOK" --out "$W/bnb"
-run "${S[@]}" make-checkpoint --preset llama-3.2-1b --seed 1 --tokenizer "$TOK" --out "$W/dense"
-du -sh "$W/bnb" "$W/dense" | tee -a "$LOG"
+[ -n "${WORKFLOW_RESUME_ONLY:-}" ] || run "${S[@]}" make-checkpoint --preset llama-3.2-1b --seed 1 --tokenizer "$TOK" --out "$W/dense"
+du -sh "$W"/* | tee -a "$LOG"
 
-for m in bnb dense; do
+# WORKFLOW_RESUME_ONLY=1: only the checkpoint and the two fine-tuning runs (a re-check after a fix).
+ONLY_RESUME="${WORKFLOW_RESUME_ONLY:-}"
+[ -n "$ONLY_RESUME" ] || for m in bnb dense; do
     step "eval $m (dense: quantized to NF4 on load, on the GPU)"
     run "${S[@]}" eval --model "$W/$m" --data "$DATA" --device cuda
     step "generate $m (greedy, batch 1)"
@@ -54,6 +56,7 @@ print(f"steps compared: {len(common)} (1..{common[-1]}); max |loss difference| u
 print(f"loss: step 1 {a[min(a)]:.4f} -> step {max(a)} {a[max(a)]:.4f}")
 PY
 
+[ -n "$ONLY_RESUME" ] && exit 0
 step "eval with the adapter (SlothSharp, NF4 base + LoRA)"
 run "${S[@]}" eval --model "$W/bnb" --adapter "$W/ft-a" --data "$DATA" --device cuda
 run "${S[@]}" generate --model "$W/bnb" --adapter "$W/ft-a" --prompt "Alice was" --max-new-tokens 32 --device cuda

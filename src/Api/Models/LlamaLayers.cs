@@ -198,7 +198,9 @@ internal sealed class LlamaDecoderLayer : Module<Tensor, Tensor>
     {
         using var around = AroundCompute?.Invoke();
         using var scope = NewDisposeScope();
-        using var gen = dropoutSeed is { } s ? new Generator(s, x.device) : null;
+        // A CPU generator: TorchSharp 0.107 gives a CPU generator for Generator(seed, cuda) too, which CUDA rand rejects
+        // (seen on the H100); masks are drawn on the CPU and copied, the same bits on every device.
+        using var gen = dropoutSeed is { } s ? new Generator(s) : null;
         foreach (var p in Projections) p.DropoutGenerator = gen;
         try
         {

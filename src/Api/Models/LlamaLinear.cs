@@ -118,7 +118,7 @@ internal sealed class LlamaLinear : Module<Tensor, Tensor>
     {
         if (!fused || _nf4 is null) return forward(x);
         using var keep = _loraA is not null && training && _dropout > 0 && DropoutGenerator is { } g
-            ? rand(x.shape, ScalarType.Float32, x.device, generator: g).ge_(_dropout)
+            ? rand(x.shape, ScalarType.Float32, CPU, generator: g).ge_(_dropout).to(x.device)
             : null;
         return Nf4LoraLinear.Apply(x, _nf4.Weight, _bias, _loraA?.weight, _loraB?.weight, _scale, keep, _dropout);
     }
@@ -133,7 +133,7 @@ internal sealed class LlamaLinear : Module<Tensor, Tensor>
         {
             // PEFT applies nn.Dropout to the adapter's input; drawn from a given generator so a recomputation
             // (gradient checkpointing) sees the same mask.
-            using var keep = rand(x.shape, ScalarType.Float32, x.device, generator: g).ge_(_dropout);
+            using var keep = rand(x.shape, ScalarType.Float32, CPU, generator: g).ge_(_dropout).to(x.device);
             h = x * keep.to(x.dtype) * (1.0 / (1.0 - _dropout));
         }
         var a = _loraA.weight!.to(x.dtype);

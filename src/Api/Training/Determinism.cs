@@ -6,8 +6,7 @@ namespace SlothSharp.Training;
 /// <summary>
 /// Makes CUDA training repeatable run to run (seen on an H100 without it: two runs with the same seed and data drift
 /// apart from step 3 by bf16 rounding, and the difference grows to ~0.1 in the loss by step 100). PyTorch's
-/// deterministic mode picks deterministic kernels where they exist (attention backward included) and only warns where
-/// none does; cuBLAS needs a fixed workspace configuration, read from the environment when its handle is created.
+/// deterministic mode picks deterministic kernels (attention backward included) and fails where none exists; cuBLAS needs a fixed workspace configuration, read from the environment when its handle is created.
 /// </summary>
 public static class Determinism
 {
@@ -27,7 +26,30 @@ public static class Determinism
     private static extern void SetDeterministicAlgorithms(nint context, [MarshalAs(UnmanagedType.U1)] bool enabled,
                                                           [MarshalAs(UnmanagedType.U1)] bool warnOnly);
 
-    /// <summary>Sets CUBLAS_WORKSPACE_CONFIG (unless already set) and turns PyTorch's deterministic mode on (warn-only).
+    [DllImport("libtorch_cpu", EntryPoint = "_ZNK2at7Context23deterministicAlgorithmsEv")]
+    [return: MarshalAs(UnmanagedType.U1)]
+    private static extern bool DeterministicAlgorithms(nint context);
+
+    [DllImport("libtorch_cpu", EntryPoint = "_ZNK2at7Context31deterministicAlgorithmsWarnOnlyEv")]
+    [return: MarshalAs(UnmanagedType.U1)]
+    private static extern bool DeterministicAlgorithmsWarnOnly(nint context);
+
+    /// <summary>The process's current setting (enabled, warn-only), to restore it later.</summary>
+    public static (bool Enabled, bool WarnOnly) Current
+    {
+        get
+        {
+            var c = GlobalContext();
+            return (DeterministicAlgorithms(c), DeterministicAlgorithmsWarnOnly(c));
+        }
+    }
+
+    /// <summary>Puts back a setting read from <see cref="Current"/>.</summary>
+    public static void Restore((bool Enabled, bool WarnOnly) setting) =>
+        SetDeterministicAlgorithms(GlobalContext(), setting.Enabled, setting.WarnOnly);
+
+    /// <summary>Sets CUBLAS_WORKSPACE_CONFIG (unless already set) and turns PyTorch's deterministic mode on. Not warn-only: in that mode cuDNN attention's backward stays
+    /// non-deterministic (seen on the H100), so an op with no deterministic kernel fails loudly instead.
     /// Call it before the first CUDA GEMM of the process for cuBLAS to honour it; later calls still fix the rest.
     /// Returns false, with the reason, when this libtorch does not export the switch.</summary>
     public static bool Enable(out string? problem)
@@ -41,7 +63,7 @@ public static class Determinism
         try
         {
             _ = zeros(1);  // makes sure TorchSharp has loaded libtorch
-            SetDeterministicAlgorithms(GlobalContext(), true, true);
+            SetDeterministicAlgorithms(GlobalContext(), true, false);
             problem = null;
             return true;
         }

@@ -44,7 +44,18 @@ public sealed class Trainer : IDisposable
         _model = model;
         _data = data;
         Options = options;
-        if (options.Deterministic && !Determinism.Enable(out var problem)) DeterminismProblem = problem;
+        if (options.Deterministic)
+        {
+            try
+            {
+                _previousDeterminism = Determinism.Current;
+            }
+            catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException)
+            {
+                // Enable reports the same problem below.
+            }
+            if (!Determinism.Enable(out var problem)) DeterminismProblem = problem;
+        }
         if (model.Lora is null) model.AddLora(options.Lora, options.Seed);
         _params = model.LoraParameters().ToList();
         if (_params.Count == 0) throw new InvalidOperationException("the model has no LoRA parameters to train (no target module matched)");
@@ -274,5 +285,13 @@ public sealed class Trainer : IDisposable
         _lrs.AddRange(state.LearningRates);
     }
 
-    public void Dispose() => _optimizer.Dispose();
+    /// <summary>Frees the optimizer state and puts the process's deterministic-mode setting back as it was.</summary>
+    public void Dispose()
+    {
+        _optimizer.Dispose();
+        if (_previousDeterminism is { } previous) Determinism.Restore(previous);
+        _previousDeterminism = null;
+    }
+
+    private (bool Enabled, bool WarnOnly)? _previousDeterminism;
 }

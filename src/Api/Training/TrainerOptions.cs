@@ -19,7 +19,7 @@ public enum LearningRateSchedule
 /// </summary>
 public sealed record TrainerOptions
 {
-    /// <summary>Deterministic GPU kernels (PyTorch's use_deterministic_algorithms, warn-only), so a resumed run
+    /// <summary>Deterministic GPU kernels (PyTorch's use_deterministic_algorithms), so a resumed run
     /// repeats an uninterrupted one's losses on CUDA as it does on the CPU. Process-wide; for cuBLAS it needs
     /// CUBLAS_WORKSPACE_CONFIG set before the first GEMM (<see cref="Determinism.Enable"/> sets it when it can).</summary>
     public bool Deterministic { get; init; } = true;
