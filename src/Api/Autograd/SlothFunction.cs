@@ -37,7 +37,7 @@ namespace SlothSharp.Autograd;
 /// where none is needed; return freshly made tensors (never an input's own wrapper), they are disposed later. Forward
 /// tensors that backward needs but that are not inputs go in a <see cref="TensorBox"/> via <c>ctx.save_data</c>.
 /// Rows to skip (ignore_index) are selected with <see cref="IgnoredRows"/>. Test an op against the same math through
-/// ordinary autograd and against finite differences (tests/AutogradBaseTests.cs shows both).</para>
+/// ordinary autograd and against finite differences (tests/Losses/AutogradBaseTests.cs shows both).</para>
 /// </remarks>
 public abstract class SlothFunction<TSelf, TPlan> : autograd.SingleTensorFunction<TSelf>
     where TSelf : SlothFunction<TSelf, TPlan>, new()
