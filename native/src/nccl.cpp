@@ -201,6 +201,19 @@ sloth_status check_collective(const char* fn, const void* send, const void* recv
     return SLOTH_OK;
 }
 
+// Runs one NCCL collective on the communicator's device (NCCL takes the device from the current one) and turns its
+// result into a status naming the NCCL function.
+template <class Call>
+sloth_status run_collective(const char* fn, const char* nccl_name, const Collective& k, Call call) {
+    NcclResult r = kNcclSuccess;
+    auto body = [&]() -> sloth_status {
+        r = call();
+        return SLOTH_OK;
+    };
+    SLOTH_CHECK(on_device(fn, k.comm->device, body));
+    return r == kNcclSuccess ? SLOTH_OK : nccl_fail(fn, nccl_name, r, k.comm->comm);
+}
+
 }  // namespace
 }  // namespace sloth
 
@@ -297,13 +310,9 @@ SLOTH_API sloth_status sloth_nccl_all_reduce(const void* send, void* recv, int64
         const int op_value = op;
         SLOTH_CHECK(check_collective(fn, send, recv, count, dtype, &op_value, comm, &k, &empty));
         if (empty) return SLOTH_OK;
-        NcclResult r = kNcclSuccess;
-        auto body = [&]() -> sloth_status {
-            r = api().all_reduce(send, recv, static_cast<size_t>(count), k.dtype, k.op, k.comm->comm, stream);
-            return SLOTH_OK;
-        };
-        SLOTH_CHECK(on_device(fn, k.comm->device, body));
-        return r == kNcclSuccess ? SLOTH_OK : nccl_fail(fn, "ncclAllReduce", r, k.comm->comm);
+        return run_collective(fn, "ncclAllReduce", k, [&] {
+            return api().all_reduce(send, recv, static_cast<size_t>(count), k.dtype, k.op, k.comm->comm, stream);
+        });
     });
 }
 
@@ -315,13 +324,9 @@ SLOTH_API sloth_status sloth_nccl_all_gather(const void* send, void* recv, int64
         bool empty = false;
         SLOTH_CHECK(check_collective(fn, send, recv, count, dtype, nullptr, comm, &k, &empty));
         if (empty) return SLOTH_OK;
-        NcclResult r = kNcclSuccess;
-        auto body = [&]() -> sloth_status {
-            r = api().all_gather(send, recv, static_cast<size_t>(count), k.dtype, k.comm->comm, stream);
-            return SLOTH_OK;
-        };
-        SLOTH_CHECK(on_device(fn, k.comm->device, body));
-        return r == kNcclSuccess ? SLOTH_OK : nccl_fail(fn, "ncclAllGather", r, k.comm->comm);
+        return run_collective(fn, "ncclAllGather", k, [&] {
+            return api().all_gather(send, recv, static_cast<size_t>(count), k.dtype, k.comm->comm, stream);
+        });
     });
 }
 
@@ -334,13 +339,9 @@ SLOTH_API sloth_status sloth_nccl_reduce_scatter(const void* send, void* recv, i
         const int op_value = op;
         SLOTH_CHECK(check_collective(fn, send, recv, count, dtype, &op_value, comm, &k, &empty));
         if (empty) return SLOTH_OK;
-        NcclResult r = kNcclSuccess;
-        auto body = [&]() -> sloth_status {
-            r = api().reduce_scatter(send, recv, static_cast<size_t>(count), k.dtype, k.op, k.comm->comm, stream);
-            return SLOTH_OK;
-        };
-        SLOTH_CHECK(on_device(fn, k.comm->device, body));
-        return r == kNcclSuccess ? SLOTH_OK : nccl_fail(fn, "ncclReduceScatter", r, k.comm->comm);
+        return run_collective(fn, "ncclReduceScatter", k, [&] {
+            return api().reduce_scatter(send, recv, static_cast<size_t>(count), k.dtype, k.op, k.comm->comm, stream);
+        });
     });
 }
 
@@ -355,13 +356,9 @@ SLOTH_API sloth_status sloth_nccl_broadcast(const void* send, void* recv, int64_
             return fail(SLOTH_ERROR_INVALID_ARGUMENT, "%s: root = %d must be in [0, nranks = %d)", fn, root,
                         k.comm->nranks);
         if (empty) return SLOTH_OK;
-        NcclResult r = kNcclSuccess;
-        auto body = [&]() -> sloth_status {
-            r = api().broadcast(send, recv, static_cast<size_t>(count), k.dtype, root, k.comm->comm, stream);
-            return SLOTH_OK;
-        };
-        SLOTH_CHECK(on_device(fn, k.comm->device, body));
-        return r == kNcclSuccess ? SLOTH_OK : nccl_fail(fn, "ncclBroadcast", r, k.comm->comm);
+        return run_collective(fn, "ncclBroadcast", k, [&] {
+            return api().broadcast(send, recv, static_cast<size_t>(count), k.dtype, root, k.comm->comm, stream);
+        });
     });
 }
 
