@@ -55,6 +55,35 @@ public class ModelCliTests
         Assert.That(loss, Is.EqualTo((double)LlamaGolden.ExpectedJson["loss_lora"]!).Within(1e-5));
     }
 
+    /// <summary>--save-logits: BOS + the longest document's tokens and the model's float32 logits for them.</summary>
+    [Test]
+    public void EvalSaveLogitsWritesTheLongestDocumentsIdsAndLogits()
+    {
+        var path = Path.Combine(_dir, "logits.safetensors");
+        Assert.That(EvalCommand.Run(LlamaGolden.Nf4Dir, null, GoldenCorpus(".txt"), CPU, ScalarType.Float32, 2, null, new StringWriter(), path), Is.EqualTo(0));
+        var tok = HfTokenizer.FromDirectory(LlamaGolden.Nf4Dir);
+        var longest = LlamaGolden.ExpectedJson["texts"]!.AsArray().Select(t => tok.Encode((string)t!, addBos: true)).MaxBy(x => x.Length)!;
+        using var file = new SafetensorsReader(path);
+        using var ids = file.Read("input_ids");
+        using var logits = file.Read("logits");
+        Assert.That(ids.data<long>().ToArray(), Is.EqualTo(longest.Select(i => (long)i).ToArray()));
+        using var model = LlamaForCausalLM.FromPretrained(LlamaGolden.Nf4Dir, new LoadOptions { Device = CPU, ComputeDtype = ScalarType.Float32 });
+        using var expected = model.Logits(model.Forward(ids));
+        Assert.That(logits.shape, Is.EqualTo(new long[] { 1, longest.Length, model.Config.VocabSize }));
+        Assert.That(logits.dtype, Is.EqualTo(ScalarType.Float32));
+        Assert.That((logits - expected).abs().max().item<float>(), Is.LessThan(1e-5f));
+    }
+
+    [Test]
+    public void EvalSaveLogitsRejectsABadTargetBeforeLoading()
+    {
+        var corpus = GoldenCorpus(".txt");
+        var noDir = Assert.Throws<CliException>(() => EvalCommand.Run(LlamaGolden.Nf4Dir, null, corpus, CPU, null, 8, null, new StringWriter(), Path.Combine(_dir, "nope", "x.safetensors")))!;
+        Assert.That(noDir.Message, Does.Contain("directory not found"));
+        var ext = Assert.Throws<CliException>(() => EvalCommand.Run(LlamaGolden.Nf4Dir, null, corpus, CPU, null, 8, null, new StringWriter(), Path.Combine(_dir, "x.bin")))!;
+        Assert.That(ext.Message, Does.Contain(".safetensors"));
+    }
+
     [Test]
     public void GenerateStreamsTheGreedyContinuation()
     {
