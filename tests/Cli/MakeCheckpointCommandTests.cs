@@ -34,6 +34,22 @@ public class MakeCheckpointCommandTests
         Assert.That(hidden.isfinite().all().item<bool>(), Is.True);
     }
 
+    /// <summary>config.json takes bos/eos/pad from the tokenizer it ships with (a 1B preset paired with a small test
+    /// tokenizer once named BOS 128000 in config.json and id 0 in the tokenizer: transformers and SlothSharp then
+    /// evaluated different sequences).</summary>
+    [Test]
+    public void ConfigTakesTheSpecialTokenIdsOfTheShippedTokenizer()
+    {
+        var outDir = Path.Combine(_dir, "aligned");
+        var config = LlamaConfig.Tiny with { BosTokenId = 7, EosTokenIds = [8, 9], PadTokenId = null };
+        LlamaCheckpointWriter.WriteRandom(outDir, config, 1, bnb4bit: false, Path.Combine(TestEnv.TinyLlamaDir, "dense"));
+        var written = LlamaConfig.Load(Path.Combine(outDir, "config.json"));
+        var tok = SlothSharp.Tokenization.HfTokenizer.FromDirectory(outDir);
+        Assert.That(written.BosTokenId, Is.EqualTo(tok.BosTokenId).And.EqualTo(0));
+        Assert.That(written.EosTokenIds, Is.EqualTo(new[] { tok.EosTokenId!.Value }));
+        Assert.That(written.PadTokenId, Is.EqualTo(tok.PadTokenId));
+    }
+
     [Test]
     public void BadInputIsOneLineAndExitTwo()
     {

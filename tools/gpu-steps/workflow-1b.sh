@@ -61,22 +61,9 @@ step "eval with the adapter (SlothSharp, NF4 base + LoRA)"
 run "${S[@]}" eval --model "$W/bnb" --adapter "$W/ft-a" --data "$DATA" --device cuda
 run "${S[@]}" generate --model "$W/bnb" --adapter "$W/ft-a" --prompt "Alice was" --max-new-tokens 32 --device cuda
 
-step "PEFT: a dense base with the same weights (sloth dequant of the NF4 checkpoint), then transformers + PEFT"
-mkdir -p "$W/deq"
-run "${S[@]}" dequant "$W/bnb" "$W/deq/model.safetensors" --dtype bf16 --device cuda
-python3 - "$W/bnb" "$W/deq" <<'PY'
-import json, shutil, sys, os
-src, dst = sys.argv[1:]
-cfg = json.load(open(os.path.join(src, "config.json"))); cfg.pop("quantization_config", None); cfg["dtype"] = "bfloat16"
-json.dump(cfg, open(os.path.join(dst, "config.json"), "w"), indent=2)
-for f in ("tokenizer.json", "tokenizer_config.json", "generation_config.json"):
-    if os.path.exists(os.path.join(src, f)): shutil.copy(os.path.join(src, f), dst)
-PY
-run python3 tools/hf/peft_compare.py --base "$W/deq" --adapter "$W/ft-a" --data "$DATA" --prompt "Alice was" --max-new-tokens 32
-grep -E '^\{"transformers_load_s' "$LOG" | tail -1 > "$R/peft-compare.json"
-step "sloth merge, and its logits against PEFT's base + adapter"
-run "${S[@]}" merge --model "$W/bnb" --adapter "$W/ft-a" --out "$W/merged" --dtype bf16
-run python3 tools/peft/compare_with_peft.py --base "$W/deq" --adapter "$W/ft-a" --merged "$W/merged"
+step "PEFT and merge cross-checks against a float32 truth (tools/gpu-steps/peft-parity.sh)"
+PARITY_MODEL="$W/bnb" PARITY_ADAPTER="$W/ft-a" bash tools/gpu-steps/peft-parity.sh "$OUT"
+cp -r "$OUT/peft-parity" "$R/"
 
 step "tokenizer: Hugging Face tokenizers' ids for the mixed text"
 python3 tools/hf/tokenize_check.py tests/data/hf-tiny-llama/tokenizer-mixed.txt \

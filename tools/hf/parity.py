@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """SlothSharp vs transformers + PEFT, measured against a float32 truth (issue 13's "within bf16 tolerance").
 
-Both sides use the same weights: --base is the `sloth dequant` output of the NF4 checkpoint SlothSharp loads (exact
-in bf16 and in float32). For the model without and with the adapter this compares, on the same token ids:
+Both sides use the same weights: --base and --base-fp32 are the `sloth dequant` outputs (bf16, fp32) of the NF4
+checkpoint SlothSharp loads; the float32 one holds the dequantized values exactly. For the model without and with the adapter this compares, on the same token ids:
   - SlothSharp's logits (`sloth eval --save-logits`, bf16 and fp32 compute) with transformers' in float32 (the
     truth: TF32 off) and in bf16;
   - the corpus eval loss (`sloth eval`'s number, passed in) with transformers' in float32 and bf16.
@@ -10,7 +10,7 @@ in bf16 and in float32). For the model without and with the adapter this compare
 error transformers-bf16 itself makes against that truth (the cost of bf16, measured on this model, not assumed), and
 SlothSharp-fp32 agrees with transformers-fp32 to relative L2 1e-4 (the implementations compute the same function).
 
-usage: parity.py --base DIR --adapter DIR --data FILE --sloth DIR
+usage: parity.py --base DIR --base-fp32 DIR --adapter DIR --data FILE --sloth DIR
   --sloth DIR holds logits-{base,lora}-{bf16,fp32}.safetensors and losses.json {"base-bf16": x, ...} from sloth eval.
 Prints a markdown report and a last line of JSON; exit code 1 when a check fails.
 """
@@ -18,11 +18,11 @@ import argparse, json, os, sys
 
 import torch
 from safetensors.torch import load_file
-from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
+from transformers import AutoModelForCausalLM
 from peft import PeftModel
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from peft_compare import read_documents, evaluate  # noqa: E402
+from peft_compare import read_documents, evaluate, load_tokenizer  # noqa: E402
 
 torch.backends.cuda.matmul.allow_tf32 = False
 torch.backends.cudnn.allow_tf32 = False
@@ -46,14 +46,14 @@ def load_model(base, adapter, dtype):
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("--base", required=True)
+    p.add_argument("--base", required=True, help="dense bf16 copy of the NF4 weights (what SlothSharp computes with in bf16)")
+    p.add_argument("--base-fp32", required=True, help="dense float32 copy of the NF4 weights (exact: the float32 truth)")
     p.add_argument("--adapter", required=True)
     p.add_argument("--data", required=True)
     p.add_argument("--sloth", required=True)
     p.add_argument("--max-length", type=int, default=1024)
     a = p.parse_args()
-    tok = PreTrainedTokenizerFast(tokenizer_file=f"{a.base}/tokenizer.json")
-    bos = json.load(open(f"{a.base}/config.json"))["bos_token_id"]
+    tok, bos = load_tokenizer(a.base)
     docs = read_documents(a.data)
     sloth_loss = json.load(open(os.path.join(a.sloth, "losses.json")))
     rows, ok = [], True
@@ -63,8 +63,8 @@ def main():
         assert torch.equal(ids.cpu(), dumps["bf16"]["input_ids"]), "the two dumps were made on different ids"
         hf = {}
         corpus = {}
-        for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
-            model = load_model(a.base, adapter, dtype)
+        for name, dtype, base in (("fp32", torch.float32, a.base_fp32), ("bf16", torch.bfloat16, a.base)):
+            model = load_model(base, adapter, dtype)
             with torch.no_grad():
                 hf[name] = model(input_ids=ids).logits.float()
             corpus[name], _ = evaluate(model, tok, docs, bos, a.max_length)
@@ -101,7 +101,7 @@ def main():
         rows.append(r)
 
     print("# SlothSharp vs transformers + PEFT against a float32 truth\n")
-    print(f"truth: transformers float32 (TF32 off) on the `sloth dequant` weights; pass: SlothSharp fp32 rel L2 <= {FP32_REL_L2:g}, "
+    print(f"truth: transformers float32 (TF32 off) on the float32 `sloth dequant` weights; pass: SlothSharp fp32 rel L2 <= {FP32_REL_L2:g}, "
           f"SlothSharp bf16 error <= {BF16_FACTOR}x transformers bf16 error (logits rel L2 and corpus loss)\n")
     print("| model | T | rel L2 vs fp32: transformers bf16 | SlothSharp bf16 | SlothSharp fp32 | max abs: transformers bf16 | SlothSharp bf16 | SlothSharp fp32 | top-1 agreement: transformers bf16 / SlothSharp bf16 |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---|")

@@ -26,6 +26,14 @@ def read_documents(path):
     return docs
 
 
+def load_tokenizer(model_dir):
+    """The tokenizer and its BOS id as SlothSharp's eval uses it: the tokenizer's own bos_token (tokenizer_config.json),
+    config.json's bos_token_id only when the tokenizer names none."""
+    tok = PreTrainedTokenizerFast.from_pretrained(model_dir)
+    bos = tok.bos_token_id
+    return tok, (bos if bos is not None else json.load(open(f"{model_dir}/config.json"))["bos_token_id"])
+
+
 @torch.no_grad()
 def evaluate(model, tok, docs, bos, max_length):
     total, count = 0.0, 0
@@ -59,9 +67,7 @@ def main():
     p.add_argument("--max-new-tokens", type=int, default=16)
     p.add_argument("--max-length", type=int, default=1024)
     a = p.parse_args()
-    tok = PreTrainedTokenizerFast(tokenizer_file=f"{a.base}/tokenizer.json")
-    cfg = json.load(open(f"{a.base}/config.json"))
-    bos = cfg["bos_token_id"]
+    tok, bos = load_tokenizer(a.base)
     docs = read_documents(a.data)
     t0 = time.time()
     model = AutoModelForCausalLM.from_pretrained(a.base, dtype=torch.bfloat16).cuda().eval()

@@ -2,7 +2,8 @@
 """Checks a SlothSharp-trained LoRA adapter and its `sloth merge` output against PEFT (run where transformers + PEFT
 are installed, e.g. the GPU machine).
 
-    python3 tools/peft/compare_with_peft.py --base DENSE_BASE_DIR --adapter ADAPTER_DIR [--merged SLOTH_MERGED_DIR] [--dtype bfloat16|float32]
+    python3 tools/peft/compare_with_peft.py --base DENSE_BASE_DIR --adapter ADAPTER_DIR [--merged SLOTH_MERGED_DIR]
+        [--dtype bfloat16|float32] [--base-fp32 DENSE_FP32_BASE_DIR]
 
 1. PeftModel.from_pretrained(base, adapter) must load the adapter as it is (keys, shapes, config fields).
 2. With --merged (`sloth merge --model BASE --adapter ADAPTER --out MERGED --dtype bf16|fp32`): the merged checkpoint's
@@ -25,6 +26,7 @@ ap = argparse.ArgumentParser()
 ap.add_argument("--base", required=True)
 ap.add_argument("--adapter", required=True)
 ap.add_argument("--merged")
+ap.add_argument("--base-fp32", help="dense float32 copy of the same weights for the float32 truth (default: --base)")
 ap.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float32"])
 a = ap.parse_args()
 dtype = getattr(torch, a.dtype)
@@ -40,7 +42,7 @@ def rel_l2(x, y):
     return ((x - y).norm() / y.norm()).item()
 
 
-peft32 = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(a.base, dtype=torch.float32).to(dev), a.adapter).eval()
+peft32 = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(a.base_fp32 or a.base, dtype=torch.float32).to(dev), a.adapter).eval()
 cfg = peft32.peft_config["default"]
 n_lora = sum(1 for n, _ in peft32.named_parameters() if "lora_" in n)
 print(f"PEFT loaded {a.adapter}: {n_lora} LoRA tensors, r={cfg.r}, alpha={cfg.lora_alpha}")

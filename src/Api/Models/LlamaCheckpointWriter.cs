@@ -41,6 +41,7 @@ public static class LlamaCheckpointWriter
             tokenizerDir = Directory.Exists(tokenizerJsonSource) ? tokenizerJsonSource : Path.GetDirectoryName(Path.GetFullPath(tokenizerJsonSource));
             if (tokenizerDir is null || !File.Exists(Path.Combine(tokenizerDir, "tokenizer.json")))
                 throw new FileNotFoundException($"{tokenizerJsonSource}: no tokenizer.json there");
+            config = WithTokenizerSpecialTokens(config, tokenizerDir);
         }
         var parent = Path.GetDirectoryName(dir)!;
         Directory.CreateDirectory(parent);
@@ -72,6 +73,26 @@ public static class LlamaCheckpointWriter
             try { Directory.Delete(tmp, recursive: true); } catch (IOException) { }
             throw;
         }
+    }
+
+    /// <summary>The config with bos/eos/pad token ids taken from the tokenizer that goes into the checkpoint, so that
+    /// config.json and tokenizer_config.json name the same tokens (a mismatch makes transformers' generation and any
+    /// "BOS from config.json" evaluation differ from the tokenizer's BOS). Ids outside the vocabulary are an error.</summary>
+    private static LlamaConfig WithTokenizerSpecialTokens(LlamaConfig config, string tokenizerDir)
+    {
+        var tok = SlothSharp.Tokenization.HfTokenizer.FromDirectory(tokenizerDir);
+        foreach (var (name, id) in new[] { ("bos", tok.BosTokenId), ("eos", tok.EosTokenId), ("pad", tok.PadTokenId) })
+            if (id is { } v && (v < 0 || v >= config.VocabSize))
+                throw new ArgumentException($"{tokenizerDir}: the tokenizer's {name} token id {v} is outside the model's vocabulary ({config.VocabSize})");
+        var bos = tok.BosTokenId ?? config.BosTokenId;
+        var eos = tok.EosTokenId is { } e ? new[] { e } : config.EosTokenIds;
+        var pad = tok.PadTokenId ?? config.PadTokenId;
+        var raw = (JsonObject)config.Raw.DeepClone();
+        raw["bos_token_id"] = bos;
+        raw["eos_token_id"] = eos.Length == 1 ? JsonValue.Create(eos[0]) : new JsonArray(eos.Select(x => (JsonNode)x).ToArray());
+        if (pad is { } p) raw["pad_token_id"] = p;
+        else raw.Remove("pad_token_id");
+        return config with { BosTokenId = bos, EosTokenIds = eos, PadTokenId = pad, Raw = raw };
     }
 
     /// <summary>config.json for <paramref name="config"/> (its Raw JSON, with the quantization_config transformers
