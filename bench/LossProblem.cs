@@ -34,20 +34,33 @@ internal sealed class LossProblem : IDisposable
         else
         {
             (p.N, p.H, p.V) = (d[0], d[1], d[2]);
-            p.X = randn([p.N, p.H], ScalarType.BFloat16, CUDA).requires_grad_();
+            // NOTES.md recipe: x ~ N(0, 0.25), W ~ N(0, 0.02²), rounded to bf16; all labels valid.
+            p.X = (randn([p.N, p.H], ScalarType.Float32, CUDA) * 0.5).to(ScalarType.BFloat16).requires_grad_();
             p.Y = randint(0, p.V, [p.N], device: CUDA);
         }
-        p.W = (randn([p.V, p.H], ScalarType.BFloat16, CUDA) * (1.0 / Math.Sqrt(p.H))).requires_grad_();
+        p.W = p.Grpo
+            ? (randn([p.V, p.H], ScalarType.BFloat16, CUDA) * (1.0 / Math.Sqrt(p.H))).requires_grad_()
+            : (randn([p.V, p.H], ScalarType.Float32, CUDA) * 0.02).to(ScalarType.BFloat16).requires_grad_();
         CudaDevice.Synchronize();
         return p;
     }
 
     public static string[] Methods(bool grpo) => grpo ? ["naive", "fused", "chunked"] : ["naive", "chunked", "fused", "fused-512MiB"];
 
-    /// <summary>Forward + backward once; gradients accumulate into X.grad and W.grad (allocated on the first run).</summary>
-    public void Step(string method)
+    /// <summary>With true, <see cref="Step"/> sets X.grad and W.grad to null first (as PyTorch's zero_grad does by
+    /// default and as the Python anchors measure), so the function's own gradients become .grad.</summary>
+    public bool ClearGrads { get; set; }
+
+    /// <summary>Forward + backward once; gradients accumulate into X.grad and W.grad (allocated on the first run),
+    /// unless <see cref="ClearGrads"/>. Returns the loss tensor's value only when <paramref name="readLoss"/> (a sync).</summary>
+    public float Step(string method, bool readLoss = false)
     {
         using var scope = NewDisposeScope();
+        if (ClearGrads)
+        {
+            X.grad = null;
+            W.grad = null;
+        }
         Tensor loss;
         if (Grpo)
         {
@@ -64,10 +77,27 @@ internal sealed class LossProblem : IDisposable
                 "fused" => FusedLinearCrossEntropy.Apply(X, W, null, Y),
                 // The chunk size the library used before (512 MiB): faster, more transient memory.
                 "fused-512MiB" => FusedLinearCrossEntropy.Apply(X, W, null, Y, new CrossEntropyOptions { ChunkBytes = 512L << 20 }),
-                _ => throw new ArgumentException(method),
+                _ when method.StartsWith("fused-", StringComparison.Ordinal) => FusedLinearCrossEntropy.Apply(X, W, null, Y, FusedVariant(method)),
+                _ => throw new ArgumentException($"unknown loss method '{method}'", nameof(method)),
             };
         }
         loss.backward();
+        return readLoss ? loss.to(ScalarType.Float32).item<float>() : float.NaN;
+    }
+
+    /// <summary>Options of a fused variant named like <c>fused-r2048-fp32dw</c>: <c>r{rows}</c> rows per chunk,
+    /// <c>b{MiB}</c> a float32-equivalent chunk budget, <c>fp32dw</c> float32 dW accumulation.</summary>
+    public static CrossEntropyOptions FusedVariant(string method)
+    {
+        var o = new CrossEntropyOptions();
+        foreach (var part in method.Split('-').Skip(1))
+        {
+            if (part == "fp32dw") o = o with { AccumulateWeightGradInFloat32 = true };
+            else if (part.Length > 1 && part[0] == 'r' && int.TryParse(part[1..], out var rows)) o = o with { ChunkRows = rows };
+            else if (part.Length > 1 && part[0] == 'b' && long.TryParse(part[1..], out var mib)) o = o with { ChunkBytes = mib << 20 };
+            else throw new ArgumentException($"unknown part '{part}' of fused variant '{method}' (r<rows>, b<MiB>, fp32dw)", nameof(method));
+        }
+        return o;
     }
 
     public long InputBytes => Bytes(X) + Bytes(W) + Bytes(Y) + (Grpo ? Bytes(Mask) + Bytes(Adv) + Bytes(Old) + Bytes(Ref) : 0);

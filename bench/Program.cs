@@ -29,6 +29,8 @@ var device = $"{CudaDevice.Name(0)} (sm_{CudaDevice.ComputeCapability(0).Major}{
 if (Arg("--measure-memory") is null && suite != "loss-time") Console.WriteLine($"device: {device}");
 var config = BenchSetup.Config(Path.Combine(results, "bdn"), quick);
 if (Arg("--measure-memory") is { } memShape) return LossSuite.MeasureMemory(memShape, args[Array.IndexOf(args, "--measure-memory") + 2]);
+if (suite == "ce-sweep-shape") return CeSweep.RunShape();
+if (suite == "ce-sweep") return CeSweep.Run(results, device);
 if (suite == "loss-time")
 {
     LossSuite.RunTimes(config);

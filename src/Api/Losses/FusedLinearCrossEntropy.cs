@@ -139,34 +139,45 @@ internal sealed class FusedLinearCrossEntropyFunction : SlothFunction<FusedLinea
         return lossRows;
     }
 
-    /// <summary>dX rows, dW and db for the kept rows; dW accumulates in W's dtype through GEMM with beta = 1, or in
-    /// float32 when asked.</summary>
+    /// <summary>dX rows, dW and db for the kept rows. dX: each chunk's GEMM writes straight into its rows (beta = 0, no
+    /// temporary, no copy). dW: the first chunk's GEMM writes it (beta = 0, so the buffer needs no zero fill), later
+    /// chunks accumulate in W's dtype through GEMM with beta = 1, or in float32 when asked.</summary>
     private sealed class Grads
     {
         private Tensor? _dx, _dw, _db;
-        private bool _fp32;
+        private bool _fp32, _dwWritten;
 
         public static Grads Allocate(Tensor xv, Tensor w, FusedLinearCrossEntropy.Plan plan, CrossEntropyOptions o)
         {
             var g = new Grads { _fp32 = o.AccumulateWeightGradInFloat32 && w.dtype != ScalarType.Float32 };
             if (plan.NeedX) g._dx = empty_like(xv);
-            if (plan.NeedW) g._dw = g._fp32 ? zeros(w.shape, ScalarType.Float32, w.device) : zeros_like(w);
+            if (plan.NeedW) g._dw = g._fp32 ? empty(w.shape, ScalarType.Float32, w.device) : empty_like(w);
             if (plan.NeedB) g._db = zeros(w.shape[0], ScalarType.Float32, w.device);
             return g;
         }
 
         public void Accumulate(Tensor gradLogits, Tensor xc, Tensor w, long start, long rows)
         {
-            _dx?.narrow(0, start, rows).copy_(gradLogits.mm(w));
+            // addmm_ with beta = 0 ignores the (uninitialized) destination, NaNs included.
+            _dx?.narrow(0, start, rows).addmm_(gradLogits, w, beta: 0, alpha: 1);
             if (_dw is not null)
             {
-                if (_fp32) _dw.add_(gradLogits.t().mm(xc));
-                else _dw.addmm_(gradLogits.t(), xc);
+                if (_fp32)
+                {
+                    using var part = gradLogits.t().mm(xc);
+                    if (_dwWritten) _dw.add_(part);
+                    else _dw.copy_(part);
+                }
+                else _dw.addmm_(gradLogits.t(), xc, beta: _dwWritten ? 1 : 0, alpha: 1);
+                _dwWritten = true;
             }
             _db?.add_(gradLogits.sum(dim: 0, type: ScalarType.Float32));
         }
 
-        public (Tensor? dx, Tensor? dw, Tensor? db) Finish(Tensor w) =>
-            (_dx, _dw is null ? null : _fp32 ? _dw.to(w.dtype) : _dw, _db?.to(w.dtype));
+        public (Tensor? dx, Tensor? dw, Tensor? db) Finish(Tensor w)
+        {
+            if (_dw is not null && !_dwWritten) _dw.zero_();  // no kept rows: no chunk ran
+            return (_dx, _dw is null ? null : _fp32 ? _dw.to(w.dtype) : _dw, _db?.to(w.dtype));
+        }
     }
 }
