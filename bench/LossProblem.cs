@@ -81,18 +81,23 @@ internal sealed class LossProblem : IDisposable
                 _ => throw new ArgumentException($"unknown loss method '{method}'", nameof(method)),
             };
         }
-        loss.backward();
+        var unit = FusedCrossEntropyTuning.SkipUnitUpstreamScale;
+        FusedCrossEntropyTuning.SkipUnitUpstreamScale = unit || method.Split('-').Contains("unit");
+        try { loss.backward(); }
+        finally { FusedCrossEntropyTuning.SkipUnitUpstreamScale = unit; }
         return readLoss ? loss.to(ScalarType.Float32).item<float>() : float.NaN;
     }
 
     /// <summary>Options of a fused variant named like <c>fused-r2048-fp32dw</c>: <c>r{rows}</c> rows per chunk,
-    /// <c>b{MiB}</c> a float32-equivalent chunk budget, <c>fp32dw</c> float32 dW accumulation.</summary>
+    /// <c>b{MiB}</c> a float32-equivalent chunk budget, <c>fp32dw</c> float32 dW accumulation, <c>unit</c> skip the
+    /// backward scaling pass when the upstream gradient is 1 (one host sync; see FusedCrossEntropyTuning).</summary>
     public static CrossEntropyOptions FusedVariant(string method)
     {
         var o = new CrossEntropyOptions();
         foreach (var part in method.Split('-').Skip(1))
         {
             if (part == "fp32dw") o = o with { AccumulateWeightGradInFloat32 = true };
+            else if (part == "unit") { }  // applied around backward in Step
             else if (part.Length > 1 && part[0] == 'r' && int.TryParse(part[1..], out var rows)) o = o with { ChunkRows = rows };
             else if (part.Length > 1 && part[0] == 'b' && long.TryParse(part[1..], out var mib)) o = o with { ChunkBytes = mib << 20 };
             else throw new ArgumentException($"unknown part '{part}' of fused variant '{method}' (r<rows>, b<MiB>, fp32dw)", nameof(method));

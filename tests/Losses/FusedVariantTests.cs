@@ -88,4 +88,27 @@ public class FusedVariantTests(string deviceName) : DeviceFixture(deviceName)
             Compare(64, 32, 77, ScalarType.Float32, new CrossEntropyOptions { ChunkRows = 16 }, ignoreFraction: 0.25, tol: 1e-5, seed: (ulong)(11 + i));
         }
     }
+
+    /// <summary>The benchmark's "skip the scaling pass when the upstream gradient is 1" experiment: same gradients for
+    /// upstream 1 (skipped) and 2.5 (applied).</summary>
+    [Test]
+    public void SkipUnitUpstreamScaleKeepsTheGradients([Values(1.0, 2.5)] double upstream, [Values(LossReduction.Mean, LossReduction.Sum)] LossReduction reduction)
+    {
+        var before = FusedCrossEntropyTuning.SkipUnitUpstreamScale;
+        try
+        {
+            FusedCrossEntropyTuning.SkipUnitUpstreamScale = true;
+            using var scope = NewDisposeScope();
+            var o = new CrossEntropyOptions { ChunkRows = 7, Reduction = reduction };
+            var (x, w, b, y) = LossReference.Problem([30], 16, 41, ScalarType.Float32, Dev, 21);
+            (LossReference.CrossEntropy(x, w, b, y, o) * upstream).backward();
+            var (ex, ew, eb) = (LossReference.Grad(x), LossReference.Grad(w), LossReference.Grad(b));
+            LossReference.ZeroGrads(x, w, b);
+            (FusedLinearCrossEntropy.Apply(x, w, b, y, o) * upstream).backward();
+            TestEnv.AssertClose(x.grad!, ex!, 1e-5, "dX");
+            TestEnv.AssertClose(w.grad!, ew!, 1e-5, "dW");
+            TestEnv.AssertClose(b.grad!, eb!, 1e-5, "db");
+        }
+        finally { FusedCrossEntropyTuning.SkipUnitUpstreamScale = before; }
+    }
 }

@@ -25,13 +25,60 @@ import torch.nn.functional as F
 
 SHAPES = ["16384x4096x128256", "8192x2304x256000"]
 IGNORE = -100
+DEV = "cuda"  # --device cpu: a smoke test of the script itself on tiny shapes (no CCE/Liger, no timing meaning)
+
+
+def sync():
+    if DEV == "cuda":
+        torch.cuda.synchronize()
+
+
+class Timer:
+    """CUDA events on the GPU, perf_counter on the CPU smoke test."""
+
+    def __init__(self):
+        if DEV == "cuda":
+            self.a, self.b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+
+    def start(self):
+        if DEV == "cuda":
+            self.a.record()
+        else:
+            import time
+            self.t0 = time.perf_counter()
+
+    def stop(self):
+        if DEV == "cuda":
+            self.b.record()
+            torch.cuda.synchronize()
+            return self.a.elapsed_time(self.b)
+        import time
+        return (time.perf_counter() - self.t0) * 1e3
+
+
+def allocated():
+    return torch.cuda.memory_allocated() if DEV == "cuda" else 0
+
+
+def reset_peak():
+    if DEV == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+
+
+def peak():
+    return torch.cuda.max_memory_allocated() if DEV == "cuda" else 0
+
+
+def empty_cache():
+    if DEV == "cuda":
+        torch.cuda.empty_cache()
 
 
 def make_data(n, h, v, seed=0, ignore_every=0):
-    g = torch.Generator(device="cuda").manual_seed(seed)
-    x = (torch.randn(n, h, device="cuda", generator=g) * 0.5).to(torch.bfloat16)
-    w = (torch.randn(v, h, device="cuda", generator=g) * 0.02).to(torch.bfloat16)
-    y = torch.randint(0, v, (n,), device="cuda", generator=g)
+    g = torch.Generator(device=DEV).manual_seed(seed)
+    x = (torch.randn(n, h, device=DEV, generator=g) * 0.5).to(torch.bfloat16)
+    w = (torch.randn(v, h, device=DEV, generator=g) * 0.02).to(torch.bfloat16)
+    y = torch.randint(0, v, (n,), device=DEV, generator=g)
     if ignore_every > 0:
         y[::ignore_every] = IGNORE
     return x, w, y
@@ -74,9 +121,8 @@ def naive(x, w, y):
 
 
 def cce_method(**kw):
-    from cut_cross_entropy import linear_cross_entropy
-
     def f(x, w, y):
+        from cut_cross_entropy import linear_cross_entropy  # imported here: a missing anchor fails its own rows only
         return linear_cross_entropy(x, w, y, ignore_index=IGNORE, **kw)
     return f
 
@@ -136,11 +182,15 @@ def methods(names):
         "cce": cce_method(),
         "cce-nofilter": cce_method(filter_eps=None),
         "liger": liger,
-        "replica-523": replica(523),
-        "replica-1024": replica(1024),
-        "replica-2048": replica(2048),
     }
-    return [(n, table[n]) for n in names]
+    out = []
+    for n in names:
+        if n.startswith("replica-"):  # replica-<rows>[-fp32dw]
+            parts = n.split("-")
+            out.append((n, replica(int(parts[1]), fp32_dw="fp32dw" in parts)))
+        else:
+            out.append((n, table[n]))
+    return out
 
 
 def step(fn, x, w, y):
@@ -156,31 +206,29 @@ def measure(name, fn, x, w, y, ref, warmup, iters):
     try:
         for _ in range(warmup):
             step(fn, x, w, y)
-        torch.cuda.synchronize()
+        sync()
         times = []
         for _ in range(iters):
             x.grad = None
             w.grad = None
-            a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            a.record()
+            t = Timer()
+            t.start()
             loss = fn(x, w, y)
             loss.backward()
-            b.record()
-            torch.cuda.synchronize()
-            times.append(a.elapsed_time(b))
+            times.append(t.stop())
         row["ms"] = statistics.median(times)
         row["ms_min"] = min(times)
         # memory: one step from a clean peak
         x.grad = None
         w.grad = None
-        torch.cuda.synchronize()
-        base = torch.cuda.memory_allocated()
-        torch.cuda.reset_peak_memory_stats()
+        sync()
+        base = allocated()
+        reset_peak()
         loss = fn(x, w, y)
         loss.backward()
-        torch.cuda.synchronize()
+        sync()
         grads = sum(t.grad.numel() * t.grad.element_size() for t in (x, w) if t.grad is not None)
-        row["transient_gb"] = (torch.cuda.max_memory_allocated() - base - grads) / 1e9
+        row["transient_gb"] = (peak() - base - grads) / 1e9
         ref_loss, rdx, rdw = ref
         row["loss"] = loss.item()
         row["loss_rel_err"] = abs(loss.item() - ref_loss) / abs(ref_loss)
@@ -190,7 +238,7 @@ def measure(name, fn, x, w, y, ref, warmup, iters):
         row["error"] = f"{type(e).__name__}: {e}"[:300]
     x.grad = None
     w.grad = None
-    torch.cuda.empty_cache()
+    empty_cache()
     return row
 
 
@@ -199,14 +247,12 @@ def measure(name, fn, x, w, y, ref, warmup, iters):
 def time_op(fn, reps=10, warmup=2):
     for _ in range(warmup):
         fn()
-    torch.cuda.synchronize()
-    a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    a.record()
+    sync()
+    t = Timer()
+    t.start()
     for _ in range(reps):
         fn()
-    b.record()
-    torch.cuda.synchronize()
-    return a.elapsed_time(b) / reps
+    return t.stop() / reps
 
 
 def probe(shape, chunk_rows, x, w):
@@ -242,8 +288,8 @@ def probe(shape, chunk_rows, x, w):
         r["projected_loop_fp32dw_ms"] = chunks * (per_chunk - r["dw_bf16_addmm_ms"] + r["dw_fp32_add_ms"])
         out.append(r)
         del z
-        torch.cuda.empty_cache()
-    full = torch.empty(4096, 4096, dtype=torch.bfloat16, device="cuda")
+        empty_cache()
+    full = torch.empty(4096, 4096, dtype=torch.bfloat16, device=DEV)
     t = time_op(lambda: torch.mm(full, full))
     for r in out:
         r["ref_4096cube_tflops"] = 2 * 4096 ** 3 / (t * 1e-3) / 1e12
@@ -253,7 +299,7 @@ def probe(shape, chunk_rows, x, w):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--shapes", default=",".join(SHAPES))
-    ap.add_argument("--methods", default="naive,cce,cce-nofilter,liger,replica-523,replica-2048")
+    ap.add_argument("--methods", default="naive,cce,cce-nofilter,liger,replica-523,replica-512,replica-1536")
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--iters", type=int, default=5)
     ap.add_argument("--ignore-every", type=int, default=0)
@@ -261,9 +307,12 @@ def main():
     ap.add_argument("--probe-only", action="store_true")
     ap.add_argument("--probe-rows", default="512,1024,2048,4096")
     ap.add_argument("--out", default="ce-anchors")
+    ap.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
     a = ap.parse_args()
+    global DEV
+    DEV = a.device
     os.makedirs(a.out, exist_ok=True)
-    dev = torch.cuda.get_device_name(0)
+    dev = torch.cuda.get_device_name(0) if DEV == "cuda" else "cpu (smoke test)"
     commit = os.popen("git rev-parse --short HEAD 2>/dev/null").read().strip() or "unknown"
     print(f"device: {dev}; torch {torch.__version__}; commit {commit}", flush=True)
     rows, probes = [], []
@@ -284,7 +333,7 @@ def main():
             rows.append(r)
             print(json.dumps(r), flush=True)
         del x, w, y, ref
-        torch.cuda.empty_cache()
+        empty_cache()
 
     lines = [f"# LM-head CE anchors: {dev}, torch {torch.__version__}, commit {commit}", "",
              "| N×H×V | method | ms (median) | 6NHV TFLOP/s | transient GB | rel dX | rel dW | loss rel err |",

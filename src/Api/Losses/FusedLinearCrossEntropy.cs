@@ -51,6 +51,16 @@ public static class FusedLinearCrossEntropy
     internal sealed record Plan(CrossEntropyOptions Options, long RowsPerChunk, long[] LabelShape, bool NeedX, bool NeedW, bool NeedB);
 }
 
+/// <summary>Experiments of the fused loss that the benchmark switches on in one process (issue 15); not public API.
+/// Initial values come from the environment (SLOTHSHARP_CE_SKIP_UNIT_UPSTREAM=1).</summary>
+internal static class FusedCrossEntropyTuning
+{
+    /// <summary>Mean/Sum: read the upstream gradient on the host in backward and skip the dX/dW scaling pass when it is
+    /// exactly 1 (what loss.backward() passes). Costs one host sync per step.</summary>
+    public static bool SkipUnitUpstreamScale { get; set; } =
+        Environment.GetEnvironmentVariable("SLOTHSHARP_CE_SKIP_UNIT_UPSTREAM") == "1";
+}
+
 internal sealed class FusedLinearCrossEntropyFunction : SlothFunction<FusedLinearCrossEntropyFunction, FusedLinearCrossEntropy.Plan>
 {
     public override string Name => "SlothSharp.FusedLinearCrossEntropy";
@@ -102,7 +112,10 @@ internal sealed class FusedLinearCrossEntropyFunction : SlothFunction<FusedLinea
             // Mean/Sum: gradients exist already; the upstream gradient is a scalar.
             var t = box.Take();
             using var g = gradOutput.to(ScalarType.Float32);
-            foreach (var grad in t) grad?.mul_(g);
+            // Scaling by the upstream scalar is a full read + write of dW. Skipping it when the scalar is 1 needs its
+            // value on the host (a sync), so it is a measured experiment, off by default.
+            if (!(FusedCrossEntropyTuning.SkipUnitUpstreamScale && g.numel() == 1 && g.item<float>() == 1f))
+                foreach (var grad in t) grad?.mul_(g);
             return [t[0], t[1], t[2], null];
         }
         using var saved = SavedTensors.Of(ctx);
