@@ -148,14 +148,15 @@ internal static class LossSuite
 /// values; per (shape, variant) one child measures transient memory (cudaMemGetInfo delta, as the loss suite).
 /// Gradients are set to null before each step (as the Python anchors do), so a function's own dX/dW become .grad.
 /// Environment: SLOTH_CE_SHAPES (comma list), SLOTH_CE_VARIANTS (comma list: naive, fused, fused-r{rows}[-fp32dw],
-/// fused-b{MiB}, -unit), SLOTH_CE_ITERS (default 10), SLOTH_CE_MEMORY=0 to skip the memory children.
+/// fused-b{MiB}, -unit, -handoff), SLOTH_CE_ITERS (default 10), SLOTH_CE_MEMORY=0 to skip the memory children.
 /// Data: the NOTES.md recipe, all labels valid. Writes ce-sweep.md and ce-sweep.json.
 /// </summary>
 internal static class CeSweep
 {
     public static readonly string[] DefaultShapes = ["16384x4096x128256", "8192x2304x256000"];
     public static readonly string[] DefaultVariants =
-        ["naive", "fused-r523", "fused", "fused-r768", "fused-r1024", "fused-r1536", "fused-r2048", "fused-r1024-unit", "fused-r1024-fp32dw"];
+        ["naive", "fused-r523", "fused", "fused-r768", "fused-r1024", "fused-r1536", "fused-r2048", "fused-r1024-unit",
+         "fused-r1024-handoff", "fused-r1536-handoff-unit", "fused-r1024-fp32dw"];
 
     internal sealed record Row(string Shape, string Method, double Ms, double MsMin, double RelDx, double RelDw,
                                double Loss, double LossRelErr, string? Error);
@@ -178,7 +179,7 @@ internal static class CeSweep
             if (!output.Contains("SWEEP ", StringComparison.Ordinal)) Console.WriteLine($"sweep child failed for {shape}:\n{output}");
             if (!memoryOn) continue;
             // "-unit" changes no allocation (only a host read): its memory is its base variant's.
-            foreach (var v in variants.Where(v => !v.Split('-').Contains("unit")))
+            foreach (var v in variants.Where(v => !(v.Split('-').Contains("unit") && !v.Split('-').Contains("handoff"))))
             {
                 var m = LossSuite.Child(["--measure-memory", shape, v], null, new() { ["SLOTH_CLEAR_GRADS"] = "1" });
                 var line = m.Split('\n').FirstOrDefault(l => l.StartsWith("MEMORY ", StringComparison.Ordinal));

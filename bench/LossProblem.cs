@@ -55,6 +55,16 @@ internal sealed class LossProblem : IDisposable
     /// unless <see cref="ClearGrads"/>. Returns the loss tensor's value only when <paramref name="readLoss"/> (a sync).</summary>
     public float Step(string method, bool readLoss = false)
     {
+        var (unit, handOff) = (FusedCrossEntropyTuning.SkipUnitUpstreamScale, FusedCrossEntropyTuning.HandWeightGradToLeaf);
+        var parts = method.Split('-');
+        FusedCrossEntropyTuning.SkipUnitUpstreamScale = unit || parts.Contains("unit");
+        FusedCrossEntropyTuning.HandWeightGradToLeaf = handOff || parts.Contains("handoff");
+        try { return StepCore(method, readLoss); }
+        finally { (FusedCrossEntropyTuning.SkipUnitUpstreamScale, FusedCrossEntropyTuning.HandWeightGradToLeaf) = (unit, handOff); }
+    }
+
+    private float StepCore(string method, bool readLoss)
+    {
         using var scope = NewDisposeScope();
         if (ClearGrads)
         {
@@ -81,23 +91,21 @@ internal sealed class LossProblem : IDisposable
                 _ => throw new ArgumentException($"unknown loss method '{method}'", nameof(method)),
             };
         }
-        var unit = FusedCrossEntropyTuning.SkipUnitUpstreamScale;
-        FusedCrossEntropyTuning.SkipUnitUpstreamScale = unit || method.Split('-').Contains("unit");
-        try { loss.backward(); }
-        finally { FusedCrossEntropyTuning.SkipUnitUpstreamScale = unit; }
+        loss.backward();
         return readLoss ? loss.to(ScalarType.Float32).item<float>() : float.NaN;
     }
 
     /// <summary>Options of a fused variant named like <c>fused-r2048-fp32dw</c>: <c>r{rows}</c> rows per chunk,
     /// <c>b{MiB}</c> a float32-equivalent chunk budget, <c>fp32dw</c> float32 dW accumulation, <c>unit</c> skip the
-    /// backward scaling pass when the upstream gradient is 1 (one host sync; see FusedCrossEntropyTuning).</summary>
+    /// backward scaling pass when the upstream gradient is 1 (one host sync), <c>handoff</c> dW becomes W.grad without a
+    /// copy when W.grad is unset (see FusedCrossEntropyTuning).</summary>
     public static CrossEntropyOptions FusedVariant(string method)
     {
         var o = new CrossEntropyOptions();
         foreach (var part in method.Split('-').Skip(1))
         {
             if (part == "fp32dw") o = o with { AccumulateWeightGradInFloat32 = true };
-            else if (part == "unit") { }  // applied around backward in Step
+            else if (part is "unit" or "handoff") { }  // FusedCrossEntropyTuning switches, set around the step
             else if (part.Length > 1 && part[0] == 'r' && int.TryParse(part[1..], out var rows)) o = o with { ChunkRows = rows };
             else if (part.Length > 1 && part[0] == 'b' && long.TryParse(part[1..], out var mib)) o = o with { ChunkBytes = mib << 20 };
             else throw new ArgumentException($"unknown part '{part}' of fused variant '{method}' (r<rows>, b<MiB>, fp32dw)", nameof(method));

@@ -111,4 +111,37 @@ public class FusedVariantTests(string deviceName) : DeviceFixture(deviceName)
         }
         finally { FusedCrossEntropyTuning.SkipUnitUpstreamScale = before; }
     }
+
+    /// <summary>The hand-off experiment: dW becomes W.grad when it is unset, and a second backward (W.grad set) still
+    /// accumulates through the engine; both against the reference, with a non-unit upstream gradient too.</summary>
+    [Test]
+    public void HandOffWeightGradToLeafKeepsTheGradients([Values(1.0, 2.5)] double upstream, [Values] bool unit,
+                                                         [Values(ScalarType.Float32, ScalarType.BFloat16)] ScalarType dtype)
+    {
+        var before = (FusedCrossEntropyTuning.HandWeightGradToLeaf, FusedCrossEntropyTuning.SkipUnitUpstreamScale);
+        try
+        {
+            FusedCrossEntropyTuning.HandWeightGradToLeaf = true;
+            FusedCrossEntropyTuning.SkipUnitUpstreamScale = unit;
+            using var scope = NewDisposeScope();
+            var o = new CrossEntropyOptions { ChunkRows = 9 };
+            var (x, w, b, y) = LossReference.Problem([40], 16, 45, dtype, Dev, 31);
+            (LossReference.CrossEntropy(x, w, b, y, o) * upstream).backward();
+            var (ex, ew, eb) = (LossReference.Grad(x), LossReference.Grad(w), LossReference.Grad(b));
+            LossReference.ZeroGrads(x, w, b);
+            x.grad = null;
+            w.grad = null;
+            b.grad = null;
+            var tol = dtype == ScalarType.BFloat16 ? 2e-2 : 1e-5;
+            (FusedLinearCrossEntropy.Apply(x, w, b, y, o) * upstream).backward();
+            Assert.That(w.grad, Is.Not.Null, "W.grad set by the hand-off");
+            TestEnv.AssertClose(x.grad!, ex!, tol, "dX");
+            TestEnv.AssertClose(w.grad!, ew!, tol, "dW (handed off)");
+            TestEnv.AssertClose(b.grad!, eb!, tol, "db");
+            // Second step: W.grad exists, so the engine accumulates: 2 × dW.
+            (FusedLinearCrossEntropy.Apply(x, w, b, y, o) * upstream).backward();
+            TestEnv.AssertClose(w.grad!, ew! * 2, tol, "dW accumulated");
+        }
+        finally { (FusedCrossEntropyTuning.HandWeightGradToLeaf, FusedCrossEntropyTuning.SkipUnitUpstreamScale) = before; }
+    }
 }

@@ -52,13 +52,20 @@ public static class FusedLinearCrossEntropy
 }
 
 /// <summary>Experiments of the fused loss that the benchmark switches on in one process (issue 15); not public API.
-/// Initial values come from the environment (SLOTHSHARP_CE_SKIP_UNIT_UPSTREAM=1).</summary>
+/// Initial values come from the environment.</summary>
 internal static class FusedCrossEntropyTuning
 {
     /// <summary>Mean/Sum: read the upstream gradient on the host in backward and skip the dX/dW scaling pass when it is
     /// exactly 1 (what loss.backward() passes). Costs one host sync per step.</summary>
     public static bool SkipUnitUpstreamScale { get; set; } =
         Environment.GetEnvironmentVariable("SLOTHSHARP_CE_SKIP_UNIT_UPSTREAM") == "1";
+
+    /// <summary>Mean/Sum with W a leaf whose .grad is unset: backward sets W.grad to the dW buffer itself and returns no
+    /// gradient for W, so no dW-sized copy is made. Caveats (why it is off): torch.autograd.grad(loss, W) would get no
+    /// gradient and W.grad would change as a side effect; hooks on W's gradient would not see dW.
+    /// (SLOTHSHARP_CE_HAND_OFF_DW=1)</summary>
+    public static bool HandWeightGradToLeaf { get; set; } =
+        Environment.GetEnvironmentVariable("SLOTHSHARP_CE_HAND_OFF_DW") == "1";
 }
 
 internal sealed class FusedLinearCrossEntropyFunction : SlothFunction<FusedLinearCrossEntropyFunction, FusedLinearCrossEntropy.Plan>
@@ -97,6 +104,8 @@ internal sealed class FusedLinearCrossEntropyFunction : SlothFunction<FusedLinea
             var (dxv, dw, db) = grads!.Finish(w);
             var dx = dxv is null ? null : rows.Scatter(dxv, x);
             ctx.save_data("grads", new TensorBox(dx?.DetachFromDisposeScope(), dw?.DetachFromDisposeScope(), db?.DetachFromDisposeScope()));
+            // The hand-off experiment needs W itself in backward (saving an input copies nothing).
+            if (FusedCrossEntropyTuning.HandWeightGradToLeaf && dw is not null && w.is_leaf) ctx.save_for_backward([w]);
         }
         else if (needGrad)
         {
@@ -116,6 +125,11 @@ internal sealed class FusedLinearCrossEntropyFunction : SlothFunction<FusedLinea
             // value on the host (a sync), so it is a measured experiment, off by default.
             if (!(FusedCrossEntropyTuning.SkipUnitUpstreamScale && g.numel() == 1 && g.item<float>() == 1f))
                 foreach (var grad in t) grad?.mul_(g);
+            if (t[1] is { } handed && HandToLeaf(ctx, handed))
+            {
+                handed.Dispose();  // the leaf's .grad holds its own reference now
+                return [t[0], null, t[2], null];
+            }
             return [t[0], t[1], t[2], null];
         }
         using var saved = SavedTensors.Of(ctx);
@@ -129,6 +143,20 @@ internal sealed class FusedLinearCrossEntropyFunction : SlothFunction<FusedLinea
         var (dxv, dw, db) = grads.Finish(w);
         var dx = dxv is null ? null : rows.Scatter(dxv, x);
         return [dx?.MoveToOuterDisposeScope(), dw?.MoveToOuterDisposeScope(), db?.MoveToOuterDisposeScope(), null];
+    }
+
+    /// <summary>The hand-off experiment (<see cref="FusedCrossEntropyTuning.HandWeightGradToLeaf"/>): when W is a leaf
+    /// whose .grad is unset, dW becomes W.grad as it is, instead of being returned to the engine (which copies a returned
+    /// gradient that .NET still references: a dW-sized transient). Returns whether it did.</summary>
+    private static bool HandToLeaf(autograd.AutogradContext ctx, Tensor dw)
+    {
+        if (!FusedCrossEntropyTuning.HandWeightGradToLeaf) return false;
+        using var saved = SavedTensors.Of(ctx);
+        if (saved.Count != 1 || saved[0] is not { } w || !w.is_leaf || !w.requires_grad) return false;
+        using (var existing = w.grad) if (existing is not null) return false;
+        if (!w.shape.SequenceEqual(dw.shape) || w.dtype != dw.dtype || w.device != dw.device) return false;
+        w.grad = dw;
+        return true;
     }
 
     /// <summary>Chunk loop: GEMM, kernel (in place), and the gradient GEMMs when <paramref name="grads"/> is given.</summary>
