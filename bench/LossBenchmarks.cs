@@ -148,7 +148,8 @@ internal static class LossSuite
 /// values; per (shape, variant) one child measures transient memory (cudaMemGetInfo delta, as the loss suite).
 /// Gradients are set to null before each step (as the Python anchors do), so a function's own dX/dW become .grad.
 /// Environment: SLOTH_CE_SHAPES (comma list), SLOTH_CE_VARIANTS (comma list: naive, fused, fused-r{rows}[-fp32dw],
-/// fused-b{MiB}, -unit, -handoff), SLOTH_CE_ITERS (default 10), SLOTH_CE_MEMORY=0 to skip the memory children.
+/// fused-b{MiB}, -unit, -handoff), SLOTH_CE_ITERS (default 10), SLOTH_CE_MEMORY_VARIANTS (which of those get a memory
+/// child; default <see cref="DefaultMemoryVariants"/>), SLOTH_CE_MEMORY=0 to skip the memory children.
 /// Data: the NOTES.md recipe, all labels valid. Writes ce-sweep.md and ce-sweep.json.
 /// </summary>
 internal static class CeSweep
@@ -156,7 +157,17 @@ internal static class CeSweep
     public static readonly string[] DefaultShapes = ["16384x4096x128256", "8192x2304x256000"];
     public static readonly string[] DefaultVariants =
         ["naive", "fused-r523", "fused", "fused-r768", "fused-r1024", "fused-r1536", "fused-r2048", "fused-r1024-unit",
-         "fused-r1024-handoff", "fused-r1536-handoff-unit", "fused-r1024-fp32dw"];
+         "fused-r1024-handoff", "fused-r768-handoff-unit", "fused-r1536-handoff-unit", "fused-r2048-handoff-unit", "fused-r1024-fp32dw"];
+
+    // NaN (a failed variant) must survive the round trip through the child's output.
+    private static readonly JsonSerializerOptions Json = new()
+    {
+        NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals,
+    };
+
+    /// <summary>Variants that get a memory child by default (each child is a fresh process: seconds each).</summary>
+    public static readonly string[] DefaultMemoryVariants =
+        ["naive", "fused", "fused-r1024", "fused-r1536", "fused-r768-handoff-unit", "fused-r1536-handoff-unit"];
 
     internal sealed record Row(string Shape, string Method, double Ms, double MsMin, double RelDx, double RelDw,
                                double Loss, double LossRelErr, string? Error);
@@ -169,17 +180,17 @@ internal static class CeSweep
         var shapes = List("SLOTH_CE_SHAPES", DefaultShapes);
         var variants = List("SLOTH_CE_VARIANTS", DefaultVariants);
         var memoryOn = Environment.GetEnvironmentVariable("SLOTH_CE_MEMORY") != "0";
+        var memoryVariants = List("SLOTH_CE_MEMORY_VARIANTS", DefaultMemoryVariants);
         var rows = new List<Row>();
         var memory = new Dictionary<(string, string), long>();
         foreach (var shape in shapes)
         {
             var output = LossSuite.Child(["--suite", "ce-sweep-shape"], shape);
             foreach (var l in output.Split('\n').Where(l => l.StartsWith("SWEEP ", StringComparison.Ordinal)))
-                rows.Add(JsonSerializer.Deserialize<Row>(l[6..])!);
+                rows.Add(JsonSerializer.Deserialize<Row>(l[6..], Json)!);
             if (!output.Contains("SWEEP ", StringComparison.Ordinal)) Console.WriteLine($"sweep child failed for {shape}:\n{output}");
             if (!memoryOn) continue;
-            // "-unit" changes no allocation (only a host read): its memory is its base variant's.
-            foreach (var v in variants.Where(v => !(v.Split('-').Contains("unit") && !v.Split('-').Contains("handoff"))))
+            foreach (var v in memoryVariants.Where(variants.Contains))
             {
                 var m = LossSuite.Child(["--measure-memory", shape, v], null, new() { ["SLOTH_CLEAR_GRADS"] = "1" });
                 var line = m.Split('\n').FirstOrDefault(l => l.StartsWith("MEMORY ", StringComparison.Ordinal));
@@ -260,7 +271,7 @@ internal static class CeSweep
             }
             p.X.grad = null;
             p.W.grad = null;
-            Console.WriteLine("SWEEP " + JsonSerializer.Serialize(row, new JsonSerializerOptions { NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals }));
+            Console.WriteLine("SWEEP " + JsonSerializer.Serialize(row, Json));
         }
         return 0;
     }
