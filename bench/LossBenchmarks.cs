@@ -177,15 +177,18 @@ internal static class CeSweep
 
     public static int Run(string results, string device)
     {
+        var clock = System.Diagnostics.Stopwatch.StartNew();
         var shapes = List("SLOTH_CE_SHAPES", DefaultShapes);
         var variants = List("SLOTH_CE_VARIANTS", DefaultVariants);
-        var memoryOn = Environment.GetEnvironmentVariable("SLOTH_CE_MEMORY") != "0";
+        var memoryOn = Environment.GetEnvironmentVariable("SLOTH_CE_MEMORY") != "0" && LossProblem.Dev.type == TorchSharp.DeviceType.CUDA;
         var memoryVariants = List("SLOTH_CE_MEMORY_VARIANTS", DefaultMemoryVariants);
         var rows = new List<Row>();
         var memory = new Dictionary<(string, string), long>();
         foreach (var shape in shapes)
         {
+            var t0 = clock.Elapsed.TotalSeconds;
             var output = LossSuite.Child(["--suite", "ce-sweep-shape"], shape);
+            Console.WriteLine($"ce-sweep {shape}: time + accuracy child {clock.Elapsed.TotalSeconds - t0:F0} s");
             foreach (var l in output.Split('\n').Where(l => l.StartsWith("SWEEP ", StringComparison.Ordinal)))
                 rows.Add(JsonSerializer.Deserialize<Row>(l[6..], Json)!);
             if (!output.Contains("SWEEP ", StringComparison.Ordinal)) Console.WriteLine($"sweep child failed for {shape}:\n{output}");
@@ -215,14 +218,15 @@ internal static class CeSweep
             var flops = 6 * d[0] * d[1] * d[2];
             var mem = memory.TryGetValue((r.Shape, r.Method), out var b) ? (b / 1e9).ToString("F2", inv) : "-";
             if (r.Error is not null) { sb.AppendLine($"| {r.Shape} | {r.Method} | error: {r.Error} | | | {mem} | | | |"); continue; }
-            sb.AppendLine(inv, $"| {r.Shape.Replace("x", " × ")} | {r.Method} | {r.Ms:F1} | {r.MsMin:F1} | {flops / r.Ms / 1e9:F0} | {mem} | {r.RelDx:E2} | {r.RelDw:E2} | {r.LossRelErr:E1} |");
+            sb.AppendLine(inv, $"| {r.Shape.Replace("x", " × ")} | {r.Method} | {r.Ms:F1} | {r.MsMin:F1} | {flops / r.Ms / 1e9:F0} | {mem} | {r.RelDx:0.00e+0} | {r.RelDw:0.00e+0} | {r.LossRelErr:0.0e+0} |");
         }
         File.WriteAllText(Path.Combine(results, "ce-sweep.md"), sb.ToString());
         File.WriteAllText(Path.Combine(results, "ce-sweep.json"), JsonSerializer.Serialize(new
         {
             device, commit, rows, memory = memory.Select(kv => new { shape = kv.Key.Item1, method = kv.Key.Item2, transientBytes = kv.Value }),
-        }, new JsonSerializerOptions { WriteIndented = true }));
+        }, new JsonSerializerOptions(Json) { WriteIndented = true }));
         Console.WriteLine(sb.ToString());
+        Console.WriteLine($"ce-sweep: {clock.Elapsed.TotalSeconds:F0} s");
         return rows.Count > 0 && rows.All(r => r.Error is null) ? 0 : 1;
     }
 
@@ -250,13 +254,13 @@ internal static class CeSweep
             try
             {
                 for (var i = 0; i < 2; i++) p.Step(v);
-                CudaDevice.Synchronize();
+                LossProblem.Sync();
                 var times = new List<double>();
                 for (var i = 0; i < iters; i++)
                 {
                     var sw = System.Diagnostics.Stopwatch.StartNew();
                     p.Step(v);
-                    CudaDevice.Synchronize();
+                    LossProblem.Sync();
                     times.Add(sw.Elapsed.TotalMilliseconds);
                 }
                 times.Sort();

@@ -7,6 +7,15 @@ namespace SlothSharp.Bench;
 /// <summary>One LM-head loss workload (bf16 on CUDA) and the ways to compute forward + backward on it.</summary>
 internal sealed class LossProblem : IDisposable
 {
+    /// <summary>CUDA, or the CPU for a smoke test of the suites' code (SLOTH_BENCH_DEVICE=cpu; timings meaningless).</summary>
+    public static readonly Device Dev = Environment.GetEnvironmentVariable("SLOTH_BENCH_DEVICE") == "cpu" ? CPU : CUDA;
+
+    /// <summary>Waits for the device (nothing to wait for on the CPU).</summary>
+    public static void Sync()
+    {
+        if (Dev.type == TorchSharp.DeviceType.CUDA) CudaDevice.Synchronize();
+    }
+
     public static readonly string[] CeShapes = ["4096x4096x128256", "16384x4096x128256", "8192x2304x256000"];
     public const string GrpoShape = "8x2048x4096x128256";
 
@@ -24,24 +33,24 @@ internal sealed class LossProblem : IDisposable
         {
             var (b, t) = (d[0], d[1]);
             (p.N, p.H, p.V) = (b * t, d[2], d[3]);
-            p.X = randn([b, t, p.H], ScalarType.BFloat16, CUDA).requires_grad_();
-            p.Y = randint(0, p.V, [b, t], device: CUDA);
-            p.Mask = rand([b, t], device: CUDA).lt(0.9);
-            p.Adv = randn([b], device: CUDA);
-            p.Old = randn([b, t], device: CUDA) * 0.05 - 11.5;
-            p.Ref = randn([b, t], device: CUDA) * 0.05 - 11.5;
+            p.X = randn([b, t, p.H], ScalarType.BFloat16, Dev).requires_grad_();
+            p.Y = randint(0, p.V, [b, t], device: Dev);
+            p.Mask = rand([b, t], device: Dev).lt(0.9);
+            p.Adv = randn([b], device: Dev);
+            p.Old = randn([b, t], device: Dev) * 0.05 - 11.5;
+            p.Ref = randn([b, t], device: Dev) * 0.05 - 11.5;
         }
         else
         {
             (p.N, p.H, p.V) = (d[0], d[1], d[2]);
             // NOTES.md recipe: x ~ N(0, 0.25), W ~ N(0, 0.02²), rounded to bf16; all labels valid.
-            p.X = (randn([p.N, p.H], ScalarType.Float32, CUDA) * 0.5).to(ScalarType.BFloat16).requires_grad_();
-            p.Y = randint(0, p.V, [p.N], device: CUDA);
+            p.X = (randn([p.N, p.H], ScalarType.Float32, Dev) * 0.5).to(ScalarType.BFloat16).requires_grad_();
+            p.Y = randint(0, p.V, [p.N], device: Dev);
         }
         p.W = p.Grpo
-            ? (randn([p.V, p.H], ScalarType.BFloat16, CUDA) * (1.0 / Math.Sqrt(p.H))).requires_grad_()
-            : (randn([p.V, p.H], ScalarType.Float32, CUDA) * 0.02).to(ScalarType.BFloat16).requires_grad_();
-        CudaDevice.Synchronize();
+            ? (randn([p.V, p.H], ScalarType.BFloat16, Dev) * (1.0 / Math.Sqrt(p.H))).requires_grad_()
+            : (randn([p.V, p.H], ScalarType.Float32, Dev) * 0.02).to(ScalarType.BFloat16).requires_grad_();
+        Sync();
         return p;
     }
 
@@ -108,7 +117,7 @@ internal sealed class LossProblem : IDisposable
             else if (part is "unit" or "handoff") { }  // FusedCrossEntropyTuning switches, set around the step
             else if (part.Length > 1 && part[0] == 'r' && int.TryParse(part[1..], out var rows)) o = o with { ChunkRows = rows };
             else if (part.Length > 1 && part[0] == 'b' && long.TryParse(part[1..], out var mib)) o = o with { ChunkBytes = mib << 20 };
-            else throw new ArgumentException($"unknown part '{part}' of fused variant '{method}' (r<rows>, b<MiB>, fp32dw)", nameof(method));
+            else throw new ArgumentException($"unknown part '{part}' of fused variant '{method}' (r<rows>, b<MiB>, fp32dw, unit, handoff)", nameof(method));
         }
         return o;
     }

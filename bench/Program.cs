@@ -18,6 +18,8 @@ if (suite == "step-row")
     return StepSuite.RunRow(Arg("--shape") ?? "1b", Arg("--path") ?? "fused", Arg("--checkpointing") == "1", Arg("--device") ?? "cuda");
 if (suite == "step-loss") return StepSuite.RunLossMatch(Arg("--shape") ?? "1b", Arg("--device") ?? "cuda");
 if (suite == "step" && tiny) return StepSuite.Run(results, "CPU (--tiny)", tiny: true);
+if (suite is "ce-sweep-shape" or "ce-sweep" && LossProblem.Dev.type == TorchSharp.DeviceType.CPU) // SLOTH_BENCH_DEVICE=cpu: smoke test
+    return suite == "ce-sweep" ? CeSweep.Run(results, "CPU (smoke test)") : CeSweep.RunShape();
 
 if (!cuda.is_available() || !CudaDevice.IsAvailable)
 {
