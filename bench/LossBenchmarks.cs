@@ -54,6 +54,8 @@ internal static class LossSuite
         CudaDevice.Synchronize();
         var (free0, _) = CudaDevice.MemoryInfo();
         using var p = LossProblem.Create(shape);
+        // SLOTH_CLEAR_GRADS=1 (the ce-sweep suite): grads set to null before each step, as the Python anchors measure.
+        p.ClearGrads = Environment.GetEnvironmentVariable("SLOTH_CLEAR_GRADS") == "1";
         var (free1, _) = CudaDevice.MemoryInfo();
         p.Step(method);
         p.Step(method);
@@ -98,9 +100,9 @@ internal static class LossSuite
     }
 
     /// <summary>Runs this benchmark program again with args (one process per measurement) and returns its output.</summary>
-    private static string Child(string[] args, string? shape)
+    internal static string Child(string[] args, string? shape, Dictionary<string, string>? extra = null)
     {
-        var env = new Dictionary<string, string>();
+        var env = extra is null ? new Dictionary<string, string>() : new Dictionary<string, string>(extra);
         if (shape is not null) env["SLOTH_BENCH_SHAPE"] = shape;
         // Load every CUDA module at context creation, before the baseline reading: otherwise kernels that libtorch
         // and cuBLAS load lazily on first use (about 1.3 GB here) would count as the method's transient memory.
@@ -136,5 +138,183 @@ internal static class LossSuite
         }
         File.WriteAllText(Path.Combine(dir, "lm-head-losses.md"), sb.ToString());
         Console.WriteLine(sb.ToString());
+    }
+}
+
+/// <summary>
+/// --suite ce-sweep: the fused cross-entropy's variants (chunk rows, dW accumulation) against naive TorchSharp on the
+/// issue-15 shapes, in one run: per shape one child process times every variant (median of SLOTH_CE_ITERS steps after
+/// two warm-up steps, each step synchronized) and measures its accuracy against a float32 computation on the same bf16
+/// values; per (shape, variant) one child measures transient memory (cudaMemGetInfo delta, as the loss suite).
+/// Gradients are set to null before each step (as the Python anchors do), so a function's own dX/dW become .grad.
+/// Environment: SLOTH_CE_SHAPES (comma list), SLOTH_CE_VARIANTS (comma list: naive, fused, fused-r{rows}[-fp32dw],
+/// fused-b{MiB}, -unit, -handoff), SLOTH_CE_ITERS (default 10), SLOTH_CE_MEMORY_VARIANTS (which of those get a memory
+/// child; default <see cref="DefaultMemoryVariants"/>), SLOTH_CE_MEMORY=0 to skip the memory children.
+/// Data: the NOTES.md recipe, all labels valid. Writes ce-sweep.md and ce-sweep.json.
+/// </summary>
+internal static class CeSweep
+{
+    public static readonly string[] DefaultShapes = ["16384x4096x128256", "8192x2304x256000"];
+    public static readonly string[] DefaultVariants =
+        ["naive", "fused-r523", "fused", "fused-r768", "fused-r1024", "fused-r1536", "fused-r2048", "fused-r1024-unit",
+         "fused-r1024-handoff", "fused-r768-handoff-unit", "fused-r1536-handoff-unit", "fused-r2048-handoff-unit", "fused-r1024-fp32dw"];
+
+    // NaN (a failed variant) must survive the round trip through the child's output.
+    private static readonly JsonSerializerOptions Json = new()
+    {
+        NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals,
+    };
+
+    /// <summary>Variants that get a memory child by default (each child is a fresh process: seconds each).</summary>
+    public static readonly string[] DefaultMemoryVariants =
+        ["naive", "fused", "fused-r1024", "fused-r1536", "fused-r768-handoff-unit", "fused-r1536-handoff-unit"];
+
+    internal sealed record Row(string Shape, string Method, double Ms, double MsMin, double RelDx, double RelDw,
+                               double Loss, double LossRelErr, string? Error);
+
+    private static string[] List(string name, string[] fallback) =>
+        Environment.GetEnvironmentVariable(name) is { Length: > 0 } v ? v.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries) : fallback;
+
+    public static int Run(string results, string device)
+    {
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        var shapes = List("SLOTH_CE_SHAPES", DefaultShapes);
+        var variants = List("SLOTH_CE_VARIANTS", DefaultVariants);
+        var memoryOn = Environment.GetEnvironmentVariable("SLOTH_CE_MEMORY") != "0" && LossProblem.Dev.type == TorchSharp.DeviceType.CUDA;
+        var memoryVariants = List("SLOTH_CE_MEMORY_VARIANTS", DefaultMemoryVariants);
+        var rows = new List<Row>();
+        var memory = new Dictionary<(string, string), long>();
+        foreach (var shape in shapes)
+        {
+            var t0 = clock.Elapsed.TotalSeconds;
+            var output = LossSuite.Child(["--suite", "ce-sweep-shape"], shape);
+            Console.WriteLine($"ce-sweep {shape}: time + accuracy child {clock.Elapsed.TotalSeconds - t0:F0} s");
+            foreach (var l in output.Split('\n').Where(l => l.StartsWith("SWEEP ", StringComparison.Ordinal)))
+                rows.Add(JsonSerializer.Deserialize<Row>(l[6..], Json)!);
+            if (!output.Contains("SWEEP ", StringComparison.Ordinal)) Console.WriteLine($"sweep child failed for {shape}:\n{output}");
+            if (!memoryOn) continue;
+            foreach (var v in memoryVariants.Where(variants.Contains))
+            {
+                var m = LossSuite.Child(["--measure-memory", shape, v], null, new() { ["SLOTH_CLEAR_GRADS"] = "1" });
+                var line = m.Split('\n').FirstOrDefault(l => l.StartsWith("MEMORY ", StringComparison.Ordinal));
+                if (line is null) { Console.WriteLine($"memory run failed for {shape} {v}:\n{m}"); continue; }
+                using var doc = JsonDocument.Parse(line[7..]);
+                memory[(shape, v)] = doc.RootElement.GetProperty("TransientBytes").GetInt64();
+            }
+        }
+        var inv = CultureInfo.InvariantCulture;
+        var commit = Environment.GetEnvironmentVariable("SLOTHSHARP_COMMIT") ?? ReadCommit();
+        var sb = new StringBuilder();
+        sb.AppendLine("# Fused linear cross-entropy variants (bf16, CUDA, all rows valid)").AppendLine();
+        sb.AppendLine($"- device: {device}; commit: {commit}; date (UTC): {DateTime.UtcNow:yyyy-MM-dd HH:mm}");
+        sb.AppendLine("- time: median (and min) of forward + backward + synchronize over SLOTH_CE_ITERS steps after 2 warm-up steps; grads set to null before each step");
+        sb.AppendLine("- transient: cudaMemGetInfo delta after two steps beyond inputs and the gradients (fresh process per row, grads set to null before each step)");
+        sb.AppendLine("- accuracy: relative L2 error of dX, dW against float32 math on the same bf16 values; loss relative error").AppendLine();
+        sb.AppendLine("| N × H × V | method | ms | min ms | TFLOP/s (6NHV) | transient GB | rel dX | rel dW | loss rel err |");
+        sb.AppendLine("|---|---|---:|---:|---:|---:|---:|---:|---:|");
+        foreach (var r in rows)
+        {
+            var d = r.Shape.Split('x').Select(double.Parse).ToArray();
+            var flops = 6 * d[0] * d[1] * d[2];
+            var mem = memory.TryGetValue((r.Shape, r.Method), out var b) ? (b / 1e9).ToString("F2", inv) : "-";
+            if (r.Error is not null) { sb.AppendLine($"| {r.Shape} | {r.Method} | error: {r.Error} | | | {mem} | | | |"); continue; }
+            sb.AppendLine(inv, $"| {r.Shape.Replace("x", " × ")} | {r.Method} | {r.Ms:F1} | {r.MsMin:F1} | {flops / r.Ms / 1e9:F0} | {mem} | {r.RelDx:0.00e+0} | {r.RelDw:0.00e+0} | {r.LossRelErr:0.0e+0} |");
+        }
+        File.WriteAllText(Path.Combine(results, "ce-sweep.md"), sb.ToString());
+        File.WriteAllText(Path.Combine(results, "ce-sweep.json"), JsonSerializer.Serialize(new
+        {
+            device, commit, rows, memory = memory.Select(kv => new { shape = kv.Key.Item1, method = kv.Key.Item2, transientBytes = kv.Value }),
+        }, new JsonSerializerOptions(Json) { WriteIndented = true }));
+        Console.WriteLine(sb.ToString());
+        Console.WriteLine($"ce-sweep: {clock.Elapsed.TotalSeconds:F0} s");
+        return rows.Count > 0 && rows.All(r => r.Error is null) ? 0 : 1;
+    }
+
+    private static string ReadCommit()
+    {
+        // gpu-run unpacks the bundle's commit.txt next to the apps (…/apps/SlothSharp.Bench/ → …/commit.txt).
+        var f = Path.GetFullPath(Path.Combine(AppContext.BaseDirectory, "..", "..", "commit.txt"));
+        return File.Exists(f) ? File.ReadAllText(f).Replace('\n', ' ').Trim() : "unknown";
+    }
+
+    /// <summary>Child for one shape (SLOTH_BENCH_SHAPE): the float32 reference, then time and accuracy of each variant.</summary>
+    public static int RunShape()
+    {
+        var shape = Environment.GetEnvironmentVariable("SLOTH_BENCH_SHAPE") ?? DefaultShapes[0];
+        var variants = List("SLOTH_CE_VARIANTS", DefaultVariants);
+        var iters = int.TryParse(Environment.GetEnvironmentVariable("SLOTH_CE_ITERS"), out var it) && it > 0 ? it : 10;
+        using var p = LossProblem.Create(shape);
+        p.ClearGrads = true;
+        var (refLoss, refDx, refDw) = Reference(p.X, p.W, p.Y);
+        using var rdx = refDx;
+        using var rdw = refDw;
+        foreach (var v in variants)
+        {
+            Row row;
+            try
+            {
+                for (var i = 0; i < 2; i++) p.Step(v);
+                LossProblem.Sync();
+                var times = new List<double>();
+                for (var i = 0; i < iters; i++)
+                {
+                    var sw = System.Diagnostics.Stopwatch.StartNew();
+                    p.Step(v);
+                    LossProblem.Sync();
+                    times.Add(sw.Elapsed.TotalMilliseconds);
+                }
+                times.Sort();
+                var loss = p.Step(v, readLoss: true);
+                row = new Row(shape, v, times[times.Count / 2], times[0], RelErr(p.X.grad!, rdx), RelErr(p.W.grad!, rdw),
+                              loss, Math.Abs(loss - refLoss) / Math.Abs(refLoss), null);
+            }
+            catch (Exception e)
+            {
+                row = new Row(shape, v, double.NaN, double.NaN, double.NaN, double.NaN, double.NaN, double.NaN,
+                              e.GetType().Name + ": " + e.Message.Split('\n')[0]);
+            }
+            p.X.grad = null;
+            p.W.grad = null;
+            Console.WriteLine("SWEEP " + JsonSerializer.Serialize(row, Json));
+        }
+        return 0;
+    }
+
+    private static double RelErr(TorchSharp.torch.Tensor got, TorchSharp.torch.Tensor want)
+    {
+        using var scope = TorchSharp.torch.NewDisposeScope();
+        return (got.to(TorchSharp.torch.ScalarType.Float32) - want).norm().item<float>() / (double)want.norm().item<float>();
+    }
+
+    /// <summary>Mean cross-entropy (labels all in range), dX and dW in float32 from the bf16 values, 2048-row chunks.</summary>
+    internal static (double Loss, TorchSharp.torch.Tensor Dx, TorchSharp.torch.Tensor Dw) Reference(TorchSharp.torch.Tensor x, TorchSharp.torch.Tensor w, TorchSharp.torch.Tensor y)
+    {
+        using var noGrad = TorchSharp.torch.no_grad();
+        using var scope = TorchSharp.torch.NewDisposeScope();
+        var f32 = TorchSharp.torch.ScalarType.Float32;
+        var x32 = x.detach().to(f32);
+        var w32 = w.detach().to(f32);
+        var n = x.shape[0];
+        var dx = TorchSharp.torch.zeros_like(x32);
+        var dw = TorchSharp.torch.zeros_like(w32);
+        var total = TorchSharp.torch.zeros([], TorchSharp.torch.ScalarType.Float64, x.device);
+        const long rows = 2048;
+        for (long s = 0; s < n; s += rows)
+        {
+            using var chunk = TorchSharp.torch.NewDisposeScope();
+            var r = Math.Min(rows, n - s);
+            var xc = x32.narrow(0, s, r);
+            var yc = y.narrow(0, s, r).unsqueeze(1);
+            var z = xc.mm(w32.t());
+            var lse = z.logsumexp(-1);
+            total.add_((lse - z.gather(1, yc).squeeze(1)).to(TorchSharp.torch.ScalarType.Float64).sum());
+            z.sub_(lse.unsqueeze(1)).exp_();
+            z.scatter_(1, yc, z.gather(1, yc) - 1);
+            z.mul_(1.0 / n);
+            dx.narrow(0, s, r).copy_(z.mm(w32));
+            dw.addmm_(z.t(), xc);
+        }
+        var loss = total.item<double>() / n;
+        return (loss, dx.MoveToOuterDisposeScope(), dw.MoveToOuterDisposeScope());
     }
 }

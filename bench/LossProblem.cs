@@ -7,6 +7,15 @@ namespace SlothSharp.Bench;
 /// <summary>One LM-head loss workload (bf16 on CUDA) and the ways to compute forward + backward on it.</summary>
 internal sealed class LossProblem : IDisposable
 {
+    /// <summary>CUDA, or the CPU for a smoke test of the suites' code (SLOTH_BENCH_DEVICE=cpu; timings meaningless).</summary>
+    public static readonly Device Dev = Environment.GetEnvironmentVariable("SLOTH_BENCH_DEVICE") == "cpu" ? CPU : CUDA;
+
+    /// <summary>Waits for the device (nothing to wait for on the CPU).</summary>
+    public static void Sync()
+    {
+        if (Dev.type == TorchSharp.DeviceType.CUDA) CudaDevice.Synchronize();
+    }
+
     public static readonly string[] CeShapes = ["4096x4096x128256", "16384x4096x128256", "8192x2304x256000"];
     public const string GrpoShape = "8x2048x4096x128256";
 
@@ -24,30 +33,53 @@ internal sealed class LossProblem : IDisposable
         {
             var (b, t) = (d[0], d[1]);
             (p.N, p.H, p.V) = (b * t, d[2], d[3]);
-            p.X = randn([b, t, p.H], ScalarType.BFloat16, CUDA).requires_grad_();
-            p.Y = randint(0, p.V, [b, t], device: CUDA);
-            p.Mask = rand([b, t], device: CUDA).lt(0.9);
-            p.Adv = randn([b], device: CUDA);
-            p.Old = randn([b, t], device: CUDA) * 0.05 - 11.5;
-            p.Ref = randn([b, t], device: CUDA) * 0.05 - 11.5;
+            p.X = randn([b, t, p.H], ScalarType.BFloat16, Dev).requires_grad_();
+            p.Y = randint(0, p.V, [b, t], device: Dev);
+            p.Mask = rand([b, t], device: Dev).lt(0.9);
+            p.Adv = randn([b], device: Dev);
+            p.Old = randn([b, t], device: Dev) * 0.05 - 11.5;
+            p.Ref = randn([b, t], device: Dev) * 0.05 - 11.5;
         }
         else
         {
             (p.N, p.H, p.V) = (d[0], d[1], d[2]);
-            p.X = randn([p.N, p.H], ScalarType.BFloat16, CUDA).requires_grad_();
-            p.Y = randint(0, p.V, [p.N], device: CUDA);
+            // NOTES.md recipe: x ~ N(0, 0.25), W ~ N(0, 0.02²), rounded to bf16; all labels valid.
+            p.X = (randn([p.N, p.H], ScalarType.Float32, Dev) * 0.5).to(ScalarType.BFloat16).requires_grad_();
+            p.Y = randint(0, p.V, [p.N], device: Dev);
         }
-        p.W = (randn([p.V, p.H], ScalarType.BFloat16, CUDA) * (1.0 / Math.Sqrt(p.H))).requires_grad_();
-        CudaDevice.Synchronize();
+        p.W = p.Grpo
+            ? (randn([p.V, p.H], ScalarType.BFloat16, Dev) * (1.0 / Math.Sqrt(p.H))).requires_grad_()
+            : (randn([p.V, p.H], ScalarType.Float32, Dev) * 0.02).to(ScalarType.BFloat16).requires_grad_();
+        Sync();
         return p;
     }
 
     public static string[] Methods(bool grpo) => grpo ? ["naive", "fused", "chunked"] : ["naive", "chunked", "fused", "fused-512MiB"];
 
-    /// <summary>Forward + backward once; gradients accumulate into X.grad and W.grad (allocated on the first run).</summary>
-    public void Step(string method)
+    /// <summary>With true, <see cref="Step"/> sets X.grad and W.grad to null first (as PyTorch's zero_grad does by
+    /// default and as the Python anchors measure), so the function's own gradients become .grad.</summary>
+    public bool ClearGrads { get; set; }
+
+    /// <summary>Forward + backward once; gradients accumulate into X.grad and W.grad (allocated on the first run),
+    /// unless <see cref="ClearGrads"/>. Returns the loss tensor's value only when <paramref name="readLoss"/> (a sync).</summary>
+    public float Step(string method, bool readLoss = false)
+    {
+        var (unit, handOff) = (FusedCrossEntropyTuning.SkipUnitUpstreamScale, FusedCrossEntropyTuning.HandWeightGradToLeaf);
+        var parts = method.Split('-');
+        FusedCrossEntropyTuning.SkipUnitUpstreamScale = unit || parts.Contains("unit");
+        FusedCrossEntropyTuning.HandWeightGradToLeaf = handOff || parts.Contains("handoff");
+        try { return StepCore(method, readLoss); }
+        finally { (FusedCrossEntropyTuning.SkipUnitUpstreamScale, FusedCrossEntropyTuning.HandWeightGradToLeaf) = (unit, handOff); }
+    }
+
+    private float StepCore(string method, bool readLoss)
     {
         using var scope = NewDisposeScope();
+        if (ClearGrads)
+        {
+            X.grad = null;
+            W.grad = null;
+        }
         Tensor loss;
         if (Grpo)
         {
@@ -64,10 +96,30 @@ internal sealed class LossProblem : IDisposable
                 "fused" => FusedLinearCrossEntropy.Apply(X, W, null, Y),
                 // The chunk size the library used before (512 MiB): faster, more transient memory.
                 "fused-512MiB" => FusedLinearCrossEntropy.Apply(X, W, null, Y, new CrossEntropyOptions { ChunkBytes = 512L << 20 }),
-                _ => throw new ArgumentException(method),
+                _ when method.StartsWith("fused-", StringComparison.Ordinal) => FusedLinearCrossEntropy.Apply(X, W, null, Y, FusedVariant(method)),
+                _ => throw new ArgumentException($"unknown loss method '{method}'", nameof(method)),
             };
         }
         loss.backward();
+        return readLoss ? loss.to(ScalarType.Float32).item<float>() : float.NaN;
+    }
+
+    /// <summary>Options of a fused variant named like <c>fused-r2048-fp32dw</c>: <c>r{rows}</c> rows per chunk,
+    /// <c>b{MiB}</c> a float32-equivalent chunk budget, <c>fp32dw</c> float32 dW accumulation, <c>unit</c> skip the
+    /// backward scaling pass when the upstream gradient is 1 (one host sync), <c>handoff</c> dW becomes W.grad without a
+    /// copy when W.grad is unset (see FusedCrossEntropyTuning).</summary>
+    public static CrossEntropyOptions FusedVariant(string method)
+    {
+        var o = new CrossEntropyOptions();
+        foreach (var part in method.Split('-').Skip(1))
+        {
+            if (part == "fp32dw") o = o with { AccumulateWeightGradInFloat32 = true };
+            else if (part is "unit" or "handoff") { }  // FusedCrossEntropyTuning switches, set around the step
+            else if (part.Length > 1 && part[0] == 'r' && int.TryParse(part[1..], out var rows)) o = o with { ChunkRows = rows };
+            else if (part.Length > 1 && part[0] == 'b' && long.TryParse(part[1..], out var mib)) o = o with { ChunkBytes = mib << 20 };
+            else throw new ArgumentException($"unknown part '{part}' of fused variant '{method}' (r<rows>, b<MiB>, fp32dw, unit, handoff)", nameof(method));
+        }
+        return o;
     }
 
     public long InputBytes => Bytes(X) + Bytes(W) + Bytes(Y) + (Grpo ? Bytes(Mask) + Bytes(Adv) + Bytes(Old) + Bytes(Ref) : 0);

@@ -18,6 +18,8 @@ if (suite == "step-row")
     return StepSuite.RunRow(Arg("--shape") ?? "1b", Arg("--path") ?? "fused", Arg("--checkpointing") == "1", Arg("--device") ?? "cuda");
 if (suite == "step-loss") return StepSuite.RunLossMatch(Arg("--shape") ?? "1b", Arg("--device") ?? "cuda");
 if (suite == "step" && tiny) return StepSuite.Run(results, "CPU (--tiny)", tiny: true);
+if (suite is "ce-sweep-shape" or "ce-sweep" && LossProblem.Dev.type == TorchSharp.DeviceType.CPU) // SLOTH_BENCH_DEVICE=cpu: smoke test
+    return suite == "ce-sweep" ? CeSweep.Run(results, "CPU (smoke test)") : CeSweep.RunShape();
 
 if (!cuda.is_available() || !CudaDevice.IsAvailable)
 {
@@ -29,6 +31,8 @@ var device = $"{CudaDevice.Name(0)} (sm_{CudaDevice.ComputeCapability(0).Major}{
 if (Arg("--measure-memory") is null && suite != "loss-time") Console.WriteLine($"device: {device}");
 var config = BenchSetup.Config(Path.Combine(results, "bdn"), quick);
 if (Arg("--measure-memory") is { } memShape) return LossSuite.MeasureMemory(memShape, args[Array.IndexOf(args, "--measure-memory") + 2]);
+if (suite == "ce-sweep-shape") return CeSweep.RunShape();
+if (suite == "ce-sweep") return CeSweep.Run(results, device);
 if (suite == "loss-time")
 {
     LossSuite.RunTimes(config);

@@ -75,9 +75,12 @@ public class ChunkOptionsTests
     public void DefaultChunksFollowTheByteBudgetWithTheFusedFloor()
     {
         var o = new CrossEntropyOptions();
-        Assert.That(o.RowsPerChunk(128256, ChunkOptions.MinDefaultChunkRows), Is.EqualTo(523), "256 MiB / (128256 × 4)");
+        Assert.That(o.RowsPerChunk(128256, ChunkOptions.MinDefaultChunkRows), Is.EqualTo(512), "256 MiB / (128256 × 4) = 523, rounded down to a multiple of 128");
         Assert.That(o.RowsPerChunk(256000, ChunkOptions.MinDefaultChunkRows), Is.EqualTo(512), "the fused floor");
-        Assert.That(o.RowsPerChunk(256000), Is.EqualTo(262), "the chunked path has no floor");
+        Assert.That(o.RowsPerChunk(256000), Is.EqualTo(256), "the chunked path has no floor (262 rounded down to 256)");
+        Assert.That((o with { ChunkBytes = 100L * 4 * 255 }).RowsPerChunk(100), Is.EqualTo(255), "fewer than 256 rows are not rounded");
+        Assert.That((o with { ChunkBytes = 100L * 4 * 1000 }).RowsPerChunk(100), Is.EqualTo(896), "1000 rows round down to 896");
+        Assert.That((o with { ChunkRows = 523 }).RowsPerChunk(100), Is.EqualTo(523), "explicit rows are not rounded");
         Assert.That((o with { ChunkRows = 7 }).RowsPerChunk(256000, ChunkOptions.MinDefaultChunkRows), Is.EqualTo(7), "explicit rows win");
         Assert.That((o with { ChunkBytes = 4000 }).RowsPerChunk(100, ChunkOptions.MinDefaultChunkRows), Is.EqualTo(10), "explicit bytes win");
         Assert.That((o with { ChunkBytes = 1 }).RowsPerChunk(100), Is.EqualTo(1), "at least one row");

@@ -51,6 +51,23 @@ public static class FusedLinearCrossEntropy
     internal sealed record Plan(CrossEntropyOptions Options, long RowsPerChunk, long[] LabelShape, bool NeedX, bool NeedW, bool NeedB);
 }
 
+/// <summary>Experiments of the fused loss that the benchmark switches on in one process (issue 15); not public API.
+/// Initial values come from the environment.</summary>
+internal static class FusedCrossEntropyTuning
+{
+    /// <summary>Mean/Sum: read the upstream gradient on the host in backward and skip the dX/dW scaling pass when it is
+    /// exactly 1 (what loss.backward() passes). Costs one host sync per step.</summary>
+    public static bool SkipUnitUpstreamScale { get; set; } =
+        Environment.GetEnvironmentVariable("SLOTHSHARP_CE_SKIP_UNIT_UPSTREAM") == "1";
+
+    /// <summary>Mean/Sum with W a leaf whose .grad is unset: backward sets W.grad to the dW buffer itself and returns no
+    /// gradient for W, so no dW-sized copy is made. Caveats (why it is off): torch.autograd.grad(loss, W) would get no
+    /// gradient and W.grad would change as a side effect; hooks on W's gradient would not see dW.
+    /// (SLOTHSHARP_CE_HAND_OFF_DW=1)</summary>
+    public static bool HandWeightGradToLeaf { get; set; } =
+        Environment.GetEnvironmentVariable("SLOTHSHARP_CE_HAND_OFF_DW") == "1";
+}
+
 internal sealed class FusedLinearCrossEntropyFunction : SlothFunction<FusedLinearCrossEntropyFunction, FusedLinearCrossEntropy.Plan>
 {
     public override string Name => "SlothSharp.FusedLinearCrossEntropy";
@@ -87,6 +104,8 @@ internal sealed class FusedLinearCrossEntropyFunction : SlothFunction<FusedLinea
             var (dxv, dw, db) = grads!.Finish(w);
             var dx = dxv is null ? null : rows.Scatter(dxv, x);
             ctx.save_data("grads", new TensorBox(dx?.DetachFromDisposeScope(), dw?.DetachFromDisposeScope(), db?.DetachFromDisposeScope()));
+            // The hand-off experiment needs W itself in backward (saving an input copies nothing).
+            if (FusedCrossEntropyTuning.HandWeightGradToLeaf && dw is not null && w.is_leaf) ctx.save_for_backward([w]);
         }
         else if (needGrad)
         {
@@ -102,7 +121,15 @@ internal sealed class FusedLinearCrossEntropyFunction : SlothFunction<FusedLinea
             // Mean/Sum: gradients exist already; the upstream gradient is a scalar.
             var t = box.Take();
             using var g = gradOutput.to(ScalarType.Float32);
-            foreach (var grad in t) grad?.mul_(g);
+            // Scaling by the upstream scalar is a full read + write of dW. Skipping it when the scalar is 1 needs its
+            // value on the host (a sync), so it is a measured experiment, off by default.
+            if (!(FusedCrossEntropyTuning.SkipUnitUpstreamScale && g.numel() == 1 && g.item<float>() == 1f))
+                foreach (var grad in t) grad?.mul_(g);
+            if (t[1] is { } handed && HandToLeaf(ctx, handed))
+            {
+                handed.Dispose();  // the leaf's .grad holds its own reference now
+                return [t[0], null, t[2], null];
+            }
             return [t[0], t[1], t[2], null];
         }
         using var saved = SavedTensors.Of(ctx);
@@ -116,6 +143,20 @@ internal sealed class FusedLinearCrossEntropyFunction : SlothFunction<FusedLinea
         var (dxv, dw, db) = grads.Finish(w);
         var dx = dxv is null ? null : rows.Scatter(dxv, x);
         return [dx?.MoveToOuterDisposeScope(), dw?.MoveToOuterDisposeScope(), db?.MoveToOuterDisposeScope(), null];
+    }
+
+    /// <summary>The hand-off experiment (<see cref="FusedCrossEntropyTuning.HandWeightGradToLeaf"/>): when W is a leaf
+    /// whose .grad is unset, dW becomes W.grad as it is, instead of being returned to the engine (which copies a returned
+    /// gradient that .NET still references: a dW-sized transient). Returns whether it did.</summary>
+    private static bool HandToLeaf(autograd.AutogradContext ctx, Tensor dw)
+    {
+        if (!FusedCrossEntropyTuning.HandWeightGradToLeaf) return false;
+        using var saved = SavedTensors.Of(ctx);
+        if (saved.Count != 1 || saved[0] is not { } w || !w.is_leaf || !w.requires_grad) return false;
+        using (var existing = w.grad) if (existing is not null) return false;
+        if (!w.shape.SequenceEqual(dw.shape) || w.dtype != dw.dtype || w.device != dw.device) return false;
+        w.grad = dw;
+        return true;
     }
 
     /// <summary>Chunk loop: GEMM, kernel (in place), and the gradient GEMMs when <paramref name="grads"/> is given.</summary>
@@ -139,34 +180,45 @@ internal sealed class FusedLinearCrossEntropyFunction : SlothFunction<FusedLinea
         return lossRows;
     }
 
-    /// <summary>dX rows, dW and db for the kept rows; dW accumulates in W's dtype through GEMM with beta = 1, or in
-    /// float32 when asked.</summary>
+    /// <summary>dX rows, dW and db for the kept rows. dX: each chunk's GEMM writes straight into its rows (beta = 0, no
+    /// temporary, no copy). dW: the first chunk's GEMM writes it (beta = 0, so the buffer needs no zero fill), later
+    /// chunks accumulate in W's dtype through GEMM with beta = 1, or in float32 when asked.</summary>
     private sealed class Grads
     {
         private Tensor? _dx, _dw, _db;
-        private bool _fp32;
+        private bool _fp32, _dwWritten;
 
         public static Grads Allocate(Tensor xv, Tensor w, FusedLinearCrossEntropy.Plan plan, CrossEntropyOptions o)
         {
             var g = new Grads { _fp32 = o.AccumulateWeightGradInFloat32 && w.dtype != ScalarType.Float32 };
             if (plan.NeedX) g._dx = empty_like(xv);
-            if (plan.NeedW) g._dw = g._fp32 ? zeros(w.shape, ScalarType.Float32, w.device) : zeros_like(w);
+            if (plan.NeedW) g._dw = g._fp32 ? empty(w.shape, ScalarType.Float32, w.device) : empty_like(w);
             if (plan.NeedB) g._db = zeros(w.shape[0], ScalarType.Float32, w.device);
             return g;
         }
 
         public void Accumulate(Tensor gradLogits, Tensor xc, Tensor w, long start, long rows)
         {
-            _dx?.narrow(0, start, rows).copy_(gradLogits.mm(w));
+            // addmm_ with beta = 0 ignores the (uninitialized) destination, NaNs included.
+            _dx?.narrow(0, start, rows).addmm_(gradLogits, w, beta: 0, alpha: 1);
             if (_dw is not null)
             {
-                if (_fp32) _dw.add_(gradLogits.t().mm(xc));
-                else _dw.addmm_(gradLogits.t(), xc);
+                if (_fp32)
+                {
+                    using var part = gradLogits.t().mm(xc);
+                    if (_dwWritten) _dw.add_(part);
+                    else _dw.copy_(part);
+                }
+                else _dw.addmm_(gradLogits.t(), xc, beta: _dwWritten ? 1 : 0, alpha: 1);
+                _dwWritten = true;
             }
             _db?.add_(gradLogits.sum(dim: 0, type: ScalarType.Float32));
         }
 
-        public (Tensor? dx, Tensor? dw, Tensor? db) Finish(Tensor w) =>
-            (_dx, _dw is null ? null : _fp32 ? _dw.to(w.dtype) : _dw, _db?.to(w.dtype));
+        public (Tensor? dx, Tensor? dw, Tensor? db) Finish(Tensor w)
+        {
+            if (_dw is not null && !_dwWritten) _dw.zero_();  // no kept rows: no chunk ran
+            return (_dx, _dw is null ? null : _fp32 ? _dw.to(w.dtype) : _dw, _db?.to(w.dtype));
+        }
     }
 }

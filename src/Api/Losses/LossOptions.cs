@@ -14,18 +14,23 @@ public enum LossReduction
 }
 
 /// <summary>Row chunking of an LM-head loss: either rows per chunk, or a byte budget for one chunk's float32 logits
-/// (rows = budget / (V × 4)). Neither set: <see cref="DefaultChunkBytes"/>, with at least
-/// <see cref="MinDefaultChunkRows"/> rows for the fused loss.</summary>
+/// (rows = budget / (V × 4), rounded down to a multiple of <see cref="RowQuantum"/> from 2 × RowQuantum rows on).
+/// Neither set: <see cref="DefaultChunkBytes"/>, with at least <see cref="MinDefaultChunkRows"/> rows for the fused loss.</summary>
 public record ChunkOptions
 {
     /// <summary>Default chunk: 256 MiB of float32-equivalent logits. Measured on an H100 (bench/results) for the fused
-    /// loss: for 16384 × 4096 × 128256 it gives 523-row chunks, 1.32 GB transient and 0.89× the naive time, where
-    /// 1046-row chunks took 1.59 GB.</summary>
+    /// loss: for 16384 × 4096 × 128256 it gave 523-row chunks (512 since rows are rounded to <see cref="RowQuantum"/>),
+    /// 1.32 GB transient and 0.89× the naive time, where 1046-row chunks took 1.59 GB.</summary>
     public const long DefaultChunkBytes = 256L << 20;
 
     /// <summary>The smallest default chunk of the fused loss: below this its logits GEMM loses efficiency (for a 256K
     /// vocabulary 262-row chunks cost 1.06× the naive time; the 512-row floor avoids that).</summary>
     public const long MinDefaultChunkRows = 512;
+
+    /// <summary>Rows derived from a byte budget are rounded down to a multiple of this (once there are at least two
+    /// multiples): the GEMMs tile the chunk's rows by 128 (logits and dX: M; dW: K), so 523 rows would run 5 row tiles
+    /// with the last nearly empty, where 512 rows run 4 full ones. Explicit <see cref="ChunkRows"/> are kept as given.</summary>
+    public const long RowQuantum = 128;
 
     /// <summary>Rows per chunk (≥ 1); larger than N is fine (one chunk).</summary>
     public int? ChunkRows { get; init; }
@@ -45,10 +50,12 @@ public record ChunkOptions
         if (ChunkBytes is { } bytes)
         {
             if (bytes < 1) throw new ArgumentOutOfRangeException(nameof(ChunkBytes), bytes, "must be >= 1");
-            return Math.Max(1, bytes / (vocab * 4));
+            return Quantize(Math.Max(1, bytes / (vocab * 4)));
         }
-        return Math.Max(Math.Max(1, minDefaultRows), DefaultChunkBytes / (vocab * 4));
+        return Quantize(Math.Max(Math.Max(1, minDefaultRows), DefaultChunkBytes / (vocab * 4)));
     }
+
+    private static long Quantize(long rows) => rows >= 2 * RowQuantum ? rows - rows % RowQuantum : rows;
 }
 
 /// <summary>Options of the cross-entropy LM-head losses, the same for <see cref="ChunkedLinearLoss.CrossEntropy"/>

@@ -1,0 +1,147 @@
+using NUnit.Framework;
+using SlothSharp.Losses;
+using static TorchSharp.torch;
+
+namespace SlothSharp.Tests;
+
+/// <summary>Every tuning knob of the fused cross-entropy (rows per chunk, float32 dW accumulation, byte budget) gives
+/// the naive reference's loss and gradients, across reductions, dtypes and ignore_index-heavy batches. The benchmark's
+/// ce-sweep suite times these same variants on the GPU, so each one it can pick must be right here first.</summary>
+[TestFixture("cpu")]
+[TestFixture("cuda", Category = "Gpu")]
+public class FusedVariantTests(string deviceName) : DeviceFixture(deviceName)
+{
+    private void Compare(long n, long h, long v, ScalarType dtype, CrossEntropyOptions o, double ignoreFraction, double tol, ulong seed = 5)
+    {
+        using var scope = NewDisposeScope();
+        var (x, w, b, y) = LossReference.Problem([n], h, v, dtype, Dev, seed, ignoreFraction);
+        var upstream = o.Reduction == LossReduction.None ? randn([n], generator: new Generator(seed + 3)).to(Dev) : null;
+        var expected = LossReference.CrossEntropy(x, w, b, y, o);
+        if (upstream is null) expected.backward(); else expected.backward([upstream]);
+        var (ex, ew, eb) = (LossReference.Grad(x), LossReference.Grad(w), LossReference.Grad(b));
+        LossReference.ZeroGrads(x, w, b);
+
+        var actual = FusedLinearCrossEntropy.Apply(x, w, b, y, o);
+        if (upstream is null) actual.backward(); else actual.backward([upstream]);
+        var what = $"{dtype} {n}x{h}x{v} ignored {ignoreFraction} {o}";
+        TestEnv.AssertClose(actual, expected, tol, $"loss: {what}");
+        TestEnv.AssertClose(x.grad!, ex!, tol, $"dX: {what}");
+        TestEnv.AssertClose(w.grad!, ew!, tol, $"dW: {what}");
+        TestEnv.AssertClose(b.grad!, eb!, tol, $"db: {what}");
+        Assert.That(x.grad!.isfinite().all().item<bool>() && w.grad!.isfinite().all().item<bool>(), Is.True, $"finite gradients: {what}");
+    }
+
+    [Test]
+    public void ChunkRowsAndWeightGradPrecision([Values(1, 5, 48, 1000)] int rows, [Values] bool fp32dW,
+                                                [Values] LossReduction reduction)
+    {
+        Compare(48, 16, 77, ScalarType.Float32,
+            new CrossEntropyOptions { ChunkRows = rows, AccumulateWeightGradInFloat32 = fp32dW, Reduction = reduction },
+            ignoreFraction: 0.2, tol: 1e-5);
+    }
+
+    [Test]
+    public void IgnoreIndexHeavyBatches([Values(0.0, 0.9, 0.98)] double ignored, [Values(3, 64)] int rows, [Values] bool fp32dW)
+    {
+        Compare(64, 16, 53, ScalarType.Float32,
+            new CrossEntropyOptions { ChunkRows = rows, AccumulateWeightGradInFloat32 = fp32dW }, ignored, tol: 1e-5);
+    }
+
+    /// <summary>bf16/fp16 round per chunk: the tolerance is a few units of the format's rounding (see LossTests.HalfPrecision).</summary>
+    [Test]
+    public void HalfPrecisionVariants([Values(ScalarType.BFloat16, ScalarType.Float16)] ScalarType dtype, [Values(7, 40, 512)] int rows,
+                                      [Values] bool fp32dW)
+    {
+        if (DeviceName == "cpu" && dtype == ScalarType.Float16) Assume.That(false, "fp16 GEMMs are a GPU format");
+        Compare(80, 64, 203, dtype, new CrossEntropyOptions { ChunkRows = rows, AccumulateWeightGradInFloat32 = fp32dW },
+            ignoreFraction: 0.1, tol: dtype == ScalarType.BFloat16 ? 2e-2 : 4e-3);
+    }
+
+    [Test]
+    public void ByteBudgets([Values(1L, 77L * 4 * 3, 1L << 30)] long bytes) =>
+        Compare(30, 8, 77, ScalarType.Float32, new CrossEntropyOptions { ChunkBytes = bytes }, ignoreFraction: 0.3, tol: 1e-5);
+
+    /// <summary>dW's buffer is not zero-filled (the first chunk's GEMM writes it with beta = 0): with no kept row no
+    /// chunk runs, and dW must still come back as zeros, in both accumulation modes.</summary>
+    [Test]
+    public void AllRowsIgnoredGiveZeroWeightGradient([Values] bool fp32dW, [Values] LossReduction reduction)
+    {
+        using var scope = NewDisposeScope();
+        var (x, w, b, y) = LossReference.Problem([12], 8, 20, ScalarType.BFloat16, Dev, 9);
+        y.fill_(-100);
+        var loss = FusedLinearCrossEntropy.Apply(x, w, b, y,
+            new CrossEntropyOptions { ChunkRows = 4, AccumulateWeightGradInFloat32 = fp32dW, Reduction = reduction });
+        if (reduction == LossReduction.None) loss.backward([ones_like(loss)]); else loss.backward();
+        Assert.That(loss.abs().sum().item<float>(), Is.EqualTo(0f));
+        Assert.That(x.grad!.to(ScalarType.Float32).abs().max().item<float>(), Is.EqualTo(0f));
+        Assert.That(w.grad!.to(ScalarType.Float32).abs().max().item<float>(), Is.EqualTo(0f));
+    }
+
+    /// <summary>dX's rows are written by a GEMM with beta = 0 into uninitialized memory: garbage there (NaN included)
+    /// must not leak. Poison the allocator's free memory with NaNs of the same size first, then compare.</summary>
+    [Test]
+    public void UninitializedGradientBuffersDoNotLeak()
+    {
+        for (var i = 0; i < 3; i++)
+        {
+            using (var poison = full([64 * 32 + 77 * 32], float.NaN, ScalarType.Float32, Dev)) { }
+            Compare(64, 32, 77, ScalarType.Float32, new CrossEntropyOptions { ChunkRows = 16 }, ignoreFraction: 0.25, tol: 1e-5, seed: (ulong)(11 + i));
+        }
+    }
+
+    /// <summary>The benchmark's "skip the scaling pass when the upstream gradient is 1" experiment: same gradients for
+    /// upstream 1 (skipped) and 2.5 (applied).</summary>
+    [Test]
+    public void SkipUnitUpstreamScaleKeepsTheGradients([Values(1.0, 2.5)] double upstream, [Values(LossReduction.Mean, LossReduction.Sum)] LossReduction reduction)
+    {
+        var before = FusedCrossEntropyTuning.SkipUnitUpstreamScale;
+        try
+        {
+            FusedCrossEntropyTuning.SkipUnitUpstreamScale = true;
+            using var scope = NewDisposeScope();
+            var o = new CrossEntropyOptions { ChunkRows = 7, Reduction = reduction };
+            var (x, w, b, y) = LossReference.Problem([30], 16, 41, ScalarType.Float32, Dev, 21);
+            (LossReference.CrossEntropy(x, w, b, y, o) * upstream).backward();
+            var (ex, ew, eb) = (LossReference.Grad(x), LossReference.Grad(w), LossReference.Grad(b));
+            LossReference.ZeroGrads(x, w, b);
+            (FusedLinearCrossEntropy.Apply(x, w, b, y, o) * upstream).backward();
+            TestEnv.AssertClose(x.grad!, ex!, 1e-5, "dX");
+            TestEnv.AssertClose(w.grad!, ew!, 1e-5, "dW");
+            TestEnv.AssertClose(b.grad!, eb!, 1e-5, "db");
+        }
+        finally { FusedCrossEntropyTuning.SkipUnitUpstreamScale = before; }
+    }
+
+    /// <summary>The hand-off experiment: dW becomes W.grad when it is unset, and a second backward (W.grad set) still
+    /// accumulates through the engine; both against the reference, with a non-unit upstream gradient too.</summary>
+    [Test]
+    public void HandOffWeightGradToLeafKeepsTheGradients([Values(1.0, 2.5)] double upstream, [Values] bool unit,
+                                                         [Values(ScalarType.Float32, ScalarType.BFloat16)] ScalarType dtype)
+    {
+        var before = (FusedCrossEntropyTuning.HandWeightGradToLeaf, FusedCrossEntropyTuning.SkipUnitUpstreamScale);
+        try
+        {
+            FusedCrossEntropyTuning.HandWeightGradToLeaf = true;
+            FusedCrossEntropyTuning.SkipUnitUpstreamScale = unit;
+            using var scope = NewDisposeScope();
+            var o = new CrossEntropyOptions { ChunkRows = 9 };
+            var (x, w, b, y) = LossReference.Problem([40], 16, 45, dtype, Dev, 31);
+            (LossReference.CrossEntropy(x, w, b, y, o) * upstream).backward();
+            var (ex, ew, eb) = (LossReference.Grad(x), LossReference.Grad(w), LossReference.Grad(b));
+            LossReference.ZeroGrads(x, w, b);
+            x.grad = null;
+            w.grad = null;
+            b.grad = null;
+            var tol = dtype == ScalarType.BFloat16 ? 2e-2 : 1e-5;
+            (FusedLinearCrossEntropy.Apply(x, w, b, y, o) * upstream).backward();
+            Assert.That(w.grad, Is.Not.Null, "W.grad set by the hand-off");
+            TestEnv.AssertClose(x.grad!, ex!, tol, "dX");
+            TestEnv.AssertClose(w.grad!, ew!, tol, "dW (handed off)");
+            TestEnv.AssertClose(b.grad!, eb!, tol, "db");
+            // Second step: W.grad exists, so the engine accumulates: 2 × dW.
+            (FusedLinearCrossEntropy.Apply(x, w, b, y, o) * upstream).backward();
+            TestEnv.AssertClose(w.grad!, ew! * 2, tol, "dW accumulated");
+        }
+        finally { (FusedCrossEntropyTuning.HandWeightGradToLeaf, FusedCrossEntropyTuning.SkipUnitUpstreamScale) = before; }
+    }
+}
