@@ -93,10 +93,10 @@ internal sealed class Nf4LoraLinearFunction : SlothFunction<Nf4LoraLinearFunctio
             using var lin2 = functional.linear(xa, b!.to(dtype));
             // For s = 2^k, s·lin2 is exact, so one fused in-place add rounds exactly as (lin2·s) + y does.
             y = IsPowerOfTwo(plan.Scale) ? y.add_(lin2, plan.Scale) : y + lin2 * plan.Scale;
-            ctx.save_data("xa", new TensorBox(xa.DetachFromDisposeScope()));
+            if (Recording) ctx.save_data("xa", new TensorBox(xa.DetachFromDisposeScope()));
         }
-        // Inputs only: the graph holds them as long as it needs them (no dequantized weight among them).
-        ctx.save_for_backward([x, bias!, a!, b!, keep!]);
+        // Inputs only: the graph holds them until this node's backward has run (no dequantized weight among them).
+        if (Recording) ctx.save_for_backward([x, bias!, a!, b!, keep!]);
         return y.MoveToOuterDisposeScope();
     }
 
