@@ -177,7 +177,7 @@ internal static class StepSuite
         var clock = Stopwatch.StartNew();
         foreach (var shape in shapes)
             foreach (var path in new[] { "fused", "reference" })
-                foreach (var ckpt in CheckpointSettings)
+                foreach (var ckpt in CheckpointSettings(shape))
                 {
                     var args = new[] { "--results", results, "--suite", "step-row", "--shape", shape, "--path", path, "--checkpointing", ckpt.ToString(CultureInfo.InvariantCulture), "--device", deviceArg };
                     var (ok, line, output) = Child(args, "STEPROW ");
@@ -196,10 +196,10 @@ internal static class StepSuite
 
     private static string Tail(string output) => string.Join(" / ", output.Split('\n').Where(l => l.Trim().Length > 0).TakeLast(4)).Replace("|", "\\|");
 
-    /// <summary>0: none; 1: every layer; 2: every other layer (layers 0, 2, 4, …).</summary>
-    private static readonly int[] CheckpointSettings = [0, 1, 2];
+    /// <summary>0: none; 1: every layer; 2: every other layer (layers 0, 2, 4, …); 4: every fourth (1B: 4 of 16).</summary>
+    private static int[] CheckpointSettings(string shape) => shape == "1b" ? [0, 1, 2, 4] : [0, 1, 2];
 
-    private static string CkptName(int k) => k switch { 0 => "no", 1 => "all layers", _ => $"every {k}th layer" };
+    private static string CkptName(int k) => k switch { 0 => "no", 1 => "all layers", 2 => "every other layer", _ => $"every {k}th layer" };
 
     /// <summary>The caching allocator's setting for the children, read by libtorch at its first CUDA allocation (so it
     /// must be in the process environment before start: .NET's Environment.SetEnvironmentVariable does not reach
@@ -234,7 +234,7 @@ internal static class StepSuite
         sb.AppendLine(tiny ? "# QLoRA training step (CPU smoke test, tiny shape: the numbers mean nothing)" : "# QLoRA training step, Llama shapes (bf16, CUDA)").AppendLine();
         sb.AppendLine($"- device: {device}").AppendLine($"- date (UTC): {DateTime.UtcNow:yyyy-MM-dd HH:mm}; suite wall time {elapsed.TotalMinutes:F1} min");
         var s0 = StepShape.Get(tiny ? "tiny" : "1b");
-        sb.AppendLine(inv, $"- step: random NF4 weights made in memory (seed 0; NF4 double quantization, blocksize 64), LoRA r16/alpha 32 on q,k,v,o,gate,up,down (float32 adapters), bf16 compute, AdamW (lr 2e-4, torch defaults) on the adapters, {s0.Batch} × {s0.SeqLen} random token ids per step ({StepWorkload.DistinctBatches} fixed batches, cycled), loss through FusedLinearCrossEntropy on the shifted labels, SDPA attention");
+        sb.AppendLine(inv, $"- step: random NF4 weights made in memory (seed 0; NF4 double quantization, blocksize 64), LoRA r16/alpha 32 on q,k,v,o,gate,up,down (float32 adapters), bf16 compute, AdamW (lr 2e-4, betas 0.9/0.999, eps 1e-8, no weight decay: as in round 2) on the adapters, {s0.Batch} × {s0.SeqLen} random token ids per step ({StepWorkload.DistinctBatches} fixed batches, cycled), loss through FusedLinearCrossEntropy on the shifted labels, SDPA attention");
         sb.AppendLine("- paths: **fused** = `UseFusedKernels = true` (RMSNorm, RoPE, SwiGLU kernels; NF4+LoRA autograd node that re-dequantizes W in backward); **reference** = `UseFusedKernels = false` (plain TorchSharp ops, same NF4 weights); checkpointing = `GradientCheckpointing` with `GradientCheckpointingInterval` k (every k-th decoder layer, from layer 0, recomputed in backward: all layers, or every other one)");
         sb.AppendLine("- LoRA branch in the compute dtype (bf16; A and B cast per forward, float32 parameters and gradients); optimizer: SlothSharp's FusedAdamW (flat buffers, torch's AdamW rule)");
         sb.AppendLine(inv, $"- allocator: PYTORCH_CUDA_ALLOC_CONF={AllocatorConfig} in every child process");

@@ -34,7 +34,7 @@ internal sealed record StepShape(string Name, string Description, LlamaConfig Co
 
 /// <summary>
 /// One QLoRA training setup as the step benchmark runs it: an in-memory random NF4 Llama (<see cref="LlamaForCausalLM.CreateRandom"/>,
-/// seed 0), LoRA r16/alpha32 on all seven projections (seed 1), bf16 compute, AdamW with torch's defaults at lr 2e-4 on
+/// seed 0), LoRA r16/alpha32 on all seven projections (seed 1), bf16 compute, AdamW (no weight decay) at lr 2e-4 on
 /// the adapters (<see cref="FusedAdamW"/>: flat buffers, a few kernels per step), random token ids (four fixed batches, cycled), the loss through <see cref="FusedLinearCrossEntropy"/>
 /// on the shifted labels.
 /// </summary>
@@ -56,7 +56,8 @@ internal sealed class StepWorkload : IDisposable
         Model.GradientCheckpointing = checkpointInterval > 0;
         if (checkpointInterval > 0) Model.GradientCheckpointingInterval = checkpointInterval;
         Model.train();
-        _optimizer = new FusedAdamW(Model.LoraParameters().Select(kv => kv.Value), lr: 2e-4);
+        // No weight decay: what round 2's optim.AdamW(lr: 2e-4) did (TorchSharp's default is 0), so losses compare.
+        _optimizer = new FusedAdamW(Model.LoraParameters().Select(kv => kv.Value), lr: 2e-4, weightDecay: 0);
         // Drawn on the CPU from a fixed seed: the same ids for every process and path.
         using var gen = new Generator(1234);
         for (var i = 0; i < DistinctBatches; i++)
