@@ -123,6 +123,17 @@ internal sealed class LlamaLinear : Module<Tensor, Tensor>
         return Nf4LoraLinear.Apply(x, _nf4.Weight, _bias, _loraA?.weight, _loraB?.weight, _scale, keep, _dropout);
     }
 
+    /// <summary>This projection of silu(gate)·up on the fused path: one node (<see cref="SwiGluNf4LoraLinear"/>) for
+    /// an NF4 base, otherwise the SwiGLU kernel and <see cref="Forward(Tensor, bool)"/>. The same dropout draw.</summary>
+    public Tensor ForwardSwiGlu(Tensor gate, Tensor up)
+    {
+        if (_nf4 is null) return Forward(SwiGlu.Apply(gate, up), true);
+        using var keep = _loraA is not null && training && _dropout > 0 && DropoutGenerator is { } g
+            ? rand(gate.shape, ScalarType.Float32, CPU, generator: g).ge_(_dropout).to(gate.device)
+            : null;
+        return SwiGluNf4LoraLinear.Apply(gate, up, _nf4.Weight, _bias, _loraA?.weight, _loraB?.weight, _scale, keep, _dropout);
+    }
+
     public override Tensor forward(Tensor x)
     {
         using var scope = NewDisposeScope();
