@@ -53,7 +53,7 @@ public class FusedAdamWTests(string device) : DeviceFixture(device)
             torchOpt.step();
             fused.step();
             for (var i = 0; i < Shapes.Length; i++)
-                Assert.That(fusedParams[i].data<float>().ToArray(), Is.EqualTo(reference[i].data<float>().ToArray()),
+                Assert.That(fusedParams[i].cpu().data<float>().ToArray(), Is.EqualTo(reference[i].cpu().data<float>().ToArray()),
                     $"step {step + 1}, parameter {i}");
         }
         var states = torchOpt.state_dict().State.Cast<AdamW.State>().ToList();
@@ -82,7 +82,7 @@ public class FusedAdamWTests(string device) : DeviceFixture(device)
         torchOpt.step();
         fused.step();
         for (var i = 0; i < Shapes.Length; i++)
-            Assert.That(fusedParams[i].data<float>().ToArray(), Is.EqualTo(reference[i].data<float>().ToArray()), $"parameter {i}");
+            Assert.That(fusedParams[i].cpu().data<float>().ToArray(), Is.EqualTo(reference[i].cpu().data<float>().ToArray()), $"parameter {i}");
         // And the view is attached again: backward accumulates into the flat buffer.
         fused.zero_grad();
         (fusedParams[0] * 2).sum().backward();
