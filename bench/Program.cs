@@ -6,7 +6,7 @@ using static TorchSharp.torch;
 // SlothSharp benchmarks (GPU). Usage: SlothSharp.Bench [--results DIR] [--suite nf4|loss|step|all] [--quick] [--tiny] ("all" = nf4 + loss)
 // (--suite step --tiny: the step suite on the CPU on a tiny model, a smoke test)
 // (internal child modes: --measure-memory SHAPE METHOD, --suite loss-time with SLOTH_BENCH_SHAPE,
-//  --suite step-row --shape S --path fused|reference --checkpointing 0|1 --device cpu|cuda, --suite step-loss --shape S --device D)
+//  --suite step-row --shape S --path fused|reference --checkpointing 0|K (every K-th layer) --device cpu|cuda, --suite step-loss --shape S --device D)
 var results = Arg("--results") ?? Path.Combine(Environment.CurrentDirectory, "bench-results");
 var suite = Arg("--suite") ?? "all";
 var quick = args.Contains("--quick");
@@ -15,7 +15,7 @@ Directory.CreateDirectory(results);
 
 // The step suite's children and its --tiny smoke test run on the CPU too.
 if (suite == "step-row")
-    return StepSuite.RunRow(Arg("--shape") ?? "1b", Arg("--path") ?? "fused", Arg("--checkpointing") == "1", Arg("--device") ?? "cuda");
+    return StepSuite.RunRow(Arg("--shape") ?? "1b", Arg("--path") ?? "fused", int.Parse(Arg("--checkpointing") ?? "0"), Arg("--device") ?? "cuda");
 if (suite == "step-loss") return StepSuite.RunLossMatch(Arg("--shape") ?? "1b", Arg("--device") ?? "cuda");
 if (suite == "step" && tiny) return StepSuite.Run(results, "CPU (--tiny)", tiny: true);
 if (suite is "ce-sweep-shape" or "ce-sweep" && LossProblem.Dev.type == TorchSharp.DeviceType.CPU) // SLOTH_BENCH_DEVICE=cpu: smoke test

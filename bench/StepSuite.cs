@@ -8,9 +8,12 @@ using static TorchSharp.torch;
 namespace SlothSharp.Bench;
 
 /// <summary>What one row of the step benchmark measured (one child process).</summary>
-internal sealed record StepRow(string Shape, string Path, bool Checkpointing, long TokensPerStep, int TimedSteps, double Seconds,
+/// <param name="Checkpointing">0: none; k: every k-th decoder layer recomputed in backward (1 = all).</param>
+/// <param name="LiveTensorGrowth">managed tensor wrappers alive after the timed window minus after warm-up, per step
+/// (0 when nothing leaks: a leaked wrapper keeps its GPU memory until the .NET GC runs).</param>
+internal sealed record StepRow(string Shape, string Path, int Checkpointing, long TokensPerStep, int TimedSteps, double Seconds,
                                double TokensPerSecond, double? PeakGb, double? IdleGb, double? ModelGb, double[] PhaseMs,
-                               double FirstLoss, double LastLoss, string? Error = null);
+                               double FirstLoss, double LastLoss, string? Error = null, double LiveTensorGrowth = double.NaN);
 
 /// <summary>The loss-match run: per-step losses of both paths from the same init and data.</summary>
 internal sealed record StepLosses(string Shape, double[] Fused, double[] Reference);
@@ -40,13 +43,14 @@ internal static class StepSuite
     // ------------------------------------------------------------------ child modes
 
     /// <summary>Child: one row. Prints "STEPROW {json}".</summary>
-    public static int RunRow(string shapeName, string path, bool checkpointing, string deviceName)
+    public static int RunRow(string shapeName, string path, int checkpointing, string deviceName)
     {
         var shape = StepShape.Get(shapeName);
         var device = deviceName == "cuda" ? CUDA : CPU;
         var onCuda = device.type == TorchSharp.DeviceType.CUDA;
         var fused = path == "fused";
         if (path is not ("fused" or "reference")) throw new ArgumentException($"--path: '{path}' (fused or reference)");
+        if (checkpointing < 0) throw new ArgumentException($"--checkpointing: {checkpointing} (0: none, k: every k-th layer)");
 
         // Warm-up on a one-layer model of the same heads and path: cuBLAS's handle and workspace and the kernels this
         // path loads lazily are then part of the idle reading, not of the step's memory.
@@ -69,6 +73,7 @@ internal static class StepSuite
             if (i == 0) first = loss.item<float>();
         }
         w.Synchronize();
+        var liveBefore = Tensor.TotalCount;
 
         // Timed: no host synchronization inside the window; one before the clock starts and one before it stops.
         var clock = Stopwatch.StartNew();
@@ -83,6 +88,7 @@ internal static class StepSuite
         memory.Poll();
         var lastLoss = last!.item<float>();
         last.Dispose();
+        var liveGrowth = (double)(Tensor.TotalCount - liveBefore) / shape.Timed;
 
         // Profile mode: synchronize after each phase.
         var phaseMs = new double[Phases.Length];
@@ -103,7 +109,7 @@ internal static class StepSuite
 
         var tokens = shape.TokensPerStep * shape.Timed;
         var row = new StepRow(shape.Name, path, checkpointing, shape.TokensPerStep, shape.Timed, seconds, tokens / seconds,
-            memory.PeakGb, memory.IdleGb, modelGb, phaseMs, first, lastLoss);
+            memory.PeakGb, memory.IdleGb, modelGb, phaseMs, first, lastLoss, LiveTensorGrowth: liveGrowth);
         Console.WriteLine("STEPROW " + JsonSerializer.Serialize(row, Json));
         return 0;
     }
@@ -115,7 +121,7 @@ internal static class StepSuite
         var device = deviceName == "cuda" ? CUDA : CPU;
         double[] Run(bool fused)
         {
-            using var w = new StepWorkload(shape.Config, shape.Batch, shape.SeqLen, device, fused, checkpointing: false);
+            using var w = new StepWorkload(shape.Config, shape.Batch, shape.SeqLen, device, fused, checkpointInterval: 0);
             var losses = new double[shape.LossSteps];
             for (var i = 0; i < losses.Length; i++)
             {
@@ -171,13 +177,13 @@ internal static class StepSuite
         var clock = Stopwatch.StartNew();
         foreach (var shape in shapes)
             foreach (var path in new[] { "fused", "reference" })
-                foreach (var ckpt in new[] { false, true })
+                foreach (var ckpt in CheckpointSettings(shape, path))
                 {
-                    var args = new[] { "--results", results, "--suite", "step-row", "--shape", shape, "--path", path, "--checkpointing", ckpt ? "1" : "0", "--device", deviceArg };
+                    var args = new[] { "--results", results, "--suite", "step-row", "--shape", shape, "--path", path, "--checkpointing", ckpt.ToString(CultureInfo.InvariantCulture), "--device", deviceArg };
                     var (ok, line, output) = Child(args, "STEPROW ");
                     rows.Add(ok ? JsonSerializer.Deserialize<StepRow>(line!, Json)!
                         : new StepRow(shape, path, ckpt, 0, 0, 0, 0, null, null, null, [], double.NaN, double.NaN, Tail(output)));
-                    Console.WriteLine($"  {shape} {path} checkpointing={ckpt}: " +
+                    Console.WriteLine($"  {shape} {path} checkpointing={CkptName(ckpt)}: " +
                         (ok ? string.Create(CultureInfo.InvariantCulture, $"{rows[^1].TokensPerSecond:F0} tokens/s, peak {(rows[^1].PeakGb is { } g ? g.ToString("F2", CultureInfo.InvariantCulture) + " GB" : "n/a (CPU)")}") : "FAILED"));
                 }
         var lossShape = tiny ? "tiny" : "1b";
@@ -190,9 +196,26 @@ internal static class StepSuite
 
     private static string Tail(string output) => string.Join(" / ", output.Split('\n').Where(l => l.Trim().Length > 0).TakeLast(4)).Replace("|", "\\|");
 
+    /// <summary>0: none; 1: every layer; 2: every other layer (layers 0, 2, 4, …); 4: every fourth (1B: 4 of 16, the
+    /// fused path only, to keep the suite within its GPU-time budget).</summary>
+    private static int[] CheckpointSettings(string shape, string path) => shape == "1b" && path == "fused" ? [0, 1, 2, 4] : [0, 1, 2];
+
+    private static string CkptName(int k) => k switch { 0 => "no", 1 => "all layers", 2 => "every other layer", _ => $"every {k}th layer" };
+
+    /// <summary>The caching allocator's setting for the children, read by libtorch at its first CUDA allocation (so it
+    /// must be in the process environment before start: .NET's Environment.SetEnvironmentVariable does not reach
+    /// the C environment). Expandable segments let freed blocks be reused across sizes, so cudaMemGetInfo's peak
+    /// measures live data rather than fragmentation. An explicit PYTORCH_CUDA_ALLOC_CONF of the caller wins.</summary>
+    private static readonly string AllocatorConfig =
+        Environment.GetEnvironmentVariable("PYTORCH_CUDA_ALLOC_CONF") is { Length: > 0 } given ? given : "expandable_segments:True";
+
     private static (bool Ok, string? Line, string Output) Child(string[] args, string prefix)
     {
-        var r = ChildProcess.RunSelf(args, new ChildProcessOptions { CaptureOutput = true });
+        var r = ChildProcess.RunSelf(args, new ChildProcessOptions
+        {
+            CaptureOutput = true,
+            Environment = new Dictionary<string, string> { ["PYTORCH_CUDA_ALLOC_CONF"] = AllocatorConfig },
+        });
         var line = r.Output.Split('\n').FirstOrDefault(l => l.StartsWith(prefix, StringComparison.Ordinal));
         if (r.ExitCode != 0 || line is null)
         {
@@ -212,8 +235,11 @@ internal static class StepSuite
         sb.AppendLine(tiny ? "# QLoRA training step (CPU smoke test, tiny shape: the numbers mean nothing)" : "# QLoRA training step, Llama shapes (bf16, CUDA)").AppendLine();
         sb.AppendLine($"- device: {device}").AppendLine($"- date (UTC): {DateTime.UtcNow:yyyy-MM-dd HH:mm}; suite wall time {elapsed.TotalMinutes:F1} min");
         var s0 = StepShape.Get(tiny ? "tiny" : "1b");
-        sb.AppendLine(inv, $"- step: random NF4 weights made in memory (seed 0; NF4 double quantization, blocksize 64), LoRA r16/alpha 32 on q,k,v,o,gate,up,down (float32 adapters), bf16 compute, AdamW (lr 2e-4, torch defaults) on the adapters, {s0.Batch} × {s0.SeqLen} random token ids per step ({StepWorkload.DistinctBatches} fixed batches, cycled), loss through FusedLinearCrossEntropy on the shifted labels, SDPA attention");
-        sb.AppendLine("- paths: **fused** = `UseFusedKernels = true` (RMSNorm, RoPE, SwiGLU kernels; NF4+LoRA autograd node that re-dequantizes W in backward); **reference** = `UseFusedKernels = false` (plain TorchSharp ops, same NF4 weights); checkpointing = `GradientCheckpointing` (each decoder layer recomputed in backward)");
+        sb.AppendLine(inv, $"- step: random NF4 weights made in memory (seed 0; NF4 double quantization, blocksize 64), LoRA r16/alpha 32 on q,k,v,o,gate,up,down (float32 adapters), bf16 compute, AdamW (lr 2e-4, betas 0.9/0.999, eps 1e-8, no weight decay: as in round 2) on the adapters, {s0.Batch} × {s0.SeqLen} random token ids per step ({StepWorkload.DistinctBatches} fixed batches, cycled), loss through FusedLinearCrossEntropy on the shifted labels, SDPA attention");
+        sb.AppendLine("- paths: **fused** = `UseFusedKernels = true` (RMSNorm, RoPE, SwiGLU kernels; NF4+LoRA autograd node that re-dequantizes W in backward); **reference** = `UseFusedKernels = false` (plain TorchSharp ops, same NF4 weights); checkpointing = `GradientCheckpointing` with `GradientCheckpointingInterval` k (every k-th decoder layer, from layer 0, recomputed in backward: all layers, or every other one)");
+        sb.AppendLine("- LoRA branch in the compute dtype (bf16; A and B cast per forward, float32 parameters and gradients); optimizer: SlothSharp's FusedAdamW (flat buffers, torch's AdamW rule)");
+        sb.AppendLine(inv, $"- allocator: PYTORCH_CUDA_ALLOC_CONF={AllocatorConfig} in every child process");
+        sb.AppendLine("- live tensors/step: managed tensor wrappers alive after the timed window minus before it, divided by the timed steps (0 = no leak; a leaked wrapper holds its GPU memory until the .NET GC runs)");
         sb.AppendLine(inv, $"- tokens/s: {s0.Timed} timed steps after {s0.Warmup} warm-up steps, one device synchronize before the clock starts and one before it stops, no host sync inside the window other than the ones listed in docs/readme-parts/speed.md; tokens = batch × sequence length per step");
         sb.AppendLine("- peak GB: cudaMemGetInfo (total − free) of the device, polled after every phase of the warm-up and profile steps and after the timed window, maximum minus the idle reading taken after CUDA context creation and a one-layer warm-up step of the same path (so the context, cuBLAS's handle/workspace and lazily loaded kernels are excluded). It includes weights, adapters, AdamW state, activations and whatever the caching allocator reserved (reserved ≥ allocated): TorchSharp exposes no allocator statistics, so this is stricter than PyTorch's peak allocated. One fresh process per row. Assumes nothing else uses the GPU.");
         sb.AppendLine(inv, $"- phase ms: profile mode only ({s0.ProfileSteps} extra steps after the timed window, with a synchronize after each phase; averages). With the fused loss the head's gradient is computed during the loss forward.");
@@ -223,18 +249,18 @@ internal static class StepSuite
             sb.AppendLine(inv, $"- {a.Name.Trim()}: {a.TokensPerSecond:N0} tokens/s at {a.Gb} GB");
         sb.AppendLine("- demo shape: transformers + PEFT + bitsandbytes 64,452 tokens/s at 17.8 GB; + Liger 69,300 at 17.0 GB; SlothSharp demo (fused loss, plain decoder) 66,783 at 6.08 GB process peak");
         sb.AppendLine().AppendLine("Target (issue 14, 1B shape): ≥ 65,000 tokens/s and ≤ 11 GB.").AppendLine();
-        sb.AppendLine("| shape | path | checkpointing | tokens/s | × anchor | peak GB | model GB | forward ms | loss ms | backward ms | optimizer ms | loss first → last |");
-        sb.AppendLine("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|");
+        sb.AppendLine("| shape | path | checkpointing | tokens/s | × anchor | peak GB | model GB | forward ms | loss ms | backward ms | optimizer ms | loss first → last | live tensors/step |");
+        sb.AppendLine("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|");
         foreach (var r in rows)
         {
             if (r.Error is not null)
             {
-                sb.AppendLine($"| {r.Shape} | {r.Path} | {(r.Checkpointing ? "yes" : "no")} | FAILED: {r.Error} |||||||||");
+                sb.AppendLine($"| {r.Shape} | {r.Path} | {CkptName(r.Checkpointing)} | FAILED: {r.Error} ||||||||||");
                 continue;
             }
-            var anchor = r.Shape == "1b" ? Anchors.First(a => a.Checkpointing == r.Checkpointing).TokensPerSecond : double.NaN;
+            var anchor = r.Shape == "1b" ? Anchors.First(a => a.Checkpointing == (r.Checkpointing > 0)).TokensPerSecond : double.NaN;
             string Gb(double? g) => g is { } v ? v.ToString("F2", inv) : "n/a";
-            sb.AppendLine(inv, $"| {r.Shape} | {r.Path} | {(r.Checkpointing ? "yes" : "no")} | {r.TokensPerSecond:F0} | {(double.IsNaN(anchor) ? "–" : (r.TokensPerSecond / anchor).ToString("F2", inv))} | {Gb(r.PeakGb)} | {Gb(r.ModelGb)} | {string.Join(" | ", r.PhaseMs.Select(p => p.ToString("F1", inv)))} | {r.FirstLoss:F4} → {r.LastLoss:F4} |");
+            sb.AppendLine(inv, $"| {r.Shape} | {r.Path} | {CkptName(r.Checkpointing)} | {r.TokensPerSecond:F0} | {(double.IsNaN(anchor) ? "–" : (r.TokensPerSecond / anchor).ToString("F2", inv))} | {Gb(r.PeakGb)} | {Gb(r.ModelGb)} | {string.Join(" | ", r.PhaseMs.Select(p => p.ToString("F1", inv)))} | {r.FirstLoss:F4} → {r.LastLoss:F4} | {r.LiveTensorGrowth:F1} |");
         }
         if (rows.FirstOrDefault(r => r.IdleGb is not null) is { } idle)
             sb.AppendLine().AppendLine(inv, $"Idle reading subtracted (context + warm-up, first row): {idle.IdleGb:F2} GB.");

@@ -1,5 +1,6 @@
 using SlothSharp.Losses;
 using SlothSharp.Models;
+using SlothSharp.Optim;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
@@ -33,8 +34,8 @@ internal sealed record StepShape(string Name, string Description, LlamaConfig Co
 
 /// <summary>
 /// One QLoRA training setup as the step benchmark runs it: an in-memory random NF4 Llama (<see cref="LlamaForCausalLM.CreateRandom"/>,
-/// seed 0), LoRA r16/alpha32 on all seven projections (seed 1), bf16 compute, AdamW with torch's defaults at lr 2e-4 on
-/// the adapters, random token ids (four fixed batches, cycled), the loss through <see cref="FusedLinearCrossEntropy"/>
+/// seed 0), LoRA r16/alpha32 on all seven projections (seed 1), bf16 compute, AdamW (no weight decay) at lr 2e-4 on
+/// the adapters (<see cref="FusedAdamW"/>: flat buffers, a few kernels per step), random token ids (four fixed batches, cycled), the loss through <see cref="FusedLinearCrossEntropy"/>
 /// on the shifted labels.
 /// </summary>
 internal sealed class StepWorkload : IDisposable
@@ -42,17 +43,21 @@ internal sealed class StepWorkload : IDisposable
     public const int DistinctBatches = 4;
 
     private readonly List<Tensor> _batches = [];
-    private readonly AdamW _optimizer;
+    private readonly FusedAdamW _optimizer;
 
-    public StepWorkload(LlamaConfig config, int batch, int seqLen, Device device, bool fused, bool checkpointing)
+    /// <param name="checkpointInterval">0: no gradient checkpointing; k ≥ 1: every k-th decoder layer (from layer 0)
+    /// is recomputed in backward (1 = all).</param>
+    public StepWorkload(LlamaConfig config, int batch, int seqLen, Device device, bool fused, int checkpointInterval)
     {
         Device = device;
         Model = LlamaForCausalLM.CreateRandom(config, 0, new LoadOptions { Device = device, ComputeDtype = ScalarType.BFloat16 });
         Model.AddLora(new LoraConfig(Rank: 16, Alpha: 32), seed: 1);
         Model.UseFusedKernels = fused;
-        Model.GradientCheckpointing = checkpointing;
+        Model.GradientCheckpointing = checkpointInterval > 0;
+        if (checkpointInterval > 0) Model.GradientCheckpointingInterval = checkpointInterval;
         Model.train();
-        _optimizer = optim.AdamW(Model.LoraParameters().Select(kv => kv.Value), lr: 2e-4);
+        // No weight decay: what round 2's optim.AdamW(lr: 2e-4) did (TorchSharp's default is 0), so losses compare.
+        _optimizer = new FusedAdamW(Model.LoraParameters().Select(kv => kv.Value), lr: 2e-4, weightDecay: 0);
         // Drawn on the CPU from a fixed seed: the same ids for every process and path.
         using var gen = new Generator(1234);
         for (var i = 0; i < DistinctBatches; i++)

@@ -45,7 +45,34 @@ public abstract class SlothFunction<TSelf, TPlan> : autograd.SingleTensorFunctio
 {
     /// <summary>Runs the function: rethrows a pending backward failure of this thread, releases the gradients this
     /// thread returned earlier, then builds the graph node through TorchSharp.</summary>
-    public static Tensor Apply(TPlan plan, params Tensor?[] inputs) => apply(FunctionArguments.Enter(plan, inputs));
+    public static Tensor Apply(TPlan plan, params Tensor?[] inputs)
+    {
+        var outer = NodeHousekeeping.TakeLastForward();
+        var args = FunctionArguments.Enter(plan, inputs);
+        var recorded = NodeHousekeeping.IsRecorded(inputs);
+        var wasRecording = _recording;
+        _recording = recorded;
+        try
+        {
+            var y = apply(args);
+            if (recorded) NodeHousekeeping.TrimOutputCache(NodeHousekeeping.TakeLastForward());
+            if (_lastOutput is { } raw) NodeHousekeeping.DisposeForwardOutputs([raw], [y], inputs);
+            return y;
+        }
+        finally
+        {
+            _lastOutput = null;
+            _recording = wasRecording;
+            NodeHousekeeping.ForwardRan(outer!);
+        }
+    }
+
+    [ThreadStatic] private static bool _recording;
+    [ThreadStatic] private static Tensor? _lastOutput;
+
+    /// <summary>Inside <see cref="Forward"/>: whether this call is recorded in the graph (grad mode on and an input
+    /// requires grad). When false no backward will run, so Forward must not park tensors in ctx.save_data.</summary>
+    protected static bool Recording => _recording;
 
     /// <summary>Forward on the unpacked arguments (autograd is off here). Save what backward needs in ctx.</summary>
     protected abstract Tensor Forward(autograd.AutogradContext ctx, TPlan plan, Tensor?[] inputs);
@@ -56,10 +83,29 @@ public abstract class SlothFunction<TSelf, TPlan> : autograd.SingleTensorFunctio
     public sealed override Tensor forward(autograd.AutogradContext ctx, params object[] vars)
     {
         var (plan, inputs) = FunctionArguments.Unpack<TPlan>(ctx, vars, Name);
-        return Forward(ctx, plan, inputs);
+        NodeHousekeeping.ForwardRan(ctx);
+        var y = Forward(ctx, plan, inputs);
+        _lastOutput = y;
+        return y;
     }
 
-    public sealed override List<Tensor> backward(autograd.AutogradContext ctx, Tensor gradOutput) =>
-        SlothAutograd.GuardedBackward(Name, FunctionArguments.Call(ctx),
-            () => Backward(ctx, FunctionArguments.Plan<TPlan>(ctx), gradOutput));
+    public sealed override List<Tensor> backward(autograd.AutogradContext ctx, Tensor gradOutput)
+    {
+        List<Tensor>? grads = null;
+        Tensor? made = null;
+        try
+        {
+            grads = SlothAutograd.GuardedBackward(Name, FunctionArguments.Call(ctx), () =>
+            {
+                var g = NodeHousekeeping.Materialize(ctx, gradOutput, 0, out var isNew);
+                if (isNew) made = g;
+                return Backward(ctx, FunctionArguments.Plan<TPlan>(ctx), g);
+            });
+            return grads;
+        }
+        finally
+        {
+            NodeHousekeeping.AfterBackward(ctx, [gradOutput, made], grads ?? []);
+        }
+    }
 }

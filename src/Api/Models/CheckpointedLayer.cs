@@ -53,8 +53,11 @@ internal sealed class CheckpointedLayerFunction : autograd.SingleTensorFunction<
     {
         var call = (Call)ctx.get_data("call");
         var result = new List<Tensor>(call.Trainable + 2);
+        var state = Autograd.AutogradState.Current;
         try
         {
+            // The gradients this thread returned earlier (the previous layer's) were copied by the engine already.
+            state.ReleaseReturned();
             var saved = ctx.get_saved_variables();
             using var scope = NewDisposeScope();
             using var grad = enable_grad();
@@ -68,12 +71,21 @@ internal sealed class CheckpointedLayerFunction : autograd.SingleTensorFunction<
             result.Add(call.NeedInputGrad ? Keep(grads[k++]) : null!);
             for (var i = 0; i < trainable.Count; i++) result.Add(Keep(grads[k++]));
             foreach (var v in saved) v.Dispose();
+            // Released at this thread's next SlothSharp call, once the engine has copied them (without this the
+            // wrappers, made outside any dispose scope on the engine thread, kept dX alive until the GC ran).
+            state.HoldReturned(result);
         }
         catch (Exception e)
         {
             Interlocked.CompareExchange(ref _pending, e, null);
+            foreach (var g in result) g?.Dispose();
             result.Clear();
             for (var i = 0; i < call.Trainable + 1; i++) result.Add(null!);
+        }
+        finally
+        {
+            // The upstream gradient's wrapper (TorchSharp's, never disposed by it) and the saved layer input.
+            Autograd.NodeHousekeeping.AfterBackward(ctx, [gradOutput], result);
         }
         result.Add(null!);  // the Call object's slot
         return result;

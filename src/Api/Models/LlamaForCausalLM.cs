@@ -83,6 +83,17 @@ public sealed class LlamaForCausalLM : Module
     /// with a <see cref="KvCache"/>).</summary>
     public bool GradientCheckpointing { get; set; }
 
+    /// <summary>With <see cref="GradientCheckpointing"/>: decoder layer i is recomputed in backward when
+    /// i % <see cref="GradientCheckpointingInterval"/> == 0 (1, the default: every layer; 2: every other layer, and so
+    /// on); the others keep their activations. Trades memory against the recomputation's time.</summary>
+    public int GradientCheckpointingInterval
+    {
+        get => _checkpointInterval;
+        set => _checkpointInterval = value >= 1 ? value : throw new ArgumentOutOfRangeException(nameof(value), value, "must be >= 1");
+    }
+
+    private int _checkpointInterval = 1;
+
     /// <summary>
     /// True: the decoder runs SlothSharp's fused ops — RMSNorm, RoPE and SwiGLU kernels, and each NF4
     /// projection with its LoRA adapter as one autograd node (<see cref="Ops.Nf4LoraLinear"/>) that dequantizes its
@@ -146,7 +157,7 @@ public sealed class LlamaForCausalLM : Module
         for (var i = 0; i < _model.Layers.Length; i++)
         {
             ulong? seed = dropout ? (ulong)randint(0, int.MaxValue, [1], ScalarType.Int64).item<long>() : null;
-            h = checkpoint ? CheckpointedLayerFunction.Run(_model.Layers[i], h, inputs, i, seed)
+            h = checkpoint && i % _checkpointInterval == 0 ? CheckpointedLayerFunction.Run(_model.Layers[i], h, inputs, i, seed)
                            : _model.Layers[i].Forward(h, inputs, i, seed);
         }
         cache?.Advance((int)t);

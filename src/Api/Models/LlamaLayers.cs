@@ -87,7 +87,9 @@ internal sealed class LlamaMlp : Module<Tensor, Tensor>
     {
         if (!fused) return forward(x);
         using var scope = NewDisposeScope();
-        return Down.Forward(SwiGlu.Apply(Gate.Forward(x, true), Up.Forward(x, true)), true).MoveToOuterDisposeScope();
+        // SwiGLU and the down projection as one node when down is NF4: h = silu(gate)·up is recomputed in backward
+        // instead of kept ([tokens, intermediate] per layer).
+        return Down.ForwardSwiGlu(Gate.Forward(x, true), Up.Forward(x, true)).MoveToOuterDisposeScope();
     }
 }
 

@@ -26,6 +26,16 @@ public static class Nf4LoraLinear
     public static Tensor Apply(Tensor x, Nf4Weight weight, Tensor? bias = null, Tensor? loraA = null, Tensor? loraB = null,
                                double scale = 1.0, Tensor? keep = null, double dropout = 0)
     {
+        var plan = Validate(x, weight, bias, loraA, loraB, scale, keep, dropout);
+        // The mask is kept as bool (1 byte per element) between forward and backward.
+        using var mask = keep is null ? null : keep.dtype == ScalarType.Bool ? keep.alias() : keep.ne(0);
+        return Nf4LoraLinearFunction.Apply(plan, x, bias, loraA, loraB, mask);
+    }
+
+    /// <summary>The checks of <see cref="Apply"/> (x may be any tensor of the input's shape and dtype), and the plan.</summary>
+    internal static Nf4LoraLinearPlan Validate(Tensor x, Nf4Weight weight, Tensor? bias, Tensor? loraA, Tensor? loraB,
+                                               double scale, Tensor? keep, double dropout)
+    {
         ArgumentNullException.ThrowIfNull(x);
         ArgumentNullException.ThrowIfNull(weight);
         ObjectDisposedException.ThrowIf(weight.IsDisposed, weight);
@@ -62,10 +72,7 @@ public static class Nf4LoraLinear
             TensorInterop.RequireSameDevice(x, nameof(x), keep, nameof(keep));
             if (!(dropout >= 0 && dropout < 1)) throw new ArgumentOutOfRangeException(nameof(dropout), dropout, "must be in [0, 1)");
         }
-        // The mask is kept as bool (1 byte per element) between forward and backward.
-        using var mask = keep is null ? null : keep.dtype == ScalarType.Bool ? keep.alias() : keep.ne(0);
-        return Nf4LoraLinearFunction.Apply(new Nf4LoraLinearPlan(weight, scale, keep is null ? 1.0 : 1.0 / (1.0 - dropout)),
-            x, bias, loraA, loraB, mask);
+        return new Nf4LoraLinearPlan(weight, scale, keep is null ? 1.0 : 1.0 / (1.0 - dropout));
     }
 }
 
@@ -80,40 +87,64 @@ internal sealed class Nf4LoraLinearFunction : SlothFunction<Nf4LoraLinearFunctio
     protected override Tensor Forward(autograd.AutogradContext ctx, Nf4LoraLinearPlan plan, Tensor?[] inputs)
     {
         var (x, bias, a, b, keep) = (inputs[0]!, inputs[1], inputs[2], inputs[3], inputs[4]);
-        using var scope = NewDisposeScope();
-        var dtype = x.dtype;
-        Tensor y;
-        using (var w = plan.Weight.Dequantize(dtype))
-            y = functional.linear(x, w, bias is null ? null : bias.dtype == dtype ? bias : bias.to(dtype));
-        if (a is not null)
+        var y = ForwardMath(plan, x, bias, a, b, keep, out var xa);
+        if (xa is not null)
         {
-            // The plain expression, operation for operation: x·keep·(1/(1−p)), ·Aᵀ, ·Bᵀ, ·s, + y.
-            var h = keep is null ? x : x * keep.to(dtype) * plan.KeepScale;
-            var xa = functional.linear(h, a.to(dtype));
-            using var lin2 = functional.linear(xa, b!.to(dtype));
-            // For s = 2^k, s·lin2 is exact, so one fused in-place add rounds exactly as (lin2·s) + y does.
-            y = IsPowerOfTwo(plan.Scale) ? y.add_(lin2, plan.Scale) : y + lin2 * plan.Scale;
-            ctx.save_data("xa", new TensorBox(xa.DetachFromDisposeScope()));
+            if (Recording) ctx.save_data("xa", new TensorBox(xa));
+            else xa.Dispose();
         }
-        // Inputs only: the graph holds them as long as it needs them (no dequantized weight among them).
-        ctx.save_for_backward([x, bias!, a!, b!, keep!]);
-        return y.MoveToOuterDisposeScope();
+        // Inputs only: the graph holds them until this node's backward has run (no dequantized weight among them).
+        if (Recording) ctx.save_for_backward([x, bias!, a!, b!, keep!]);
+        return y;
     }
 
     protected override Tensor?[] Backward(autograd.AutogradContext ctx, Nf4LoraLinearPlan plan, Tensor gradOutput)
     {
         using var saved = SavedTensors.Of(ctx);
         var (x, bias, a, b, keep) = (saved[0]!, saved[1], saved[2], saved[3], saved[4]);
-        using var xaHolder = a is null ? null : ((TensorBox)ctx.get_data("xa")).Take()[0];
+        using var xa = a is null ? null : ((TensorBox)ctx.get_data("xa")).Take()[0];
+        var (dx, dBias, dA, dB) = BackwardMath(plan, x, bias, a, b, keep, xa, gradOutput, x.requires_grad);
+        return [dx, dBias, dA, dB, null];
+    }
+
+    /// <summary>y = x·Wᵀ (+ b) + s·((x·keep/(1−p))·Aᵀ)·Bᵀ in x's dtype; <paramref name="xa"/>: the adapter's [.., r]
+    /// intermediate that backward needs (a new tensor the caller owns), null without an adapter. Returns a new tensor
+    /// in the caller's dispose scope.</summary>
+    internal static Tensor ForwardMath(Nf4LoraLinearPlan plan, Tensor x, Tensor? bias, Tensor? a, Tensor? b, Tensor? keep, out Tensor? xa)
+    {
+        using var scope = NewDisposeScope();
+        var dtype = x.dtype;
+        Tensor y;
+        using (var w = plan.Weight.Dequantize(dtype))
+            y = functional.linear(x, w, bias is null ? null : bias.dtype == dtype ? bias : bias.to(dtype));
+        xa = null;
+        if (a is not null)
+        {
+            // The plain expression, operation for operation: x·keep·(1/(1−p)), ·Aᵀ, ·Bᵀ, ·s, + y.
+            var h = keep is null ? x : x * keep.to(dtype) * plan.KeepScale;
+            var lin1 = functional.linear(h, a.to(dtype));
+            using var lin2 = functional.linear(lin1, b!.to(dtype));
+            // For s = 2^k, s·lin2 is exact, so one fused in-place add rounds exactly as (lin2·s) + y does.
+            y = IsPowerOfTwo(plan.Scale) ? y.add_(lin2, plan.Scale) : y + lin2 * plan.Scale;
+            xa = lin1.DetachFromDisposeScope();
+        }
+        return y.MoveToOuterDisposeScope();
+    }
+
+    /// <summary>The gradients of <see cref="ForwardMath"/> for upstream <paramref name="gradOutput"/>: dX (when
+    /// <paramref name="needX"/>) = dY·W + s·(dY·B)·A (· keep/(1−p)); dBias, dA, dB where the tensor requires grad, in its
+    /// dtype. New tensors in the caller's dispose scope.</summary>
+    internal static (Tensor? Dx, Tensor? DBias, Tensor? DA, Tensor? DB) BackwardMath(Nf4LoraLinearPlan plan, Tensor x,
+        Tensor? bias, Tensor? a, Tensor? b, Tensor? keep, Tensor? xaSaved, Tensor gradOutput, bool needX)
+    {
         using var scope = NewDisposeScope();
         var dtype = x.dtype;
         var (outF, inF) = (plan.Weight.Shape[0], plan.Weight.Shape[1]);
         var dy = gradOutput.to(dtype).reshape(-1, outF);
-        var needX = x.requires_grad;
         Tensor? dx = null, dBias = null, dA = null, dB = null;
         if (a is not null)
         {
-            var xa = xaHolder!.reshape(-1, a.shape[0]);
+            var xa = xaSaved!.reshape(-1, a.shape[0]);
             Tensor dxa;                                     // [N, r]
             if (IsPowerOfTwo(plan.Scale))
             {
@@ -152,9 +183,8 @@ internal sealed class Nf4LoraLinearFunction : SlothFunction<Nf4LoraLinearFunctio
         }
         if (bias is not null && bias.requires_grad) dBias = dy.sum(0, type: ScalarType.Float32).to(bias.dtype);
         dx = dx?.reshape(x.shape);
-        return [dx?.MoveToOuterDisposeScope(), dBias?.MoveToOuterDisposeScope(), dA?.MoveToOuterDisposeScope(),
-                dB?.MoveToOuterDisposeScope(), null];
+        return (dx?.MoveToOuterDisposeScope(), dBias?.MoveToOuterDisposeScope(), dA?.MoveToOuterDisposeScope(), dB?.MoveToOuterDisposeScope());
     }
 
-    private static bool IsPowerOfTwo(double s) => s != 0 && double.IsFinite(s) && Math.ScaleB(1.0, Math.ILogB(s)) == Math.Abs(s);
+    internal static bool IsPowerOfTwo(double s) => s != 0 && double.IsFinite(s) && Math.ScaleB(1.0, Math.ILogB(s)) == Math.Abs(s);
 }

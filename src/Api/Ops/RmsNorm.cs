@@ -65,8 +65,12 @@ internal sealed class RmsNormFunction : SlothFunction<RmsNormFunction, RmsNormPl
         var rstd = empty(rows, ScalarType.Float32, x.device);
         Native.RmsNormForward(TensorInterop.DataPtr(x), TensorInterop.DataPtr(w), TensorInterop.ToSloth(x.dtype, "x"), rows,
             cols, plan.Eps, TensorInterop.DataPtr(y), TensorInterop.DataPtr(rstd), TensorInterop.DeviceSelector(x), 0);
-        ctx.save_for_backward([inputs[0]!, inputs[1]!]);
-        ctx.save_data("rstd", new TensorBox(rstd.DetachFromDisposeScope()));
+        if (Recording)
+        {
+            ctx.save_for_backward([inputs[0]!, inputs[1]!]);
+            ctx.save_data("rstd", new TensorBox(rstd.DetachFromDisposeScope()));
+        }
+        else rstd.Dispose();
         return y;
     }
 

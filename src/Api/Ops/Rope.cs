@@ -56,8 +56,14 @@ internal sealed class RopeFunction : SlothFunction<RopeFunction, RopePlan>
         var x = inputs[0]!;
         var cos = inputs[1]!.to(x.dtype).contiguous();
         var sin = inputs[2]!.to(x.dtype).contiguous();
-        ctx.save_data("tables", new TensorBox(cos.DetachFromDisposeScope(), sin.DetachFromDisposeScope()));
-        return Run(x, cos, sin, plan.Layout, inverse: false);
+        if (Recording)
+        {
+            ctx.save_data("tables", new TensorBox(cos.DetachFromDisposeScope(), sin.DetachFromDisposeScope()));
+            return Run(x, cos, sin, plan.Layout, inverse: false);
+        }
+        using (cos)
+        using (sin)
+            return Run(x, cos, sin, plan.Layout, inverse: false);
     }
 
     protected override Tensor?[] Backward(autograd.AutogradContext ctx, RopePlan plan, Tensor gradOutput)

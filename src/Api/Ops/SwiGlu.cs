@@ -32,26 +32,40 @@ internal sealed class SwiGluFunction : SlothFunction<SwiGluFunction, SwiGluPlan>
 
     protected override Tensor Forward(autograd.AutogradContext ctx, SwiGluPlan plan, Tensor?[] inputs)
     {
-        using var gate = inputs[0]!.contiguous();
-        using var up = inputs[1]!.contiguous();
-        var output = empty_like(gate);
-        Native.SwigluForward(TensorInterop.DataPtr(gate), TensorInterop.DataPtr(up), TensorInterop.ToSloth(gate.dtype, "gate"),
-            gate.numel(), TensorInterop.DataPtr(output), TensorInterop.DeviceSelector(gate), 0);
-        ctx.save_for_backward([inputs[0]!, inputs[1]!]);
+        var output = Run(inputs[0]!, inputs[1]!);
+        if (Recording) ctx.save_for_backward([inputs[0]!, inputs[1]!]);
         return output;
     }
 
     protected override Tensor?[] Backward(autograd.AutogradContext ctx, SwiGluPlan plan, Tensor gradOutput)
     {
         using var saved = SavedTensors.Of(ctx);
-        using var gate = saved[0]!.contiguous();
-        using var up = saved[1]!.contiguous();
+        var (dGate, dUp) = RunBackward(gradOutput, saved[0]!, saved[1]!);
+        return [dGate, dUp];
+    }
+
+    /// <summary>silu(gate) · up through the kernel (a new tensor; no autograd).</summary>
+    internal static Tensor Run(Tensor gateIn, Tensor upIn)
+    {
+        using var gate = gateIn.contiguous();
+        using var up = upIn.contiguous();
+        var output = empty_like(gate);
+        Native.SwigluForward(TensorInterop.DataPtr(gate), TensorInterop.DataPtr(up), TensorInterop.ToSloth(gate.dtype, "gate"),
+            gate.numel(), TensorInterop.DataPtr(output), TensorInterop.DeviceSelector(gate), 0);
+        return output;
+    }
+
+    /// <summary>(dGate, dUp) for upstream dY through the kernel (new tensors; no autograd).</summary>
+    internal static (Tensor DGate, Tensor DUp) RunBackward(Tensor gradOutput, Tensor gateIn, Tensor upIn)
+    {
+        using var gate = gateIn.contiguous();
+        using var up = upIn.contiguous();
         using var dy = gradOutput.contiguous();
         var dGate = empty_like(gate);
         var dUp = empty_like(up);
         Native.SwigluBackward(TensorInterop.DataPtr(dy), TensorInterop.DataPtr(gate), TensorInterop.DataPtr(up),
             TensorInterop.ToSloth(gate.dtype, "gate"), gate.numel(), TensorInterop.DataPtr(dGate), TensorInterop.DataPtr(dUp),
             TensorInterop.DeviceSelector(gate), 0);
-        return [dGate, dUp];
+        return (dGate, dUp);
     }
 }

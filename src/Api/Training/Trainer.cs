@@ -2,6 +2,7 @@ using System.Diagnostics;
 using SlothSharp.Losses;
 using SlothSharp.IO;
 using SlothSharp.Models;
+using SlothSharp.Optim;
 using SlothSharp.Peft;
 using TorchSharp;
 using TorchSharp.Modules;
@@ -24,7 +25,7 @@ public sealed class Trainer : IDisposable
     private readonly TrainingData _data;
     private readonly DataOrder _order;
     private readonly List<KeyValuePair<string, Parameter>> _params;
-    private readonly AdamW _optimizer;
+    private readonly FusedAdamW _optimizer;
     private readonly List<double> _losses = [];
     private readonly List<double> _lrs = [];
     private long _rowsConsumed;
@@ -63,7 +64,7 @@ public sealed class Trainer : IDisposable
         _order = new DataOrder(data.Rows.Count, options.Seed, options.Shuffle);
         var rowsPerStep = (long)options.BatchSize * options.GradientAccumulation;
         TotalSteps = options.MaxSteps ?? (int)Math.Max(1, Math.Ceiling(options.Epochs * data.Rows.Count / rowsPerStep));
-        _optimizer = optim.AdamW(_params.Select(p => p.Value), options.LearningRate, options.Beta1, options.Beta2, options.Epsilon, options.WeightDecay);
+        _optimizer = new FusedAdamW(_params.Select(p => p.Value), options.LearningRate, options.Beta1, options.Beta2, options.Epsilon, options.WeightDecay);
     }
 
     public TrainerOptions Options { get; }
@@ -135,7 +136,7 @@ public sealed class Trainer : IDisposable
         if (_model.Device.type == DeviceType.CUDA) cuda.manual_seed_all(stepSeed);
 
         var lr = o.LearningRateAt(Step, TotalSteps);
-        foreach (var g in _optimizer.ParamGroups) g.LearningRate = lr;
+        _optimizer.LearningRate = lr;
 
         var micro = new List<int[]>();
         for (var m = 0; m < o.GradientAccumulation; m++)
@@ -219,9 +220,9 @@ public sealed class Trainer : IDisposable
         return final;
     }
 
-    private List<AdamW.State> OptimizerStates()
+    private List<FusedAdamW.State> OptimizerStates()
     {
-        var states = _optimizer.state_dict().State.Cast<AdamW.State>().ToList();
+        var states = _optimizer.States.ToList();
         if (states.Count != _params.Count) throw new InvalidOperationException($"AdamW holds {states.Count} states for {_params.Count} adapter tensors");
         return states;
     }
@@ -233,9 +234,9 @@ public sealed class Trainer : IDisposable
         foreach (var ((name, _), s) in _params.Zip(OptimizerStates()))
         {
             var key = PeftAdapter.KeyPrefix + name;
-            tensors.Add(new(key + ".exp_avg", s.exp_avg.detach().cpu()));
-            tensors.Add(new(key + ".exp_avg_sq", s.exp_avg_sq.detach().cpu()));
-            tensors.Add(new(key + ".step", tensor(new[] { s.step })));
+            tensors.Add(new(key + ".exp_avg", s.ExpAvg.detach().cpu()));
+            tensors.Add(new(key + ".exp_avg_sq", s.ExpAvgSq.detach().cpu()));
+            tensors.Add(new(key + ".step", tensor(new[] { s.Step })));
         }
         SafetensorsWriter.Save(path, tensors);
     }
@@ -264,7 +265,7 @@ public sealed class Trainer : IDisposable
             foreach (var ((name, p), s) in _params.Zip(OptimizerStates()))
             {
                 var key = PeftAdapter.KeyPrefix + name;
-                foreach (var (suffix, target) in new[] { (".exp_avg", s.exp_avg), (".exp_avg_sq", s.exp_avg_sq) })
+                foreach (var (suffix, target) in new[] { (".exp_avg", s.ExpAvg), (".exp_avg_sq", s.ExpAvgSq) })
                 {
                     if (!reader.Entries.TryGetValue(key + suffix, out var e)) throw new InvalidDataException($"{optPath}: tensor '{key + suffix}' is missing");
                     if (!e.Shape.SequenceEqual(p.shape)) throw new InvalidDataException($"{optPath}: tensor '{key + suffix}' has shape [{string.Join(", ", e.Shape)}], expected [{string.Join(", ", p.shape)}]");
@@ -273,7 +274,7 @@ public sealed class Trainer : IDisposable
                 }
                 if (!reader.Entries.ContainsKey(key + ".step")) throw new InvalidDataException($"{optPath}: tensor '{key}.step' is missing");
                 using var step = reader.Read(key + ".step");
-                s.step = step.to(ScalarType.Int64).flatten()[0].item<long>();
+                s.Step = step.to(ScalarType.Int64).flatten()[0].item<long>();  // one count shared by all tensors
             }
         }
         Step = state.Step;
