@@ -108,12 +108,14 @@ public static class FinetuneCommand
         var tokenizer = HfTokenizer.FromDirectory(modelDir);
         var data = TrainingData.FromDocuments(tokenizer, documents, options.SequenceLength, options.Packing);
         console.MarkupLine($"data: {documents.Count:N0} documents → {data.Rows.Count:N0} rows, {data.Tokens:N0} tokens ({Markup.Escape(dataPath)})");
-        using var model = LlamaForCausalLM.FromPretrained(modelDir, new LoadOptions { Device = device, ComputeDtype = dtype });
         options = options with { BaseModelNameOrPath = options.BaseModelNameOrPath ?? Path.GetFullPath(modelDir) };
+        var load = new LoadOptions { Device = device, ComputeDtype = dtype };
         TrainResult result;
-        var deviceText = $"{device} ({model.ComputeDtype})";
+        string deviceText;
         if (worker is null)
         {
+            using var model = LlamaForCausalLM.FromPretrained(modelDir, load);
+            deviceText = $"{device} ({model.ComputeDtype})";
             result = Train(model, data, options, checkpoint, "finetune");
         }
         else
@@ -121,12 +123,14 @@ public static class FinetuneCommand
             // Joins the launcher's NCCL group (blocks until every worker has joined).
             using var comm = worker.CreateCommunicator();
             var shard = shardBase == "on" || (shardBase == "auto" && worker.WorldSize > 1);
-            if (shard && !model.IsQuantized)
-                throw new CliException("--shard-base", $"{modelDir} is not an NF4 (bnb-4bit) checkpoint: only NF4 base weights can be sharded (use --shard-base off)");
-            // The adapters exist before the base is sharded (as the Trainer would add them).
-            if (model.Lora is null) model.AddLora(options.Lora, options.Seed);
-            using var sharded = shard ? new ShardedLlama(model, comm) : null;
-            deviceText = $"{worker.WorldSize} × CUDA ({model.ComputeDtype}), NCCL, base weights {(shard ? "sharded" : "replicated")}";
+            // Sharded: each rank loads only its blocks of every NF4 decoder weight.
+            using var sharded = shard ? ShardedLlama.LoadPretrained(modelDir, load, comm) : null;
+            using var replicated = shard ? null : LlamaForCausalLM.FromPretrained(modelDir, load);
+            var model = sharded?.Model ?? replicated!;
+            // The trainer adds the adapters (same seed on every rank, then broadcast from rank 0).
+            deviceText = $"{worker.WorldSize} × CUDA ({model.ComputeDtype}), NCCL, NF4 base {(shard ? "sharded" : "replicated")}";
+            if (sharded is not null)
+                console.MarkupLine(string.Create(CultureInfo.InvariantCulture, $"NF4 base weights on this GPU: {sharded.ShardBytes / 1e9:F2} GB of {sharded.FullBytes / 1e9:F2} GB (1/{worker.WorldSize})"));
             result = Train(model, data, options, checkpoint, $"finetune ×{worker.WorldSize}", comm, showProgress: talk);
             comm.Barrier();
         }

@@ -49,12 +49,14 @@ public class DistributedTrainerTests
     private static Dictionary<string, Tensor> Adapters(LlamaForCausalLM model) =>
         model.LoraParameters().ToDictionary(kv => kv.Key, kv => kv.Value.detach().cpu().clone());
 
-    [TestCase(1, false)]
-    [TestCase(2, false)]
-    [TestCase(3, false)]
-    [TestCase(2, true)]
-    [TestCase(3, true)]
-    public void NRankStepsEqualTheOneRankRun(int ranks, bool shardBase)
+    [TestCase(1, false, false)]
+    [TestCase(2, false, false)]
+    [TestCase(3, false, false)]
+    [TestCase(2, true, false)]
+    [TestCase(3, true, false)]
+    [TestCase(1, true, true)]
+    [TestCase(3, true, true)]
+    public void NRankStepsEqualTheOneRankRun(int ranks, bool shardBase, bool loadSharded)
     {
         var data = Data();
         List<double> refLosses;
@@ -70,10 +72,16 @@ public class DistributedTrainerTests
         }
         var results = InProcessCommunicator.Run(ranks, c =>
         {
-            using var model = LlamaGolden.LoadBase();
             var options = Options(null);
-            model.AddLora(options.Lora, options.Seed);
-            using var sharded = shardBase ? new ShardedLlama(model, c) : null;
+            // loadSharded: each rank reads only its shard (adapters added by the trainer, after sharding);
+            // otherwise the whole model is loaded, the adapters added, then the base sharded in place.
+            using var loaded = loadSharded
+                ? ShardedLlama.LoadPretrained(LlamaGolden.Nf4Dir, new LoadOptions { Device = CPU, ComputeDtype = ScalarType.Float32 }, c)
+                : null;
+            using var whole = loadSharded ? null : LlamaGolden.LoadBase();
+            var model = loaded?.Model ?? whole!;
+            if (!loadSharded) model.AddLora(options.Lora, options.Seed);
+            using var sharded = shardBase && !loadSharded ? new ShardedLlama(model, c) : loaded;
             using var trainer = new Trainer(model, data, options, c);
             var result = trainer.Train();
             return (result.Losses.ToList(), Adapters(model), result.Tokens, sharded?.ShardBytes, sharded?.FullBytes);
@@ -92,7 +100,7 @@ public class DistributedTrainerTests
             Assert.That(tokens, Is.EqualTo(results[0].Tokens), "every rank counts the global tokens");
             if (shardBase && ranks > 1) Assert.That(shardBytes!.Value, Is.LessThanOrEqualTo(fullBytes!.Value / ranks + fullBytes.Value / 50), "a rank keeps ~1/N of the NF4 bytes");
         }
-        TestContext.Out.WriteLine($"{ranks} ranks (base {(shardBase ? "sharded" : "replicated")}): losses {string.Join(", ", results[0].Item1.Select(l => l.ToString("R")))} " +
+        TestContext.Out.WriteLine($"{ranks} ranks (base {(loadSharded ? "loaded sharded" : shardBase ? "sharded" : "replicated")}): losses {string.Join(", ", results[0].Item1.Select(l => l.ToString("R")))} " +
                                   $"vs {string.Join(", ", refLosses.Select(l => l.ToString("R")))}");
     }
 

@@ -25,7 +25,11 @@ public sealed class ShardedLlama : IDisposable
     /// <summary>Shards <paramref name="model"/> (NF4, loaded identically on every rank) over
     /// <paramref name="communicator"/>'s ranks; a collective-free, local operation. The model is changed in place and
     /// must not be used without this wrapper until <see cref="Unshard"/>.</summary>
-    public ShardedLlama(LlamaForCausalLM model, ICommunicator communicator)
+    public ShardedLlama(LlamaForCausalLM model, ICommunicator communicator) : this(model, communicator, null)
+    {
+    }
+
+    private ShardedLlama(LlamaForCausalLM model, ICommunicator communicator, Dictionary<string, (Tensor Packed, Tensor Codes)>? preloaded)
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(communicator);
@@ -44,9 +48,16 @@ public sealed class ShardedLlama : IDisposable
         {
             for (var i = 0; i < layers.Length; i++)
             {
+                var index = i;
                 var weights = layers[i].Projections
                     .Where(p => p.IsQuantized)
-                    .Select(p => new ShardedNf4Weight($"model.layers.{i}.{p.GetName()}", p, communicator.Rank, communicator.Size))
+                    .Select(p =>
+                    {
+                        var name = $"model.layers.{index}.{p.GetName()}";
+                        (Tensor, Tensor)? shard = null;
+                        if (preloaded is not null && preloaded.Remove(name, out var s)) shard = s;
+                        return new ShardedNf4Weight(name, p, communicator.Rank, communicator.Size, shard);
+                    })
                     .ToArray();
                 _layers[i] = new Layer(weights);
             }
@@ -62,6 +73,71 @@ public sealed class ShardedLlama : IDisposable
             layers[i].AroundCompute = () => Gather(index);
         }
     }
+
+    /// <summary>
+    /// Loads a Hugging Face Llama checkpoint as this rank's shard (a local operation, no collective): each bnb-4bit NF4
+    /// decoder weight is read on the CPU (one at a time), this rank's blocks are copied to
+    /// <paramref name="options"/>' device, and the full weight on the device is only a placeholder freed before the
+    /// next one is read, so the device never holds more than the shards plus one weight (the caching allocator reuses
+    /// the placeholder's block). A dense checkpoint quantized on load is sharded after loading (full size until then).
+    /// The returned wrapper owns the model: disposing it disposes the model. Every rank must load the same files.
+    /// </summary>
+    public static ShardedLlama LoadPretrained(string dir, LoadOptions options, ICommunicator communicator)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(communicator);
+        if (!options.Quantize) throw new ArgumentException("ShardedLlama shards NF4 decoder weights: LoadOptions.Quantize must be true", nameof(options));
+        var shards = new Dictionary<string, (Tensor Packed, Tensor Codes)>();
+        var previous = options.PlaceNf4;
+        options.PlaceNf4 = (key, cpu, device) =>
+        {
+            const string suffix = ".weight";
+            var name = key.EndsWith(suffix, StringComparison.Ordinal) ? key[..^suffix.Length] : key;
+            // Checkpoint key model.layers.i.self_attn.q_proj → the name the projections go by: model.layers.i.q_proj.
+            var parts = name.Split('.');
+            if (parts is ["model", "layers", var layer, _, var proj]) name = $"model.layers.{layer}.{proj}";
+            shards[name] = ShardedNf4Weight.ShardOf(cpu, communicator.Rank, communicator.Size, device);
+            using var scope = NewDisposeScope();
+            // Placeholders of the full size (uninitialized, never read): freed as soon as the wrapper is built.
+            var t = cpu.Tensors.Select(x => x.Spec == Nf4TensorSpec.Packed || x.Spec == Nf4TensorSpec.Absmax
+                ? empty(x.Tensor.numel(), ScalarType.Byte, device)
+                : x.Tensor.to(device)).ToArray();
+            var placed = Nf4Weight.FromState(cpu.State, t[Slot(Nf4TensorSpec.Packed)], t[Slot(Nf4TensorSpec.Absmax)],
+                t[Slot(Nf4TensorSpec.CodeTable)], t[Slot(Nf4TensorSpec.NestedAbsmax)], t[Slot(Nf4TensorSpec.NestedCodeMap)]);
+            placed.MoveToOuterDisposeScope();
+            return placed;
+        };
+        LlamaForCausalLM? model = null;
+        try
+        {
+            model = LlamaForCausalLM.FromPretrained(dir, options);
+            var sharded = new ShardedLlama(model, communicator, shards) { _ownsModel = true };
+            foreach (var (packed, codes) in shards.Values)
+            {
+                packed.Dispose();  // a weight the model did not take (none expected)
+                codes.Dispose();
+            }
+            return sharded;
+        }
+        catch
+        {
+            model?.Dispose();
+            foreach (var (packed, codes) in shards.Values)
+            {
+                packed.Dispose();
+                codes.Dispose();
+            }
+            throw;
+        }
+        finally
+        {
+            options.PlaceNf4 = previous;
+        }
+    }
+
+    private static int Slot(Nf4TensorSpec spec) => ((IList<Nf4TensorSpec>)Nf4TensorSpec.All).IndexOf(spec);
+
+    private bool _ownsModel;
 
     public LlamaForCausalLM Model { get; }
     public ICommunicator Communicator { get; }
@@ -139,6 +215,7 @@ public sealed class ShardedLlama : IDisposable
     {
         if (_disposed) return;
         Detach();
+        if (_ownsModel) Model.Dispose();
     }
 
     private void Detach()

@@ -20,7 +20,14 @@ internal sealed class ShardedNf4Weight : IDisposable
     private readonly Tensor _packedShard;
     private readonly Tensor _codesShard;
 
-    public ShardedNf4Weight(string name, LlamaLinear linear, int rank, int size)
+    /// <param name="name">the weight's name in messages (model.layers.i.q_proj)</param>
+    /// <param name="linear">the NF4 projection whose weight is sharded</param>
+    /// <param name="rank">this rank</param>
+    /// <param name="size">the number of ranks</param>
+    /// <param name="preloaded">this rank's shard (packed bytes, absmax codes: padded to the layout's shard lengths, on
+    /// the weight's device), made while loading (<see cref="ShardedLlama.LoadPretrained"/>); the weight's own full
+    /// tensors are then placeholders whose content is never read. Null: the shard is copied from the full weight.</param>
+    public ShardedNf4Weight(string name, LlamaLinear linear, int rank, int size, (Tensor Packed, Tensor Codes)? preloaded = null)
     {
         Name = name;
         _weight = linear.Nf4 ?? throw new InvalidOperationException($"{name} is not an NF4 projection");
@@ -43,6 +50,17 @@ internal sealed class ShardedNf4Weight : IDisposable
         }
         using var noGrad = no_grad();
         var device = _weight.Device;
+        if (preloaded is var (packedShard, codesShard))
+        {
+            if (packedShard.numel() != _layout.ShardPackedLength || codesShard.numel() != _layout.BlocksPerRank
+                || packedShard.dtype != ScalarType.Byte || codesShard.dtype != ScalarType.Byte || !SameDevice(packedShard.device, device) || !SameDevice(codesShard.device, device))
+                throw new ArgumentException($"{name}: the preloaded shard holds {packedShard.numel()} packed bytes and {codesShard.numel()} codes " +
+                    $"({packedShard.dtype}, {packedShard.device}); the layout needs {_layout.ShardPackedLength} and {_layout.BlocksPerRank} uint8 on {device}", nameof(preloaded));
+            _packedShard = packedShard;
+            _codesShard = codesShard;
+            Free();
+            return;
+        }
         _packedShard = zeros(_layout.ShardPackedLength, ScalarType.Byte, device);
         _codesShard = zeros(_layout.BlocksPerRank, ScalarType.Byte, device);
         var (first, count) = _layout.Owned(rank);
@@ -60,6 +78,30 @@ internal sealed class ShardedNf4Weight : IDisposable
         _codesShard.DetachFromDisposeScope();
         Free();
     }
+
+    /// <summary>Rank <paramref name="rank"/>'s shard of <paramref name="weight"/> (any device) as new uint8 tensors on
+    /// <paramref name="device"/>, padded to the layout's shard lengths (zeros past the weight's last block).</summary>
+    internal static (Tensor Packed, Tensor Codes) ShardOf(Nf4Weight weight, int rank, int size, Device device)
+    {
+        var layout = new Nf4BlockShard(weight.NumElements, weight.Blocksize, size);
+        using var noGrad = no_grad();
+        var packed = zeros(layout.ShardPackedLength, ScalarType.Byte, device);
+        var codes = zeros(layout.BlocksPerRank, ScalarType.Byte, device);
+        var (first, count) = layout.Owned(rank);
+        if (count > 0)
+        {
+            var (start, length) = layout.PackedRange(rank);
+            using (var dst = packed.narrow(0, 0, length))
+            using (var src = weight.Packed.narrow(0, start, length))
+                dst.copy_(src);
+            using (var dst = codes.narrow(0, 0, count))
+            using (var src = weight.AbsmaxCodes.narrow(0, first, count))
+                dst.copy_(src);
+        }
+        return (packed.DetachFromDisposeScope(), codes.DetachFromDisposeScope());
+    }
+
+    private static bool SameDevice(Device a, Device b) => a.type == b.type && Math.Max(0, a.index) == Math.Max(0, b.index);
 
     public string Name { get; }
     public Nf4BlockShard Layout => _layout;
