@@ -152,6 +152,51 @@ public sealed class ShardedLlama : IDisposable
     /// <summary>Whether layer <paramref name="layer"/>'s full weights are present now.</summary>
     public bool IsGathered(int layer) => Check(layer).Weights.All(w => w.IsGathered);
 
+    /// <summary>
+    /// Prefetch: when a layer is gathered, the layer expected next (the following one in a forward, the previous one
+    /// in a backward's recomputation) is all-gathered on a background task while the current one computes, and
+    /// installed when it is asked for (at most two layers' full weights exist at a time; a prefetched layer is freed
+    /// after its use like any other). Every rank predicts the same sequence, so the collectives stay in the same
+    /// order; a wrong prediction is drained (waited for and freed) before the next collective. Only with
+    /// <see cref="InProcessCommunicator"/>: NCCL needs a side CUDA stream and events, which the C ABI does not offer
+    /// yet (docs/readme-parts/dist.md says what is missing). Call <see cref="DrainPrefetch"/> before issuing other
+    /// collectives on this communicator while a forward or backward is half done.
+    /// </summary>
+    public bool Prefetch
+    {
+        get => _prefetch;
+        set
+        {
+            if (value && Communicator is not InProcessCommunicator)
+                throw new NotSupportedException($"ShardedLlama.Prefetch needs a communicator whose collectives can run beside the computation; {Communicator.GetType().Name} " +
+                    "would queue the next layer's all-gather on the compute stream (libslothsharp has no side-stream/event functions yet)");
+            if (!value) DrainPrefetch();
+            _prefetch = value;
+        }
+    }
+
+    private bool _prefetch;
+    private int _lastGathered = -1;
+    private (int Layer, Task<(Tensor Packed, Tensor Codes)[]> Task)? _pending;
+
+    /// <summary>How many prefetched layers were used / thrown away (a wrong guess); for tests and tuning.</summary>
+    public (int Used, int Wasted) PrefetchStats => (_prefetchUsed, _prefetchWasted);
+
+    private int _prefetchUsed, _prefetchWasted;
+
+    /// <summary>Waits for an in-flight prefetch and frees it (its collectives are complete afterwards).</summary>
+    public void DrainPrefetch()
+    {
+        if (_pending is not { } p) return;
+        _pending = null;
+        _prefetchWasted++;
+        foreach (var (packed, codes) in p.Task.GetAwaiter().GetResult())
+        {
+            packed.Dispose();
+            codes.Dispose();
+        }
+    }
+
     /// <summary>All-gathers layer <paramref name="layer"/>'s weights (a collective) until the result is disposed. Nested
     /// calls share one gather: only the outermost frees.</summary>
     public IDisposable Gather(int layer)
@@ -162,7 +207,19 @@ public sealed class ShardedLlama : IDisposable
         {
             try
             {
-                foreach (var w in l.Weights) w.Gather(Communicator);
+                if (_pending is { } p && p.Layer == layer)
+                {
+                    _pending = null;
+                    _prefetchUsed++;
+                    var gathered = p.Task.GetAwaiter().GetResult();
+                    for (var i = 0; i < l.Weights.Length; i++) l.Weights[i].Install(gathered[i].Packed, gathered[i].Codes);
+                }
+                else
+                {
+                    DrainPrefetch();
+                    foreach (var w in l.Weights) w.Gather(Communicator);
+                }
+                if (_prefetch) StartPrefetch(layer);
             }
             catch
             {
@@ -172,6 +229,27 @@ public sealed class ShardedLlama : IDisposable
             }
         }
         return new Release(l);
+    }
+
+    /// <summary>Starts gathering the layer expected after <paramref name="layer"/>: going up → the next; going down
+    /// (or the same layer again: a backward recomputing the forward's last layer) → the previous. Layer 0 starts a
+    /// forward (→ up), except where a checkpointed training backward comes down to it: that backward ends there, and
+    /// nothing may be in flight when the caller's own collectives (the gradient all-reduce) follow.</summary>
+    private void StartPrefetch(int layer)
+    {
+        var recomputing = Model.GradientCheckpointing && Model.training;
+        var up = layer == 0 ? !(_lastGathered > 0 && recomputing) : layer > _lastGathered;
+        _lastGathered = layer;
+        var next = up ? layer + 1 : layer - 1;
+        if (next < 0 || next >= _layers.Length || _layers[next].Users > 0) return;
+        var weights = _layers[next].Weights;
+        var comm = Communicator;
+        _pending = (next, Task.Run(() =>
+        {
+            var result = new (Tensor, Tensor)[weights.Length];
+            for (var i = 0; i < weights.Length; i++) result[i] = weights[i].GatherTensors(comm);
+            return result;
+        }));
     }
 
     /// <summary>Every layer gathered (for state_dict, merging, saving) until the result is disposed.</summary>
@@ -202,6 +280,7 @@ public sealed class ShardedLlama : IDisposable
     public void Unshard()
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
+        DrainPrefetch();
         foreach (var l in _layers)
             if (l.Users == 0)
                 foreach (var w in l.Weights) w.Gather(Communicator);
@@ -220,6 +299,14 @@ public sealed class ShardedLlama : IDisposable
 
     private void Detach()
     {
+        try
+        {
+            DrainPrefetch();
+        }
+        catch (Exception)
+        {
+            // a failed prefetch (the group was aborted): nothing left to free
+        }
         _disposed = true;
         foreach (var layer in Model.Model.Layers) layer.AroundCompute = null;
         foreach (var l in _layers) l.Dispose();

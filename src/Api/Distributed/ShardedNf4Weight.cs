@@ -116,12 +116,34 @@ internal sealed class ShardedNf4Weight : IDisposable
     /// and points every view of the weight at them.</summary>
     public void Gather(ICommunicator comm)
     {
-        using var scope = NewDisposeScope();
+        var (packed, codes) = GatherTensors(comm);
+        Install(packed, codes);
+    }
+
+    /// <summary>The collective half of <see cref="Gather"/>: the full packed bytes and codes as new tensors (outside
+    /// any dispose scope; <see cref="Install"/> takes them). Safe on another thread than the one computing.</summary>
+    public (Tensor Packed, Tensor Codes) GatherTensors(ICommunicator comm)
+    {
         using var noGrad = no_grad();
-        var packed = comm.AllGather(_packedShard).narrow(0, 0, _layout.PackedLength);
-        var codes = comm.AllGather(_codesShard).narrow(0, 0, _layout.Blocks);
-        foreach (var (alias, shape) in _packedAliases) alias.set_(packed.view(shape));
-        foreach (var (alias, shape) in _codesAliases) alias.set_(codes.view(shape));
+        using var packedFull = comm.AllGather(_packedShard);
+        using var codesFull = comm.AllGather(_codesShard);
+        var packed = packedFull.narrow(0, 0, _layout.PackedLength).DetachFromDisposeScope();
+        var codes = codesFull.narrow(0, 0, _layout.Blocks).DetachFromDisposeScope();
+        return (packed, codes);
+    }
+
+    /// <summary>Points every view of the weight at <paramref name="packed"/> / <paramref name="codes"/> (from
+    /// <see cref="GatherTensors"/>) and disposes those handles (the views keep the memory).</summary>
+    public void Install(Tensor packed, Tensor codes)
+    {
+        using var noGrad = no_grad();
+        using (packed)
+        using (codes)
+        {
+            using var scope = NewDisposeScope();
+            foreach (var (alias, shape) in _packedAliases) alias.set_(packed.view(shape));
+            foreach (var (alias, shape) in _codesAliases) alias.set_(codes.view(shape));
+        }
     }
 
     /// <summary>Points every view of the full packed bytes and codes at an empty tensor: their memory is released.</summary>
