@@ -77,7 +77,7 @@ public static class FinetuneCommand
             };
             var worker = DistributedEnvironment.Read();
             if (worker is null && r.GetValue(gpus) is { } n)
-                return Launch(n, r.GetValue(device)!, WorkerArguments(r.Tokens.Select(t => t.Value)));
+                return Launch(n, r.GetValue(device)!, r.GetValue(model)!, WorkerArguments(r.Tokens.Select(t => t.Value)));
             return Run(r.GetValue(model)!, r.GetValue(data)!, options, r.GetValue(resume), CliOptions.ToDevice(r.GetValue(device)!),
                        CliOptions.ToComputeDtype(r.GetValue(dtype)), worker, r.GetValue(shardBase)!);
         });
@@ -198,7 +198,7 @@ public static class FinetuneCommand
 
     /// <summary>The launcher side of --gpus N: checks the machine, makes the NCCL id, starts the workers (this same
     /// executable, with the same arguments minus --gpus) and forwards Ctrl-C / SIGTERM to them.</summary>
-    private static int Launch(int gpus, string device, List<string> workerArguments)
+    private static int Launch(int gpus, string device, string modelDir, List<string> workerArguments)
     {
         var count = cuda.is_available() ? cuda.device_count() : 0;
         string? ncclProblem = null;
@@ -216,6 +216,8 @@ public static class FinetuneCommand
             }
         }
         ValidateGpus(gpus, device, count, ncclProblem);
+        // Bad input is reported once, here, rather than by every worker.
+        ModelCommandSupport.RequireModelDirectory(modelDir);
 
         var (exe, prefix) = SelfCommand();
         using var cts = new CancellationTokenSource();
