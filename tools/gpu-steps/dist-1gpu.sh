@@ -80,7 +80,11 @@ if [ -z "${DIST_SKIP_1B:-}" ]; then
     grep -aoE 'finetune step 12/12 .*' "$LOG" | tail -1 | sed 's/^/   plain: /' | tee -a "$LOG" "$R/checks.txt"
     run "${S[@]}" "${F1[@]}" --out "$W/1b-g1s" --gpus 1 --shard-base on
     grep -aoE 'finetune ×1 step 12/12 .*' "$LOG" | tail -1 | sed 's/^/   --gpus 1 sharded: /' | tee -a "$LOG" "$R/checks.txt"
-    for d in 1b-plain 1b-g1s; do cp "$W/$d/losses.csv" "$R/losses-$d.csv" 2>/dev/null; done
+    for d in 1b-plain 1b-g1s; do
+        cp "$W/$d/losses.csv" "$R/losses-$d.csv" 2>/dev/null; cp "$W/$d/summary.md" "$R/summary-$d.md" 2>/dev/null
+        echo "   $d: $(grep -h 'tokens trained on' "$W/$d/summary.md" 2>/dev/null)" | tee -a "$LOG" "$R/checks.txt"
+    done
+    grep -h "NF4 base weights on this GPU" "$LOG" | tail -1 | sed "s/^/   /" | tee -a "$R/checks.txt"
     compare "$W/1b-plain/losses.csv" "$W/1b-g1s/losses.csv" "1B plain vs --gpus 1 --shard-base on" 0.05
 fi
 step "done"; cat "$R/checks.txt"
