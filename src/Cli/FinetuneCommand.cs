@@ -1,5 +1,7 @@
 using System.CommandLine;
 using System.Globalization;
+using System.Runtime.InteropServices;
+using SlothSharp.Distributed;
 using SlothSharp.Data;
 using SlothSharp.Models;
 using SlothSharp.Tokenization;
@@ -44,10 +46,12 @@ public static class FinetuneCommand
         var dtype = CliOptions.Dtype(description: "compute dtype: bf16, fp16 or fp32 (default: bf16 on CUDA, fp32 on the CPU)", defaultValue: null);
         var seed = new Option<long>("--seed") { Description = "seeds adapters, data order and dropout", DefaultValueFactory = _ => d.Seed };
         var chunked = new Option<bool>("--chunked-loss") { Description = "use the generic chunked LM-head loss instead of the fused kernel" };
+        var gpus = CliOptions.OptionalPositiveInt("--gpus", "train on N GPUs of this machine: one worker process per GPU over NCCL, the batch split by rank (rank 0 writes the outputs)");
+        var shardBase = CliOptions.OneOf("--shard-base", "with --gpus: split the NF4 base weights over the GPUs (FSDP-style; auto: when N > 1)", "auto", "auto", "on", "off");
         var cmd = new Command("finetune", "QLoRA fine-tuning of a Hugging Face Llama on a text file; writes a PEFT LoRA adapter")
         {
             model, data, output, rank, alpha, dropout, targets, rslora, lr, steps, epochs, batch, seq, accum, packing, warmup, schedule,
-            clip, checkpointing, nondeterministic, saveEvery, resume, device, dtype, seed, chunked,
+            clip, checkpointing, nondeterministic, saveEvery, resume, device, dtype, seed, chunked, gpus, shardBase,
         };
         cmd.SetAction(r =>
         {
@@ -71,36 +75,69 @@ public static class FinetuneCommand
                 OutputDirectory = r.GetValue(output),
                 SaveEvery = r.GetValue(saveEvery),
             };
+            var worker = DistributedEnvironment.Read();
+            if (worker is null && r.GetValue(gpus) is { } n)
+                return Launch(n, r.GetValue(device)!, r.GetValue(model)!, WorkerArguments(r.Tokens.Select(t => t.Value)));
             return Run(r.GetValue(model)!, r.GetValue(data)!, options, r.GetValue(resume), CliOptions.ToDevice(r.GetValue(device)!),
-                       CliOptions.ToComputeDtype(r.GetValue(dtype)));
+                       CliOptions.ToComputeDtype(r.GetValue(dtype)), worker, r.GetValue(shardBase)!);
         });
         return cmd;
     }
 
     /// <summary>The command after parsing: <paramref name="dtype"/> null is the model's default.</summary>
-    internal static int Run(string modelDir, string dataPath, TrainerOptions options, string? resumeDir, Device device, ScalarType? dtype)
+    internal static int Run(string modelDir, string dataPath, TrainerOptions options, string? resumeDir, Device device, ScalarType? dtype,
+                            DistributedEnvironment? worker = null, string shardBase = "auto")
     {
         ModelCommandSupport.RequireModelDirectory(modelDir);
+        if (worker is not null) device = new Device(DeviceType.CUDA, worker.Device);
+        // Rank 0 (or the only process) talks; the other workers only report errors.
+        var talk = worker is null || worker.Rank == 0;
+        var console = talk ? FinetuneProgress.Stderr : AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(TextWriter.Null) });
         string? checkpoint = null;
         if (resumeDir is not null)
         {
             // A resumed run continues with the settings it was trained with (only where to write may change).
             checkpoint = TrainingCheckpoint.Resolve(resumeDir);
             options = TrainingCheckpoint.ReadOptions(checkpoint) with { OutputDirectory = options.OutputDirectory, SaveEvery = options.SaveEvery };
-            FinetuneProgress.Stderr.MarkupLine($"resuming from [bold]{Markup.Escape(checkpoint)}[/] with its training options");
+            console.MarkupLine($"resuming from [bold]{Markup.Escape(checkpoint)}[/] with its training options");
         }
         // Before the model's first GEMM, so cuBLAS reads its setting.
-        if (options.Deterministic && !Determinism.Enable(out var problem)) FinetuneProgress.Stderr.MarkupLine($"[yellow]warning:[/] {Markup.Escape(problem!)}");
+        if (options.Deterministic && !Determinism.Enable(out var problem)) console.MarkupLine($"[yellow]warning:[/] {Markup.Escape(problem!)}");
 
         var documents = TextDocuments.Read(dataPath);
         var tokenizer = HfTokenizer.FromDirectory(modelDir);
         var data = TrainingData.FromDocuments(tokenizer, documents, options.SequenceLength, options.Packing);
-        FinetuneProgress.Stderr.MarkupLine($"data: {documents.Count:N0} documents → {data.Rows.Count:N0} rows, {data.Tokens:N0} tokens ({Markup.Escape(dataPath)})");
-        using var model = LlamaForCausalLM.FromPretrained(modelDir, new LoadOptions { Device = device, ComputeDtype = dtype });
-        var result = Train(model, data, options with { BaseModelNameOrPath = options.BaseModelNameOrPath ?? Path.GetFullPath(modelDir) }, checkpoint, "finetune");
+        console.MarkupLine($"data: {documents.Count:N0} documents → {data.Rows.Count:N0} rows, {data.Tokens:N0} tokens ({Markup.Escape(dataPath)})");
+        options = options with { BaseModelNameOrPath = options.BaseModelNameOrPath ?? Path.GetFullPath(modelDir) };
+        var load = new LoadOptions { Device = device, ComputeDtype = dtype };
+        TrainResult result;
+        string deviceText;
+        if (worker is null)
+        {
+            using var model = LlamaForCausalLM.FromPretrained(modelDir, load);
+            deviceText = $"{device} ({model.ComputeDtype})";
+            result = Train(model, data, options, checkpoint, "finetune");
+        }
+        else
+        {
+            // Joins the launcher's NCCL group (blocks until every worker has joined).
+            using var comm = worker.CreateCommunicator();
+            var shard = shardBase == "on" || (shardBase == "auto" && worker.WorldSize > 1);
+            // Sharded: each rank loads only its blocks of every NF4 decoder weight.
+            using var sharded = shard ? ShardedLlama.LoadPretrained(modelDir, load, comm) : null;
+            using var replicated = shard ? null : LlamaForCausalLM.FromPretrained(modelDir, load);
+            var model = sharded?.Model ?? replicated!;
+            // The trainer adds the adapters (same seed on every rank, then broadcast from rank 0).
+            deviceText = $"{worker.WorldSize} × CUDA ({model.ComputeDtype}), NCCL, NF4 base {(shard ? "sharded" : "replicated")}";
+            if (sharded is not null)
+                console.MarkupLine(string.Create(CultureInfo.InvariantCulture, $"NF4 base weights on this GPU: {sharded.ShardBytes / 1e9:F2} GB of {sharded.FullBytes / 1e9:F2} GB (1/{worker.WorldSize})"));
+            result = Train(model, data, options, checkpoint, $"finetune ×{worker.WorldSize}", comm, showProgress: talk);
+            comm.Barrier();
+        }
+        if (!talk) return result.Interrupted ? DistributedLauncher.Interrupted : 0;
         var outDir = options.OutputDirectory!;
         FinetuneReport.Write(outDir, result, options, [("model", Path.GetFullPath(modelDir)), ("data", $"{Path.GetFullPath(dataPath)} ({documents.Count} documents, {data.Rows.Count} rows)"),
-            ("device", $"{device} ({model.ComputeDtype})")]);
+            ("device", deviceText)]);
         if (result.Interrupted)
         {
             Console.WriteLine($"interrupted at step {result.Steps}/{result.TotalSteps}; checkpoint: {result.LastCheckpoint}");
@@ -113,11 +150,100 @@ public static class FinetuneCommand
     }
 
     /// <summary>Creates the trainer (resuming when asked) and runs it under the live progress bar.</summary>
-    internal static TrainResult Train(LlamaForCausalLM model, TrainingData data, TrainerOptions options, string? checkpoint, string label)
+    internal static TrainResult Train(LlamaForCausalLM model, TrainingData data, TrainerOptions options, string? checkpoint, string label,
+                                      ICommunicator? communicator = null, bool showProgress = true)
     {
-        using var trainer = new Trainer(model, data, options);
+        using var trainer = new Trainer(model, data, options, communicator);
         if (checkpoint is not null) trainer.ResumeFrom(checkpoint);
-        return FinetuneProgress.Run(trainer, label);
+        return FinetuneProgress.Run(trainer, label, showProgress);
+    }
+
+    /// <summary>The arguments a worker gets: the user's, without <c>--gpus N</c> (workers are told their rank and
+    /// world size through <see cref="DistributedEnvironment"/>).</summary>
+    internal static List<string> WorkerArguments(IEnumerable<string> tokens)
+    {
+        var list = new List<string>();
+        var skipNext = false;
+        foreach (var t in tokens)
+        {
+            if (skipNext)
+            {
+                skipNext = false;
+                continue;
+            }
+            if (t == "--gpus")
+            {
+                skipNext = true;
+                continue;
+            }
+            if (t.StartsWith("--gpus=", StringComparison.Ordinal) || t.StartsWith("--gpus:", StringComparison.Ordinal)) continue;
+            list.Add(t);
+        }
+        return list;
+    }
+
+    /// <summary>Checks a --gpus request against the machine: a CUDA device (auto or cuda, no index: the workers use
+    /// GPUs 0..N−1), enough visible GPUs, NCCL. Throws <see cref="CliException"/> on --gpus.</summary>
+    internal static void ValidateGpus(int gpus, string device, int cudaDevices, string? ncclProblem)
+    {
+        if (device is not ("auto" or "cuda"))
+            throw new CliException("--gpus", $"runs one worker per CUDA GPU (GPUs 0..{gpus - 1}); --device {device} cannot be combined with it (leave --device out or use --device cuda)");
+        if (cudaDevices == 0)
+            throw new CliException("--gpus", $"{gpus} GPU{(gpus == 1 ? "" : "s")} asked for, but no CUDA GPU is visible (CUDA unavailable or no device)");
+        if (gpus > cudaDevices)
+            throw new CliException("--gpus", $"{gpus} GPUs asked for, but this machine has {cudaDevices} visible CUDA GPU{(cudaDevices == 1 ? "" : "s")}");
+        if (ncclProblem is not null)
+            throw new CliException("--gpus", $"NCCL is not available: {ncclProblem}");
+    }
+
+    /// <summary>The launcher side of --gpus N: checks the machine, makes the NCCL id, starts the workers (this same
+    /// executable, with the same arguments minus --gpus) and forwards Ctrl-C / SIGTERM to them.</summary>
+    private static int Launch(int gpus, string device, string modelDir, List<string> workerArguments)
+    {
+        var count = cuda.is_available() ? cuda.device_count() : 0;
+        string? ncclProblem = null;
+        byte[] id = [];
+        if (count >= gpus && device is "auto" or "cuda")
+        {
+            try
+            {
+                if (!NcclCommunicator.IsAvailable) ncclProblem = "libnccl.so.2 (NCCL >= 2.10) could not be loaded by libslothsharp";
+                else id = NcclCommunicator.NewUniqueId();
+            }
+            catch (Exception e) when (e is Interop.SlothException or DllNotFoundException or EntryPointNotFoundException)
+            {
+                ncclProblem = e.Message;
+            }
+        }
+        ValidateGpus(gpus, device, count, ncclProblem);
+        // Bad input is reported once, here, rather than by every worker.
+        ModelCommandSupport.RequireModelDirectory(modelDir);
+
+        var (exe, prefix) = SelfCommand();
+        using var cts = new CancellationTokenSource();
+        using var sigint = OperatingSystem.IsWindows() ? null : PosixSignalRegistration.Create(PosixSignal.SIGINT, Stop);
+        using var sigterm = OperatingSystem.IsWindows() ? null : PosixSignalRegistration.Create(PosixSignal.SIGTERM, Stop);
+        void Stop(PosixSignalContext ctx)
+        {
+            ctx.Cancel = true;  // keep the launcher alive: it waits for the workers' checkpoint
+            cts.Cancel();
+        }
+        FinetuneProgress.Stderr.MarkupLine($"starting {gpus} worker{(gpus == 1 ? "" : "s")} (one per GPU, NCCL {NcclCommunicator.Version})");
+        var code = DistributedLauncher.Run(exe, [.. prefix, .. workerArguments], gpus, id, Console.Error, Console.Error, cts.Token,
+                                           LauncherOptions.Default with { InheritRank0Output = true });
+        if (code is 0 or DistributedLauncher.Interrupted) return code;
+        Console.Error.WriteLine($"error: --gpus: the distributed job failed (exit code {code}); see the worker messages above");
+        return code;
+    }
+
+    /// <summary>How to start this program again: its apphost, or `dotnet sloth.dll` when run through dotnet.</summary>
+    private static (string Executable, string[] Prefix) SelfCommand()
+    {
+        var process = Environment.ProcessPath ?? throw new InvalidOperationException("cannot tell this process's executable to start the workers");
+        var name = Path.GetFileNameWithoutExtension(process);
+        return name.Equals("dotnet", StringComparison.OrdinalIgnoreCase)
+            ? (process, [typeof(FinetuneCommand).Assembly.Location])
+            : (process, []);
     }
 
     /// <summary>--targets: all-linear, or a comma list of the Llama projections (duplicates dropped).</summary>

@@ -12,12 +12,14 @@ internal static class FinetuneProgress
     /// <summary>A console that draws on stderr, so stdout keeps only results.</summary>
     public static IAnsiConsole Stderr { get; } = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(Console.Error) });
 
-    public static TrainResult Run(Trainer trainer, string label)
+    /// <param name="showProgress">false: no progress output at all (a distributed job's ranks other than 0); Ctrl-C /
+    /// SIGTERM still stop after the step.</param>
+    public static TrainResult Run(Trainer trainer, string label, bool showProgress = true)
     {
         using var cts = new CancellationTokenSource();
         void Stop()
         {
-            if (!cts.IsCancellationRequested) Stderr.MarkupLine("[yellow]stopping after this step; writing a checkpoint…[/]");
+            if (!cts.IsCancellationRequested && showProgress) Stderr.MarkupLine("[yellow]stopping after this step; writing a checkpoint…[/]");
             cts.Cancel();
         }
         ConsoleCancelEventHandler onCancel = (_, e) =>
@@ -33,6 +35,7 @@ internal static class FinetuneProgress
         });
         try
         {
+            if (!showProgress) return trainer.Train(null, cts.Token);
             TrainResult? result = null;
             var inv = CultureInfo.InvariantCulture;
             Stderr.Progress()

@@ -13,6 +13,10 @@ public static class MakeCheckpointCommand
     {
         ["llama-3.2-1b"] = LlamaConfig.Llama32_1B,
         ["tiny"] = LlamaConfig.Tiny,
+        // Llama-3.1-8B's shape (the multi-GPU check of issue 16): untied 128256-token head, 32 layers, GQA 32/8.
+        ["llama-3.1-8b"] = new(128256, 4096, 14336, 32, 32, 8, 128, 1e-5, 500_000, new RopeScaling("llama3", 8, 1, 4, 8192),
+            TieWordEmbeddings: false, AttentionBias: false, MlpBias: false, MaxPositionEmbeddings: 131072, BosTokenId: 128000,
+            EosTokenIds: [128001, 128008, 128009], PadTokenId: null),
     };
 
     public static Command Create()

@@ -39,6 +39,73 @@ public class DistributedLauncherTests
         Assert.That(output.ToString(), Does.Contain("[rank 1] broken"));
     }
 
+    private static readonly LauncherOptions Quick = new(StopGrace: TimeSpan.FromSeconds(20), FinishGrace: TimeSpan.FromSeconds(2));
+
+    [Test]
+    public void AllWorkersSucceeding()
+    {
+        var output = new StringWriter();
+        var report = new StringWriter();
+        var code = DistributedLauncher.Run("/bin/sh", ["-c", "echo done $SLOTHSHARP_RANK"], 4, Id, output, report, options: Quick);
+        Assert.That(code, Is.EqualTo(0), report.ToString());
+        Assert.That(report.ToString(), Is.Empty);
+        Assert.That(output.ToString().Split('\n', StringSplitOptions.RemoveEmptyEntries), Is.EquivalentTo(new[] { "done 0", "[rank 1] done 1", "[rank 2] done 2", "[rank 3] done 3" }));
+    }
+
+    [Test]
+    public void AWorkerThatHangsAfterTheOthersFinishedIsStopped()
+    {
+        var output = new StringWriter();
+        var report = new StringWriter();
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        var code = DistributedLauncher.Run("/bin/sh",
+            ["-c", "if [ \"$SLOTHSHARP_RANK\" = 2 ]; then exec sleep 60; fi; exit 0"], 3, Id, output, report, options: Quick);
+        Assert.That(code, Is.EqualTo(1));
+        Assert.That(report.ToString(), Does.Contain("2 still running 2 s after rank"));
+        Assert.That(clock.Elapsed, Is.LessThan(TimeSpan.FromSeconds(50)), "the hung worker was killed, not waited for");
+    }
+
+    [Test]
+    public void AStopRequestIsForwardedAsSigtermAndTheWorkersFinishCleanly()
+    {
+        var output = new StringWriter();
+        var report = new StringWriter();
+        using var cts = new CancellationTokenSource();
+        // Each worker says it is ready, then waits; on SIGTERM it "writes its checkpoint" and exits with 130 as sloth does.
+        // ($! rather than a variable set after the fork: the signal may come in between; a sleep left running would keep
+        // the output pipe open.)
+        var script = "trap 'echo \"term $SLOTHSHARP_RANK\"; [ -n \"$!\" ] && kill $! 2>/dev/null; exit 130' TERM; echo ready; sleep 60 & wait $!";
+        var lines = 0;
+        var writer = new CallbackWriter(line =>
+        {
+            lock (output) output.WriteLine(line);
+            if (line.EndsWith("ready", StringComparison.Ordinal) && Interlocked.Increment(ref lines) == 3) cts.Cancel();
+        });
+        var code = DistributedLauncher.Run("/bin/sh", ["-c", script], 3, Id, writer, report, cts.Token, Quick);
+        Assert.That(code, Is.EqualTo(DistributedLauncher.Interrupted), report.ToString());
+        Assert.That(report.ToString(), Does.Contain("forwarding SIGTERM"));
+        Assert.That(report.ToString(), Does.Not.Contain("killing"));
+        var text = output.ToString();
+        Assert.That(text, Does.Contain("term 0").And.Contain("[rank 1] term 1").And.Contain("[rank 2] term 2"));
+    }
+
+    [Test]
+    public void WorkersIgnoringTheStopAreKilledAfterTheGrace()
+    {
+        var report = new StringWriter();
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(1));
+        var code = DistributedLauncher.Run("/bin/sh", ["-c", "trap '' TERM; exec sleep 60"], 2, Id, TextWriter.Null, report, cts.Token,
+                                           Quick with { StopGrace = TimeSpan.FromSeconds(1) });
+        Assert.That(code, Is.EqualTo(DistributedLauncher.Interrupted));
+        Assert.That(report.ToString(), Does.Contain("killing them"));
+    }
+
+    private sealed class CallbackWriter(Action<string> onLine) : TextWriter
+    {
+        public override System.Text.Encoding Encoding => System.Text.Encoding.UTF8;
+        public override void WriteLine(string? value) => onLine(value ?? "");
+    }
+
     [Test]
     public void TheEnvironmentRoundTripsAndBadValuesNameTheVariable()
     {

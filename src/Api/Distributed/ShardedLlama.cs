@@ -25,7 +25,11 @@ public sealed class ShardedLlama : IDisposable
     /// <summary>Shards <paramref name="model"/> (NF4, loaded identically on every rank) over
     /// <paramref name="communicator"/>'s ranks; a collective-free, local operation. The model is changed in place and
     /// must not be used without this wrapper until <see cref="Unshard"/>.</summary>
-    public ShardedLlama(LlamaForCausalLM model, ICommunicator communicator)
+    public ShardedLlama(LlamaForCausalLM model, ICommunicator communicator) : this(model, communicator, null)
+    {
+    }
+
+    private ShardedLlama(LlamaForCausalLM model, ICommunicator communicator, Dictionary<string, (Tensor Packed, Tensor Codes)>? preloaded)
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(communicator);
@@ -44,9 +48,16 @@ public sealed class ShardedLlama : IDisposable
         {
             for (var i = 0; i < layers.Length; i++)
             {
+                var index = i;
                 var weights = layers[i].Projections
                     .Where(p => p.IsQuantized)
-                    .Select(p => new ShardedNf4Weight($"model.layers.{i}.{p.GetName()}", p, communicator.Rank, communicator.Size))
+                    .Select(p =>
+                    {
+                        var name = $"model.layers.{index}.{p.GetName()}";
+                        (Tensor, Tensor)? shard = null;
+                        if (preloaded is not null && preloaded.Remove(name, out var s)) shard = s;
+                        return new ShardedNf4Weight(name, p, communicator.Rank, communicator.Size, shard);
+                    })
                     .ToArray();
                 _layers[i] = new Layer(weights);
             }
@@ -63,6 +74,71 @@ public sealed class ShardedLlama : IDisposable
         }
     }
 
+    /// <summary>
+    /// Loads a Hugging Face Llama checkpoint as this rank's shard (a local operation, no collective): each bnb-4bit NF4
+    /// decoder weight is read on the CPU (one at a time), this rank's blocks are copied to
+    /// <paramref name="options"/>' device, and the full weight on the device is only a placeholder freed before the
+    /// next one is read, so the device never holds more than the shards plus one weight (the caching allocator reuses
+    /// the placeholder's block). A dense checkpoint quantized on load is sharded after loading (full size until then).
+    /// The returned wrapper owns the model: disposing it disposes the model. Every rank must load the same files.
+    /// </summary>
+    public static ShardedLlama LoadPretrained(string dir, LoadOptions options, ICommunicator communicator)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(communicator);
+        if (!options.Quantize) throw new ArgumentException("ShardedLlama shards NF4 decoder weights: LoadOptions.Quantize must be true", nameof(options));
+        var shards = new Dictionary<string, (Tensor Packed, Tensor Codes)>();
+        var previous = options.PlaceNf4;
+        options.PlaceNf4 = (key, cpu, device) =>
+        {
+            const string suffix = ".weight";
+            var name = key.EndsWith(suffix, StringComparison.Ordinal) ? key[..^suffix.Length] : key;
+            // Checkpoint key model.layers.i.self_attn.q_proj → the name the projections go by: model.layers.i.q_proj.
+            var parts = name.Split('.');
+            if (parts is ["model", "layers", var layer, _, var proj]) name = $"model.layers.{layer}.{proj}";
+            shards[name] = ShardedNf4Weight.ShardOf(cpu, communicator.Rank, communicator.Size, device);
+            using var scope = NewDisposeScope();
+            // Placeholders of the full size (uninitialized, never read): freed as soon as the wrapper is built.
+            var t = cpu.Tensors.Select(x => x.Spec == Nf4TensorSpec.Packed || x.Spec == Nf4TensorSpec.Absmax
+                ? empty(x.Tensor.numel(), ScalarType.Byte, device)
+                : x.Tensor.to(device)).ToArray();
+            var placed = Nf4Weight.FromState(cpu.State, t[Slot(Nf4TensorSpec.Packed)], t[Slot(Nf4TensorSpec.Absmax)],
+                t[Slot(Nf4TensorSpec.CodeTable)], t[Slot(Nf4TensorSpec.NestedAbsmax)], t[Slot(Nf4TensorSpec.NestedCodeMap)]);
+            placed.MoveToOuterDisposeScope();
+            return placed;
+        };
+        LlamaForCausalLM? model = null;
+        try
+        {
+            model = LlamaForCausalLM.FromPretrained(dir, options);
+            var sharded = new ShardedLlama(model, communicator, shards) { _ownsModel = true };
+            foreach (var (packed, codes) in shards.Values)
+            {
+                packed.Dispose();  // a weight the model did not take (none expected)
+                codes.Dispose();
+            }
+            return sharded;
+        }
+        catch
+        {
+            model?.Dispose();
+            foreach (var (packed, codes) in shards.Values)
+            {
+                packed.Dispose();
+                codes.Dispose();
+            }
+            throw;
+        }
+        finally
+        {
+            options.PlaceNf4 = previous;
+        }
+    }
+
+    private static int Slot(Nf4TensorSpec spec) => ((IList<Nf4TensorSpec>)Nf4TensorSpec.All).IndexOf(spec);
+
+    private bool _ownsModel;
+
     public LlamaForCausalLM Model { get; }
     public ICommunicator Communicator { get; }
     public int NumLayers => _layers.Length;
@@ -76,6 +152,51 @@ public sealed class ShardedLlama : IDisposable
     /// <summary>Whether layer <paramref name="layer"/>'s full weights are present now.</summary>
     public bool IsGathered(int layer) => Check(layer).Weights.All(w => w.IsGathered);
 
+    /// <summary>
+    /// Prefetch: when a layer is gathered, the layer expected next (the following one in a forward, the previous one
+    /// in a backward's recomputation) is all-gathered on a background task while the current one computes, and
+    /// installed when it is asked for (at most two layers' full weights exist at a time; a prefetched layer is freed
+    /// after its use like any other). Every rank predicts the same sequence, so the collectives stay in the same
+    /// order; a wrong prediction is drained (waited for and freed) before the next collective. Only with
+    /// <see cref="InProcessCommunicator"/>: NCCL needs a side CUDA stream and events, which the C ABI does not offer
+    /// yet (docs/readme-parts/dist.md says what is missing). Call <see cref="DrainPrefetch"/> before issuing other
+    /// collectives on this communicator while a forward or backward is half done.
+    /// </summary>
+    public bool Prefetch
+    {
+        get => _prefetch;
+        set
+        {
+            if (value && Communicator is not InProcessCommunicator)
+                throw new NotSupportedException($"ShardedLlama.Prefetch needs a communicator whose collectives can run beside the computation; {Communicator.GetType().Name} " +
+                    "would queue the next layer's all-gather on the compute stream (libslothsharp has no side-stream/event functions yet)");
+            if (!value) DrainPrefetch();
+            _prefetch = value;
+        }
+    }
+
+    private bool _prefetch;
+    private int _lastGathered = -1;
+    private (int Layer, Task<(Tensor Packed, Tensor Codes)[]> Task)? _pending;
+
+    /// <summary>How many prefetched layers were used / thrown away (a wrong guess); for tests and tuning.</summary>
+    public (int Used, int Wasted) PrefetchStats => (_prefetchUsed, _prefetchWasted);
+
+    private int _prefetchUsed, _prefetchWasted;
+
+    /// <summary>Waits for an in-flight prefetch and frees it (its collectives are complete afterwards).</summary>
+    public void DrainPrefetch()
+    {
+        if (_pending is not { } p) return;
+        _pending = null;
+        _prefetchWasted++;
+        foreach (var (packed, codes) in p.Task.GetAwaiter().GetResult())
+        {
+            packed.Dispose();
+            codes.Dispose();
+        }
+    }
+
     /// <summary>All-gathers layer <paramref name="layer"/>'s weights (a collective) until the result is disposed. Nested
     /// calls share one gather: only the outermost frees.</summary>
     public IDisposable Gather(int layer)
@@ -86,7 +207,19 @@ public sealed class ShardedLlama : IDisposable
         {
             try
             {
-                foreach (var w in l.Weights) w.Gather(Communicator);
+                if (_pending is { } p && p.Layer == layer)
+                {
+                    _pending = null;
+                    _prefetchUsed++;
+                    var gathered = p.Task.GetAwaiter().GetResult();
+                    for (var i = 0; i < l.Weights.Length; i++) l.Weights[i].Install(gathered[i].Packed, gathered[i].Codes);
+                }
+                else
+                {
+                    DrainPrefetch();
+                    foreach (var w in l.Weights) w.Gather(Communicator);
+                }
+                if (_prefetch) StartPrefetch(layer);
             }
             catch
             {
@@ -96,6 +229,27 @@ public sealed class ShardedLlama : IDisposable
             }
         }
         return new Release(l);
+    }
+
+    /// <summary>Starts gathering the layer expected after <paramref name="layer"/>: going up → the next; going down
+    /// (or the same layer again: a backward recomputing the forward's last layer) → the previous. Layer 0 starts a
+    /// forward (→ up), except where a checkpointed training backward comes down to it: that backward ends there, and
+    /// nothing may be in flight when the caller's own collectives (the gradient all-reduce) follow.</summary>
+    private void StartPrefetch(int layer)
+    {
+        var recomputing = Model.GradientCheckpointing && Model.training;
+        var up = layer == 0 ? !(_lastGathered > 0 && recomputing) : layer > _lastGathered;
+        _lastGathered = layer;
+        var next = up ? layer + 1 : layer - 1;
+        if (next < 0 || next >= _layers.Length || _layers[next].Users > 0) return;
+        var weights = _layers[next].Weights;
+        var comm = Communicator;
+        _pending = (next, Task.Run(() =>
+        {
+            var result = new (Tensor, Tensor)[weights.Length];
+            for (var i = 0; i < weights.Length; i++) result[i] = weights[i].GatherTensors(comm);
+            return result;
+        }));
     }
 
     /// <summary>Every layer gathered (for state_dict, merging, saving) until the result is disposed.</summary>
@@ -126,6 +280,7 @@ public sealed class ShardedLlama : IDisposable
     public void Unshard()
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
+        DrainPrefetch();
         foreach (var l in _layers)
             if (l.Users == 0)
                 foreach (var w in l.Weights) w.Gather(Communicator);
@@ -139,10 +294,19 @@ public sealed class ShardedLlama : IDisposable
     {
         if (_disposed) return;
         Detach();
+        if (_ownsModel) Model.Dispose();
     }
 
     private void Detach()
     {
+        try
+        {
+            DrainPrefetch();
+        }
+        catch (Exception)
+        {
+            // a failed prefetch (the group was aborted): nothing left to free
+        }
         _disposed = true;
         foreach (var layer in Model.Model.Layers) layer.AroundCompute = null;
         foreach (var l in _layers) l.Dispose();

@@ -20,7 +20,14 @@ internal sealed class ShardedNf4Weight : IDisposable
     private readonly Tensor _packedShard;
     private readonly Tensor _codesShard;
 
-    public ShardedNf4Weight(string name, LlamaLinear linear, int rank, int size)
+    /// <param name="name">the weight's name in messages (model.layers.i.q_proj)</param>
+    /// <param name="linear">the NF4 projection whose weight is sharded</param>
+    /// <param name="rank">this rank</param>
+    /// <param name="size">the number of ranks</param>
+    /// <param name="preloaded">this rank's shard (packed bytes, absmax codes: padded to the layout's shard lengths, on
+    /// the weight's device), made while loading (<see cref="ShardedLlama.LoadPretrained"/>); the weight's own full
+    /// tensors are then placeholders whose content is never read. Null: the shard is copied from the full weight.</param>
+    public ShardedNf4Weight(string name, LlamaLinear linear, int rank, int size, (Tensor Packed, Tensor Codes)? preloaded = null)
     {
         Name = name;
         _weight = linear.Nf4 ?? throw new InvalidOperationException($"{name} is not an NF4 projection");
@@ -43,6 +50,17 @@ internal sealed class ShardedNf4Weight : IDisposable
         }
         using var noGrad = no_grad();
         var device = _weight.Device;
+        if (preloaded is var (packedShard, codesShard))
+        {
+            if (packedShard.numel() != _layout.ShardPackedLength || codesShard.numel() != _layout.BlocksPerRank
+                || packedShard.dtype != ScalarType.Byte || codesShard.dtype != ScalarType.Byte || !SameDevice(packedShard.device, device) || !SameDevice(codesShard.device, device))
+                throw new ArgumentException($"{name}: the preloaded shard holds {packedShard.numel()} packed bytes and {codesShard.numel()} codes " +
+                    $"({packedShard.dtype}, {packedShard.device}); the layout needs {_layout.ShardPackedLength} and {_layout.BlocksPerRank} uint8 on {device}", nameof(preloaded));
+            _packedShard = packedShard;
+            _codesShard = codesShard;
+            Free();
+            return;
+        }
         _packedShard = zeros(_layout.ShardPackedLength, ScalarType.Byte, device);
         _codesShard = zeros(_layout.BlocksPerRank, ScalarType.Byte, device);
         var (first, count) = _layout.Owned(rank);
@@ -61,6 +79,30 @@ internal sealed class ShardedNf4Weight : IDisposable
         Free();
     }
 
+    /// <summary>Rank <paramref name="rank"/>'s shard of <paramref name="weight"/> (any device) as new uint8 tensors on
+    /// <paramref name="device"/>, padded to the layout's shard lengths (zeros past the weight's last block).</summary>
+    internal static (Tensor Packed, Tensor Codes) ShardOf(Nf4Weight weight, int rank, int size, Device device)
+    {
+        var layout = new Nf4BlockShard(weight.NumElements, weight.Blocksize, size);
+        using var noGrad = no_grad();
+        var packed = zeros(layout.ShardPackedLength, ScalarType.Byte, device);
+        var codes = zeros(layout.BlocksPerRank, ScalarType.Byte, device);
+        var (first, count) = layout.Owned(rank);
+        if (count > 0)
+        {
+            var (start, length) = layout.PackedRange(rank);
+            using (var dst = packed.narrow(0, 0, length))
+            using (var src = weight.Packed.narrow(0, start, length))
+                dst.copy_(src);
+            using (var dst = codes.narrow(0, 0, count))
+            using (var src = weight.AbsmaxCodes.narrow(0, first, count))
+                dst.copy_(src);
+        }
+        return (packed.DetachFromDisposeScope(), codes.DetachFromDisposeScope());
+    }
+
+    private static bool SameDevice(Device a, Device b) => a.type == b.type && Math.Max(0, a.index) == Math.Max(0, b.index);
+
     public string Name { get; }
     public Nf4BlockShard Layout => _layout;
 
@@ -74,12 +116,34 @@ internal sealed class ShardedNf4Weight : IDisposable
     /// and points every view of the weight at them.</summary>
     public void Gather(ICommunicator comm)
     {
-        using var scope = NewDisposeScope();
+        var (packed, codes) = GatherTensors(comm);
+        Install(packed, codes);
+    }
+
+    /// <summary>The collective half of <see cref="Gather"/>: the full packed bytes and codes as new tensors (outside
+    /// any dispose scope; <see cref="Install"/> takes them). Safe on another thread than the one computing.</summary>
+    public (Tensor Packed, Tensor Codes) GatherTensors(ICommunicator comm)
+    {
         using var noGrad = no_grad();
-        var packed = comm.AllGather(_packedShard).narrow(0, 0, _layout.PackedLength);
-        var codes = comm.AllGather(_codesShard).narrow(0, 0, _layout.Blocks);
-        foreach (var (alias, shape) in _packedAliases) alias.set_(packed.view(shape));
-        foreach (var (alias, shape) in _codesAliases) alias.set_(codes.view(shape));
+        using var packedFull = comm.AllGather(_packedShard);
+        using var codesFull = comm.AllGather(_codesShard);
+        var packed = packedFull.narrow(0, 0, _layout.PackedLength).DetachFromDisposeScope();
+        var codes = codesFull.narrow(0, 0, _layout.Blocks).DetachFromDisposeScope();
+        return (packed, codes);
+    }
+
+    /// <summary>Points every view of the weight at <paramref name="packed"/> / <paramref name="codes"/> (from
+    /// <see cref="GatherTensors"/>) and disposes those handles (the views keep the memory).</summary>
+    public void Install(Tensor packed, Tensor codes)
+    {
+        using var noGrad = no_grad();
+        using (packed)
+        using (codes)
+        {
+            using var scope = NewDisposeScope();
+            foreach (var (alias, shape) in _packedAliases) alias.set_(packed.view(shape));
+            foreach (var (alias, shape) in _codesAliases) alias.set_(codes.view(shape));
+        }
     }
 
     /// <summary>Points every view of the full packed bytes and codes at an empty tensor: their memory is released.</summary>

@@ -170,7 +170,7 @@ internal static class LlamaLoader
                         if (!cpuWeight.Shape.SequenceEqual([outF, inF]))
                             throw new ModelFormatException(reader.Path, key,
                                 $"shape [{string.Join(", ", cpuWeight.Shape)}] (quant_state) does not match config.json, which implies [{outF}, {inF}]");
-                        var onDevice = cpuWeight.To(device);
+                        var onDevice = options.Quantize && options.PlaceNf4 is { } place ? place(key, cpuWeight, device) : cpuWeight.To(device);
                         onDevice.DetachFromDisposeScope();
                         if (options.Quantize) layer = LlamaLinear.Quantized(name, onDevice, b);
                         else

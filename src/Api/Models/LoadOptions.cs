@@ -16,4 +16,9 @@ public sealed class LoadOptions
 
     /// <summary>One line per loading step (file opened, layer quantized, …).</summary>
     public IProgress<string>? Progress;
+
+    /// <summary>How an NF4 weight read from a bnb-4bit checkpoint (on the CPU, checkpoint key as the first argument) is
+    /// placed on <see cref="Device"/> when <see cref="Quantize"/> is on; null: a full copy (<c>Nf4Weight.To</c>).
+    /// <see cref="Distributed.ShardedLlama.LoadPretrained"/> keeps only a rank's shard through it.</summary>
+    internal Func<string, Nf4Weight, Device, Nf4Weight>? PlaceNf4;
 }

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using SlothSharp.Distributed;
 using SlothSharp.Losses;
 using SlothSharp.IO;
 using SlothSharp.Models;
@@ -18,6 +19,13 @@ namespace SlothSharp.Training;
 /// Everything that decides the next step — adapters, AdamW moments, step, data position, seed — is saved in a
 /// checkpoint, so <see cref="ResumeFrom"/> continues with the losses an uninterrupted run would have had.
 /// Compute runs in the model's dtype (bf16 on CUDA, float32 on the CPU by default); the adapters stay float32.
+/// <para>Data-parallel (with an <see cref="ICommunicator"/>): every rank builds the same global micro-batches from the
+/// same data; rank r computes rows r, r + N, r + 2N, … of each, with the step's ONE global target count as the loss
+/// normalizer, and the adapter gradients and losses are summed over the ranks (one flat all-reduce) before clipping
+/// and the optimizer step, so every rank takes the 1-rank run's step on identical replicated adapters. Rank 0 alone
+/// writes checkpoints and the adapter; a stop request is agreed on by all ranks (they stop after the same step). The
+/// model may be a <see cref="ShardedLlama"/>'s (each forward is then a sequence of collectives: BatchSize must be
+/// ≥ the number of ranks). LoRA dropout draws different masks than the 1-rank run (each rank sees other rows).</para>
 /// </summary>
 public sealed class Trainer : IDisposable
 {
@@ -28,13 +36,21 @@ public sealed class Trainer : IDisposable
     private readonly FusedAdamW _optimizer;
     private readonly List<double> _losses = [];
     private readonly List<double> _lrs = [];
+    private readonly ICommunicator? _comm;
     private long _rowsConsumed;
     private long _tokens;
 
     /// <summary>Why <see cref="TrainerOptions.Deterministic"/> could not be honoured, or null.</summary>
     public string? DeterminismProblem { get; }
 
-    public Trainer(LlamaForCausalLM model, TrainingData data, TrainerOptions options)
+    public Trainer(LlamaForCausalLM model, TrainingData data, TrainerOptions options) : this(model, data, options, null)
+    {
+    }
+
+    /// <summary>A data-parallel trainer: rank <c>communicator.Rank</c> of <c>communicator.Size</c> (see the class
+    /// remarks). Every rank must construct it with the same model files, data and options; null is the plain
+    /// one-process trainer.</summary>
+    public Trainer(LlamaForCausalLM model, TrainingData data, TrainerOptions options, ICommunicator? communicator)
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(data);
@@ -42,8 +58,11 @@ public sealed class Trainer : IDisposable
         options.Validate();
         if (data.SequenceLength > options.SequenceLength)
             throw new ArgumentException($"the data was cut into rows of {data.SequenceLength} tokens, more than the options' SequenceLength {options.SequenceLength}");
+        if (communicator is not null && options.BatchSize < communicator.Size)
+            throw new ArgumentException($"BatchSize {options.BatchSize} is below the number of ranks {communicator.Size}: every rank needs at least one row of each micro-batch", nameof(options));
         _model = model;
         _data = data;
+        _comm = communicator;
         Options = options;
         if (options.Deterministic)
         {
@@ -60,6 +79,12 @@ public sealed class Trainer : IDisposable
         if (model.Lora is null) model.AddLora(options.Lora, options.Seed);
         _params = model.LoraParameters().ToList();
         if (_params.Count == 0) throw new InvalidOperationException("the model has no LoRA parameters to train (no target module matched)");
+        if (communicator is { Size: > 1 })
+        {
+            // The replicas start equal whatever each rank's initialization gave (a collective).
+            using var noGrad = no_grad();
+            foreach (var (_, p) in _params) communicator.Broadcast(p, 0);
+        }
         model.GradientCheckpointing = options.GradientCheckpointing;
         _order = new DataOrder(data.Rows.Count, options.Seed, options.Shuffle);
         var rowsPerStep = (long)options.BatchSize * options.GradientAccumulation;
@@ -78,6 +103,12 @@ public sealed class Trainer : IDisposable
 
     public IReadOnlyList<double> Losses => _losses;
 
+    /// <summary>The communicator of a data-parallel run, or null.</summary>
+    public ICommunicator? Communicator => _comm;
+
+    /// <summary>Whether this process writes checkpoints and the adapter: the only rank, or rank 0.</summary>
+    public bool IsWriter => _comm is null || _comm.Rank == 0;
+
     /// <summary>Runs steps until <see cref="TotalSteps"/> or until <paramref name="cancel"/> fires (the current step
     /// finishes first, then a checkpoint is written). With an output directory it writes checkpoints every
     /// <see cref="TrainerOptions.SaveEvery"/> steps and the final adapter into the output directory.</summary>
@@ -89,7 +120,7 @@ public sealed class Trainer : IDisposable
         string? lastCheckpoint = null;
         var onCuda = _model.Device.type == DeviceType.CUDA;
         var gpu = Math.Max(0, (int)_model.Device.index);
-        while (Step < TotalSteps && !cancel.IsCancellationRequested)
+        while (Step < TotalSteps && !StopRequested(cancel))
         {
             var before = _tokens;
             var (loss, gradNorm) = TrainStepCore();
@@ -104,12 +135,12 @@ public sealed class Trainer : IDisposable
             }
             progress?.Report(new TrainProgress(Step, TotalSteps, loss, _lrs[^1], gradNorm, sessionTokens / Math.Max(1e-9, elapsed.TotalSeconds),
                 TimeSpan.FromSeconds(elapsed.TotalSeconds / done * (TotalSteps - Step)), used, total));
-            if (Options.OutputDirectory is not null && Options.SaveEvery > 0 && Step % Options.SaveEvery == 0 && Step < TotalSteps)
+            if (IsWriter && Options.OutputDirectory is not null && Options.SaveEvery > 0 && Step % Options.SaveEvery == 0 && Step < TotalSteps)
                 lastCheckpoint = SaveCheckpoint();
         }
         var interrupted = Step < TotalSteps;
         string? adapterDir = null;
-        if (Options.OutputDirectory is { } outDir)
+        if (Options.OutputDirectory is { } outDir && IsWriter)
         {
             // Always leave a checkpoint of where training stopped (interrupted or finished): nothing is lost.
             if (lastCheckpoint is null || !lastCheckpoint.EndsWith(CheckpointName(Step), StringComparison.Ordinal)) lastCheckpoint = SaveCheckpoint();
@@ -120,6 +151,16 @@ public sealed class Trainer : IDisposable
             }
         }
         return new TrainResult(_losses.ToList(), _lrs.ToList(), Step, TotalSteps, interrupted, _tokens, clock.Elapsed, adapterDir, lastCheckpoint);
+    }
+
+    /// <summary>Whether to stop before the next step. With several ranks the decision is all-reduced (max), so all
+    /// stop after the same step even when only some of them saw the signal.</summary>
+    private bool StopRequested(CancellationToken cancel)
+    {
+        if (_comm is not { Size: > 1 } comm) return cancel.IsCancellationRequested;
+        using var flag = tensor(new[] { cancel.IsCancellationRequested ? 1f : 0f }).to(_model.Device);
+        comm.AllReduce(flag, ReduceOp.Max);
+        return flag.item<float>() > 0;
     }
 
     /// <summary>One optimizer step (all its micro-batches); returns the step's mean token loss.</summary>
@@ -147,12 +188,13 @@ public sealed class Trainer : IDisposable
         _optimizer.zero_grad();
         var lossOptions = new CrossEntropyOptions { Reduction = LossReduction.Mean, Normalizer = targets, ChunkRows = o.LossChunkRows };
         double stepLoss = 0;
-        long tokens = 0;
-        foreach (var rows in micro)
+        // Tokens of the whole (global) step: every rank counts all ranks' rows.
+        var tokens = micro.Sum(rows => rows.Sum(r => (long)_data.Rows[r].Length));
+        foreach (var allRows in micro)
         {
             using var scope = NewDisposeScope();
-            var (ids, mask, labels, n, _) = _data.Collate(rows, _model.Device);
-            tokens += n;
+            var rows = _comm is { Size: > 1 } c ? allRows.Where((_, i) => i % c.Size == c.Rank).ToArray() : allRows;
+            var (ids, mask, labels, _, _) = _data.Collate(rows, _model.Device);
             var hidden = _model.Forward(ids, mask);
             var t = hidden.shape[1];
             var h = hidden.narrow(1, 0, t - 1);
@@ -164,6 +206,7 @@ public sealed class Trainer : IDisposable
             loss.backward();
             stepLoss += loss.to(ScalarType.Float64).item<double>();
         }
+        if (_comm is { Size: > 1 }) stepLoss = AllReduceGradientsAndLoss(stepLoss);
         double gradNorm;
         using (var scope = NewDisposeScope())
         {
@@ -179,6 +222,30 @@ public sealed class Trainer : IDisposable
         _losses.Add(stepLoss);
         _lrs.Add(lr);
         return (stepLoss, gradNorm);
+    }
+
+    /// <summary>Sums the adapter gradients (one flat float32 buffer, model order) and the step loss (float64) over the ranks;
+    /// every rank ends with the same bits. A parameter without a gradient has none on any rank (same graph
+    /// everywhere).</summary>
+    private double AllReduceGradientsAndLoss(double localLoss)
+    {
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        var parameters = _params.Select(p => p.Value).ToList();
+        var grads = parameters.Select(p => p.grad).ToList();
+        var parts = grads.Select((g, i) => (g ?? zeros_like(parameters[i])).reshape(-1).to(ScalarType.Float32)).ToList();
+        var flat = cat(parts.ToArray());
+        _comm!.AllReduce(flat, ReduceOp.Sum);
+        var loss = tensor(new[] { localLoss }).to(_model.Device);
+        _comm.AllReduce(loss, ReduceOp.Sum);
+        long offset = 0;
+        for (var i = 0; i < parameters.Count; i++)
+        {
+            var n = parameters[i].numel();
+            if (grads[i] is { } g) g.copy_(flat.narrow(0, offset, n).view(g.shape));
+            offset += n;
+        }
+        return loss.item<double>();
     }
 
     private static double GlobalNorm(List<Parameter> parameters)
@@ -200,6 +267,7 @@ public sealed class Trainer : IDisposable
     /// complete) and removes the oldest ones beyond <see cref="TrainerOptions.KeepCheckpoints"/>. Returns its path.</summary>
     public string SaveCheckpoint()
     {
+        if (!IsWriter) throw new InvalidOperationException($"rank {_comm!.Rank} does not write checkpoints: rank 0 does");
         var outDir = Options.OutputDirectory ?? throw new InvalidOperationException("TrainerOptions.OutputDirectory is not set: nowhere to write a checkpoint");
         var root = Path.Combine(outDir, "checkpoints");
         Directory.CreateDirectory(root);
