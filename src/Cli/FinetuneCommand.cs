@@ -48,10 +48,13 @@ public static class FinetuneCommand
         var chunked = new Option<bool>("--chunked-loss") { Description = "use the generic chunked LM-head loss instead of the fused kernel" };
         var gpus = CliOptions.OptionalPositiveInt("--gpus", "train on N GPUs of this machine: one worker process per GPU over NCCL, the batch split by rank (rank 0 writes the outputs)");
         var shardBase = CliOptions.OneOf("--shard-base", "with --gpus: split the NF4 base weights over the GPUs (FSDP-style; auto: when N > 1)", "auto", "auto", "on", "off");
+        var shardOptimizer = CliOptions.OneOf("--shard-optimizer", "split AdamW's state over the GPUs (ZeRO-2 style: gradients reduce-scattered, each GPU updates 1/N of the adapters; auto: when --gpus N > 1)", "auto", "auto", "on", "off");
+        var offloadOptimizer = new Option<bool>("--offload-optimizer") { Description = "keep the (sharded) AdamW moments in host memory and update them on the CPU (implies the sharded optimizer; also without --gpus)" };
         var cmd = new Command("finetune", "QLoRA fine-tuning of a Hugging Face Llama on a text file; writes a PEFT LoRA adapter")
         {
             model, data, output, rank, alpha, dropout, targets, rslora, lr, steps, epochs, batch, seq, accum, packing, warmup, schedule,
             clip, checkpointing, nondeterministic, saveEvery, resume, device, dtype, seed, chunked, gpus, shardBase,
+            shardOptimizer, offloadOptimizer,
         };
         cmd.SetAction(r =>
         {
@@ -74,6 +77,8 @@ public static class FinetuneCommand
                 Seed = r.GetValue(seed),
                 OutputDirectory = r.GetValue(output),
                 SaveEvery = r.GetValue(saveEvery),
+                ShardOptimizer = ShardOptimizerSetting(r.GetValue(shardOptimizer)!, r.GetValue(offloadOptimizer)),
+                OffloadOptimizerState = r.GetValue(offloadOptimizer),
             };
             var worker = DistributedEnvironment.Read();
             if (worker is null && r.GetValue(gpus) is { } n)
@@ -98,7 +103,12 @@ public static class FinetuneCommand
         {
             // A resumed run continues with the settings it was trained with (only where to write may change).
             checkpoint = TrainingCheckpoint.Resolve(resumeDir);
-            options = TrainingCheckpoint.ReadOptions(checkpoint) with { OutputDirectory = options.OutputDirectory, SaveEvery = options.SaveEvery };
+            options = TrainingCheckpoint.ReadOptions(checkpoint) with
+            {
+                OutputDirectory = options.OutputDirectory, SaveEvery = options.SaveEvery,
+                // How the optimizer is laid out is not part of the run: its checkpoint file is the same either way.
+                ShardOptimizer = options.ShardOptimizer, OffloadOptimizerState = options.OffloadOptimizerState,
+            };
             console.MarkupLine($"resuming from [bold]{Markup.Escape(checkpoint)}[/] with its training options");
         }
         // Before the model's first GEMM, so cuBLAS reads its setting.
@@ -115,7 +125,7 @@ public static class FinetuneCommand
         if (worker is null)
         {
             using var model = LlamaForCausalLM.FromPretrained(modelDir, load);
-            deviceText = $"{device} ({model.ComputeDtype})";
+            deviceText = $"{device} ({model.ComputeDtype}){OptimizerText(options, 1)}";
             result = Train(model, data, options, checkpoint, "finetune");
         }
         else
@@ -128,7 +138,7 @@ public static class FinetuneCommand
             using var replicated = shard ? null : LlamaForCausalLM.FromPretrained(modelDir, load);
             var model = sharded?.Model ?? replicated!;
             // The trainer adds the adapters (same seed on every rank, then broadcast from rank 0).
-            deviceText = $"{worker.WorldSize} × CUDA ({model.ComputeDtype}), NCCL, NF4 base {(shard ? "sharded" : "replicated")}";
+            deviceText = $"{worker.WorldSize} × CUDA ({model.ComputeDtype}), NCCL, NF4 base {(shard ? "sharded" : "replicated")}{OptimizerText(options, worker.WorldSize)}";
             if (sharded is not null)
                 console.MarkupLine(string.Create(CultureInfo.InvariantCulture, $"NF4 base weights on this GPU: {sharded.ShardBytes / 1e9:F2} GB of {sharded.FullBytes / 1e9:F2} GB (1/{worker.WorldSize})"));
             result = Train(model, data, options, checkpoint, $"finetune ×{worker.WorldSize}", comm, showProgress: talk);
@@ -157,6 +167,21 @@ public static class FinetuneCommand
         if (checkpoint is not null) trainer.ResumeFrom(checkpoint);
         return FinetuneProgress.Run(trainer, label, showProgress);
     }
+
+    private static string OptimizerText(TrainerOptions o, int ranks) =>
+        (o.ShardOptimizer ?? (o.OffloadOptimizerState || ranks > 1))
+            ? $", AdamW state sharded 1/{ranks}{(o.OffloadOptimizerState ? " in host memory" : "")}"
+            : "";
+
+    /// <summary>--shard-optimizer as <see cref="TrainerOptions.ShardOptimizer"/>: auto → null (on with more than one
+    /// rank); --offload-optimizer needs the sharded optimizer, so "off" with it is a usage error.</summary>
+    internal static bool? ShardOptimizerSetting(string value, bool offload) => value switch
+    {
+        "on" => true,
+        "off" when offload => throw new CliException("--offload-optimizer", "offloads the sharded optimizer's state; --shard-optimizer off cannot be combined with it"),
+        "off" => false,
+        _ => null,
+    };
 
     /// <summary>The arguments a worker gets: the user's, without <c>--gpus N</c> (workers are told their rank and
     /// world size through <see cref="DistributedEnvironment"/>).</summary>
