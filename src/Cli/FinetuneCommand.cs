@@ -50,11 +50,12 @@ public static class FinetuneCommand
         var shardBase = CliOptions.OneOf("--shard-base", "with --gpus: split the NF4 base weights over the GPUs (FSDP-style; auto: when N > 1)", "auto", "auto", "on", "off");
         var shardOptimizer = CliOptions.OneOf("--shard-optimizer", "split AdamW's state over the GPUs (ZeRO-2 style: gradients reduce-scattered, each GPU updates 1/N of the adapters; auto: when --gpus N > 1)", "auto", "auto", "on", "off");
         var offloadOptimizer = new Option<bool>("--offload-optimizer") { Description = "keep the (sharded) AdamW moments in host memory and update them on the CPU (implies the sharded optimizer; also without --gpus)" };
+        var prefetch = new Option<bool>("--prefetch") { Description = "with --gpus and the NF4 base sharded: all-gather the next layer on a side CUDA stream while the current one computes" };
         var cmd = new Command("finetune", "QLoRA fine-tuning of a Hugging Face Llama on a text file; writes a PEFT LoRA adapter")
         {
             model, data, output, rank, alpha, dropout, targets, rslora, lr, steps, epochs, batch, seq, accum, packing, warmup, schedule,
             clip, checkpointing, nondeterministic, saveEvery, resume, device, dtype, seed, chunked, gpus, shardBase,
-            shardOptimizer, offloadOptimizer,
+            shardOptimizer, offloadOptimizer, prefetch,
         };
         cmd.SetAction(r =>
         {
@@ -81,17 +82,18 @@ public static class FinetuneCommand
                 OffloadOptimizerState = r.GetValue(offloadOptimizer),
             };
             var worker = DistributedEnvironment.Read();
+            if (r.GetValue(prefetch)) CheckPrefetch(r.GetValue(gpus) ?? worker?.WorldSize, r.GetValue(shardBase)!);
             if (worker is null && r.GetValue(gpus) is { } n)
                 return Launch(n, r.GetValue(device)!, r.GetValue(model)!, WorkerArguments(r.Tokens.Select(t => t.Value)));
             return Run(r.GetValue(model)!, r.GetValue(data)!, options, r.GetValue(resume), CliOptions.ToDevice(r.GetValue(device)!),
-                       CliOptions.ToComputeDtype(r.GetValue(dtype)), worker, r.GetValue(shardBase)!);
+                       CliOptions.ToComputeDtype(r.GetValue(dtype)), worker, r.GetValue(shardBase)!, r.GetValue(prefetch));
         });
         return cmd;
     }
 
     /// <summary>The command after parsing: <paramref name="dtype"/> null is the model's default.</summary>
     internal static int Run(string modelDir, string dataPath, TrainerOptions options, string? resumeDir, Device device, ScalarType? dtype,
-                            DistributedEnvironment? worker = null, string shardBase = "auto")
+                            DistributedEnvironment? worker = null, string shardBase = "auto", bool prefetch = false)
     {
         ModelCommandSupport.RequireModelDirectory(modelDir);
         if (worker is not null) device = new Device(DeviceType.CUDA, worker.Device);
@@ -136,9 +138,10 @@ public static class FinetuneCommand
             // Sharded: each rank loads only its blocks of every NF4 decoder weight.
             using var sharded = shard ? ShardedLlama.LoadPretrained(modelDir, load, comm) : null;
             using var replicated = shard ? null : LlamaForCausalLM.FromPretrained(modelDir, load);
+            if (sharded is not null && prefetch) sharded.Prefetch = true;
             var model = sharded?.Model ?? replicated!;
             // The trainer adds the adapters (same seed on every rank, then broadcast from rank 0).
-            deviceText = $"{worker.WorldSize} × CUDA ({model.ComputeDtype}), NCCL, NF4 base {(shard ? "sharded" : "replicated")}{OptimizerText(options, worker.WorldSize)}";
+            deviceText = $"{worker.WorldSize} × CUDA ({model.ComputeDtype}), NCCL, NF4 base {(shard ? "sharded" : "replicated")}{(shard && prefetch ? ", next layer prefetched" : "")}{OptimizerText(options, worker.WorldSize)}";
             if (sharded is not null)
                 console.MarkupLine(string.Create(CultureInfo.InvariantCulture, $"NF4 base weights on this GPU: {sharded.ShardBytes / 1e9:F2} GB of {sharded.FullBytes / 1e9:F2} GB (1/{worker.WorldSize})"));
             result = Train(model, data, options, checkpoint, $"finetune ×{worker.WorldSize}", comm, showProgress: talk);
@@ -166,6 +169,15 @@ public static class FinetuneCommand
         using var trainer = new Trainer(model, data, options, communicator);
         if (checkpoint is not null) trainer.ResumeFrom(checkpoint);
         return FinetuneProgress.Run(trainer, label, showProgress);
+    }
+
+    /// <summary>--prefetch needs --gpus and a sharded base (nothing is gathered otherwise).</summary>
+    internal static void CheckPrefetch(int? gpus, string shardBase)
+    {
+        if (gpus is null)
+            throw new CliException("--prefetch", "prefetches the sharded NF4 base of a --gpus N run; add --gpus N");
+        if (shardBase == "off" || (shardBase == "auto" && gpus == 1))
+            throw new CliException("--prefetch", $"prefetches the sharded NF4 base, but the base is replicated here (--shard-base {shardBase}{(shardBase == "auto" ? " with --gpus 1" : "")}); use --shard-base on");
     }
 
     private static string OptimizerText(TrainerOptions o, int ranks) =>

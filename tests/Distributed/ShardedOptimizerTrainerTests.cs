@@ -177,6 +177,16 @@ public class ShardedOptimizerTrainerTests
         Assert.That(FinetuneCommand.ShardOptimizerSetting("on", false), Is.True);
     }
 
+    [Test]
+    public void PrefetchOnTheCommandLineNeedsAShardedBase()
+    {
+        Assert.That(Assert.Throws<CliException>(() => FinetuneCommand.CheckPrefetch(null, "auto"))!.Message, Does.Contain("add --gpus N"));
+        Assert.That(Assert.Throws<CliException>(() => FinetuneCommand.CheckPrefetch(2, "off"))!.Message, Does.Contain("the base is replicated here (--shard-base off)"));
+        Assert.That(Assert.Throws<CliException>(() => FinetuneCommand.CheckPrefetch(1, "auto"))!.Message, Does.Contain("--shard-base auto with --gpus 1"));
+        Assert.DoesNotThrow(() => FinetuneCommand.CheckPrefetch(1, "on"));
+        Assert.DoesNotThrow(() => FinetuneCommand.CheckPrefetch(2, "auto"));
+    }
+
     private static void CopyDirectory(string from, string to)
     {
         foreach (var dir in Directory.GetDirectories(from, "*", SearchOption.AllDirectories))
