@@ -284,7 +284,8 @@ public sealed class Trainer : IDisposable
 
     private double AllReduceLoss(double localLoss)
     {
-        using var loss = tensor(new[] { localLoss }).to(_model.Device);
+        using var scope = NewDisposeScope();
+        var loss = tensor(new[] { localLoss }).to(_model.Device);
         _comm!.AllReduce(loss, ReduceOp.Sum);
         return loss.item<double>();
     }
