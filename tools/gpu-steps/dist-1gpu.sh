@@ -3,6 +3,7 @@
 #   SLOTHSHARP_TESTS=0 SLOTHSHARP_SANITIZE=0 SLOTHSHARP_BENCH=0 SLOTHSHARP_GPU_EXTRA=tools/gpu-steps/dist-1gpu.sh \
 #     ./build.sh gpu-run $OUT
 # Checks, in order (each prints one "CHECK ..." line; everything lands in $OUT/dist-1gpu.log + dist-1gpu.tar.gz):
+#  0. the distributed GPU tests (results/dist-tests.log): NCCL one rank, incl. the side-stream prefetch test.
 #  1. --gpus 2 on a one-GPU machine: exit 2 and "error: --gpus: 2 GPUs asked for, but this machine has 1 ...".
 #  2. tiny checkpoint: plain vs --gpus 1 (base replicated: the same code path, losses must be EQUAL) vs
 #     --gpus 1 --shard-base on (ShardedLlama with 1 rank: unfused NF4 path, losses equal within bf16 rounding).
@@ -43,6 +44,13 @@ print(f"CHECK {sys.argv[3]}: {len(common)} steps, max |loss difference| {diff:.3
 print(f"      first/last loss: {a[common[0]]:.5f}/{a[common[-1]]:.5f} vs {b[common[0]]:.5f}/{b[common[-1]]:.5f}")
 PY
 }
+
+step "0. GPU tests of the distributed code (NCCL one rank: collectives, sharded step, side-stream prefetch bit-identical)"
+filter="FullyQualifiedName~NcclGpuTests|FullyQualifiedName~NcclTests|FullyQualifiedName~PrefetchTests|FullyQualifiedName~ShardedOptimizerTrainerTests"
+timeout 300 dotnet "$SLOTHSHARP_APPS/SlothSharp.Tests/SlothSharp.Tests.dll" --no-progress --filter "$filter" > "$R/dist-tests.log" 2>&1
+rc=$?
+grep -E "^\s*(total|failed|succeeded|skipped):|^\s*Failed |prefetch stats" "$R/dist-tests.log" | tee -a "$LOG"
+echo "CHECK dist GPU tests (NcclGpuTests incl. PrefetchOnTheSideStreamGivesTheSameLosses): exit $rc -> $([ $rc = 0 ] && echo PASS || echo FAIL)" | tee -a "$LOG" "$R/checks.txt"
 
 step "tiny bnb-4bit checkpoint"
 run "${S[@]}" make-checkpoint --preset tiny --bnb-4bit --seed 1 --tokenizer "$TOK" --out "$W/tiny"
