@@ -91,4 +91,54 @@ sloth_status synchronize(const char* fn, int32_t device) {
     return SLOTH_OK;
 }
 
+// ---- Streams and events: a side stream beside TorchSharp's legacy default stream, ordered by events. ----
+
+sloth_status stream_create(const char* fn, int32_t device, void** stream) {
+    DeviceGuard guard;
+    SLOTH_CHECK(guard.enter(fn, device));
+    cudaStream_t s = nullptr;
+    SLOTH_CUDA_CHECK(fn, cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+    *stream = static_cast<void*>(s);
+    return SLOTH_OK;
+}
+
+sloth_status stream_destroy(const char* fn, int32_t device, void* stream) {
+    if (stream == nullptr) return SLOTH_OK;
+    DeviceGuard guard;
+    SLOTH_CHECK(guard.enter(fn, device));
+    SLOTH_CUDA_CHECK(fn, cudaStreamDestroy(static_cast<cudaStream_t>(stream)));
+    return SLOTH_OK;
+}
+
+sloth_status event_create(const char* fn, int32_t device, void** event) {
+    DeviceGuard guard;
+    SLOTH_CHECK(guard.enter(fn, device));
+    cudaEvent_t e = nullptr;
+    SLOTH_CUDA_CHECK(fn, cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
+    *event = static_cast<void*>(e);
+    return SLOTH_OK;
+}
+
+sloth_status event_destroy(const char* fn, int32_t device, void* event) {
+    if (event == nullptr) return SLOTH_OK;
+    DeviceGuard guard;
+    SLOTH_CHECK(guard.enter(fn, device));
+    SLOTH_CUDA_CHECK(fn, cudaEventDestroy(static_cast<cudaEvent_t>(event)));
+    return SLOTH_OK;
+}
+
+sloth_status event_record(const char* fn, int32_t device, void* event, void* stream) {
+    DeviceGuard guard;
+    SLOTH_CHECK(guard.enter(fn, device));
+    SLOTH_CUDA_CHECK(fn, cudaEventRecord(static_cast<cudaEvent_t>(event), static_cast<cudaStream_t>(stream)));
+    return SLOTH_OK;
+}
+
+sloth_status stream_wait_event(const char* fn, int32_t device, void* stream, void* event) {
+    DeviceGuard guard;
+    SLOTH_CHECK(guard.enter(fn, device));
+    SLOTH_CUDA_CHECK(fn, cudaStreamWaitEvent(static_cast<cudaStream_t>(stream), static_cast<cudaEvent_t>(event), 0));
+    return SLOTH_OK;
+}
+
 }  // namespace sloth::cuda

@@ -288,6 +288,33 @@ SLOTH_API sloth_status sloth_nccl_group_end(void);
 /* *rank, *nranks and *device of a communicator (any may be NULL). */
 SLOTH_API sloth_status sloth_nccl_comm_info(void* comm, int32_t* rank, int32_t* nranks, int32_t* device);
 
+/* ---- CUDA streams and events (dist: collectives beside the computation) ------------------------------ */
+/* A side stream for work that should overlap TorchSharp's computation (e.g. the next layer's all-gather), and
+ * events to order it against other streams. TorchSharp computes on the legacy default stream: pass stream = NULL
+ * for it. The side stream is created with cudaStreamNonBlocking, so it does not serialize with the legacy default
+ * stream (the events are the only ordering). Events have timing disabled. Handles are opaque; every call makes
+ * `device` current for its duration and restores the caller's device. In a build without CUDA every function
+ * fails with SLOTH_ERROR_UNSUPPORTED and a message saying so. Nothing here synchronizes the host. */
+
+/* *stream = a new non-blocking stream on `device`. Destroy it with sloth_cuda_stream_destroy. */
+SLOTH_API sloth_status sloth_cuda_stream_create(int32_t device, void** stream);
+
+/* Destroys a stream made by sloth_cuda_stream_create (work already queued on it still completes). NULL: no-op. */
+SLOTH_API sloth_status sloth_cuda_stream_destroy(int32_t device, void* stream);
+
+/* *event = a new event on `device` (cudaEventDisableTiming). Destroy it with sloth_cuda_event_destroy. */
+SLOTH_API sloth_status sloth_cuda_event_create(int32_t device, void** event);
+
+/* Destroys an event (a pending record still completes). NULL: no-op. */
+SLOTH_API sloth_status sloth_cuda_event_destroy(int32_t device, void* event);
+
+/* Records `event` on `stream` (NULL = the legacy default stream): it completes when the work queued before it has. */
+SLOTH_API sloth_status sloth_cuda_event_record(int32_t device, void* event, void* stream);
+
+/* Makes `stream` (NULL = the legacy default stream) wait, on the device, until `event`'s last record has completed;
+ * the host does not wait. */
+SLOTH_API sloth_status sloth_cuda_stream_wait_event(int32_t device, void* stream, void* event);
+
 #ifdef __cplusplus
 }
 #endif

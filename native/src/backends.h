@@ -123,6 +123,13 @@ sloth_status rms_norm_backward(const char* fn, const RmsNormArgs& a, int32_t dev
 sloth_status rope(const char* fn, const RopeArgs& a, int32_t device, void* stream);
 sloth_status swiglu_forward(const char* fn, const SwigluArgs& a, int32_t device, void* stream);
 sloth_status swiglu_backward(const char* fn, const SwigluArgs& a, int32_t device, void* stream);
+// Streams and events (device_cuda.cu). Without CUDA: SLOTH_ERROR_UNSUPPORTED.
+sloth_status stream_create(const char* fn, int32_t device, void** stream);
+sloth_status stream_destroy(const char* fn, int32_t device, void* stream);
+sloth_status event_create(const char* fn, int32_t device, void** event);
+sloth_status event_destroy(const char* fn, int32_t device, void* event);
+sloth_status event_record(const char* fn, int32_t device, void* event, void* stream);
+sloth_status stream_wait_event(const char* fn, int32_t device, void* stream, void* event);
 }  // namespace cuda
 
 }  // namespace sloth

@@ -11,6 +11,12 @@ sloth_status no_cuda(const char* fn) {
                 "rebuild on a machine with nvcc (./build.sh native) to use GPU tensors",
                 fn);
 }
+sloth_status no_streams(const char* fn) {
+    return fail(SLOTH_ERROR_UNSUPPORTED,
+                "%s: CUDA streams and events are unsupported: this libslothsharp was built without CUDA (no CUDA "
+                "toolkit at build time); rebuild on a machine with nvcc (./build.sh native)",
+                fn);
+}
 }  // namespace
 
 bool built() { return false; }
@@ -30,5 +36,11 @@ sloth_status rms_norm_backward(const char* fn, const RmsNormArgs&, int32_t, void
 sloth_status rope(const char* fn, const RopeArgs&, int32_t, void*) { return no_cuda(fn); }
 sloth_status swiglu_forward(const char* fn, const SwigluArgs&, int32_t, void*) { return no_cuda(fn); }
 sloth_status swiglu_backward(const char* fn, const SwigluArgs&, int32_t, void*) { return no_cuda(fn); }
+sloth_status stream_create(const char* fn, int32_t, void**) { return no_streams(fn); }
+sloth_status stream_destroy(const char* fn, int32_t, void*) { return no_streams(fn); }
+sloth_status event_create(const char* fn, int32_t, void**) { return no_streams(fn); }
+sloth_status event_destroy(const char* fn, int32_t, void*) { return no_streams(fn); }
+sloth_status event_record(const char* fn, int32_t, void*, void*) { return no_streams(fn); }
+sloth_status stream_wait_event(const char* fn, int32_t, void*, void*) { return no_streams(fn); }
 
 }  // namespace sloth::cuda

@@ -68,4 +68,50 @@ SLOTH_API sloth_status sloth_cuda_synchronize(int32_t device) {
     return guarded(fn, [&] { return cuda::synchronize(fn, device); });
 }
 
+// ---- Streams and events ----
+
+SLOTH_API sloth_status sloth_cuda_stream_create(int32_t device, void** stream) {
+    const char* fn = __func__;
+    return guarded(fn, [&] {
+        SLOTH_CHECK(require_ptr(fn, stream, "stream"));
+        *stream = nullptr;
+        return cuda::stream_create(fn, device, stream);
+    });
+}
+
+SLOTH_API sloth_status sloth_cuda_stream_destroy(int32_t device, void* stream) {
+    const char* fn = __func__;
+    return guarded(fn, [&] { return cuda::stream_destroy(fn, device, stream); });
+}
+
+SLOTH_API sloth_status sloth_cuda_event_create(int32_t device, void** event) {
+    const char* fn = __func__;
+    return guarded(fn, [&] {
+        SLOTH_CHECK(require_ptr(fn, event, "event"));
+        *event = nullptr;
+        return cuda::event_create(fn, device, event);
+    });
+}
+
+SLOTH_API sloth_status sloth_cuda_event_destroy(int32_t device, void* event) {
+    const char* fn = __func__;
+    return guarded(fn, [&] { return cuda::event_destroy(fn, device, event); });
+}
+
+SLOTH_API sloth_status sloth_cuda_event_record(int32_t device, void* event, void* stream) {
+    const char* fn = __func__;
+    return guarded(fn, [&] {
+        SLOTH_CHECK(require_ptr(fn, event, "event"));
+        return cuda::event_record(fn, device, event, stream);
+    });
+}
+
+SLOTH_API sloth_status sloth_cuda_stream_wait_event(int32_t device, void* stream, void* event) {
+    const char* fn = __func__;
+    return guarded(fn, [&] {
+        SLOTH_CHECK(require_ptr(fn, event, "event"));
+        return cuda::stream_wait_event(fn, device, stream, event);
+    });
+}
+
 }  // extern "C"

@@ -48,10 +48,14 @@ public static class FinetuneCommand
         var chunked = new Option<bool>("--chunked-loss") { Description = "use the generic chunked LM-head loss instead of the fused kernel" };
         var gpus = CliOptions.OptionalPositiveInt("--gpus", "train on N GPUs of this machine: one worker process per GPU over NCCL, the batch split by rank (rank 0 writes the outputs)");
         var shardBase = CliOptions.OneOf("--shard-base", "with --gpus: split the NF4 base weights over the GPUs (FSDP-style; auto: when N > 1)", "auto", "auto", "on", "off");
+        var shardOptimizer = CliOptions.OneOf("--shard-optimizer", "split AdamW's state over the GPUs (ZeRO-2 style: gradients reduce-scattered, each GPU updates 1/N of the adapters; auto: when --gpus N > 1)", "auto", "auto", "on", "off");
+        var offloadOptimizer = new Option<bool>("--offload-optimizer") { Description = "keep the (sharded) AdamW moments in host memory and update them on the CPU (implies the sharded optimizer; also without --gpus)" };
+        var prefetch = new Option<bool>("--prefetch") { Description = "with --gpus and the NF4 base sharded: all-gather the next layer on a side CUDA stream while the current one computes" };
         var cmd = new Command("finetune", "QLoRA fine-tuning of a Hugging Face Llama on a text file; writes a PEFT LoRA adapter")
         {
             model, data, output, rank, alpha, dropout, targets, rslora, lr, steps, epochs, batch, seq, accum, packing, warmup, schedule,
             clip, checkpointing, nondeterministic, saveEvery, resume, device, dtype, seed, chunked, gpus, shardBase,
+            shardOptimizer, offloadOptimizer, prefetch,
         };
         cmd.SetAction(r =>
         {
@@ -74,19 +78,22 @@ public static class FinetuneCommand
                 Seed = r.GetValue(seed),
                 OutputDirectory = r.GetValue(output),
                 SaveEvery = r.GetValue(saveEvery),
+                ShardOptimizer = ShardOptimizerSetting(r.GetValue(shardOptimizer)!, r.GetValue(offloadOptimizer)),
+                OffloadOptimizerState = r.GetValue(offloadOptimizer),
             };
             var worker = DistributedEnvironment.Read();
+            if (r.GetValue(prefetch)) CheckPrefetch(r.GetValue(gpus) ?? worker?.WorldSize, r.GetValue(shardBase)!);
             if (worker is null && r.GetValue(gpus) is { } n)
                 return Launch(n, r.GetValue(device)!, r.GetValue(model)!, WorkerArguments(r.Tokens.Select(t => t.Value)));
             return Run(r.GetValue(model)!, r.GetValue(data)!, options, r.GetValue(resume), CliOptions.ToDevice(r.GetValue(device)!),
-                       CliOptions.ToComputeDtype(r.GetValue(dtype)), worker, r.GetValue(shardBase)!);
+                       CliOptions.ToComputeDtype(r.GetValue(dtype)), worker, r.GetValue(shardBase)!, r.GetValue(prefetch));
         });
         return cmd;
     }
 
     /// <summary>The command after parsing: <paramref name="dtype"/> null is the model's default.</summary>
     internal static int Run(string modelDir, string dataPath, TrainerOptions options, string? resumeDir, Device device, ScalarType? dtype,
-                            DistributedEnvironment? worker = null, string shardBase = "auto")
+                            DistributedEnvironment? worker = null, string shardBase = "auto", bool prefetch = false)
     {
         ModelCommandSupport.RequireModelDirectory(modelDir);
         if (worker is not null) device = new Device(DeviceType.CUDA, worker.Device);
@@ -98,7 +105,12 @@ public static class FinetuneCommand
         {
             // A resumed run continues with the settings it was trained with (only where to write may change).
             checkpoint = TrainingCheckpoint.Resolve(resumeDir);
-            options = TrainingCheckpoint.ReadOptions(checkpoint) with { OutputDirectory = options.OutputDirectory, SaveEvery = options.SaveEvery };
+            options = TrainingCheckpoint.ReadOptions(checkpoint) with
+            {
+                OutputDirectory = options.OutputDirectory, SaveEvery = options.SaveEvery,
+                // How the optimizer is laid out is not part of the run: its checkpoint file is the same either way.
+                ShardOptimizer = options.ShardOptimizer, OffloadOptimizerState = options.OffloadOptimizerState,
+            };
             console.MarkupLine($"resuming from [bold]{Markup.Escape(checkpoint)}[/] with its training options");
         }
         // Before the model's first GEMM, so cuBLAS reads its setting.
@@ -115,7 +127,7 @@ public static class FinetuneCommand
         if (worker is null)
         {
             using var model = LlamaForCausalLM.FromPretrained(modelDir, load);
-            deviceText = $"{device} ({model.ComputeDtype})";
+            deviceText = $"{device} ({model.ComputeDtype}){OptimizerText(options, 1)}";
             result = Train(model, data, options, checkpoint, "finetune");
         }
         else
@@ -126,9 +138,10 @@ public static class FinetuneCommand
             // Sharded: each rank loads only its blocks of every NF4 decoder weight.
             using var sharded = shard ? ShardedLlama.LoadPretrained(modelDir, load, comm) : null;
             using var replicated = shard ? null : LlamaForCausalLM.FromPretrained(modelDir, load);
+            if (sharded is not null && prefetch) sharded.Prefetch = true;
             var model = sharded?.Model ?? replicated!;
             // The trainer adds the adapters (same seed on every rank, then broadcast from rank 0).
-            deviceText = $"{worker.WorldSize} × CUDA ({model.ComputeDtype}), NCCL, NF4 base {(shard ? "sharded" : "replicated")}";
+            deviceText = $"{worker.WorldSize} × CUDA ({model.ComputeDtype}), NCCL, NF4 base {(shard ? "sharded" : "replicated")}{(shard && prefetch ? ", next layer prefetched" : "")}{OptimizerText(options, worker.WorldSize)}";
             if (sharded is not null)
                 console.MarkupLine(string.Create(CultureInfo.InvariantCulture, $"NF4 base weights on this GPU: {sharded.ShardBytes / 1e9:F2} GB of {sharded.FullBytes / 1e9:F2} GB (1/{worker.WorldSize})"));
             result = Train(model, data, options, checkpoint, $"finetune ×{worker.WorldSize}", comm, showProgress: talk);
@@ -157,6 +170,30 @@ public static class FinetuneCommand
         if (checkpoint is not null) trainer.ResumeFrom(checkpoint);
         return FinetuneProgress.Run(trainer, label, showProgress);
     }
+
+    /// <summary>--prefetch needs --gpus and a sharded base (nothing is gathered otherwise).</summary>
+    internal static void CheckPrefetch(int? gpus, string shardBase)
+    {
+        if (gpus is null)
+            throw new CliException("--prefetch", "prefetches the sharded NF4 base of a --gpus N run; add --gpus N");
+        if (shardBase == "off" || (shardBase == "auto" && gpus == 1))
+            throw new CliException("--prefetch", $"prefetches the sharded NF4 base, but the base is replicated here (--shard-base {shardBase}{(shardBase == "auto" ? " with --gpus 1" : "")}); use --shard-base on");
+    }
+
+    private static string OptimizerText(TrainerOptions o, int ranks) =>
+        (o.ShardOptimizer ?? (o.OffloadOptimizerState || ranks > 1))
+            ? $", AdamW state sharded 1/{ranks}{(o.OffloadOptimizerState ? " in host memory" : "")}"
+            : "";
+
+    /// <summary>--shard-optimizer as <see cref="TrainerOptions.ShardOptimizer"/>: auto → null (on with more than one
+    /// rank); --offload-optimizer needs the sharded optimizer, so "off" with it is a usage error.</summary>
+    internal static bool? ShardOptimizerSetting(string value, bool offload) => value switch
+    {
+        "on" => true,
+        "off" when offload => throw new CliException("--offload-optimizer", "offloads the sharded optimizer's state; --shard-optimizer off cannot be combined with it"),
+        "off" => false,
+        _ => null,
+    };
 
     /// <summary>The arguments a worker gets: the user's, without <c>--gpus N</c> (workers are told their rank and
     /// world size through <see cref="DistributedEnvironment"/>).</summary>

@@ -36,17 +36,17 @@ public class DistributedTrainerTests
         "Seven rows of uneven length make the ranks' token counts differ.",
     ];
 
-    private static TrainingData Data() =>
+    internal static TrainingData Data() =>
         TrainingData.FromDocuments(HfTokenizer.FromDirectory(LlamaGolden.Nf4Dir), Docs, 24, packing: false);
 
-    private static TrainerOptions Options(string? outDir) => new()
+    internal static TrainerOptions Options(string? outDir) => new()
     {
         Lora = new LoraConfig(Rank: 4, Alpha: 8, Dropout: 0), MaxSteps = 4, BatchSize = 3, SequenceLength = 24,
         GradientAccumulation = 2, LearningRate = 5e-3, WarmupSteps = 1, MaxGradNorm = 1.0, Seed = 5,
         OutputDirectory = outDir, SaveEvery = 2, KeepCheckpoints = 2,
     };
 
-    private static Dictionary<string, Tensor> Adapters(LlamaForCausalLM model) =>
+    internal static Dictionary<string, Tensor> Adapters(LlamaForCausalLM model) =>
         model.LoraParameters().ToDictionary(kv => kv.Key, kv => kv.Value.detach().cpu().clone());
 
     [TestCase(1, false, false)]

@@ -175,6 +175,38 @@ public class NcclGpuTests
         Assert.Throws<ArgumentOutOfRangeException>(() => _comm.Broadcast(zeros(3, ScalarType.Float32, _cuda), 1));
     }
 
+    /// <summary>ShardedLlama.Prefetch over NCCL: the next layer's all-gather on the side stream, ordered by events
+    /// against the compute stream. One rank (the gathers are copies): the same losses and adapters, bit for bit, as
+    /// without prefetch, with the prefetches used and nothing left gathered; with the sharded optimizer too.</summary>
+    [TestCase(true)]
+    [TestCase(false)]
+    public void PrefetchOnTheSideStreamGivesTheSameLosses(bool checkpointing)
+    {
+        (List<double> Losses, Dictionary<string, Tensor> Adapters, (int Used, int Wasted) Stats, bool Freed) Train(bool prefetch)
+        {
+            var data = Training.TrainingData.FromDocuments(Tokenization.HfTokenizer.FromDirectory(LlamaGolden.Nf4Dir), PrefetchTests.Docs, 24, packing: false);
+            var options = new Training.TrainerOptions
+            {
+                Lora = new Models.LoraConfig(Rank: 4, Alpha: 8, Dropout: 0), MaxSteps = 4, BatchSize = 3, SequenceLength = 24,
+                LearningRate = 5e-3, Seed = 3, GradientCheckpointing = checkpointing, ShardOptimizer = true,
+            };
+            using var sharded = ShardedLlama.LoadPretrained(LlamaGolden.Nf4Dir, new Models.LoadOptions { Device = _cuda, ComputeDtype = ScalarType.Float32 }, _comm);
+            sharded.Prefetch = prefetch;
+            using var trainer = new Training.Trainer(sharded.Model, data, options, _comm);
+            var losses = trainer.Train().Losses.ToList();
+            var freed = Enumerable.Range(0, sharded.NumLayers).All(i => !sharded.IsGathered(i));
+            return (losses, sharded.Model.LoraParameters().ToDictionary(kv => kv.Key, kv => kv.Value.detach().cpu().clone()), sharded.PrefetchStats, freed);
+        }
+        var off = Train(prefetch: false);
+        var on = Train(prefetch: true);
+        TestContext.Out.WriteLine($"losses {string.Join(", ", on.Losses.Select(l => l.ToString("R")))}; prefetch stats {on.Stats}");
+        Assert.That(on.Losses, Is.EqualTo(off.Losses), "losses (bit for bit)");
+        foreach (var (name, p) in on.Adapters) Assert.That(TestEnv.BitEqual(p, off.Adapters[name]), Is.True, name);
+        Assert.That(on.Stats.Used, Is.EqualTo(4 * (checkpointing ? 2 : 1)), "prefetches used (2 layers)");
+        Assert.That(on.Stats.Wasted, Is.EqualTo(0));
+        Assert.That(on.Freed, Is.True, "a layer is still gathered after training");
+    }
+
     [Test]
     public void ShardedStepOnOneGpuRankMatchesThePlainModel()
     {

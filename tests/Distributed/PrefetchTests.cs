@@ -1,5 +1,6 @@
 using NUnit.Framework;
 using SlothSharp.Distributed;
+using SlothSharp.Interop;
 using SlothSharp.Models;
 using SlothSharp.Tokenization;
 using SlothSharp.Training;
@@ -14,7 +15,7 @@ public class PrefetchTests
 {
     private static readonly TimeSpan Wait = TimeSpan.FromMinutes(5);
 
-    private static readonly string[] Docs =
+    internal static readonly string[] Docs =
     [
         "Make an iterator that aggregates elements from each of the iterables.",
         "The sloth hangs from the branch and reads the weights four bits at a time.",
@@ -60,6 +61,55 @@ public class PrefetchTests
             Assert.That(on[r].Stats.Wasted, Is.EqualTo(0), $"rank {r} prefetches wasted");
         }
         TestContext.Out.WriteLine($"{ranks} ranks, checkpointing {checkpointing}: prefetch stats {on[0].Stats}");
+    }
+
+    [Test]
+    public void WithoutCudaTheSideStreamIsUnsupportedAndSaysWhy()
+    {
+        if (CudaDevice.BuiltWithCuda) Assert.Ignore("libslothsharp has CUDA here: NcclGpuTests.PrefetchOnTheSideStreamGivesTheSameLosses runs the real path");
+        var e = Assert.Throws<SlothUnsupportedException>(() => CudaStream.Create(0));
+        Assert.That(e!.Message, Does.StartWith("sloth_cuda_stream_create: CUDA streams and events are unsupported: this libslothsharp was built without CUDA"));
+        e = Assert.Throws<SlothUnsupportedException>(() => CudaEvent.Create(0));
+        Assert.That(e!.Message, Does.StartWith("sloth_cuda_event_create: CUDA streams and events are unsupported"));
+        Native.EnsureLoaded();
+        unsafe
+        {
+            Assert.That(Native.TryCudaEventRecord(0, 1, 0), Is.EqualTo(SlothStatus.ErrorUnsupported));
+            Assert.That(Native.TryCudaStreamWaitEvent(0, 0, 1), Is.EqualTo(SlothStatus.ErrorUnsupported));
+            Assert.That(Native.TryCudaStreamDestroy(0, 1), Is.EqualTo(SlothStatus.ErrorUnsupported));
+            Assert.That(Native.TryCudaEventDestroy(0, 1), Is.EqualTo(SlothStatus.ErrorUnsupported));
+            // Argument checks come first: a NULL out-pointer or event is an argument error in every build.
+            Assert.That(Native.TryCudaStreamCreate(0, 0), Is.EqualTo(SlothStatus.ErrorInvalidArgument));
+            Assert.That(Native.LastErrorMessage, Does.Contain("stream is NULL"));
+            Assert.That(Native.TryCudaEventRecord(0, 0, 0), Is.EqualTo(SlothStatus.ErrorInvalidArgument));
+        }
+        Assert.Throws<ArgumentOutOfRangeException>(() => CudaStream.Create(-1));
+    }
+
+    /// <summary>A communicator that is neither in-process nor NCCL: prefetch is refused, naming it.</summary>
+    private sealed class OtherCommunicator(ICommunicator inner) : ICommunicator
+    {
+        public int Rank => inner.Rank;
+        public int Size => inner.Size;
+        public void AllReduce(Tensor tensor, ReduceOp op = ReduceOp.Sum) => inner.AllReduce(tensor, op);
+        public Tensor AllGather(Tensor shard) => inner.AllGather(shard);
+        public Tensor ReduceScatter(Tensor full, ReduceOp op = ReduceOp.Sum) => inner.ReduceScatter(full, op);
+        public void Broadcast(Tensor tensor, int root) => inner.Broadcast(tensor, root);
+        public void Barrier() => inner.Barrier();
+        public void Dispose() { }
+    }
+
+    [Test]
+    public void PrefetchIsRefusedForAnotherCommunicator()
+    {
+        InProcessCommunicator.Run(1, c =>
+        {
+            using var sharded = ShardedLlama.LoadPretrained(LlamaGolden.Nf4Dir, new LoadOptions { Device = CPU, ComputeDtype = ScalarType.Float32 }, new OtherCommunicator(c));
+            var e = Assert.Throws<NotSupportedException>(() => sharded.Prefetch = true);
+            Assert.That(e!.Message, Does.Contain("OtherCommunicator is neither"));
+            Assert.That(sharded.Prefetch, Is.False);
+            return 0;
+        }, Wait);
     }
 
     [Test]

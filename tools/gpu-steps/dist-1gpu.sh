@@ -3,14 +3,21 @@
 #   SLOTHSHARP_TESTS=0 SLOTHSHARP_SANITIZE=0 SLOTHSHARP_BENCH=0 SLOTHSHARP_GPU_EXTRA=tools/gpu-steps/dist-1gpu.sh \
 #     ./build.sh gpu-run $OUT
 # Checks, in order (each prints one "CHECK ..." line; everything lands in $OUT/dist-1gpu.log + dist-1gpu.tar.gz):
+#  0. the distributed GPU tests (results/dist-tests.log): NCCL one rank, incl. the side-stream prefetch test.
 #  1. --gpus 2 on a one-GPU machine: exit 2 and "error: --gpus: 2 GPUs asked for, but this machine has 1 ...".
 #  2. tiny checkpoint: plain vs --gpus 1 (base replicated: the same code path, losses must be EQUAL) vs
 #     --gpus 1 --shard-base on (ShardedLlama with 1 rank: unfused NF4 path, losses equal within bf16 rounding).
+#     Phase 2 (tiny): --shard-optimizer on (ShardedAdamW over NCCL, 1 rank) vs 2c (only the optimizer's rounding
+#     differs); --prefetch (next layer all-gathered on the side CUDA stream, ordered by events) vs 2c: EQUAL;
+#     --shard-optimizer on --offload-optimizer --prefetch vs the sharded optimizer (AdamW update on the CPU: equal
+#     up to CPU/GPU float rounding); plain --offload-optimizer (no --gpus: a one-rank sharded optimizer) vs plain.
 #  3. SIGTERM to the launcher once step 10's checkpoint exists: exit 130, a checkpoint, then --resume --gpus 1 gives
-#     the uninterrupted losses.
-#  4. Llama-3.2-1B shape (random bnb-4bit), 12 steps: plain vs --gpus 1 --shard-base on, tokens/s and GPU memory as
-#     printed by the progress line (DIST_SKIP_1B=1 skips it).
-# GPU time: about a minute (process starts dominate).
+#     the uninterrupted losses; the same checkpoint (written by the unsharded AdamW) resumed with --shard-optimizer on
+#     --offload-optimizer gives them too (the optimizer file is the same either way).
+#  4. Llama-3.2-1B shape (random bnb-4bit), 12 steps: plain vs --gpus 1 --shard-base on, and vs the same with
+#     --shard-optimizer on --prefetch; tokens/s and GPU memory as printed by the progress line (DIST_SKIP_1B=1
+#     skips it).
+# GPU time: about 1.5 minutes (process starts dominate).
 set -uo pipefail
 OUT="${1:?usage: dist-1gpu.sh OUTDIR}"
 W=/tmp/sloth-dist1; R="$W/results"
@@ -38,6 +45,13 @@ print(f"      first/last loss: {a[common[0]]:.5f}/{a[common[-1]]:.5f} vs {b[comm
 PY
 }
 
+step "0. GPU tests of the distributed code (NCCL one rank: collectives, sharded step, side-stream prefetch bit-identical)"
+filter="FullyQualifiedName~NcclGpuTests|FullyQualifiedName~NcclTests|FullyQualifiedName~PrefetchTests|FullyQualifiedName~ShardedOptimizerTrainerTests"
+timeout 300 dotnet "$SLOTHSHARP_APPS/SlothSharp.Tests/SlothSharp.Tests.dll" --no-progress --filter "$filter" > "$R/dist-tests.log" 2>&1
+rc=$?
+grep -E "^\s*(total|failed|succeeded|skipped):|^\s*Failed |prefetch stats" "$R/dist-tests.log" | tee -a "$LOG"
+echo "CHECK dist GPU tests (NcclGpuTests incl. PrefetchOnTheSideStreamGivesTheSameLosses): exit $rc -> $([ $rc = 0 ] && echo PASS || echo FAIL)" | tee -a "$LOG" "$R/checks.txt"
+
 step "tiny bnb-4bit checkpoint"
 run "${S[@]}" make-checkpoint --preset tiny --bnb-4bit --seed 1 --tokenizer "$TOK" --out "$W/tiny"
 
@@ -57,6 +71,21 @@ run "${S[@]}" "${FT[@]}" --out "$W/g1s" --gpus 1 --shard-base on
 for d in plain g1 g1s; do cp "$W/$d/losses.csv" "$R/losses-tiny-$d.csv" 2>/dev/null; done
 compare "$W/plain/losses.csv" "$W/g1/losses.csv" "tiny plain vs --gpus 1" 0
 compare "$W/plain/losses.csv" "$W/g1s/losses.csv" "tiny plain vs --gpus 1 --shard-base on" 0.02
+
+step "2d. --gpus 1 --shard-base on --shard-optimizer on (ShardedAdamW over NCCL)"
+run "${S[@]}" "${FT[@]}" --out "$W/g1so" --gpus 1 --shard-base on --shard-optimizer on
+step "2e. --gpus 1 --shard-base on --prefetch (side-stream all-gather)"
+run "${S[@]}" "${FT[@]}" --out "$W/g1sp" --gpus 1 --shard-base on --prefetch
+step "2f. --gpus 1 --shard-base on --shard-optimizer on --offload-optimizer --prefetch"
+run "${S[@]}" "${FT[@]}" --out "$W/g1sop" --gpus 1 --shard-base on --shard-optimizer on --offload-optimizer --prefetch
+step "2g. plain --offload-optimizer (no --gpus)"
+run "${S[@]}" "${FT[@]}" --out "$W/plain-off" --offload-optimizer
+for d in g1so g1sp g1sop plain-off; do cp "$W/$d/losses.csv" "$R/losses-tiny-$d.csv" 2>/dev/null; done
+grep -h "^- device" "$W/g1sop/summary.md" 2>/dev/null | sed 's/^/   2f /' | tee -a "$LOG" "$R/checks.txt"
+compare "$W/g1s/losses.csv" "$W/g1so/losses.csv" "tiny --shard-base on: AdamW vs --shard-optimizer on" 0.02
+compare "$W/g1s/losses.csv" "$W/g1sp/losses.csv" "tiny --shard-base on vs + --prefetch (NCCL side stream)" 0
+compare "$W/g1so/losses.csv" "$W/g1sop/losses.csv" "tiny --shard-optimizer on vs + --offload-optimizer --prefetch" 0.02
+compare "$W/plain/losses.csv" "$W/plain-off/losses.csv" "tiny plain vs plain --offload-optimizer" 0.02
 ls "$W/g1" "$W/g1/checkpoints" | tee -a "$LOG"
 
 step "3. --gpus 1: SIGTERM to the launcher once step 10's checkpoint exists, then --resume --gpus 1"
@@ -65,12 +94,16 @@ pid=$!
 for _ in $(seq 1 600); do [ -d "$W/g1k/checkpoints/step-000010" ] && break; sleep 0.2; done
 kill -TERM "$pid"; wait "$pid"; rc=$?
 echo "   killed run exit code $rc (130 = interrupted and saved)" | tee -a "$LOG"
+cp -r "$W/g1k" "$W/g1k-so"  # the same checkpoint, resumed below with the sharded, offloaded optimizer
 ls "$W/g1k/checkpoints" | tee -a "$LOG"
 ls -a "$W/g1k/checkpoints" | grep -q tmp && echo "CHECK leftovers: temporary directories left -> FAIL" | tee -a "$LOG" "$R/checks.txt"
 echo "CHECK SIGTERM forwarded: exit $rc -> $([ $rc = 130 ] && echo PASS || echo FAIL)" | tee -a "$LOG" "$R/checks.txt"
 run "${S[@]}" "${FT[@]}" --out "$W/g1k" --gpus 1 --resume "$W/g1k/checkpoints"
 cp "$W/g1k/losses.csv" "$R/losses-tiny-g1-resumed.csv" 2>/dev/null
 compare "$W/g1/losses.csv" "$W/g1k/losses.csv" "--gpus 1 uninterrupted vs killed+resumed" 0
+run "${S[@]}" "${FT[@]}" --out "$W/g1k-so" --gpus 1 --shard-optimizer on --offload-optimizer --resume "$W/g1k-so/checkpoints"
+cp "$W/g1k-so/losses.csv" "$R/losses-tiny-g1-resumed-sharded-opt.csv" 2>/dev/null
+compare "$W/g1/losses.csv" "$W/g1k-so/losses.csv" "--gpus 1 uninterrupted vs resumed with --shard-optimizer on --offload-optimizer" 0.02
 
 if [ -z "${DIST_SKIP_1B:-}" ]; then
     step "4. Llama-3.2-1B shape: plain vs --gpus 1 --shard-base on (12 steps, batch 8 x 512, checkpointing)"
@@ -80,11 +113,14 @@ if [ -z "${DIST_SKIP_1B:-}" ]; then
     grep -aoE 'finetune step 12/12 .*' "$LOG" | tail -1 | sed 's/^/   plain: /' | tee -a "$LOG" "$R/checks.txt"
     run "${S[@]}" "${F1[@]}" --out "$W/1b-g1s" --gpus 1 --shard-base on
     grep -aoE 'finetune ×1 step 12/12 .*' "$LOG" | tail -1 | sed 's/^/   --gpus 1 sharded: /' | tee -a "$LOG" "$R/checks.txt"
-    for d in 1b-plain 1b-g1s; do
+    run "${S[@]}" "${F1[@]}" --out "$W/1b-g1sp" --gpus 1 --shard-base on --shard-optimizer on --prefetch
+    grep -aoE 'finetune ×1 step 12/12 .*' "$LOG" | tail -1 | sed 's/^/   --gpus 1 sharded + sharded AdamW + prefetch: /' | tee -a "$LOG" "$R/checks.txt"
+    for d in 1b-plain 1b-g1s 1b-g1sp; do
         cp "$W/$d/losses.csv" "$R/losses-$d.csv" 2>/dev/null; cp "$W/$d/summary.md" "$R/summary-$d.md" 2>/dev/null
         echo "   $d: $(grep -h 'tokens trained on' "$W/$d/summary.md" 2>/dev/null)" | tee -a "$LOG" "$R/checks.txt"
     done
     grep -h "NF4 base weights on this GPU" "$LOG" | tail -1 | sed "s/^/   /" | tee -a "$R/checks.txt"
     compare "$W/1b-plain/losses.csv" "$W/1b-g1s/losses.csv" "1B plain vs --gpus 1 --shard-base on" 0.05
+    compare "$W/1b-g1s/losses.csv" "$W/1b-g1sp/losses.csv" "1B --gpus 1 --shard-base on vs + --shard-optimizer on --prefetch" 0.02
 fi
 step "done"; cat "$R/checks.txt"

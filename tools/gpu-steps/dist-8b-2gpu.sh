@@ -1,13 +1,24 @@
 #!/usr/bin/env bash
 # Issue 16's "done when", for a machine with 2 GPUs (nvidia-h200-x2 or two H100s): a Llama-3.1-8B-shaped random
-# bnb-4bit checkpoint, QLoRA 50 steps on 1 GPU vs `--gpus 2` (NF4 base sharded, and replicated), the same global batch.
+# bnb-4bit checkpoint, QLoRA 50 steps on 1 GPU vs `--gpus 2`, the same global batch. Variants on 2 GPUs:
+#   two-gpu-sharded            the defaults: NF4 base sharded + AdamW state sharded (ShardedAdamW, reduce-scattered grads)
+#   two-gpu-prefetch           + --prefetch (the next layer all-gathered on a side CUDA stream while the current computes)
+#   two-gpu-prefetch-offload   + --prefetch --offload-optimizer (AdamW moments in host memory, updated on the CPU)
+#   two-gpu-adamw-replicated   --shard-optimizer off (phase 1: gradients all-reduced, AdamW replicated)
+#   two-gpu-replicated         --shard-base off (NF4 base replicated, fused kernels)
+#   one-worker-sharded         --gpus 1 --shard-base on --shard-optimizer on --prefetch (the distributed code on 1 GPU)
 #   SLOTHSHARP_TESTS=0 SLOTHSHARP_SANITIZE=0 SLOTHSHARP_BENCH=0 SLOTHSHARP_GPU_EXTRA=tools/gpu-steps/dist-8b-2gpu.sh \
 #     ./build.sh gpu-run $OUT
 # Reports (in $OUT/dist-8b.log and dist-8b.tar.gz): per-GPU peak memory (nvidia-smi sampled every 0.5 s), tokens/s and
 # the scaling 2 GPUs / 1 GPU, the loss curves (losses-*.csv, loss-curves.png) and their max difference (equal up to
 # bf16 rounding: the 2-GPU step is the 1-GPU step's global batch split by rows, one global token normalizer).
-# Knobs: DIST_STEPS (50), DIST_BATCH (8 rows per step), DIST_SEQ (1024), DIST_SKIP_REPLICATED=1.
-# Expected GPU time: checkpoint writing (a few minutes, CPU-bound) + 3 runs of 50 steps.
+# What to look for: every run's max |loss - one-gpu| small (bf16 rounding; the sharded base runs the unfused NF4 path),
+# per-GPU peak memory of two-gpu-sharded well below one-gpu's, prefetch's tokens/s ≥ two-gpu-sharded's, offload's
+# peak memory a little lower still (the AdamW moments of the LoRA adapters are small), speed-up vs one-gpu.
+# Knobs: DIST_STEPS (50), DIST_BATCH (8 rows per step), DIST_SEQ (1024), DIST_SKIP_REPLICATED=1 (skips the two
+# replicated variants), DIST_SKIP_VARIANTS=1 (skips prefetch/offload/adamw-replicated: the phase-1 set only).
+# Expected GPU time: checkpoint writing (a few minutes, CPU-bound) + up to 7 runs of 50 steps (~15-25 min on
+# H200s); with DIST_STEPS=20 DIST_SKIP_REPLICATED=1 about half.
 set -uo pipefail
 OUT="${1:?usage: dist-8b-2gpu.sh OUTDIR}"
 W=/tmp/sloth-dist8b; R="$W/results"
@@ -59,8 +70,13 @@ FT=(finetune --model "$W/8b" --data "$DATA" --steps "$STEPS" --batch "$BATCH" --
     --lr 2e-4 --warmup 5 --seed 7 --save-every 0)
 run one-gpu "${FT[@]}" --out "$W/one-gpu" --device cuda
 run two-gpu-sharded "${FT[@]}" --out "$W/two-gpu-sharded" --gpus 2
+if [ -z "${DIST_SKIP_VARIANTS:-}" ]; then
+    run two-gpu-prefetch "${FT[@]}" --out "$W/two-gpu-prefetch" --gpus 2 --prefetch
+    run two-gpu-prefetch-offload "${FT[@]}" --out "$W/two-gpu-prefetch-offload" --gpus 2 --prefetch --offload-optimizer
+    [ -n "${DIST_SKIP_REPLICATED:-}" ] || run two-gpu-adamw-replicated "${FT[@]}" --out "$W/two-gpu-adamw-replicated" --gpus 2 --shard-optimizer off
+fi
 [ -n "${DIST_SKIP_REPLICATED:-}" ] || run two-gpu-replicated "${FT[@]}" --out "$W/two-gpu-replicated" --gpus 2 --shard-base off
-run one-worker-sharded "${FT[@]}" --out "$W/one-worker-sharded" --gpus 1 --shard-base on
+run one-worker-sharded "${FT[@]}" --out "$W/one-worker-sharded" --gpus 1 --shard-base on --shard-optimizer on --prefetch
 
 step "comparison"
 python3 - "$R" <<'PY' | tee -a "$LOG" "$R/summary.txt"

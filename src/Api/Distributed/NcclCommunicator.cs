@@ -100,6 +100,19 @@ public sealed unsafe class NcclCommunicator : ICommunicator
         }
     }
 
+    /// <summary>All-gather into a caller-made <paramref name="output"/> ([Size·n, …] elements, contiguous, the shard's
+    /// dtype) queued on <paramref name="stream"/> (0: the legacy default stream). The caller orders the stream against
+    /// the streams that wrote the shard and will read or free the output (events: <see cref="CudaEvent"/>).</summary>
+    internal void AllGatherInto(Tensor shard, Tensor output, nint stream)
+    {
+        var dtype = Check(shard, nameof(shard));
+        Check(output, nameof(output));
+        if (!shard.is_contiguous()) throw new ArgumentException("shard must be contiguous", nameof(shard));
+        if (!output.is_contiguous() || output.dtype != shard.dtype || output.numel() != shard.numel() * Size)
+            throw new ArgumentException($"output must be a contiguous {shard.dtype} tensor of {shard.numel() * Size} elements; got {output.dtype} with {output.numel()}", nameof(output));
+        Native.NcclAllGather(TensorInterop.DataPtr(shard), TensorInterop.DataPtr(output), shard.numel(), dtype, Handle, stream);
+    }
+
     public Tensor ReduceScatter(Tensor full, ReduceOp op = ReduceOp.Sum)
     {
         var rows = CommunicatorChecks.ScatterRows(full, Size, nameof(full));

@@ -154,30 +154,57 @@ public sealed class ShardedLlama : IDisposable
 
     /// <summary>
     /// Prefetch: when a layer is gathered, the layer expected next (the following one in a forward, the previous one
-    /// in a backward's recomputation) is all-gathered on a background task while the current one computes, and
-    /// installed when it is asked for (at most two layers' full weights exist at a time; a prefetched layer is freed
-    /// after its use like any other). Every rank predicts the same sequence, so the collectives stay in the same
-    /// order; a wrong prediction is drained (waited for and freed) before the next collective. Only with
-    /// <see cref="InProcessCommunicator"/>: NCCL needs a side CUDA stream and events, which the C ABI does not offer
-    /// yet (docs/readme-parts/dist.md says what is missing). Call <see cref="DrainPrefetch"/> before issuing other
-    /// collectives on this communicator while a forward or backward is half done.
+    /// in a backward's recomputation) is all-gathered while the current one computes, and installed when it is asked
+    /// for (at most two layers' full weights exist at a time; a prefetched layer is freed after its use like any
+    /// other). Every rank predicts the same sequence, so the collectives stay in the same order; a wrong prediction
+    /// is drained (waited for and freed) before the next collective. With <see cref="InProcessCommunicator"/> the
+    /// gather runs on a background task. With <see cref="NcclCommunicator"/> it runs on a side CUDA stream: the
+    /// receive buffers are allocated on the compute stream (TorchSharp's legacy default stream), an event recorded
+    /// there after them makes the side stream wait for everything queued before (so a buffer the caching allocator
+    /// hands back is no longer read by earlier kernels), the all-gathers are queued on the side stream followed by a
+    /// second event, and the compute stream waits for that event before the layer is installed; the buffers are
+    /// freed only after that wait, so their reuse is ordered after the gather. Setting it true with NCCL creates the
+    /// stream and events (<see cref="SlothSharp.Interop.SlothUnsupportedException"/> as a
+    /// <see cref="NotSupportedException"/> when libslothsharp has no CUDA). Call <see cref="DrainPrefetch"/> before
+    /// issuing other collectives on this communicator while a forward or backward is half done.
     /// </summary>
     public bool Prefetch
     {
         get => _prefetch;
         set
         {
-            if (value && Communicator is not InProcessCommunicator)
-                throw new NotSupportedException($"ShardedLlama.Prefetch needs a communicator whose collectives can run beside the computation; {Communicator.GetType().Name} " +
-                    "would queue the next layer's all-gather on the compute stream (libslothsharp has no side-stream/event functions yet)");
+            if (value && Communicator is not (InProcessCommunicator or NcclCommunicator))
+                throw new NotSupportedException($"ShardedLlama.Prefetch needs a communicator whose collectives can run beside the computation " +
+                    $"(InProcessCommunicator or NcclCommunicator); {Communicator.GetType().Name} is neither");
+            if (value && Communicator is NcclCommunicator nccl && _side is null) CreateSideStream(nccl.Device);
             if (!value) DrainPrefetch();
             _prefetch = value;
         }
     }
 
+    private void CreateSideStream(int device)
+    {
+        CudaStream? stream = null;
+        CudaEvent? computeReady = null;
+        try
+        {
+            stream = CudaStream.Create(device);
+            computeReady = CudaEvent.Create(device);
+            var gathered = CudaEvent.Create(device);
+            _side = (stream, computeReady, gathered);
+        }
+        catch (SlothSharp.Interop.SlothException e)
+        {
+            computeReady?.Dispose();
+            stream?.Dispose();
+            throw new NotSupportedException($"ShardedLlama.Prefetch over NCCL needs a side CUDA stream and events: {e.Message}", e);
+        }
+    }
+
     private bool _prefetch;
     private int _lastGathered = -1;
-    private (int Layer, Task<(Tensor Packed, Tensor Codes)[]> Task)? _pending;
+    private (int Layer, Func<(Tensor Packed, Tensor Codes)[]> Take)? _pending;
+    private (CudaStream Stream, CudaEvent ComputeReady, CudaEvent Gathered)? _side;
 
     /// <summary>How many prefetched layers were used / thrown away (a wrong guess); for tests and tuning.</summary>
     public (int Used, int Wasted) PrefetchStats => (_prefetchUsed, _prefetchWasted);
@@ -190,7 +217,7 @@ public sealed class ShardedLlama : IDisposable
         if (_pending is not { } p) return;
         _pending = null;
         _prefetchWasted++;
-        foreach (var (packed, codes) in p.Task.GetAwaiter().GetResult())
+        foreach (var (packed, codes) in p.Take())
         {
             packed.Dispose();
             codes.Dispose();
@@ -211,7 +238,7 @@ public sealed class ShardedLlama : IDisposable
                 {
                     _pending = null;
                     _prefetchUsed++;
-                    var gathered = p.Task.GetAwaiter().GetResult();
+                    var gathered = p.Take();
                     for (var i = 0; i < l.Weights.Length; i++) l.Weights[i].Install(gathered[i].Packed, gathered[i].Codes);
                 }
                 else
@@ -243,13 +270,67 @@ public sealed class ShardedLlama : IDisposable
         var next = up ? layer + 1 : layer - 1;
         if (next < 0 || next >= _layers.Length || _layers[next].Users > 0) return;
         var weights = _layers[next].Weights;
+        if (Communicator is NcclCommunicator nccl)
+        {
+            _pending = (next, StartSideStreamGather(nccl, weights));
+            return;
+        }
         var comm = Communicator;
-        _pending = (next, Task.Run(() =>
+        var task = Task.Run(() =>
         {
             var result = new (Tensor, Tensor)[weights.Length];
             for (var i = 0; i < weights.Length; i++) result[i] = weights[i].GatherTensors(comm);
             return result;
-        }));
+        });
+        _pending = (next, () => task.GetAwaiter().GetResult());
+    }
+
+    /// <summary>Queues the all-gathers of <paramref name="weights"/> on the side stream (see <see cref="Prefetch"/>
+    /// for the ordering) and returns what installs them: the compute stream's wait for the gather's event.</summary>
+    private Func<(Tensor Packed, Tensor Codes)[]> StartSideStreamGather(NcclCommunicator nccl, ShardedNf4Weight[] weights)
+    {
+        var (stream, computeReady, gathered) = _side ?? throw new InvalidOperationException("the side stream was not created");
+        var device = nccl.Device;
+        var buffers = new List<(Tensor PackedFull, Tensor CodesFull)>();
+        try
+        {
+            // 1. Receive buffers from the caching allocator, on the compute stream, then the side stream waits for
+            //    everything queued there so far (kernels still reading a reused block included).
+            foreach (var w in weights) buffers.Add(w.AllocateGathered(nccl.Size));
+            computeReady.Record(CudaStream.LegacyDefault);
+            CudaStream.Wait(device, stream.Handle, computeReady);
+            // 2. The all-gathers on the side stream, then the event the compute stream will wait for.
+            for (var i = 0; i < weights.Length; i++) weights[i].GatherOnStream(nccl, buffers[i], stream.Handle);
+            gathered.Record(stream.Handle);
+        }
+        catch
+        {
+            // Whatever was queued must finish before the buffers can be reused by the compute stream.
+            try
+            {
+                gathered.Record(stream.Handle);
+                CudaStream.Wait(device, CudaStream.LegacyDefault, gathered);
+            }
+            catch (SlothSharp.Interop.SlothException)
+            {
+                // the device is in error already; the original exception says why
+            }
+            foreach (var (p, c) in buffers)
+            {
+                p.Dispose();
+                c.Dispose();
+            }
+            throw;
+        }
+        return () =>
+        {
+            // 3. The compute stream waits for the gather (the host does not); the buffers are freed only after this,
+            //    by the layer's release on the compute stream, so their reuse is ordered after the gather.
+            CudaStream.Wait(device, CudaStream.LegacyDefault, gathered);
+            var result = new (Tensor Packed, Tensor Codes)[weights.Length];
+            for (var i = 0; i < weights.Length; i++) result[i] = weights[i].Trim(buffers[i]);
+            return result;
+        };
     }
 
     /// <summary>Every layer gathered (for state_dict, merging, saving) until the result is disposed.</summary>
@@ -310,6 +391,13 @@ public sealed class ShardedLlama : IDisposable
         _disposed = true;
         foreach (var layer in Model.Model.Layers) layer.AroundCompute = null;
         foreach (var l in _layers) l.Dispose();
+        if (_side is var (stream, computeReady, gathered))
+        {
+            _side = null;
+            gathered.Dispose();
+            computeReady.Dispose();
+            stream.Dispose();
+        }
     }
 
     private Layer Check(int layer)

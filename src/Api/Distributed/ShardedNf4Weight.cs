@@ -132,6 +132,34 @@ internal sealed class ShardedNf4Weight : IDisposable
         return (packed, codes);
     }
 
+    /// <summary>Uninitialized full-size receive buffers for <see cref="GatherOnStream"/> (allocated by the caller's
+    /// thread on the compute stream, outside any dispose scope).</summary>
+    public (Tensor PackedFull, Tensor CodesFull) AllocateGathered(int ranks)
+    {
+        var device = _packedShard.device;
+        return (empty(_layout.ShardPackedLength * ranks, ScalarType.Byte, device).DetachFromDisposeScope(),
+                empty(_layout.BlocksPerRank * ranks, ScalarType.Byte, device).DetachFromDisposeScope());
+    }
+
+    /// <summary>All-gathers the shards into <paramref name="buffers"/> (from <see cref="AllocateGathered"/>) on
+    /// <paramref name="stream"/> (a collective; the caller orders the stream against the compute stream).</summary>
+    public void GatherOnStream(NcclCommunicator comm, (Tensor PackedFull, Tensor CodesFull) buffers, nint stream)
+    {
+        comm.AllGatherInto(_packedShard, buffers.PackedFull, stream);
+        comm.AllGatherInto(_codesShard, buffers.CodesFull, stream);
+    }
+
+    /// <summary>The weight's full tensors out of gathered buffers (views without the padding, for
+    /// <see cref="Install"/>); disposes the buffers' handles.</summary>
+    public (Tensor Packed, Tensor Codes) Trim((Tensor PackedFull, Tensor CodesFull) buffers)
+    {
+        using var noGrad = no_grad();
+        using (buffers.PackedFull)
+        using (buffers.CodesFull)
+            return (buffers.PackedFull.narrow(0, 0, _layout.PackedLength).DetachFromDisposeScope(),
+                    buffers.CodesFull.narrow(0, 0, _layout.Blocks).DetachFromDisposeScope());
+    }
+
     /// <summary>Points every view of the weight at <paramref name="packed"/> / <paramref name="codes"/> (from
     /// <see cref="GatherTensors"/>) and disposes those handles (the views keep the memory).</summary>
     public void Install(Tensor packed, Tensor codes)

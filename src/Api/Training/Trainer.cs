@@ -26,6 +26,11 @@ namespace SlothSharp.Training;
 /// writes checkpoints and the adapter; a stop request is agreed on by all ranks (they stop after the same step). The
 /// model may be a <see cref="ShardedLlama"/>'s (each forward is then a sequence of collectives: BatchSize must be
 /// ≥ the number of ranks). LoRA dropout draws different masks than the 1-rank run (each rank sees other rows).</para>
+/// <para>With <see cref="TrainerOptions.ShardOptimizer"/> (the default with more than one rank) the gradients stay
+/// local and <see cref="ShardedAdamW"/> reduce-scatters them, clips, updates each rank's 1/N of the adapters and
+/// all-gathers them; a checkpoint then gathers the moments from every rank (all ranks call the save, rank 0 writes
+/// the same optimizer file as the unsharded optimizer), and a resume takes each rank's part of that file, whatever
+/// the rank count or optimizer it was written with.</para>
 /// </summary>
 public sealed class Trainer : IDisposable
 {
@@ -33,7 +38,9 @@ public sealed class Trainer : IDisposable
     private readonly TrainingData _data;
     private readonly DataOrder _order;
     private readonly List<KeyValuePair<string, Parameter>> _params;
-    private readonly FusedAdamW _optimizer;
+    private readonly FusedAdamW? _optimizer;
+    private readonly ShardedAdamW? _sharded;
+    private readonly InProcessCommunicator? _ownComm;  // the one-rank group of a sharded optimizer without a communicator
     private readonly List<double> _losses = [];
     private readonly List<double> _lrs = [];
     private readonly ICommunicator? _comm;
@@ -89,8 +96,20 @@ public sealed class Trainer : IDisposable
         _order = new DataOrder(data.Rows.Count, options.Seed, options.Shuffle);
         var rowsPerStep = (long)options.BatchSize * options.GradientAccumulation;
         TotalSteps = options.MaxSteps ?? (int)Math.Max(1, Math.Ceiling(options.Epochs * data.Rows.Count / rowsPerStep));
-        _optimizer = new FusedAdamW(_params.Select(p => p.Value), options.LearningRate, options.Beta1, options.Beta2, options.Epsilon, options.WeightDecay);
+        if (options.ShardOptimizer ?? (options.OffloadOptimizerState || communicator is { Size: > 1 }))
+        {
+            var comm = communicator ?? (_ownComm = InProcessCommunicator.CreateGroup(1)[0]);
+            _sharded = new ShardedAdamW(_params.Select(p => p.Value), comm, options.Beta1, options.Beta2, options.Epsilon, options.WeightDecay,
+                                        options.OffloadOptimizerState);
+        }
+        else
+        {
+            _optimizer = new FusedAdamW(_params.Select(p => p.Value), options.LearningRate, options.Beta1, options.Beta2, options.Epsilon, options.WeightDecay);
+        }
     }
+
+    /// <summary>The sharded optimizer of this run (<see cref="TrainerOptions.ShardOptimizer"/>), or null.</summary>
+    public ShardedAdamW? ShardedOptimizer => _sharded;
 
     public TrainerOptions Options { get; }
     public int TotalSteps { get; }
@@ -118,6 +137,7 @@ public sealed class Trainer : IDisposable
         var startStep = Step;
         long sessionTokens = 0;
         string? lastCheckpoint = null;
+        var savedStep = -1;
         var onCuda = _model.Device.type == DeviceType.CUDA;
         var gpu = Math.Max(0, (int)_model.Device.index);
         while (Step < TotalSteps && !StopRequested(cancel))
@@ -135,16 +155,20 @@ public sealed class Trainer : IDisposable
             }
             progress?.Report(new TrainProgress(Step, TotalSteps, loss, _lrs[^1], gradNorm, sessionTokens / Math.Max(1e-9, elapsed.TotalSeconds),
                 TimeSpan.FromSeconds(elapsed.TotalSeconds / done * (TotalSteps - Step)), used, total));
-            if (IsWriter && Options.OutputDirectory is not null && Options.SaveEvery > 0 && Step % Options.SaveEvery == 0 && Step < TotalSteps)
-                lastCheckpoint = SaveCheckpoint();
+            // The same decision on every rank (a sharded optimizer's save is a collective).
+            if (Options.OutputDirectory is not null && Options.SaveEvery > 0 && Step % Options.SaveEvery == 0 && Step < TotalSteps && (IsWriter || _sharded is not null))
+            {
+                lastCheckpoint = SaveCheckpointCore();
+                savedStep = Step;
+            }
         }
         var interrupted = Step < TotalSteps;
         string? adapterDir = null;
-        if (Options.OutputDirectory is { } outDir && IsWriter)
+        if (Options.OutputDirectory is { } outDir && (IsWriter || _sharded is not null))
         {
             // Always leave a checkpoint of where training stopped (interrupted or finished): nothing is lost.
-            if (lastCheckpoint is null || !lastCheckpoint.EndsWith(CheckpointName(Step), StringComparison.Ordinal)) lastCheckpoint = SaveCheckpoint();
-            if (!interrupted)
+            if (savedStep != Step) lastCheckpoint = SaveCheckpointCore();
+            if (!interrupted && IsWriter)
             {
                 PeftAdapter.Save(_model, outDir, Options.BaseModelNameOrPath);
                 adapterDir = outDir;
@@ -177,7 +201,7 @@ public sealed class Trainer : IDisposable
         if (_model.Device.type == DeviceType.CUDA) cuda.manual_seed_all(stepSeed);
 
         var lr = o.LearningRateAt(Step, TotalSteps);
-        _optimizer.LearningRate = lr;
+        if (_optimizer is not null) _optimizer.LearningRate = lr;
 
         var micro = new List<int[]>();
         for (var m = 0; m < o.GradientAccumulation; m++)
@@ -185,7 +209,8 @@ public sealed class Trainer : IDisposable
         // One normalizer for the whole step: the targets of all micro-batches (each row of n tokens has n−1).
         double targets = micro.Sum(rows => rows.Sum(r => (long)_data.Rows[r].Length - 1));
 
-        _optimizer.zero_grad();
+        if (_optimizer is not null) _optimizer.zero_grad();
+        else ZeroGradients();
         var lossOptions = new CrossEntropyOptions { Reduction = LossReduction.Mean, Normalizer = targets, ChunkRows = o.LossChunkRows };
         double stepLoss = 0;
         // Tokens of the whole (global) step: every rank counts all ranks' rows.
@@ -206,16 +231,25 @@ public sealed class Trainer : IDisposable
             loss.backward();
             stepLoss += loss.to(ScalarType.Float64).item<double>();
         }
-        if (_comm is { Size: > 1 }) stepLoss = AllReduceGradientsAndLoss(stepLoss);
         double gradNorm;
-        using (var scope = NewDisposeScope())
+        if (_sharded is not null)
         {
-            var parameters = _params.Select(p => p.Value).ToList();
-            gradNorm = o.MaxGradNorm is > 0
-                ? nn.utils.clip_grad_norm_(parameters, o.MaxGradNorm.Value)
-                : GlobalNorm(parameters);
+            // Local gradients: the sharded optimizer reduce-scatters, clips by the global norm and steps.
+            if (_comm is { Size: > 1 }) stepLoss = AllReduceLoss(stepLoss);
+            gradNorm = _sharded.Step(lr, o.MaxGradNorm);
         }
-        _optimizer.step();
+        else
+        {
+            if (_comm is { Size: > 1 }) stepLoss = AllReduceGradientsAndLoss(stepLoss);
+            using (var scope = NewDisposeScope())
+            {
+                var parameters = _params.Select(p => p.Value).ToList();
+                gradNorm = o.MaxGradNorm is > 0
+                    ? nn.utils.clip_grad_norm_(parameters, o.MaxGradNorm.Value)
+                    : GlobalNorm(parameters);
+            }
+            _optimizer!.step();
+        }
         _rowsConsumed += (long)o.BatchSize * o.GradientAccumulation;
         _tokens += tokens;
         Step++;
@@ -248,6 +282,24 @@ public sealed class Trainer : IDisposable
         return loss.item<double>();
     }
 
+    private double AllReduceLoss(double localLoss)
+    {
+        using var scope = NewDisposeScope();
+        var loss = tensor(new[] { localLoss }).to(_model.Device);
+        _comm!.AllReduce(loss, ReduceOp.Sum);
+        return loss.item<double>();
+    }
+
+    private void ZeroGradients()
+    {
+        using var noGrad = no_grad();
+        foreach (var (_, p) in _params)
+        {
+            using var g = p.grad;
+            if (g is not null && !g.IsInvalid) g.zero_().Dispose();
+        }
+    }
+
     private static double GlobalNorm(List<Parameter> parameters)
     {
         double sum = 0;
@@ -264,10 +316,43 @@ public sealed class Trainer : IDisposable
     private static string CheckpointName(int step) => $"{TrainingCheckpoint.DirectoryPrefix}{step:D6}";
 
     /// <summary>Writes a checkpoint into OUT/checkpoints/step-NNNNNN (into a temporary directory first, renamed when
-    /// complete) and removes the oldest ones beyond <see cref="TrainerOptions.KeepCheckpoints"/>. Returns its path.</summary>
+    /// complete) and removes the oldest ones beyond <see cref="TrainerOptions.KeepCheckpoints"/>. Returns its path.
+    /// With a sharded optimizer over several ranks this is a collective (the moments are gathered from every rank):
+    /// call <see cref="SaveCheckpointOnAllRanks"/> on every rank instead.</summary>
     public string SaveCheckpoint()
     {
         if (!IsWriter) throw new InvalidOperationException($"rank {_comm!.Rank} does not write checkpoints: rank 0 does");
+        if (_sharded is not null && _comm is { Size: > 1 })
+            throw new InvalidOperationException("the optimizer is sharded over the ranks: saving gathers its state from all of them; call SaveCheckpointOnAllRanks on every rank");
+        return SaveCheckpointCore()!;
+    }
+
+    /// <summary>Every rank calls it (a collective with a sharded optimizer); rank 0 writes the checkpoint and returns
+    /// its path, the other ranks return null.</summary>
+    public string? SaveCheckpointOnAllRanks() => SaveCheckpointCore();
+
+    private string? SaveCheckpointCore()
+    {
+        // Gathered on every rank (a collective), written by rank 0.
+        var gathered = _sharded?.GatherState();
+        try
+        {
+            if (!IsWriter) return null;
+            return WriteCheckpoint(gathered);
+        }
+        finally
+        {
+            if (gathered is not null)
+                foreach (var (m, v) in gathered)
+                {
+                    m.Dispose();
+                    v.Dispose();
+                }
+        }
+    }
+
+    private string WriteCheckpoint(IReadOnlyList<(Tensor ExpAvg, Tensor ExpAvgSq)>? shardedState)
+    {
         var outDir = Options.OutputDirectory ?? throw new InvalidOperationException("TrainerOptions.OutputDirectory is not set: nowhere to write a checkpoint");
         var root = Path.Combine(outDir, "checkpoints");
         Directory.CreateDirectory(root);
@@ -276,7 +361,7 @@ public sealed class Trainer : IDisposable
         {
             var tmp = staging.Path;
             PeftAdapter.Save(_model, tmp, Options.BaseModelNameOrPath);
-            SaveOptimizer(Path.Combine(tmp, TrainingCheckpoint.OptimizerFile));
+            SaveOptimizer(Path.Combine(tmp, TrainingCheckpoint.OptimizerFile), shardedState);
             File.WriteAllText(Path.Combine(tmp, TrainingCheckpoint.StateFile), TrainingCheckpoint.Serialize(new TrainingCheckpoint.State(
                 Step, TotalSteps, _rowsConsumed, _tokens, _losses, _lrs, Options, _data.Fingerprint, _data.Rows.Count, _model.SourceDirectory)));
             if (Directory.Exists(final)) Directory.Delete(final, recursive: true);
@@ -288,23 +373,25 @@ public sealed class Trainer : IDisposable
         return final;
     }
 
-    private List<FusedAdamW.State> OptimizerStates()
+    /// <summary>Per adapter tensor, in order: its AdamW moments (views or gathered copies) and the step count.</summary>
+    private (List<(Tensor ExpAvg, Tensor ExpAvgSq)> Moments, long Step) OptimizerStates(IReadOnlyList<(Tensor ExpAvg, Tensor ExpAvgSq)>? shardedState)
     {
-        var states = _optimizer.States.ToList();
+        var states = shardedState?.ToList() ?? _optimizer!.States.Select(s => (s.ExpAvg, s.ExpAvgSq)).ToList();
         if (states.Count != _params.Count) throw new InvalidOperationException($"AdamW holds {states.Count} states for {_params.Count} adapter tensors");
-        return states;
+        return (states, _sharded?.StepCount ?? _optimizer!.StepCount);
     }
 
-    private void SaveOptimizer(string path)
+    private void SaveOptimizer(string path, IReadOnlyList<(Tensor ExpAvg, Tensor ExpAvgSq)>? shardedState)
     {
         using var scope = NewDisposeScope();
         var tensors = new List<KeyValuePair<string, Tensor>>();
-        foreach (var ((name, _), s) in _params.Zip(OptimizerStates()))
+        var (moments, step) = OptimizerStates(shardedState);
+        foreach (var ((name, _), s) in _params.Zip(moments))
         {
             var key = PeftAdapter.KeyPrefix + name;
             tensors.Add(new(key + ".exp_avg", s.ExpAvg.detach().cpu()));
             tensors.Add(new(key + ".exp_avg_sq", s.ExpAvgSq.detach().cpu()));
-            tensors.Add(new(key + ".step", tensor(new[] { s.Step })));
+            tensors.Add(new(key + ".step", tensor(new[] { step })));
         }
         SafetensorsWriter.Save(path, tensors);
     }
@@ -327,22 +414,39 @@ public sealed class Trainer : IDisposable
         PeftAdapter.Load(_model, ckpt);
         var optPath = Path.Combine(ckpt, TrainingCheckpoint.OptimizerFile);
         if (!File.Exists(optPath)) throw new FileNotFoundException($"{optPath}: missing (the optimizer state)", optPath);
+        using (var scope = NewDisposeScope())
         using (var reader = new SafetensorsReader(optPath))
         using (no_grad())
         {
-            foreach (var ((name, p), s) in _params.Zip(OptimizerStates()))
+            // The checkpoint's full per-tensor moments (the same file whether it was written sharded or not).
+            var loaded = new List<(Tensor ExpAvg, Tensor ExpAvgSq)>();
+            long stepCount = 0;
+            foreach (var (name, p) in _params)
             {
                 var key = PeftAdapter.KeyPrefix + name;
-                foreach (var (suffix, target) in new[] { (".exp_avg", s.ExpAvg), (".exp_avg_sq", s.ExpAvgSq) })
+                Tensor ReadMoment(string suffix)
                 {
                     if (!reader.Entries.TryGetValue(key + suffix, out var e)) throw new InvalidDataException($"{optPath}: tensor '{key + suffix}' is missing");
                     if (!e.Shape.SequenceEqual(p.shape)) throw new InvalidDataException($"{optPath}: tensor '{key + suffix}' has shape [{string.Join(", ", e.Shape)}], expected [{string.Join(", ", p.shape)}]");
-                    using var t = reader.Read(key + suffix);
-                    target.copy_(t);
+                    return reader.Read(key + suffix);
                 }
+                loaded.Add((ReadMoment(".exp_avg"), ReadMoment(".exp_avg_sq")));
                 if (!reader.Entries.ContainsKey(key + ".step")) throw new InvalidDataException($"{optPath}: tensor '{key}.step' is missing");
                 using var step = reader.Read(key + ".step");
-                s.Step = step.to(ScalarType.Int64).flatten()[0].item<long>();  // one count shared by all tensors
+                stepCount = step.to(ScalarType.Int64).flatten()[0].item<long>();  // one count shared by all tensors
+            }
+            if (_sharded is not null)
+            {
+                _sharded.LoadState(loaded, stepCount);
+            }
+            else
+            {
+                foreach (var (s, (m, v)) in _optimizer!.States.Zip(loaded))
+                {
+                    s.ExpAvg.copy_(m);
+                    s.ExpAvgSq.copy_(v);
+                }
+                _optimizer.StepCount = stepCount;
             }
         }
         Step = state.Step;
@@ -357,7 +461,9 @@ public sealed class Trainer : IDisposable
     /// <summary>Frees the optimizer state and puts the process's deterministic-mode setting back as it was.</summary>
     public void Dispose()
     {
-        _optimizer.Dispose();
+        _optimizer?.Dispose();
+        _sharded?.Dispose();
+        _ownComm?.Dispose();
         if (_previousDeterminism is { } previous) Determinism.Restore(previous);
         _previousDeterminism = null;
     }

@@ -83,6 +83,18 @@ public sealed record TrainerOptions
     /// <summary>Checkpoints kept in checkpoints/ (the newest ones).</summary>
     public int KeepCheckpoints { get; init; } = 2;
 
+    /// <summary>Data-parallel runs: shard AdamW's state over the ranks (<see cref="Distributed.ShardedAdamW"/>, ZeRO-2
+    /// style: the local gradients are reduce-scattered, each rank clips and updates its 1/N of the adapters' flat vector
+    /// and keeps only that part's moments, then the updated adapters are all-gathered). Null: on when the communicator
+    /// has more than one rank. True with one rank (or with no communicator: a rank of one) runs the same code on one
+    /// chunk. Not saved in a checkpoint: a checkpoint's optimizer file has the same layout either way, so a run may be
+    /// resumed with another rank count or another setting.</summary>
+    public bool? ShardOptimizer { get; init; }
+
+    /// <summary>With the sharded optimizer: keep this rank's AdamW moments in host memory (the update of its chunk
+    /// runs on the CPU; the chunk's gradient and parameters travel there and back each step).</summary>
+    public bool OffloadOptimizerState { get; init; }
+
     /// <summary>Written as base_model_name_or_path into adapter_config.json; null: the model's source directory.</summary>
     public string? BaseModelNameOrPath { get; init; }
 
@@ -107,6 +119,8 @@ public sealed record TrainerOptions
         if (SaveEvery < 0) throw new ArgumentOutOfRangeException(nameof(SaveEvery), SaveEvery, "must be >= 0");
         if (KeepCheckpoints < 1) throw new ArgumentOutOfRangeException(nameof(KeepCheckpoints), KeepCheckpoints, "must be >= 1");
         if (LossChunkRows is { } c) Positive(c, nameof(LossChunkRows));
+        if (OffloadOptimizerState && ShardOptimizer == false)
+            throw new ArgumentException("OffloadOptimizerState needs the sharded optimizer (ShardOptimizer true or null)", nameof(OffloadOptimizerState));
     }
 
     /// <summary>Learning rate of 0-based optimizer step <paramref name="step"/> of <paramref name="totalSteps"/>

@@ -549,4 +549,106 @@ public static unsafe partial class Native
         EnsureLoaded();
         return sloth_nccl_comm_info(comm, rank, nranks, device);
     }
+
+    [LibraryImport(LibraryName, EntryPoint = "sloth_cuda_stream_create")]
+    private static partial SlothStatus sloth_cuda_stream_create(int device, nint stream);
+
+    /// <summary><c>sloth_cuda_stream_create</c>; throws the typed exception for a non-OK status.</summary>
+    internal static void CudaStreamCreate(int device, nint stream)
+    {
+        EnsureLoaded();
+        Check(sloth_cuda_stream_create(device, stream));
+    }
+
+    /// <summary><c>sloth_cuda_stream_create</c>, returning its status (the thread's message: <see cref="LastErrorMessage"/>).</summary>
+    internal static SlothStatus TryCudaStreamCreate(int device, nint stream)
+    {
+        EnsureLoaded();
+        return sloth_cuda_stream_create(device, stream);
+    }
+
+    [LibraryImport(LibraryName, EntryPoint = "sloth_cuda_stream_destroy")]
+    private static partial SlothStatus sloth_cuda_stream_destroy(int device, nint stream);
+
+    /// <summary><c>sloth_cuda_stream_destroy</c>; throws the typed exception for a non-OK status.</summary>
+    internal static void CudaStreamDestroy(int device, nint stream)
+    {
+        EnsureLoaded();
+        Check(sloth_cuda_stream_destroy(device, stream));
+    }
+
+    /// <summary><c>sloth_cuda_stream_destroy</c>, returning its status (the thread's message: <see cref="LastErrorMessage"/>).</summary>
+    internal static SlothStatus TryCudaStreamDestroy(int device, nint stream)
+    {
+        EnsureLoaded();
+        return sloth_cuda_stream_destroy(device, stream);
+    }
+
+    [LibraryImport(LibraryName, EntryPoint = "sloth_cuda_event_create")]
+    private static partial SlothStatus sloth_cuda_event_create(int device, nint @event);
+
+    /// <summary><c>sloth_cuda_event_create</c>; throws the typed exception for a non-OK status.</summary>
+    internal static void CudaEventCreate(int device, nint @event)
+    {
+        EnsureLoaded();
+        Check(sloth_cuda_event_create(device, @event));
+    }
+
+    /// <summary><c>sloth_cuda_event_create</c>, returning its status (the thread's message: <see cref="LastErrorMessage"/>).</summary>
+    internal static SlothStatus TryCudaEventCreate(int device, nint @event)
+    {
+        EnsureLoaded();
+        return sloth_cuda_event_create(device, @event);
+    }
+
+    [LibraryImport(LibraryName, EntryPoint = "sloth_cuda_event_destroy")]
+    private static partial SlothStatus sloth_cuda_event_destroy(int device, nint @event);
+
+    /// <summary><c>sloth_cuda_event_destroy</c>; throws the typed exception for a non-OK status.</summary>
+    internal static void CudaEventDestroy(int device, nint @event)
+    {
+        EnsureLoaded();
+        Check(sloth_cuda_event_destroy(device, @event));
+    }
+
+    /// <summary><c>sloth_cuda_event_destroy</c>, returning its status (the thread's message: <see cref="LastErrorMessage"/>).</summary>
+    internal static SlothStatus TryCudaEventDestroy(int device, nint @event)
+    {
+        EnsureLoaded();
+        return sloth_cuda_event_destroy(device, @event);
+    }
+
+    [LibraryImport(LibraryName, EntryPoint = "sloth_cuda_event_record")]
+    private static partial SlothStatus sloth_cuda_event_record(int device, nint @event, nint stream);
+
+    /// <summary><c>sloth_cuda_event_record</c>; throws the typed exception for a non-OK status.</summary>
+    internal static void CudaEventRecord(int device, nint @event, nint stream)
+    {
+        EnsureLoaded();
+        Check(sloth_cuda_event_record(device, @event, stream));
+    }
+
+    /// <summary><c>sloth_cuda_event_record</c>, returning its status (the thread's message: <see cref="LastErrorMessage"/>).</summary>
+    internal static SlothStatus TryCudaEventRecord(int device, nint @event, nint stream)
+    {
+        EnsureLoaded();
+        return sloth_cuda_event_record(device, @event, stream);
+    }
+
+    [LibraryImport(LibraryName, EntryPoint = "sloth_cuda_stream_wait_event")]
+    private static partial SlothStatus sloth_cuda_stream_wait_event(int device, nint stream, nint @event);
+
+    /// <summary><c>sloth_cuda_stream_wait_event</c>; throws the typed exception for a non-OK status.</summary>
+    internal static void CudaStreamWaitEvent(int device, nint stream, nint @event)
+    {
+        EnsureLoaded();
+        Check(sloth_cuda_stream_wait_event(device, stream, @event));
+    }
+
+    /// <summary><c>sloth_cuda_stream_wait_event</c>, returning its status (the thread's message: <see cref="LastErrorMessage"/>).</summary>
+    internal static SlothStatus TryCudaStreamWaitEvent(int device, nint stream, nint @event)
+    {
+        EnsureLoaded();
+        return sloth_cuda_stream_wait_event(device, stream, @event);
+    }
 }
