@@ -154,7 +154,7 @@ internal static class LossSuite
 /// values; per (shape, variant) one child measures transient memory (cudaMemGetInfo delta, as the loss suite).
 /// Gradients are set to null before each step (as the Python anchors do), so a function's own dX/dW become .grad.
 /// Environment: SLOTH_CE_SHAPES (comma list), SLOTH_CE_VARIANTS (comma list: naive, fused, fused-r{rows}[-fp32dw],
-/// fused-b{MiB}, -unit, -handoff), SLOTH_CE_ITERS (default 10), SLOTH_CE_MEMORY_VARIANTS (which of those get a memory
+/// fused-b{MiB}, -t{threads}, -nounit, -nohandoff, -profile), SLOTH_CE_ITERS (default 10), SLOTH_CE_MEMORY_VARIANTS (which of those get a memory
 /// child; default <see cref="DefaultMemoryVariants"/>), SLOTH_CE_MEMORY=0 to skip the memory children.
 /// Data: the NOTES.md recipe, all labels valid. Writes ce-sweep.md and ce-sweep.json.
 /// </summary>
@@ -163,9 +163,10 @@ internal static class CeSweep
     public static readonly string[] DefaultShapes = ["16384x4096x128256", "8192x2304x256000"];
     /// <summary>Phase 2 (round 3): the new default (unit-upstream skip and dW hand-off on, 448 MiB bf16 chunks: 1664
     /// rows × 10 chunks at 16384 × 128256, 896 rows at 8192 × 256000), the same with each default turned off, its
-    /// chunk-size neighbours, and the profile (each piece synchronized and timed: slower, for the breakdown only).</summary>
+    /// chunk-size neighbours, the CE kernel with 256 (phase 1's count) and 512 threads per row instead of 1024, and the
+    /// profile (each piece synchronized and timed: slower, for the breakdown only).</summary>
     public static readonly string[] DefaultVariants =
-        ["naive", "fused", "fused-profile", "fused-nohandoff", "fused-nounit", "fused-r1024", "fused-r1536", "fused-r2048"];
+        ["naive", "fused", "fused-profile", "fused-t256", "fused-t512", "fused-nohandoff", "fused-nounit", "fused-r1024", "fused-r1536", "fused-r2048"];
 
     // NaN (a failed variant) must survive the round trip through the child's output.
     private static readonly JsonSerializerOptions Json = new()

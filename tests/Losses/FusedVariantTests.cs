@@ -232,4 +232,57 @@ public class FusedVariantTests(string deviceName) : DeviceFixture(deviceName)
         foreach (var (n, v) in new[] { (16384L, 128256L), (8192L, 256000L), (4096L, 128256L), (12345L, 151936L) })
             Assert.That(o.FusedRowsPerChunk(n, v, 2) * v * 2, Is.LessThanOrEqualTo(ChunkOptions.FusedDefaultChunkBytes), $"{n}x{v} fits the budget");
     }
+
+    /// <summary>The CE kernel with 256, 512 and 1024 threads per row (0 = the library's choice: 1024 at this vocabulary)
+    /// against the CPU twin on the same bf16 logits: online max/sum-exp, the reverse pass 2, the vector path with and
+    /// without a scalar tail (a padded row stride), targets in the first column and in the tail, ignored rows, label
+    /// smoothing, softcap, z-loss and a logit scale. On the CPU the count is validated and ignored.</summary>
+    [Test]
+    public void KernelThreadCountsAgreeWithTheCpuTwin([Values(0, 256, 512, 1024)] int threads, [Values(40000, 40003)] int vocab)
+    {
+        var before = FusedCrossEntropyTuning.KernelThreadsPerRow;
+        try
+        {
+            FusedCrossEntropyTuning.KernelThreadsPerRow = threads;
+            using var scope = NewDisposeScope();
+            const int rows = 7;
+            var gen = new Generator(77);
+            var wide = (randn([rows, 40008], generator: gen) * 3).to(ScalarType.BFloat16);
+            var labels = tensor(new long[] { 0, vocab - 1, 123, -100, vocab / 2, 39999, 7 });
+            var o = new CrossEntropyOptions { LabelSmoothing = 0.1, Softcap = 30, ZLoss = 1e-4, LogitScale = 0.7 };
+            var scale = tensor(new float[] { 1, 0.5f, 2, 1, 1, 0.25f, 3 });
+            (Tensor loss, Tensor lse, Tensor grad) Run(Device d)
+            {
+                var logits = wide.clone().to(d).narrow(1, 0, vocab);  // a copy (the kernel writes in place); row stride 40008: vectorized with a 3-element tail at 40003
+                var (loss, lse) = (empty(rows, ScalarType.Float32, d), empty(rows, ScalarType.Float32, d));
+                CrossEntropyChunk.Compute(logits, labels.to(d), o, scale.to(d), 1f, true, loss, lse);
+                return (loss.cpu(), lse.cpu(), logits.to(ScalarType.Float32).cpu());
+            }
+            var (gl, gs, gg) = Run(Dev);
+            var (cl, cs, cg) = Run(CPU);
+            TestEnv.AssertClose(gl, cl, 1e-5, $"loss, {threads} threads, V = {vocab}");
+            TestEnv.AssertClose(gs, cs, 1e-5, $"lse, {threads} threads, V = {vocab}");
+            TestEnv.AssertClose(gg, cg, 1e-2, $"gradient, {threads} threads, V = {vocab}");
+            // Element-wise: at most about one bf16 rounding apart (the target's p - 1 included).
+            var off = ((gg - cg).abs() - (cg.abs() * 1e-2 + 1e-6)).max().item<float>();
+            Assert.That(off, Is.LessThanOrEqualTo(0f), $"element-wise gradient difference, {threads} threads, V = {vocab}");
+        }
+        finally { FusedCrossEntropyTuning.KernelThreadsPerRow = before; }
+    }
+
+    [Test]
+    public void KernelThreadCountIsValidated()
+    {
+        var before = FusedCrossEntropyTuning.KernelThreadsPerRow;
+        try
+        {
+            FusedCrossEntropyTuning.KernelThreadsPerRow = 300;
+            using var scope = NewDisposeScope();
+            var logits = randn([2, 16], device: Dev);
+            Assert.Throws<SlothSharp.Interop.SlothInvalidArgumentException>(() => CrossEntropyChunk.Compute(logits,
+                tensor(new long[] { 1, 2 }, device: Dev), new CrossEntropyOptions(), null, 1f, true,
+                empty(2, device: Dev), empty(2, device: Dev)));
+        }
+        finally { FusedCrossEntropyTuning.KernelThreadsPerRow = before; }
+    }
 }

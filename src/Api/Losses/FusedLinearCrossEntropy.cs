@@ -66,6 +66,10 @@ internal static class FusedCrossEntropyTuning
     public static bool HandWeightGradToLeaf { get; set; } =
         Environment.GetEnvironmentVariable("SLOTHSHARP_CE_HAND_OFF_DW") != "0";
 
+    /// <summary>CUDA threads per row of the CE kernel: 0 = the library's choice (1024 from V = 32768 on), or 256, 512,
+    /// 1024 (the benchmark compares them; see sloth_cross_entropy_chunk_tuned).</summary>
+    public static int KernelThreadsPerRow { get; set; }
+
     /// <summary>How many backwards handed dW to W.grad (tests check that the hand-off happens).</summary>
     public static long HandOffs => Interlocked.Read(ref _handOffs);
     internal static long _handOffs;
