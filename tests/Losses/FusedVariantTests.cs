@@ -237,7 +237,7 @@ public class FusedVariantTests(string deviceName) : DeviceFixture(deviceName)
     /// against the CPU twin on the same bf16 logits: online max/sum-exp, the reverse pass 2, the vector path with and
     /// without a scalar tail (a padded row stride), targets in the first column and in the tail, ignored rows, label
     /// smoothing, softcap, z-loss and a logit scale. On the CPU the count is validated and ignored.</summary>
-    [Test]
+    [Test, Category("Sanitize")]
     public void KernelThreadCountsAgreeWithTheCpuTwin([Values(0, 256, 512, 1024)] int threads, [Values(40000, 40003)] int vocab)
     {
         var before = FusedCrossEntropyTuning.KernelThreadsPerRow;
