@@ -188,6 +188,30 @@ public class FusedVariantTests(string deviceName) : DeviceFixture(deviceName)
         TestEnv.AssertClose(w.grad!, ew!, tol, "dW through a non-leaf W");
     }
 
+    /// <summary>Reduction.None (TokenLogProbs, GRPO) computes dW in backward; the same hand-off applies there, with a
+    /// per-row upstream gradient, and the second backward accumulates through the engine.</summary>
+    [Test]
+    public void HandOffInTheRecomputingBackward([Values(ScalarType.Float32, ScalarType.BFloat16)] ScalarType dtype)
+    {
+        using var scope = NewDisposeScope();
+        var o = new CrossEntropyOptions { ChunkRows = 8, Reduction = LossReduction.None };
+        var (x, w, b, y) = LossReference.Problem([36], 16, 45, dtype, Dev, 47);
+        var upstream = randn([36], generator: new Generator(48)).to(Dev);
+        LossReference.CrossEntropy(x, w, b, y, o).backward([upstream]);
+        var (ex, ew) = (LossReference.Grad(x), LossReference.Grad(w));
+        x.grad = null;
+        w.grad = null;
+        b.grad = null;
+        var tol = dtype == ScalarType.BFloat16 ? 2e-2 : 1e-5;
+        var before = FusedCrossEntropyTuning.HandOffs;
+        FusedLinearCrossEntropy.Apply(x, w, b, y, o).backward([upstream]);
+        Assert.That(FusedCrossEntropyTuning.HandOffs - before, Is.EqualTo(1), "dW handed to W.grad");
+        TestEnv.AssertClose(x.grad!, ex!, tol, "dX");
+        TestEnv.AssertClose(w.grad!, ew!, tol, "dW (handed off)");
+        FusedLinearCrossEntropy.Apply(x, w, b, y, o).backward([upstream]);
+        TestEnv.AssertClose(w.grad!, ew! * 2, tol, "dW accumulated");
+    }
+
     /// <summary>Tied weights: W is also used by another op of the graph. The hand-off sets W.grad before the engine
     /// accumulates the other use's gradient into it, so the sum is the same as without the hand-off.</summary>
     [Test]

@@ -196,6 +196,9 @@ internal sealed class FusedLinearCrossEntropyFunction : SlothFunction<FusedLinea
         Run(xv, w, b, rows.Select(y), plan, rows.Select(g32).contiguous(), 1.0f, grads);
         var (dxv, dw, db) = grads.Finish(w);
         var dx = dxv is null ? null : rows.Scatter(dxv, x);
+        // None (TokenLogProbs, GRPO): dW is made here, and the same hand-off saves the engine's copy of it.
+        if (dw is not null && HandToLeaf(w, plan.Options, dw))
+            return [dx?.MoveToOuterDisposeScope(), null, db?.MoveToOuterDisposeScope(), null];
         return [dx?.MoveToOuterDisposeScope(), dw?.MoveToOuterDisposeScope(), db?.MoveToOuterDisposeScope(), null];
     }
 
@@ -208,7 +211,14 @@ internal sealed class FusedLinearCrossEntropyFunction : SlothFunction<FusedLinea
     {
         if (!o.WeightGradToLeaf || !FusedCrossEntropyTuning.HandWeightGradToLeaf) return false;
         using var saved = SavedTensors.Of(ctx);
-        if (saved.Count != 1 || saved[0] is not { } w || !w.is_leaf || !w.requires_grad) return false;
+        return saved.Count == 1 && HandToLeaf(saved[0], o, dw);
+    }
+
+    /// <summary>The hand-off to <paramref name="w"/> (the leaf as saved for backward) under the same conditions.</summary>
+    private static bool HandToLeaf(Tensor? w, CrossEntropyOptions o, Tensor dw)
+    {
+        if (!o.WeightGradToLeaf || !FusedCrossEntropyTuning.HandWeightGradToLeaf) return false;
+        if (w is null || !w.is_leaf || !w.requires_grad) return false;
         using (var existing = w.grad) if (existing is not null) return false;
         if (!w.shape.SequenceEqual(dw.shape) || w.dtype != dw.dtype || w.device_type != dw.device_type
             || w.device_index != dw.device_index) return false;
