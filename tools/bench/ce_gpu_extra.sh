@@ -5,9 +5,10 @@
 #   1. the ce-sweep suite: new default, its switches turned off, chunk neighbours, 256/512-thread kernels, profile,
 #      memory children (ce/ce-sweep.md, .json, .log),
 #   2. the loss tests on the GPU (FusedVariantTests, LossTests, ChunkLossTests, GRPO, modules, autograd base),
-#      the CE kernel test against the compute_75 PTX build, and compute-sanitizer memcheck/racecheck on the CE kernel,
-#   3. the Python anchors in the same lease: naive PyTorch and Cut Cross-Entropy (no probe unless CE_ANCHOR_ARGS=--probe).
-# CE_EXTRA_SWEEP=0 / CE_EXTRA_TESTS=0 / CE_EXTRA_ANCHORS=0 skip a step; CE_ANCHOR_METHODS (default naive,cce);
+#      and the CE kernel test against the compute_75 PTX build,
+#   3. the Python anchors in the same lease: naive PyTorch and Cut Cross-Entropy (no probe unless CE_ANCHOR_ARGS=--probe),
+#   4. compute-sanitizer memcheck on the CE kernel test (last: a run short of time loses only this).
+# CE_EXTRA_SWEEP=0 / CE_EXTRA_TESTS=0 / CE_EXTRA_ANCHORS=0 / CE_EXTRA_SANITIZE=0 skip a step; CE_ANCHOR_METHODS (default naive,cce);
 # SLOTH_CE_VARIANTS, SLOTH_CE_MEMORY_VARIANTS, SLOTH_CE_ITERS pass through to the sweep.
 set -uo pipefail
 root="${OUTDIR:-${1:?usage: ce_gpu_extra.sh OUTDIR}}"
@@ -41,15 +42,6 @@ if [ "${CE_EXTRA_TESTS:-1}" = 1 ]; then
     else
         echo "no compute_75 build at $lib75: skipped"
     fi
-    if command -v compute-sanitizer > /dev/null; then
-        for tool in memcheck racecheck; do
-            timeout 180 compute-sanitizer --tool "$tool" --target-processes all --kernel-name kns=cross_entropy_kernel \
-                --error-exitcode 97 dotnet "$tests" --no-progress \
-                --filter "FullyQualifiedName~KernelThreadCountsAgreeWithTheCpuTwin&TestCategory=Gpu" > "$out/ce-sanitizer-$tool.log" 2>&1 \
-                && echo "compute-sanitizer $tool (CE kernel): clean" || { echo "compute-sanitizer $tool (CE kernel): FAILED (exit $?)"; rc=1; }
-            grep -E "ERROR SUMMARY" "$out/ce-sanitizer-$tool.log" | tail -1
-        done
-    fi
     echo "loss tests: $(( $(date +%s) - start )) s"
 fi
 if [ "${CE_EXTRA_ANCHORS:-1}" = 1 ]; then
@@ -60,6 +52,22 @@ if [ "${CE_EXTRA_ANCHORS:-1}" = 1 ]; then
         --out "$out/ce-anchors" --methods "${CE_ANCHOR_METHODS:-naive,cce}" ${CE_ANCHOR_ARGS:-} 2>&1 \
         | tee "$out/ce-anchors.log" | grep -vE '^\{' || rc=1
     echo "anchors: $(( $(date +%s) - start )) s"
+fi
+if [ "${CE_EXTRA_SANITIZE:-1}" = 1 ] && command -v compute-sanitizer > /dev/null; then
+    # Last, so that a run short of time loses only this: the CE kernel test under memcheck (racecheck with
+    # CE_EXTRA_RACECHECK=1; the block reduction's shared-memory pattern is phase 1's, sized by the thread count).
+    echo "== compute-sanitizer on the CE kernel"
+    start=$(date +%s)
+    tools_="memcheck"; [ "${CE_EXTRA_RACECHECK:-0}" = 1 ] && tools_="memcheck racecheck"
+    for tool in $tools_; do
+        timeout "${CE_SANITIZE_TIMEOUT:-150}" compute-sanitizer --tool "$tool" --target-processes all \
+            --kernel-name kns=cross_entropy_kernel --error-exitcode 97 \
+            dotnet "$SLOTHSHARP_APPS/SlothSharp.Tests/SlothSharp.Tests.dll" --no-progress \
+            --filter "FullyQualifiedName~KernelThreadCountsAgreeWithTheCpuTwin&TestCategory=Gpu" > "$out/ce-sanitizer-$tool.log" 2>&1 \
+            && echo "compute-sanitizer $tool (CE kernel): clean" || { echo "compute-sanitizer $tool (CE kernel): FAILED or timed out (exit $?)"; rc=1; }
+        grep -E "ERROR SUMMARY|total:|failed:" "$out/ce-sanitizer-$tool.log" | tail -3
+    done
+    echo "sanitizer: $(( $(date +%s) - start )) s"
 fi
 echo "ce extra steps: $(( $(date +%s) - t0 )) s, rc $rc"
 tar -czf "$root/ce.tar.gz" -C "$root" ce && echo "packed $root/ce.tar.gz ($(du -h "$root/ce.tar.gz" | cut -f1))"
