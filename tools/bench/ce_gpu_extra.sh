@@ -70,5 +70,11 @@ if [ "${CE_EXTRA_SANITIZE:-1}" = 1 ] && command -v compute-sanitizer > /dev/null
     echo "sanitizer: $(( $(date +%s) - start )) s"
 fi
 echo "ce extra steps: $(( $(date +%s) - t0 )) s, rc $rc"
-tar -czf "$root/ce.tar.gz" -C "$root" ce && echo "packed $root/ce.tar.gz ($(du -h "$root/ce.tar.gz" | cut -f1))"
+# One file back instead of a dozen (a GPU run returns at most 8): the folder goes once packed, unless CE_KEEP_DIR=1.
+if tar -czf "$root/ce.tar.gz" -C "$root" ce; then
+    echo "packed $root/ce.tar.gz ($(du -h "$root/ce.tar.gz" | cut -f1)): $(ls "$out" | tr '\n' ' ')"
+    [ "${CE_KEEP_DIR:-0}" = 1 ] || rm -rf "$out"
+else
+    rc=1
+fi
 exit $rc
