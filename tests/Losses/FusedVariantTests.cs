@@ -9,6 +9,7 @@ namespace SlothSharp.Tests;
 /// ce-sweep suite times these same variants on the GPU, so each one it can pick must be right here first.</summary>
 [TestFixture("cpu")]
 [TestFixture("cuda", Category = "Gpu")]
+[NonParallelizable]  // tests flip FusedCrossEntropyTuning's process-wide switches and count its hand-offs
 public class FusedVariantTests(string deviceName) : DeviceFixture(deviceName)
 {
     private void Compare(long n, long h, long v, ScalarType dtype, CrossEntropyOptions o, double ignoreFraction, double tol, ulong seed = 5)
