@@ -212,6 +212,8 @@ internal static class CeSweep
                 using var doc = JsonDocument.Parse(line[7..]);
                 memory[(shape, v)] = doc.RootElement.GetProperty("TransientBytes").GetInt64();
                 if (m.Split('\n').FirstOrDefault(l => l.StartsWith("HANDOFFS ", StringComparison.Ordinal)) is { } h) handOffs[(shape, v)] = h[9..].Trim();
+                foreach (var l in m.Split('\n').Where(l => l.StartsWith("RESERVED ", StringComparison.Ordinal) || l.StartsWith("HANDOFFS ", StringComparison.Ordinal)))
+                    Console.WriteLine($"memory {shape} {v}: {l.Trim()}");
             }
         }
         var inv = CultureInfo.InvariantCulture;
