@@ -166,7 +166,7 @@ internal static class CeSweep
     /// chunk-size neighbours, the CE kernel with 256 (phase 1's count) and 512 threads per row instead of 1024, and the
     /// profile (each piece synchronized and timed: slower, for the breakdown only).</summary>
     public static readonly string[] DefaultVariants =
-        ["naive", "fused", "fused-profile", "fused-t256", "fused-t512", "fused-nohandoff", "fused-nounit", "fused-r1024", "fused-r1536", "fused-r2048"];
+        ["naive", "fused", "fused-profile", "fused-t256", "fused-t512", "fused-nohandoff", "fused-nounit", "fused-r768", "fused-r1024", "fused-r1536", "fused-r2048"];
 
     // NaN (a failed variant) must survive the round trip through the child's output.
     private static readonly JsonSerializerOptions Json = new()

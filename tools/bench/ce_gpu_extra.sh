@@ -20,7 +20,7 @@ if [ "${CE_EXTRA_SWEEP:-1}" = 1 ]; then
     echo "== ce-sweep"
     start=$(date +%s)
     dotnet "$SLOTHSHARP_APPS/SlothSharp.Bench/SlothSharp.Bench.dll" --suite ce-sweep --results "$out" > "$out/ce-sweep.log" 2>&1 || rc=1
-    grep -E "^\| |^## |^ce-sweep" "$out/ce-sweep.log" | tail -60
+    grep -E "^\| |^## |^ce-sweep|^memory " "$out/ce-sweep.log" | tail -70
     echo "ce-sweep: $(( $(date +%s) - start )) s"
 fi
 if [ "${CE_EXTRA_TESTS:-1}" = 1 ]; then
