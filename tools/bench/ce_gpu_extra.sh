@@ -7,8 +7,9 @@
 #   2. the loss tests on the GPU (FusedVariantTests, LossTests, ChunkLossTests, GRPO, modules, autograd base),
 #      and the CE kernel test against the compute_75 PTX build,
 #   3. the Python anchors in the same lease: naive PyTorch and Cut Cross-Entropy (no probe unless CE_ANCHOR_ARGS=--probe),
-#   4. compute-sanitizer memcheck on the CE kernel test (last: a run short of time loses only this).
-# CE_EXTRA_SWEEP=0 / CE_EXTRA_TESTS=0 / CE_EXTRA_ANCHORS=0 / CE_EXTRA_SANITIZE=0 skip a step; CE_ANCHOR_METHODS (default naive,cce);
+#   4. with CE_EXTRA_SANITIZE=1: compute-sanitizer memcheck on the CE kernel test (last; up to CE_SANITIZE_TIMEOUT=150 s;
+#      gpu-run's own sanitizer step covers the same test, which is in the Sanitize category).
+# CE_EXTRA_SWEEP=0 / CE_EXTRA_TESTS=0 / CE_EXTRA_ANCHORS=0 skip a step; CE_ANCHOR_METHODS (default naive,cce);
 # SLOTH_CE_VARIANTS, SLOTH_CE_MEMORY_VARIANTS, SLOTH_CE_ITERS pass through to the sweep.
 set -uo pipefail
 root="${OUTDIR:-${1:?usage: ce_gpu_extra.sh OUTDIR}}"
@@ -53,7 +54,7 @@ if [ "${CE_EXTRA_ANCHORS:-1}" = 1 ]; then
         | tee "$out/ce-anchors.log" | grep -vE '^\{' || rc=1
     echo "anchors: $(( $(date +%s) - start )) s"
 fi
-if [ "${CE_EXTRA_SANITIZE:-1}" = 1 ] && command -v compute-sanitizer > /dev/null; then
+if [ "${CE_EXTRA_SANITIZE:-0}" = 1 ] && command -v compute-sanitizer > /dev/null; then
     # Last, so that a run short of time loses only this: the CE kernel test under memcheck (racecheck with
     # CE_EXTRA_RACECHECK=1; the block reduction's shared-memory pattern is phase 1's, sized by the thread count).
     echo "== compute-sanitizer on the CE kernel"
