@@ -4,6 +4,7 @@ using System.Text.Json;
 using BenchmarkDotNet.Attributes;
 using BenchmarkDotNet.Running;
 using SlothSharp.Diagnostics;
+using SlothSharp.Losses;
 
 namespace SlothSharp.Bench;
 
@@ -57,12 +58,17 @@ internal static class LossSuite
         // SLOTH_CLEAR_GRADS=1 (the ce-sweep suite): grads set to null before each step, as the Python anchors measure.
         p.ClearGrads = Environment.GetEnvironmentVariable("SLOTH_CLEAR_GRADS") == "1";
         var (free1, _) = CudaDevice.MemoryInfo();
+        var handOffs = FusedCrossEntropyTuning.HandOffs;
         p.Step(method);
+        CudaDevice.Synchronize();
+        var (freeStep1, _) = CudaDevice.MemoryInfo();
         p.Step(method);
         CudaDevice.Synchronize();
         var (free2, _) = CudaDevice.MemoryInfo();
         var m = new Memory(shape, method, free1 - free2 - p.GradBytes, free0 - free1, p.GradBytes);
         Console.WriteLine("MEMORY " + JsonSerializer.Serialize(m));
+        Console.WriteLine($"HANDOFFS {FusedCrossEntropyTuning.HandOffs - handOffs}/2");
+        Console.WriteLine($"RESERVED after step 1: {(free1 - freeStep1) / 1e9:F3} GB, after step 2: {(free1 - free2) / 1e9:F3} GB, gradients {p.GradBytes / 1e9:F3} GB");
         return 0;
     }
 
@@ -148,16 +154,19 @@ internal static class LossSuite
 /// values; per (shape, variant) one child measures transient memory (cudaMemGetInfo delta, as the loss suite).
 /// Gradients are set to null before each step (as the Python anchors do), so a function's own dX/dW become .grad.
 /// Environment: SLOTH_CE_SHAPES (comma list), SLOTH_CE_VARIANTS (comma list: naive, fused, fused-r{rows}[-fp32dw],
-/// fused-b{MiB}, -unit, -handoff), SLOTH_CE_ITERS (default 10), SLOTH_CE_MEMORY_VARIANTS (which of those get a memory
+/// fused-b{MiB}, -t{threads}, -nounit, -nohandoff, -profile), SLOTH_CE_ITERS (default 10), SLOTH_CE_MEMORY_VARIANTS (which of those get a memory
 /// child; default <see cref="DefaultMemoryVariants"/>), SLOTH_CE_MEMORY=0 to skip the memory children.
 /// Data: the NOTES.md recipe, all labels valid. Writes ce-sweep.md and ce-sweep.json.
 /// </summary>
 internal static class CeSweep
 {
     public static readonly string[] DefaultShapes = ["16384x4096x128256", "8192x2304x256000"];
+    /// <summary>Phase 2 (round 3): the new default (unit-upstream skip and dW hand-off on, 448 MiB bf16 chunks: 1664
+    /// rows × 10 chunks at 16384 × 128256, 896 rows at 8192 × 256000), the same with each default turned off, its
+    /// chunk-size neighbours, the CE kernel with 256 (phase 1's count) and 512 threads per row instead of 1024, and the
+    /// profile (each piece synchronized and timed: slower, for the breakdown only).</summary>
     public static readonly string[] DefaultVariants =
-        ["naive", "fused-r523", "fused", "fused-r768", "fused-r1024", "fused-r1536", "fused-r2048", "fused-r1024-unit",
-         "fused-r1024-handoff", "fused-r768-handoff-unit", "fused-r1536-handoff-unit", "fused-r2048-handoff-unit", "fused-r1024-fp32dw"];
+        ["naive", "fused", "fused-profile", "fused-t256", "fused-t512", "fused-nohandoff", "fused-nounit", "fused-r768", "fused-r1024", "fused-r1536", "fused-r2048"];
 
     // NaN (a failed variant) must survive the round trip through the child's output.
     private static readonly JsonSerializerOptions Json = new()
@@ -166,8 +175,7 @@ internal static class CeSweep
     };
 
     /// <summary>Variants that get a memory child by default (each child is a fresh process: seconds each).</summary>
-    public static readonly string[] DefaultMemoryVariants =
-        ["naive", "fused", "fused-r1024", "fused-r1536", "fused-r768-handoff-unit", "fused-r1536-handoff-unit"];
+    public static readonly string[] DefaultMemoryVariants = ["fused", "fused-nohandoff", "fused-r2048"];
 
     internal sealed record Row(string Shape, string Method, double Ms, double MsMin, double RelDx, double RelDw,
                                double Loss, double LossRelErr, string? Error);
@@ -184,6 +192,8 @@ internal static class CeSweep
         var memoryVariants = List("SLOTH_CE_MEMORY_VARIANTS", DefaultMemoryVariants);
         var rows = new List<Row>();
         var memory = new Dictionary<(string, string), long>();
+        var handOffs = new Dictionary<(string, string), string>();
+        var profiles = new List<string>();
         foreach (var shape in shapes)
         {
             var t0 = clock.Elapsed.TotalSeconds;
@@ -191,6 +201,7 @@ internal static class CeSweep
             Console.WriteLine($"ce-sweep {shape}: time + accuracy child {clock.Elapsed.TotalSeconds - t0:F0} s");
             foreach (var l in output.Split('\n').Where(l => l.StartsWith("SWEEP ", StringComparison.Ordinal)))
                 rows.Add(JsonSerializer.Deserialize<Row>(l[6..], Json)!);
+            profiles.AddRange(output.Split('\n').Where(l => l.StartsWith("PROFILE ", StringComparison.Ordinal)).Select(l => l[8..].TrimEnd()));
             if (!output.Contains("SWEEP ", StringComparison.Ordinal)) Console.WriteLine($"sweep child failed for {shape}:\n{output}");
             if (!memoryOn) continue;
             foreach (var v in memoryVariants.Where(variants.Contains))
@@ -200,6 +211,9 @@ internal static class CeSweep
                 if (line is null) { Console.WriteLine($"memory run failed for {shape} {v}:\n{m}"); continue; }
                 using var doc = JsonDocument.Parse(line[7..]);
                 memory[(shape, v)] = doc.RootElement.GetProperty("TransientBytes").GetInt64();
+                if (m.Split('\n').FirstOrDefault(l => l.StartsWith("HANDOFFS ", StringComparison.Ordinal)) is { } h) handOffs[(shape, v)] = h[9..].Trim();
+                foreach (var l in m.Split('\n').Where(l => l.StartsWith("RESERVED ", StringComparison.Ordinal) || l.StartsWith("HANDOFFS ", StringComparison.Ordinal)))
+                    Console.WriteLine($"memory {shape} {v}: {l.Trim()}");
             }
         }
         var inv = CultureInfo.InvariantCulture;
@@ -209,21 +223,26 @@ internal static class CeSweep
         sb.AppendLine($"- device: {device}; commit: {commit}; date (UTC): {DateTime.UtcNow:yyyy-MM-dd HH:mm}");
         sb.AppendLine("- time: median (and min) of forward + backward + synchronize over SLOTH_CE_ITERS steps after 2 warm-up steps; grads set to null before each step");
         sb.AppendLine("- transient: cudaMemGetInfo delta after two steps beyond inputs and the gradients (fresh process per row, grads set to null before each step)");
-        sb.AppendLine("- accuracy: relative L2 error of dX, dW against float32 math on the same bf16 values; loss relative error").AppendLine();
-        sb.AppendLine("| N × H × V | method | ms | min ms | TFLOP/s (6NHV) | transient GB | rel dX | rel dW | loss rel err |");
-        sb.AppendLine("|---|---|---:|---:|---:|---:|---:|---:|---:|");
+        sb.AppendLine("- accuracy: relative L2 error of dX, dW against float32 math on the same bf16 values; loss relative error");
+        sb.AppendLine("- hand-offs: backwards (of the memory child's two steps) that made dW W.grad without a copy").AppendLine();
+        sb.AppendLine("| N × H × V | method | ms | min ms | TFLOP/s (6NHV) | transient GB | hand-offs | rel dX | rel dW | loss rel err |");
+        sb.AppendLine("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
         foreach (var r in rows)
         {
             var d = r.Shape.Split('x').Select(double.Parse).ToArray();
             var flops = 6 * d[0] * d[1] * d[2];
             var mem = memory.TryGetValue((r.Shape, r.Method), out var b) ? (b / 1e9).ToString("F2", inv) : "-";
-            if (r.Error is not null) { sb.AppendLine($"| {r.Shape} | {r.Method} | error: {r.Error} | | | {mem} | | | |"); continue; }
-            sb.AppendLine(inv, $"| {r.Shape.Replace("x", " × ")} | {r.Method} | {r.Ms:F1} | {r.MsMin:F1} | {flops / r.Ms / 1e9:F0} | {mem} | {r.RelDx:0.00e+0} | {r.RelDw:0.00e+0} | {r.LossRelErr:0.0e+0} |");
+            var ho = handOffs.GetValueOrDefault((r.Shape, r.Method), "-");
+            if (r.Error is not null) { sb.AppendLine($"| {r.Shape} | {r.Method} | error: {r.Error} | | | {mem} | {ho} | | | |"); continue; }
+            sb.AppendLine(inv, $"| {r.Shape.Replace("x", " × ")} | {r.Method} | {r.Ms:F1} | {r.MsMin:F1} | {flops / r.Ms / 1e9:F0} | {mem} | {ho} | {r.RelDx:0.00e+0} | {r.RelDw:0.00e+0} | {r.LossRelErr:0.0e+0} |");
         }
+        if (profiles.Count > 0) sb.AppendLine().Append(ProfileMarkdown(profiles));
         File.WriteAllText(Path.Combine(results, "ce-sweep.md"), sb.ToString());
         File.WriteAllText(Path.Combine(results, "ce-sweep.json"), JsonSerializer.Serialize(new
         {
             device, commit, rows, memory = memory.Select(kv => new { shape = kv.Key.Item1, method = kv.Key.Item2, transientBytes = kv.Value }),
+            handOffs = handOffs.Select(kv => new { shape = kv.Key.Item1, method = kv.Key.Item2, value = kv.Value }),
+            profiles = profiles.Select(p => JsonDocument.Parse(p).RootElement).ToList(),
         }, new JsonSerializerOptions(Json) { WriteIndented = true }));
         Console.WriteLine(sb.ToString());
         Console.WriteLine($"ce-sweep: {clock.Elapsed.TotalSeconds:F0} s");
@@ -251,10 +270,12 @@ internal static class CeSweep
         foreach (var v in variants)
         {
             Row row;
+            var profiled = v.Split('-').Contains("profile");
             try
             {
                 for (var i = 0; i < 2; i++) p.Step(v);
                 LossProblem.Sync();
+                if (profiled) FusedCrossEntropyTuning.Profile = new CrossEntropyProfile();
                 var times = new List<double>();
                 for (var i = 0; i < iters; i++)
                 {
@@ -263,6 +284,15 @@ internal static class CeSweep
                     LossProblem.Sync();
                     times.Add(sw.Elapsed.TotalMilliseconds);
                 }
+                if (profiled && FusedCrossEntropyTuning.Profile is { } prof)
+                {
+                    FusedCrossEntropyTuning.Profile = null;
+                    Console.WriteLine("PROFILE " + JsonSerializer.Serialize(new
+                    {
+                        shape, variant = v, steps = iters, stepMs = times.Sum() / iters,
+                        pieces = prof.Ms.Select(kv => new { piece = kv.Key, msPerStep = kv.Value / iters, callsPerStep = prof.Calls[kv.Key] / (double)iters }),
+                    }, Json));
+                }
                 times.Sort();
                 var loss = p.Step(v, readLoss: true);
                 row = new Row(shape, v, times[times.Count / 2], times[0], RelErr(p.X.grad!, rdx), RelErr(p.W.grad!, rdw),
@@ -270,6 +300,7 @@ internal static class CeSweep
             }
             catch (Exception e)
             {
+                FusedCrossEntropyTuning.Profile = null;
                 row = new Row(shape, v, double.NaN, double.NaN, double.NaN, double.NaN, double.NaN, double.NaN,
                               e.GetType().Name + ": " + e.Message.Split('\n')[0]);
             }
@@ -278,6 +309,33 @@ internal static class CeSweep
             Console.WriteLine("SWEEP " + JsonSerializer.Serialize(row, Json));
         }
         return 0;
+    }
+
+    /// <summary>The profile table: per shape, ms per step of each piece (synchronized), and what is left outside them
+    /// (the autograd engine, its copies of returned gradients, freeing the previous step's .grad, Python-free overheads).</summary>
+    private static string ProfileMarkdown(List<string> profiles)
+    {
+        var inv = CultureInfo.InvariantCulture;
+        var sb = new StringBuilder();
+        sb.AppendLine("## Where the time goes (profile variant: every piece bracketed by device synchronizations)").AppendLine();
+        sb.AppendLine("| shape | piece | calls/step | ms/step | share |").AppendLine("|---|---|---:|---:|---:|");
+        foreach (var p in profiles)
+        {
+            using var doc = JsonDocument.Parse(p);
+            var root = doc.RootElement;
+            var shape = root.GetProperty("shape").GetString();
+            var step = root.GetProperty("stepMs").GetDouble();
+            var sum = 0.0;
+            foreach (var piece in root.GetProperty("pieces").EnumerateArray())
+            {
+                var ms = piece.GetProperty("msPerStep").GetDouble();
+                sum += ms;
+                sb.AppendLine(inv, $"| {shape} | {piece.GetProperty("piece").GetString()} | {piece.GetProperty("callsPerStep").GetDouble():0.#} | {ms:F2} | {ms / step:P0} |");
+            }
+            sb.AppendLine(inv, $"| {shape} | outside the pieces (engine, gradient copies, .grad release) | | {step - sum:F2} | {(step - sum) / step:P0} |");
+            sb.AppendLine(inv, $"| {shape} | **step (synchronized pieces)** | | **{step:F2}** | |");
+        }
+        return sb.ToString();
     }
 
     private static double RelErr(TorchSharp.torch.Tensor got, TorchSharp.torch.Tensor want)

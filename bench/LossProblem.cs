@@ -66,10 +66,18 @@ internal sealed class LossProblem : IDisposable
     {
         var (unit, handOff) = (FusedCrossEntropyTuning.SkipUnitUpstreamScale, FusedCrossEntropyTuning.HandWeightGradToLeaf);
         var parts = method.Split('-');
-        FusedCrossEntropyTuning.SkipUnitUpstreamScale = unit || parts.Contains("unit");
-        FusedCrossEntropyTuning.HandWeightGradToLeaf = handOff || parts.Contains("handoff");
+        // Both are the library's defaults now; a variant turns one off by name (the environment's value otherwise).
+        FusedCrossEntropyTuning.SkipUnitUpstreamScale = (unit || parts.Contains("unit")) && !parts.Contains("nounit");
+        FusedCrossEntropyTuning.HandWeightGradToLeaf = (handOff || parts.Contains("handoff")) && !parts.Contains("nohandoff");
+        var threads = FusedCrossEntropyTuning.KernelThreadsPerRow;
+        foreach (var part in parts)
+            if (part.Length > 1 && part[0] == 't' && int.TryParse(part[1..], out var t)) FusedCrossEntropyTuning.KernelThreadsPerRow = t;
         try { return StepCore(method, readLoss); }
-        finally { (FusedCrossEntropyTuning.SkipUnitUpstreamScale, FusedCrossEntropyTuning.HandWeightGradToLeaf) = (unit, handOff); }
+        finally
+        {
+            (FusedCrossEntropyTuning.SkipUnitUpstreamScale, FusedCrossEntropyTuning.HandWeightGradToLeaf) = (unit, handOff);
+            FusedCrossEntropyTuning.KernelThreadsPerRow = threads;
+        }
     }
 
     private float StepCore(string method, bool readLoss)
@@ -105,19 +113,21 @@ internal sealed class LossProblem : IDisposable
     }
 
     /// <summary>Options of a fused variant named like <c>fused-r2048-fp32dw</c>: <c>r{rows}</c> rows per chunk,
-    /// <c>b{MiB}</c> a float32-equivalent chunk budget, <c>fp32dw</c> float32 dW accumulation, <c>unit</c> skip the
-    /// backward scaling pass when the upstream gradient is 1 (one host sync), <c>handoff</c> dW becomes W.grad without a
-    /// copy when W.grad is unset (see FusedCrossEntropyTuning).</summary>
+    /// <c>b{MiB}</c> a float32-equivalent chunk budget, <c>t{threads}</c> the CE kernel's threads per row (256, 512, 1024), <c>fp32dw</c> float32 dW accumulation; <c>nounit</c> / <c>nohandoff</c>
+    /// turn off the library's defaults (skip the backward scaling pass when the upstream gradient is 1; dW becomes
+    /// W.grad without a copy when W.grad is unset; see FusedCrossEntropyTuning), <c>unit</c> / <c>handoff</c> are
+    /// accepted (phase-1 names, now the defaults); <c>profile</c> times each piece (the ce-sweep suite sets it up).</summary>
     public static CrossEntropyOptions FusedVariant(string method)
     {
         var o = new CrossEntropyOptions();
         foreach (var part in method.Split('-').Skip(1))
         {
             if (part == "fp32dw") o = o with { AccumulateWeightGradInFloat32 = true };
-            else if (part is "unit" or "handoff") { }  // FusedCrossEntropyTuning switches, set around the step
+            else if (part is "unit" or "handoff" or "nounit" or "nohandoff" or "profile") { }  // FusedCrossEntropyTuning switches, set around the step
             else if (part.Length > 1 && part[0] == 'r' && int.TryParse(part[1..], out var rows)) o = o with { ChunkRows = rows };
             else if (part.Length > 1 && part[0] == 'b' && long.TryParse(part[1..], out var mib)) o = o with { ChunkBytes = mib << 20 };
-            else throw new ArgumentException($"unknown part '{part}' of fused variant '{method}' (r<rows>, b<MiB>, fp32dw, unit, handoff)", nameof(method));
+            else if (part.Length > 1 && part[0] == 't' && int.TryParse(part[1..], out _)) { }  // CE kernel threads per row, set around the step
+            else throw new ArgumentException($"unknown part '{part}' of fused variant '{method}' (r<rows>, b<MiB>, t<threads>, fp32dw, nounit, nohandoff, profile)", nameof(method));
         }
         return o;
     }

@@ -90,6 +90,7 @@ struct CrossEntropyArgs {
     bool compute_grad;
     float* loss_out;
     float* lse_out;
+    int32_t threads_per_row = 0;  // CUDA threads per row: 0 = the backend's choice, else 256, 512 or 1024
 };
 
 namespace cpu {

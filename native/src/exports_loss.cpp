@@ -8,14 +8,17 @@ using namespace sloth;
 
 extern "C" {
 
-SLOTH_API sloth_status sloth_cross_entropy_chunk(void* logits, sloth_dtype dtype, int64_t rows, int64_t vocab,
-                                                 int64_t row_stride, const int64_t* labels, int64_t ignore_index,
-                                                 float logit_scale, float softcap, float label_smoothing,
-                                                 float z_loss, const float* row_grad_scale, float grad_scale,
-                                                 int32_t compute_grad, float* loss_out, float* lse_out,
-                                                 int32_t device, void* stream) {
+SLOTH_API sloth_status sloth_cross_entropy_chunk_tuned(void* logits, sloth_dtype dtype, int64_t rows, int64_t vocab,
+                                                       int64_t row_stride, const int64_t* labels, int64_t ignore_index,
+                                                       float logit_scale, float softcap, float label_smoothing,
+                                                       float z_loss, const float* row_grad_scale, float grad_scale,
+                                                       int32_t compute_grad, float* loss_out, float* lse_out,
+                                                       int32_t threads_per_row, int32_t device, void* stream) {
     const char* fn = __func__;
     return guarded(fn, [&] {
+        if (threads_per_row != 0 && threads_per_row != 256 && threads_per_row != 512 && threads_per_row != 1024)
+            return fail(SLOTH_ERROR_INVALID_ARGUMENT, "%s: threads_per_row = %d must be 0, 256, 512 or 1024", fn,
+                        threads_per_row);
         SLOTH_CHECK(require_dtype(fn, dtype, "dtype"));
         SLOTH_CHECK(require_device(fn, device));
         if (rows < 0) return fail(SLOTH_ERROR_INVALID_ARGUMENT, "%s: rows = %lld must be >= 0", fn, (long long)rows);
@@ -43,9 +46,20 @@ SLOTH_API sloth_status sloth_cross_entropy_chunk(void* logits, sloth_dtype dtype
         const CrossEntropyArgs args{logits,       dtype,        rows,       vocab,          row_stride,
                                     labels,       ignore_index, logit_scale, softcap,       label_smoothing,
                                     z_loss,       row_grad_scale, grad_scale, compute_grad != 0, loss_out,
-                                    lse_out};
+                                    lse_out,      threads_per_row};
         return device < 0 ? cpu::cross_entropy_chunk(fn, args) : cuda::cross_entropy_chunk(fn, args, device, stream);
     });
+}
+
+SLOTH_API sloth_status sloth_cross_entropy_chunk(void* logits, sloth_dtype dtype, int64_t rows, int64_t vocab,
+                                                 int64_t row_stride, const int64_t* labels, int64_t ignore_index,
+                                                 float logit_scale, float softcap, float label_smoothing,
+                                                 float z_loss, const float* row_grad_scale, float grad_scale,
+                                                 int32_t compute_grad, float* loss_out, float* lse_out,
+                                                 int32_t device, void* stream) {
+    return sloth_cross_entropy_chunk_tuned(logits, dtype, rows, vocab, row_stride, labels, ignore_index, logit_scale,
+                                           softcap, label_smoothing, z_loss, row_grad_scale, grad_scale, compute_grad,
+                                           loss_out, lse_out, 0, device, stream);
 }
 
 }  // extern "C"

@@ -94,7 +94,10 @@ public class ChunkLossTests(string deviceName) : DeviceFixture(deviceName)
         var peak = VmHwmBytes() - before;
         var fullLogits = n * v * 4;
         TestContext.Out.WriteLine($"peak resident growth {peak / 1e6:F0} MB; full logits would be {fullLogits / 1e6:F0} MB");
-        Assert.That(peak, Is.LessThan(fullLogits / 3), "the peak grew by a large fraction of the full logits");
+        // Half the full logits: a path that materialized them (and their gradient) would grow by 819 MB or more. The
+        // chunked path measures 258-290 MB here depending on what glibc's allocator kept from the tests run before it
+        // (287 MB on main at 74870c8 when it runs alone), so the former bound of a third (273 MB) was flaky.
+        Assert.That(peak, Is.LessThan(fullLogits / 2), "the peak grew by a large fraction of the full logits");
     }
 
     private static long VmHwmBytes()

@@ -9,6 +9,7 @@ namespace SlothSharp.Tests;
 /// ce-sweep suite times these same variants on the GPU, so each one it can pick must be right here first.</summary>
 [TestFixture("cpu")]
 [TestFixture("cuda", Category = "Gpu")]
+[NonParallelizable]  // tests flip FusedCrossEntropyTuning's process-wide switches and count its hand-offs
 public class FusedVariantTests(string deviceName) : DeviceFixture(deviceName)
 {
     private void Compare(long n, long h, long v, ScalarType dtype, CrossEntropyOptions o, double ignoreFraction, double tol, ulong seed = 5)
@@ -143,5 +144,170 @@ public class FusedVariantTests(string deviceName) : DeviceFixture(deviceName)
             TestEnv.AssertClose(w.grad!, ew! * 2, tol, "dW accumulated");
         }
         finally { (FusedCrossEntropyTuning.HandWeightGradToLeaf, FusedCrossEntropyTuning.SkipUnitUpstreamScale) = before; }
+    }
+
+    /// <summary>The default hand-off (phase 2): with W.grad unset, backward really makes dW W.grad (phase 1's check
+    /// compared Device objects by reference and never did), the values equal the engine's; a second backward with
+    /// W.grad set is not handed off and accumulates; WeightGradToLeaf = false and a non-leaf W never hand off.</summary>
+    [Test]
+    public void DefaultHandOffHappensAndKeepsAutogradResults([Values(LossReduction.Mean, LossReduction.Sum)] LossReduction reduction,
+                                                             [Values(ScalarType.Float32, ScalarType.BFloat16)] ScalarType dtype)
+    {
+        using var scope = NewDisposeScope();
+        var o = new CrossEntropyOptions { ChunkRows = 9, Reduction = reduction };
+        var (x, w, b, y) = LossReference.Problem([40], 16, 45, dtype, Dev, 41);
+        LossReference.CrossEntropy(x, w, b, y, o).backward();
+        var (ex, ew, eb) = (LossReference.Grad(x), LossReference.Grad(w), LossReference.Grad(b));
+        x.grad = null;
+        w.grad = null;
+        b.grad = null;
+        var tol = dtype == ScalarType.BFloat16 ? 2e-2 : 1e-5;
+
+        var before = FusedCrossEntropyTuning.HandOffs;
+        FusedLinearCrossEntropy.Apply(x, w, b, y, o).backward();
+        Assert.That(FusedCrossEntropyTuning.HandOffs - before, Is.EqualTo(1), "dW handed to W.grad");
+        TestEnv.AssertClose(x.grad!, ex!, tol, "dX");
+        TestEnv.AssertClose(w.grad!, ew!, tol, "dW (handed off)");
+        TestEnv.AssertClose(b.grad!, eb!, tol, "db");
+
+        before = FusedCrossEntropyTuning.HandOffs;
+        FusedLinearCrossEntropy.Apply(x, w, b, y, o).backward();
+        Assert.That(FusedCrossEntropyTuning.HandOffs - before, Is.EqualTo(0), "W.grad set: the engine accumulates");
+        TestEnv.AssertClose(w.grad!, ew! * 2, tol, "dW accumulated");
+
+        w.grad = null;
+        before = FusedCrossEntropyTuning.HandOffs;
+        FusedLinearCrossEntropy.Apply(x, w, b, y, o with { WeightGradToLeaf = false }).backward();
+        Assert.That(FusedCrossEntropyTuning.HandOffs - before, Is.EqualTo(0), "WeightGradToLeaf = false");
+        TestEnv.AssertClose(w.grad!, ew!, tol, "dW through the engine");
+
+        // W not a leaf (a tied or scaled weight): the gradient reaches the leaf through the engine.
+        w.grad = null;
+        before = FusedCrossEntropyTuning.HandOffs;
+        FusedLinearCrossEntropy.Apply(x, w * 1.0, b, y, o).backward();
+        Assert.That(FusedCrossEntropyTuning.HandOffs - before, Is.EqualTo(0), "non-leaf W");
+        TestEnv.AssertClose(w.grad!, ew!, tol, "dW through a non-leaf W");
+    }
+
+    /// <summary>Reduction.None (TokenLogProbs, GRPO) computes dW in backward; the same hand-off applies there, with a
+    /// per-row upstream gradient, and the second backward accumulates through the engine.</summary>
+    [Test]
+    public void HandOffInTheRecomputingBackward([Values(ScalarType.Float32, ScalarType.BFloat16)] ScalarType dtype)
+    {
+        using var scope = NewDisposeScope();
+        var o = new CrossEntropyOptions { ChunkRows = 8, Reduction = LossReduction.None };
+        var (x, w, b, y) = LossReference.Problem([36], 16, 45, dtype, Dev, 47);
+        var upstream = randn([36], generator: new Generator(48)).to(Dev);
+        LossReference.CrossEntropy(x, w, b, y, o).backward([upstream]);
+        var (ex, ew) = (LossReference.Grad(x), LossReference.Grad(w));
+        x.grad = null;
+        w.grad = null;
+        b.grad = null;
+        var tol = dtype == ScalarType.BFloat16 ? 2e-2 : 1e-5;
+        var before = FusedCrossEntropyTuning.HandOffs;
+        FusedLinearCrossEntropy.Apply(x, w, b, y, o).backward([upstream]);
+        Assert.That(FusedCrossEntropyTuning.HandOffs - before, Is.EqualTo(1), "dW handed to W.grad");
+        TestEnv.AssertClose(x.grad!, ex!, tol, "dX");
+        TestEnv.AssertClose(w.grad!, ew!, tol, "dW (handed off)");
+        FusedLinearCrossEntropy.Apply(x, w, b, y, o).backward([upstream]);
+        TestEnv.AssertClose(w.grad!, ew! * 2, tol, "dW accumulated");
+    }
+
+    /// <summary>Tied weights: W is also used by another op of the graph. The hand-off sets W.grad before the engine
+    /// accumulates the other use's gradient into it, so the sum is the same as without the hand-off.</summary>
+    [Test]
+    public void HandOffWithTiedWeightSumsBothUses()
+    {
+        using var scope = NewDisposeScope();
+        var o = new CrossEntropyOptions { ChunkRows = 7 };
+        var (x, w, b, y) = LossReference.Problem([30], 16, 41, ScalarType.Float32, Dev, 43);
+        using var ids = randint(0, 41, [30], device: Dev);
+        Tensor Loss(bool fused)
+        {
+            var emb = w.index_select(0, ids);  // an embedding lookup with the same weight
+            var h = x + emb * 0.5;
+            return (fused ? FusedLinearCrossEntropy.Apply(h, w, b, y, o) : LossReference.CrossEntropy(h, w, b, y, o)) + emb.square().sum() * 0.01;
+        }
+        Loss(false).backward();
+        var ew = LossReference.Grad(w);
+        w.grad = null;
+        x.grad = null;
+        b.grad = null;
+        var before = FusedCrossEntropyTuning.HandOffs;
+        Loss(true).backward();
+        Assert.That(FusedCrossEntropyTuning.HandOffs - before, Is.EqualTo(1), "W is a leaf with no .grad: handed off");
+        TestEnv.AssertClose(w.grad!, ew!, 1e-5, "dW of both uses");
+    }
+
+    /// <summary>The fused default chunk: the largest multiple of 128 rows whose logits (input dtype) fit 448 MiB, evened
+    /// out so that no small last chunk is left; explicit rows or bytes win.</summary>
+    [Test]
+    public void FusedDefaultChunkRows()
+    {
+        var o = new CrossEntropyOptions();
+        Assert.That(o.FusedRowsPerChunk(16384, 128256, 2), Is.EqualTo(1664), "10 chunks of 1664 instead of 9 × 1792 + 256");
+        Assert.That(o.FusedRowsPerChunk(8192, 256000, 2), Is.EqualTo(896), "448 MiB / (256000 × 2) = 917 → 896");
+        Assert.That(o.FusedRowsPerChunk(1792, 128256, 2), Is.EqualTo(1792), "one full chunk");
+        Assert.That(o.FusedRowsPerChunk(100, 128256, 2), Is.EqualTo(100), "fewer rows than a chunk: one chunk");
+        Assert.That(o.FusedRowsPerChunk(0, 128256, 2), Is.EqualTo(1), "no rows");
+        Assert.That(o.FusedRowsPerChunk(16384, 128256, 4), Is.EqualTo(896), "float32: 915 → 896 rows");
+        Assert.That(o.FusedRowsPerChunk(100000, 4_000_000, 2), Is.EqualTo(128), "at least one quantum");
+        Assert.That((o with { ChunkRows = 523 }).FusedRowsPerChunk(16384, 128256, 2), Is.EqualTo(523), "explicit rows win");
+        Assert.That((o with { ChunkBytes = 128256L * 4 * 1000 }).FusedRowsPerChunk(16384, 128256, 2), Is.EqualTo(896), "explicit bytes (float32-equivalent) win");
+        foreach (var (n, v) in new[] { (16384L, 128256L), (8192L, 256000L), (4096L, 128256L), (12345L, 151936L) })
+            Assert.That(o.FusedRowsPerChunk(n, v, 2) * v * 2, Is.LessThanOrEqualTo(ChunkOptions.FusedDefaultChunkBytes), $"{n}x{v} fits the budget");
+    }
+
+    /// <summary>The CE kernel with 256, 512 and 1024 threads per row (0 = the library's choice: 1024 at this vocabulary)
+    /// against the CPU twin on the same bf16 logits: online max/sum-exp, the reverse pass 2, the vector path with and
+    /// without a scalar tail (a padded row stride), targets in the first column and in the tail, ignored rows, label
+    /// smoothing, softcap, z-loss and a logit scale. On the CPU the count is validated and ignored.</summary>
+    [Test, Category("Sanitize")]
+    public void KernelThreadCountsAgreeWithTheCpuTwin([Values(0, 256, 512, 1024)] int threads, [Values(40000, 40003)] int vocab)
+    {
+        var before = FusedCrossEntropyTuning.KernelThreadsPerRow;
+        try
+        {
+            FusedCrossEntropyTuning.KernelThreadsPerRow = threads;
+            using var scope = NewDisposeScope();
+            const int rows = 7;
+            var gen = new Generator(77);
+            var wide = (randn([rows, 40008], generator: gen) * 3).to(ScalarType.BFloat16);
+            var labels = tensor(new long[] { 0, vocab - 1, 123, -100, vocab / 2, 39999, 7 });
+            var o = new CrossEntropyOptions { LabelSmoothing = 0.1, Softcap = 30, ZLoss = 1e-4, LogitScale = 0.7 };
+            var scale = tensor(new float[] { 1, 0.5f, 2, 1, 1, 0.25f, 3 });
+            (Tensor loss, Tensor lse, Tensor grad) Run(Device d)
+            {
+                var logits = wide.clone().to(d).narrow(1, 0, vocab);  // a copy (the kernel writes in place); row stride 40008: vectorized with a 3-element tail at 40003
+                var (loss, lse) = (empty(rows, ScalarType.Float32, d), empty(rows, ScalarType.Float32, d));
+                CrossEntropyChunk.Compute(logits, labels.to(d), o, scale.to(d), 1f, true, loss, lse);
+                return (loss.cpu(), lse.cpu(), logits.to(ScalarType.Float32).cpu());
+            }
+            var (gl, gs, gg) = Run(Dev);
+            var (cl, cs, cg) = Run(CPU);
+            TestEnv.AssertClose(gl, cl, 1e-5, $"loss, {threads} threads, V = {vocab}");
+            TestEnv.AssertClose(gs, cs, 1e-5, $"lse, {threads} threads, V = {vocab}");
+            TestEnv.AssertClose(gg, cg, 1e-2, $"gradient, {threads} threads, V = {vocab}");
+            // Element-wise: at most about one bf16 rounding apart (the target's p - 1 included).
+            var off = ((gg - cg).abs() - (cg.abs() * 1e-2 + 1e-6)).max().item<float>();
+            Assert.That(off, Is.LessThanOrEqualTo(0f), $"element-wise gradient difference, {threads} threads, V = {vocab}");
+        }
+        finally { FusedCrossEntropyTuning.KernelThreadsPerRow = before; }
+    }
+
+    [Test]
+    public void KernelThreadCountIsValidated()
+    {
+        var before = FusedCrossEntropyTuning.KernelThreadsPerRow;
+        try
+        {
+            FusedCrossEntropyTuning.KernelThreadsPerRow = 300;
+            using var scope = NewDisposeScope();
+            var logits = randn([2, 16], device: Dev);
+            Assert.Throws<SlothSharp.Interop.SlothInvalidArgumentException>(() => CrossEntropyChunk.Compute(logits,
+                tensor(new long[] { 1, 2 }, device: Dev), new CrossEntropyOptions(), null, 1f, true,
+                empty(2, device: Dev), empty(2, device: Dev)));
+        }
+        finally { FusedCrossEntropyTuning.KernelThreadsPerRow = before; }
     }
 }

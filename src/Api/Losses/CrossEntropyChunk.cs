@@ -43,10 +43,12 @@ public static class CrossEntropyChunk
             TensorInterop.RequireSameDevice(logits, nameof(logits), rowGradScale, nameof(rowGradScale));
         }
         if (rows == 0) return;
-        Native.CrossEntropyChunk(TensorInterop.DataPtr(logits), dtype, rows, logits.shape[1],
+        // Threads per row: the library's choice unless the benchmark set one (FusedCrossEntropyTuning).
+        Native.CrossEntropyChunkTuned(TensorInterop.DataPtr(logits), dtype, rows, logits.shape[1],
             logits.stride(0), TensorInterop.DataPtr(labels), options.IgnoreIndex, (float)options.LogitScale,
             (float)options.Softcap, (float)options.LabelSmoothing, (float)options.ZLoss,
             rowGradScale is null ? 0 : TensorInterop.DataPtr(rowGradScale), gradScale, computeGrad ? 1 : 0,
-            TensorInterop.DataPtr(lossOut), TensorInterop.DataPtr(lseOut), TensorInterop.DeviceSelector(logits), 0);
+            TensorInterop.DataPtr(lossOut), TensorInterop.DataPtr(lseOut), FusedCrossEntropyTuning.KernelThreadsPerRow,
+            TensorInterop.DeviceSelector(logits), 0);
     }
 }

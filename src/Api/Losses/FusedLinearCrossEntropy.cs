@@ -25,9 +25,8 @@ public static class FusedLinearCrossEntropy
         options.Validate();
         var (n, h, v) = LossShapes.Check(hidden, weight, bias, labels, targetsAreLabels: true);
         LossShapes.CheckLabelRange(labels, v, options.IgnoreIndex);
-        // Default chunks: ChunkOptions.DefaultChunkBytes, but at least MinDefaultChunkRows rows.
-        var rows = options.RowsPerChunk(v, ChunkOptions.MinDefaultChunkRows);
-        var plan = new Plan(options, rows, labels.shape, hidden.requires_grad, weight.requires_grad, bias?.requires_grad ?? false);
+        // Rows per chunk: decided in Forward from the kept rows (ChunkOptions.FusedRowsPerChunk).
+        var plan = new Plan(options, labels.shape, hidden.requires_grad, weight.requires_grad, bias?.requires_grad ?? false);
         return FusedLinearCrossEntropyFunction.Apply(plan, new HeadInputs(hidden.reshape(n, h), weight, bias, labels.reshape(n)).ToArray());
     }
 
@@ -48,24 +47,66 @@ public static class FusedLinearCrossEntropy
         return nll.neg();
     }
 
-    internal sealed record Plan(CrossEntropyOptions Options, long RowsPerChunk, long[] LabelShape, bool NeedX, bool NeedW, bool NeedB);
+    internal sealed record Plan(CrossEntropyOptions Options, long[] LabelShape, bool NeedX, bool NeedW, bool NeedB);
 }
 
-/// <summary>Experiments of the fused loss that the benchmark switches on in one process (issue 15); not public API.
-/// Initial values come from the environment.</summary>
+/// <summary>Switches of the fused loss that the benchmark flips in one process (issue 15); not public API. Both are on
+/// by default (measured on the H100, round 3); the environment can turn them off (value "0").</summary>
 internal static class FusedCrossEntropyTuning
 {
-    /// <summary>Mean/Sum: read the upstream gradient on the host in backward and skip the dX/dW scaling pass when it is
-    /// exactly 1 (what loss.backward() passes). Costs one host sync per step.</summary>
+    /// <summary>Mean/Sum: read the upstream gradient on the host in backward and skip the dX/dW scaling pass (a read
+    /// and write of dW: ~0.7 ms at 128256 × 4096 bf16) when it is exactly 1, which is what loss.backward() passes.
+    /// Costs one host sync in backward, when the forward's work has been queued anyway.
+    /// (SLOTHSHARP_CE_SKIP_UNIT_UPSTREAM=0 turns it off.)</summary>
     public static bool SkipUnitUpstreamScale { get; set; } =
-        Environment.GetEnvironmentVariable("SLOTHSHARP_CE_SKIP_UNIT_UPSTREAM") == "1";
+        Environment.GetEnvironmentVariable("SLOTHSHARP_CE_SKIP_UNIT_UPSTREAM") != "0";
 
-    /// <summary>Mean/Sum with W a leaf whose .grad is unset: backward sets W.grad to the dW buffer itself and returns no
-    /// gradient for W, so no dW-sized copy is made. Caveats (why it is off): torch.autograd.grad(loss, W) would get no
-    /// gradient and W.grad would change as a side effect; hooks on W's gradient would not see dW.
-    /// (SLOTHSHARP_CE_HAND_OFF_DW=1)</summary>
+    /// <summary>The hand-off of dW to W.grad (see <see cref="CrossEntropyOptions.WeightGradToLeaf"/>), on when both this
+    /// and the option are. (SLOTHSHARP_CE_HAND_OFF_DW=0 turns it off.)</summary>
     public static bool HandWeightGradToLeaf { get; set; } =
-        Environment.GetEnvironmentVariable("SLOTHSHARP_CE_HAND_OFF_DW") == "1";
+        Environment.GetEnvironmentVariable("SLOTHSHARP_CE_HAND_OFF_DW") != "0";
+
+    /// <summary>CUDA threads per row of the CE kernel: 0 = the library's choice (1024 from V = 32768 on), or 256, 512,
+    /// 1024 (the benchmark compares them; see sloth_cross_entropy_chunk_tuned).</summary>
+    public static int KernelThreadsPerRow { get; set; }
+
+    /// <summary>How many backwards handed dW to W.grad (tests check that the hand-off happens).</summary>
+    public static long HandOffs => Interlocked.Read(ref _handOffs);
+    internal static long _handOffs;
+
+    /// <summary>The benchmark's profiler: when set, every piece of forward and backward is synchronized and timed
+    /// (slower; for finding where time goes, never for the reported times).</summary>
+    public static CrossEntropyProfile? Profile { get; set; }
+}
+
+/// <summary>Milliseconds per piece of the fused loss (summed over calls), each piece bracketed by device
+/// synchronizations. Single-threaded use (the benchmark).</summary>
+internal sealed class CrossEntropyProfile
+{
+    private readonly System.Diagnostics.Stopwatch _clock = new();
+    public Dictionary<string, double> Ms { get; } = new();
+    public Dictionary<string, long> Calls { get; } = new();
+
+    private static void Sync(Tensor like)
+    {
+        if (like.device_type == DeviceType.CUDA) SlothSharp.CudaDevice.Synchronize(like.device_index < 0 ? 0 : like.device_index);
+    }
+
+    /// <summary>Waits for the device and starts timing the next piece.</summary>
+    public void Start(Tensor like)
+    {
+        Sync(like);
+        _clock.Restart();
+    }
+
+    /// <summary>Waits for the device and books the time since the last mark to <paramref name="piece"/>.</summary>
+    public void Lap(string piece, Tensor like)
+    {
+        Sync(like);
+        Ms[piece] = Ms.GetValueOrDefault(piece) + _clock.Elapsed.TotalMilliseconds;
+        Calls[piece] = Calls.GetValueOrDefault(piece) + 1;
+        _clock.Restart();
+    }
 }
 
 internal sealed class FusedLinearCrossEntropyFunction : SlothFunction<FusedLinearCrossEntropyFunction, FusedLinearCrossEntropy.Plan>
@@ -81,14 +122,18 @@ internal sealed class FusedLinearCrossEntropyFunction : SlothFunction<FusedLinea
         var precompute = needGrad && o.Reduction != LossReduction.None;
 
         using var scope = NewDisposeScope();
+        var prof = FusedCrossEntropyTuning.Profile;
+        prof?.Start(x);
         // Drop ignored rows before any GEMM (one host read for the count).
         var rows = IgnoredRows.Of(y, o.IgnoreIndex);
         var xv = rows.Select(x);
         var yv = rows.Select(y);
+        prof?.Lap("fwd: ignored rows (count, select)", x);
         var normalizer = o.Reduction == LossReduction.Mean ? o.Normalizer ?? rows.Kept : 1.0;
         var gradScale = (float)(o.Reduction == LossReduction.Mean ? (normalizer == 0 ? 0 : 1.0 / normalizer) : 1.0);
 
         var grads = precompute ? Grads.Allocate(xv, w, plan, o) : null;
+        prof?.Lap("fwd: allocate dX, dW", x);
         var lossRows = Run(xv, w, b, yv, plan, rowScale: null, gradScale, grads);
 
         Tensor result;
@@ -98,19 +143,22 @@ internal sealed class FusedLinearCrossEntropyFunction : SlothFunction<FusedLinea
             var total = lossRows.sum();
             result = o.Reduction == LossReduction.Mean ? total / Math.Max(normalizer, 1e-30) : total;
         }
+        prof?.Lap("fwd: loss reduction", x);
 
         if (precompute)
         {
             var (dxv, dw, db) = grads!.Finish(w);
             var dx = dxv is null ? null : rows.Scatter(dxv, x);
             ctx.save_data("grads", new TensorBox(dx?.DetachFromDisposeScope(), dw?.DetachFromDisposeScope(), db?.DetachFromDisposeScope()));
-            // The hand-off experiment needs W itself in backward (saving an input copies nothing).
-            if (FusedCrossEntropyTuning.HandWeightGradToLeaf && dw is not null && w.is_leaf) ctx.save_for_backward([w]);
+            // The hand-off needs W itself in backward (saving an input copies nothing).
+            if (o.WeightGradToLeaf && FusedCrossEntropyTuning.HandWeightGradToLeaf && dw is not null && w.is_leaf && w.requires_grad)
+                ctx.save_for_backward([w]);
         }
         else if (needGrad)
         {
             new HeadInputs(x, w, b, y).SaveForBackward(ctx);
         }
+        prof?.Lap("fwd: finish (dX scatter, save)", x);
         return result.MoveToOuterDisposeScope();
     }
 
@@ -120,14 +168,20 @@ internal sealed class FusedLinearCrossEntropyFunction : SlothFunction<FusedLinea
         {
             // Mean/Sum: gradients exist already; the upstream gradient is a scalar.
             var t = box.Take();
+            var prof = FusedCrossEntropyTuning.Profile;
+            prof?.Start(gradOutput);
             using var g = gradOutput.to(ScalarType.Float32);
-            // Scaling by the upstream scalar is a full read + write of dW. Skipping it when the scalar is 1 needs its
-            // value on the host (a sync), so it is a measured experiment, off by default.
-            if (!(FusedCrossEntropyTuning.SkipUnitUpstreamScale && g.numel() == 1 && g.item<float>() == 1f))
+            // Scaling by the upstream scalar is a full read + write of dW and dX. Skipping it when the scalar is 1 (what
+            // loss.backward() passes) needs its value on the host: one sync, after the forward's work was queued.
+            var unit = FusedCrossEntropyTuning.SkipUnitUpstreamScale && g.numel() == 1 && g.item<float>() == 1f;
+            prof?.Lap("bwd: upstream value (host read)", gradOutput);
+            if (!unit)
                 foreach (var grad in t) grad?.mul_(g);
-            if (t[1] is { } handed && HandToLeaf(ctx, handed))
+            prof?.Lap("bwd: upstream scaling", gradOutput);
+            if (t[1] is { } handed && HandToLeaf(ctx, plan.Options, handed))
             {
                 handed.Dispose();  // the leaf's .grad holds its own reference now
+                prof?.Lap("bwd: hand-off", gradOutput);
                 return [t[0], null, t[2], null];
             }
             return [t[0], t[1], t[2], null];
@@ -142,20 +196,34 @@ internal sealed class FusedLinearCrossEntropyFunction : SlothFunction<FusedLinea
         Run(xv, w, b, rows.Select(y), plan, rows.Select(g32).contiguous(), 1.0f, grads);
         var (dxv, dw, db) = grads.Finish(w);
         var dx = dxv is null ? null : rows.Scatter(dxv, x);
+        // None (TokenLogProbs, GRPO): dW is made here, and the same hand-off saves the engine's copy of it.
+        if (dw is not null && HandToLeaf(w, plan.Options, dw))
+            return [dx?.MoveToOuterDisposeScope(), null, db?.MoveToOuterDisposeScope(), null];
         return [dx?.MoveToOuterDisposeScope(), dw?.MoveToOuterDisposeScope(), db?.MoveToOuterDisposeScope(), null];
     }
 
-    /// <summary>The hand-off experiment (<see cref="FusedCrossEntropyTuning.HandWeightGradToLeaf"/>): when W is a leaf
-    /// whose .grad is unset, dW becomes W.grad as it is, instead of being returned to the engine (which copies a returned
-    /// gradient that .NET still references: a dW-sized transient). Returns whether it did.</summary>
-    private static bool HandToLeaf(autograd.AutogradContext ctx, Tensor dw)
+    /// <summary>The hand-off (<see cref="CrossEntropyOptions.WeightGradToLeaf"/>): when W is a leaf that requires grad
+    /// and whose .grad is unset, dW becomes W.grad as it is, instead of being returned to the engine, which would copy
+    /// it (it copies a returned gradient that .NET still references: a dW-sized transient and a dW-sized copy).
+    /// Returns whether it did. (Phase 1 compared devices with <c>!=</c>, which compares the Device objects by
+    /// reference, so it never handed off.)</summary>
+    private static bool HandToLeaf(autograd.AutogradContext ctx, CrossEntropyOptions o, Tensor dw)
     {
-        if (!FusedCrossEntropyTuning.HandWeightGradToLeaf) return false;
+        if (!o.WeightGradToLeaf || !FusedCrossEntropyTuning.HandWeightGradToLeaf) return false;
         using var saved = SavedTensors.Of(ctx);
-        if (saved.Count != 1 || saved[0] is not { } w || !w.is_leaf || !w.requires_grad) return false;
+        return saved.Count == 1 && HandToLeaf(saved[0], o, dw);
+    }
+
+    /// <summary>The hand-off to <paramref name="w"/> (the leaf as saved for backward) under the same conditions.</summary>
+    private static bool HandToLeaf(Tensor? w, CrossEntropyOptions o, Tensor dw)
+    {
+        if (!o.WeightGradToLeaf || !FusedCrossEntropyTuning.HandWeightGradToLeaf) return false;
+        if (w is null || !w.is_leaf || !w.requires_grad) return false;
         using (var existing = w.grad) if (existing is not null) return false;
-        if (!w.shape.SequenceEqual(dw.shape) || w.dtype != dw.dtype || w.device != dw.device) return false;
+        if (!w.shape.SequenceEqual(dw.shape) || w.dtype != dw.dtype || w.device_type != dw.device_type
+            || w.device_index != dw.device_index) return false;
         w.grad = dw;
+        Interlocked.Increment(ref FusedCrossEntropyTuning._handOffs);
         return true;
     }
 
@@ -167,16 +235,22 @@ internal sealed class FusedLinearCrossEntropyFunction : SlothFunction<FusedLinea
         var lossRows = empty(n, ScalarType.Float32, x.device);
         var lse = empty(n, ScalarType.Float32, x.device);
         var wt = w.t();
-        for (long s = 0; s < n; s += plan.RowsPerChunk)
+        var per = plan.Options.FusedRowsPerChunk(n, w.shape[0], w.element_size());
+        var prof = FusedCrossEntropyTuning.Profile;
+        for (long s = 0; s < n; s += per)
         {
             using var chunk = NewDisposeScope();
-            var r = Math.Min(plan.RowsPerChunk, n - s);
+            var r = Math.Min(per, n - s);
             var xc = x.narrow(0, s, r);
+            prof?.Start(x);
             var logits = b is null ? xc.mm(wt) : addmm(b, xc, wt, 1, 1);
+            prof?.Lap("chunk: logits GEMM", x);
             CrossEntropyChunk.Compute(logits, y.narrow(0, s, r).contiguous(), plan.Options, rowScale?.narrow(0, s, r),
                 gradScale, grads is not null, lossRows.narrow(0, s, r), lse.narrow(0, s, r));
-            grads?.Accumulate(logits, xc, w, s, r);
+            prof?.Lap("chunk: CE kernel", x);
+            grads?.Accumulate(logits, xc, w, s, r, prof);
         }
+        prof?.Start(x);
         return lossRows;
     }
 
@@ -197,10 +271,11 @@ internal sealed class FusedLinearCrossEntropyFunction : SlothFunction<FusedLinea
             return g;
         }
 
-        public void Accumulate(Tensor gradLogits, Tensor xc, Tensor w, long start, long rows)
+        public void Accumulate(Tensor gradLogits, Tensor xc, Tensor w, long start, long rows, CrossEntropyProfile? prof)
         {
             // addmm_ with beta = 0 ignores the (uninitialized) destination, NaNs included.
             _dx?.narrow(0, start, rows).addmm_(gradLogits, w, beta: 0, alpha: 1);
+            prof?.Lap("chunk: dX GEMM", xc);
             if (_dw is not null)
             {
                 if (_fp32)
@@ -212,6 +287,7 @@ internal sealed class FusedLinearCrossEntropyFunction : SlothFunction<FusedLinea
                 else _dw.addmm_(gradLogits.t(), xc, beta: _dwWritten ? 1 : 0, alpha: 1);
                 _dwWritten = true;
             }
+            prof?.Lap("chunk: dW GEMM", xc);
             _db?.add_(gradLogits.sum(dim: 0, type: ScalarType.Float32));
         }
 

@@ -32,6 +32,14 @@ public record ChunkOptions
     /// with the last nearly empty, where 512 rows run 4 full ones. Explicit <see cref="ChunkRows"/> are kept as given.</summary>
     public const long RowQuantum = 128;
 
+    /// <summary>The fused loss's default chunk: 448 MiB of logits in the input dtype (the chunk is the fused loss's only
+    /// transient besides the gradients, so this bounds its memory): rows = this / (V × element size), a multiple of
+    /// <see cref="RowQuantum"/>, then evened out over the chunks (see <see cref="FusedRowsPerChunk"/>). bf16 gives
+    /// 1792 rows at V = 128256 and 896 at V = 256000 (0.46 GB each). Measured on an H100 (bench/results, round 3): the
+    /// loop's time falls with larger chunks (fewer dW read-modify-writes), so the budget is as large as the 0.5 GB
+    /// transient target of issue 15 allows.</summary>
+    public const long FusedDefaultChunkBytes = 448L << 20;
+
     /// <summary>Rows per chunk (≥ 1); larger than N is fine (one chunk).</summary>
     public int? ChunkRows { get; init; }
 
@@ -53,6 +61,22 @@ public record ChunkOptions
             return Quantize(Math.Max(1, bytes / (vocab * 4)));
         }
         return Quantize(Math.Max(Math.Max(1, minDefaultRows), DefaultChunkBytes / (vocab * 4)));
+    }
+
+    /// <summary>Rows per chunk of the fused loss for <paramref name="rows"/> kept rows, a vocabulary of
+    /// <paramref name="vocab"/> and logits of <paramref name="elementSize"/> bytes. Explicit <see cref="ChunkRows"/> or
+    /// <see cref="ChunkBytes"/> (float32-equivalent, as for the chunked loss) win; otherwise the largest multiple of
+    /// <see cref="RowQuantum"/> whose logits fit <see cref="FusedDefaultChunkBytes"/> (at least one quantum), reduced
+    /// to the smallest multiple of the quantum that still needs no more chunks (16384 rows at V = 128256: 10 chunks of
+    /// 1664 instead of 9 of 1792 and one of 256, whose GEMMs would run at a fraction of the speed).</summary>
+    internal long FusedRowsPerChunk(long rows, long vocab, long elementSize)
+    {
+        if (ChunkRows is not null || ChunkBytes is not null) return RowsPerChunk(vocab);
+        var max = Math.Max(RowQuantum, FusedDefaultChunkBytes / (Math.Max(1, vocab) * Math.Max(1, elementSize)) / RowQuantum * RowQuantum);
+        if (rows <= max) return Math.Max(1, rows);
+        var chunks = (rows + max - 1) / max;
+        var even = (rows + chunks - 1) / chunks;
+        return Math.Min(max, (even + RowQuantum - 1) / RowQuantum * RowQuantum);
     }
 
     private static long Quantize(long rows) => rows >= 2 * RowQuantum ? rows - rows % RowQuantum : rows;
@@ -88,6 +112,14 @@ public sealed record CrossEntropyOptions : ChunkOptions
     /// <summary>Fused path only: accumulate dW over chunks in float32 (costs a float32 V × H buffer and a
     /// V × H temporary per chunk); otherwise dW accumulates in W's dtype through GEMM with beta = 1.</summary>
     public bool AccumulateWeightGradInFloat32 { get; init; }
+
+    /// <summary>Fused path, Mean/Sum, W a leaf that requires grad and whose .grad is null when backward runs (the first
+    /// backward after zero_grad(set_to_none) or a fresh model): backward makes its dW buffer W.grad itself instead of
+    /// returning it to the autograd engine, which would copy it (a dW-sized copy and transient: 1.05 GB at
+    /// 128256 × 4096 bf16). The result is the same as the engine's (tied weights and later backwards accumulate into it
+    /// as usual; TorchSharp has no tensor gradient hooks to bypass). Set false when calling torch.autograd.grad or
+    /// backward with explicit inputs: those do not expect W.grad to change, and would not receive dW from this loss.</summary>
+    public bool WeightGradToLeaf { get; init; } = true;
 
     internal void Validate()
     {
