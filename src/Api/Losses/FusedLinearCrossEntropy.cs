@@ -173,11 +173,14 @@ internal sealed class FusedLinearCrossEntropyFunction : SlothFunction<FusedLinea
             using var g = gradOutput.to(ScalarType.Float32);
             // Scaling by the upstream scalar is a full read + write of dW and dX. Skipping it when the scalar is 1 (what
             // loss.backward() passes) needs its value on the host: one sync, after the forward's work was queued.
-            // The read runs in its own dispose scope: on CUDA, backward runs on the autograd engine's thread, which has
-            // no scope, and a host read of a device scalar makes a temporary host tensor that would otherwise outlive
-            // the step (TrainingStepMemoryTests on CUDA saw one per step).
-            bool unit;
-            using (NewDisposeScope()) unit = FusedCrossEntropyTuning.SkipUnitUpstreamScale && g.numel() == 1 && g.item<float>() == 1f;
+            // Only worth it when dW exists (a full V × H pass saved): the host read is a sync that stalls the CPU's
+            // queue-ahead of the rest of backward, which costs more than scaling dX alone (the QLoRA step, with a frozen
+            // LM head, measured ~8% slower with the read). The read runs in its own dispose scope: on CUDA, backward
+            // runs on the autograd engine's thread, which has no scope, and a host read of a device scalar makes a
+            // temporary host tensor that would otherwise outlive the step (TrainingStepMemoryTests on CUDA saw one).
+            var unit = false;
+            if (FusedCrossEntropyTuning.SkipUnitUpstreamScale && t[1] is not null && g.numel() == 1)
+                using (NewDisposeScope()) unit = g.item<float>() == 1f;
             prof?.Lap("bwd: upstream value (host read)", gradOutput);
             if (!unit)
                 foreach (var grad in t) grad?.mul_(g);
