@@ -25,16 +25,8 @@ public class DistributedTrainerTests
     [TearDown]
     public void RemoveDir() => Directory.Delete(_dir, recursive: true);
 
-    private static readonly string[] Docs =
-    [
-        "Return a new dictionary initialized from an optional positional argument and a possibly empty set of keyword arguments.",
-        "Make an iterator that aggregates elements from each of the iterables.",
-        "The sloth hangs from the branch and reads the weights four bits at a time.",
-        "A short one.",
-        "Every gradient that reaches the adapters is float32, whatever the compute dtype of the base model is.",
-        "Tokens are bytes merged by a small vocabulary, so this sentence becomes many pieces.",
-        "Seven rows of uneven length make the ranks' token counts differ.",
-    ];
+    // One more document than the single-process tests: seven rows of uneven length make the ranks' token counts differ.
+    private static readonly string[] Docs = [.. TrainingCorpus.Documents, "Seven rows of uneven length make the ranks' token counts differ."];
 
     internal static TrainingData Data() =>
         TrainingData.FromDocuments(HfTokenizer.FromDirectory(LlamaGolden.Nf4Dir), Docs, 24, packing: false);

@@ -21,15 +21,7 @@ public class TrainerTests
     [TearDown]
     public void RemoveDir() => Directory.Delete(_dir, recursive: true);
 
-    private static readonly string[] Docs =
-    [
-        "Return a new dictionary initialized from an optional positional argument and a possibly empty set of keyword arguments.",
-        "Make an iterator that aggregates elements from each of the iterables.",
-        "The sloth hangs from the branch and reads the weights four bits at a time.",
-        "A short one.",
-        "Every gradient that reaches the adapters is float32, whatever the compute dtype of the base model is.",
-        "Tokens are bytes merged by a small vocabulary, so this sentence becomes many pieces.",
-    ];
+    private static readonly string[] Docs = TrainingCorpus.Documents;
 
     private static TrainingData Data(int seq, bool packing) =>
         TrainingData.FromDocuments(HfTokenizer.FromDirectory(LlamaGolden.Nf4Dir), Docs, seq, packing);
