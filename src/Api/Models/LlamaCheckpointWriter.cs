@@ -43,36 +43,26 @@ public static class LlamaCheckpointWriter
                 throw new FileNotFoundException($"{tokenizerJsonSource}: no tokenizer.json there");
             config = WithTokenizerSpecialTokens(config, tokenizerDir);
         }
-        var parent = Path.GetDirectoryName(dir)!;
-        Directory.CreateDirectory(parent);
-        var tmp = Path.Combine(parent, $".{Path.GetFileName(dir)}.tmp-{Guid.NewGuid():N}");
-        Directory.CreateDirectory(tmp);
-        try
+        using var staging = SlothSharp.IO.StagingDirectory.Beside(dir);
+        var tmp = staging.Path;
+        WriteWeights(tmp, config, seed, bnb4bit, shardBytes);
+        WriteJson(Path.Combine(tmp, "config.json"), ConfigJson(config, bnb4bit));
+        var gen = new JsonObject
         {
-            WriteWeights(tmp, config, seed, bnb4bit, shardBytes);
-            WriteJson(Path.Combine(tmp, "config.json"), ConfigJson(config, bnb4bit));
-            var gen = new JsonObject
-            {
-                ["_from_model_config"] = true,
-                ["bos_token_id"] = config.BosTokenId,
-                ["eos_token_id"] = config.EosTokenIds.Length == 1 ? JsonValue.Create(config.EosTokenIds[0])
-                    : new JsonArray(config.EosTokenIds.Select(e => (JsonNode)e).ToArray()),
-                ["transformers_version"] = "5.17.0",
-            };
-            if (config.PadTokenId is { } pad) gen["pad_token_id"] = pad;
-            WriteJson(Path.Combine(tmp, "generation_config.json"), gen);
-            if (tokenizerDir is not null)
-                foreach (var name in new[] { "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json" })
-                    if (File.Exists(Path.Combine(tokenizerDir, name)))
-                        File.Copy(Path.Combine(tokenizerDir, name), Path.Combine(tmp, name));
-            if (Directory.Exists(dir)) Directory.Delete(dir);
-            Directory.Move(tmp, dir);
-        }
-        catch
-        {
-            try { Directory.Delete(tmp, recursive: true); } catch (IOException) { }
-            throw;
-        }
+            ["_from_model_config"] = true,
+            ["bos_token_id"] = config.BosTokenId,
+            ["eos_token_id"] = config.EosTokenIds.Length == 1 ? JsonValue.Create(config.EosTokenIds[0])
+                : new JsonArray(config.EosTokenIds.Select(e => (JsonNode)e).ToArray()),
+            ["transformers_version"] = "5.17.0",
+        };
+        if (config.PadTokenId is { } pad) gen["pad_token_id"] = pad;
+        WriteJson(Path.Combine(tmp, "generation_config.json"), gen);
+        if (tokenizerDir is not null)
+            foreach (var name in new[] { "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json" })
+                if (File.Exists(Path.Combine(tokenizerDir, name)))
+                    File.Copy(Path.Combine(tokenizerDir, name), Path.Combine(tmp, name));
+        if (Directory.Exists(dir)) Directory.Delete(dir);  // empty (checked above)
+        staging.MoveTo(dir);
     }
 
     /// <summary>The config with bos/eos/pad token ids taken from the tokenizer that goes into the checkpoint, so that
