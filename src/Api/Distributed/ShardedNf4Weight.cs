@@ -61,21 +61,7 @@ internal sealed class ShardedNf4Weight : IDisposable
             Free();
             return;
         }
-        _packedShard = zeros(_layout.ShardPackedLength, ScalarType.Byte, device);
-        _codesShard = zeros(_layout.BlocksPerRank, ScalarType.Byte, device);
-        var (first, count) = _layout.Owned(rank);
-        if (count > 0)
-        {
-            var (start, length) = _layout.PackedRange(rank);
-            using (var dst = _packedShard.narrow(0, 0, length))
-            using (var src = _weight.Packed.narrow(0, start, length))
-                dst.copy_(src);
-            using (var dst = _codesShard.narrow(0, 0, count))
-            using (var src = _weight.AbsmaxCodes.narrow(0, first, count))
-                dst.copy_(src);
-        }
-        _packedShard.DetachFromDisposeScope();
-        _codesShard.DetachFromDisposeScope();
+        (_packedShard, _codesShard) = ShardOf(_weight, rank, size, device);
         Free();
     }
 
