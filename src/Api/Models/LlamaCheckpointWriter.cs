@@ -51,8 +51,7 @@ public static class LlamaCheckpointWriter
         {
             ["_from_model_config"] = true,
             ["bos_token_id"] = config.BosTokenId,
-            ["eos_token_id"] = config.EosTokenIds.Length == 1 ? JsonValue.Create(config.EosTokenIds[0])
-                : new JsonArray(config.EosTokenIds.Select(e => (JsonNode)e).ToArray()),
+            ["eos_token_id"] = LlamaConfig.EosJson(config.EosTokenIds),
             ["transformers_version"] = "5.17.0",
         };
         if (config.PadTokenId is { } pad) gen["pad_token_id"] = pad;
@@ -79,7 +78,7 @@ public static class LlamaCheckpointWriter
         var pad = tok.PadTokenId ?? config.PadTokenId;
         var raw = (JsonObject)config.Raw.DeepClone();
         raw["bos_token_id"] = bos;
-        raw["eos_token_id"] = eos.Length == 1 ? JsonValue.Create(eos[0]) : new JsonArray(eos.Select(x => (JsonNode)x).ToArray());
+        raw["eos_token_id"] = LlamaConfig.EosJson(eos);
         if (pad is { } p) raw["pad_token_id"] = p;
         else raw.Remove("pad_token_id");
         return config with { BosTokenId = bos, EosTokenIds = eos, PadTokenId = pad, Raw = raw };

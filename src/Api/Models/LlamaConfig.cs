@@ -151,6 +151,10 @@ public sealed record LlamaConfig(int VocabSize, int HiddenSize, int Intermediate
         }
     }
 
+    /// <summary>eos_token_id as transformers writes it: a number for one id, a list for several.</summary>
+    internal static JsonNode EosJson(int[] ids) =>
+        ids.Length == 1 ? JsonValue.Create(ids[0]) : new JsonArray(ids.Select(e => (JsonNode)e).ToArray());
+
     /// <summary>config.json as transformers 5 writes it for this architecture (no quantization_config).</summary>
     public JsonObject ToJson()
     {
@@ -172,8 +176,7 @@ public sealed record LlamaConfig(int VocabSize, int HiddenSize, int Intermediate
             ["attention_dropout"] = 0.0,
             ["bos_token_id"] = BosTokenId,
             ["dtype"] = "bfloat16",
-            ["eos_token_id"] = EosTokenIds.Length == 1 ? JsonValue.Create(EosTokenIds[0])
-                : new JsonArray(EosTokenIds.Select(e => (JsonNode)e).ToArray()),
+            ["eos_token_id"] = EosJson(EosTokenIds),
             ["head_dim"] = HeadDim,
             ["hidden_act"] = "silu",
             ["hidden_size"] = HiddenSize,
