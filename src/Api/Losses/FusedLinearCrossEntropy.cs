@@ -151,7 +151,7 @@ internal sealed class FusedLinearCrossEntropyFunction : SlothFunction<FusedLinea
             var dx = dxv is null ? null : rows.Scatter(dxv, x);
             ctx.save_data("grads", new TensorBox(dx?.DetachFromDisposeScope(), dw?.DetachFromDisposeScope(), db?.DetachFromDisposeScope()));
             // The hand-off needs W itself in backward (saving an input copies nothing).
-            if (o.WeightGradToLeaf && FusedCrossEntropyTuning.HandWeightGradToLeaf && dw is not null && w.is_leaf && w.requires_grad)
+            if (HandOffAllowed(o) && dw is not null && w.is_leaf && w.requires_grad)
                 ctx.save_for_backward([w]);
         }
         else if (needGrad)
@@ -216,15 +216,18 @@ internal sealed class FusedLinearCrossEntropyFunction : SlothFunction<FusedLinea
     /// reference, so it never handed off.)</summary>
     private static bool HandToLeaf(autograd.AutogradContext ctx, CrossEntropyOptions o, Tensor dw)
     {
-        if (!o.WeightGradToLeaf || !FusedCrossEntropyTuning.HandWeightGradToLeaf) return false;
+        if (!HandOffAllowed(o)) return false;  // nothing was saved for it: skip unpacking
         using var saved = SavedTensors.Of(ctx);
         return saved.Count == 1 && HandToLeaf(saved[0], o, dw);
     }
 
+    /// <summary>The caller's option and the process-wide switch (benchmarks turn it off) together.</summary>
+    private static bool HandOffAllowed(CrossEntropyOptions o) => o.WeightGradToLeaf && FusedCrossEntropyTuning.HandWeightGradToLeaf;
+
     /// <summary>The hand-off to <paramref name="w"/> (the leaf as saved for backward) under the same conditions.</summary>
     private static bool HandToLeaf(Tensor? w, CrossEntropyOptions o, Tensor dw)
     {
-        if (!o.WeightGradToLeaf || !FusedCrossEntropyTuning.HandWeightGradToLeaf) return false;
+        if (!HandOffAllowed(o)) return false;
         if (w is null || !w.is_leaf || !w.requires_grad) return false;
         using (var existing = w.grad) if (existing is not null) return false;
         if (!w.shape.SequenceEqual(dw.shape) || w.dtype != dw.dtype || w.device_type != dw.device_type
