@@ -64,6 +64,12 @@ internal static class NodeHousekeeping
 
     private const string OutputsKey = "SlothSharp.outputs";
 
+    // Looked up once per node type, not on every recorded call (this runs for every fused op in every step).
+    private static readonly System.Collections.Concurrent.ConcurrentDictionary<Type, FieldInfo?> OutputCacheFields = new();
+
+    private static FieldInfo? OutputCacheField(Type nodeType) =>
+        OutputCacheFields.GetOrAdd(nodeType, t => t.GetField("_outputCache", BindingFlags.NonPublic | BindingFlags.Instance));
+
     /// <summary>Frees the output-sized tensors TorchSharp allocated for <paramref name="ctx"/>'s node and keeps the
     /// outputs' shape, dtype and device instead, from which <see cref="Materialize"/> makes the zeros that TorchSharp
     /// would have made for an output whose gradient is undefined (best effort: does nothing if TorchSharp's internals
@@ -71,8 +77,7 @@ internal static class NodeHousekeeping
     public static void TrimOutputCache(autograd.AutogradContext? ctx)
     {
         if (ctx is null || NodeField?.GetValue(ctx) is not { } node) return;
-        if (node.GetType().GetField("_outputCache", BindingFlags.NonPublic | BindingFlags.Instance)?.GetValue(node)
-            is not List<Tensor> cache) return;
+        if (OutputCacheField(node.GetType())?.GetValue(node) is not List<Tensor> cache) return;
         var outputs = new OutputInfo?[cache.Count];
         for (var i = 0; i < cache.Count; i++)
         {
