@@ -28,7 +28,7 @@ internal static class LogitsDump
     public static int Save(LlamaForCausalLM model, HfTokenizer tok, IReadOnlyList<string> docs, int? maxLength, string path)
     {
         var limit = Math.Min(MaxTokens, maxLength ?? MaxTokens);
-        var ids = docs.Select(d => tok.Encode(d, addBos: tok.BosTokenId is not null)).MaxBy(x => x.Length)!;
+        var ids = docs.Select(d => SlothSharp.Evaluation.Evaluator.EncodeDocument(tok, d)).MaxBy(x => x.Length)!;
         ids = ids[..Math.Min(ids.Length, limit)];
         using var scope = NewDisposeScope();
         using var noGrad = no_grad();

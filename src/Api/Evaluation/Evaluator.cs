@@ -42,7 +42,7 @@ public static class Evaluator
         var sequences = new List<int[]>();
         for (var d = 0; d < docs.Count; d++)
         {
-            var ids = tok.Encode(docs[d] ?? throw new ArgumentException($"document {d} is null", nameof(docs)), addBos: tok.BosTokenId is not null);
+            var ids = EncodeDocument(tok, docs[d] ?? throw new ArgumentException($"document {d} is null", nameof(docs)));
             foreach (var id in ids)
                 if (id >= model.VocabSize)
                     throw new ArgumentException($"document {d}: token id {id} is outside the model's vocabulary ({model.VocabSize}): " +
@@ -68,6 +68,14 @@ public static class Evaluator
             progress?.Report((done, sequences.Count));
         }
         return new EvalResult(total / predicted, predicted);
+    }
+
+    /// <summary>A document as evaluation sees it: BOS (when the tokenizer has one) followed by its tokens.</summary>
+    public static int[] EncodeDocument(HfTokenizer tok, string text)
+    {
+        ArgumentNullException.ThrowIfNull(tok);
+        ArgumentNullException.ThrowIfNull(text);
+        return tok.Encode(text, addBos: tok.BosTokenId is not null);
     }
 
     /// <summary>Windows of at most <paramref name="window"/> tokens, overlapping by one, covering every prediction once.</summary>
