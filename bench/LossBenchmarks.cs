@@ -161,12 +161,12 @@ internal static class LossSuite
 internal static class CeSweep
 {
     public static readonly string[] DefaultShapes = ["16384x4096x128256", "8192x2304x256000"];
-    /// <summary>Phase 2 (round 3): the new default (unit-upstream skip and dW hand-off on, 448 MiB bf16 chunks: 1664
-    /// rows × 10 chunks at 16384 × 128256, 896 rows at 8192 × 256000), the same with each default turned off, its
-    /// chunk-size neighbours, the CE kernel with 256 (phase 1's count) and 512 threads per row instead of 1024, and the
-    /// profile (each piece synchronized and timed: slower, for the breakdown only).</summary>
+    /// <summary>Phase 3 (round 4): the default (chunk GEMMs through the tuned cuBLASLt GEMM, 472 MiB even chunks: 7 × 1792
+    /// + 2 × 1920 rows at 16384 × 128256, 7 × 896 + 2 × 960 at 8192 × 256000), the same through TorchSharp's matmul,
+    /// with cuBLASLt's untuned first choice, with round 3's 448 MiB budget (with and without the tuned GEMMs), 2048-row
+    /// chunks, and the profile (each piece synchronized and timed: slower, for the breakdown only).</summary>
     public static readonly string[] DefaultVariants =
-        ["naive", "fused", "fused-profile", "fused-t256", "fused-t512", "fused-nohandoff", "fused-nounit", "fused-r768", "fused-r1024", "fused-r1536", "fused-r2048"];
+        ["naive", "fused", "fused-profile", "fused-torchgemm", "fused-untuned", "fused-budget448", "fused-torchgemm-budget448", "fused-r2048", "fused-torchgemm-profile"];
 
     // NaN (a failed variant) must survive the round trip through the child's output.
     private static readonly JsonSerializerOptions Json = new()
@@ -175,7 +175,7 @@ internal static class CeSweep
     };
 
     /// <summary>Variants that get a memory child by default (each child is a fresh process: seconds each).</summary>
-    public static readonly string[] DefaultMemoryVariants = ["fused", "fused-nohandoff", "fused-r2048"];
+    public static readonly string[] DefaultMemoryVariants = ["fused", "fused-torchgemm", "fused-r2048"];
 
     internal sealed record Row(string Shape, string Method, double Ms, double MsMin, double RelDx, double RelDw,
                                double Loss, double LossRelErr, string? Error);
@@ -194,6 +194,7 @@ internal static class CeSweep
         var memory = new Dictionary<(string, string), long>();
         var handOffs = new Dictionary<(string, string), string>();
         var profiles = new List<string>();
+        var tuning = new List<string>();
         foreach (var shape in shapes)
         {
             var t0 = clock.Elapsed.TotalSeconds;
@@ -202,6 +203,7 @@ internal static class CeSweep
             foreach (var l in output.Split('\n').Where(l => l.StartsWith("SWEEP ", StringComparison.Ordinal)))
                 rows.Add(JsonSerializer.Deserialize<Row>(l[6..], Json)!);
             profiles.AddRange(output.Split('\n').Where(l => l.StartsWith("PROFILE ", StringComparison.Ordinal)).Select(l => l[8..].TrimEnd()));
+            tuning.AddRange(output.Split('\n').Where(l => l.StartsWith("TUNING ", StringComparison.Ordinal)).Select(l => $"{shape}: {l[7..].TrimEnd()}"));
             if (!output.Contains("SWEEP ", StringComparison.Ordinal)) Console.WriteLine($"sweep child failed for {shape}:\n{output}");
             if (!memoryOn) continue;
             foreach (var v in memoryVariants.Where(variants.Contains))
@@ -237,6 +239,12 @@ internal static class CeSweep
             sb.AppendLine(inv, $"| {r.Shape.Replace("x", " × ")} | {r.Method} | {r.Ms:F1} | {r.MsMin:F1} | {flops / r.Ms / 1e9:F0} | {mem} | {ho} | {r.RelDx:0.00e+0} | {r.RelDw:0.00e+0} | {r.LossRelErr:0.0e+0} |");
         }
         if (profiles.Count > 0) sb.AppendLine().Append(ProfileMarkdown(profiles));
+        if (tuning.Count > 0)
+        {
+            sb.AppendLine().AppendLine("## GEMM tuner (sloth_gemm): the choice kept per shape, timed on the first call").AppendLine().AppendLine("```");
+            foreach (var l in tuning) sb.AppendLine(l);
+            sb.AppendLine("```");
+        }
         File.WriteAllText(Path.Combine(results, "ce-sweep.md"), sb.ToString());
         File.WriteAllText(Path.Combine(results, "ce-sweep.json"), JsonSerializer.Serialize(new
         {
@@ -308,6 +316,9 @@ internal static class CeSweep
             p.W.grad = null;
             Console.WriteLine("SWEEP " + JsonSerializer.Serialize(row, Json));
         }
+        foreach (var line in SlothSharp.Ops.TunedGemm.TuningReport().Split('\n', StringSplitOptions.RemoveEmptyEntries))
+            Console.WriteLine("TUNING " + line);
+        if (SlothSharp.Ops.TunedGemm.UnavailableReason is { } why) Console.WriteLine("TUNING unavailable: " + why);
         return 0;
     }
 

@@ -70,13 +70,20 @@ internal sealed class LossProblem : IDisposable
         FusedCrossEntropyTuning.SkipUnitUpstreamScale = (unit || parts.Contains("unit")) && !parts.Contains("nounit");
         FusedCrossEntropyTuning.HandWeightGradToLeaf = (handOff || parts.Contains("handoff")) && !parts.Contains("nohandoff");
         var threads = FusedCrossEntropyTuning.KernelThreadsPerRow;
+        var (tunedGemm, tune, budget) = (FusedCrossEntropyTuning.UseTunedGemm, FusedCrossEntropyTuning.TuneGemms, FusedCrossEntropyTuning.ChunkBudgetBytes);
         foreach (var part in parts)
+        {
             if (part.Length > 1 && part[0] == 't' && int.TryParse(part[1..], out var t)) FusedCrossEntropyTuning.KernelThreadsPerRow = t;
+            if (part.StartsWith("budget", StringComparison.Ordinal) && long.TryParse(part[6..], out var mib)) FusedCrossEntropyTuning.ChunkBudgetBytes = mib << 20;
+        }
+        FusedCrossEntropyTuning.UseTunedGemm = tunedGemm && !parts.Contains("torchgemm");
+        FusedCrossEntropyTuning.TuneGemms = tune && !parts.Contains("untuned");
         try { return StepCore(method, readLoss); }
         finally
         {
             (FusedCrossEntropyTuning.SkipUnitUpstreamScale, FusedCrossEntropyTuning.HandWeightGradToLeaf) = (unit, handOff);
             FusedCrossEntropyTuning.KernelThreadsPerRow = threads;
+            (FusedCrossEntropyTuning.UseTunedGemm, FusedCrossEntropyTuning.TuneGemms, FusedCrossEntropyTuning.ChunkBudgetBytes) = (tunedGemm, tune, budget);
         }
     }
 
@@ -113,7 +120,9 @@ internal sealed class LossProblem : IDisposable
     }
 
     /// <summary>Options of a fused variant named like <c>fused-r2048-fp32dw</c>: <c>r{rows}</c> rows per chunk,
-    /// <c>b{MiB}</c> a float32-equivalent chunk budget, <c>t{threads}</c> the CE kernel's threads per row (256, 512, 1024), <c>fp32dw</c> float32 dW accumulation; <c>nounit</c> / <c>nohandoff</c>
+    /// <c>b{MiB}</c> a float32-equivalent chunk budget (equal chunks), <c>budget{MiB}</c> the default plan's budget in
+    /// the input dtype (even chunks), <c>torchgemm</c> TorchSharp's matmul instead of the tuned cuBLASLt GEMM,
+    /// <c>untuned</c> cuBLASLt's first heuristic choice, <c>t{threads}</c> the CE kernel's threads per row (256, 512, 1024), <c>fp32dw</c> float32 dW accumulation; <c>nounit</c> / <c>nohandoff</c>
     /// turn off the library's defaults (skip the backward scaling pass when the upstream gradient is 1; dW becomes
     /// W.grad without a copy when W.grad is unset; see FusedCrossEntropyTuning), <c>unit</c> / <c>handoff</c> are
     /// accepted (phase-1 names, now the defaults); <c>profile</c> times each piece (the ce-sweep suite sets it up).</summary>
@@ -123,11 +132,12 @@ internal sealed class LossProblem : IDisposable
         foreach (var part in method.Split('-').Skip(1))
         {
             if (part == "fp32dw") o = o with { AccumulateWeightGradInFloat32 = true };
-            else if (part is "unit" or "handoff" or "nounit" or "nohandoff" or "profile") { }  // FusedCrossEntropyTuning switches, set around the step
+            else if (part is "unit" or "handoff" or "nounit" or "nohandoff" or "profile" or "torchgemm" or "untuned"
+                     || part.StartsWith("budget", StringComparison.Ordinal)) { }  // FusedCrossEntropyTuning switches, set around the step
             else if (part.Length > 1 && part[0] == 'r' && int.TryParse(part[1..], out var rows)) o = o with { ChunkRows = rows };
             else if (part.Length > 1 && part[0] == 'b' && long.TryParse(part[1..], out var mib)) o = o with { ChunkBytes = mib << 20 };
             else if (part.Length > 1 && part[0] == 't' && int.TryParse(part[1..], out _)) { }  // CE kernel threads per row, set around the step
-            else throw new ArgumentException($"unknown part '{part}' of fused variant '{method}' (r<rows>, b<MiB>, t<threads>, fp32dw, nounit, nohandoff, profile)", nameof(method));
+            else throw new ArgumentException($"unknown part '{part}' of fused variant '{method}' (r<rows>, b<MiB>, budget<MiB>, t<threads>, fp32dw, nounit, nohandoff, torchgemm, untuned, profile)", nameof(method));
         }
         return o;
     }

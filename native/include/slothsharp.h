@@ -31,7 +31,7 @@ extern "C" {
 #endif
 
 /* Bumped on every incompatible change of this header; the managed loader refuses any other value. */
-#define SLOTH_ABI_VERSION 4
+#define SLOTH_ABI_VERSION 5
 
 /* NF4 blocksize and nested_blocksize: powers of two in [MIN, MAX] (the managed API checks the same constants). */
 #define SLOTH_NF4_BLOCKSIZE_MIN 32
@@ -325,6 +325,42 @@ SLOTH_API sloth_status sloth_cuda_event_record(int32_t device, void* event, void
 /* Makes `stream` (NULL = the legacy default stream) wait, on the device, until `event`'s last record has completed;
  * the host does not wait. */
 SLOTH_API sloth_status sloth_cuda_stream_wait_event(int32_t device, void* stream, void* event);
+
+/* ---- Matrix multiply through cuBLASLt, with per-shape tuning (the fused loss's GEMMs) ------------------- */
+/*
+ * Row-major GEMM on a CUDA device: C = alpha * op(A) * op(B) + beta * C, op(A) [m, k], op(B) [k, n], C [m, n].
+ *   A: trans_a = 0: [m, k] with row stride lda >= k;  trans_a = 1: [k, m] with lda >= m (op(A) is its transpose).
+ *   B: trans_b = 0: [k, n] with ldb >= n;             trans_b = 1: [n, k] with ldb >= k.
+ *   C: [m, n] with ldc >= n. beta = 0 ignores C's contents (NaN included). m, n, k >= 1.
+ * dtype: f16 or bf16 for A, B and C; products accumulate in float32 (CUBLAS_COMPUTE_32F), C is rounded once.
+ * workspace: device memory for split-K partial sums (workspace_bytes = 0 is allowed: fewer algorithms qualify). Two
+ * GEMMs that may run at the same time need two workspaces.
+ * Algorithm choice, per shape (device, dtype, transposes, m, n, k, strides, 16-byte alignment of the pointers):
+ *   - tune = 1, beta = 0, no choice tuned yet, stream not capturing: every candidate of cuBLASLt's heuristic (at most
+ *     SLOTH_GEMM_TUNE_CANDIDATES) runs on these operands, one warm-up and SLOTH_GEMM_TUNE_RUNS timed runs each, then
+ *     the host waits for the device once; the fastest is kept for the process and C gets its result. This is the only
+ *     synchronization in this function, once per shape. (beta != 0 cannot tune: repeated runs would add the product
+ *     several times.)
+ *   - otherwise the kept choice; without one, a choice tuned for the same shape with another k (if cuBLASLt accepts it
+ *     for this k), else the heuristic's first candidate.
+ * cuBLASLt is opened at first use and never linked: the copy already in the process (libtorch loads one), else
+ * libcublasLt.so.13 or .so.12 from the library path; SLOTHSHARP_CUBLASLT_LIBRARY names a file to use instead. When
+ * none loads this fails with SLOTH_ERROR_UNSUPPORTED and says what was tried (callers fall back to their own GEMM).
+ * device < 0 (the CPU): SLOTH_ERROR_UNSUPPORTED. Built without CUDA: SLOTH_ERROR_NO_CUDA.
+ */
+#define SLOTH_GEMM_TUNE_CANDIDATES 16
+#define SLOTH_GEMM_TUNE_RUNS 3
+SLOTH_API sloth_status sloth_gemm(int32_t trans_a, int32_t trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+                                  const void* a, int64_t lda, const void* b, int64_t ldb, float beta, void* c,
+                                  int64_t ldc, sloth_dtype dtype, void* workspace, int64_t workspace_bytes,
+                                  int32_t tune, int32_t device, void* stream);
+
+/*
+ * What the tuner chose so far, one line per shape: "<dtype> <ta><tb> m n k lda ldb ldc: <n> candidates, chose #<i>
+ * <ms> ms (heuristic #0 <ms> ms)", or "untuned (heuristic #0)". Written NUL-terminated into text[capacity] (cut at
+ * capacity - 1 bytes); *needed (may be NULL) gets the full length + 1. For benchmarks and diagnostics.
+ */
+SLOTH_API sloth_status sloth_gemm_tuning_report(char* text, int32_t capacity, int32_t* needed);
 
 #ifdef __cplusplus
 }

@@ -4,6 +4,7 @@
 #include "slothsharp.h"
 
 #include <cstdint>
+#include <string>
 
 namespace sloth {
 
@@ -93,6 +94,24 @@ struct CrossEntropyArgs {
     int32_t threads_per_row = 0;  // CUDA threads per row: 0 = the backend's choice, else 256, 512 or 1024
 };
 
+struct GemmArgs {  // sloth_gemm's arguments, validated (row-major; see slothsharp.h)
+    bool trans_a;
+    bool trans_b;
+    int64_t m, n, k;
+    float alpha;
+    const void* a;
+    int64_t lda;
+    const void* b;
+    int64_t ldb;
+    float beta;
+    void* c;
+    int64_t ldc;
+    sloth_dtype dtype;  // f16 or bf16
+    void* workspace;
+    int64_t workspace_bytes;
+    bool tune;
+};
+
 namespace cpu {
 sloth_status nf4_dequantize(const char* fn, const Nf4DequantArgs& a);
 sloth_status nf4_quantize(const char* fn, const Nf4QuantArgs& a);
@@ -131,6 +150,9 @@ sloth_status event_create(const char* fn, int32_t device, void** event);
 sloth_status event_destroy(const char* fn, int32_t device, void* event);
 sloth_status event_record(const char* fn, int32_t device, void* event, void* stream);
 sloth_status stream_wait_event(const char* fn, int32_t device, void* stream, void* event);
+// cuBLASLt GEMM with the per-shape tuner (gemm_lt.cu), and what the tuner chose ("" without CUDA).
+sloth_status gemm(const char* fn, const GemmArgs& g, int32_t device, void* stream);
+std::string gemm_tuning_report();
 }  // namespace cuda
 
 }  // namespace sloth

@@ -239,23 +239,33 @@ public class FusedVariantTests(string deviceName) : DeviceFixture(deviceName)
         TestEnv.AssertClose(w.grad!, ew!, 1e-5, "dW of both uses");
     }
 
-    /// <summary>The fused default chunk: the largest multiple of 128 rows whose logits (input dtype) fit 448 MiB, evened
-    /// out so that no small last chunk is left; explicit rows or bytes win.</summary>
+    /// <summary>The fused default chunks: the fewest whose logits (input dtype) fit 472 MiB, rows spread evenly in
+    /// multiples of 128 (else 64) so that no short tail is left, the more common size first; explicit rows or bytes
+    /// give equal chunks and a shorter last one.</summary>
     [Test]
     public void FusedDefaultChunkRows()
     {
         var o = new CrossEntropyOptions();
-        Assert.That(o.FusedRowsPerChunk(16384, 128256, 2), Is.EqualTo(1664), "10 chunks of 1664 instead of 9 × 1792 + 256");
-        Assert.That(o.FusedRowsPerChunk(8192, 256000, 2), Is.EqualTo(896), "448 MiB / (256000 × 2) = 917 → 896");
-        Assert.That(o.FusedRowsPerChunk(1792, 128256, 2), Is.EqualTo(1792), "one full chunk");
-        Assert.That(o.FusedRowsPerChunk(100, 128256, 2), Is.EqualTo(100), "fewer rows than a chunk: one chunk");
-        Assert.That(o.FusedRowsPerChunk(0, 128256, 2), Is.EqualTo(1), "no rows");
-        Assert.That(o.FusedRowsPerChunk(16384, 128256, 4), Is.EqualTo(896), "float32: 915 → 896 rows");
-        Assert.That(o.FusedRowsPerChunk(100000, 4_000_000, 2), Is.EqualTo(128), "at least one quantum");
-        Assert.That((o with { ChunkRows = 523 }).FusedRowsPerChunk(16384, 128256, 2), Is.EqualTo(523), "explicit rows win");
-        Assert.That((o with { ChunkBytes = 128256L * 4 * 1000 }).FusedRowsPerChunk(16384, 128256, 2), Is.EqualTo(896), "explicit bytes (float32-equivalent) win");
-        foreach (var (n, v) in new[] { (16384L, 128256L), (8192L, 256000L), (4096L, 128256L), (12345L, 151936L) })
-            Assert.That(o.FusedRowsPerChunk(n, v, 2) * v * 2, Is.LessThanOrEqualTo(ChunkOptions.FusedDefaultChunkBytes), $"{n}x{v} fits the budget");
+        Assert.That(o.FusedChunkRows(16384, 128256, 2), Is.EqualTo(new long[] { 1792, 1792, 1792, 1792, 1792, 1792, 1792, 1920, 1920 }),
+            "472 MiB / (128256 × 2) = 1929 → at most 1920 rows: 9 chunks in multiples of 128, not 8 × 1920 + 1024");
+        Assert.That(o.FusedChunkRows(8192, 256000, 2), Is.EqualTo(new long[] { 896, 896, 896, 896, 896, 896, 896, 960, 960 }),
+            "at most 960 rows; multiples of 128 would need a 1024-row chunk, so multiples of 64");
+        Assert.That(o.FusedChunkRows(1920, 128256, 2), Is.EqualTo(new long[] { 1920 }), "one full chunk");
+        Assert.That(o.FusedChunkRows(100, 128256, 2), Is.EqualTo(new long[] { 100 }), "fewer rows than a chunk: one chunk");
+        Assert.That(o.FusedChunkRows(0, 128256, 2), Is.Empty, "no rows, no chunk");
+        Assert.That(o.FusedChunkRows(3000, 128256, 2), Is.EqualTo(new long[] { 1536, 1464 }), "the last chunk ends with the rows");
+        var tiny = o.FusedChunkRows(100000, 4_000_000, 2);
+        Assert.That(tiny, Has.Length.EqualTo(1563).And.All.LessThanOrEqualTo(64), "at least one quantum per chunk");
+        Assert.That((o with { ChunkRows = 523 }).FusedChunkRows(2000, 128256, 2), Is.EqualTo(new long[] { 523, 523, 523, 431 }), "explicit rows win");
+        Assert.That((o with { ChunkBytes = 128256L * 4 * 1000 }).FusedChunkRows(2000, 128256, 2), Is.EqualTo(new long[] { 896, 896, 208 }), "explicit bytes (float32-equivalent) win");
+        Assert.That(o.FusedChunkRows(16384, 128256, 2, budgetBytes: 448L << 20), Has.Length.EqualTo(10), "a smaller budget: more chunks");
+        foreach (var (n, v, e) in new[] { (16384L, 128256L, 2L), (8192L, 256000L, 2L), (4096L, 128256L, 2L), (12345L, 151936L, 2L), (16384L, 128256L, 4L), (77777L, 32000L, 2L) })
+        {
+            var sizes = o.FusedChunkRows(n, v, e);
+            Assert.That(sizes.Sum(), Is.EqualTo(n), $"{n}x{v}: the chunks cover the rows");
+            Assert.That(sizes.Max() * v * e, Is.LessThanOrEqualTo(ChunkOptions.FusedDefaultChunkBytes), $"{n}x{v}: every chunk fits the budget");
+            Assert.That(sizes.Min(), Is.GreaterThanOrEqualTo(sizes.Max() - 2 * ChunkOptions.FusedRowQuantum), $"{n}x{v}: no short tail");
+        }
     }
 
     /// <summary>The CE kernel with 256, 512 and 1024 threads per row (0 = the library's choice: 1024 at this vocabulary)

@@ -2,7 +2,7 @@
 # Issue 15 extra GPU steps (phase 2), for SLOTHSHARP_GPU_EXTRA (tools/gpu.sh runs it last, from the repository root,
 # with SLOTHSHARP_APPS, SLOTHSHARP_NATIVE_PATH, LD_LIBRARY_PATH and OUTDIR set). Everything goes to OUTDIR/ce/ and is
 # packed into OUTDIR/ce.tar.gz (a GPU run returns at most 8 files):
-#   1. the ce-sweep suite: new default, its switches turned off, chunk neighbours, 256/512-thread kernels, profile,
+#   1. the ce-sweep suite (its DefaultVariants: the default, tuned vs TorchSharp GEMMs, budgets, profile),
 #      memory children (ce/ce-sweep.md, .json, .log),
 #   2. the loss tests on the GPU (FusedVariantTests, LossTests, ChunkLossTests, GRPO, modules, autograd base),
 #      and the CE kernel test against the compute_75 PTX build,
@@ -29,7 +29,7 @@ if [ "${CE_EXTRA_TESTS:-1}" = 1 ]; then
     start=$(date +%s)
     tests="$SLOTHSHARP_APPS/SlothSharp.Tests/SlothSharp.Tests.dll"
     dotnet "$tests" --no-progress \
-        --filter "FullyQualifiedName~SlothSharp.Tests.FusedVariantTests|FullyQualifiedName~SlothSharp.Tests.LossTests|FullyQualifiedName~SlothSharp.Tests.ChunkLossTests|FullyQualifiedName~SlothSharp.Tests.GrpoTests|FullyQualifiedName~SlothSharp.Tests.LossModuleTests|FullyQualifiedName~SlothSharp.Tests.ChunkOptionsTests|FullyQualifiedName~SlothSharp.Tests.AutogradBaseTests|FullyQualifiedName~SlothSharp.Tests.BackwardErrorTests" \
+        --filter "FullyQualifiedName~SlothSharp.Tests.FusedVariantTests|FullyQualifiedName~SlothSharp.Tests.LossTests|FullyQualifiedName~SlothSharp.Tests.ChunkLossTests|FullyQualifiedName~SlothSharp.Tests.GrpoTests|FullyQualifiedName~SlothSharp.Tests.LossModuleTests|FullyQualifiedName~SlothSharp.Tests.ChunkOptionsTests|FullyQualifiedName~SlothSharp.Tests.AutogradBaseTests|FullyQualifiedName~SlothSharp.Tests.BackwardErrorTests|FullyQualifiedName~SlothSharp.Tests.TunedGemm" \
         > "$out/ce-loss-tests.log" 2>&1 || rc=1
     grep -E "total:|failed:|succeeded:|skipped:" "$out/ce-loss-tests.log" | tail -4
     grep -E "^failed " "$out/ce-loss-tests.log" | head -20

@@ -6,7 +6,7 @@ namespace SlothSharp.Losses;
 
 /// <summary>
 /// Cross-entropy of an LM head without ever holding the N × V logits: for each row chunk, logits = Xc·Wᵀ (+b)
-/// (a TorchSharp GEMM, cuBLAS on CUDA), the fused kernel turns them into per-row losses and overwrites them in place
+/// (on CUDA in f16/bf16 the tuned cuBLASLt GEMM of <see cref="Ops.TunedGemm"/>, else TorchSharp's), the fused kernel turns them into per-row losses and overwrites them in place
 /// with dLoss/dlogits, then dXc = G·W and dW += Gᵀ·Xc. With Mean/Sum the gradients are computed during forward
 /// (backward only scales them by the upstream scalar); with None they are recomputed in backward with the per-row
 /// upstream gradient. Rows with ignore_index are dropped before any GEMM. CPU and CUDA; float32/float16/bfloat16.
@@ -25,7 +25,7 @@ public static class FusedLinearCrossEntropy
         options.Validate();
         var (n, h, v) = LossShapes.Check(hidden, weight, bias, labels, targetsAreLabels: true);
         LossShapes.CheckLabelRange(labels, v, options.IgnoreIndex);
-        // Rows per chunk: decided in Forward from the kept rows (ChunkOptions.FusedRowsPerChunk).
+        // Chunks: decided in Forward from the kept rows (ChunkOptions.FusedChunkRows).
         var plan = new Plan(options, labels.shape, hidden.requires_grad, weight.requires_grad, bias?.requires_grad ?? false);
         return FusedLinearCrossEntropyFunction.Apply(plan, new HeadInputs(hidden.reshape(n, h), weight, bias, labels.reshape(n)).ToArray());
     }
@@ -69,6 +69,18 @@ internal static class FusedCrossEntropyTuning
     /// <summary>CUDA threads per row of the CE kernel: 0 = the library's choice (1024 from V = 32768 on), or 256, 512,
     /// 1024 (the benchmark compares them; see sloth_cross_entropy_chunk_tuned).</summary>
     public static int KernelThreadsPerRow { get; set; }
+
+    /// <summary>Run the chunk GEMMs through <see cref="Ops.TunedGemm"/> (cuBLASLt, tuned per shape) on CUDA f16/bf16;
+    /// off: TorchSharp's matmul. (SLOTHSHARP_CE_GEMM=torch turns it off.)</summary>
+    public static bool UseTunedGemm { get; set; } = Environment.GetEnvironmentVariable("SLOTHSHARP_CE_GEMM") != "torch";
+
+    /// <summary>Let <see cref="Ops.TunedGemm"/> time its candidates on a shape's first call; off: cuBLASLt's first
+    /// heuristic choice. (SLOTHSHARP_GEMM_TUNE=0 turns it off.)</summary>
+    public static bool TuneGemms { get; set; } = Environment.GetEnvironmentVariable("SLOTHSHARP_GEMM_TUNE") != "0";
+
+    /// <summary>The default chunk budget in bytes when set (the benchmark compares budgets); null:
+    /// <see cref="ChunkOptions.FusedDefaultChunkBytes"/>.</summary>
+    public static long? ChunkBudgetBytes { get; set; }
 
     /// <summary>How many backwards handed dW to W.grad (tests check that the hand-off happens).</summary>
     public static long HandOffs => Interlocked.Read(ref _handOffs);
@@ -237,7 +249,8 @@ internal sealed class FusedLinearCrossEntropyFunction : SlothFunction<FusedLinea
         return true;
     }
 
-    /// <summary>Chunk loop: GEMM, kernel (in place), and the gradient GEMMs when <paramref name="grads"/> is given.</summary>
+    /// <summary>Chunk loop: GEMM, kernel (in place), and the gradient GEMMs when <paramref name="grads"/> is given. One
+    /// logits buffer, sized for the largest chunk, serves every chunk.</summary>
     private static Tensor Run(Tensor x, Tensor w, Tensor? b, Tensor y, FusedLinearCrossEntropy.Plan plan, Tensor? rowScale,
                               float gradScale, Grads? grads)
     {
@@ -245,28 +258,42 @@ internal sealed class FusedLinearCrossEntropyFunction : SlothFunction<FusedLinea
         var lossRows = empty(n, ScalarType.Float32, x.device);
         var lse = empty(n, ScalarType.Float32, x.device);
         var wt = w.t();
-        var per = plan.Options.FusedRowsPerChunk(n, w.shape[0], w.element_size());
+        var sizes = plan.Options.FusedChunkRows(n, w.shape[0], w.element_size(), FusedCrossEntropyTuning.ChunkBudgetBytes);
+        using var buffer = b is null && sizes.Length > 0 ? empty(sizes.Max(), w.shape[0], w.dtype, w.device) : null;
         var prof = FusedCrossEntropyTuning.Profile;
-        for (long s = 0; s < n; s += per)
+        long s = 0;
+        foreach (var r in sizes)
         {
             using var chunk = NewDisposeScope();
-            var r = Math.Min(per, n - s);
             var xc = x.narrow(0, s, r);
             prof?.Start(x);
-            var logits = b is null ? xc.mm(wt) : addmm(b, xc, wt, 1, 1);
+            Tensor logits;
+            if (buffer is null) logits = addmm(b!, xc, wt, 1, 1);
+            else MatMulInto(xc, wt, logits = buffer.narrow(0, 0, r), beta: 0);
             prof?.Lap("chunk: logits GEMM", x);
             CrossEntropyChunk.Compute(logits, y.narrow(0, s, r).contiguous(), plan.Options, rowScale?.narrow(0, s, r),
                 gradScale, grads is not null, lossRows.narrow(0, s, r), lse.narrow(0, s, r));
             prof?.Lap("chunk: CE kernel", x);
             grads?.Accumulate(logits, xc, w, s, r, prof);
+            s += r;
         }
         prof?.Start(x);
         return lossRows;
     }
 
+    /// <summary><paramref name="c"/> = a·b + beta·c: the tuned cuBLASLt GEMM where it applies (CUDA, f16/bf16), else
+    /// TorchSharp's addmm_ (beta = 0 ignores c's contents, NaNs included, on both paths).</summary>
+    private static void MatMulInto(Tensor a, Tensor b, Tensor c, float beta)
+    {
+        if (FusedCrossEntropyTuning.UseTunedGemm
+            && Ops.TunedGemm.TryMatMulInto(a, b, c, beta: beta, tune: FusedCrossEntropyTuning.TuneGemms)) return;
+        c.addmm_(a, b, beta: beta, alpha: 1);
+    }
+
     /// <summary>dX rows, dW and db for the kept rows. dX: each chunk's GEMM writes straight into its rows (beta = 0, no
-    /// temporary, no copy). dW: the first chunk's GEMM writes it (beta = 0, so the buffer needs no zero fill), later
-    /// chunks accumulate in W's dtype through GEMM with beta = 1, or in float32 when asked.</summary>
+    /// temporary, no copy). dW: the first chunk's GEMM writes it (beta = 0, so the buffer needs no zero fill; it is also
+    /// the call that the GEMM tuner may time), later chunks accumulate in W's dtype through GEMM with beta = 1, or in
+    /// float32 when asked.</summary>
     private sealed class Grads
     {
         private Tensor? _dx, _dw, _db;
@@ -284,7 +311,7 @@ internal sealed class FusedLinearCrossEntropyFunction : SlothFunction<FusedLinea
         public void Accumulate(Tensor gradLogits, Tensor xc, Tensor w, long start, long rows, CrossEntropyProfile? prof)
         {
             // addmm_ with beta = 0 ignores the (uninitialized) destination, NaNs included.
-            _dx?.narrow(0, start, rows).addmm_(gradLogits, w, beta: 0, alpha: 1);
+            if (_dx is not null) MatMulInto(gradLogits, w, _dx.narrow(0, start, rows), beta: 0);
             prof?.Lap("chunk: dX GEMM", xc);
             if (_dw is not null)
             {
@@ -294,7 +321,7 @@ internal sealed class FusedLinearCrossEntropyFunction : SlothFunction<FusedLinea
                     if (_dwWritten) _dw.add_(part);
                     else _dw.copy_(part);
                 }
-                else _dw.addmm_(gradLogits.t(), xc, beta: _dwWritten ? 1 : 0, alpha: 1);
+                else MatMulInto(gradLogits.t(), xc, _dw, beta: _dwWritten ? 1 : 0);
                 _dwWritten = true;
             }
             prof?.Lap("chunk: dW GEMM", xc);

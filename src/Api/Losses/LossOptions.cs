@@ -32,13 +32,16 @@ public record ChunkOptions
     /// with the last nearly empty, where 512 rows run 4 full ones. Explicit <see cref="ChunkRows"/> are kept as given.</summary>
     public const long RowQuantum = 128;
 
-    /// <summary>The fused loss's default chunk: 448 MiB of logits in the input dtype (the chunk is the fused loss's only
-    /// transient besides the gradients, so this bounds its memory): rows = this / (V × element size), a multiple of
-    /// <see cref="RowQuantum"/>, then evened out over the chunks (see <see cref="FusedRowsPerChunk"/>). bf16 gives
-    /// 1792 rows at V = 128256 and 896 at V = 256000 (0.46 GB each). Measured on an H100 (bench/results, round 3): the
-    /// loop's time falls with larger chunks (fewer dW read-modify-writes), so the budget is as large as the 0.5 GB
-    /// transient target of issue 15 allows.</summary>
-    public const long FusedDefaultChunkBytes = 448L << 20;
+    /// <summary>The fused loss's default chunk budget: 472 MiB (0.495 GB) of logits in the input dtype. The chunk is the
+    /// fused loss's only transient besides the gradients, so this bounds its memory under the 0.5 GB target of issue 15
+    /// (cuBLAS/cuBLASLt workspaces are per process, not per call). The loop's time falls with larger chunks (fewer
+    /// read-modify-writes of dW, fewer reads of W: bench/results, round 3), so the budget is as large as that target
+    /// allows. bf16 gives at most 1920 rows at V = 128256 and 960 at V = 256000 (see <see cref="FusedChunkRows"/>).</summary>
+    public const long FusedDefaultChunkBytes = 472L << 20;
+
+    /// <summary>The fused loss's default chunks hold multiples of this many rows (of <see cref="RowQuantum"/> when that
+    /// needs no more chunks): GEMM tiles are 64 or 128 rows tall, so other counts leave a tile partly empty.</summary>
+    public const long FusedRowQuantum = RowQuantum / 2;
 
     /// <summary>Rows per chunk (≥ 1); larger than N is fine (one chunk).</summary>
     public int? ChunkRows { get; init; }
@@ -63,20 +66,45 @@ public record ChunkOptions
         return Quantize(Math.Max(Math.Max(1, minDefaultRows), DefaultChunkBytes / (vocab * 4)));
     }
 
-    /// <summary>Rows per chunk of the fused loss for <paramref name="rows"/> kept rows, a vocabulary of
+    /// <summary>Row counts of the fused loss's chunks, in order, for <paramref name="rows"/> kept rows, a vocabulary of
     /// <paramref name="vocab"/> and logits of <paramref name="elementSize"/> bytes. Explicit <see cref="ChunkRows"/> or
-    /// <see cref="ChunkBytes"/> (float32-equivalent, as for the chunked loss) win; otherwise the largest multiple of
-    /// <see cref="RowQuantum"/> whose logits fit <see cref="FusedDefaultChunkBytes"/> (at least one quantum), reduced
-    /// to the smallest multiple of the quantum that still needs no more chunks (16384 rows at V = 128256: 10 chunks of
-    /// 1664 instead of 9 of 1792 and one of 256, whose GEMMs would run at a fraction of the speed).</summary>
-    internal long FusedRowsPerChunk(long rows, long vocab, long elementSize)
+    /// <see cref="ChunkBytes"/> (float32-equivalent, as for the chunked loss) give equal chunks and a shorter last one.
+    /// Otherwise: the fewest chunks whose logits fit <paramref name="budgetBytes"/> (default
+    /// <see cref="FusedDefaultChunkBytes"/>), with the rows spread evenly in multiples of <see cref="RowQuantum"/>
+    /// (else of the quantum) so that no chunk is a short tail: a tail still costs a full pass over W and a full
+    /// read-modify-write of dW. 16384 rows at V = 128256: 7 × 1792 + 2 × 1920 (not 8 × 1920 + 1024); 8192 rows at
+    /// V = 256000: 7 × 896 + 2 × 960. The more common size comes first: its dW GEMM (the first, with beta = 0) is the
+    /// one the GEMM tuner times (<see cref="Ops.TunedGemm"/>).</summary>
+    internal long[] FusedChunkRows(long rows, long vocab, long elementSize, long? budgetBytes = null)
     {
-        if (ChunkRows is not null || ChunkBytes is not null) return RowsPerChunk(vocab);
-        var max = Math.Max(RowQuantum, FusedDefaultChunkBytes / (Math.Max(1, vocab) * Math.Max(1, elementSize)) / RowQuantum * RowQuantum);
-        if (rows <= max) return Math.Max(1, rows);
-        var chunks = (rows + max - 1) / max;
-        var even = (rows + chunks - 1) / chunks;
-        return Math.Min(max, (even + RowQuantum - 1) / RowQuantum * RowQuantum);
+        if (rows <= 0) return [];
+        if (ChunkRows is not null || ChunkBytes is not null) return EqualChunks(rows, RowsPerChunk(vocab));
+        var budget = Math.Max(1, budgetBytes ?? FusedDefaultChunkBytes);
+        var maxRows = Math.Max(FusedRowQuantum, budget / (Math.Max(1, vocab) * Math.Max(1, elementSize)) / FusedRowQuantum * FusedRowQuantum);
+        if (rows <= maxRows) return [rows];
+        var chunks = (rows + maxRows - 1) / maxRows;
+        foreach (var q in new[] { RowQuantum, FusedRowQuantum })
+        {
+            var quanta = (rows + q - 1) / q;
+            var (small, extra) = (quanta / chunks, quanta % chunks);
+            if (small == 0 || (small + (extra > 0 ? 1 : 0)) * q > maxRows) continue;
+            var sizes = new List<long>();
+            var (first, firstCount, second, secondCount) = extra > chunks - extra
+                ? ((small + 1) * q, extra, small * q, chunks - extra)
+                : (small * q, chunks - extra, (small + 1) * q, extra);
+            for (var i = 0; i < firstCount; i++) sizes.Add(first);
+            for (var i = 0; i < secondCount; i++) sizes.Add(second);
+            sizes[^1] -= quanta * q - rows;  // the rows do not fill the last quantum
+            return [.. sizes];
+        }
+        return EqualChunks(rows, maxRows);
+    }
+
+    private static long[] EqualChunks(long rows, long per)
+    {
+        var sizes = new long[(rows + per - 1) / per];
+        for (var i = 0; i < sizes.Length; i++) sizes[i] = Math.Min(per, rows - i * per);
+        return sizes;
     }
 
     private static long Quantize(long rows) => rows >= 2 * RowQuantum ? rows - rows % RowQuantum : rows;

@@ -57,10 +57,12 @@ public enum SlothRopeLayout : int
 /// <summary>The #define constants of slothsharp.h (SLOTH_NF4_BLOCKSIZE_MIN -> Nf4BlocksizeMin).</summary>
 public static class SlothConstants
 {
-    public const int AbiVersion = 4;
+    public const int AbiVersion = 5;
     public const int Nf4BlocksizeMin = 32;
     public const int Nf4BlocksizeMax = 4096;
     public const int NcclUniqueIdBytes = 128;
+    public const int GemmTuneCandidates = 16;
+    public const int GemmTuneRuns = 3;
 }
 
 /// <summary>Every export of libslothsharp, one checked method per C function (see the header for what each
@@ -667,5 +669,39 @@ public static unsafe partial class Native
     {
         EnsureLoaded();
         return sloth_cuda_stream_wait_event(device, stream, @event);
+    }
+
+    [LibraryImport(LibraryName, EntryPoint = "sloth_gemm")]
+    private static partial SlothStatus sloth_gemm(int trans_a, int trans_b, long m, long n, long k, float alpha, nint a, long lda, nint b, long ldb, float beta, nint c, long ldc, SlothDtype dtype, nint workspace, long workspace_bytes, int tune, int device, nint stream);
+
+    /// <summary><c>sloth_gemm</c>; throws the typed exception for a non-OK status.</summary>
+    internal static void Gemm(int trans_a, int trans_b, long m, long n, long k, float alpha, nint a, long lda, nint b, long ldb, float beta, nint c, long ldc, SlothDtype dtype, nint workspace, long workspace_bytes, int tune, int device, nint stream)
+    {
+        EnsureLoaded();
+        Check(sloth_gemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, dtype, workspace, workspace_bytes, tune, device, stream));
+    }
+
+    /// <summary><c>sloth_gemm</c>, returning its status (the thread's message: <see cref="LastErrorMessage"/>).</summary>
+    internal static SlothStatus TryGemm(int trans_a, int trans_b, long m, long n, long k, float alpha, nint a, long lda, nint b, long ldb, float beta, nint c, long ldc, SlothDtype dtype, nint workspace, long workspace_bytes, int tune, int device, nint stream)
+    {
+        EnsureLoaded();
+        return sloth_gemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, dtype, workspace, workspace_bytes, tune, device, stream);
+    }
+
+    [LibraryImport(LibraryName, EntryPoint = "sloth_gemm_tuning_report")]
+    private static partial SlothStatus sloth_gemm_tuning_report(nint text, int capacity, nint needed);
+
+    /// <summary><c>sloth_gemm_tuning_report</c>; throws the typed exception for a non-OK status.</summary>
+    internal static void GemmTuningReport(nint text, int capacity, nint needed)
+    {
+        EnsureLoaded();
+        Check(sloth_gemm_tuning_report(text, capacity, needed));
+    }
+
+    /// <summary><c>sloth_gemm_tuning_report</c>, returning its status (the thread's message: <see cref="LastErrorMessage"/>).</summary>
+    internal static SlothStatus TryGemmTuningReport(nint text, int capacity, nint needed)
+    {
+        EnsureLoaded();
+        return sloth_gemm_tuning_report(text, capacity, needed);
     }
 }

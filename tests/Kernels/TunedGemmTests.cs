@@ -1,0 +1,153 @@
+using NUnit.Framework;
+using SlothSharp.Interop;
+using SlothSharp.Losses;
+using SlothSharp.Ops;
+using static TorchSharp.torch;
+
+namespace SlothSharp.Tests;
+
+/// <summary>sloth_gemm's argument checks (any machine) and <see cref="TunedGemm"/> against TorchSharp's matmul on CUDA:
+/// every transpose combination, strided outputs, beta = 1 accumulation, tuned and untuned choices, f16 and bf16.</summary>
+public class TunedGemmTests
+{
+    private static SlothStatus Call(int ta = 0, int tb = 0, long m = 4, long n = 4, long k = 4, long lda = 4, long ldb = 4,
+                                    long ldc = 4, float alpha = 1, float beta = 0, SlothDtype dtype = SlothDtype.Bf16,
+                                    long workspaceBytes = 0, int tune = 0, int device = 0, nint a = 16, nint b = 16, nint c = 16) =>
+        Native.TryGemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, dtype, 0, workspaceBytes, tune, device, 0);
+
+    [Test]
+    public void BadArgumentsNameTheField()
+    {
+        (Func<SlothStatus> call, string field)[] cases =
+        [
+            (() => Call(ta: 2), "trans_a"),
+            (() => Call(tune: 3), "tune"),
+            (() => Call(dtype: SlothDtype.F32), "f32"),
+            (() => Call(m: 0), "m = 0"),
+            (() => Call(k: -1), "k = -1"),
+            (() => Call(lda: 3), "lda = 3"),
+            (() => Call(tb: 1, ldb: 3), "ldb = 3"),
+            (() => Call(ldc: 2), "ldc = 2"),
+            (() => Call(alpha: float.NaN), "alpha"),
+            (() => Call(workspaceBytes: -5), "workspace_bytes"),
+            (() => Call(workspaceBytes: 1024), "workspace"),
+            (() => Call(a: 0), "a is NULL"),
+            (() => Call(device: -2), "device = -2"),
+        ];
+        foreach (var (call, field) in cases)
+        {
+            Assert.That(call(), Is.EqualTo(SlothStatus.ErrorInvalidArgument), field);
+            Assert.That(Native.LastErrorMessage, Does.Contain("sloth_gemm").And.Contain(field), field);
+        }
+    }
+
+    [Test]
+    public void CpuIsRefusedAsUnsupported()
+    {
+        Assert.That(Call(device: -1), Is.EqualTo(SlothStatus.ErrorUnsupported));
+        Assert.That(Native.LastErrorMessage, Does.Contain("CUDA devices only"));
+    }
+
+    [Test]
+    public void TensorsItCannotTakeFallBackOrThrow()
+    {
+        using var scope = NewDisposeScope();
+        var a = randn(3, 4).to(ScalarType.BFloat16);
+        var b = randn(4, 5).to(ScalarType.BFloat16);
+        var c = empty(3, 5, ScalarType.BFloat16);
+        Assert.That(TunedGemm.TryMatMulInto(a, b, c), Is.False, "CPU tensors: the caller's own GEMM");
+        Assert.That(() => TunedGemm.MatMulInto(a, b, c), Throws.ArgumentException.With.Message.Contains("CUDA"));
+        Assert.That(() => TunedGemm.MatMulInto(a, b, empty(3, 6, ScalarType.BFloat16)), Throws.ArgumentException.With.Message.Contains("do not chain"));
+        Assert.That(() => TunedGemm.MatMulInto(a.to(ScalarType.Float32), b, c), Throws.ArgumentException.With.Message.Contains("bfloat16"));
+    }
+
+    [Test]
+    public void TuningReportIsReadable() => Assert.That(() => TunedGemm.TuningReport(), Throws.Nothing);
+}
+
+[Category("Gpu")]
+public class TunedGemmGpuTests
+{
+    [SetUp]
+    public void RequireCuda()
+    {
+        TestEnv.RequireCuda();
+        // A machine whose cuBLASLt cannot be opened is not a failure of this code: say so rather than pass.
+        using var scope = NewDisposeScope();
+        var t = ones(2, 2, ScalarType.BFloat16, CUDA);
+        Assume.That(TunedGemm.TryMatMulInto(t, t, empty_like(t)), Is.True, () => $"cuBLASLt unavailable: {TunedGemm.UnavailableReason}");
+    }
+
+    private static Tensor Rand(long r, long c, ScalarType dtype, ulong seed) =>
+        randn([r, c], generator: new Generator(seed)).to(dtype).to(CUDA);
+
+    /// <summary>op(A) · op(B) for every transpose pair, odd sizes, row-strided C; against TorchSharp's matmul of the same
+    /// values (both accumulate in float32; the results may differ by the rounding of C and the summation order).</summary>
+    [Test]
+    public void MatchesTorchMatmul([Values(ScalarType.BFloat16, ScalarType.Float16)] ScalarType dtype,
+                                   [Values(false, true)] bool transA, [Values(false, true)] bool transB,
+                                   [Values(false, true)] bool tune)
+    {
+        using var scope = NewDisposeScope();
+        const long m = 77, n = 136, k = 264;
+        var a = transA ? Rand(k, m, dtype, 1).t() : Rand(m, k, dtype, 1);
+        var b = transB ? Rand(n, k, dtype, 2).t() : Rand(k, n, dtype, 2);
+        var big = full([m, n + 24], float.NaN, dtype, CUDA);
+        var c = big.narrow(1, 8, n);  // row stride n + 24: the GEMM must write only its columns
+        TunedGemm.MatMulInto(a, b, c, tune: tune);
+        var expected = a.matmul(b);
+        TestEnv.AssertClose(c.to(ScalarType.Float32), expected.to(ScalarType.Float32), dtype == ScalarType.BFloat16 ? 1e-2 : 2e-3, "C");
+        Assert.That(big.narrow(1, 0, 8).isnan().all().item<bool>() && big.narrow(1, n + 8, 16).isnan().all().item<bool>(), Is.True,
+            "columns outside C untouched");
+    }
+
+    /// <summary>beta = 1 adds to C (the dW accumulation of the fused loss), alpha scales the product, and a shape tuned
+    /// with beta = 0 keeps its choice for later beta = 1 calls; the tuner's report names the shape.</summary>
+    [Test]
+    public void AccumulatesWithBetaAndReportsTheShape()
+    {
+        using var scope = NewDisposeScope();
+        var a = Rand(512, 640, ScalarType.BFloat16, 3);
+        var b = Rand(640, 384, ScalarType.BFloat16, 4);
+        var c = empty(512, 384, ScalarType.BFloat16, CUDA);
+        TunedGemm.MatMulInto(a, b, c, beta: 0, tune: true);
+        var first = c.clone();
+        TunedGemm.MatMulInto(a, b, c, alpha: 0.5f, beta: 1, tune: true);
+        var expected = (first.to(ScalarType.Float32) + 0.5 * a.to(ScalarType.Float32).matmul(b.to(ScalarType.Float32)));
+        TestEnv.AssertClose(c.to(ScalarType.Float32), expected, 1e-2, "C after beta = 1");
+        TunedGemm.MatMulInto(a, b, c, beta: 0, tune: true);
+        Assert.That(TestEnv.BitEqual(c, first), Is.True, "the kept choice gives the same bits again");
+        Assert.That(TunedGemm.TuningReport(), Does.Contain("m=512 n=384 k=640").And.Contain("candidates"));
+    }
+
+    /// <summary>The fused loss through the tuned GEMMs against the same loss through TorchSharp's matmul.</summary>
+    [Test]
+    public void FusedLossMatchesTorchGemms()
+    {
+        using var scope = NewDisposeScope();
+        var x0 = Rand(700, 256, ScalarType.BFloat16, 5);
+        var w0 = (Rand(3000, 256, ScalarType.BFloat16, 6) * 0.05).to(ScalarType.BFloat16);
+        var y = randint(0, 3000, [700], generator: new Generator(7)).to(CUDA);
+        var options = new CrossEntropyOptions { ChunkRows = 256 };  // three chunks: beta = 0, then two beta = 1 dW GEMMs
+        (Tensor loss, Tensor dx, Tensor dw) Run(bool tuned)
+        {
+            var saved = FusedCrossEntropyTuning.UseTunedGemm;
+            FusedCrossEntropyTuning.UseTunedGemm = tuned;
+            try
+            {
+                var x = x0.detach().requires_grad_();
+                var w = w0.detach().requires_grad_();
+                var loss = FusedLinearCrossEntropy.Apply(x, w, null, y, options);
+                loss.backward();
+                return (loss.detach(), x.grad!, w.grad!);
+            }
+            finally { FusedCrossEntropyTuning.UseTunedGemm = saved; }
+        }
+        var (l1, dx1, dw1) = Run(true);
+        var (l0, dx0, dw0) = Run(false);
+        Assert.That(l1.item<float>(), Is.EqualTo(l0.item<float>()).Within(1e-4).Percent);
+        TestEnv.AssertClose(dx1.to(ScalarType.Float32), dx0.to(ScalarType.Float32), 1e-2, "dX");
+        TestEnv.AssertClose(dw1.to(ScalarType.Float32), dw0.to(ScalarType.Float32), 1e-2, "dW");
+        Assert.That(TunedGemm.UnavailableReason, Is.Null);
+    }
+}
