@@ -166,7 +166,7 @@ internal static class CeSweep
     /// with cuBLASLt's untuned first choice, with round 3's 448 MiB budget (with and without the tuned GEMMs), 2048-row
     /// chunks, and the profile (each piece synchronized and timed: slower, for the breakdown only).</summary>
     public static readonly string[] DefaultVariants =
-        ["naive", "fused", "fused-profile", "fused-torchgemm", "fused-untuned", "fused-budget448", "fused-torchgemm-budget448", "fused-r2048", "fused-torchgemm-profile"];
+        ["naive", "fused", "fused-profile", "fused-torchgemm", "fused-g132", "fused-g264", "fused-overlap", "fused-overlap-g132", "fused-budget448", "fused-r2048"];
 
     // NaN (a failed variant) must survive the round trip through the child's output.
     private static readonly JsonSerializerOptions Json = new()
@@ -175,7 +175,7 @@ internal static class CeSweep
     };
 
     /// <summary>Variants that get a memory child by default (each child is a fresh process: seconds each).</summary>
-    public static readonly string[] DefaultMemoryVariants = ["fused", "fused-torchgemm", "fused-r2048"];
+    public static readonly string[] DefaultMemoryVariants = ["fused", "fused-r2048"];
 
     internal sealed record Row(string Shape, string Method, double Ms, double MsMin, double RelDx, double RelDw,
                                double Loss, double LossRelErr, string? Error);

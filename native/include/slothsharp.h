@@ -180,15 +180,18 @@ SLOTH_API sloth_status sloth_cross_entropy_chunk(void* logits, sloth_dtype dtype
                                                  int32_t device, void* stream);
 
 /*
- * The same, with the CUDA kernel's threads per row chosen: 0 = the library's choice (1024 from a vocabulary of 32768
- * on, else 256), or 256, 512 or 1024 (for benchmarks; the results agree to float32 rounding). Ignored on the CPU.
+ * The same, with the CUDA launch chosen (for benchmarks; the results agree to float32 rounding; ignored on the CPU):
+ * threads_per_row: 0 = the library's choice (1024 from a vocabulary of 32768 on, else 256), or 256, 512 or 1024;
+ * rows_in_flight: 0 = the library's choice (one block per row), else at most this many blocks, each looping over
+ * rows, so that only that many rows are read at a time (e.g. one per SM: their bytes then fit L2 for pass 2).
  */
 SLOTH_API sloth_status sloth_cross_entropy_chunk_tuned(void* logits, sloth_dtype dtype, int64_t rows, int64_t vocab,
                                                        int64_t row_stride, const int64_t* labels, int64_t ignore_index,
                                                        float logit_scale, float softcap, float label_smoothing,
                                                        float z_loss, const float* row_grad_scale, float grad_scale,
                                                        int32_t compute_grad, float* loss_out, float* lse_out,
-                                                       int32_t threads_per_row, int32_t device, void* stream);
+                                                       int32_t threads_per_row, int64_t rows_in_flight, int32_t device,
+                                                       void* stream);
 
 /* ---- Fused layers of the Llama decoder (forward and backward) ----------------------------------------- */
 /* Element-wise and row-wise kernels in float32 arithmetic with the roundings of the reference PyTorch code

@@ -92,6 +92,7 @@ struct CrossEntropyArgs {
     float* loss_out;
     float* lse_out;
     int32_t threads_per_row = 0;  // CUDA threads per row: 0 = the backend's choice, else 256, 512 or 1024
+    int64_t rows_in_flight = 0;   // CUDA blocks: 0 = one per row, else at most this many, each looping over rows
 };
 
 struct GemmArgs {  // sloth_gemm's arguments, validated (row-major; see slothsharp.h)

@@ -13,9 +13,13 @@ SLOTH_API sloth_status sloth_cross_entropy_chunk_tuned(void* logits, sloth_dtype
                                                        float logit_scale, float softcap, float label_smoothing,
                                                        float z_loss, const float* row_grad_scale, float grad_scale,
                                                        int32_t compute_grad, float* loss_out, float* lse_out,
-                                                       int32_t threads_per_row, int32_t device, void* stream) {
+                                                       int32_t threads_per_row, int64_t rows_in_flight, int32_t device,
+                                                       void* stream) {
     const char* fn = __func__;
     return guarded(fn, [&] {
+        if (rows_in_flight < 0)
+            return fail(SLOTH_ERROR_INVALID_ARGUMENT, "%s: rows_in_flight = %lld must be >= 0 (0 = one block per row)",
+                        fn, (long long)rows_in_flight);
         if (threads_per_row != 0 && threads_per_row != 256 && threads_per_row != 512 && threads_per_row != 1024)
             return fail(SLOTH_ERROR_INVALID_ARGUMENT, "%s: threads_per_row = %d must be 0, 256, 512 or 1024", fn,
                         threads_per_row);
@@ -46,7 +50,7 @@ SLOTH_API sloth_status sloth_cross_entropy_chunk_tuned(void* logits, sloth_dtype
         const CrossEntropyArgs args{logits,       dtype,        rows,       vocab,          row_stride,
                                     labels,       ignore_index, logit_scale, softcap,       label_smoothing,
                                     z_loss,       row_grad_scale, grad_scale, compute_grad != 0, loss_out,
-                                    lse_out,      threads_per_row};
+                                    lse_out,      threads_per_row, rows_in_flight};
         return device < 0 ? cpu::cross_entropy_chunk(fn, args) : cuda::cross_entropy_chunk(fn, args, device, stream);
     });
 }
@@ -59,7 +63,7 @@ SLOTH_API sloth_status sloth_cross_entropy_chunk(void* logits, sloth_dtype dtype
                                                  int32_t device, void* stream) {
     return sloth_cross_entropy_chunk_tuned(logits, dtype, rows, vocab, row_stride, labels, ignore_index, logit_scale,
                                            softcap, label_smoothing, z_loss, row_grad_scale, grad_scale, compute_grad,
-                                           loss_out, lse_out, 0, device, stream);
+                                           loss_out, lse_out, 0, 0, device, stream);
 }
 
 }  // extern "C"

@@ -273,12 +273,14 @@ public class FusedVariantTests(string deviceName) : DeviceFixture(deviceName)
     /// without a scalar tail (a padded row stride), targets in the first column and in the tail, ignored rows, label
     /// smoothing, softcap, z-loss and a logit scale. On the CPU the count is validated and ignored.</summary>
     [Test, Category("Sanitize")]
-    public void KernelThreadCountsAgreeWithTheCpuTwin([Values(0, 256, 512, 1024)] int threads, [Values(40000, 40003)] int vocab)
+    public void KernelThreadCountsAgreeWithTheCpuTwin([Values(0, 256, 512, 1024)] int threads, [Values(40000, 40003)] int vocab,
+                                                      [Values(0, 3)] long rowsInFlight)
     {
-        var before = FusedCrossEntropyTuning.KernelThreadsPerRow;
+        var (before, beforeInFlight) = (FusedCrossEntropyTuning.KernelThreadsPerRow, FusedCrossEntropyTuning.KernelRowsInFlight);
         try
         {
             FusedCrossEntropyTuning.KernelThreadsPerRow = threads;
+            FusedCrossEntropyTuning.KernelRowsInFlight = rowsInFlight;  // 3 blocks looping over 7 rows (one ignored)
             using var scope = NewDisposeScope();
             const int rows = 7;
             var gen = new Generator(77);
@@ -302,7 +304,7 @@ public class FusedVariantTests(string deviceName) : DeviceFixture(deviceName)
             var off = ((gg - cg).abs() - (cg.abs() * 1e-2 + 1e-6)).max().item<float>();
             Assert.That(off, Is.LessThanOrEqualTo(0f), $"element-wise gradient difference, {threads} threads, V = {vocab}");
         }
-        finally { FusedCrossEntropyTuning.KernelThreadsPerRow = before; }
+        finally { (FusedCrossEntropyTuning.KernelThreadsPerRow, FusedCrossEntropyTuning.KernelRowsInFlight) = (before, beforeInFlight); }
     }
 
     [Test]

@@ -20,7 +20,15 @@ t0=$(date +%s)
 if [ "${CE_EXTRA_SWEEP:-1}" = 1 ]; then
     echo "== ce-sweep"
     start=$(date +%s)
+    # SM clock, power and throttle reasons every 200 ms during the sweep (is the steady state power-limited?).
+    clocks_pid=""
+    if command -v nvidia-smi > /dev/null; then
+        nvidia-smi --query-gpu=timestamp,clocks.sm,clocks.mem,power.draw,temperature.gpu,clocks_throttle_reasons.active \
+            --format=csv -lms 200 > "$out/clocks.csv" 2>&1 &
+        clocks_pid=$!
+    fi
     dotnet "$SLOTHSHARP_APPS/SlothSharp.Bench/SlothSharp.Bench.dll" --suite ce-sweep --results "$out" > "$out/ce-sweep.log" 2>&1 || rc=1
+    [ -n "$clocks_pid" ] && kill "$clocks_pid" 2> /dev/null
     grep -E "^\| |^## |^ce-sweep|^memory " "$out/ce-sweep.log" | tail -70
     echo "ce-sweep: $(( $(date +%s) - start )) s"
 fi

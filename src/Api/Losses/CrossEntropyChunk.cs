@@ -14,7 +14,13 @@ public static class CrossEntropyChunk
     /// loss is NaN (validate labels first: the fused autograd function does).
     /// </summary>
     public static void Compute(Tensor logits, Tensor labels, CrossEntropyOptions options, Tensor? rowGradScale, float gradScale,
-                               bool computeGrad, Tensor lossOut, Tensor lseOut)
+                               bool computeGrad, Tensor lossOut, Tensor lseOut) =>
+        Compute(logits, labels, options, rowGradScale, gradScale, computeGrad, lossOut, lseOut, stream: 0);
+
+    /// <summary>The same on a CUDA stream of libslothsharp (0: the legacy default stream, TorchSharp's); the caller
+    /// orders it against the stream that made the logits and the ones that read them.</summary>
+    internal static void Compute(Tensor logits, Tensor labels, CrossEntropyOptions options, Tensor? rowGradScale, float gradScale,
+                                 bool computeGrad, Tensor lossOut, Tensor lseOut, nint stream)
     {
         ArgumentNullException.ThrowIfNull(logits);
         ArgumentNullException.ThrowIfNull(labels);
@@ -43,12 +49,12 @@ public static class CrossEntropyChunk
             TensorInterop.RequireSameDevice(logits, nameof(logits), rowGradScale, nameof(rowGradScale));
         }
         if (rows == 0) return;
-        // Threads per row: the library's choice unless the benchmark set one (FusedCrossEntropyTuning).
+        // Threads per row and blocks: the library's choices unless the benchmark set them (FusedCrossEntropyTuning).
         Native.CrossEntropyChunkTuned(TensorInterop.DataPtr(logits), dtype, rows, logits.shape[1],
             logits.stride(0), TensorInterop.DataPtr(labels), options.IgnoreIndex, (float)options.LogitScale,
             (float)options.Softcap, (float)options.LabelSmoothing, (float)options.ZLoss,
             rowGradScale is null ? 0 : TensorInterop.DataPtr(rowGradScale), gradScale, computeGrad ? 1 : 0,
             TensorInterop.DataPtr(lossOut), TensorInterop.DataPtr(lseOut), FusedCrossEntropyTuning.KernelThreadsPerRow,
-            TensorInterop.DeviceSelector(logits), 0);
+            FusedCrossEntropyTuning.KernelRowsInFlight, TensorInterop.DeviceSelector(logits), stream);
     }
 }

@@ -281,20 +281,20 @@ public static unsafe partial class Native
     }
 
     [LibraryImport(LibraryName, EntryPoint = "sloth_cross_entropy_chunk_tuned")]
-    private static partial SlothStatus sloth_cross_entropy_chunk_tuned(nint logits, SlothDtype dtype, long rows, long vocab, long row_stride, nint labels, long ignore_index, float logit_scale, float softcap, float label_smoothing, float z_loss, nint row_grad_scale, float grad_scale, int compute_grad, nint loss_out, nint lse_out, int threads_per_row, int device, nint stream);
+    private static partial SlothStatus sloth_cross_entropy_chunk_tuned(nint logits, SlothDtype dtype, long rows, long vocab, long row_stride, nint labels, long ignore_index, float logit_scale, float softcap, float label_smoothing, float z_loss, nint row_grad_scale, float grad_scale, int compute_grad, nint loss_out, nint lse_out, int threads_per_row, long rows_in_flight, int device, nint stream);
 
     /// <summary><c>sloth_cross_entropy_chunk_tuned</c>; throws the typed exception for a non-OK status.</summary>
-    internal static void CrossEntropyChunkTuned(nint logits, SlothDtype dtype, long rows, long vocab, long row_stride, nint labels, long ignore_index, float logit_scale, float softcap, float label_smoothing, float z_loss, nint row_grad_scale, float grad_scale, int compute_grad, nint loss_out, nint lse_out, int threads_per_row, int device, nint stream)
+    internal static void CrossEntropyChunkTuned(nint logits, SlothDtype dtype, long rows, long vocab, long row_stride, nint labels, long ignore_index, float logit_scale, float softcap, float label_smoothing, float z_loss, nint row_grad_scale, float grad_scale, int compute_grad, nint loss_out, nint lse_out, int threads_per_row, long rows_in_flight, int device, nint stream)
     {
         EnsureLoaded();
-        Check(sloth_cross_entropy_chunk_tuned(logits, dtype, rows, vocab, row_stride, labels, ignore_index, logit_scale, softcap, label_smoothing, z_loss, row_grad_scale, grad_scale, compute_grad, loss_out, lse_out, threads_per_row, device, stream));
+        Check(sloth_cross_entropy_chunk_tuned(logits, dtype, rows, vocab, row_stride, labels, ignore_index, logit_scale, softcap, label_smoothing, z_loss, row_grad_scale, grad_scale, compute_grad, loss_out, lse_out, threads_per_row, rows_in_flight, device, stream));
     }
 
     /// <summary><c>sloth_cross_entropy_chunk_tuned</c>, returning its status (the thread's message: <see cref="LastErrorMessage"/>).</summary>
-    internal static SlothStatus TryCrossEntropyChunkTuned(nint logits, SlothDtype dtype, long rows, long vocab, long row_stride, nint labels, long ignore_index, float logit_scale, float softcap, float label_smoothing, float z_loss, nint row_grad_scale, float grad_scale, int compute_grad, nint loss_out, nint lse_out, int threads_per_row, int device, nint stream)
+    internal static SlothStatus TryCrossEntropyChunkTuned(nint logits, SlothDtype dtype, long rows, long vocab, long row_stride, nint labels, long ignore_index, float logit_scale, float softcap, float label_smoothing, float z_loss, nint row_grad_scale, float grad_scale, int compute_grad, nint loss_out, nint lse_out, int threads_per_row, long rows_in_flight, int device, nint stream)
     {
         EnsureLoaded();
-        return sloth_cross_entropy_chunk_tuned(logits, dtype, rows, vocab, row_stride, labels, ignore_index, logit_scale, softcap, label_smoothing, z_loss, row_grad_scale, grad_scale, compute_grad, loss_out, lse_out, threads_per_row, device, stream);
+        return sloth_cross_entropy_chunk_tuned(logits, dtype, rows, vocab, row_stride, labels, ignore_index, logit_scale, softcap, label_smoothing, z_loss, row_grad_scale, grad_scale, compute_grad, loss_out, lse_out, threads_per_row, rows_in_flight, device, stream);
     }
 
     [LibraryImport(LibraryName, EntryPoint = "sloth_rms_norm_forward")]
