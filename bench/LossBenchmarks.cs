@@ -163,10 +163,11 @@ internal static class CeSweep
     public static readonly string[] DefaultShapes = ["16384x4096x128256", "8192x2304x256000"];
     /// <summary>Phase 3 (round 4): the default (chunk GEMMs through the tuned cuBLASLt GEMM, 472 MiB even chunks: 7 × 1792
     /// + 2 × 1920 rows at 16384 × 128256, 7 × 896 + 2 × 960 at 8192 × 256000), the same through TorchSharp's matmul,
-    /// with cuBLASLt's untuned first choice, with round 3's 448 MiB budget (with and without the tuned GEMMs), 2048-row
-    /// chunks, and the profile (each piece synchronized and timed: slower, for the breakdown only).</summary>
+    /// with cuBLASLt's untuned first choice, with round 3's 448 MiB budget, with 2048-row chunks (over the memory
+    /// target), with the CE kernel's rows in flight capped at one per SM, and the profile (each piece synchronized and
+    /// timed: slower, for the breakdown only).</summary>
     public static readonly string[] DefaultVariants =
-        ["naive", "fused", "fused-profile", "fused-torchgemm", "fused-g132", "fused-g264", "fused-overlap", "fused-overlap-g132", "fused-budget448", "fused-r2048"];
+        ["naive", "fused", "fused-profile", "fused-torchgemm", "fused-untuned", "fused-budget448", "fused-r2048", "fused-g132"];
 
     // NaN (a failed variant) must survive the round trip through the child's output.
     private static readonly JsonSerializerOptions Json = new()
@@ -175,7 +176,7 @@ internal static class CeSweep
     };
 
     /// <summary>Variants that get a memory child by default (each child is a fresh process: seconds each).</summary>
-    public static readonly string[] DefaultMemoryVariants = ["fused", "fused-r2048"];
+    public static readonly string[] DefaultMemoryVariants = ["fused", "fused-torchgemm", "fused-r2048"];
 
     internal sealed record Row(string Shape, string Method, double Ms, double MsMin, double RelDx, double RelDw,
                                double Loss, double LossRelErr, string? Error);

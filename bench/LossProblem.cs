@@ -71,8 +71,7 @@ internal sealed class LossProblem : IDisposable
         FusedCrossEntropyTuning.HandWeightGradToLeaf = (handOff || parts.Contains("handoff")) && !parts.Contains("nohandoff");
         var threads = FusedCrossEntropyTuning.KernelThreadsPerRow;
         var (tunedGemm, tune, budget) = (FusedCrossEntropyTuning.UseTunedGemm, FusedCrossEntropyTuning.TuneGemms, FusedCrossEntropyTuning.ChunkBudgetBytes);
-        var (inFlight, overlap) = (FusedCrossEntropyTuning.KernelRowsInFlight, FusedCrossEntropyTuning.OverlapKernel);
-        FusedCrossEntropyTuning.OverlapKernel = overlap || parts.Contains("overlap");
+        var inFlight = FusedCrossEntropyTuning.KernelRowsInFlight;
         foreach (var part in parts)
         {
             if (part.Length > 1 && part[0] == 't' && int.TryParse(part[1..], out var t)) FusedCrossEntropyTuning.KernelThreadsPerRow = t;
@@ -87,7 +86,7 @@ internal sealed class LossProblem : IDisposable
             (FusedCrossEntropyTuning.SkipUnitUpstreamScale, FusedCrossEntropyTuning.HandWeightGradToLeaf) = (unit, handOff);
             FusedCrossEntropyTuning.KernelThreadsPerRow = threads;
             (FusedCrossEntropyTuning.UseTunedGemm, FusedCrossEntropyTuning.TuneGemms, FusedCrossEntropyTuning.ChunkBudgetBytes) = (tunedGemm, tune, budget);
-            (FusedCrossEntropyTuning.KernelRowsInFlight, FusedCrossEntropyTuning.OverlapKernel) = (inFlight, overlap);
+            FusedCrossEntropyTuning.KernelRowsInFlight = inFlight;
         }
     }
 
@@ -126,8 +125,7 @@ internal sealed class LossProblem : IDisposable
     /// <summary>Options of a fused variant named like <c>fused-r2048-fp32dw</c>: <c>r{rows}</c> rows per chunk,
     /// <c>b{MiB}</c> a float32-equivalent chunk budget (equal chunks), <c>budget{MiB}</c> the default plan's budget in
     /// the input dtype (even chunks), <c>torchgemm</c> TorchSharp's matmul instead of the tuned cuBLASLt GEMM,
-    /// <c>untuned</c> cuBLASLt's first heuristic choice, <c>g{blocks}</c> the CE kernel's rows in flight,
-    /// <c>overlap</c> the side-stream experiment (two logits buffers), <c>t{threads}</c> the CE kernel's threads per row (256, 512, 1024), <c>fp32dw</c> float32 dW accumulation; <c>nounit</c> / <c>nohandoff</c>
+    /// <c>untuned</c> cuBLASLt's first heuristic choice, <c>g{blocks}</c> the CE kernel's rows in flight, <c>t{threads}</c> the CE kernel's threads per row (256, 512, 1024), <c>fp32dw</c> float32 dW accumulation; <c>nounit</c> / <c>nohandoff</c>
     /// turn off the library's defaults (skip the backward scaling pass when the upstream gradient is 1; dW becomes
     /// W.grad without a copy when W.grad is unset; see FusedCrossEntropyTuning), <c>unit</c> / <c>handoff</c> are
     /// accepted (phase-1 names, now the defaults); <c>profile</c> times each piece (the ce-sweep suite sets it up).</summary>
@@ -137,13 +135,13 @@ internal sealed class LossProblem : IDisposable
         foreach (var part in method.Split('-').Skip(1))
         {
             if (part == "fp32dw") o = o with { AccumulateWeightGradInFloat32 = true };
-            else if (part is "unit" or "handoff" or "nounit" or "nohandoff" or "profile" or "torchgemm" or "untuned" or "overlap"
+            else if (part is "unit" or "handoff" or "nounit" or "nohandoff" or "profile" or "torchgemm" or "untuned"
                      || (part.Length > 1 && part[0] == 'g' && long.TryParse(part[1..], out _))
                      || part.StartsWith("budget", StringComparison.Ordinal)) { }  // FusedCrossEntropyTuning switches, set around the step
             else if (part.Length > 1 && part[0] == 'r' && int.TryParse(part[1..], out var rows)) o = o with { ChunkRows = rows };
             else if (part.Length > 1 && part[0] == 'b' && long.TryParse(part[1..], out var mib)) o = o with { ChunkBytes = mib << 20 };
             else if (part.Length > 1 && part[0] == 't' && int.TryParse(part[1..], out _)) { }  // CE kernel threads per row, set around the step
-            else throw new ArgumentException($"unknown part '{part}' of fused variant '{method}' (r<rows>, b<MiB>, budget<MiB>, t<threads>, g<blocks>, fp32dw, nounit, nohandoff, torchgemm, untuned, overlap, profile)", nameof(method));
+            else throw new ArgumentException($"unknown part '{part}' of fused variant '{method}' (r<rows>, b<MiB>, budget<MiB>, t<threads>, g<blocks>, fp32dw, nounit, nohandoff, torchgemm, untuned, profile)", nameof(method));
         }
         return o;
     }

@@ -13,7 +13,9 @@
 
 #include <dlfcn.h>
 
+#include <algorithm>
 #include <cinttypes>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <limits>
@@ -272,39 +274,75 @@ LtStatus run(LtHandle h, const Descriptors& d, const GemmArgs& g, const LtAlgo& 
                        static_cast<size_t>(g.workspace_bytes), s);
 }
 
+// Milliseconds each candidate is timed for (SLOTH_GEMM_TUNE_MS, or SLOTHSHARP_GEMM_TUNE_MS from the environment).
+float tune_ms() {
+    static const float ms = [] {
+        const char* v = std::getenv("SLOTHSHARP_GEMM_TUNE_MS");
+        if (v == nullptr || v[0] == '\0') return static_cast<float>(SLOTH_GEMM_TUNE_MS);
+        const float parsed = std::strtof(v, nullptr);
+        return parsed >= 0.0f && parsed <= 10000.0f ? parsed : static_cast<float>(SLOTH_GEMM_TUNE_MS);
+    }();
+    return ms;
+}
+
+// Runs `algo` `runs` times between two events and returns the mean time of one run (the host waits for the stop
+// event); false when cuBLASLt refused the algorithm.
+struct Timer {
+    cudaEvent_t start = nullptr, stop = nullptr;
+    Timer() = default;
+    Timer(const Timer&) = delete;
+    Timer& operator=(const Timer&) = delete;
+    ~Timer() {
+        if (start != nullptr) cudaEventDestroy(start);
+        if (stop != nullptr) cudaEventDestroy(stop);
+    }
+    sloth_status init(const char* fn) {
+        SLOTH_CUDA_CHECK(fn, cudaEventCreate(&start));
+        SLOTH_CUDA_CHECK(fn, cudaEventCreate(&stop));
+        return SLOTH_OK;
+    }
+    sloth_status time(const char* fn, LtHandle h, const Descriptors& d, const GemmArgs& g, const LtAlgo& algo,
+                      int64_t runs, cudaStream_t s, bool* ran, float* ms) {
+        SLOTH_CUDA_CHECK(fn, cudaEventRecord(start, s));
+        *ran = true;
+        for (int64_t r = 0; r < runs && *ran; ++r) *ran = run(h, d, g, algo, s) == kLtSuccess;
+        SLOTH_CUDA_CHECK(fn, cudaEventRecord(stop, s));
+        SLOTH_CUDA_CHECK(fn, cudaEventSynchronize(stop));
+        SLOTH_CUDA_CHECK(fn, cudaEventElapsedTime(ms, start, stop));
+        *ms /= static_cast<float>(runs);
+        return SLOTH_OK;
+    }
+};
+
+// How many runs of a GEMM that took `one_ms` fill `target_ms` (at least `minimum`, at most 100000).
+int64_t runs_for(float target_ms, float one_ms, int64_t minimum) {
+    const double runs = one_ms > 0.0f ? std::ceil(static_cast<double>(target_ms) / one_ms) : minimum;
+    return std::max<int64_t>(minimum, std::min<int64_t>(100000, static_cast<int64_t>(runs)));
+}
+
 // Times every candidate on the caller's operands (beta = 0, so each run rewrites C with the same product) and keeps
 // the fastest; C ends with the chosen candidate's result.
 sloth_status tune_shape(const char* fn, LtHandle h, const Descriptors& d, const GemmArgs& g, const LtHeuristic* cands,
                         int count, cudaStream_t s, Choice& out) {
-    cudaEvent_t start = nullptr, stop = nullptr;
-    SLOTH_CUDA_CHECK(fn, cudaEventCreate(&start));
-    const cudaError_t e = cudaEventCreate(&stop);
-    if (e != cudaSuccess) {
-        cudaEventDestroy(start);
-        return cuda_fail(fn, "cudaEventCreate(&stop)", e);
-    }
-    struct Events {
-        cudaEvent_t a, b;
-        ~Events() {
-            cudaEventDestroy(a);
-            cudaEventDestroy(b);
-        }
-    } events{start, stop};
+    Timer timer;
+    SLOTH_CHECK(timer.init(fn));
+    const float budget = tune_ms();
     int best = -1;
+    bool heated = budget <= 0.0f;
     float best_ms = std::numeric_limits<float>::infinity(), first_ms = 0;
     for (int i = 0; i < count; ++i) {
         if (cands[i].state != kLtSuccess) continue;
-        if (run(h, d, g, cands[i].algo, s) != kLtSuccess) continue;  // warm-up; a refusal drops the candidate
-        SLOTH_CUDA_CHECK(fn, cudaEventRecord(start, s));
-        bool ok = true;
-        for (int r = 0; r < SLOTH_GEMM_TUNE_RUNS && ok; ++r) ok = run(h, d, g, cands[i].algo, s) == kLtSuccess;
-        SLOTH_CUDA_CHECK(fn, cudaEventRecord(stop, s));
-        SLOTH_CUDA_CHECK(fn, cudaEventSynchronize(stop));
-        float ms = 0;
-        SLOTH_CUDA_CHECK(fn, cudaEventElapsedTime(&ms, start, stop));
-        ms /= SLOTH_GEMM_TUNE_RUNS;
+        bool ran = false;
+        float one = 0, ms = 0;
+        SLOTH_CHECK(timer.time(fn, h, d, g, cands[i].algo, 1, s, &ran, &one));  // warm-up, and the run count
+        if (!ran) continue;  // a refusal drops the candidate
+        if (!heated) {  // bring the GPU to the clock of sustained work before the first timing
+            SLOTH_CHECK(timer.time(fn, h, d, g, cands[i].algo, runs_for(SLOTH_GEMM_TUNE_HEAT_MS, one, 1), s, &ran, &ms));
+            heated = true;
+        }
+        SLOTH_CHECK(timer.time(fn, h, d, g, cands[i].algo, runs_for(budget, one, SLOTH_GEMM_TUNE_RUNS), s, &ran, &ms));
         if (i == 0) first_ms = ms;
-        if (ok && ms < best_ms) {
+        if (ran && ms < best_ms) {
             best_ms = ms;
             best = i;
         }

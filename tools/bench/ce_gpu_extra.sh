@@ -10,6 +10,7 @@
 #   4. with CE_EXTRA_SANITIZE=1: compute-sanitizer memcheck on the CE kernel test (last; up to CE_SANITIZE_TIMEOUT=150 s;
 #      gpu-run's own sanitizer step covers the same test, which is in the Sanitize category).
 # CE_EXTRA_SWEEP=0 / CE_EXTRA_TESTS=0 / CE_EXTRA_ANCHORS=0 skip a step; CE_ANCHOR_METHODS (default naive,cce);
+# CE_EXTRA_SWEEP2_ENV / CE_EXTRA_SWEEP2_VARIANTS: a second sweep under other environment variables (ce/sweep2/);
 # SLOTH_CE_VARIANTS, SLOTH_CE_MEMORY_VARIANTS, SLOTH_CE_ITERS pass through to the sweep.
 set -uo pipefail
 root="${OUTDIR:-${1:?usage: ce_gpu_extra.sh OUTDIR}}"
@@ -28,6 +29,17 @@ if [ "${CE_EXTRA_SWEEP:-1}" = 1 ]; then
         clocks_pid=$!
     fi
     dotnet "$SLOTHSHARP_APPS/SlothSharp.Bench/SlothSharp.Bench.dll" --suite ce-sweep --results "$out" > "$out/ce-sweep.log" 2>&1 || rc=1
+    if [ -n "${CE_EXTRA_SWEEP2_ENV:-}" ]; then
+        # A second sweep in other conditions (e.g. CE_EXTRA_SWEEP2_ENV="SLOTHSHARP_GEMM_TUNE_MS=0": the GEMM tuner's
+        # short timing) over CE_EXTRA_SWEEP2_VARIANTS, without memory children, into ce/sweep2/.
+        mkdir -p "$out/sweep2"
+        echo "$CE_EXTRA_SWEEP2_ENV" > "$out/sweep2/environment.txt"
+        # shellcheck disable=SC2086  # a list of NAME=value words
+        env $CE_EXTRA_SWEEP2_ENV SLOTH_CE_MEMORY=0 SLOTH_CE_VARIANTS="${CE_EXTRA_SWEEP2_VARIANTS:-naive,fused,fused-profile}" \
+            dotnet "$SLOTHSHARP_APPS/SlothSharp.Bench/SlothSharp.Bench.dll" --suite ce-sweep --results "$out/sweep2" \
+            > "$out/sweep2/ce-sweep.log" 2>&1 || rc=1
+        grep -E "^\| " "$out/sweep2/ce-sweep.md" | grep -v piece | head -8
+    fi
     [ -n "$clocks_pid" ] && kill "$clocks_pid" 2> /dev/null
     grep -E "^\| |^## |^ce-sweep|^memory " "$out/ce-sweep.log" | tail -70
     echo "ce-sweep: $(( $(date +%s) - start )) s"

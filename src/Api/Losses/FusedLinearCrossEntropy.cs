@@ -74,10 +74,6 @@ internal static class FusedCrossEntropyTuning
     /// looping over rows (sloth_cross_entropy_chunk_tuned's rows_in_flight; the benchmark compares them).</summary>
     public static long KernelRowsInFlight { get; set; }
 
-    /// <summary>Experiment (benchmark only): the CE kernel on a side stream, overlapping the previous chunk's dX/dW
-    /// GEMMs and this chunk's logits GEMM, with two logits buffers (twice the chunk memory).</summary>
-    public static bool OverlapKernel { get; set; }
-
     /// <summary>Run the chunk GEMMs through <see cref="Ops.TunedGemm"/> (cuBLASLt, tuned per shape) on CUDA f16/bf16;
     /// off: TorchSharp's matmul. (SLOTHSHARP_CE_GEMM=torch turns it off.)</summary>
     public static bool UseTunedGemm { get; set; } = Environment.GetEnvironmentVariable("SLOTHSHARP_CE_GEMM") != "torch";
@@ -269,11 +265,6 @@ internal sealed class FusedLinearCrossEntropyFunction : SlothFunction<FusedLinea
         var sizes = plan.Options.FusedChunkRows(n, w.shape[0], w.element_size(), FusedCrossEntropyTuning.ChunkBudgetBytes);
         using var buffer = b is null && sizes.Length > 0 ? empty(sizes.Max(), w.shape[0], w.dtype, w.device) : null;
         var prof = FusedCrossEntropyTuning.Profile;
-        if (FusedCrossEntropyTuning.OverlapKernel && buffer is not null && x.device_type == DeviceType.CUDA)
-        {
-            RunOverlapped(x, w, wt, y, plan, rowScale, gradScale, grads, sizes, buffer, lossRows, lse);
-            return lossRows;
-        }
         long s = 0;
         foreach (var r in sizes)
         {
@@ -292,50 +283,6 @@ internal sealed class FusedLinearCrossEntropyFunction : SlothFunction<FusedLinea
         }
         prof?.Start(x);
         return lossRows;
-    }
-
-    /// <summary>The experiment behind <see cref="FusedCrossEntropyTuning.OverlapKernel"/>: chunk i's CE kernel runs on
-    /// a side stream while the default stream runs chunk i − 1's dX/dW GEMMs, in a second logits buffer. Every side
-    /// stream task is waited for by the default stream before the loop ends, so nothing outlives the call.</summary>
-    private static void RunOverlapped(Tensor x, Tensor w, Tensor wt, Tensor y, FusedLinearCrossEntropy.Plan plan, Tensor? rowScale,
-                                      float gradScale, Grads? grads, long[] sizes, Tensor first, Tensor lossRows, Tensor lse)
-    {
-        var device = TensorInterop.DeviceSelector(x);
-        using var second = empty_like(first);
-        using var side = Distributed.CudaStream.Create(device);
-        using var logitsDone = Distributed.CudaEvent.Create(device);
-        Distributed.CudaEvent[] kernelDone = [Distributed.CudaEvent.Create(device), Distributed.CudaEvent.Create(device)];
-        try
-        {
-            Tensor[] buffers = [first, second];
-            using var labels = y.contiguous();  // read on the side stream: no temporary copy per chunk
-            var starts = new long[sizes.Length];
-            for (var i = 1; i < sizes.Length; i++) starts[i] = starts[i - 1] + sizes[i - 1];
-            void Gradients(int i)
-            {
-                Distributed.CudaStream.Wait(device, Distributed.CudaStream.LegacyDefault, kernelDone[i % 2]);
-                using var scope = NewDisposeScope();
-                grads?.Accumulate(buffers[i % 2].narrow(0, 0, sizes[i]), x.narrow(0, starts[i], sizes[i]), w, starts[i], sizes[i], null);
-            }
-            for (var i = 0; i < sizes.Length; i++)
-            {
-                using var chunk = NewDisposeScope();
-                var (s, r) = (starts[i], sizes[i]);
-                var logits = buffers[i % 2].narrow(0, 0, r);
-                MatMulInto(x.narrow(0, s, r), wt, logits, beta: 0);
-                logitsDone.Record(Distributed.CudaStream.LegacyDefault);
-                Distributed.CudaStream.Wait(device, side.Handle, logitsDone);
-                CrossEntropyChunk.Compute(logits, labels.narrow(0, s, r), plan.Options, rowScale?.narrow(0, s, r),
-                    gradScale, grads is not null, lossRows.narrow(0, s, r), lse.narrow(0, s, r), side.Handle);
-                kernelDone[i % 2].Record(side.Handle);
-                if (i > 0) Gradients(i - 1);
-            }
-            Gradients(sizes.Length - 1);
-        }
-        finally
-        {
-            foreach (var e in kernelDone) e.Dispose();
-        }
     }
 
     /// <summary><paramref name="c"/> = a·b + beta·c: the tuned cuBLASLt GEMM where it applies (CUDA, f16/bf16), else
