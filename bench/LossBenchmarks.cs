@@ -232,7 +232,7 @@ internal static class CeSweep
         sb.AppendLine("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
         foreach (var r in rows)
         {
-            var d = r.Shape.Split('x').Select(double.Parse).ToArray();
+            var d = r.Shape.Split(':')[0].Split('x').Select(double.Parse).ToArray();
             var flops = 6 * d[0] * d[1] * d[2];
             var mem = memory.TryGetValue((r.Shape, r.Method), out var b) ? (b / 1e9).ToString("F2", inv) : "-";
             var ho = handOffs.GetValueOrDefault((r.Shape, r.Method), "-");
@@ -364,23 +364,27 @@ internal static class CeSweep
         var f32 = TorchSharp.torch.ScalarType.Float32;
         var x32 = x.detach().to(f32);
         var w32 = w.detach().to(f32);
-        var n = x.shape[0];
+        var rowsTotal = x.shape[0];
+        // Rows labelled -100 (":ignore7" problems) take no part: the mean runs over the kept rows.
+        var n = (double)y.ne(-100).sum().item<long>();
         var dx = TorchSharp.torch.zeros_like(x32);
         var dw = TorchSharp.torch.zeros_like(w32);
         var total = TorchSharp.torch.zeros([], TorchSharp.torch.ScalarType.Float64, x.device);
         const long rows = 2048;
-        for (long s = 0; s < n; s += rows)
+        for (long s = 0; s < rowsTotal; s += rows)
         {
             using var chunk = TorchSharp.torch.NewDisposeScope();
-            var r = Math.Min(rows, n - s);
+            var r = Math.Min(rows, rowsTotal - s);
             var xc = x32.narrow(0, s, r);
-            var yc = y.narrow(0, s, r).unsqueeze(1);
+            var kept = y.narrow(0, s, r).ne(-100);
+            var yc = y.narrow(0, s, r).clamp_min(0).unsqueeze(1);
+            var keep = kept.to(TorchSharp.torch.ScalarType.Float32).unsqueeze(1);
             var z = xc.mm(w32.t());
             var lse = z.logsumexp(-1);
-            total.add_((lse - z.gather(1, yc).squeeze(1)).to(TorchSharp.torch.ScalarType.Float64).sum());
+            total.add_(((lse - z.gather(1, yc).squeeze(1)) * keep.squeeze(1)).to(TorchSharp.torch.ScalarType.Float64).sum());
             z.sub_(lse.unsqueeze(1)).exp_();
             z.scatter_(1, yc, z.gather(1, yc) - 1);
-            z.mul_(1.0 / n);
+            z.mul_(keep / n);
             dx.narrow(0, s, r).copy_(z.mm(w32));
             dw.addmm_(z.t(), xc);
         }

@@ -23,9 +23,15 @@ internal sealed class LossProblem : IDisposable
     public long N, H, V;
     public bool Grpo;
 
+    /// <summary>shape: "NxHxV" (cross-entropy) or "BxTxHxV" (GRPO), optionally followed by ":fp16" (float16 X and W
+    /// instead of bfloat16) and ":ignore7" (every 7th label is ignore_index -100), e.g. "16384x4096x128256:ignore7".</summary>
     public static LossProblem Create(string shape, bool tiny = false)
     {
-        var d = shape.Split('x').Select(long.Parse).ToArray();
+        var parts = shape.Split(':');
+        var d = parts[0].Split('x').Select(long.Parse).ToArray();
+        var dtype = parts.Contains("fp16") ? ScalarType.Float16 : ScalarType.BFloat16;
+        if (parts.Skip(1).FirstOrDefault(q => q is not ("fp16" or "ignore7")) is { } unknown)
+            throw new ArgumentException($"unknown shape option ':{unknown}' in '{shape}' (fp16, ignore7)", nameof(shape));
         if (tiny) d = d.Length == 4 ? [2, 16, d[2], 512] : [32, d[1], 512];
         var p = new LossProblem { Grpo = d.Length == 4 };
         cuda.manual_seed(1);
@@ -43,13 +49,15 @@ internal sealed class LossProblem : IDisposable
         else
         {
             (p.N, p.H, p.V) = (d[0], d[1], d[2]);
-            // NOTES.md recipe: x ~ N(0, 0.25), W ~ N(0, 0.02²), rounded to bf16; all labels valid.
-            p.X = (randn([p.N, p.H], ScalarType.Float32, Dev) * 0.5).to(ScalarType.BFloat16).requires_grad_();
+            // NOTES.md recipe: x ~ N(0, 0.25), W ~ N(0, 0.02²), rounded to bf16 (or fp16); all labels valid unless
+            // :ignore7.
+            p.X = (randn([p.N, p.H], ScalarType.Float32, Dev) * 0.5).to(dtype).requires_grad_();
             p.Y = randint(0, p.V, [p.N], device: Dev);
+            if (parts.Contains("ignore7")) p.Y.index_fill_(0, arange(0, p.N, 7, device: Dev), -100);
         }
         p.W = p.Grpo
             ? (randn([p.V, p.H], ScalarType.BFloat16, Dev) * (1.0 / Math.Sqrt(p.H))).requires_grad_()
-            : (randn([p.V, p.H], ScalarType.Float32, Dev) * 0.02).to(ScalarType.BFloat16).requires_grad_();
+            : (randn([p.V, p.H], ScalarType.Float32, Dev) * 0.02).to(dtype).requires_grad_();
         Sync();
         return p;
     }
@@ -101,7 +109,7 @@ internal sealed class LossProblem : IDisposable
         Tensor loss;
         if (Grpo)
         {
-            var o = new GrpoOptions { Beta = 0.04, EpsilonHigh = 0.28, UseFusedKernel = method == "fused" };
+            var o = new GrpoOptions { Beta = 0.04, EpsilonHigh = 0.28, UseFusedKernel = method.StartsWith("fused", StringComparison.Ordinal) };
             loss = method == "naive" ? GrpoReference.Loss(X, W, Y, Mask, Adv, Old, Ref, o) : GrpoLoss.Compute(X, W, null, Y, Mask, Adv, Old, Ref, o).Loss;
         }
         else
@@ -114,6 +122,10 @@ internal sealed class LossProblem : IDisposable
                 "fused" => FusedLinearCrossEntropy.Apply(X, W, null, Y),
                 // The chunk size the library used before (512 MiB): faster, more transient memory.
                 "fused-512MiB" => FusedLinearCrossEntropy.Apply(X, W, null, Y, new CrossEntropyOptions { ChunkBytes = 512L << 20 }),
+                // Reduction.None (TokenLogProbs' path: gradients recomputed in backward), averaged over the kept rows.
+                _ when method.StartsWith("fused-", StringComparison.Ordinal) && method.Split('-').Contains("none") =>
+                    FusedLinearCrossEntropy.Apply(X, W, null, Y, FusedVariant(method) with { Reduction = LossReduction.None }).sum()
+                        .div(Y.ne(-100).sum()),
                 _ when method.StartsWith("fused-", StringComparison.Ordinal) => FusedLinearCrossEntropy.Apply(X, W, null, Y, FusedVariant(method)),
                 _ => throw new ArgumentException($"unknown loss method '{method}'", nameof(method)),
             };
@@ -125,7 +137,8 @@ internal sealed class LossProblem : IDisposable
     /// <summary>Options of a fused variant named like <c>fused-r2048-fp32dw</c>: <c>r{rows}</c> rows per chunk,
     /// <c>b{MiB}</c> a float32-equivalent chunk budget (equal chunks), <c>budget{MiB}</c> the default plan's budget in
     /// the input dtype (even chunks), <c>torchgemm</c> TorchSharp's matmul instead of the tuned cuBLASLt GEMM,
-    /// <c>untuned</c> cuBLASLt's first heuristic choice, <c>g{blocks}</c> the CE kernel's rows in flight, <c>t{threads}</c> the CE kernel's threads per row (256, 512, 1024), <c>fp32dw</c> float32 dW accumulation; <c>nounit</c> / <c>nohandoff</c>
+    /// <c>untuned</c> cuBLASLt's first heuristic choice, <c>none</c> Reduction.None averaged over the kept rows (the
+    /// TokenLogProbs path), <c>g{blocks}</c> the CE kernel's rows in flight, <c>t{threads}</c> the CE kernel's threads per row (256, 512, 1024), <c>fp32dw</c> float32 dW accumulation; <c>nounit</c> / <c>nohandoff</c>
     /// turn off the library's defaults (skip the backward scaling pass when the upstream gradient is 1; dW becomes
     /// W.grad without a copy when W.grad is unset; see FusedCrossEntropyTuning), <c>unit</c> / <c>handoff</c> are
     /// accepted (phase-1 names, now the defaults); <c>profile</c> times each piece (the ce-sweep suite sets it up).</summary>
@@ -135,13 +148,13 @@ internal sealed class LossProblem : IDisposable
         foreach (var part in method.Split('-').Skip(1))
         {
             if (part == "fp32dw") o = o with { AccumulateWeightGradInFloat32 = true };
-            else if (part is "unit" or "handoff" or "nounit" or "nohandoff" or "profile" or "torchgemm" or "untuned"
+            else if (part is "unit" or "handoff" or "nounit" or "nohandoff" or "profile" or "torchgemm" or "untuned" or "none"
                      || (part.Length > 1 && part[0] == 'g' && long.TryParse(part[1..], out _))
                      || part.StartsWith("budget", StringComparison.Ordinal)) { }  // FusedCrossEntropyTuning switches, set around the step
             else if (part.Length > 1 && part[0] == 'r' && int.TryParse(part[1..], out var rows)) o = o with { ChunkRows = rows };
             else if (part.Length > 1 && part[0] == 'b' && long.TryParse(part[1..], out var mib)) o = o with { ChunkBytes = mib << 20 };
             else if (part.Length > 1 && part[0] == 't' && int.TryParse(part[1..], out _)) { }  // CE kernel threads per row, set around the step
-            else throw new ArgumentException($"unknown part '{part}' of fused variant '{method}' (r<rows>, b<MiB>, budget<MiB>, t<threads>, g<blocks>, fp32dw, nounit, nohandoff, torchgemm, untuned, profile)", nameof(method));
+            else throw new ArgumentException($"unknown part '{part}' of fused variant '{method}' (r<rows>, b<MiB>, budget<MiB>, t<threads>, g<blocks>, fp32dw, nounit, nohandoff, torchgemm, untuned, none, profile)", nameof(method));
         }
         return o;
     }

@@ -13,9 +13,7 @@
 
 #include <dlfcn.h>
 
-#include <algorithm>
 #include <cinttypes>
-#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <limits>
@@ -202,10 +200,16 @@ struct Choice {
     bool borrowed = false;  // taken from the same shape tuned with another k
 };
 
+// Bounds of the tuner's memory: shapes tuned (each costs its timing once) and shapes remembered (a heuristic query
+// costs tens of microseconds, so forgetting the rest is cheap).
+constexpr int kMaxTunedShapes = 256;
+constexpr size_t kMaxRememberedShapes = 4096;
+
 struct Tuner {
     std::mutex mutex;
     std::map<int32_t, LtHandle> handles;
     std::map<ShapeKey, Choice> choices;
+    int tuned_shapes = 0;
 };
 
 Tuner& tuner() {
@@ -274,17 +278,6 @@ LtStatus run(LtHandle h, const Descriptors& d, const GemmArgs& g, const LtAlgo& 
                        static_cast<size_t>(g.workspace_bytes), s);
 }
 
-// Milliseconds each candidate is timed for (SLOTH_GEMM_TUNE_MS, or SLOTHSHARP_GEMM_TUNE_MS from the environment).
-float tune_ms() {
-    static const float ms = [] {
-        const char* v = std::getenv("SLOTHSHARP_GEMM_TUNE_MS");
-        if (v == nullptr || v[0] == '\0') return static_cast<float>(SLOTH_GEMM_TUNE_MS);
-        const float parsed = std::strtof(v, nullptr);
-        return parsed >= 0.0f && parsed <= 10000.0f ? parsed : static_cast<float>(SLOTH_GEMM_TUNE_MS);
-    }();
-    return ms;
-}
-
 // Runs `algo` `runs` times between two events and returns the mean time of one run (the host waits for the stop
 // event); false when cuBLASLt refused the algorithm.
 struct Timer {
@@ -314,33 +307,21 @@ struct Timer {
     }
 };
 
-// How many runs of a GEMM that took `one_ms` fill `target_ms` (at least `minimum`, at most 100000).
-int64_t runs_for(float target_ms, float one_ms, int64_t minimum) {
-    const double runs = one_ms > 0.0f ? std::ceil(static_cast<double>(target_ms) / one_ms) : minimum;
-    return std::max<int64_t>(minimum, std::min<int64_t>(100000, static_cast<int64_t>(runs)));
-}
-
 // Times every candidate on the caller's operands (beta = 0, so each run rewrites C with the same product) and keeps
 // the fastest; C ends with the chosen candidate's result.
 sloth_status tune_shape(const char* fn, LtHandle h, const Descriptors& d, const GemmArgs& g, const LtHeuristic* cands,
                         int count, cudaStream_t s, Choice& out) {
     Timer timer;
     SLOTH_CHECK(timer.init(fn));
-    const float budget = tune_ms();
     int best = -1;
-    bool heated = budget <= 0.0f;
     float best_ms = std::numeric_limits<float>::infinity(), first_ms = 0;
     for (int i = 0; i < count; ++i) {
         if (cands[i].state != kLtSuccess) continue;
         bool ran = false;
-        float one = 0, ms = 0;
-        SLOTH_CHECK(timer.time(fn, h, d, g, cands[i].algo, 1, s, &ran, &one));  // warm-up, and the run count
+        float ms = 0;
+        SLOTH_CHECK(timer.time(fn, h, d, g, cands[i].algo, 1, s, &ran, &ms));  // warm-up
         if (!ran) continue;  // a refusal drops the candidate
-        if (!heated) {  // bring the GPU to the clock of sustained work before the first timing
-            SLOTH_CHECK(timer.time(fn, h, d, g, cands[i].algo, runs_for(SLOTH_GEMM_TUNE_HEAT_MS, one, 1), s, &ran, &ms));
-            heated = true;
-        }
-        SLOTH_CHECK(timer.time(fn, h, d, g, cands[i].algo, runs_for(budget, one, SLOTH_GEMM_TUNE_RUNS), s, &ran, &ms));
+        SLOTH_CHECK(timer.time(fn, h, d, g, cands[i].algo, SLOTH_GEMM_TUNE_RUNS, s, &ran, &ms));
         if (i == 0) first_ms = ms;
         if (ran && ms < best_ms) {
             best_ms = ms;
@@ -389,7 +370,11 @@ sloth_status gemm(const char* fn, const GemmArgs& g, int32_t device, void* strea
     LtHandle h = nullptr;
     SLOTH_CHECK(handle_for(fn, t, device, &h));
     auto found = t.choices.find(key);
-    const bool want_tuning = g.tune && g.beta == 0.0f && (found == t.choices.end() || !found->second.tuned) && !capturing(s);
+    // Tuning costs ~0.1-0.3 s, worth it only for shapes that come back: the first call of a shape uses the heuristic's
+    // choice, a later one (beta = 0, tune) times the candidates. Shapes that never repeat (a kept-row count that changes
+    // every batch) then never pay for tuning; kMaxTunedShapes bounds the total.
+    const bool want_tuning = g.tune && g.beta == 0.0f && found != t.choices.end() && !found->second.tuned &&
+                             t.tuned_shapes < kMaxTunedShapes && !capturing(s);
     if (found != t.choices.end() && !want_tuning) {
         SLOTH_LT_CHECK(fn, "cublasLtMatmul", run(h, d, g, found->second.algo, s));
         return SLOTH_OK;
@@ -406,6 +391,7 @@ sloth_status gemm(const char* fn, const GemmArgs& g, int32_t device, void* strea
     if (want_tuning) {
         SLOTH_CHECK(tune_shape(fn, h, d, g, cands, count, s, choice));
         t.choices[key] = choice;
+        ++t.tuned_shapes;
         return SLOTH_OK;
     }
     // No choice yet and no tuning: borrow the choice tuned for the same shape with another k, if cuBLASLt accepts it.
@@ -425,7 +411,7 @@ sloth_status gemm(const char* fn, const GemmArgs& g, int32_t device, void* strea
             break;
         }
     }
-    t.choices[key] = choice;
+    if (t.choices.size() < kMaxRememberedShapes) t.choices[key] = choice;
     SLOTH_LT_CHECK(fn, "cublasLtMatmul", run(h, d, g, choice.algo, s));
     return SLOTH_OK;
 }

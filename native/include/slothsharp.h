@@ -339,17 +339,15 @@ SLOTH_API sloth_status sloth_cuda_stream_wait_event(int32_t device, void* stream
  * workspace: device memory for split-K partial sums (workspace_bytes = 0 is allowed: fewer algorithms qualify). Two
  * GEMMs that may run at the same time need two workspaces.
  * Algorithm choice, per shape (device, dtype, transposes, m, n, k, strides, 16-byte alignment of the pointers):
- *   - tune = 1, beta = 0, no choice tuned yet, stream not capturing: every candidate of cuBLASLt's heuristic (at most
- *     SLOTH_GEMM_TUNE_CANDIDATES) runs on these operands: the GPU is first kept busy for SLOTH_GEMM_TUNE_HEAT_MS so
- *     that the timing sees the clock of sustained work (an H100 at its power cap runs well below its burst clock, and
- *     the candidates' ranking can differ there), then each candidate gets one warm-up and at least
- *     SLOTH_GEMM_TUNE_RUNS timed runs lasting at least SLOTH_GEMM_TUNE_MS. The fastest is kept for the process and C
- *     gets its result. The host waits for the device a few times per candidate: this is the only synchronization in
- *     this function, on the first call of a shape. SLOTHSHARP_GEMM_TUNE_MS in the environment replaces
- *     SLOTH_GEMM_TUNE_MS (0: SLOTH_GEMM_TUNE_RUNS runs, no heating). (beta != 0 cannot tune: repeated runs would add
- *     the product several times.)
- *   - otherwise the kept choice; without one, a choice tuned for the same shape with another k (if cuBLASLt accepts it
- *     for this k), else the heuristic's first candidate.
+ *   - the first call of a shape: cuBLASLt's first heuristic choice, remembered (tuning pays only for shapes that come
+ *     back; a kept-row count that changes every batch never repeats).
+ *   - a later call with tune = 1 and beta = 0, not tuned yet, stream not capturing, fewer than 256 shapes tuned in the
+ *     process: every candidate of cuBLASLt's heuristic (at most SLOTH_GEMM_TUNE_CANDIDATES) runs on these operands,
+ *     one warm-up and SLOTH_GEMM_TUNE_RUNS timed runs each, the host waiting for each timing; the fastest is kept for
+ *     the process and C gets its result. This is the only synchronization in this function, once per shape. (beta != 0
+ *     cannot tune: repeated runs would add the product several times.)
+ *   - otherwise the kept choice; for a first call, a choice tuned for the same shape with another k (if cuBLASLt accepts
+ *     it for this k) is preferred to the heuristic's.
  * cuBLASLt is opened at first use and never linked: the copy already in the process (libtorch loads one), else
  * libcublasLt.so.13 or .so.12 from the library path; SLOTHSHARP_CUBLASLT_LIBRARY names a file to use instead. When
  * none loads this fails with SLOTH_ERROR_UNSUPPORTED and says what was tried (callers fall back to their own GEMM).
@@ -357,8 +355,6 @@ SLOTH_API sloth_status sloth_cuda_stream_wait_event(int32_t device, void* stream
  */
 #define SLOTH_GEMM_TUNE_CANDIDATES 16
 #define SLOTH_GEMM_TUNE_RUNS 3
-#define SLOTH_GEMM_TUNE_MS 20
-#define SLOTH_GEMM_TUNE_HEAT_MS 100
 SLOTH_API sloth_status sloth_gemm(int32_t trans_a, int32_t trans_b, int64_t m, int64_t n, int64_t k, float alpha,
                                   const void* a, int64_t lda, const void* b, int64_t ldb, float beta, void* c,
                                   int64_t ldc, sloth_dtype dtype, void* workspace, int64_t workspace_bytes,

@@ -101,23 +101,27 @@ public class TunedGemmGpuTests
             "columns outside C untouched");
     }
 
-    /// <summary>beta = 1 adds to C (the dW accumulation of the fused loss), alpha scales the product, and a shape tuned
-    /// with beta = 0 keeps its choice for later beta = 1 calls; the tuner's report names the shape.</summary>
+    /// <summary>A shape's first call takes cuBLASLt's heuristic choice and its second (beta = 0) tunes; beta = 1 adds to C
+    /// (the dW accumulation of the fused loss) with the kept choice, alpha scales the product; the report names the
+    /// shape.</summary>
     [Test]
-    public void AccumulatesWithBetaAndReportsTheShape()
+    public void TunesOnTheSecondCallAndAccumulatesWithBeta()
     {
         using var scope = NewDisposeScope();
         var a = Rand(512, 640, ScalarType.BFloat16, 3);
         var b = Rand(640, 384, ScalarType.BFloat16, 4);
         var c = empty(512, 384, ScalarType.BFloat16, CUDA);
+        const string shape = "m=512 n=384 k=640 lda=640 ldb=384 ldc=384";
         TunedGemm.MatMulInto(a, b, c, beta: 0, tune: true);
+        Assert.That(TunedGemm.TuningReport(), Does.Contain(shape + ": untuned"), "first call: the heuristic's choice");
+        TunedGemm.MatMulInto(a, b, c, beta: 0, tune: true);
+        Assert.That(TunedGemm.TuningReport(), Does.Contain(shape + ": ").And.Contain("candidates, chose"), "second call: tuned");
         var first = c.clone();
         TunedGemm.MatMulInto(a, b, c, alpha: 0.5f, beta: 1, tune: true);
-        var expected = (first.to(ScalarType.Float32) + 0.5 * a.to(ScalarType.Float32).matmul(b.to(ScalarType.Float32)));
+        var expected = first.to(ScalarType.Float32) + 0.5 * a.to(ScalarType.Float32).matmul(b.to(ScalarType.Float32));
         TestEnv.AssertClose(c.to(ScalarType.Float32), expected, 1e-2, "C after beta = 1");
         TunedGemm.MatMulInto(a, b, c, beta: 0, tune: true);
         Assert.That(TestEnv.BitEqual(c, first), Is.True, "the kept choice gives the same bits again");
-        Assert.That(TunedGemm.TuningReport(), Does.Contain("m=512 n=384 k=640").And.Contain("candidates"));
     }
 
     /// <summary>The fused loss through the tuned GEMMs against the same loss through TorchSharp's matmul.</summary>

@@ -313,7 +313,8 @@ def main():
     DEV = a.device
     os.makedirs(a.out, exist_ok=True)
     dev = torch.cuda.get_device_name(0) if DEV == "cuda" else "cpu (smoke test)"
-    commit = os.popen("git rev-parse --short HEAD 2>/dev/null").read().strip() or "unknown"
+    # The GPU bundle's commit (ce_gpu_extra.sh exports it); git only when run from a checkout.
+    commit = os.environ.get("SLOTHSHARP_COMMIT") or os.popen("git rev-parse --short HEAD 2>/dev/null").read().strip() or "unknown"
     print(f"device: {dev}; torch {torch.__version__}; commit {commit}", flush=True)
     rows, probes = [], []
     for shape in a.shapes.split(","):

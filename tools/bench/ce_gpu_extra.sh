@@ -18,6 +18,8 @@ out="$root/ce"
 mkdir -p "$out"
 rc=0
 t0=$(date +%s)
+# The bundle's commit (gpu-run unpacks commit.txt beside the apps), for the anchors' report.
+[ -f "$SLOTHSHARP_APPS/../commit.txt" ] && export SLOTHSHARP_COMMIT="$(head -c 12 "$SLOTHSHARP_APPS/../commit.txt")"
 if [ "${CE_EXTRA_SWEEP:-1}" = 1 ]; then
     echo "== ce-sweep"
     start=$(date +%s)

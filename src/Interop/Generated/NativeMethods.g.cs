@@ -63,8 +63,6 @@ public static class SlothConstants
     public const int NcclUniqueIdBytes = 128;
     public const int GemmTuneCandidates = 16;
     public const int GemmTuneRuns = 3;
-    public const int GemmTuneMs = 20;
-    public const int GemmTuneHeatMs = 100;
 }
 
 /// <summary>Every export of libslothsharp, one checked method per C function (see the header for what each
