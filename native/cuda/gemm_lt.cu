@@ -198,6 +198,7 @@ struct Choice {
     float best_ms = 0;
     float first_ms = 0;  // the heuristic's first candidate, for the report
     bool borrowed = false;  // taken from the same shape tuned with another k
+    int generation = 0;     // the tuner's count of tuned shapes when borrowing was last tried
 };
 
 // Bounds of the tuner's memory: shapes tuned (each costs its timing once) and shapes remembered (a heuristic query
@@ -255,6 +256,27 @@ sloth_status make_descriptors(const char* fn, const GemmArgs& g, size_t workspac
     const uint64_t ws = workspace;
     SLOTH_LT_CHECK(fn, "setting MAX_WORKSPACE_BYTES", lt.pref_set(d.pref, kPrefMaxWorkspaceBytes, &ws, sizeof(ws)));
     return SLOTH_OK;
+}
+
+// Replaces `choice` by the choice tuned for the same shape with another k when cuBLASLt accepts it for this k (the
+// chunks of one loss differ in k only: rows per chunk). Returns whether it did.
+bool borrow(const LtApi& lt, LtHandle h, const Descriptors& d, const GemmArgs& g, const ShapeKey& key, const Tuner& t,
+            Choice& choice) {
+    for (const auto& [other, c] : t.choices) {
+        if (!c.tuned || std::get<kKeyK>(other) == g.k) continue;
+        ShapeKey same = other;
+        std::get<kKeyK>(same) = g.k;
+        if (same != key) continue;
+        LtHeuristic check{};
+        if (lt.algo_check(h, d.op, d.a, d.b, d.c, d.c, &c.algo, &check) == kLtSuccess &&
+            check.workspace_size <= static_cast<size_t>(g.workspace_bytes)) {
+            choice.algo = c.algo;
+            choice.workspace = check.workspace_size;
+            choice.borrowed = true;
+            return true;
+        }
+    }
+    return false;
 }
 
 sloth_status handle_for(const char* fn, Tuner& t, int32_t device, LtHandle* out) {
@@ -376,7 +398,14 @@ sloth_status gemm(const char* fn, const GemmArgs& g, int32_t device, void* strea
     const bool want_tuning = g.tune && g.beta == 0.0f && found != t.choices.end() && !found->second.tuned &&
                              t.tuned_shapes < kMaxTunedShapes && !capturing(s);
     if (found != t.choices.end() && !want_tuning) {
-        SLOTH_LT_CHECK(fn, "cublasLtMatmul", run(h, d, g, found->second.algo, s));
+        Choice& kept = found->second;
+        // A heuristic choice made before a sibling shape (another k) was tuned may borrow that tuning now: the chunks'
+        // dW GEMMs after the first (beta = 1, never tuned themselves) get the first chunk's choice.
+        if (!kept.tuned && !kept.borrowed && kept.generation != t.tuned_shapes) {
+            kept.generation = t.tuned_shapes;
+            borrow(lt, h, d, g, key, t, kept);
+        }
+        SLOTH_LT_CHECK(fn, "cublasLtMatmul", run(h, d, g, kept.algo, s));
         return SLOTH_OK;
     }
     LtHeuristic cands[SLOTH_GEMM_TUNE_CANDIDATES];
@@ -394,23 +423,11 @@ sloth_status gemm(const char* fn, const GemmArgs& g, int32_t device, void* strea
         ++t.tuned_shapes;
         return SLOTH_OK;
     }
-    // No choice yet and no tuning: borrow the choice tuned for the same shape with another k, if cuBLASLt accepts it.
+    // No choice yet and no tuning: the heuristic's, or one tuned for the same shape with another k.
     choice.algo = cands[0].algo;
     choice.workspace = cands[0].workspace_size;
-    for (const auto& [other, c] : t.choices) {
-        if (!c.tuned || std::get<kKeyK>(other) == g.k) continue;
-        ShapeKey same = other;
-        std::get<kKeyK>(same) = g.k;
-        if (same != key) continue;
-        LtHeuristic check{};
-        if (lt.algo_check(h, d.op, d.a, d.b, d.c, d.c, &c.algo, &check) == kLtSuccess &&
-            check.workspace_size <= static_cast<size_t>(g.workspace_bytes)) {
-            choice.algo = c.algo;
-            choice.workspace = check.workspace_size;
-            choice.borrowed = true;
-            break;
-        }
-    }
+    choice.generation = t.tuned_shapes;
+    borrow(lt, h, d, g, key, t, choice);
     if (t.choices.size() < kMaxRememberedShapes) t.choices[key] = choice;
     SLOTH_LT_CHECK(fn, "cublasLtMatmul", run(h, d, g, choice.algo, s));
     return SLOTH_OK;

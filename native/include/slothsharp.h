@@ -346,8 +346,9 @@ SLOTH_API sloth_status sloth_cuda_stream_wait_event(int32_t device, void* stream
  *     one warm-up and SLOTH_GEMM_TUNE_RUNS timed runs each, the host waiting for each timing; the fastest is kept for
  *     the process and C gets its result. This is the only synchronization in this function, once per shape. (beta != 0
  *     cannot tune: repeated runs would add the product several times.)
- *   - otherwise the kept choice; for a first call, a choice tuned for the same shape with another k (if cuBLASLt accepts
- *     it for this k) is preferred to the heuristic's.
+ *   - otherwise the kept choice. A heuristic choice gives way to one tuned for the same shape with another k once
+ *     there is one and cuBLASLt accepts it for this k (so a loss's later chunks, whose dW GEMMs run with beta = 1
+ *     and row counts of their own, use the first chunk's tuning).
  * cuBLASLt is opened at first use and never linked: the copy already in the process (libtorch loads one), else
  * libcublasLt.so.13 or .so.12 from the library path; SLOTHSHARP_CUBLASLT_LIBRARY names a file to use instead. When
  * none loads this fails with SLOTH_ERROR_UNSUPPORTED and says what was tried (callers fall back to their own GEMM).
