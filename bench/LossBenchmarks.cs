@@ -242,7 +242,7 @@ internal static class CeSweep
         if (profiles.Count > 0) sb.AppendLine().Append(ProfileMarkdown(profiles));
         if (tuning.Count > 0)
         {
-            sb.AppendLine().AppendLine("## GEMM tuner (sloth_gemm): the choice kept per shape, timed on the first call").AppendLine().AppendLine("```");
+            sb.AppendLine().AppendLine("## GEMM tuner (sloth_gemm): the choice kept per shape (tuned on its second call, or borrowed from the same shape with another k)").AppendLine().AppendLine("```");
             foreach (var l in tuning) sb.AppendLine(l);
             sb.AppendLine("```");
         }
