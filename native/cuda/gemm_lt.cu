@@ -10,6 +10,7 @@
 // declarations below follow cuBLASLt's public API (stable from cuBLAS 11 to 13); when the toolkit's header is present
 // at build time, static_asserts check every value against it.
 #include "cuda_common.cuh"
+#include "../src/dynamic_symbols.h"
 
 #include <dlfcn.h>
 
@@ -90,12 +91,6 @@ struct LtApi {
     const char* (*status_string)(LtStatus) = nullptr;  // optional
 };
 
-template <class Fn>
-void resolve(void* handle, const char* name, Fn& out, std::string& missing) {
-    out = reinterpret_cast<Fn>(dlsym(handle, name));
-    if (out == nullptr) missing += missing.empty() ? name : std::string(", ") + name;
-}
-
 LtApi load_api() {
     LtApi a;
     const char* override_path = std::getenv("SLOTHSHARP_CUBLASLT_LIBRARY");
@@ -131,25 +126,25 @@ LtApi load_api() {
         }
     }
     std::string missing;
-    resolve(handle, "cublasLtCreate", a.create, missing);
-    resolve(handle, "cublasLtMatmulDescCreate", a.desc_create, missing);
-    resolve(handle, "cublasLtMatmulDescSetAttribute", a.desc_set, missing);
-    resolve(handle, "cublasLtMatmulDescDestroy", a.desc_destroy, missing);
-    resolve(handle, "cublasLtMatrixLayoutCreate", a.layout_create, missing);
-    resolve(handle, "cublasLtMatrixLayoutDestroy", a.layout_destroy, missing);
-    resolve(handle, "cublasLtMatmulPreferenceCreate", a.pref_create, missing);
-    resolve(handle, "cublasLtMatmulPreferenceSetAttribute", a.pref_set, missing);
-    resolve(handle, "cublasLtMatmulPreferenceDestroy", a.pref_destroy, missing);
-    resolve(handle, "cublasLtMatmulAlgoGetHeuristic", a.heuristic, missing);
-    resolve(handle, "cublasLtMatmulAlgoCheck", a.algo_check, missing);
-    resolve(handle, "cublasLtMatmul", a.matmul, missing);
-    resolve(handle, "cublasLtGetVersion", a.get_version, missing);
+    resolve_symbol(handle, "cublasLtCreate", a.create, missing);
+    resolve_symbol(handle, "cublasLtMatmulDescCreate", a.desc_create, missing);
+    resolve_symbol(handle, "cublasLtMatmulDescSetAttribute", a.desc_set, missing);
+    resolve_symbol(handle, "cublasLtMatmulDescDestroy", a.desc_destroy, missing);
+    resolve_symbol(handle, "cublasLtMatrixLayoutCreate", a.layout_create, missing);
+    resolve_symbol(handle, "cublasLtMatrixLayoutDestroy", a.layout_destroy, missing);
+    resolve_symbol(handle, "cublasLtMatmulPreferenceCreate", a.pref_create, missing);
+    resolve_symbol(handle, "cublasLtMatmulPreferenceSetAttribute", a.pref_set, missing);
+    resolve_symbol(handle, "cublasLtMatmulPreferenceDestroy", a.pref_destroy, missing);
+    resolve_symbol(handle, "cublasLtMatmulAlgoGetHeuristic", a.heuristic, missing);
+    resolve_symbol(handle, "cublasLtMatmulAlgoCheck", a.algo_check, missing);
+    resolve_symbol(handle, "cublasLtMatmul", a.matmul, missing);
+    resolve_symbol(handle, "cublasLtGetVersion", a.get_version, missing);
     if (!missing.empty()) {
         a.why = a.file + " lacks " + missing + " (a cuBLASLt older than 11?)";
         return a;
     }
     std::string optional_missing;
-    resolve(handle, "cublasLtGetStatusString", a.status_string, optional_missing);
+    resolve_symbol(handle, "cublasLtGetStatusString", a.status_string, optional_missing);
     a.version = a.get_version();
     if (a.version < 110000) {
         a.why = a.file + " is cuBLASLt " + std::to_string(a.version) + "; 11.0 or newer is needed";

@@ -4,6 +4,7 @@
 // 128-byte unique id are stable across NCCL 2.x); NCCL's header is not needed. Streams cross as void* (a
 // cudaStream_t is a pointer), so this file needs no CUDA header and is compiled in every build.
 #include "backends.h"
+#include "dynamic_symbols.h"
 #include "validate.h"
 
 #include <dlfcn.h>
@@ -53,13 +54,6 @@ struct NcclApi {
     NcclResult (*group_end)() = nullptr;
 };
 
-template <class Fn>
-bool resolve(void* handle, const char* name, Fn& out, std::string& missing) {
-    out = reinterpret_cast<Fn>(dlsym(handle, name));
-    if (out == nullptr) missing += missing.empty() ? name : std::string(", ") + name;
-    return out != nullptr;
-}
-
 NcclApi load() {
     NcclApi a;
     if (!cuda::built()) {
@@ -80,17 +74,17 @@ NcclApi load() {
         return a;
     }
     std::string missing;
-    resolve(handle, "ncclGetVersion", a.get_version, missing);
-    resolve(handle, "ncclGetUniqueId", a.get_unique_id, missing);
-    resolve(handle, "ncclCommInitRank", a.comm_init_rank, missing);
-    resolve(handle, "ncclCommDestroy", a.comm_destroy, missing);
-    resolve(handle, "ncclGetErrorString", a.get_error_string, missing);
-    resolve(handle, "ncclAllReduce", a.all_reduce, missing);
-    resolve(handle, "ncclAllGather", a.all_gather, missing);
-    resolve(handle, "ncclReduceScatter", a.reduce_scatter, missing);
-    resolve(handle, "ncclBroadcast", a.broadcast, missing);
-    resolve(handle, "ncclGroupStart", a.group_start, missing);
-    resolve(handle, "ncclGroupEnd", a.group_end, missing);
+    resolve_symbol(handle, "ncclGetVersion", a.get_version, missing);
+    resolve_symbol(handle, "ncclGetUniqueId", a.get_unique_id, missing);
+    resolve_symbol(handle, "ncclCommInitRank", a.comm_init_rank, missing);
+    resolve_symbol(handle, "ncclCommDestroy", a.comm_destroy, missing);
+    resolve_symbol(handle, "ncclGetErrorString", a.get_error_string, missing);
+    resolve_symbol(handle, "ncclAllReduce", a.all_reduce, missing);
+    resolve_symbol(handle, "ncclAllGather", a.all_gather, missing);
+    resolve_symbol(handle, "ncclReduceScatter", a.reduce_scatter, missing);
+    resolve_symbol(handle, "ncclBroadcast", a.broadcast, missing);
+    resolve_symbol(handle, "ncclGroupStart", a.group_start, missing);
+    resolve_symbol(handle, "ncclGroupEnd", a.group_end, missing);
     a.get_last_error = reinterpret_cast<const char* (*)(NcclComm)>(dlsym(handle, "ncclGetLastError"));
     if (!missing.empty()) {
         a.why = std::string(file) + " lacks " + missing + ": not a usable NCCL 2 library";

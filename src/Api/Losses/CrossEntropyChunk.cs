@@ -14,13 +14,7 @@ public static class CrossEntropyChunk
     /// loss is NaN (validate labels first: the fused autograd function does).
     /// </summary>
     public static void Compute(Tensor logits, Tensor labels, CrossEntropyOptions options, Tensor? rowGradScale, float gradScale,
-                               bool computeGrad, Tensor lossOut, Tensor lseOut) =>
-        Compute(logits, labels, options, rowGradScale, gradScale, computeGrad, lossOut, lseOut, stream: 0);
-
-    /// <summary>The same on a CUDA stream of libslothsharp (0: the legacy default stream, TorchSharp's); the caller
-    /// orders it against the stream that made the logits and the ones that read them.</summary>
-    internal static void Compute(Tensor logits, Tensor labels, CrossEntropyOptions options, Tensor? rowGradScale, float gradScale,
-                                 bool computeGrad, Tensor lossOut, Tensor lseOut, nint stream)
+                               bool computeGrad, Tensor lossOut, Tensor lseOut)
     {
         ArgumentNullException.ThrowIfNull(logits);
         ArgumentNullException.ThrowIfNull(labels);
@@ -55,6 +49,6 @@ public static class CrossEntropyChunk
             (float)options.Softcap, (float)options.LabelSmoothing, (float)options.ZLoss,
             rowGradScale is null ? 0 : TensorInterop.DataPtr(rowGradScale), gradScale, computeGrad ? 1 : 0,
             TensorInterop.DataPtr(lossOut), TensorInterop.DataPtr(lseOut), FusedCrossEntropyTuning.KernelThreadsPerRow,
-            FusedCrossEntropyTuning.KernelRowsInFlight, TensorInterop.DeviceSelector(logits), stream);
+            FusedCrossEntropyTuning.KernelRowsInFlight, TensorInterop.DeviceSelector(logits), 0);
     }
 }
