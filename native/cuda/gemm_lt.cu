@@ -392,6 +392,18 @@ sloth_status gemm(const char* fn, const GemmArgs& g, int32_t device, void* strea
     // every batch) then never pay for tuning; kMaxTunedShapes bounds the total.
     const bool want_tuning = g.tune && g.beta == 0.0f && found != t.choices.end() && !found->second.tuned &&
                              t.tuned_shapes < kMaxTunedShapes && !capturing(s);
+    if (found != t.choices.end() && found->second.workspace > static_cast<size_t>(g.workspace_bytes)) {
+        // Kept for a call with a larger workspace: this call gets the heuristic's choice for its own workspace.
+        LtHeuristic first{};
+        int count = 0;
+        SLOTH_LT_CHECK(fn, "cublasLtMatmulAlgoGetHeuristic",
+                       lt.heuristic(h, d.op, d.a, d.b, d.c, d.c, d.pref, 1, &first, &count));
+        if (count < 1)
+            return fail(SLOTH_ERROR_UNSUPPORTED, "%s: cuBLASLt offers no algorithm for m=%lld n=%lld k=%lld", fn,
+                        static_cast<long long>(g.m), static_cast<long long>(g.n), static_cast<long long>(g.k));
+        SLOTH_LT_CHECK(fn, "cublasLtMatmul", run(h, d, g, first.algo, s));
+        return SLOTH_OK;
+    }
     if (found != t.choices.end() && !want_tuning) {
         Choice& kept = found->second;
         // A heuristic choice made before a sibling shape (another k) was tuned may borrow that tuning now: the chunks'

@@ -124,6 +124,23 @@ public class TunedGemmGpuTests
         Assert.That(TestEnv.BitEqual(c, first), Is.True, "the kept choice gives the same bits again");
     }
 
+    /// <summary>A shape kept from calls with the 32 MiB workspace still runs when a later call offers none (the kept
+    /// choice may need split-K space: that call takes the heuristic's choice for its own workspace).</summary>
+    [Test]
+    public void ACallWithoutWorkspaceStillRuns()
+    {
+        using var scope = NewDisposeScope();
+        var a = Rand(96, 40960, ScalarType.BFloat16, 11);
+        var b = Rand(40960, 256, ScalarType.BFloat16, 12);
+        var c = empty(96, 256, ScalarType.BFloat16, CUDA);
+        for (var i = 0; i < 2; i++) TunedGemm.MatMulInto(a, b, c);  // kept, then tuned, with the workspace
+        var expected = c.clone();
+        var status = Native.TryGemm(0, 0, 96, 256, 40960, 1, TensorInterop.DataPtr(a), 40960, TensorInterop.DataPtr(b), 256, 0,
+            TensorInterop.DataPtr(c), 256, SlothDtype.Bf16, 0, 0, 1, 0, 0);
+        Assert.That(status, Is.EqualTo(SlothStatus.Ok), Native.LastErrorMessage);
+        TestEnv.AssertClose(c.to(ScalarType.Float32), expected.to(ScalarType.Float32), 1e-2, "C without workspace");
+    }
+
     /// <summary>The fused loss through the tuned GEMMs against the same loss through TorchSharp's matmul.</summary>
     [Test]
     public void FusedLossMatchesTorchGemms()
