@@ -16,7 +16,8 @@
 # per-GPU peak memory of two-gpu-sharded well below one-gpu's, prefetch's tokens/s ≥ two-gpu-sharded's, offload's
 # peak memory a little lower still (the AdamW moments of the LoRA adapters are small), speed-up vs one-gpu.
 # Knobs: DIST_STEPS (50), DIST_BATCH (8 rows per step), DIST_SEQ (1024), DIST_SKIP_REPLICATED=1 (skips the two
-# replicated variants), DIST_SKIP_VARIANTS=1 (skips prefetch/offload/adamw-replicated: the phase-1 set only).
+# replicated variants), DIST_SKIP_VARIANTS=1 (skips prefetch/offload/adamw-replicated: the phase-1 set only),
+# DIST_SKIP_ONE_WORKER=1 (skips the one-worker-sharded run: one-gpu vs two-gpu-sharded only).
 # Expected GPU time: checkpoint writing (a few minutes, CPU-bound) + up to 7 runs of 50 steps (~15-25 min on
 # H200s); with DIST_STEPS=20 DIST_SKIP_REPLICATED=1 about half.
 set -uo pipefail
@@ -31,6 +32,7 @@ STEPS="${DIST_STEPS:-50}"; BATCH="${DIST_BATCH:-8}"; SEQ="${DIST_SEQ:-1024}"
 step() { echo "== $(date +%T) $*" | tee -a "$LOG"; }
 fin() { cp "$LOG" "$R/" 2>/dev/null; tar -C "$W" -czf "$OUT/dist-8b.tar.gz" results; }
 trap fin EXIT
+trap 'exit 143' TERM  # a timeout's SIGTERM still packs what was measured (the EXIT trap runs)
 nvidia-smi --query-gpu=index,name,memory.total --format=csv | tee -a "$LOG"
 ngpu=$(nvidia-smi -L | wc -l)
 [ "$ngpu" -ge 2 ] || { echo "this machine has $ngpu GPU(s); dist-8b-2gpu.sh needs 2" | tee -a "$LOG"; exit 1; }
@@ -76,7 +78,7 @@ if [ -z "${DIST_SKIP_VARIANTS:-}" ]; then
     [ -n "${DIST_SKIP_REPLICATED:-}" ] || run two-gpu-adamw-replicated "${FT[@]}" --out "$W/two-gpu-adamw-replicated" --gpus 2 --shard-optimizer off
 fi
 [ -n "${DIST_SKIP_REPLICATED:-}" ] || run two-gpu-replicated "${FT[@]}" --out "$W/two-gpu-replicated" --gpus 2 --shard-base off
-run one-worker-sharded "${FT[@]}" --out "$W/one-worker-sharded" --gpus 1 --shard-base on --shard-optimizer on --prefetch
+[ -n "${DIST_SKIP_ONE_WORKER:-}" ] || run one-worker-sharded "${FT[@]}" --out "$W/one-worker-sharded" --gpus 1 --shard-base on --shard-optimizer on --prefetch
 
 step "comparison"
 python3 - "$R" <<'PY' | tee -a "$LOG" "$R/summary.txt"
