@@ -295,8 +295,8 @@ LtStatus run(LtHandle h, const Descriptors& d, const GemmArgs& g, const LtAlgo& 
                        static_cast<size_t>(g.workspace_bytes), s);
 }
 
-// Runs `algo` `runs` times between two events and returns the mean time of one run (the host waits for the stop
-// event); false when cuBLASLt refused the algorithm.
+// Runs `algo` `runs` times between two events and sets *ms to the mean time of one run (the host waits for the stop
+// event), *ran to false when cuBLASLt refused the algorithm.
 struct Timer {
     cudaEvent_t start = nullptr, stop = nullptr;
     Timer() = default;
@@ -390,29 +390,20 @@ sloth_status gemm(const char* fn, const GemmArgs& g, int32_t device, void* strea
     // Tuning costs ~0.1-0.3 s, worth it only for shapes that come back: the first call of a shape uses the heuristic's
     // choice, a later one (beta = 0, tune) times the candidates. Shapes that never repeat (a kept-row count that changes
     // every batch) then never pay for tuning; kMaxTunedShapes bounds the total.
-    const bool want_tuning = g.tune && g.beta == 0.0f && found != t.choices.end() && !found->second.tuned &&
+    // A choice kept for calls with a larger workspace does not serve this one: it gets the heuristic's choice for its
+    // own workspace, neither tuned nor remembered.
+    const bool kept = found != t.choices.end() && found->second.workspace <= static_cast<size_t>(g.workspace_bytes);
+    const bool want_tuning = g.tune && g.beta == 0.0f && kept && !found->second.tuned &&
                              t.tuned_shapes < kMaxTunedShapes && !capturing(s);
-    if (found != t.choices.end() && found->second.workspace > static_cast<size_t>(g.workspace_bytes)) {
-        // Kept for a call with a larger workspace: this call gets the heuristic's choice for its own workspace.
-        LtHeuristic first{};
-        int count = 0;
-        SLOTH_LT_CHECK(fn, "cublasLtMatmulAlgoGetHeuristic",
-                       lt.heuristic(h, d.op, d.a, d.b, d.c, d.c, d.pref, 1, &first, &count));
-        if (count < 1)
-            return fail(SLOTH_ERROR_UNSUPPORTED, "%s: cuBLASLt offers no algorithm for m=%lld n=%lld k=%lld", fn,
-                        static_cast<long long>(g.m), static_cast<long long>(g.n), static_cast<long long>(g.k));
-        SLOTH_LT_CHECK(fn, "cublasLtMatmul", run(h, d, g, first.algo, s));
-        return SLOTH_OK;
-    }
-    if (found != t.choices.end() && !want_tuning) {
-        Choice& kept = found->second;
+    if (kept && !want_tuning) {
+        Choice& choice = found->second;
         // A heuristic choice made before a sibling shape (another k) was tuned may borrow that tuning now: the chunks'
         // dW GEMMs after the first (beta = 1, never tuned themselves) get the first chunk's choice.
-        if (!kept.tuned && !kept.borrowed && kept.generation != t.tuned_shapes) {
-            kept.generation = t.tuned_shapes;
-            borrow(lt, h, d, g, key, t, kept);
+        if (!choice.tuned && !choice.borrowed && choice.generation != t.tuned_shapes) {
+            choice.generation = t.tuned_shapes;
+            borrow(lt, h, d, g, key, t, choice);
         }
-        SLOTH_LT_CHECK(fn, "cublasLtMatmul", run(h, d, g, kept.algo, s));
+        SLOTH_LT_CHECK(fn, "cublasLtMatmul", run(h, d, g, choice.algo, s));
         return SLOTH_OK;
     }
     LtHeuristic cands[SLOTH_GEMM_TUNE_CANDIDATES];
@@ -430,12 +421,14 @@ sloth_status gemm(const char* fn, const GemmArgs& g, int32_t device, void* strea
         ++t.tuned_shapes;
         return SLOTH_OK;
     }
-    // No choice yet and no tuning: the heuristic's, or one tuned for the same shape with another k.
+    // No tuning: the heuristic's choice; for a new shape, one tuned for the same shape with another k if there is one.
     choice.algo = cands[0].algo;
     choice.workspace = cands[0].workspace_size;
     choice.generation = t.tuned_shapes;
-    borrow(lt, h, d, g, key, t, choice);
-    if (t.choices.size() < kMaxRememberedShapes) t.choices[key] = choice;
+    if (found == t.choices.end()) {
+        borrow(lt, h, d, g, key, t, choice);
+        if (t.choices.size() < kMaxRememberedShapes) t.choices[key] = choice;
+    }
     SLOTH_LT_CHECK(fn, "cublasLtMatmul", run(h, d, g, choice.algo, s));
     return SLOTH_OK;
 }

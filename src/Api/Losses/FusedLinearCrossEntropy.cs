@@ -78,7 +78,7 @@ internal static class FusedCrossEntropyTuning
     /// off: TorchSharp's matmul. (SLOTHSHARP_CE_GEMM=torch turns it off.)</summary>
     public static bool UseTunedGemm { get; set; } = Environment.GetEnvironmentVariable("SLOTHSHARP_CE_GEMM") != "torch";
 
-    /// <summary>Let <see cref="Ops.TunedGemm"/> time its candidates on a shape's first call; off: cuBLASLt's first
+    /// <summary>Let <see cref="Ops.TunedGemm"/> time its candidates when a shape comes back; off: cuBLASLt's first
     /// heuristic choice. (SLOTHSHARP_GEMM_TUNE=0 turns it off.)</summary>
     public static bool TuneGemms { get; set; } = Environment.GetEnvironmentVariable("SLOTHSHARP_GEMM_TUNE") != "0";
 

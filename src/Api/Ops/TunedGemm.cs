@@ -7,8 +7,9 @@ namespace SlothSharp.Ops;
 
 /// <summary>
 /// C = alpha · a · b + beta · C on a CUDA device in float16/bfloat16, through cuBLASLt with a per-shape tuner
-/// (<c>sloth_gemm</c> in slothsharp.h): the first call of a shape with <c>tune</c> and beta = 0 times cuBLASLt's
-/// candidate algorithms on the real operands (one host synchronization) and keeps the fastest for the process. The
+/// (<c>sloth_gemm</c> in slothsharp.h): a shape's first call takes cuBLASLt's heuristic choice; a later call with
+/// <c>tune</c> and beta = 0 times cuBLASLt's candidate algorithms on the real operands (one host synchronization) and
+/// keeps the fastest for the process. The
 /// fused cross-entropy runs its three GEMMs through it, where TorchSharp's matmul leaves SMs idle on the chunk shapes.
 /// Runs on TorchSharp's stream (the legacy default stream), so it orders with TorchSharp's own work.
 /// </summary>
@@ -37,10 +38,7 @@ public static class TunedGemm
     public static void MatMulInto(Tensor a, Tensor b, Tensor c, float alpha = 1, float beta = 0, bool tune = true)
     {
         if (Describe(a, b, c) is { } problem) throw new ArgumentException(problem);
-        Native.Gemm(Transposed(a) ? 1 : 0, Transposed(b) ? 1 : 0, c.shape[0], c.shape[1], a.shape[1], alpha,
-            TensorInterop.DataPtr(a), LeadingStride(a), TensorInterop.DataPtr(b), LeadingStride(b), beta,
-            TensorInterop.DataPtr(c), c.stride(0), TensorInterop.ToSloth(c.dtype, nameof(c)), Workspace(c), WorkspaceBytes,
-            tune ? 1 : 0, TensorInterop.DeviceSelector(c), 0);
+        Native.Check(Call(a, b, c, alpha, beta, tune));
     }
 
     /// <summary>The same when it can: false (nothing done) when the tensors are not CUDA f16/bf16 2-D views it takes,
@@ -49,10 +47,7 @@ public static class TunedGemm
     public static bool TryMatMulInto(Tensor a, Tensor b, Tensor c, float alpha = 1, float beta = 0, bool tune = true)
     {
         if (Volatile.Read(ref _unavailable) is not null || Describe(a, b, c) is not null) return false;
-        var status = Native.TryGemm(Transposed(a) ? 1 : 0, Transposed(b) ? 1 : 0, c.shape[0], c.shape[1], a.shape[1],
-            alpha, TensorInterop.DataPtr(a), LeadingStride(a), TensorInterop.DataPtr(b), LeadingStride(b), beta,
-            TensorInterop.DataPtr(c), c.stride(0), TensorInterop.ToSloth(c.dtype, nameof(c)), Workspace(c), WorkspaceBytes,
-            tune ? 1 : 0, TensorInterop.DeviceSelector(c), 0);
+        var status = Call(a, b, c, alpha, beta, tune);
         if (status == SlothStatus.ErrorUnsupported || status == SlothStatus.ErrorNoCuda)
         {
             Interlocked.CompareExchange(ref _unavailable, Native.LastErrorMessage, null);
@@ -61,6 +56,13 @@ public static class TunedGemm
         Native.Check(status);
         return true;
     }
+
+    /// <summary>sloth_gemm on tensors that <see cref="Describe"/> accepted, on TorchSharp's stream.</summary>
+    private static SlothStatus Call(Tensor a, Tensor b, Tensor c, float alpha, float beta, bool tune) =>
+        Native.TryGemm(Transposed(a) ? 1 : 0, Transposed(b) ? 1 : 0, c.shape[0], c.shape[1], a.shape[1], alpha,
+            TensorInterop.DataPtr(a), LeadingStride(a), TensorInterop.DataPtr(b), LeadingStride(b), beta,
+            TensorInterop.DataPtr(c), c.stride(0), TensorInterop.ToSloth(c.dtype, nameof(c)), Workspace(c), WorkspaceBytes,
+            tune ? 1 : 0, TensorInterop.DeviceSelector(c), 0);
 
     /// <summary>What the tuner chose so far, one line per shape (for benchmarks and diagnostics).</summary>
     public static unsafe string TuningReport()
@@ -93,11 +95,13 @@ public static class TunedGemm
         return null;
     }
 
-    // Row-major (unit column stride, row stride ≥ columns) or a transpose of a row-major matrix.
-    private static bool Layout(Tensor t) =>
-        (t.stride(1) == 1 && t.stride(0) >= Math.Max(1, t.shape[1])) || (t.stride(0) == 1 && t.stride(1) >= Math.Max(1, t.shape[0]));
+    // Row-major: unit column stride, row stride ≥ columns.
+    private static bool RowMajor(Tensor t) => t.stride(1) == 1 && t.stride(0) >= Math.Max(1, t.shape[1]);
 
-    private static bool Transposed(Tensor t) => !(t.stride(1) == 1 && t.stride(0) >= Math.Max(1, t.shape[1]));
+    // Row-major, or the transpose of a row-major matrix (e.g. w.t()).
+    private static bool Layout(Tensor t) => RowMajor(t) || (t.stride(0) == 1 && t.stride(1) >= Math.Max(1, t.shape[0]));
+
+    private static bool Transposed(Tensor t) => !RowMajor(t);
 
     private static long LeadingStride(Tensor t) => Transposed(t) ? t.stride(1) : t.stride(0);
 
