@@ -161,13 +161,13 @@ internal static class LossSuite
 internal static class CeSweep
 {
     public static readonly string[] DefaultShapes = ["16384x4096x128256", "8192x2304x256000"];
-    /// <summary>Phase 3 (round 4): the default (chunk GEMMs through the tuned cuBLASLt GEMM, 472 MiB even chunks: 7 × 1792
-    /// + 2 × 1920 rows at 16384 × 128256, 7 × 896 + 2 × 960 at 8192 × 256000), the same through TorchSharp's matmul,
-    /// with cuBLASLt's untuned first choice, with round 3's 448 MiB budget, with 2048-row chunks (over the memory
-    /// target), with the CE kernel's rows in flight capped at one per SM, and the profile (each piece synchronized and
-    /// timed: slower, for the breakdown only).</summary>
+    /// <summary>Phase 3 (rounds 4 and 5): the default (chunk GEMMs through the tuned cuBLASLt GEMM, 472 MiB even chunks:
+    /// 7 × 1792 + 2 × 1920 rows at 16384 × 128256, 7 × 896 + 2 × 960 at 8192 × 256000), the same through TorchSharp's
+    /// matmul, with cuBLASLt's untuned first choice, with the tuner's wide search, with round 3's 448 MiB budget, with
+    /// 2048-row chunks (over the memory target), with the CE kernel's rows in flight capped at one per SM, and the
+    /// profile (each piece synchronized and timed: slower, for the breakdown only). Every variant tunes afresh.</summary>
     public static readonly string[] DefaultVariants =
-        ["naive", "fused", "fused-profile", "fused-torchgemm", "fused-untuned", "fused-budget448", "fused-r2048", "fused-g132"];
+        ["naive", "fused", "fused-profile", "fused-torchgemm", "fused-untuned", "fused-wide", "fused-budget448", "fused-r2048", "fused-g132"];
 
     // NaN (a failed variant) must survive the round trip through the child's output.
     private static readonly JsonSerializerOptions Json = new()
@@ -242,7 +242,7 @@ internal static class CeSweep
         if (profiles.Count > 0) sb.AppendLine().Append(ProfileMarkdown(profiles));
         if (tuning.Count > 0)
         {
-            sb.AppendLine().AppendLine("## GEMM tuner (sloth_gemm): the choice kept per shape (tuned on its second call, or borrowed from the same shape with another k)").AppendLine().AppendLine("```");
+            sb.AppendLine().AppendLine("## GEMM tuner (sloth_gemm): the choices each variant ran with (the tuner forgets between variants; a shape is tuned on its second call, or borrows the tuning of the same shape with another k)").AppendLine().AppendLine("```");
             foreach (var l in tuning) sb.AppendLine(l);
             sb.AppendLine("```");
         }
@@ -280,6 +280,9 @@ internal static class CeSweep
         {
             Row row;
             var profiled = v.Split('-').Contains("profile");
+            // Each variant tunes afresh (the tuner's choices are per process): an untuned or wide variant after the
+            // default would otherwise run the default's tuned choices.
+            SlothSharp.Ops.TunedGemm.ForgetTuning();
             try
             {
                 for (var i = 0; i < 2; i++) p.Step(v);
@@ -316,9 +319,11 @@ internal static class CeSweep
             p.X.grad = null;
             p.W.grad = null;
             Console.WriteLine("SWEEP " + JsonSerializer.Serialize(row, Json));
+            // The choices this variant ran with (none for the variants that do not use the tuned GEMM).
+            foreach (var line in SlothSharp.Ops.TunedGemm.TuningReport().Split('\n', StringSplitOptions.RemoveEmptyEntries)
+                         .Where(l => l.StartsWith("device ", StringComparison.Ordinal)))
+                Console.WriteLine($"TUNING {v}: {line}");
         }
-        foreach (var line in SlothSharp.Ops.TunedGemm.TuningReport().Split('\n', StringSplitOptions.RemoveEmptyEntries))
-            Console.WriteLine("TUNING " + line);
         if (SlothSharp.Ops.TunedGemm.UnavailableReason is { } why) Console.WriteLine("TUNING unavailable: " + why);
         return 0;
     }

@@ -78,7 +78,7 @@ internal sealed class LossProblem : IDisposable
         FusedCrossEntropyTuning.SkipUnitUpstreamScale = (unit || parts.Contains("unit")) && !parts.Contains("nounit");
         FusedCrossEntropyTuning.HandWeightGradToLeaf = (handOff || parts.Contains("handoff")) && !parts.Contains("nohandoff");
         var threads = FusedCrossEntropyTuning.KernelThreadsPerRow;
-        var (tunedGemm, tune, budget) = (FusedCrossEntropyTuning.UseTunedGemm, FusedCrossEntropyTuning.TuneGemms, FusedCrossEntropyTuning.ChunkBudgetBytes);
+        var (tunedGemm, tune, budget) = (FusedCrossEntropyTuning.UseTunedGemm, FusedCrossEntropyTuning.GemmTuning, FusedCrossEntropyTuning.ChunkBudgetBytes);
         var inFlight = FusedCrossEntropyTuning.KernelRowsInFlight;
         foreach (var part in parts)
         {
@@ -87,13 +87,14 @@ internal sealed class LossProblem : IDisposable
             if (part.Length > 1 && part[0] == 'g' && long.TryParse(part[1..], out var g)) FusedCrossEntropyTuning.KernelRowsInFlight = g;
         }
         FusedCrossEntropyTuning.UseTunedGemm = tunedGemm && !parts.Contains("torchgemm");
-        FusedCrossEntropyTuning.TuneGemms = tune && !parts.Contains("untuned");
+        FusedCrossEntropyTuning.GemmTuning = parts.Contains("untuned") ? SlothSharp.Ops.GemmTuning.None
+            : parts.Contains("wide") ? SlothSharp.Ops.GemmTuning.Wide : tune;
         try { return StepCore(method, readLoss); }
         finally
         {
             (FusedCrossEntropyTuning.SkipUnitUpstreamScale, FusedCrossEntropyTuning.HandWeightGradToLeaf) = (unit, handOff);
             FusedCrossEntropyTuning.KernelThreadsPerRow = threads;
-            (FusedCrossEntropyTuning.UseTunedGemm, FusedCrossEntropyTuning.TuneGemms, FusedCrossEntropyTuning.ChunkBudgetBytes) = (tunedGemm, tune, budget);
+            (FusedCrossEntropyTuning.UseTunedGemm, FusedCrossEntropyTuning.GemmTuning, FusedCrossEntropyTuning.ChunkBudgetBytes) = (tunedGemm, tune, budget);
             FusedCrossEntropyTuning.KernelRowsInFlight = inFlight;
         }
     }
@@ -137,7 +138,7 @@ internal sealed class LossProblem : IDisposable
     /// <summary>Options of a fused variant named like <c>fused-r2048-fp32dw</c>: <c>r{rows}</c> rows per chunk,
     /// <c>b{MiB}</c> a float32-equivalent chunk budget (equal chunks), <c>budget{MiB}</c> the default plan's budget in
     /// the input dtype (even chunks), <c>torchgemm</c> TorchSharp's matmul instead of the tuned cuBLASLt GEMM,
-    /// <c>untuned</c> cuBLASLt's first heuristic choice, <c>none</c> Reduction.None averaged over the kept rows (the
+    /// <c>untuned</c> cuBLASLt's first heuristic choice, <c>wide</c> the tuner's wide search, <c>none</c> Reduction.None averaged over the kept rows (the
     /// TokenLogProbs path), <c>g{blocks}</c> the CE kernel's rows in flight, <c>t{threads}</c> the CE kernel's threads per row (256, 512, 1024), <c>fp32dw</c> float32 dW accumulation; <c>nounit</c> / <c>nohandoff</c>
     /// turn off the library's defaults (skip the backward scaling pass when the upstream gradient is 1; dW becomes
     /// W.grad without a copy when W.grad is unset; see FusedCrossEntropyTuning), <c>unit</c> / <c>handoff</c> are
@@ -148,13 +149,13 @@ internal sealed class LossProblem : IDisposable
         foreach (var part in method.Split('-').Skip(1))
         {
             if (part == "fp32dw") o = o with { AccumulateWeightGradInFloat32 = true };
-            else if (part is "unit" or "handoff" or "nounit" or "nohandoff" or "profile" or "torchgemm" or "untuned" or "none"
+            else if (part is "unit" or "handoff" or "nounit" or "nohandoff" or "profile" or "torchgemm" or "untuned" or "wide" or "none"
                      || (part.Length > 1 && part[0] == 'g' && long.TryParse(part[1..], out _))
                      || part.StartsWith("budget", StringComparison.Ordinal)) { }  // FusedCrossEntropyTuning switches, set around the step
             else if (part.Length > 1 && part[0] == 'r' && int.TryParse(part[1..], out var rows)) o = o with { ChunkRows = rows };
             else if (part.Length > 1 && part[0] == 'b' && long.TryParse(part[1..], out var mib)) o = o with { ChunkBytes = mib << 20 };
             else if (part.Length > 1 && part[0] == 't' && int.TryParse(part[1..], out _)) { }  // CE kernel threads per row, set around the step
-            else throw new ArgumentException($"unknown part '{part}' of fused variant '{method}' (r<rows>, b<MiB>, budget<MiB>, t<threads>, g<blocks>, fp32dw, nounit, nohandoff, torchgemm, untuned, none, profile)", nameof(method));
+            else throw new ArgumentException($"unknown part '{part}' of fused variant '{method}' (r<rows>, b<MiB>, budget<MiB>, t<threads>, g<blocks>, fp32dw, nounit, nohandoff, torchgemm, untuned, wide, none, profile)", nameof(method));
         }
         return o;
     }

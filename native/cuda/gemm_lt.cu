@@ -17,6 +17,7 @@
 #include <cinttypes>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <limits>
 #include <map>
 #include <mutex>
@@ -54,6 +55,12 @@ constexpr int kDataF32 = 0, kDataF16 = 2, kDataBf16 = 14;  // cudaDataType_t
 constexpr int kOpN = 0, kOpT = 1;                           // cublasOperation_t
 constexpr int kDescTransA = 3, kDescTransB = 4;             // cublasLtMatmulDescAttributes_t
 constexpr int kPrefMaxWorkspaceBytes = 1;                   // cublasLtMatmulPreferenceAttributes_t
+// cublasLtMatmulAlgoConfigAttributes_t (uint32 values except inner and cluster shape, uint16)
+constexpr int kCfgId = 0, kCfgTile = 1, kCfgSplitK = 2, kCfgSwizzle = 4, kCfgStages = 6, kCfgCluster = 8;
+// cublasLtMatmulAlgoCapAttributes_t
+constexpr int kCapSwizzleSupport = 2, kCapTileIds = 6;
+// cublasLtClusterShape_t: the library's choice, 1x1, 2x1 and 1x2 (the shapes the wide search tries)
+constexpr uint16_t kClusterAuto = 0, kCluster1x1 = 2, kCluster2x1 = 3, kCluster1x2 = 5;
 
 #ifdef SLOTH_CHECK_CUBLASLT_DECLARATIONS
 static_assert(kLtSuccess == CUBLAS_STATUS_SUCCESS, "cublasStatus_t");
@@ -63,6 +70,18 @@ static_assert(kOpN == CUBLAS_OP_N && kOpT == CUBLAS_OP_T, "cublasOperation_t");
 static_assert(kDescTransA == CUBLASLT_MATMUL_DESC_TRANSA && kDescTransB == CUBLASLT_MATMUL_DESC_TRANSB,
               "cublasLtMatmulDescAttributes_t");
 static_assert(kPrefMaxWorkspaceBytes == CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, "cublasLtMatmulPreferenceAttributes_t");
+static_assert(kCfgId == CUBLASLT_ALGO_CONFIG_ID && kCfgTile == CUBLASLT_ALGO_CONFIG_TILE_ID &&
+                  kCfgSplitK == CUBLASLT_ALGO_CONFIG_SPLITK_NUM && kCfgSwizzle == CUBLASLT_ALGO_CONFIG_CTA_SWIZZLING &&
+                  kCfgStages == CUBLASLT_ALGO_CONFIG_STAGES_ID,
+              "cublasLtMatmulAlgoConfigAttributes_t");
+static_assert(kCapSwizzleSupport == CUBLASLT_ALGO_CAP_CTA_SWIZZLING_SUPPORT && kCapTileIds == CUBLASLT_ALGO_CAP_TILE_IDS,
+              "cublasLtMatmulAlgoCapAttributes_t");
+#if defined(CUBLAS_VER_MAJOR) && CUBLAS_VER_MAJOR >= 12  // cluster shapes came with Hopper's cuBLAS
+static_assert(kClusterAuto == CUBLASLT_CLUSTER_SHAPE_AUTO && kCluster1x1 == CUBLASLT_CLUSTER_SHAPE_1x1x1 &&
+                  kCluster2x1 == CUBLASLT_CLUSTER_SHAPE_2x1x1 && kCluster1x2 == CUBLASLT_CLUSTER_SHAPE_1x2x1,
+              "cublasLtClusterShape_t");
+static_assert(kCfgCluster == CUBLASLT_ALGO_CONFIG_CLUSTER_SHAPE_ID, "cublasLtMatmulAlgoConfigAttributes_t");
+#endif
 static_assert(sizeof(LtAlgo) == sizeof(cublasLtMatmulAlgo_t), "cublasLtMatmulAlgo_t");
 static_assert(sizeof(LtHeuristic) == sizeof(cublasLtMatmulHeuristicResult_t), "cublasLtMatmulHeuristicResult_t");
 #endif
@@ -89,6 +108,10 @@ struct LtApi {
                        const void*, LtLayout, void*, LtLayout, const LtAlgo*, void*, size_t, cudaStream_t) = nullptr;
     size_t (*get_version)() = nullptr;
     const char* (*status_string)(LtStatus) = nullptr;  // optional
+    // Optional: the wide search and the report's configuration column (without them: the heuristic list only).
+    LtStatus (*config_get)(const LtAlgo*, int, void*, size_t, size_t*) = nullptr;
+    LtStatus (*config_set)(LtAlgo*, int, const void*, size_t) = nullptr;
+    LtStatus (*cap_get)(const LtAlgo*, int, void*, size_t, size_t*) = nullptr;
 };
 
 LtApi load_api() {
@@ -145,6 +168,9 @@ LtApi load_api() {
     }
     std::string optional_missing;
     resolve_symbol(handle, "cublasLtGetStatusString", a.status_string, optional_missing);
+    resolve_symbol(handle, "cublasLtMatmulAlgoConfigGetAttribute", a.config_get, optional_missing);
+    resolve_symbol(handle, "cublasLtMatmulAlgoConfigSetAttribute", a.config_set, optional_missing);
+    resolve_symbol(handle, "cublasLtMatmulAlgoCapGetAttribute", a.cap_get, optional_missing);
     a.version = a.get_version();
     if (a.version < 110000) {
         a.why = a.file + " is cuBLASLt " + std::to_string(a.version) + "; 11.0 or newer is needed";
@@ -193,6 +219,7 @@ struct Choice {
     float best_ms = 0;
     float first_ms = 0;  // the heuristic's first candidate, for the report
     bool borrowed = false;  // taken from the same shape tuned with another k
+    bool wide = false;      // tuned over the wide candidate set
     int generation = 0;     // the tuner's count of tuned shapes when borrowing was last tried
 };
 
@@ -324,16 +351,95 @@ struct Timer {
     }
 };
 
+// A candidate algorithm and the workspace it needs for this problem.
+struct Candidate {
+    LtAlgo algo;
+    size_t workspace;
+};
+
+// The usable entries of cuBLASLt's heuristic list, in its order.
+std::vector<Candidate> heuristic_list(const LtHeuristic* cands, int count) {
+    std::vector<Candidate> out;
+    for (int i = 0; i < count; ++i)
+        if (cands[i].state == kLtSuccess) out.push_back({cands[i].algo, cands[i].workspace_size});
+    return out;
+}
+
+// A configuration value of `algo` (cluster shape is 16-bit, the others 32-bit); -1 when cuBLASLt cannot say.
+int64_t config_value(const LtApi& lt, const LtAlgo& algo, int attr) {
+    if (lt.config_get == nullptr) return -1;
+    size_t written = 0;
+    if (attr == kCfgCluster) {
+        uint16_t v = 0;
+        return lt.config_get(&algo, attr, &v, sizeof v, &written) == kLtSuccess ? v : -1;
+    }
+    uint32_t v = 0;
+    return lt.config_get(&algo, attr, &v, sizeof v, &written) == kLtSuccess ? v : -1;
+}
+
+// Appends `algo` when cuBLASLt accepts it for this problem within the caller's workspace and it is not listed yet.
+// Returns whether it did.
+bool add_checked(const LtApi& lt, LtHandle h, const Descriptors& d, const GemmArgs& g, const LtAlgo& algo,
+                 std::vector<Candidate>& out) {
+    if (out.size() >= SLOTH_GEMM_WIDE_CANDIDATES) return false;
+    for (const Candidate& c : out)
+        if (std::memcmp(&c.algo, &algo, sizeof algo) == 0) return false;
+    LtHeuristic check{};
+    if (lt.algo_check(h, d.op, d.a, d.b, d.c, d.c, &algo, &check) != kLtSuccess || check.state != kLtSuccess ||
+        check.workspace_size > static_cast<size_t>(g.workspace_bytes))
+        return false;
+    out.push_back({algo, check.workspace_size});
+    return true;
+}
+
+// The wide search: after the heuristic's list, variants of each of its entries, best-ranked first: the other cluster
+// shapes, CTA swizzling flipped, and every other tile shape the algorithm offers (with the entry's stages, else
+// cuBLASLt's pick). The heuristic ranks by a model of the GPU at full clock; under a power cap or on shapes that
+// split into partial waves, a variant it ranked lower (or never listed) can be faster, and only timing tells.
+void widen(const LtApi& lt, LtHandle h, const Descriptors& d, const GemmArgs& g, std::vector<Candidate>& out) {
+    if (lt.config_get == nullptr || lt.config_set == nullptr || lt.cap_get == nullptr) return;
+    const size_t seeds = out.size();
+    for (size_t i = 0; i < seeds && out.size() < SLOTH_GEMM_WIDE_CANDIDATES; ++i) {
+        const LtAlgo seed = out[i].algo;
+        for (const uint16_t cluster : {kClusterAuto, kCluster1x1, kCluster2x1, kCluster1x2}) {
+            LtAlgo v = seed;
+            if (lt.config_set(&v, kCfgCluster, &cluster, sizeof cluster) == kLtSuccess) add_checked(lt, h, d, g, v, out);
+        }
+        uint32_t swizzle_ok = 0;
+        size_t written = 0;
+        if (lt.cap_get(&seed, kCapSwizzleSupport, &swizzle_ok, sizeof swizzle_ok, &written) == kLtSuccess &&
+            swizzle_ok != 0) {
+            LtAlgo v = seed;
+            const uint32_t flipped = config_value(lt, seed, kCfgSwizzle) == 1 ? 0 : 1;
+            if (lt.config_set(&v, kCfgSwizzle, &flipped, sizeof flipped) == kLtSuccess) add_checked(lt, h, d, g, v, out);
+        }
+        size_t bytes = 0;
+        if (lt.cap_get(&seed, kCapTileIds, nullptr, 0, &bytes) != kLtSuccess || bytes < sizeof(uint32_t)) continue;
+        std::vector<uint32_t> tiles(bytes / sizeof(uint32_t));
+        if (lt.cap_get(&seed, kCapTileIds, tiles.data(), tiles.size() * sizeof(uint32_t), &bytes) != kLtSuccess)
+            continue;
+        const int64_t own = config_value(lt, seed, kCfgTile);
+        for (const uint32_t tile : tiles) {
+            if (tile == 0 || tile == own) continue;  // 0: CUBLASLT_MATMUL_TILE_UNDEFINED
+            LtAlgo v = seed;
+            if (lt.config_set(&v, kCfgTile, &tile, sizeof tile) != kLtSuccess) continue;
+            if (add_checked(lt, h, d, g, v, out)) continue;
+            const uint32_t any_stages = 0;  // CUBLASLT_MATMUL_STAGES_UNDEFINED: the seed's stages may not fit this tile
+            if (lt.config_set(&v, kCfgStages, &any_stages, sizeof any_stages) == kLtSuccess)
+                add_checked(lt, h, d, g, v, out);
+        }
+    }
+}
+
 // Times every candidate on the caller's operands (beta = 0, so each run rewrites C with the same product) and keeps
 // the fastest; C ends with the chosen candidate's result.
-sloth_status tune_shape(const char* fn, LtHandle h, const Descriptors& d, const GemmArgs& g, const LtHeuristic* cands,
-                        int count, cudaStream_t s, Choice& out) {
+sloth_status tune_shape(const char* fn, LtHandle h, const Descriptors& d, const GemmArgs& g,
+                        const std::vector<Candidate>& cands, cudaStream_t s, Choice& out) {
     Timer timer;
     SLOTH_CHECK(timer.init(fn));
     int best = -1;
     float best_ms = std::numeric_limits<float>::infinity(), first_ms = 0;
-    for (int i = 0; i < count; ++i) {
-        if (cands[i].state != kLtSuccess) continue;
+    for (size_t i = 0; i < cands.size(); ++i) {
         bool ran = false;
         float ms = 0;
         SLOTH_CHECK(timer.time(fn, h, d, g, cands[i].algo, 1, s, &ran, &ms));  // warm-up
@@ -342,17 +448,19 @@ sloth_status tune_shape(const char* fn, LtHandle h, const Descriptors& d, const 
         if (i == 0) first_ms = ms;
         if (ran && ms < best_ms) {
             best_ms = ms;
-            best = i;
+            best = static_cast<int>(i);
         }
     }
     if (best < 0)
-        return fail(SLOTH_ERROR_UNSUPPORTED, "%s: none of cuBLASLt's %d candidates ran for m=%lld n=%lld k=%lld", fn,
-                    count, static_cast<long long>(g.m), static_cast<long long>(g.n), static_cast<long long>(g.k));
+        return fail(SLOTH_ERROR_UNSUPPORTED, "%s: none of cuBLASLt's %zu candidates ran for m=%lld n=%lld k=%lld", fn,
+                    cands.size(), static_cast<long long>(g.m), static_cast<long long>(g.n),
+                    static_cast<long long>(g.k));
     out.algo = cands[best].algo;
-    out.workspace = cands[best].workspace_size;
+    out.workspace = cands[best].workspace;
     out.tuned = true;
     out.borrowed = false;
-    out.candidates = count;
+    out.wide = g.tune == SLOTH_GEMM_TUNE_WIDE;
+    out.candidates = static_cast<int>(cands.size());
     out.chosen = best;
     out.best_ms = best_ms;
     out.first_ms = first_ms;
@@ -368,6 +476,21 @@ bool capturing(cudaStream_t s) {
         return true;  // unknown: do not sync
     }
     return status != cudaStreamCaptureStatusNone;
+}
+
+// ", algo <id> tile <id> stages <id> splitk <n> cluster <id> swizzle <n>" (cuBLASLt's enum values), or "" when
+// cuBLASLt cannot describe its algorithms.
+std::string describe(const LtApi& lt, const LtAlgo& algo) {
+    if (lt.config_get == nullptr) return "";
+    char text[160];
+    std::snprintf(text, sizeof text, ", algo %lld tile %lld stages %lld splitk %lld cluster %lld swizzle %lld",
+                  static_cast<long long>(config_value(lt, algo, kCfgId)),
+                  static_cast<long long>(config_value(lt, algo, kCfgTile)),
+                  static_cast<long long>(config_value(lt, algo, kCfgStages)),
+                  static_cast<long long>(config_value(lt, algo, kCfgSplitK)),
+                  static_cast<long long>(config_value(lt, algo, kCfgCluster)),
+                  static_cast<long long>(config_value(lt, algo, kCfgSwizzle)));
+    return text;
 }
 
 }  // namespace
@@ -393,7 +516,7 @@ sloth_status gemm(const char* fn, const GemmArgs& g, int32_t device, void* strea
     // A choice kept for calls with a larger workspace does not serve this one: it gets the heuristic's choice for its
     // own workspace, neither tuned nor remembered.
     const bool kept = found != t.choices.end() && found->second.workspace <= static_cast<size_t>(g.workspace_bytes);
-    const bool want_tuning = g.tune && g.beta == 0.0f && kept && !found->second.tuned &&
+    const bool want_tuning = g.tune != SLOTH_GEMM_NO_TUNING && g.beta == 0.0f && kept && !found->second.tuned &&
                              t.tuned_shapes < kMaxTunedShapes && !capturing(s);
     if (kept && !want_tuning) {
         Choice& choice = found->second;
@@ -416,7 +539,9 @@ sloth_status gemm(const char* fn, const GemmArgs& g, int32_t device, void* strea
                     static_cast<long long>(g.m), static_cast<long long>(g.n), static_cast<long long>(g.k));
     Choice choice;
     if (want_tuning) {
-        SLOTH_CHECK(tune_shape(fn, h, d, g, cands, count, s, choice));
+        std::vector<Candidate> list = heuristic_list(cands, count);
+        if (g.tune == SLOTH_GEMM_TUNE_WIDE) widen(lt, h, d, g, list);
+        SLOTH_CHECK(tune_shape(fn, h, d, g, list, s, choice));
         t.choices[key] = choice;
         ++t.tuned_shapes;
         return SLOTH_OK;
@@ -431,6 +556,14 @@ sloth_status gemm(const char* fn, const GemmArgs& g, int32_t device, void* strea
     }
     SLOTH_LT_CHECK(fn, "cublasLtMatmul", run(h, d, g, choice.algo, s));
     return SLOTH_OK;
+}
+
+void gemm_forget_tuning() {
+    if (!api().ok) return;  // nothing was ever kept
+    Tuner& t = tuner();
+    std::lock_guard<std::mutex> lock(t.mutex);
+    t.choices.clear();
+    t.tuned_shapes = 0;
 }
 
 std::string gemm_tuning_report() {
@@ -449,12 +582,14 @@ std::string gemm_tuning_report() {
             std::get<kKeyLdc>(key));
         out.append(line, n > 0 ? static_cast<size_t>(n) : 0);
         if (c.tuned)
-            std::snprintf(line, sizeof line, "%d candidates, chose #%d %.3f ms (heuristic #0 %.3f ms), workspace %zu\n",
-                          c.candidates, c.chosen, c.best_ms, c.first_ms, c.workspace);
+            std::snprintf(line, sizeof line, "%d candidates%s, chose #%d %.3f ms (heuristic #0 %.3f ms), workspace %zu",
+                          c.candidates, c.wide ? " (wide)" : "", c.chosen, c.best_ms, c.first_ms, c.workspace);
         else
-            std::snprintf(line, sizeof line, "%s, workspace %zu\n",
+            std::snprintf(line, sizeof line, "%s, workspace %zu",
                           c.borrowed ? "borrowed the choice tuned for another k" : "untuned (heuristic #0)", c.workspace);
         out += line;
+        out += describe(api(), c.algo);
+        out += '\n';
     }
     return out;
 }

@@ -31,7 +31,7 @@ extern "C" {
 #endif
 
 /* Bumped on every incompatible change of this header; the managed loader refuses any other value. */
-#define SLOTH_ABI_VERSION 5
+#define SLOTH_ABI_VERSION 6
 
 /* NF4 blocksize and nested_blocksize: powers of two in [MIN, MAX] (the managed API checks the same constants). */
 #define SLOTH_NF4_BLOCKSIZE_MIN 32
@@ -341,11 +341,17 @@ SLOTH_API sloth_status sloth_cuda_stream_wait_event(int32_t device, void* stream
  * Algorithm choice, per shape (device, dtype, transposes, m, n, k, strides, 16-byte alignment of the pointers):
  *   - the first call of a shape: cuBLASLt's first heuristic choice, remembered (tuning pays only for shapes that come
  *     back; a kept-row count that changes every batch never repeats).
- *   - a later call with tune = 1 and beta = 0, not tuned yet, stream not capturing, fewer than 256 shapes tuned in the
- *     process: every candidate of cuBLASLt's heuristic (at most SLOTH_GEMM_TUNE_CANDIDATES) runs on these operands,
- *     one warm-up and SLOTH_GEMM_TUNE_RUNS timed runs each, the host waiting for each timing; the fastest is kept for
- *     the process and C gets its result. This is the only synchronization in this function, once per shape. (beta != 0
- *     cannot tune: repeated runs would add the product several times.)
+ *   - a later call with tune != 0 and beta = 0, not tuned yet, stream not capturing, fewer than 256 shapes tuned in
+ *     the process: the candidates run on these operands, one warm-up and SLOTH_GEMM_TUNE_RUNS timed runs each, the
+ *     host waiting for each timing; the fastest is kept for the process and C gets its result. This is the only
+ *     synchronization in this function, once per shape. (beta != 0 cannot tune: repeated runs would add the product
+ *     several times.) The candidates:
+ *       tune = SLOTH_GEMM_TUNE_HEURISTIC (1): cuBLASLt's heuristic list (at most SLOTH_GEMM_TUNE_CANDIDATES);
+ *       tune = SLOTH_GEMM_TUNE_WIDE (2): that list, then variants of its entries (other tile shapes, cluster shapes,
+ *         CTA swizzling) that cublasLtMatmulAlgoCheck accepts for this shape and workspace, at most
+ *         SLOTH_GEMM_WIDE_CANDIDATES in all (about a second per shape instead of ~0.1 s). Every candidate
+ *         accumulates in float32 and rounds C once, as the heuristic's do.
+ *     tune = 0 (SLOTH_GEMM_NO_TUNING) never tunes.
  *   - otherwise the kept choice. A heuristic choice gives way to one tuned for the same shape with another k once
  *     there is one and cuBLASLt accepts it for this k (so a loss's later chunks, whose dW GEMMs run with beta = 1
  *     and row counts of their own, use the first chunk's tuning).
@@ -354,7 +360,11 @@ SLOTH_API sloth_status sloth_cuda_stream_wait_event(int32_t device, void* stream
  * none loads this fails with SLOTH_ERROR_UNSUPPORTED and says what was tried (callers fall back to their own GEMM).
  * device < 0 (the CPU): SLOTH_ERROR_UNSUPPORTED. Built without CUDA: SLOTH_ERROR_NO_CUDA.
  */
+#define SLOTH_GEMM_NO_TUNING 0
+#define SLOTH_GEMM_TUNE_HEURISTIC 1
+#define SLOTH_GEMM_TUNE_WIDE 2
 #define SLOTH_GEMM_TUNE_CANDIDATES 16
+#define SLOTH_GEMM_WIDE_CANDIDATES 96
 #define SLOTH_GEMM_TUNE_RUNS 3
 SLOTH_API sloth_status sloth_gemm(int32_t trans_a, int32_t trans_b, int64_t m, int64_t n, int64_t k, float alpha,
                                   const void* a, int64_t lda, const void* b, int64_t ldb, float beta, void* c,
@@ -362,11 +372,22 @@ SLOTH_API sloth_status sloth_gemm(int32_t trans_a, int32_t trans_b, int64_t m, i
                                   int32_t tune, int32_t device, void* stream);
 
 /*
- * What the tuner chose so far, one line per shape: "<dtype> <ta><tb> m n k lda ldb ldc: <n> candidates, chose #<i>
- * <ms> ms (heuristic #0 <ms> ms)", or "untuned (heuristic #0)". Written NUL-terminated into text[capacity] (cut at
- * capacity - 1 bytes); *needed (may be NULL) gets the full length + 1. For benchmarks and diagnostics.
+ * What the tuner chose so far: a first line naming the cuBLASLt in use, then one line per shape: "device <d> <dtype>
+ * <ta><tb> m=.. n=.. k=.. lda=.. ldb=.. ldc=..: " followed by "<n> candidates[ (wide)], chose #<i> <ms> ms (heuristic
+ * #0 <ms> ms)", "untuned (heuristic #0)" or "borrowed the choice tuned for another k", then ", workspace <bytes>" and
+ * the choice's cuBLASLt configuration ("algo <id> tile <id> stages <id> splitk <n> cluster <id> swizzle <n>", cuBLASLt's
+ * enum values). Written NUL-terminated into text[capacity] (cut at capacity - 1 bytes); *needed (may be NULL) gets the
+ * full length + 1. For benchmarks and diagnostics.
  */
 SLOTH_API sloth_status sloth_gemm_tuning_report(char* text, int32_t capacity, int32_t* needed);
+
+/*
+ * Forgets every choice the tuner kept (all devices), so that each shape starts again from its first call. For
+ * benchmarks that compare tuning modes in one process, and for re-tuning after the conditions changed (clocks, other
+ * work on the GPU). Not while another thread is inside sloth_gemm on the same shapes (it waits for the tuner's lock,
+ * so it is safe, but that thread's next call starts afresh). Without CUDA: nothing to forget, SLOTH_OK.
+ */
+SLOTH_API sloth_status sloth_gemm_forget_tuning(void);
 
 #ifdef __cplusplus
 }

@@ -110,7 +110,7 @@ struct GemmArgs {  // sloth_gemm's arguments, validated (row-major; see slothsha
     sloth_dtype dtype;  // f16 or bf16
     void* workspace;
     int64_t workspace_bytes;
-    bool tune;
+    int32_t tune;  // SLOTH_GEMM_NO_TUNING, _TUNE_HEURISTIC or _TUNE_WIDE
 };
 
 namespace cpu {
@@ -154,6 +154,7 @@ sloth_status stream_wait_event(const char* fn, int32_t device, void* stream, voi
 // cuBLASLt GEMM with the per-shape tuner (gemm_lt.cu), and what the tuner chose ("" without CUDA).
 sloth_status gemm(const char* fn, const GemmArgs& g, int32_t device, void* stream);
 std::string gemm_tuning_report();
+void gemm_forget_tuning();
 }  // namespace cuda
 
 }  // namespace sloth

@@ -44,5 +44,6 @@ sloth_status event_record(const char* fn, int32_t, void*, void*) { return no_str
 sloth_status stream_wait_event(const char* fn, int32_t, void*, void*) { return no_streams(fn); }
 sloth_status gemm(const char* fn, const GemmArgs&, int32_t, void*) { return no_cuda(fn); }
 std::string gemm_tuning_report() { return ""; }
+void gemm_forget_tuning() {}
 
 }  // namespace sloth::cuda

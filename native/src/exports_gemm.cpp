@@ -21,7 +21,9 @@ SLOTH_API sloth_status sloth_gemm(int32_t trans_a, int32_t trans_b, int64_t m, i
         if ((trans_a != 0 && trans_a != 1) || (trans_b != 0 && trans_b != 1))
             return fail(SLOTH_ERROR_INVALID_ARGUMENT, "%s: trans_a = %d, trans_b = %d must be 0 or 1", fn, trans_a,
                         trans_b);
-        if (tune != 0 && tune != 1) return fail(SLOTH_ERROR_INVALID_ARGUMENT, "%s: tune = %d must be 0 or 1", fn, tune);
+        if (tune < SLOTH_GEMM_NO_TUNING || tune > SLOTH_GEMM_TUNE_WIDE)
+            return fail(SLOTH_ERROR_INVALID_ARGUMENT, "%s: tune = %d must be 0 (no tuning), 1 (heuristic) or 2 (wide)",
+                        fn, tune);
         SLOTH_CHECK(require_dtype(fn, dtype, "dtype"));
         if (dtype == SLOTH_DTYPE_F32)
             return fail(SLOTH_ERROR_INVALID_ARGUMENT,
@@ -51,7 +53,7 @@ SLOTH_API sloth_status sloth_gemm(int32_t trans_a, int32_t trans_b, int64_t m, i
                         "matmul on the CPU", fn);
         const GemmArgs args{trans_a != 0, trans_b != 0, m,     n,     k,         alpha,           a,        lda, b,
                             ldb,          beta,         c,     ldc,   dtype,     workspace_bytes > 0 ? workspace : nullptr,
-                            workspace_bytes, tune != 0};
+                            workspace_bytes, tune};
         return cuda::gemm(fn, args, device, stream);
     });
 }
@@ -69,6 +71,13 @@ SLOTH_API sloth_status sloth_gemm_tuning_report(char* text, int32_t capacity, in
             std::memcpy(text, report.data(), len);
             text[len] = '\0';
         }
+        return SLOTH_OK;
+    });
+}
+
+SLOTH_API sloth_status sloth_gemm_forget_tuning(void) {
+    return guarded(__func__, [&] {
+        cuda::gemm_forget_tuning();
         return SLOTH_OK;
     });
 }

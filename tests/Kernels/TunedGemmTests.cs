@@ -21,7 +21,8 @@ public class TunedGemmTests
         (Func<SlothStatus> call, string field)[] cases =
         [
             (() => Call(ta: 2), "trans_a"),
-            (() => Call(tune: 3), "tune"),
+            (() => Call(tune: 3), "tune = 3"),
+            (() => Call(tune: -1), "tune = -1"),
             (() => Call(dtype: SlothDtype.F32), "f32"),
             (() => Call(m: 0), "m = 0"),
             (() => Call(k: -1), "k = -1"),
@@ -59,10 +60,23 @@ public class TunedGemmTests
         Assert.That(() => TunedGemm.MatMulInto(a, b, c), Throws.ArgumentException.With.Message.Contains("CUDA"));
         Assert.That(() => TunedGemm.MatMulInto(a, b, empty(3, 6, ScalarType.BFloat16)), Throws.ArgumentException.With.Message.Contains("do not chain"));
         Assert.That(() => TunedGemm.MatMulInto(a.to(ScalarType.Float32), b, c), Throws.ArgumentException.With.Message.Contains("bfloat16"));
+        Assert.That(() => TunedGemm.TryMatMulInto(a, b, c, tuning: (GemmTuning)7), Throws.InstanceOf<ArgumentOutOfRangeException>(),
+            "an undefined tuning mode is the caller's bug, whatever the tensors");
     }
 
     [Test]
     public void TuningReportIsReadable() => Assert.That(() => TunedGemm.TuningReport(), Throws.Nothing);
+
+    [Test]
+    public void ForgettingWorksWithNothingKept() => Assert.That(() => TunedGemm.ForgetTuning(), Throws.Nothing);
+
+    [Test]
+    public void TuningModesAreTheHeadersValues()
+    {
+        Assert.That((int)GemmTuning.None, Is.EqualTo(0));
+        Assert.That((int)GemmTuning.Heuristic, Is.EqualTo(1));
+        Assert.That((int)GemmTuning.Wide, Is.EqualTo(2));
+    }
 }
 
 [Category("Gpu")]
@@ -86,7 +100,7 @@ public class TunedGemmGpuTests
     [Test]
     public void MatchesTorchMatmul([Values(ScalarType.BFloat16, ScalarType.Float16)] ScalarType dtype,
                                    [Values(false, true)] bool transA, [Values(false, true)] bool transB,
-                                   [Values(false, true)] bool tune)
+                                   [Values] GemmTuning tuning)
     {
         using var scope = NewDisposeScope();
         const long m = 77, n = 136, k = 264;
@@ -94,7 +108,7 @@ public class TunedGemmGpuTests
         var b = transB ? Rand(n, k, dtype, 2).t() : Rand(k, n, dtype, 2);
         var big = full([m, n + 24], float.NaN, dtype, CUDA);
         var c = big.narrow(1, 8, n);  // row stride n + 24: the GEMM must write only its columns
-        TunedGemm.MatMulInto(a, b, c, tune: tune);
+        TunedGemm.MatMulInto(a, b, c, tuning: tuning);
         var expected = a.matmul(b);
         TestEnv.AssertClose(c.to(ScalarType.Float32), expected.to(ScalarType.Float32), dtype == ScalarType.BFloat16 ? 1e-2 : 2e-3, "C");
         Assert.That(big.narrow(1, 0, 8).isnan().all().item<bool>() && big.narrow(1, n + 8, 16).isnan().all().item<bool>(), Is.True,
@@ -112,16 +126,50 @@ public class TunedGemmGpuTests
         var b = Rand(640, 384, ScalarType.BFloat16, 4);
         var c = empty(512, 384, ScalarType.BFloat16, CUDA);
         const string shape = "m=512 n=384 k=640 lda=640 ldb=384 ldc=384";
-        TunedGemm.MatMulInto(a, b, c, beta: 0, tune: true);
+        TunedGemm.MatMulInto(a, b, c, beta: 0, tuning: GemmTuning.Heuristic);
         Assert.That(TunedGemm.TuningReport(), Does.Contain(shape + ": untuned"), "first call: the heuristic's choice");
-        TunedGemm.MatMulInto(a, b, c, beta: 0, tune: true);
+        TunedGemm.MatMulInto(a, b, c, beta: 0, tuning: GemmTuning.Heuristic);
         Assert.That(TunedGemm.TuningReport(), Does.Contain(shape + ": ").And.Contain("candidates, chose"), "second call: tuned");
         var first = c.clone();
-        TunedGemm.MatMulInto(a, b, c, alpha: 0.5f, beta: 1, tune: true);
+        TunedGemm.MatMulInto(a, b, c, alpha: 0.5f, beta: 1, tuning: GemmTuning.Heuristic);
         var expected = first.to(ScalarType.Float32) + 0.5 * a.to(ScalarType.Float32).matmul(b.to(ScalarType.Float32));
         TestEnv.AssertClose(c.to(ScalarType.Float32), expected, 1e-2, "C after beta = 1");
-        TunedGemm.MatMulInto(a, b, c, beta: 0, tune: true);
+        TunedGemm.MatMulInto(a, b, c, beta: 0, tuning: GemmTuning.Heuristic);
         Assert.That(TestEnv.BitEqual(c, first), Is.True, "the kept choice gives the same bits again");
+    }
+
+    /// <summary>The wide search (heuristic list plus variants) tunes on the second call, lists more candidates than the
+    /// heuristic alone, reports its configuration, and its choice computes the same product; forgetting drops the
+    /// shape, whose next call is untuned again.</summary>
+    [Test]
+    public void WideSearchTunesAndForgetStartsAfresh()
+    {
+        using var scope = NewDisposeScope();
+        var a = Rand(768, 1024, ScalarType.BFloat16, 21);
+        var b = Rand(1024, 640, ScalarType.BFloat16, 22).t().contiguous().t();  // a transposed view
+        var c = empty(768, 640, ScalarType.BFloat16, CUDA);
+        const string shape = "bf16 NT m=768 n=640 k=1024";
+        TunedGemm.ForgetTuning();
+        TunedGemm.MatMulInto(a, b, c, tuning: GemmTuning.Heuristic);
+        TunedGemm.MatMulInto(a, b, c, tuning: GemmTuning.Heuristic);
+        var heuristicCount = Candidates(TunedGemm.TuningReport(), shape);
+        TunedGemm.ForgetTuning();
+        Assert.That(TunedGemm.TuningReport(), Does.Not.Contain(shape), "forgotten");
+        TunedGemm.MatMulInto(a, b, c, tuning: GemmTuning.Wide);
+        Assert.That(Line(TunedGemm.TuningReport(), shape), Does.Contain("untuned"), "first call after forgetting: the heuristic's choice");
+        TunedGemm.MatMulInto(a, b, c, tuning: GemmTuning.Wide);
+        var line = Line(TunedGemm.TuningReport(), shape);
+        Assert.That(line, Does.Contain("(wide)").And.Contain(" tile ").And.Contain(" cluster "), line);
+        Assert.That(Candidates(TunedGemm.TuningReport(), shape), Is.GreaterThan(heuristicCount).And.LessThanOrEqualTo(SlothConstants.GemmWideCandidates), line);
+        TestEnv.AssertClose(c.to(ScalarType.Float32), a.to(ScalarType.Float32).matmul(b.to(ScalarType.Float32)), 1e-2, "C from the wide choice");
+
+        static string Line(string report, string shape) => report.Split('\n').Single(l => l.Contains(shape));
+        static int Candidates(string report, string shape)
+        {
+            var line = Line(report, shape);
+            var at = line.IndexOf(" candidates", StringComparison.Ordinal);
+            return int.Parse(line[(line.LastIndexOf(' ', at - 1) + 1)..at]);
+        }
     }
 
     /// <summary>A shape kept from calls with the 32 MiB workspace still runs when a later call offers none (the kept

@@ -78,9 +78,15 @@ internal static class FusedCrossEntropyTuning
     /// off: TorchSharp's matmul. (SLOTHSHARP_CE_GEMM=torch turns it off.)</summary>
     public static bool UseTunedGemm { get; set; } = Environment.GetEnvironmentVariable("SLOTHSHARP_CE_GEMM") != "torch";
 
-    /// <summary>Let <see cref="Ops.TunedGemm"/> time its candidates when a shape comes back; off: cuBLASLt's first
-    /// heuristic choice. (SLOTHSHARP_GEMM_TUNE=0 turns it off.)</summary>
-    public static bool TuneGemms { get; set; } = Environment.GetEnvironmentVariable("SLOTHSHARP_GEMM_TUNE") != "0";
+    /// <summary>How <see cref="Ops.TunedGemm"/> tunes the chunk GEMMs when a shape comes back: cuBLASLt's heuristic
+    /// candidates (the default), also their variants (<c>Wide</c>), or never (cuBLASLt's first choice).
+    /// (SLOTHSHARP_GEMM_TUNE=0 or =wide.)</summary>
+    public static Ops.GemmTuning GemmTuning { get; set; } = Environment.GetEnvironmentVariable("SLOTHSHARP_GEMM_TUNE") switch
+    {
+        "0" => Ops.GemmTuning.None,
+        "wide" => Ops.GemmTuning.Wide,
+        _ => Ops.GemmTuning.Heuristic,
+    };
 
     /// <summary>The default chunk budget in bytes when set (the benchmark compares budgets); null:
     /// <see cref="ChunkOptions.FusedDefaultChunkBytes"/>.</summary>
@@ -290,7 +296,7 @@ internal sealed class FusedLinearCrossEntropyFunction : SlothFunction<FusedLinea
     private static void MatMulInto(Tensor a, Tensor b, Tensor c, float beta)
     {
         if (FusedCrossEntropyTuning.UseTunedGemm
-            && Ops.TunedGemm.TryMatMulInto(a, b, c, beta: beta, tune: FusedCrossEntropyTuning.TuneGemms)) return;
+            && Ops.TunedGemm.TryMatMulInto(a, b, c, beta: beta, tuning: FusedCrossEntropyTuning.GemmTuning)) return;
         c.addmm_(a, b, beta: beta, alpha: 1);
     }
 

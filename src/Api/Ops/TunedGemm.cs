@@ -5,12 +5,24 @@ using static TorchSharp.torch;
 
 namespace SlothSharp.Ops;
 
+/// <summary>How <see cref="TunedGemm"/> picks a shape's algorithm when the shape comes back (sloth_gemm's
+/// <c>tune</c>).</summary>
+public enum GemmTuning
+{
+    /// <summary>cuBLASLt's first heuristic choice, never timed.</summary>
+    None = SlothConstants.GemmNoTuning,
+    /// <summary>Time cuBLASLt's heuristic candidates (up to 16; ~0.1 s once per shape) and keep the fastest.</summary>
+    Heuristic = SlothConstants.GemmTuneHeuristic,
+    /// <summary>Also time variants of those candidates (other tile shapes, cluster shapes, CTA swizzling) that cuBLASLt
+    /// accepts for the shape: up to 96 candidates, about a second once per shape.</summary>
+    Wide = SlothConstants.GemmTuneWide,
+}
+
 /// <summary>
 /// C = alpha · a · b + beta · C on a CUDA device in float16/bfloat16, through cuBLASLt with a per-shape tuner
 /// (<c>sloth_gemm</c> in slothsharp.h): a shape's first call takes cuBLASLt's heuristic choice; a later call with
-/// <c>tune</c> and beta = 0 times cuBLASLt's candidate algorithms on the real operands (one host synchronization) and
-/// keeps the fastest for the process. The
-/// fused cross-entropy runs its three GEMMs through it, where TorchSharp's matmul leaves SMs idle on the chunk shapes.
+/// a tuning mode other than <see cref="GemmTuning.None"/> and beta = 0 times candidate algorithms on the real operands
+/// (one host synchronization) and keeps the fastest for the process. The fused cross-entropy runs its three GEMMs through it, where TorchSharp's matmul leaves SMs idle on the chunk shapes.
 /// Runs on TorchSharp's stream (the legacy default stream), so it orders with TorchSharp's own work.
 /// </summary>
 public static class TunedGemm
@@ -35,19 +47,23 @@ public static class TunedGemm
     /// Throws <see cref="ArgumentException"/> for tensors it cannot take and <see cref="SlothUnsupportedException"/>
     /// when cuBLASLt cannot be loaded (the message says what was tried).
     /// </summary>
-    public static void MatMulInto(Tensor a, Tensor b, Tensor c, float alpha = 1, float beta = 0, bool tune = true)
+    public static void MatMulInto(Tensor a, Tensor b, Tensor c, float alpha = 1, float beta = 0,
+                                  GemmTuning tuning = GemmTuning.Heuristic)
     {
+        CheckTuning(tuning);
         if (Describe(a, b, c) is { } problem) throw new ArgumentException(problem);
-        Native.Check(Call(a, b, c, alpha, beta, tune));
+        Native.Check(Call(a, b, c, alpha, beta, tuning));
     }
 
     /// <summary>The same when it can: false (nothing done) when the tensors are not CUDA f16/bf16 2-D views it takes,
     /// or when cuBLASLt is unavailable in this process (remembered after the first refusal); the caller then uses its
     /// own GEMM. Other failures (a CUDA fault) throw.</summary>
-    public static bool TryMatMulInto(Tensor a, Tensor b, Tensor c, float alpha = 1, float beta = 0, bool tune = true)
+    public static bool TryMatMulInto(Tensor a, Tensor b, Tensor c, float alpha = 1, float beta = 0,
+                                     GemmTuning tuning = GemmTuning.Heuristic)
     {
+        CheckTuning(tuning);
         if (Volatile.Read(ref _unavailable) is not null || Describe(a, b, c) is not null) return false;
-        var status = Call(a, b, c, alpha, beta, tune);
+        var status = Call(a, b, c, alpha, beta, tuning);
         if (status == SlothStatus.ErrorUnsupported || status == SlothStatus.ErrorNoCuda)
         {
             Interlocked.CompareExchange(ref _unavailable, Native.LastErrorMessage, null);
@@ -58,11 +74,21 @@ public static class TunedGemm
     }
 
     /// <summary>sloth_gemm on tensors that <see cref="Describe"/> accepted, on TorchSharp's stream.</summary>
-    private static SlothStatus Call(Tensor a, Tensor b, Tensor c, float alpha, float beta, bool tune) =>
+    private static SlothStatus Call(Tensor a, Tensor b, Tensor c, float alpha, float beta, GemmTuning tuning) =>
         Native.TryGemm(Transposed(a) ? 1 : 0, Transposed(b) ? 1 : 0, c.shape[0], c.shape[1], a.shape[1], alpha,
             TensorInterop.DataPtr(a), LeadingStride(a), TensorInterop.DataPtr(b), LeadingStride(b), beta,
             TensorInterop.DataPtr(c), c.stride(0), TensorInterop.ToSloth(c.dtype, nameof(c)), Workspace(c), WorkspaceBytes,
-            tune ? 1 : 0, TensorInterop.DeviceSelector(c), 0);
+            (int)tuning, TensorInterop.DeviceSelector(c), 0);
+
+    private static void CheckTuning(GemmTuning tuning)
+    {
+        if (!Enum.IsDefined(tuning)) throw new ArgumentOutOfRangeException(nameof(tuning), tuning, "not a GemmTuning value");
+    }
+
+    /// <summary>Forgets every choice the tuner kept (all devices): each shape starts again from its first call. For
+    /// comparing tuning modes in one process, or re-tuning after the conditions changed (clocks, other work on the
+    /// GPU).</summary>
+    public static void ForgetTuning() => Native.GemmForgetTuning();
 
     /// <summary>What the tuner chose so far, one line per shape (for benchmarks and diagnostics).</summary>
     public static unsafe string TuningReport()

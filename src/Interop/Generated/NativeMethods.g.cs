@@ -57,11 +57,15 @@ public enum SlothRopeLayout : int
 /// <summary>The #define constants of slothsharp.h (SLOTH_NF4_BLOCKSIZE_MIN -> Nf4BlocksizeMin).</summary>
 public static class SlothConstants
 {
-    public const int AbiVersion = 5;
+    public const int AbiVersion = 6;
     public const int Nf4BlocksizeMin = 32;
     public const int Nf4BlocksizeMax = 4096;
     public const int NcclUniqueIdBytes = 128;
+    public const int GemmNoTuning = 0;
+    public const int GemmTuneHeuristic = 1;
+    public const int GemmTuneWide = 2;
     public const int GemmTuneCandidates = 16;
+    public const int GemmWideCandidates = 96;
     public const int GemmTuneRuns = 3;
 }
 
@@ -703,5 +707,22 @@ public static unsafe partial class Native
     {
         EnsureLoaded();
         return sloth_gemm_tuning_report(text, capacity, needed);
+    }
+
+    [LibraryImport(LibraryName, EntryPoint = "sloth_gemm_forget_tuning")]
+    private static partial SlothStatus sloth_gemm_forget_tuning();
+
+    /// <summary><c>sloth_gemm_forget_tuning</c>; throws the typed exception for a non-OK status.</summary>
+    internal static void GemmForgetTuning()
+    {
+        EnsureLoaded();
+        Check(sloth_gemm_forget_tuning());
+    }
+
+    /// <summary><c>sloth_gemm_forget_tuning</c>, returning its status (the thread's message: <see cref="LastErrorMessage"/>).</summary>
+    internal static SlothStatus TryGemmForgetTuning()
+    {
+        EnsureLoaded();
+        return sloth_gemm_forget_tuning();
     }
 }
