@@ -371,10 +371,10 @@ int64_t config_value(const LtApi& lt, const LtAlgo& algo, int attr) {
     size_t written = 0;
     if (attr == kCfgCluster) {
         uint16_t v = 0;
-        return lt.config_get(&algo, attr, &v, sizeof v, &written) == kLtSuccess ? v : -1;
+        return lt.config_get(&algo, attr, &v, sizeof v, &written) == kLtSuccess ? static_cast<int64_t>(v) : -1;
     }
     uint32_t v = 0;
-    return lt.config_get(&algo, attr, &v, sizeof v, &written) == kLtSuccess ? v : -1;
+    return lt.config_get(&algo, attr, &v, sizeof v, &written) == kLtSuccess ? static_cast<int64_t>(v) : -1;
 }
 
 // Appends `algo` when cuBLASLt accepts it for this problem within the caller's workspace and it is not listed yet.
