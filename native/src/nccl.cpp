@@ -85,11 +85,12 @@ NcclApi load() {
     resolve_symbol(handle, "ncclBroadcast", a.broadcast, missing);
     resolve_symbol(handle, "ncclGroupStart", a.group_start, missing);
     resolve_symbol(handle, "ncclGroupEnd", a.group_end, missing);
-    a.get_last_error = reinterpret_cast<const char* (*)(NcclComm)>(dlsym(handle, "ncclGetLastError"));
     if (!missing.empty()) {
         a.why = std::string(file) + " lacks " + missing + ": not a usable NCCL 2 library";
         return a;
     }
+    std::string optional_missing;
+    resolve_symbol(handle, "ncclGetLastError", a.get_last_error, optional_missing);
     if (a.get_version(&a.version) != kNcclSuccess) a.version = 0;
     if (a.version < kMinNcclVersion) {
         a.why = std::string(file) + " is NCCL version code " + std::to_string(a.version) +
