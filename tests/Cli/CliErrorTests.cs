@@ -7,16 +7,8 @@ namespace SlothSharp.Tests;
 
 /// <summary>The CLI's failure contract: one line <c>error: &lt;subject&gt;: &lt;what&gt;</c> on stderr, nothing on stdout,
 /// exit 2 for bad input and usage errors, 1 for unexpected failures, the trace only with --verbose.</summary>
-public class CliErrorTests
+public class CliErrorTests() : TempDirFixture("clierr")
 {
-    private string _dir = "";
-
-    [SetUp]
-    public void MakeDir() => Directory.CreateDirectory(_dir = Path.Combine(Path.GetTempPath(), $"sloth-clierr-{Guid.NewGuid():N}"));
-
-    [TearDown]
-    public void RemoveDir() => Directory.Delete(_dir, recursive: true);
-
     internal static (int Code, string Out, string Err) Sloth(params string[] args)
     {
         using var stdout = new StringWriter();
@@ -41,14 +33,14 @@ public class CliErrorTests
     [Test]
     public void MissingFile()
     {
-        var path = Path.Combine(_dir, "absent.safetensors");
+        var path = Path.Combine(Dir, "absent.safetensors");
         AssertBadInput(Sloth("info", path), path, "not found");
     }
 
     [Test]
     public void EmptyFile()
     {
-        var path = Path.Combine(_dir, "empty.safetensors");
+        var path = Path.Combine(Dir, "empty.safetensors");
         File.WriteAllBytes(path, []);
         AssertBadInput(Sloth("info", path), path, "");
     }
@@ -56,7 +48,7 @@ public class CliErrorTests
     [Test]
     public void BrokenJsonHeader()
     {
-        var path = Path.Combine(_dir, "broken.safetensors");
+        var path = Path.Combine(Dir, "broken.safetensors");
         var header = "{\"w\": {\"dtype\": \"F32\", \"shape\": [2], \"data_offsets\": [0, 8]"u8.ToArray();  // unterminated
         using (var f = File.Create(path))
         {
@@ -70,25 +62,25 @@ public class CliErrorTests
     [Test]
     public void BadDtypeIsAUsageError()
     {
-        var r = Sloth("dequant", TestEnv.Golden("bnb_nf4_small"), Path.Combine(_dir, "o.safetensors"), "--dtype", "int8");
+        var r = Sloth("dequant", TestEnv.Golden("bnb_nf4_small"), Path.Combine(Dir, "o.safetensors"), "--dtype", "int8");
         AssertBadInput(r, "--dtype", "unknown dtype 'int8' (bf16, fp16, fp32)");
-        Assert.That(File.Exists(Path.Combine(_dir, "o.safetensors")), Is.False, "nothing written");
+        Assert.That(File.Exists(Path.Combine(Dir, "o.safetensors")), Is.False, "nothing written");
     }
 
     [TestCase("--device", "tpu", "unknown device 'tpu'")]
     [TestCase("--device", "cuda:x", "unknown device 'cuda:x'")]
     public void BadDeviceIsAUsageError(string option, string value, string message) =>
-        AssertBadInput(Sloth("dequant", TestEnv.Golden("bnb_nf4_small"), Path.Combine(_dir, "o.safetensors"), option, value), option, message);
+        AssertBadInput(Sloth("dequant", TestEnv.Golden("bnb_nf4_small"), Path.Combine(Dir, "o.safetensors"), option, value), option, message);
 
     [TestCase("-3", "must be a power of two")]
     [TestCase("48", "must be a power of two in [32, 4096] (got 48)")]
     [TestCase("abc", "cannot parse 'abc' as an integer")]
     public void BadSizeIsAUsageError(string value, string message) =>
-        AssertBadInput(Sloth("quantize", TestEnv.Golden("bnb_nf4_small"), Path.Combine(_dir, "o.safetensors"), "--blocksize", value), "--blocksize", message);
+        AssertBadInput(Sloth("quantize", TestEnv.Golden("bnb_nf4_small"), Path.Combine(Dir, "o.safetensors"), "--blocksize", value), "--blocksize", message);
 
     [Test]
     public void BadIncludeRegexIsAUsageError() =>
-        AssertBadInput(Sloth("quantize", TestEnv.Golden("bnb_nf4_small"), Path.Combine(_dir, "o.safetensors"), "--include", "(["),
+        AssertBadInput(Sloth("quantize", TestEnv.Golden("bnb_nf4_small"), Path.Combine(Dir, "o.safetensors"), "--include", "(["),
                        "--include", "'([' is not a valid regular expression");
 
     /// <summary>Every command checks its option values while parsing, before any file is read or model loaded: one bad
@@ -128,21 +120,21 @@ public class CliErrorTests
         var file = TestEnv.Golden("bnb_nf4_small");  // any existing file: --data is checked for existence first
         string[] required = command switch
         {
-            "eval" => ["--model", _dir, "--data", file],
-            "generate" => ["--model", _dir, "--prompt", "x"],
-            "finetune" => ["--model", _dir, "--data", file, "--out", Path.Combine(_dir, "out")],
-            "merge" => ["--model", _dir, "--adapter", _dir, "--out", Path.Combine(_dir, "out")],
-            _ => ["--out", Path.Combine(_dir, "out")],
+            "eval" => ["--model", Dir, "--data", file],
+            "generate" => ["--model", Dir, "--prompt", "x"],
+            "finetune" => ["--model", Dir, "--data", file, "--out", Path.Combine(Dir, "out")],
+            "merge" => ["--model", Dir, "--adapter", Dir, "--out", Path.Combine(Dir, "out")],
+            _ => ["--out", Path.Combine(Dir, "out")],
         };
         AssertBadInput(Sloth([command, .. required, option, value]), option, message);
-        Assert.That(Directory.Exists(Path.Combine(_dir, "out")), Is.False, "nothing written");
+        Assert.That(Directory.Exists(Path.Combine(Dir, "out")), Is.False, "nothing written");
     }
 
     [Test]
     public void MissingDataFileIsAUsageError()
     {
-        var absent = Path.Combine(_dir, "absent.jsonl");
-        AssertBadInput(Sloth("eval", "--model", _dir, "--data", absent), absent, "file not found");
+        var absent = Path.Combine(Dir, "absent.jsonl");
+        AssertBadInput(Sloth("eval", "--model", Dir, "--data", absent), absent, "file not found");
     }
 
     [Test]
@@ -160,7 +152,7 @@ public class CliErrorTests
     [Test]
     public void VerbosePrintsTheTrace()
     {
-        var path = Path.Combine(_dir, "empty.safetensors");
+        var path = Path.Combine(Dir, "empty.safetensors");
         File.WriteAllBytes(path, []);
         var r = Sloth("info", path, "--verbose");
         Assert.That(r.Code, Is.EqualTo(ExitCodes.BadInput));
@@ -217,7 +209,7 @@ public class CliErrorTests
             : "dotnet";
         var psi = new ProcessStartInfo(dotnet) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
         psi.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "sloth.dll"));
-        foreach (var a in new[] { "dequant", TestEnv.Golden("bnb_nf4_small"), Path.Combine(_dir, "o.safetensors"), "--dtype", "int8" })
+        foreach (var a in new[] { "dequant", TestEnv.Golden("bnb_nf4_small"), Path.Combine(Dir, "o.safetensors"), "--dtype", "int8" })
             psi.ArgumentList.Add(a);
         using var p = Process.Start(psi)!;
         var stdout = p.StandardOutput.ReadToEndAsync();

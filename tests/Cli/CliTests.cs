@@ -5,21 +5,13 @@ using static TorchSharp.torch;
 namespace SlothSharp.Tests;
 
 /// <summary>The `sloth dequant` / `sloth quantize` commands on the golden bitsandbytes checkpoints.</summary>
-public class CliTests
+public class CliTests() : TempDirFixture("cli")
 {
-    private string _dir = "";
-
-    [SetUp]
-    public void MakeDir() => Directory.CreateDirectory(_dir = Path.Combine(Path.GetTempPath(), $"sloth-cli-{Guid.NewGuid():N}"));
-
-    [TearDown]
-    public void RemoveDir() => Directory.Delete(_dir, recursive: true);
-
     [TestCaseSource(typeof(TestEnv), nameof(TestEnv.GoldenFiles))]
     public void DequantWritesBitsandbytesOutputAndKeepsOtherTensors(string file)
     {
         using var scope = NewDisposeScope();
-        var output = Path.Combine(_dir, "dense.safetensors");
+        var output = Path.Combine(Dir, "dense.safetensors");
         Assert.That(CheckpointCommands.Dequant(TestEnv.Golden(file), output, ScalarType.BFloat16, CPU), Is.EqualTo(0));
         using var golden = new SafetensorsReader(TestEnv.Golden(file));
         using var dense = new SafetensorsReader(output);
@@ -33,9 +25,9 @@ public class CliTests
     {
         using var scope = NewDisposeScope();
         using var golden = new SafetensorsReader(TestEnv.Golden("bnb_nf4_mlp"));
-        var input = Path.Combine(_dir, "dense.safetensors");
+        var input = Path.Combine(Dir, "dense.safetensors");
         SafetensorsWriter.Save(input, [new("mlp.up_proj.weight", golden.Read("source_bf16")), new("norm.bias", ones(4))]);
-        var output = Path.Combine(_dir, "nf4.safetensors");
+        var output = Path.Combine(Dir, "nf4.safetensors");
         Assert.That(CheckpointCommands.Quantize(input, output, 64, CheckpointCommands.IncludePattern(@"\.weight$")), Is.EqualTo(0));
         using var r = new SafetensorsReader(output);
         Assert.That(CheckpointCommands.Nf4Prefixes(r), Is.EqualTo(new[] { "mlp.up_proj.weight" }));
@@ -50,11 +42,11 @@ public class CliTests
     public void DequantAndQuantizeTakeAModelFolderOnTheCommandLine()
     {
         var nf4Dir = Path.Combine(TestEnv.TinyLlamaDir, "nf4");
-        var dense = Path.Combine(_dir, "dense.safetensors");
+        var dense = Path.Combine(Dir, "dense.safetensors");
         var err = new StringWriter();
         Assert.That(SlothCli.Run(["dequant", nf4Dir, dense, "--dtype", "fp32"], TextWriter.Null, err), Is.EqualTo(0), err.ToString());
-        Assert.That(SlothCli.Run(["quantize", LlamaGolden.DenseDir, Path.Combine(_dir, "nf4.safetensors")], TextWriter.Null, err), Is.EqualTo(0), err.ToString());
-        Assert.That(File.Exists(dense) && File.Exists(Path.Combine(_dir, "nf4.safetensors")), Is.True);
+        Assert.That(SlothCli.Run(["quantize", LlamaGolden.DenseDir, Path.Combine(Dir, "nf4.safetensors")], TextWriter.Null, err), Is.EqualTo(0), err.ToString());
+        Assert.That(File.Exists(dense) && File.Exists(Path.Combine(Dir, "nf4.safetensors")), Is.True);
     }
 
     [Test]
@@ -69,15 +61,15 @@ public class CliTests
             var keys = src.Keys.Order(StringComparer.Ordinal).ToList();
             var layer0 = keys.Where(k => !k.StartsWith("model.layers.1.", StringComparison.Ordinal)).ToList();
             var layer1 = keys.Except(layer0).ToList();
-            SafetensorsWriter.Save(Path.Combine(_dir, "a.safetensors"), layer0.Select(k => new KeyValuePair<string, Tensor>(k, src.Read(k))).ToList());
-            SafetensorsWriter.Save(Path.Combine(_dir, "b.safetensors"), layer1.Select(k => new KeyValuePair<string, Tensor>(k, src.Read(k))).ToList());
+            SafetensorsWriter.Save(Path.Combine(Dir, "a.safetensors"), layer0.Select(k => new KeyValuePair<string, Tensor>(k, src.Read(k))).ToList());
+            SafetensorsWriter.Save(Path.Combine(Dir, "b.safetensors"), layer1.Select(k => new KeyValuePair<string, Tensor>(k, src.Read(k))).ToList());
             var map = string.Join(", ", layer0.Select(k => $"\"{k}\": \"a.safetensors\"").Concat(layer1.Select(k => $"\"{k}\": \"b.safetensors\"")));
-            File.WriteAllText(Path.Combine(_dir, SafetensorsCheckpoint.IndexFileName), $"{{\"metadata\": {{}}, \"weight_map\": {{{map}}}}}");
+            File.WriteAllText(Path.Combine(Dir, SafetensorsCheckpoint.IndexFileName), $"{{\"metadata\": {{}}, \"weight_map\": {{{map}}}}}");
         }
-        var fromFile = Path.Combine(_dir, "from-file.safetensors");
-        var fromShards = Path.Combine(_dir, "from-shards.safetensors");
+        var fromFile = Path.Combine(Dir, "from-file.safetensors");
+        var fromShards = Path.Combine(Dir, "from-shards.safetensors");
         Assert.That(CheckpointCommands.Dequant(nf4Dir, fromFile, ScalarType.Float32, CPU), Is.EqualTo(0));
-        Assert.That(CheckpointCommands.Dequant(Path.Combine(_dir, SafetensorsCheckpoint.IndexFileName), fromShards, ScalarType.Float32, CPU), Is.EqualTo(0));
+        Assert.That(CheckpointCommands.Dequant(Path.Combine(Dir, SafetensorsCheckpoint.IndexFileName), fromShards, ScalarType.Float32, CPU), Is.EqualTo(0));
         using var a = new SafetensorsReader(fromFile);
         using var b = new SafetensorsReader(fromShards);
         Assert.That(b.Keys.Order(), Is.EqualTo(a.Keys.Order()));
@@ -88,31 +80,31 @@ public class CliTests
     [Test]
     public void CorruptFilesAndBadOptionsNameTheirSubject()
     {
-        var corrupt = Path.Combine(_dir, "corrupt.safetensors");
+        var corrupt = Path.Combine(Dir, "corrupt.safetensors");
         File.WriteAllBytes(corrupt, [8, 0, 0, 0, 0, 0, 0, 0, (byte)'{', (byte)'x']);
         var ex = Assert.Throws<SafetensorsFormatException>(() => CheckpointCommands.Info(corrupt))!;
         Assert.That(ex.Message, Does.StartWith(corrupt));
         File.WriteAllBytes(corrupt, []);
-        Assert.That(Assert.Throws<SafetensorsFormatException>(() => CheckpointCommands.Dequant(corrupt, Path.Combine(_dir, "o.safetensors"), ScalarType.BFloat16, CPU))!.Message,
+        Assert.That(Assert.Throws<SafetensorsFormatException>(() => CheckpointCommands.Dequant(corrupt, Path.Combine(Dir, "o.safetensors"), ScalarType.BFloat16, CPU))!.Message,
             Is.EqualTo($"{corrupt}: the file is empty"));
-        var missing = Path.Combine(_dir, "missing.safetensors");
+        var missing = Path.Combine(Dir, "missing.safetensors");
         Assert.That(Assert.Throws<FileNotFoundException>(() => CheckpointCommands.Info(missing))!.Message, Does.Contain(missing));
         var input = TestEnv.Golden("bnb_nf4_small");
         // Bad option values are usage errors found while parsing.
-        CliErrorTests.AssertBadInput(CliErrorTests.Sloth("quantize", input, Path.Combine(_dir, "q.safetensors"), "--blocksize", "96"), "--blocksize", "power of two");
-        CliErrorTests.AssertBadInput(CliErrorTests.Sloth("quantize", input, Path.Combine(_dir, "q.safetensors"), "--include", "(["), "--include", "regular expression");
-        Assert.That(Assert.Throws<ArgumentException>(() => CheckpointCommands.Quantize(input, Path.Combine(_dir, "no", "q.safetensors"), 64, CheckpointCommands.IncludePattern(".")))!.Message,
+        CliErrorTests.AssertBadInput(CliErrorTests.Sloth("quantize", input, Path.Combine(Dir, "q.safetensors"), "--blocksize", "96"), "--blocksize", "power of two");
+        CliErrorTests.AssertBadInput(CliErrorTests.Sloth("quantize", input, Path.Combine(Dir, "q.safetensors"), "--include", "(["), "--include", "regular expression");
+        Assert.That(Assert.Throws<ArgumentException>(() => CheckpointCommands.Quantize(input, Path.Combine(Dir, "no", "q.safetensors"), 64, CheckpointCommands.IncludePattern(".")))!.Message,
             Does.Contain("does not exist"));
-        Assert.That(Directory.GetFiles(_dir), Has.Length.EqualTo(1), "nothing written");
+        Assert.That(Directory.GetFiles(Dir), Has.Length.EqualTo(1), "nothing written");
     }
 
     [Test]
     public void BadInputsGiveErrorsNotCrashes()
     {
-        var notNf4 = Path.Combine(_dir, "plain.safetensors");
+        var notNf4 = Path.Combine(Dir, "plain.safetensors");
         using (var t = ones(2, 2)) SafetensorsWriter.Save(notNf4, [new("w", t)]);
-        Assert.Throws<InvalidDataException>(() => CheckpointCommands.Dequant(notNf4, Path.Combine(_dir, "o.safetensors"), ScalarType.BFloat16, CPU));
-        var output = Path.Combine(_dir, "o.safetensors");
+        Assert.Throws<InvalidDataException>(() => CheckpointCommands.Dequant(notNf4, Path.Combine(Dir, "o.safetensors"), ScalarType.BFloat16, CPU));
+        var output = Path.Combine(Dir, "o.safetensors");
         CliErrorTests.AssertBadInput(CliErrorTests.Sloth("dequant", TestEnv.Golden("bnb_nf4_small"), output, "--dtype", "int8"), "--dtype", "unknown dtype 'int8'");
         CliErrorTests.AssertBadInput(CliErrorTests.Sloth("dequant", TestEnv.Golden("bnb_nf4_small"), output, "--device", "tpu"), "--device", "unknown device 'tpu'");
         Assert.That(File.Exists(output), Is.False, "nothing written");

@@ -5,24 +5,16 @@ namespace SlothSharp.Tests;
 
 /// <summary>`sloth finetune --gpus N`: the request is checked against the machine before anything is loaded or
 /// written (exit 2, one line naming --gpus), and the workers get the user's arguments without --gpus.</summary>
-public class FinetuneGpusTests
+public class FinetuneGpusTests() : TempDirFixture("gpus")
 {
-    private string _dir = "";
-
-    [SetUp]
-    public void MakeDir() => Directory.CreateDirectory(_dir = Path.Combine(Path.GetTempPath(), $"sloth-gpus-{Guid.NewGuid():N}"));
-
-    [TearDown]
-    public void RemoveDir() => Directory.Delete(_dir, recursive: true);
-
-    private string[] Required() => ["finetune", "--model", _dir, "--data", TestEnv.Golden("bnb_nf4_small"), "--out", Path.Combine(_dir, "out")];
+    private string[] Required() => ["finetune", "--model", Dir, "--data", TestEnv.Golden("bnb_nf4_small"), "--out", Path.Combine(Dir, "out")];
 
     [Test]
     public void MoreGpusThanTheMachineHasIsABadInput()
     {
         // 64: more than any machine this runs on (no GPU here, one on the lead's).
         CliErrorTests.AssertBadInput(CliErrorTests.Sloth([.. Required(), "--gpus", "64"]), "--gpus", "64 GPUs asked for, but");
-        Assert.That(Directory.Exists(Path.Combine(_dir, "out")), Is.False, "nothing written");
+        Assert.That(Directory.Exists(Path.Combine(Dir, "out")), Is.False, "nothing written");
     }
 
     [Test]

@@ -6,21 +6,13 @@ using static TorchSharp.torch;
 namespace SlothSharp.Tests;
 
 /// <summary>`sloth make-checkpoint` writes a checkpoint that FromPretrained loads, dense or bnb-4bit, and refuses bad input.</summary>
-public class MakeCheckpointCommandTests
+public class MakeCheckpointCommandTests() : TempDirFixture("mkckpt")
 {
-    private string _dir = "";
-
-    [SetUp]
-    public void SetUp() => Directory.CreateDirectory(_dir = Path.Combine(Path.GetTempPath(), "sloth-mkckpt-" + Guid.NewGuid().ToString("N")));
-
-    [TearDown]
-    public void TearDown() => Directory.Delete(_dir, recursive: true);
-
     [TestCase(false)]
     [TestCase(true)]
     public void WritesALoadableTinyCheckpoint(bool bnb)
     {
-        var outDir = Path.Combine(_dir, bnb ? "bnb" : "dense");
+        var outDir = Path.Combine(Dir, bnb ? "bnb" : "dense");
         var err = new StringWriter();
         var code = SlothCli.Run(["make-checkpoint", "--out", outDir, "--preset", "tiny", "--seed", "3",
             "--tokenizer", Path.Combine(TestEnv.TinyLlamaDir, "dense"), .. (bnb ? new[] { "--bnb-4bit" } : [])], TextWriter.Null, err);
@@ -40,7 +32,7 @@ public class MakeCheckpointCommandTests
     [Test]
     public void ConfigTakesTheSpecialTokenIdsOfTheShippedTokenizer()
     {
-        var outDir = Path.Combine(_dir, "aligned");
+        var outDir = Path.Combine(Dir, "aligned");
         var config = LlamaConfig.Tiny with { BosTokenId = 7, EosTokenIds = [8, 9], PadTokenId = null };
         LlamaCheckpointWriter.WriteRandom(outDir, config, 1, bnb4bit: false, Path.Combine(TestEnv.TinyLlamaDir, "dense"));
         var written = LlamaConfig.Load(Path.Combine(outDir, "config.json"));
@@ -53,14 +45,14 @@ public class MakeCheckpointCommandTests
     [Test]
     public void BadInputIsOneLineAndExitTwo()
     {
-        var nonEmpty = Path.Combine(_dir, "taken");
+        var nonEmpty = Path.Combine(Dir, "taken");
         Directory.CreateDirectory(nonEmpty);
         File.WriteAllText(Path.Combine(nonEmpty, "x"), "x");
         foreach (var args in new[]
                  {
                      new[] { "make-checkpoint", "--out", nonEmpty, "--preset", "tiny" },
-                     new[] { "make-checkpoint", "--out", Path.Combine(_dir, "a"), "--preset", "llama-9000" },
-                     new[] { "make-checkpoint", "--out", Path.Combine(_dir, "b"), "--preset", "tiny", "--tokenizer", _dir },
+                     new[] { "make-checkpoint", "--out", Path.Combine(Dir, "a"), "--preset", "llama-9000" },
+                     new[] { "make-checkpoint", "--out", Path.Combine(Dir, "b"), "--preset", "tiny", "--tokenizer", Dir },
                  })
         {
             var err = new StringWriter();

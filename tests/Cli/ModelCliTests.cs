@@ -11,20 +11,12 @@ using static TorchSharp.torch;
 namespace SlothSharp.Tests;
 
 /// <summary>`sloth eval`, `sloth generate` and `sloth info DIR` on the tiny Hugging Face Llama (CPU).</summary>
-public class ModelCliTests
+public class ModelCliTests() : TempDirFixture("mcli")
 {
-    private string _dir = "";
-
-    [SetUp]
-    public void MakeDir() => Directory.CreateDirectory(_dir = Path.Combine(Path.GetTempPath(), $"sloth-mcli-{Guid.NewGuid():N}"));
-
-    [TearDown]
-    public void RemoveDir() => Directory.Delete(_dir, recursive: true);
-
     private string GoldenCorpus(string ext)
     {
         var texts = LlamaGolden.ExpectedJson["texts"]!.AsArray().Select(t => (string)t!);
-        var path = Path.Combine(_dir, "golden" + ext);
+        var path = Path.Combine(Dir, "golden" + ext);
         File.WriteAllLines(path, ext == ".jsonl" ? texts.Select(t => new JsonObject { ["text"] = t }.ToJsonString()) : texts);
         return path;
     }
@@ -59,7 +51,7 @@ public class ModelCliTests
     [Test]
     public void EvalSaveLogitsWritesTheLongestDocumentsIdsAndLogits()
     {
-        var path = Path.Combine(_dir, "logits.safetensors");
+        var path = Path.Combine(Dir, "logits.safetensors");
         Assert.That(EvalCommand.Run(LlamaGolden.Nf4Dir, null, GoldenCorpus(".txt"), CPU, ScalarType.Float32, 2, null, new StringWriter(), path), Is.EqualTo(0));
         var tok = HfTokenizer.FromDirectory(LlamaGolden.Nf4Dir);
         var longest = LlamaGolden.ExpectedJson["texts"]!.AsArray().Select(t => tok.Encode((string)t!, addBos: true)).MaxBy(x => x.Length)!;
@@ -78,9 +70,9 @@ public class ModelCliTests
     public void EvalSaveLogitsRejectsABadTargetBeforeLoading()
     {
         var corpus = GoldenCorpus(".txt");
-        var noDir = Assert.Throws<CliException>(() => EvalCommand.Run(LlamaGolden.Nf4Dir, null, corpus, CPU, null, 8, null, new StringWriter(), Path.Combine(_dir, "nope", "x.safetensors")))!;
+        var noDir = Assert.Throws<CliException>(() => EvalCommand.Run(LlamaGolden.Nf4Dir, null, corpus, CPU, null, 8, null, new StringWriter(), Path.Combine(Dir, "nope", "x.safetensors")))!;
         Assert.That(noDir.Message, Does.Contain("directory not found"));
-        var ext = Assert.Throws<CliException>(() => EvalCommand.Run(LlamaGolden.Nf4Dir, null, corpus, CPU, null, 8, null, new StringWriter(), Path.Combine(_dir, "x.bin")))!;
+        var ext = Assert.Throws<CliException>(() => EvalCommand.Run(LlamaGolden.Nf4Dir, null, corpus, CPU, null, 8, null, new StringWriter(), Path.Combine(Dir, "x.bin")))!;
         Assert.That(ext.Message, Does.Contain(".safetensors"));
     }
 
@@ -121,9 +113,9 @@ public class ModelCliTests
     {
         var corpus = GoldenCorpus(".jsonl");
         var w = TextWriter.Null;
-        Assert.Throws<DirectoryNotFoundException>(() => EvalCommand.Run(Path.Combine(_dir, "nope"), null, corpus, CPU, null, 8, null, w));
-        Assert.Throws<FileNotFoundException>(() => EvalCommand.Run(_dir, null, corpus, CPU, null, 8, null, w), "no config.json");
-        Assert.Throws<FileNotFoundException>(() => EvalCommand.Run(LlamaGolden.Nf4Dir, null, Path.Combine(_dir, "missing.jsonl"), CPU, null, 8, null, w));
+        Assert.Throws<DirectoryNotFoundException>(() => EvalCommand.Run(Path.Combine(Dir, "nope"), null, corpus, CPU, null, 8, null, w));
+        Assert.Throws<FileNotFoundException>(() => EvalCommand.Run(Dir, null, corpus, CPU, null, 8, null, w), "no config.json");
+        Assert.Throws<FileNotFoundException>(() => EvalCommand.Run(LlamaGolden.Nf4Dir, null, Path.Combine(Dir, "missing.jsonl"), CPU, null, 8, null, w));
         // Bad option values are usage errors found while parsing (CliErrorTests has one per option kind).
         string[] eval = ["eval", "--model", LlamaGolden.Nf4Dir, "--data", corpus];
         CliErrorTests.AssertBadInput(CliErrorTests.Sloth([.. eval, "--device", "tpu"]), "--device", "unknown device 'tpu'");
@@ -131,12 +123,12 @@ public class ModelCliTests
         CliErrorTests.AssertBadInput(CliErrorTests.Sloth([.. eval, "--batch", "0"]), "--batch", "must be a positive integer");
         // --max-length beyond the model's max_position_embeddings is found when config.json is read.
         CliErrorTests.AssertBadInput(CliErrorTests.Sloth([.. eval, "--device", "cpu", "--max-length", "257"]), "--max-length", "config.json");
-        var adapter = Assert.Throws<DirectoryNotFoundException>(() => EvalCommand.Run(LlamaGolden.Nf4Dir, Path.Combine(_dir, "no-adapter"), corpus, CPU, null, 8, null, w))!;
+        var adapter = Assert.Throws<DirectoryNotFoundException>(() => EvalCommand.Run(LlamaGolden.Nf4Dir, Path.Combine(Dir, "no-adapter"), corpus, CPU, null, 8, null, w))!;
         Assert.That(adapter.Message, Does.Contain("--adapter"));
         CliErrorTests.AssertBadInput(CliErrorTests.Sloth("generate", "--model", LlamaGolden.Nf4Dir, "--prompt", "x", "--top-p", "2"), "--top-p", "must be in (0, 1]");
-        Assert.Throws<FileNotFoundException>(() => ModelInfoCommand.Info(_dir), "a directory without config.json");
+        Assert.Throws<FileNotFoundException>(() => ModelInfoCommand.Info(Dir), "a directory without config.json");
         var err = new StringWriter();
-        var code = SlothCli.Run(["eval", "--model", LlamaGolden.Nf4Dir, "--data", Path.Combine(_dir, "absent.txt"), "--device", "cpu"], TextWriter.Null, err);
+        var code = SlothCli.Run(["eval", "--model", LlamaGolden.Nf4Dir, "--data", Path.Combine(Dir, "absent.txt"), "--device", "cpu"], TextWriter.Null, err);
         Assert.That(code, Is.EqualTo(ExitCodes.BadInput), "expected failures exit with 2");
         Assert.That(err.ToString(), Does.StartWith("error: ").And.Contain("absent.txt"));
     }

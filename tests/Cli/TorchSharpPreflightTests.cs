@@ -4,19 +4,11 @@ using SlothSharp.Cli;
 namespace SlothSharp.Tests;
 
 /// <summary>The start-up check for TorchSharp's libstdc++ requirement (GLIBCXX_3.4.32), on fake files.</summary>
-public class TorchSharpPreflightTests
+public class TorchSharpPreflightTests() : TempDirFixture("preflight")
 {
-    private string _dir = "";
-
-    [SetUp]
-    public void MakeDir() => Directory.CreateDirectory(_dir = Path.Combine(Path.GetTempPath(), $"sloth-preflight-{Guid.NewGuid():N}"));
-
-    [TearDown]
-    public void RemoveDir() => Directory.Delete(_dir, recursive: true);
-
     private string FakeLibrary(string name, params string[] versions)
     {
-        var path = Path.Combine(_dir, name);
+        var path = Path.Combine(Dir, name);
         using var f = File.Create(path);
         f.Write("\x7fELF garbage\0"u8);
         foreach (var v in versions) f.Write(System.Text.Encoding.ASCII.GetBytes(v + "\0"));

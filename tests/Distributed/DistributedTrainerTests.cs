@@ -14,16 +14,9 @@ namespace SlothSharp.Tests;
 /// micro-batch, one global target count, gradients summed) take the 1-rank run's steps, with the NF4 base replicated
 /// or sharded (<see cref="ShardedLlama"/>); only rank 0 writes; a stop seen by one rank stops all after the same step.
 /// </summary>
-public class DistributedTrainerTests
+public class DistributedTrainerTests() : TempDirFixture("llama")
 {
     private static readonly TimeSpan Wait = TimeSpan.FromMinutes(5);
-    private string _dir = "";
-
-    [SetUp]
-    public void MakeDir() => _dir = LlamaGolden.NewTempDir();
-
-    [TearDown]
-    public void RemoveDir() => Directory.Delete(_dir, recursive: true);
 
     // One more document than the single-process tests: seven rows of uneven length make the ranks' token counts differ.
     private static readonly string[] Docs = [.. TrainingCorpus.Documents, "Seven rows of uneven length make the ranks' token counts differ."];
@@ -100,7 +93,7 @@ public class DistributedTrainerTests
     public void OnlyRankZeroWritesAndAStopOnOneRankStopsAll()
     {
         var data = Data();
-        var outDir = Path.Combine(_dir, "out");
+        var outDir = Path.Combine(Dir, "out");
         var results = InProcessCommunicator.Run(2, c =>
         {
             using var model = LlamaGolden.LoadBase();
@@ -135,7 +128,7 @@ public class DistributedTrainerTests
         // A resumed 2-rank run finishes and rank 0 writes the adapter; equal to the uninterrupted 1-rank run.
         List<double> reference;
         using (var model = LlamaGolden.LoadBase())
-        using (var trainer = new Trainer(model, data, Options(Path.Combine(_dir, "ref")) with { MaxSteps = 6 }))
+        using (var trainer = new Trainer(model, data, Options(Path.Combine(Dir, "ref")) with { MaxSteps = 6 }))
             reference = trainer.Train().Losses.ToList();
         var resumed = InProcessCommunicator.Run(2, c =>
         {

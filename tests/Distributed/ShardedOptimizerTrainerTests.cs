@@ -13,16 +13,9 @@ namespace SlothSharp.Tests;
 /// (unsharded <see cref="Optim.FusedAdamW"/>) run's steps within 1e-5; a checkpoint written sharded has the unsharded
 /// optimizer file and resumes with another rank count, sharded or not, onto the uninterrupted losses.
 /// </summary>
-public class ShardedOptimizerTrainerTests
+public class ShardedOptimizerTrainerTests() : TempDirFixture("llama")
 {
     private static readonly TimeSpan Wait = TimeSpan.FromMinutes(5);
-    private string _dir = "";
-
-    [SetUp]
-    public void MakeDir() => _dir = LlamaGolden.NewTempDir();
-
-    [TearDown]
-    public void RemoveDir() => Directory.Delete(_dir, recursive: true);
 
     private static (List<double> Losses, Dictionary<string, Tensor> Adapters) Reference(TrainerOptions options, bool unfused = false)
     {
@@ -91,7 +84,7 @@ public class ShardedOptimizerTrainerTests
         var options = DistributedTrainerTests.Options(null) with { MaxSteps = 6, SaveEvery = 0 };
         var (reference, refAdapters) = Reference(options);
         // The 1-rank unsharded checkpoint after 3 steps, to compare the files.
-        var plainDir = Path.Combine(_dir, "plain");
+        var plainDir = Path.Combine(Dir, "plain");
         using (var model = LlamaGolden.LoadBase())
         using (var trainer = new Trainer(model, DistributedTrainerTests.Data(), options with { OutputDirectory = plainDir }))
         {
@@ -100,7 +93,7 @@ public class ShardedOptimizerTrainerTests
         }
 
         // 2 ranks, sharded optimizer: interrupted after step 3 (rank 1 sees the signal); the save gathers from both.
-        var outDir = Path.Combine(_dir, "two");
+        var outDir = Path.Combine(Dir, "two");
         var interrupted = InProcessCommunicator.Run(2, c =>
         {
             using var model = LlamaGolden.LoadBase();
@@ -147,7 +140,7 @@ public class ShardedOptimizerTrainerTests
         // Resumed with 3 ranks (sharded), with 1 rank sharded and offloaded, and by the plain unsharded trainer.
         foreach (var (ranks, shard, offload) in new[] { (3, (bool?)null, false), (1, (bool?)true, true), (1, (bool?)false, false) })
         {
-            var copy = Path.Combine(_dir, $"resume-{ranks}-{shard}-{offload}");
+            var copy = Path.Combine(Dir, $"resume-{ranks}-{shard}-{offload}");
             CopyDirectory(outDir, copy);
             var resumed = InProcessCommunicator.Run(ranks, c =>
             {

@@ -6,21 +6,13 @@ namespace SlothSharp.Tests;
 
 /// <summary>The safetensors reader's checks (each malformed file a SafetensorsFormatException naming file, tensor and
 /// problem), sharded checkpoints, the writer, and the bitsandbytes quant-state JSON.</summary>
-public class SafetensorsTests
+public class SafetensorsTests() : TempDirFixture("st")
 {
-    private string _dir = "";
-
-    [SetUp]
-    public void MakeDir() => Directory.CreateDirectory(_dir = Path.Combine(Path.GetTempPath(), $"sloth-st-{Guid.NewGuid():N}"));
-
-    [TearDown]
-    public void RemoveDir() => Directory.Delete(_dir, recursive: true);
-
     /// <summary>A file with the given header JSON (padded to 8) and data bytes.</summary>
     private string Raw(string headerJson, int dataBytes, string name = "t.safetensors", long? lengthOverride = null)
     {
         var json = Encoding.UTF8.GetBytes(headerJson);
-        var path = Path.Combine(_dir, name);
+        var path = Path.Combine(Dir, name);
         using var s = File.Create(path);
         s.Write(BitConverter.GetBytes(lengthOverride ?? json.Length));
         s.Write(json);
@@ -48,10 +40,10 @@ public class SafetensorsTests
         using (var valid = new SafetensorsReader(Raw("{" + W + "}", 16)))
             Assert.That(valid.Entries["w"].Shape, Is.EqualTo(new long[] { 2, 2 }), "the valid base case");
 
-        var empty = Path.Combine(_dir, "empty.safetensors");
+        var empty = Path.Combine(Dir, "empty.safetensors");
         File.WriteAllBytes(empty, []);
         Assert.That(Bad(empty).Problem, Does.Contain("empty"));
-        var tiny = Path.Combine(_dir, "tiny.safetensors");
+        var tiny = Path.Combine(Dir, "tiny.safetensors");
         File.WriteAllBytes(tiny, [1, 2, 3]);
         Assert.That(Bad(tiny).Problem, Does.Contain("too short"));
 
@@ -60,7 +52,7 @@ public class SafetensorsTests
         Assert.That(Bad(Raw("{" + W + "}", 16, lengthOverride: long.MinValue)).Problem, Does.Contain("limit"));
         Assert.That(Bad(Raw("{\"w\":{\"dtype\":", 16)).Problem, Does.Contain("not valid JSON"));
         Assert.That(Bad(Raw("[1,2]", 0)).Problem, Does.Contain("not an object"));
-        var badUtf8 = Path.Combine(_dir, "utf8.safetensors");
+        var badUtf8 = Path.Combine(Dir, "utf8.safetensors");
         File.WriteAllBytes(badUtf8, [8, 0, 0, 0, 0, 0, 0, 0, (byte)'{', (byte)'"', 0xFF, (byte)'"', (byte)':', (byte)'1', (byte)'}', (byte)' ']);
         Assert.That(Bad(badUtf8).Problem, Does.Contain("UTF-8"));
         Assert.That(Bad(Raw("{" + W + "}", 8)).TensorName, Is.EqualTo("w"), "truncated data");
@@ -89,7 +81,7 @@ public class SafetensorsTests
         const long pad = (1L << 31) + 8;  // a tensor past the 2 GiB mark; the file is sparse, nothing is paged in for it
         var json = $"{{\"pad\":{{\"dtype\":\"U8\",\"shape\":[{pad}],\"data_offsets\":[0,{pad}]}},\"w\":{{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[{pad},{pad + 16}]}}}}";
         var header = Encoding.UTF8.GetBytes(json.PadRight((json.Length + 7) / 8 * 8));
-        var path = Path.Combine(_dir, "big.safetensors");
+        var path = Path.Combine(Dir, "big.safetensors");
         using (var s = File.Create(path))
         {
             s.Write(BitConverter.GetBytes((long)header.Length));
@@ -127,21 +119,21 @@ public class SafetensorsTests
             new("i64", arange(5L)), new("bool", tensor(new[] { true, false, true })), new("empty", zeros(0, 4)),
             new("scalar", tensor(3.5f)), new("view", randn(6, 6)[1..4, 2..5]),
         };
-        var path = Path.Combine(_dir, "all.safetensors");
+        var path = Path.Combine(Dir, "all.safetensors");
         SafetensorsWriter.Save(path, tensors, new Dictionary<string, string> { ["format"] = "pt" });
         Assert.That(new FileInfo(path).Length, Is.GreaterThan(8));
         using var r = new SafetensorsReader(path);
         Assert.That(BitConverter.ToInt64(File.ReadAllBytes(path), 0) % 8, Is.EqualTo(0), "header padded to 8 bytes");
         Assert.That(r.Metadata["format"], Is.EqualTo("pt"));
         foreach (var (name, t) in tensors) Assert.That(TestEnv.BitEqual(r.Read(name), t), Is.True, name);
-        Assert.That(Directory.GetFiles(_dir), Has.Length.EqualTo(1), "no temporary file left");
+        Assert.That(Directory.GetFiles(Dir), Has.Length.EqualTo(1), "no temporary file left");
     }
 
     [Test]
     public void WriterRejectsBadInputWithoutTouchingTheTarget()
     {
         using var scope = NewDisposeScope();
-        var path = Path.Combine(_dir, "keep.safetensors");
+        var path = Path.Combine(Dir, "keep.safetensors");
         SafetensorsWriter.Save(path, [new("w", ones(2))]);
         var before = File.ReadAllBytes(path);
         Assert.Throws<ArgumentException>(() => SafetensorsWriter.Save(path, [new("c", ones(2, dtype: ScalarType.ComplexFloat32))]));
@@ -151,18 +143,18 @@ public class SafetensorsTests
         disposed.Dispose();
         Assert.Throws<ArgumentException>(() => SafetensorsWriter.Save(path, [new("d", disposed)]));
         Assert.That(File.ReadAllBytes(path), Is.EqualTo(before));
-        Assert.That(Directory.GetFiles(_dir), Has.Length.EqualTo(1), "no temporary file left");
+        Assert.That(Directory.GetFiles(Dir), Has.Length.EqualTo(1), "no temporary file left");
     }
 
     [Test]
     public void ShardedCheckpointReadsThroughItsIndex()
     {
         using var scope = NewDisposeScope();
-        SafetensorsWriter.Save(Path.Combine(_dir, "model-00001-of-00002.safetensors"), [new("a", arange(4f)), new("b", ones(2))]);
-        SafetensorsWriter.Save(Path.Combine(_dir, "model-00002-of-00002.safetensors"), [new("c", full(3, 7f))]);
-        var index = Path.Combine(_dir, SafetensorsCheckpoint.IndexFileName);
+        SafetensorsWriter.Save(Path.Combine(Dir, "model-00001-of-00002.safetensors"), [new("a", arange(4f)), new("b", ones(2))]);
+        SafetensorsWriter.Save(Path.Combine(Dir, "model-00002-of-00002.safetensors"), [new("c", full(3, 7f))]);
+        var index = Path.Combine(Dir, SafetensorsCheckpoint.IndexFileName);
         File.WriteAllText(index, """{"metadata": {"total_size": 36}, "weight_map": {"a": "model-00001-of-00002.safetensors", "b": "model-00001-of-00002.safetensors", "c": "model-00002-of-00002.safetensors"}}""");
-        using (var ckpt = SafetensorsCheckpoint.Open(_dir))
+        using (var ckpt = SafetensorsCheckpoint.Open(Dir))
         {
             Assert.That(ckpt.Keys.Order(), Is.EqualTo(new[] { "a", "b", "c" }));
             Assert.That(ckpt.Contains("c") && !ckpt.Contains("d"), Is.True);
@@ -179,7 +171,7 @@ public class SafetensorsTests
         File.WriteAllText(index, """{"weight_map": {"a": "model-00001-of-00002.safetensors", "a": "model-00002-of-00002.safetensors"}}""");
         Assert.That(Assert.Throws<SafetensorsFormatException>(() => SafetensorsCheckpoint.Open(index))!.TensorName, Is.EqualTo("a"));
 
-        SafetensorsWriter.Save(Path.Combine(_dir, "model-00002-of-00002.safetensors"), [new("c", full(3, 7f)), new("a", ones(1))]);
+        SafetensorsWriter.Save(Path.Combine(Dir, "model-00002-of-00002.safetensors"), [new("c", full(3, 7f)), new("a", ones(1))]);
         File.WriteAllText(index, """{"weight_map": {"a": "model-00001-of-00002.safetensors", "c": "model-00002-of-00002.safetensors"}}""");
         ex = Assert.Throws<SafetensorsFormatException>(() => SafetensorsCheckpoint.Open(index))!;
         Assert.That(ex.Problem, Does.Contain("two shards"));

@@ -4,20 +4,12 @@ using SlothSharp.IO;
 namespace SlothSharp.Tests;
 
 /// <summary>The temporary sibling through which checkpoints, adapters and training states are written.</summary>
-public class StagingDirectoryTests
+public class StagingDirectoryTests() : TempDirFixture("stage")
 {
-    private string _dir = "";
-
-    [SetUp]
-    public void MakeDir() => Directory.CreateDirectory(_dir = Path.Combine(Path.GetTempPath(), $"sloth-stage-{Guid.NewGuid():N}"));
-
-    [TearDown]
-    public void RemoveDir() => Directory.Delete(_dir, recursive: true);
-
     [Test]
     public void MovedIntoPlaceWhenComplete()
     {
-        var final = Path.Combine(_dir, "new", "out");
+        var final = Path.Combine(Dir, "new", "out");
         using (var staging = StagingDirectory.Beside(final))
         {
             Assert.That(Path.GetDirectoryName(staging.Path), Is.EqualTo(Path.GetDirectoryName(final)), "a sibling: the rename stays on one file system");
@@ -33,13 +25,13 @@ public class StagingDirectoryTests
     [Test]
     public void RemovedWhenTheWriteFails()
     {
-        var final = Path.Combine(_dir, "out");
+        var final = Path.Combine(Dir, "out");
         Assert.Throws<InvalidOperationException>(() =>
         {
             using var staging = StagingDirectory.Beside(final);
             File.WriteAllText(Path.Combine(staging.Path, "half.txt"), "half");
             throw new InvalidOperationException("the write failed");
         });
-        Assert.That(Directory.GetFileSystemEntries(_dir), Is.Empty, "neither the target nor the staging folder");
+        Assert.That(Directory.GetFileSystemEntries(Dir), Is.Empty, "neither the target nor the staging folder");
     }
 }

@@ -7,18 +7,10 @@ namespace SlothSharp.Tests;
 
 /// <summary>Linear4bit as a TorchSharp module: bitsandbytes' state-dict layout, .to(device/dtype), load_state_dict,
 /// checkpoints, disposal.</summary>
-public class Linear4bitModuleTests
+public class Linear4bitModuleTests() : TempDirFixture("l4")
 {
     private const string QProj = "model.layers.0.self_attn.q_proj";
     private static string TinyNf4 => Path.Combine(TestEnv.TinyLlamaDir, "nf4", "model.safetensors");
-
-    private string _dir = "";
-
-    [SetUp]
-    public void MakeDir() => Directory.CreateDirectory(_dir = Path.Combine(Path.GetTempPath(), $"sloth-l4-{Guid.NewGuid():N}"));
-
-    [TearDown]
-    public void RemoveDir() => Directory.Delete(_dir, recursive: true);
 
     [Test]
     public void StateDictEqualsTheTransformersCheckpointForThatLayer()
@@ -60,7 +52,7 @@ public class Linear4bitModuleTests
         using var scope = NewDisposeScope();
         var gen = new Generator(7);
         using var layer = Linear4bit.FromDense(randn(40, 96, generator: gen) * 0.05f, randn(40, generator: gen));
-        var path = Path.Combine(_dir, "layer.safetensors");
+        var path = Path.Combine(Dir, "layer.safetensors");
         SafetensorsWriter.Save(path, layer.state_dict().ToList());
         var x = randn(2, 5, 96, generator: gen);
         var expected = layer.forward(x);
@@ -196,7 +188,7 @@ public class Linear4bitModuleTests
         using var reader = new SafetensorsReader(TinyNf4);
         var ex = Assert.Throws<InvalidDataException>(() => Linear4bit.FromCheckpoint(reader, "model.layers.0.self_attn.nope"))!;
         Assert.That(ex.Message, Does.Contain(TinyNf4).And.Contain("model.layers.0.self_attn.nope.weight"));
-        var path = Path.Combine(_dir, "partial.safetensors");
+        var path = Path.Combine(Dir, "partial.safetensors");
         var entries = Nf4Weight.Quantize(randn(8, 64)).ToSafetensorsEntries("p.weight").Where(kv => !kv.Key.EndsWith(".absmax")).ToList();
         SafetensorsWriter.Save(path, entries);
         using var partial = new SafetensorsReader(path);

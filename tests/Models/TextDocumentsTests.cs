@@ -4,21 +4,13 @@ using SlothSharp.Data;
 
 namespace SlothSharp.Tests;
 
-public class TextDocumentsTests
+public class TextDocumentsTests() : TempDirFixture("docs")
 {
-    private string _dir = "";
-
-    [SetUp]
-    public void MakeDir() => Directory.CreateDirectory(_dir = Path.Combine(Path.GetTempPath(), $"sloth-docs-{Guid.NewGuid():N}"));
-
-    [TearDown]
-    public void RemoveDir() => Directory.Delete(_dir, recursive: true);
-
     private string Write(string name, string content) => WriteBytes(name, Encoding.UTF8.GetBytes(content));
 
     private string WriteBytes(string name, byte[] content)
     {
-        var path = Path.Combine(_dir, name);
+        var path = Path.Combine(Dir, name);
         File.WriteAllBytes(path, content);
         return path;
     }
@@ -55,6 +47,6 @@ public class TextDocumentsTests
         ExpectError(Write("f.jsonl", ""), "no documents");
         ExpectError(Write("g.txt", "\n\n  \n"), "no documents");
         ExpectError(Write("h.csv", "text\nx\n"), "unknown extension", ".csv");
-        Assert.Throws<FileNotFoundException>(() => TextDocuments.Read(Path.Combine(_dir, "missing.jsonl")));
+        Assert.Throws<FileNotFoundException>(() => TextDocuments.Read(Path.Combine(Dir, "missing.jsonl")));
     }
 }

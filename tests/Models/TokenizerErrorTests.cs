@@ -5,23 +5,15 @@ using SlothSharp.Tokenization;
 namespace SlothSharp.Tests;
 
 /// <summary>Unsupported or malformed tokenizer files give errors that name the file and the field.</summary>
-public class TokenizerErrorTests
+public class TokenizerErrorTests() : TempDirFixture("tok")
 {
-    private string _dir = "";
-
-    [SetUp]
-    public void MakeDir() => Directory.CreateDirectory(_dir = Path.Combine(Path.GetTempPath(), $"sloth-tok-{Guid.NewGuid():N}"));
-
-    [TearDown]
-    public void RemoveDir() => Directory.Delete(_dir, recursive: true);
-
     private static JsonNode Golden() => JsonNode.Parse(File.ReadAllText(Path.Combine(TestEnv.TinyLlamaDir, "nf4", "tokenizer.json")))!;
 
     private string Write(JsonNode json, string? config = null)
     {
-        File.WriteAllText(Path.Combine(_dir, "tokenizer.json"), json.ToJsonString());
-        if (config is not null) File.WriteAllText(Path.Combine(_dir, "tokenizer_config.json"), config);
-        return _dir;
+        File.WriteAllText(Path.Combine(Dir, "tokenizer.json"), json.ToJsonString());
+        if (config is not null) File.WriteAllText(Path.Combine(Dir, "tokenizer_config.json"), config);
+        return Dir;
     }
 
     private static void ExpectError(string dir, params string[] fragments)
@@ -33,11 +25,11 @@ public class TokenizerErrorTests
     [Test]
     public void MissingFilesAreNamed()
     {
-        var e = Assert.Throws<FileNotFoundException>(() => HfTokenizer.FromDirectory(_dir))!;
+        var e = Assert.Throws<FileNotFoundException>(() => HfTokenizer.FromDirectory(Dir))!;
         Assert.That(e.Message, Does.Contain("tokenizer.json"));
-        Assert.Throws<DirectoryNotFoundException>(() => HfTokenizer.FromDirectory(Path.Combine(_dir, "nope")));
-        File.WriteAllText(Path.Combine(_dir, "tokenizer.json"), "{ not json");
-        ExpectError(_dir, "tokenizer.json", "not valid JSON");
+        Assert.Throws<DirectoryNotFoundException>(() => HfTokenizer.FromDirectory(Path.Combine(Dir, "nope")));
+        File.WriteAllText(Path.Combine(Dir, "tokenizer.json"), "{ not json");
+        ExpectError(Dir, "tokenizer.json", "not valid JSON");
     }
 
     [Test]

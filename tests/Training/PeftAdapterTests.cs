@@ -8,16 +8,8 @@ namespace SlothSharp.Tests;
 
 /// <summary>PEFT adapter files: the golden adapter written by PEFT 0.21 loads, saves with exactly PEFT's keys, round
 /// trips bit-exactly, and adapters that do not fit the base fail with the file and key named.</summary>
-public class PeftAdapterTests
+public class PeftAdapterTests() : TempDirFixture("llama")
 {
-    private string _dir = "";
-
-    [SetUp]
-    public void MakeDir() => _dir = LlamaGolden.NewTempDir();
-
-    [TearDown]
-    public void RemoveDir() => Directory.Delete(_dir, recursive: true);
-
     [Test]
     public void SavedAdapterHasExactlyPeftsKeysAndConfig()
     {
@@ -25,7 +17,7 @@ public class PeftAdapterTests
         PeftAdapter.Load(model, LlamaGolden.AdapterDir);
         Assert.That(model.Lora!.Rank, Is.EqualTo(4));
         Assert.That(model.Lora.Alpha, Is.EqualTo(8));
-        var saved = Path.Combine(_dir, "adapter");
+        var saved = Path.Combine(Dir, "adapter");
         PeftAdapter.Save(model, saved, "../dense");
 
         using var theirs = new SafetensorsReader(Path.Combine(LlamaGolden.AdapterDir, PeftAdapter.WeightsFile));
@@ -53,7 +45,7 @@ public class PeftAdapterTests
         var peftFields = JsonNode.Parse(File.ReadAllText(Path.Combine(LlamaGolden.AdapterDir, PeftAdapter.ConfigFile)))!.AsObject()
             .Select(kv => kv.Key).ToHashSet();
         Assert.That(cfg.Select(kv => kv.Key).Where(k => !peftFields.Contains(k)), Is.Empty, "fields PEFT does not know");
-        Assert.That(Directory.GetDirectories(_dir).Where(d => Path.GetFileName(d).StartsWith('.')), Is.Empty, "no temporary directory left");
+        Assert.That(Directory.GetDirectories(Dir).Where(d => Path.GetFileName(d).StartsWith('.')), Is.Empty, "no temporary directory left");
     }
 
     [Test]
@@ -63,10 +55,10 @@ public class PeftAdapterTests
         trained.AddLora(new LoraConfig(Rank: 3, Alpha: 5, TargetModules: ["q_proj", "v_proj", "down_proj"], UseRslora: true), seed: 11);
         using (no_grad())
             foreach (var (_, p) in trained.LoraParameters()) p.copy_(randn_like(p));  // B is zero after init: make it count
-        PeftAdapter.Save(trained, _dir);
+        PeftAdapter.Save(trained, Dir);
 
         using var fresh = LlamaGolden.LoadBase();
-        PeftAdapter.Load(fresh, _dir);
+        PeftAdapter.Load(fresh, Dir);
         Assert.That(fresh.Lora!.UseRslora, Is.True);
         Assert.That(fresh.Lora.ResolvedTargets, Is.EqualTo(trained.Lora!.ResolvedTargets));
         var a = trained.LoraParameters();
@@ -75,8 +67,8 @@ public class PeftAdapterTests
         foreach (var (x, y) in a.Zip(b)) Assert.That(TestEnv.BitEqual(x.Value, y.Value), Is.True, x.Key);
 
         // Saving again over an existing adapter replaces it (two files renamed into place).
-        PeftAdapter.Save(fresh, _dir);
-        Assert.That(Directory.GetFiles(_dir).Select(Path.GetFileName).Order(), Is.EqualTo(new[] { PeftAdapter.ConfigFile, PeftAdapter.WeightsFile }));
+        PeftAdapter.Save(fresh, Dir);
+        Assert.That(Directory.GetFiles(Dir).Select(Path.GetFileName).Order(), Is.EqualTo(new[] { PeftAdapter.ConfigFile, PeftAdapter.WeightsFile }));
     }
 
     [Test]
@@ -92,7 +84,7 @@ public class PeftAdapterTests
     [TestCase(2, 128, "hidden size")]
     public void AnAdapterForAnotherBaseFailsNamingFileAndKey(int layers, int hidden, string what)
     {
-        var other = Path.Combine(_dir, "other-base");
+        var other = Path.Combine(Dir, "other-base");
         var cfg = new LlamaConfig(VocabSize: 420, HiddenSize: hidden, IntermediateSize: 160, NumHiddenLayers: layers, NumAttentionHeads: 4,
             NumKeyValueHeads: 2, HeadDim: hidden / 4, RmsNormEps: 1e-5, RopeTheta: 500_000, RopeScaling: null, TieWordEmbeddings: true,
             AttentionBias: false, MlpBias: false, MaxPositionEmbeddings: 256, BosTokenId: 0, EosTokenIds: [1], PadTokenId: 2);
@@ -111,21 +103,21 @@ public class PeftAdapterTests
     [TestCase("target_modules", "[\"embed_tokens\"]", "target_modules")]
     public void UnsupportedConfigFieldsAreClearErrors(string field, string json, string expected)
     {
-        foreach (var f in Directory.GetFiles(LlamaGolden.AdapterDir)) File.Copy(f, Path.Combine(_dir, Path.GetFileName(f)));
-        var path = Path.Combine(_dir, PeftAdapter.ConfigFile);
+        foreach (var f in Directory.GetFiles(LlamaGolden.AdapterDir)) File.Copy(f, Path.Combine(Dir, Path.GetFileName(f)));
+        var path = Path.Combine(Dir, PeftAdapter.ConfigFile);
         var cfg = JsonNode.Parse(File.ReadAllText(path))!.AsObject();
         cfg[field] = JsonNode.Parse(json);
         File.WriteAllText(path, cfg.ToJsonString());
         using var model = LlamaGolden.LoadBase();
-        var e = Assert.Throws<InvalidDataException>(() => PeftAdapter.Load(model, _dir))!;
+        var e = Assert.Throws<InvalidDataException>(() => PeftAdapter.Load(model, Dir))!;
         Assert.That(e.Message, Does.Contain(path).And.Contain(field).And.Contain(expected));
     }
 
     [Test]
     public void MissingAndExtraTensorsAreNamed()
     {
-        foreach (var f in Directory.GetFiles(LlamaGolden.AdapterDir)) File.Copy(f, Path.Combine(_dir, Path.GetFileName(f)));
-        var weights = Path.Combine(_dir, PeftAdapter.WeightsFile);
+        foreach (var f in Directory.GetFiles(LlamaGolden.AdapterDir)) File.Copy(f, Path.Combine(Dir, Path.GetFileName(f)));
+        var weights = Path.Combine(Dir, PeftAdapter.WeightsFile);
         List<KeyValuePair<string, Tensor>> tensors;
         using (var r = new SafetensorsReader(weights))
             tensors = r.Entries.Keys.Order().Select(k => new KeyValuePair<string, Tensor>(k, r.Read(k))).ToList();
@@ -134,7 +126,7 @@ public class PeftAdapterTests
         tensors.Add(new("base_model.model.model.layers.0.self_attn.q_proj.lora_C.weight", zeros(4, 4)));
         SafetensorsWriter.Save(weights, tensors);
         using var model = LlamaGolden.LoadBase();
-        var e = Assert.Throws<InvalidDataException>(() => PeftAdapter.Load(model, _dir))!;
+        var e = Assert.Throws<InvalidDataException>(() => PeftAdapter.Load(model, Dir))!;
         Assert.That(e.Message, Does.Contain(weights).And.Contain(dropped).And.Contain("lora_C"));
     }
 
@@ -142,7 +134,7 @@ public class PeftAdapterTests
     public void AMissingAdapterDirectoryIsAClearError()
     {
         using var model = LlamaGolden.LoadBase();
-        var e = Assert.Throws<FileNotFoundException>(() => PeftAdapter.Load(model, Path.Combine(_dir, "nope")))!;
+        var e = Assert.Throws<FileNotFoundException>(() => PeftAdapter.Load(model, Path.Combine(Dir, "nope")))!;
         Assert.That(e.Message, Does.Contain(PeftAdapter.ConfigFile));
     }
 }

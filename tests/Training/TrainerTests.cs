@@ -11,16 +11,8 @@ namespace SlothSharp.Tests;
 
 /// <summary>The trainer's promises: resume continues with exactly the losses of an uninterrupted run, gradient
 /// accumulation equals one big batch, long documents are split without losing a target, and bad input fails clearly.</summary>
-public class TrainerTests
+public class TrainerTests() : TempDirFixture("llama")
 {
-    private string _dir = "";
-
-    [SetUp]
-    public void MakeDir() => _dir = LlamaGolden.NewTempDir();
-
-    [TearDown]
-    public void RemoveDir() => Directory.Delete(_dir, recursive: true);
-
     private static readonly string[] Docs = TrainingCorpus.Documents;
 
     private static TrainingData Data(int seq, bool packing) =>
@@ -40,13 +32,13 @@ public class TrainerTests
         var data = Data(24, packing);
         List<double> reference;
         using (var model = LlamaGolden.LoadBase())
-        using (var trainer = new Trainer(model, data, Options(Path.Combine(_dir, "a"), dropout)))
+        using (var trainer = new Trainer(model, data, Options(Path.Combine(Dir, "a"), dropout)))
             reference = trainer.Train().Losses.ToList();
         Assert.That(reference, Has.Count.EqualTo(6));
         Assert.That(reference.All(double.IsFinite), Is.True);
 
         // Interrupted after step 3 (as Ctrl-C does: the step finishes, then a checkpoint is written).
-        var outB = Path.Combine(_dir, "b");
+        var outB = Path.Combine(Dir, "b");
         using (var model = LlamaGolden.LoadBase())
         using (var trainer = new Trainer(model, data, Options(outB, dropout)))
         {
@@ -80,7 +72,7 @@ public class TrainerTests
     public void ResumeWithOtherSettingsOrDataIsRefused()
     {
         var data = Data(24, packing: false);
-        var outDir = Path.Combine(_dir, "run");
+        var outDir = Path.Combine(Dir, "run");
         using (var model = LlamaGolden.LoadBase())
         using (var trainer = new Trainer(model, data, Options(outDir, 0) with { MaxSteps = 2 }))
             trainer.Train();
@@ -160,9 +152,9 @@ public class TrainerTests
     [Test]
     public void FinetuneCommandWritesAdapterReportsAndCheckpoints()
     {
-        var dataFile = Path.Combine(_dir, "train.txt");
+        var dataFile = Path.Combine(Dir, "train.txt");
         File.WriteAllLines(dataFile, Docs);
-        var outDir = Path.Combine(_dir, "out");
+        var outDir = Path.Combine(Dir, "out");
         var options = new TrainerOptions
         {
             Lora = new LoraConfig(Rank: 4, Alpha: 8), MaxSteps = 3, BatchSize = 2, SequenceLength = 32, OutputDirectory = outDir, SaveEvery = 2,
@@ -174,7 +166,7 @@ public class TrainerTests
         Assert.That(Directory.Exists(Path.Combine(outDir, "checkpoints", "step-000003")), Is.True);
 
         // The adapter loads back, and merge writes a dense checkpoint from it.
-        var merged = Path.Combine(_dir, "merged");
+        var merged = Path.Combine(Dir, "merged");
         Assert.That(MergeCommand.Run(LlamaGolden.Nf4Dir, outDir, merged, ScalarType.BFloat16), Is.EqualTo(0));
         Assert.That(File.Exists(Path.Combine(merged, "model.safetensors")), Is.True);
         Assert.That(File.Exists(Path.Combine(merged, "generation_config.json")), Is.True);
@@ -183,24 +175,24 @@ public class TrainerTests
     [Test]
     public void BadDataFilesFailNamingTheFile()
     {
-        var options = new TrainerOptions { MaxSteps = 1, BatchSize = 1, SequenceLength = 16, OutputDirectory = Path.Combine(_dir, "out") };
-        var empty = Path.Combine(_dir, "empty.txt");
+        var options = new TrainerOptions { MaxSteps = 1, BatchSize = 1, SequenceLength = 16, OutputDirectory = Path.Combine(Dir, "out") };
+        var empty = Path.Combine(Dir, "empty.txt");
         File.WriteAllText(empty, "");
         var e1 = Assert.Catch(() => FinetuneCommand.Run(LlamaGolden.Nf4Dir, empty, options, null, CPU, null))!;
         Assert.That(e1.Message, Does.Contain(empty));
 
-        var binary = Path.Combine(_dir, "latin1.txt");
+        var binary = Path.Combine(Dir, "latin1.txt");
         File.WriteAllBytes(binary, [0x48, 0xE9, 0x6C, 0x6C, 0xF6, 0x0A, 0xFF, 0xFE, 0x0A]);  // Latin-1, not UTF-8
         var e2 = Assert.Catch(() => FinetuneCommand.Run(LlamaGolden.Nf4Dir, binary, options, null, CPU, null))!;
         Assert.That(e2.Message, Does.Contain(binary));
 
-        var missing = Path.Combine(_dir, "missing.txt");
+        var missing = Path.Combine(Dir, "missing.txt");
         Assert.Throws<FileNotFoundException>(() => FinetuneCommand.Run(LlamaGolden.Nf4Dir, missing, options, null, CPU, null));
         foreach (var (option, value) in new[] { ("--targets", "q_proj,lm_head"), ("--schedule", "exponential") })
-            CliErrorTests.AssertBadInput(CliErrorTests.Sloth("finetune", "--model", LlamaGolden.Nf4Dir, "--data", binary, "--out", Path.Combine(_dir, "o"),
+            CliErrorTests.AssertBadInput(CliErrorTests.Sloth("finetune", "--model", LlamaGolden.Nf4Dir, "--data", binary, "--out", Path.Combine(Dir, "o"),
                                                              option, value), option, value.Split(',')[^1]);
         var err = new StringWriter();
-        var code = SlothCli.Run(["finetune", "--model", LlamaGolden.Nf4Dir, "--data", binary, "--out", Path.Combine(_dir, "o"), "--device", "cpu"],
+        var code = SlothCli.Run(["finetune", "--model", LlamaGolden.Nf4Dir, "--data", binary, "--out", Path.Combine(Dir, "o"), "--device", "cpu"],
             TextWriter.Null, err);
         Assert.That(code, Is.EqualTo(ExitCodes.BadInput), "expected failures exit with 2");
         Assert.That(err.ToString(), Does.StartWith("error: ").And.Contain(binary));
