@@ -7,7 +7,7 @@ using static TorchSharp.torch;
 namespace SlothSharp.Bench;
 
 /// <summary>A training-step benchmark shape: model, tokens per step, and how many steps each measurement runs.</summary>
-internal sealed record StepShape(string Name, string Description, LlamaConfig Config, int Batch, int SeqLen, int Warmup,
+internal sealed record StepShape(string Name, string Description, ModelConfig Config, int Batch, int SeqLen, int Warmup,
                                  int Timed, int ProfileSteps, int LossSteps)
 {
     public static readonly string[] GpuShapes = ["1b", "demo"];
@@ -15,25 +15,25 @@ internal sealed record StepShape(string Name, string Description, LlamaConfig Co
     public static StepShape Get(string name) => name switch
     {
         "1b" => new(name, "Llama-3.2-1B (16 layers, hidden 2048, 32/8 heads, MLP 8192, vocab 128256, tied embeddings)",
-            LlamaConfig.Llama32_1B, 8, 1024, 10, 20, 5, 100),
+            ModelPresets.Llama32_1B, 8, 1024, 10, 20, 5, 100),
         "demo" => new(name, "demo (4 layers, hidden 2048, 16/8 heads, head dim 128, MLP 8192, vocab 100277, tied embeddings)",
-            LlamaConfig.Llama32_1B with { NumHiddenLayers = 4, NumAttentionHeads = 16, NumKeyValueHeads = 8, HeadDim = 128, VocabSize = 100277 },
+            ModelPresets.Llama32_1B with { NumHiddenLayers = 4, NumAttentionHeads = 16, NumKeyValueHeads = 8, HeadDim = 128, VocabSize = 100277 },
             8, 1024, 10, 20, 5, 100),
-        // The CPU smoke test of every code path (LlamaConfig.Tiny: 2 layers, hidden 64, vocab 420).
+        // The CPU smoke test of every code path (ModelPresets.Tiny: 2 layers, hidden 64, vocab 420).
         "tiny" => new(name, "tiny (2 layers, hidden 64, 4/2 heads, MLP 160, vocab 420; CPU smoke test)",
-            LlamaConfig.Tiny, 2, 32, 2, 3, 2, 10),
+            ModelPresets.Tiny, 2, 32, 2, 3, 2, 10),
         _ => throw new ArgumentException($"--shape: unknown step shape '{name}' (1b, demo, tiny)"),
     };
 
     /// <summary>One decoder layer and a small vocabulary with this shape's heads: run once before the idle-memory
     /// reading, so that cuBLAS's handle and workspace and the kernels this path loads are not counted as the step's.</summary>
-    public LlamaConfig WarmupConfig => Config with { NumHiddenLayers = 1, VocabSize = 512, HiddenSize = 256, IntermediateSize = 512 };
+    public ModelConfig WarmupConfig => Config with { NumHiddenLayers = 1, VocabSize = 512, HiddenSize = 256, IntermediateSize = 512 };
 
     public long TokensPerStep => (long)Batch * SeqLen;
 }
 
 /// <summary>
-/// One QLoRA training setup as the step benchmark runs it: an in-memory random NF4 Llama (<see cref="LlamaForCausalLM.CreateRandom"/>,
+/// One QLoRA training setup as the step benchmark runs it: an in-memory random NF4 Llama (<see cref="CausalLM.CreateRandom"/>,
 /// seed 0), LoRA r16/alpha32 on all seven projections (seed 1), bf16 compute, AdamW (no weight decay) at lr 2e-4 on
 /// the adapters (<see cref="FusedAdamW"/>: flat buffers, a few kernels per step), random token ids (four fixed batches, cycled), the loss through <see cref="FusedLinearCrossEntropy"/>
 /// on the shifted labels.
@@ -47,10 +47,10 @@ internal sealed class StepWorkload : IDisposable
 
     /// <param name="checkpointInterval">0: no gradient checkpointing; k ≥ 1: every k-th decoder layer (from layer 0)
     /// is recomputed in backward (1 = all).</param>
-    public StepWorkload(LlamaConfig config, int batch, int seqLen, Device device, bool fused, int checkpointInterval)
+    public StepWorkload(ModelConfig config, int batch, int seqLen, Device device, bool fused, int checkpointInterval)
     {
         Device = device;
-        Model = LlamaForCausalLM.CreateRandom(config, 0, new LoadOptions { Device = device, ComputeDtype = ScalarType.BFloat16 });
+        Model = CausalLM.CreateRandom(config, 0, new LoadOptions { Device = device, ComputeDtype = ScalarType.BFloat16 });
         Model.AddLora(new LoraConfig(Rank: 16, Alpha: 32), seed: 1);
         Model.UseFusedKernels = fused;
         Model.GradientCheckpointing = checkpointInterval > 0;
@@ -64,7 +64,7 @@ internal sealed class StepWorkload : IDisposable
             _batches.Add(randint(0, config.VocabSize, [batch, seqLen], ScalarType.Int64, generator: gen).to(device).DetachFromDisposeScope());
     }
 
-    public LlamaForCausalLM Model { get; }
+    public CausalLM Model { get; }
     public Device Device { get; }
 
     /// <summary>One optimizer step on batch <paramref name="index"/> mod 4. <paramref name="phase"/> is called after

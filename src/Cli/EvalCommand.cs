@@ -44,7 +44,7 @@ internal static class EvalCommand
         var docs = TextDocuments.Read(dataPath);
         var tok = HfTokenizer.FromDirectory(modelDir);
         var configPath = Path.Combine(modelDir, "config.json");
-        var maxPositions = SlothSharp.Models.LlamaConfig.Load(configPath).MaxPositionEmbeddings;
+        var maxPositions = SlothSharp.Models.ModelConfig.Load(configPath).MaxPositionEmbeddings;
         if (maxLength > maxPositions)
             throw new CliException("--max-length", $"{maxLength} exceeds max_position_embeddings ({maxPositions}) of {configPath}");
         using var model = ModelCommandSupport.Load(modelDir, adapter, device, dtype);

@@ -25,7 +25,7 @@ public static class FinetuneCommand
         var alpha = CliOptions.PositiveDouble("--alpha", "LoRA alpha (scale alpha/r)", d.Lora.Alpha);
         var dropout = CliOptions.DoubleInRange("--dropout", "LoRA dropout", d.Lora.Dropout, 0, 1, maxExclusive: true);
         var targets = CliOptions.CheckedBy(new Option<string>("--targets")
-            { Description = $"all-linear or a comma list ({string.Join(",", LoraConfig.AllLinear)})", DefaultValueFactory = _ => "all-linear" }, ParseTargets);
+            { Description = "all-linear or a comma list of the model's projections (q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj; Phi-3: qkv_proj,o_proj,gate_up_proj,down_proj)", DefaultValueFactory = _ => "all-linear" }, ParseTargets);
         var rslora = new Option<bool>("--rslora") { Description = "rank-stabilized LoRA: scale alpha/sqrt(r)" };
         var lr = CliOptions.PositiveDouble("--lr", "peak learning rate (AdamW)", d.LearningRate);
         var steps = CliOptions.OptionalPositiveInt("--steps", "optimizer steps (default: from --epochs)");
@@ -116,6 +116,15 @@ public static class FinetuneCommand
         // Before the model's first GEMM, so cuBLAS reads its setting.
         if (options.Deterministic && !Determinism.Enable(out var problem)) console.MarkupLine($"[yellow]warning:[/] {Markup.Escape(problem!)}");
 
+        var modelConfig = ModelConfig.Load(Path.Combine(modelDir, "config.json"));
+        try
+        {
+            options.Lora.ResolveTargets(modelConfig);
+        }
+        catch (ArgumentException e)
+        {
+            throw new CliException("--targets", e.Message);
+        }
         var documents = TextDocuments.Read(dataPath);
         var tokenizer = HfTokenizer.FromDirectory(modelDir);
         var data = TrainingData.FromDocuments(tokenizer, documents, options.SequenceLength, options.Packing);
@@ -126,7 +135,7 @@ public static class FinetuneCommand
         string deviceText;
         if (worker is null)
         {
-            using var model = LlamaForCausalLM.FromPretrained(modelDir, load);
+            using var model = CausalLM.FromPretrained(modelDir, load);
             deviceText = $"{device} ({model.ComputeDtype}){OptimizerText(options, 1)}";
             result = Train(model, data, options, checkpoint, "finetune");
         }
@@ -136,8 +145,8 @@ public static class FinetuneCommand
             using var comm = worker.CreateCommunicator();
             var shard = shardBase == "on" || (shardBase == "auto" && worker.WorldSize > 1);
             // Sharded: each rank loads only its blocks of every NF4 decoder weight.
-            using var sharded = shard ? ShardedLlama.LoadPretrained(modelDir, load, comm) : null;
-            using var replicated = shard ? null : LlamaForCausalLM.FromPretrained(modelDir, load);
+            using var sharded = shard ? ShardedCausalLM.LoadPretrained(modelDir, load, comm) : null;
+            using var replicated = shard ? null : CausalLM.FromPretrained(modelDir, load);
             if (sharded is not null && prefetch) sharded.Prefetch = true;
             var model = sharded?.Model ?? replicated!;
             // The trainer adds the adapters (same seed on every rank, then broadcast from rank 0).
@@ -163,7 +172,7 @@ public static class FinetuneCommand
     }
 
     /// <summary>Creates the trainer (resuming when asked) and runs it under the live progress bar.</summary>
-    internal static TrainResult Train(LlamaForCausalLM model, TrainingData data, TrainerOptions options, string? checkpoint, string label,
+    internal static TrainResult Train(CausalLM model, TrainingData data, TrainerOptions options, string? checkpoint, string label,
                                       ICommunicator? communicator = null, bool showProgress = true)
     {
         using var trainer = new Trainer(model, data, options, communicator);
@@ -283,15 +292,16 @@ public static class FinetuneCommand
             : (process, []);
     }
 
-    /// <summary>--targets: all-linear, or a comma list of the Llama projections (duplicates dropped).</summary>
+    /// <summary>--targets: all-linear, or a comma list of projection names (duplicates dropped; checked against the
+    /// model's family once its config.json is read).</summary>
     internal static IReadOnlyList<string> ParseTargets(string text)
     {
         var list = text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
         if (list is ["all-linear"]) return ["all-linear"];
         if (list.Length == 0) throw new CliException("--targets", "empty (all-linear or a comma list of projections)");
         foreach (var t in list)
-            if (!LoraConfig.AllLinear.Contains(t))
-                throw new CliException("--targets", $"unknown module '{t}' (all-linear or some of {string.Join(",", LoraConfig.AllLinear)})");
+            if (t == "all-linear" || t.Any(c => !(char.IsAsciiLetterOrDigit(c) || c == '_')))
+                throw new CliException("--targets", $"'{t}' is not a module name (all-linear alone, or a comma list of projections)");
         return list.Distinct().ToList();
     }
 }

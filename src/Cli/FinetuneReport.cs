@@ -21,7 +21,7 @@ internal static class FinetuneReport
         var md = new StringBuilder("# SlothSharp fine-tuning run\n\n");
         foreach (var (k, v) in facts) md.Append(inv, $"- {k}: {v}\n");
         md.Append(inv, $"- steps: {result.Steps} of {result.TotalSteps}{(result.Interrupted ? " (interrupted; resume with --resume)" : "")}\n");
-        md.Append(inv, $"- LoRA: r {options.Lora.Rank}, alpha {options.Lora.Alpha}, dropout {options.Lora.Dropout}, targets {string.Join(",", options.Lora.ResolvedTargets)}{(options.Lora.UseRslora ? ", rsLoRA" : "")}\n");
+        md.Append(inv, $"- LoRA: r {options.Lora.Rank}, alpha {options.Lora.Alpha}, dropout {options.Lora.Dropout}, targets {string.Join(",", options.Lora.TargetNames)}{(options.Lora.UseRslora ? ", rsLoRA" : "")}\n");
         md.Append(inv, $"- batch {options.BatchSize} × seq {options.SequenceLength} × grad-accum {options.GradientAccumulation}{(options.Packing ? ", packed" : ", padded")}; " +
                        $"AdamW lr {options.LearningRate}, {options.Schedule.ToString().ToLowerInvariant()} schedule, warmup {options.WarmupSteps}, " +
                        $"grad-clip {(options.MaxGradNorm is > 0 ? options.MaxGradNorm.Value.ToString(inv) : "off")}, seed {options.Seed}\n");

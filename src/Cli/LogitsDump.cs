@@ -25,7 +25,7 @@ internal static class LogitsDump
     }
 
     /// <summary>Writes the file (atomically, through SafetensorsWriter) and returns T.</summary>
-    public static int Save(LlamaForCausalLM model, HfTokenizer tok, IReadOnlyList<string> docs, int? maxLength, string path)
+    public static int Save(CausalLM model, HfTokenizer tok, IReadOnlyList<string> docs, int? maxLength, string path)
     {
         var limit = Math.Min(MaxTokens, maxLength ?? MaxTokens);
         var ids = docs.Select(d => SlothSharp.Evaluation.Evaluator.EncodeDocument(tok, d)).MaxBy(x => x.Length)!;

@@ -4,29 +4,21 @@ using SlothSharp.Models;
 
 namespace SlothSharp.Cli;
 
-/// <summary>`sloth make-checkpoint`: writes a Hugging Face Llama checkpoint with random weights (dense bf16 or
+/// <summary>`sloth make-checkpoint`: writes a Hugging Face checkpoint (any supported family) with random weights (dense bf16 or
 /// bitsandbytes 4-bit), for benchmarks and tests on machines with no network: the same files a Hub download has.</summary>
 public static class MakeCheckpointCommand
 {
-    /// <summary>The shapes it can write.</summary>
-    public static readonly IReadOnlyDictionary<string, LlamaConfig> Presets = new Dictionary<string, LlamaConfig>
-    {
-        ["llama-3.2-1b"] = LlamaConfig.Llama32_1B,
-        ["tiny"] = LlamaConfig.Tiny,
-        // Llama-3.1-8B's shape (the multi-GPU check of issue 16): untied 128256-token head, 32 layers, GQA 32/8.
-        ["llama-3.1-8b"] = new(128256, 4096, 14336, 32, 32, 8, 128, 1e-5, 500_000, new RopeScaling("llama3", 8, 1, 4, 8192),
-            TieWordEmbeddings: false, AttentionBias: false, MlpBias: false, MaxPositionEmbeddings: 131072, BosTokenId: 128000,
-            EosTokenIds: [128001, 128008, 128009], PadTokenId: null),
-    };
+    /// <summary>The shapes it can write (<see cref="ModelPresets"/>).</summary>
+    public static IReadOnlyList<string> Presets => ModelPresets.Names;
 
     public static Command Create()
     {
         var output = new Option<string>("--out") { Description = "new directory for the checkpoint", Required = true };
-        var preset = CliOptions.OneOf("--preset", $"shape: {string.Join(", ", Presets.Keys)}", "llama-3.2-1b", [.. Presets.Keys]);
+        var preset = CliOptions.OneOf("--preset", $"shape: {string.Join(", ", Presets)}", "llama-3.2-1b", [.. Presets]);
         var bnb = new Option<bool>("--bnb-4bit") { Description = "write the bitsandbytes NF4 layout (quantization_config in config.json) instead of dense bf16" };
-        var seed = new Option<long>("--seed") { Description = "weights are N(0, 0.02^2) from this seed", DefaultValueFactory = _ => 0 };
+        var seed = new Option<long>("--seed") { Description = "weights are N(0, 0.02^2) from this seed (norms at identity)", DefaultValueFactory = _ => 0 };
         var tokenizer = new Option<string?>("--tokenizer") { Description = "folder whose tokenizer.json / tokenizer_config.json are copied in" };
-        var cmd = new Command("make-checkpoint", "Write a Hugging Face Llama checkpoint with random weights (dense or bnb-4bit)")
+        var cmd = new Command("make-checkpoint", "Write a Hugging Face checkpoint of a published shape with random weights (dense or bnb-4bit)")
             { output, preset, bnb, seed, tokenizer };
         cmd.SetAction(r => Run(r.GetValue(output)!, r.GetValue(preset)!, r.GetValue(bnb), r.GetValue(seed), r.GetValue(tokenizer)));
         return cmd;
@@ -43,7 +35,7 @@ public static class MakeCheckpointCommand
             if (!File.Exists(tokenizerJson)) throw new CliException("--tokenizer", $"{tokenizerJson}: not found");
         }
         var clock = Stopwatch.StartNew();
-        LlamaCheckpointWriter.WriteRandom(outDir, Presets[preset], seed, bnb4bit, tokenizerJson);
+        CheckpointWriter.WriteRandom(outDir, ModelPresets.Get(preset), seed, bnb4bit, tokenizerJson);
         Console.WriteLine($"wrote {preset} ({(bnb4bit ? "bnb-4bit" : "dense bf16")}) to {Path.GetFullPath(outDir)} in {clock.Elapsed.TotalSeconds:F1} s");
         return ExitCodes.Ok;
     }

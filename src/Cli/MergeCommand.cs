@@ -24,7 +24,7 @@ public static class MergeCommand
         ModelCommandSupport.RequireModelDirectory(modelDir);
         // Dense bases stay dense (the merge folds the adapter into the original weights, as PEFT's merge_and_unload
         // does); bnb-4bit bases are dequantized by MergedDenseWeights. Float32 compute: the fold is exact before the cast.
-        using var model = LlamaForCausalLM.FromPretrained(modelDir, new LoadOptions { Device = CPU, ComputeDtype = ScalarType.Float32, Quantize = false });
+        using var model = CausalLM.FromPretrained(modelDir, new LoadOptions { Device = CPU, ComputeDtype = ScalarType.Float32, Quantize = false });
         PeftAdapter.Load(model, adapterDir);
         MergedCheckpoint.Write(model, outDir, dtype);
         Console.WriteLine($"merged checkpoint: {Path.GetFullPath(outDir)} ({dtype}; config.json, model.safetensors, tokenizer files)");

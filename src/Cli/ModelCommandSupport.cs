@@ -19,13 +19,13 @@ internal static class ModelCommandSupport
             throw new FileNotFoundException($"--model: {Path.Combine(dir, "config.json")}: not found (a Hugging Face model directory has config.json)");
     }
 
-    public static LlamaForCausalLM Load(string dir, string? adapter, Device device, ScalarType? dtype)
+    public static CausalLM Load(string dir, string? adapter, Device device, ScalarType? dtype)
     {
         RequireModelDirectory(dir);
         if (adapter is not null && !Directory.Exists(adapter)) throw new DirectoryNotFoundException($"--adapter: {adapter}: directory not found");
         Stderr.MarkupLine($"loading [bold]{Markup.Escape(dir)}[/] on {device}…");
         var clock = System.Diagnostics.Stopwatch.StartNew();
-        var model = LlamaForCausalLM.FromPretrained(dir, new LoadOptions { Device = device, ComputeDtype = dtype });
+        var model = CausalLM.FromPretrained(dir, new LoadOptions { Device = device, ComputeDtype = dtype });
         if (device.type == TorchSharp.DeviceType.CUDA) CudaDevice.Synchronize(device.index < 0 ? 0 : device.index);
         Stderr.MarkupLine(string.Create(System.Globalization.CultureInfo.InvariantCulture,
             $"loaded in {clock.Elapsed.TotalSeconds:F2} s ({(model.IsQuantized ? "NF4" : "dense")} decoder, {model.ComputeDtype})"));
@@ -42,5 +42,5 @@ internal static class ModelCommandSupport
     }
 
     /// <summary>The one place that applies --adapter: a PEFT LoRA adapter directory (SlothSharp.Peft.PeftAdapter).</summary>
-    public static void LoadAdapter(LlamaForCausalLM model, string dir) => SlothSharp.Peft.PeftAdapter.Load(model, dir);
+    public static void LoadAdapter(CausalLM model, string dir) => SlothSharp.Peft.PeftAdapter.Load(model, dir);
 }

@@ -18,15 +18,17 @@ internal static class ModelInfoCommand
         return CheckpointCommands.Info(path);
     }
 
-    /// <summary>Parameter counts of a Llama config: the decoder's linear layers (NF4 when quantized) and the rest
-    /// (embeddings, norms, LM head, biases; always dense).</summary>
-    public static (long Linear, long Dense) Parameters(LlamaConfig c)
+    /// <summary>Parameter counts of a config: the decoder's linear layers (NF4 when quantized) and the rest
+    /// (embeddings, norms, LM head, biases; always dense), from the family's weight layout.</summary>
+    public static (long Linear, long Dense) Parameters(ModelConfig c)
     {
-        long h = c.HiddenSize, q = (long)c.NumAttentionHeads * c.HeadDim, kv = (long)c.NumKeyValueHeads * c.HeadDim, i = c.IntermediateSize;
-        var linearPerLayer = h * q + 2 * h * kv + q * h + 3 * h * i;
-        var densePerLayer = 2 * h + (c.AttentionBias ? q + 2 * kv + h : 0) + (c.MlpBias ? 2 * i + h : 0);
-        var linear = c.NumHiddenLayers * linearPerLayer;
-        var dense = (long)c.VocabSize * h + c.NumHiddenLayers * densePerLayer + h + (c.TieWordEmbeddings ? 0 : (long)c.VocabSize * h);
+        long linear = 0, dense = 0;
+        foreach (var (_, shape, role) in DecoderLayout.Tensors(c))
+        {
+            var n = shape.Aggregate(1L, (a, b) => a * b);
+            if (role == TensorRole.Projection) linear += n;
+            else dense += n;
+        }
         return (linear, dense);
     }
 
@@ -37,7 +39,7 @@ internal static class ModelInfoCommand
     public static int DescribeModel(string dir, TextWriter output)
     {
         var configPath = Path.Combine(dir, "config.json");
-        var config = LlamaConfig.Load(configPath);
+        var config = ModelConfig.Load(configPath);
         var quantized = IsBnb4bit(config.Raw);
         var (linear, dense) = Parameters(config);
         var weights = WeightFiles(dir);
@@ -46,7 +48,7 @@ internal static class ModelInfoCommand
         string Gb(double bytes) => bytes >= 1L << 30 ? (bytes / (1L << 30)).ToString("F2", CultureInfo.InvariantCulture) + " GiB"
                                  : (bytes / (1L << 20)).ToString("F2", CultureInfo.InvariantCulture) + " MiB";
 
-        console.MarkupLine($"[bold]{Markup.Escape(dir)}[/]: Llama ({Markup.Escape(config.Raw["model_type"]?.ToString() ?? "llama")}), " +
+        console.MarkupLine($"[bold]{Markup.Escape(dir)}[/]: {Markup.Escape(config.Family.Name)} ({Markup.Escape(config.ModelType)}), " +
                            (quantized ? "bitsandbytes 4-bit NF4 checkpoint" : "dense checkpoint"));
         var arch = new Table().AddColumns("field", "value");
         arch.AddRow("layers", config.NumHiddenLayers.ToString(CultureInfo.InvariantCulture));
@@ -54,9 +56,16 @@ internal static class ModelInfoCommand
         arch.AddRow("heads (query / key-value) × head_dim", $"{config.NumAttentionHeads} / {config.NumKeyValueHeads} × {config.HeadDim}");
         arch.AddRow("vocabulary", N(config.VocabSize));
         arch.AddRow("max positions", N(config.MaxPositionEmbeddings));
-        arch.AddRow("rope", Markup.Escape(config.RopeScaling is { } rs
-            ? string.Create(CultureInfo.InvariantCulture, $"theta {config.RopeTheta:G}, {rs.Type} scaling × {rs.Factor:G}")
-            : string.Create(CultureInfo.InvariantCulture, $"theta {config.RopeTheta:G}")));
+        arch.AddRow("rope", Markup.Escape(config.LocalRope is { } local ? $"{config.Rope}; sliding layers: {local}" : config.Rope.ToString()));
+        if (config.SlidingWindow is { } window)
+            arch.AddRow("sliding window", $"{window} tokens on {Enumerable.Range(0, config.NumHiddenLayers).Count(i => config.WindowOf(i) is not null)} of {config.NumHiddenLayers} layers");
+        var extras = new List<string>();
+        if (config.QkNorm) extras.Add("q/k norms");
+        if (config.SandwichNorms) extras.Add("4 norms per layer, (1 + w)");
+        if (config.AttentionSoftcap is { } ac) extras.Add(string.Create(CultureInfo.InvariantCulture, $"attention soft-cap {ac}"));
+        if (config.FinalLogitSoftcap is { } fc) extras.Add(string.Create(CultureInfo.InvariantCulture, $"logit soft-cap {fc}"));
+        if (config.FusedQkv) extras.Add("fused qkv / gate_up");
+        if (extras.Count > 0) arch.AddRow("family specifics", Markup.Escape(string.Join(", ", extras)));
         arch.AddRow("tied embeddings", config.TieWordEmbeddings ? "yes" : "no");
         arch.AddRow("parameters", $"{N(linear + dense)} ({N(linear)} in decoder linear layers, {N(dense)} embeddings/norms/head)");
         arch.AddRow("weights", Markup.Escape(weights));

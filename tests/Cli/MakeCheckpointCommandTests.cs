@@ -18,9 +18,9 @@ public class MakeCheckpointCommandTests() : TempDirFixture("mkckpt")
             "--tokenizer", Path.Combine(TestEnv.TinyLlamaDir, "dense"), .. (bnb ? new[] { "--bnb-4bit" } : [])], TextWriter.Null, err);
         Assert.That(code, Is.EqualTo(0), err.ToString());
         Assert.That(File.Exists(Path.Combine(outDir, "tokenizer.json")), Is.True);
-        using var model = LlamaForCausalLM.FromPretrained(outDir, new LoadOptions { Device = CPU });
+        using var model = CausalLM.FromPretrained(outDir, new LoadOptions { Device = CPU });
         Assert.That(model.IsQuantized, Is.True);
-        Assert.That(model.Config.HiddenSize, Is.EqualTo(LlamaConfig.Tiny.HiddenSize));
+        Assert.That(model.Config.HiddenSize, Is.EqualTo(ModelPresets.Tiny.HiddenSize));
         using var ids = tensor(new long[] { 0, 5, 7, 9 }).reshape(1, 4);
         using var hidden = model.Forward(ids);
         Assert.That(hidden.isfinite().all().item<bool>(), Is.True);
@@ -33,9 +33,9 @@ public class MakeCheckpointCommandTests() : TempDirFixture("mkckpt")
     public void ConfigTakesTheSpecialTokenIdsOfTheShippedTokenizer()
     {
         var outDir = Path.Combine(Dir, "aligned");
-        var config = LlamaConfig.Tiny with { BosTokenId = 7, EosTokenIds = [8, 9], PadTokenId = null };
-        LlamaCheckpointWriter.WriteRandom(outDir, config, 1, bnb4bit: false, Path.Combine(TestEnv.TinyLlamaDir, "dense"));
-        var written = LlamaConfig.Load(Path.Combine(outDir, "config.json"));
+        var config = ModelPresets.Tiny with { BosTokenId = 7, EosTokenIds = [8, 9], PadTokenId = null };
+        CheckpointWriter.WriteRandom(outDir, config, 1, bnb4bit: false, Path.Combine(TestEnv.TinyLlamaDir, "dense"));
+        var written = ModelConfig.Load(Path.Combine(outDir, "config.json"));
         var tok = SlothSharp.Tokenization.HfTokenizer.FromDirectory(outDir);
         Assert.That(written.BosTokenId, Is.EqualTo(tok.BosTokenId).And.EqualTo(0));
         Assert.That(written.EosTokenIds, Is.EqualTo(new[] { tok.EosTokenId!.Value }));

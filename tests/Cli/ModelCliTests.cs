@@ -38,7 +38,7 @@ public class ModelCliTests() : TempDirFixture("mcli")
     [Test]
     public void EvalWithTheGoldenAdapterGivesTransformersLoraLoss()
     {
-        Assume.That(typeof(LlamaForCausalLM).Assembly.GetType("SlothSharp.Peft.PeftAdapter"), Is.Not.Null, "PeftAdapter is not in this build yet");
+        Assume.That(typeof(CausalLM).Assembly.GetType("SlothSharp.Peft.PeftAdapter"), Is.Not.Null, "PeftAdapter is not in this build yet");
         var stdout = new StringWriter();
         var adapter = LlamaGolden.AdapterDir;
         Assert.That(EvalCommand.Run(LlamaGolden.Nf4Dir, adapter, GoldenCorpus(".jsonl"), CPU, ScalarType.Float32, 2, null, stdout), Is.EqualTo(0));
@@ -59,7 +59,7 @@ public class ModelCliTests() : TempDirFixture("mcli")
         using var ids = file.Read("input_ids");
         using var logits = file.Read("logits");
         Assert.That(ids.data<long>().ToArray(), Is.EqualTo(longest.Select(i => (long)i).ToArray()));
-        using var model = LlamaForCausalLM.FromPretrained(LlamaGolden.Nf4Dir, new LoadOptions { Device = CPU, ComputeDtype = ScalarType.Float32 });
+        using var model = CausalLM.FromPretrained(LlamaGolden.Nf4Dir, new LoadOptions { Device = CPU, ComputeDtype = ScalarType.Float32 });
         using var expected = model.Logits(model.Forward(ids));
         Assert.That(logits.shape, Is.EqualTo(new long[] { 1, longest.Length, model.Config.VocabSize }));
         Assert.That(logits.dtype, Is.EqualTo(ScalarType.Float32));
@@ -84,7 +84,7 @@ public class ModelCliTests() : TempDirFixture("mcli")
         var ids = tok.Encode(prompt, addBos: true);
         Assert.That(ids, Is.EqualTo(LlamaGolden.ExpectedJson["generate_prompt_ids"]!.AsArray().Select(v => (int)v!)), "the golden prompt");
         List<int> expected;
-        using (var model = LlamaForCausalLM.FromPretrained(LlamaGolden.Nf4Dir, new LoadOptions { Device = CPU, ComputeDtype = ScalarType.Float32 }))
+        using (var model = CausalLM.FromPretrained(LlamaGolden.Nf4Dir, new LoadOptions { Device = CPU, ComputeDtype = ScalarType.Float32 }))
             expected = TextGenerator.Generate(model, ids, new GenerationOptions(MaxNewTokens: 12)).ToList();
         var stdout = new StringWriter();
         Assert.That(GenerateCommand.Run(LlamaGolden.Nf4Dir, null, prompt, new GenerationOptions(MaxNewTokens: 12), CPU, ScalarType.Float32, stdout), Is.EqualTo(0));
@@ -104,7 +104,7 @@ public class ModelCliTests() : TempDirFixture("mcli")
             Assert.That(text, Does.Contain("byte-level BPE"));
         }
         // 2 layers × (64·64 + 2·64·32 + 64·64 + 3·64·160) linear; 420·64 tied embedding + 2·2·64 + 64 norms.
-        var (linear, dense) = ModelInfoCommand.Parameters(LlamaConfig.Load(Path.Combine(LlamaGolden.Nf4Dir, "config.json")));
+        var (linear, dense) = ModelInfoCommand.Parameters(ModelConfig.Load(Path.Combine(LlamaGolden.Nf4Dir, "config.json")));
         Assert.That((linear, dense), Is.EqualTo((86016L, 27200L)));
     }
 

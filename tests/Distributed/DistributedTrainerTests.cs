@@ -12,7 +12,7 @@ namespace SlothSharp.Tests;
 /// <summary>
 /// The data-parallel <see cref="Trainer"/> on the CPU with ranks as threads: N ranks (each computing its rows of every
 /// micro-batch, one global target count, gradients summed) take the 1-rank run's steps, with the NF4 base replicated
-/// or sharded (<see cref="ShardedLlama"/>); only rank 0 writes; a stop seen by one rank stops all after the same step.
+/// or sharded (<see cref="ShardedCausalLM"/>); only rank 0 writes; a stop seen by one rank stops all after the same step.
 /// </summary>
 public class DistributedTrainerTests() : TempDirFixture("llama")
 {
@@ -31,7 +31,7 @@ public class DistributedTrainerTests() : TempDirFixture("llama")
         OutputDirectory = outDir, SaveEvery = 2, KeepCheckpoints = 2,
     };
 
-    internal static Dictionary<string, Tensor> Adapters(LlamaForCausalLM model) =>
+    internal static Dictionary<string, Tensor> Adapters(CausalLM model) =>
         model.LoraParameters().ToDictionary(kv => kv.Key, kv => kv.Value.detach().cpu().clone());
 
     [TestCase(1, false, false)]
@@ -48,7 +48,7 @@ public class DistributedTrainerTests() : TempDirFixture("llama")
         Dictionary<string, Tensor> refAdapters;
         using (var model = LlamaGolden.LoadBase())
         {
-            // ShardedLlama runs the plain (unfused) NF4 + LoRA path; the reference takes the same path, so the
+            // ShardedCausalLM runs the plain (unfused) NF4 + LoRA path; the reference takes the same path, so the
             // comparison measures the distribution, not the fused kernel's different rounding.
             if (shardBase) model.UseFusedKernels = false;
             using var trainer = new Trainer(model, data, Options(null));
@@ -61,12 +61,12 @@ public class DistributedTrainerTests() : TempDirFixture("llama")
             // loadSharded: each rank reads only its shard (adapters added by the trainer, after sharding);
             // otherwise the whole model is loaded, the adapters added, then the base sharded in place.
             using var loaded = loadSharded
-                ? ShardedLlama.LoadPretrained(LlamaGolden.Nf4Dir, new LoadOptions { Device = CPU, ComputeDtype = ScalarType.Float32 }, c)
+                ? ShardedCausalLM.LoadPretrained(LlamaGolden.Nf4Dir, new LoadOptions { Device = CPU, ComputeDtype = ScalarType.Float32 }, c)
                 : null;
             using var whole = loadSharded ? null : LlamaGolden.LoadBase();
             var model = loaded?.Model ?? whole!;
             if (!loadSharded) model.AddLora(options.Lora, options.Seed);
-            using var sharded = shardBase && !loadSharded ? new ShardedLlama(model, c) : loaded;
+            using var sharded = shardBase && !loadSharded ? new ShardedCausalLM(model, c) : loaded;
             using var trainer = new Trainer(model, data, options, c);
             var result = trainer.Train();
             return (result.Losses.ToList(), Adapters(model), result.Tokens, sharded?.ShardBytes, sharded?.FullBytes);

@@ -31,16 +31,16 @@ public class FsdpTests
         return new Batch(ids.to(d), mask.to(ScalarType.Int64).to(d), labels.to(d));
     }
 
-    internal static LlamaForCausalLM LoadWithAdapter(Device? device, bool checkpointing)
+    internal static CausalLM LoadWithAdapter(Device? device, bool checkpointing)
     {
-        var model = LlamaForCausalLM.FromPretrained(LlamaGolden.Nf4Dir, new LoadOptions { Device = device, ComputeDtype = ScalarType.Float32 });
+        var model = CausalLM.FromPretrained(LlamaGolden.Nf4Dir, new LoadOptions { Device = device, ComputeDtype = ScalarType.Float32 });
         LlamaGolden.LoadGoldenAdapter(model);
         model.GradientCheckpointing = checkpointing;
         return model;
     }
 
     /// <summary>The plain one-process step on the whole batch: mean over all targets, then backward.</summary>
-    internal static (double Loss, Dictionary<string, Tensor> Grads) Reference(LlamaForCausalLM model, Batch b)
+    internal static (double Loss, Dictionary<string, Tensor> Grads) Reference(CausalLM model, Batch b)
     {
         model.train();
         var t = b.Ids.shape[1];
@@ -53,21 +53,21 @@ public class FsdpTests
         return (loss.item<float>(), Grads(model));
     }
 
-    private static Dictionary<string, Tensor> Grads(LlamaForCausalLM model) =>
+    private static Dictionary<string, Tensor> Grads(CausalLM model) =>
         model.LoraParameters().ToDictionary(kv => kv.Key, kv => kv.Value.grad!.detach().cpu().clone());
 
-    private static IEnumerable<(string Name, LlamaLinear Linear)> Projections(LlamaForCausalLM model) =>
+    private static IEnumerable<(string Name, Projection Linear)> Projections(CausalLM model) =>
         model.Model.Layers.SelectMany((l, i) => l.Projections.Select(p => ($"model.layers.{i}.{p.GetName()}", p)));
 
     /// <summary>Every tensor object viewing a projection's packed bytes or absmax codes (the Nf4Weight's own and the
-    /// buffers of LlamaLinear and Linear4bit) with its element count.</summary>
-    private static IEnumerable<(string What, long Numel)> FullWeightViews(LlamaForCausalLM model)
+    /// buffers of Projection and Linear4bit) with its element count.</summary>
+    private static IEnumerable<(string What, long Numel)> FullWeightViews(CausalLM model)
     {
         foreach (var (name, p) in Projections(model))
         {
             yield return ($"{name} packed", p.Nf4!.Packed.numel());
             yield return ($"{name} absmax", p.Nf4.AbsmaxCodes.numel());
-            foreach (var (owner, m) in new (string, nn.Module)[] { ("LlamaLinear", p), ("Linear4bit", p.Nf4Layer!) })
+            foreach (var (owner, m) in new (string, nn.Module)[] { ("Projection", p), ("Linear4bit", p.Nf4Layer!) })
                 foreach (var (key, t) in m.named_buffers(recurse: false))
                     if (key is "weight" or "weight.absmax") yield return ($"{name} {owner} buffer {key}", t.numel());
         }
@@ -89,7 +89,7 @@ public class FsdpTests
             var results = InProcessCommunicator.Run(ranks, c =>
             {
                 var model = models[c.Rank];
-                using var sharded = new ShardedLlama(model, c);
+                using var sharded = new ShardedCausalLM(model, c);
                 sharded.BroadcastAdapters();
                 var result = new FsdpStep(sharded).Run(batch.Ids, batch.Mask, batch.Labels);
                 var freedAfter = FullWeightViews(model).All(v => v.Numel == 0);
@@ -148,7 +148,7 @@ public class FsdpTests
             var runs = InProcessCommunicator.Run(2, c =>
             {
                 var model = models[c.Rank];
-                using var sharded = new ShardedLlama(model, c);
+                using var sharded = new ShardedCausalLM(model, c);
                 var step = new FsdpStep(sharded);
                 using var opt = optim.AdamW(model.LoraParameters().Select(p => p.Value), 1e-2);
                 var losses = new List<double>();
@@ -191,7 +191,7 @@ public class FsdpTests
             {
                 var model = models[c.Rank];
                 var problems = new List<string>();
-                using var sharded = new ShardedLlama(model, c);
+                using var sharded = new ShardedCausalLM(model, c);
                 problems.AddRange(FullWeightViews(model).Where(v => v.Numel != 0).Select(v => $"before use: {v.What} holds {v.Numel}"));
                 if (Enumerable.Range(0, sharded.NumLayers).Any(sharded.IsGathered)) problems.Add("a layer reports gathered before use");
                 using (sharded.GatherAll())
@@ -244,7 +244,7 @@ public class FsdpTests
         Assert.That(layout.PackedRange(3), Is.EqualTo((75L, 0L)));
         var bytes = InProcessCommunicator.Run(4, c =>
         {
-            using var linear = LlamaLinear.Quantized("q_proj", Nf4Weight.Quantize(dense), null);
+            using var linear = Projection.Quantized("q_proj", Nf4Weight.Quantize(dense), null);
             using var sharded = new ShardedNf4Weight("q_proj", linear, c.Rank, c.Size);
             var freed = linear.Nf4!.Packed.numel() == 0 && linear.Nf4.AbsmaxCodes.numel() == 0;
             sharded.Gather(c);
@@ -267,9 +267,9 @@ public class FsdpTests
     [Test]
     public void ClearErrors()
     {
-        using var dense = LlamaForCausalLM.FromPretrained(LlamaGolden.DenseDir, new LoadOptions { Quantize = false, ComputeDtype = ScalarType.Float32 });
+        using var dense = CausalLM.FromPretrained(LlamaGolden.DenseDir, new LoadOptions { Quantize = false, ComputeDtype = ScalarType.Float32 });
         var comms = InProcessCommunicator.CreateGroup(1);
-        var e = Assert.Throws<ArgumentException>(() => new ShardedLlama(dense, comms[0]));
+        var e = Assert.Throws<ArgumentException>(() => new ShardedCausalLM(dense, comms[0]));
         Assert.That(e!.Message, Does.Contain("Quantize = true"));
         comms[0].Dispose();
 
@@ -280,28 +280,28 @@ public class FsdpTests
         {
             var small = Assert.Throws<ArgumentException>(() => InProcessCommunicator.Run(3, c =>
             {
-                using var sharded = new ShardedLlama(models[c.Rank], c);
+                using var sharded = new ShardedCausalLM(models[c.Rank], c);
                 new FsdpStep(sharded).Run(batch.Ids.narrow(0, 0, 2), batch.Mask.narrow(0, 0, 2), batch.Labels.narrow(0, 0, 2));
             }, Wait));
             Assert.That(small!.Message, Does.Contain("2 rows; 3 ranks"));
             // models[0] was sharded above and released without Unshard: its decoder weights are gone, and it says so.
-            var gone = Assert.Throws<InvalidOperationException>(() => InProcessCommunicator.Run(1, c => new ShardedLlama(models[0], c).Dispose(), Wait));
+            var gone = Assert.Throws<InvalidOperationException>(() => InProcessCommunicator.Run(1, c => new ShardedCausalLM(models[0], c).Dispose(), Wait));
             Assert.That(gone!.Message, Does.Contain("without Unshard"));
             using var fresh = LoadWithAdapter(null, checkpointing: true);
             var twice = Assert.Throws<InvalidOperationException>(() => InProcessCommunicator.Run(1, c =>
             {
-                using var a = new ShardedLlama(fresh, c);
-                using var b = new ShardedLlama(fresh, c);
+                using var a = new ShardedCausalLM(fresh, c);
+                using var b = new ShardedCausalLM(fresh, c);
             }, Wait));
             Assert.That(twice!.Message, Does.Contain("sharded already"));
             // Unshard gives the model back whole: it can be sharded again.
             using var whole = LoadWithAdapter(null, checkpointing: true);
             InProcessCommunicator.Run(1, c =>
             {
-                var a = new ShardedLlama(whole, c);
+                var a = new ShardedCausalLM(whole, c);
                 a.Unshard();
                 Assert.That(FullWeightViews(whole).All(v => v.Numel > 0), Is.True);
-                using var b = new ShardedLlama(whole, c);
+                using var b = new ShardedCausalLM(whole, c);
             }, Wait);
         }
         finally
@@ -318,7 +318,7 @@ public class FsdpTests
         using var reference = LoadWithAdapter(device, checkpointing: true);
         var (refLoss, refGrads) = Reference(reference, batch);
         using var model = LoadWithAdapter(device, checkpointing: true);
-        using var sharded = new ShardedLlama(model, comm);
+        using var sharded = new ShardedCausalLM(model, comm);
         var result = new FsdpStep(sharded).Run(batch.Ids, batch.Mask, batch.Labels);
         foreach (var (name, g) in Grads(model))
             Assert.That(TestEnv.RelativeError(g, refGrads[name]), Is.LessThanOrEqualTo(1e-4), name);

@@ -175,7 +175,7 @@ public class NcclGpuTests
         Assert.Throws<ArgumentOutOfRangeException>(() => _comm.Broadcast(zeros(3, ScalarType.Float32, _cuda), 1));
     }
 
-    /// <summary>ShardedLlama.Prefetch over NCCL: the next layer's all-gather on the side stream, ordered by events
+    /// <summary>ShardedCausalLM.Prefetch over NCCL: the next layer's all-gather on the side stream, ordered by events
     /// against the compute stream. One rank (the gathers are copies): the same losses and adapters, bit for bit, as
     /// without prefetch, with the prefetches used and nothing left gathered; with the sharded optimizer too.</summary>
     [TestCase(true)]
@@ -190,7 +190,7 @@ public class NcclGpuTests
                 Lora = new Models.LoraConfig(Rank: 4, Alpha: 8, Dropout: 0), MaxSteps = 4, BatchSize = 3, SequenceLength = 24,
                 LearningRate = 5e-3, Seed = 3, GradientCheckpointing = checkpointing, ShardOptimizer = true,
             };
-            using var sharded = ShardedLlama.LoadPretrained(LlamaGolden.Nf4Dir, new Models.LoadOptions { Device = _cuda, ComputeDtype = ScalarType.Float32 }, _comm);
+            using var sharded = ShardedCausalLM.LoadPretrained(LlamaGolden.Nf4Dir, new Models.LoadOptions { Device = _cuda, ComputeDtype = ScalarType.Float32 }, _comm);
             sharded.Prefetch = prefetch;
             using var trainer = new Training.Trainer(sharded.Model, data, options, _comm);
             var losses = trainer.Train().Losses.ToList();

@@ -8,7 +8,7 @@ using static TorchSharp.torch;
 
 namespace SlothSharp.Tests;
 
-/// <summary><see cref="ShardedLlama.Prefetch"/> on the CPU (the next layer all-gathered on a task while the current one
+/// <summary><see cref="ShardedCausalLM.Prefetch"/> on the CPU (the next layer all-gathered on a task while the current one
 /// computes): training steps give bit-identical losses and adapters with and without it, the prefetched layers are
 /// used (forward, and backward's recomputation with checkpointing), and nothing stays gathered after a step.</summary>
 public class PrefetchTests
@@ -34,7 +34,7 @@ public class PrefetchTests
                 Lora = new LoraConfig(Rank: 4, Alpha: 8, Dropout: 0), MaxSteps = 3, BatchSize = 3, SequenceLength = 24,
                 LearningRate = 5e-3, Seed = 3, GradientCheckpointing = checkpointing,
             };
-            using var sharded = ShardedLlama.LoadPretrained(LlamaGolden.Nf4Dir, new LoadOptions { Device = CPU, ComputeDtype = ScalarType.Float32 }, c);
+            using var sharded = ShardedCausalLM.LoadPretrained(LlamaGolden.Nf4Dir, new LoadOptions { Device = CPU, ComputeDtype = ScalarType.Float32 }, c);
             sharded.Prefetch = prefetch;
             using var trainer = new Trainer(sharded.Model, data, options, c);
             var losses = trainer.Train().Losses.ToList();
@@ -104,7 +104,7 @@ public class PrefetchTests
     {
         InProcessCommunicator.Run(1, c =>
         {
-            using var sharded = ShardedLlama.LoadPretrained(LlamaGolden.Nf4Dir, new LoadOptions { Device = CPU, ComputeDtype = ScalarType.Float32 }, new OtherCommunicator(c));
+            using var sharded = ShardedCausalLM.LoadPretrained(LlamaGolden.Nf4Dir, new LoadOptions { Device = CPU, ComputeDtype = ScalarType.Float32 }, new OtherCommunicator(c));
             var e = Assert.Throws<NotSupportedException>(() => sharded.Prefetch = true);
             Assert.That(e!.Message, Does.Contain("OtherCommunicator is neither"));
             Assert.That(sharded.Prefetch, Is.False);
@@ -118,7 +118,7 @@ public class PrefetchTests
         // Every in-process rank may prefetch; turning it off drains (nothing in flight).
         InProcessCommunicator.Run(1, c =>
         {
-            using var sharded = ShardedLlama.LoadPretrained(LlamaGolden.Nf4Dir, new LoadOptions { Device = CPU, ComputeDtype = ScalarType.Float32 }, c);
+            using var sharded = ShardedCausalLM.LoadPretrained(LlamaGolden.Nf4Dir, new LoadOptions { Device = CPU, ComputeDtype = ScalarType.Float32 }, c);
             sharded.Prefetch = true;
             sharded.Prefetch = false;
             return 0;

@@ -5,13 +5,13 @@ using static TorchSharp.torch;
 
 namespace SlothSharp.Tests;
 
-/// <summary><see cref="ShardedLlama.LoadPretrained"/> on the CPU with ranks as threads: a rank holds only its blocks of
+/// <summary><see cref="ShardedCausalLM.LoadPretrained"/> on the CPU with ranks as threads: a rank holds only its blocks of
 /// every NF4 decoder weight from the moment loading ends, and a gathered layer is byte for byte the unsharded one.</summary>
 public class ShardedLoadingTests
 {
     private static readonly TimeSpan Wait = TimeSpan.FromMinutes(5);
 
-    private static IEnumerable<(string Name, LlamaLinear Linear)> Projections(LlamaForCausalLM model) =>
+    private static IEnumerable<(string Name, Projection Linear)> Projections(CausalLM model) =>
         model.Model.Layers.SelectMany((l, i) => l.Projections.Select(p => ($"model.layers.{i}.{p.GetName()}", p)));
 
     [TestCase(1)]
@@ -23,7 +23,7 @@ public class ShardedLoadingTests
         var expected = Projections(reference).ToDictionary(p => p.Name, p => (Packed: p.Linear.Nf4!.Packed.clone(), Codes: p.Linear.Nf4.AbsmaxCodes.clone()));
         var results = InProcessCommunicator.Run(ranks, c =>
         {
-            using var sharded = ShardedLlama.LoadPretrained(LlamaGolden.Nf4Dir, new LoadOptions { Device = CPU, ComputeDtype = ScalarType.Float32 }, c);
+            using var sharded = ShardedCausalLM.LoadPretrained(LlamaGolden.Nf4Dir, new LoadOptions { Device = CPU, ComputeDtype = ScalarType.Float32 }, c);
             var model = sharded.Model;
             var heldAfterLoad = Projections(model).Sum(p => p.Linear.Nf4!.Packed.numel() + p.Linear.Nf4.AbsmaxCodes.numel());
             // The shard itself: this rank's blocks of the checkpoint's bytes.
@@ -73,5 +73,5 @@ public class ShardedLoadingTests
     [Test]
     public void ADenseLoadIsRefused() =>
         Assert.That(Assert.Throws<ArgumentException>(() => InProcessCommunicator.Run(1, c =>
-            ShardedLlama.LoadPretrained(LlamaGolden.Nf4Dir, new LoadOptions { Quantize = false }, c)))!.Message, Does.Contain("Quantize must be true"));
+            ShardedCausalLM.LoadPretrained(LlamaGolden.Nf4Dir, new LoadOptions { Quantize = false }, c)))!.Message, Does.Contain("Quantize must be true"));
 }

@@ -20,7 +20,7 @@ public class ShardedOptimizerTrainerTests() : TempDirFixture("llama")
     private static (List<double> Losses, Dictionary<string, Tensor> Adapters) Reference(TrainerOptions options, bool unfused = false)
     {
         using var model = LlamaGolden.LoadBase();
-        // ShardedLlama runs the unfused NF4 + LoRA path: so does the reference of a sharded base.
+        // ShardedCausalLM runs the unfused NF4 + LoRA path: so does the reference of a sharded base.
         if (unfused) model.UseFusedKernels = false;
         using var trainer = new Trainer(model, DistributedTrainerTests.Data(), options);
         Assert.That(trainer.ShardedOptimizer, Is.Null, "one process: the unsharded optimizer by default");
@@ -51,7 +51,7 @@ public class ShardedOptimizerTrainerTests() : TempDirFixture("llama")
             var o = options with { ShardOptimizer = ranks == 1 || shardBase == false ? shardOptimizer : null, OffloadOptimizerState = offload };
             using var model = LlamaGolden.LoadBase();
             model.AddLora(o.Lora, o.Seed);
-            using var sharded = shardBase == true ? new ShardedLlama(model, c) : null;
+            using var sharded = shardBase == true ? new ShardedCausalLM(model, c) : null;
             using var trainer = new Trainer(model, DistributedTrainerTests.Data(), o, c);
             var sharding = trainer.ShardedOptimizer is { } s ? (s.ChunkElements, s.OffloadState, s.StateBytes) : default((long, bool, long)?);
             var losses = trainer.Train().Losses.ToList();

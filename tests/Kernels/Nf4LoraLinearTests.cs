@@ -29,7 +29,7 @@ public class Nf4LoraLinearTests(string device) : DeviceFixture(device)
         return new Case(x, w, b, a, bb, keep, g);
     }
 
-    /// <summary>What LlamaLinear's plain path computes, differentiated by autograd.</summary>
+    /// <summary>What Projection's plain path computes, differentiated by autograd.</summary>
     private static Tensor Reference(Case c, Tensor x, Tensor? bias, Tensor? a, Tensor? b, double scale = Scale)
     {
         var dtype = x.dtype;

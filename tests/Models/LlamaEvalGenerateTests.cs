@@ -100,7 +100,7 @@ public class LlamaEvalGenerateTests
         var tok = HfTokenizer.FromDirectory(LlamaGolden.Nf4Dir);
         var texts = LlamaGolden.ExpectedJson["texts"]!.AsArray().Select(t => (string)t!).ToArray();
         var lossBase = (double)LlamaGolden.ExpectedJson["loss_base"]!;
-        using (var fp32 = LlamaForCausalLM.FromPretrained(LlamaGolden.Nf4Dir, new LoadOptions { Device = CUDA, ComputeDtype = ScalarType.Float32 }))
+        using (var fp32 = CausalLM.FromPretrained(LlamaGolden.Nf4Dir, new LoadOptions { Device = CUDA, ComputeDtype = ScalarType.Float32 }))
         {
             Assert.That(Evaluator.Evaluate(fp32, tok, texts, batchSize: 2).Loss, Is.EqualTo(lossBase).Within(1e-4), "float32");
             var prompt = LlamaGolden.ExpectedJson["generate_prompt_ids"]!.AsArray().Select(v => (int)v!).ToArray();
@@ -108,7 +108,7 @@ public class LlamaEvalGenerateTests
             var options = new GenerationOptions(MaxNewTokens: 10, StopTokenIds: []);
             Assert.That(TextGenerator.Generate(fp32, prompt, options), Is.EqualTo(TextGenerator.Generate(cpu, prompt, options)), "greedy, CUDA = CPU");
         }
-        using var bf16 = LlamaForCausalLM.FromPretrained(LlamaGolden.Nf4Dir, new LoadOptions { Device = CUDA, ComputeDtype = ScalarType.BFloat16 });
+        using var bf16 = CausalLM.FromPretrained(LlamaGolden.Nf4Dir, new LoadOptions { Device = CUDA, ComputeDtype = ScalarType.BFloat16 });
         // bf16 activations: logits carry ~0.4 % relative error, the loss a few hundredths of a nat at most.
         Assert.That(Evaluator.Evaluate(bf16, tok, texts, batchSize: 2).Loss, Is.EqualTo(lossBase).Within(0.05), "bf16");
         Assert.That(TextGenerator.Generate(bf16, [0, 47, 67], new GenerationOptions(MaxNewTokens: 8, Temperature: 0.8, TopP: 0.9, Seed: 3)).Count(),

@@ -11,11 +11,11 @@ namespace SlothSharp.Tests;
 [TestFixture("cuda", Category = "Gpu")]
 public class LlamaFusedTests(string device) : DeviceFixture(device)
 {
-    private static readonly LlamaConfig Config = LlamaConfig.Tiny with { AttentionBias = true };
+    private static readonly ModelConfig Config = ModelPresets.Tiny with { QkvBias = true, OutputBias = true };
 
-    private LlamaForCausalLM Model(ScalarType dtype, double dropout)
+    private CausalLM Model(ScalarType dtype, double dropout)
     {
-        var model = LlamaForCausalLM.CreateRandom(Config, 5, new LoadOptions { Device = Dev, ComputeDtype = dtype });
+        var model = CausalLM.CreateRandom(Config, 5, new LoadOptions { Device = Dev, ComputeDtype = dtype });
         model.AddLora(new LoraConfig(Rank: 4, Alpha: 8, Dropout: dropout), seed: 3);
         using (no_grad())
             foreach (var (_, p) in model.LoraParameters()) p.normal_(0, 0.05);  // B = 0 would leave A without gradient
@@ -23,7 +23,7 @@ public class LlamaFusedTests(string device) : DeviceFixture(device)
         return model;
     }
 
-    private static (Tensor Hidden, double Loss, List<Tensor> Grads) Step(LlamaForCausalLM model, Tensor ids, bool fused, bool checkpoint)
+    private static (Tensor Hidden, double Loss, List<Tensor> Grads) Step(CausalLM model, Tensor ids, bool fused, bool checkpoint)
     {
         model.UseFusedKernels = fused;
         model.GradientCheckpointing = checkpoint;
@@ -87,9 +87,9 @@ public class LlamaFusedTests(string device) : DeviceFixture(device)
     [Test]
     public void CreateRandomIsSeededAndQuantized()
     {
-        using var a = LlamaForCausalLM.CreateRandom(Config, 1, new LoadOptions { Device = Dev });
-        using var b = LlamaForCausalLM.CreateRandom(Config, 1, new LoadOptions { Device = Dev });
-        using var c = LlamaForCausalLM.CreateRandom(Config, 2, new LoadOptions { Device = Dev });
+        using var a = CausalLM.CreateRandom(Config, 1, new LoadOptions { Device = Dev });
+        using var b = CausalLM.CreateRandom(Config, 1, new LoadOptions { Device = Dev });
+        using var c = CausalLM.CreateRandom(Config, 2, new LoadOptions { Device = Dev });
         Assert.That(a.IsQuantized, Is.True);
         Assert.That(a.ComputeDtype, Is.EqualTo(DeviceName == "cpu" ? ScalarType.Float32 : ScalarType.BFloat16));
         var sa = a.state_dict();
@@ -102,6 +102,6 @@ public class LlamaFusedTests(string device) : DeviceFixture(device)
         Assert.That(TestEnv.BitEqual(sa["model.embed_tokens.weight"], sc["model.embed_tokens.weight"]), Is.False);
         var std = sa["model.embed_tokens.weight"].to(ScalarType.Float32).std().item<float>();
         Assert.That(std, Is.EqualTo(0.02).Within(0.002));
-        Assert.Throws<ArgumentException>(() => LlamaForCausalLM.CreateRandom(Config with { NumKeyValueHeads = 3 }, 1));
+        Assert.Throws<ArgumentException>(() => CausalLM.CreateRandom(Config with { NumKeyValueHeads = 3 }, 1));
     }
 }

@@ -10,14 +10,14 @@ namespace SlothSharp.Tests;
 [TestFixture(false)]
 public class LlamaGoldenTests(bool fused)
 {
-    private LlamaForCausalLM Load(string dir, bool quantize = true)
+    private CausalLM Load(string dir, bool quantize = true)
     {
-        var model = LlamaForCausalLM.FromPretrained(dir, new LoadOptions { Quantize = quantize });
+        var model = CausalLM.FromPretrained(dir, new LoadOptions { Quantize = quantize });
         model.UseFusedKernels = fused;
         return model;
     }
 
-    private static Tensor Logits(LlamaForCausalLM model)
+    private static Tensor Logits(CausalLM model)
     {
         var ids = LlamaGolden.Read("input_ids");
         var mask = LlamaGolden.Read("attention_mask");
@@ -276,21 +276,21 @@ public class LlamaGoldenTests(bool fused)
         var root = Path.Combine(Path.GetTempPath(), "sloth-llama-" + Guid.NewGuid().ToString("N"));
         try
         {
-            var cfg = LlamaConfig.Tiny with { TieWordEmbeddings = false, AttentionBias = true };
+            var cfg = ModelPresets.Tiny with { TieWordEmbeddings = false, QkvBias = true, OutputBias = true };
             var dense = Path.Combine(root, "dense");
             var bnb = Path.Combine(root, "bnb");
             var sharded = Path.Combine(root, "sharded");
-            LlamaCheckpointWriter.WriteRandom(dense, cfg, 7, bnb4bit: false, Path.Combine(LlamaGolden.DenseDir, "tokenizer.json"));
-            LlamaCheckpointWriter.WriteRandom(bnb, cfg, 7, bnb4bit: true);
-            LlamaCheckpointWriter.WriteRandom(sharded, cfg, 7, bnb4bit: false, null, shardBytes: 20_000);
+            CheckpointWriter.WriteRandom(dense, cfg, 7, bnb4bit: false, Path.Combine(LlamaGolden.DenseDir, "tokenizer.json"));
+            CheckpointWriter.WriteRandom(bnb, cfg, 7, bnb4bit: true);
+            CheckpointWriter.WriteRandom(sharded, cfg, 7, bnb4bit: false, null, shardBytes: 20_000);
             Assert.That(File.Exists(Path.Combine(dense, "tokenizer.json")) && File.Exists(Path.Combine(dense, "generation_config.json")));
             Assert.That(File.Exists(Path.Combine(sharded, "model.safetensors.index.json")));
             Assert.That(Directory.GetFiles(sharded, "model-*-of-*.safetensors").Length, Is.GreaterThan(1));
             Assert.That(Directory.GetDirectories(root), Has.Length.EqualTo(3), "no temporary directories left");
 
-            using var a = LlamaForCausalLM.FromPretrained(dense);
-            using var b = LlamaForCausalLM.FromPretrained(bnb);
-            using var c = LlamaForCausalLM.FromPretrained(sharded);
+            using var a = CausalLM.FromPretrained(dense);
+            using var b = CausalLM.FromPretrained(bnb);
+            using var c = CausalLM.FromPretrained(sharded);
             Assert.That(a.Config with { }, Is.Not.Null);
             Assert.That(a.Config.TieWordEmbeddings, Is.False);
             using var reader = new SafetensorsReader(Path.Combine(bnb, "model.safetensors"));

@@ -18,7 +18,7 @@ public class LlamaGpuTests
     public void Nf4CheckpointInBf16()
     {
         using var scope = NewDisposeScope();
-        using var model = LlamaForCausalLM.FromPretrained(LlamaGolden.Nf4Dir, new LoadOptions { Device = CUDA });
+        using var model = CausalLM.FromPretrained(LlamaGolden.Nf4Dir, new LoadOptions { Device = CUDA });
         Assert.That(model.ComputeDtype, Is.EqualTo(ScalarType.BFloat16));
         using var noGrad = no_grad();
         var (ids, mask) = Inputs();
@@ -34,8 +34,8 @@ public class LlamaGpuTests
     [Test]
     public void DenseQuantizedOnGpuEqualsCpu()
     {
-        using var gpu = LlamaForCausalLM.FromPretrained(LlamaGolden.DenseDir, new LoadOptions { Device = CUDA, ComputeDtype = ScalarType.Float32 });
-        using var cpu = LlamaForCausalLM.FromPretrained(LlamaGolden.DenseDir);
+        using var gpu = CausalLM.FromPretrained(LlamaGolden.DenseDir, new LoadOptions { Device = CUDA, ComputeDtype = ScalarType.Float32 });
+        using var cpu = CausalLM.FromPretrained(LlamaGolden.DenseDir);
         var cpuState = cpu.state_dict();
         foreach (var (key, t) in gpu.state_dict())
             if (t.dtype == ScalarType.Byte && !key.Contains("quant_state"))
@@ -46,7 +46,7 @@ public class LlamaGpuTests
     public void LoraGradientsInBf16()
     {
         using var scope = NewDisposeScope();
-        using var model = LlamaForCausalLM.FromPretrained(LlamaGolden.Nf4Dir, new LoadOptions { Device = CUDA });
+        using var model = CausalLM.FromPretrained(LlamaGolden.Nf4Dir, new LoadOptions { Device = CUDA });
         LlamaGolden.LoadGoldenAdapter(model);
         model.GradientCheckpointing = true;
         var (ids, mask) = Inputs();
@@ -62,7 +62,7 @@ public class LlamaGpuTests
     public void KvCacheOnGpu()
     {
         using var scope = NewDisposeScope();
-        using var model = LlamaForCausalLM.FromPretrained(LlamaGolden.Nf4Dir, new LoadOptions { Device = CUDA, ComputeDtype = ScalarType.Float32 });
+        using var model = CausalLM.FromPretrained(LlamaGolden.Nf4Dir, new LoadOptions { Device = CUDA, ComputeDtype = ScalarType.Float32 });
         using var noGrad = no_grad();
         var (ids, _) = Inputs();
         var full = model.Forward(ids);
@@ -75,7 +75,7 @@ public class LlamaGpuTests
     public void GradientCheckpointingWithDropoutOnGpu()
     {
         using var scope = NewDisposeScope();
-        using var model = LlamaForCausalLM.FromPretrained(LlamaGolden.Nf4Dir, new LoadOptions { Device = CUDA, ComputeDtype = ScalarType.Float32 });
+        using var model = CausalLM.FromPretrained(LlamaGolden.Nf4Dir, new LoadOptions { Device = CUDA, ComputeDtype = ScalarType.Float32 });
         model.AddLora(new LoraConfig(Rank: 4, Alpha: 8, Dropout: 0.2), seed: 5);
         using (no_grad())
             foreach (var (_, p) in model.LoraParameters()) p.normal_(0, 0.05);
@@ -106,15 +106,15 @@ public class LlamaGpuTests
         try
         {
             var sw = System.Diagnostics.Stopwatch.StartNew();
-            LlamaCheckpointWriter.WriteRandom(Path.Combine(root, "dense"), LlamaConfig.Llama32_1B, 0, bnb4bit: false);
-            LlamaCheckpointWriter.WriteRandom(Path.Combine(root, "bnb"), LlamaConfig.Llama32_1B, 0, bnb4bit: true);
+            CheckpointWriter.WriteRandom(Path.Combine(root, "dense"), ModelPresets.Llama32_1B, 0, bnb4bit: false);
+            CheckpointWriter.WriteRandom(Path.Combine(root, "bnb"), ModelPresets.Llama32_1B, 0, bnb4bit: true);
             TestContext.Out.WriteLine($"wrote both checkpoints in {sw.Elapsed.TotalSeconds:F1} s");
             Assert.That(File.Exists(Path.Combine(root, "dense", "model.safetensors.index.json")), "2.5 GB dense is sharded");
             foreach (var kind in new[] { "dense", "bnb" })
             {
                 using var scope = NewDisposeScope();
                 sw.Restart();
-                using var model = LlamaForCausalLM.FromPretrained(Path.Combine(root, kind), new LoadOptions { Device = CUDA });
+                using var model = CausalLM.FromPretrained(Path.Combine(root, kind), new LoadOptions { Device = CUDA });
                 cuda.synchronize();
                 var load = sw.Elapsed.TotalSeconds;
                 using var noGrad = no_grad();

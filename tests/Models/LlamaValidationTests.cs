@@ -23,7 +23,7 @@ public class LlamaValidationTests
         if (edit is not null) LlamaGolden.EditConfig(_dir, edit);
         breakFiles?.Invoke(_dir);
         var e = Assert.Throws<ModelFormatException>(() =>
-            LlamaForCausalLM.FromPretrained(_dir, new LoadOptions { Quantize = quantize }).Dispose())!;
+            CausalLM.FromPretrained(_dir, new LoadOptions { Quantize = quantize }).Dispose())!;
         TestContext.Out.WriteLine(e.Message);
         return e;
     }
@@ -123,7 +123,7 @@ public class LlamaValidationTests
         Cleanup();
         e = LoadFails(LlamaGolden.DenseDir, breakFiles: dir => File.WriteAllText(Path.Combine(dir, "config.json"), "{ not json"));
         Assert.That(e.File, Does.EndWith("config.json"));
-        Assert.Throws<ModelFormatException>(() => LlamaForCausalLM.FromPretrained("/nonexistent/model"));
+        Assert.Throws<ModelFormatException>(() => CausalLM.FromPretrained("/nonexistent/model"));
     }
 
     [Test]
@@ -131,7 +131,7 @@ public class LlamaValidationTests
     {
         _dir = LlamaGolden.CopyToTemp(LlamaGolden.DenseDir);
         LlamaGolden.EditConfig(_dir, j => j["max_position_embeddings"] = 16);
-        using var model = LlamaForCausalLM.FromPretrained(_dir);
+        using var model = CausalLM.FromPretrained(_dir);
         using var noGrad = no_grad();
         using var ids = zeros([1, 17], ScalarType.Int64);
         var e = Assert.Throws<ArgumentException>(() => model.Forward(ids))!;
@@ -152,28 +152,27 @@ public class LlamaValidationTests
         var path = Path.Combine(Path.GetTempPath(), $"sloth-config-{Guid.NewGuid():N}.json");
         try
         {
-            var j = LlamaConfig.Tiny.ToJson();
+            var j = ModelPresets.Tiny.ToJson();
             j.Remove("rope_parameters");
             j["rope_theta"] = 10000.0;
             j["rope_scaling"] = new JsonObject { ["type"] = "linear", ["factor"] = 4.0 };
             j["eos_token_id"] = new JsonArray(1, 5);
             j.Remove("head_dim");
             File.WriteAllText(path, j.ToJsonString());
-            var c = LlamaConfig.Load(path);
-            Assert.That(c.RopeScaling, Is.EqualTo(new RopeScaling("linear", 4, 0, 0, 0)));
-            Assert.That(c.RopeTheta, Is.EqualTo(10000));
+            var c = ModelConfig.Load(path);
+            Assert.That(c.Rope, Is.EqualTo(new RopeSpec("linear", 10000, Factor: 4)));
             Assert.That(c.EosTokenIds, Is.EqualTo(new[] { 1, 5 }));
             Assert.That(c.HeadDim, Is.EqualTo(16));
             Assert.That(c.Raw["rope_scaling"], Is.Not.Null);
 
             j["rope_scaling"] = null;
             File.WriteAllText(path, j.ToJsonString());
-            Assert.That(LlamaConfig.Load(path).RopeScaling, Is.Null);
+            Assert.That(ModelConfig.Load(path).Rope, Is.EqualTo(RopeSpec.Default(10000)));
 
-            var golden = LlamaConfig.Load(Path.Combine(LlamaGolden.Nf4Dir, "config.json"));
-            Assert.That(golden.RopeScaling, Is.EqualTo(new RopeScaling("llama3", 32, 1, 4, 64)));
-            Assert.That(golden.ToJson().ToJsonString(), Is.EqualTo(LlamaConfig.Tiny.ToJson().ToJsonString()), "Tiny is the golden shape");
-            Assert.That(LlamaConfig.Llama32_1B.ToString(), Does.Contain("16 layers"));
+            var golden = ModelConfig.Load(Path.Combine(LlamaGolden.Nf4Dir, "config.json"));
+            Assert.That(golden.Rope, Is.EqualTo(new RopeSpec("llama3", 500_000, Factor: 32, LowFreqFactor: 1, HighFreqFactor: 4, OriginalMaxPositionEmbeddings: 64)));
+            Assert.That(golden.ToJson().ToJsonString(), Is.EqualTo(ModelPresets.Tiny.ToJson().ToJsonString()), "Tiny is the golden shape");
+            Assert.That(ModelPresets.Llama32_1B.ToString(), Does.Contain("16 layers"));
         }
         finally
         {
@@ -184,7 +183,7 @@ public class LlamaValidationTests
     [Test]
     public void LoraMisuse()
     {
-        using var model = LlamaForCausalLM.FromPretrained(LlamaGolden.Nf4Dir);
+        using var model = CausalLM.FromPretrained(LlamaGolden.Nf4Dir);
         Assert.Throws<ArgumentException>(() => model.AddLora(new LoraConfig(TargetModules: ["qkv"]), 0));
         Assert.Throws<ArgumentOutOfRangeException>(() => model.AddLora(new LoraConfig(Rank: 0), 0));
         model.AddLora(new LoraConfig(Rank: 2, TargetModules: ["q_proj", "v_proj"], UseRslora: true), 0);

@@ -18,15 +18,15 @@ namespace SlothSharp.Tests;
 [TestFixture("cuda", Category = "Gpu")]
 public class TrainingStepMemoryTests(string device) : DeviceFixture(device)
 {
-    private LlamaForCausalLM Model(ScalarType dtype)
+    private CausalLM Model(ScalarType dtype)
     {
-        var model = LlamaForCausalLM.CreateRandom(LlamaConfig.Tiny, 5, new LoadOptions { Device = Dev, ComputeDtype = dtype });
+        var model = CausalLM.CreateRandom(ModelPresets.Tiny, 5, new LoadOptions { Device = Dev, ComputeDtype = dtype });
         model.AddLora(new LoraConfig(Rank: 4, Alpha: 8), seed: 3);
         model.train();
         return model;
     }
 
-    private static void Step(LlamaForCausalLM model, FusedAdamW optimizer, Tensor ids, BackwardThread backward)
+    private static void Step(CausalLM model, FusedAdamW optimizer, Tensor ids, BackwardThread backward)
     {
         optimizer.zero_grad();
         Tensor loss;
@@ -85,7 +85,7 @@ public class TrainingStepMemoryTests(string device) : DeviceFixture(device)
         if (checkpointInterval > 0) model.GradientCheckpointingInterval = checkpointInterval;
         using var optimizer = new FusedAdamW(model.LoraParameters().Select(kv => kv.Value), lr: 1e-3);
         using var gen = new Generator(9);
-        using var cpuIds = randint(0, LlamaConfig.Tiny.VocabSize, [2, 16], generator: gen);
+        using var cpuIds = randint(0, ModelPresets.Tiny.VocabSize, [2, 16], generator: gen);
         using var ids = cpuIds.to(Dev);
         using var backward = new BackwardThread();
         Step(model, optimizer, ids, backward);
@@ -109,7 +109,7 @@ public class TrainingStepMemoryTests(string device) : DeviceFixture(device)
         using (no_grad())
             foreach (var (_, p) in model.LoraParameters()) p.normal_(0, 0.05);  // B = 0 would leave A without gradient
         model.UseFusedKernels = fused;
-        var ids = randint(0, LlamaConfig.Tiny.VocabSize, [2, 16], generator: new Generator(4)).to(Dev);
+        var ids = randint(0, ModelPresets.Tiny.VocabSize, [2, 16], generator: new Generator(4)).to(Dev);
         List<Tensor> Grads(bool checkpoint, int interval)
         {
             model.GradientCheckpointing = checkpoint;

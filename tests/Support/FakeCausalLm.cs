@@ -28,6 +28,7 @@ internal sealed class FakeCausalLm : ICausalLm
     public int VocabSize { get; }
     public int MaxPositionEmbeddings { get; }
     public IReadOnlyList<int> EosTokenIds { get; }
+    public double? FinalLogitSoftcap => null;
     public Tensor LmHeadWeight { get; }
     public int ForwardCalls { get; private set; }
     /// <summary>(ones, elements) of each attention mask seen by Forward (null when none was passed).</summary>

@@ -30,8 +30,8 @@ internal static class LlamaGolden
 
     /// <summary>The NF4 base (or the checkpoint in <paramref name="dir"/>) on the CPU in float32, the golden data's
     /// compute dtype.</summary>
-    public static LlamaForCausalLM LoadBase(string? dir = null) =>
-        LlamaForCausalLM.FromPretrained(dir ?? Nf4Dir, new LoadOptions { Device = CPU, ComputeDtype = ScalarType.Float32 });
+    public static CausalLM LoadBase(string? dir = null) =>
+        CausalLM.FromPretrained(dir ?? Nf4Dir, new LoadOptions { Device = CPU, ComputeDtype = ScalarType.Float32 });
 
     /// <summary>input_ids, attention_mask, labels of the golden batch ([2, 43]).</summary>
     public static (Tensor Ids, Tensor Mask, Tensor Labels) Batch() => (Read("input_ids"), Read("attention_mask"), Read("labels"));
@@ -61,7 +61,7 @@ internal static class LlamaGolden
 
     /// <summary>Test-only: the golden PEFT adapter copied into a model with LoRA r 4, alpha 8 on all seven projections
     /// (the trainer's PeftAdapter is the real loader).</summary>
-    public static void LoadGoldenAdapter(LlamaForCausalLM model)
+    public static void LoadGoldenAdapter(CausalLM model)
     {
         model.AddLora(new LoraConfig(Rank: 4, Alpha: 8), seed: 1);
         using var r = new SafetensorsReader(AdapterFile);

@@ -19,7 +19,7 @@ public class FinetuneGoldenTests
     /// <summary>Logits are O(1); the NF4 weights are the same bytes, so only float32 summation order differs.</summary>
     private const double LogitTolerance = 1e-4;
 
-    private static (LlamaForCausalLM Model, Tensor Ids, Tensor Mask, Tensor Labels) ModelWithAdapter()
+    private static (CausalLM Model, Tensor Ids, Tensor Mask, Tensor Labels) ModelWithAdapter()
     {
         var model = LlamaGolden.LoadBase();
         PeftAdapter.Load(model, LlamaGolden.AdapterDir);
@@ -36,7 +36,7 @@ public class FinetuneGoldenTests
         return (a - b).abs().masked_fill(m.logical_not(), 0).max().item<float>();
     }
 
-    private static Tensor ShiftedLoss(LlamaForCausalLM model, Tensor ids, Tensor mask, Tensor labels)
+    private static Tensor ShiftedLoss(CausalLM model, Tensor ids, Tensor mask, Tensor labels)
     {
         var hidden = model.Forward(ids, mask);
         var t = hidden.shape[1];
@@ -136,7 +136,7 @@ public class FinetuneGoldenTests
             MergedCheckpoint.Write(model, merged, ScalarType.Float32);
             Assert.That(File.ReadAllText(Path.Combine(merged, "config.json")), Does.Not.Contain("quantization_config"));
             Assert.That(File.Exists(Path.Combine(merged, "tokenizer.json")), Is.True, "tokenizer copied");
-            using var dense = LlamaForCausalLM.FromPretrained(merged, new LoadOptions { Device = CPU, ComputeDtype = ScalarType.Float32, Quantize = false });
+            using var dense = CausalLM.FromPretrained(merged, new LoadOptions { Device = CPU, ComputeDtype = ScalarType.Float32, Quantize = false });
             Assert.That(dense.IsQuantized, Is.False);
             Assert.That(dense.Lora, Is.Null);
             dense.eval();

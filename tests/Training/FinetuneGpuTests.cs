@@ -19,8 +19,8 @@ public class FinetuneGpuTests
         "Make an iterator that aggregates elements from each of the iterables.",
     ];
 
-    private static LlamaForCausalLM Load() =>
-        LlamaForCausalLM.FromPretrained(LlamaGolden.Nf4Dir, new LoadOptions { Device = CUDA, ComputeDtype = ScalarType.BFloat16 });
+    private static CausalLM Load() =>
+        CausalLM.FromPretrained(LlamaGolden.Nf4Dir, new LoadOptions { Device = CUDA, ComputeDtype = ScalarType.BFloat16 });
 
     private static TrainerOptions Options(string outDir, bool checkpointing = false) => new()
     {

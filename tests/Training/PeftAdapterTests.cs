@@ -60,7 +60,7 @@ public class PeftAdapterTests() : TempDirFixture("llama")
         using var fresh = LlamaGolden.LoadBase();
         PeftAdapter.Load(fresh, Dir);
         Assert.That(fresh.Lora!.UseRslora, Is.True);
-        Assert.That(fresh.Lora.ResolvedTargets, Is.EqualTo(trained.Lora!.ResolvedTargets));
+        Assert.That(fresh.Lora.ResolveTargets(fresh.Config), Is.EqualTo(trained.Lora!.ResolveTargets(trained.Config)));
         var a = trained.LoraParameters();
         var b = fresh.LoraParameters();
         Assert.That(b.Select(p => p.Key), Is.EqualTo(a.Select(p => p.Key)));
@@ -85,10 +85,8 @@ public class PeftAdapterTests() : TempDirFixture("llama")
     public void AnAdapterForAnotherBaseFailsNamingFileAndKey(int layers, int hidden, string what)
     {
         var other = Path.Combine(Dir, "other-base");
-        var cfg = new LlamaConfig(VocabSize: 420, HiddenSize: hidden, IntermediateSize: 160, NumHiddenLayers: layers, NumAttentionHeads: 4,
-            NumKeyValueHeads: 2, HeadDim: hidden / 4, RmsNormEps: 1e-5, RopeTheta: 500_000, RopeScaling: null, TieWordEmbeddings: true,
-            AttentionBias: false, MlpBias: false, MaxPositionEmbeddings: 256, BosTokenId: 0, EosTokenIds: [1], PadTokenId: 2);
-        LlamaCheckpointWriter.WriteRandom(other, cfg, seed: 3, bnb4bit: true);
+        var cfg = ModelPresets.Tiny with { HiddenSize = hidden, NumHiddenLayers = layers, HeadDim = hidden / 4, Rope = RopeSpec.Default(500_000) };
+        CheckpointWriter.WriteRandom(other, cfg, seed: 3, bnb4bit: true);
         using var model = LlamaGolden.LoadBase(other);
         var e = Assert.Throws<InvalidDataException>(() => PeftAdapter.Load(model, LlamaGolden.AdapterDir))!;
         Assert.That(e.Message, Does.Contain(PeftAdapter.WeightsFile).And.Contain("base_model.model.model.layers.").And.Contain(what));

@@ -8,9 +8,9 @@ namespace SlothSharp.Distributed;
 public sealed record FsdpStepResult(double Loss, long GlobalTargets, long LocalRows, long LocalTargets);
 
 /// <summary>
-/// One data-parallel forward + backward of a <see cref="ShardedLlama"/> on a global batch: rank r takes rows
+/// One data-parallel forward + backward of a <see cref="ShardedCausalLM"/> on a global batch: rank r takes rows
 /// r, r + N, r + 2N, …; the causal-LM loss (hidden[:, :-1] against labels[:, 1:], through
-/// <see cref="FusedLinearCrossEntropy"/>) of each rank's rows is divided by ONE global count of target tokens (the
+/// <see cref="CausalLmLoss"/>) of each rank's rows is divided by ONE global count of target tokens (the
 /// ranks' counts all-reduced), so the summed gradients equal those of one rank running the whole batch. After the
 /// backward every adapter gradient is all-reduced (sum, one flat buffer). The optimizer step is the caller's; with
 /// equal gradients on every rank the replicated adapters stay equal.
@@ -22,7 +22,7 @@ public sealed class FsdpStep
     /// <param name="model">The sharded model with LoRA adapters.</param>
     /// <param name="lossOptions">Loss options (reduction is forced to the global mean; chunking, smoothing etc. are
     /// kept).</param>
-    public FsdpStep(ShardedLlama model, CrossEntropyOptions? lossOptions = null)
+    public FsdpStep(ShardedCausalLM model, CrossEntropyOptions? lossOptions = null)
     {
         ArgumentNullException.ThrowIfNull(model);
         if (model.Model.Lora is null)
@@ -31,7 +31,7 @@ public sealed class FsdpStep
         _loss = (lossOptions ?? new CrossEntropyOptions()) with { Reduction = LossReduction.Mean };
     }
 
-    public ShardedLlama Model { get; }
+    public ShardedCausalLM Model { get; }
 
     /// <summary>
     /// Computes the global loss and leaves the global adapter gradients in each LoRA parameter's <c>grad</c>
@@ -62,10 +62,10 @@ public sealed class FsdpStep
         using var rows = arange(comm.Rank, batch, comm.Size, ScalarType.Int64, device);
         var ids = inputIds.to(device).index_select(0, rows);
         var mask = attentionMask?.to(device).index_select(0, rows);
-        var y = labels.to(device).index_select(0, rows).narrow(1, 1, tokens - 1);
+        var localLabels = labels.to(device).index_select(0, rows);
 
         // One normalizer for the whole global batch: the ranks' target counts, summed.
-        var localTargets = y.ne(_loss.IgnoreIndex).sum().to(ScalarType.Int64).reshape(1);
+        var localTargets = localLabels.narrow(1, 1, tokens - 1).ne(_loss.IgnoreIndex).sum().to(ScalarType.Int64).reshape(1);
         var globalTargets = localTargets.clone();
         comm.AllReduce(globalTargets, ReduceOp.Sum);
         var global = globalTargets.item<long>();
@@ -75,8 +75,7 @@ public sealed class FsdpStep
         foreach (var p in parameters) p.grad?.zero_();
         model.train();
         var hidden = model.Forward(ids, mask);
-        var h = hidden.narrow(1, 0, tokens - 1);
-        var loss = FusedLinearCrossEntropy.Apply(h, model.LmHeadWeight, null, y, options);
+        var loss = CausalLmLoss.Compute(model, hidden, localLabels, options);
         loss.backward();
 
         AllReduceGradients(parameters);

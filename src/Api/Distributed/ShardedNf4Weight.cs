@@ -7,7 +7,7 @@ namespace SlothSharp.Distributed;
 /// One decoder projection's NF4 weight, sharded: this rank keeps its <see cref="Nf4BlockShard"/> of the packed bytes
 /// and absmax codes; the small tensors (nested absmax, code tables, offset) stay whole on every rank. Between uses
 /// the full packed and absmax tensors hold no memory: every tensor object that views them (the Nf4Weight's own, the
-/// buffers that LlamaLinear and Linear4bit register for state_dict) is re-pointed with <c>set_</c> to an empty
+/// buffers that Projection and Linear4bit register for state_dict) is re-pointed with <c>set_</c> to an empty
 /// tensor, which drops the last reference to the storage. <see cref="Gather"/> all-gathers the shards and re-points
 /// the same objects, in their own shapes, at the gathered bytes.
 /// </summary>
@@ -25,16 +25,16 @@ internal sealed class ShardedNf4Weight : IDisposable
     /// <param name="rank">this rank</param>
     /// <param name="size">the number of ranks</param>
     /// <param name="preloaded">this rank's shard (packed bytes, absmax codes: padded to the layout's shard lengths, on
-    /// the weight's device), made while loading (<see cref="ShardedLlama.LoadPretrained"/>); the weight's own full
+    /// the weight's device), made while loading (<see cref="ShardedCausalLM.LoadPretrained"/>); the weight's own full
     /// tensors are then placeholders whose content is never read. Null: the shard is copied from the full weight.</param>
-    public ShardedNf4Weight(string name, LlamaLinear linear, int rank, int size, (Tensor Packed, Tensor Codes)? preloaded = null)
+    public ShardedNf4Weight(string name, Projection linear, int rank, int size, (Tensor Packed, Tensor Codes)? preloaded = null)
     {
         Name = name;
         _weight = linear.Nf4 ?? throw new InvalidOperationException($"{name} is not an NF4 projection");
         _layout = new Nf4BlockShard(_weight.NumElements, _weight.Blocksize, size);
         if (_weight.Packed.numel() != _layout.PackedLength || _weight.AbsmaxCodes.numel() != _layout.Blocks)
             throw new InvalidOperationException($"{name}: the NF4 weight holds {_weight.Packed.numel()} packed bytes, not {_layout.PackedLength}: " +
-                "its memory was released by an earlier ShardedLlama that was disposed without Unshard()");
+                "its memory was released by an earlier ShardedCausalLM that was disposed without Unshard()");
         var packedKey = BitsAndBytesNf4Format.KeyOf(Linear4bit.WeightKey, Nf4TensorSpec.Packed);
         var codesKey = BitsAndBytesNf4Format.KeyOf(Linear4bit.WeightKey, Nf4TensorSpec.Absmax);
         _packedAliases.Add((_weight.Packed, _weight.Packed.shape));

@@ -22,9 +22,9 @@ public static class Evaluator
 {
     /// <summary>Evaluates <paramref name="docs"/> (see the class summary). <paramref name="progress"/> reports
     /// (sequences done, sequences in all) after each batch; a sequence is a document or one window of it.</summary>
-    public static EvalResult Evaluate(LlamaForCausalLM model, HfTokenizer tok, IReadOnlyList<string> docs, int batchSize = 8,
+    public static EvalResult Evaluate(CausalLM model, HfTokenizer tok, IReadOnlyList<string> docs, int batchSize = 8,
                                       int? maxLength = null, IProgress<(int done, int total)>? progress = null) =>
-        Evaluate(new LlamaCausalLm(model), tok, docs, batchSize, maxLength, progress);
+        Evaluate(new CausalLmAdapter(model), tok, docs, batchSize, maxLength, progress);
 
     internal static EvalResult Evaluate(ICausalLm model, HfTokenizer tok, IReadOnlyList<string> docs, int batchSize = 8,
                                         int? maxLength = null, IProgress<(int done, int total)>? progress = null)
@@ -107,11 +107,10 @@ public static class Evaluator
         var attention = batch.All(s => s.Length == t) ? null : tensor(mask, ScalarType.Int64).reshape(b, t).to(device);
         var target = tensor(labels, ScalarType.Int64).reshape(b, t).to(device);
         var hidden = model.Forward(input, attention, null);
-        var h = hidden.narrow(1, 0, t - 1);
-        var y = target.narrow(1, 1, t - 1).contiguous();
         // Detached: the fused loss computes gradients during forward for inputs that require them (a trainable LM
         // head would), which evaluation must not pay for.
-        var loss = FusedLinearCrossEntropy.Apply(h.detach(), model.LmHeadWeight.detach(), null, y, new CrossEntropyOptions { Reduction = LossReduction.Sum });
+        var loss = CausalLmLoss.Compute(hidden.detach(), model.LmHeadWeight.detach(), model.FinalLogitSoftcap, target,
+            new CrossEntropyOptions { Reduction = LossReduction.Sum });
         return loss.to(ScalarType.Float64).item<double>();
     }
 }

@@ -3,8 +3,8 @@ using static TorchSharp.torch;
 namespace SlothSharp.Generation;
 
 /// <summary>
-/// What evaluation and generation need from a causal language model. <c>LlamaForCausalLM</c> is adapted to it in
-/// LlamaCausalLm.cs; tests use small fakes with the same contract.
+/// What evaluation and generation need from a causal language model. <c>CausalLM</c> is adapted to it in
+/// CausalLmAdapter.cs; tests use small fakes with the same contract.
 /// </summary>
 internal interface ICausalLm
 {
@@ -12,6 +12,8 @@ internal interface ICausalLm
     int VocabSize { get; }
     int MaxPositionEmbeddings { get; }
     IReadOnlyList<int> EosTokenIds { get; }
+    /// <summary>The family's final logit soft-cap (Gemma 2), or null.</summary>
+    double? FinalLogitSoftcap { get; }
     /// <summary>[V, H] in the compute dtype.</summary>
     Tensor LmHeadWeight { get; }
     /// <summary>Final hidden states [B, T, H]; attentionMask [B, T] int64 (1 = token) or null; with a cache, positions

@@ -13,8 +13,8 @@ public static class TextGenerator
     /// <summary>Generates after <paramref name="promptIds"/> (which should start with BOS), yielding each new id as it
     /// is chosen. Default stop ids: config.json's eos_token_id and generation_config.json's. Arguments are checked
     /// when called; the model runs while the result is enumerated.</summary>
-    public static IEnumerable<int> Generate(LlamaForCausalLM model, IReadOnlyList<int> promptIds, GenerationOptions options) =>
-        Generate(new LlamaCausalLm(model), promptIds, options);
+    public static IEnumerable<int> Generate(CausalLM model, IReadOnlyList<int> promptIds, GenerationOptions options) =>
+        Generate(new CausalLmAdapter(model), promptIds, options);
 
     internal static IEnumerable<int> Generate(ICausalLm model, IReadOnlyList<int> promptIds, GenerationOptions options)
     {

@@ -19,12 +19,12 @@ internal sealed class CheckpointedLayerFunction : autograd.SingleTensorFunction<
     public override string Name => "SlothSharp.CheckpointedDecoderLayer";
 
     /// <summary>Runs <paramref name="layer"/> checkpointed (no KV cache).</summary>
-    public static Tensor Run(LlamaDecoderLayer layer, Tensor x, LayerInputs inputs, int index, ulong? seed)
+    public static Tensor Run(DecoderLayer layer, Tensor x, LayerContext ctx, ulong? seed)
     {
         ThrowIfFailed();
         var trainable = layer.parameters().Where(p => p.requires_grad).Cast<Tensor>().ToArray();
-        if (inputs.Cache is not null) throw new ArgumentException("a KV cache is for inference; checkpointing is for training", nameof(inputs));
-        var call = new Call(layer, inputs, index, seed, trainable.Length, x.requires_grad);
+        if (ctx.Cache is not null) throw new ArgumentException("a KV cache is for inference; checkpointing is for training", nameof(ctx));
+        var call = new Call(layer, ctx, seed, trainable.Length, x.requires_grad);
         return apply([x, .. trainable, call]);
     }
 
@@ -41,10 +41,9 @@ internal sealed class CheckpointedLayerFunction : autograd.SingleTensorFunction<
         var x = (Tensor)vars[0];
         var call = (Call)vars[^1];
         Tensor y;
-        using (no_grad()) y = call.Layer.Forward(x, call.Inputs, call.Index, call.Seed);
+        using (no_grad()) y = call.Layer.Forward(x, call.Context, call.Seed);
         // Saved in the graph (not on the managed side), so they live exactly as long as the graph needs them.
-        var inputs = call.Inputs;
-        ctx.save_for_backward(inputs.Mask is null ? [x, inputs.Cos, inputs.Sin] : [x, inputs.Cos, inputs.Sin, inputs.Mask]);
+        ctx.save_for_backward([x, .. call.Context.Tensors()]);
         ctx.save_data("call", call);
         return y;
     }
@@ -62,8 +61,12 @@ internal sealed class CheckpointedLayerFunction : autograd.SingleTensorFunction<
             using var scope = NewDisposeScope();
             using var grad = enable_grad();
             var x = saved[0].detach().requires_grad_(call.NeedInputGrad);
-            var inputs = new LayerInputs(saved[1], saved[2], saved.Count > 3 ? saved[3] : null, call.Inputs.Causal, null, call.Inputs.Fused);
-            var y = call.Layer.Forward(x, inputs, call.Index, call.Seed);
+            var layerContext = call.Context.WithTensors(saved.Skip(1).ToList());
+            // Held across the recomputation AND its backward: the fused NF4 nodes dequantize their weight again in
+            // backward, so a sharded layer's gathered weights must stay until the gradients exist (nested calls share
+            // one gather).
+            using var around = call.Layer.AroundCompute?.Invoke();
+            var y = call.Layer.Forward(x, layerContext, call.Seed);
             var trainable = call.Layer.parameters().Where(p => p.requires_grad).Cast<Tensor>().ToList();
             var wrt = call.NeedInputGrad ? trainable.Prepend(x).ToList() : trainable;
             var grads = autograd.grad([y], wrt, [gradOutput], allow_unused: true);
@@ -93,5 +96,5 @@ internal sealed class CheckpointedLayerFunction : autograd.SingleTensorFunction<
 
     private static Tensor Keep(Tensor? g) => g is null || g.IsInvalid ? null! : g.MoveToOuterDisposeScope();
 
-    private sealed record Call(LlamaDecoderLayer Layer, LayerInputs Inputs, int Index, ulong? Seed, int Trainable, bool NeedInputGrad);
+    private sealed record Call(DecoderLayer Layer, LayerContext Context, ulong? Seed, int Trainable, bool NeedInputGrad);
 }

@@ -5,7 +5,7 @@ namespace SlothSharp.Models;
 /// <summary>
 /// Keys and values of the tokens already seen, per decoder layer, for generation: preallocated
 /// [batch, kv_heads, MaxLength, head_dim] in the model's compute dtype, plus which cached positions are real tokens
-/// (the attention mask). Made by <see cref="LlamaForCausalLM.NewKvCache"/>; inference only (no autograd through it).
+/// (the attention mask). Made by <see cref="CausalLM.NewKvCache"/>; inference only (no autograd through it).
 /// </summary>
 public sealed class KvCache : IDisposable
 {
@@ -13,7 +13,7 @@ public sealed class KvCache : IDisposable
     private readonly Tensor _valid;  // bool [B, MaxLength]
     private bool _disposed;
 
-    internal KvCache(LlamaConfig cfg, int batch, int maxLength, ScalarType dtype, Device device)
+    internal KvCache(ModelConfig cfg, int batch, int maxLength, ScalarType dtype, Device device)
     {
         Batch = batch;
         MaxLength = maxLength;

@@ -19,7 +19,7 @@ public static class MergedCheckpoint
 
     /// <summary>Writes the merged checkpoint into <paramref name="outDir"/>, which must not exist or be empty. Everything
     /// goes into a temporary sibling directory first, renamed into place when complete.</summary>
-    public static void Write(LlamaForCausalLM model, string outDir, ScalarType dtype)
+    public static void Write(CausalLM model, string outDir, ScalarType dtype)
     {
         ArgumentNullException.ThrowIfNull(model);
         if (dtype is not (ScalarType.BFloat16 or ScalarType.Float16 or ScalarType.Float32))

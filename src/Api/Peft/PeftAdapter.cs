@@ -24,11 +24,11 @@ public static class PeftAdapter
     /// <summary>Writes the model's LoRA adapters into <paramref name="dir"/> (created if missing; other files there are
     /// left alone). Both files are written to a temporary sibling first and renamed into place, weights before the
     /// config, so a reader never sees a half-written adapter.</summary>
-    public static void Save(LlamaForCausalLM model, string dir, string? baseModelNameOrPath = null)
+    public static void Save(CausalLM model, string dir, string? baseModelNameOrPath = null)
     {
         ArgumentNullException.ThrowIfNull(model);
         var lora = model.Lora ?? throw new InvalidOperationException("the model has no LoRA adapters to save (AddLora or PeftAdapter.Load first)");
-        var config = ConfigJson(lora, baseModelNameOrPath ?? model.SourceDirectory);
+        var config = ConfigJson(lora, model.Config, baseModelNameOrPath ?? model.SourceDirectory);
         var full = Path.GetFullPath(dir);
         using var staging = StagingDirectory.Beside(full);
         var tmp = staging.Path;
@@ -50,7 +50,7 @@ public static class PeftAdapter
     }
 
     /// <summary>PEFT's LoraConfig fields for these adapters (what PEFT 0.21 writes, minus the ones for other methods).</summary>
-    internal static JsonObject ConfigJson(LoraConfig lora, string? baseModel) => new()
+    internal static JsonObject ConfigJson(LoraConfig lora, ModelConfig model, string? baseModel) => new()
     {
         ["peft_type"] = "LORA",
         ["task_type"] = "CAUSAL_LM",
@@ -58,7 +58,7 @@ public static class PeftAdapter
         ["r"] = lora.Rank,
         ["lora_alpha"] = lora.Alpha,
         ["lora_dropout"] = lora.Dropout,
-        ["target_modules"] = new JsonArray(lora.ResolvedTargets.Select(t => (JsonNode)t).ToArray()),
+        ["target_modules"] = new JsonArray(lora.ResolveTargets(model).Select(t => (JsonNode)t).ToArray()),
         ["bias"] = "none",
         ["use_rslora"] = lora.UseRslora,
         ["use_dora"] = false,
@@ -109,7 +109,7 @@ public static class PeftAdapter
         var bias = Str("bias") ?? "none";
         if (bias != "none") throw Bad("bias", $"'{bias}' is not supported (only \"none\": SlothSharp trains no biases)");
         if (Flag("lora_bias")) throw Bad("lora_bias", "LoRA biases are not supported");
-        if (Flag("fan_in_fan_out")) throw Bad("fan_in_fan_out", "true is for GPT-2-style Conv1D layers, not Llama");
+        if (Flag("fan_in_fan_out")) throw Bad("fan_in_fan_out", "true is for GPT-2-style Conv1D layers, which no supported family has");
         if (root["modules_to_save"] is JsonArray { Count: > 0 } mts)
             throw Bad("modules_to_save", $"fully trained modules ({mts.ToJsonString()}) are not supported");
         if (root["layers_to_transform"] is JsonNode ltt) throw Bad("layers_to_transform", $"per-layer selection ({ltt.ToJsonString()}) is not supported");
@@ -127,16 +127,8 @@ public static class PeftAdapter
             JsonValue v when v.TryGetValue<string>(out var s) => throw Bad("target_modules", $"a regular expression ('{s}') is not supported; list the module names"),
             _ => throw Bad("target_modules", "missing"),
         };
-        var config = new LoraConfig((int)r, alpha, dropout, targets, Flag("use_rslora"));
-        try
-        {
-            _ = config.ResolvedTargets;
-        }
-        catch (ArgumentException e)
-        {
-            throw Bad("target_modules", e.Message);
-        }
-        return config;
+        if (targets.Count == 0 || targets.Any(string.IsNullOrWhiteSpace)) throw Bad("target_modules", "expected module names");
+        return new LoraConfig((int)r, alpha, dropout, targets, Flag("use_rslora"));
     }
 
     /// <summary>
@@ -145,7 +137,7 @@ public static class PeftAdapter
     /// must be present with the right shape and none may be extra; an adapter made for another base (other hidden size,
     /// layer count or projection widths) fails with the file and key named.
     /// </summary>
-    public static void Load(LlamaForCausalLM model, string dir)
+    public static void Load(CausalLM model, string dir)
     {
         ArgumentNullException.ThrowIfNull(model);
         var config = ReadConfig(dir);
@@ -155,16 +147,25 @@ public static class PeftAdapter
         using var reader = new SafetensorsReader(weightsPath);
 
         // Check the file against the base before touching the model, so a wrong adapter leaves it unchanged.
+        IReadOnlyList<string> targets;
+        try
+        {
+            targets = config.ResolveTargets(model.Config);
+        }
+        catch (ArgumentException e)
+        {
+            throw new InvalidDataException($"{configPath}: field 'target_modules': {e.Message}", e);
+        }
         CheckLayers(model, reader, weightsPath);
         if (model.Lora is null) model.AddLora(config, seed: 0);
         else
         {
             var have = model.Lora;
             if (have.Rank != config.Rank || have.Alpha != config.Alpha || have.UseRslora != config.UseRslora ||
-                !have.ResolvedTargets.Order().SequenceEqual(config.ResolvedTargets.Order()))
+                !have.ResolveTargets(model.Config).Order().SequenceEqual(targets.Order()))
                 throw new InvalidDataException($"{configPath}: the adapter (r {config.Rank}, alpha {config.Alpha}, rslora {config.UseRslora}, targets " +
-                    $"{string.Join(",", config.ResolvedTargets)}) differs from the model's LoRA (r {have.Rank}, alpha {have.Alpha}, " +
-                    $"rslora {have.UseRslora}, targets {string.Join(",", have.ResolvedTargets)})");
+                    $"{string.Join(",", targets)}) differs from the model's LoRA (r {have.Rank}, alpha {have.Alpha}, " +
+                    $"rslora {have.UseRslora}, targets {string.Join(",", have.ResolveTargets(model.Config))})");
         }
 
         var parameters = model.LoraParameters();
@@ -195,7 +196,7 @@ public static class PeftAdapter
     }
 
     /// <summary>Layer count and hidden size: a clearer message than a shape mismatch when the adapter is for another base.</summary>
-    private static void CheckLayers(LlamaForCausalLM model, SafetensorsReader reader, string path)
+    private static void CheckLayers(CausalLM model, SafetensorsReader reader, string path)
     {
         var cfg = model.Config;
         foreach (var (key, e) in reader.Entries)
@@ -209,7 +210,7 @@ public static class PeftAdapter
                 throw new InvalidDataException($"{path}: tensor '{key}' is for decoder layer {layer}, but this base model has " +
                     $"{cfg.NumHiddenLayers} layers (an adapter for another base model)");
             if (e.Shape.Length == 2 && key.EndsWith(".lora_A.weight", StringComparison.Ordinal) &&
-                (key.Contains("q_proj") || key.Contains("k_proj") || key.Contains("v_proj") || key.Contains("gate_proj") || key.Contains("up_proj")) &&
+                DecoderLayout.Projections(cfg).Any(p => p.In == cfg.HiddenSize && key.Contains($".{p.Name}.", StringComparison.Ordinal)) &&
                 e.Shape[1] != cfg.HiddenSize)
                 throw new InvalidDataException($"{path}: tensor '{key}' has {e.Shape[1]} input features, but this base model's hidden size is " +
                     $"{cfg.HiddenSize} (an adapter for another base model)");

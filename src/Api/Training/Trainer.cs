@@ -12,7 +12,7 @@ using static TorchSharp.torch;
 namespace SlothSharp.Training;
 
 /// <summary>
-/// QLoRA fine-tuning of a <see cref="LlamaForCausalLM"/>: only the LoRA adapters train (AdamW, torch's update rule),
+/// QLoRA fine-tuning of a <see cref="CausalLM"/>: only the LoRA adapters train (AdamW, torch's update rule),
 /// the causal-LM loss goes through <see cref="FusedLinearCrossEntropy"/> (or <see cref="ChunkedLinearLoss"/>) so the
 /// [tokens × vocab] logits never exist, and one optimizer step may accumulate several micro-batches whose losses are
 /// all divided by the step's total target count (so accumulation gives the same gradient as one big batch).
@@ -24,7 +24,7 @@ namespace SlothSharp.Training;
 /// normalizer, and the adapter gradients and losses are summed over the ranks (one flat all-reduce) before clipping
 /// and the optimizer step, so every rank takes the 1-rank run's step on identical replicated adapters. Rank 0 alone
 /// writes checkpoints and the adapter; a stop request is agreed on by all ranks (they stop after the same step). The
-/// model may be a <see cref="ShardedLlama"/>'s (each forward is then a sequence of collectives: BatchSize must be
+/// model may be a <see cref="ShardedCausalLM"/>'s (each forward is then a sequence of collectives: BatchSize must be
 /// ≥ the number of ranks). LoRA dropout draws different masks than the 1-rank run (each rank sees other rows).</para>
 /// <para>With <see cref="TrainerOptions.ShardOptimizer"/> (the default with more than one rank) the gradients stay
 /// local and <see cref="ShardedAdamW"/> reduce-scatters them, clips, updates each rank's 1/N of the adapters and
@@ -34,7 +34,7 @@ namespace SlothSharp.Training;
 /// </summary>
 public sealed class Trainer : IDisposable
 {
-    private readonly LlamaForCausalLM _model;
+    private readonly CausalLM _model;
     private readonly TrainingData _data;
     private readonly DataOrder _order;
     private readonly List<KeyValuePair<string, Parameter>> _params;
@@ -50,14 +50,14 @@ public sealed class Trainer : IDisposable
     /// <summary>Why <see cref="TrainerOptions.Deterministic"/> could not be honoured, or null.</summary>
     public string? DeterminismProblem { get; }
 
-    public Trainer(LlamaForCausalLM model, TrainingData data, TrainerOptions options) : this(model, data, options, null)
+    public Trainer(CausalLM model, TrainingData data, TrainerOptions options) : this(model, data, options, null)
     {
     }
 
     /// <summary>A data-parallel trainer: rank <c>communicator.Rank</c> of <c>communicator.Size</c> (see the class
     /// remarks). Every rank must construct it with the same model files, data and options; null is the plain
     /// one-process trainer.</summary>
-    public Trainer(LlamaForCausalLM model, TrainingData data, TrainerOptions options, ICommunicator? communicator)
+    public Trainer(CausalLM model, TrainingData data, TrainerOptions options, ICommunicator? communicator)
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(data);
@@ -221,13 +221,7 @@ public sealed class Trainer : IDisposable
             var rows = _comm is { Size: > 1 } c ? allRows.Where((_, i) => i % c.Size == c.Rank).ToArray() : allRows;
             var (ids, mask, labels, _, _) = _data.Collate(rows, _model.Device);
             var hidden = _model.Forward(ids, mask);
-            var t = hidden.shape[1];
-            var h = hidden.narrow(1, 0, t - 1);
-            var y = labels.narrow(1, 1, t - 1);
-            var head = _model.LmHeadWeight;
-            var loss = o.ChunkedLoss
-                ? ChunkedLinearLoss.CrossEntropy(h, head, null, y, lossOptions)
-                : FusedLinearCrossEntropy.Apply(h, head, null, y, lossOptions);
+            var loss = CausalLmLoss.Compute(_model, hidden, labels, lossOptions, o.ChunkedLoss);
             loss.backward();
             stepLoss += loss.to(ScalarType.Float64).item<double>();
         }

@@ -126,7 +126,7 @@ public static class TrainingCheckpoint
                     ["r"] = o.Lora.Rank,
                     ["lora_alpha"] = o.Lora.Alpha,
                     ["lora_dropout"] = o.Lora.Dropout,
-                    ["target_modules"] = new JsonArray(o.Lora.ResolvedTargets.Select(t => (JsonNode)t).ToArray()),
+                    ["target_modules"] = new JsonArray(o.Lora.TargetNames.Select(t => (JsonNode)t).ToArray()),
                     ["use_rslora"] = o.Lora.UseRslora,
                 },
                 ["max_steps"] = o.MaxSteps,
@@ -171,7 +171,7 @@ public static class TrainingCheckpoint
         Check("alpha", saved.Lora.Alpha, now.Lora.Alpha);
         Check("dropout", saved.Lora.Dropout, now.Lora.Dropout);
         Check("rslora", saved.Lora.UseRslora, now.Lora.UseRslora);
-        Check("targets", string.Join(",", saved.Lora.ResolvedTargets.Order()), string.Join(",", now.Lora.ResolvedTargets.Order()));
+        Check("targets", string.Join(",", saved.Lora.TargetNames.Order()), string.Join(",", now.Lora.TargetNames.Order()));
         Check("batch", saved.BatchSize, now.BatchSize);
         Check("seq", saved.SequenceLength, now.SequenceLength);
         Check("grad-accum", saved.GradientAccumulation, now.GradientAccumulation);

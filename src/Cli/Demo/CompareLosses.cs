@@ -13,10 +13,12 @@ internal sealed record DemoSettings(string Device, int Steps, string Output, str
 /// <summary>Widths of the comparison's random Llama (and its LoRA).</summary>
 internal sealed record CompareShape(int Vocab, int Hidden, int Layers, int Heads, int KvHeads, int Intermediate, int LoraRank, double LoraAlpha)
 {
-    public LlamaConfig ToConfig() => new(VocabSize: Vocab, HiddenSize: Hidden, IntermediateSize: Intermediate, NumHiddenLayers: Layers,
-        NumAttentionHeads: Heads, NumKeyValueHeads: KvHeads, HeadDim: Hidden / Heads, RmsNormEps: 1e-5, RopeTheta: 500_000,
-        RopeScaling: null, TieWordEmbeddings: false, AttentionBias: false, MlpBias: false, MaxPositionEmbeddings: 8192,
-        BosTokenId: null, EosTokenIds: [], PadTokenId: null);
+    public ModelConfig ToConfig() => ModelPresets.Tiny with
+    {
+        VocabSize = Vocab, HiddenSize = Hidden, IntermediateSize = Intermediate, NumHiddenLayers = Layers, NumAttentionHeads = Heads,
+        NumKeyValueHeads = KvHeads, HeadDim = Hidden / Heads, RmsNormEps = 1e-5, Rope = RopeSpec.Default(500_000),
+        TieWordEmbeddings = false, MaxPositionEmbeddings = 8192, BosTokenId = null, EosTokenIds = [], PadTokenId = null,
+    };
 }
 
 /// <summary>`sloth demo --compare-losses`: trains the same QLoRA Llama (random NF4 weights written in Hugging Face format)
@@ -62,7 +64,7 @@ internal static class CompareLosses
         }
         // One random base checkpoint (bnb-4bit, Hugging Face layout) that every child process loads.
         if (!File.Exists(Path.Combine(BaseDir(s), "config.json")))
-            LlamaCheckpointWriter.WriteRandom(BaseDir(s), cfg.ToConfig(), (long)s.Seed, bnb4bit: true);
+            CheckpointWriter.WriteRandom(BaseDir(s), cfg.ToConfig(), (long)s.Seed, bnb4bit: true);
         var variants = Variants.Where(v => s.Chunked || v != "chunked").ToList();
         var results = new List<RunResult>();
         foreach (var v in variants)

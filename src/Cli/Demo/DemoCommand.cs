@@ -59,10 +59,7 @@ internal static class DemoCommand
 
     /// <summary>The CUDA demo's base: Llama-3.2-1B's shape (16 layers, hidden 2048, 32/8 heads, MLP 8192, vocab 128256,
     /// tied embeddings, llama3 RoPE scaling) with random weights, the tiny checkpoint's tokenizer (ids 0..419 only).</summary>
-    internal static LlamaConfig CudaBaseConfig() =>
-        new(VocabSize: 128_256, HiddenSize: 2048, IntermediateSize: 8192, NumHiddenLayers: 16, NumAttentionHeads: 32,
-            NumKeyValueHeads: 8, HeadDim: 64, RmsNormEps: 1e-5, RopeTheta: 500_000, RopeScaling: new RopeScaling("llama3", 32, 1, 4, 8192),
-            TieWordEmbeddings: true, AttentionBias: false, MlpBias: false, MaxPositionEmbeddings: 131_072, BosTokenId: 0, EosTokenIds: [1], PadTokenId: 2);
+    internal static ModelConfig CudaBaseConfig() => ModelPresets.Llama32_1B with { BosTokenId = 0, EosTokenIds = [1], PadTokenId = 2 };
 
     private static int Run(Device device, int? stepsArg, string outDir, int? batchArg, int? seqArg, long seed, double? lrArg)
     {
@@ -82,10 +79,10 @@ internal static class DemoCommand
         {
             var clock = Stopwatch.StartNew();
             var cfg = CudaBaseConfig();
-            LlamaCheckpointWriter.WriteRandom(baseDir, cfg, seed, bnb4bit: true, tinyDir);
+            CheckpointWriter.WriteRandom(baseDir, cfg, seed, bnb4bit: true, tinyDir);
             console.MarkupLine($"wrote a random {cfg.NumHiddenLayers}-layer Llama (hidden {cfg.HiddenSize}, vocab {cfg.VocabSize:N0}, bnb-4bit) to [bold]{Markup.Escape(baseDir)}[/] in {clock.Elapsed.TotalSeconds:F1} s");
         }
-        var config = LlamaConfig.Load(Path.Combine(baseDir, "config.json"));
+        var config = ModelConfig.Load(Path.Combine(baseDir, "config.json"));
 
         var docs = TextDocuments.Read(textPath);
         var tokenizer = HfTokenizer.FromDirectory(baseDir);
@@ -108,7 +105,7 @@ internal static class DemoCommand
         };
         var data = TrainingData.FromDocuments(tokenizer, docs, seq, packing: true);
         var deviceName = onCuda ? CudaDevice.Name(Math.Max(0, (int)device.index)) : $"CPU ({Environment.ProcessorCount} cores)";
-        using var model = LlamaForCausalLM.FromPretrained(baseDir, new LoadOptions { Device = device });
+        using var model = CausalLM.FromPretrained(baseDir, new LoadOptions { Device = device });
         var dtype = model.ComputeDtype;  // the model's default: bf16 on CUDA, fp32 on the CPU
         console.MarkupLine($"[bold]SlothSharp demo[/]: QLoRA fine-tuning on {Markup.Escape(deviceName)} ({dtype}); text: Chapter I of \"Alice's Adventures in Wonderland\" " +
                            $"(public domain), {docs.Count} paragraphs → {data.Rows.Count} packed rows of {seq} tokens");
@@ -142,7 +139,7 @@ internal static class DemoCommand
     }
 
     /// <summary>Eval loss over the documents and a greedy continuation of the prompt.</summary>
-    private static (double Loss, string Text) Probe(LlamaForCausalLM model, HfTokenizer tokenizer, IReadOnlyList<string> docs, int seq)
+    private static (double Loss, string Text) Probe(CausalLM model, HfTokenizer tokenizer, IReadOnlyList<string> docs, int seq)
     {
         model.eval();
         var eval = Evaluator.Evaluate(model, tokenizer, docs, batchSize: 8, maxLength: seq);

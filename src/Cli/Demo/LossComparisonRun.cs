@@ -22,7 +22,7 @@ internal static class LossComparisonRun
         else ResetPeakRss();
         var usedBefore = onGpu ? UsedGpuBytes(gpu) : 0;
 
-        using var model = LlamaForCausalLM.FromPretrained(baseDir, new LoadOptions { Device = device, ComputeDtype = dtype });
+        using var model = CausalLM.FromPretrained(baseDir, new LoadOptions { Device = device, ComputeDtype = dtype });
         model.AddLora(new LoraConfig(cfg.LoraRank, cfg.LoraAlpha), (long)s.Seed);
         var adapters = model.LoraParameters().Select(p => p.Value).ToList();
         using var opt = optim.AdamW(adapters, lr: s.LearningRate ?? 2e-3, weight_decay: 0.0);

@@ -1,0 +1,23 @@
+using SlothSharp.Models;
+using SlothSharp.Ops;
+using static TorchSharp.torch;
+
+namespace SlothSharp.Distributed;
+
+/// <summary>The fused kernels for a sharded model: everything fused, except an NF4 projection whose backward would run
+/// after its layer's gathered weights are freed (a training forward without gradient checkpointing), which takes the
+/// plain path whose graph keeps the dequantized weight (see <see cref="ShardedCausalLM"/>).</summary>
+internal sealed class ShardedKernels(CausalLM model) : DecoderKernels
+{
+    private bool KeepsWeightsForBackward => is_grad_enabled() && !model.GradientCheckpointing;
+
+    public override Tensor Linear(Projection p, Tensor x) =>
+        KeepsWeightsForBackward ? Reference.Linear(p, x) : Fused.Linear(p, x);
+
+    public override Tensor GatedLinear(Projection down, Tensor gate, Tensor up, GateActivation activation) =>
+        KeepsWeightsForBackward ? Reference.GatedLinear(down, gate, up, activation) : Fused.GatedLinear(down, gate, up, activation);
+
+    public override Tensor Norm(Tensor x, Tensor weight, double eps, bool unitOffset) => Fused.Norm(x, weight, eps, unitOffset);
+
+    public override Tensor Rope(Tensor x, Tensor cos, Tensor sin) => Fused.Rope(x, cos, sin);
+}

@@ -1,0 +1,307 @@
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+using static TorchSharp.torch.nn;
+
+namespace SlothSharp.Models;
+
+/// <summary>
+/// A Hugging Face decoder-only causal LM of any supported family (<see cref="ModelFamilies"/>: Llama, Mistral, Qwen2,
+/// Qwen3, Gemma 2, Gemma 3, Phi-3) as TorchSharp modules on one shared decoder whose architecture is data
+/// (<see cref="ModelConfig"/>). <c>state_dict()</c> keys equal the checkpoint's (<c>model.embed_tokens.weight</c>,
+/// <c>model.layers.N.self_attn.q_proj.weight</c> + bitsandbytes' keys when NF4, …, <c>lm_head.weight</c> when untied).
+/// Load with <see cref="FromPretrained"/>. Every weight is frozen; <see cref="AddLora"/> adds trainable float32
+/// adapters with PEFT's names and semantics.
+/// </summary>
+public sealed class CausalLM : Module
+{
+    /// <summary>Children are registered explicitly under Hugging Face names; TorchSharp's reflection-based
+    /// registration would add the C# fields and properties a second time under their own names.</summary>
+    protected override void RegisterComponents() { }
+
+    private readonly DecoderStack _model;
+    private readonly WeightOnly? _lmHead;
+    // Not buffers: transformers keeps inv_freq out of the state dict as well.
+    private readonly Dictionary<RopeSpec, RotaryEmbedding> _ropes = new();
+
+    internal CausalLM(ModelConfig config, string sourceDirectory, Device device, ScalarType dtype, bool quantized,
+                      DecoderStack model, WeightOnly? lmHead) : base("CausalLM")
+    {
+        Config = config;
+        SourceDirectory = sourceDirectory;
+        Device = device;
+        ComputeDtype = dtype;
+        IsQuantized = quantized;
+        _model = model;
+        _lmHead = lmHead;
+        register_module("model", model);
+        if (lmHead is not null) register_module("lm_head", lmHead);
+        for (var i = 0; i < config.NumHiddenLayers; i++)
+        {
+            var spec = config.RopeOf(i);
+            if (!_ropes.ContainsKey(spec)) _ropes[spec] = new RotaryEmbedding(spec, config.HeadDim, device);
+        }
+        UseFusedKernels = true;
+        eval();
+    }
+
+    /// <summary>Loads a Hugging Face model directory: config.json and model.safetensors (or shards listed in
+    /// model.safetensors.index.json), dense or bitsandbytes 4-bit. See <see cref="LoadOptions"/>.</summary>
+    public static CausalLM FromPretrained(string dir, LoadOptions? options = null) => ModelLoader.Load(dir, options ?? new LoadOptions());
+
+    /// <summary>
+    /// A model of <paramref name="config"/>'s shape with random weights made in memory on the target device (no
+    /// checkpoint file): linears and embeddings N(0, 0.02²) as transformers initializes them, norms at their identity
+    /// (1, or 0 for Gemma's 1 + w), drawn from <paramref name="seed"/>, stored in the compute dtype; with
+    /// <see cref="LoadOptions.Quantize"/> the decoder projections are quantized to NF4 there. For benchmarks and tests;
+    /// <see cref="SourceDirectory"/> is empty.
+    /// </summary>
+    public static CausalLM CreateRandom(ModelConfig config, long seed, LoadOptions? options = null) =>
+        RandomInit.Create(config, seed, options ?? new LoadOptions());
+
+    public ModelConfig Config { get; }
+    public string SourceDirectory { get; }
+    public Device Device { get; }
+    public ScalarType ComputeDtype { get; }
+    /// <summary>True when the decoder projections are NF4 (false: the dense reference).</summary>
+    public bool IsQuantized { get; }
+
+    /// <summary>Recompute each decoder layer in backward instead of keeping its activations (training only; not used
+    /// with a <see cref="KvCache"/>).</summary>
+    public bool GradientCheckpointing { get; set; }
+
+    /// <summary>With <see cref="GradientCheckpointing"/>: decoder layer i is recomputed in backward when
+    /// i % <see cref="GradientCheckpointingInterval"/> == 0 (1, the default: every layer).</summary>
+    public int GradientCheckpointingInterval
+    {
+        get => _checkpointInterval;
+        set => _checkpointInterval = value >= 1 ? value : throw new ArgumentOutOfRangeException(nameof(value), value, "must be >= 1");
+    }
+
+    private int _checkpointInterval = 1;
+    private bool _fused;
+
+    /// <summary>
+    /// True (the default): the decoder runs SlothSharp's fused kernels — RMSNorm, RoPE and SwiGLU kernels, and each NF4
+    /// projection with its LoRA adapter as one autograd node (<see cref="Ops.Nf4LoraLinear"/>) that dequantizes its
+    /// weight again in backward instead of keeping it. False: the plain TorchSharp ops (the reference path), on the
+    /// same weights. Setting it puts the chosen <see cref="DecoderKernels"/> into every module once; no forward takes a
+    /// flag. Both compute the same function; they differ in memory, speed and rounding order.
+    /// </summary>
+    public bool UseFusedKernels
+    {
+        get => _fused;
+        set
+        {
+            _fused = value;
+            InstallKernels(value ? DecoderKernels.Fused : DecoderKernels.Reference);
+        }
+    }
+
+    /// <summary>Puts <paramref name="kernels"/> into every module (sharding installs its own variant of the fused set).</summary>
+    internal void InstallKernels(DecoderKernels kernels)
+    {
+        {
+            foreach (var layer in _model.Layers)
+            {
+                foreach (var p in layer.Projections) p.Kernels = kernels;
+                foreach (var n in layer.Norms) n.Kernels = kernels;
+                layer.Attention.Kernels = kernels;
+                if (layer.Attention.QNorm is { } qn) qn.Kernels = kernels;
+                if (layer.Attention.KNorm is { } kn) kn.Kernels = kernels;
+            }
+            _model.Norm.Kernels = kernels;
+        }
+    }
+
+    public LoraConfig? Lora { get; private set; }
+
+    /// <summary>The LM head [V, H] in <see cref="ComputeDtype"/> (the embedding table when tied).</summary>
+    public Tensor LmHeadWeight => _lmHead?.Weight ?? _model.Embed.Weight;
+
+    internal DecoderStack Model => _model;
+
+    /// <summary>
+    /// Hidden states after the final norm, [B, T, H] in <see cref="ComputeDtype"/>. inputIds: int64 [B, T] on
+    /// <see cref="Device"/>. attentionMask: [B, T] (or [B, cache.Length + T] with a cache) int64/int32/bool, 1 = token,
+    /// right padding; null = all tokens. With a cache, positions continue from cache.Length and the cache is extended.
+    /// positionIds: int64 [B, T] (packed documents: positions restart at each document) or null (0, 1, …);
+    /// sequenceIds: int64 [B, T], tokens attend only to earlier tokens of the same id (block-diagonal causal attention
+    /// for packed documents), or null. Both are for training (no cache).
+    /// </summary>
+    public Tensor Forward(Tensor inputIds, Tensor? attentionMask = null, KvCache? cache = null, Tensor? positionIds = null, Tensor? sequenceIds = null)
+    {
+        ArgumentNullException.ThrowIfNull(inputIds);
+        CheckpointedLayerFunction.ThrowIfFailed();
+        if (inputIds.ndim != 2 || inputIds.shape[1] < 1)
+            throw new ArgumentException($"inputIds must be [batch, tokens] with tokens >= 1; got [{string.Join(", ", inputIds.shape)}]", nameof(inputIds));
+        if (inputIds.dtype != ScalarType.Int64)
+            throw new ArgumentException($"inputIds must be int64; got {inputIds.dtype}", nameof(inputIds));
+        if (inputIds.device_type != Device.type || (Device.type == TorchSharp.DeviceType.CUDA && inputIds.device_index != Math.Max(Device.index, 0)))
+            throw new ArgumentException($"inputIds are on {inputIds.device}; the model is on {Device}", nameof(inputIds));
+        var (b, t) = (inputIds.shape[0], inputIds.shape[1]);
+        var past = cache?.Length ?? 0;
+        if (past + t > Config.MaxPositionEmbeddings)
+            throw new ArgumentException($"{past + t} tokens exceed max_position_embeddings {Config.MaxPositionEmbeddings} of {Path.Combine(SourceDirectory, "config.json")}", nameof(inputIds));
+        if (cache is not null)
+        {
+            if (cache.Batch != b) throw new ArgumentException($"the cache holds batch {cache.Batch}; inputIds have batch {b}", nameof(cache));
+            if (past + t > cache.MaxLength) throw new ArgumentException($"the cache holds {cache.MaxLength} tokens; {past} cached + {t} new exceed it", nameof(cache));
+            if (positionIds is not null || sequenceIds is not null)
+                throw new ArgumentException("positionIds and sequenceIds are for training on packed rows, not with a KV cache", nameof(cache));
+        }
+        foreach (var (given, name) in new[] { (positionIds, nameof(positionIds)), (sequenceIds, nameof(sequenceIds)) })
+            if (given is not null && (!given.shape.SequenceEqual(inputIds.shape) || given.dtype != ScalarType.Int64))
+                throw new ArgumentException($"{name} must be int64 [{b}, {t}] like inputIds; got {given.dtype} [{string.Join(", ", given.shape)}]", name);
+
+        using var scope = NewDisposeScope();
+        // An id outside the table would be a device-side assert on CUDA (the process cannot continue): check first,
+        // with one host read for all bounds.
+        long lo, hi, posMax = past + t - 1;
+        using (var bounds = (positionIds is null ? stack([inputIds.min(), inputIds.max()]) : stack([inputIds.min(), inputIds.max(), positionIds.max(), positionIds.min()])).cpu())
+        {
+            var b2 = bounds.data<long>();
+            (lo, hi) = (b2[0], b2[1]);
+            if (positionIds is not null)
+            {
+                if (b2[3] < 0) throw new ArgumentOutOfRangeException(nameof(positionIds), $"positions must be >= 0; got {b2[3]}");
+                posMax = b2[2];
+            }
+        }
+        if (lo < 0 || hi >= Config.VocabSize)
+            throw new ArgumentOutOfRangeException(nameof(inputIds), $"token ids must be in [0, vocab_size {Config.VocabSize}); got [{lo}, {hi}]");
+        if (posMax >= Config.MaxPositionEmbeddings)
+            throw new ArgumentOutOfRangeException(nameof(positionIds), $"position {posMax} exceeds max_position_embeddings {Config.MaxPositionEmbeddings}");
+        var keyValid = KeyValidity(attentionMask, cache, b, t, past);
+        var checkpoint = GradientCheckpointing && cache is null && is_grad_enabled();
+        var positions = positionIds ?? arange(past, past + t, 1, ScalarType.Int64, Device);
+        var ctx = LayerContext.Build(Config, _ropes, positions, posMax + 1, keyValid, sequenceIds, past, t, ComputeDtype, cache);
+        var h = _model.Embed.forward(inputIds);
+        // Gemma: embeddings × √hidden, the factor rounded to the compute dtype first (as transformers' normalizer).
+        if (Config.ScaleEmbeddings) h = h * tensor(Math.Sqrt(Config.HiddenSize), ComputeDtype, Device);
+        var dropout = training && Lora is { Dropout: > 0 };
+        for (var i = 0; i < _model.Layers.Length; i++)
+        {
+            ulong? seed = dropout ? (ulong)randint(0, int.MaxValue, [1], ScalarType.Int64).item<long>() : null;
+            h = checkpoint && i % _checkpointInterval == 0 ? CheckpointedLayerFunction.Run(_model.Layers[i], h, ctx, seed)
+                           : _model.Layers[i].Forward(h, ctx, seed);
+        }
+        cache?.Advance((int)t);
+        return _model.Norm.forward(h).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>Bool [B, past + T] (true = a real token), or null when every position is a token.</summary>
+    private Tensor? KeyValidity(Tensor? attentionMask, KvCache? cache, long b, long t, long past)
+    {
+        Tensor? given = null;
+        if (attentionMask is not null)
+        {
+            var ok = attentionMask.ndim == 2 && attentionMask.shape[0] == b &&
+                     (attentionMask.shape[1] == t || attentionMask.shape[1] == past + t);
+            if (!ok)
+                throw new ArgumentException($"attentionMask must be [{b}, {t}]{(past > 0 ? $" or [{b}, {past + t}]" : "")}; got [{string.Join(", ", attentionMask.shape)}]", nameof(attentionMask));
+            if (attentionMask.dtype is not (ScalarType.Int64 or ScalarType.Int32 or ScalarType.Bool or ScalarType.Byte))
+                throw new ArgumentException($"attentionMask must be int64, int32 or bool; got {attentionMask.dtype}", nameof(attentionMask));
+            given = attentionMask.to(Device).ne(0);
+        }
+        if (cache is null)
+            return given is null || given.all().item<bool>() ? null : given;
+        if (given is null) cache.SetValid(ones([b, t], ScalarType.Bool, Device), past);
+        else cache.SetValid(given, given.shape[1] == t ? past : 0);
+        var all = cache.Valid(past + t);
+        return all.all().item<bool>() ? null : all;
+    }
+
+    /// <summary>A cache for <paramref name="batch"/> sequences of up to <paramref name="maxLength"/> tokens.</summary>
+    public KvCache NewKvCache(int batch, int maxLength)
+    {
+        if (batch < 1) throw new ArgumentOutOfRangeException(nameof(batch), batch, "must be >= 1");
+        if (maxLength < 1 || maxLength > Config.MaxPositionEmbeddings)
+            throw new ArgumentOutOfRangeException(nameof(maxLength), maxLength, $"must be in [1, max_position_embeddings {Config.MaxPositionEmbeddings}]");
+        return new KvCache(Config, batch, maxLength, ComputeDtype, Device);
+    }
+
+    /// <summary>Logits in float32 [.., V] for hidden states [.., H]: the LM head in the compute dtype, then cast, then the
+    /// family's final soft-cap (Gemma 2: c·tanh(z/c)).</summary>
+    public Tensor Logits(Tensor hidden)
+    {
+        ArgumentNullException.ThrowIfNull(hidden);
+        using var scope = NewDisposeScope();
+        var logits = functional.linear(hidden.to(ComputeDtype), LmHeadWeight).to(ScalarType.Float32);
+        if (Config.FinalLogitSoftcap is { } cap) logits = (logits / cap).tanh() * cap;
+        return logits.MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// Adds LoRA adapters (PEFT semantics) to the targeted projections of every layer, in module order: A [r, in]
+    /// ~ U(−1/√in, 1/√in) from <paramref name="seed"/>, B [out, r] = 0, float32 on <see cref="Device"/>. The base stays
+    /// frozen. Throws when adapters exist already or a target is not a projection of this family.
+    /// </summary>
+    public void AddLora(LoraConfig config, long seed)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        config.Validate();
+        if (Lora is not null) throw new InvalidOperationException("this model has LoRA adapters already");
+        var targets = config.ResolveTargets(Config);
+        using var gen = new Generator((ulong)seed);
+        foreach (var layer in _model.Layers)
+            foreach (var p in layer.Projections)
+                if (targets.Contains(p.GetName()))
+                    p.AddLora(config.Rank, config.Scale, config.Dropout, gen);
+        Lora = config;
+        foreach (var (name, p) in named_parameters())
+            p.requires_grad = IsLoraName(name);
+    }
+
+    private static bool IsLoraName(string name) => name.Contains(".lora_A.") || name.Contains(".lora_B.");
+
+    /// <summary>The adapters under PEFT's names without "base_model.model.", e.g.
+    /// "model.layers.0.self_attn.q_proj.lora_A.weight", in module order.</summary>
+    public IReadOnlyList<KeyValuePair<string, Parameter>> LoraParameters() =>
+        named_parameters().Where(np => IsLoraName(np.name)).Select(np => new KeyValuePair<string, Parameter>(np.name, np.parameter)).ToList();
+
+    /// <summary>
+    /// Every tensor of a dense Hugging Face checkpoint of this model (<see cref="DecoderLayout"/>'s names), in checkpoint
+    /// order, as new CPU tensors of <paramref name="dtype"/>: decoder projections dequantized with W + scale·B·A folded
+    /// in (computed in float32). The caller disposes each tensor.
+    /// </summary>
+    public IEnumerable<KeyValuePair<string, Tensor>> MergedDenseWeights(ScalarType dtype)
+    {
+        var sources = new Dictionary<string, Func<Tensor>>(StringComparer.Ordinal)
+        {
+            [DecoderLayout.Embedding] = () => _model.Embed.Weight,
+            [DecoderLayout.FinalNorm] = () => _model.Norm.Weight,
+        };
+        if (_lmHead is not null) sources[DecoderLayout.LmHead] = () => _lmHead.Weight;
+        foreach (var layer in _model.Layers)
+        {
+            var prefix = DecoderLayout.LayerPrefix(layer.Index);
+            foreach (var n in layer.Norms) sources[$"{prefix}{n.GetName()}.weight"] = () => n.Weight;
+            if (layer.Attention.QNorm is { } qn) sources[$"{prefix}self_attn.q_norm.weight"] = () => qn.Weight;
+            if (layer.Attention.KNorm is { } kn) sources[$"{prefix}self_attn.k_norm.weight"] = () => kn.Weight;
+            foreach (var (p, parent) in layer.Attention.Projections.Select(p => (p, "self_attn")).Concat(layer.Mlp.Projections.Select(p => (p, "mlp"))))
+            {
+                var key = $"{prefix}{parent}.{p.GetName()}";
+                sources[key + ".weight"] = p.MergedWeight;
+                if (p.Bias is { } bias) sources[key + ".bias"] = () => bias;
+            }
+        }
+        foreach (var (name, _, _) in DecoderLayout.Tensors(Config))
+        {
+            Tensor result;
+            using (no_grad())
+            using (var scope = NewDisposeScope())
+            {
+                var t = sources[name]();
+                result = t.detach().to(dtype).cpu().contiguous().clone().MoveToOuterDisposeScope();
+            }
+            yield return new(name, result);
+        }
+    }
+
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing)
+            foreach (var r in _ropes.Values) r.Dispose();
+        base.Dispose(disposing);
+    }
+}
