@@ -37,11 +37,11 @@ public class LlamaValidationTests
 
     [Test]
     public void UnsupportedModelType() =>
-        AssertNames(LoadFails(LlamaGolden.DenseDir, j => j["model_type"] = "mistral"), "config.json", "model_type");
+        AssertNames(LoadFails(LlamaGolden.DenseDir, j => j["model_type"] = "gpt_neox"), "config.json", "model_type");
 
     [Test]
     public void UnknownRopeType() =>
-        AssertNames(LoadFails(LlamaGolden.DenseDir, j => j["rope_parameters"]!["rope_type"] = "yarn"), "config.json", "rope_parameters.rope_type");
+        AssertNames(LoadFails(LlamaGolden.DenseDir, j => j["rope_parameters"]!["rope_type"] = "dynamic"), "config.json", "rope_parameters.rope_type");
 
     [Test]
     public void UnknownOldStyleRopeScaling() =>
