@@ -7,6 +7,7 @@
 #include "parallel.h"
 
 #include <cmath>
+#include <vector>
 
 namespace sloth::cpu {
 
@@ -26,6 +27,34 @@ sloth_status nf4_dequantize(const char* fn, const Nf4DequantArgs& a) {
                 const uint8_t byte = a.packed[i >> 1];
                 const int nibble = (i & 1) ? (byte & 0x0F) : (byte >> 4);
                 store_from_f32(a.out, a.out_dtype, i, a.nf4_code_table[nibble] * scale);
+            }
+        }
+    }));
+    return SLOTH_OK;
+}
+
+sloth_status nf4_gemv(const char* fn, const Nf4GemvArgs& a) {
+    const int64_t bs = a.blocksize;
+    const int64_t nested_span = bs * a.nested_blocksize;
+    const float offset = *a.nested_offset;
+    const sloth_dtype dt = a.dtype;
+    // One weight row at a time: dequantized into a float row (the values sloth_nf4_dequantize writes in dtype), then
+    // a dot product with each activation row, summed in double and rounded once.
+    SLOTH_CHECK(parallel_ranges(fn, a.m, a.k * a.batch, [&](int64_t r0, int64_t r1) {
+        std::vector<float> w(static_cast<size_t>(a.k));
+        for (int64_t r = r0; r < r1; ++r) {
+            for (int64_t c = 0; c < a.k; ++c) {
+                const int64_t i = r * a.k + c;
+                const float scale = a.nested_code_map[a.absmax_codes[i / bs]] * a.nested_absmax[i / nested_span] + offset;
+                const uint8_t byte = a.packed[i >> 1];
+                const int nibble = (i & 1) ? (byte & 0x0F) : (byte >> 4);
+                w[static_cast<size_t>(c)] = round_to(dt, a.nf4_code_table[nibble] * scale);
+            }
+            for (int64_t b = 0; b < a.batch; ++b) {
+                double acc = 0.0;
+                for (int64_t c = 0; c < a.k; ++c)
+                    acc += static_cast<double>(load_as_f32(a.x, dt, b * a.k + c)) * static_cast<double>(w[static_cast<size_t>(c)]);
+                store_from_f32(a.y, dt, b * a.m + r, static_cast<float>(acc));
             }
         }
     }));

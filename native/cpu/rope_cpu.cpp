@@ -1,21 +1,24 @@
 // Rotary position embedding (rotate_half convention) on the host; every product and sum rounded to the dtype as
-// PyTorch rounds `x * cos + rotate_half(x) * sin` evaluated in that dtype.
+// PyTorch rounds `x * cos + rotate_half(x) * sin` evaluated in that dtype. Partial rotary: only the first rotary_dim
+// features turn; the rest are copied.
 #include "../src/backends.h"
 #include "../src/status.h"
 #include "float_convert.h"
 #include "parallel.h"
+
+#include <cstring>
 
 namespace sloth::cpu {
 
 sloth_status rope(const char* fn, const RopeArgs& a) {
     const sloth_dtype dt = a.dtype;
     const int64_t rows = a.batch * a.heads * a.seq;
-    const int64_t d = a.head_dim, half = a.head_dim / 2;
+    const int64_t d = a.head_dim, rd = a.rotary_dim, half = a.rotary_dim / 2;
     SLOTH_CHECK(parallel_ranges(fn, rows, d, [&](int64_t r0, int64_t r1) {
         for (int64_t r = r0; r < r1; ++r) {
             const int64_t t = a.layout == SLOTH_ROPE_BHTD ? r % a.seq : (r / a.heads) % a.seq;
             const int64_t b = r / (a.heads * a.seq);
-            const int64_t cs = ((a.cos_batch == 1 ? 0 : b) * a.seq + t) * d;
+            const int64_t cs = ((a.cos_batch == 1 ? 0 : b) * a.seq + t) * rd;
             const int64_t xs = r * d;
             for (int64_t i = 0; i < half; ++i) {  // one pair at a time, so out may equal x
                 const float v1 = load_as_f32(a.x, dt, xs + i), v2 = load_as_f32(a.x, dt, xs + i + half);
@@ -31,6 +34,11 @@ sloth_status rope(const char* fn, const RopeArgs& a) {
                 }
                 store_from_f32(a.out, dt, xs + i, o1);
                 store_from_f32(a.out, dt, xs + i + half, o2);
+            }
+            if (rd < d && a.out != a.x) {  // the pass-through features: bits copied unchanged, as torch.cat does
+                const size_t es = static_cast<size_t>(dtype_size(dt));
+                std::memcpy(static_cast<char*>(a.out) + (xs + rd) * es, static_cast<const char*>(a.x) + (xs + rd) * es,
+                            static_cast<size_t>(d - rd) * es);
             }
         }
     }));

@@ -1,5 +1,7 @@
-// SwiGLU (silu(gate) * up) forward and backward on the host, with the roundings of the PyTorch expression
-// `silu(g) * u` in the input dtype and PyTorch's silu / silu_backward formulas in float32.
+// Gated activations act(gate) * up (SwiGLU with silu, GeGLU with gelu_pytorch_tanh) forward and backward on the
+// host, with the roundings of the PyTorch expression `act(g) * u` in the input dtype and PyTorch's activation and
+// activation-backward formulas in float32 (evaluated left to right as PyTorch's kernels write them; this file is
+// built with -ffp-contract=off, so no product is fused into a sum).
 #include "../src/backends.h"
 #include "../src/status.h"
 #include "float_convert.h"
@@ -9,13 +11,48 @@
 
 namespace sloth::cpu {
 
+namespace {
+
+// sqrt(2 / pi) and 0.044715 as PyTorch's gelu kernels write them (computed in double, used as float).
+constexpr float kGeluBeta = static_cast<float>(1.41421356237309504880 * 1.12837916709551257390 * 0.5);
+constexpr float kGeluKappa = 0.044715f;
+
+// act(g) in float32.
+float activation(sloth_gate_activation act, float g) {
+    if (act == SLOTH_GATE_SILU) return g / (1.0f + std::exp(-g));
+    const float g_cube = g * g * g;
+    const float inner = kGeluBeta * (g + kGeluKappa * g_cube);
+    return 0.5f * g * (1.0f + std::tanh(inner));
+}
+
+// d act / d g in float32, multiplied by dh as the activation-backward kernels do (dh * derivative).
+float activation_backward(sloth_gate_activation act, float dh, float g) {
+    if (act == SLOTH_GATE_SILU) {
+        const float sig = 1.0f / (1.0f + std::exp(-g));
+        return dh * sig * (1.0f + g * (1.0f - sig));
+    }
+    const float g_sq = g * g;
+    const float g_cube = g_sq * g;
+    const float inner = kGeluBeta * (g + kGeluKappa * g_cube);
+    const float t = std::tanh(inner);
+    const float left = 0.5f * g;
+    const float right = 1.0f + t;
+    const float left_derivative = 0.5f * right;
+    const float tanh_derivative = 1.0f - t * t;
+    const float inner_derivative = kGeluBeta * (1.0f + 3.0f * kGeluKappa * g_sq);
+    const float right_derivative = left * tanh_derivative * inner_derivative;
+    return dh * (left_derivative + right_derivative);
+}
+
+}  // namespace
+
 sloth_status swiglu_forward(const char* fn, const SwigluArgs& a) {
     const sloth_dtype dt = a.dtype;
     SLOTH_CHECK(parallel_ranges(fn, a.n, 1, [&](int64_t i0, int64_t i1) {
         for (int64_t i = i0; i < i1; ++i) {
             const float g = load_as_f32(a.gate, dt, i), u = load_as_f32(a.up, dt, i);
-            const float silu = round_to(dt, g / (1.0f + std::exp(-g)));
-            store_from_f32(a.out, dt, i, silu * u);
+            const float act = round_to(dt, activation(a.activation, g));
+            store_from_f32(a.out, dt, i, act * u);
         }
     }));
     return SLOTH_OK;
@@ -27,12 +64,10 @@ sloth_status swiglu_backward(const char* fn, const SwigluArgs& a) {
         for (int64_t i = i0; i < i1; ++i) {
             const float dy = load_as_f32(a.grad_out, dt, i);
             const float g = load_as_f32(a.gate, dt, i), u = load_as_f32(a.up, dt, i);
-            const float e = std::exp(-g);
-            const float silu = round_to(dt, g / (1.0f + e));
-            const float sig = 1.0f / (1.0f + e);
-            const float dsilu = round_to(dt, dy * u);
-            const float dg = dsilu * sig * (1.0f + g * (1.0f - sig));
-            store_from_f32(a.grad_up, dt, i, dy * silu);  // all reads above: outputs may alias inputs
+            const float act = round_to(dt, activation(a.activation, g));
+            const float dh = round_to(dt, dy * u);
+            const float dg = activation_backward(a.activation, dh, g);
+            store_from_f32(a.grad_up, dt, i, dy * act);  // all reads above: outputs may alias inputs
             store_from_f32(a.out, dt, i, dg);
         }
     }));

@@ -52,6 +52,13 @@ __device__ __forceinline__ uint4 load_stream_v4(const void* p, uint64_t policy) 
     return v;
 }
 
+// 16-byte read-only load that DOES allocate in L1: data every warp of the SM re-reads (the GEMV's activations).
+__device__ __forceinline__ uint4 load_cached_v4(const void* p) {
+    uint4 v;
+    asm("ld.global.nc.v4.u32 {%0, %1, %2, %3}, [%4];" : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "l"(p));
+    return v;
+}
+
 // One byte through the read-only path, kept in L2 (shared by the threads of neighbouring blocks).
 __device__ __forceinline__ uint32_t load_u8_keep(const uint8_t* p, uint64_t policy) {
     uint16_t v;

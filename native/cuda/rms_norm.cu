@@ -1,4 +1,5 @@
-// RMSNorm forward and backward (LlamaRMSNorm's roundings, see slothsharp.h). One thread block per row for the
+// RMSNorm forward and backward (LlamaRMSNorm's roundings, or GemmaRMSNorm's (1 + w) form in float32 when kUnitOffset;
+// see slothsharp.h). One thread block per row for the
 // forward and dX: the row's sum is a warp-shuffle reduction plus a fixed-order sum of the per-warp partials, so a
 // row always gives the same bits; dW is a separate column-parallel kernel, deterministic too (no atomics).
 // y may alias x and grad_x may alias grad_out: every element is read and written by the same thread, after the
@@ -25,7 +26,7 @@ __device__ __forceinline__ float block_sum(float v, float* s_part) {
     return total;
 }
 
-template <int kDtype>
+template <int kDtype, bool kUnitOffset>
 __global__ void __launch_bounds__(kThreads) rms_norm_forward_kernel(const void* x, const void* __restrict__ weight,
                                                                      int64_t cols, float eps, void* y,
                                                                      float* __restrict__ rstd_out) {
@@ -41,12 +42,23 @@ __global__ void __launch_bounds__(kThreads) rms_norm_forward_kernel(const void* 
     const float rstd = __frcp_rn(__fsqrt_rn(__fadd_rn(var, eps)));
     if (threadIdx.x == 0 && rstd_out != nullptr) rstd_out[blockIdx.x] = rstd;
     for (int64_t j = threadIdx.x; j < cols; j += kThreads) {
-        const float h = round_to<kDtype>(__fmul_rn(load_f32<kDtype>(x, base + j), rstd));
-        store_f32<kDtype>(y, base + j, __fmul_rn(load_f32<kDtype>(weight, j), h));
+        const float xhat = __fmul_rn(load_f32<kDtype>(x, base + j), rstd);
+        if constexpr (kUnitOffset)
+            store_f32<kDtype>(y, base + j, __fmul_rn(xhat, __fadd_rn(1.0f, load_f32<kDtype>(weight, j))));
+        else
+            store_f32<kDtype>(y, base + j, __fmul_rn(load_f32<kDtype>(weight, j), round_to<kDtype>(xhat)));
     }
 }
 
-template <int kDtype>
+// g = dy * w rounded to the dtype (Llama), or dy * (1 + w) in float32 (Gemma).
+template <int kDtype, bool kUnitOffset>
+__device__ __forceinline__ float upstream(const void* grad_out, const void* weight, int64_t i, int64_t j) {
+    const float dy = load_f32<kDtype>(grad_out, i), w = load_f32<kDtype>(weight, j);
+    if constexpr (kUnitOffset) return __fmul_rn(dy, __fadd_rn(1.0f, w));
+    else return round_to<kDtype>(__fmul_rn(dy, w));
+}
+
+template <int kDtype, bool kUnitOffset>
 __global__ void __launch_bounds__(kThreads) rms_norm_backward_kernel(const void* grad_out, const void* __restrict__ x,
                                                                       const void* __restrict__ weight,
                                                                       const float* __restrict__ rstd, int64_t cols,
@@ -56,13 +68,13 @@ __global__ void __launch_bounds__(kThreads) rms_norm_backward_kernel(const void*
     const float r = rstd[blockIdx.x];
     float dot = 0.0f;
     for (int64_t j = threadIdx.x; j < cols; j += kThreads) {
-        const float g = round_to<kDtype>(__fmul_rn(load_f32<kDtype>(grad_out, base + j), load_f32<kDtype>(weight, j)));
+        const float g = upstream<kDtype, kUnitOffset>(grad_out, weight, base + j, j);
         dot = __fadd_rn(dot, __fmul_rn(g, __fmul_rn(load_f32<kDtype>(x, base + j), r)));
     }
     dot = block_sum(dot, s_part);
     const float mean = __fdiv_rn(dot, static_cast<float>(cols));
     for (int64_t j = threadIdx.x; j < cols; j += kThreads) {
-        const float g = round_to<kDtype>(__fmul_rn(load_f32<kDtype>(grad_out, base + j), load_f32<kDtype>(weight, j)));
+        const float g = upstream<kDtype, kUnitOffset>(grad_out, weight, base + j, j);
         const float xhat = __fmul_rn(load_f32<kDtype>(x, base + j), r);
         store_f32<kDtype>(grad_x, base + j, __fmul_rn(r, __fsub_rn(g, __fmul_rn(xhat, mean))));
     }
@@ -74,7 +86,7 @@ __global__ void __launch_bounds__(kThreads) rms_norm_backward_kernel(const void*
 constexpr int kDwThreads = 1024;
 constexpr int kDwWarps = kDwThreads / 32;
 
-template <int kDtype>
+template <int kDtype, bool kUnitOffset>
 __global__ void __launch_bounds__(kDwThreads) rms_norm_dweight_kernel(const void* __restrict__ grad_out,
                                                                      const void* __restrict__ x,
                                                                      const float* __restrict__ rstd, int64_t rows,
@@ -85,7 +97,8 @@ __global__ void __launch_bounds__(kDwThreads) rms_norm_dweight_kernel(const void
     float acc = 0.0f;
     if (j < cols) {
         for (int64_t r = warp; r < rows; r += kDwWarps) {
-            const float h = round_to<kDtype>(__fmul_rn(load_f32<kDtype>(x, r * cols + j), rstd[r]));
+            const float xhat = __fmul_rn(load_f32<kDtype>(x, r * cols + j), rstd[r]);
+            const float h = kUnitOffset ? xhat : round_to<kDtype>(xhat);  // Gemma: h stays float32
             acc = __fadd_rn(acc, __fmul_rn(load_f32<kDtype>(grad_out, r * cols + j), h));
         }
     }
@@ -98,25 +111,25 @@ __global__ void __launch_bounds__(kDwThreads) rms_norm_dweight_kernel(const void
     }
 }
 
-template <int kDtype>
+template <int kDtype, bool kUnitOffset>
 sloth_status launch_forward(const char* fn, const RmsNormArgs& a, cudaStream_t stream) {
     SLOTH_CHECK(require_one_launch(fn, a.rows));
-    rms_norm_forward_kernel<kDtype><<<dim3(static_cast<unsigned>(a.rows)), kThreads, 0, stream>>>(
+    rms_norm_forward_kernel<kDtype, kUnitOffset><<<dim3(static_cast<unsigned>(a.rows)), kThreads, 0, stream>>>(
         a.x, a.weight, a.cols, a.eps, a.y, a.rstd);
     SLOTH_LAUNCH_CHECK(fn, "rms_norm_forward_kernel");
     return SLOTH_OK;
 }
 
-template <int kDtype>
+template <int kDtype, bool kUnitOffset>
 sloth_status launch_backward(const char* fn, const RmsNormArgs& a, cudaStream_t stream) {
     SLOTH_CHECK(require_one_launch(fn, a.rows));
     // dW first: grad_x may alias grad_out, which dW reads.
     if (a.grad_weight != nullptr) {
-        rms_norm_dweight_kernel<kDtype><<<dim3(static_cast<unsigned>(ceil_div(a.cols, 32))), kDwThreads, 0, stream>>>(
+        rms_norm_dweight_kernel<kDtype, kUnitOffset><<<dim3(static_cast<unsigned>(ceil_div(a.cols, 32))), kDwThreads, 0, stream>>>(
             a.grad_out, a.x, a.rstd, a.rows, a.cols, a.grad_weight);
         SLOTH_LAUNCH_CHECK(fn, "rms_norm_dweight_kernel");
     }
-    rms_norm_backward_kernel<kDtype><<<dim3(static_cast<unsigned>(a.rows)), kThreads, 0, stream>>>(
+    rms_norm_backward_kernel<kDtype, kUnitOffset><<<dim3(static_cast<unsigned>(a.rows)), kThreads, 0, stream>>>(
         a.grad_out, a.x, a.weight, a.rstd, a.cols, a.y);
     SLOTH_LAUNCH_CHECK(fn, "rms_norm_backward_kernel");
     return SLOTH_OK;
@@ -126,12 +139,18 @@ sloth_status launch_backward(const char* fn, const RmsNormArgs& a, cudaStream_t 
 
 sloth_status rms_norm_forward(const char* fn, const RmsNormArgs& a, int32_t device, void* stream) {
     return launch_for_dtype(fn, device, stream, a.dtype,
-                            [&](auto dt, cudaStream_t s) { return launch_forward<decltype(dt)::value>(fn, a, s); });
+                            [&](auto dt, cudaStream_t s) {
+                                return a.unit_offset ? launch_forward<decltype(dt)::value, true>(fn, a, s)
+                                                     : launch_forward<decltype(dt)::value, false>(fn, a, s);
+                            });
 }
 
 sloth_status rms_norm_backward(const char* fn, const RmsNormArgs& a, int32_t device, void* stream) {
     return launch_for_dtype(fn, device, stream, a.dtype,
-                            [&](auto dt, cudaStream_t s) { return launch_backward<decltype(dt)::value>(fn, a, s); });
+                            [&](auto dt, cudaStream_t s) {
+                                return a.unit_offset ? launch_backward<decltype(dt)::value, true>(fn, a, s)
+                                                     : launch_backward<decltype(dt)::value, false>(fn, a, s);
+                            });
 }
 
 }  // namespace sloth::cuda

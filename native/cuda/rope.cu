@@ -1,8 +1,12 @@
-// Rotary position embedding (rotate_half convention), forward or its gradient (inverse = 1). One thread per
-// (head vector, i < head_dim / 2) pair: it reads x[i] and x[i + half] and writes both, so out may equal x.
+// Rotary position embedding (rotate_half convention), forward or its gradient (inverse = 1), on the first rotary_dim
+// features of each head. One thread per work item of a head vector: items i < rotary_dim / 2 are the pairs (it reads
+// x[i] and x[i + half] and writes both, so out may equal x), the items after them copy one pass-through feature
+// (rotary_dim..head_dim-1) bit for bit; in place (out == x) there is nothing to copy and those items do not exist.
 // Each product and sum is rounded to the dtype as PyTorch's `x * cos + rotate_half(x) * sin` does in that dtype.
 #include "cuda_common.cuh"
 #include "dtype.cuh"
+
+#include <type_traits>
 
 namespace sloth::cuda {
 namespace {
@@ -11,17 +15,23 @@ constexpr int kThreads = 256;
 
 template <int kDtype, bool kInverse>
 __global__ void __launch_bounds__(kThreads) rope_kernel(const void* x, const void* __restrict__ cos_t,
-                                                         const void* __restrict__ sin_t, int64_t pairs, int64_t half,
-                                                         int64_t heads, int64_t seq, bool bthd, bool cos_broadcast,
-                                                         void* out) {
+                                                         const void* __restrict__ sin_t, int64_t items, int64_t per_row,
+                                                         int64_t half, int64_t head_dim, int64_t heads, int64_t seq,
+                                                         bool bthd, bool cos_broadcast, void* out) {
+    using Bits = std::conditional_t<kDtype == SLOTH_DTYPE_F32, uint32_t, uint16_t>;
     const int64_t stride = static_cast<int64_t>(gridDim.x) * kThreads;
-    for (int64_t p = static_cast<int64_t>(blockIdx.x) * kThreads + threadIdx.x; p < pairs; p += stride) {
-        const int64_t r = p / half;  // the head vector
-        const int64_t i = p - r * half;
+    for (int64_t p = static_cast<int64_t>(blockIdx.x) * kThreads + threadIdx.x; p < items; p += stride) {
+        const int64_t r = p / per_row;  // the head vector
+        const int64_t i = p - r * per_row;
+        const int64_t xs = r * head_dim;
+        if (i >= half) {  // a pass-through feature
+            const int64_t j = xs + 2 * half + (i - half);
+            static_cast<Bits*>(out)[j] = static_cast<const Bits*>(x)[j];
+            continue;
+        }
         const int64_t t = bthd ? (r / heads) % seq : r % seq;
         const int64_t b = r / (heads * seq);
         const int64_t cs = ((cos_broadcast ? 0 : b) * seq + t) * (2 * half);
-        const int64_t xs = r * (2 * half);
         const float v1 = load_f32<kDtype>(x, xs + i), v2 = load_f32<kDtype>(x, xs + i + half);
         const float c1 = load_f32<kDtype>(cos_t, cs + i), c2 = load_f32<kDtype>(cos_t, cs + i + half);
         const float s1 = load_f32<kDtype>(sin_t, cs + i), s2 = load_f32<kDtype>(sin_t, cs + i + half);
@@ -40,14 +50,18 @@ __global__ void __launch_bounds__(kThreads) rope_kernel(const void* x, const voi
 
 template <int kDtype>
 sloth_status launch(const char* fn, const RopeArgs& a, cudaStream_t stream) {
-    const int64_t half = a.head_dim / 2;
-    const int64_t pairs = a.batch * a.heads * a.seq * half;
-    const dim3 grid(grid_for(pairs, kThreads));
+    const int64_t half = a.rotary_dim / 2;
+    // Work items per head vector: the pairs, then (out of place) one per pass-through feature.
+    const int64_t per_row = half + (a.out == a.x ? 0 : a.head_dim - a.rotary_dim);
+    const int64_t items = a.batch * a.heads * a.seq * per_row;
+    const dim3 grid(grid_for(items, kThreads));
     const bool bthd = a.layout == SLOTH_ROPE_BTHD, bcast = a.cos_batch == 1;
     if (a.inverse)
-        rope_kernel<kDtype, true><<<grid, kThreads, 0, stream>>>(a.x, a.cos, a.sin, pairs, half, a.heads, a.seq, bthd, bcast, a.out);
+        rope_kernel<kDtype, true><<<grid, kThreads, 0, stream>>>(a.x, a.cos, a.sin, items, per_row, half, a.head_dim,
+                                                                 a.heads, a.seq, bthd, bcast, a.out);
     else
-        rope_kernel<kDtype, false><<<grid, kThreads, 0, stream>>>(a.x, a.cos, a.sin, pairs, half, a.heads, a.seq, bthd, bcast, a.out);
+        rope_kernel<kDtype, false><<<grid, kThreads, 0, stream>>>(a.x, a.cos, a.sin, items, per_row, half, a.head_dim,
+                                                                  a.heads, a.seq, bthd, bcast, a.out);
     SLOTH_LAUNCH_CHECK(fn, "rope_kernel");
     return SLOTH_OK;
 }

@@ -31,7 +31,7 @@ extern "C" {
 #endif
 
 /* Bumped on every incompatible change of this header; the managed loader refuses any other value. */
-#define SLOTH_ABI_VERSION 6
+#define SLOTH_ABI_VERSION 7
 
 /* NF4 blocksize and nested_blocksize: powers of two in [MIN, MAX] (the managed API checks the same constants). */
 #define SLOTH_NF4_BLOCKSIZE_MIN 32
@@ -79,6 +79,15 @@ typedef enum sloth_rope_layout {
     SLOTH_ROPE_BHTD = 0, /* [batch, heads, seq, head_dim]: Hugging Face's layout after transpose(1, 2) */
     SLOTH_ROPE_BTHD = 1  /* [batch, seq, heads, head_dim]: the projection's output viewed per head */
 } sloth_rope_layout;
+
+/* The activation of the gate in a gated MLP, act(gate) * up (sloth_swiglu_forward / _backward). */
+typedef enum sloth_gate_activation {
+    SLOTH_GATE_SILU = 0,     /* silu(g) = g / (1 + exp(-g)): Llama, Qwen, Mistral, Phi-3 (SwiGLU) */
+    SLOTH_GATE_GELU_TANH = 1 /* gelu_pytorch_tanh: 0.5 g (1 + tanh(sqrt(2/pi) (g + 0.044715 g^3))): Gemma (GeGLU) */
+} sloth_gate_activation;
+
+/* Largest number of activation rows sloth_nf4_gemv takes (batch-1 decoding, a few sequences at once). */
+#define SLOTH_NF4_GEMV_MAX_BATCH 8
 
 /* ---- library ---------------------------------------------------------------------------------------- */
 
@@ -157,6 +166,27 @@ SLOTH_API sloth_status sloth_nf4_quantize(const void* src, sloth_dtype src_dtype
                                           uint8_t* absmax_codes, float* nested_absmax, float* nested_offset,
                                           float* absmax_scratch, int32_t device, void* stream);
 
+/*
+ * Matrix-vector products with an NF4 weight, dequantized inside the dot product (decoding: the weight is read once,
+ * 0.5 byte per element plus its block codes; no dequantized copy is ever written):
+ *   y[b, r] = to_dtype( sum over c < k of float(x[b, c]) * w(r, c) ),   b < batch, r < m
+ *   w(r, c) = float(to_dtype(nf4_code_table[nibble(i)] * scale(i)))  with i = r * k + c, scale(i) as in
+ *             sloth_nf4_dequantize: exactly the values sloth_nf4_dequantize(out_dtype = dtype) writes, so y is
+ *             `x @ dequantize(W).T` up to the order of the float32 sum (for bf16/fp16 every product is exact in
+ *             float32: only the summation order differs from a GEMM on the dequantized weight).
+ * x: [batch, k] row-major in dtype; y: [batch, m] in dtype (must not overlap x); the weight is the [m, k] matrix of
+ * the NF4 tensors (packed, absmax_codes, nested_* and nf4_code_table as for sloth_nf4_dequantize with n = m * k).
+ * 1 <= batch <= SLOTH_NF4_GEMV_MAX_BATCH, k >= 1, m >= 1. The sum is in float32 (the GPU: a fixed order, so a call
+ * always gives the same bits; the CPU: in double, rounded to float32; the two may differ in the last bits of float32).
+ * GPU: one launch on `stream`, no allocation, no sync; the fast path needs k % 32 == 0 and 16-byte aligned packed
+ * and x (anything else takes a slower element-wise path with the same result).
+ */
+SLOTH_API sloth_status sloth_nf4_gemv(const void* x, sloth_dtype dtype, int64_t batch, int64_t k, int64_t m,
+                                      const uint8_t* packed, const uint8_t* absmax_codes,
+                                      const float* nested_code_map, const float* nested_absmax,
+                                      const float* nested_offset, const float* nf4_code_table, int32_t blocksize,
+                                      int32_t nested_blocksize, void* y, int32_t device, void* stream);
+
 /* ---- Cross-entropy on a logits chunk, gradient written in place --------------------------------------- */
 
 /*
@@ -193,64 +223,83 @@ SLOTH_API sloth_status sloth_cross_entropy_chunk_tuned(void* logits, sloth_dtype
                                                        int32_t threads_per_row, int64_t rows_in_flight, int32_t device,
                                                        void* stream);
 
-/* ---- Fused layers of the Llama decoder (forward and backward) ----------------------------------------- */
+/* ---- Fused decoder layers (forward and backward) ------------------------------------------------------ */
 /* Element-wise and row-wise kernels in float32 arithmetic with the roundings of the reference PyTorch code
- * (Hugging Face transformers' Llama) reproduced where it rounds to the input dtype. All tensors contiguous, all
+ * (Hugging Face transformers' Llama, Qwen2/3, Mistral, Gemma 1/2/3, Phi-3) reproduced where it rounds to the input
+ * dtype; float32 expressions are evaluated left to right as written. All tensors contiguous, all
  * pointers on one device, dtype f32, f16 or bf16 for every non-float32 tensor. */
 
 /*
- * RMSNorm forward, as LlamaRMSNorm: per row of x [rows, cols],
- *   rstd   = 1 / sqrt(mean(float(x)^2) + eps)                    (float32)
- *   h      = to_dtype(float(x) * rstd)                            (rounded to dtype, as .to(input_dtype))
- *   y      = to_dtype(float(weight) * float(h))                   (the product in dtype, rounded once)
+ * RMSNorm forward, per row of x [rows, cols] with rstd = 1 / sqrt(mean(float(x)^2) + eps) (float32):
+ *  unit_offset = 0, LlamaRMSNorm (Llama, Qwen2/3, Mistral, Phi-3):
+ *      h   = to_dtype(float(x) * rstd)                          (rounded to dtype, as .to(input_dtype))
+ *      y   = to_dtype(float(weight) * float(h))                 (the product in dtype, rounded once)
+ *  unit_offset = 1, GemmaRMSNorm (Gemma, Gemma 2, Gemma 3): everything in float32, one rounding at the end:
+ *      y   = to_dtype((float(x) * rstd) * (1 + float(weight)))
  * weight [cols] in dtype; y [rows, cols] (may alias x); rstd_out float32 [rows] (saved for the backward) or NULL.
- * eps >= 0 and finite; rows >= 0, cols >= 1.
+ * eps >= 0 and finite; rows >= 0, cols >= 1; unit_offset 0 or 1. Per-head q/k norms: rows = batch * seq * heads,
+ * cols = head_dim on a contiguous [batch, seq, heads, head_dim] tensor.
  */
 SLOTH_API sloth_status sloth_rms_norm_forward(const void* x, const void* weight, sloth_dtype dtype, int64_t rows,
-                                              int64_t cols, float eps, void* y, float* rstd_out, int32_t device,
-                                              void* stream);
+                                              int64_t cols, float eps, int32_t unit_offset, void* y, float* rstd_out,
+                                              int32_t device, void* stream);
 
 /*
- * RMSNorm backward. g = float(to_dtype(dy * w)) (the product rounds to dtype as in autograd of `w * h`), then
- *   grad_x = to_dtype(rstd * (g - xhat * mean(g * xhat))),  xhat = float(x) * rstd
- *   grad_weight[j] = sum over rows of float(dy) * float(h)   (float32 accumulation; NULL: not computed)
- * rstd: float32 [rows] from the forward. grad_x may alias grad_out. grad_weight is float32 [cols], overwritten.
+ * RMSNorm backward (autograd of the forward's expression), with xhat = float(x) * rstd (float32):
+ *  unit_offset = 0: g = float(to_dtype(dy * w))   (the product rounds to dtype as in autograd of `w * h`)
+ *                   grad_weight[j] = sum over rows of float(dy) * float(h),  h = to_dtype(xhat)
+ *  unit_offset = 1: g = float(dy) * (1 + float(w))   (float32, no rounding)
+ *                   grad_weight[j] = sum over rows of float(dy) * xhat
+ *  then grad_x = to_dtype(rstd * (g - xhat * mean(g * xhat)))
+ * grad_weight: float32 [cols], overwritten, float32 accumulation (NULL: not computed). rstd: float32 [rows] from the
+ * forward. grad_x may alias grad_out.
  */
 SLOTH_API sloth_status sloth_rms_norm_backward(const void* grad_out, const void* x, const void* weight,
                                                const float* rstd, sloth_dtype dtype, int64_t rows, int64_t cols,
-                                               void* grad_x, float* grad_weight, int32_t device, void* stream);
+                                               int32_t unit_offset, void* grad_x, float* grad_weight, int32_t device,
+                                               void* stream);
 
 /*
- * Rotary position embedding with Hugging Face's rotate_half convention. For each head vector v (head_dim = 2 h
- * values, v1 = v[0..h), v2 = v[h..2h)) at sequence position t of batch row b, with c = cos[b', t], s = sin[b', t]
- * (b' = b, or 0 when cos_batch = 1), all products and sums rounded to dtype as the PyTorch expression
- * `x * cos + rotate_half(x) * sin` rounds them:
+ * Rotary position embedding with Hugging Face's rotate_half convention, on the first rotary_dim features of each head
+ * (partial rotary, as Phi-3's partial_rotary_factor; rotary_dim = head_dim rotates everything). For each head vector
+ * v at sequence position t of batch row b, with r = rotary_dim / 2, v1 = v[0..r), v2 = v[r..2r), c = cos[b', t],
+ * s = sin[b', t] (b' = b, or 0 when cos_batch = 1), all products and sums rounded to dtype as the PyTorch
+ * expression `x * cos + rotate_half(x) * sin` rounds them:
  *   forward  (inverse = 0): out1 = v1 c1 - v2 s1,   out2 = v2 c2 + v1 s2
  *   backward (inverse = 1): out1 = v1 c1 + v2 s2,   out2 = v2 c2 - v1 s1     (the gradient of the forward)
+ *   features rotary_dim..head_dim-1 are copied unchanged (their gradient is the identity too).
  * x, out: batch * heads * seq * head_dim values in `layout`; out may equal x (in place).
- * cos, sin: [cos_batch, seq, head_dim] in dtype, cos_batch 1 or batch. head_dim even, >= 2.
+ * cos, sin: [cos_batch, seq, rotary_dim] in dtype, cos_batch 1 or batch. head_dim >= 2; rotary_dim even, in
+ * [2, head_dim].
  */
 SLOTH_API sloth_status sloth_rope(const void* x, const void* cos, const void* sin, sloth_dtype dtype,
                                   sloth_rope_layout layout, int64_t batch, int64_t heads, int64_t seq,
-                                  int64_t head_dim, int64_t cos_batch, int32_t inverse, void* out, int32_t device,
-                                  void* stream);
+                                  int64_t head_dim, int64_t rotary_dim, int64_t cos_batch, int32_t inverse, void* out,
+                                  int32_t device, void* stream);
 
 /*
- * SwiGLU forward: out = to_dtype(float(to_dtype(silu(float(gate)))) * float(up)), silu(g) = g / (1 + exp(-g)).
+ * Gated activation forward (SwiGLU / GeGLU): out = to_dtype(float(to_dtype(act(float(gate)))) * float(up)), act
+ * computed in float32 as PyTorch does and rounded to dtype, then the product rounded (PyTorch's `act(g) * u`):
+ *   SLOTH_GATE_SILU:      act(g) = g / (1 + exp(-g))
+ *   SLOTH_GATE_GELU_TANH: act(g) = (0.5 g) (1 + tanh(kBeta (g + kKappa (g g) g))), kBeta = float(sqrt(2 / pi)),
+ *                         kKappa = float(0.044715)   (F.gelu(g, approximate="tanh"))
  * gate, up, out: n values of dtype; out may alias gate or up.
  */
-SLOTH_API sloth_status sloth_swiglu_forward(const void* gate, const void* up, sloth_dtype dtype, int64_t n,
-                                            void* out, int32_t device, void* stream);
+SLOTH_API sloth_status sloth_swiglu_forward(const void* gate, const void* up, sloth_dtype dtype,
+                                            sloth_gate_activation activation, int64_t n, void* out, int32_t device,
+                                            void* stream);
 
 /*
- * SwiGLU backward, as autograd of the forward's expression: with s = sigmoid(g),
- *   grad_up   = to_dtype(dy * to_dtype(silu(g)))
- *   grad_gate = to_dtype(float(to_dtype(dy * up)) * s * (1 + g * (1 - s)))
+ * Gated activation backward, as autograd of the forward's expression:
+ *   grad_up   = to_dtype(dy * to_dtype(act(g)))
+ *   grad_gate = to_dtype(float(to_dtype(dy * up)) * act'(g)), act' as PyTorch's silu_backward / gelu_backward:
+ *     SILU:      s (1 + g (1 - s)),  s = sigmoid(g)
+ *     GELU_TANH: 0.5 (1 + t) + (0.5 g) (1 - t t) kBeta (1 + 3 kKappa g g),  t = tanh(kBeta (g + kKappa g^3))
  * grad_gate and grad_up may alias any input (element-wise).
  */
 SLOTH_API sloth_status sloth_swiglu_backward(const void* grad_out, const void* gate, const void* up,
-                                             sloth_dtype dtype, int64_t n, void* grad_gate, void* grad_up,
-                                             int32_t device, void* stream);
+                                             sloth_dtype dtype, sloth_gate_activation activation, int64_t n,
+                                             void* grad_gate, void* grad_up, int32_t device, void* stream);
 
 /* ---- NCCL collectives (multi-GPU) --------------------------------------------------------------------- */
 /* NCCL is not linked: the first call dlopen()s "libnccl.so.2" (or the file named by the environment variable

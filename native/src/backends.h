@@ -48,6 +48,7 @@ struct RmsNormArgs {
     int64_t rows;
     int64_t cols;
     float eps;
+    bool unit_offset;      // Gemma's (1 + w) form, all in float32
     void* y;               // forward: y; backward: grad_x
     float* rstd;           // forward: written (may be NULL); backward: read
     float* grad_weight;    // backward only, may be NULL
@@ -59,7 +60,7 @@ struct RopeArgs {
     const void* sin;
     sloth_dtype dtype;
     sloth_rope_layout layout;
-    int64_t batch, heads, seq, head_dim, cos_batch;
+    int64_t batch, heads, seq, head_dim, rotary_dim, cos_batch;
     bool inverse;
     void* out;
 };
@@ -69,9 +70,25 @@ struct SwigluArgs {
     const void* gate;
     const void* up;
     sloth_dtype dtype;
+    sloth_gate_activation activation;
     int64_t n;
     void* out;        // forward: out; backward: grad_gate
     void* grad_up;    // backward only
+};
+
+struct Nf4GemvArgs {
+    const void* x;  // [batch, k]
+    sloth_dtype dtype;
+    int64_t batch, k, m;
+    const uint8_t* packed;
+    const uint8_t* absmax_codes;
+    const float* nested_code_map;
+    const float* nested_absmax;
+    const float* nested_offset;
+    const float* nf4_code_table;
+    int32_t blocksize;
+    int32_t nested_blocksize;
+    void* y;  // [batch, m]
 };
 
 struct CrossEntropyArgs {
@@ -116,6 +133,7 @@ struct GemmArgs {  // sloth_gemm's arguments, validated (row-major; see slothsha
 namespace cpu {
 sloth_status nf4_dequantize(const char* fn, const Nf4DequantArgs& a);
 sloth_status nf4_quantize(const char* fn, const Nf4QuantArgs& a);
+sloth_status nf4_gemv(const char* fn, const Nf4GemvArgs& a);
 sloth_status cross_entropy_chunk(const char* fn, const CrossEntropyArgs& a);
 sloth_status rms_norm_forward(const char* fn, const RmsNormArgs& a);
 sloth_status rms_norm_backward(const char* fn, const RmsNormArgs& a);
@@ -138,6 +156,7 @@ sloth_status kernel_arch(const char* fn, int32_t device, int32_t* arch);
 sloth_status run_on_device(const char* fn, int32_t device, sloth_status (*body)(void*), void* ctx);
 sloth_status nf4_dequantize(const char* fn, const Nf4DequantArgs& a, int32_t device, void* stream);
 sloth_status nf4_quantize(const char* fn, const Nf4QuantArgs& a, int32_t device, void* stream);
+sloth_status nf4_gemv(const char* fn, const Nf4GemvArgs& a, int32_t device, void* stream);
 sloth_status cross_entropy_chunk(const char* fn, const CrossEntropyArgs& a, int32_t device, void* stream);
 sloth_status rms_norm_forward(const char* fn, const RmsNormArgs& a, int32_t device, void* stream);
 sloth_status rms_norm_backward(const char* fn, const RmsNormArgs& a, int32_t device, void* stream);

@@ -41,7 +41,8 @@ public class SwiGluNf4LoraLinearTests(string device) : DeviceFixture(device)
 
     [Test]
     public void EqualsTheTwoSeparateNodesBitForBit([Values(ScalarType.Float32, ScalarType.BFloat16)] ScalarType dtype,
-                                                   [Values] bool bias, [Values] bool dropout, [Values(2.0, 1.5)] double scale)
+                                                   [Values] bool bias, [Values] bool dropout, [Values(2.0, 1.5)] double scale,
+                                                   [Values] GateActivation activation)
     {
         using var scope = NewDisposeScope();
         var c = Make(dtype, bias, dropout);
@@ -49,10 +50,10 @@ public class SwiGluNf4LoraLinearTests(string device) : DeviceFixture(device)
         {
             var p = dropout ? Dropout : 0;
             var (g1, u1, b1, a1, bb1) = (Leaf(c.Gate)!, Leaf(c.Up)!, Leaf(c.Bias), Leaf(c.A)!, Leaf(c.B)!);
-            var separate = Nf4LoraLinear.Apply(SwiGlu.Apply(g1, u1), c.W, b1, a1, bb1, scale, c.Keep, p);
+            var separate = Nf4LoraLinear.Apply(SwiGlu.Apply(g1, u1, activation), c.W, b1, a1, bb1, scale, c.Keep, p);
             var expected = Grads(separate, c.G, g1, u1, b1, a1, bb1);
             var (g2, u2, b2, a2, bb2) = (Leaf(c.Gate)!, Leaf(c.Up)!, Leaf(c.Bias), Leaf(c.A)!, Leaf(c.B)!);
-            var fused = SwiGluNf4LoraLinear.Apply(g2, u2, c.W, b2, a2, bb2, scale, c.Keep, p);
+            var fused = SwiGluNf4LoraLinear.Apply(g2, u2, c.W, b2, a2, bb2, scale, c.Keep, p, activation);
             var actual = Grads(fused, c.G, g2, u2, b2, a2, bb2);
             Assert.That(fused.to(ScalarType.Float32).cpu().data<float>().ToArray(), Is.EqualTo(separate.to(ScalarType.Float32).cpu().data<float>().ToArray()), "y");
             string[] names = ["dGate", "dUp", "dBias", "dA", "dB"];
@@ -66,7 +67,7 @@ public class SwiGluNf4LoraLinearTests(string device) : DeviceFixture(device)
     }
 
     [Test]
-    public void Float32GradientsMatchAutogradOfThePlainExpression([Values] bool dropout)
+    public void Float32GradientsMatchAutogradOfThePlainExpression([Values] bool dropout, [Values] GateActivation activation)
     {
         using var scope = NewDisposeScope();
         var c = Make(ScalarType.Float32, bias: true, dropout);
@@ -74,13 +75,13 @@ public class SwiGluNf4LoraLinearTests(string device) : DeviceFixture(device)
         {
             var p = dropout ? Dropout : 0;
             var (g1, u1, b1, a1, bb1) = (Leaf(c.Gate)!, Leaf(c.Up)!, Leaf(c.Bias), Leaf(c.A)!, Leaf(c.B)!);
-            var h = functional.silu(g1) * u1;
+            var h = (activation == GateActivation.Silu ? functional.silu(g1) : functional.gelu(g1, TorchSharp.Modules.GELU.Approximate.tanh)) * u1;
             using var w = c.W.Dequantize(ScalarType.Float32);
             var hk = c.Keep is null ? h : h * c.Keep.to(ScalarType.Float32) * (1.0 / (1.0 - p));
             var plain = functional.linear(h, w, b1) + functional.linear(functional.linear(hk, a1), bb1) * 2.0;
             var expected = Grads(plain, c.G, g1, u1, b1, a1, bb1);
             var (g2, u2, b2, a2, bb2) = (Leaf(c.Gate)!, Leaf(c.Up)!, Leaf(c.Bias), Leaf(c.A)!, Leaf(c.B)!);
-            var fused = SwiGluNf4LoraLinear.Apply(g2, u2, c.W, b2, a2, bb2, 2.0, c.Keep, p);
+            var fused = SwiGluNf4LoraLinear.Apply(g2, u2, c.W, b2, a2, bb2, 2.0, c.Keep, p, activation);
             var actual = Grads(fused, c.G, g2, u2, b2, a2, bb2);
             TestEnv.AssertClose(fused, plain, 1e-5, "y");
             string[] names = ["dGate", "dUp", "dBias", "dA", "dB"];
@@ -99,6 +100,7 @@ public class SwiGluNf4LoraLinearTests(string device) : DeviceFixture(device)
             Assert.Throws<ArgumentException>(() => SwiGluNf4LoraLinear.Apply(c.Gate, c.Up.to(ScalarType.Float64), c.W));
             Assert.Throws<ArgumentException>(() => SwiGluNf4LoraLinear.Apply(c.Gate.narrow(2, 0, 8), c.Up.narrow(2, 0, 8), c.W));
             Assert.Throws<ArgumentException>(() => SwiGluNf4LoraLinear.Apply(c.Gate, c.Up, c.W, null, c.A, null));
+            Assert.Throws<ArgumentOutOfRangeException>(() => SwiGluNf4LoraLinear.Apply(c.Gate, c.Up, c.W, activation: (GateActivation)9));
         }
     }
 }

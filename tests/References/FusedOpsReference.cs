@@ -14,6 +14,14 @@ internal static class FusedOpsReference
         return weight * h.to(x.dtype);
     }
 
+    /// <summary>GemmaRMSNorm.forward (Gemma, Gemma 2, Gemma 3): everything in float32, one cast at the end.</summary>
+    public static Tensor GemmaRmsNorm(Tensor x, Tensor weight, double eps)
+    {
+        var xf = x.to(ScalarType.Float32);
+        var h = xf * rsqrt(xf.pow(2).mean([-1], keepdim: true) + eps);
+        return (h * (1.0 + weight.to(ScalarType.Float32))).to(x.dtype);
+    }
+
     public static Tensor RotateHalf(Tensor x)
     {
         var half = x.shape[^1] / 2;
@@ -28,7 +36,20 @@ internal static class FusedOpsReference
         return x * c + RotateHalf(x) * s;
     }
 
+    /// <summary>Phi-3's apply_rotary_pos_emb with partial rotary: the first R = cos.shape[-1] features turn, the rest
+    /// pass through (<c>cat([rope(x[..., :R]), x[..., R:]], -1)</c>).</summary>
+    public static Tensor PartialRope(Tensor x, Tensor cos, Tensor sin)
+    {
+        var r = cos.shape[^1];
+        var rot = x[TensorIndex.Ellipsis, TensorIndex.Slice(0, r)];
+        var pass = x[TensorIndex.Ellipsis, TensorIndex.Slice(r)];
+        return cat([Rope(rot, cos, sin), pass], -1);
+    }
+
     public static Tensor SwiGlu(Tensor gate, Tensor up) => nn.functional.silu(gate) * up;
+
+    /// <summary>Gemma's MLP activation: <c>gelu(gate, approximate="tanh") * up</c> (hidden_activation gelu_pytorch_tanh).</summary>
+    public static Tensor GeGlu(Tensor gate, Tensor up) => nn.functional.gelu(gate, TorchSharp.Modules.GELU.Approximate.tanh) * up;
 
     /// <summary>Llama's rotary tables for positions 0..T-1: cos/sin of cat(freqs, freqs), float32 [T, D].</summary>
     public static (Tensor Cos, Tensor Sin) RopeTables(long seq, long headDim, double theta = 10000)
@@ -38,6 +59,24 @@ internal static class FusedOpsReference
         var emb = cat([freqs, freqs], -1);
         return (emb.cos(), emb.sin());
     }
+
+    /// <summary>|a - b| ≤ ulps units in the last place of b's dtype (relative to |b|) + absolute.</summary>
+    public static bool WithinUlpsOrAbs(Tensor actual, Tensor expected, double ulps, double absolute)
+    {
+        using var scope = NewDisposeScope();
+        var a = actual.detach().cpu().to(ScalarType.Float64);
+        var e = expected.detach().cpu().to(ScalarType.Float64);
+        var bound = e.abs() * (ulps * UnitRoundoff(expected.dtype)) + absolute;
+        return (a - e).abs().le(bound).all().item<bool>();
+    }
+
+    /// <summary>The relative size of one ulp: 2^-7 (bf16), 2^-10 (fp16), 2^-23 (float32).</summary>
+    public static double UnitRoundoff(ScalarType dtype) => dtype switch
+    {
+        ScalarType.BFloat16 => Math.Pow(2, -7),
+        ScalarType.Float16 => Math.Pow(2, -10),
+        _ => Math.Pow(2, -23),
+    };
 
     /// <summary>|a - b| ≤ ulps units in the last place of b's dtype (relative to |b|), plus a tiny absolute slack.</summary>
     public static bool WithinUlps(Tensor actual, Tensor expected, double ulps)

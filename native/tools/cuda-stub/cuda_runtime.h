@@ -59,6 +59,7 @@ __device__ float __fmul_rn(float, float);
 __device__ float __fadd_rn(float, float);
 __device__ float __fsub_rn(float, float);
 __device__ float __fdiv_rn(float, float);
+__device__ float __fmaf_rn(float, float, float);
 __device__ float __frcp_rn(float);
 __device__ float __fsqrt_rn(float);
 __device__ double __dadd_rn(double, double);

@@ -4,26 +4,38 @@ using static TorchSharp.torch;
 
 namespace SlothSharp.Ops;
 
-/// <summary>SwiGLU, <c>silu(gate) * up</c> (the Llama MLP's activation), in one fused kernel per direction
-/// (sloth_swiglu_forward / _backward) with the roundings of that PyTorch expression in the inputs' dtype.</summary>
+/// <summary>The gated MLP activation <c>act(gate) * up</c> in one fused kernel per direction (sloth_swiglu_forward /
+/// _backward) with the roundings of that PyTorch expression in the inputs' dtype (the activation computed in float32
+/// and rounded, then the product rounded): SwiGLU with <see cref="GateActivation.Silu"/> (Llama, Qwen, Mistral, Phi-3),
+/// GeGLU with <see cref="GateActivation.GeluTanh"/> (Gemma's gelu_pytorch_tanh).</summary>
 public static class SwiGlu
 {
-    /// <summary>gate, up: the same shape, float32/float16/bfloat16, one device. Returns silu(gate) * up.
+    /// <summary>gate, up: the same shape, float32/float16/bfloat16, one device. Returns act(gate) * up.
     /// Differentiable in both.</summary>
-    public static Tensor Apply(Tensor gate, Tensor up)
+    public static Tensor Apply(Tensor gate, Tensor up, GateActivation activation = GateActivation.Silu)
     {
         ArgumentNullException.ThrowIfNull(gate);
         ArgumentNullException.ThrowIfNull(up);
+        var plan = SwiGluPlan.For(GateActivations.ToNative(activation, nameof(activation)));
+        CheckPair(gate, up);
+        return SwiGluFunction.Apply(plan, gate, up);
+    }
+
+    /// <summary>gate and up: the same float dtype, device and shape.</summary>
+    internal static void CheckPair(Tensor gate, Tensor up)
+    {
         OpChecks.FloatingSameDtype(gate, nameof(gate), up, nameof(up));
         if (!gate.shape.SequenceEqual(up.shape))
             throw new ArgumentException($"up {OpChecks.Shape(up)} must have the shape of gate {OpChecks.Shape(gate)}", nameof(up));
-        return SwiGluFunction.Apply(SwiGluPlan.Instance, gate, up);
     }
 }
 
-internal sealed record SwiGluPlan
+internal sealed record SwiGluPlan(SlothGateActivation Activation)
 {
-    public static readonly SwiGluPlan Instance = new();
+    private static readonly SwiGluPlan SiluPlan = new(SlothGateActivation.Silu), GeluTanhPlan = new(SlothGateActivation.GeluTanh);
+
+    public static SwiGluPlan For(SlothGateActivation activation) =>
+        activation == SlothGateActivation.GeluTanh ? GeluTanhPlan : SiluPlan;
 }
 
 internal sealed class SwiGluFunction : SlothFunction<SwiGluFunction, SwiGluPlan>
@@ -32,7 +44,7 @@ internal sealed class SwiGluFunction : SlothFunction<SwiGluFunction, SwiGluPlan>
 
     protected override Tensor Forward(autograd.AutogradContext ctx, SwiGluPlan plan, Tensor?[] inputs)
     {
-        var output = Run(inputs[0]!, inputs[1]!);
+        var output = Run(inputs[0]!, inputs[1]!, plan.Activation);
         if (Recording) ctx.save_for_backward([inputs[0]!, inputs[1]!]);
         return output;
     }
@@ -40,23 +52,24 @@ internal sealed class SwiGluFunction : SlothFunction<SwiGluFunction, SwiGluPlan>
     protected override Tensor?[] Backward(autograd.AutogradContext ctx, SwiGluPlan plan, Tensor gradOutput)
     {
         using var saved = SavedTensors.Of(ctx);
-        var (dGate, dUp) = RunBackward(gradOutput, saved[0]!, saved[1]!);
+        var (dGate, dUp) = RunBackward(gradOutput, saved[0]!, saved[1]!, plan.Activation);
         return [dGate, dUp];
     }
 
-    /// <summary>silu(gate) · up through the kernel (a new tensor; no autograd).</summary>
-    internal static Tensor Run(Tensor gateIn, Tensor upIn)
+    /// <summary>act(gate) · up through the kernel (a new tensor; no autograd).</summary>
+    internal static Tensor Run(Tensor gateIn, Tensor upIn, SlothGateActivation activation)
     {
         using var gate = gateIn.contiguous();
         using var up = upIn.contiguous();
         var output = empty_like(gate);
         Native.SwigluForward(TensorInterop.DataPtr(gate), TensorInterop.DataPtr(up), TensorInterop.ToSloth(gate.dtype, "gate"),
-            gate.numel(), TensorInterop.DataPtr(output), TensorInterop.DeviceSelector(gate), 0);
+            activation, gate.numel(), TensorInterop.DataPtr(output), TensorInterop.DeviceSelector(gate), 0);
         return output;
     }
 
     /// <summary>(dGate, dUp) for upstream dY through the kernel (new tensors; no autograd).</summary>
-    internal static (Tensor DGate, Tensor DUp) RunBackward(Tensor gradOutput, Tensor gateIn, Tensor upIn)
+    internal static (Tensor DGate, Tensor DUp) RunBackward(Tensor gradOutput, Tensor gateIn, Tensor upIn,
+                                                           SlothGateActivation activation)
     {
         using var gate = gateIn.contiguous();
         using var up = upIn.contiguous();
@@ -64,7 +77,7 @@ internal sealed class SwiGluFunction : SlothFunction<SwiGluFunction, SwiGluPlan>
         var dGate = empty_like(gate);
         var dUp = empty_like(up);
         Native.SwigluBackward(TensorInterop.DataPtr(dy), TensorInterop.DataPtr(gate), TensorInterop.DataPtr(up),
-            TensorInterop.ToSloth(gate.dtype, "gate"), gate.numel(), TensorInterop.DataPtr(dGate), TensorInterop.DataPtr(dUp),
+            TensorInterop.ToSloth(gate.dtype, "gate"), activation, gate.numel(), TensorInterop.DataPtr(dGate), TensorInterop.DataPtr(dUp),
             TensorInterop.DeviceSelector(gate), 0);
         return (dGate, dUp);
     }

@@ -54,13 +54,21 @@ public enum SlothRopeLayout : int
     Bthd = 1,
 }
 
+/// <summary>The C enum <c>sloth_gate_activation</c> of slothsharp.h.</summary>
+public enum SlothGateActivation : int
+{
+    Silu = 0,
+    GeluTanh = 1,
+}
+
 /// <summary>The #define constants of slothsharp.h (SLOTH_NF4_BLOCKSIZE_MIN -> Nf4BlocksizeMin).</summary>
 public static class SlothConstants
 {
-    public const int AbiVersion = 6;
+    public const int AbiVersion = 7;
     public const int Nf4BlocksizeMin = 32;
     public const int Nf4BlocksizeMax = 4096;
     public const int NcclUniqueIdBytes = 128;
+    public const int Nf4GemvMaxBatch = 8;
     public const int GemmNoTuning = 0;
     public const int GemmTuneHeuristic = 1;
     public const int GemmTuneWide = 2;
@@ -267,6 +275,23 @@ public static unsafe partial class Native
         return sloth_nf4_quantize(src, src_dtype, n, blocksize, nested_blocksize, nested_code_map, packed, absmax_codes, nested_absmax, nested_offset, absmax_scratch, device, stream);
     }
 
+    [LibraryImport(LibraryName, EntryPoint = "sloth_nf4_gemv")]
+    private static partial SlothStatus sloth_nf4_gemv(nint x, SlothDtype dtype, long batch, long k, long m, nint packed, nint absmax_codes, nint nested_code_map, nint nested_absmax, nint nested_offset, nint nf4_code_table, int blocksize, int nested_blocksize, nint y, int device, nint stream);
+
+    /// <summary><c>sloth_nf4_gemv</c>; throws the typed exception for a non-OK status.</summary>
+    internal static void Nf4Gemv(nint x, SlothDtype dtype, long batch, long k, long m, nint packed, nint absmax_codes, nint nested_code_map, nint nested_absmax, nint nested_offset, nint nf4_code_table, int blocksize, int nested_blocksize, nint y, int device, nint stream)
+    {
+        EnsureLoaded();
+        Check(sloth_nf4_gemv(x, dtype, batch, k, m, packed, absmax_codes, nested_code_map, nested_absmax, nested_offset, nf4_code_table, blocksize, nested_blocksize, y, device, stream));
+    }
+
+    /// <summary><c>sloth_nf4_gemv</c>, returning its status (the thread's message: <see cref="LastErrorMessage"/>).</summary>
+    internal static SlothStatus TryNf4Gemv(nint x, SlothDtype dtype, long batch, long k, long m, nint packed, nint absmax_codes, nint nested_code_map, nint nested_absmax, nint nested_offset, nint nf4_code_table, int blocksize, int nested_blocksize, nint y, int device, nint stream)
+    {
+        EnsureLoaded();
+        return sloth_nf4_gemv(x, dtype, batch, k, m, packed, absmax_codes, nested_code_map, nested_absmax, nested_offset, nf4_code_table, blocksize, nested_blocksize, y, device, stream);
+    }
+
     [LibraryImport(LibraryName, EntryPoint = "sloth_cross_entropy_chunk")]
     private static partial SlothStatus sloth_cross_entropy_chunk(nint logits, SlothDtype dtype, long rows, long vocab, long row_stride, nint labels, long ignore_index, float logit_scale, float softcap, float label_smoothing, float z_loss, nint row_grad_scale, float grad_scale, int compute_grad, nint loss_out, nint lse_out, int device, nint stream);
 
@@ -302,88 +327,88 @@ public static unsafe partial class Native
     }
 
     [LibraryImport(LibraryName, EntryPoint = "sloth_rms_norm_forward")]
-    private static partial SlothStatus sloth_rms_norm_forward(nint x, nint weight, SlothDtype dtype, long rows, long cols, float eps, nint y, nint rstd_out, int device, nint stream);
+    private static partial SlothStatus sloth_rms_norm_forward(nint x, nint weight, SlothDtype dtype, long rows, long cols, float eps, int unit_offset, nint y, nint rstd_out, int device, nint stream);
 
     /// <summary><c>sloth_rms_norm_forward</c>; throws the typed exception for a non-OK status.</summary>
-    internal static void RmsNormForward(nint x, nint weight, SlothDtype dtype, long rows, long cols, float eps, nint y, nint rstd_out, int device, nint stream)
+    internal static void RmsNormForward(nint x, nint weight, SlothDtype dtype, long rows, long cols, float eps, int unit_offset, nint y, nint rstd_out, int device, nint stream)
     {
         EnsureLoaded();
-        Check(sloth_rms_norm_forward(x, weight, dtype, rows, cols, eps, y, rstd_out, device, stream));
+        Check(sloth_rms_norm_forward(x, weight, dtype, rows, cols, eps, unit_offset, y, rstd_out, device, stream));
     }
 
     /// <summary><c>sloth_rms_norm_forward</c>, returning its status (the thread's message: <see cref="LastErrorMessage"/>).</summary>
-    internal static SlothStatus TryRmsNormForward(nint x, nint weight, SlothDtype dtype, long rows, long cols, float eps, nint y, nint rstd_out, int device, nint stream)
+    internal static SlothStatus TryRmsNormForward(nint x, nint weight, SlothDtype dtype, long rows, long cols, float eps, int unit_offset, nint y, nint rstd_out, int device, nint stream)
     {
         EnsureLoaded();
-        return sloth_rms_norm_forward(x, weight, dtype, rows, cols, eps, y, rstd_out, device, stream);
+        return sloth_rms_norm_forward(x, weight, dtype, rows, cols, eps, unit_offset, y, rstd_out, device, stream);
     }
 
     [LibraryImport(LibraryName, EntryPoint = "sloth_rms_norm_backward")]
-    private static partial SlothStatus sloth_rms_norm_backward(nint grad_out, nint x, nint weight, nint rstd, SlothDtype dtype, long rows, long cols, nint grad_x, nint grad_weight, int device, nint stream);
+    private static partial SlothStatus sloth_rms_norm_backward(nint grad_out, nint x, nint weight, nint rstd, SlothDtype dtype, long rows, long cols, int unit_offset, nint grad_x, nint grad_weight, int device, nint stream);
 
     /// <summary><c>sloth_rms_norm_backward</c>; throws the typed exception for a non-OK status.</summary>
-    internal static void RmsNormBackward(nint grad_out, nint x, nint weight, nint rstd, SlothDtype dtype, long rows, long cols, nint grad_x, nint grad_weight, int device, nint stream)
+    internal static void RmsNormBackward(nint grad_out, nint x, nint weight, nint rstd, SlothDtype dtype, long rows, long cols, int unit_offset, nint grad_x, nint grad_weight, int device, nint stream)
     {
         EnsureLoaded();
-        Check(sloth_rms_norm_backward(grad_out, x, weight, rstd, dtype, rows, cols, grad_x, grad_weight, device, stream));
+        Check(sloth_rms_norm_backward(grad_out, x, weight, rstd, dtype, rows, cols, unit_offset, grad_x, grad_weight, device, stream));
     }
 
     /// <summary><c>sloth_rms_norm_backward</c>, returning its status (the thread's message: <see cref="LastErrorMessage"/>).</summary>
-    internal static SlothStatus TryRmsNormBackward(nint grad_out, nint x, nint weight, nint rstd, SlothDtype dtype, long rows, long cols, nint grad_x, nint grad_weight, int device, nint stream)
+    internal static SlothStatus TryRmsNormBackward(nint grad_out, nint x, nint weight, nint rstd, SlothDtype dtype, long rows, long cols, int unit_offset, nint grad_x, nint grad_weight, int device, nint stream)
     {
         EnsureLoaded();
-        return sloth_rms_norm_backward(grad_out, x, weight, rstd, dtype, rows, cols, grad_x, grad_weight, device, stream);
+        return sloth_rms_norm_backward(grad_out, x, weight, rstd, dtype, rows, cols, unit_offset, grad_x, grad_weight, device, stream);
     }
 
     [LibraryImport(LibraryName, EntryPoint = "sloth_rope")]
-    private static partial SlothStatus sloth_rope(nint x, nint cos, nint sin, SlothDtype dtype, SlothRopeLayout layout, long batch, long heads, long seq, long head_dim, long cos_batch, int inverse, nint @out, int device, nint stream);
+    private static partial SlothStatus sloth_rope(nint x, nint cos, nint sin, SlothDtype dtype, SlothRopeLayout layout, long batch, long heads, long seq, long head_dim, long rotary_dim, long cos_batch, int inverse, nint @out, int device, nint stream);
 
     /// <summary><c>sloth_rope</c>; throws the typed exception for a non-OK status.</summary>
-    internal static void Rope(nint x, nint cos, nint sin, SlothDtype dtype, SlothRopeLayout layout, long batch, long heads, long seq, long head_dim, long cos_batch, int inverse, nint @out, int device, nint stream)
+    internal static void Rope(nint x, nint cos, nint sin, SlothDtype dtype, SlothRopeLayout layout, long batch, long heads, long seq, long head_dim, long rotary_dim, long cos_batch, int inverse, nint @out, int device, nint stream)
     {
         EnsureLoaded();
-        Check(sloth_rope(x, cos, sin, dtype, layout, batch, heads, seq, head_dim, cos_batch, inverse, @out, device, stream));
+        Check(sloth_rope(x, cos, sin, dtype, layout, batch, heads, seq, head_dim, rotary_dim, cos_batch, inverse, @out, device, stream));
     }
 
     /// <summary><c>sloth_rope</c>, returning its status (the thread's message: <see cref="LastErrorMessage"/>).</summary>
-    internal static SlothStatus TryRope(nint x, nint cos, nint sin, SlothDtype dtype, SlothRopeLayout layout, long batch, long heads, long seq, long head_dim, long cos_batch, int inverse, nint @out, int device, nint stream)
+    internal static SlothStatus TryRope(nint x, nint cos, nint sin, SlothDtype dtype, SlothRopeLayout layout, long batch, long heads, long seq, long head_dim, long rotary_dim, long cos_batch, int inverse, nint @out, int device, nint stream)
     {
         EnsureLoaded();
-        return sloth_rope(x, cos, sin, dtype, layout, batch, heads, seq, head_dim, cos_batch, inverse, @out, device, stream);
+        return sloth_rope(x, cos, sin, dtype, layout, batch, heads, seq, head_dim, rotary_dim, cos_batch, inverse, @out, device, stream);
     }
 
     [LibraryImport(LibraryName, EntryPoint = "sloth_swiglu_forward")]
-    private static partial SlothStatus sloth_swiglu_forward(nint gate, nint up, SlothDtype dtype, long n, nint @out, int device, nint stream);
+    private static partial SlothStatus sloth_swiglu_forward(nint gate, nint up, SlothDtype dtype, SlothGateActivation activation, long n, nint @out, int device, nint stream);
 
     /// <summary><c>sloth_swiglu_forward</c>; throws the typed exception for a non-OK status.</summary>
-    internal static void SwigluForward(nint gate, nint up, SlothDtype dtype, long n, nint @out, int device, nint stream)
+    internal static void SwigluForward(nint gate, nint up, SlothDtype dtype, SlothGateActivation activation, long n, nint @out, int device, nint stream)
     {
         EnsureLoaded();
-        Check(sloth_swiglu_forward(gate, up, dtype, n, @out, device, stream));
+        Check(sloth_swiglu_forward(gate, up, dtype, activation, n, @out, device, stream));
     }
 
     /// <summary><c>sloth_swiglu_forward</c>, returning its status (the thread's message: <see cref="LastErrorMessage"/>).</summary>
-    internal static SlothStatus TrySwigluForward(nint gate, nint up, SlothDtype dtype, long n, nint @out, int device, nint stream)
+    internal static SlothStatus TrySwigluForward(nint gate, nint up, SlothDtype dtype, SlothGateActivation activation, long n, nint @out, int device, nint stream)
     {
         EnsureLoaded();
-        return sloth_swiglu_forward(gate, up, dtype, n, @out, device, stream);
+        return sloth_swiglu_forward(gate, up, dtype, activation, n, @out, device, stream);
     }
 
     [LibraryImport(LibraryName, EntryPoint = "sloth_swiglu_backward")]
-    private static partial SlothStatus sloth_swiglu_backward(nint grad_out, nint gate, nint up, SlothDtype dtype, long n, nint grad_gate, nint grad_up, int device, nint stream);
+    private static partial SlothStatus sloth_swiglu_backward(nint grad_out, nint gate, nint up, SlothDtype dtype, SlothGateActivation activation, long n, nint grad_gate, nint grad_up, int device, nint stream);
 
     /// <summary><c>sloth_swiglu_backward</c>; throws the typed exception for a non-OK status.</summary>
-    internal static void SwigluBackward(nint grad_out, nint gate, nint up, SlothDtype dtype, long n, nint grad_gate, nint grad_up, int device, nint stream)
+    internal static void SwigluBackward(nint grad_out, nint gate, nint up, SlothDtype dtype, SlothGateActivation activation, long n, nint grad_gate, nint grad_up, int device, nint stream)
     {
         EnsureLoaded();
-        Check(sloth_swiglu_backward(grad_out, gate, up, dtype, n, grad_gate, grad_up, device, stream));
+        Check(sloth_swiglu_backward(grad_out, gate, up, dtype, activation, n, grad_gate, grad_up, device, stream));
     }
 
     /// <summary><c>sloth_swiglu_backward</c>, returning its status (the thread's message: <see cref="LastErrorMessage"/>).</summary>
-    internal static SlothStatus TrySwigluBackward(nint grad_out, nint gate, nint up, SlothDtype dtype, long n, nint grad_gate, nint grad_up, int device, nint stream)
+    internal static SlothStatus TrySwigluBackward(nint grad_out, nint gate, nint up, SlothDtype dtype, SlothGateActivation activation, long n, nint grad_gate, nint grad_up, int device, nint stream)
     {
         EnsureLoaded();
-        return sloth_swiglu_backward(grad_out, gate, up, dtype, n, grad_gate, grad_up, device, stream);
+        return sloth_swiglu_backward(grad_out, gate, up, dtype, activation, n, grad_gate, grad_up, device, stream);
     }
 
     [LibraryImport(LibraryName, EntryPoint = "sloth_nccl_available")]
