@@ -27,8 +27,8 @@ public static class DatasetExamples
 
     /// <summary>The format of the first <see cref="DetectionRows"/> rows, by their fields: <c>messages</c> →
     /// Messages; <c>conversations</c> → ShareGPT when its messages have <c>from</c>, Messages when they have
-    /// <c>role</c>; <c>prompt</c> + <c>completion</c> → PromptCompletion; <c>instruction</c> + <c>output</c> →
-    /// Alpaca; <c>text</c> → Text.</summary>
+    /// <c>role</c>; <c>prompt</c> or <c>completion</c> → PromptCompletion; <c>instruction</c> or <c>output</c> →
+    /// Alpaca (a missing partner field is then reported as missing); <c>text</c> → Text.</summary>
     public static DatasetFormat Detect(IReadOnlyList<DatasetRow> rows)
     {
         ArgumentNullException.ThrowIfNull(rows);
@@ -52,8 +52,8 @@ public static class DatasetExamples
         if (row["messages"] is JsonArray) return DatasetFormat.Messages;
         if (row["conversations"] is JsonArray conv)
             return conv.FirstOrDefault() is JsonObject m && m.ContainsKey("role") && !m.ContainsKey("from") ? DatasetFormat.Messages : DatasetFormat.ShareGpt;
-        if (row.ContainsKey("prompt") && row.ContainsKey("completion")) return DatasetFormat.PromptCompletion;
-        if (row.ContainsKey("instruction") && row.ContainsKey("output")) return DatasetFormat.Alpaca;
+        if (row.ContainsKey("prompt") || row.ContainsKey("completion")) return DatasetFormat.PromptCompletion;
+        if (row.ContainsKey("instruction") || row.ContainsKey("output")) return DatasetFormat.Alpaca;
         if (row.ContainsKey("text")) return DatasetFormat.Text;
         return null;
     }
