@@ -241,12 +241,15 @@ public sealed class CausalLM : Module
         ArgumentNullException.ThrowIfNull(config);
         config.Validate();
         if (Lora is not null) throw new InvalidOperationException("this model has LoRA adapters already");
-        var targets = config.ResolveTargets(Config);
+        config.ResolveTargets(Config);  // every target names a projection of this model
         using var gen = new Generator((ulong)seed);
         foreach (var layer in _model.Layers)
-            foreach (var p in layer.Projections)
-                if (targets.Contains(p.GetName()))
+        {
+            var prefix = DecoderLayout.LayerPrefix(layer.Index);
+            foreach (var (p, parent) in layer.Attention.Projections.Select(p => (p, "self_attn")).Concat(layer.Mlp.Projections.Select(p => (p, "mlp"))))
+                if (config.Targets($"{prefix}{parent}.{p.GetName()}"))
                     p.AddLora(config.Rank, config.Scale, config.Dropout, gen);
+        }
         Lora = config;
         foreach (var (name, p) in named_parameters())
             p.requires_grad = IsLoraName(name);

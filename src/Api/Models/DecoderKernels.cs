@@ -88,21 +88,21 @@ internal abstract class DecoderKernels
         {
             // The activation and the down projection as one node when down is NF4: act(gate)·up is recomputed in
             // backward instead of kept ([tokens, intermediate] per layer).
-            if (down.Nf4 is not { } nf4 || activation != GateActivation.Silu)
+            if (down.Nf4 is not { } nf4)
             {
                 using var scope = NewDisposeScope();
-                var h = activation == GateActivation.Silu ? SwiGlu.Apply(gate.contiguous(), up.contiguous()) : Activate(gate, up, activation);
-                return Linear(down, h).MoveToOuterDisposeScope();
+                return Linear(down, SwiGlu.Apply(gate.contiguous(), up.contiguous(), activation)).MoveToOuterDisposeScope();
             }
             var l = down.Lora;
             using var keep = l?.KeepMask(gate.shape, gate.device, down.training);
-            return SwiGluNf4LoraLinear.Apply(gate.contiguous(), up.contiguous(), nf4, down.Bias, l?.A.weight, l?.B.weight, l?.Scale ?? 1.0, keep, l?.Dropout ?? 0);
+            return SwiGluNf4LoraLinear.Apply(gate.contiguous(), up.contiguous(), nf4, down.Bias, l?.A.weight, l?.B.weight, l?.Scale ?? 1.0, keep,
+                l?.Dropout ?? 0, activation);
         }
 
         public override Tensor Norm(Tensor x, Tensor weight, double eps, bool unitOffset) =>
-            !unitOffset && weight.dtype == x.dtype ? RmsNorm.Apply(x.contiguous(), weight, eps) : Reference.Norm(x, weight, eps, unitOffset);
+            weight.dtype == x.dtype ? RmsNorm.Apply(x.contiguous(), weight, eps, unitOffset) : Reference.Norm(x, weight, eps, unitOffset);
 
         public override Tensor Rope(Tensor x, Tensor cos, Tensor sin) =>
-            cos.shape[^1] == x.shape[^1] ? Ops.Rope.Apply(x, cos, sin, Interop.SlothRopeLayout.Bthd) : Reference.Rope(x, cos, sin);
+            Ops.Rope.Apply(x.contiguous(), cos, sin, Interop.SlothRopeLayout.Bthd, cos.shape[^1] == x.shape[^1] ? null : (int)cos.shape[^1]);
     }
 }

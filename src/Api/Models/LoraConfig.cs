@@ -18,17 +18,31 @@ public sealed record LoraConfig(int Rank = 16, double Alpha = 32, double Dropout
     /// <summary>The targets as given: ["all-linear"] for every projection, or the module names.</summary>
     public IReadOnlyList<string> TargetNames => IsAllLinear ? ["all-linear"] : TargetModules!;
 
-    /// <summary>The projections of <paramref name="model"/>'s family that get adapters, in module order; a target that is
-    /// not one of them is an <see cref="ArgumentException"/> naming the family's projections.</summary>
+    /// <summary>Whether the projection at <paramref name="modulePath"/> (e.g. "model.layers.0.self_attn.q_proj") gets an
+    /// adapter: every projection for all-linear; otherwise PEFT's rule, a target equal to the path or to one of its
+    /// dotted suffixes ("q_proj", "self_attn.q_proj", or the full path as PEFT writes all-linear).</summary>
+    public bool Targets(string modulePath)
+    {
+        ArgumentNullException.ThrowIfNull(modulePath);
+        return IsAllLinear || TargetModules!.Any(t => modulePath == t || modulePath.EndsWith("." + t, StringComparison.Ordinal));
+    }
+
+    /// <summary>The projection names of <paramref name="model"/>'s family that get adapters in some layer, in module
+    /// order; a target that matches no projection of the model is an <see cref="ArgumentException"/> naming the
+    /// family's projections.</summary>
     public IReadOnlyList<string> ResolveTargets(ModelConfig model)
     {
         ArgumentNullException.ThrowIfNull(model);
-        var all = DecoderLayout.ProjectionNames(model);
+        var specs = DecoderLayout.Projections(model);
+        var all = specs.Select(s => s.Name).ToArray();
         if (IsAllLinear) return all;
+        var paths = Enumerable.Range(0, model.NumHiddenLayers)
+            .SelectMany(i => specs.Select(s => (Path: DecoderLayout.LayerPrefix(i) + s.Path, s.Name))).ToList();
         foreach (var t in TargetModules!)
-            if (!all.Contains(t))
-                throw new ArgumentException($"LoRA target '{t}' is not a projection of a {model.Family.Name} model ({string.Join(", ", all)} or all-linear)", nameof(TargetModules));
-        return all.Where(TargetModules.Contains).ToArray();
+            if (!paths.Any(p => p.Path == t || p.Path.EndsWith("." + t, StringComparison.Ordinal)))
+                throw new ArgumentException($"LoRA target '{t}' is not a projection of this {model.Family.Name} model ({string.Join(", ", all)} or all-linear)", nameof(TargetModules));
+        var used = paths.Where(p => Targets(p.Path)).Select(p => p.Name).ToHashSet();
+        return all.Where(used.Contains).ToArray();
     }
 
     /// <summary>Throws <see cref="ArgumentException"/> for a rank &lt; 1, a non-positive alpha, a dropout outside

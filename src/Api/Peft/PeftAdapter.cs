@@ -58,7 +58,7 @@ public static class PeftAdapter
         ["r"] = lora.Rank,
         ["lora_alpha"] = lora.Alpha,
         ["lora_dropout"] = lora.Dropout,
-        ["target_modules"] = new JsonArray(lora.ResolveTargets(model).Select(t => (JsonNode)t).ToArray()),
+        ["target_modules"] = new JsonArray((lora.IsAllLinear ? lora.ResolveTargets(model) : lora.TargetModules!).Select(t => (JsonNode)t).ToArray()),
         ["bias"] = "none",
         ["use_rslora"] = lora.UseRslora,
         ["use_dora"] = false,

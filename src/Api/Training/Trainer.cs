@@ -206,8 +206,9 @@ public sealed class Trainer : IDisposable
         var micro = new List<int[]>();
         for (var m = 0; m < o.GradientAccumulation; m++)
             micro.Add(Enumerable.Range(0, o.BatchSize).Select(i => _order.RowAt(_rowsConsumed + (long)m * o.BatchSize + i)).ToArray());
-        // One normalizer for the whole step: the targets of all micro-batches (each row of n tokens has n−1).
-        double targets = micro.Sum(rows => rows.Sum(r => (long)_data.Rows[r].Length - 1));
+        // One normalizer for the whole step: the trained targets of all micro-batches (a row of n tokens has n − 1,
+        // fewer where labels are masked: untrained turns, packed documents' first tokens).
+        double targets = micro.Sum(rows => rows.Sum(r => (long)_data.RowTargets[r]));
 
         if (_optimizer is not null) _optimizer.zero_grad();
         else ZeroGradients();
@@ -219,8 +220,12 @@ public sealed class Trainer : IDisposable
         {
             using var scope = NewDisposeScope();
             var rows = _comm is { Size: > 1 } c ? allRows.Where((_, i) => i % c.Size == c.Rank).ToArray() : allRows;
-            var (ids, mask, labels, _, _) = _data.Collate(rows, _model.Device);
-            var hidden = _model.Forward(ids, mask);
+            using var batch = _data.CollateBatch(rows, _model.Device);
+            // Packed documents: positions restart and attention stays inside each document (block-diagonal).
+            var hidden = batch.MultiDocument
+                ? _model.Forward(batch.InputIds, batch.AttentionMask, null, batch.PositionIds, batch.SequenceIds)
+                : _model.Forward(batch.InputIds, batch.AttentionMask);
+            var labels = batch.Labels;
             var loss = CausalLmLoss.Compute(_model, hidden, labels, lossOptions, o.ChunkedLoss);
             loss.backward();
             stepLoss += loss.to(ScalarType.Float64).item<double>();
