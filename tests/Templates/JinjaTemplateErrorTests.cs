@@ -65,6 +65,14 @@ public class JinjaTemplateErrorTests
     }
 
     [Test]
+    public void EndlessMacroRecursionFailsCleanly()
+    {
+        var template = JinjaTemplate.Parse("{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}\n{{ f(0) }}");
+        var e = Assert.Throws<TemplateRuntimeException>(() => template.Render(NoVariables));
+        Assert.That(e!.Reason, Does.Contain("nested deeper than"));
+    }
+
+    [Test]
     public void UndefinedIsLenientWhereJinjaIsLenient()
     {
         // Printing, truth tests, iteration, length, default and `is defined` never fail on Undefined.

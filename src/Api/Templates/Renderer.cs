@@ -35,14 +35,29 @@ internal sealed class Renderer
         {
             throw new TemplateRuntimeException(e.Message, TemplateName, CurrentLine, e);
         }
+        catch (Exception e) when (e is ArgumentException or InvalidOperationException or OverflowException or FormatException
+                                       or IndexOutOfRangeException or InvalidCastException)
+        {
+            // A value operation this engine does not model exactly (huge repeat counts, odd arguments): still an
+            // error of the template, reported with its line, never an unexplained crash.
+            throw new TemplateRuntimeException(e.Message, TemplateName, CurrentLine, e);
+        }
         return new TemplateRenderResult(_root.ToString(), _spans.ToArray());
     }
+
+    /// <summary>How deeply macros may call each other; a recursive macro fails cleanly instead of overflowing the
+    /// stack.</summary>
+    private const int MaxCaptureDepth = 200;
+
+    private int _captureDepth;
 
     /// <summary>Renders <paramref name="body"/> into a fresh buffer and returns the text (macro calls, set blocks).</summary>
     public string Capture(IReadOnlyList<Node> body, Scope scope)
     {
+        if (_captureDepth >= MaxCaptureDepth) throw new JinjaError($"macro calls nested deeper than {MaxCaptureDepth} (endless recursion?)");
         var saved = _out;
         _out = new StringBuilder();
+        _captureDepth++;
         try
         {
             Execute(body, scope);
@@ -51,6 +66,7 @@ internal sealed class Renderer
         finally
         {
             _out = saved;
+            _captureDepth--;
         }
     }
 
