@@ -29,6 +29,8 @@ internal sealed class FakeCausalLm : ICausalLm
     public int MaxPositionEmbeddings { get; }
     public IReadOnlyList<int> EosTokenIds { get; }
     public double? FinalLogitSoftcap => null;
+    public int? DynamicRopeLength => null;
+    public void ResetCache(IDisposable cache) => throw new NotSupportedException();
     public Tensor LmHeadWeight { get; }
     public int ForwardCalls { get; private set; }
     /// <summary>(ones, elements) of each attention mask seen by Forward (null when none was passed).</summary>

@@ -34,6 +34,11 @@ internal sealed class CausalLmAdapter : ICausalLm
 
     public IDisposable NewKvCache(int batch, int maxLength) => _model.NewKvCache(batch, maxLength);
 
+    public void ResetCache(IDisposable cache) => ((KvCache)cache).Reset();
+
+    public int? DynamicRopeLength => Enumerable.Range(0, _model.Config.NumHiddenLayers).Select(_model.Config.RopeOf)
+        .FirstOrDefault(r => r.IsDynamic)?.OriginalMaxPositionEmbeddings;
+
     public Tensor Logits(Tensor hidden) => _model.Logits(hidden);
 
     /// <summary>config.json's EOS ids plus generation_config.json's eos_token_id (an int or a list; Llama 3 Instruct

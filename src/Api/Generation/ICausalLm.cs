@@ -20,6 +20,11 @@ internal interface ICausalLm
     /// continue from the cached length and the cache is extended.</summary>
     Tensor Forward(Tensor inputIds, Tensor? attentionMask, IDisposable? cache);
     IDisposable NewKvCache(int batch, int maxLength);
+    /// <summary>Forgets what a cache of <see cref="NewKvCache"/> holds.</summary>
+    void ResetCache(IDisposable cache);
+    /// <summary>The sequence length past which the RoPE frequencies change (longrope's original_max_position_embeddings),
+    /// or null when they never do.</summary>
+    int? DynamicRopeLength { get; }
     /// <summary>float32 logits [.., V] of hidden states.</summary>
     Tensor Logits(Tensor hidden);
 }

@@ -38,10 +38,21 @@ public static class TextGenerator
         if (limit <= 0) yield break;
         var sampler = new TokenSampler(options);
         using var cache = model.NewKvCache(1, promptIds.Count + limit);
-        var input = promptIds.Select(i => (long)i).ToArray();
+        var all = promptIds.Select(i => (long)i).ToList();
+        var input = all.ToArray();
+        var cached = 0;
         for (var produced = 0; produced < limit; produced++)
         {
+            // longrope (Phi-3) switches to its long factors once the sequence passes original_max_position_embeddings;
+            // as transformers' Phi-3 generation does, the cache is then recomputed once with the long factors.
+            if (model.DynamicRopeLength is { } switchAt && cached > 0 && cached <= switchAt && cached + input.Length > switchAt)
+            {
+                model.ResetCache(cache);
+                input = all.ToArray();
+            }
             var next = Step(model, cache, input, sampler);
+            cached = all.Count;
+            all.Add(next);
             yield return next;
             if (stop.Contains(next)) yield break;
             input = [next];

@@ -58,11 +58,11 @@ internal static class RopeReader
             }
             case "yarn":
             {
-                var factor = Factor();
-                // As transformers: with original_max_position_embeddings given, the factor is the context extension
-                // max_position_embeddings / original (not the "factor" field), and the correction range uses the original.
+                // As transformers 5: the explicit factor (or, without one, max_position_embeddings / original); the
+                // correction range uses original_max_position_embeddings (default max_position_embeddings).
                 var orig = r.Int("original_max_position_embeddings", min: 1);
-                if (orig is { } o) factor = (double)maxPos / o;
+                var factor = r.Has("factor") ? Factor() : orig is { } o ? (double)maxPos / o
+                    : throw new ModelFormatException(j.File, $"{field}.factor", "is missing (yarn needs factor or original_max_position_embeddings)");
                 var attention = r.Double("attention_factor");
                 if (attention is null)
                 {
