@@ -172,11 +172,13 @@ internal static class StepSuite
     public static int Run(string results, string device, bool tiny)
     {
         var deviceArg = tiny ? "cpu" : "cuda";
-        var shapes = tiny ? ["tiny"] : StepShape.GpuShapes;
+        // SLOTHSHARP_STEP_SHAPES (comma list) picks shapes for a lease, e.g. the family shapes only.
+        var shapes = tiny ? ["tiny"] : Environment.GetEnvironmentVariable("SLOTHSHARP_STEP_SHAPES") is { Length: > 0 } chosen
+            ? chosen.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries) : StepShape.GpuShapes;
         var rows = new List<StepRow>();
         var clock = Stopwatch.StartNew();
         foreach (var shape in shapes)
-            foreach (var path in new[] { "fused", "reference" })
+            foreach (var path in StepShape.FamilyShapes.Contains(shape) ? ["fused"] : new[] { "fused", "reference" })
                 foreach (var ckpt in CheckpointSettings(shape, path))
                 {
                     var args = new[] { "--results", results, "--suite", "step-row", "--shape", shape, "--path", path, "--checkpointing", ckpt.ToString(CultureInfo.InvariantCulture), "--device", deviceArg };
@@ -186,7 +188,7 @@ internal static class StepSuite
                     Console.WriteLine($"  {shape} {path} checkpointing={CkptName(ckpt)}: " +
                         (ok ? string.Create(CultureInfo.InvariantCulture, $"{rows[^1].TokensPerSecond:F0} tokens/s, peak {(rows[^1].PeakGb is { } g ? g.ToString("F2", CultureInfo.InvariantCulture) + " GB" : "n/a (CPU)")}") : "FAILED"));
                 }
-        var lossShape = tiny ? "tiny" : "1b";
+        var lossShape = tiny ? "tiny" : shapes.Contains("1b") ? "1b" : shapes[0];
         var (lossOk, lossLine, lossOutput) = Child(["--results", results, "--suite", "step-loss", "--shape", lossShape, "--device", deviceArg], "STEPLOSS ");
         var losses = lossOk ? JsonSerializer.Deserialize<StepLosses>(lossLine!, Json) : null;
         var report = Write(results, device, tiny, rows, losses, lossOk ? null : Tail(lossOutput), clock.Elapsed);
@@ -198,7 +200,13 @@ internal static class StepSuite
 
     /// <summary>0: none; 1: every layer; 2: every other layer (layers 0, 2, 4, …); 4: every fourth (1B: 4 of 16, the
     /// fused path only, to keep the suite within its GPU-time budget).</summary>
-    private static int[] CheckpointSettings(string shape, string path) => shape == "1b" && path == "fused" ? [0, 1, 2, 4] : [0, 1, 2];
+    private static int[] CheckpointSettings(string shape, string path) => shape switch
+    {
+        "1b" when path == "fused" => [0, 1, 2, 4],
+        "mistral-7b" => [1],
+        _ when StepShape.FamilyShapes.Contains(shape) => [0],
+        _ => [0, 1, 2],
+    };
 
     private static string CkptName(int k) => k switch { 0 => "no", 1 => "all layers", 2 => "every other layer", _ => $"every {k}th layer" };
 

@@ -12,6 +12,10 @@ internal sealed record StepShape(string Name, string Description, ModelConfig Co
 {
     public static readonly string[] GpuShapes = ["1b", "demo"];
 
+    /// <summary>The other families' published shapes (fused path; mistral-7b with every layer checkpointed, as its
+    /// transformers anchor needs to fit).</summary>
+    public static readonly string[] FamilyShapes = ["qwen2.5-1.5b", "qwen3-1.7b", "gemma-3-1b", "phi-4-mini", "mistral-7b"];
+
     public static StepShape Get(string name) => name switch
     {
         "1b" => new(name, "Llama-3.2-1B (16 layers, hidden 2048, 32/8 heads, MLP 8192, vocab 128256, tied embeddings)",
@@ -22,7 +26,9 @@ internal sealed record StepShape(string Name, string Description, ModelConfig Co
         // The CPU smoke test of every code path (ModelPresets.Tiny: 2 layers, hidden 64, vocab 420).
         "tiny" => new(name, "tiny (2 layers, hidden 64, 4/2 heads, MLP 160, vocab 420; CPU smoke test)",
             ModelPresets.Tiny, 2, 32, 2, 3, 2, 10),
-        _ => throw new ArgumentException($"--shape: unknown step shape '{name}' (1b, demo, tiny)"),
+        // The model families at their published shapes (ModelPresets), against transformers + PEFT + bitsandbytes.
+        _ when FamilyShapes.Contains(name) => new(name, $"{name} ({ModelPresets.Get(name)})", ModelPresets.Get(name), 8, 1024, 5, 10, 2, 100),
+        _ => throw new ArgumentException($"--shape: unknown step shape '{name}' (1b, demo, tiny, {string.Join(", ", FamilyShapes)})"),
     };
 
     /// <summary>One decoder layer and a small vocabulary with this shape's heads: run once before the idle-memory
@@ -35,7 +41,7 @@ internal sealed record StepShape(string Name, string Description, ModelConfig Co
 /// <summary>
 /// One QLoRA training setup as the step benchmark runs it: an in-memory random NF4 Llama (<see cref="CausalLM.CreateRandom"/>,
 /// seed 0), LoRA r16/alpha32 on all seven projections (seed 1), bf16 compute, AdamW (no weight decay) at lr 2e-4 on
-/// the adapters (<see cref="FusedAdamW"/>: flat buffers, a few kernels per step), random token ids (four fixed batches, cycled), the loss through <see cref="FusedLinearCrossEntropy"/>
+/// the adapters (<see cref="FusedAdamW"/>: flat buffers, a few kernels per step), random token ids (four fixed batches, cycled), the loss through <see cref="CausalLmLoss"/>
 /// on the shifted labels.
 /// </summary>
 internal sealed class StepWorkload : IDisposable
@@ -76,8 +82,7 @@ internal sealed class StepWorkload : IDisposable
         var ids = _batches[index % _batches.Count];
         var hidden = Model.Forward(ids);
         phase?.Invoke(0);
-        var t = ids.shape[1];
-        var loss = FusedLinearCrossEntropy.Apply(hidden.narrow(1, 0, t - 1), Model.LmHeadWeight, null, ids.narrow(1, 1, t - 1));
+        var loss = CausalLmLoss.Compute(Model, hidden, ids);
         phase?.Invoke(1);
         loss.backward();
         phase?.Invoke(2);
