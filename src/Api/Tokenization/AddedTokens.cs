@@ -19,6 +19,8 @@ internal sealed class AddedTokenMatcher
     }
 
     private readonly Node _root = new();
+    // One bit per UTF-16 code unit that starts some token: most characters of a text are rejected with one test.
+    private readonly ulong[] _firstChars = new ulong[65536 / 64];
 
     public bool IsEmpty => _root.Children is null;
 
@@ -28,6 +30,7 @@ internal sealed class AddedTokenMatcher
         {
             if (t.Content.Length == 0) continue;
             var node = _root;
+            _firstChars[t.Content[0] >> 6] |= 1UL << (t.Content[0] & 63);
             foreach (var c in t.Content)
             {
                 node.Children ??= new Dictionary<char, Node>();
@@ -49,6 +52,8 @@ internal sealed class AddedTokenMatcher
         var i = 0;
         while (i < text.Length)
         {
+            var c = text[i];
+            if ((_firstChars[c >> 6] & (1UL << (c & 63))) == 0) { i++; continue; }
             var token = MatchAt(text, i);
             if (token is null) { i++; continue; }
             var start = i;

@@ -26,6 +26,7 @@ internal sealed class BytePairModel
     private readonly bool _byteLevel;
     private readonly ConcurrentDictionary<string, int[]> _cache = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, int[]>.AlternateLookup<ReadOnlySpan<char>> _cacheBySpan;
+    private int _cacheCount;
     private const int CacheLimit = 500_000;
     private const int MaxCachedWordLength = 256;
 
@@ -63,7 +64,12 @@ internal sealed class BytePairModel
         var ids = Tokenize(_byteLevel ? ByteLevel.Encode(word) : word.ToString());
         if (cacheable)
         {
-            if (_cache.Count >= CacheLimit) _cache.Clear();
+            // ConcurrentDictionary.Count takes every lock: count the insertions instead (approximately, after a Clear).
+            if (Interlocked.Increment(ref _cacheCount) > CacheLimit)
+            {
+                _cache.Clear();
+                Interlocked.Exchange(ref _cacheCount, 0);
+            }
             _cache.TryAdd(word.ToString(), ids);
         }
         output.AddRange(ids);
