@@ -62,6 +62,20 @@ public class TokenizerErrorTests() : TempDirFixture("tok")
     }
 
     [Test]
+    public void JsonTextAndStreamsNameTheirSource()
+    {
+        var json = Golden();
+        json["normalizer"] = new JsonObject { ["type"] = "BertNormalizer" };
+        var e = Assert.Throws<InvalidDataException>(() => HfTokenizer.FromJson(json.ToJsonString(), sourceName: "my/tokenizer.json"))!;
+        Assert.That(e.Message, Does.Contain("my/tokenizer.json").And.Contain("normalizer.type").And.Contain("BertNormalizer"));
+        using var stream = new MemoryStream(System.Text.Encoding.UTF8.GetBytes("[1, 2]"));
+        e = Assert.Throws<InvalidDataException>(() => HfTokenizer.FromStreams(stream, sourceName: "s.json"))!;
+        Assert.That(e.Message, Does.Contain("s.json").And.Contain("(root)"));
+        var ok = HfTokenizer.FromJson(Golden().ToJsonString(), "{\"eos_token\": \"<|end_of_text|>\"}");
+        Assert.That(ok.EosTokenId, Is.EqualTo(1));
+    }
+
+    [Test]
     public void SentencePieceStyleComponentsAreAccepted()
     {
         // Llama 2's layout on the golden vocabulary: Prepend + Replace normalizers, byte_fallback, the
