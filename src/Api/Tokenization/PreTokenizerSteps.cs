@@ -106,6 +106,7 @@ internal sealed class PreTokenizerPipeline(PreTokenizerStep[] steps)
     {
         output.Clear();
         if (text.Length == 0) return;
+        if (steps.Length == 1) { steps[0].Split(new Piece(text, atStart), output); return; }
         output.Add(new Piece(text, atStart));
         foreach (var step in steps)
         {

@@ -239,10 +239,15 @@ internal static class TokenizerJsonReader
                     foreach (var (item, f) in Items(step, "pretokenizers", path, field)) Add(item, f);
                     break;
                 case "ByteLevel":
+                {
                     byteLevel = true;
-                    // use_regex defaults to true in tokenizers.
-                    steps.Add(new ByteLevelStep(Bool(step, "add_prefix_space", path, field + ".add_prefix_space"), Bool(step, "use_regex", path, field + ".use_regex", true)));
+                    // use_regex defaults to true in tokenizers. Without a prefix space or a regex the step only marks the
+                    // pieces for byte mapping (done by the model), so it is left out of the pipeline.
+                    var prefixSpace = Bool(step, "add_prefix_space", path, field + ".add_prefix_space");
+                    var useRegex = Bool(step, "use_regex", path, field + ".use_regex", true);
+                    if (prefixSpace || useRegex) steps.Add(new ByteLevelStep(prefixSpace, useRegex));
                     break;
+                }
                 case "Split":
                 {
                     var (_, _, text, literal) = Pattern(step, path, field);
