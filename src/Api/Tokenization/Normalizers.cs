@@ -21,8 +21,14 @@ internal sealed class UnicodeNormalizer(NormalizationForm form) : TextNormalizer
 {
     public override string Normalize(string text)
     {
-        // Fast path: below U+0300 (combining marks start there) NFC/NFD leave text alone; NFK* also changes U+00A0…
-        var limit = form is NormalizationForm.FormC or NormalizationForm.FormD ? '\u0300' : '\u00A0';
+        // Fast path: text below these code points is already in the form: NFC changes nothing below U+0300 (the first
+        // combining mark), NFD decomposes from U+00C0 ('À'), the compatibility forms from U+00A0 (no-break space).
+        var limit = form switch
+        {
+            NormalizationForm.FormC => '\u0300',
+            NormalizationForm.FormD => '\u00C0',
+            _ => '\u00A0',
+        };
         var simple = true;
         foreach (var c in text) if (c >= limit) { simple = false; break; }
         if (simple) return text;
