@@ -4,9 +4,11 @@ using SlothSharp.Bench;
 using static TorchSharp.torch;
 
 // SlothSharp benchmarks (GPU). Usage: SlothSharp.Bench [--results DIR] [--suite nf4|loss|step|all] [--quick] [--tiny] ("all" = nf4 + loss)
+// (--suite tokenizer [--tokenizer DIR]... [--corpus FILE] [--repeat N] [--threads N]: HfTokenizer tokens/s on the CPU)
 // (--suite step --tiny: the step suite on the CPU on a tiny model, a smoke test)
 // (internal child modes: --measure-memory SHAPE METHOD, --suite loss-time with SLOTH_BENCH_SHAPE,
 //  --suite step-row --shape S --path fused|reference --checkpointing 0|K (every K-th layer) --device cpu|cuda, --suite step-loss --shape S --device D)
+if (Arg("--suite") == "tokenizer") return TokenizerSpeed.Run(args);
 var results = Arg("--results") ?? Path.Combine(Environment.CurrentDirectory, "bench-results");
 var suite = Arg("--suite") ?? "all";
 var quick = args.Contains("--quick");

@@ -1,3 +1,6 @@
+using System.Buffers;
+using System.Text;
+
 namespace SlothSharp.Tokenization;
 
 /// <summary>
@@ -8,7 +11,8 @@ namespace SlothSharp.Tokenization;
 internal static class ByteLevel
 {
     public static readonly char[] ByteToChar = BuildByteToChar();
-    private static readonly Dictionary<char, byte> CharToByteMap = BuildCharToByte();
+    // Index: a character below U+0144; value: its byte + 1, or 0 for a character outside the map.
+    private static readonly short[] CharToByte = BuildCharToByte();
 
     private static char[] BuildByteToChar()
     {
@@ -22,22 +26,47 @@ internal static class ByteLevel
         return map;
     }
 
-    private static Dictionary<char, byte> BuildCharToByte()
+    private static short[] BuildCharToByte()
     {
-        var d = new Dictionary<char, byte>(256);
-        for (var b = 0; b < 256; b++) d[ByteToChar[b]] = (byte)b;
-        return d;
+        var table = new short[0x144];
+        for (var b = 0; b < 256; b++) table[ByteToChar[b]] = (short)(b + 1);
+        return table;
     }
 
-    public static bool TryCharToByte(char c, out byte b) => CharToByteMap.TryGetValue(c, out b);
+    public static bool TryCharToByte(char c, out byte b)
+    {
+        var v = c < CharToByte.Length ? CharToByte[c] : (short)0;
+        b = (byte)(v - 1);
+        return v != 0;
+    }
 
     /// <summary>The byte-level string of a piece of text: its UTF-8 bytes, each as its mapped character.</summary>
     public static string Encode(ReadOnlySpan<char> text)
     {
-        var bytes = System.Text.Encoding.UTF8.GetBytes(text.ToArray());
-        return string.Create(bytes.Length, bytes, static (span, b) =>
+        var max = Encoding.UTF8.GetMaxByteCount(text.Length);
+        var rented = ArrayPool<byte>.Shared.Rent(max);
+        try
         {
-            for (var i = 0; i < b.Length; i++) span[i] = ByteToChar[b[i]];
-        });
+            var n = Encoding.UTF8.GetBytes(text, rented);
+            return string.Create(n, rented, static (span, b) =>
+            {
+                for (var i = 0; i < span.Length; i++) span[i] = ByteToChar[b[i]];
+            });
+        }
+        finally { ArrayPool<byte>.Shared.Return(rented); }
+    }
+
+    /// <summary>The bytes of one token as tokenizers' ByteLevel decoder reads it: each character's byte, or, if any
+    /// character is outside the map, the token's own UTF-8.</summary>
+    public static void AppendBytes(string token, List<byte> output)
+    {
+        var start = output.Count;
+        foreach (var c in token)
+        {
+            if (TryCharToByte(c, out var b)) { output.Add(b); continue; }
+            output.RemoveRange(start, output.Count - start);
+            output.AddRange(Encoding.UTF8.GetBytes(token));
+            return;
+        }
     }
 }

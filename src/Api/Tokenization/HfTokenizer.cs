@@ -1,60 +1,87 @@
+using System.IO.Compression;
 using System.Text;
-using System.Text.Json;
 
 namespace SlothSharp.Tokenization;
 
 /// <summary>
-/// A Hugging Face <c>tokenizer.json</c> with a byte-level BPE model (Llama 3, Llama 3.1/3.2, GPT-2 style), giving the
-/// same ids as Hugging Face <c>tokenizers</c>: added/special tokens are found in the raw text first, the rest is split
-/// by the pre-tokenizer (<c>Sequence[Split(regex), ByteLevel]</c> or <c>ByteLevel</c> with its GPT-2 regex), mapped
-/// byte-level, and BPE-merged by rank (with <c>ignore_merges</c> as Llama 3 sets it). Decoding maps characters back
-/// to bytes and reads them as UTF-8. BOS/EOS/PAD come from <c>tokenizer_config.json</c> when present.
-/// SentencePiece-style tokenizers (Llama 2: <c>Metaspace</c>, <c>byte_fallback</c>, Unigram) are rejected with an
-/// error naming the field. Thread-safe after construction.
+/// A Hugging Face <c>tokenizer.json</c> with a BPE model, giving the same ids as Hugging Face <c>tokenizers</c> for
+/// byte-level BPE (Llama 3, Qwen 2/3, GPT-OSS, DeepSeek V3, GPT-2) and SentencePiece-style BPE with
+/// <c>byte_fallback</c> (Llama 2, Mistral, Gemma). Encoding follows tokenizers' pipeline: added tokens with
+/// <c>normalized: false</c> are found in the raw text; each piece between them is normalized (NFC/NFKC/NFD/NFKD,
+/// Replace, Prepend, Strip, Lowercase, Sequence); added tokens with <c>normalized: true</c> are found in the
+/// normalized text; the rest is pre-tokenized (Split, ByteLevel, Metaspace, Digits, Punctuation, Whitespace…) and
+/// each pre-token is BPE-merged by rank (with ignore_merges, byte_fallback, unk_token/fuse_unk). Decoding runs the
+/// decoder chain (ByteLevel, Replace, ByteFallback, Fuse, Strip, Metaspace). What encoding "with special tokens"
+/// adds comes from tokenizer_config.json (add_bos_token/add_eos_token as transformers applies them) or the
+/// post-processor. Thread-safe after construction.
+/// <para>Text with lone UTF-16 surrogates (which Rust strings cannot hold: Python's tokenizers rejects such text)
+/// is encoded as if each lone surrogate were U+FFFD, as .NET's UTF-8 encoder writes it.</para>
 /// </summary>
 public sealed class HfTokenizer
 {
     private readonly BytePairModel _model;
     private readonly Dictionary<string, int> _vocab;
-    private readonly Dictionary<int, string> _idToToken;
-    private readonly Dictionary<int, AddedToken> _added;
-    private readonly AddedTokenMatcher _matcher;
-    private readonly List<RegexSplit> _splits;
-    private readonly bool _addPrefixSpace;
+    private readonly Dictionary<string, AddedToken> _addedByContent;
+    private readonly string?[] _idToToken;
+    private readonly AddedToken?[] _idToAdded;
+    private readonly AddedTokenMatcher _rawMatcher;
+    private readonly AddedTokenMatcher _normalizedMatcher;
+    private readonly TextNormalizer? _normalizer;
+    private readonly PreTokenizerPipeline? _preTokenizer;
+    private readonly TokenDecoder _decoder;
+    private readonly int[] _specialPrefix;
+    private readonly int[] _specialSuffix;
 
-    /// <summary>The tokenizer.json this was read from.</summary>
+    /// <summary>The tokenizer.json this was read from (or the name given to <see cref="FromJson"/>/<see cref="FromStreams"/>).</summary>
     public string SourcePath { get; }
     public int? BosTokenId { get; }
     public int? EosTokenId { get; }
     public int? PadTokenId { get; }
     /// <summary>Largest id of the vocabulary or the added tokens, plus one (tokenizers' vocab size with added tokens).</summary>
     public int VocabSize { get; }
-    /// <summary>Whether Hugging Face adds BOS when encoding with special tokens (tokenizer_config's add_bos_token,
-    /// else the post-processor's template). <see cref="Encode"/> adds it only when asked.</summary>
+    /// <summary>Whether encoding with special tokens (<see cref="EncodeWithSpecialTokens"/>, transformers'
+    /// add_special_tokens=True) puts BOS first. <see cref="Encode"/> adds it only when asked.</summary>
     public bool AddsBosByDefault { get; }
+    /// <summary>The ids encoding with special tokens puts before the text (e.g. BOS).</summary>
+    public IReadOnlyList<int> SpecialPrefixIds => _specialPrefix;
+    /// <summary>The ids encoding with special tokens puts after the text (e.g. EOS with add_eos_token).</summary>
+    public IReadOnlyList<int> SpecialSuffixIds => _specialSuffix;
     public int MergeCount => _model.MergeCount;
     /// <summary>Ids of the added tokens marked special (skipped by <see cref="Decode"/> by default).</summary>
     public IReadOnlySet<int> SpecialTokenIds { get; }
 
-    private HfTokenizer(string path, BytePairModel model, Dictionary<string, int> vocab, List<AddedToken> added,
-                        List<RegexSplit> splits, bool addPrefixSpace, int? bos, int? eos, int? pad, bool addsBos)
+    private HfTokenizer(TokenizerParts p)
     {
-        SourcePath = path;
-        _model = model;
-        _vocab = vocab;
-        _idToToken = new Dictionary<int, string>(vocab.Count);
-        foreach (var (token, id) in vocab) _idToToken.TryAdd(id, token);
-        _added = new Dictionary<int, AddedToken>();
-        foreach (var a in added) _added[a.Id] = a;
-        _matcher = new AddedTokenMatcher(added);
-        _splits = splits;
-        _addPrefixSpace = addPrefixSpace;
-        BosTokenId = bos;
-        EosTokenId = eos;
-        PadTokenId = pad;
-        AddsBosByDefault = addsBos;
-        VocabSize = Math.Max(vocab.Count == 0 ? 0 : vocab.Values.Max() + 1, added.Count == 0 ? 0 : added.Max(a => a.Id) + 1);
-        SpecialTokenIds = added.Where(a => a.Special).Select(a => a.Id).ToHashSet();
+        SourcePath = p.Source;
+        _model = p.Model;
+        _vocab = p.Vocab;
+        _normalizer = p.Normalizer;
+        _preTokenizer = p.PreTokenizer is { Count: > 0 } pre ? pre : null;
+        _decoder = p.Decoder;
+        _specialPrefix = p.SpecialPrefix;
+        _specialSuffix = p.SpecialSuffix;
+        var maxId = -1;
+        foreach (var id in p.Vocab.Values) maxId = Math.Max(maxId, id);
+        foreach (var a in p.Added) maxId = Math.Max(maxId, a.Id);
+        VocabSize = maxId + 1;
+        _idToToken = new string?[VocabSize];
+        foreach (var (token, id) in p.Vocab) _idToToken[id] ??= token;
+        _idToAdded = new AddedToken?[VocabSize];
+        _addedByContent = new Dictionary<string, AddedToken>(StringComparer.Ordinal);
+        var special = new HashSet<int>();
+        foreach (var a in p.Added)
+        {
+            _idToAdded[a.Id] = a;
+            _addedByContent.TryAdd(a.Content, a);
+            if (a.Special) special.Add(a.Id);
+        }
+        SpecialTokenIds = special;
+        _rawMatcher = new AddedTokenMatcher(p.Added.Where(a => !a.Normalized));
+        _normalizedMatcher = new AddedTokenMatcher(p.Added.Where(a => a.Normalized));
+        BosTokenId = p.Bos;
+        EosTokenId = p.Eos;
+        PadTokenId = p.Pad;
+        AddsBosByDefault = p.Bos is { } bos && p.SpecialPrefix.Contains(bos);
     }
 
     /// <summary>Reads <c>tokenizer.json</c> (required) and <c>tokenizer_config.json</c> (optional) of a model directory.</summary>
@@ -65,23 +92,49 @@ public sealed class HfTokenizer
         if (!File.Exists(json))
             throw new FileNotFoundException($"{json}: not found (the model directory needs a Hugging Face tokenizer.json)", json);
         var config = Path.Combine(modelDir, "tokenizer_config.json");
-        return Load(json, File.Exists(config) ? config : null);
+        using var j = OpenMaybeGzip(json);
+        using var c = File.Exists(config) ? File.OpenRead(config) : null;
+        return new HfTokenizer(TokenizerJsonReader.Read(j, json, c, c is null ? null : config));
     }
 
-    /// <summary>Reads one tokenizer.json; BOS comes from its post-processor, EOS/PAD stay unknown.</summary>
-    public static HfTokenizer FromFile(string tokenizerJson)
+    /// <summary>Reads one tokenizer.json (or tokenizer.json.gz); BOS comes from its post-processor, EOS/PAD stay unknown.</summary>
+    public static HfTokenizer FromFile(string tokenizerJson, string? tokenizerConfigJson = null)
     {
         if (!File.Exists(tokenizerJson)) throw new FileNotFoundException($"{tokenizerJson}: not found", tokenizerJson);
-        return Load(tokenizerJson, null);
+        if (tokenizerConfigJson is not null && !File.Exists(tokenizerConfigJson))
+            throw new FileNotFoundException($"{tokenizerConfigJson}: not found", tokenizerConfigJson);
+        using var j = OpenMaybeGzip(tokenizerJson);
+        using var c = tokenizerConfigJson is null ? null : File.OpenRead(tokenizerConfigJson);
+        return new HfTokenizer(TokenizerJsonReader.Read(j, tokenizerJson, c, tokenizerConfigJson));
     }
 
-    private static HfTokenizer Load(string path, string? configPath) => TokenizerJsonReader.Read(path, configPath,
-        (model, vocab, added, splits, prefix, bos, eos, pad, addsBos) =>
-            new HfTokenizer(path, model, vocab, added, splits, prefix, bos, eos, pad, addsBos));
+    /// <summary>From the text of a tokenizer.json (and optionally of its tokenizer_config.json); <paramref name="sourceName"/>
+    /// names it in errors.</summary>
+    public static HfTokenizer FromJson(string tokenizerJson, string? tokenizerConfigJson = null, string sourceName = "tokenizer.json")
+    {
+        ArgumentNullException.ThrowIfNull(tokenizerJson);
+        using var j = new MemoryStream(Encoding.UTF8.GetBytes(tokenizerJson));
+        using var c = tokenizerConfigJson is null ? null : new MemoryStream(Encoding.UTF8.GetBytes(tokenizerConfigJson));
+        return new HfTokenizer(TokenizerJsonReader.Read(j, sourceName, c, c is null ? null : "tokenizer_config.json"));
+    }
+
+    /// <summary>From streams of UTF-8 JSON (e.g. a <see cref="GZipStream"/>); <paramref name="sourceName"/> names the
+    /// tokenizer.json in errors.</summary>
+    public static HfTokenizer FromStreams(Stream tokenizerJson, Stream? tokenizerConfigJson = null, string sourceName = "tokenizer.json")
+    {
+        ArgumentNullException.ThrowIfNull(tokenizerJson);
+        return new HfTokenizer(TokenizerJsonReader.Read(tokenizerJson, sourceName, tokenizerConfigJson,
+            tokenizerConfigJson is null ? null : "tokenizer_config.json"));
+    }
+
+    private static Stream OpenMaybeGzip(string path)
+    {
+        var file = File.OpenRead(path);
+        return path.EndsWith(".gz", StringComparison.OrdinalIgnoreCase) ? new GZipStream(file, CompressionMode.Decompress) : file;
+    }
 
     /// <summary>Token ids of <paramref name="text"/>, with BOS first when <paramref name="addBos"/> (and BOS is
-    /// known). Special tokens written in the text (e.g. "&lt;|eot_id|&gt;") become their ids, as in Hugging Face.
-    /// Lone UTF-16 surrogates are encoded as U+FFFD.</summary>
+    /// known). Special tokens written in the text (e.g. "&lt;|eot_id|&gt;") become their ids, as in Hugging Face.</summary>
     public int[] Encode(string text, bool addBos = false)
     {
         ArgumentNullException.ThrowIfNull(text);
@@ -92,62 +145,127 @@ public sealed class HfTokenizer
                 throw new InvalidOperationException($"{SourcePath}: no BOS token is known (bos_token in tokenizer_config.json)");
             ids.Add(bos);
         }
-        var pieces = new List<string>();
-        foreach (var (segment, token) in _matcher.Split(text))
-        {
-            if (token is not null) { ids.Add(token.Id); continue; }
-            pieces.Clear();
-            pieces.Add(_addPrefixSpace && !segment.StartsWith(' ') ? " " + segment : segment);
-            foreach (var split in _splits)
-            {
-                var next = new List<string>();
-                foreach (var p in pieces) split.Split(p, next);
-                pieces = next;
-            }
-            foreach (var p in pieces) _model.EncodeWord(ByteLevel.Encode(p), ids);
-        }
+        EncodeInto(text, ids);
         return ids.ToArray();
     }
 
-    /// <summary>Text of <paramref name="ids"/>: byte-level tokens back to bytes, read as UTF-8 (invalid or incomplete
-    /// sequences and unknown ids become U+FFFD; never throws). Special tokens are left out unless
+    /// <summary>Token ids as transformers gives them with add_special_tokens=True: <see cref="SpecialPrefixIds"/>,
+    /// the text's ids, <see cref="SpecialSuffixIds"/>.</summary>
+    public int[] EncodeWithSpecialTokens(string text)
+    {
+        ArgumentNullException.ThrowIfNull(text);
+        var ids = new List<int>(text.Length / 3 + 2 + _specialPrefix.Length + _specialSuffix.Length);
+        ids.AddRange(_specialPrefix);
+        EncodeInto(text, ids);
+        ids.AddRange(_specialSuffix);
+        return ids.ToArray();
+    }
+
+    /// <summary>The ids of many documents, encoded in parallel (one document per work item); the result is in the
+    /// order of <paramref name="texts"/>. <paramref name="maxDegreeOfParallelism"/>: -1 for all cores.</summary>
+    public int[][] EncodeBatch(IReadOnlyList<string> texts, bool addSpecialTokens = false, int maxDegreeOfParallelism = -1)
+    {
+        ArgumentNullException.ThrowIfNull(texts);
+        var result = new int[texts.Count][];
+        Parallel.For(0, texts.Count, new ParallelOptions { MaxDegreeOfParallelism = maxDegreeOfParallelism },
+            i => result[i] = addSpecialTokens ? EncodeWithSpecialTokens(texts[i]) : Encode(texts[i]));
+        return result;
+    }
+
+    private void EncodeInto(string text, List<int> ids)
+    {
+        text = ReplaceLoneSurrogates(text);
+        var raw = new List<(int Start, int End, AddedToken? Token)>();
+        var normalizedParts = new List<(int Start, int End, AddedToken? Token)>();
+        var pieces = new List<Piece>();
+        var scratch = new List<Piece>();
+        _rawMatcher.Split(text, raw);
+        foreach (var (start, end, token) in raw)
+        {
+            if (token is not null) { ids.Add(token.Id); continue; }
+            if (_normalizer is null && _normalizedMatcher.IsEmpty)
+            {
+                PreTokenizeAndEncode(text.AsMemory(start, end - start), start == 0, ids, pieces, scratch);
+                continue;
+            }
+            var normalized = _normalizer is null ? text[start..end] : _normalizer.Normalize(text[start..end]);
+            _normalizedMatcher.Split(normalized, normalizedParts);
+            foreach (var (s, e, t) in normalizedParts)
+            {
+                if (t is not null) { ids.Add(t.Id); continue; }
+                PreTokenizeAndEncode(normalized.AsMemory(s, e - s), start == 0 && s == 0, ids, pieces, scratch);
+            }
+        }
+    }
+
+    private void PreTokenizeAndEncode(ReadOnlyMemory<char> text, bool atStart, List<int> ids, List<Piece> pieces, List<Piece> scratch)
+    {
+        if (_preTokenizer is null) { _model.EncodeWord(text.Span, ids); return; }
+        _preTokenizer.Run(text, atStart, pieces, scratch);
+        foreach (var p in pieces) _model.EncodeWord(p.Text.Span, ids);
+    }
+
+    /// <summary>The text with each lone UTF-16 surrogate replaced by U+FFFD (the same string when there is none).</summary>
+    internal static string ReplaceLoneSurrogates(string text)
+    {
+        var bad = -1;
+        for (var i = 0; i < text.Length; i++)
+        {
+            var c = text[i];
+            if (!char.IsSurrogate(c)) continue;
+            if (char.IsHighSurrogate(c) && i + 1 < text.Length && char.IsLowSurrogate(text[i + 1])) { i++; continue; }
+            bad = i;
+            break;
+        }
+        if (bad < 0) return text;
+        var chars = text.ToCharArray();
+        for (var i = bad; i < chars.Length; i++)
+        {
+            var c = chars[i];
+            if (!char.IsSurrogate(c)) continue;
+            if (char.IsHighSurrogate(c) && i + 1 < chars.Length && char.IsLowSurrogate(chars[i + 1])) { i++; continue; }
+            chars[i] = '\uFFFD';
+        }
+        return new string(chars);
+    }
+
+    /// <summary>Text of <paramref name="ids"/>, as tokenizers' decode: the tokens' strings through the decoder chain
+    /// (ByteLevel bytes or byte_fallback bytes read as UTF-8, invalid sequences as U+FFFD). Never throws: an unknown
+    /// id becomes U+FFFD (tokenizers would drop it). Special tokens are left out unless
     /// <paramref name="skipSpecialTokens"/> is false.</summary>
     public string Decode(IEnumerable<int> ids, bool skipSpecialTokens = true)
     {
         ArgumentNullException.ThrowIfNull(ids);
-        var bytes = new List<byte>();
-        foreach (var id in ids) AppendTokenBytes(id, skipSpecialTokens, bytes);
-        return Encoding.UTF8.GetString(bytes.ToArray());
+        var tokens = new List<string>();
+        foreach (var id in ids)
+        {
+            if (skipSpecialTokens && (uint)id < (uint)_idToAdded.Length && _idToAdded[id] is { Special: true }) continue;
+            tokens.Add(IdToToken(id) ?? "\uFFFD");
+        }
+        if (tokens.Count == 0) return "";
+        _decoder.DecodeChain(tokens);
+        return string.Concat(tokens);
     }
 
     /// <summary>The token string of an id (byte-level form for vocabulary tokens), or null.</summary>
-    public string? IdToToken(int id) => _added.TryGetValue(id, out var a) ? a.Content : _idToToken.GetValueOrDefault(id);
-
-    /// <summary>The id of a token string (vocabulary or added token), or null.</summary>
-    public int? TokenToId(string token)
+    public string? IdToToken(int id)
     {
-        foreach (var a in _added.Values) if (a.Content == token) return a.Id;
-        return _vocab.TryGetValue(token, out var id) ? id : null;
+        if ((uint)id >= (uint)_idToToken.Length) return null;
+        return _idToAdded[id]?.Content ?? _idToToken[id];
     }
 
-    private static readonly byte[] ReplacementUtf8 = [0xEF, 0xBF, 0xBD];
+    /// <summary>The id of a token string (vocabulary or added token), or null.</summary>
+    public int? TokenToId(string token) =>
+        _addedByContent.TryGetValue(token, out var a) ? a.Id : _vocab.TryGetValue(token, out var id) ? id : null;
 
-    internal void AppendTokenBytes(int id, bool skipSpecialTokens, List<byte> output)
+    /// <summary>The UTF-8 bytes of one token for streaming (<paramref name="first"/>: it is the first token of the
+    /// text, which some decoders treat differently, e.g. Llama 2 drops its leading space).</summary>
+    /// <returns>false when the token was skipped (a special token with <paramref name="skipSpecialTokens"/>).</returns>
+    internal bool AppendTokenBytes(int id, bool skipSpecialTokens, List<byte> output, bool first = false)
     {
-        if (_added.TryGetValue(id, out var added))
-        {
-            if (!(skipSpecialTokens && added.Special)) output.AddRange(Encoding.UTF8.GetBytes(added.Content));
-            return;
-        }
-        if (!_idToToken.TryGetValue(id, out var token)) { output.AddRange(ReplacementUtf8); return; }
-        var start = output.Count;
-        foreach (var c in token)
-        {
-            if (ByteLevel.TryCharToByte(c, out var b)) { output.Add(b); continue; }
-            // Not a byte-level string (as tokenizers' ByteLevel decoder does): the token's own UTF-8 bytes.
-            output.RemoveRange(start, output.Count - start);
-            output.AddRange(Encoding.UTF8.GetBytes(token));
-            return;
-        }
+        if (skipSpecialTokens && (uint)id < (uint)_idToAdded.Length && _idToAdded[id] is { Special: true }) return false;
+        var token = IdToToken(id) ?? "\uFFFD";
+        output.AddRange(_decoder.TokenBytes(Encoding.UTF8.GetBytes(token), first));
+        return true;
     }
 }

@@ -4,16 +4,120 @@ using System.Text.RegularExpressions;
 
 namespace SlothSharp.Tokenization;
 
-/// <summary>How a Split pre-tokenizer keeps the pattern's matches (tokenizers' SplitDelimiterBehavior).</summary>
+/// <summary>How a split keeps the pieces that match (tokenizers' SplitDelimiterBehavior).</summary>
 internal enum SplitBehavior { Isolated, Removed, MergedWithPrevious, MergedWithNext, Contiguous }
 
+/// <summary>A piece of text on its way through the pre-tokenizer: a slice of a string (no copy), and whether it
+/// starts at offset 0 of the text being encoded (Metaspace's prepend_scheme "first" needs it).</summary>
+internal readonly record struct Piece(ReadOnlyMemory<char> Text, bool AtStart);
+
 /// <summary>
-/// One regex split step of a pre-tokenizer (a tokenizers <c>Split</c>, or the GPT-2 regex inside <c>ByteLevel</c>
-/// with <c>use_regex</c>). Hugging Face matches with Oniguruma on Unicode code points; .NET's Regex works on UTF-16
-/// code units, so a character outside the BMP (CJK Extension B, math letters, emoji) would be two surrogates of
-/// category Cs and never match \p{L} or \p{N}. The text is therefore matched in a stand-in form with one char per
-/// code point: each supplementary code point is replaced by a BMP character of the same Unicode general category
-/// (the categories are all that \p{..}, \s and [^..] classes test), and the match positions are mapped back.
+/// Splits a piece, given its matches (in order, non-overlapping, each as start/end), the way tokenizers'
+/// NormalizedString::split does: the matches and the gaps between them cover the text; <c>invert</c> swaps which
+/// is which; the behavior decides what is kept and what is glued together; empty pieces are dropped.
+/// Isolated and Removed stream their output; the merging behaviors collect the parts first (they look ahead).
+/// </summary>
+internal struct SplitBuilder
+{
+    private readonly Piece _piece;
+    private readonly SplitBehavior _behavior;
+    private readonly bool _invert;
+    private readonly List<Piece> _output;
+    private List<(int Start, int End, bool Match)>? _parts;
+    private int _covered;
+
+    public SplitBuilder(Piece piece, SplitBehavior behavior, bool invert, List<Piece> output)
+    {
+        _piece = piece;
+        _behavior = behavior;
+        _invert = invert;
+        _output = output;
+        _parts = null;
+        _covered = 0;
+    }
+
+    /// <summary>Reports the next match [start, end) (relative to the piece).</summary>
+    public void Match(int start, int end)
+    {
+        if (end <= start) return;  // an empty match only makes empty pieces, which are dropped
+        if (start > _covered) Part(_covered, start, false);
+        Part(start, end, true);
+        _covered = end;
+    }
+
+    /// <summary>Classifies the rest of the text and emits the remaining pieces.</summary>
+    public void Finish()
+    {
+        var length = _piece.Text.Length;
+        if (_covered < length) Part(_covered, length, false);
+        if (_parts is not { Count: > 0 } parts) return;
+        var merged = new List<(int Start, int End)>(parts.Count);
+        var previousMatch = false;
+        switch (_behavior)
+        {
+            case SplitBehavior.MergedWithPrevious:
+                // A match right after a non-match is glued to its end.
+                foreach (var (s, e, m) in parts)
+                {
+                    if (m && !previousMatch && merged.Count > 0) merged[^1] = (merged[^1].Start, e);
+                    else merged.Add((s, e));
+                    previousMatch = m;
+                }
+                break;
+            case SplitBehavior.MergedWithNext:
+                // Walking backwards: a match right before a non-match is glued to its start.
+                for (var i = parts.Count - 1; i >= 0; i--)
+                {
+                    var (s, e, m) = parts[i];
+                    if (m && !previousMatch && merged.Count > 0) merged[^1] = (s, merged[^1].End);
+                    else merged.Add((s, e));
+                    previousMatch = m;
+                }
+                merged.Reverse();
+                break;
+            default:  // Contiguous: runs of matches become one piece
+                foreach (var (s, e, m) in parts)
+                {
+                    if (m == previousMatch && merged.Count > 0) merged[^1] = (merged[^1].Start, e);
+                    else merged.Add((s, e));
+                    previousMatch = m;
+                }
+                break;
+        }
+        foreach (var (s, e) in merged) Emit(s, e);
+    }
+
+    private void Part(int start, int end, bool isMatch)
+    {
+        if (_invert) isMatch = !isMatch;
+        switch (_behavior)
+        {
+            case SplitBehavior.Isolated:
+                Emit(start, end);
+                break;
+            case SplitBehavior.Removed:
+                if (!isMatch) Emit(start, end);
+                break;
+            default:
+                (_parts ??= new List<(int, int, bool)>()).Add((start, end, isMatch));
+                break;
+        }
+    }
+
+    private readonly void Emit(int start, int end)
+    {
+        if (end <= start) return;
+        _output.Add(new Piece(_piece.Text[start..end], _piece.AtStart && start == 0));
+    }
+}
+
+/// <summary>
+/// A regex split (a tokenizers <c>Split</c>, or the GPT-2 regex inside <c>ByteLevel</c> with <c>use_regex</c>).
+/// Hugging Face matches with Oniguruma on Unicode code points; .NET's Regex works on UTF-16 code units, so a
+/// character outside the BMP (CJK Extension B, math letters, emoji) would be two surrogates of category Cs and never
+/// match \p{L} or \p{N}. Such text is therefore matched in a stand-in form with one char per code point: each
+/// supplementary code point is replaced by a BMP character of the same Unicode general category (the categories are
+/// all that \p{..}, \s and [^..] classes test), and the match positions are mapped back. The regex is compiled once.
 /// </summary>
 internal sealed class RegexSplit
 {
@@ -31,71 +135,35 @@ internal sealed class RegexSplit
         _invert = invert;
     }
 
+    public void Split(Piece piece, List<Piece> output)
+    {
+        if (piece.Text.Length == 0) return;
+        var builder = new SplitBuilder(piece, _behavior, _invert, output);
+        var span = piece.Text.Span;
+        if (!HasSurrogates(span))
+        {
+            foreach (var m in _regex.EnumerateMatches(span)) builder.Match(m.Index, m.Index + m.Length);
+        }
+        else
+        {
+            var (standIn, starts) = StandIn(span);
+            foreach (var m in _regex.EnumerateMatches(standIn)) builder.Match(starts[m.Index], starts[m.Index + m.Length]);
+        }
+        builder.Finish();
+    }
+
+    /// <summary>Compatibility helper for tests: the pieces of a whole string.</summary>
     public void Split(string text, List<string> output)
     {
-        if (text.Length == 0) return;
-        var (standIn, starts) = StandIn(text);
-        // Pieces as (start, end, isMatch) in code points of the stand-in, covering the text in order.
-        var pieces = new List<(int Start, int End, bool Match)>();
-        var last = 0;
-        foreach (Match m in _regex.Matches(standIn))
-        {
-            if (m.Length == 0) continue;
-            if (m.Index > last) pieces.Add((last, m.Index, false));
-            pieces.Add((m.Index, m.Index + m.Length, true));
-            last = m.Index + m.Length;
-        }
-        if (last < standIn.Length) pieces.Add((last, standIn.Length, false));
-        if (_invert) pieces = pieces.Select(p => (p.Start, p.End, !p.Match)).ToList();
+        var pieces = new List<Piece>();
+        Split(new Piece(text.AsMemory(), true), pieces);
+        foreach (var p in pieces) output.Add(p.Text.ToString());
+    }
 
-        string Sub(int s, int e) => text[starts[s]..starts[e]];
-        switch (_behavior)
-        {
-            case SplitBehavior.Isolated:
-                foreach (var p in pieces) output.Add(Sub(p.Start, p.End));
-                break;
-            case SplitBehavior.Removed:
-                foreach (var p in pieces) if (!p.Match) output.Add(Sub(p.Start, p.End));
-                break;
-            case SplitBehavior.MergedWithPrevious:
-            {
-                // A match is glued to the end of the piece before it.
-                int? open = null;
-                foreach (var p in pieces)
-                {
-                    if (p.Match && open is { } o) { output[^1] = Sub(o, p.End); open = null; continue; }
-                    output.Add(Sub(p.Start, p.End));
-                    open = p.Match ? null : p.Start;
-                }
-                break;
-            }
-            case SplitBehavior.MergedWithNext:
-            {
-                // A match is glued to the start of the piece after it.
-                int? pending = null;
-                foreach (var p in pieces)
-                {
-                    if (p.Match) { if (pending is { } q) output.Add(Sub(q, p.Start)); pending = p.Start; continue; }
-                    output.Add(Sub(pending ?? p.Start, p.End));
-                    pending = null;
-                }
-                if (pending is { } rest) output.Add(Sub(rest, standIn.Length));
-                break;
-            }
-            case SplitBehavior.Contiguous:
-            {
-                // Adjacent matches become one piece.
-                var i = 0;
-                while (i < pieces.Count)
-                {
-                    var j = i;
-                    if (pieces[i].Match) while (j + 1 < pieces.Count && pieces[j + 1].Match) j++;
-                    output.Add(Sub(pieces[i].Start, pieces[j].End));
-                    i = j + 1;
-                }
-                break;
-            }
-        }
+    private static bool HasSurrogates(ReadOnlySpan<char> s)
+    {
+        foreach (var c in s) if (char.IsSurrogate(c)) return true;
+        return false;
     }
 
     private static readonly char[] CategoryStandIns = BuildStandIns();
@@ -116,11 +184,8 @@ internal sealed class RegexSplit
 
     /// <summary>The text with one char per code point, and each code point's start offset in the original (plus the
     /// end). A lone surrogate stays as it is.</summary>
-    private static (string StandIn, int[] Starts) StandIn(string text)
+    private static (string StandIn, int[] Starts) StandIn(ReadOnlySpan<char> text)
     {
-        var hasSurrogates = false;
-        foreach (var c in text) if (char.IsSurrogate(c)) { hasSurrogates = true; break; }
-        if (!hasSurrogates) return (text, Enumerable.Range(0, text.Length + 1).ToArray());
         var sb = new StringBuilder(text.Length);
         var starts = new List<int>(text.Length + 1);
         for (var i = 0; i < text.Length; i++)

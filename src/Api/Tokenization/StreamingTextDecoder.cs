@@ -13,6 +13,7 @@ public sealed class StreamingTextDecoder
     private readonly bool _skipSpecialTokens;
     private readonly Decoder _utf8 = new UTF8Encoding(false, false).GetDecoder();
     private readonly List<byte> _bytes = new();
+    private bool _first = true;  // no token has been decoded yet (decoders such as Llama 2's Strip treat it apart)
 
     public StreamingTextDecoder(HfTokenizer tokenizer, bool skipSpecialTokens = true)
     {
@@ -24,7 +25,7 @@ public sealed class StreamingTextDecoder
     public string Push(int id)
     {
         _bytes.Clear();
-        _tokenizer.AppendTokenBytes(id, _skipSpecialTokens, _bytes);
+        if (_tokenizer.AppendTokenBytes(id, _skipSpecialTokens, _bytes, _first)) _first = false;
         return Convert(flush: false);
     }
 
