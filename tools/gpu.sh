@@ -15,13 +15,15 @@ cmd_gpu_bundle() {
         mkdir -p "$b/stage/apps/$name/runtimes/linux-x64/native"
         # The managed assemblies and data files; of the native ones only the linux-x64 folder, filtered below.
         # (./linux-x64: what `pack` builds for the .NET tool, with the CPU libtorch; not part of the app.)
-        (cd "$dir" && find . -type f ! -path './runtimes/*' ! -path './linux-x64/*' -print0 | xargs -0 cp --parents -t "$b/stage/apps/$name")
+        # The tests' data folder is not packed: the repository travels with the bundle, and gpu-run copies
+        # tests/data next to the test assembly there (the tree that travels is capped at 64 MiB).
+        (cd "$dir" && find . -type f ! -path './runtimes/*' ! -path './linux-x64/*' ! -path './data/*' -print0 | xargs -0 cp --parents -t "$b/stage/apps/$name")
         # linux-x64 native assets (LibTorchSharp's glue, Skia for the plots) but not the CPU libtorch.
         find "$dir/runtimes/linux-x64/native" -maxdepth 1 -type f \
             ! -name 'libtorch*' ! -name 'libc10*' ! -name 'libgomp*' ! -name 'libshm*' ! -name 'libbackend_with_compiler*' \
             ! -name 'libjitbackend*' ! -name 'libnnapi*' ! -name 'libaoti*' -exec cp -t "$b/stage/apps/$name/runtimes/linux-x64/native/" {} +
     done
-    [ -f "$b/stage/apps/SlothSharp.Tests/data/README.md" ] || die "the tests' data folder is missing from the bundle"
+    [ -f "$ROOT/tests/data/README.md" ] || die "the tests' data folder (tests/data) is missing"
     [ -f "$b/stage/apps/sloth/sloth.dll" ] || die "the CLI is missing from the bundle"
     { git -C "$ROOT" rev-parse HEAD; git -C "$ROOT" diff --quiet HEAD || echo "(+ uncommitted changes)"; } > "$b/stage/commit.txt" 2>/dev/null || true
     # -9: a 64 MiB dictionary, so the apps' shared assemblies compress once (the tree that travels is capped at 64 MiB).
@@ -64,6 +66,7 @@ cmd_gpu_run() {
     rm -rf "$x"; mkdir -p "$x/dotnet"
     tar -C "$x" -xJf "$b/bundle.tar.xz"
     tar -C "$x/dotnet" -xJf "$x/dotnet-runtime.tar.xz"
+    cp -r "$ROOT/tests/data" "$x/apps/SlothSharp.Tests/data"
     export DOTNET_ROOT="$x/dotnet" PATH="$x/dotnet:$PATH"
     local torchlib
     torchlib="${SLOTHSHARP_LIBTORCH:-$(python3 -c 'import torch,os;print(os.path.dirname(torch.__file__)+"/lib")')}"
