@@ -49,7 +49,13 @@ internal static class LlamaCpp
     public static LLamaWeights Load(string path, out ModelParams parameters, uint context = 256)
     {
         Configure();
-        parameters = new ModelParams(path) { ContextSize = context, GpuLayerCount = 0, BatchSize = context, UBatchSize = context, Threads = 2 };
+        // KV cache in float32 (llama.cpp's default is f16) and no flash attention (its CPU kernel computes in f16): the
+        // f32 comparison then measures the export, not llama.cpp's reduced-precision shortcuts.
+        parameters = new ModelParams(path)
+        {
+            ContextSize = context, GpuLayerCount = 0, BatchSize = context, UBatchSize = context, Threads = 2,
+            TypeK = GGMLType.GGML_TYPE_F32, TypeV = GGMLType.GGML_TYPE_F32, FlashAttention = false,
+        };
         return LLamaWeights.LoadFromFile(parameters);
     }
 
