@@ -3,6 +3,7 @@ using NUnit.Framework;
 using SlothSharp.Gguf;
 using SlothSharp.Models;
 using SlothSharp.Tokenization;
+using static TorchSharp.torch;
 
 namespace SlothSharp.Tests;
 
@@ -105,9 +106,58 @@ public class GgufFamilyTests() : TempDirFixture("gguf-family")
         using var w = LlamaCpp.Load(path, out var p);
         var err = GgufLlamaCppTests.RelativeError(LlamaCpp.Logits(w, p, ids), expected);
         TestContext.Out.WriteLine($"{family}: relative logits error {err:E3}");
-        // Sliding windows: llama.cpp's Llama graph has none (Mistral's window 9 is ignored) and Gemma 3 uses a fixed
-        // pattern of 6; the prompts are longer than the windows, so those families are compared on the first 7 positions.
-        var n = family is "mistral" or "gemma3" ? 7 : ids.Length;
+        // Sliding windows: llama.cpp's Llama graph has none (Mistral's window 9 is ignored); the prompts are longer
+        // than the window, so Mistral is compared on the first 9 positions.
+        var n = family is "mistral" ? 9 : ids.Length;
         Assert.That(GgufLlamaCppTests.RelativeError(LlamaCpp.Logits(w, p, ids)[..n], expected[..n]), Is.LessThanOrEqualTo(1e-3));
+    }
+
+    /// <summary>
+    /// The transformers reference: expected.json's <c>loss_base</c> was computed by transformers (float32, eager
+    /// attention) on the NF4-quantized decoder weights. The same NF4 values (SlothSharp's quantizer is bit-identical to
+    /// bitsandbytes') exported as f32 GGUF must give llama.cpp the same loss over the same tokens.
+    /// </summary>
+    [TestCaseSource(nameof(Families))]
+    public void FamilyLossOnNf4WeightsMatchesTransformers(string family)
+    {
+        var dense = Path.Combine(FamilyDir(family), "dense");
+        var expected = JsonNode.Parse(File.ReadAllText(Path.Combine(FamilyDir(family), "expected.json")))!;
+        var config = JsonNode.Parse(File.ReadAllText(Path.Combine(dense, "config.json")))!.AsObject();
+        var tensors = TestPeftMerge.DenseFloat32(dense);
+        for (var i = 0; i < tensors.Count; i++)
+        {
+            var (name, w) = tensors[i];
+            if (!name.StartsWith("model.layers.", StringComparison.Ordinal) || !name.EndsWith("proj.weight", StringComparison.Ordinal)) continue;
+            using var q = Nf4Weight.Quantize(w);
+            tensors[i] = new(name, q.Dequantize(ScalarType.Float32).contiguous());
+            w.Dispose();
+        }
+        var path = Path.Combine(Dir, $"{family}-nf4values-f32.gguf");
+        try
+        {
+            GgufExporter.Export(config, tensors, dense, path, new GgufExportOptions { Type = GgufOutputType.F32 });
+        }
+        finally
+        {
+            TestPeftMerge.Dispose(tensors);
+        }
+        var seqLen = expected["seq_len"]!.GetValue<int>();
+        var tok = HfTokenizer.FromDirectory(dense);
+        double sum = 0;
+        var count = 0;
+        using var wts = LlamaCpp.Load(path, out var p);
+        foreach (var text in expected["texts"]!.AsArray().Select(t => t!.GetValue<string>()))
+        {
+            var ids = tok.Encode(text, addBos: true);
+            if (ids.Length > seqLen) ids = ids[..seqLen];
+            sum += GgufLlamaCppTests.MeanNll(LlamaCpp.Logits(wts, p, ids), ids) * (ids.Length - 1);
+            count += ids.Length - 1;
+        }
+        var loss = sum / count;
+        var reference = expected["loss_base"]!.GetValue<double>();
+        TestContext.Out.WriteLine($"{family}: llama.cpp loss {loss:F6}, transformers {reference:F6}, rel {Math.Abs(loss - reference) / reference:E2}");
+        // Mistral: llama.cpp's Llama graph (which Mistral uses) has no sliding window, so over these 73-token texts
+        // (window 9) it attends further back than transformers: a known llama.cpp limitation, 1.6e-4 here.
+        Assert.That(Math.Abs(loss - reference) / reference, Is.LessThanOrEqualTo(family == "mistral" ? 1e-3 : 1e-4));
     }
 }

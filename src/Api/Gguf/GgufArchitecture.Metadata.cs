@@ -43,13 +43,32 @@ public sealed partial class GgufArchitecture
                 if (c.Dbl("final_logit_softcapping") is { } finalCap) w.Add($"{a}.final_logit_softcapping", GgufValue.F32((float)finalCap));
                 break;
             case "gemma3":
-                if (c.SlidingWindow is { } sw3) w.Add($"{a}.attention.sliding_window", GgufValue.U32((uint)sw3));
+                if (c.SlidingWindow is { } sw3)
+                {
+                    w.Add($"{a}.attention.sliding_window", GgufValue.U32((uint)sw3));
+                    // llama.cpp assumes Gemma 3's period of 6 (five local layers, one global) unless told otherwise.
+                    if (SlidingWindowPeriod() is { } period) w.Add($"{a}.attention.sliding_window_pattern", GgufValue.U32((uint)period));
+                    w.Add($"{a}.rope.freq_base_swa", GgufValue.F32((float)c.RopeTheta("sliding_attention", 10000)));
+                }
                 if (c.Dbl("final_logit_softcapping") is { } cap3) w.Add($"{a}.final_logit_softcapping", GgufValue.F32((float)cap3));
                 break;
             case "phi3":
                 if (c.SlidingWindow is { } swp) w.Add($"{a}.attention.sliding_window", GgufValue.U32((uint)swp));
                 break;
         }
+    }
+
+    /// <summary>The period p of config.json's layer_types when it has llama.cpp's shape (layer i slides unless
+    /// i mod p = p - 1), else sliding_window_pattern, else null.</summary>
+    private int? SlidingWindowPeriod()
+    {
+        if (Config.Root["layer_types"] is System.Text.Json.Nodes.JsonArray types && types.Count == Config.NumLayers)
+        {
+            var sliding = types.Select(t => t?.GetValue<string>() == "sliding_attention").ToArray();
+            for (var p = 1; p <= sliding.Length + 1; p++)
+                if (Enumerable.Range(0, sliding.Length).All(i => sliding[i] == (i % p < p - 1))) return p;
+        }
+        return Config.Int("sliding_window_pattern");
     }
 
     /// <summary>Linear and YaRN scaling become metadata; Llama 3's frequency-dependent scaling becomes the
