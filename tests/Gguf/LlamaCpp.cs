@@ -112,11 +112,16 @@ internal static class LlamaCpp
     /// LLamaSharp's wrapper refuses BF16, so the native entry point is called directly), 2 threads.</summary>
     public static void Quantize(string src, string dst, LLamaFtype ftype)
     {
+        if (!TryQuantize(src, dst, ftype)) Assert.Fail($"llama_model_quantize {ftype} failed\n{Log}");
+    }
+
+    /// <summary>As <see cref="Quantize"/>; false when llama.cpp refuses (e.g. Q8_0 of rows not a multiple of 32).</summary>
+    public static bool TryQuantize(string src, string dst, LLamaFtype ftype)
+    {
         Configure();
         var p = LLamaModelQuantizeParams.Default();
         p.ftype = ftype;
         p.nthread = 2;
-        var rc = NativeApi.llama_model_quantize(src, dst, ref p);
-        if (rc != 0) Assert.Fail($"llama_model_quantize {ftype} failed ({rc})\n{Log}");
+        return NativeApi.llama_model_quantize(src, dst, ref p) == 0;
     }
 }

@@ -107,12 +107,26 @@ public static class GgufExporter
 
         static IEnumerable<KeyValuePair<string, Tensor>> Read(SafetensorsCheckpoint c)
         {
-            foreach (var key in c.Keys)
+            // Layer order (embedding, layers 0, 1, ..., 10, then the rest), not the files' lexicographic order, so the
+            // q4_k_m layer choices follow layer numbers.
+            var ordered = c.Keys.Select((k, i) => (Key: k, Index: i)).OrderBy(e => SortKey(e.Key)).ThenBy(e => e.Index).Select(e => e.Key);
+            foreach (var key in ordered)
             {
                 using var t = c.Read(key);
                 yield return new(key, t);
             }
         }
+    }
+
+    private static (int Group, int Layer) SortKey(string name)
+    {
+        if (name.Contains("embed_tokens", StringComparison.Ordinal)) return (0, 0);
+        var i = name.IndexOf(".layers.", StringComparison.Ordinal);
+        if (i < 0) return (2, 0);
+        var j = i + 8;
+        var k = j;
+        while (k < name.Length && char.IsAsciiDigit(name[k])) k++;
+        return int.TryParse(name.AsSpan(j, k - j), out var layer) ? (1, layer) : (2, 0);
     }
 
     private static void Validate(HashSet<string> names, GgufArchitecture arch, HfModelConfig cfg)

@@ -8,8 +8,7 @@ namespace SlothSharp.Gguf;
 /// <item>The output matrix (or the token embedding when it is tied to the output) gets Q6_K for quantized types
 /// (Q8_0 stays Q8_0), or Q8_0 when its rows are not a multiple of the type's block.</item>
 /// <item>q4_k_m / q5_k_m: <c>attn_v</c> (and fused <c>attn_qkv</c>) and <c>ffn_down</c> of the first eighth, the last
-/// eighth and every third layer between get Q6_K ("use_more_bits"); fused <c>attn_qkv</c> gets one step more (Q5_K
-/// for q4_k_m, Q6_K for q5_k_m).</item>
+/// eighth and every third layer between get Q6_K ("use_more_bits"); a fused <c>attn_qkv</c> counts as an attn_v.</item>
 /// <item>Rows that are not a multiple of 256 fall back as llama.cpp does: Q4_K→Q5_0, Q5_K→Q5_1, Q6_K→Q8_0, and F16
 /// when even 32 does not divide them (llama.cpp refuses Q8_0/Q4_0 there; we fall back to F16 too).</item>
 /// </list>
@@ -48,9 +47,9 @@ public static class GgufTensorTypePlan
             else if (name == "token_embd.weight") { }
             else if (IsAttnV(name))
             {
-                if (name.Contains("attn_qkv.weight"))
-                    t = output switch { GgufOutputType.Q4_K_M => GgmlType.Q5_K, GgufOutputType.Q5_K_M => GgmlType.Q6_K, _ => t };
-                else if (output is GgufOutputType.Q4_K_M or GgufOutputType.Q5_K_M && UseMoreBits(_iAttnV, nAttnV)) t = GgmlType.Q6_K;
+                // llama.cpp counts a fused attn_qkv as an attn_v (its attn_v rule comes first, so the separate
+                // attn_qkv rule never fires for these types).
+                if (output is GgufOutputType.Q4_K_M or GgufOutputType.Q5_K_M && UseMoreBits(_iAttnV, nAttnV)) t = GgmlType.Q6_K;
                 _iAttnV++;
             }
             else if (name.Contains("ffn_down"))
