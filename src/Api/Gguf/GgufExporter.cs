@@ -49,10 +49,17 @@ public static class GgufExporter
                 void Append(string name, long[] dims, float[] values)
                 {
                     var type = planner.Next(name, dims);
-                    var bytes = GgmlQuantizer.Quantize(values, dims[0], type);
                     var offset = data.Position;
-                    data.Write(bytes);
-                    written.Add((name, dims, type, offset, bytes.Length));
+                    // In slices of rows, so a tensor whose quantized bytes exceed one array (an 8B model's f32
+                    // embedding) streams through.
+                    var rowLength = dims[0];
+                    var rowsPerSlice = Math.Max(1, (int)((1L << 24) / rowLength));
+                    for (long row = 0, rows = values.LongLength / rowLength; row < rows; row += rowsPerSlice)
+                    {
+                        var n = Math.Min(rowsPerSlice, rows - row);
+                        data.Write(GgmlQuantizer.Quantize(values.AsSpan((int)(row * rowLength), (int)(n * rowLength)), rowLength, type));
+                    }
+                    written.Add((name, dims, type, offset, data.Position - offset));
                     progress?.Report($"[{written.Count}] {name,-32} {type,-5} [{string.Join(", ", dims)}]");
                 }
 
@@ -80,7 +87,7 @@ public static class GgufExporter
             arch.AddHyperParameters(writer);
             tokenizer.AddTo(writer);
             foreach (var t in written)
-                writer.AddTensor(t.Name, t.Dims, t.Type, () => ReadSegment(dataPath, t.Offset, t.Bytes));
+                writer.AddTensor(t.Name, t.Dims, t.Type, (Action<Stream>)(s => CopySegment(dataPath, t.Offset, t.Bytes, s)));
             writer.Write(full);
             var counts = written.GroupBy(t => t.Type).ToDictionary(g => g.Key, g => g.Count());
             var size = new FileInfo(full).Length;
@@ -149,12 +156,17 @@ public static class GgufExporter
         return f.data<float>().ToArray();
     }
 
-    private static ReadOnlyMemory<byte> ReadSegment(string path, long offset, long count)
+    private static void CopySegment(string path, long offset, long count, Stream destination)
     {
-        using var fs = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read);
+        using var fs = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 20);
         fs.Position = offset;
-        var buf = new byte[count];
-        fs.ReadExactly(buf);
-        return buf;
+        var buffer = new byte[1 << 20];
+        while (count > 0)
+        {
+            var n = fs.Read(buffer, 0, (int)Math.Min(buffer.Length, count));
+            if (n == 0) throw new EndOfStreamException($"{path}: temporary tensor data ended early");
+            destination.Write(buffer, 0, n);
+            count -= n;
+        }
     }
 }

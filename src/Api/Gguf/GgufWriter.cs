@@ -49,7 +49,12 @@ public sealed class GgufWriter
     /// [out, in] matrix has dims [in, out].</param>
     /// <param name="data">Called once during <see cref="Write"/>; must return exactly
     /// <see cref="GgmlTypeInfo.TensorBytes"/> bytes.</param>
-    public void AddTensor(string name, IReadOnlyList<long> dims, GgmlType type, Func<ReadOnlyMemory<byte>> data)
+    public void AddTensor(string name, IReadOnlyList<long> dims, GgmlType type, Func<ReadOnlyMemory<byte>> data) =>
+        AddTensor(name, dims, type, (Action<Stream>)(s => s.Write(data().Span)));
+
+    /// <summary>Adds a tensor whose bytes <paramref name="writeData"/> writes to the file's stream (for tensors too
+    /// large for one array: it must write exactly <see cref="GgmlTypeInfo.TensorBytes"/> bytes).</summary>
+    public void AddTensor(string name, IReadOnlyList<long> dims, GgmlType type, Action<Stream> writeData)
     {
         ArgumentException.ThrowIfNullOrEmpty(name);
         if (Encoding.UTF8.GetByteCount(name) > MaxTensorNameBytes)
@@ -58,7 +63,7 @@ public sealed class GgufWriter
         if (dims.Any(d => d <= 0)) throw new ArgumentException($"tensor '{name}': dimensions must be positive, got [{string.Join(", ", dims)}]", nameof(dims));
         if (!_tensorNames.Add(name)) throw new ArgumentException($"tensor '{name}' was added twice", nameof(name));
         var bytes = GgmlTypeInfo.TensorBytes(type, dims);
-        _tensors.Add(new PendingTensor(name, dims.ToArray(), type, bytes, data));
+        _tensors.Add(new PendingTensor(name, dims.ToArray(), type, bytes, writeData));
     }
 
     /// <summary>Adds a tensor whose bytes are already at hand.</summary>
@@ -122,10 +127,11 @@ public sealed class GgufWriter
         {
             var t = _tensors[i];
             Pad(stream, dataStart + offsets[i] - stream.Position);
-            var bytes = t.Data();
-            if (bytes.Length != t.Bytes)
-                throw new InvalidOperationException($"tensor '{t.Name}' ({t.Type}, dims [{string.Join(", ", t.Dims)}]) produced {bytes.Length} bytes, expected {t.Bytes}");
-            stream.Write(bytes.Span);
+            var start = stream.Position;
+            t.Data(stream);
+            var written = stream.Position - start;
+            if (written != t.Bytes)
+                throw new InvalidOperationException($"tensor '{t.Name}' ({t.Type}, dims [{string.Join(", ", t.Dims)}]) produced {written} bytes, expected {t.Bytes}");
             progress?.Report($"{t.Name}: {t.Type} [{string.Join(", ", t.Dims)}]");
         }
         Pad(stream, Align(stream.Position - dataStart, Alignment) - (stream.Position - dataStart));
@@ -187,5 +193,5 @@ public sealed class GgufWriter
         }
     }
 
-    private sealed record PendingTensor(string Name, long[] Dims, GgmlType Type, long Bytes, Func<ReadOnlyMemory<byte>> Data);
+    private sealed record PendingTensor(string Name, long[] Dims, GgmlType Type, long Bytes, Action<Stream> Data);
 }
