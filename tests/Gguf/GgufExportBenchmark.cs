@@ -74,4 +74,24 @@ public class GgufExportBenchmark() : TempDirFixture("gguf-bench")
         TestContext.Out.WriteLine($"export {export.TotalSeconds:F1} s ({weights / export.TotalSeconds / 1e6:F1} M weights/s) on {Environment.ProcessorCount} cores; random generation {generate.Elapsed.TotalSeconds:F1} s excluded");
         Assert.That(result.TensorTypes[GgmlType.Q6_K], Is.GreaterThan(0));
     }
+
+    /// <summary>Our q4_k_m export against llama.cpp's own quantizer (2 threads) on the same 190 M-weight model, timed
+    /// back to back so other load on the machine affects both alike.</summary>
+    [Test]
+    public void Q4KMAgainstLlamaCppQuantizer()
+    {
+        using var model = SyntheticModel.Create(hidden: 2048, intermediate: 8192, layers: 2, heads: 32, kvHeads: 8, vocab: 32000, tied: true, seed: 3);
+        var tok = Path.Combine(TestEnv.TinyLlamaDir, "dense");
+        var f32 = Path.Combine(Dir, "f32.gguf");
+        GgufExporter.Export(model.Config, model.Tensors, tok, f32, new GgufExportOptions { Type = GgufOutputType.F32 });
+        var ours = Stopwatch.StartNew();
+        GgufExporter.Export(model.Config, model.Tensors, tok, Path.Combine(Dir, "ours.gguf"), new GgufExportOptions { Type = GgufOutputType.Q4_K_M });
+        ours.Stop();
+        var theirs = Stopwatch.StartNew();
+        LlamaCpp.Quantize(f32, Path.Combine(Dir, "llamacpp.gguf"), LLama.Native.LLamaFtype.MOSTLY_Q4_K_M);
+        theirs.Stop();
+        var weights = model.Tensors.Sum(kv => kv.Value.numel());
+        TestContext.Out.WriteLine($"{weights / 1e6:F0} M weights to q4_k_m: SlothSharp {ours.Elapsed.TotalSeconds:F1} s, llama.cpp (2 threads, from f32 GGUF) {theirs.Elapsed.TotalSeconds:F1} s");
+        Assert.That(GgufQuantizerCompatTests.CompareTensors(Path.Combine(Dir, "ours.gguf"), Path.Combine(Dir, "llamacpp.gguf"), "bench"), Is.Empty);
+    }
 }
