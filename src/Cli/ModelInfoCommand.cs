@@ -15,6 +15,7 @@ internal static class ModelInfoCommand
         if (Directory.Exists(path) && File.Exists(Path.Combine(path, "config.json"))) return DescribeModel(path, Console.Out);
         if (Directory.Exists(path))
             throw new FileNotFoundException($"{Path.Combine(path, "config.json")}: not found (sloth info takes a model directory or a safetensors file)");
+        if (GgufInfoCommand.IsGguf(path)) return GgufInfoCommand.Info(path, Console.Out);
         return CheckpointCommands.Info(path);
     }
 

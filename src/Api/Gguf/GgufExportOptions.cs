@@ -1,0 +1,17 @@
+namespace SlothSharp.Gguf;
+
+/// <summary>Options of <see cref="GgufExporter"/>.</summary>
+public sealed class GgufExportOptions
+{
+    /// <summary>Tensor types of the file (llama.cpp's names: f16, q8_0, q4_k_m, ...).</summary>
+    public GgufOutputType Type { get; init; } = GgufOutputType.F16;
+    /// <summary><c>general.name</c>; the model directory's name when null.</summary>
+    public string? Name { get; init; }
+    /// <summary>One line per tensor and a summary.</summary>
+    public IProgress<string>? Progress { get; init; }
+}
+
+/// <summary>What an export wrote: the file, llama.cpp architecture, output type, tensor count, file size, how many
+/// tensors got each ggml type, and warnings for the user.</summary>
+public sealed record GgufExportResult(string Path, string Architecture, GgufOutputType Type, int TensorCount, long FileBytes,
+    IReadOnlyDictionary<GgmlType, int> TensorTypes, IReadOnlyList<string> Warnings);

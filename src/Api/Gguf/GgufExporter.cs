@@ -1,0 +1,172 @@
+using System.Diagnostics;
+using System.Text.Json.Nodes;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace SlothSharp.Gguf;
+
+/// <summary>
+/// Writes a Hugging Face causal LM as a GGUF file that llama.cpp (and Ollama, LM Studio, LLamaSharp) runs: llama.cpp's
+/// tensor names and layouts, its per-architecture metadata, the tokenizer, and the tensor types of the chosen output
+/// type (quantized bit-identically to llama.cpp's reference quantizers). The input is decoupled from SlothSharp's
+/// model classes: config.json as JSON, the dense tensors under their Hugging Face names, and the model directory for
+/// the tokenizer files.
+/// </summary>
+public static class GgufExporter
+{
+    /// <summary>
+    /// Exports a model. Tensors are consumed one at a time (each converted, quantized and appended to a temporary data
+    /// file beside the output), so peak memory is about one tensor in float32 plus its quantized bytes.
+    /// </summary>
+    /// <param name="config">config.json of the model.</param>
+    /// <param name="tensors">Dense CPU tensors (float32, bf16 or f16) under Hugging Face names, e.g.
+    /// "model.layers.0.self_attn.q_proj.weight" ([out, in]); the caller keeps ownership.</param>
+    /// <param name="modelDir">Directory with tokenizer.json (and tokenizer_config.json, generation_config.json).</param>
+    /// <param name="outPath">The .gguf file to write (replaced atomically).</param>
+    /// <param name="options">Output type, name, progress.</param>
+    public static GgufExportResult Export(JsonObject config, IEnumerable<KeyValuePair<string, Tensor>> tensors, string modelDir,
+        string outPath, GgufExportOptions? options = null)
+    {
+        options ??= new GgufExportOptions();
+        var progress = options.Progress;
+        var configFile = Path.Combine(modelDir, "config.json");
+        var cfg = new HfModelConfig(config, configFile);
+        var arch = GgufArchitecture.For(cfg);
+        var tokenizer = GgufTokenizerMetadata.FromDirectory(modelDir, config);
+        foreach (var w in tokenizer.Warnings) progress?.Report("warning: " + w);
+
+        var full = Path.GetFullPath(outPath);
+        var dir = Path.GetDirectoryName(full)!;
+        if (!Directory.Exists(dir)) throw new DirectoryNotFoundException($"output directory {dir} does not exist");
+        var dataPath = Path.Combine(dir, $".{Path.GetFileName(full)}.{Environment.ProcessId}.{Guid.NewGuid():N}.data");
+        var sw = Stopwatch.StartNew();
+        try
+        {
+            var planner = new GgufTensorTypePlan.Planner(options.Type, cfg.NumLayers, cfg.NumLayers, arch.TiedEmbeddings);
+            var written = new List<(string Name, long[] Dims, GgmlType Type, long Offset, long Bytes)>();
+            using (var data = new FileStream(dataPath, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 20))
+            {
+                void Append(string name, long[] dims, float[] values)
+                {
+                    var type = planner.Next(name, dims);
+                    var offset = data.Position;
+                    // In slices of rows, so a tensor whose quantized bytes exceed one array (an 8B model's f32
+                    // embedding) streams through.
+                    var rowLength = dims[0];
+                    var rowsPerSlice = Math.Max(1, (int)((1L << 24) / rowLength));
+                    for (long row = 0, rows = values.LongLength / rowLength; row < rows; row += rowsPerSlice)
+                    {
+                        var n = Math.Min(rowsPerSlice, rows - row);
+                        data.Write(GgmlQuantizer.Quantize(values.AsSpan((int)(row * rowLength), (int)(n * rowLength)), rowLength, type));
+                    }
+                    written.Add((name, dims, type, offset, data.Position - offset));
+                    progress?.Report($"[{written.Count}] {name,-32} {type,-5} [{string.Join(", ", dims)}]");
+                }
+
+                if (arch.RopeFrequencyFactors() is { } ropeFactors) Append("rope_freqs.weight", [ropeFactors.Length], ropeFactors);
+                foreach (var (hfName, tensor) in tensors)
+                {
+                    var name = arch.TensorName(hfName);
+                    if (name is null) continue;
+                    if (written.Any(t => t.Name == name)) throw new InvalidDataException($"tensor '{hfName}' maps to '{name}', which was already written");
+                    var shape = tensor.shape;
+                    if (shape.Length is < 1 or > 2) throw new InvalidDataException($"tensor '{hfName}' has shape [{string.Join(", ", shape)}]; 1-D or 2-D expected");
+                    var values = ToFloats(tensor, hfName);
+                    arch.Transform(name, values, shape);
+                    Append(name, shape.Reverse().ToArray(), values);
+                }
+            }
+            Validate(written.Select(t => t.Name).ToHashSet(), arch, cfg);
+
+            var writer = new GgufWriter();
+            writer.Add("general.architecture", GgufValue.Str(arch.Name));
+            writer.Add("general.type", GgufValue.Str("model"));
+            writer.Add("general.name", GgufValue.Str(options.Name ?? new DirectoryInfo(modelDir).Name));
+            writer.Add("general.file_type", GgufValue.U32(options.Type.FileType()));
+            if (options.Type.IsQuantized()) writer.Add("general.quantization_version", GgufValue.U32(2));
+            arch.AddHyperParameters(writer);
+            tokenizer.AddTo(writer);
+            foreach (var t in written)
+                writer.AddTensor(t.Name, t.Dims, t.Type, (Action<Stream>)(s => CopySegment(dataPath, t.Offset, t.Bytes, s)));
+            writer.Write(full);
+            var counts = written.GroupBy(t => t.Type).ToDictionary(g => g.Key, g => g.Count());
+            var size = new FileInfo(full).Length;
+            progress?.Report($"wrote {full}: {arch.Name}, {options.Type.Name()}, {written.Count} tensors ({string.Join(", ", counts.Select(kv => $"{kv.Value} {kv.Key}"))}), {size / 1048576.0:F1} MiB in {sw.Elapsed.TotalSeconds:F1} s");
+            return new GgufExportResult(full, arch.Name, options.Type, written.Count, size, counts, tokenizer.Warnings);
+        }
+        finally
+        {
+            try { File.Delete(dataPath); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+        }
+    }
+
+    /// <summary>Exports the model directory's own safetensors (no SlothSharp model involved): the plain path for a
+    /// dense or merged checkpoint on disk.</summary>
+    public static GgufExportResult ExportDirectory(string modelDir, string outPath, GgufExportOptions? options = null)
+    {
+        var configPath = Path.Combine(modelDir, "config.json");
+        if (!File.Exists(configPath)) throw new FileNotFoundException($"{configPath} not found", configPath);
+        var config = JsonNode.Parse(File.ReadAllText(configPath)) as JsonObject ?? throw new InvalidDataException($"{configPath}: not a JSON object");
+        if (config["quantization_config"] is not null)
+            throw new NotSupportedException($"{configPath}: the checkpoint is quantized (quantization_config); export a dense checkpoint or use `sloth export`, which dequantizes");
+        using var ckpt = SafetensorsCheckpoint.Open(modelDir);
+        return Export(config, Read(ckpt), modelDir, outPath, options);
+
+        static IEnumerable<KeyValuePair<string, Tensor>> Read(SafetensorsCheckpoint c)
+        {
+            // Layer order (embedding, layers 0, 1, ..., 10, then the rest), not the files' lexicographic order, so the
+            // q4_k_m layer choices follow layer numbers.
+            var ordered = c.Keys.Select((k, i) => (Key: k, Index: i)).OrderBy(e => SortKey(e.Key)).ThenBy(e => e.Index).Select(e => e.Key);
+            foreach (var key in ordered)
+            {
+                using var t = c.Read(key);
+                yield return new(key, t);
+            }
+        }
+    }
+
+    private static (int Group, int Layer) SortKey(string name)
+    {
+        if (name.Contains("embed_tokens", StringComparison.Ordinal)) return (0, 0);
+        var i = name.IndexOf(".layers.", StringComparison.Ordinal);
+        if (i < 0) return (2, 0);
+        var j = i + 8;
+        var k = j;
+        while (k < name.Length && char.IsAsciiDigit(name[k])) k++;
+        return int.TryParse(name.AsSpan(j, k - j), out var layer) ? (1, layer) : (2, 0);
+    }
+
+    private static void Validate(HashSet<string> names, GgufArchitecture arch, HfModelConfig cfg)
+    {
+        if (!names.Contains("token_embd.weight")) throw new InvalidDataException("model.embed_tokens.weight is missing");
+        if (!names.Contains("output_norm.weight")) throw new InvalidDataException("model.norm.weight is missing");
+        if (!arch.TiedEmbeddings && !names.Contains("output.weight"))
+            throw new InvalidDataException($"lm_head.weight is missing but {cfg.File} does not tie the embeddings (tie_word_embeddings false)");
+        for (var i = 0; i < cfg.NumLayers; i++)
+            if (!names.Contains($"blk.{i}.attn_norm.weight"))
+                throw new InvalidDataException($"layer {i} is missing (model.layers.{i}.input_layernorm.weight not given; config has {cfg.NumLayers} layers)");
+    }
+
+    internal static float[] ToFloats(Tensor t, string name)
+    {
+        if (t.device_type != DeviceType.CPU) throw new ArgumentException($"tensor '{name}' is on {t.device}; the exporter takes CPU tensors");
+        if (t.dtype is not (ScalarType.Float32 or ScalarType.BFloat16 or ScalarType.Float16))
+            throw new ArgumentException($"tensor '{name}' has dtype {t.dtype}; float32, bfloat16 or float16 expected");
+        using var f = t.to_type(ScalarType.Float32).contiguous();
+        return f.data<float>().ToArray();
+    }
+
+    private static void CopySegment(string path, long offset, long count, Stream destination)
+    {
+        using var fs = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 20);
+        fs.Position = offset;
+        var buffer = new byte[1 << 20];
+        while (count > 0)
+        {
+            var n = fs.Read(buffer, 0, (int)Math.Min(buffer.Length, count));
+            if (n == 0) throw new EndOfStreamException($"{path}: temporary tensor data ended early");
+            destination.Write(buffer, 0, n);
+            count -= n;
+        }
+    }
+}
