@@ -67,7 +67,7 @@ public static class ExportCommand
     /// </summary>
     private static void ExportThroughModel(string modelDir, string? adapterDir, string outPath, GgufExportOptions options)
     {
-        using var model = LlamaForCausalLM.FromPretrained(modelDir, new LoadOptions { Device = CPU, ComputeDtype = ScalarType.Float32, Quantize = false });
+        using var model = CausalLM.FromPretrained(modelDir, new LoadOptions { Device = CPU, ComputeDtype = ScalarType.Float32, Quantize = false });
         if (adapterDir is not null) PeftAdapter.Load(model, adapterDir);
         GgufExporter.Export(model.Config.Raw, DisposeAfterUse(model.MergedDenseWeights(ScalarType.Float32)), modelDir, outPath, options);
     }

@@ -12,7 +12,7 @@ namespace SlothSharp.Tests;
 /// transformers) exported to GGUF and run by llama.cpp: each loads and generates at f16 and q4_k_m; a GGUF LoRA of the
 /// family's PEFT adapter applied by llama.cpp gives the logits of the merged export (this checks the adapter's tensor
 /// names, layouts and permutations per family). The comparison with SlothSharp's own forward waits until
-/// LlamaForCausalLM loads these families (inconclusive until then).
+/// CausalLM loads these families (inconclusive until then).
 /// </summary>
 [NonParallelizable]
 public class GgufFamilyTests() : TempDirFixture("gguf-family")

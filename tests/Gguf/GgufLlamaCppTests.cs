@@ -34,7 +34,7 @@ public class GgufLlamaCppTests() : TempDirFixture("gguf-llamacpp")
     internal static float[][] SlothLogits(string denseDir, int[] ids, string? adapterDir = null)
     {
         using var _ = no_grad();
-        using var model = LlamaForCausalLM.FromPretrained(denseDir, new LoadOptions { Device = CPU, Quantize = false, ComputeDtype = ScalarType.Float32 });
+        using var model = CausalLM.FromPretrained(denseDir, new LoadOptions { Device = CPU, Quantize = false, ComputeDtype = ScalarType.Float32 });
         if (adapterDir is not null) PeftAdapter.Load(model, adapterDir);
         using var x = tensor(ids.Select(i => (long)i).ToArray()).unsqueeze(0);
         using var hidden = model.Forward(x);
@@ -155,7 +155,7 @@ public class GgufLlamaCppTests() : TempDirFixture("gguf-llamacpp")
         var mergedPath = Path.Combine(Dir, "merged-f32.gguf");
         GgufExporter.ExportDirectory(Dense, basePath, new GgufExportOptions { Type = GgufOutputType.F32 });
         GgufLoraExporter.Export(config, adapterDir, loraPath, GgufOutputType.F32);
-        using (var model = LlamaForCausalLM.FromPretrained(Dense, new LoadOptions { Device = CPU, Quantize = false, ComputeDtype = ScalarType.Float32 }))
+        using (var model = CausalLM.FromPretrained(Dense, new LoadOptions { Device = CPU, Quantize = false, ComputeDtype = ScalarType.Float32 }))
         {
             PeftAdapter.Load(model, adapterDir);
             GgufExporter.Export(model.Config.Raw, model.MergedDenseWeights(ScalarType.Float32), Dense, mergedPath, new GgufExportOptions { Type = GgufOutputType.F32 });

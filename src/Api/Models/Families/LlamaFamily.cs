@@ -8,7 +8,7 @@ public class LlamaFamily : ModelFamily
 {
     public override string Name => "llama";
     public override IReadOnlyList<string> ModelTypes { get; } = ["llama"];
-    public override string ArchitectureClass => "LlamaForCausalLM";
+    public override string ArchitectureClass => "CausalLM";
 
     internal override ModelConfig ReadConfig(JsonFields j, JsonObject root)
     {
