@@ -19,7 +19,10 @@ public static class FinetuneCommand
     {
         var d = new TrainerOptions();  // the library's defaults are the CLI's
         var model = new Option<string>("--model") { Description = "Hugging Face model directory (config.json, safetensors, tokenizer.json)", Required = true };
-        var data = CliOptions.InputFileOption("--data", ".jsonl ({\"text\": …} per line) or .txt (one document per non-empty line)", required: true);
+        var data = CliOptions.InputFileOption("--data", DatasetInput.DataDescription, required: true);
+        var format = DatasetInput.FormatOption();
+        var chatTemplate = DatasetInput.ChatTemplateOption();
+        var trainOn = DatasetInput.TrainOnOption();
         var output = new Option<string>("--out") { Description = "output directory: the PEFT adapter, checkpoints/, losses.csv, loss.png, summary.md", Required = true };
         var rank = CliOptions.PositiveInt("--rank", "LoRA rank r", d.Lora.Rank);
         var alpha = CliOptions.PositiveDouble("--alpha", "LoRA alpha (scale alpha/r)", d.Lora.Alpha);
@@ -51,9 +54,9 @@ public static class FinetuneCommand
         var shardOptimizer = CliOptions.OneOf("--shard-optimizer", "split AdamW's state over the GPUs (ZeRO-2 style: gradients reduce-scattered, each GPU updates 1/N of the adapters; auto: when --gpus N > 1)", "auto", "auto", "on", "off");
         var offloadOptimizer = new Option<bool>("--offload-optimizer") { Description = "keep the (sharded) AdamW moments in host memory and update them on the CPU (implies the sharded optimizer; also without --gpus)" };
         var prefetch = new Option<bool>("--prefetch") { Description = "with --gpus and the NF4 base sharded: all-gather the next layer on a side CUDA stream while the current one computes" };
-        var cmd = new Command("finetune", "QLoRA fine-tuning of a Hugging Face Llama on a text file; writes a PEFT LoRA adapter")
+        var cmd = new Command("finetune", "QLoRA fine-tuning of a Hugging Face model on text or chat data; writes a PEFT LoRA adapter")
         {
-            model, data, output, rank, alpha, dropout, targets, rslora, lr, steps, epochs, batch, seq, accum, packing, warmup, schedule,
+            model, data, format, chatTemplate, trainOn, output, rank, alpha, dropout, targets, rslora, lr, steps, epochs, batch, seq, accum, packing, warmup, schedule,
             clip, checkpointing, nondeterministic, saveEvery, resume, device, dtype, seed, chunked, gpus, shardBase,
             shardOptimizer, offloadOptimizer, prefetch,
         };
@@ -86,15 +89,18 @@ public static class FinetuneCommand
             if (worker is null && r.GetValue(gpus) is { } n)
                 return Launch(n, r.GetValue(device)!, r.GetValue(model)!, WorkerArguments(r.Tokens.Select(t => t.Value)));
             return Run(r.GetValue(model)!, r.GetValue(data)!, options, r.GetValue(resume), CliOptions.ToDevice(r.GetValue(device)!),
-                       CliOptions.ToComputeDtype(r.GetValue(dtype)), worker, r.GetValue(shardBase)!, r.GetValue(prefetch));
+                       CliOptions.ToComputeDtype(r.GetValue(dtype)), worker, r.GetValue(shardBase)!, r.GetValue(prefetch),
+                       new DataSelection(r.GetValue(format)!, r.GetValue(chatTemplate), r.GetValue(trainOn)));
         });
         return cmd;
     }
 
     /// <summary>The command after parsing: <paramref name="dtype"/> null is the model's default.</summary>
     internal static int Run(string modelDir, string dataPath, TrainerOptions options, string? resumeDir, Device device, ScalarType? dtype,
-                            DistributedEnvironment? worker = null, string shardBase = "auto", bool prefetch = false)
+                            DistributedEnvironment? worker = null, string shardBase = "auto", bool prefetch = false,
+                            DataSelection? selection = null)
     {
+        selection ??= new DataSelection();
         ModelCommandSupport.RequireModelDirectory(modelDir);
         if (worker is not null) device = new Device(DeviceType.CUDA, worker.Device);
         // Rank 0 (or the only process) talks; the other workers only report errors.
@@ -125,10 +131,9 @@ public static class FinetuneCommand
         {
             throw new CliException("--targets", e.Message);
         }
-        var documents = TextDocuments.Read(dataPath);
         var tokenizer = HfTokenizer.FromDirectory(modelDir);
-        var data = TrainingData.FromDocuments(tokenizer, documents, options.SequenceLength, options.Packing);
-        console.MarkupLine($"data: {documents.Count:N0} documents → {data.Rows.Count:N0} rows, {data.Tokens:N0} tokens ({Markup.Escape(dataPath)})");
+        var (data, dataText) = DatasetInput.LoadTraining(modelDir, dataPath, selection, tokenizer, options.SequenceLength, options.Packing);
+        console.MarkupLine($"data: {Markup.Escape(dataText)} → {data.Rows.Count:N0} rows, {data.Tokens:N0} tokens ({Markup.Escape(dataPath)})");
         options = options with { BaseModelNameOrPath = options.BaseModelNameOrPath ?? Path.GetFullPath(modelDir) };
         var load = new LoadOptions { Device = device, ComputeDtype = dtype };
         TrainResult result;
@@ -158,18 +163,23 @@ public static class FinetuneCommand
         }
         if (!talk) return result.Interrupted ? DistributedLauncher.Interrupted : 0;
         var outDir = options.OutputDirectory!;
-        FinetuneReport.Write(outDir, result, options, [("model", Path.GetFullPath(modelDir)), ("data", $"{Path.GetFullPath(dataPath)} ({documents.Count} documents, {data.Rows.Count} rows)"),
+        FinetuneReport.Write(outDir, result, options, [("model", Path.GetFullPath(modelDir)), ("data", $"{Path.GetFullPath(dataPath)} ({dataText}, {data.Rows.Count} rows)"),
             ("device", deviceText)]);
         if (result.Interrupted)
         {
             Console.WriteLine($"interrupted at step {result.Steps}/{result.TotalSteps}; checkpoint: {result.LastCheckpoint}");
-            Console.WriteLine($"continue with: sloth finetune --model {modelDir} --data {dataPath} --out {outDir} --resume {result.LastCheckpoint}");
+            Console.WriteLine($"continue with: sloth finetune --model {modelDir} --data {dataPath}{DataArguments(selection)} --out {outDir} --resume {result.LastCheckpoint}");
             return 130;
         }
         Console.WriteLine($"adapter: {Path.GetFullPath(outDir)} (adapter_config.json + adapter_model.safetensors)");
         Console.WriteLine($"final loss {result.Losses[^1].ToString("F4", CultureInfo.InvariantCulture)} after {result.Steps} steps; losses.csv, loss.png, summary.md there");
         return 0;
     }
+
+    /// <summary>The data options to repeat on a resume (the checkpoint's fingerprint checks the rows are the same).</summary>
+    private static string DataArguments(DataSelection s) =>
+        (s.Format == "auto" ? "" : $" --format {s.Format}") + (s.ChatTemplate is null ? "" : $" --chat-template {s.ChatTemplate}")
+        + (s.TrainOn is null ? "" : $" --train-on {s.TrainOn}");
 
     /// <summary>Creates the trainer (resuming when asked) and runs it under the live progress bar.</summary>
     internal static TrainResult Train(CausalLM model, TrainingData data, TrainerOptions options, string? checkpoint, string label,
