@@ -12,6 +12,15 @@ using static TorchSharp.torch;
 
 namespace SlothSharp.Cli;
 
+/// <summary>--eval-data FILE and --eval-every N (null: after the last step only).</summary>
+internal sealed record EvalSettings(string Path, int? Every);
+
+/// <summary>Held-out rows and when to evaluate them; <see cref="Losses"/> collects step → eval loss.</summary>
+internal sealed record EvalPlan(TrainingData Data, int? Every, int BatchSize, bool ChunkedLoss)
+{
+    public SortedDictionary<int, double> Losses { get; } = [];
+}
+
 /// <summary>`sloth finetune`: QLoRA fine-tuning of a Hugging Face Llama directory on a text file, writing a PEFT adapter.</summary>
 public static class FinetuneCommand
 {
@@ -23,6 +32,8 @@ public static class FinetuneCommand
         var format = DatasetInput.FormatOption();
         var chatTemplate = DatasetInput.ChatTemplateOption();
         var trainOn = DatasetInput.TrainOnOption();
+        var evalData = CliOptions.InputFileOption("--eval-data", "held-out data in the same layout as --data: its loss (the same rows and labels, no training) goes into the progress line, losses.csv (eval_loss) and summary.md");
+        var evalEvery = CliOptions.OptionalPositiveInt("--eval-every", "with --eval-data: evaluate every N steps (default: only after the last step)");
         var output = new Option<string>("--out") { Description = "output directory: the PEFT adapter, checkpoints/, losses.csv, loss.png, summary.md", Required = true };
         var rank = CliOptions.PositiveInt("--rank", "LoRA rank r", d.Lora.Rank);
         var alpha = CliOptions.PositiveDouble("--alpha", "LoRA alpha (scale alpha/r)", d.Lora.Alpha);
@@ -56,7 +67,7 @@ public static class FinetuneCommand
         var prefetch = new Option<bool>("--prefetch") { Description = "with --gpus and the NF4 base sharded: all-gather the next layer on a side CUDA stream while the current one computes" };
         var cmd = new Command("finetune", "QLoRA fine-tuning of a Hugging Face model on text or chat data; writes a PEFT LoRA adapter")
         {
-            model, data, format, chatTemplate, trainOn, output, rank, alpha, dropout, targets, rslora, lr, steps, epochs, batch, seq, accum, packing, warmup, schedule,
+            model, data, format, chatTemplate, trainOn, evalData, evalEvery, output, rank, alpha, dropout, targets, rslora, lr, steps, epochs, batch, seq, accum, packing, warmup, schedule,
             clip, checkpointing, nondeterministic, saveEvery, resume, device, dtype, seed, chunked, gpus, shardBase,
             shardOptimizer, offloadOptimizer, prefetch,
         };
@@ -85,12 +96,17 @@ public static class FinetuneCommand
                 OffloadOptimizerState = r.GetValue(offloadOptimizer),
             };
             var worker = DistributedEnvironment.Read();
+            if (r.GetValue(evalData) is null && r.GetValue(evalEvery) is not null)
+                throw new CliException("--eval-every", "sets how often --eval-data is evaluated; add --eval-data FILE");
+            if (r.GetValue(evalData) is not null && (r.GetValue(gpus) is not null || worker is not null))
+                throw new CliException("--eval-data", "is not supported with --gpus yet (evaluate the adapter afterwards with sloth eval)");
             if (r.GetValue(prefetch)) CheckPrefetch(r.GetValue(gpus) ?? worker?.WorldSize, r.GetValue(shardBase)!);
             if (worker is null && r.GetValue(gpus) is { } n)
                 return Launch(n, r.GetValue(device)!, r.GetValue(model)!, WorkerArguments(r.Tokens.Select(t => t.Value)));
             return Run(r.GetValue(model)!, r.GetValue(data)!, options, r.GetValue(resume), CliOptions.ToDevice(r.GetValue(device)!),
                        CliOptions.ToComputeDtype(r.GetValue(dtype)), worker, r.GetValue(shardBase)!, r.GetValue(prefetch),
-                       new DataSelection(r.GetValue(format)!, r.GetValue(chatTemplate), r.GetValue(trainOn)));
+                       new DataSelection(r.GetValue(format)!, r.GetValue(chatTemplate), r.GetValue(trainOn)),
+                       r.GetValue(evalData) is { } evalPath ? new EvalSettings(evalPath, r.GetValue(evalEvery)) : null);
         });
         return cmd;
     }
@@ -98,7 +114,7 @@ public static class FinetuneCommand
     /// <summary>The command after parsing: <paramref name="dtype"/> null is the model's default.</summary>
     internal static int Run(string modelDir, string dataPath, TrainerOptions options, string? resumeDir, Device device, ScalarType? dtype,
                             DistributedEnvironment? worker = null, string shardBase = "auto", bool prefetch = false,
-                            DataSelection? selection = null)
+                            DataSelection? selection = null, EvalSettings? eval = null)
     {
         selection ??= new DataSelection();
         ModelCommandSupport.RequireModelDirectory(modelDir);
@@ -134,6 +150,13 @@ public static class FinetuneCommand
         var tokenizer = HfTokenizer.FromDirectory(modelDir);
         var (data, dataText) = DatasetInput.LoadTraining(modelDir, dataPath, selection, tokenizer, options.SequenceLength, options.Packing);
         console.MarkupLine($"data: {Markup.Escape(dataText)} → {data.Rows.Count:N0} rows, {data.Tokens:N0} tokens ({Markup.Escape(dataPath)})");
+        EvalPlan? evalPlan = null;
+        if (eval is not null)
+        {
+            var (evalData, evalText) = DatasetInput.LoadTraining(modelDir, eval.Path, selection, tokenizer, options.SequenceLength, options.Packing);
+            evalPlan = new EvalPlan(evalData, eval.Every, options.BatchSize, options.ChunkedLoss);
+            console.MarkupLine($"eval data: {Markup.Escape(evalText)} → {evalData.Rows.Count:N0} rows ({Markup.Escape(eval.Path)}), evaluated {(eval.Every is { } n ? $"every {n} steps" : "after the last step")}");
+        }
         options = options with { BaseModelNameOrPath = options.BaseModelNameOrPath ?? Path.GetFullPath(modelDir) };
         var load = new LoadOptions { Device = device, ComputeDtype = dtype };
         TrainResult result;
@@ -142,7 +165,7 @@ public static class FinetuneCommand
         {
             using var model = CausalLM.FromPretrained(modelDir, load);
             deviceText = $"{device} ({model.ComputeDtype}){OptimizerText(options, 1)}";
-            result = Train(model, data, options, checkpoint, "finetune");
+            result = Train(model, data, options, checkpoint, "finetune", evalPlan: evalPlan);
         }
         else
         {
@@ -164,7 +187,8 @@ public static class FinetuneCommand
         if (!talk) return result.Interrupted ? DistributedLauncher.Interrupted : 0;
         var outDir = options.OutputDirectory!;
         FinetuneReport.Write(outDir, result, options, [("model", Path.GetFullPath(modelDir)), ("data", $"{Path.GetFullPath(dataPath)} ({dataText}, {data.Rows.Count} rows)"),
-            ("device", deviceText)]);
+            ("device", deviceText), .. (eval is null ? [] : new[] { ("eval data", Path.GetFullPath(eval.Path)) })],
+            evalLosses: evalPlan?.Losses);
         if (result.Interrupted)
         {
             Console.WriteLine($"interrupted at step {result.Steps}/{result.TotalSteps}; checkpoint: {result.LastCheckpoint}");
@@ -183,11 +207,18 @@ public static class FinetuneCommand
 
     /// <summary>Creates the trainer (resuming when asked) and runs it under the live progress bar.</summary>
     internal static TrainResult Train(CausalLM model, TrainingData data, TrainerOptions options, string? checkpoint, string label,
-                                      ICommunicator? communicator = null, bool showProgress = true)
+                                      ICommunicator? communicator = null, bool showProgress = true, EvalPlan? evalPlan = null)
     {
         using var trainer = new Trainer(model, data, options, communicator);
         if (checkpoint is not null) trainer.ResumeFrom(checkpoint);
-        return FinetuneProgress.Run(trainer, label, showProgress);
+        Func<int, double?>? evaluate = evalPlan is null ? null : step =>
+        {
+            if (!(evalPlan.Every is { } n ? step % n == 0 || step == trainer.TotalSteps : step == trainer.TotalSteps)) return null;
+            var loss = HeldOutLoss.Compute(model, evalPlan.Data, evalPlan.BatchSize, evalPlan.ChunkedLoss);
+            evalPlan.Losses[step] = loss;
+            return loss;
+        };
+        return FinetuneProgress.Run(trainer, label, showProgress, evaluate);
     }
 
     /// <summary>--prefetch needs --gpus and a sharded base (nothing is gathered otherwise).</summary>

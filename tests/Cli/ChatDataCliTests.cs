@@ -1,6 +1,13 @@
 using System.Text.Json.Nodes;
 using NUnit.Framework;
 using SlothSharp.Cli;
+using SlothSharp.Data;
+using SlothSharp.Models;
+using SlothSharp.Peft;
+using SlothSharp.Templates;
+using SlothSharp.Tokenization;
+using SlothSharp.Training;
+using static TorchSharp.torch;
 
 namespace SlothSharp.Tests;
 
@@ -145,5 +152,57 @@ public class ChatDataCliTests() : TempDirFixture("chatcli")
         var losses = File.ReadAllLines(Path.Combine(outDir, "losses.csv"));
         Assert.That(losses, Has.Length.EqualTo(3), "header + 2 steps");
         Assert.That(File.ReadAllText(Path.Combine(outDir, "summary.md")), Does.Contain("20 conversations").And.Contain("chatml"));
+    }
+
+    [Test]
+    public void FinetuneWithEvalDataWritesTheEvalLossOfTheAdapter()
+    {
+        var evalFile = Path.Combine(Dir, "eval.jsonl");
+        File.WriteAllLines(evalFile, File.ReadAllLines(ChatFile).Skip(15));
+        var outDir = Path.Combine(Dir, "out");
+        var r = CliErrorTests.Sloth("finetune", "--model", ModelDir, "--data", ChatFile, "--chat-template", "chatml", "--out", outDir,
+                                    "--device", "cpu", "--steps", "3", "--batch", "2", "--seq", "128", "--rank", "4", "--lr", "1e-2",
+                                    "--eval-data", evalFile, "--eval-every", "2");
+        Assert.That(r.Code, Is.EqualTo(0), r.Err + r.Out);
+        var csv = File.ReadAllLines(Path.Combine(outDir, "losses.csv"));
+        Assert.That(csv[0], Is.EqualTo("step,loss,learning_rate,eval_loss"));
+        var eval = csv.Skip(1).Select(l => l.Split(',')[3]).ToArray();
+        Assert.That(eval[0], Is.Empty, "step 1 not evaluated");
+        Assert.That(eval[1], Is.Not.Empty, "step 2");
+        Assert.That(eval[2], Is.Not.Empty, "the last step");
+        var last = double.Parse(eval[2], System.Globalization.CultureInfo.InvariantCulture);
+
+        // The same loss recomputed independently from the saved adapter: logits, log-softmax, trained targets only.
+        using var scope = NewDisposeScope();
+        using var model = CausalLM.FromPretrained(ModelDir, new LoadOptions { Device = CPU, ComputeDtype = ScalarType.Float32 });
+        PeftAdapter.Load(model, outDir);
+        model.eval();
+        var template = ChatTemplate.BuiltIn("chatml");
+        var tokenizer = HfTokenizer.FromDirectory(ModelDir);
+        var data = TrainingData.FromExamples(DatasetExamples.Load(evalFile), tokenizer,
+            (m, t, g) => template.Render(m, new ChatRenderOptions { AddGenerationPrompt = g, Tools = t }).Text, new TrainingDataOptions { SequenceLength = 128 });
+        double sum = 0;
+        long count = 0;
+        using (no_grad())
+        {
+            for (var i = 0; i < data.Rows.Count; i++)
+            {
+                using var batch = data.CollateBatch([i], CPU);
+                var logp = nn.functional.log_softmax(model.Logits(model.Forward(batch.InputIds)).to(ScalarType.Float64), -1);
+                var labels = batch.Labels[0].data<long>().ToArray();
+                for (var t = 1; t < labels.Length; t++)
+                {
+                    if (labels[t] == -100) continue;
+                    sum -= logp[0, t - 1, labels[t]].item<double>();
+                    count++;
+                }
+            }
+        }
+        Assert.That(count, Is.EqualTo(data.RowTargets.Sum()));
+        Assert.That(last, Is.EqualTo(sum / count).Within(1e-4), "eval loss after the last step = loss of the saved adapter on the eval data");
+        Assert.That(File.ReadAllText(Path.Combine(outDir, "summary.md")), Does.Contain("eval loss"));
+
+        CliErrorTests.AssertBadInput(CliErrorTests.Sloth("finetune", "--model", ModelDir, "--data", ChatFile, "--out", outDir, "--eval-every", "2"),
+                                     "--eval-every", "--eval-data");
     }
 }
