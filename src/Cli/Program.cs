@@ -20,6 +20,7 @@ public static class Program
         root.Subcommands.Add(GenerateCommand.Create());
         root.Subcommands.Add(FinetuneCommand.Create());
         root.Subcommands.Add(PreviewCommand.Create());
+        root.Subcommands.Add(ChatCommand.Create());
         root.Subcommands.Add(MergeCommand.Create());
         root.Subcommands.Add(MakeCheckpointCommand.Create());
         return root;

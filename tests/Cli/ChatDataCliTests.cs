@@ -2,6 +2,7 @@ using System.Text.Json.Nodes;
 using NUnit.Framework;
 using SlothSharp.Cli;
 using SlothSharp.Data;
+using SlothSharp.Generation;
 using SlothSharp.Models;
 using SlothSharp.Peft;
 using SlothSharp.Templates;
@@ -204,5 +205,33 @@ public class ChatDataCliTests() : TempDirFixture("chatcli")
 
         CliErrorTests.AssertBadInput(CliErrorTests.Sloth("finetune", "--model", ModelDir, "--data", ChatFile, "--out", outDir, "--eval-every", "2"),
                                      "--eval-every", "--eval-data");
+    }
+
+    [Test]
+    public void ChatRepliesAreGreedyGenerationsOnTheRenderedHistory()
+    {
+        using var output = new StringWriter();
+        var options = new GenerationOptions(MaxNewTokens: 6);
+        Assert.That(ChatCommand.Run(ModelDir, null, "chatml", "Be brief.", options, CPU, ScalarType.Float32, new StringReader("Hi\nHow are you?\n\nignored\n"), output), Is.EqualTo(0));
+        var lines = output.ToString().Split('\n');
+
+        // The reference: ChatML written by hand, greedy tokens from the library's generator, cut at the end of turn.
+        using var model = CausalLM.FromPretrained(ModelDir, new LoadOptions { Device = CPU, ComputeDtype = ScalarType.Float32 });
+        var tokenizer = HfTokenizer.FromDirectory(ModelDir);
+        string Reply(string prompt)
+        {
+            var stops = TextGenerator.DefaultStopTokenIds(model).Append(tokenizer.EosTokenId!.Value).ToHashSet();
+            var ids = TextGenerator.Generate(model, tokenizer.Encode(prompt, addBos: true), options).TakeWhile(id => !stops.Contains(id));
+            var text = tokenizer.Decode(ids.ToList(), skipSpecialTokens: false);
+            var end = text.IndexOf("<|im_end|>", StringComparison.Ordinal);
+            return end < 0 ? text : text[..end];
+        }
+        var first = Reply("<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n");
+        var second = Reply($"<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n{first}<|im_end|>\n"
+                           + "<|im_start|>user\nHow are you?<|im_end|>\n<|im_start|>assistant\n");
+        Assert.That(output.ToString(), Is.EqualTo(first + "\n" + second + "\n"), "two replies, one per line; the empty line ends the chat");
+        Assert.That(first, Is.Not.Empty);
+        Assert.That(ChatCommand.EndOfTurnText(ChatTemplate.BuiltIn("chatml")), Is.EqualTo("<|im_end|>"));
+        Assert.That(ChatCommand.EndOfTurnText(ChatTemplate.BuiltIn("llama-3")), Is.EqualTo("<|eot_id|>"));
     }
 }
