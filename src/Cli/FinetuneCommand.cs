@@ -12,6 +12,15 @@ using static TorchSharp.torch;
 
 namespace SlothSharp.Cli;
 
+/// <summary>--eval-data FILE and --eval-every N (null: after the last step only).</summary>
+internal sealed record EvalSettings(string Path, int? Every);
+
+/// <summary>Held-out rows and when to evaluate them; <see cref="Losses"/> collects step → eval loss.</summary>
+internal sealed record EvalPlan(TrainingData Data, int? Every, int BatchSize, bool ChunkedLoss)
+{
+    public SortedDictionary<int, double> Losses { get; } = [];
+}
+
 /// <summary>`sloth finetune`: QLoRA fine-tuning of a Hugging Face Llama directory on a text file, writing a PEFT adapter.</summary>
 public static class FinetuneCommand
 {
@@ -19,7 +28,12 @@ public static class FinetuneCommand
     {
         var d = new TrainerOptions();  // the library's defaults are the CLI's
         var model = new Option<string>("--model") { Description = "Hugging Face model directory (config.json, safetensors, tokenizer.json)", Required = true };
-        var data = CliOptions.InputFileOption("--data", ".jsonl ({\"text\": …} per line) or .txt (one document per non-empty line)", required: true);
+        var data = CliOptions.InputFileOption("--data", DatasetInput.DataDescription, required: true);
+        var format = DatasetInput.FormatOption();
+        var chatTemplate = DatasetInput.ChatTemplateOption();
+        var trainOn = DatasetInput.TrainOnOption();
+        var evalData = CliOptions.InputFileOption("--eval-data", "held-out data in the same layout as --data: its loss (the same rows and labels, no training) goes into the progress line, losses.csv (eval_loss) and summary.md");
+        var evalEvery = CliOptions.OptionalPositiveInt("--eval-every", "with --eval-data: evaluate every N steps (default: only after the last step)");
         var output = new Option<string>("--out") { Description = "output directory: the PEFT adapter, checkpoints/, losses.csv, loss.png, summary.md", Required = true };
         var rank = CliOptions.PositiveInt("--rank", "LoRA rank r", d.Lora.Rank);
         var alpha = CliOptions.PositiveDouble("--alpha", "LoRA alpha (scale alpha/r)", d.Lora.Alpha);
@@ -51,9 +65,9 @@ public static class FinetuneCommand
         var shardOptimizer = CliOptions.OneOf("--shard-optimizer", "split AdamW's state over the GPUs (ZeRO-2 style: gradients reduce-scattered, each GPU updates 1/N of the adapters; auto: when --gpus N > 1)", "auto", "auto", "on", "off");
         var offloadOptimizer = new Option<bool>("--offload-optimizer") { Description = "keep the (sharded) AdamW moments in host memory and update them on the CPU (implies the sharded optimizer; also without --gpus)" };
         var prefetch = new Option<bool>("--prefetch") { Description = "with --gpus and the NF4 base sharded: all-gather the next layer on a side CUDA stream while the current one computes" };
-        var cmd = new Command("finetune", "QLoRA fine-tuning of a Hugging Face Llama on a text file; writes a PEFT LoRA adapter")
+        var cmd = new Command("finetune", "QLoRA fine-tuning of a Hugging Face model on text or chat data; writes a PEFT LoRA adapter")
         {
-            model, data, output, rank, alpha, dropout, targets, rslora, lr, steps, epochs, batch, seq, accum, packing, warmup, schedule,
+            model, data, format, chatTemplate, trainOn, evalData, evalEvery, output, rank, alpha, dropout, targets, rslora, lr, steps, epochs, batch, seq, accum, packing, warmup, schedule,
             clip, checkpointing, nondeterministic, saveEvery, resume, device, dtype, seed, chunked, gpus, shardBase,
             shardOptimizer, offloadOptimizer, prefetch,
         };
@@ -82,19 +96,27 @@ public static class FinetuneCommand
                 OffloadOptimizerState = r.GetValue(offloadOptimizer),
             };
             var worker = DistributedEnvironment.Read();
+            if (r.GetValue(evalData) is null && r.GetValue(evalEvery) is not null)
+                throw new CliException("--eval-every", "sets how often --eval-data is evaluated; add --eval-data FILE");
+            if (r.GetValue(evalData) is not null && (r.GetValue(gpus) is not null || worker is not null))
+                throw new CliException("--eval-data", "is not supported with --gpus yet (evaluate the adapter afterwards with sloth eval)");
             if (r.GetValue(prefetch)) CheckPrefetch(r.GetValue(gpus) ?? worker?.WorldSize, r.GetValue(shardBase)!);
             if (worker is null && r.GetValue(gpus) is { } n)
                 return Launch(n, r.GetValue(device)!, r.GetValue(model)!, WorkerArguments(r.Tokens.Select(t => t.Value)));
             return Run(r.GetValue(model)!, r.GetValue(data)!, options, r.GetValue(resume), CliOptions.ToDevice(r.GetValue(device)!),
-                       CliOptions.ToComputeDtype(r.GetValue(dtype)), worker, r.GetValue(shardBase)!, r.GetValue(prefetch));
+                       CliOptions.ToComputeDtype(r.GetValue(dtype)), worker, r.GetValue(shardBase)!, r.GetValue(prefetch),
+                       new DataSelection(r.GetValue(format)!, r.GetValue(chatTemplate), r.GetValue(trainOn)),
+                       r.GetValue(evalData) is { } evalPath ? new EvalSettings(evalPath, r.GetValue(evalEvery)) : null);
         });
         return cmd;
     }
 
     /// <summary>The command after parsing: <paramref name="dtype"/> null is the model's default.</summary>
     internal static int Run(string modelDir, string dataPath, TrainerOptions options, string? resumeDir, Device device, ScalarType? dtype,
-                            DistributedEnvironment? worker = null, string shardBase = "auto", bool prefetch = false)
+                            DistributedEnvironment? worker = null, string shardBase = "auto", bool prefetch = false,
+                            DataSelection? selection = null, EvalSettings? eval = null)
     {
+        selection ??= new DataSelection();
         ModelCommandSupport.RequireModelDirectory(modelDir);
         if (worker is not null) device = new Device(DeviceType.CUDA, worker.Device);
         // Rank 0 (or the only process) talks; the other workers only report errors.
@@ -125,10 +147,16 @@ public static class FinetuneCommand
         {
             throw new CliException("--targets", e.Message);
         }
-        var documents = TextDocuments.Read(dataPath);
         var tokenizer = HfTokenizer.FromDirectory(modelDir);
-        var data = TrainingData.FromDocuments(tokenizer, documents, options.SequenceLength, options.Packing);
-        console.MarkupLine($"data: {documents.Count:N0} documents → {data.Rows.Count:N0} rows, {data.Tokens:N0} tokens ({Markup.Escape(dataPath)})");
+        var (data, dataText) = DatasetInput.LoadTraining(modelDir, dataPath, selection, tokenizer, options.SequenceLength, options.Packing);
+        console.MarkupLine($"data: {Markup.Escape(dataText)} → {data.Rows.Count:N0} rows, {data.Tokens:N0} tokens ({Markup.Escape(dataPath)})");
+        EvalPlan? evalPlan = null;
+        if (eval is not null)
+        {
+            var (evalData, evalText) = DatasetInput.LoadTraining(modelDir, eval.Path, selection, tokenizer, options.SequenceLength, options.Packing);
+            evalPlan = new EvalPlan(evalData, eval.Every, options.BatchSize, options.ChunkedLoss);
+            console.MarkupLine($"eval data: {Markup.Escape(evalText)} → {evalData.Rows.Count:N0} rows ({Markup.Escape(eval.Path)}), evaluated {(eval.Every is { } n ? $"every {n} steps" : "after the last step")}");
+        }
         options = options with { BaseModelNameOrPath = options.BaseModelNameOrPath ?? Path.GetFullPath(modelDir) };
         var load = new LoadOptions { Device = device, ComputeDtype = dtype };
         TrainResult result;
@@ -137,7 +165,7 @@ public static class FinetuneCommand
         {
             using var model = CausalLM.FromPretrained(modelDir, load);
             deviceText = $"{device} ({model.ComputeDtype}){OptimizerText(options, 1)}";
-            result = Train(model, data, options, checkpoint, "finetune");
+            result = Train(model, data, options, checkpoint, "finetune", evalPlan: evalPlan);
         }
         else
         {
@@ -158,12 +186,13 @@ public static class FinetuneCommand
         }
         if (!talk) return result.Interrupted ? DistributedLauncher.Interrupted : 0;
         var outDir = options.OutputDirectory!;
-        FinetuneReport.Write(outDir, result, options, [("model", Path.GetFullPath(modelDir)), ("data", $"{Path.GetFullPath(dataPath)} ({documents.Count} documents, {data.Rows.Count} rows)"),
-            ("device", deviceText)]);
+        FinetuneReport.Write(outDir, result, options, [("model", Path.GetFullPath(modelDir)), ("data", $"{Path.GetFullPath(dataPath)} ({dataText}, {data.Rows.Count} rows)"),
+            ("device", deviceText), .. (eval is null ? [] : new[] { ("eval data", Path.GetFullPath(eval.Path)) })],
+            evalLosses: evalPlan?.Losses);
         if (result.Interrupted)
         {
             Console.WriteLine($"interrupted at step {result.Steps}/{result.TotalSteps}; checkpoint: {result.LastCheckpoint}");
-            Console.WriteLine($"continue with: sloth finetune --model {modelDir} --data {dataPath} --out {outDir} --resume {result.LastCheckpoint}");
+            Console.WriteLine($"continue with: sloth finetune --model {modelDir} --data {dataPath}{DataArguments(selection)} --out {outDir} --resume {result.LastCheckpoint}");
             return 130;
         }
         Console.WriteLine($"adapter: {Path.GetFullPath(outDir)} (adapter_config.json + adapter_model.safetensors)");
@@ -171,13 +200,25 @@ public static class FinetuneCommand
         return 0;
     }
 
+    /// <summary>The data options to repeat on a resume (the checkpoint's fingerprint checks the rows are the same).</summary>
+    private static string DataArguments(DataSelection s) =>
+        (s.Format == "auto" ? "" : $" --format {s.Format}") + (s.ChatTemplate is null ? "" : $" --chat-template {s.ChatTemplate}")
+        + (s.TrainOn is null ? "" : $" --train-on {s.TrainOn}");
+
     /// <summary>Creates the trainer (resuming when asked) and runs it under the live progress bar.</summary>
     internal static TrainResult Train(CausalLM model, TrainingData data, TrainerOptions options, string? checkpoint, string label,
-                                      ICommunicator? communicator = null, bool showProgress = true)
+                                      ICommunicator? communicator = null, bool showProgress = true, EvalPlan? evalPlan = null)
     {
         using var trainer = new Trainer(model, data, options, communicator);
         if (checkpoint is not null) trainer.ResumeFrom(checkpoint);
-        return FinetuneProgress.Run(trainer, label, showProgress);
+        Func<int, double?>? evaluate = evalPlan is null ? null : step =>
+        {
+            if (!(evalPlan.Every is { } n ? step % n == 0 || step == trainer.TotalSteps : step == trainer.TotalSteps)) return null;
+            var loss = HeldOutLoss.Compute(model, evalPlan.Data, evalPlan.BatchSize, evalPlan.ChunkedLoss);
+            evalPlan.Losses[step] = loss;
+            return loss;
+        };
+        return FinetuneProgress.Run(trainer, label, showProgress, evaluate);
     }
 
     /// <summary>--prefetch needs --gpus and a sharded base (nothing is gathered otherwise).</summary>

@@ -14,7 +14,9 @@ internal static class FinetuneProgress
 
     /// <param name="showProgress">false: no progress output at all (a distributed job's ranks other than 0); Ctrl-C /
     /// SIGTERM still stop after the step.</param>
-    public static TrainResult Run(Trainer trainer, string label, bool showProgress = true)
+    /// <param name="evaluateAfter">called after each step with the step number; returns the held-out loss when it
+    /// evaluated at that step (shown in the progress line until the next evaluation), else null.</param>
+    public static TrainResult Run(Trainer trainer, string label, bool showProgress = true, Func<int, double?>? evaluateAfter = null)
     {
         using var cts = new CancellationTokenSource();
         void Stop()
@@ -35,7 +37,9 @@ internal static class FinetuneProgress
         });
         try
         {
-            if (!showProgress) return trainer.Train(null, cts.Token);
+            if (!showProgress)
+                return trainer.Train(evaluateAfter is null ? null : new SyncProgress<TrainProgress>(p => evaluateAfter(p.Step)), cts.Token);
+            double? lastEval = null;
             TrainResult? result = null;
             var inv = CultureInfo.InvariantCulture;
             Stderr.Progress()
@@ -47,9 +51,11 @@ internal static class FinetuneProgress
                     task.Value = trainer.Step;
                     result = trainer.Train(new SyncProgress<TrainProgress>(p =>
                     {
+                        if (evaluateAfter?.Invoke(p.Step) is { } e) lastEval = e;
+                        var eval = lastEval is { } l ? string.Create(inv, $"  eval {l:F4}") : "";
                         var mem = p.GpuMemoryUsedBytes is { } used ? $"  gpu {used / 1e9:F1}/{p.GpuMemoryTotalBytes / 1e9:F0} GB" : "";
                         task.Description = Markup.Escape(string.Create(inv,
-                            $"{label} step {p.Step}/{p.TotalSteps}  loss {p.Loss:F4}  lr {p.LearningRate:E2}  {p.TokensPerSecond:N0} tok/s  ETA {Eta(p.Eta)}{mem}"));
+                            $"{label} step {p.Step}/{p.TotalSteps}  loss {p.Loss:F4}{eval}  lr {p.LearningRate:E2}  {p.TokensPerSecond:N0} tok/s  ETA {Eta(p.Eta)}{mem}"));
                         task.Value = p.Step;
                     }), cts.Token);
                 });

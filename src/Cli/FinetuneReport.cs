@@ -8,13 +8,18 @@ namespace SlothSharp.Cli;
 internal static class FinetuneReport
 {
     public static void Write(string outDir, TrainResult result, TrainerOptions options, IReadOnlyList<(string Key, string Value)> facts,
-                             string? extraMarkdown = null)
+                             string? extraMarkdown = null, IReadOnlyDictionary<int, double>? evalLosses = null)
     {
         Directory.CreateDirectory(outDir);
         var inv = CultureInfo.InvariantCulture;
-        var csv = new StringBuilder("step,loss,learning_rate\n");
+        // The eval_loss column only when held-out data was given (empty on the steps it was not computed).
+        var csv = new StringBuilder(evalLosses is null ? "step,loss,learning_rate\n" : "step,loss,learning_rate,eval_loss\n");
         for (var i = 0; i < result.Losses.Count; i++)
-            csv.Append(inv, $"{i + 1},{result.Losses[i].ToString("R", inv)},{result.LearningRates[i].ToString("R", inv)}\n");
+        {
+            csv.Append(inv, $"{i + 1},{result.Losses[i].ToString("R", inv)},{result.LearningRates[i].ToString("R", inv)}");
+            if (evalLosses is not null) csv.Append(',').Append(evalLosses.TryGetValue(i + 1, out var e) ? e.ToString("R", inv) : "");
+            csv.Append('\n');
+        }
         WriteAtomically(Path.Combine(outDir, "losses.csv"), csv.ToString());
         if (result.Losses.Count > 0) Plot(Path.Combine(outDir, "loss.png"), result.Losses);
 
@@ -29,6 +34,11 @@ internal static class FinetuneReport
         {
             var k = Math.Min(10, result.Losses.Count);
             md.Append(inv, $"- loss: first {result.Losses[0]:F4}, last {result.Losses[^1]:F4} (mean of the first {k} steps {result.Losses.Take(k).Average():F4}, of the last {k} {result.Losses.TakeLast(k).Average():F4})\n");
+        }
+        if (evalLosses is { Count: > 0 })
+        {
+            var lastEval = evalLosses.MaxBy(kv => kv.Key);
+            md.Append(inv, $"- eval loss: {lastEval.Value:F4} at step {lastEval.Key} (first {evalLosses.MinBy(kv => kv.Key).Value:F4}; {evalLosses.Count} evaluations, eval_loss in losses.csv)\n");
         }
         md.Append(inv, $"- tokens trained on: {result.Tokens:N0}; this session's wall time {result.Elapsed.TotalSeconds:F1} s\n");
         if (extraMarkdown is not null) md.Append('\n').Append(extraMarkdown).Append('\n');

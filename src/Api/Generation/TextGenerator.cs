@@ -16,6 +16,9 @@ public static class TextGenerator
     public static IEnumerable<int> Generate(CausalLM model, IReadOnlyList<int> promptIds, GenerationOptions options) =>
         Generate(new CausalLmAdapter(model), promptIds, options);
 
+    /// <summary>The ids generation stops at by default: config.json's eos_token_id and generation_config.json's.</summary>
+    public static IReadOnlyList<int> DefaultStopTokenIds(CausalLM model) => CausalLmAdapter.StopIds(model);
+
     internal static IEnumerable<int> Generate(ICausalLm model, IReadOnlyList<int> promptIds, GenerationOptions options)
     {
         ArgumentNullException.ThrowIfNull(model);
