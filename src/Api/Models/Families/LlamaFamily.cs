@@ -8,7 +8,7 @@ public class LlamaFamily : ModelFamily
 {
     public override string Name => "llama";
     public override IReadOnlyList<string> ModelTypes { get; } = ["llama"];
-    public override string ArchitectureClass => "CausalLM";
+    public override string ArchitectureClass => "LlamaForCausalLM";
 
     internal override ModelConfig ReadConfig(JsonFields j, JsonObject root)
     {
