@@ -14,6 +14,19 @@ sloth_status validate_nf4_sizes(const char* fn, int64_t n, int32_t blocksize, in
     return SLOTH_OK;
 }
 
+/// The six arrays of a double-quantized NF4 weight (bitsandbytes' layout), checked in one place for every entry point
+/// that reads one.
+sloth_status require_nf4_weight(const char* fn, const uint8_t* packed, const uint8_t* absmax_codes, const float* nested_code_map,
+                                const float* nested_absmax, const float* nested_offset, const float* nf4_code_table) {
+    SLOTH_CHECK(require_ptr(fn, packed, "packed"));
+    SLOTH_CHECK(require_ptr(fn, absmax_codes, "absmax_codes"));
+    SLOTH_CHECK(require_ptr(fn, nested_code_map, "nested_code_map"));
+    SLOTH_CHECK(require_ptr(fn, nested_absmax, "nested_absmax"));
+    SLOTH_CHECK(require_ptr(fn, nested_offset, "nested_offset"));
+    SLOTH_CHECK(require_ptr(fn, nf4_code_table, "nf4_code_table"));
+    return SLOTH_OK;
+}
+
 }  // namespace
 
 extern "C" {
@@ -25,12 +38,7 @@ SLOTH_API sloth_status sloth_nf4_dequantize(const uint8_t* packed, const uint8_t
                                             void* out, int32_t device, void* stream) {
     const char* fn = __func__;
     return guarded(fn, [&] {
-        SLOTH_CHECK(require_ptr(fn, packed, "packed"));
-        SLOTH_CHECK(require_ptr(fn, absmax_codes, "absmax_codes"));
-        SLOTH_CHECK(require_ptr(fn, nested_code_map, "nested_code_map"));
-        SLOTH_CHECK(require_ptr(fn, nested_absmax, "nested_absmax"));
-        SLOTH_CHECK(require_ptr(fn, nested_offset, "nested_offset"));
-        SLOTH_CHECK(require_ptr(fn, nf4_code_table, "nf4_code_table"));
+        SLOTH_CHECK(require_nf4_weight(fn, packed, absmax_codes, nested_code_map, nested_absmax, nested_offset, nf4_code_table));
         SLOTH_CHECK(require_ptr(fn, out, "out"));
         SLOTH_CHECK(validate_nf4_sizes(fn, n, blocksize, nested_blocksize));
         SLOTH_CHECK(require_dtype(fn, out_dtype, "out_dtype"));
@@ -84,12 +92,7 @@ SLOTH_API sloth_status sloth_nf4_gemv(const void* x, sloth_dtype dtype, int64_t 
         SLOTH_CHECK(require_blocksize(fn, blocksize, "blocksize"));
         SLOTH_CHECK(require_blocksize(fn, nested_blocksize, "nested_blocksize"));
         SLOTH_CHECK(require_ptr(fn, x, "x"));
-        SLOTH_CHECK(require_ptr(fn, packed, "packed"));
-        SLOTH_CHECK(require_ptr(fn, absmax_codes, "absmax_codes"));
-        SLOTH_CHECK(require_ptr(fn, nested_code_map, "nested_code_map"));
-        SLOTH_CHECK(require_ptr(fn, nested_absmax, "nested_absmax"));
-        SLOTH_CHECK(require_ptr(fn, nested_offset, "nested_offset"));
-        SLOTH_CHECK(require_ptr(fn, nf4_code_table, "nf4_code_table"));
+        SLOTH_CHECK(require_nf4_weight(fn, packed, absmax_codes, nested_code_map, nested_absmax, nested_offset, nf4_code_table));
         SLOTH_CHECK(require_ptr(fn, y, "y"));
         // y must not overlap x: the GPU threads of one row write y while others still read x.
         const auto xb = reinterpret_cast<uintptr_t>(x), yb = reinterpret_cast<uintptr_t>(y);

@@ -17,8 +17,6 @@ namespace SlothSharp.Data;
 /// </summary>
 public static class DatasetReader
 {
-    private static readonly UTF8Encoding StrictUtf8 = new(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true);
-
     /// <summary>The extensions <see cref="Read"/> accepts.</summary>
     public static readonly IReadOnlyList<string> Extensions = [".jsonl", ".json", ".parquet"];
 
@@ -41,22 +39,9 @@ public static class DatasetReader
 
     private static List<DatasetRow> ReadJsonLines(string path)
     {
-        var bytes = File.ReadAllBytes(path);
         var rows = new List<DatasetRow>();
-        var start = bytes.AsSpan().StartsWith("\uFEFF"u8) ? 3 : 0;
-        for (var lineNo = 1; start < bytes.Length; lineNo++)
+        foreach (var (lineNo, line) in Utf8Lines.Read(path))
         {
-            var nl = Array.IndexOf(bytes, (byte)'\n', start);
-            var end = nl < 0 ? bytes.Length : nl;
-            var len = end - start;
-            if (len > 0 && bytes[end - 1] == '\r') len--;
-            string line;
-            try { line = StrictUtf8.GetString(bytes, start, len); }
-            catch (DecoderFallbackException e)
-            {
-                throw new InvalidDataException($"{path}: line {lineNo}: invalid UTF-8 (byte offset {start + e.Index} in the file)", e);
-            }
-            start = nl < 0 ? bytes.Length : nl + 1;
             if (string.IsNullOrWhiteSpace(line)) continue;
             JsonNode? node;
             try { node = JsonNode.Parse(line); }
@@ -72,7 +57,7 @@ public static class DatasetReader
     {
         var bytes = File.ReadAllBytes(path);
         // Validate the encoding first: System.Text.Json would also reject invalid UTF-8, but only as a JSON error.
-        try { _ = StrictUtf8.GetCharCount(bytes); }
+        try { _ = Utf8Lines.Strict.GetCharCount(bytes); }
         catch (DecoderFallbackException e)
         {
             var line = 1 + bytes.AsSpan(0, Math.Max(0, e.Index)).Count((byte)'\n');

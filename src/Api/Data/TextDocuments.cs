@@ -10,8 +10,6 @@ namespace SlothSharp.Data;
 /// </summary>
 public static class TextDocuments
 {
-    private static readonly UTF8Encoding StrictUtf8 = new(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true);
-
     public static IReadOnlyList<string> Read(string path)
     {
         ArgumentNullException.ThrowIfNull(path);
@@ -20,40 +18,13 @@ public static class TextDocuments
             throw new InvalidDataException($"{path}: unknown extension '{ext}': expected .jsonl (one {{\"text\": …}} per line) or .txt (one document per line)");
         if (!File.Exists(path)) throw new FileNotFoundException($"{path}: not found", path);
         var docs = new List<string>();
-        var lineNo = 0;
-        foreach (var line in Lines(path))
+        foreach (var (lineNo, line) in Utf8Lines.Read(path))
         {
-            lineNo++;
             if (string.IsNullOrWhiteSpace(line)) continue;
             docs.Add(ext == ".txt" ? line : ParseJsonLine(path, lineNo, line));
         }
         if (docs.Count == 0) throw new InvalidDataException($"{path}: no documents (the file is empty or has only blank lines)");
         return docs;
-    }
-
-    private static IEnumerable<string> Lines(string path)
-    {
-        var bytes = File.ReadAllBytes(path);
-        var start = bytes.AsSpan().StartsWith(new byte[] { 0xEF, 0xBB, 0xBF }) ? 3 : 0;
-        var lineNo = 0;
-        while (start <= bytes.Length)
-        {
-            var nl = Array.IndexOf(bytes, (byte)'\n', start);
-            var end = nl < 0 ? bytes.Length : nl;
-            lineNo++;
-            if (nl < 0 && start == bytes.Length) yield break;
-            var len = end - start;
-            if (len > 0 && bytes[end - 1] == '\r') len--;
-            string line;
-            try { line = StrictUtf8.GetString(bytes, start, len); }
-            catch (DecoderFallbackException e)
-            {
-                throw new InvalidDataException($"{path}: line {lineNo}: invalid UTF-8 (byte offset {start + e.Index} in the file)", e);
-            }
-            yield return line;
-            if (nl < 0) yield break;
-            start = nl + 1;
-        }
     }
 
     private static string ParseJsonLine(string path, int lineNo, string line)

@@ -15,6 +15,8 @@ internal sealed class CausalLmAdapter : ICausalLm
         ArgumentNullException.ThrowIfNull(model);
         _model = model;
         EosTokenIds = StopIds(model);
+        DynamicRopeLength = Enumerable.Range(0, model.Config.NumHiddenLayers).Select(model.Config.RopeOf)
+            .FirstOrDefault(r => r.IsDynamic)?.OriginalMaxPositionEmbeddings;
     }
 
     public Device Device => _model.Device;
@@ -36,8 +38,7 @@ internal sealed class CausalLmAdapter : ICausalLm
 
     public void ResetCache(IDisposable cache) => ((KvCache)cache).Reset();
 
-    public int? DynamicRopeLength => Enumerable.Range(0, _model.Config.NumHiddenLayers).Select(_model.Config.RopeOf)
-        .FirstOrDefault(r => r.IsDynamic)?.OriginalMaxPositionEmbeddings;
+    public int? DynamicRopeLength { get; }
 
     public Tensor Logits(Tensor hidden) => _model.Logits(hidden);
 

@@ -244,12 +244,9 @@ public sealed class CausalLM : Module
         config.ResolveTargets(Config);  // every target names a projection of this model
         using var gen = new Generator((ulong)seed);
         foreach (var layer in _model.Layers)
-        {
-            var prefix = DecoderLayout.LayerPrefix(layer.Index);
-            foreach (var (p, parent) in layer.Attention.Projections.Select(p => (p, "self_attn")).Concat(layer.Mlp.Projections.Select(p => (p, "mlp"))))
-                if (config.Targets($"{prefix}{parent}.{p.GetName()}"))
+            foreach (var (path, p) in layer.ProjectionPaths)
+                if (config.Targets(path))
                     p.AddLora(config.Rank, config.Scale, config.Dropout, gen);
-        }
         Lora = config;
         foreach (var (name, p) in named_parameters())
             p.requires_grad = IsLoraName(name);
@@ -281,11 +278,10 @@ public sealed class CausalLM : Module
             foreach (var n in layer.Norms) sources[$"{prefix}{n.GetName()}.weight"] = () => n.Weight;
             if (layer.Attention.QNorm is { } qn) sources[$"{prefix}self_attn.q_norm.weight"] = () => qn.Weight;
             if (layer.Attention.KNorm is { } kn) sources[$"{prefix}self_attn.k_norm.weight"] = () => kn.Weight;
-            foreach (var (p, parent) in layer.Attention.Projections.Select(p => (p, "self_attn")).Concat(layer.Mlp.Projections.Select(p => (p, "mlp"))))
+            foreach (var (path, p) in layer.ProjectionPaths)
             {
-                var key = $"{prefix}{parent}.{p.GetName()}";
-                sources[key + ".weight"] = p.MergedWeight;
-                if (p.Bias is { } bias) sources[key + ".bias"] = () => bias;
+                sources[path + ".weight"] = p.MergedWeight;
+                if (p.Bias is { } bias) sources[path + ".bias"] = () => bias;
             }
         }
         foreach (var (name, _, _) in DecoderLayout.Tensors(Config))

@@ -210,6 +210,12 @@ internal sealed class DecoderLayer : Module<Tensor, Tensor>
     /// <summary>Every projection of the layer, in module order.</summary>
     public IEnumerable<Projection> Projections => Attention.Projections.Concat(Mlp.Projections);
 
+    /// <summary>Every projection with its module path in the checkpoint ("model.layers.0.self_attn.q_proj"), in module
+    /// order: the names LoRA targets match and merged weights are written under.</summary>
+    public IEnumerable<(string Path, Projection Projection)> ProjectionPaths =>
+        Attention.Projections.Select(p => ($"{DecoderLayout.LayerPrefix(Index)}self_attn.{p.GetName()}", p))
+            .Concat(Mlp.Projections.Select(p => ($"{DecoderLayout.LayerPrefix(Index)}mlp.{p.GetName()}", p)));
+
     /// <summary>Called at the start of every computation of this layer (a forward, and the recomputation of a
     /// checkpointed layer in backward); what it returns is disposed when done. Sharding (ShardedCausalLM) all-gathers
     /// the layer's NF4 weights here and frees them on dispose. Null: nothing.</summary>

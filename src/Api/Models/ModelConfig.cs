@@ -193,7 +193,7 @@ public sealed record ModelConfig
     public override string ToString()
     {
         var extras = new List<string>();
-        if (SlidingWindow is { } w) extras.Add($"window {w}{(SlidingLayers.Explicit is null && SlidingLayers.Period == 0 && SlidingLayers.FromLayer == 0 ? "" : " on some layers")}");
+        if (SlidingWindow is { } w) extras.Add($"window {w}{(SlidingLayers.Equals(LayerPattern.All) ? "" : " on some layers")}");
         if (AttentionSoftcap is { } a) extras.Add($"attention soft-cap {a}");
         if (FinalLogitSoftcap is { } f) extras.Add($"logit soft-cap {f}");
         if (TieWordEmbeddings) extras.Add("tied");
