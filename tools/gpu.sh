@@ -25,6 +25,17 @@ cmd_gpu_bundle() {
     done
     [ -f "$ROOT/tests/data/README.md" ] || die "the tests' data folder (tests/data) is missing"
     [ -f "$b/stage/apps/sloth/sloth.dll" ] || die "the CLI is missing from the bundle"
+    # The three apps share most assemblies and native assets: a file identical to the test app's copy becomes a hard
+    # link to it, which tar stores once (the tree that travels is capped at 64 MiB). Windows-only folders go.
+    rm -rf "$b/stage/apps/SlothSharp.Bench/"{arm64,x64,x86}
+    local f rel
+    for name in SlothSharp.Bench sloth; do
+        while IFS= read -r -d '' f; do
+            rel="${f#"$b/stage/apps/$name/"}"
+            [ -f "$b/stage/apps/SlothSharp.Tests/$rel" ] && cmp -s "$f" "$b/stage/apps/SlothSharp.Tests/$rel" \
+                && ln -f "$b/stage/apps/SlothSharp.Tests/$rel" "$f"
+        done < <(find "$b/stage/apps/$name" -type f -print0)
+    done
     { git -C "$ROOT" rev-parse HEAD; git -C "$ROOT" diff --quiet HEAD || echo "(+ uncommitted changes)"; } > "$b/stage/commit.txt" 2>/dev/null || true
     # -9: a 64 MiB dictionary, so the apps' shared assemblies compress once (the tree that travels is capped at 64 MiB).
     XZ_OPT=-9 tar -C "$b/stage" -cJf "$b/bundle.tar.xz" . && rm -rf "$b/stage"
