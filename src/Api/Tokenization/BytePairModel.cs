@@ -24,6 +24,18 @@ internal sealed class BytePairModel
     private readonly bool _fuseUnk;
     private readonly int[]? _byteFallbackIds;
     private readonly bool _byteLevel;
+    // Vocabulary ids of single BMP characters (-1: not a token): the first step of every word looks each character
+    // up, and an array read is several times cheaper than hashing a one-char span.
+    private readonly int[] _charIds;
+    // SentencePiece-style vocabularies (no pre-tokenizer: a whole text is one word) mark word starts with '▁'. A text
+    // can be cut before a '▁' wherever no token contains the preceding character followed by '▁': no merge can
+    // cross such a cut, so the pieces' BPE results, concatenated, are the whole text's, and the pieces are short and
+    // repeat (the word cache serves them). Null when the cut does not apply (byte-level or ignore_merges models, or
+    // no '▁' token). Else: the characters after which a '▁' may belong to the same token (never cut there).
+    private const char Metaspace = '\u2581';
+    private readonly bool[]? _joinsMetaspace;
+    // One merge queue per thread, reused from word to word (EncodeBatch encodes documents on many threads).
+    [ThreadStatic] private static PriorityQueue<int, long>? t_queue;
     private readonly ConcurrentDictionary<string, int[]> _cache = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, int[]>.AlternateLookup<ReadOnlySpan<char>> _cacheBySpan;
     private int _cacheCount;
@@ -43,6 +55,17 @@ internal sealed class BytePairModel
         _fuseUnk = fuseUnk;
         _byteLevel = byteLevel;
         _cacheBySpan = _cache.GetAlternateLookup<ReadOnlySpan<char>>();
+        _charIds = new int[char.MaxValue + 1];
+        Array.Fill(_charIds, -1);
+        foreach (var (token, tokenId) in vocab)
+            if (token.Length == 1 && !char.IsSurrogate(token[0])) _charIds[token[0]] = tokenId;
+        if (!byteLevel && !ignoreMerges && _charIds[Metaspace] >= 0)
+        {
+            _joinsMetaspace = new bool[char.MaxValue + 1];
+            foreach (var token in vocab.Keys)
+                for (var k = 1; k < token.Length; k++)
+                    if (token[k] == Metaspace && token[k - 1] != Metaspace) _joinsMetaspace[token[k - 1]] = true;
+        }
         if (byteFallback)
         {
             // "<0x0A>": tokenizers formats the byte as {:#04X} (lower-case 0x, upper-case digits).
@@ -55,13 +78,31 @@ internal sealed class BytePairModel
 
     public static long PairKey(int a, int b) => ((long)a << 32) | (uint)b;
 
+    private static long Priority(int rank, int position) => ((long)rank << 32) | (uint)position;
+
     /// <summary>Appends the ids of one pre-token.</summary>
     public void EncodeWord(ReadOnlySpan<char> word, List<int> output)
+    {
+        if (_joinsMetaspace is null) { EncodePiece(word, output); return; }
+        var start = 0;
+        for (var i = 1; i < word.Length; i++)
+        {
+            // A cut before this '▁' needs a previous character that is a token by itself (not byte fallback or
+            // unknown) and never joined to a following '▁' in the vocabulary.
+            var before = word[i - 1];
+            if (word[i] != Metaspace || before == Metaspace || _charIds[before] < 0 || _joinsMetaspace[before]) continue;
+            EncodePiece(word[start..i], output);
+            start = i;
+        }
+        EncodePiece(word[start..], output);
+    }
+
+    private void EncodePiece(ReadOnlySpan<char> word, List<int> output)
     {
         if (word.Length == 0) return;
         var cacheable = word.Length <= MaxCachedWordLength;
         if (cacheable && _cacheBySpan.TryGetValue(word, out var cached)) { output.AddRange(cached); return; }
-        var ids = Tokenize(_byteLevel ? ByteLevel.Encode(word) : word.ToString());
+        var ids = _byteLevel ? Tokenize(ByteLevel.Encode(word)) : Tokenize(word);
         if (cacheable)
         {
             // ConcurrentDictionary.Count takes every lock: count the insertions instead (approximately, after a Clear).
@@ -75,9 +116,9 @@ internal sealed class BytePairModel
         output.AddRange(ids);
     }
 
-    private int[] Tokenize(string word)
+    private int[] Tokenize(ReadOnlySpan<char> word)
     {
-        if (_ignoreMerges && _vocab.TryGetValue(word, out var whole)) return [whole];
+        if (_ignoreMerges && _vocabBySpan.TryGetValue(word, out var whole)) return [whole];
         // Symbols as a doubly linked list over the initial symbols; a merged-away symbol is marked dead.
         var capacity = word.Length * (_byteFallbackIds is null ? 1 : 4);
         var id = ArrayPool<int>.Shared.Rent(capacity);
@@ -102,9 +143,10 @@ internal sealed class BytePairModel
             while (i < word.Length)
             {
                 var n = char.IsHighSurrogate(word[i]) && i + 1 < word.Length && char.IsLowSurrogate(word[i + 1]) ? 2 : 1;
-                var ch = word.AsSpan(i, n);
+                var ch = word.Slice(i, n);
                 i += n;
-                if (_vocabBySpan.TryGetValue(ch, out var cid))
+                var cid = n == 1 ? _charIds[ch[0]] : -1;
+                if (cid >= 0 || (n == 2 && _vocabBySpan.TryGetValue(ch, out cid)))
                 {
                     if (pendingUnk) { Add(_unkId!.Value, id, prev, next, alive); pendingUnk = false; }
                     Add(cid, id, prev, next, alive);
@@ -131,26 +173,29 @@ internal sealed class BytePairModel
             }
             if (pendingUnk) Add(_unkId!.Value, id, prev, next, alive);
 
-            var queue = new PriorityQueue<(int Pos, int Rank, int NewId), (int Rank, int Pos)>();
+            // Candidate merges keyed by (rank, position): the lowest rank first, the leftmost on ties. An entry is
+            // checked when it comes out, since merges around it may have changed the pair since it was queued (a
+            // pair's rank fixes its merged id, so an equal rank means the same merge).
+            var queue = t_queue ??= new PriorityQueue<int, long>();
+            queue.Clear();
             for (var k = 0; k + 1 < count; k++)
-                if (_merges.TryGetValue(PairKey(id[k], id[k + 1]), out var m)) queue.Enqueue((k, m.Rank, m.NewId), (m.Rank, k));
-            while (queue.TryDequeue(out var top, out _))
+                if (_merges.TryGetValue(PairKey(id[k], id[k + 1]), out var m)) queue.Enqueue(k, Priority(m.Rank, k));
+            while (queue.TryDequeue(out var pos, out var priority))
             {
-                if (!alive[top.Pos]) continue;
-                var right = next[top.Pos];
+                if (!alive[pos]) continue;
+                var right = next[pos];
                 if (right < 0) continue;
-                // The pair may have changed since it was queued: merge only if it still is the queued merge.
-                if (!_merges.TryGetValue(PairKey(id[top.Pos], id[right]), out var current) || current != (top.Rank, top.NewId)) continue;
-                id[top.Pos] = top.NewId;
+                if (!_merges.TryGetValue(PairKey(id[pos], id[right]), out var current) || current.Rank != (int)(priority >> 32)) continue;
+                id[pos] = current.NewId;
                 alive[right] = false;
                 var after = next[right];
-                next[top.Pos] = after;
-                if (after >= 0) prev[after] = top.Pos;
-                var before = prev[top.Pos];
-                if (before >= 0 && _merges.TryGetValue(PairKey(id[before], top.NewId), out var mb))
-                    queue.Enqueue((before, mb.Rank, mb.NewId), (mb.Rank, before));
-                if (after >= 0 && _merges.TryGetValue(PairKey(top.NewId, id[after]), out var ma))
-                    queue.Enqueue((top.Pos, ma.Rank, ma.NewId), (ma.Rank, top.Pos));
+                next[pos] = after;
+                if (after >= 0) prev[after] = pos;
+                var before = prev[pos];
+                if (before >= 0 && _merges.TryGetValue(PairKey(id[before], current.NewId), out var mb))
+                    queue.Enqueue(before, Priority(mb.Rank, before));
+                if (after >= 0 && _merges.TryGetValue(PairKey(current.NewId, id[after]), out var ma))
+                    queue.Enqueue(pos, Priority(ma.Rank, pos));
             }
             var length = 0;
             for (var k = count > 0 ? 0 : -1; k >= 0; k = next[k]) length++;
