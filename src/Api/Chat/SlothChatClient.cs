@@ -21,6 +21,9 @@ namespace SlothSharp.Chat;
 /// ids, the tokenizer's EOS or the template's end-of-turn token (<see cref="ChatFinishReason.Stop"/>), at the
 /// template's end-of-turn text or at one of <c>StopSequences</c> (the text is cut before it; also Stop), or after
 /// MaxOutputTokens or at max_position_embeddings (<see cref="ChatFinishReason.Length"/>).</para>
+/// <para>ChatOptions.ModelId is not used (a client serves the one model it holds); Tools, FrequencyPenalty,
+/// PresencePenalty and a JSON ResponseFormat are refused with <see cref="NotSupportedException"/> rather than ignored;
+/// Instructions join the leading system message (or become one).</para>
 /// <para>Usage: input tokens = the prompt's ids; output tokens = the ids the model generated, including the stop
 /// token or the token that completed a stop sequence.</para>
 /// <para>One generation runs at a time per client (later requests wait); the model's steps run on the thread pool,
