@@ -6,6 +6,8 @@ using static TorchSharp.torch;
 // SlothSharp benchmarks (GPU). Usage: SlothSharp.Bench [--results DIR] [--suite nf4|loss|step|all] [--quick] [--tiny] ("all" = nf4 + loss)
 // (--suite tokenizer [--tokenizer DIR]... [--corpus FILE] [--repeat N] [--threads N]: HfTokenizer tokens/s on the CPU)
 // (--suite step --tiny: the step suite on the CPU on a tiny model, a smoke test)
+// (--suite packing [--preset NAME] [--pack-length N] [--pack-rows N] [--batch N] [--documents N] [--min-length N] [--max-length N]
+//  [--warmup N] [--checkpointing K] [--seed N] [--tiny]: packed vs padded QLoRA steps on a length mix of conversations)
 // (internal child modes: --measure-memory SHAPE METHOD, --suite loss-time with SLOTH_BENCH_SHAPE,
 //  --suite step-row --shape S --path fused|reference --checkpointing 0|K (every K-th layer) --device cpu|cuda, --suite step-loss --shape S --device D)
 if (Arg("--suite") == "tokenizer") return TokenizerSpeed.Run(args);
@@ -20,6 +22,8 @@ if (suite == "step-row")
     return StepSuite.RunRow(Arg("--shape") ?? "1b", Arg("--path") ?? "fused", int.Parse(Arg("--checkpointing") ?? "0"), Arg("--device") ?? "cuda");
 if (suite == "step-loss") return StepSuite.RunLossMatch(Arg("--shape") ?? "1b", Arg("--device") ?? "cuda");
 if (suite == "step" && tiny) return StepSuite.Run(results, "CPU (--tiny)", tiny: true);
+if (suite == "packing-mode") return PackingSuite.RunMode(args, Arg("--mode") ?? "packed", Arg("--device") ?? "cuda");
+if (suite == "packing" && tiny) return PackingSuite.Run(args, results, "CPU (--tiny)", tiny: true);
 if (suite is "ce-sweep-shape" or "ce-sweep" && LossProblem.Dev.type == TorchSharp.DeviceType.CPU) // SLOTH_BENCH_DEVICE=cpu: smoke test
     return suite == "ce-sweep" ? CeSweep.Run(results, "CPU (smoke test)") : CeSweep.RunShape();
 
@@ -48,6 +52,7 @@ if (suite is "nf4" or "all")
 }
 if (suite is "loss" or "all") LossSuite.Run(results, device, quick);
 if (suite == "step") return StepSuite.Run(results, device, tiny: false);
+if (suite == "packing") return PackingSuite.Run(args, results, device, tiny: false);
 return 0;
 
 string? Arg(string name)

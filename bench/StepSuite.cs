@@ -139,7 +139,7 @@ internal static class StepSuite
     }
 
     /// <summary>cudaMemGetInfo readings (total − free: what the process and its caching allocator hold on the device).</summary>
-    private sealed class MemoryWatch
+    internal sealed class MemoryWatch
     {
         private readonly bool _on;
         private readonly long _idle;
@@ -196,7 +196,7 @@ internal static class StepSuite
         return rows.All(r => r.Error is null) && losses is not null ? 0 : 1;
     }
 
-    private static string Tail(string output) => string.Join(" / ", output.Split('\n').Where(l => l.Trim().Length > 0).TakeLast(4)).Replace("|", "\\|");
+    internal static string Tail(string output) => string.Join(" / ", output.Split('\n').Where(l => l.Trim().Length > 0).TakeLast(4)).Replace("|", "\\|");
 
     /// <summary>0: none; 1: every layer; 2: every other layer (layers 0, 2, 4, …); 4: every fourth (1B: 4 of 16, the
     /// fused path only, to keep the suite within its GPU-time budget).</summary>
@@ -214,10 +214,10 @@ internal static class StepSuite
     /// must be in the process environment before start: .NET's Environment.SetEnvironmentVariable does not reach
     /// the C environment). Expandable segments let freed blocks be reused across sizes, so cudaMemGetInfo's peak
     /// measures live data rather than fragmentation. An explicit PYTORCH_CUDA_ALLOC_CONF of the caller wins.</summary>
-    private static readonly string AllocatorConfig =
+    internal static readonly string AllocatorConfig =
         Environment.GetEnvironmentVariable("PYTORCH_CUDA_ALLOC_CONF") is { Length: > 0 } given ? given : "expandable_segments:True";
 
-    private static (bool Ok, string? Line, string Output) Child(string[] args, string prefix)
+    internal static (bool Ok, string? Line, string Output) Child(string[] args, string prefix)
     {
         var r = ChildProcess.RunSelf(args, new ChildProcessOptions
         {

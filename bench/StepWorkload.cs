@@ -1,3 +1,4 @@
+using SlothSharp.Data;
 using SlothSharp.Losses;
 using SlothSharp.Models;
 using SlothSharp.Optim;
@@ -51,6 +52,8 @@ internal sealed class StepWorkload : IDisposable
     private readonly List<Tensor> _batches = [];
     private readonly FusedAdamW _optimizer;
 
+    /// <param name="batch">Rows of the random batches; 0: none are made (the caller steps on its own batches through
+    /// <see cref="Step(TrainingBatch, Action{int}?)"/>).</param>
     /// <param name="checkpointInterval">0: no gradient checkpointing; k ≥ 1: every k-th decoder layer (from layer 0)
     /// is recomputed in backward (1 = all).</param>
     public StepWorkload(ModelConfig config, int batch, int seqLen, Device device, bool fused, int checkpointInterval)
@@ -66,7 +69,7 @@ internal sealed class StepWorkload : IDisposable
         _optimizer = new FusedAdamW(Model.LoraParameters().Select(kv => kv.Value), lr: 2e-4, weightDecay: 0);
         // Drawn on the CPU from a fixed seed: the same ids for every process and path.
         using var gen = new Generator(1234);
-        for (var i = 0; i < DistinctBatches; i++)
+        for (var i = 0; i < (batch > 0 ? DistinctBatches : 0); i++)
             _batches.Add(randint(0, config.VocabSize, [batch, seqLen], ScalarType.Int64, generator: gen).to(device).DetachFromDisposeScope());
     }
 
@@ -83,6 +86,26 @@ internal sealed class StepWorkload : IDisposable
         var hidden = Model.Forward(ids);
         phase?.Invoke(0);
         var loss = CausalLmLoss.Compute(Model, hidden, ids);
+        phase?.Invoke(1);
+        loss.backward();
+        phase?.Invoke(2);
+        _optimizer.step();
+        phase?.Invoke(3);
+        return loss.detach().MoveToOuterDisposeScope();
+    }
+
+    /// <summary>One optimizer step on a collated batch (padded rows, or packed rows with restarting positions and
+    /// block-diagonal attention when it holds several documents per row); the loss is the mean over its trained
+    /// targets. <paramref name="phase"/> as in <see cref="Step(int, Action{int}?)"/>.</summary>
+    public Tensor Step(TrainingBatch batch, Action<int>? phase = null)
+    {
+        using var scope = NewDisposeScope();
+        _optimizer.zero_grad();
+        var hidden = batch.MultiDocument
+            ? Model.Forward(batch.InputIds, batch.AttentionMask, null, batch.PositionIds, batch.SequenceIds)
+            : Model.Forward(batch.InputIds, batch.AttentionMask);
+        phase?.Invoke(0);
+        var loss = CausalLmLoss.Compute(Model, hidden, batch.Labels);
         phase?.Invoke(1);
         loss.backward();
         phase?.Invoke(2);
