@@ -47,7 +47,7 @@ internal static class GenerateCommand
                 return Run(r.GetValue(model)!, r.GetValue(adapter), text!, options, dev, dt, Console.Out);
             }
             return RunBatch(r.GetValue(model)!, r.GetValue(adapter), file, r.GetValue(batch), r.GetValue(outFile), r.GetValue(chatTemplate),
-                            options, dev, dt, Console.Out, Console.Error);
+                            options, dev, dt, r.InvocationConfiguration.Output, r.InvocationConfiguration.Error);
         });
         return cmd;
     }
