@@ -50,7 +50,8 @@ internal sealed class FakeCausalLm : ICausalLm
         return new Cache(maxLength);
     }
 
-    public Tensor Forward(Tensor inputIds, Tensor? attentionMask, IDisposable? cache)
+    /// <summary>Positions are the token's index in its (single-row) sequence; given positionIds must agree.</summary>
+    public Tensor Forward(Tensor inputIds, Tensor? attentionMask, IDisposable? cache, Tensor? positionIds = null)
     {
         ForwardCalls++;
         Masks.Add(attentionMask is null ? null : (attentionMask.sum().item<long>(), attentionMask.numel()));
@@ -65,6 +66,8 @@ internal sealed class FakeCausalLm : ICausalLm
             c.Tokens.AddRange(inputIds.data<long>());
         }
         var total = past + t;
+        if (positionIds is not null && !positionIds.reshape(-1).eq(arange(past, total, ScalarType.Int64)).all().item<bool>())
+            throw new ArgumentException("fake model: positionIds must continue the sequence");
         if (total > MaxPositionEmbeddings) throw new ArgumentException("too long");
         var e = _embedding.index_select(0, ids.reshape(-1)).reshape(b, total, -1);
         var counts = arange(1, total + 1, ScalarType.Float32).reshape(1, total, 1);

@@ -15,8 +15,8 @@ public sealed record EvalResult(double Loss, long Tokens);
 /// documents divided by their count (so long documents weigh more, as in perplexity). Computed with the fused LM-head
 /// loss (no [B, T, V] logits). A sequence longer than the window (maxLength, default max_position_embeddings) is
 /// cut into windows of that length that overlap by one token: each token is still predicted exactly once, from the
-/// tokens of its own window only (the context restarts at each window). Batches are padded on the right; padding is
-/// masked out and ignored by the loss.
+/// tokens of its own window only (the context restarts at each window). Batches are padded on the right; causal
+/// attention keeps padding out of every real token's context, and the loss ignores it.
 /// </summary>
 public static class Evaluator
 {
@@ -92,21 +92,21 @@ public static class Evaluator
         var b = batch.Count;
         var t = batch.Max(s => s.Length);
         var ids = new long[b * t];
-        var mask = new long[b * t];
         var labels = new long[b * t];
         for (var r = 0; r < b; r++)
             for (var c = 0; c < t; c++)
             {
                 var inside = c < batch[r].Length;
                 ids[r * t + c] = inside ? batch[r][c] : pad;
-                mask[r * t + c] = inside ? 1 : 0;
                 labels[r * t + c] = inside ? batch[r][c] : -100;
             }
         var device = model.Device;
         var input = tensor(ids, ScalarType.Int64).reshape(b, t).to(device);
-        var attention = batch.All(s => s.Length == t) ? null : tensor(mask, ScalarType.Int64).reshape(b, t).to(device);
+        // No attention mask: padding is on the right and attention is causal, so a real token never sees padding, and
+        // padding positions carry label −100. Without a mask the forward keeps the causal fast path (flash attention
+        // on CUDA) instead of building and reading a [B, 1, T, T] mask per window kind.
         var target = tensor(labels, ScalarType.Int64).reshape(b, t).to(device);
-        var hidden = model.Forward(input, attention, null);
+        var hidden = model.Forward(input, null, null);
         // Detached: the fused loss computes gradients during forward for inputs that require them (a trainable LM
         // head would), which evaluation must not pay for.
         var loss = CausalLmLoss.Compute(hidden.detach(), model.LmHeadWeight.detach(), model.FinalLogitSoftcap, target,

@@ -26,15 +26,15 @@ internal sealed class CausalLmAdapter : ICausalLm
     public Tensor LmHeadWeight => _model.LmHeadWeight;
     public double? FinalLogitSoftcap => _model.Config.FinalLogitSoftcap;
 
-    public Tensor Forward(Tensor inputIds, Tensor? attentionMask, IDisposable? cache)
+    public Tensor Forward(Tensor inputIds, Tensor? attentionMask, IDisposable? cache, Tensor? positionIds = null)
     {
         var wasTraining = _model.training;
         if (wasTraining) _model.eval();
-        try { return _model.Forward(inputIds, attentionMask, (KvCache?)cache); }
+        try { return _model.Forward(inputIds, attentionMask, (KvCache?)cache, positionIds); }
         finally { if (wasTraining) _model.train(); }
     }
 
-    public IDisposable NewKvCache(int batch, int maxLength) => _model.NewKvCache(batch, maxLength);
+    public IDisposable NewKvCache(int batch, int maxLength) => _model.NewBatchKvCache(batch, maxLength);
 
     public void ResetCache(IDisposable cache) => ((KvCache)cache).Reset();
 

@@ -1,15 +1,18 @@
 namespace SlothSharp.Generation;
 
 /// <summary>
-/// How <see cref="TextGenerator"/> picks tokens. Temperature 0: greedy (argmax; the lowest id on ties). Otherwise, as
-/// transformers' sampling warpers in this order: logits / Temperature, keep the TopK largest (0 = all; ties with the
-/// k-th are kept), keep the smallest set of most likely tokens whose probability reaches TopP (1 = all; at least one),
-/// then draw from the softmax with a CPU generator seeded by Seed (the same seed gives the same tokens).
+/// How <see cref="TextGenerator"/> and <see cref="BatchGenerator"/> pick tokens. First, as transformers'
+/// RepetitionPenaltyLogitsProcessor, the logits of tokens already in the sequence (prompt included) are divided by
+/// RepetitionPenalty when positive and multiplied by it when negative (1 = off; it applies to greedy too). Temperature
+/// 0: greedy (argmax; the lowest id on ties). Otherwise, as transformers' sampling warpers in this order: logits /
+/// Temperature, keep the TopK largest (0 = all; ties with the k-th are kept), keep the smallest set of most likely
+/// tokens whose probability reaches TopP (1 = all; at least one), then draw from the softmax with a generator on the
+/// logits' device seeded by Seed (the same seed, prompts and device give the same tokens).
 /// Generation stops after MaxNewTokens or at a token in StopTokenIds (null: the model config's EOS ids; the stop token
 /// is still yielded).
 /// </summary>
 public sealed record GenerationOptions(int MaxNewTokens = 64, double Temperature = 0, double TopP = 1, int TopK = 0, long Seed = 0,
-                                       IReadOnlyList<int>? StopTokenIds = null)
+                                       IReadOnlyList<int>? StopTokenIds = null, double RepetitionPenalty = 1)
 {
     /// <summary>Throws <see cref="ArgumentOutOfRangeException"/> naming the first invalid option.</summary>
     public void Validate()
@@ -17,6 +20,7 @@ public sealed record GenerationOptions(int MaxNewTokens = 64, double Temperature
         if (MaxNewTokens < 0) throw new ArgumentOutOfRangeException(nameof(MaxNewTokens), MaxNewTokens, "must be >= 0");
         if (!(Temperature >= 0) || double.IsInfinity(Temperature)) throw new ArgumentOutOfRangeException(nameof(Temperature), Temperature, "must be finite and >= 0 (0 = greedy)");
         if (!(TopP > 0 && TopP <= 1)) throw new ArgumentOutOfRangeException(nameof(TopP), TopP, "must be in (0, 1]");
+        if (!(RepetitionPenalty > 0) || double.IsInfinity(RepetitionPenalty)) throw new ArgumentOutOfRangeException(nameof(RepetitionPenalty), RepetitionPenalty, "must be finite and > 0 (1 = off)");
         if (TopK < 0) throw new ArgumentOutOfRangeException(nameof(TopK), TopK, "must be >= 0 (0 = off)");
     }
 }

@@ -16,9 +16,27 @@ internal interface ICausalLm
     double? FinalLogitSoftcap { get; }
     /// <summary>[V, H] in the compute dtype.</summary>
     Tensor LmHeadWeight { get; }
-    /// <summary>Final hidden states [B, T, H]; attentionMask [B, T] int64 (1 = token) or null; with a cache, positions
-    /// continue from the cached length and the cache is extended.</summary>
-    Tensor Forward(Tensor inputIds, Tensor? attentionMask, IDisposable? cache);
+    /// <summary>Final hidden states [B, T, H]; attentionMask [B, T] (or [B, cached + T] with a cache) int64 (1 = token)
+    /// or null; positionIds int64 [B, T] per row or null (then, with a cache, positions continue from the cached
+    /// length). With a cache the cache is extended.</summary>
+    Tensor Forward(Tensor inputIds, Tensor? attentionMask, IDisposable? cache, Tensor? positionIds = null);
+
+    /// <summary>
+    /// One decode step: ids int64 [B, 1] (one new token per row) at positions int64 [B, 1], attentionMask int64 [B, 1]
+    /// (0 = a finished row's filler, never attended to later) or null, through the cache (extended by one slot) to
+    /// float32 logits [B, V]. Every generation step goes through this one method, so a faster decode path (fused
+    /// kernels, CUDA graphs) can replace it in an implementation without touching the generators. The default is
+    /// <see cref="Forward"/> then <see cref="Logits"/> of the last position.
+    /// </summary>
+    Tensor DecodeLogits(Tensor ids, Tensor positions, Tensor? attentionMask, IDisposable cache)
+    {
+        using var scope = NewDisposeScope();
+        var hidden = Forward(ids, attentionMask, cache, positions);
+        return Logits(hidden.select(1, -1)).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>A cache for <paramref name="batch"/> rows of <paramref name="maxLength"/> slots each. Left-padded
+    /// batches may ask for more slots than max_position_embeddings (their positions stay below it).</summary>
     IDisposable NewKvCache(int batch, int maxLength);
     /// <summary>Forgets what a cache of <see cref="NewKvCache"/> holds.</summary>
     void ResetCache(IDisposable cache);

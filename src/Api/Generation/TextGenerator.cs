@@ -25,12 +25,7 @@ public static class TextGenerator
         ArgumentNullException.ThrowIfNull(promptIds);
         ArgumentNullException.ThrowIfNull(options);
         options.Validate();
-        if (promptIds.Count == 0) throw new ArgumentException("the prompt has no tokens (add BOS at least)", nameof(promptIds));
-        for (var i = 0; i < promptIds.Count; i++)
-            if (promptIds[i] < 0 || promptIds[i] >= model.VocabSize)
-                throw new ArgumentOutOfRangeException(nameof(promptIds), $"prompt token {i} is {promptIds[i]}, outside the vocabulary [0, {model.VocabSize})");
-        if (promptIds.Count > model.MaxPositionEmbeddings)
-            throw new ArgumentException($"the prompt has {promptIds.Count} tokens, more than max_position_embeddings ({model.MaxPositionEmbeddings})", nameof(promptIds));
+        PromptChecks.Check(model, promptIds, "the prompt", nameof(promptIds));
         return Iterate(model, promptIds, options);
     }
 
@@ -39,8 +34,9 @@ public static class TextGenerator
         var stop = (options.StopTokenIds ?? model.EosTokenIds).ToHashSet();
         var limit = Math.Min(options.MaxNewTokens, model.MaxPositionEmbeddings - promptIds.Count);
         if (limit <= 0) yield break;
-        var sampler = new TokenSampler(options);
+        using var sampler = new TokenSampler(options);
         using var cache = model.NewKvCache(1, promptIds.Count + limit);
+        using var seen = sampler.NeedsHistory ? TokenHistory.FromPrompts([promptIds], model.VocabSize, model.Device) : null;
         var all = promptIds.Select(i => (long)i).ToList();
         var input = all.ToArray();
         var cached = 0;
@@ -52,9 +48,10 @@ public static class TextGenerator
             {
                 model.ResetCache(cache);
                 input = all.ToArray();
+                cached = 0;
             }
-            var next = Step(model, cache, input, sampler);
-            cached = all.Count;
+            var next = Step(model, cache, input, cached, sampler, seen);
+            cached += input.Length;
             all.Add(next);
             yield return next;
             if (stop.Contains(next)) yield break;
@@ -62,15 +59,19 @@ public static class TextGenerator
         }
     }
 
-    /// <summary>Runs the new tokens through the model (extending the cache) and picks the next id. Everything but the
-    /// cache is released before the id is yielded.</summary>
-    private static int Step(ICausalLm model, IDisposable cache, long[] input, TokenSampler sampler)
+    /// <summary>Runs the new tokens through the model (extending the cache) and picks the next id: the prompt (or a
+    /// recomputed sequence) as one forward, then one token per step through <see cref="ICausalLm.DecodeLogits"/>.
+    /// Everything but the cache and the history is released before the id is yielded.</summary>
+    private static int Step(ICausalLm model, IDisposable cache, long[] input, int cached, TokenSampler sampler, Tensor? seen)
     {
         using var noGrad = no_grad();
         using var scope = NewDisposeScope();
         var ids = tensor(input, ScalarType.Int64).reshape(1, input.Length).to(model.Device);
-        var hidden = model.Forward(ids, null, cache);
-        var last = hidden[0, -1];
-        return sampler.Next(model.Logits(last.unsqueeze(0))[0]);
+        var logits = cached == 0
+            ? model.Logits(model.Forward(ids, null, cache).select(1, -1))
+            : model.DecodeLogits(ids, tensor(new long[] { cached }, ScalarType.Int64).reshape(1, 1).to(model.Device), null, cache);
+        var chosen = sampler.Choose(logits, seen);
+        if (seen is not null) TokenHistory.Add(seen, chosen);
+        return (int)chosen.cpu().item<long>();
     }
 }

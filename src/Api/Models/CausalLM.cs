@@ -126,7 +126,9 @@ public sealed class CausalLM : Module
     /// right padding; null = all tokens. With a cache, positions continue from cache.Length and the cache is extended.
     /// positionIds: int64 [B, T] (packed documents: positions restart at each document) or null (0, 1, …);
     /// sequenceIds: int64 [B, T], tokens attend only to earlier tokens of the same id (block-diagonal causal attention
-    /// for packed documents), or null. Both are for training (no cache).
+    /// for packed documents), or null (training only, no cache). With a cache, positionIds give each row's own positions
+    /// (left-padded batched generation: a row's positions trail its cache slots by its padding); the cache slot count
+    /// may then exceed max_position_embeddings, the positions may not.
     /// </summary>
     public Tensor Forward(Tensor inputIds, Tensor? attentionMask = null, KvCache? cache = null, Tensor? positionIds = null, Tensor? sequenceIds = null)
     {
@@ -140,14 +142,14 @@ public sealed class CausalLM : Module
             throw new ArgumentException($"inputIds are on {inputIds.device}; the model is on {Device}", nameof(inputIds));
         var (b, t) = (inputIds.shape[0], inputIds.shape[1]);
         var past = cache?.Length ?? 0;
-        if (past + t > Config.MaxPositionEmbeddings)
+        if (positionIds is null && past + t > Config.MaxPositionEmbeddings)
             throw new ArgumentException($"{past + t} tokens exceed max_position_embeddings {Config.MaxPositionEmbeddings} of {Path.Combine(SourceDirectory, "config.json")}", nameof(inputIds));
         if (cache is not null)
         {
             if (cache.Batch != b) throw new ArgumentException($"the cache holds batch {cache.Batch}; inputIds have batch {b}", nameof(cache));
             if (past + t > cache.MaxLength) throw new ArgumentException($"the cache holds {cache.MaxLength} tokens; {past} cached + {t} new exceed it", nameof(cache));
-            if (positionIds is not null || sequenceIds is not null)
-                throw new ArgumentException("positionIds and sequenceIds are for training on packed rows, not with a KV cache", nameof(cache));
+            if (sequenceIds is not null)
+                throw new ArgumentException("sequenceIds are for training on packed rows, not with a KV cache", nameof(cache));
         }
         foreach (var (given, name) in new[] { (positionIds, nameof(positionIds)), (sequenceIds, nameof(sequenceIds)) })
             if (given is not null && (!given.shape.SequenceEqual(inputIds.shape) || given.dtype != ScalarType.Int64))
@@ -218,6 +220,16 @@ public sealed class CausalLM : Module
         if (maxLength < 1 || maxLength > Config.MaxPositionEmbeddings)
             throw new ArgumentOutOfRangeException(nameof(maxLength), maxLength, $"must be in [1, max_position_embeddings {Config.MaxPositionEmbeddings}]");
         return new KvCache(Config, batch, maxLength, ComputeDtype, Device);
+    }
+
+    /// <summary>A cache of <paramref name="slots"/> positions per row for left-padded batches, whose rows' positions
+    /// (given to <see cref="Forward"/> as positionIds) stay within max_position_embeddings while the slots, padding
+    /// included, may not.</summary>
+    internal KvCache NewBatchKvCache(int batch, int slots)
+    {
+        if (batch < 1) throw new ArgumentOutOfRangeException(nameof(batch), batch, "must be >= 1");
+        if (slots < 1) throw new ArgumentOutOfRangeException(nameof(slots), slots, "must be >= 1");
+        return new KvCache(Config, batch, slots, ComputeDtype, Device);
     }
 
     /// <summary>Logits in float32 [.., V] for hidden states [.., H]: the LM head in the compute dtype, then cast, then the
