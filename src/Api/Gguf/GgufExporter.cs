@@ -64,6 +64,11 @@ public static class GgufExporter
                 }
 
                 if (arch.RopeFrequencyFactors() is { } ropeFactors) Append("rope_freqs.weight", [ropeFactors.Length], ropeFactors);
+                if (arch.LongRopeFactors() is var (longFactors, shortFactors))
+                {
+                    Append("rope_factors_long.weight", [longFactors.Length], longFactors);
+                    Append("rope_factors_short.weight", [shortFactors.Length], shortFactors);
+                }
                 foreach (var (hfName, tensor) in tensors)
                 {
                     var name = arch.TensorName(hfName);
