@@ -68,6 +68,39 @@ internal sealed class SyntheticModel : IDisposable
         return new SyntheticModel { Config = config, Tensors = tensors };
     }
 
+    /// <summary>
+    /// Writes a minimal SentencePiece-style tokenizer.json of <paramref name="vocabSize"/> tokens (&lt;unk&gt;, &lt;s&gt;,
+    /// &lt;/s&gt;, then byte tokens &lt;0x00&gt;, &lt;0x01&gt;, ...) into <paramref name="dir"/>, for exports of
+    /// checkpoints that come without a tokenizer and are fed ids directly. It holds &lt;0x0A&gt;, which llama.cpp's SPM
+    /// vocabulary needs for its newline token.
+    /// </summary>
+    public static void WriteByteTokenizer(string dir, int vocabSize)
+    {
+        if (vocabSize < 3 + 11) throw new ArgumentOutOfRangeException(nameof(vocabSize), "at least 14 tokens (specials and bytes up to 0x0A)");
+        var vocab = new JsonObject { ["<unk>"] = 0, ["<s>"] = 1, ["</s>"] = 2 };
+        for (var i = 3; i < vocabSize; i++) vocab[$"<0x{i - 3:X2}>"] = i;
+        var added = new JsonArray();
+        foreach (var (content, id) in new[] { ("<unk>", 0), ("<s>", 1), ("</s>", 2) })
+            added.Add(new JsonObject
+            {
+                ["id"] = id, ["content"] = content, ["single_word"] = false, ["lstrip"] = false, ["rstrip"] = false,
+                ["normalized"] = false, ["special"] = true,
+            });
+        var tok = new JsonObject
+        {
+            ["version"] = "1.0",
+            ["added_tokens"] = added,
+            ["model"] = new JsonObject
+            {
+                ["type"] = "BPE", ["unk_token"] = "<unk>", ["byte_fallback"] = true, ["fuse_unk"] = true,
+                ["vocab"] = vocab, ["merges"] = new JsonArray(),
+            },
+        };
+        File.WriteAllText(Path.Combine(dir, "tokenizer.json"), tok.ToJsonString());
+        File.WriteAllText(Path.Combine(dir, "tokenizer_config.json"),
+            new JsonObject { ["bos_token"] = "<s>", ["eos_token"] = "</s>", ["unk_token"] = "<unk>", ["add_bos_token"] = true }.ToJsonString());
+    }
+
     public void Dispose()
     {
         foreach (var (_, t) in Tensors) t.Dispose();

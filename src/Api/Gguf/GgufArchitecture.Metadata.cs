@@ -24,14 +24,9 @@ public sealed partial class GgufArchitecture
         }
         if (c.VocabSize is { } vocab) w.Add($"{a}.vocab_size", GgufValue.U32((uint)vocab));
 
-        var rotary = c.HeadDim;
         if (Name == "phi3")
-        {
-            var partial = c.Dbl("partial_rotary_factor") ?? HfModelConfig.Dbl(c.RopeParameters(), "partial_rotary_factor") ?? 1.0;
-            rotary = (int)(partial * c.HeadDim);
-            w.Add($"{a}.rope.scaling.original_context_length", GgufValue.U32((uint)(c.Int("original_max_position_embeddings") ?? c.ContextLength)));
-        }
-        w.Add($"{a}.rope.dimension_count", GgufValue.U32((uint)rotary));
+            w.Add($"{a}.rope.scaling.original_context_length", GgufValue.U32((uint)LongRopeOriginalContext()));
+        w.Add($"{a}.rope.dimension_count", GgufValue.U32((uint)RotaryDimension()));
         w.Add($"{a}.rope.freq_base", GgufValue.F32((float)c.RopeTheta()));
         AddRopeScaling(w);
 
@@ -92,9 +87,70 @@ public sealed partial class GgufArchitecture
                 if (HfModelConfig.Dbl(p, "original_max_position_embeddings") is { } orig)
                     w.Add($"{Name}.rope.scaling.original_context_length", GgufValue.U32((uint)orig));
                 break;
+            case "longrope" or "su":
+                // llama.cpp reads longrope only in its Phi-3 graph: the factors as two tensors
+                // (LongRopeFactors), cos/sin scaled by attn_factor. No scaling type is written: the converter writes
+                // none, and llama.cpp picks the factor table by its context size, not by a type.
+                if (Name != "phi3")
+                    throw new NotSupportedException($"{Config.File}: longrope RoPE scaling is only understood by llama.cpp's phi3 architecture, not {Name}");
+                w.Add($"{Name}.rope.scaling.attn_factor", GgufValue.F32((float)LongRopeAttentionFactor()));
+                break;
             default:
-                throw new NotSupportedException($"{Config.File}: RoPE scaling '{type}' cannot be exported to GGUF yet (supported: default, linear, yarn, llama3)");
+                throw new NotSupportedException($"{Config.File}: RoPE scaling '{type}' cannot be exported to GGUF yet (supported: default, linear, yarn, llama3, longrope for phi3)");
         }
+    }
+
+    /// <summary>The longrope context the model was pretrained with: the top-level original_max_position_embeddings
+    /// (Phi-3's place for it), else the RoPE object's, else max_position_embeddings.</summary>
+    private int LongRopeOriginalContext() =>
+        Config.Int("original_max_position_embeddings")
+        ?? (HfModelConfig.Dbl(Config.RopeParameters(), "original_max_position_embeddings") is { } o ? (int)o : Config.ContextLength);
+
+    /// <summary>
+    /// The factor longrope multiplies cos and sin by, as transformers computes it (and as llama.cpp's converter writes
+    /// it, which ignores an explicit value): an explicit <c>attention_factor</c>, else
+    /// sqrt(1 + ln(s) / ln(original)) with s = max_position_embeddings / original when s &gt; 1, else 1.
+    /// </summary>
+    internal double LongRopeAttentionFactor()
+    {
+        if (HfModelConfig.Dbl(Config.RopeParameters(), "attention_factor") is { } explicitFactor) return explicitFactor;
+        var original = LongRopeOriginalContext();
+        var scale = (double)Config.ContextLength / original;
+        return scale > 1 ? Math.Sqrt(1 + Math.Log(scale) / Math.Log(original)) : 1.0;
+    }
+
+    /// <summary>
+    /// longrope's per-frequency divisors as llama.cpp's Phi-3 graph takes them: <c>rope_factors_long.weight</c> and
+    /// <c>rope_factors_short.weight</c>, float32 [rotary_dim / 2] each. Null when the model does not use longrope.
+    /// </summary>
+    public (float[] Long, float[] Short)? LongRopeFactors()
+    {
+        if (Config.RopeType() is not ("longrope" or "su")) return null;
+        var p = Config.RopeParameters()!;
+        var rotary = RotaryDimension();
+        float[] Read(string key)
+        {
+            if (p[key] is not System.Text.Json.Nodes.JsonArray a)
+                throw new InvalidDataException($"{Config.File}: longrope needs the list '{key}' in {(Config.Root["rope_parameters"] is null ? "rope_scaling" : "rope_parameters")}");
+            var values = new float[a.Count];
+            for (var i = 0; i < a.Count; i++)
+                values[i] = a[i] is System.Text.Json.Nodes.JsonValue v && v.TryGetValue<double>(out var d)
+                    ? (float)d
+                    : throw new InvalidDataException($"{Config.File}: {key}[{i}] is {a[i]?.ToJsonString() ?? "null"}, a number expected");
+            if (values.Length != rotary / 2)
+                throw new InvalidDataException($"{Config.File}: {key} has {values.Length} entries; the rotary dimension {rotary} needs {rotary / 2}");
+            return values;
+        }
+        return (Read("long_factor"), Read("short_factor"));
+    }
+
+    /// <summary>The rotated features per head: head_dim, or partial_rotary_factor · head_dim (Phi-3).</summary>
+    private int RotaryDimension()
+    {
+        var c = Config;
+        if (Name != "phi3") return c.HeadDim;
+        var partial = c.Dbl("partial_rotary_factor") ?? HfModelConfig.Dbl(c.RopeParameters(), "partial_rotary_factor") ?? 1.0;
+        return (int)(partial * c.HeadDim);
     }
 
     /// <summary>

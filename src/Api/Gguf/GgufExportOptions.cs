@@ -14,4 +14,13 @@ public sealed class GgufExportOptions
 /// <summary>What an export wrote: the file, llama.cpp architecture, output type, tensor count, file size, how many
 /// tensors got each ggml type, and warnings for the user.</summary>
 public sealed record GgufExportResult(string Path, string Architecture, GgufOutputType Type, int TensorCount, long FileBytes,
-    IReadOnlyDictionary<GgmlType, int> TensorTypes, IReadOnlyList<string> Warnings);
+    IReadOnlyDictionary<GgmlType, int> TensorTypes, IReadOnlyList<string> Warnings)
+{
+    /// <summary>Per ggml type: the float32 weights converted to it and the time the conversion took (quantization
+    /// alone: not reading, permuting or writing). Empty for exports that do not measure it (GGUF LoRA).</summary>
+    public IReadOnlyDictionary<GgmlType, (long Weights, TimeSpan Time)> ConversionTimes { get; init; } =
+        new Dictionary<GgmlType, (long, TimeSpan)>();
+
+    /// <summary>Wall time of the whole export.</summary>
+    public TimeSpan Elapsed { get; init; }
+}

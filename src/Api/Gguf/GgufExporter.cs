@@ -44,6 +44,7 @@ public static class GgufExporter
         {
             var planner = new GgufTensorTypePlan.Planner(options.Type, cfg.NumLayers, cfg.NumLayers, arch.TiedEmbeddings);
             var written = new List<(string Name, long[] Dims, GgmlType Type, long Offset, long Bytes)>();
+            var times = new Dictionary<GgmlType, (long Weights, TimeSpan Time)>();
             using (var data = new FileStream(dataPath, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 20))
             {
                 void Append(string name, long[] dims, float[] values)
@@ -54,16 +55,27 @@ public static class GgufExporter
                     // embedding) streams through.
                     var rowLength = dims[0];
                     var rowsPerSlice = Math.Max(1, (int)((1L << 24) / rowLength));
+                    var quantizeTime = TimeSpan.Zero;
                     for (long row = 0, rows = values.LongLength / rowLength; row < rows; row += rowsPerSlice)
                     {
                         var n = Math.Min(rowsPerSlice, rows - row);
-                        data.Write(GgmlQuantizer.Quantize(values.AsSpan((int)(row * rowLength), (int)(n * rowLength)), rowLength, type));
+                        var t0 = Stopwatch.GetTimestamp();
+                        var bytes = GgmlQuantizer.Quantize(values.AsSpan((int)(row * rowLength), (int)(n * rowLength)), rowLength, type);
+                        quantizeTime += Stopwatch.GetElapsedTime(t0);
+                        data.Write(bytes);
                     }
+                    times.TryGetValue(type, out var sofar);
+                    times[type] = (sofar.Weights + values.LongLength, sofar.Time + quantizeTime);
                     written.Add((name, dims, type, offset, data.Position - offset));
                     progress?.Report($"[{written.Count}] {name,-32} {type,-5} [{string.Join(", ", dims)}]");
                 }
 
                 if (arch.RopeFrequencyFactors() is { } ropeFactors) Append("rope_freqs.weight", [ropeFactors.Length], ropeFactors);
+                if (arch.LongRopeFactors() is var (longFactors, shortFactors))
+                {
+                    Append("rope_factors_long.weight", [longFactors.Length], longFactors);
+                    Append("rope_factors_short.weight", [shortFactors.Length], shortFactors);
+                }
                 foreach (var (hfName, tensor) in tensors)
                 {
                     var name = arch.TensorName(hfName);
@@ -92,7 +104,14 @@ public static class GgufExporter
             var counts = written.GroupBy(t => t.Type).ToDictionary(g => g.Key, g => g.Count());
             var size = new FileInfo(full).Length;
             progress?.Report($"wrote {full}: {arch.Name}, {options.Type.Name()}, {written.Count} tensors ({string.Join(", ", counts.Select(kv => $"{kv.Value} {kv.Key}"))}), {size / 1048576.0:F1} MiB in {sw.Elapsed.TotalSeconds:F1} s");
-            return new GgufExportResult(full, arch.Name, options.Type, written.Count, size, counts, tokenizer.Warnings);
+            // Conversion speed per type, in MB of float32 input per second (what the quantizers are compared on).
+            progress?.Report("conversion: " + string.Join(", ", times.OrderBy(kv => kv.Key).Select(kv =>
+                $"{kv.Key} {kv.Value.Weights * 4 / 1e6:F0} MB in {kv.Value.Time.TotalSeconds:F1} s ({kv.Value.Weights * 4 / 1e6 / Math.Max(kv.Value.Time.TotalSeconds, 1e-9):F0} MB/s)")));
+            return new GgufExportResult(full, arch.Name, options.Type, written.Count, size, counts, tokenizer.Warnings)
+            {
+                ConversionTimes = times,
+                Elapsed = sw.Elapsed,
+            };
         }
         finally
         {

@@ -27,6 +27,9 @@ public sealed class GgufTokenizerMetadata
     public int? UnkId { get; init; }
     public bool? AddBos { get; init; }
     public bool? AddEos { get; init; }
+    /// <summary>SentencePiece models: whether llama.cpp puts a space (▁) before the text and after each special
+    /// token (Llama 2's Prepend normalizer: yes; Gemma: no). Null for byte-level BPE.</summary>
+    public bool? AddSpacePrefix { get; init; }
     public string? ChatTemplate { get; init; }
     /// <summary>Notes for the user (e.g. a pre-tokenizer llama.cpp does not know by name).</summary>
     public List<string> Warnings { get; } = [];
@@ -48,6 +51,7 @@ public sealed class GgufTokenizerMetadata
         if (PadId is { } pad) w.Add("tokenizer.ggml.padding_token_id", GgufValue.U32((uint)pad));
         if (AddBos is { } ab) w.Add("tokenizer.ggml.add_bos_token", GgufValue.Bool(ab));
         if (AddEos is { } ae) w.Add("tokenizer.ggml.add_eos_token", GgufValue.Bool(ae));
+        if (AddSpacePrefix is { } asp) w.Add("tokenizer.ggml.add_space_prefix", GgufValue.Bool(asp));
         if (ChatTemplate is not null) w.Add("tokenizer.chat_template", GgufValue.Str(ChatTemplate));
     }
 
@@ -93,7 +97,13 @@ public sealed class GgufTokenizerMetadata
                 continue;
             }
             tokens[i] = t;
-            types[i] = added.TryGetValue(i, out var special) ? (special ? Control : UserDefined)
+            // A non-special added token with a ▁ that the BPE vocabulary also holds (Gemma's "▁▁", "▁▁▁", ...): Hugging
+            // Face's tokenizer reaches it through its merges from spaces, and from raw text only where the text holds
+            // the character ▁ itself. For llama.cpp it is written as a normal piece (merged by score, its ▁ decoded as
+            // a space): as a user-defined one llama.cpp would decode every whitespace run it generates verbatim, as
+            // "▁▁". The cost: text that contains U+2581 next to spaces may split differently from Hugging Face.
+            types[i] = added.TryGetValue(i, out var special) && !(byteFallback && !special && t.Contains('\u2581') && vocab.ContainsKey(t))
+                ? (special ? Control : UserDefined)
                 : t == unkToken ? Unknown
                 : byteFallback && t.Length == 6 && t.StartsWith("<0x", StringComparison.Ordinal) && t.EndsWith('>') ? ByteToken
                 : Normal;
@@ -103,24 +113,31 @@ public sealed class GgufTokenizerMetadata
         float[]? scores = null;
         string ggmlModel;
         string? pre = null;
+        bool? addSpacePrefix = null;
         var warnings = new List<string>();
+        var mergeList = (model["merges"] as JsonArray ?? []).Select(m => m switch
+        {
+            JsonValue v => v.GetValue<string>(),
+            JsonArray pair when pair.Count == 2 => $"{pair[0]!.GetValue<string>()} {pair[1]!.GetValue<string>()}",
+            _ => throw new InvalidDataException($"{tokPath}: merge entry {m?.ToJsonString()} is neither \"a b\" nor [a, b]"),
+        }).ToArray();
         if (byteFallback)
         {
-            // SentencePiece-style BPE (Llama 2, Mistral v0.1): llama.cpp's SPM tokenizer merges by score, so
-            // earlier ids (earlier merges) get higher scores.
+            // SentencePiece-style BPE (Llama 2, Gemma, Mistral v0.1) becomes llama.cpp's SPM tokenizer, as the
+            // converter writes it ("llama", pre-tokenizer "default").
             ggmlModel = "llama";
-            scores = new float[size];
-            for (var i = 0; i < size; i++) scores[i] = types[i] == Normal ? -i : 0f;
+            pre = "default";
+            scores = MergeRankScores(mergeList, vocab, size);
+            addSpacePrefix = PrependsSpace(tok);
+            // Added tokens keep their text. llama.cpp's converter turns the ▁ of Gemma's user-defined whitespace
+            // tokens ("▁▁", "▁▁▁", ...) into spaces, as SentencePiece matches them; Hugging Face's tokenizer (whose
+            // ids we follow) never finds them in the raw text but reaches them through its merges, which the
+            // merge-rank scores give llama.cpp too.
         }
         else
         {
             ggmlModel = "gpt2";
-            merges = (model["merges"] as JsonArray ?? []).Select(m => m switch
-            {
-                JsonValue v => v.GetValue<string>(),
-                JsonArray pair when pair.Count == 2 => $"{pair[0]!.GetValue<string>()} {pair[1]!.GetValue<string>()}",
-                _ => throw new InvalidDataException($"{tokPath}: merge entry {m?.ToJsonString()} is neither \"a b\" nor [a, b]"),
-            }).ToArray();
+            merges = mergeList;
             pre = PreTokenizerName(tok["pre_tokenizer"], warnings);
         }
 
@@ -154,6 +171,7 @@ public sealed class GgufTokenizerMetadata
             UnkId = Id("unk_token"),
             AddBos = addBos,
             AddEos = addEos,
+            AddSpacePrefix = addSpacePrefix,
             ChatTemplate = ReadChatTemplate(modelDir, tcfg),
         }.WithWarnings(warnings);
     }
@@ -162,6 +180,50 @@ public sealed class GgufTokenizerMetadata
     {
         Warnings.AddRange(w);
         return this;
+    }
+
+    /// <summary>
+    /// Scores for llama.cpp's SPM tokenizer that reproduce the Hugging Face BPE merges: llama.cpp repeatedly merges
+    /// the adjacent pair whose concatenation is the vocabulary token of highest score (leftmost on ties), while
+    /// Hugging Face merges the pair of lowest merge rank. Scoring each token by minus the rank of the first merge that
+    /// produces it makes the two pick the same pair. (Scores by id, the converter's SentencePiece scores for Llama 2,
+    /// differ: Llama 2's "▁▁" is id 259 but its merge comes late.) Tokens no merge produces (bytes, single
+    /// characters, specials) are never a merge result in either tokenizer; they get minus the merge count, below all.
+    /// </summary>
+    private static float[] MergeRankScores(string[] merges, JsonObject vocab, int size)
+    {
+        var scores = new float[size];
+        Array.Fill(scores, -merges.Length);
+        var seen = new bool[size];
+        for (var rank = 0; rank < merges.Length; rank++)
+        {
+            var m = merges[rank];
+            var space = m.IndexOf(' ', 1);
+            if (space < 0) continue;
+            var merged = string.Concat(m.AsSpan(0, space), m.AsSpan(space + 1));
+            if (vocab[merged] is JsonValue idNode && idNode.GetValue<int>() is var id && id < size && !seen[id])
+            {
+                seen[id] = true;
+                scores[id] = -rank;
+            }
+        }
+        return scores;
+    }
+
+    /// <summary>Whether the tokenizer puts ▁ before the text: a <c>Prepend("▁")</c> normalizer (Llama 2) or a
+    /// Metaspace pre-tokenizer that prepends (prepend_scheme first/always, or the older add_prefix_space).</summary>
+    private static bool PrependsSpace(JsonObject tok)
+    {
+        static bool Any(JsonNode? n, Func<JsonObject, bool> test) => n switch
+        {
+            JsonObject o => test(o) || o.Any(kv => Any(kv.Value, test)),
+            JsonArray a => a.Any(v => Any(v, test)),
+            _ => false,
+        };
+        static string? Str(JsonObject o, string key) => o[key] is JsonValue v && v.TryGetValue<string>(out var s) ? s : null;
+        return Any(tok["normalizer"], o => Str(o, "type") == "Prepend" && Str(o, "prepend") == "\u2581")
+               || Any(tok["pre_tokenizer"], o => Str(o, "type") == "Metaspace"
+                   && (Str(o, "prepend_scheme") is { } scheme ? scheme != "never" : o["add_prefix_space"] is not JsonValue ap || ap.GetValue<bool>()));
     }
 
     private static int? FirstInt(JsonNode? n) => n switch
