@@ -17,9 +17,10 @@ rm -rf "$W"; mkdir -p "$W"
   echo "   make-checkpoint: $((SECONDS - t0)) s"
   for type in q4_k_m q8_0; do
     echo "== sloth export --type $type"
-    t0=$(date +%s.%N)
+    t0=$(date +%s%N)
     "${S[@]}" export --model "$W/dense" --out "$W/model-$type.gguf" --type "$type" 2>&1 | grep -v '^\[' 
-    echo "   exit ${PIPESTATUS[0]}, wall $(echo "$(date +%s.%N) - $t0" | bc) s"
+    rc=${PIPESTATUS[0]}
+    echo "   exit $rc, wall $(( ($(date +%s%N) - t0) / 1000000 )) ms"
     rm -f "$W/model-$type.gguf"
   done
 } > "$OUT/export-speed.txt" 2>&1
