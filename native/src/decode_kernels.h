@@ -24,9 +24,13 @@ inline int64_t decode_splits(int64_t max_length) {
     const int64_t c = decode_chunk(max_length);
     return (max_length + c - 1) / c;
 }
-// float32 values of the attention's partial results: per (row, head, split) a max, a sum and head_dim accumulators.
+// Each split is walked by this many warps of one block, each keeping its own partial result (no shared-memory
+// merge inside the block: the combine kernel merges them all).
+constexpr int64_t kDecodeWarpsPerSplit = 4;
+// float32 values of the attention's partial results: per (row, head, split, warp) a max, a sum and head_dim
+// accumulators.
 inline int64_t decode_partial_floats(int64_t batch, int64_t heads, int64_t head_dim, int64_t max_length) {
-    return batch * heads * decode_splits(max_length) * (head_dim + 2);
+    return batch * heads * decode_splits(max_length) * kDecodeWarpsPerSplit * (head_dim + 2);
 }
 
 struct EmbedArgs {
