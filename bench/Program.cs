@@ -6,6 +6,7 @@ using static TorchSharp.torch;
 // SlothSharp benchmarks (GPU). Usage: SlothSharp.Bench [--results DIR] [--suite nf4|loss|step|all] [--quick] [--tiny] ("all" = nf4 + loss)
 // (--suite tokenizer [--tokenizer DIR]... [--corpus FILE] [--repeat N] [--threads N]: HfTokenizer tokens/s on the CPU)
 // (--suite step --tiny: the step suite on the CPU on a tiny model, a smoke test)
+// (--suite decode [--tiny]: the native decoding engine, tokens/s at batch 1 and 64 and 2,048-token prefill; --tiny: CPU smoke test)
 // (internal child modes: --measure-memory SHAPE METHOD, --suite loss-time with SLOTH_BENCH_SHAPE,
 //  --suite step-row --shape S --path fused|reference --checkpointing 0|K (every K-th layer) --device cpu|cuda, --suite step-loss --shape S --device D)
 if (Arg("--suite") == "tokenizer") return TokenizerSpeed.Run(args);
@@ -20,6 +21,7 @@ if (suite == "step-row")
     return StepSuite.RunRow(Arg("--shape") ?? "1b", Arg("--path") ?? "fused", int.Parse(Arg("--checkpointing") ?? "0"), Arg("--device") ?? "cuda");
 if (suite == "step-loss") return StepSuite.RunLossMatch(Arg("--shape") ?? "1b", Arg("--device") ?? "cuda");
 if (suite == "step" && tiny) return StepSuite.Run(results, "CPU (--tiny)", tiny: true);
+if (suite == "decode") return DecodeSuite.Run(results, tiny);
 if (suite is "ce-sweep-shape" or "ce-sweep" && LossProblem.Dev.type == TorchSharp.DeviceType.CPU) // SLOTH_BENCH_DEVICE=cpu: smoke test
     return suite == "ce-sweep" ? CeSweep.Run(results, "CPU (smoke test)") : CeSweep.RunShape();
 
