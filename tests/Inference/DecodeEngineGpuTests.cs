@@ -20,7 +20,7 @@ public class DecodeEngineGpuTests
     private static CausalLM LoadBf16(string dir, bool quantize = true) =>
         CausalLM.FromPretrained(dir, new LoadOptions { Device = CUDA, ComputeDtype = ScalarType.BFloat16, Quantize = quantize });
 
-    [Test]
+    [Test, Category("Sanitize")]
     public void LlamaNf4WithAdapterInBf16()
     {
         using var model = LoadBf16(LlamaGolden.Nf4Dir);
