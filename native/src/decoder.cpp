@@ -160,8 +160,9 @@ class Decoder {
 
     ~Decoder() {
         if (device >= 0) {
-            for (auto& g : graphs) cuda::graph_destroy(device, g.second);
+            // The stream first: destroying it waits for its work, so no graph is still running when it is freed.
             if (stream) cuda::decoder_stream_destroy("sloth_decoder_destroy", device, stream);
+            for (auto& g : graphs) cuda::graph_destroy(device, g.second);
         }
     }
 
