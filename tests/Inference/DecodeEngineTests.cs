@@ -101,6 +101,16 @@ public class DecodeEngineTests
     }
 
     [Test]
+    public void HeadDimBeyondTheKernelsIsRefused()
+    {
+        var cfg = ModelPresets.Tiny with { HeadDim = 512 };
+        using var model = CausalLM.CreateRandom(cfg, 1, new LoadOptions { Device = CPU, ComputeDtype = ScalarType.Float32, Quantize = false });
+        using var cache = model.NewKvCache(1, 8);
+        Assert.That(DecodeEngine.TryCreate(model, cache, out var why), Is.Null);
+        Assert.That(why, Does.Contain("head_dim 512"));
+    }
+
+    [Test]
     public void LongropeSwitchingInsideTheCacheIsRefused()
     {
         var cfg = ModelConfig.Load(Path.Combine(FamilyGolden.Dense("phi3"), "config.json"));
