@@ -31,7 +31,7 @@ extern "C" {
 #endif
 
 /* Bumped on every incompatible change of this header; the managed loader refuses any other value. */
-#define SLOTH_ABI_VERSION 7
+#define SLOTH_ABI_VERSION 8
 
 /* NF4 blocksize and nested_blocksize: powers of two in [MIN, MAX] (the managed API checks the same constants). */
 #define SLOTH_NF4_BLOCKSIZE_MIN 32
@@ -437,6 +437,194 @@ SLOTH_API sloth_status sloth_gemm_tuning_report(char* text, int32_t capacity, in
  * so it is safe, but that thread's next call starts afresh). Without CUDA: nothing to forget, SLOTH_OK.
  */
 SLOTH_API sloth_status sloth_gemm_forget_tuning(void);
+
+/* ---- Decoding engine: one whole decode step of a decoder-only LM, natively (CUDA graph on GPUs) ---------- */
+/*
+ * A decoder object runs one decode step of the whole model -- embedding, every layer, final norm, LM head -- with the
+ * library's own kernels, for `batch` new tokens (one per sequence) over a KV cache. On a CUDA device it enqueues on
+ * its own stream, created with default (blocking) flags so it orders with the legacy default stream (TorchSharp's)
+ * without events; the first step of a batch size runs eagerly, the second captures the step as a CUDA graph
+ * (cudaStreamCaptureModeThreadLocal) and every later step of that size replays the graph (cudaGraphLaunch); no step
+ * synchronizes the host. On the CPU (device -1) the same step runs with the CPU kernels, synchronously, no graph.
+ *
+ * Every per-step value is read from device memory by the kernels, so a replayed graph is correct at every step: the
+ * token ids, the positions (rotary tables' rows), the cache length, all in buffers fixed at creation (the caller
+ * writes ids and positions before each step, on the legacy default stream). The step:
+ *   h = embed[ids] (x embed_scale, pre-rounded to dtype, when not 1), y = norm(h, input_norm[0])
+ *   per layer: q, k, v = proj(y) (+ LoRA) ; per head: + bias, [RMSNorm over head_dim (qk_norm)], RoPE with
+ *     cos/sin[position] on the first rotary_dim features ; k, v written into the cache at index L = *length, and
+ *     valid[b, L] = 1 ; attention of each query over keys j <= L with valid[b, j] and (window > 0: j > L - window),
+ *     scores x attention_scale, [softcap: c tanh(s / c)], softmax in float32 (split over the keys, then combined) ;
+ *     o = proj(attn) ; h += [post_attention_norm](o) ; y = norm(h, pre_mlp_norm) ; a = act(gate(y)) * up(y) ;
+ *     d = down(a) ; h += [post_mlp_norm](d) ; y = norm(h, next layer's input_norm, or final_norm)
+ *   logits[b, :] = float32(to_dtype(y lm_head^T)) (then final_softcap: c tanh(z / c) when > 0) ; *length += 1
+ * Norms are LlamaRMSNorm, or GemmaRMSNorm with unit_offset_norms (as sloth_rms_norm_forward). Every intermediate is
+ * rounded to dtype where the reference PyTorch code rounds it, except that a q/k/v bias is added after the LoRA
+ * delta (not before it): the same in float32, an ulp apart at most in bf16/f16.
+ * A projection is dense (weight [out, in] in dtype) or NF4 (the six arrays and two block sizes of sloth_nf4_gemv),
+ * with an optional bias [out] in dtype and an optional LoRA adapter (A [rank, in], B [out, rank], both in dtype,
+ * and a float scale: y += to_dtype(to_dtype(B (A x)) * scale)). Fused projections (Phi-3): with fused_qkv the Q slot
+ * holds qkv_proj [(heads + 2 kv_heads) head_dim, hidden] and K, V are SLOTH_WEIGHT_NONE; with fused_gate_up the GATE
+ * slot holds gate_up_proj [2 intermediate, hidden] (gate rows first) and UP is NONE.
+ * Batch > SLOTH_NF4_GEMV_MAX_BATCH on CUDA: NF4 weights are dequantized into the workspace and multiplied with
+ * sloth_gemm (cuBLASLt, no tuning), as are dense f16/bf16 weights; f32 weights use the GEMV kernels in 8-row chunks.
+ *
+ * The description is three flat arrays (so every language can build it): int64 `ints`, float `floats` and pointer
+ * `ptrs`, each a global part then one part per layer (layer l's part at GLOBAL_COUNT + l * LAYER_COUNT), indexed by
+ * the SLOTH_DECODER_I_*, _F_*, _P_* constants below. A projection p's entries are at PROJ + p * (its stride) + field.
+ * Pointers of absent parts (no bias, no LoRA, no Q/K norm, a sandwich norm of a two-norm model) are NULL.
+ * Buffers (all on `device`, contiguous; the decoder does not own them and they must outlive it):
+ *   ids int64 [max_batch], positions int64 [max_batch] (each < max_length), length int64 [1] (L; keys 0..L are
+ *   attended, the new one at L), valid uint8/bool [max_batch, max_length], logits float32 [max_batch, vocab],
+ *   k_cache/v_cache per layer [max_batch, kv_heads, max_length, head_dim] in dtype (KvCache's layout), cos/sin per
+ *   layer [max_length, rotary_dim] in dtype (row p: position p, both halves, as transformers' tables), workspace of
+ *   at least sloth_decoder_workspace_bytes(ints) bytes (256-byte aligned). Weights and norms in dtype.
+ * Rows b >= batch of the buffers are untouched by a step. Out-of-range ids and positions are clamped, not reported
+ * (a GPU kernel cannot report without a sync): check them before writing them.
+ */
+typedef enum sloth_weight_kind {
+    SLOTH_WEIGHT_NONE = 0,
+    SLOTH_WEIGHT_DENSE = 1,
+    SLOTH_WEIGHT_NF4 = 2
+} sloth_weight_kind;
+
+/* Projection slots of a layer. */
+#define SLOTH_DECODER_PROJ_Q 0
+#define SLOTH_DECODER_PROJ_K 1
+#define SLOTH_DECODER_PROJ_V 2
+#define SLOTH_DECODER_PROJ_O 3
+#define SLOTH_DECODER_PROJ_GATE 4
+#define SLOTH_DECODER_PROJ_UP 5
+#define SLOTH_DECODER_PROJ_DOWN 6
+#define SLOTH_DECODER_PROJ_COUNT 7
+
+/* ints, global part. Booleans are 0 or 1. */
+#define SLOTH_DECODER_I_LAYERS 0
+#define SLOTH_DECODER_I_HIDDEN 1
+#define SLOTH_DECODER_I_HEADS 2
+#define SLOTH_DECODER_I_KV_HEADS 3
+#define SLOTH_DECODER_I_HEAD_DIM 4          /* even, <= 256 */
+#define SLOTH_DECODER_I_INTERMEDIATE 5
+#define SLOTH_DECODER_I_VOCAB 6
+#define SLOTH_DECODER_I_DTYPE 7             /* sloth_dtype of weights, activations, cache */
+#define SLOTH_DECODER_I_MAX_BATCH 8         /* the cache's batch: steps take 1..max_batch rows */
+#define SLOTH_DECODER_I_MAX_LENGTH 9        /* the cache's length */
+#define SLOTH_DECODER_I_UNIT_OFFSET_NORMS 10
+#define SLOTH_DECODER_I_SANDWICH_NORMS 11   /* 4 norms per layer (Gemma 2/3) */
+#define SLOTH_DECODER_I_QK_NORM 12
+#define SLOTH_DECODER_I_ACTIVATION 13       /* sloth_gate_activation */
+#define SLOTH_DECODER_I_FUSED_QKV 14
+#define SLOTH_DECODER_I_FUSED_GATE_UP 15
+#define SLOTH_DECODER_I_MAX_LORA_RANK 16    /* largest LoRA rank of any projection (0: none) */
+#define SLOTH_DECODER_I_WORKSPACE_BYTES 17  /* bytes at the workspace pointer */
+#define SLOTH_DECODER_I_GLOBAL_COUNT 18
+/* ints, per layer */
+#define SLOTH_DECODER_IL_WINDOW 0           /* sliding window (keys j > L - window), 0 = full attention */
+#define SLOTH_DECODER_IL_ROTARY_DIM 1       /* even, in [2, head_dim] */
+#define SLOTH_DECODER_IL_PROJ 2             /* + 4 p + field: */
+#define SLOTH_DECODER_IL_PROJ_STRIDE 4
+#define SLOTH_DECODER_IL_KIND 0             /* sloth_weight_kind */
+#define SLOTH_DECODER_IL_BLOCKSIZE 1        /* NF4 only */
+#define SLOTH_DECODER_IL_NESTED_BLOCKSIZE 2 /* NF4 only */
+#define SLOTH_DECODER_IL_LORA_RANK 3        /* 0 = no adapter */
+#define SLOTH_DECODER_IL_COUNT 30
+
+/* floats, global part */
+#define SLOTH_DECODER_F_EPS 0
+#define SLOTH_DECODER_F_ATTENTION_SCALE 1
+#define SLOTH_DECODER_F_ATTENTION_SOFTCAP 2 /* 0 = none */
+#define SLOTH_DECODER_F_FINAL_SOFTCAP 3     /* 0 = none */
+#define SLOTH_DECODER_F_EMBED_SCALE 4       /* 1 = none; else the factor already rounded to dtype */
+#define SLOTH_DECODER_F_GLOBAL_COUNT 5
+/* floats, per layer: the LoRA scale of projection p at p */
+#define SLOTH_DECODER_FL_COUNT 7
+
+/* ptrs, global part */
+#define SLOTH_DECODER_P_EMBED 0             /* [vocab, hidden] */
+#define SLOTH_DECODER_P_FINAL_NORM 1        /* [hidden] */
+#define SLOTH_DECODER_P_LM_HEAD 2           /* [vocab, hidden] (the embedding when tied) */
+#define SLOTH_DECODER_P_IDS 3
+#define SLOTH_DECODER_P_POSITIONS 4
+#define SLOTH_DECODER_P_LENGTH 5
+#define SLOTH_DECODER_P_VALID 6
+#define SLOTH_DECODER_P_LOGITS 7
+#define SLOTH_DECODER_P_WORKSPACE 8
+#define SLOTH_DECODER_P_GLOBAL_COUNT 9
+/* ptrs, per layer */
+#define SLOTH_DECODER_PL_INPUT_NORM 0
+#define SLOTH_DECODER_PL_POST_ATTENTION_NORM 1 /* sandwich only */
+#define SLOTH_DECODER_PL_PRE_MLP_NORM 2        /* "post_attention_layernorm" of two-norm models */
+#define SLOTH_DECODER_PL_POST_MLP_NORM 3       /* sandwich only */
+#define SLOTH_DECODER_PL_Q_NORM 4              /* [head_dim], qk_norm only */
+#define SLOTH_DECODER_PL_K_NORM 5
+#define SLOTH_DECODER_PL_COS 6
+#define SLOTH_DECODER_PL_SIN 7
+#define SLOTH_DECODER_PL_K_CACHE 8
+#define SLOTH_DECODER_PL_V_CACHE 9
+#define SLOTH_DECODER_PL_PROJ 10               /* + 9 p + field: */
+#define SLOTH_DECODER_PL_PROJ_STRIDE 9
+#define SLOTH_DECODER_PL_WEIGHT 0              /* dense weight, or NF4 packed */
+#define SLOTH_DECODER_PL_ABSMAX_CODES 1
+#define SLOTH_DECODER_PL_NESTED_CODE_MAP 2
+#define SLOTH_DECODER_PL_NESTED_ABSMAX 3
+#define SLOTH_DECODER_PL_NESTED_OFFSET 4
+#define SLOTH_DECODER_PL_CODE_TABLE 5
+#define SLOTH_DECODER_PL_BIAS 6
+#define SLOTH_DECODER_PL_LORA_A 7
+#define SLOTH_DECODER_PL_LORA_B 8
+#define SLOTH_DECODER_PL_COUNT 73
+
+/* *bytes = the workspace a decoder of this description needs (reads the global ints only; the workspace fields may
+ * be anything). */
+SLOTH_API sloth_status sloth_decoder_workspace_bytes(const int64_t* ints, int64_t int_count, int64_t* bytes);
+
+/* Validates the description (counts, sizes, kinds, every pointer a present part needs) and makes a decoder; *decoder
+ * receives its handle. `device` -1 = CPU, else the CUDA device of every pointer. Allocates host memory and, on CUDA,
+ * a stream; no device memory. */
+SLOTH_API sloth_status sloth_decoder_create(const int64_t* ints, int64_t int_count, const float* floats,
+                                            int64_t float_count, const void* const* ptrs, int64_t ptr_count,
+                                            int32_t device, void** decoder);
+
+/* One decode step for rows 0..batch-1 (1 <= batch <= max_batch); see above. CPU: done on return. CUDA: enqueued. */
+SLOTH_API sloth_status sloth_decoder_step(void* decoder, int64_t batch);
+
+/* *count = CUDA graphs captured so far (0 on the CPU). */
+SLOTH_API sloth_status sloth_decoder_graph_captures(void* decoder, int64_t* count);
+
+/* Waits for the decoder's stream, frees its graphs, stream and host memory. NULL: no-op. */
+SLOTH_API sloth_status sloth_decoder_destroy(void* decoder);
+
+/*
+ * Attention of one new query per sequence over a KV cache (the decoder's kernel, exported for tests): for each row
+ * b < batch and query head h (kv head h / (heads / kv_heads)), with L = *length:
+ *   s_j = dot(q[b, h], k_cache[b, kvh, j]) * scale, [softcap > 0: softcap tanh(s_j / softcap)], over the keys j <= L
+ *   with valid[b, j] != 0 and (window > 0: j > L - window); out[b, h] = to_dtype(sum_j softmax(s)_j v_cache[b, kvh, j])
+ *   (float32 throughout). q [batch, heads, head_dim], out [batch, heads * head_dim], caches [cache_batch, kv_heads,
+ *   max_length, head_dim] in dtype, valid uint8 [cache_batch, max_length], length int64 [1] on the device,
+ *   L < max_length. partial: float32 workspace of sloth_decode_attention_partial_floats(...) values. A row with no
+ *   visible key gets zeros. head_dim even and <= 256; heads a multiple of kv_heads, heads / kv_heads <= 16.
+ */
+SLOTH_API sloth_status sloth_decode_attention(const void* q, const void* k_cache, const void* v_cache,
+                                              const uint8_t* valid, const int64_t* length, sloth_dtype dtype,
+                                              int64_t batch, int64_t cache_batch, int64_t heads, int64_t kv_heads,
+                                              int64_t head_dim, int64_t max_length, int64_t window, float scale,
+                                              float softcap, float* partial, void* out, int32_t device, void* stream);
+
+/* *floats = the partial workspace sloth_decode_attention needs (float32 values). */
+SLOTH_API sloth_status sloth_decode_attention_partial_floats(int64_t batch, int64_t heads, int64_t head_dim,
+                                                             int64_t max_length, int64_t* floats);
+
+/*
+ * Dense matrix-vector products (the decoder's LM head and LoRA kernel, exported for tests): for b < batch, r < m,
+ *   v = to_dtype(sum_c float(x[b, c]) float(w[r, c]))  (float32 sum);  scale != 1: v = to_dtype(v * scale);
+ *   accumulate: v = to_dtype(y[b, r] + v);  then out_f32 = 1: y is float32 and gets v (softcap > 0: softcap tanh(v /
+ *   softcap)), out_f32 = 0: y is dtype and gets v.
+ * x [batch, k], w [m, k] in dtype; y [batch, m]. batch >= 1 (CUDA: 8-row chunks, the weight read once per chunk).
+ * accumulate requires out_f32 = 0.
+ */
+SLOTH_API sloth_status sloth_dense_gemv(const void* x, const void* w, sloth_dtype dtype, int64_t batch, int64_t k,
+                                        int64_t m, float scale, int32_t accumulate, int32_t out_f32, float softcap,
+                                        void* y, int32_t device, void* stream);
 
 #ifdef __cplusplus
 }

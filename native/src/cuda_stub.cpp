@@ -1,5 +1,6 @@
 // The CUDA backend of a build without a CUDA toolkit: device queries answer "no CUDA", kernels refuse politely.
 #include "backends.h"
+#include "decode_kernels.h"
 #include "status.h"
 
 namespace sloth::cuda {
@@ -44,6 +45,21 @@ sloth_status event_destroy(const char* fn, int32_t, void*) { return no_streams(f
 sloth_status event_record(const char* fn, int32_t, void*, void*) { return no_streams(fn); }
 sloth_status stream_wait_event(const char* fn, int32_t, void*, void*) { return no_streams(fn); }
 sloth_status gemm(const char* fn, const GemmArgs&, int32_t, void*) { return no_cuda(fn); }
+sloth_status decode_embed(const char* fn, const EmbedArgs&, int32_t, void*) { return no_cuda(fn); }
+sloth_status dense_gemv(const char* fn, const DenseGemvArgs&, int32_t, void*) { return no_cuda(fn); }
+sloth_status decode_qk_prep(const char* fn, const QkPrepArgs&, int32_t, void*) { return no_cuda(fn); }
+sloth_status decode_attention(const char* fn, const DecodeAttentionArgs&, int32_t, void*) { return no_cuda(fn); }
+sloth_status decode_residual_norm(const char* fn, const ResidualNormArgs&, int32_t, void*) { return no_cuda(fn); }
+sloth_status decode_gated_act(const char* fn, const GatedActArgs&, int32_t, void*) { return no_cuda(fn); }
+sloth_status decode_bias_add(const char* fn, const BiasAddArgs&, int32_t, void*) { return no_cuda(fn); }
+sloth_status decode_logits_finish(const char* fn, const LogitsFinishArgs&, int32_t, void*) { return no_cuda(fn); }
+sloth_status decode_increment(const char* fn, int64_t*, int32_t, void*) { return no_cuda(fn); }
+sloth_status decoder_stream_create(const char* fn, int32_t, void**) { return no_cuda(fn); }
+sloth_status decoder_stream_destroy(const char* fn, int32_t, void*) { return no_cuda(fn); }
+sloth_status graph_capture_begin(const char* fn, int32_t, void*) { return no_cuda(fn); }
+sloth_status graph_capture_end(const char* fn, int32_t, void*, bool, void**) { return no_cuda(fn); }
+sloth_status graph_launch(const char* fn, int32_t, void*, void*) { return no_cuda(fn); }
+void graph_destroy(int32_t, void*) {}
 std::string gemm_tuning_report() { return ""; }
 void gemm_forget_tuning() {}
 

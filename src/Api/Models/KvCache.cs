@@ -36,6 +36,18 @@ public sealed class KvCache : IDisposable
     /// <summary>Which cached positions are real tokens: bool [B, Length] (a view).</summary>
     internal Tensor Valid(long length) => _valid.narrow(1, 0, length);
 
+    /// <summary>Layer <paramref name="layer"/>'s whole key buffer [B, kv_heads, MaxLength, head_dim] (the decoding engine
+    /// writes into it directly).</summary>
+    internal Tensor KeysOf(int layer) => _keys[layer];
+
+    /// <summary>Layer <paramref name="layer"/>'s whole value buffer [B, kv_heads, MaxLength, head_dim].</summary>
+    internal Tensor ValuesOf(int layer) => _values[layer];
+
+    /// <summary>The whole validity mask, bool [B, MaxLength].</summary>
+    internal Tensor ValidMask => _valid;
+
+    internal bool IsDisposed => _disposed;
+
     internal void SetValid(Tensor mask, long start) => _valid.narrow(1, start, mask.shape[1]).copy_(mask);
 
     /// <summary>Stores k, v [B, kv_heads, T, D] at positions Length… and returns all keys/values so far (views).</summary>

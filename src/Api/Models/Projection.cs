@@ -90,6 +90,9 @@ internal sealed class Projection : Module<Tensor, Tensor>
 
     public Tensor? Bias => _bias;
 
+    /// <summary>The dense base weight [out, in] itself (null for NF4): the decoding engine reads it in place.</summary>
+    internal Tensor? DenseBase => _dense;
+
     public Nf4Weight? Nf4 => _nf4?.Weight;
 
     /// <summary>The 4-bit layer itself (its registered buffers are views of <see cref="Nf4"/>'s tensors; sharding

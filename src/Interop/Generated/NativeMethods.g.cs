@@ -61,10 +61,18 @@ public enum SlothGateActivation : int
     GeluTanh = 1,
 }
 
+/// <summary>The C enum <c>sloth_weight_kind</c> of slothsharp.h.</summary>
+public enum SlothWeightKind : int
+{
+    None = 0,
+    Dense = 1,
+    Nf4 = 2,
+}
+
 /// <summary>The #define constants of slothsharp.h (SLOTH_NF4_BLOCKSIZE_MIN -> Nf4BlocksizeMin).</summary>
 public static class SlothConstants
 {
-    public const int AbiVersion = 7;
+    public const int AbiVersion = 8;
     public const int Nf4BlocksizeMin = 32;
     public const int Nf4BlocksizeMax = 4096;
     public const int NcclUniqueIdBytes = 128;
@@ -75,6 +83,81 @@ public static class SlothConstants
     public const int GemmTuneCandidates = 16;
     public const int GemmWideCandidates = 96;
     public const int GemmTuneRuns = 3;
+    public const int DecoderProjQ = 0;
+    public const int DecoderProjK = 1;
+    public const int DecoderProjV = 2;
+    public const int DecoderProjO = 3;
+    public const int DecoderProjGate = 4;
+    public const int DecoderProjUp = 5;
+    public const int DecoderProjDown = 6;
+    public const int DecoderProjCount = 7;
+    public const int DecoderILayers = 0;
+    public const int DecoderIHidden = 1;
+    public const int DecoderIHeads = 2;
+    public const int DecoderIKvHeads = 3;
+    public const int DecoderIHeadDim = 4;
+    public const int DecoderIIntermediate = 5;
+    public const int DecoderIVocab = 6;
+    public const int DecoderIDtype = 7;
+    public const int DecoderIMaxBatch = 8;
+    public const int DecoderIMaxLength = 9;
+    public const int DecoderIUnitOffsetNorms = 10;
+    public const int DecoderISandwichNorms = 11;
+    public const int DecoderIQkNorm = 12;
+    public const int DecoderIActivation = 13;
+    public const int DecoderIFusedQkv = 14;
+    public const int DecoderIFusedGateUp = 15;
+    public const int DecoderIMaxLoraRank = 16;
+    public const int DecoderIWorkspaceBytes = 17;
+    public const int DecoderIGlobalCount = 18;
+    public const int DecoderIlWindow = 0;
+    public const int DecoderIlRotaryDim = 1;
+    public const int DecoderIlProj = 2;
+    public const int DecoderIlProjStride = 4;
+    public const int DecoderIlKind = 0;
+    public const int DecoderIlBlocksize = 1;
+    public const int DecoderIlNestedBlocksize = 2;
+    public const int DecoderIlLoraRank = 3;
+    public const int DecoderIlCount = 30;
+    public const int DecoderFEps = 0;
+    public const int DecoderFAttentionScale = 1;
+    public const int DecoderFAttentionSoftcap = 2;
+    public const int DecoderFFinalSoftcap = 3;
+    public const int DecoderFEmbedScale = 4;
+    public const int DecoderFGlobalCount = 5;
+    public const int DecoderFlCount = 7;
+    public const int DecoderPEmbed = 0;
+    public const int DecoderPFinalNorm = 1;
+    public const int DecoderPLmHead = 2;
+    public const int DecoderPIds = 3;
+    public const int DecoderPPositions = 4;
+    public const int DecoderPLength = 5;
+    public const int DecoderPValid = 6;
+    public const int DecoderPLogits = 7;
+    public const int DecoderPWorkspace = 8;
+    public const int DecoderPGlobalCount = 9;
+    public const int DecoderPlInputNorm = 0;
+    public const int DecoderPlPostAttentionNorm = 1;
+    public const int DecoderPlPreMlpNorm = 2;
+    public const int DecoderPlPostMlpNorm = 3;
+    public const int DecoderPlQNorm = 4;
+    public const int DecoderPlKNorm = 5;
+    public const int DecoderPlCos = 6;
+    public const int DecoderPlSin = 7;
+    public const int DecoderPlKCache = 8;
+    public const int DecoderPlVCache = 9;
+    public const int DecoderPlProj = 10;
+    public const int DecoderPlProjStride = 9;
+    public const int DecoderPlWeight = 0;
+    public const int DecoderPlAbsmaxCodes = 1;
+    public const int DecoderPlNestedCodeMap = 2;
+    public const int DecoderPlNestedAbsmax = 3;
+    public const int DecoderPlNestedOffset = 4;
+    public const int DecoderPlCodeTable = 5;
+    public const int DecoderPlBias = 6;
+    public const int DecoderPlLoraA = 7;
+    public const int DecoderPlLoraB = 8;
+    public const int DecoderPlCount = 73;
 }
 
 /// <summary>Every export of libslothsharp, one checked method per C function (see the header for what each
@@ -749,5 +832,141 @@ public static unsafe partial class Native
     {
         EnsureLoaded();
         return sloth_gemm_forget_tuning();
+    }
+
+    [LibraryImport(LibraryName, EntryPoint = "sloth_decoder_workspace_bytes")]
+    private static partial SlothStatus sloth_decoder_workspace_bytes(nint ints, long int_count, nint bytes);
+
+    /// <summary><c>sloth_decoder_workspace_bytes</c>; throws the typed exception for a non-OK status.</summary>
+    internal static void DecoderWorkspaceBytes(nint ints, long int_count, nint bytes)
+    {
+        EnsureLoaded();
+        Check(sloth_decoder_workspace_bytes(ints, int_count, bytes));
+    }
+
+    /// <summary><c>sloth_decoder_workspace_bytes</c>, returning its status (the thread's message: <see cref="LastErrorMessage"/>).</summary>
+    internal static SlothStatus TryDecoderWorkspaceBytes(nint ints, long int_count, nint bytes)
+    {
+        EnsureLoaded();
+        return sloth_decoder_workspace_bytes(ints, int_count, bytes);
+    }
+
+    [LibraryImport(LibraryName, EntryPoint = "sloth_decoder_create")]
+    private static partial SlothStatus sloth_decoder_create(nint ints, long int_count, nint floats, long float_count, nint ptrs, long ptr_count, int device, nint decoder);
+
+    /// <summary><c>sloth_decoder_create</c>; throws the typed exception for a non-OK status.</summary>
+    internal static void DecoderCreate(nint ints, long int_count, nint floats, long float_count, nint ptrs, long ptr_count, int device, nint decoder)
+    {
+        EnsureLoaded();
+        Check(sloth_decoder_create(ints, int_count, floats, float_count, ptrs, ptr_count, device, decoder));
+    }
+
+    /// <summary><c>sloth_decoder_create</c>, returning its status (the thread's message: <see cref="LastErrorMessage"/>).</summary>
+    internal static SlothStatus TryDecoderCreate(nint ints, long int_count, nint floats, long float_count, nint ptrs, long ptr_count, int device, nint decoder)
+    {
+        EnsureLoaded();
+        return sloth_decoder_create(ints, int_count, floats, float_count, ptrs, ptr_count, device, decoder);
+    }
+
+    [LibraryImport(LibraryName, EntryPoint = "sloth_decoder_step")]
+    private static partial SlothStatus sloth_decoder_step(nint decoder, long batch);
+
+    /// <summary><c>sloth_decoder_step</c>; throws the typed exception for a non-OK status.</summary>
+    internal static void DecoderStep(nint decoder, long batch)
+    {
+        EnsureLoaded();
+        Check(sloth_decoder_step(decoder, batch));
+    }
+
+    /// <summary><c>sloth_decoder_step</c>, returning its status (the thread's message: <see cref="LastErrorMessage"/>).</summary>
+    internal static SlothStatus TryDecoderStep(nint decoder, long batch)
+    {
+        EnsureLoaded();
+        return sloth_decoder_step(decoder, batch);
+    }
+
+    [LibraryImport(LibraryName, EntryPoint = "sloth_decoder_graph_captures")]
+    private static partial SlothStatus sloth_decoder_graph_captures(nint decoder, nint count);
+
+    /// <summary><c>sloth_decoder_graph_captures</c>; throws the typed exception for a non-OK status.</summary>
+    internal static void DecoderGraphCaptures(nint decoder, nint count)
+    {
+        EnsureLoaded();
+        Check(sloth_decoder_graph_captures(decoder, count));
+    }
+
+    /// <summary><c>sloth_decoder_graph_captures</c>, returning its status (the thread's message: <see cref="LastErrorMessage"/>).</summary>
+    internal static SlothStatus TryDecoderGraphCaptures(nint decoder, nint count)
+    {
+        EnsureLoaded();
+        return sloth_decoder_graph_captures(decoder, count);
+    }
+
+    [LibraryImport(LibraryName, EntryPoint = "sloth_decoder_destroy")]
+    private static partial SlothStatus sloth_decoder_destroy(nint decoder);
+
+    /// <summary><c>sloth_decoder_destroy</c>; throws the typed exception for a non-OK status.</summary>
+    internal static void DecoderDestroy(nint decoder)
+    {
+        EnsureLoaded();
+        Check(sloth_decoder_destroy(decoder));
+    }
+
+    /// <summary><c>sloth_decoder_destroy</c>, returning its status (the thread's message: <see cref="LastErrorMessage"/>).</summary>
+    internal static SlothStatus TryDecoderDestroy(nint decoder)
+    {
+        EnsureLoaded();
+        return sloth_decoder_destroy(decoder);
+    }
+
+    [LibraryImport(LibraryName, EntryPoint = "sloth_decode_attention")]
+    private static partial SlothStatus sloth_decode_attention(nint q, nint k_cache, nint v_cache, nint valid, nint length, SlothDtype dtype, long batch, long cache_batch, long heads, long kv_heads, long head_dim, long max_length, long window, float scale, float softcap, nint partial, nint @out, int device, nint stream);
+
+    /// <summary><c>sloth_decode_attention</c>; throws the typed exception for a non-OK status.</summary>
+    internal static void DecodeAttention(nint q, nint k_cache, nint v_cache, nint valid, nint length, SlothDtype dtype, long batch, long cache_batch, long heads, long kv_heads, long head_dim, long max_length, long window, float scale, float softcap, nint partial, nint @out, int device, nint stream)
+    {
+        EnsureLoaded();
+        Check(sloth_decode_attention(q, k_cache, v_cache, valid, length, dtype, batch, cache_batch, heads, kv_heads, head_dim, max_length, window, scale, softcap, partial, @out, device, stream));
+    }
+
+    /// <summary><c>sloth_decode_attention</c>, returning its status (the thread's message: <see cref="LastErrorMessage"/>).</summary>
+    internal static SlothStatus TryDecodeAttention(nint q, nint k_cache, nint v_cache, nint valid, nint length, SlothDtype dtype, long batch, long cache_batch, long heads, long kv_heads, long head_dim, long max_length, long window, float scale, float softcap, nint partial, nint @out, int device, nint stream)
+    {
+        EnsureLoaded();
+        return sloth_decode_attention(q, k_cache, v_cache, valid, length, dtype, batch, cache_batch, heads, kv_heads, head_dim, max_length, window, scale, softcap, partial, @out, device, stream);
+    }
+
+    [LibraryImport(LibraryName, EntryPoint = "sloth_decode_attention_partial_floats")]
+    private static partial SlothStatus sloth_decode_attention_partial_floats(long batch, long heads, long head_dim, long max_length, nint floats);
+
+    /// <summary><c>sloth_decode_attention_partial_floats</c>; throws the typed exception for a non-OK status.</summary>
+    internal static void DecodeAttentionPartialFloats(long batch, long heads, long head_dim, long max_length, nint floats)
+    {
+        EnsureLoaded();
+        Check(sloth_decode_attention_partial_floats(batch, heads, head_dim, max_length, floats));
+    }
+
+    /// <summary><c>sloth_decode_attention_partial_floats</c>, returning its status (the thread's message: <see cref="LastErrorMessage"/>).</summary>
+    internal static SlothStatus TryDecodeAttentionPartialFloats(long batch, long heads, long head_dim, long max_length, nint floats)
+    {
+        EnsureLoaded();
+        return sloth_decode_attention_partial_floats(batch, heads, head_dim, max_length, floats);
+    }
+
+    [LibraryImport(LibraryName, EntryPoint = "sloth_dense_gemv")]
+    private static partial SlothStatus sloth_dense_gemv(nint x, nint w, SlothDtype dtype, long batch, long k, long m, float scale, int accumulate, int out_f32, float softcap, nint y, int device, nint stream);
+
+    /// <summary><c>sloth_dense_gemv</c>; throws the typed exception for a non-OK status.</summary>
+    internal static void DenseGemv(nint x, nint w, SlothDtype dtype, long batch, long k, long m, float scale, int accumulate, int out_f32, float softcap, nint y, int device, nint stream)
+    {
+        EnsureLoaded();
+        Check(sloth_dense_gemv(x, w, dtype, batch, k, m, scale, accumulate, out_f32, softcap, y, device, stream));
+    }
+
+    /// <summary><c>sloth_dense_gemv</c>, returning its status (the thread's message: <see cref="LastErrorMessage"/>).</summary>
+    internal static SlothStatus TryDenseGemv(nint x, nint w, SlothDtype dtype, long batch, long k, long m, float scale, int accumulate, int out_f32, float softcap, nint y, int device, nint stream)
+    {
+        EnsureLoaded();
+        return sloth_dense_gemv(x, w, dtype, batch, k, m, scale, accumulate, out_f32, softcap, y, device, stream);
     }
 }

@@ -1,0 +1,115 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text;
+using SlothSharp.Inference;
+using SlothSharp.Interop;
+using SlothSharp.Models;
+using static TorchSharp.torch;
+
+namespace SlothSharp.Bench;
+
+/// <summary>
+/// `--suite decode`: the native decoding engine (<see cref="DecodeEngine"/>) on random NF4 checkpoints of published
+/// shapes (llama-3.2-1b, qwen3-1.7b; <c>--tiny</c>: ModelPresets.Tiny on the CPU, a smoke test). Per shape: a 2,048-token
+/// prefill through CausalLM.Forward (time), then a 32-token prompt prefilled and 512 greedy decode steps timed at batch 1
+/// and 64 (tokens/s), next to the bandwidth bound: bytes of weights one step reads (NF4 packed + block codes, the
+/// dense LM head; the KV cache excluded) / 3.35 TB/s (H100 SXM HBM3).
+/// </summary>
+internal static class DecodeSuite
+{
+    private const double H100Bandwidth = 3.35e12;
+
+    public static int Run(string results, bool tiny)
+    {
+        var onCpu = tiny;
+        if (!onCpu && (!cuda.is_available() || !CudaDevice.IsAvailable))
+        {
+            Console.Error.WriteLine("--suite decode needs a CUDA GPU and a CUDA build of libslothsharp (or --tiny for the CPU smoke test).");
+            return 2;
+        }
+        var device = onCpu ? CPU : CUDA;
+        var dtype = onCpu ? ScalarType.Float32 : ScalarType.BFloat16;
+        var presets = tiny ? new[] { "tiny" } : ["llama-3.2-1b", "qwen3-1.7b"];
+        int[] batches = tiny ? [1, 4] : [1, 64];
+        var steps = tiny ? 16 : 512;
+        var prefill = tiny ? 64 : 2048;
+        var report = new StringBuilder();
+        void Line(string s)
+        {
+            Console.WriteLine(s);
+            report.AppendLine(s);
+        }
+        Line($"decode suite on {(onCpu ? "the CPU (--tiny, float32)" : $"{CudaDevice.Name(0)} (bfloat16)")}");
+        foreach (var name in presets)
+        {
+            var cfg = ModelPresets.Get(name);
+            using var model = CausalLM.CreateRandom(cfg, 0, new LoadOptions { Device = device, ComputeDtype = dtype, Quantize = true });
+            using var noGrad = no_grad();
+            var bytes = WeightBytesPerStep(model);
+            Line($"{name}: {cfg}");
+            Line(string.Create(CultureInfo.InvariantCulture, $"  weights read per step: {bytes / 1e6:F3} MB -> H100 bound {bytes / H100Bandwidth * 1e3:F3} ms/step"));
+
+            using (var cache = model.NewKvCache(1, prefill + 1))
+            {
+                var ids = randint(0, cfg.VocabSize, [1, prefill], ScalarType.Int64, device);
+                model.Logits(model.Forward(ids.narrow(1, 0, 16), null, cache)).Dispose();  // warm-up
+                Sync(onCpu);
+                cache.Reset();
+                var sw = Stopwatch.StartNew();
+                using (var h = model.Forward(ids, null, cache)) model.Logits(h.narrow(1, prefill - 1, 1)).Dispose();
+                Sync(onCpu);
+                Line(string.Create(CultureInfo.InvariantCulture, $"  prefill {prefill} tokens (CausalLM.Forward): {sw.Elapsed.TotalMilliseconds:F1} ms ({prefill / sw.Elapsed.TotalSeconds:F0} tokens/s)"));
+            }
+
+            foreach (var b in batches)
+            {
+                const int prompt = 32, warm = 3;
+                using var cache = model.NewKvCache(b, prompt + warm + steps + 1);
+                using var engine = DecodeEngine.TryCreate(model, cache, out var whyNot);
+                if (engine is null)
+                {
+                    Line($"  batch {b}: the engine refused this model: {whyNot}");
+                    continue;
+                }
+                var ids = randint(0, cfg.VocabSize, [b, prompt], ScalarType.Int64, device);
+                var next = model.Logits(model.Forward(ids, null, cache)).select(1, prompt - 1).argmax(-1);
+                for (var s = 0; s < warm; s++) next = engine.Step(next, full([b], (long)cache.Length, ScalarType.Int64, device)).argmax(-1);
+                Sync(onCpu);
+                var sw = Stopwatch.StartNew();
+                for (var s = 0; s < steps; s++)
+                {
+                    using var scope = NewDisposeScope();
+                    next = engine.Step(next, full([b], (long)cache.Length, ScalarType.Int64, device)).argmax(-1).MoveToOuterDisposeScope();
+                }
+                Sync(onCpu);
+                var sec = sw.Elapsed.TotalSeconds;
+                var bound = b / (bytes / H100Bandwidth);
+                Line(string.Create(CultureInfo.InvariantCulture,
+                    $"  batch {b}: {steps} steps in {sec * 1e3:F1} ms: {sec / steps * 1e3:F3} ms/step, {b * steps / sec:F0} tokens/s (H100 weight-bandwidth bound {bound:F0} tokens/s), graph captures {engine.GraphCaptures}"));
+            }
+        }
+        File.WriteAllText(Path.Combine(results, "decode.txt"), report.ToString());
+        return 0;
+    }
+
+    private static void Sync(bool onCpu)
+    {
+        if (!onCpu) Native.CudaSynchronize(0);
+    }
+
+    /// <summary>Bytes of weights one decode step reads: NF4 packed bytes + absmax codes + nested absmax of every projection
+    /// (dense projections at their dtype), the LM head at its dtype, norms; the KV cache and the embedding rows excluded.</summary>
+    private static double WeightBytesPerStep(CausalLM model)
+    {
+        double total = model.LmHeadWeight.numel() * model.LmHeadWeight.element_size();
+        foreach (var layer in model.Model.Layers)
+        {
+            foreach (var p in layer.Projections)
+                total += p.Nf4 is { } w
+                    ? w.Packed.numel() + w.AbsmaxCodes.numel() + 4.0 * w.NestedAbsmax.numel()
+                    : p.OutFeatures * p.InFeatures * model.LmHeadWeight.element_size();
+            foreach (var n in layer.Norms) total += n.Weight.numel() * n.Weight.element_size();
+        }
+        return total;
+    }
+}

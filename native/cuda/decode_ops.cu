@@ -1,0 +1,227 @@
+// The decoding engine's element-wise and row-wise kernels (CPU twins: cpu/decode_ops_cpu.cpp): embedding gather,
+// q/k preparation (bias, per-head RMSNorm, RoPE, cache write), residual add + RMSNorm (Gemma's sandwich post-norm
+// fused in), gated activation over strided rows, bias add, logits conversion and the length increment. Every
+// per-step value (ids, positions, the cache length) is read from device memory, so a captured graph replays
+// correctly. All are small next to the GEMVs: one block per row (or per head), float32 arithmetic with the
+// roundings of the reference.
+#include "../src/decode_kernels.h"
+#include "cuda_common.cuh"
+#include "dtype.cuh"
+
+namespace sloth::cuda {
+namespace {
+
+constexpr int kRowThreads = 256;
+constexpr int kHeadThreads = 128;
+
+// Sum over the block (blockDim.x a multiple of 32, <= 1024); every thread gets the result.
+__device__ __forceinline__ float block_sum(float v, float* scratch) {
+#pragma unroll
+    for (int off = 16; off > 0; off >>= 1) v = __fadd_rn(v, __shfl_xor_sync(0xFFFFFFFFu, v, off));
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, warps = blockDim.x >> 5;
+    __syncthreads();  // scratch may still be read by a previous call
+    if (lane == 0) scratch[warp] = v;
+    __syncthreads();
+    float total = 0.0f;
+    for (int w = 0; w < warps; ++w) total = __fadd_rn(total, scratch[w]);
+    return total;
+}
+
+__device__ __forceinline__ float rstd_from(float ss, int64_t n, float eps) {
+    const float var = __fdiv_rn(ss, static_cast<float>(n));
+    return __fdiv_rn(1.0f, __fsqrt_rn(__fadd_rn(var, eps)));
+}
+
+template <int kDtype>
+__device__ __forceinline__ float norm_value(float x, float rstd, float w, bool unit_offset) {
+    const float xhat = __fmul_rn(x, rstd);
+    return unit_offset ? round_to<kDtype>(__fmul_rn(xhat, __fadd_rn(1.0f, w))) : round_to<kDtype>(__fmul_rn(w, round_to<kDtype>(xhat)));
+}
+
+template <int kDtype>
+__global__ void embed_kernel(const int64_t* ids, const void* table, int64_t hidden, int64_t vocab, float scale, void* out) {
+    const int64_t b = blockIdx.x;
+    int64_t id = ids[b];
+    id = id < 0 ? 0 : (id >= vocab ? vocab - 1 : id);
+    for (int64_t j = threadIdx.x; j < hidden; j += blockDim.x) {
+        const float v = load_f32<kDtype>(table, id * hidden + j);
+        store_f32<kDtype>(out, b * hidden + j, scale == 1.0f ? v : __fmul_rn(v, scale));
+    }
+}
+
+template <int kDtype>
+__global__ void __launch_bounds__(kHeadThreads) qk_prep_kernel(QkPrepArgs a) {
+    __shared__ float v[kDecodeMaxHeadDim];
+    __shared__ float scratch[kHeadThreads / 32];
+    const int64_t b = blockIdx.x, h = blockIdx.y, hd = a.head_dim, half = a.rotary_dim / 2;
+    const int64_t len = *a.length;
+    int64_t pos = a.positions[b];
+    pos = pos < 0 ? 0 : (pos >= a.max_length ? a.max_length - 1 : pos);
+    if (h == 0 && threadIdx.x == 0) a.valid[b * a.max_length + len] = 1;
+    const bool is_q = h < a.heads, is_k = !is_q && h < a.heads + a.kv_heads;
+    const int64_t hh = is_q ? h : is_k ? h - a.heads : h - a.heads - a.kv_heads;
+    const void* src = is_q ? a.q : is_k ? a.k : a.v;
+    const int64_t stride = is_q ? a.q_stride : is_k ? a.k_stride : a.v_stride;
+    const void* bias = is_q ? a.q_bias : is_k ? a.k_bias : a.v_bias;
+    const int64_t cache_at = ((b * a.kv_heads + hh) * a.max_length + len) * hd;
+    float ss = 0.0f;
+    for (int64_t j = threadIdx.x; j < hd; j += blockDim.x) {
+        float x = load_f32<kDtype>(src, b * stride + hh * hd + j);
+        if (bias) x = round_to<kDtype>(__fadd_rn(x, load_f32<kDtype>(bias, hh * hd + j)));
+        if (!is_q && !is_k) store_f32<kDtype>(a.v_cache, cache_at + j, x);
+        v[j] = x;
+        ss = __fadd_rn(ss, __fmul_rn(x, x));
+    }
+    if (!is_q && !is_k) return;  // block-uniform
+    const void* nw = is_q ? a.q_norm : a.k_norm;
+    if (nw) {
+        const float rstd = rstd_from(block_sum(ss, scratch), hd, a.eps);
+        for (int64_t j = threadIdx.x; j < hd; j += blockDim.x)
+            v[j] = norm_value<kDtype>(v[j], rstd, load_f32<kDtype>(nw, j), a.unit_offset);
+    }
+    __syncthreads();
+    const int64_t cs = pos * a.rotary_dim;
+    for (int64_t j = threadIdx.x; j < hd; j += blockDim.x) {
+        float o = v[j];
+        if (j < half)
+            o = __fsub_rn(round_to<kDtype>(__fmul_rn(v[j], load_f32<kDtype>(a.cos, cs + j))),
+                          round_to<kDtype>(__fmul_rn(v[j + half], load_f32<kDtype>(a.sin, cs + j))));
+        else if (j < 2 * half)
+            o = __fadd_rn(round_to<kDtype>(__fmul_rn(v[j], load_f32<kDtype>(a.cos, cs + j))),
+                          round_to<kDtype>(__fmul_rn(v[j - half], load_f32<kDtype>(a.sin, cs + j))));
+        if (is_q) store_f32<kDtype>(a.q_out, (b * a.heads + hh) * hd + j, o);
+        else store_f32<kDtype>(a.k_cache, cache_at + j, o);
+    }
+}
+
+template <int kDtype>
+__global__ void __launch_bounds__(kRowThreads) residual_norm_kernel(ResidualNormArgs a) {
+    __shared__ float scratch[kRowThreads / 32];
+    const int64_t base = static_cast<int64_t>(blockIdx.x) * a.cols;
+    float drstd = 0.0f;
+    if (a.delta && a.delta_norm) {
+        float ss = 0.0f;
+        for (int64_t j = threadIdx.x; j < a.cols; j += blockDim.x) {
+            const float d = load_f32<kDtype>(a.delta, base + j);
+            ss = __fadd_rn(ss, __fmul_rn(d, d));
+        }
+        drstd = rstd_from(block_sum(ss, scratch), a.cols, a.eps);
+    }
+    float ss = 0.0f;
+    for (int64_t j = threadIdx.x; j < a.cols; j += blockDim.x) {
+        float h = load_f32<kDtype>(a.h, base + j);
+        if (a.delta) {
+            float d = load_f32<kDtype>(a.delta, base + j);
+            if (a.delta_norm) d = norm_value<kDtype>(d, drstd, load_f32<kDtype>(a.delta_norm, j), a.unit_offset);
+            h = round_to<kDtype>(__fadd_rn(h, d));
+            store_f32<kDtype>(a.h, base + j, h);  // read back below by this same thread only
+        }
+        ss = __fadd_rn(ss, __fmul_rn(h, h));
+    }
+    const float rstd = rstd_from(block_sum(ss, scratch), a.cols, a.eps);
+    for (int64_t j = threadIdx.x; j < a.cols; j += blockDim.x)
+        store_f32<kDtype>(a.y, base + j,
+                          norm_value<kDtype>(load_f32<kDtype>(a.h, base + j), rstd, load_f32<kDtype>(a.weight, j), a.unit_offset));
+}
+
+template <int kDtype>
+__global__ void gated_act_kernel(GatedActArgs a) {
+    const float beta = static_cast<float>(1.41421356237309504880 * 1.12837916709551257390 * 0.5), kappa = 0.044715f;
+    const int64_t n = a.rows * a.cols;
+    for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
+         i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+        const int64_t r = i / a.cols, j = i % a.cols;
+        const float g = load_f32<kDtype>(a.gate, r * a.stride + j), u = load_f32<kDtype>(a.up, r * a.stride + j);
+        float act;
+        if (a.activation == SLOTH_GATE_SILU) {
+            act = __fdiv_rn(g, __fadd_rn(1.0f, expf(-g)));
+        } else {
+            const float inner = __fmul_rn(beta, __fadd_rn(g, __fmul_rn(kappa, __fmul_rn(__fmul_rn(g, g), g))));
+            act = __fmul_rn(__fmul_rn(0.5f, g), __fadd_rn(1.0f, tanhf(inner)));
+        }
+        store_f32<kDtype>(a.out, i, __fmul_rn(round_to<kDtype>(act), u));
+    }
+}
+
+template <int kDtype>
+__global__ void bias_add_kernel(BiasAddArgs a) {
+    const int64_t n = a.rows * a.cols;
+    for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
+         i += static_cast<int64_t>(gridDim.x) * blockDim.x)
+        store_f32<kDtype>(a.y, i, __fadd_rn(load_f32<kDtype>(a.y, i), load_f32<kDtype>(a.bias, i % a.cols)));
+}
+
+template <int kDtype>
+__global__ void logits_finish_kernel(LogitsFinishArgs a) {
+    for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < a.n;
+         i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+        const float v = load_f32<kDtype>(a.src, i);
+        a.out[i] = a.softcap > 0.0f ? __fmul_rn(a.softcap, tanhf(__fdiv_rn(v, a.softcap))) : v;
+    }
+}
+
+__global__ void increment_kernel(int64_t* length) { *length += 1; }
+
+}  // namespace
+
+sloth_status decode_embed(const char* fn, const EmbedArgs& a, int32_t device, void* stream) {
+    return launch_for_dtype(fn, device, stream, a.dtype, [&](auto dt, cudaStream_t s) {
+        SLOTH_CHECK(require_one_launch(fn, a.batch));
+        embed_kernel<decltype(dt)::value><<<static_cast<unsigned>(a.batch), kRowThreads, 0, s>>>(a.ids, a.table, a.hidden, a.vocab, a.scale, a.out);
+        SLOTH_LAUNCH_CHECK(fn, "embed_kernel");
+        return SLOTH_OK;
+    });
+}
+
+sloth_status decode_qk_prep(const char* fn, const QkPrepArgs& a, int32_t device, void* stream) {
+    return launch_for_dtype(fn, device, stream, a.dtype, [&](auto dt, cudaStream_t s) {
+        SLOTH_CHECK(require_one_launch(fn, a.batch));
+        const dim3 grid(static_cast<unsigned>(a.batch), static_cast<unsigned>(a.heads + 2 * a.kv_heads));
+        qk_prep_kernel<decltype(dt)::value><<<grid, kHeadThreads, 0, s>>>(a);
+        SLOTH_LAUNCH_CHECK(fn, "qk_prep_kernel");
+        return SLOTH_OK;
+    });
+}
+
+sloth_status decode_residual_norm(const char* fn, const ResidualNormArgs& a, int32_t device, void* stream) {
+    return launch_for_dtype(fn, device, stream, a.dtype, [&](auto dt, cudaStream_t s) {
+        SLOTH_CHECK(require_one_launch(fn, a.rows));
+        residual_norm_kernel<decltype(dt)::value><<<static_cast<unsigned>(a.rows), kRowThreads, 0, s>>>(a);
+        SLOTH_LAUNCH_CHECK(fn, "residual_norm_kernel");
+        return SLOTH_OK;
+    });
+}
+
+sloth_status decode_gated_act(const char* fn, const GatedActArgs& a, int32_t device, void* stream) {
+    return launch_for_dtype(fn, device, stream, a.dtype, [&](auto dt, cudaStream_t s) {
+        gated_act_kernel<decltype(dt)::value><<<grid_for(a.rows * a.cols, kRowThreads), kRowThreads, 0, s>>>(a);
+        SLOTH_LAUNCH_CHECK(fn, "gated_act_kernel");
+        return SLOTH_OK;
+    });
+}
+
+sloth_status decode_bias_add(const char* fn, const BiasAddArgs& a, int32_t device, void* stream) {
+    return launch_for_dtype(fn, device, stream, a.dtype, [&](auto dt, cudaStream_t s) {
+        bias_add_kernel<decltype(dt)::value><<<grid_for(a.rows * a.cols, kRowThreads), kRowThreads, 0, s>>>(a);
+        SLOTH_LAUNCH_CHECK(fn, "bias_add_kernel");
+        return SLOTH_OK;
+    });
+}
+
+sloth_status decode_logits_finish(const char* fn, const LogitsFinishArgs& a, int32_t device, void* stream) {
+    return launch_for_dtype(fn, device, stream, a.dtype, [&](auto dt, cudaStream_t s) {
+        logits_finish_kernel<decltype(dt)::value><<<grid_for(a.n, kRowThreads), kRowThreads, 0, s>>>(a);
+        SLOTH_LAUNCH_CHECK(fn, "logits_finish_kernel");
+        return SLOTH_OK;
+    });
+}
+
+sloth_status decode_increment(const char* fn, int64_t* length, int32_t device, void* stream) {
+    return launch_for_dtype(fn, device, stream, SLOTH_DTYPE_F32, [&](auto, cudaStream_t s) {
+        increment_kernel<<<1, 1, 0, s>>>(length);
+        SLOTH_LAUNCH_CHECK(fn, "increment_kernel");
+        return SLOTH_OK;
+    });
+}
+
+}  // namespace sloth::cuda

@@ -1,0 +1,615 @@
+// The decoding engine (slothsharp.h, "Decoding engine"): a decoder object that runs one whole decode step of a
+// decoder-only LM with the library's kernels, on the CPU or, on CUDA, on its own stream as a replayed CUDA graph.
+// Also the exports of the two decode kernels that tests call directly (attention, dense GEMV).
+//
+// Design: the description (three flat arrays) is parsed and validated once into Layer/Proj records; the step is one
+// function, enqueue(), that issues the kernels in order through run(), which picks the CPU twin or the CUDA version.
+// Every per-step value lives in device memory (ids, positions, length), so enqueue() issues the same launches with
+// the same arguments at every step of a batch size: exactly what a CUDA graph needs.
+#include "decode_kernels.h"
+#include "validate.h"
+
+#include <algorithm>
+#include <map>
+#include <memory>
+#include <set>
+#include <vector>
+
+using namespace sloth;
+
+namespace {
+
+constexpr int64_t kAlign = 256;
+constexpr int64_t kGemmWorkspace = int64_t{4} << 20;  // cuBLASLt split-K scratch for batch > 8
+
+int64_t align_up(int64_t v) { return (v + kAlign - 1) / kAlign * kAlign; }
+
+struct Proj {
+    int kind = SLOTH_WEIGHT_NONE;
+    int32_t blocksize = 0, nested_blocksize = 0;
+    int64_t rank = 0;
+    float lora_scale = 0.0f;
+    int64_t in = 0, out = 0;
+    const void* weight = nullptr;
+    const uint8_t* absmax_codes = nullptr;
+    const float* nested_code_map = nullptr;
+    const float* nested_absmax = nullptr;
+    const float* nested_offset = nullptr;
+    const float* code_table = nullptr;
+    const void* bias = nullptr;
+    const void* lora_a = nullptr;
+    const void* lora_b = nullptr;
+};
+
+struct Layer {
+    int64_t window = 0, rotary_dim = 0;
+    const void* norm[4] = {nullptr, nullptr, nullptr, nullptr};  // input, post-attention, pre-MLP, post-MLP
+    const void* q_norm = nullptr;
+    const void* k_norm = nullptr;
+    const void* cos = nullptr;
+    const void* sin = nullptr;
+    void* k_cache = nullptr;
+    void* v_cache = nullptr;
+    Proj p[SLOTH_DECODER_PROJ_COUNT];
+};
+
+// Sizes of the global part, shared by workspace_bytes and create.
+struct Shape {
+    int64_t layers, hidden, heads, kv_heads, head_dim, inter, vocab, max_batch, max_length, max_rank;
+    sloth_dtype dtype;
+};
+
+struct Workspace {  // byte offsets into the workspace
+    int64_t h, y, qkv, qr, attn, o, gu, act, lora, partial, dq, logits, gemm, total;
+};
+
+Workspace layout(const Shape& s) {
+    const int64_t e = dtype_size(s.dtype), b = s.max_batch;
+    Workspace w{};
+    int64_t at = 0;
+    auto take = [&](int64_t bytes) { const int64_t r = at; at += align_up(bytes); return r; };
+    w.h = take(b * s.hidden * e);
+    w.y = take(b * s.hidden * e);
+    w.qkv = take(b * (s.heads + 2 * s.kv_heads) * s.head_dim * e);
+    w.qr = take(b * s.heads * s.head_dim * e);
+    w.attn = take(b * s.heads * s.head_dim * e);
+    w.o = take(b * s.hidden * e);
+    w.gu = take(b * 2 * s.inter * e);
+    w.act = take(b * s.inter * e);
+    w.lora = take(b * (s.max_rank > 0 ? s.max_rank : 1) * e);
+    w.partial = take(decode_partial_floats(b, s.heads, s.head_dim, s.max_length) * 4);
+    if (b > SLOTH_NF4_GEMV_MAX_BATCH) {  // the GEMM path: a dequantized weight, dtype logits, cuBLASLt scratch
+        const int64_t qkv_out = (s.heads + 2 * s.kv_heads) * s.head_dim;
+        int64_t most = qkv_out * s.hidden;
+        most = std::max(most, s.heads * s.head_dim * s.hidden);
+        most = std::max(most, 2 * s.inter * s.hidden);
+        w.dq = take(most * e);
+        w.logits = take(b * s.vocab * e);
+        w.gemm = take(kGemmWorkspace);
+    } else {
+        w.dq = w.logits = w.gemm = -1;
+    }
+    w.total = at;
+    return w;
+}
+
+sloth_status read_shape(const char* fn, const int64_t* ints, int64_t int_count, Shape* s) {
+    SLOTH_CHECK(require_ptr(fn, ints, "ints"));
+    if (int_count < SLOTH_DECODER_I_GLOBAL_COUNT)
+        return fail(SLOTH_ERROR_INVALID_ARGUMENT, "%s: int_count = %lld; the global part alone has %d entries", fn,
+                    (long long)int_count, SLOTH_DECODER_I_GLOBAL_COUNT);
+    s->layers = ints[SLOTH_DECODER_I_LAYERS];
+    s->hidden = ints[SLOTH_DECODER_I_HIDDEN];
+    s->heads = ints[SLOTH_DECODER_I_HEADS];
+    s->kv_heads = ints[SLOTH_DECODER_I_KV_HEADS];
+    s->head_dim = ints[SLOTH_DECODER_I_HEAD_DIM];
+    s->inter = ints[SLOTH_DECODER_I_INTERMEDIATE];
+    s->vocab = ints[SLOTH_DECODER_I_VOCAB];
+    s->max_batch = ints[SLOTH_DECODER_I_MAX_BATCH];
+    s->max_length = ints[SLOTH_DECODER_I_MAX_LENGTH];
+    s->max_rank = ints[SLOTH_DECODER_I_MAX_LORA_RANK];
+    const int64_t dt = ints[SLOTH_DECODER_I_DTYPE];
+    SLOTH_CHECK(require_dtype(fn, static_cast<int>(dt), "ints[SLOTH_DECODER_I_DTYPE]"));
+    s->dtype = static_cast<sloth_dtype>(dt);
+    const struct { int64_t v; int64_t min, max; const char* name; } checks[] = {
+        {s->layers, 1, 1 << 16, "layers"},
+        {s->hidden, 1, 1 << 20, "hidden"},
+        {s->heads, 1, 1 << 12, "heads"},
+        {s->kv_heads, 1, 1 << 12, "kv_heads"},
+        {s->head_dim, 2, kDecodeMaxHeadDim, "head_dim"},
+        {s->inter, 1, 1 << 22, "intermediate"},
+        {s->vocab, 1, int64_t{1} << 24, "vocab"},
+        {s->max_batch, 1, 1 << 16, "max_batch"},
+        {s->max_length, 1, int64_t{1} << 24, "max_length"},
+        {s->max_rank, 0, 1 << 16, "max_lora_rank"},
+    };
+    for (const auto& c : checks)
+        if (c.v < c.min || c.v > c.max)
+            return fail(SLOTH_ERROR_INVALID_ARGUMENT, "%s: %s = %lld must be in [%lld, %lld]", fn, c.name, (long long)c.v,
+                        (long long)c.min, (long long)c.max);
+    if (s->head_dim % 2 != 0)
+        return fail(SLOTH_ERROR_INVALID_ARGUMENT, "%s: head_dim = %lld must be even", fn, (long long)s->head_dim);
+    if (s->heads % s->kv_heads != 0 || s->heads / s->kv_heads > kDecodeMaxGroup)
+        return fail(SLOTH_ERROR_INVALID_ARGUMENT, "%s: heads = %lld must be a multiple of kv_heads = %lld, at most %lld times",
+                    fn, (long long)s->heads, (long long)s->kv_heads, (long long)kDecodeMaxGroup);
+    return SLOTH_OK;
+}
+
+class Decoder {
+  public:
+    Shape s{};
+    Workspace ws{};
+    int32_t device = -1;
+    void* stream = nullptr;
+    bool unit_offset = false, sandwich = false, qk_norm = false, fused_qkv = false, fused_gate_up = false;
+    sloth_gate_activation activation = SLOTH_GATE_SILU;
+    float eps = 0, attn_scale = 0, attn_softcap = 0, final_softcap = 0, embed_scale = 1;
+    const void* embed = nullptr;
+    const void* final_norm = nullptr;
+    const void* lm_head = nullptr;
+    int64_t* ids = nullptr;
+    int64_t* positions = nullptr;
+    int64_t* length = nullptr;
+    uint8_t* valid = nullptr;
+    float* logits = nullptr;
+    char* work = nullptr;
+    std::vector<Layer> layers;
+    std::map<int64_t, void*> graphs;  // batch -> instantiated graph
+    std::set<int64_t> warmed;         // batch sizes that ran eagerly once
+    int64_t captures = 0;
+
+    ~Decoder() {
+        if (device >= 0) {
+            // The stream first: destroying it waits for its work, so no graph is still running when it is freed.
+            if (stream) cuda::decoder_stream_destroy("sloth_decoder_destroy", device, stream);
+            for (auto& g : graphs) cuda::graph_destroy(device, g.second);
+        }
+    }
+
+    template <class T>
+    T* at(int64_t offset) const { return reinterpret_cast<T*>(work + offset); }
+    bool cpu() const { return device < 0; }
+
+    sloth_status step(const char* fn, int64_t batch) {
+        if (cpu()) return enqueue(fn, batch);
+        const auto g = graphs.find(batch);
+        if (g != graphs.end()) return cuda::graph_launch(fn, device, g->second, stream);
+        if (warmed.insert(batch).second) return enqueue(fn, batch);  // first step of this size: eager (lazy loading)
+        SLOTH_CHECK(cuda::graph_capture_begin(fn, device, stream));
+        const sloth_status st = enqueue(fn, batch);
+        void* exec = nullptr;
+        const sloth_status end = cuda::graph_capture_end(fn, device, stream, st == SLOTH_OK, &exec);
+        if (st != SLOTH_OK) return st;
+        SLOTH_CHECK(end);
+        graphs[batch] = exec;
+        ++captures;
+        return cuda::graph_launch(fn, device, exec, stream);
+    }
+
+  private:
+    // Dense product y[b, :] = x[b, :] w^T: the GEMV kernel, or cuBLASLt past 8 rows on CUDA for f16/bf16.
+    sloth_status dense(const char* fn, const void* x, const void* w, int64_t batch, int64_t k, int64_t m, void* y) {
+        if (!cpu() && batch > SLOTH_NF4_GEMV_MAX_BATCH && s.dtype != SLOTH_DTYPE_F32) {
+            const GemmArgs g{false, true, batch, m, k, 1.0f, x, k, w, k, 0.0f, y, m, s.dtype,
+                             at<void>(ws.gemm), kGemmWorkspace, SLOTH_GEMM_NO_TUNING};
+            return cuda::gemm(fn, g, device, stream);
+        }
+        const DenseGemvArgs a{x, w, s.dtype, batch, k, m, 1.0f, false, false, 0.0f, y};
+        return cpu() ? cpu::dense_gemv(fn, a) : cuda::dense_gemv(fn, a, device, stream);
+    }
+
+    sloth_status linear(const char* fn, const Proj& p, const void* x, int64_t batch, void* y) {
+        if (p.kind == SLOTH_WEIGHT_NF4) {
+            if (cpu() || batch <= SLOTH_NF4_GEMV_MAX_BATCH) {
+                const Nf4GemvArgs a{x, s.dtype, batch, p.in, p.out, static_cast<const uint8_t*>(p.weight), p.absmax_codes,
+                                    p.nested_code_map, p.nested_absmax, p.nested_offset, p.code_table, p.blocksize,
+                                    p.nested_blocksize, y};
+                SLOTH_CHECK(cpu() ? cpu::nf4_gemv(fn, a) : cuda::nf4_gemv(fn, a, device, stream));
+            } else {
+                const Nf4DequantArgs d{static_cast<const uint8_t*>(p.weight), p.absmax_codes, p.nested_code_map,
+                                       p.nested_absmax, p.nested_offset, p.code_table, p.in * p.out, p.blocksize,
+                                       p.nested_blocksize, s.dtype, at<void>(ws.dq)};
+                SLOTH_CHECK(cuda::nf4_dequantize(fn, d, device, stream));
+                SLOTH_CHECK(dense(fn, x, at<void>(ws.dq), batch, p.in, p.out, y));
+            }
+        } else {
+            SLOTH_CHECK(dense(fn, x, p.weight, batch, p.in, p.out, y));
+        }
+        if (p.rank > 0) {  // y += to_dtype(to_dtype(B (A x)) * scale)
+            const DenseGemvArgs a{x, p.lora_a, s.dtype, batch, p.in, p.rank, 1.0f, false, false, 0.0f, at<void>(ws.lora)};
+            const DenseGemvArgs b{at<void>(ws.lora), p.lora_b, s.dtype, batch, p.rank, p.out, p.lora_scale, true, false, 0.0f, y};
+            SLOTH_CHECK(cpu() ? cpu::dense_gemv(fn, a) : cuda::dense_gemv(fn, a, device, stream));
+            SLOTH_CHECK(cpu() ? cpu::dense_gemv(fn, b) : cuda::dense_gemv(fn, b, device, stream));
+        }
+        return SLOTH_OK;
+    }
+
+    sloth_status bias_add(const char* fn, const void* bias, int64_t batch, int64_t cols, void* y) {
+        if (!bias) return SLOTH_OK;
+        const BiasAddArgs a{s.dtype, batch, cols, y, bias};
+        return cpu() ? cpu::decode_bias_add(fn, a) : cuda::decode_bias_add(fn, a, device, stream);
+    }
+
+    sloth_status residual_norm(const char* fn, int64_t batch, const void* delta, const void* delta_norm, const void* w) {
+        const ResidualNormArgs a{s.dtype, batch, s.hidden, eps, unit_offset, at<void>(ws.h), delta, delta_norm, w, at<void>(ws.y)};
+        return cpu() ? cpu::decode_residual_norm(fn, a) : cuda::decode_residual_norm(fn, a, device, stream);
+    }
+
+    sloth_status enqueue(const char* fn, int64_t batch) {
+        const int64_t e = dtype_size(s.dtype), hd = s.head_dim, qn = s.heads * hd, kvn = s.kv_heads * hd;
+        const EmbedArgs emb{ids, embed, s.dtype, batch, s.hidden, s.vocab, embed_scale, at<void>(ws.h)};
+        SLOTH_CHECK(cpu() ? cpu::decode_embed(fn, emb) : cuda::decode_embed(fn, emb, device, stream));
+        SLOTH_CHECK(residual_norm(fn, batch, nullptr, nullptr, layers[0].norm[0]));
+        for (size_t li = 0; li < layers.size(); ++li) {
+            const Layer& L = layers[li];
+            char* qkv = at<char>(ws.qkv);
+            const void *q, *k, *v;
+            int64_t qs, ks, vs;
+            const void *qb = nullptr, *kb = nullptr, *vb = nullptr;
+            if (fused_qkv) {
+                SLOTH_CHECK(linear(fn, L.p[SLOTH_DECODER_PROJ_Q], at<void>(ws.y), batch, qkv));
+                q = qkv, k = qkv + qn * e, v = qkv + (qn + kvn) * e;
+                qs = ks = vs = qn + 2 * kvn;
+                if (const char* bias = static_cast<const char*>(L.p[SLOTH_DECODER_PROJ_Q].bias))
+                    qb = bias, kb = bias + qn * e, vb = bias + (qn + kvn) * e;
+            } else {
+                char* kp = qkv + batch * qn * e;
+                char* vp = kp + batch * kvn * e;
+                SLOTH_CHECK(linear(fn, L.p[SLOTH_DECODER_PROJ_Q], at<void>(ws.y), batch, qkv));
+                SLOTH_CHECK(linear(fn, L.p[SLOTH_DECODER_PROJ_K], at<void>(ws.y), batch, kp));
+                SLOTH_CHECK(linear(fn, L.p[SLOTH_DECODER_PROJ_V], at<void>(ws.y), batch, vp));
+                q = qkv, k = kp, v = vp, qs = qn, ks = vs = kvn;
+                qb = L.p[SLOTH_DECODER_PROJ_Q].bias, kb = L.p[SLOTH_DECODER_PROJ_K].bias, vb = L.p[SLOTH_DECODER_PROJ_V].bias;
+            }
+            const QkPrepArgs prep{s.dtype, batch, s.heads, s.kv_heads, hd, L.rotary_dim, s.max_length, q, qs, k, ks, v, vs,
+                                  qb, kb, vb, L.q_norm, L.k_norm, eps, unit_offset, L.cos, L.sin, positions, length,
+                                  at<void>(ws.qr), L.k_cache, L.v_cache, valid};
+            SLOTH_CHECK(cpu() ? cpu::decode_qk_prep(fn, prep) : cuda::decode_qk_prep(fn, prep, device, stream));
+            const DecodeAttentionArgs att{at<void>(ws.qr), L.k_cache, L.v_cache, valid, length, s.dtype, batch, s.heads,
+                                          s.kv_heads, hd, s.max_length, L.window, attn_scale, attn_softcap,
+                                          at<float>(ws.partial), at<void>(ws.attn)};
+            SLOTH_CHECK(cpu() ? cpu::decode_attention(fn, att) : cuda::decode_attention(fn, att, device, stream));
+            const Proj& o = L.p[SLOTH_DECODER_PROJ_O];
+            SLOTH_CHECK(linear(fn, o, at<void>(ws.attn), batch, at<void>(ws.o)));
+            SLOTH_CHECK(bias_add(fn, o.bias, batch, s.hidden, at<void>(ws.o)));
+            SLOTH_CHECK(residual_norm(fn, batch, at<void>(ws.o), L.norm[1], L.norm[2]));
+            // MLP: gate and up side by side per row (fused: one [batch, 2I] product; else two [batch, I] blocks).
+            char* gu = at<char>(ws.gu);
+            const void *gate, *up;
+            int64_t stride;
+            if (fused_gate_up) {
+                const Proj& p = L.p[SLOTH_DECODER_PROJ_GATE];
+                SLOTH_CHECK(linear(fn, p, at<void>(ws.y), batch, gu));
+                SLOTH_CHECK(bias_add(fn, p.bias, batch, 2 * s.inter, gu));
+                gate = gu, up = gu + s.inter * e, stride = 2 * s.inter;
+            } else {
+                const Proj& pg = L.p[SLOTH_DECODER_PROJ_GATE];
+                const Proj& pu = L.p[SLOTH_DECODER_PROJ_UP];
+                char* upp = gu + batch * s.inter * e;
+                SLOTH_CHECK(linear(fn, pg, at<void>(ws.y), batch, gu));
+                SLOTH_CHECK(bias_add(fn, pg.bias, batch, s.inter, gu));
+                SLOTH_CHECK(linear(fn, pu, at<void>(ws.y), batch, upp));
+                SLOTH_CHECK(bias_add(fn, pu.bias, batch, s.inter, upp));
+                gate = gu, up = upp, stride = s.inter;
+            }
+            const GatedActArgs act{s.dtype, activation, batch, s.inter, gate, up, stride, at<void>(ws.act)};
+            SLOTH_CHECK(cpu() ? cpu::decode_gated_act(fn, act) : cuda::decode_gated_act(fn, act, device, stream));
+            const Proj& down = L.p[SLOTH_DECODER_PROJ_DOWN];
+            SLOTH_CHECK(linear(fn, down, at<void>(ws.act), batch, at<void>(ws.o)));
+            SLOTH_CHECK(bias_add(fn, down.bias, batch, s.hidden, at<void>(ws.o)));
+            const void* next = li + 1 < layers.size() ? layers[li + 1].norm[0] : final_norm;
+            SLOTH_CHECK(residual_norm(fn, batch, at<void>(ws.o), L.norm[3], next));
+        }
+        // LM head: float32(to_dtype(y W^T)), soft-capped.
+        if (!cpu() && batch > SLOTH_NF4_GEMV_MAX_BATCH && s.dtype != SLOTH_DTYPE_F32) {
+            SLOTH_CHECK(dense(fn, at<void>(ws.y), lm_head, batch, s.hidden, s.vocab, at<void>(ws.logits)));
+            const LogitsFinishArgs fin{s.dtype, batch * s.vocab, at<void>(ws.logits), final_softcap, logits};
+            SLOTH_CHECK(cuda::decode_logits_finish(fn, fin, device, stream));
+        } else {
+            const DenseGemvArgs a{at<void>(ws.y), lm_head, s.dtype, batch, s.hidden, s.vocab, 1.0f, false, true, final_softcap, logits};
+            SLOTH_CHECK(cpu() ? cpu::dense_gemv(fn, a) : cuda::dense_gemv(fn, a, device, stream));
+        }
+        return cpu() ? cpu::decode_increment(fn, length) : cuda::decode_increment(fn, length, device, stream);
+    }
+};
+
+// Builds a Decoder from the description, checking every entry a present part needs.
+sloth_status build(const char* fn, const int64_t* ints, int64_t int_count, const float* floats, int64_t float_count,
+                   const void* const* ptrs, int64_t ptr_count, int32_t device, Decoder* d) {
+    Shape& s = d->s;
+    SLOTH_CHECK(read_shape(fn, ints, int_count, &s));
+    SLOTH_CHECK(require_ptr(fn, floats, "floats"));
+    SLOTH_CHECK(require_ptr(fn, ptrs, "ptrs"));
+    SLOTH_CHECK(require_device(fn, device));
+    const int64_t want_i = SLOTH_DECODER_I_GLOBAL_COUNT + s.layers * SLOTH_DECODER_IL_COUNT;
+    const int64_t want_f = SLOTH_DECODER_F_GLOBAL_COUNT + s.layers * SLOTH_DECODER_FL_COUNT;
+    const int64_t want_p = SLOTH_DECODER_P_GLOBAL_COUNT + s.layers * SLOTH_DECODER_PL_COUNT;
+    if (int_count != want_i || float_count != want_f || ptr_count != want_p)
+        return fail(SLOTH_ERROR_INVALID_ARGUMENT,
+                    "%s: %lld layers need %lld ints, %lld floats and %lld pointers; got %lld, %lld and %lld", fn,
+                    (long long)s.layers, (long long)want_i, (long long)want_f, (long long)want_p, (long long)int_count,
+                    (long long)float_count, (long long)ptr_count);
+    d->device = device;
+    auto flag = [&](int i, const char* name, bool* out) {
+        if (ints[i] != 0 && ints[i] != 1)
+            return fail(SLOTH_ERROR_INVALID_ARGUMENT, "%s: %s = %lld must be 0 or 1", fn, name, (long long)ints[i]);
+        *out = ints[i] == 1;
+        return SLOTH_OK;
+    };
+    SLOTH_CHECK(flag(SLOTH_DECODER_I_UNIT_OFFSET_NORMS, "unit_offset_norms", &d->unit_offset));
+    SLOTH_CHECK(flag(SLOTH_DECODER_I_SANDWICH_NORMS, "sandwich_norms", &d->sandwich));
+    SLOTH_CHECK(flag(SLOTH_DECODER_I_QK_NORM, "qk_norm", &d->qk_norm));
+    SLOTH_CHECK(flag(SLOTH_DECODER_I_FUSED_QKV, "fused_qkv", &d->fused_qkv));
+    SLOTH_CHECK(flag(SLOTH_DECODER_I_FUSED_GATE_UP, "fused_gate_up", &d->fused_gate_up));
+    const int64_t act = ints[SLOTH_DECODER_I_ACTIVATION];
+    if (act != SLOTH_GATE_SILU && act != SLOTH_GATE_GELU_TANH)
+        return fail(SLOTH_ERROR_INVALID_ARGUMENT, "%s: activation = %lld is not a sloth_gate_activation", fn, (long long)act);
+    d->activation = static_cast<sloth_gate_activation>(act);
+    d->ws = layout(s);
+    if (ints[SLOTH_DECODER_I_WORKSPACE_BYTES] < d->ws.total)
+        return fail(SLOTH_ERROR_INVALID_ARGUMENT, "%s: the workspace has %lld bytes; this decoder needs %lld", fn,
+                    (long long)ints[SLOTH_DECODER_I_WORKSPACE_BYTES], (long long)d->ws.total);
+    d->eps = floats[SLOTH_DECODER_F_EPS];
+    d->attn_scale = floats[SLOTH_DECODER_F_ATTENTION_SCALE];
+    d->attn_softcap = floats[SLOTH_DECODER_F_ATTENTION_SOFTCAP];
+    d->final_softcap = floats[SLOTH_DECODER_F_FINAL_SOFTCAP];
+    d->embed_scale = floats[SLOTH_DECODER_F_EMBED_SCALE];
+    if (!(d->eps >= 0.0f) || !(d->attn_scale > 0.0f) || !(d->attn_softcap >= 0.0f) || !(d->final_softcap >= 0.0f) ||
+        !(d->embed_scale > 0.0f))
+        return fail(SLOTH_ERROR_INVALID_ARGUMENT,
+                    "%s: eps %g >= 0, attention_scale %g > 0, soft-caps %g, %g >= 0 and embed_scale %g > 0 are required",
+                    fn, d->eps, d->attn_scale, d->attn_softcap, d->final_softcap, d->embed_scale);
+    struct Need { int index; const char* name; };
+    for (const Need n : {Need{SLOTH_DECODER_P_EMBED, "embed"}, Need{SLOTH_DECODER_P_FINAL_NORM, "final_norm"},
+                         Need{SLOTH_DECODER_P_LM_HEAD, "lm_head"}, Need{SLOTH_DECODER_P_IDS, "ids"},
+                         Need{SLOTH_DECODER_P_POSITIONS, "positions"}, Need{SLOTH_DECODER_P_LENGTH, "length"},
+                         Need{SLOTH_DECODER_P_VALID, "valid"}, Need{SLOTH_DECODER_P_LOGITS, "logits"},
+                         Need{SLOTH_DECODER_P_WORKSPACE, "workspace"}})
+        if (!ptrs[n.index]) return fail(SLOTH_ERROR_INVALID_ARGUMENT, "%s: ptrs[%d] (%s) is NULL", fn, n.index, n.name);
+    if (reinterpret_cast<uintptr_t>(ptrs[SLOTH_DECODER_P_WORKSPACE]) % kAlign != 0)
+        return fail(SLOTH_ERROR_INVALID_ARGUMENT, "%s: the workspace must be %lld-byte aligned", fn, (long long)kAlign);
+    d->embed = ptrs[SLOTH_DECODER_P_EMBED];
+    d->final_norm = ptrs[SLOTH_DECODER_P_FINAL_NORM];
+    d->lm_head = ptrs[SLOTH_DECODER_P_LM_HEAD];
+    d->ids = static_cast<int64_t*>(const_cast<void*>(ptrs[SLOTH_DECODER_P_IDS]));
+    d->positions = static_cast<int64_t*>(const_cast<void*>(ptrs[SLOTH_DECODER_P_POSITIONS]));
+    d->length = static_cast<int64_t*>(const_cast<void*>(ptrs[SLOTH_DECODER_P_LENGTH]));
+    d->valid = static_cast<uint8_t*>(const_cast<void*>(ptrs[SLOTH_DECODER_P_VALID]));
+    d->logits = static_cast<float*>(const_cast<void*>(ptrs[SLOTH_DECODER_P_LOGITS]));
+    d->work = static_cast<char*>(const_cast<void*>(ptrs[SLOTH_DECODER_P_WORKSPACE]));
+
+    const int64_t hd = s.head_dim, qn = s.heads * hd, kvn = s.kv_heads * hd;
+    d->layers.resize(static_cast<size_t>(s.layers));
+    for (int64_t l = 0; l < s.layers; ++l) {
+        Layer& L = d->layers[static_cast<size_t>(l)];
+        const int64_t* li = ints + SLOTH_DECODER_I_GLOBAL_COUNT + l * SLOTH_DECODER_IL_COUNT;
+        const float* lf = floats + SLOTH_DECODER_F_GLOBAL_COUNT + l * SLOTH_DECODER_FL_COUNT;
+        const void* const* lp = ptrs + SLOTH_DECODER_P_GLOBAL_COUNT + l * SLOTH_DECODER_PL_COUNT;
+        L.window = li[SLOTH_DECODER_IL_WINDOW];
+        L.rotary_dim = li[SLOTH_DECODER_IL_ROTARY_DIM];
+        if (L.window < 0 || L.rotary_dim < 2 || L.rotary_dim > hd || L.rotary_dim % 2 != 0)
+            return fail(SLOTH_ERROR_INVALID_ARGUMENT,
+                        "%s: layer %lld: window = %lld must be >= 0 and rotary_dim = %lld even in [2, head_dim %lld]", fn,
+                        (long long)l, (long long)L.window, (long long)L.rotary_dim, (long long)hd);
+        auto need = [&](int index, const char* name) {
+            return lp[index] ? SLOTH_OK
+                             : fail(SLOTH_ERROR_INVALID_ARGUMENT, "%s: layer %lld: %s (per-layer pointer %d) is NULL", fn,
+                                    (long long)l, name, index);
+        };
+        SLOTH_CHECK(need(SLOTH_DECODER_PL_INPUT_NORM, "input_norm"));
+        SLOTH_CHECK(need(SLOTH_DECODER_PL_PRE_MLP_NORM, "pre_mlp_norm"));
+        if (d->sandwich) {
+            SLOTH_CHECK(need(SLOTH_DECODER_PL_POST_ATTENTION_NORM, "post_attention_norm"));
+            SLOTH_CHECK(need(SLOTH_DECODER_PL_POST_MLP_NORM, "post_mlp_norm"));
+        }
+        if (d->qk_norm) {
+            SLOTH_CHECK(need(SLOTH_DECODER_PL_Q_NORM, "q_norm"));
+            SLOTH_CHECK(need(SLOTH_DECODER_PL_K_NORM, "k_norm"));
+        }
+        for (const Need n : {Need{SLOTH_DECODER_PL_COS, "cos"}, Need{SLOTH_DECODER_PL_SIN, "sin"},
+                             Need{SLOTH_DECODER_PL_K_CACHE, "k_cache"}, Need{SLOTH_DECODER_PL_V_CACHE, "v_cache"}})
+            SLOTH_CHECK(need(n.index, n.name));
+        L.norm[0] = lp[SLOTH_DECODER_PL_INPUT_NORM];
+        L.norm[1] = d->sandwich ? lp[SLOTH_DECODER_PL_POST_ATTENTION_NORM] : nullptr;
+        L.norm[2] = lp[SLOTH_DECODER_PL_PRE_MLP_NORM];
+        L.norm[3] = d->sandwich ? lp[SLOTH_DECODER_PL_POST_MLP_NORM] : nullptr;
+        L.q_norm = d->qk_norm ? lp[SLOTH_DECODER_PL_Q_NORM] : nullptr;
+        L.k_norm = d->qk_norm ? lp[SLOTH_DECODER_PL_K_NORM] : nullptr;
+        L.cos = lp[SLOTH_DECODER_PL_COS];
+        L.sin = lp[SLOTH_DECODER_PL_SIN];
+        L.k_cache = const_cast<void*>(lp[SLOTH_DECODER_PL_K_CACHE]);
+        L.v_cache = const_cast<void*>(lp[SLOTH_DECODER_PL_V_CACHE]);
+        // Expected [out, in] of each slot; a slot absent by fusion has out = 0.
+        const int64_t shapes[SLOTH_DECODER_PROJ_COUNT][2] = {
+            {d->fused_qkv ? qn + 2 * kvn : qn, s.hidden}, {d->fused_qkv ? 0 : kvn, s.hidden},
+            {d->fused_qkv ? 0 : kvn, s.hidden},           {s.hidden, qn},
+            {d->fused_gate_up ? 2 * s.inter : s.inter, s.hidden}, {d->fused_gate_up ? 0 : s.inter, s.hidden},
+            {s.hidden, s.inter}};
+        static const char* const names[] = {"q", "k", "v", "o", "gate", "up", "down"};
+        for (int p = 0; p < SLOTH_DECODER_PROJ_COUNT; ++p) {
+            Proj& P = L.p[p];
+            const int64_t* pi = li + SLOTH_DECODER_IL_PROJ + p * SLOTH_DECODER_IL_PROJ_STRIDE;
+            const void* const* pp = lp + SLOTH_DECODER_PL_PROJ + p * SLOTH_DECODER_PL_PROJ_STRIDE;
+            P.kind = static_cast<int>(pi[SLOTH_DECODER_IL_KIND]);
+            P.out = shapes[p][0];
+            P.in = shapes[p][1];
+            const int want = P.out == 0 ? SLOTH_WEIGHT_NONE : -1;
+            if ((want == SLOTH_WEIGHT_NONE && P.kind != SLOTH_WEIGHT_NONE) ||
+                (want != SLOTH_WEIGHT_NONE && P.kind != SLOTH_WEIGHT_DENSE && P.kind != SLOTH_WEIGHT_NF4))
+                return fail(SLOTH_ERROR_INVALID_ARGUMENT, "%s: layer %lld: projection %s has kind %d; expected %s", fn,
+                            (long long)l, names[p], P.kind, want == SLOTH_WEIGHT_NONE ? "NONE (fused away)" : "DENSE or NF4");
+            if (P.kind == SLOTH_WEIGHT_NONE) continue;
+            auto needp = [&](int field, const char* name) {
+                return pp[field] ? SLOTH_OK
+                                 : fail(SLOTH_ERROR_INVALID_ARGUMENT, "%s: layer %lld: projection %s: %s is NULL", fn,
+                                        (long long)l, names[p], name);
+            };
+            SLOTH_CHECK(needp(SLOTH_DECODER_PL_WEIGHT, "weight"));
+            P.weight = pp[SLOTH_DECODER_PL_WEIGHT];
+            P.bias = pp[SLOTH_DECODER_PL_BIAS];
+            if (P.kind == SLOTH_WEIGHT_NF4) {
+                SLOTH_CHECK(needp(SLOTH_DECODER_PL_ABSMAX_CODES, "absmax_codes"));
+                SLOTH_CHECK(needp(SLOTH_DECODER_PL_NESTED_CODE_MAP, "nested_code_map"));
+                SLOTH_CHECK(needp(SLOTH_DECODER_PL_NESTED_ABSMAX, "nested_absmax"));
+                SLOTH_CHECK(needp(SLOTH_DECODER_PL_NESTED_OFFSET, "nested_offset"));
+                SLOTH_CHECK(needp(SLOTH_DECODER_PL_CODE_TABLE, "code_table"));
+                P.blocksize = static_cast<int32_t>(pi[SLOTH_DECODER_IL_BLOCKSIZE]);
+                P.nested_blocksize = static_cast<int32_t>(pi[SLOTH_DECODER_IL_NESTED_BLOCKSIZE]);
+                SLOTH_CHECK(require_blocksize(fn, pi[SLOTH_DECODER_IL_BLOCKSIZE], "blocksize"));
+                SLOTH_CHECK(require_blocksize(fn, pi[SLOTH_DECODER_IL_NESTED_BLOCKSIZE], "nested_blocksize"));
+                P.absmax_codes = static_cast<const uint8_t*>(pp[SLOTH_DECODER_PL_ABSMAX_CODES]);
+                P.nested_code_map = static_cast<const float*>(pp[SLOTH_DECODER_PL_NESTED_CODE_MAP]);
+                P.nested_absmax = static_cast<const float*>(pp[SLOTH_DECODER_PL_NESTED_ABSMAX]);
+                P.nested_offset = static_cast<const float*>(pp[SLOTH_DECODER_PL_NESTED_OFFSET]);
+                P.code_table = static_cast<const float*>(pp[SLOTH_DECODER_PL_CODE_TABLE]);
+            }
+            P.rank = pi[SLOTH_DECODER_IL_LORA_RANK];
+            if (P.rank < 0 || P.rank > s.max_rank)
+                return fail(SLOTH_ERROR_INVALID_ARGUMENT, "%s: layer %lld: projection %s: LoRA rank %lld must be in [0, max_lora_rank %lld]",
+                            fn, (long long)l, names[p], (long long)P.rank, (long long)s.max_rank);
+            if (P.rank > 0) {
+                SLOTH_CHECK(needp(SLOTH_DECODER_PL_LORA_A, "lora_a"));
+                SLOTH_CHECK(needp(SLOTH_DECODER_PL_LORA_B, "lora_b"));
+                P.lora_a = pp[SLOTH_DECODER_PL_LORA_A];
+                P.lora_b = pp[SLOTH_DECODER_PL_LORA_B];
+                P.lora_scale = lf[p];
+            }
+        }
+    }
+    if (device >= 0) SLOTH_CHECK(cuda::decoder_stream_create(fn, device, &d->stream));
+    return SLOTH_OK;
+}
+
+}  // namespace
+
+extern "C" {
+
+SLOTH_API sloth_status sloth_decoder_workspace_bytes(const int64_t* ints, int64_t int_count, int64_t* bytes) {
+    const char* fn = __func__;
+    return guarded(fn, [&] {
+        SLOTH_CHECK(require_ptr(fn, bytes, "bytes"));
+        Shape s{};
+        SLOTH_CHECK(read_shape(fn, ints, int_count, &s));
+        *bytes = layout(s).total;
+        return SLOTH_OK;
+    });
+}
+
+SLOTH_API sloth_status sloth_decoder_create(const int64_t* ints, int64_t int_count, const float* floats,
+                                            int64_t float_count, const void* const* ptrs, int64_t ptr_count,
+                                            int32_t device, void** decoder) {
+    const char* fn = __func__;
+    return guarded(fn, [&] {
+        SLOTH_CHECK(require_ptr(fn, decoder, "decoder"));
+        *decoder = nullptr;
+        auto d = std::make_unique<Decoder>();
+        SLOTH_CHECK(build(fn, ints, int_count, floats, float_count, ptrs, ptr_count, device, d.get()));
+        *decoder = d.release();
+        return SLOTH_OK;
+    });
+}
+
+SLOTH_API sloth_status sloth_decoder_step(void* decoder, int64_t batch) {
+    const char* fn = __func__;
+    return guarded(fn, [&] {
+        SLOTH_CHECK(require_ptr(fn, decoder, "decoder"));
+        auto* d = static_cast<Decoder*>(decoder);
+        if (batch < 1 || batch > d->s.max_batch)
+            return fail(SLOTH_ERROR_INVALID_ARGUMENT, "%s: batch = %lld must be in [1, max_batch = %lld]", fn,
+                        (long long)batch, (long long)d->s.max_batch);
+        if (d->cpu() && *d->length >= d->s.max_length)
+            return fail(SLOTH_ERROR_INVALID_ARGUMENT, "%s: the cache is full (length %lld of %lld)", fn,
+                        (long long)*d->length, (long long)d->s.max_length);
+        return d->step(fn, batch);
+    });
+}
+
+SLOTH_API sloth_status sloth_decoder_graph_captures(void* decoder, int64_t* count) {
+    const char* fn = __func__;
+    return guarded(fn, [&] {
+        SLOTH_CHECK(require_ptr(fn, decoder, "decoder"));
+        SLOTH_CHECK(require_ptr(fn, count, "count"));
+        *count = static_cast<Decoder*>(decoder)->captures;
+        return SLOTH_OK;
+    });
+}
+
+SLOTH_API sloth_status sloth_decoder_destroy(void* decoder) {
+    return guarded(__func__, [&] {
+        delete static_cast<Decoder*>(decoder);
+        return SLOTH_OK;
+    });
+}
+
+SLOTH_API sloth_status sloth_decode_attention_partial_floats(int64_t batch, int64_t heads, int64_t head_dim,
+                                                             int64_t max_length, int64_t* floats) {
+    const char* fn = __func__;
+    return guarded(fn, [&] {
+        SLOTH_CHECK(require_ptr(fn, floats, "floats"));
+        SLOTH_CHECK(require_count(fn, batch, 1, "batch"));
+        SLOTH_CHECK(require_count(fn, heads, 1, "heads"));
+        SLOTH_CHECK(require_count(fn, head_dim, 2, "head_dim"));
+        SLOTH_CHECK(require_count(fn, max_length, 1, "max_length"));
+        *floats = decode_partial_floats(batch, heads, head_dim, max_length);
+        return SLOTH_OK;
+    });
+}
+
+SLOTH_API sloth_status sloth_decode_attention(const void* q, const void* k_cache, const void* v_cache,
+                                              const uint8_t* valid, const int64_t* length, sloth_dtype dtype,
+                                              int64_t batch, int64_t cache_batch, int64_t heads, int64_t kv_heads,
+                                              int64_t head_dim, int64_t max_length, int64_t window, float scale,
+                                              float softcap, float* partial, void* out, int32_t device, void* stream) {
+    const char* fn = __func__;
+    return guarded(fn, [&] {
+        SLOTH_CHECK(require_dtype(fn, dtype, "dtype"));
+        SLOTH_CHECK(require_device(fn, device));
+        SLOTH_CHECK(require_count(fn, batch, 1, "batch"));
+        SLOTH_CHECK(require_count(fn, max_length, 1, "max_length"));
+        if (cache_batch < batch)
+            return fail(SLOTH_ERROR_INVALID_ARGUMENT, "%s: cache_batch = %lld < batch = %lld", fn, (long long)cache_batch, (long long)batch);
+        if (head_dim < 2 || head_dim > kDecodeMaxHeadDim || head_dim % 2 != 0)
+            return fail(SLOTH_ERROR_INVALID_ARGUMENT, "%s: head_dim = %lld must be even in [2, %lld]", fn, (long long)head_dim,
+                        (long long)kDecodeMaxHeadDim);
+        if (heads < 1 || kv_heads < 1 || heads % kv_heads != 0 || heads / kv_heads > kDecodeMaxGroup)
+            return fail(SLOTH_ERROR_INVALID_ARGUMENT, "%s: heads = %lld must be a multiple of kv_heads = %lld, at most %lld times",
+                        fn, (long long)heads, (long long)kv_heads, (long long)kDecodeMaxGroup);
+        if (window < 0 || !(scale > 0.0f) || !(softcap >= 0.0f))
+            return fail(SLOTH_ERROR_INVALID_ARGUMENT, "%s: window %lld >= 0, scale %g > 0 and softcap %g >= 0 are required", fn,
+                        (long long)window, scale, softcap);
+        for (const void* p : {q, k_cache, v_cache, static_cast<const void*>(valid), static_cast<const void*>(length),
+                              static_cast<const void*>(partial), static_cast<const void*>(out)})
+            if (!p) return fail(SLOTH_ERROR_INVALID_ARGUMENT, "%s: a pointer argument is NULL", fn);
+        if (device < 0 && (*length < 0 || *length >= max_length))
+            return fail(SLOTH_ERROR_INVALID_ARGUMENT, "%s: *length = %lld must be in [0, max_length = %lld)", fn,
+                        (long long)*length, (long long)max_length);
+        const DecodeAttentionArgs a{q, k_cache, v_cache, valid, length, dtype, batch, heads, kv_heads, head_dim,
+                                    max_length, window, scale, softcap, partial, out};
+        return device < 0 ? cpu::decode_attention(fn, a) : cuda::decode_attention(fn, a, device, stream);
+    });
+}
+
+SLOTH_API sloth_status sloth_dense_gemv(const void* x, const void* w, sloth_dtype dtype, int64_t batch, int64_t k,
+                                        int64_t m, float scale, int32_t accumulate, int32_t out_f32, float softcap,
+                                        void* y, int32_t device, void* stream) {
+    const char* fn = __func__;
+    return guarded(fn, [&] {
+        SLOTH_CHECK(require_dtype(fn, dtype, "dtype"));
+        SLOTH_CHECK(require_device(fn, device));
+        SLOTH_CHECK(require_count(fn, batch, 1, "batch"));
+        SLOTH_CHECK(require_count(fn, k, 1, "k"));
+        SLOTH_CHECK(require_count(fn, m, 1, "m"));
+        SLOTH_CHECK(require_ptr(fn, x, "x"));
+        SLOTH_CHECK(require_ptr(fn, w, "w"));
+        SLOTH_CHECK(require_ptr(fn, y, "y"));
+        if ((accumulate != 0 && accumulate != 1) || (out_f32 != 0 && out_f32 != 1) || (accumulate && out_f32))
+            return fail(SLOTH_ERROR_INVALID_ARGUMENT, "%s: accumulate = %d, out_f32 = %d: each 0 or 1, not both 1", fn,
+                        accumulate, out_f32);
+        if (!(softcap >= 0.0f) || (softcap > 0.0f && !out_f32))
+            return fail(SLOTH_ERROR_INVALID_ARGUMENT, "%s: softcap = %g must be >= 0, and > 0 only with out_f32", fn, softcap);
+        const DenseGemvArgs a{x, w, dtype, batch, k, m, scale, accumulate != 0, out_f32 != 0, softcap, y};
+        return device < 0 ? cpu::dense_gemv(fn, a) : cuda::dense_gemv(fn, a, device, stream);
+    });
+}
+
+}  // extern "C"

@@ -1,0 +1,66 @@
+using NUnit.Framework;
+using SlothSharp.Inference;
+using SlothSharp.Models;
+using SlothSharp.Peft;
+using static TorchSharp.torch;
+
+namespace SlothSharp.Tests.Inference;
+
+/// <summary>The decoding engine on CUDA in bfloat16 (kernels + CUDA graphs) against CausalLM.Forward: logits within
+/// bf16 tolerances and greedy ids equal where the reference's top-2 margin is large; one graph capture per batch
+/// size.</summary>
+[Category("Gpu")]
+public class DecodeEngineGpuTests
+{
+    private static readonly long[][] ThreePrompts = [[1, 5, 9, 13, 17, 21, 25], [1, 40, 41], [1, 7, 3, 99, 64]];
+
+    [SetUp]
+    public void Cuda() => TestEnv.RequireCuda();
+
+    private static CausalLM LoadBf16(string dir, bool quantize = true) =>
+        CausalLM.FromPretrained(dir, new LoadOptions { Device = CUDA, ComputeDtype = ScalarType.BFloat16, Quantize = quantize });
+
+    [Test, Category("Sanitize")]
+    public void LlamaNf4WithAdapterInBf16()
+    {
+        using var model = LoadBf16(LlamaGolden.Nf4Dir);
+        PeftAdapter.Load(model, LlamaGolden.AdapterDir);
+        DecodeParity.Run(model, ThreePrompts, 24, tolerance: 0.25, minMargin: 0.5);
+    }
+
+    [TestCaseSource(typeof(FamilyGolden), nameof(FamilyGolden.Families))]
+    public void FamilyNf4WithAdapterInBf16(string family)
+    {
+        using var model = LoadBf16(FamilyGolden.Nf4(family));
+        PeftAdapter.Load(model, FamilyGolden.Adapter(family));
+        DecodeParity.Run(model, ThreePrompts, 20, tolerance: 0.25, minMargin: 0.5);
+    }
+
+    [Test]
+    public void LargeBatchUsesTheGemmPathInBf16()
+    {
+        using var model = LoadBf16(LlamaGolden.Nf4Dir);
+        var prompts = Enumerable.Range(0, 12).Select(i => new long[] { 1, 5 + i, 9, 13 + 2 * i }).ToArray();
+        DecodeParity.Run(model, prompts, 8, tolerance: 0.25, minMargin: 0.5);
+    }
+
+    [Test]
+    public void OneGraphCaptureFor64StepsAtOneBatchSize()
+    {
+        using var model = LoadBf16(LlamaGolden.Nf4Dir);
+        using var noGrad = no_grad();
+        using var cache = model.NewKvCache(2, 80);
+        using var engine = DecodeEngine.TryCreate(model, cache, out var why);
+        Assert.That(why, Is.Null);
+        model.Forward(tensor(new long[] { 1, 5, 9, 1, 6, 10 }).reshape(2, 3).cuda(), null, cache);
+        var ids = tensor(new long[] { 7, 8 }).cuda();
+        for (var s = 0; s < 64; s++)
+        {
+            using var scope = NewDisposeScope();
+            var positions = full([2], (long)cache.Length, ScalarType.Int64, model.Device);
+            ids = engine!.Step(ids, positions).argmax(-1).MoveToOuterDisposeScope();
+        }
+        Assert.That(engine!.GraphCaptures, Is.EqualTo(1));
+        Assert.That(cache.Length, Is.EqualTo(67));
+    }
+}

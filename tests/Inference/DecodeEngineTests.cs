@@ -1,0 +1,132 @@
+using NUnit.Framework;
+using SlothSharp.Inference;
+using SlothSharp.Models;
+using SlothSharp.Peft;
+using static TorchSharp.torch;
+
+namespace SlothSharp.Tests.Inference;
+
+/// <summary>The decoding engine on the CPU in float32 against CausalLM.Forward (the reference path of every family),
+/// with the golden tiny checkpoints: NF4 and dense bases, the PEFT adapters unmerged, left padding, sliding windows
+/// (gemma2 W = 7, gemma3, mistral W = 9: the 16+ steps run past them), soft-caps (gemma2), Q/K norms (qwen3, gemma3),
+/// biases (qwen2), fused projections (phi3).</summary>
+public class DecodeEngineTests
+{
+    private const double Tolerance = 1e-4;
+    private static readonly long[][] OnePrompt = [[1, 5, 9, 13, 17, 21, 25]];
+    private static readonly long[][] ThreePrompts = [[1, 5, 9, 13, 17, 21, 25], [1, 40, 41], [1, 7, 3, 99, 64]];
+
+    [Test]
+    public void LlamaNf4GreedyStepsMatchForward()
+    {
+        using var model = LlamaGolden.LoadBase(LlamaGolden.Nf4Dir);
+        DecodeParity.Run(model, OnePrompt, 20, Tolerance);
+    }
+
+    [Test]
+    public void LlamaNf4WithUnmergedAdapterMatchesForward()
+    {
+        using var model = LlamaGolden.LoadBase(LlamaGolden.Nf4Dir);
+        PeftAdapter.Load(model, LlamaGolden.AdapterDir);
+        DecodeParity.Run(model, ThreePrompts, 16, Tolerance);
+    }
+
+    [Test]
+    public void LlamaDenseLeftPaddedBatchMatchesForward()
+    {
+        using var model = FamilyGolden.Load(LlamaGolden.DenseDir, quantize: false);
+        DecodeParity.Run(model, ThreePrompts, 16, Tolerance);
+    }
+
+    [TestCaseSource(typeof(FamilyGolden), nameof(FamilyGolden.Families))]
+    public void FamilyNf4WithAdapterMatchesForward(string family)
+    {
+        using var model = FamilyGolden.Load(FamilyGolden.Nf4(family));
+        PeftAdapter.Load(model, FamilyGolden.Adapter(family));
+        DecodeParity.Run(model, ThreePrompts, 18, Tolerance);
+    }
+
+    [TestCaseSource(typeof(FamilyGolden), nameof(FamilyGolden.Families))]
+    public void FamilyDenseBaseMatchesForward(string family)
+    {
+        using var model = FamilyGolden.Load(FamilyGolden.Dense(family), quantize: false);
+        DecodeParity.Run(model, OnePrompt, 16, Tolerance);
+    }
+
+    [TestCase("llama")]
+    [TestCase("gemma2")]
+    [TestCase("qwen3")]
+    [TestCase("phi3")]
+    public void Bf16OnTheCpuStaysCloseToForward(string family)
+    {
+        // The bf16 roundings of the CPU kernels (which the CUDA kernels mirror) against the bf16 reference forward:
+        // sums are ordered differently, so logits agree to bf16 tolerances and greedy ids where the margin is clear.
+        var dir = family == "llama" ? LlamaGolden.Nf4Dir : FamilyGolden.Nf4(family);
+        using var model = CausalLM.FromPretrained(dir, new LoadOptions { Device = CPU, ComputeDtype = ScalarType.BFloat16 });
+        var worst = DecodeParity.Run(model, ThreePrompts, 16, tolerance: 0.1, minMargin: 0.5);
+        TestContext.Out.WriteLine($"{family}: worst |Δlogit| {worst}");
+    }
+
+    [Test]
+    public void EngineFollowsTheCacheAfterAReset()
+    {
+        // A second generation in the same cache: the engine's device-side length must follow Reset + a new prefill.
+        using var model = LlamaGolden.LoadBase(LlamaGolden.Nf4Dir);
+        using var noGrad = no_grad();
+        using var cache = model.NewKvCache(1, 32);
+        using var engine = DecodeEngine.TryCreate(model, cache, out _)!;
+        var ids = tensor(new long[] { 1, 5, 9 }).reshape(1, 3);
+        model.Forward(ids, null, cache);
+        using var first = engine.Step(tensor(new long[] { 7 }), tensor(new long[] { 3 })).clone();
+        engine.Step(tensor(new long[] { 8 }), tensor(new long[] { 4 }));
+        cache.Reset();
+        model.Forward(ids, null, cache);
+        var again = engine.Step(tensor(new long[] { 7 }), tensor(new long[] { 3 }));
+        Assert.That((again - first).abs().max().item<float>(), Is.LessThanOrEqualTo(1e-6f));
+        Assert.That(cache.Length, Is.EqualTo(4));
+        Assert.That(engine.GraphCaptures, Is.EqualTo(0), "no graphs on the CPU");
+    }
+
+    [Test]
+    public void StepRejectsBadInputs()
+    {
+        using var model = LlamaGolden.LoadBase(LlamaGolden.Nf4Dir);
+        using var cache = model.NewKvCache(2, 8);
+        using var engine = DecodeEngine.TryCreate(model, cache, out _)!;
+        Assert.Throws<ArgumentException>(() => engine.Step(tensor(new long[] { 1, 2, 3 }), tensor(new long[] { 0, 0, 0 })));
+        Assert.Throws<ArgumentException>(() => engine.Step(tensor(new[] { 1, 2 }), tensor(new long[] { 0, 0 })));
+        Assert.Throws<ArgumentException>(() => engine.Step(tensor(new long[] { 1, 2 }), tensor(new long[] { 0 })));
+        for (var i = 0; i < 8; i++) engine.Step(tensor(new long[] { 1, 2 }), tensor(new long[] { i, i }));
+        Assert.Throws<InvalidOperationException>(() => engine.Step(tensor(new long[] { 1, 2 }), tensor(new long[] { 8, 8 })));
+    }
+
+    [Test]
+    public void HeadDimBeyondTheKernelsIsRefused()
+    {
+        var cfg = ModelPresets.Tiny with { HeadDim = 512 };
+        using var model = CausalLM.CreateRandom(cfg, 1, new LoadOptions { Device = CPU, ComputeDtype = ScalarType.Float32, Quantize = false });
+        using var cache = model.NewKvCache(1, 8);
+        Assert.That(DecodeEngine.TryCreate(model, cache, out var why), Is.Null);
+        Assert.That(why, Does.Contain("head_dim 512"));
+    }
+
+    [Test]
+    public void LongropeSwitchingInsideTheCacheIsRefused()
+    {
+        var cfg = ModelConfig.Load(Path.Combine(FamilyGolden.Dense("phi3"), "config.json"));
+        var factors = Enumerable.Repeat(1.0, cfg.HeadDim / 2).ToArray();
+        cfg = cfg with { Rope = new RopeSpec("longrope", 10000, OriginalMaxPositionEmbeddings: 64, AttentionFactor: 1.1, ShortFactor: factors, LongFactor: factors.Select(f => f * 2).ToArray()) };
+        using var model = CausalLM.CreateRandom(cfg, 1, new LoadOptions { Device = CPU, ComputeDtype = ScalarType.Float32 });
+        using (var cache = model.NewKvCache(1, 128))
+        {
+            Assert.That(DecodeEngine.TryCreate(model, cache, out var why), Is.Null);
+            Assert.That(why, Does.Contain("longrope"));
+        }
+        using (var cache = model.NewKvCache(1, 64))
+        {
+            using var engine = DecodeEngine.TryCreate(model, cache, out var why);
+            Assert.That(why, Is.Null, "a cache within original_max_position_embeddings never switches");
+            Assert.That(engine, Is.Not.Null);
+        }
+    }
+}

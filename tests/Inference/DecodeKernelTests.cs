@@ -1,0 +1,102 @@
+using NUnit.Framework;
+using SlothSharp.Interop;
+using static TorchSharp.torch;
+
+namespace SlothSharp.Tests.Inference;
+
+/// <summary>The decoding engine's exported kernels (sloth_decode_attention, sloth_dense_gemv) on the CPU in float32
+/// against plain TorchSharp computations of the same formulas.</summary>
+public class DecodeKernelTests
+{
+    private static nint Ptr(Tensor t) => TensorInterop.DataPtr(t);
+
+    /// <summary>softmax(mask(softcap(q kᵀ · scale))) v per row and head, TorchSharp's way (GQA by repeating K/V).</summary>
+    private static Tensor ReferenceAttention(Tensor q, Tensor k, Tensor v, Tensor valid, long len, long window, float scale, float softcap)
+    {
+        var (b, h, hd) = (q.shape[0], q.shape[1], q.shape[2]);
+        var group = h / k.shape[1];
+        var keys = k.narrow(2, 0, len + 1).repeat_interleave(group, 1);   // [B, H, L+1, D]
+        var values = v.narrow(2, 0, len + 1).repeat_interleave(group, 1);
+        var s = q.unsqueeze(2).matmul(keys.transpose(2, 3)).squeeze(2) * scale;  // [B, H, L+1]
+        if (softcap > 0) s = (s / softcap).tanh() * softcap;
+        var j = arange(0, len + 1, 1, ScalarType.Int64);
+        var visible = valid.narrow(1, 0, len + 1);
+        if (window > 0) visible = visible & j.gt(len - window).unsqueeze(0);
+        s = s.masked_fill(visible.logical_not().unsqueeze(1), double.NegativeInfinity);
+        return s.softmax(-1).unsqueeze(2).matmul(values).squeeze(2).reshape(b, h * hd);
+    }
+
+    [TestCase(2, 8, 2, 16, 40, 0, 0f)]
+    [TestCase(3, 4, 1, 32, 100, 7, 0f)]
+    [TestCase(1, 6, 3, 8, 70, 0, 5f)]
+    [TestCase(2, 4, 4, 16, 1, 0, 0f)]
+    public void AttentionMatchesTorch(int batch, int heads, int kvHeads, int headDim, int len, int window, float softcap)
+    {
+        using var scope = NewDisposeScope();
+        manual_seed(7);
+        var maxLength = len + 5;
+        var q = randn(batch, heads, headDim);
+        var k = randn(batch + 1, kvHeads, maxLength, headDim);  // a cache batch larger than the step's
+        var v = randn(batch + 1, kvHeads, maxLength, headDim);
+        var valid = rand(batch + 1, maxLength).gt(0.3);
+        valid.select(1, len).fill_(true);  // the current token is always visible
+        var length = tensor(new long[] { len });
+        long floats = 0;
+        unsafe { Native.DecodeAttentionPartialFloats(batch, heads, headDim, maxLength, (nint)(&floats)); }
+        var partial = zeros(floats);
+        var output = zeros(batch, heads * headDim);
+        var scale = 1 / MathF.Sqrt(headDim);
+        Native.DecodeAttention(Ptr(q), Ptr(k), Ptr(v), Ptr(valid), Ptr(length), SlothDtype.F32, batch, batch + 1, heads, kvHeads,
+            headDim, maxLength, window, scale, softcap, Ptr(partial), Ptr(output), -1, 0);
+        var expected = ReferenceAttention(q, k.narrow(0, 0, batch), v.narrow(0, 0, batch), valid.narrow(0, 0, batch), len, window, scale, softcap);
+        Assert.That((output - expected).abs().max().item<float>(), Is.LessThan(2e-5f));
+    }
+
+    [Test]
+    public void AttentionRejectsALengthOutsideTheCache()
+    {
+        using var scope = NewDisposeScope();
+        var q = zeros(1, 2, 8);
+        var k = zeros(1, 2, 4, 8);
+        var valid = ones(1, 4).to(ScalarType.Bool);
+        var length = tensor(new long[] { 4 });
+        var partial = zeros(4096);
+        var output = zeros(1, 16);
+        var e = Assert.Throws<SlothInvalidArgumentException>(() => Native.DecodeAttention(Ptr(q), Ptr(k), Ptr(k), Ptr(valid), Ptr(length),
+            SlothDtype.F32, 1, 1, 2, 2, 8, 4, 0, 1f, 0f, Ptr(partial), Ptr(output), -1, 0));
+        Assert.That(e!.Message, Does.Contain("length"));
+    }
+
+    [TestCase(1, 64, 30, 1f, false, false, 0f)]
+    [TestCase(3, 33, 17, 0.5f, true, false, 0f)]
+    [TestCase(11, 16, 50, 1f, false, true, 3f)]
+    public void DenseGemvMatchesTorch(int batch, int k, int m, float scale, bool accumulate, bool outF32, float softcap)
+    {
+        using var scope = NewDisposeScope();
+        manual_seed(3);
+        var x = randn(batch, k);
+        var w = randn(m, k);
+        var y0 = randn(batch, m);
+        var y = y0.clone();
+        Native.DenseGemv(Ptr(x), Ptr(w), SlothDtype.F32, batch, k, m, scale, accumulate ? 1 : 0, outF32 ? 1 : 0, softcap, Ptr(y), -1, 0);
+        var expected = x.matmul(w.t()) * scale;
+        if (accumulate) expected = expected + y0;
+        if (softcap > 0) expected = (expected / softcap).tanh() * softcap;
+        Assert.That((y - expected).abs().max().item<float>(), Is.LessThan(1e-4f));
+    }
+
+    [Test]
+    public void DenseGemvInBf16RoundsLikeTorch()
+    {
+        using var scope = NewDisposeScope();
+        manual_seed(5);
+        var x = randn(2, 48).to(ScalarType.BFloat16);
+        var w = randn(20, 48).to(ScalarType.BFloat16);
+        var y = zeros(2, 20, ScalarType.Float32);
+        Native.DenseGemv(Ptr(x), Ptr(w), SlothDtype.Bf16, 2, 48, 20, 1f, 0, 1, 0f, Ptr(y), -1, 0);
+        // float32 sum, rounded once to bf16: torch's float32 matmul of the same values, rounded to bf16.
+        var expected = x.to(ScalarType.Float32).matmul(w.to(ScalarType.Float32).t()).to(ScalarType.BFloat16).to(ScalarType.Float32);
+        Assert.That((y - expected).abs().max().item<float>(), Is.LessThanOrEqualTo((expected.abs().max() * (1.0 / 128)).item<float>()));
+        Assert.That(y.to(ScalarType.BFloat16).to(ScalarType.Float32).equal(y).all().item<bool>(), Is.True, "values are bf16 numbers");
+    }
+}
