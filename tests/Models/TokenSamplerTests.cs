@@ -140,17 +140,23 @@ public class TokenSamplerTests
         TestEnv.RequireCuda();
         using var logits = randn([3, 64], generator: new Generator(5)).cuda();
         using var seen = (rand([3, 64], generator: new Generator(6)) < 0.2).cuda();
-        long[] Draws()
+        long[] Draws(Tensor l, Tensor sn)
         {
             using var s = new TokenSampler(new GenerationOptions(Temperature: 0.9, TopK: 20, TopP: 0.9, Seed: 1, RepetitionPenalty: 1.2));
             return Enumerable.Range(0, 10).SelectMany(_ =>
             {
-                using var ids = s.Choose(logits, seen);
-                Assert.That(ids.device_type, Is.EqualTo(TorchSharp.DeviceType.CUDA));
+                using var ids = s.Choose(l, sn);
+                Assert.That(ids.device_type, Is.EqualTo(l.device_type));
                 return ids.cpu().data<long>().ToArray();
             }).ToArray();
         }
-        Assert.That(Draws(), Is.EqualTo(Draws()));
+        var onGpu = Draws(logits, seen);
+        Assert.That(Draws(logits, seen), Is.EqualTo(onGpu));
+        // One uniform per row from the seeded CPU generator: the same draws as on the CPU (these logits leave no
+        // cumulative sum within float rounding of a draw).
+        using var cpuLogits = logits.cpu();
+        using var cpuSeen = seen.cpu();
+        Assert.That(Draws(cpuLogits, cpuSeen), Is.EqualTo(onGpu));
         using var greedy = new TokenSampler(new GenerationOptions(RepetitionPenalty: 1.2));
         Assert.That(greedy.Choose(logits, seen).cpu().data<long>().ToArray(), Is.EqualTo(greedy.Choose(logits.cpu(), seen.cpu()).data<long>().ToArray()));
     }

@@ -6,10 +6,10 @@ namespace SlothSharp.Generation;
 /// <summary>
 /// Picks the next token of every row of a batch of logits, on the logits' device (see <see cref="GenerationOptions"/>):
 /// transformers' order — the repetition penalty (a logits processor, so it applies to greedy decoding too), then the
-/// warpers temperature, top-k, top-p, then a draw from the softmax with a generator on that device seeded from Seed.
-/// Only the chosen ids [B] cross to the host (one small read per step). Greedy (temperature 0) is the argmax with the
+/// warpers temperature, top-k, top-p, then a draw from the softmax (inverse CDF of one uniform per row from a CPU generator seeded from Seed).
+/// Only the chosen ids [B] cross to the host (one small read per step) and B uniforms to the device. Greedy (temperature 0) is the argmax with the
 /// lowest id on ties. Draws depend on the batch: a prompt sampled alone and in a batch gets different (equally
-/// distributed) tokens; the same seed, batch and device give the same tokens.
+/// distributed) tokens; the same seed and batch give the same tokens.
 /// </summary>
 internal sealed class TokenSampler : IDisposable
 {
@@ -73,9 +73,15 @@ internal sealed class TokenSampler : IDisposable
         using var scope = NewDisposeScope();
         var z = Warp(logits, seen);
         if (_options.Temperature == 0) return z.argmax(1).MoveToOuterDisposeScope();
-        // The generator lives on the device of the first logits it sees (a CUDA generator for a CUDA model).
-        _generator ??= new Generator(unchecked((ulong)_options.Seed), z.device);
-        return multinomial(z.softmax(1), 1, false, _generator).reshape(-1).MoveToOuterDisposeScope();
+        // Inverse-CDF draw: one uniform per row from a CPU generator seeded from Seed (B floats cross to the device),
+        // then the first token whose cumulative probability exceeds it. TorchSharp's generators are CPU-only, and this
+        // also makes a seed draw the same tokens on the CPU and on a GPU (up to the float rounding of the sums).
+        _generator ??= new Generator(unchecked((ulong)_options.Seed), CPU);
+        var rows = z.shape[0];
+        var cdf = z.softmax(1).cumsum(1);
+        var u = rand([rows, 1], generator: _generator, dtype: ScalarType.Float32).to(z.device);
+        var chosen = searchsorted(cdf, u * cdf.narrow(1, cdf.shape[1] - 1, 1), right: true);
+        return chosen.clamp_max(cdf.shape[1] - 1).reshape(-1).MoveToOuterDisposeScope();
     }
 
     /// <summary>One row: logits [V] (or [1, V]) to the next id, without history (tests, single steps).</summary>
