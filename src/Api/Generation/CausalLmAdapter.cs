@@ -1,19 +1,25 @@
 using System.Text.Json.Nodes;
+using SlothSharp.Inference;
 using SlothSharp.Models;
 using static TorchSharp.torch;
 
 namespace SlothSharp.Generation;
 
 /// <summary><see cref="CausalLM"/> as an <see cref="ICausalLm"/>. Forward runs in eval mode (no LoRA
-/// dropout) and restores the model's mode afterwards.</summary>
+/// dropout) and restores the model's mode afterwards. With native decoding, each cache it makes carries a
+/// <see cref="DecodeEngine"/> (made at the first decode step, disposed with the cache) that runs the single-token steps;
+/// a model or cache the engine does not support keeps the model's forward (<see cref="NativeDecodingUnavailable"/> says
+/// why).</summary>
 internal sealed class CausalLmAdapter : ICausalLm
 {
     private readonly CausalLM _model;
+    private readonly bool _nativeDecoding;
 
-    public CausalLmAdapter(CausalLM model)
+    public CausalLmAdapter(CausalLM model, bool nativeDecoding = false)
     {
         ArgumentNullException.ThrowIfNull(model);
         _model = model;
+        _nativeDecoding = nativeDecoding;
         EosTokenIds = StopIds(model);
         DynamicRopeLength = Enumerable.Range(0, model.Config.NumHiddenLayers).Select(model.Config.RopeOf)
             .FirstOrDefault(r => r.IsDynamic)?.OriginalMaxPositionEmbeddings;
@@ -26,17 +32,70 @@ internal sealed class CausalLmAdapter : ICausalLm
     public Tensor LmHeadWeight => _model.LmHeadWeight;
     public double? FinalLogitSoftcap => _model.Config.FinalLogitSoftcap;
 
+    /// <summary>Why the last cache could not use the native decoding engine (null: it could, or it was not asked).</summary>
+    public string? NativeDecodingUnavailable { get; private set; }
+
     public Tensor Forward(Tensor inputIds, Tensor? attentionMask, IDisposable? cache, Tensor? positionIds = null)
     {
         var wasTraining = _model.training;
         if (wasTraining) _model.eval();
-        try { return _model.Forward(inputIds, attentionMask, (KvCache?)cache, positionIds); }
+        try { return _model.Forward(inputIds, attentionMask, Unwrap(cache), positionIds); }
         finally { if (wasTraining) _model.train(); }
     }
 
-    public IDisposable NewKvCache(int batch, int maxLength) => _model.NewBatchKvCache(batch, maxLength);
+    public Tensor DecodeLogits(Tensor ids, Tensor positions, Tensor? attentionMask, IDisposable cache)
+    {
+        if (cache is not DecodingCache decoding || decoding.Engine(_model, this) is not { } engine)
+            return ((ICausalLm)this).DecodeLogitsByForward(ids, positions, attentionMask, cache);
+        using var scope = NewDisposeScope();
+        var kv = decoding.Cache;
+        var slot = kv.Length;
+        // The engine reads the adapters as they are now (copied at its creation) and never applies dropout.
+        var logits = engine.Step(ids.reshape(-1), positions.reshape(-1));
+        // A masked new token (a finished row's filler) is marked as padding, as the model's forward would.
+        if (attentionMask is not null) kv.SetValid(attentionMask.reshape(-1, 1).to(ScalarType.Bool), slot);
+        return logits.clone().MoveToOuterDisposeScope();
+    }
 
-    public void ResetCache(IDisposable cache) => ((KvCache)cache).Reset();
+    public IDisposable NewKvCache(int batch, int maxLength)
+    {
+        var cache = _model.NewBatchKvCache(batch, maxLength);
+        return _nativeDecoding ? new DecodingCache(cache) : cache;
+    }
+
+    public void ResetCache(IDisposable cache) => Unwrap(cache)!.Reset();
+
+    private static KvCache? Unwrap(IDisposable? cache) => cache switch
+    {
+        null => null,
+        DecodingCache d => d.Cache,
+        KvCache k => k,
+        _ => throw new ArgumentException($"not a cache of this model: {cache.GetType().Name}", nameof(cache)),
+    };
+
+    /// <summary>A KV cache and the decoding engine bound to it (made on first use; disposed before the cache).</summary>
+    private sealed class DecodingCache(KvCache cache) : IDisposable
+    {
+        private DecodeEngine? _engine;
+        private bool _tried;
+
+        public KvCache Cache { get; } = cache;
+
+        public DecodeEngine? Engine(CausalLM model, CausalLmAdapter owner)
+        {
+            if (_tried) return _engine;
+            _tried = true;
+            _engine = DecodeEngine.TryCreate(model, Cache, out var whyNot);
+            owner.NativeDecodingUnavailable = whyNot;
+            return _engine;
+        }
+
+        public void Dispose()
+        {
+            _engine?.Dispose();
+            Cache.Dispose();
+        }
+    }
 
     public int? DynamicRopeLength { get; }
 

@@ -6,13 +6,17 @@ namespace SlothSharp.Generation;
 /// RepetitionPenalty when positive and multiplied by it when negative (1 = off; it applies to greedy too). Temperature
 /// 0: greedy (argmax; the lowest id on ties). Otherwise, as transformers' sampling warpers in this order: logits /
 /// Temperature, keep the TopK largest (0 = all; ties with the k-th are kept), keep the smallest set of most likely
-/// tokens whose probability reaches TopP (1 = all; at least one), then draw from the softmax with a generator on the
-/// logits' device seeded by Seed (the same seed, prompts and device give the same tokens).
+/// tokens whose probability reaches TopP (1 = all; at least one), then draw from the softmax (one uniform per row from a
+/// CPU generator seeded by Seed: the same seed, prompts and batch give the same tokens).
 /// Generation stops after MaxNewTokens or at a token in StopTokenIds (null: the model config's EOS ids; the stop token
-/// is still yielded).
+/// is still yielded). NativeDecoding (default on): after the prompt's forward pass, each new token runs through the
+/// native decoding engine (<see cref="SlothSharp.Inference.DecodeEngine"/>: one native step, a replayed CUDA graph on
+/// a GPU) where it supports the model, else through the model's own forward; off: always the model's forward (the
+/// reference path).
 /// </summary>
 public sealed record GenerationOptions(int MaxNewTokens = 64, double Temperature = 0, double TopP = 1, int TopK = 0, long Seed = 0,
-                                       IReadOnlyList<int>? StopTokenIds = null, double RepetitionPenalty = 1)
+                                       IReadOnlyList<int>? StopTokenIds = null, double RepetitionPenalty = 1,
+                                       bool NativeDecoding = true)
 {
     /// <summary>Throws <see cref="ArgumentOutOfRangeException"/> naming the first invalid option.</summary>
     public void Validate()

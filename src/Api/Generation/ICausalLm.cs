@@ -28,7 +28,11 @@ internal interface ICausalLm
     /// kernels, CUDA graphs) can replace it in an implementation without touching the generators. The default is
     /// <see cref="Forward"/> then <see cref="Logits"/> of the last position.
     /// </summary>
-    Tensor DecodeLogits(Tensor ids, Tensor positions, Tensor? attentionMask, IDisposable cache)
+    Tensor DecodeLogits(Tensor ids, Tensor positions, Tensor? attentionMask, IDisposable cache) =>
+        DecodeLogitsByForward(ids, positions, attentionMask, cache);
+
+    /// <summary><see cref="DecodeLogits"/> through <see cref="Forward"/> and <see cref="Logits"/> (the reference path).</summary>
+    Tensor DecodeLogitsByForward(Tensor ids, Tensor positions, Tensor? attentionMask, IDisposable cache)
     {
         using var scope = NewDisposeScope();
         var hidden = Forward(ids, attentionMask, cache, positions);
