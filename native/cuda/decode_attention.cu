@@ -1,7 +1,7 @@
 // Attention of one new query per sequence over the KV cache (flash-decoding; CPU twin: cpu/decode_attention_cpu.cpp).
 //
 // Why split: at batch 1 there are only kv_heads (b, kv head) pairs, far fewer than the GPU's SMs, and each must walk
-// the whole cache. So the keys are cut into at most kDecodeMaxSplits chunks (decode_chunk), one block per
+// the whole cache. So the keys are cut into chunks (decode_chunk: finer for small batches), one block per
 // (row, kv head, chunk), and inside a block each of the kDecodeWarpsPerSplit warps walks every 4th key of the chunk
 // with its own online softmax, for all the query heads of its KV head at once (GQA: each key and value is read once
 // for the group). Each warp writes its (max, sum, accumulators) to `partial`; the combine kernel merges them per
@@ -120,7 +120,7 @@ __global__ void attention_combine_kernel(DecodeAttentionArgs a, int64_t chunk, i
 
 template <int kDtype, int kMaxG>
 sloth_status launch(const char* fn, const DecodeAttentionArgs& a, cudaStream_t s) {
-    const int64_t chunk = decode_chunk(a.max_length), splits = decode_splits(a.max_length);
+    const int64_t chunk = decode_chunk(a.batch, a.max_length), splits = decode_splits(a.batch, a.max_length);
     SLOTH_CHECK(require_one_launch(fn, a.batch * a.kv_heads));
     SLOTH_CHECK(require_one_launch(fn, a.batch * a.heads));
     const dim3 grid(static_cast<unsigned>(a.batch * a.kv_heads), static_cast<unsigned>(splits));

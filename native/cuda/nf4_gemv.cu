@@ -5,21 +5,21 @@
 // NF4 that is 0.5 byte per weight (+ 1/blocksize byte of absmax code), a quarter of the bf16 weight; dequantizing to
 // bf16 first would write and re-read 2 bytes per weight. So the only DRAM stream that matters is `packed`, and the
 // kernel is built to keep it at full bandwidth:
-//  - Warp per rows: each warp owns kRowsPerWarp consecutive rows of W; a lane reads 16 bytes (32 weights) of each
-//    of them per step, so one warp-wide load instruction covers 512 contiguous bytes of a row (fully coalesced), and
-//    kRowsPerWarp independent 16-byte loads are in flight per lane before any arithmetic.
+//  - Warp per row (split over up to 8 warps for small grids, see the kernel): a lane reads 16 bytes (32 weights) per
+//    load, so one warp-wide load covers 512 contiguous bytes of a row (fully coalesced), and two such loads are in
+//    flight per lane before any arithmetic.
 //  - The packed weight streams past L1 (ld.global.nc.L1::no_allocate) with an L2 evict-first policy: each byte is
 //    read exactly once. The activations x (batch × k, a few KB) are the reused operand: every warp of the grid reads
 //    them, so they go through the read-only cache with ordinary allocation (16-byte loads, L1/L2 hits after the first
-//    warp), and each 8-value slice of x serves all kRowsPerWarp rows from registers.
+//    warp), and each 8-value slice of x is read once per chunk.
 //  - 32 weights aligned to 32 always share one absmax block (every supported blocksize is a power of two >= 32), so a
 //    lane computes one scale (nested code × nested absmax + offset, as bitsandbytes) per 16-byte load. The NF4 table
 //    is in shared memory: 16 floats in 16 banks, so a warp's lookups never conflict.
 //  - Each weight is rounded to x's dtype before it is used (the values sloth_nf4_dequantize would write), so for
 //    bf16/fp16 every product is exact in float32 and the result is `x @ dequantize(W).T` up to summation order.
-//    Products accumulate with fused multiply-adds (exact products: no rounding is lost) in kBatch × kRowsPerWarp
+//    Products accumulate with fused multiply-adds (exact products: no rounding is lost) in kBatch
 //    registers; at the end each sum is reduced across the warp with a shuffle butterfly (a fixed order: a call always
-//    gives the same bits) and lane 0 writes the kBatch × kRowsPerWarp outputs.
+//    gives the same bits) and the block adds its warps' slices in order.
 //  - kBatch is a template parameter (1..8) so the accumulators stay in registers.
 // The fast path needs k % 32 == 0 (every row starts on a 16-byte boundary of `packed` and of x) and 16-byte aligned
 // packed and x; otherwise the same kernel takes an element-wise path (byte loads, same values, same order per lane
@@ -32,17 +32,9 @@
 namespace sloth::cuda {
 namespace {
 
-constexpr int kThreads = 128;
+constexpr int kThreads = 256;
 constexpr int kWarps = kThreads / 32;
-constexpr int kRowsPerWarp = 2;
-constexpr int kRowsPerBlock = kWarps * kRowsPerWarp;
-
-__device__ __forceinline__ float block_scale(const uint8_t* __restrict__ absmax_codes, const float* __restrict__ code_map,
-                                             const float* __restrict__ nested_absmax, float offset, int64_t i,
-                                             int log2_blocksize, int log2_nested_span, uint64_t keep) {
-    const uint32_t code = ptx::load_u8_keep(absmax_codes + (i >> log2_blocksize), keep);
-    return __fadd_rn(__fmul_rn(__ldg(code_map + code), __ldg(nested_absmax + (i >> log2_nested_span))), offset);
-}
+constexpr int64_t kTargetWarps = 4096;  // ~31 per SM on an H100: enough loads in flight to cover DRAM latency
 
 // Eight consecutive activations x[i .. i + 8) as float32 (i a multiple of 8, the address 16-byte aligned).
 template <int kDtype>
@@ -80,111 +72,136 @@ __device__ __forceinline__ void decode8(uint32_t word, float scale, const float*
     }
 }
 
-template <int kDtype, int kBatch, bool kVector>
+// One row of W per warp; a row's chunks (32 weights = 16 packed bytes) may be split over kSlices warps of the block
+// (split-K) so that small matrices (k/v projections, a 2048-row down projection) still put thousands of warps to work:
+// at batch 1 the kernel is latency-bound, and the number of 16-byte loads in flight is what sets its speed. Each
+// warp reduces its slice with a shuffle butterfly, the block adds the slices in slice order (a fixed order: a call
+// always gives the same bits). The nested code map sits in shared memory, so a block scale costs one byte load.
+template <int kDtype, int kBatch, bool kVector, int kSlices>
 __global__ void __launch_bounds__(kThreads) nf4_gemv_kernel(
     const void* __restrict__ x, const uint8_t* __restrict__ packed, const uint8_t* __restrict__ absmax_codes,
     const float* __restrict__ code_map, const float* __restrict__ nested_absmax,
     const float* __restrict__ nested_offset, const float* __restrict__ nf4_table, int64_t k, int64_t m,
     int log2_blocksize, int log2_nested_span, void* __restrict__ y) {
+    constexpr int kRowsPerBlock = kWarps / kSlices;
     __shared__ float s_nf4[16];
+    __shared__ float s_map[256];
+    __shared__ float s_part[kWarps][kBatch];
+    static_assert(kThreads == 256, "one thread per code-map entry");
     if (threadIdx.x < 16) s_nf4[threadIdx.x] = nf4_table[threadIdx.x];
+    s_map[threadIdx.x] = code_map[threadIdx.x];
     __syncthreads();
 
-    const int lane = threadIdx.x & 31;
-    const int64_t row0 = static_cast<int64_t>(blockIdx.x) * kRowsPerBlock + (threadIdx.x >> 5) * kRowsPerWarp;
-    if (row0 >= m) return;  // the whole warp leaves together (no barrier after this point)
-    int64_t rows[kRowsPerWarp];
-#pragma unroll
-    for (int r = 0; r < kRowsPerWarp; ++r) rows[r] = row0 + r < m ? row0 + r : m - 1;  // past the end: re-read, not written
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int64_t row_raw = static_cast<int64_t>(blockIdx.x) * kRowsPerBlock + warp / kSlices;
+    const int64_t row = row_raw < m ? row_raw : m - 1;  // past the end: computed, not written (a barrier follows)
+    const int slice = warp % kSlices;
     const float offset = __ldg(nested_offset);
     const uint64_t keep = ptx::policy_evict_last();
 
-    float acc[kRowsPerWarp][kBatch];
+    float acc[kBatch];
 #pragma unroll
-    for (int r = 0; r < kRowsPerWarp; ++r)
-#pragma unroll
-        for (int b = 0; b < kBatch; ++b) acc[r][b] = 0.0f;
+    for (int b = 0; b < kBatch; ++b) acc[b] = 0.0f;
 
     if constexpr (kVector) {
         const uint64_t stream = ptx::policy_evict_first();
-        const int64_t chunks = k >> 5;  // 32 weights = 16 packed bytes per chunk
-        for (int64_t q = lane; q < chunks; q += 32) {
-            const int64_t c0 = q << 5;  // first column of the chunk
-            uint4 words[kRowsPerWarp];
+        const int64_t chunks = k >> 5;
+        const int64_t per = (chunks + kSlices - 1) / kSlices;
+        const int64_t q0 = slice * per, q1 = q0 + per < chunks ? q0 + per : chunks;
+        auto consume = [&](uint4 words, int64_t c0) {
+            const int64_t i = row * k + c0;
+            const uint32_t code = ptx::load_u8_keep(absmax_codes + (i >> log2_blocksize), keep);
+            const float scale = __fadd_rn(__fmul_rn(s_map[code], __ldg(nested_absmax + (i >> log2_nested_span))), offset);
 #pragma unroll
-            for (int r = 0; r < kRowsPerWarp; ++r)  // all weight loads issued before any use
-                words[r] = ptx::load_stream_v4(packed + ((rows[r] * k + c0) >> 1), stream);
-            float scales[kRowsPerWarp];
-#pragma unroll
-            for (int r = 0; r < kRowsPerWarp; ++r)
-                scales[r] = block_scale(absmax_codes, code_map, nested_absmax, offset, rows[r] * k + c0, log2_blocksize,
-                                        log2_nested_span, keep);
-#pragma unroll
-            for (int s = 0; s < 4; ++s) {  // word s of the 16 bytes: columns c0 + 8 s .. + 8
-                float w[kRowsPerWarp][8];
-#pragma unroll
-                for (int r = 0; r < kRowsPerWarp; ++r) {
-                    const uint32_t word = s == 0 ? words[r].x : s == 1 ? words[r].y : s == 2 ? words[r].z : words[r].w;
-                    decode8<kDtype>(word, scales[r], s_nf4, w[r]);
-                }
+            for (int s4 = 0; s4 < 4; ++s4) {
+                const uint32_t word = s4 == 0 ? words.x : s4 == 1 ? words.y : s4 == 2 ? words.z : words.w;
+                float w[8];
+                decode8<kDtype>(word, scale, s_nf4, w);
 #pragma unroll
                 for (int b = 0; b < kBatch; ++b) {
                     float xv[8];
-                    load_x8<kDtype>(x, b * k + c0 + 8 * s, xv);
+                    load_x8<kDtype>(x, b * k + c0 + 8 * s4, xv);
 #pragma unroll
-                    for (int r = 0; r < kRowsPerWarp; ++r)
-#pragma unroll
-                        for (int e = 0; e < 8; ++e) acc[r][b] = __fmaf_rn(xv[e], w[r][e], acc[r][b]);
+                    for (int e = 0; e < 8; ++e) acc[b] = __fmaf_rn(xv[e], w[e], acc[b]);
                 }
             }
+        };
+        // Two chunks per lane per pass, both loads issued before either is used.
+        int64_t q = q0 + lane;
+        for (; q + 32 < q1; q += 64) {
+            const uint4 wa = ptx::load_stream_v4(packed + ((row * k + (q << 5)) >> 1), stream);
+            const uint4 wb = ptx::load_stream_v4(packed + ((row * k + ((q + 32) << 5)) >> 1), stream);
+            consume(wa, q << 5);
+            consume(wb, (q + 32) << 5);
         }
+        if (q < q1) consume(ptx::load_stream_v4(packed + ((row * k + (q << 5)) >> 1), stream), q << 5);
     } else {
-        for (int64_t c = lane; c < k; c += 32) {
+        const int64_t per = (k + kSlices - 1) / kSlices;
+        const int64_t c1 = (slice + 1) * per < k ? (slice + 1) * per : k;
+        for (int64_t c = slice * per + lane; c < c1; c += 32) {
+            const int64_t i = row * k + c;
+            const uint32_t byte = packed[i >> 1];
+            const uint32_t nibble = (i & 1) ? (byte & 0xFu) : (byte >> 4);
+            const uint32_t code = ptx::load_u8_keep(absmax_codes + (i >> log2_blocksize), keep);
+            const float scale = __fadd_rn(__fmul_rn(s_map[code], __ldg(nested_absmax + (i >> log2_nested_span))), offset);
+            const float w = round_to<kDtype>(__fmul_rn(s_nf4[nibble], scale));
 #pragma unroll
-            for (int r = 0; r < kRowsPerWarp; ++r) {
-                const int64_t i = rows[r] * k + c;
-                const uint32_t byte = packed[i >> 1];
-                const uint32_t nibble = (i & 1) ? (byte & 0xFu) : (byte >> 4);
-                const float scale =
-                    block_scale(absmax_codes, code_map, nested_absmax, offset, i, log2_blocksize, log2_nested_span, keep);
-                const float w = round_to<kDtype>(__fmul_rn(s_nf4[nibble], scale));
-#pragma unroll
-                for (int b = 0; b < kBatch; ++b) acc[r][b] = __fmaf_rn(load_f32<kDtype>(x, b * k + c), w, acc[r][b]);
-            }
+            for (int b = 0; b < kBatch; ++b) acc[b] = __fmaf_rn(load_f32<kDtype>(x, b * k + c), w, acc[b]);
         }
     }
 
 #pragma unroll
-    for (int r = 0; r < kRowsPerWarp; ++r) {
+    for (int b = 0; b < kBatch; ++b) {
+        float v = acc[b];
 #pragma unroll
-        for (int b = 0; b < kBatch; ++b) {
-            float v = acc[r][b];
+        for (int off = 16; off > 0; off >>= 1) v = __fadd_rn(v, __shfl_xor_sync(0xFFFFFFFFu, v, off));
+        if (lane == 0) s_part[warp][b] = v;
+    }
+    __syncthreads();
+    if (threadIdx.x < kRowsPerBlock * kBatch) {
+        const int r = static_cast<int>(threadIdx.x) / kBatch, b = static_cast<int>(threadIdx.x) % kBatch;
+        const int64_t out_row = static_cast<int64_t>(blockIdx.x) * kRowsPerBlock + r;
+        float v = s_part[r * kSlices][b];
 #pragma unroll
-            for (int off = 16; off > 0; off >>= 1) v = __fadd_rn(v, __shfl_xor_sync(0xFFFFFFFFu, v, off));
-            if (lane == 0 && row0 + r < m) store_f32<kDtype>(y, b * m + row0 + r, v);
-        }
+        for (int s2 = 1; s2 < kSlices; ++s2) v = __fadd_rn(v, s_part[r * kSlices + s2][b]);
+        if (out_row < m) store_f32<kDtype>(y, b * m + out_row, v);
     }
 }
 
-template <int kDtype, int kBatch>
-sloth_status launch(const char* fn, const Nf4GemvArgs& a, cudaStream_t stream) {
-    const int64_t blocks = ceil_div(a.m, kRowsPerBlock);
+template <int kDtype, int kBatch, int kSlices>
+sloth_status launch_sliced(const char* fn, const Nf4GemvArgs& a, bool vector, int lb, int ln, cudaStream_t stream) {
+    constexpr int kRowsPerBlock = kWarps / kSlices;
+    const int64_t blocks = ceil_div(a.m, static_cast<int64_t>(kRowsPerBlock));
     SLOTH_CHECK(require_one_launch(fn, blocks));
-    const bool vector = a.k % 32 == 0 && reinterpret_cast<uintptr_t>(a.packed) % 16 == 0 &&
-                        reinterpret_cast<uintptr_t>(a.x) % 16 == 0;
-    const int lb = log2_exact(a.blocksize);
-    const int ln = lb + log2_exact(a.nested_blocksize);
     const dim3 grid(static_cast<unsigned>(blocks));
     if (vector)
-        nf4_gemv_kernel<kDtype, kBatch, true><<<grid, kThreads, 0, stream>>>(
+        nf4_gemv_kernel<kDtype, kBatch, true, kSlices><<<grid, kThreads, 0, stream>>>(
             a.x, a.packed, a.absmax_codes, a.nested_code_map, a.nested_absmax, a.nested_offset, a.nf4_code_table, a.k,
             a.m, lb, ln, a.y);
     else
-        nf4_gemv_kernel<kDtype, kBatch, false><<<grid, kThreads, 0, stream>>>(
+        nf4_gemv_kernel<kDtype, kBatch, false, kSlices><<<grid, kThreads, 0, stream>>>(
             a.x, a.packed, a.absmax_codes, a.nested_code_map, a.nested_absmax, a.nested_offset, a.nf4_code_table, a.k,
             a.m, lb, ln, a.y);
     SLOTH_LAUNCH_CHECK(fn, "nf4_gemv_kernel");
     return SLOTH_OK;
+}
+
+template <int kDtype, int kBatch>
+sloth_status launch(const char* fn, const Nf4GemvArgs& a, cudaStream_t stream) {
+    const bool vector = a.k % 32 == 0 && reinterpret_cast<uintptr_t>(a.packed) % 16 == 0 &&
+                        reinterpret_cast<uintptr_t>(a.x) % 16 == 0;
+    const int lb = log2_exact(a.blocksize);
+    const int ln = lb + log2_exact(a.nested_blocksize);
+    // Split rows over more warps while the grid is small, keeping at least 8 chunks (256 weights) per slice.
+    const int64_t chunks = ceil_div(a.k, static_cast<int64_t>(32));
+    int slices = 1;
+    while (slices < kWarps && a.m * slices < kTargetWarps && chunks / (2 * slices) >= 8) slices *= 2;
+    switch (slices) {
+        case 1: return launch_sliced<kDtype, kBatch, 1>(fn, a, vector, lb, ln, stream);
+        case 2: return launch_sliced<kDtype, kBatch, 2>(fn, a, vector, lb, ln, stream);
+        case 4: return launch_sliced<kDtype, kBatch, 4>(fn, a, vector, lb, ln, stream);
+        default: return launch_sliced<kDtype, kBatch, 8>(fn, a, vector, lb, ln, stream);
+    }
 }
 
 // The batch as a compile-time constant (the export checked 1 <= batch <= SLOTH_NF4_GEMV_MAX_BATCH = 8).
