@@ -67,11 +67,20 @@ for name, make in variants.items():
             prompt = ids[2:3, :6]
             gen = m.generate(input_ids=prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=24, do_sample=False,
                              eos_token_id=None, pad_token_id=0, output_scores=True, return_dict_in_generate=True)
+            # Greedy by full forwards without a cache: the model's own definition of the continuation. generate()
+            # of transformers 5.17 departs from it for Phi-3 longrope past original_max_position_embeddings (it then
+            # feeds the newest token alone), so SlothSharp's tests compare against these ids there.
+            seq, ref_margins = prompt.clone(), []
+            for _ in range(24):
+                last = m(input_ids=seq).logits[0, -1].float()
+                ref_margins.append(float(last.topk(2).values[0] - last.topk(2).values[1]))
+                seq = torch.cat([seq, last.argmax().view(1, 1)], dim=1)
         logit_list = [logits[i, :n].tolist() for i, n in enumerate(lengths)]
         info = {"name": name, "input_ids": ids.tolist(), "lengths": lengths, "logits": logit_list,
                 "short_ids": ids[1, :12].tolist(), "short_logits": short[0].tolist(),
                 "prompt_ids": prompt[0].tolist(), "generate_ids": gen.sequences[0].tolist(),
                 "generate_top2_margins": [float(s[0].topk(2).values[0] - s[0].topk(2).values[1]) for s in gen.scores],
+                "full_forward_ids": seq[0].tolist(), "full_forward_top2_margins": ref_margins,
                 "transformers_version": T.__version__, "config": json.load(open(os.path.join(d, "config.json")))}
         json.dump(info, open(os.path.join(d, "expected.json"), "w"))
         summary[name] = "ok"

@@ -43,7 +43,9 @@ public static class TextGenerator
         for (var produced = 0; produced < limit; produced++)
         {
             // longrope (Phi-3) switches to its long factors once the sequence passes original_max_position_embeddings;
-            // as transformers' Phi-3 generation does, the cache is then recomputed once with the long factors.
+            // the cache is then recomputed once with the long factors, so every step equals a full forward over the
+            // whole sequence. (transformers' Phi-3 generation means to do the same; 5.17's feeds the newest token alone
+            // from there on instead: tests/Models/LongRopeGenerationTests.cs.)
             if (model.DynamicRopeLength is { } switchAt && cached > 0 && cached <= switchAt && cached + input.Length > switchAt)
             {
                 model.ResetCache(cache);
