@@ -88,15 +88,11 @@ __global__ void __launch_bounds__(kThreads) nf4_gemv_kernel(
     __shared__ float s_map[256];
     __shared__ float s_part[kWarps][kBatch];
     static_assert(kThreads == 256, "one thread per code-map entry");
-    if (threadIdx.x < 16) s_nf4[threadIdx.x] = nf4_table[threadIdx.x];
-    s_map[threadIdx.x] = code_map[threadIdx.x];
-    __syncthreads();
 
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int64_t row_raw = static_cast<int64_t>(blockIdx.x) * kRowsPerBlock + warp / kSlices;
     const int64_t row = row_raw < m ? row_raw : m - 1;  // past the end: computed, not written (a barrier follows)
     const int slice = warp % kSlices;
-    const float offset = __ldg(nested_offset);
     const uint64_t keep = ptx::policy_evict_last();
 
     float acc[kBatch];
@@ -108,10 +104,30 @@ __global__ void __launch_bounds__(kThreads) nf4_gemv_kernel(
         const int64_t chunks = k >> 5;
         const int64_t per = (chunks + kSlices - 1) / kSlices;
         const int64_t q0 = slice * per, q1 = q0 + per < chunks ? q0 + per : chunks;
-        auto consume = [&](uint4 words, int64_t c0) {
-            const int64_t i = row * k + c0;
-            const uint32_t code = ptx::load_u8_keep(absmax_codes + (i >> log2_blocksize), keep);
-            const float scale = __fadd_rn(__fmul_rn(s_map[code], __ldg(nested_absmax + (i >> log2_nested_span))), offset);
+        // A lane's first two chunks: their weight bytes, block codes and nested absmax are requested before the tables
+        // are staged in shared memory, so the DRAM latency of the weights overlaps the table loads and the barrier.
+        const int64_t qa = q0 + lane, qb = qa + 32;
+        uint4 wa = make_uint4(0, 0, 0, 0), wb = make_uint4(0, 0, 0, 0);
+        uint32_t ca = 0, cb = 0;
+        float na = 0.0f, nb = 0.0f;
+        if (qa < q1) {
+            const int64_t i = row * k + (qa << 5);
+            wa = ptx::load_stream_v4(packed + (i >> 1), stream);
+            ca = ptx::load_u8_keep(absmax_codes + (i >> log2_blocksize), keep);
+            na = __ldg(nested_absmax + (i >> log2_nested_span));
+        }
+        if (qb < q1) {
+            const int64_t i = row * k + (qb << 5);
+            wb = ptx::load_stream_v4(packed + (i >> 1), stream);
+            cb = ptx::load_u8_keep(absmax_codes + (i >> log2_blocksize), keep);
+            nb = __ldg(nested_absmax + (i >> log2_nested_span));
+        }
+        if (threadIdx.x < 16) s_nf4[threadIdx.x] = nf4_table[threadIdx.x];
+        s_map[threadIdx.x] = code_map[threadIdx.x];
+        const float offset = __ldg(nested_offset);
+        __syncthreads();
+        auto consume = [&](uint4 words, uint32_t code, float nested, int64_t c0) {
+            const float scale = __fadd_rn(__fmul_rn(s_map[code], nested), offset);
 #pragma unroll
             for (int s4 = 0; s4 < 4; ++s4) {
                 const uint32_t word = s4 == 0 ? words.x : s4 == 1 ? words.y : s4 == 2 ? words.z : words.w;
@@ -126,16 +142,18 @@ __global__ void __launch_bounds__(kThreads) nf4_gemv_kernel(
                 }
             }
         };
-        // Two chunks per lane per pass, both loads issued before either is used.
-        int64_t q = q0 + lane;
-        for (; q + 32 < q1; q += 64) {
-            const uint4 wa = ptx::load_stream_v4(packed + ((row * k + (q << 5)) >> 1), stream);
-            const uint4 wb = ptx::load_stream_v4(packed + ((row * k + ((q + 32) << 5)) >> 1), stream);
-            consume(wa, q << 5);
-            consume(wb, (q + 32) << 5);
+        if (qa < q1) consume(wa, ca, na, qa << 5);
+        if (qb < q1) consume(wb, cb, nb, qb << 5);
+        for (int64_t q = qb + 32; q < q1; q += 32) {  // slices longer than 64 chunks (rare: see the launch)
+            const int64_t i = row * k + (q << 5);
+            consume(ptx::load_stream_v4(packed + (i >> 1), stream), ptx::load_u8_keep(absmax_codes + (i >> log2_blocksize), keep),
+                    __ldg(nested_absmax + (i >> log2_nested_span)), q << 5);
         }
-        if (q < q1) consume(ptx::load_stream_v4(packed + ((row * k + (q << 5)) >> 1), stream), q << 5);
     } else {
+        if (threadIdx.x < 16) s_nf4[threadIdx.x] = nf4_table[threadIdx.x];
+        s_map[threadIdx.x] = code_map[threadIdx.x];
+        const float offset = __ldg(nested_offset);
+        __syncthreads();
         const int64_t per = (k + kSlices - 1) / kSlices;
         const int64_t c1 = (slice + 1) * per < k ? (slice + 1) * per : k;
         for (int64_t c = slice * per + lane; c < c1; c += 32) {
@@ -192,10 +210,11 @@ sloth_status launch(const char* fn, const Nf4GemvArgs& a, cudaStream_t stream) {
                         reinterpret_cast<uintptr_t>(a.x) % 16 == 0;
     const int lb = log2_exact(a.blocksize);
     const int ln = lb + log2_exact(a.nested_blocksize);
-    // Split rows over more warps while the grid is small, keeping at least 8 chunks (256 weights) per slice.
+    // Split rows over more warps while the grid is small or a row has more than 64 chunks (two per lane, all
+    // requested up front), keeping at least 8 chunks (256 weights) per slice.
     const int64_t chunks = ceil_div(a.k, static_cast<int64_t>(32));
     int slices = 1;
-    while (slices < kWarps && a.m * slices < kTargetWarps && chunks / (2 * slices) >= 8) slices *= 2;
+    while (slices < kWarps && (a.m * slices < kTargetWarps || chunks > 64 * slices) && chunks / (2 * slices) >= 8) slices *= 2;
     switch (slices) {
         case 1: return launch_sliced<kDtype, kBatch, 1>(fn, a, vector, lb, ln, stream);
         case 2: return launch_sliced<kDtype, kBatch, 2>(fn, a, vector, lb, ln, stream);
