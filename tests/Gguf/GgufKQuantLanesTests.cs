@@ -16,20 +16,28 @@ public class GgufKQuantLanesTests
 {
     private delegate void Quantizer(ReadOnlySpan<float> x, Span<byte> y);
 
+    /// <summary>Every lane path: Q4_K/Q5_K search one super-block in 8 lanes, or two in 16 (where 512-bit vectors are
+    /// accelerated; the dispatching entry point takes that one here); Q6_K as dispatched.</summary>
     private static readonly (string Name, Quantizer Lanes, Quantizer Scalar, int BlockBytes)[] Types =
     [
+        ("Q4_K x8", (x, y) => KQuants.Q4_KLanes(x, y, 8), KQuants.Q4_KScalar, 144),
+        ("Q4_K x16", (x, y) => KQuants.Q4_KLanes(x, y, 16), KQuants.Q4_KScalar, 144),
         ("Q4_K", KQuants.Q4_K, KQuants.Q4_KScalar, 144),
+        ("Q5_K x8", (x, y) => KQuants.Q5_KLanes(x, y, 8), KQuants.Q5_KScalar, 176),
+        ("Q5_K x16", (x, y) => KQuants.Q5_KLanes(x, y, 16), KQuants.Q5_KScalar, 176),
         ("Q5_K", KQuants.Q5_K, KQuants.Q5_KScalar, 176),
         ("Q6_K", KQuants.Q6_K, KQuants.Q6_KScalar, 210),
     ];
 
     private const int Kinds = 18;
+    private const int RowLength = 2304;
 
-    /// <summary>Row <paramref name="r"/> of the test set: 2,048 values of kind r mod 18.</summary>
+    /// <summary>Row <paramref name="r"/> of the test set: 2,304 values (9 super-blocks: an odd count, so the 16-lane
+    /// path also searches a lone last super-block) of kind r mod 18.</summary>
     internal static float[] EdgeCaseRow(int r, Random rng)
     {
         float Normal() => (float)(Math.Sqrt(-2 * Math.Log(1 - rng.NextDouble())) * Math.Cos(2 * Math.PI * rng.NextDouble()));
-        var row = new float[2048];
+        var row = new float[RowLength];
         for (var i = 0; i < row.Length; i++)
         {
             row[i] = (r % Kinds) switch
@@ -66,7 +74,7 @@ public class GgufKQuantLanesTests
         var failures = new List<string>();
         foreach (var (name, lanes, scalar, blockBytes) in Types)
         {
-            var expected = new byte[2048 / 256 * blockBytes];
+            var expected = new byte[RowLength / 256 * blockBytes];
             var actual = new byte[expected.Length];
             for (var r = 0; r < rows.Count; r++)
             {
@@ -90,9 +98,9 @@ public class GgufKQuantLanesTests
         for (var r = 0; r < 2 * Kinds; r++)
         {
             var row = EdgeCaseRow(r, rng);
-            var bytes = new byte[8 * 144];
+            var bytes = new byte[RowLength / 256 * 144];
             KQuants.Q4_KScalar(row, bytes);
-            for (var b = 0; b < 8; b++)
+            for (var b = 0; b < RowLength / 256; b++)
             {
                 var sc = bytes.AsSpan(b * 144 + 4, 12);
                 for (var j = 0; j < 4; j++)

@@ -15,7 +15,7 @@ internal static partial class KQuants
     private const int QkK = 256;
     private const float GroupMaxEps = 1e-15f;
 
-    /// <summary>Q4_K rows: the lane-parallel path (<see cref="Q45KLanes"/>) where 256-bit vectors are accelerated,
+    /// <summary>Q4_K rows: the lane-parallel path (KQuants.Lanes.cs) where 256-bit vectors are accelerated,
     /// else the scalar one; both give the same bytes.</summary>
     public static void Q4_K(ReadOnlySpan<float> x, Span<byte> y)
     {
