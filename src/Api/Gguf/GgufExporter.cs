@@ -1,6 +1,4 @@
 using System.Diagnostics;
-using System.Runtime.InteropServices;
-using System.Runtime.Intrinsics;
 using System.Text.Json.Nodes;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -27,7 +25,23 @@ public static class GgufExporter
     /// <param name="outPath">The .gguf file to write (replaced atomically).</param>
     /// <param name="options">Output type, name, progress.</param>
     public static GgufExportResult Export(JsonObject config, IEnumerable<KeyValuePair<string, Tensor>> tensors, string modelDir,
-        string outPath, GgufExportOptions? options = null)
+        string outPath, GgufExportOptions? options = null) =>
+        Export(config, FromTensors(tensors), modelDir, outPath, options);
+
+    private static IEnumerable<InputTensor> FromTensors(IEnumerable<KeyValuePair<string, Tensor>> tensors)
+    {
+        foreach (var (name, tensor) in tensors)
+            yield return new InputTensor(name, tensor.shape, dst => ToFloats(tensor, name, dst));
+    }
+
+    /// <summary>A tensor to export: its Hugging Face name and shape, and how to write its values as float32 (row-major,
+    /// exactly the shape's element count) into the exporter's buffer.</summary>
+    private readonly record struct InputTensor(string Name, long[] Shape, FillFloats Fill);
+
+    private delegate void FillFloats(Span<float> destination);
+
+    private static GgufExportResult Export(JsonObject config, IEnumerable<InputTensor> tensors, string modelDir,
+        string outPath, GgufExportOptions? options)
     {
         options ??= new GgufExportOptions();
         var progress = options.Progress;
@@ -95,18 +109,17 @@ public static class GgufExporter
                     var more = source.MoveNext();
                     sourceTime += Stopwatch.GetElapsedTime(s0);
                     if (!more) break;
-                    var (hfName, tensor) = source.Current;
+                    var (hfName, shape, fill) = source.Current;
                     var name = arch.TensorName(hfName);
                     if (name is null) continue;
                     if (written.Any(t => t.Name == name)) throw new InvalidDataException($"tensor '{hfName}' maps to '{name}', which was already written");
-                    var shape = tensor.shape;
                     if (shape.Length is < 1 or > 2) throw new InvalidDataException($"tensor '{hfName}' has shape [{string.Join(", ", shape)}]; 1-D or 2-D expected");
                     var f0 = Stopwatch.GetTimestamp();
-                    var count = tensor.numel();
+                    var count = shape.Aggregate(1L, (a, b) => a * b);
                     if (count > Array.MaxLength) throw new InvalidDataException($"tensor '{hfName}' has {count} elements; the exporter takes at most {Array.MaxLength}");
                     if (floats.Length < count) floats = GC.AllocateUninitializedArray<float>((int)count);
                     var values = floats.AsSpan(0, (int)count);
-                    ToFloats(tensor, hfName, values);
+                    fill(values);
                     arch.Transform(name, values, shape);
                     toFloatTime += Stopwatch.GetElapsedTime(f0);
                     Append(name, shape.Reverse().ToArray(), values);
@@ -161,16 +174,14 @@ public static class GgufExporter
         using var ckpt = SafetensorsCheckpoint.Open(modelDir);
         return Export(config, Read(ckpt), modelDir, outPath, options);
 
-        static IEnumerable<KeyValuePair<string, Tensor>> Read(SafetensorsCheckpoint c)
+        static IEnumerable<InputTensor> Read(SafetensorsCheckpoint c)
         {
             // Layer order (embedding, layers 0, 1, ..., 10, then the rest), not the files' lexicographic order, so the
             // q4_k_m layer choices follow layer numbers.
             var ordered = c.Keys.Select((k, i) => (Key: k, Index: i)).OrderBy(e => SortKey(e.Key)).ThenBy(e => e.Index).Select(e => e.Key);
+            // Values go from the memory-mapped shard straight into the exporter's float32 buffer (no tensor between).
             foreach (var key in ordered)
-            {
-                using var t = c.Read(key);
-                yield return new(key, t);
-            }
+                yield return new InputTensor(key, c.Entry(key).Shape, dst => c.ReadFloat32(key, dst));
         }
     }
 
@@ -209,7 +220,7 @@ public static class GgufExporter
     /// this is the same as torch's <c>to(float32)</c>, without the intermediate tensor and managed copy; it runs in
     /// parallel over chunks.
     /// </summary>
-    internal static unsafe void ToFloats(Tensor t, string name, Span<float> destination)
+    internal static void ToFloats(Tensor t, string name, Span<float> destination)
     {
         if (t.device_type != DeviceType.CPU) throw new ArgumentException($"tensor '{name}' is on {t.device}; the exporter takes CPU tensors");
         if (t.dtype is not (ScalarType.Float32 or ScalarType.BFloat16 or ScalarType.Float16))
@@ -217,48 +228,13 @@ public static class GgufExporter
         if (destination.Length != t.numel()) throw new ArgumentException($"tensor '{name}' has {t.numel()} elements; the destination holds {destination.Length}", nameof(destination));
         if (destination.Length == 0) return;
         using var c = t.contiguous();
-        var src = TensorInterop.DataPtr(c);
-        var dtype = c.dtype;
-        const int chunk = 1 << 20;
-        var n = destination.Length;
-        fixed (float* dst = destination)
+        Float32Widening.Convert(TensorInterop.DataPtr(c), c.dtype switch
         {
-            var dstPtr = (nint)dst;
-            Parallel.For(0, (n + chunk - 1) / chunk, k =>
-            {
-                var start = k * chunk;
-                var len = Math.Min(chunk, n - start);
-                var to = new Span<float>((float*)dstPtr + start, len);
-                switch (dtype)
-                {
-                    case ScalarType.Float32:
-                        new ReadOnlySpan<float>((float*)src + start, len).CopyTo(to);
-                        break;
-                    case ScalarType.BFloat16:
-                        WidenBf16(new ReadOnlySpan<ushort>((ushort*)src + start, len), MemoryMarshal.Cast<float, uint>(to));
-                        break;
-                    default:
-                        var halves = new ReadOnlySpan<Half>((Half*)src + start, len);
-                        for (var i = 0; i < len; i++) to[i] = (float)halves[i];
-                        break;
-                }
-            });
-        }
+            ScalarType.Float32 => Float32Widening.Source.F32,
+            ScalarType.BFloat16 => Float32Widening.Source.BF16,
+            _ => Float32Widening.Source.F16,
+        }, destination);
         GC.KeepAlive(c);
-    }
-
-    /// <summary>bfloat16 bits to float32 bits: the 16 bits become the upper half (exact, NaN payloads included).</summary>
-    private static void WidenBf16(ReadOnlySpan<ushort> src, Span<uint> dst)
-    {
-        var i = 0;
-        if (Vector256.IsHardwareAccelerated)
-            for (; i + 16 <= src.Length; i += 16)
-            {
-                var (lo, hi) = Vector256.Widen(Vector256.Create(src.Slice(i, 16)));
-                (lo << 16).CopyTo(dst.Slice(i, 8));
-                (hi << 16).CopyTo(dst.Slice(i + 8, 8));
-            }
-        for (; i < src.Length; i++) dst[i] = (uint)src[i] << 16;
     }
 
     private static void CopySegment(string path, long offset, long count, Stream destination)
