@@ -104,7 +104,7 @@ public static class GgufExporter
                 using var source = tensors.GetEnumerator();
                 while (true)
                 {
-                    // The input's own time (reading a checkpoint, dequantizing NF4, merging LoRA) is measured apart.
+                    // The input's own time (dequantizing NF4, merging LoRA; reading a tensor given to Export) apart.
                     var s0 = Stopwatch.GetTimestamp();
                     var more = source.MoveNext();
                     sourceTime += Stopwatch.GetElapsedTime(s0);
