@@ -46,6 +46,9 @@ public sealed class SafetensorsCheckpoint : ITensorSource, IDisposable
 
     public string ReadUtf8(string name) => Shard(name).ReadUtf8(name);
 
+    /// <summary>A float tensor as float32 into <paramref name="destination"/>, straight from the mapped shard.</summary>
+    internal void ReadFloat32(string name, Span<float> destination) => Shard(name).ReadFloat32(name, destination);
+
     private SafetensorsReader Shard(string name) =>
         _byName.TryGetValue(name, out var r) ? r : throw new KeyNotFoundException($"{Path}: no tensor named '{name}'");
 

@@ -100,6 +100,36 @@ public sealed class SafetensorsReader : ITensorSource, IDisposable
         return bytes;
     }
 
+    /// <summary>Reads a float32, bfloat16 or float16 tensor as float32 into <paramref name="destination"/> (exactly its
+    /// element count), straight from the mapped file: no intermediate tensor (the GGUF exporter's input path).</summary>
+    internal unsafe void ReadFloat32(string name, Span<float> destination)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (!_entries.TryGetValue(name, out var e))
+            throw new KeyNotFoundException($"{Path}: no tensor named '{name}'{Nearby(name)}");
+        var (dtype, width) = e.Dtype switch
+        {
+            "F32" => (Gguf.Float32Widening.Source.F32, 4),
+            "BF16" => (Gguf.Float32Widening.Source.BF16, 2),
+            "F16" => (Gguf.Float32Widening.Source.F16, 2),
+            _ => throw new SafetensorsFormatException(Path, name, $"dtype {e.Dtype}: float32, bfloat16 or float16 expected"),
+        };
+        if (destination.Length != e.NumElements || e.ByteLength != e.NumElements * width)
+            throw new SafetensorsFormatException(Path, name, $"{e.ByteLength} bytes of {e.Dtype} for shape [{string.Join(", ", e.Shape)}]; the destination holds {destination.Length} values");
+        if (e.ByteLength == 0) return;
+        byte* basePtr = null;
+        var handle = _view.SafeMemoryMappedViewHandle;
+        handle.AcquirePointer(ref basePtr);
+        try
+        {
+            Gguf.Float32Widening.Convert((nint)(basePtr + _view.PointerOffset + _dataStart + e.Begin), dtype, destination);
+        }
+        finally
+        {
+            handle.ReleasePointer();
+        }
+    }
+
     private unsafe void CopyTo(SafetensorsEntry e, Tensor destination)
     {
         if (e.ByteLength == 0) return;

@@ -16,14 +16,28 @@ public static class GgmlQuantizer
     {
         if (rowLength <= 0 || data.Length % rowLength != 0)
             throw new ArgumentException($"{data.Length} elements are not whole rows of {rowLength}");
+        var output = new byte[checked(data.Length / rowLength * GgmlTypeInfo.RowBytes(type, rowLength))];
+        Quantize(data, rowLength, type, output);
+        return output;
+    }
+
+    /// <summary>Quantizes a row-major float32 matrix into <paramref name="destination"/>, which must hold exactly
+    /// its bytes (rows × <see cref="GgmlTypeInfo.RowBytes"/>): lets a caller reuse one buffer across tensors.</summary>
+    public static void Quantize(ReadOnlySpan<float> data, long rowLength, GgmlType type, Span<byte> destination)
+    {
+        if (rowLength <= 0 || data.Length % rowLength != 0)
+            throw new ArgumentException($"{data.Length} elements are not whole rows of {rowLength}");
         var rowBytes = GgmlTypeInfo.RowBytes(type, rowLength);
         var rows = data.Length / rowLength;
-        var output = new byte[checked(rows * rowBytes)];
+        if (destination.Length != rows * rowBytes)
+            throw new ArgumentException($"{rows} rows of {type} take {rows * rowBytes} bytes; the destination holds {destination.Length}", nameof(destination));
         unsafe
         {
             fixed (float* src = data)
+            fixed (byte* dst = destination)
             {
                 var srcPtr = (nint)src;
+                var dstPtr = (nint)dst;
                 // Chunks of rows, not single rows: the per-row work of a 64-wide row is too small to schedule alone.
                 var rowsPerChunk = Math.Max(1, (int)(65536 / rowLength));
                 var chunks = (int)((rows + rowsPerChunk - 1) / rowsPerChunk);
@@ -34,12 +48,11 @@ public static class GgmlQuantizer
                     for (var r = first; r < last; r++)
                     {
                         var x = new ReadOnlySpan<float>((float*)srcPtr + r * rowLength, (int)rowLength);
-                        QuantizeRow(x, output.AsSpan((int)(r * rowBytes), (int)rowBytes), type);
+                        QuantizeRow(x, new Span<byte>((byte*)dstPtr + r * rowBytes, (int)rowBytes), type);
                     }
                 });
             }
         }
-        return output;
     }
 
     /// <summary>Quantizes one row into <paramref name="dst"/> (exactly the row's byte size).</summary>

@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Text.RegularExpressions;
 
 namespace SlothSharp.Gguf;
@@ -100,7 +101,7 @@ public sealed partial class GgufArchitecture
 
     /// <summary>Applies the converter's changes to a tensor in place. <paramref name="data"/> is row-major with the
     /// Hugging Face shape <paramref name="shape"/> ([out, in] for matrices).</summary>
-    public void Transform(string ggufName, float[] data, long[] shape)
+    public void Transform(string ggufName, Span<float> data, long[] shape)
     {
         if (PermutesQk && ggufName.EndsWith("attn_q.weight", StringComparison.Ordinal))
             PermuteForRope(data, shape, Config.NumHeads);
@@ -118,21 +119,30 @@ public sealed partial class GgufArchitecture
     /// Hugging Face Llama rotates the two halves of each head ([x0..x(d/2-1)] with [x(d/2)..]); llama.cpp's Llama
     /// rotates adjacent pairs. Reordering each head's rows from (half, i) to (i, half) makes the two agree.
     /// </summary>
-    internal static void PermuteForRope(float[] data, long[] shape, int heads)
+    internal static void PermuteForRope(Span<float> data, long[] shape, int heads)
     {
         var rows = (int)shape[0];
         var cols = shape.Length > 1 ? (int)shape[1] : 1;
         if (rows % (2 * heads) != 0)
             throw new InvalidDataException($"cannot permute {rows} rows for RoPE over {heads} heads: rows are not a multiple of 2·heads");
         var half = rows / heads / 2;
-        var src = (float[])data.Clone();
-        for (var h = 0; h < heads; h++)
-            for (var part = 0; part < 2; part++)
-                for (var i = 0; i < half; i++)
-                {
-                    var from = h * 2 * half + part * half + i;
-                    var to = h * 2 * half + i * 2 + part;
-                    Array.Copy(src, (long)from * cols, data, (long)to * cols, cols);
-                }
+        // A pooled copy of the source: q/k projections come once per layer, so a fresh array each time is avoidable garbage.
+        var src = ArrayPool<float>.Shared.Rent(data.Length);
+        try
+        {
+            data.CopyTo(src);
+            for (var h = 0; h < heads; h++)
+                for (var part = 0; part < 2; part++)
+                    for (var i = 0; i < half; i++)
+                    {
+                        var from = h * 2 * half + part * half + i;
+                        var to = h * 2 * half + i * 2 + part;
+                        src.AsSpan(from * cols, cols).CopyTo(data.Slice(to * cols, cols));
+                    }
+        }
+        finally
+        {
+            ArrayPool<float>.Shared.Return(src);
+        }
     }
 }

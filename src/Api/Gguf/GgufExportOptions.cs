@@ -21,6 +21,9 @@ public sealed record GgufExportResult(string Path, string Architecture, GgufOutp
     public IReadOnlyDictionary<GgmlType, (long Weights, TimeSpan Time)> ConversionTimes { get; init; } =
         new Dictionary<GgmlType, (long, TimeSpan)>();
 
+    /// <summary>Where the export's wall time went (null for exports that do not measure it: GGUF LoRA).</summary>
+    public GgufExportStages? Stages { get; init; }
+
     /// <summary>Wall time of the whole export.</summary>
     public TimeSpan Elapsed { get; init; }
 }

@@ -25,7 +25,23 @@ public static class GgufExporter
     /// <param name="outPath">The .gguf file to write (replaced atomically).</param>
     /// <param name="options">Output type, name, progress.</param>
     public static GgufExportResult Export(JsonObject config, IEnumerable<KeyValuePair<string, Tensor>> tensors, string modelDir,
-        string outPath, GgufExportOptions? options = null)
+        string outPath, GgufExportOptions? options = null) =>
+        Export(config, FromTensors(tensors), modelDir, outPath, options);
+
+    private static IEnumerable<InputTensor> FromTensors(IEnumerable<KeyValuePair<string, Tensor>> tensors)
+    {
+        foreach (var (name, tensor) in tensors)
+            yield return new InputTensor(name, tensor.shape, dst => ToFloats(tensor, name, dst));
+    }
+
+    /// <summary>A tensor to export: its Hugging Face name and shape, and how to write its values as float32 (row-major,
+    /// exactly the shape's element count) into the exporter's buffer.</summary>
+    private readonly record struct InputTensor(string Name, long[] Shape, FillFloats Fill);
+
+    private delegate void FillFloats(Span<float> destination);
+
+    private static GgufExportResult Export(JsonObject config, IEnumerable<InputTensor> tensors, string modelDir,
+        string outPath, GgufExportOptions? options)
     {
         options ??= new GgufExportOptions();
         var progress = options.Progress;
@@ -45,9 +61,14 @@ public static class GgufExporter
             var planner = new GgufTensorTypePlan.Planner(options.Type, cfg.NumLayers, cfg.NumLayers, arch.TiedEmbeddings);
             var written = new List<(string Name, long[] Dims, GgmlType Type, long Offset, long Bytes)>();
             var times = new Dictionary<GgmlType, (long Weights, TimeSpan Time)>();
+            TimeSpan sourceTime = TimeSpan.Zero, toFloatTime = TimeSpan.Zero, writeTime = TimeSpan.Zero;
             using (var data = new FileStream(dataPath, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 20))
             {
-                void Append(string name, long[] dims, float[] values)
+                // One float32 buffer and one quantized-bytes buffer, grown to the largest tensor and reused: fresh
+                // gigabyte arrays per tensor cost more in page faults and zeroing than the conversion itself.
+                var floats = Array.Empty<float>();
+                var quantized = Array.Empty<byte>();
+                void Append(string name, long[] dims, ReadOnlySpan<float> values)
                 {
                     var type = planner.Next(name, dims);
                     var offset = data.Position;
@@ -56,16 +77,20 @@ public static class GgufExporter
                     var rowLength = dims[0];
                     var rowsPerSlice = Math.Max(1, (int)((1L << 24) / rowLength));
                     var quantizeTime = TimeSpan.Zero;
-                    for (long row = 0, rows = values.LongLength / rowLength; row < rows; row += rowsPerSlice)
+                    for (long row = 0, rows = values.Length / rowLength; row < rows; row += rowsPerSlice)
                     {
                         var n = Math.Min(rowsPerSlice, rows - row);
+                        var byteCount = checked((int)(n * GgmlTypeInfo.RowBytes(type, rowLength)));
+                        if (quantized.Length < byteCount) quantized = GC.AllocateUninitializedArray<byte>(byteCount);
                         var t0 = Stopwatch.GetTimestamp();
-                        var bytes = GgmlQuantizer.Quantize(values.AsSpan((int)(row * rowLength), (int)(n * rowLength)), rowLength, type);
+                        GgmlQuantizer.Quantize(values.Slice((int)(row * rowLength), (int)(n * rowLength)), rowLength, type, quantized.AsSpan(0, byteCount));
                         quantizeTime += Stopwatch.GetElapsedTime(t0);
-                        data.Write(bytes);
+                        var w0 = Stopwatch.GetTimestamp();
+                        data.Write(quantized, 0, byteCount);
+                        writeTime += Stopwatch.GetElapsedTime(w0);
                     }
                     times.TryGetValue(type, out var sofar);
-                    times[type] = (sofar.Weights + values.LongLength, sofar.Time + quantizeTime);
+                    times[type] = (sofar.Weights + values.Length, sofar.Time + quantizeTime);
                     written.Add((name, dims, type, offset, data.Position - offset));
                     progress?.Report($"[{written.Count}] {name,-32} {type,-5} [{string.Join(", ", dims)}]");
                 }
@@ -76,15 +101,27 @@ public static class GgufExporter
                     Append("rope_factors_long.weight", [longFactors.Length], longFactors);
                     Append("rope_factors_short.weight", [shortFactors.Length], shortFactors);
                 }
-                foreach (var (hfName, tensor) in tensors)
+                using var source = tensors.GetEnumerator();
+                while (true)
                 {
+                    // The input's own time (dequantizing NF4, merging LoRA; reading a tensor given to Export) apart.
+                    var s0 = Stopwatch.GetTimestamp();
+                    var more = source.MoveNext();
+                    sourceTime += Stopwatch.GetElapsedTime(s0);
+                    if (!more) break;
+                    var (hfName, shape, fill) = source.Current;
                     var name = arch.TensorName(hfName);
                     if (name is null) continue;
                     if (written.Any(t => t.Name == name)) throw new InvalidDataException($"tensor '{hfName}' maps to '{name}', which was already written");
-                    var shape = tensor.shape;
                     if (shape.Length is < 1 or > 2) throw new InvalidDataException($"tensor '{hfName}' has shape [{string.Join(", ", shape)}]; 1-D or 2-D expected");
-                    var values = ToFloats(tensor, hfName);
+                    var f0 = Stopwatch.GetTimestamp();
+                    var count = shape.Aggregate(1L, (a, b) => a * b);
+                    if (count > Array.MaxLength) throw new InvalidDataException($"tensor '{hfName}' has {count} elements; the exporter takes at most {Array.MaxLength}");
+                    if (floats.Length < count) floats = GC.AllocateUninitializedArray<float>((int)count);
+                    var values = floats.AsSpan(0, (int)count);
+                    fill(values);
                     arch.Transform(name, values, shape);
+                    toFloatTime += Stopwatch.GetElapsedTime(f0);
                     Append(name, shape.Reverse().ToArray(), values);
                 }
             }
@@ -100,16 +137,22 @@ public static class GgufExporter
             tokenizer.AddTo(writer);
             foreach (var t in written)
                 writer.AddTensor(t.Name, t.Dims, t.Type, (Action<Stream>)(s => CopySegment(dataPath, t.Offset, t.Bytes, s)));
+            var a0 = Stopwatch.GetTimestamp();
             writer.Write(full);
+            var assembleTime = Stopwatch.GetElapsedTime(a0);
             var counts = written.GroupBy(t => t.Type).ToDictionary(g => g.Key, g => g.Count());
             var size = new FileInfo(full).Length;
             progress?.Report($"wrote {full}: {arch.Name}, {options.Type.Name()}, {written.Count} tensors ({string.Join(", ", counts.Select(kv => $"{kv.Value} {kv.Key}"))}), {size / 1048576.0:F1} MiB in {sw.Elapsed.TotalSeconds:F1} s");
             // Conversion speed per type, in MB of float32 input per second (what the quantizers are compared on).
             progress?.Report("conversion: " + string.Join(", ", times.OrderBy(kv => kv.Key).Select(kv =>
                 $"{kv.Key} {kv.Value.Weights * 4 / 1e6:F0} MB in {kv.Value.Time.TotalSeconds:F1} s ({kv.Value.Weights * 4 / 1e6 / Math.Max(kv.Value.Time.TotalSeconds, 1e-9):F0} MB/s)")));
+            var stages = new GgufExportStages(sourceTime, toFloatTime, new TimeSpan(times.Values.Sum(t => t.Time.Ticks)), writeTime, assembleTime);
+            progress?.Report($"stages: input {stages.Input.TotalSeconds:F1} s, to float32 {stages.ToFloat32.TotalSeconds:F1} s, quantize {stages.Quantize.TotalSeconds:F1} s, " +
+                             $"write {stages.Write.TotalSeconds:F1} s, assemble {stages.Assemble.TotalSeconds:F1} s");
             return new GgufExportResult(full, arch.Name, options.Type, written.Count, size, counts, tokenizer.Warnings)
             {
                 ConversionTimes = times,
+                Stages = stages,
                 Elapsed = sw.Elapsed,
             };
         }
@@ -131,16 +174,14 @@ public static class GgufExporter
         using var ckpt = SafetensorsCheckpoint.Open(modelDir);
         return Export(config, Read(ckpt), modelDir, outPath, options);
 
-        static IEnumerable<KeyValuePair<string, Tensor>> Read(SafetensorsCheckpoint c)
+        static IEnumerable<InputTensor> Read(SafetensorsCheckpoint c)
         {
             // Layer order (embedding, layers 0, 1, ..., 10, then the rest), not the files' lexicographic order, so the
             // q4_k_m layer choices follow layer numbers.
             var ordered = c.Keys.Select((k, i) => (Key: k, Index: i)).OrderBy(e => SortKey(e.Key)).ThenBy(e => e.Index).Select(e => e.Key);
+            // Values go from the memory-mapped shard straight into the exporter's float32 buffer (no tensor between).
             foreach (var key in ordered)
-            {
-                using var t = c.Read(key);
-                yield return new(key, t);
-            }
+                yield return new InputTensor(key, c.Entry(key).Shape, dst => c.ReadFloat32(key, dst));
         }
     }
 
@@ -168,11 +209,32 @@ public static class GgufExporter
 
     internal static float[] ToFloats(Tensor t, string name)
     {
+        var values = new float[checked((int)t.numel())];
+        ToFloats(t, name, values);
+        return values;
+    }
+
+    /// <summary>
+    /// Converts a CPU tensor (float32, bfloat16 or float16; any strides) to float32 into <paramref name="destination"/>
+    /// (exactly numel long), row-major. Widening is exact (bf16: the 16 bits moved up; f16: IEEE half to single), so
+    /// this is the same as torch's <c>to(float32)</c>, without the intermediate tensor and managed copy; it runs in
+    /// parallel over chunks.
+    /// </summary>
+    internal static void ToFloats(Tensor t, string name, Span<float> destination)
+    {
         if (t.device_type != DeviceType.CPU) throw new ArgumentException($"tensor '{name}' is on {t.device}; the exporter takes CPU tensors");
         if (t.dtype is not (ScalarType.Float32 or ScalarType.BFloat16 or ScalarType.Float16))
             throw new ArgumentException($"tensor '{name}' has dtype {t.dtype}; float32, bfloat16 or float16 expected");
-        using var f = t.to_type(ScalarType.Float32).contiguous();
-        return f.data<float>().ToArray();
+        if (destination.Length != t.numel()) throw new ArgumentException($"tensor '{name}' has {t.numel()} elements; the destination holds {destination.Length}", nameof(destination));
+        if (destination.Length == 0) return;
+        using var c = t.contiguous();
+        Float32Widening.Convert(TensorInterop.DataPtr(c), c.dtype switch
+        {
+            ScalarType.Float32 => Float32Widening.Source.F32,
+            ScalarType.BFloat16 => Float32Widening.Source.BF16,
+            _ => Float32Widening.Source.F16,
+        }, destination);
+        GC.KeepAlive(c);
     }
 
     private static void CopySegment(string path, long offset, long count, Stream destination)

@@ -1,3 +1,4 @@
+using System.Runtime.Intrinsics;
 using static SlothSharp.Gguf.GgmlQuantizer;
 
 namespace SlothSharp.Gguf;
@@ -9,14 +10,39 @@ namespace SlothSharp.Gguf;
 /// Q6_K: sixteen 16-element sub-blocks with symmetric scales (weighted search around the max), stored as int8
 /// multiples of one f16 scale. The float expressions keep the reference's evaluation order in single precision.
 /// </summary>
-internal static class KQuants
+internal static partial class KQuants
 {
     private const int QkK = 256;
     private const float GroupMaxEps = 1e-15f;
 
-    public static void Q4_K(ReadOnlySpan<float> x, Span<byte> y) => Q45K(x, y, nmax: 15, blockBytes: 144, rmin: -1f, rdelta: 0.1f, nstep: 20);
+    /// <summary>Q4_K rows: the lane-parallel path (KQuants.Lanes.cs) where 256-bit vectors are accelerated,
+    /// else the scalar one; both give the same bytes.</summary>
+    public static void Q4_K(ReadOnlySpan<float> x, Span<byte> y)
+    {
+        if (Vector256.IsHardwareAccelerated) Q45KLanes(x, y, nmax: 15, blockBytes: 144, rmin: -1f, rdelta: 0.1f, nstep: 20);
+        else Q4_KScalar(x, y);
+    }
 
-    public static void Q5_K(ReadOnlySpan<float> x, Span<byte> y) => Q45K(x, y, nmax: 31, blockBytes: 176, rmin: -0.5f, rdelta: 0.1f, nstep: 15);
+    /// <summary>Q5_K rows (vector path where accelerated, as <see cref="Q4_K"/>).</summary>
+    public static void Q5_K(ReadOnlySpan<float> x, Span<byte> y)
+    {
+        if (Vector256.IsHardwareAccelerated) Q45KLanes(x, y, nmax: 31, blockBytes: 176, rmin: -0.5f, rdelta: 0.1f, nstep: 15);
+        else Q5_KScalar(x, y);
+    }
+
+    /// <summary>Q6_K rows (vector path where accelerated, as <see cref="Q4_K"/>).</summary>
+    public static void Q6_K(ReadOnlySpan<float> x, Span<byte> y)
+    {
+        if (Vector256.IsHardwareAccelerated) Q6KLanes(x, y);
+        else Q6_KScalar(x, y);
+    }
+
+    /// <summary>The scalar Q4_K path: a line-by-line port of ggml's reference, kept as the portable fallback and as
+    /// the oracle the lane-parallel path is tested against.</summary>
+    internal static void Q4_KScalar(ReadOnlySpan<float> x, Span<byte> y) => Q45K(x, y, nmax: 15, blockBytes: 144, rmin: -1f, rdelta: 0.1f, nstep: 20);
+
+    /// <summary>The scalar Q5_K path (see <see cref="Q4_KScalar"/>).</summary>
+    internal static void Q5_KScalar(ReadOnlySpan<float> x, Span<byte> y) => Q45K(x, y, nmax: 31, blockBytes: 176, rmin: -0.5f, rdelta: 0.1f, nstep: 15);
 
     private static void Q45K(ReadOnlySpan<float> x, Span<byte> y, int nmax, int blockBytes, float rmin, float rdelta, int nstep)
     {
@@ -206,7 +232,8 @@ internal static class KQuants
         return scale;
     }
 
-    public static void Q6_K(ReadOnlySpan<float> x, Span<byte> y)
+    /// <summary>The scalar Q6_K path (see <see cref="Q4_KScalar"/>).</summary>
+    internal static void Q6_KScalar(ReadOnlySpan<float> x, Span<byte> y)
     {
         Span<sbyte> l = stackalloc sbyte[QkK];
         Span<float> scales = stackalloc float[16];

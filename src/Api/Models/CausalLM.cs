@@ -278,22 +278,24 @@ public sealed class CausalLM : Module
     /// </summary>
     public IEnumerable<KeyValuePair<string, Tensor>> MergedDenseWeights(ScalarType dtype)
     {
-        var sources = new Dictionary<string, Func<Tensor>>(StringComparer.Ordinal)
+        // Fresh: the source already returns a new tensor (a merged projection), so it needs no defensive copy when the
+        // dtype, device and layout already match; the model's own parameters are always copied.
+        var sources = new Dictionary<string, (Func<Tensor> Get, bool Fresh)>(StringComparer.Ordinal)
         {
-            [DecoderLayout.Embedding] = () => _model.Embed.Weight,
-            [DecoderLayout.FinalNorm] = () => _model.Norm.Weight,
+            [DecoderLayout.Embedding] = (() => _model.Embed.Weight, false),
+            [DecoderLayout.FinalNorm] = (() => _model.Norm.Weight, false),
         };
-        if (_lmHead is not null) sources[DecoderLayout.LmHead] = () => _lmHead.Weight;
+        if (_lmHead is not null) sources[DecoderLayout.LmHead] = (() => _lmHead.Weight, false);
         foreach (var layer in _model.Layers)
         {
             var prefix = DecoderLayout.LayerPrefix(layer.Index);
-            foreach (var n in layer.Norms) sources[$"{prefix}{n.GetName()}.weight"] = () => n.Weight;
-            if (layer.Attention.QNorm is { } qn) sources[$"{prefix}self_attn.q_norm.weight"] = () => qn.Weight;
-            if (layer.Attention.KNorm is { } kn) sources[$"{prefix}self_attn.k_norm.weight"] = () => kn.Weight;
+            foreach (var n in layer.Norms) sources[$"{prefix}{n.GetName()}.weight"] = (() => n.Weight, false);
+            if (layer.Attention.QNorm is { } qn) sources[$"{prefix}self_attn.q_norm.weight"] = (() => qn.Weight, false);
+            if (layer.Attention.KNorm is { } kn) sources[$"{prefix}self_attn.k_norm.weight"] = (() => kn.Weight, false);
             foreach (var (path, p) in layer.ProjectionPaths)
             {
-                sources[path + ".weight"] = p.MergedWeight;
-                if (p.Bias is { } bias) sources[path + ".bias"] = () => bias;
+                sources[path + ".weight"] = (p.MergedWeight, true);
+                if (p.Bias is { } bias) sources[path + ".bias"] = (() => bias, false);
             }
         }
         foreach (var (name, _, _) in DecoderLayout.Tensors(Config))
@@ -302,8 +304,11 @@ public sealed class CausalLM : Module
             using (no_grad())
             using (var scope = NewDisposeScope())
             {
-                var t = sources[name]();
-                result = t.detach().to(dtype).cpu().contiguous().clone().MoveToOuterDisposeScope();
+                var (get, fresh) = sources[name];
+                var t = get();
+                var converted = t.detach().to(dtype).cpu().contiguous();
+                // A merged projection of the right dtype is returned as is (a gigabyte-sized copy saved per model).
+                result = (fresh ? converted : converted.clone()).MoveToOuterDisposeScope();
             }
             yield return new(name, result);
         }
