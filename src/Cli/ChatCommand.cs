@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Text.Json.Nodes;
+using SlothSharp.Chat;
 using SlothSharp.Generation;
 using SlothSharp.Models;
 using SlothSharp.Templates;
@@ -42,9 +43,9 @@ internal static class ChatCommand
         ModelCommandSupport.RequireModelDirectory(modelDir);
         var tokenizer = HfTokenizer.FromDirectory(modelDir);
         var template = DatasetInput.ResolveTemplate(modelDir, templateName, needed: true)!;
-        var endOfTurn = EndOfTurnText(template);
+        var endOfTurn = ChatStops.EndOfTurnText(template);
         using var model = ModelCommandSupport.Load(modelDir, adapter, device, dtype);
-        var stops = StopIds(model, tokenizer, endOfTurn);
+        var stops = ChatStops.StopIds(model, tokenizer, endOfTurn);
         var history = NewHistory(system);
         var bos = tokenizer.BosTokenId is { } b ? tokenizer.IdToToken(b) : null;
         while (true)
@@ -97,7 +98,7 @@ internal static class ChatCommand
                 stopped = true;
                 break;
             }
-            var safe = reply.Length - HeldBack(reply, endOfTurn);
+            var safe = reply.Length - (endOfTurn is null ? 0 : ChatStops.HeldBack(reply, [endOfTurn]));
             if (safe > written)
             {
                 output.Write(reply[written..safe]);
@@ -109,44 +110,5 @@ internal static class ChatCommand
         output.Write(reply[written..]);
         output.Flush();
         return reply;
-    }
-
-    /// <summary>How many trailing characters of <paramref name="text"/> could begin <paramref name="stop"/>.</summary>
-    private static int HeldBack(string text, string? stop)
-    {
-        if (stop is null) return 0;
-        for (var n = Math.Min(stop.Length - 1, text.Length); n > 0; n--)
-            if (text.AsSpan(text.Length - n).SequenceEqual(stop.AsSpan(0, n))) return n;
-        return 0;
-    }
-
-    /// <summary>The text the template writes right after an assistant reply (ChatML's &lt;|im_end|&gt;, Llama 3's
-    /// &lt;|eot_id|&gt;), whitespace trimmed; null when it writes nothing there.</summary>
-    internal static string? EndOfTurnText(ChatTemplate template)
-    {
-        const string marker = "\u0001sloth-reply\u0001";
-        try
-        {
-            var text = template.Render(new JsonArray(new JsonObject { ["role"] = "user", ["content"] = "hi" },
-                                                     new JsonObject { ["role"] = "assistant", ["content"] = marker })).Text;
-            var at = text.LastIndexOf(marker, StringComparison.Ordinal);
-            if (at < 0) return null;
-            var after = text[(at + marker.Length)..].Trim();
-            // Only up to the next line: a template may start another block after the turn.
-            var nl = after.IndexOf('\n');
-            if (nl >= 0) after = after[..nl].Trim();
-            return after.Length == 0 ? null : after;
-        }
-        catch (Exception e) when (e is ChatTemplateException or TemplateException) { return null; }
-    }
-
-    /// <summary>The model's EOS ids (config and generation_config), the tokenizer's EOS, and the end-of-turn text when
-    /// it is a single token.</summary>
-    internal static IReadOnlyList<int> StopIds(CausalLM model, HfTokenizer tokenizer, string? endOfTurn)
-    {
-        var ids = new HashSet<int>(TextGenerator.DefaultStopTokenIds(model));
-        if (tokenizer.EosTokenId is { } eos) ids.Add(eos);
-        if (endOfTurn is not null && tokenizer.TokenToId(endOfTurn) is { } turn) ids.Add(turn);
-        return ids.ToList();
     }
 }

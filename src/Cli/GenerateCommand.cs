@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Globalization;
 using System.Text.Json.Nodes;
+using SlothSharp.Chat;
 using SlothSharp.Generation;
 using SlothSharp.Templates;
 using SlothSharp.Tokenization;
@@ -129,7 +130,7 @@ internal static class GenerateCommand
         for (var i = 0; i < ids.Length; i++)
             if (ids[i].Count > model.Config.MaxPositionEmbeddings)
                 throw new CliException(promptsPath, $"line {requests[i].Line}: the prompt has {ids[i].Count} tokens, more than the model's max_position_embeddings ({model.Config.MaxPositionEmbeddings})");
-        var stops = chat ? ChatCommand.StopIds(model, tok, template is null ? null : ChatCommand.EndOfTurnText(template))
+        var stops = chat ? ChatStops.StopIds(model, tok, template is null ? null : ChatStops.EndOfTurnText(template))
                          : options.StopTokenIds ?? TextGenerator.DefaultStopTokenIds(model);
         options = options with { StopTokenIds = stops };
 

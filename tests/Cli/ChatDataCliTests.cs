@@ -1,5 +1,6 @@
 using System.Text.Json.Nodes;
 using NUnit.Framework;
+using SlothSharp.Chat;
 using SlothSharp.Cli;
 using SlothSharp.Data;
 using SlothSharp.Generation;
@@ -231,7 +232,7 @@ public class ChatDataCliTests() : TempDirFixture("chatcli")
                            + "<|im_start|>user\nHow are you?<|im_end|>\n<|im_start|>assistant\n");
         Assert.That(output.ToString(), Is.EqualTo(first + "\n" + second + "\n"), "two replies, one per line; the empty line ends the chat");
         Assert.That(first, Is.Not.Empty);
-        Assert.That(ChatCommand.EndOfTurnText(ChatTemplate.BuiltIn("chatml")), Is.EqualTo("<|im_end|>"));
-        Assert.That(ChatCommand.EndOfTurnText(ChatTemplate.BuiltIn("llama-3")), Is.EqualTo("<|eot_id|>"));
+        Assert.That(ChatStops.EndOfTurnText(ChatTemplate.BuiltIn("chatml")), Is.EqualTo("<|im_end|>"));
+        Assert.That(ChatStops.EndOfTurnText(ChatTemplate.BuiltIn("llama-3")), Is.EqualTo("<|eot_id|>"));
     }
 }

@@ -1,5 +1,6 @@
 using System.Text.Json.Nodes;
 using NUnit.Framework;
+using SlothSharp.Chat;
 using SlothSharp.Cli;
 using SlothSharp.Generation;
 using SlothSharp.Models;
@@ -47,7 +48,7 @@ public class GenerateBatchCliTests() : TempDirFixture("genb")
         var template = ChatTemplate.Resolve("chatml", LlamaGolden.DenseDir);
         var chatPrompt = template.Render(new JsonArray(new JsonObject { ["role"] = "user", ["content"] = "hi there" }), new ChatRenderOptions { AddGenerationPrompt = true }).Text;
         // With a conversation in the file, every prompt stops at the chat stop ids as `sloth chat` does.
-        var stops = ChatCommand.StopIds(model, tok, ChatCommand.EndOfTurnText(template));
+        var stops = ChatStops.StopIds(model, tok, ChatStops.EndOfTurnText(template));
         string[] prompts = [.. Texts, chatPrompt];
         for (var i = 0; i < prompts.Length; i++)
         {

@@ -8,7 +8,7 @@ namespace SlothSharp.Chat;
 
 /// <summary>Where a chat reply ends: the stop token ids and the end-of-turn text of a model + tokenizer + template
 /// (the rules `sloth chat` follows).</summary>
-internal static class ChatStops
+public static class ChatStops
 {
     /// <summary>The text the template writes right after an assistant reply (ChatML's &lt;|im_end|&gt;, Llama 3's
     /// &lt;|eot_id|&gt;), whitespace trimmed and cut at the first line break; null when it writes nothing there or
