@@ -47,6 +47,27 @@ public class DecodeEngineTests
     }
 
     [TestCaseSource(typeof(FamilyGolden), nameof(FamilyGolden.Families))]
+    public void FamilyNf4WithMergedAdapterMatchesForward(string family)
+    {
+        // The adapter folded into a dense copy of each projection (DecodeEngineOptions.MergeLora): the same function
+        // up to float32 rounding of W + scale·B·A.
+        using var model = FamilyGolden.Load(FamilyGolden.Nf4(family));
+        PeftAdapter.Load(model, FamilyGolden.Adapter(family));
+        DecodeParity.Run(model, ThreePrompts, 12, Tolerance, options: new DecodeEngineOptions(MergeLora: true));
+    }
+
+    [Test]
+    public void MergedAdapterIsNotTheBaseAlone()
+    {
+        // The merge must carry the adapter: the base without it differs from the forward with it.
+        using var model = LlamaGolden.LoadBase(LlamaGolden.Nf4Dir);
+        PeftAdapter.Load(model, LlamaGolden.AdapterDir);
+        DecodeParity.Run(model, OnePrompt, 8, Tolerance, options: new DecodeEngineOptions(MergeLora: true));
+        foreach (var p in model.Model.Layers.SelectMany(l => l.Projections))
+            if (p.Lora is { } lora) Assert.That(lora.B.weight!.abs().max().item<float>(), Is.GreaterThan(0f), "the golden adapter has B != 0");
+    }
+
+    [TestCaseSource(typeof(FamilyGolden), nameof(FamilyGolden.Families))]
     public void FamilyDenseBaseMatchesForward(string family)
     {
         using var model = FamilyGolden.Load(FamilyGolden.Dense(family), quantize: false);

@@ -30,14 +30,15 @@ internal static class DecodeParity
 
     /// <summary>Runs the comparison; returns the largest |Δlogit| seen. <paramref name="minMargin"/>: greedy ids are
     /// only required to agree where the reference's top-2 margin is at least this (0: always).</summary>
-    public static double Run(CausalLM model, long[][] prompts, int steps, double tolerance, double minMargin = 0, int? maxLength = null)
+    public static double Run(CausalLM model, long[][] prompts, int steps, double tolerance, double minMargin = 0, int? maxLength = null,
+                             DecodeEngineOptions? options = null)
     {
         using var noGrad = no_grad();
         var b = prompts.Length;
         var length = maxLength ?? prompts.Max(p => p.Length) + steps + 1;
         using var refCache = model.NewKvCache(b, length);
         using var engCache = model.NewKvCache(b, length);
-        using var engine = DecodeEngine.TryCreate(model, engCache, out var whyNot);
+        using var engine = DecodeEngine.TryCreate(model, engCache, out var whyNot, options);
         Assert.That(whyNot, Is.Null);
         Assert.That(engine, Is.Not.Null);
         Tensor next;

@@ -40,6 +40,20 @@ public class NativeGenerationTests
         Assert.That(fast, Is.EqualTo(reference));
     }
 
+    [TestCase("llama")]
+    [TestCase("phi3")]
+    [TestCase("gemma2")]
+    public void MergedAdapterGreedyEqualsTheForwardPath(string family)
+    {
+        using var model = Load(family);
+        var options = new GenerationOptions(MaxNewTokens: 16, StopTokenIds: [], MergeLoraWhenDecoding: true);
+        var native = new CausalLmAdapter(model, nativeDecoding: true, mergeLora: true);
+        var fast = TextGenerator.Generate(native, Prompt, options).ToArray();
+        Assert.That(native.NativeDecodingUnavailable, Is.Null, "the engine should have run");
+        var reference = TextGenerator.Generate(new CausalLmAdapter(model), Prompt, options).ToArray();
+        Assert.That(fast, Is.EqualTo(reference));
+    }
+
     [TestCaseSource(nameof(Models))]
     public void BatchWithStopsEqualsTheForwardPath(string family)
     {

@@ -14,12 +14,14 @@ internal sealed class CausalLmAdapter : ICausalLm
 {
     private readonly CausalLM _model;
     private readonly bool _nativeDecoding;
+    private readonly DecodeEngineOptions _engineOptions;
 
-    public CausalLmAdapter(CausalLM model, bool nativeDecoding = false)
+    public CausalLmAdapter(CausalLM model, bool nativeDecoding = false, bool mergeLora = false)
     {
         ArgumentNullException.ThrowIfNull(model);
         _model = model;
         _nativeDecoding = nativeDecoding;
+        _engineOptions = new DecodeEngineOptions(MergeLora: mergeLora);
         EosTokenIds = StopIds(model);
         DynamicRopeLength = Enumerable.Range(0, model.Config.NumHiddenLayers).Select(model.Config.RopeOf)
             .FirstOrDefault(r => r.IsDynamic)?.OriginalMaxPositionEmbeddings;
@@ -85,7 +87,7 @@ internal sealed class CausalLmAdapter : ICausalLm
         {
             if (_tried) return _engine;
             _tried = true;
-            _engine = DecodeEngine.TryCreate(model, Cache, out var whyNot);
+            _engine = DecodeEngine.TryCreate(model, Cache, out var whyNot, owner._engineOptions);
             owner.NativeDecodingUnavailable = whyNot;
             return _engine;
         }

@@ -12,11 +12,12 @@ namespace SlothSharp.Generation;
 /// is still yielded). NativeDecoding (default on): after the prompt's forward pass, each new token runs through the
 /// native decoding engine (<see cref="SlothSharp.Inference.DecodeEngine"/>: one native step, a replayed CUDA graph on
 /// a GPU) where it supports the model, else through the model's own forward; off: always the model's forward (the
-/// reference path).
+/// reference path). MergeLoraWhenDecoding: the engine runs each adapted projection as one dense W + scale·B·A copy
+/// instead of its base plus two adapter products (<see cref="SlothSharp.Inference.DecodeEngineOptions"/>).
 /// </summary>
 public sealed record GenerationOptions(int MaxNewTokens = 64, double Temperature = 0, double TopP = 1, int TopK = 0, long Seed = 0,
                                        IReadOnlyList<int>? StopTokenIds = null, double RepetitionPenalty = 1,
-                                       bool NativeDecoding = true)
+                                       bool NativeDecoding = true, bool MergeLoraWhenDecoding = false)
 {
     /// <summary>Throws <see cref="ArgumentOutOfRangeException"/> naming the first invalid option.</summary>
     public void Validate()

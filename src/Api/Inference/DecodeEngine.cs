@@ -56,13 +56,13 @@ public sealed class DecodeEngine : IDisposable
     /// be run natively (e.g. longrope whose factors would switch within the cache's length, a head_dim over 256, a
     /// sharded model). Both must outlive the engine.
     /// </summary>
-    public static DecodeEngine? TryCreate(CausalLM model, KvCache cache, out string? whyNot)
+    public static DecodeEngine? TryCreate(CausalLM model, KvCache cache, out string? whyNot, DecodeEngineOptions? options = null)
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(cache);
         whyNot = DecoderDescription.WhyUnsupported(model, cache);
         if (whyNot is not null) return null;
-        var desc = new DecoderDescription(model, cache);
+        var desc = new DecoderDescription(model, cache, options ?? new DecodeEngineOptions());
         try
         {
             whyNot = desc.Gather();

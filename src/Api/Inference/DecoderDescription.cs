@@ -19,10 +19,12 @@ internal sealed class DecoderDescription
     private readonly KvCache _cache;
     private readonly ModelConfig _cfg;
     private readonly ScalarType _dtype;
+    private readonly bool _mergeLora;
 
-    public DecoderDescription(CausalLM model, KvCache cache)
+    public DecoderDescription(CausalLM model, KvCache cache, DecodeEngineOptions options)
     {
         (_model, _cache, _cfg, _dtype) = (model, cache, model.Config, model.ComputeDtype);
+        _mergeLora = options.MergeLora;
         var layers = _cfg.NumHiddenLayers;
         Ints = new long[C.DecoderIGlobalCount + layers * C.DecoderIlCount];
         Floats = new float[C.DecoderFGlobalCount + layers * C.DecoderFlCount];
@@ -224,6 +226,24 @@ internal sealed class DecoderDescription
     {
         string? why;
         var n = p.OutFeatures * p.InFeatures;
+        if (_mergeLora && p.Lora is { } merged)
+        {
+            // W + scale·B·A computed in float32 from the base as the reference path sees it (NF4 dequantized to the
+            // compute dtype, as its forward does), rounded once to the compute dtype; run as a dense projection.
+            using var scope = NewDisposeScope();
+            var baseW = (p.Nf4 is { } nf4 ? nf4.Dequantize(_dtype) : p.DenseBase!.detach()).to(ScalarType.Float32);
+            var delta = merged.B.weight!.detach().to(ScalarType.Float32).matmul(merged.A.weight!.detach().to(ScalarType.Float32)) * merged.Scale;
+            var dense = Own((baseW + delta).to(_dtype).contiguous().MoveToOuterDisposeScope());
+            Ints[i + C.DecoderIlKind] = (long)SlothWeightKind.Dense;
+            if ((why = Take(dense, $"{name}.weight (merged with its adapter)", _dtype, n, out var mp)) is not null) return why;
+            Pointers[ptr + C.DecoderPlWeight] = mp;
+            if (p.Bias is { } mergedBias)
+            {
+                if ((why = Take(mergedBias, $"{name}.bias", _dtype, p.OutFeatures, out var mbp)) is not null) return why;
+                Pointers[ptr + C.DecoderPlBias] = mbp;
+            }
+            return null;
+        }
         if (p.Nf4 is { } w)
         {
             Ints[i + C.DecoderIlKind] = (long)SlothWeightKind.Nf4;
