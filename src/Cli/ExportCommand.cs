@@ -22,13 +22,17 @@ public static class ExportCommand
             [.. GgufOutputTypes.Names]);
         var adapterOnly = new Option<bool>("--adapter-only") { Description = "write only the adapter, as a GGUF LoRA (llama.cpp --lora, Ollama ADAPTER)" };
         var ollama = new Option<bool>("--ollama") { Description = "also write an Ollama Modelfile beside the .gguf" };
+        var device = CliOptions.Device(description: "where an NF4 base is dequantized and an adapter folded in: cpu (default), cuda or cuda:N " +
+                                                    "(the GGUF quantization itself always runs on the CPU cores, byte-identical to llama.cpp)");
         var cmd = new Command("export", "Export a model (or a LoRA adapter) to GGUF for llama.cpp, Ollama, LM Studio and LLamaSharp")
-            { model, adapter, output, type, adapterOnly, ollama };
-        cmd.SetAction(r => Run(r.GetValue(model)!, r.GetValue(adapter), r.GetValue(output)!, r.GetValue(type)!, r.GetValue(adapterOnly), r.GetValue(ollama)));
+            { model, adapter, output, type, adapterOnly, ollama, device };
+        cmd.SetAction(r => Run(r.GetValue(model)!, r.GetValue(adapter), r.GetValue(output)!, r.GetValue(type)!, r.GetValue(adapterOnly), r.GetValue(ollama),
+                               r.GetValue(device)!));
         return cmd;
     }
 
-    internal static int Run(string modelDir, string? adapterDir, string outPath, string typeName, bool adapterOnly, bool ollama)
+    internal static int Run(string modelDir, string? adapterDir, string outPath, string typeName, bool adapterOnly, bool ollama,
+                            string deviceName = "cpu")
     {
         ModelCommandSupport.RequireModelDirectory(modelDir);
         if (adapterDir is not null && !Directory.Exists(adapterDir)) throw new CliException("--adapter", $"{adapterDir}: folder not found");
@@ -51,7 +55,7 @@ public static class ExportCommand
             if (adapterDir is null && config["quantization_config"] is null)
                 GgufExporter.ExportDirectory(modelDir, outPath, options);  // dense checkpoint: straight from its safetensors
             else
-                ExportThroughModel(modelDir, adapterDir, outPath, options);
+                ExportThroughModel(modelDir, adapterDir, outPath, options, CliOptions.ToDevice(deviceName));
             if (ollama) Console.Out.WriteLine($"Ollama Modelfile: {OllamaModelfile.WriteBeside(outPath, modelDir)}");
             return 0;
         }
@@ -65,20 +69,28 @@ public static class ExportCommand
     /// Loads the model with SlothSharp (dequantizing a bnb-4bit checkpoint, folding the adapter in) and exports its
     /// merged dense weights. Every use of the model class is here, in one place.
     /// </summary>
-    private static void ExportThroughModel(string modelDir, string? adapterDir, string outPath, GgufExportOptions options)
+    private static void ExportThroughModel(string modelDir, string? adapterDir, string outPath, GgufExportOptions options, Device device)
     {
-        using var model = CausalLM.FromPretrained(modelDir, new LoadOptions { Device = CPU, ComputeDtype = ScalarType.Float32, Quantize = false });
+        // On a GPU the NF4 dequantization and the adapter's B·A products run there; each merged tensor then comes to
+        // the CPU (float32) for the GGUF conversion.
+        using var model = CausalLM.FromPretrained(modelDir, new LoadOptions { Device = device, ComputeDtype = ScalarType.Float32, Quantize = false });
         if (adapterDir is not null) PeftAdapter.Load(model, adapterDir);
         GgufExporter.Export(model.Config.Raw, DisposeAfterUse(model.MergedDenseWeights(ScalarType.Float32)), modelDir, outPath, options);
     }
 
-    /// <summary>The merged tensors are new tensors owned by the caller: each is disposed once the exporter moved on.</summary>
+    /// <summary>The merged tensors are new tensors owned by the caller: each is brought to the CPU and disposed once the
+    /// exporter moved on.</summary>
     private static IEnumerable<KeyValuePair<string, Tensor>> DisposeAfterUse(IEnumerable<KeyValuePair<string, Tensor>> tensors)
     {
         foreach (var kv in tensors)
         {
-            try { yield return kv; }
-            finally { kv.Value.Dispose(); }
+            var onCpu = kv.Value.device_type == TorchSharp.DeviceType.CPU ? kv.Value : kv.Value.cpu();
+            try { yield return new KeyValuePair<string, Tensor>(kv.Key, onCpu); }
+            finally
+            {
+                if (!ReferenceEquals(onCpu, kv.Value)) onCpu.Dispose();
+                kv.Value.Dispose();
+            }
         }
     }
 

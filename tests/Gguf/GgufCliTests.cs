@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using System.Text.Json.Nodes;
 using NUnit.Framework;
 using SlothSharp.Cli;
@@ -48,6 +49,44 @@ public class GgufCliTests() : TempDirFixture("gguf-cli")
         Assert.That(GgufInfoCommand.Info(path, output), Is.EqualTo(0));
         Assert.That(output.ToString(), Does.Contain("general.architecture = \"llama\"").And.Contain("token_embd.weight"));
         Assert.That(SlothCli.Run(["info", path], TextWriter.Null, err), Is.EqualTo(0), err.ToString());
+    }
+
+    [Test]
+    public void ExportOnCudaWithoutAGpuIsAClearErrorAndWritesNothing()
+    {
+        if (CudaDevice.IsAvailable) Assert.Ignore("this machine has a usable GPU: the export would run");
+        var path = Path.Combine(Dir, "cuda.gguf");
+        var err = new StringWriter();
+        Assert.That(SlothCli.Run(["export", "--model", LlamaGolden.Nf4Dir, "--adapter", LlamaGolden.AdapterDir, "--out", path, "--type", "q8_0",
+                                  "--device", "cuda"], TextWriter.Null, err), Is.EqualTo(2));
+        Assert.That(err.ToString(), Does.Contain("--device").And.Contain("needs a CUDA GPU"));
+        Assert.That(File.Exists(path), Is.False);
+    }
+
+    [Test, Category("Gpu")]
+    public void ExportOnCudaGivesTheCpuExportsTensors()
+    {
+        TestEnv.RequireCuda();
+        string Export(string device)
+        {
+            var path = Path.Combine(Dir, $"merged-f32-{device}.gguf");
+            var err = new StringWriter();
+            Assert.That(SlothCli.Run(["export", "--model", LlamaGolden.Nf4Dir, "--adapter", LlamaGolden.AdapterDir, "--out", path, "--type", "f32",
+                                      "--device", device], TextWriter.Null, err), Is.EqualTo(0), err.ToString());
+            return path;
+        }
+        var cpu = GgufReader.Open(Export("cpu"));
+        var gpu = GgufReader.Open(Export("cuda"));
+        Assert.That(gpu.Tensors.Select(t => t.Name), Is.EqualTo(cpu.Tensors.Select(t => t.Name)));
+        foreach (var t in cpu.Tensors)
+        {
+            // The NF4 dequantization is bit-identical on both; the adapter's B·A product may round differently.
+            var a = MemoryMarshal.Cast<byte, float>(cpu.ReadTensorBytes(t)).ToArray();
+            var b = MemoryMarshal.Cast<byte, float>(gpu.ReadTensorBytes(gpu.Tensor(t.Name))).ToArray();
+            Assert.That(b.Length, Is.EqualTo(a.Length), t.Name);
+            for (var i = 0; i < a.Length; i++)
+                Assert.That(Math.Abs(a[i] - b[i]), Is.LessThanOrEqualTo(1e-5 * Math.Max(1, Math.Abs(a[i]))), $"{t.Name}[{i}]");
+        }
     }
 
     [Test]
