@@ -15,6 +15,7 @@
 #   gpu-bundle         pack what the GPU machine needs into .gpu-bundle/ (runtime, apps, test data; tools/gpu.sh)
 #   gpu-run OUTDIR     on the GPU machine: CUDA build, all tests (also against a compute_75-only build and under
 #                      compute-sanitizer), benchmarks, optional demo and SLOTHSHARP_GPU_EXTRA; results into OUTDIR
+#   gpu-aside PATH...  move tracked folders out of the checkout for one GPU call (64 MiB cap); gpu-back: restore
 #
 # Processes that load TorchSharp (test, dotnet-test, sloth, demo, bench) run through tools/rootfs.sh's run_torch: on
 # hosts whose libstdc++ predates GCC 13 (Debian 12) inside a Debian 13 userland it creates once (needs root).
@@ -46,6 +47,8 @@ case "$verb" in
     selftest) rootfs_selftest "$@" ;;
     gpu-bundle) cmd_gpu_bundle "$@" ;;
     gpu-run) cmd_gpu_run "$@" ;;
+    gpu-aside) cmd_gpu_aside "$@" ;;
+    gpu-back) cmd_gpu_back "$@" ;;
     help|-h|--help) usage ;;
     *) usage; die "unknown verb '$verb'" ;;
 esac

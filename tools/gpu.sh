@@ -161,3 +161,38 @@ run_tests_direct() {  # run_tests_direct DLL LOG [args]: the test executable wit
     cp "$log" "$log.tmp"
     summarize_tests "$log.tmp" "$rc"
 }
+
+# gpu-aside PATH... / gpu-back: the tree that travels to the GPU machine is capped at 64 MiB (tracked files included),
+# and the tracked test data plus the bundle exceed it. gpu-aside moves the named tracked folders (e.g. tests/data/tokenizers)
+# out of the checkout, to ~/.cache/slothsharp/gpu-aside/, for one call; gpu-back puts them back. Between the two,
+# `git commit -a` or `git add -A` would record their deletion: gpu-aside refuses to run twice, and gpu-back checks
+# that the index still has every file it restores.
+cmd_gpu_aside() {
+    local stash="${SLOTHSHARP_GPU_ASIDE:-$HOME/.cache/slothsharp/gpu-aside}" p
+    [ $# -gt 0 ] || die "usage: gpu-aside PATH... (tracked folders of this checkout, e.g. tests/data/tokenizers)"
+    [ ! -e "$stash/list" ] || die "folders are already aside ($(tr '\n' ' ' < "$stash/list")): ./build.sh gpu-back first"
+    mkdir -p "$stash"
+    for p in "$@"; do
+        [ -d "$ROOT/$p" ] || die "$p: not a folder of this checkout"
+        git -C "$ROOT" ls-files --error-unmatch "$p" > /dev/null 2>&1 || die "$p: not tracked by git"
+    done
+    for p in "$@"; do
+        mkdir -p "$stash/tree/$(dirname "$p")"
+        mv "$ROOT/$p" "$stash/tree/$p"
+        echo "$p" >> "$stash/list"
+    done
+    log "aside: $* (do not commit until ./build.sh gpu-back); the tree now holds $(git -C "$ROOT" ls-files -z | (cd "$ROOT" && xargs -0 du -cb 2>/dev/null) | tail -1 | cut -f1) bytes of tracked files"
+}
+
+cmd_gpu_back() {
+    local stash="${SLOTHSHARP_GPU_ASIDE:-$HOME/.cache/slothsharp/gpu-aside}" p
+    [ -e "$stash/list" ] || { log "nothing is aside"; return 0; }
+    while IFS= read -r p; do
+        [ -e "$ROOT/$p" ] && die "$p exists in the checkout again; move $stash/tree/$p back by hand"
+        mkdir -p "$ROOT/$(dirname "$p")"
+        mv "$stash/tree/$p" "$ROOT/$p"
+        git -C "$ROOT" diff --quiet -- "$p" || log "warning: $p differs from the index (was its deletion committed? git status)"
+    done < "$stash/list"
+    rm -f "$stash/list"; rm -rf "$stash/tree"
+    log "back: every folder set aside is in the checkout again"
+}
