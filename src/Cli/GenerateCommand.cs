@@ -1,6 +1,8 @@
 using System.CommandLine;
 using System.Globalization;
+using System.Text.Encodings.Web;
 using System.Text.Json.Nodes;
+using System.Text.Json;
 using SlothSharp.Chat;
 using SlothSharp.Generation;
 using SlothSharp.Templates;
@@ -14,6 +16,10 @@ namespace SlothSharp.Cli;
 /// line per prompt in input order.</summary>
 internal static class GenerateCommand
 {
+    // JSON Lines for people and tools alike: '<', '>' and non-ASCII text as themselves (the default escapes them as
+    // \uXXXX, valid but unreadable for chat-template text); control characters and quotes are still escaped.
+    private static readonly JsonSerializerOptions JsonLines = new() { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
+
     public static Command Create()
     {
         var model = new Option<string>("--model") { Description = "Hugging Face model directory", Required = true };
@@ -161,7 +167,7 @@ internal static class GenerateCommand
                 ["completion"] = tok.Decode(shown),
                 ["tokens"] = r.TokenIds.Count,
                 ["finish_reason"] = r.FinishReason == FinishReason.Stop ? "stop" : "length",
-            }.ToJsonString());
+            }.ToJsonString(JsonLines));
         }
         if (outPath is null)
         {
