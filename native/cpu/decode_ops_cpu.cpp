@@ -4,6 +4,7 @@
 #include "../src/decode_kernels.h"
 #include "../src/status.h"
 #include "float_convert.h"
+#include "gate_activation.h"
 #include "parallel.h"
 
 #include <algorithm>
@@ -13,16 +14,6 @@
 namespace sloth::cpu {
 
 namespace {
-
-constexpr float kGeluBeta = static_cast<float>(1.41421356237309504880 * 1.12837916709551257390 * 0.5);
-constexpr float kGeluKappa = 0.044715f;
-
-float activation(sloth_gate_activation act, float g) {
-    if (act == SLOTH_GATE_SILU) return g / (1.0f + std::exp(-g));
-    const float g_cube = g * g * g;
-    const float inner = kGeluBeta * (g + kGeluKappa * g_cube);
-    return 0.5f * g * (1.0f + std::tanh(inner));
-}
 
 // 1 / sqrt(mean(x^2) + eps) of n values, the sum in double rounded once (as cpu::rms_norm_forward).
 float rstd_of(const float* x, int64_t n, float eps) {
@@ -158,7 +149,7 @@ sloth_status decode_gated_act(const char*, const GatedActArgs& a) {
     for (int64_t r = 0; r < a.rows; ++r)
         for (int64_t j = 0; j < a.cols; ++j) {
             const float g = load_as_f32(a.gate, dt, r * a.stride + j), u = load_as_f32(a.up, dt, r * a.stride + j);
-            store_from_f32(a.out, dt, r * a.cols + j, round_to(dt, activation(a.activation, g)) * u);
+            store_from_f32(a.out, dt, r * a.cols + j, round_to(dt, gate_activation(a.activation, g)) * u);
         }
     return SLOTH_OK;
 }

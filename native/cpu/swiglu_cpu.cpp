@@ -3,6 +3,7 @@
 // activation-backward formulas in float32 (evaluated left to right as PyTorch's kernels write them; this file is
 // built with -ffp-contract=off, so no product is fused into a sum).
 #include "../src/backends.h"
+#include "gate_activation.h"
 #include "../src/status.h"
 #include "float_convert.h"
 #include "parallel.h"
@@ -12,18 +13,6 @@
 namespace sloth::cpu {
 
 namespace {
-
-// sqrt(2 / pi) and 0.044715 as PyTorch's gelu kernels write them (computed in double, used as float).
-constexpr float kGeluBeta = static_cast<float>(1.41421356237309504880 * 1.12837916709551257390 * 0.5);
-constexpr float kGeluKappa = 0.044715f;
-
-// act(g) in float32.
-float activation(sloth_gate_activation act, float g) {
-    if (act == SLOTH_GATE_SILU) return g / (1.0f + std::exp(-g));
-    const float g_cube = g * g * g;
-    const float inner = kGeluBeta * (g + kGeluKappa * g_cube);
-    return 0.5f * g * (1.0f + std::tanh(inner));
-}
 
 // d act / d g in float32, multiplied by dh as the activation-backward kernels do (dh * derivative).
 float activation_backward(sloth_gate_activation act, float dh, float g) {
@@ -51,7 +40,7 @@ sloth_status swiglu_forward(const char* fn, const SwigluArgs& a) {
     SLOTH_CHECK(parallel_ranges(fn, a.n, 1, [&](int64_t i0, int64_t i1) {
         for (int64_t i = i0; i < i1; ++i) {
             const float g = load_as_f32(a.gate, dt, i), u = load_as_f32(a.up, dt, i);
-            const float act = round_to(dt, activation(a.activation, g));
+            const float act = round_to(dt, gate_activation(a.activation, g));
             store_from_f32(a.out, dt, i, act * u);
         }
     }));
@@ -64,7 +53,7 @@ sloth_status swiglu_backward(const char* fn, const SwigluArgs& a) {
         for (int64_t i = i0; i < i1; ++i) {
             const float dy = load_as_f32(a.grad_out, dt, i);
             const float g = load_as_f32(a.gate, dt, i), u = load_as_f32(a.up, dt, i);
-            const float act = round_to(dt, activation(a.activation, g));
+            const float act = round_to(dt, gate_activation(a.activation, g));
             const float dh = round_to(dt, dy * u);
             const float dg = activation_backward(a.activation, dh, g);
             store_from_f32(a.grad_up, dt, i, dy * act);  // all reads above: outputs may alias inputs

@@ -6,26 +6,12 @@
 // written, by one thread. The activation is a template parameter: one kernel per (dtype, activation).
 #include "cuda_common.cuh"
 #include "dtype.cuh"
+#include "gate_activation.cuh"
 
 namespace sloth::cuda {
 namespace {
 
 constexpr int kThreads = 256;
-
-// sqrt(2 / pi) and 0.044715 as PyTorch's gelu kernels write them (computed in double, used as float).
-constexpr float kGeluBeta = static_cast<float>(1.41421356237309504880 * 1.12837916709551257390 * 0.5);
-constexpr float kGeluKappa = 0.044715f;
-
-template <int kAct>  // sloth_gate_activation
-__device__ __forceinline__ float activation(float g) {
-    if constexpr (kAct == SLOTH_GATE_SILU) {
-        return __fdiv_rn(g, __fadd_rn(1.0f, expf(-g)));
-    } else {
-        const float g_cube = __fmul_rn(__fmul_rn(g, g), g);
-        const float inner = __fmul_rn(kGeluBeta, __fadd_rn(g, __fmul_rn(kGeluKappa, g_cube)));
-        return __fmul_rn(__fmul_rn(0.5f, g), __fadd_rn(1.0f, tanhf(inner)));
-    }
-}
 
 // dh * act'(g), as PyTorch's silu_backward / gelu_backward(approximate="tanh") compute it.
 template <int kAct>
@@ -54,7 +40,7 @@ __global__ void __launch_bounds__(kThreads) swiglu_forward_kernel(const void* ga
     const int64_t stride = static_cast<int64_t>(gridDim.x) * kThreads;
     for (int64_t i = static_cast<int64_t>(blockIdx.x) * kThreads + threadIdx.x; i < n; i += stride) {
         const float g = load_f32<kDtype>(gate, i), u = load_f32<kDtype>(up, i);
-        const float act = round_to<kDtype>(activation<kAct>(g));
+        const float act = round_to<kDtype>(gate_activation<kAct>(g));
         store_f32<kDtype>(out, i, __fmul_rn(act, u));
     }
 }
@@ -67,7 +53,7 @@ __global__ void __launch_bounds__(kThreads) swiglu_backward_kernel(const void* g
     for (int64_t i = static_cast<int64_t>(blockIdx.x) * kThreads + threadIdx.x; i < n; i += stride) {
         const float dy = load_f32<kDtype>(grad_out, i);
         const float g = load_f32<kDtype>(gate, i), u = load_f32<kDtype>(up, i);
-        const float act = round_to<kDtype>(activation<kAct>(g));
+        const float act = round_to<kDtype>(gate_activation<kAct>(g));
         const float dh = round_to<kDtype>(__fmul_rn(dy, u));
         const float dg = activation_backward<kAct>(dh, g);
         store_f32<kDtype>(grad_up, i, __fmul_rn(dy, act));

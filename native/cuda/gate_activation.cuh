@@ -1,0 +1,25 @@
+// act(g) of a gated MLP on the device (SwiGLU: silu; GeGLU: gelu_pytorch_tanh): float32, each product and sum a
+// separate round-to-nearest operation in PyTorch's order, expf / tanhf / IEEE division as PyTorch's CUDA kernels use.
+// Shared by swiglu.cu (training) and decode_ops.cu (decoding), so both give the same bits.
+#pragma once
+
+#include "slothsharp.h"
+
+namespace sloth::cuda {
+
+// sqrt(2 / pi) and 0.044715 as PyTorch's gelu kernels write them (computed in double, used as float).
+constexpr float kGeluBeta = static_cast<float>(1.41421356237309504880 * 1.12837916709551257390 * 0.5);
+constexpr float kGeluKappa = 0.044715f;
+
+template <int kAct>  // sloth_gate_activation
+__device__ __forceinline__ float gate_activation(float g) {
+    if constexpr (kAct == SLOTH_GATE_SILU) {
+        return __fdiv_rn(g, __fadd_rn(1.0f, expf(-g)));
+    } else {
+        const float g_cube = __fmul_rn(__fmul_rn(g, g), g);
+        const float inner = __fmul_rn(kGeluBeta, __fadd_rn(g, __fmul_rn(kGeluKappa, g_cube)));
+        return __fmul_rn(__fmul_rn(0.5f, g), __fadd_rn(1.0f, tanhf(inner)));
+    }
+}
+
+}  // namespace sloth::cuda
