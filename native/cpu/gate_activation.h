@@ -10,8 +10,8 @@
 namespace sloth::cpu {
 
 // sqrt(2 / pi) and 0.044715 as PyTorch's gelu kernels write them (computed in double, used as float).
-constexpr float kGeluBeta = static_cast<float>(1.41421356237309504880 * 1.12837916709551257390 * 0.5);
-constexpr float kGeluKappa = 0.044715f;
+inline constexpr float kGeluBeta = static_cast<float>(1.41421356237309504880 * 1.12837916709551257390 * 0.5);
+inline constexpr float kGeluKappa = 0.044715f;
 
 inline float gate_activation(sloth_gate_activation act, float g) {
     if (act == SLOTH_GATE_SILU) return g / (1.0f + std::exp(-g));

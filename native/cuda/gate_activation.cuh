@@ -8,8 +8,8 @@
 namespace sloth::cuda {
 
 // sqrt(2 / pi) and 0.044715 as PyTorch's gelu kernels write them (computed in double, used as float).
-constexpr float kGeluBeta = static_cast<float>(1.41421356237309504880 * 1.12837916709551257390 * 0.5);
-constexpr float kGeluKappa = 0.044715f;
+inline constexpr float kGeluBeta = static_cast<float>(1.41421356237309504880 * 1.12837916709551257390 * 0.5);
+inline constexpr float kGeluKappa = 0.044715f;
 
 template <int kAct>  // sloth_gate_activation
 __device__ __forceinline__ float gate_activation(float g) {
