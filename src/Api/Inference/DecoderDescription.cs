@@ -226,25 +226,8 @@ internal sealed class DecoderDescription
     {
         string? why;
         var n = p.OutFeatures * p.InFeatures;
-        if (_mergeLora && p.Lora is { } merged)
-        {
-            // W + scale·B·A computed in float32 from the base as the reference path sees it (NF4 dequantized to the
-            // compute dtype, as its forward does), rounded once to the compute dtype; run as a dense projection.
-            using var scope = NewDisposeScope();
-            var baseW = (p.Nf4 is { } nf4 ? nf4.Dequantize(_dtype) : p.DenseBase!.detach()).to(ScalarType.Float32);
-            var delta = merged.B.weight!.detach().to(ScalarType.Float32).matmul(merged.A.weight!.detach().to(ScalarType.Float32)) * merged.Scale;
-            var dense = Own((baseW + delta).to(_dtype).contiguous().MoveToOuterDisposeScope());
-            Ints[i + C.DecoderIlKind] = (long)SlothWeightKind.Dense;
-            if ((why = Take(dense, $"{name}.weight (merged with its adapter)", _dtype, n, out var mp)) is not null) return why;
-            Pointers[ptr + C.DecoderPlWeight] = mp;
-            if (p.Bias is { } mergedBias)
-            {
-                if ((why = Take(mergedBias, $"{name}.bias", _dtype, p.OutFeatures, out var mbp)) is not null) return why;
-                Pointers[ptr + C.DecoderPlBias] = mbp;
-            }
-            return null;
-        }
-        if (p.Nf4 is { } w)
+        var mergeAdapter = _mergeLora && p.Lora is not null;
+        if (p.Nf4 is { } w && !mergeAdapter)
         {
             Ints[i + C.DecoderIlKind] = (long)SlothWeightKind.Nf4;
             Ints[i + C.DecoderIlBlocksize] = w.Blocksize;
@@ -268,7 +251,8 @@ internal sealed class DecoderDescription
         else
         {
             Ints[i + C.DecoderIlKind] = (long)SlothWeightKind.Dense;
-            if ((why = Take(p.DenseBase!, $"{name}.weight", _dtype, n, out var wp)) is not null) return why;
+            var weight = mergeAdapter ? MergedWeight(p) : p.DenseBase!;
+            if ((why = Take(weight, $"{name}.weight{(mergeAdapter ? " (merged with its adapter)" : "")}", _dtype, n, out var wp)) is not null) return why;
             Pointers[ptr + C.DecoderPlWeight] = wp;
         }
         if (p.Bias is { } bias)
@@ -276,7 +260,7 @@ internal sealed class DecoderDescription
             if ((why = Take(bias, $"{name}.bias", _dtype, p.OutFeatures, out var bp)) is not null) return why;
             Pointers[ptr + C.DecoderPlBias] = bp;
         }
-        if (p.Lora is { } lora)
+        if (!mergeAdapter && p.Lora is { } lora)
         {
             // The adapter in the compute dtype, as the reference forward casts it (a snapshot: see DecodeEngine).
             var a = Own(lora.A.weight!.detach().to(_dtype).contiguous().clone());
@@ -287,5 +271,16 @@ internal sealed class DecoderDescription
             Pointers[ptr + C.DecoderPlLoraB] = TensorInterop.DataPtr(b);
         }
         return null;
+    }
+
+    /// <summary>W + scale·B·A computed in float32 from the base as the reference path sees it (NF4 dequantized to the
+    /// compute dtype, as its forward does), rounded once to the compute dtype; owned by the engine.</summary>
+    private Tensor MergedWeight(Projection p)
+    {
+        using var scope = NewDisposeScope();
+        var lora = p.Lora!;
+        var baseW = (p.Nf4 is { } nf4 ? nf4.Dequantize(_dtype) : p.DenseBase!.detach()).to(ScalarType.Float32);
+        var delta = lora.B.weight!.detach().to(ScalarType.Float32).matmul(lora.A.weight!.detach().to(ScalarType.Float32)) * lora.Scale;
+        return Own((baseW + delta).to(_dtype).contiguous().MoveToOuterDisposeScope());
     }
 }
