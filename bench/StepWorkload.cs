@@ -80,32 +80,26 @@ internal sealed class StepWorkload : IDisposable
     /// forward (0), loss (1), backward (2) and the optimizer (3). Returns the loss (float32 scalar, the caller's).</summary>
     public Tensor Step(int index, Action<int>? phase = null)
     {
-        using var scope = NewDisposeScope();
-        _optimizer.zero_grad();
         var ids = _batches[index % _batches.Count];
-        var hidden = Model.Forward(ids);
-        phase?.Invoke(0);
-        var loss = CausalLmLoss.Compute(Model, hidden, ids);
-        phase?.Invoke(1);
-        loss.backward();
-        phase?.Invoke(2);
-        _optimizer.step();
-        phase?.Invoke(3);
-        return loss.detach().MoveToOuterDisposeScope();
+        return Optimize(() => Model.Forward(ids), ids, phase);
     }
 
     /// <summary>One optimizer step on a collated batch (padded rows, or packed rows with restarting positions and
     /// block-diagonal attention when it holds several documents per row); the loss is the mean over its trained
     /// targets. <paramref name="phase"/> as in <see cref="Step(int, Action{int}?)"/>.</summary>
-    public Tensor Step(TrainingBatch batch, Action<int>? phase = null)
+    public Tensor Step(TrainingBatch batch, Action<int>? phase = null) =>
+        Optimize(() => batch.MultiDocument
+            ? Model.Forward(batch.InputIds, batch.AttentionMask, null, batch.PositionIds, batch.SequenceIds)
+            : Model.Forward(batch.InputIds, batch.AttentionMask), batch.Labels, phase);
+
+    /// <summary>Forward, the causal-LM loss against <paramref name="labels"/>, backward, AdamW, with the phase marks.</summary>
+    private Tensor Optimize(Func<Tensor> forward, Tensor labels, Action<int>? phase)
     {
         using var scope = NewDisposeScope();
         _optimizer.zero_grad();
-        var hidden = batch.MultiDocument
-            ? Model.Forward(batch.InputIds, batch.AttentionMask, null, batch.PositionIds, batch.SequenceIds)
-            : Model.Forward(batch.InputIds, batch.AttentionMask);
+        var hidden = forward();
         phase?.Invoke(0);
-        var loss = CausalLmLoss.Compute(Model, hidden, batch.Labels);
+        var loss = CausalLmLoss.Compute(Model, hidden, labels);
         phase?.Invoke(1);
         loss.backward();
         phase?.Invoke(2);
