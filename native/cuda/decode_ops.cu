@@ -7,6 +7,7 @@
 #include "../src/decode_kernels.h"
 #include "cuda_common.cuh"
 #include "dtype.cuh"
+#include "gated_act.cuh"
 
 namespace sloth::cuda {
 namespace {
@@ -174,20 +175,12 @@ __global__ void __launch_bounds__(kRowThreads) residual_norm_reg_kernel(Residual
 
 template <int kDtype>
 __global__ void gated_act_kernel(GatedActArgs a) {
-    const float beta = static_cast<float>(1.41421356237309504880 * 1.12837916709551257390 * 0.5), kappa = 0.044715f;
     const int64_t n = a.rows * a.cols;
     for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
          i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
         const int64_t r = i / a.cols, j = i % a.cols;
         const float g = load_f32<kDtype>(a.gate, r * a.stride + j), u = load_f32<kDtype>(a.up, r * a.stride + j);
-        float act;
-        if (a.activation == SLOTH_GATE_SILU) {
-            act = __fdiv_rn(g, __fadd_rn(1.0f, expf(-g)));
-        } else {
-            const float inner = __fmul_rn(beta, __fadd_rn(g, __fmul_rn(kappa, __fmul_rn(__fmul_rn(g, g), g))));
-            act = __fmul_rn(__fmul_rn(0.5f, g), __fadd_rn(1.0f, tanhf(inner)));
-        }
-        store_f32<kDtype>(a.out, i, __fmul_rn(round_to<kDtype>(act), u));
+        store_f32<kDtype>(a.out, i, gated_value<kDtype>(a.activation, g, u));
     }
 }
 
