@@ -154,6 +154,30 @@ sloth_status decode_gated_act(const char*, const GatedActArgs& a) {
     return SLOTH_OK;
 }
 
+// The grouped NF4 GEMV's twin: each member as nf4_gemv computes it; gated, the two products into dtype scratch rows
+// and decode_gated_act over them, which is by construction what the decoder did before the fusion.
+sloth_status nf4_gemv_group(const char* fn, const Nf4GemvGroupArgs& a) {
+    if (a.count < 1 || a.count > kNf4GroupMax || (a.gated && (a.count != 2 || a.member[0].m != a.member[1].m)))
+        return fail(SLOTH_ERROR_INTERNAL, "%s: an NF4 GEMV group of %d members%s", fn, a.count,
+                    a.gated ? ", gated, without exactly two members of equal rows" : "");
+    auto product = [&](const Nf4GroupMember& p, void* y, int64_t y_stride) {
+        const Nf4GemvArgs g{a.x, a.dtype, a.batch, a.k, p.m, p.packed, p.absmax_codes, p.nested_code_map, p.nested_absmax,
+                            p.nested_offset, p.nf4_code_table, a.blocksize, a.nested_blocksize, y};
+        return nf4_gemv_rows(fn, g, p.row0, y_stride);
+    };
+    if (!a.gated) {
+        for (int i = 0; i < a.count; ++i) SLOTH_CHECK(product(a.member[i], a.member[i].y, a.member[i].y_stride));
+        return SLOTH_OK;
+    }
+    const int64_t m = a.member[0].m;
+    const size_t bytes = static_cast<size_t>(a.batch * m * dtype_size(a.dtype));
+    std::vector<unsigned char> gate(bytes), up(bytes);
+    SLOTH_CHECK(product(a.member[0], gate.data(), m));
+    SLOTH_CHECK(product(a.member[1], up.data(), m));
+    const GatedActArgs act{a.dtype, a.activation, a.batch, m, gate.data(), up.data(), m, a.gated_out};
+    return decode_gated_act(fn, act);
+}
+
 sloth_status decode_bias_add(const char*, const BiasAddArgs& a) {
     for (int64_t r = 0; r < a.rows; ++r)
         for (int64_t j = 0; j < a.cols; ++j) {

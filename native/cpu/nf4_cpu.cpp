@@ -33,7 +33,9 @@ sloth_status nf4_dequantize(const char* fn, const Nf4DequantArgs& a) {
     return SLOTH_OK;
 }
 
-sloth_status nf4_gemv(const char* fn, const Nf4GemvArgs& a) {
+sloth_status nf4_gemv(const char* fn, const Nf4GemvArgs& a) { return nf4_gemv_rows(fn, a, 0, a.m); }
+
+sloth_status nf4_gemv_rows(const char* fn, const Nf4GemvArgs& a, int64_t row0, int64_t y_stride) {
     const int64_t bs = a.blocksize;
     const int64_t nested_span = bs * a.nested_blocksize;
     const float offset = *a.nested_offset;
@@ -44,7 +46,7 @@ sloth_status nf4_gemv(const char* fn, const Nf4GemvArgs& a) {
         std::vector<float> w(static_cast<size_t>(a.k));
         for (int64_t r = r0; r < r1; ++r) {
             for (int64_t c = 0; c < a.k; ++c) {
-                const int64_t i = r * a.k + c;
+                const int64_t i = (row0 + r) * a.k + c;
                 const float scale = a.nested_code_map[a.absmax_codes[i / bs]] * a.nested_absmax[i / nested_span] + offset;
                 const uint8_t byte = a.packed[i >> 1];
                 const int nibble = (i & 1) ? (byte & 0x0F) : (byte >> 4);
@@ -54,7 +56,7 @@ sloth_status nf4_gemv(const char* fn, const Nf4GemvArgs& a) {
                 double acc = 0.0;
                 for (int64_t c = 0; c < a.k; ++c)
                     acc += static_cast<double>(load_as_f32(a.x, dt, b * a.k + c)) * static_cast<double>(w[static_cast<size_t>(c)]);
-                store_from_f32(a.y, dt, b * a.m + r, static_cast<float>(acc));
+                store_from_f32(a.y, dt, b * y_stride + r, static_cast<float>(acc));
             }
         }
     }));

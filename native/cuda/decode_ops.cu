@@ -180,9 +180,7 @@ __global__ void gated_act_kernel(GatedActArgs a) {
          i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
         const int64_t r = i / a.cols, j = i % a.cols;
         const float g = load_f32<kDtype>(a.gate, r * a.stride + j), u = load_f32<kDtype>(a.up, r * a.stride + j);
-        const float act = a.activation == SLOTH_GATE_SILU ? gate_activation<SLOTH_GATE_SILU>(g)
-                                                          : gate_activation<SLOTH_GATE_GELU_TANH>(g);
-        store_f32<kDtype>(a.out, i, __fmul_rn(round_to<kDtype>(act), u));
+        store_f32<kDtype>(a.out, i, __fmul_rn(round_to<kDtype>(gate_activation(a.activation, g)), u));
     }
 }
 

@@ -22,4 +22,9 @@ __device__ __forceinline__ float gate_activation(float g) {
     }
 }
 
+// The same, chosen at run time (the decoding kernels take the family's activation as an argument).
+__device__ __forceinline__ float gate_activation(sloth_gate_activation act, float g) {
+    return act == SLOTH_GATE_SILU ? gate_activation<SLOTH_GATE_SILU>(g) : gate_activation<SLOTH_GATE_GELU_TANH>(g);
+}
+
 }  // namespace sloth::cuda

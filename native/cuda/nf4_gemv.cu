@@ -24,9 +24,16 @@
 // The fast path needs k % 32 == 0 (every row starts on a 16-byte boundary of `packed` and of x) and 16-byte aligned
 // packed and x; otherwise the same kernel takes an element-wise path (byte loads, same values, same order per lane
 // within the warp reduction, slower).
-// Not measured yet on a GPU (no nvcc on the development machine): the constants below are a first choice.
+// Grouped launches (the decoder's q/k/v and gate/up, which share x): one grid whose blocks are the single launches
+// blocks of each member one after the other (prefix sums of their block counts); a block runs exactly the code of the
+// single kernel for its member, so every member's result has the bits of its own launch. The gated form puts the
+// same rows of the gate and the up projection in one block and writes act(gate) * up instead of the two products.
+// Why: at batch 1 the decoder's NF4 GEMVs are bound by per-launch latency (~8 us each on the H100 whatever the size,
+// bench/results/2026-12-06-h100-round7), so fewer launches is the lever, not bandwidth.
+#include "../src/decode_kernels.h"
 #include "cuda_common.cuh"
 #include "dtype.cuh"
+#include "gate_activation.cuh"
 #include "ptx.cuh"
 
 namespace sloth::cuda {
@@ -34,7 +41,7 @@ namespace {
 
 constexpr int kThreads = 256;
 constexpr int kWarps = kThreads / 32;
-constexpr int64_t kTargetWarps = 4096;  // ~31 per SM on an H100: enough loads in flight to cover DRAM latency
+static_assert(kWarps == kNf4GemvWarps, "nf4_gemv_slices (decode_kernels.h) splits rows over this block's warps");
 
 // Eight consecutive activations x[i .. i + 8) as float32 (i a multiple of 8, the address 16-byte aligned).
 template <int kDtype>
@@ -72,33 +79,37 @@ __device__ __forceinline__ void decode8(uint32_t word, float scale, const float*
     }
 }
 
-// One row of W per warp; a row's chunks (32 weights = 16 packed bytes) may be split over kSlices warps of the block
-// (split-K) so that small matrices (k/v projections, a 2048-row down projection) still put thousands of warps to work:
-// at batch 1 the kernel is latency-bound, and the number of 16-byte loads in flight is what sets its speed. Each
-// warp reduces its slice with a shuffle butterfly, the block adds the slices in slice order (a fixed order: a call
-// always gives the same bits). The nested code map sits in shared memory, so a block scale costs one byte load.
-template <int kDtype, int kBatch, bool kVector, int kSlices>
-__global__ void __launch_bounds__(kThreads) nf4_gemv_kernel(
-    const void* __restrict__ x, const uint8_t* __restrict__ packed, const uint8_t* __restrict__ absmax_codes,
-    const float* __restrict__ code_map, const float* __restrict__ nested_absmax,
-    const float* __restrict__ nested_offset, const float* __restrict__ nf4_table, int64_t k, int64_t m,
-    int log2_blocksize, int log2_nested_span, void* __restrict__ y) {
-    constexpr int kRowsPerBlock = kWarps / kSlices;
-    __shared__ float s_nf4[16];
-    __shared__ float s_map[256];
-    __shared__ float s_part[kWarps][kBatch];
+// One NF4 weight as the kernels read it: pointers of the whole matrix (rows are absolute).
+struct Nf4Weight {
+    const uint8_t* packed;
+    const uint8_t* absmax_codes;
+    const float* code_map;  // the nested code map (256 floats)
+    const float* nested_absmax;
+    const float* nested_offset;
+    const float* nf4_table;  // 16 floats
+};
+
+// Block-wide (all kThreads threads): the NF4 table and the nested code map of w into shared memory.
+__device__ __forceinline__ void stage_tables(const Nf4Weight& w, float* s_nf4, float* s_map) {
     static_assert(kThreads == 256, "one thread per code-map entry");
+    if (threadIdx.x < 16) s_nf4[threadIdx.x] = w.nf4_table[threadIdx.x];
+    s_map[threadIdx.x] = w.code_map[threadIdx.x];
+}
 
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    const int64_t row_raw = static_cast<int64_t>(blockIdx.x) * kRowsPerBlock + warp / kSlices;
-    const int64_t row = row_raw < m ? row_raw : m - 1;  // past the end: computed, not written (a barrier follows)
-    const int slice = warp % kSlices;
+// This warp's share of one row's dot products: acc[b] += x[b, c] * W[row, c] over the columns of slice `slice` of
+// kSlices (split-K: a row's chunks of 32 weights = 16 packed bytes may be spread over kSlices warps of the block so
+// that small matrices, the k/v projections or a 2048-row down projection, still put thousands of warps to work: at
+// batch 1 the kernel is latency-bound and the number of 16-byte loads in flight sets its speed). Lane l takes the
+// slice's chunks l, l + 32, ... in order. Block-wide: stage() (which fills the shared tables s_nf4/s_map that this
+// warp reads) and a barrier run inside, after the first weight loads are issued, so every thread of the block calls
+// this once. The nested code map sits in shared memory, so a block scale costs one byte load.
+template <int kDtype, int kBatch, bool kVector, int kSlices, class Stage>
+__device__ __forceinline__ void row_slice_dot(const Nf4Weight& w, const void* __restrict__ x, int64_t k, int64_t row,
+                                              int slice, int log2_blocksize, int log2_nested_span,
+                                              const float* s_nf4, const float* s_map, Stage&& stage,
+                                              float (&acc)[kBatch]) {
+    const int lane = threadIdx.x & 31;
     const uint64_t keep = ptx::policy_evict_last();
-
-    float acc[kBatch];
-#pragma unroll
-    for (int b = 0; b < kBatch; ++b) acc[b] = 0.0f;
-
     if constexpr (kVector) {
         const uint64_t stream = ptx::policy_evict_first();
         const int64_t chunks = k >> 5;
@@ -112,77 +123,210 @@ __global__ void __launch_bounds__(kThreads) nf4_gemv_kernel(
         float na = 0.0f, nb = 0.0f;
         if (qa < q1) {
             const int64_t i = row * k + (qa << 5);
-            wa = ptx::load_stream_v4(packed + (i >> 1), stream);
-            ca = ptx::load_u8_keep(absmax_codes + (i >> log2_blocksize), keep);
-            na = __ldg(nested_absmax + (i >> log2_nested_span));
+            wa = ptx::load_stream_v4(w.packed + (i >> 1), stream);
+            ca = ptx::load_u8_keep(w.absmax_codes + (i >> log2_blocksize), keep);
+            na = __ldg(w.nested_absmax + (i >> log2_nested_span));
         }
         if (qb < q1) {
             const int64_t i = row * k + (qb << 5);
-            wb = ptx::load_stream_v4(packed + (i >> 1), stream);
-            cb = ptx::load_u8_keep(absmax_codes + (i >> log2_blocksize), keep);
-            nb = __ldg(nested_absmax + (i >> log2_nested_span));
+            wb = ptx::load_stream_v4(w.packed + (i >> 1), stream);
+            cb = ptx::load_u8_keep(w.absmax_codes + (i >> log2_blocksize), keep);
+            nb = __ldg(w.nested_absmax + (i >> log2_nested_span));
         }
-        if (threadIdx.x < 16) s_nf4[threadIdx.x] = nf4_table[threadIdx.x];
-        s_map[threadIdx.x] = code_map[threadIdx.x];
-        const float offset = __ldg(nested_offset);
+        stage();
+        const float offset = __ldg(w.nested_offset);
         __syncthreads();
         auto consume = [&](uint4 words, uint32_t code, float nested, int64_t c0) {
             const float scale = __fadd_rn(__fmul_rn(s_map[code], nested), offset);
 #pragma unroll
             for (int s4 = 0; s4 < 4; ++s4) {
                 const uint32_t word = s4 == 0 ? words.x : s4 == 1 ? words.y : s4 == 2 ? words.z : words.w;
-                float w[8];
-                decode8<kDtype>(word, scale, s_nf4, w);
+                float wv[8];
+                decode8<kDtype>(word, scale, s_nf4, wv);
 #pragma unroll
                 for (int b = 0; b < kBatch; ++b) {
                     float xv[8];
                     load_x8<kDtype>(x, b * k + c0 + 8 * s4, xv);
 #pragma unroll
-                    for (int e = 0; e < 8; ++e) acc[b] = __fmaf_rn(xv[e], w[e], acc[b]);
+                    for (int e = 0; e < 8; ++e) acc[b] = __fmaf_rn(xv[e], wv[e], acc[b]);
                 }
             }
         };
         if (qa < q1) consume(wa, ca, na, qa << 5);
         if (qb < q1) consume(wb, cb, nb, qb << 5);
-        for (int64_t q = qb + 32; q < q1; q += 32) {  // slices longer than 64 chunks (rare: see the launch)
+        for (int64_t q = qb + 32; q < q1; q += 32) {  // slices longer than 64 chunks (rare: see nf4_gemv_slices)
             const int64_t i = row * k + (q << 5);
-            consume(ptx::load_stream_v4(packed + (i >> 1), stream), ptx::load_u8_keep(absmax_codes + (i >> log2_blocksize), keep),
-                    __ldg(nested_absmax + (i >> log2_nested_span)), q << 5);
+            consume(ptx::load_stream_v4(w.packed + (i >> 1), stream),
+                    ptx::load_u8_keep(w.absmax_codes + (i >> log2_blocksize), keep),
+                    __ldg(w.nested_absmax + (i >> log2_nested_span)), q << 5);
         }
     } else {
-        if (threadIdx.x < 16) s_nf4[threadIdx.x] = nf4_table[threadIdx.x];
-        s_map[threadIdx.x] = code_map[threadIdx.x];
-        const float offset = __ldg(nested_offset);
+        stage();
+        const float offset = __ldg(w.nested_offset);
         __syncthreads();
         const int64_t per = (k + kSlices - 1) / kSlices;
         const int64_t c1 = (slice + 1) * per < k ? (slice + 1) * per : k;
         for (int64_t c = slice * per + lane; c < c1; c += 32) {
             const int64_t i = row * k + c;
-            const uint32_t byte = packed[i >> 1];
+            const uint32_t byte = w.packed[i >> 1];
             const uint32_t nibble = (i & 1) ? (byte & 0xFu) : (byte >> 4);
-            const uint32_t code = ptx::load_u8_keep(absmax_codes + (i >> log2_blocksize), keep);
-            const float scale = __fadd_rn(__fmul_rn(s_map[code], __ldg(nested_absmax + (i >> log2_nested_span))), offset);
-            const float w = round_to<kDtype>(__fmul_rn(s_nf4[nibble], scale));
+            const uint32_t code = ptx::load_u8_keep(w.absmax_codes + (i >> log2_blocksize), keep);
+            const float scale = __fadd_rn(__fmul_rn(s_map[code], __ldg(w.nested_absmax + (i >> log2_nested_span))), offset);
+            const float wv = round_to<kDtype>(__fmul_rn(s_nf4[nibble], scale));
 #pragma unroll
-            for (int b = 0; b < kBatch; ++b) acc[b] = __fmaf_rn(load_f32<kDtype>(x, b * k + c), w, acc[b]);
+            for (int b = 0; b < kBatch; ++b) acc[b] = __fmaf_rn(load_f32<kDtype>(x, b * k + c), wv, acc[b]);
         }
     }
+}
 
+// Each warp's sums reduced across its lanes with a shuffle butterfly (a fixed order: a call always gives the same
+// bits) into s_part[warp * kBatch + b].
+template <int kBatch>
+__device__ __forceinline__ void store_warp_sums(const float (&acc)[kBatch], float* s_part) {
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
 #pragma unroll
     for (int b = 0; b < kBatch; ++b) {
         float v = acc[b];
 #pragma unroll
         for (int off = 16; off > 0; off >>= 1) v = __fadd_rn(v, __shfl_xor_sync(0xFFFFFFFFu, v, off));
-        if (lane == 0) s_part[warp][b] = v;
+        if (lane == 0) s_part[warp * kBatch + b] = v;
     }
+}
+
+// The dot product of the block's row slot `slot` (warps slot * kSlices .. + kSlices - 1) for activation row b: its
+// slices' sums added in slice order.
+template <int kBatch, int kSlices>
+__device__ __forceinline__ float slot_sum(const float* s_part, int slot, int b) {
+    float v = s_part[slot * kSlices * kBatch + b];
+#pragma unroll
+    for (int s2 = 1; s2 < kSlices; ++s2) v = __fadd_rn(v, s_part[(slot * kSlices + s2) * kBatch + b]);
+    return v;
+}
+
+// One block of the plain GEMV: rows [block * R, block * R + R) (R = kWarps / kSlices, one row slot of kSlices warps
+// each) of rows [0, m) of a member whose first weight row is row0; y[b * y_stride + r] rounded to the dtype. The
+// whole body of the single kernel, and of each block of the grouped kernel.
+template <int kDtype, int kBatch, bool kVector, int kSlices>
+__device__ __forceinline__ void gemv_block(const Nf4Weight& w, const void* __restrict__ x, int64_t k, int64_t row0,
+                                           int64_t m, int64_t block, int log2_blocksize, int log2_nested_span,
+                                           void* __restrict__ y, int64_t y_stride, float* s_nf4, float* s_map,
+                                           float* s_part) {
+    constexpr int kRowsPerBlock = kWarps / kSlices;
+    const int warp = threadIdx.x >> 5;
+    const int64_t row_raw = block * kRowsPerBlock + warp / kSlices;
+    const int64_t row = row_raw < m ? row_raw : m - 1;  // past the end: computed, not written (barriers follow)
+    float acc[kBatch];
+#pragma unroll
+    for (int b = 0; b < kBatch; ++b) acc[b] = 0.0f;
+    row_slice_dot<kDtype, kBatch, kVector, kSlices>(w, x, k, row0 + row, warp % kSlices, log2_blocksize,
+                                                    log2_nested_span, s_nf4, s_map,
+                                                    [&] { stage_tables(w, s_nf4, s_map); }, acc);
+    store_warp_sums<kBatch>(acc, s_part);
     __syncthreads();
     if (threadIdx.x < kRowsPerBlock * kBatch) {
         const int r = static_cast<int>(threadIdx.x) / kBatch, b = static_cast<int>(threadIdx.x) % kBatch;
-        const int64_t out_row = static_cast<int64_t>(blockIdx.x) * kRowsPerBlock + r;
-        float v = s_part[r * kSlices][b];
+        const int64_t out_row = block * kRowsPerBlock + r;
+        const float v = slot_sum<kBatch, kSlices>(s_part, r, b);
+        if (out_row < m) store_f32<kDtype>(y, b * y_stride + out_row, v);
+    }
+}
+
+template <int kDtype, int kBatch, bool kVector, int kSlices>
+__global__ void __launch_bounds__(kThreads) nf4_gemv_kernel(Nf4Weight w, const void* __restrict__ x, int64_t k,
+                                                            int64_t m, int log2_blocksize, int log2_nested_span,
+                                                            void* __restrict__ y) {
+    __shared__ float s_nf4[16];
+    __shared__ float s_map[256];
+    __shared__ float s_part[kWarps * kBatch];
+    gemv_block<kDtype, kBatch, kVector, kSlices>(w, x, k, 0, m, blockIdx.x, log2_blocksize, log2_nested_span, y, m,
+                                                 s_nf4, s_map, s_part);
+}
+
+// A grouped launch as the kernels read it (passed by value: kernel parameters, no device copy to manage).
+struct GroupMember {
+    Nf4Weight w;
+    int64_t row0, m;
+    void* y;
+    int64_t y_stride;
+    int32_t slices;       // nf4_gemv_slices of the whole matrix: 1, 2, 4 or 8
+    int32_t first_block;  // prefix sum of the earlier members' block counts
+};
+struct Group {
+    GroupMember member[kNf4GroupMax];
+    int32_t count;
+    const void* x;
+    int64_t k;
+    int32_t log2_blocksize, log2_nested_span;
+};
+
+// Each block runs gemv_block for the member it belongs to (blocks of member i: [first_block_i, first_block_i+1)).
+template <int kDtype, int kBatch>
+__global__ void __launch_bounds__(kThreads) nf4_gemv_group_kernel(Group g) {
+    __shared__ float s_nf4[16];
+    __shared__ float s_map[256];
+    __shared__ float s_part[kWarps * kBatch];
+    // Selected with constant indices: indexing the parameter array at run time would copy it to local memory.
+    const int64_t bid = blockIdx.x;
+    GroupMember d = g.member[0];
+    if (g.count > 1 && bid >= g.member[1].first_block) d = g.member[1];
+    if (g.count > 2 && bid >= g.member[2].first_block) d = g.member[2];
+    const int64_t block = bid - d.first_block;
+    switch (d.slices) {  // uniform over the block
+        case 1:
+            gemv_block<kDtype, kBatch, true, 1>(d.w, g.x, g.k, d.row0, d.m, block, g.log2_blocksize, g.log2_nested_span,
+                                                d.y, d.y_stride, s_nf4, s_map, s_part);
+            break;
+        case 2:
+            gemv_block<kDtype, kBatch, true, 2>(d.w, g.x, g.k, d.row0, d.m, block, g.log2_blocksize, g.log2_nested_span,
+                                                d.y, d.y_stride, s_nf4, s_map, s_part);
+            break;
+        case 4:
+            gemv_block<kDtype, kBatch, true, 4>(d.w, g.x, g.k, d.row0, d.m, block, g.log2_blocksize, g.log2_nested_span,
+                                                d.y, d.y_stride, s_nf4, s_map, s_part);
+            break;
+        default:
+            gemv_block<kDtype, kBatch, true, 8>(d.w, g.x, g.k, d.row0, d.m, block, g.log2_blocksize, g.log2_nested_span,
+                                                d.y, d.y_stride, s_nf4, s_map, s_part);
+            break;
+    }
+}
+
+// The gated form: a block holds P = kWarps / kSlices / 2 row slots of the gate (member 0) and the same P rows of the
+// up projection (member 1), each row computed as gemv_block computes it; the first P * kBatch threads then round both
+// sums to the dtype (the values the plain launch would store) and write out[b * m + r] = act(g) * u as
+// gated_act_kernel does (gate_activation.cuh).
+template <int kDtype, int kBatch, int kSlices>
+__global__ void __launch_bounds__(kThreads) nf4_gemv_gated_kernel(Group g, sloth_gate_activation activation,
+                                                                  void* __restrict__ out) {
+    constexpr int kPairRows = kWarps / kSlices / 2;
+    static_assert(kPairRows >= 1, "a block holds at least one row of each member");
+    __shared__ float s_nf4[2][16];
+    __shared__ float s_map[2][256];
+    __shared__ float s_part[kWarps * kBatch];
+    const int warp = threadIdx.x >> 5, slot = warp / kSlices, half = slot / kPairRows;  // half 0: gate, 1: up
+    GroupMember d = g.member[0];
+    if (half == 1) d = g.member[1];
+    const int64_t m = g.member[0].m;
+    const int64_t row_raw = static_cast<int64_t>(blockIdx.x) * kPairRows + slot % kPairRows;
+    const int64_t row = row_raw < m ? row_raw : m - 1;  // past the end: computed, not written (barriers follow)
+    float acc[kBatch];
 #pragma unroll
-        for (int s2 = 1; s2 < kSlices; ++s2) v = __fadd_rn(v, s_part[r * kSlices + s2][b]);
-        if (out_row < m) store_f32<kDtype>(y, b * m + out_row, v);
+    for (int b = 0; b < kBatch; ++b) acc[b] = 0.0f;
+    row_slice_dot<kDtype, kBatch, true, kSlices>(
+        d.w, g.x, g.k, d.row0 + row, warp % kSlices, g.log2_blocksize, g.log2_nested_span, s_nf4[half], s_map[half],
+        [&] {
+            stage_tables(g.member[0].w, s_nf4[0], s_map[0]);
+            stage_tables(g.member[1].w, s_nf4[1], s_map[1]);
+        },
+        acc);
+    store_warp_sums<kBatch>(acc, s_part);
+    __syncthreads();
+    if (threadIdx.x < kPairRows * kBatch) {
+        const int r = static_cast<int>(threadIdx.x) / kBatch, b = static_cast<int>(threadIdx.x) % kBatch;
+        const int64_t out_row = static_cast<int64_t>(blockIdx.x) * kPairRows + r;
+        const float gate = round_to<kDtype>(slot_sum<kBatch, kSlices>(s_part, r, b));
+        const float up = round_to<kDtype>(slot_sum<kBatch, kSlices>(s_part, kPairRows + r, b));
+        if (out_row < m) store_f32<kDtype>(out, b * m + out_row, __fmul_rn(round_to<kDtype>(gate_activation(activation, gate)), up));
     }
 }
 
@@ -192,14 +336,11 @@ sloth_status launch_sliced(const char* fn, const Nf4GemvArgs& a, bool vector, in
     const int64_t blocks = ceil_div(a.m, static_cast<int64_t>(kRowsPerBlock));
     SLOTH_CHECK(require_one_launch(fn, blocks));
     const dim3 grid(static_cast<unsigned>(blocks));
+    const Nf4Weight w{a.packed, a.absmax_codes, a.nested_code_map, a.nested_absmax, a.nested_offset, a.nf4_code_table};
     if (vector)
-        nf4_gemv_kernel<kDtype, kBatch, true, kSlices><<<grid, kThreads, 0, stream>>>(
-            a.x, a.packed, a.absmax_codes, a.nested_code_map, a.nested_absmax, a.nested_offset, a.nf4_code_table, a.k,
-            a.m, lb, ln, a.y);
+        nf4_gemv_kernel<kDtype, kBatch, true, kSlices><<<grid, kThreads, 0, stream>>>(w, a.x, a.k, a.m, lb, ln, a.y);
     else
-        nf4_gemv_kernel<kDtype, kBatch, false, kSlices><<<grid, kThreads, 0, stream>>>(
-            a.x, a.packed, a.absmax_codes, a.nested_code_map, a.nested_absmax, a.nested_offset, a.nf4_code_table, a.k,
-            a.m, lb, ln, a.y);
+        nf4_gemv_kernel<kDtype, kBatch, false, kSlices><<<grid, kThreads, 0, stream>>>(w, a.x, a.k, a.m, lb, ln, a.y);
     SLOTH_LAUNCH_CHECK(fn, "nf4_gemv_kernel");
     return SLOTH_OK;
 }
@@ -210,12 +351,7 @@ sloth_status launch(const char* fn, const Nf4GemvArgs& a, cudaStream_t stream) {
                         reinterpret_cast<uintptr_t>(a.x) % 16 == 0;
     const int lb = log2_exact(a.blocksize);
     const int ln = lb + log2_exact(a.nested_blocksize);
-    // Split rows over more warps while the grid is small or a row has more than 64 chunks (two per lane, all
-    // requested up front), keeping at least 8 chunks (256 weights) per slice.
-    const int64_t chunks = ceil_div(a.k, static_cast<int64_t>(32));
-    int slices = 1;
-    while (slices < kWarps && (a.m * slices < kTargetWarps || chunks > 64 * slices) && chunks / (2 * slices) >= 8) slices *= 2;
-    switch (slices) {
+    switch (nf4_gemv_slices(a.m, a.k)) {
         case 1: return launch_sliced<kDtype, kBatch, 1>(fn, a, vector, lb, ln, stream);
         case 2: return launch_sliced<kDtype, kBatch, 2>(fn, a, vector, lb, ln, stream);
         case 4: return launch_sliced<kDtype, kBatch, 4>(fn, a, vector, lb, ln, stream);
@@ -223,28 +359,88 @@ sloth_status launch(const char* fn, const Nf4GemvArgs& a, cudaStream_t stream) {
     }
 }
 
-// The batch as a compile-time constant (the export checked 1 <= batch <= SLOTH_NF4_GEMV_MAX_BATCH = 8).
-template <int kDtype>
-sloth_status launch_for_batch(const char* fn, const Nf4GemvArgs& a, cudaStream_t s) {
+// The kernels' view of a validated group; blocks: the grid of the plain grouped launch.
+Group group_of(const Nf4GemvGroupArgs& a, int64_t* blocks) {
+    Group g{};
+    g.count = a.count;
+    g.x = a.x;
+    g.k = a.k;
+    g.log2_blocksize = log2_exact(a.blocksize);
+    g.log2_nested_span = g.log2_blocksize + log2_exact(a.nested_blocksize);
+    int64_t total = 0;
+    for (int i = 0; i < a.count; ++i) {
+        const Nf4GroupMember& s = a.member[i];
+        GroupMember& d = g.member[i];
+        d.w = Nf4Weight{s.packed, s.absmax_codes, s.nested_code_map, s.nested_absmax, s.nested_offset, s.nf4_code_table};
+        d.row0 = s.row0;
+        d.m = s.m;
+        d.y = s.y;
+        d.y_stride = s.y_stride;
+        d.slices = nf4_gemv_slices(s.matrix_rows, a.k);
+        d.first_block = static_cast<int32_t>(total < 0x7FFFFFFF ? total : 0x7FFFFFFF);
+        total += ceil_div(s.m, static_cast<int64_t>(kWarps / d.slices));
+    }
+    *blocks = total;
+    return g;
+}
+
+template <int kDtype, int kBatch>
+sloth_status launch_group(const char* fn, const Nf4GemvGroupArgs& a, cudaStream_t stream) {
+    int64_t blocks = 0;
+    const Group g = group_of(a, &blocks);
+    if (!a.gated) {
+        SLOTH_CHECK(require_one_launch(fn, blocks));
+        nf4_gemv_group_kernel<kDtype, kBatch><<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(g);
+        SLOTH_LAUNCH_CHECK(fn, "nf4_gemv_group_kernel");
+        return SLOTH_OK;
+    }
+    const int slices = g.member[0].slices;  // nf4_group_fits: both members alike, at most 4
+    const int64_t pair_blocks = ceil_div(a.member[0].m, static_cast<int64_t>(kWarps / slices / 2));
+    SLOTH_CHECK(require_one_launch(fn, pair_blocks));
+    const unsigned grid = static_cast<unsigned>(pair_blocks);
+    switch (slices) {
+        case 1: nf4_gemv_gated_kernel<kDtype, kBatch, 1><<<grid, kThreads, 0, stream>>>(g, a.activation, a.gated_out); break;
+        case 2: nf4_gemv_gated_kernel<kDtype, kBatch, 2><<<grid, kThreads, 0, stream>>>(g, a.activation, a.gated_out); break;
+        default: nf4_gemv_gated_kernel<kDtype, kBatch, 4><<<grid, kThreads, 0, stream>>>(g, a.activation, a.gated_out); break;
+    }
+    SLOTH_LAUNCH_CHECK(fn, "nf4_gemv_gated_kernel");
+    return SLOTH_OK;
+}
+
+// The batch as a compile-time constant: f(std::integral_constant<int, batch>) for 1 <= batch <= 8 (checked by the
+// callers: the export, or nf4_group_fits).
+template <class F>
+sloth_status for_batch(const char* fn, int64_t batch, F&& f) {
     static_assert(SLOTH_NF4_GEMV_MAX_BATCH == 8, "one case per batch size below");
-    switch (a.batch) {
-        case 1: return launch<kDtype, 1>(fn, a, s);
-        case 2: return launch<kDtype, 2>(fn, a, s);
-        case 3: return launch<kDtype, 3>(fn, a, s);
-        case 4: return launch<kDtype, 4>(fn, a, s);
-        case 5: return launch<kDtype, 5>(fn, a, s);
-        case 6: return launch<kDtype, 6>(fn, a, s);
-        case 7: return launch<kDtype, 7>(fn, a, s);
-        case 8: return launch<kDtype, 8>(fn, a, s);
-        default: return fail(SLOTH_ERROR_INTERNAL, "%s: batch = %lld passed validation", fn, static_cast<long long>(a.batch));
+    switch (batch) {
+        case 1: return f(std::integral_constant<int, 1>{});
+        case 2: return f(std::integral_constant<int, 2>{});
+        case 3: return f(std::integral_constant<int, 3>{});
+        case 4: return f(std::integral_constant<int, 4>{});
+        case 5: return f(std::integral_constant<int, 5>{});
+        case 6: return f(std::integral_constant<int, 6>{});
+        case 7: return f(std::integral_constant<int, 7>{});
+        case 8: return f(std::integral_constant<int, 8>{});
+        default: return fail(SLOTH_ERROR_INTERNAL, "%s: batch = %lld passed validation", fn, static_cast<long long>(batch));
     }
 }
 
 }  // namespace
 
 sloth_status nf4_gemv(const char* fn, const Nf4GemvArgs& a, int32_t device, void* stream) {
-    return launch_for_dtype(fn, device, stream, a.dtype,
-                            [&](auto dt, cudaStream_t s) { return launch_for_batch<decltype(dt)::value>(fn, a, s); });
+    return launch_for_dtype(fn, device, stream, a.dtype, [&](auto dt, cudaStream_t s) {
+        return for_batch(fn, a.batch, [&](auto nb) { return launch<decltype(dt)::value, decltype(nb)::value>(fn, a, s); });
+    });
+}
+
+sloth_status nf4_gemv_group(const char* fn, const Nf4GemvGroupArgs& a, int32_t device, void* stream) {
+    if (!nf4_group_fits(a))
+        return fail(SLOTH_ERROR_INTERNAL, "%s: an NF4 GEMV group that nf4_group_fits refuses (count %d, batch %lld, k %lld)",
+                    fn, a.count, static_cast<long long>(a.batch), static_cast<long long>(a.k));
+    return launch_for_dtype(fn, device, stream, a.dtype, [&](auto dt, cudaStream_t s) {
+        return for_batch(fn, a.batch,
+                         [&](auto nb) { return launch_group<decltype(dt)::value, decltype(nb)::value>(fn, a, s); });
+    });
 }
 
 }  // namespace sloth::cuda

@@ -31,7 +31,7 @@ extern "C" {
 #endif
 
 /* Bumped on every incompatible change of this header; the managed loader refuses any other value. */
-#define SLOTH_ABI_VERSION 8
+#define SLOTH_ABI_VERSION 9
 
 /* NF4 blocksize and nested_blocksize: powers of two in [MIN, MAX] (the managed API checks the same constants). */
 #define SLOTH_NF4_BLOCKSIZE_MIN 32
@@ -590,6 +590,12 @@ SLOTH_API sloth_status sloth_decoder_step(void* decoder, int64_t batch);
 
 /* *count = CUDA graphs captured so far (0 on the CPU). */
 SLOTH_API sloth_status sloth_decoder_graph_captures(void* decoder, int64_t* count);
+
+/* *count = kernel launches the last enqueued step issued (a CUDA graph replays them; 0 before the first step; a
+   cuBLASLt GEMM counts as one). On the CPU: the launches the same step would issue on CUDA at that batch size, except
+   the CUDA-only GEMM path past 8 rows. For checking launch-count reductions (e.g. 9 L + 4 for L NF4 layers at
+   batch <= 8 without adapters or biases; see decoder.cpp). */
+SLOTH_API sloth_status sloth_decoder_kernel_launches(void* decoder, int64_t* count);
 
 /* Waits for the decoder's stream, frees its graphs, stream and host memory. NULL: no-op. */
 SLOTH_API sloth_status sloth_decoder_destroy(void* decoder);

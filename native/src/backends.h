@@ -134,6 +134,9 @@ namespace cpu {
 sloth_status nf4_dequantize(const char* fn, const Nf4DequantArgs& a);
 sloth_status nf4_quantize(const char* fn, const Nf4QuantArgs& a);
 sloth_status nf4_gemv(const char* fn, const Nf4GemvArgs& a);
+// nf4_gemv over weight rows [row0, row0 + a.m) of a larger matrix (the packed/absmax pointers of the whole matrix),
+// y[b * y_stride + r]: the decoder's grouped GEMV twin (decode_ops_cpu.cpp). nf4_gemv is (row0 0, y_stride a.m).
+sloth_status nf4_gemv_rows(const char* fn, const Nf4GemvArgs& a, int64_t row0, int64_t y_stride);
 sloth_status cross_entropy_chunk(const char* fn, const CrossEntropyArgs& a);
 sloth_status rms_norm_forward(const char* fn, const RmsNormArgs& a);
 sloth_status rms_norm_backward(const char* fn, const RmsNormArgs& a);

@@ -47,6 +47,7 @@ sloth_status stream_wait_event(const char* fn, int32_t, void*, void*) { return n
 sloth_status gemm(const char* fn, const GemmArgs&, int32_t, void*) { return no_cuda(fn); }
 sloth_status decode_embed(const char* fn, const EmbedArgs&, int32_t, void*) { return no_cuda(fn); }
 sloth_status dense_gemv(const char* fn, const DenseGemvArgs&, int32_t, void*) { return no_cuda(fn); }
+sloth_status nf4_gemv_group(const char* fn, const Nf4GemvGroupArgs&, int32_t, void*) { return no_cuda(fn); }
 sloth_status decode_qk_prep(const char* fn, const QkPrepArgs&, int32_t, void*) { return no_cuda(fn); }
 sloth_status decode_attention(const char* fn, const DecodeAttentionArgs&, int32_t, void*) { return no_cuda(fn); }
 sloth_status decode_residual_norm(const char* fn, const ResidualNormArgs&, int32_t, void*) { return no_cuda(fn); }

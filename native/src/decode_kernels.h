@@ -127,6 +127,74 @@ struct GatedActArgs {
     void* out;  // [rows, cols]
 };
 
+// The split-K rule of the NF4 GEMV (cuda/nf4_gemv.cu), shared with the decoder so that a grouped launch splits each
+// member exactly as a single launch over its whole matrix would (same slices, same summation order, same bits).
+// A row is split over more warps (1, 2, 4 or 8 of a 256-thread block) while the grid is small (fewer than
+// kNf4GemvTargetWarps warps: ~31 per SM on an H100, enough loads in flight to cover DRAM latency) or a row has more
+// than 64 chunks of 32 weights (two per lane, all requested up front), keeping at least 8 chunks per slice.
+constexpr int kNf4GemvWarps = 8;
+constexpr int64_t kNf4GemvTargetWarps = 4096;
+inline int nf4_gemv_slices(int64_t m, int64_t k) {
+    const int64_t chunks = (k + 31) / 32;
+    int slices = 1;
+    while (slices < kNf4GemvWarps && (m * slices < kNf4GemvTargetWarps || chunks > 64 * slices) && chunks / (2 * slices) >= 8)
+        slices *= 2;
+    return slices;
+}
+
+// One weight of a grouped NF4 GEMV: rows [row0, row0 + m) of an NF4 matrix of matrix_rows rows and k columns
+// (bitsandbytes layout, element i = row * k + col), its own absmax codes, nested code map, nested absmax and offset.
+// row0 > 0 takes the second half of a fused [gate; up] weight without re-pointing its absmax arrays.
+struct Nf4GroupMember {
+    const uint8_t* packed;
+    const uint8_t* absmax_codes;
+    const float* nested_code_map;
+    const float* nested_absmax;
+    const float* nested_offset;
+    const float* nf4_code_table;
+    int64_t matrix_rows;  // rows of the whole weight: sets the split-K slices (nf4_gemv_slices(matrix_rows, k))
+    int64_t row0, m;
+    void* y;           // y[b * y_stride + r] = x[b, :] · W[row0 + r, :], r in [0, m), rounded to dtype
+    int64_t y_stride;  // elements between activation rows of y
+};
+
+constexpr int kNf4GroupMax = 3;
+
+// Up to kNf4GroupMax NF4 products of one x in one launch (q/k/v, gate/up): each member computed exactly as
+// sloth_nf4_gemv computes its matrix alone. Gated (count == 2, member 0 the gate, member 1 the up projection, equal m):
+// the two products are not written; instead gated_out[b * m + r] = to_dtype(to_dtype(act(g)) * u) with g, u the
+// products rounded to dtype, the operations of decode_gated_act on the stored products (so the same bits), which
+// removes the gated activation's launch and the [batch, 2I] round trip.
+struct Nf4GemvGroupArgs {
+    const void* x;  // [batch, k], shared by every member
+    sloth_dtype dtype;
+    int64_t batch, k;  // batch in [1, SLOTH_NF4_GEMV_MAX_BATCH]
+    int32_t blocksize, nested_blocksize;  // shared: the decoder groups only weights with equal block sizes
+    int32_t count;                        // members, 1..kNf4GroupMax
+    Nf4GroupMember member[kNf4GroupMax];
+    bool gated;
+    sloth_gate_activation activation;  // gated only
+    void* gated_out;                   // gated only: [batch, m]
+};
+
+// Whether the CUDA grouped kernel takes these arguments (the CPU twin takes any): batch <= 8, the vector path of the
+// single kernel for every member (k % 32 == 0, x and each packed weight 16-byte aligned: row0 * k / 2 is then a
+// multiple of 16 too), and, gated, equal m and equal slices, at most 4 (a block holds the same rows of both members,
+// at least one row of each).
+inline bool nf4_group_fits(const Nf4GemvGroupArgs& a) {
+    if (a.count < 1 || a.count > kNf4GroupMax || a.batch < 1 || a.batch > SLOTH_NF4_GEMV_MAX_BATCH || a.k % 32 != 0 ||
+        reinterpret_cast<uintptr_t>(a.x) % 16 != 0)
+        return false;
+    for (int i = 0; i < a.count; ++i)
+        if (reinterpret_cast<uintptr_t>(a.member[i].packed) % 16 != 0 || a.member[i].m < 1) return false;
+    if (a.gated) {
+        if (a.count != 2 || a.member[0].m != a.member[1].m) return false;
+        const int slices = nf4_gemv_slices(a.member[0].matrix_rows, a.k);
+        if (slices > kNf4GemvWarps / 2 || nf4_gemv_slices(a.member[1].matrix_rows, a.k) != slices) return false;
+    }
+    return true;
+}
+
 struct BiasAddArgs {
     sloth_dtype dtype;
     int64_t rows, cols;
@@ -145,6 +213,7 @@ struct LogitsFinishArgs {  // float32 logits from a dtype GEMM result
 namespace cpu {
 sloth_status decode_embed(const char* fn, const EmbedArgs& a);
 sloth_status dense_gemv(const char* fn, const DenseGemvArgs& a);
+sloth_status nf4_gemv_group(const char* fn, const Nf4GemvGroupArgs& a);
 sloth_status decode_qk_prep(const char* fn, const QkPrepArgs& a);
 sloth_status decode_attention(const char* fn, const DecodeAttentionArgs& a);
 sloth_status decode_residual_norm(const char* fn, const ResidualNormArgs& a);
@@ -157,6 +226,8 @@ sloth_status decode_increment(const char* fn, int64_t* length);
 namespace cuda {
 sloth_status decode_embed(const char* fn, const EmbedArgs& a, int32_t device, void* stream);
 sloth_status dense_gemv(const char* fn, const DenseGemvArgs& a, int32_t device, void* stream);
+// Requires nf4_group_fits(a) (SLOTH_ERROR_INTERNAL otherwise): one launch for the whole group.
+sloth_status nf4_gemv_group(const char* fn, const Nf4GemvGroupArgs& a, int32_t device, void* stream);
 sloth_status decode_qk_prep(const char* fn, const QkPrepArgs& a, int32_t device, void* stream);
 sloth_status decode_attention(const char* fn, const DecodeAttentionArgs& a, int32_t device, void* stream);
 sloth_status decode_residual_norm(const char* fn, const ResidualNormArgs& a, int32_t device, void* stream);

@@ -6,10 +6,18 @@
 // function, enqueue(), that issues the kernels in order through run(), which picks the CPU twin or the CUDA version.
 // Every per-step value lives in device memory (ids, positions, length), so enqueue() issues the same launches with
 // the same arguments at every step of a batch size: exactly what a CUDA graph needs.
+//
+// Launches per step (batch <= 8, NF4 weights, no LoRA, no biases, untied q/k/v and gate/up; L layers): embed 1 +
+// first norm 1 + per layer [q/k/v 1 (grouped) + qk_prep 1 + attention 2 (partials, combine) + o 1 + norm 1 +
+// gate/up with the gated activation 1 + down 1 + norm 1 = 9] + LM head 1 + length increment 1 = 9 L + 4; before the
+// grouping it was 13 L + 4 (q, k, v, gate, up and the activation apart). Llama-3.2-1B (L = 16): 148, was 212. A LoRA
+// adapter adds 2 per adapted projection and keeps the activation apart when gate or up is adapted (or has a bias).
+// kernel_launches (sloth_decoder_kernel_launches) counts what the last enqueued step issued.
 #include "decode_kernels.h"
 #include "validate.h"
 
 #include <algorithm>
+#include <initializer_list>
 #include <map>
 #include <memory>
 #include <set>
@@ -157,6 +165,7 @@ class Decoder {
     std::map<int64_t, void*> graphs;  // batch -> instantiated graph
     std::set<int64_t> warmed;         // batch sizes that ran eagerly once
     int64_t captures = 0;
+    int64_t kernel_launches = 0;  // issued by the last enqueue (a cuBLASLt GEMM counts as one)
 
     ~Decoder() {
         if (device >= 0) {
@@ -188,55 +197,124 @@ class Decoder {
 
   private:
     // Dense product y[b, :] = x[b, :] w^T: the GEMV kernel, or cuBLASLt past 8 rows on CUDA for f16/bf16.
+    // The dense GEMV kernel: launches of 8 activation rows each (decode_gemv.cu).
+    sloth_status dense_gemv(const char* fn, const DenseGemvArgs& a) {
+        kernel_launches += (a.batch + 7) / 8;
+        return cpu() ? cpu::dense_gemv(fn, a) : cuda::dense_gemv(fn, a, device, stream);
+    }
+
     sloth_status dense(const char* fn, const void* x, const void* w, int64_t batch, int64_t k, int64_t m, void* y) {
         if (!cpu() && batch > SLOTH_NF4_GEMV_MAX_BATCH && s.dtype != SLOTH_DTYPE_F32) {
             const GemmArgs g{false, true, batch, m, k, 1.0f, x, k, w, k, 0.0f, y, m, s.dtype,
                              at<void>(ws.gemm), kGemmWorkspace, SLOTH_GEMM_NO_TUNING};
+            ++kernel_launches;
             return cuda::gemm(fn, g, device, stream);
         }
-        const DenseGemvArgs a{x, w, s.dtype, batch, k, m, 1.0f, false, false, 0.0f, y};
-        return cpu() ? cpu::dense_gemv(fn, a) : cuda::dense_gemv(fn, a, device, stream);
+        return dense_gemv(fn, DenseGemvArgs{x, w, s.dtype, batch, k, m, 1.0f, false, false, 0.0f, y});
+    }
+
+    // y = x W^T without the adapter: the NF4 GEMV, NF4 dequantization + GEMM past 8 rows on CUDA, or dense.
+    sloth_status product(const char* fn, const Proj& p, const void* x, int64_t batch, void* y) {
+        if (p.kind != SLOTH_WEIGHT_NF4) return dense(fn, x, p.weight, batch, p.in, p.out, y);
+        if (cpu() || batch <= SLOTH_NF4_GEMV_MAX_BATCH) {
+            const Nf4GemvArgs a{x, s.dtype, batch, p.in, p.out, static_cast<const uint8_t*>(p.weight), p.absmax_codes,
+                                p.nested_code_map, p.nested_absmax, p.nested_offset, p.code_table, p.blocksize,
+                                p.nested_blocksize, y};
+            ++kernel_launches;
+            return cpu() ? cpu::nf4_gemv(fn, a) : cuda::nf4_gemv(fn, a, device, stream);
+        }
+        const Nf4DequantArgs d{static_cast<const uint8_t*>(p.weight), p.absmax_codes, p.nested_code_map,
+                               p.nested_absmax, p.nested_offset, p.code_table, p.in * p.out, p.blocksize,
+                               p.nested_blocksize, s.dtype, at<void>(ws.dq)};
+        ++kernel_launches;
+        SLOTH_CHECK(cuda::nf4_dequantize(fn, d, device, stream));
+        return dense(fn, x, at<void>(ws.dq), batch, p.in, p.out, y);
+    }
+
+    // y += to_dtype(to_dtype(B (A x)) * scale), when the projection has an adapter.
+    sloth_status lora(const char* fn, const Proj& p, const void* x, int64_t batch, void* y) {
+        if (p.rank == 0) return SLOTH_OK;
+        SLOTH_CHECK(dense_gemv(fn, DenseGemvArgs{x, p.lora_a, s.dtype, batch, p.in, p.rank, 1.0f, false, false, 0.0f,
+                                                 at<void>(ws.lora)}));
+        return dense_gemv(fn, DenseGemvArgs{at<void>(ws.lora), p.lora_b, s.dtype, batch, p.rank, p.out, p.lora_scale,
+                                            true, false, 0.0f, y});
     }
 
     sloth_status linear(const char* fn, const Proj& p, const void* x, int64_t batch, void* y) {
-        if (p.kind == SLOTH_WEIGHT_NF4) {
-            if (cpu() || batch <= SLOTH_NF4_GEMV_MAX_BATCH) {
-                const Nf4GemvArgs a{x, s.dtype, batch, p.in, p.out, static_cast<const uint8_t*>(p.weight), p.absmax_codes,
-                                    p.nested_code_map, p.nested_absmax, p.nested_offset, p.code_table, p.blocksize,
-                                    p.nested_blocksize, y};
-                SLOTH_CHECK(cpu() ? cpu::nf4_gemv(fn, a) : cuda::nf4_gemv(fn, a, device, stream));
-            } else {
-                const Nf4DequantArgs d{static_cast<const uint8_t*>(p.weight), p.absmax_codes, p.nested_code_map,
-                                       p.nested_absmax, p.nested_offset, p.code_table, p.in * p.out, p.blocksize,
-                                       p.nested_blocksize, s.dtype, at<void>(ws.dq)};
-                SLOTH_CHECK(cuda::nf4_dequantize(fn, d, device, stream));
-                SLOTH_CHECK(dense(fn, x, at<void>(ws.dq), batch, p.in, p.out, y));
-            }
-        } else {
-            SLOTH_CHECK(dense(fn, x, p.weight, batch, p.in, p.out, y));
-        }
-        if (p.rank > 0) {  // y += to_dtype(to_dtype(B (A x)) * scale)
-            const DenseGemvArgs a{x, p.lora_a, s.dtype, batch, p.in, p.rank, 1.0f, false, false, 0.0f, at<void>(ws.lora)};
-            const DenseGemvArgs b{at<void>(ws.lora), p.lora_b, s.dtype, batch, p.rank, p.out, p.lora_scale, true, false, 0.0f, y};
-            SLOTH_CHECK(cpu() ? cpu::dense_gemv(fn, a) : cuda::dense_gemv(fn, a, device, stream));
-            SLOTH_CHECK(cpu() ? cpu::dense_gemv(fn, b) : cuda::dense_gemv(fn, b, device, stream));
-        }
-        return SLOTH_OK;
+        SLOTH_CHECK(product(fn, p, x, batch, y));
+        return lora(fn, p, x, batch, y);
+    }
+
+    // Grouped NF4 GEMVs (decode_kernels.h, Nf4GemvGroupArgs): projections of one x share a launch when all are NF4
+    // with equal block sizes, on the GEMV path (batch <= 8) and, for CUDA's kernel, nf4_group_fits. The CPU takes
+    // the same decisions (its twin runs each member as nf4_gemv) so that the CPU tests check the plumbing and the
+    // launch count.
+    bool nf4_alike(std::initializer_list<const Proj*> ps, int64_t batch) const {
+        if (batch > SLOTH_NF4_GEMV_MAX_BATCH) return false;
+        const Proj* first = *ps.begin();
+        for (const Proj* p : ps)
+            if (p->kind != SLOTH_WEIGHT_NF4 || p->in != first->in || p->blocksize != first->blocksize ||
+                p->nested_blocksize != first->nested_blocksize)
+                return false;
+        return true;
+    }
+
+    // Arguments without members: x, its shape and the block sizes of `first`.
+    Nf4GemvGroupArgs group_args(const Proj& first, const void* x, int64_t batch) const {
+        Nf4GemvGroupArgs g{};
+        g.x = x;
+        g.dtype = s.dtype;
+        g.batch = batch;
+        g.k = first.in;
+        g.blocksize = first.blocksize;
+        g.nested_blocksize = first.nested_blocksize;
+        g.activation = activation;
+        return g;
+    }
+
+    // Rows [row0, row0 + m) of p's NF4 weight into y (row stride y_stride).
+    static Nf4GroupMember member(const Proj& p, int64_t row0, int64_t m, void* y, int64_t y_stride) {
+        return Nf4GroupMember{static_cast<const uint8_t*>(p.weight), p.absmax_codes, p.nested_code_map, p.nested_absmax,
+                              p.nested_offset, p.code_table, p.out, row0, m, y, y_stride};
+    }
+
+    sloth_status group(const char* fn, const Nf4GemvGroupArgs& g) {
+        ++kernel_launches;
+        return cpu() ? cpu::nf4_gemv_group(fn, g) : cuda::nf4_gemv_group(fn, g, device, stream);
+    }
+
+    // The MLP's act(gate) * up into ws.act, in one launch if it can be the gated NF4 GEMV: gate and up NF4 alike,
+    // no adapter and no bias on either (both change the products before the activation). True when done.
+    bool gated_group(const char* fn, const Proj& pg, const Proj* pu, int64_t batch, sloth_status* st) {
+        const Proj& up = pu ? *pu : pg;
+        if (!nf4_alike({&pg, &up}, batch) || pg.rank != 0 || up.rank != 0 || pg.bias || up.bias) return false;
+        Nf4GemvGroupArgs g = group_args(pg, at<void>(ws.y), batch);
+        g.count = 2;
+        g.member[0] = member(pg, 0, s.inter, nullptr, 0);
+        g.member[1] = member(up, pu ? 0 : s.inter, s.inter, nullptr, 0);  // fused: the up rows follow the gate rows
+        g.gated = true;
+        g.gated_out = at<void>(ws.act);
+        if (!nf4_group_fits(g)) return false;
+        *st = group(fn, g);
+        return true;
     }
 
     sloth_status bias_add(const char* fn, const void* bias, int64_t batch, int64_t cols, void* y) {
         if (!bias) return SLOTH_OK;
         const BiasAddArgs a{s.dtype, batch, cols, y, bias};
+        ++kernel_launches;
         return cpu() ? cpu::decode_bias_add(fn, a) : cuda::decode_bias_add(fn, a, device, stream);
     }
 
     sloth_status residual_norm(const char* fn, int64_t batch, const void* delta, const void* delta_norm, const void* w) {
         const ResidualNormArgs a{s.dtype, batch, s.hidden, eps, unit_offset, at<void>(ws.h), delta, delta_norm, w, at<void>(ws.y)};
+        ++kernel_launches;
         return cpu() ? cpu::decode_residual_norm(fn, a) : cuda::decode_residual_norm(fn, a, device, stream);
     }
 
     sloth_status enqueue(const char* fn, int64_t batch) {
         const int64_t e = dtype_size(s.dtype), hd = s.head_dim, qn = s.heads * hd, kvn = s.kv_heads * hd;
+        kernel_launches = 1;  // the embedding
         const EmbedArgs emb{ids, embed, s.dtype, batch, s.hidden, s.vocab, embed_scale, at<void>(ws.h)};
         SLOTH_CHECK(cpu() ? cpu::decode_embed(fn, emb) : cuda::decode_embed(fn, emb, device, stream));
         SLOTH_CHECK(residual_norm(fn, batch, nullptr, nullptr, layers[0].norm[0]));
@@ -255,15 +333,33 @@ class Decoder {
             } else {
                 char* kp = qkv + batch * qn * e;
                 char* vp = kp + batch * kvn * e;
-                SLOTH_CHECK(linear(fn, L.p[SLOTH_DECODER_PROJ_Q], at<void>(ws.y), batch, qkv));
-                SLOTH_CHECK(linear(fn, L.p[SLOTH_DECODER_PROJ_K], at<void>(ws.y), batch, kp));
-                SLOTH_CHECK(linear(fn, L.p[SLOTH_DECODER_PROJ_V], at<void>(ws.y), batch, vp));
+                const Proj &pq = L.p[SLOTH_DECODER_PROJ_Q], &pk = L.p[SLOTH_DECODER_PROJ_K], &pv = L.p[SLOTH_DECODER_PROJ_V];
+                bool grouped = false;
+                if (nf4_alike({&pq, &pk, &pv}, batch)) {
+                    Nf4GemvGroupArgs g = group_args(pq, at<void>(ws.y), batch);
+                    g.count = 3;
+                    g.member[0] = member(pq, 0, qn, qkv, qn);
+                    g.member[1] = member(pk, 0, kvn, kp, kvn);
+                    g.member[2] = member(pv, 0, kvn, vp, kvn);
+                    grouped = nf4_group_fits(g);
+                    if (grouped) SLOTH_CHECK(group(fn, g));
+                }
+                if (grouped) {
+                    SLOTH_CHECK(lora(fn, pq, at<void>(ws.y), batch, qkv));
+                    SLOTH_CHECK(lora(fn, pk, at<void>(ws.y), batch, kp));
+                    SLOTH_CHECK(lora(fn, pv, at<void>(ws.y), batch, vp));
+                } else {
+                    SLOTH_CHECK(linear(fn, pq, at<void>(ws.y), batch, qkv));
+                    SLOTH_CHECK(linear(fn, pk, at<void>(ws.y), batch, kp));
+                    SLOTH_CHECK(linear(fn, pv, at<void>(ws.y), batch, vp));
+                }
                 q = qkv, k = kp, v = vp, qs = qn, ks = vs = kvn;
                 qb = L.p[SLOTH_DECODER_PROJ_Q].bias, kb = L.p[SLOTH_DECODER_PROJ_K].bias, vb = L.p[SLOTH_DECODER_PROJ_V].bias;
             }
             const QkPrepArgs prep{s.dtype, batch, s.heads, s.kv_heads, hd, L.rotary_dim, s.max_length, q, qs, k, ks, v, vs,
                                   qb, kb, vb, L.q_norm, L.k_norm, eps, unit_offset, L.cos, L.sin, positions, length,
                                   at<void>(ws.qr), L.k_cache, L.v_cache, valid};
+            kernel_launches += 1 + 2;  // q/k preparation; attention partials and combine
             SLOTH_CHECK(cpu() ? cpu::decode_qk_prep(fn, prep) : cuda::decode_qk_prep(fn, prep, device, stream));
             const DecodeAttentionArgs att{at<void>(ws.qr), L.k_cache, L.v_cache, valid, length, s.dtype, batch, s.heads,
                                           s.kv_heads, hd, s.max_length, L.window, attn_scale, attn_softcap,
@@ -273,27 +369,50 @@ class Decoder {
             SLOTH_CHECK(linear(fn, o, at<void>(ws.attn), batch, at<void>(ws.o)));
             SLOTH_CHECK(bias_add(fn, o.bias, batch, s.hidden, at<void>(ws.o)));
             SLOTH_CHECK(residual_norm(fn, batch, at<void>(ws.o), L.norm[1], L.norm[2]));
-            // MLP: gate and up side by side per row (fused: one [batch, 2I] product; else two [batch, I] blocks).
-            char* gu = at<char>(ws.gu);
-            const void *gate, *up;
-            int64_t stride;
-            if (fused_gate_up) {
-                const Proj& p = L.p[SLOTH_DECODER_PROJ_GATE];
-                SLOTH_CHECK(linear(fn, p, at<void>(ws.y), batch, gu));
-                SLOTH_CHECK(bias_add(fn, p.bias, batch, 2 * s.inter, gu));
-                gate = gu, up = gu + s.inter * e, stride = 2 * s.inter;
+            // MLP: act(gate) * up into ws.act. In one launch when the gated NF4 GEMV applies; else gate and up side by
+            // side per row (fused: one [batch, 2I] product; else two [batch, I] blocks, grouped when NF4 alike), then
+            // the gated activation.
+            const Proj& pg = L.p[SLOTH_DECODER_PROJ_GATE];
+            const Proj& pu = L.p[SLOTH_DECODER_PROJ_UP];
+            sloth_status gst = SLOTH_OK;
+            if (gated_group(fn, pg, fused_gate_up ? nullptr : &pu, batch, &gst)) {
+                SLOTH_CHECK(gst);
             } else {
-                const Proj& pg = L.p[SLOTH_DECODER_PROJ_GATE];
-                const Proj& pu = L.p[SLOTH_DECODER_PROJ_UP];
-                char* upp = gu + batch * s.inter * e;
-                SLOTH_CHECK(linear(fn, pg, at<void>(ws.y), batch, gu));
-                SLOTH_CHECK(bias_add(fn, pg.bias, batch, s.inter, gu));
-                SLOTH_CHECK(linear(fn, pu, at<void>(ws.y), batch, upp));
-                SLOTH_CHECK(bias_add(fn, pu.bias, batch, s.inter, upp));
-                gate = gu, up = upp, stride = s.inter;
+                char* gu = at<char>(ws.gu);
+                const void *gate, *up;
+                int64_t stride;
+                if (fused_gate_up) {
+                    SLOTH_CHECK(linear(fn, pg, at<void>(ws.y), batch, gu));
+                    SLOTH_CHECK(bias_add(fn, pg.bias, batch, 2 * s.inter, gu));
+                    gate = gu, up = gu + s.inter * e, stride = 2 * s.inter;
+                } else {
+                    char* upp = gu + batch * s.inter * e;
+                    bool grouped = false;
+                    if (nf4_alike({&pg, &pu}, batch)) {
+                        Nf4GemvGroupArgs g = group_args(pg, at<void>(ws.y), batch);
+                        g.count = 2;
+                        g.member[0] = member(pg, 0, s.inter, gu, s.inter);
+                        g.member[1] = member(pu, 0, s.inter, upp, s.inter);
+                        grouped = nf4_group_fits(g);
+                        if (grouped) SLOTH_CHECK(group(fn, g));
+                    }
+                    if (grouped) {
+                        SLOTH_CHECK(lora(fn, pg, at<void>(ws.y), batch, gu));
+                        SLOTH_CHECK(bias_add(fn, pg.bias, batch, s.inter, gu));
+                        SLOTH_CHECK(lora(fn, pu, at<void>(ws.y), batch, upp));
+                        SLOTH_CHECK(bias_add(fn, pu.bias, batch, s.inter, upp));
+                    } else {
+                        SLOTH_CHECK(linear(fn, pg, at<void>(ws.y), batch, gu));
+                        SLOTH_CHECK(bias_add(fn, pg.bias, batch, s.inter, gu));
+                        SLOTH_CHECK(linear(fn, pu, at<void>(ws.y), batch, upp));
+                        SLOTH_CHECK(bias_add(fn, pu.bias, batch, s.inter, upp));
+                    }
+                    gate = gu, up = upp, stride = s.inter;
+                }
+                const GatedActArgs act{s.dtype, activation, batch, s.inter, gate, up, stride, at<void>(ws.act)};
+                ++kernel_launches;
+                SLOTH_CHECK(cpu() ? cpu::decode_gated_act(fn, act) : cuda::decode_gated_act(fn, act, device, stream));
             }
-            const GatedActArgs act{s.dtype, activation, batch, s.inter, gate, up, stride, at<void>(ws.act)};
-            SLOTH_CHECK(cpu() ? cpu::decode_gated_act(fn, act) : cuda::decode_gated_act(fn, act, device, stream));
             const Proj& down = L.p[SLOTH_DECODER_PROJ_DOWN];
             SLOTH_CHECK(linear(fn, down, at<void>(ws.act), batch, at<void>(ws.o)));
             SLOTH_CHECK(bias_add(fn, down.bias, batch, s.hidden, at<void>(ws.o)));
@@ -304,11 +423,13 @@ class Decoder {
         if (!cpu() && batch > SLOTH_NF4_GEMV_MAX_BATCH && s.dtype != SLOTH_DTYPE_F32) {
             SLOTH_CHECK(dense(fn, at<void>(ws.y), lm_head, batch, s.hidden, s.vocab, at<void>(ws.logits)));
             const LogitsFinishArgs fin{s.dtype, batch * s.vocab, at<void>(ws.logits), final_softcap, logits};
+            ++kernel_launches;
             SLOTH_CHECK(cuda::decode_logits_finish(fn, fin, device, stream));
         } else {
-            const DenseGemvArgs a{at<void>(ws.y), lm_head, s.dtype, batch, s.hidden, s.vocab, 1.0f, false, true, final_softcap, logits};
-            SLOTH_CHECK(cpu() ? cpu::dense_gemv(fn, a) : cuda::dense_gemv(fn, a, device, stream));
+            SLOTH_CHECK(dense_gemv(fn, DenseGemvArgs{at<void>(ws.y), lm_head, s.dtype, batch, s.hidden, s.vocab, 1.0f, false,
+                                                     true, final_softcap, logits}));
         }
+        ++kernel_launches;  // the length increment
         return cpu() ? cpu::decode_increment(fn, length) : cuda::decode_increment(fn, length, device, stream);
     }
 };
@@ -530,6 +651,16 @@ SLOTH_API sloth_status sloth_decoder_graph_captures(void* decoder, int64_t* coun
         SLOTH_CHECK(require_ptr(fn, decoder, "decoder"));
         SLOTH_CHECK(require_ptr(fn, count, "count"));
         *count = static_cast<Decoder*>(decoder)->captures;
+        return SLOTH_OK;
+    });
+}
+
+SLOTH_API sloth_status sloth_decoder_kernel_launches(void* decoder, int64_t* count) {
+    const char* fn = __func__;
+    return guarded(fn, [&] {
+        SLOTH_CHECK(require_ptr(fn, decoder, "decoder"));
+        SLOTH_CHECK(require_ptr(fn, count, "count"));
+        *count = static_cast<Decoder*>(decoder)->kernel_launches;
         return SLOTH_OK;
     });
 }

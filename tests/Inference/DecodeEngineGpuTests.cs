@@ -28,6 +28,21 @@ public class DecodeEngineGpuTests
         DecodeParity.Run(model, ThreePrompts, 24, tolerance: 0.25, minMargin: 0.5);
     }
 
+    /// <summary>Without an adapter the decoder takes the gated NF4 GEMV (gate/up and the activation in one launch) and
+    /// the grouped q/k/v launch: 9 launches per layer + 4.</summary>
+    [Test, Category("Sanitize")]
+    public void LlamaNf4WithoutAdapterUsesTheGroupedKernelsInBf16()
+    {
+        using var model = LoadBf16(LlamaGolden.Nf4Dir);
+        DecodeParity.Run(model, ThreePrompts, 24, tolerance: 0.25, minMargin: 0.5);
+        using var noGrad = no_grad();
+        using var cache = model.NewKvCache(1, 16);
+        using var engine = DecodeEngine.TryCreate(model, cache, out _)!;
+        model.Forward(tensor(new long[] { 1, 5, 9 }).reshape(1, 3).cuda(), null, cache);
+        engine.Step(tensor(new long[] { 7 }).cuda(), tensor(new long[] { 3 }).cuda());
+        Assert.That(engine.KernelLaunches, Is.EqualTo(9 * model.Config.NumHiddenLayers + 4));
+    }
+
     [TestCaseSource(typeof(FamilyGolden), nameof(FamilyGolden.Families))]
     public void FamilyNf4WithAdapterInBf16(string family)
     {

@@ -108,6 +108,35 @@ public class DecodeEngineTests
         Assert.That(engine.GraphCaptures, Is.EqualTo(0), "no graphs on the CPU");
     }
 
+    /// <summary>The launches of one step, which bound its speed at batch 1 (the arithmetic in decoder.cpp): NF4 layers
+    /// without adapters take 9 each + 4 (q/k/v in one grouped GEMV; gate/up and the gated activation in one), also with
+    /// phi3's fused projections and qwen2's q/k/v biases; dense weights are not grouped (13 each + 4); an adapter on
+    /// all seven projections adds 2 launches per projection and keeps the activation apart (24 each + 4).</summary>
+    [Test]
+    public void KernelLaunchesPerStepFollowTheGrouping()
+    {
+        Assert.That(LaunchesOfOneStep(LlamaGolden.LoadBase(LlamaGolden.Nf4Dir), null, 1), Is.EqualTo(9 * 2 + 4));
+        Assert.That(LaunchesOfOneStep(FamilyGolden.Load(FamilyGolden.Nf4("phi3")), null, 2), Is.EqualTo(9 * 2 + 4));
+        Assert.That(LaunchesOfOneStep(FamilyGolden.Load(FamilyGolden.Nf4("qwen2")), null, 1), Is.EqualTo(9 * 2 + 4));
+        Assert.That(LaunchesOfOneStep(FamilyGolden.Load(LlamaGolden.DenseDir, quantize: false), null, 1), Is.EqualTo(13 * 2 + 4));
+        Assert.That(LaunchesOfOneStep(LlamaGolden.LoadBase(LlamaGolden.Nf4Dir), LlamaGolden.AdapterDir, 3), Is.EqualTo(24 * 2 + 4));
+    }
+
+    private static int LaunchesOfOneStep(CausalLM model, string? adapter, int batch)
+    {
+        using var owned = model;
+        if (adapter != null) PeftAdapter.Load(model, adapter);
+        using var noGrad = no_grad();
+        using var scope = NewDisposeScope();
+        using var cache = model.NewKvCache(batch, 16);
+        using var engine = DecodeEngine.TryCreate(model, cache, out var why);
+        Assert.That(why, Is.Null);
+        Assert.That(engine!.KernelLaunches, Is.EqualTo(0), "before the first step");
+        model.Forward(full([batch, 3], 5L, ScalarType.Int64), null, cache);
+        engine.Step(full([batch], 7L, ScalarType.Int64), full([batch], 3L, ScalarType.Int64));
+        return engine.KernelLaunches;
+    }
+
     [Test]
     public void StepRejectsBadInputs()
     {

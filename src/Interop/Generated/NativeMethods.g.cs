@@ -72,7 +72,7 @@ public enum SlothWeightKind : int
 /// <summary>The #define constants of slothsharp.h (SLOTH_NF4_BLOCKSIZE_MIN -> Nf4BlocksizeMin).</summary>
 public static class SlothConstants
 {
-    public const int AbiVersion = 8;
+    public const int AbiVersion = 9;
     public const int Nf4BlocksizeMin = 32;
     public const int Nf4BlocksizeMax = 4096;
     public const int NcclUniqueIdBytes = 128;
@@ -900,6 +900,23 @@ public static unsafe partial class Native
     {
         EnsureLoaded();
         return sloth_decoder_graph_captures(decoder, count);
+    }
+
+    [LibraryImport(LibraryName, EntryPoint = "sloth_decoder_kernel_launches")]
+    private static partial SlothStatus sloth_decoder_kernel_launches(nint decoder, nint count);
+
+    /// <summary><c>sloth_decoder_kernel_launches</c>; throws the typed exception for a non-OK status.</summary>
+    internal static void DecoderKernelLaunches(nint decoder, nint count)
+    {
+        EnsureLoaded();
+        Check(sloth_decoder_kernel_launches(decoder, count));
+    }
+
+    /// <summary><c>sloth_decoder_kernel_launches</c>, returning its status (the thread's message: <see cref="LastErrorMessage"/>).</summary>
+    internal static SlothStatus TryDecoderKernelLaunches(nint decoder, nint count)
+    {
+        EnsureLoaded();
+        return sloth_decoder_kernel_launches(decoder, count);
     }
 
     [LibraryImport(LibraryName, EntryPoint = "sloth_decoder_destroy")]
