@@ -203,7 +203,7 @@ internal static class StepSuite
     private static int[] CheckpointSettings(string shape, string path) => shape switch
     {
         "1b" when path == "fused" => [0, 1, 2, 4],
-        "mistral-7b" => [1],
+        "mistral-7b" or "llama-3.1-8b" => [1, 2, 4],
         _ when StepShape.FamilyShapes.Contains(shape) => [0],
         _ => [0, 1, 2],
     };

@@ -15,7 +15,12 @@ internal sealed record StepShape(string Name, string Description, ModelConfig Co
 
     /// <summary>The other families' published shapes (fused path; mistral-7b with every layer checkpointed, as its
     /// transformers anchor needs to fit).</summary>
-    public static readonly string[] FamilyShapes = ["qwen2.5-1.5b", "qwen3-1.7b", "gemma-3-1b", "phi-4-mini", "mistral-7b"];
+    public static readonly string[] FamilyShapes = ["qwen2.5-1.5b", "qwen3-1.7b", "gemma-3-1b", "phi-4-mini", "mistral-7b", "llama-3.1-8b"];
+
+    /// <summary>"&lt;family shape&gt;-loss": the family's published layer shape, vocabulary and attention options cut to six
+    /// layers (Gemma 3's five local : one global pattern once), 2 × 1024 tokens: the 100-step fused-vs-reference loss
+    /// match of every family within a lease's minutes.</summary>
+    public const string LossSuffix = "-loss";
 
     public static StepShape Get(string name) => name switch
     {
@@ -28,6 +33,9 @@ internal sealed record StepShape(string Name, string Description, ModelConfig Co
         "tiny" => new(name, "tiny (2 layers, hidden 64, 4/2 heads, MLP 160, vocab 420; CPU smoke test)",
             ModelPresets.Tiny, 2, 32, 2, 3, 2, 10),
         // The model families at their published shapes (ModelPresets), against transformers + PEFT + bitsandbytes.
+        _ when name.EndsWith(LossSuffix, StringComparison.Ordinal) && FamilyShapes.Contains(name[..^LossSuffix.Length]) =>
+            new(name, $"{name} (six layers of {ModelPresets.Get(name[..^LossSuffix.Length])})",
+                ModelPresets.Get(name[..^LossSuffix.Length]) with { NumHiddenLayers = 6 }, 2, 1024, 1, 1, 1, 100),
         _ when FamilyShapes.Contains(name) => new(name, $"{name} ({ModelPresets.Get(name)})", ModelPresets.Get(name), 8, 1024, 5, 10, 2, 100),
         _ => throw new ArgumentException($"--shape: unknown step shape '{name}' (1b, demo, tiny, {string.Join(", ", FamilyShapes)})"),
     };
