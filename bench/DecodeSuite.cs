@@ -74,8 +74,11 @@ internal static class DecodeSuite
 
             foreach (var b in batches)
             {
+                // On CUDA each batch size is timed with programmatic dependent launch on (where supported) and off, on
+                // the same engine, weights and cache (DecodeEngine.SetProgrammaticLaunch re-captures the graph).
+                bool[] modes = onCpu ? [false] : [true, false];
                 const int prompt = 32, warm = 3;
-                using var cache = model.NewKvCache(b, prompt + warm + steps + 1);
+                using var cache = model.NewKvCache(b, prompt + modes.Length * (warm + steps) + 1);
                 using var engine = DecodeEngine.TryCreate(model, cache, out var whyNot);
                 if (engine is null)
                 {
@@ -84,19 +87,24 @@ internal static class DecodeSuite
                 }
                 var ids = randint(0, cfg.VocabSize, [b, prompt], ScalarType.Int64, device);
                 var next = model.Logits(model.Forward(ids, null, cache)).select(1, prompt - 1).argmax(-1);
-                for (var s = 0; s < warm; s++) next = engine.Step(next, full([b], (long)cache.Length, ScalarType.Int64, device)).argmax(-1);
-                Sync(onCpu);
-                var sw = Stopwatch.StartNew();
-                for (var s = 0; s < steps; s++)
+                foreach (var pdl in modes)
                 {
-                    using var scope = NewDisposeScope();
-                    next = engine.Step(next, full([b], (long)cache.Length, ScalarType.Int64, device)).argmax(-1).MoveToOuterDisposeScope();
+                    var on = engine.SetProgrammaticLaunch(pdl);
+                    if (pdl && !on) continue;  // not supported here: the "off" run is the only one
+                    for (var s = 0; s < warm; s++) next = engine.Step(next, full([b], (long)cache.Length, ScalarType.Int64, device)).argmax(-1);
+                    Sync(onCpu);
+                    var sw = Stopwatch.StartNew();
+                    for (var s = 0; s < steps; s++)
+                    {
+                        using var scope = NewDisposeScope();
+                        next = engine.Step(next, full([b], (long)cache.Length, ScalarType.Int64, device)).argmax(-1).MoveToOuterDisposeScope();
+                    }
+                    Sync(onCpu);
+                    var sec = sw.Elapsed.TotalSeconds;
+                    var bound = b / (bytes / H100Bandwidth);
+                    Line(string.Create(CultureInfo.InvariantCulture,
+                        $"  batch {b}{(onCpu ? "" : on ? ", programmatic launch" : ", plain launch")}: {steps} steps in {sec * 1e3:F1} ms: {sec / steps * 1e3:F3} ms/step, {b * steps / sec:F0} tokens/s (H100 weight-bandwidth bound {bound:F0} tokens/s), {engine.KernelLaunches} launches/step, graph captures {engine.GraphCaptures}"));
                 }
-                Sync(onCpu);
-                var sec = sw.Elapsed.TotalSeconds;
-                var bound = b / (bytes / H100Bandwidth);
-                Line(string.Create(CultureInfo.InvariantCulture,
-                    $"  batch {b}: {steps} steps in {sec * 1e3:F1} ms: {sec / steps * 1e3:F3} ms/step, {b * steps / sec:F0} tokens/s (H100 weight-bandwidth bound {bound:F0} tokens/s), graph captures {engine.GraphCaptures}"));
             }
         }
         File.WriteAllText(Path.Combine(results, "decode.txt"), report.ToString());

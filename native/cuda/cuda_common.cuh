@@ -78,6 +78,60 @@ sloth_status launch_for_dtype(const char* fn, int32_t device, void* stream, slot
 }
 
 // One launch covers at most 2^31 - 1 blocks in x: more rows than that is an argument error, not a CUDA failure.
+// ---- Programmatic dependent launch (PDL, sm_90+), used by the decoding engine's kernels.
+// A decode step at batch 1 is ~150 small kernels, each bound by latency (launch, first DRAM round trip, barriers),
+// not by bandwidth. Launched with cudaLaunchAttributeProgrammaticStreamSerialization, a kernel may start while its
+// predecessor still runs: its blocks request what never changes during a step (weights, norm weights, tables) and
+// then block in grid_dependency_wait() until the predecessor grid has completed and its writes are visible; only
+// then do they read activations or write anything. Each kernel calls allow_dependent_launch() right after its wait,
+// so the next kernel is launched (and prefetches its weights) while this one computes; one kernel ahead at most.
+// Correctness never rests on the trigger: the wait covers the whole predecessor grid (and, transitively, every grid
+// before it). Both instructions are no-ops for a kernel launched without the attribute, and compiled out below
+// sm_90, so the same kernels serve plain launches, tests and the T4 build.
+__device__ __forceinline__ void grid_dependency_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+
+__device__ __forceinline__ void allow_dependent_launch() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+
+// Whether launch_kernel() launches with the PDL attribute on this thread (set by the decoder around a step through
+// set_programmatic_launch, backends.h; off by default, so kernels called on their own launch plainly).
+bool programmatic_launch_on();
+
+// kernel<<<grid, block, 0, stream>>>(args...), with the PDL attribute when programmatic_launch_on(). Only kernels
+// that call grid_dependency_wait() before touching data of earlier kernels may be launched through this. Returns the
+// launch's error.
+template <class... Params, class... Args>
+cudaError_t launch_kernel(void (*kernel)(Params...), dim3 grid, dim3 block, cudaStream_t stream, Args&&... args) {
+    if (!programmatic_launch_on()) {
+        kernel<<<grid, block, 0, stream>>>(static_cast<Args&&>(args)...);
+        return cudaGetLastError();
+    }
+    cudaLaunchAttribute attribute[1];
+    attribute[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attribute[0].val.programmaticStreamSerializationAllowed = 1;
+    cudaLaunchConfig_t config = {};
+    config.gridDim = grid;
+    config.blockDim = block;
+    config.dynamicSmemBytes = 0;
+    config.stream = stream;
+    config.attrs = attribute;
+    config.numAttrs = 1;
+    return cudaLaunchKernelEx(&config, kernel, static_cast<Args&&>(args)...);
+}
+
+#define SLOTH_KERNEL_LAUNCH(fn, kernel_name, call)                          \
+    do {                                                                    \
+        const cudaError_t sloth_e_ = (call);                                \
+        if (sloth_e_ != cudaSuccess) return ::sloth::cuda::cuda_fail(fn, "launch of " kernel_name, sloth_e_); \
+    } while (0)
+
 inline sloth_status require_one_launch(const char* fn, int64_t rows) {
     if (rows > 0x7FFFFFFF) return fail(SLOTH_ERROR_INVALID_ARGUMENT, "%s: rows = %lld exceeds one launch", fn, (long long)rows);
     return SLOTH_OK;

@@ -25,6 +25,8 @@ constexpr int kT = static_cast<int>(kDecodeMaxHeadDim / 32);  // head_dim values
 template <int kDtype, int kMaxG>
 __global__ void __launch_bounds__(kThreads) attention_partial_kernel(DecodeAttentionArgs a, int64_t chunk, int64_t splits) {
     __shared__ float qs[kMaxG][kDecodeMaxHeadDim];
+    grid_dependency_wait();
+    allow_dependent_launch();
     const int64_t group = a.heads / a.kv_heads, hd = a.head_dim;
     const int64_t b = blockIdx.x / a.kv_heads, kvh = blockIdx.x % a.kv_heads, split = blockIdx.y;
     const int64_t len = *a.length, keys = len + 1;
@@ -104,6 +106,8 @@ template <int kDtype>
 __global__ void attention_combine_kernel(DecodeAttentionArgs a, int64_t chunk, int64_t splits) {
     __shared__ float s_w[kCombineMax];
     __shared__ float s_red[32];
+    grid_dependency_wait();
+    allow_dependent_launch();
     const int64_t bh = blockIdx.x, hd = a.head_dim;
     const int64_t keys = *a.length + 1;
     const int64_t used = ((keys + chunk - 1) / chunk) * kWarps, per = splits * kWarps;
@@ -159,11 +163,10 @@ sloth_status launch(const char* fn, const DecodeAttentionArgs& a, cudaStream_t s
         return fail(SLOTH_ERROR_INTERNAL, "%s: %lld partials per head exceed the combine's %d", fn,
                     static_cast<long long>(splits * kWarps), kCombineMax);
     const dim3 grid(static_cast<unsigned>(a.batch * a.kv_heads), static_cast<unsigned>(splits));
-    attention_partial_kernel<kDtype, kMaxG><<<grid, kThreads, 0, s>>>(a, chunk, splits);
-    SLOTH_LAUNCH_CHECK(fn, "attention_partial_kernel");
+    SLOTH_KERNEL_LAUNCH(fn, "attention_partial_kernel", launch_kernel(attention_partial_kernel<kDtype, kMaxG>, grid, kThreads, s, a, chunk, splits));
     const int threads = a.head_dim <= 64 ? 64 : (a.head_dim <= 128 ? 128 : 256);
-    attention_combine_kernel<kDtype><<<static_cast<unsigned>(a.batch * a.heads), threads, 0, s>>>(a, chunk, splits);
-    SLOTH_LAUNCH_CHECK(fn, "attention_combine_kernel");
+    SLOTH_KERNEL_LAUNCH(fn, "attention_combine_kernel", launch_kernel(attention_combine_kernel<kDtype>, static_cast<unsigned>(a.batch * a.heads),
+                                                                      static_cast<unsigned>(threads), s, a, chunk, splits));
     return SLOTH_OK;
 }
 

@@ -42,6 +42,8 @@ __global__ void __launch_bounds__(kThreads) dense_gemv_kernel(const void* __rest
     constexpr int kPer = kDtype == SLOTH_DTYPE_F32 ? 4 : 8;  // elements per 16 bytes
     constexpr int kSize = kDtype == SLOTH_DTYPE_F32 ? 4 : 2;
     const int lane = threadIdx.x & 31;
+    grid_dependency_wait();  // x (and y when accumulating) come from the previous kernels
+    allow_dependent_launch();
     const int64_t row0 = static_cast<int64_t>(blockIdx.x) * kRowsPerBlock + (threadIdx.x >> 5) * kRowsPerWarp;
     if (row0 >= m) return;
     int64_t rows[kRowsPerWarp];
@@ -108,11 +110,9 @@ sloth_status launch(const char* fn, const DenseGemvArgs& a, const void* x, void*
     constexpr int kPer = kDtype == SLOTH_DTYPE_F32 ? 4 : 8;
     const bool vector = a.k % kPer == 0 && reinterpret_cast<uintptr_t>(a.w) % 16 == 0 && reinterpret_cast<uintptr_t>(x) % 16 == 0;
     const dim3 grid(static_cast<unsigned>(blocks));
-    if (vector)
-        dense_gemv_kernel<kDtype, kBatch, true><<<grid, kThreads, 0, stream>>>(x, a.w, a.k, a.m, a.scale, a.accumulate, a.out_f32, a.softcap, y);
-    else
-        dense_gemv_kernel<kDtype, kBatch, false><<<grid, kThreads, 0, stream>>>(x, a.w, a.k, a.m, a.scale, a.accumulate, a.out_f32, a.softcap, y);
-    SLOTH_LAUNCH_CHECK(fn, "dense_gemv_kernel");
+    SLOTH_KERNEL_LAUNCH(fn, "dense_gemv_kernel",
+                        launch_kernel(vector ? dense_gemv_kernel<kDtype, kBatch, true> : dense_gemv_kernel<kDtype, kBatch, false>, grid,
+                                      kThreads, stream, x, a.w, a.k, a.m, a.scale, a.accumulate, a.out_f32, a.softcap, y));
     return SLOTH_OK;
 }
 

@@ -59,6 +59,25 @@ sloth_status graph_launch(const char* fn, int32_t device, void* exec, void* stre
     return SLOTH_OK;
 }
 
+sloth_status synchronize_stream(const char* fn, int32_t device, void* stream) {
+    DeviceGuard guard;
+    SLOTH_CHECK(guard.enter(fn, device));
+    SLOTH_CUDA_CHECK(fn, cudaStreamSynchronize(static_cast<cudaStream_t>(stream)));
+    return SLOTH_OK;
+}
+
+namespace {
+thread_local bool programmatic_launch = false;
+}  // namespace
+
+bool programmatic_launch_on() { return programmatic_launch; }
+
+bool set_programmatic_launch(bool on) {
+    const bool previous = programmatic_launch;
+    programmatic_launch = on;
+    return previous;
+}
+
 void graph_destroy(int32_t device, void* exec) {
     DeviceGuard guard;
     if (guard.enter("sloth_decoder_destroy", device) == SLOTH_OK) cudaGraphExecDestroy(static_cast<cudaGraphExec_t>(exec));

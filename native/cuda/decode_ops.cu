@@ -41,6 +41,8 @@ __device__ __forceinline__ float norm_value(float x, float rstd, float w, bool u
 
 template <int kDtype>
 __global__ void embed_kernel(const int64_t* ids, const void* table, int64_t hidden, int64_t vocab, float scale, void* out) {
+    grid_dependency_wait();
+    allow_dependent_launch();
     const int64_t b = blockIdx.x;
     int64_t id = ids[b];
     id = id < 0 ? 0 : (id >= vocab ? vocab - 1 : id);
@@ -54,6 +56,8 @@ template <int kDtype>
 __global__ void __launch_bounds__(kHeadThreads) qk_prep_kernel(QkPrepArgs a) {
     __shared__ float v[kDecodeMaxHeadDim];
     __shared__ float scratch[kHeadThreads / 32];
+    grid_dependency_wait();
+    allow_dependent_launch();
     const int64_t b = blockIdx.x, h = blockIdx.y, hd = a.head_dim, half = a.rotary_dim / 2;
     const int64_t len = *a.length;
     int64_t pos = a.positions[b];
@@ -98,6 +102,8 @@ __global__ void __launch_bounds__(kHeadThreads) qk_prep_kernel(QkPrepArgs a) {
 template <int kDtype>
 __global__ void __launch_bounds__(kRowThreads) residual_norm_kernel(ResidualNormArgs a) {
     __shared__ float scratch[kRowThreads / 32];
+    grid_dependency_wait();
+    allow_dependent_launch();
     const int64_t base = static_cast<int64_t>(blockIdx.x) * a.cols;
     float drstd = 0.0f;
     if (a.delta && a.delta_norm) {
@@ -134,6 +140,8 @@ __global__ void __launch_bounds__(kRowThreads) residual_norm_reg_kernel(Residual
     __shared__ float scratch[kRowThreads / 32];
     const int64_t base = static_cast<int64_t>(blockIdx.x) * a.cols;
     float h[kPer], d[kPer];
+    grid_dependency_wait();
+    allow_dependent_launch();
 #pragma unroll
     for (int i = 0; i < kPer; ++i) {
         const int64_t j = threadIdx.x + static_cast<int64_t>(kRowThreads) * i;
@@ -175,6 +183,8 @@ __global__ void __launch_bounds__(kRowThreads) residual_norm_reg_kernel(Residual
 
 template <int kDtype>
 __global__ void gated_act_kernel(GatedActArgs a) {
+    grid_dependency_wait();
+    allow_dependent_launch();
     const int64_t n = a.rows * a.cols;
     for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
          i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
@@ -186,6 +196,8 @@ __global__ void gated_act_kernel(GatedActArgs a) {
 
 template <int kDtype>
 __global__ void bias_add_kernel(BiasAddArgs a) {
+    grid_dependency_wait();
+    allow_dependent_launch();
     const int64_t n = a.rows * a.cols;
     for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
          i += static_cast<int64_t>(gridDim.x) * blockDim.x)
@@ -194,6 +206,8 @@ __global__ void bias_add_kernel(BiasAddArgs a) {
 
 template <int kDtype>
 __global__ void logits_finish_kernel(LogitsFinishArgs a) {
+    grid_dependency_wait();
+    allow_dependent_launch();
     for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < a.n;
          i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
         const float v = load_f32<kDtype>(a.src, i);
@@ -201,15 +215,19 @@ __global__ void logits_finish_kernel(LogitsFinishArgs a) {
     }
 }
 
-__global__ void increment_kernel(int64_t* length) { *length += 1; }
+__global__ void increment_kernel(int64_t* length) {
+    grid_dependency_wait();
+    allow_dependent_launch();
+    *length += 1;
+}
 
 }  // namespace
 
 sloth_status decode_embed(const char* fn, const EmbedArgs& a, int32_t device, void* stream) {
     return launch_for_dtype(fn, device, stream, a.dtype, [&](auto dt, cudaStream_t s) {
         SLOTH_CHECK(require_one_launch(fn, a.batch));
-        embed_kernel<decltype(dt)::value><<<static_cast<unsigned>(a.batch), kRowThreads, 0, s>>>(a.ids, a.table, a.hidden, a.vocab, a.scale, a.out);
-        SLOTH_LAUNCH_CHECK(fn, "embed_kernel");
+        SLOTH_KERNEL_LAUNCH(fn, "embed_kernel", launch_kernel(embed_kernel<decltype(dt)::value>, static_cast<unsigned>(a.batch), kRowThreads, s,
+                                                              a.ids, a.table, a.hidden, a.vocab, a.scale, a.out));
         return SLOTH_OK;
     });
 }
@@ -218,8 +236,7 @@ sloth_status decode_qk_prep(const char* fn, const QkPrepArgs& a, int32_t device,
     return launch_for_dtype(fn, device, stream, a.dtype, [&](auto dt, cudaStream_t s) {
         SLOTH_CHECK(require_one_launch(fn, a.batch));
         const dim3 grid(static_cast<unsigned>(a.batch), static_cast<unsigned>(a.heads + 2 * a.kv_heads));
-        qk_prep_kernel<decltype(dt)::value><<<grid, kHeadThreads, 0, s>>>(a);
-        SLOTH_LAUNCH_CHECK(fn, "qk_prep_kernel");
+        SLOTH_KERNEL_LAUNCH(fn, "qk_prep_kernel", launch_kernel(qk_prep_kernel<decltype(dt)::value>, grid, kHeadThreads, s, a));
         return SLOTH_OK;
     });
 }
@@ -229,46 +246,54 @@ sloth_status decode_residual_norm(const char* fn, const ResidualNormArgs& a, int
         SLOTH_CHECK(require_one_launch(fn, a.rows));
         constexpr int kD = decltype(dt)::value;
         const unsigned grid = static_cast<unsigned>(a.rows);
-        if (a.cols <= 4 * kRowThreads) residual_norm_reg_kernel<kD, 4><<<grid, kRowThreads, 0, s>>>(a);
-        else if (a.cols <= 8 * kRowThreads) residual_norm_reg_kernel<kD, 8><<<grid, kRowThreads, 0, s>>>(a);
-        else if (a.cols <= 16 * kRowThreads) residual_norm_reg_kernel<kD, 16><<<grid, kRowThreads, 0, s>>>(a);
-        else if (a.cols <= 32 * kRowThreads) residual_norm_reg_kernel<kD, 32><<<grid, kRowThreads, 0, s>>>(a);
-        else residual_norm_kernel<kD><<<grid, kRowThreads, 0, s>>>(a);
-        SLOTH_LAUNCH_CHECK(fn, "residual_norm_kernel");
+        void (*kernel)(ResidualNormArgs) = a.cols <= 4 * kRowThreads    ? residual_norm_reg_kernel<kD, 4>
+                                           : a.cols <= 8 * kRowThreads  ? residual_norm_reg_kernel<kD, 8>
+                                           : a.cols <= 16 * kRowThreads ? residual_norm_reg_kernel<kD, 16>
+                                           : a.cols <= 32 * kRowThreads ? residual_norm_reg_kernel<kD, 32>
+                                                                        : residual_norm_kernel<kD>;
+        SLOTH_KERNEL_LAUNCH(fn, "residual_norm_kernel", launch_kernel(kernel, grid, kRowThreads, s, a));
         return SLOTH_OK;
     });
 }
 
 sloth_status decode_gated_act(const char* fn, const GatedActArgs& a, int32_t device, void* stream) {
     return launch_for_dtype(fn, device, stream, a.dtype, [&](auto dt, cudaStream_t s) {
-        gated_act_kernel<decltype(dt)::value><<<grid_for(a.rows * a.cols, kRowThreads), kRowThreads, 0, s>>>(a);
-        SLOTH_LAUNCH_CHECK(fn, "gated_act_kernel");
+        SLOTH_KERNEL_LAUNCH(fn, "gated_act_kernel", launch_kernel(gated_act_kernel<decltype(dt)::value>, grid_for(a.rows * a.cols, kRowThreads),
+                                                                  kRowThreads, s, a));
         return SLOTH_OK;
     });
 }
 
 sloth_status decode_bias_add(const char* fn, const BiasAddArgs& a, int32_t device, void* stream) {
     return launch_for_dtype(fn, device, stream, a.dtype, [&](auto dt, cudaStream_t s) {
-        bias_add_kernel<decltype(dt)::value><<<grid_for(a.rows * a.cols, kRowThreads), kRowThreads, 0, s>>>(a);
-        SLOTH_LAUNCH_CHECK(fn, "bias_add_kernel");
+        SLOTH_KERNEL_LAUNCH(fn, "bias_add_kernel", launch_kernel(bias_add_kernel<decltype(dt)::value>, grid_for(a.rows * a.cols, kRowThreads),
+                                                                 kRowThreads, s, a));
         return SLOTH_OK;
     });
 }
 
 sloth_status decode_logits_finish(const char* fn, const LogitsFinishArgs& a, int32_t device, void* stream) {
     return launch_for_dtype(fn, device, stream, a.dtype, [&](auto dt, cudaStream_t s) {
-        logits_finish_kernel<decltype(dt)::value><<<grid_for(a.n, kRowThreads), kRowThreads, 0, s>>>(a);
-        SLOTH_LAUNCH_CHECK(fn, "logits_finish_kernel");
+        SLOTH_KERNEL_LAUNCH(fn, "logits_finish_kernel", launch_kernel(logits_finish_kernel<decltype(dt)::value>, grid_for(a.n, kRowThreads),
+                                                                      kRowThreads, s, a));
         return SLOTH_OK;
     });
 }
 
 sloth_status decode_increment(const char* fn, int64_t* length, int32_t device, void* stream) {
     return launch_for_dtype(fn, device, stream, SLOTH_DTYPE_F32, [&](auto, cudaStream_t s) {
-        increment_kernel<<<1, 1, 0, s>>>(length);
-        SLOTH_LAUNCH_CHECK(fn, "increment_kernel");
+        SLOTH_KERNEL_LAUNCH(fn, "increment_kernel", launch_kernel(increment_kernel, 1, 1, s, length));
         return SLOTH_OK;
     });
+}
+
+sloth_status programmatic_launch_supported(const char* fn, int32_t device, bool* supported) {
+    DeviceGuard guard;
+    SLOTH_CHECK(guard.enter(fn, device));
+    cudaFuncAttributes attributes{};
+    SLOTH_CUDA_CHECK(fn, cudaFuncGetAttributes(&attributes, increment_kernel));
+    *supported = attributes.ptxVersion >= 90;  // griddepcontrol is compiled in from sm_90 PTX on
+    return SLOTH_OK;
 }
 
 }  // namespace sloth::cuda

@@ -135,6 +135,10 @@ __device__ __forceinline__ void row_slice_dot(const Nf4Weight& w, const void* __
         }
         stage();
         const float offset = __ldg(w.nested_offset);
+        // Everything above reads weights only; x comes from the previous kernel (programmatic launch: see
+        // cuda_common.cuh), so the weights' DRAM latency overlaps that kernel's tail.
+        grid_dependency_wait();
+        allow_dependent_launch();
         __syncthreads();
         auto consume = [&](uint4 words, uint32_t code, float nested, int64_t c0) {
             const float scale = __fadd_rn(__fmul_rn(s_map[code], nested), offset);
@@ -163,6 +167,8 @@ __device__ __forceinline__ void row_slice_dot(const Nf4Weight& w, const void* __
     } else {
         stage();
         const float offset = __ldg(w.nested_offset);
+        grid_dependency_wait();
+        allow_dependent_launch();
         __syncthreads();
         const int64_t per = (k + kSlices - 1) / kSlices;
         const int64_t c1 = (slice + 1) * per < k ? (slice + 1) * per : k;
@@ -337,11 +343,9 @@ sloth_status launch_sliced(const char* fn, const Nf4GemvArgs& a, bool vector, in
     SLOTH_CHECK(require_one_launch(fn, blocks));
     const dim3 grid(static_cast<unsigned>(blocks));
     const Nf4Weight w{a.packed, a.absmax_codes, a.nested_code_map, a.nested_absmax, a.nested_offset, a.nf4_code_table};
-    if (vector)
-        nf4_gemv_kernel<kDtype, kBatch, true, kSlices><<<grid, kThreads, 0, stream>>>(w, a.x, a.k, a.m, lb, ln, a.y);
-    else
-        nf4_gemv_kernel<kDtype, kBatch, false, kSlices><<<grid, kThreads, 0, stream>>>(w, a.x, a.k, a.m, lb, ln, a.y);
-    SLOTH_LAUNCH_CHECK(fn, "nf4_gemv_kernel");
+    SLOTH_KERNEL_LAUNCH(fn, "nf4_gemv_kernel",
+                        launch_kernel(vector ? nf4_gemv_kernel<kDtype, kBatch, true, kSlices> : nf4_gemv_kernel<kDtype, kBatch, false, kSlices>,
+                                      grid, kThreads, stream, w, a.x, a.k, a.m, lb, ln, a.y));
     return SLOTH_OK;
 }
 
@@ -390,20 +394,18 @@ sloth_status launch_group(const char* fn, const Nf4GemvGroupArgs& a, cudaStream_
     const Group g = group_of(a, &blocks);
     if (!a.gated) {
         SLOTH_CHECK(require_one_launch(fn, blocks));
-        nf4_gemv_group_kernel<kDtype, kBatch><<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(g);
-        SLOTH_LAUNCH_CHECK(fn, "nf4_gemv_group_kernel");
+        SLOTH_KERNEL_LAUNCH(fn, "nf4_gemv_group_kernel",
+                            launch_kernel(nf4_gemv_group_kernel<kDtype, kBatch>, static_cast<unsigned>(blocks), kThreads, stream, g));
         return SLOTH_OK;
     }
     const int slices = g.member[0].slices;  // nf4_group_fits: both members alike, at most 4
     const int64_t pair_blocks = ceil_div(a.member[0].m, static_cast<int64_t>(kWarps / slices / 2));
     SLOTH_CHECK(require_one_launch(fn, pair_blocks));
     const unsigned grid = static_cast<unsigned>(pair_blocks);
-    switch (slices) {
-        case 1: nf4_gemv_gated_kernel<kDtype, kBatch, 1><<<grid, kThreads, 0, stream>>>(g, a.activation, a.gated_out); break;
-        case 2: nf4_gemv_gated_kernel<kDtype, kBatch, 2><<<grid, kThreads, 0, stream>>>(g, a.activation, a.gated_out); break;
-        default: nf4_gemv_gated_kernel<kDtype, kBatch, 4><<<grid, kThreads, 0, stream>>>(g, a.activation, a.gated_out); break;
-    }
-    SLOTH_LAUNCH_CHECK(fn, "nf4_gemv_gated_kernel");
+    void (*kernel)(Group, sloth_gate_activation, void*) = slices == 1   ? nf4_gemv_gated_kernel<kDtype, kBatch, 1>
+                                                          : slices == 2 ? nf4_gemv_gated_kernel<kDtype, kBatch, 2>
+                                                                        : nf4_gemv_gated_kernel<kDtype, kBatch, 4>;
+    SLOTH_KERNEL_LAUNCH(fn, "nf4_gemv_gated_kernel", launch_kernel(kernel, grid, kThreads, stream, g, a.activation, a.gated_out));
     return SLOTH_OK;
 }
 

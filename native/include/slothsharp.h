@@ -31,7 +31,7 @@ extern "C" {
 #endif
 
 /* Bumped on every incompatible change of this header; the managed loader refuses any other value. */
-#define SLOTH_ABI_VERSION 9
+#define SLOTH_ABI_VERSION 10
 
 /* NF4 blocksize and nested_blocksize: powers of two in [MIN, MAX] (the managed API checks the same constants). */
 #define SLOTH_NF4_BLOCKSIZE_MIN 32
@@ -596,6 +596,13 @@ SLOTH_API sloth_status sloth_decoder_graph_captures(void* decoder, int64_t* coun
    the CUDA-only GEMM path past 8 rows. For checking launch-count reductions (e.g. 9 L + 4 for L NF4 layers at
    batch <= 8 without adapters or biases; see decoder.cpp). */
 SLOTH_API sloth_status sloth_decoder_kernel_launches(void* decoder, int64_t* count);
+
+/* Programmatic dependent launch of the step's kernels (CUDA): each kernel may start while the previous one finishes,
+   fetching its weights before it waits for that kernel's results. On by default where the kernels support it (built
+   from sm_90 PTX and running on sm_90+); enable = 0 turns it off, nonzero back on where supported. *enabled = the
+   setting now in force. A change drops the captured graphs (after the stream's work is done); the next step of each
+   batch size captures again. The CPU: *enabled = 0. */
+SLOTH_API sloth_status sloth_decoder_set_programmatic_launch(void* decoder, int32_t enable, int32_t* enabled);
 
 /* Waits for the decoder's stream, frees its graphs, stream and host memory. NULL: no-op. */
 SLOTH_API sloth_status sloth_decoder_destroy(void* decoder);

@@ -61,6 +61,9 @@ sloth_status graph_capture_begin(const char* fn, int32_t, void*) { return no_cud
 sloth_status graph_capture_end(const char* fn, int32_t, void*, bool, void**) { return no_cuda(fn); }
 sloth_status graph_launch(const char* fn, int32_t, void*, void*) { return no_cuda(fn); }
 void graph_destroy(int32_t, void*) {}
+sloth_status synchronize_stream(const char* fn, int32_t, void*) { return no_cuda(fn); }
+bool set_programmatic_launch(bool) { return false; }
+sloth_status programmatic_launch_supported(const char* fn, int32_t, bool*) { return no_cuda(fn); }
 std::string gemm_tuning_report() { return ""; }
 void gemm_forget_tuning() {}
 

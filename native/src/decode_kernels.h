@@ -242,7 +242,14 @@ sloth_status graph_capture_begin(const char* fn, int32_t device, void* stream);
 // Ends the capture; ok = false discards it (an enqueue failed). *exec: the instantiated graph (ok only).
 sloth_status graph_capture_end(const char* fn, int32_t device, void* stream, bool ok, void** exec);
 sloth_status graph_launch(const char* fn, int32_t device, void* exec, void* stream);
+sloth_status synchronize_stream(const char* fn, int32_t device, void* stream);
 void graph_destroy(int32_t device, void* exec);
+// Programmatic dependent launch of this thread's decode kernels (cuda_common.cuh's launch_kernel); returns the
+// previous setting. The decoder turns it on around a step's enqueue only.
+bool set_programmatic_launch(bool on);
+// *supported = the decode kernels loaded for `device` carry the PDL wait (compiled from sm_90+ PTX: a compute_75
+// build running on an H100 does not, and must launch plainly).
+sloth_status programmatic_launch_supported(const char* fn, int32_t device, bool* supported);
 }  // namespace cuda
 
 }  // namespace sloth

@@ -166,6 +166,8 @@ class Decoder {
     std::set<int64_t> warmed;         // batch sizes that ran eagerly once
     int64_t captures = 0;
     int64_t kernel_launches = 0;  // issued by the last enqueue (a cuBLASLt GEMM counts as one)
+    bool programmatic = false;    // launch the step's kernels with programmatic dependent launch (CUDA, sm_90 kernels)
+    bool programmatic_supported = false;
 
     ~Decoder() {
         if (device >= 0) {
@@ -183,9 +185,9 @@ class Decoder {
         if (cpu()) return enqueue(fn, batch);
         const auto g = graphs.find(batch);
         if (g != graphs.end()) return cuda::graph_launch(fn, device, g->second, stream);
-        if (warmed.insert(batch).second) return enqueue(fn, batch);  // first step of this size: eager (lazy loading)
+        if (warmed.insert(batch).second) return enqueue_launches(fn, batch);  // first step of this size: eager (lazy loading)
         SLOTH_CHECK(cuda::graph_capture_begin(fn, device, stream));
-        const sloth_status st = enqueue(fn, batch);
+        const sloth_status st = enqueue_launches(fn, batch);
         void* exec = nullptr;
         const sloth_status end = cuda::graph_capture_end(fn, device, stream, st == SLOTH_OK, &exec);
         if (st != SLOTH_OK) return st;
@@ -195,7 +197,29 @@ class Decoder {
         return cuda::graph_launch(fn, device, exec, stream);
     }
 
+    // Turns programmatic dependent launch on (where the kernels support it) or off; the captured graphs hold the old
+    // launches, so they go (after the stream's work is done) and the next step of each size captures again.
+    sloth_status set_programmatic(const char* fn, bool on) {
+        const bool want = on && programmatic_supported;
+        if (want == programmatic) return SLOTH_OK;
+        if (!graphs.empty()) {
+            SLOTH_CHECK(cuda::synchronize_stream(fn, device, stream));
+            for (auto& g : graphs) cuda::graph_destroy(device, g.second);
+            graphs.clear();
+        }
+        programmatic = want;
+        return SLOTH_OK;
+    }
+
   private:
+    // enqueue() with this decoder's launch mode on the calling thread (restored after, whatever happens).
+    sloth_status enqueue_launches(const char* fn, int64_t batch) {
+        const bool previous = cuda::set_programmatic_launch(programmatic);
+        const sloth_status st = enqueue(fn, batch);
+        cuda::set_programmatic_launch(previous);
+        return st;
+    }
+
     // Dense product y[b, :] = x[b, :] w^T: the GEMV kernel, or cuBLASLt past 8 rows on CUDA for f16/bf16.
     // The dense GEMV kernel: launches of 8 activation rows each (decode_gemv.cu).
     sloth_status dense_gemv(const char* fn, const DenseGemvArgs& a) {
@@ -597,7 +621,11 @@ sloth_status build(const char* fn, const int64_t* ints, int64_t int_count, const
             }
         }
     }
-    if (device >= 0) SLOTH_CHECK(cuda::decoder_stream_create(fn, device, &d->stream));
+    if (device >= 0) {
+        SLOTH_CHECK(cuda::decoder_stream_create(fn, device, &d->stream));
+        SLOTH_CHECK(cuda::programmatic_launch_supported(fn, device, &d->programmatic_supported));
+        d->programmatic = d->programmatic_supported;  // on by default where the kernels carry the wait
+    }
     return SLOTH_OK;
 }
 
@@ -661,6 +689,18 @@ SLOTH_API sloth_status sloth_decoder_kernel_launches(void* decoder, int64_t* cou
         SLOTH_CHECK(require_ptr(fn, decoder, "decoder"));
         SLOTH_CHECK(require_ptr(fn, count, "count"));
         *count = static_cast<Decoder*>(decoder)->kernel_launches;
+        return SLOTH_OK;
+    });
+}
+
+SLOTH_API sloth_status sloth_decoder_set_programmatic_launch(void* decoder, int32_t enable, int32_t* enabled) {
+    const char* fn = __func__;
+    return guarded(fn, [&] {
+        SLOTH_CHECK(require_ptr(fn, decoder, "decoder"));
+        SLOTH_CHECK(require_ptr(fn, enabled, "enabled"));
+        auto* d = static_cast<Decoder*>(decoder);
+        SLOTH_CHECK(d->set_programmatic(fn, enable != 0));
+        *enabled = d->programmatic ? 1 : 0;
         return SLOTH_OK;
     });
 }

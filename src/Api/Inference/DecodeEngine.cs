@@ -64,6 +64,21 @@ public sealed class DecodeEngine : IDisposable
         }
     }
 
+    /// <summary>Whether the step's kernels are launched with programmatic dependent launch (see
+    /// <see cref="DecodeEngineOptions.ProgrammaticLaunch"/>): the option, where this GPU and library build support it.</summary>
+    public bool ProgrammaticLaunch { get; private set; }
+
+    /// <summary>Turns programmatic dependent launch on (where supported) or off; the captured graphs are dropped and the
+    /// next step of each batch size captures again. Returns the mode now in force.</summary>
+    public bool SetProgrammaticLaunch(bool enable)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        int on = 0;
+        unsafe { Native.DecoderSetProgrammaticLaunch(_handle.DangerousGetHandle(), enable ? 1 : 0, (nint)(&on)); }
+        ProgrammaticLaunch = on != 0;
+        return ProgrammaticLaunch;
+    }
+
     /// <summary>
     /// An engine for <paramref name="model"/> decoding into <paramref name="cache"/> (made by the model's
     /// <see cref="CausalLM.NewKvCache"/>), or null with <paramref name="whyNot"/> saying why this model or cache cannot
@@ -96,7 +111,9 @@ public sealed class DecodeEngine : IDisposable
                         desc.Pointers.Length, desc.DeviceSelector, (nint)(&raw));
             }
             handle.Adopt(raw);
-            return new DecodeEngine(handle, cache, desc.Owned, desc.Kept, desc.Ids, desc.Positions, desc.Length, desc.Logits, model.Device);
+            var engine = new DecodeEngine(handle, cache, desc.Owned, desc.Kept, desc.Ids, desc.Positions, desc.Length, desc.Logits, model.Device);
+            engine.SetProgrammaticLaunch((options ?? new DecodeEngineOptions()).ProgrammaticLaunch);
+            return engine;
         }
         catch
         {

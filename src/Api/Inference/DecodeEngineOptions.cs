@@ -6,5 +6,11 @@ namespace SlothSharp.Inference;
 /// memory. MergeLora true: the engine makes, once, a dense copy W + scale·B·A of each adapted projection in the compute
 /// dtype and runs that instead (no adapter launches per step; the copy costs 2 bytes per weight on the device and,
 /// for an NF4 base, four times the bytes read per step).
+/// <para>ProgrammaticLaunch true (default): on CUDA, where the kernels support it (a library built for sm_90 running
+/// on an H100/H200 or newer), each kernel of the step is launched with programmatic dependent launch: it may start
+/// while the previous kernel finishes and fetch its weights before waiting for that kernel's results, which hides
+/// part of the per-launch latency that bounds a batch-1 step. False launches each kernel after the previous one has
+/// finished (the only mode on older GPUs, the CPU, or a compute_75 build). The results are the same bits either way.
+/// <see cref="DecodeEngine.ProgrammaticLaunch"/> says which mode is in force.</para>
 /// </summary>
-public sealed record DecodeEngineOptions(bool MergeLora = false);
+public sealed record DecodeEngineOptions(bool MergeLora = false, bool ProgrammaticLaunch = true);

@@ -72,7 +72,7 @@ public enum SlothWeightKind : int
 /// <summary>The #define constants of slothsharp.h (SLOTH_NF4_BLOCKSIZE_MIN -> Nf4BlocksizeMin).</summary>
 public static class SlothConstants
 {
-    public const int AbiVersion = 9;
+    public const int AbiVersion = 10;
     public const int Nf4BlocksizeMin = 32;
     public const int Nf4BlocksizeMax = 4096;
     public const int NcclUniqueIdBytes = 128;
@@ -917,6 +917,23 @@ public static unsafe partial class Native
     {
         EnsureLoaded();
         return sloth_decoder_kernel_launches(decoder, count);
+    }
+
+    [LibraryImport(LibraryName, EntryPoint = "sloth_decoder_set_programmatic_launch")]
+    private static partial SlothStatus sloth_decoder_set_programmatic_launch(nint decoder, int enable, nint enabled);
+
+    /// <summary><c>sloth_decoder_set_programmatic_launch</c>; throws the typed exception for a non-OK status.</summary>
+    internal static void DecoderSetProgrammaticLaunch(nint decoder, int enable, nint enabled)
+    {
+        EnsureLoaded();
+        Check(sloth_decoder_set_programmatic_launch(decoder, enable, enabled));
+    }
+
+    /// <summary><c>sloth_decoder_set_programmatic_launch</c>, returning its status (the thread's message: <see cref="LastErrorMessage"/>).</summary>
+    internal static SlothStatus TryDecoderSetProgrammaticLaunch(nint decoder, int enable, nint enabled)
+    {
+        EnsureLoaded();
+        return sloth_decoder_set_programmatic_launch(decoder, enable, enabled);
     }
 
     [LibraryImport(LibraryName, EntryPoint = "sloth_decoder_destroy")]

@@ -1,0 +1,93 @@
+using NUnit.Framework;
+using SlothSharp.Inference;
+using SlothSharp.Models;
+using SlothSharp.Peft;
+using static TorchSharp.torch;
+
+namespace SlothSharp.Tests.Inference;
+
+/// <summary>Programmatic dependent launch (DecodeEngineOptions.ProgrammaticLaunch): on where the kernels carry the
+/// grid-dependency wait (built from sm_90 PTX), off otherwise; and the same bits as plain launches, step after step,
+/// over CUDA graph replays, for every family and at batch sizes of both GEMV paths. A missing wait (a kernel reading
+/// its predecessor's output early) shows up here as different logits.</summary>
+[Category("Gpu")]
+public class DecodeLaunchModeGpuTests
+{
+    private static readonly long[][] ThreePrompts = [[1, 5, 9, 13, 17, 21, 25], [1, 40, 41], [1, 7, 3, 99, 64]];
+
+    [SetUp]
+    public void Cuda() => TestEnv.RequireCuda();
+
+    private static CausalLM LoadBf16(string dir) =>
+        CausalLM.FromPretrained(dir, new LoadOptions { Device = CUDA, ComputeDtype = ScalarType.BFloat16, Quantize = true });
+
+    [Test]
+    public void OnExactlyWhereTheKernelsSupportIt()
+    {
+        using var model = LoadBf16(LlamaGolden.Nf4Dir);
+        using var cache = model.NewKvCache(1, 8);
+        using var engine = DecodeEngine.TryCreate(model, cache, out _)!;
+        var supported = CudaDevice.KernelArch() >= 900;
+        Assert.That(engine.ProgrammaticLaunch, Is.EqualTo(supported));
+        Assert.That(engine.SetProgrammaticLaunch(false), Is.False);
+        Assert.That(engine.SetProgrammaticLaunch(true), Is.EqualTo(supported));
+        using var off = DecodeEngine.TryCreate(model, cache, out _, new DecodeEngineOptions(ProgrammaticLaunch: false))!;
+        Assert.That(off.ProgrammaticLaunch, Is.False);
+    }
+
+    [TestCaseSource(typeof(FamilyGolden), nameof(FamilyGolden.Families))]
+    public void SameBitsAsPlainLaunchesWithAdapter(string family)
+    {
+        using var model = LoadBf16(FamilyGolden.Nf4(family));
+        PeftAdapter.Load(model, FamilyGolden.Adapter(family));
+        AssertSameBits(model, ThreePrompts, 12);
+    }
+
+    [Test]
+    public void SameBitsAsPlainLaunchesOnTheGroupedKernels()
+    {
+        using var model = LoadBf16(LlamaGolden.Nf4Dir);
+        AssertSameBits(model, [ThreePrompts[0]], 24);
+        AssertSameBits(model, ThreePrompts, 12);
+    }
+
+    [Test]
+    public void SameBitsAsPlainLaunchesOnTheGemmPath()
+    {
+        using var model = LoadBf16(LlamaGolden.Nf4Dir);
+        AssertSameBits(model, Enumerable.Range(0, 12).Select(i => new long[] { 1, 5 + i, 9, 13 + 2 * i }).ToArray(), 8);
+    }
+
+    /// <summary>Two engines on two caches prefilled alike, one with each launch mode, fed the same ids: logits equal
+    /// bit for bit at every step (the first step of a size runs eagerly, the second captures, the rest replay).</summary>
+    private static void AssertSameBits(CausalLM model, long[][] prompts, int steps)
+    {
+        using var noGrad = no_grad();
+        var b = prompts.Length;
+        var length = prompts.Max(p => p.Length) + steps + 1;
+        using var plainCache = model.NewKvCache(b, length);
+        using var pdlCache = model.NewKvCache(b, length);
+        using var plain = DecodeEngine.TryCreate(model, plainCache, out _, new DecodeEngineOptions(ProgrammaticLaunch: false))!;
+        using var pdl = DecodeEngine.TryCreate(model, pdlCache, out _)!;
+        Tensor next;
+        using (var scope = NewDisposeScope())
+        {
+            var (ids, mask) = DecodeParity.LeftPadded(prompts, model.Device);
+            var h = model.Forward(ids, mask, plainCache);
+            model.Forward(ids, mask, pdlCache);
+            next = model.Logits(h.narrow(1, h.shape[1] - 1, 1)).squeeze(1).argmax(-1).MoveToOuterDisposeScope();
+        }
+        for (var s = 0; s < steps; s++)
+        {
+            using var scope = NewDisposeScope();
+            var positions = full([b], (long)plainCache.Length, ScalarType.Int64, model.Device);
+            var expected = plain.Step(next, positions).clone();
+            var actual = pdl.Step(next, positions);
+            Assert.That(actual.equal(expected).item<bool>(), Is.True,
+                $"step {s}: max |Δlogit| {(actual - expected).abs().max().item<float>()} between programmatic and plain launches");
+            next.Dispose();
+            next = expected.argmax(-1).MoveToOuterDisposeScope();
+        }
+        next.Dispose();
+    }
+}
