@@ -46,43 +46,56 @@ __global__ void __launch_bounds__(kThreads) attention_partial_kernel(DecodeAtten
         for (int t = 0; t < kT; ++t) acc[g][t] = 0.0f;
     }
     const int64_t cache_row = (b * a.kv_heads + kvh) * a.max_length;
-    for (int64_t j = start + warp; j < end; j += kWarps) {
-        const bool visible = a.valid[b * a.max_length + j] != 0 && (a.window <= 0 || j > len - a.window);
-        if (!visible) continue;  // warp-uniform
-        float kv[kT];
+    // Key j's K and V values and whether it is visible, all requested at once (no load waits on another). The loop
+    // below asks for the next key before it computes the current one, so a warp has two keys' loads in flight instead
+    // of three dependent round trips per key (mask, then K, then V once the softmax weight is known): at batch 64 the
+    // walk was latency-bound, 1/6 of the bandwidth. A key that turns out masked was read for nothing (the cache holds
+    // max_length rows, so the read is in bounds) and is skipped as before: the arithmetic and its order are unchanged.
+    auto fetch = [&](int64_t jj, float (&kk)[kT], float (&vv)[kT]) -> bool {
+        if (jj >= end) return false;
 #pragma unroll
         for (int t = 0; t < kT; ++t) {
             const int64_t d = lane + 32 * t;
-            kv[t] = d < hd ? load_f32<kDtype>(a.k_cache, (cache_row + j) * hd + d) : 0.0f;
+            kk[t] = d < hd ? load_f32<kDtype>(a.k_cache, (cache_row + jj) * hd + d) : 0.0f;
+            vv[t] = d < hd ? load_f32<kDtype>(a.v_cache, (cache_row + jj) * hd + d) : 0.0f;
         }
-        float p[kMaxG];
+        return a.valid[b * a.max_length + jj] != 0 && (a.window <= 0 || jj > len - a.window);
+    };
+    float kv[kT], vcur[kT];
+    bool visible = fetch(start + warp, kv, vcur);
+    for (int64_t j = start + warp; j < end; j += kWarps) {
+        float k_next[kT], v_next[kT];
+        const bool visible_next = fetch(j + kWarps, k_next, v_next);
+        if (visible) {  // warp-uniform
+            float p[kMaxG];
 #pragma unroll
-        for (int g = 0; g < kMaxG; ++g) {
-            float dot = 0.0f;
+            for (int g = 0; g < kMaxG; ++g) {
+                float dot = 0.0f;
 #pragma unroll
-            for (int t = 0; t < kT; ++t) {
-                const int64_t d = lane + 32 * t;
-                if (d < hd && g < group) dot = __fmaf_rn(qs[g][d], kv[t], dot);
+                for (int t = 0; t < kT; ++t) {
+                    const int64_t d = lane + 32 * t;
+                    if (d < hd && g < group) dot = __fmaf_rn(qs[g][d], kv[t], dot);
+                }
+#pragma unroll
+                for (int off = 16; off > 0; off >>= 1) dot = __fadd_rn(dot, __shfl_xor_sync(0xFFFFFFFFu, dot, off));
+                float s = __fmul_rn(dot, a.scale);
+                if (a.softcap > 0.0f) s = __fmul_rn(a.softcap, tanhf(__fdiv_rn(s, a.softcap)));
+                const float nm = fmaxf(mx[g], s);
+                const float corr = expf(__fsub_rn(mx[g], nm));  // exp(-inf) = 0 on the first visible key
+                p[g] = expf(__fsub_rn(s, nm));
+                sum[g] = __fadd_rn(__fmul_rn(sum[g], corr), p[g]);
+                mx[g] = nm;
+#pragma unroll
+                for (int t = 0; t < kT; ++t) acc[g][t] = __fmul_rn(acc[g][t], corr);
             }
 #pragma unroll
-            for (int off = 16; off > 0; off >>= 1) dot = __fadd_rn(dot, __shfl_xor_sync(0xFFFFFFFFu, dot, off));
-            float s = __fmul_rn(dot, a.scale);
-            if (a.softcap > 0.0f) s = __fmul_rn(a.softcap, tanhf(__fdiv_rn(s, a.softcap)));
-            const float nm = fmaxf(mx[g], s);
-            const float corr = expf(__fsub_rn(mx[g], nm));  // exp(-inf) = 0 on the first visible key
-            p[g] = expf(__fsub_rn(s, nm));
-            sum[g] = __fadd_rn(__fmul_rn(sum[g], corr), p[g]);
-            mx[g] = nm;
+            for (int t = 0; t < kT; ++t)
 #pragma unroll
-            for (int t = 0; t < kT; ++t) acc[g][t] = __fmul_rn(acc[g][t], corr);
+                for (int g = 0; g < kMaxG; ++g) acc[g][t] = __fmaf_rn(p[g], vcur[t], acc[g][t]);
         }
 #pragma unroll
-        for (int t = 0; t < kT; ++t) {
-            const int64_t d = lane + 32 * t;
-            const float vv = d < hd ? load_f32<kDtype>(a.v_cache, (cache_row + j) * hd + d) : 0.0f;
-#pragma unroll
-            for (int g = 0; g < kMaxG; ++g) acc[g][t] = __fmaf_rn(p[g], vv, acc[g][t]);
-        }
+        for (int t = 0; t < kT; ++t) kv[t] = k_next[t], vcur[t] = v_next[t];
+        visible = visible_next;
     }
     const int64_t per = splits * kWarps;
     for (int g = 0; g < kMaxG && g < group; ++g) {

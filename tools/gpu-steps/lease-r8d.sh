@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Round 8, fourth call: the attention walk that fetches the next key while it computes the current one. GPU tests
+# (engine parity, PDL bit-equality, the attention kernel against the CPU), the decode benchmark, the same tests
+# against the compute_75 build, compute-sanitizer memcheck on the attention and engine tests. After each part the
+# results so far are packed into $DEVOUT/r.tgz (when set), so a call cut short still returns them.
+set -uo pipefail
+OUT="${1:?usage: lease-r8d.sh OUTDIR}"
+tests="$SLOTHSHARP_APPS/SlothSharp.Tests/SlothSharp.Tests.dll"
+bench="$SLOTHSHARP_APPS/SlothSharp.Bench/SlothSharp.Bench.dll"
+lib75="$PWD/build/sm75-install/runtimes/linux-x64/native/libslothsharp.so"
+summary() { grep -E "^\s*(total|failed|succeeded|skipped):" "$1"; grep -E "^failed " "$1" | head; }
+snap() { [ -n "${DEVOUT:-}" ] && tar czf "$DEVOUT/r.tgz" -C "$OUT" . 2>/dev/null; true; }
+echo "== GPU tests: engine, launch modes, attention"
+timeout 90 dotnet "$tests" --no-progress --filter "TestCategory=Gpu&FullyQualifiedName~Inference" > "$OUT/tests-gpu.log" 2>&1; echo "exit $?"
+summary "$OUT/tests-gpu.log"; snap
+echo "== decode benchmark"
+timeout 100 dotnet "$bench" --suite decode --results "$OUT" > "$OUT/decode-bench.log" 2>&1; echo "exit $?"
+grep -E "batch|prefill" "$OUT/decode-bench.log"; snap
+echo "== compute_75 build: attention, engine, launch modes"
+SLOTHSHARP_NATIVE_PATH="$lib75" SLOTHSHARP_EXPECT_ARCH=750 timeout 60 dotnet "$tests" --no-progress \
+    --filter "TestCategory=Gpu&(FullyQualifiedName~DecodeAttentionGpu|FullyQualifiedName~DecodeEngineGpu|FullyQualifiedName~DecodeLaunchMode)" \
+    > "$OUT/tests-sm75.log" 2>&1; echo "exit $?"; summary "$OUT/tests-sm75.log"; snap
+echo "== memcheck: attention and engine tests"
+timeout 70 compute-sanitizer --tool memcheck --target-processes all --error-exitcode 97 \
+    dotnet "$tests" --no-progress --filter "FullyQualifiedName~DecodeAttentionGpu|FullyQualifiedName~DecodeEngineGpuTests.Llama|FullyQualifiedName~SameBitsAsPlainLaunchesOnTheGroupedKernels" \
+    > "$OUT/sanitizer.log" 2>&1; echo "exit $?"
+grep -E "ERROR SUMMARY" "$OUT/sanitizer.log" | tail -2; summary "$OUT/sanitizer.log"; snap
