@@ -42,14 +42,20 @@ internal static class DecodeSuite
             report.AppendLine(s);
         }
         Line($"decode suite on {(onCpu ? "the CPU (--tiny, float32)" : $"{CudaDevice.Name(0)} (bfloat16)")}");
+        // Device memory the process holds (cudaMemGetInfo: total - free, so the caching allocator's free blocks count
+        // too), read before the model exists, after it is made, and after each batch size's run.
+        double HeldGb() => onCpu ? 0 : (CudaDevice.MemoryInfo().Total - CudaDevice.MemoryInfo().Free) / 1e9;
         foreach (var name in presets)
         {
             var cfg = ModelPresets.Get(name);
+            var idle = HeldGb();
             using var model = CausalLM.CreateRandom(cfg, 0, new LoadOptions { Device = device, ComputeDtype = dtype, Quantize = true });
             using var noGrad = no_grad();
             var bytes = WeightBytesPerStep(model);
+            var modelGb = HeldGb() - idle;
             Line($"{name}: {cfg}");
             Line(string.Create(CultureInfo.InvariantCulture, $"  weights read per step: {bytes / 1e6:F3} MB -> H100 bound {bytes / H100Bandwidth * 1e3:F3} ms/step"));
+            if (!onCpu) Line(string.Create(CultureInfo.InvariantCulture, $"  device memory held after loading: {modelGb:F2} GB above idle"));
 
             if (prefill > 0)
             {
@@ -106,6 +112,13 @@ internal static class DecodeSuite
                     var bound = b / (bytes / H100Bandwidth);
                     Line(string.Create(CultureInfo.InvariantCulture,
                         $"  batch {b}{(onCpu ? "" : on ? ", programmatic launch" : ", plain launch")}: {steps} steps in {sec * 1e3:F1} ms: {sec / steps * 1e3:F3} ms/step, {b * steps / sec:F0} tokens/s (H100 weight-bandwidth bound {bound:F0} tokens/s), {engine.KernelLaunches} launches/step, graph captures {engine.GraphCaptures}"));
+                }
+                if (!onCpu)
+                {
+                    // The KV cache's own size: keys and values of every layer, [batch, kv heads, max length, head dim].
+                    var cacheGb = 2.0 * cfg.NumHiddenLayers * b * cfg.NumKeyValueHeads * cache.MaxLength * cfg.HeadDim * 2 / 1e9;
+                    Line(string.Create(CultureInfo.InvariantCulture,
+                        $"  batch {b}: device memory held {HeldGb() - idle:F2} GB above idle (model {modelGb:F2} GB, this KV cache {cacheGb:F3} GB; the rest is the engine's buffers and the caching allocator's blocks freed by the prompt's forward)"));
                 }
             }
         }
