@@ -12,20 +12,15 @@ namespace SlothSharp.Tests.Inference;
 [Category("Gpu")]
 public class DecodeEngineGpuTests
 {
-    private static readonly long[][] ThreePrompts = [[1, 5, 9, 13, 17, 21, 25], [1, 40, 41], [1, 7, 3, 99, 64]];
-
     [SetUp]
     public void Cuda() => TestEnv.RequireCuda();
-
-    private static CausalLM LoadBf16(string dir, bool quantize = true) =>
-        CausalLM.FromPretrained(dir, new LoadOptions { Device = CUDA, ComputeDtype = ScalarType.BFloat16, Quantize = quantize });
 
     [Test, Category("Sanitize")]
     public void LlamaNf4WithAdapterInBf16()
     {
-        using var model = LoadBf16(LlamaGolden.Nf4Dir);
+        using var model = DecodeParity.LoadCudaBf16(LlamaGolden.Nf4Dir);
         PeftAdapter.Load(model, LlamaGolden.AdapterDir);
-        DecodeParity.Run(model, ThreePrompts, 24, tolerance: 0.25, minMargin: 0.5);
+        DecodeParity.Run(model, DecodeParity.ThreePrompts, 24, tolerance: 0.25, minMargin: 0.5);
     }
 
     /// <summary>Without an adapter the decoder takes the gated NF4 GEMV (gate/up and the activation in one launch) and
@@ -33,8 +28,8 @@ public class DecodeEngineGpuTests
     [Test, Category("Sanitize")]
     public void LlamaNf4WithoutAdapterUsesTheGroupedKernelsInBf16()
     {
-        using var model = LoadBf16(LlamaGolden.Nf4Dir);
-        DecodeParity.Run(model, ThreePrompts, 24, tolerance: 0.25, minMargin: 0.5);
+        using var model = DecodeParity.LoadCudaBf16(LlamaGolden.Nf4Dir);
+        DecodeParity.Run(model, DecodeParity.ThreePrompts, 24, tolerance: 0.25, minMargin: 0.5);
         using var noGrad = no_grad();
         using var cache = model.NewKvCache(1, 16);
         using var engine = DecodeEngine.TryCreate(model, cache, out _)!;
@@ -46,15 +41,15 @@ public class DecodeEngineGpuTests
     [TestCaseSource(typeof(FamilyGolden), nameof(FamilyGolden.Families))]
     public void FamilyNf4WithAdapterInBf16(string family)
     {
-        using var model = LoadBf16(FamilyGolden.Nf4(family));
+        using var model = DecodeParity.LoadCudaBf16(FamilyGolden.Nf4(family));
         PeftAdapter.Load(model, FamilyGolden.Adapter(family));
-        DecodeParity.Run(model, ThreePrompts, 20, tolerance: 0.25, minMargin: 0.5);
+        DecodeParity.Run(model, DecodeParity.ThreePrompts, 20, tolerance: 0.25, minMargin: 0.5);
     }
 
     [Test]
     public void LargeBatchUsesTheGemmPathInBf16()
     {
-        using var model = LoadBf16(LlamaGolden.Nf4Dir);
+        using var model = DecodeParity.LoadCudaBf16(LlamaGolden.Nf4Dir);
         var prompts = Enumerable.Range(0, 12).Select(i => new long[] { 1, 5 + i, 9, 13 + 2 * i }).ToArray();
         DecodeParity.Run(model, prompts, 8, tolerance: 0.25, minMargin: 0.5);
     }
@@ -62,7 +57,7 @@ public class DecodeEngineGpuTests
     [Test]
     public void OneGraphCaptureFor64StepsAtOneBatchSize()
     {
-        using var model = LoadBf16(LlamaGolden.Nf4Dir);
+        using var model = DecodeParity.LoadCudaBf16(LlamaGolden.Nf4Dir);
         using var noGrad = no_grad();
         using var cache = model.NewKvCache(2, 80);
         using var engine = DecodeEngine.TryCreate(model, cache, out var why);

@@ -14,8 +14,6 @@ public class DecodeEngineTests
 {
     private const double Tolerance = 1e-4;
     private static readonly long[][] OnePrompt = [[1, 5, 9, 13, 17, 21, 25]];
-    private static readonly long[][] ThreePrompts = [[1, 5, 9, 13, 17, 21, 25], [1, 40, 41], [1, 7, 3, 99, 64]];
-
     [Test]
     public void LlamaNf4GreedyStepsMatchForward()
     {
@@ -28,14 +26,14 @@ public class DecodeEngineTests
     {
         using var model = LlamaGolden.LoadBase(LlamaGolden.Nf4Dir);
         PeftAdapter.Load(model, LlamaGolden.AdapterDir);
-        DecodeParity.Run(model, ThreePrompts, 16, Tolerance);
+        DecodeParity.Run(model, DecodeParity.ThreePrompts, 16, Tolerance);
     }
 
     [Test]
     public void LlamaDenseLeftPaddedBatchMatchesForward()
     {
         using var model = FamilyGolden.Load(LlamaGolden.DenseDir, quantize: false);
-        DecodeParity.Run(model, ThreePrompts, 16, Tolerance);
+        DecodeParity.Run(model, DecodeParity.ThreePrompts, 16, Tolerance);
     }
 
     [TestCaseSource(typeof(FamilyGolden), nameof(FamilyGolden.Families))]
@@ -43,7 +41,7 @@ public class DecodeEngineTests
     {
         using var model = FamilyGolden.Load(FamilyGolden.Nf4(family));
         PeftAdapter.Load(model, FamilyGolden.Adapter(family));
-        DecodeParity.Run(model, ThreePrompts, 18, Tolerance);
+        DecodeParity.Run(model, DecodeParity.ThreePrompts, 18, Tolerance);
     }
 
     [TestCaseSource(typeof(FamilyGolden), nameof(FamilyGolden.Families))]
@@ -53,7 +51,7 @@ public class DecodeEngineTests
         // up to float32 rounding of W + scale·B·A.
         using var model = FamilyGolden.Load(FamilyGolden.Nf4(family));
         PeftAdapter.Load(model, FamilyGolden.Adapter(family));
-        DecodeParity.Run(model, ThreePrompts, 12, Tolerance, options: new DecodeEngineOptions(MergeLora: true));
+        DecodeParity.Run(model, DecodeParity.ThreePrompts, 12, Tolerance, options: new DecodeEngineOptions(MergeLora: true));
     }
 
     [Test]
@@ -84,7 +82,7 @@ public class DecodeEngineTests
         // sums are ordered differently, so logits agree to bf16 tolerances and greedy ids where the margin is clear.
         var dir = family == "llama" ? LlamaGolden.Nf4Dir : FamilyGolden.Nf4(family);
         using var model = CausalLM.FromPretrained(dir, new LoadOptions { Device = CPU, ComputeDtype = ScalarType.BFloat16 });
-        var worst = DecodeParity.Run(model, ThreePrompts, 16, tolerance: 0.1, minMargin: 0.5);
+        var worst = DecodeParity.Run(model, DecodeParity.ThreePrompts, 16, tolerance: 0.1, minMargin: 0.5);
         TestContext.Out.WriteLine($"{family}: worst |Δlogit| {worst}");
     }
 

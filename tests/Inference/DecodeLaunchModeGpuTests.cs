@@ -13,18 +13,13 @@ namespace SlothSharp.Tests.Inference;
 [Category("Gpu")]
 public class DecodeLaunchModeGpuTests
 {
-    private static readonly long[][] ThreePrompts = [[1, 5, 9, 13, 17, 21, 25], [1, 40, 41], [1, 7, 3, 99, 64]];
-
     [SetUp]
     public void Cuda() => TestEnv.RequireCuda();
-
-    private static CausalLM LoadBf16(string dir) =>
-        CausalLM.FromPretrained(dir, new LoadOptions { Device = CUDA, ComputeDtype = ScalarType.BFloat16, Quantize = true });
 
     [Test]
     public void OnExactlyWhereTheKernelsSupportIt()
     {
-        using var model = LoadBf16(LlamaGolden.Nf4Dir);
+        using var model = DecodeParity.LoadCudaBf16(LlamaGolden.Nf4Dir);
         using var cache = model.NewKvCache(1, 8);
         using var engine = DecodeEngine.TryCreate(model, cache, out _)!;
         var supported = CudaDevice.KernelArch() >= 900;
@@ -38,23 +33,23 @@ public class DecodeLaunchModeGpuTests
     [TestCaseSource(typeof(FamilyGolden), nameof(FamilyGolden.Families))]
     public void SameBitsAsPlainLaunchesWithAdapter(string family)
     {
-        using var model = LoadBf16(FamilyGolden.Nf4(family));
+        using var model = DecodeParity.LoadCudaBf16(FamilyGolden.Nf4(family));
         PeftAdapter.Load(model, FamilyGolden.Adapter(family));
-        AssertSameBits(model, ThreePrompts, 12);
+        AssertSameBits(model, DecodeParity.ThreePrompts, 12);
     }
 
     [Test]
     public void SameBitsAsPlainLaunchesOnTheGroupedKernels()
     {
-        using var model = LoadBf16(LlamaGolden.Nf4Dir);
-        AssertSameBits(model, [ThreePrompts[0]], 24);
-        AssertSameBits(model, ThreePrompts, 12);
+        using var model = DecodeParity.LoadCudaBf16(LlamaGolden.Nf4Dir);
+        AssertSameBits(model, [DecodeParity.ThreePrompts[0]], 24);
+        AssertSameBits(model, DecodeParity.ThreePrompts, 12);
     }
 
     [Test]
     public void SameBitsAsPlainLaunchesOnTheGemmPath()
     {
-        using var model = LoadBf16(LlamaGolden.Nf4Dir);
+        using var model = DecodeParity.LoadCudaBf16(LlamaGolden.Nf4Dir);
         AssertSameBits(model, Enumerable.Range(0, 12).Select(i => new long[] { 1, 5 + i, 9, 13 + 2 * i }).ToArray(), 8);
     }
 

@@ -13,6 +13,13 @@ namespace SlothSharp.Tests.Inference;
 /// </summary>
 internal static class DecodeParity
 {
+    /// <summary>Three prompts of different lengths (left padding, a batch of 3).</summary>
+    public static readonly long[][] ThreePrompts = [[1, 5, 9, 13, 17, 21, 25], [1, 40, 41], [1, 7, 3, 99, 64]];
+
+    /// <summary>A checkpoint on CUDA in bfloat16 (NF4 projections unless <paramref name="quantize"/> is false).</summary>
+    public static CausalLM LoadCudaBf16(string dir, bool quantize = true) =>
+        CausalLM.FromPretrained(dir, new LoadOptions { Device = CUDA, ComputeDtype = ScalarType.BFloat16, Quantize = quantize });
+
     /// <summary>Left-padded prompts (pad id 0, mask 0) as [B, T] ids and mask.</summary>
     public static (Tensor Ids, Tensor Mask) LeftPadded(long[][] prompts, Device device)
     {
