@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <vector>
 
 namespace sloth::cpu {
@@ -160,6 +161,14 @@ sloth_status nf4_gemv_group(const char* fn, const Nf4GemvGroupArgs& a) {
     if (a.count < 1 || a.count > kNf4GroupMax || (a.gated && (a.count != 2 || a.member[0].m != a.member[1].m)))
         return fail(SLOTH_ERROR_INTERNAL, "%s: an NF4 GEMV group of %d members%s", fn, a.count,
                     a.gated ? ", gated, without exactly two members of equal rows" : "");
+    if (a.fold_norm) {  // the residual norm first, as the CUDA launch computes it in its prologue
+        ResidualNormArgs n = a.norm;
+        if (n.delta) {  // the updated stream goes to norm_h_out; norm.h stays as it was
+            std::memcpy(a.norm_h_out, n.h, static_cast<size_t>(n.rows * n.cols * dtype_size(n.dtype)));
+            n.h = a.norm_h_out;
+        }
+        SLOTH_CHECK(decode_residual_norm(fn, n));
+    }
     auto product = [&](const Nf4GroupMember& p, void* y, int64_t y_stride) {
         const Nf4GemvArgs g{a.x, a.dtype, a.batch, a.k, p.m, p.packed, p.absmax_codes, p.nested_code_map, p.nested_absmax,
                             p.nested_offset, p.nf4_code_table, a.blocksize, a.nested_blocksize, y};

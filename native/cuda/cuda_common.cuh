@@ -104,13 +104,14 @@ __device__ __forceinline__ void allow_dependent_launch() {
 // set_programmatic_launch, backends.h; off by default, so kernels called on their own launch plainly).
 bool programmatic_launch_on();
 
-// kernel<<<grid, block, 0, stream>>>(args...), with the PDL attribute when programmatic_launch_on(). Only kernels
+// kernel<<<grid, block, smem, stream>>>(args...), with the PDL attribute when programmatic_launch_on(). Only kernels
 // that call grid_dependency_wait() before touching data of earlier kernels may be launched through this. Returns the
 // launch's error.
 template <class... Params, class... Args>
-cudaError_t launch_kernel(void (*kernel)(Params...), dim3 grid, dim3 block, cudaStream_t stream, Args&&... args) {
+cudaError_t launch_kernel_smem(void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem, cudaStream_t stream,
+                               Args&&... args) {
     if (!programmatic_launch_on()) {
-        kernel<<<grid, block, 0, stream>>>(static_cast<Args&&>(args)...);
+        kernel<<<grid, block, smem, stream>>>(static_cast<Args&&>(args)...);
         return cudaGetLastError();
     }
     cudaLaunchAttribute attribute[1];
@@ -119,11 +120,17 @@ cudaError_t launch_kernel(void (*kernel)(Params...), dim3 grid, dim3 block, cuda
     cudaLaunchConfig_t config = {};
     config.gridDim = grid;
     config.blockDim = block;
-    config.dynamicSmemBytes = 0;
+    config.dynamicSmemBytes = smem;
     config.stream = stream;
     config.attrs = attribute;
     config.numAttrs = 1;
     return cudaLaunchKernelEx(&config, kernel, static_cast<Args&&>(args)...);
+}
+
+// The same without dynamic shared memory.
+template <class... Params, class... Args>
+cudaError_t launch_kernel(void (*kernel)(Params...), dim3 grid, dim3 block, cudaStream_t stream, Args&&... args) {
+    return launch_kernel_smem(kernel, grid, block, 0, stream, static_cast<Args&&>(args)...);
 }
 
 #define SLOTH_KERNEL_LAUNCH(fn, kernel_name, call)                          \

@@ -33,6 +33,7 @@
 #include "../src/decode_kernels.h"
 #include "cuda_common.cuh"
 #include "dtype.cuh"
+#include "decode_norm.cuh"
 #include "gate_activation.cuh"
 #include "ptx.cuh"
 
@@ -43,17 +44,14 @@ constexpr int kThreads = 256;
 constexpr int kWarps = kThreads / 32;
 static_assert(kWarps == kNf4GemvWarps, "nf4_gemv_slices (decode_kernels.h) splits rows over this block's warps");
 
-// Eight consecutive activations x[i .. i + 8) as float32 (i a multiple of 8, the address 16-byte aligned).
+// Eight consecutive activations as float32 from their 16 bytes (a; f32: 32 bytes, a then b).
 template <int kDtype>
-__device__ __forceinline__ void load_x8(const void* x, int64_t i, float (&v)[8]) {
+__device__ __forceinline__ void x8_from_words(uint4 a, uint4 b, float (&v)[8]) {
     if constexpr (kDtype == SLOTH_DTYPE_F32) {
-        const float* p = static_cast<const float*>(x) + i;
-        const uint4 a = ptx::load_cached_v4(p), b = ptx::load_cached_v4(p + 4);
         v[0] = __uint_as_float(a.x), v[1] = __uint_as_float(a.y), v[2] = __uint_as_float(a.z), v[3] = __uint_as_float(a.w);
         v[4] = __uint_as_float(b.x), v[5] = __uint_as_float(b.y), v[6] = __uint_as_float(b.z), v[7] = __uint_as_float(b.w);
     } else {
-        const uint4 q = ptx::load_cached_v4(static_cast<const uint16_t*>(x) + i);
-        const uint32_t words[4] = {q.x, q.y, q.z, q.w};
+        const uint32_t words[4] = {a.x, a.y, a.z, a.w};
 #pragma unroll
         for (int k = 0; k < 4; ++k) {  // little-endian: the lower half is the earlier element
             if constexpr (kDtype == SLOTH_DTYPE_BF16) {
@@ -67,6 +65,17 @@ __device__ __forceinline__ void load_x8(const void* x, int64_t i, float (&v)[8])
     }
 }
 
+// Eight consecutive activations x[i .. i + 8) as float32 (i a multiple of 8, the address 16-byte aligned).
+template <int kDtype>
+__device__ __forceinline__ void load_x8(const void* x, int64_t i, float (&v)[8]) {
+    if constexpr (kDtype == SLOTH_DTYPE_F32) {
+        const float* p = static_cast<const float*>(x) + i;
+        x8_from_words<kDtype>(ptx::load_cached_v4(p), ptx::load_cached_v4(p + 4), v);
+    } else {
+        x8_from_words<kDtype>(ptx::load_cached_v4(static_cast<const uint16_t*>(x) + i), make_uint4(0, 0, 0, 0), v);
+    }
+}
+
 // The eight weights of one packed 4-byte word (byte j: element 2j in the high nibble, 2j + 1 in the low one), each
 // nf4 × scale rounded to the dtype.
 template <int kDtype>
@@ -77,6 +86,97 @@ __device__ __forceinline__ void decode8(uint32_t word, float scale, const float*
         w[2 * j] = round_to<kDtype>(__fmul_rn(s_nf4[byte >> 4], scale));
         w[2 * j + 1] = round_to<kDtype>(__fmul_rn(s_nf4[byte & 0xFu], scale));
     }
+}
+
+// Where a launch's activations x come from (the XLoad of row_slice_dot): eight values x[b, c .. c + 8) as float32.
+// PlainX reads x from memory; StagedX (grouped launches that fold the residual RMSNorm in, see GroupNorm) reads the
+// rows the block's prologue computed into shared memory, as decode_residual_norm would have written them.
+template <int kDtype>
+struct PlainX {
+    const void* x;
+    int64_t k;
+    __device__ __forceinline__ void operator()(int b, int64_t c, float (&v)[8]) const { load_x8<kDtype>(x, b * k + c, v); }
+};
+
+// The folded residual RMSNorm of a grouped launch (Nf4GemvGroupArgs::fold_norm): the stream h (and the delta added to
+// it, optionally normalized first: Gemma's sandwich norm) as [batch, k] rows, the norm weights, and where block 0
+// writes the results for later readers: the new stream (h_out, with a delta) and the normalized rows (y).
+struct GroupNorm {
+    const void* h;
+    const void* delta;
+    const void* delta_norm;
+    const void* weight;
+    void* h_out;
+    void* y;
+    float eps;
+    bool unit_offset;
+};
+
+// The folded norm's values, as decode_residual_norm computes them (decode_norm.cuh): the same float operations in the
+// same order, so the bits match.
+template <int kDtype>
+struct NormValues {
+    GroupNorm n;
+    int64_t k;
+    // h[b, j] after the residual add, rounded to the dtype (decode_residual_norm's stream value).
+    __device__ __forceinline__ float stream(int b, int64_t j, float delta_rstd) const {
+        float h = load_f32<kDtype>(n.h, b * k + j);
+        if (n.delta) {
+            float d = load_f32<kDtype>(n.delta, b * k + j);
+            if (n.delta_norm) d = norm_value<kDtype>(d, delta_rstd, load_f32<kDtype>(n.delta_norm, j), n.unit_offset);
+            h = round_to<kDtype>(__fadd_rn(h, d));
+        }
+        return h;
+    }
+};
+
+// x rows staged in shared memory in the dtype ([batch, k], 16-byte aligned), read like PlainX.
+template <int kDtype>
+struct StagedX {
+    const unsigned char* s;
+    int64_t k;
+    __device__ __forceinline__ void operator()(int b, int64_t c, float (&v)[8]) const {
+        constexpr int kSize = kDtype == SLOTH_DTYPE_F32 ? 4 : 2;
+        const uint4* p = reinterpret_cast<const uint4*>(s + (b * k + c) * kSize);
+        x8_from_words<kDtype>(p[0], kDtype == SLOTH_DTYPE_F32 ? p[1] : make_uint4(0, 0, 0, 0), v);
+    }
+};
+
+// Block-wide, after the grid-dependency wait: each activation row's RMSNorm factors, summed in
+// residual_norm_reg_kernel's order (thread t takes elements t, t + 256, ...; block_sum) so the values match its bits,
+// then the normalized rows into shared memory (s_x, [batch, k] in the dtype). Block 0 also writes the new stream and
+// the normalized rows to memory for the kernels after this one.
+template <int kDtype, int kBatch>
+__device__ __forceinline__ void norm_prologue(const NormValues<kDtype>& x, unsigned char* s_x, float* scratch) {
+    static_assert(kThreads == 256, "the residual-norm kernels' thread count, for their summation order");
+    const GroupNorm& n = x.n;
+    for (int b = 0; b < kBatch; ++b) {
+        float delta_rstd = 0.0f;
+        if (n.delta && n.delta_norm) {
+            float ss = 0.0f;
+            for (int64_t j = threadIdx.x; j < x.k; j += kThreads) {
+                const float d = load_f32<kDtype>(n.delta, b * x.k + j);
+                ss = __fadd_rn(ss, __fmul_rn(d, d));
+            }
+            delta_rstd = rstd_from(block_sum(ss, scratch), x.k, n.eps);
+        }
+        float ss = 0.0f;
+        for (int64_t j = threadIdx.x; j < x.k; j += kThreads) {
+            const float h = x.stream(b, j, delta_rstd);
+            ss = __fadd_rn(ss, __fmul_rn(h, h));
+        }
+        const float rstd = rstd_from(block_sum(ss, scratch), x.k, n.eps);
+        for (int64_t j = threadIdx.x; j < x.k; j += kThreads) {
+            const float h = x.stream(b, j, delta_rstd);
+            const float y = norm_value<kDtype>(h, rstd, load_f32<kDtype>(n.weight, j), n.unit_offset);
+            store_f32<kDtype>(s_x, b * x.k + j, y);
+            if (blockIdx.x == 0) {
+                if (n.delta) store_f32<kDtype>(n.h_out, b * x.k + j, h);
+                store_f32<kDtype>(n.y, b * x.k + j, y);
+            }
+        }
+    }
+    __syncthreads();  // s_x complete before any warp reads it
 }
 
 // One NF4 weight as the kernels read it: pointers of the whole matrix (rows are absolute).
@@ -103,11 +203,11 @@ __device__ __forceinline__ void stage_tables(const Nf4Weight& w, float* s_nf4, f
 // slice's chunks l, l + 32, ... in order. Block-wide: stage() (which fills the shared tables s_nf4/s_map that this
 // warp reads) and a barrier run inside, after the first weight loads are issued, so every thread of the block calls
 // this once. The nested code map sits in shared memory, so a block scale costs one byte load.
-template <int kDtype, int kBatch, bool kVector, int kSlices, class Stage>
+template <int kDtype, int kBatch, bool kVector, int kSlices, class Stage, class XLoad, class Prologue>
 __device__ __forceinline__ void row_slice_dot(const Nf4Weight& w, const void* __restrict__ x, int64_t k, int64_t row,
                                               int slice, int log2_blocksize, int log2_nested_span,
                                               const float* s_nf4, const float* s_map, Stage&& stage,
-                                              float (&acc)[kBatch]) {
+                                              const XLoad& xload, Prologue&& prologue, float (&acc)[kBatch]) {
     const int lane = threadIdx.x & 31;
     const uint64_t keep = ptx::policy_evict_last();
     if constexpr (kVector) {
@@ -140,6 +240,7 @@ __device__ __forceinline__ void row_slice_dot(const Nf4Weight& w, const void* __
         grid_dependency_wait();
         allow_dependent_launch();
         __syncthreads();
+        prologue();  // block-wide: a folded norm's factors (after the wait: they come from earlier kernels)
         auto consume = [&](uint4 words, uint32_t code, float nested, int64_t c0) {
             const float scale = __fadd_rn(__fmul_rn(s_map[code], nested), offset);
 #pragma unroll
@@ -150,7 +251,7 @@ __device__ __forceinline__ void row_slice_dot(const Nf4Weight& w, const void* __
 #pragma unroll
                 for (int b = 0; b < kBatch; ++b) {
                     float xv[8];
-                    load_x8<kDtype>(x, b * k + c0 + 8 * s4, xv);
+                    xload(b, c0 + 8 * s4, xv);
 #pragma unroll
                     for (int e = 0; e < 8; ++e) acc[b] = __fmaf_rn(xv[e], wv[e], acc[b]);
                 }
@@ -170,6 +271,7 @@ __device__ __forceinline__ void row_slice_dot(const Nf4Weight& w, const void* __
         grid_dependency_wait();
         allow_dependent_launch();
         __syncthreads();
+        prologue();
         const int64_t per = (k + kSlices - 1) / kSlices;
         const int64_t c1 = (slice + 1) * per < k ? (slice + 1) * per : k;
         for (int64_t c = slice * per + lane; c < c1; c += 32) {
@@ -212,11 +314,11 @@ __device__ __forceinline__ float slot_sum(const float* s_part, int slot, int b) 
 // One block of the plain GEMV: rows [block * R, block * R + R) (R = kWarps / kSlices, one row slot of kSlices warps
 // each) of rows [0, m) of a member whose first weight row is row0; y[b * y_stride + r] rounded to the dtype. The
 // whole body of the single kernel, and of each block of the grouped kernel.
-template <int kDtype, int kBatch, bool kVector, int kSlices>
+template <int kDtype, int kBatch, bool kVector, int kSlices, class XLoad, class Prologue>
 __device__ __forceinline__ void gemv_block(const Nf4Weight& w, const void* __restrict__ x, int64_t k, int64_t row0,
                                            int64_t m, int64_t block, int log2_blocksize, int log2_nested_span,
                                            void* __restrict__ y, int64_t y_stride, float* s_nf4, float* s_map,
-                                           float* s_part) {
+                                           float* s_part, const XLoad& xload, Prologue&& prologue) {
     constexpr int kRowsPerBlock = kWarps / kSlices;
     const int warp = threadIdx.x >> 5;
     const int64_t row_raw = block * kRowsPerBlock + warp / kSlices;
@@ -226,7 +328,7 @@ __device__ __forceinline__ void gemv_block(const Nf4Weight& w, const void* __res
     for (int b = 0; b < kBatch; ++b) acc[b] = 0.0f;
     row_slice_dot<kDtype, kBatch, kVector, kSlices>(w, x, k, row0 + row, warp % kSlices, log2_blocksize,
                                                     log2_nested_span, s_nf4, s_map,
-                                                    [&] { stage_tables(w, s_nf4, s_map); }, acc);
+                                                    [&] { stage_tables(w, s_nf4, s_map); }, xload, prologue, acc);
     store_warp_sums<kBatch>(acc, s_part);
     __syncthreads();
     if (threadIdx.x < kRowsPerBlock * kBatch) {
@@ -245,7 +347,7 @@ __global__ void __launch_bounds__(kThreads) nf4_gemv_kernel(Nf4Weight w, const v
     __shared__ float s_map[256];
     __shared__ float s_part[kWarps * kBatch];
     gemv_block<kDtype, kBatch, kVector, kSlices>(w, x, k, 0, m, blockIdx.x, log2_blocksize, log2_nested_span, y, m,
-                                                 s_nf4, s_map, s_part);
+                                                 s_nf4, s_map, s_part, PlainX<kDtype>{x, k}, [] {});
 }
 
 // A grouped launch as the kernels read it (passed by value: kernel parameters, no device copy to manage).
@@ -263,45 +365,62 @@ struct Group {
     const void* x;
     int64_t k;
     int32_t log2_blocksize, log2_nested_span;
+    GroupNorm norm;  // the folded residual norm (kernels instantiated with kFold only)
 };
 
+// The activation source and prologue of a grouped launch: the folded norm (kFold: x computed into the dynamic shared
+// memory s_x by the prologue) or x as it is in memory. Calls body(xload, prologue).
+template <int kDtype, int kBatch, bool kFold, class Body>
+__device__ __forceinline__ void with_input(const Group& g, unsigned char* s_x, float* s_scratch, Body&& body) {
+    if constexpr (kFold) {
+        const NormValues<kDtype> values{g.norm, g.k};
+        body(StagedX<kDtype>{s_x, g.k}, [&] { norm_prologue<kDtype, kBatch>(values, s_x, s_scratch); });
+    } else {
+        body(PlainX<kDtype>{g.x, g.k}, [] {});
+    }
+}
+
 // Each block runs gemv_block for the member it belongs to (blocks of member i: [first_block_i, first_block_i+1)).
-template <int kDtype, int kBatch>
+template <int kDtype, int kBatch, bool kFold>
 __global__ void __launch_bounds__(kThreads) nf4_gemv_group_kernel(Group g) {
     __shared__ float s_nf4[16];
     __shared__ float s_map[256];
     __shared__ float s_part[kWarps * kBatch];
+    __shared__ float s_scratch[kWarps];
+    extern __shared__ __align__(16) unsigned char s_x[];  // kFold: [batch, k] normalized rows (fold_smem_bytes)
     // Selected with constant indices: indexing the parameter array at run time would copy it to local memory.
     const int64_t bid = blockIdx.x;
     GroupMember d = g.member[0];
     if (g.count > 1 && bid >= g.member[1].first_block) d = g.member[1];
     if (g.count > 2 && bid >= g.member[2].first_block) d = g.member[2];
     const int64_t block = bid - d.first_block;
-    switch (d.slices) {  // uniform over the block
-        case 1:
-            gemv_block<kDtype, kBatch, true, 1>(d.w, g.x, g.k, d.row0, d.m, block, g.log2_blocksize, g.log2_nested_span,
-                                                d.y, d.y_stride, s_nf4, s_map, s_part);
-            break;
-        case 2:
-            gemv_block<kDtype, kBatch, true, 2>(d.w, g.x, g.k, d.row0, d.m, block, g.log2_blocksize, g.log2_nested_span,
-                                                d.y, d.y_stride, s_nf4, s_map, s_part);
-            break;
-        case 4:
-            gemv_block<kDtype, kBatch, true, 4>(d.w, g.x, g.k, d.row0, d.m, block, g.log2_blocksize, g.log2_nested_span,
-                                                d.y, d.y_stride, s_nf4, s_map, s_part);
-            break;
-        default:
-            gemv_block<kDtype, kBatch, true, 8>(d.w, g.x, g.k, d.row0, d.m, block, g.log2_blocksize, g.log2_nested_span,
-                                                d.y, d.y_stride, s_nf4, s_map, s_part);
-            break;
-    }
+    with_input<kDtype, kBatch, kFold>(g, s_x, s_scratch, [&](const auto& xload, auto&& prologue) {
+        switch (d.slices) {  // uniform over the block
+            case 1:
+                gemv_block<kDtype, kBatch, true, 1>(d.w, g.x, g.k, d.row0, d.m, block, g.log2_blocksize, g.log2_nested_span,
+                                                    d.y, d.y_stride, s_nf4, s_map, s_part, xload, prologue);
+                break;
+            case 2:
+                gemv_block<kDtype, kBatch, true, 2>(d.w, g.x, g.k, d.row0, d.m, block, g.log2_blocksize, g.log2_nested_span,
+                                                    d.y, d.y_stride, s_nf4, s_map, s_part, xload, prologue);
+                break;
+            case 4:
+                gemv_block<kDtype, kBatch, true, 4>(d.w, g.x, g.k, d.row0, d.m, block, g.log2_blocksize, g.log2_nested_span,
+                                                    d.y, d.y_stride, s_nf4, s_map, s_part, xload, prologue);
+                break;
+            default:
+                gemv_block<kDtype, kBatch, true, 8>(d.w, g.x, g.k, d.row0, d.m, block, g.log2_blocksize, g.log2_nested_span,
+                                                    d.y, d.y_stride, s_nf4, s_map, s_part, xload, prologue);
+                break;
+        }
+    });
 }
 
 // The gated form: a block holds P = kWarps / kSlices / 2 row slots of the gate (member 0) and the same P rows of the
 // up projection (member 1), each row computed as gemv_block computes it; the first P * kBatch threads then round both
 // sums to the dtype (the values the plain launch would store) and write out[b * m + r] = act(g) * u as
 // gated_act_kernel does (gate_activation.cuh).
-template <int kDtype, int kBatch, int kSlices>
+template <int kDtype, int kBatch, int kSlices, bool kFold>
 __global__ void __launch_bounds__(kThreads) nf4_gemv_gated_kernel(Group g, sloth_gate_activation activation,
                                                                   void* __restrict__ out) {
     constexpr int kPairRows = kWarps / kSlices / 2;
@@ -309,6 +428,8 @@ __global__ void __launch_bounds__(kThreads) nf4_gemv_gated_kernel(Group g, sloth
     __shared__ float s_nf4[2][16];
     __shared__ float s_map[2][256];
     __shared__ float s_part[kWarps * kBatch];
+    __shared__ float s_scratch[kWarps];
+    extern __shared__ __align__(16) unsigned char s_x[];  // kFold: [batch, k] normalized rows
     const int warp = threadIdx.x >> 5, slot = warp / kSlices, half = slot / kPairRows;  // half 0: gate, 1: up
     GroupMember d = g.member[0];
     if (half == 1) d = g.member[1];
@@ -318,13 +439,15 @@ __global__ void __launch_bounds__(kThreads) nf4_gemv_gated_kernel(Group g, sloth
     float acc[kBatch];
 #pragma unroll
     for (int b = 0; b < kBatch; ++b) acc[b] = 0.0f;
-    row_slice_dot<kDtype, kBatch, true, kSlices>(
-        d.w, g.x, g.k, d.row0 + row, warp % kSlices, g.log2_blocksize, g.log2_nested_span, s_nf4[half], s_map[half],
-        [&] {
-            stage_tables(g.member[0].w, s_nf4[0], s_map[0]);
-            stage_tables(g.member[1].w, s_nf4[1], s_map[1]);
-        },
-        acc);
+    with_input<kDtype, kBatch, kFold>(g, s_x, s_scratch, [&](const auto& xload, auto&& prologue) {
+        row_slice_dot<kDtype, kBatch, true, kSlices>(
+            d.w, g.x, g.k, d.row0 + row, warp % kSlices, g.log2_blocksize, g.log2_nested_span, s_nf4[half], s_map[half],
+            [&] {
+                stage_tables(g.member[0].w, s_nf4[0], s_map[0]);
+                stage_tables(g.member[1].w, s_nf4[1], s_map[1]);
+            },
+            xload, prologue, acc);
+    });
     store_warp_sums<kBatch>(acc, s_part);
     __syncthreads();
     if (threadIdx.x < kPairRows * kBatch) {
@@ -371,6 +494,9 @@ Group group_of(const Nf4GemvGroupArgs& a, int64_t* blocks) {
     g.k = a.k;
     g.log2_blocksize = log2_exact(a.blocksize);
     g.log2_nested_span = g.log2_blocksize + log2_exact(a.nested_blocksize);
+    if (a.fold_norm)
+        g.norm = GroupNorm{a.norm.h, a.norm.delta, a.norm.delta_norm, a.norm.weight, a.norm_h_out, a.norm.y, a.norm.eps,
+                           a.norm.unit_offset};
     int64_t total = 0;
     for (int i = 0; i < a.count; ++i) {
         const Nf4GroupMember& s = a.member[i];
@@ -392,20 +518,28 @@ template <int kDtype, int kBatch>
 sloth_status launch_group(const char* fn, const Nf4GemvGroupArgs& a, cudaStream_t stream) {
     int64_t blocks = 0;
     const Group g = group_of(a, &blocks);
+    const size_t fold_smem = a.fold_norm ? static_cast<size_t>(nf4_fold_smem_bytes(a)) : 0;
     if (!a.gated) {
         SLOTH_CHECK(require_one_launch(fn, blocks));
         SLOTH_KERNEL_LAUNCH(fn, "nf4_gemv_group_kernel",
-                            launch_kernel(nf4_gemv_group_kernel<kDtype, kBatch>, static_cast<unsigned>(blocks), kThreads, stream, g));
+                            launch_kernel_smem(a.fold_norm ? nf4_gemv_group_kernel<kDtype, kBatch, true> : nf4_gemv_group_kernel<kDtype, kBatch, false>,
+                                               static_cast<unsigned>(blocks), kThreads, fold_smem, stream, g));
         return SLOTH_OK;
     }
     const int slices = g.member[0].slices;  // nf4_group_fits: both members alike, at most 4
     const int64_t pair_blocks = ceil_div(a.member[0].m, static_cast<int64_t>(kWarps / slices / 2));
     SLOTH_CHECK(require_one_launch(fn, pair_blocks));
     const unsigned grid = static_cast<unsigned>(pair_blocks);
-    void (*kernel)(Group, sloth_gate_activation, void*) = slices == 1   ? nf4_gemv_gated_kernel<kDtype, kBatch, 1>
-                                                          : slices == 2 ? nf4_gemv_gated_kernel<kDtype, kBatch, 2>
-                                                                        : nf4_gemv_gated_kernel<kDtype, kBatch, 4>;
-    SLOTH_KERNEL_LAUNCH(fn, "nf4_gemv_gated_kernel", launch_kernel(kernel, grid, kThreads, stream, g, a.activation, a.gated_out));
+    using Kernel = void (*)(Group, sloth_gate_activation, void*);
+    const Kernel plain = slices == 1 ? nf4_gemv_gated_kernel<kDtype, kBatch, 1, false>
+                       : slices == 2 ? nf4_gemv_gated_kernel<kDtype, kBatch, 2, false>
+                                     : nf4_gemv_gated_kernel<kDtype, kBatch, 4, false>;
+    const Kernel folded = slices == 1 ? nf4_gemv_gated_kernel<kDtype, kBatch, 1, true>
+                        : slices == 2 ? nf4_gemv_gated_kernel<kDtype, kBatch, 2, true>
+                                      : nf4_gemv_gated_kernel<kDtype, kBatch, 4, true>;
+    const Kernel kernel = a.fold_norm ? folded : plain;
+    SLOTH_KERNEL_LAUNCH(fn, "nf4_gemv_gated_kernel",
+                        launch_kernel_smem(kernel, grid, kThreads, fold_smem, stream, g, a.activation, a.gated_out));
     return SLOTH_OK;
 }
 

@@ -593,7 +593,7 @@ SLOTH_API sloth_status sloth_decoder_graph_captures(void* decoder, int64_t* coun
 
 /* *count = kernel launches the last enqueued step issued (a CUDA graph replays them; 0 before the first step; a
    cuBLASLt GEMM counts as one). On the CPU: the launches the same step would issue on CUDA at that batch size, except
-   the CUDA-only GEMM path past 8 rows. For checking launch-count reductions (e.g. 9 L + 4 for L NF4 layers at
+   the CUDA-only GEMM path past 8 rows. For checking launch-count reductions (e.g. 7 L + 4 for L NF4 layers at
    batch <= 8 without adapters or biases; see decoder.cpp). */
 SLOTH_API sloth_status sloth_decoder_kernel_launches(void* decoder, int64_t* count);
 

@@ -175,7 +175,22 @@ struct Nf4GemvGroupArgs {
     bool gated;
     sloth_gate_activation activation;  // gated only
     void* gated_out;                   // gated only: [batch, m]
+    // Optional: the launch computes its own input, the residual RMSNorm that decode_residual_norm would compute
+    // first (one launch fewer). norm.rows = batch, norm.cols = k, norm.y = x (written whole by the launch too, for
+    // later readers such as LoRA products). norm.h is read only: with a delta, the updated stream is written to
+    // norm_h_out, a different buffer, because every block of the launch reads norm.h while one block writes.
+    bool fold_norm;
+    ResidualNormArgs norm;
+    void* norm_h_out;  // delta != NULL: [batch, k] the new residual stream; else unused
 };
+
+// A folded norm stages the normalized rows in the launch's shared memory: [batch, k] in the dtype. Folded only up to
+// 32 KB (batch 1 up to k = 16384 in bf16; batch 8 up to 2048), below the 48 KB every block may take without opting
+// in, leaving room for the kernel's own tables.
+constexpr int64_t kNf4FoldMaxSmem = 32 * 1024;
+inline int64_t nf4_fold_smem_bytes(const Nf4GemvGroupArgs& a) {
+    return a.batch * a.k * (a.dtype == SLOTH_DTYPE_F32 ? 4 : 2);
+}
 
 // Whether the CUDA grouped kernel takes these arguments (the CPU twin takes any): batch <= 8, the vector path of the
 // single kernel for every member (k % 32 == 0, x and each packed weight 16-byte aligned: row0 * k / 2 is then a
@@ -184,6 +199,10 @@ struct Nf4GemvGroupArgs {
 inline bool nf4_group_fits(const Nf4GemvGroupArgs& a) {
     if (a.count < 1 || a.count > kNf4GroupMax || a.batch < 1 || a.batch > SLOTH_NF4_GEMV_MAX_BATCH || a.k % 32 != 0 ||
         reinterpret_cast<uintptr_t>(a.x) % 16 != 0)
+        return false;
+    if (a.fold_norm && (a.norm.rows != a.batch || a.norm.cols != a.k || a.norm.y != a.x ||
+                        (a.norm.delta && (!a.norm_h_out || a.norm_h_out == a.norm.h)) ||
+                        nf4_fold_smem_bytes(a) > kNf4FoldMaxSmem))
         return false;
     for (int i = 0; i < a.count; ++i)
         if (reinterpret_cast<uintptr_t>(a.member[i].packed) % 16 != 0 || a.member[i].m < 1) return false;

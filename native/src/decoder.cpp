@@ -7,11 +7,13 @@
 // Every per-step value lives in device memory (ids, positions, length), so enqueue() issues the same launches with
 // the same arguments at every step of a batch size: exactly what a CUDA graph needs.
 //
-// Launches per step (batch <= 8, NF4 weights, no LoRA, no biases, untied q/k/v and gate/up; L layers): embed 1 +
-// first norm 1 + per layer [q/k/v 1 (grouped) + qk_prep 1 + attention 2 (partials, combine) + o 1 + norm 1 +
-// gate/up with the gated activation 1 + down 1 + norm 1 = 9] + LM head 1 + length increment 1 = 9 L + 4; before the
-// grouping it was 13 L + 4 (q, k, v, gate, up and the activation apart). Llama-3.2-1B (L = 16): 148, was 212. A LoRA
-// adapter adds 2 per adapted projection and keeps the activation apart when gate or up is adapted (or has a bias).
+// Launches per step (batch <= 8, NF4 weights, no LoRA, no biases; L layers): embed 1 + per layer [q/k/v 1 (one
+// grouped launch that also computes the layer's input RMSNorm and the residual add before it) + qk_prep 1 +
+// attention 2 (partials, combine) + o 1 + gate/up 1 (grouped, with the post-attention residual norm in front and the
+// gated activation at the end) + down 1 = 7] + final norm 1 + LM head 1 + length increment 1 = 7 L + 4. History:
+// 13 L + 4 with q, k, v, gate, up, the activation and both norms apart; 9 L + 4 with the grouping and the gated
+// epilogue (Llama-3.2-1B, L = 16: 212, 148, now 116). A LoRA adapter adds 2 per adapted projection and keeps the
+// activation apart when gate or up is adapted (or has a bias); dense weights are not grouped, so their norms run apart.
 // kernel_launches (sloth_decoder_kernel_launches) counts what the last enqueued step issued.
 #include "decode_kernels.h"
 #include "validate.h"
@@ -68,7 +70,7 @@ struct Shape {
 };
 
 struct Workspace {  // byte offsets into the workspace
-    int64_t h, y, qkv, qr, attn, o, gu, act, lora, partial, dq, logits, gemm, total;
+    int64_t h, h2, y, qkv, qr, attn, o, gu, act, lora, partial, dq, logits, gemm, total;
 };
 
 Workspace layout(const Shape& s) {
@@ -77,6 +79,7 @@ Workspace layout(const Shape& s) {
     int64_t at = 0;
     auto take = [&](int64_t bytes) { const int64_t r = at; at += align_up(bytes); return r; };
     w.h = take(b * s.hidden * e);
+    w.h2 = take(b * s.hidden * e);  // the residual stream's second buffer (norms folded into grouped GEMVs)
     w.y = take(b * s.hidden * e);
     w.qkv = take(b * (s.heads + 2 * s.kv_heads) * s.head_dim * e);
     w.qr = take(b * s.heads * s.head_dim * e);
@@ -166,6 +169,17 @@ class Decoder {
     std::set<int64_t> warmed;         // batch sizes that ran eagerly once
     int64_t captures = 0;
     int64_t kernel_launches = 0;  // issued by the last enqueue (a cuBLASLt GEMM counts as one)
+    // During enqueue: the buffer holding the residual stream (ws.h or ws.h2), and the residual norm that is due before
+    // ws.y is next read. A grouped NF4 GEMV reading ws.y computes that norm itself (its launch writes the new stream
+    // into the other buffer, since all its blocks read the current one); any other reader first runs it as its own
+    // launch (flush_norm).
+    void* h_cur = nullptr;
+    struct PendingNorm {
+        bool due = false;
+        const void* delta = nullptr;
+        const void* delta_norm = nullptr;
+        const void* weight = nullptr;
+    } pending;
     bool programmatic = false;    // launch the step's kernels with programmatic dependent launch (CUDA, sm_90 kernels)
     bool programmatic_supported = false;
 
@@ -307,6 +321,40 @@ class Decoder {
         return cpu() ? cpu::nf4_gemv_group(fn, g) : cuda::nf4_gemv_group(fn, g, device, stream);
     }
 
+    // g as one grouped launch if the kernel takes it, with the due residual norm folded in where it can be (else run
+    // first on its own). False: nothing launched (not even the norm), the caller takes the plain path.
+    bool try_group(const char* fn, Nf4GemvGroupArgs g, sloth_status* st) {
+        g.fold_norm = false;
+        if (!nf4_group_fits(g)) return false;
+        if (pending.due) {
+            Nf4GemvGroupArgs f = g;
+            f.fold_norm = true;
+            f.norm = ResidualNormArgs{s.dtype, g.batch, s.hidden, eps, unit_offset, h_cur, pending.delta,
+                                      pending.delta_norm, pending.weight, at<void>(ws.y)};
+            f.norm_h_out = pending.delta ? other_h() : nullptr;
+            if (nf4_group_fits(f)) {
+                pending.due = false;
+                if (f.norm.delta) h_cur = f.norm_h_out;
+                *st = group(fn, f);
+                return true;
+            }
+        }
+        *st = flush_norm(fn, g.batch);
+        if (*st == SLOTH_OK) *st = group(fn, g);
+        return true;
+    }
+
+    void* other_h() const { return h_cur == at<void>(ws.h) ? at<void>(ws.h2) : at<void>(ws.h); }
+
+    // The residual norm that writes ws.y, due before ws.y is next read (see h_cur).
+    void norm_due(const void* delta, const void* delta_norm, const void* w) { pending = PendingNorm{true, delta, delta_norm, w}; }
+
+    sloth_status flush_norm(const char* fn, int64_t batch) {
+        if (!pending.due) return SLOTH_OK;
+        pending.due = false;
+        return residual_norm(fn, batch, pending.delta, pending.delta_norm, pending.weight);
+    }
+
     // The MLP's act(gate) * up into ws.act, in one launch if it can be the gated NF4 GEMV: gate and up NF4 alike,
     // no adapter and no bias on either (both change the products before the activation). True when done.
     bool gated_group(const char* fn, const Proj& pg, const Proj* pu, int64_t batch, sloth_status* st) {
@@ -318,9 +366,7 @@ class Decoder {
         g.member[1] = member(up, pu ? 0 : s.inter, s.inter, nullptr, 0);  // fused: the up rows follow the gate rows
         g.gated = true;
         g.gated_out = at<void>(ws.act);
-        if (!nf4_group_fits(g)) return false;
-        *st = group(fn, g);
-        return true;
+        return try_group(fn, g, st);
     }
 
     sloth_status bias_add(const char* fn, const void* bias, int64_t batch, int64_t cols, void* y) {
@@ -331,7 +377,7 @@ class Decoder {
     }
 
     sloth_status residual_norm(const char* fn, int64_t batch, const void* delta, const void* delta_norm, const void* w) {
-        const ResidualNormArgs a{s.dtype, batch, s.hidden, eps, unit_offset, at<void>(ws.h), delta, delta_norm, w, at<void>(ws.y)};
+        const ResidualNormArgs a{s.dtype, batch, s.hidden, eps, unit_offset, h_cur, delta, delta_norm, w, at<void>(ws.y)};
         ++kernel_launches;
         return cpu() ? cpu::decode_residual_norm(fn, a) : cuda::decode_residual_norm(fn, a, device, stream);
     }
@@ -339,9 +385,11 @@ class Decoder {
     sloth_status enqueue(const char* fn, int64_t batch) {
         const int64_t e = dtype_size(s.dtype), hd = s.head_dim, qn = s.heads * hd, kvn = s.kv_heads * hd;
         kernel_launches = 1;  // the embedding
-        const EmbedArgs emb{ids, embed, s.dtype, batch, s.hidden, s.vocab, embed_scale, at<void>(ws.h)};
+        h_cur = at<void>(ws.h);
+        pending = PendingNorm{};
+        const EmbedArgs emb{ids, embed, s.dtype, batch, s.hidden, s.vocab, embed_scale, h_cur};
         SLOTH_CHECK(cpu() ? cpu::decode_embed(fn, emb) : cuda::decode_embed(fn, emb, device, stream));
-        SLOTH_CHECK(residual_norm(fn, batch, nullptr, nullptr, layers[0].norm[0]));
+        norm_due(nullptr, nullptr, layers[0].norm[0]);
         for (size_t li = 0; li < layers.size(); ++li) {
             const Layer& L = layers[li];
             char* qkv = at<char>(ws.qkv);
@@ -349,7 +397,21 @@ class Decoder {
             int64_t qs, ks, vs;
             const void *qb = nullptr, *kb = nullptr, *vb = nullptr;
             if (fused_qkv) {
-                SLOTH_CHECK(linear(fn, L.p[SLOTH_DECODER_PROJ_Q], at<void>(ws.y), batch, qkv));
+                const Proj& pf = L.p[SLOTH_DECODER_PROJ_Q];
+                sloth_status st = SLOTH_OK;
+                bool grouped = false;
+                if (nf4_alike({&pf}, batch)) {  // one member: the grouped kernel, for the folded norm
+                    Nf4GemvGroupArgs g = group_args(pf, at<void>(ws.y), batch);
+                    g.count = 1;
+                    g.member[0] = member(pf, 0, pf.out, qkv, pf.out);
+                    grouped = try_group(fn, g, &st);
+                }
+                SLOTH_CHECK(st);
+                if (grouped) SLOTH_CHECK(lora(fn, pf, at<void>(ws.y), batch, qkv));
+                else {
+                    SLOTH_CHECK(flush_norm(fn, batch));
+                    SLOTH_CHECK(linear(fn, pf, at<void>(ws.y), batch, qkv));
+                }
                 q = qkv, k = qkv + qn * e, v = qkv + (qn + kvn) * e;
                 qs = ks = vs = qn + 2 * kvn;
                 if (const char* bias = static_cast<const char*>(L.p[SLOTH_DECODER_PROJ_Q].bias))
@@ -359,15 +421,17 @@ class Decoder {
                 char* vp = kp + batch * kvn * e;
                 const Proj &pq = L.p[SLOTH_DECODER_PROJ_Q], &pk = L.p[SLOTH_DECODER_PROJ_K], &pv = L.p[SLOTH_DECODER_PROJ_V];
                 bool grouped = false;
+                sloth_status st = SLOTH_OK;
                 if (nf4_alike({&pq, &pk, &pv}, batch)) {
                     Nf4GemvGroupArgs g = group_args(pq, at<void>(ws.y), batch);
                     g.count = 3;
                     g.member[0] = member(pq, 0, qn, qkv, qn);
                     g.member[1] = member(pk, 0, kvn, kp, kvn);
                     g.member[2] = member(pv, 0, kvn, vp, kvn);
-                    grouped = nf4_group_fits(g);
-                    if (grouped) SLOTH_CHECK(group(fn, g));
+                    grouped = try_group(fn, g, &st);
                 }
+                SLOTH_CHECK(st);
+                if (!grouped) SLOTH_CHECK(flush_norm(fn, batch));
                 if (grouped) {
                     SLOTH_CHECK(lora(fn, pq, at<void>(ws.y), batch, qkv));
                     SLOTH_CHECK(lora(fn, pk, at<void>(ws.y), batch, kp));
@@ -392,7 +456,7 @@ class Decoder {
             const Proj& o = L.p[SLOTH_DECODER_PROJ_O];
             SLOTH_CHECK(linear(fn, o, at<void>(ws.attn), batch, at<void>(ws.o)));
             SLOTH_CHECK(bias_add(fn, o.bias, batch, s.hidden, at<void>(ws.o)));
-            SLOTH_CHECK(residual_norm(fn, batch, at<void>(ws.o), L.norm[1], L.norm[2]));
+            norm_due(at<void>(ws.o), L.norm[1], L.norm[2]);
             // MLP: act(gate) * up into ws.act. In one launch when the gated NF4 GEMV applies; else gate and up side by
             // side per row (fused: one [batch, 2I] product; else two [batch, I] blocks, grouped when NF4 alike), then
             // the gated activation.
@@ -406,20 +470,23 @@ class Decoder {
                 const void *gate, *up;
                 int64_t stride;
                 if (fused_gate_up) {
+                    SLOTH_CHECK(flush_norm(fn, batch));
                     SLOTH_CHECK(linear(fn, pg, at<void>(ws.y), batch, gu));
                     SLOTH_CHECK(bias_add(fn, pg.bias, batch, 2 * s.inter, gu));
                     gate = gu, up = gu + s.inter * e, stride = 2 * s.inter;
                 } else {
                     char* upp = gu + batch * s.inter * e;
                     bool grouped = false;
+                    sloth_status st = SLOTH_OK;
                     if (nf4_alike({&pg, &pu}, batch)) {
                         Nf4GemvGroupArgs g = group_args(pg, at<void>(ws.y), batch);
                         g.count = 2;
                         g.member[0] = member(pg, 0, s.inter, gu, s.inter);
                         g.member[1] = member(pu, 0, s.inter, upp, s.inter);
-                        grouped = nf4_group_fits(g);
-                        if (grouped) SLOTH_CHECK(group(fn, g));
+                        grouped = try_group(fn, g, &st);
                     }
+                    SLOTH_CHECK(st);
+                    if (!grouped) SLOTH_CHECK(flush_norm(fn, batch));
                     if (grouped) {
                         SLOTH_CHECK(lora(fn, pg, at<void>(ws.y), batch, gu));
                         SLOTH_CHECK(bias_add(fn, pg.bias, batch, s.inter, gu));
@@ -441,8 +508,9 @@ class Decoder {
             SLOTH_CHECK(linear(fn, down, at<void>(ws.act), batch, at<void>(ws.o)));
             SLOTH_CHECK(bias_add(fn, down.bias, batch, s.hidden, at<void>(ws.o)));
             const void* next = li + 1 < layers.size() ? layers[li + 1].norm[0] : final_norm;
-            SLOTH_CHECK(residual_norm(fn, batch, at<void>(ws.o), L.norm[3], next));
+            norm_due(at<void>(ws.o), L.norm[3], next);
         }
+        SLOTH_CHECK(flush_norm(fn, batch));  // the final norm: the LM head reads ws.y
         // LM head: float32(to_dtype(y W^T)), soft-capped.
         if (!cpu() && batch > SLOTH_NF4_GEMV_MAX_BATCH && s.dtype != SLOTH_DTYPE_F32) {
             SLOTH_CHECK(dense(fn, at<void>(ws.y), lm_head, batch, s.hidden, s.vocab, at<void>(ws.logits)));

@@ -99,3 +99,6 @@ inline cudaError_t cudaLaunchKernelEx(const cudaLaunchConfig_t*, void (*)(Params
 struct cudaFuncAttributes { int ptxVersion; int binaryVersion; };
 template <class T>
 inline cudaError_t cudaFuncGetAttributes(cudaFuncAttributes*, T*) { return cudaSuccess; }
+#ifndef __align__
+#define __align__(n) __attribute__((aligned(n)))
+#endif

@@ -52,7 +52,7 @@ public sealed class DecodeEngine : IDisposable
 
     /// <summary>Kernel launches the last step issued (0 before the first; a CUDA graph replays the captured step's
     /// launches). On the CPU, the launches the same step would issue on CUDA (below 9 rows). For checking the decode
-    /// step's launch count, which bounds its speed at batch 1: 9 per NF4 layer + 4 without adapters or biases.</summary>
+    /// step's launch count, which bounds its speed at batch 1: 7 per NF4 layer + 4 without adapters or biases.</summary>
     public int KernelLaunches
     {
         get
