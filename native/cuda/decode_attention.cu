@@ -149,7 +149,9 @@ __global__ void __launch_bounds__(kThreads) attention_kernel(DecodeAttentionArgs
     }
 
     // ---- Arrival. Every thread's partial stores are made visible GPU-wide before the block's arrival is counted.
-    const int64_t in_use = (keys + chunk - 1) / chunk;  // blocks of this (row, kv head) with start < keys
+    // Blocks of this (row, kv head) with start < keys (at most the grid's splits even for a length past the cache,
+    // an invalid input, so that the counters still return to zero).
+    const int64_t in_use = (keys + chunk - 1) / chunk < splits ? (keys + chunk - 1) / chunk : splits;
     __threadfence();
     __syncthreads();  // also: every warp is done with qs, which the merge overwrites
     if (threadIdx.x == 0) {
@@ -170,14 +172,15 @@ __global__ void __launch_bounds__(kThreads) attention_kernel(DecodeAttentionArgs
     // order, partials in order within a tile): the same operations on the same values in the same order as before.
     const int used = static_cast<int>(in_use * kWarps), G = static_cast<int>(group), R = static_cast<int>(row);
     const int HD = static_cast<int>(hd);
-    const float* const head0 = a.partial + (b * a.heads + kvh * group) * per * row;  // head g at + g * per * row
+    const int64_t head_stride = per * row;  // floats from one head's partials to the next head's
+    const float* const head0 = a.partial + (b * a.heads + kvh * group) * head_stride;
     float m[kMaxG];
 #pragma unroll
     for (int g = 0; g < kMaxG; ++g) m[g] = -INFINITY;
-    for (int i = threadIdx.x; i < used; i += kThreads)
+    for (int i = static_cast<int>(threadIdx.x); i < used; i += kThreads)
 #pragma unroll
         for (int g = 0; g < kMaxG; ++g)
-            if (g < G) m[g] = fmaxf(m[g], __ldcg(head0 + (g * per + i) * row));
+            if (g < G) m[g] = fmaxf(m[g], __ldcg(head0 + g * head_stride + i * row));
 #pragma unroll
     for (int g = 0; g < kMaxG; ++g) {
 #pragma unroll
@@ -201,13 +204,17 @@ __global__ void __launch_bounds__(kThreads) attention_kernel(DecodeAttentionArgs
     for (int i0 = 0; i0 < used; i0 += tile) {
         const int n = tile < used - i0 ? tile : used - i0, span = n * R, total = G * span;
         __syncthreads();  // the previous tile is consumed (first tile: s_max is written, qs no longer read)
-        // Stage partials i0 .. i0 + n - 1 of every head: smem[g * span + t * row + c] = partial (g, i0 + t)[c].
-        for (int x0 = threadIdx.x; x0 < total; x0 += kThreads * kCopy) {
+        // Stage partials i0 .. i0 + n - 1 of every head: smem[g * span + t * row + c] = partial (g, i0 + t)[c]. Head g's
+        // n partials are contiguous (span floats); x = g * span + o is walked with (g, o) kept incrementally (one
+        // division per pass, not one per load).
+        const float* const tile0 = head0 + i0 * row;  // head 0's partial i0
+        for (int x0 = static_cast<int>(threadIdx.x); x0 < total; x0 += kThreads * kCopy) {
             float v[kCopy];
+            int g = x0 / span, o = x0 - g * span;
 #pragma unroll
             for (int u = 0; u < kCopy; ++u) {
-                const int x = x0 + u * kThreads, g = x / span;
-                v[u] = x < total ? __ldcg(head0 + (g * per + i0) * row + (x - g * span)) : 0.0f;
+                v[u] = x0 + u * kThreads < total ? __ldcg(tile0 + g * head_stride + o) : 0.0f;
+                for (o += kThreads; o >= span; o -= span) ++g;
             }
 #pragma unroll
             for (int u = 0; u < kCopy; ++u)
@@ -215,7 +222,7 @@ __global__ void __launch_bounds__(kThreads) attention_kernel(DecodeAttentionArgs
         }
         __syncthreads();
         // Each staged partial's weight replaces its max (one thread per partial).
-        for (int x = threadIdx.x; x < G * n; x += kThreads) {
+        for (int x = static_cast<int>(threadIdx.x); x < G * n; x += kThreads) {
             float* const p = smem + x * R;  // x = g * n + t
             const float pm = p[0], mg = s_max[x / n];
             p[0] = (mg == -INFINITY || pm == -INFINITY) ? 0.0f : expf(__fsub_rn(pm, mg));
