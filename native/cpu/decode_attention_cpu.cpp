@@ -1,5 +1,6 @@
 // CPU twin of cuda/decode_attention.cu: one new query per sequence over the KV cache, the whole key range at once
-// (no split: the split-and-combine of the GPU is an exact rewrite of the same softmax up to float32 rounding).
+// (no split: the split-and-combine of the GPU is an exact rewrite of the same softmax up to float32 rounding). It uses
+// neither a.partial nor a.arrivals (the GPU's scratch), which it leaves as they are: zero counters stay zero.
 #include "../src/decode_kernels.h"
 #include "../src/status.h"
 #include "float_convert.h"

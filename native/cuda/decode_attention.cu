@@ -4,11 +4,26 @@
 // the whole cache. So the keys are cut into chunks (decode_chunk: finer for small batches), one block per
 // (row, kv head, chunk), and inside a block each of the kDecodeWarpsPerSplit warps walks every 4th key of the chunk
 // with its own online softmax, for all the query heads of its KV head at once (GQA: each key and value is read once
-// for the group). Each warp writes its (max, sum, accumulators) to `partial`; the combine kernel merges them per
-// (row, head). The grid is fixed by max_length, not by the current length (read from device memory), so a captured
-// graph stays valid as the cache grows: blocks past the current length exit at once, and the combine reads only the
-// chunks in use.
+// for the group). Each warp writes its (max, sum, accumulators) to `partial`. The grid is fixed by max_length, not by
+// the current length (read from device memory), so a captured graph stays valid as the cache grows: blocks past the
+// current length exit at once, and the merge reads only the chunks in use.
 // Lanes split head_dim (lane + 32 t, t < kT): per key a lane reads kT values of K and of V (coalesced over the warp).
+//
+// One launch, not two: the merge of the partials (once a kernel of its own, one block per (row, head)) is done by the
+// last block of each (row, kv head) to finish its walk. A decode step at batch 1 is bound by its launch count (~8 us a
+// launch on the H100, PDL or not), so the separate combine cost more than its work. The rule:
+//   - the blocks in use are those with work: start < keys, i.e. the first ceil(keys / chunk) splits (all of them
+//     compute this count from the same *length, which no kernel changes while this one runs); blocks past the length
+//     exit before touching the counter, so they are never counted;
+//   - a block in use writes its partials, fences (__threadfence: its writes reach the GPU's coherence point before its
+//     arrival is seen), and one thread adds 1 to arrivals[b, kv head]; the block whose addition brings the count to
+//     the number of blocks in use is the last: every other block in use has arrived, so all partials are written;
+//   - the last block stores 0 back into its counter (no other block touches it again in this launch), so every launch
+//     and every graph replay starts from zero without a memset, and the next launch on the same counters (the next
+//     layer) reads them only after its grid-dependency wait, i.e. after this grid completed;
+//   - it fences again and reads the partials with __ldcg (L2, never the non-coherent L1 / read-only path), then
+//     merges them for the group's query heads with exactly the operations of the former combine kernel, per output
+//     element in the same order (see the tail below), so the output bits are unchanged.
 #include "../src/decode_kernels.h"
 #include "cuda_common.cuh"
 #include "dtype.cuh"
@@ -21,17 +36,40 @@ namespace {
 constexpr int kWarps = static_cast<int>(kDecodeWarpsPerSplit);
 constexpr int kThreads = 32 * kWarps;
 constexpr int kT = static_cast<int>(kDecodeMaxHeadDim / 32);  // head_dim values per lane, at most
+constexpr int kRow = static_cast<int>(kDecodeMaxHeadDim) + 2;   // floats of one partial, at most: max, sum, accumulators
+// The merge stages partials in shared memory, this many floats at once (a tile: the same rows of every head of the
+// group), loaded kCopy per thread before any is stored so that a tile costs about one L2 round trip. 16 KB: the L2
+// bandwidth of one SM times its latency (64 B a clock x ~300 clocks), so a tile's loads keep the SM's L2 port busy.
+constexpr int kStageFloats = 4096;
+constexpr int kCopy = kStageFloats / kThreads;
+// Shared floats of the kernel: the group's query vectors during the walk, then the merge's tile (the same memory),
+// which holds at least one partial of every head.
+constexpr int shared_floats(int max_group) {
+    const int q = max_group * static_cast<int>(kDecodeMaxHeadDim), tile = max_group * kRow;
+    const int most = q > tile ? q : tile;
+    return most > kStageFloats ? most : kStageFloats;
+}
+// Every split's 4 partials, at most (decode_splits <= kDecodeSmallMaxSplits): the merge counts them in int.
+static_assert(kDecodeSmallMaxSplits * kDecodeWarpsPerSplit <= 4096 && kDecodeMaxSplits <= kDecodeSmallMaxSplits,
+              "partials per head must stay small");
 
+// grid (batch * kv_heads, splits), kThreads threads. Walks one chunk of the keys for the group's query heads (the
+// partials), then, in the last block of its (row, kv head) to arrive, merges all the partials of that (row, kv head)
+// into `out` (the file's header says why and how).
 template <int kDtype, int kMaxG>
-__global__ void __launch_bounds__(kThreads) attention_partial_kernel(DecodeAttentionArgs a, int64_t chunk, int64_t splits) {
-    __shared__ float qs[kMaxG][kDecodeMaxHeadDim];
-    grid_dependency_wait();
+__global__ void __launch_bounds__(kThreads) attention_kernel(DecodeAttentionArgs a, int64_t chunk, int64_t splits) {
+    __shared__ float smem[shared_floats(kMaxG)];
+    __shared__ float s_red[kMaxG][kWarps];
+    __shared__ float s_max[kMaxG];
+    __shared__ int s_last;
+    float(*qs)[kDecodeMaxHeadDim] = reinterpret_cast<float(*)[kDecodeMaxHeadDim]>(smem);
+    grid_dependency_wait();  // before reading q, the cache, the length, or touching partials and counters
     allow_dependent_launch();
     const int64_t group = a.heads / a.kv_heads, hd = a.head_dim;
     const int64_t b = blockIdx.x / a.kv_heads, kvh = blockIdx.x % a.kv_heads, split = blockIdx.y;
     const int64_t len = *a.length, keys = len + 1;
     const int64_t start = split * chunk;
-    if (start >= keys) return;  // the combine reads only the chunks in use
+    if (start >= keys) return;  // not in use: neither counted nor merged
     const int64_t end = start + chunk < keys ? start + chunk : keys;
     for (int64_t i = threadIdx.x; i < group * hd; i += kThreads)
         qs[i / hd][i % hd] = load_f32<kDtype>(a.q, (b * a.heads + kvh * group) * hd + i);
@@ -97,10 +135,11 @@ __global__ void __launch_bounds__(kThreads) attention_partial_kernel(DecodeAtten
         for (int t = 0; t < kT; ++t) kv[t] = k_next[t], vcur[t] = v_next[t];
         visible = visible_next;
     }
-    const int64_t per = splits * kWarps;
+    // Partial i of head h (i = split * kWarps + warp) at partial + ((b * heads + h) * per + i) * row.
+    const int64_t per = splits * kWarps, row = hd + 2;
     for (int g = 0; g < kMaxG && g < group; ++g) {
         const int64_t h = kvh * group + g;
-        float* out = a.partial + (((b * a.heads + h) * per) + split * kWarps + warp) * (hd + 2);
+        float* out = a.partial + (((b * a.heads + h) * per) + split * kWarps + warp) * row;
         if (lane == 0) out[0] = mx[g], out[1] = sum[g];
 #pragma unroll
         for (int t = 0; t < kT; ++t) {
@@ -108,62 +147,107 @@ __global__ void __launch_bounds__(kThreads) attention_partial_kernel(DecodeAtten
             if (d < hd) out[2 + d] = acc[g][t];
         }
     }
-}
 
-// One block per (row, head). The partial results' maxima are read in parallel (one per thread, then a block max), so
-// the only loop over the partials is the weighted sum of each output feature, unrolled so that several loads are in
-// flight (a plain loop read one partial per DRAM/L2 round trip: 9 us per call at batch 1 on the H100).
-constexpr int kCombineMax = 1024;  // partials a block can weigh at once: splits x warps (kDecodeSmallMaxSplits x 4 = 512)
-
-template <int kDtype>
-__global__ void attention_combine_kernel(DecodeAttentionArgs a, int64_t chunk, int64_t splits) {
-    __shared__ float s_w[kCombineMax];
-    __shared__ float s_red[32];
-    grid_dependency_wait();
-    allow_dependent_launch();
-    const int64_t bh = blockIdx.x, hd = a.head_dim;
-    const int64_t keys = *a.length + 1;
-    const int64_t used = ((keys + chunk - 1) / chunk) * kWarps, per = splits * kWarps;
-    const float* base = a.partial + bh * per * (hd + 2);
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
-    float m = -INFINITY;
-    for (int64_t i = threadIdx.x; i < used; i += blockDim.x) m = fmaxf(m, base[i * (hd + 2)]);
-#pragma unroll
-    for (int off = 16; off > 0; off >>= 1) m = fmaxf(m, __shfl_xor_sync(0xFFFFFFFFu, m, off));
-    if (lane == 0) s_red[warp] = m;
-    __syncthreads();
-    m = -INFINITY;
-    for (int w = 0; w < warps; ++w) m = fmaxf(m, s_red[w]);
-    // Each partial's weight exp(max_i - m) (0 for a partial that saw no visible key), then den = sum of weight x sum
-    // in partial order, as the plain loop added them.
-    for (int64_t i = threadIdx.x; i < used; i += blockDim.x) {
-        const float pm = base[i * (hd + 2)];
-        s_w[i] = (m == -INFINITY || pm == -INFINITY) ? 0.0f : expf(__fsub_rn(pm, m));
+    // ---- Arrival. Every thread's partial stores are made visible GPU-wide before the block's arrival is counted.
+    // Blocks of this (row, kv head) with start < keys (at most the grid's splits even for a length past the cache,
+    // an invalid input, so that the counters still return to zero).
+    const int64_t in_use = (keys + chunk - 1) / chunk < splits ? (keys + chunk - 1) / chunk : splits;
+    __threadfence();
+    __syncthreads();  // also: every warp is done with qs, which the merge overwrites
+    if (threadIdx.x == 0) {
+        int* const counter = a.arrivals + blockIdx.x;  // blockIdx.x = b * kv_heads + kvh
+        const int arrived = atomicAdd(counter, 1) + 1;
+        s_last = arrived == in_use ? 1 : 0;
+        if (arrived == in_use) *counter = 0;  // all in-use blocks have added: nobody else touches it in this launch
     }
     __syncthreads();
-    for (int64_t d = threadIdx.x; d < hd; d += blockDim.x) {
-        float num = 0.0f, den = 0.0f;
-        int64_t i = 0;
-        for (; i + 4 <= used; i += 4) {  // four partials' loads in flight, then added in partial order
-            float v[4], sm[4];
+    if (!s_last) return;  // block-uniform
+    __threadfence();  // the other blocks' partials, seen through their arrivals, are read after this
+
+    // ---- Merge (the last block only): the former combine kernel's operations, for the group's query heads at once.
+    // Per head: m = the largest partial max (a max of the same values, in any order: the same float); the weight of
+    // partial i is w_i = (m or max_i is -inf) ? 0 : expf(max_i - m); and per output element d, num and den are the FMA
+    // chains num = fma(w_i, acc_i[d], num), den = fma(w_i, sum_i, den) over i = 0, 1, ..., used - 1 in that order,
+    // then out = den > 0 ? num / den : 0. Each element's chain is kept by one thread across the tiles (tiles in
+    // order, partials in order within a tile): the same operations on the same values in the same order as before.
+    const int used = static_cast<int>(in_use * kWarps), G = static_cast<int>(group), R = static_cast<int>(row);
+    const int HD = static_cast<int>(hd);
+    const int64_t head_stride = per * row;  // floats from one head's partials to the next head's
+    const float* const head0 = a.partial + (b * a.heads + kvh * group) * head_stride;
+    float m[kMaxG];
 #pragma unroll
-            for (int u = 0; u < 4; ++u) {
-                const float* p = base + (i + u) * (hd + 2);
-                v[u] = p[2 + d];
-                sm[u] = p[1];
+    for (int g = 0; g < kMaxG; ++g) m[g] = -INFINITY;
+    for (int i = static_cast<int>(threadIdx.x); i < used; i += kThreads)
+#pragma unroll
+        for (int g = 0; g < kMaxG; ++g)
+            if (g < G) m[g] = fmaxf(m[g], __ldcg(head0 + g * head_stride + i * row));
+#pragma unroll
+    for (int g = 0; g < kMaxG; ++g) {
+#pragma unroll
+        for (int off = 16; off > 0; off >>= 1) m[g] = fmaxf(m[g], __shfl_xor_sync(0xFFFFFFFFu, m[g], off));
+        if (lane == 0) s_red[g][warp] = m[g];
+    }
+    __syncthreads();
+    if (static_cast<int>(threadIdx.x) < G) {
+        float mm = -INFINITY;
+#pragma unroll
+        for (int w = 0; w < kWarps; ++w) mm = fmaxf(mm, s_red[threadIdx.x][w]);
+        s_max[threadIdx.x] = mm;
+    }
+    // Output elements e = g * head_dim + d of the group: thread t keeps e = t + kThreads r.
+    constexpr int kElems = kMaxG * static_cast<int>(kDecodeMaxHeadDim) / kThreads;
+    const int elems = G * HD;
+    float num[kElems], den[kElems];
+#pragma unroll
+    for (int r = 0; r < kElems; ++r) num[r] = 0.0f, den[r] = 0.0f;
+    const int fit = shared_floats(kMaxG) / (G * R), tile = fit < used ? fit : used;  // >= 1: the buffer holds a partial of every head
+    for (int i0 = 0; i0 < used; i0 += tile) {
+        const int n = tile < used - i0 ? tile : used - i0, span = n * R, total = G * span;
+        __syncthreads();  // the previous tile is consumed (first tile: s_max is written, qs no longer read)
+        // Stage partials i0 .. i0 + n - 1 of every head: smem[g * span + t * row + c] = partial (g, i0 + t)[c]. Head g's
+        // n partials are contiguous (span floats); x = g * span + o is walked with (g, o) kept incrementally (one
+        // division per pass, not one per load).
+        const float* const tile0 = head0 + i0 * row;  // head 0's partial i0
+        for (int x0 = static_cast<int>(threadIdx.x); x0 < total; x0 += kThreads * kCopy) {
+            float v[kCopy];
+            int g = x0 / span, o = x0 - g * span;
+#pragma unroll
+            for (int u = 0; u < kCopy; ++u) {
+                v[u] = x0 + u * kThreads < total ? __ldcg(tile0 + g * head_stride + o) : 0.0f;
+                for (o += kThreads; o >= span; o -= span) ++g;
             }
 #pragma unroll
-            for (int u = 0; u < 4; ++u) {
-                num = __fmaf_rn(s_w[i + u], v[u], num);
-                den = __fmaf_rn(s_w[i + u], sm[u], den);
+            for (int u = 0; u < kCopy; ++u)
+                if (x0 + u * kThreads < total) smem[x0 + u * kThreads] = v[u];
+        }
+        __syncthreads();
+        // Each staged partial's weight replaces its max (one thread per partial).
+        for (int x = static_cast<int>(threadIdx.x); x < G * n; x += kThreads) {
+            float* const p = smem + x * R;  // x = g * n + t
+            const float pm = p[0], mg = s_max[x / n];
+            p[0] = (mg == -INFINITY || pm == -INFINITY) ? 0.0f : expf(__fsub_rn(pm, mg));
+        }
+        __syncthreads();
+#pragma unroll
+        for (int r = 0; r < kElems; ++r) {
+            const int e = static_cast<int>(threadIdx.x) + r * kThreads;
+            if (e < elems) {
+                const int g = e / HD, d = e - g * HD;
+                const float* p = smem + g * span;
+                for (int t = 0; t < n; ++t, p += R) {
+                    num[r] = __fmaf_rn(p[0], p[2 + d], num[r]);
+                    den[r] = __fmaf_rn(p[0], p[1], den[r]);
+                }
             }
         }
-        for (; i < used; ++i) {
-            const float* p = base + i * (hd + 2);
-            num = __fmaf_rn(s_w[i], p[2 + d], num);
-            den = __fmaf_rn(s_w[i], p[1], den);
+    }
+#pragma unroll
+    for (int r = 0; r < kElems; ++r) {
+        const int e = static_cast<int>(threadIdx.x) + r * kThreads;
+        if (e < elems) {
+            const int g = e / HD, d = e - g * HD;
+            store_f32<kDtype>(a.out, (b * a.heads + kvh * group + g) * hd + d, den[r] > 0.0f ? __fdiv_rn(num[r], den[r]) : 0.0f);
         }
-        store_f32<kDtype>(a.out, bh * hd + d, den > 0.0f ? __fdiv_rn(num, den) : 0.0f);
     }
 }
 
@@ -171,15 +255,8 @@ template <int kDtype, int kMaxG>
 sloth_status launch(const char* fn, const DecodeAttentionArgs& a, cudaStream_t s) {
     const int64_t chunk = decode_chunk(a.batch, a.max_length), splits = decode_splits(a.batch, a.max_length);
     SLOTH_CHECK(require_one_launch(fn, a.batch * a.kv_heads));
-    SLOTH_CHECK(require_one_launch(fn, a.batch * a.heads));
-    if (splits * kWarps > kCombineMax)
-        return fail(SLOTH_ERROR_INTERNAL, "%s: %lld partials per head exceed the combine's %d", fn,
-                    static_cast<long long>(splits * kWarps), kCombineMax);
     const dim3 grid(static_cast<unsigned>(a.batch * a.kv_heads), static_cast<unsigned>(splits));
-    SLOTH_KERNEL_LAUNCH(fn, "attention_partial_kernel", launch_kernel(attention_partial_kernel<kDtype, kMaxG>, grid, kThreads, s, a, chunk, splits));
-    const int threads = a.head_dim <= 64 ? 64 : (a.head_dim <= 128 ? 128 : 256);
-    SLOTH_KERNEL_LAUNCH(fn, "attention_combine_kernel", launch_kernel(attention_combine_kernel<kDtype>, static_cast<unsigned>(a.batch * a.heads),
-                                                                      static_cast<unsigned>(threads), s, a, chunk, splits));
+    SLOTH_KERNEL_LAUNCH(fn, "attention_kernel", launch_kernel(attention_kernel<kDtype, kMaxG>, grid, kThreads, s, a, chunk, splits));
     return SLOTH_OK;
 }
 

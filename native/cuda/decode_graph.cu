@@ -66,6 +66,13 @@ sloth_status synchronize_stream(const char* fn, int32_t device, void* stream) {
     return SLOTH_OK;
 }
 
+sloth_status zero_on_stream(const char* fn, int32_t device, void* p, int64_t bytes, void* stream) {
+    DeviceGuard guard;
+    SLOTH_CHECK(guard.enter(fn, device));
+    SLOTH_CUDA_CHECK(fn, cudaMemsetAsync(p, 0, static_cast<size_t>(bytes), static_cast<cudaStream_t>(stream)));
+    return SLOTH_OK;
+}
+
 namespace {
 thread_local bool programmatic_launch = false;
 }  // namespace

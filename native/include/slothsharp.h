@@ -31,7 +31,7 @@ extern "C" {
 #endif
 
 /* Bumped on every incompatible change of this header; the managed loader refuses any other value. */
-#define SLOTH_ABI_VERSION 10
+#define SLOTH_ABI_VERSION 11
 
 /* NF4 blocksize and nested_blocksize: powers of two in [MIN, MAX] (the managed API checks the same constants). */
 #define SLOTH_NF4_BLOCKSIZE_MIN 32
@@ -478,7 +478,8 @@ SLOTH_API sloth_status sloth_gemm_forget_tuning(void);
  *   attended, the new one at L), valid uint8/bool [max_batch, max_length], logits float32 [max_batch, vocab],
  *   k_cache/v_cache per layer [max_batch, kv_heads, max_length, head_dim] in dtype (KvCache's layout), cos/sin per
  *   layer [max_length, rotary_dim] in dtype (row p: position p, both halves, as transformers' tables), workspace of
- *   at least sloth_decoder_workspace_bytes(ints) bytes (256-byte aligned). Weights and norms in dtype.
+ *   at least sloth_decoder_workspace_bytes(ints) bytes (256-byte aligned; any contents: the decoder zeroes the part
+ *   that must start at zero on its own stream when it is created). Weights and norms in dtype.
  * Rows b >= batch of the buffers are untouched by a step. Out-of-range ids and positions are clamped, not reported
  * (a GPU kernel cannot report without a sync): check them before writing them.
  */
@@ -593,7 +594,7 @@ SLOTH_API sloth_status sloth_decoder_graph_captures(void* decoder, int64_t* coun
 
 /* *count = kernel launches the last enqueued step issued (a CUDA graph replays them; 0 before the first step; a
    cuBLASLt GEMM counts as one). On the CPU: the launches the same step would issue on CUDA at that batch size, except
-   the CUDA-only GEMM path past 8 rows. For checking launch-count reductions (e.g. 7 L + 4 for L NF4 layers at
+   the CUDA-only GEMM path past 8 rows. For checking launch-count reductions (e.g. 6 L + 4 for L NF4 layers at
    batch <= 8 without adapters or biases; see decoder.cpp). */
 SLOTH_API sloth_status sloth_decoder_kernel_launches(void* decoder, int64_t* count);
 
@@ -614,8 +615,13 @@ SLOTH_API sloth_status sloth_decoder_destroy(void* decoder);
  *   with valid[b, j] != 0 and (window > 0: j > L - window); out[b, h] = to_dtype(sum_j softmax(s)_j v_cache[b, kvh, j])
  *   (float32 throughout). q [batch, heads, head_dim], out [batch, heads * head_dim], caches [cache_batch, kv_heads,
  *   max_length, head_dim] in dtype, valid uint8 [cache_batch, max_length], length int64 [1] on the device,
- *   L < max_length. partial: float32 workspace of sloth_decode_attention_partial_floats(...) values. A row with no
- *   visible key gets zeros. head_dim even and <= 256; heads a multiple of kv_heads, heads / kv_heads <= 16.
+ *   L < max_length. partial: scratch of sloth_decode_attention_partial_floats(batch, heads, head_dim, max_length)
+ *   float32 values: the partial results, then (its last batch * heads values) int32 arrival counters that must be
+ *   zero when a call starts: zero the scratch once before its first use; every call leaves the counters zero again, so
+ *   the same scratch serves any number of calls with these batch, heads, head_dim and max_length (on other values the
+ *   counters sit elsewhere: zero it again). The calls using one scratch must not overlap in time (one stream).
+ *   A row with no visible key gets zeros. head_dim even and <= 256; heads a multiple of kv_heads,
+ *   heads / kv_heads <= 16.
  */
 SLOTH_API sloth_status sloth_decode_attention(const void* q, const void* k_cache, const void* v_cache,
                                               const uint8_t* valid, const int64_t* length, sloth_dtype dtype,
@@ -623,7 +629,8 @@ SLOTH_API sloth_status sloth_decode_attention(const void* q, const void* k_cache
                                               int64_t head_dim, int64_t max_length, int64_t window, float scale,
                                               float softcap, float* partial, void* out, int32_t device, void* stream);
 
-/* *floats = the partial workspace sloth_decode_attention needs (float32 values). */
+/* *floats = the scratch sloth_decode_attention needs (float32 values: the partials, then batch * heads int32 arrival
+   counters; see sloth_decode_attention). */
 SLOTH_API sloth_status sloth_decode_attention_partial_floats(int64_t batch, int64_t heads, int64_t head_dim,
                                                              int64_t max_length, int64_t* floats);
 

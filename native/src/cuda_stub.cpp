@@ -62,6 +62,7 @@ sloth_status graph_capture_end(const char* fn, int32_t, void*, bool, void**) { r
 sloth_status graph_launch(const char* fn, int32_t, void*, void*) { return no_cuda(fn); }
 void graph_destroy(int32_t, void*) {}
 sloth_status synchronize_stream(const char* fn, int32_t, void*) { return no_cuda(fn); }
+sloth_status zero_on_stream(const char* fn, int32_t, void*, int64_t, void*) { return no_cuda(fn); }
 bool set_programmatic_launch(bool) { return false; }
 sloth_status programmatic_launch_supported(const char* fn, int32_t, bool*) { return no_cuda(fn); }
 std::string gemm_tuning_report() { return ""; }

@@ -32,7 +32,7 @@ inline int64_t decode_splits(int64_t batch, int64_t max_length) {
     return (max_length + c - 1) / c;
 }
 // Each split is walked by this many warps of one block, each keeping its own partial result (no shared-memory
-// merge inside the block: the combine kernel merges them all).
+// merge inside the block: the last block of the (row, kv head) to finish merges them all, cuda/decode_attention.cu).
 constexpr int64_t kDecodeWarpsPerSplit = 4;
 // float32 values of the attention's partial results: per (row, head, split, warp) a max, a sum and head_dim
 // accumulators.
@@ -41,6 +41,12 @@ inline int64_t decode_partial_floats(int64_t batch, int64_t heads, int64_t head_
     const int64_t small = batch < kDecodeSmallBatch ? batch : kDecodeSmallBatch;
     const int64_t a = small * decode_splits(small, max_length), b = batch * decode_splits(batch, max_length);
     return (a > b ? a : b) * heads * kDecodeWarpsPerSplit * (head_dim + 2);
+}
+// The scratch of sloth_decode_attention: the partials (decode_partial_floats), then the int32 arrival counters of the
+// last-block merge, one per (row, kv head) at most batch * heads of them (kv_heads <= heads; the size query does not
+// take kv_heads), one float's room each.
+inline int64_t decode_attention_scratch_floats(int64_t batch, int64_t heads, int64_t head_dim, int64_t max_length) {
+    return decode_partial_floats(batch, heads, head_dim, max_length) + batch * heads;
 }
 
 struct EmbedArgs {
@@ -101,8 +107,9 @@ struct DecodeAttentionArgs {
     int64_t window;  // 0: none
     float scale;
     float softcap;  // 0: none
-    float* partial;
-    void* out;  // [batch, heads * head_dim]
+    float* partial;     // decode_partial_floats(batch, heads, head_dim, max_length) values
+    int32_t* arrivals;  // [batch * kv_heads] blocks of each (row, kv head) done so far: 0 on entry, left 0 (CUDA only)
+    void* out;          // [batch, heads * head_dim]
 };
 
 struct ResidualNormArgs {
@@ -262,6 +269,8 @@ sloth_status graph_capture_begin(const char* fn, int32_t device, void* stream);
 sloth_status graph_capture_end(const char* fn, int32_t device, void* stream, bool ok, void** exec);
 sloth_status graph_launch(const char* fn, int32_t device, void* exec, void* stream);
 sloth_status synchronize_stream(const char* fn, int32_t device, void* stream);
+// Enqueues bytes zero bytes at p on the stream (the decoder's arrival counters, once at creation).
+sloth_status zero_on_stream(const char* fn, int32_t device, void* p, int64_t bytes, void* stream);
 void graph_destroy(int32_t device, void* exec);
 // Programmatic dependent launch of this thread's decode kernels (cuda_common.cuh's launch_kernel); returns the
 // previous setting. The decoder turns it on around a step's enqueue only.

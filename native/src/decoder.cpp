@@ -9,11 +9,12 @@
 //
 // Launches per step (batch <= 8, NF4 weights, no LoRA, no biases; L layers): embed 1 + per layer [q/k/v 1 (one
 // grouped launch that also computes the layer's input RMSNorm and the residual add before it) + qk_prep 1 +
-// attention 2 (partials, combine) + o 1 + gate/up 1 (grouped, with the post-attention residual norm in front and the
-// gated activation at the end) + down 1 = 7] + final norm 1 + LM head 1 + length increment 1 = 7 L + 4. History:
-// 13 L + 4 with q, k, v, gate, up, the activation and both norms apart; 9 L + 4 with the grouping and the gated
-// epilogue (Llama-3.2-1B, L = 16: 212, 148, now 116). A LoRA adapter adds 2 per adapted projection and keeps the
-// activation apart when gate or up is adapted (or has a bias); dense weights are not grouped, so their norms run apart.
+// attention 1 (partials, merged by the last block) + o 1 + gate/up 1 (grouped, with the post-attention residual norm
+// in front and the gated activation at the end) + down 1 = 6] + final norm 1 + LM head 1 + length increment 1 =
+// 6 L + 4. History: 13 L + 4 with q, k, v, gate, up, the activation and both norms apart; 9 L + 4 with the grouping
+// and the gated epilogue (Llama-3.2-1B, L = 16: 212, 148, now 100). A LoRA adapter adds 2 per adapted projection and
+// keeps the activation apart when gate or up is adapted (or has a bias); dense weights are not grouped, so their norms
+// run apart.
 // kernel_launches (sloth_decoder_kernel_launches) counts what the last enqueued step issued.
 #include "decode_kernels.h"
 #include "validate.h"
@@ -70,7 +71,7 @@ struct Shape {
 };
 
 struct Workspace {  // byte offsets into the workspace
-    int64_t h, h2, y, qkv, qr, attn, o, gu, act, lora, partial, dq, logits, gemm, total;
+    int64_t h, h2, y, qkv, qr, attn, o, gu, act, lora, partial, arrivals, dq, logits, gemm, total;
 };
 
 Workspace layout(const Shape& s) {
@@ -89,6 +90,9 @@ Workspace layout(const Shape& s) {
     w.act = take(b * s.inter * e);
     w.lora = take(b * (s.max_rank > 0 ? s.max_rank : 1) * e);
     w.partial = take(decode_partial_floats(b, s.heads, s.head_dim, s.max_length) * 4);
+    // The attention's int32 arrival counters, one per (row, kv head), at a place that does not move with the step's
+    // batch size: zeroed once when the decoder is created (CUDA), left zero by every launch.
+    w.arrivals = take(b * s.kv_heads * 4);
     if (b > SLOTH_NF4_GEMV_MAX_BATCH) {  // the GEMM path: a dequantized weight, dtype logits, cuBLASLt scratch
         const int64_t qkv_out = (s.heads + 2 * s.kv_heads) * s.head_dim;
         int64_t most = qkv_out * s.hidden;
@@ -447,11 +451,11 @@ class Decoder {
             const QkPrepArgs prep{s.dtype, batch, s.heads, s.kv_heads, hd, L.rotary_dim, s.max_length, q, qs, k, ks, v, vs,
                                   qb, kb, vb, L.q_norm, L.k_norm, eps, unit_offset, L.cos, L.sin, positions, length,
                                   at<void>(ws.qr), L.k_cache, L.v_cache, valid};
-            kernel_launches += 1 + 2;  // q/k preparation; attention partials and combine
+            kernel_launches += 1 + 1;  // q/k preparation; attention (partials and their merge in one launch)
             SLOTH_CHECK(cpu() ? cpu::decode_qk_prep(fn, prep) : cuda::decode_qk_prep(fn, prep, device, stream));
             const DecodeAttentionArgs att{at<void>(ws.qr), L.k_cache, L.v_cache, valid, length, s.dtype, batch, s.heads,
                                           s.kv_heads, hd, s.max_length, L.window, attn_scale, attn_softcap,
-                                          at<float>(ws.partial), at<void>(ws.attn)};
+                                          at<float>(ws.partial), at<int32_t>(ws.arrivals), at<void>(ws.attn)};
             SLOTH_CHECK(cpu() ? cpu::decode_attention(fn, att) : cuda::decode_attention(fn, att, device, stream));
             const Proj& o = L.p[SLOTH_DECODER_PROJ_O];
             SLOTH_CHECK(linear(fn, o, at<void>(ws.attn), batch, at<void>(ws.o)));
@@ -691,6 +695,9 @@ sloth_status build(const char* fn, const int64_t* ints, int64_t int_count, const
     }
     if (device >= 0) {
         SLOTH_CHECK(cuda::decoder_stream_create(fn, device, &d->stream));
+        // The attention's arrival counters must start at zero (the workspace comes uninitialized); ordered before
+        // every step, which runs on the same stream.
+        SLOTH_CHECK(cuda::zero_on_stream(fn, device, d->at<void>(d->ws.arrivals), s.max_batch * s.kv_heads * 4, d->stream));
         SLOTH_CHECK(cuda::programmatic_launch_supported(fn, device, &d->programmatic_supported));
         d->programmatic = d->programmatic_supported;  // on by default where the kernels carry the wait
     }
@@ -789,7 +796,7 @@ SLOTH_API sloth_status sloth_decode_attention_partial_floats(int64_t batch, int6
         SLOTH_CHECK(require_count(fn, heads, 1, "heads"));
         SLOTH_CHECK(require_count(fn, head_dim, 2, "head_dim"));
         SLOTH_CHECK(require_count(fn, max_length, 1, "max_length"));
-        *floats = decode_partial_floats(batch, heads, head_dim, max_length);
+        *floats = decode_attention_scratch_floats(batch, heads, head_dim, max_length);
         return SLOTH_OK;
     });
 }
@@ -822,8 +829,10 @@ SLOTH_API sloth_status sloth_decode_attention(const void* q, const void* k_cache
         if (device < 0 && (*length < 0 || *length >= max_length))
             return fail(SLOTH_ERROR_INVALID_ARGUMENT, "%s: *length = %lld must be in [0, max_length = %lld)", fn,
                         (long long)*length, (long long)max_length);
+        // The scratch: the partials, then the arrival counters (decode_attention_scratch_floats).
+        auto* const arrivals = reinterpret_cast<int32_t*>(partial + decode_partial_floats(batch, heads, head_dim, max_length));
         const DecodeAttentionArgs a{q, k_cache, v_cache, valid, length, dtype, batch, heads, kv_heads, head_dim,
-                                    max_length, window, scale, softcap, partial, out};
+                                    max_length, window, scale, softcap, partial, arrivals, out};
         return device < 0 ? cpu::decode_attention(fn, a) : cuda::decode_attention(fn, a, device, stream);
     });
 }

@@ -52,4 +52,45 @@ public class DecodeAttentionGpuTests
         var actual = Run(CUDA);
         Assert.That((actual - expected).abs().max().item<float>(), Is.LessThan(2e-5f));
     }
+
+    /// <summary>The partials are merged by the last block of each (row, kv head) to arrive, counted in int32 counters at
+    /// the scratch's end that every call must leave at zero: one scratch reused over lengths that use 1, some and all of
+    /// the splits (blocks past the length never count) gives the same bits as a fresh scratch each time, and its
+    /// counters are zero after every call. A counter left non-zero would make a later call skip (or mistime) its merge.
+    /// </summary>
+    [TestCase(1, 32, 8, 64, 4096)]
+    [TestCase(3, 8, 2, 128, 700)]
+    [TestCase(64, 16, 16, 64, 300)]
+    [TestCase(2, 16, 1, 32, 200)]
+    public void ReusedScratchGivesTheBitsOfAFreshOne(int batch, int heads, int kvHeads, int headDim, int maxLength)
+    {
+        using var scope = NewDisposeScope();
+        manual_seed(5);
+        var q = randn(batch, heads, headDim).cuda();
+        var k = randn(batch, kvHeads, maxLength, headDim).cuda();
+        var v = randn(batch, kvHeads, maxLength, headDim).cuda();
+        var valid = rand(batch, maxLength).gt(0.2).cuda();
+        long floats = 0;
+        unsafe { Native.DecodeAttentionPartialFloats(batch, heads, headDim, maxLength, (nint)(&floats)); }
+        var counters = (long)batch * heads;
+        var reused = zeros(floats, device: CUDA);
+        Tensor Run(Tensor scratch, int len)
+        {
+            var length = tensor(new long[] { len }).cuda();
+            var output = full([batch, heads * headDim], float.NaN, ScalarType.Float32).cuda();
+            Native.DecodeAttention(Ptr(q), Ptr(k), Ptr(v), Ptr(valid), Ptr(length), SlothDtype.F32, batch, batch, heads, kvHeads,
+                headDim, maxLength, 0, 1 / MathF.Sqrt(headDim), 0f, Ptr(scratch), Ptr(output), 0, 0);
+            CudaDevice.Synchronize();
+            return output.cpu();
+        }
+        foreach (var len in new[] { 0, 5, maxLength / 3, maxLength - 1, 17, maxLength / 3, 0 })
+        {
+            var fresh = Run(zeros(floats, device: CUDA), len);
+            var again = Run(reused, len);
+            Assert.That(fresh.isnan().any().item<bool>(), Is.False, $"length {len}: an output was never written");
+            Assert.That(again.ne(fresh).sum().item<long>(), Is.EqualTo(0L), $"length {len}: reused scratch changed the bits");
+            var tail = reused.narrow(0, floats - counters, counters).cpu().data<float>().ToArray();
+            Assert.That(tail.Count(f => BitConverter.SingleToInt32Bits(f) != 0), Is.EqualTo(0), $"length {len}: counters not left at zero");
+        }
+    }
 }

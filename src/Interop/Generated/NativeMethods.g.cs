@@ -72,7 +72,7 @@ public enum SlothWeightKind : int
 /// <summary>The #define constants of slothsharp.h (SLOTH_NF4_BLOCKSIZE_MIN -> Nf4BlocksizeMin).</summary>
 public static class SlothConstants
 {
-    public const int AbiVersion = 10;
+    public const int AbiVersion = 11;
     public const int Nf4BlocksizeMin = 32;
     public const int Nf4BlocksizeMax = 4096;
     public const int NcclUniqueIdBytes = 128;
