@@ -12,9 +12,13 @@
 //    where -mfma would allow it. A -ffast-math build is refused below.
 //  - |x|, comparisons, int <-> float conversions of small integers, and the f16 conversions (integer code below)
 //    are exact, so they need no care.
-//  - Non-finite input: the host reproduces the C# bytes (both run x86 SSE, which propagates NaN payloads the same
-//    way). The GPU computes a canonical NaN where x86 propagates the payload, so NaN input may give other bytes
-//    there (llama.cpp does not define those bytes either).
+//  - Subnormals are kept on both sides: x86 runs with the default MXCSR (no flush-to-zero), and the device code must
+//    not be built with -ftz=true or --use_fast_math (refused below where nvcc says so).
+//  - NaN bits reach the output (nearest_int's mantissa trick, the f16 payload), and NaNs arise from finite input
+//    (0 * inf after an overflowing reciprocal of a subnormal range). The device helpers return the NaN that x86 SSE
+//    returns (x86_nan below), so the bytes agree there too. The one case left: an operation whose two operands are
+//    both NaNs with different bits (only possible with NaN input), where SSE keeps the first operand's and the host
+//    compiler or the .NET JIT may have swapped the operands of a commutative operation.
 #pragma once
 
 #include <stdint.h>
@@ -25,6 +29,9 @@
 #if defined(__FAST_MATH__)
 #error "ggml_quants.h needs IEEE float semantics: build without -ffast-math"
 #endif
+#endif
+#if defined(__USE_FAST_MATH__)
+#error "ggml_quants.h needs IEEE float semantics (subnormals kept): build without --use_fast_math"
 #endif
 
 // nvcc defines __CUDACC__; clang's CUDA mode defines __CUDA__ (and __CUDACC__ only through its wrapper headers).
@@ -85,38 +92,53 @@ SLOTH_GGML_HD float u2f(uint32_t u) {
 #endif
 }
 
+#if defined(__CUDA_ARCH__)
+// x86 SSE's NaN results, which the host and .NET produce: an operation on a NaN operand returns that NaN made quiet
+// (the first operand's when both are NaN); an invalid operation on numbers (inf - inf, 0 * inf, 0 / 0, sqrt(-1))
+// returns the "default NaN" 0xFFC00000. The GPU returns 0x7FFFFFFF in every case, and NaN bits do reach the output
+// (nearest_int's mantissa trick, the f16 payload): e.g. a sub-block of subnormals makes nmax / (max - min) infinite
+// and 0 * inf a NaN whose bits pick the level. So a NaN result is replaced by the NaN x86 would give; the check is a
+// compare and a select on the common path.
+__device__ __forceinline__ float x86_nan(float a, float b) {
+    if ((__float_as_uint(a) & 0x7FFFFFFFu) > 0x7F800000u) return __uint_as_float(__float_as_uint(a) | 0x00400000u);
+    if ((__float_as_uint(b) & 0x7FFFFFFFu) > 0x7F800000u) return __uint_as_float(__float_as_uint(b) | 0x00400000u);
+    return __uint_as_float(0xFFC00000u);
+}
+__device__ __forceinline__ float x86_result(float r, float a, float b) { return r != r ? x86_nan(a, b) : r; }
+#endif
+
 // The rounded single-precision operations (see the top of the file).
 SLOTH_GGML_HD float qmul(float a, float b) {
 #if defined(__CUDA_ARCH__)
-    return __fmul_rn(a, b);
+    return x86_result(__fmul_rn(a, b), a, b);
 #else
     return a * b;
 #endif
 }
 SLOTH_GGML_HD float qadd(float a, float b) {
 #if defined(__CUDA_ARCH__)
-    return __fadd_rn(a, b);
+    return x86_result(__fadd_rn(a, b), a, b);
 #else
     return a + b;
 #endif
 }
 SLOTH_GGML_HD float qsub(float a, float b) {
 #if defined(__CUDA_ARCH__)
-    return __fsub_rn(a, b);
+    return x86_result(__fsub_rn(a, b), a, b);
 #else
     return a - b;
 #endif
 }
 SLOTH_GGML_HD float qdiv(float a, float b) {
 #if defined(__CUDA_ARCH__)
-    return __fdiv_rn(a, b);
+    return x86_result(__fdiv_rn(a, b), a, b);
 #else
     return a / b;
 #endif
 }
 SLOTH_GGML_HD float qsqrt(float a) {
 #if defined(__CUDA_ARCH__)
-    return __fsqrt_rn(a);
+    return x86_result(__fsqrt_rn(a), a, a);
 #else
     return sqrtf(a);
 #endif
@@ -196,8 +218,10 @@ SLOTH_GGML_HD void write_half(uint8_t* y, float f) {
     y[1] = static_cast<uint8_t>(h >> 8);
 }
 
-// MathF.Round(x, MidpointRounding.AwayFromZero) then .NET's saturating float -> sbyte conversion (NaN -> 0). Every
-// step is exact: trunc of |x| < 2^23 through int, |x| - trunc(|x|) (no rounding: same binade or smaller), t + 1.
+// MathF.Round(x, MidpointRounding.AwayFromZero) then C#'s (sbyte) cast of the float, which .NET (9+) on x64 does as a
+// saturating conversion to int32 (NaN -> 0, +inf -> int.MaxValue, -inf -> int.MinValue) and then keeps the low byte:
+// +inf gives -1, -inf 0. (Finite values never leave [-127.5, 127.5] here: |x| <= amax and id = 1 / (amax / 127).)
+// Every step is exact: trunc of |x| < 2^23 through int, |x| - trunc(|x|) (no rounding: same binade or smaller), t + 1.
 SLOTH_GGML_HD int8_t round_away_to_int8(float x) {
     if (qisnan(x)) return 0;
     const float ax = qabs(x);
@@ -208,9 +232,11 @@ SLOTH_GGML_HD int8_t round_away_to_int8(float x) {
         r = t;
     }
     const float v = (f2u(x) >> 31) ? -r : r;
-    if (v >= 127.0f) return 127;
-    if (v <= -128.0f) return -128;
-    return static_cast<int8_t>(static_cast<int32_t>(v));
+    int32_t i;
+    if (v >= 2147483648.0f) i = 2147483647;
+    else if (v < -2147483648.0f) i = -2147483647 - 1;
+    else i = static_cast<int32_t>(v);
+    return static_cast<int8_t>(static_cast<uint8_t>(static_cast<uint32_t>(i) & 0xFFu));
 }
 
 // ---- Q8_0 --------------------------------------------------------------------------------------------------------
