@@ -22,8 +22,8 @@ public static class ExportCommand
             [.. GgufOutputTypes.Names]);
         var adapterOnly = new Option<bool>("--adapter-only") { Description = "write only the adapter, as a GGUF LoRA (llama.cpp --lora, Ollama ADAPTER)" };
         var ollama = new Option<bool>("--ollama") { Description = "also write an Ollama Modelfile beside the .gguf" };
-        var device = CliOptions.Device(description: "where an NF4 base is dequantized and an adapter folded in: cpu (default), cuda or cuda:N " +
-                                                    "(the GGUF quantization itself always runs on the CPU cores, byte-identical to llama.cpp)");
+        var device = CliOptions.Device(description: "where an NF4 base is dequantized, an adapter folded in, and the Q8_0/Q4_K/Q5_K/Q6_K tensors " +
+                                                    "quantized: cpu (default), cuda or cuda:N (the same bytes either way, identical to llama.cpp's)");
         var cmd = new Command("export", "Export a model (or a LoRA adapter) to GGUF for llama.cpp, Ollama, LM Studio and LLamaSharp")
             { model, adapter, output, type, adapterOnly, ollama, device };
         cmd.SetAction(r => Run(r.GetValue(model)!, r.GetValue(adapter), r.GetValue(output)!, r.GetValue(type)!, r.GetValue(adapterOnly), r.GetValue(ollama),
@@ -51,11 +51,16 @@ public static class ExportCommand
                 GgufLoraExporter.Export(config, adapterDir, outPath, type, progress);
                 return 0;
             }
-            var options = new GgufExportOptions { Type = type, Progress = progress };
+            var dev = CliOptions.ToDevice(deviceName);
+            // On a GPU the block quantizers run there too; on the CPU the C# quantizers (null) keep today's path.
+            var options = new GgufExportOptions
+            {
+                Type = type, Progress = progress, QuantizeDevice = dev.type == TorchSharp.DeviceType.CUDA ? dev : null,
+            };
             if (adapterDir is null && config["quantization_config"] is null)
                 GgufExporter.ExportDirectory(modelDir, outPath, options);  // dense checkpoint: straight from its safetensors
             else
-                ExportThroughModel(modelDir, adapterDir, outPath, options, CliOptions.ToDevice(deviceName));
+                ExportThroughModel(modelDir, adapterDir, outPath, options, dev);
             if (ollama) Console.Out.WriteLine($"Ollama Modelfile: {OllamaModelfile.WriteBeside(outPath, modelDir)}");
             return 0;
         }
@@ -72,7 +77,8 @@ public static class ExportCommand
     private static void ExportThroughModel(string modelDir, string? adapterDir, string outPath, GgufExportOptions options, Device device)
     {
         // On a GPU the NF4 dequantization and the adapter's B·A products run there; each merged tensor then comes to
-        // the CPU (float32) for the GGUF conversion.
+        // the CPU (float32) for the layout transforms, and its slices go back to the GPU for the block quantizers
+        // (options.QuantizeDevice).
         using var model = CausalLM.FromPretrained(modelDir, new LoadOptions { Device = device, ComputeDtype = ScalarType.Float32, Quantize = false });
         if (adapterDir is not null) PeftAdapter.Load(model, adapterDir);
         GgufExporter.Export(model.Config.Raw, DisposeAfterUse(model.MergedDenseWeights(ScalarType.Float32)), modelDir, outPath, options);

@@ -24,7 +24,7 @@ export_once() {  # model type device
   "${S[@]}" make-checkpoint --preset llama-3.2-1b --seed 1 --tokenizer "$TOK" --out "$W/dense" 2>&1
   "${S[@]}" make-checkpoint --preset llama-3.2-1b --seed 1 --tokenizer "$TOK" --bnb-4bit --out "$W/nf4" 2>&1
   echo "   make-checkpoint (dense + nf4): $((SECONDS - t0)) s"
-  for type in q4_k_m q8_0; do export_once "$W/dense" "$type" cpu; done
+  for type in q4_k_m q8_0; do export_once "$W/dense" "$type" cpu; export_once "$W/dense" "$type" cuda; done
   for device in cpu cuda; do export_once "$W/nf4" q4_k_m "$device"; done
 } > "$OUT/export-speed.txt" 2>&1
 rm -rf "$W"

@@ -73,9 +73,10 @@ public static class GgufExporter
                     var type = planner.Next(name, dims);
                     var offset = data.Position;
                     // In slices of rows, so a tensor whose quantized bytes exceed one array (an 8B model's f32
-                    // embedding) streams through.
+                    // embedding) streams through. On a GPU, larger slices: one launch then has enough blocks to fill it.
                     var rowLength = dims[0];
-                    var rowsPerSlice = Math.Max(1, (int)((1L << 24) / rowLength));
+                    var native = options.QuantizeDevice is not null && NativeGgmlQuantizer.Supports(type);
+                    var rowsPerSlice = Math.Max(1, (int)((native ? 1L << 26 : 1L << 24) / rowLength));
                     var quantizeTime = TimeSpan.Zero;
                     for (long row = 0, rows = values.Length / rowLength; row < rows; row += rowsPerSlice)
                     {
@@ -83,7 +84,9 @@ public static class GgufExporter
                         var byteCount = checked((int)(n * GgmlTypeInfo.RowBytes(type, rowLength)));
                         if (quantized.Length < byteCount) quantized = GC.AllocateUninitializedArray<byte>(byteCount);
                         var t0 = Stopwatch.GetTimestamp();
-                        GgmlQuantizer.Quantize(values.Slice((int)(row * rowLength), (int)(n * rowLength)), rowLength, type, quantized.AsSpan(0, byteCount));
+                        var slice = values.Slice((int)(row * rowLength), (int)(n * rowLength));
+                        if (native) NativeGgmlQuantizer.Quantize(slice, rowLength, type, quantized.AsSpan(0, byteCount), options.QuantizeDevice!);
+                        else GgmlQuantizer.Quantize(slice, rowLength, type, quantized.AsSpan(0, byteCount));
                         quantizeTime += Stopwatch.GetElapsedTime(t0);
                         var w0 = Stopwatch.GetTimestamp();
                         data.Write(quantized, 0, byteCount);
