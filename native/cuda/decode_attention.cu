@@ -35,7 +35,9 @@ namespace {
 
 constexpr int kWarps = static_cast<int>(kDecodeWarpsPerSplit);
 constexpr int kThreads = 32 * kWarps;
-constexpr int kT = static_cast<int>(kDecodeMaxHeadDim / 32);  // head_dim values per lane, at most
+// head_dim values per lane: kT = 2, 4 or 8 (a template parameter: head_dim <= 64, <= 128, <= 256), so a 64-wide head
+// does not carry 8 predicated-off values per lane through every key's dot product, rescale and value update (the walk
+// is bound by instructions per key at batch 64).
 constexpr int kRow = static_cast<int>(kDecodeMaxHeadDim) + 2;   // floats of one partial, at most: max, sum, accumulators
 // The merge stages partials in shared memory, this many floats at once (a tile: the same rows of every head of the
 // group), loaded kCopy per thread before any is stored so that a tile costs about one L2 round trip. 16 KB: the L2
@@ -56,8 +58,9 @@ static_assert(kDecodeSmallMaxSplits * kDecodeWarpsPerSplit <= 4096 && kDecodeMax
 // grid (batch * kv_heads, splits), kThreads threads. Walks one chunk of the keys for the group's query heads (the
 // partials), then, in the last block of its (row, kv head) to arrive, merges all the partials of that (row, kv head)
 // into `out` (the file's header says why and how).
-template <int kDtype, int kMaxG>
+template <int kDtype, int kMaxG, int kT>
 __global__ void __launch_bounds__(kThreads) attention_kernel(DecodeAttentionArgs a, int64_t chunk, int64_t splits) {
+    static_assert(kT * 32 <= kDecodeMaxHeadDim, "head_dim values per lane");
     __shared__ float smem[shared_floats(kMaxG)];
     __shared__ float s_red[kMaxG][kWarps];
     __shared__ float s_max[kMaxG];
@@ -256,7 +259,10 @@ sloth_status launch(const char* fn, const DecodeAttentionArgs& a, cudaStream_t s
     const int64_t chunk = decode_chunk(a.batch, a.max_length), splits = decode_splits(a.batch, a.max_length);
     SLOTH_CHECK(require_one_launch(fn, a.batch * a.kv_heads));
     const dim3 grid(static_cast<unsigned>(a.batch * a.kv_heads), static_cast<unsigned>(splits));
-    SLOTH_KERNEL_LAUNCH(fn, "attention_kernel", launch_kernel(attention_kernel<kDtype, kMaxG>, grid, kThreads, s, a, chunk, splits));
+    void (*kernel)(DecodeAttentionArgs, int64_t, int64_t) = a.head_dim <= 64    ? attention_kernel<kDtype, kMaxG, 2>
+                                                            : a.head_dim <= 128 ? attention_kernel<kDtype, kMaxG, 4>
+                                                                                : attention_kernel<kDtype, kMaxG, 8>;
+    SLOTH_KERNEL_LAUNCH(fn, "attention_kernel", launch_kernel(kernel, grid, kThreads, s, a, chunk, splits));
     return SLOTH_OK;
 }
 
