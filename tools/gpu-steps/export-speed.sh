@@ -4,7 +4,8 @@
 # time of each export and the exporter's per-type conversion speed ("conversion:" line, MB of float32 input per
 # second). The NF4 base is exported with --device cpu and --device cuda (NF4 dequantized on the GPU): where the GPU pays.
 # Run through gpu-run's extra-step hook or by hand with SLOTHSHARP_APPS pointing at the published apps.
-# Writes $OUT/export-speed.txt.
+# EXPORT_PRESET (default llama-3.2-1b; e.g. llama-3.1-8b for the size where the GPU quantizer should pay) and
+# EXPORT_NF4=0 (skip the NF4 base) choose the work. Writes $OUT/export-speed.txt.
 set -uo pipefail
 OUT="${1:?usage: export-speed.sh OUTDIR}"
 W="${EXPORT_SPEED_DIR:-/tmp/sloth-export-speed}"
@@ -21,11 +22,12 @@ export_once() {  # model type device
 {
   echo "== $(date -u +%FT%TZ) $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2)"
   t0=$SECONDS
-  "${S[@]}" make-checkpoint --preset llama-3.2-1b --seed 1 --tokenizer "$TOK" --out "$W/dense" 2>&1
-  "${S[@]}" make-checkpoint --preset llama-3.2-1b --seed 1 --tokenizer "$TOK" --bnb-4bit --out "$W/nf4" 2>&1
-  echo "   make-checkpoint (dense + nf4): $((SECONDS - t0)) s"
+  preset="${EXPORT_PRESET:-llama-3.2-1b}"
+  "${S[@]}" make-checkpoint --preset "$preset" --seed 1 --tokenizer "$TOK" --out "$W/dense" 2>&1
+  [ "${EXPORT_NF4:-1}" = 1 ] && "${S[@]}" make-checkpoint --preset "$preset" --seed 1 --tokenizer "$TOK" --bnb-4bit --out "$W/nf4" 2>&1
+  echo "   make-checkpoint ($preset): $((SECONDS - t0)) s"
   for type in q4_k_m q8_0; do export_once "$W/dense" "$type" cpu; export_once "$W/dense" "$type" cuda; done
-  for device in cpu cuda; do export_once "$W/nf4" q4_k_m "$device"; done
+  [ "${EXPORT_NF4:-1}" = 1 ] && for device in cpu cuda; do export_once "$W/nf4" q4_k_m "$device"; done
 } > "$OUT/export-speed.txt" 2>&1
 rm -rf "$W"
 cat "$OUT/export-speed.txt"

@@ -30,3 +30,5 @@ for tool in memcheck racecheck; do
 done
 echo "== export speed (CPU vs --device cuda quantizer)"
 timeout 120 bash tools/gpu-steps/export-speed.sh "$OUT" > /dev/null 2>&1; echo "exit $?"; grep -E "==|exit|stages" "$OUT/export-speed.txt"; snap
+# A second call for the export at 8B (make-checkpoint writes ~16 GB; the CPU quantization takes ~15-20 s on 16 cores):
+#   EXPORT_PRESET=llama-3.1-8b EXPORT_NF4=0 bash tools/gpu-steps/export-speed.sh OUT
