@@ -8,6 +8,8 @@
 // the current length (read from device memory), so a captured graph stays valid as the cache grows: blocks past the
 // current length exit at once, and the merge reads only the chunks in use.
 // Lanes split head_dim (lane + 32 t, t < kT): per key a lane reads kT values of K and of V (coalesced over the warp).
+// For head_dim 64 and 128 (and at most 8 query heads per KV head) a warp walks 4 or 2 keys at a time instead, 8 or 16
+// lanes per key (walk_sub_warps): fewer shuffles and softmax updates per key, where the walk is instruction-bound.
 //
 // One launch, not two: the merge of the partials (once a kernel of its own, one block per (row, head)) is done by the
 // last block of each (row, kv head) to finish its walk. A decode step at batch 1 is bound by its launch count (~8 us a
@@ -55,28 +57,14 @@ constexpr int shared_floats(int max_group) {
 static_assert(kDecodeSmallMaxSplits * kDecodeWarpsPerSplit <= 4096 && kDecodeMaxSplits <= kDecodeSmallMaxSplits,
               "partials per head must stay small");
 
-// grid (batch * kv_heads, splits), kThreads threads. Walks one chunk of the keys for the group's query heads (the
-// partials), then, in the last block of its (row, kv head) to arrive, merges all the partials of that (row, kv head)
-// into `out` (the file's header says why and how).
+// The walk of one chunk with whole warps per key (any head_dim up to 256): lane l holds elements l + 32 t, t < kT, of
+// each key; warp w takes keys start + w, start + w + kWarps, ...; each warp writes its partial (max, sum, accumulators)
+// for each head of the group.
 template <int kDtype, int kMaxG, int kT>
-__global__ void __launch_bounds__(kThreads) attention_kernel(DecodeAttentionArgs a, int64_t chunk, int64_t splits) {
-    static_assert(kT * 32 <= kDecodeMaxHeadDim, "head_dim values per lane");
-    __shared__ float smem[shared_floats(kMaxG)];
-    __shared__ float s_red[kMaxG][kWarps];
-    __shared__ float s_max[kMaxG];
-    __shared__ int s_last;
-    float(*qs)[kDecodeMaxHeadDim] = reinterpret_cast<float(*)[kDecodeMaxHeadDim]>(smem);
-    grid_dependency_wait();  // before reading q, the cache, the length, or touching partials and counters
-    allow_dependent_launch();
+__device__ __forceinline__ void walk_whole_warps(const DecodeAttentionArgs& a, const float (*qs)[kDecodeMaxHeadDim],
+                                                 int64_t b, int64_t kvh, int64_t start, int64_t end, int64_t len,
+                                                 int64_t split, int64_t splits) {
     const int64_t group = a.heads / a.kv_heads, hd = a.head_dim;
-    const int64_t b = blockIdx.x / a.kv_heads, kvh = blockIdx.x % a.kv_heads, split = blockIdx.y;
-    const int64_t len = *a.length, keys = len + 1;
-    const int64_t start = split * chunk;
-    if (start >= keys) return;  // not in use: neither counted nor merged
-    const int64_t end = start + chunk < keys ? start + chunk : keys;
-    for (int64_t i = threadIdx.x; i < group * hd; i += kThreads)
-        qs[i / hd][i % hd] = load_f32<kDtype>(a.q, (b * a.heads + kvh * group) * hd + i);
-    __syncthreads();
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     float mx[kMaxG], sum[kMaxG], acc[kMaxG][kT];
 #pragma unroll
@@ -151,6 +139,135 @@ __global__ void __launch_bounds__(kThreads) attention_kernel(DecodeAttentionArgs
         }
     }
 
+}
+
+// The walk with several keys per warp, for head_dim = 256 / kP exactly (64: kP = 4, 128: kP = 2): kL = 32 / kP lanes per
+// key, each lane holding 8 consecutive elements, so a key's dot product needs log2(kL) shuffles instead of 5 and a warp
+// walks kP keys per step. At batch 64 the whole-warp walk was bound by instructions per key (a 64-wide head: 2 live
+// elements per lane, 5 shuffles and the softmax update per key and head); this one issues about a third of them.
+// Sub-group p of warp w takes keys start + (i * kWarps + w) * kP + p, i = 0, 1, ..., each with its own online softmax;
+// masked keys (and the tail past `end`) change nothing, by selects rather than branches, so the shuffles stay
+// convergent. At the end the kP states of a warp are merged pairwise (xor kL, 2 kL, ...: every sub-group ends with the
+// same values, float addition being commutative) into the warp's partial, in the whole-warp walk's format.
+template <int kDtype, int kMaxG, int kP>
+__device__ __forceinline__ void walk_sub_warps(const DecodeAttentionArgs& a, const float (*qs)[kDecodeMaxHeadDim],
+                                               int64_t b, int64_t kvh, int64_t start, int64_t end, int64_t len,
+                                               int64_t split, int64_t splits) {
+    constexpr int kL = 32 / kP, kE = 8;
+    static_assert(kP == 2 || kP == 4, "head_dim 128 or 64");
+    const int64_t group = a.heads / a.kv_heads, hd = kL * kE;  // == a.head_dim (the launch checks)
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, sub = lane / kL;
+    const int64_t d0 = static_cast<int64_t>(lane % kL) * kE;
+    float mx[kMaxG], sum[kMaxG], acc[kMaxG][kE];
+#pragma unroll
+    for (int g = 0; g < kMaxG; ++g) {
+        mx[g] = -INFINITY;
+        sum[g] = 0.0f;
+#pragma unroll
+        for (int e = 0; e < kE; ++e) acc[g][e] = 0.0f;
+    }
+    const int64_t cache_row = (b * a.kv_heads + kvh) * a.max_length;
+    auto fetch = [&](int64_t jj, float (&kk)[kE], float (&vv)[kE]) -> bool {  // no shuffles inside: may diverge
+        if (jj >= end) {
+#pragma unroll
+            for (int e = 0; e < kE; ++e) kk[e] = 0.0f, vv[e] = 0.0f;
+            return false;
+        }
+#pragma unroll
+        for (int e = 0; e < kE; ++e) {
+            kk[e] = load_f32<kDtype>(a.k_cache, (cache_row + jj) * hd + d0 + e);
+            vv[e] = load_f32<kDtype>(a.v_cache, (cache_row + jj) * hd + d0 + e);
+        }
+        return a.valid[b * a.max_length + jj] != 0 && (a.window <= 0 || jj > len - a.window);
+    };
+    constexpr int64_t kStride = static_cast<int64_t>(kWarps) * kP;
+    int64_t j = start + static_cast<int64_t>(warp) * kP + sub;
+    float kc[kE], vc[kE];
+    bool visible = fetch(j, kc, vc);
+    for (int64_t j0 = start + static_cast<int64_t>(warp) * kP; j0 < end; j0 += kStride, j += kStride) {  // warp-uniform
+        float kn[kE], vn[kE];
+        const bool visible_next = fetch(j + kStride, kn, vn);
+#pragma unroll
+        for (int g = 0; g < kMaxG; ++g) {
+            float dot = 0.0f;
+#pragma unroll
+            for (int e = 0; e < kE; ++e)
+                if (g < group) dot = __fmaf_rn(qs[g][d0 + e], kc[e], dot);
+#pragma unroll
+            for (int off = kL / 2; off > 0; off >>= 1) dot = __fadd_rn(dot, __shfl_xor_sync(0xFFFFFFFFu, dot, off));
+            float sc = __fmul_rn(dot, a.scale);
+            if (a.softcap > 0.0f) sc = __fmul_rn(a.softcap, tanhf(__fdiv_rn(sc, a.softcap)));
+            const float nm = visible ? fmaxf(mx[g], sc) : mx[g];
+            const float corr = visible ? expf(__fsub_rn(mx[g], nm)) : 1.0f;  // exp(-inf) = 0 on the first visible key
+            const float pg = visible ? expf(__fsub_rn(sc, nm)) : 0.0f;
+            sum[g] = __fadd_rn(__fmul_rn(sum[g], corr), pg);
+            mx[g] = nm;
+#pragma unroll
+            for (int e = 0; e < kE; ++e) acc[g][e] = __fmaf_rn(pg, vc[e], __fmul_rn(acc[g][e], corr));
+        }
+#pragma unroll
+        for (int e = 0; e < kE; ++e) kc[e] = kn[e], vc[e] = vn[e];
+        visible = visible_next;
+    }
+    // The warp's kP states merged: (m, s, acc) with a partner's (m2, s2, acc2) -> m' = max, each side weighted by
+    // exp(its max - m') (0 for a side that saw no visible key).
+#pragma unroll
+    for (int off = kL; off < 32; off <<= 1) {
+#pragma unroll
+        for (int g = 0; g < kMaxG; ++g) {
+            const float m2 = __shfl_xor_sync(0xFFFFFFFFu, mx[g], off), s2 = __shfl_xor_sync(0xFFFFFFFFu, sum[g], off);
+            const float m = fmaxf(mx[g], m2);
+            const float c1 = mx[g] == -INFINITY ? 0.0f : expf(__fsub_rn(mx[g], m));
+            const float c2 = m2 == -INFINITY ? 0.0f : expf(__fsub_rn(m2, m));
+            sum[g] = __fadd_rn(__fmul_rn(sum[g], c1), __fmul_rn(s2, c2));
+#pragma unroll
+            for (int e = 0; e < kE; ++e) {
+                const float a2 = __shfl_xor_sync(0xFFFFFFFFu, acc[g][e], off);
+                acc[g][e] = __fadd_rn(__fmul_rn(acc[g][e], c1), __fmul_rn(a2, c2));
+            }
+            mx[g] = m;
+        }
+    }
+    if (sub != 0) return;  // the first sub-group writes the warp's partial
+    const int64_t per = splits * kWarps, row = hd + 2;
+    for (int g = 0; g < kMaxG && g < group; ++g) {
+        const int64_t h = kvh * group + g;
+        float* out = a.partial + (((b * a.heads + h) * per) + split * kWarps + warp) * row;
+        if (lane == 0) out[0] = mx[g], out[1] = sum[g];
+#pragma unroll
+        for (int e = 0; e < kE; ++e) out[2 + d0 + e] = acc[g][e];
+    }
+}
+
+
+// grid (batch * kv_heads, splits), kThreads threads. Walks one chunk of the keys for the group's query heads (the
+// partials), then, in the last block of its (row, kv head) to arrive, merges all the partials of that (row, kv head)
+// into `out` (the file's header says why and how).
+template <int kDtype, int kMaxG, int kT, int kP>
+__global__ void __launch_bounds__(kThreads) attention_kernel(DecodeAttentionArgs a, int64_t chunk, int64_t splits) {
+    static_assert(kT * 32 <= kDecodeMaxHeadDim, "head_dim values per lane");
+    __shared__ float smem[shared_floats(kMaxG)];
+    __shared__ float s_red[kMaxG][kWarps];
+    __shared__ float s_max[kMaxG];
+    __shared__ int s_last;
+    float(*qs)[kDecodeMaxHeadDim] = reinterpret_cast<float(*)[kDecodeMaxHeadDim]>(smem);
+    grid_dependency_wait();  // before reading q, the cache, the length, or touching partials and counters
+    allow_dependent_launch();
+    const int64_t group = a.heads / a.kv_heads, hd = a.head_dim;
+    const int64_t b = blockIdx.x / a.kv_heads, kvh = blockIdx.x % a.kv_heads, split = blockIdx.y;
+    const int64_t len = *a.length, keys = len + 1;
+    const int64_t start = split * chunk;
+    if (start >= keys) return;  // not in use: neither counted nor merged
+    const int64_t end = start + chunk < keys ? start + chunk : keys;
+    for (int64_t i = threadIdx.x; i < group * hd; i += kThreads)
+        qs[i / hd][i % hd] = load_f32<kDtype>(a.q, (b * a.heads + kvh * group) * hd + i);
+    __syncthreads();
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    if constexpr (kP == 1)
+        walk_whole_warps<kDtype, kMaxG, kT>(a, qs, b, kvh, start, end, len, split, splits);
+    else
+        walk_sub_warps<kDtype, kMaxG, kP>(a, qs, b, kvh, start, end, len, split, splits);
+    const int64_t per = splits * kWarps, row = hd + 2;  // partial i of head h at partial + ((b * heads + h) * per + i) * row
     // ---- Arrival. Every thread's partial stores are made visible GPU-wide before the block's arrival is counted.
     // Blocks of this (row, kv head) with start < keys (at most the grid's splits even for a length past the cache,
     // an invalid input, so that the counters still return to zero).
@@ -259,9 +376,16 @@ sloth_status launch(const char* fn, const DecodeAttentionArgs& a, cudaStream_t s
     const int64_t chunk = decode_chunk(a.batch, a.max_length), splits = decode_splits(a.batch, a.max_length);
     SLOTH_CHECK(require_one_launch(fn, a.batch * a.kv_heads));
     const dim3 grid(static_cast<unsigned>(a.batch * a.kv_heads), static_cast<unsigned>(splits));
-    void (*kernel)(DecodeAttentionArgs, int64_t, int64_t) = a.head_dim <= 64    ? attention_kernel<kDtype, kMaxG, 2>
-                                                            : a.head_dim <= 128 ? attention_kernel<kDtype, kMaxG, 4>
-                                                                                : attention_kernel<kDtype, kMaxG, 8>;
+    // Several keys per warp where head_dim is exactly 64 or 128 (kP = 4, 2; at most 8 query heads per KV head, to
+    // keep the 8-element accumulators of every head in registers), else whole warps with kT elements per lane.
+    using Kernel = void (*)(DecodeAttentionArgs, int64_t, int64_t);
+    Kernel kernel = a.head_dim <= 64 ? attention_kernel<kDtype, kMaxG, 2, 1>
+                  : a.head_dim <= 128 ? attention_kernel<kDtype, kMaxG, 4, 1>
+                                      : attention_kernel<kDtype, kMaxG, 8, 1>;
+    if constexpr (kMaxG <= 8) {
+        if (a.head_dim == 64) kernel = attention_kernel<kDtype, kMaxG, 2, 4>;
+        if (a.head_dim == 128) kernel = attention_kernel<kDtype, kMaxG, 4, 2>;
+    }
     SLOTH_KERNEL_LAUNCH(fn, "attention_kernel", launch_kernel(kernel, grid, kThreads, s, a, chunk, splits));
     return SLOTH_OK;
 }
