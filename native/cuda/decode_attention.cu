@@ -48,7 +48,7 @@ constexpr int kStageFloats = 4096;
 constexpr int kCopy = kStageFloats / kThreads;
 // Shared floats of the kernel: the group's query vectors during the walk, then the merge's tile (the same memory),
 // which holds at least one partial of every head.
-constexpr int shared_floats(int max_group) {
+__host__ __device__ constexpr int shared_floats(int max_group) {
     const int q = max_group * static_cast<int>(kDecodeMaxHeadDim), tile = max_group * kRow;
     const int most = q > tile ? q : tile;
     return most > kStageFloats ? most : kStageFloats;
