@@ -31,7 +31,7 @@ extern "C" {
 #endif
 
 /* Bumped on every incompatible change of this header; the managed loader refuses any other value. */
-#define SLOTH_ABI_VERSION 10
+#define SLOTH_ABI_VERSION 11
 
 /* NF4 blocksize and nested_blocksize: powers of two in [MIN, MAX] (the managed API checks the same constants). */
 #define SLOTH_NF4_BLOCKSIZE_MIN 32
@@ -186,6 +186,26 @@ SLOTH_API sloth_status sloth_nf4_gemv(const void* x, sloth_dtype dtype, int64_t 
                                       const float* nested_code_map, const float* nested_absmax,
                                       const float* nested_offset, const float* nf4_code_table, int32_t blocksize,
                                       int32_t nested_blocksize, void* y, int32_t device, void* stream);
+
+/* ---- GGUF block quantization (ggml's reference quantizers) ------------------------------------------ */
+
+/*
+ * Quantizes `rows` contiguous float32 rows of `row_length` values to ggml's block format `ggml_type`, byte-identical
+ * to ggml's reference quantizers without an importance matrix (quantize_row_*_ref, what llama-quantize does) and to
+ * SlothSharp's C# quantizers:
+ *   ggml_type  8 = Q8_0: 32-element blocks of 34 bytes
+ *             12 = Q4_K: 256-element super-blocks of 144 bytes
+ *             13 = Q5_K: 256-element super-blocks of 176 bytes
+ *             14 = Q6_K: 256-element super-blocks of 210 bytes
+ * row_length must be a multiple of the block size (32 or 256); out gets rows * row_length / block_size blocks back
+ * to back (row by row) and must not overlap x. rows >= 1.
+ * Host memory (device = -1; the blocks are split over the CPU cores) or a CUDA device (x and out there; one launch on
+ * `stream`, one thread per block, no allocation, no sync). Both run the same per-block code with every float
+ * operation rounded separately (no FMA contraction), so they give the same bytes for finite input; for NaN input the
+ * GPU may differ (it makes NaNs canonical where the CPU keeps their payload).
+ */
+SLOTH_API sloth_status sloth_ggml_quantize(const float* x, int64_t rows, int64_t row_length, int32_t ggml_type,
+                                           void* out, int32_t device, void* stream);
 
 /* ---- Cross-entropy on a logits chunk, gradient written in place --------------------------------------- */
 

@@ -40,6 +40,16 @@ struct Nf4QuantArgs {
 // then the lane sums in lane order: one fixed order that the CPU loop and the one-block GPU reduction share.
 constexpr int64_t kNf4MeanLanes = 1024;
 
+// sloth_ggml_quantize's arguments, validated: `rows` contiguous float32 rows of `row_length` (a multiple of the
+// type's block size) into rows * row_length / block_elements blocks of ggml bytes.
+struct GgmlQuantArgs {
+    const float* x;
+    int64_t rows;
+    int64_t row_length;
+    int32_t type;  // ggml type number: 8 (Q8_0), 12 (Q4_K), 13 (Q5_K), 14 (Q6_K)
+    void* out;
+};
+
 struct RmsNormArgs {
     const void* x;
     const void* weight;
@@ -134,6 +144,7 @@ namespace cpu {
 sloth_status nf4_dequantize(const char* fn, const Nf4DequantArgs& a);
 sloth_status nf4_quantize(const char* fn, const Nf4QuantArgs& a);
 sloth_status nf4_gemv(const char* fn, const Nf4GemvArgs& a);
+sloth_status ggml_quantize(const char* fn, const GgmlQuantArgs& a);
 // nf4_gemv over weight rows [row0, row0 + a.m) of a larger matrix (the packed/absmax pointers of the whole matrix),
 // y[b * y_stride + r]: the decoder's grouped GEMV twin (decode_ops_cpu.cpp). nf4_gemv is (row0 0, y_stride a.m).
 sloth_status nf4_gemv_rows(const char* fn, const Nf4GemvArgs& a, int64_t row0, int64_t y_stride);
@@ -160,6 +171,7 @@ sloth_status run_on_device(const char* fn, int32_t device, sloth_status (*body)(
 sloth_status nf4_dequantize(const char* fn, const Nf4DequantArgs& a, int32_t device, void* stream);
 sloth_status nf4_quantize(const char* fn, const Nf4QuantArgs& a, int32_t device, void* stream);
 sloth_status nf4_gemv(const char* fn, const Nf4GemvArgs& a, int32_t device, void* stream);
+sloth_status ggml_quantize(const char* fn, const GgmlQuantArgs& a, int32_t device, void* stream);
 sloth_status cross_entropy_chunk(const char* fn, const CrossEntropyArgs& a, int32_t device, void* stream);
 sloth_status rms_norm_forward(const char* fn, const RmsNormArgs& a, int32_t device, void* stream);
 sloth_status rms_norm_backward(const char* fn, const RmsNormArgs& a, int32_t device, void* stream);

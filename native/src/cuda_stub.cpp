@@ -32,6 +32,7 @@ sloth_status run_on_device(const char* fn, int32_t, sloth_status (*)(void*), voi
 sloth_status nf4_dequantize(const char* fn, const Nf4DequantArgs&, int32_t, void*) { return no_cuda(fn); }
 sloth_status nf4_quantize(const char* fn, const Nf4QuantArgs&, int32_t, void*) { return no_cuda(fn); }
 sloth_status nf4_gemv(const char* fn, const Nf4GemvArgs&, int32_t, void*) { return no_cuda(fn); }
+sloth_status ggml_quantize(const char* fn, const GgmlQuantArgs&, int32_t, void*) { return no_cuda(fn); }
 sloth_status cross_entropy_chunk(const char* fn, const CrossEntropyArgs&, int32_t, void*) { return no_cuda(fn); }
 sloth_status rms_norm_forward(const char* fn, const RmsNormArgs&, int32_t, void*) { return no_cuda(fn); }
 sloth_status rms_norm_backward(const char* fn, const RmsNormArgs&, int32_t, void*) { return no_cuda(fn); }

@@ -73,9 +73,10 @@ public static class GgufExporter
                     var type = planner.Next(name, dims);
                     var offset = data.Position;
                     // In slices of rows, so a tensor whose quantized bytes exceed one array (an 8B model's f32
-                    // embedding) streams through.
+                    // embedding) streams through. On a GPU, larger slices: one launch then has enough blocks to fill it.
                     var rowLength = dims[0];
-                    var rowsPerSlice = Math.Max(1, (int)((1L << 24) / rowLength));
+                    var native = options.QuantizeDevice is not null && NativeGgmlQuantizer.Supports(type);
+                    var rowsPerSlice = Math.Max(1, (int)((native ? 1L << 26 : 1L << 24) / rowLength));
                     var quantizeTime = TimeSpan.Zero;
                     for (long row = 0, rows = values.Length / rowLength; row < rows; row += rowsPerSlice)
                     {
@@ -83,7 +84,9 @@ public static class GgufExporter
                         var byteCount = checked((int)(n * GgmlTypeInfo.RowBytes(type, rowLength)));
                         if (quantized.Length < byteCount) quantized = GC.AllocateUninitializedArray<byte>(byteCount);
                         var t0 = Stopwatch.GetTimestamp();
-                        GgmlQuantizer.Quantize(values.Slice((int)(row * rowLength), (int)(n * rowLength)), rowLength, type, quantized.AsSpan(0, byteCount));
+                        var slice = values.Slice((int)(row * rowLength), (int)(n * rowLength));
+                        if (native) NativeGgmlQuantizer.Quantize(slice, rowLength, type, quantized.AsSpan(0, byteCount), options.QuantizeDevice!);
+                        else GgmlQuantizer.Quantize(slice, rowLength, type, quantized.AsSpan(0, byteCount));
                         quantizeTime += Stopwatch.GetElapsedTime(t0);
                         var w0 = Stopwatch.GetTimestamp();
                         data.Write(quantized, 0, byteCount);
@@ -120,6 +123,7 @@ public static class GgufExporter
                     if (floats.Length < count) floats = GC.AllocateUninitializedArray<float>((int)count);
                     var values = floats.AsSpan(0, (int)count);
                     fill(values);
+                    if (!options.AllowNonFinite) RequireFinite(hfName, shape, values);
                     arch.Transform(name, values, shape);
                     toFloatTime += Stopwatch.GetElapsedTime(f0);
                     Append(name, shape.Reverse().ToArray(), values);
@@ -205,6 +209,21 @@ public static class GgufExporter
         for (var i = 0; i < cfg.NumLayers; i++)
             if (!names.Contains($"blk.{i}.attn_norm.weight"))
                 throw new InvalidDataException($"layer {i} is missing (model.layers.{i}.input_layernorm.weight not given; config has {cfg.NumLayers} layers)");
+    }
+
+    /// <summary>Stops the export at a tensor holding NaN or ±infinity (see <see cref="GgufExportOptions.AllowNonFinite"/>),
+    /// naming the first one's row and column in the checkpoint's layout (before any permutation for llama.cpp).</summary>
+    internal static void RequireFinite(string hfName, long[] shape, ReadOnlySpan<float> values)
+    {
+        var (count, first) = NonFiniteValues.Find(values);
+        if (count == 0) return;
+        var columns = shape.Length == 2 ? shape[1] : values.Length;
+        var value = values[(int)first];
+        var where = shape.Length == 2 ? $"row {first / columns}, column {first % columns}" : $"index {first}";
+        throw new InvalidDataException(
+            $"tensor '{hfName}' [{string.Join(", ", shape)}] holds {count} non-finite value{(count == 1 ? "" : "s")} (NaN or infinity), " +
+            $"the first ({value.ToString(System.Globalization.CultureInfo.InvariantCulture)}) at {where}: the checkpoint is broken (a diverged fine-tune, a bad merge?) " +
+            "and nothing was written. To export it as it is: GgufExportOptions.AllowNonFinite (sloth export --allow-non-finite).");
     }
 
     internal static float[] ToFloats(Tensor t, string name)

@@ -72,7 +72,7 @@ public enum SlothWeightKind : int
 /// <summary>The #define constants of slothsharp.h (SLOTH_NF4_BLOCKSIZE_MIN -> Nf4BlocksizeMin).</summary>
 public static class SlothConstants
 {
-    public const int AbiVersion = 10;
+    public const int AbiVersion = 11;
     public const int Nf4BlocksizeMin = 32;
     public const int Nf4BlocksizeMax = 4096;
     public const int NcclUniqueIdBytes = 128;
@@ -373,6 +373,23 @@ public static unsafe partial class Native
     {
         EnsureLoaded();
         return sloth_nf4_gemv(x, dtype, batch, k, m, packed, absmax_codes, nested_code_map, nested_absmax, nested_offset, nf4_code_table, blocksize, nested_blocksize, y, device, stream);
+    }
+
+    [LibraryImport(LibraryName, EntryPoint = "sloth_ggml_quantize")]
+    private static partial SlothStatus sloth_ggml_quantize(nint x, long rows, long row_length, int ggml_type, nint @out, int device, nint stream);
+
+    /// <summary><c>sloth_ggml_quantize</c>; throws the typed exception for a non-OK status.</summary>
+    internal static void GgmlQuantize(nint x, long rows, long row_length, int ggml_type, nint @out, int device, nint stream)
+    {
+        EnsureLoaded();
+        Check(sloth_ggml_quantize(x, rows, row_length, ggml_type, @out, device, stream));
+    }
+
+    /// <summary><c>sloth_ggml_quantize</c>, returning its status (the thread's message: <see cref="LastErrorMessage"/>).</summary>
+    internal static SlothStatus TryGgmlQuantize(nint x, long rows, long row_length, int ggml_type, nint @out, int device, nint stream)
+    {
+        EnsureLoaded();
+        return sloth_ggml_quantize(x, rows, row_length, ggml_type, @out, device, stream);
     }
 
     [LibraryImport(LibraryName, EntryPoint = "sloth_cross_entropy_chunk")]
