@@ -12,7 +12,7 @@ for f in "$native"/cuda/*.cu; do
     for arch in sm_75 sm_80; do
         for mode in "--cuda-host-only -fsyntax-only" "--cuda-device-only -fsyntax-only" "--cuda-device-only -O2 -S -o /dev/null"; do
             # shellcheck disable=SC2086
-            "$clang" -x cuda $mode --cuda-gpu-arch=$arch -nocudainc -nocudalib -std=c++17 -Wall -Wextra -Wshadow -Werror \
+            "$clang" -x cuda $mode --cuda-gpu-arch=$arch -nocudainc -nocudalib -Xclang -fno-cuda-host-device-constexpr -std=c++17 -Wall -Wextra -Wshadow -Werror \
                 -I"$here/cuda-stub" -I"$native/include" -I"$native/src" -DSLOTH_WITH_CUDA=1 "$f" || { echo "FAILED: $f ($arch, $mode)"; rc=1; }
         done
     done
