@@ -42,17 +42,16 @@ internal static class DecodeSuite
             report.AppendLine(s);
         }
         Line($"decode suite on {(onCpu ? "the CPU (--tiny, float32)" : $"{CudaDevice.Name(0)} (bfloat16)")}");
-        // Device memory the process holds (cudaMemGetInfo: total - free, so the caching allocator's free blocks count
-        // too), read before the model exists, after it is made, and after each batch size's run.
-        double HeldGb() => onCpu ? 0 : (CudaDevice.MemoryInfo().Total - CudaDevice.MemoryInfo().Free) / 1e9;
         foreach (var name in presets)
         {
             var cfg = ModelPresets.Get(name);
-            var idle = HeldGb();
+            // Device memory the process holds above its reading before the model exists (cudaMemGetInfo, so the caching
+            // allocator's free blocks count too), read after the model is made and after each batch size's run.
+            var memory = new StepSuite.MemoryWatch(!onCpu);
             using var model = CausalLM.CreateRandom(cfg, 0, new LoadOptions { Device = device, ComputeDtype = dtype, Quantize = true });
             using var noGrad = no_grad();
             var bytes = WeightBytesPerStep(model);
-            var modelGb = HeldGb() - idle;
+            var modelGb = memory.Poll() ?? 0;
             Line($"{name}: {cfg}");
             Line(string.Create(CultureInfo.InvariantCulture, $"  weights read per step: {bytes / 1e6:F3} MB -> H100 bound {bytes / H100Bandwidth * 1e3:F3} ms/step"));
             if (!onCpu) Line(string.Create(CultureInfo.InvariantCulture, $"  device memory held after loading: {modelGb:F2} GB above idle"));
@@ -118,7 +117,7 @@ internal static class DecodeSuite
                     // The KV cache's own size: keys and values of every layer, [batch, kv heads, max length, head dim].
                     var cacheGb = 2.0 * cfg.NumHiddenLayers * b * cfg.NumKeyValueHeads * cache.MaxLength * cfg.HeadDim * 2 / 1e9;
                     Line(string.Create(CultureInfo.InvariantCulture,
-                        $"  batch {b}: device memory held {HeldGb() - idle:F2} GB above idle (model {modelGb:F2} GB, this KV cache {cacheGb:F3} GB; the rest is the engine's buffers and the caching allocator's blocks freed by the prompt's forward)"));
+                        $"  batch {b}: device memory held {memory.Poll() ?? 0:F2} GB above idle (model {modelGb:F2} GB, this KV cache {cacheGb:F3} GB; the rest is the engine's buffers and the caching allocator's blocks freed by the prompt's forward)"));
                 }
             }
         }

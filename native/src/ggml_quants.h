@@ -147,6 +147,10 @@ SLOTH_GGML_HD float qsqrt(float a) {
 // |x| by clearing the sign bit (what .NET's Math.Abs(float) does, NaN included).
 SLOTH_GGML_HD float qabs(float x) { return u2f(f2u(x) & 0x7FFFFFFFu); }
 
+// -x by flipping the sign bit, as x86 and .NET do, NaN included (the device's negation may turn a NaN operand into
+// its canonical NaN, whose bits then pick a different level through nearest_int).
+SLOTH_GGML_HD float qneg(float x) { return u2f(f2u(x) ^ 0x80000000u); }
+
 SLOTH_GGML_HD bool qisnan(float x) { return (f2u(x) & 0x7FFFFFFFu) > 0x7F800000u; }
 
 // .NET's Math.Max(float, float) (IEEE 754-2019 maximum): a NaN operand is returned (the first one if both are NaN);
@@ -157,6 +161,19 @@ SLOTH_GGML_HD float net_max(float a, float b) {
         return a;
     }
     return (f2u(b) >> 31) ? a : b;
+}
+
+// a < b exactly as IEEE (and .NET) compare floats (false with a NaN, -0 equal to +0), made of integer operations: the
+// device compiler may fuse "if (x < m) m = x" into its float min/max instruction, which drops a NaN held in m and
+// orders -0 below +0, so the running minimum of a NaN-led sub-block would differ from the host's.
+SLOTH_GGML_HD int32_t order_key(float x) {
+    const uint32_t u = f2u(x);
+    const int32_t magnitude = static_cast<int32_t>(u & 0x7FFFFFFFu);
+    return (u >> 31) ? -magnitude : magnitude;
+}
+SLOTH_GGML_HD bool qless(float a, float b) {
+    if (qisnan(a) || qisnan(b)) return false;
+    return order_key(a) < order_key(b);
 }
 
 SLOTH_GGML_HD int imin(int a, int b) { return a < b ? a : b; }
@@ -262,16 +279,16 @@ SLOTH_GGML_HD float make_qkx2_quants(int nmax, const float* x, const float* weig
     float sum_w = weights[0];
     float sum_x = qmul(sum_w, x[0]);
     for (int i = 1; i < n; ++i) {
-        if (x[i] < min) min = x[i];
-        if (x[i] > max) max = x[i];
+        if (qless(x[i], min)) min = x[i];
+        if (qless(max, x[i])) max = x[i];
         const float w = weights[i];
         sum_w = qadd(sum_w, w);
         sum_x = qadd(sum_x, qmul(w, x[i]));
     }
-    if (min > 0) min = 0;
+    if (qless(0.0f, min)) min = 0;
     if (max == min) {
         for (int i = 0; i < n; ++i) l[i] = 0;
-        *the_min = -min;
+        *the_min = qneg(min);
         return 0.0f;
     }
     float iscale = qdiv(static_cast<float>(nmax), qsub(max, min));
@@ -285,7 +302,7 @@ SLOTH_GGML_HD float make_qkx2_quants(int nmax, const float* x, const float* weig
         best_error = qadd(best_error, qmul(weights[i], diff));
     }
     if (nstep < 1) {
-        *the_min = -min;
+        *the_min = qneg(min);
         return scale;
     }
     for (int step = 0; step <= nstep; ++step) {
@@ -323,7 +340,7 @@ SLOTH_GGML_HD float make_qkx2_quants(int nmax, const float* x, const float* weig
             }
         }
     }
-    *the_min = -min;
+    *the_min = qneg(min);
     return scale;
 }
 
@@ -355,8 +372,8 @@ SLOTH_GGML_HD void quantize_block_q45_k(const float* xb, uint8_t* yb, int nmax, 
         const float av_x = qsqrt(qdiv(sum_x2, 32.0f));
         for (int i = 0; i < 32; ++i) weights[i] = qadd(av_x, qabs(xs[i]));
         scales[j] = make_qkx2_quants(nmax, xs, weights, l + 32 * j, &mins[j], laux, rmin, rdelta, nstep);
-        if (scales[j] > max_scale) max_scale = scales[j];
-        if (mins[j] > max_min) max_min = mins[j];
+        if (qless(max_scale, scales[j])) max_scale = scales[j];
+        if (qless(max_min, mins[j])) max_min = mins[j];
     }
     const float inv_scale = max_scale > 0 ? qdiv(63.0f, max_scale) : 0.0f;
     const float inv_min = max_min > 0 ? qdiv(63.0f, max_min) : 0.0f;
@@ -454,7 +471,7 @@ SLOTH_GGML_HD float make_qx_quants_16(const float* x, int8_t* l) {
     float best = qmul(scale, sumlx);
     for (int step = -9; step <= 9; ++step) {
         if (step == 0) continue;
-        iscale = qdiv(-qadd(static_cast<float>(nmax), qmul(0.1f, static_cast<float>(step))), max);
+        iscale = qdiv(qneg(qadd(static_cast<float>(nmax), qmul(0.1f, static_cast<float>(step)))), max);
         sumlx = suml2 = 0;
         for (int i = 0; i < n; ++i) {
             int q = nearest_int(qmul(iscale, x[i]));
