@@ -53,19 +53,11 @@ public class DecodeAttentionGpuTests
         var k = randn(batch, kvHeads, maxLength, headDim).cuda();
         var v = randn(batch, kvHeads, maxLength, headDim).cuda();
         var valid = rand(batch, maxLength).gt(0.2).cuda();
-        long floats = 0;
-        unsafe { Native.DecodeAttentionPartialFloats(batch, heads, headDim, maxLength, (nint)(&floats)); }
+        var floats = DecodeKernelTests.AttentionScratchFloats(batch, heads, headDim, maxLength);
         var counters = (long)batch * heads;
         var reused = zeros(floats, device: CUDA);
-        Tensor Run(Tensor scratch, int len)
-        {
-            var length = tensor(new long[] { len }).cuda();
-            var output = full([batch, heads * headDim], float.NaN, ScalarType.Float32).cuda();
-            Native.DecodeAttention(Ptr(q), Ptr(k), Ptr(v), Ptr(valid), Ptr(length), SlothDtype.F32, batch, batch, heads, kvHeads,
-                headDim, maxLength, 0, 1 / MathF.Sqrt(headDim), 0f, Ptr(scratch), Ptr(output), 0, 0);
-            CudaDevice.Synchronize();
-            return output.cpu();
-        }
+        Tensor Run(Tensor scratch, int len) =>
+            DecodeKernelTests.Attention(q, k, v, valid, len, 0, 1 / MathF.Sqrt(headDim), 0f, CUDA, scratch, outputFill: float.NaN);
         foreach (var len in new[] { 0, 5, maxLength / 3, maxLength - 1, 17, maxLength / 3, 0 })
         {
             var fresh = Run(zeros(floats, device: CUDA), len);

@@ -43,7 +43,7 @@ public sealed class DecodeEngine : IDisposable
 
     /// <summary>Kernel launches the last step issued (0 before the first; a CUDA graph replays the captured step's
     /// launches). On the CPU, the launches the same step would issue on CUDA (below 9 rows). For checking the decode
-    /// step's launch count, which bounds its speed at batch 1: 6 per NF4 layer + 4 without adapters or biases (7 + 4 with FoldNorm off).</summary>
+    /// step's launch count, which bounds its speed at batch 1: 9 per NF4 layer + 4 without adapters or biases (6 + 4 with every <see cref="DecodeFusions"/> on).</summary>
     public int KernelLaunches => ReadCount(Native.DecoderKernelLaunches);
 
     /// <summary>One of the decoder's int64 counters, read through <paramref name="read"/>(decoder, &amp;count).</summary>
@@ -53,6 +53,20 @@ public sealed class DecodeEngine : IDisposable
         long n = 0;
         read(_handle.DangerousGetHandle(), (nint)(&n));
         return (int)n;
+    }
+
+    /// <summary>The kernel fusions in force (<see cref="DecodeEngineOptions.Fusions"/>).</summary>
+    public DecodeFusions Fusions { get; private set; }
+
+    /// <summary>Sets the kernel fusions (see <see cref="DecodeFusions"/>); as for the launch mode, the captured graphs
+    /// are dropped and the next step of each batch size captures again. The output bits do not change.</summary>
+    public void SetFusions(DecodeFusions fusions)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if ((fusions & ~DecodeFusions.All) != 0)
+            throw new ArgumentOutOfRangeException(nameof(fusions), fusions, $"unknown fusion flags; combine {string.Join(", ", Enum.GetNames<DecodeFusions>())}");
+        Native.DecoderSetFusions(_handle.DangerousGetHandle(), (int)fusions);
+        Fusions = fusions;
     }
 
     /// <summary>Whether the step's kernels are launched with programmatic dependent launch (see
@@ -105,6 +119,7 @@ public sealed class DecodeEngine : IDisposable
             handle.Adopt(raw);
             var engine = new DecodeEngine(handle, cache, desc.Owned, desc.Kept, desc.Ids, desc.Positions, desc.Length, desc.Logits, model.Device);
             engine.SetProgrammaticLaunch(options.ProgrammaticLaunch);
+            engine.SetFusions(options.Fusions);
             return engine;
         }
         catch
