@@ -223,11 +223,7 @@ class Decoder {
     sloth_status set_programmatic(const char* fn, bool on) {
         const bool want = on && programmatic_supported;
         if (want == programmatic) return SLOTH_OK;
-        if (!graphs.empty()) {
-            SLOTH_CHECK(cuda::synchronize_stream(fn, device, stream));
-            for (auto& g : graphs) cuda::graph_destroy(device, g.second);
-            graphs.clear();
-        }
+        SLOTH_CHECK(drop_graphs(fn));
         programmatic = want;
         return SLOTH_OK;
     }
@@ -235,12 +231,17 @@ class Decoder {
     // Sets the fusions; as for the launch mode, the captured graphs hold the old launches and go.
     sloth_status set_fusions(const char* fn, int32_t f) {
         if (f == fusions) return SLOTH_OK;
-        if (!graphs.empty()) {
-            SLOTH_CHECK(cuda::synchronize_stream(fn, device, stream));
-            for (auto& g : graphs) cuda::graph_destroy(device, g.second);
-            graphs.clear();
-        }
+        SLOTH_CHECK(drop_graphs(fn));
         fusions = f;
+        return SLOTH_OK;
+    }
+
+    // The captured graphs go (once the stream's work is done): the next step of each batch size captures again.
+    sloth_status drop_graphs(const char* fn) {
+        if (graphs.empty()) return SLOTH_OK;
+        SLOTH_CHECK(cuda::synchronize_stream(fn, device, stream));
+        for (auto& g : graphs) cuda::graph_destroy(device, g.second);
+        graphs.clear();
         return SLOTH_OK;
     }
 
