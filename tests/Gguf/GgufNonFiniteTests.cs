@@ -57,17 +57,8 @@ public class GgufNonFiniteTests() : TempDirFixture("gguf-non-finite")
     public void CliNamesTheBrokenTensorWithoutAStackTrace()
     {
         // A copy of the tiny dense Llama whose embedding holds an infinity.
-        var model = Path.Combine(Dir, "model");
-        Directory.CreateDirectory(model);
-        foreach (var f in Directory.GetFiles(LlamaGolden.DenseDir)) File.Copy(f, Path.Combine(model, Path.GetFileName(f)));
-        var st = Path.Combine(model, "model.safetensors");
-        var tensors = new List<KeyValuePair<string, Tensor>>();
-        using (var reader = new SafetensorsReader(st))
-            foreach (var key in reader.Keys) tensors.Add(new(key, reader.Read(key)));
-        tensors.Single(kv => kv.Key == "model.embed_tokens.weight").Value[3, 4] = tensor(float.PositiveInfinity);
-        File.Delete(st);
-        SafetensorsWriter.Save(st, tensors);
-        foreach (var (_, t) in tensors) t.Dispose();
+        var model = CopyWithOneValue(LlamaGolden.DenseDir, "model", "model.safetensors",
+                                     tensors => tensors.Single(kv => kv.Key == "model.embed_tokens.weight"), 3, 4, float.PositiveInfinity);
         var path = Path.Combine(Dir, "tiny.gguf");
         var err = new StringWriter();
         Assert.That(SlothCli.Run(["export", "--model", model, "--out", path, "--type", "f16"], TextWriter.Null, err), Is.Not.EqualTo(0));
@@ -82,18 +73,13 @@ public class GgufNonFiniteTests() : TempDirFixture("gguf-non-finite")
     [Test]
     public void AdapterExportStopsAtANaNMatrix()
     {
-        var adapter = Path.Combine(Dir, "adapter");
-        Directory.CreateDirectory(adapter);
-        foreach (var f in Directory.GetFiles(LlamaGolden.AdapterDir)) File.Copy(f, Path.Combine(adapter, Path.GetFileName(f)));
-        var st = Path.Combine(adapter, "adapter_model.safetensors");
-        var tensors = new List<KeyValuePair<string, Tensor>>();
-        using (var reader = new SafetensorsReader(st))
-            foreach (var key in reader.Keys) tensors.Add(new(key, reader.Read(key)));
-        var (bName, b) = tensors.First(kv => kv.Key.EndsWith(".lora_B.weight", StringComparison.Ordinal));
-        b[1, 0] = tensor(float.NaN);
-        File.Delete(st);
-        SafetensorsWriter.Save(st, tensors);
-        foreach (var (_, t) in tensors) t.Dispose();
+        var bName = "";
+        var adapter = CopyWithOneValue(LlamaGolden.AdapterDir, "adapter", "adapter_model.safetensors", tensors =>
+        {
+            var b = tensors.First(kv => kv.Key.EndsWith(".lora_B.weight", StringComparison.Ordinal));
+            bName = b.Key;
+            return b;
+        }, 1, 0, float.NaN);
         var path = Path.Combine(Dir, "lora.gguf");
         var err = new StringWriter();
         Assert.That(SlothCli.Run(["export", "--model", LlamaGolden.DenseDir, "--adapter", adapter, "--adapter-only", "--out", path, "--type", "f16"], TextWriter.Null, err), Is.Not.EqualTo(0));
@@ -102,5 +88,24 @@ public class GgufNonFiniteTests() : TempDirFixture("gguf-non-finite")
         err = new StringWriter();
         Assert.That(SlothCli.Run(["export", "--model", LlamaGolden.DenseDir, "--adapter", adapter, "--adapter-only", "--out", path, "--type", "f16", "--allow-non-finite"],
                                  TextWriter.Null, err), Is.EqualTo(0), err.ToString());
+    }
+
+    /// <summary>A copy of <paramref name="source"/> in Dir/<paramref name="name"/> whose safetensors file
+    /// <paramref name="file"/> has <paramref name="value"/> at [row, column] of the tensor <paramref name="pick"/> chooses.</summary>
+    private string CopyWithOneValue(string source, string name, string file, Func<List<KeyValuePair<string, Tensor>>, KeyValuePair<string, Tensor>> pick,
+                                    long row, long column, float value)
+    {
+        var dir = Path.Combine(Dir, name);
+        Directory.CreateDirectory(dir);
+        foreach (var f in Directory.GetFiles(source)) File.Copy(f, Path.Combine(dir, Path.GetFileName(f)));
+        var st = Path.Combine(dir, file);
+        var tensors = new List<KeyValuePair<string, Tensor>>();
+        using (var reader = new SafetensorsReader(st))
+            foreach (var key in reader.Keys) tensors.Add(new(key, reader.Read(key)));
+        pick(tensors).Value[row, column] = tensor(value);
+        File.Delete(st);
+        SafetensorsWriter.Save(st, tensors);
+        foreach (var (_, t) in tensors) t.Dispose();
+        return dir;
     }
 }
