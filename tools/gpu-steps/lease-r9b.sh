@@ -4,10 +4,7 @@
 # into a second library, tested and timed in the same lease. Then the export's speed with the GPU quantizer.
 set -uo pipefail
 OUT="${1:?usage: lease-r9b.sh OUTDIR}"
-tests="$SLOTHSHARP_APPS/SlothSharp.Tests/SlothSharp.Tests.dll"
-bench="$SLOTHSHARP_APPS/SlothSharp.Bench/SlothSharp.Bench.dll"
-summary() { grep -E "^\s*(total|failed|succeeded|skipped):" "$1"; grep -E "^failed " "$1" | head; }
-snap() { [ -n "${DEVOUT:-}" ] && tar czf "$DEVOUT/r.tgz" -C "$OUT" . 2>/dev/null; true; }
+. "$(dirname "$0")/common.sh"
 echo "== GPU tests (h-round9): engine, launch modes, attention, NF4 GEMV, GGUF quantizers"
 timeout 150 dotnet "$tests" --no-progress --filter "TestCategory=Gpu&(FullyQualifiedName~Inference|FullyQualifiedName~Nf4Gemv|FullyQualifiedName~Gguf)" \
     > "$OUT/tests-gpu.log" 2>&1; echo "exit $?"; summary "$OUT/tests-gpu.log"; snap

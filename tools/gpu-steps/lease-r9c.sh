@@ -4,11 +4,7 @@
 # the clock beside them), and the compute_75 build's decode and quantizer tests.
 set -uo pipefail
 OUT="${1:?usage: lease-r9c.sh OUTDIR}"
-tests="$SLOTHSHARP_APPS/SlothSharp.Tests/SlothSharp.Tests.dll"
-bench="$SLOTHSHARP_APPS/SlothSharp.Bench/SlothSharp.Bench.dll"
-lib75="$PWD/build/sm75-install/runtimes/linux-x64/native/libslothsharp.so"
-summary() { grep -E "^\s*(total|failed|succeeded|skipped):" "$1"; grep -E "^failed " "$1" | head; }
-snap() { [ -n "${DEVOUT:-}" ] && tar czf "$DEVOUT/r.tgz" -C "$OUT" . 2>/dev/null; true; }
+. "$(dirname "$0")/common.sh"
 nvidia-smi --query-gpu=timestamp,clocks.sm,clocks.max.sm,clocks.mem,power.draw,temperature.gpu,clocks_throttle_reasons.active \
     --format=csv -l 1 > "$OUT/clocks.csv" 2>&1 &
 smi=$!
