@@ -16,7 +16,7 @@
 //    not be built with -ftz=true or --use_fast_math (refused below where nvcc says so).
 //  - NaN bits reach the output (nearest_int's mantissa trick, the f16 payload), and NaNs arise from finite input
 //    (0 * inf after an overflowing reciprocal of a subnormal range). The device helpers return the NaN that x86 SSE
-//    returns (x86_nan below), so the bytes agree there too. The one case left: an operation whose two operands are
+//    returns (x86_result below), so the bytes agree there too. The one case left: an operation whose two operands are
 //    both NaNs with different bits (only possible with NaN input), where SSE keeps the first operand's and the host
 //    compiler or the .NET JIT may have swapped the operands of a commutative operation.
 #pragma once
@@ -92,55 +92,65 @@ SLOTH_GGML_HD float u2f(uint32_t u) {
 #endif
 }
 
-#if defined(__CUDA_ARCH__)
 // x86 SSE's NaN results, which the host and .NET produce: an operation on a NaN operand returns that NaN made quiet
 // (the first operand's when both are NaN); an invalid operation on numbers (inf - inf, 0 * inf, 0 / 0, sqrt(-1))
 // returns the "default NaN" 0xFFC00000. The GPU returns 0x7FFFFFFF in every case, and NaN bits do reach the output
 // (nearest_int's mantissa trick, the f16 payload): e.g. a sub-block of subnormals makes nmax / (max - min) infinite
-// and 0 * inf a NaN whose bits pick the level. So a NaN result is replaced by the NaN x86 would give; the check is a
-// compare and a select on the common path.
-__device__ __forceinline__ float x86_nan(float a, float b) {
-    if ((__float_as_uint(a) & 0x7FFFFFFFu) > 0x7F800000u) return __uint_as_float(__float_as_uint(a) | 0x00400000u);
-    if ((__float_as_uint(b) & 0x7FFFFFFFu) > 0x7F800000u) return __uint_as_float(__float_as_uint(b) | 0x00400000u);
-    return __uint_as_float(0xFFC00000u);
+// and 0 * inf a NaN whose bits pick the level. So the result is chosen from the operands' and the result's bits,
+// with integer tests only: round 9's first form, a float self-compare (r != r) selecting the replacement, left the
+// GPU's 0x7FFFFFFF in place on the H100 (a NaN-led Q4_K sub-block got the min level 63 where x86 gives 0; emulating
+// "the GPU's NaN, not replaced" on the host reproduces that byte exactly), so no float compare decides it now.
+// On the host it serves tools/sim/ggml_device_nan (SLOTH_GGML_EMULATE_DEVICE_NAN: the host's operations with every NaN
+// result made the GPU's 0x7FFFFFFF, then passed through here), which checks this logic on NaN-laden blocks.
+SLOTH_GGML_HD float x86_result(float r, float a, float b) {
+    const uint32_t ua = f2u(a), ub = f2u(b), ur = f2u(r);
+    if ((ua & 0x7FFFFFFFu) > 0x7F800000u) return u2f(ua | 0x00400000u);
+    if ((ub & 0x7FFFFFFFu) > 0x7F800000u) return u2f(ub | 0x00400000u);
+    if ((ur & 0x7FFFFFFFu) > 0x7F800000u) return u2f(0xFFC00000u);
+    return r;
 }
-__device__ __forceinline__ float x86_result(float r, float a, float b) { return r != r ? x86_nan(a, b) : r; }
+#if !defined(__CUDA_ARCH__) && defined(SLOTH_GGML_EMULATE_DEVICE_NAN)
+SLOTH_GGML_HD float gpu_nan(float r) { return r != r ? u2f(0x7FFFFFFFu) : r; }
+#define SLOTH_GGML_HOST_OP(r, a, b) x86_result(gpu_nan(r), a, b)
+#else
+#define SLOTH_GGML_HOST_OP(r, a, b) (r)
 #endif
+
 
 // The rounded single-precision operations (see the top of the file).
 SLOTH_GGML_HD float qmul(float a, float b) {
 #if defined(__CUDA_ARCH__)
     return x86_result(__fmul_rn(a, b), a, b);
 #else
-    return a * b;
+    return SLOTH_GGML_HOST_OP(a * b, a, b);
 #endif
 }
 SLOTH_GGML_HD float qadd(float a, float b) {
 #if defined(__CUDA_ARCH__)
     return x86_result(__fadd_rn(a, b), a, b);
 #else
-    return a + b;
+    return SLOTH_GGML_HOST_OP(a + b, a, b);
 #endif
 }
 SLOTH_GGML_HD float qsub(float a, float b) {
 #if defined(__CUDA_ARCH__)
     return x86_result(__fsub_rn(a, b), a, b);
 #else
-    return a - b;
+    return SLOTH_GGML_HOST_OP(a - b, a, b);
 #endif
 }
 SLOTH_GGML_HD float qdiv(float a, float b) {
 #if defined(__CUDA_ARCH__)
     return x86_result(__fdiv_rn(a, b), a, b);
 #else
-    return a / b;
+    return SLOTH_GGML_HOST_OP(a / b, a, b);
 #endif
 }
 SLOTH_GGML_HD float qsqrt(float a) {
 #if defined(__CUDA_ARCH__)
     return x86_result(__fsqrt_rn(a), a, a);
 #else
-    return sqrtf(a);
+    return SLOTH_GGML_HOST_OP(sqrtf(a), a, a);
 #endif
 }
 
@@ -163,9 +173,9 @@ SLOTH_GGML_HD float net_max(float a, float b) {
     return (f2u(b) >> 31) ? a : b;
 }
 
-// a < b exactly as IEEE (and .NET) compare floats (false with a NaN, -0 equal to +0), made of integer operations: the
-// device compiler may fuse "if (x < m) m = x" into its float min/max instruction, which drops a NaN held in m and
-// orders -0 below +0, so the running minimum of a NaN-led sub-block would differ from the host's.
+// a < b exactly as IEEE (and .NET) compare floats (false with a NaN, -0 equal to +0), made of integer operations, so
+// that the device compiler cannot turn "if (x < m) m = x" into its float min instruction (which drops a NaN held in
+// m and orders -0 below +0): the running minimum and maximum of a sub-block then follow the host's on any input.
 SLOTH_GGML_HD int32_t order_key(float x) {
     const uint32_t u = f2u(x);
     const int32_t magnitude = static_cast<int32_t>(u & 0x7FFFFFFFu);
