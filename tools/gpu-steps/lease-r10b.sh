@@ -6,10 +6,10 @@ set -uo pipefail
 OUT="${1:?usage: lease-r10b.sh OUTDIR}"
 . "$(dirname "$0")/common.sh"
 echo "== compute_75 build: attention, engine, fusions, launch modes, GGUF quantizers"
-SLOTHSHARP_NATIVE_PATH="$lib75" SLOTHSHARP_EXPECT_ARCH=750 timeout 330 dotnet "$tests" --no-progress \
+SLOTHSHARP_NATIVE_PATH="$lib75" SLOTHSHARP_EXPECT_ARCH=750 timeout 300 dotnet "$tests" --no-progress \
     --filter "TestCategory=Gpu&(FullyQualifiedName~DecodeAttentionGpu|FullyQualifiedName~DecodeEngineGpu|FullyQualifiedName~DecodeFusionGpu|FullyQualifiedName~DecodeLaunchMode|FullyQualifiedName~GgufNativeQuantizerGpu)" \
     > "$OUT/tests-sm75.log" 2>&1; echo "exit $?"; summary "$OUT/tests-sm75.log"; snap
 echo "== racecheck: attention kernel tests"
-timeout 90 compute-sanitizer --tool racecheck --target-processes all --error-exitcode 97 \
+timeout 60 compute-sanitizer --tool racecheck --target-processes all --error-exitcode 97 \
     dotnet "$tests" --no-progress --filter "FullyQualifiedName~DecodeAttentionGpu" > "$OUT/sanitizer-racecheck.log" 2>&1; echo "exit $?"
 grep -E "RACECHECK SUMMARY|ERROR SUMMARY" "$OUT/sanitizer-racecheck.log" | tail -1; summary "$OUT/sanitizer-racecheck.log"; snap
