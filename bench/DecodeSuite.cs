@@ -19,7 +19,7 @@ internal static class DecodeSuite
 {
     private const double H100Bandwidth = 3.35e12;
 
-    /// <summary>Options (each optional): --presets a,b  --batches 1,64  --steps N  --prefill N.</summary>
+    /// <summary>Options (each optional): --presets a,b  --batches 1,64  --steps N  --prefill N  --fusions None,Norm,AttentionMerge,All.</summary>
     public static int Run(string[] args, string results, bool tiny)
     {
         string? Opt(string name) { var i = Array.IndexOf(args, name); return i >= 0 && i + 1 < args.Length ? args[i + 1] : null; }
@@ -35,6 +35,9 @@ internal static class DecodeSuite
         var batches = Opt("--batches")?.Split(',').Select(int.Parse).ToArray() ?? (tiny ? [1, 4] : [1, 64]);
         var steps = Opt("--steps") is { } st ? int.Parse(st) : tiny ? 16 : 512;
         var prefill = Opt("--prefill") is { } pf ? int.Parse(pf) : tiny ? 64 : 2048;
+        // Kernel fusion sets timed with programmatic launch: --fusions None,All (names of DecodeFusions); default all four.
+        var fusionSets = Opt("--fusions")?.Split(',').Select(Enum.Parse<DecodeFusions>).ToArray()
+                         ?? [DecodeFusions.None, DecodeFusions.Norm, DecodeFusions.AttentionMerge, DecodeFusions.All];
         var report = new StringBuilder();
         void Line(string s)
         {
@@ -42,17 +45,16 @@ internal static class DecodeSuite
             report.AppendLine(s);
         }
         Line($"decode suite on {(onCpu ? "the CPU (--tiny, float32)" : $"{CudaDevice.Name(0)} (bfloat16)")}");
-        // Device memory the process holds (cudaMemGetInfo: total - free, so the caching allocator's free blocks count
-        // too), read before the model exists, after it is made, and after each batch size's run.
-        double HeldGb() => onCpu ? 0 : (CudaDevice.MemoryInfo().Total - CudaDevice.MemoryInfo().Free) / 1e9;
         foreach (var name in presets)
         {
             var cfg = ModelPresets.Get(name);
-            var idle = HeldGb();
+            // Device memory the process holds above its reading before the model exists (cudaMemGetInfo, so the caching
+            // allocator's free blocks count too), read after the model is made and after each batch size's run.
+            var memory = new StepSuite.MemoryWatch(!onCpu);
             using var model = CausalLM.CreateRandom(cfg, 0, new LoadOptions { Device = device, ComputeDtype = dtype, Quantize = true });
             using var noGrad = no_grad();
             var bytes = WeightBytesPerStep(model);
-            var modelGb = HeldGb() - idle;
+            var modelGb = memory.Poll() ?? 0;
             Line($"{name}: {cfg}");
             Line(string.Create(CultureInfo.InvariantCulture, $"  weights read per step: {bytes / 1e6:F3} MB -> H100 bound {bytes / H100Bandwidth * 1e3:F3} ms/step"));
             if (!onCpu) Line(string.Create(CultureInfo.InvariantCulture, $"  device memory held after loading: {modelGb:F2} GB above idle"));
@@ -80,10 +82,10 @@ internal static class DecodeSuite
 
             foreach (var b in batches)
             {
-                // On CUDA each batch size is timed with programmatic dependent launch on (where supported) and off, on
-                // the same engine, weights and cache (DecodeEngine.SetProgrammaticLaunch re-captures the graph).
-                // Each mode starts from the same prompt in a reset cache, so both attend over the same lengths.
-                bool[] modes = onCpu ? [false] : [true, false];
+                // On CUDA each batch size is timed in several configurations on the same engine, weights and cache:
+                // programmatic dependent launch on (where supported) with each set of kernel fusions, then plain
+                // launches without fusion (DecodeEngine.SetProgrammaticLaunch / SetFusions re-capture the graph).
+                // Each starts from the same prompt in a reset cache, so all attend over the same lengths.
                 const int prompt = 32, warm = 3;
                 using var cache = model.NewKvCache(b, prompt + warm + steps + 1);
                 using var engine = DecodeEngine.TryCreate(model, cache, out var whyNot);
@@ -93,10 +95,14 @@ internal static class DecodeSuite
                     continue;
                 }
                 var ids = randint(0, cfg.VocabSize, [b, prompt], ScalarType.Int64, device);
-                foreach (var pdl in modes)
+                var pdlHere = engine.ProgrammaticLaunch;  // the default: on where supported
+                (bool Pdl, DecodeFusions Fusions)[] modes = onCpu
+                    ? [(false, DecodeFusions.None)]
+                    : [.. fusionSets.Select(f => (pdlHere, f)), .. pdlHere ? new[] { (false, DecodeFusions.None) } : []];
+                foreach (var (pdl, fusions) in modes)
                 {
                     var on = engine.SetProgrammaticLaunch(pdl);
-                    if (pdl && !on) continue;  // not supported here: the "off" run is the only one
+                    engine.SetFusions(fusions);
                     cache.Reset();
                     var next = model.Logits(model.Forward(ids, null, cache)).select(1, prompt - 1).argmax(-1);
                     for (var s = 0; s < warm; s++) next = engine.Step(next, full([b], (long)cache.Length, ScalarType.Int64, device)).argmax(-1);
@@ -110,15 +116,16 @@ internal static class DecodeSuite
                     Sync(onCpu);
                     var sec = sw.Elapsed.TotalSeconds;
                     var bound = b / (bytes / H100Bandwidth);
+                    var mode = onCpu ? "" : $"{(on ? ", programmatic launch" : ", plain launch")}, fusions {fusions}";
                     Line(string.Create(CultureInfo.InvariantCulture,
-                        $"  batch {b}{(onCpu ? "" : on ? ", programmatic launch" : ", plain launch")}: {steps} steps in {sec * 1e3:F1} ms: {sec / steps * 1e3:F3} ms/step, {b * steps / sec:F0} tokens/s (H100 weight-bandwidth bound {bound:F0} tokens/s), {engine.KernelLaunches} launches/step, graph captures {engine.GraphCaptures}"));
+                        $"  batch {b}{mode}: {steps} steps in {sec * 1e3:F1} ms: {sec / steps * 1e3:F3} ms/step, {b * steps / sec:F0} tokens/s (H100 weight-bandwidth bound {bound:F0} tokens/s), {engine.KernelLaunches} launches/step, graph captures {engine.GraphCaptures}"));
                 }
                 if (!onCpu)
                 {
                     // The KV cache's own size: keys and values of every layer, [batch, kv heads, max length, head dim].
                     var cacheGb = 2.0 * cfg.NumHiddenLayers * b * cfg.NumKeyValueHeads * cache.MaxLength * cfg.HeadDim * 2 / 1e9;
                     Line(string.Create(CultureInfo.InvariantCulture,
-                        $"  batch {b}: device memory held {HeldGb() - idle:F2} GB above idle (model {modelGb:F2} GB, this KV cache {cacheGb:F3} GB; the rest is the engine's buffers and the caching allocator's blocks freed by the prompt's forward)"));
+                        $"  batch {b}: device memory held {memory.Poll() ?? 0:F2} GB above idle (model {modelGb:F2} GB, this KV cache {cacheGb:F3} GB; the rest is the engine's buffers and the caching allocator's blocks freed by the prompt's forward)"));
                 }
             }
         }

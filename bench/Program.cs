@@ -9,6 +9,7 @@ using static TorchSharp.torch;
 // (--suite packing [--preset NAME] [--pack-length N] [--pack-rows N] [--batch N] [--documents N] [--min-length N] [--max-length N]
 //  [--warmup N] [--checkpointing K] [--seed N] [--tiny]: packed vs padded QLoRA steps on a length mix of conversations)
 // (--suite decode [--presets a,b] [--batches 1,64] [--steps N] [--prefill N] [--tiny]: the native decoding engine, tokens/s at batch 1 and 64 and 2,048-token prefill; --tiny: CPU smoke test)
+// (--suite softcap: Gemma 2's soft-capped attention, eager vs blocks with recompute, one 2B layer, time and peak memory)
 // (internal child modes: --measure-memory SHAPE METHOD, --suite loss-time with SLOTH_BENCH_SHAPE,
 //  --suite step-row --shape S --path fused|reference --checkpointing 0|K (every K-th layer) --device cpu|cuda, --suite step-loss --shape S --device D)
 if (Arg("--suite") == "tokenizer") return TokenizerSpeed.Run(args);
@@ -26,6 +27,7 @@ if (suite == "step" && tiny) return StepSuite.Run(results, "CPU (--tiny)", tiny:
 if (suite == "packing-mode") return PackingSuite.RunMode(args, Arg("--mode") ?? "packed", Arg("--device") ?? "cuda");
 if (suite == "packing" && tiny) return PackingSuite.Run(args, results, "CPU (--tiny)", tiny: true);
 if (suite == "decode") return DecodeSuite.Run(args, results, tiny);
+if (suite == "softcap-row") return SoftcapSuite.RunRow(Arg("--method") ?? "blocks");
 if (suite is "ce-sweep-shape" or "ce-sweep" && LossProblem.Dev.type == TorchSharp.DeviceType.CPU) // SLOTH_BENCH_DEVICE=cpu: smoke test
     return suite == "ce-sweep" ? CeSweep.Run(results, "CPU (smoke test)") : CeSweep.RunShape();
 
@@ -55,6 +57,7 @@ if (suite is "nf4" or "all")
 if (suite is "loss" or "all") LossSuite.Run(results, device, quick);
 if (suite == "step") return StepSuite.Run(results, device, tiny: false);
 if (suite == "packing") return PackingSuite.Run(args, results, device, tiny: false);
+if (suite == "softcap") return SoftcapSuite.Run(results, device);
 return 0;
 
 string? Arg(string name)

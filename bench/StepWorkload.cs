@@ -15,7 +15,7 @@ internal sealed record StepShape(string Name, string Description, ModelConfig Co
 
     /// <summary>The other families' published shapes (fused path; mistral-7b with every layer checkpointed, as its
     /// transformers anchor needs to fit).</summary>
-    public static readonly string[] FamilyShapes = ["qwen2.5-1.5b", "qwen3-1.7b", "gemma-3-1b", "phi-4-mini", "mistral-7b", "llama-3.1-8b"];
+    public static readonly string[] FamilyShapes = ["qwen2.5-1.5b", "qwen3-1.7b", "gemma-3-1b", "gemma-2-2b", "phi-4-mini", "mistral-7b", "llama-3.1-8b"];
 
     /// <summary>"&lt;family shape&gt;-loss": the family's published layer shape, vocabulary and attention options cut to six
     /// layers (Gemma 3's five local : one global pattern once), 2 × 1024 tokens: the 100-step fused-vs-reference loss

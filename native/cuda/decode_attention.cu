@@ -268,6 +268,8 @@ __global__ void __launch_bounds__(kThreads) attention_kernel(DecodeAttentionArgs
     else
         walk_sub_warps<kDtype, kMaxG, kP>(a, qs, b, kvh, start, end, len, split, splits);
     const int64_t per = splits * kWarps, row = hd + 2;  // partial i of head h at partial + ((b * heads + h) * per + i) * row
+    if (!a.merge_in_walk) return;  // the combine kernel merges (block-uniform)
+
     // ---- Arrival. Every thread's partial stores are made visible GPU-wide before the block's arrival is counted.
     // Blocks of this (row, kv head) with start < keys (at most the grid's splits even for a length past the cache,
     // an invalid input, so that the counters still return to zero).
@@ -371,22 +373,95 @@ __global__ void __launch_bounds__(kThreads) attention_kernel(DecodeAttentionArgs
     }
 }
 
+// The merge as a kernel of its own (DecodeAttentionArgs::merge_in_walk false), kept to time against the last-block
+// merge: one block per (row, head). The partial results' maxima are read in parallel (one per thread, then a block max), so
+// the only loop over the partials is the weighted sum of each output feature, unrolled so that several loads are in
+// flight (a plain loop read one partial per DRAM/L2 round trip: 9 us per call at batch 1 on the H100).
+constexpr int kCombineMax = 1024;  // partials a block can weigh at once: splits x warps (kDecodeSmallMaxSplits x 4 = 512)
+
+template <int kDtype>
+__global__ void attention_combine_kernel(DecodeAttentionArgs a, int64_t chunk, int64_t splits) {
+    __shared__ float s_w[kCombineMax];
+    __shared__ float s_red[32];
+    grid_dependency_wait();
+    allow_dependent_launch();
+    const int64_t bh = blockIdx.x, hd = a.head_dim;
+    const int64_t keys = *a.length + 1;
+    const int64_t used = ((keys + chunk - 1) / chunk) * kWarps, per = splits * kWarps;
+    const float* base = a.partial + bh * per * (hd + 2);
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+    float m = -INFINITY;
+    for (int64_t i = threadIdx.x; i < used; i += blockDim.x) m = fmaxf(m, base[i * (hd + 2)]);
+#pragma unroll
+    for (int off = 16; off > 0; off >>= 1) m = fmaxf(m, __shfl_xor_sync(0xFFFFFFFFu, m, off));
+    if (lane == 0) s_red[warp] = m;
+    __syncthreads();
+    m = -INFINITY;
+    for (int w = 0; w < warps; ++w) m = fmaxf(m, s_red[w]);
+    // Each partial's weight exp(max_i - m) (0 for a partial that saw no visible key), then den = sum of weight x sum
+    // in partial order, as the plain loop added them.
+    for (int64_t i = threadIdx.x; i < used; i += blockDim.x) {
+        const float pm = base[i * (hd + 2)];
+        s_w[i] = (m == -INFINITY || pm == -INFINITY) ? 0.0f : expf(__fsub_rn(pm, m));
+    }
+    __syncthreads();
+    for (int64_t d = threadIdx.x; d < hd; d += blockDim.x) {
+        float num = 0.0f, den = 0.0f;
+        int64_t i = 0;
+        for (; i + 4 <= used; i += 4) {  // four partials' loads in flight, then added in partial order
+            float v[4], sm[4];
+#pragma unroll
+            for (int u = 0; u < 4; ++u) {
+                const float* p = base + (i + u) * (hd + 2);
+                v[u] = p[2 + d];
+                sm[u] = p[1];
+            }
+#pragma unroll
+            for (int u = 0; u < 4; ++u) {
+                num = __fmaf_rn(s_w[i + u], v[u], num);
+                den = __fmaf_rn(s_w[i + u], sm[u], den);
+            }
+        }
+        for (; i < used; ++i) {
+            const float* p = base + i * (hd + 2);
+            num = __fmaf_rn(s_w[i], p[2 + d], num);
+            den = __fmaf_rn(s_w[i], p[1], den);
+        }
+        store_f32<kDtype>(a.out, bh * hd + d, den > 0.0f ? __fdiv_rn(num, den) : 0.0f);
+    }
+}
+
 template <int kDtype, int kMaxG>
 sloth_status launch(const char* fn, const DecodeAttentionArgs& a, cudaStream_t s) {
     const int64_t chunk = decode_chunk(a.batch, a.max_length), splits = decode_splits(a.batch, a.max_length);
     SLOTH_CHECK(require_one_launch(fn, a.batch * a.kv_heads));
     const dim3 grid(static_cast<unsigned>(a.batch * a.kv_heads), static_cast<unsigned>(splits));
-    // Several keys per warp where head_dim is exactly 64 or 128 (kP = 4, 2; at most 8 query heads per KV head, to
-    // keep the 8-element accumulators of every head in registers), else whole warps with kT elements per lane.
+    // Several keys per warp where head_dim is exactly 64 or 128 (kP = 4, 2) for the 16-bit dtypes, with the group
+    // bound rounded up to 1, 2, 4 or 8 (at most 8 query heads per KV head keep the 8-element accumulators of every
+    // head in registers; the walk skips heads past the group), else whole warps with kT elements per lane. Few
+    // instantiations on purpose: each sub-warp kernel is large, and nvcc compile time (and a compute_75 PTX JIT)
+    // grows with their count.
     using Kernel = void (*)(DecodeAttentionArgs, int64_t, int64_t);
     Kernel kernel = a.head_dim <= 64 ? attention_kernel<kDtype, kMaxG, 2, 1>
                   : a.head_dim <= 128 ? attention_kernel<kDtype, kMaxG, 4, 1>
                                       : attention_kernel<kDtype, kMaxG, 8, 1>;
-    if constexpr (kMaxG <= 8) {
-        if (a.head_dim == 64) kernel = attention_kernel<kDtype, kMaxG, 2, 4>;
-        if (a.head_dim == 128) kernel = attention_kernel<kDtype, kMaxG, 4, 2>;
+    if constexpr (kMaxG <= 8 && kDtype != SLOTH_DTYPE_F32) {
+        constexpr int kG = kMaxG <= 1 ? 1 : kMaxG <= 2 ? 2 : kMaxG <= 4 ? 4 : 8;
+        if (a.head_dim == 64) kernel = attention_kernel<kDtype, kG, 2, 4>;
+        if (a.head_dim == 128) kernel = attention_kernel<kDtype, kG, 4, 2>;
+    }
+    if (!a.merge_in_walk) {
+        SLOTH_CHECK(require_one_launch(fn, a.batch * a.heads));
+        if (splits * kWarps > kCombineMax)
+            return fail(SLOTH_ERROR_INTERNAL, "%s: %lld partials per head exceed the combine's %d", fn,
+                        static_cast<long long>(splits * kWarps), kCombineMax);
     }
     SLOTH_KERNEL_LAUNCH(fn, "attention_kernel", launch_kernel(kernel, grid, kThreads, s, a, chunk, splits));
+    if (!a.merge_in_walk) {
+        const int threads = a.head_dim <= 64 ? 64 : (a.head_dim <= 128 ? 128 : 256);
+        SLOTH_KERNEL_LAUNCH(fn, "attention_combine_kernel", launch_kernel(attention_combine_kernel<kDtype>, static_cast<unsigned>(a.batch * a.heads),
+                                                                          static_cast<unsigned>(threads), s, a, chunk, splits));
+    }
     return SLOTH_OK;
 }
 

@@ -615,7 +615,7 @@ SLOTH_API sloth_status sloth_decoder_graph_captures(void* decoder, int64_t* coun
 /* *count = kernel launches the last enqueued step issued (a CUDA graph replays them; 0 before the first step; a
    cuBLASLt GEMM counts as one). On the CPU: the launches the same step would issue on CUDA at that batch size, except
    the CUDA-only GEMM path past 8 rows. For checking launch-count reductions (e.g. 6 L + 4 for L NF4 layers at
-   batch <= 8 without adapters or biases; see decoder.cpp). */
+   batch <= 8 without adapters or biases and every fusion on, 9 L + 4 with none; see decoder.cpp). */
 SLOTH_API sloth_status sloth_decoder_kernel_launches(void* decoder, int64_t* count);
 
 /* Programmatic dependent launch of the step's kernels (CUDA): each kernel may start while the previous one finishes,
@@ -624,6 +624,25 @@ SLOTH_API sloth_status sloth_decoder_kernel_launches(void* decoder, int64_t* cou
    setting now in force. A change drops the captured graphs (after the stream's work is done); the next step of each
    batch size captures again. The CPU: *enabled = 0. */
 SLOTH_API sloth_status sloth_decoder_set_programmatic_launch(void* decoder, int32_t enable, int32_t* enabled);
+
+/* The decode step's kernel fusions, bit flags of sloth_decoder_set_fusions. Each removes launches for extra work in
+   another kernel and leaves the output bits unchanged; which pays depends on the batch size and the GPU, so each is a
+   switch the decode benchmark times both ways. */
+typedef enum sloth_decode_fusion {
+    SLOTH_DECODE_FUSE_NONE = 0,
+    /* The residual RMSNorm computed in the grouped NF4 GEMV (q/k/v, gate/up) that reads it: one launch less per
+       norm, but every block of that GEMV normalizes the whole row itself. */
+    SLOTH_DECODE_FUSE_NORM = 1,
+    /* The attention's partials merged by the last block of each (row, KV head) to finish its walk: one launch less
+       per layer, the merge then runs on one block per KV head instead of one per query head. */
+    SLOTH_DECODE_FUSE_ATTENTION_MERGE = 2,
+    SLOTH_DECODE_FUSE_ALL = 3
+} sloth_decode_fusion;
+
+/* Sets the fusions in force (a combination of sloth_decode_fusion flags; SLOTH_DECODE_FUSE_NONE by default). A
+   change drops the captured graphs (after the stream's work is done), as for the launch mode. Other bits: invalid
+   argument. The CPU computes the same values either way (the launch count follows the flags). */
+SLOTH_API sloth_status sloth_decoder_set_fusions(void* decoder, int32_t fusions);
 
 /* Waits for the decoder's stream, frees its graphs, stream and host memory. NULL: no-op. */
 SLOTH_API sloth_status sloth_decoder_destroy(void* decoder);

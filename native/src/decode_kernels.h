@@ -110,6 +110,9 @@ struct DecodeAttentionArgs {
     float* partial;     // decode_partial_floats(batch, heads, head_dim, max_length) values
     int32_t* arrivals;  // [batch * kv_heads] blocks of each (row, kv head) done so far: 0 on entry, left 0 (CUDA only)
     void* out;          // [batch, heads * head_dim]
+    // CUDA: true, the last block of each (row, kv head) merges the partials (one launch); false, a second kernel does,
+    // one block per (row, head) (the arrival counters are then untouched). The same output bits either way.
+    bool merge_in_walk = true;
 };
 
 struct ResidualNormArgs {

@@ -8,13 +8,15 @@
 // the same arguments at every step of a batch size: exactly what a CUDA graph needs.
 //
 // Launches per step (batch <= 8, NF4 weights, no LoRA, no biases; L layers): embed 1 + per layer [q/k/v 1 (one
-// grouped launch that also computes the layer's input RMSNorm and the residual add before it) + qk_prep 1 +
-// attention 1 (partials, merged by the last block) + o 1 + gate/up 1 (grouped, with the post-attention residual norm
-// in front and the gated activation at the end) + down 1 = 6] + final norm 1 + LM head 1 + length increment 1 =
-// 6 L + 4. History: 13 L + 4 with q, k, v, gate, up, the activation and both norms apart; 9 L + 4 with the grouping
-// and the gated epilogue (Llama-3.2-1B, L = 16: 212, 148, now 100). A LoRA adapter adds 2 per adapted projection and
-// keeps the activation apart when gate or up is adapted (or has a bias); dense weights are not grouped, so their norms
-// run apart.
+// grouped launch) + qk_prep 1 + attention 2 (partials; their merge) + o 1 + gate/up 1 (grouped, with the gated
+// activation at the end) + down 1 + the two residual RMSNorms 2 = 9] + final norm 1 + LM head 1 + length increment 1
+// = 9 L + 4. The fusions (sloth_decoder_set_fusions, off by default) take 3 more per layer: FUSE_NORM computes each
+// residual norm in the grouped GEMV that reads it (-2), FUSE_ATTENTION_MERGE merges the partials in the attention's
+// last block (-1): 6 L + 4 with both. Round 9 measured both on against none on the H100 (Llama-3.2-1B, L = 16: 100
+// launches against 148): 23% slower at batch 1, 6% faster at batch 64; so they are switches, timed one by one
+// (bench --suite decode), until each has earned its default. History: 13 L + 4 with q, k, v, gate, up and the
+// activation apart (212). A LoRA adapter adds 2 per adapted projection and keeps the activation apart when gate or up
+// is adapted (or has a bias); dense weights are not grouped, so their norms run apart.
 // kernel_launches (sloth_decoder_kernel_launches) counts what the last enqueued step issued.
 #include "decode_kernels.h"
 #include "validate.h"
@@ -184,6 +186,7 @@ class Decoder {
         const void* delta_norm = nullptr;
         const void* weight = nullptr;
     } pending;
+    int32_t fusions = SLOTH_DECODE_FUSE_NONE;  // sloth_decode_fusion flags in force
     bool programmatic = false;    // launch the step's kernels with programmatic dependent launch (CUDA, sm_90 kernels)
     bool programmatic_supported = false;
 
@@ -220,12 +223,25 @@ class Decoder {
     sloth_status set_programmatic(const char* fn, bool on) {
         const bool want = on && programmatic_supported;
         if (want == programmatic) return SLOTH_OK;
-        if (!graphs.empty()) {
-            SLOTH_CHECK(cuda::synchronize_stream(fn, device, stream));
-            for (auto& g : graphs) cuda::graph_destroy(device, g.second);
-            graphs.clear();
-        }
+        SLOTH_CHECK(drop_graphs(fn));
         programmatic = want;
+        return SLOTH_OK;
+    }
+
+    // Sets the fusions; as for the launch mode, the captured graphs hold the old launches and go.
+    sloth_status set_fusions(const char* fn, int32_t f) {
+        if (f == fusions) return SLOTH_OK;
+        SLOTH_CHECK(drop_graphs(fn));
+        fusions = f;
+        return SLOTH_OK;
+    }
+
+    // The captured graphs go (once the stream's work is done): the next step of each batch size captures again.
+    sloth_status drop_graphs(const char* fn) {
+        if (graphs.empty()) return SLOTH_OK;
+        SLOTH_CHECK(cuda::synchronize_stream(fn, device, stream));
+        for (auto& g : graphs) cuda::graph_destroy(device, g.second);
+        graphs.clear();
         return SLOTH_OK;
     }
 
@@ -330,7 +346,7 @@ class Decoder {
     bool try_group(const char* fn, Nf4GemvGroupArgs g, sloth_status* st) {
         g.fold_norm = false;
         if (!nf4_group_fits(g)) return false;
-        if (pending.due) {
+        if (pending.due && (fusions & SLOTH_DECODE_FUSE_NORM)) {
             Nf4GemvGroupArgs f = g;
             f.fold_norm = true;
             f.norm = ResidualNormArgs{s.dtype, g.batch, s.hidden, eps, unit_offset, h_cur, pending.delta,
@@ -451,11 +467,12 @@ class Decoder {
             const QkPrepArgs prep{s.dtype, batch, s.heads, s.kv_heads, hd, L.rotary_dim, s.max_length, q, qs, k, ks, v, vs,
                                   qb, kb, vb, L.q_norm, L.k_norm, eps, unit_offset, L.cos, L.sin, positions, length,
                                   at<void>(ws.qr), L.k_cache, L.v_cache, valid};
-            kernel_launches += 1 + 1;  // q/k preparation; attention (partials and their merge in one launch)
+            const bool merge_in_walk = (fusions & SLOTH_DECODE_FUSE_ATTENTION_MERGE) != 0;
+            kernel_launches += 1 + (merge_in_walk ? 1 : 2);  // q/k preparation; the attention's partials and merge
             SLOTH_CHECK(cpu() ? cpu::decode_qk_prep(fn, prep) : cuda::decode_qk_prep(fn, prep, device, stream));
             const DecodeAttentionArgs att{at<void>(ws.qr), L.k_cache, L.v_cache, valid, length, s.dtype, batch, s.heads,
                                           s.kv_heads, hd, s.max_length, L.window, attn_scale, attn_softcap,
-                                          at<float>(ws.partial), at<int32_t>(ws.arrivals), at<void>(ws.attn)};
+                                          at<float>(ws.partial), at<int32_t>(ws.arrivals), at<void>(ws.attn), merge_in_walk};
             SLOTH_CHECK(cpu() ? cpu::decode_attention(fn, att) : cuda::decode_attention(fn, att, device, stream));
             const Proj& o = L.p[SLOTH_DECODER_PROJ_O];
             SLOTH_CHECK(linear(fn, o, at<void>(ws.attn), batch, at<void>(ws.o)));
@@ -777,6 +794,17 @@ SLOTH_API sloth_status sloth_decoder_set_programmatic_launch(void* decoder, int3
         SLOTH_CHECK(d->set_programmatic(fn, enable != 0));
         *enabled = d->programmatic ? 1 : 0;
         return SLOTH_OK;
+    });
+}
+
+SLOTH_API sloth_status sloth_decoder_set_fusions(void* decoder, int32_t fusions) {
+    const char* fn = __func__;
+    return guarded(fn, [&] {
+        SLOTH_CHECK(require_ptr(fn, decoder, "decoder"));
+        if ((fusions & ~SLOTH_DECODE_FUSE_ALL) != 0)
+            return fail(SLOTH_ERROR_INVALID_ARGUMENT, "%s: fusions %d has bits outside SLOTH_DECODE_FUSE_ALL (%d)", fn,
+                        static_cast<int>(fusions), static_cast<int>(SLOTH_DECODE_FUSE_ALL));
+        return static_cast<Decoder*>(decoder)->set_fusions(fn, fusions);
     });
 }
 

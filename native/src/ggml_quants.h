@@ -16,7 +16,7 @@
 //    not be built with -ftz=true or --use_fast_math (refused below where nvcc says so).
 //  - NaN bits reach the output (nearest_int's mantissa trick, the f16 payload), and NaNs arise from finite input
 //    (0 * inf after an overflowing reciprocal of a subnormal range). The device helpers return the NaN that x86 SSE
-//    returns (x86_nan below), so the bytes agree there too. The one case left: an operation whose two operands are
+//    returns (x86_result below), so the bytes agree there too. The one case left: an operation whose two operands are
 //    both NaNs with different bits (only possible with NaN input), where SSE keeps the first operand's and the host
 //    compiler or the .NET JIT may have swapped the operands of a commutative operation.
 #pragma once
@@ -92,60 +92,74 @@ SLOTH_GGML_HD float u2f(uint32_t u) {
 #endif
 }
 
-#if defined(__CUDA_ARCH__)
 // x86 SSE's NaN results, which the host and .NET produce: an operation on a NaN operand returns that NaN made quiet
 // (the first operand's when both are NaN); an invalid operation on numbers (inf - inf, 0 * inf, 0 / 0, sqrt(-1))
 // returns the "default NaN" 0xFFC00000. The GPU returns 0x7FFFFFFF in every case, and NaN bits do reach the output
 // (nearest_int's mantissa trick, the f16 payload): e.g. a sub-block of subnormals makes nmax / (max - min) infinite
-// and 0 * inf a NaN whose bits pick the level. So a NaN result is replaced by the NaN x86 would give; the check is a
-// compare and a select on the common path.
-__device__ __forceinline__ float x86_nan(float a, float b) {
-    if ((__float_as_uint(a) & 0x7FFFFFFFu) > 0x7F800000u) return __uint_as_float(__float_as_uint(a) | 0x00400000u);
-    if ((__float_as_uint(b) & 0x7FFFFFFFu) > 0x7F800000u) return __uint_as_float(__float_as_uint(b) | 0x00400000u);
-    return __uint_as_float(0xFFC00000u);
+// and 0 * inf a NaN whose bits pick the level. So the result is chosen from the operands' and the result's bits,
+// with integer tests only: round 9's first form, a float self-compare (r != r) selecting the replacement, left the
+// GPU's 0x7FFFFFFF in place on the H100 (a NaN-led Q4_K sub-block got the min level 63 where x86 gives 0; emulating
+// "the GPU's NaN, not replaced" on the host reproduces that byte exactly), so no float compare decides it now.
+// On the host it serves tools/sim/ggml_device_nan (SLOTH_GGML_EMULATE_DEVICE_NAN: the host's operations with every NaN
+// result made the GPU's 0x7FFFFFFF, then passed through here), which checks this logic on NaN-laden blocks.
+SLOTH_GGML_HD float x86_result(float r, float a, float b) {
+    const uint32_t ua = f2u(a), ub = f2u(b), ur = f2u(r);
+    if ((ua & 0x7FFFFFFFu) > 0x7F800000u) return u2f(ua | 0x00400000u);
+    if ((ub & 0x7FFFFFFFu) > 0x7F800000u) return u2f(ub | 0x00400000u);
+    if ((ur & 0x7FFFFFFFu) > 0x7F800000u) return u2f(0xFFC00000u);
+    return r;
 }
-__device__ __forceinline__ float x86_result(float r, float a, float b) { return r != r ? x86_nan(a, b) : r; }
+#if !defined(__CUDA_ARCH__) && defined(SLOTH_GGML_EMULATE_DEVICE_NAN)
+SLOTH_GGML_HD float gpu_nan(float r) { return r != r ? u2f(0x7FFFFFFFu) : r; }
+#define SLOTH_GGML_HOST_OP(r, a, b) x86_result(gpu_nan(r), a, b)
+#else
+#define SLOTH_GGML_HOST_OP(r, a, b) (r)
 #endif
+
 
 // The rounded single-precision operations (see the top of the file).
 SLOTH_GGML_HD float qmul(float a, float b) {
 #if defined(__CUDA_ARCH__)
     return x86_result(__fmul_rn(a, b), a, b);
 #else
-    return a * b;
+    return SLOTH_GGML_HOST_OP(a * b, a, b);
 #endif
 }
 SLOTH_GGML_HD float qadd(float a, float b) {
 #if defined(__CUDA_ARCH__)
     return x86_result(__fadd_rn(a, b), a, b);
 #else
-    return a + b;
+    return SLOTH_GGML_HOST_OP(a + b, a, b);
 #endif
 }
 SLOTH_GGML_HD float qsub(float a, float b) {
 #if defined(__CUDA_ARCH__)
     return x86_result(__fsub_rn(a, b), a, b);
 #else
-    return a - b;
+    return SLOTH_GGML_HOST_OP(a - b, a, b);
 #endif
 }
 SLOTH_GGML_HD float qdiv(float a, float b) {
 #if defined(__CUDA_ARCH__)
     return x86_result(__fdiv_rn(a, b), a, b);
 #else
-    return a / b;
+    return SLOTH_GGML_HOST_OP(a / b, a, b);
 #endif
 }
 SLOTH_GGML_HD float qsqrt(float a) {
 #if defined(__CUDA_ARCH__)
     return x86_result(__fsqrt_rn(a), a, a);
 #else
-    return sqrtf(a);
+    return SLOTH_GGML_HOST_OP(sqrtf(a), a, a);
 #endif
 }
 
 // |x| by clearing the sign bit (what .NET's Math.Abs(float) does, NaN included).
 SLOTH_GGML_HD float qabs(float x) { return u2f(f2u(x) & 0x7FFFFFFFu); }
+
+// -x by flipping the sign bit, as x86 and .NET do, NaN included (the device's negation may turn a NaN operand into
+// its canonical NaN, whose bits then pick a different level through nearest_int).
+SLOTH_GGML_HD float qneg(float x) { return u2f(f2u(x) ^ 0x80000000u); }
 
 SLOTH_GGML_HD bool qisnan(float x) { return (f2u(x) & 0x7FFFFFFFu) > 0x7F800000u; }
 
@@ -157,6 +171,19 @@ SLOTH_GGML_HD float net_max(float a, float b) {
         return a;
     }
     return (f2u(b) >> 31) ? a : b;
+}
+
+// a < b exactly as IEEE (and .NET) compare floats (false with a NaN, -0 equal to +0), made of integer operations, so
+// that the device compiler cannot turn "if (x < m) m = x" into its float min instruction (which drops a NaN held in
+// m and orders -0 below +0): the running minimum and maximum of a sub-block then follow the host's on any input.
+SLOTH_GGML_HD int32_t order_key(float x) {
+    const uint32_t u = f2u(x);
+    const int32_t magnitude = static_cast<int32_t>(u & 0x7FFFFFFFu);
+    return (u >> 31) ? -magnitude : magnitude;
+}
+SLOTH_GGML_HD bool qless(float a, float b) {
+    if (qisnan(a) || qisnan(b)) return false;
+    return order_key(a) < order_key(b);
 }
 
 SLOTH_GGML_HD int imin(int a, int b) { return a < b ? a : b; }
@@ -262,16 +289,16 @@ SLOTH_GGML_HD float make_qkx2_quants(int nmax, const float* x, const float* weig
     float sum_w = weights[0];
     float sum_x = qmul(sum_w, x[0]);
     for (int i = 1; i < n; ++i) {
-        if (x[i] < min) min = x[i];
-        if (x[i] > max) max = x[i];
+        if (qless(x[i], min)) min = x[i];
+        if (qless(max, x[i])) max = x[i];
         const float w = weights[i];
         sum_w = qadd(sum_w, w);
         sum_x = qadd(sum_x, qmul(w, x[i]));
     }
-    if (min > 0) min = 0;
+    if (qless(0.0f, min)) min = 0;
     if (max == min) {
         for (int i = 0; i < n; ++i) l[i] = 0;
-        *the_min = -min;
+        *the_min = qneg(min);
         return 0.0f;
     }
     float iscale = qdiv(static_cast<float>(nmax), qsub(max, min));
@@ -285,7 +312,7 @@ SLOTH_GGML_HD float make_qkx2_quants(int nmax, const float* x, const float* weig
         best_error = qadd(best_error, qmul(weights[i], diff));
     }
     if (nstep < 1) {
-        *the_min = -min;
+        *the_min = qneg(min);
         return scale;
     }
     for (int step = 0; step <= nstep; ++step) {
@@ -323,7 +350,7 @@ SLOTH_GGML_HD float make_qkx2_quants(int nmax, const float* x, const float* weig
             }
         }
     }
-    *the_min = -min;
+    *the_min = qneg(min);
     return scale;
 }
 
@@ -355,8 +382,8 @@ SLOTH_GGML_HD void quantize_block_q45_k(const float* xb, uint8_t* yb, int nmax, 
         const float av_x = qsqrt(qdiv(sum_x2, 32.0f));
         for (int i = 0; i < 32; ++i) weights[i] = qadd(av_x, qabs(xs[i]));
         scales[j] = make_qkx2_quants(nmax, xs, weights, l + 32 * j, &mins[j], laux, rmin, rdelta, nstep);
-        if (scales[j] > max_scale) max_scale = scales[j];
-        if (mins[j] > max_min) max_min = mins[j];
+        if (qless(max_scale, scales[j])) max_scale = scales[j];
+        if (qless(max_min, mins[j])) max_min = mins[j];
     }
     const float inv_scale = max_scale > 0 ? qdiv(63.0f, max_scale) : 0.0f;
     const float inv_min = max_min > 0 ? qdiv(63.0f, max_min) : 0.0f;
@@ -454,7 +481,7 @@ SLOTH_GGML_HD float make_qx_quants_16(const float* x, int8_t* l) {
     float best = qmul(scale, sumlx);
     for (int step = -9; step <= 9; ++step) {
         if (step == 0) continue;
-        iscale = qdiv(-qadd(static_cast<float>(nmax), qmul(0.1f, static_cast<float>(step))), max);
+        iscale = qdiv(qneg(qadd(static_cast<float>(nmax), qmul(0.1f, static_cast<float>(step)))), max);
         sumlx = suml2 = 0;
         for (int i = 0; i < n; ++i) {
             int q = nearest_int(qmul(iscale, x[i]));

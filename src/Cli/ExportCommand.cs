@@ -24,15 +24,17 @@ public static class ExportCommand
         var ollama = new Option<bool>("--ollama") { Description = "also write an Ollama Modelfile beside the .gguf" };
         var device = CliOptions.Device(description: "where an NF4 base is dequantized, an adapter folded in, and the Q8_0/Q4_K/Q5_K/Q6_K tensors " +
                                                     "quantized: cpu (default), cuda or cuda:N (the same bytes either way, identical to llama.cpp's)");
+        var allowNonFinite = new Option<bool>("--allow-non-finite")
+            { Description = "export weights holding NaN or infinity as they are (by default the export stops at such a tensor and names it)" };
         var cmd = new Command("export", "Export a model (or a LoRA adapter) to GGUF for llama.cpp, Ollama, LM Studio and LLamaSharp")
-            { model, adapter, output, type, adapterOnly, ollama, device };
+            { model, adapter, output, type, adapterOnly, ollama, device, allowNonFinite };
         cmd.SetAction(r => Run(r.GetValue(model)!, r.GetValue(adapter), r.GetValue(output)!, r.GetValue(type)!, r.GetValue(adapterOnly), r.GetValue(ollama),
-                               r.GetValue(device)!));
+                               r.GetValue(device)!, r.GetValue(allowNonFinite)));
         return cmd;
     }
 
     internal static int Run(string modelDir, string? adapterDir, string outPath, string typeName, bool adapterOnly, bool ollama,
-                            string deviceName = "cpu")
+                            string deviceName = "cpu", bool allowNonFinite = false)
     {
         ModelCommandSupport.RequireModelDirectory(modelDir);
         if (adapterDir is not null && !Directory.Exists(adapterDir)) throw new CliException("--adapter", $"{adapterDir}: folder not found");
@@ -48,7 +50,7 @@ public static class ExportCommand
             {
                 if (adapterDir is null) throw new CliException("--adapter-only", "needs --adapter (the PEFT adapter to export)");
                 if (ollama) throw new CliException("--ollama", "with --adapter-only there is no model GGUF to name in FROM; export the base model with --ollama and add 'ADAPTER <file>' to its Modelfile");
-                GgufLoraExporter.Export(config, adapterDir, outPath, type, progress);
+                GgufLoraExporter.Export(config, adapterDir, outPath, type, progress, allowNonFinite);
                 return 0;
             }
             var dev = CliOptions.ToDevice(deviceName);
@@ -56,6 +58,7 @@ public static class ExportCommand
             var options = new GgufExportOptions
             {
                 Type = type, Progress = progress, QuantizeDevice = dev.type == TorchSharp.DeviceType.CUDA ? dev : null,
+                AllowNonFinite = allowNonFinite,
             };
             if (adapterDir is null && config["quantization_config"] is null)
                 GgufExporter.ExportDirectory(modelDir, outPath, options);  // dense checkpoint: straight from its safetensors

@@ -1,6 +1,4 @@
 using NUnit.Framework;
-using SlothSharp.Interop;
-using TorchSharp;
 using static TorchSharp.torch;
 
 namespace SlothSharp.Tests.Inference;
@@ -14,8 +12,6 @@ public class DecodeAttentionGpuTests
 {
     [SetUp]
     public void Cuda() => TestEnv.RequireCuda();
-
-    private static nint Ptr(Tensor t) => TensorInterop.DataPtr(t);
 
     [TestCase(1, 32, 8, 64, 600, 0, 0f)]
     [TestCase(2, 8, 2, 16, 40, 0, 0f)]
@@ -35,21 +31,8 @@ public class DecodeAttentionGpuTests
         var valid = rand(batch + 1, maxLength).gt(0.3);
         valid.select(1, len).fill_(true);
         var scale = 1 / MathF.Sqrt(headDim);
-        Tensor Run(Device device)
-        {
-            var length = tensor(new long[] { len }).to(device);
-            long floats = 0;
-            unsafe { Native.DecodeAttentionPartialFloats(batch, heads, headDim, maxLength, (nint)(&floats)); }
-            var partial = zeros(floats, device: device);
-            var output = zeros(new long[] { batch, heads * headDim }, device: device);
-            var (qd, kd, vd, md) = (q.to(device), k.to(device), v.to(device), valid.to(device));
-            Native.DecodeAttention(Ptr(qd), Ptr(kd), Ptr(vd), Ptr(md), Ptr(length), SlothDtype.F32, batch, batch + 1, heads, kvHeads,
-                headDim, maxLength, window, scale, softcap, Ptr(partial), Ptr(output), device.type == DeviceType.CPU ? -1 : 0, 0);
-            if (device.type != DeviceType.CPU) CudaDevice.Synchronize();
-            return output.cpu();
-        }
-        var expected = Run(CPU);
-        var actual = Run(CUDA);
+        var expected = DecodeKernelTests.Attention(q, k, v, valid, len, window, scale, softcap, CPU);
+        var actual = DecodeKernelTests.Attention(q, k, v, valid, len, window, scale, softcap, CUDA);
         Assert.That((actual - expected).abs().max().item<float>(), Is.LessThan(2e-5f));
     }
 
@@ -70,19 +53,11 @@ public class DecodeAttentionGpuTests
         var k = randn(batch, kvHeads, maxLength, headDim).cuda();
         var v = randn(batch, kvHeads, maxLength, headDim).cuda();
         var valid = rand(batch, maxLength).gt(0.2).cuda();
-        long floats = 0;
-        unsafe { Native.DecodeAttentionPartialFloats(batch, heads, headDim, maxLength, (nint)(&floats)); }
+        var floats = DecodeKernelTests.AttentionScratchFloats(batch, heads, headDim, maxLength);
         var counters = (long)batch * heads;
         var reused = zeros(floats, device: CUDA);
-        Tensor Run(Tensor scratch, int len)
-        {
-            var length = tensor(new long[] { len }).cuda();
-            var output = full([batch, heads * headDim], float.NaN, ScalarType.Float32).cuda();
-            Native.DecodeAttention(Ptr(q), Ptr(k), Ptr(v), Ptr(valid), Ptr(length), SlothDtype.F32, batch, batch, heads, kvHeads,
-                headDim, maxLength, 0, 1 / MathF.Sqrt(headDim), 0f, Ptr(scratch), Ptr(output), 0, 0);
-            CudaDevice.Synchronize();
-            return output.cpu();
-        }
+        Tensor Run(Tensor scratch, int len) =>
+            DecodeKernelTests.Attention(q, k, v, valid, len, 0, 1 / MathF.Sqrt(headDim), 0f, CUDA, scratch, outputFill: float.NaN);
         foreach (var len in new[] { 0, 5, maxLength / 3, maxLength - 1, 17, maxLength / 3, 0 })
         {
             var fresh = Run(zeros(floats, device: CUDA), len);

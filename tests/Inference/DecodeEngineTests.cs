@@ -106,35 +106,74 @@ public class DecodeEngineTests
         Assert.That(engine.GraphCaptures, Is.EqualTo(0), "no graphs on the CPU");
     }
 
-    /// <summary>The launches of one step, which bound its speed at batch 1 (the arithmetic in decoder.cpp): NF4 layers
-    /// without adapters take 6 each + 4 (q/k/v in one grouped GEMV that also computes the input norm; gate/up, the
-    /// norm before it and the gated activation in one; the attention's partials and their merge in one), also with
-    /// phi3's fused projections (a one-member group) and qwen2's q/k/v biases; dense weights are not grouped (12 each +
-    /// 4); an adapter on all seven projections adds 2 launches per projection and keeps the activation apart, the
-    /// norms still folded (21 each + 4).</summary>
-    [Test]
-    public void KernelLaunchesPerStepFollowTheGrouping()
+    /// <summary>The launches of one step, which bound its speed at batch 1 (the arithmetic in decoder.cpp). With no
+    /// fusion, NF4 layers without adapters take 9 each + 4 (q/k/v in one grouped GEMV; gate/up and the gated
+    /// activation in one; both residual norms, qk_prep, the attention's partials and merge, o and down apart), also
+    /// with phi3's fused projections (a one-member group) and qwen2's q/k/v biases; dense weights are not grouped (13
+    /// each + 4); an adapter on all seven projections adds 2 launches per projection and keeps the activation apart
+    /// (24 each + 4). DecodeFusions.Norm folds both norms into the grouped GEMVs (-2, also with adapters; not on dense
+    /// weights), AttentionMerge the merge into the attention's last block (-1 everywhere).</summary>
+    [TestCase(DecodeFusions.None)]
+    [TestCase(DecodeFusions.Norm)]
+    [TestCase(DecodeFusions.AttentionMerge)]
+    [TestCase(DecodeFusions.All)]
+    public void KernelLaunchesPerStepFollowTheGroupingAndFusions(DecodeFusions fusions)
     {
-        Assert.That(LaunchesOfOneStep(LlamaGolden.LoadBase(LlamaGolden.Nf4Dir), null, 1), Is.EqualTo(6 * 2 + 4));
-        Assert.That(LaunchesOfOneStep(FamilyGolden.Load(FamilyGolden.Nf4("phi3")), null, 2), Is.EqualTo(6 * 2 + 4));
-        Assert.That(LaunchesOfOneStep(FamilyGolden.Load(FamilyGolden.Nf4("qwen2")), null, 1), Is.EqualTo(6 * 2 + 4));
-        Assert.That(LaunchesOfOneStep(FamilyGolden.Load(LlamaGolden.DenseDir, quantize: false), null, 1), Is.EqualTo(12 * 2 + 4));
-        Assert.That(LaunchesOfOneStep(LlamaGolden.LoadBase(LlamaGolden.Nf4Dir), LlamaGolden.AdapterDir, 3), Is.EqualTo(21 * 2 + 4));
+        var norm = fusions.HasFlag(DecodeFusions.Norm) ? 2 : 0;
+        var merge = fusions.HasFlag(DecodeFusions.AttentionMerge) ? 1 : 0;
+        Assert.That(LaunchesOfOneStep(LlamaGolden.LoadBase(LlamaGolden.Nf4Dir), null, 1, fusions), Is.EqualTo((9 - norm - merge) * 2 + 4));
+        Assert.That(LaunchesOfOneStep(FamilyGolden.Load(FamilyGolden.Nf4("phi3")), null, 2, fusions), Is.EqualTo((9 - norm - merge) * 2 + 4));
+        Assert.That(LaunchesOfOneStep(FamilyGolden.Load(FamilyGolden.Nf4("qwen2")), null, 1, fusions), Is.EqualTo((9 - norm - merge) * 2 + 4));
+        Assert.That(LaunchesOfOneStep(FamilyGolden.Load(LlamaGolden.DenseDir, quantize: false), null, 1, fusions), Is.EqualTo((13 - merge) * 2 + 4));
+        Assert.That(LaunchesOfOneStep(LlamaGolden.LoadBase(LlamaGolden.Nf4Dir), LlamaGolden.AdapterDir, 3, fusions), Is.EqualTo((24 - norm - merge) * 2 + 4));
     }
 
-    private static int LaunchesOfOneStep(CausalLM model, string? adapter, int batch)
+    private static int LaunchesOfOneStep(CausalLM model, string? adapter, int batch, DecodeFusions fusions)
     {
         using var owned = model;
         if (adapter != null) PeftAdapter.Load(model, adapter);
         using var noGrad = no_grad();
         using var scope = NewDisposeScope();
         using var cache = model.NewKvCache(batch, 16);
-        using var engine = DecodeEngine.TryCreate(model, cache, out var why);
+        using var engine = DecodeEngine.TryCreate(model, cache, out var why, new DecodeEngineOptions(Fusions: fusions));
         Assert.That(why, Is.Null);
         Assert.That(engine!.KernelLaunches, Is.EqualTo(0), "before the first step");
+        Assert.That(engine.Fusions, Is.EqualTo(fusions));
         model.Forward(full([batch, 3], 5L, ScalarType.Int64), null, cache);
         engine.Step(full([batch], 7L, ScalarType.Int64), full([batch], 3L, ScalarType.Int64));
         return engine.KernelLaunches;
+    }
+
+    /// <summary>On the CPU the fusions change the launch count only: the same logits, bit for bit, for every family
+    /// with its adapter and without; unknown flags are refused.</summary>
+    [TestCaseSource(typeof(FamilyGolden), nameof(FamilyGolden.Families))]
+    public void FusionsGiveTheSameLogitsOnTheCpu(string family)
+    {
+        foreach (var adapter in new[] { false, true })
+        {
+            using var model = FamilyGolden.Load(FamilyGolden.Nf4(family));
+            if (adapter) PeftAdapter.Load(model, FamilyGolden.Adapter(family));
+            using var noGrad = no_grad();
+            using var scope = NewDisposeScope();
+            Tensor Run(DecodeFusions f)
+            {
+                using var cache = model.NewKvCache(2, 16);
+                using var engine = DecodeEngine.TryCreate(model, cache, out _, new DecodeEngineOptions(Fusions: f))!;
+                model.Forward(tensor(new long[] { 1, 5, 9, 2, 6, 3 }).reshape(2, 3), null, cache);
+                var first = engine.Step(tensor(new long[] { 7, 8 }), tensor(new long[] { 3, 3 })).clone();
+                var second = engine.Step(tensor(new long[] { 4, 2 }), tensor(new long[] { 4, 4 }));
+                return cat([first, second]);
+            }
+            var none = Run(DecodeFusions.None);
+            foreach (var f in new[] { DecodeFusions.Norm, DecodeFusions.AttentionMerge, DecodeFusions.All })
+                Assert.That(Run(f).ne(none).sum().item<long>(), Is.Zero, $"{family}, adapter {adapter}, {f}");
+        }
+        using var m = LlamaGolden.LoadBase(LlamaGolden.Nf4Dir);
+        using var c = m.NewKvCache(1, 8);
+        using var e = DecodeEngine.TryCreate(m, c, out _)!;
+        Assert.Throws<ArgumentOutOfRangeException>(() => e.SetFusions((DecodeFusions)4));
+        Assert.That((int)DecodeFusions.Norm, Is.EqualTo((int)SlothSharp.Interop.SlothDecodeFusion.Norm));
+        Assert.That((int)DecodeFusions.AttentionMerge, Is.EqualTo((int)SlothSharp.Interop.SlothDecodeFusion.AttentionMerge));
     }
 
     [Test]

@@ -1,5 +1,6 @@
 using NUnit.Framework;
 using SlothSharp.Interop;
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace SlothSharp.Tests.Inference;
@@ -26,6 +27,35 @@ public class DecodeKernelTests
         return s.softmax(-1).unsqueeze(2).matmul(values).squeeze(2).reshape(b, h * hd);
     }
 
+    /// <summary>sloth_decode_attention in float32 on <paramref name="device"/>: q [B, H, D] over caches [B', KVH, L, D]
+    /// (B' ≥ B rows, the first B used) with valid [B', L] and the current index <paramref name="len"/>; a fresh scratch
+    /// unless <paramref name="scratch"/> (of <see cref="AttentionScratchFloats"/> floats on the device) is given. The
+    /// output starts as <paramref name="outputFill"/> (NaN: an element never written shows). Returns it [B, H·D] on the
+    /// CPU.</summary>
+    internal static Tensor Attention(Tensor q, Tensor k, Tensor v, Tensor valid, long len, long window, float scale, float softcap,
+                                     Device device, Tensor? scratch = null, float outputFill = 0f)
+    {
+        var (batch, heads, headDim) = (q.shape[0], q.shape[1], q.shape[2]);
+        var (cacheBatch, kvHeads, maxLength) = (k.shape[0], k.shape[1], k.shape[2]);
+        var length = tensor(new long[] { len }).to(device);
+        var partial = scratch ?? zeros(AttentionScratchFloats(batch, heads, headDim, maxLength), device: device);
+        var output = full(new long[] { batch, heads * headDim }, outputFill, device: device);
+        var (qd, kd, vd, md) = (q.to(device), k.to(device), v.to(device), valid.to(device));
+        var onCpu = device.type == DeviceType.CPU;
+        Native.DecodeAttention(Ptr(qd), Ptr(kd), Ptr(vd), Ptr(md), Ptr(length), SlothDtype.F32, batch, cacheBatch, heads, kvHeads,
+            headDim, maxLength, window, scale, softcap, Ptr(partial), Ptr(output), onCpu ? -1 : 0, 0);
+        if (!onCpu) CudaDevice.Synchronize();
+        return output.cpu();
+    }
+
+    /// <summary>The float32 values of sloth_decode_attention's scratch (partials, then batch × heads counters).</summary>
+    internal static long AttentionScratchFloats(long batch, long heads, long headDim, long maxLength)
+    {
+        long floats = 0;
+        unsafe { Native.DecodeAttentionPartialFloats(batch, heads, headDim, maxLength, (nint)(&floats)); }
+        return floats;
+    }
+
     [TestCase(2, 8, 2, 16, 40, 0, 0f)]
     [TestCase(3, 4, 1, 32, 100, 7, 0f)]
     [TestCase(1, 6, 3, 8, 70, 0, 5f)]
@@ -40,14 +70,8 @@ public class DecodeKernelTests
         var v = randn(batch + 1, kvHeads, maxLength, headDim);
         var valid = rand(batch + 1, maxLength).gt(0.3);
         valid.select(1, len).fill_(true);  // the current token is always visible
-        var length = tensor(new long[] { len });
-        long floats = 0;
-        unsafe { Native.DecodeAttentionPartialFloats(batch, heads, headDim, maxLength, (nint)(&floats)); }
-        var partial = zeros(floats);
-        var output = zeros(batch, heads * headDim);
         var scale = 1 / MathF.Sqrt(headDim);
-        Native.DecodeAttention(Ptr(q), Ptr(k), Ptr(v), Ptr(valid), Ptr(length), SlothDtype.F32, batch, batch + 1, heads, kvHeads,
-            headDim, maxLength, window, scale, softcap, Ptr(partial), Ptr(output), -1, 0);
+        var output = Attention(q, k, v, valid, len, window, scale, softcap, CPU);
         var expected = ReferenceAttention(q, k.narrow(0, 0, batch), v.narrow(0, 0, batch), valid.narrow(0, 0, batch), len, window, scale, softcap);
         Assert.That((output - expected).abs().max().item<float>(), Is.LessThan(2e-5f));
     }

@@ -53,17 +53,19 @@ public class DecodeLaunchModeGpuTests
         AssertSameBits(model, Enumerable.Range(0, 12).Select(i => new long[] { 1, 5 + i, 9, 13 + 2 * i }).ToArray(), 8);
     }
 
-    /// <summary>Two engines on two caches prefilled alike, one with each launch mode, fed the same ids: logits equal
-    /// bit for bit at every step (the first step of a size runs eagerly, the second captures, the rest replay).</summary>
-    private static void AssertSameBits(CausalLM model, long[][] prompts, int steps)
+    /// <summary>Two engines on two caches prefilled alike, one with each launch mode (or, given, each set of options),
+    /// fed the same ids: logits equal bit for bit at every step (the first step of a size runs eagerly, the second
+    /// captures, the rest replay).</summary>
+    internal static void AssertSameBits(CausalLM model, long[][] prompts, int steps, DecodeEngineOptions? reference = null,
+                                        DecodeEngineOptions? candidate = null)
     {
         using var noGrad = no_grad();
         var b = prompts.Length;
         var length = prompts.Max(p => p.Length) + steps + 1;
         using var plainCache = model.NewKvCache(b, length);
         using var pdlCache = model.NewKvCache(b, length);
-        using var plain = DecodeEngine.TryCreate(model, plainCache, out _, new DecodeEngineOptions(ProgrammaticLaunch: false))!;
-        using var pdl = DecodeEngine.TryCreate(model, pdlCache, out _)!;
+        using var plain = DecodeEngine.TryCreate(model, plainCache, out _, reference ?? new DecodeEngineOptions(ProgrammaticLaunch: false))!;
+        using var pdl = DecodeEngine.TryCreate(model, pdlCache, out _, candidate)!;
         Tensor next;
         using (var scope = NewDisposeScope())
         {
@@ -80,7 +82,7 @@ public class DecodeLaunchModeGpuTests
             var actual = pdl.Step(next, positions);
             var differing = actual.ne(expected).sum().item<long>();
             Assert.That(differing, Is.Zero,
-                $"step {s}: {differing} logits differ (max |Δ| {(actual - expected).abs().max().item<float>()}) between programmatic and plain launches");
+                $"step {s}: {differing} logits differ (max |Δ| {(actual - expected).abs().max().item<float>()}) between {candidate ?? new DecodeEngineOptions()} and {reference ?? new DecodeEngineOptions(ProgrammaticLaunch: false)}");
             next.Dispose();
             next = expected.argmax(-1).MoveToOuterDisposeScope();
         }

@@ -98,6 +98,34 @@ public sealed class FamilyGoldenTests(string family)
         Assert.That(grads[false].Sum(g => g.abs().sum().item<float>()), Is.GreaterThan(0), "the gradients are not all zero");
     }
 
+    /// <summary>Gradient checkpointing (every layer, and every second layer) gives the adapter's gradients of the plain
+    /// backward: the first layer's input made again from the token ids in backward (Gemma's scaled embeddings too),
+    /// the other layers' inputs kept.</summary>
+    [Test]
+    public void GradientCheckpointingGivesTheSameAdapterGradients()
+    {
+        using var model = FamilyGolden.Load(FamilyGolden.Nf4(family));
+        PeftAdapter.Load(model, FamilyGolden.Adapter(family));
+        model.train();
+        var (ids, mask, labels) = FamilyGolden.Batch(family);
+        List<Tensor> Grads(bool checkpoint, int interval)
+        {
+            model.GradientCheckpointing = checkpoint;
+            model.GradientCheckpointingInterval = interval;
+            foreach (var (_, p) in model.LoraParameters()) p.grad = null;
+            using (var scope = NewDisposeScope()) CausalLmLoss.Compute(model, model.Forward(ids, mask), labels).backward();
+            return model.LoraParameters().Select(kv => kv.Value.grad!.clone()).ToList();
+        }
+        var plain = Grads(false, 1);
+        foreach (var interval in new[] { 1, 2 })
+        {
+            var recomputed = Grads(true, interval);
+            for (var i = 0; i < plain.Count; i++)
+                Assert.That(TestEnv.RelativeError(recomputed[i], plain[i]), Is.LessThanOrEqualTo(1e-6), $"interval {interval}: {model.LoraParameters()[i].Key}");
+        }
+        model.GradientCheckpointing = false;
+    }
+
     [Test]
     public void MergedCheckpointReloadsWithTheAdaptersLoss()
     {

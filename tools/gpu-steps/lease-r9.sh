@@ -6,11 +6,7 @@
 # packed into $DEVOUT/r.tgz after each part when DEVOUT is set.
 set -uo pipefail
 OUT="${1:?usage: lease-r9.sh OUTDIR}"
-tests="$SLOTHSHARP_APPS/SlothSharp.Tests/SlothSharp.Tests.dll"
-bench="$SLOTHSHARP_APPS/SlothSharp.Bench/SlothSharp.Bench.dll"
-lib75="$PWD/build/sm75-install/runtimes/linux-x64/native/libslothsharp.so"
-summary() { grep -E "^\s*(total|failed|succeeded|skipped):" "$1"; grep -E "^failed " "$1" | head; }
-snap() { [ -n "${DEVOUT:-}" ] && tar czf "$DEVOUT/r.tgz" -C "$OUT" . 2>/dev/null; true; }
+. "$(dirname "$0")/common.sh"
 echo "== GPU tests: engine, launch modes, attention, NF4 GEMV, GGUF quantizers"
 timeout 150 dotnet "$tests" --no-progress --filter "TestCategory=Gpu&(FullyQualifiedName~Inference|FullyQualifiedName~Nf4Gemv|FullyQualifiedName~Gguf)" \
     > "$OUT/tests-gpu.log" 2>&1; echo "exit $?"; summary "$OUT/tests-gpu.log"; snap

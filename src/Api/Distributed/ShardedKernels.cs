@@ -20,4 +20,7 @@ internal sealed class ShardedKernels(CausalLM model) : DecoderKernels
     public override Tensor Norm(Tensor x, Tensor weight, double eps, bool unitOffset) => Fused.Norm(x, weight, eps, unitOffset);
 
     public override Tensor Rope(Tensor x, Tensor cos, Tensor sin) => Fused.Rope(x, cos, sin);
+
+    public override Tensor SoftcapAttention(Tensor q, Tensor k, Tensor v, Tensor? allowed, double scale, double cap) =>
+        Fused.SoftcapAttention(q, k, v, allowed, scale, cap);
 }

@@ -16,6 +16,11 @@ public sealed class GgufExportOptions
     /// back); the CPU device = libslothsharp's CPU twin of those kernels. Every choice writes the same bytes; the other
     /// types (F16, BF16, Q4_0, Q5_0, Q5_1) always use the C# quantizers.</summary>
     public torch.Device? QuantizeDevice { get; init; }
+    /// <summary>Export weights holding NaN or ±infinity as they are. By default (false) the export stops at the first
+    /// such tensor, names it with the count and the first position (row, column of the checkpoint's layout), and writes
+    /// nothing: those weights come from a broken checkpoint (a diverged fine-tune, a bad merge) and make a GGUF whose
+    /// every answer is garbage.</summary>
+    public bool AllowNonFinite { get; init; }
 }
 
 /// <summary>What an export wrote: the file, llama.cpp architecture, output type, tensor count, file size, how many

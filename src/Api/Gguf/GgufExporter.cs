@@ -123,6 +123,7 @@ public static class GgufExporter
                     if (floats.Length < count) floats = GC.AllocateUninitializedArray<float>((int)count);
                     var values = floats.AsSpan(0, (int)count);
                     fill(values);
+                    if (!options.AllowNonFinite) RequireFinite(hfName, shape, values);
                     arch.Transform(name, values, shape);
                     toFloatTime += Stopwatch.GetElapsedTime(f0);
                     Append(name, shape.Reverse().ToArray(), values);
@@ -208,6 +209,21 @@ public static class GgufExporter
         for (var i = 0; i < cfg.NumLayers; i++)
             if (!names.Contains($"blk.{i}.attn_norm.weight"))
                 throw new InvalidDataException($"layer {i} is missing (model.layers.{i}.input_layernorm.weight not given; config has {cfg.NumLayers} layers)");
+    }
+
+    /// <summary>Stops the export at a tensor holding NaN or ±infinity (see <see cref="GgufExportOptions.AllowNonFinite"/>),
+    /// naming the first one's row and column in the checkpoint's layout (before any permutation for llama.cpp).</summary>
+    internal static void RequireFinite(string hfName, long[] shape, ReadOnlySpan<float> values)
+    {
+        var (count, first) = NonFiniteValues.Find(values);
+        if (count == 0) return;
+        var columns = shape.Length == 2 ? shape[1] : values.Length;
+        var value = values[(int)first];
+        var where = shape.Length == 2 ? $"row {first / columns}, column {first % columns}" : $"index {first}";
+        throw new InvalidDataException(
+            $"tensor '{hfName}' [{string.Join(", ", shape)}] holds {count} non-finite value{(count == 1 ? "" : "s")} (NaN or infinity), " +
+            $"the first ({value.ToString(System.Globalization.CultureInfo.InvariantCulture)}) at {where}: the checkpoint is broken (a diverged fine-tune, a bad merge?) " +
+            "and nothing was written. To export it as it is: GgufExportOptions.AllowNonFinite (sloth export --allow-non-finite).");
     }
 
     internal static float[] ToFloats(Tensor t, string name)

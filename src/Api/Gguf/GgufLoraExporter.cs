@@ -18,8 +18,9 @@ public static class GgufLoraExporter
     /// <param name="outPath">The .gguf file to write.</param>
     /// <param name="type">F32, F16, BF16 or Q8_0 (the types llama.cpp accepts for LoRA tensors).</param>
     /// <param name="progress">One line per tensor.</param>
+    /// <param name="allowNonFinite">Write A and B matrices holding NaN or infinity as they are; by default such a matrix stops the export (see <see cref="GgufExportOptions.AllowNonFinite"/>).</param>
     public static GgufExportResult Export(JsonObject baseConfig, string adapterDir, string outPath,
-        GgufOutputType type = GgufOutputType.F16, IProgress<string>? progress = null)
+        GgufOutputType type = GgufOutputType.F16, IProgress<string>? progress = null, bool allowNonFinite = false)
     {
         if (type is not (GgufOutputType.F32 or GgufOutputType.F16 or GgufOutputType.BF16 or GgufOutputType.Q8_0))
             throw new ArgumentException($"LoRA adapters are written as f32, f16, bf16 or q8_0, not {type.Name()}", nameof(type));
@@ -68,6 +69,11 @@ public static class GgufLoraExporter
                 throw new InvalidDataException($"{weightsPath}: '{module}' has rank {a.shape[0]} but adapter_config.json says r = {rank}");
             var aValues = GgufExporter.ToFloats(a, aKey);
             var bValues = GgufExporter.ToFloats(b, bKey);
+            if (!allowNonFinite)
+            {
+                GgufExporter.RequireFinite(aKey, a.shape, aValues);
+                GgufExporter.RequireFinite(bKey, b.shape, bValues);
+            }
             if (arch.PermutesQk && gguf.EndsWith("attn_q.weight", StringComparison.Ordinal))
                 GgufArchitecture.PermuteForRope(bValues, b.shape, arch.Config.NumHeads);
             else if (arch.PermutesQk && gguf.EndsWith("attn_k.weight", StringComparison.Ordinal))

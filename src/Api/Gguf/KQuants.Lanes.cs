@@ -294,29 +294,8 @@ internal static partial class KQuants
             if (scales[j] > maxScale) maxScale = scales[j];
             if (mins[j] > maxMin) maxMin = mins[j];
         }
-        var invScale = maxScale > 0 ? 63f / maxScale : 0f;
-        var invMin = maxMin > 0 ? 63f / maxMin : 0f;
+        var (dAll, mAll) = PackScalesMins(yb, scales, mins, maxScale, maxMin);
         var sc = yb.Slice(4, 12);
-        for (var j = 0; j < 8; j++)
-        {
-            var ls = Math.Min((byte)63, (byte)NearestInt(invScale * scales[j]));
-            var lm = Math.Min((byte)63, (byte)NearestInt(invMin * mins[j]));
-            if (j < 4)
-            {
-                sc[j] = ls;
-                sc[j + 4] = lm;
-            }
-            else
-            {
-                sc[j + 4] = (byte)((ls & 0xF) | ((lm & 0xF) << 4));
-                sc[j - 4] |= (byte)((ls >> 4) << 6);
-                sc[j] |= (byte)((lm >> 4) << 6);
-            }
-        }
-        WriteHalf(yb, 0, maxScale / 63f);
-        WriteHalf(yb, 2, maxMin / 63f);
-        var dAll = HalfRoundTrip(maxScale / 63f);
-        var mAll = HalfRoundTrip(maxMin / 63f);
         ref var xbr = ref MemoryMarshal.GetReference(xb);
         var maxLevel = Vector256.Create(nmax);
         for (var j = 0; j < 8; j++)
@@ -341,30 +320,7 @@ internal static partial class KQuants
                 Vector256.Min(maxLevel, Vector256.Max(Vector256<int>.Zero, q)).CopyTo(lj.Slice(i, 8));
             }
         }
-        if (nmax == 15)
-        {
-            var qs = yb.Slice(16, 128);
-            for (int j = 0, o = 0; j < QkK; j += 64, o += 32)
-                for (var i = 0; i < 32; i++) qs[o + i] = (byte)(l[j + i] | (l[j + i + 32] << 4));
-        }
-        else
-        {
-            var qh = yb.Slice(16, 32);
-            var ql = yb.Slice(48, 128);
-            byte m1 = 1, m2 = 2;
-            for (int n = 0, o = 0; n < QkK; n += 64, o += 32)
-            {
-                for (var j = 0; j < 32; j++)
-                {
-                    int l1 = l[n + j], l2 = l[n + j + 32];
-                    if (l1 > 15) { l1 -= 16; qh[j] |= m1; }
-                    if (l2 > 15) { l2 -= 16; qh[j] |= m2; }
-                    ql[o + j] = (byte)(l1 | (l2 << 4));
-                }
-                m1 <<= 2;
-                m2 <<= 2;
-            }
-        }
+        PackLevels(yb, (ReadOnlySpan<int>)l, nmax);
     }
 
     /// <summary>Q6_K with the 16 sub-block searches of a super-block in two groups of 8 lanes.</summary>

@@ -1,3 +1,4 @@
+using System.Numerics;
 using System.Runtime.Intrinsics;
 using static SlothSharp.Gguf.GgmlQuantizer;
 
@@ -68,29 +69,8 @@ internal static partial class KQuants
                 if (scales[j] > maxScale) maxScale = scales[j];
                 if (mins[j] > maxMin) maxMin = mins[j];
             }
-            var invScale = maxScale > 0 ? 63f / maxScale : 0f;
-            var invMin = maxMin > 0 ? 63f / maxMin : 0f;
+            var (dAll, mAll) = PackScalesMins(yb, scales, mins, maxScale, maxMin);
             var sc = yb.Slice(4, 12);
-            for (var j = 0; j < 8; j++)
-            {
-                var ls = Math.Min((byte)63, (byte)NearestInt(invScale * scales[j]));
-                var lm = Math.Min((byte)63, (byte)NearestInt(invMin * mins[j]));
-                if (j < 4)
-                {
-                    sc[j] = ls;
-                    sc[j + 4] = lm;
-                }
-                else
-                {
-                    sc[j + 4] = (byte)((ls & 0xF) | ((lm & 0xF) << 4));
-                    sc[j - 4] |= (byte)((ls >> 4) << 6);
-                    sc[j] |= (byte)((lm >> 4) << 6);
-                }
-            }
-            WriteHalf(yb, 0, maxScale / 63f);
-            WriteHalf(yb, 2, maxMin / 63f);
-            var dAll = HalfRoundTrip(maxScale / 63f);
-            var mAll = HalfRoundTrip(maxMin / 63f);
             for (var j = 0; j < 8; j++)
             {
                 ScaleMin(j, sc, out var s, out var m);
@@ -103,31 +83,69 @@ internal static partial class KQuants
                     l[32 * j + i] = (byte)Math.Max(0, Math.Min(nmax, q));
                 }
             }
-            if (nmax == 15)
+            PackLevels(yb, (ReadOnlySpan<byte>)l, nmax);
+        }
+    }
+
+    /// <summary>Q4_K/Q5_K: the 256 levels into the block's bytes from 16 on (yb cleared before): Q4_K two 4-bit levels
+    /// a byte (l[j] low, l[j + 32] high nibble per 64-level group); Q5_K the same low nibbles from byte 48 and each
+    /// level's fifth bit in the 32-byte qh field. Shared by the scalar (byte levels) and lane-parallel (int) paths.</summary>
+    private static void PackLevels<T>(Span<byte> yb, ReadOnlySpan<T> l, int nmax) where T : IBinaryInteger<T>
+    {
+        if (nmax == 15)
+        {
+            var qs = yb.Slice(16, 128);
+            for (int j = 0, o = 0; j < QkK; j += 64, o += 32)
+                for (var i = 0; i < 32; i++) qs[o + i] = (byte)(int.CreateTruncating(l[j + i]) | (int.CreateTruncating(l[j + i + 32]) << 4));
+        }
+        else
+        {
+            var qh = yb.Slice(16, 32);
+            var ql = yb.Slice(48, 128);
+            byte m1 = 1, m2 = 2;
+            for (int n = 0, o = 0; n < QkK; n += 64, o += 32)
             {
-                var qs = yb.Slice(16, 128);
-                for (int j = 0, o = 0; j < QkK; j += 64, o += 32)
-                    for (var i = 0; i < 32; i++) qs[o + i] = (byte)(l[j + i] | (l[j + i + 32] << 4));
+                for (var j = 0; j < 32; j++)
+                {
+                    int l1 = int.CreateTruncating(l[n + j]), l2 = int.CreateTruncating(l[n + j + 32]);
+                    if (l1 > 15) { l1 -= 16; qh[j] |= m1; }
+                    if (l2 > 15) { l2 -= 16; qh[j] |= m2; }
+                    ql[o + j] = (byte)(l1 | (l2 << 4));
+                }
+                m1 <<= 2;
+                m2 <<= 2;
+            }
+        }
+    }
+
+    /// <summary>Q4_K/Q5_K: the 8 sub-blocks' scales and mins as 6-bit multiples of two f16 super-block factors
+    /// (maxScale / 63, maxMin / 63), written into the block's bytes 0–15 (yb cleared before); returns the factors as
+    /// stored, which the requantization divides by. Shared by the scalar and the lane-parallel paths.</summary>
+    private static (float DAll, float MAll) PackScalesMins(Span<byte> yb, ReadOnlySpan<float> scales, ReadOnlySpan<float> mins,
+                                                          float maxScale, float maxMin)
+    {
+        var invScale = maxScale > 0 ? 63f / maxScale : 0f;
+        var invMin = maxMin > 0 ? 63f / maxMin : 0f;
+        var sc = yb.Slice(4, 12);
+        for (var j = 0; j < 8; j++)
+        {
+            var ls = Math.Min((byte)63, (byte)NearestInt(invScale * scales[j]));
+            var lm = Math.Min((byte)63, (byte)NearestInt(invMin * mins[j]));
+            if (j < 4)
+            {
+                sc[j] = ls;
+                sc[j + 4] = lm;
             }
             else
             {
-                var qh = yb.Slice(16, 32);
-                var ql = yb.Slice(48, 128);
-                byte m1 = 1, m2 = 2;
-                for (int n = 0, o = 0; n < QkK; n += 64, o += 32)
-                {
-                    for (var j = 0; j < 32; j++)
-                    {
-                        int l1 = l[n + j], l2 = l[n + j + 32];
-                        if (l1 > 15) { l1 -= 16; qh[j] |= m1; }
-                        if (l2 > 15) { l2 -= 16; qh[j] |= m2; }
-                        ql[o + j] = (byte)(l1 | (l2 << 4));
-                    }
-                    m1 <<= 2;
-                    m2 <<= 2;
-                }
+                sc[j + 4] = (byte)((ls & 0xF) | ((lm & 0xF) << 4));
+                sc[j - 4] |= (byte)((ls >> 4) << 6);
+                sc[j] |= (byte)((lm >> 4) << 6);
             }
         }
+        WriteHalf(yb, 0, maxScale / 63f);
+        WriteHalf(yb, 2, maxMin / 63f);
+        return (HalfRoundTrip(maxScale / 63f), HalfRoundTrip(maxMin / 63f));
     }
 
     /// <summary>Unpacks sub-block <paramref name="j"/>'s 6-bit scale and min from the 12-byte K-quant scale field.</summary>

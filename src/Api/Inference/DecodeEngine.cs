@@ -39,29 +39,34 @@ public sealed class DecodeEngine : IDisposable
     public Device Device { get; }
 
     /// <summary>CUDA graphs captured so far (0 on the CPU): one per batch size stepped twice or more.</summary>
-    public int GraphCaptures
-    {
-        get
-        {
-            ObjectDisposedException.ThrowIf(_disposed, this);
-            long n = 0;
-            unsafe { Native.DecoderGraphCaptures(_handle.DangerousGetHandle(), (nint)(&n)); }
-            return (int)n;
-        }
-    }
+    public int GraphCaptures => ReadCount(Native.DecoderGraphCaptures);
 
     /// <summary>Kernel launches the last step issued (0 before the first; a CUDA graph replays the captured step's
     /// launches). On the CPU, the launches the same step would issue on CUDA (below 9 rows). For checking the decode
-    /// step's launch count, which bounds its speed at batch 1: 7 per NF4 layer + 4 without adapters or biases.</summary>
-    public int KernelLaunches
+    /// step's launch count, which bounds its speed at batch 1: 9 per NF4 layer + 4 without adapters or biases (6 + 4 with every <see cref="DecodeFusions"/> on).</summary>
+    public int KernelLaunches => ReadCount(Native.DecoderKernelLaunches);
+
+    /// <summary>One of the decoder's int64 counters, read through <paramref name="read"/>(decoder, &amp;count).</summary>
+    private unsafe int ReadCount(Action<nint, nint> read)
     {
-        get
-        {
-            ObjectDisposedException.ThrowIf(_disposed, this);
-            long n = 0;
-            unsafe { Native.DecoderKernelLaunches(_handle.DangerousGetHandle(), (nint)(&n)); }
-            return (int)n;
-        }
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        long n = 0;
+        read(_handle.DangerousGetHandle(), (nint)(&n));
+        return (int)n;
+    }
+
+    /// <summary>The kernel fusions in force (<see cref="DecodeEngineOptions.Fusions"/>).</summary>
+    public DecodeFusions Fusions { get; private set; }
+
+    /// <summary>Sets the kernel fusions (see <see cref="DecodeFusions"/>); as for the launch mode, the captured graphs
+    /// are dropped and the next step of each batch size captures again. The output bits do not change.</summary>
+    public void SetFusions(DecodeFusions fusions)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if ((fusions & ~DecodeFusions.All) != 0)
+            throw new ArgumentOutOfRangeException(nameof(fusions), fusions, $"unknown fusion flags; combine {string.Join(", ", Enum.GetNames<DecodeFusions>())}");
+        Native.DecoderSetFusions(_handle.DangerousGetHandle(), (int)fusions);
+        Fusions = fusions;
     }
 
     /// <summary>Whether the step's kernels are launched with programmatic dependent launch (see
@@ -91,7 +96,8 @@ public sealed class DecodeEngine : IDisposable
         ArgumentNullException.ThrowIfNull(cache);
         whyNot = DecoderDescription.WhyUnsupported(model, cache);
         if (whyNot is not null) return null;
-        var desc = new DecoderDescription(model, cache, options ?? new DecodeEngineOptions());
+        options ??= new DecodeEngineOptions();
+        var desc = new DecoderDescription(model, cache, options);
         try
         {
             whyNot = desc.Gather();
@@ -112,7 +118,8 @@ public sealed class DecodeEngine : IDisposable
             }
             handle.Adopt(raw);
             var engine = new DecodeEngine(handle, cache, desc.Owned, desc.Kept, desc.Ids, desc.Positions, desc.Length, desc.Logits, model.Device);
-            engine.SetProgrammaticLaunch((options ?? new DecodeEngineOptions()).ProgrammaticLaunch);
+            engine.SetProgrammaticLaunch(options.ProgrammaticLaunch);
+            engine.SetFusions(options.Fusions);
             return engine;
         }
         catch

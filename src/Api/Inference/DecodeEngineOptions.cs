@@ -12,5 +12,7 @@ namespace SlothSharp.Inference;
 /// part of the per-launch latency that bounds a batch-1 step. False launches each kernel after the previous one has
 /// finished (the only mode on older GPUs, the CPU, or a compute_75 build). The results are the same bits either way.
 /// <see cref="DecodeEngine.ProgrammaticLaunch"/> says which mode is in force.</para>
+/// <para>Fusions (default none): kernels folded into others to save launches (see <see cref="DecodeFusions"/>); the
+/// same bits whichever are on.</para>
 /// </summary>
-public sealed record DecodeEngineOptions(bool MergeLora = false, bool ProgrammaticLaunch = true);
+public sealed record DecodeEngineOptions(bool MergeLora = false, bool ProgrammaticLaunch = true, DecodeFusions Fusions = DecodeFusions.None);

@@ -177,18 +177,35 @@ public sealed class CausalLM : Module
         var checkpoint = GradientCheckpointing && cache is null && is_grad_enabled();
         var positions = positionIds ?? arange(past, past + t, 1, ScalarType.Int64, Device);
         var ctx = LayerContext.Build(Config, _ropes, positions, posMax + 1, keyValid, sequenceIds, past, t, ComputeDtype, cache);
-        var h = _model.Embed.forward(inputIds);
-        // Gemma: embeddings × √hidden, the factor rounded to the compute dtype first (as transformers' normalizer).
-        if (Config.ScaleEmbeddings) h = h * tensor(Math.Sqrt(Config.HiddenSize), ComputeDtype, Device);
+        var h = Embed(inputIds);
+        // The first checkpointed layer makes its input again from the ids in backward (a frozen embedding), so the
+        // embedding output is released as soon as that layer has run.
+        var recompute = checkpoint ? new RecomputableInput(inputIds, Embed) : null;
         var dropout = training && Lora is { Dropout: > 0 };
         for (var i = 0; i < _model.Layers.Length; i++)
         {
             ulong? seed = dropout ? (ulong)randint(0, int.MaxValue, [1], ScalarType.Int64).item<long>() : null;
-            h = checkpoint && i % _checkpointInterval == 0 ? CheckpointedLayerFunction.Run(_model.Layers[i], h, ctx, seed)
-                           : _model.Layers[i].Forward(h, ctx, seed);
+            if (checkpoint && i % _checkpointInterval == 0)
+            {
+                var input = h;
+                var rebuild = i == 0 ? recompute : null;
+                h = CheckpointedLayerFunction.Run(_model.Layers[i], input, ctx, seed, rebuild);
+                if (!CheckpointedLayerFunction.KeepsInput(input, rebuild)) input.Dispose();
+            }
+            else h = _model.Layers[i].Forward(h, ctx, seed);
         }
         cache?.Advance((int)t);
         return _model.Norm.forward(h).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>The first layer's input: the embedding rows of <paramref name="ids"/>, Gemma's × √hidden with the factor
+    /// rounded to the compute dtype first (as transformers' normalizer).</summary>
+    private Tensor Embed(Tensor ids)
+    {
+        var h = _model.Embed.forward(ids);
+        if (!Config.ScaleEmbeddings) return h;
+        using var unscaled = h;
+        return h * tensor(Math.Sqrt(Config.HiddenSize), ComputeDtype, Device);
     }
 
     /// <summary>Bool [B, past + T] (true = a real token), or null when every position is a token.</summary>

@@ -18,15 +18,22 @@ internal sealed class CheckpointedLayerFunction : autograd.SingleTensorFunction<
 
     public override string Name => "SlothSharp.CheckpointedDecoderLayer";
 
-    /// <summary>Runs <paramref name="layer"/> checkpointed (no KV cache).</summary>
-    public static Tensor Run(DecoderLayer layer, Tensor x, LayerContext ctx, ulong? seed)
+    /// <summary>Runs <paramref name="layer"/> checkpointed (no KV cache). With <paramref name="recompute"/> (the first
+    /// layer, whose input is the embedding output) and an input that needs no gradient (a frozen embedding), the input
+    /// is not kept: backward embeds the kept token ids again (the same bits), so the step holds 8 bytes a token instead
+    /// of 2 × hidden (64 MB for a Mistral-7B step of 8 × 1024 tokens) from the forward to the end of backward. The
+    /// caller may then dispose <paramref name="x"/> once this returns.</summary>
+    public static Tensor Run(DecoderLayer layer, Tensor x, LayerContext ctx, ulong? seed, RecomputableInput? recompute = null)
     {
         ThrowIfFailed();
         var trainable = layer.parameters().Where(p => p.requires_grad).Cast<Tensor>().ToArray();
         if (ctx.Cache is not null) throw new ArgumentException("a KV cache is for inference; checkpointing is for training", nameof(ctx));
-        var call = new Call(layer, ctx, seed, trainable.Length, x.requires_grad);
+        var call = new Call(layer, ctx, seed, trainable.Length, x.requires_grad, x.requires_grad ? null : recompute);
         return apply([x, .. trainable, call]);
     }
+
+    /// <summary>Whether a checkpointed call keeps its input or makes it again in backward (see <see cref="Run"/>).</summary>
+    public static bool KeepsInput(Tensor x, RecomputableInput? recompute) => recompute is null || x.requires_grad;
 
     /// <summary>Rethrows an exception that a checkpointed backward caught (it cannot cross the native engine).</summary>
     public static void ThrowIfFailed()
@@ -42,8 +49,9 @@ internal sealed class CheckpointedLayerFunction : autograd.SingleTensorFunction<
         var call = (Call)vars[^1];
         Tensor y;
         using (no_grad()) y = call.Layer.Forward(x, call.Context, call.Seed);
-        // Saved in the graph (not on the managed side), so they live exactly as long as the graph needs them.
-        ctx.save_for_backward([x, .. call.Context.Tensors()]);
+        // Saved in the graph (not on the managed side), so they live exactly as long as the graph needs them: the input,
+        // or the token ids it is made from.
+        ctx.save_for_backward([call.Recompute?.Ids ?? x, .. call.Context.Tensors()]);
         ctx.save_data("call", call);
         return y;
     }
@@ -60,7 +68,10 @@ internal sealed class CheckpointedLayerFunction : autograd.SingleTensorFunction<
             var saved = ctx.get_saved_variables();
             using var scope = NewDisposeScope();
             using var grad = enable_grad();
-            var x = saved[0].detach().requires_grad_(call.NeedInputGrad);
+            Tensor x;
+            if (call.Recompute is { } r)
+                using (no_grad()) x = r.Embed(saved[0]);
+            else x = saved[0].detach().requires_grad_(call.NeedInputGrad);
             var layerContext = call.Context.WithTensors(saved.Skip(1).ToList());
             // Held across the recomputation AND its backward: the fused NF4 nodes dequantize their weight again in
             // backward, so a sharded layer's gathered weights must stay until the gradients exist (nested calls share
@@ -96,5 +107,10 @@ internal sealed class CheckpointedLayerFunction : autograd.SingleTensorFunction<
 
     private static Tensor Keep(Tensor? g) => g is null || g.IsInvalid ? null! : g.MoveToOuterDisposeScope();
 
-    private sealed record Call(DecoderLayer Layer, LayerContext Context, ulong? Seed, int Trainable, bool NeedInputGrad);
+    private sealed record Call(DecoderLayer Layer, LayerContext Context, ulong? Seed, int Trainable, bool NeedInputGrad,
+                               RecomputableInput? Recompute);
 }
+
+/// <summary>A checkpointed layer's input made again from kept token ids (<see cref="CheckpointedLayerFunction.Run"/>):
+/// <paramref name="Ids"/> [B, T] int64 and <paramref name="Embed"/>, which must give the forward's input bit for bit.</summary>
+internal sealed record RecomputableInput(Tensor Ids, Func<Tensor, Tensor> Embed);

@@ -31,6 +31,10 @@ internal abstract class DecoderKernels
     /// each head are rotated (rotate_half), the rest pass through. Returns [B, T, heads, D].</summary>
     public abstract Tensor Rope(Tensor x, Tensor cos, Tensor sin);
 
+    /// <summary>Gemma 2's soft-capped attention: q [B, H, T, D], k/v [B, H, L, D] (GQA expanded), allowed bool
+    /// [B|1, H|1, T, L] or null; cap·tanh(q·kᵀ·scale / cap), masked, softmax in float32, rounded, times v.</summary>
+    public abstract Tensor SoftcapAttention(Tensor q, Tensor k, Tensor v, Tensor? allowed, double scale, double cap);
+
     /// <summary>act(gate) · up, each rounded to the dtype as PyTorch rounds them.</summary>
     public static Tensor Activate(Tensor gate, Tensor up, GateActivation activation) => activation switch
     {
@@ -57,6 +61,16 @@ internal abstract class DecoderKernels
                 ? (y * (weight.to(ScalarType.Float32) + 1.0)).to(x.dtype)   // Gemma: the scale in float32, one cast
                 : weight * y.to(x.dtype);                                    // Llama: cast, then the scale
             return result.MoveToOuterDisposeScope();
+        }
+
+        public override Tensor SoftcapAttention(Tensor q, Tensor k, Tensor v, Tensor? allowed, double scale, double cap)
+        {
+            // transformers' eager path: every [B, H, T, L] intermediate is kept for backward.
+            using var scope = NewDisposeScope();
+            var scores = q.matmul(k.transpose(2, 3)) * scale;
+            scores = (scores / cap).tanh() * cap;
+            if (allowed is not null) scores = scores.masked_fill(allowed.logical_not(), double.NegativeInfinity);
+            return scores.softmax(-1, ScalarType.Float32).to(q.dtype).matmul(v).MoveToOuterDisposeScope();
         }
 
         public override Tensor Rope(Tensor x, Tensor cos, Tensor sin)
@@ -101,6 +115,9 @@ internal abstract class DecoderKernels
 
         public override Tensor Norm(Tensor x, Tensor weight, double eps, bool unitOffset) =>
             weight.dtype == x.dtype ? RmsNorm.Apply(x.contiguous(), weight, eps, unitOffset) : Reference.Norm(x, weight, eps, unitOffset);
+
+        public override Tensor SoftcapAttention(Tensor q, Tensor k, Tensor v, Tensor? allowed, double scale, double cap) =>
+            Ops.SoftcapAttention.Apply(q, k, v, allowed, scale, cap);
 
         public override Tensor Rope(Tensor x, Tensor cos, Tensor sin) =>
             Ops.Rope.Apply(x.contiguous(), cos, sin, Interop.SlothRopeLayout.Bthd, cos.shape[^1] == x.shape[^1] ? null : (int)cos.shape[^1]);

@@ -161,13 +161,10 @@ internal sealed class SelfAttention : Module<Tensor, Tensor>
         Tensor attn;
         if (_cfg.AttentionSoftcap is { } cap)
         {
-            // Gemma 2: scores = cap·tanh(q·kᵀ·scale / cap), masked, softmax in float32, as transformers' eager path.
-            var scores = q.matmul(k.transpose(2, 3)) * _cfg.AttentionScale;
-            scores = (scores / cap).tanh() * cap;
+            // Gemma 2: SDPA has no soft-cap. The reference kernels run transformers' eager path; the fused set the
+            // same math block by block, the scores made again in backward instead of kept.
             var allowed = mask ?? (causal ? LayerContext.CausalMask(t, k.shape[2], x.device) : null);
-            if (allowed is not null) scores = scores.masked_fill(allowed.logical_not(), double.NegativeInfinity);
-            var probs = scores.softmax(-1, ScalarType.Float32).to(q.dtype);
-            attn = probs.matmul(v);
+            attn = Kernels.SoftcapAttention(q, k, v, allowed, _cfg.AttentionScale, cap);
         }
         else
         {

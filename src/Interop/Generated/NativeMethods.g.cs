@@ -69,6 +69,15 @@ public enum SlothWeightKind : int
     Nf4 = 2,
 }
 
+/// <summary>The C enum <c>sloth_decode_fusion</c> of slothsharp.h.</summary>
+public enum SlothDecodeFusion : int
+{
+    None = 0,
+    Norm = 1,
+    AttentionMerge = 2,
+    All = 3,
+}
+
 /// <summary>The #define constants of slothsharp.h (SLOTH_NF4_BLOCKSIZE_MIN -> Nf4BlocksizeMin).</summary>
 public static class SlothConstants
 {
@@ -951,6 +960,23 @@ public static unsafe partial class Native
     {
         EnsureLoaded();
         return sloth_decoder_set_programmatic_launch(decoder, enable, enabled);
+    }
+
+    [LibraryImport(LibraryName, EntryPoint = "sloth_decoder_set_fusions")]
+    private static partial SlothStatus sloth_decoder_set_fusions(nint decoder, int fusions);
+
+    /// <summary><c>sloth_decoder_set_fusions</c>; throws the typed exception for a non-OK status.</summary>
+    internal static void DecoderSetFusions(nint decoder, int fusions)
+    {
+        EnsureLoaded();
+        Check(sloth_decoder_set_fusions(decoder, fusions));
+    }
+
+    /// <summary><c>sloth_decoder_set_fusions</c>, returning its status (the thread's message: <see cref="LastErrorMessage"/>).</summary>
+    internal static SlothStatus TryDecoderSetFusions(nint decoder, int fusions)
+    {
+        EnsureLoaded();
+        return sloth_decoder_set_fusions(decoder, fusions);
     }
 
     [LibraryImport(LibraryName, EntryPoint = "sloth_decoder_destroy")]

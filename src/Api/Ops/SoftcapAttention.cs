@@ -1,0 +1,110 @@
+using SlothSharp.Autograd;
+using static TorchSharp.torch;
+
+namespace SlothSharp.Ops;
+
+/// <summary>
+/// Soft-capped attention (Gemma 2's attn_logit_softcapping) over blocks of query rows, with the scores made again in
+/// backward instead of kept. The math of transformers' eager path, which TorchSharp's SDPA cannot express (it has no
+/// soft-cap): s = cap·tanh(q·kᵀ·scale / cap) in the dtype, masked to -inf where not allowed, softmax in float32,
+/// probabilities rounded to the dtype, times v. The eager path keeps several [B, H, T, L] tensors per layer for
+/// backward (scores, tanh, float32 probabilities, their cast); this keeps q, k, v and the mask, and holds one block's
+/// scores at a time (about 2^24 elements) in either direction, for a third matmul per block in backward.
+/// <see cref="Models.DecoderKernels"/> puts it in place of the eager path in the fused kernel set.
+/// </summary>
+public static class SoftcapAttention
+{
+    /// <summary>Elements of one block's scores [B, H, rows, L]: the query rows per block are chosen to stay near it.</summary>
+    public const long BlockElements = 1L << 24;
+
+    /// <summary>q [B, H, T, D], k and v [B, H, L, D] (one float dtype and device; GQA already expanded to H heads);
+    /// allowed: bool [B or 1, 1 or H, T, L] (true = may attend) or null (every key). Returns [B, H, T, D] in the dtype.
+    /// Differentiable in q, k and v. <paramref name="rowsPerBlock"/> overrides the block size (tests).</summary>
+    public static Tensor Apply(Tensor q, Tensor k, Tensor v, Tensor? allowed, double scale, double cap, long? rowsPerBlock = null)
+    {
+        ArgumentNullException.ThrowIfNull(q);
+        ArgumentNullException.ThrowIfNull(k);
+        ArgumentNullException.ThrowIfNull(v);
+        if (q.ndim != 4 || k.ndim != 4 || v.ndim != 4)
+            throw new ArgumentException($"q {OpChecks.Shape(q)}, k {OpChecks.Shape(k)} and v {OpChecks.Shape(v)} must be [B, H, T|L, D]");
+        OpChecks.FloatingSameDtype(q, nameof(q), k, nameof(k));
+        OpChecks.FloatingSameDtype(q, nameof(q), v, nameof(v));
+        var (b, h, t, d) = (q.shape[0], q.shape[1], q.shape[2], q.shape[3]);
+        var l = k.shape[2];
+        if (k.shape[0] != b || k.shape[1] != h || k.shape[3] != d || !v.shape.SequenceEqual(k.shape))
+            throw new ArgumentException($"k {OpChecks.Shape(k)} and v {OpChecks.Shape(v)} must be [{b}, {h}, L, {d}] for q {OpChecks.Shape(q)}");
+        if (allowed is not null && (allowed.dtype != ScalarType.Bool || allowed.ndim != 4 || allowed.shape[2] != t || allowed.shape[3] != l ||
+                                    allowed.shape[0] is var mb && mb != 1 && mb != b || allowed.shape[1] is var mh && mh != 1 && mh != h))
+            throw new ArgumentException($"allowed must be bool [B or 1, H or 1, {t}, {l}]; got {allowed.dtype} {OpChecks.Shape(allowed)}", nameof(allowed));
+        if (!(cap > 0)) throw new ArgumentOutOfRangeException(nameof(cap), cap, "the soft-cap must be positive");
+        var rows = rowsPerBlock ?? Math.Max(1, BlockElements / Math.Max(1, b * h * l));
+        if (rows < 1) throw new ArgumentOutOfRangeException(nameof(rowsPerBlock), rowsPerBlock, "must be >= 1");
+        return SoftcapAttentionFunction.Apply(new SoftcapAttentionPlan(scale, cap, rows), q, k, v, allowed);
+    }
+}
+
+internal sealed record SoftcapAttentionPlan(double Scale, double Cap, long Rows);
+
+internal sealed class SoftcapAttentionFunction : SlothFunction<SoftcapAttentionFunction, SoftcapAttentionPlan>
+{
+    public override string Name => "SlothSharp.SoftcapAttention";
+
+    protected override Tensor Forward(autograd.AutogradContext ctx, SoftcapAttentionPlan plan, Tensor?[] inputs)
+    {
+        var (q, k, v, allowed) = (inputs[0]!, inputs[1]!, inputs[2]!, inputs[3]);
+        var t = q.shape[2];
+        var output = empty_like(q);
+        using (var kt = k.transpose(2, 3))
+            for (long t0 = 0; t0 < t; t0 += plan.Rows)
+            {
+                using var scope = NewDisposeScope();
+                var n = Math.Min(plan.Rows, t - t0);
+                var (_, _, probs) = Probabilities(q.narrow(2, t0, n), kt, Rows(allowed, t0, n), plan);
+                output.narrow(2, t0, n).copy_(probs.to(q.dtype).matmul(v));
+            }
+        if (Recording) ctx.save_for_backward([q, k, v, allowed]);
+        return output;
+    }
+
+    protected override Tensor?[] Backward(autograd.AutogradContext ctx, SoftcapAttentionPlan plan, Tensor gradOutput)
+    {
+        using var saved = SavedTensors.Of(ctx);
+        var (q, k, v, allowed) = (saved[0]!, saved[1]!, saved[2]!, saved[3]);
+        var t = q.shape[2];
+        var dq = empty_like(q);
+        // dK and dV gather every block's contribution: summed in float32, rounded once.
+        using var dk32 = zeros(k.shape, ScalarType.Float32, k.device);
+        using var dv32 = zeros(v.shape, ScalarType.Float32, v.device);
+        using var kt = k.transpose(2, 3);
+        using var vt = v.transpose(2, 3);
+        for (long t0 = 0; t0 < t; t0 += plan.Rows)
+        {
+            using var scope = NewDisposeScope();
+            var n = Math.Min(plan.Rows, t - t0);
+            var qc = q.narrow(2, t0, n);
+            var dout = gradOutput.narrow(2, t0, n);
+            var (_, tanh, p32) = Probabilities(qc, kt, Rows(allowed, t0, n), plan);
+            dv32.add_(p32.to(q.dtype).transpose(2, 3).matmul(dout).to(ScalarType.Float32));
+            // Backward of the eager expression, step by step in its dtypes: the float32 softmax (its gradient rounded
+            // to the dtype of its input), then · cap, tanh, / cap, · scale.
+            var dp = dout.matmul(vt).to(ScalarType.Float32);
+            var ds = (p32 * (dp - (dp * p32).sum(-1, keepdim: true))).to(q.dtype);
+            var draw = ds * plan.Cap * (1 - tanh * tanh) / plan.Cap * plan.Scale;
+            dq.narrow(2, t0, n).copy_(draw.matmul(k));
+            dk32.add_(draw.transpose(2, 3).matmul(qc).to(ScalarType.Float32));
+        }
+        return [dq, dk32.to(k.dtype), dv32.to(v.dtype), null];
+    }
+
+    /// <summary>One block's raw scores q·kᵀ·scale, tanh(·/cap) and float32 probabilities (all [B, H, n, L]).</summary>
+    private static (Tensor Raw, Tensor Tanh, Tensor Probs) Probabilities(Tensor qc, Tensor kt, Tensor? allowed, SoftcapAttentionPlan plan)
+    {
+        var raw = qc.matmul(kt) * plan.Scale;
+        var tanh = (raw / plan.Cap).tanh();
+        var scores = tanh * plan.Cap;
+        if (allowed is not null) scores = scores.masked_fill(allowed.logical_not(), double.NegativeInfinity);
+        return (raw, tanh, scores.softmax(-1, ScalarType.Float32));
+    }
+
+    private static Tensor? Rows(Tensor? allowed, long t0, long n) => allowed?.narrow(2, t0, n);
+}

@@ -1,0 +1,79 @@
+using NUnit.Framework;
+using SlothSharp.Ops;
+using static TorchSharp.torch;
+
+namespace SlothSharp.Tests;
+
+/// <summary>Gemma 2's soft-capped attention computed block by block with the scores made again in backward
+/// (<see cref="SoftcapAttention"/>, the fused kernel set's) against transformers' eager expression through autograd:
+/// outputs and the gradients of q and of the un-expanded k and v (GQA), with causal, padding and sliding-window masks,
+/// blocks that do not divide the rows, one block, and no mask; float32 and bfloat16.</summary>
+public class SoftcapAttentionTests
+{
+    private static Tensor Eager(Tensor q, Tensor k, Tensor v, Tensor? allowed, double scale, double cap)
+    {
+        var scores = (q.matmul(k.transpose(2, 3)) * scale / cap).tanh() * cap;
+        if (allowed is not null) scores = scores.masked_fill(allowed.logical_not(), double.NegativeInfinity);
+        return scores.softmax(-1, ScalarType.Float32).to(q.dtype).matmul(v);
+    }
+
+    /// <summary>Causal over the last t of l keys, some keys of row 1 padding, and (window > 0) only the last `window`
+    /// positions; every query row keeps at least its own key.</summary>
+    private static Tensor Mask(long b, long t, long l, int window)
+    {
+        var qpos = arange(l - t, l, 1, ScalarType.Int64).view(1, 1, t, 1);
+        var kpos = arange(0, l, 1, ScalarType.Int64).view(1, 1, 1, l);
+        var allowed = kpos.le(qpos).expand(b, 1, t, l).clone();
+        if (window > 0) allowed = allowed & kpos.gt(qpos - window);
+        allowed[1, 0, TensorIndex.Colon, TensorIndex.Slice(0, 3)] = tensor(false);   // row 1: three padding keys...
+        var own = kpos.eq(qpos).expand(b, 1, t, l);
+        return allowed | own;                                                         // ...but a row always sees itself
+    }
+
+    [TestCase(ScalarType.Float32, 5, 0, true)]
+    [TestCase(ScalarType.Float32, 64, 0, true)]
+    [TestCase(ScalarType.Float32, 3, 6, true)]
+    [TestCase(ScalarType.Float32, 7, 0, false)]
+    [TestCase(ScalarType.BFloat16, 5, 6, true)]
+    public void MatchesTheEagerPathAndItsGradients(ScalarType dtype, int rows, int window, bool masked)
+    {
+        using var scope = NewDisposeScope();
+        manual_seed(11);
+        const long b = 2, heads = 4, kvHeads = 2, t = 23, l = 29, d = 16;
+        const double scale = 0.25, cap = 5.0;
+        var q0 = (randn(b, heads, t, d) * 2).to(dtype).requires_grad_();
+        var k0 = (randn(b, kvHeads, l, d) * 2).to(dtype).requires_grad_();
+        var v0 = randn(b, kvHeads, l, d).to(dtype).requires_grad_();
+        Tensor Expand(Tensor x) => x.unsqueeze(2).expand(b, kvHeads, heads / kvHeads, l, d).reshape(b, heads, l, d);
+        var allowed = masked ? Mask(b, t, l, window) : null;
+        var dout = randn(b, heads, t, d).to(dtype);
+
+        (Tensor Y, Tensor[] Grads) Run(bool blocks)
+        {
+            foreach (var x in new[] { q0, k0, v0 }) x.grad = null;
+            var y = blocks ? SoftcapAttention.Apply(q0, Expand(k0), Expand(v0), allowed, scale, cap, rows)
+                           : Eager(q0, Expand(k0), Expand(v0), allowed, scale, cap);
+            y.backward([dout]);
+            return (y.detach().to(ScalarType.Float32), [q0.grad!.to(ScalarType.Float32), k0.grad!.to(ScalarType.Float32), v0.grad!.to(ScalarType.Float32)]);
+        }
+        var (expected, eg) = Run(false);
+        var (actual, ag) = Run(true);
+        var (outTol, gradTol) = dtype == ScalarType.Float32 ? (1e-6, 1e-5) : (1e-2, 3e-2);
+        Assert.That((actual - expected).abs().max().item<float>(), Is.LessThanOrEqualTo(outTol), "output");
+        string[] names = ["dq", "dk", "dv"];
+        for (var i = 0; i < 3; i++)
+            Assert.That(TestEnv.RelativeError(ag[i], eg[i]), Is.LessThanOrEqualTo(gradTol), names[i]);
+    }
+
+    [Test]
+    public void BadArgumentsAreRefusedByName()
+    {
+        using var scope = NewDisposeScope();
+        var q = randn(1, 2, 4, 8);
+        var k = randn(1, 2, 6, 8);
+        Assert.That(() => SoftcapAttention.Apply(q, k, randn(1, 2, 5, 8), null, 1, 5), Throws.ArgumentException.With.Message.Contains("must be [1, 2, L, 8]"));
+        Assert.That(() => SoftcapAttention.Apply(q, k, k, ones(1, 1, 4, 5, ScalarType.Bool), 1, 5), Throws.ArgumentException.With.Message.Contains("allowed"));
+        Assert.That(() => SoftcapAttention.Apply(q, k, k, null, 1, 0), Throws.InstanceOf<ArgumentOutOfRangeException>());
+        Assert.That(() => SoftcapAttention.Apply(q, k.to(ScalarType.Float64), k, null, 1, 5), Throws.ArgumentException);
+    }
+}
