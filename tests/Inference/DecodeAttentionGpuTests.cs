@@ -36,6 +36,34 @@ public class DecodeAttentionGpuTests
         Assert.That((actual - expected).abs().max().item<float>(), Is.LessThan(2e-5f));
     }
 
+    /// <summary>bfloat16, where head_dim 64 and 128 walk several keys per warp (4 or 2, 8 or 16 lanes each, merged
+    /// in-warp): against the CPU kernel on the same bf16 inputs, for every group size the dispatch rounds up (1, 2, 3,
+    /// 4, 6, 8 query heads per KV head), masks, windows and soft-caps, at both split policies. The two walks sum in
+    /// different orders, so the outputs agree to a few bf16 roundings, not bit for bit.</summary>
+    [TestCase(1, 8, 8, 64, 600, 0, 0f)]
+    [TestCase(1, 16, 8, 128, 700, 0, 0f)]
+    [TestCase(2, 6, 2, 64, 333, 50, 0f)]
+    [TestCase(3, 24, 4, 128, 257, 0, 20f)]
+    [TestCase(64, 32, 8, 64, 500, 0, 0f)]
+    [TestCase(9, 32, 4, 64, 129, 0, 0f)]
+    [TestCase(5, 8, 1, 128, 90, 17, 0f)]
+    public void SubWarpWalkMatchesTheCpuKernelInBf16(int batch, int heads, int kvHeads, int headDim, int len, int window, float softcap)
+    {
+        using var scope = NewDisposeScope();
+        manual_seed(13);
+        var maxLength = len + 21;
+        var q = randn(batch, heads, headDim);
+        var k = randn(batch, kvHeads, maxLength, headDim);
+        var v = randn(batch, kvHeads, maxLength, headDim);
+        var valid = rand(batch, maxLength).gt(0.25);
+        valid.select(1, len).fill_(true);
+        var scale = 1 / MathF.Sqrt(headDim);
+        var expected = DecodeKernelTests.Attention(q, k, v, valid, len, window, scale, softcap, CPU, dtype: ScalarType.BFloat16);
+        var actual = DecodeKernelTests.Attention(q, k, v, valid, len, window, scale, softcap, CUDA, dtype: ScalarType.BFloat16);
+        Assert.That(actual.isfinite().all().item<bool>(), Is.True);
+        Assert.That((actual - expected).abs().max().item<float>(), Is.LessThan(2e-2f));
+    }
+
     /// <summary>The partials are merged by the last block of each (row, kv head) to arrive, counted in int32 counters at
     /// the scratch's end that every call must leave at zero: one scratch reused over lengths that use 1, some and all of
     /// the splits (blocks past the length never count) gives the same bits as a fresh scratch each time, and its

@@ -27,25 +27,26 @@ public class DecodeKernelTests
         return s.softmax(-1).unsqueeze(2).matmul(values).squeeze(2).reshape(b, h * hd);
     }
 
-    /// <summary>sloth_decode_attention in float32 on <paramref name="device"/>: q [B, H, D] over caches [B', KVH, L, D]
+    /// <summary>sloth_decode_attention in <paramref name="dtype"/> (inputs rounded to it; float32 by default) on
+    /// <paramref name="device"/>: q [B, H, D] over caches [B', KVH, L, D]
     /// (B' ≥ B rows, the first B used) with valid [B', L] and the current index <paramref name="len"/>; a fresh scratch
     /// unless <paramref name="scratch"/> (of <see cref="AttentionScratchFloats"/> floats on the device) is given. The
     /// output starts as <paramref name="outputFill"/> (NaN: an element never written shows). Returns it [B, H·D] on the
     /// CPU.</summary>
     internal static Tensor Attention(Tensor q, Tensor k, Tensor v, Tensor valid, long len, long window, float scale, float softcap,
-                                     Device device, Tensor? scratch = null, float outputFill = 0f)
+                                     Device device, Tensor? scratch = null, float outputFill = 0f, ScalarType dtype = ScalarType.Float32)
     {
         var (batch, heads, headDim) = (q.shape[0], q.shape[1], q.shape[2]);
         var (cacheBatch, kvHeads, maxLength) = (k.shape[0], k.shape[1], k.shape[2]);
         var length = tensor(new long[] { len }).to(device);
         var partial = scratch ?? zeros(AttentionScratchFloats(batch, heads, headDim, maxLength), device: device);
-        var output = full(new long[] { batch, heads * headDim }, outputFill, device: device);
-        var (qd, kd, vd, md) = (q.to(device), k.to(device), v.to(device), valid.to(device));
+        var output = full(new long[] { batch, heads * headDim }, outputFill, dtype, device);
+        var (qd, kd, vd, md) = (q.to(dtype).to(device), k.to(dtype).to(device), v.to(dtype).to(device), valid.to(device));
         var onCpu = device.type == DeviceType.CPU;
-        Native.DecodeAttention(Ptr(qd), Ptr(kd), Ptr(vd), Ptr(md), Ptr(length), SlothDtype.F32, batch, cacheBatch, heads, kvHeads,
+        Native.DecodeAttention(Ptr(qd), Ptr(kd), Ptr(vd), Ptr(md), Ptr(length), TensorInterop.ToSloth(dtype, "dtype"), batch, cacheBatch, heads, kvHeads,
             headDim, maxLength, window, scale, softcap, Ptr(partial), Ptr(output), onCpu ? -1 : 0, 0);
         if (!onCpu) CudaDevice.Synchronize();
-        return output.cpu();
+        return output.to(ScalarType.Float32).cpu();
     }
 
     /// <summary>The float32 values of sloth_decode_attention's scratch (partials, then batch × heads counters).</summary>
@@ -74,6 +75,27 @@ public class DecodeKernelTests
         var output = Attention(q, k, v, valid, len, window, scale, softcap, CPU);
         var expected = ReferenceAttention(q, k.narrow(0, 0, batch), v.narrow(0, 0, batch), valid.narrow(0, 0, batch), len, window, scale, softcap);
         Assert.That((output - expected).abs().max().item<float>(), Is.LessThan(2e-5f));
+    }
+
+    /// <summary>The CPU kernel in bfloat16 (the dtype of the GPU walk's sub-warp path, checked against this one on the
+    /// GPU): the torch reference on the same bf16-rounded inputs, within the output's bf16 rounding.</summary>
+    [TestCase(1, 8, 2, 64, 50, 0, 0f)]
+    [TestCase(2, 6, 2, 128, 33, 9, 20f)]
+    public void AttentionInBf16MatchesTorch(int batch, int heads, int kvHeads, int headDim, int len, int window, float softcap)
+    {
+        using var scope = NewDisposeScope();
+        manual_seed(9);
+        var maxLength = len + 5;
+        Tensor Bf16(Tensor x) => x.to(ScalarType.BFloat16).to(ScalarType.Float32);
+        var q = Bf16(randn(batch, heads, headDim));
+        var k = Bf16(randn(batch, kvHeads, maxLength, headDim));
+        var v = Bf16(randn(batch, kvHeads, maxLength, headDim));
+        var valid = rand(batch, maxLength).gt(0.3);
+        valid.select(1, len).fill_(true);
+        var scale = 1 / MathF.Sqrt(headDim);
+        var output = Attention(q, k, v, valid, len, window, scale, softcap, CPU, dtype: ScalarType.BFloat16);
+        var expected = ReferenceAttention(q, k, v, valid, len, window, scale, softcap);
+        Assert.That((output - expected).abs().max().item<float>(), Is.LessThan(1.6e-2f));
     }
 
     [Test]
