@@ -104,7 +104,8 @@ internal static class DecodeSuite
                     var on = engine.SetProgrammaticLaunch(pdl);
                     engine.SetFusions(fusions);
                     cache.Reset();
-                    var next = model.Logits(model.Forward(ids, null, cache)).select(1, prompt - 1).argmax(-1);
+                    // Only the last position's logits (as the generators do): [b, prompt, vocab] would be ~1 GB at batch 64.
+                    var next = model.Logits(model.Forward(ids, null, cache).select(1, prompt - 1)).argmax(-1);
                     for (var s = 0; s < warm; s++) next = engine.Step(next, full([b], (long)cache.Length, ScalarType.Int64, device)).argmax(-1);
                     Sync(onCpu);
                     var sw = Stopwatch.StartNew();
@@ -125,7 +126,7 @@ internal static class DecodeSuite
                     // The KV cache's own size: keys and values of every layer, [batch, kv heads, max length, head dim].
                     var cacheGb = 2.0 * cfg.NumHiddenLayers * b * cfg.NumKeyValueHeads * cache.MaxLength * cfg.HeadDim * 2 / 1e9;
                     Line(string.Create(CultureInfo.InvariantCulture,
-                        $"  batch {b}: device memory held {memory.Poll() ?? 0:F2} GB above idle (model {modelGb:F2} GB, this KV cache {cacheGb:F3} GB; the rest is the engine's buffers and the caching allocator's blocks freed by the prompt's forward)"));
+                        $"  batch {b}: device memory held {memory.Poll() ?? 0:F2} GB above idle (model {modelGb:F2} GB, this KV cache {cacheGb:F3} GB, the engine's own buffers {engine.OwnedBytes / 1e9:F3} GB; the rest is the caching allocator's blocks freed by the prompt's forward)"));
                 }
             }
         }

@@ -176,6 +176,22 @@ public class DecodeEngineTests
         Assert.That((int)DecodeFusions.AttentionMerge, Is.EqualTo((int)SlothSharp.Interop.SlothDecodeFusion.AttentionMerge));
     }
 
+    /// <summary>OwnedBytes counts what the engine allocated: at least the float32 logits [batch, vocab], and more with
+    /// MergeLora (the merged dense copies of the adapted projections).</summary>
+    [Test]
+    public void OwnedBytesCountTheEngineBuffersAndMergedCopies()
+    {
+        using var model = LlamaGolden.LoadBase(LlamaGolden.Nf4Dir);
+        PeftAdapter.Load(model, LlamaGolden.AdapterDir);
+        using var noGrad = no_grad();
+        using var cache = model.NewKvCache(2, 16);
+        using var plain = DecodeEngine.TryCreate(model, cache, out _)!;
+        Assert.That(plain.OwnedBytes, Is.GreaterThanOrEqualTo(2L * model.Config.VocabSize * 4));
+        using var merged = DecodeEngine.TryCreate(model, cache, out _, new DecodeEngineOptions(MergeLora: true))!;
+        var denseBytes = model.Config.NumHiddenLayers * (long)model.Config.HiddenSize * model.Config.HiddenSize * 4;  // at least q and o per layer, float32
+        Assert.That(merged.OwnedBytes, Is.GreaterThan(plain.OwnedBytes + denseBytes));
+    }
+
     [Test]
     public void StepRejectsBadInputs()
     {

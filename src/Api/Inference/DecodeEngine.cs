@@ -55,6 +55,18 @@ public sealed class DecodeEngine : IDisposable
         return (int)n;
     }
 
+    /// <summary>Bytes of the device (or host) memory the engine allocated for itself: per-step inputs, the float32
+    /// logits [max batch, vocab], the kernels' workspace, rotary tables and any weight copies (MergeLora, dtype casts).
+    /// With the model's weights and the KV cache, this is all a decode holds.</summary>
+    public long OwnedBytes
+    {
+        get
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            return _owned.Sum(t => t.numel() * t.element_size());
+        }
+    }
+
     /// <summary>The kernel fusions in force (<see cref="DecodeEngineOptions.Fusions"/>).</summary>
     public DecodeFusions Fusions { get; private set; }
 
