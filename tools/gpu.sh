@@ -66,7 +66,8 @@ check_kernel_filter() {
 }
 
 # gpu-run OUTDIR [bench args]: on the GPU machine (Ubuntu 24.04, libstdc++ new enough: no userland needed).
-# Environment: SLOTHSHARP_TESTS / SLOTHSHARP_SANITIZE / SLOTHSHARP_BENCH (default 1), SLOTHSHARP_DEMO (default 0,
+# Environment: SLOTHSHARP_TESTS / SLOTHSHARP_SANITIZE / SLOTHSHARP_BENCH (default 1), SLOTHSHARP_SM75 (default 1; 0 skips
+# the compute_75 PTX variant's build, a minute of a call that does not test it), SLOTHSHARP_DEMO (default 0,
 # SLOTHSHARP_DEMO_ARGS), SLOTHSHARP_SANITIZE_TIMEOUT (s, default 240), SLOTHSHARP_LIBTORCH (libtorch folder; default
 # the python3 torch package's), SLOTHSHARP_GPU_EXTRA (a script run last, see below).
 cmd_gpu_run() {
@@ -97,12 +98,16 @@ cmd_gpu_run() {
     echo "native build with -Werror: $werror" | tee -a "$out/environment.txt"
     local lib="$ROOT/artifacts/native/runtimes/linux-x64/native/libslothsharp.so"
     cuobjdump --list-elf --list-ptx "$lib" > "$out/cuobjdump.txt" 2>&1 || true
-    log "compute_75-only (PTX) variant, to run the T4 code path on this GPU"
     local rc=0
-    { cmake -S "$ROOT/native" -B "$ROOT/build/native-sm75" -G Ninja -DCMAKE_BUILD_TYPE=Release \
-        -DSLOTH_CUDA_ARCHITECTURES=75-virtual -DSLOTH_WERROR=$werror -DCMAKE_INSTALL_PREFIX="$ROOT/build/sm75-install" \
-      && cmake --build "$ROOT/build/native-sm75" && cmake --install "$ROOT/build/native-sm75"; } >> "$out/native-build.log" 2>&1 \
-      || { log "compute_75 build FAILED (native-build.log)"; rc=1; }
+    if [ "${SLOTHSHARP_SM75:-1}" = 1 ]; then
+        log "compute_75-only (PTX) variant, to run the T4 code path on this GPU"
+        { cmake -S "$ROOT/native" -B "$ROOT/build/native-sm75" -G Ninja -DCMAKE_BUILD_TYPE=Release \
+            -DSLOTH_CUDA_ARCHITECTURES=75-virtual -DSLOTH_WERROR=$werror -DCMAKE_INSTALL_PREFIX="$ROOT/build/sm75-install" \
+          && cmake --build "$ROOT/build/native-sm75" && cmake --install "$ROOT/build/native-sm75"; } >> "$out/native-build.log" 2>&1 \
+          || { log "compute_75 build FAILED (native-build.log)"; rc=1; }
+    else
+        log "compute_75 variant not built (SLOTHSHARP_SM75=0)"
+    fi
     local lib75="$ROOT/build/sm75-install/runtimes/linux-x64/native/libslothsharp.so"
     cuobjdump --list-elf --list-ptx "$lib75" >> "$out/cuobjdump.txt" 2>&1 || true
 
@@ -111,7 +116,7 @@ cmd_gpu_run() {
         log "tests: all (CPU and GPU)"
         SLOTHSHARP_NATIVE_PATH="$lib" run_tests_direct "$tests" "$out/tests-all.log" || rc=1
         log "tests: GPU kernels against the compute_75 PTX build (JIT on this GPU, __CUDA_ARCH__ = 750)"
-        SLOTHSHARP_NATIVE_PATH="$lib75" SLOTHSHARP_EXPECT_ARCH=750 run_tests_direct "$tests" "$out/tests-sm75.log" --filter "TestCategory=Gpu" || rc=1
+        [ "${SLOTHSHARP_SM75:-1}" = 1 ] && { SLOTHSHARP_NATIVE_PATH="$lib75" SLOTHSHARP_EXPECT_ARCH=750 run_tests_direct "$tests" "$out/tests-sm75.log" --filter "TestCategory=Gpu" || rc=1; }
     fi
     if [ "${SLOTHSHARP_SANITIZE:-1}" = 1 ]; then
         local kernels filter=() k
