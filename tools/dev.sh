@@ -10,7 +10,10 @@ cmd_native() {
     [ -n "${SLOTH_WERROR:-}" ] && args+=("-DSLOTH_WERROR=$SLOTH_WERROR")
     # Explicit checks: this function also runs inside `if !`, where `set -e` does not apply.
     cmake "${args[@]}" >/dev/null || return 1
-    cmake --build "$ROOT/build/native" -j "$(nproc)" || return 1
+    # Keep going past a failed file, so that one build reports every compile error (a GPU call costs minutes).
+    local keep=(-- -k)
+    command -v ninja >/dev/null && keep=(-- -k 0)
+    cmake --build "$ROOT/build/native" -j "$(nproc)" "${keep[@]}" || return 1
     cmake --install "$ROOT/build/native" >/dev/null || return 1
     log "native library: $ROOT/artifacts/native/runtimes/linux-x64/native/libslothsharp.so"
 }
