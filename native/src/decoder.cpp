@@ -765,24 +765,24 @@ SLOTH_API sloth_status sloth_decoder_step(void* decoder, int64_t batch) {
     });
 }
 
-SLOTH_API sloth_status sloth_decoder_graph_captures(void* decoder, int64_t* count) {
-    const char* fn = __func__;
+namespace {
+// One of the decoder's int64 counters into *count, both pointers checked (the exports below).
+sloth_status read_counter(const char* fn, void* decoder, int64_t* count, int64_t Decoder::*counter) {
     return guarded(fn, [&] {
         SLOTH_CHECK(require_ptr(fn, decoder, "decoder"));
         SLOTH_CHECK(require_ptr(fn, count, "count"));
-        *count = static_cast<Decoder*>(decoder)->captures;
+        *count = static_cast<Decoder*>(decoder)->*counter;
         return SLOTH_OK;
     });
 }
+}  // namespace
+
+SLOTH_API sloth_status sloth_decoder_graph_captures(void* decoder, int64_t* count) {
+    return read_counter(__func__, decoder, count, &Decoder::captures);
+}
 
 SLOTH_API sloth_status sloth_decoder_kernel_launches(void* decoder, int64_t* count) {
-    const char* fn = __func__;
-    return guarded(fn, [&] {
-        SLOTH_CHECK(require_ptr(fn, decoder, "decoder"));
-        SLOTH_CHECK(require_ptr(fn, count, "count"));
-        *count = static_cast<Decoder*>(decoder)->kernel_launches;
-        return SLOTH_OK;
-    });
+    return read_counter(__func__, decoder, count, &Decoder::kernel_launches);
 }
 
 SLOTH_API sloth_status sloth_decoder_set_programmatic_launch(void* decoder, int32_t enable, int32_t* enabled) {

@@ -173,19 +173,6 @@ SLOTH_GGML_HD float net_max(float a, float b) {
     return (f2u(b) >> 31) ? a : b;
 }
 
-// a < b exactly as IEEE (and .NET) compare floats (false with a NaN, -0 equal to +0), made of integer operations, so
-// that the device compiler cannot turn "if (x < m) m = x" into its float min instruction (which drops a NaN held in
-// m and orders -0 below +0): the running minimum and maximum of a sub-block then follow the host's on any input.
-SLOTH_GGML_HD int32_t order_key(float x) {
-    const uint32_t u = f2u(x);
-    const int32_t magnitude = static_cast<int32_t>(u & 0x7FFFFFFFu);
-    return (u >> 31) ? -magnitude : magnitude;
-}
-SLOTH_GGML_HD bool qless(float a, float b) {
-    if (qisnan(a) || qisnan(b)) return false;
-    return order_key(a) < order_key(b);
-}
-
 SLOTH_GGML_HD int imin(int a, int b) { return a < b ? a : b; }
 SLOTH_GGML_HD int imax(int a, int b) { return a > b ? a : b; }
 
@@ -289,13 +276,13 @@ SLOTH_GGML_HD float make_qkx2_quants(int nmax, const float* x, const float* weig
     float sum_w = weights[0];
     float sum_x = qmul(sum_w, x[0]);
     for (int i = 1; i < n; ++i) {
-        if (qless(x[i], min)) min = x[i];
-        if (qless(max, x[i])) max = x[i];
+        if (x[i] < min) min = x[i];
+        if (x[i] > max) max = x[i];
         const float w = weights[i];
         sum_w = qadd(sum_w, w);
         sum_x = qadd(sum_x, qmul(w, x[i]));
     }
-    if (qless(0.0f, min)) min = 0;
+    if (min > 0) min = 0;
     if (max == min) {
         for (int i = 0; i < n; ++i) l[i] = 0;
         *the_min = qneg(min);
@@ -382,8 +369,8 @@ SLOTH_GGML_HD void quantize_block_q45_k(const float* xb, uint8_t* yb, int nmax, 
         const float av_x = qsqrt(qdiv(sum_x2, 32.0f));
         for (int i = 0; i < 32; ++i) weights[i] = qadd(av_x, qabs(xs[i]));
         scales[j] = make_qkx2_quants(nmax, xs, weights, l + 32 * j, &mins[j], laux, rmin, rdelta, nstep);
-        if (qless(max_scale, scales[j])) max_scale = scales[j];
-        if (qless(max_min, mins[j])) max_min = mins[j];
+        if (scales[j] > max_scale) max_scale = scales[j];
+        if (mins[j] > max_min) max_min = mins[j];
     }
     const float inv_scale = max_scale > 0 ? qdiv(63.0f, max_scale) : 0.0f;
     const float inv_min = max_min > 0 ? qdiv(63.0f, max_min) : 0.0f;

@@ -126,15 +126,19 @@ public class GgufNativeQuantizerTests() : TempDirFixture("gguf-native-quant")
     [TestCase("q4_k_m")]
     [TestCase("q5_k_m")]
     [TestCase("q6_k")]
-    public void ExportThroughTheNativeQuantizerWritesTheSameFile(string typeName)
+    public void ExportThroughTheNativeQuantizerWritesTheSameFile(string typeName) => AssertExportMatchesCSharp(Dir, typeName, CPU);
+
+    /// <summary>A small synthetic model exported as <paramref name="typeName"/> by the C# quantizers and with
+    /// QuantizeDevice = <paramref name="device"/>: the native types were used and the two files are equal.</summary>
+    internal static void AssertExportMatchesCSharp(string dir, string typeName, Device device)
     {
         using var model = SyntheticModel.Create(hidden: 256, intermediate: 512, layers: 2, heads: 4, kvHeads: 2, vocab: 300, tied: false, seed: 11);
         var tokDir = Path.Combine(TestEnv.TinyLlamaDir, "dense");
         var type = GgufOutputTypes.Parse(typeName);
-        var cs = Path.Combine(Dir, $"cs-{typeName}.gguf");
-        var native = Path.Combine(Dir, $"native-{typeName}.gguf");
+        var cs = Path.Combine(dir, $"cs-{typeName}.gguf");
+        var native = Path.Combine(dir, $"{device.type}-{typeName}.gguf");
         GgufExporter.Export(model.Config, model.Tensors, tokDir, cs, new GgufExportOptions { Type = type, Name = "m" });
-        var result = GgufExporter.Export(model.Config, model.Tensors, tokDir, native, new GgufExportOptions { Type = type, Name = "m", QuantizeDevice = CPU });
+        var result = GgufExporter.Export(model.Config, model.Tensors, tokDir, native, new GgufExportOptions { Type = type, Name = "m", QuantizeDevice = device });
         Assert.That(result.TensorTypes.Keys.Any(NativeGgmlQuantizer.Supports), Is.True, "the export used none of the native types");
         Assert.That(File.ReadAllBytes(native), Is.EqualTo(File.ReadAllBytes(cs)));
     }
@@ -247,15 +251,6 @@ public class GgufNativeQuantizerGpuTests() : TempDirFixture("gguf-native-quant-g
 
     [TestCase("q4_k_m")]
     [TestCase("q8_0")]
-    public void ExportQuantizedOnTheGpuWritesTheSameFile(string typeName)
-    {
-        using var model = SyntheticModel.Create(hidden: 256, intermediate: 512, layers: 2, heads: 4, kvHeads: 2, vocab: 300, tied: false, seed: 11);
-        var tokDir = Path.Combine(TestEnv.TinyLlamaDir, "dense");
-        var type = GgufOutputTypes.Parse(typeName);
-        var cs = Path.Combine(Dir, $"cs-{typeName}.gguf");
-        var gpu = Path.Combine(Dir, $"gpu-{typeName}.gguf");
-        GgufExporter.Export(model.Config, model.Tensors, tokDir, cs, new GgufExportOptions { Type = type, Name = "m" });
-        GgufExporter.Export(model.Config, model.Tensors, tokDir, gpu, new GgufExportOptions { Type = type, Name = "m", QuantizeDevice = CUDA });
-        Assert.That(File.ReadAllBytes(gpu), Is.EqualTo(File.ReadAllBytes(cs)));
-    }
+    public void ExportQuantizedOnTheGpuWritesTheSameFile(string typeName) =>
+        GgufNativeQuantizerTests.AssertExportMatchesCSharp(Dir, typeName, CUDA);
 }

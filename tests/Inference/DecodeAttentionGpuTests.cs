@@ -24,12 +24,7 @@ public class DecodeAttentionGpuTests
     {
         using var scope = NewDisposeScope();
         manual_seed(11);
-        var maxLength = len + 37;
-        var q = randn(batch, heads, headDim);
-        var k = randn(batch + 1, kvHeads, maxLength, headDim);
-        var v = randn(batch + 1, kvHeads, maxLength, headDim);
-        var valid = rand(batch + 1, maxLength).gt(0.3);
-        valid.select(1, len).fill_(true);
+        var (q, k, v, valid) = DecodeKernelTests.AttentionInputs(batch, heads, kvHeads, headDim, len, len + 37);
         var scale = 1 / MathF.Sqrt(headDim);
         var expected = DecodeKernelTests.Attention(q, k, v, valid, len, window, scale, softcap, CPU);
         var actual = DecodeKernelTests.Attention(q, k, v, valid, len, window, scale, softcap, CUDA);

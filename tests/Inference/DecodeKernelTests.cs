@@ -57,6 +57,18 @@ public class DecodeKernelTests
         return floats;
     }
 
+    /// <summary>Random float32 q [B, H, D], caches k/v [B + 1, KVH, maxLength, D] (a cache batch larger than the
+    /// step's) and a valid mask [B + 1, maxLength] with ~70% of the keys visible and the current one (len) always.</summary>
+    internal static (Tensor Q, Tensor K, Tensor V, Tensor Valid) AttentionInputs(int batch, int heads, int kvHeads, int headDim, int len, int maxLength)
+    {
+        var q = randn(batch, heads, headDim);
+        var k = randn(batch + 1, kvHeads, maxLength, headDim);
+        var v = randn(batch + 1, kvHeads, maxLength, headDim);
+        var valid = rand(batch + 1, maxLength).gt(0.3);
+        valid.select(1, len).fill_(true);
+        return (q, k, v, valid);
+    }
+
     [TestCase(2, 8, 2, 16, 40, 0, 0f)]
     [TestCase(3, 4, 1, 32, 100, 7, 0f)]
     [TestCase(1, 6, 3, 8, 70, 0, 5f)]
@@ -65,12 +77,7 @@ public class DecodeKernelTests
     {
         using var scope = NewDisposeScope();
         manual_seed(7);
-        var maxLength = len + 5;
-        var q = randn(batch, heads, headDim);
-        var k = randn(batch + 1, kvHeads, maxLength, headDim);  // a cache batch larger than the step's
-        var v = randn(batch + 1, kvHeads, maxLength, headDim);
-        var valid = rand(batch + 1, maxLength).gt(0.3);
-        valid.select(1, len).fill_(true);  // the current token is always visible
+        var (q, k, v, valid) = AttentionInputs(batch, heads, kvHeads, headDim, len, len + 5);
         var scale = 1 / MathF.Sqrt(headDim);
         var output = Attention(q, k, v, valid, len, window, scale, softcap, CPU);
         var expected = ReferenceAttention(q, k.narrow(0, 0, batch), v.narrow(0, 0, batch), valid.narrow(0, 0, batch), len, window, scale, softcap);

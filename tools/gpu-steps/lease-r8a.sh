@@ -3,10 +3,8 @@
 # the GPU; the decode benchmark; export speed (CPU vs --device cuda); Llama-3.1-8B QLoRA step rows.
 set -uo pipefail
 OUT="${1:?usage: lease-r8a.sh OUTDIR}"
-tests="$SLOTHSHARP_APPS/SlothSharp.Tests/SlothSharp.Tests.dll"
-bench="$SLOTHSHARP_APPS/SlothSharp.Bench/SlothSharp.Bench.dll"
+. "$(dirname "$0")/common.sh"
 lib="build/install/runtimes/linux-x64/native/libslothsharp.so"
-summary() { grep -E "^\s*(total|failed|succeeded|skipped):" "$1"; grep -E "^failed " "$1" | head; }
 echo "== kernel resources"
 cuobjdump --dump-resource-usage "$(find build -name libslothsharp.so | head -1)" 2>&1 | grep -A1 -E "nf4_gemv|residual_norm|attention_|qk_prep|dense_gemv" \
     | grep -oE "Function [^ ]+|REG:[0-9]+|SHARED:[0-9]+" | paste - - - | c++filt | cut -c1-220 > "$OUT/kernel-resources.txt"

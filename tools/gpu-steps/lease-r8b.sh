@@ -4,10 +4,7 @@
 # must be off there), compute-sanitizer memcheck on the Sanitize-category decode tests.
 set -uo pipefail
 OUT="${1:?usage: lease-r8b.sh OUTDIR}"
-tests="$SLOTHSHARP_APPS/SlothSharp.Tests/SlothSharp.Tests.dll"
-bench="$SLOTHSHARP_APPS/SlothSharp.Bench/SlothSharp.Bench.dll"
-lib75="$PWD/build/sm75-install/runtimes/linux-x64/native/libslothsharp.so"
-summary() { grep -E "^\s*(total|failed|succeeded|skipped):" "$1"; grep -E "^failed " "$1" | head; }
+. "$(dirname "$0")/common.sh"
 echo "== GPU tests: engine, launch modes, NF4 GEMV"
 timeout 150 dotnet "$tests" --no-progress --filter "TestCategory=Gpu&(FullyQualifiedName~Inference|FullyQualifiedName~Nf4Gemv)" \
     > "$OUT/tests-gpu.log" 2>&1; echo "exit $?"; summary "$OUT/tests-gpu.log"

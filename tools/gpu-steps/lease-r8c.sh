@@ -4,10 +4,8 @@
 # nodes when nsys is present), the families' 100-step fused-vs-reference loss match, and Mistral-7B's step memory.
 set -uo pipefail
 OUT="${1:?usage: lease-r8c.sh OUTDIR}"
-tests="$SLOTHSHARP_APPS/SlothSharp.Tests/SlothSharp.Tests.dll"
-bench="$SLOTHSHARP_APPS/SlothSharp.Bench/SlothSharp.Bench.dll"
+. "$(dirname "$0")/common.sh"
 lib="$(find build -path '*install*' -name libslothsharp.so | grep -v sm75 | head -1)"
-summary() { grep -E "^\s*(total|failed|succeeded|skipped):" "$1"; grep -E "^failed " "$1" | head; }
 echo "== GPU tests: engine, launch modes"
 timeout 120 dotnet "$tests" --no-progress --filter "TestCategory=Gpu&FullyQualifiedName~Inference" > "$OUT/tests-gpu.log" 2>&1; echo "exit $?"
 summary "$OUT/tests-gpu.log"

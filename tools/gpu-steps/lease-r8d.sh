@@ -5,11 +5,7 @@
 # results so far are packed into $DEVOUT/r.tgz (when set), so a call cut short still returns them.
 set -uo pipefail
 OUT="${1:?usage: lease-r8d.sh OUTDIR}"
-tests="$SLOTHSHARP_APPS/SlothSharp.Tests/SlothSharp.Tests.dll"
-bench="$SLOTHSHARP_APPS/SlothSharp.Bench/SlothSharp.Bench.dll"
-lib75="$PWD/build/sm75-install/runtimes/linux-x64/native/libslothsharp.so"
-summary() { grep -E "^\s*(total|failed|succeeded|skipped):" "$1"; grep -E "^failed " "$1" | head; }
-snap() { [ -n "${DEVOUT:-}" ] && tar czf "$DEVOUT/r.tgz" -C "$OUT" . 2>/dev/null; true; }
+. "$(dirname "$0")/common.sh"
 echo "== GPU tests: engine, launch modes, attention"
 timeout 90 dotnet "$tests" --no-progress --filter "TestCategory=Gpu&FullyQualifiedName~Inference" > "$OUT/tests-gpu.log" 2>&1; echo "exit $?"
 summary "$OUT/tests-gpu.log"; snap

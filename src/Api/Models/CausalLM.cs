@@ -188,9 +188,9 @@ public sealed class CausalLM : Module
             if (checkpoint && i % _checkpointInterval == 0)
             {
                 var input = h;
-                var rebuild = i == 0 ? recompute : null;
+                var rebuild = i == 0 && !input.requires_grad ? recompute : null;  // a trainable embedding: kept
                 h = CheckpointedLayerFunction.Run(_model.Layers[i], input, ctx, seed, rebuild);
-                if (!CheckpointedLayerFunction.KeepsInput(input, rebuild)) input.Dispose();
+                if (rebuild is not null) input.Dispose();
             }
             else h = _model.Layers[i].Forward(h, ctx, seed);
         }

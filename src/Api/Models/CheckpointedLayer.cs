@@ -19,21 +19,20 @@ internal sealed class CheckpointedLayerFunction : autograd.SingleTensorFunction<
     public override string Name => "SlothSharp.CheckpointedDecoderLayer";
 
     /// <summary>Runs <paramref name="layer"/> checkpointed (no KV cache). With <paramref name="recompute"/> (the first
-    /// layer, whose input is the embedding output) and an input that needs no gradient (a frozen embedding), the input
-    /// is not kept: backward embeds the kept token ids again (the same bits), so the step holds 8 bytes a token instead
-    /// of 2 × hidden (64 MB for a Mistral-7B step of 8 × 1024 tokens) from the forward to the end of backward. The
-    /// caller may then dispose <paramref name="x"/> once this returns.</summary>
+    /// layer, whose input is the embedding output of a frozen embedding: x needs no gradient) the input is not kept:
+    /// backward embeds the kept token ids again (the same bits), so the step holds 8 bytes a token instead of
+    /// 2 × hidden (64 MB for a Mistral-7B step of 8 × 1024 tokens) from the forward to the end of backward. The caller
+    /// may then dispose <paramref name="x"/> once this returns.</summary>
     public static Tensor Run(DecoderLayer layer, Tensor x, LayerContext ctx, ulong? seed, RecomputableInput? recompute = null)
     {
         ThrowIfFailed();
         var trainable = layer.parameters().Where(p => p.requires_grad).Cast<Tensor>().ToArray();
         if (ctx.Cache is not null) throw new ArgumentException("a KV cache is for inference; checkpointing is for training", nameof(ctx));
-        var call = new Call(layer, ctx, seed, trainable.Length, x.requires_grad, x.requires_grad ? null : recompute);
+        if (recompute is not null && x.requires_grad)
+            throw new ArgumentException("an input that needs a gradient cannot be made again from token ids", nameof(recompute));
+        var call = new Call(layer, ctx, seed, trainable.Length, x.requires_grad, recompute);
         return apply([x, .. trainable, call]);
     }
-
-    /// <summary>Whether a checkpointed call keeps its input or makes it again in backward (see <see cref="Run"/>).</summary>
-    public static bool KeepsInput(Tensor x, RecomputableInput? recompute) => recompute is null || x.requires_grad;
 
     /// <summary>Rethrows an exception that a checkpointed backward caught (it cannot cross the native engine).</summary>
     public static void ThrowIfFailed()

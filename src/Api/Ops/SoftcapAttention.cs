@@ -59,7 +59,7 @@ internal sealed class SoftcapAttentionFunction : SlothFunction<SoftcapAttentionF
             {
                 using var scope = NewDisposeScope();
                 var n = Math.Min(plan.Rows, t - t0);
-                var (_, _, probs) = Probabilities(q.narrow(2, t0, n), kt, Rows(allowed, t0, n), plan);
+                var (_, probs) = Probabilities(q.narrow(2, t0, n), kt, Rows(allowed, t0, n), plan);
                 output.narrow(2, t0, n).copy_(probs.to(q.dtype).matmul(v));
             }
         if (Recording) ctx.save_for_backward([q, k, v, allowed]);
@@ -83,7 +83,7 @@ internal sealed class SoftcapAttentionFunction : SlothFunction<SoftcapAttentionF
             var n = Math.Min(plan.Rows, t - t0);
             var qc = q.narrow(2, t0, n);
             var dout = gradOutput.narrow(2, t0, n);
-            var (_, tanh, p32) = Probabilities(qc, kt, Rows(allowed, t0, n), plan);
+            var (tanh, p32) = Probabilities(qc, kt, Rows(allowed, t0, n), plan);
             dv32.add_(p32.to(q.dtype).transpose(2, 3).matmul(dout).to(ScalarType.Float32));
             // Backward of the eager expression, step by step in its dtypes: the float32 softmax (its gradient rounded
             // to the dtype of its input), then · cap, tanh, / cap, · scale.
@@ -96,14 +96,13 @@ internal sealed class SoftcapAttentionFunction : SlothFunction<SoftcapAttentionF
         return [dq, dk32.to(k.dtype), dv32.to(v.dtype), null];
     }
 
-    /// <summary>One block's raw scores q·kᵀ·scale, tanh(·/cap) and float32 probabilities (all [B, H, n, L]).</summary>
-    private static (Tensor Raw, Tensor Tanh, Tensor Probs) Probabilities(Tensor qc, Tensor kt, Tensor? allowed, SoftcapAttentionPlan plan)
+    /// <summary>One block's tanh(q·kᵀ·scale / cap) (backward's tanh′) and float32 probabilities (both [B, H, n, L]).</summary>
+    private static (Tensor Tanh, Tensor Probs) Probabilities(Tensor qc, Tensor kt, Tensor? allowed, SoftcapAttentionPlan plan)
     {
-        var raw = qc.matmul(kt) * plan.Scale;
-        var tanh = (raw / plan.Cap).tanh();
+        var tanh = (qc.matmul(kt) * plan.Scale / plan.Cap).tanh();
         var scores = tanh * plan.Cap;
         if (allowed is not null) scores = scores.masked_fill(allowed.logical_not(), double.NegativeInfinity);
-        return (raw, tanh, scores.softmax(-1, ScalarType.Float32));
+        return (tanh, scores.softmax(-1, ScalarType.Float32));
     }
 
     private static Tensor? Rows(Tensor? allowed, long t0, long n) => allowed?.narrow(2, t0, n);
