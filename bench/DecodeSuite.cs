@@ -19,7 +19,8 @@ internal static class DecodeSuite
 {
     private const double H100Bandwidth = 3.35e12;
 
-    /// <summary>Options (each optional): --presets a,b  --batches 1,64  --steps N  --prefill N  --fusions None,Norm,AttentionMerge,All.</summary>
+    /// <summary>Options (each optional): --presets a,b  --batches 1,64  --steps N  --prefill N  --fusions None,Norm,AttentionMerge,All
+    /// --omit each|Part,Part (DecodeStepParts; each = one class at a time, then All).</summary>
     public static int Run(string[] args, string results, bool tiny)
     {
         string? Opt(string name) { var i = Array.IndexOf(args, name); return i >= 0 && i + 1 < args.Length ? args[i + 1] : null; }
@@ -38,6 +39,11 @@ internal static class DecodeSuite
         // Kernel fusion sets timed with programmatic launch: --fusions None,All (names of DecodeFusions); default all four.
         var fusionSets = Opt("--fusions")?.Split(',').Select(Enum.Parse<DecodeFusions>).ToArray()
                          ?? [DecodeFusions.None, DecodeFusions.Norm, DecodeFusions.AttentionMerge, DecodeFusions.All];
+        // Diagnostics (CUDA): the step timed again without each kernel class (DecodeEngine.SetOmittedParts, garbage
+        // results), programmatic launch on and no fusion; each difference from the real step is that class's share.
+        DecodeStepParts[] omitSets = Opt("--omit") is not { } om ? []
+            : om == "each" ? Enum.GetValues<DecodeStepParts>().Where(p => p != DecodeStepParts.None).ToArray()
+            : om.Split(',').Select(Enum.Parse<DecodeStepParts>).ToArray();
         var report = new StringBuilder();
         void Line(string s)
         {
@@ -96,13 +102,16 @@ internal static class DecodeSuite
                 }
                 var ids = randint(0, cfg.VocabSize, [b, prompt], ScalarType.Int64, device);
                 var pdlHere = engine.ProgrammaticLaunch;  // the default: on where supported
-                (bool Pdl, DecodeFusions Fusions)[] modes = onCpu
-                    ? [(false, DecodeFusions.None)]
-                    : [.. fusionSets.Select(f => (pdlHere, f)), .. pdlHere ? new[] { (false, DecodeFusions.None) } : []];
-                foreach (var (pdl, fusions) in modes)
+                (bool Pdl, DecodeFusions Fusions, DecodeStepParts Omit)[] modes = onCpu
+                    ? [(false, DecodeFusions.None, DecodeStepParts.None)]
+                    : [.. fusionSets.Select(f => (pdlHere, f, DecodeStepParts.None)),
+                       .. pdlHere ? new[] { (false, DecodeFusions.None, DecodeStepParts.None) } : [],
+                       .. omitSets.Select(o => (pdlHere, DecodeFusions.None, o))];
+                foreach (var (pdl, fusions, omit) in modes)
                 {
                     var on = engine.SetProgrammaticLaunch(pdl);
                     engine.SetFusions(fusions);
+                    engine.SetOmittedParts(omit);
                     cache.Reset();
                     // Only the last position's logits (as the generators do): [b, prompt, vocab] would be ~1 GB at batch 64.
                     var next = model.Logits(model.Forward(ids, null, cache).select(1, prompt - 1)).argmax(-1);
@@ -117,10 +126,12 @@ internal static class DecodeSuite
                     Sync(onCpu);
                     var sec = sw.Elapsed.TotalSeconds;
                     var bound = b / (bytes / H100Bandwidth);
-                    var mode = onCpu ? "" : $"{(on ? ", programmatic launch" : ", plain launch")}, fusions {fusions}";
+                    var mode = onCpu ? "" : $"{(on ? ", programmatic launch" : ", plain launch")}, fusions {fusions}"
+                                            + (omit == DecodeStepParts.None ? "" : $", OMITTING {omit} (timing only)");
                     Line(string.Create(CultureInfo.InvariantCulture,
                         $"  batch {b}{mode}: {steps} steps in {sec * 1e3:F1} ms: {sec / steps * 1e3:F3} ms/step, {b * steps / sec:F0} tokens/s (H100 weight-bandwidth bound {bound:F0} tokens/s), {engine.KernelLaunches} launches/step, graph captures {engine.GraphCaptures}"));
                 }
+                engine.SetOmittedParts(DecodeStepParts.None);
                 if (!onCpu)
                 {
                     // The KV cache's own size: keys and values of every layer, [batch, kv heads, max length, head dim].

@@ -644,6 +644,26 @@ typedef enum sloth_decode_fusion {
    argument. The CPU computes the same values either way (the launch count follows the flags). */
 SLOTH_API sloth_status sloth_decoder_set_fusions(void* decoder, int32_t fusions);
 
+/* Diagnostics: kernel classes of the decode step, bit flags of sloth_decoder_set_omitted. No profiler sees inside a
+   replayed graph on every machine, so the decode benchmark times the step without one class at a time and reads the
+   difference as that class's share of the step. A step with any class omitted computes garbage: timing only. */
+typedef enum sloth_decode_part {
+    SLOTH_DECODE_PART_NONE = 0,
+    SLOTH_DECODE_PART_NORM = 1,       /* the residual RMSNorms run as their own launches (the final norm included) */
+    SLOTH_DECODE_PART_QKV = 2,        /* the q/k/v projections (with a folded norm, if any) */
+    SLOTH_DECODE_PART_QK_PREP = 4,    /* RoPE, q/k norms and the KV-cache write */
+    SLOTH_DECODE_PART_ATTENTION = 8,  /* the walk over the cache and its merge */
+    SLOTH_DECODE_PART_O = 16,         /* the output projection */
+    SLOTH_DECODE_PART_GATE_UP = 32,   /* gate/up projections and the gated activation (with a folded norm, if any) */
+    SLOTH_DECODE_PART_DOWN = 64,      /* the down projection */
+    SLOTH_DECODE_PART_HEAD = 128,     /* the LM head */
+    SLOTH_DECODE_PART_ALL = 255
+} sloth_decode_part;
+
+/* Leaves the given sloth_decode_part classes out of every later step (0, the default, leaves nothing out). A change
+   drops the captured graphs, as for the fusions. Other bits: invalid argument. */
+SLOTH_API sloth_status sloth_decoder_set_omitted(void* decoder, int32_t parts);
+
 /* Waits for the decoder's stream, frees its graphs, stream and host memory. NULL: no-op. */
 SLOTH_API sloth_status sloth_decoder_destroy(void* decoder);
 

@@ -187,6 +187,8 @@ class Decoder {
         const void* weight = nullptr;
     } pending;
     int32_t fusions = SLOTH_DECODE_FUSE_NONE;  // sloth_decode_fusion flags in force
+    int32_t omitted = SLOTH_DECODE_PART_NONE;  // sloth_decode_part classes left out (diagnostics: timing only)
+    bool omitting = false;                     // the section being enqueued is left out: launchers issue nothing
     bool programmatic = false;    // launch the step's kernels with programmatic dependent launch (CUDA, sm_90 kernels)
     bool programmatic_supported = false;
 
@@ -228,6 +230,14 @@ class Decoder {
         return SLOTH_OK;
     }
 
+    // Leaves kernel classes out (sloth_decoder_set_omitted); the captured graphs go, as for the fusions.
+    sloth_status set_omitted(const char* fn, int32_t parts) {
+        if (parts == omitted) return SLOTH_OK;
+        SLOTH_CHECK(drop_graphs(fn));
+        omitted = parts;
+        return SLOTH_OK;
+    }
+
     // Sets the fusions; as for the launch mode, the captured graphs hold the old launches and go.
     sloth_status set_fusions(const char* fn, int32_t f) {
         if (f == fusions) return SLOTH_OK;
@@ -257,11 +267,13 @@ class Decoder {
     // Dense product y[b, :] = x[b, :] w^T: the GEMV kernel, or cuBLASLt past 8 rows on CUDA for f16/bf16.
     // The dense GEMV kernel: launches of 8 activation rows each (decode_gemv.cu).
     sloth_status dense_gemv(const char* fn, const DenseGemvArgs& a) {
+        if (omitting) return SLOTH_OK;
         kernel_launches += (a.batch + 7) / 8;
         return cpu() ? cpu::dense_gemv(fn, a) : cuda::dense_gemv(fn, a, device, stream);
     }
 
     sloth_status dense(const char* fn, const void* x, const void* w, int64_t batch, int64_t k, int64_t m, void* y) {
+        if (omitting) return SLOTH_OK;
         if (!cpu() && batch > SLOTH_NF4_GEMV_MAX_BATCH && s.dtype != SLOTH_DTYPE_F32) {
             const GemmArgs g{false, true, batch, m, k, 1.0f, x, k, w, k, 0.0f, y, m, s.dtype,
                              at<void>(ws.gemm), kGemmWorkspace, SLOTH_GEMM_NO_TUNING};
@@ -273,6 +285,7 @@ class Decoder {
 
     // y = x W^T without the adapter: the NF4 GEMV, NF4 dequantization + GEMM past 8 rows on CUDA, or dense.
     sloth_status product(const char* fn, const Proj& p, const void* x, int64_t batch, void* y) {
+        if (omitting) return SLOTH_OK;
         if (p.kind != SLOTH_WEIGHT_NF4) return dense(fn, x, p.weight, batch, p.in, p.out, y);
         if (cpu() || batch <= SLOTH_NF4_GEMV_MAX_BATCH) {
             const Nf4GemvArgs a{x, s.dtype, batch, p.in, p.out, static_cast<const uint8_t*>(p.weight), p.absmax_codes,
@@ -337,6 +350,7 @@ class Decoder {
     }
 
     sloth_status group(const char* fn, const Nf4GemvGroupArgs& g) {
+        if (omitting) return SLOTH_OK;
         ++kernel_launches;
         return cpu() ? cpu::nf4_gemv_group(fn, g) : cuda::nf4_gemv_group(fn, g, device, stream);
     }
@@ -390,19 +404,24 @@ class Decoder {
     }
 
     sloth_status bias_add(const char* fn, const void* bias, int64_t batch, int64_t cols, void* y) {
-        if (!bias) return SLOTH_OK;
+        if (!bias || omitting) return SLOTH_OK;
         const BiasAddArgs a{s.dtype, batch, cols, y, bias};
         ++kernel_launches;
         return cpu() ? cpu::decode_bias_add(fn, a) : cuda::decode_bias_add(fn, a, device, stream);
     }
 
     sloth_status residual_norm(const char* fn, int64_t batch, const void* delta, const void* delta_norm, const void* w) {
+        if (omitted & SLOTH_DECODE_PART_NORM) return SLOTH_OK;
         const ResidualNormArgs a{s.dtype, batch, s.hidden, eps, unit_offset, h_cur, delta, delta_norm, w, at<void>(ws.y)};
         ++kernel_launches;
         return cpu() ? cpu::decode_residual_norm(fn, a) : cuda::decode_residual_norm(fn, a, device, stream);
     }
 
+    // The launches enqueued from here on belong to `part` (sloth_decode_part): issued unless that class is omitted.
+    void section(int32_t part) { omitting = (omitted & part) != 0; }
+
     sloth_status enqueue(const char* fn, int64_t batch) {
+        section(SLOTH_DECODE_PART_NONE);
         const int64_t e = dtype_size(s.dtype), hd = s.head_dim, qn = s.heads * hd, kvn = s.kv_heads * hd;
         kernel_launches = 1;  // the embedding
         h_cur = at<void>(ws.h);
@@ -416,6 +435,7 @@ class Decoder {
             const void *q, *k, *v;
             int64_t qs, ks, vs;
             const void *qb = nullptr, *kb = nullptr, *vb = nullptr;
+            section(SLOTH_DECODE_PART_QKV);
             if (fused_qkv) {
                 const Proj& pf = L.p[SLOTH_DECODER_PROJ_Q];
                 sloth_status st = SLOTH_OK;
@@ -468,12 +488,20 @@ class Decoder {
                                   qb, kb, vb, L.q_norm, L.k_norm, eps, unit_offset, L.cos, L.sin, positions, length,
                                   at<void>(ws.qr), L.k_cache, L.v_cache, valid};
             const bool merge_in_walk = (fusions & SLOTH_DECODE_FUSE_ATTENTION_MERGE) != 0;
-            kernel_launches += 1 + (merge_in_walk ? 1 : 2);  // q/k preparation; the attention's partials and merge
-            SLOTH_CHECK(cpu() ? cpu::decode_qk_prep(fn, prep) : cuda::decode_qk_prep(fn, prep, device, stream));
+            section(SLOTH_DECODE_PART_QK_PREP);
+            if (!omitting) {
+                ++kernel_launches;
+                SLOTH_CHECK(cpu() ? cpu::decode_qk_prep(fn, prep) : cuda::decode_qk_prep(fn, prep, device, stream));
+            }
             const DecodeAttentionArgs att{at<void>(ws.qr), L.k_cache, L.v_cache, valid, length, s.dtype, batch, s.heads,
                                           s.kv_heads, hd, s.max_length, L.window, attn_scale, attn_softcap,
                                           at<float>(ws.partial), at<int32_t>(ws.arrivals), at<void>(ws.attn), merge_in_walk};
-            SLOTH_CHECK(cpu() ? cpu::decode_attention(fn, att) : cuda::decode_attention(fn, att, device, stream));
+            section(SLOTH_DECODE_PART_ATTENTION);
+            if (!omitting) {
+                kernel_launches += merge_in_walk ? 1 : 2;  // the attention's partials and their merge
+                SLOTH_CHECK(cpu() ? cpu::decode_attention(fn, att) : cuda::decode_attention(fn, att, device, stream));
+            }
+            section(SLOTH_DECODE_PART_O);
             const Proj& o = L.p[SLOTH_DECODER_PROJ_O];
             SLOTH_CHECK(linear(fn, o, at<void>(ws.attn), batch, at<void>(ws.o)));
             SLOTH_CHECK(bias_add(fn, o.bias, batch, s.hidden, at<void>(ws.o)));
@@ -481,6 +509,7 @@ class Decoder {
             // MLP: act(gate) * up into ws.act. In one launch when the gated NF4 GEMV applies; else gate and up side by
             // side per row (fused: one [batch, 2I] product; else two [batch, I] blocks, grouped when NF4 alike), then
             // the gated activation.
+            section(SLOTH_DECODE_PART_GATE_UP);
             const Proj& pg = L.p[SLOTH_DECODER_PROJ_GATE];
             const Proj& pu = L.p[SLOTH_DECODER_PROJ_UP];
             sloth_status gst = SLOTH_OK;
@@ -522,26 +551,34 @@ class Decoder {
                     gate = gu, up = upp, stride = s.inter;
                 }
                 const GatedActArgs act{s.dtype, activation, batch, s.inter, gate, up, stride, at<void>(ws.act)};
-                ++kernel_launches;
-                SLOTH_CHECK(cpu() ? cpu::decode_gated_act(fn, act) : cuda::decode_gated_act(fn, act, device, stream));
+                if (!omitting) {
+                    ++kernel_launches;
+                    SLOTH_CHECK(cpu() ? cpu::decode_gated_act(fn, act) : cuda::decode_gated_act(fn, act, device, stream));
+                }
             }
+            section(SLOTH_DECODE_PART_DOWN);
             const Proj& down = L.p[SLOTH_DECODER_PROJ_DOWN];
             SLOTH_CHECK(linear(fn, down, at<void>(ws.act), batch, at<void>(ws.o)));
             SLOTH_CHECK(bias_add(fn, down.bias, batch, s.hidden, at<void>(ws.o)));
             const void* next = li + 1 < layers.size() ? layers[li + 1].norm[0] : final_norm;
             norm_due(at<void>(ws.o), L.norm[3], next);
+            section(SLOTH_DECODE_PART_NONE);
         }
         SLOTH_CHECK(flush_norm(fn, batch));  // the final norm: the LM head reads ws.y
         // LM head: float32(to_dtype(y W^T)), soft-capped.
+        section(SLOTH_DECODE_PART_HEAD);
         if (!cpu() && batch > SLOTH_NF4_GEMV_MAX_BATCH && s.dtype != SLOTH_DTYPE_F32) {
             SLOTH_CHECK(dense(fn, at<void>(ws.y), lm_head, batch, s.hidden, s.vocab, at<void>(ws.logits)));
             const LogitsFinishArgs fin{s.dtype, batch * s.vocab, at<void>(ws.logits), final_softcap, logits};
-            ++kernel_launches;
-            SLOTH_CHECK(cuda::decode_logits_finish(fn, fin, device, stream));
+            if (!omitting) {
+                ++kernel_launches;
+                SLOTH_CHECK(cuda::decode_logits_finish(fn, fin, device, stream));
+            }
         } else {
             SLOTH_CHECK(dense_gemv(fn, DenseGemvArgs{at<void>(ws.y), lm_head, s.dtype, batch, s.hidden, s.vocab, 1.0f, false,
                                                      true, final_softcap, logits}));
         }
+        section(SLOTH_DECODE_PART_NONE);
         ++kernel_launches;  // the length increment
         return cpu() ? cpu::decode_increment(fn, length) : cuda::decode_increment(fn, length, device, stream);
     }
@@ -794,6 +831,17 @@ SLOTH_API sloth_status sloth_decoder_set_programmatic_launch(void* decoder, int3
         SLOTH_CHECK(d->set_programmatic(fn, enable != 0));
         *enabled = d->programmatic ? 1 : 0;
         return SLOTH_OK;
+    });
+}
+
+SLOTH_API sloth_status sloth_decoder_set_omitted(void* decoder, int32_t parts) {
+    const char* fn = __func__;
+    return guarded(fn, [&] {
+        SLOTH_CHECK(require_ptr(fn, decoder, "decoder"));
+        if ((parts & ~SLOTH_DECODE_PART_ALL) != 0)
+            return fail(SLOTH_ERROR_INVALID_ARGUMENT, "%s: parts %d has bits outside SLOTH_DECODE_PART_ALL (%d)", fn,
+                        static_cast<int>(parts), static_cast<int>(SLOTH_DECODE_PART_ALL));
+        return static_cast<Decoder*>(decoder)->set_omitted(fn, parts);
     });
 }
 

@@ -144,6 +144,47 @@ public class DecodeEngineTests
         return engine.KernelLaunches;
     }
 
+    /// <summary>The timing diagnostic: each omitted kernel class takes exactly its launches out of the step (two NF4
+    /// layers: norms 2 per layer + the final one, q/k/v 1, qk_prep 1, attention 2, o 1, gate/up 1, down 1 per layer,
+    /// the head 1); All leaves the embedding and the length increment; None gives the real step's logits again, bit
+    /// for bit; unknown bits are refused.</summary>
+    [Test]
+    public void OmittedPartsTakeOutTheirLaunchesAndNoneRestoresTheStep()
+    {
+        using var model = LlamaGolden.LoadBase(LlamaGolden.Nf4Dir);
+        using var noGrad = no_grad();
+        using var scope = NewDisposeScope();
+        using var cache = model.NewKvCache(1, 16);
+        using var engine = DecodeEngine.TryCreate(model, cache, out var why)!;
+        Assert.That(why, Is.Null);
+        var ids = full([1, 3], 5L, ScalarType.Int64);
+        Tensor Step(DecodeStepParts omit)
+        {
+            engine.SetOmittedParts(omit);
+            cache.Reset();
+            model.Forward(ids, null, cache);
+            return engine.Step(full([1], 7L, ScalarType.Int64), full([1], 3L, ScalarType.Int64)).clone();
+        }
+        var real = Step(DecodeStepParts.None);
+        var full9 = 9 * 2 + 4;
+        Assert.That(engine.KernelLaunches, Is.EqualTo(full9));
+        var expected = new Dictionary<DecodeStepParts, int>
+        {
+            [DecodeStepParts.Norm] = 2 * 2 + 1, [DecodeStepParts.Qkv] = 2, [DecodeStepParts.QkPrep] = 2,
+            [DecodeStepParts.Attention] = 4, [DecodeStepParts.O] = 2, [DecodeStepParts.GateUp] = 2,
+            [DecodeStepParts.Down] = 2, [DecodeStepParts.Head] = 1, [DecodeStepParts.All] = full9 - 2,
+        };
+        foreach (var (part, launches) in expected)
+        {
+            Step(part);
+            Assert.That(engine.KernelLaunches, Is.EqualTo(full9 - launches), part.ToString());
+            Assert.That(engine.OmittedParts, Is.EqualTo(part));
+        }
+        var again = Step(DecodeStepParts.None);
+        Assert.That(again.equal(real).all().item<bool>(), Is.True, "None gives the real step back");
+        Assert.Throws<ArgumentOutOfRangeException>(() => engine.SetOmittedParts((DecodeStepParts)256));
+    }
+
     /// <summary>On the CPU the fusions change the launch count only: the same logits, bit for bit, for every family
     /// with its adapter and without; unknown flags are refused.</summary>
     [TestCaseSource(typeof(FamilyGolden), nameof(FamilyGolden.Families))]

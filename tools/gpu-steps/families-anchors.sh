@@ -5,6 +5,7 @@
 #   mkdir -p .bnb && git -C <bitsandbytes git dir> archive --format=tar.gz -o "$PWD/.bnb/bitsandbytes-src.tar.gz" HEAD
 # — .bnb is ignored through .git/info/exclude — and name .bnb in the call's carry) and is built there for sm_90 while
 # SlothSharp's rows run. Shapes: ANCHOR_SHAPES (default: the four that fit one call; run the rest in a second call).
+# ROW_SHAPES (default: the anchor shapes) chooses SlothSharp's rows, which may include shapes without an anchor.
 # Writes $OUT/anchors.log (HFSTEP lines), $OUT/rows.log (STEPROW lines), $OUT/bnb-build.log.
 set -uo pipefail
 OUT="${1:?usage: families-anchors.sh OUTDIR}"
@@ -19,7 +20,7 @@ tar xzf .bnb/bitsandbytes-src.tar.gz -C "$B/src" || { echo "no .bnb/bitsandbytes
 bnb_pid=$!
 ckpt_of() { case "$1" in mistral-7b|llama-3.1-8b) echo 1 ;; *) echo 0 ;; esac; }
 echo "== SlothSharp rows"
-for s in $shapes; do
+for s in ${ROW_SHAPES:-$shapes}; do
     PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True timeout 120 dotnet "$bench" --results "$OUT" --suite step-row --shape "$s" \
         --path fused --checkpointing "$(ckpt_of "$s")" >> "$OUT/rows.log" 2>&1; echo "$s exit $?"
 done

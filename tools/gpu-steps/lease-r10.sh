@@ -16,6 +16,9 @@ timeout 200 dotnet "$tests" --no-progress --filter "TestCategory=Gpu&(FullyQuali
 echo "== decode benchmark: fusions one by one, same lease"
 timeout 150 dotnet "$bench" --suite decode --results "$OUT" > "$OUT/decode-bench.log" 2>&1; echo "exit $?"
 grep -E "batch|prefill|memory" "$OUT/decode-bench.log"; snap
+echo "== where a step's time goes: the step without each kernel class (DecodeEngine.SetOmittedParts; timing only)"
+timeout 100 dotnet "$bench" --suite decode --presets llama-3.2-1b --prefill 0 --fusions None --omit each --results "$OUT/omit" \
+    > "$OUT/decode-omit.log" 2>&1; echo "exit $?"; grep -E "batch" "$OUT/decode-omit.log"; snap
 echo "== Gemma 2 soft-capped attention: eager vs blocks (issue 22: measure and choose)"
 timeout 90 dotnet "$bench" --suite softcap --results "$OUT" > "$OUT/softcap.log" 2>&1; echo "exit $?"; grep -E "eager|blocks" "$OUT/softcap.log"
 kill $smi 2>/dev/null; snap

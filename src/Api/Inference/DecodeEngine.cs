@@ -81,6 +81,21 @@ public sealed class DecodeEngine : IDisposable
         Fusions = fusions;
     }
 
+    /// <summary>The kernel classes left out of every step (<see cref="SetOmittedParts"/>); None for a real step.</summary>
+    public DecodeStepParts OmittedParts { get; private set; }
+
+    /// <summary>Diagnostics, for timing only: leaves the given kernel classes out of every later step, which then
+    /// computes garbage (see <see cref="DecodeStepParts"/>); None restores the real step. The captured graphs are
+    /// dropped, as for <see cref="SetFusions"/>.</summary>
+    public void SetOmittedParts(DecodeStepParts parts)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if ((parts & ~DecodeStepParts.All) != 0)
+            throw new ArgumentOutOfRangeException(nameof(parts), parts, $"unknown parts; combine {string.Join(", ", Enum.GetNames<DecodeStepParts>())}");
+        Native.DecoderSetOmitted(_handle.DangerousGetHandle(), (int)parts);
+        OmittedParts = parts;
+    }
+
     /// <summary>Whether the step's kernels are launched with programmatic dependent launch (see
     /// <see cref="DecodeEngineOptions.ProgrammaticLaunch"/>): the option, where this GPU and library build support it.</summary>
     public bool ProgrammaticLaunch { get; private set; }

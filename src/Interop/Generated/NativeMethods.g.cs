@@ -78,6 +78,21 @@ public enum SlothDecodeFusion : int
     All = 3,
 }
 
+/// <summary>The C enum <c>sloth_decode_part</c> of slothsharp.h.</summary>
+public enum SlothDecodePart : int
+{
+    None = 0,
+    Norm = 1,
+    Qkv = 2,
+    QkPrep = 4,
+    Attention = 8,
+    O = 16,
+    GateUp = 32,
+    Down = 64,
+    Head = 128,
+    All = 255,
+}
+
 /// <summary>The #define constants of slothsharp.h (SLOTH_NF4_BLOCKSIZE_MIN -> Nf4BlocksizeMin).</summary>
 public static class SlothConstants
 {
@@ -977,6 +992,23 @@ public static unsafe partial class Native
     {
         EnsureLoaded();
         return sloth_decoder_set_fusions(decoder, fusions);
+    }
+
+    [LibraryImport(LibraryName, EntryPoint = "sloth_decoder_set_omitted")]
+    private static partial SlothStatus sloth_decoder_set_omitted(nint decoder, int parts);
+
+    /// <summary><c>sloth_decoder_set_omitted</c>; throws the typed exception for a non-OK status.</summary>
+    internal static void DecoderSetOmitted(nint decoder, int parts)
+    {
+        EnsureLoaded();
+        Check(sloth_decoder_set_omitted(decoder, parts));
+    }
+
+    /// <summary><c>sloth_decoder_set_omitted</c>, returning its status (the thread's message: <see cref="LastErrorMessage"/>).</summary>
+    internal static SlothStatus TryDecoderSetOmitted(nint decoder, int parts)
+    {
+        EnsureLoaded();
+        return sloth_decoder_set_omitted(decoder, parts);
     }
 
     [LibraryImport(LibraryName, EntryPoint = "sloth_decoder_destroy")]
