@@ -201,8 +201,9 @@ SLOTH_API sloth_status sloth_nf4_gemv(const void* x, sloth_dtype dtype, int64_t 
  * to back (row by row) and must not overlap x. rows >= 1.
  * Host memory (device = -1; the blocks are split over the CPU cores) or a CUDA device (x and out there; one launch on
  * `stream`, one thread per block, no allocation, no sync). Both run the same per-block code with every float
- * operation rounded separately (no FMA contraction), so they give the same bytes for finite input; for NaN input the
- * GPU may differ (it makes NaNs canonical where the CPU keeps their payload).
+ * operation rounded separately (no FMA contraction), so they give the same bytes for finite input; for NaN or
+ * infinite input the GPU's bytes are unspecified (it makes NaNs canonical where the CPU keeps their payload, and
+ * Q4_K/Q5_K blocks then differ): quantize such input on the CPU, as SlothSharp's exporter does.
  */
 SLOTH_API sloth_status sloth_ggml_quantize(const float* x, int64_t rows, int64_t row_length, int32_t ggml_type,
                                            void* out, int32_t device, void* stream);

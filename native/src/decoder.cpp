@@ -12,9 +12,9 @@
 // activation at the end) + down 1 + the two residual RMSNorms 2 = 9] + final norm 1 + LM head 1 + length increment 1
 // = 9 L + 4. The fusions (sloth_decoder_set_fusions, off by default) take 3 more per layer: FUSE_NORM computes each
 // residual norm in the grouped GEMV that reads it (-2), FUSE_ATTENTION_MERGE merges the partials in the attention's
-// last block (-1): 6 L + 4 with both. Round 9 measured both on against none on the H100 (Llama-3.2-1B, L = 16: 100
-// launches against 148): 23% slower at batch 1, 6% faster at batch 64; so they are switches, timed one by one
-// (bench --suite decode), until each has earned its default. History: 13 L + 4 with q, k, v, gate, up and the
+// last block (-1): 6 L + 4 with both. Round 10 timed each on the H100 (Llama-3.2-1B, L = 16, one lease): at batch 1
+// 817 tokens/s with none, 653 with FUSE_NORM, 684 with FUSE_ATTENTION_MERGE, 566 with both; no gain at batch 64. So
+// they stay switches, off by default (bench --suite decode --fusions times them on other GPUs). History: 13 L + 4 with q, k, v, gate, up and the
 // activation apart (212). A LoRA adapter adds 2 per adapted projection and keeps the activation apart when gate or up
 // is adapted (or has a bias); dense weights are not grouped, so their norms run apart.
 // kernel_launches (sloth_decoder_kernel_launches) counts what the last enqueued step issued.

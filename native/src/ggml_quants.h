@@ -16,9 +16,10 @@
 //    not be built with -ftz=true or --use_fast_math (refused below where nvcc says so).
 //  - NaN bits reach the output (nearest_int's mantissa trick, the f16 payload), and NaNs arise from finite input
 //    (0 * inf after an overflowing reciprocal of a subnormal range). The device helpers return the NaN that x86 SSE
-//    returns (x86_result below), so the bytes agree there too. The one case left: an operation whose two operands are
-//    both NaNs with different bits (only possible with NaN input), where SSE keeps the first operand's and the host
-//    compiler or the .NET JIT may have swapped the operands of a commutative operation.
+//    returns (x86_result below) where NaNs arise from finite input. For NaN input they were not enough: on the H100 a
+//    NaN-led Q4_K/Q5_K sub-block still got other bytes than x86 (round 10, bench/results/2026-12-06-h100-round10), so
+//    the device's bytes for NaN input are unspecified (slothsharp.h) and the managed wrapper (NativeGgmlQuantizer)
+//    quantizes a non-finite tensor on the CPU. Finite input, subnormal sub-blocks included, gives the same bytes.
 #pragma once
 
 #include <stdint.h>

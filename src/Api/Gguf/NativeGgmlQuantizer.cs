@@ -7,8 +7,10 @@ namespace SlothSharp.Gguf;
 /// <summary>
 /// ggml's Q8_0, Q4_K, Q5_K and Q6_K quantizers in libslothsharp (<c>sloth_ggml_quantize</c>): one per-block code path
 /// compiled for the CPU and for CUDA, byte-identical to the C# quantizers of <see cref="GgmlQuantizer"/> (and so to
-/// llama.cpp's reference quantizers). The exporter uses it to quantize on a GPU, where a K-quant export of an 8B model
-/// takes a fraction of the CPU's 15-20 s; the C# path stays the default on the CPU.
+/// llama.cpp's reference quantizers). The exporter uses it to quantize on a GPU (<see cref="GgufExportOptions.QuantizeDevice"/>).
+/// The float32 input lives on the host, so a GPU export pays the copies both ways and CUDA's start-up: on the H100
+/// machine's 16 cores the C# path was faster at the 1B shape (quantize stage 2.3 s against 5.9 s,
+/// bench/results/2026-12-06-h100-round10); the GPU pays on hosts with few cores. The C# path stays the default.
 /// </summary>
 internal static class NativeGgmlQuantizer
 {
@@ -19,7 +21,8 @@ internal static class NativeGgmlQuantizer
     /// Quantizes a float32 tensor of whole rows of <paramref name="rowLength"/> values (contiguous, row-major; on the
     /// CPU or a CUDA device; the computation runs where the tensor is) into <paramref name="destination"/> (host
     /// memory, exactly rows × <see cref="GgmlTypeInfo.RowBytes"/> bytes). A CUDA call synchronizes: it returns once
-    /// the bytes have been copied back.
+    /// the bytes have been copied back. A CUDA tensor holding NaN or ±infinity is quantized on the CPU, so the bytes
+    /// are the CPU's (and llama.cpp's) whatever the input.
     /// </summary>
     public static void Quantize(Tensor x, long rowLength, GgmlType type, Span<byte> destination)
     {
@@ -37,6 +40,18 @@ internal static class NativeGgmlQuantizer
                     Native.GgmlQuantize(TensorInterop.DataPtr(x), rows, rowLength, (int)type, (nint)dst, -1, 0);
             }
             GC.KeepAlive(x);
+            return;
+        }
+        // NaN or infinite input goes to the CPU twin: on the H100 the device's canonical NaNs gave other Q4_K/Q5_K bytes
+        // than x86 at a NaN-led sub-block even with x86's NaN results chosen by integer tests (ggml_quants.h;
+        // bench/results/2026-12-06-h100-round10), and the header leaves the device's bytes for NaN input unspecified.
+        // One reduction and one small read; finite input (subnormal sub-blocks included) agrees on the GPU.
+        bool finite;
+        using (var all = isfinite(x).all()) finite = all.item<bool>();
+        if (!finite)
+        {
+            using var onCpu = x.cpu();
+            Quantize(onCpu, rowLength, type, destination);
             return;
         }
         using var bytes = empty(destination.Length, ScalarType.Byte, x.device);

@@ -3,9 +3,10 @@ namespace SlothSharp.Inference;
 /// <summary>
 /// Kernel fusions of a <see cref="DecodeEngine"/>'s step (<see cref="DecodeEngineOptions.Fusions"/>,
 /// <see cref="DecodeEngine.SetFusions"/>). Each removes launches by doing their work inside another kernel, and leaves
-/// every output bit unchanged; whether that pays depends on the batch size and the GPU (on the H100, both together
-/// made a batch-1 Llama-3.2-1B step 23% slower and a batch-64 step 6% faster, bench/results/2026-12-06-h100-round9),
-/// so they are off by default and the decode benchmark times each.
+/// every output bit unchanged; whether that pays depends on the batch size and the GPU. On the H100 (Llama-3.2-1B,
+/// bench/results/2026-12-06-h100-round10) each was slower at batch 1 (Norm 653, AttentionMerge 684, both 566 tokens/s
+/// against 817 with none) and none was faster at batch 64, so they are off by default; the decode benchmark times
+/// each (<c>--fusions</c>) for other GPUs and shapes.
 /// </summary>
 [Flags]
 public enum DecodeFusions
