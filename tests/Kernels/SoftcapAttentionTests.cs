@@ -65,6 +65,26 @@ public class SoftcapAttentionTests
             Assert.That(TestEnv.RelativeError(ag[i], eg[i]), Is.LessThanOrEqualTo(gradTol), names[i]);
     }
 
+    /// <summary>Each block works on the key columns its rows may attend to: a causal mask over the last t of l keys
+    /// gives block i the columns up to its last row's position, a sliding window starts later, a block whose rows
+    /// attend to nothing (and no mask) keeps every key.</summary>
+    [Test]
+    public void BlocksSkipTheKeysTheirRowsCannotSee()
+    {
+        using var scope = NewDisposeScope();
+        const long t = 10, l = 14, rows = 4;  // blocks: rows 0-3, 4-7, 8-9 at positions 4.., i.e. keys <= 7, 11, 13
+        var qpos = arange(l - t, l, 1, ScalarType.Int64).view(1, 1, t, 1);
+        var kpos = arange(0, l, 1, ScalarType.Int64).view(1, 1, 1, l);
+        var causal = kpos.le(qpos).expand(2, 1, t, l);
+        Assert.That(SoftcapAttentionFunction.KeySpans(causal, t, l, rows), Is.EqualTo(new[] { (0L, 8L), (0L, 12L), (0L, 14L) }));
+        var window = (kpos.le(qpos) & kpos.gt(qpos - 3)).expand(2, 1, t, l);  // keys (pos - 3, pos]
+        Assert.That(SoftcapAttentionFunction.KeySpans(window, t, l, rows), Is.EqualTo(new[] { (2L, 6L), (6L, 6L), (10L, 4L) }));
+        var none = causal.clone();
+        none.narrow(2, 4, 4).fill_(false);
+        Assert.That(SoftcapAttentionFunction.KeySpans(none, t, l, rows)[1], Is.EqualTo((0L, l)), "a block that sees nothing keeps every key");
+        Assert.That(SoftcapAttentionFunction.KeySpans(null, t, l, rows), Is.EqualTo(new[] { (0L, l), (0L, l), (0L, l) }));
+    }
+
     [Test]
     public void BadArgumentsAreRefusedByName()
     {

@@ -9,7 +9,9 @@ namespace SlothSharp.Ops;
 /// soft-cap): s = cap·tanh(q·kᵀ·scale / cap) in the dtype, masked to -inf where not allowed, softmax in float32,
 /// probabilities rounded to the dtype, times v. The eager path keeps several [B, H, T, L] tensors per layer for
 /// backward (scores, tanh, float32 probabilities, their cast); this keeps q, k, v and the mask, and holds one block's
-/// scores at a time (about 2^24 elements) in either direction, for a third matmul per block in backward.
+/// scores at a time (about 2^24 elements) in either direction, for a third matmul per block in backward. A block
+/// works only on the keys its rows may attend to (the span of the mask's allowed columns over its rows): past them
+/// every probability is exactly 0, so a causal mask costs about half the full square and a sliding window less.
 /// <see cref="Models.DecoderKernels"/> puts it in place of the eager path in the fused kernel set.
 /// </summary>
 public static class SoftcapAttention
@@ -54,13 +56,15 @@ internal sealed class SoftcapAttentionFunction : SlothFunction<SoftcapAttentionF
         var (q, k, v, allowed) = (inputs[0]!, inputs[1]!, inputs[2]!, inputs[3]);
         var t = q.shape[2];
         var output = empty_like(q);
+        var keys = KeySpans(allowed, t, k.shape[2], plan.Rows);
         using (var kt = k.transpose(2, 3))
-            for (long t0 = 0; t0 < t; t0 += plan.Rows)
+            for (long t0 = 0, i = 0; t0 < t; t0 += plan.Rows, i++)
             {
                 using var scope = NewDisposeScope();
                 var n = Math.Min(plan.Rows, t - t0);
-                var (_, probs) = Probabilities(q.narrow(2, t0, n), kt, Rows(allowed, t0, n), plan);
-                output.narrow(2, t0, n).copy_(probs.to(q.dtype).matmul(v));
+                var (c0, c) = keys[i];
+                var (_, probs) = Probabilities(q.narrow(2, t0, n), kt.narrow(3, c0, c), Block(allowed, t0, n, c0, c), plan);
+                output.narrow(2, t0, n).copy_(probs.to(q.dtype).matmul(v.narrow(2, c0, c)));
             }
         if (Recording) ctx.save_for_backward([q, k, v, allowed]);
         return output;
@@ -77,21 +81,23 @@ internal sealed class SoftcapAttentionFunction : SlothFunction<SoftcapAttentionF
         using var dv32 = zeros(v.shape, ScalarType.Float32, v.device);
         using var kt = k.transpose(2, 3);
         using var vt = v.transpose(2, 3);
-        for (long t0 = 0; t0 < t; t0 += plan.Rows)
+        var keys = KeySpans(allowed, t, k.shape[2], plan.Rows);
+        for (long t0 = 0, i = 0; t0 < t; t0 += plan.Rows, i++)
         {
             using var scope = NewDisposeScope();
             var n = Math.Min(plan.Rows, t - t0);
+            var (c0, c) = keys[i];
             var qc = q.narrow(2, t0, n);
             var dout = gradOutput.narrow(2, t0, n);
-            var (tanh, p32) = Probabilities(qc, kt, Rows(allowed, t0, n), plan);
-            dv32.add_(p32.to(q.dtype).transpose(2, 3).matmul(dout).to(ScalarType.Float32));
+            var (tanh, p32) = Probabilities(qc, kt.narrow(3, c0, c), Block(allowed, t0, n, c0, c), plan);
+            dv32.narrow(2, c0, c).add_(p32.to(q.dtype).transpose(2, 3).matmul(dout).to(ScalarType.Float32));
             // Backward of the eager expression, step by step in its dtypes: the float32 softmax (its gradient rounded
             // to the dtype of its input), then · cap, tanh, / cap, · scale.
-            var dp = dout.matmul(vt).to(ScalarType.Float32);
+            var dp = dout.matmul(vt.narrow(3, c0, c)).to(ScalarType.Float32);
             var ds = (p32 * (dp - (dp * p32).sum(-1, keepdim: true))).to(q.dtype);
             var draw = ds * plan.Cap * (1 - tanh * tanh) / plan.Cap * plan.Scale;
-            dq.narrow(2, t0, n).copy_(draw.matmul(k));
-            dk32.add_(draw.transpose(2, 3).matmul(qc).to(ScalarType.Float32));
+            dq.narrow(2, t0, n).copy_(draw.matmul(k.narrow(2, c0, c)));
+            dk32.narrow(2, c0, c).add_(draw.transpose(2, 3).matmul(qc).to(ScalarType.Float32));
         }
         return [dq, dk32.to(k.dtype), dv32.to(v.dtype), null];
     }
@@ -105,5 +111,29 @@ internal sealed class SoftcapAttentionFunction : SlothFunction<SoftcapAttentionF
         return (tanh, scores.softmax(-1, ScalarType.Float32));
     }
 
-    private static Tensor? Rows(Tensor? allowed, long t0, long n) => allowed?.narrow(2, t0, n);
+    /// <summary>The mask of one block: rows [t0, t0 + n), key columns [c0, c0 + c).</summary>
+    private static Tensor? Block(Tensor? allowed, long t0, long n, long c0, long c) => allowed?.narrow(2, t0, n).narrow(3, c0, c);
+
+    /// <summary>Per block of <paramref name="rows"/> query rows: the first key column any of its rows may attend to
+    /// (in any batch row or head) and the count up to the last such column. Without a mask, or for a block with no
+    /// allowed key at all (its rows are NaN, as on the eager path), every key. One small device-to-host read.</summary>
+    internal static (long Start, long Count)[] KeySpans(Tensor? allowed, long t, long l, long rows)
+    {
+        var blocks = (t + rows - 1) / rows;
+        var spans = new (long Start, long Count)[blocks];
+        Array.Fill(spans, (0L, l));
+        if (allowed is null) return spans;
+        using var scope = NewDisposeScope();
+        var any = allowed.any(0).any(0);  // [T, L]
+        var perBlock = stack(Enumerable.Range(0, (int)blocks).Select(i => any.narrow(0, i * rows, Math.Min(rows, t - i * rows)).any(0)).ToArray());
+        var column = arange(l, ScalarType.Int64, allowed.device).unsqueeze(0);
+        var first = column.masked_fill(perBlock.logical_not(), l).amin(1);
+        var end = (column + 1).masked_fill(perBlock.logical_not(), 0).amax(1);
+        var host = stack([first, end]).cpu();
+        var f = host[0].data<long>().ToArray();
+        var e = host[1].data<long>().ToArray();
+        for (var i = 0; i < blocks; i++)
+            if (e[i] > f[i]) spans[i] = (f[i], e[i] - f[i]);
+        return spans;
+    }
 }
