@@ -20,7 +20,8 @@ internal static class DecodeSuite
     private const double H100Bandwidth = 3.35e12;
 
     /// <summary>Options (each optional): --presets a,b  --batches 1,64  --steps N  --prefill N  --fusions None,Norm,AttentionMerge,All
-    /// --omit each|Part,Part (DecodeStepParts; each = one class at a time, then All).</summary>
+    /// --omit each|Part,Part (DecodeStepParts; each = one class at a time, then All)
+    /// --only each|Part,Part (the step with nothing but that class: every other one omitted).</summary>
     public static int Run(string[] args, string results, bool tiny)
     {
         string? Opt(string name) { var i = Array.IndexOf(args, name); return i >= 0 && i + 1 < args.Length ? args[i + 1] : null; }
@@ -44,6 +45,12 @@ internal static class DecodeSuite
         DecodeStepParts[] omitSets = Opt("--omit") is not { } om ? []
             : om == "each" ? Enum.GetValues<DecodeStepParts>().Where(p => p != DecodeStepParts.None).ToArray()
             : om.Split(',').Select(Enum.Parse<DecodeStepParts>).ToArray();
+        // --only: each class alone (all others omitted), its launches back to back without the rest of the step
+        // around them: the class's own time, free of the overlap with its neighbours that --omit's differences keep.
+        var singles = Enum.GetValues<DecodeStepParts>().Where(p => p is not DecodeStepParts.None and not DecodeStepParts.All).ToArray();
+        if (Opt("--only") is { } only)
+            omitSets = [.. omitSets, .. (only == "each" ? singles : only.Split(',').Select(Enum.Parse<DecodeStepParts>))
+                                         .Select(p => DecodeStepParts.All & ~p)];
         var report = new StringBuilder();
         void Line(string s)
         {
@@ -103,7 +110,7 @@ internal static class DecodeSuite
                 var ids = randint(0, cfg.VocabSize, [b, prompt], ScalarType.Int64, device);
                 var pdlHere = engine.ProgrammaticLaunch;  // the default: on where supported
                 (bool Pdl, DecodeFusions Fusions, DecodeStepParts Omit)[] modes = onCpu
-                    ? [(false, DecodeFusions.None, DecodeStepParts.None)]
+                    ? [(false, DecodeFusions.None, DecodeStepParts.None), .. omitSets.Select(o => (false, DecodeFusions.None, o))]
                     : [.. fusionSets.Select(f => (pdlHere, f, DecodeStepParts.None)),
                        .. pdlHere ? new[] { (false, DecodeFusions.None, DecodeStepParts.None) } : [],
                        .. omitSets.Select(o => (pdlHere, DecodeFusions.None, o))];
@@ -126,8 +133,7 @@ internal static class DecodeSuite
                     Sync(onCpu);
                     var sec = sw.Elapsed.TotalSeconds;
                     var bound = b / (bytes / H100Bandwidth);
-                    var mode = onCpu ? "" : $"{(on ? ", programmatic launch" : ", plain launch")}, fusions {fusions}"
-                                            + (omit == DecodeStepParts.None ? "" : $", OMITTING {omit} (timing only)");
+                    var mode = (onCpu ? "" : $"{(on ? ", programmatic launch" : ", plain launch")}, fusions {fusions}") + OmitLabel(omit);
                     Line(string.Create(CultureInfo.InvariantCulture,
                         $"  batch {b}{mode}: {steps} steps in {sec * 1e3:F1} ms: {sec / steps * 1e3:F3} ms/step, {b * steps / sec:F0} tokens/s (H100 weight-bandwidth bound {bound:F0} tokens/s), {engine.KernelLaunches} launches/step, graph captures {engine.GraphCaptures}"));
                 }
@@ -143,6 +149,15 @@ internal static class DecodeSuite
         }
         File.WriteAllText(Path.Combine(results, "decode.txt"), report.ToString());
         return 0;
+    }
+
+    /// <summary>How a timing-only step is named in the report: the one class kept (--only) or the classes omitted.</summary>
+    private static string OmitLabel(DecodeStepParts omit)
+    {
+        if (omit == DecodeStepParts.None) return "";
+        var kept = DecodeStepParts.All & ~omit;
+        return System.Numerics.BitOperations.PopCount((uint)kept) == 1 && System.Numerics.BitOperations.PopCount((uint)omit) > 1
+            ? $", ONLY {kept} (timing only)" : $", OMITTING {omit} (timing only)";
     }
 
     private static void Sync(bool onCpu)
