@@ -46,12 +46,7 @@ public class DecodeAttentionGpuTests
     {
         using var scope = NewDisposeScope();
         manual_seed(13);
-        var maxLength = len + 21;
-        var q = randn(batch, heads, headDim);
-        var k = randn(batch, kvHeads, maxLength, headDim);
-        var v = randn(batch, kvHeads, maxLength, headDim);
-        var valid = rand(batch, maxLength).gt(0.25);
-        valid.select(1, len).fill_(true);
+        var (q, k, v, valid) = DecodeKernelTests.AttentionInputs(batch, heads, kvHeads, headDim, len, len + 21);
         var scale = 1 / MathF.Sqrt(headDim);
         var expected = DecodeKernelTests.Attention(q, k, v, valid, len, window, scale, softcap, CPU, dtype: ScalarType.BFloat16);
         var actual = DecodeKernelTests.Attention(q, k, v, valid, len, window, scale, softcap, CUDA, dtype: ScalarType.BFloat16);

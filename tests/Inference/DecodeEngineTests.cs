@@ -183,6 +183,8 @@ public class DecodeEngineTests
         var again = Step(DecodeStepParts.None);
         Assert.That(again.equal(real).all().item<bool>(), Is.True, "None gives the real step back");
         Assert.Throws<ArgumentOutOfRangeException>(() => engine.SetOmittedParts((DecodeStepParts)256));
+        foreach (var part in Enum.GetValues<DecodeStepParts>())  // the managed flags are the native ones
+            Assert.That(Enum.GetName((SlothSharp.Interop.SlothDecodePart)(int)part), Is.EqualTo(part.ToString()));
     }
 
     /// <summary>On the CPU the fusions change the launch count only: the same logits, bit for bit, for every family
