@@ -14,8 +14,8 @@
 // residual norm in the grouped GEMV that reads it (-2), FUSE_ATTENTION_MERGE merges the partials in the attention's
 // last block (-1): 6 L + 4 with both. Round 10 timed each on the H100 (Llama-3.2-1B, L = 16, one lease): at batch 1
 // 817 tokens/s with none, 653 with FUSE_NORM, 684 with FUSE_ATTENTION_MERGE, 566 with both; no gain at batch 64. So
-// they stay switches, off by default (bench --suite decode --fusions times them on other GPUs). History: 13 L + 4 with q, k, v, gate, up and the
-// activation apart (212). A LoRA adapter adds 2 per adapted projection and keeps the activation apart when gate or up
+// they stay switches, off by default (bench --suite decode --fusions times them on other GPUs). History: 13 L + 4
+// with q, k, v, gate, up and the activation apart (212). A LoRA adapter adds 2 per adapted projection and keeps the activation apart when gate or up
 // is adapted (or has a bias); dense weights are not grouped, so their norms run apart.
 // kernel_launches (sloth_decoder_kernel_launches) counts what the last enqueued step issued.
 #include "decode_kernels.h"
@@ -230,19 +230,12 @@ class Decoder {
         return SLOTH_OK;
     }
 
-    // Leaves kernel classes out (sloth_decoder_set_omitted); the captured graphs go, as for the fusions.
-    sloth_status set_omitted(const char* fn, int32_t parts) {
-        if (parts == omitted) return SLOTH_OK;
+    // Sets a switch of the step's launches (fusions, omitted parts); as for the launch mode, the captured graphs hold
+    // the old launches and go.
+    sloth_status set_flags(const char* fn, int32_t Decoder::*field, int32_t value) {
+        if (this->*field == value) return SLOTH_OK;
         SLOTH_CHECK(drop_graphs(fn));
-        omitted = parts;
-        return SLOTH_OK;
-    }
-
-    // Sets the fusions; as for the launch mode, the captured graphs hold the old launches and go.
-    sloth_status set_fusions(const char* fn, int32_t f) {
-        if (f == fusions) return SLOTH_OK;
-        SLOTH_CHECK(drop_graphs(fn));
-        fusions = f;
+        this->*field = value;
         return SLOTH_OK;
     }
 
@@ -264,41 +257,43 @@ class Decoder {
         return st;
     }
 
+    // Every launch of an omittable kernel class goes through here: counted and issued, unless the section being
+    // enqueued is omitted (sloth_decoder_set_omitted).
+    template <class Launch>
+    sloth_status issue(int64_t launches, Launch&& launch) {
+        if (omitting) return SLOTH_OK;
+        kernel_launches += launches;
+        return launch();
+    }
+
     // Dense product y[b, :] = x[b, :] w^T: the GEMV kernel, or cuBLASLt past 8 rows on CUDA for f16/bf16.
     // The dense GEMV kernel: launches of 8 activation rows each (decode_gemv.cu).
     sloth_status dense_gemv(const char* fn, const DenseGemvArgs& a) {
-        if (omitting) return SLOTH_OK;
-        kernel_launches += (a.batch + 7) / 8;
-        return cpu() ? cpu::dense_gemv(fn, a) : cuda::dense_gemv(fn, a, device, stream);
+        return issue((a.batch + 7) / 8, [&] { return cpu() ? cpu::dense_gemv(fn, a) : cuda::dense_gemv(fn, a, device, stream); });
     }
 
     sloth_status dense(const char* fn, const void* x, const void* w, int64_t batch, int64_t k, int64_t m, void* y) {
-        if (omitting) return SLOTH_OK;
         if (!cpu() && batch > SLOTH_NF4_GEMV_MAX_BATCH && s.dtype != SLOTH_DTYPE_F32) {
             const GemmArgs g{false, true, batch, m, k, 1.0f, x, k, w, k, 0.0f, y, m, s.dtype,
                              at<void>(ws.gemm), kGemmWorkspace, SLOTH_GEMM_NO_TUNING};
-            ++kernel_launches;
-            return cuda::gemm(fn, g, device, stream);
+            return issue(1, [&] { return cuda::gemm(fn, g, device, stream); });
         }
         return dense_gemv(fn, DenseGemvArgs{x, w, s.dtype, batch, k, m, 1.0f, false, false, 0.0f, y});
     }
 
     // y = x W^T without the adapter: the NF4 GEMV, NF4 dequantization + GEMM past 8 rows on CUDA, or dense.
     sloth_status product(const char* fn, const Proj& p, const void* x, int64_t batch, void* y) {
-        if (omitting) return SLOTH_OK;
         if (p.kind != SLOTH_WEIGHT_NF4) return dense(fn, x, p.weight, batch, p.in, p.out, y);
         if (cpu() || batch <= SLOTH_NF4_GEMV_MAX_BATCH) {
             const Nf4GemvArgs a{x, s.dtype, batch, p.in, p.out, static_cast<const uint8_t*>(p.weight), p.absmax_codes,
                                 p.nested_code_map, p.nested_absmax, p.nested_offset, p.code_table, p.blocksize,
                                 p.nested_blocksize, y};
-            ++kernel_launches;
-            return cpu() ? cpu::nf4_gemv(fn, a) : cuda::nf4_gemv(fn, a, device, stream);
+            return issue(1, [&] { return cpu() ? cpu::nf4_gemv(fn, a) : cuda::nf4_gemv(fn, a, device, stream); });
         }
         const Nf4DequantArgs d{static_cast<const uint8_t*>(p.weight), p.absmax_codes, p.nested_code_map,
                                p.nested_absmax, p.nested_offset, p.code_table, p.in * p.out, p.blocksize,
                                p.nested_blocksize, s.dtype, at<void>(ws.dq)};
-        ++kernel_launches;
-        SLOTH_CHECK(cuda::nf4_dequantize(fn, d, device, stream));
+        SLOTH_CHECK(issue(1, [&] { return cuda::nf4_dequantize(fn, d, device, stream); }));
         return dense(fn, x, at<void>(ws.dq), batch, p.in, p.out, y);
     }
 
@@ -350,9 +345,7 @@ class Decoder {
     }
 
     sloth_status group(const char* fn, const Nf4GemvGroupArgs& g) {
-        if (omitting) return SLOTH_OK;
-        ++kernel_launches;
-        return cpu() ? cpu::nf4_gemv_group(fn, g) : cuda::nf4_gemv_group(fn, g, device, stream);
+        return issue(1, [&] { return cpu() ? cpu::nf4_gemv_group(fn, g) : cuda::nf4_gemv_group(fn, g, device, stream); });
     }
 
     // g as one grouped launch if the kernel takes it, with the due residual norm folded in where it can be (else run
@@ -404,10 +397,9 @@ class Decoder {
     }
 
     sloth_status bias_add(const char* fn, const void* bias, int64_t batch, int64_t cols, void* y) {
-        if (!bias || omitting) return SLOTH_OK;
+        if (!bias) return SLOTH_OK;
         const BiasAddArgs a{s.dtype, batch, cols, y, bias};
-        ++kernel_launches;
-        return cpu() ? cpu::decode_bias_add(fn, a) : cuda::decode_bias_add(fn, a, device, stream);
+        return issue(1, [&] { return cpu() ? cpu::decode_bias_add(fn, a) : cuda::decode_bias_add(fn, a, device, stream); });
     }
 
     sloth_status residual_norm(const char* fn, int64_t batch, const void* delta, const void* delta_norm, const void* w) {
@@ -489,18 +481,13 @@ class Decoder {
                                   at<void>(ws.qr), L.k_cache, L.v_cache, valid};
             const bool merge_in_walk = (fusions & SLOTH_DECODE_FUSE_ATTENTION_MERGE) != 0;
             section(SLOTH_DECODE_PART_QK_PREP);
-            if (!omitting) {
-                ++kernel_launches;
-                SLOTH_CHECK(cpu() ? cpu::decode_qk_prep(fn, prep) : cuda::decode_qk_prep(fn, prep, device, stream));
-            }
+            SLOTH_CHECK(issue(1, [&] { return cpu() ? cpu::decode_qk_prep(fn, prep) : cuda::decode_qk_prep(fn, prep, device, stream); }));
             const DecodeAttentionArgs att{at<void>(ws.qr), L.k_cache, L.v_cache, valid, length, s.dtype, batch, s.heads,
                                           s.kv_heads, hd, s.max_length, L.window, attn_scale, attn_softcap,
                                           at<float>(ws.partial), at<int32_t>(ws.arrivals), at<void>(ws.attn), merge_in_walk};
-            section(SLOTH_DECODE_PART_ATTENTION);
-            if (!omitting) {
-                kernel_launches += merge_in_walk ? 1 : 2;  // the attention's partials and their merge
-                SLOTH_CHECK(cpu() ? cpu::decode_attention(fn, att) : cuda::decode_attention(fn, att, device, stream));
-            }
+            section(SLOTH_DECODE_PART_ATTENTION);  // the partials, and their merge unless done in the walk
+            SLOTH_CHECK(issue(merge_in_walk ? 1 : 2,
+                              [&] { return cpu() ? cpu::decode_attention(fn, att) : cuda::decode_attention(fn, att, device, stream); }));
             section(SLOTH_DECODE_PART_O);
             const Proj& o = L.p[SLOTH_DECODER_PROJ_O];
             SLOTH_CHECK(linear(fn, o, at<void>(ws.attn), batch, at<void>(ws.o)));
@@ -551,10 +538,7 @@ class Decoder {
                     gate = gu, up = upp, stride = s.inter;
                 }
                 const GatedActArgs act{s.dtype, activation, batch, s.inter, gate, up, stride, at<void>(ws.act)};
-                if (!omitting) {
-                    ++kernel_launches;
-                    SLOTH_CHECK(cpu() ? cpu::decode_gated_act(fn, act) : cuda::decode_gated_act(fn, act, device, stream));
-                }
+                SLOTH_CHECK(issue(1, [&] { return cpu() ? cpu::decode_gated_act(fn, act) : cuda::decode_gated_act(fn, act, device, stream); }));
             }
             section(SLOTH_DECODE_PART_DOWN);
             const Proj& down = L.p[SLOTH_DECODER_PROJ_DOWN];
@@ -570,10 +554,7 @@ class Decoder {
         if (!cpu() && batch > SLOTH_NF4_GEMV_MAX_BATCH && s.dtype != SLOTH_DTYPE_F32) {
             SLOTH_CHECK(dense(fn, at<void>(ws.y), lm_head, batch, s.hidden, s.vocab, at<void>(ws.logits)));
             const LogitsFinishArgs fin{s.dtype, batch * s.vocab, at<void>(ws.logits), final_softcap, logits};
-            if (!omitting) {
-                ++kernel_launches;
-                SLOTH_CHECK(cuda::decode_logits_finish(fn, fin, device, stream));
-            }
+            SLOTH_CHECK(issue(1, [&] { return cuda::decode_logits_finish(fn, fin, device, stream); }));
         } else {
             SLOTH_CHECK(dense_gemv(fn, DenseGemvArgs{at<void>(ws.y), lm_head, s.dtype, batch, s.hidden, s.vocab, 1.0f, false,
                                                      true, final_softcap, logits}));
@@ -834,26 +815,28 @@ SLOTH_API sloth_status sloth_decoder_set_programmatic_launch(void* decoder, int3
     });
 }
 
-SLOTH_API sloth_status sloth_decoder_set_omitted(void* decoder, int32_t parts) {
-    const char* fn = __func__;
+namespace {
+// One of the decoder's flag switches set to `value` (the exports below): bits outside `all` are refused by name.
+sloth_status set_decoder_flags(const char* fn, void* decoder, int32_t value, int32_t all, const char* what,
+                               const char* all_name, int32_t Decoder::*field) {
     return guarded(fn, [&] {
         SLOTH_CHECK(require_ptr(fn, decoder, "decoder"));
-        if ((parts & ~SLOTH_DECODE_PART_ALL) != 0)
-            return fail(SLOTH_ERROR_INVALID_ARGUMENT, "%s: parts %d has bits outside SLOTH_DECODE_PART_ALL (%d)", fn,
-                        static_cast<int>(parts), static_cast<int>(SLOTH_DECODE_PART_ALL));
-        return static_cast<Decoder*>(decoder)->set_omitted(fn, parts);
+        if ((value & ~all) != 0)
+            return fail(SLOTH_ERROR_INVALID_ARGUMENT, "%s: %s %d has bits outside %s (%d)", fn, what,
+                        static_cast<int>(value), all_name, static_cast<int>(all));
+        return static_cast<Decoder*>(decoder)->set_flags(fn, field, value);
     });
+}
+}  // namespace
+
+SLOTH_API sloth_status sloth_decoder_set_omitted(void* decoder, int32_t parts) {
+    return set_decoder_flags(__func__, decoder, parts, SLOTH_DECODE_PART_ALL, "parts", "SLOTH_DECODE_PART_ALL",
+                             &Decoder::omitted);
 }
 
 SLOTH_API sloth_status sloth_decoder_set_fusions(void* decoder, int32_t fusions) {
-    const char* fn = __func__;
-    return guarded(fn, [&] {
-        SLOTH_CHECK(require_ptr(fn, decoder, "decoder"));
-        if ((fusions & ~SLOTH_DECODE_FUSE_ALL) != 0)
-            return fail(SLOTH_ERROR_INVALID_ARGUMENT, "%s: fusions %d has bits outside SLOTH_DECODE_FUSE_ALL (%d)", fn,
-                        static_cast<int>(fusions), static_cast<int>(SLOTH_DECODE_FUSE_ALL));
-        return static_cast<Decoder*>(decoder)->set_fusions(fn, fusions);
-    });
+    return set_decoder_flags(__func__, decoder, fusions, SLOTH_DECODE_FUSE_ALL, "fusions", "SLOTH_DECODE_FUSE_ALL",
+                             &Decoder::fusions);
 }
 
 SLOTH_API sloth_status sloth_decoder_destroy(void* decoder) {

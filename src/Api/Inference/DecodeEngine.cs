@@ -43,7 +43,8 @@ public sealed class DecodeEngine : IDisposable
 
     /// <summary>Kernel launches the last step issued (0 before the first; a CUDA graph replays the captured step's
     /// launches). On the CPU, the launches the same step would issue on CUDA (below 9 rows). For checking the decode
-    /// step's launch count, which bounds its speed at batch 1: 9 per NF4 layer + 4 without adapters or biases (6 + 4 with every <see cref="DecodeFusions"/> on).</summary>
+    /// step's launch count, which bounds its speed at batch 1: 9 per NF4 layer + 4 without adapters or biases (6 + 4
+    /// with every <see cref="DecodeFusions"/> on).</summary>
     public int KernelLaunches => ReadCount(Native.DecoderKernelLaunches);
 
     /// <summary>One of the decoder's int64 counters, read through <paramref name="read"/>(decoder, &amp;count).</summary>
@@ -74,10 +75,7 @@ public sealed class DecodeEngine : IDisposable
     /// are dropped and the next step of each batch size captures again. The output bits do not change.</summary>
     public void SetFusions(DecodeFusions fusions)
     {
-        ObjectDisposedException.ThrowIf(_disposed, this);
-        if ((fusions & ~DecodeFusions.All) != 0)
-            throw new ArgumentOutOfRangeException(nameof(fusions), fusions, $"unknown fusion flags; combine {string.Join(", ", Enum.GetNames<DecodeFusions>())}");
-        Native.DecoderSetFusions(_handle.DangerousGetHandle(), (int)fusions);
+        SetFlags(fusions, DecodeFusions.All, nameof(fusions), Native.DecoderSetFusions);
         Fusions = fusions;
     }
 
@@ -89,11 +87,19 @@ public sealed class DecodeEngine : IDisposable
     /// dropped, as for <see cref="SetFusions"/>.</summary>
     public void SetOmittedParts(DecodeStepParts parts)
     {
-        ObjectDisposedException.ThrowIf(_disposed, this);
-        if ((parts & ~DecodeStepParts.All) != 0)
-            throw new ArgumentOutOfRangeException(nameof(parts), parts, $"unknown parts; combine {string.Join(", ", Enum.GetNames<DecodeStepParts>())}");
-        Native.DecoderSetOmitted(_handle.DangerousGetHandle(), (int)parts);
+        SetFlags(parts, DecodeStepParts.All, nameof(parts), Native.DecoderSetOmitted);
         OmittedParts = parts;
+    }
+
+    /// <summary>One of the decoder's flag switches through <paramref name="set"/>(decoder, flags): unknown bits are
+    /// refused here, with the flag names to combine.</summary>
+    private void SetFlags<TFlags>(TFlags flags, TFlags all, string paramName, Action<nint, int> set) where TFlags : struct, Enum
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        var bits = Convert.ToInt32(flags);
+        if ((bits & ~Convert.ToInt32(all)) != 0)
+            throw new ArgumentOutOfRangeException(paramName, flags, $"unknown {typeof(TFlags).Name} flags; combine {string.Join(", ", Enum.GetNames<TFlags>())}");
+        set(_handle.DangerousGetHandle(), bits);
     }
 
     /// <summary>Whether the step's kernels are launched with programmatic dependent launch (see

@@ -41,11 +41,14 @@ public static class SoftcapAttention
         if (!(cap > 0)) throw new ArgumentOutOfRangeException(nameof(cap), cap, "the soft-cap must be positive");
         var rows = rowsPerBlock ?? Math.Max(1, BlockElements / Math.Max(1, b * h * l));
         if (rows < 1) throw new ArgumentOutOfRangeException(nameof(rowsPerBlock), rowsPerBlock, "must be >= 1");
-        return SoftcapAttentionFunction.Apply(new SoftcapAttentionPlan(scale, cap, rows), q, k, v, allowed);
+        var keys = SoftcapAttentionFunction.KeySpans(allowed, t, l, rows);
+        return SoftcapAttentionFunction.Apply(new SoftcapAttentionPlan(scale, cap, rows, keys), q, k, v, allowed);
     }
 }
 
-internal sealed record SoftcapAttentionPlan(double Scale, double Cap, long Rows);
+/// <summary>Keys: per block of Rows query rows, the key columns it works on (KeySpans), read once for forward and
+/// backward.</summary>
+internal sealed record SoftcapAttentionPlan(double Scale, double Cap, long Rows, (long Start, long Count)[] Keys);
 
 internal sealed class SoftcapAttentionFunction : SlothFunction<SoftcapAttentionFunction, SoftcapAttentionPlan>
 {
@@ -56,13 +59,12 @@ internal sealed class SoftcapAttentionFunction : SlothFunction<SoftcapAttentionF
         var (q, k, v, allowed) = (inputs[0]!, inputs[1]!, inputs[2]!, inputs[3]);
         var t = q.shape[2];
         var output = empty_like(q);
-        var keys = KeySpans(allowed, t, k.shape[2], plan.Rows);
         using (var kt = k.transpose(2, 3))
             for (long t0 = 0, i = 0; t0 < t; t0 += plan.Rows, i++)
             {
                 using var scope = NewDisposeScope();
                 var n = Math.Min(plan.Rows, t - t0);
-                var (c0, c) = keys[i];
+                var (c0, c) = plan.Keys[i];
                 var (_, probs) = Probabilities(q.narrow(2, t0, n), kt.narrow(3, c0, c), Block(allowed, t0, n, c0, c), plan);
                 output.narrow(2, t0, n).copy_(probs.to(q.dtype).matmul(v.narrow(2, c0, c)));
             }
@@ -81,12 +83,11 @@ internal sealed class SoftcapAttentionFunction : SlothFunction<SoftcapAttentionF
         using var dv32 = zeros(v.shape, ScalarType.Float32, v.device);
         using var kt = k.transpose(2, 3);
         using var vt = v.transpose(2, 3);
-        var keys = KeySpans(allowed, t, k.shape[2], plan.Rows);
         for (long t0 = 0, i = 0; t0 < t; t0 += plan.Rows, i++)
         {
             using var scope = NewDisposeScope();
             var n = Math.Min(plan.Rows, t - t0);
-            var (c0, c) = keys[i];
+            var (c0, c) = plan.Keys[i];
             var qc = q.narrow(2, t0, n);
             var dout = gradOutput.narrow(2, t0, n);
             var (tanh, p32) = Probabilities(qc, kt.narrow(3, c0, c), Block(allowed, t0, n, c0, c), plan);
@@ -116,7 +117,8 @@ internal sealed class SoftcapAttentionFunction : SlothFunction<SoftcapAttentionF
 
     /// <summary>Per block of <paramref name="rows"/> query rows: the first key column any of its rows may attend to
     /// (in any batch row or head) and the count up to the last such column. Without a mask, or for a block with no
-    /// allowed key at all (its rows are NaN, as on the eager path), every key. One small device-to-host read.</summary>
+    /// allowed key at all (its rows are NaN, as on the eager path), every key. One small device-to-host read, once per
+    /// call (the plan carries the spans to backward).</summary>
     internal static (long Start, long Count)[] KeySpans(Tensor? allowed, long t, long l, long rows)
     {
         var blocks = (t + rows - 1) / rows;
