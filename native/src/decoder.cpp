@@ -15,8 +15,8 @@
 // last block (-1): 6 L + 4 with both. Round 10 timed each on the H100 (Llama-3.2-1B, L = 16, one lease): at batch 1
 // 817 tokens/s with none, 653 with FUSE_NORM, 684 with FUSE_ATTENTION_MERGE, 566 with both; no gain at batch 64. So
 // they stay switches, off by default (bench --suite decode --fusions times them on other GPUs). History: 13 L + 4
-// with q, k, v, gate, up and the activation apart (212). A LoRA adapter adds 2 per adapted projection and keeps the activation apart when gate or up
-// is adapted (or has a bias); dense weights are not grouped, so their norms run apart.
+// with q, k, v, gate, up and the activation apart (212). A LoRA adapter adds 2 per adapted projection and keeps the
+// activation apart when gate or up is adapted (or has a bias); dense weights are not grouped, so their norms run apart.
 // kernel_launches (sloth_decoder_kernel_launches) counts what the last enqueued step issued.
 #include "decode_kernels.h"
 #include "validate.h"
