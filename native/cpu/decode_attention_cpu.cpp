@@ -1,4 +1,4 @@
-// CPU twin of cuda/decode_attention.cu: one new query per sequence over the KV cache, the whole key range at once
+// CPU twin of cuda/decode_attention_kernels.cuh: one new query per sequence over the KV cache, the whole key range at once
 // (no split: the split-and-combine of the GPU is an exact rewrite of the same softmax up to float32 rounding). It uses
 // neither a.partial nor a.arrivals (the GPU's scratch), which it leaves as they are: zero counters stay zero.
 #include "../src/decode_kernels.h"

@@ -1,6 +1,6 @@
 // Dense y = x W^T for a few activation rows (the decoder's LM head and LoRA factors; CPU twin in
 // cpu/decode_ops_cpu.cpp), with the epilogue the decoder needs: a scale, accumulation into y, float32 output with a
-// soft-cap. Built like nf4_gemv.cu: the weight is the only large stream, so each warp owns kRowsPerWarp rows and a
+// soft-cap. Built like the NF4 GEMV (nf4_gemv_kernels.cuh): the weight is the only large stream, so each warp owns kRowsPerWarp rows and a
 // lane reads 16 bytes of each per step (one warp-wide load covers 512 contiguous bytes), streamed past L1 with an
 // L2 evict-first policy; x (a few KB) is read through the cache by every warp. Products accumulate in float32
 // registers, a shuffle butterfly reduces each sum in a fixed order. Batches above 8 run in 8-row chunks (the

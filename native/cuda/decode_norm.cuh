@@ -1,4 +1,4 @@
-// The decoder's RMSNorm pieces on the device, shared by decode_ops.cu (the residual-norm kernels) and nf4_gemv.cu
+// The decoder's RMSNorm pieces on the device, shared by decode_ops.cu (the residual-norm kernels) and nf4_gemv_kernels.cuh
 // (the grouped GEMV that normalizes its own input: one launch fewer per norm), so both give the same bits: float32,
 // each operation rounded as PyTorch's RMSNorm in the compute dtype does it.
 #pragma once

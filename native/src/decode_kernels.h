@@ -32,7 +32,7 @@ inline int64_t decode_splits(int64_t batch, int64_t max_length) {
     return (max_length + c - 1) / c;
 }
 // Each split is walked by this many warps of one block, each keeping its own partial result (no shared-memory
-// merge inside the block: the last block of the (row, kv head) to finish merges them all, cuda/decode_attention.cu).
+// merge inside the block: the last block of the (row, kv head) to finish merges them all, cuda/decode_attention_kernels.cuh).
 constexpr int64_t kDecodeWarpsPerSplit = 4;
 // float32 values of the attention's partial results: per (row, head, split, warp) a max, a sum and head_dim
 // accumulators.
@@ -137,7 +137,7 @@ struct GatedActArgs {
     void* out;  // [rows, cols]
 };
 
-// The split-K rule of the NF4 GEMV (cuda/nf4_gemv.cu), shared with the decoder so that a grouped launch splits each
+// The split-K rule of the NF4 GEMV (cuda/nf4_gemv_kernels.cuh), shared with the decoder so that a grouped launch splits each
 // member exactly as a single launch over its whole matrix would (same slices, same summation order, same bits).
 // A row is split over more warps (1, 2, 4 or 8 of a 256-thread block) while the grid is small (fewer than
 // kNf4GemvTargetWarps warps: ~31 per SM on an H100, enough loads in flight to cover DRAM latency) or a row has more

@@ -102,7 +102,7 @@ inline cudaError_t cudaFuncGetAttributes(cudaFuncAttributes*, T*) { return cudaS
 #ifndef __align__
 #define __align__(n) __attribute__((aligned(n)))
 #endif
-// The attention's last-block merge (cuda/decode_attention.cu) and the decoder's counter reset (cuda/decode_graph.cu).
+// The attention's last-block merge (cuda/decode_attention_kernels.cuh) and the decoder's counter reset (cuda/decode_graph.cu).
 __device__ void __threadfence(void);
 __device__ int atomicAdd(int*, int);
 __device__ float __ldcg(const float*);

@@ -1,0 +1,483 @@
+// Attention of one new query per sequence over the KV cache (flash-decoding; CPU twin: cpu/decode_attention_cpu.cpp).
+//
+// Why split: at batch 1 there are only kv_heads (b, kv head) pairs, far fewer than the GPU's SMs, and each must walk
+// the whole cache. So the keys are cut into chunks (decode_chunk: finer for small batches), one block per
+// (row, kv head, chunk), and inside a block each of the kDecodeWarpsPerSplit warps walks every 4th key of the chunk
+// with its own online softmax, for all the query heads of its KV head at once (GQA: each key and value is read once
+// for the group). Each warp writes its (max, sum, accumulators) to `partial`. The grid is fixed by max_length, not by
+// the current length (read from device memory), so a captured graph stays valid as the cache grows: blocks past the
+// current length exit at once, and the merge reads only the chunks in use.
+// Lanes split head_dim (lane + 32 t, t < kT): per key a lane reads kT values of K and of V (coalesced over the warp).
+// For head_dim 64 and 128 (and at most 8 query heads per KV head) a warp walks 4 or 2 keys at a time instead, 8 or 16
+// lanes per key (walk_sub_warps): fewer shuffles and softmax updates per key, where the walk is instruction-bound.
+//
+// One launch, not two: the merge of the partials (once a kernel of its own, one block per (row, head)) is done by the
+// last block of each (row, kv head) to finish its walk. A decode step at batch 1 is bound by its launch count (~8 us a
+// launch on the H100, PDL or not), so the separate combine cost more than its work. The rule:
+//   - the blocks in use are those with work: start < keys, i.e. the first ceil(keys / chunk) splits (all of them
+//     compute this count from the same *length, which no kernel changes while this one runs); blocks past the length
+//     exit before touching the counter, so they are never counted;
+//   - a block in use writes its partials, fences (__threadfence: its writes reach the GPU's coherence point before its
+//     arrival is seen), and one thread adds 1 to arrivals[b, kv head]; the block whose addition brings the count to
+//     the number of blocks in use is the last: every other block in use has arrived, so all partials are written;
+//   - the last block stores 0 back into its counter (no other block touches it again in this launch), so every launch
+//     and every graph replay starts from zero without a memset, and the next launch on the same counters (the next
+//     layer) reads them only after its grid-dependency wait, i.e. after this grid completed;
+//   - it fences again and reads the partials with __ldcg (L2, never the non-coherent L1 / read-only path), then
+//     merges them for the group's query heads with exactly the operations of the former combine kernel, per output
+//     element in the same order (see the tail below), so the output bits are unchanged.
+#pragma once
+
+#include "../src/decode_kernels.h"
+#include "cuda_common.cuh"
+#include "decode_attention_parts.h"
+#include "dtype.cuh"
+
+#include <cmath>
+
+namespace sloth::cuda {
+namespace {
+
+constexpr int kWarps = static_cast<int>(kDecodeWarpsPerSplit);
+constexpr int kThreads = 32 * kWarps;
+// head_dim values per lane: kT = 2, 4 or 8 (a template parameter: head_dim <= 64, <= 128, <= 256), so a 64-wide head
+// does not carry 8 predicated-off values per lane through every key's dot product, rescale and value update (the walk
+// is bound by instructions per key at batch 64).
+constexpr int kRow = static_cast<int>(kDecodeMaxHeadDim) + 2;   // floats of one partial, at most: max, sum, accumulators
+// The merge stages partials in shared memory, this many floats at once (a tile: the same rows of every head of the
+// group), loaded kCopy per thread before any is stored so that a tile costs about one L2 round trip. 16 KB: the L2
+// bandwidth of one SM times its latency (64 B a clock x ~300 clocks), so a tile's loads keep the SM's L2 port busy.
+constexpr int kStageFloats = 4096;
+constexpr int kCopy = kStageFloats / kThreads;
+// Shared floats of the kernel: the group's query vectors during the walk, then the merge's tile (the same memory),
+// which holds at least one partial of every head.
+__host__ __device__ constexpr int shared_floats(int max_group) {
+    const int q = max_group * static_cast<int>(kDecodeMaxHeadDim), tile = max_group * kRow;
+    const int most = q > tile ? q : tile;
+    return most > kStageFloats ? most : kStageFloats;
+}
+// Every split's 4 partials, at most (decode_splits <= kDecodeSmallMaxSplits): the merge counts them in int.
+static_assert(kDecodeSmallMaxSplits * kDecodeWarpsPerSplit <= 4096 && kDecodeMaxSplits <= kDecodeSmallMaxSplits,
+              "partials per head must stay small");
+
+// The walk of one chunk with whole warps per key (any head_dim up to 256): lane l holds elements l + 32 t, t < kT, of
+// each key; warp w takes keys start + w, start + w + kWarps, ...; each warp writes its partial (max, sum, accumulators)
+// for each head of the group.
+template <int kDtype, int kMaxG, int kT>
+__device__ __forceinline__ void walk_whole_warps(const DecodeAttentionArgs& a, const float (*qs)[kDecodeMaxHeadDim],
+                                                 int64_t b, int64_t kvh, int64_t start, int64_t end, int64_t len,
+                                                 int64_t split, int64_t splits) {
+    const int64_t group = a.heads / a.kv_heads, hd = a.head_dim;
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    float mx[kMaxG], sum[kMaxG], acc[kMaxG][kT];
+#pragma unroll
+    for (int g = 0; g < kMaxG; ++g) {
+        mx[g] = -INFINITY;
+        sum[g] = 0.0f;
+#pragma unroll
+        for (int t = 0; t < kT; ++t) acc[g][t] = 0.0f;
+    }
+    const int64_t cache_row = (b * a.kv_heads + kvh) * a.max_length;
+    // Key j's K and V values and whether it is visible, all requested at once (no load waits on another). The loop
+    // below asks for the next key before it computes the current one, so a warp has two keys' loads in flight instead
+    // of three dependent round trips per key (mask, then K, then V once the softmax weight is known): at batch 64 the
+    // walk was latency-bound, 1/6 of the bandwidth. A key that turns out masked was read for nothing (the cache holds
+    // max_length rows, so the read is in bounds) and is skipped as before: the arithmetic and its order are unchanged.
+    auto fetch = [&](int64_t jj, float (&kk)[kT], float (&vv)[kT]) -> bool {
+        if (jj >= end) return false;
+#pragma unroll
+        for (int t = 0; t < kT; ++t) {
+            const int64_t d = lane + 32 * t;
+            kk[t] = d < hd ? load_f32<kDtype>(a.k_cache, (cache_row + jj) * hd + d) : 0.0f;
+            vv[t] = d < hd ? load_f32<kDtype>(a.v_cache, (cache_row + jj) * hd + d) : 0.0f;
+        }
+        return a.valid[b * a.max_length + jj] != 0 && (a.window <= 0 || jj > len - a.window);
+    };
+    float kv[kT], vcur[kT];
+    bool visible = fetch(start + warp, kv, vcur);
+    for (int64_t j = start + warp; j < end; j += kWarps) {
+        float k_next[kT], v_next[kT];
+        const bool visible_next = fetch(j + kWarps, k_next, v_next);
+        if (visible) {  // warp-uniform
+            float p[kMaxG];
+#pragma unroll
+            for (int g = 0; g < kMaxG; ++g) {
+                float dot = 0.0f;
+#pragma unroll
+                for (int t = 0; t < kT; ++t) {
+                    const int64_t d = lane + 32 * t;
+                    if (d < hd && g < group) dot = __fmaf_rn(qs[g][d], kv[t], dot);
+                }
+#pragma unroll
+                for (int off = 16; off > 0; off >>= 1) dot = __fadd_rn(dot, __shfl_xor_sync(0xFFFFFFFFu, dot, off));
+                float s = __fmul_rn(dot, a.scale);
+                if (a.softcap > 0.0f) s = __fmul_rn(a.softcap, tanhf(__fdiv_rn(s, a.softcap)));
+                const float nm = fmaxf(mx[g], s);
+                const float corr = expf(__fsub_rn(mx[g], nm));  // exp(-inf) = 0 on the first visible key
+                p[g] = expf(__fsub_rn(s, nm));
+                sum[g] = __fadd_rn(__fmul_rn(sum[g], corr), p[g]);
+                mx[g] = nm;
+#pragma unroll
+                for (int t = 0; t < kT; ++t) acc[g][t] = __fmul_rn(acc[g][t], corr);
+            }
+#pragma unroll
+            for (int t = 0; t < kT; ++t)
+#pragma unroll
+                for (int g = 0; g < kMaxG; ++g) acc[g][t] = __fmaf_rn(p[g], vcur[t], acc[g][t]);
+        }
+#pragma unroll
+        for (int t = 0; t < kT; ++t) kv[t] = k_next[t], vcur[t] = v_next[t];
+        visible = visible_next;
+    }
+    // Partial i of head h (i = split * kWarps + warp) at partial + ((b * heads + h) * per + i) * row.
+    const int64_t per = splits * kWarps, row = hd + 2;
+    for (int g = 0; g < kMaxG && g < group; ++g) {
+        const int64_t h = kvh * group + g;
+        float* out = a.partial + (((b * a.heads + h) * per) + split * kWarps + warp) * row;
+        if (lane == 0) out[0] = mx[g], out[1] = sum[g];
+#pragma unroll
+        for (int t = 0; t < kT; ++t) {
+            const int64_t d = lane + 32 * t;
+            if (d < hd) out[2 + d] = acc[g][t];
+        }
+    }
+
+}
+
+// The walk with several keys per warp, for head_dim = 256 / kP exactly (64: kP = 4, 128: kP = 2): kL = 32 / kP lanes per
+// key, each lane holding 8 consecutive elements, so a key's dot product needs log2(kL) shuffles instead of 5 and a warp
+// walks kP keys per step. At batch 64 the whole-warp walk was bound by instructions per key (a 64-wide head: 2 live
+// elements per lane, 5 shuffles and the softmax update per key and head); this one issues about a third of them.
+// Sub-group p of warp w takes keys start + (i * kWarps + w) * kP + p, i = 0, 1, ..., each with its own online softmax;
+// masked keys (and the tail past `end`) change nothing, by selects rather than branches, so the shuffles stay
+// convergent. At the end the kP states of a warp are merged pairwise (xor kL, 2 kL, ...: every sub-group ends with the
+// same values, float addition being commutative) into the warp's partial, in the whole-warp walk's format.
+template <int kDtype, int kMaxG, int kP>
+__device__ __forceinline__ void walk_sub_warps(const DecodeAttentionArgs& a, const float (*qs)[kDecodeMaxHeadDim],
+                                               int64_t b, int64_t kvh, int64_t start, int64_t end, int64_t len,
+                                               int64_t split, int64_t splits) {
+    constexpr int kL = 32 / kP, kE = 8;
+    static_assert(kP == 2 || kP == 4, "head_dim 128 or 64");
+    const int64_t group = a.heads / a.kv_heads, hd = kL * kE;  // == a.head_dim (the launch checks)
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, sub = lane / kL;
+    const int64_t d0 = static_cast<int64_t>(lane % kL) * kE;
+    float mx[kMaxG], sum[kMaxG], acc[kMaxG][kE];
+#pragma unroll
+    for (int g = 0; g < kMaxG; ++g) {
+        mx[g] = -INFINITY;
+        sum[g] = 0.0f;
+#pragma unroll
+        for (int e = 0; e < kE; ++e) acc[g][e] = 0.0f;
+    }
+    const int64_t cache_row = (b * a.kv_heads + kvh) * a.max_length;
+    auto fetch = [&](int64_t jj, float (&kk)[kE], float (&vv)[kE]) -> bool {  // no shuffles inside: may diverge
+        if (jj >= end) {
+#pragma unroll
+            for (int e = 0; e < kE; ++e) kk[e] = 0.0f, vv[e] = 0.0f;
+            return false;
+        }
+#pragma unroll
+        for (int e = 0; e < kE; ++e) {
+            kk[e] = load_f32<kDtype>(a.k_cache, (cache_row + jj) * hd + d0 + e);
+            vv[e] = load_f32<kDtype>(a.v_cache, (cache_row + jj) * hd + d0 + e);
+        }
+        return a.valid[b * a.max_length + jj] != 0 && (a.window <= 0 || jj > len - a.window);
+    };
+    constexpr int64_t kStride = static_cast<int64_t>(kWarps) * kP;
+    int64_t j = start + static_cast<int64_t>(warp) * kP + sub;
+    float kc[kE], vc[kE];
+    bool visible = fetch(j, kc, vc);
+    for (int64_t j0 = start + static_cast<int64_t>(warp) * kP; j0 < end; j0 += kStride, j += kStride) {  // warp-uniform
+        float kn[kE], vn[kE];
+        const bool visible_next = fetch(j + kStride, kn, vn);
+#pragma unroll
+        for (int g = 0; g < kMaxG; ++g) {
+            float dot = 0.0f;
+#pragma unroll
+            for (int e = 0; e < kE; ++e)
+                if (g < group) dot = __fmaf_rn(qs[g][d0 + e], kc[e], dot);
+#pragma unroll
+            for (int off = kL / 2; off > 0; off >>= 1) dot = __fadd_rn(dot, __shfl_xor_sync(0xFFFFFFFFu, dot, off));
+            float sc = __fmul_rn(dot, a.scale);
+            if (a.softcap > 0.0f) sc = __fmul_rn(a.softcap, tanhf(__fdiv_rn(sc, a.softcap)));
+            const float nm = visible ? fmaxf(mx[g], sc) : mx[g];
+            const float corr = visible ? expf(__fsub_rn(mx[g], nm)) : 1.0f;  // exp(-inf) = 0 on the first visible key
+            const float pg = visible ? expf(__fsub_rn(sc, nm)) : 0.0f;
+            sum[g] = __fadd_rn(__fmul_rn(sum[g], corr), pg);
+            mx[g] = nm;
+#pragma unroll
+            for (int e = 0; e < kE; ++e) acc[g][e] = __fmaf_rn(pg, vc[e], __fmul_rn(acc[g][e], corr));
+        }
+#pragma unroll
+        for (int e = 0; e < kE; ++e) kc[e] = kn[e], vc[e] = vn[e];
+        visible = visible_next;
+    }
+    // The warp's kP states merged: (m, s, acc) with a partner's (m2, s2, acc2) -> m' = max, each side weighted by
+    // exp(its max - m') (0 for a side that saw no visible key).
+#pragma unroll
+    for (int off = kL; off < 32; off <<= 1) {
+#pragma unroll
+        for (int g = 0; g < kMaxG; ++g) {
+            const float m2 = __shfl_xor_sync(0xFFFFFFFFu, mx[g], off), s2 = __shfl_xor_sync(0xFFFFFFFFu, sum[g], off);
+            const float m = fmaxf(mx[g], m2);
+            const float c1 = mx[g] == -INFINITY ? 0.0f : expf(__fsub_rn(mx[g], m));
+            const float c2 = m2 == -INFINITY ? 0.0f : expf(__fsub_rn(m2, m));
+            sum[g] = __fadd_rn(__fmul_rn(sum[g], c1), __fmul_rn(s2, c2));
+#pragma unroll
+            for (int e = 0; e < kE; ++e) {
+                const float a2 = __shfl_xor_sync(0xFFFFFFFFu, acc[g][e], off);
+                acc[g][e] = __fadd_rn(__fmul_rn(acc[g][e], c1), __fmul_rn(a2, c2));
+            }
+            mx[g] = m;
+        }
+    }
+    if (sub != 0) return;  // the first sub-group writes the warp's partial
+    const int64_t per = splits * kWarps, row = hd + 2;
+    for (int g = 0; g < kMaxG && g < group; ++g) {
+        const int64_t h = kvh * group + g;
+        float* out = a.partial + (((b * a.heads + h) * per) + split * kWarps + warp) * row;
+        if (lane == 0) out[0] = mx[g], out[1] = sum[g];
+#pragma unroll
+        for (int e = 0; e < kE; ++e) out[2 + d0 + e] = acc[g][e];
+    }
+}
+
+
+// grid (batch * kv_heads, splits), kThreads threads. Walks one chunk of the keys for the group's query heads (the
+// partials), then, in the last block of its (row, kv head) to arrive, merges all the partials of that (row, kv head)
+// into `out` (the file's header says why and how).
+template <int kDtype, int kMaxG, int kT, int kP>
+__global__ void __launch_bounds__(kThreads) attention_kernel(DecodeAttentionArgs a, int64_t chunk, int64_t splits) {
+    static_assert(kT * 32 <= kDecodeMaxHeadDim, "head_dim values per lane");
+    __shared__ float smem[shared_floats(kMaxG)];
+    __shared__ float s_red[kMaxG][kWarps];
+    __shared__ float s_max[kMaxG];
+    __shared__ int s_last;
+    float(*qs)[kDecodeMaxHeadDim] = reinterpret_cast<float(*)[kDecodeMaxHeadDim]>(smem);
+    grid_dependency_wait();  // before reading q, the cache, the length, or touching partials and counters
+    allow_dependent_launch();
+    const int64_t group = a.heads / a.kv_heads, hd = a.head_dim;
+    const int64_t b = blockIdx.x / a.kv_heads, kvh = blockIdx.x % a.kv_heads, split = blockIdx.y;
+    const int64_t len = *a.length, keys = len + 1;
+    const int64_t start = split * chunk;
+    if (start >= keys) return;  // not in use: neither counted nor merged
+    const int64_t end = start + chunk < keys ? start + chunk : keys;
+    for (int64_t i = threadIdx.x; i < group * hd; i += kThreads)
+        qs[i / hd][i % hd] = load_f32<kDtype>(a.q, (b * a.heads + kvh * group) * hd + i);
+    __syncthreads();
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    if constexpr (kP == 1)
+        walk_whole_warps<kDtype, kMaxG, kT>(a, qs, b, kvh, start, end, len, split, splits);
+    else
+        walk_sub_warps<kDtype, kMaxG, kP>(a, qs, b, kvh, start, end, len, split, splits);
+    const int64_t per = splits * kWarps, row = hd + 2;  // partial i of head h at partial + ((b * heads + h) * per + i) * row
+    if (!a.merge_in_walk) return;  // the combine kernel merges (block-uniform)
+
+    // ---- Arrival. Every thread's partial stores are made visible GPU-wide before the block's arrival is counted.
+    // Blocks of this (row, kv head) with start < keys (at most the grid's splits even for a length past the cache,
+    // an invalid input, so that the counters still return to zero).
+    const int64_t in_use = (keys + chunk - 1) / chunk < splits ? (keys + chunk - 1) / chunk : splits;
+    __threadfence();
+    __syncthreads();  // also: every warp is done with qs, which the merge overwrites
+    if (threadIdx.x == 0) {
+        int* const counter = a.arrivals + blockIdx.x;  // blockIdx.x = b * kv_heads + kvh
+        const int arrived = atomicAdd(counter, 1) + 1;
+        s_last = arrived == in_use ? 1 : 0;
+        if (arrived == in_use) *counter = 0;  // all in-use blocks have added: nobody else touches it in this launch
+    }
+    __syncthreads();
+    if (!s_last) return;  // block-uniform
+    __threadfence();  // the other blocks' partials, seen through their arrivals, are read after this
+
+    // ---- Merge (the last block only): the former combine kernel's operations, for the group's query heads at once.
+    // Per head: m = the largest partial max (a max of the same values, in any order: the same float); the weight of
+    // partial i is w_i = (m or max_i is -inf) ? 0 : expf(max_i - m); and per output element d, num and den are the FMA
+    // chains num = fma(w_i, acc_i[d], num), den = fma(w_i, sum_i, den) over i = 0, 1, ..., used - 1 in that order,
+    // then out = den > 0 ? num / den : 0. Each element's chain is kept by one thread across the tiles (tiles in
+    // order, partials in order within a tile): the same operations on the same values in the same order as before.
+    const int used = static_cast<int>(in_use * kWarps), G = static_cast<int>(group), R = static_cast<int>(row);
+    const int HD = static_cast<int>(hd);
+    const int64_t head_stride = per * row;  // floats from one head's partials to the next head's
+    const float* const head0 = a.partial + (b * a.heads + kvh * group) * head_stride;
+    float m[kMaxG];
+#pragma unroll
+    for (int g = 0; g < kMaxG; ++g) m[g] = -INFINITY;
+    for (int i = static_cast<int>(threadIdx.x); i < used; i += kThreads)
+#pragma unroll
+        for (int g = 0; g < kMaxG; ++g)
+            if (g < G) m[g] = fmaxf(m[g], __ldcg(head0 + g * head_stride + i * row));
+#pragma unroll
+    for (int g = 0; g < kMaxG; ++g) {
+#pragma unroll
+        for (int off = 16; off > 0; off >>= 1) m[g] = fmaxf(m[g], __shfl_xor_sync(0xFFFFFFFFu, m[g], off));
+        if (lane == 0) s_red[g][warp] = m[g];
+    }
+    __syncthreads();
+    if (static_cast<int>(threadIdx.x) < G) {
+        float mm = -INFINITY;
+#pragma unroll
+        for (int w = 0; w < kWarps; ++w) mm = fmaxf(mm, s_red[threadIdx.x][w]);
+        s_max[threadIdx.x] = mm;
+    }
+    // Output elements e = g * head_dim + d of the group: thread t keeps e = t + kThreads r.
+    constexpr int kElems = kMaxG * static_cast<int>(kDecodeMaxHeadDim) / kThreads;
+    const int elems = G * HD;
+    float num[kElems], den[kElems];
+#pragma unroll
+    for (int r = 0; r < kElems; ++r) num[r] = 0.0f, den[r] = 0.0f;
+    const int fit = shared_floats(kMaxG) / (G * R), tile = fit < used ? fit : used;  // >= 1: the buffer holds a partial of every head
+    for (int i0 = 0; i0 < used; i0 += tile) {
+        const int n = tile < used - i0 ? tile : used - i0, span = n * R, total = G * span;
+        __syncthreads();  // the previous tile is consumed (first tile: s_max is written, qs no longer read)
+        // Stage partials i0 .. i0 + n - 1 of every head: smem[g * span + t * row + c] = partial (g, i0 + t)[c]. Head g's
+        // n partials are contiguous (span floats); x = g * span + o is walked with (g, o) kept incrementally (one
+        // division per pass, not one per load).
+        const float* const tile0 = head0 + i0 * row;  // head 0's partial i0
+        for (int x0 = static_cast<int>(threadIdx.x); x0 < total; x0 += kThreads * kCopy) {
+            float v[kCopy];
+            int g = x0 / span, o = x0 - g * span;
+#pragma unroll
+            for (int u = 0; u < kCopy; ++u) {
+                v[u] = x0 + u * kThreads < total ? __ldcg(tile0 + g * head_stride + o) : 0.0f;
+                for (o += kThreads; o >= span; o -= span) ++g;
+            }
+#pragma unroll
+            for (int u = 0; u < kCopy; ++u)
+                if (x0 + u * kThreads < total) smem[x0 + u * kThreads] = v[u];
+        }
+        __syncthreads();
+        // Each staged partial's weight replaces its max (one thread per partial).
+        for (int x = static_cast<int>(threadIdx.x); x < G * n; x += kThreads) {
+            float* const p = smem + x * R;  // x = g * n + t
+            const float pm = p[0], mg = s_max[x / n];
+            p[0] = (mg == -INFINITY || pm == -INFINITY) ? 0.0f : expf(__fsub_rn(pm, mg));
+        }
+        __syncthreads();
+#pragma unroll
+        for (int r = 0; r < kElems; ++r) {
+            const int e = static_cast<int>(threadIdx.x) + r * kThreads;
+            if (e < elems) {
+                const int g = e / HD, d = e - g * HD;
+                const float* p = smem + g * span;
+                for (int t = 0; t < n; ++t, p += R) {
+                    num[r] = __fmaf_rn(p[0], p[2 + d], num[r]);
+                    den[r] = __fmaf_rn(p[0], p[1], den[r]);
+                }
+            }
+        }
+    }
+#pragma unroll
+    for (int r = 0; r < kElems; ++r) {
+        const int e = static_cast<int>(threadIdx.x) + r * kThreads;
+        if (e < elems) {
+            const int g = e / HD, d = e - g * HD;
+            store_f32<kDtype>(a.out, (b * a.heads + kvh * group + g) * hd + d, den[r] > 0.0f ? __fdiv_rn(num[r], den[r]) : 0.0f);
+        }
+    }
+}
+
+// The merge as a kernel of its own (DecodeAttentionArgs::merge_in_walk false), kept to time against the last-block
+// merge: one block per (row, head). The partial results' maxima are read in parallel (one per thread, then a block max), so
+// the only loop over the partials is the weighted sum of each output feature, unrolled so that several loads are in
+// flight (a plain loop read one partial per DRAM/L2 round trip: 9 us per call at batch 1 on the H100).
+constexpr int kCombineMax = 1024;  // partials a block can weigh at once: splits x warps (kDecodeSmallMaxSplits x 4 = 512)
+
+template <int kDtype>
+__global__ void attention_combine_kernel(DecodeAttentionArgs a, int64_t chunk, int64_t splits) {
+    __shared__ float s_w[kCombineMax];
+    __shared__ float s_red[32];
+    grid_dependency_wait();
+    allow_dependent_launch();
+    const int64_t bh = blockIdx.x, hd = a.head_dim;
+    const int64_t keys = *a.length + 1;
+    const int64_t used = ((keys + chunk - 1) / chunk) * kWarps, per = splits * kWarps;
+    const float* base = a.partial + bh * per * (hd + 2);
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+    float m = -INFINITY;
+    for (int64_t i = threadIdx.x; i < used; i += blockDim.x) m = fmaxf(m, base[i * (hd + 2)]);
+#pragma unroll
+    for (int off = 16; off > 0; off >>= 1) m = fmaxf(m, __shfl_xor_sync(0xFFFFFFFFu, m, off));
+    if (lane == 0) s_red[warp] = m;
+    __syncthreads();
+    m = -INFINITY;
+    for (int w = 0; w < warps; ++w) m = fmaxf(m, s_red[w]);
+    // Each partial's weight exp(max_i - m) (0 for a partial that saw no visible key), then den = sum of weight x sum
+    // in partial order, as the plain loop added them.
+    for (int64_t i = threadIdx.x; i < used; i += blockDim.x) {
+        const float pm = base[i * (hd + 2)];
+        s_w[i] = (m == -INFINITY || pm == -INFINITY) ? 0.0f : expf(__fsub_rn(pm, m));
+    }
+    __syncthreads();
+    for (int64_t d = threadIdx.x; d < hd; d += blockDim.x) {
+        float num = 0.0f, den = 0.0f;
+        int64_t i = 0;
+        for (; i + 4 <= used; i += 4) {  // four partials' loads in flight, then added in partial order
+            float v[4], sm[4];
+#pragma unroll
+            for (int u = 0; u < 4; ++u) {
+                const float* p = base + (i + u) * (hd + 2);
+                v[u] = p[2 + d];
+                sm[u] = p[1];
+            }
+#pragma unroll
+            for (int u = 0; u < 4; ++u) {
+                num = __fmaf_rn(s_w[i + u], v[u], num);
+                den = __fmaf_rn(s_w[i + u], sm[u], den);
+            }
+        }
+        for (; i < used; ++i) {
+            const float* p = base + i * (hd + 2);
+            num = __fmaf_rn(s_w[i], p[2 + d], num);
+            den = __fmaf_rn(s_w[i], p[1], den);
+        }
+        store_f32<kDtype>(a.out, bh * hd + d, den > 0.0f ? __fdiv_rn(num, den) : 0.0f);
+    }
+}
+
+template <int kDtype, int kMaxG>
+sloth_status launch(const char* fn, const DecodeAttentionArgs& a, cudaStream_t s) {
+    const int64_t chunk = decode_chunk(a.batch, a.max_length), splits = decode_splits(a.batch, a.max_length);
+    SLOTH_CHECK(require_one_launch(fn, a.batch * a.kv_heads));
+    const dim3 grid(static_cast<unsigned>(a.batch * a.kv_heads), static_cast<unsigned>(splits));
+    // Several keys per warp where head_dim is exactly 64 or 128 (kP = 4, 2) for the 16-bit dtypes, with the group
+    // bound rounded up to 1, 2, 4 or 8 (at most 8 query heads per KV head keep the 8-element accumulators of every
+    // head in registers; the walk skips heads past the group), else whole warps with kT elements per lane. Few
+    // instantiations on purpose: each sub-warp kernel is large, and nvcc compile time (and a compute_75 PTX JIT)
+    // grows with their count.
+    using Kernel = void (*)(DecodeAttentionArgs, int64_t, int64_t);
+    Kernel kernel = a.head_dim <= 64 ? attention_kernel<kDtype, kMaxG, 2, 1>
+                  : a.head_dim <= 128 ? attention_kernel<kDtype, kMaxG, 4, 1>
+                                      : attention_kernel<kDtype, kMaxG, 8, 1>;
+    if constexpr (kMaxG <= 8 && kDtype != SLOTH_DTYPE_F32) {
+        constexpr int kG = kMaxG <= 1 ? 1 : kMaxG <= 2 ? 2 : kMaxG <= 4 ? 4 : 8;
+        if (a.head_dim == 64) kernel = attention_kernel<kDtype, kG, 2, 4>;
+        if (a.head_dim == 128) kernel = attention_kernel<kDtype, kG, 4, 2>;
+    }
+    if (!a.merge_in_walk) {
+        SLOTH_CHECK(require_one_launch(fn, a.batch * a.heads));
+        if (splits * kWarps > kCombineMax)
+            return fail(SLOTH_ERROR_INTERNAL, "%s: %lld partials per head exceed the combine's %d", fn,
+                        static_cast<long long>(splits * kWarps), kCombineMax);
+    }
+    SLOTH_KERNEL_LAUNCH(fn, "attention_kernel", launch_kernel(kernel, grid, kThreads, s, a, chunk, splits));
+    if (!a.merge_in_walk) {
+        const int threads = a.head_dim <= 64 ? 64 : (a.head_dim <= 128 ? 128 : 256);
+        SLOTH_KERNEL_LAUNCH(fn, "attention_combine_kernel", launch_kernel(attention_combine_kernel<kDtype>, static_cast<unsigned>(a.batch * a.heads),
+                                                                          static_cast<unsigned>(threads), s, a, chunk, splits));
+    }
+    return SLOTH_OK;
+}
+
+}  // namespace
+
+// One (dtype, group bound) pair's launch, instantiated by exactly one decode_attention_part_*.cu.
+template <int kDtype, int kMaxG>
+sloth_status decode_attention_launch(const char* fn, const DecodeAttentionArgs& a, cudaStream_t s) {
+    return launch<kDtype, kMaxG>(fn, a, s);
+}
+
+}  // namespace sloth::cuda
+
+// Explicit instantiation of one (dtype, group bound) pair, inside namespace sloth::cuda.
+#define SLOTH_DECODE_ATTENTION_INSTANTIATE(dtype, max_group) \
+    template sloth_status decode_attention_launch<dtype, max_group>(const char*, const DecodeAttentionArgs&, cudaStream_t);

@@ -1,0 +1,9 @@
+// One part of the NF4 GEMV kernels (nf4_gemv_parts.h): f16 activations, batch 1 to 4.
+#include "nf4_gemv_kernels.cuh"
+
+namespace sloth::cuda {
+SLOTH_NF4_GEMV_INSTANTIATE(SLOTH_DTYPE_F16, 1)
+SLOTH_NF4_GEMV_INSTANTIATE(SLOTH_DTYPE_F16, 2)
+SLOTH_NF4_GEMV_INSTANTIATE(SLOTH_DTYPE_F16, 3)
+SLOTH_NF4_GEMV_INSTANTIATE(SLOTH_DTYPE_F16, 4)
+}  // namespace sloth::cuda
