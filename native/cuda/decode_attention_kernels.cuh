@@ -4,8 +4,7 @@
 // the whole cache. So the keys are cut into chunks (decode_chunk: finer for small batches), one block per
 // (row, kv head, chunk), and inside a block each of the kDecodeWarpsPerSplit warps walks every 4th key of the chunk
 // with its own online softmax, for all the query heads of its KV head at once (GQA: each key and value is read once
-// for the group). The block merges its warps' states (block_merge) and writes one (max, sum, accumulators) per
-// query head to `partial`. The grid is fixed by max_length, not by
+// for the group). Each warp writes its (max, sum, accumulators) to `partial`. The grid is fixed by max_length, not by
 // the current length (read from device memory), so a captured graph stays valid as the cache grows: blocks past the
 // current length exit at once, and the merge reads only the chunks in use.
 // Lanes split head_dim (lane + 32 t, t < kT): per key a lane reads kT values of K and of V (coalesced over the warp).
@@ -57,19 +56,20 @@ __host__ __device__ constexpr int shared_floats(int max_group) {
     const int most = q > tile ? q : tile;
     return most > kStageFloats ? most : kStageFloats;
 }
-// One partial per split, at most kDecodeSmallMaxSplits of them per head: the merge counts them in int.
-static_assert(kDecodeSmallMaxSplits <= 4096 && kDecodeMaxSplits <= kDecodeSmallMaxSplits,
+// Every split's 4 partials, at most (decode_splits <= kDecodeSmallMaxSplits): the merge counts them in int.
+static_assert(kDecodeSmallMaxSplits * kDecodeWarpsPerSplit <= 4096 && kDecodeMaxSplits <= kDecodeSmallMaxSplits,
               "partials per head must stay small");
 
 // The walk of one chunk with whole warps per key (any head_dim up to 256): lane l holds elements l + 32 t, t < kT, of
-// each key; warp w takes keys start + w, start + w + kWarps, ...; each warp ends with its state (max, sum, accumulators)
-// for each head of the group, which block_merge combines.
+// each key; warp w takes keys start + w, start + w + kWarps, ...; each warp writes its partial (max, sum, accumulators)
+// for each head of the group.
 template <int kDtype, int kMaxG, int kT>
 __device__ __forceinline__ void walk_whole_warps(const DecodeAttentionArgs& a, const float (*qs)[kDecodeMaxHeadDim],
                                                  int64_t b, int64_t kvh, int64_t start, int64_t end, int64_t len,
-                                                 float (&mx)[kMaxG], float (&sum)[kMaxG], float (&acc)[kMaxG][kT]) {
+                                                 int64_t split, int64_t splits) {
     const int64_t group = a.heads / a.kv_heads, hd = a.head_dim;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    float mx[kMaxG], sum[kMaxG], acc[kMaxG][kT];
 #pragma unroll
     for (int g = 0; g < kMaxG; ++g) {
         mx[g] = -INFINITY;
@@ -129,6 +129,19 @@ __device__ __forceinline__ void walk_whole_warps(const DecodeAttentionArgs& a, c
         for (int t = 0; t < kT; ++t) kv[t] = k_next[t], vcur[t] = v_next[t];
         visible = visible_next;
     }
+    // Partial i of head h (i = split * kWarps + warp) at partial + ((b * heads + h) * per + i) * row.
+    const int64_t per = splits * kWarps, row = hd + 2;
+    for (int g = 0; g < kMaxG && g < group; ++g) {
+        const int64_t h = kvh * group + g;
+        float* out = a.partial + (((b * a.heads + h) * per) + split * kWarps + warp) * row;
+        if (lane == 0) out[0] = mx[g], out[1] = sum[g];
+#pragma unroll
+        for (int t = 0; t < kT; ++t) {
+            const int64_t d = lane + 32 * t;
+            if (d < hd) out[2 + d] = acc[g][t];
+        }
+    }
+
 }
 
 // The walk with several keys per warp, for head_dim = 256 / kP exactly (64: kP = 4, 128: kP = 2): kL = 32 / kP lanes per
@@ -142,12 +155,13 @@ __device__ __forceinline__ void walk_whole_warps(const DecodeAttentionArgs& a, c
 template <int kDtype, int kMaxG, int kP>
 __device__ __forceinline__ void walk_sub_warps(const DecodeAttentionArgs& a, const float (*qs)[kDecodeMaxHeadDim],
                                                int64_t b, int64_t kvh, int64_t start, int64_t end, int64_t len,
-                                               float (&mx)[kMaxG], float (&sum)[kMaxG], float (&acc)[kMaxG][8]) {
+                                               int64_t split, int64_t splits) {
     constexpr int kL = 32 / kP, kE = 8;
     static_assert(kP == 2 || kP == 4, "head_dim 128 or 64");
     const int64_t group = a.heads / a.kv_heads, hd = kL * kE;  // == a.head_dim (the launch checks)
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, sub = lane / kL;
     const int64_t d0 = static_cast<int64_t>(lane % kL) * kE;
+    float mx[kMaxG], sum[kMaxG], acc[kMaxG][kE];
 #pragma unroll
     for (int g = 0; g < kMaxG; ++g) {
         mx[g] = -INFINITY;
@@ -217,63 +231,17 @@ __device__ __forceinline__ void walk_sub_warps(const DecodeAttentionArgs& a, con
             mx[g] = m;
         }
     }
-}
-
-
-// Block-wide (every thread calls it once, after its walk): the kWarps warps' states of each query head of the group
-// merged into the block's one partial per head, written to partial + ((b * heads + h) * splits + split) * (hd + 2).
-// Why in the block: with a partial per warp, the merge after the walk (the combine kernel or the last block) read
-// kWarps times as many rows, and at batch 1 that merge cost as much as the walk itself. The rule is the merge's own:
-// M = the largest warp max (s_max: kWarps values per head through shared memory), each warp's weight
-// c_w = expf(max_w - M) (0 for a warp that saw no visible key), and sum and accumulators added as c_w * value with
-// fused multiply-adds in warp order (one warp at a time into `smem`, a barrier between), so a call always gives the
-// same bits. elem(e) is the head element of this lane's accumulator e, or -1 where the lane holds no element of its
-// own (a sub-warp walk's later sub-groups hold copies of the first's).
-template <int kMaxG, int kE, class Elem>
-__device__ __forceinline__ void block_merge(const DecodeAttentionArgs& a, float* smem, float (*s_max)[kWarps],
-                                            const float (&mx)[kMaxG], const float (&sum)[kMaxG],
-                                            const float (&acc)[kMaxG][kE], Elem elem, int64_t b, int64_t kvh,
-                                            int64_t split, int64_t splits) {
-    const int group = static_cast<int>(a.heads / a.kv_heads), hd = static_cast<int>(a.head_dim), row = hd + 2;
-    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    __syncthreads();  // every warp is done with qs, which `smem` holds
-    if (lane == 0)
+    if (sub != 0) return;  // the first sub-group writes the warp's partial
+    const int64_t per = splits * kWarps, row = hd + 2;
+    for (int g = 0; g < kMaxG && g < group; ++g) {
+        const int64_t h = kvh * group + g;
+        float* out = a.partial + (((b * a.heads + h) * per) + split * kWarps + warp) * row;
+        if (lane == 0) out[0] = mx[g], out[1] = sum[g];
 #pragma unroll
-        for (int g = 0; g < kMaxG; ++g)
-            if (g < group) s_max[g][warp] = mx[g];
-    __syncthreads();
-    float c[kMaxG];
-#pragma unroll
-    for (int g = 0; g < kMaxG; ++g) {
-        float m = -INFINITY;
-        if (g < group)
-#pragma unroll
-            for (int w = 0; w < kWarps; ++w) m = fmaxf(m, s_max[g][w]);
-        c[g] = mx[g] == -INFINITY ? 0.0f : expf(__fsub_rn(mx[g], m));
-        if (warp == 0 && lane == 0 && g < group) smem[g * row] = m;
-    }
-    for (int w = 0; w < kWarps; ++w) {
-        if (warp == w) {  // warp-uniform
-#pragma unroll
-            for (int g = 0; g < kMaxG; ++g) {
-                if (g >= group) continue;
-                float* const p = smem + g * row;
-                if (lane == 0) p[1] = w == 0 ? __fmul_rn(sum[g], c[g]) : __fmaf_rn(sum[g], c[g], p[1]);
-#pragma unroll
-                for (int e = 0; e < kE; ++e) {
-                    const int d = elem(e);
-                    if (d >= 0 && d < hd) p[2 + d] = w == 0 ? __fmul_rn(acc[g][e], c[g]) : __fmaf_rn(acc[g][e], c[g], p[2 + d]);
-                }
-            }
-        }
-        __syncthreads();
-    }
-    float* const out = a.partial + ((b * a.heads + kvh * group) * splits + split) * row;  // head kvh * group + g: + g * splits * row
-    for (int i = static_cast<int>(threadIdx.x); i < group * row; i += kThreads) {
-        const int g = i / row;
-        out[g * splits * row + (i - g * row)] = smem[i];
+        for (int e = 0; e < kE; ++e) out[2 + d0 + e] = acc[g][e];
     }
 }
+
 
 // grid (batch * kv_heads, splits), kThreads threads. Walks one chunk of the keys for the group's query heads (the
 // partials), then, in the last block of its (row, kv head) to arrive, merges all the partials of that (row, kv head)
@@ -298,18 +266,11 @@ __global__ void __launch_bounds__(kThreads) attention_kernel(DecodeAttentionArgs
         qs[i / hd][i % hd] = load_f32<kDtype>(a.q, (b * a.heads + kvh * group) * hd + i);
     __syncthreads();
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    constexpr int kE = kP == 1 ? kT : 8;  // accumulators per lane and head
-    float mx[kMaxG], sum[kMaxG], acc[kMaxG][kE];
-    if constexpr (kP == 1) {
-        walk_whole_warps<kDtype, kMaxG, kT>(a, qs, b, kvh, start, end, len, mx, sum, acc);
-        block_merge<kMaxG, kE>(a, smem, s_red, mx, sum, acc, [&](int e) { return lane + 32 * e; }, b, kvh, split, splits);
-    } else {
-        walk_sub_warps<kDtype, kMaxG, kP>(a, qs, b, kvh, start, end, len, mx, sum, acc);
-        constexpr int kL = 32 / kP;  // lanes per key; lanes past the first sub-group hold copies
-        block_merge<kMaxG, kE>(a, smem, s_red, mx, sum, acc, [&](int e) { return lane < kL ? lane * 8 + e : -1; }, b,
-                               kvh, split, splits);
-    }
-    const int64_t per = splits, row = hd + 2;  // partial i of head h at partial + ((b * heads + h) * per + i) * row
+    if constexpr (kP == 1)
+        walk_whole_warps<kDtype, kMaxG, kT>(a, qs, b, kvh, start, end, len, split, splits);
+    else
+        walk_sub_warps<kDtype, kMaxG, kP>(a, qs, b, kvh, start, end, len, split, splits);
+    const int64_t per = splits * kWarps, row = hd + 2;  // partial i of head h at partial + ((b * heads + h) * per + i) * row
     if (!a.merge_in_walk) return;  // the combine kernel merges (block-uniform)
 
     // ---- Arrival. Every thread's partial stores are made visible GPU-wide before the block's arrival is counted.
@@ -334,7 +295,7 @@ __global__ void __launch_bounds__(kThreads) attention_kernel(DecodeAttentionArgs
     // chains num = fma(w_i, acc_i[d], num), den = fma(w_i, sum_i, den) over i = 0, 1, ..., used - 1 in that order,
     // then out = den > 0 ? num / den : 0. Each element's chain is kept by one thread across the tiles (tiles in
     // order, partials in order within a tile): the same operations on the same values in the same order as before.
-    const int used = static_cast<int>(in_use), G = static_cast<int>(group), R = static_cast<int>(row);
+    const int used = static_cast<int>(in_use * kWarps), G = static_cast<int>(group), R = static_cast<int>(row);
     const int HD = static_cast<int>(hd);
     const int64_t head_stride = per * row;  // floats from one head's partials to the next head's
     const float* const head0 = a.partial + (b * a.heads + kvh * group) * head_stride;
@@ -419,7 +380,7 @@ __global__ void __launch_bounds__(kThreads) attention_kernel(DecodeAttentionArgs
 // merge: one block per (row, head). The partial results' maxima are read in parallel (one per thread, then a block max), so
 // the only loop over the partials is the weighted sum of each output feature, unrolled so that several loads are in
 // flight (a plain loop read one partial per DRAM/L2 round trip: 9 us per call at batch 1 on the H100).
-constexpr int kCombineMax = 1024;  // partials a block can weigh at once: one per split (kDecodeSmallMaxSplits = 128)
+constexpr int kCombineMax = 1024;  // partials a block can weigh at once: splits x warps (kDecodeSmallMaxSplits x 4 = 512)
 
 template <int kDtype>
 __global__ void attention_combine_kernel(DecodeAttentionArgs a, int64_t chunk, int64_t splits) {
@@ -429,7 +390,7 @@ __global__ void attention_combine_kernel(DecodeAttentionArgs a, int64_t chunk, i
     allow_dependent_launch();
     const int64_t bh = blockIdx.x, hd = a.head_dim;
     const int64_t keys = *a.length + 1;
-    const int64_t used = (keys + chunk - 1) / chunk, per = splits;
+    const int64_t used = ((keys + chunk - 1) / chunk) * kWarps, per = splits * kWarps;
     const float* base = a.partial + bh * per * (hd + 2);
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
     float m = -INFINITY;
@@ -494,9 +455,9 @@ sloth_status launch(const char* fn, const DecodeAttentionArgs& a, cudaStream_t s
     }
     if (!a.merge_in_walk) {
         SLOTH_CHECK(require_one_launch(fn, a.batch * a.heads));
-        if (splits > kCombineMax)
+        if (splits * kWarps > kCombineMax)
             return fail(SLOTH_ERROR_INTERNAL, "%s: %lld partials per head exceed the combine's %d", fn,
-                        static_cast<long long>(splits), kCombineMax);
+                        static_cast<long long>(splits * kWarps), kCombineMax);
     }
     SLOTH_KERNEL_LAUNCH(fn, "attention_kernel", launch_kernel(kernel, grid, kThreads, s, a, chunk, splits));
     if (!a.merge_in_walk) {

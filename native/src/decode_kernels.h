@@ -31,15 +31,16 @@ inline int64_t decode_splits(int64_t batch, int64_t max_length) {
     const int64_t c = decode_chunk(batch, max_length);
     return (max_length + c - 1) / c;
 }
-// Each split is walked by this many warps of one block, each with its own online softmax; the block merges their
-// states into one partial result per query head (block_merge in cuda/decode_attention_kernels.cuh).
+// Each split is walked by this many warps of one block, each keeping its own partial result (no shared-memory
+// merge inside the block: the last block of the (row, kv head) to finish merges them all, cuda/decode_attention_kernels.cuh).
 constexpr int64_t kDecodeWarpsPerSplit = 4;
-// float32 values of the attention's partial results: per (row, head, split) a max, a sum and head_dim accumulators.
+// float32 values of the attention's partial results: per (row, head, split, warp) a max, a sum and head_dim
+// accumulators.
 // Enough for every batch up to `batch` (a small batch splits finer).
 inline int64_t decode_partial_floats(int64_t batch, int64_t heads, int64_t head_dim, int64_t max_length) {
     const int64_t small = batch < kDecodeSmallBatch ? batch : kDecodeSmallBatch;
     const int64_t a = small * decode_splits(small, max_length), b = batch * decode_splits(batch, max_length);
-    return (a > b ? a : b) * heads * (head_dim + 2);
+    return (a > b ? a : b) * heads * kDecodeWarpsPerSplit * (head_dim + 2);
 }
 // The scratch of sloth_decode_attention: the partials (decode_partial_floats), then the int32 arrival counters of the
 // last-block merge, one per (row, kv head) at most batch * heads of them (kv_heads <= heads; the size query does not

@@ -298,10 +298,11 @@ class Decoder {
     }
 
     // Projections of one x on CUDA's GEMM path (past the GEMV's 8 rows, 16-bit dtype), all NF4 with the same input
-    // width and no adapter: their weights dequantized one under the other into ws.dq (whose size covers q/k/v and
-    // gate/up stacked) and multiplied in one GEMM, y = [batch, sum of their outputs]. One launch per weight plus one
-    // instead of two per weight, and one wide GEMM instead of narrow ones (the k/v products at batch 64 were too small
-    // to fill the GPU). False: not applicable, nothing launched.
+    // width and no adapter: their weights dequantized one under the other into ws.dq (sized for q/k/v stacked) and
+    // multiplied in one GEMM, y = [batch, sum of their outputs]. For q/k/v: one launch per weight plus one instead of
+    // two per weight, and one wide GEMM instead of two narrow k/v ones that could not fill the GPU (H100, batch 64:
+    // the Llama-1B step's q/k/v 0.457 -> 0.312 ms). Not used for gate/up: there the one [batch, 2I] GEMM was slower
+    // than two (0.92 -> 1.03 ms), bench/results/2026-12-06-h100-round11. False: not applicable, nothing launched.
     bool stacked_gemm(const char* fn, std::initializer_list<const Proj*> ps, int64_t batch, void* y, sloth_status* st) {
         if (cpu() || batch <= SLOTH_NF4_GEMV_MAX_BATCH || s.dtype == SLOTH_DTYPE_F32) return false;
         const Proj* first = *ps.begin();
@@ -543,12 +544,10 @@ class Decoder {
                     SLOTH_CHECK(linear(fn, pg, at<void>(ws.y), batch, gu));
                     SLOTH_CHECK(bias_add(fn, pg.bias, batch, 2 * s.inter, gu));
                     gate = gu, up = gu + s.inter * e, stride = 2 * s.inter;
-                } else if (sloth_status st = SLOTH_OK; !pg.bias && !pu.bias && stacked_gemm(fn, {&pg, &pu}, batch, gu, &st)) {
-                    SLOTH_CHECK(st);  // one [batch, 2I] product, as a fused gate/up projection writes it
-                    gate = gu, up = gu + s.inter * e, stride = 2 * s.inter;
                 } else {
                     char* upp = gu + batch * s.inter * e;
                     bool grouped = false;
+                    sloth_status st = SLOTH_OK;
                     if (nf4_alike({&pg, &pu}, batch)) {
                         Nf4GemvGroupArgs g = group_args(pg, at<void>(ws.y), batch);
                         g.count = 2;
