@@ -34,3 +34,12 @@ for v in A B; do
         --fusions None --only Attention,Qkv --results "$OUT/only-$v" > "$OUT/only-$v.log" 2>&1; echo "exit $?"
     grep -E "ONLY" "$OUT/only-$v.log"; snap
 done
+echo "== Nsight Compute: the NF4 GEMV kernels of one layer (q/k/v, o, gate/up, down) at batch 1 and 8 (A)"
+for b in 1 8; do
+    timeout 120 ncu --target-processes all -k regex:nf4_gemv --launch-count 4 \
+        --section SpeedOfLight --section Occupancy --section LaunchStats --section WarpStateStats --section ComputeWorkloadAnalysis --section MemoryWorkloadAnalysis \
+        dotnet "$bench" --suite decode --presets llama-3.2-1b --batches $b --fusions None --steps 2 --prefill 0 --results "$OUT/ncu-tmp" \
+        > "$OUT/ncu-gemv-b$b.txt" 2> "$OUT/ncu-gemv-b$b.err"; echo "exit $?"
+    grep -E "nf4_gemv|Duration|DRAM Throughput|Compute \(SM\) Throughput|Achieved Occupancy|Registers Per|Issue Slots Busy|Stall" "$OUT/ncu-gemv-b$b.txt" | head -60
+    snap
+done
