@@ -13,8 +13,11 @@ namespace sloth {
 // kDecodeMinChunk keys, so one sequence fills a GPU while the combine stays cheap. A small batch (at most
 // kDecodeSmallBatch rows) has too few (row, kv head) pairs to fill the GPU, and each warp walks its keys one after the
 // other (a load latency each): it gets finer splits (measured on the H100: 20 us per layer at chunk 64, batch 1).
+// A larger batch has blocks to spare, and each block pays fixed costs (the length, q, its partials) besides its walk:
+// 128 keys a block rather than 64 took the Llama-1B step's attention at batch 64 from 0.947 to 0.784 ms (H100,
+// bench/results/2026-12-06-h100-round11).
 constexpr int64_t kDecodeMaxSplits = 32;
-constexpr int64_t kDecodeMinChunk = 64;
+constexpr int64_t kDecodeMinChunk = 128;
 constexpr int64_t kDecodeSmallBatch = 4;
 constexpr int64_t kDecodeSmallMaxSplits = 128;
 constexpr int64_t kDecodeSmallMinChunk = 16;

@@ -297,6 +297,34 @@ class Decoder {
         return dense(fn, x, at<void>(ws.dq), batch, p.in, p.out, y);
     }
 
+    // Projections of one x on CUDA's GEMM path (past the GEMV's 8 rows, 16-bit dtype), all NF4 with the same input
+    // width and no adapter: their weights dequantized one under the other into ws.dq (sized for q/k/v stacked) and
+    // multiplied in one GEMM, y = [batch, sum of their outputs]. For q/k/v: one launch per weight plus one instead of
+    // two per weight, and one wide GEMM instead of two narrow k/v ones that could not fill the GPU (H100, batch 64:
+    // the Llama-1B step's q/k/v 0.457 -> 0.312 ms). Not used for gate/up: there the one [batch, 2I] GEMM was slower
+    // than two (0.92 -> 1.03 ms), bench/results/2026-12-06-h100-round11. False: not applicable, nothing launched.
+    bool stacked_gemm(const char* fn, std::initializer_list<const Proj*> ps, int64_t batch, void* y, sloth_status* st) {
+        if (cpu() || batch <= SLOTH_NF4_GEMV_MAX_BATCH || s.dtype == SLOTH_DTYPE_F32) return false;
+        const Proj* first = *ps.begin();
+        int64_t rows = 0;
+        for (const Proj* p : ps) {
+            if (p->kind != SLOTH_WEIGHT_NF4 || p->in != first->in || p->rank != 0) return false;
+            rows += p->out;
+        }
+        *st = flush_norm(fn, batch);
+        char* dq = at<char>(ws.dq);
+        for (const Proj* p : ps) {
+            if (*st != SLOTH_OK) return true;
+            const Nf4DequantArgs d{static_cast<const uint8_t*>(p->weight), p->absmax_codes, p->nested_code_map,
+                                   p->nested_absmax, p->nested_offset, p->code_table, p->in * p->out, p->blocksize,
+                                   p->nested_blocksize, s.dtype, dq};
+            *st = issue(1, [&] { return cuda::nf4_dequantize(fn, d, device, stream); });
+            dq += p->in * p->out * dtype_size(s.dtype);
+        }
+        if (*st == SLOTH_OK) *st = dense(fn, at<void>(ws.y), at<void>(ws.dq), batch, first->in, rows, y);
+        return true;
+    }
+
     // y += to_dtype(to_dtype(B (A x)) * scale), when the projection has an adapter.
     sloth_status lora(const char* fn, const Proj& p, const void* x, int64_t batch, void* y) {
         if (p.rank == 0) return SLOTH_OK;
@@ -463,17 +491,22 @@ class Decoder {
                     grouped = try_group(fn, g, &st);
                 }
                 SLOTH_CHECK(st);
-                if (!grouped) SLOTH_CHECK(flush_norm(fn, batch));
+                const bool stacked = !grouped && stacked_gemm(fn, {&pq, &pk, &pv}, batch, qkv, &st);
+                SLOTH_CHECK(st);
+                if (!grouped && !stacked) SLOTH_CHECK(flush_norm(fn, batch));
                 if (grouped) {
                     SLOTH_CHECK(lora(fn, pq, at<void>(ws.y), batch, qkv));
                     SLOTH_CHECK(lora(fn, pk, at<void>(ws.y), batch, kp));
                     SLOTH_CHECK(lora(fn, pv, at<void>(ws.y), batch, vp));
-                } else {
+                } else if (!stacked) {
                     SLOTH_CHECK(linear(fn, pq, at<void>(ws.y), batch, qkv));
                     SLOTH_CHECK(linear(fn, pk, at<void>(ws.y), batch, kp));
                     SLOTH_CHECK(linear(fn, pv, at<void>(ws.y), batch, vp));
                 }
-                q = qkv, k = kp, v = vp, qs = qn, ks = vs = kvn;
+                if (stacked)  // one [batch, qn + 2 kvn] product: the fused projection's layout
+                    q = qkv, k = qkv + qn * e, v = qkv + (qn + kvn) * e, qs = ks = vs = qn + 2 * kvn;
+                else
+                    q = qkv, k = kp, v = vp, qs = qn, ks = vs = kvn;
                 qb = L.p[SLOTH_DECODER_PROJ_Q].bias, kb = L.p[SLOTH_DECODER_PROJ_K].bias, vb = L.p[SLOTH_DECODER_PROJ_V].bias;
             }
             const QkPrepArgs prep{s.dtype, batch, s.heads, s.kv_heads, hd, L.rotary_dim, s.max_length, q, qs, k, ks, v, vs,

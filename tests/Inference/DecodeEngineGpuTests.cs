@@ -54,6 +54,16 @@ public class DecodeEngineGpuTests
         DecodeParity.Run(model, prompts, 8, tolerance: 0.25, minMargin: 0.5);
     }
 
+    /// <summary>Every family past 8 rows: the GEMM path, where separate q/k/v projections are dequantized one under
+    /// the other into one GEMM (biases, as Qwen 2's, added after it) and fused ones keep their own.</summary>
+    [TestCaseSource(typeof(FamilyGolden), nameof(FamilyGolden.Families))]
+    public void FamilyNf4OnTheGemmPathInBf16(string family)
+    {
+        using var model = DecodeParity.LoadCudaBf16(FamilyGolden.Nf4(family));
+        var prompts = Enumerable.Range(0, 12).Select(i => new long[] { 1, 5 + i, 9, 13 + 2 * i }).ToArray();
+        DecodeParity.Run(model, prompts, 8, tolerance: 0.25, minMargin: 0.5);
+    }
+
     [Test]
     public void OneGraphCaptureFor64StepsAtOneBatchSize()
     {

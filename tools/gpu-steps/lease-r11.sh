@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Round 11, first call (branch h-split-build: the NF4 GEMV and attention kernels compiled in parts; never built by
+# Round 11, first call (run on branch h-round11, whose bench has the WideRows and Nf4Gemm fusions; h-split-build: the NF4 GEMV and attention kernels compiled in parts; never built by
 # nvcc before): the build's critical path (ninja's elapsed-time status: run with NINJA_STATUS="[%f/%t %es] "), the
 # GPU tests of the engine, fusions, attention, NF4 GEMV and GGUF quantizers (non-finite CUDA input quantized on the
 # CPU since round 10), the decode step's classes alone and left out (--only each / --omit each: where the batch-1
