@@ -290,11 +290,15 @@ class Decoder {
                                 p.nested_blocksize, y};
             return issue(1, [&] { return cpu() ? cpu::nf4_gemv(fn, a) : cuda::nf4_gemv(fn, a, device, stream); });
         }
-        const Nf4DequantArgs d{static_cast<const uint8_t*>(p.weight), p.absmax_codes, p.nested_code_map,
-                               p.nested_absmax, p.nested_offset, p.code_table, p.in * p.out, p.blocksize,
-                               p.nested_blocksize, s.dtype, at<void>(ws.dq)};
+        const Nf4DequantArgs d = dequant_args(p, at<void>(ws.dq));
         SLOTH_CHECK(issue(1, [&] { return cuda::nf4_dequantize(fn, d, device, stream); }));
         return dense(fn, x, at<void>(ws.dq), batch, p.in, p.out, y);
+    }
+
+    // p's whole NF4 weight dequantized into out ([p.out, p.in] in the dtype).
+    Nf4DequantArgs dequant_args(const Proj& p, void* out) const {
+        return Nf4DequantArgs{static_cast<const uint8_t*>(p.weight), p.absmax_codes, p.nested_code_map, p.nested_absmax,
+                              p.nested_offset, p.code_table, p.in * p.out, p.blocksize, p.nested_blocksize, s.dtype, out};
     }
 
     // Projections of one x on CUDA's GEMM path (past the GEMV's 8 rows, 16-bit dtype), all NF4 with the same input
@@ -315,9 +319,7 @@ class Decoder {
         char* dq = at<char>(ws.dq);
         for (const Proj* p : ps) {
             if (*st != SLOTH_OK) return true;
-            const Nf4DequantArgs d{static_cast<const uint8_t*>(p->weight), p->absmax_codes, p->nested_code_map,
-                                   p->nested_absmax, p->nested_offset, p->code_table, p->in * p->out, p->blocksize,
-                                   p->nested_blocksize, s.dtype, dq};
+            const Nf4DequantArgs d = dequant_args(*p, dq);
             *st = issue(1, [&] { return cuda::nf4_dequantize(fn, d, device, stream); });
             dq += p->in * p->out * dtype_size(s.dtype);
         }

@@ -50,8 +50,7 @@ public class DecodeEngineGpuTests
     public void LargeBatchUsesTheGemmPathInBf16()
     {
         using var model = DecodeParity.LoadCudaBf16(LlamaGolden.Nf4Dir);
-        var prompts = Enumerable.Range(0, 12).Select(i => new long[] { 1, 5 + i, 9, 13 + 2 * i }).ToArray();
-        DecodeParity.Run(model, prompts, 8, tolerance: 0.25, minMargin: 0.5);
+        DecodeParity.Run(model, DecodeParity.TwelvePrompts, 8, tolerance: 0.25, minMargin: 0.5);
     }
 
     /// <summary>Every family past 8 rows: the GEMM path, where separate q/k/v projections are dequantized one under
@@ -60,8 +59,7 @@ public class DecodeEngineGpuTests
     public void FamilyNf4OnTheGemmPathInBf16(string family)
     {
         using var model = DecodeParity.LoadCudaBf16(FamilyGolden.Nf4(family));
-        var prompts = Enumerable.Range(0, 12).Select(i => new long[] { 1, 5 + i, 9, 13 + 2 * i }).ToArray();
-        DecodeParity.Run(model, prompts, 8, tolerance: 0.25, minMargin: 0.5);
+        DecodeParity.Run(model, DecodeParity.TwelvePrompts, 8, tolerance: 0.25, minMargin: 0.5);
     }
 
     [Test]

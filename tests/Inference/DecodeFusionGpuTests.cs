@@ -45,7 +45,7 @@ public class DecodeFusionGpuTests
     public void SameBitsAsNoFusionOnTheGemmPath()
     {
         using var model = DecodeParity.LoadCudaBf16(LlamaGolden.Nf4Dir);
-        DecodeLaunchModeGpuTests.AssertSameBits(model, Enumerable.Range(0, 12).Select(i => new long[] { 1, 5 + i, 9, 13 + 2 * i }).ToArray(), 8,
+        DecodeLaunchModeGpuTests.AssertSameBits(model, DecodeParity.TwelvePrompts, 8,
                                                 None, new DecodeEngineOptions(Fusions: DecodeFusions.All));
     }
 

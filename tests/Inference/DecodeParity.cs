@@ -16,6 +16,9 @@ internal static class DecodeParity
     /// <summary>Three prompts of different lengths (left padding, a batch of 3).</summary>
     public static readonly long[][] ThreePrompts = [[1, 5, 9, 13, 17, 21, 25], [1, 40, 41], [1, 7, 3, 99, 64]];
 
+    /// <summary>Twelve 4-token prompts, more rows than the NF4 GEMV takes: the decode step's GEMM path.</summary>
+    public static readonly long[][] TwelvePrompts = Enumerable.Range(0, 12).Select(i => new long[] { 1, 5 + i, 9, 13 + 2 * i }).ToArray();
+
     /// <summary>A checkpoint on CUDA in bfloat16 (NF4 projections unless <paramref name="quantize"/> is false).</summary>
     public static CausalLM LoadCudaBf16(string dir, bool quantize = true) =>
         CausalLM.FromPretrained(dir, new LoadOptions { Device = CUDA, ComputeDtype = ScalarType.BFloat16, Quantize = quantize });
