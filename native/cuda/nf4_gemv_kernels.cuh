@@ -80,26 +80,103 @@ __device__ __forceinline__ void load_x8(const void* x, int64_t i, float (&v)[8])
 }
 
 // The eight weights of one packed 4-byte word (byte j: element 2j in the high nibble, 2j + 1 in the low one), each
-// nf4 × scale rounded to the dtype.
+// nf4 × scale rounded to the dtype, two by one packed conversion (round2_to: the same values as one by one).
 template <int kDtype>
 __device__ __forceinline__ void decode8(uint32_t word, float scale, const float* s_nf4, float (&w)[8]) {
 #pragma unroll
     for (int j = 0; j < 4; ++j) {
         const uint32_t byte = (word >> (8 * j)) & 0xFFu;
-        w[2 * j] = round_to<kDtype>(__fmul_rn(s_nf4[byte >> 4], scale));
-        w[2 * j + 1] = round_to<kDtype>(__fmul_rn(s_nf4[byte & 0xFu], scale));
+        round2_to<kDtype>(__fmul_rn(s_nf4[byte >> 4], scale), __fmul_rn(s_nf4[byte & 0xFu], scale), w[2 * j], w[2 * j + 1]);
     }
 }
 
-// Where a launch's activations x come from (the XLoad of row_slice_dot): eight values x[b, c .. c + 8) as float32.
-// PlainX reads x from memory; StagedX (grouped launches that fold the residual RMSNorm in, see GroupNorm) reads the
-// rows the block's prologue computed into shared memory, as decode_residual_norm would have written them.
+// Where a launch's activations x come from (the XLoad of row_slice_dot): eight values x[b, c .. c + 8) as float32
+// (c a multiple of 8), and stage(), which row_slice_dot calls block-wide after the grid-dependency wait and before its
+// barrier. PlainX reads x from memory; ChunkedX reads the copy stage() made in shared memory; StagedX (grouped
+// launches that fold the residual RMSNorm in, see GroupNorm) reads the rows the block's prologue computed into shared
+// memory, as decode_residual_norm would have written them. All give the same values.
 template <int kDtype>
 struct PlainX {
     const void* x;
     int64_t k;
+    __device__ __forceinline__ void stage() const {}
     __device__ __forceinline__ void operator()(int b, int64_t c, float (&v)[8]) const { load_x8<kDtype>(x, b * k + c, v); }
 };
+
+// x [kBatch, k] (k % 32 == 0, 16-byte aligned) copied by stage() into shared memory, laid out by column chunk: the
+// 16-byte units of columns 32 q + 8 g .. + 8 of row b (g < 4; n = 2 units in float32, 1 in a 16-bit dtype) at uint4
+// index ((b * 4 + g) * n + j) * chunks + q, j < n. Why: the vector path's lane l reads chunk q0 + l, so with this
+// layout a warp's 16-byte reads of one unit are 512 contiguous bytes (no bank conflict), while from memory the same
+// values arrive 64 bytes apart per lane, 16 L1 wavefronts per warp-wide load. Per 8 weights of a row a warp then
+// makes 4 (16-bit) or 8 (float32) shared-memory wavefronts for x instead of 16, and the NF4 table lookups make 8 more:
+// at batch 1 the kernel is bound by that data path and by instructions, not by DRAM (7-20% of its bandwidth,
+// bench/results/2026-12-06-h100-round11). kChunkedXFloat32 trades wavefronts for instructions: float32 spends two
+// shared loads and no conversion per 8 values, the dtype one load and 8 conversions. stage() issues every load of a
+// thread before its first store (at most kLoads: kChunkedXMaxBytes over the block), so the copy costs one L2
+// round trip.
+constexpr bool kChunkedXFloat32 = true;
+constexpr int64_t kChunkedXMaxBytes = 32 * 1024;
+
+template <int kDtype>
+constexpr int chunked_x_dtype() { return kChunkedXFloat32 ? SLOTH_DTYPE_F32 : kDtype; }
+template <int kDtype>
+constexpr int chunked_x_units() { return chunked_x_dtype<kDtype>() == SLOTH_DTYPE_F32 ? 2 : 1; }  // 16-byte units per 8 values
+// Shared bytes of ChunkedX for batch rows of k columns.
+template <int kDtype>
+constexpr int64_t chunked_x_bytes(int64_t batch, int64_t k) { return batch * k * 2 * chunked_x_units<kDtype>(); }
+
+template <int kDtype, int kBatch>
+struct ChunkedX {
+    const void* x;
+    int64_t k;
+    void* s;  // chunked_x_bytes(kBatch, k) of dynamic shared memory, 16-byte aligned
+    static constexpr int kStore = chunked_x_dtype<kDtype>(), kUnits = chunked_x_units<kDtype>();
+    static constexpr int kLoads = static_cast<int>(kChunkedXMaxBytes / (16 * kUnits) / kThreads);  // groups per thread, at most
+    __device__ __forceinline__ void stage() const {
+        constexpr int kSize = kDtype == SLOTH_DTYPE_F32 ? 4 : 2;  // bytes of one value of x
+        const int groups = static_cast<int>(k >> 3), total = kBatch * groups, chunks = static_cast<int>(k >> 5);
+        uint4* const s4 = static_cast<uint4*>(s);
+        uint4 raw[kLoads][kSize / 2];  // x's own 16-byte words, converted at the store (fewer live registers)
+#pragma unroll
+        for (int t = 0; t < kLoads; ++t) {
+            const int i = static_cast<int>(threadIdx.x) + t * kThreads;  // rows are contiguous: group i = elements 8 i ..
+            if (i < total) {
+                const unsigned char* p = static_cast<const unsigned char*>(x) + static_cast<int64_t>(i) * 8 * kSize;
+#pragma unroll
+                for (int h = 0; h < kSize / 2; ++h) raw[t][h] = ptx::load_cached_v4(p + 16 * h);
+            }
+        }
+#pragma unroll
+        for (int t = 0; t < kLoads; ++t) {
+            const int i = static_cast<int>(threadIdx.x) + t * kThreads;
+            if (i < total) {
+                const int b = i / groups, g8 = i - b * groups, q = g8 >> 2, base = (b * 4 + (g8 & 3)) * kUnits * chunks + q;
+                if constexpr (kStore == kDtype) {  // the words as they are (float32 x, or a 16-bit dtype kept)
+#pragma unroll
+                    for (int h = 0; h < kSize / 2; ++h) s4[base + h * chunks] = raw[t][h];
+                } else {  // a 16-bit dtype widened to float32: exact
+                    float v[8];
+                    x8_from_words<kDtype>(raw[t][0], make_uint4(0, 0, 0, 0), v);
+                    s4[base] = make_uint4(__float_as_uint(v[0]), __float_as_uint(v[1]), __float_as_uint(v[2]), __float_as_uint(v[3]));
+                    s4[base + chunks] = make_uint4(__float_as_uint(v[4]), __float_as_uint(v[5]), __float_as_uint(v[6]),
+                                                   __float_as_uint(v[7]));
+                }
+            }
+        }
+    }
+    __device__ __forceinline__ void operator()(int b, int64_t c, float (&v)[8]) const {
+        const int64_t chunks = k >> 5;
+        const uint4* p = static_cast<const uint4*>(s) + (b * 4 + ((c & 31) >> 3)) * kUnits * chunks + (c >> 5);
+        x8_from_words<kStore>(p[0], kUnits == 2 ? p[chunks] : make_uint4(0, 0, 0, 0), v);
+    }
+};
+
+// Whether a launch of kBatch rows of k columns stages x in shared memory (ChunkedX): the vector path, and at most
+// kChunkedXMaxBytes of it, so that blocks still fit several to an SM (at batch 8 a 2048-wide x would take 64 KB).
+template <int kDtype>
+inline bool chunked_x_fits(int64_t batch, int64_t k, bool vector) {
+    return vector && chunked_x_bytes<kDtype>(batch, k) <= kChunkedXMaxBytes;
+}
 
 // The folded residual RMSNorm of a grouped launch (Nf4GemvGroupArgs::fold_norm): the stream h (and the delta added to
 // it, optionally normalized first: Gemma's sandwich norm) as [batch, k] rows, the norm weights, and where block 0
@@ -138,6 +215,7 @@ template <int kDtype>
 struct StagedX {
     const unsigned char* s;
     int64_t k;
+    __device__ __forceinline__ void stage() const {}
     __device__ __forceinline__ void operator()(int b, int64_t c, float (&v)[8]) const {
         constexpr int kSize = kDtype == SLOTH_DTYPE_F32 ? 4 : 2;
         const uint4* p = reinterpret_cast<const uint4*>(s + (b * k + c) * kSize);
@@ -242,6 +320,7 @@ __device__ __forceinline__ void row_slice_dot(const Nf4Weight& w, const void* __
         // cuda_common.cuh), so the weights' DRAM latency overlaps that kernel's tail.
         grid_dependency_wait();
         allow_dependent_launch();
+        xload.stage();  // block-wide: ChunkedX's copy of x (after the wait: x comes from the previous kernel)
         __syncthreads();
         prologue();  // block-wide: a folded norm's factors (after the wait: they come from earlier kernels)
         auto consume = [&](uint4 words, uint32_t code, float nested, int64_t c0) {
@@ -273,6 +352,7 @@ __device__ __forceinline__ void row_slice_dot(const Nf4Weight& w, const void* __
         const float offset = __ldg(w.nested_offset);
         grid_dependency_wait();
         allow_dependent_launch();
+        xload.stage();
         __syncthreads();
         prologue();
         const int64_t per = (k + kSlices - 1) / kSlices;
@@ -342,15 +422,23 @@ __device__ __forceinline__ void gemv_block(const Nf4Weight& w, const void* __res
     }
 }
 
-template <int kDtype, int kBatch, bool kVector, int kSlices>
+// kChunked: x staged in shared memory (ChunkedX, vector path only: chunked_x_fits), else read from memory.
+template <int kDtype, int kBatch, bool kVector, int kSlices, bool kChunked>
 __global__ void __launch_bounds__(kThreads) nf4_gemv_kernel(Nf4Weight w, const void* __restrict__ x, int64_t k,
                                                             int64_t m, int log2_blocksize, int log2_nested_span,
                                                             void* __restrict__ y) {
+    static_assert(kVector || !kChunked, "ChunkedX needs the vector path's alignment");
     __shared__ float s_nf4[16];
     __shared__ float s_map[256];
     __shared__ float s_part[kWarps * kBatch];
-    gemv_block<kDtype, kBatch, kVector, kSlices>(w, x, k, 0, m, blockIdx.x, log2_blocksize, log2_nested_span, y, m,
-                                                 s_nf4, s_map, s_part, PlainX<kDtype>{x, k}, [] {});
+    extern __shared__ __align__(16) unsigned char s_x[];  // kChunked: kBatch * k floats
+    if constexpr (kChunked)
+        gemv_block<kDtype, kBatch, kVector, kSlices>(w, x, k, 0, m, blockIdx.x, log2_blocksize, log2_nested_span, y, m,
+                                                     s_nf4, s_map, s_part,
+                                                     ChunkedX<kDtype, kBatch>{x, k, s_x}, [] {});
+    else
+        gemv_block<kDtype, kBatch, kVector, kSlices>(w, x, k, 0, m, blockIdx.x, log2_blocksize, log2_nested_span, y, m,
+                                                     s_nf4, s_map, s_part, PlainX<kDtype>{x, k}, [] {});
 }
 
 // A grouped launch as the kernels read it (passed by value: kernel parameters, no device copy to manage).
@@ -368,36 +456,41 @@ struct Group {
     const void* x;
     int64_t k;
     int32_t log2_blocksize, log2_nested_span;
-    GroupNorm norm;  // the folded residual norm (kernels instantiated with kFold only)
+    GroupNorm norm;  // the folded residual norm (kernels instantiated with kXFold only)
 };
 
-// The activation source and prologue of a grouped launch: the folded norm (kFold: x computed into the dynamic shared
-// memory s_x by the prologue) or x as it is in memory. Calls body(xload, prologue).
-template <int kDtype, int kBatch, bool kFold, class Body>
+// The activation source of a grouped launch (a template parameter of its kernels): x as it is in memory, x staged as
+// float32 in the dynamic shared memory s_x (ChunkedX), or the folded norm (x computed into s_x by the prologue).
+constexpr int kXPlain = 0, kXChunked = 1, kXFold = 2;
+
+// The activation source and prologue of a grouped launch. Calls body(xload, prologue).
+template <int kDtype, int kBatch, int kX, class Body>
 __device__ __forceinline__ void with_input(const Group& g, unsigned char* s_x, float* s_scratch, Body&& body) {
-    if constexpr (kFold) {
+    if constexpr (kX == kXFold) {
         const NormValues<kDtype> values{g.norm, g.k};
         body(StagedX<kDtype>{s_x, g.k}, [&] { norm_prologue<kDtype, kBatch>(values, s_x, s_scratch); });
+    } else if constexpr (kX == kXChunked) {
+        body(ChunkedX<kDtype, kBatch>{g.x, g.k, s_x}, [] {});
     } else {
         body(PlainX<kDtype>{g.x, g.k}, [] {});
     }
 }
 
 // Each block runs gemv_block for the member it belongs to (blocks of member i: [first_block_i, first_block_i+1)).
-template <int kDtype, int kBatch, bool kFold>
+template <int kDtype, int kBatch, int kX>
 __global__ void __launch_bounds__(kThreads) nf4_gemv_group_kernel(Group g) {
     __shared__ float s_nf4[16];
     __shared__ float s_map[256];
     __shared__ float s_part[kWarps * kBatch];
     __shared__ float s_scratch[kWarps];
-    extern __shared__ __align__(16) unsigned char s_x[];  // kFold: [batch, k] normalized rows (fold_smem_bytes)
+    extern __shared__ __align__(16) unsigned char s_x[];  // kXFold: [batch, k] normalized rows; kXChunked: x as float32
     // Selected with constant indices: indexing the parameter array at run time would copy it to local memory.
     const int64_t bid = blockIdx.x;
     GroupMember d = g.member[0];
     if (g.count > 1 && bid >= g.member[1].first_block) d = g.member[1];
     if (g.count > 2 && bid >= g.member[2].first_block) d = g.member[2];
     const int64_t block = bid - d.first_block;
-    with_input<kDtype, kBatch, kFold>(g, s_x, s_scratch, [&](const auto& xload, auto&& prologue) {
+    with_input<kDtype, kBatch, kX>(g, s_x, s_scratch, [&](const auto& xload, auto&& prologue) {
         switch (d.slices) {  // uniform over the block
             case 1:
                 gemv_block<kDtype, kBatch, true, 1>(d.w, g.x, g.k, d.row0, d.m, block, g.log2_blocksize, g.log2_nested_span,
@@ -423,7 +516,7 @@ __global__ void __launch_bounds__(kThreads) nf4_gemv_group_kernel(Group g) {
 // up projection (member 1), each row computed as gemv_block computes it; the first P * kBatch threads then round both
 // sums to the dtype (the values the plain launch would store) and write out[b * m + r] = act(g) * u as
 // gated_act_kernel does (gate_activation.cuh).
-template <int kDtype, int kBatch, int kSlices, bool kFold>
+template <int kDtype, int kBatch, int kSlices, int kX>
 __global__ void __launch_bounds__(kThreads) nf4_gemv_gated_kernel(Group g, sloth_gate_activation activation,
                                                                   void* __restrict__ out) {
     constexpr int kPairRows = kWarps / kSlices / 2;
@@ -432,7 +525,7 @@ __global__ void __launch_bounds__(kThreads) nf4_gemv_gated_kernel(Group g, sloth
     __shared__ float s_map[2][256];
     __shared__ float s_part[kWarps * kBatch];
     __shared__ float s_scratch[kWarps];
-    extern __shared__ __align__(16) unsigned char s_x[];  // kFold: [batch, k] normalized rows
+    extern __shared__ __align__(16) unsigned char s_x[];  // kXFold: [batch, k] normalized rows; kXChunked: x as float32
     const int warp = threadIdx.x >> 5, slot = warp / kSlices, half = slot / kPairRows;  // half 0: gate, 1: up
     GroupMember d = g.member[0];
     if (half == 1) d = g.member[1];
@@ -442,7 +535,7 @@ __global__ void __launch_bounds__(kThreads) nf4_gemv_gated_kernel(Group g, sloth
     float acc[kBatch];
 #pragma unroll
     for (int b = 0; b < kBatch; ++b) acc[b] = 0.0f;
-    with_input<kDtype, kBatch, kFold>(g, s_x, s_scratch, [&](const auto& xload, auto&& prologue) {
+    with_input<kDtype, kBatch, kX>(g, s_x, s_scratch, [&](const auto& xload, auto&& prologue) {
         row_slice_dot<kDtype, kBatch, true, kSlices>(
             d.w, g.x, g.k, d.row0 + row, warp % kSlices, g.log2_blocksize, g.log2_nested_span, s_nf4[half], s_map[half],
             [&] {
@@ -469,9 +562,13 @@ sloth_status launch_sliced(const char* fn, const Nf4GemvArgs& a, bool vector, in
     SLOTH_CHECK(require_one_launch(fn, blocks));
     const dim3 grid(static_cast<unsigned>(blocks));
     const Nf4Weight w{a.packed, a.absmax_codes, a.nested_code_map, a.nested_absmax, a.nested_offset, a.nf4_code_table};
-    SLOTH_KERNEL_LAUNCH(fn, "nf4_gemv_kernel",
-                        launch_kernel(vector ? nf4_gemv_kernel<kDtype, kBatch, true, kSlices> : nf4_gemv_kernel<kDtype, kBatch, false, kSlices>,
-                                      grid, kThreads, stream, w, a.x, a.k, a.m, lb, ln, a.y));
+    const bool chunked = chunked_x_fits<kDtype>(kBatch, a.k, vector);
+    using Kernel = void (*)(Nf4Weight, const void*, int64_t, int64_t, int, int, void*);
+    const Kernel kernel = chunked ? nf4_gemv_kernel<kDtype, kBatch, true, kSlices, true>
+                        : vector  ? nf4_gemv_kernel<kDtype, kBatch, true, kSlices, false>
+                                  : nf4_gemv_kernel<kDtype, kBatch, false, kSlices, false>;
+    const size_t smem = chunked ? static_cast<size_t>(chunked_x_bytes<kDtype>(kBatch, a.k)) : 0;
+    SLOTH_KERNEL_LAUNCH(fn, "nf4_gemv_kernel", launch_kernel_smem(kernel, grid, kThreads, smem, stream, w, a.x, a.k, a.m, lb, ln, a.y));
     return SLOTH_OK;
 }
 
@@ -521,12 +618,19 @@ template <int kDtype, int kBatch>
 sloth_status launch_group(const char* fn, const Nf4GemvGroupArgs& a, cudaStream_t stream) {
     int64_t blocks = 0;
     const Group g = group_of(a, &blocks);
-    const size_t fold_smem = a.fold_norm ? static_cast<size_t>(nf4_fold_smem_bytes(a)) : 0;
+    // nf4_group_fits: the vector path for every member. The folded norm stages its own rows.
+    const int x_source = a.fold_norm ? kXFold : chunked_x_fits<kDtype>(kBatch, a.k, true) ? kXChunked : kXPlain;
+    const size_t smem = x_source == kXFold      ? static_cast<size_t>(nf4_fold_smem_bytes(a))
+                      : x_source == kXChunked ? static_cast<size_t>(chunked_x_bytes<kDtype>(kBatch, a.k))
+                                              : 0;
     if (!a.gated) {
         SLOTH_CHECK(require_one_launch(fn, blocks));
+        using GroupKernel = void (*)(Group);
+        const GroupKernel kernel = x_source == kXFold      ? nf4_gemv_group_kernel<kDtype, kBatch, kXFold>
+                                 : x_source == kXChunked ? nf4_gemv_group_kernel<kDtype, kBatch, kXChunked>
+                                                         : nf4_gemv_group_kernel<kDtype, kBatch, kXPlain>;
         SLOTH_KERNEL_LAUNCH(fn, "nf4_gemv_group_kernel",
-                            launch_kernel_smem(a.fold_norm ? nf4_gemv_group_kernel<kDtype, kBatch, true> : nf4_gemv_group_kernel<kDtype, kBatch, false>,
-                                               static_cast<unsigned>(blocks), kThreads, fold_smem, stream, g));
+                            launch_kernel_smem(kernel, static_cast<unsigned>(blocks), kThreads, smem, stream, g));
         return SLOTH_OK;
     }
     const int slices = g.member[0].slices;  // nf4_group_fits: both members alike, at most 4
@@ -534,15 +638,18 @@ sloth_status launch_group(const char* fn, const Nf4GemvGroupArgs& a, cudaStream_
     SLOTH_CHECK(require_one_launch(fn, pair_blocks));
     const unsigned grid = static_cast<unsigned>(pair_blocks);
     using Kernel = void (*)(Group, sloth_gate_activation, void*);
-    const Kernel plain = slices == 1 ? nf4_gemv_gated_kernel<kDtype, kBatch, 1, false>
-                       : slices == 2 ? nf4_gemv_gated_kernel<kDtype, kBatch, 2, false>
-                                     : nf4_gemv_gated_kernel<kDtype, kBatch, 4, false>;
-    const Kernel folded = slices == 1 ? nf4_gemv_gated_kernel<kDtype, kBatch, 1, true>
-                        : slices == 2 ? nf4_gemv_gated_kernel<kDtype, kBatch, 2, true>
-                                      : nf4_gemv_gated_kernel<kDtype, kBatch, 4, true>;
-    const Kernel kernel = a.fold_norm ? folded : plain;
+    const Kernel plain = slices == 1 ? nf4_gemv_gated_kernel<kDtype, kBatch, 1, kXPlain>
+                       : slices == 2 ? nf4_gemv_gated_kernel<kDtype, kBatch, 2, kXPlain>
+                                     : nf4_gemv_gated_kernel<kDtype, kBatch, 4, kXPlain>;
+    const Kernel chunked = slices == 1 ? nf4_gemv_gated_kernel<kDtype, kBatch, 1, kXChunked>
+                         : slices == 2 ? nf4_gemv_gated_kernel<kDtype, kBatch, 2, kXChunked>
+                                       : nf4_gemv_gated_kernel<kDtype, kBatch, 4, kXChunked>;
+    const Kernel folded = slices == 1 ? nf4_gemv_gated_kernel<kDtype, kBatch, 1, kXFold>
+                        : slices == 2 ? nf4_gemv_gated_kernel<kDtype, kBatch, 2, kXFold>
+                                      : nf4_gemv_gated_kernel<kDtype, kBatch, 4, kXFold>;
+    const Kernel kernel = x_source == kXFold ? folded : x_source == kXChunked ? chunked : plain;
     SLOTH_KERNEL_LAUNCH(fn, "nf4_gemv_gated_kernel",
-                        launch_kernel_smem(kernel, grid, kThreads, fold_smem, stream, g, a.activation, a.gated_out));
+                        launch_kernel_smem(kernel, grid, kThreads, smem, stream, g, a.activation, a.gated_out));
     return SLOTH_OK;
 }
 
