@@ -47,6 +47,8 @@ internal static class DecodeSuite
             : om.Split(',').Select(Enum.Parse<DecodeStepParts>).ToArray();
         // --only: each class alone (all others omitted), its launches back to back without the rest of the step
         // around them: the class's own time, free of the overlap with its neighbours that --omit's differences keep.
+        // --no-plain: without the plain-launch row that follows the fusion sets (a shorter run when only they are compared).
+        var noPlain = args.Contains("--no-plain");
         var singles = Enum.GetValues<DecodeStepParts>().Where(p => p is not DecodeStepParts.None and not DecodeStepParts.All).ToArray();
         if (Opt("--only") is { } only)
             omitSets = [.. omitSets, .. (only == "each" ? singles : only.Split(',').Select(Enum.Parse<DecodeStepParts>))
@@ -112,7 +114,7 @@ internal static class DecodeSuite
                 (bool Pdl, DecodeFusions Fusions, DecodeStepParts Omit)[] modes = onCpu
                     ? [(false, DecodeFusions.None, DecodeStepParts.None), .. omitSets.Select(o => (false, DecodeFusions.None, o))]
                     : [.. fusionSets.Select(f => (pdlHere, f, DecodeStepParts.None)),
-                       .. pdlHere ? new[] { (false, DecodeFusions.None, DecodeStepParts.None) } : [],
+                       .. pdlHere && !noPlain ? new[] { (false, DecodeFusions.None, DecodeStepParts.None) } : [],
                        .. omitSets.Select(o => (pdlHere, DecodeFusions.None, o))];
                 foreach (var (pdl, fusions, omit) in modes)
                 {

@@ -376,11 +376,15 @@ __global__ void __launch_bounds__(kThreads) attention_kernel(DecodeAttentionArgs
     }
 }
 
-// The merge as a kernel of its own (DecodeAttentionArgs::merge_in_walk false), kept to time against the last-block
-// merge: one block per (row, head). The partial results' maxima are read in parallel (one per thread, then a block max), so
-// the only loop over the partials is the weighted sum of each output feature, unrolled so that several loads are in
-// flight (a plain loop read one partial per DRAM/L2 round trip: 9 us per call at batch 1 on the H100).
+// The merge as a kernel of its own (DecodeAttentionArgs::merge_in_walk false; the default, the last-block merge
+// measured slower): one block per (row, head), one thread per head element. It is a chain of dependent L2 round trips
+// (the length, the partials' maxima, then the partials themselves), so it is built to have as few as it can: the
+// maxima are read once (kept in shared memory for their weights), and the weighted sum over the partials requests
+// kCombineUnroll partials' values before it adds any (a loop of four did 16 rounds for the 64 partials of a
+// 256-key cache at batch 1; one per partial cost 9 us per call on the H100). The additions keep partial order, so the
+// bits do not depend on the unrolling.
 constexpr int kCombineMax = 1024;  // partials a block can weigh at once: splits x warps (kDecodeSmallMaxSplits x 4 = 512)
+constexpr int kCombineUnroll = 16;
 
 template <int kDtype>
 __global__ void attention_combine_kernel(DecodeAttentionArgs a, int64_t chunk, int64_t splits) {
@@ -394,41 +398,41 @@ __global__ void attention_combine_kernel(DecodeAttentionArgs a, int64_t chunk, i
     const float* base = a.partial + bh * per * (hd + 2);
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
     float m = -INFINITY;
-    for (int64_t i = threadIdx.x; i < used; i += blockDim.x) m = fmaxf(m, base[i * (hd + 2)]);
+    for (int64_t i = threadIdx.x; i < used; i += blockDim.x) {
+        const float pm = base[i * (hd + 2)];
+        s_w[i] = pm;  // the partial's max, replaced by its weight below
+        m = fmaxf(m, pm);
+    }
 #pragma unroll
     for (int off = 16; off > 0; off >>= 1) m = fmaxf(m, __shfl_xor_sync(0xFFFFFFFFu, m, off));
     if (lane == 0) s_red[warp] = m;
     __syncthreads();
     m = -INFINITY;
     for (int w = 0; w < warps; ++w) m = fmaxf(m, s_red[w]);
-    // Each partial's weight exp(max_i - m) (0 for a partial that saw no visible key), then den = sum of weight x sum
-    // in partial order, as the plain loop added them.
+    // Each partial's weight exp(max_i - m) (0 for a partial that saw no visible key), by the thread that stored its
+    // max; then den = sum of weight x sum in partial order, as the plain loop added them.
     for (int64_t i = threadIdx.x; i < used; i += blockDim.x) {
-        const float pm = base[i * (hd + 2)];
+        const float pm = s_w[i];
         s_w[i] = (m == -INFINITY || pm == -INFINITY) ? 0.0f : expf(__fsub_rn(pm, m));
     }
     __syncthreads();
     for (int64_t d = threadIdx.x; d < hd; d += blockDim.x) {
         float num = 0.0f, den = 0.0f;
-        int64_t i = 0;
-        for (; i + 4 <= used; i += 4) {  // four partials' loads in flight, then added in partial order
-            float v[4], sm[4];
+        for (int64_t i = 0; i < used; i += kCombineUnroll) {  // block-uniform bounds: the branches below do not diverge
+            float v[kCombineUnroll], sm[kCombineUnroll];
 #pragma unroll
-            for (int u = 0; u < 4; ++u) {
+            for (int u = 0; u < kCombineUnroll; ++u) {
                 const float* p = base + (i + u) * (hd + 2);
-                v[u] = p[2 + d];
-                sm[u] = p[1];
+                v[u] = i + u < used ? p[2 + d] : 0.0f;
+                sm[u] = i + u < used ? p[1] : 0.0f;
             }
 #pragma unroll
-            for (int u = 0; u < 4; ++u) {
-                num = __fmaf_rn(s_w[i + u], v[u], num);
-                den = __fmaf_rn(s_w[i + u], sm[u], den);
+            for (int u = 0; u < kCombineUnroll; ++u) {
+                if (i + u < used) {
+                    num = __fmaf_rn(s_w[i + u], v[u], num);
+                    den = __fmaf_rn(s_w[i + u], sm[u], den);
+                }
             }
-        }
-        for (; i < used; ++i) {
-            const float* p = base + i * (hd + 2);
-            num = __fmaf_rn(s_w[i], p[2 + d], num);
-            den = __fmaf_rn(s_w[i], p[1], den);
         }
         store_f32<kDtype>(a.out, bh * hd + d, den > 0.0f ? __fdiv_rn(num, den) : 0.0f);
     }

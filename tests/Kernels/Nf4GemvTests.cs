@@ -121,4 +121,19 @@ public class Nf4GemvTests(string deviceName) : DeviceFixture(deviceName)
         var x = Activations(1, 8192, ScalarType.BFloat16, 12);
         AssertMatchesDequantizedMatmul(Nf4Gemv.Apply(x, w), x, w, "2048 x 8192");
     }
+
+    /// <summary>Each row's result does not depend on the rows beside it: one row at a time and eight at once (another
+    /// kernel instantiation on CUDA) give the same bits. The decoder relies on it: a sequence's tokens must not change
+    /// with the batch it is generated in.</summary>
+    [Test]
+    public void EachRowHasTheSameBitsAtAnyBatch([Values(ScalarType.Float32, ScalarType.BFloat16, ScalarType.Float16)] ScalarType dtype)
+    {
+        using var scope = NewDisposeScope();
+        using var w = Weight(300, 4096, 21);
+        var x = Activations(8, 4096, dtype, 22);
+        var all = Nf4Gemv.Apply(x, w);
+        for (long r = 0; r < 8; ++r)
+            Assert.That(TestEnv.BitEqual(Nf4Gemv.Apply(x.narrow(0, r, 1), w), all.narrow(0, r, 1)), Is.True, $"row {r}");
+        AssertMatchesDequantizedMatmul(all, x, w, $"{dtype} 8 x 4096");
+    }
 }

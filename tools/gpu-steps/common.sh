@@ -9,3 +9,22 @@ lib75="$PWD/build/sm75-install/runtimes/linux-x64/native/libslothsharp.so"
 export CUDA_CACHE_MAXSIZE=4294967296
 summary() { grep -E "^\s*(total|failed|succeeded|skipped):" "$1"; grep -E "^failed " "$1" | head; }
 snap() { [ -n "${DEVOUT:-}" ] && tar czf "$DEVOUT/r.tgz" -C "$OUT" . 2>/dev/null; true; }
+
+# The steps every lease script repeats (new scripts use these; the ones already run stay as they ran):
+#   gpu_tests NAME SECONDS FILTER   GPU tests whose names match FILTER (after TestCategory=Gpu) into $OUT/NAME.log;
+#   memcheck NAME SECONDS FILTER    the same under compute-sanitizer memcheck (exit 97 on any error);
+#   build_native_variant SRC DEST   a sm_90 Release build of the native tree SRC installed into DEST (for A/B runs of
+#                                   two libraries in one call: SLOTHSHARP_NATIVE_PATH=DEST/runtimes/linux-x64/native/...).
+gpu_tests() {
+    timeout "$2" dotnet "$tests" --no-progress --filter "TestCategory=Gpu&($3)" > "$OUT/$1.log" 2>&1
+    echo "$1: exit $?"; summary "$OUT/$1.log"; snap
+}
+memcheck() {
+    timeout "$2" compute-sanitizer --tool memcheck --target-processes all --error-exitcode 97 dotnet "$tests" --no-progress \
+        --filter "TestCategory=Gpu&($3)" > "$OUT/$1.log" 2>&1
+    echo "$1: exit $?"; grep -E "ERROR SUMMARY" "$OUT/$1.log" | tail -2; summary "$OUT/$1.log"; snap
+}
+build_native_variant() {
+    cmake -S "$1" -B "$1-build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DSLOTH_CUDA_ARCHITECTURES=90 -DCMAKE_INSTALL_PREFIX="$2" \
+        && cmake --build "$1-build" -j 12 && cmake --install "$1-build"
+}

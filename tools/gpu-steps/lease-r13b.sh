@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Round 13, second call (not run: the session's device time ran out; run it next): the compute_75 build's decode
+# tests (PTX only, JIT on this GPU, __CUDA_ARCH__ = 750: the T4 code path; NF4 GEMV, attention with its combine,
+# engine, fusions, launch modes), then racecheck on the NF4 GEMV and attention tests. Run it with SLOTHSHARP_SM75=1.
+set -uo pipefail
+OUT="${1:?usage: lease-r13b.sh OUTDIR}"
+. "$(dirname "$0")/common.sh"
+echo "== compute_75 build: NF4 GEMV, attention, engine, fusions, launch modes"
+SLOTHSHARP_NATIVE_PATH="$lib75" SLOTHSHARP_EXPECT_ARCH=750 timeout 240 dotnet "$tests" --no-progress \
+    --filter "TestCategory=Gpu&(FullyQualifiedName~Nf4Gemv|FullyQualifiedName~DecodeAttentionGpu|FullyQualifiedName~DecodeEngineGpu|FullyQualifiedName~DecodeFusionGpu|FullyQualifiedName~DecodeLaunchMode)" \
+    > "$OUT/tests-sm75.log" 2>&1; echo "exit $?"; summary "$OUT/tests-sm75.log"; snap
+echo "== racecheck (sm_90 build): NF4 GEMV and attention tests"
+timeout 90 compute-sanitizer --tool racecheck --target-processes all --error-exitcode 97 dotnet "$tests" --no-progress \
+    --filter "TestCategory=Gpu&(FullyQualifiedName~Nf4GemvTests|FullyQualifiedName~DecodeAttentionGpu)" > "$OUT/racecheck.log" 2>&1
+echo "exit $?"; grep -E "ERROR SUMMARY|RACECHECK SUMMARY" "$OUT/racecheck.log" | tail -2; summary "$OUT/racecheck.log"; snap
