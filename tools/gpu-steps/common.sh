@@ -12,19 +12,42 @@ snap() { [ -n "${DEVOUT:-}" ] && tar czf "$DEVOUT/r.tgz" -C "$OUT" . 2>/dev/null
 
 # The steps every lease script repeats (new scripts use these; the ones already run stay as they ran):
 #   gpu_tests NAME SECONDS FILTER   GPU tests whose names match FILTER (after TestCategory=Gpu) into $OUT/NAME.log;
-#   memcheck NAME SECONDS FILTER    the same under compute-sanitizer memcheck (exit 97 on any error);
+#   sm75_tests NAME SECONDS FILTER  the same against the compute_75 build's library (the T4 code path, JIT here);
+#   memcheck NAME SECONDS FILTER    the same under compute-sanitizer memcheck (exit 97 on any error); racecheck alike;
+#   decode_run NAME LIB ARGS...     `bench --suite decode` on library LIB (prefill 0, no fusion, no plain-launch row)
+#                                   into $OUT/NAME.log and $OUT/NAME/, ARGS added (presets, batches, steps, --only);
 #   build_native_variant SRC DEST   a sm_90 Release build of the native tree SRC installed into DEST (for A/B runs of
-#                                   two libraries in one call: SLOTHSHARP_NATIVE_PATH=DEST/runtimes/linux-x64/native/...).
+#                                   two libraries in one call: SLOTHSHARP_NATIVE_PATH=DEST/runtimes/linux-x64/native/...);
+#   start_main_build                builds main's native tree, carried as gpu-b-native/, into /tmp/b-install in the
+#                                   background (its pid in $bpid, the library path in $libB): the B of an A/B call.
 gpu_tests() {
     timeout "$2" dotnet "$tests" --no-progress --filter "TestCategory=Gpu&($3)" > "$OUT/$1.log" 2>&1
     echo "$1: exit $?"; summary "$OUT/$1.log"; snap
 }
-memcheck() {
-    timeout "$2" compute-sanitizer --tool memcheck --target-processes all --error-exitcode 97 dotnet "$tests" --no-progress \
-        --filter "TestCategory=Gpu&($3)" > "$OUT/$1.log" 2>&1
-    echo "$1: exit $?"; grep -E "ERROR SUMMARY" "$OUT/$1.log" | tail -2; summary "$OUT/$1.log"; snap
+sm75_tests() {
+    SLOTHSHARP_NATIVE_PATH="$lib75" SLOTHSHARP_EXPECT_ARCH=750 gpu_tests "$@"
+}
+sanitize() {  # TOOL NAME SECONDS FILTER
+    timeout "$3" compute-sanitizer --tool "$1" --target-processes all --error-exitcode 97 dotnet "$tests" --no-progress \
+        --filter "TestCategory=Gpu&($4)" > "$OUT/$2.log" 2>&1
+    echo "$2: exit $?"; grep -E "ERROR SUMMARY|RACECHECK SUMMARY" "$OUT/$2.log" | tail -2; summary "$OUT/$2.log"; snap
+}
+memcheck() { sanitize memcheck "$@"; }
+racecheck() { sanitize racecheck "$@"; }
+decode_run() {
+    local name="$1" lib="$2"; shift 2
+    echo "== decode $name"
+    SLOTHSHARP_NATIVE_PATH="$lib" timeout 150 dotnet "$bench" --suite decode --prefill 0 --fusions None --no-plain \
+        --results "$OUT/$name" "$@" > "$OUT/$name.log" 2>&1; echo "exit $?"
+    grep -E "batch" "$OUT/$name.log" | grep -v "memory held"; snap
 }
 build_native_variant() {
     cmake -S "$1" -B "$1-build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DSLOTH_CUDA_ARCHITECTURES=90 -DCMAKE_INSTALL_PREFIX="$2" \
         && cmake --build "$1-build" -j 12 && cmake --install "$1-build"
+}
+start_main_build() {
+    rm -rf /tmp/nb && cp -r gpu-b-native /tmp/nb
+    build_native_variant /tmp/nb /tmp/b-install > "$OUT/build-b.log" 2>&1 &
+    bpid=$!
+    libB=/tmp/b-install/runtimes/linux-x64/native/libslothsharp.so
 }

@@ -6,10 +6,6 @@ set -uo pipefail
 OUT="${1:?usage: lease-r13b.sh OUTDIR}"
 . "$(dirname "$0")/common.sh"
 echo "== compute_75 build: NF4 GEMV, attention, engine, fusions, launch modes"
-SLOTHSHARP_NATIVE_PATH="$lib75" SLOTHSHARP_EXPECT_ARCH=750 timeout 240 dotnet "$tests" --no-progress \
-    --filter "TestCategory=Gpu&(FullyQualifiedName~Nf4Gemv|FullyQualifiedName~DecodeAttentionGpu|FullyQualifiedName~DecodeEngineGpu|FullyQualifiedName~DecodeFusionGpu|FullyQualifiedName~DecodeLaunchMode)" \
-    > "$OUT/tests-sm75.log" 2>&1; echo "exit $?"; summary "$OUT/tests-sm75.log"; snap
+sm75_tests tests-sm75 240 "FullyQualifiedName~Nf4Gemv|FullyQualifiedName~DecodeAttentionGpu|FullyQualifiedName~DecodeEngineGpu|FullyQualifiedName~DecodeFusionGpu|FullyQualifiedName~DecodeLaunchMode"
 echo "== racecheck (sm_90 build): NF4 GEMV and attention tests"
-timeout 90 compute-sanitizer --tool racecheck --target-processes all --error-exitcode 97 dotnet "$tests" --no-progress \
-    --filter "TestCategory=Gpu&(FullyQualifiedName~Nf4GemvTests|FullyQualifiedName~DecodeAttentionGpu)" > "$OUT/racecheck.log" 2>&1
-echo "exit $?"; grep -E "ERROR SUMMARY|RACECHECK SUMMARY" "$OUT/racecheck.log" | tail -2; summary "$OUT/racecheck.log"; snap
+racecheck racecheck 90 "FullyQualifiedName~Nf4GemvTests|FullyQualifiedName~DecodeAttentionGpu"
