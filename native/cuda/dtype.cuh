@@ -37,6 +37,21 @@ __device__ __forceinline__ float round_to(float v) {
     else return f16_bits_to_f32(ptx::to_f16_bits(v));
 }
 
+// Two values rounded to the dtype by one packed conversion: each gets the rounding round_to gives it alone (the same
+// conversion instruction, which rounds its two halves independently), for half the conversions.
+template <int kDtype>
+__device__ __forceinline__ void round2_to(float a, float b, float& ra, float& rb) {
+    if constexpr (kDtype == SLOTH_DTYPE_F32) {
+        ra = a, rb = b;
+    } else if constexpr (kDtype == SLOTH_DTYPE_BF16) {
+        const uint32_t p = ptx::pack_bf16x2(a, b);  // a in the low half
+        ra = __uint_as_float(p << 16), rb = __uint_as_float(p & 0xFFFF0000u);
+    } else {
+        const uint32_t p = ptx::pack_f16x2(a, b);
+        ra = f16_bits_to_f32(static_cast<uint16_t>(p & 0xFFFFu)), rb = f16_bits_to_f32(static_cast<uint16_t>(p >> 16));
+    }
+}
+
 // Grid size for a grid-stride loop over `count` items with `threads` per block (at least 1 block, at most 2^20:
 // enough to fill any GPU; the loop covers the rest).
 inline unsigned grid_for(int64_t count, int threads) {

@@ -79,16 +79,36 @@ __device__ __forceinline__ void load_x8(const void* x, int64_t i, float (&v)[8])
     }
 }
 
+// A compile-time index (for lambdas that need their argument as a constant).
+template <uint32_t kI>
+struct Index {
+    static constexpr uint32_t value = kI;
+};
+
 // The eight weights of one packed 4-byte word (byte j: element 2j in the high nibble, 2j + 1 in the low one), each
 // nf4 × scale rounded to the dtype.
+// How, in few instructions (main's batch-1 kernel spent about 9 per weight: shift, mask, table-base add, load, scale,
+// round, widen, FFMA, widen x; bench/results/2026-12-06-h100-round12): the table sits at a 256-byte aligned shared
+// address `table` (nf4_table_address), so an entry's address is that address with its low byte replaced by 4 × nibble.
+// Two shifts and two masks put 4 × every nibble in a byte of its own (lo: the low nibbles, hi: the high ones), and one
+// byte permute per weight builds the address from that byte and the table's upper three bytes: 1.5 instructions per
+// weight instead of 3. Two products are rounded by one packed conversion (round2_to). The values are those of a
+// plain table lookup, rounded as before: the same bits.
 template <int kDtype>
-__device__ __forceinline__ void decode8(uint32_t word, float scale, const float* s_nf4, float (&w)[8]) {
-#pragma unroll
-    for (int j = 0; j < 4; ++j) {
-        const uint32_t byte = (word >> (8 * j)) & 0xFFu;
-        w[2 * j] = round_to<kDtype>(__fmul_rn(s_nf4[byte >> 4], scale));
-        w[2 * j + 1] = round_to<kDtype>(__fmul_rn(s_nf4[byte & 0xFu], scale));
-    }
+__device__ __forceinline__ void decode8(uint32_t word, float scale, uint32_t table, float (&w)[8]) {
+    const uint32_t lo = (word << 2) & 0x3C3C3C3Cu, hi = (word >> 2) & 0x3C3C3C3Cu;
+    // Byte 0 from byte j of the offsets, bytes 1-3 from the table address (bytes 5-7 of {table, offsets}).
+    auto entry = [&](uint32_t offsets, auto j) {
+        return ptx::load_shared_f32(ptx::byte_perm<0x7650u + decltype(j)::value>(offsets, table));
+    };
+    auto pair = [&](auto j) {
+        round2_to<kDtype>(__fmul_rn(entry(hi, j), scale), __fmul_rn(entry(lo, j), scale), w[2 * decltype(j)::value],
+                          w[2 * decltype(j)::value + 1]);
+    };
+    pair(Index<0>{});
+    pair(Index<1>{});
+    pair(Index<2>{});
+    pair(Index<3>{});
 }
 
 // Where a launch's activations x come from (the XLoad of row_slice_dot): eight values x[b, c .. c + 8) as float32.
@@ -192,6 +212,10 @@ struct Nf4Weight {
     const float* nf4_table;  // 16 floats
 };
 
+// Every NF4 table the vector path reads lives at a 256-byte aligned shared address (decode8 builds entry addresses by
+// replacing the address's low byte); the gated kernel's two tables are 256 bytes apart ([2][kNf4TableStride]).
+constexpr int kNf4TableStride = 64;  // floats: 256 bytes
+
 // Block-wide (all kThreads threads): the NF4 table and the nested code map of w into shared memory.
 __device__ __forceinline__ void stage_tables(const Nf4Weight& w, float* s_nf4, float* s_map) {
     static_assert(kThreads == 256, "one thread per code-map entry");
@@ -221,6 +245,7 @@ __device__ __forceinline__ void row_slice_dot(const Nf4Weight& w, const void* __
         // A lane's first two chunks: their weight bytes, block codes and nested absmax are requested before the tables
         // are staged in shared memory, so the DRAM latency of the weights overlaps the table loads and the barrier.
         const int64_t qa = q0 + lane, qb = qa + 32;
+        const uint32_t table = ptx::shared_address(s_nf4);  // 256-byte aligned (kNf4TableStride)
         uint4 wa = make_uint4(0, 0, 0, 0), wb = make_uint4(0, 0, 0, 0);
         uint32_t ca = 0, cb = 0;
         float na = 0.0f, nb = 0.0f;
@@ -250,7 +275,7 @@ __device__ __forceinline__ void row_slice_dot(const Nf4Weight& w, const void* __
             for (int s4 = 0; s4 < 4; ++s4) {
                 const uint32_t word = s4 == 0 ? words.x : s4 == 1 ? words.y : s4 == 2 ? words.z : words.w;
                 float wv[8];
-                decode8<kDtype>(word, scale, s_nf4, wv);
+                decode8<kDtype>(word, scale, table, wv);
 #pragma unroll
                 for (int b = 0; b < kBatch; ++b) {
                     float xv[8];
@@ -346,7 +371,7 @@ template <int kDtype, int kBatch, bool kVector, int kSlices>
 __global__ void __launch_bounds__(kThreads) nf4_gemv_kernel(Nf4Weight w, const void* __restrict__ x, int64_t k,
                                                             int64_t m, int log2_blocksize, int log2_nested_span,
                                                             void* __restrict__ y) {
-    __shared__ float s_nf4[16];
+    __shared__ __align__(256) float s_nf4[16];
     __shared__ float s_map[256];
     __shared__ float s_part[kWarps * kBatch];
     gemv_block<kDtype, kBatch, kVector, kSlices>(w, x, k, 0, m, blockIdx.x, log2_blocksize, log2_nested_span, y, m,
@@ -386,7 +411,7 @@ __device__ __forceinline__ void with_input(const Group& g, unsigned char* s_x, f
 // Each block runs gemv_block for the member it belongs to (blocks of member i: [first_block_i, first_block_i+1)).
 template <int kDtype, int kBatch, bool kFold>
 __global__ void __launch_bounds__(kThreads) nf4_gemv_group_kernel(Group g) {
-    __shared__ float s_nf4[16];
+    __shared__ __align__(256) float s_nf4[16];
     __shared__ float s_map[256];
     __shared__ float s_part[kWarps * kBatch];
     __shared__ float s_scratch[kWarps];
@@ -428,7 +453,7 @@ __global__ void __launch_bounds__(kThreads) nf4_gemv_gated_kernel(Group g, sloth
                                                                   void* __restrict__ out) {
     constexpr int kPairRows = kWarps / kSlices / 2;
     static_assert(kPairRows >= 1, "a block holds at least one row of each member");
-    __shared__ float s_nf4[2][16];
+    __shared__ __align__(256) float s_nf4[2][kNf4TableStride];  // the gate's and the up projection's tables
     __shared__ float s_map[2][256];
     __shared__ float s_part[kWarps * kBatch];
     __shared__ float s_scratch[kWarps];

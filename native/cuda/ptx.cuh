@@ -107,6 +107,30 @@ __device__ __forceinline__ uint32_t pack_f16x2(float lo, float hi) {
     return r;
 }
 
+// The 32-bit shared-window address of a pointer into shared memory (for ld.shared with a 32-bit register).
+__device__ __forceinline__ uint32_t shared_address(const void* p) {
+    uint32_t r;
+    asm("{ .reg .u64 t; cvta.to.shared.u64 t, %1; cvt.u32.u64 %0, t; }" : "=r"(r) : "l"(p));
+    return r;
+}
+
+// A float from shared memory at a 32-bit shared-window address. volatile: the compiler must not hoist it above the
+// barrier after which the value is valid (it does not know what the asm reads).
+__device__ __forceinline__ float load_shared_f32(uint32_t address) {
+    float v;
+    asm volatile("ld.shared.f32 %0, [%1];" : "=f"(v) : "r"(address));
+    return v;
+}
+
+// Byte permute (prmt.b32, default mode): byte i of the result is byte ((selector >> 4 i) & 7) of the 8 bytes {b, a}
+// (a: bytes 0-3, b: bytes 4-7).
+template <uint32_t kSelector>
+__device__ __forceinline__ uint32_t byte_perm(uint32_t a, uint32_t b) {
+    uint32_t r;
+    asm("prmt.b32 %0, %1, %2, %3;" : "=r"(r) : "r"(a), "r"(b), "n"(kSelector));
+    return r;
+}
+
 // One float to bf16 / f16 bits with the same rounding as the packed forms.
 __device__ __forceinline__ uint16_t to_bf16_bits(float f) { return static_cast<uint16_t>(pack_bf16x2(f, 0.0f)); }
 __device__ __forceinline__ uint16_t to_f16_bits(float f) { return static_cast<uint16_t>(pack_f16x2(f, 0.0f)); }
