@@ -48,13 +48,16 @@ internal static class StepSuite
         var shape = StepShape.Get(shapeName);
         var device = deviceName == "cuda" ? CUDA : CPU;
         var onCuda = device.type == TorchSharp.DeviceType.CUDA;
-        var fused = path == "fused";
-        if (path is not ("fused" or "reference")) throw new ArgumentException($"--path: '{path}' (fused or reference)");
+        // fused-recompute-attention: the fused kernels with CausalLM.RecomputeAttention (SDPA made again in backward).
+        var fused = path is "fused" or "fused-recompute-attention";
+        var recomputeAttention = path == "fused-recompute-attention";
+        if (path is not ("fused" or "reference" or "fused-recompute-attention"))
+            throw new ArgumentException($"--path: '{path}' (fused, fused-recompute-attention or reference)");
         if (checkpointing < 0) throw new ArgumentException($"--checkpointing: {checkpointing} (0: none, k: every k-th layer)");
 
         // Warm-up on a one-layer model of the same heads and path: cuBLAS's handle and workspace and the kernels this
         // path loads lazily are then part of the idle reading, not of the step's memory.
-        using (var warm = new StepWorkload(shape.WarmupConfig, 2, Math.Min(128, shape.SeqLen), device, fused, checkpointing))
+        using (var warm = new StepWorkload(shape.WarmupConfig, 2, Math.Min(128, shape.SeqLen), device, fused, checkpointing, recomputeAttention))
         {
             warm.Step(0).Dispose();
             warm.Synchronize();
@@ -63,7 +66,7 @@ internal static class StepSuite
         GC.WaitForPendingFinalizers();
         var memory = new MemoryWatch(onCuda);
 
-        using var w = new StepWorkload(shape.Config, shape.Batch, shape.SeqLen, device, fused, checkpointing);
+        using var w = new StepWorkload(shape.Config, shape.Batch, shape.SeqLen, device, fused, checkpointing, recomputeAttention);
         w.Synchronize();
         var modelGb = memory.Poll();
         double first = double.NaN;

@@ -52,6 +52,27 @@ public class LlamaFusedTests(string device) : DeviceFixture(device)
         for (var i = 0; i < names.Count; i++) TestEnv.AssertClose(fused.Grads[i], reference.Grads[i], 1e-5, names[i]);
     }
 
+    /// <summary>CausalLM.RecomputeAttention keeps q and the grouped k/v and runs SDPA again in backward: the same loss
+    /// and LoRA gradients bit for bit (the tiny preset has 4 query heads over 2 KV heads), also inside checkpointed
+    /// layers, whose backward runs the recomputing node's backward within its own.</summary>
+    [TestCase(ScalarType.Float32, false)]
+    [TestCase(ScalarType.Float32, true)]
+    [TestCase(ScalarType.BFloat16, false)]
+    public void RecomputedAttentionGivesTheSameBits(ScalarType dtype, bool checkpoint)
+    {
+        using var scope = NewDisposeScope();
+        using var model = Model(dtype, 0.25);
+        var ids = randint(0, Config.VocabSize, [2, 24], generator: new Generator(9)).to(Dev);
+        var kept = Step(model, ids, fused: true, checkpoint);
+        model.RecomputeAttention = true;
+        var recomputed = Step(model, ids, fused: true, checkpoint);
+        model.RecomputeAttention = false;
+        Assert.That(recomputed.Loss, Is.EqualTo(kept.Loss));
+        Assert.That(TestEnv.BitEqual(recomputed.Hidden, kept.Hidden), Is.True, "hidden");
+        var names = model.LoraParameters().Select(kv => kv.Key).ToList();
+        for (var i = 0; i < names.Count; i++) Assert.That(TestEnv.BitEqual(recomputed.Grads[i], kept.Grads[i]), Is.True, names[i]);
+    }
+
     [Test]
     public void Bfloat16FusedMatchesReferenceWithinRounding()
     {

@@ -21,6 +21,8 @@ internal sealed class ShardedKernels(CausalLM model) : DecoderKernels
 
     public override Tensor Rope(Tensor x, Tensor cos, Tensor sin) => Fused.Rope(x, cos, sin);
 
+    public override Tensor Attention(Tensor q, Tensor k, Tensor v, Tensor? mask, bool causal) => Fused.Attention(q, k, v, mask, causal);
+
     public override Tensor SoftcapAttention(Tensor q, Tensor k, Tensor v, Tensor? allowed, double scale, double cap) =>
         Fused.SoftcapAttention(q, k, v, allowed, scale, cap);
 }

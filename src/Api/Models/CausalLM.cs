@@ -93,13 +93,39 @@ public sealed class CausalLM : Module
         set
         {
             _fused = value;
-            InstallKernels(value ? DecoderKernels.Fused : DecoderKernels.Reference);
+            InstallKernels(CurrentKernels);
         }
     }
+
+    /// <summary>
+    /// With the fused kernels, SDPA attention in training is recomputed in backward (<see cref="Ops.GqaAttention"/>):
+    /// each layer keeps q and the grouped k and v instead of SDPA's copies of K and V expanded to every query head and
+    /// its output (Phi-4-mini, 24 query heads over 8 KV heads: 5,120 values a token and layer instead of 12,288), for
+    /// one more attention forward per layer. The same gradients bit for bit. Off by default until its cost is measured
+    /// on the GPU; no effect on the reference kernels, soft-capped attention or inference.
+    /// </summary>
+    public bool RecomputeAttention
+    {
+        get => _recomputeAttention;
+        set
+        {
+            if (_installed is { } k && k != DecoderKernels.Reference && k != DecoderKernels.Fused && k != DecoderKernels.FusedRecomputingAttention)
+                throw new InvalidOperationException("RecomputeAttention cannot change the kernels a sharded model installed; set it before sharding");
+            _recomputeAttention = value;
+            InstallKernels(CurrentKernels);
+        }
+    }
+
+    private bool _recomputeAttention;
+    private DecoderKernels? _installed;
+
+    private DecoderKernels CurrentKernels =>
+        !_fused ? DecoderKernels.Reference : _recomputeAttention ? DecoderKernels.FusedRecomputingAttention : DecoderKernels.Fused;
 
     /// <summary>Puts <paramref name="kernels"/> into every module (sharding installs its own variant of the fused set).</summary>
     internal void InstallKernels(DecoderKernels kernels)
     {
+        _installed = kernels;
         {
             foreach (var layer in _model.Layers)
             {

@@ -15,7 +15,11 @@ namespace SlothSharp.Models;
 internal abstract class DecoderKernels
 {
     public static DecoderKernels Reference { get; } = new ReferenceKernels();
-    public static DecoderKernels Fused { get; } = new FusedKernels();
+    public static DecoderKernels Fused { get; } = new FusedKernels(recomputeAttention: false);
+
+    /// <summary>The fused set with attention recomputed in backward (<see cref="GqaAttention"/>): keeps q and the
+    /// grouped k/v instead of SDPA's expanded copies and output (<see cref="CausalLM.RecomputeAttention"/>).</summary>
+    public static DecoderKernels FusedRecomputingAttention { get; } = new FusedKernels(recomputeAttention: true);
 
     /// <summary>x [.., in] → [.., out] through the projection and its adapter.</summary>
     public abstract Tensor Linear(Projection p, Tensor x);
@@ -31,6 +35,11 @@ internal abstract class DecoderKernels
     /// each head are rotated (rotate_half), the rest pass through. Returns [B, T, heads, D].</summary>
     public abstract Tensor Rope(Tensor x, Tensor cos, Tensor sin);
 
+    /// <summary>Attention through SDPA: q [B, H, T, D], k/v [B, KV, L, D] (grouped: each KV head serves H/KV consecutive
+    /// query heads, as transformers' repeat_kv), mask as SDPA's attn_mask or null, causal as its is_causal (with a null
+    /// mask only). Returns [B, H, T, D].</summary>
+    public abstract Tensor Attention(Tensor q, Tensor k, Tensor v, Tensor? mask, bool causal);
+
     /// <summary>Gemma 2's soft-capped attention: q [B, H, T, D], k/v [B, H, L, D] (GQA expanded), allowed bool
     /// [B|1, H|1, T, L] or null; cap·tanh(q·kᵀ·scale / cap), masked, softmax in float32, rounded, times v.</summary>
     public abstract Tensor SoftcapAttention(Tensor q, Tensor k, Tensor v, Tensor? allowed, double scale, double cap);
@@ -45,6 +54,8 @@ internal abstract class DecoderKernels
     private sealed class ReferenceKernels : DecoderKernels
     {
         public override Tensor Linear(Projection p, Tensor x) => p.ReferenceForward(x);
+
+        public override Tensor Attention(Tensor q, Tensor k, Tensor v, Tensor? mask, bool causal) => GqaAttention.Reference(q, k, v, mask, causal);
 
         public override Tensor GatedLinear(Projection down, Tensor gate, Tensor up, GateActivation activation)
         {
@@ -89,8 +100,13 @@ internal abstract class DecoderKernels
         }
     }
 
-    private sealed class FusedKernels : DecoderKernels
+    private sealed class FusedKernels(bool recomputeAttention) : DecoderKernels
     {
+        public override Tensor Attention(Tensor q, Tensor k, Tensor v, Tensor? mask, bool causal) =>
+            recomputeAttention && is_grad_enabled() && (q.requires_grad || k.requires_grad || v.requires_grad)
+                ? GqaAttention.Apply(q, k, v, mask, causal)
+                : GqaAttention.Reference(q, k, v, mask, causal);
+
         public override Tensor Linear(Projection p, Tensor x)
         {
             if (p.Nf4 is not { } nf4) return p.ReferenceForward(x);

@@ -150,19 +150,14 @@ internal sealed class SelfAttention : Module<Tensor, Tensor>
         k = k.transpose(1, 2);
         v = v.transpose(1, 2);
         if (ctx.Cache is not null) (k, v) = ctx.Cache.Append(_layer, k, v);
-        if (nkv != nh)
-        {
-            // transformers' repeat_kv: each K/V head serves nh/nkv consecutive query heads.
-            var l = k.shape[2];
-            k = k.unsqueeze(2).expand(b, nkv, nh / nkv, l, hd).reshape(b, nh, l, hd);
-            v = v.unsqueeze(2).expand(b, nkv, nh / nkv, l, hd).reshape(b, nh, l, hd);
-        }
         var (mask, causal) = ctx.MaskOf(_layer);
         Tensor attn;
         if (_cfg.AttentionSoftcap is { } cap)
         {
             // Gemma 2: SDPA has no soft-cap. The reference kernels run transformers' eager path; the fused set the
-            // same math block by block, the scores made again in backward instead of kept.
+            // same math block by block, the scores made again in backward instead of kept. Both take K/V expanded to
+            // every query head (transformers' repeat_kv).
+            (k, v) = (GqaAttention.Expand(k, nh / nkv), GqaAttention.Expand(v, nh / nkv));
             var allowed = mask ?? (causal ? LayerContext.CausalMask(t, k.shape[2], x.device) : null);
             attn = Kernels.SoftcapAttention(q, k, v, allowed, _cfg.AttentionScale, cap);
         }
@@ -171,7 +166,7 @@ internal sealed class SelfAttention : Module<Tensor, Tensor>
             // SDPA scales by head_dim^-½; another scale (Gemma's query_pre_attn_scalar) goes into q first.
             var extra = _cfg.AttentionScale * Math.Sqrt(hd);
             if (Math.Abs(extra - 1) > 1e-12) q = q * extra;
-            attn = functional.scaled_dot_product_attention(q, k, v, mask, 0.0, mask is null && causal);
+            attn = Kernels.Attention(q, k, v, mask, mask is null && causal);
         }
         return Output.forward(attn.transpose(1, 2).reshape(b, t, nh * hd)).MoveToOuterDisposeScope();
     }
