@@ -22,6 +22,11 @@ internal sealed record StepShape(string Name, string Description, ModelConfig Co
     /// match of every family within a lease's minutes.</summary>
     public const string LossSuffix = "-loss";
 
+    /// <summary>"&lt;family shape&gt;-prof": two layers of the family's published shape at the full 8 × 1024 tokens, one
+    /// warm-up and one timed step: a row small enough to run under Nsight Compute, whose kernels per layer and LM head
+    /// are those of the full shape.</summary>
+    public const string ProfileSuffix = "-prof";
+
     public static StepShape Get(string name) => name switch
     {
         "1b" => new(name, "Llama-3.2-1B (16 layers, hidden 2048, 32/8 heads, MLP 8192, vocab 128256, tied embeddings)",
@@ -36,6 +41,9 @@ internal sealed record StepShape(string Name, string Description, ModelConfig Co
         _ when name.EndsWith(LossSuffix, StringComparison.Ordinal) && FamilyShapes.Contains(name[..^LossSuffix.Length]) =>
             new(name, $"{name} (six layers of {ModelPresets.Get(name[..^LossSuffix.Length])})",
                 ModelPresets.Get(name[..^LossSuffix.Length]) with { NumHiddenLayers = 6 }, 2, 1024, 1, 1, 1, 100),
+        _ when name.EndsWith(ProfileSuffix, StringComparison.Ordinal) && FamilyShapes.Contains(name[..^ProfileSuffix.Length]) =>
+            new(name, $"{name} (two layers of {ModelPresets.Get(name[..^ProfileSuffix.Length])})",
+                ModelPresets.Get(name[..^ProfileSuffix.Length]) with { NumHiddenLayers = 2 }, 8, 1024, 1, 1, 0, 100),
         _ when FamilyShapes.Contains(name) => new(name, $"{name} ({ModelPresets.Get(name)})", ModelPresets.Get(name), 8, 1024, 5, 10, 2, 100),
         _ => throw new ArgumentException($"--shape: unknown step shape '{name}' (1b, demo, tiny, {string.Join(", ", FamilyShapes)})"),
     };
