@@ -61,8 +61,56 @@ __global__ void __launch_bounds__(kThreads) swiglu_backward_kernel(const void* g
     }
 }
 
+// The packed form: gate_up [rows, 2 * cols] (gate half, then up half, per row). blockIdx.y walks the rows (grid-stride
+// past 65,535), blockIdx.x and the threads the columns, so a warp reads consecutive values of one half. Each element's
+// arithmetic is the flat kernels' (the same bits); backward writes grad_gate_up in gate_up's layout.
+template <int kDtype, int kAct>
+__global__ void __launch_bounds__(kThreads) swiglu_packed_forward_kernel(const void* gate_up, int64_t rows,
+                                                                          int64_t cols, void* out) {
+    const int64_t col_stride = static_cast<int64_t>(gridDim.x) * kThreads;
+    for (int64_t r = blockIdx.y; r < rows; r += gridDim.y) {
+        const int64_t in_row = r * 2 * cols, out_row = r * cols;
+        for (int64_t c = static_cast<int64_t>(blockIdx.x) * kThreads + threadIdx.x; c < cols; c += col_stride) {
+            const float g = load_f32<kDtype>(gate_up, in_row + c), u = load_f32<kDtype>(gate_up, in_row + cols + c);
+            const float act = round_to<kDtype>(gate_activation<kAct>(g));
+            store_f32<kDtype>(out, out_row + c, __fmul_rn(act, u));
+        }
+    }
+}
+
+template <int kDtype, int kAct>
+__global__ void __launch_bounds__(kThreads) swiglu_packed_backward_kernel(const void* grad_out, const void* gate_up,
+                                                                           int64_t rows, int64_t cols,
+                                                                           void* grad_gate_up) {
+    const int64_t col_stride = static_cast<int64_t>(gridDim.x) * kThreads;
+    for (int64_t r = blockIdx.y; r < rows; r += gridDim.y) {
+        const int64_t in_row = r * 2 * cols, out_row = r * cols;
+        for (int64_t c = static_cast<int64_t>(blockIdx.x) * kThreads + threadIdx.x; c < cols; c += col_stride) {
+            const float dy = load_f32<kDtype>(grad_out, out_row + c);
+            const float g = load_f32<kDtype>(gate_up, in_row + c), u = load_f32<kDtype>(gate_up, in_row + cols + c);
+            const float act = round_to<kDtype>(gate_activation<kAct>(g));
+            const float dh = round_to<kDtype>(__fmul_rn(dy, u));
+            const float dg = activation_backward<kAct>(dh, g);
+            store_f32<kDtype>(grad_gate_up, in_row + cols + c, __fmul_rn(dy, act));
+            store_f32<kDtype>(grad_gate_up, in_row + c, dg);
+        }
+    }
+}
+
+// Packed grid: enough x blocks for a row's columns, one y block per row up to CUDA's 65,535 limit.
+dim3 packed_grid(const SwigluArgs& a) {
+    const int64_t rows = a.n / a.cols;
+    return dim3(grid_for(a.cols, kThreads), static_cast<unsigned>(rows < 65535 ? rows : 65535));
+}
+
 template <int kDtype, int kAct>
 sloth_status launch_forward(const char* fn, const SwigluArgs& a, cudaStream_t stream) {
+    if (a.cols > 0) {
+        swiglu_packed_forward_kernel<kDtype, kAct><<<packed_grid(a), kThreads, 0, stream>>>(a.gate, a.n / a.cols,
+                                                                                          a.cols, a.out);
+        SLOTH_LAUNCH_CHECK(fn, "swiglu_packed_forward_kernel");
+        return SLOTH_OK;
+    }
     swiglu_forward_kernel<kDtype, kAct><<<dim3(grid_for(a.n, kThreads)), kThreads, 0, stream>>>(a.gate, a.up, a.n, a.out);
     SLOTH_LAUNCH_CHECK(fn, "swiglu_forward_kernel");
     return SLOTH_OK;
@@ -70,6 +118,12 @@ sloth_status launch_forward(const char* fn, const SwigluArgs& a, cudaStream_t st
 
 template <int kDtype, int kAct>
 sloth_status launch_backward(const char* fn, const SwigluArgs& a, cudaStream_t stream) {
+    if (a.cols > 0) {
+        swiglu_packed_backward_kernel<kDtype, kAct><<<packed_grid(a), kThreads, 0, stream>>>(
+            a.grad_out, a.gate, a.n / a.cols, a.cols, a.out);
+        SLOTH_LAUNCH_CHECK(fn, "swiglu_packed_backward_kernel");
+        return SLOTH_OK;
+    }
     swiglu_backward_kernel<kDtype, kAct><<<dim3(grid_for(a.n, kThreads)), kThreads, 0, stream>>>(
         a.grad_out, a.gate, a.up, a.n, a.out, a.grad_up);
     SLOTH_LAUNCH_CHECK(fn, "swiglu_backward_kernel");

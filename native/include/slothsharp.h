@@ -31,7 +31,7 @@ extern "C" {
 #endif
 
 /* Bumped on every incompatible change of this header; the managed loader refuses any other value. */
-#define SLOTH_ABI_VERSION 12
+#define SLOTH_ABI_VERSION 13
 
 /* NF4 blocksize and nested_blocksize: powers of two in [MIN, MAX] (the managed API checks the same constants). */
 #define SLOTH_NF4_BLOCKSIZE_MIN 32
@@ -321,6 +321,22 @@ SLOTH_API sloth_status sloth_swiglu_forward(const void* gate, const void* up, sl
 SLOTH_API sloth_status sloth_swiglu_backward(const void* grad_out, const void* gate, const void* up,
                                              sloth_dtype dtype, sloth_gate_activation activation, int64_t n,
                                              void* grad_gate, void* grad_up, int32_t device, void* stream);
+
+/*
+ * The same activation on a packed gate/up: gate_up [rows, 2 * cols], each row's first cols values the gate and its
+ * last cols the up projection (the output of a fused gate_up_proj, as Phi-3/4 store it), so the caller needs no
+ * split copies and backward writes one gradient tensor instead of two that autograd would join. Element (r, c) is
+ * computed exactly as sloth_swiglu_forward / _backward compute element i of gate and up: the same bits.
+ *   forward:  out [rows, cols] = act(gate) * up
+ *   backward: grad_gate_up [rows, 2 * cols] (gate half, then up half, per row) for grad_out [rows, cols];
+ *             grad_gate_up may alias gate_up (each element is read, then written, by one thread).
+ */
+SLOTH_API sloth_status sloth_swiglu_packed_forward(const void* gate_up, sloth_dtype dtype,
+                                                   sloth_gate_activation activation, int64_t rows, int64_t cols,
+                                                   void* out, int32_t device, void* stream);
+SLOTH_API sloth_status sloth_swiglu_packed_backward(const void* grad_out, const void* gate_up, sloth_dtype dtype,
+                                                    sloth_gate_activation activation, int64_t rows, int64_t cols,
+                                                    void* grad_gate_up, int32_t device, void* stream);
 
 /* ---- NCCL collectives (multi-GPU) --------------------------------------------------------------------- */
 /* NCCL is not linked: the first call dlopen()s "libnccl.so.2" (or the file named by the environment variable

@@ -84,6 +84,10 @@ struct SwigluArgs {
     int64_t n;
     void* out;        // forward: out; backward: grad_gate
     void* grad_up;    // backward only
+    // Packed gate/up (sloth_swiglu_packed_*): cols > 0, n = rows * cols; gate = row r's first cols values of a
+    // [rows, 2 * cols] tensor, up = its last cols (so up = gate + cols, row stride 2 * cols); backward's grad_gate
+    // and grad_up are laid out the same way. cols = 0: gate, up and the outputs are flat arrays of n values.
+    int64_t cols = 0;
 };
 
 struct Nf4GemvArgs {

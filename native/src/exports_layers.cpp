@@ -35,6 +35,17 @@ sloth_status validate_swiglu(const char* fn, sloth_dtype dtype, sloth_gate_activ
     return require_count(fn, n, 0, "n");
 }
 
+// The packed form's checks: rows * (2 * cols) values must stay representable.
+sloth_status validate_swiglu_packed(const char* fn, sloth_dtype dtype, sloth_gate_activation activation, int64_t rows,
+                                    int64_t cols, int32_t device) {
+    SLOTH_CHECK(validate_swiglu(fn, dtype, activation, rows, device));
+    SLOTH_CHECK(require_count(fn, cols, 1, "cols"));
+    if (rows > (int64_t{1} << 61) / cols)
+        return fail(SLOTH_ERROR_INVALID_ARGUMENT, "%s: rows * 2 * cols = %lld * 2 * %lld is too large", fn,
+                    (long long)rows, (long long)cols);
+    return SLOTH_OK;
+}
+
 }  // namespace
 
 extern "C" {
@@ -147,6 +158,37 @@ SLOTH_API sloth_status sloth_swiglu_backward(const void* grad_out, const void* g
         SLOTH_CHECK(require_ptr(fn, grad_gate, "grad_gate"));
         SLOTH_CHECK(require_ptr(fn, grad_up, "grad_up"));
         const SwigluArgs args{grad_out, gate, up, dtype, activation, n, grad_gate, grad_up};
+        return device < 0 ? cpu::swiglu_backward(fn, args) : cuda::swiglu_backward(fn, args, device, stream);
+    });
+}
+
+SLOTH_API sloth_status sloth_swiglu_packed_forward(const void* gate_up, sloth_dtype dtype,
+                                                   sloth_gate_activation activation, int64_t rows, int64_t cols,
+                                                   void* out, int32_t device, void* stream) {
+    const char* fn = __func__;
+    return guarded(fn, [&] {
+        SLOTH_CHECK(validate_swiglu_packed(fn, dtype, activation, rows, cols, device));
+        if (rows == 0) return SLOTH_OK;
+        SLOTH_CHECK(require_ptr(fn, gate_up, "gate_up"));
+        SLOTH_CHECK(require_ptr(fn, out, "out"));
+        SwigluArgs args{nullptr, gate_up, nullptr, dtype, activation, rows * cols, out, nullptr};
+        args.cols = cols;
+        return device < 0 ? cpu::swiglu_forward(fn, args) : cuda::swiglu_forward(fn, args, device, stream);
+    });
+}
+
+SLOTH_API sloth_status sloth_swiglu_packed_backward(const void* grad_out, const void* gate_up, sloth_dtype dtype,
+                                                    sloth_gate_activation activation, int64_t rows, int64_t cols,
+                                                    void* grad_gate_up, int32_t device, void* stream) {
+    const char* fn = __func__;
+    return guarded(fn, [&] {
+        SLOTH_CHECK(validate_swiglu_packed(fn, dtype, activation, rows, cols, device));
+        if (rows == 0) return SLOTH_OK;
+        SLOTH_CHECK(require_ptr(fn, grad_out, "grad_out"));
+        SLOTH_CHECK(require_ptr(fn, gate_up, "gate_up"));
+        SLOTH_CHECK(require_ptr(fn, grad_gate_up, "grad_gate_up"));
+        SwigluArgs args{grad_out, gate_up, nullptr, dtype, activation, rows * cols, grad_gate_up, nullptr};
+        args.cols = cols;
         return device < 0 ? cpu::swiglu_backward(fn, args) : cuda::swiglu_backward(fn, args, device, stream);
     });
 }

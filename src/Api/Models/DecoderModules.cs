@@ -74,8 +74,10 @@ internal sealed class GatedMlp : Module<Tensor, Tensor>
         Tensor gate, up;
         if (Projections.Count == 2)
         {
-            var gu = Projections[0].forward(x);
-            (gate, up) = (gu.narrow(-1, 0, _intermediate), gu.narrow(-1, _intermediate, _intermediate));
+            // split, not two narrows: autograd then joins the halves' gradients with one cat, where narrow's backward
+            // writes each into a zeroed copy of the whole and adds them (3 passes over [tokens, 2 × intermediate]).
+            var halves = Projections[0].forward(x).split([_intermediate, _intermediate], -1);
+            (gate, up) = (halves[0], halves[1]);
         }
         else (gate, up) = (Projections[0].forward(x), Projections[1].forward(x));
         return Down.ForwardGated(gate, up, _activation).MoveToOuterDisposeScope();
@@ -123,10 +125,9 @@ internal sealed class SelfAttention : Module<Tensor, Tensor>
         Tensor q, k, v;
         if (Projections.Count == 2)
         {
-            var qkv = Projections[0].forward(x);
-            q = qkv.narrow(-1, 0, nh * hd);
-            k = qkv.narrow(-1, nh * hd, nkv * hd);
-            v = qkv.narrow(-1, (nh + nkv) * hd, nkv * hd);
+            // split, not narrows: one cat of the three gradients in backward (see GatedMlp.forward).
+            var parts = Projections[0].forward(x).split([nh * hd, nkv * hd, nkv * hd], -1);
+            (q, k, v) = (parts[0], parts[1], parts[2]);
         }
         else (q, k, v) = (Projections[0].forward(x), Projections[1].forward(x), Projections[2].forward(x));
         q = q.contiguous().view(b, t, nh, hd);

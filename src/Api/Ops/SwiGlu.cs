@@ -67,6 +67,34 @@ internal sealed class SwiGluFunction : SlothFunction<SwiGluFunction, SwiGluPlan>
         return output;
     }
 
+    /// <summary>act(gate) · up of a packed gate/up [.., 2 × cols] (each row's first half the gate, its second the up
+    /// projection: a fused gate_up_proj's output) through the kernel, without split copies. Returns [.., cols]
+    /// (a new tensor; no autograd); the same bits as <see cref="Run"/> on the halves.</summary>
+    internal static Tensor RunPacked(Tensor gateUpIn, SlothGateActivation activation)
+    {
+        using var gateUp = gateUpIn.contiguous();
+        var cols = gateUp.shape[^1] / 2;
+        var output = empty([.. gateUp.shape[..^1], cols], gateUp.dtype, gateUp.device);
+        if (output.numel() == 0) return output;
+        Native.SwigluPackedForward(TensorInterop.DataPtr(gateUp), TensorInterop.ToSloth(gateUp.dtype, "gate_up"), activation,
+            output.numel() / cols, cols, TensorInterop.DataPtr(output), TensorInterop.DeviceSelector(gateUp), 0);
+        return output;
+    }
+
+    /// <summary>The gradient of <see cref="RunPacked"/> for upstream dY [.., cols]: d(gate/up) [.., 2 × cols] in the packed
+    /// layout, one tensor (autograd would otherwise join the two halves' gradients). A new tensor; no autograd.</summary>
+    internal static Tensor RunPackedBackward(Tensor gradOutput, Tensor gateUpIn, SlothGateActivation activation)
+    {
+        using var gateUp = gateUpIn.contiguous();
+        using var dy = gradOutput.contiguous();
+        var cols = gateUp.shape[^1] / 2;
+        var dGateUp = empty_like(gateUp);
+        if (dy.numel() == 0) return dGateUp;
+        Native.SwigluPackedBackward(TensorInterop.DataPtr(dy), TensorInterop.DataPtr(gateUp), TensorInterop.ToSloth(gateUp.dtype, "gate_up"),
+            activation, dy.numel() / cols, cols, TensorInterop.DataPtr(dGateUp), TensorInterop.DeviceSelector(gateUp), 0);
+        return dGateUp;
+    }
+
     /// <summary>(dGate, dUp) for upstream dY through the kernel (new tensors; no autograd).</summary>
     internal static (Tensor DGate, Tensor DUp) RunBackward(Tensor gradOutput, Tensor gateIn, Tensor upIn,
                                                            SlothGateActivation activation)

@@ -96,7 +96,7 @@ public enum SlothDecodePart : int
 /// <summary>The #define constants of slothsharp.h (SLOTH_NF4_BLOCKSIZE_MIN -> Nf4BlocksizeMin).</summary>
 public static class SlothConstants
 {
-    public const int AbiVersion = 12;
+    public const int AbiVersion = 13;
     public const int Nf4BlocksizeMin = 32;
     public const int Nf4BlocksizeMax = 4096;
     public const int NcclUniqueIdBytes = 128;
@@ -533,6 +533,40 @@ public static unsafe partial class Native
     {
         EnsureLoaded();
         return sloth_swiglu_backward(grad_out, gate, up, dtype, activation, n, grad_gate, grad_up, device, stream);
+    }
+
+    [LibraryImport(LibraryName, EntryPoint = "sloth_swiglu_packed_forward")]
+    private static partial SlothStatus sloth_swiglu_packed_forward(nint gate_up, SlothDtype dtype, SlothGateActivation activation, long rows, long cols, nint @out, int device, nint stream);
+
+    /// <summary><c>sloth_swiglu_packed_forward</c>; throws the typed exception for a non-OK status.</summary>
+    internal static void SwigluPackedForward(nint gate_up, SlothDtype dtype, SlothGateActivation activation, long rows, long cols, nint @out, int device, nint stream)
+    {
+        EnsureLoaded();
+        Check(sloth_swiglu_packed_forward(gate_up, dtype, activation, rows, cols, @out, device, stream));
+    }
+
+    /// <summary><c>sloth_swiglu_packed_forward</c>, returning its status (the thread's message: <see cref="LastErrorMessage"/>).</summary>
+    internal static SlothStatus TrySwigluPackedForward(nint gate_up, SlothDtype dtype, SlothGateActivation activation, long rows, long cols, nint @out, int device, nint stream)
+    {
+        EnsureLoaded();
+        return sloth_swiglu_packed_forward(gate_up, dtype, activation, rows, cols, @out, device, stream);
+    }
+
+    [LibraryImport(LibraryName, EntryPoint = "sloth_swiglu_packed_backward")]
+    private static partial SlothStatus sloth_swiglu_packed_backward(nint grad_out, nint gate_up, SlothDtype dtype, SlothGateActivation activation, long rows, long cols, nint grad_gate_up, int device, nint stream);
+
+    /// <summary><c>sloth_swiglu_packed_backward</c>; throws the typed exception for a non-OK status.</summary>
+    internal static void SwigluPackedBackward(nint grad_out, nint gate_up, SlothDtype dtype, SlothGateActivation activation, long rows, long cols, nint grad_gate_up, int device, nint stream)
+    {
+        EnsureLoaded();
+        Check(sloth_swiglu_packed_backward(grad_out, gate_up, dtype, activation, rows, cols, grad_gate_up, device, stream));
+    }
+
+    /// <summary><c>sloth_swiglu_packed_backward</c>, returning its status (the thread's message: <see cref="LastErrorMessage"/>).</summary>
+    internal static SlothStatus TrySwigluPackedBackward(nint grad_out, nint gate_up, SlothDtype dtype, SlothGateActivation activation, long rows, long cols, nint grad_gate_up, int device, nint stream)
+    {
+        EnsureLoaded();
+        return sloth_swiglu_packed_backward(grad_out, gate_up, dtype, activation, rows, cols, grad_gate_up, device, stream);
     }
 
     [LibraryImport(LibraryName, EntryPoint = "sloth_nccl_available")]
