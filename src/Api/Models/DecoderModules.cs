@@ -46,6 +46,10 @@ internal sealed class RmsNormModule : Module<Tensor, Tensor>
     internal DecoderKernels Kernels { get; set; } = DecoderKernels.Reference;
 
     public override Tensor forward(Tensor x) => Kernels.Norm(x, Weight, Eps, UnitOffset);
+
+    /// <summary>The norm of a decoder layer's input or of its pre-MLP stream, for the projections that consume it
+    /// (see <see cref="DecoderKernels.ProjectionNorm"/>).</summary>
+    public NormedInput ForProjections(Tensor x) => Kernels.ProjectionNorm(x, Weight, Eps, UnitOffset);
 }
 
 /// <summary>The gated MLP: down(act(gate(x)) · up(x)), gate and up as two projections or one fused gate_up_proj.</summary>
@@ -68,16 +72,19 @@ internal sealed class GatedMlp : Module<Tensor, Tensor>
     public IReadOnlyList<Projection> Projections { get; }
     public Projection Down { get; }
 
-    public override Tensor forward(Tensor x)
+    public override Tensor forward(Tensor x) => Forward(new NormedInput(x, null));
+
+    /// <summary>x [.., H], the pre-MLP norm's output → [.., H].</summary>
+    public Tensor Forward(NormedInput x)
     {
         using var scope = NewDisposeScope();
         Tensor gate, up;
         if (Projections.Count == 2)
         {
-            var gu = Projections[0].forward(x);
+            var gu = Projections[0].Forward(x);
             (gate, up) = (gu.narrow(-1, 0, _intermediate), gu.narrow(-1, _intermediate, _intermediate));
         }
-        else (gate, up) = (Projections[0].forward(x), Projections[1].forward(x));
+        else (gate, up) = (Projections[0].Forward(x), Projections[1].Forward(x));
         return Down.ForwardGated(gate, up, _activation).MoveToOuterDisposeScope();
     }
 }
@@ -114,21 +121,22 @@ internal sealed class SelfAttention : Module<Tensor, Tensor>
 
     public override Tensor forward(Tensor x) => throw new NotSupportedException("call CausalLM.Forward");
 
-    /// <summary>x [B, T, H] → [B, T, H].</summary>
-    public Tensor Forward(Tensor x, LayerContext ctx)
+    /// <summary>input [B, T, H], the input norm's output → [B, T, H].</summary>
+    public Tensor Forward(NormedInput input, LayerContext ctx)
     {
         using var scope = NewDisposeScope();
+        var x = input.Value;
         var (b, t) = (x.shape[0], x.shape[1]);
         var (nh, nkv, hd) = ((long)_cfg.NumAttentionHeads, (long)_cfg.NumKeyValueHeads, (long)_cfg.HeadDim);
         Tensor q, k, v;
         if (Projections.Count == 2)
         {
-            var qkv = Projections[0].forward(x);
+            var qkv = Projections[0].Forward(input);
             q = qkv.narrow(-1, 0, nh * hd);
             k = qkv.narrow(-1, nh * hd, nkv * hd);
             v = qkv.narrow(-1, (nh + nkv) * hd, nkv * hd);
         }
-        else (q, k, v) = (Projections[0].forward(x), Projections[1].forward(x), Projections[2].forward(x));
+        else (q, k, v) = (Projections[0].Forward(input), Projections[1].Forward(input), Projections[2].Forward(input));
         q = q.contiguous().view(b, t, nh, hd);
         k = k.contiguous().view(b, t, nkv, hd);
         v = v.contiguous().view(b, t, nkv, hd);
@@ -226,10 +234,10 @@ internal sealed class DecoderLayer : Module<Tensor, Tensor>
         foreach (var p in Projections) if (p.Lora is { } l) l.DropoutGenerator = gen;
         try
         {
-            var a = Attention.Forward(InputNorm.forward(x), ctx);
+            var a = Attention.Forward(InputNorm.ForProjections(x), ctx);
             if (PostAttentionNorm is not null) a = PostAttentionNorm.forward(a);
             var h = x + a;
-            var m = Mlp.forward(PreMlpNorm.forward(h));
+            var m = Mlp.Forward(PreMlpNorm.ForProjections(h));
             if (PostMlpNorm is not null) m = PostMlpNorm.forward(m);
             return (h + m).MoveToOuterDisposeScope();
         }

@@ -112,6 +112,9 @@ internal sealed class Projection : Module<Tensor, Tensor>
     /// <summary>The projection through the model's kernels.</summary>
     public override Tensor forward(Tensor x) => Kernels.Linear(this, x);
 
+    /// <summary>The projection of a norm output (q/k/v or qkv, gate/up or gate_up), through the model's kernels.</summary>
+    public Tensor Forward(NormedInput x) => Kernels.Linear(this, x);
+
     /// <summary>This projection of act(gate)·up (the MLP's down projection), through the model's kernels.</summary>
     public Tensor ForwardGated(Tensor gate, Tensor up, GateActivation activation) => Kernels.GatedLinear(this, gate, up, activation);
 
