@@ -11,7 +11,7 @@ using static TorchSharp.torch;
 // (--suite decode [--presets a,b] [--batches 1,64] [--steps N] [--prefill N] [--tiny]: the native decoding engine, tokens/s at batch 1 and 64 and 2,048-token prefill; --tiny: CPU smoke test)
 // (--suite softcap: Gemma 2's soft-capped attention, eager vs blocks with recompute, one 2B layer, time and peak memory)
 // (internal child modes: --measure-memory SHAPE METHOD, --suite loss-time with SLOTH_BENCH_SHAPE,
-//  --suite step-row --shape S --path fused|reference --checkpointing 0|K (every K-th layer) --device cpu|cuda, --suite step-loss --shape S --device D)
+//  --suite step-row --shape S --path fused|fused-recompute-attention|fused-recompute|reference --checkpointing 0|K (every K-th layer) --device cpu|cuda, --suite step-loss --shape S --device D)
 if (Arg("--suite") == "tokenizer") return TokenizerSpeed.Run(args);
 var results = Arg("--results") ?? Path.Combine(Environment.CurrentDirectory, "bench-results");
 var suite = Arg("--suite") ?? "all";

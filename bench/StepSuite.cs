@@ -48,16 +48,18 @@ internal static class StepSuite
         var shape = StepShape.Get(shapeName);
         var device = deviceName == "cuda" ? CUDA : CPU;
         var onCuda = device.type == TorchSharp.DeviceType.CUDA;
-        // fused-recompute-attention: the fused kernels with CausalLM.RecomputeAttention (SDPA made again in backward).
-        var fused = path is "fused" or "fused-recompute-attention";
-        var recomputeAttention = path == "fused-recompute-attention";
-        if (path is not ("fused" or "reference" or "fused-recompute-attention"))
-            throw new ArgumentException($"--path: '{path}' (fused, fused-recompute-attention or reference)");
+        // fused-recompute-attention: the fused kernels with CausalLM.RecomputeAttention (SDPA made again in backward);
+        // fused-recompute: with RecomputeNorms too (the norm outputs feeding projections made again in backward).
+        if (path is not ("fused" or "reference" or "fused-recompute-attention" or "fused-recompute"))
+            throw new ArgumentException($"--path: '{path}' (fused, fused-recompute-attention, fused-recompute or reference)");
+        var fused = path != "reference";
+        var recomputeAttention = path is "fused-recompute-attention" or "fused-recompute";
+        var recomputeNorms = path == "fused-recompute";
         if (checkpointing < 0) throw new ArgumentException($"--checkpointing: {checkpointing} (0: none, k: every k-th layer)");
 
         // Warm-up on a one-layer model of the same heads and path: cuBLAS's handle and workspace and the kernels this
         // path loads lazily are then part of the idle reading, not of the step's memory.
-        using (var warm = new StepWorkload(shape.WarmupConfig, 2, Math.Min(128, shape.SeqLen), device, fused, checkpointing, recomputeAttention))
+        using (var warm = new StepWorkload(shape.WarmupConfig, 2, Math.Min(128, shape.SeqLen), device, fused, checkpointing, recomputeAttention, recomputeNorms))
         {
             warm.Step(0).Dispose();
             warm.Synchronize();
@@ -66,7 +68,7 @@ internal static class StepSuite
         GC.WaitForPendingFinalizers();
         var memory = new MemoryWatch(onCuda);
 
-        using var w = new StepWorkload(shape.Config, shape.Batch, shape.SeqLen, device, fused, checkpointing, recomputeAttention);
+        using var w = new StepWorkload(shape.Config, shape.Batch, shape.SeqLen, device, fused, checkpointing, recomputeAttention, recomputeNorms);
         w.Synchronize();
         var modelGb = memory.Poll();
         double first = double.NaN;

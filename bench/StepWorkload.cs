@@ -73,14 +73,16 @@ internal sealed class StepWorkload : IDisposable
     /// <param name="checkpointInterval">0: no gradient checkpointing; k ≥ 1: every k-th decoder layer (from layer 0)
     /// is recomputed in backward (1 = all).</param>
     /// <param name="recomputeAttention">CausalLM.RecomputeAttention (with the fused kernels).</param>
+    /// <param name="recomputeNorms">CausalLM.RecomputeNorms (with the fused kernels).</param>
     public StepWorkload(ModelConfig config, int batch, int seqLen, Device device, bool fused, int checkpointInterval,
-                        bool recomputeAttention = false)
+                        bool recomputeAttention = false, bool recomputeNorms = false)
     {
         Device = device;
         Model = CausalLM.CreateRandom(config, 0, new LoadOptions { Device = device, ComputeDtype = ScalarType.BFloat16 });
         Model.AddLora(new LoraConfig(Rank: 16, Alpha: 32), seed: 1);
         Model.UseFusedKernels = fused;
         Model.RecomputeAttention = recomputeAttention;
+        Model.RecomputeNorms = recomputeNorms;
         Model.GradientCheckpointing = checkpointInterval > 0;
         if (checkpointInterval > 0) Model.GradientCheckpointingInterval = checkpointInterval;
         Model.train();

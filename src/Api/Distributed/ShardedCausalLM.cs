@@ -44,7 +44,7 @@ public sealed class ShardedCausalLM : IDisposable
         // checkpointing the recomputed layer's backward runs inside its own gather (CheckpointedLayerFunction holds it),
         // so that works on sharded weights; without checkpointing the layer's bytes are freed before backward, so those
         // projections use the plain path there, whose graph keeps the dequantized weights.
-        if (model.UseFusedKernels) model.InstallKernels(new ShardedKernels(model));
+        if (model.UseFusedKernels) model.InstallKernels(new ShardedKernels(model, model.FusedKernelSet));
         _layers = new Layer[layers.Length];
         try
         {

@@ -48,7 +48,7 @@ internal static class DecoderBuilder
                 var headNorms = DecoderLayout.HeadNorms(cfg).Select(n => Norm(n, $"{prefix}self_attn.{n}.weight", cfg.HeadDim)).ToList();
                 var attn = new SelfAttention(cfg, i, projections.Where((_, k) => specs[k].Parent == "self_attn").ToList(),
                     headNorms.ElementAtOrDefault(0), headNorms.ElementAtOrDefault(1));
-                var mlp = new GatedMlp(projections.Where((_, k) => specs[k].Parent == "mlp").ToList(), cfg.Activation, cfg.IntermediateSize);
+                var mlp = new GatedMlp(projections.Where((_, k) => specs[k].Parent == "mlp").ToList(), cfg.Activation);
                 var norms = DecoderLayout.LayerNorms(cfg).Select(n => Norm(n, $"{prefix}{n}.weight", h)).ToList();
                 layers.Add(Keep(new DecoderLayer(i, attn, mlp, norms)));
             }

@@ -46,6 +46,10 @@ internal sealed class RmsNormModule : Module<Tensor, Tensor>
     internal DecoderKernels Kernels { get; set; } = DecoderKernels.Reference;
 
     public override Tensor forward(Tensor x) => Kernels.Norm(x, Weight, Eps, UnitOffset);
+
+    /// <summary>The norm of a decoder layer's input or of its pre-MLP stream, for the projections that consume it
+    /// (see <see cref="DecoderKernels.ProjectionNorm"/>).</summary>
+    public NormedInput ForProjections(Tensor x) => Kernels.ProjectionNorm(x, Weight, Eps, UnitOffset);
 }
 
 /// <summary>The gated MLP: down(act(gate(x)) · up(x)), gate and up as two projections or one fused gate_up_proj.</summary>
@@ -54,33 +58,29 @@ internal sealed class GatedMlp : Module<Tensor, Tensor>
     protected override void RegisterComponents() { }
 
     private readonly GateActivation _activation;
-    private readonly long _intermediate;
 
-    public GatedMlp(IReadOnlyList<Projection> projections, GateActivation activation, long intermediate) : base("mlp")
+    public GatedMlp(IReadOnlyList<Projection> projections, GateActivation activation) : base("mlp")
     {
         foreach (var p in projections) register_module(p.GetName(), p);
         Projections = projections;
         Down = projections[^1];
         _activation = activation;
-        _intermediate = intermediate;
     }
 
     public IReadOnlyList<Projection> Projections { get; }
     public Projection Down { get; }
 
-    public override Tensor forward(Tensor x)
+    public override Tensor forward(Tensor x) => Forward(new NormedInput(x, null));
+
+    /// <summary>x [.., H], the pre-MLP norm's output → [.., H].</summary>
+    public Tensor Forward(NormedInput x)
     {
         using var scope = NewDisposeScope();
-        Tensor gate, up;
+        // A fused gate_up_proj's output goes to the down projection whole: the kernels split it (see
+        // DecoderKernels.GatedLinearPacked), or read its halves in place.
         if (Projections.Count == 2)
-        {
-            // split, not two narrows: autograd then joins the halves' gradients with one cat, where narrow's backward
-            // writes each into a zeroed copy of the whole and adds them (3 passes over [tokens, 2 × intermediate]).
-            var halves = Projections[0].forward(x).split([_intermediate, _intermediate], -1);
-            (gate, up) = (halves[0], halves[1]);
-        }
-        else (gate, up) = (Projections[0].forward(x), Projections[1].forward(x));
-        return Down.ForwardGated(gate, up, _activation).MoveToOuterDisposeScope();
+            return Down.ForwardGatedPacked(Projections[0].Forward(x), _activation).MoveToOuterDisposeScope();
+        return Down.ForwardGated(Projections[0].Forward(x), Projections[1].Forward(x), _activation).MoveToOuterDisposeScope();
     }
 }
 
@@ -116,20 +116,21 @@ internal sealed class SelfAttention : Module<Tensor, Tensor>
 
     public override Tensor forward(Tensor x) => throw new NotSupportedException("call CausalLM.Forward");
 
-    /// <summary>x [B, T, H] → [B, T, H].</summary>
-    public Tensor Forward(Tensor x, LayerContext ctx)
+    /// <summary>input [B, T, H], the input norm's output → [B, T, H].</summary>
+    public Tensor Forward(NormedInput input, LayerContext ctx)
     {
         using var scope = NewDisposeScope();
+        var x = input.Value;
         var (b, t) = (x.shape[0], x.shape[1]);
         var (nh, nkv, hd) = ((long)_cfg.NumAttentionHeads, (long)_cfg.NumKeyValueHeads, (long)_cfg.HeadDim);
         Tensor q, k, v;
         if (Projections.Count == 2)
         {
-            // split, not narrows: one cat of the three gradients in backward (see GatedMlp.forward).
-            var parts = Projections[0].forward(x).split([nh * hd, nkv * hd, nkv * hd], -1);
+            // split, not narrows: one cat of the three gradients in backward (see GatedMlp.Forward).
+            var parts = Projections[0].Forward(input).split([nh * hd, nkv * hd, nkv * hd], -1);
             (q, k, v) = (parts[0], parts[1], parts[2]);
         }
-        else (q, k, v) = (Projections[0].forward(x), Projections[1].forward(x), Projections[2].forward(x));
+        else (q, k, v) = (Projections[0].Forward(input), Projections[1].Forward(input), Projections[2].Forward(input));
         q = q.contiguous().view(b, t, nh, hd);
         k = k.contiguous().view(b, t, nkv, hd);
         v = v.contiguous().view(b, t, nkv, hd);
@@ -227,10 +228,10 @@ internal sealed class DecoderLayer : Module<Tensor, Tensor>
         foreach (var p in Projections) if (p.Lora is { } l) l.DropoutGenerator = gen;
         try
         {
-            var a = Attention.Forward(InputNorm.forward(x), ctx);
+            var a = Attention.Forward(InputNorm.ForProjections(x), ctx);
             if (PostAttentionNorm is not null) a = PostAttentionNorm.forward(a);
             var h = x + a;
-            var m = Mlp.forward(PreMlpNorm.forward(h));
+            var m = Mlp.Forward(PreMlpNorm.ForProjections(h));
             if (PostMlpNorm is not null) m = PostMlpNorm.forward(m);
             return (h + m).MoveToOuterDisposeScope();
         }

@@ -112,8 +112,15 @@ internal sealed class Projection : Module<Tensor, Tensor>
     /// <summary>The projection through the model's kernels.</summary>
     public override Tensor forward(Tensor x) => Kernels.Linear(this, x);
 
+    /// <summary>The projection of a norm output (q/k/v or qkv, gate/up or gate_up), through the model's kernels.</summary>
+    public Tensor Forward(NormedInput x) => Kernels.Linear(this, x);
+
     /// <summary>This projection of act(gate)·up (the MLP's down projection), through the model's kernels.</summary>
     public Tensor ForwardGated(Tensor gate, Tensor up, GateActivation activation) => Kernels.GatedLinear(this, gate, up, activation);
+
+    /// <summary>This projection of act(gate)·up from a fused gate_up_proj's output [.., 2 × intermediate] (gate half,
+    /// then up half), through the model's kernels.</summary>
+    public Tensor ForwardGatedPacked(Tensor gateUp, GateActivation activation) => Kernels.GatedLinearPacked(this, gateUp, activation);
 
     /// <summary>The plain TorchSharp computation: base (NF4 dequantized by <see cref="Linear4bit"/>, or dense) plus the
     /// adapter's delta with the same dropout draw as the fused node.</summary>

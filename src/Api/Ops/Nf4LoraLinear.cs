@@ -10,9 +10,10 @@ namespace SlothSharp.Ops;
 /// <c>y = x·Wᵀ (+ b) + s·((dropout(x)·Aᵀ)·Bᵀ)</c>, computed in x's dtype with the same operations (and so the same
 /// roundings) as the plain TorchSharp expression. What differs is what stays alive between forward and backward:
 /// plain autograd keeps every dequantized W (the whole model in the compute dtype: ≈ 2.5 GB for Llama-3.2-1B in bf16)
-/// until backward; this node dequantizes W into a temporary in forward, frees it, keeps only x, the dropout mask (bool)
-/// and x·Aᵀ (r columns), and dequantizes W again in backward for dX = dY·W + s·(dY·B)·A. The adapter gradients are
-/// computed in x's dtype and cast to the adapters' dtype (float32), as autograd of the plain expression does.
+/// until backward; this node dequantizes W into a temporary in forward, frees it, keeps only x (with an adapter, whose
+/// dA is its one reader), the dropout mask (bool) and x·Aᵀ (r columns), and dequantizes W again in backward for
+/// dX = dY·W + s·(dY·B)·A. The adapter gradients are computed in x's dtype and cast to the adapters' dtype (float32),
+/// as autograd of the plain expression does.
 /// </summary>
 public static class Nf4LoraLinear
 {
@@ -29,7 +30,37 @@ public static class Nf4LoraLinear
         var plan = Validate(x, weight, bias, loraA, loraB, scale, keep, dropout);
         // The mask is kept as bool (1 byte per element) between forward and backward.
         using var mask = keep is null ? null : keep.dtype == ScalarType.Bool ? keep.alias() : keep.ne(0);
-        return Nf4LoraLinearFunction.Apply(plan, x, bias, loraA, loraB, mask);
+        return Nf4LoraLinearFunction.Apply(plan, x, bias, loraA, loraB, mask, null, null);
+    }
+
+    /// <summary>
+    /// <see cref="Apply"/> on an x that is <paramref name="norm"/>'s output (x must be exactly
+    /// <c>RmsNorm.Apply(norm.Input, norm.Weight, norm.Eps, norm.UnitOffset)</c>): the same output and gradients bit for
+    /// bit, but the node keeps the norm's input and weight (which the norm's own node keeps anyway) instead of x, and
+    /// backward makes x again with the same kernel before the adapter's gradient (CausalLM.RecomputeNorms). Only the
+    /// adapter needs x in backward (dA = (s·dY·B)ᵀ·(x·keep/(1−p)); the NF4 weight is frozen, so dX never does):
+    /// without one this is <see cref="Apply"/>.
+    /// </summary>
+    internal static Tensor ApplyToNormOutput(Tensor x, RmsNormRecipe norm, Nf4Weight weight, Tensor? bias, Tensor? loraA,
+                                             Tensor? loraB, double scale, Tensor? keep, double dropout)
+    {
+        ArgumentNullException.ThrowIfNull(norm);
+        var plan = Validate(x, weight, bias, loraA, loraB, scale, keep, dropout);
+        if (loraA is null) return Nf4LoraLinearFunction.Apply(plan, x, bias, null, null, null, null, null);
+        ArgumentNullException.ThrowIfNull(norm.Input);
+        ArgumentNullException.ThrowIfNull(norm.Weight);
+        if (!norm.Input.shape.SequenceEqual(x.shape) || norm.Input.dtype != x.dtype || norm.Weight.dtype != x.dtype ||
+            norm.Weight.ndim != 1 || norm.Weight.shape[0] != x.shape[^1] || !norm.Input.is_contiguous())
+            throw new ArgumentException($"the norm's input {norm.Input.dtype} {OpChecks.Shape(norm.Input)} (contiguous) and weight {norm.Weight.dtype} " +
+                                        $"{OpChecks.Shape(norm.Weight)} must have x's shape and dtype and be [H] (x: {x.dtype} {OpChecks.Shape(x)})", nameof(norm));
+        TensorInterop.RequireSameDevice(x, nameof(x), norm.Input, "norm.Input");
+        TensorInterop.RequireSameDevice(x, nameof(x), norm.Weight, "norm.Weight");
+        using var mask = keep is null ? null : keep.dtype == ScalarType.Bool ? keep.alias() : keep.ne(0);
+        // Detached aliases: the storage the norm's node keeps (no new memory), saved by this node without being its
+        // autograd inputs (no graph edge to the residual stream; the norm's node gives that its gradient).
+        using var normInput = norm.Input.detach();
+        using var normWeight = norm.Weight.detach();
+        return Nf4LoraLinearFunction.Apply(plan with { InputNorm = norm.Plan }, x, bias, loraA, loraB, mask, normInput, normWeight);
     }
 
     /// <summary>The checks of <see cref="Apply"/> (x may be any tensor of the input's shape and dtype), and the plan.</summary>
@@ -76,14 +107,19 @@ public static class Nf4LoraLinear
     }
 }
 
-/// <summary>Weight: the frozen NF4 weight (not an autograd input). KeepScale: 1/(1 − dropout).</summary>
-internal sealed record Nf4LoraLinearPlan(Nf4Weight Weight, double Scale, double KeepScale);
+/// <summary>Weight: the frozen NF4 weight (not an autograd input). KeepScale: 1/(1 − dropout). InputNorm: x is this
+/// RMSNorm of the saved norm input and weight, made again in backward instead of kept (null: x is kept).</summary>
+internal sealed record Nf4LoraLinearPlan(Nf4Weight Weight, double Scale, double KeepScale, RmsNormPlan? InputNorm = null);
+
+/// <summary>What backward needs to know of x when x itself is not kept.</summary>
+internal sealed record Nf4LoraLinearInput(long[] Shape, ScalarType Dtype, bool RequiresGrad);
 
 internal sealed class Nf4LoraLinearFunction : SlothFunction<Nf4LoraLinearFunction, Nf4LoraLinearPlan>
 {
     public override string Name => "SlothSharp.Nf4LoraLinear";
 
-    /// <summary>inputs: x, bias?, A?, B?, keep? (bool).</summary>
+    /// <summary>inputs: x, bias?, A?, B?, keep? (bool), then with plan.InputNorm the norm's input and weight (detached:
+    /// kept for backward, no gradient).</summary>
     protected override Tensor Forward(autograd.AutogradContext ctx, Nf4LoraLinearPlan plan, Tensor?[] inputs)
     {
         var (x, bias, a, b, keep) = (inputs[0]!, inputs[1], inputs[2], inputs[3], inputs[4]);
@@ -93,18 +129,29 @@ internal sealed class Nf4LoraLinearFunction : SlothFunction<Nf4LoraLinearFunctio
             if (Recording) ctx.save_data("xa", new TensorBox(xa));
             else xa.Dispose();
         }
-        // Inputs only: the graph holds them until this node's backward has run (no dequantized weight among them).
-        if (Recording) ctx.save_for_backward([x, bias!, a!, b!, keep!]);
+        if (Recording)
+        {
+            // Inputs only: the graph holds them until this node's backward has run (no dequantized weight among them).
+            // x only where backward reads it: the adapter's dA needs it (dX never does: W is frozen), unless it is
+            // made again from the norm's input and weight.
+            var keepX = a is not null && plan.InputNorm is null;
+            ctx.save_for_backward([keepX ? x : null!, bias!, a!, b!, keep!, inputs[5]!, inputs[6]!]);
+            ctx.save_data("x", new Nf4LoraLinearInput(x.shape, x.dtype, x.requires_grad));
+        }
         return y;
     }
 
     protected override Tensor?[] Backward(autograd.AutogradContext ctx, Nf4LoraLinearPlan plan, Tensor gradOutput)
     {
         using var saved = SavedTensors.Of(ctx);
-        var (x, bias, a, b, keep) = (saved[0]!, saved[1], saved[2], saved[3], saved[4]);
+        var (bias, a, b, keep) = (saved[1], saved[2], saved[3], saved[4]);
+        var input = (Nf4LoraLinearInput)ctx.get_data("x");
         using var xa = a is null ? null : ((TensorBox)ctx.get_data("xa")).Take()[0];
-        var (dx, dBias, dA, dB) = BackwardMath(plan, x, bias, a, b, keep, xa, gradOutput, x.requires_grad);
-        return [dx, dBias, dA, dB, null];
+        // Made again only for dA, the one reader of x: the kernel of the forward on the bits the norm's node kept.
+        using var remade = plan.InputNorm is { } norm && a is { requires_grad: true } ? RmsNormFunction.Run(norm, saved[5]!, saved[6]!) : null;
+        var x = saved[0] ?? remade;
+        var (dx, dBias, dA, dB) = BackwardMath(plan, x, input.Shape, input.Dtype, bias, a, b, keep, xa, gradOutput, input.RequiresGrad);
+        return [dx, dBias, dA, dB, null, null, null];
     }
 
     /// <summary>y = x·Wᵀ (+ b) + s·((x·keep/(1−p))·Aᵀ)·Bᵀ in x's dtype; <paramref name="xa"/>: the adapter's [.., r]
@@ -133,12 +180,12 @@ internal sealed class Nf4LoraLinearFunction : SlothFunction<Nf4LoraLinearFunctio
 
     /// <summary>The gradients of <see cref="ForwardMath"/> for upstream <paramref name="gradOutput"/>: dX (when
     /// <paramref name="needX"/>) = dY·W + s·(dY·B)·A (· keep/(1−p)); dBias, dA, dB where the tensor requires grad, in its
-    /// dtype. New tensors in the caller's dispose scope.</summary>
-    internal static (Tensor? Dx, Tensor? DBias, Tensor? DA, Tensor? DB) BackwardMath(Nf4LoraLinearPlan plan, Tensor x,
-        Tensor? bias, Tensor? a, Tensor? b, Tensor? keep, Tensor? xaSaved, Tensor gradOutput, bool needX)
+    /// dtype. x (of shape <paramref name="xShape"/> and dtype <paramref name="dtype"/>) is read only for dA and may be
+    /// null when A needs no gradient. New tensors in the caller's dispose scope.</summary>
+    internal static (Tensor? Dx, Tensor? DBias, Tensor? DA, Tensor? DB) BackwardMath(Nf4LoraLinearPlan plan, Tensor? x,
+        long[] xShape, ScalarType dtype, Tensor? bias, Tensor? a, Tensor? b, Tensor? keep, Tensor? xaSaved, Tensor gradOutput, bool needX)
     {
         using var scope = NewDisposeScope();
-        var dtype = x.dtype;
         var (outF, inF) = (plan.Weight.Shape[0], plan.Weight.Shape[1]);
         var dy = gradOutput.to(dtype).reshape(-1, outF);
         Tensor? dx = null, dBias = null, dA = null, dB = null;
@@ -161,10 +208,10 @@ internal sealed class Nf4LoraLinearFunction : SlothFunction<Nf4LoraLinearFunctio
             }
             if (a.requires_grad || needX)
             {
-                var x2 = x.reshape(-1, inF);
                 var k = keep?.reshape(-1, inF).to(dtype);
                 if (a.requires_grad)
                 {
+                    var x2 = (x ?? throw new ArgumentNullException(nameof(x), "dA needs the projection's input")).reshape(-1, inF);
                     var h = k is null ? x2 : x2 * k * plan.KeepScale;
                     dA = dxa.t().mm(h).to(a.dtype);
                 }
@@ -182,7 +229,7 @@ internal sealed class Nf4LoraLinearFunction : SlothFunction<Nf4LoraLinearFunctio
             dx = dx is null ? dy.mm(w) : dx.addmm_(dy, w);
         }
         if (bias is not null && bias.requires_grad) dBias = dy.sum(0, type: ScalarType.Float32).to(bias.dtype);
-        dx = dx?.reshape(x.shape);
+        dx = dx?.reshape(xShape);
         return (dx?.MoveToOuterDisposeScope(), dBias?.MoveToOuterDisposeScope(), dA?.MoveToOuterDisposeScope(), dB?.MoveToOuterDisposeScope());
     }
 

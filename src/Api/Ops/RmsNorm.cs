@@ -35,6 +35,17 @@ public static class RmsNorm
     }
 }
 
+/// <summary>How an RMSNorm output was made: <c>RmsNorm.Apply(Input, Weight, Eps, UnitOffset)</c>, Input contiguous.
+/// The norm's autograd node keeps Input and Weight for its own backward anyway, so a consumer of the output that needs
+/// it in backward can keep these instead and make the output again (<see cref="RmsNormFunction.Run(RmsNormPlan, Tensor, Tensor)"/> on
+/// <see cref="Plan"/>: the same kernel on the same bits gives the same bits) rather than keep a second [.., H] tensor
+/// alive.</summary>
+internal sealed record RmsNormRecipe(Tensor Input, Tensor Weight, double Eps, bool UnitOffset)
+{
+    /// <summary>The plan <see cref="RmsNorm.Apply"/> made for these arguments.</summary>
+    public RmsNormPlan Plan => new((float)Eps, UnitOffset);
+}
+
 /// <summary>An RMSNorm layer with a learnable weight named <c>weight</c> (Hugging Face's parameter name) running the
 /// fused kernels: initialised to ones (Llama's form), or to zeros with <c>unitOffset</c> (Gemma's <c>1 + weight</c>
 /// form), so that a fresh layer is the plain normalisation either way.</summary>
@@ -71,20 +82,36 @@ internal sealed class RmsNormFunction : SlothFunction<RmsNormFunction, RmsNormPl
 
     protected override Tensor Forward(autograd.AutogradContext ctx, RmsNormPlan plan, Tensor?[] inputs)
     {
-        using var x = inputs[0]!.contiguous();
-        using var w = inputs[1]!.contiguous();
-        var cols = x.shape[^1];
-        var rows = x.numel() / cols;
-        var y = empty_like(x);
-        var rstd = empty(rows, ScalarType.Float32, x.device);
-        Native.RmsNormForward(TensorInterop.DataPtr(x), TensorInterop.DataPtr(w), TensorInterop.ToSloth(x.dtype, "x"), rows,
-            cols, plan.Eps, plan.UnitOffset ? 1 : 0, TensorInterop.DataPtr(y), TensorInterop.DataPtr(rstd), TensorInterop.DeviceSelector(x), 0);
+        var y = Run(plan, inputs[0]!, inputs[1]!, out var rstd);
         if (Recording)
         {
             ctx.save_for_backward([inputs[0]!, inputs[1]!]);
             ctx.save_data("rstd", new TensorBox(rstd.DetachFromDisposeScope()));
         }
         else rstd.Dispose();
+        return y;
+    }
+
+    /// <summary>y = RMSNorm(x) through the forward kernel (a new tensor; no autograd). Forward and every recomputation
+    /// from an <see cref="RmsNormRecipe"/> go through here, so they run the same kernel.</summary>
+    internal static Tensor Run(RmsNormPlan plan, Tensor x, Tensor w)
+    {
+        var y = Run(plan, x, w, out var rstd);
+        rstd.Dispose();
+        return y;
+    }
+
+    /// <summary>y and the float32 reciprocal RMS of each row [rows] that backward needs (new tensors; no autograd).</summary>
+    private static Tensor Run(RmsNormPlan plan, Tensor xIn, Tensor wIn, out Tensor rstd)
+    {
+        using var x = xIn.contiguous();
+        using var w = wIn.contiguous();
+        var cols = x.shape[^1];
+        var rows = x.numel() / cols;
+        var y = empty_like(x);
+        rstd = empty(rows, ScalarType.Float32, x.device);
+        Native.RmsNormForward(TensorInterop.DataPtr(x), TensorInterop.DataPtr(w), TensorInterop.ToSloth(x.dtype, "x"), rows,
+            cols, plan.Eps, plan.UnitOffset ? 1 : 0, TensorInterop.DataPtr(y), TensorInterop.DataPtr(rstd), TensorInterop.DeviceSelector(x), 0);
         return y;
     }
 

@@ -89,7 +89,7 @@ internal sealed class SwiGluNf4LoraLinearFunction : SlothFunction<SwiGluNf4LoraL
         {
             var h = Activate(plan, gate, up);  // bit-identical to forward's
             Tensor? dh;
-            (dh, dBias, dA, dB) = Nf4LoraLinearFunction.BackwardMath(plan.Linear, h, bias, a, b, keep, xa, gradOutput, needH);
+            (dh, dBias, dA, dB) = Nf4LoraLinearFunction.BackwardMath(plan.Linear, h, h.shape, h.dtype, bias, a, b, keep, xa, gradOutput, needH);
             dBias?.MoveToOuterDisposeScope();
             dA?.MoveToOuterDisposeScope();
             dB?.MoveToOuterDisposeScope();
