@@ -27,8 +27,13 @@ gpu_tests() {
 sm75_tests() {
     SLOTHSHARP_NATIVE_PATH="$lib75" SLOTHSHARP_EXPECT_ARCH=750 gpu_tests "$@"
 }
+# Only the library's own kernels are sanitized (every __global__ in native/cuda, as gpu-run's sanitizer step): round
+# 15's racecheck reported a hazard inside cuBLAS's split-K nvjet kernel, which is not ours to mend.
+sanitize_filter=()
+while IFS= read -r k; do sanitize_filter+=(--kernel-name "kns=$k"); done < <(cat native/cuda/*.cu native/cuda/*.cuh | perl -0777 -ne \
+    'while (/__global__\s+(?:(?:void|static|inline)\s+|__launch_bounds__\s*\([^)]*\)\s*)*(\w+)\s*(?:<[^>(]*>\s*)?\(/g) { print "$1\n" }' | sort -u)
 sanitize() {  # TOOL NAME SECONDS FILTER
-    timeout "$3" compute-sanitizer --tool "$1" --target-processes all --error-exitcode 97 dotnet "$tests" --no-progress \
+    timeout "$3" compute-sanitizer --tool "$1" --target-processes all "${sanitize_filter[@]}" --error-exitcode 97 dotnet "$tests" --no-progress \
         --filter "TestCategory=Gpu&($4)" > "$OUT/$2.log" 2>&1
     echo "$2: exit $?"; grep -E "ERROR SUMMARY|RACECHECK SUMMARY" "$OUT/$2.log" | tail -2; summary "$OUT/$2.log"; snap
 }
