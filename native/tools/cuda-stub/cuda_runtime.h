@@ -11,7 +11,7 @@
 #define __launch_bounds__(...) __attribute__((launch_bounds(__VA_ARGS__)))
 struct uint3 { unsigned x, y, z; };
 struct dim3 { unsigned x, y, z; __host__ __device__ dim3(unsigned a = 1, unsigned b = 1, unsigned c = 1) : x(a), y(b), z(c) {} };
-struct uint4 { unsigned x, y, z, w; };
+struct alignas(16) uint4 { unsigned x, y, z, w; };  // CUDA declares it 16-byte aligned (vector loads)
 __host__ __device__ uint4 make_uint4(unsigned, unsigned, unsigned, unsigned);
 extern const __device__ uint3 threadIdx;
 extern const __device__ uint3 blockIdx;
