@@ -83,8 +83,11 @@ public sealed class ShardedCausalLM : IDisposable
     /// next one is read, so the device never holds more than the shards plus one weight (the caching allocator reuses
     /// the placeholder's block). A dense checkpoint quantized on load is sharded after loading (full size until then).
     /// The returned wrapper owns the model: disposing it disposes the model. Every rank must load the same files.
+    /// <paramref name="configure"/>: called on the loaded model before it is sharded, for the choices a sharded model
+    /// refuses to change (<see cref="CausalLM.RecomputeAttention"/>, <see cref="CausalLM.RecomputeNorms"/>).
     /// </summary>
-    public static ShardedCausalLM LoadPretrained(string dir, LoadOptions options, ICommunicator communicator)
+    public static ShardedCausalLM LoadPretrained(string dir, LoadOptions options, ICommunicator communicator,
+                                                 Action<CausalLM>? configure = null)
     {
         ArgumentNullException.ThrowIfNull(options);
         ArgumentNullException.ThrowIfNull(communicator);
@@ -113,6 +116,7 @@ public sealed class ShardedCausalLM : IDisposable
         try
         {
             model = CausalLM.FromPretrained(dir, options);
+            configure?.Invoke(model);
             var sharded = new ShardedCausalLM(model, communicator, shards) { _ownsModel = true };
             foreach (var (packed, codes) in shards.Values)
             {

@@ -93,6 +93,9 @@ public sealed class Trainer : IDisposable
             foreach (var (_, p) in _params) communicator.Broadcast(p, 0);
         }
         model.GradientCheckpointing = options.GradientCheckpointing;
+        // Only when they differ: a sharded model refuses changes, and its loader set them before sharding.
+        if (model.RecomputeAttention != options.RecomputeActivations) model.RecomputeAttention = options.RecomputeActivations;
+        if (model.RecomputeNorms != options.RecomputeActivations) model.RecomputeNorms = options.RecomputeActivations;
         _order = new DataOrder(data.Rows.Count, options.Seed, options.Shuffle);
         var rowsPerStep = (long)options.BatchSize * options.GradientAccumulation;
         TotalSteps = options.MaxSteps ?? (int)Math.Max(1, Math.Ceiling(options.Epochs * data.Rows.Count / rowsPerStep));

@@ -89,6 +89,7 @@ public static class TrainingCheckpoint
             Schedule = Enum.Parse<LearningRateSchedule>(Get<string>(opt, "schedule"), ignoreCase: true),
             MaxGradNorm = opt["max_grad_norm"]?.GetValue<double>(),
             GradientCheckpointing = Get<bool>(opt, "gradient_checkpointing"),
+            RecomputeActivations = opt["recompute_activations"]?.GetValue<bool>() ?? false,  // absent before round 15
             ChunkedLoss = Get<bool>(opt, "chunked_loss"),
             LossChunkRows = opt["loss_chunk_rows"]?.GetValue<int>(),
             Seed = Get<long>(opt, "seed"),
@@ -144,6 +145,7 @@ public static class TrainingCheckpoint
                 ["schedule"] = o.Schedule.ToString().ToLowerInvariant(),
                 ["max_grad_norm"] = o.MaxGradNorm,
                 ["gradient_checkpointing"] = o.GradientCheckpointing,
+                ["recompute_activations"] = o.RecomputeActivations,
                 ["chunked_loss"] = o.ChunkedLoss,
                 ["loss_chunk_rows"] = o.LossChunkRows,
                 ["seed"] = o.Seed,
