@@ -49,12 +49,13 @@ internal static class StepSuite
         var device = deviceName == "cuda" ? CUDA : CPU;
         var onCuda = device.type == TorchSharp.DeviceType.CUDA;
         // fused-recompute-attention: the fused kernels with CausalLM.RecomputeAttention (SDPA made again in backward);
-        // fused-recompute: with RecomputeNorms too (the norm outputs feeding projections made again in backward).
-        if (path is not ("fused" or "reference" or "fused-recompute-attention" or "fused-recompute"))
-            throw new ArgumentException($"--path: '{path}' (fused, fused-recompute-attention, fused-recompute or reference)");
+        // fused-recompute: with RecomputeNorms too (the norm outputs feeding projections made again in backward);
+        // fused-recompute-norms: RecomputeNorms alone (the cheap one: a norm forward per consuming projection).
+        if (path is not ("fused" or "reference" or "fused-recompute-attention" or "fused-recompute" or "fused-recompute-norms"))
+            throw new ArgumentException($"--path: '{path}' (fused, fused-recompute-attention, fused-recompute-norms, fused-recompute or reference)");
         var fused = path != "reference";
         var recomputeAttention = path is "fused-recompute-attention" or "fused-recompute";
-        var recomputeNorms = path == "fused-recompute";
+        var recomputeNorms = path is "fused-recompute" or "fused-recompute-norms";
         if (checkpointing < 0) throw new ArgumentException($"--checkpointing: {checkpointing} (0: none, k: every k-th layer)");
 
         // Warm-up on a one-layer model of the same heads and path: cuBLAS's handle and workspace and the kernels this

@@ -25,6 +25,9 @@ internal sealed class ShardedKernels(CausalLM model, DecoderKernels fused) : Dec
     public override Tensor GatedLinear(Projection down, Tensor gate, Tensor up, GateActivation activation) =>
         KeepsWeightsForBackward ? Reference.GatedLinear(down, gate, up, activation) : fused.GatedLinear(down, gate, up, activation);
 
+    public override Tensor OutputProjection(Projection o, Tensor heads) =>
+        KeepsWeightsForBackward ? base.OutputProjection(o, heads) : fused.OutputProjection(o, heads);
+
     public override Tensor GatedLinearPacked(Projection down, Tensor gateUp, GateActivation activation) =>
         KeepsWeightsForBackward ? Reference.GatedLinearPacked(down, gateUp, activation) : fused.GatedLinearPacked(down, gateUp, activation);
 

@@ -45,6 +45,14 @@ internal abstract class DecoderKernels
     /// recomputes norms keeps the norm's input instead of x where the projection needs x in backward.</summary>
     public virtual Tensor Linear(Projection p, NormedInput x) => Linear(p, x.Value);
 
+    /// <summary>The o projection of attention's output heads [B, H, T, D] → [B, T, out] (the heads laid side by side).</summary>
+    public virtual Tensor OutputProjection(Projection o, Tensor heads)
+    {
+        using var scope = NewDisposeScope();
+        var (b, h, t, d) = (heads.shape[0], heads.shape[1], heads.shape[2], heads.shape[3]);
+        return o.forward(heads.transpose(1, 2).reshape(b, t, h * d)).MoveToOuterDisposeScope();
+    }
+
     /// <summary>down(act(gate) · up): gate, up [.., intermediate] → [.., out].</summary>
     public abstract Tensor GatedLinear(Projection down, Tensor gate, Tensor up, GateActivation activation);
 
@@ -145,6 +153,20 @@ internal abstract class DecoderKernels
                 : GqaAttention.Reference(q, k, v, mask, causal);
 
         public override Tensor Linear(Projection p, Tensor x) => Project(p, x, null);
+
+        // The o projection keeps attention's output heads, which SDPA's node keeps for its own backward, instead of its
+        // [B, T, H·D] copy, and makes the copy again in backward for dA (Phi-4-mini at 8 × 1,024 tokens: 50 MB a layer,
+        // for one copy of it in backward). Not with RecomputeAttention: its node keeps no output, so keeping the heads
+        // would cost what the copy does and add the copy in backward.
+        public override Tensor OutputProjection(Projection o, Tensor heads)
+        {
+            if (recomputeAttention || !is_grad_enabled() || o.Nf4 is not { } nf4 || o.Lora is not { } l) return base.OutputProjection(o, heads);
+            using var scope = NewDisposeScope();
+            var (b, h, t, d) = (heads.shape[0], heads.shape[1], heads.shape[2], heads.shape[3]);
+            var x = heads.transpose(1, 2).reshape(b, t, h * d);
+            using var keep = l.KeepMask(x.shape, x.device, o.training);
+            return Nf4LoraLinear.ApplyToHeadsOutput(x, heads, nf4, o.Bias, l.A.weight, l.B.weight, l.Scale, keep, l.Dropout).MoveToOuterDisposeScope();
+        }
 
         // An NF4 projection of a norm output it can make again keeps the norm's input (already kept by the norm's node)
         // instead of x: tokens × hidden × dtype size per norm and layer. Its backward then runs the norm's forward kernel

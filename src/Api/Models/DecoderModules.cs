@@ -162,6 +162,8 @@ internal sealed class SelfAttention : Module<Tensor, Tensor>
             (k, v) = (GqaAttention.Expand(k, nh / nkv), GqaAttention.Expand(v, nh / nkv));
             var allowed = mask ?? (causal ? LayerContext.CausalMask(t, k.shape[2], x.device) : null);
             attn = Kernels.SoftcapAttention(q, k, v, allowed, _cfg.AttentionScale, cap);
+            // Its node keeps no output (the blocks are made again in backward): the o projection keeps its own copy.
+            return Output.forward(attn.transpose(1, 2).reshape(b, t, nh * hd)).MoveToOuterDisposeScope();
         }
         else
         {
@@ -170,7 +172,9 @@ internal sealed class SelfAttention : Module<Tensor, Tensor>
             if (Math.Abs(extra - 1) > 1e-12) q = q * extra;
             attn = Kernels.Attention(q, k, v, mask, mask is null && causal);
         }
-        return Output.forward(attn.transpose(1, 2).reshape(b, t, nh * hd)).MoveToOuterDisposeScope();
+        // SDPA's node keeps its output for its own backward: the kernels may let the o projection keep that instead of
+        // a copy of it (DecoderKernels.OutputProjection).
+        return Kernels.OutputProjection(Output, attn).MoveToOuterDisposeScope();
     }
 }
 

@@ -63,6 +63,29 @@ public static class Nf4LoraLinear
         return Nf4LoraLinearFunction.Apply(plan with { InputNorm = norm.Plan }, x, bias, loraA, loraB, mask, normInput, normWeight);
     }
 
+    /// <summary>
+    /// <see cref="Apply"/> on an x that is attention's output in heads layout, <c>x = heads.transpose(1, 2).reshape(B, T,
+    /// H·D)</c> with heads [B, H, T, D] (the o projection's input): the same output and gradients bit for bit, but the node
+    /// keeps <paramref name="heads"/> instead of x and makes x again (a copy) in backward for the adapter's dA. Where the
+    /// attention keeps its output for its own backward (SDPA's flash, cuDNN and memory-efficient kernels do), that is
+    /// the [B, T, H·D] copy per layer not kept; elsewhere it is the same bytes either way. Without an adapter this is
+    /// <see cref="Apply"/> (nothing of x is kept).
+    /// </summary>
+    internal static Tensor ApplyToHeadsOutput(Tensor x, Tensor heads, Nf4Weight weight, Tensor? bias, Tensor? loraA,
+                                              Tensor? loraB, double scale, Tensor? keep, double dropout)
+    {
+        ArgumentNullException.ThrowIfNull(heads);
+        var plan = Validate(x, weight, bias, loraA, loraB, scale, keep, dropout);
+        if (loraA is null) return Nf4LoraLinearFunction.Apply(plan, x, bias, null, null, null, null, null);
+        if (heads.ndim != 4 || x.ndim != 3 || heads.dtype != x.dtype || heads.shape[0] != x.shape[0] || heads.shape[2] != x.shape[1] ||
+            heads.shape[1] * heads.shape[3] != x.shape[2])
+            throw new ArgumentException($"heads {heads.dtype} {OpChecks.Shape(heads)} must be [B, H, T, D] with x {x.dtype} {OpChecks.Shape(x)} = [B, T, H·D] in its dtype", nameof(heads));
+        TensorInterop.RequireSameDevice(x, nameof(x), heads, nameof(heads));
+        using var mask = keep is null ? null : keep.dtype == ScalarType.Bool ? keep.alias() : keep.ne(0);
+        using var kept = heads.detach();  // an alias: kept for backward, no graph edge (attention's node gives heads its gradient)
+        return Nf4LoraLinearFunction.Apply(plan with { InputFromHeads = true }, x, bias, loraA, loraB, mask, kept, null);
+    }
+
     /// <summary>The checks of <see cref="Apply"/> (x may be any tensor of the input's shape and dtype), and the plan.</summary>
     internal static Nf4LoraLinearPlan Validate(Tensor x, Nf4Weight weight, Tensor? bias, Tensor? loraA, Tensor? loraB,
                                                double scale, Tensor? keep, double dropout)
@@ -109,7 +132,10 @@ public static class Nf4LoraLinear
 
 /// <summary>Weight: the frozen NF4 weight (not an autograd input). KeepScale: 1/(1 − dropout). InputNorm: x is this
 /// RMSNorm of the saved norm input and weight, made again in backward instead of kept (null: x is kept).</summary>
-internal sealed record Nf4LoraLinearPlan(Nf4Weight Weight, double Scale, double KeepScale, RmsNormPlan? InputNorm = null);
+/// <summary>InputNorm: x is remade in backward from the norm's input and weight (inputs 5 and 6); InputFromHeads: x is
+/// remade from attention's [B, H, T, D] output (input 5) by transpose and reshape.</summary>
+internal sealed record Nf4LoraLinearPlan(Nf4Weight Weight, double Scale, double KeepScale, RmsNormPlan? InputNorm = null,
+                                         bool InputFromHeads = false);
 
 /// <summary>What backward needs to know of x when x itself is not kept.</summary>
 internal sealed record Nf4LoraLinearInput(long[] Shape, ScalarType Dtype, bool RequiresGrad);
@@ -134,7 +160,7 @@ internal sealed class Nf4LoraLinearFunction : SlothFunction<Nf4LoraLinearFunctio
             // Inputs only: the graph holds them until this node's backward has run (no dequantized weight among them).
             // x only where backward reads it: the adapter's dA needs it (dX never does: W is frozen), unless it is
             // made again from the norm's input and weight.
-            var keepX = a is not null && plan.InputNorm is null;
+            var keepX = a is not null && plan.InputNorm is null && !plan.InputFromHeads;
             ctx.save_for_backward([keepX ? x : null!, bias!, a!, b!, keep!, inputs[5]!, inputs[6]!]);
             ctx.save_data("x", new Nf4LoraLinearInput(x.shape, x.dtype, x.requires_grad));
         }
@@ -148,7 +174,10 @@ internal sealed class Nf4LoraLinearFunction : SlothFunction<Nf4LoraLinearFunctio
         var input = (Nf4LoraLinearInput)ctx.get_data("x");
         using var xa = a is null ? null : ((TensorBox)ctx.get_data("xa")).Take()[0];
         // Made again only for dA, the one reader of x: the kernel of the forward on the bits the norm's node kept.
-        using var remade = plan.InputNorm is { } norm && a is { requires_grad: true } ? RmsNormFunction.Run(norm, saved[5]!, saved[6]!) : null;
+        using var remade = a is not { requires_grad: true } ? null
+            : plan.InputNorm is { } norm ? RmsNormFunction.Run(norm, saved[5]!, saved[6]!)
+            : plan.InputFromHeads ? saved[5]!.transpose(1, 2).reshape(input.Shape)
+            : null;
         var x = saved[0] ?? remade;
         var (dx, dBias, dA, dB) = BackwardMath(plan, x, input.Shape, input.Dtype, bias, a, b, keep, xa, gradOutput, input.RequiresGrad);
         return [dx, dBias, dA, dB, null, null, null];

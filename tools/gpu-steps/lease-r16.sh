@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Round 16, first call: a branch holding h-swiglu-vec and h-o-input (merge both first), never run on a GPU.
+# - the gated activation kernels on 16-byte vectors (round 15: the scalar packed forward 256 us, backward 317 us per
+#   Phi-4-mini layer, ~1.6 TB/s);
+# - the o projection keeping SDPA's own output instead of its [B, T, H*D] copy (50 MB a Phi-4-mini layer).
+# Target (issue 22): Phi-4-mini >= 26,046 tokens/s (2x round 10's anchor) at <= 22.7 GB (35%). Round 15: fused 25,610 at
+# 25.68 GB, fused-recompute 24,802 at 20.44 GB. Predicted here: fused-recompute-norms (the cheap option alone) near
+# both. GPU tests of what changed, memcheck, the rows. About 5 minutes.
+set -uo pipefail
+OUT="${1:?usage: lease-r16.sh OUTDIR}"
+. "$(dirname "$0")/common.sh"
+gpu_tests tests-gpu 120 "FullyQualifiedName~SwiGlu|FullyQualifiedName~Nf4LoraLinear|FullyQualifiedName~LlamaFusedTests|FullyQualifiedName~RecomputedNorms"
+row() {  # SHAPE PATH
+    PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True timeout 150 dotnet "$bench" --results "$OUT" --suite step-row --shape "$1" \
+        --path "$2" --checkpointing 0 >> "$OUT/rows.log" 2>&1; echo "$1 $2 exit $?"
+    grep -oE '"Shape":"[^"]+"|"Path":"[^"]+"|"TokensPerSecond":[0-9.]+|"PeakGb":[0-9.]+|"PhaseMs":\[[^]]+\]' "$OUT/rows.log" | paste - - - - - | tail -1; snap
+}
+row phi-4-mini fused-recompute-norms
+row phi-4-mini fused
+row phi-4-mini fused-recompute
+memcheck sanitizer 80 "FullyQualifiedName~SwiGlu"
+row 1b fused
+row qwen3-1.7b fused
