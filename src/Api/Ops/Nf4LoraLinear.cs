@@ -176,11 +176,18 @@ internal sealed class Nf4LoraLinearFunction : SlothFunction<Nf4LoraLinearFunctio
         // Made again only for dA, the one reader of x: the kernel of the forward on the bits the norm's node kept.
         using var remade = a is not { requires_grad: true } ? null
             : plan.InputNorm is { } norm ? RmsNormFunction.Run(norm, saved[5]!, saved[6]!)
-            : plan.InputFromHeads ? saved[5]!.transpose(1, 2).reshape(input.Shape)
+            : plan.InputFromHeads ? RemakeFromHeads(saved[5]!, input.Shape)
             : null;
         var x = saved[0] ?? remade;
         var (dx, dBias, dA, dB) = BackwardMath(plan, x, input.Shape, input.Dtype, bias, a, b, keep, xa, gradOutput, input.RequiresGrad);
         return [dx, dBias, dA, dB, null, null, null];
+    }
+
+    /// <summary>[B, H, T, D] heads laid side by side as [B, T, H·D] (a copy), as the o projection's input was made.</summary>
+    private static Tensor RemakeFromHeads(Tensor heads, long[] shape)
+    {
+        using var transposed = heads.transpose(1, 2);
+        return transposed.reshape(shape);
     }
 
     /// <summary>y = x·Wᵀ (+ b) + s·((x·keep/(1−p))·Aᵀ)·Bᵀ in x's dtype; <paramref name="xa"/>: the adapter's [.., r]
