@@ -31,7 +31,7 @@ extern "C" {
 #endif
 
 /* Bumped on every incompatible change of this header; the managed loader refuses any other value. */
-#define SLOTH_ABI_VERSION 13
+#define SLOTH_ABI_VERSION 14
 
 /* NF4 blocksize and nested_blocksize: powers of two in [MIN, MAX] (the managed API checks the same constants). */
 #define SLOTH_NF4_BLOCKSIZE_MIN 32
@@ -337,6 +337,48 @@ SLOTH_API sloth_status sloth_swiglu_packed_forward(const void* gate_up, sloth_dt
 SLOTH_API sloth_status sloth_swiglu_packed_backward(const void* grad_out, const void* gate_up, sloth_dtype dtype,
                                                     sloth_gate_activation activation, int64_t rows, int64_t cols,
                                                     void* grad_gate_up, int32_t device, void* stream);
+
+/* ---- Soft-capped attention probabilities (Gemma 2's attn_logit_softcapping), one block of query rows ---- */
+
+/*
+ * The element-wise and row-wise work of soft-capped attention between its matmuls, with the roundings of
+ * transformers' eager expression in dtype D (bf16, f16 or f32) step by step (round = round to D, nearest even):
+ *   s1 = round(s0 * scale), s2 = round(s1 / cap), t = round(tanh(s2)), s3 = round(t * cap),
+ *   s3 = -inf where the mask forbids, p32 = softmax in float32 over the row (max, exp(x - max), sum, divide),
+ *   probs = round(p32).
+ * s1 / cap is PyTorch's division by a scalar on that device: on CUDA s1 * (1 / cap) (PyTorch's CUDA kernel multiplies
+ * by the float reciprocal), on the CPU a true division; so each backend matches TorchSharp on its own device. tanh and
+ * exp are IEEE (tanhf, expf); the float32 sums' order is the kernel's own.
+ * Layout: scores, grad_probs, probs and grad_scores are contiguous [batch, heads, rows, cols] (what a matmul returns),
+ * element (b, h, i, j) at ((b * heads + h) * rows + i) * cols + j.
+ * allowed: uint8/bool (nonzero = may attend) or NULL (every key). Element (b, h, i, j) is read at
+ *   allowed[b * allowed_batch_stride + h * allowed_head_stride + i * allowed_row_stride + j]
+ * (element strides; 0 broadcasts a mask of batch or heads 1), so one block's narrow view of a [B|1, H|1, T, L] mask
+ * is read in place without an expanded copy. Its columns must be contiguous.
+ * A row with no allowed key gets NaN probabilities (and NaN grad_scores), as the eager softmax of -inf does.
+ * batch, rows >= 0, heads, cols >= 1; scale finite; cap finite and > 0; the strides >= 0.
+ */
+SLOTH_API sloth_status sloth_softcap_softmax_forward(const void* scores, const void* allowed, sloth_dtype dtype,
+                                                     int64_t batch, int64_t heads, int64_t rows, int64_t cols,
+                                                     int64_t allowed_batch_stride, int64_t allowed_head_stride,
+                                                     int64_t allowed_row_stride, float scale, float cap, void* probs,
+                                                     int32_t device, void* stream);
+
+/*
+ * Backward of the same block from the recomputed s0 and grad_probs = dout * v^T (dtype D, as the matmul gives it):
+ * probs as sloth_softcap_softmax_forward (for dV = probs^T * dout), and grad_scores (dS0, to multiply by k and q) with
+ * the roundings of autograd through the eager expression:
+ *   S = sum_j(dp_j * p32_j) in float32 (dp = float(grad_probs)), ds = round(p32 * (dp - S)),
+ *   grad_scores = round(round(round(round(ds * cap) * round(1 - round(t * t))) / cap) * scale)
+ * with t the forward's round(tanh(s2)) and "/ cap" as in forward (reciprocal on CUDA, division on the CPU).
+ * Outputs may not alias the inputs.
+ */
+SLOTH_API sloth_status sloth_softcap_softmax_backward(const void* scores, const void* grad_probs, const void* allowed,
+                                                      sloth_dtype dtype, int64_t batch, int64_t heads, int64_t rows,
+                                                      int64_t cols, int64_t allowed_batch_stride,
+                                                      int64_t allowed_head_stride, int64_t allowed_row_stride,
+                                                      float scale, float cap, void* probs, void* grad_scores,
+                                                      int32_t device, void* stream);
 
 /* ---- NCCL collectives (multi-GPU) --------------------------------------------------------------------- */
 /* NCCL is not linked: the first call dlopen()s "libnccl.so.2" (or the file named by the environment variable

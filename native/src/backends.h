@@ -90,6 +90,27 @@ struct SwigluArgs {
     int64_t cols = 0;
 };
 
+// sloth_softcap_softmax_forward / _backward, validated (see slothsharp.h). Row r of the batch * heads * rows rows is
+// (b, h, i) = (r / (heads * rows), r / rows % heads, r % rows); its mask row starts at
+// allowed + b * mask_batch_stride + h * mask_head_stride + i * mask_row_stride.
+struct SoftcapSoftmaxArgs {
+    const void* scores;       // s0 [batch * heads * rows, cols]
+    const void* grad_probs;   // backward only: dp, same layout
+    const uint8_t* allowed;   // NULL: every key
+    sloth_dtype dtype;
+    int64_t batch, heads, rows, cols;
+    int64_t mask_batch_stride, mask_head_stride, mask_row_stride;
+    float scale, cap;
+    void* probs;              // both directions
+    void* grad_scores;        // backward only
+    int64_t total_rows() const { return batch * heads * rows; }
+    const uint8_t* mask_row(int64_t r) const {
+        if (!allowed) return nullptr;
+        const int64_t i = r % rows, bh = r / rows;
+        return allowed + (bh / heads) * mask_batch_stride + (bh % heads) * mask_head_stride + i * mask_row_stride;
+    }
+};
+
 struct Nf4GemvArgs {
     const void* x;  // [batch, k]
     sloth_dtype dtype;
@@ -158,6 +179,8 @@ sloth_status rms_norm_backward(const char* fn, const RmsNormArgs& a);
 sloth_status rope(const char* fn, const RopeArgs& a);
 sloth_status swiglu_forward(const char* fn, const SwigluArgs& a);
 sloth_status swiglu_backward(const char* fn, const SwigluArgs& a);
+sloth_status softcap_softmax_forward(const char* fn, const SoftcapSoftmaxArgs& a);
+sloth_status softcap_softmax_backward(const char* fn, const SoftcapSoftmaxArgs& a);
 }  // namespace cpu
 
 namespace cuda {
@@ -182,6 +205,8 @@ sloth_status rms_norm_backward(const char* fn, const RmsNormArgs& a, int32_t dev
 sloth_status rope(const char* fn, const RopeArgs& a, int32_t device, void* stream);
 sloth_status swiglu_forward(const char* fn, const SwigluArgs& a, int32_t device, void* stream);
 sloth_status swiglu_backward(const char* fn, const SwigluArgs& a, int32_t device, void* stream);
+sloth_status softcap_softmax_forward(const char* fn, const SoftcapSoftmaxArgs& a, int32_t device, void* stream);
+sloth_status softcap_softmax_backward(const char* fn, const SoftcapSoftmaxArgs& a, int32_t device, void* stream);
 // Streams and events (device_cuda.cu). Without CUDA: SLOTH_ERROR_UNSUPPORTED.
 sloth_status stream_create(const char* fn, int32_t device, void** stream);
 sloth_status stream_destroy(const char* fn, int32_t device, void* stream);

@@ -39,6 +39,8 @@ sloth_status rms_norm_backward(const char* fn, const RmsNormArgs&, int32_t, void
 sloth_status rope(const char* fn, const RopeArgs&, int32_t, void*) { return no_cuda(fn); }
 sloth_status swiglu_forward(const char* fn, const SwigluArgs&, int32_t, void*) { return no_cuda(fn); }
 sloth_status swiglu_backward(const char* fn, const SwigluArgs&, int32_t, void*) { return no_cuda(fn); }
+sloth_status softcap_softmax_forward(const char* fn, const SoftcapSoftmaxArgs&, int32_t, void*) { return no_cuda(fn); }
+sloth_status softcap_softmax_backward(const char* fn, const SoftcapSoftmaxArgs&, int32_t, void*) { return no_cuda(fn); }
 sloth_status stream_create(const char* fn, int32_t, void**) { return no_streams(fn); }
 sloth_status stream_destroy(const char* fn, int32_t, void*) { return no_streams(fn); }
 sloth_status event_create(const char* fn, int32_t, void**) { return no_streams(fn); }

@@ -7,8 +7,11 @@ namespace SlothSharp.Tests;
 /// <summary>Gemma 2's soft-capped attention computed block by block with the scores made again in backward
 /// (<see cref="SoftcapAttention"/>, the fused kernel set's) against transformers' eager expression through autograd:
 /// outputs and the gradients of q and of the un-expanded k and v (GQA), with causal, padding and sliding-window masks,
-/// blocks that do not divide the rows, one block, and no mask; float32 and bfloat16.</summary>
-public class SoftcapAttentionTests
+/// blocks that do not divide the rows, one block, and no mask; float32, bfloat16 and float16. On each device: the
+/// blocks' soft-cap and softmax run in the SoftcapSoftmax kernels there.</summary>
+[TestFixture("cpu")]
+[TestFixture("cuda", Category = "Gpu")]
+public class SoftcapAttentionTests(string deviceName) : DeviceFixture(deviceName)
 {
     private static Tensor Eager(Tensor q, Tensor k, Tensor v, Tensor? allowed, double scale, double cap)
     {
@@ -19,7 +22,9 @@ public class SoftcapAttentionTests
 
     /// <summary>Causal over the last t of l keys, some keys of row 1 padding, and (window > 0) only the last `window`
     /// positions; every query row keeps at least its own key.</summary>
-    private static Tensor Mask(long b, long t, long l, int window)
+    private Tensor Mask(long b, long t, long l, int window) => MaskOnCpu(b, t, l, window).to(Dev);
+
+    private static Tensor MaskOnCpu(long b, long t, long l, int window)
     {
         var qpos = arange(l - t, l, 1, ScalarType.Int64).view(1, 1, t, 1);
         var kpos = arange(0, l, 1, ScalarType.Int64).view(1, 1, 1, l);
@@ -35,18 +40,19 @@ public class SoftcapAttentionTests
     [TestCase(ScalarType.Float32, 3, 6, true)]
     [TestCase(ScalarType.Float32, 7, 0, false)]
     [TestCase(ScalarType.BFloat16, 5, 6, true)]
+    [TestCase(ScalarType.Float16, 4, 0, true)]
     public void MatchesTheEagerPathAndItsGradients(ScalarType dtype, int rows, int window, bool masked)
     {
         using var scope = NewDisposeScope();
         manual_seed(11);
         const long b = 2, heads = 4, kvHeads = 2, t = 23, l = 29, d = 16;
         const double scale = 0.25, cap = 5.0;
-        var q0 = (randn(b, heads, t, d) * 2).to(dtype).requires_grad_();
-        var k0 = (randn(b, kvHeads, l, d) * 2).to(dtype).requires_grad_();
-        var v0 = randn(b, kvHeads, l, d).to(dtype).requires_grad_();
+        var q0 = (randn(b, heads, t, d) * 2).to(dtype).to(Dev).requires_grad_();
+        var k0 = (randn(b, kvHeads, l, d) * 2).to(dtype).to(Dev).requires_grad_();
+        var v0 = randn(b, kvHeads, l, d).to(dtype).to(Dev).requires_grad_();
         Tensor Expand(Tensor x) => x.unsqueeze(2).expand(b, kvHeads, heads / kvHeads, l, d).reshape(b, heads, l, d);
         var allowed = masked ? Mask(b, t, l, window) : null;
-        var dout = randn(b, heads, t, d).to(dtype);
+        var dout = randn(b, heads, t, d).to(dtype).to(Dev);
 
         (Tensor Y, Tensor[] Grads) Run(bool blocks)
         {
@@ -59,10 +65,40 @@ public class SoftcapAttentionTests
         var (expected, eg) = Run(false);
         var (actual, ag) = Run(true);
         var (outTol, gradTol) = dtype == ScalarType.Float32 ? (1e-6, 1e-5) : (1e-2, 3e-2);
-        Assert.That((actual - expected).abs().max().item<float>(), Is.LessThanOrEqualTo(outTol), "output");
+        Assert.That((actual - expected).abs().max().cpu().item<float>(), Is.LessThanOrEqualTo(outTol), "output");
         string[] names = ["dq", "dk", "dv"];
         for (var i = 0; i < 3; i++)
             Assert.That(TestEnv.RelativeError(ag[i], eg[i]), Is.LessThanOrEqualTo(gradTol), names[i]);
+    }
+
+    /// <summary>A mask whose key columns are strided (a transposed view) is made contiguous once per call; one
+    /// broadcast over batch rows too: the same output and gradients as the contiguous mask.</summary>
+    [Test]
+    public void StridedAndBroadcastMasksGiveTheSameResult()
+    {
+        using var scope = NewDisposeScope();
+        manual_seed(12);
+        const long b = 2, h = 2, t = 9, l = 13, d = 8;
+        var q = randn(b, h, t, d).to(Dev).requires_grad_();
+        var k = randn(b, h, l, d).to(Dev);
+        var v = randn(b, h, l, d).to(Dev);
+        var mask = Mask(2, t, l, 4).narrow(0, 0, 1);  // batch row 0 (no padding), for every batch row
+        var dout = randn(b, h, t, d).to(Dev);
+        Tensor[] Run(Tensor allowed)
+        {
+            q.grad = null;
+            var y = SoftcapAttention.Apply(q, k, v, allowed, 0.3, 5, 4);
+            y.backward([dout]);
+            return [y.detach(), q.grad!.clone()];
+        }
+        var expected = Run(mask.expand(b, 1, t, l).contiguous());
+        var strided = Run(mask.transpose(2, 3).contiguous().transpose(2, 3));
+        var broadcast = Run(mask);
+        for (var i = 0; i < 2; i++)
+        {
+            Assert.That(TestEnv.BitEqual(strided[i], expected[i]), Is.True, $"strided columns {i}");
+            Assert.That(TestEnv.BitEqual(broadcast[i], expected[i]), Is.True, $"broadcast batch {i}");
+        }
     }
 
     /// <summary>Each block works on the key columns its rows may attend to: a causal mask over the last t of l keys

@@ -9,7 +9,10 @@ namespace SlothSharp.Ops;
 /// soft-cap): s = cap·tanh(q·kᵀ·scale / cap) in the dtype, masked to -inf where not allowed, softmax in float32,
 /// probabilities rounded to the dtype, times v. The eager path keeps several [B, H, T, L] tensors per layer for
 /// backward (scores, tanh, float32 probabilities, their cast); this keeps q, k, v and the mask, and holds one block's
-/// scores at a time (about 2^24 elements) in either direction, for a third matmul per block in backward. A block
+/// scores at a time (about 2^24 elements) in either direction, for a third matmul per block in backward. Between the
+/// matmuls, one kernel per block and direction (<see cref="SoftcapSoftmax"/>) does the soft-cap, mask and softmax (and
+/// their gradient) with the eager expression's roundings, in place of about eight (twelve in backward) element-wise
+/// TorchSharp passes over the block. A block
 /// works only on the keys its rows may attend to (the span of the mask's allowed columns over its rows): past them
 /// every probability is exactly 0, so a causal mask costs about half the full square and a sliding window less.
 /// <see cref="Models.DecoderKernels"/> puts it in place of the eager path in the fused kernel set.
@@ -60,13 +63,15 @@ internal sealed class SoftcapAttentionFunction : SlothFunction<SoftcapAttentionF
         var t = q.shape[2];
         var output = empty_like(q);
         using (var kt = k.transpose(2, 3))
+        using (var mask = KernelMask(allowed))
             for (long t0 = 0, i = 0; t0 < t; t0 += plan.Rows, i++)
             {
                 using var scope = NewDisposeScope();
                 var n = Math.Min(plan.Rows, t - t0);
                 var (c0, c) = plan.Keys[i];
-                var (_, probs) = Probabilities(q.narrow(2, t0, n), kt.narrow(3, c0, c), Block(allowed, t0, n, c0, c), plan);
-                output.narrow(2, t0, n).copy_(probs.to(q.dtype).matmul(v.narrow(2, c0, c)));
+                var probs = SoftcapSoftmax.Forward(Scores(q.narrow(2, t0, n), kt.narrow(3, c0, c)), Block(mask, t0, n, c0, c),
+                    plan.Scale, plan.Cap);
+                output.narrow(2, t0, n).copy_(probs.matmul(v.narrow(2, c0, c)));
             }
         if (Recording) ctx.save_for_backward([q, k, v, allowed]);
         return output;
@@ -83,6 +88,7 @@ internal sealed class SoftcapAttentionFunction : SlothFunction<SoftcapAttentionF
         using var dv32 = zeros(v.shape, ScalarType.Float32, v.device);
         using var kt = k.transpose(2, 3);
         using var vt = v.transpose(2, 3);
+        using var mask = KernelMask(allowed);
         for (long t0 = 0, i = 0; t0 < t; t0 += plan.Rows, i++)
         {
             using var scope = NewDisposeScope();
@@ -90,27 +96,24 @@ internal sealed class SoftcapAttentionFunction : SlothFunction<SoftcapAttentionF
             var (c0, c) = plan.Keys[i];
             var qc = q.narrow(2, t0, n);
             var dout = gradOutput.narrow(2, t0, n);
-            var (tanh, p32) = Probabilities(qc, kt.narrow(3, c0, c), Block(allowed, t0, n, c0, c), plan);
-            dv32.narrow(2, c0, c).add_(p32.to(q.dtype).transpose(2, 3).matmul(dout).to(ScalarType.Float32));
-            // Backward of the eager expression, step by step in its dtypes: the float32 softmax (its gradient rounded
-            // to the dtype of its input), then · cap, tanh, / cap, · scale.
-            var dp = dout.matmul(vt.narrow(3, c0, c)).to(ScalarType.Float32);
-            var ds = (p32 * (dp - (dp * p32).sum(-1, keepdim: true))).to(q.dtype);
-            var draw = ds * plan.Cap * (1 - tanh * tanh) / plan.Cap * plan.Scale;
+            // The block's scores made again and dP = dout · vᵀ; the kernel gives the probabilities (for dV) and the
+            // scores' gradient with the eager backward's roundings (SoftcapSoftmax.ReferenceBackward).
+            var (probs, draw) = SoftcapSoftmax.Backward(Scores(qc, kt.narrow(3, c0, c)), Scores(dout, vt.narrow(3, c0, c)),
+                Block(mask, t0, n, c0, c), plan.Scale, plan.Cap);
+            dv32.narrow(2, c0, c).add_(probs.transpose(2, 3).matmul(dout).to(ScalarType.Float32));
             dq.narrow(2, t0, n).copy_(draw.matmul(k.narrow(2, c0, c)));
             dk32.narrow(2, c0, c).add_(draw.transpose(2, 3).matmul(qc).to(ScalarType.Float32));
         }
         return [dq, dk32.to(k.dtype), dv32.to(v.dtype), null];
     }
 
-    /// <summary>One block's tanh(q·kᵀ·scale / cap) (backward's tanh′) and float32 probabilities (both [B, H, n, L]).</summary>
-    private static (Tensor Tanh, Tensor Probs) Probabilities(Tensor qc, Tensor kt, Tensor? allowed, SoftcapAttentionPlan plan)
-    {
-        var tanh = (qc.matmul(kt) * plan.Scale / plan.Cap).tanh();
-        var scores = tanh * plan.Cap;
-        if (allowed is not null) scores = scores.masked_fill(allowed.logical_not(), double.NegativeInfinity);
-        return (tanh, scores.softmax(-1, ScalarType.Float32));
-    }
+    /// <summary>a · b as the kernels take it: contiguous (a matmul's result already is; then this is no copy).</summary>
+    private static Tensor Scores(Tensor a, Tensor b) => a.matmul(b).contiguous();
+
+    /// <summary>The mask as the kernels read it (columns contiguous, the rest through its strides): the caller's, or
+    /// a contiguous copy once per call when its columns are strided. Null without a mask; the caller disposes it.</summary>
+    private static Tensor? KernelMask(Tensor? allowed) =>
+        allowed is null ? null : allowed.shape[3] > 1 && allowed.stride(3) != 1 ? allowed.contiguous() : allowed.alias();
 
     /// <summary>The mask of one block: rows [t0, t0 + n), key columns [c0, c0 + c).</summary>
     private static Tensor? Block(Tensor? allowed, long t0, long n, long c0, long c) => allowed?.narrow(2, t0, n).narrow(3, c0, c);

@@ -96,7 +96,7 @@ public enum SlothDecodePart : int
 /// <summary>The #define constants of slothsharp.h (SLOTH_NF4_BLOCKSIZE_MIN -> Nf4BlocksizeMin).</summary>
 public static class SlothConstants
 {
-    public const int AbiVersion = 13;
+    public const int AbiVersion = 14;
     public const int Nf4BlocksizeMin = 32;
     public const int Nf4BlocksizeMax = 4096;
     public const int NcclUniqueIdBytes = 128;
@@ -567,6 +567,40 @@ public static unsafe partial class Native
     {
         EnsureLoaded();
         return sloth_swiglu_packed_backward(grad_out, gate_up, dtype, activation, rows, cols, grad_gate_up, device, stream);
+    }
+
+    [LibraryImport(LibraryName, EntryPoint = "sloth_softcap_softmax_forward")]
+    private static partial SlothStatus sloth_softcap_softmax_forward(nint scores, nint allowed, SlothDtype dtype, long batch, long heads, long rows, long cols, long allowed_batch_stride, long allowed_head_stride, long allowed_row_stride, float scale, float cap, nint probs, int device, nint stream);
+
+    /// <summary><c>sloth_softcap_softmax_forward</c>; throws the typed exception for a non-OK status.</summary>
+    internal static void SoftcapSoftmaxForward(nint scores, nint allowed, SlothDtype dtype, long batch, long heads, long rows, long cols, long allowed_batch_stride, long allowed_head_stride, long allowed_row_stride, float scale, float cap, nint probs, int device, nint stream)
+    {
+        EnsureLoaded();
+        Check(sloth_softcap_softmax_forward(scores, allowed, dtype, batch, heads, rows, cols, allowed_batch_stride, allowed_head_stride, allowed_row_stride, scale, cap, probs, device, stream));
+    }
+
+    /// <summary><c>sloth_softcap_softmax_forward</c>, returning its status (the thread's message: <see cref="LastErrorMessage"/>).</summary>
+    internal static SlothStatus TrySoftcapSoftmaxForward(nint scores, nint allowed, SlothDtype dtype, long batch, long heads, long rows, long cols, long allowed_batch_stride, long allowed_head_stride, long allowed_row_stride, float scale, float cap, nint probs, int device, nint stream)
+    {
+        EnsureLoaded();
+        return sloth_softcap_softmax_forward(scores, allowed, dtype, batch, heads, rows, cols, allowed_batch_stride, allowed_head_stride, allowed_row_stride, scale, cap, probs, device, stream);
+    }
+
+    [LibraryImport(LibraryName, EntryPoint = "sloth_softcap_softmax_backward")]
+    private static partial SlothStatus sloth_softcap_softmax_backward(nint scores, nint grad_probs, nint allowed, SlothDtype dtype, long batch, long heads, long rows, long cols, long allowed_batch_stride, long allowed_head_stride, long allowed_row_stride, float scale, float cap, nint probs, nint grad_scores, int device, nint stream);
+
+    /// <summary><c>sloth_softcap_softmax_backward</c>; throws the typed exception for a non-OK status.</summary>
+    internal static void SoftcapSoftmaxBackward(nint scores, nint grad_probs, nint allowed, SlothDtype dtype, long batch, long heads, long rows, long cols, long allowed_batch_stride, long allowed_head_stride, long allowed_row_stride, float scale, float cap, nint probs, nint grad_scores, int device, nint stream)
+    {
+        EnsureLoaded();
+        Check(sloth_softcap_softmax_backward(scores, grad_probs, allowed, dtype, batch, heads, rows, cols, allowed_batch_stride, allowed_head_stride, allowed_row_stride, scale, cap, probs, grad_scores, device, stream));
+    }
+
+    /// <summary><c>sloth_softcap_softmax_backward</c>, returning its status (the thread's message: <see cref="LastErrorMessage"/>).</summary>
+    internal static SlothStatus TrySoftcapSoftmaxBackward(nint scores, nint grad_probs, nint allowed, SlothDtype dtype, long batch, long heads, long rows, long cols, long allowed_batch_stride, long allowed_head_stride, long allowed_row_stride, float scale, float cap, nint probs, nint grad_scores, int device, nint stream)
+    {
+        EnsureLoaded();
+        return sloth_softcap_softmax_backward(scores, grad_probs, allowed, dtype, batch, heads, rows, cols, allowed_batch_stride, allowed_head_stride, allowed_row_stride, scale, cap, probs, grad_scores, device, stream);
     }
 
     [LibraryImport(LibraryName, EntryPoint = "sloth_nccl_available")]
