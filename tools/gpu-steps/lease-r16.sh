@@ -5,7 +5,7 @@
 # - the o projection keeping SDPA's own output instead of its [B, T, H*D] copy (50 MB a Phi-4-mini layer).
 # Target (issue 22): Phi-4-mini >= 26,046 tokens/s (2x round 10's anchor) at <= 22.7 GB (35%). Round 15: fused 25,610 at
 # 25.68 GB, fused-recompute 24,802 at 20.44 GB. Predicted here: fused-recompute-norms (the cheap option alone) near
-# both. GPU tests of what changed; the compute_75 build's tests of round 15's new kernels (packed and vector gated
+# both. Then, on the warm machine, lease-softcap.sh (Gemma 2). GPU tests of what changed; the compute_75 build's tests of round 15's new kernels (packed and vector gated
 # activation, RoPE: run with SLOTHSHARP_SM75=1); memcheck; the rows. About 7 minutes.
 set -uo pipefail
 OUT="${1:?usage: lease-r16.sh OUTDIR}"
