@@ -49,6 +49,8 @@ internal static class DecodeSuite
         // around them: the class's own time, free of the overlap with its neighbours that --omit's differences keep.
         // --no-plain: without the plain-launch row that follows the fusion sets (a shorter run when only they are compared).
         var noPlain = args.Contains("--no-plain");
+        // --dequantized: DecodeEngineOptions.DequantizeWeights (a dense copy of every NF4 projection, for large batches).
+        var dequantize = args.Contains("--dequantized");
         var singles = Enum.GetValues<DecodeStepParts>().Where(p => p is not DecodeStepParts.None and not DecodeStepParts.All).ToArray();
         if (Opt("--only") is { } only)
             omitSets = [.. omitSets, .. (only == "each" ? singles : only.Split(',').Select(Enum.Parse<DecodeStepParts>))
@@ -103,7 +105,7 @@ internal static class DecodeSuite
                 // Each starts from the same prompt in a reset cache, so all attend over the same lengths.
                 const int prompt = 32, warm = 3;
                 using var cache = model.NewKvCache(b, prompt + warm + steps + 1);
-                using var engine = DecodeEngine.TryCreate(model, cache, out var whyNot);
+                using var engine = DecodeEngine.TryCreate(model, cache, out var whyNot, new DecodeEngineOptions(DequantizeWeights: dequantize));
                 if (engine is null)
                 {
                     Line($"  batch {b}: the engine refused this model: {whyNot}");

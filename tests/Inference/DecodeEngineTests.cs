@@ -235,6 +235,22 @@ public class DecodeEngineTests
         Assert.That(merged.OwnedBytes, Is.GreaterThan(plain.OwnedBytes + denseBytes));
     }
 
+    /// <summary>DequantizeWeights: every NF4 projection runs from a dense copy made once (the bits the engine's own
+    /// dequantization gives), with the adapters unmerged: the same function, and the copies are really there.</summary>
+    [TestCaseSource(typeof(FamilyGolden), nameof(FamilyGolden.Families))]
+    public void FamilyNf4WithDequantizedWeightsMatchesForward(string family)
+    {
+        using var model = FamilyGolden.Load(FamilyGolden.Nf4(family));
+        PeftAdapter.Load(model, FamilyGolden.Adapter(family));
+        DecodeParity.Run(model, DecodeParity.ThreePrompts, 12, Tolerance, options: new DecodeEngineOptions(DequantizeWeights: true));
+        using var noGrad = no_grad();
+        using var cache = model.NewKvCache(1, 8);
+        using var plain = DecodeEngine.TryCreate(model, cache, out _)!;
+        using var dense = DecodeEngine.TryCreate(model, cache, out _, new DecodeEngineOptions(DequantizeWeights: true))!;
+        var weights = model.Model.Layers.SelectMany(l => l.Projections).Sum(p => p.OutFeatures * p.InFeatures);
+        Assert.That(dense.OwnedBytes - plain.OwnedBytes, Is.EqualTo(weights * 4L), "one float32 copy of every projection");
+    }
+
     [Test]
     public void StepRejectsBadInputs()
     {

@@ -57,7 +57,7 @@ public sealed class DecodeEngine : IDisposable
     }
 
     /// <summary>Bytes of the device (or host) memory the engine allocated for itself: per-step inputs, the float32
-    /// logits [max batch, vocab], the kernels' workspace, rotary tables and any weight copies (MergeLora, dtype casts).
+    /// logits [max batch, vocab], the kernels' workspace, rotary tables and any weight copies (MergeLora, DequantizeWeights, dtype casts).
     /// With the model's weights and the KV cache, this is all a decode holds.</summary>
     public long OwnedBytes
     {

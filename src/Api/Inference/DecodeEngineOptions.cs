@@ -14,5 +14,11 @@ namespace SlothSharp.Inference;
 /// <see cref="DecodeEngine.ProgrammaticLaunch"/> says which mode is in force.</para>
 /// <para>Fusions (default none): kernels folded into others to save launches (see <see cref="DecodeFusions"/>); the
 /// same bits whichever are on.</para>
+/// <para>DequantizeWeights (default false): the engine makes, once, a dense copy of every NF4 projection in the compute
+/// dtype (the bits the per-step dequantization gives) and runs that. For large batches only: past 8 rows each step
+/// otherwise dequantizes every NF4 weight again before its GEMM (writing and reading 2 bytes per weight besides the 0.5
+/// it reads), while at batch 1 the NF4 matrix-vector kernel reads 0.5 byte per weight and a dense copy 2. Costs 2 bytes
+/// per decoder weight of device memory while the engine lives.</para>
 /// </summary>
-public sealed record DecodeEngineOptions(bool MergeLora = false, bool ProgrammaticLaunch = true, DecodeFusions Fusions = DecodeFusions.None);
+public sealed record DecodeEngineOptions(bool MergeLora = false, bool ProgrammaticLaunch = true, DecodeFusions Fusions = DecodeFusions.None,
+                                         bool DequantizeWeights = false);

@@ -20,11 +20,13 @@ internal sealed class DecoderDescription
     private readonly ModelConfig _cfg;
     private readonly ScalarType _dtype;
     private readonly bool _mergeLora;
+    private readonly bool _dequantize;
 
     public DecoderDescription(CausalLM model, KvCache cache, DecodeEngineOptions options)
     {
         (_model, _cache, _cfg, _dtype) = (model, cache, model.Config, model.ComputeDtype);
         _mergeLora = options.MergeLora;
+        _dequantize = options.DequantizeWeights;
         var layers = _cfg.NumHiddenLayers;
         Ints = new long[C.DecoderIGlobalCount + layers * C.DecoderIlCount];
         Floats = new float[C.DecoderFGlobalCount + layers * C.DecoderFlCount];
@@ -227,7 +229,7 @@ internal sealed class DecoderDescription
         string? why;
         var n = p.OutFeatures * p.InFeatures;
         var mergeAdapter = _mergeLora && p.Lora is not null;
-        if (p.Nf4 is { } w && !mergeAdapter)
+        if (p.Nf4 is { } w && !mergeAdapter && !_dequantize)
         {
             Ints[i + C.DecoderIlKind] = (long)SlothWeightKind.Nf4;
             Ints[i + C.DecoderIlBlocksize] = w.Blocksize;
@@ -251,8 +253,9 @@ internal sealed class DecoderDescription
         else
         {
             Ints[i + C.DecoderIlKind] = (long)SlothWeightKind.Dense;
-            var weight = mergeAdapter ? MergedWeight(p) : p.DenseBase!;
-            if ((why = Take(weight, $"{name}.weight{(mergeAdapter ? " (merged with its adapter)" : "")}", _dtype, n, out var wp)) is not null) return why;
+            var weight = mergeAdapter ? MergedWeight(p) : p.Nf4 is { } nf4 ? DequantizedWeight(nf4) : p.DenseBase!;
+            var what = mergeAdapter ? " (merged with its adapter)" : p.Nf4 is not null ? " (dequantized)" : "";
+            if ((why = Take(weight, $"{name}.weight{what}", _dtype, n, out var wp)) is not null) return why;
             Pointers[ptr + C.DecoderPlWeight] = wp;
         }
         if (p.Bias is { } bias)
@@ -272,6 +275,10 @@ internal sealed class DecoderDescription
         }
         return null;
     }
+
+    /// <summary>The NF4 weight dequantized once to the compute dtype (the kernel the engine's GEMM path runs each step);
+    /// owned by the engine.</summary>
+    private Tensor DequantizedWeight(Nf4Weight w) => Own(w.Dequantize(_dtype));
 
     /// <summary>W + scale·B·A computed in float32 from the base as the reference path sees it (NF4 dequantized to the
     /// compute dtype, as its forward does), rounded once to the compute dtype; owned by the engine.</summary>
