@@ -24,3 +24,7 @@ row phi-4-mini fused-recompute
 memcheck sanitizer 80 "FullyQualifiedName~SwiGlu"
 row 1b fused
 row qwen3-1.7b fused
+# Issue 25, batch 64 (target 20,000 tokens/s; round 11: Llama 21,141, Qwen3 12,085): DecodeEngineOptions.DequantizeWeights
+# (a dense copy of every NF4 projection made once) against the per-step dequantization, same call.
+decode_run decode-b64-nf4 "$SLOTHSHARP_NATIVE_PATH" --presets llama-3.2-1b,qwen3-1.7b --batches 64 --steps 256
+decode_run decode-b64-dequantized "$SLOTHSHARP_NATIVE_PATH" --presets llama-3.2-1b,qwen3-1.7b --batches 64 --steps 256 --dequantized
