@@ -175,7 +175,10 @@ public static class FinetuneCommand
             using var comm = worker.CreateCommunicator();
             var shard = shardBase == "on" || (shardBase == "auto" && worker.WorldSize > 1);
             // Sharded: each rank loads only its blocks of every NF4 decoder weight.
-            using var sharded = shard ? ShardedCausalLM.LoadPretrained(modelDir, load, comm, BeforeSharding(options)) : null;
+            // A sharded model refuses kernel changes: it is given the recomputation options before it shards.
+            using var sharded = shard
+                ? ShardedCausalLM.LoadPretrained(modelDir, load, comm, m => Trainer.ApplyRecomputation(m, options.RecomputeActivations))
+                : null;
             using var replicated = shard ? null : CausalLM.FromPretrained(modelDir, load);
             if (sharded is not null && prefetch) sharded.Prefetch = true;
             var model = sharded?.Model ?? replicated!;
@@ -201,13 +204,6 @@ public static class FinetuneCommand
         Console.WriteLine($"final loss {result.Losses[^1].ToString("F4", CultureInfo.InvariantCulture)} after {result.Steps} steps; losses.csv, loss.png, summary.md there");
         return 0;
     }
-
-    /// <summary>What a sharded model must be given before it is sharded (it refuses kernel changes afterwards).</summary>
-    private static Action<CausalLM> BeforeSharding(TrainerOptions options) => model =>
-    {
-        model.RecomputeAttention = options.RecomputeActivations;
-        model.RecomputeNorms = options.RecomputeActivations;
-    };
 
     /// <summary>The data options to repeat on a resume (the checkpoint's fingerprint checks the rows are the same).</summary>
     private static string DataArguments(DataSelection s) =>

@@ -18,6 +18,8 @@ snap() { [ -n "${DEVOUT:-}" ] && tar czf "$DEVOUT/r.tgz" -C "$OUT" . 2>/dev/null
 #                                   into $OUT/NAME.log and $OUT/NAME/, ARGS added (presets, batches, steps, --only);
 #   build_native_variant SRC DEST   a sm_90 Release build of the native tree SRC installed into DEST (for A/B runs of
 #                                   two libraries in one call: SLOTHSHARP_NATIVE_PATH=DEST/runtimes/linux-x64/native/...);
+#   step_row SHAPE PATH             `bench --suite step-row` (no checkpointing, expandable segments) appended to
+#                                   $OUT/rows.log, its tokens/s, peak and phases printed;
 #   start_main_build                builds main's native tree, carried as gpu-b-native/, into /tmp/b-install in the
 #                                   background (its pid in $bpid, the library path in $libB): the B of an A/B call.
 gpu_tests() {
@@ -55,4 +57,9 @@ start_main_build() {
     build_native_variant /tmp/nb /tmp/b-install > "$OUT/build-b.log" 2>&1 &
     bpid=$!
     libB=/tmp/b-install/runtimes/linux-x64/native/libslothsharp.so
+}
+step_row() {
+    PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True timeout 150 dotnet "$bench" --results "$OUT" --suite step-row --shape "$1" \
+        --path "$2" --checkpointing 0 >> "$OUT/rows.log" 2>&1; echo "$1 $2 exit $?"
+    grep -oE '"Shape":"[^"]+"|"Path":"[^"]+"|"TokensPerSecond":[0-9.]+|"PeakGb":[0-9.]+|"PhaseMs":\[[^]]+\]' "$OUT/rows.log" | paste - - - - - | tail -1; snap
 }

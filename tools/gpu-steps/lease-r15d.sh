@@ -6,13 +6,8 @@ set -uo pipefail
 OUT="${1:?usage: lease-r15d.sh OUTDIR}"
 . "$(dirname "$0")/common.sh"
 gpu_tests tests-gpu 100 "FullyQualifiedName~SwiGlu"
-row() {  # SHAPE PATH
-    PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True timeout 150 dotnet "$bench" --results "$OUT" --suite step-row --shape "$1" \
-        --path "$2" --checkpointing 0 >> "$OUT/rows.log" 2>&1; echo "$1 $2 exit $?"
-    grep -oE '"Shape":"[^"]+"|"Path":"[^"]+"|"TokensPerSecond":[0-9.]+|"PeakGb":[0-9.]+|"PhaseMs":\[[^]]+\]' "$OUT/rows.log" | paste - - - - - | tail -1; snap
-}
-row phi-4-mini fused-recompute
-row phi-4-mini fused
+step_row phi-4-mini fused-recompute
+step_row phi-4-mini fused
 memcheck sanitizer 80 "FullyQualifiedName~SwiGlu"
-row 1b fused
-row qwen3-1.7b fused
+step_row 1b fused
+step_row qwen3-1.7b fused

@@ -13,17 +13,12 @@ OUT="${1:?usage: lease-r16.sh OUTDIR}"
 . "$(dirname "$0")/common.sh"
 gpu_tests tests-gpu 120 "FullyQualifiedName~SwiGlu|FullyQualifiedName~Nf4LoraLinear|FullyQualifiedName~LlamaFusedTests|FullyQualifiedName~RecomputedNorms"
 sm75_tests tests-sm75 200 "FullyQualifiedName~SwiGlu|FullyQualifiedName~RopeTests"
-row() {  # SHAPE PATH
-    PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True timeout 150 dotnet "$bench" --results "$OUT" --suite step-row --shape "$1" \
-        --path "$2" --checkpointing 0 >> "$OUT/rows.log" 2>&1; echo "$1 $2 exit $?"
-    grep -oE '"Shape":"[^"]+"|"Path":"[^"]+"|"TokensPerSecond":[0-9.]+|"PeakGb":[0-9.]+|"PhaseMs":\[[^]]+\]' "$OUT/rows.log" | paste - - - - - | tail -1; snap
-}
-row phi-4-mini fused-recompute-norms
-row phi-4-mini fused
-row phi-4-mini fused-recompute
+step_row phi-4-mini fused-recompute-norms
+step_row phi-4-mini fused
+step_row phi-4-mini fused-recompute
 memcheck sanitizer 80 "FullyQualifiedName~SwiGlu"
-row 1b fused
-row qwen3-1.7b fused
+step_row 1b fused
+step_row qwen3-1.7b fused
 # Issue 25, batch 64 (target 20,000 tokens/s; round 11: Llama 21,141, Qwen3 12,085): DecodeEngineOptions.DequantizeWeights
 # (a dense copy of every NF4 projection made once) against the per-step dequantization, same call.
 decode_run decode-b64-nf4 "$SLOTHSHARP_NATIVE_PATH" --presets llama-3.2-1b,qwen3-1.7b --batches 64 --steps 256

@@ -17,6 +17,4 @@ for method in blocks eager; do
 done
 # The whole Gemma-2-2B QLoRA step (round 10: 19,958 tokens/s at 21.17 GB; transformers + PEFT + bitsandbytes 14,972 at
 # 73.67 GB in that lease; the issue wants >= 2x).
-PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True timeout 150 dotnet "$bench" --results "$OUT" --suite step-row --shape gemma-2-2b \
-    --path fused --checkpointing 0 >> "$OUT/rows.log" 2>&1; echo "gemma-2-2b fused exit $?"
-grep -oE '"TokensPerSecond":[0-9.]+|"PeakGb":[0-9.]+|"PhaseMs":\[[^]]+\]' "$OUT/rows.log" | paste - - - | tail -1; snap
+step_row gemma-2-2b fused

@@ -101,18 +101,13 @@ public sealed class CausalLM : Module
     /// With the fused kernels, SDPA attention in training is recomputed in backward (<see cref="Ops.GqaAttention"/>):
     /// each layer keeps q and the grouped k and v instead of SDPA's copies of K and V expanded to every query head and
     /// its output (Phi-4-mini, 24 query heads over 8 KV heads: 5,120 values a token and layer instead of 12,288), for
-    /// one more attention forward per layer. The same gradients bit for bit. Off by default until its cost is measured
-    /// on the GPU; no effect on the reference kernels, soft-capped attention or inference.
+    /// one more attention forward per layer. The same gradients bit for bit. Off by default (it costs speed: see
+    /// docs/performance.md, round 15); no effect on the reference kernels, soft-capped attention or inference.
     /// </summary>
     public bool RecomputeAttention
     {
         get => _recomputeAttention;
-        set
-        {
-            ThrowIfSharded(nameof(RecomputeAttention));
-            _recomputeAttention = value;
-            InstallKernels(CurrentKernels);
-        }
+        set => SetRecomputation(ref _recomputeAttention, value, nameof(RecomputeAttention));
     }
 
     /// <summary>
@@ -128,17 +123,20 @@ public sealed class CausalLM : Module
     public bool RecomputeNorms
     {
         get => _recomputeNorms;
-        set
-        {
-            ThrowIfSharded(nameof(RecomputeNorms));
-            _recomputeNorms = value;
-            InstallKernels(CurrentKernels);
-        }
+        set => SetRecomputation(ref _recomputeNorms, value, nameof(RecomputeNorms));
     }
 
     private bool _recomputeAttention;
     private bool _recomputeNorms;
     private DecoderKernels? _installed;
+
+    /// <summary>Sets one of the fused set's recomputation options and installs the set they now choose.</summary>
+    private void SetRecomputation(ref bool option, bool value, string name)
+    {
+        ThrowIfSharded(name);
+        option = value;
+        InstallKernels(CurrentKernels);
+    }
 
     /// <summary>A sharded model installed its own variant of the fused set (made from these options when it sharded);
     /// replacing it would undo the sharding's kernels.</summary>

@@ -29,7 +29,7 @@ public static class Nf4LoraLinear
     {
         var plan = Validate(x, weight, bias, loraA, loraB, scale, keep, dropout);
         // The mask is kept as bool (1 byte per element) between forward and backward.
-        using var mask = keep is null ? null : keep.dtype == ScalarType.Bool ? keep.alias() : keep.ne(0);
+        using var mask = Nf4LoraLinear.KeptAsBool(keep);
         return Nf4LoraLinearFunction.Apply(plan, x, bias, loraA, loraB, mask, null, null);
     }
 
@@ -55,7 +55,7 @@ public static class Nf4LoraLinear
                                         $"{OpChecks.Shape(norm.Weight)} must have x's shape and dtype and be [H] (x: {x.dtype} {OpChecks.Shape(x)})", nameof(norm));
         TensorInterop.RequireSameDevice(x, nameof(x), norm.Input, "norm.Input");
         TensorInterop.RequireSameDevice(x, nameof(x), norm.Weight, "norm.Weight");
-        using var mask = keep is null ? null : keep.dtype == ScalarType.Bool ? keep.alias() : keep.ne(0);
+        using var mask = Nf4LoraLinear.KeptAsBool(keep);
         // Detached aliases: the storage the norm's node keeps (no new memory), saved by this node without being its
         // autograd inputs (no graph edge to the residual stream; the norm's node gives that its gradient).
         using var normInput = norm.Input.detach();
@@ -81,10 +81,13 @@ public static class Nf4LoraLinear
             heads.shape[1] * heads.shape[3] != x.shape[2])
             throw new ArgumentException($"heads {heads.dtype} {OpChecks.Shape(heads)} must be [B, H, T, D] with x {x.dtype} {OpChecks.Shape(x)} = [B, T, H·D] in its dtype", nameof(heads));
         TensorInterop.RequireSameDevice(x, nameof(x), heads, nameof(heads));
-        using var mask = keep is null ? null : keep.dtype == ScalarType.Bool ? keep.alias() : keep.ne(0);
+        using var mask = KeptAsBool(keep);
         using var kept = heads.detach();  // an alias: kept for backward, no graph edge (attention's node gives heads its gradient)
         return Nf4LoraLinearFunction.Apply(plan with { InputFromHeads = true }, x, bias, loraA, loraB, mask, kept, null);
     }
+    /// <summary>A dropout mask as the nodes keep it between forward and backward: bool (1 byte per element), a new
+    /// handle the caller disposes; null for none.</summary>
+    internal static Tensor? KeptAsBool(Tensor? keep) => keep is null ? null : keep.dtype == ScalarType.Bool ? keep.alias() : keep.ne(0);
 
     /// <summary>The checks of <see cref="Apply"/> (x may be any tensor of the input's shape and dtype), and the plan.</summary>
     internal static Nf4LoraLinearPlan Validate(Tensor x, Nf4Weight weight, Tensor? bias, Tensor? loraA, Tensor? loraB,

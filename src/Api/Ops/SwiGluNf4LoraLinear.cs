@@ -25,7 +25,7 @@ public static class SwiGluNf4LoraLinear
         var native = GateActivations.ToNative(activation, nameof(activation));
         SwiGlu.CheckPair(gate, up);
         var plan = Nf4LoraLinear.Validate(gate, weight, bias, loraA, loraB, scale, keep, dropout);
-        using var mask = keep is null ? null : keep.dtype == ScalarType.Bool ? keep.alias() : keep.ne(0);
+        using var mask = Nf4LoraLinear.KeptAsBool(keep);
         return SwiGluNf4LoraLinearFunction.Apply(new SwiGluNf4LoraLinearPlan(plan, native), gate, up, bias, loraA, loraB, mask);
     }
 
@@ -45,7 +45,7 @@ public static class SwiGluNf4LoraLinear
         using (no_grad())
         using (var half = gateUp.narrow(-1, 0, gateUp.shape[^1] / 2))
             plan = Nf4LoraLinear.Validate(half, weight, bias, loraA, loraB, scale, keep, dropout);
-        using var mask = keep is null ? null : keep.dtype == ScalarType.Bool ? keep.alias() : keep.ne(0);
+        using var mask = Nf4LoraLinear.KeptAsBool(keep);
         return SwiGluNf4LoraLinearFunction.Apply(new SwiGluNf4LoraLinearPlan(plan, native, Packed: true), gateUp, null, bias, loraA, loraB, mask);
     }
 }

@@ -93,9 +93,7 @@ public sealed class Trainer : IDisposable
             foreach (var (_, p) in _params) communicator.Broadcast(p, 0);
         }
         model.GradientCheckpointing = options.GradientCheckpointing;
-        // Only when they differ: a sharded model refuses changes, and its loader set them before sharding.
-        if (model.RecomputeAttention != options.RecomputeActivations) model.RecomputeAttention = options.RecomputeActivations;
-        if (model.RecomputeNorms != options.RecomputeActivations) model.RecomputeNorms = options.RecomputeActivations;
+        ApplyRecomputation(model, options.RecomputeActivations);
         _order = new DataOrder(data.Rows.Count, options.Seed, options.Shuffle);
         var rowsPerStep = (long)options.BatchSize * options.GradientAccumulation;
         TotalSteps = options.MaxSteps ?? (int)Math.Max(1, Math.Ceiling(options.Epochs * data.Rows.Count / rowsPerStep));
@@ -458,6 +456,14 @@ public sealed class Trainer : IDisposable
         _losses.AddRange(state.Losses);
         _lrs.Clear();
         _lrs.AddRange(state.LearningRates);
+    }
+
+    /// <summary><see cref="TrainerOptions.RecomputeActivations"/> on a model: both of its recomputation options, each
+    /// set only where it differs (a sharded model refuses changes, and its loader gives it these before sharding).</summary>
+    public static void ApplyRecomputation(CausalLM model, bool recompute)
+    {
+        if (model.RecomputeAttention != recompute) model.RecomputeAttention = recompute;
+        if (model.RecomputeNorms != recompute) model.RecomputeNorms = recompute;
     }
 
     /// <summary>Frees the optimizer state and puts the process's deterministic-mode setting back as it was.</summary>
