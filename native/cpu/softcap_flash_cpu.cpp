@@ -102,24 +102,23 @@ sloth_status softcap_flash_backward(const char* fn, const SoftcapFlashArgs& a) {
     SLOTH_CHECK(parallel_ranges(fn, bhs * a.rows, d, [&](int64_t r0, int64_t r1) {
         for (int64_t r = r0; r < r1; ++r) a.delta[r] = f.dot(a.grad_out, r * d, a.out, r * d);
     }));
-    // grad_q, row by row (NaN for a row without an allowed key).
+    // grad_q, row by row (0 for a row without an allowed key: every p and g of it is 0).
     SLOTH_CHECK(parallel_ranges(fn, bhs * a.rows, a.keys * d * 8, [&](int64_t r0, int64_t r1) {
         std::vector<float> acc(static_cast<size_t>(d));
         for (int64_t r = r0; r < r1; ++r) {
             const int64_t bh = r / a.rows, i = r % a.rows;
             std::fill(acc.begin(), acc.end(), 0.0f);
-            const bool empty = a.lse[r] == kNegInf;
-            for (int64_t j = 0; j < a.keys && !empty; ++j) {
+            for (int64_t j = 0; j < a.keys; ++j) {
                 float p, g;
                 f.gradient(bh, i, j, p, g);
                 if (g != 0.0f)
                     for (int64_t c = 0; c < d; ++c) acc[c] += g * f.load(a.k, f.krow(bh, j) + c);
             }
-            for (int64_t c = 0; c < d; ++c) store_from_f32(a.grad_q, a.dtype, r * d + c, empty ? kNaN : acc[c]);
+            for (int64_t c = 0; c < d; ++c) store_from_f32(a.grad_q, a.dtype, r * d + c, acc[c]);
         }
     }));
-    // grad_k and grad_v, key by key; all NaN in a (batch, head) with a row without an allowed key (as on the eager
-    // path, where that row's NaN probabilities reach every key).
+    // grad_k and grad_v, key by key; grad_v all NaN in a (batch, head) with a row without an allowed key (as on the
+    // eager path, where that row's NaN probabilities reach every key; its score gradients are 0, so grad_k is unhurt).
     std::vector<uint8_t> empty_head(static_cast<size_t>(bhs), 0);
     for (int64_t r = 0; r < bhs * a.rows; ++r)
         if (a.lse[r] == kNegInf) empty_head[static_cast<size_t>(r / a.rows)] = 1;
@@ -130,7 +129,7 @@ sloth_status softcap_flash_backward(const char* fn, const SoftcapFlashArgs& a) {
             std::fill(dk.begin(), dk.end(), 0.0f);
             std::fill(dv.begin(), dv.end(), 0.0f);
             const bool poisoned = empty_head[static_cast<size_t>(bh)] != 0;
-            for (int64_t i = 0; i < a.rows && !poisoned; ++i) {
+            for (int64_t i = 0; i < a.rows; ++i) {
                 float p, g;
                 f.gradient(bh, i, j, p, g);
                 if (p == 0.0f && g == 0.0f) continue;
@@ -141,7 +140,7 @@ sloth_status softcap_flash_backward(const char* fn, const SoftcapFlashArgs& a) {
                 }
             }
             for (int64_t c = 0; c < d; ++c) {
-                store_from_f32(a.grad_k, a.dtype, r * d + c, poisoned ? kNaN : dk[c]);
+                store_from_f32(a.grad_k, a.dtype, r * d + c, dk[c]);
                 store_from_f32(a.grad_v, a.dtype, r * d + c, poisoned ? kNaN : dv[c]);
             }
         }

@@ -361,7 +361,9 @@ __global__ void __launch_bounds__(kThreads) softcap_flash_dkdv_kernel(const Soft
                    da = ptx::shared_address(dos);
     const float one[2] = {1.0f, 1.0f};
 
-    // A row of this (b, h) without an allowed key makes its dK and dV NaN, as on the eager path.
+    // A row of this (b, h) without an allowed key makes its dV NaN, as on the eager path (its NaN probabilities reach
+    // every key); its score gradients are 0 there (masked_fill's backward), so it adds nothing to dK (delta := 0 below,
+    // every p of it is 0).
     bool empty = false;
     for (int64_t i = threadIdx.x; i < a.rows; i += kThreads) empty |= lse[i] == -CUDART_INF_F;
     const bool poisoned = __syncthreads_or(empty);
@@ -375,7 +377,7 @@ __global__ void __launch_bounds__(kThreads) softcap_flash_dkdv_kernel(const Soft
 #pragma unroll
     for (int n = 0; n < (kDk && kDv ? kD / 8 : 1); ++n) acc2[n][0] = acc2[n][1] = acc2[n][2] = acc2[n][3] = 0.0f;
 
-    for (int64_t i0 = 0; i0 < a.rows && !poisoned; i0 += kBr) {
+    for (int64_t i0 = 0; i0 < a.rows && !(poisoned && !kDk); i0 += kBr) {
         __syncthreads();
         // The mask tile transposed to [query][key] order is the same bytes as load_mask's [row][key]: r = query.
         const bool any = load_mask(ms, mask_bh, a.mask_row_stride, a.rows, a.keys, i0, j0);
@@ -385,7 +387,7 @@ __global__ void __launch_bounds__(kThreads) softcap_flash_dkdv_kernel(const Soft
         if (threadIdx.x < kBr) {
             const int64_t i = i0 + threadIdx.x;
             lse2[threadIdx.x] = i < a.rows ? lse[i] * kLog2e : 0.0f;
-            dl[threadIdx.x] = i < a.rows ? delta[i] : 0.0f;
+            dl[threadIdx.x] = i < a.rows && lse[i] != -CUDART_INF_F ? delta[i] : 0.0f;
         }
         __syncthreads();
         // S^T (16 keys x 64 queries) = K Q^T; then t, and P^T = exp2(z - lse2) (0 where masked).
@@ -430,9 +432,9 @@ __global__ void __launch_bounds__(kThreads) softcap_flash_dkdv_kernel(const Soft
             mma_rs<kDtype, S::kStride, kD / 8>(acc, ga, qa, lane);
         }
     }
-    const bool poison[2] = {poisoned, poisoned};
+    const bool clean[2] = {false, false}, poison[2] = {poisoned, poisoned};
     const int64_t row0 = bh * a.keys + j0 + warp * 16, end = bh * a.keys + a.keys;
-    if (kDk) store_rows<kDtype, kD>(a.grad_k, row0, end, d, acc, one, poison, lane);
+    if (kDk) store_rows<kDtype, kD>(a.grad_k, row0, end, d, acc, one, clean, lane);
     else store_rows<kDtype, kD>(a.grad_v, row0, end, d, acc, one, poison, lane);
     if constexpr (kDk && kDv) store_rows<kDtype, kD>(a.grad_v, row0, end, d, acc2, one, poison, lane);
 #else
@@ -464,15 +466,16 @@ __global__ void __launch_bounds__(kThreads) softcap_flash_dq_kernel(const Softca
                    va = ptx::shared_address(vs);
     load_tile<kD>(qs, static_cast<const uint16_t*>(a.q) + bh * a.rows * d, i0, a.rows, d);
     load_tile<kD>(dos, static_cast<const uint16_t*>(a.grad_out) + bh * a.rows * d, i0, a.rows, d);
+    // A row without an allowed key (lse = -inf, delta NaN) gets dQ = 0, as on the eager path: its p are all 0 (masked)
+    // and with delta := 0 so are its g.
     float lse2[2], dl[2];
-    bool poison[2];
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
         const int64_t row = i0 + warp * 16 + g + h * 8;
         const float lse = row < a.rows ? a.lse[bh * a.rows + row] : 0.0f;
-        poison[h] = lse == -CUDART_INF_F;
-        lse2[h] = lse * kLog2e;
-        dl[h] = row < a.rows ? a.delta[bh * a.rows + row] : 0.0f;
+        const bool empty = lse == -CUDART_INF_F;
+        lse2[h] = empty ? 0.0f : lse * kLog2e;
+        dl[h] = row < a.rows && !empty ? a.delta[bh * a.rows + row] : 0.0f;
     }
     float acc[kD / 8][4];
 #pragma unroll
@@ -505,7 +508,8 @@ __global__ void __launch_bounds__(kThreads) softcap_flash_dq_kernel(const Softca
         mma_rs<kDtype, S::kStride, kD / 8>(acc, ga, ka, lane);
     }
     const float one[2] = {1.0f, 1.0f};
-    store_rows<kDtype, kD>(a.grad_q, bh * a.rows + i0 + warp * 16, bh * a.rows + a.rows, d, acc, one, poison, lane);
+    const bool clean[2] = {false, false};
+    store_rows<kDtype, kD>(a.grad_q, bh * a.rows + i0 + warp * 16, bh * a.rows + a.rows, d, acc, one, clean, lane);
 #else
     (void)a, (void)c_scale, (void)cap_log2e;
 #endif

@@ -418,8 +418,9 @@ SLOTH_API sloth_status sloth_softcap_flash_forward(const void* q, const void* k,
  *   g_ij = round(p_ij (dp_ij - delta_i) (1 - t_ij^2) scale)   (the gradient of s_ij, rounded for the products below),
  *   grad_v_j = round(sum_i round(p_ij) grad_out_i), grad_k_j = round(sum_i g_ij q_i), grad_q_i = round(sum_j g_ij k_j),
  * each sum in float32. Deterministic: every output element is summed by one thread in a fixed order (no atomics).
- * A row with no allowed key (lse = -inf) makes, as on the eager path, its grad_q row and all of grad_k and grad_v of
- * its (batch, head) NaN. Outputs may not alias the inputs or each other.
+ * A row with no allowed key (lse = -inf) gets what autograd gives on the eager path: grad_q = 0 for the row and
+ * nothing added to grad_k (masked_fill's backward zeroes all its scores' gradients), but grad_v NaN for every key of its
+ * (batch, head) (its NaN probabilities reach them all). Outputs may not alias the inputs or each other.
  */
 SLOTH_API sloth_status sloth_softcap_flash_backward(const void* q, const void* k, const void* v, const void* out,
                                                     const void* grad_out, const float* lse, const void* allowed,
