@@ -9,7 +9,7 @@ using static TorchSharp.torch;
 // (--suite packing [--preset NAME] [--pack-length N] [--pack-rows N] [--batch N] [--documents N] [--min-length N] [--max-length N]
 //  [--warmup N] [--checkpointing K] [--seed N] [--tiny]: packed vs padded QLoRA steps on a length mix of conversations)
 // (--suite decode [--presets a,b] [--batches 1,64] [--steps N] [--prefill N] [--tiny]: the native decoding engine, tokens/s at batch 1 and 64 and 2,048-token prefill; --tiny: CPU smoke test)
-// (--suite softcap: Gemma 2's soft-capped attention, eager vs blocks with recompute, one 2B layer, time and peak memory)
+// (--suite softcap: Gemma 2's soft-capped attention, eager vs blocks with recompute vs the one-pass flash kernels, one 2B layer, time and peak memory)
 // (internal child modes: --measure-memory SHAPE METHOD, --suite loss-time with SLOTH_BENCH_SHAPE,
 //  --suite step-row --shape S --path fused|fused-recompute-attention|fused-recompute|reference --checkpointing 0|K (every K-th layer) --device cpu|cuda, --suite step-loss --shape S --device D)
 if (Arg("--suite") == "tokenizer") return TokenizerSpeed.Run(args);

@@ -12,7 +12,8 @@ namespace SlothSharp.Bench;
 /// <c>--suite softcap</c>: Gemma 2's soft-capped attention on one layer of the published 2B shape (8 × 1024 tokens,
 /// 8 query heads over 4 KV heads of 256, causal), forward + backward in bfloat16, the two ways SlothSharp computes it:
 /// transformers' eager expression (the reference kernels; every [B, H, T, T] intermediate kept for backward) and
-/// <see cref="SoftcapAttention"/> (the fused set's: blocks of query rows, the scores made again in backward). Each way
+/// <see cref="SoftcapAttention"/> as blocks of query rows (the scores made again in backward) and as the one-pass
+/// (flash-style) kernels, the fused set's choice where they run (<see cref="SoftcapAttentionMethod"/>). Each way
 /// runs in a child process of its own so that its peak device memory is its own. The measure that chooses which one
 /// the fused kernel set uses (issue 22: "a mask costs memory, so measure and choose").
 /// </summary>
@@ -24,7 +25,7 @@ internal static class SoftcapSuite
     {
         var report = new StringBuilder($"softcap attention, Gemma-2-2B layer shape, bf16, forward + backward, on {device}\n");
         var ok = true;
-        foreach (var method in new[] { "eager", "blocks" })
+        foreach (var method in new[] { "eager", "blocks", "flash" })
         {
             var (good, line, _) = StepSuite.Child(["--results", results, "--suite", "softcap-row", "--method", method], Prefix);
             ok &= good;
@@ -48,7 +49,14 @@ internal static class SoftcapSuite
         using var v0 = randn(b, kvHeads, t, d, ScalarType.BFloat16, CUDA).requires_grad_();
         using var allowed = LayerContext.CausalMask(t, t, CUDA);
         using var dout = randn(b, heads, t, d, ScalarType.BFloat16, CUDA);
-        var kernels = method == "eager" ? DecoderKernels.Reference : DecoderKernels.Fused;
+        // eager: transformers' expression (the reference set); blocks / flash: SoftcapAttention with that method.
+        Func<Tensor, Tensor, Tensor, Tensor> attention = method switch
+        {
+            "eager" => (q1, k1, v1) => DecoderKernels.Reference.SoftcapAttention(q1, k1, v1, allowed, scale, cap),
+            "blocks" => (q1, k1, v1) => SoftcapAttention.Apply(q1, k1, v1, allowed, scale, cap, SoftcapAttentionMethod.Blocks),
+            "flash" => (q1, k1, v1) => SoftcapAttention.Apply(q1, k1, v1, allowed, scale, cap, SoftcapAttentionMethod.Flash),
+            _ => throw new ArgumentException($"--method {method}: eager, blocks or flash"),
+        };
         double Once()
         {
             using var scope = NewDisposeScope();
@@ -56,7 +64,7 @@ internal static class SoftcapSuite
             var clock = Stopwatch.StartNew();
             var k = k0.unsqueeze(2).expand(b, kvHeads, heads / kvHeads, t, d).reshape(b, heads, t, d);
             var v = v0.unsqueeze(2).expand(b, kvHeads, heads / kvHeads, t, d).reshape(b, heads, t, d);
-            var y = kernels.SoftcapAttention(q, k, v, allowed, scale, cap);
+            var y = attention(q, k, v);
             memory.Poll();   // the forward's graph holds what backward needs: the peak is here or inside backward
             y.backward([dout]);
             Native.CudaSynchronize(0);

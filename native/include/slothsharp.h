@@ -31,7 +31,7 @@ extern "C" {
 #endif
 
 /* Bumped on every incompatible change of this header; the managed loader refuses any other value. */
-#define SLOTH_ABI_VERSION 14
+#define SLOTH_ABI_VERSION 15
 
 /* NF4 blocksize and nested_blocksize: powers of two in [MIN, MAX] (the managed API checks the same constants). */
 #define SLOTH_NF4_BLOCKSIZE_MIN 32
@@ -379,6 +379,61 @@ SLOTH_API sloth_status sloth_softcap_softmax_backward(const void* scores, const 
                                                       int64_t allowed_head_stride, int64_t allowed_row_stride,
                                                       float scale, float cap, void* probs, void* grad_scores,
                                                       int32_t device, void* stream);
+
+/* ---- Soft-capped attention in one pass (flash style): the scores never reach memory ---- */
+
+/* Largest head_dim sloth_softcap_flash_forward / _backward take (the CUDA kernels: a multiple of 16 up to it). */
+#define SLOTH_SOFTCAP_FLASH_MAX_HEAD_DIM 256
+
+/*
+ * Gemma 2's soft-capped attention for q [batch, heads, rows, head_dim], k and v [batch, heads, keys, head_dim] (GQA
+ * already expanded; contiguous, dtype D), with f() = float32 arithmetic, each step one float32 operation:
+ *   s_ij = sum_d q_id k_jd (the dtype products summed in float32, in the kernel's order),
+ *   t_ij = tanh(s_ij * c) with c = float32(scale / cap), z_ij = cap * t_ij, and z_ij = -inf where not allowed,
+ *   m_i = max_j z_ij, l_i = sum_j exp(z_ij - m_i), out_i = round(sum_j round(exp(z_ij - m)) v_j / l_i),
+ *   lse_i = m_i + log(l_i) (float32 [batch, heads, rows]; kept for backward).
+ * round = to the dtype, nearest even: the unnormalised probabilities are rounded to D for the tensor-core product with
+ * v (the CUDA kernel's m is the running maximum of the key tiles read so far, its partial sums rescaled in float32; the
+ * CPU twin's is the row's maximum), so the backends agree to the dtype's rounding, not bit for bit; exp and tanh are
+ * the accurate functions (tanhf, exp2f of a log2e-scaled argument on CUDA).
+ * A row with no allowed key gets out = NaN and lse = -inf (the eager softmax of -inf is NaN).
+ * allowed: uint8/bool (nonzero = may attend) or NULL (every key); element (b, h, i, j) at
+ *   allowed[b * allowed_batch_stride + h * allowed_head_stride + i * allowed_row_stride + j] (0 broadcasts).
+ * CUDA: bf16 and f16, head_dim a multiple of 16, sm_80 or newer with enough shared memory per block
+ * (sloth_softcap_flash_supported says); anything else is SLOTH_ERROR_UNSUPPORTED. The CPU backend takes every dtype
+ * and 1 <= head_dim <= SLOTH_SOFTCAP_FLASH_MAX_HEAD_DIM. CUDA pointers must be 16-byte aligned.
+ * batch, rows >= 0; heads, keys, head_dim >= 1; scale finite; cap finite and > 0; strides >= 0. Outputs may not alias.
+ */
+SLOTH_API sloth_status sloth_softcap_flash_forward(const void* q, const void* k, const void* v, const void* allowed,
+                                                   sloth_dtype dtype, int64_t batch, int64_t heads, int64_t rows,
+                                                   int64_t keys, int64_t head_dim, int64_t allowed_batch_stride,
+                                                   int64_t allowed_head_stride, int64_t allowed_row_stride,
+                                                   float scale, float cap, void* out, float* lse, int32_t device,
+                                                   void* stream);
+
+/*
+ * Backward of sloth_softcap_flash_forward from its out and lse and grad_out (dtype, [batch, heads, rows, head_dim]):
+ *   delta_i = sum_d f(grad_out_id) f(out_id) (float32; written to delta [batch, heads, rows], caller's scratch),
+ *   p_ij = exp(z_ij - lse_i) (0 where not allowed), dp_ij = sum_d grad_out_id v_jd (float32),
+ *   g_ij = round(p_ij (dp_ij - delta_i) (1 - t_ij^2) scale)   (the gradient of s_ij, rounded for the products below),
+ *   grad_v_j = round(sum_i round(p_ij) grad_out_i), grad_k_j = round(sum_i g_ij q_i), grad_q_i = round(sum_j g_ij k_j),
+ * each sum in float32. Deterministic: every output element is summed by one thread in a fixed order (no atomics).
+ * A row with no allowed key (lse = -inf) gets what autograd gives on the eager path: grad_q = 0 for the row and
+ * nothing added to grad_k (masked_fill's backward zeroes all its scores' gradients), but grad_v NaN for every key of its
+ * (batch, head) (its NaN probabilities reach them all). Outputs may not alias the inputs or each other.
+ */
+SLOTH_API sloth_status sloth_softcap_flash_backward(const void* q, const void* k, const void* v, const void* out,
+                                                    const void* grad_out, const float* lse, const void* allowed,
+                                                    sloth_dtype dtype, int64_t batch, int64_t heads, int64_t rows,
+                                                    int64_t keys, int64_t head_dim, int64_t allowed_batch_stride,
+                                                    int64_t allowed_head_stride, int64_t allowed_row_stride,
+                                                    float scale, float cap, float* delta, void* grad_q, void* grad_k,
+                                                    void* grad_v, int32_t device, void* stream);
+
+/* *out = 1 if sloth_softcap_flash_forward / _backward run for this dtype and head_dim on `device` (-1: the CPU, always
+ * for a valid head_dim), else 0 (CUDA: f32, a head_dim not a multiple of 16, an architecture before sm_80 or code
+ * built for one, or too little shared memory per block). */
+SLOTH_API sloth_status sloth_softcap_flash_supported(sloth_dtype dtype, int64_t head_dim, int32_t device, int32_t* out);
 
 /* ---- NCCL collectives (multi-GPU) --------------------------------------------------------------------- */
 /* NCCL is not linked: the first call dlopen()s "libnccl.so.2" (or the file named by the environment variable

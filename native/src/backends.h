@@ -111,6 +111,31 @@ struct SoftcapSoftmaxArgs {
     }
 };
 
+// sloth_softcap_flash_forward / _backward, validated (see slothsharp.h). bh = b * heads + h indexes the
+// [batch * heads] matrices of q, out, grad_out ([rows, head_dim]), k, v ([keys, head_dim]) and lse, delta ([rows]).
+struct SoftcapFlashArgs {
+    const void* q;
+    const void* k;
+    const void* v;
+    void* out;             // forward: written; backward: the forward's output, read
+    const void* grad_out;  // backward only
+    const uint8_t* allowed;
+    sloth_dtype dtype;
+    int64_t batch, heads, rows, keys, head_dim;
+    int64_t mask_batch_stride, mask_head_stride, mask_row_stride;
+    float scale, cap;
+    float* lse;    // forward: written; backward: read
+    float* delta;  // backward scratch
+    void* grad_q;
+    void* grad_k;
+    void* grad_v;
+    // The mask row of query row i of (b * heads + h) = bh, or NULL (every key).
+    const uint8_t* mask_row(int64_t bh, int64_t i) const {
+        if (!allowed) return nullptr;
+        return allowed + (bh / heads) * mask_batch_stride + (bh % heads) * mask_head_stride + i * mask_row_stride;
+    }
+};
+
 struct Nf4GemvArgs {
     const void* x;  // [batch, k]
     sloth_dtype dtype;
@@ -181,6 +206,8 @@ sloth_status swiglu_forward(const char* fn, const SwigluArgs& a);
 sloth_status swiglu_backward(const char* fn, const SwigluArgs& a);
 sloth_status softcap_softmax_forward(const char* fn, const SoftcapSoftmaxArgs& a);
 sloth_status softcap_softmax_backward(const char* fn, const SoftcapSoftmaxArgs& a);
+sloth_status softcap_flash_forward(const char* fn, const SoftcapFlashArgs& a);
+sloth_status softcap_flash_backward(const char* fn, const SoftcapFlashArgs& a);
 }  // namespace cpu
 
 namespace cuda {
@@ -207,6 +234,10 @@ sloth_status swiglu_forward(const char* fn, const SwigluArgs& a, int32_t device,
 sloth_status swiglu_backward(const char* fn, const SwigluArgs& a, int32_t device, void* stream);
 sloth_status softcap_softmax_forward(const char* fn, const SoftcapSoftmaxArgs& a, int32_t device, void* stream);
 sloth_status softcap_softmax_backward(const char* fn, const SoftcapSoftmaxArgs& a, int32_t device, void* stream);
+sloth_status softcap_flash_forward(const char* fn, const SoftcapFlashArgs& a, int32_t device, void* stream);
+sloth_status softcap_flash_backward(const char* fn, const SoftcapFlashArgs& a, int32_t device, void* stream);
+// *out = 1 if the flash kernels run for dtype and head_dim on device (their architecture and shared memory).
+sloth_status softcap_flash_supported(const char* fn, sloth_dtype dtype, int64_t head_dim, int32_t device, int32_t* out);
 // Streams and events (device_cuda.cu). Without CUDA: SLOTH_ERROR_UNSUPPORTED.
 sloth_status stream_create(const char* fn, int32_t device, void** stream);
 sloth_status stream_destroy(const char* fn, int32_t device, void* stream);

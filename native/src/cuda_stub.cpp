@@ -41,6 +41,9 @@ sloth_status swiglu_forward(const char* fn, const SwigluArgs&, int32_t, void*) {
 sloth_status swiglu_backward(const char* fn, const SwigluArgs&, int32_t, void*) { return no_cuda(fn); }
 sloth_status softcap_softmax_forward(const char* fn, const SoftcapSoftmaxArgs&, int32_t, void*) { return no_cuda(fn); }
 sloth_status softcap_softmax_backward(const char* fn, const SoftcapSoftmaxArgs&, int32_t, void*) { return no_cuda(fn); }
+sloth_status softcap_flash_forward(const char* fn, const SoftcapFlashArgs&, int32_t, void*) { return no_cuda(fn); }
+sloth_status softcap_flash_backward(const char* fn, const SoftcapFlashArgs&, int32_t, void*) { return no_cuda(fn); }
+sloth_status softcap_flash_supported(const char* fn, sloth_dtype, int64_t, int32_t, int32_t*) { return no_cuda(fn); }
 sloth_status stream_create(const char* fn, int32_t, void**) { return no_streams(fn); }
 sloth_status stream_destroy(const char* fn, int32_t, void*) { return no_streams(fn); }
 sloth_status event_create(const char* fn, int32_t, void**) { return no_streams(fn); }

@@ -20,7 +20,7 @@ extern const __device__ dim3 gridDim;
 typedef struct CUstream_st* cudaStream_t;
 enum cudaError { cudaSuccess = 0, cudaErrorNoDevice = 100, cudaErrorInsufficientDriver = 35 };
 typedef enum cudaError cudaError_t;
-enum cudaDeviceAttr { cudaDevAttrComputeCapabilityMajor = 75, cudaDevAttrComputeCapabilityMinor = 76 };
+enum cudaDeviceAttr { cudaDevAttrComputeCapabilityMajor = 75, cudaDevAttrComputeCapabilityMinor = 76, cudaDevAttrMaxSharedMemoryPerBlockOptin = 97 };
 enum cudaMemcpyKind { cudaMemcpyDeviceToHost = 2 };
 struct cudaDeviceProp { char name[256]; };
 const char* cudaGetErrorString(cudaError_t);
@@ -107,3 +107,10 @@ __device__ void __threadfence(void);
 __device__ int atomicAdd(int*, int);
 __device__ float __ldcg(const float*);
 cudaError_t cudaMemsetAsync(void*, int, size_t, cudaStream_t = 0);
+// The flash attention kernels (cuda/softcap_flash.cu): dynamic shared memory above 48 KB, block-wide votes, exp2/log2.
+enum cudaFuncAttribute { cudaFuncAttributeMaxDynamicSharedMemorySize = 8 };
+template <class T>
+inline cudaError_t cudaFuncSetAttribute(T*, cudaFuncAttribute, int) { return cudaSuccess; }
+__device__ int __syncthreads_or(int);
+__device__ float exp2f(float);
+__device__ float log2f(float);

@@ -226,8 +226,9 @@ internal abstract class DecoderKernels
         public override Tensor Norm(Tensor x, Tensor weight, double eps, bool unitOffset) =>
             weight.dtype == x.dtype ? RmsNorm.Apply(x.contiguous(), weight, eps, unitOffset) : Reference.Norm(x, weight, eps, unitOffset);
 
+        // SoftcapAttentionMethod.Auto: the one-pass kernels where they run (CUDA, bf16/f16, sm_80+), else the blocks.
         public override Tensor SoftcapAttention(Tensor q, Tensor k, Tensor v, Tensor? allowed, double scale, double cap) =>
-            Ops.SoftcapAttention.Apply(q, k, v, allowed, scale, cap);
+            Ops.SoftcapAttention.Apply(q, k, v, allowed, scale, cap, SoftcapAttentionMethod.Auto);
 
         public override Tensor Rope(Tensor x, Tensor cos, Tensor sin) =>
             Ops.Rope.Apply(x.contiguous(), cos, sin, Interop.SlothRopeLayout.Bthd, cos.shape[^1] == x.shape[^1] ? null : (int)cos.shape[^1]);

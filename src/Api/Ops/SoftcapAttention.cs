@@ -1,4 +1,7 @@
+using System.Collections.Concurrent;
 using SlothSharp.Autograd;
+using SlothSharp.Interop;
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace SlothSharp.Ops;
@@ -16,6 +19,12 @@ namespace SlothSharp.Ops;
 /// works only on the keys its rows may attend to (the span of the mask's allowed columns over its rows): past them
 /// every probability is exactly 0, so a causal mask costs about half the full square and a sliding window less.
 /// <see cref="Models.DecoderKernels"/> puts it in place of the eager path in the fused kernel set.
+/// On CUDA in bf16/f16 with a head size the kernels take (<see cref="FlashSupported"/>), <see cref="SoftcapAttentionMethod.Auto"/>
+/// runs instead the one-pass kernels (sloth_softcap_flash_*, <see cref="SoftcapAttentionMethod.Flash"/>): flash-attention
+/// style tiles on the tensor cores, the scores never in memory, float32 soft-cap and online softmax (not the eager
+/// expression's dtype roundings: within the dtype's rounding of it), only q, k, v, the output and the rows'
+/// log-sum-exp kept for backward. The blocks path stays for float32, the CPU, older GPUs and other head sizes
+/// (<see cref="SoftcapAttentionMethod.Blocks"/>).
 /// </summary>
 public static class SoftcapAttention
 {
@@ -24,8 +33,74 @@ public static class SoftcapAttention
 
     /// <summary>q [B, H, T, D], k and v [B, H, L, D] (one float dtype and device; GQA already expanded to H heads);
     /// allowed: bool [B or 1, 1 or H, T, L] (true = may attend) or null (every key). Returns [B, H, T, D] in the dtype.
-    /// Differentiable in q, k and v. <paramref name="rowsPerBlock"/> overrides the block size (tests).</summary>
-    public static Tensor Apply(Tensor q, Tensor k, Tensor v, Tensor? allowed, double scale, double cap, long? rowsPerBlock = null)
+    /// Differentiable in q, k and v. Computed the <see cref="SoftcapAttentionMethod.Auto"/> way: the one-pass kernels
+    /// where they run, else the blocks. <paramref name="rowsPerBlock"/> asks for the blocks path with that block size
+    /// (tests).</summary>
+    public static Tensor Apply(Tensor q, Tensor k, Tensor v, Tensor? allowed, double scale, double cap, long? rowsPerBlock = null) =>
+        rowsPerBlock is null
+            ? Apply(q, k, v, allowed, scale, cap, SoftcapAttentionMethod.Auto)
+            : Blocks(q, k, v, allowed, scale, cap, rowsPerBlock);
+
+    /// <summary>The same with the method chosen by the caller: <see cref="SoftcapAttentionMethod.Flash"/> throws an
+    /// <see cref="ArgumentException"/> where the one-pass kernels do not run (<see cref="FlashSupported"/>).</summary>
+    public static Tensor Apply(Tensor q, Tensor k, Tensor v, Tensor? allowed, double scale, double cap, SoftcapAttentionMethod method)
+    {
+        Check(q, k, v, allowed, cap);
+        var flash = method switch
+        {
+            SoftcapAttentionMethod.Blocks => false,
+            SoftcapAttentionMethod.Flash => true,
+            SoftcapAttentionMethod.Auto => q.device_type == DeviceType.CUDA && FlashSupported(q, k, v),
+            _ => throw new ArgumentOutOfRangeException(nameof(method), method, "unknown method"),
+        };
+        if (!flash) return Blocks(q, k, v, allowed, scale, cap, null);
+        if (!FlashSupported(q, k, v))
+            throw new ArgumentException($"the one-pass soft-capped attention kernels do not run for {q.dtype} q {OpChecks.Shape(q)} on {q.device} " +
+                                        "(CUDA: bf16 or f16, head_dim a multiple of 16 up to 256, sm_80 or newer; any dtype on the CPU)", nameof(method));
+        var (qc, kc, vc) = (Contiguous(q), Contiguous(k), Contiguous(v));
+        try
+        {
+            return SoftcapFlashFunction.Apply(new SoftcapFlashPlan(scale, cap), qc, kc, vc, allowed);
+        }
+        finally
+        {
+            if (!ReferenceEquals(qc, q)) qc.Dispose();
+            if (!ReferenceEquals(kc, k)) kc.Dispose();
+            if (!ReferenceEquals(vc, v)) vc.Dispose();
+        }
+    }
+
+    /// <summary>Whether the one-pass kernels (sloth_softcap_flash_*) run for these tensors where they are: on the CPU
+    /// for any float dtype and 1 ≤ D ≤ 256; on CUDA for bf16 and f16, D a multiple of 16 up to 256, on a device and
+    /// build with sm_80 tensor-core code and enough shared memory, with 16-byte aligned data. Asked once per device,
+    /// dtype and D.</summary>
+    public static bool FlashSupported(Tensor q, Tensor k, Tensor v)
+    {
+        var d = q.shape[3];
+        if (q.dtype is not (ScalarType.Float32 or ScalarType.BFloat16 or ScalarType.Float16)) return false;
+        if (q.device_type == DeviceType.CUDA &&
+            (!Aligned(q) || !Aligned(k) || !Aligned(v) || !q.is_contiguous() || !k.is_contiguous() || !v.is_contiguous()))
+            return false;   // contiguous copies would be aligned, but Auto keeps the blocks path for odd views
+        var dtype = TensorInterop.ToSloth(q.dtype, "q");
+        var device = TensorInterop.DeviceSelector(q);
+        return Supported.GetOrAdd((device, dtype, d), key =>
+        {
+            var result = new int[1];
+            unsafe
+            {
+                fixed (int* p = result) Native.SoftcapFlashSupported(key.Dtype, key.D, key.Device, (nint)p);
+            }
+            return result[0] != 0;
+        });
+    }
+
+    private static Tensor Contiguous(Tensor x) => x.is_contiguous() ? x : x.contiguous().DetachFromDisposeScope();
+
+    private static readonly ConcurrentDictionary<(int Device, SlothDtype Dtype, long D), bool> Supported = new();
+
+    private static bool Aligned(Tensor t) => TensorInterop.DataPtr(t) % 16 == 0;
+
+    private static void Check(Tensor q, Tensor k, Tensor v, Tensor? allowed, double cap)
     {
         ArgumentNullException.ThrowIfNull(q);
         ArgumentNullException.ThrowIfNull(k);
@@ -41,12 +116,35 @@ public static class SoftcapAttention
         if (allowed is not null && (allowed.dtype != ScalarType.Bool || allowed.ndim != 4 || allowed.shape[2] != t || allowed.shape[3] != l ||
                                     allowed.shape[0] is var mb && mb != 1 && mb != b || allowed.shape[1] is var mh && mh != 1 && mh != h))
             throw new ArgumentException($"allowed must be bool [B or 1, H or 1, {t}, {l}]; got {allowed.dtype} {OpChecks.Shape(allowed)}", nameof(allowed));
-        if (!(cap > 0)) throw new ArgumentOutOfRangeException(nameof(cap), cap, "the soft-cap must be positive");
+        if (!(cap > 0) || double.IsInfinity(cap)) throw new ArgumentOutOfRangeException(nameof(cap), cap, "the soft-cap must be positive and finite");
+        TensorInterop.RequireSameDevice(q, "q", k, "k");
+        TensorInterop.RequireSameDevice(q, "q", v, "v");
+        if (allowed is not null) TensorInterop.RequireSameDevice(q, "q", allowed, "allowed");
+    }
+
+    private static Tensor Blocks(Tensor q, Tensor k, Tensor v, Tensor? allowed, double scale, double cap, long? rowsPerBlock)
+    {
+        Check(q, k, v, allowed, cap);
+        var (b, h, t, l) = (q.shape[0], q.shape[1], q.shape[2], k.shape[2]);
         var rows = rowsPerBlock ?? Math.Max(1, BlockElements / Math.Max(1, b * h * l));
         if (rows < 1) throw new ArgumentOutOfRangeException(nameof(rowsPerBlock), rowsPerBlock, "must be >= 1");
         var keys = SoftcapAttentionFunction.KeySpans(allowed, t, l, rows);
         return SoftcapAttentionFunction.Apply(new SoftcapAttentionPlan(scale, cap, rows, keys), q, k, v, allowed);
     }
+}
+
+/// <summary>How <see cref="SoftcapAttention"/> computes.</summary>
+public enum SoftcapAttentionMethod
+{
+    /// <summary>The one-pass kernels on CUDA where they run (<see cref="SoftcapAttention.FlashSupported"/>), else the
+    /// blocks (float32, the CPU, older GPUs, other head sizes).</summary>
+    Auto = 0,
+    /// <summary>Blocks of query rows: cuBLAS matmuls around the row-wise soft-cap/softmax kernels, the scores of one
+    /// block at a time in memory; the eager expression's roundings.</summary>
+    Blocks = 1,
+    /// <summary>The one-pass (flash-attention style) kernels: the scores never reach memory; on the CPU their float32
+    /// twin (tests).</summary>
+    Flash = 2,
 }
 
 /// <summary>Keys: per block of Rows query rows, the key columns it works on (KeySpans), read once for forward and
@@ -140,5 +238,72 @@ internal sealed class SoftcapAttentionFunction : SlothFunction<SoftcapAttentionF
         for (var i = 0; i < blocks; i++)
             if (e[i] > f[i]) spans[i] = (f[i], e[i] - f[i]);
         return spans;
+    }
+}
+
+internal sealed record SoftcapFlashPlan(double Scale, double Cap);
+
+/// <summary>The one-pass kernels (sloth_softcap_flash_forward / _backward) as one autograd node: keeps q, k, v, the mask,
+/// the output and the rows' log-sum-exp (float32 [B, H, T]); backward makes the scores again tile by tile.</summary>
+internal sealed class SoftcapFlashFunction : SlothFunction<SoftcapFlashFunction, SoftcapFlashPlan>
+{
+    public override string Name => "SlothSharp.SoftcapFlashAttention";
+
+    protected override Tensor Forward(autograd.AutogradContext ctx, SoftcapFlashPlan plan, Tensor?[] inputs)
+    {
+        var (q, k, v, allowed) = (inputs[0]!, inputs[1]!, inputs[2]!, inputs[3]);
+        var (b, h, t, d) = (q.shape[0], q.shape[1], q.shape[2], q.shape[3]);
+        var output = empty_like(q);
+        var lse = empty([b, h, t], ScalarType.Float32, q.device);
+        using (var mask = KernelMask(allowed))
+        {
+            var m = MaskStrides(mask);
+            Native.SoftcapFlashForward(TensorInterop.DataPtr(q), TensorInterop.DataPtr(k), TensorInterop.DataPtr(v), m.Pointer, TensorInterop.ToSloth(q.dtype, "q"), b, h, t, k.shape[2], d,
+                m.Batch, m.Head, m.Row, (float)plan.Scale, (float)plan.Cap, TensorInterop.DataPtr(output), TensorInterop.DataPtr(lse),
+                TensorInterop.DeviceSelector(q), 0);
+        }
+        if (Recording)
+        {
+            ctx.save_for_backward([q, k, v, allowed]);
+            ctx.save_data("out", new TensorBox(output.detach().DetachFromDisposeScope(), lse.DetachFromDisposeScope()));
+        }
+        else lse.Dispose();
+        return output;
+    }
+
+    protected override Tensor?[] Backward(autograd.AutogradContext ctx, SoftcapFlashPlan plan, Tensor gradOutput)
+    {
+        using var saved = SavedTensors.Of(ctx);
+        var (q, k, v, allowed) = (saved[0]!, saved[1]!, saved[2]!, saved[3]);
+        var kept = ((TensorBox)ctx.get_data("out")).Take();
+        using var output = kept[0]!;
+        using var lse = kept[1]!;
+        var (b, h, t, d) = (q.shape[0], q.shape[1], q.shape[2], q.shape[3]);
+        using var dout = gradOutput.contiguous();
+        using var delta = empty([b, h, t], ScalarType.Float32, q.device);
+        var dq = empty_like(q);
+        var dk = empty_like(k);
+        var dv = empty_like(v);
+        using var mask = KernelMask(allowed);
+        var m = MaskStrides(mask);
+        Native.SoftcapFlashBackward(TensorInterop.DataPtr(q), TensorInterop.DataPtr(k), TensorInterop.DataPtr(v), TensorInterop.DataPtr(output),
+            TensorInterop.DataPtr(dout), TensorInterop.DataPtr(lse), m.Pointer, TensorInterop.ToSloth(q.dtype, "q"), b, h, t, k.shape[2], d,
+            m.Batch, m.Head, m.Row, (float)plan.Scale, (float)plan.Cap, TensorInterop.DataPtr(delta), TensorInterop.DataPtr(dq),
+            TensorInterop.DataPtr(dk), TensorInterop.DataPtr(dv), TensorInterop.DeviceSelector(q), 0);
+        return [dq, dk, dv, null];
+    }
+
+    /// <summary>The mask with contiguous columns (a copy only when its columns are strided), or null.</summary>
+    private static Tensor? KernelMask(Tensor? allowed) =>
+        allowed is null ? null : allowed.shape[3] > 1 && allowed.stride(3) != 1 ? allowed.contiguous() : allowed.alias();
+
+    private readonly record struct MaskView(nint Pointer, long Batch, long Head, long Row);
+
+    /// <summary>The mask's first element and its element strides per batch row, head and query row (0: broadcast).</summary>
+    private static MaskView MaskStrides(Tensor? mask)
+    {
+        if (mask is null) return new MaskView(0, 0, 0, 0);
+        long Stride(int dim) => mask.shape[dim] == 1 ? 0 : mask.stride(dim);
+        return new MaskView(TensorInterop.DataPtr(mask), Stride(0), Stride(1), Stride(2));
     }
 }

@@ -96,11 +96,12 @@ public enum SlothDecodePart : int
 /// <summary>The #define constants of slothsharp.h (SLOTH_NF4_BLOCKSIZE_MIN -> Nf4BlocksizeMin).</summary>
 public static class SlothConstants
 {
-    public const int AbiVersion = 14;
+    public const int AbiVersion = 15;
     public const int Nf4BlocksizeMin = 32;
     public const int Nf4BlocksizeMax = 4096;
     public const int NcclUniqueIdBytes = 128;
     public const int Nf4GemvMaxBatch = 8;
+    public const int SoftcapFlashMaxHeadDim = 256;
     public const int GemmNoTuning = 0;
     public const int GemmTuneHeuristic = 1;
     public const int GemmTuneWide = 2;
@@ -601,6 +602,57 @@ public static unsafe partial class Native
     {
         EnsureLoaded();
         return sloth_softcap_softmax_backward(scores, grad_probs, allowed, dtype, batch, heads, rows, cols, allowed_batch_stride, allowed_head_stride, allowed_row_stride, scale, cap, probs, grad_scores, device, stream);
+    }
+
+    [LibraryImport(LibraryName, EntryPoint = "sloth_softcap_flash_forward")]
+    private static partial SlothStatus sloth_softcap_flash_forward(nint q, nint k, nint v, nint allowed, SlothDtype dtype, long batch, long heads, long rows, long keys, long head_dim, long allowed_batch_stride, long allowed_head_stride, long allowed_row_stride, float scale, float cap, nint @out, nint lse, int device, nint stream);
+
+    /// <summary><c>sloth_softcap_flash_forward</c>; throws the typed exception for a non-OK status.</summary>
+    internal static void SoftcapFlashForward(nint q, nint k, nint v, nint allowed, SlothDtype dtype, long batch, long heads, long rows, long keys, long head_dim, long allowed_batch_stride, long allowed_head_stride, long allowed_row_stride, float scale, float cap, nint @out, nint lse, int device, nint stream)
+    {
+        EnsureLoaded();
+        Check(sloth_softcap_flash_forward(q, k, v, allowed, dtype, batch, heads, rows, keys, head_dim, allowed_batch_stride, allowed_head_stride, allowed_row_stride, scale, cap, @out, lse, device, stream));
+    }
+
+    /// <summary><c>sloth_softcap_flash_forward</c>, returning its status (the thread's message: <see cref="LastErrorMessage"/>).</summary>
+    internal static SlothStatus TrySoftcapFlashForward(nint q, nint k, nint v, nint allowed, SlothDtype dtype, long batch, long heads, long rows, long keys, long head_dim, long allowed_batch_stride, long allowed_head_stride, long allowed_row_stride, float scale, float cap, nint @out, nint lse, int device, nint stream)
+    {
+        EnsureLoaded();
+        return sloth_softcap_flash_forward(q, k, v, allowed, dtype, batch, heads, rows, keys, head_dim, allowed_batch_stride, allowed_head_stride, allowed_row_stride, scale, cap, @out, lse, device, stream);
+    }
+
+    [LibraryImport(LibraryName, EntryPoint = "sloth_softcap_flash_backward")]
+    private static partial SlothStatus sloth_softcap_flash_backward(nint q, nint k, nint v, nint @out, nint grad_out, nint lse, nint allowed, SlothDtype dtype, long batch, long heads, long rows, long keys, long head_dim, long allowed_batch_stride, long allowed_head_stride, long allowed_row_stride, float scale, float cap, nint delta, nint grad_q, nint grad_k, nint grad_v, int device, nint stream);
+
+    /// <summary><c>sloth_softcap_flash_backward</c>; throws the typed exception for a non-OK status.</summary>
+    internal static void SoftcapFlashBackward(nint q, nint k, nint v, nint @out, nint grad_out, nint lse, nint allowed, SlothDtype dtype, long batch, long heads, long rows, long keys, long head_dim, long allowed_batch_stride, long allowed_head_stride, long allowed_row_stride, float scale, float cap, nint delta, nint grad_q, nint grad_k, nint grad_v, int device, nint stream)
+    {
+        EnsureLoaded();
+        Check(sloth_softcap_flash_backward(q, k, v, @out, grad_out, lse, allowed, dtype, batch, heads, rows, keys, head_dim, allowed_batch_stride, allowed_head_stride, allowed_row_stride, scale, cap, delta, grad_q, grad_k, grad_v, device, stream));
+    }
+
+    /// <summary><c>sloth_softcap_flash_backward</c>, returning its status (the thread's message: <see cref="LastErrorMessage"/>).</summary>
+    internal static SlothStatus TrySoftcapFlashBackward(nint q, nint k, nint v, nint @out, nint grad_out, nint lse, nint allowed, SlothDtype dtype, long batch, long heads, long rows, long keys, long head_dim, long allowed_batch_stride, long allowed_head_stride, long allowed_row_stride, float scale, float cap, nint delta, nint grad_q, nint grad_k, nint grad_v, int device, nint stream)
+    {
+        EnsureLoaded();
+        return sloth_softcap_flash_backward(q, k, v, @out, grad_out, lse, allowed, dtype, batch, heads, rows, keys, head_dim, allowed_batch_stride, allowed_head_stride, allowed_row_stride, scale, cap, delta, grad_q, grad_k, grad_v, device, stream);
+    }
+
+    [LibraryImport(LibraryName, EntryPoint = "sloth_softcap_flash_supported")]
+    private static partial SlothStatus sloth_softcap_flash_supported(SlothDtype dtype, long head_dim, int device, nint @out);
+
+    /// <summary><c>sloth_softcap_flash_supported</c>; throws the typed exception for a non-OK status.</summary>
+    internal static void SoftcapFlashSupported(SlothDtype dtype, long head_dim, int device, nint @out)
+    {
+        EnsureLoaded();
+        Check(sloth_softcap_flash_supported(dtype, head_dim, device, @out));
+    }
+
+    /// <summary><c>sloth_softcap_flash_supported</c>, returning its status (the thread's message: <see cref="LastErrorMessage"/>).</summary>
+    internal static SlothStatus TrySoftcapFlashSupported(SlothDtype dtype, long head_dim, int device, nint @out)
+    {
+        EnsureLoaded();
+        return sloth_softcap_flash_supported(dtype, head_dim, device, @out);
     }
 
     [LibraryImport(LibraryName, EntryPoint = "sloth_nccl_available")]
