@@ -9,18 +9,20 @@
 set -uo pipefail
 OUT="${1:?usage: lease-r16-all.sh OUTDIR}"
 . "$(dirname "$0")/common.sh"
-gpu_tests tests-gpu 150 "FullyQualifiedName~SwiGlu|FullyQualifiedName~Nf4LoraLinear|FullyQualifiedName~LlamaFusedTests|FullyQualifiedName~RecomputedNorms|FullyQualifiedName~Softcap"
+gpu_tests tests-gpu 200 "FullyQualifiedName~SwiGlu|FullyQualifiedName~Nf4LoraLinear|FullyQualifiedName~LlamaFusedTests|FullyQualifiedName~RecomputedNorms|FullyQualifiedName~Softcap"
 step_row phi-4-mini fused-recompute-norms
 step_row phi-4-mini fused
-step_row gemma-2-2b fused
-decode_run decode-b64-nf4 "$SLOTHSHARP_NATIVE_PATH" --presets llama-3.2-1b,qwen3-1.7b --batches 64 --steps 256
-decode_run decode-b64-dequantized "$SLOTHSHARP_NATIVE_PATH" --presets llama-3.2-1b,qwen3-1.7b --batches 64 --steps 256 --dequantized
-memcheck sanitizer 150 "FullyQualifiedName~SwiGlu|FullyQualifiedName~SoftcapSoftmaxTests"
-racecheck racecheck-softcap 150 "FullyQualifiedName~SoftcapSoftmaxTests"
-for method in blocks eager; do
+for method in flash blocks; do
     timeout 90 dotnet "$bench" --results "$OUT" --suite softcap-row --method "$method" > "$OUT/softcap-$method.log" 2>&1
     echo "softcap-row $method: exit $?"; grep -E "SOFTCAP" "$OUT/softcap-$method.log" | tail -1; snap
 done
+step_row gemma-2-2b fused
+decode_run decode-b64-nf4 "$SLOTHSHARP_NATIVE_PATH" --presets llama-3.2-1b,qwen3-1.7b --batches 64 --steps 256
+decode_run decode-b64-dequantized "$SLOTHSHARP_NATIVE_PATH" --presets llama-3.2-1b,qwen3-1.7b --batches 64 --steps 256 --dequantized
+memcheck sanitizer 150 "FullyQualifiedName~SwiGlu|FullyQualifiedName~SoftcapSoftmaxTests|FullyQualifiedName~SoftcapFlashTests&TestCategory=Sanitize"
+racecheck racecheck-softcap 200 "FullyQualifiedName~SoftcapSoftmaxTests|FullyQualifiedName~SoftcapFlashTests&TestCategory=Sanitize"
+timeout 90 dotnet "$bench" --results "$OUT" --suite softcap-row --method eager > "$OUT/softcap-eager.log" 2>&1
+echo "softcap-row eager: exit $?"; grep -E "SOFTCAP" "$OUT/softcap-eager.log" | tail -1; snap
 step_row phi-4-mini fused-recompute
 step_row 1b fused
 step_row qwen3-1.7b fused
