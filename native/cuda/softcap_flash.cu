@@ -37,7 +37,8 @@ namespace {
 constexpr int kThreads = 128;
 constexpr int kBr = 64;             // query rows per tile
 constexpr int kBc = 64;             // keys per tile
-constexpr int kMaskStride = kBc + 4;  // bytes per mask-tile row
+constexpr int kMaskStride = kBc + 16;  // bytes per mask-tile row: 16-byte aligned rows for cp.async, rows 80 bytes apart
+                                       // so a warp's reads of rows g = 0..7 fall in distinct banks
 constexpr float kLog2e = 1.4426950408889634f;
 
 #if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800
@@ -71,6 +72,17 @@ __device__ __forceinline__ void ldsm_x4_trans(uint32_t (&r)[4], uint32_t address
                  : "r"(address)
                  : "memory");
 }
+
+// 16 bytes global -> shared without passing through registers (cp.async, sm_80+): a thread can have many in flight,
+// where a load-then-store loop waited for each load (the first GPU run: the tile loads, not the MMAs, bounded the
+// kernels). src_bytes < 16 fills the rest of the 16 bytes with zeros; 0 reads nothing (src must still be a valid,
+// aligned address). Both addresses 16-byte aligned.
+__device__ __forceinline__ void cp_async16(uint32_t dst, const void* src, uint32_t src_bytes) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(dst), "l"(src), "r"(src_bytes) : "memory");
+}
+
+// Waits for every cp.async this thread issued (the block's __syncthreads after it makes them visible to all).
+__device__ __forceinline__ void cp_async_wait_all() { asm volatile("cp.async.wait_all;" ::: "memory"); }
 
 // c += a b for one 16 x 8 x 16 step.
 template <int kDtype>
@@ -166,22 +178,49 @@ __device__ __forceinline__ void to_a(const float (&x)[8][4], uint32_t (&a)[4][4]
 
 // ---- Global <-> shared ----
 
-// Rows [row0, row0 + 64) of a [count][d] matrix into a [64][kStride] tile, zero past count and past d (16-byte copies).
+// Rows [row0, row0 + 64) of a [count][d] matrix into a [64][kStride] tile, zero past count and past d: 16-byte
+// cp.async copies, issued only (the caller waits with cp_async_wait_all before the __syncthreads that precedes any
+// read). d is a multiple of 16, so a chunk of 8 elements is wholly inside or outside a row.
 template <int kD>
 __device__ __forceinline__ void load_tile(uint16_t* tile, const uint16_t* src, int64_t row0, int64_t count, int64_t d) {
     constexpr int kChunks = kD / 8;  // 16-byte chunks per row
-    for (int e = threadIdx.x; e < 64 * kChunks; e += kThreads) {
+    const uint32_t base = ptx::shared_address(tile);
+    static_assert(64 * kChunks % kThreads == 0, "whole rounds of chunks");
+#pragma unroll
+    for (int round = 0; round < 64 * kChunks / kThreads; ++round) {
+        const int e = threadIdx.x + round * kThreads;
         const int r = e / kChunks, col = (e % kChunks) * 8;
-        uint4 value = make_uint4(0u, 0u, 0u, 0u);
-        if (row0 + r < count && col < d) value = *reinterpret_cast<const uint4*>(src + (row0 + r) * d + col);
-        *reinterpret_cast<uint4*>(tile + r * Shape<kD>::kStride + col) = value;
+        const bool in = row0 + r < count && col < d;
+        cp_async16(base + 2u * static_cast<uint32_t>(r * Shape<kD>::kStride + col), in ? src + (row0 + r) * d + col : src,
+                   in ? 16u : 0u);
     }
 }
 
 // The mask tile [query i0 + r][key j0 + c] (1 = allowed; 0 past rows or keys); returns whether this thread saw an
 // allowed entry. mask_bh: the mask of this (b, h) (NULL: every key).
+// A 16-byte aligned mask with 16-byte aligned rows (every contiguous [.., T, L] mask with L % 16 == 0) is copied in
+// 16-key chunks by cp.async (zero-filled past the keys), waited for, and scanned from shared memory; any other mask
+// (and none) byte by byte. Every thread of the block calls it (the aligned path synchronizes the block).
 __device__ __forceinline__ bool load_mask(uint8_t* tile, const uint8_t* mask_bh, int64_t row_stride, int64_t rows,
                                           int64_t keys, int64_t i0, int64_t j0) {
+    if (mask_bh != nullptr && (reinterpret_cast<uintptr_t>(mask_bh) & 15u) == 0 && (row_stride & 15) == 0) {
+        static_assert(kBr * (kBc / 16) == 2 * kThreads && kMaskStride % 16 == 0, "two 16-byte chunks per thread");
+        const uint32_t base = ptx::shared_address(tile);
+#pragma unroll
+        for (int round = 0; round < 2; ++round) {
+            const int e = threadIdx.x + round * kThreads;
+            const int r = e >> 2, col = (e & 3) * 16;
+            const int64_t i = i0 + r, j = j0 + col;
+            const int64_t n = i < rows ? (keys - j < 0 ? 0 : keys - j > 16 ? 16 : keys - j) : 0;
+            cp_async16(base + static_cast<uint32_t>(r * kMaskStride + col), n > 0 ? mask_bh + i * row_stride + j : mask_bh,
+                       static_cast<uint32_t>(n));
+        }
+        cp_async_wait_all();
+        __syncthreads();
+        const uint8_t* row = tile + (threadIdx.x >> 1) * kMaskStride + (threadIdx.x & 1) * 32;
+        const uint4 x = *reinterpret_cast<const uint4*>(row), y = *reinterpret_cast<const uint4*>(row + 16);
+        return (x.x | x.y | x.z | x.w | y.x | y.y | y.z | y.w) != 0u;
+    }
     bool any = false;
     for (int e = threadIdx.x; e < kBr * kBc; e += kThreads) {
         const int r = e / kBc, c = e % kBc;
@@ -255,6 +294,7 @@ __global__ void __launch_bounds__(kThreads) softcap_flash_forward_kernel(const S
         if (!__syncthreads_or(any)) continue;
         load_tile<kD>(ks, k, j0, a.keys, d);
         load_tile<kD>(vs, v, j0, a.keys, d);
+        cp_async_wait_all();
         __syncthreads();
         float s[8][4];
 #pragma unroll
@@ -296,6 +336,7 @@ __global__ void __launch_bounds__(kThreads) softcap_flash_forward_kernel(const S
         to_a<kDtype>(s, p);
         mma_rs<kDtype, S::kStride, kD / 8>(o, p, va, lane);
     }
+    cp_async_wait_all();  // a block whose key tiles were all skipped still has its own tiles' copies in flight
     float inv[2];
     bool poison[2];
 #pragma unroll
@@ -389,6 +430,7 @@ __global__ void __launch_bounds__(kThreads) softcap_flash_dkdv_kernel(const Soft
             lse2[threadIdx.x] = i < a.rows ? lse[i] * kLog2e : 0.0f;
             dl[threadIdx.x] = i < a.rows && lse[i] != -CUDART_INF_F ? delta[i] : 0.0f;
         }
+        cp_async_wait_all();
         __syncthreads();
         // S^T (16 keys x 64 queries) = K Q^T; then t, and P^T = exp2(z - lse2) (0 where masked).
         float t[8][4];
@@ -432,6 +474,7 @@ __global__ void __launch_bounds__(kThreads) softcap_flash_dkdv_kernel(const Soft
             mma_rs<kDtype, S::kStride, kD / 8>(acc, ga, qa, lane);
         }
     }
+    cp_async_wait_all();  // a block whose key tiles were all skipped still has its own tiles' copies in flight
     const bool clean[2] = {false, false}, poison[2] = {poisoned, poisoned};
     const int64_t row0 = bh * a.keys + j0 + warp * 16, end = bh * a.keys + a.keys;
     if (kDk) store_rows<kDtype, kD>(a.grad_k, row0, end, d, acc, one, clean, lane);
@@ -486,6 +529,7 @@ __global__ void __launch_bounds__(kThreads) softcap_flash_dq_kernel(const Softca
         if (!__syncthreads_or(any)) continue;
         load_tile<kD>(ks, k, j0, a.keys, d);
         load_tile<kD>(vs, v, j0, a.keys, d);
+        cp_async_wait_all();
         __syncthreads();
         float t[8][4], dp[8][4];
 #pragma unroll
@@ -507,6 +551,7 @@ __global__ void __launch_bounds__(kThreads) softcap_flash_dq_kernel(const Softca
         to_a<kDtype>(dp, ga);
         mma_rs<kDtype, S::kStride, kD / 8>(acc, ga, ka, lane);
     }
+    cp_async_wait_all();  // a block whose key tiles were all skipped still has its own tiles' copies in flight
     const float one[2] = {1.0f, 1.0f};
     const bool clean[2] = {false, false};
     store_rows<kDtype, kD>(a.grad_q, bh * a.rows + i0 + warp * 16, bh * a.rows + a.rows, d, acc, one, clean, lane);

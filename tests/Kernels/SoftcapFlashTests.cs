@@ -142,7 +142,11 @@ public class SoftcapFlashTests(string deviceName) : DeviceFixture(deviceName)
         var allowed = Mask(kind, b, t, l);
         var flash = Through((q1, k1, v1) => SoftcapAttention.Apply(q1, k1, v1, allowed, scale, cap, SoftcapAttentionMethod.Flash), q, k0, v0, heads, dout);
         var blocks = Through((q1, k1, v1) => SoftcapAttention.Apply(q1, k1, v1, allowed, scale, cap, SoftcapAttentionMethod.Blocks), q, k0, v0, heads, dout);
-        AssertRunsClose(flash, blocks, 1e-2, 3e-2);
+        // The blocks path rounds the soft-capped scores to the dtype before its softmax (the eager expression): in bf16
+        // (8 bits of mantissa, scores up to the cap of 50) that moves a probability by up to ~20%, so the two differ by
+        // ~1.5% of the output's norm there (the first GPU run: 1.3-1.7% at every D and mask); f16 keeps 3 more bits.
+        var bf16 = dtype == ScalarType.BFloat16;
+        AssertRunsClose(flash, blocks, bf16 ? 3e-2 : 1e-2, bf16 ? 6e-2 : 3e-2);
         // The CPU twin on the same inputs (its float32 math, the same roundings before each tensor-core product).
         Tensor Cpu(Tensor x) => x.detach().cpu().requires_grad_(x.requires_grad);
         var twin = Through((q1, k1, v1) => SoftcapAttention.Apply(q1, k1, v1, allowed?.cpu(), scale, cap, SoftcapAttentionMethod.Flash),

@@ -72,15 +72,12 @@ public static class SoftcapAttention
 
     /// <summary>Whether the one-pass kernels (sloth_softcap_flash_*) run for these tensors where they are: on the CPU
     /// for any float dtype and 1 ≤ D ≤ 256; on CUDA for bf16 and f16, D a multiple of 16 up to 256, on a device and
-    /// build with sm_80 tensor-core code and enough shared memory, with 16-byte aligned data. Asked once per device,
-    /// dtype and D.</summary>
+    /// build with sm_80 tensor-core code and enough shared memory. Asked once per device, dtype and D. Views that are
+    /// not contiguous or not 16-byte aligned (a transposed q, GQA's expanded k and v) run on contiguous copies.</summary>
     public static bool FlashSupported(Tensor q, Tensor k, Tensor v)
     {
         var d = q.shape[3];
         if (q.dtype is not (ScalarType.Float32 or ScalarType.BFloat16 or ScalarType.Float16)) return false;
-        if (q.device_type == DeviceType.CUDA &&
-            (!Aligned(q) || !Aligned(k) || !Aligned(v) || !q.is_contiguous() || !k.is_contiguous() || !v.is_contiguous()))
-            return false;   // contiguous copies would be aligned, but Auto keeps the blocks path for odd views
         var dtype = TensorInterop.ToSloth(q.dtype, "q");
         var device = TensorInterop.DeviceSelector(q);
         return Supported.GetOrAdd((device, dtype, d), key =>
@@ -94,7 +91,10 @@ public static class SoftcapAttention
         });
     }
 
-    private static Tensor Contiguous(Tensor x) => x.is_contiguous() ? x : x.contiguous().DetachFromDisposeScope();
+    /// <summary>x itself when the kernels can read it (contiguous, 16-byte aligned), else a contiguous copy (a new
+    /// allocation is aligned); the caller disposes a copy.</summary>
+    private static Tensor Contiguous(Tensor x) =>
+        x.is_contiguous() && Aligned(x) ? x : x.contiguous() is var c && Aligned(c) ? c.DetachFromDisposeScope() : c.clone().DetachFromDisposeScope();
 
     private static readonly ConcurrentDictionary<(int Device, SlothDtype Dtype, long D), bool> Supported = new();
 
