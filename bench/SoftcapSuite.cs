@@ -13,7 +13,7 @@ namespace SlothSharp.Bench;
 /// 8 query heads over 4 KV heads of 256, causal), forward + backward in bfloat16, the two ways SlothSharp computes it:
 /// transformers' eager expression (the reference kernels; every [B, H, T, T] intermediate kept for backward) and
 /// <see cref="SoftcapAttention"/> as blocks of query rows (the scores made again in backward) and as the one-pass
-/// (flash-style) kernels, the fused set's choice where they run (<see cref="SoftcapAttentionMethod"/>). Each way
+/// (flash-style) kernels, opt-in (<see cref="SoftcapAttentionMethod.Flash"/>). Each way
 /// runs in a child process of its own so that its peak device memory is its own. The measure that chooses which one
 /// the fused kernel set uses (issue 22: "a mask costs memory, so measure and choose").
 /// </summary>

@@ -226,7 +226,7 @@ internal abstract class DecoderKernels
         public override Tensor Norm(Tensor x, Tensor weight, double eps, bool unitOffset) =>
             weight.dtype == x.dtype ? RmsNorm.Apply(x.contiguous(), weight, eps, unitOffset) : Reference.Norm(x, weight, eps, unitOffset);
 
-        // SoftcapAttentionMethod.Auto: the one-pass kernels where they run (CUDA, bf16/f16, sm_80+), else the blocks.
+        // SoftcapAttentionMethod.Auto: the blocks (faster than the first one-pass kernels on the H100).
         public override Tensor SoftcapAttention(Tensor q, Tensor k, Tensor v, Tensor? allowed, double scale, double cap) =>
             Ops.SoftcapAttention.Apply(q, k, v, allowed, scale, cap, SoftcapAttentionMethod.Auto);
 

@@ -19,12 +19,14 @@ namespace SlothSharp.Ops;
 /// works only on the keys its rows may attend to (the span of the mask's allowed columns over its rows): past them
 /// every probability is exactly 0, so a causal mask costs about half the full square and a sliding window less.
 /// <see cref="Models.DecoderKernels"/> puts it in place of the eager path in the fused kernel set.
-/// On CUDA in bf16/f16 with a head size the kernels take (<see cref="FlashSupported"/>), <see cref="SoftcapAttentionMethod.Auto"/>
-/// runs instead the one-pass kernels (sloth_softcap_flash_*, <see cref="SoftcapAttentionMethod.Flash"/>): flash-attention
-/// style tiles on the tensor cores, the scores never in memory, float32 soft-cap and online softmax (not the eager
-/// expression's dtype roundings: within the dtype's rounding of it), only q, k, v, the output and the rows'
-/// log-sum-exp kept for backward. The blocks path stays for float32, the CPU, older GPUs and other head sizes
-/// (<see cref="SoftcapAttentionMethod.Blocks"/>).
+/// On request (<see cref="SoftcapAttentionMethod.Flash"/>; CUDA in bf16/f16 with a head size the kernels take,
+/// <see cref="FlashSupported"/>) the one-pass kernels (sloth_softcap_flash_*) run instead: flash-attention style tiles
+/// on the tensor cores, the scores never in memory, float32 soft-cap and online softmax (not the eager expression's
+/// dtype roundings: within the dtype's rounding of it), only q, k, v, the output and the rows' log-sum-exp kept for
+/// backward (0.47 GB against the blocks' 1.22 GB a Gemma-2-2B layer). <see cref="SoftcapAttentionMethod.Auto"/> runs
+/// the blocks: on the H100 the first version of the one-pass kernels took 6.72 ms a Gemma-2-2B layer (forward +
+/// backward) against the blocks' 3.84 ms (bench/results/2026-12-06-h100-round16); the version that loads its tiles by
+/// cp.async has not run on a GPU yet.
 /// </summary>
 public static class SoftcapAttention
 {
@@ -33,8 +35,8 @@ public static class SoftcapAttention
 
     /// <summary>q [B, H, T, D], k and v [B, H, L, D] (one float dtype and device; GQA already expanded to H heads);
     /// allowed: bool [B or 1, 1 or H, T, L] (true = may attend) or null (every key). Returns [B, H, T, D] in the dtype.
-    /// Differentiable in q, k and v. Computed the <see cref="SoftcapAttentionMethod.Auto"/> way: the one-pass kernels
-    /// where they run, else the blocks. <paramref name="rowsPerBlock"/> asks for the blocks path with that block size
+    /// Differentiable in q, k and v. Computed the <see cref="SoftcapAttentionMethod.Auto"/> way (the blocks).
+    /// <paramref name="rowsPerBlock"/> asks for the blocks path with that block size
     /// (tests).</summary>
     public static Tensor Apply(Tensor q, Tensor k, Tensor v, Tensor? allowed, double scale, double cap, long? rowsPerBlock = null) =>
         rowsPerBlock is null
@@ -50,7 +52,7 @@ public static class SoftcapAttention
         {
             SoftcapAttentionMethod.Blocks => false,
             SoftcapAttentionMethod.Flash => true,
-            SoftcapAttentionMethod.Auto => q.device_type == DeviceType.CUDA && FlashSupported(q, k, v),
+            SoftcapAttentionMethod.Auto => false,   // the blocks, until the one-pass kernels measure faster
             _ => throw new ArgumentOutOfRangeException(nameof(method), method, "unknown method"),
         };
         if (!flash) return Blocks(q, k, v, allowed, scale, cap, null);
@@ -136,8 +138,8 @@ public static class SoftcapAttention
 /// <summary>How <see cref="SoftcapAttention"/> computes.</summary>
 public enum SoftcapAttentionMethod
 {
-    /// <summary>The one-pass kernels on CUDA where they run (<see cref="SoftcapAttention.FlashSupported"/>), else the
-    /// blocks (float32, the CPU, older GPUs, other head sizes).</summary>
+    /// <summary>What the fused kernel set uses: today the blocks (the faster on the H100, see
+    /// <see cref="SoftcapAttention"/>).</summary>
     Auto = 0,
     /// <summary>Blocks of query rows: cuBLAS matmuls around the row-wise soft-cap/softmax kernels, the scores of one
     /// block at a time in memory; the eager expression's roundings.</summary>
