@@ -35,14 +35,18 @@ internal static class GenerateCommand
         var topK = CliOptions.IntAtLeast("--top-k", "sample among the k most likely tokens (0 = all)", 0, 0);
         var penalty = CliOptions.PositiveDouble("--repetition-penalty", "divide (multiply when negative) the logits of tokens already in the sequence by this (1 = off)", 1);
         var seed = new Option<long>("--seed") { Description = "sampling seed (the same seed gives the same text)", DefaultValueFactory = _ => 0 };
+        var dense = new Option<bool>("--dense-weights")
+        {
+            Description = "decode from a dense copy of the NF4 weights made once (4x their memory besides them; faster for a large --batch, slower at batch 1)",
+        };
         var device = CliOptions.Device(defaultValue: "auto", allowAuto: true);
         var dtype = CliOptions.Dtype(description: "compute dtype: bf16, fp16 or fp32 (default: bf16 on CUDA, fp32 on the CPU)", defaultValue: null);
         var cmd = new Command("generate", "Continue a prompt with a model (streams the text; stops at EOS or --max-new-tokens), or many prompts in batches (--prompts)")
-            { model, adapter, prompt, prompts, batch, outFile, chatTemplate, maxNew, temperature, topP, topK, penalty, seed, device, dtype };
+            { model, adapter, prompt, prompts, batch, outFile, chatTemplate, maxNew, temperature, topP, topK, penalty, seed, dense, device, dtype };
         cmd.SetAction(r =>
         {
             var options = new GenerationOptions(r.GetValue(maxNew), r.GetValue(temperature), r.GetValue(topP), r.GetValue(topK), r.GetValue(seed),
-                                                RepetitionPenalty: r.GetValue(penalty));
+                                                RepetitionPenalty: r.GetValue(penalty), DenseWeightsWhenDecoding: r.GetValue(dense));
             var (text, file) = (r.GetValue(prompt), r.GetValue(prompts));
             if ((text is null) == (file is null)) throw new CliException("--prompt", "give either --prompt TEXT or --prompts FILE.jsonl");
             var dev = CliOptions.ToDevice(r.GetValue(device)!);

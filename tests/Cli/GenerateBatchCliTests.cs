@@ -74,6 +74,14 @@ public class GenerateBatchCliTests() : TempDirFixture("genb")
         Assert.That(lines.Select(l => (int)l["index"]!), Is.EqualTo(new[] { 0, 1, 2 }));
     }
 
+    /// <summary>--dense-weights decodes from a dense copy of the NF4 weights: the same values, so the same lines.</summary>
+    [Test]
+    public void DenseWeightsGiveTheSameLines()
+    {
+        var file = PromptsFile(Texts.Select(t => new JsonObject { ["prompt"] = t }.ToJsonString()).ToArray());
+        Assert.That(Run("--prompts", file, "--batch", "2", "--dense-weights")[0], Is.EqualTo(Run("--prompts", file, "--batch", "2")[0]));
+    }
+
     [TestCase("{\"prompt\": 5}", "line 2: field \"prompt\": expected a string")]
     [TestCase("{\"text\": \"a\"}", "line 2: expected exactly one of the fields \"prompt\" and \"messages\"")]
     [TestCase("{\"prompt\": \"a\", \"messages\": []}", "line 2: expected exactly one of")]

@@ -54,6 +54,20 @@ public class NativeGenerationTests
         Assert.That(fast, Is.EqualTo(reference));
     }
 
+    [TestCase("llama")]
+    [TestCase("qwen3")]
+    [TestCase("gemma2")]
+    public void DenseWeightsBatchEqualsTheForwardPath(string family)
+    {
+        using var model = Load(family);
+        var options = new GenerationOptions(MaxNewTokens: 12, StopTokenIds: [], DenseWeightsWhenDecoding: true);
+        var native = CausalLmAdapter.For(model, options);
+        var fast = BatchGenerator.Generate(native, Prompts, options, batchSize: 4);
+        Assert.That(native.NativeDecodingUnavailable, Is.Null, "the engine should have run");
+        var reference = BatchGenerator.Generate(model, Prompts, options with { NativeDecoding = false }, batchSize: 4);
+        Assert.That(fast.Select(r => r.TokenIds), Is.EqualTo(reference.Select(r => r.TokenIds)));
+    }
+
     [TestCaseSource(nameof(Models))]
     public void BatchWithStopsEqualsTheForwardPath(string family)
     {

@@ -26,13 +26,13 @@ public static class BatchGenerator
     /// (MaxNewTokens 0, or already at max_position_embeddings) gets no event. Arguments are checked when called; the
     /// model runs while the result is enumerated.</summary>
     public static IEnumerable<GeneratedToken> Stream(CausalLM model, IReadOnlyList<IReadOnlyList<int>> prompts, GenerationOptions options, int batchSize = 16) =>
-        Stream(new CausalLmAdapter(model, options?.NativeDecoding ?? false, options?.MergeLoraWhenDecoding ?? false), prompts, options!, batchSize);
+        Stream(CausalLmAdapter.For(model, options), prompts, options!, batchSize);
 
     /// <summary>Runs <see cref="Stream(CausalLM, IReadOnlyList{IReadOnlyList{int}}, GenerationOptions, int)"/> to the end
     /// and returns each prompt's result in input order; <paramref name="onToken"/> sees each event as it comes.</summary>
     public static IReadOnlyList<GenerationResult> Generate(CausalLM model, IReadOnlyList<IReadOnlyList<int>> prompts, GenerationOptions options,
                                                            int batchSize = 16, Action<GeneratedToken>? onToken = null) =>
-        Generate(new CausalLmAdapter(model, options?.NativeDecoding ?? false, options?.MergeLoraWhenDecoding ?? false), prompts, options!, batchSize, onToken);
+        Generate(CausalLmAdapter.For(model, options), prompts, options!, batchSize, onToken);
 
     internal static IReadOnlyList<GenerationResult> Generate(ICausalLm model, IReadOnlyList<IReadOnlyList<int>> prompts, GenerationOptions options,
                                                              int batchSize = 16, Action<GeneratedToken>? onToken = null)

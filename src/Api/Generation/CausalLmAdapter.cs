@@ -16,16 +16,20 @@ internal sealed class CausalLmAdapter : ICausalLm
     private readonly bool _nativeDecoding;
     private readonly DecodeEngineOptions _engineOptions;
 
-    public CausalLmAdapter(CausalLM model, bool nativeDecoding = false, bool mergeLora = false)
+    public CausalLmAdapter(CausalLM model, bool nativeDecoding = false, bool mergeLora = false, bool denseWeights = false)
     {
         ArgumentNullException.ThrowIfNull(model);
         _model = model;
         _nativeDecoding = nativeDecoding;
-        _engineOptions = new DecodeEngineOptions(MergeLora: mergeLora);
+        _engineOptions = new DecodeEngineOptions(MergeLora: mergeLora, DequantizeWeights: denseWeights);
         EosTokenIds = StopIds(model);
         DynamicRopeLength = Enumerable.Range(0, model.Config.NumHiddenLayers).Select(model.Config.RopeOf)
             .FirstOrDefault(r => r.IsDynamic)?.OriginalMaxPositionEmbeddings;
     }
+
+    /// <summary>The adapter the generators use for <paramref name="options"/> (null: the reference path).</summary>
+    public static CausalLmAdapter For(CausalLM model, GenerationOptions? options) =>
+        new(model, options?.NativeDecoding ?? false, options?.MergeLoraWhenDecoding ?? false, options?.DenseWeightsWhenDecoding ?? false);
 
     public Device Device => _model.Device;
     public int VocabSize => _model.Config.VocabSize;

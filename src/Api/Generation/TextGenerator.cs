@@ -14,7 +14,7 @@ public static class TextGenerator
     /// is chosen. Default stop ids: config.json's eos_token_id and generation_config.json's. Arguments are checked
     /// when called; the model runs while the result is enumerated.</summary>
     public static IEnumerable<int> Generate(CausalLM model, IReadOnlyList<int> promptIds, GenerationOptions options) =>
-        Generate(new CausalLmAdapter(model, options?.NativeDecoding ?? false, options?.MergeLoraWhenDecoding ?? false), promptIds, options!);
+        Generate(CausalLmAdapter.For(model, options), promptIds, options!);
 
     /// <summary>The ids generation stops at by default: config.json's eos_token_id and generation_config.json's.</summary>
     public static IReadOnlyList<int> DefaultStopTokenIds(CausalLM model) => CausalLmAdapter.StopIds(model);
