@@ -55,6 +55,7 @@ public static class FinetuneCommand
         var nondeterministic = new Option<bool>("--nondeterministic") { Description = "allow non-deterministic GPU kernels (faster; a resumed run then drifts from an uninterrupted one by rounding)" };
         var checkpointing = new Option<bool>("--checkpointing") { Description = "gradient checkpointing: recompute decoder layers in backward" };
         var recompute = new Option<bool>("--recompute") { Description = "recompute attention and the norm outputs in backward instead of keeping them (less memory, a few % slower; same losses)" };
+        var recomputeNorms = new Option<bool>("--recompute-norms") { Description = "recompute only the norm outputs in backward (the cheaper half of --recompute; same losses)" };
         var saveEvery = CliOptions.IntAtLeast("--save-every", "write a training checkpoint every N steps (0: only at the end / on Ctrl-C)", 100, 0);
         var resume = new Option<string?>("--resume") { Description = "continue from a checkpoint (a step-N directory, checkpoints/ or a previous --out)" };
         var device = CliOptions.Device(defaultValue: "auto", allowAuto: true);
@@ -69,7 +70,7 @@ public static class FinetuneCommand
         var cmd = new Command("finetune", "QLoRA fine-tuning of a Hugging Face model on text or chat data; writes a PEFT LoRA adapter")
         {
             model, data, format, chatTemplate, trainOn, evalData, evalEvery, output, rank, alpha, dropout, targets, rslora, lr, steps, epochs, batch, seq, accum, packing, warmup, schedule,
-            clip, checkpointing, recompute, nondeterministic, saveEvery, resume, device, dtype, seed, chunked, gpus, shardBase,
+            clip, checkpointing, recompute, recomputeNorms, nondeterministic, saveEvery, resume, device, dtype, seed, chunked, gpus, shardBase,
             shardOptimizer, offloadOptimizer, prefetch,
         };
         cmd.SetAction(r =>
@@ -89,6 +90,7 @@ public static class FinetuneCommand
                 MaxGradNorm = r.GetValue(clip),
                 GradientCheckpointing = r.GetValue(checkpointing),
                 RecomputeActivations = r.GetValue(recompute),
+                RecomputeNorms = r.GetValue(recomputeNorms),
                 Deterministic = !r.GetValue(nondeterministic),
                 ChunkedLoss = r.GetValue(chunked),
                 Seed = r.GetValue(seed),
@@ -177,7 +179,7 @@ public static class FinetuneCommand
             // Sharded: each rank loads only its blocks of every NF4 decoder weight.
             // A sharded model refuses kernel changes: it is given the recomputation options before it shards.
             using var sharded = shard
-                ? ShardedCausalLM.LoadPretrained(modelDir, load, comm, m => Trainer.ApplyRecomputation(m, options.RecomputeActivations))
+                ? ShardedCausalLM.LoadPretrained(modelDir, load, comm, m => Trainer.ApplyRecomputation(m, options))
                 : null;
             using var replicated = shard ? null : CausalLM.FromPretrained(modelDir, load);
             if (sharded is not null && prefetch) sharded.Prefetch = true;

@@ -45,6 +45,27 @@ public class RecomputeActivationsTests() : TempDirFixture("recompute")
         Assert.That(resumed.RecomputeActivations, Is.True, "kept in the checkpoint for resume");
     }
 
+    /// <summary>RecomputeNorms alone (<c>--recompute-norms</c>): only the norms recompute, same losses, kept for resume.</summary>
+    [Test]
+    public void NormsAloneRecomputeOnlyTheNorms()
+    {
+        var data = Data();
+        List<double> kept, recomputed;
+        using (var model = LlamaGolden.LoadBase())
+        using (var trainer = new Trainer(model, data, Options(false)))
+            kept = trainer.Train().Losses.ToList();
+        var outDir = Path.Combine(Dir, "norms");
+        using (var model = LlamaGolden.LoadBase())
+        using (var trainer = new Trainer(model, data, Options(false, outDir) with { RecomputeNorms = true }))
+        {
+            Assert.That((model.RecomputeAttention, model.RecomputeNorms), Is.EqualTo((false, true)));
+            recomputed = trainer.Train().Losses.ToList();
+        }
+        Assert.That(recomputed, Is.EqualTo(kept), "bit for bit (float32, CPU)");
+        var resumed = TrainingCheckpoint.ReadOptions(TrainingCheckpoint.Resolve(outDir));
+        Assert.That((resumed.RecomputeActivations, resumed.RecomputeNorms), Is.EqualTo((false, true)), "kept in the checkpoint for resume");
+    }
+
     [Test]
     public void AShardedModelGetsTheChoiceBeforeSharding()
     {

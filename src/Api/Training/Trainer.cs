@@ -93,7 +93,7 @@ public sealed class Trainer : IDisposable
             foreach (var (_, p) in _params) communicator.Broadcast(p, 0);
         }
         model.GradientCheckpointing = options.GradientCheckpointing;
-        ApplyRecomputation(model, options.RecomputeActivations);
+        ApplyRecomputation(model, options);
         _order = new DataOrder(data.Rows.Count, options.Seed, options.Shuffle);
         var rowsPerStep = (long)options.BatchSize * options.GradientAccumulation;
         TotalSteps = options.MaxSteps ?? (int)Math.Max(1, Math.Ceiling(options.Epochs * data.Rows.Count / rowsPerStep));
@@ -458,13 +458,18 @@ public sealed class Trainer : IDisposable
         _lrs.AddRange(state.LearningRates);
     }
 
-    /// <summary><see cref="TrainerOptions.RecomputeActivations"/> on a model: both of its recomputation options, each
+    /// <summary><see cref="TrainerOptions.RecomputeActivations"/> and <see cref="TrainerOptions.RecomputeNorms"/> on a
+    /// model (<see cref="CausalLM.RecomputeAttention"/> = attention, <see cref="CausalLM.RecomputeNorms"/> = norms), each
     /// set only where it differs (a sharded model refuses changes, and its loader gives it these before sharding).</summary>
-    public static void ApplyRecomputation(CausalLM model, bool recompute)
+    public static void ApplyRecomputation(CausalLM model, bool attention, bool norms)
     {
-        if (model.RecomputeAttention != recompute) model.RecomputeAttention = recompute;
-        if (model.RecomputeNorms != recompute) model.RecomputeNorms = recompute;
+        if (model.RecomputeAttention != attention) model.RecomputeAttention = attention;
+        if (model.RecomputeNorms != norms) model.RecomputeNorms = norms;
     }
+
+    /// <summary><see cref="ApplyRecomputation(CausalLM, bool, bool)"/> with what <paramref name="options"/> asks for.</summary>
+    public static void ApplyRecomputation(CausalLM model, TrainerOptions options) =>
+        ApplyRecomputation(model, options.RecomputeActivations, options.RecomputeActivations || options.RecomputeNorms);
 
     /// <summary>Frees the optimizer state and puts the process's deterministic-mode setting back as it was.</summary>
     public void Dispose()

@@ -68,6 +68,11 @@ public sealed record TrainerOptions
     /// fewer tokens/s. A sharded model must be given these before sharding (<c>sloth finetune --gpus</c> does).</summary>
     public bool RecomputeActivations { get; init; }
 
+    /// <summary>Recompute only the norm outputs that feed projections in backward (<see cref="Models.CausalLM.RecomputeNorms"/>;
+    /// the cheaper half of <see cref="RecomputeActivations"/>, which includes it). Phi-4-mini at 8 × 1,024 tokens on an
+    /// H100: 3.1 GB less for 1% fewer tokens/s (26,278 tokens/s at 22.6 GB; bench/results/2026-12-06-h100-round16).</summary>
+    public bool RecomputeNorms { get; init; }
+
     /// <summary>Use the generic chunked loss (<see cref="Losses.ChunkedLinearLoss.CrossEntropy"/>) instead of the fused kernel.</summary>
     public bool ChunkedLoss { get; init; }
 

@@ -90,6 +90,7 @@ public static class TrainingCheckpoint
             MaxGradNorm = opt["max_grad_norm"]?.GetValue<double>(),
             GradientCheckpointing = Get<bool>(opt, "gradient_checkpointing"),
             RecomputeActivations = opt["recompute_activations"]?.GetValue<bool>() ?? false,  // absent before round 15
+            RecomputeNorms = opt["recompute_norms"]?.GetValue<bool>() ?? false,              // absent before round 16
             ChunkedLoss = Get<bool>(opt, "chunked_loss"),
             LossChunkRows = opt["loss_chunk_rows"]?.GetValue<int>(),
             Seed = Get<long>(opt, "seed"),
@@ -146,6 +147,7 @@ public static class TrainingCheckpoint
                 ["max_grad_norm"] = o.MaxGradNorm,
                 ["gradient_checkpointing"] = o.GradientCheckpointing,
                 ["recompute_activations"] = o.RecomputeActivations,
+                ["recompute_norms"] = o.RecomputeNorms,
                 ["chunked_loss"] = o.ChunkedLoss,
                 ["loss_chunk_rows"] = o.LossChunkRows,
                 ["seed"] = o.Seed,
