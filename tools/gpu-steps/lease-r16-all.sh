@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Round 16, one call for everything h-round16 holds (lease-r16.sh then lease-softcap.sh, reordered by what the issues
+# Round 16, one call for everything h-round16 holds (two earlier scripts that never ran, reordered by what the issues
 # need first, so that a call cut at its limit still returns the most important results: every step snaps $OUT).
 # 1. GPU tests of what changed (the vector gated activation, the o projection on the heads, the soft-capped softmax).
 # 2. Issue 22: Phi-4-mini (>= 26,046 tokens/s at <= 22.7 GB), then Gemma-2-2B's step with the fused soft-capped
