@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Round 16, second call: the one-pass soft-capped attention after the first run (where its tile loads waited for each
-# load: 6.72 ms a Gemma-2-2B layer against the blocks' 3.84) now loads its tiles and masks with cp.async, and Auto takes
-# it for transposed/expanded views (copies). Its tests (tolerances against the blocks path's bf16 score rounding), the
-# layer both ways, the Gemma-2-2B step (call 1, blocks: 28,125 tokens/s at 21.10 GB), the sanitizers, then the compute_75
-# build's tests of round 15-16's kernels (run with SLOTHSHARP_SM75=1). Every step snaps. Run with SLOTHSHARP_SM75=0 (no time was left for the compute_75 build).
+# Round 16, second call (not run: no machine could be started): the one-pass soft-capped attention after the first
+# run (where its tile loads waited for each load: 6.72 ms a Gemma-2-2B layer against the blocks' 3.84) now loads its
+# tiles and masks with cp.async. softcap-row flash/blocks time the layer both ways. The Gemma-2-2B step row runs what
+# SoftcapAttentionMethod.Auto runs: the blocks on main (call 1: 28,125 tokens/s at 21.10 GB); to time the step with
+# the one-pass kernels, run this on a branch whose Auto takes them (SoftcapAttention.Apply, one line). Then its tests,
+# the sanitizers. Every step snaps. Run with SLOTHSHARP_SM75=0 (or 1, adding sm75_tests, when the budget allows).
 set -uo pipefail
 OUT="${1:?usage: lease-r16-flash2.sh OUTDIR}"
 . "$(dirname "$0")/common.sh"
