@@ -51,16 +51,18 @@ internal static class StepSuite
         // fused-recompute-attention: the fused kernels with CausalLM.RecomputeAttention (SDPA made again in backward);
         // fused-recompute: with RecomputeNorms too (the norm outputs feeding projections made again in backward);
         // fused-recompute-norms: RecomputeNorms alone (the cheap one: a norm forward per consuming projection).
-        if (path is not ("fused" or "reference" or "fused-recompute-attention" or "fused-recompute" or "fused-recompute-norms"))
-            throw new ArgumentException($"--path: '{path}' (fused, fused-recompute-attention, fused-recompute-norms, fused-recompute or reference)");
+        // fused-softcap-flash: soft-capped attention (Gemma 2) by the one-pass kernels (CausalLM.SoftcapAttentionMethod).
+        if (path is not ("fused" or "reference" or "fused-recompute-attention" or "fused-recompute" or "fused-recompute-norms" or "fused-softcap-flash"))
+            throw new ArgumentException($"--path: '{path}' (fused, fused-recompute-attention, fused-recompute-norms, fused-recompute, fused-softcap-flash or reference)");
         var fused = path != "reference";
         var recomputeAttention = path is "fused-recompute-attention" or "fused-recompute";
         var recomputeNorms = path is "fused-recompute" or "fused-recompute-norms";
+        var softcapFlash = path == "fused-softcap-flash";
         if (checkpointing < 0) throw new ArgumentException($"--checkpointing: {checkpointing} (0: none, k: every k-th layer)");
 
         // Warm-up on a one-layer model of the same heads and path: cuBLAS's handle and workspace and the kernels this
         // path loads lazily are then part of the idle reading, not of the step's memory.
-        using (var warm = new StepWorkload(shape.WarmupConfig, 2, Math.Min(128, shape.SeqLen), device, fused, checkpointing, recomputeAttention, recomputeNorms))
+        using (var warm = new StepWorkload(shape.WarmupConfig, 2, Math.Min(128, shape.SeqLen), device, fused, checkpointing, recomputeAttention, recomputeNorms, softcapFlash))
         {
             warm.Step(0).Dispose();
             warm.Synchronize();
@@ -69,7 +71,7 @@ internal static class StepSuite
         GC.WaitForPendingFinalizers();
         var memory = new MemoryWatch(onCuda);
 
-        using var w = new StepWorkload(shape.Config, shape.Batch, shape.SeqLen, device, fused, checkpointing, recomputeAttention, recomputeNorms);
+        using var w = new StepWorkload(shape.Config, shape.Batch, shape.SeqLen, device, fused, checkpointing, recomputeAttention, recomputeNorms, softcapFlash);
         w.Synchronize();
         var modelGb = memory.Poll();
         double first = double.NaN;

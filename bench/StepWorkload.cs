@@ -1,6 +1,7 @@
 using SlothSharp.Data;
 using SlothSharp.Losses;
 using SlothSharp.Models;
+using SlothSharp.Ops;
 using SlothSharp.Optim;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -74,8 +75,9 @@ internal sealed class StepWorkload : IDisposable
     /// is recomputed in backward (1 = all).</param>
     /// <param name="recomputeAttention">CausalLM.RecomputeAttention (with the fused kernels).</param>
     /// <param name="recomputeNorms">CausalLM.RecomputeNorms (with the fused kernels).</param>
+    /// <param name="softcapFlash">CausalLM.SoftcapAttentionMethod = Flash (soft-capped attention by the one-pass kernels).</param>
     public StepWorkload(ModelConfig config, int batch, int seqLen, Device device, bool fused, int checkpointInterval,
-                        bool recomputeAttention = false, bool recomputeNorms = false)
+                        bool recomputeAttention = false, bool recomputeNorms = false, bool softcapFlash = false)
     {
         Device = device;
         Model = CausalLM.CreateRandom(config, 0, new LoadOptions { Device = device, ComputeDtype = ScalarType.BFloat16 });
@@ -83,6 +85,7 @@ internal sealed class StepWorkload : IDisposable
         Model.UseFusedKernels = fused;
         Model.RecomputeAttention = recomputeAttention;
         Model.RecomputeNorms = recomputeNorms;
+        if (softcapFlash) Model.SoftcapAttentionMethod = SoftcapAttentionMethod.Flash;
         Model.GradientCheckpointing = checkpointInterval > 0;
         if (checkpointInterval > 0) Model.GradientCheckpointingInterval = checkpointInterval;
         Model.train();

@@ -126,8 +126,28 @@ public sealed class CausalLM : Module
         set => SetRecomputation(ref _recomputeNorms, value, nameof(RecomputeNorms));
     }
 
+    /// <summary>
+    /// With the fused kernels, how soft-capped attention (Gemma 2) runs: <see cref="Ops.SoftcapAttentionMethod.Auto"/>
+    /// (default) and <see cref="Ops.SoftcapAttentionMethod.Blocks"/> in blocks of query rows around fused row-wise
+    /// kernels; <see cref="Ops.SoftcapAttentionMethod.Flash"/> through the one-pass kernels where they run (CUDA, bf16
+    /// or f16, sm_80+), else in blocks. Within the dtype's rounding of each other; the one-pass kernels keep less for
+    /// backward (docs/performance.md, round 16). No effect on the reference kernels or inference.
+    /// </summary>
+    public Ops.SoftcapAttentionMethod SoftcapAttentionMethod
+    {
+        get => _softcapMethod;
+        set
+        {
+            if (!Enum.IsDefined(value)) throw new ArgumentOutOfRangeException(nameof(value), value, "not a SoftcapAttentionMethod");
+            ThrowIfSharded(nameof(SoftcapAttentionMethod));
+            _softcapMethod = value;
+            InstallKernels(CurrentKernels);
+        }
+    }
+
     private bool _recomputeAttention;
     private bool _recomputeNorms;
+    private Ops.SoftcapAttentionMethod _softcapMethod;
     private DecoderKernels? _installed;
 
     /// <summary>Sets one of the fused set's recomputation options and installs the set they now choose.</summary>
@@ -147,7 +167,8 @@ public sealed class CausalLM : Module
     }
 
     /// <summary>The fused set these options choose (what sharding wraps).</summary>
-    internal DecoderKernels FusedKernelSet => DecoderKernels.FusedWith(_recomputeAttention, _recomputeNorms);
+    internal DecoderKernels FusedKernelSet =>
+        DecoderKernels.FusedWith(_recomputeAttention, _recomputeNorms, _softcapMethod == Ops.SoftcapAttentionMethod.Flash);
 
     private DecoderKernels CurrentKernels => _fused ? FusedKernelSet : DecoderKernels.Reference;
 

@@ -20,10 +20,7 @@ internal abstract class DecoderKernels
     // installs one of them, so that a module's kernels are still a plain reference comparison (CausalLM checks that a
     // sharded model's own set is not replaced).
     private static readonly DecoderKernels[] FusedSets =
-    [
-        new FusedKernels(recomputeAttention: false, recomputeNorms: false), new FusedKernels(recomputeAttention: true, recomputeNorms: false),
-        new FusedKernels(recomputeAttention: false, recomputeNorms: true), new FusedKernels(recomputeAttention: true, recomputeNorms: true),
-    ];
+        [.. Enumerable.Range(0, 8).Select(i => new FusedKernels((i & 1) != 0, (i & 2) != 0, (i & 4) != 0))];
 
     /// <summary>The fused set keeping what its nodes need for backward (no recomputation beyond the fused nodes' own).</summary>
     public static DecoderKernels Fused => FusedSets[0];
@@ -31,9 +28,11 @@ internal abstract class DecoderKernels
     /// <summary>The fused set that, in training, recomputes attention in backward (<see cref="GqaAttention"/>: keeps q
     /// and the grouped k/v instead of SDPA's expanded copies and output; <see cref="CausalLM.RecomputeAttention"/>)
     /// and/or the RMSNorm outputs that feed projections (keeps the norms' inputs, which their nodes keep anyway, instead
-    /// of their outputs; <see cref="CausalLM.RecomputeNorms"/>).</summary>
-    public static DecoderKernels FusedWith(bool recomputeAttention, bool recomputeNorms) =>
-        FusedSets[(recomputeAttention ? 1 : 0) + (recomputeNorms ? 2 : 0)];
+    /// of their outputs; <see cref="CausalLM.RecomputeNorms"/>);
+    /// <paramref name="softcapFlash"/>: soft-capped attention through the one-pass kernels where they run (CUDA, bf16/f16,
+    /// sm_80+), else the blocks (<see cref="CausalLM.SoftcapAttentionMethod"/>).</summary>
+    public static DecoderKernels FusedWith(bool recomputeAttention, bool recomputeNorms, bool softcapFlash = false) =>
+        FusedSets[(recomputeAttention ? 1 : 0) + (recomputeNorms ? 2 : 0) + (softcapFlash ? 4 : 0)];
 
     /// <summary>Whether <paramref name="kernels"/> is one of the one-device fused sets (<see cref="FusedWith"/>).</summary>
     public static bool IsFusedSet(DecoderKernels kernels) => Array.IndexOf(FusedSets, kernels) >= 0;
@@ -145,7 +144,7 @@ internal abstract class DecoderKernels
         }
     }
 
-    private sealed class FusedKernels(bool recomputeAttention, bool recomputeNorms) : DecoderKernels
+    private sealed class FusedKernels(bool recomputeAttention, bool recomputeNorms, bool softcapFlash) : DecoderKernels
     {
         public override Tensor Attention(Tensor q, Tensor k, Tensor v, Tensor? mask, bool causal) =>
             recomputeAttention && is_grad_enabled() && (q.requires_grad || k.requires_grad || v.requires_grad)
@@ -226,9 +225,13 @@ internal abstract class DecoderKernels
         public override Tensor Norm(Tensor x, Tensor weight, double eps, bool unitOffset) =>
             weight.dtype == x.dtype ? RmsNorm.Apply(x.contiguous(), weight, eps, unitOffset) : Reference.Norm(x, weight, eps, unitOffset);
 
-        // SoftcapAttentionMethod.Auto: the blocks (faster than the first one-pass kernels on the H100).
+        // Auto: the blocks (faster than the first one-pass kernels on the H100); the one-pass kernels on CUDA where they
+        // run when the model asks for them (the CPU twin is a test oracle, not a fast path).
         public override Tensor SoftcapAttention(Tensor q, Tensor k, Tensor v, Tensor? allowed, double scale, double cap) =>
-            Ops.SoftcapAttention.Apply(q, k, v, allowed, scale, cap, SoftcapAttentionMethod.Auto);
+            Ops.SoftcapAttention.Apply(q, k, v, allowed, scale, cap,
+                softcapFlash && q.device_type == TorchSharp.DeviceType.CUDA && Ops.SoftcapAttention.FlashSupported(q, k, v)
+                    ? SoftcapAttentionMethod.Flash
+                    : SoftcapAttentionMethod.Auto);
 
         public override Tensor Rope(Tensor x, Tensor cos, Tensor sin) =>
             Ops.Rope.Apply(x.contiguous(), cos, sin, Interop.SlothRopeLayout.Bthd, cos.shape[^1] == x.shape[^1] ? null : (int)cos.shape[^1]);
