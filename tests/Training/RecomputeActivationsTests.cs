@@ -66,6 +66,23 @@ public class RecomputeActivationsTests() : TempDirFixture("recompute")
         Assert.That((resumed.RecomputeActivations, resumed.RecomputeNorms), Is.EqualTo((false, true)), "kept in the checkpoint for resume");
     }
 
+    /// <summary>`sloth finetune --recompute-norms`: the choice reaches the trainer and the checkpoint.</summary>
+    [Test]
+    public void TheCliFlagsReachTheCheckpoint()
+    {
+        var data = Path.Combine(Dir, "docs.jsonl");
+        File.WriteAllLines(data, TrainingCorpus.Documents.Select(d => new System.Text.Json.Nodes.JsonObject { ["text"] = d }.ToJsonString()));
+        foreach (var (flag, attention, norms) in new[] { ("--recompute-norms", false, true), ("--recompute", true, false) })
+        {
+            var outDir = Path.Combine(Dir, flag.TrimStart('-'));
+            var r = CliErrorTests.Sloth("finetune", "--model", LlamaGolden.Nf4Dir, "--data", data, "--out", outDir, "--device", "cpu",
+                                        "--steps", "1", "--batch", "2", "--seq", "24", "--rank", "4", "--save-every", "1", flag);
+            Assert.That(r.Code, Is.EqualTo(0), r.Err + r.Out);
+            var saved = TrainingCheckpoint.ReadOptions(TrainingCheckpoint.Resolve(outDir));
+            Assert.That((saved.RecomputeActivations, saved.RecomputeNorms), Is.EqualTo((attention, norms)), flag);
+        }
+    }
+
     [Test]
     public void AShardedModelGetsTheChoiceBeforeSharding()
     {
