@@ -107,7 +107,7 @@ public sealed class CausalLM : Module
     public bool RecomputeAttention
     {
         get => _recomputeAttention;
-        set => SetRecomputation(ref _recomputeAttention, value, nameof(RecomputeAttention));
+        set => SetKernelOption(ref _recomputeAttention, value, nameof(RecomputeAttention));
     }
 
     /// <summary>
@@ -117,13 +117,14 @@ public sealed class CausalLM : Module
     /// anyway. Saves tokens × hidden × dtype size per norm and layer (two per layer: Phi-4-mini at 8 × 1,024 tokens in
     /// bf16, 50 MB each, 3.2 GB over 32 layers), for one norm forward kernel per consuming projection in backward
     /// (Llama's q, k and v each make it again: 5 a layer; Phi-3's fused projections: 2). The same loss and gradients bit
-    /// for bit (the same kernel on the same bits), with dropout and inside checkpointed layers too. Off by default until
-    /// its cost is measured on the GPU; no effect on the reference kernels or inference.
+    /// for bit (the same kernel on the same bits), with dropout and inside checkpointed layers too. Off by default
+    /// (Phi-4-mini on an H100: 3.1 GB less for 1% of the speed, docs/performance.md round 16); no effect on the reference
+    /// kernels or inference.
     /// </summary>
     public bool RecomputeNorms
     {
         get => _recomputeNorms;
-        set => SetRecomputation(ref _recomputeNorms, value, nameof(RecomputeNorms));
+        set => SetKernelOption(ref _recomputeNorms, value, nameof(RecomputeNorms));
     }
 
     /// <summary>
@@ -136,13 +137,9 @@ public sealed class CausalLM : Module
     public Ops.SoftcapAttentionMethod SoftcapAttentionMethod
     {
         get => _softcapMethod;
-        set
-        {
-            if (!Enum.IsDefined(value)) throw new ArgumentOutOfRangeException(nameof(value), value, "not a SoftcapAttentionMethod");
-            ThrowIfSharded(nameof(SoftcapAttentionMethod));
-            _softcapMethod = value;
-            InstallKernels(CurrentKernels);
-        }
+        set => SetKernelOption(ref _softcapMethod,
+            Enum.IsDefined(value) ? value : throw new ArgumentOutOfRangeException(nameof(value), value, "not a SoftcapAttentionMethod"),
+            nameof(SoftcapAttentionMethod));
     }
 
     private bool _recomputeAttention;
@@ -150,8 +147,8 @@ public sealed class CausalLM : Module
     private Ops.SoftcapAttentionMethod _softcapMethod;
     private DecoderKernels? _installed;
 
-    /// <summary>Sets one of the fused set's recomputation options and installs the set they now choose.</summary>
-    private void SetRecomputation(ref bool option, bool value, string name)
+    /// <summary>Sets one of the fused set's options and installs the set they now choose.</summary>
+    private void SetKernelOption<T>(ref T option, T value, string name)
     {
         ThrowIfSharded(name);
         option = value;

@@ -85,6 +85,7 @@ public static class Nf4LoraLinear
         using var kept = heads.detach();  // an alias: kept for backward, no graph edge (attention's node gives heads its gradient)
         return Nf4LoraLinearFunction.Apply(plan with { InputFromHeads = true }, x, bias, loraA, loraB, mask, kept, null);
     }
+
     /// <summary>A dropout mask as the nodes keep it between forward and backward: bool (1 byte per element), a new
     /// handle the caller disposes; null for none.</summary>
     internal static Tensor? KeptAsBool(Tensor? keep) => keep is null ? null : keep.dtype == ScalarType.Bool ? keep.alias() : keep.ne(0);
@@ -134,9 +135,8 @@ public static class Nf4LoraLinear
 }
 
 /// <summary>Weight: the frozen NF4 weight (not an autograd input). KeepScale: 1/(1 − dropout). InputNorm: x is this
-/// RMSNorm of the saved norm input and weight, made again in backward instead of kept (null: x is kept).</summary>
-/// <summary>InputNorm: x is remade in backward from the norm's input and weight (inputs 5 and 6); InputFromHeads: x is
-/// remade from attention's [B, H, T, D] output (input 5) by transpose and reshape.</summary>
+/// RMSNorm of the norm's input and weight (inputs 5 and 6), made again in backward instead of kept; InputFromHeads: x is
+/// made again from attention's [B, H, T, D] output (input 5) by transpose and reshape. Neither: x is kept.</summary>
 internal sealed record Nf4LoraLinearPlan(Nf4Weight Weight, double Scale, double KeepScale, RmsNormPlan? InputNorm = null,
                                          bool InputFromHeads = false);
 
@@ -147,8 +147,8 @@ internal sealed class Nf4LoraLinearFunction : SlothFunction<Nf4LoraLinearFunctio
 {
     public override string Name => "SlothSharp.Nf4LoraLinear";
 
-    /// <summary>inputs: x, bias?, A?, B?, keep? (bool), then with plan.InputNorm the norm's input and weight (detached:
-    /// kept for backward, no gradient).</summary>
+    /// <summary>inputs: x, bias?, A?, B?, keep? (bool), then with plan.InputNorm the norm's input and weight, with
+    /// plan.InputFromHeads attention's output heads (detached: kept for backward, no gradient).</summary>
     protected override Tensor Forward(autograd.AutogradContext ctx, Nf4LoraLinearPlan plan, Tensor?[] inputs)
     {
         var (x, bias, a, b, keep) = (inputs[0]!, inputs[1], inputs[2], inputs[3], inputs[4]);

@@ -38,10 +38,12 @@ public static class SoftcapAttention
     /// Differentiable in q, k and v. Computed the <see cref="SoftcapAttentionMethod.Auto"/> way (the blocks).
     /// <paramref name="rowsPerBlock"/> asks for the blocks path with that block size
     /// (tests).</summary>
-    public static Tensor Apply(Tensor q, Tensor k, Tensor v, Tensor? allowed, double scale, double cap, long? rowsPerBlock = null) =>
-        rowsPerBlock is null
-            ? Apply(q, k, v, allowed, scale, cap, SoftcapAttentionMethod.Auto)
-            : Blocks(q, k, v, allowed, scale, cap, rowsPerBlock);
+    public static Tensor Apply(Tensor q, Tensor k, Tensor v, Tensor? allowed, double scale, double cap, long? rowsPerBlock = null)
+    {
+        if (rowsPerBlock is null) return Apply(q, k, v, allowed, scale, cap, SoftcapAttentionMethod.Auto);
+        Check(q, k, v, allowed, cap);
+        return Blocks(q, k, v, allowed, scale, cap, rowsPerBlock);
+    }
 
     /// <summary>The same with the method chosen by the caller: <see cref="SoftcapAttentionMethod.Flash"/> throws an
     /// <see cref="ArgumentException"/> where the one-pass kernels do not run (<see cref="FlashSupported"/>).</summary>
@@ -93,10 +95,10 @@ public static class SoftcapAttention
         });
     }
 
-    /// <summary>x itself when the kernels can read it (contiguous, 16-byte aligned), else a contiguous copy (a new
-    /// allocation is aligned); the caller disposes a copy.</summary>
+    /// <summary>x itself when the kernels can read it (contiguous, 16-byte aligned), else a copy in a new (so aligned)
+    /// contiguous allocation; the caller disposes a copy.</summary>
     private static Tensor Contiguous(Tensor x) =>
-        x.is_contiguous() && Aligned(x) ? x : x.contiguous() is var c && Aligned(c) ? c.DetachFromDisposeScope() : c.clone().DetachFromDisposeScope();
+        x.is_contiguous() && Aligned(x) ? x : (x.is_contiguous() ? x.clone() : x.contiguous()).DetachFromDisposeScope();
 
     private static readonly ConcurrentDictionary<(int Device, SlothDtype Dtype, long D), bool> Supported = new();
 
@@ -124,9 +126,9 @@ public static class SoftcapAttention
         if (allowed is not null) TensorInterop.RequireSameDevice(q, "q", allowed, "allowed");
     }
 
+    /// <summary>The blocks path on tensors <see cref="Check"/> accepted.</summary>
     private static Tensor Blocks(Tensor q, Tensor k, Tensor v, Tensor? allowed, double scale, double cap, long? rowsPerBlock)
     {
-        Check(q, k, v, allowed, cap);
         var (b, h, t, l) = (q.shape[0], q.shape[1], q.shape[2], k.shape[2]);
         var rows = rowsPerBlock ?? Math.Max(1, BlockElements / Math.Max(1, b * h * l));
         if (rows < 1) throw new ArgumentOutOfRangeException(nameof(rowsPerBlock), rowsPerBlock, "must be >= 1");
@@ -149,7 +151,7 @@ internal sealed class SoftcapAttentionFunction : SlothFunction<SoftcapAttentionF
         var t = q.shape[2];
         var output = empty_like(q);
         using (var kt = k.transpose(2, 3))
-        using (var mask = KernelMask(allowed))
+        using (var mask = SoftcapMask.Readable(allowed))
             for (long t0 = 0, i = 0; t0 < t; t0 += plan.Rows, i++)
             {
                 using var scope = NewDisposeScope();
@@ -174,7 +176,7 @@ internal sealed class SoftcapAttentionFunction : SlothFunction<SoftcapAttentionF
         using var dv32 = zeros(v.shape, ScalarType.Float32, v.device);
         using var kt = k.transpose(2, 3);
         using var vt = v.transpose(2, 3);
-        using var mask = KernelMask(allowed);
+        using var mask = SoftcapMask.Readable(allowed);
         for (long t0 = 0, i = 0; t0 < t; t0 += plan.Rows, i++)
         {
             using var scope = NewDisposeScope();
@@ -195,11 +197,6 @@ internal sealed class SoftcapAttentionFunction : SlothFunction<SoftcapAttentionF
 
     /// <summary>a · b as the kernels take it: contiguous (a matmul's result already is; then this is no copy).</summary>
     private static Tensor Scores(Tensor a, Tensor b) => a.matmul(b).contiguous();
-
-    /// <summary>The mask as the kernels read it (columns contiguous, the rest through its strides): the caller's, or
-    /// a contiguous copy once per call when its columns are strided. Null without a mask; the caller disposes it.</summary>
-    private static Tensor? KernelMask(Tensor? allowed) =>
-        allowed is null ? null : allowed.shape[3] > 1 && allowed.stride(3) != 1 ? allowed.contiguous() : allowed.alias();
 
     /// <summary>The mask of one block: rows [t0, t0 + n), key columns [c0, c0 + c).</summary>
     private static Tensor? Block(Tensor? allowed, long t0, long n, long c0, long c) => allowed?.narrow(2, t0, n).narrow(3, c0, c);

@@ -19,11 +19,11 @@ internal sealed class SoftcapFlashFunction : SlothFunction<SoftcapFlashFunction,
         var (b, h, t, d) = (q.shape[0], q.shape[1], q.shape[2], q.shape[3]);
         var output = empty_like(q);
         var lse = empty([b, h, t], ScalarType.Float32, q.device);
-        using (var mask = KernelMask(allowed))
+        using (var mask = SoftcapMask.Readable(allowed))
         {
-            var m = MaskStrides(mask);
+            var m = SoftcapMask.Of(mask);
             Native.SoftcapFlashForward(TensorInterop.DataPtr(q), TensorInterop.DataPtr(k), TensorInterop.DataPtr(v), m.Pointer, TensorInterop.ToSloth(q.dtype, "q"), b, h, t, k.shape[2], d,
-                m.Batch, m.Head, m.Row, (float)plan.Scale, (float)plan.Cap, TensorInterop.DataPtr(output), TensorInterop.DataPtr(lse),
+                m.BatchStride, m.HeadStride, m.RowStride, (float)plan.Scale, (float)plan.Cap, TensorInterop.DataPtr(output), TensorInterop.DataPtr(lse),
                 TensorInterop.DeviceSelector(q), 0);
         }
         if (Recording)
@@ -48,26 +48,12 @@ internal sealed class SoftcapFlashFunction : SlothFunction<SoftcapFlashFunction,
         var dq = empty_like(q);
         var dk = empty_like(k);
         var dv = empty_like(v);
-        using var mask = KernelMask(allowed);
-        var m = MaskStrides(mask);
+        using var mask = SoftcapMask.Readable(allowed);
+        var m = SoftcapMask.Of(mask);
         Native.SoftcapFlashBackward(TensorInterop.DataPtr(q), TensorInterop.DataPtr(k), TensorInterop.DataPtr(v), TensorInterop.DataPtr(output),
             TensorInterop.DataPtr(dout), TensorInterop.DataPtr(lse), m.Pointer, TensorInterop.ToSloth(q.dtype, "q"), b, h, t, k.shape[2], d,
-            m.Batch, m.Head, m.Row, (float)plan.Scale, (float)plan.Cap, TensorInterop.DataPtr(delta), TensorInterop.DataPtr(dq),
+            m.BatchStride, m.HeadStride, m.RowStride, (float)plan.Scale, (float)plan.Cap, TensorInterop.DataPtr(delta), TensorInterop.DataPtr(dq),
             TensorInterop.DataPtr(dk), TensorInterop.DataPtr(dv), TensorInterop.DeviceSelector(q), 0);
         return [dq, dk, dv, null];
-    }
-
-    /// <summary>The mask with contiguous columns (a copy only when its columns are strided), or null.</summary>
-    private static Tensor? KernelMask(Tensor? allowed) =>
-        allowed is null ? null : allowed.shape[3] > 1 && allowed.stride(3) != 1 ? allowed.contiguous() : allowed.alias();
-
-    private readonly record struct MaskView(nint Pointer, long Batch, long Head, long Row);
-
-    /// <summary>The mask's first element and its element strides per batch row, head and query row (0: broadcast).</summary>
-    private static MaskView MaskStrides(Tensor? mask)
-    {
-        if (mask is null) return new MaskView(0, 0, 0, 0);
-        long Stride(int dim) => mask.shape[dim] == 1 ? 0 : mask.stride(dim);
-        return new MaskView(TensorInterop.DataPtr(mask), Stride(0), Stride(1), Stride(2));
     }
 }

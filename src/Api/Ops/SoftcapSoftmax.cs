@@ -61,11 +61,7 @@ internal static class SoftcapSoftmax
         return (p32.to(s0.dtype), ds * cap * (1 - tanh * tanh) / cap * scale);
     }
 
-    /// <summary>The mask as the kernels read it: its first element and element strides per batch row, head and query
-    /// row (0 where the mask has one batch row or head: broadcast); all 0 without a mask.</summary>
-    private readonly record struct MaskView(nint Pointer, long BatchStride, long HeadStride, long RowStride);
-
-    private static (SlothDtype Dtype, MaskView Mask) Check(Tensor s0, Tensor? dp, Tensor? allowed, double cap)
+    private static (SlothDtype Dtype, SoftcapMask Mask) Check(Tensor s0, Tensor? dp, Tensor? allowed, double cap)
     {
         ArgumentNullException.ThrowIfNull(s0);
         if (s0.ndim != 4) throw new ArgumentException($"scores must be [B, H, rows, cols]; got {OpChecks.Shape(s0)}", nameof(s0));
@@ -84,9 +80,9 @@ internal static class SoftcapSoftmax
         return (dtype, Mask(s0, allowed));
     }
 
-    private static MaskView Mask(Tensor s0, Tensor? allowed)
+    private static SoftcapMask Mask(Tensor s0, Tensor? allowed)
     {
-        if (allowed is null) return new MaskView(0, 0, 0, 0);
+        if (allowed is null) return default;
         if (allowed.dtype != ScalarType.Bool || allowed.ndim != 4 || allowed.shape[2] != s0.shape[2] || allowed.shape[3] != s0.shape[3] ||
             allowed.shape[0] != 1 && allowed.shape[0] != s0.shape[0] || allowed.shape[1] != 1 && allowed.shape[1] != s0.shape[1])
             throw new ArgumentException($"allowed must be bool [{s0.shape[0]} or 1, {s0.shape[1]} or 1, {s0.shape[2]}, {s0.shape[3]}]; " +
@@ -94,7 +90,6 @@ internal static class SoftcapSoftmax
         TensorInterop.RequireSameDevice(s0, "scores", allowed, "allowed");
         if (allowed.shape[3] > 1 && allowed.stride(3) != 1)
             throw new ArgumentException("allowed must have contiguous columns (stride 1 in its last dimension)", nameof(allowed));
-        long Stride(int dim) => allowed.shape[dim] == 1 ? 0 : allowed.stride(dim);
-        return new MaskView(TensorInterop.DataPtr(allowed), Stride(0), Stride(1), Stride(2));
+        return SoftcapMask.Of(allowed);
     }
 }
