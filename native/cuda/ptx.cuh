@@ -52,6 +52,16 @@ __device__ __forceinline__ uint4 load_stream_v4(const void* p, uint64_t policy) 
     return v;
 }
 
+// 16-byte read-only load that skips L1, with L2's default policy (data read once by its block, such as a KV cache row
+// in the decode attention, that the next step reads again).
+__device__ __forceinline__ uint4 load_stream_v4(const void* p) {
+    uint4 v;
+    asm("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
+                 : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+                 : "l"(p));
+    return v;
+}
+
 // 16-byte read-only load that DOES allocate in L1: data every warp of the SM re-reads (the GEMV's activations).
 __device__ __forceinline__ uint4 load_cached_v4(const void* p) {
     uint4 v;

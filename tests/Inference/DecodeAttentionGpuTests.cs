@@ -54,6 +54,25 @@ public class DecodeAttentionGpuTests
         Assert.That((actual - expected).abs().max().item<float>(), Is.LessThan(2e-2f));
     }
 
+    /// <summary>The sub-warp walk reads each lane's 8 elements of K and V with one 16-byte load where the caches are
+    /// 16-byte aligned, and element by element where they are not: the same values in the same order, so the same bits
+    /// (bf16 and f16; head_dim 64 and 128; a batch of each split policy; masks, a window, a soft-cap).</summary>
+    [TestCase(1, 16, 8, 128, 700, 0, 0f, ScalarType.BFloat16)]
+    [TestCase(64, 32, 8, 64, 300, 0, 0f, ScalarType.BFloat16)]
+    [TestCase(3, 24, 4, 128, 257, 40, 20f, ScalarType.Float16)]
+    [TestCase(9, 8, 8, 64, 129, 0, 0f, ScalarType.Float16)]
+    public void VectorLoadsGiveTheBitsOfElementLoads(int batch, int heads, int kvHeads, int headDim, int len, int window, float softcap, ScalarType dtype)
+    {
+        using var scope = NewDisposeScope();
+        manual_seed(17);
+        var (q, k, v, valid) = DecodeKernelTests.AttentionInputs(batch, heads, kvHeads, headDim, len, len + 29);
+        var scale = 1 / MathF.Sqrt(headDim);
+        var vector = DecodeKernelTests.Attention(q, k, v, valid, len, window, scale, softcap, CUDA, dtype: dtype);
+        var elements = DecodeKernelTests.Attention(q, k, v, valid, len, window, scale, softcap, CUDA, dtype: dtype, misalignCaches: true);
+        Assert.That(vector.isfinite().all().item<bool>(), Is.True);
+        Assert.That(vector.equal(elements), Is.True);
+    }
+
     /// <summary>The partials are merged by the last block of each (row, kv head) to arrive, counted in int32 counters at
     /// the scratch's end that every call must leave at zero: one scratch reused over lengths that use 1, some and all of
     /// the splits (blocks past the length never count) gives the same bits as a fresh scratch each time, and its

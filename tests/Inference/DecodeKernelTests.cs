@@ -32,9 +32,11 @@ public class DecodeKernelTests
     /// (B' ≥ B rows, the first B used) with valid [B', L] and the current index <paramref name="len"/>; a fresh scratch
     /// unless <paramref name="scratch"/> (of <see cref="AttentionScratchFloats"/> floats on the device) is given. The
     /// output starts as <paramref name="outputFill"/> (NaN: an element never written shows). Returns it [B, H·D] on the
-    /// CPU.</summary>
+    /// CPU. <paramref name="misalignCaches"/>: k and v start 2 bytes past a 16-byte boundary (the kernels' element-wise
+    /// fallback for the 16-byte loads).</summary>
     internal static Tensor Attention(Tensor q, Tensor k, Tensor v, Tensor valid, long len, long window, float scale, float softcap,
-                                     Device device, Tensor? scratch = null, float outputFill = 0f, ScalarType dtype = ScalarType.Float32)
+                                     Device device, Tensor? scratch = null, float outputFill = 0f, ScalarType dtype = ScalarType.Float32,
+                                     bool misalignCaches = false)
     {
         var (batch, heads, headDim) = (q.shape[0], q.shape[1], q.shape[2]);
         var (cacheBatch, kvHeads, maxLength) = (k.shape[0], k.shape[1], k.shape[2]);
@@ -42,11 +44,22 @@ public class DecodeKernelTests
         var partial = scratch ?? zeros(AttentionScratchFloats(batch, heads, headDim, maxLength), device: device);
         var output = full(new long[] { batch, heads * headDim }, outputFill, dtype, device);
         var (qd, kd, vd, md) = (q.to(dtype).to(device), k.to(dtype).to(device), v.to(dtype).to(device), valid.to(device));
+        if (misalignCaches) (kd, vd) = (OneElementIn(kd), OneElementIn(vd));
         var onCpu = device.type == DeviceType.CPU;
         Native.DecodeAttention(Ptr(qd), Ptr(kd), Ptr(vd), Ptr(md), Ptr(length), TensorInterop.ToSloth(dtype, "dtype"), batch, cacheBatch, heads, kvHeads,
             headDim, maxLength, window, scale, softcap, Ptr(partial), Ptr(output), onCpu ? -1 : 0, 0);
         if (!onCpu) CudaDevice.Synchronize();
         return output.to(ScalarType.Float32).cpu();
+    }
+
+    /// <summary>A copy of <paramref name="t"/> that starts one element into a fresh buffer (2 bytes past its aligned start
+    /// for the 16-bit dtypes).</summary>
+    private static Tensor OneElementIn(Tensor t)
+    {
+        var buffer = zeros(new long[] { t.numel() + 1 }, t.dtype, t.device);
+        var view = buffer.narrow(0, 1, t.numel()).view(t.shape);
+        view.copy_(t);
+        return view;
     }
 
     /// <summary>The float32 values of sloth_decode_attention's scratch (partials, then batch × heads counters).</summary>
