@@ -144,29 +144,12 @@ __device__ __forceinline__ void walk_whole_warps(const DecodeAttentionArgs& a, c
 
 }
 
-// Eight consecutive 16-bit elements x[i .. i + 8) packed as a 16-byte load would give them (element 2k in the low half of
-// word k), read one by one: the sub-warp walk's fallback for a cache that is not 16-byte aligned.
-template <int kDtype>
+// Eight consecutive 16-bit elements x[i .. i + 8) packed as a 16-byte load would give them (dtype.cuh's widen8 reads
+// them), read one by one: the sub-warp walk's fallback for a cache that is not 16-byte aligned.
 __device__ __forceinline__ uint4 load_words8(const void* x, int64_t i) {
     const uint16_t* p = static_cast<const uint16_t*>(x) + i;
     auto word = [&](int k) { return static_cast<uint32_t>(p[2 * k]) | (static_cast<uint32_t>(p[2 * k + 1]) << 16); };
     return make_uint4(word(0), word(1), word(2), word(3));
-}
-
-// The eight 16-bit elements of `w` (load_words8's packing) as float32, as load_f32 widens each.
-template <int kDtype>
-__device__ __forceinline__ void words8_to_f32(uint4 w, float (&v)[8]) {
-    const uint32_t words[4] = {w.x, w.y, w.z, w.w};
-#pragma unroll
-    for (int k = 0; k < 4; ++k) {
-        if constexpr (kDtype == SLOTH_DTYPE_BF16) {
-            v[2 * k] = __uint_as_float(words[k] << 16);
-            v[2 * k + 1] = __uint_as_float(words[k] & 0xFFFF0000u);
-        } else {
-            v[2 * k] = f16_bits_to_f32(static_cast<uint16_t>(words[k] & 0xFFFFu));
-            v[2 * k + 1] = f16_bits_to_f32(static_cast<uint16_t>(words[k] >> 16));
-        }
-    }
 }
 
 // The walk with several keys per warp, for head_dim = 256 / kP exactly (64: kP = 4, 128: kP = 2): kL = 32 / kP lanes per
@@ -202,9 +185,7 @@ __device__ __forceinline__ void walk_sub_warps(const DecodeAttentionArgs& a, con
     // had ~1 KB in flight and 16 load instructions per key pair; at batch 64 the walk ran at ~0.65 TB/s (round 16,
     // Qwen3-1.7B). A masked key is fetched too (its row is in the cache) and skipped by the selects below.
     constexpr int kDepth = 3;
-    const bool vector_loads =
-        kDtype != SLOTH_DTYPE_F32 &&
-        ((reinterpret_cast<uintptr_t>(a.k_cache) | reinterpret_cast<uintptr_t>(a.v_cache)) & 15u) == 0;
+    const bool vector_loads = ((reinterpret_cast<uintptr_t>(a.k_cache) | reinterpret_cast<uintptr_t>(a.v_cache)) & 15u) == 0;
     auto fetch = [&](int64_t jj, uint4& kk, uint4& vv) -> bool {  // no shuffles inside: may diverge
         kk = make_uint4(0, 0, 0, 0), vv = make_uint4(0, 0, 0, 0);
         if (jj >= end) return false;
@@ -213,8 +194,8 @@ __device__ __forceinline__ void walk_sub_warps(const DecodeAttentionArgs& a, con
             kk = ptx::load_stream_v4(static_cast<const uint16_t*>(a.k_cache) + at);
             vv = ptx::load_stream_v4(static_cast<const uint16_t*>(a.v_cache) + at);
         } else {
-            kk = load_words8<kDtype>(a.k_cache, at);
-            vv = load_words8<kDtype>(a.v_cache, at);
+            kk = load_words8(a.k_cache, at);
+            vv = load_words8(a.v_cache, at);
         }
         return a.valid[b * a.max_length + jj] != 0 && (a.window <= 0 || jj > len - a.window);
     };
@@ -228,8 +209,8 @@ __device__ __forceinline__ void walk_sub_warps(const DecodeAttentionArgs& a, con
         uint4 kn, vn;
         const bool visible_next = fetch(j + kDepth * kStride, kn, vn);  // requested before this key is waited on
         float kc[kE], vc[kE];
-        words8_to_f32<kDtype>(kr[0], kc);
-        words8_to_f32<kDtype>(vr[0], vc);
+        widen8<kDtype>(kr[0], kc);
+        widen8<kDtype>(vr[0], vc);
         const bool visible = vis[0];
 #pragma unroll
         for (int g = 0; g < kMaxG; ++g) {

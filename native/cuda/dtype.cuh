@@ -15,6 +15,24 @@ __device__ __forceinline__ float f16_bits_to_f32(uint16_t bits) {
     return f;
 }
 
+// Eight consecutive bf16 or f16 elements as a 16-byte load holds them (little-endian: element 2k in the low half of
+// word k), widened to float32 as load_f32 widens each.
+template <int kDtype>
+__device__ __forceinline__ void widen8(uint4 w, float (&v)[8]) {
+    static_assert(kDtype == SLOTH_DTYPE_BF16 || kDtype == SLOTH_DTYPE_F16, "16-bit dtypes");
+    const uint32_t words[4] = {w.x, w.y, w.z, w.w};
+#pragma unroll
+    for (int k = 0; k < 4; ++k) {
+        if constexpr (kDtype == SLOTH_DTYPE_BF16) {
+            v[2 * k] = __uint_as_float(words[k] << 16);
+            v[2 * k + 1] = __uint_as_float(words[k] & 0xFFFF0000u);
+        } else {
+            v[2 * k] = f16_bits_to_f32(static_cast<uint16_t>(words[k] & 0xFFFFu));
+            v[2 * k + 1] = f16_bits_to_f32(static_cast<uint16_t>(words[k] >> 16));
+        }
+    }
+}
+
 template <int kDtype>
 __device__ __forceinline__ float load_f32(const void* p, int64_t i) {
     if constexpr (kDtype == SLOTH_DTYPE_F32) return static_cast<const float*>(p)[i];

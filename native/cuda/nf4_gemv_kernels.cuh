@@ -54,17 +54,8 @@ __device__ __forceinline__ void x8_from_words(uint4 a, uint4 b, float (&v)[8]) {
         v[0] = __uint_as_float(a.x), v[1] = __uint_as_float(a.y), v[2] = __uint_as_float(a.z), v[3] = __uint_as_float(a.w);
         v[4] = __uint_as_float(b.x), v[5] = __uint_as_float(b.y), v[6] = __uint_as_float(b.z), v[7] = __uint_as_float(b.w);
     } else {
-        const uint32_t words[4] = {a.x, a.y, a.z, a.w};
-#pragma unroll
-        for (int k = 0; k < 4; ++k) {  // little-endian: the lower half is the earlier element
-            if constexpr (kDtype == SLOTH_DTYPE_BF16) {
-                v[2 * k] = __uint_as_float(words[k] << 16);
-                v[2 * k + 1] = __uint_as_float(words[k] & 0xFFFF0000u);
-            } else {
-                v[2 * k] = f16_bits_to_f32(static_cast<uint16_t>(words[k] & 0xFFFFu));
-                v[2 * k + 1] = f16_bits_to_f32(static_cast<uint16_t>(words[k] >> 16));
-            }
-        }
+        (void)b;
+        widen8<kDtype>(a, v);
     }
 }
 
