@@ -128,14 +128,57 @@ public class DecodeEngineTests
         Assert.That(LaunchesOfOneStep(LlamaGolden.LoadBase(LlamaGolden.Nf4Dir), LlamaGolden.AdapterDir, 3, fusions), Is.EqualTo((24 - norm - merge) * 2 + 4));
     }
 
-    private static int LaunchesOfOneStep(CausalLM model, string? adapter, int batch, DecodeFusions fusions)
+    /// <summary>Dense copies (DequantizeWeights; MergeLora for adapted projections) are stacked into the fused q/k/v
+    /// and gate/up projections: per layer q/k/v 1, qk_prep 1, attention 2, o 1, gate/up 1, the activation 1, down 1,
+    /// norms 2 = 10 (13 unstacked), whether the family stores them apart (Llama, Qwen2 with q/k/v biases) or fused
+    /// (Phi-3). An adapter left unmerged keeps them apart (its own launches per member: 13 + 2 × 7).</summary>
+    [Test]
+    public void DenseCopiesRunAsStackedProjections()
+    {
+        var dq = new DecodeEngineOptions(DequantizeWeights: true);
+        Assert.That(LaunchesOfOneStep(LlamaGolden.LoadBase(LlamaGolden.Nf4Dir), null, 1, DecodeFusions.None, dq), Is.EqualTo(10 * 2 + 4));
+        Assert.That(LaunchesOfOneStep(FamilyGolden.Load(FamilyGolden.Nf4("qwen2")), null, 1, DecodeFusions.None, dq), Is.EqualTo(10 * 2 + 4));
+        Assert.That(LaunchesOfOneStep(FamilyGolden.Load(FamilyGolden.Nf4("phi3")), null, 2, DecodeFusions.None, dq), Is.EqualTo(10 * 2 + 4));
+        Assert.That(LaunchesOfOneStep(LlamaGolden.LoadBase(LlamaGolden.Nf4Dir), LlamaGolden.AdapterDir, 1, DecodeFusions.None, dq),
+            Is.EqualTo((13 + 14) * 2 + 4));
+        Assert.That(LaunchesOfOneStep(LlamaGolden.LoadBase(LlamaGolden.Nf4Dir), LlamaGolden.AdapterDir, 1, DecodeFusions.None, dq with { MergeLora = true }),
+            Is.EqualTo(10 * 2 + 4));
+    }
+
+    /// <summary>The stacked copies compute the same function as the forward path on every family (without an adapter,
+    /// and with it merged), and hold exactly one copy of every projection plus the stacked biases.</summary>
+    [TestCaseSource(typeof(FamilyGolden), nameof(FamilyGolden.Families))]
+    public void FamilyStackedDenseCopiesMatchForward(string family)
+    {
+        using (var model = FamilyGolden.Load(FamilyGolden.Nf4(family)))
+        {
+            DecodeParity.Run(model, DecodeParity.ThreePrompts, 12, Tolerance, options: new DecodeEngineOptions(DequantizeWeights: true));
+            using var noGrad = no_grad();
+            using var cache = model.NewKvCache(1, 8);
+            using var plain = DecodeEngine.TryCreate(model, cache, out _)!;
+            using var dense = DecodeEngine.TryCreate(model, cache, out _, new DecodeEngineOptions(DequantizeWeights: true))!;
+            var weights = model.Model.Layers.SelectMany(l => l.Projections).Sum(p => p.OutFeatures * p.InFeatures);
+            var cfg = model.Config;
+            var stackedBiases = cfg.FusedQkv ? 0 : model.Model.Layers.Sum(l =>
+                l.Attention.Projections.Take(3).Any(p => p.Bias is not null) ? l.Attention.Projections.Take(3).Sum(p => p.OutFeatures) : 0);
+            Assert.That(dense.OwnedBytes - plain.OwnedBytes, Is.EqualTo((weights + stackedBiases) * 4L), "one float32 copy of every projection");
+        }
+        using (var adapted = FamilyGolden.Load(FamilyGolden.Nf4(family)))
+        {
+            PeftAdapter.Load(adapted, FamilyGolden.Adapter(family));
+            DecodeParity.Run(adapted, DecodeParity.ThreePrompts, 12, Tolerance,
+                options: new DecodeEngineOptions(MergeLora: true, DequantizeWeights: true));
+        }
+    }
+
+    private static int LaunchesOfOneStep(CausalLM model, string? adapter, int batch, DecodeFusions fusions, DecodeEngineOptions? options = null)
     {
         using var owned = model;
         if (adapter != null) PeftAdapter.Load(model, adapter);
         using var noGrad = no_grad();
         using var scope = NewDisposeScope();
         using var cache = model.NewKvCache(batch, 16);
-        using var engine = DecodeEngine.TryCreate(model, cache, out var why, new DecodeEngineOptions(Fusions: fusions));
+        using var engine = DecodeEngine.TryCreate(model, cache, out var why, (options ?? new DecodeEngineOptions()) with { Fusions = fusions });
         Assert.That(why, Is.Null);
         Assert.That(engine!.KernelLaunches, Is.EqualTo(0), "before the first step");
         Assert.That(engine.Fusions, Is.EqualTo(fusions));

@@ -123,8 +123,13 @@ internal sealed class DecoderDescription
         Ints[C.DecoderISandwichNorms] = cfg.SandwichNorms ? 1 : 0;
         Ints[C.DecoderIQkNorm] = cfg.QkNorm ? 1 : 0;
         Ints[C.DecoderIActivation] = cfg.Activation == GateActivation.Silu ? (long)SlothGateActivation.Silu : (long)SlothGateActivation.GeluTanh;
-        Ints[C.DecoderIFusedQkv] = cfg.FusedQkv ? 1 : 0;
-        Ints[C.DecoderIFusedGateUp] = cfg.FusedGateUp ? 1 : 0;
+        // Copies the engine makes anyway (DequantizeWeights, MergeLora) are made stacked where they can be, q/k/v one
+        // under the other and gate over up, and described as the fused projections Phi-3 has: one product each past
+        // 8 rows instead of three and two (see CanStack).
+        var stackQkv = !cfg.FusedQkv && layers.All(l => CanStack(l.Attention.Projections.Take(3)));
+        var stackGateUp = !cfg.FusedGateUp && layers.All(l => CanStack(l.Mlp.Projections.Take(2)));
+        Ints[C.DecoderIFusedQkv] = cfg.FusedQkv || stackQkv ? 1 : 0;
+        Ints[C.DecoderIFusedGateUp] = cfg.FusedGateUp || stackGateUp ? 1 : 0;
         Ints[C.DecoderIMaxLoraRank] = maxRank;
         long bytes = 0;
         unsafe
@@ -210,15 +215,20 @@ internal sealed class DecoderDescription
             // Projection slots in module order: q, k, v (or qkv), o, then gate, up (or gate_up), down.
             var attn = layer.Attention.Projections;
             var mlp = layer.Mlp.Projections;
-            var slots = new List<(Projection P, int Slot)>();
-            if (attn.Count == 2) slots.AddRange([(attn[0], C.DecoderProjQ), (attn[1], C.DecoderProjO)]);
-            else slots.AddRange([(attn[0], C.DecoderProjQ), (attn[1], C.DecoderProjK), (attn[2], C.DecoderProjV), (attn[3], C.DecoderProjO)]);
-            if (mlp.Count == 2) slots.AddRange([(mlp[0], C.DecoderProjGate), (mlp[1], C.DecoderProjDown)]);
-            else slots.AddRange([(mlp[0], C.DecoderProjGate), (mlp[1], C.DecoderProjUp), (mlp[2], C.DecoderProjDown)]);
-            foreach (var (p, slot) in slots)
+            var slots = new List<(Projection[] P, int Slot)>();
+            if (attn.Count == 2) slots.AddRange([([attn[0]], C.DecoderProjQ), ([attn[1]], C.DecoderProjO)]);
+            else if (stackQkv) slots.AddRange([([attn[0], attn[1], attn[2]], C.DecoderProjQ), ([attn[3]], C.DecoderProjO)]);
+            else slots.AddRange([([attn[0]], C.DecoderProjQ), ([attn[1]], C.DecoderProjK), ([attn[2]], C.DecoderProjV), ([attn[3]], C.DecoderProjO)]);
+            if (mlp.Count == 2) slots.AddRange([([mlp[0]], C.DecoderProjGate), ([mlp[1]], C.DecoderProjDown)]);
+            else if (stackGateUp) slots.AddRange([([mlp[0], mlp[1]], C.DecoderProjGate), ([mlp[2]], C.DecoderProjDown)]);
+            else slots.AddRange([([mlp[0]], C.DecoderProjGate), ([mlp[1]], C.DecoderProjUp), ([mlp[2]], C.DecoderProjDown)]);
+            foreach (var (ps, slot) in slots)
             {
-                if ((why = Describe(p, $"{prefix}{p.GetName()}", li + C.DecoderIlProj + slot * C.DecoderIlProjStride,
-                        lf + slot, lp + C.DecoderPlProj + slot * C.DecoderPlProjStride)) is not null) return why;
+                var (i, f, ptr) = (li + C.DecoderIlProj + slot * C.DecoderIlProjStride, lf + slot, lp + C.DecoderPlProj + slot * C.DecoderPlProjStride);
+                why = ps.Length == 1
+                    ? Describe(ps[0], $"{prefix}{ps[0].GetName()}", i, f, ptr)
+                    : DescribeStacked(ps, $"{prefix}{string.Join('+', ps.Select(p => p.GetName()))}", i, ptr);
+                if (why is not null) return why;
             }
         }
         return null;
@@ -276,18 +286,52 @@ internal sealed class DecoderDescription
         return null;
     }
 
+    /// <summary>Whether projections (q, k, v or gate, up) can run as one stacked dense weight: each is a copy the engine
+    /// makes anyway (an NF4 base under DequantizeWeights, or an adapted one under MergeLora) with no adapter left
+    /// unmerged, so stacking costs no memory beyond the copies and needs no per-member adapter launches. A dense base
+    /// used in place is not copied just to be stacked.</summary>
+    private bool CanStack(IEnumerable<Projection> ps) =>
+        ps.All(p => p.Lora is { } ? _mergeLora : _dequantize && p.Nf4 is not null);
+
+    /// <summary>Projections of one input stacked into one dense weight [Σ out, in] (and, where any has a bias, one bias
+    /// with zeros for those without: y + 0 is y), owned by the engine: each member's rows are the copy
+    /// <see cref="Describe"/> would have made (merged or dequantized), so every output is the same dot product.</summary>
+    private string? DescribeStacked(Projection[] ps, string name, int i, int ptr)
+    {
+        string? why;
+        Ints[i + C.DecoderIlKind] = (long)SlothWeightKind.Dense;
+        using (var scope = NewDisposeScope())
+        {
+            var rows = ps.Select(p => p.Lora is not null ? MergedRows(p) : p.Nf4!.Dequantize(_dtype)).ToArray();
+            var weight = Own(cat(rows, 0).MoveToOuterDisposeScope());
+            if ((why = Take(weight, $"{name}.weight (stacked)", _dtype, ps.Sum(p => p.OutFeatures * p.InFeatures), out var wp)) is not null) return why;
+            Pointers[ptr + C.DecoderPlWeight] = wp;
+            if (ps.Any(p => p.Bias is not null))
+            {
+                var parts = ps.Select(p => p.Bias is { } b ? b.detach().to(_dtype) : zeros([p.OutFeatures], _dtype, weight.device)).ToArray();
+                var bias = Own(cat(parts, 0).MoveToOuterDisposeScope());
+                if ((why = Take(bias, $"{name}.bias (stacked)", _dtype, ps.Sum(p => p.OutFeatures), out var bp)) is not null) return why;
+                Pointers[ptr + C.DecoderPlBias] = bp;
+            }
+        }
+        return null;
+    }
+
     /// <summary>The NF4 weight dequantized once to the compute dtype (the kernel the engine's GEMM path runs each step);
     /// owned by the engine.</summary>
     private Tensor DequantizedWeight(Nf4Weight w) => Own(w.Dequantize(_dtype));
 
     /// <summary>W + scale·B·A computed in float32 from the base as the reference path sees it (NF4 dequantized to the
     /// compute dtype, as its forward does), rounded once to the compute dtype; owned by the engine.</summary>
-    private Tensor MergedWeight(Projection p)
+    private Tensor MergedWeight(Projection p) => Own(MergedRows(p));
+
+    /// <summary><see cref="MergedWeight"/>'s value, not owned (a new tensor in the caller's dispose scope).</summary>
+    private Tensor MergedRows(Projection p)
     {
         using var scope = NewDisposeScope();
         var lora = p.Lora!;
         var baseW = (p.Nf4 is { } nf4 ? nf4.Dequantize(_dtype) : p.DenseBase!.detach()).to(ScalarType.Float32);
         var delta = lora.B.weight!.detach().to(ScalarType.Float32).matmul(lora.A.weight!.detach().to(ScalarType.Float32)) * lora.Scale;
-        return Own((baseW + delta).to(_dtype).contiguous().MoveToOuterDisposeScope());
+        return (baseW + delta).to(_dtype).contiguous().MoveToOuterDisposeScope();
     }
 }
