@@ -62,6 +62,16 @@ public class DecodeEngineGpuTests
         DecodeParity.Run(model, DecodeParity.TwelvePrompts, 8, tolerance: 0.25, minMargin: 0.5);
     }
 
+    /// <summary>Every family past 8 rows from dense copies (DequantizeWeights): q/k/v and gate/up stacked into one
+    /// cuBLASLt GEMM each, biases in the stacked bias.</summary>
+    [TestCaseSource(typeof(FamilyGolden), nameof(FamilyGolden.Families))]
+    public void FamilyStackedDenseCopiesOnTheGemmPathInBf16(string family)
+    {
+        using var model = DecodeParity.LoadCudaBf16(FamilyGolden.Nf4(family));
+        DecodeParity.Run(model, DecodeParity.TwelvePrompts, 8, tolerance: 0.25, minMargin: 0.5,
+            options: new DecodeEngineOptions(DequantizeWeights: true));
+    }
+
     [Test]
     public void OneGraphCaptureFor64StepsAtOneBatchSize()
     {
