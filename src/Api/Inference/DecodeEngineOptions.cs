@@ -18,7 +18,9 @@ namespace SlothSharp.Inference;
 /// dtype (the bits the per-step dequantization gives) and runs that. For large batches only: past 8 rows each step
 /// otherwise dequantizes every NF4 weight again before its GEMM (writing and reading 2 bytes per weight besides the 0.5
 /// it reads), while at batch 1 the NF4 matrix-vector kernel reads 0.5 byte per weight and a dense copy 2. Costs 2 bytes
-/// per decoder weight of device memory while the engine lives.</para>
+/// per decoder weight of device memory while the engine lives. Copies (these and MergeLora's) are made stacked where
+/// a layer's q, k, v (and its gate, up) all are copies with no adapter left unmerged: one GEMM each instead of three
+/// (and two) past 8 rows, the same memory.</para>
 /// </summary>
 public sealed record DecodeEngineOptions(bool MergeLora = false, bool ProgrammaticLaunch = true, DecodeFusions Fusions = DecodeFusions.None,
                                          bool DequantizeWeights = false);
