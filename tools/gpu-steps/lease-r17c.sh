@@ -5,8 +5,8 @@
 # - A (this tree) against B (main's native tree, carried as gpu-b-native/, built while the tests run): Qwen3-1.7B and
 #   Llama-3.2-1B at batch 64 from dense copies (target 20,000 tokens/s; round 16 on an H100: 17,598 and 29,632), then
 #   batch 1 (512 tokens; target 1,000);
-# - memcheck of the decode attention and of the engine's stacked path; transformers' eager generation on the same
-#   shapes (the anchor) if time is left.
+# - transformers' eager generation on the same shapes (the anchor) if time is left. (memcheck of the attention's
+#   16-byte loads ran in call 2: 0 errors; the stacked path adds no kernel.)
 set -uo pipefail
 OUT="${1:?usage: lease-r17c.sh OUTDIR}"
 . "$(dirname "$0")/common.sh"
@@ -19,7 +19,6 @@ decode_run decode64-A "$SLOTHSHARP_NATIVE_PATH" --presets qwen3-1.7b,llama-3.2-1
 decode_run decode1-A "$SLOTHSHARP_NATIVE_PATH" --presets llama-3.2-1b,qwen3-1.7b --batches 1
 [ -f "$libB" ] && decode_run decode1-B "$libB" --presets llama-3.2-1b,qwen3-1.7b --batches 1
 decode_run only64-A "$SLOTHSHARP_NATIVE_PATH" --presets qwen3-1.7b --batches 64 --steps 128 --dequantized --only each
-memcheck sanitizer-decode 150 "FullyQualifiedName~DecodeAttentionGpuTests|FullyQualifiedName~FamilyStackedDenseCopiesOnTheGemmPath"
 sloth="$SLOTHSHARP_APPS/sloth/sloth.dll"
 for preset in qwen3-1.7b llama-3.2-1b; do
     dotnet "$sloth" make-checkpoint --preset "$preset" --seed 1 --out "/tmp/anchor-$preset" > /dev/null 2>&1 || echo "make-checkpoint $preset failed"
