@@ -17,7 +17,7 @@ namespace SlothSharp.Generation;
 /// DenseWeightsWhenDecoding: the engine decodes from a dense copy of every NF4 projection, made once (the same values;
 /// 2 bytes a weight of device memory besides the 0.5 of NF4, while the generation lasts); faster for batches past 8
 /// rows, where each step would otherwise dequantize every weight again (Qwen3-1.7B at batch 64 on an H100: 13,699 →
-/// 17,598 tokens/s), slower at batch 1 (<see cref="SlothSharp.Inference.DecodeEngineOptions.DequantizeWeights"/>).
+/// 20,683 tokens/s in round 17, with the copies stacked), slower at batch 1 (<see cref="SlothSharp.Inference.DecodeEngineOptions.DequantizeWeights"/>).
 /// </summary>
 public sealed record GenerationOptions(int MaxNewTokens = 64, double Temperature = 0, double TopP = 1, int TopK = 0, long Seed = 0,
                                        IReadOnlyList<int>? StopTokenIds = null, double RepetitionPenalty = 1,
