@@ -152,16 +152,10 @@ public class DecodeEngineTests
     {
         using (var model = FamilyGolden.Load(FamilyGolden.Nf4(family)))
         {
-            DecodeParity.Run(model, DecodeParity.ThreePrompts, 12, Tolerance, options: new DecodeEngineOptions(DequantizeWeights: true));
-            using var noGrad = no_grad();
-            using var cache = model.NewKvCache(1, 8);
-            using var plain = DecodeEngine.TryCreate(model, cache, out _)!;
-            using var dense = DecodeEngine.TryCreate(model, cache, out _, new DecodeEngineOptions(DequantizeWeights: true))!;
-            var weights = model.Model.Layers.SelectMany(l => l.Projections).Sum(p => p.OutFeatures * p.InFeatures);
-            var cfg = model.Config;
-            var stackedBiases = cfg.FusedQkv ? 0 : model.Model.Layers.Sum(l =>
+            var stackedBiases = model.Config.FusedQkv ? 0 : model.Model.Layers.Sum(l =>
                 l.Attention.Projections.Take(3).Any(p => p.Bias is not null) ? l.Attention.Projections.Take(3).Sum(p => p.OutFeatures) : 0);
-            Assert.That(dense.OwnedBytes - plain.OwnedBytes, Is.EqualTo((weights + stackedBiases) * 4L), "one float32 copy of every projection");
+            Assert.That(DequantizedParityAndCopyBytes(model), Is.EqualTo((ProjectionWeights(model) + stackedBiases) * 4L),
+                "one float32 copy of every projection, and the stacked biases");
         }
         using (var adapted = FamilyGolden.Load(FamilyGolden.Nf4(family)))
         {
@@ -285,14 +279,24 @@ public class DecodeEngineTests
     {
         using var model = FamilyGolden.Load(FamilyGolden.Nf4(family));
         PeftAdapter.Load(model, FamilyGolden.Adapter(family));
-        DecodeParity.Run(model, DecodeParity.ThreePrompts, 12, Tolerance, options: new DecodeEngineOptions(DequantizeWeights: true));
+        Assert.That(DequantizedParityAndCopyBytes(model), Is.EqualTo(ProjectionWeights(model) * 4L), "one float32 copy of every projection");
+    }
+
+    /// <summary>Greedy parity of the engine with DequantizeWeights against the forward path, then the bytes the dense
+    /// copies add to an engine (one with them against one without).</summary>
+    private static long DequantizedParityAndCopyBytes(CausalLM model)
+    {
+        var options = new DecodeEngineOptions(DequantizeWeights: true);
+        DecodeParity.Run(model, DecodeParity.ThreePrompts, 12, Tolerance, options: options);
         using var noGrad = no_grad();
         using var cache = model.NewKvCache(1, 8);
         using var plain = DecodeEngine.TryCreate(model, cache, out _)!;
-        using var dense = DecodeEngine.TryCreate(model, cache, out _, new DecodeEngineOptions(DequantizeWeights: true))!;
-        var weights = model.Model.Layers.SelectMany(l => l.Projections).Sum(p => p.OutFeatures * p.InFeatures);
-        Assert.That(dense.OwnedBytes - plain.OwnedBytes, Is.EqualTo(weights * 4L), "one float32 copy of every projection");
+        using var dense = DecodeEngine.TryCreate(model, cache, out _, options)!;
+        return dense.OwnedBytes - plain.OwnedBytes;
     }
+
+    private static long ProjectionWeights(CausalLM model) =>
+        model.Model.Layers.SelectMany(l => l.Projections).Sum(p => p.OutFeatures * p.InFeatures);
 
     [Test]
     public void StepRejectsBadInputs()

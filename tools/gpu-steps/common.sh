@@ -20,6 +20,8 @@ snap() { [ -n "${DEVOUT:-}" ] && tar czf "$DEVOUT/r.tgz" -C "$OUT" . 2>/dev/null
 #                                   two libraries in one call: SLOTHSHARP_NATIVE_PATH=DEST/runtimes/linux-x64/native/...);
 #   step_row SHAPE PATH             `bench --suite step-row` (no checkpointing, expandable segments) appended to
 #                                   $OUT/rows.log, its tokens/s, peak and phases printed;
+#   softcap_row METHOD              `bench --suite softcap-row --method METHOD` (one Gemma-2-2B soft-capped attention
+#                                   layer, forward + backward) into $OUT/softcap-METHOD.log, its median printed;
 #   start_main_build                builds main's native tree, carried as gpu-b-native/, into /tmp/b-install in the
 #                                   background (its pid in $bpid, the library path in $libB): the B of an A/B call.
 gpu_tests() {
@@ -62,4 +64,8 @@ step_row() {
     PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True timeout 150 dotnet "$bench" --results "$OUT" --suite step-row --shape "$1" \
         --path "$2" --checkpointing 0 >> "$OUT/rows.log" 2>&1; echo "$1 $2 exit $?"
     grep -oE '"Shape":"[^"]+"|"Path":"[^"]+"|"TokensPerSecond":[0-9.]+|"PeakGb":[0-9.]+|"PhaseMs":\[[^]]+\]' "$OUT/rows.log" | paste - - - - - | tail -1; snap
+}
+softcap_row() {
+    timeout 90 dotnet "$bench" --results "$OUT" --suite softcap-row --method "$1" > "$OUT/softcap-$1.log" 2>&1
+    echo "softcap-row $1: exit $?"; grep -E "SOFTCAP" "$OUT/softcap-$1.log" | tail -1; snap
 }

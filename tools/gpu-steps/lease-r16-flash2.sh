@@ -8,10 +8,6 @@
 set -uo pipefail
 OUT="${1:?usage: lease-r16-flash2.sh OUTDIR}"
 . "$(dirname "$0")/common.sh"
-softcap_row() {
-    timeout 90 dotnet "$bench" --results "$OUT" --suite softcap-row --method "$1" > "$OUT/softcap-$1.log" 2>&1
-    echo "softcap-row $1: exit $?"; grep -E "SOFTCAP" "$OUT/softcap-$1.log" | tail -1; snap
-}
 # The figures first (a start that found no machine ate most of the budget), then whether they can be trusted.
 softcap_row flash
 step_row gemma-2-2b fused-softcap-flash

@@ -10,10 +10,6 @@
 set -uo pipefail
 OUT="${1:?usage: lease-r17b-1.sh OUTDIR}"
 . "$(dirname "$0")/common.sh"
-softcap_row() {
-    timeout 90 dotnet "$bench" --results "$OUT" --suite softcap-row --method "$1" > "$OUT/softcap-$1.log" 2>&1
-    echo "softcap-row $1: exit $?"; grep -E "SOFTCAP" "$OUT/softcap-$1.log" | tail -1; snap
-}
 start_main_build
 gpu_tests tests-gpu 240 "FullyQualifiedName~DecodeAttention|FullyQualifiedName~DecodeKernel|FullyQualifiedName~Softcap|FullyQualifiedName~FoldLoraDelta|FullyQualifiedName~Nf4LoraLinear"
 softcap_row flash

@@ -6,10 +6,6 @@
 set -uo pipefail
 OUT="${1:?usage: lease-r17b-2.sh OUTDIR}"
 . "$(dirname "$0")/common.sh"
-softcap_row() {
-    timeout 90 dotnet "$bench" --results "$OUT" --suite softcap-row --method "$1" > "$OUT/softcap-$1.log" 2>&1
-    echo "softcap-row $1: exit $?"; grep -E "SOFTCAP" "$OUT/softcap-$1.log" | tail -1; snap
-}
 softcap_row blocks
 step_row gemma-2-2b fused
 step_row phi-4-mini fused-recompute-norms
