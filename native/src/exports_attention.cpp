@@ -65,6 +65,20 @@ sloth_status require_aligned16(const char* fn, const void* p, const char* name, 
     return SLOTH_OK;
 }
 
+// The arguments both directions share (the backward adds its gradients, out's gradient, lse and delta).
+SoftcapFlashArgs flash_args(const void* q, const void* k, const void* v, const void* allowed, sloth_dtype dtype,
+                            int64_t batch, int64_t heads, int64_t rows, int64_t keys, int64_t head_dim,
+                            int64_t allowed_batch_stride, int64_t allowed_head_stride, int64_t allowed_row_stride,
+                            float scale, float cap) {
+    SoftcapFlashArgs args{};
+    args.q = q, args.k = k, args.v = v, args.allowed = static_cast<const uint8_t*>(allowed);
+    args.dtype = dtype, args.batch = batch, args.heads = heads, args.rows = rows, args.keys = keys;
+    args.head_dim = head_dim, args.mask_batch_stride = allowed_batch_stride;
+    args.mask_head_stride = allowed_head_stride, args.mask_row_stride = allowed_row_stride;
+    args.scale = scale, args.cap = cap;
+    return args;
+}
+
 }  // namespace
 
 extern "C" {
@@ -132,12 +146,9 @@ SLOTH_API sloth_status sloth_softcap_flash_forward(const void* q, const void* k,
         SLOTH_CHECK(require_aligned16(fn, k, "k", device));
         SLOTH_CHECK(require_aligned16(fn, v, "v", device));
         SLOTH_CHECK(require_aligned16(fn, out, "out", device));
-        SoftcapFlashArgs args{};
-        args.q = q, args.k = k, args.v = v, args.out = out, args.allowed = static_cast<const uint8_t*>(allowed);
-        args.dtype = dtype, args.batch = batch, args.heads = heads, args.rows = rows, args.keys = keys;
-        args.head_dim = head_dim, args.mask_batch_stride = allowed_batch_stride;
-        args.mask_head_stride = allowed_head_stride, args.mask_row_stride = allowed_row_stride;
-        args.scale = scale, args.cap = cap, args.lse = lse;
+        SoftcapFlashArgs args = flash_args(q, k, v, allowed, dtype, batch, heads, rows, keys, head_dim,
+                                           allowed_batch_stride, allowed_head_stride, allowed_row_stride, scale, cap);
+        args.out = out, args.lse = lse;
         return device < 0 ? cpu::softcap_flash_forward(fn, args) : cuda::softcap_flash_forward(fn, args, device, stream);
     });
 }
@@ -169,13 +180,10 @@ SLOTH_API sloth_status sloth_softcap_flash_backward(const void* q, const void* k
         const void* aligned[] = {q, k, v, out, grad_out, grad_q, grad_k, grad_v};
         const char* names[] = {"q", "k", "v", "out", "grad_out", "grad_q", "grad_k", "grad_v"};
         for (int i = 0; i < 8; ++i) SLOTH_CHECK(require_aligned16(fn, aligned[i], names[i], device));
-        SoftcapFlashArgs args{};
-        args.q = q, args.k = k, args.v = v, args.out = const_cast<void*>(out), args.grad_out = grad_out;
-        args.allowed = static_cast<const uint8_t*>(allowed);
-        args.dtype = dtype, args.batch = batch, args.heads = heads, args.rows = rows, args.keys = keys;
-        args.head_dim = head_dim, args.mask_batch_stride = allowed_batch_stride;
-        args.mask_head_stride = allowed_head_stride, args.mask_row_stride = allowed_row_stride;
-        args.scale = scale, args.cap = cap, args.lse = const_cast<float*>(lse), args.delta = delta;
+        SoftcapFlashArgs args = flash_args(q, k, v, allowed, dtype, batch, heads, rows, keys, head_dim,
+                                           allowed_batch_stride, allowed_head_stride, allowed_row_stride, scale, cap);
+        args.out = const_cast<void*>(out), args.grad_out = grad_out;
+        args.lse = const_cast<float*>(lse), args.delta = delta;
         args.grad_q = grad_q, args.grad_k = grad_k, args.grad_v = grad_v;
         return device < 0 ? cpu::softcap_flash_backward(fn, args) : cuda::softcap_flash_backward(fn, args, device, stream);
     });
