@@ -237,6 +237,38 @@ __device__ __forceinline__ const uint8_t* mask_of(const SoftcapFlashArgs& a, int
     return a.allowed ? a.allowed + (bh / a.heads) * a.mask_batch_stride + (bh % a.heads) * a.mask_head_stride : nullptr;
 }
 
+// Where a query-tile block (forward, dQ) works: its (b * heads + h), its first row (query tiles latest first: a causal
+// mask gives them the most keys), and that head's K, V and mask.
+struct QueryTile {
+    int64_t bh, i0;
+    const uint16_t* k;
+    const uint16_t* v;
+    const uint8_t* mask;
+};
+
+__device__ __forceinline__ QueryTile query_tile(const SoftcapFlashArgs& a) {
+    const int64_t tiles = (a.rows + kBr - 1) / kBr;
+    const int64_t bh = blockIdx.x / tiles;
+    const int64_t at = bh * a.keys * a.head_dim;
+    return QueryTile{bh, (tiles - 1 - static_cast<int64_t>(blockIdx.x) % tiles) * kBr,
+                     static_cast<const uint16_t*>(a.k) + at, static_cast<const uint16_t*>(a.v) + at, mask_of(a, bh)};
+}
+
+// Block-wide, once per key tile j0 of a query-tile block: the mask tile into ms and, unless none of its (row, key)
+// pairs is allowed (false: the tile is skipped, nothing else loaded), the K and V tiles, all in shared memory on return.
+template <int kD>
+__device__ __forceinline__ bool stage_key_tile(const SoftcapFlashArgs& a, const QueryTile& t, int64_t j0, uint8_t* ms,
+                                               uint16_t* ks, uint16_t* vs) {
+    __syncthreads();  // the previous tile's K, V and mask reads are done
+    const bool any = load_mask(ms, t.mask, a.mask_row_stride, a.rows, a.keys, t.i0, j0);
+    if (!__syncthreads_or(any)) return false;
+    load_tile<kD>(ks, t.k, j0, a.keys, a.head_dim);
+    load_tile<kD>(vs, t.v, j0, a.keys, a.head_dim);
+    cp_async_wait_all();
+    __syncthreads();
+    return true;
+}
+
 // Stores a 16 x kD float32 accumulator (rows row0 + g, + 8 of a [count][d] matrix) in the dtype, times `factor[half]`;
 // `poison[half]` writes NaN instead.
 template <int kDtype, int kD>
@@ -273,13 +305,8 @@ __global__ void __launch_bounds__(kThreads) softcap_flash_forward_kernel(const S
     uint16_t* vs = ks + 64 * S::kStride;
     uint8_t* ms = reinterpret_cast<uint8_t*>(vs + 64 * S::kStride);
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, c = lane & 3;
-    const int64_t tiles = (a.rows + kBr - 1) / kBr;
-    const int64_t bh = blockIdx.x / tiles;
-    const int64_t i0 = (tiles - 1 - static_cast<int64_t>(blockIdx.x) % tiles) * kBr;
-    const int64_t d = a.head_dim;
-    const uint16_t* k = static_cast<const uint16_t*>(a.k) + bh * a.keys * d;
-    const uint16_t* v = static_cast<const uint16_t*>(a.v) + bh * a.keys * d;
-    const uint8_t* mask_bh = mask_of(a, bh);
+    const QueryTile tile = query_tile(a);
+    const int64_t bh = tile.bh, i0 = tile.i0, d = a.head_dim;
     const uint32_t qa = ptx::shared_address(qs), ka = ptx::shared_address(ks), va = ptx::shared_address(vs);
     load_tile<kD>(qs, static_cast<const uint16_t*>(a.q) + bh * a.rows * d, i0, a.rows, d);
 
@@ -289,13 +316,7 @@ __global__ void __launch_bounds__(kThreads) softcap_flash_forward_kernel(const S
     float m2[2] = {-CUDART_INF_F, -CUDART_INF_F};  // running max of z * log2(e) per row (g, g + 8)
     float l[2] = {0.0f, 0.0f};                      // this thread's part of the row sums
     for (int64_t j0 = 0; j0 < a.keys; j0 += kBc) {
-        __syncthreads();  // the previous tile's K, V and mask reads are done
-        const bool any = load_mask(ms, mask_bh, a.mask_row_stride, a.rows, a.keys, i0, j0);
-        if (!__syncthreads_or(any)) continue;
-        load_tile<kD>(ks, k, j0, a.keys, d);
-        load_tile<kD>(vs, v, j0, a.keys, d);
-        cp_async_wait_all();
-        __syncthreads();
+        if (!stage_key_tile<kD>(a, tile, j0, ms, ks, vs)) continue;
         float s[8][4];
 #pragma unroll
         for (int n = 0; n < 8; ++n) s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.0f;
@@ -498,13 +519,8 @@ __global__ void __launch_bounds__(kThreads) softcap_flash_dq_kernel(const Softca
     uint16_t* vs = ks + 64 * S::kStride;
     uint8_t* ms = reinterpret_cast<uint8_t*>(vs + 64 * S::kStride);
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, c = lane & 3;
-    const int64_t tiles = (a.rows + kBr - 1) / kBr;
-    const int64_t bh = blockIdx.x / tiles;
-    const int64_t i0 = (tiles - 1 - static_cast<int64_t>(blockIdx.x) % tiles) * kBr;
-    const int64_t d = a.head_dim;
-    const uint16_t* k = static_cast<const uint16_t*>(a.k) + bh * a.keys * d;
-    const uint16_t* v = static_cast<const uint16_t*>(a.v) + bh * a.keys * d;
-    const uint8_t* mask_bh = mask_of(a, bh);
+    const QueryTile tile = query_tile(a);
+    const int64_t bh = tile.bh, i0 = tile.i0, d = a.head_dim;
     const uint32_t qa = ptx::shared_address(qs), da = ptx::shared_address(dos), ka = ptx::shared_address(ks),
                    va = ptx::shared_address(vs);
     load_tile<kD>(qs, static_cast<const uint16_t*>(a.q) + bh * a.rows * d, i0, a.rows, d);
@@ -524,13 +540,7 @@ __global__ void __launch_bounds__(kThreads) softcap_flash_dq_kernel(const Softca
 #pragma unroll
     for (int n = 0; n < kD / 8; ++n) acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.0f;
     for (int64_t j0 = 0; j0 < a.keys; j0 += kBc) {
-        __syncthreads();
-        const bool any = load_mask(ms, mask_bh, a.mask_row_stride, a.rows, a.keys, i0, j0);
-        if (!__syncthreads_or(any)) continue;
-        load_tile<kD>(ks, k, j0, a.keys, d);
-        load_tile<kD>(vs, v, j0, a.keys, d);
-        cp_async_wait_all();
-        __syncthreads();
+        if (!stage_key_tile<kD>(a, tile, j0, ms, ks, vs)) continue;
         float t[8][4], dp[8][4];
 #pragma unroll
         for (int n = 0; n < 8; ++n)
