@@ -263,7 +263,7 @@ internal sealed class DecoderDescription
         else
         {
             Ints[i + C.DecoderIlKind] = (long)SlothWeightKind.Dense;
-            var weight = mergeAdapter ? MergedWeight(p) : p.Nf4 is { } nf4 ? DequantizedWeight(nf4) : p.DenseBase!;
+            var weight = mergeAdapter || p.Nf4 is not null ? Own(DenseCopy(p)) : p.DenseBase!;
             var what = mergeAdapter ? " (merged with its adapter)" : p.Nf4 is not null ? " (dequantized)" : "";
             if ((why = Take(weight, $"{name}.weight{what}", _dtype, n, out var wp)) is not null) return why;
             Pointers[ptr + C.DecoderPlWeight] = wp;
@@ -293,6 +293,11 @@ internal sealed class DecoderDescription
     private bool CanStack(IEnumerable<Projection> ps) =>
         ps.All(p => p.Lora is { } ? _mergeLora : _dequantize && p.Nf4 is not null);
 
+    /// <summary>The dense copy of p the engine runs (a new tensor in the caller's dispose scope, not owned): W + scale·B·A
+    /// where its adapter is merged (MergeLora), else its NF4 base dequantized to the compute dtype (DequantizeWeights;
+    /// the values the engine's own dequantization gives).</summary>
+    private Tensor DenseCopy(Projection p) => _mergeLora && p.Lora is not null ? MergedRows(p) : p.Nf4!.Dequantize(_dtype);
+
     /// <summary>Projections of one input stacked into one dense weight [Σ out, in] (and, where any has a bias, one bias
     /// with zeros for those without: y + 0 is y), owned by the engine: each member's rows are the copy
     /// <see cref="Describe"/> would have made (merged or dequantized), so every output is the same dot product.</summary>
@@ -302,7 +307,7 @@ internal sealed class DecoderDescription
         Ints[i + C.DecoderIlKind] = (long)SlothWeightKind.Dense;
         using (var scope = NewDisposeScope())
         {
-            var rows = ps.Select(p => p.Lora is not null ? MergedRows(p) : p.Nf4!.Dequantize(_dtype)).ToArray();
+            var rows = ps.Select(DenseCopy).ToArray();
             var weight = Own(cat(rows, 0).MoveToOuterDisposeScope());
             if ((why = Take(weight, $"{name}.weight (stacked)", _dtype, ps.Sum(p => p.OutFeatures * p.InFeatures), out var wp)) is not null) return why;
             Pointers[ptr + C.DecoderPlWeight] = wp;
@@ -317,15 +322,9 @@ internal sealed class DecoderDescription
         return null;
     }
 
-    /// <summary>The NF4 weight dequantized once to the compute dtype (the kernel the engine's GEMM path runs each step);
-    /// owned by the engine.</summary>
-    private Tensor DequantizedWeight(Nf4Weight w) => Own(w.Dequantize(_dtype));
-
     /// <summary>W + scale·B·A computed in float32 from the base as the reference path sees it (NF4 dequantized to the
-    /// compute dtype, as its forward does), rounded once to the compute dtype; owned by the engine.</summary>
-    private Tensor MergedWeight(Projection p) => Own(MergedRows(p));
-
-    /// <summary><see cref="MergedWeight"/>'s value, not owned (a new tensor in the caller's dispose scope).</summary>
+    /// compute dtype, as its forward does), rounded once to the compute dtype; a new tensor in the caller's dispose
+    /// scope.</summary>
     private Tensor MergedRows(Projection p)
     {
         using var scope = NewDisposeScope();
