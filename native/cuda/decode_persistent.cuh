@@ -3,12 +3,20 @@
 // instead of ~9 launches per layer. The LM head follows as the dense GEMV's own launch (it is bandwidth-bound: 0.5 GB
 // of bf16 weights at batch 1, where a launch costs nothing next to it).
 //
-// Why: at batch 1 every kernel of the step is bound by latency, not bandwidth. A Llama-3.2-1B step was 148 launches at
-// ~8.6 us each on the H100 (783 tokens/s against a ~2,900 weight-bandwidth bound; bench/results/2026-12-06-round17),
-// and rounds 7-17 of per-kernel work moved it by a few percent. Here a phase boundary is a grid barrier (~1 us) instead
-// of a kernel boundary, and since the weights never depend on the activations, each weight phase first asks L2 to
-// prefetch the next phases' weights (prefetch.global.L2), so DRAM keeps streaming through the small latency-bound
-// phases (q/k preparation, attention, its merge) and the GEMVs find their weights in L2.
+// Why it was built: at batch 1 every kernel of the step is bound by latency, not bandwidth. A Llama-3.2-1B step is 148
+// launches at ~8.6 us each on the H100 (783 tokens/s against a ~3,261 weight-bandwidth bound; round 17), and rounds
+// 7-17 of per-kernel work moved it by a few percent. The hope: a phase boundary as a grid barrier (~1 us) instead of a
+// kernel boundary.
+// What it measured (H100, bench/results/2026-12-07-round18): SLOWER than the launches, so it is a switch, off by
+// default. Batch 1, 256 new tokens: Llama-3.2-1B 1.83 ms a step against the launches' 1.19, Qwen3-1.7B 3.02 against
+// 1.83. (The first version also asked L2 to prefetch the next phases' weights: 2.00 and 3.19 ms, slower, so it went.)
+// With every phase's work
+// left out, the 113 barriers alone take 0.50 ms (4.4 us each: the last block's arrival, reset and release are four
+// dependent L2 round trips), and each phase is slower than its kernel: a block walks its virtual blocks one after the
+// other, each paying a whole load latency, where the kernel had all of them resident at once (gate/up: 23 us a layer).
+// What would change that: a barrier of one fire-and-forget arrival on a counter that only grows (red.release, polled
+// with ld.acquire), per-dependency flags instead of whole-grid barriers, and GEMV phases that keep the next virtual
+// block's weights in flight (or in shared memory, by bulk copies) while computing the current one.
 //
 // Phases per layer, each a loop of the grid's blocks over the "virtual blocks" of the kernel it replaces (the same
 // device code: nf4_gemv_kernels.cuh's member_block / gated_block, decode_ops.cuh's qk_prep_head,
@@ -84,21 +92,6 @@ __device__ __forceinline__ void grid_barrier(unsigned* bar) {
     __syncthreads();
 }
 
-// Asks L2 to fetch bytes at p, spread over every thread of the grid (fire and forget: nothing waits on it).
-__device__ __forceinline__ void prefetch_l2(const void* p, int64_t bytes) {
-    const int64_t lines = (bytes + 127) >> 7, stride = static_cast<int64_t>(gridDim.x) * kThreads;
-    for (int64_t i = static_cast<int64_t>(blockIdx.x) * kThreads + threadIdx.x; i < lines; i += stride)
-        asm volatile("prefetch.global.L2 [%0];" ::"l"(static_cast<const char*>(p) + (i << 7)));
-}
-
-// The packed weights of a group's members (the only large stream; codes and tables are small and shared).
-__device__ __forceinline__ void prefetch_group(const nf4::Group& g) {
-    for (int i = 0; i < g.count; ++i) {
-        const nf4::GroupMember& d = g.member[i];
-        prefetch_l2(d.w.packed + d.row0 * g.k / 2, d.m * g.k / 2);
-    }
-}
-
 // bytes of activations at src (written by other blocks) into the block's shared memory, through L2.
 __device__ __forceinline__ void stage(const void* src, int64_t bytes, unsigned char* s_x) {
     for (int64_t i = static_cast<int64_t>(threadIdx.x) * 16; i < bytes; i += kThreads * 16)
@@ -136,7 +129,6 @@ __global__ void __launch_bounds__(kThreads, 2) step_kernel(PersistentStepArgs a)
 
     for (int64_t b = blockIdx.x; b < kBatch; b += gridDim.x)
         embed_row<kDtype>(a.ids, a.embed, a.hidden, a.vocab, a.embed_scale, a.h, b);
-    prefetch_group(layers[0].qkv);
     grid_barrier(a.barrier);
 
     void* h = a.h;
@@ -162,10 +154,8 @@ __global__ void __launch_bounds__(kThreads, 2) step_kernel(PersistentStepArgs a)
     for (int64_t l = 0; l < a.layers; ++l) {
         const Layer& L = layers[l];
         // 1. norm + q/k/v
-        norm_into_smem(L.norm[0]);
-        prefetch_group(L.o);
-        prefetch_group(L.gate_up);
-        for_blocks(L.qkv_blocks, [&](int64_t v) {
+        if (!(a.omitted & SLOTH_DECODE_PART_NORM)) norm_into_smem(L.norm[0]);
+        for_blocks(a.omitted & SLOTH_DECODE_PART_QKV ? 0 : L.qkv_blocks, [&](int64_t v) {
             nf4::GroupMember d = L.qkv.member[0];
             if (L.qkv.count > 1 && v >= L.qkv.member[1].first_block) d = L.qkv.member[1];
             if (L.qkv.count > 2 && v >= L.qkv.member[2].first_block) d = L.qkv.member[2];
@@ -174,28 +164,27 @@ __global__ void __launch_bounds__(kThreads, 2) step_kernel(PersistentStepArgs a)
         grid_barrier(a.barrier);
         // 2. q/k preparation and the cache write
         const int64_t heads = L.prep.heads + 2 * L.prep.kv_heads;
-        for_blocks(kBatch * heads, [&](int64_t v) { qk_prep_head<kDtype>(L.prep, v / heads, v % heads, s_head, s_scratch); });
+        for_blocks(a.omitted & SLOTH_DECODE_PART_QK_PREP ? 0 : kBatch * heads, [&](int64_t v) { qk_prep_head<kDtype>(L.prep, v / heads, v % heads, s_head, s_scratch); });
         grid_barrier(a.barrier);
         // 3. the attention's partials: split-major, so the splits in use come first
         const int64_t rows = kBatch * L.att.kv_heads;
-        for_blocks(rows * L.splits, [&](int64_t v) {
+        const bool attend = !(a.omitted & SLOTH_DECODE_PART_ATTENTION);
+        for_blocks(attend ? rows * L.splits : 0, [&](int64_t v) {
             attn::attention_block<kDtype, kMaxG, 8 / kP, kP, true>(L.att, L.chunk, L.splits, v % rows, v / rows, s_att,
                                                                     s_red, s_max, &s_last);
         });
         grid_barrier(a.barrier);
         // 4. their merge
-        for_blocks(kBatch * L.att.heads, [&](int64_t v) { attn::combine_block<kDtype>(L.att, L.chunk, L.splits, v, s_w, s_red32); });
+        for_blocks(attend ? kBatch * L.att.heads : 0, [&](int64_t v) { attn::combine_block<kDtype>(L.att, L.chunk, L.splits, v, s_w, s_red32); });
         grid_barrier(a.barrier);
         // 5. o
-        prefetch_group(L.down);
-        if (l + 1 < a.layers) prefetch_group(layers[l + 1].qkv);
-        staged_gemv(L.o, L.o_blocks, a.attn);
+        if (!(a.omitted & SLOTH_DECODE_PART_O)) staged_gemv(L.o, L.o_blocks, a.attn);
         grid_barrier(a.barrier);
         // 6. norm + gate/up and the gated activation
         delta = a.o;
         delta_norm = L.norm[1];
-        norm_into_smem(L.norm[2]);
-        for_blocks(L.gate_up_blocks, [&](int64_t v) {
+        if (!(a.omitted & SLOTH_DECODE_PART_NORM)) norm_into_smem(L.norm[2]);
+        for_blocks(a.omitted & SLOTH_DECODE_PART_GATE_UP ? 0 : L.gate_up_blocks, [&](int64_t v) {
             switch (L.gate_up_slices) {  // uniform
                 case 1: nf4::gated_block<kDtype, kBatch, 1>(L.gate_up, a.activation, L.act, v, s_nf4, s_map, s_part, x_hidden, [] {}); break;
                 case 2: nf4::gated_block<kDtype, kBatch, 2>(L.gate_up, a.activation, L.act, v, s_nf4, s_map, s_part, x_hidden, [] {}); break;
@@ -204,7 +193,7 @@ __global__ void __launch_bounds__(kThreads, 2) step_kernel(PersistentStepArgs a)
         });
         grid_barrier(a.barrier);
         // 7. down
-        staged_gemv(L.down, L.down_blocks, L.act);
+        if (!(a.omitted & SLOTH_DECODE_PART_DOWN)) staged_gemv(L.down, L.down_blocks, L.act);
         grid_barrier(a.barrier);
         delta = a.o;
         delta_norm = L.norm[3];

@@ -274,6 +274,7 @@ struct PersistentStepArgs {
     uint32_t* barrier;  // two words, zero before the first step (the step leaves them so)
     void* table;        // layers * kPersistentLayerBytes bytes of device memory, filled by prepare
     const PersistentLayerArgs* layer;  // [layers], host memory: read by prepare only
+    int32_t omitted;    // sloth_decode_part classes whose work is left out (diagnostics: timing only; barriers stay)
 };
 
 namespace cpu {

@@ -321,7 +321,8 @@ class Decoder {
         persistent = PersistentStepArgs{s.dtype, 1, s.hidden, s.vocab, s.layers, s.heads, s.kv_heads, hd, eps,
                                         embed_scale, unit_offset, activation, ids, embed, final_norm, length,
                                         at<void>(ws.h), at<void>(ws.h2), at<void>(ws.y), at<void>(ws.o), at<void>(ws.attn),
-                                        at<uint32_t>(ws.barrier), at<void>(ws.table), persistent_layers.data()};
+                                        at<uint32_t>(ws.barrier), at<void>(ws.table), persistent_layers.data(),
+                                        SLOTH_DECODE_PART_NONE};
         const sloth_status st = cuda::decode_persistent_prepare(fn, persistent, device, stream, &persistent_blocks);
         if (st == SLOTH_ERROR_UNSUPPORTED) {
             persistent_blocks = 0;
@@ -525,16 +526,22 @@ class Decoder {
     void section(int32_t part) { omitting = (omitted & part) != 0; }
 
     bool runs_persistent(int64_t batch) const {
-        return !cpu() && persistent_blocks > 0 && batch == 1 && (fusions & SLOTH_DECODE_FUSE_PERSISTENT) && omitted == 0;
+        return !cpu() && persistent_blocks > 0 && batch == 1 && (fusions & SLOTH_DECODE_FUSE_PERSISTENT);
     }
 
     // The persistent step: the layers and the final norm (into ws.y) as one kernel, then the LM head as for a launch
     // step. The kernel increments the length itself.
+    // Omitted classes (diagnostics) leave their phases' work out of the kernel, its barriers kept, and the LM head out.
     sloth_status enqueue_persistent(const char* fn, int64_t batch) {
         kernel_launches = 1;  // the LM head's launch counts itself
-        SLOTH_CHECK(cuda::decode_persistent_step(fn, persistent, persistent_blocks, device, stream));
-        return dense_gemv(fn, DenseGemvArgs{at<void>(ws.y), lm_head, s.dtype, batch, s.hidden, s.vocab, 1.0f, false, true,
+        PersistentStepArgs a = persistent;
+        a.omitted = omitted;
+        SLOTH_CHECK(cuda::decode_persistent_step(fn, a, persistent_blocks, device, stream));
+        section(SLOTH_DECODE_PART_HEAD);
+        const sloth_status st = dense_gemv(fn, DenseGemvArgs{at<void>(ws.y), lm_head, s.dtype, batch, s.hidden, s.vocab, 1.0f, false, true,
                                             final_softcap, logits});
+        section(SLOTH_DECODE_PART_NONE);
+        return st;
     }
 
     sloth_status enqueue(const char* fn, int64_t batch) {

@@ -62,16 +62,17 @@ public class DecodePersistentGpuTests
     {
         using var model = RandomNf4("qwen3", 128, 4, 2);
         using var noGrad = no_grad();
-        using var cache = model.NewKvCache(2, 32);
-        using var engine = DecodeEngine.TryCreate(model, cache, out _, Persistent)!;
-        Assert.That(engine.PersistentAvailable, Is.True);
-        using (var scope = NewDisposeScope()) model.Forward(tensor(new long[] { 1, 5, 9, 2, 6, 3 }).reshape(2, 3).cuda(), null, cache);
-        using (var logits = engine.Step(tensor(new long[] { 7, 8 }).cuda(), tensor(new long[] { 3, 3 }).cuda()))
-            Assert.That(engine.KernelLaunches, Is.EqualTo(9 * 2 + 4), "batch 2 keeps the launches");
-        cache.Reset();
-        using (var scope = NewDisposeScope()) model.Forward(tensor(new long[] { 1, 5, 9 }).reshape(1, 3).cuda(), null, cache);
-        using (var logits = engine.Step(tensor(new long[] { 7 }).cuda(), tensor(new long[] { 3 }).cuda()))
-            Assert.That(engine.KernelLaunches, Is.EqualTo(2), "batch 1: the persistent kernel and the LM head");
+        foreach (var batch in new[] { 1, 2 })
+        {
+            using var cache = model.NewKvCache(batch, 32);
+            using var engine = DecodeEngine.TryCreate(model, cache, out _, Persistent)!;
+            Assert.That(engine.PersistentAvailable, Is.True);
+            using (var scope = NewDisposeScope())
+                model.Forward(tensor(new long[] { 1, 5, 9, 2, 6, 3 }).narrow(0, 0, 3 * batch).reshape(batch, 3).cuda(), null, cache);
+            using var logits = engine.Step(full([batch], 7L, ScalarType.Int64, CUDA), full([batch], 3L, ScalarType.Int64, CUDA));
+            Assert.That(engine.KernelLaunches, Is.EqualTo(batch == 1 ? 2 : 9 * model.Config.NumHiddenLayers + 4),
+                        batch == 1 ? "batch 1: the persistent kernel and the LM head" : "batch 2 keeps the launches");
+        }
     }
 
     /// <summary>Shapes the kernel does not cover (head_dim 16 of the golden tiny models, an unmerged adapter) report it
