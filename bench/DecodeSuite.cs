@@ -47,6 +47,9 @@ internal static class DecodeSuite
             : om.Split(',').Select(Enum.Parse<DecodeStepParts>).ToArray();
         // --only: each class alone (all others omitted), its launches back to back without the rest of the step
         // around them: the class's own time, free of the overlap with its neighbours that --omit's differences keep.
+        // --omit-fusions NAME: the fusions of the --omit / --only rows (default None), e.g. Persistent for the
+        // persistent step's phases (their work left out, the grid barriers kept).
+        var omitFusions = Opt("--omit-fusions") is { } ofs ? Enum.Parse<DecodeFusions>(ofs) : DecodeFusions.None;
         // --no-plain: without the plain-launch row that follows the fusion sets (a shorter run when only they are compared).
         var noPlain = args.Contains("--no-plain");
         // --dequantized: DecodeEngineOptions.DequantizeWeights (a dense copy of every NF4 projection, for large batches).
@@ -117,7 +120,7 @@ internal static class DecodeSuite
                     ? [(false, DecodeFusions.None, DecodeStepParts.None), .. omitSets.Select(o => (false, DecodeFusions.None, o))]
                     : [.. fusionSets.Select(f => (pdlHere, f, DecodeStepParts.None)),
                        .. pdlHere && !noPlain ? new[] { (false, DecodeFusions.None, DecodeStepParts.None) } : [],
-                       .. omitSets.Select(o => (pdlHere, DecodeFusions.None, o))];
+                       .. omitSets.Select(o => (pdlHere, omitFusions, o))];
                 foreach (var (pdl, fusions, omit) in modes)
                 {
                     var on = engine.SetProgrammaticLaunch(pdl);

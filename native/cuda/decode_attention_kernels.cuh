@@ -35,7 +35,7 @@
 
 #include <cmath>
 
-namespace sloth::cuda {
+namespace sloth::cuda::attn {
 namespace {
 
 constexpr int kWarps = static_cast<int>(kDecodeWarpsPerSplit);
@@ -160,7 +160,7 @@ __device__ __forceinline__ uint4 load_words8(const void* x, int64_t i) {
 // masked keys (and the tail past `end`) change nothing, by selects rather than branches, so the shuffles stay
 // convergent. At the end the kP states of a warp are merged pairwise (xor kL, 2 kL, ...: every sub-group ends with the
 // same values, float addition being commutative) into the warp's partial, in the whole-warp walk's format.
-template <int kDtype, int kMaxG, int kP>
+template <int kDtype, int kMaxG, int kP, bool kCoherent = false>
 __device__ __forceinline__ void walk_sub_warps(const DecodeAttentionArgs& a, const float (*qs)[kDecodeMaxHeadDim],
                                                int64_t b, int64_t kvh, int64_t start, int64_t end, int64_t len,
                                                int64_t split, int64_t splits) {
@@ -190,7 +190,10 @@ __device__ __forceinline__ void walk_sub_warps(const DecodeAttentionArgs& a, con
         kk = make_uint4(0, 0, 0, 0), vv = make_uint4(0, 0, 0, 0);
         if (jj >= end) return false;
         const int64_t at = (cache_row + jj) * hd + d0;
-        if (vector_loads) {
+        if (vector_loads && kCoherent) {
+            kk = ptx::load_l2_v4(static_cast<const uint16_t*>(a.k_cache) + at);
+            vv = ptx::load_l2_v4(static_cast<const uint16_t*>(a.v_cache) + at);
+        } else if (vector_loads) {
             kk = ptx::load_stream_v4(static_cast<const uint16_t*>(a.k_cache) + at);
             vv = ptx::load_stream_v4(static_cast<const uint16_t*>(a.v_cache) + at);
         } else {
@@ -265,33 +268,35 @@ __device__ __forceinline__ void walk_sub_warps(const DecodeAttentionArgs& a, con
 }
 
 
-// grid (batch * kv_heads, splits), kThreads threads. Walks one chunk of the keys for the group's query heads (the
-// partials), then, in the last block of its (row, kv head) to arrive, merges all the partials of that (row, kv head)
-// into `out` (the file's header says why and how).
-template <int kDtype, int kMaxG, int kT, int kP>
-__global__ void __launch_bounds__(kThreads) attention_kernel(DecodeAttentionArgs a, int64_t chunk, int64_t splits) {
+// Walks one chunk of the keys for the group's query heads (the partials), then, in the last block of its (row, kv head)
+// to arrive, merges all the partials of that (row, kv head) into `out` (the file's header says why and how).
+// The whole work of one block of attention_kernel: (row, kv head) `row_kv`, split `split`; smem, s_red, s_max and s_last
+// are the kernel's shared arrays. Threads past kThreads (a larger block running this, the persistent step of
+// decode_persistent.cuh) take part in the barriers only, and only without merge_in_walk. kCoherent: the cache rows are
+// read through L2 by ordinary (not read-only) loads, for a caller whose own grid wrote the current row.
+template <int kDtype, int kMaxG, int kT, int kP, bool kCoherent = false>
+__device__ __forceinline__ void attention_block(const DecodeAttentionArgs& a, int64_t chunk, int64_t splits, int64_t row_kv,
+                                                int64_t split, float* smem, float (*s_red)[kWarps], float* s_max,
+                                                int* s_last) {
     static_assert(kT * 32 <= kDecodeMaxHeadDim, "head_dim values per lane");
-    __shared__ float smem[shared_floats(kMaxG)];
-    __shared__ float s_red[kMaxG][kWarps];
-    __shared__ float s_max[kMaxG];
-    __shared__ int s_last;
     float(*qs)[kDecodeMaxHeadDim] = reinterpret_cast<float(*)[kDecodeMaxHeadDim]>(smem);
-    grid_dependency_wait();  // before reading q, the cache, the length, or touching partials and counters
-    allow_dependent_launch();
     const int64_t group = a.heads / a.kv_heads, hd = a.head_dim;
-    const int64_t b = blockIdx.x / a.kv_heads, kvh = blockIdx.x % a.kv_heads, split = blockIdx.y;
+    const int64_t b = row_kv / a.kv_heads, kvh = row_kv % a.kv_heads;
     const int64_t len = *a.length, keys = len + 1;
     const int64_t start = split * chunk;
     if (start >= keys) return;  // not in use: neither counted nor merged
     const int64_t end = start + chunk < keys ? start + chunk : keys;
-    for (int64_t i = threadIdx.x; i < group * hd; i += kThreads)
+    const bool walker = threadIdx.x < kThreads;
+    for (int64_t i = threadIdx.x; walker && i < group * hd; i += kThreads)
         qs[i / hd][i % hd] = load_f32<kDtype>(a.q, (b * a.heads + kvh * group) * hd + i);
     __syncthreads();
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    if constexpr (kP == 1)
-        walk_whole_warps<kDtype, kMaxG, kT>(a, qs, b, kvh, start, end, len, split, splits);
-    else
-        walk_sub_warps<kDtype, kMaxG, kP>(a, qs, b, kvh, start, end, len, split, splits);
+    if (walker) {
+        if constexpr (kP == 1)
+            walk_whole_warps<kDtype, kMaxG, kT>(a, qs, b, kvh, start, end, len, split, splits);
+        else
+            walk_sub_warps<kDtype, kMaxG, kP, kCoherent>(a, qs, b, kvh, start, end, len, split, splits);
+    }
     const int64_t per = splits * kWarps, row = hd + 2;  // partial i of head h at partial + ((b * heads + h) * per + i) * row
     if (!a.merge_in_walk) return;  // the combine kernel merges (block-uniform)
 
@@ -302,13 +307,13 @@ __global__ void __launch_bounds__(kThreads) attention_kernel(DecodeAttentionArgs
     __threadfence();
     __syncthreads();  // also: every warp is done with qs, which the merge overwrites
     if (threadIdx.x == 0) {
-        int* const counter = a.arrivals + blockIdx.x;  // blockIdx.x = b * kv_heads + kvh
+        int* const counter = a.arrivals + row_kv;  // row_kv = b * kv_heads + kvh
         const int arrived = atomicAdd(counter, 1) + 1;
-        s_last = arrived == in_use ? 1 : 0;
+        *s_last = arrived == in_use ? 1 : 0;
         if (arrived == in_use) *counter = 0;  // all in-use blocks have added: nobody else touches it in this launch
     }
     __syncthreads();
-    if (!s_last) return;  // block-uniform
+    if (!*s_last) return;  // block-uniform
     __threadfence();  // the other blocks' partials, seen through their arrivals, are read after this
 
     // ---- Merge (the last block only): the former combine kernel's operations, for the group's query heads at once.
@@ -398,6 +403,18 @@ __global__ void __launch_bounds__(kThreads) attention_kernel(DecodeAttentionArgs
     }
 }
 
+// grid (batch * kv_heads, splits), kThreads threads: one attention_block each.
+template <int kDtype, int kMaxG, int kT, int kP>
+__global__ void __launch_bounds__(kThreads) attention_kernel(DecodeAttentionArgs a, int64_t chunk, int64_t splits) {
+    __shared__ float smem[shared_floats(kMaxG)];
+    __shared__ float s_red[kMaxG][kWarps];
+    __shared__ float s_max[kMaxG];
+    __shared__ int s_last;
+    grid_dependency_wait();  // before reading q, the cache, the length, or touching partials and counters
+    allow_dependent_launch();
+    attention_block<kDtype, kMaxG, kT, kP>(a, chunk, splits, blockIdx.x, blockIdx.y, smem, s_red, s_max, &s_last);
+}
+
 // The merge as a kernel of its own (DecodeAttentionArgs::merge_in_walk false; the default, the last-block merge
 // measured slower): one block per (row, head), one thread per head element. It is a chain of dependent L2 round trips
 // (the length, the partials' maxima, then the partials themselves), so it is built to have as few as it can: the
@@ -408,13 +425,12 @@ __global__ void __launch_bounds__(kThreads) attention_kernel(DecodeAttentionArgs
 constexpr int kCombineMax = 1024;  // partials a block can weigh at once: splits x warps (kDecodeSmallMaxSplits x 4 = 512)
 constexpr int kCombineUnroll = 16;
 
+// One (row, head) `bh` of the merge, with any block size (a multiple of 32): the maximum is order-free and each output
+// element's chains are one thread's, so the bits do not depend on it. s_w, s_red: shared arrays of kCombineMax and 32.
 template <int kDtype>
-__global__ void attention_combine_kernel(DecodeAttentionArgs a, int64_t chunk, int64_t splits) {
-    __shared__ float s_w[kCombineMax];
-    __shared__ float s_red[32];
-    grid_dependency_wait();
-    allow_dependent_launch();
-    const int64_t bh = blockIdx.x, hd = a.head_dim;
+__device__ __forceinline__ void combine_block(const DecodeAttentionArgs& a, int64_t chunk, int64_t splits, int64_t bh,
+                                              float* s_w, float* s_red) {
+    const int64_t hd = a.head_dim;
     const int64_t keys = *a.length + 1;
     const int64_t used = ((keys + chunk - 1) / chunk) * kWarps, per = splits * kWarps;
     const float* base = a.partial + bh * per * (hd + 2);
@@ -460,6 +476,15 @@ __global__ void attention_combine_kernel(DecodeAttentionArgs a, int64_t chunk, i
     }
 }
 
+template <int kDtype>
+__global__ void attention_combine_kernel(DecodeAttentionArgs a, int64_t chunk, int64_t splits) {
+    __shared__ float s_w[kCombineMax];
+    __shared__ float s_red[32];
+    grid_dependency_wait();
+    allow_dependent_launch();
+    combine_block<kDtype>(a, chunk, splits, blockIdx.x, s_w, s_red);
+}
+
 template <int kDtype, int kMaxG>
 sloth_status launch(const char* fn, const DecodeAttentionArgs& a, cudaStream_t s) {
     const int64_t chunk = decode_chunk(a.batch, a.max_length), splits = decode_splits(a.batch, a.max_length);
@@ -495,11 +520,14 @@ sloth_status launch(const char* fn, const DecodeAttentionArgs& a, cudaStream_t s
 }
 
 }  // namespace
+}  // namespace sloth::cuda::attn
+
+namespace sloth::cuda {
 
 // One (dtype, group bound) pair's launch, instantiated by exactly one decode_attention_part_*.cu.
 template <int kDtype, int kMaxG>
 sloth_status decode_attention_launch(const char* fn, const DecodeAttentionArgs& a, cudaStream_t s) {
-    return launch<kDtype, kMaxG>(fn, a, s);
+    return attn::launch<kDtype, kMaxG>(fn, a, s);
 }
 
 }  // namespace sloth::cuda

@@ -8,72 +8,28 @@
 #include "cuda_common.cuh"
 #include "dtype.cuh"
 #include "decode_norm.cuh"
+#include "decode_ops.cuh"
 #include "gate_activation.cuh"
 
 namespace sloth::cuda {
 namespace {
 
 constexpr int kRowThreads = 256;
-constexpr int kHeadThreads = 128;
 
 template <int kDtype>
 __global__ void embed_kernel(const int64_t* ids, const void* table, int64_t hidden, int64_t vocab, float scale, void* out) {
     grid_dependency_wait();
     allow_dependent_launch();
-    const int64_t b = blockIdx.x;
-    int64_t id = ids[b];
-    id = id < 0 ? 0 : (id >= vocab ? vocab - 1 : id);
-    for (int64_t j = threadIdx.x; j < hidden; j += blockDim.x) {
-        const float v = load_f32<kDtype>(table, id * hidden + j);
-        store_f32<kDtype>(out, b * hidden + j, scale == 1.0f ? v : __fmul_rn(v, scale));
-    }
+    embed_row<kDtype>(ids, table, hidden, vocab, scale, out, blockIdx.x);
 }
 
 template <int kDtype>
-__global__ void __launch_bounds__(kHeadThreads) qk_prep_kernel(QkPrepArgs a) {
+__global__ void __launch_bounds__(kQkPrepThreads) qk_prep_kernel(QkPrepArgs a) {
     __shared__ float v[kDecodeMaxHeadDim];
-    __shared__ float scratch[kHeadThreads / 32];
+    __shared__ float scratch[kQkPrepThreads / 32];
     grid_dependency_wait();
     allow_dependent_launch();
-    const int64_t b = blockIdx.x, h = blockIdx.y, hd = a.head_dim, half = a.rotary_dim / 2;
-    const int64_t len = *a.length;
-    int64_t pos = a.positions[b];
-    pos = pos < 0 ? 0 : (pos >= a.max_length ? a.max_length - 1 : pos);
-    if (h == 0 && threadIdx.x == 0) a.valid[b * a.max_length + len] = 1;
-    const bool is_q = h < a.heads, is_k = !is_q && h < a.heads + a.kv_heads;
-    const int64_t hh = is_q ? h : is_k ? h - a.heads : h - a.heads - a.kv_heads;
-    const void* src = is_q ? a.q : is_k ? a.k : a.v;
-    const int64_t stride = is_q ? a.q_stride : is_k ? a.k_stride : a.v_stride;
-    const void* bias = is_q ? a.q_bias : is_k ? a.k_bias : a.v_bias;
-    const int64_t cache_at = ((b * a.kv_heads + hh) * a.max_length + len) * hd;
-    float ss = 0.0f;
-    for (int64_t j = threadIdx.x; j < hd; j += blockDim.x) {
-        float x = load_f32<kDtype>(src, b * stride + hh * hd + j);
-        if (bias) x = round_to<kDtype>(__fadd_rn(x, load_f32<kDtype>(bias, hh * hd + j)));
-        if (!is_q && !is_k) store_f32<kDtype>(a.v_cache, cache_at + j, x);
-        v[j] = x;
-        ss = __fadd_rn(ss, __fmul_rn(x, x));
-    }
-    if (!is_q && !is_k) return;  // block-uniform
-    const void* nw = is_q ? a.q_norm : a.k_norm;
-    if (nw) {
-        const float rstd = rstd_from(block_sum(ss, scratch), hd, a.eps);
-        for (int64_t j = threadIdx.x; j < hd; j += blockDim.x)
-            v[j] = norm_value<kDtype>(v[j], rstd, load_f32<kDtype>(nw, j), a.unit_offset);
-    }
-    __syncthreads();
-    const int64_t cs = pos * a.rotary_dim;
-    for (int64_t j = threadIdx.x; j < hd; j += blockDim.x) {
-        float o = v[j];
-        if (j < half)
-            o = __fsub_rn(round_to<kDtype>(__fmul_rn(v[j], load_f32<kDtype>(a.cos, cs + j))),
-                          round_to<kDtype>(__fmul_rn(v[j + half], load_f32<kDtype>(a.sin, cs + j))));
-        else if (j < 2 * half)
-            o = __fadd_rn(round_to<kDtype>(__fmul_rn(v[j], load_f32<kDtype>(a.cos, cs + j))),
-                          round_to<kDtype>(__fmul_rn(v[j - half], load_f32<kDtype>(a.sin, cs + j))));
-        if (is_q) store_f32<kDtype>(a.q_out, (b * a.heads + hh) * hd + j, o);
-        else store_f32<kDtype>(a.k_cache, cache_at + j, o);
-    }
+    qk_prep_head<kDtype>(a, blockIdx.x, blockIdx.y, v, scratch);
 }
 
 template <int kDtype>
@@ -213,7 +169,7 @@ sloth_status decode_qk_prep(const char* fn, const QkPrepArgs& a, int32_t device,
     return launch_for_dtype(fn, device, stream, a.dtype, [&](auto dt, cudaStream_t s) {
         SLOTH_CHECK(require_one_launch(fn, a.batch));
         const dim3 grid(static_cast<unsigned>(a.batch), static_cast<unsigned>(a.heads + 2 * a.kv_heads));
-        SLOTH_KERNEL_LAUNCH(fn, "qk_prep_kernel", launch_kernel(qk_prep_kernel<decltype(dt)::value>, grid, kHeadThreads, s, a));
+        SLOTH_KERNEL_LAUNCH(fn, "qk_prep_kernel", launch_kernel(qk_prep_kernel<decltype(dt)::value>, grid, kQkPrepThreads, s, a));
         return SLOTH_OK;
     });
 }

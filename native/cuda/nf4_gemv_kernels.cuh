@@ -40,7 +40,7 @@
 #include "nf4_gemv_parts.h"
 #include "ptx.cuh"
 
-namespace sloth::cuda {
+namespace sloth::cuda::nf4 {
 namespace {
 
 constexpr int kThreads = 256;
@@ -399,6 +399,30 @@ __device__ __forceinline__ void with_input(const Group& g, unsigned char* s_x, f
     }
 }
 
+// Block `block` of group member d (plain form): gemv_block with the member's split-K slices.
+template <int kDtype, int kBatch, class XLoad, class Prologue>
+__device__ __forceinline__ void member_block(const Group& g, const GroupMember& d, int64_t block, float* s_nf4,
+                                             float* s_map, float* s_part, const XLoad& xload, Prologue&& prologue) {
+    switch (d.slices) {  // uniform over the block
+        case 1:
+            gemv_block<kDtype, kBatch, true, 1>(d.w, g.x, g.k, d.row0, d.m, block, g.log2_blocksize, g.log2_nested_span,
+                                                d.y, d.y_stride, s_nf4, s_map, s_part, xload, prologue);
+            break;
+        case 2:
+            gemv_block<kDtype, kBatch, true, 2>(d.w, g.x, g.k, d.row0, d.m, block, g.log2_blocksize, g.log2_nested_span,
+                                                d.y, d.y_stride, s_nf4, s_map, s_part, xload, prologue);
+            break;
+        case 4:
+            gemv_block<kDtype, kBatch, true, 4>(d.w, g.x, g.k, d.row0, d.m, block, g.log2_blocksize, g.log2_nested_span,
+                                                d.y, d.y_stride, s_nf4, s_map, s_part, xload, prologue);
+            break;
+        default:
+            gemv_block<kDtype, kBatch, true, 8>(d.w, g.x, g.k, d.row0, d.m, block, g.log2_blocksize, g.log2_nested_span,
+                                                d.y, d.y_stride, s_nf4, s_map, s_part, xload, prologue);
+            break;
+    }
+}
+
 // Each block runs gemv_block for the member it belongs to (blocks of member i: [first_block_i, first_block_i+1)).
 template <int kDtype, int kBatch, bool kFold>
 __global__ void __launch_bounds__(kThreads) nf4_gemv_group_kernel(Group g) {
@@ -412,27 +436,49 @@ __global__ void __launch_bounds__(kThreads) nf4_gemv_group_kernel(Group g) {
     GroupMember d = g.member[0];
     if (g.count > 1 && bid >= g.member[1].first_block) d = g.member[1];
     if (g.count > 2 && bid >= g.member[2].first_block) d = g.member[2];
-    const int64_t block = bid - d.first_block;
     with_input<kDtype, kBatch, kFold>(g, s_x, s_scratch, [&](const auto& xload, auto&& prologue) {
-        switch (d.slices) {  // uniform over the block
-            case 1:
-                gemv_block<kDtype, kBatch, true, 1>(d.w, g.x, g.k, d.row0, d.m, block, g.log2_blocksize, g.log2_nested_span,
-                                                    d.y, d.y_stride, s_nf4, s_map, s_part, xload, prologue);
-                break;
-            case 2:
-                gemv_block<kDtype, kBatch, true, 2>(d.w, g.x, g.k, d.row0, d.m, block, g.log2_blocksize, g.log2_nested_span,
-                                                    d.y, d.y_stride, s_nf4, s_map, s_part, xload, prologue);
-                break;
-            case 4:
-                gemv_block<kDtype, kBatch, true, 4>(d.w, g.x, g.k, d.row0, d.m, block, g.log2_blocksize, g.log2_nested_span,
-                                                    d.y, d.y_stride, s_nf4, s_map, s_part, xload, prologue);
-                break;
-            default:
-                gemv_block<kDtype, kBatch, true, 8>(d.w, g.x, g.k, d.row0, d.m, block, g.log2_blocksize, g.log2_nested_span,
-                                                    d.y, d.y_stride, s_nf4, s_map, s_part, xload, prologue);
-                break;
-        }
+        member_block<kDtype, kBatch>(g, d, bid - d.first_block, s_nf4, s_map, s_part, xload, prologue);
     });
+}
+
+// The gated form: a block holds P = kWarps / kSlices / 2 row slots of the gate (member 0) and the same P rows of the
+// up projection (member 1), each row computed as gemv_block computes it; the first P * kBatch threads then round both
+// sums to the dtype (the values the plain launch would store) and write out[b * m + r] = act(g) * u as
+// gated_act_kernel does (gate_activation.cuh).
+// One block of the gated form (block `block` of the grid: rows [block * P, block * P + P) of both members), the whole
+// body of nf4_gemv_gated_kernel (and of the persistent decode step's gate/up phase). s_nf4, s_map: the two members'
+// tables; s_part: kWarps * kBatch floats.
+template <int kDtype, int kBatch, int kSlices, class XLoad, class Prologue>
+__device__ __forceinline__ void gated_block(const Group& g, sloth_gate_activation activation, void* __restrict__ out,
+                                            int64_t block, float (*s_nf4)[kNf4TableStride], float (*s_map)[256],
+                                            float* s_part, const XLoad& xload, Prologue&& prologue) {
+    constexpr int kPairRows = kWarps / kSlices / 2;
+    static_assert(kPairRows >= 1, "a block holds at least one row of each member");
+    const int warp = threadIdx.x >> 5, slot = warp / kSlices, half = slot / kPairRows;  // half 0: gate, 1: up
+    GroupMember d = g.member[0];  // constant indices (see nf4_gemv_group_kernel)
+    if (half == 1) d = g.member[1];
+    const int64_t m = g.member[0].m;
+    const int64_t row_raw = block * kPairRows + slot % kPairRows;
+    const int64_t row = row_raw < m ? row_raw : m - 1;  // past the end: computed, not written (barriers follow)
+    float acc[kBatch];
+#pragma unroll
+    for (int b = 0; b < kBatch; ++b) acc[b] = 0.0f;
+    row_slice_dot<kDtype, kBatch, true, kSlices>(
+        d.w, g.x, g.k, d.row0 + row, warp % kSlices, g.log2_blocksize, g.log2_nested_span, s_nf4[half], s_map[half],
+        [&] {
+            stage_tables(g.member[0].w, s_nf4[0], s_map[0]);
+            stage_tables(g.member[1].w, s_nf4[1], s_map[1]);
+        },
+        xload, prologue, acc);
+    store_warp_sums<kBatch>(acc, s_part);
+    __syncthreads();
+    if (threadIdx.x < kPairRows * kBatch) {
+        const int r = static_cast<int>(threadIdx.x) / kBatch, b = static_cast<int>(threadIdx.x) % kBatch;
+        const int64_t out_row = block * kPairRows + r;
+        const float gate = round_to<kDtype>(slot_sum<kBatch, kSlices>(s_part, r, b));
+        const float up = round_to<kDtype>(slot_sum<kBatch, kSlices>(s_part, kPairRows + r, b));
+        if (out_row < m) store_f32<kDtype>(out, b * m + out_row, __fmul_rn(round_to<kDtype>(gate_activation(activation, gate)), up));
+    }
 }
 
 // The gated form: a block holds P = kWarps / kSlices / 2 row slots of the gate (member 0) and the same P rows of the
@@ -442,40 +488,14 @@ __global__ void __launch_bounds__(kThreads) nf4_gemv_group_kernel(Group g) {
 template <int kDtype, int kBatch, int kSlices, bool kFold>
 __global__ void __launch_bounds__(kThreads) nf4_gemv_gated_kernel(Group g, sloth_gate_activation activation,
                                                                   void* __restrict__ out) {
-    constexpr int kPairRows = kWarps / kSlices / 2;
-    static_assert(kPairRows >= 1, "a block holds at least one row of each member");
     __shared__ __align__(256) float s_nf4[2][kNf4TableStride];  // the gate's and the up projection's tables
     __shared__ float s_map[2][256];
     __shared__ float s_part[kWarps * kBatch];
     __shared__ float s_scratch[kWarps];
     extern __shared__ __align__(16) unsigned char s_x[];  // kFold: [batch, k] normalized rows
-    const int warp = threadIdx.x >> 5, slot = warp / kSlices, half = slot / kPairRows;  // half 0: gate, 1: up
-    GroupMember d = g.member[0];
-    if (half == 1) d = g.member[1];
-    const int64_t m = g.member[0].m;
-    const int64_t row_raw = static_cast<int64_t>(blockIdx.x) * kPairRows + slot % kPairRows;
-    const int64_t row = row_raw < m ? row_raw : m - 1;  // past the end: computed, not written (barriers follow)
-    float acc[kBatch];
-#pragma unroll
-    for (int b = 0; b < kBatch; ++b) acc[b] = 0.0f;
     with_input<kDtype, kBatch, kFold>(g, s_x, s_scratch, [&](const auto& xload, auto&& prologue) {
-        row_slice_dot<kDtype, kBatch, true, kSlices>(
-            d.w, g.x, g.k, d.row0 + row, warp % kSlices, g.log2_blocksize, g.log2_nested_span, s_nf4[half], s_map[half],
-            [&] {
-                stage_tables(g.member[0].w, s_nf4[0], s_map[0]);
-                stage_tables(g.member[1].w, s_nf4[1], s_map[1]);
-            },
-            xload, prologue, acc);
+        gated_block<kDtype, kBatch, kSlices>(g, activation, out, blockIdx.x, s_nf4, s_map, s_part, xload, prologue);
     });
-    store_warp_sums<kBatch>(acc, s_part);
-    __syncthreads();
-    if (threadIdx.x < kPairRows * kBatch) {
-        const int r = static_cast<int>(threadIdx.x) / kBatch, b = static_cast<int>(threadIdx.x) % kBatch;
-        const int64_t out_row = static_cast<int64_t>(blockIdx.x) * kPairRows + r;
-        const float gate = round_to<kDtype>(slot_sum<kBatch, kSlices>(s_part, r, b));
-        const float up = round_to<kDtype>(slot_sum<kBatch, kSlices>(s_part, kPairRows + r, b));
-        if (out_row < m) store_f32<kDtype>(out, b * m + out_row, __fmul_rn(round_to<kDtype>(gate_activation(activation, gate)), up));
-    }
 }
 
 template <int kDtype, int kBatch, int kSlices>
@@ -563,16 +583,19 @@ sloth_status launch_group(const char* fn, const Nf4GemvGroupArgs& a, cudaStream_
 }
 
 }  // namespace
+}  // namespace sloth::cuda::nf4
+
+namespace sloth::cuda {
 
 // The entry points of one (dtype, batch) pair, instantiated by exactly one nf4_gemv_part_*.cu (nf4_gemv_parts.h).
 template <int kDtype, int kBatch>
 sloth_status nf4_gemv_launch(const char* fn, const Nf4GemvArgs& a, cudaStream_t stream) {
-    return launch<kDtype, kBatch>(fn, a, stream);
+    return nf4::launch<kDtype, kBatch>(fn, a, stream);
 }
 
 template <int kDtype, int kBatch>
 sloth_status nf4_gemv_group_launch(const char* fn, const Nf4GemvGroupArgs& a, cudaStream_t stream) {
-    return launch_group<kDtype, kBatch>(fn, a, stream);
+    return nf4::launch_group<kDtype, kBatch>(fn, a, stream);
 }
 
 }  // namespace sloth::cuda

@@ -62,6 +62,18 @@ __device__ __forceinline__ uint4 load_stream_v4(const void* p) {
     return v;
 }
 
+// 16-byte load from L2 (ld.global.cg: never a stale L1 line), an ordinary load, not a read-only one: for data that
+// other blocks of the same grid wrote (the persistent decode step, decode_persistent.cuh). volatile and clobbering
+// memory: the compiler may not move it across the grid barrier that makes those writes visible.
+__device__ __forceinline__ uint4 load_l2_v4(const void* p) {
+    uint4 v;
+    asm volatile("ld.global.cg.v4.u32 {%0, %1, %2, %3}, [%4];"
+                 : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+                 : "l"(p)
+                 : "memory");
+    return v;
+}
+
 // 16-byte read-only load that DOES allocate in L1: data every warp of the SM re-reads (the GEMV's activations).
 __device__ __forceinline__ uint4 load_cached_v4(const void* p) {
     uint4 v;

@@ -31,7 +31,7 @@ extern "C" {
 #endif
 
 /* Bumped on every incompatible change of this header; the managed loader refuses any other value. */
-#define SLOTH_ABI_VERSION 15
+#define SLOTH_ABI_VERSION 16
 
 /* NF4 blocksize and nested_blocksize: powers of two in [MIN, MAX] (the managed API checks the same constants). */
 #define SLOTH_NF4_BLOCKSIZE_MIN 32
@@ -750,13 +750,26 @@ typedef enum sloth_decode_fusion {
     /* The attention's partials merged by the last block of each (row, KV head) to finish its walk: one launch less
        per layer, the merge then runs on one block per KV head instead of one per query head. */
     SLOTH_DECODE_FUSE_ATTENTION_MERGE = 2,
-    SLOTH_DECODE_FUSE_ALL = 3
+    /* CUDA, batch 1: the decoder's layers as ONE persistent kernel whose blocks pass grid-wide barriers between the
+       phases (the same device code as the launches, so the same bits); the LM head stays a launch of its own: 2
+       launches a step instead of 9 per layer. Measured SLOWER than the launches on the H100 (Llama-3.2-1B 1.83 against
+       1.19 ms a step: the barriers cost 4.4 us each, and a phase walks its blocks one after another), so off by
+       default; kept as the base of a faster one (cuda/decode_persistent.cuh says what it lacks). Where the decoder's
+       shape is not covered (the dtype not bf16/f16, head_dim not 64 or 128, more than 8 query heads per KV head, a
+       projection that is not NF4, a bias other than q/k/v's, an unmerged adapter) and at other batch sizes, the step
+       keeps its launches; sloth_decoder_persistent_available says which. The other flags do not apply to it. */
+    SLOTH_DECODE_FUSE_PERSISTENT = 4,
+    SLOTH_DECODE_FUSE_ALL = 7
 } sloth_decode_fusion;
 
 /* Sets the fusions in force (a combination of sloth_decode_fusion flags; SLOTH_DECODE_FUSE_NONE by default). A
    change drops the captured graphs (after the stream's work is done), as for the launch mode. Other bits: invalid
    argument. The CPU computes the same values either way (the launch count follows the flags). */
 SLOTH_API sloth_status sloth_decoder_set_fusions(void* decoder, int32_t fusions);
+
+/* *available = 1 when SLOTH_DECODE_FUSE_PERSISTENT would run this decoder's batch-1 steps as the persistent kernel
+   (CUDA, a covered shape: see SLOTH_DECODE_FUSE_PERSISTENT), else 0 (always 0 on the CPU). */
+SLOTH_API sloth_status sloth_decoder_persistent_available(void* decoder, int32_t* available);
 
 /* Diagnostics: kernel classes of the decode step, bit flags of sloth_decoder_set_omitted. No profiler sees inside a
    replayed graph on every machine, so the decode benchmark times the step without one class at a time and reads the

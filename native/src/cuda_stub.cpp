@@ -67,6 +67,8 @@ sloth_status graph_capture_begin(const char* fn, int32_t, void*) { return no_cud
 sloth_status graph_capture_end(const char* fn, int32_t, void*, bool, void**) { return no_cuda(fn); }
 sloth_status graph_launch(const char* fn, int32_t, void*, void*) { return no_cuda(fn); }
 void graph_destroy(int32_t, void*) {}
+sloth_status decode_persistent_prepare(const char* fn, const PersistentStepArgs&, int32_t, void*, int32_t*) { return no_cuda(fn); }
+sloth_status decode_persistent_step(const char* fn, const PersistentStepArgs&, int32_t, int32_t, void*) { return no_cuda(fn); }
 sloth_status synchronize_stream(const char* fn, int32_t, void*) { return no_cuda(fn); }
 sloth_status zero_on_stream(const char* fn, int32_t, void*, int64_t, void*) { return no_cuda(fn); }
 bool set_programmatic_launch(bool) { return false; }

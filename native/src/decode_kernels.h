@@ -242,6 +242,41 @@ struct LogitsFinishArgs {  // float32 logits from a dtype GEMM result
     float* out;
 };
 
+// ---- The persistent decode step (cuda/decode_persistent.cuh; sloth_decode_fusion SLOTH_DECODE_FUSE_PERSISTENT): the
+// decoder's layers as one kernel with grid-wide barriers between phases, the LM head after it as its own launch.
+// One layer as the decoder describes it: the grouped NF4 GEMVs' arguments (x and the folded-norm fields unused: the
+// step stages its own inputs; gate_up gated, its gated_out the down projection's input), the q/k preparation and the
+// attention (merge_in_walk false), and the layer's four norm weights (input, post-attention, pre-MLP, post-MLP).
+struct PersistentLayerArgs {
+    Nf4GemvGroupArgs qkv, o, gate_up, down;
+    QkPrepArgs prep;
+    DecodeAttentionArgs attention;
+    const void* norm[4];
+};
+
+// A device table entry of one layer takes at most this many bytes (the decoder's workspace reserves them).
+constexpr int64_t kPersistentLayerBytes = 8192;
+
+struct PersistentStepArgs {
+    sloth_dtype dtype;
+    int64_t batch, hidden, vocab, layers, heads, kv_heads, head_dim;
+    float eps, embed_scale;
+    bool unit_offset;
+    sloth_gate_activation activation;
+    const int64_t* ids;
+    const void* embed;
+    const void* final_norm;
+    int64_t* length;
+    void *h, *h2;  // the residual stream's two buffers; the step starts in h
+    void* y;       // the final norm's output (the LM head's input)
+    void* o;       // the o and down projections' output
+    void* attn;    // the attention's output, the o projection's input
+    uint32_t* barrier;  // two words, zero before the first step (the step leaves them so)
+    void* table;        // layers * kPersistentLayerBytes bytes of device memory, filled by prepare
+    const PersistentLayerArgs* layer;  // [layers], host memory: read by prepare only
+    int32_t omitted;    // sloth_decode_part classes whose work is left out (diagnostics: timing only; barriers stay)
+};
+
 namespace cpu {
 sloth_status decode_embed(const char* fn, const EmbedArgs& a);
 sloth_status dense_gemv(const char* fn, const DenseGemvArgs& a);
@@ -278,6 +313,13 @@ sloth_status synchronize_stream(const char* fn, int32_t device, void* stream);
 // Enqueues bytes zero bytes at p on the stream (the decoder's arrival counters, once at creation).
 sloth_status zero_on_stream(const char* fn, int32_t device, void* p, int64_t bytes, void* stream);
 void graph_destroy(int32_t device, void* exec);
+// The persistent step: prepare builds the layer table (a copy on the stream, waited for) and *blocks, the grid; it
+// answers SLOTH_ERROR_UNSUPPORTED, saying why, for a shape the kernel does not cover (then the decoder keeps its
+// launches). step enqueues one step's kernel (the LM head is the caller's).
+sloth_status decode_persistent_prepare(const char* fn, const PersistentStepArgs& a, int32_t device, void* stream,
+                                       int32_t* blocks);
+sloth_status decode_persistent_step(const char* fn, const PersistentStepArgs& a, int32_t blocks, int32_t device,
+                                    void* stream);
 // Programmatic dependent launch of this thread's decode kernels (cuda_common.cuh's launch_kernel); returns the
 // previous setting. The decoder turns it on around a step's enqueue only.
 bool set_programmatic_launch(bool on);

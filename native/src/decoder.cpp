@@ -17,6 +17,8 @@
 // they stay switches, off by default (bench --suite decode --fusions times them on other GPUs). History: 13 L + 4
 // with q, k, v, gate, up and the activation apart (212). A LoRA adapter adds 2 per adapted projection and keeps the
 // activation apart when gate or up is adapted (or has a bias); dense weights are not grouped, so their norms run apart.
+// SLOTH_DECODE_FUSE_PERSISTENT (CUDA, batch 1, shapes decode_persistent_prepare covers): the embedding, the layers and
+// the final norm as one persistent kernel (cuda/decode_persistent.cuh), then the LM head: 2 launches, the same bits.
 // kernel_launches (sloth_decoder_kernel_launches) counts what the last enqueued step issued.
 #include "decode_kernels.h"
 #include "validate.h"
@@ -73,7 +75,7 @@ struct Shape {
 };
 
 struct Workspace {  // byte offsets into the workspace
-    int64_t h, h2, y, qkv, qr, attn, o, gu, act, lora, partial, arrivals, dq, logits, gemm, total;
+    int64_t h, h2, y, qkv, qr, attn, o, gu, act, lora, partial, arrivals, barrier, table, dq, logits, gemm, total;
 };
 
 Workspace layout(const Shape& s) {
@@ -95,6 +97,9 @@ Workspace layout(const Shape& s) {
     // The attention's int32 arrival counters, one per (row, kv head), at a place that does not move with the step's
     // batch size: zeroed once when the decoder is created (CUDA), left zero by every launch.
     w.arrivals = take(b * s.kv_heads * 4);
+    // The persistent step's grid barrier (two words, zeroed with the arrivals) and its device table of the layers.
+    w.barrier = take(8);
+    w.table = take(s.layers * kPersistentLayerBytes);
     if (b > SLOTH_NF4_GEMV_MAX_BATCH) {  // the GEMM path: a dequantized weight, dtype logits, cuBLASLt scratch
         const int64_t qkv_out = (s.heads + 2 * s.kv_heads) * s.head_dim;
         int64_t most = qkv_out * s.hidden;
@@ -191,6 +196,11 @@ class Decoder {
     bool omitting = false;                     // the section being enqueued is left out: launchers issue nothing
     bool programmatic = false;    // launch the step's kernels with programmatic dependent launch (CUDA, sm_90 kernels)
     bool programmatic_supported = false;
+    // The persistent step (SLOTH_DECODE_FUSE_PERSISTENT): its arguments and grid, prepared at creation where the shape
+    // is covered (persistent_blocks > 0), else 0.
+    std::vector<PersistentLayerArgs> persistent_layers;
+    PersistentStepArgs persistent{};
+    int32_t persistent_blocks = 0;
 
     ~Decoder() {
         if (device >= 0) {
@@ -246,6 +256,79 @@ class Decoder {
         for (auto& g : graphs) cuda::graph_destroy(device, g.second);
         graphs.clear();
         return SLOTH_OK;
+    }
+
+    // The persistent step's arguments at batch 1, where every projection is NF4 without an adapter and only q/k/v have
+    // biases (added in the q/k preparation, which the kernel runs as the launches do), then the table and the grid
+    // (decode_persistent_prepare, which also checks the kernel's own limits). Not covered: persistent_blocks stays 0.
+    sloth_status prepare_persistent(const char* fn) {
+        const int64_t e = dtype_size(s.dtype), hd = s.head_dim, qn = s.heads * hd, kvn = s.kv_heads * hd;
+        char* qkv = at<char>(ws.qkv);
+        persistent_layers.assign(layers.size(), PersistentLayerArgs{});
+        for (size_t li = 0; li < layers.size(); ++li) {
+            const Layer& L = layers[li];
+            for (const Proj& p : L.p) {
+                if (p.kind == SLOTH_WEIGHT_NONE) continue;
+                if (p.kind != SLOTH_WEIGHT_NF4 || p.rank != 0) return SLOTH_OK;
+            }
+            const Proj &pq = L.p[SLOTH_DECODER_PROJ_Q], &pk = L.p[SLOTH_DECODER_PROJ_K], &pv = L.p[SLOTH_DECODER_PROJ_V];
+            const Proj &po = L.p[SLOTH_DECODER_PROJ_O], &pg = L.p[SLOTH_DECODER_PROJ_GATE], &pu = L.p[SLOTH_DECODER_PROJ_UP];
+            const Proj& pd = L.p[SLOTH_DECODER_PROJ_DOWN];
+            if (po.bias || pg.bias || pd.bias || (!fused_gate_up && pu.bias)) return SLOTH_OK;
+            PersistentLayerArgs& P = persistent_layers[li];
+            const void *q, *k, *v, *qb, *kb, *vb;
+            int64_t qs, ks, vs;
+            P.qkv = group_args(pq, at<void>(ws.y), 1);
+            if (fused_qkv) {
+                if (!nf4_alike({&pq}, 1)) return SLOTH_OK;
+                P.qkv.count = 1;
+                P.qkv.member[0] = member(pq, 0, pq.out, qkv, pq.out);
+                q = qkv, k = qkv + qn * e, v = qkv + (qn + kvn) * e, qs = ks = vs = qn + 2 * kvn;
+                const char* bias = static_cast<const char*>(pq.bias);
+                qb = bias, kb = bias ? bias + qn * e : nullptr, vb = bias ? bias + (qn + kvn) * e : nullptr;
+            } else {
+                if (!nf4_alike({&pq, &pk, &pv}, 1)) return SLOTH_OK;
+                char* kp = qkv + qn * e;
+                char* vp = kp + kvn * e;
+                P.qkv.count = 3;
+                P.qkv.member[0] = member(pq, 0, qn, qkv, qn);
+                P.qkv.member[1] = member(pk, 0, kvn, kp, kvn);
+                P.qkv.member[2] = member(pv, 0, kvn, vp, kvn);
+                q = qkv, k = kp, v = vp, qs = qn, ks = vs = kvn;
+                qb = pq.bias, kb = pk.bias, vb = pv.bias;
+            }
+            P.prep = QkPrepArgs{s.dtype, 1, s.heads, s.kv_heads, hd, L.rotary_dim, s.max_length, q, qs, k, ks, v, vs,
+                                qb, kb, vb, L.q_norm, L.k_norm, eps, unit_offset, L.cos, L.sin, positions, length,
+                                at<void>(ws.qr), L.k_cache, L.v_cache, valid};
+            P.attention = DecodeAttentionArgs{at<void>(ws.qr), L.k_cache, L.v_cache, valid, length, s.dtype, 1, s.heads,
+                                              s.kv_heads, hd, s.max_length, L.window, attn_scale, attn_softcap,
+                                              at<float>(ws.partial), at<int32_t>(ws.arrivals), at<void>(ws.attn), false};
+            if (!nf4_alike({&po}, 1) || !nf4_alike({&pd}, 1) || !nf4_alike({&pg, fused_gate_up ? &pg : &pu}, 1)) return SLOTH_OK;
+            P.o = group_args(po, at<void>(ws.attn), 1);
+            P.o.count = 1;
+            P.o.member[0] = member(po, 0, s.hidden, at<void>(ws.o), s.hidden);
+            P.gate_up = group_args(pg, at<void>(ws.y), 1);
+            P.gate_up.count = 2;
+            P.gate_up.member[0] = member(pg, 0, s.inter, nullptr, 0);
+            P.gate_up.member[1] = member(fused_gate_up ? pg : pu, fused_gate_up ? s.inter : 0, s.inter, nullptr, 0);
+            P.gate_up.gated = true;
+            P.gate_up.gated_out = at<void>(ws.act);
+            P.down = group_args(pd, at<void>(ws.act), 1);
+            P.down.count = 1;
+            P.down.member[0] = member(pd, 0, s.hidden, at<void>(ws.o), s.hidden);
+            for (int i = 0; i < 4; ++i) P.norm[i] = L.norm[i];
+        }
+        persistent = PersistentStepArgs{s.dtype, 1, s.hidden, s.vocab, s.layers, s.heads, s.kv_heads, hd, eps,
+                                        embed_scale, unit_offset, activation, ids, embed, final_norm, length,
+                                        at<void>(ws.h), at<void>(ws.h2), at<void>(ws.y), at<void>(ws.o), at<void>(ws.attn),
+                                        at<uint32_t>(ws.barrier), at<void>(ws.table), persistent_layers.data(),
+                                        SLOTH_DECODE_PART_NONE};
+        const sloth_status st = cuda::decode_persistent_prepare(fn, persistent, device, stream, &persistent_blocks);
+        if (st == SLOTH_ERROR_UNSUPPORTED) {
+            persistent_blocks = 0;
+            return SLOTH_OK;
+        }
+        return st;
     }
 
   private:
@@ -442,7 +525,27 @@ class Decoder {
     // The launches enqueued from here on belong to `part` (sloth_decode_part): issued unless that class is omitted.
     void section(int32_t part) { omitting = (omitted & part) != 0; }
 
+    bool runs_persistent(int64_t batch) const {
+        return !cpu() && persistent_blocks > 0 && batch == 1 && (fusions & SLOTH_DECODE_FUSE_PERSISTENT);
+    }
+
+    // The persistent step: the layers and the final norm (into ws.y) as one kernel, then the LM head as for a launch
+    // step. The kernel increments the length itself.
+    // Omitted classes (diagnostics) leave their phases' work out of the kernel, its barriers kept, and the LM head out.
+    sloth_status enqueue_persistent(const char* fn, int64_t batch) {
+        kernel_launches = 1;  // the LM head's launch counts itself
+        PersistentStepArgs a = persistent;
+        a.omitted = omitted;
+        SLOTH_CHECK(cuda::decode_persistent_step(fn, a, persistent_blocks, device, stream));
+        section(SLOTH_DECODE_PART_HEAD);
+        const sloth_status st = dense_gemv(fn, DenseGemvArgs{at<void>(ws.y), lm_head, s.dtype, batch, s.hidden, s.vocab, 1.0f, false, true,
+                                            final_softcap, logits});
+        section(SLOTH_DECODE_PART_NONE);
+        return st;
+    }
+
     sloth_status enqueue(const char* fn, int64_t batch) {
+        if (runs_persistent(batch)) return enqueue_persistent(fn, batch);
         section(SLOTH_DECODE_PART_NONE);
         const int64_t e = dtype_size(s.dtype), hd = s.head_dim, qn = s.heads * hd, kvn = s.kv_heads * hd;
         kernel_launches = 1;  // the embedding
@@ -768,8 +871,10 @@ sloth_status build(const char* fn, const int64_t* ints, int64_t int_count, const
         // The attention's arrival counters must start at zero (the workspace comes uninitialized); ordered before
         // every step, which runs on the same stream.
         SLOTH_CHECK(cuda::zero_on_stream(fn, device, d->at<void>(d->ws.arrivals), s.max_batch * s.kv_heads * 4, d->stream));
+        SLOTH_CHECK(cuda::zero_on_stream(fn, device, d->at<void>(d->ws.barrier), 8, d->stream));
         SLOTH_CHECK(cuda::programmatic_launch_supported(fn, device, &d->programmatic_supported));
         d->programmatic = d->programmatic_supported;  // on by default where the kernels carry the wait
+        SLOTH_CHECK(d->prepare_persistent(fn));
     }
     return SLOTH_OK;
 }
@@ -836,6 +941,16 @@ SLOTH_API sloth_status sloth_decoder_graph_captures(void* decoder, int64_t* coun
 
 SLOTH_API sloth_status sloth_decoder_kernel_launches(void* decoder, int64_t* count) {
     return read_counter(__func__, decoder, count, &Decoder::kernel_launches);
+}
+
+SLOTH_API sloth_status sloth_decoder_persistent_available(void* decoder, int32_t* available) {
+    const char* fn = __func__;
+    return guarded(fn, [&] {
+        SLOTH_CHECK(require_ptr(fn, decoder, "decoder"));
+        SLOTH_CHECK(require_ptr(fn, available, "available"));
+        *available = static_cast<Decoder*>(decoder)->persistent_blocks > 0 ? 1 : 0;
+        return SLOTH_OK;
+    });
 }
 
 SLOTH_API sloth_status sloth_decoder_set_programmatic_launch(void* decoder, int32_t enable, int32_t* enabled) {

@@ -117,6 +117,7 @@ public class DecodeEngineTests
     [TestCase(DecodeFusions.Norm)]
     [TestCase(DecodeFusions.AttentionMerge)]
     [TestCase(DecodeFusions.All)]
+    [TestCase(DecodeFusions.Persistent)]
     public void KernelLaunchesPerStepFollowTheGroupingAndFusions(DecodeFusions fusions)
     {
         var norm = fusions.HasFlag(DecodeFusions.Norm) ? 2 : 0;
@@ -251,9 +252,14 @@ public class DecodeEngineTests
         using var m = LlamaGolden.LoadBase(LlamaGolden.Nf4Dir);
         using var c = m.NewKvCache(1, 8);
         using var e = DecodeEngine.TryCreate(m, c, out _)!;
-        Assert.Throws<ArgumentOutOfRangeException>(() => e.SetFusions((DecodeFusions)4));
+        Assert.Throws<ArgumentOutOfRangeException>(() => e.SetFusions((DecodeFusions)8));
         Assert.That((int)DecodeFusions.Norm, Is.EqualTo((int)SlothSharp.Interop.SlothDecodeFusion.Norm));
         Assert.That((int)DecodeFusions.AttentionMerge, Is.EqualTo((int)SlothSharp.Interop.SlothDecodeFusion.AttentionMerge));
+        Assert.That((int)DecodeFusions.Persistent, Is.EqualTo((int)SlothSharp.Interop.SlothDecodeFusion.Persistent));
+        Assert.That((int)DecodeFusions.All, Is.EqualTo((int)SlothSharp.Interop.SlothDecodeFusion.All));
+        // The persistent step is CUDA's: on the CPU it is never available, and the flag changes nothing (above: All).
+        e.SetFusions(DecodeFusions.Persistent);
+        Assert.That(e.PersistentAvailable, Is.False);
     }
 
     /// <summary>OwnedBytes counts what the engine allocated: at least the float32 logits [batch, vocab], and more with

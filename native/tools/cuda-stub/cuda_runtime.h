@@ -20,8 +20,8 @@ extern const __device__ dim3 gridDim;
 typedef struct CUstream_st* cudaStream_t;
 enum cudaError { cudaSuccess = 0, cudaErrorNoDevice = 100, cudaErrorInsufficientDriver = 35 };
 typedef enum cudaError cudaError_t;
-enum cudaDeviceAttr { cudaDevAttrComputeCapabilityMajor = 75, cudaDevAttrComputeCapabilityMinor = 76, cudaDevAttrMaxSharedMemoryPerBlockOptin = 97 };
-enum cudaMemcpyKind { cudaMemcpyDeviceToHost = 2 };
+enum cudaDeviceAttr { cudaDevAttrMultiProcessorCount = 16, cudaDevAttrComputeCapabilityMajor = 75, cudaDevAttrComputeCapabilityMinor = 76, cudaDevAttrMaxSharedMemoryPerBlockOptin = 97 };
+enum cudaMemcpyKind { cudaMemcpyHostToDevice = 1, cudaMemcpyDeviceToHost = 2 };
 struct cudaDeviceProp { char name[256]; };
 const char* cudaGetErrorString(cudaError_t);
 const char* cudaGetErrorName(cudaError_t);
@@ -88,8 +88,8 @@ cudaError_t cudaGraphExecDestroy(cudaGraphExec_t);
 cudaError_t cudaGraphDestroy(cudaGraph_t);
 __device__ int __shfl_xor_sync(unsigned, int, int, int = 32);
 // Programmatic dependent launch (cuda_common.cuh's launch_kernel).
-enum cudaLaunchAttributeID { cudaLaunchAttributeProgrammaticStreamSerialization = 5 };
-union cudaLaunchAttributeValue { int programmaticStreamSerializationAllowed; };
+enum cudaLaunchAttributeID { cudaLaunchAttributeCooperative = 2, cudaLaunchAttributeProgrammaticStreamSerialization = 5 };
+union cudaLaunchAttributeValue { int cooperative; int programmaticStreamSerializationAllowed; };
 struct cudaLaunchAttribute { cudaLaunchAttributeID id; cudaLaunchAttributeValue val; };
 struct cudaLaunchConfig_t {
     dim3 gridDim; dim3 blockDim; size_t dynamicSmemBytes; cudaStream_t stream; cudaLaunchAttribute* attrs; unsigned numAttrs;
@@ -105,12 +105,17 @@ inline cudaError_t cudaFuncGetAttributes(cudaFuncAttributes*, T*) { return cudaS
 // The attention's last-block merge (cuda/decode_attention_kernels.cuh) and the decoder's counter reset (cuda/decode_graph.cu).
 __device__ void __threadfence(void);
 __device__ int atomicAdd(int*, int);
+__device__ unsigned atomicAdd(unsigned*, unsigned);
+__device__ unsigned atomicExch(unsigned*, unsigned);
 __device__ float __ldcg(const float*);
 cudaError_t cudaMemsetAsync(void*, int, size_t, cudaStream_t = 0);
+cudaError_t cudaMemcpyAsync(void*, const void*, size_t, cudaMemcpyKind, cudaStream_t = 0);
 // The flash attention kernels (cuda/softcap_flash.cu): dynamic shared memory above 48 KB, block-wide votes, exp2/log2.
 enum cudaFuncAttribute { cudaFuncAttributeMaxDynamicSharedMemorySize = 8 };
 template <class T>
 inline cudaError_t cudaFuncSetAttribute(T*, cudaFuncAttribute, int) { return cudaSuccess; }
+template <class T>
+inline cudaError_t cudaOccupancyMaxActiveBlocksPerMultiprocessor(int*, T*, int, size_t) { return cudaSuccess; }
 __device__ int __syncthreads_or(int);
 __device__ float exp2f(float);
 __device__ float log2f(float);

@@ -68,6 +68,19 @@ public sealed class DecodeEngine : IDisposable
         }
     }
 
+    /// <summary>Whether <see cref="DecodeFusions.Persistent"/> runs this engine's batch-1 steps as one persistent kernel
+    /// (CUDA and a shape that kernel covers, see there); false on the CPU.</summary>
+    public bool PersistentAvailable
+    {
+        get
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            int available = 0;
+            unsafe { Native.DecoderPersistentAvailable(_handle.DangerousGetHandle(), (nint)(&available)); }
+            return available != 0;
+        }
+    }
+
     /// <summary>The kernel fusions in force (<see cref="DecodeEngineOptions.Fusions"/>).</summary>
     public DecodeFusions Fusions { get; private set; }
 

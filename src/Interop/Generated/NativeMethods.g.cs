@@ -75,7 +75,8 @@ public enum SlothDecodeFusion : int
     None = 0,
     Norm = 1,
     AttentionMerge = 2,
-    All = 3,
+    Persistent = 4,
+    All = 7,
 }
 
 /// <summary>The C enum <c>sloth_decode_part</c> of slothsharp.h.</summary>
@@ -96,7 +97,7 @@ public enum SlothDecodePart : int
 /// <summary>The #define constants of slothsharp.h (SLOTH_NF4_BLOCKSIZE_MIN -> Nf4BlocksizeMin).</summary>
 public static class SlothConstants
 {
-    public const int AbiVersion = 15;
+    public const int AbiVersion = 16;
     public const int Nf4BlocksizeMin = 32;
     public const int Nf4BlocksizeMax = 4096;
     public const int NcclUniqueIdBytes = 128;
@@ -1112,6 +1113,23 @@ public static unsafe partial class Native
     {
         EnsureLoaded();
         return sloth_decoder_set_fusions(decoder, fusions);
+    }
+
+    [LibraryImport(LibraryName, EntryPoint = "sloth_decoder_persistent_available")]
+    private static partial SlothStatus sloth_decoder_persistent_available(nint decoder, nint available);
+
+    /// <summary><c>sloth_decoder_persistent_available</c>; throws the typed exception for a non-OK status.</summary>
+    internal static void DecoderPersistentAvailable(nint decoder, nint available)
+    {
+        EnsureLoaded();
+        Check(sloth_decoder_persistent_available(decoder, available));
+    }
+
+    /// <summary><c>sloth_decoder_persistent_available</c>, returning its status (the thread's message: <see cref="LastErrorMessage"/>).</summary>
+    internal static SlothStatus TryDecoderPersistentAvailable(nint decoder, nint available)
+    {
+        EnsureLoaded();
+        return sloth_decoder_persistent_available(decoder, available);
     }
 
     [LibraryImport(LibraryName, EntryPoint = "sloth_decoder_set_omitted")]

@@ -1,0 +1,76 @@
+// Row- and head-wise bodies of the decoding engine's small kernels, shared by their own kernels (decode_ops.cu) and the
+// persistent decode step (decode_persistent.cuh), which runs them as phases of one grid: the same operations in the
+// same order, so the same bits either way.
+#pragma once
+
+#include "../src/decode_kernels.h"
+#include "decode_norm.cuh"
+#include "dtype.cuh"
+
+namespace sloth::cuda {
+
+// Threads of the q/k preparation of one head (qk_prep_kernel's block).
+constexpr int kQkPrepThreads = 128;
+
+// Row b of the embedding: out[b, :] = table[clamp(ids[b]), :] (times scale unless 1). Any block size.
+template <int kDtype>
+__device__ __forceinline__ void embed_row(const int64_t* ids, const void* table, int64_t hidden, int64_t vocab,
+                                          float scale, void* out, int64_t b) {
+    int64_t id = ids[b];
+    id = id < 0 ? 0 : (id >= vocab ? vocab - 1 : id);
+    for (int64_t j = threadIdx.x; j < hidden; j += blockDim.x) {
+        const float v = load_f32<kDtype>(table, id * hidden + j);
+        store_f32<kDtype>(out, b * hidden + j, scale == 1.0f ? v : __fmul_rn(v, scale));
+    }
+}
+
+// Head h of row b (q heads, then k, then v): the bias, the per-head RMSNorm (q/k), RoPE on the first rotary_dim
+// elements, the store into q_out or the cache; head 0 also marks valid[b, L]. Thread t < kQkPrepThreads takes elements
+// t, t + kQkPrepThreads, ...; threads past it (a larger block) take part in the barriers only, adding zeros to the
+// norm's sum (exact), so the bits do not depend on the block size. v: kDecodeMaxHeadDim shared floats; scratch: one
+// shared float per warp of the block.
+template <int kDtype>
+__device__ __forceinline__ void qk_prep_head(const QkPrepArgs& a, int64_t b, int64_t h, float* v, float* scratch) {
+    const int64_t hd = a.head_dim, half = a.rotary_dim / 2;
+    const int64_t t0 = threadIdx.x < kQkPrepThreads ? threadIdx.x : hd;  // past hd: no element
+    const int64_t len = *a.length;
+    int64_t pos = a.positions[b];
+    pos = pos < 0 ? 0 : (pos >= a.max_length ? a.max_length - 1 : pos);
+    if (h == 0 && threadIdx.x == 0) a.valid[b * a.max_length + len] = 1;
+    const bool is_q = h < a.heads, is_k = !is_q && h < a.heads + a.kv_heads;
+    const int64_t hh = is_q ? h : is_k ? h - a.heads : h - a.heads - a.kv_heads;
+    const void* src = is_q ? a.q : is_k ? a.k : a.v;
+    const int64_t stride = is_q ? a.q_stride : is_k ? a.k_stride : a.v_stride;
+    const void* bias = is_q ? a.q_bias : is_k ? a.k_bias : a.v_bias;
+    const int64_t cache_at = ((b * a.kv_heads + hh) * a.max_length + len) * hd;
+    float ss = 0.0f;
+    for (int64_t j = t0; j < hd; j += kQkPrepThreads) {
+        float x = load_f32<kDtype>(src, b * stride + hh * hd + j);
+        if (bias) x = round_to<kDtype>(__fadd_rn(x, load_f32<kDtype>(bias, hh * hd + j)));
+        if (!is_q && !is_k) store_f32<kDtype>(a.v_cache, cache_at + j, x);
+        v[j] = x;
+        ss = __fadd_rn(ss, __fmul_rn(x, x));
+    }
+    if (!is_q && !is_k) return;  // block-uniform
+    const void* nw = is_q ? a.q_norm : a.k_norm;
+    if (nw) {
+        const float rstd = rstd_from(block_sum(ss, scratch), hd, a.eps);
+        for (int64_t j = t0; j < hd; j += kQkPrepThreads)
+            v[j] = norm_value<kDtype>(v[j], rstd, load_f32<kDtype>(nw, j), a.unit_offset);
+    }
+    __syncthreads();
+    const int64_t cs = pos * a.rotary_dim;
+    for (int64_t j = t0; j < hd; j += kQkPrepThreads) {
+        float o = v[j];
+        if (j < half)
+            o = __fsub_rn(round_to<kDtype>(__fmul_rn(v[j], load_f32<kDtype>(a.cos, cs + j))),
+                          round_to<kDtype>(__fmul_rn(v[j + half], load_f32<kDtype>(a.sin, cs + j))));
+        else if (j < 2 * half)
+            o = __fadd_rn(round_to<kDtype>(__fmul_rn(v[j], load_f32<kDtype>(a.cos, cs + j))),
+                          round_to<kDtype>(__fmul_rn(v[j - half], load_f32<kDtype>(a.sin, cs + j))));
+        if (is_q) store_f32<kDtype>(a.q_out, (b * a.heads + hh) * hd + j, o);
+        else store_f32<kDtype>(a.k_cache, cache_at + j, o);
+    }
+}
+
+}  // namespace sloth::cuda
