@@ -262,6 +262,12 @@ class Decoder {
     // biases (added in the q/k preparation, which the kernel runs as the launches do), then the table and the grid
     // (decode_persistent_prepare, which also checks the kernel's own limits). Not covered: persistent_blocks stays 0.
     sloth_status prepare_persistent(const char* fn) {
+        const sloth_status st = describe_persistent(fn);
+        if (persistent_blocks == 0) persistent_layers.clear();  // not covered: nothing kept
+        return st;
+    }
+
+    sloth_status describe_persistent(const char* fn) {
         const int64_t e = dtype_size(s.dtype), hd = s.head_dim, qn = s.heads * hd, kvn = s.kv_heads * hd;
         char* qkv = at<char>(ws.qkv);
         persistent_layers.assign(layers.size(), PersistentLayerArgs{});
