@@ -5,8 +5,9 @@ namespace SlothSharp.Inference;
 /// <see cref="DecodeEngine.SetFusions"/>). Each removes launches by doing their work inside another kernel, and leaves
 /// every output bit unchanged; whether that pays depends on the batch size and the GPU. On the H100 (Llama-3.2-1B,
 /// bench/results/2026-12-06-h100-round10) each was slower at batch 1 (Norm 653, AttentionMerge 684, both 566 tokens/s
-/// against 817 with none) and none was faster at batch 64, so they are off by default; the decode benchmark times
-/// each (<c>--fusions</c>) for other GPUs and shapes.
+/// against 817 with none) and none was faster at batch 64, and the persistent step (round 18) was slower still at batch 1
+/// (1.83 against 1.19 ms a step), so they are off by default; the decode benchmark times each (<c>--fusions</c>) for
+/// other GPUs and shapes.
 /// </summary>
 [Flags]
 public enum DecodeFusions
