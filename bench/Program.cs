@@ -21,7 +21,8 @@ Directory.CreateDirectory(results);
 
 // The step suite's children and its --tiny smoke test run on the CPU too.
 if (suite == "step-row")
-    return StepSuite.RunRow(Arg("--shape") ?? "1b", Arg("--path") ?? "fused", int.Parse(Arg("--checkpointing") ?? "0"), Arg("--device") ?? "cuda");
+    return StepSuite.RunRow(Arg("--shape") ?? "1b", Arg("--path") ?? "fused", int.Parse(Arg("--checkpointing") ?? "0"), Arg("--device") ?? "cuda",
+                            profileTimed: args.Contains("--profile-timed"));
 if (suite == "step-loss") return StepSuite.RunLossMatch(Arg("--shape") ?? "1b", Arg("--device") ?? "cuda");
 if (suite == "step" && tiny) return StepSuite.Run(results, "CPU (--tiny)", tiny: true);
 if (suite == "packing-mode") return PackingSuite.RunMode(args, Arg("--mode") ?? "packed", Arg("--device") ?? "cuda");

@@ -42,8 +42,10 @@ internal static class StepSuite
 
     // ------------------------------------------------------------------ child modes
 
-    /// <summary>Child: one row. Prints "STEPROW {json}".</summary>
-    public static int RunRow(string shapeName, string path, int checkpointing, string deviceName)
+    /// <summary>Child: one row. Prints "STEPROW {json}". profileTimed (--profile-timed, CUDA): a profiler attached with
+    /// collection off at start (ncu --profile-from-start off) collects the timed steps only, not the warm-up, where
+    /// cuBLASLt times its candidate GEMMs.</summary>
+    public static int RunRow(string shapeName, string path, int checkpointing, string deviceName, bool profileTimed = false)
     {
         var shape = StepShape.Get(shapeName);
         var device = deviceName == "cuda" ? CUDA : CPU;
@@ -84,6 +86,7 @@ internal static class StepSuite
         var liveBefore = Tensor.TotalCount;
 
         // Timed: no host synchronization inside the window; one before the clock starts and one before it stops.
+        if (profileTimed && onCuda) CudaDevice.Profiler(true);
         var clock = Stopwatch.StartNew();
         Tensor? last = null;
         for (var i = 0; i < shape.Timed; i++)
@@ -93,6 +96,7 @@ internal static class StepSuite
         }
         w.Synchronize();
         var seconds = clock.Elapsed.TotalSeconds;
+        if (profileTimed && onCuda) CudaDevice.Profiler(false);
         memory.Poll();
         var lastLoss = last!.item<float>();
         last.Dispose();

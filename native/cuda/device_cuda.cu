@@ -1,6 +1,8 @@
 // Device queries over the CUDA runtime (what ManagedCuda would otherwise provide to the managed side).
 #include "cuda_common.cuh"
 
+#include <cuda_profiler_api.h>
+
 #include <algorithm>
 #include <cstring>
 
@@ -88,6 +90,13 @@ sloth_status synchronize(const char* fn, int32_t device) {
     DeviceGuard guard;
     SLOTH_CHECK(guard.enter(fn, device));
     SLOTH_CUDA_CHECK(fn, cudaDeviceSynchronize());
+    return SLOTH_OK;
+}
+
+sloth_status profiler(const char* fn, int32_t device, bool collect) {
+    DeviceGuard guard;
+    SLOTH_CHECK(guard.enter(fn, device));
+    SLOTH_CUDA_CHECK(fn, collect ? cudaProfilerStart() : cudaProfilerStop());
     return SLOTH_OK;
 }
 

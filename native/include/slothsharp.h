@@ -123,6 +123,12 @@ SLOTH_API sloth_status sloth_cuda_kernel_arch(int32_t device, int32_t* arch);
 /* Waits for all work on the device (cudaDeviceSynchronize). For tests and benchmarks, never called by kernels. */
 SLOTH_API sloth_status sloth_cuda_synchronize(int32_t device);
 
+/* collect != 0: starts the collection of a profiler attached with collection off at start (cudaProfilerStart; e.g.
+ * `ncu --profile-from-start off`, `nsys profile --capture-range=cudaProfilerApi`); 0 stops it (cudaProfilerStop). For
+ * benchmarks that profile their timed window only, not the warm-up (where cuBLASLt tunes its GEMMs). Without a
+ * profiler attached, nothing happens. */
+SLOTH_API sloth_status sloth_cuda_profiler(int32_t device, int32_t collect);
+
 /* ---- NF4 (bitsandbytes layout, double-quantized absmax) ---------------------------------------------- */
 
 /*

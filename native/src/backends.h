@@ -218,6 +218,7 @@ sloth_status device_name(const char* fn, int32_t device, char* name, int32_t cap
 sloth_status compute_capability(const char* fn, int32_t device, int32_t* major, int32_t* minor);
 sloth_status mem_info(const char* fn, int32_t device, int64_t* free_bytes, int64_t* total_bytes);
 sloth_status synchronize(const char* fn, int32_t device);
+sloth_status profiler(const char* fn, int32_t device, bool collect);
 sloth_status kernel_arch(const char* fn, int32_t device, int32_t* arch);
 // Makes `device` current on the calling thread, runs body(ctx), restores the previous device (NCCL takes its device
 // from the current one at init). Without CUDA: SLOTH_ERROR_NO_CUDA.

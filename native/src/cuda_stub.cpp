@@ -27,6 +27,7 @@ sloth_status device_name(const char* fn, int32_t, char*, int32_t) { return no_cu
 sloth_status compute_capability(const char* fn, int32_t, int32_t*, int32_t*) { return no_cuda(fn); }
 sloth_status mem_info(const char* fn, int32_t, int64_t*, int64_t*) { return no_cuda(fn); }
 sloth_status synchronize(const char* fn, int32_t) { return no_cuda(fn); }
+sloth_status profiler(const char* fn, int32_t, bool) { return no_cuda(fn); }
 sloth_status kernel_arch(const char* fn, int32_t, int32_t*) { return no_cuda(fn); }
 sloth_status run_on_device(const char* fn, int32_t, sloth_status (*)(void*), void*) { return no_cuda(fn); }
 sloth_status nf4_dequantize(const char* fn, const Nf4DequantArgs&, int32_t, void*) { return no_cuda(fn); }

@@ -68,6 +68,11 @@ SLOTH_API sloth_status sloth_cuda_synchronize(int32_t device) {
     return guarded(fn, [&] { return cuda::synchronize(fn, device); });
 }
 
+SLOTH_API sloth_status sloth_cuda_profiler(int32_t device, int32_t collect) {
+    const char* fn = __func__;
+    return guarded(fn, [&] { return cuda::profiler(fn, device, collect != 0); });
+}
+
 // ---- Streams and events ----
 
 SLOTH_API sloth_status sloth_cuda_stream_create(int32_t device, void** stream) {

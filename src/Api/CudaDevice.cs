@@ -77,4 +77,12 @@ public static unsafe class CudaDevice
     {
         Native.CudaSynchronize(device);
     }
+
+    /// <summary>Starts (<paramref name="collect"/> true) or stops the collection of a profiler attached with collection
+    /// off at start (<c>ncu --profile-from-start off</c>, <c>nsys profile --capture-range=cudaProfilerApi</c>), so that a
+    /// benchmark profiles its timed window only. Does nothing without a profiler attached.</summary>
+    public static void Profiler(bool collect, int device = 0)
+    {
+        Native.CudaProfiler(device, collect ? 1 : 0);
+    }
 }

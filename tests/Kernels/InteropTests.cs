@@ -25,6 +25,7 @@ public class InteropTests
             Assert.That(count, Is.EqualTo(0));
             Assert.Throws<SlothNoCudaException>(() => CudaDevice.MemoryInfo(0));
             Assert.Throws<SlothNoCudaException>(() => CudaDevice.Synchronize(0));
+            Assert.Throws<SlothNoCudaException>(() => CudaDevice.Profiler(true, 0));
         }
         else if (count > 0)
         {

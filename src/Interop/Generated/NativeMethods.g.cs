@@ -350,6 +350,23 @@ public static unsafe partial class Native
         return sloth_cuda_synchronize(device);
     }
 
+    [LibraryImport(LibraryName, EntryPoint = "sloth_cuda_profiler")]
+    private static partial SlothStatus sloth_cuda_profiler(int device, int collect);
+
+    /// <summary><c>sloth_cuda_profiler</c>; throws the typed exception for a non-OK status.</summary>
+    internal static void CudaProfiler(int device, int collect)
+    {
+        EnsureLoaded();
+        Check(sloth_cuda_profiler(device, collect));
+    }
+
+    /// <summary><c>sloth_cuda_profiler</c>, returning its status (the thread's message: <see cref="LastErrorMessage"/>).</summary>
+    internal static SlothStatus TryCudaProfiler(int device, int collect)
+    {
+        EnsureLoaded();
+        return sloth_cuda_profiler(device, collect);
+    }
+
     [LibraryImport(LibraryName, EntryPoint = "sloth_nf4_dequantize")]
     private static partial SlothStatus sloth_nf4_dequantize(nint packed, nint absmax_codes, nint nested_code_map, nint nested_absmax, nint nested_offset, nint nf4_code_table, long n, int blocksize, int nested_blocksize, SlothDtype out_dtype, nint @out, int device, nint stream);
 
