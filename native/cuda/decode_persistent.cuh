@@ -156,9 +156,7 @@ __global__ void __launch_bounds__(kThreads, 2) step_kernel(PersistentStepArgs a)
         // 1. norm + q/k/v
         if (!(a.omitted & SLOTH_DECODE_PART_NORM)) norm_into_smem(L.norm[0]);
         for_blocks(a.omitted & SLOTH_DECODE_PART_QKV ? 0 : L.qkv_blocks, [&](int64_t v) {
-            nf4::GroupMember d = L.qkv.member[0];
-            if (L.qkv.count > 1 && v >= L.qkv.member[1].first_block) d = L.qkv.member[1];
-            if (L.qkv.count > 2 && v >= L.qkv.member[2].first_block) d = L.qkv.member[2];
+            const nf4::GroupMember d = nf4::member_of(L.qkv, v);
             nf4::member_block<kDtype, kBatch>(L.qkv, d, v - d.first_block, s_nf4[0], s_map[0], s_part, x_hidden, [] {});
         });
         grid_barrier(a.barrier);

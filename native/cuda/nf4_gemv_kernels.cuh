@@ -399,6 +399,16 @@ __device__ __forceinline__ void with_input(const Group& g, unsigned char* s_x, f
     }
 }
 
+// The member that block `bid` of a plain grouped launch belongs to (blocks of member i: [first_block_i,
+// first_block_i+1)). Selected with constant indices: indexing a kernel's parameter array at run time would copy it to
+// local memory.
+__device__ __forceinline__ GroupMember member_of(const Group& g, int64_t bid) {
+    GroupMember d = g.member[0];
+    if (g.count > 1 && bid >= g.member[1].first_block) d = g.member[1];
+    if (g.count > 2 && bid >= g.member[2].first_block) d = g.member[2];
+    return d;
+}
+
 // Block `block` of group member d (plain form): gemv_block with the member's split-K slices.
 template <int kDtype, int kBatch, class XLoad, class Prologue>
 __device__ __forceinline__ void member_block(const Group& g, const GroupMember& d, int64_t block, float* s_nf4,
@@ -431,11 +441,8 @@ __global__ void __launch_bounds__(kThreads) nf4_gemv_group_kernel(Group g) {
     __shared__ float s_part[kWarps * kBatch];
     __shared__ float s_scratch[kWarps];
     extern __shared__ __align__(16) unsigned char s_x[];  // kFold: [batch, k] normalized rows (fold_smem_bytes)
-    // Selected with constant indices: indexing the parameter array at run time would copy it to local memory.
     const int64_t bid = blockIdx.x;
-    GroupMember d = g.member[0];
-    if (g.count > 1 && bid >= g.member[1].first_block) d = g.member[1];
-    if (g.count > 2 && bid >= g.member[2].first_block) d = g.member[2];
+    const GroupMember d = member_of(g, bid);
     with_input<kDtype, kBatch, kFold>(g, s_x, s_scratch, [&](const auto& xload, auto&& prologue) {
         member_block<kDtype, kBatch>(g, d, bid - d.first_block, s_nf4, s_map, s_part, xload, prologue);
     });
@@ -455,7 +462,7 @@ __device__ __forceinline__ void gated_block(const Group& g, sloth_gate_activatio
     constexpr int kPairRows = kWarps / kSlices / 2;
     static_assert(kPairRows >= 1, "a block holds at least one row of each member");
     const int warp = threadIdx.x >> 5, slot = warp / kSlices, half = slot / kPairRows;  // half 0: gate, 1: up
-    GroupMember d = g.member[0];  // constant indices (see nf4_gemv_group_kernel)
+    GroupMember d = g.member[0];  // constant indices (see member_of)
     if (half == 1) d = g.member[1];
     const int64_t m = g.member[0].m;
     const int64_t row_raw = block * kPairRows + slot % kPairRows;

@@ -268,8 +268,6 @@ class Decoder {
     }
 
     sloth_status describe_persistent(const char* fn) {
-        const int64_t e = dtype_size(s.dtype), hd = s.head_dim, qn = s.heads * hd, kvn = s.kv_heads * hd;
-        char* qkv = at<char>(ws.qkv);
         persistent_layers.assign(layers.size(), PersistentLayerArgs{});
         for (size_t li = 0; li < layers.size(); ++li) {
             const Layer& L = layers[li];
@@ -280,51 +278,21 @@ class Decoder {
             const Proj &pq = L.p[SLOTH_DECODER_PROJ_Q], &pk = L.p[SLOTH_DECODER_PROJ_K], &pv = L.p[SLOTH_DECODER_PROJ_V];
             const Proj &po = L.p[SLOTH_DECODER_PROJ_O], &pg = L.p[SLOTH_DECODER_PROJ_GATE], &pu = L.p[SLOTH_DECODER_PROJ_UP];
             const Proj& pd = L.p[SLOTH_DECODER_PROJ_DOWN];
-            if (po.bias || pg.bias || pd.bias || (!fused_gate_up && pu.bias)) return SLOTH_OK;
+            const Proj* up = fused_gate_up ? nullptr : &pu;
+            if (po.bias || pg.bias || pd.bias || (up && up->bias)) return SLOTH_OK;
+            if (!(fused_qkv ? nf4_alike({&pq}, 1) : nf4_alike({&pq, &pk, &pv}, 1)) || !nf4_alike({&po}, 1) ||
+                !nf4_alike({&pd}, 1) || !nf4_alike({&pg, up ? up : &pg}, 1))
+                return SLOTH_OK;
             PersistentLayerArgs& P = persistent_layers[li];
-            const void *q, *k, *v, *qb, *kb, *vb;
-            int64_t qs, ks, vs;
-            P.qkv = group_args(pq, at<void>(ws.y), 1);
-            if (fused_qkv) {
-                if (!nf4_alike({&pq}, 1)) return SLOTH_OK;
-                P.qkv.count = 1;
-                P.qkv.member[0] = member(pq, 0, pq.out, qkv, pq.out);
-                q = qkv, k = qkv + qn * e, v = qkv + (qn + kvn) * e, qs = ks = vs = qn + 2 * kvn;
-                const char* bias = static_cast<const char*>(pq.bias);
-                qb = bias, kb = bias ? bias + qn * e : nullptr, vb = bias ? bias + (qn + kvn) * e : nullptr;
-            } else {
-                if (!nf4_alike({&pq, &pk, &pv}, 1)) return SLOTH_OK;
-                char* kp = qkv + qn * e;
-                char* vp = kp + kvn * e;
-                P.qkv.count = 3;
-                P.qkv.member[0] = member(pq, 0, qn, qkv, qn);
-                P.qkv.member[1] = member(pk, 0, kvn, kp, kvn);
-                P.qkv.member[2] = member(pv, 0, kvn, vp, kvn);
-                q = qkv, k = kp, v = vp, qs = qn, ks = vs = kvn;
-                qb = pq.bias, kb = pk.bias, vb = pv.bias;
-            }
-            P.prep = QkPrepArgs{s.dtype, 1, s.heads, s.kv_heads, hd, L.rotary_dim, s.max_length, q, qs, k, ks, v, vs,
-                                qb, kb, vb, L.q_norm, L.k_norm, eps, unit_offset, L.cos, L.sin, positions, length,
-                                at<void>(ws.qr), L.k_cache, L.v_cache, valid};
-            P.attention = DecodeAttentionArgs{at<void>(ws.qr), L.k_cache, L.v_cache, valid, length, s.dtype, 1, s.heads,
-                                              s.kv_heads, hd, s.max_length, L.window, attn_scale, attn_softcap,
-                                              at<float>(ws.partial), at<int32_t>(ws.arrivals), at<void>(ws.attn), false};
-            if (!nf4_alike({&po}, 1) || !nf4_alike({&pd}, 1) || !nf4_alike({&pg, fused_gate_up ? &pg : &pu}, 1)) return SLOTH_OK;
-            P.o = group_args(po, at<void>(ws.attn), 1);
-            P.o.count = 1;
-            P.o.member[0] = member(po, 0, s.hidden, at<void>(ws.o), s.hidden);
-            P.gate_up = group_args(pg, at<void>(ws.y), 1);
-            P.gate_up.count = 2;
-            P.gate_up.member[0] = member(pg, 0, s.inter, nullptr, 0);
-            P.gate_up.member[1] = member(fused_gate_up ? pg : pu, fused_gate_up ? s.inter : 0, s.inter, nullptr, 0);
-            P.gate_up.gated = true;
-            P.gate_up.gated_out = at<void>(ws.act);
-            P.down = group_args(pd, at<void>(ws.act), 1);
-            P.down.count = 1;
-            P.down.member[0] = member(pd, 0, s.hidden, at<void>(ws.o), s.hidden);
+            P.qkv = qkv_group(L, 1);
+            P.prep = prep_args(L, 1, qkv_rows(1, fused_qkv));
+            P.attention = attention_args(L, 1, false);
+            P.o = one_member_group(po, at<void>(ws.attn), at<void>(ws.o));
+            P.gate_up = gated_args(pg, up, 1);
+            P.down = one_member_group(pd, at<void>(ws.act), at<void>(ws.o));
             for (int i = 0; i < 4; ++i) P.norm[i] = L.norm[i];
         }
-        persistent = PersistentStepArgs{s.dtype, 1, s.hidden, s.vocab, s.layers, s.heads, s.kv_heads, hd, eps,
+        persistent = PersistentStepArgs{s.dtype, 1, s.hidden, s.vocab, s.layers, s.heads, s.kv_heads, s.head_dim, eps,
                                         embed_scale, unit_offset, activation, ids, embed, final_norm, length,
                                         at<void>(ws.h), at<void>(ws.h2), at<void>(ws.y), at<void>(ws.o), at<void>(ws.attn),
                                         at<uint32_t>(ws.barrier), at<void>(ws.table), persistent_layers.data(),
@@ -506,13 +474,78 @@ class Decoder {
     bool gated_group(const char* fn, const Proj& pg, const Proj* pu, int64_t batch, sloth_status* st) {
         const Proj& up = pu ? *pu : pg;
         if (!nf4_alike({&pg, &up}, batch) || pg.rank != 0 || up.rank != 0 || pg.bias || up.bias) return false;
+        return try_group(fn, gated_args(pg, pu, batch), st);
+    }
+
+    // The gated NF4 GEMV's arguments: act(gate) * up of ws.y into ws.act (pu null: the fused gate_up projection, whose
+    // up rows follow its gate rows).
+    Nf4GemvGroupArgs gated_args(const Proj& pg, const Proj* pu, int64_t batch) const {
         Nf4GemvGroupArgs g = group_args(pg, at<void>(ws.y), batch);
         g.count = 2;
         g.member[0] = member(pg, 0, s.inter, nullptr, 0);
-        g.member[1] = member(up, pu ? 0 : s.inter, s.inter, nullptr, 0);  // fused: the up rows follow the gate rows
+        g.member[1] = member(pu ? *pu : pg, pu ? 0 : s.inter, s.inter, nullptr, 0);
         g.gated = true;
         g.gated_out = at<void>(ws.act);
-        return try_group(fn, g, st);
+        return g;
+    }
+
+    // One NF4 projection of x into y ([1, p.out], batch 1) as a one-member group (the persistent step's o and down).
+    Nf4GemvGroupArgs one_member_group(const Proj& p, void* x, void* y) const {
+        Nf4GemvGroupArgs g = group_args(p, x, 1);
+        g.count = 1;
+        g.member[0] = member(p, 0, p.out, y, p.out);
+        return g;
+    }
+
+    // Where a layer's q/k/v rows land in ws.qkv: one [batch, qn + 2 kvn] product (the fused projection, or stacked
+    // copies), else three blocks [batch, qn], [batch, kvn], [batch, kvn].
+    struct QkvRows {
+        char *q, *k, *v;
+        int64_t qs, ks, vs;
+    };
+    QkvRows qkv_rows(int64_t batch, bool one_product) const {
+        const int64_t e = dtype_size(s.dtype), qn = s.heads * s.head_dim, kvn = s.kv_heads * s.head_dim;
+        char* qkv = at<char>(ws.qkv);
+        if (one_product) return QkvRows{qkv, qkv + qn * e, qkv + (qn + kvn) * e, qn + 2 * kvn, qn + 2 * kvn, qn + 2 * kvn};
+        return QkvRows{qkv, qkv + batch * qn * e, qkv + batch * (qn + kvn) * e, qn, kvn, kvn};
+    }
+
+    // The grouped NF4 GEMV of a layer's q/k/v from ws.y into qkv_rows' places (the fused projection as one member).
+    Nf4GemvGroupArgs qkv_group(const Layer& L, int64_t batch) const {
+        const Proj &pq = L.p[SLOTH_DECODER_PROJ_Q], &pk = L.p[SLOTH_DECODER_PROJ_K], &pv = L.p[SLOTH_DECODER_PROJ_V];
+        const int64_t qn = s.heads * s.head_dim, kvn = s.kv_heads * s.head_dim;
+        const QkvRows r = qkv_rows(batch, fused_qkv);
+        Nf4GemvGroupArgs g = group_args(pq, at<void>(ws.y), batch);
+        if (fused_qkv) {
+            g.count = 1;
+            g.member[0] = member(pq, 0, pq.out, r.q, pq.out);
+        } else {
+            g.count = 3;
+            g.member[0] = member(pq, 0, qn, r.q, qn);
+            g.member[1] = member(pk, 0, kvn, r.k, kvn);
+            g.member[2] = member(pv, 0, kvn, r.v, kvn);
+        }
+        return g;
+    }
+
+    // The q/k preparation of a layer whose projections wrote r: the biases are the fused projection's, split, or each
+    // projection's own.
+    QkPrepArgs prep_args(const Layer& L, int64_t batch, const QkvRows& r) const {
+        const int64_t e = dtype_size(s.dtype), qn = s.heads * s.head_dim, kvn = s.kv_heads * s.head_dim;
+        const void *qb = L.p[SLOTH_DECODER_PROJ_Q].bias, *kb = L.p[SLOTH_DECODER_PROJ_K].bias, *vb = L.p[SLOTH_DECODER_PROJ_V].bias;
+        if (fused_qkv) {
+            const char* bias = static_cast<const char*>(qb);
+            kb = bias ? bias + qn * e : nullptr, vb = bias ? bias + (qn + kvn) * e : nullptr;
+        }
+        return QkPrepArgs{s.dtype, batch, s.heads, s.kv_heads, s.head_dim, L.rotary_dim, s.max_length, r.q, r.qs, r.k, r.ks,
+                          r.v, r.vs, qb, kb, vb, L.q_norm, L.k_norm, eps, unit_offset, L.cos, L.sin, positions, length,
+                          at<void>(ws.qr), L.k_cache, L.v_cache, valid};
+    }
+
+    DecodeAttentionArgs attention_args(const Layer& L, int64_t batch, bool merge_in_walk) const {
+        return DecodeAttentionArgs{at<void>(ws.qr), L.k_cache, L.v_cache, valid, length, s.dtype, batch, s.heads,
+                                   s.kv_heads, s.head_dim, s.max_length, L.window, attn_scale, attn_softcap,
+                                   at<float>(ws.partial), at<int32_t>(ws.arrivals), at<void>(ws.attn), merge_in_walk};
     }
 
     sloth_status bias_add(const char* fn, const void* bias, int64_t batch, int64_t cols, void* y) {
@@ -553,7 +586,7 @@ class Decoder {
     sloth_status enqueue(const char* fn, int64_t batch) {
         if (runs_persistent(batch)) return enqueue_persistent(fn, batch);
         section(SLOTH_DECODE_PART_NONE);
-        const int64_t e = dtype_size(s.dtype), hd = s.head_dim, qn = s.heads * hd, kvn = s.kv_heads * hd;
+        const int64_t e = dtype_size(s.dtype);
         kernel_launches = 1;  // the embedding
         h_cur = at<void>(ws.h);
         pending = PendingNorm{};
@@ -562,73 +595,43 @@ class Decoder {
         norm_due(nullptr, nullptr, layers[0].norm[0]);
         for (size_t li = 0; li < layers.size(); ++li) {
             const Layer& L = layers[li];
-            char* qkv = at<char>(ws.qkv);
-            const void *q, *k, *v;
-            int64_t qs, ks, vs;
-            const void *qb = nullptr, *kb = nullptr, *vb = nullptr;
+            QkvRows rows = qkv_rows(batch, fused_qkv);
             section(SLOTH_DECODE_PART_QKV);
             if (fused_qkv) {
                 const Proj& pf = L.p[SLOTH_DECODER_PROJ_Q];
                 sloth_status st = SLOTH_OK;
-                bool grouped = false;
-                if (nf4_alike({&pf}, batch)) {  // one member: the grouped kernel, for the folded norm
-                    Nf4GemvGroupArgs g = group_args(pf, at<void>(ws.y), batch);
-                    g.count = 1;
-                    g.member[0] = member(pf, 0, pf.out, qkv, pf.out);
-                    grouped = try_group(fn, g, &st);
-                }
+                // one member: the grouped kernel, for the folded norm
+                const bool grouped = nf4_alike({&pf}, batch) && try_group(fn, qkv_group(L, batch), &st);
                 SLOTH_CHECK(st);
-                if (grouped) SLOTH_CHECK(lora(fn, pf, at<void>(ws.y), batch, qkv));
+                if (grouped) SLOTH_CHECK(lora(fn, pf, at<void>(ws.y), batch, rows.q));
                 else {
                     SLOTH_CHECK(flush_norm(fn, batch));
-                    SLOTH_CHECK(linear(fn, pf, at<void>(ws.y), batch, qkv));
+                    SLOTH_CHECK(linear(fn, pf, at<void>(ws.y), batch, rows.q));
                 }
-                q = qkv, k = qkv + qn * e, v = qkv + (qn + kvn) * e;
-                qs = ks = vs = qn + 2 * kvn;
-                if (const char* bias = static_cast<const char*>(L.p[SLOTH_DECODER_PROJ_Q].bias))
-                    qb = bias, kb = bias + qn * e, vb = bias + (qn + kvn) * e;
             } else {
-                char* kp = qkv + batch * qn * e;
-                char* vp = kp + batch * kvn * e;
                 const Proj &pq = L.p[SLOTH_DECODER_PROJ_Q], &pk = L.p[SLOTH_DECODER_PROJ_K], &pv = L.p[SLOTH_DECODER_PROJ_V];
-                bool grouped = false;
                 sloth_status st = SLOTH_OK;
-                if (nf4_alike({&pq, &pk, &pv}, batch)) {
-                    Nf4GemvGroupArgs g = group_args(pq, at<void>(ws.y), batch);
-                    g.count = 3;
-                    g.member[0] = member(pq, 0, qn, qkv, qn);
-                    g.member[1] = member(pk, 0, kvn, kp, kvn);
-                    g.member[2] = member(pv, 0, kvn, vp, kvn);
-                    grouped = try_group(fn, g, &st);
-                }
+                const bool grouped = nf4_alike({&pq, &pk, &pv}, batch) && try_group(fn, qkv_group(L, batch), &st);
                 SLOTH_CHECK(st);
-                const bool stacked = !grouped && stacked_gemm(fn, {&pq, &pk, &pv}, batch, qkv, &st);
+                const bool stacked = !grouped && stacked_gemm(fn, {&pq, &pk, &pv}, batch, rows.q, &st);
                 SLOTH_CHECK(st);
                 if (!grouped && !stacked) SLOTH_CHECK(flush_norm(fn, batch));
                 if (grouped) {
-                    SLOTH_CHECK(lora(fn, pq, at<void>(ws.y), batch, qkv));
-                    SLOTH_CHECK(lora(fn, pk, at<void>(ws.y), batch, kp));
-                    SLOTH_CHECK(lora(fn, pv, at<void>(ws.y), batch, vp));
+                    SLOTH_CHECK(lora(fn, pq, at<void>(ws.y), batch, rows.q));
+                    SLOTH_CHECK(lora(fn, pk, at<void>(ws.y), batch, rows.k));
+                    SLOTH_CHECK(lora(fn, pv, at<void>(ws.y), batch, rows.v));
                 } else if (!stacked) {
-                    SLOTH_CHECK(linear(fn, pq, at<void>(ws.y), batch, qkv));
-                    SLOTH_CHECK(linear(fn, pk, at<void>(ws.y), batch, kp));
-                    SLOTH_CHECK(linear(fn, pv, at<void>(ws.y), batch, vp));
+                    SLOTH_CHECK(linear(fn, pq, at<void>(ws.y), batch, rows.q));
+                    SLOTH_CHECK(linear(fn, pk, at<void>(ws.y), batch, rows.k));
+                    SLOTH_CHECK(linear(fn, pv, at<void>(ws.y), batch, rows.v));
                 }
-                if (stacked)  // one [batch, qn + 2 kvn] product: the fused projection's layout
-                    q = qkv, k = qkv + qn * e, v = qkv + (qn + kvn) * e, qs = ks = vs = qn + 2 * kvn;
-                else
-                    q = qkv, k = kp, v = vp, qs = qn, ks = vs = kvn;
-                qb = L.p[SLOTH_DECODER_PROJ_Q].bias, kb = L.p[SLOTH_DECODER_PROJ_K].bias, vb = L.p[SLOTH_DECODER_PROJ_V].bias;
+                if (stacked) rows = qkv_rows(batch, true);  // one [batch, qn + 2 kvn] product: the fused projection's layout
             }
-            const QkPrepArgs prep{s.dtype, batch, s.heads, s.kv_heads, hd, L.rotary_dim, s.max_length, q, qs, k, ks, v, vs,
-                                  qb, kb, vb, L.q_norm, L.k_norm, eps, unit_offset, L.cos, L.sin, positions, length,
-                                  at<void>(ws.qr), L.k_cache, L.v_cache, valid};
+            const QkPrepArgs prep = prep_args(L, batch, rows);
             const bool merge_in_walk = (fusions & SLOTH_DECODE_FUSE_ATTENTION_MERGE) != 0;
             section(SLOTH_DECODE_PART_QK_PREP);
             SLOTH_CHECK(issue(1, [&] { return cpu() ? cpu::decode_qk_prep(fn, prep) : cuda::decode_qk_prep(fn, prep, device, stream); }));
-            const DecodeAttentionArgs att{at<void>(ws.qr), L.k_cache, L.v_cache, valid, length, s.dtype, batch, s.heads,
-                                          s.kv_heads, hd, s.max_length, L.window, attn_scale, attn_softcap,
-                                          at<float>(ws.partial), at<int32_t>(ws.arrivals), at<void>(ws.attn), merge_in_walk};
+            const DecodeAttentionArgs att = attention_args(L, batch, merge_in_walk);
             section(SLOTH_DECODE_PART_ATTENTION);  // the partials, and their merge unless done in the walk
             SLOTH_CHECK(issue(merge_in_walk ? 1 : 2,
                               [&] { return cpu() ? cpu::decode_attention(fn, att) : cuda::decode_attention(fn, att, device, stream); }));

@@ -24,9 +24,9 @@ namespace SlothSharp.Ops;
 /// on the tensor cores, the scores never in memory, float32 soft-cap and online softmax (not the eager expression's
 /// dtype roundings: within the dtype's rounding of it), only q, k, v, the output and the rows' log-sum-exp kept for
 /// backward (0.47 GB against the blocks' 1.22 GB a Gemma-2-2B layer). <see cref="SoftcapAttentionMethod.Auto"/> runs
-/// the blocks: on the H100 the first version of the one-pass kernels took 6.72 ms a Gemma-2-2B layer (forward +
-/// backward) against the blocks' 3.84 ms (bench/results/2026-12-06-h100-round16); the version that loads its tiles by
-/// cp.async has not run on a GPU yet.
+/// the blocks: the one-pass kernels (tiles loaded by cp.async) are faster on one Gemma-2-2B layer (H200, 3.07 against
+/// 3.52 ms), but in the QLoRA step they were 2.6% slower on the H200 (bench/results/2026-12-06-round17) and 1.5% faster
+/// on the H100 (bench/results/2026-12-07-round18), so neither is the default yet.
 /// </summary>
 public static class SoftcapAttention
 {
