@@ -4,6 +4,7 @@ using System.Text;
 using SlothSharp.Inference;
 using SlothSharp.Interop;
 using SlothSharp.Models;
+using SlothSharp.Ops;
 using static TorchSharp.torch;
 
 namespace SlothSharp.Bench;
@@ -54,6 +55,9 @@ internal static class DecodeSuite
         var noPlain = args.Contains("--no-plain");
         // --dequantized: DecodeEngineOptions.DequantizeWeights (a dense copy of every NF4 projection, for large batches).
         var dequantize = args.Contains("--dequantized");
+        // --gemm-tuning None|Heuristic|Wide: DecodeEngineOptions.GemmTuning (past 8 rows; default the library's, None).
+        // The tuner's choices are the process's: compare modes in separate processes.
+        var gemmTuning = Opt("--gemm-tuning") is { } gt ? Enum.Parse<GemmTuning>(gt) : GemmTuning.None;
         var singles = Enum.GetValues<DecodeStepParts>().Where(p => p is not DecodeStepParts.None and not DecodeStepParts.All).ToArray();
         if (Opt("--only") is { } only)
             omitSets = [.. omitSets, .. (only == "each" ? singles : only.Split(',').Select(Enum.Parse<DecodeStepParts>))
@@ -108,7 +112,7 @@ internal static class DecodeSuite
                 // Each starts from the same prompt in a reset cache, so all attend over the same lengths.
                 const int prompt = 32, warm = 3;
                 using var cache = model.NewKvCache(b, prompt + warm + steps + 1);
-                using var engine = DecodeEngine.TryCreate(model, cache, out var whyNot, new DecodeEngineOptions(DequantizeWeights: dequantize));
+                using var engine = DecodeEngine.TryCreate(model, cache, out var whyNot, new DecodeEngineOptions(DequantizeWeights: dequantize, GemmTuning: gemmTuning));
                 if (engine is null)
                 {
                     Line($"  batch {b}: the engine refused this model: {whyNot}");
@@ -153,6 +157,12 @@ internal static class DecodeSuite
                         $"  batch {b}: device memory held {memory.Poll() ?? 0:F2} GB above idle (model {modelGb:F2} GB, this KV cache {cacheGb:F3} GB, the engine's own buffers {engine.OwnedBytes / 1e9:F3} GB; the rest is the caching allocator's blocks freed by the prompt's forward)"));
                 }
             }
+        }
+        if (!onCpu)
+        {
+            Line($"GEMM tuning ({gemmTuning}): what the tuner chose per cuBLASLt shape");
+            try { Line(TunedGemm.TuningReport()); }
+            catch (SlothException e) { Line($"  (no report: {e.Message})"); }
         }
         File.WriteAllText(Path.Combine(results, "decode.txt"), report.ToString());
         return 0;

@@ -31,7 +31,7 @@ extern "C" {
 #endif
 
 /* Bumped on every incompatible change of this header; the managed loader refuses any other value. */
-#define SLOTH_ABI_VERSION 16
+#define SLOTH_ABI_VERSION 17
 
 /* NF4 blocksize and nested_blocksize: powers of two in [MIN, MAX] (the managed API checks the same constants). */
 #define SLOTH_NF4_BLOCKSIZE_MIN 32
@@ -744,6 +744,20 @@ SLOTH_API sloth_status sloth_decoder_kernel_launches(void* decoder, int64_t* cou
    setting now in force. A change drops the captured graphs (after the stream's work is done); the next step of each
    batch size captures again. The CPU: *enabled = 0. */
 SLOTH_API sloth_status sloth_decoder_set_programmatic_launch(void* decoder, int32_t enable, int32_t* enabled);
+
+/* How the step's cuBLASLt GEMMs (CUDA, f16/bf16, past SLOTH_NF4_GEMV_MAX_BATCH rows: dense weights, dense copies and
+   dequantized NF4) choose their algorithm: a sloth_gemm tuning mode, SLOTH_GEMM_NO_TUNING by default (cuBLASLt's first
+   heuristic choice). With SLOTH_GEMM_TUNE_HEURISTIC or _WIDE, the first (eager) step of each batch size runs, then each
+   of its GEMMs runs once more with that mode, which tunes every shape not tuned yet in the process (sloth_gemm's tuner:
+   the candidates timed on these operands, the host waiting; about 0.1 s a shape, or a second for _WIDE), so the graph
+   captured by the next step uses the tuned choices. The extra runs write only scratch buffers. A tuned choice may sum
+   in another order (split-K), so the logits can differ from an untuned step's in the last bits.
+   Measured (H100, Qwen3-1.7B shape, batch 64, dense copies; bench/results/2026-12-07-round19): the heuristic's choices
+   were already within 1 us of the best of its 8 candidates for every shape but the down projection (20 -> 15 us), and
+   the step was no faster (3.61 ms untuned, 3.69 tuned), hence off by default; kept for other GPUs and shapes.
+   A change drops the captured graphs: the next step of each batch size runs eagerly again (and tunes), the one after
+   captures. Other values: invalid argument. The CPU ignores it. */
+SLOTH_API sloth_status sloth_decoder_set_gemm_tuning(void* decoder, int32_t tune);
 
 /* The decode step's kernel fusions, bit flags of sloth_decoder_set_fusions. Each removes launches for extra work in
    another kernel and leaves the output bits unchanged; which pays depends on the batch size and the GPU, so each is a

@@ -196,6 +196,8 @@ class Decoder {
     bool omitting = false;                     // the section being enqueued is left out: launchers issue nothing
     bool programmatic = false;    // launch the step's kernels with programmatic dependent launch (CUDA, sm_90 kernels)
     bool programmatic_supported = false;
+    int32_t gemm_tuning = SLOTH_GEMM_NO_TUNING;          // sloth_decoder_set_gemm_tuning
+    std::vector<GemmArgs>* recorded_gemms = nullptr;     // during warm_step: the cuBLASLt GEMMs the step issued
     // The persistent step (SLOTH_DECODE_FUSE_PERSISTENT): its arguments and grid, prepared at creation where the shape
     // is covered (persistent_blocks > 0), else 0.
     std::vector<PersistentLayerArgs> persistent_layers;
@@ -218,7 +220,7 @@ class Decoder {
         if (cpu()) return enqueue(fn, batch);
         const auto g = graphs.find(batch);
         if (g != graphs.end()) return cuda::graph_launch(fn, device, g->second, stream);
-        if (warmed.insert(batch).second) return enqueue_launches(fn, batch);  // first step of this size: eager (lazy loading)
+        if (warmed.insert(batch).second) return warm_step(fn, batch);  // first step of this size: eager (lazy loading)
         SLOTH_CHECK(cuda::graph_capture_begin(fn, device, stream));
         const sloth_status st = enqueue_launches(fn, batch);
         void* exec = nullptr;
@@ -228,6 +230,32 @@ class Decoder {
         graphs[batch] = exec;
         ++captures;
         return cuda::graph_launch(fn, device, exec, stream);
+    }
+
+    // The first step of a batch size, eager: the kernels load lazily, and each cuBLASLt GEMM shape it issues is seen
+    // once with the heuristic's choice; then, with gemm_tuning on, each of those GEMMs runs once more with tuning, so
+    // that the graph the next step captures uses the tuned algorithms (sloth_decoder_set_gemm_tuning says why). The
+    // GEMMs run again read whatever their inputs hold after the step and write only scratch outputs (q/k/v, o, gate/up,
+    // down and the LM head's rows, each rewritten by the next step before it is read), so the step's results stand.
+    sloth_status warm_step(const char* fn, int64_t batch) {
+        std::vector<GemmArgs> gemms;
+        if (gemm_tuning != SLOTH_GEMM_NO_TUNING) recorded_gemms = &gemms;
+        const sloth_status st = enqueue_launches(fn, batch);
+        recorded_gemms = nullptr;
+        SLOTH_CHECK(st);
+        for (GemmArgs g : gemms) {
+            g.tune = gemm_tuning;
+            SLOTH_CHECK(cuda::gemm(fn, g, device, stream));
+        }
+        return SLOTH_OK;
+    }
+
+    sloth_status set_gemm_tuning(const char* fn, int32_t tune) {
+        if (tune == gemm_tuning) return SLOTH_OK;
+        if (!cpu()) SLOTH_CHECK(drop_graphs(fn));
+        warmed.clear();
+        gemm_tuning = tune;
+        return SLOTH_OK;
     }
 
     // Turns programmatic dependent launch on (where the kernels support it) or off; the captured graphs hold the old
@@ -333,7 +361,10 @@ class Decoder {
         if (!cpu() && batch > SLOTH_NF4_GEMV_MAX_BATCH && s.dtype != SLOTH_DTYPE_F32) {
             const GemmArgs g{false, true, batch, m, k, 1.0f, x, k, w, k, 0.0f, y, m, s.dtype,
                              at<void>(ws.gemm), kGemmWorkspace, SLOTH_GEMM_NO_TUNING};
-            return issue(1, [&] { return cuda::gemm(fn, g, device, stream); });
+            return issue(1, [&] {
+                if (recorded_gemms) recorded_gemms->push_back(g);
+                return cuda::gemm(fn, g, device, stream);
+            });
         }
         return dense_gemv(fn, DenseGemvArgs{x, w, s.dtype, batch, k, m, 1.0f, false, false, 0.0f, y});
     }
@@ -971,6 +1002,17 @@ SLOTH_API sloth_status sloth_decoder_set_programmatic_launch(void* decoder, int3
         SLOTH_CHECK(d->set_programmatic(fn, enable != 0));
         *enabled = d->programmatic ? 1 : 0;
         return SLOTH_OK;
+    });
+}
+
+SLOTH_API sloth_status sloth_decoder_set_gemm_tuning(void* decoder, int32_t tune) {
+    const char* fn = __func__;
+    return guarded(fn, [&] {
+        SLOTH_CHECK(require_ptr(fn, decoder, "decoder"));
+        if (tune != SLOTH_GEMM_NO_TUNING && tune != SLOTH_GEMM_TUNE_HEURISTIC && tune != SLOTH_GEMM_TUNE_WIDE)
+            return fail(SLOTH_ERROR_INVALID_ARGUMENT, "%s: tune %d is not SLOTH_GEMM_NO_TUNING (0), SLOTH_GEMM_TUNE_HEURISTIC (1) "
+                        "or SLOTH_GEMM_TUNE_WIDE (2)", fn, static_cast<int>(tune));
+        return static_cast<Decoder*>(decoder)->set_gemm_tuning(fn, tune);
     });
 }
 

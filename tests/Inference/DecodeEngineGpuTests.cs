@@ -1,6 +1,7 @@
 using NUnit.Framework;
 using SlothSharp.Inference;
 using SlothSharp.Models;
+using SlothSharp.Ops;
 using SlothSharp.Peft;
 using static TorchSharp.torch;
 
@@ -70,6 +71,20 @@ public class DecodeEngineGpuTests
         using var model = DecodeParity.LoadCudaBf16(FamilyGolden.Nf4(family));
         DecodeParity.Run(model, DecodeParity.TwelvePrompts, 8, tolerance: 0.25, minMargin: 0.5,
             options: new DecodeEngineOptions(DequantizeWeights: true));
+    }
+
+    /// <summary>GemmTuning: the first step of batch 12 runs eagerly, then its cuBLASLt GEMM shapes are tuned (the tuner's
+    /// report lists them with their candidates), and the tokens still match the reference path.</summary>
+    [Test]
+    public void GemmTuningTunesTheStepsShapesBeforeTheCapture()
+    {
+        using var model = DecodeParity.LoadCudaBf16(FamilyGolden.Nf4("qwen3"));
+        DecodeParity.Run(model, DecodeParity.TwelvePrompts, 8, tolerance: 0.25, minMargin: 0.5,
+            options: new DecodeEngineOptions(DequantizeWeights: true, GemmTuning: GemmTuning.Wide));
+        var report = TunedGemm.TuningReport();
+        var lines = report.Split('\n').Where(l => l.Contains(" m=12 ")).ToArray();
+        Assert.That(lines, Is.Not.Empty, report);
+        Assert.That(lines.Any(l => l.Contains("candidates")), report);
     }
 
     [Test]

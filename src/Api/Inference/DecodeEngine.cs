@@ -1,6 +1,7 @@
 using SlothSharp.Interop;
 using SlothSharp.Models;
 using static TorchSharp.torch;
+using SlothSharp.Ops;
 using C = SlothSharp.Interop.SlothConstants;
 
 namespace SlothSharp.Inference;
@@ -130,6 +131,20 @@ public sealed class DecodeEngine : IDisposable
         return ProgrammaticLaunch;
     }
 
+    /// <summary>How the step's cuBLASLt GEMMs (past 8 rows, CUDA) choose their algorithm (see
+    /// <see cref="DecodeEngineOptions.GemmTuning"/>).</summary>
+    public GemmTuning GemmTuning { get; private set; } = GemmTuning.None;
+
+    /// <summary>Sets <see cref="GemmTuning"/>; the captured graphs are dropped, and the next step of each batch size runs
+    /// eagerly again (tuning its GEMM shapes not tuned yet) before the one after captures.</summary>
+    public void SetGemmTuning(GemmTuning tuning)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (!Enum.IsDefined(tuning)) throw new ArgumentOutOfRangeException(nameof(tuning), tuning, "not a GemmTuning value");
+        Native.DecoderSetGemmTuning(_handle.DangerousGetHandle(), (int)tuning);
+        GemmTuning = tuning;
+    }
+
     /// <summary>
     /// An engine for <paramref name="model"/> decoding into <paramref name="cache"/> (made by the model's
     /// <see cref="CausalLM.NewKvCache"/>), or null with <paramref name="whyNot"/> saying why this model or cache cannot
@@ -166,6 +181,7 @@ public sealed class DecodeEngine : IDisposable
             var engine = new DecodeEngine(handle, cache, desc.Owned, desc.Kept, desc.Ids, desc.Positions, desc.Length, desc.Logits, model.Device);
             engine.SetProgrammaticLaunch(options.ProgrammaticLaunch);
             engine.SetFusions(options.Fusions);
+            engine.SetGemmTuning(options.GemmTuning);
             return engine;
         }
         catch

@@ -1,3 +1,5 @@
+using SlothSharp.Ops;
+
 namespace SlothSharp.Inference;
 
 /// <summary>
@@ -21,6 +23,14 @@ namespace SlothSharp.Inference;
 /// per decoder weight of device memory while the engine lives. Copies (these and MergeLora's) are made stacked where
 /// a layer's q, k, v (and its gate, up) all are copies with no adapter left unmerged: one GEMM each instead of three
 /// (and two) past 8 rows, the same memory.</para>
+/// <para>GemmTuning (default <see cref="GemmTuning.None"/>): past 8 rows on CUDA the step's products are cuBLASLt
+/// GEMMs, each with cuBLASLt's first heuristic choice. <see cref="GemmTuning.Heuristic"/> (about 0.1 s a shape, once
+/// per process) or <see cref="GemmTuning.Wide"/> (about a second) make the first step of each batch size time
+/// cuBLASLt's candidates for each of its GEMM shapes afterwards, so that the graph replayed from the next step on uses
+/// the fastest. Off by default because it did not pay where measured (H100, Qwen3-1.7B shape, batch 64: the heuristic's
+/// choices were within 1 us of the best candidate but for one shape, and the step was no faster); it may on other GPUs.
+/// A tuned choice may sum in another order, so the logits may differ from an untuned run's in the last bits. Batch 8
+/// and below, the CPU and float32 never use cuBLASLt here.</para>
 /// </summary>
 public sealed record DecodeEngineOptions(bool MergeLora = false, bool ProgrammaticLaunch = true, DecodeFusions Fusions = DecodeFusions.None,
-                                         bool DequantizeWeights = false);
+                                         bool DequantizeWeights = false, GemmTuning GemmTuning = GemmTuning.None);

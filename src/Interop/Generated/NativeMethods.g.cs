@@ -97,7 +97,7 @@ public enum SlothDecodePart : int
 /// <summary>The #define constants of slothsharp.h (SLOTH_NF4_BLOCKSIZE_MIN -> Nf4BlocksizeMin).</summary>
 public static class SlothConstants
 {
-    public const int AbiVersion = 16;
+    public const int AbiVersion = 17;
     public const int Nf4BlocksizeMin = 32;
     public const int Nf4BlocksizeMax = 4096;
     public const int NcclUniqueIdBytes = 128;
@@ -1113,6 +1113,23 @@ public static unsafe partial class Native
     {
         EnsureLoaded();
         return sloth_decoder_set_programmatic_launch(decoder, enable, enabled);
+    }
+
+    [LibraryImport(LibraryName, EntryPoint = "sloth_decoder_set_gemm_tuning")]
+    private static partial SlothStatus sloth_decoder_set_gemm_tuning(nint decoder, int tune);
+
+    /// <summary><c>sloth_decoder_set_gemm_tuning</c>; throws the typed exception for a non-OK status.</summary>
+    internal static void DecoderSetGemmTuning(nint decoder, int tune)
+    {
+        EnsureLoaded();
+        Check(sloth_decoder_set_gemm_tuning(decoder, tune));
+    }
+
+    /// <summary><c>sloth_decoder_set_gemm_tuning</c>, returning its status (the thread's message: <see cref="LastErrorMessage"/>).</summary>
+    internal static SlothStatus TryDecoderSetGemmTuning(nint decoder, int tune)
+    {
+        EnsureLoaded();
+        return sloth_decoder_set_gemm_tuning(decoder, tune);
     }
 
     [LibraryImport(LibraryName, EntryPoint = "sloth_decoder_set_fusions")]
