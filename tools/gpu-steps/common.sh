@@ -23,7 +23,10 @@ snap() { [ -n "${DEVOUT:-}" ] && tar czf "$DEVOUT/r.tgz" -C "$OUT" . 2>/dev/null
 #   softcap_row METHOD              `bench --suite softcap-row --method METHOD` (one Gemma-2-2B soft-capped attention
 #                                   layer, forward + backward) into $OUT/softcap-METHOD.log, its median printed;
 #   start_main_build                builds main's native tree, carried as gpu-b-native/, into /tmp/b-install in the
-#                                   background (its pid in $bpid, the library path in $libB): the B of an A/B call.
+#                                   background (its pid in $bpid, the library path in $libB): the B of an A/B call;
+#   start_bnb_build                 builds bitsandbytes from .bnb/bitsandbytes-src.tar.gz (carried; see
+#                                   families-anchors.sh) for sm_90 in the background (its pid in $bnb_pid);
+#   use_bnb                         waits for that build, then puts it on PYTHONPATH with the metadata transformers reads.
 gpu_tests() {
     timeout "$2" dotnet "$tests" --no-progress --filter "TestCategory=Gpu&($3)" > "$OUT/$1.log" 2>&1
     echo "$1: exit $?"; summary "$OUT/$1.log"; snap
@@ -68,4 +71,20 @@ step_row() {
 softcap_row() {
     timeout 90 dotnet "$bench" --results "$OUT" --suite softcap-row --method "$1" > "$OUT/softcap-$1.log" 2>&1
     echo "softcap-row $1: exit $?"; grep -E "SOFTCAP" "$OUT/softcap-$1.log" | tail -1; snap
+}
+start_bnb_build() {
+    rm -rf /tmp/bnb; mkdir -p /tmp/bnb/src /tmp/bnb/site
+    tar xzf .bnb/bitsandbytes-src.tar.gz -C /tmp/bnb/src || echo "no .bnb/bitsandbytes-src.tar.gz"
+    ( cd /tmp/bnb/src && cmake -S . -B build -DCOMPUTE_BACKEND=cuda -DCOMPUTE_CAPABILITY=90 -G Ninja \
+          && cmake --build build -j 8 ) > "$OUT/bnb-build.log" 2>&1 &
+    bnb_pid=$!
+}
+use_bnb() {
+    wait "$bnb_pid"; echo "bitsandbytes build: exit $?"; tail -2 "$OUT/bnb-build.log"
+    local ver
+    ver="$(sed -nE 's/^__version__ = "([^"]+)".*/\1/p' /tmp/bnb/src/bitsandbytes/__init__.py)"
+    mkdir -p "/tmp/bnb/site/bitsandbytes-$ver.dist-info"
+    printf 'Metadata-Version: 2.1\nName: bitsandbytes\nVersion: %s\n' "$ver" > "/tmp/bnb/site/bitsandbytes-$ver.dist-info/METADATA"
+    export PYTHONPATH="/tmp/bnb/src:/tmp/bnb/site${PYTHONPATH:+:$PYTHONPATH}"
+    python3 -c "import bitsandbytes, importlib.metadata as m; print('bitsandbytes', m.version('bitsandbytes'))"
 }
