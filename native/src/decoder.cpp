@@ -252,7 +252,7 @@ class Decoder {
 
     sloth_status set_gemm_tuning(const char* fn, int32_t tune) {
         if (tune == gemm_tuning) return SLOTH_OK;
-        if (!cpu()) SLOTH_CHECK(drop_graphs(fn));
+        SLOTH_CHECK(drop_graphs(fn));
         warmed.clear();
         gemm_tuning = tune;
         return SLOTH_OK;
@@ -1009,9 +1009,7 @@ SLOTH_API sloth_status sloth_decoder_set_gemm_tuning(void* decoder, int32_t tune
     const char* fn = __func__;
     return guarded(fn, [&] {
         SLOTH_CHECK(require_ptr(fn, decoder, "decoder"));
-        if (tune != SLOTH_GEMM_NO_TUNING && tune != SLOTH_GEMM_TUNE_HEURISTIC && tune != SLOTH_GEMM_TUNE_WIDE)
-            return fail(SLOTH_ERROR_INVALID_ARGUMENT, "%s: tune %d is not SLOTH_GEMM_NO_TUNING (0), SLOTH_GEMM_TUNE_HEURISTIC (1) "
-                        "or SLOTH_GEMM_TUNE_WIDE (2)", fn, static_cast<int>(tune));
+        SLOTH_CHECK(require_gemm_tuning(fn, tune));
         return static_cast<Decoder*>(decoder)->set_gemm_tuning(fn, tune);
     });
 }

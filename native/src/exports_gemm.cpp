@@ -21,9 +21,7 @@ SLOTH_API sloth_status sloth_gemm(int32_t trans_a, int32_t trans_b, int64_t m, i
         if ((trans_a != 0 && trans_a != 1) || (trans_b != 0 && trans_b != 1))
             return fail(SLOTH_ERROR_INVALID_ARGUMENT, "%s: trans_a = %d, trans_b = %d must be 0 or 1", fn, trans_a,
                         trans_b);
-        if (tune < SLOTH_GEMM_NO_TUNING || tune > SLOTH_GEMM_TUNE_WIDE)
-            return fail(SLOTH_ERROR_INVALID_ARGUMENT, "%s: tune = %d must be 0 (no tuning), 1 (heuristic) or 2 (wide)",
-                        fn, tune);
+        SLOTH_CHECK(require_gemm_tuning(fn, tune));
         SLOTH_CHECK(require_dtype(fn, dtype, "dtype"));
         if (dtype == SLOTH_DTYPE_F32)
             return fail(SLOTH_ERROR_INVALID_ARGUMENT,

@@ -39,6 +39,12 @@ inline sloth_status require_device(const char* fn, int32_t device) {
                 fn, device);
 }
 
+// A sloth_gemm tuning mode (SLOTH_GEMM_NO_TUNING, _TUNE_HEURISTIC or _TUNE_WIDE).
+inline sloth_status require_gemm_tuning(const char* fn, int32_t tune) {
+    if (tune >= SLOTH_GEMM_NO_TUNING && tune <= SLOTH_GEMM_TUNE_WIDE) return SLOTH_OK;
+    return fail(SLOTH_ERROR_INVALID_ARGUMENT, "%s: tune = %d must be 0 (no tuning), 1 (heuristic) or 2 (wide)", fn, tune);
+}
+
 // Bytes per element of a validated dtype.
 inline int dtype_size(sloth_dtype t) { return t == SLOTH_DTYPE_F32 ? 4 : 2; }
 

@@ -1,7 +1,7 @@
 using SlothSharp.Interop;
 using SlothSharp.Models;
-using static TorchSharp.torch;
 using SlothSharp.Ops;
+using static TorchSharp.torch;
 using C = SlothSharp.Interop.SlothConstants;
 
 namespace SlothSharp.Inference;
