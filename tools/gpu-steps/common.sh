@@ -16,6 +16,9 @@ snap() { [ -n "${DEVOUT:-}" ] && tar czf "$DEVOUT/r.tgz" -C "$OUT" . 2>/dev/null
 #   memcheck NAME SECONDS FILTER    the same under compute-sanitizer memcheck (exit 97 on any error); racecheck alike;
 #   decode_run NAME LIB ARGS...     `bench --suite decode` on library LIB (prefill 0, no fusion, no plain-launch row)
 #                                   into $OUT/NAME.log and $OUT/NAME/, ARGS added (presets, batches, steps, --only);
+#   native_variant NAME FILE FROM TO [FILE FROM TO ...]
+#                                   a fresh copy of native/ in /tmp/nvNAME with each FROM replaced by TO in its FILE
+#                                   (relative to native/), and how many lines hold each TO (0: the edit missed);
 #   build_native_variant SRC DEST   a sm_90 Release build of the native tree SRC installed into DEST (for A/B runs of
 #                                   two libraries in one call: SLOTHSHARP_NATIVE_PATH=DEST/runtimes/linux-x64/native/...);
 #   step_row SHAPE PATH             `bench --suite step-row` (no checkpointing, expandable segments) appended to
@@ -52,6 +55,17 @@ decode_run() {
     SLOTHSHARP_NATIVE_PATH="$lib" timeout 150 dotnet "$bench" --suite decode --prefill 0 --fusions None --no-plain \
         --results "$OUT/$name" "$@" > "$OUT/$name.log" 2>&1; echo "exit $?"
     grep -E "batch" "$OUT/$name.log" | grep -v "memory held"; snap
+}
+native_variant() {
+    local name="$1"; shift
+    rm -rf "/tmp/nv$name" && cp -r native "/tmp/nv$name"
+    local counts=""
+    while [ $# -ge 3 ]; do
+        sed -i "s/$2/$3/" "/tmp/nv$name/$1"
+        counts+=" $(grep -c "$3" "/tmp/nv$name/$1")"
+        shift 3
+    done
+    echo "variant $name:$counts"
 }
 build_native_variant() {
     cmake -S "$1" -B "$1-build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DSLOTH_CUDA_ARCHITECTURES=90 -DCMAKE_INSTALL_PREFIX="$2" \

@@ -11,10 +11,8 @@ OUT="${1:?usage: lease-r19a.sh OUTDIR}"
 . "$(dirname "$0")/common.sh"
 # Variants: c256 / c512 = the chunk; c256d5 = chunk 256 with the sub-warp walk's loads 5 keys ahead instead of 3.
 variant() {  # NAME CHUNK DEPTH
-    rm -rf "/tmp/nv$1" && cp -r native "/tmp/nv$1"
-    sed -i "s/constexpr int64_t kDecodeMinChunk = 128;/constexpr int64_t kDecodeMinChunk = $2;/" "/tmp/nv$1/src/decode_kernels.h"
-    sed -i "s/constexpr int kDepth = 3;/constexpr int kDepth = $3;/" "/tmp/nv$1/cuda/decode_attention_kernels.cuh"
-    echo "variant $1: $(grep -c "kDecodeMinChunk = $2;" "/tmp/nv$1/src/decode_kernels.h") $(grep -c "kDepth = $3;" "/tmp/nv$1/cuda/decode_attention_kernels.cuh")"
+    native_variant "$1" src/decode_kernels.h "constexpr int64_t kDecodeMinChunk = 128;" "constexpr int64_t kDecodeMinChunk = $2;" \
+        cuda/decode_attention_kernels.cuh "constexpr int kDepth = 3;" "constexpr int kDepth = $3;"
 }
 variant c256 256 3; variant c512 512 3; variant c256d5 256 5
 ( for v in c256 c512 c256d5; do build_native_variant "/tmp/nv$v" "/tmp/nv$v-install" || echo "variant $v failed"; done ) > "$OUT/build-variants.log" 2>&1 &

@@ -5,10 +5,9 @@ set -uo pipefail
 OUT="${1:?usage: lease-r19d.sh OUTDIR}"
 . "$(dirname "$0")/common.sh"
 variant() {  # NAME CHUNK
-    rm -rf "/tmp/nv$1" && cp -r native "/tmp/nv$1"
-    sed -i "s/constexpr int64_t kDecodeMinChunk = 128;/constexpr int64_t kDecodeMinChunk = $2;/" "/tmp/nv$1/src/decode_kernels.h"
-    sed -i "s/__global__ void __launch_bounds__(kThreads) attention_kernel/__global__ void __launch_bounds__(kThreads, 8) attention_kernel/" "/tmp/nv$1/cuda/decode_attention_kernels.cuh"
-    echo "variant $1: $(grep -c "__launch_bounds__(kThreads, 8) attention_kernel" "/tmp/nv$1/cuda/decode_attention_kernels.cuh")"
+    native_variant "$1" src/decode_kernels.h "constexpr int64_t kDecodeMinChunk = 128;" "constexpr int64_t kDecodeMinChunk = $2;" \
+        cuda/decode_attention_kernels.cuh "__global__ void __launch_bounds__(kThreads) attention_kernel" \
+        "__global__ void __launch_bounds__(kThreads, 8) attention_kernel"
     cmake -S "/tmp/nv$1" -B "/tmp/nv$1-build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DSLOTH_CUDA_ARCHITECTURES=90 \
         -DCMAKE_INSTALL_PREFIX="/tmp/nv$1-install" > "$OUT/build-$1.log" 2>&1
 }

@@ -8,13 +8,8 @@ set -uo pipefail
 OUT="${1:?usage: lease-r20a.sh OUTDIR}"
 . "$(dirname "$0")/common.sh"
 start_main_build
-variant() {  # NAME FILE FROM TO
-    rm -rf "/tmp/nv$1" && cp -r native "/tmp/nv$1"
-    sed -i "s/$3/$4/" "/tmp/nv$1/$2"
-    echo "variant $1: $(grep -c "$4" "/tmp/nv$1/$2")"
-}
-variant nostream cuda/nf4_gemv_kernels.cuh "constexpr bool kStreamBlocks = true;" "constexpr bool kStreamBlocks = false;"
-variant c512 src/decode_kernels.h "constexpr int64_t kDecodeMinChunk = 128;" "constexpr int64_t kDecodeMinChunk = 512;"
+native_variant nostream cuda/nf4_gemv_kernels.cuh "constexpr bool kStreamBlocks = true;" "constexpr bool kStreamBlocks = false;"
+native_variant c512 src/decode_kernels.h "constexpr int64_t kDecodeMinChunk = 128;" "constexpr int64_t kDecodeMinChunk = 512;"
 ( wait "$bpid"; for v in nostream c512; do build_native_variant "/tmp/nv$v" "/tmp/nv$v-install" || echo "variant $v failed"; done ) > "$OUT/build-variants.log" 2>&1 &
 vpid=$!
 gpu_tests tests 280 "FullyQualifiedName~DecodeAttention|FullyQualifiedName~DecodeEngineGpu|FullyQualifiedName~DecodePersistent|FullyQualifiedName~DecodeFusionGpu|FullyQualifiedName~Softcap|FullyQualifiedName~Nf4Gemv"

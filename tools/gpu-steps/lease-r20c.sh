@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Round 20, call 2 (issue 22): Gemma-2-2B's QLoRA step (default path) and transformers + PEFT + bitsandbytes on the
 # same shape in the same lease (the anchor so far, 14,972 tokens/s, was round 10's lease), then the one-pass
-# soft-capped attention's row if time is left. lease-r19b.sh with its rows reordered for a short device budget; carry
-# .bnb (bitsandbytes' source, built here while the first row runs).
+# soft-capped attention's row if time is left. It replaces round 19's lease-r19b.sh (never run), its rows reordered for
+# a short device budget. Carry .bnb (bitsandbytes' source, built here while the first row runs).
 set -uo pipefail
 OUT="${1:?usage: lease-r20c.sh OUTDIR}"
 . "$(dirname "$0")/common.sh"
