@@ -58,6 +58,14 @@ internal static class DecodeSuite
         // --gemm-tuning None|Heuristic|Wide: DecodeEngineOptions.GemmTuning (past 8 rows; default the library's, None).
         // The tuner's choices are the process's: compare modes in separate processes.
         var gemmTuning = Opt("--gemm-tuning") is { } gt ? Enum.Parse<GemmTuning>(gt) : GemmTuning.None;
+        // --gemv tiles,lanes: the NF4 GEMV kernels each fusion row runs with (DecodeEngine.SetTensorCoreGemv: tensor
+        // cores, or the lane kernels); default tiles (the engine's default), both for an A/B on one library.
+        var gemvKinds = (Opt("--gemv") ?? "tiles").Split(',').Select(k => k switch
+        {
+            "tiles" => true,
+            "lanes" => false,
+            _ => throw new ArgumentException($"--gemv: '{k}' is not tiles or lanes"),
+        }).ToArray();
         var singles = Enum.GetValues<DecodeStepParts>().Where(p => p is not DecodeStepParts.None and not DecodeStepParts.All).ToArray();
         if (Opt("--only") is { } only)
             omitSets = [.. omitSets, .. (only == "each" ? singles : only.Split(',').Select(Enum.Parse<DecodeStepParts>))
@@ -120,13 +128,14 @@ internal static class DecodeSuite
                 }
                 var ids = randint(0, cfg.VocabSize, [b, prompt], ScalarType.Int64, device);
                 var pdlHere = engine.ProgrammaticLaunch;  // the default: on where supported
-                (bool Pdl, DecodeFusions Fusions, DecodeStepParts Omit)[] modes = onCpu
-                    ? [(false, DecodeFusions.None, DecodeStepParts.None), .. omitSets.Select(o => (false, DecodeFusions.None, o))]
-                    : [.. fusionSets.Select(f => (pdlHere, f, DecodeStepParts.None)),
-                       .. pdlHere && !noPlain ? new[] { (false, DecodeFusions.None, DecodeStepParts.None) } : [],
-                       .. omitSets.Select(o => (pdlHere, omitFusions, o))];
-                foreach (var (pdl, fusions, omit) in modes)
+                (bool Pdl, DecodeFusions Fusions, DecodeStepParts Omit, bool Tiles)[] modes = onCpu
+                    ? [(false, DecodeFusions.None, DecodeStepParts.None, false), .. omitSets.Select(o => (false, DecodeFusions.None, o, false))]
+                    : [.. gemvKinds.SelectMany(t => fusionSets.Select(f => (pdlHere, f, DecodeStepParts.None, t))),
+                       .. pdlHere && !noPlain ? new[] { (false, DecodeFusions.None, DecodeStepParts.None, gemvKinds[0]) } : [],
+                       .. gemvKinds.SelectMany(t => omitSets.Select(o => (pdlHere, omitFusions, o, t)))];
+                foreach (var (pdl, fusions, omit, tiles) in modes)
                 {
+                    var tilesOn = engine.SetTensorCoreGemv(tiles);
                     var on = engine.SetProgrammaticLaunch(pdl);
                     engine.SetFusions(fusions);
                     engine.SetOmittedParts(omit);
@@ -144,7 +153,7 @@ internal static class DecodeSuite
                     Sync(onCpu);
                     var sec = sw.Elapsed.TotalSeconds;
                     var bound = b / (bytes / H100Bandwidth);
-                    var mode = (onCpu ? "" : $"{(on ? ", programmatic launch" : ", plain launch")}, fusions {fusions}") + OmitLabel(omit);
+                    var mode = (onCpu ? "" : $"{(on ? ", programmatic launch" : ", plain launch")}{(tilesOn ? ", tensor-core GEMV" : ", lane GEMV")}, fusions {fusions}") + OmitLabel(omit);
                     Line(string.Create(CultureInfo.InvariantCulture,
                         $"  batch {b}{mode}: {steps} steps in {sec * 1e3:F1} ms: {sec / steps * 1e3:F3} ms/step, {b * steps / sec:F0} tokens/s (H100 weight-bandwidth bound {bound:F0} tokens/s), {engine.KernelLaunches} launches/step, graph captures {engine.GraphCaptures}"));
                 }

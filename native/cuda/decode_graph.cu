@@ -75,9 +75,18 @@ sloth_status zero_on_stream(const char* fn, int32_t device, void* p, int64_t byt
 
 namespace {
 thread_local bool programmatic_launch = false;
+thread_local bool nf4_tiles = true;
 }  // namespace
 
 bool programmatic_launch_on() { return programmatic_launch; }
+
+bool set_nf4_gemv_tiles(bool on) {
+    const bool previous = nf4_tiles;
+    nf4_tiles = on;
+    return previous;
+}
+
+bool nf4_gemv_tiles_on() { return nf4_tiles; }
 
 bool set_programmatic_launch(bool on) {
     const bool previous = programmatic_launch;

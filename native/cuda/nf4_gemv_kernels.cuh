@@ -505,6 +505,14 @@ __global__ void __launch_bounds__(kThreads) nf4_gemv_gated_kernel(Group g, sloth
     });
 }
 
+}  // namespace
+}  // namespace sloth::cuda::nf4
+
+#include "nf4_gemv_tiles.cuh"
+
+namespace sloth::cuda::nf4 {
+namespace {
+
 template <int kDtype, int kBatch, int kSlices>
 sloth_status launch_sliced(const char* fn, const Nf4GemvArgs& a, bool vector, int lb, int ln, cudaStream_t stream) {
     constexpr int kRowsPerBlock = kWarps / kSlices;
@@ -520,6 +528,7 @@ sloth_status launch_sliced(const char* fn, const Nf4GemvArgs& a, bool vector, in
 
 template <int kDtype, int kBatch>
 sloth_status launch(const char* fn, const Nf4GemvArgs& a, cudaStream_t stream) {
+    if (tiles_take<kDtype>(a.k, a.x, &a.packed, 1)) return launch_tiles<kDtype, kBatch>(fn, a, stream);
     const bool vector = a.k % 32 == 0 && reinterpret_cast<uintptr_t>(a.packed) % 16 == 0 &&
                         reinterpret_cast<uintptr_t>(a.x) % 16 == 0;
     const int lb = log2_exact(a.blocksize);
@@ -564,6 +573,8 @@ template <int kDtype, int kBatch>
 sloth_status launch_group(const char* fn, const Nf4GemvGroupArgs& a, cudaStream_t stream) {
     int64_t blocks = 0;
     const Group g = group_of(a, &blocks);
+    const uint8_t* packed[kNf4GroupMax] = {a.member[0].packed, a.member[1].packed, a.member[2].packed};
+    if (tiles_take<kDtype>(a.k, a.x, packed, a.count)) return launch_tiles_group<kDtype, kBatch>(fn, a, g, stream);
     const size_t fold_smem = a.fold_norm ? static_cast<size_t>(nf4_fold_smem_bytes(a)) : 0;
     if (!a.gated) {
         SLOTH_CHECK(require_one_launch(fn, blocks));

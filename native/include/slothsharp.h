@@ -31,7 +31,7 @@ extern "C" {
 #endif
 
 /* Bumped on every incompatible change of this header; the managed loader refuses any other value. */
-#define SLOTH_ABI_VERSION 17
+#define SLOTH_ABI_VERSION 18
 
 /* NF4 blocksize and nested_blocksize: powers of two in [MIN, MAX] (the managed API checks the same constants). */
 #define SLOTH_NF4_BLOCKSIZE_MIN 32
@@ -744,6 +744,16 @@ SLOTH_API sloth_status sloth_decoder_kernel_launches(void* decoder, int64_t* cou
    setting now in force. A change drops the captured graphs (after the stream's work is done); the next step of each
    batch size captures again. The CPU: *enabled = 0. */
 SLOTH_API sloth_status sloth_decoder_set_programmatic_launch(void* decoder, int32_t enable, int32_t* enabled);
+
+/* The step's NF4 matrix-vector products (CUDA, bf16/f16, batch <= SLOTH_NF4_GEMV_MAX_BATCH) on tensor cores: the
+   weights decoded into mma fragments, the products summed by the tensor cores (nf4_gemv_tiles.cuh), where k is a
+   multiple of 128 up to 8192 and the library was built for sm_80+; the other shapes keep the lane kernels. On by
+   default; enable = 0 runs the lane kernels everywhere. The two differ in the float32 summation order only (the last
+   bits of a product). Where the persistent step runs (SLOTH_DECODE_FUSE_PERSISTENT on and available), the decoder
+   runs the lane kernels at every batch size (that step is built from their code), so a sequence's bits do not depend
+   on its batch. *enabled = the setting
+   now in force (0 on the CPU). A change drops the captured graphs, as for the launch mode. */
+SLOTH_API sloth_status sloth_decoder_set_tensor_core_gemv(void* decoder, int32_t enable, int32_t* enabled);
 
 /* How the step's cuBLASLt GEMMs (CUDA, f16/bf16, past SLOTH_NF4_GEMV_MAX_BATCH rows: dense weights, dense copies and
    dequantized NF4) choose their algorithm: a sloth_gemm tuning mode, SLOTH_GEMM_NO_TUNING by default (cuBLASLt's first

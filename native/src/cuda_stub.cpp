@@ -73,6 +73,8 @@ sloth_status decode_persistent_step(const char* fn, const PersistentStepArgs&, i
 sloth_status synchronize_stream(const char* fn, int32_t, void*) { return no_cuda(fn); }
 sloth_status zero_on_stream(const char* fn, int32_t, void*, int64_t, void*) { return no_cuda(fn); }
 bool set_programmatic_launch(bool) { return false; }
+bool set_nf4_gemv_tiles(bool) { return false; }
+bool nf4_gemv_tiles_on() { return false; }
 sloth_status programmatic_launch_supported(const char* fn, int32_t, bool*) { return no_cuda(fn); }
 std::string gemm_tuning_report() { return ""; }
 void gemm_forget_tuning() {}

@@ -326,6 +326,12 @@ bool set_programmatic_launch(bool on);
 // *supported = the decode kernels loaded for `device` carry the PDL wait (compiled from sm_90+ PTX: a compute_75
 // build running on an H100 does not, and must launch plainly).
 sloth_status programmatic_launch_supported(const char* fn, int32_t device, bool* supported);
+// Whether this thread's NF4 GEMVs at batch 1..8 run on tensor cores where they can (nf4_gemv_tiles.cuh) rather than
+// on the lane kernels: on by default; the decoder sets its own choice around a step's enqueue. Returns the previous
+// setting. The two give the same values up to the float32 summation order, so a decoding engine uses one of them
+// throughout (its persistent step runs the lane kernels' code).
+bool set_nf4_gemv_tiles(bool on);
+bool nf4_gemv_tiles_on();
 }  // namespace cuda
 
 }  // namespace sloth

@@ -196,6 +196,7 @@ class Decoder {
     bool omitting = false;                     // the section being enqueued is left out: launchers issue nothing
     bool programmatic = false;    // launch the step's kernels with programmatic dependent launch (CUDA, sm_90 kernels)
     bool programmatic_supported = false;
+    bool tensor_core_gemv = false;  // sloth_decoder_set_tensor_core_gemv (CUDA only)
     int32_t gemm_tuning = SLOTH_GEMM_NO_TUNING;          // sloth_decoder_set_gemm_tuning
     std::vector<GemmArgs>* recorded_gemms = nullptr;     // during warm_step: the cuBLASLt GEMMs the step issued
     // The persistent step (SLOTH_DECODE_FUSE_PERSISTENT): its arguments and grid, prepared at creation where the shape
@@ -268,6 +269,15 @@ class Decoder {
         return SLOTH_OK;
     }
 
+    // The NF4 GEMVs on tensor cores or on the lane kernels (sloth_decoder_set_tensor_core_gemv); graphs go as above.
+    sloth_status set_tensor_core_gemv(const char* fn, bool on) {
+        const bool want = on && !cpu();
+        if (want == tensor_core_gemv) return SLOTH_OK;
+        SLOTH_CHECK(drop_graphs(fn));
+        tensor_core_gemv = want;
+        return SLOTH_OK;
+    }
+
     // Sets a switch of the step's launches (fusions, omitted parts); as for the launch mode, the captured graphs hold
     // the old launches and go.
     sloth_status set_flags(const char* fn, int32_t Decoder::*field, int32_t value) {
@@ -337,7 +347,11 @@ class Decoder {
     // enqueue() with this decoder's launch mode on the calling thread (restored after, whatever happens).
     sloth_status enqueue_launches(const char* fn, int64_t batch) {
         const bool previous = cuda::set_programmatic_launch(programmatic);
+        // The persistent step is the lane kernels' code: where it runs, every batch size runs them (the same bits).
+        const bool tiles = tensor_core_gemv && !((fusions & SLOTH_DECODE_FUSE_PERSISTENT) && persistent_blocks > 0);
+        const bool previous_tiles = cuda::set_nf4_gemv_tiles(tiles);
         const sloth_status st = enqueue(fn, batch);
+        cuda::set_nf4_gemv_tiles(previous_tiles);
         cuda::set_programmatic_launch(previous);
         return st;
     }
@@ -914,6 +928,7 @@ sloth_status build(const char* fn, const int64_t* ints, int64_t int_count, const
         SLOTH_CHECK(cuda::zero_on_stream(fn, device, d->at<void>(d->ws.barrier), 8, d->stream));
         SLOTH_CHECK(cuda::programmatic_launch_supported(fn, device, &d->programmatic_supported));
         d->programmatic = d->programmatic_supported;  // on by default where the kernels carry the wait
+        d->tensor_core_gemv = true;  // the kernels check their own build (nf4_gemv_tiles.cuh) and fall back
         SLOTH_CHECK(d->prepare_persistent(fn));
     }
     return SLOTH_OK;
@@ -1001,6 +1016,18 @@ SLOTH_API sloth_status sloth_decoder_set_programmatic_launch(void* decoder, int3
         auto* d = static_cast<Decoder*>(decoder);
         SLOTH_CHECK(d->set_programmatic(fn, enable != 0));
         *enabled = d->programmatic ? 1 : 0;
+        return SLOTH_OK;
+    });
+}
+
+SLOTH_API sloth_status sloth_decoder_set_tensor_core_gemv(void* decoder, int32_t enable, int32_t* enabled) {
+    const char* fn = __func__;
+    return guarded(fn, [&] {
+        SLOTH_CHECK(require_ptr(fn, decoder, "decoder"));
+        SLOTH_CHECK(require_ptr(fn, enabled, "enabled"));
+        auto* d = static_cast<Decoder*>(decoder);
+        SLOTH_CHECK(d->set_tensor_core_gemv(fn, enable != 0));
+        *enabled = d->tensor_core_gemv ? 1 : 0;
         return SLOTH_OK;
     });
 }

@@ -131,6 +131,21 @@ public sealed class DecodeEngine : IDisposable
         return ProgrammaticLaunch;
     }
 
+    /// <summary>Whether the step's NF4 matrix-vector products run on tensor cores where their shape allows (see
+    /// <see cref="DecodeEngineOptions.TensorCoreGemv"/>); always false on the CPU.</summary>
+    public bool TensorCoreGemv { get; private set; }
+
+    /// <summary>Turns the tensor-core NF4 matrix-vector products on (CUDA) or off; the captured graphs are dropped and the
+    /// next step of each batch size captures again. Returns the setting now in force.</summary>
+    public bool SetTensorCoreGemv(bool enable)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        int on = 0;
+        unsafe { Native.DecoderSetTensorCoreGemv(_handle.DangerousGetHandle(), enable ? 1 : 0, (nint)(&on)); }
+        TensorCoreGemv = on != 0;
+        return TensorCoreGemv;
+    }
+
     /// <summary>How the step's cuBLASLt GEMMs (past 8 rows, CUDA) choose their algorithm (see
     /// <see cref="DecodeEngineOptions.GemmTuning"/>).</summary>
     public GemmTuning GemmTuning { get; private set; } = GemmTuning.None;
@@ -182,6 +197,7 @@ public sealed class DecodeEngine : IDisposable
             engine.SetProgrammaticLaunch(options.ProgrammaticLaunch);
             engine.SetFusions(options.Fusions);
             engine.SetGemmTuning(options.GemmTuning);
+            engine.SetTensorCoreGemv(options.TensorCoreGemv);
             return engine;
         }
         catch

@@ -31,6 +31,15 @@ namespace SlothSharp.Inference;
 /// choices were within 1 us of the best candidate but for one shape, and the step was no faster); it may on other GPUs.
 /// A tuned choice may sum in another order, so the logits may differ from an untuned run's in the last bits. Batch 8
 /// and below, the CPU and float32 never use cuBLASLt here.</para>
+/// <para>TensorCoreGemv true (default): on CUDA, at batch 8 and below, the NF4 matrix-vector products run on tensor
+/// cores (each weight decoded to the compute dtype in registers, the products summed by mma instructions) where the
+/// shape allows it: bf16/f16, an input width that is a multiple of 128 up to 8192 (every projection of the 1–2B
+/// shapes; a wider one keeps the other kernel), and a library built for sm_80 or newer.
+/// False runs every NF4 product on the lane kernels (one warp per row, float32 FMAs). The two differ in the float32
+/// summation order only, so the logits may differ in the last bits. Where the persistent step runs
+/// (<see cref="DecodeFusions.Persistent"/> on and <see cref="DecodeEngine.PersistentAvailable"/>), the engine uses the
+/// lane kernels at every batch size (that step is built from them).</para>
 /// </summary>
 public sealed record DecodeEngineOptions(bool MergeLora = false, bool ProgrammaticLaunch = true, DecodeFusions Fusions = DecodeFusions.None,
-                                         bool DequantizeWeights = false, GemmTuning GemmTuning = GemmTuning.None);
+                                         bool DequantizeWeights = false, GemmTuning GemmTuning = GemmTuning.None,
+                                         bool TensorCoreGemv = true);

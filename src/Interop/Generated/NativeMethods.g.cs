@@ -97,7 +97,7 @@ public enum SlothDecodePart : int
 /// <summary>The #define constants of slothsharp.h (SLOTH_NF4_BLOCKSIZE_MIN -> Nf4BlocksizeMin).</summary>
 public static class SlothConstants
 {
-    public const int AbiVersion = 17;
+    public const int AbiVersion = 18;
     public const int Nf4BlocksizeMin = 32;
     public const int Nf4BlocksizeMax = 4096;
     public const int NcclUniqueIdBytes = 128;
@@ -1113,6 +1113,23 @@ public static unsafe partial class Native
     {
         EnsureLoaded();
         return sloth_decoder_set_programmatic_launch(decoder, enable, enabled);
+    }
+
+    [LibraryImport(LibraryName, EntryPoint = "sloth_decoder_set_tensor_core_gemv")]
+    private static partial SlothStatus sloth_decoder_set_tensor_core_gemv(nint decoder, int enable, nint enabled);
+
+    /// <summary><c>sloth_decoder_set_tensor_core_gemv</c>; throws the typed exception for a non-OK status.</summary>
+    internal static void DecoderSetTensorCoreGemv(nint decoder, int enable, nint enabled)
+    {
+        EnsureLoaded();
+        Check(sloth_decoder_set_tensor_core_gemv(decoder, enable, enabled));
+    }
+
+    /// <summary><c>sloth_decoder_set_tensor_core_gemv</c>, returning its status (the thread's message: <see cref="LastErrorMessage"/>).</summary>
+    internal static SlothStatus TryDecoderSetTensorCoreGemv(nint decoder, int enable, nint enabled)
+    {
+        EnsureLoaded();
+        return sloth_decoder_set_tensor_core_gemv(decoder, enable, enabled);
     }
 
     [LibraryImport(LibraryName, EntryPoint = "sloth_decoder_set_gemm_tuning")]

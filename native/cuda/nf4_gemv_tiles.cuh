@@ -1,0 +1,478 @@
+// The NF4 GEMV on tensor cores ("tiles"): y[b, r] = x[b, :] · W[r, :] for 1..8 activation rows with W in NF4, the
+// weights dequantized in registers straight into the A fragments of mma.sync m16n8k16 (bf16 / f16 in, float32
+// accumulators). Included by nf4_gemv_kernels.cuh, whose structures (Nf4Weight, Group, the folded norm) it shares.
+//
+// Why: the lane kernels (nf4_gemv_kernels.cuh) spend about 7 instructions and one shared-memory lookup on each weight
+// at batch 1, and Nsight Compute found their L1/shared pipe 82% busy and their issue slots 62% busy with DRAM at 20%
+// (bench/results/2026-12-06-h100-round11): bound by instructions, not bytes. Of those 7, three are the float32 dot
+// product itself: widening the weight, widening x, and the FMA. Here a tensor core takes the products: the weight is
+// only decoded (the lane kernels' table lookup, scale, and paired rounding to x's dtype, leaving it packed), x goes
+// into the B fragment as the bytes it was loaded as, and one mma consumes 8 weights of a lane. The B fragment's 8
+// columns are the batch, so batch 1 to 8 cost the same instructions.
+//
+// The layout. A warp owns a tile of 16 weight rows; lane l is (g = l / 4, q = l % 4). The tile's columns go in
+// super-chunks of 128: lane (g, q) loads 16 bytes (32 weights) of row g and of row g + 8 at columns
+// [c + 32q, c + 32q + 32), and x[g][c + 32q .. + 32) (batch row g; the rows past the batch repeat the last one and
+// their outputs are dropped). mma j (0..7) of the super-chunk gives the fragment's k slots {2q, 2q + 1, 2q + 8, 2q + 9}
+// the physical columns c + 32q + 4j + {0, 1, 2, 3}: each lane finds its A values (4 weights of row g, 4 of row g + 8)
+// and its B values (4 activations) among the data it loaded itself, as consecutive pairs, so nothing is shuffled. The
+// sum over k is the same sum in another order.
+//
+// The split: a block of kWarps warps holds one tile (two for the gated form: the gate's and the up projection's same
+// rows, sharing x); warp w takes the contiguous super-chunks [w·P, w·P + P) of every tile of its block, P =
+// ceil(k / 128 / kWarps), and the block adds its warps' accumulators in warp order. The split depends on k alone, so
+// a row gets the same bits alone, in a group, in the gated form and at any batch (each output column of an mma
+// depends only on its own A row and B column), which the decoder relies on.
+//
+// Rounding: every weight is rounded to x's dtype exactly as the lane kernels round it (the values sloth_nf4_dequantize
+// writes), so every product is exact; the tensor core adds them in float32 in its own order (within the bound the
+// tests allow for a float32 sum). The result differs from the lane kernels' in its last bits only.
+//
+// Where: bf16/f16, k % 128 == 0 (and at most kTileMaxK, 8192), 16-byte aligned x and weights, and kernels compiled for
+// sm_80 or newer (cudaFuncGetAttributes' ptxVersion: the compute_75 build runs the lane kernels everywhere); the
+// launcher falls back to the lane kernels otherwise, or when set_nf4_gemv_tiles(false) (decode_kernels.h).
+#pragma once
+
+#include <atomic>
+
+namespace sloth::cuda::nf4 {
+namespace {
+
+constexpr int kTileRows = 16;
+constexpr int kSuperChunk = 128;                      // columns of a tile a warp walks per step (4 lanes × 32)
+constexpr int64_t kTileMaxK = 8 * kSuperChunk * kWarps;  // P <= 8 (k = 8192): beyond, the lane kernels
+
+// mma.sync.m16n8k16: c += A (16 x 16, rows) · B (16 x 8, columns), A and B in the 16-bit dtype, c in float32.
+// a0: row g, k 2q..2q+1; a1: row g+8, k 2q..; a2: row g, k 2q+8..; a3: row g+8, k 2q+8..; b0: k 2q.., column g;
+// b1: k 2q+8.., column g; c0/c1: row g, columns 2q, 2q+1; c2/c3: row g+8 (PTX ISA, "Matrix fragments for mma.m16n8k16").
+template <int kDtype>
+__device__ __forceinline__ void mma_16816(float (&c)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3, uint32_t b0,
+                                          uint32_t b1) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    if constexpr (kDtype == SLOTH_DTYPE_BF16) {
+        asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+            "{%0, %1, %2, %3};"
+            : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+            : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+    } else {
+        asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+            "{%0, %1, %2, %3};"
+            : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+            : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+    }
+#else
+    (void)c, (void)a0, (void)a1, (void)a2, (void)a3, (void)b0, (void)b1;
+#if defined(__CUDA_ARCH__)
+    asm volatile("trap;");  // never launched: the launcher checks the kernel's PTX version (tile_kernels_compiled)
+#endif
+#endif
+}
+
+// Two values rounded to the 16-bit dtype and packed, `lo` in the low half (round2_to's rounding, left packed).
+template <int kDtype>
+__device__ __forceinline__ uint32_t pack2(float lo, float hi) {
+    if constexpr (kDtype == SLOTH_DTYPE_BF16) return ptx::pack_bf16x2(lo, hi);
+    else return ptx::pack_f16x2(lo, hi);
+}
+
+// decode8's eight weights of one packed word, left packed in pairs: p[j] = (element 2j, element 2j + 1), the even
+// element (the byte's high nibble) in the low half. The same lookups, products and rounding: the same values.
+template <int kDtype>
+__device__ __forceinline__ void decode8_packed(uint32_t word, float scale, uint32_t table, uint32_t (&p)[4]) {
+    const uint32_t lo = (word << 2) & 0x3C3C3C3Cu, hi = (word >> 2) & 0x3C3C3C3Cu;
+    auto entry = [&](uint32_t offsets, auto j) {
+        return ptx::load_shared_f32(ptx::byte_perm<0x7650u + decltype(j)::value>(offsets, table));
+    };
+    auto pair = [&](auto j) {
+        p[decltype(j)::value] = pack2<kDtype>(__fmul_rn(entry(hi, j), scale), __fmul_rn(entry(lo, j), scale));
+    };
+    pair(Index<0>{});
+    pair(Index<1>{});
+    pair(Index<2>{});
+    pair(Index<3>{});
+}
+
+// Where a tile launch's activations come from: the 16 bytes of x[b, c .. c + 8) (c a multiple of 8), from memory or
+// from the folded norm's rows in shared memory.
+template <int kDtype>
+struct PlainXWords {
+    const void* x;
+    int64_t k;
+    __device__ __forceinline__ uint4 operator()(int b, int64_t c) const {
+        return ptx::load_cached_v4(static_cast<const uint16_t*>(x) + b * k + c);
+    }
+};
+template <int kDtype>
+struct StagedXWords {
+    const unsigned char* s;
+    int64_t k;
+    __device__ __forceinline__ uint4 operator()(int b, int64_t c) const {
+        return *reinterpret_cast<const uint4*>(s + (b * k + c) * 2);
+    }
+};
+
+// One tile a warp works on: its weight and the absolute weight rows of its lane's g and g + 8 (clamped to the
+// member's last row: rows past the end are computed and not written), with its table and code map in shared memory.
+struct TileRows {
+    Nf4Weight w;
+    int64_t row_a, row_b;
+    const float* s_nf4;
+    const float* s_map;
+};
+
+// A lane's weights of kStep super-chunks of kTiles tiles, in flight together (rows g and g + 8), with what their
+// scales are made of.
+template <int kStep, int kTiles>
+struct TileLoads {
+    uint4 w[kStep][kTiles][2];
+    uint32_t code[kStep][kTiles][2];
+    float nested[kStep][kTiles][2];
+};
+
+// Issues a lane's loads of super-chunks [s, s + kStep) of its tiles into b; past s1: zeros, nothing read.
+template <int kStep, int kTiles>
+__device__ __forceinline__ void tile_issue(TileLoads<kStep, kTiles>& b, const TileRows (&t)[kTiles], int64_t k, int64_t s,
+                                           int64_t s1, int q, int log2_blocksize, int log2_nested_span, uint64_t stream,
+                                           uint64_t keep) {
+#pragma unroll
+    for (int i = 0; i < kStep; ++i)
+#pragma unroll
+        for (int u = 0; u < kTiles; ++u)
+#pragma unroll
+            for (int h = 0; h < 2; ++h) {
+                b.w[i][u][h] = make_uint4(0, 0, 0, 0);
+                b.code[i][u][h] = 0;
+                b.nested[i][u][h] = 0.0f;
+                if (s + i < s1) {
+                    const int64_t e = (h == 0 ? t[u].row_a : t[u].row_b) * k + (s + i) * kSuperChunk + 32 * q;
+                    b.w[i][u][h] = ptx::load_stream_v4(t[u].w.packed + (e >> 1), stream);
+                    b.code[i][u][h] = ptx::load_u8_keep(t[u].w.absmax_codes + (e >> log2_blocksize), keep);
+                    b.nested[i][u][h] = __ldg(t[u].w.nested_absmax + (e >> log2_nested_span));
+                }
+            }
+}
+
+// A lane's activations for super-chunks [s, s + kStep): x[bx][c + 32q .. + 32) of each (those before s1).
+template <int kStep>
+struct TileX {
+    uint4 w[kStep][4];
+};
+
+template <int kStep, class XWords>
+__device__ __forceinline__ void tile_load_x(TileX<kStep>& x, const XWords& xwords, int64_t s, int64_t s1, int q, int bx) {
+#pragma unroll
+    for (int i = 0; i < kStep; ++i)
+#pragma unroll
+        for (int v = 0; v < 4; ++v)
+            x.w[i][v] = s + i < s1 ? xwords(bx, (s + i) * kSuperChunk + 32 * q + 8 * v) : make_uint4(0, 0, 0, 0);
+}
+
+// The products of super-chunks [s, s + kStep) (those before s1) from the weights b and activations x into c.
+template <int kDtype, int kStep, int kTiles>
+__device__ __forceinline__ void tile_consume(const TileLoads<kStep, kTiles>& b, const TileX<kStep>& x,
+                                             const TileRows (&t)[kTiles], const float (&offset)[kTiles],
+                                             const uint32_t (&table)[kTiles], int64_t s, int64_t s1, float (&c)[kTiles][4]) {
+#pragma unroll
+    for (int i = 0; i < kStep; ++i) {
+        if (s + i >= s1) break;
+#pragma unroll
+        for (int u = 0; u < kTiles; ++u) {
+            const float scale_a = __fadd_rn(__fmul_rn(t[u].s_map[b.code[i][u][0]], b.nested[i][u][0]), offset[u]);
+            const float scale_b = __fadd_rn(__fmul_rn(t[u].s_map[b.code[i][u][1]], b.nested[i][u][1]), offset[u]);
+#pragma unroll
+            for (int v = 0; v < 4; ++v) {
+                const uint4& wa = b.w[i][u][0];
+                const uint4& wb = b.w[i][u][1];
+                const uint32_t word_a = v == 0 ? wa.x : v == 1 ? wa.y : v == 2 ? wa.z : wa.w;
+                const uint32_t word_b = v == 0 ? wb.x : v == 1 ? wb.y : v == 2 ? wb.z : wb.w;
+                uint32_t pa[4], pb[4];
+                decode8_packed<kDtype>(word_a, scale_a, table[u], pa);
+                decode8_packed<kDtype>(word_b, scale_b, table[u], pb);
+                // Word v holds columns 8v .. 8v + 7 of the lane's 32: mma 2v takes 8v + 0..3, mma 2v + 1 8v + 4..7.
+                mma_16816<kDtype>(c[u], pa[0], pb[0], pa[1], pb[1], x.w[i][v].x, x.w[i][v].y);
+                mma_16816<kDtype>(c[u], pa[2], pb[2], pa[3], pb[3], x.w[i][v].z, x.w[i][v].w);
+            }
+        }
+    }
+}
+
+// Whether a warp loads the next step's activations before the current step's arithmetic (two steps' x in registers)
+// or each step's just before it. The loads and the table lookups are volatile asm, which the compiler keeps in program
+// order, so only the source order overlaps an activation load with arithmetic.
+constexpr bool kTileXAhead = false;
+
+// This warp's share of kTiles tiles (sharing x): c[t] += the tile's products over super-chunks [s0, s1). The loads go
+// two steps of kStep super-chunks ahead (double-buffered: 8 16-byte weight loads a lane in flight, with kStep = 2 /
+// kTiles), the first two issued before the grid-dependency wait, so a warp's whole share is in flight at once when
+// P <= 2 kStep (k = 2048 and, for one tile, 4096). Block-wide: stage() (the shared tables) runs after the first loads
+// are issued and before the wait, like row_slice_dot; prologue() after it (the folded norm).
+template <int kDtype, int kBatch, int kTiles, class Stage, class XWords, class Prologue>
+__device__ __forceinline__ void tile_warp_dot(const TileRows (&t)[kTiles], int64_t k, int64_t s0, int64_t s1,
+                                              int log2_blocksize, int log2_nested_span, Stage&& stage,
+                                              const XWords& xwords, Prologue&& prologue, float (&c)[kTiles][4]) {
+    constexpr int kStep = 2 / kTiles;
+    static_assert(kStep >= 1, "one or two tiles a warp");
+    const int lane = threadIdx.x & 31, g = lane >> 2, q = lane & 3;
+    const int bx = g < kBatch ? g : kBatch - 1;
+    const uint64_t stream = ptx::policy_evict_first(), keep = ptx::policy_evict_last();
+    TileLoads<kStep, kTiles> b0, b1;
+    tile_issue(b0, t, k, s0, s1, q, log2_blocksize, log2_nested_span, stream, keep);
+    tile_issue(b1, t, k, s0 + kStep, s1, q, log2_blocksize, log2_nested_span, stream, keep);
+    stage();
+    float offset[kTiles];
+    uint32_t table[kTiles];
+#pragma unroll
+    for (int u = 0; u < kTiles; ++u) {
+        offset[u] = __ldg(t[u].w.nested_offset);
+        table[u] = ptx::shared_address(t[u].s_nf4);
+    }
+    // Everything above reads weights only; x comes from the previous kernel (programmatic launch: cuda_common.cuh).
+    grid_dependency_wait();
+    allow_dependent_launch();
+    __syncthreads();  // the tables are in shared memory
+    prologue();       // block-wide, with its own barriers: a folded norm's rows into shared memory
+    if constexpr (kTileXAhead) {
+        TileX<kStep> x0, x1;
+        tile_load_x(x0, xwords, s0, s1, q, bx);
+        for (int64_t s = s0; s < s1; s += 2 * kStep) {
+            tile_load_x(x1, xwords, s + kStep, s1, q, bx);
+            tile_consume<kDtype>(b0, x0, t, offset, table, s, s1, c);
+            if (s + 2 * kStep < s1) tile_issue(b0, t, k, s + 2 * kStep, s1, q, log2_blocksize, log2_nested_span, stream, keep);
+            if (s + 2 * kStep < s1) tile_load_x(x0, xwords, s + 2 * kStep, s1, q, bx);
+            if (s + kStep < s1) tile_consume<kDtype>(b1, x1, t, offset, table, s + kStep, s1, c);
+            if (s + 3 * kStep < s1) tile_issue(b1, t, k, s + 3 * kStep, s1, q, log2_blocksize, log2_nested_span, stream, keep);
+        }
+    } else {
+        TileX<kStep> x;
+        for (int64_t s = s0; s < s1; s += 2 * kStep) {
+            tile_load_x(x, xwords, s, s1, q, bx);
+            tile_consume<kDtype>(b0, x, t, offset, table, s, s1, c);
+            if (s + 2 * kStep < s1) tile_issue(b0, t, k, s + 2 * kStep, s1, q, log2_blocksize, log2_nested_span, stream, keep);
+            if (s + kStep < s1) {
+                tile_load_x(x, xwords, s + kStep, s1, q, bx);
+                tile_consume<kDtype>(b1, x, t, offset, table, s + kStep, s1, c);
+            }
+            if (s + 3 * kStep < s1) tile_issue(b1, t, k, s + 3 * kStep, s1, q, log2_blocksize, log2_nested_span, stream, keep);
+        }
+    }
+}
+
+// The super-chunks of warp `warp` of a tile's kWarps: [s0, s1).
+__device__ __forceinline__ void warp_super_chunks(int64_t k, int warp, int64_t& s0, int64_t& s1) {
+    const int64_t chunks = k / kSuperChunk, per = (chunks + kWarps - 1) / kWarps;
+    s0 = warp * per < chunks ? warp * per : chunks;
+    s1 = s0 + per < chunks ? s0 + per : chunks;
+}
+
+// Each warp's accumulators into s_acc[warp][lane][tile][4], then, per output (tile u, row r, column n), the sum of
+// the warps' values in warp order: out(u, r, n, value) for the threads t < kTiles * 128 (u = t / 128, r = t / 8 % 16,
+// n = t % 8). Block-wide.
+template <int kTiles, class Out>
+__device__ __forceinline__ void tile_sums(const float (&c)[kTiles][4], float* s_acc, Out&& out) {
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+#pragma unroll
+    for (int u = 0; u < kTiles; ++u)
+#pragma unroll
+        for (int j = 0; j < 4; ++j) s_acc[((warp * 32 + lane) * kTiles + u) * 4 + j] = c[u][j];
+    __syncthreads();
+    if (threadIdx.x < kTiles * 128) {
+        const int u = threadIdx.x / 128, r = (threadIdx.x / 8) % 16, n = threadIdx.x % 8;
+        const int src_lane = (r % 8) * 4 + n / 2, reg = (r / 8) * 2 + n % 2;
+        float v = s_acc[(src_lane * kTiles + u) * 4 + reg];
+#pragma unroll
+        for (int w = 1; w < kWarps; ++w) v = __fadd_rn(v, s_acc[((w * 32 + src_lane) * kTiles + u) * 4 + reg]);
+        out(u, r, n, v);
+    }
+}
+
+constexpr int kTileAccFloats = kWarps * 32 * 4;  // s_acc per tile a block holds
+
+// Block `block` (tile) of one member: rows [row0 + 16 block, + 16) of its weight, y[n * y_stride + r] for n < kBatch.
+template <int kDtype, int kBatch, class XWords, class Prologue>
+__device__ __forceinline__ void tile_member_block(const GroupMember& d, int64_t k, int log2_blocksize,
+                                                  int log2_nested_span, int64_t block, float* s_nf4, float* s_map,
+                                                  float* s_acc, const XWords& xwords, Prologue&& prologue) {
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2;
+    const int64_t r0 = block * kTileRows;
+    auto clamp = [&](int64_t r) { return d.row0 + (r < d.m ? r : d.m - 1); };
+    const TileRows t[1] = {{d.w, clamp(r0 + g), clamp(r0 + g + 8), s_nf4, s_map}};
+    int64_t s0, s1;
+    warp_super_chunks(k, warp, s0, s1);
+    float c[1][4] = {{0.0f, 0.0f, 0.0f, 0.0f}};
+    tile_warp_dot<kDtype, kBatch, 1>(t, k, s0, s1, log2_blocksize, log2_nested_span,
+                                     [&] { stage_tables(d.w, s_nf4, s_map); }, xwords, prologue, c);
+    tile_sums<1>(c, s_acc, [&](int, int r, int n, float v) {
+        if (n < kBatch && r0 + r < d.m) store_f32<kDtype>(d.y, n * d.y_stride + r0 + r, v);
+    });
+}
+
+template <int kDtype, int kBatch>
+__global__ void __launch_bounds__(kThreads) nf4_tile_kernel(GroupMember d, const void* __restrict__ x, int64_t k,
+                                                            int log2_blocksize, int log2_nested_span) {
+    __shared__ __align__(256) float s_nf4[16];
+    __shared__ float s_map[256];
+    __shared__ float s_acc[kTileAccFloats];
+    tile_member_block<kDtype, kBatch>(d, k, log2_blocksize, log2_nested_span, blockIdx.x, s_nf4, s_map, s_acc,
+                                      PlainXWords<kDtype>{x, k}, [] {});
+}
+
+// A grouped launch's activation source for the tiles: the folded norm's rows (computed into s_x by the prologue) or x
+// in memory. Calls body(xwords, prologue).
+template <int kDtype, int kBatch, bool kFold, class Body>
+__device__ __forceinline__ void with_tile_input(const Group& g, unsigned char* s_x, float* s_scratch, Body&& body) {
+    if constexpr (kFold) {
+        const NormValues<kDtype> values{g.norm, g.k};
+        body(StagedXWords<kDtype>{s_x, g.k}, [&] { norm_prologue<kDtype, kBatch>(values, s_x, s_scratch); });
+    } else {
+        body(PlainXWords<kDtype>{g.x, g.k}, [] {});
+    }
+}
+
+// The grouped form: block b belongs to the member whose tiles hold it (first_block: prefix sums of tile counts).
+template <int kDtype, int kBatch, bool kFold>
+__global__ void __launch_bounds__(kThreads) nf4_tile_group_kernel(Group g) {
+    __shared__ __align__(256) float s_nf4[16];
+    __shared__ float s_map[256];
+    __shared__ float s_acc[kTileAccFloats];
+    __shared__ float s_scratch[kWarps];
+    extern __shared__ __align__(16) unsigned char s_x[];
+    const int64_t bid = blockIdx.x;
+    const GroupMember d = member_of(g, bid);
+    with_tile_input<kDtype, kBatch, kFold>(g, s_x, s_scratch, [&](const auto& xwords, auto&& prologue) {
+        tile_member_block<kDtype, kBatch>(d, g.k, g.log2_blocksize, g.log2_nested_span, bid - d.first_block, s_nf4,
+                                          s_map, s_acc, xwords, prologue);
+    });
+}
+
+// The gated form: block `block` holds tile `block` of the gate (member 0) and the same rows of the up projection
+// (member 1); every warp walks both over its super-chunks (one x load for the two), and the first 128 threads write
+// out[n * m + r] = to_dtype(to_dtype(act(g)) * u) from the two sums rounded to the dtype, as gated_block does.
+template <int kDtype, int kBatch, class XWords, class Prologue>
+__device__ __forceinline__ void tile_gated_block(const Group& g, sloth_gate_activation activation, void* __restrict__ out,
+                                                 int64_t block, float (*s_nf4)[kNf4TableStride], float (*s_map)[256],
+                                                 float* s_acc, float (*s_sum)[128], const XWords& xwords,
+                                                 Prologue&& prologue) {
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, gi = lane >> 2;
+    const Nf4Weight& gate = g.member[0].w;
+    const Nf4Weight& up = g.member[1].w;
+    const int64_t m = g.member[0].m, r0 = block * kTileRows;
+    const int64_t ra = r0 + gi < m ? r0 + gi : m - 1, rb = r0 + gi + 8 < m ? r0 + gi + 8 : m - 1;
+    const TileRows t[2] = {{gate, g.member[0].row0 + ra, g.member[0].row0 + rb, s_nf4[0], s_map[0]},
+                           {up, g.member[1].row0 + ra, g.member[1].row0 + rb, s_nf4[1], s_map[1]}};
+    int64_t s0, s1;
+    warp_super_chunks(g.k, warp, s0, s1);
+    float c[2][4] = {{0.0f, 0.0f, 0.0f, 0.0f}, {0.0f, 0.0f, 0.0f, 0.0f}};
+    tile_warp_dot<kDtype, kBatch, 2>(
+        t, g.k, s0, s1, g.log2_blocksize, g.log2_nested_span,
+        [&] {
+            stage_tables(gate, s_nf4[0], s_map[0]);
+            stage_tables(up, s_nf4[1], s_map[1]);
+        },
+        xwords, prologue, c);
+    // Both tiles' sums (thread t < 256: u = t / 128), then the first 128 threads pair them.
+    tile_sums<2>(c, s_acc, [&](int u, int r, int n, float v) { s_sum[u][r * 8 + n] = v; });
+    __syncthreads();
+    if (threadIdx.x < 128) {
+        const int r = threadIdx.x / 8, n = threadIdx.x % 8;
+        const float gv = round_to<kDtype>(s_sum[0][r * 8 + n]), uv = round_to<kDtype>(s_sum[1][r * 8 + n]);
+        if (n < kBatch && r0 + r < m)
+            store_f32<kDtype>(out, n * m + r0 + r, __fmul_rn(round_to<kDtype>(gate_activation(activation, gv)), uv));
+    }
+}
+
+template <int kDtype, int kBatch, bool kFold>
+__global__ void __launch_bounds__(kThreads) nf4_tile_gated_kernel(Group g, sloth_gate_activation activation,
+                                                                  void* __restrict__ out) {
+    __shared__ __align__(256) float s_nf4[2][kNf4TableStride];
+    __shared__ float s_map[2][256];
+    __shared__ float s_acc[2 * kTileAccFloats];
+    __shared__ float s_sum[2][128];  // the gate's and the up projection's sums, [r * 8 + n]
+    __shared__ float s_scratch[kWarps];
+    extern __shared__ __align__(16) unsigned char s_x[];
+    with_tile_input<kDtype, kBatch, kFold>(g, s_x, s_scratch, [&](const auto& xwords, auto&& prologue) {
+        tile_gated_block<kDtype, kBatch>(g, activation, out, blockIdx.x, s_nf4, s_map, s_acc, s_sum, xwords, prologue);
+    });
+}
+
+// ---- Host side.
+
+__global__ void nf4_tile_probe_kernel() {}
+
+// Whether this translation unit's kernels were compiled for sm_80+ on the current device (the tile kernels' mma
+// exists there only; a compute_75 build JIT-compiled on an H100 reports 75), asked once per device.
+inline bool tile_kernels_compiled() {
+    constexpr int kDevices = 64;
+    static std::atomic<int> known[kDevices];  // 0: not asked yet, 1: yes, 2: no
+    int device = 0;
+    if (cudaGetDevice(&device) != cudaSuccess || device < 0 || device >= kDevices) return false;
+    int v = known[device].load(std::memory_order_relaxed);
+    if (v == 0) {
+        cudaFuncAttributes attributes{};
+        v = cudaFuncGetAttributes(&attributes, nf4_tile_probe_kernel) == cudaSuccess && attributes.ptxVersion >= 80 ? 1 : 2;
+        known[device].store(v, std::memory_order_relaxed);
+    }
+    return v == 1;
+}
+
+// Whether a launch over x and these weights takes the tiles (see the top of this file); the same answer for a matrix
+// alone, in a group and gated, so a row's bits do not depend on how it was launched.
+template <int kDtype>
+bool tiles_take(int64_t k, const void* x, const uint8_t* const* packed, int count) {
+    if constexpr (kDtype == SLOTH_DTYPE_F32) {  // if constexpr: nvcc warns (#128) of code after a constant return
+        (void)k, (void)x, (void)packed, (void)count;
+        return false;
+    } else {
+        if (!nf4_gemv_tiles_on() || k % kSuperChunk != 0 || k > kTileMaxK || reinterpret_cast<uintptr_t>(x) % 16 != 0)
+            return false;
+        for (int i = 0; i < count; ++i)
+            if (reinterpret_cast<uintptr_t>(packed[i]) % 16 != 0) return false;
+        return tile_kernels_compiled();
+    }
+}
+
+template <int kDtype, int kBatch>
+sloth_status launch_tiles(const char* fn, const Nf4GemvArgs& a, cudaStream_t stream) {
+    const int64_t blocks = ceil_div(a.m, static_cast<int64_t>(kTileRows));
+    SLOTH_CHECK(require_one_launch(fn, blocks));
+    GroupMember d{};
+    d.w = Nf4Weight{a.packed, a.absmax_codes, a.nested_code_map, a.nested_absmax, a.nested_offset, a.nf4_code_table};
+    d.row0 = 0;
+    d.m = a.m;
+    d.y = a.y;
+    d.y_stride = a.m;
+    const int lb = log2_exact(a.blocksize), ln = lb + log2_exact(a.nested_blocksize);
+    SLOTH_KERNEL_LAUNCH(fn, "nf4_tile_kernel",
+                        launch_kernel(nf4_tile_kernel<kDtype, kBatch>, static_cast<unsigned>(blocks), kThreads, stream, d,
+                                      a.x, a.k, lb, ln));
+    return SLOTH_OK;
+}
+
+// g: group_of's view; its first_block are recomputed for tiles (16 rows a block).
+template <int kDtype, int kBatch>
+sloth_status launch_tiles_group(const char* fn, const Nf4GemvGroupArgs& a, Group g, cudaStream_t stream) {
+    const size_t fold_smem = a.fold_norm ? static_cast<size_t>(nf4_fold_smem_bytes(a)) : 0;
+    if (a.gated) {
+        const int64_t blocks = ceil_div(a.member[0].m, static_cast<int64_t>(kTileRows));
+        SLOTH_CHECK(require_one_launch(fn, blocks));
+        SLOTH_KERNEL_LAUNCH(fn, "nf4_tile_gated_kernel",
+                            launch_kernel_smem(a.fold_norm ? nf4_tile_gated_kernel<kDtype, kBatch, true>
+                                                           : nf4_tile_gated_kernel<kDtype, kBatch, false>,
+                                               static_cast<unsigned>(blocks), kThreads, fold_smem, stream, g,
+                                               a.activation, a.gated_out));
+        return SLOTH_OK;
+    }
+    int64_t total = 0;
+    for (int i = 0; i < a.count; ++i) {
+        g.member[i].first_block = static_cast<int32_t>(total < 0x7FFFFFFF ? total : 0x7FFFFFFF);
+        total += ceil_div(a.member[i].m, static_cast<int64_t>(kTileRows));
+    }
+    SLOTH_CHECK(require_one_launch(fn, total));
+    SLOTH_KERNEL_LAUNCH(fn, "nf4_tile_group_kernel",
+                        launch_kernel_smem(a.fold_norm ? nf4_tile_group_kernel<kDtype, kBatch, true>
+                                                       : nf4_tile_group_kernel<kDtype, kBatch, false>,
+                                           static_cast<unsigned>(total), kThreads, fold_smem, stream, g));
+    return SLOTH_OK;
+}
+
+}  // namespace
+}  // namespace sloth::cuda::nf4
