@@ -40,7 +40,7 @@ namespace {
 
 constexpr int kTileRows = 16;
 constexpr int kSuperChunk = 128;                      // columns of a tile a warp walks per step (4 lanes × 32)
-constexpr int64_t kTileMaxK = 8 * kSuperChunk * kWarps;  // P <= 8 (k = 8192): beyond, the lane kernels
+constexpr int64_t kTileMaxK = 8 * kSuperChunk * kWarps;  // 16 warps of 4 super-chunks (k = 8192): beyond, the lanes
 
 // mma.sync.m16n8k16: c += A (16 x 16, rows) · B (16 x 8, columns), A and B in the 16-bit dtype, c in float32.
 // a0: row g, k 2q..2q+1; a1: row g+8, k 2q..; a2: row g, k 2q+8..; a3: row g+8, k 2q+8..; b0: k 2q.., column g;
@@ -257,9 +257,14 @@ __device__ __forceinline__ void tile_warp_dot(const TileRows (&t)[kTiles], int64
     }
 }
 
-// The super-chunks of warp `warp` of a tile's kWarps: [s0, s1).
+// The warps of a tile block for width k: 8, or 16 past 4096 (32 super-chunks), so that no warp has more than 4
+// super-chunks (with one tile, all of them in flight before the wait). The k-split, and so the bits, follow from k.
+__host__ __device__ constexpr int tile_warps(int64_t k) { return k > 4 * kSuperChunk * kWarps ? 2 * kWarps : kWarps; }
+
+// The super-chunks of warp `warp` of a tile's kW: [s0, s1).
+template <int kW>
 __device__ __forceinline__ void warp_super_chunks(int64_t k, int warp, int64_t& s0, int64_t& s1) {
-    const int64_t chunks = k / kSuperChunk, per = (chunks + kWarps - 1) / kWarps;
+    const int64_t chunks = k / kSuperChunk, per = (chunks + kW - 1) / kW;
     s0 = warp * per < chunks ? warp * per : chunks;
     s1 = s0 + per < chunks ? s0 + per : chunks;
 }
@@ -267,7 +272,7 @@ __device__ __forceinline__ void warp_super_chunks(int64_t k, int warp, int64_t& 
 // Each warp's accumulators into s_acc[warp][lane][tile][4], then, per output (tile u, row r, column n), the sum of
 // the warps' values in warp order: out(u, r, n, value) for the threads t < kTiles * 128 (u = t / 128, r = t / 8 % 16,
 // n = t % 8). Block-wide.
-template <int kTiles, class Out>
+template <int kTiles, int kW, class Out>
 __device__ __forceinline__ void tile_sums(const float (&c)[kTiles][4], float* s_acc, Out&& out) {
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
 #pragma unroll
@@ -280,15 +285,22 @@ __device__ __forceinline__ void tile_sums(const float (&c)[kTiles][4], float* s_
         const int src_lane = (r % 8) * 4 + n / 2, reg = (r / 8) * 2 + n % 2;
         float v = s_acc[(src_lane * kTiles + u) * 4 + reg];
 #pragma unroll
-        for (int w = 1; w < kWarps; ++w) v = __fadd_rn(v, s_acc[((w * 32 + src_lane) * kTiles + u) * 4 + reg]);
+        for (int w = 1; w < kW; ++w) v = __fadd_rn(v, s_acc[((w * 32 + src_lane) * kTiles + u) * 4 + reg]);
         out(u, r, n, v);
     }
 }
 
-constexpr int kTileAccFloats = kWarps * 32 * 4;  // s_acc per tile a block holds
+// s_acc per tile a block of kW warps holds.
+template <int kW>
+constexpr int kTileAccFloats = kW * 32 * 4;
+
+// The shared tables of w: by the first kThreads threads (stage_tables' thread layout).
+__device__ __forceinline__ void stage_tile_tables(const Nf4Weight& w, float* s_nf4, float* s_map) {
+    if (threadIdx.x < kThreads) stage_tables(w, s_nf4, s_map);
+}
 
 // Block `block` (tile) of one member: rows [row0 + 16 block, + 16) of its weight, y[n * y_stride + r] for n < kBatch.
-template <int kDtype, int kBatch, class XWords, class Prologue>
+template <int kDtype, int kBatch, int kW, class XWords, class Prologue>
 __device__ __forceinline__ void tile_member_block(const GroupMember& d, int64_t k, int log2_blocksize,
                                                   int log2_nested_span, int64_t block, float* s_nf4, float* s_map,
                                                   float* s_acc, const XWords& xwords, Prologue&& prologue) {
@@ -297,30 +309,31 @@ __device__ __forceinline__ void tile_member_block(const GroupMember& d, int64_t 
     auto clamp = [&](int64_t r) { return d.row0 + (r < d.m ? r : d.m - 1); };
     const TileRows t[1] = {{d.w, clamp(r0 + g), clamp(r0 + g + 8), s_nf4, s_map}};
     int64_t s0, s1;
-    warp_super_chunks(k, warp, s0, s1);
+    warp_super_chunks<kW>(k, warp, s0, s1);
     float c[1][4] = {{0.0f, 0.0f, 0.0f, 0.0f}};
     tile_warp_dot<kDtype, kBatch, 1>(t, k, s0, s1, log2_blocksize, log2_nested_span,
-                                     [&] { stage_tables(d.w, s_nf4, s_map); }, xwords, prologue, c);
-    tile_sums<1>(c, s_acc, [&](int, int r, int n, float v) {
+                                     [&] { stage_tile_tables(d.w, s_nf4, s_map); }, xwords, prologue, c);
+    tile_sums<1, kW>(c, s_acc, [&](int, int r, int n, float v) {
         if (n < kBatch && r0 + r < d.m) store_f32<kDtype>(d.y, n * d.y_stride + r0 + r, v);
     });
 }
 
-template <int kDtype, int kBatch>
-__global__ void __launch_bounds__(kThreads) nf4_tile_kernel(GroupMember d, const void* __restrict__ x, int64_t k,
-                                                            int log2_blocksize, int log2_nested_span) {
+template <int kDtype, int kBatch, int kW>
+__global__ void __launch_bounds__(kW * 32) nf4_tile_kernel(GroupMember d, const void* __restrict__ x, int64_t k,
+                                                           int log2_blocksize, int log2_nested_span) {
     __shared__ __align__(256) float s_nf4[16];
     __shared__ float s_map[256];
-    __shared__ float s_acc[kTileAccFloats];
-    tile_member_block<kDtype, kBatch>(d, k, log2_blocksize, log2_nested_span, blockIdx.x, s_nf4, s_map, s_acc,
+    __shared__ float s_acc[kTileAccFloats<kW>];
+    tile_member_block<kDtype, kBatch, kW>(d, k, log2_blocksize, log2_nested_span, blockIdx.x, s_nf4, s_map, s_acc,
                                       PlainXWords<kDtype>{x, k}, [] {});
 }
 
 // A grouped launch's activation source for the tiles: the folded norm's rows (computed into s_x by the prologue) or x
 // in memory. Calls body(xwords, prologue).
-template <int kDtype, int kBatch, bool kFold, class Body>
+template <int kDtype, int kBatch, bool kFold, int kW, class Body>
 __device__ __forceinline__ void with_tile_input(const Group& g, unsigned char* s_x, float* s_scratch, Body&& body) {
     if constexpr (kFold) {
+        static_assert(kW == kWarps, "the folded norm sums in the residual-norm kernels' 256-thread order");
         const NormValues<kDtype> values{g.norm, g.k};
         body(StagedXWords<kDtype>{s_x, g.k}, [&] { norm_prologue<kDtype, kBatch>(values, s_x, s_scratch); });
     } else {
@@ -329,17 +342,17 @@ __device__ __forceinline__ void with_tile_input(const Group& g, unsigned char* s
 }
 
 // The grouped form: block b belongs to the member whose tiles hold it (first_block: prefix sums of tile counts).
-template <int kDtype, int kBatch, bool kFold>
-__global__ void __launch_bounds__(kThreads) nf4_tile_group_kernel(Group g) {
+template <int kDtype, int kBatch, bool kFold, int kW>
+__global__ void __launch_bounds__(kW * 32) nf4_tile_group_kernel(Group g) {
     __shared__ __align__(256) float s_nf4[16];
     __shared__ float s_map[256];
-    __shared__ float s_acc[kTileAccFloats];
+    __shared__ float s_acc[kTileAccFloats<kW>];
     __shared__ float s_scratch[kWarps];
     extern __shared__ __align__(16) unsigned char s_x[];
     const int64_t bid = blockIdx.x;
     const GroupMember d = member_of(g, bid);
-    with_tile_input<kDtype, kBatch, kFold>(g, s_x, s_scratch, [&](const auto& xwords, auto&& prologue) {
-        tile_member_block<kDtype, kBatch>(d, g.k, g.log2_blocksize, g.log2_nested_span, bid - d.first_block, s_nf4,
+    with_tile_input<kDtype, kBatch, kFold, kW>(g, s_x, s_scratch, [&](const auto& xwords, auto&& prologue) {
+        tile_member_block<kDtype, kBatch, kW>(d, g.k, g.log2_blocksize, g.log2_nested_span, bid - d.first_block, s_nf4,
                                           s_map, s_acc, xwords, prologue);
     });
 }
@@ -347,7 +360,7 @@ __global__ void __launch_bounds__(kThreads) nf4_tile_group_kernel(Group g) {
 // The gated form: block `block` holds tile `block` of the gate (member 0) and the same rows of the up projection
 // (member 1); every warp walks both over its super-chunks (one x load for the two), and the first 128 threads write
 // out[n * m + r] = to_dtype(to_dtype(act(g)) * u) from the two sums rounded to the dtype, as gated_block does.
-template <int kDtype, int kBatch, class XWords, class Prologue>
+template <int kDtype, int kBatch, int kW, class XWords, class Prologue>
 __device__ __forceinline__ void tile_gated_block(const Group& g, sloth_gate_activation activation, void* __restrict__ out,
                                                  int64_t block, float (*s_nf4)[kNf4TableStride], float (*s_map)[256],
                                                  float* s_acc, float (*s_sum)[128], const XWords& xwords,
@@ -360,17 +373,17 @@ __device__ __forceinline__ void tile_gated_block(const Group& g, sloth_gate_acti
     const TileRows t[2] = {{gate, g.member[0].row0 + ra, g.member[0].row0 + rb, s_nf4[0], s_map[0]},
                            {up, g.member[1].row0 + ra, g.member[1].row0 + rb, s_nf4[1], s_map[1]}};
     int64_t s0, s1;
-    warp_super_chunks(g.k, warp, s0, s1);
+    warp_super_chunks<kW>(g.k, warp, s0, s1);
     float c[2][4] = {{0.0f, 0.0f, 0.0f, 0.0f}, {0.0f, 0.0f, 0.0f, 0.0f}};
     tile_warp_dot<kDtype, kBatch, 2>(
         t, g.k, s0, s1, g.log2_blocksize, g.log2_nested_span,
         [&] {
-            stage_tables(gate, s_nf4[0], s_map[0]);
-            stage_tables(up, s_nf4[1], s_map[1]);
+            stage_tile_tables(gate, s_nf4[0], s_map[0]);
+            stage_tile_tables(up, s_nf4[1], s_map[1]);
         },
         xwords, prologue, c);
     // Both tiles' sums (thread t < 256: u = t / 128), then the first 128 threads pair them.
-    tile_sums<2>(c, s_acc, [&](int u, int r, int n, float v) { s_sum[u][r * 8 + n] = v; });
+    tile_sums<2, kW>(c, s_acc, [&](int u, int r, int n, float v) { s_sum[u][r * 8 + n] = v; });
     __syncthreads();
     if (threadIdx.x < 128) {
         const int r = threadIdx.x / 8, n = threadIdx.x % 8;
@@ -380,17 +393,17 @@ __device__ __forceinline__ void tile_gated_block(const Group& g, sloth_gate_acti
     }
 }
 
-template <int kDtype, int kBatch, bool kFold>
-__global__ void __launch_bounds__(kThreads) nf4_tile_gated_kernel(Group g, sloth_gate_activation activation,
-                                                                  void* __restrict__ out) {
+template <int kDtype, int kBatch, bool kFold, int kW>
+__global__ void __launch_bounds__(kW * 32) nf4_tile_gated_kernel(Group g, sloth_gate_activation activation,
+                                                                 void* __restrict__ out) {
     __shared__ __align__(256) float s_nf4[2][kNf4TableStride];
     __shared__ float s_map[2][256];
-    __shared__ float s_acc[2 * kTileAccFloats];
+    __shared__ float s_acc[2 * kTileAccFloats<kW>];
     __shared__ float s_sum[2][128];  // the gate's and the up projection's sums, [r * 8 + n]
     __shared__ float s_scratch[kWarps];
     extern __shared__ __align__(16) unsigned char s_x[];
-    with_tile_input<kDtype, kBatch, kFold>(g, s_x, s_scratch, [&](const auto& xwords, auto&& prologue) {
-        tile_gated_block<kDtype, kBatch>(g, activation, out, blockIdx.x, s_nf4, s_map, s_acc, s_sum, xwords, prologue);
+    with_tile_input<kDtype, kBatch, kFold, kW>(g, s_x, s_scratch, [&](const auto& xwords, auto&& prologue) {
+        tile_gated_block<kDtype, kBatch, kW>(g, activation, out, blockIdx.x, s_nf4, s_map, s_acc, s_sum, xwords, prologue);
     });
 }
 
@@ -430,8 +443,8 @@ bool tiles_take(int64_t k, const void* x, const uint8_t* const* packed, int coun
     }
 }
 
-template <int kDtype, int kBatch>
-sloth_status launch_tiles(const char* fn, const Nf4GemvArgs& a, cudaStream_t stream) {
+template <int kDtype, int kBatch, int kW>
+sloth_status launch_tiles_w(const char* fn, const Nf4GemvArgs& a, cudaStream_t stream) {
     const int64_t blocks = ceil_div(a.m, static_cast<int64_t>(kTileRows));
     SLOTH_CHECK(require_one_launch(fn, blocks));
     GroupMember d{};
@@ -442,22 +455,35 @@ sloth_status launch_tiles(const char* fn, const Nf4GemvArgs& a, cudaStream_t str
     d.y_stride = a.m;
     const int lb = log2_exact(a.blocksize), ln = lb + log2_exact(a.nested_blocksize);
     SLOTH_KERNEL_LAUNCH(fn, "nf4_tile_kernel",
-                        launch_kernel(nf4_tile_kernel<kDtype, kBatch>, static_cast<unsigned>(blocks), kThreads, stream, d,
-                                      a.x, a.k, lb, ln));
+                        launch_kernel(nf4_tile_kernel<kDtype, kBatch, kW>, static_cast<unsigned>(blocks), kW * 32, stream,
+                                      d, a.x, a.k, lb, ln));
     return SLOTH_OK;
 }
 
-// g: group_of's view; its first_block are recomputed for tiles (16 rows a block).
 template <int kDtype, int kBatch>
-sloth_status launch_tiles_group(const char* fn, const Nf4GemvGroupArgs& a, Group g, cudaStream_t stream) {
+sloth_status launch_tiles(const char* fn, const Nf4GemvArgs& a, cudaStream_t stream) {
+    return tile_warps(a.k) == kWarps ? launch_tiles_w<kDtype, kBatch, kWarps>(fn, a, stream)
+                                     : launch_tiles_w<kDtype, kBatch, 2 * kWarps>(fn, a, stream);
+}
+
+// g: group_of's view; its first_block are recomputed for tiles (16 rows a block). A folded norm only with 8 warps
+// (nf4_group_fits folds up to k = kNf4FoldMaxK, where tile_warps is 8).
+template <int kDtype, int kBatch, int kW>
+sloth_status launch_tiles_group_w(const char* fn, const Nf4GemvGroupArgs& a, Group g, cudaStream_t stream) {
+    constexpr bool kCanFold = kW == kWarps;
+    if constexpr (!kCanFold) {  // if constexpr: nvcc flags code that a constant condition makes unreachable
+        if (a.fold_norm)
+            return fail(SLOTH_ERROR_INTERNAL, "%s: a folded norm at k = %lld (past kNf4FoldMaxK)", fn,
+                        static_cast<long long>(a.k));
+    }
     const size_t fold_smem = a.fold_norm ? static_cast<size_t>(nf4_fold_smem_bytes(a)) : 0;
     if (a.gated) {
         const int64_t blocks = ceil_div(a.member[0].m, static_cast<int64_t>(kTileRows));
         SLOTH_CHECK(require_one_launch(fn, blocks));
         SLOTH_KERNEL_LAUNCH(fn, "nf4_tile_gated_kernel",
-                            launch_kernel_smem(a.fold_norm ? nf4_tile_gated_kernel<kDtype, kBatch, true>
-                                                           : nf4_tile_gated_kernel<kDtype, kBatch, false>,
-                                               static_cast<unsigned>(blocks), kThreads, fold_smem, stream, g,
+                            launch_kernel_smem(a.fold_norm ? nf4_tile_gated_kernel<kDtype, kBatch, kCanFold, kW>
+                                                           : nf4_tile_gated_kernel<kDtype, kBatch, false, kW>,
+                                               static_cast<unsigned>(blocks), kW * 32, fold_smem, stream, g,
                                                a.activation, a.gated_out));
         return SLOTH_OK;
     }
@@ -468,10 +494,16 @@ sloth_status launch_tiles_group(const char* fn, const Nf4GemvGroupArgs& a, Group
     }
     SLOTH_CHECK(require_one_launch(fn, total));
     SLOTH_KERNEL_LAUNCH(fn, "nf4_tile_group_kernel",
-                        launch_kernel_smem(a.fold_norm ? nf4_tile_group_kernel<kDtype, kBatch, true>
-                                                       : nf4_tile_group_kernel<kDtype, kBatch, false>,
-                                           static_cast<unsigned>(total), kThreads, fold_smem, stream, g));
+                        launch_kernel_smem(a.fold_norm ? nf4_tile_group_kernel<kDtype, kBatch, kCanFold, kW>
+                                                       : nf4_tile_group_kernel<kDtype, kBatch, false, kW>,
+                                           static_cast<unsigned>(total), kW * 32, fold_smem, stream, g));
     return SLOTH_OK;
+}
+
+template <int kDtype, int kBatch>
+sloth_status launch_tiles_group(const char* fn, const Nf4GemvGroupArgs& a, const Group& g, cudaStream_t stream) {
+    return tile_warps(a.k) == kWarps ? launch_tiles_group_w<kDtype, kBatch, kWarps>(fn, a, g, stream)
+                                     : launch_tiles_group_w<kDtype, kBatch, 2 * kWarps>(fn, a, g, stream);
 }
 
 }  // namespace

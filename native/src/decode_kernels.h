@@ -201,6 +201,9 @@ struct Nf4GemvGroupArgs {
 // 32 KB (batch 1 up to k = 16384 in bf16; batch 8 up to 2048), below the 48 KB every block may take without opting
 // in, leaving room for the kernel's own tables.
 constexpr int64_t kNf4FoldMaxSmem = 32 * 1024;
+// And only up to k = 4096: past it the tensor-core GEMVs (nf4_gemv_tiles.cuh) run blocks of 16 warps, and the folded
+// norm's summation follows the residual-norm kernels' 256 threads.
+constexpr int64_t kNf4FoldMaxK = 4096;
 inline int64_t nf4_fold_smem_bytes(const Nf4GemvGroupArgs& a) {
     return a.batch * a.k * (a.dtype == SLOTH_DTYPE_F32 ? 4 : 2);
 }
@@ -215,7 +218,7 @@ inline bool nf4_group_fits(const Nf4GemvGroupArgs& a) {
         return false;
     if (a.fold_norm && (a.norm.rows != a.batch || a.norm.cols != a.k || a.norm.y != a.x ||
                         (a.norm.delta && (!a.norm_h_out || a.norm_h_out == a.norm.h)) ||
-                        nf4_fold_smem_bytes(a) > kNf4FoldMaxSmem))
+                        nf4_fold_smem_bytes(a) > kNf4FoldMaxSmem || a.k > kNf4FoldMaxK))
         return false;
     for (int i = 0; i < a.count; ++i)
         if (reinterpret_cast<uintptr_t>(a.member[i].packed) % 16 != 0 || a.member[i].m < 1) return false;

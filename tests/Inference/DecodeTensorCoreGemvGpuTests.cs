@@ -1,5 +1,6 @@
 using NUnit.Framework;
 using SlothSharp.Inference;
+using SlothSharp.Models;
 using static TorchSharp.torch;
 
 namespace SlothSharp.Tests.Inference;
@@ -115,5 +116,20 @@ public class DecodeTensorCoreGemvGpuTests
         using var model = DecodePersistentGpuTests.RandomNf4("qwen3", 128, 4, 2);
         var prompts = new[] { DecodeParity.ThreePrompts[0], DecodeParity.ThreePrompts[2] };
         DecodeLaunchModeGpuTests.AssertSameBits(model, prompts, 8, Lanes, new DecodeEngineOptions(Fusions: DecodeFusions.Persistent));
+    }
+
+    /// <summary>An MLP wider than 4096 (6144, Qwen3-1.7B's): the down projection's tiles run 16 warps a block, the
+    /// gate/up 8; against the reference path and within bf16 tolerances of the lane kernels.</summary>
+    [TestCase("qwen3")]
+    [TestCase("gemma3")]
+    public void WideDownProjection(string family)
+    {
+        var cfg = ModelConfig.Load(Path.Combine(FamilyGolden.Nf4(family), "config.json")) with
+        {
+            HeadDim = 128, NumAttentionHeads = 4, NumKeyValueHeads = 2, HiddenSize = 512, IntermediateSize = 6144,
+        };
+        using var model = CausalLM.CreateRandom(cfg, 3, new LoadOptions { Device = CUDA, ComputeDtype = ScalarType.BFloat16, Quantize = true });
+        DecodeParity.Run(model, DecodeParity.ThreePrompts, 12, tolerance: 0.25, minMargin: 0.5, options: Tiles);
+        DecodeParity.Run(model, [DecodeParity.ThreePrompts[1]], 12, tolerance: 0.25, minMargin: 0.5, options: Tiles);
     }
 }

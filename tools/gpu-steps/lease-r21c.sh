@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Round 21, call 3 (issue 25): the tensor-core NF4 GEMVs after call 2 (the persistent rule and the -Werror fix): their
+# Round 21, call 3 (issue 25): the tensor-core NF4 GEMVs after call 2 (the persistent rule, the -Werror fix, 16-warp
+# blocks past k = 4096 for the down projections): their
 # GPU tests again; A/B in one library, tiles vs lanes,
 # batch 1 and 8; variant xa (kTileXAhead: the next step's activations loaded before the current step's arithmetic);
 # Nsight Compute on the tile kernels (warp stall reasons).
@@ -17,7 +18,7 @@ timeout 170 dotnet "$bench" --suite decode --prefill 0 --fusions None --no-plain
     --presets llama-3.2-1b,qwen3-1.7b --batches 1,8 --results "$OUT/ab" > "$OUT/ab.log" 2>&1; echo "exit $?"
 grep -E "batch" "$OUT/ab.log" | grep -v "memory held"; snap
 wait "$vpid"; echo "variant build: exit $?"; tail -1 "$OUT/build-xa.log"
-echo "== variant xa"
+echo "== variant xa (tiles only)"
 SLOTHSHARP_NATIVE_PATH=/tmp/nvxa-install/runtimes/linux-x64/native/libslothsharp.so timeout 120 dotnet "$bench" --suite decode \
     --prefill 0 --fusions None --no-plain --gemv tiles --presets llama-3.2-1b,qwen3-1.7b --batches 1,8 --results "$OUT/xa" \
     > "$OUT/xa.log" 2>&1; echo "exit $?"
