@@ -85,21 +85,27 @@ struct Index {
 // byte permute per weight builds the address from that byte and the table's upper three bytes: 1.5 instructions per
 // weight instead of 3. Two products are rounded by one packed conversion (round2_to). The values are those of a
 // plain table lookup, rounded as before: the same bits.
-template <int kDtype>
-__device__ __forceinline__ void decode8(uint32_t word, float scale, uint32_t table, float (&w)[8]) {
+// The products nf4 × scale of one packed word's four bytes, unrounded: pair(j, element 2j (the high nibble), element
+// 2j + 1) for j = 0..3 (j an Index). Shared by decode8 and the tensor-core kernels' decode8_packed.
+template <class Pair>
+__device__ __forceinline__ void decode8_products(uint32_t word, float scale, uint32_t table, Pair&& pair) {
     const uint32_t lo = (word << 2) & 0x3C3C3C3Cu, hi = (word >> 2) & 0x3C3C3C3Cu;
     // Byte 0 from byte j of the offsets, bytes 1-3 from the table address (bytes 5-7 of {table, offsets}).
     auto entry = [&](uint32_t offsets, auto j) {
         return ptx::load_shared_f32(ptx::byte_perm<0x7650u + decltype(j)::value>(offsets, table));
     };
-    auto pair = [&](auto j) {
-        round2_to<kDtype>(__fmul_rn(entry(hi, j), scale), __fmul_rn(entry(lo, j), scale), w[2 * decltype(j)::value],
-                          w[2 * decltype(j)::value + 1]);
-    };
-    pair(Index<0>{});
-    pair(Index<1>{});
-    pair(Index<2>{});
-    pair(Index<3>{});
+    auto one = [&](auto j) { pair(j, __fmul_rn(entry(hi, j), scale), __fmul_rn(entry(lo, j), scale)); };
+    one(Index<0>{});
+    one(Index<1>{});
+    one(Index<2>{});
+    one(Index<3>{});
+}
+
+template <int kDtype>
+__device__ __forceinline__ void decode8(uint32_t word, float scale, uint32_t table, float (&w)[8]) {
+    decode8_products(word, scale, table, [&](auto j, float even, float odd) {
+        round2_to<kDtype>(even, odd, w[2 * decltype(j)::value], w[2 * decltype(j)::value + 1]);
+    });
 }
 
 // Where a launch's activations x come from (the XLoad of row_slice_dot): eight values x[b, c .. c + 8) as float32.

@@ -79,17 +79,8 @@ __device__ __forceinline__ uint32_t pack2(float lo, float hi) {
 // element (the byte's high nibble) in the low half. The same lookups, products and rounding: the same values.
 template <int kDtype>
 __device__ __forceinline__ void decode8_packed(uint32_t word, float scale, uint32_t table, uint32_t (&p)[4]) {
-    const uint32_t lo = (word << 2) & 0x3C3C3C3Cu, hi = (word >> 2) & 0x3C3C3C3Cu;
-    auto entry = [&](uint32_t offsets, auto j) {
-        return ptx::load_shared_f32(ptx::byte_perm<0x7650u + decltype(j)::value>(offsets, table));
-    };
-    auto pair = [&](auto j) {
-        p[decltype(j)::value] = pack2<kDtype>(__fmul_rn(entry(hi, j), scale), __fmul_rn(entry(lo, j), scale));
-    };
-    pair(Index<0>{});
-    pair(Index<1>{});
-    pair(Index<2>{});
-    pair(Index<3>{});
+    decode8_products(word, scale, table,
+                     [&](auto j, float even, float odd) { p[decltype(j)::value] = pack2<kDtype>(even, odd); });
 }
 
 // Where a tile launch's activations come from: the 16 bytes of x[b, c .. c + 8) (c a multiple of 8), from memory or

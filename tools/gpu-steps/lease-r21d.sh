@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Round 21, call 4 (issue 22), chained on a warm machine: Gemma-2-2B's QLoRA step (default path) and transformers +
-# PEFT + bitsandbytes on the same shape in the same lease (lease-r20c.sh without its second rows). Carry .bnb.
+# PEFT + bitsandbytes on the same shape in the same lease (round 20's lease-r20c.sh, never run there, without its
+# second rows). Carry .bnb.
 set -uo pipefail
 OUT="${1:?usage: lease-r21d.sh OUTDIR}"
 . "$(dirname "$0")/common.sh"
