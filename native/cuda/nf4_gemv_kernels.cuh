@@ -394,14 +394,16 @@ struct Group {
 };
 
 // The activation source and prologue of a grouped launch: the folded norm (kFold: x computed into the dynamic shared
-// memory s_x by the prologue) or x as it is in memory. Calls body(xload, prologue).
-template <int kDtype, int kBatch, bool kFold, class Body>
+// memory s_x by the prologue) or x as it is in memory. Calls body(xload, prologue). Staged / Plain: the loaders of the
+// two sources ({s_x, k} / {x, k}); the tensor-core kernels pass their 16-byte ones (nf4_gemv_tiles.cuh).
+template <int kDtype, int kBatch, bool kFold, template <int> class Staged = StagedX, template <int> class Plain = PlainX,
+          class Body>
 __device__ __forceinline__ void with_input(const Group& g, unsigned char* s_x, float* s_scratch, Body&& body) {
     if constexpr (kFold) {
         const NormValues<kDtype> values{g.norm, g.k};
-        body(StagedX<kDtype>{s_x, g.k}, [&] { norm_prologue<kDtype, kBatch>(values, s_x, s_scratch); });
+        body(Staged<kDtype>{s_x, g.k}, [&] { norm_prologue<kDtype, kBatch>(values, s_x, s_scratch); });
     } else {
-        body(PlainX<kDtype>{g.x, g.k}, [] {});
+        body(Plain<kDtype>{g.x, g.k}, [] {});
     }
 }
 

@@ -187,15 +187,10 @@ __device__ __forceinline__ void tile_consume(const TileLoads<kStep, kTiles>& b, 
     }
 }
 
-// Whether a warp loads the next step's activations before the current step's arithmetic (two steps' x in registers)
-// or each step's just before it. The loads and the table lookups are volatile asm, which the compiler keeps in program
-// order, so only the source order overlaps an activation load with arithmetic.
-constexpr bool kTileXAhead = false;
-
 // This warp's share of kTiles tiles (sharing x): c[t] += the tile's products over super-chunks [s0, s1). The loads go
 // two steps of kStep super-chunks ahead (double-buffered: 8 16-byte weight loads a lane in flight, with kStep = 2 /
 // kTiles), the first two issued before the grid-dependency wait, so a warp's whole share is in flight at once when
-// P <= 2 kStep (k = 2048 and, for one tile, 4096). Block-wide: stage() (the shared tables) runs after the first loads
+// P <= 2 kStep (always for one tile, see tile_warps; for the gated form's two, up to k = 2048). Block-wide: stage() (the shared tables) runs after the first loads
 // are issued and before the wait, like row_slice_dot; prologue() after it (the folded norm).
 template <int kDtype, int kBatch, int kTiles, class Stage, class XWords, class Prologue>
 __device__ __forceinline__ void tile_warp_dot(const TileRows (&t)[kTiles], int64_t k, int64_t s0, int64_t s1,
@@ -222,29 +217,18 @@ __device__ __forceinline__ void tile_warp_dot(const TileRows (&t)[kTiles], int64
     allow_dependent_launch();
     __syncthreads();  // the tables are in shared memory
     prologue();       // block-wide, with its own barriers: a folded norm's rows into shared memory
-    if constexpr (kTileXAhead) {
-        TileX<kStep> x0, x1;
-        tile_load_x(x0, xwords, s0, s1, q, bx);
-        for (int64_t s = s0; s < s1; s += 2 * kStep) {
-            tile_load_x(x1, xwords, s + kStep, s1, q, bx);
-            tile_consume<kDtype>(b0, x0, t, offset, table, s, s1, c);
-            if (s + 2 * kStep < s1) tile_issue(b0, t, k, s + 2 * kStep, s1, q, log2_blocksize, log2_nested_span, stream, keep);
-            if (s + 2 * kStep < s1) tile_load_x(x0, xwords, s + 2 * kStep, s1, q, bx);
-            if (s + kStep < s1) tile_consume<kDtype>(b1, x1, t, offset, table, s + kStep, s1, c);
-            if (s + 3 * kStep < s1) tile_issue(b1, t, k, s + 3 * kStep, s1, q, log2_blocksize, log2_nested_span, stream, keep);
+    // Each step's activations are loaded just before its arithmetic: loading the next step's first (two steps' x in
+    // registers) was slower on the H100 (bench/results/2026-12-07-round21, variant xa).
+    TileX<kStep> x;
+    for (int64_t s = s0; s < s1; s += 2 * kStep) {
+        tile_load_x(x, xwords, s, s1, q, bx);
+        tile_consume<kDtype>(b0, x, t, offset, table, s, s1, c);
+        if (s + 2 * kStep < s1) tile_issue(b0, t, k, s + 2 * kStep, s1, q, log2_blocksize, log2_nested_span, stream, keep);
+        if (s + kStep < s1) {
+            tile_load_x(x, xwords, s + kStep, s1, q, bx);
+            tile_consume<kDtype>(b1, x, t, offset, table, s + kStep, s1, c);
         }
-    } else {
-        TileX<kStep> x;
-        for (int64_t s = s0; s < s1; s += 2 * kStep) {
-            tile_load_x(x, xwords, s, s1, q, bx);
-            tile_consume<kDtype>(b0, x, t, offset, table, s, s1, c);
-            if (s + 2 * kStep < s1) tile_issue(b0, t, k, s + 2 * kStep, s1, q, log2_blocksize, log2_nested_span, stream, keep);
-            if (s + kStep < s1) {
-                tile_load_x(x, xwords, s + kStep, s1, q, bx);
-                tile_consume<kDtype>(b1, x, t, offset, table, s + kStep, s1, c);
-            }
-            if (s + 3 * kStep < s1) tile_issue(b1, t, k, s + 3 * kStep, s1, q, log2_blocksize, log2_nested_span, stream, keep);
-        }
+        if (s + 3 * kStep < s1) tile_issue(b1, t, k, s + 3 * kStep, s1, q, log2_blocksize, log2_nested_span, stream, keep);
     }
 }
 
@@ -319,17 +303,11 @@ __global__ void __launch_bounds__(kW * 32) nf4_tile_kernel(GroupMember d, const 
                                       PlainXWords<kDtype>{x, k}, [] {});
 }
 
-// A grouped launch's activation source for the tiles: the folded norm's rows (computed into s_x by the prologue) or x
-// in memory. Calls body(xwords, prologue).
+// A grouped launch's activation source for the tiles: with_input's, with the 16-byte loaders.
 template <int kDtype, int kBatch, bool kFold, int kW, class Body>
 __device__ __forceinline__ void with_tile_input(const Group& g, unsigned char* s_x, float* s_scratch, Body&& body) {
-    if constexpr (kFold) {
-        static_assert(kW == kWarps, "the folded norm sums in the residual-norm kernels' 256-thread order");
-        const NormValues<kDtype> values{g.norm, g.k};
-        body(StagedXWords<kDtype>{s_x, g.k}, [&] { norm_prologue<kDtype, kBatch>(values, s_x, s_scratch); });
-    } else {
-        body(PlainXWords<kDtype>{g.x, g.k}, [] {});
-    }
+    static_assert(!kFold || kW == kWarps, "the folded norm sums in the residual-norm kernels' 256-thread order");
+    with_input<kDtype, kBatch, kFold, StagedXWords, PlainXWords>(g, s_x, s_scratch, static_cast<Body&&>(body));
 }
 
 // The grouped form: block b belongs to the member whose tiles hold it (first_block: prefix sums of tile counts).
