@@ -59,30 +59,43 @@ public class DecodeLaunchModeGpuTests
     internal static void AssertSameBits(CausalLM model, long[][] prompts, int steps, DecodeEngineOptions? reference = null,
                                         DecodeEngineOptions? candidate = null)
     {
+        reference ??= new DecodeEngineOptions(ProgrammaticLaunch: false);
+        CompareSteps(model, prompts, steps, reference, candidate, (s, expected, actual) =>
+        {
+            var differing = actual.ne(expected).sum().item<long>();
+            Assert.That(differing, Is.Zero,
+                $"step {s}: {differing} logits differ (max |Δ| {(actual - expected).abs().max().item<float>()}) between {candidate ?? new DecodeEngineOptions()} and {reference}");
+        });
+    }
+
+    /// <summary>Two engines (options <paramref name="reference"/> and <paramref name="candidate"/>) on two caches
+    /// prefilled alike, fed the same ids, the reference's greedy ids after each step: check(step, reference logits,
+    /// candidate logits) at every step.</summary>
+    internal static void CompareSteps(CausalLM model, long[][] prompts, int steps, DecodeEngineOptions? reference,
+                                      DecodeEngineOptions? candidate, Action<int, Tensor, Tensor> check)
+    {
         using var noGrad = no_grad();
         var b = prompts.Length;
         var length = prompts.Max(p => p.Length) + steps + 1;
-        using var plainCache = model.NewKvCache(b, length);
-        using var pdlCache = model.NewKvCache(b, length);
-        using var plain = DecodeEngine.TryCreate(model, plainCache, out _, reference ?? new DecodeEngineOptions(ProgrammaticLaunch: false))!;
-        using var pdl = DecodeEngine.TryCreate(model, pdlCache, out _, candidate)!;
+        using var refCache = model.NewKvCache(b, length);
+        using var candCache = model.NewKvCache(b, length);
+        using var refEngine = DecodeEngine.TryCreate(model, refCache, out _, reference)!;
+        using var candEngine = DecodeEngine.TryCreate(model, candCache, out _, candidate)!;
         Tensor next;
         using (var scope = NewDisposeScope())
         {
             var (ids, mask) = DecodeParity.LeftPadded(prompts, model.Device);
-            var h = model.Forward(ids, mask, plainCache);
-            model.Forward(ids, mask, pdlCache);
+            var h = model.Forward(ids, mask, refCache);
+            model.Forward(ids, mask, candCache);
             next = model.Logits(h.narrow(1, h.shape[1] - 1, 1)).squeeze(1).argmax(-1).MoveToOuterDisposeScope();
         }
         for (var s = 0; s < steps; s++)
         {
             using var scope = NewDisposeScope();
-            var positions = full([b], (long)plainCache.Length, ScalarType.Int64, model.Device);
-            var expected = plain.Step(next, positions).clone();
-            var actual = pdl.Step(next, positions);
-            var differing = actual.ne(expected).sum().item<long>();
-            Assert.That(differing, Is.Zero,
-                $"step {s}: {differing} logits differ (max |Δ| {(actual - expected).abs().max().item<float>()}) between {candidate ?? new DecodeEngineOptions()} and {reference ?? new DecodeEngineOptions(ProgrammaticLaunch: false)}");
+            var positions = full([b], (long)refCache.Length, ScalarType.Int64, model.Device);
+            var expected = refEngine.Step(next, positions).clone();
+            var actual = candEngine.Step(next, positions);
+            check(s, expected, actual);
             next.Dispose();
             next = expected.argmax(-1).MoveToOuterDisposeScope();
         }

@@ -53,35 +53,13 @@ public class DecodeTensorCoreGemvGpuTests
     public void CloseToTheLaneKernels(string family, int headDim)
     {
         using var model = DecodePersistentGpuTests.RandomNf4(family, headDim, 8, 2);
-        using var noGrad = no_grad();
-        var prompts = DecodeParity.ThreePrompts;
-        var length = prompts.Max(p => p.Length) + 17;
-        using var laneCache = model.NewKvCache(prompts.Length, length);
-        using var tileCache = model.NewKvCache(prompts.Length, length);
-        using var lanes = DecodeEngine.TryCreate(model, laneCache, out _, Lanes)!;
-        using var tiles = DecodeEngine.TryCreate(model, tileCache, out _, Tiles)!;
-        Tensor next;
-        using (var scope = NewDisposeScope())
-        {
-            var (ids, mask) = DecodeParity.LeftPadded(prompts, model.Device);
-            var h = model.Forward(ids, mask, laneCache);
-            model.Forward(ids, mask, tileCache);
-            next = model.Logits(h.narrow(1, h.shape[1] - 1, 1)).squeeze(1).argmax(-1).MoveToOuterDisposeScope();
-        }
         var anyDifferent = false;
-        for (var s = 0; s < 16; s++)
+        DecodeLaunchModeGpuTests.CompareSteps(model, DecodeParity.ThreePrompts, 16, Lanes, Tiles, (s, expected, actual) =>
         {
-            using var scope = NewDisposeScope();
-            var positions = full([prompts.Length], (long)laneCache.Length, ScalarType.Int64, model.Device);
-            var expected = lanes.Step(next, positions).clone().to(ScalarType.Float32);
-            var actual = tiles.Step(next, positions).to(ScalarType.Float32);
             var worst = (actual - expected).abs().max().item<float>();
             Assert.That(worst, Is.LessThanOrEqualTo(0.25), $"step {s}: max |Δlogit| {worst}");
             anyDifferent |= actual.ne(expected).any().item<bool>();
-            next.Dispose();
-            next = expected.argmax(-1).MoveToOuterDisposeScope();
-        }
-        next.Dispose();
+        });
         // Not a proof that the tiles ran, but a sign: another summation order changes some last bit in 16 steps. A
         // library built below sm_80 (the compute_75 build) runs the lane kernels either way.
         if (CudaDevice.KernelArch() >= 800)
