@@ -23,9 +23,10 @@ internal sealed record StepShape(string Name, string Description, ModelConfig Co
     /// match of every family within a lease's minutes.</summary>
     public const string LossSuffix = "-loss";
 
-    /// <summary>"&lt;family shape&gt;-prof": two layers of the family's published shape at the full 8 × 1024 tokens, one
-    /// warm-up and one timed step: a row small enough to run under Nsight Compute, whose kernels per layer and LM head
-    /// are those of the full shape.</summary>
+    /// <summary>"&lt;family shape&gt;-prof": two layers of the family's published shape at the full 8 × 1024 tokens, two
+    /// warm-up steps and one timed step: a row small enough to run under Nsight Compute, whose kernels per layer and LM
+    /// head are those of the full shape. Two warm-up steps, because the fused loss's GEMM tuner times its candidates on
+    /// a shape's second call: with one, a --profile-timed profile caught them (bench/results/2026-12-07-round22).</summary>
     public const string ProfileSuffix = "-prof";
 
     public static StepShape Get(string name) => name switch
@@ -44,7 +45,7 @@ internal sealed record StepShape(string Name, string Description, ModelConfig Co
                 ModelPresets.Get(name[..^LossSuffix.Length]) with { NumHiddenLayers = 6 }, 2, 1024, 1, 1, 1, 100),
         _ when name.EndsWith(ProfileSuffix, StringComparison.Ordinal) && FamilyShapes.Contains(name[..^ProfileSuffix.Length]) =>
             new(name, $"{name} (two layers of {ModelPresets.Get(name[..^ProfileSuffix.Length])})",
-                ModelPresets.Get(name[..^ProfileSuffix.Length]) with { NumHiddenLayers = 2 }, 8, 1024, 1, 1, 0, 100),
+                ModelPresets.Get(name[..^ProfileSuffix.Length]) with { NumHiddenLayers = 2 }, 8, 1024, 2, 1, 0, 100),
         _ when FamilyShapes.Contains(name) => new(name, $"{name} ({ModelPresets.Get(name)})", ModelPresets.Get(name), 8, 1024, 5, 10, 2, 100),
         _ => throw new ArgumentException($"--shape: unknown step shape '{name}' (1b, demo, tiny, {string.Join(", ", FamilyShapes)})"),
     };
