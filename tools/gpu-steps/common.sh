@@ -30,6 +30,16 @@ snap() { [ -n "${DEVOUT:-}" ] && tar czf "$DEVOUT/r.tgz" -C "$OUT" . 2>/dev/null
 #   start_bnb_build                 builds bitsandbytes from .bnb/bitsandbytes-src.tar.gz (carried; see
 #                                   families-anchors.sh) for sm_90 in the background (its pid in $bnb_pid);
 #   use_bnb                         waits for that build, then puts it on PYTHONPATH with the metadata transformers reads.
+#   $tile_gemv_filter               the GPU tests of the NF4 GEMV op and of the decoding engine's GEMV kinds, persistent
+#                                   step, fusions and launch modes (gpu_tests NAME SECONDS "$tile_gemv_filter");
+#   ncu_tiles SECONDS               Nsight Compute over the tile GEMVs of Llama-3.2-1B at batch 1 (four launches: q/k/v,
+#                                   o, gate/up, down): stall reasons per issued instruction into $OUT/ncu-tiles.txt.gz,
+#                                   the gated kernel's SASS page with its counters into $OUT/ncu-tiles-sass.csv.gz;
+#   step_profile SECONDS NAME SHAPE PATH
+#                                   `bench --suite step-row` of SHAPE (a -prof shape) on PATH under Nsight Compute, the
+#                                   timed steps only (--profile-timed): kernel times by name into $OUT/ncu-NAME-summary.txt
+#                                   (printed), the csv gzipped. Environment set before the call reaches the bench
+#                                   (SLOTHSHARP_GEMM_TUNE=0 step_profile ...).
 gpu_tests() {
     timeout "$2" dotnet "$tests" --no-progress --filter "TestCategory=Gpu&($3)" > "$OUT/$1.log" 2>&1
     echo "$1: exit $?"; summary "$OUT/$1.log"; snap
@@ -101,4 +111,26 @@ use_bnb() {
     printf 'Metadata-Version: 2.1\nName: bitsandbytes\nVersion: %s\n' "$ver" > "/tmp/bnb/site/bitsandbytes-$ver.dist-info/METADATA"
     export PYTHONPATH="/tmp/bnb/src:/tmp/bnb/site${PYTHONPATH:+:$PYTHONPATH}"
     python3 -c "import bitsandbytes, importlib.metadata as m; print('bitsandbytes', m.version('bitsandbytes'))"
+}
+tile_gemv_filter="FullyQualifiedName~Nf4Gemv|FullyQualifiedName~DecodeTensorCoreGemv|FullyQualifiedName~DecodePersistent|FullyQualifiedName~DecodeFusion|FullyQualifiedName~DecodeLaunchMode|FullyQualifiedName~DecodeEngineGpu"
+ncu_tiles() {
+    timeout "$1" ncu --kernel-name regex:nf4_tile --launch-skip 40 --launch-count 4 --section LaunchStats --section Occupancy \
+        --section WarpStateStats --section SourceCounters --section SpeedOfLight \
+        --metrics regex:smsp__average_warps_issue_stalled_.*_per_issue_active\.ratio --import-source no -o "$OUT/tiles" \
+        dotnet "$bench" --suite decode --prefill 0 --fusions None --no-plain --gemv tiles --presets llama-3.2-1b --batches 1 \
+        --steps 20 --results "$OUT/ncu-run" > "$OUT/ncu-tiles.log" 2>&1; echo "ncu exit $?"
+    ncu -i "$OUT/tiles.ncu-rep" --print-details all > "$OUT/ncu-tiles.txt" 2>&1
+    grep -E "  void|nf4_tile|Registers Per Thread|Achieved Occupancy|Duration|DRAM Throughput|Issue Slots Busy|Warp Cycles Per Issued|stalled_[a-z_]*_per_issue_active" \
+        "$OUT/ncu-tiles.txt" | grep -vE " 0(\.0+)?$" | head -90
+    ncu -i "$OUT/tiles.ncu-rep" --page source --csv --print-source sass --kernel-name regex:gated > "$OUT/ncu-tiles-sass.csv" 2>&1
+    echo "sass rows: $(wc -l < "$OUT/ncu-tiles-sass.csv")"
+    gzip -f "$OUT/ncu-tiles-sass.csv" "$OUT/ncu-tiles.txt"; rm -f "$OUT/tiles.ncu-rep"; snap
+}
+step_profile() {
+    local secs="$1" name="$2" shape="$3" path="$4"
+    timeout "$secs" ncu --profile-from-start off --clock-control none --target-processes all --metrics gpu__time_duration.sum --csv \
+        dotnet "$bench" --results "$OUT/prof-$name" --suite step-row --shape "$shape" --path "$path" --checkpointing 0 \
+        --profile-timed > "$OUT/ncu-$name.csv" 2> "$OUT/ncu-$name.err"; echo "step profile $name: exit $?"
+    python3 tools/bench/ncu_kernels.py "$OUT/ncu-$name.csv" > "$OUT/ncu-$name-summary.txt"
+    head -60 "$OUT/ncu-$name-summary.txt"; gzip -f "$OUT/ncu-$name.csv"; snap
 }

@@ -8,9 +8,5 @@ OUT="${1:?usage: lease-r19-gemma-profile.sh OUTDIR}"
 . "$(dirname "$0")/common.sh"
 for path in fused fused-softcap-flash; do
     echo "== ncu (timed steps only): gemma-2-2b, two layers, $path"
-    timeout 200 ncu --profile-from-start off --clock-control none --target-processes all --metrics gpu__time_duration.sum --csv \
-        dotnet "$bench" --results "$OUT/prof-$path" --suite step-row --shape gemma-2-2b-prof --path "$path" --checkpointing 0 \
-        --profile-timed > "$OUT/ncu-gemma-$path.csv" 2> "$OUT/ncu-gemma-$path.err"; echo "exit $?"
-    python3 tools/bench/ncu_kernels.py "$OUT/ncu-gemma-$path.csv" > "$OUT/ncu-gemma-$path-summary.txt"
-    head -40 "$OUT/ncu-gemma-$path-summary.txt"; gzip -f "$OUT/ncu-gemma-$path.csv"; snap
+    step_profile 200 "gemma-$path" gemma-2-2b-prof "$path"
 done

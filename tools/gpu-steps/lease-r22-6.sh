@@ -5,9 +5,4 @@
 set -uo pipefail
 OUT="${1:?usage: lease-r22-6.sh OUTDIR}"
 . "$(dirname "$0")/common.sh"
-SLOTHSHARP_GEMM_TUNE=0 timeout 240 ncu --profile-from-start off --clock-control none --target-processes all \
-    --metrics gpu__time_duration.sum --csv \
-    dotnet "$bench" --results "$OUT/prof-fused" --suite step-row --shape gemma-2-2b-prof --path fused --checkpointing 0 \
-    --profile-timed > "$OUT/ncu-gemma-untuned.csv" 2> "$OUT/ncu-gemma-untuned.err"; echo "exit $?"
-python3 tools/bench/ncu_kernels.py "$OUT/ncu-gemma-untuned.csv" > "$OUT/ncu-gemma-untuned-summary.txt"
-head -60 "$OUT/ncu-gemma-untuned-summary.txt"; gzip -f "$OUT/ncu-gemma-untuned.csv"; snap
+SLOTHSHARP_GEMM_TUNE=0 step_profile 240 gemma-untuned gemma-2-2b-prof fused
