@@ -6,10 +6,32 @@ using BenchmarkDotNet.Columns;
 using Perfolizer.Horology;
 using BenchmarkDotNet.Toolchains.InProcess.Emit;
 
+using SlothSharp.Losses;
+
 namespace SlothSharp.Bench;
 
 internal static class BenchSetup
 {
+    /// <summary>The loss options every benchmark starts from: the library's defaults, with the environment's
+    /// SLOTHSHARP_GEMM_TUNE (0: cuBLASLt's first choice, no timing, as a profiler's window wants; wide: the wide search)
+    /// as the fused loss's <see cref="CrossEntropyOptions.GemmTuning"/>.</summary>
+    public static CrossEntropyOptions LossOptions() => new()
+    {
+        GemmTuning = Environment.GetEnvironmentVariable("SLOTHSHARP_GEMM_TUNE") switch
+        {
+            "0" => SlothSharp.Ops.GemmTuning.None,
+            "wide" => SlothSharp.Ops.GemmTuning.Wide,
+            _ => SlothSharp.Ops.GemmTuning.Heuristic,
+        },
+    };
+
+    /// <summary>The environment's SLOTHSHARP_CE_GEMM=torch: the fused loss's GEMMs through TorchSharp's matmul (an A/B
+    /// of the cuBLASLt path), set once at start.</summary>
+    public static void ApplyEnvironment()
+    {
+        if (Environment.GetEnvironmentVariable("SLOTHSHARP_CE_GEMM") == "torch") FusedCrossEntropyTuning.UseTunedGemm = false;
+    }
+
     /// <summary>In-process (the GPU machine has the runtime, not the SDK), short iterations: GPU kernels are
     /// microseconds long and each invocation already batches many launches before one synchronize.</summary>
     public static IConfig Config(string artifacts, bool quick) =>

@@ -78,7 +78,7 @@ internal sealed class LossProblem : IDisposable
         FusedCrossEntropyTuning.SkipUnitUpstreamScale = (unit || parts.Contains("unit")) && !parts.Contains("nounit");
         FusedCrossEntropyTuning.HandWeightGradToLeaf = (handOff || parts.Contains("handoff")) && !parts.Contains("nohandoff");
         var threads = FusedCrossEntropyTuning.KernelThreadsPerRow;
-        var (tunedGemm, tune, budget) = (FusedCrossEntropyTuning.UseTunedGemm, FusedCrossEntropyTuning.GemmTuning, FusedCrossEntropyTuning.ChunkBudgetBytes);
+        var (tunedGemm, budget) = (FusedCrossEntropyTuning.UseTunedGemm, FusedCrossEntropyTuning.ChunkBudgetBytes);
         var inFlight = FusedCrossEntropyTuning.KernelRowsInFlight;
         foreach (var part in parts)
         {
@@ -87,14 +87,12 @@ internal sealed class LossProblem : IDisposable
             if (part.Length > 1 && part[0] == 'g' && long.TryParse(part[1..], out var g)) FusedCrossEntropyTuning.KernelRowsInFlight = g;
         }
         FusedCrossEntropyTuning.UseTunedGemm = tunedGemm && !parts.Contains("torchgemm");
-        FusedCrossEntropyTuning.GemmTuning = parts.Contains("untuned") ? SlothSharp.Ops.GemmTuning.None
-            : parts.Contains("wide") ? SlothSharp.Ops.GemmTuning.Wide : tune;
         try { return StepCore(method, readLoss); }
         finally
         {
             (FusedCrossEntropyTuning.SkipUnitUpstreamScale, FusedCrossEntropyTuning.HandWeightGradToLeaf) = (unit, handOff);
             FusedCrossEntropyTuning.KernelThreadsPerRow = threads;
-            (FusedCrossEntropyTuning.UseTunedGemm, FusedCrossEntropyTuning.GemmTuning, FusedCrossEntropyTuning.ChunkBudgetBytes) = (tunedGemm, tune, budget);
+            (FusedCrossEntropyTuning.UseTunedGemm, FusedCrossEntropyTuning.ChunkBudgetBytes) = (tunedGemm, budget);
             FusedCrossEntropyTuning.KernelRowsInFlight = inFlight;
         }
     }
@@ -120,9 +118,9 @@ internal sealed class LossProblem : IDisposable
                 // What a TorchSharp user writes today: bf16 logits, float32 upcast, cross_entropy.
                 "naive" => nn.functional.cross_entropy(X.matmul(W.t()).to(ScalarType.Float32), Y),
                 "chunked" => ChunkedLinearLoss.CrossEntropy(X, W, null, Y),
-                "fused" => FusedLinearCrossEntropy.Apply(X, W, null, Y),
+                "fused" => FusedLinearCrossEntropy.Apply(X, W, null, Y, BenchSetup.LossOptions()),
                 // The chunk size the library used before (512 MiB): faster, more transient memory.
-                "fused-512MiB" => FusedLinearCrossEntropy.Apply(X, W, null, Y, new CrossEntropyOptions { ChunkBytes = 512L << 20 }),
+                "fused-512MiB" => FusedLinearCrossEntropy.Apply(X, W, null, Y, BenchSetup.LossOptions() with { ChunkBytes = 512L << 20 }),
                 // Reduction.None (TokenLogProbs' path: gradients recomputed in backward), averaged over the kept rows.
                 _ when method.StartsWith("fused-", StringComparison.Ordinal) && method.Split('-').Contains("none") =>
                     FusedLinearCrossEntropy.Apply(X, W, null, Y, FusedVariant(method) with { Reduction = LossReduction.None }).sum()
@@ -145,11 +143,13 @@ internal sealed class LossProblem : IDisposable
     /// accepted (phase-1 names, now the defaults); <c>profile</c> times each piece (the ce-sweep suite sets it up).</summary>
     public static CrossEntropyOptions FusedVariant(string method)
     {
-        var o = new CrossEntropyOptions();
+        var o = BenchSetup.LossOptions();
         foreach (var part in method.Split('-').Skip(1))
         {
             if (part == "fp32dw") o = o with { AccumulateWeightGradInFloat32 = true };
-            else if (part is "unit" or "handoff" or "nounit" or "nohandoff" or "profile" or "torchgemm" or "untuned" or "wide" or "none"
+            else if (part == "untuned") o = o with { GemmTuning = SlothSharp.Ops.GemmTuning.None };
+            else if (part == "wide") o = o with { GemmTuning = SlothSharp.Ops.GemmTuning.Wide };
+            else if (part is "unit" or "handoff" or "nounit" or "nohandoff" or "profile" or "torchgemm" or "none"
                      || (part.Length > 1 && part[0] == 'g' && long.TryParse(part[1..], out _))
                      || part.StartsWith("budget", StringComparison.Ordinal)) { }  // FusedCrossEntropyTuning switches, set around the step
             else if (part.Length > 1 && part[0] == 'r' && int.TryParse(part[1..], out var rows)) o = o with { ChunkRows = rows };

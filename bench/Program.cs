@@ -12,6 +12,7 @@ using static TorchSharp.torch;
 // (--suite softcap: Gemma 2's soft-capped attention, eager vs blocks with recompute vs the one-pass flash kernels, one 2B layer, time and peak memory)
 // (internal child modes: --measure-memory SHAPE METHOD, --suite loss-time with SLOTH_BENCH_SHAPE,
 //  --suite step-row --shape S --path fused|fused-recompute-attention|fused-recompute|reference --checkpointing 0|K (every K-th layer) --device cpu|cuda, --suite step-loss --shape S --device D)
+BenchSetup.ApplyEnvironment();
 if (Arg("--suite") == "tokenizer") return TokenizerSpeed.Run(args);
 var results = Arg("--results") ?? Path.Combine(Environment.CurrentDirectory, "bench-results");
 var suite = Arg("--suite") ?? "all";

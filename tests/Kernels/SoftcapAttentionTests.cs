@@ -71,6 +71,71 @@ public class SoftcapAttentionTests(string deviceName) : DeviceFixture(deviceName
             Assert.That(TestEnv.RelativeError(ag[i], eg[i]), Is.LessThanOrEqualTo(gradTol), names[i]);
     }
 
+    /// <summary>Grouped K and V (GQA, [B, KV, L, D], each KV head serving H/KV consecutive query heads) as a decoder
+    /// layer passes them, transposed views of [B, L, KV, D] projections with q one of [B, T, H, D]: the same output and
+    /// gradients as the blocks over K and V expanded to every head (contiguous), and the gradients laid out as their
+    /// inputs (no copy on the way back to the projections).</summary>
+    [TestCase(ScalarType.Float32)]
+    [TestCase(ScalarType.BFloat16)]
+    public void GroupedKeysAndValuesMatchTheExpandedOnes(ScalarType dtype)
+    {
+        using var scope = NewDisposeScope();
+        manual_seed(13);
+        const long b = 2, heads = 6, kvHeads = 2, t = 19, d = 16, rows = 5;
+        const double scale = 0.25, cap = 5.0;
+        var qp = (randn(b, t, heads, d) * 2).to(dtype).to(Dev).requires_grad_();
+        var kp = (randn(b, t, kvHeads, d) * 2).to(dtype).to(Dev).requires_grad_();
+        var vp = randn(b, t, kvHeads, d).to(dtype).to(Dev).requires_grad_();
+        var allowed = Mask(b, t, t, 7);
+        var dout = randn(b, heads, t, d).to(dtype).to(Dev);
+        Tensor Expand(Tensor x) => x.unsqueeze(2).expand(b, kvHeads, heads / kvHeads, t, d).reshape(b, heads, t, d);
+
+        (Tensor Y, Tensor[] Grads) Run(bool grouped)
+        {
+            foreach (var x in new[] { qp, kp, vp }) x.grad = null;
+            var (q, k, v) = (qp.transpose(1, 2), kp.transpose(1, 2), vp.transpose(1, 2));
+            var y = grouped ? SoftcapAttention.Apply(q, k, v, allowed, scale, cap, rows)
+                            : SoftcapAttention.Apply(q.contiguous(), Expand(k).contiguous(), Expand(v).contiguous(), allowed, scale, cap, rows);
+            y.backward([dout]);
+            return (y.detach().to(ScalarType.Float32), [qp.grad!.to(ScalarType.Float32), kp.grad!.to(ScalarType.Float32), vp.grad!.to(ScalarType.Float32)]);
+        }
+        var (expected, eg) = Run(false);
+        var (actual, ag) = Run(true);
+        // The same products; a KV head's gradient is summed over its query heads inside one GEMM instead of after
+        // the rounding of each head's share.
+        var (outTol, gradTol) = dtype == ScalarType.Float32 ? (1e-6, 1e-5) : (0.0, 1e-2);
+        Assert.That((actual - expected).abs().max().cpu().item<float>(), Is.LessThanOrEqualTo(outTol), "output");
+        string[] names = ["dq", "dk", "dv"];
+        for (var i = 0; i < 3; i++)
+            Assert.That(TestEnv.RelativeError(ag[i], eg[i]), Is.LessThanOrEqualTo(gradTol), names[i]);
+
+        // The output and the gradients keep the layout of q, k and v.
+        var q1 = qp.detach().transpose(1, 2).requires_grad_();
+        var k1 = kp.detach().transpose(1, 2).requires_grad_();
+        var v1 = vp.detach().transpose(1, 2).requires_grad_();
+        var y1 = SoftcapAttention.Apply(q1, k1, v1, allowed, scale, cap, rows);
+        Assert.That(y1.stride(), Is.EqualTo(q1.stride()), "output");
+        y1.backward([dout]);
+        Assert.That(q1.grad!.stride(), Is.EqualTo(q1.stride()), "dq");
+        Assert.That(k1.grad!.stride(), Is.EqualTo(k1.stride()), "dk");
+        Assert.That(v1.grad!.stride(), Is.EqualTo(v1.stride()), "dv");
+    }
+
+    /// <summary>A cache of key spans computes them once per block size for its mask, the spans of KeySpans.</summary>
+    [Test]
+    public void TheSpanCacheComputesOncePerBlockSize()
+    {
+        using var scope = NewDisposeScope();
+        const long t = 10, l = 14;
+        var allowed = Mask(2, t, l, 3);
+        var cache = new SoftcapSpanCache();
+        Assert.That(cache.Get(allowed, t, l, 4), Is.EqualTo(SoftcapAttentionFunction.KeySpans(allowed, t, l, 4)));
+        Assert.That(cache.Get(allowed, t, l, 4), Is.SameAs(cache.Get(allowed, t, l, 4)));
+        Assert.That(cache.Computed, Is.EqualTo(1));
+        Assert.That(cache.Get(allowed, t, l, 3), Is.EqualTo(SoftcapAttentionFunction.KeySpans(allowed, t, l, 3)));
+        Assert.That(cache.Computed, Is.EqualTo(2));
+    }
+
     /// <summary>A mask whose key columns are strided (a transposed view) is made contiguous once per call; one
     /// broadcast over batch rows too: the same output and gradients as the contiguous mask.</summary>
     [Test]
@@ -127,7 +192,8 @@ public class SoftcapAttentionTests(string deviceName) : DeviceFixture(deviceName
         using var scope = NewDisposeScope();
         var q = randn(1, 2, 4, 8);
         var k = randn(1, 2, 6, 8);
-        Assert.That(() => SoftcapAttention.Apply(q, k, randn(1, 2, 5, 8), null, 1, 5), Throws.ArgumentException.With.Message.Contains("must be [1, 2, L, 8]"));
+        Assert.That(() => SoftcapAttention.Apply(q, k, randn(1, 2, 5, 8), null, 1, 5), Throws.ArgumentException.With.Message.Contains("must be [1, KV, L, 8] with 2 a multiple of KV"));
+        Assert.That(() => SoftcapAttention.Apply(q, randn(1, 3, 6, 8), randn(1, 3, 6, 8), null, 1, 5), Throws.ArgumentException.With.Message.Contains("a multiple of KV"));
         Assert.That(() => SoftcapAttention.Apply(q, k, k, ones(1, 1, 4, 5, ScalarType.Bool), 1, 5), Throws.ArgumentException.With.Message.Contains("allowed"));
         Assert.That(() => SoftcapAttention.Apply(q, k, k, null, 1, 0), Throws.InstanceOf<ArgumentOutOfRangeException>());
         Assert.That(() => SoftcapAttention.Apply(q, k.to(ScalarType.Float64), k, null, 1, 5), Throws.ArgumentException);

@@ -155,6 +155,7 @@ public class LossTests(string deviceName) : DeviceFixture(deviceName)
         Assert.Throws<ArgumentException>(() => Run(path, x, w, b, y, new CrossEntropyOptions { Reduction = LossReduction.Sum, Normalizer = 3 }), "normalizer with sum");
         Assert.Throws<ArgumentOutOfRangeException>(() => Run(path, x, w, b, y, new CrossEntropyOptions { LabelSmoothing = 1.5 }));
         Assert.Throws<ArgumentOutOfRangeException>(() => Run(path, x, w, b, y, new CrossEntropyOptions { ChunkRows = 0 }));
+        Assert.Throws<ArgumentOutOfRangeException>(() => Run(path, x, w, b, y, new CrossEntropyOptions { GemmTuning = (SlothSharp.Ops.GemmTuning)9 }));
     }
 
     [Test, Category("Sanitize")]

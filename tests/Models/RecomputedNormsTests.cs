@@ -191,7 +191,7 @@ public class RecomputedNormsTests(string device) : DeviceFixture(device)
         public override Tensor Norm(Tensor x, Tensor weight, double eps, bool unitOffset) => inner.Norm(x, weight, eps, unitOffset);
         public override Tensor Rope(Tensor x, Tensor cos, Tensor sin) => inner.Rope(x, cos, sin);
         public override Tensor Attention(Tensor q, Tensor k, Tensor v, Tensor? mask, bool causal) => inner.Attention(q, k, v, mask, causal);
-        public override Tensor SoftcapAttention(Tensor q, Tensor k, Tensor v, Tensor? allowed, double scale, double cap) =>
-            inner.SoftcapAttention(q, k, v, allowed, scale, cap);
+        public override Tensor SoftcapAttention(Tensor q, Tensor k, Tensor v, Tensor? allowed, double scale, double cap, SoftcapSpanCache? spans = null) =>
+            inner.SoftcapAttention(q, k, v, allowed, scale, cap, spans);
     }
 }

@@ -37,6 +37,6 @@ internal sealed class ShardedKernels(CausalLM model, DecoderKernels fused) : Dec
 
     public override Tensor Attention(Tensor q, Tensor k, Tensor v, Tensor? mask, bool causal) => fused.Attention(q, k, v, mask, causal);
 
-    public override Tensor SoftcapAttention(Tensor q, Tensor k, Tensor v, Tensor? allowed, double scale, double cap) =>
-        fused.SoftcapAttention(q, k, v, allowed, scale, cap);
+    public override Tensor SoftcapAttention(Tensor q, Tensor k, Tensor v, Tensor? allowed, double scale, double cap, SoftcapSpanCache? spans = null) =>
+        fused.SoftcapAttention(q, k, v, allowed, scale, cap, spans);
 }

@@ -74,19 +74,10 @@ internal static class FusedCrossEntropyTuning
     /// looping over rows (sloth_cross_entropy_chunk_tuned's rows_in_flight; the benchmark compares them).</summary>
     public static long KernelRowsInFlight { get; set; }
 
-    /// <summary>Run the chunk GEMMs through <see cref="Ops.TunedGemm"/> (cuBLASLt, tuned per shape) on CUDA f16/bf16;
-    /// off: TorchSharp's matmul. (SLOTHSHARP_CE_GEMM=torch turns it off.)</summary>
-    public static bool UseTunedGemm { get; set; } = Environment.GetEnvironmentVariable("SLOTHSHARP_CE_GEMM") != "torch";
-
-    /// <summary>How <see cref="Ops.TunedGemm"/> tunes the chunk GEMMs when a shape comes back: cuBLASLt's heuristic
-    /// candidates (the default), also their variants (<c>Wide</c>), or never (cuBLASLt's first choice).
-    /// (SLOTHSHARP_GEMM_TUNE=0 or =wide.)</summary>
-    public static Ops.GemmTuning GemmTuning { get; set; } = Environment.GetEnvironmentVariable("SLOTHSHARP_GEMM_TUNE") switch
-    {
-        "0" => Ops.GemmTuning.None,
-        "wide" => Ops.GemmTuning.Wide,
-        _ => Ops.GemmTuning.Heuristic,
-    };
+    /// <summary>Run the chunk GEMMs through <see cref="Ops.TunedGemm"/> (cuBLASLt) on CUDA f16/bf16; off: TorchSharp's
+    /// matmul (the benchmark's A/B: its SLOTHSHARP_CE_GEMM=torch). How a shape is tuned is
+    /// <see cref="CrossEntropyOptions.GemmTuning"/>.</summary>
+    public static bool UseTunedGemm { get; set; } = true;
 
     /// <summary>The default chunk budget in bytes when set (the benchmark compares budgets); null:
     /// <see cref="ChunkOptions.FusedDefaultChunkBytes"/>.</summary>
@@ -279,7 +270,7 @@ internal sealed class FusedLinearCrossEntropyFunction : SlothFunction<FusedLinea
             prof?.Start(x);
             Tensor logits;
             if (buffer is null) logits = addmm(b!, xc, wt, 1, 1);
-            else MatMulInto(xc, wt, logits = buffer.narrow(0, 0, r), beta: 0);
+            else MatMulInto(xc, wt, logits = buffer.narrow(0, 0, r), beta: 0, plan.Options.GemmTuning);
             prof?.Lap("chunk: logits GEMM", x);
             CrossEntropyChunk.Compute(logits, y.narrow(0, s, r).contiguous(), plan.Options, rowScale?.narrow(0, s, r),
                 gradScale, grads is not null, lossRows.narrow(0, s, r), lse.narrow(0, s, r));
@@ -293,10 +284,9 @@ internal sealed class FusedLinearCrossEntropyFunction : SlothFunction<FusedLinea
 
     /// <summary><paramref name="c"/> = a·b + beta·c: the tuned cuBLASLt GEMM where it applies (CUDA, f16/bf16), else
     /// TorchSharp's addmm_ (beta = 0 ignores c's contents, NaNs included, on both paths).</summary>
-    private static void MatMulInto(Tensor a, Tensor b, Tensor c, float beta)
+    private static void MatMulInto(Tensor a, Tensor b, Tensor c, float beta, Ops.GemmTuning tuning)
     {
-        if (FusedCrossEntropyTuning.UseTunedGemm
-            && Ops.TunedGemm.TryMatMulInto(a, b, c, beta: beta, tuning: FusedCrossEntropyTuning.GemmTuning)) return;
+        if (FusedCrossEntropyTuning.UseTunedGemm && Ops.TunedGemm.TryMatMulInto(a, b, c, beta: beta, tuning: tuning)) return;
         c.addmm_(a, b, beta: beta, alpha: 1);
     }
 
@@ -308,10 +298,11 @@ internal sealed class FusedLinearCrossEntropyFunction : SlothFunction<FusedLinea
     {
         private Tensor? _dx, _dw, _db;
         private bool _fp32, _dwWritten;
+        private Ops.GemmTuning _tuning;
 
         public static Grads Allocate(Tensor xv, Tensor w, FusedLinearCrossEntropy.Plan plan, CrossEntropyOptions o)
         {
-            var g = new Grads { _fp32 = o.AccumulateWeightGradInFloat32 && w.dtype != ScalarType.Float32 };
+            var g = new Grads { _fp32 = o.AccumulateWeightGradInFloat32 && w.dtype != ScalarType.Float32, _tuning = o.GemmTuning };
             if (plan.NeedX) g._dx = empty_like(xv);
             if (plan.NeedW) g._dw = g._fp32 ? empty(w.shape, ScalarType.Float32, w.device) : empty_like(w);
             if (plan.NeedB) g._db = zeros(w.shape[0], ScalarType.Float32, w.device);
@@ -321,7 +312,7 @@ internal sealed class FusedLinearCrossEntropyFunction : SlothFunction<FusedLinea
         public void Accumulate(Tensor gradLogits, Tensor xc, Tensor w, long start, long rows, CrossEntropyProfile? prof)
         {
             // addmm_ with beta = 0 ignores the (uninitialized) destination, NaNs included.
-            if (_dx is not null) MatMulInto(gradLogits, w, _dx.narrow(0, start, rows), beta: 0);
+            if (_dx is not null) MatMulInto(gradLogits, w, _dx.narrow(0, start, rows), beta: 0, _tuning);
             prof?.Lap("chunk: dX GEMM", xc);
             if (_dw is not null)
             {
@@ -331,7 +322,7 @@ internal sealed class FusedLinearCrossEntropyFunction : SlothFunction<FusedLinea
                     if (_dwWritten) _dw.add_(part);
                     else _dw.copy_(part);
                 }
-                else MatMulInto(gradLogits.t(), xc, _dw, beta: _dwWritten ? 1 : 0);
+                else MatMulInto(gradLogits.t(), xc, _dw, beta: _dwWritten ? 1 : 0, _tuning);
                 _dwWritten = true;
             }
             prof?.Lap("chunk: dW GEMM", xc);

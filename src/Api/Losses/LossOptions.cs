@@ -141,6 +141,13 @@ public sealed record CrossEntropyOptions : ChunkOptions
     /// V × H temporary per chunk); otherwise dW accumulates in W's dtype through GEMM with beta = 1.</summary>
     public bool AccumulateWeightGradInFloat32 { get; init; }
 
+    /// <summary>The fused loss's chunk GEMMs on CUDA in f16/bf16 (cuBLASLt), when a shape comes back:
+    /// <see cref="Ops.GemmTuning.Heuristic"/> (the default) times cuBLASLt's heuristic candidates on the shape's second
+    /// call (one host sync, about 0.1 s, once per shape and process) and keeps the fastest; <see cref="Ops.GemmTuning.Wide"/>
+    /// also times their variants (about a second a shape); <see cref="Ops.GemmTuning.None"/> takes cuBLASLt's first choice
+    /// and never times (a profiler's window without the candidates). Ignored on the CPU and in float32.</summary>
+    public Ops.GemmTuning GemmTuning { get; init; } = Ops.GemmTuning.Heuristic;
+
     /// <summary>Fused path, Mean/Sum, W a leaf that requires grad and whose .grad is null when backward runs (the first
     /// backward after zero_grad(set_to_none) or a fresh model): backward makes its dW buffer W.grad itself instead of
     /// returning it to the autograd engine, which would copy it (a dW-sized copy and transient: 1.05 GB at
@@ -155,6 +162,7 @@ public sealed record CrossEntropyOptions : ChunkOptions
         if (!(Softcap >= 0) || double.IsInfinity(Softcap)) throw new ArgumentOutOfRangeException(nameof(Softcap), Softcap, "must be finite and >= 0 (0 = off)");
         if (!(LogitScale > 0) || double.IsInfinity(LogitScale)) throw new ArgumentOutOfRangeException(nameof(LogitScale), LogitScale, "must be finite and > 0");
         if (!(ZLoss >= 0) || double.IsInfinity(ZLoss)) throw new ArgumentOutOfRangeException(nameof(ZLoss), ZLoss, "must be finite and >= 0");
+        if (!Enum.IsDefined(GemmTuning)) throw new ArgumentOutOfRangeException(nameof(GemmTuning), GemmTuning, "not a GemmTuning value");
         LossShapes.CheckNormalizer(Reduction, Normalizer);
     }
 }

@@ -84,9 +84,11 @@ internal abstract class DecoderKernels
     /// mask only). Returns [B, H, T, D].</summary>
     public abstract Tensor Attention(Tensor q, Tensor k, Tensor v, Tensor? mask, bool causal);
 
-    /// <summary>Gemma 2's soft-capped attention: q [B, H, T, D], k/v [B, H, L, D] (GQA expanded), allowed bool
-    /// [B|1, H|1, T, L] or null; cap·tanh(q·kᵀ·scale / cap), masked, softmax in float32, rounded, times v.</summary>
-    public abstract Tensor SoftcapAttention(Tensor q, Tensor k, Tensor v, Tensor? allowed, double scale, double cap);
+    /// <summary>Gemma 2's soft-capped attention: q [B, H, T, D], k/v [B, KV, L, D] (grouped as in
+    /// <see cref="Attention"/>), allowed bool [B|1, H|1, T, L] or null; cap·tanh(q·kᵀ·scale / cap), masked, softmax in
+    /// float32, rounded, times v. <paramref name="spans"/>: the key spans of <paramref name="allowed"/> shared by the
+    /// layers (or null: computed here).</summary>
+    public abstract Tensor SoftcapAttention(Tensor q, Tensor k, Tensor v, Tensor? allowed, double scale, double cap, SoftcapSpanCache? spans = null);
 
     /// <summary>act(gate) · up, each rounded to the dtype as PyTorch rounds them.</summary>
     public static Tensor Activate(Tensor gate, Tensor up, GateActivation activation) => activation switch
@@ -118,10 +120,13 @@ internal abstract class DecoderKernels
             return result.MoveToOuterDisposeScope();
         }
 
-        public override Tensor SoftcapAttention(Tensor q, Tensor k, Tensor v, Tensor? allowed, double scale, double cap)
+        public override Tensor SoftcapAttention(Tensor q, Tensor k, Tensor v, Tensor? allowed, double scale, double cap, SoftcapSpanCache? spans = null)
         {
-            // transformers' eager path: every [B, H, T, L] intermediate is kept for backward.
+            // transformers' eager path: K and V expanded to every query head (repeat_kv), every [B, H, T, L]
+            // intermediate kept for backward.
             using var scope = NewDisposeScope();
+            var groups = q.shape[1] / k.shape[1];
+            (k, v) = (GqaAttention.Expand(k, groups), GqaAttention.Expand(v, groups));
             var scores = q.matmul(k.transpose(2, 3)) * scale;
             scores = (scores / cap).tanh() * cap;
             if (allowed is not null) scores = scores.masked_fill(allowed.logical_not(), double.NegativeInfinity);
@@ -227,11 +232,11 @@ internal abstract class DecoderKernels
 
         // Auto: the blocks (faster than the first one-pass kernels on the H100); the one-pass kernels on CUDA where they
         // run when the model asks for them (the CPU twin is a test oracle, not a fast path).
-        public override Tensor SoftcapAttention(Tensor q, Tensor k, Tensor v, Tensor? allowed, double scale, double cap) =>
+        public override Tensor SoftcapAttention(Tensor q, Tensor k, Tensor v, Tensor? allowed, double scale, double cap, SoftcapSpanCache? spans = null) =>
             Ops.SoftcapAttention.Apply(q, k, v, allowed, scale, cap,
                 softcapFlash && q.device_type == TorchSharp.DeviceType.CUDA && Ops.SoftcapAttention.FlashSupported(q, k, v)
                     ? SoftcapAttentionMethod.Flash
-                    : SoftcapAttentionMethod.Auto);
+                    : SoftcapAttentionMethod.Auto, spans);
 
         public override Tensor Rope(Tensor x, Tensor cos, Tensor sin) =>
             Ops.Rope.Apply(x.contiguous(), cos, sin, Interop.SlothRopeLayout.Bthd, cos.shape[^1] == x.shape[^1] ? null : (int)cos.shape[^1]);

@@ -152,21 +152,21 @@ internal sealed class SelfAttention : Module<Tensor, Tensor>
         k = k.transpose(1, 2);
         v = v.transpose(1, 2);
         if (ctx.Cache is not null) (k, v) = ctx.Cache.Append(_layer, k, v);
-        var (mask, causal) = ctx.MaskOf(_layer);
         Tensor attn;
         if (_cfg.AttentionSoftcap is { } cap)
         {
-            // Gemma 2: SDPA has no soft-cap. The reference kernels run transformers' eager path; the fused set the
-            // same math block by block, the scores made again in backward instead of kept. Both take K/V expanded to
-            // every query head (transformers' repeat_kv).
-            (k, v) = (GqaAttention.Expand(k, nh / nkv), GqaAttention.Expand(v, nh / nkv));
-            var allowed = mask ?? (causal ? LayerContext.CausalMask(t, k.shape[2], x.device) : null);
-            attn = Kernels.SoftcapAttention(q, k, v, allowed, _cfg.AttentionScale, cap);
+            // Gemma 2: SDPA has no soft-cap. The reference kernels run transformers' eager path (K and V expanded to
+            // every query head, as its repeat_kv); the fused set the same math block by block on the grouped K and V,
+            // the scores made again in backward instead of kept. The causal mask and its blocks' key spans are the
+            // context's, made once for every layer.
+            var (allowed, spans) = ctx.SoftcapMaskOf(_layer);
+            attn = Kernels.SoftcapAttention(q, k, v, allowed, _cfg.AttentionScale, cap, spans);
             // Its node keeps no output (the blocks are made again in backward): the o projection keeps its own copy.
             return Output.forward(attn.transpose(1, 2).reshape(b, t, nh * hd)).MoveToOuterDisposeScope();
         }
         else
         {
+            var (mask, causal) = ctx.MaskOf(_layer);
             // SDPA scales by head_dim^-½; another scale (Gemma's query_pre_attn_scalar) goes into q first.
             var extra = _cfg.AttentionScale * Math.Sqrt(hd);
             if (Math.Abs(extra - 1) > 1e-12) q = q * extra;

@@ -1,3 +1,4 @@
+using SlothSharp.Ops;
 using static TorchSharp.torch;
 
 namespace SlothSharp.Models;
@@ -16,12 +17,18 @@ internal sealed class LayerContext
     private readonly int?[] _maskKeys;
     private readonly Tensor?[] _masks;
     private readonly bool[] _causal;
+    // Soft-capped models only (null elsewhere): per mask kind, the mask the soft-capped attention takes (the causal
+    // one made here where MaskOf has none but causal), and its blocks' key spans, computed once for every layer.
+    private readonly Tensor?[]? _softcapAllowed;
+    private readonly SoftcapSpanCache[]? _spans;
 
     private LayerContext(ModelConfig cfg, RopeSpec[] ropeKeys, Tensor[] cos, Tensor[] sin, int?[] maskKeys, Tensor?[] masks, bool[] causal,
-                         bool perRow, KvCache? cache)
+                         Tensor?[]? softcapAllowed, bool perRow, KvCache? cache)
     {
         _cfg = cfg;
         (_ropeKeys, _cos, _sin, _maskKeys, _masks, _causal) = (ropeKeys, cos, sin, maskKeys, masks, causal);
+        _softcapAllowed = softcapAllowed;
+        _spans = softcapAllowed?.Select(_ => new SoftcapSpanCache()).ToArray();
         PerRowPositions = perRow;
         Cache = cache;
     }
@@ -50,7 +57,11 @@ internal sealed class LayerContext
         var masks = new Tensor?[windows.Length];
         var causal = new bool[windows.Length];
         for (var i = 0; i < windows.Length; i++) (masks[i], causal[i]) = BuildMask(keyValid, sequenceIds, windows[i], past, t, positions.device);
-        return new LayerContext(cfg, keys, cos, sin, windows, masks, causal, perRow, cache);
+        // Soft-capped attention takes an explicit mask (it has no causal flag): the plain causal one, made once here
+        // rather than by every layer.
+        var softcapAllowed = cfg.AttentionSoftcap is null ? null
+            : masks.Select((m, i) => m ?? (causal[i] ? CausalMask(t, past + t, positions.device) : null)).ToArray();
+        return new LayerContext(cfg, keys, cos, sin, windows, masks, causal, softcapAllowed, perRow, cache);
     }
 
     public (Tensor Cos, Tensor Sin) RopeOf(int layer)
@@ -65,8 +76,21 @@ internal sealed class LayerContext
         return (_masks[i], _causal[i]);
     }
 
-    /// <summary>The context's tensors in a fixed order (for save_for_backward).</summary>
-    public Tensor[] Tensors() => [.. _cos, .. _sin, .. _masks.Where(m => m is not null).Select(m => m!)];
+    /// <summary>A soft-capped model's layer: the mask its attention takes (bool [B|1, 1, T, L], or null for every key)
+    /// and the cache of that mask's key spans, shared by the layers of its kind.</summary>
+    public (Tensor? Allowed, SoftcapSpanCache Spans) SoftcapMaskOf(int layer)
+    {
+        if (_softcapAllowed is null || _spans is null) throw new InvalidOperationException("the model has no soft-capped attention");
+        var i = Array.IndexOf(_maskKeys, _cfg.WindowOf(layer));
+        return (_softcapAllowed[i], _spans[i]);
+    }
+
+    /// <summary>The context's tensors in a fixed order (for save_for_backward): the tables, the masks, then the causal
+    /// masks made for soft-capped attention.</summary>
+    public Tensor[] Tensors() => [.. _cos, .. _sin, .. _masks.Where(m => m is not null).Select(m => m!), .. MadeCausal()];
+
+    private IEnumerable<Tensor> MadeCausal() =>
+        _softcapAllowed is null ? [] : _softcapAllowed.Where((a, i) => a is not null && _masks[i] is null).Select(a => a!);
 
     /// <summary>The same context over <paramref name="saved"/> (as returned by <see cref="Tensors"/>), without a cache.</summary>
     public LayerContext WithTensors(IList<Tensor> saved)
@@ -77,7 +101,10 @@ internal sealed class LayerContext
         var masks = new Tensor?[_masks.Length];
         var k = 2 * n;
         for (var i = 0; i < masks.Length; i++) masks[i] = _masks[i] is null ? null : saved[k++];
-        return new LayerContext(_cfg, _ropeKeys, cos, sin, _maskKeys, masks, _causal, PerRowPositions, null);
+        var allowed = _softcapAllowed is null ? null : new Tensor?[_softcapAllowed.Length];
+        if (allowed is not null)
+            for (var i = 0; i < allowed.Length; i++) allowed[i] = masks[i] ?? (_softcapAllowed![i] is null ? null : saved[k++]);
+        return new LayerContext(_cfg, _ropeKeys, cos, sin, _maskKeys, masks, _causal, allowed, PerRowPositions, null);
     }
 
     /// <summary>No mask (causal or not) when nothing is padded or packed, the query block starts at 0 (or is one token)
