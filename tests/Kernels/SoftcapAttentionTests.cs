@@ -6,7 +6,8 @@ namespace SlothSharp.Tests;
 
 /// <summary>Gemma 2's soft-capped attention computed block by block with the scores made again in backward
 /// (<see cref="SoftcapAttention"/>, the fused kernel set's) against transformers' eager expression through autograd:
-/// outputs and the gradients of q and of the un-expanded k and v (GQA), with causal, padding and sliding-window masks,
+/// outputs and the gradients of q and of the grouped k and v (GQA: the blocks take them grouped, the eager path
+/// expanded, as transformers' repeat_kv), with causal, padding and sliding-window masks,
 /// blocks that do not divide the rows, one block, and no mask; float32, bfloat16 and float16. On each device: the
 /// blocks' soft-cap and softmax run in the SoftcapSoftmax kernels there.</summary>
 [TestFixture("cpu")]
@@ -57,7 +58,7 @@ public class SoftcapAttentionTests(string deviceName) : DeviceFixture(deviceName
         (Tensor Y, Tensor[] Grads) Run(bool blocks)
         {
             foreach (var x in new[] { q0, k0, v0 }) x.grad = null;
-            var y = blocks ? SoftcapAttention.Apply(q0, Expand(k0), Expand(v0), allowed, scale, cap, rows)
+            var y = blocks ? SoftcapAttention.Apply(q0, k0, v0, allowed, scale, cap, rows)
                            : Eager(q0, Expand(k0), Expand(v0), allowed, scale, cap);
             y.backward([dout]);
             return (y.detach().to(ScalarType.Float32), [q0.grad!.to(ScalarType.Float32), k0.grad!.to(ScalarType.Float32), v0.grad!.to(ScalarType.Float32)]);
