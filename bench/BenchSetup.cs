@@ -25,11 +25,15 @@ internal static class BenchSetup
         },
     };
 
-    /// <summary>The environment's SLOTHSHARP_CE_GEMM=torch: the fused loss's GEMMs through TorchSharp's matmul (an A/B
-    /// of the cuBLASLt path), set once at start.</summary>
+    /// <summary>The fused loss's internal switches from the environment, set once at start (A/B runs of the library's
+    /// defaults): SLOTHSHARP_CE_GEMM=torch (its GEMMs through TorchSharp's matmul instead of cuBLASLt),
+    /// SLOTHSHARP_CE_SKIP_UNIT_UPSTREAM=0 (scale by an upstream gradient of 1 too), SLOTHSHARP_CE_HAND_OFF_DW=0 (copy dW
+    /// into W.grad instead of handing it over).</summary>
     public static void ApplyEnvironment()
     {
         if (Environment.GetEnvironmentVariable("SLOTHSHARP_CE_GEMM") == "torch") FusedCrossEntropyTuning.UseTunedGemm = false;
+        if (Environment.GetEnvironmentVariable("SLOTHSHARP_CE_SKIP_UNIT_UPSTREAM") == "0") FusedCrossEntropyTuning.SkipUnitUpstreamScale = false;
+        if (Environment.GetEnvironmentVariable("SLOTHSHARP_CE_HAND_OFF_DW") == "0") FusedCrossEntropyTuning.HandWeightGradToLeaf = false;
     }
 
     /// <summary>In-process (the GPU machine has the runtime, not the SDK), short iterations: GPU kernels are

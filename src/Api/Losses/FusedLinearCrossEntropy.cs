@@ -57,14 +57,12 @@ internal static class FusedCrossEntropyTuning
     /// <summary>Mean/Sum: read the upstream gradient on the host in backward and skip the dX/dW scaling pass (a read
     /// and write of dW: ~0.7 ms at 128256 × 4096 bf16) when it is exactly 1, which is what loss.backward() passes.
     /// Costs one host sync in backward, when the forward's work has been queued anyway.
-    /// (SLOTHSHARP_CE_SKIP_UNIT_UPSTREAM=0 turns it off.)</summary>
-    public static bool SkipUnitUpstreamScale { get; set; } =
-        Environment.GetEnvironmentVariable("SLOTHSHARP_CE_SKIP_UNIT_UPSTREAM") != "0";
+    /// (The benchmark's SLOTHSHARP_CE_SKIP_UNIT_UPSTREAM=0 turns it off.)</summary>
+    public static bool SkipUnitUpstreamScale { get; set; } = true;
 
     /// <summary>The hand-off of dW to W.grad (see <see cref="CrossEntropyOptions.WeightGradToLeaf"/>), on when both this
-    /// and the option are. (SLOTHSHARP_CE_HAND_OFF_DW=0 turns it off.)</summary>
-    public static bool HandWeightGradToLeaf { get; set; } =
-        Environment.GetEnvironmentVariable("SLOTHSHARP_CE_HAND_OFF_DW") != "0";
+    /// and the option are. (The benchmark's SLOTHSHARP_CE_HAND_OFF_DW=0 turns it off.)</summary>
+    public static bool HandWeightGradToLeaf { get; set; } = true;
 
     /// <summary>CUDA threads per row of the CE kernel: 0 = the library's choice (1024 from V = 32768 on), or 256, 512,
     /// 1024 (the benchmark compares them; see sloth_cross_entropy_chunk_tuned).</summary>
