@@ -63,4 +63,31 @@ public class SoftcapAttentionOptionTests(string device) : DeviceFixture(device)
         }
         Assert.Throws<ArgumentOutOfRangeException>(() => model.SoftcapAttentionMethod = (SoftcapAttentionMethod)7);
     }
+
+    /// <summary>The fused kernels' soft-capped attention takes K and V grouped (each KV head serving H/KV query heads)
+    /// where the reference kernels expand them as transformers' repeat_kv does: at every group size (4 query heads over
+    /// 1, 2 and 4 KV heads), with the window biting on the sliding layers, the loss and the LoRA gradients agree (float32
+    /// on the CPU; bf16 on CUDA within its rounding).</summary>
+    [TestCase(1)]
+    [TestCase(2)]
+    [TestCase(4)]
+    public void FusedMatchesTheReferenceAtEveryGroupSize(int kvHeads)
+    {
+        using var scope = NewDisposeScope();
+        var dtype = DeviceName == "cpu" ? ScalarType.Float32 : ScalarType.BFloat16;
+        var cfg = Gemma2 with { NumAttentionHeads = 4, NumKeyValueHeads = kvHeads, SlidingWindow = 7, SlidingLayers = new LayerPattern(Period: 2) };
+        using var model = CausalLM.CreateRandom(cfg, 5, new LoadOptions { Device = Dev, ComputeDtype = dtype });
+        model.AddLora(new LoraConfig(Rank: 4, Alpha: 8), seed: 3);
+        using (no_grad())
+            foreach (var (_, p) in model.LoraParameters()) p.normal_(0, 0.05);
+        model.train();
+        var ids = randint(0, model.Config.VocabSize, [2, 19], generator: new Generator(10)).to(Dev);
+        Assert.That(model.UseFusedKernels, Is.True, "the default");
+        var fused = Step(model, ids);
+        model.UseFusedKernels = false;
+        var reference = Step(model, ids);
+        var (lossTol, gradTol) = DeviceName == "cpu" ? (1e-5, 1e-4) : (2e-2, 1e-1);
+        Assert.That(fused.Loss, Is.EqualTo(reference.Loss).Within(lossTol * Math.Abs(reference.Loss)), "loss");
+        for (var i = 0; i < reference.Grads.Length; i++) TestEnv.AssertClose(fused.Grads[i], reference.Grads[i], gradTol, $"gradient {i}");
+    }
 }
