@@ -172,8 +172,9 @@ internal sealed class SoftcapAttentionFunction : SlothFunction<SoftcapAttentionF
         var t = q.shape[2];
         // K and V as the GEMMs read them ([B·KV] matrices of one stride); a layer's K and V come as transposed views
         // of their projections' [B, L, KV, D] outputs, so this is one copy each (what backward keeps).
-        var kc = k.is_contiguous() ? k : k.contiguous().DetachFromDisposeScope();
-        var vc = v.is_contiguous() ? v : v.contiguous().DetachFromDisposeScope();
+        var kCopy = k.is_contiguous() ? null : k.contiguous().DetachFromDisposeScope();
+        var vCopy = v.is_contiguous() ? null : v.contiguous().DetachFromDisposeScope();
+        var (kc, vc) = (kCopy ?? k, vCopy ?? v);
         var output = empty_like(q);
         using (var kt = kc.transpose(2, 3))
         using (var mask = SoftcapMask.Readable(allowed))
@@ -190,14 +191,13 @@ internal sealed class SoftcapAttentionFunction : SlothFunction<SoftcapAttentionF
         if (Recording)
         {
             // The inputs where they are the GEMMs' own; copies otherwise (boxed), with the layout the gradients take.
-            ctx.save_for_backward([q, ReferenceEquals(kc, k) ? k : null!, ReferenceEquals(vc, v) ? v : null!, allowed!]);
-            ctx.save_data("kv", new SoftcapKv(new TensorBox(ReferenceEquals(kc, k) ? null : kc, ReferenceEquals(vc, v) ? null : vc),
-                                              k.stride(), v.stride()));
+            ctx.save_for_backward([q, kCopy is null ? k : null!, vCopy is null ? v : null!, allowed!]);
+            ctx.save_data("kv", new SoftcapKv(new TensorBox(kCopy, vCopy), k.stride(), v.stride()));
         }
         else
         {
-            if (!ReferenceEquals(kc, k)) kc.Dispose();
-            if (!ReferenceEquals(vc, v)) vc.Dispose();
+            kCopy?.Dispose();
+            vCopy?.Dispose();
         }
         return output;
     }
@@ -244,13 +244,11 @@ internal sealed class SoftcapAttentionFunction : SlothFunction<SoftcapAttentionF
     /// the G heads of a KV head one after another (a contiguous copy where the rows are not already laid out so).</summary>
     private static Tensor Grouped(Tensor x, Tensor k, long t0, long n)
     {
-        var (b, h, d) = (x.shape[0], x.shape[1], x.shape[3]);
-        var kv = k.shape[1];
         using var rows = x.narrow(2, t0, n);
-        return rows.contiguous().view(b, kv, h / kv * n, d);
+        return Grouped(rows.contiguous(), k);
     }
 
-    /// <summary>A block's contiguous [B, H, n, c] scores (or probabilities) as [B, KV, G·n, c] (a view).</summary>
+    /// <summary>A block's contiguous [B, H, n, X] scores, probabilities or rows as [B, KV, G·n, X] (a view).</summary>
     private static Tensor Grouped(Tensor perHead, Tensor k) =>
         perHead.view(perHead.shape[0], k.shape[1], perHead.shape[1] / k.shape[1] * perHead.shape[2], perHead.shape[3]);
 
