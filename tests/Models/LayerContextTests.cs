@@ -39,6 +39,7 @@ public class LayerContextTests
         var again = ctx.WithTensors(ctx.Tensors());
         Assert.That(TestEnv.BitEqual(again.SoftcapMaskOf(1).Allowed!, causal), Is.True, "carried by Tensors/WithTensors");
         Assert.That(TestEnv.BitEqual(again.SoftcapMaskOf(0).Allowed!, window!), Is.True);
+        Assert.That(again.SoftcapMaskOf(0).Spans, Is.SameAs(spans0), "a recomputation shares the spans already read");
     }
 
     [Test]

@@ -23,12 +23,12 @@ internal sealed class LayerContext
     private readonly SoftcapSpanCache[]? _spans;
 
     private LayerContext(ModelConfig cfg, RopeSpec[] ropeKeys, Tensor[] cos, Tensor[] sin, int?[] maskKeys, Tensor?[] masks, bool[] causal,
-                         Tensor?[]? softcapAllowed, bool perRow, KvCache? cache)
+                         Tensor?[]? softcapAllowed, SoftcapSpanCache[]? spans, bool perRow, KvCache? cache)
     {
         _cfg = cfg;
         (_ropeKeys, _cos, _sin, _maskKeys, _masks, _causal) = (ropeKeys, cos, sin, maskKeys, masks, causal);
         _softcapAllowed = softcapAllowed;
-        _spans = softcapAllowed?.Select(_ => new SoftcapSpanCache()).ToArray();
+        _spans = spans ?? softcapAllowed?.Select(_ => new SoftcapSpanCache()).ToArray();
         PerRowPositions = perRow;
         Cache = cache;
     }
@@ -61,7 +61,7 @@ internal sealed class LayerContext
         // rather than by every layer.
         var softcapAllowed = cfg.AttentionSoftcap is null ? null
             : masks.Select((m, i) => m ?? (causal[i] ? CausalMask(t, past + t, positions.device) : null)).ToArray();
-        return new LayerContext(cfg, keys, cos, sin, windows, masks, causal, softcapAllowed, perRow, cache);
+        return new LayerContext(cfg, keys, cos, sin, windows, masks, causal, softcapAllowed, null, perRow, cache);
     }
 
     public (Tensor Cos, Tensor Sin) RopeOf(int layer)
@@ -92,7 +92,9 @@ internal sealed class LayerContext
     private IEnumerable<Tensor> MadeCausal() =>
         _softcapAllowed is null ? [] : _softcapAllowed.Where((a, i) => a is not null && _masks[i] is null).Select(a => a!);
 
-    /// <summary>The same context over <paramref name="saved"/> (as returned by <see cref="Tensors"/>), without a cache.</summary>
+    /// <summary>The same context over <paramref name="saved"/> (as returned by <see cref="Tensors"/>), without a cache. The
+    /// masks are the same values, so their key spans are this context's, shared (a checkpointed layer's recomputation
+    /// reads none back from the device again).</summary>
     public LayerContext WithTensors(IList<Tensor> saved)
     {
         var n = _cos.Length;
@@ -104,7 +106,7 @@ internal sealed class LayerContext
         var allowed = _softcapAllowed is null ? null : new Tensor?[_softcapAllowed.Length];
         if (allowed is not null)
             for (var i = 0; i < allowed.Length; i++) allowed[i] = masks[i] ?? (_softcapAllowed![i] is null ? null : saved[k++]);
-        return new LayerContext(_cfg, _ropeKeys, cos, sin, _maskKeys, masks, _causal, allowed, PerRowPositions, null);
+        return new LayerContext(_cfg, _ropeKeys, cos, sin, _maskKeys, masks, _causal, allowed, _spans, PerRowPositions, null);
     }
 
     /// <summary>No mask (causal or not) when nothing is padded or packed, the query block starts at 0 (or is one token)
