@@ -126,6 +126,8 @@ internal static class DecodeSuite
                     Line($"  batch {b}: the engine refused this model: {whyNot}");
                     continue;
                 }
+                // Seeded, so two runs (two libraries) decode the same prompts and their digests can be compared.
+                manual_seed(1234);
                 var ids = randint(0, cfg.VocabSize, [b, prompt], ScalarType.Int64, device);
                 var pdlHere = engine.ProgrammaticLaunch;  // the default: on where supported
                 (bool Pdl, DecodeFusions Fusions, DecodeStepParts Omit, bool Tiles)[] modes = onCpu
@@ -145,17 +147,26 @@ internal static class DecodeSuite
                     for (var s = 0; s < warm; s++) next = engine.Step(next, full([b], (long)cache.Length, ScalarType.Int64, device)).argmax(-1);
                     Sync(onCpu);
                     var sw = Stopwatch.StartNew();
+                    Tensor? lastLogits = null;
                     for (var s = 0; s < steps; s++)
                     {
                         using var scope = NewDisposeScope();
-                        next = engine.Step(next, full([b], (long)cache.Length, ScalarType.Int64, device)).argmax(-1).MoveToOuterDisposeScope();
+                        var logits = engine.Step(next, full([b], (long)cache.Length, ScalarType.Int64, device));
+                        next = logits.argmax(-1).MoveToOuterDisposeScope();
+                        if (s == steps - 1) lastLogits = logits.MoveToOuterDisposeScope();
                     }
                     Sync(onCpu);
                     var sec = sw.Elapsed.TotalSeconds;
+                    // The last step's logits summed in float64, and its first tokens: equal digests from two libraries
+                    // mean (all but certainly) the same bits at every step, since any difference in any step's
+                    // arithmetic changes the cache and so every later step's logits.
+                    var digest = lastLogits is null ? "none" : string.Create(CultureInfo.InvariantCulture,
+                        $"{lastLogits.to(ScalarType.Float64).sum().item<double>():R} [{string.Join(' ', next.cpu().data<long>().Take(6))}]");
+                    lastLogits?.Dispose();
                     var bound = b / (bytes / H100Bandwidth);
                     var mode = (onCpu ? "" : $"{(on ? ", programmatic launch" : ", plain launch")}{(tilesOn ? ", tensor-core GEMV" : ", lane GEMV")}, fusions {fusions}") + OmitLabel(omit);
                     Line(string.Create(CultureInfo.InvariantCulture,
-                        $"  batch {b}{mode}: {steps} steps in {sec * 1e3:F1} ms: {sec / steps * 1e3:F3} ms/step, {b * steps / sec:F0} tokens/s (H100 weight-bandwidth bound {bound:F0} tokens/s), {engine.KernelLaunches} launches/step, graph captures {engine.GraphCaptures}"));
+                        $"  batch {b}{mode}: {steps} steps in {sec * 1e3:F1} ms: {sec / steps * 1e3:F3} ms/step, {b * steps / sec:F0} tokens/s (H100 weight-bandwidth bound {bound:F0} tokens/s), {engine.KernelLaunches} launches/step, graph captures {engine.GraphCaptures}, digest {digest}"));
                 }
                 engine.SetOmittedParts(DecodeStepParts.None);
                 if (!onCpu)

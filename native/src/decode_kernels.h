@@ -6,6 +6,7 @@
 #include "backends.h"
 
 #include <cstdint>
+#include <initializer_list>
 
 namespace sloth {
 
@@ -15,18 +16,24 @@ namespace sloth {
 // other (a load latency each): it gets finer splits (measured on the H100: 20 us per layer at chunk 64, batch 1).
 // A larger batch has blocks to spare, and each block pays fixed costs (the length, q, its partials) besides its walk:
 // 128 keys a block rather than 64 took the Llama-1B step's attention at batch 64 from 0.947 to 0.784 ms (H100,
-// bench/results/2026-12-06-h100-round11).
+// bench/results/2026-12-06-h100-round11). From kDecodeLargeBatch rows on, (row, kv head) pairs alone nearly fill the
+// GPU, so a block walks at least kDecodeLargeMinChunk keys: Qwen3-1.7B's attention at batch 64 over a 547-key cache
+// took 1.384 ms a step at 128 keys a block, 1.252 at 512 (bench/results/2026-12-07-round19); its whole step 4.6%
+// faster in round 24 (bench/results/2026-12-07-round24).
 constexpr int64_t kDecodeMaxSplits = 32;
 constexpr int64_t kDecodeMinChunk = 128;
 constexpr int64_t kDecodeSmallBatch = 4;
 constexpr int64_t kDecodeSmallMaxSplits = 128;
 constexpr int64_t kDecodeSmallMinChunk = 16;
+constexpr int64_t kDecodeLargeBatch = 32;
+constexpr int64_t kDecodeLargeMinChunk = 512;
 constexpr int64_t kDecodeMaxHeadDim = 256;
 constexpr int64_t kDecodeMaxGroup = 16;  // query heads per KV head
 
 inline int64_t decode_chunk(int64_t batch, int64_t max_length) {
     const bool small = batch <= kDecodeSmallBatch;
-    const int64_t splits = small ? kDecodeSmallMaxSplits : kDecodeMaxSplits, least = small ? kDecodeSmallMinChunk : kDecodeMinChunk;
+    const int64_t splits = small ? kDecodeSmallMaxSplits : kDecodeMaxSplits;
+    const int64_t least = small ? kDecodeSmallMinChunk : batch >= kDecodeLargeBatch ? kDecodeLargeMinChunk : kDecodeMinChunk;
     const int64_t c = (max_length + splits - 1) / splits;
     return c < least ? least : c;
 }
@@ -39,11 +46,16 @@ inline int64_t decode_splits(int64_t batch, int64_t max_length) {
 constexpr int64_t kDecodeWarpsPerSplit = 4;
 // float32 values of the attention's partial results: per (row, head, split, warp) a max, a sum and head_dim
 // accumulators.
-// Enough for every batch up to `batch` (a small batch splits finer).
+// Enough for every batch up to `batch`: the splits are constant within each of the three ranges of batch sizes
+// (small, middle, large), so the most rows x splits is at the last batch of a range.
 inline int64_t decode_partial_floats(int64_t batch, int64_t heads, int64_t head_dim, int64_t max_length) {
-    const int64_t small = batch < kDecodeSmallBatch ? batch : kDecodeSmallBatch;
-    const int64_t a = small * decode_splits(small, max_length), b = batch * decode_splits(batch, max_length);
-    return (a > b ? a : b) * heads * kDecodeWarpsPerSplit * (head_dim + 2);
+    int64_t most = 0;
+    for (const int64_t last : {kDecodeSmallBatch, kDecodeLargeBatch - 1, batch}) {
+        const int64_t b = last < batch ? last : batch;
+        const int64_t rows = b * decode_splits(b, max_length);
+        most = rows > most ? rows : most;
+    }
+    return most * heads * kDecodeWarpsPerSplit * (head_dim + 2);
 }
 // The scratch of sloth_decode_attention: the partials (decode_partial_floats), then the int32 arrival counters of the
 // last-block merge, one per (row, kv head) at most batch * heads of them (kv_heads <= heads; the size query does not

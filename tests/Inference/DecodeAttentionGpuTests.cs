@@ -33,7 +33,7 @@ public class DecodeAttentionGpuTests
 
     /// <summary>bfloat16, where head_dim 64 and 128 walk several keys per warp (4 or 2, 8 or 16 lanes each, merged
     /// in-warp): against the CPU kernel on the same bf16 inputs, for every group size the dispatch rounds up (1, 2, 3,
-    /// 4, 6, 8 query heads per KV head), masks, windows and soft-caps, at both split policies. The two walks sum in
+    /// 4, 6, 8 query heads per KV head), masks, windows and soft-caps, at the three split policies. The two walks sum in
     /// different orders, so the outputs agree to a few bf16 roundings, not bit for bit.</summary>
     [TestCase(1, 8, 8, 64, 600, 0, 0f)]
     [TestCase(1, 16, 8, 128, 700, 0, 0f)]
@@ -42,6 +42,8 @@ public class DecodeAttentionGpuTests
     [TestCase(64, 32, 8, 64, 500, 0, 0f)]
     [TestCase(9, 32, 4, 64, 129, 0, 0f)]
     [TestCase(5, 8, 1, 128, 90, 17, 0f)]
+    [TestCase(40, 16, 8, 128, 1100, 0, 0f)]
+    [TestCase(33, 8, 4, 64, 600, 100, 30f)]
     public void SubWarpWalkMatchesTheCpuKernelInBf16(int batch, int heads, int kvHeads, int headDim, int len, int window, float softcap)
     {
         using var scope = NewDisposeScope();

@@ -118,6 +118,27 @@ public class DecodeKernelTests
         Assert.That((output - expected).abs().max().item<float>(), Is.LessThan(1.6e-2f));
     }
 
+    /// <summary>The attention's scratch for a batch must hold the partials of every smaller batch too (an engine runs
+    /// fewer rows on the scratch of its most): the split over the keys changes with the batch (finer up to 4 rows,
+    /// coarser from 32), so the size query takes the most over the batch ranges, not the given batch's splits.</summary>
+    [TestCase(8, 128, 547)]
+    [TestCase(16, 64, 4096)]
+    [TestCase(32, 128, 600)]
+    [TestCase(16, 256, 100_000)]
+    public void AttentionScratchCoversEverySmallerBatch(int heads, int headDim, int maxLength)
+    {
+        long previous = 0;
+        for (long batch = 1; batch <= 80; ++batch)
+        {
+            var floats = AttentionScratchFloats(batch, heads, headDim, maxLength);
+            Assert.That(floats, Is.GreaterThanOrEqualTo(previous), $"batch {batch}");
+            previous = floats;
+        }
+        // Batch 31 splits a 4096-key cache in 32 chunks of 128; batch 32 in 8 of 512: the scratch of 32 still holds 31's.
+        Assert.That(AttentionScratchFloats(32, heads, headDim, maxLength),
+            Is.GreaterThanOrEqualTo(AttentionScratchFloats(31, heads, headDim, maxLength)));
+    }
+
     [Test]
     public void AttentionRejectsALengthOutsideTheCache()
     {
