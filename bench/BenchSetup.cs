@@ -15,9 +15,7 @@ internal static class BenchSetup
     /// <summary>The loss options every benchmark starts from: the library's defaults, with the environment's
     /// SLOTHSHARP_GEMM_TUNE (0: cuBLASLt's first choice, no timing, as a profiler's window wants; wide: the wide search)
     /// as the fused loss's <see cref="CrossEntropyOptions.GemmTuning"/>. Read once (the step benchmarks ask every step).</summary>
-    public static CrossEntropyOptions LossOptions() => BaseLossOptions;
-
-    private static readonly CrossEntropyOptions BaseLossOptions = new()
+    public static CrossEntropyOptions LossOptions { get; } = new()
     {
         GemmTuning = Environment.GetEnvironmentVariable("SLOTHSHARP_GEMM_TUNE") switch
         {

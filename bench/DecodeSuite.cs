@@ -160,8 +160,10 @@ internal static class DecodeSuite
                     // The last step's logits summed in float64, and its first tokens: equal digests from two libraries
                     // mean (all but certainly) the same bits at every step, since any difference in any step's
                     // arithmetic changes the cache and so every later step's logits.
-                    var digest = lastLogits is null ? "none" : string.Create(CultureInfo.InvariantCulture,
-                        $"{lastLogits.to(ScalarType.Float64).sum().item<double>():R} [{string.Join(' ', next.cpu().data<long>().Take(6))}]");
+                    string digest;
+                    using (NewDisposeScope())  // the float64 copy of [b, vocab] logits and the ids' host copy
+                        digest = lastLogits is null ? "none" : string.Create(CultureInfo.InvariantCulture,
+                            $"{lastLogits.to(ScalarType.Float64).sum().item<double>():R} [{string.Join(' ', next.cpu().data<long>().Take(6))}]");
                     lastLogits?.Dispose();
                     var bound = b / (bytes / H100Bandwidth);
                     var mode = (onCpu ? "" : $"{(on ? ", programmatic launch" : ", plain launch")}{(tilesOn ? ", tensor-core GEMV" : ", lane GEMV")}, fusions {fusions}") + OmitLabel(omit);

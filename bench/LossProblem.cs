@@ -118,9 +118,9 @@ internal sealed class LossProblem : IDisposable
                 // What a TorchSharp user writes today: bf16 logits, float32 upcast, cross_entropy.
                 "naive" => nn.functional.cross_entropy(X.matmul(W.t()).to(ScalarType.Float32), Y),
                 "chunked" => ChunkedLinearLoss.CrossEntropy(X, W, null, Y),
-                "fused" => FusedLinearCrossEntropy.Apply(X, W, null, Y, BenchSetup.LossOptions()),
+                "fused" => FusedLinearCrossEntropy.Apply(X, W, null, Y, BenchSetup.LossOptions),
                 // The chunk size the library used before (512 MiB): faster, more transient memory.
-                "fused-512MiB" => FusedLinearCrossEntropy.Apply(X, W, null, Y, BenchSetup.LossOptions() with { ChunkBytes = 512L << 20 }),
+                "fused-512MiB" => FusedLinearCrossEntropy.Apply(X, W, null, Y, BenchSetup.LossOptions with { ChunkBytes = 512L << 20 }),
                 // Reduction.None (TokenLogProbs' path: gradients recomputed in backward), averaged over the kept rows.
                 _ when method.StartsWith("fused-", StringComparison.Ordinal) && method.Split('-').Contains("none") =>
                     FusedLinearCrossEntropy.Apply(X, W, null, Y, FusedVariant(method) with { Reduction = LossReduction.None }).sum()
@@ -143,7 +143,7 @@ internal sealed class LossProblem : IDisposable
     /// accepted (phase-1 names, now the defaults); <c>profile</c> times each piece (the ce-sweep suite sets it up).</summary>
     public static CrossEntropyOptions FusedVariant(string method)
     {
-        var o = BenchSetup.LossOptions();
+        var o = BenchSetup.LossOptions;
         foreach (var part in method.Split('-').Skip(1))
         {
             if (part == "fp32dw") o = o with { AccumulateWeightGradInFloat32 = true };

@@ -124,7 +124,7 @@ internal sealed class StepWorkload : IDisposable
         _optimizer.zero_grad();
         var hidden = forward();
         phase?.Invoke(0);
-        var loss = CausalLmLoss.Compute(Model, hidden, labels, BenchSetup.LossOptions());
+        var loss = CausalLmLoss.Compute(Model, hidden, labels, BenchSetup.LossOptions);
         phase?.Invoke(1);
         loss.backward();
         phase?.Invoke(2);

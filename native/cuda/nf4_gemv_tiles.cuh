@@ -190,8 +190,9 @@ __device__ __forceinline__ void tile_consume(const TileLoads<kStep, kTiles>& b, 
 // This warp's share of kTiles tiles (sharing x): c[t] += the tile's products over super-chunks [s0, s1). The loads go
 // two steps of kStep super-chunks ahead (double-buffered: 8 16-byte weight loads a lane in flight, with kStep = 2 /
 // kTiles), the first two issued before the grid-dependency wait, so a warp's whole share is in flight at once when
-// P <= 2 kStep (always for one tile, see tile_warps; for the gated form's two, up to k = 2048). Block-wide: stage() (the shared tables) runs after the first loads
-// are issued and before the wait, like row_slice_dot; prologue() after it (the folded norm).
+// P <= 2 kStep (always for one tile, see tile_warps; for the gated form's two, up to k = 2048). Block-wide: stage()
+// (the shared tables) runs after the first loads are issued and before the wait, like row_slice_dot; prologue() after
+// it (the folded norm).
 template <int kDtype, int kBatch, int kTiles, class Stage, class XWords, class Prologue>
 __device__ __forceinline__ void tile_warp_dot(const TileRows (&t)[kTiles], int64_t k, int64_t s0, int64_t s1,
                                               int log2_blocksize, int log2_nested_span, Stage&& stage,
