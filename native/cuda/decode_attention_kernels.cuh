@@ -30,6 +30,7 @@
 
 #include "../src/decode_kernels.h"
 #include "cuda_common.cuh"
+#include "decode_attention_mma.cuh"
 #include "decode_attention_parts.h"
 #include "dtype.cuh"
 
@@ -294,6 +295,8 @@ __device__ __forceinline__ void attention_block(const DecodeAttentionArgs& a, in
     if (walker) {
         if constexpr (kP == 1)
             walk_whole_warps<kDtype, kMaxG, kT>(a, qs, b, kvh, start, end, len, split, splits);
+        else if constexpr (kP == kMmaKeys)
+            walk_tensor_cores<kDtype, 32 * kT>(a, qs, b, kvh, start, end, len, split, splits, kWarps);
         else
             walk_sub_warps<kDtype, kMaxG, kP, kCoherent>(a, qs, b, kvh, start, end, len, split, splits);
     }
@@ -503,6 +506,11 @@ sloth_status launch(const char* fn, const DecodeAttentionArgs& a, cudaStream_t s
         constexpr int kG = kMaxG <= 1 ? 1 : kMaxG <= 2 ? 2 : kMaxG <= 4 ? 4 : 8;
         if (a.head_dim == 64) kernel = attention_kernel<kDtype, kG, 2, 4>;
         if (a.head_dim == 128) kernel = attention_kernel<kDtype, kG, 4, 2>;
+        // From kDecodeMmaMinBatch rows on, the tensor-core walk (decode_attention_mma.cuh), where compiled for sm_80+.
+        if (a.batch >= kDecodeMmaMinBatch && mma_compiled()) {
+            if (a.head_dim == 64) kernel = attention_kernel<kDtype, kG, 2, kMmaKeys>;
+            if (a.head_dim == 128) kernel = attention_kernel<kDtype, kG, 4, kMmaKeys>;
+        }
     }
     if (!a.merge_in_walk) {
         SLOTH_CHECK(require_one_launch(fn, a.batch * a.heads));

@@ -33,7 +33,7 @@
 // launcher falls back to the lane kernels otherwise, or when set_nf4_gemv_tiles(false) (decode_kernels.h).
 #pragma once
 
-#include <atomic>
+#include "mma.cuh"
 
 namespace sloth::cuda::nf4 {
 namespace {
@@ -42,31 +42,6 @@ constexpr int kTileRows = 16;
 constexpr int kSuperChunk = 128;                      // columns of a tile a warp walks per step (4 lanes × 32)
 constexpr int64_t kTileMaxK = 8 * kSuperChunk * kWarps;  // 16 warps of 4 super-chunks (k = 8192): beyond, the lanes
 
-// mma.sync.m16n8k16: c += A (16 x 16, rows) · B (16 x 8, columns), A and B in the 16-bit dtype, c in float32.
-// a0: row g, k 2q..2q+1; a1: row g+8, k 2q..; a2: row g, k 2q+8..; a3: row g+8, k 2q+8..; b0: k 2q.., column g;
-// b1: k 2q+8.., column g; c0/c1: row g, columns 2q, 2q+1; c2/c3: row g+8 (PTX ISA, "Matrix fragments for mma.m16n8k16").
-template <int kDtype>
-__device__ __forceinline__ void mma_16816(float (&c)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3, uint32_t b0,
-                                          uint32_t b1) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-    if constexpr (kDtype == SLOTH_DTYPE_BF16) {
-        asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
-            "{%0, %1, %2, %3};"
-            : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-            : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
-    } else {
-        asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
-            "{%0, %1, %2, %3};"
-            : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-            : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
-    }
-#else
-    (void)c, (void)a0, (void)a1, (void)a2, (void)a3, (void)b0, (void)b1;
-#if defined(__CUDA_ARCH__)
-    asm volatile("trap;");  // never launched: the launcher checks the kernel's PTX version (tile_kernels_compiled)
-#endif
-#endif
-}
 
 // Two values rounded to the 16-bit dtype and packed, `lo` in the low half (round2_to's rounding, left packed).
 template <int kDtype>
@@ -379,24 +354,6 @@ __global__ void __launch_bounds__(kW * 32) nf4_tile_gated_kernel(Group g, sloth_
 
 // ---- Host side.
 
-__global__ void nf4_tile_probe_kernel() {}
-
-// Whether this translation unit's kernels were compiled for sm_80+ on the current device (the tile kernels' mma
-// exists there only; a compute_75 build JIT-compiled on an H100 reports 75), asked once per device.
-inline bool tile_kernels_compiled() {
-    constexpr int kDevices = 64;
-    static std::atomic<int> known[kDevices];  // 0: not asked yet, 1: yes, 2: no
-    int device = 0;
-    if (cudaGetDevice(&device) != cudaSuccess || device < 0 || device >= kDevices) return false;
-    int v = known[device].load(std::memory_order_relaxed);
-    if (v == 0) {
-        cudaFuncAttributes attributes{};
-        v = cudaFuncGetAttributes(&attributes, nf4_tile_probe_kernel) == cudaSuccess && attributes.ptxVersion >= 80 ? 1 : 2;
-        known[device].store(v, std::memory_order_relaxed);
-    }
-    return v == 1;
-}
-
 // Whether a launch over x and these weights takes the tiles (see the top of this file); the same answer for a matrix
 // alone, in a group and gated, so a row's bits do not depend on how it was launched.
 template <int kDtype>
@@ -409,7 +366,7 @@ bool tiles_take(int64_t k, const void* x, const uint8_t* const* packed, int coun
             return false;
         for (int i = 0; i < count; ++i)
             if (reinterpret_cast<uintptr_t>(packed[i]) % 16 != 0) return false;
-        return tile_kernels_compiled();
+        return mma_compiled();
     }
 }
 

@@ -29,6 +29,9 @@ constexpr int64_t kDecodeLargeBatch = 32;
 constexpr int64_t kDecodeLargeMinChunk = 512;
 constexpr int64_t kDecodeMaxHeadDim = 256;
 constexpr int64_t kDecodeMaxGroup = 16;  // query heads per KV head
+// From this many rows on, CUDA walks the keys on tensor cores (16 keys a warp step; bf16/f16, head_dim 64 or 128, at
+// most 8 query heads per KV head: cuda/decode_attention_mma.cuh). Below it the chunks are 16 keys (one warp's tile).
+constexpr int64_t kDecodeMmaMinBatch = kDecodeSmallBatch + 1;
 
 inline int64_t decode_chunk(int64_t batch, int64_t max_length) {
     const bool small = batch <= kDecodeSmallBatch;

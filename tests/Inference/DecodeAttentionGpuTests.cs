@@ -56,6 +56,57 @@ public class DecodeAttentionGpuTests
         Assert.That((actual - expected).abs().max().item<float>(), Is.LessThan(2e-2f));
     }
 
+    /// <summary>From batch 5 on, bf16/f16 heads of 64 or 128 values with at most 8 query heads per KV head walk the keys
+    /// on tensor cores (16 keys a warp step, the scores and the values' sum as mma products, the probabilities rounded
+    /// to the dtype): against the CPU kernel on the same inputs, at every group size the walk covers (1, 2, 3, 4, 6,
+    /// 8), lengths that end inside a 16-key tile, a single key, masks, windows and soft-caps, at both split policies
+    /// past the small batches.</summary>
+    [TestCase(5, 8, 8, 64, 37, 0, 0f, ScalarType.BFloat16)]
+    [TestCase(6, 16, 8, 128, 300, 0, 0f, ScalarType.Float16)]
+    [TestCase(8, 12, 4, 64, 129, 30, 0f, ScalarType.BFloat16)]
+    [TestCase(12, 32, 8, 64, 513, 0, 0f, ScalarType.BFloat16)]
+    [TestCase(33, 24, 4, 128, 257, 0, 20f, ScalarType.Float16)]
+    [TestCase(64, 64, 8, 128, 1000, 100, 0f, ScalarType.BFloat16)]
+    [TestCase(7, 16, 8, 128, 0, 0, 0f, ScalarType.BFloat16)]
+    [TestCase(40, 16, 8, 128, 1100, 0, 0f, ScalarType.BFloat16)]
+    public void TensorCoreWalkMatchesTheCpuKernel(int batch, int heads, int kvHeads, int headDim, int len, int window, float softcap,
+                                                  ScalarType dtype)
+    {
+        using var scope = NewDisposeScope();
+        manual_seed(23);
+        var (q, k, v, valid) = DecodeKernelTests.AttentionInputs(batch, heads, kvHeads, headDim, len, len + 19);
+        var scale = 1 / MathF.Sqrt(headDim);
+        var expected = DecodeKernelTests.Attention(q, k, v, valid, len, window, scale, softcap, CPU, dtype: dtype);
+        var actual = DecodeKernelTests.Attention(q, k, v, valid, len, window, scale, softcap, CUDA, dtype: dtype);
+        Assert.That(actual.isfinite().all().item<bool>(), Is.True);
+        var tolerance = dtype == ScalarType.Float16 ? 1e-2f : 2e-2f;
+        Assert.That((actual - expected).abs().max().item<float>(), Is.LessThan(tolerance));
+    }
+
+    /// <summary>The tensor-core walk gives masked keys a weight of exactly zero and never reads their values: NaN in K
+    /// and V at every invalid position, outside the window and past the current length gives the bits of zeros there
+    /// (a padded cache row may hold anything).</summary>
+    [TestCase(9, 32, 8, 64, 200, 0)]
+    [TestCase(64, 16, 8, 128, 333, 50)]
+    public void TensorCoreWalkNeverReadsMaskedValues(int batch, int heads, int kvHeads, int headDim, int len, int window)
+    {
+        using var scope = NewDisposeScope();
+        manual_seed(29);
+        var maxLength = len + 40;
+        var (q, k, v, valid) = DecodeKernelTests.AttentionInputs(batch, heads, kvHeads, headDim, len, maxLength);
+        var positions = arange(maxLength);
+        var seen = valid.clone().logical_and(positions.le(len).unsqueeze(0));
+        if (window > 0) seen = seen.logical_and(positions.gt(len - window).unsqueeze(0));
+        var hidden = seen.logical_not().unsqueeze(1).unsqueeze(-1);  // [B + 1, 1, L, 1]
+        var scale = 1 / MathF.Sqrt(headDim);
+        var zeroed = DecodeKernelTests.Attention(q, k.masked_fill(hidden, 0f), v.masked_fill(hidden, 0f), valid, len, window,
+            scale, 0f, CUDA, dtype: ScalarType.BFloat16);
+        var poisoned = DecodeKernelTests.Attention(q, k.masked_fill(hidden, float.NaN), v.masked_fill(hidden, float.NaN), valid,
+            len, window, scale, 0f, CUDA, dtype: ScalarType.BFloat16);
+        Assert.That(poisoned.isfinite().all().item<bool>(), Is.True);
+        Assert.That(TestEnv.BitEqual(poisoned, zeroed), Is.True);
+    }
+
     /// <summary>The sub-warp walk reads each lane's 8 elements of K and V with one 16-byte load where the caches are
     /// 16-byte aligned, and element by element where they are not: the same values in the same order, so the same bits
     /// (bf16 and f16; head_dim 64 and 128; a batch of each split policy; masks, a window, a soft-cap).</summary>

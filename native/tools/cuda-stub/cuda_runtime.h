@@ -12,6 +12,7 @@
 struct uint3 { unsigned x, y, z; };
 struct dim3 { unsigned x, y, z; __host__ __device__ dim3(unsigned a = 1, unsigned b = 1, unsigned c = 1) : x(a), y(b), z(c) {} };
 struct alignas(16) uint4 { unsigned x, y, z, w; };  // CUDA declares it 16-byte aligned (vector loads)
+struct alignas(8) uint2 { unsigned x, y; };
 __host__ __device__ uint4 make_uint4(unsigned, unsigned, unsigned, unsigned);
 extern const __device__ uint3 threadIdx;
 extern const __device__ uint3 blockIdx;
@@ -55,6 +56,7 @@ extern "C" unsigned __cudaPushCallConfiguration(dim3 gridDim, dim3 blockDim, siz
 extern "C" cudaError_t cudaConfigureCall(dim3 gridDim, dim3 blockDim, size_t sharedMem = 0, cudaStream_t stream = 0);
 __device__ void __syncthreads(void);
 __device__ float __shfl_xor_sync(unsigned, float, int, int = 32);
+__device__ float __shfl_sync(unsigned, float, int, int = 32);
 __device__ float __fmul_rn(float, float);
 __device__ float __fadd_rn(float, float);
 __device__ float __fsub_rn(float, float);
