@@ -10,6 +10,9 @@
 // Lanes split head_dim (lane + 32 t, t < kT): per key a lane reads kT values of K and of V (coalesced over the warp).
 // For head_dim 64 and 128 (and at most 8 query heads per KV head) a warp walks 4 or 2 keys at a time instead, 8 or 16
 // lanes per key (walk_sub_warps): fewer shuffles and softmax updates per key, where the walk is instruction-bound.
+// Where the kernels are compiled for sm_80+ (the 16-bit dtypes, head_dim 64 or 128, at most 8 query heads per KV
+// head), the keys are walked on tensor cores instead, 16 a warp step (decode_attention_mma.cuh), in chunks of at least
+// 64 keys at small batches (decode_chunk); the sub-warp walk is then the compute_75 build's.
 //
 // One launch, not two: the merge of the partials (once a kernel of its own, one block per (row, head)) is done by the
 // last block of each (row, kv head) to finish its walk. A decode step at batch 1 is bound by its launch count (~8 us a
@@ -296,7 +299,7 @@ __device__ __forceinline__ void attention_block(const DecodeAttentionArgs& a, in
         if constexpr (kP == 1)
             walk_whole_warps<kDtype, kMaxG, kT>(a, qs, b, kvh, start, end, len, split, splits);
         else if constexpr (kP == kMmaKeys)
-            walk_tensor_cores<kDtype, 32 * kT>(a, qs, b, kvh, start, end, len, split, splits, kWarps);
+            walk_tensor_cores<kDtype, 32 * kT, kCoherent>(a, qs, b, kvh, start, end, len, split, splits, kWarps);
         else
             walk_sub_warps<kDtype, kMaxG, kP, kCoherent>(a, qs, b, kvh, start, end, len, split, splits);
     }
@@ -490,9 +493,7 @@ __global__ void attention_combine_kernel(DecodeAttentionArgs a, int64_t chunk, i
 
 template <int kDtype, int kMaxG>
 sloth_status launch(const char* fn, const DecodeAttentionArgs& a, cudaStream_t s) {
-    const int64_t chunk = decode_chunk(a.batch, a.max_length), splits = decode_splits(a.batch, a.max_length);
     SLOTH_CHECK(require_one_launch(fn, a.batch * a.kv_heads));
-    const dim3 grid(static_cast<unsigned>(a.batch * a.kv_heads), static_cast<unsigned>(splits));
     // Several keys per warp where head_dim is exactly 64 or 128 (kP = 4, 2) for the 16-bit dtypes, with the group
     // bound rounded up to 1, 2, 4 or 8 (at most 8 query heads per KV head keep the 8-element accumulators of every
     // head in registers; the walk skips heads past the group), else whole warps with kT elements per lane. Few
@@ -502,16 +503,19 @@ sloth_status launch(const char* fn, const DecodeAttentionArgs& a, cudaStream_t s
     Kernel kernel = a.head_dim <= 64 ? attention_kernel<kDtype, kMaxG, 2, 1>
                   : a.head_dim <= 128 ? attention_kernel<kDtype, kMaxG, 4, 1>
                                       : attention_kernel<kDtype, kMaxG, 8, 1>;
+    bool tensor_cores = false;
     if constexpr (kMaxG <= 8 && kDtype != SLOTH_DTYPE_F32) {
         constexpr int kG = kMaxG <= 1 ? 1 : kMaxG <= 2 ? 2 : kMaxG <= 4 ? 4 : 8;
         if (a.head_dim == 64) kernel = attention_kernel<kDtype, kG, 2, 4>;
         if (a.head_dim == 128) kernel = attention_kernel<kDtype, kG, 4, 2>;
-        // From kDecodeMmaMinBatch rows on, the tensor-core walk (decode_attention_mma.cuh), where compiled for sm_80+.
-        if (a.batch >= kDecodeMmaMinBatch && mma_compiled()) {
-            if (a.head_dim == 64) kernel = attention_kernel<kDtype, kG, 2, kMmaKeys>;
-            if (a.head_dim == 128) kernel = attention_kernel<kDtype, kG, 4, kMmaKeys>;
-        }
+        // The tensor-core walk (decode_attention_mma.cuh) where the kernels are compiled for sm_80+; the sub-warp walk
+        // is the compute_75 build's.
+        tensor_cores = (a.head_dim == 64 || a.head_dim == 128) && mma_compiled();
+        if (tensor_cores) kernel = a.head_dim == 64 ? attention_kernel<kDtype, kG, 2, kMmaKeys> : attention_kernel<kDtype, kG, 4, kMmaKeys>;
     }
+    const int64_t chunk = decode_chunk(a.batch, a.max_length, tensor_cores);
+    const int64_t splits = decode_splits(a.batch, a.max_length, tensor_cores);
+    const dim3 grid(static_cast<unsigned>(a.batch * a.kv_heads), static_cast<unsigned>(splits));
     if (!a.merge_in_walk) {
         SLOTH_CHECK(require_one_launch(fn, a.batch * a.heads));
         if (splits * kWarps > kCombineMax)

@@ -1,6 +1,6 @@
-// The decode attention's walk on tensor cores (decode_attention_kernels.cuh's third walk), from kDecodeMmaMinBatch
-// rows on: a warp takes 16 keys at a time and computes their scores for the group's query heads, and the weighted sum
-// of their values, as mma.sync m16n8k16 products.
+// The decode attention's walk on tensor cores (decode_attention_kernels.cuh's third walk, at every batch where the
+// kernels are compiled for sm_80+): a warp takes 16 keys at a time and computes their scores for the group's query
+// heads, and the weighted sum of their values, as mma.sync m16n8k16 products.
 //
 // Why: at batch 64 the sub-warp walk was bound by its per-key dependent chains (the dot product's FMA chain, four
 // shuffle levels, the online softmax's update and the rescale of 8 accumulators per head, all for every key): 7.7
@@ -24,6 +24,9 @@
 // The keys of a tile are requested one tile ahead: K (and the masks) right after the scores used the current K, V
 // right after the values used the current V, so each load has the rest of the tile's work to arrive.
 //
+// At batch 1 the walk's time is its latency, not its work: chunks of 64 keys (one tile per warp of a block; 16 with the
+// sub-warp walk) made Llama-3.2-1B's step 15% shorter (bench/results/2026-12-07-round26).
+//
 // Rounding: q, K and V are used as stored (16-bit); the scores and the sums are float32 (the tensor core's order);
 // the probabilities are rounded to the dtype for the values' product, and the running sum adds those rounded values,
 // so the partial's numerator and denominator weigh each key alike. The merge of the partials is the other walks' own.
@@ -44,24 +47,27 @@ namespace {
 constexpr int kMmaKeys = 16;  // keys a warp takes per step
 
 // kWords consecutive 32-bit words (2 * kWords 16-bit elements) of a cache at element index i: vector loads where the
-// caches are 16-byte aligned, else 16-bit loads packed the same way (the same words, so the same bits).
-template <int kWords>
+// caches are 16-byte aligned, else 16-bit loads packed the same way (the same words, so the same bits). kCoherent:
+// vector loads through L2 (ld.global.cg, as ptx::load_l2_v4), for the persistent step, whose own grid wrote the current
+// cache row; else the read-only path.
+template <int kWords, bool kCoherent>
 __device__ __forceinline__ void load_words(const void* base, int64_t i, bool vector, uint32_t (&w)[kWords]) {
     static_assert(kWords == 2 || kWords % 4 == 0, "8-byte or 16-byte runs");
     const uint16_t* const p = static_cast<const uint16_t*>(base) + i;
     if (vector) {
         if constexpr (kWords == 2) {
             uint2 v;
-            asm("ld.global.nc.L1::no_allocate.v2.u32 {%0, %1}, [%2];" : "=r"(v.x), "=r"(v.y) : "l"(p));
+            if constexpr (kCoherent) asm volatile("ld.global.cg.v2.u32 {%0, %1}, [%2];" : "=r"(v.x), "=r"(v.y) : "l"(p) : "memory");
+            else asm("ld.global.nc.L1::no_allocate.v2.u32 {%0, %1}, [%2];" : "=r"(v.x), "=r"(v.y) : "l"(p));
             w[0] = v.x, w[1] = v.y;
         } else {
 #pragma unroll
             for (int u = 0; u < kWords / 4; ++u) {
-                const uint4 v = ptx::load_stream_v4(p + 8 * u);
+                const uint4 v = kCoherent ? ptx::load_l2_v4(p + 8 * u) : ptx::load_stream_v4(p + 8 * u);
                 w[4 * u] = v.x, w[4 * u + 1] = v.y, w[4 * u + 2] = v.z, w[4 * u + 3] = v.w;
             }
         }
-    } else {
+    } else {  // ordinary loads, coherent or not (the sub-warp walk's element path alike)
 #pragma unroll
         for (int u = 0; u < kWords; ++u) w[u] = static_cast<uint32_t>(p[2 * u]) | (static_cast<uint32_t>(p[2 * u + 1]) << 16);
     }
@@ -76,7 +82,7 @@ __device__ __forceinline__ void zero_words(uint32_t (&w)[kWords]) {
 // The walk of one chunk [start, end) for the group's query heads, head_dim kHd (64 or 128), G <= 8: warp w takes the
 // tiles start + (i * kWarps + w) * 16, i = 0, 1, ..., and writes its partial (max, sum, accumulators) per head in the
 // other walks' format. qs: the group's q in float32 (shared memory; rows past the group are not read).
-template <int kDtype, int kHd>
+template <int kDtype, int kHd, bool kCoherent>
 __device__ __forceinline__ void walk_tensor_cores(const DecodeAttentionArgs& a, const float (*qs)[kDecodeMaxHeadDim],
                                                   int64_t b, int64_t kvh, int64_t start, int64_t end, int64_t len,
                                                   int64_t split, int64_t splits, int warps) {
@@ -119,7 +125,7 @@ __device__ __forceinline__ void walk_tensor_cores(const DecodeAttentionArgs& a, 
 #pragma unroll
         for (int n = 0; n < 2; ++n) {
             const int64_t key = j0 + 8 * n + g;
-            if (key < end) load_words<kKWords>(a.k_cache, (cache_row + key) * kHd + t * (kHd / 4), vector, kw[n]);
+            if (key < end) load_words<kKWords, kCoherent>(a.k_cache, (cache_row + key) * kHd + t * (kHd / 4), vector, kw[n]);
             else zero_words(kw[n]);
 #pragma unroll
             for (int e = 0; e < 2; ++e) vis[n][e] = visible(j0 + 8 * n + 2 * t + e);
@@ -132,7 +138,7 @@ __device__ __forceinline__ void walk_tensor_cores(const DecodeAttentionArgs& a, 
 #pragma unroll
             for (int r = 0; r < 2; ++r) {
                 if (vis[q >> 1][q & 1])
-                    load_words<kVWords>(a.v_cache, (cache_row + key) * kHd + (g + 8 * r) * (kHd / 16), vector, vw[q][r]);
+                    load_words<kVWords, kCoherent>(a.v_cache, (cache_row + key) * kHd + (g + 8 * r) * (kHd / 16), vector, vw[q][r]);
                 else
                     zero_words(vw[q][r]);
             }

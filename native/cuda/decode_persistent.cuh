@@ -167,9 +167,16 @@ __global__ void __launch_bounds__(kThreads, 2) step_kernel(PersistentStepArgs a)
         // 3. the attention's partials: split-major, so the splits in use come first
         const int64_t rows = kBatch * L.att.kv_heads;
         const bool attend = !(a.omitted & SLOTH_DECODE_PART_ATTENTION);
+        // The launch path's walk: on tensor cores where these kernels are compiled for sm_80+ (mma_compiled() on the
+        // host, which sized L.chunk and L.splits for it), else the sub-warp walk.
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
+        constexpr int kWalk = kP;
+#else
+        constexpr int kWalk = attn::kMmaKeys;
+#endif
         for_blocks(attend ? rows * L.splits : 0, [&](int64_t v) {
-            attn::attention_block<kDtype, kMaxG, 8 / kP, kP, true>(L.att, L.chunk, L.splits, v % rows, v / rows, s_att,
-                                                                    s_red, s_max, &s_last);
+            attn::attention_block<kDtype, kMaxG, 8 / kP, kWalk, true>(L.att, L.chunk, L.splits, v % rows, v / rows, s_att,
+                                                                       s_red, s_max, &s_last);
         });
         grid_barrier(a.barrier);
         // 4. their merge
@@ -233,8 +240,8 @@ sloth_status persistent_prepare(const char* fn, const PersistentStepArgs& a, int
         L.act = src.gate_up.gated_out;
         L.prep = src.prep;
         L.att = src.attention;
-        L.chunk = decode_chunk(src.attention.batch, src.attention.max_length);
-        L.splits = decode_splits(src.attention.batch, src.attention.max_length);
+        L.chunk = decode_chunk(src.attention.batch, src.attention.max_length, mma_compiled());
+        L.splits = decode_splits(src.attention.batch, src.attention.max_length, mma_compiled());
         for (int i = 0; i < 4; ++i) L.norm[i] = src.norm[i];
     }
     const auto s = static_cast<cudaStream_t>(stream);

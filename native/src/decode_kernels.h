@@ -20,28 +20,34 @@ namespace sloth {
 // GPU, so a block walks at least kDecodeLargeMinChunk keys: Qwen3-1.7B's attention at batch 64 over a 547-key cache
 // took 1.384 ms a step at 128 keys a block, 1.252 at 512 (bench/results/2026-12-07-round19); its whole step 4.6%
 // faster in round 24 (bench/results/2026-12-07-round24).
+// The tensor-core walk (cuda/decode_attention_mma.cuh: bf16/f16, head_dim 64 or 128, at most 8 query heads per KV
+// head, kernels compiled for sm_80+) takes 16 keys a warp step, so its small-batch chunks are kDecodeMmaSmallMinChunk
+// keys, one tile for each of a block's 4 warps: with it at batch 1, Llama-3.2-1B went from 871 to 1,024 tokens/s and
+// Qwen3-1.7B from 572 to 660 (H100, same call, bench/results/2026-12-07-round26); at batch 64 it took Llama-3.2-1B from
+// 31,528 to 34,560 and left Qwen3-1.7B even (18,840 against 18,776). The other walks keep 16-key small chunks.
 constexpr int64_t kDecodeMaxSplits = 32;
 constexpr int64_t kDecodeMinChunk = 128;
 constexpr int64_t kDecodeSmallBatch = 4;
 constexpr int64_t kDecodeSmallMaxSplits = 128;
 constexpr int64_t kDecodeSmallMinChunk = 16;
+constexpr int64_t kDecodeMmaSmallMinChunk = 64;
 constexpr int64_t kDecodeLargeBatch = 32;
 constexpr int64_t kDecodeLargeMinChunk = 512;
 constexpr int64_t kDecodeMaxHeadDim = 256;
 constexpr int64_t kDecodeMaxGroup = 16;  // query heads per KV head
-// From this many rows on, CUDA walks the keys on tensor cores (16 keys a warp step; bf16/f16, head_dim 64 or 128, at
-// most 8 query heads per KV head: cuda/decode_attention_mma.cuh). Below it the chunks are 16 keys (one warp's tile).
-constexpr int64_t kDecodeMmaMinBatch = kDecodeSmallBatch + 1;
 
-inline int64_t decode_chunk(int64_t batch, int64_t max_length) {
+// tensor_cores: the keys are walked on tensor cores (the launcher's choice, which the chunks follow). The splits with
+// it are never more than without it, so scratch sized without it (decode_partial_floats) covers both.
+inline int64_t decode_chunk(int64_t batch, int64_t max_length, bool tensor_cores = false) {
     const bool small = batch <= kDecodeSmallBatch;
     const int64_t splits = small ? kDecodeSmallMaxSplits : kDecodeMaxSplits;
-    const int64_t least = small ? kDecodeSmallMinChunk : batch >= kDecodeLargeBatch ? kDecodeLargeMinChunk : kDecodeMinChunk;
+    const int64_t least = small ? (tensor_cores ? kDecodeMmaSmallMinChunk : kDecodeSmallMinChunk)
+                        : batch >= kDecodeLargeBatch ? kDecodeLargeMinChunk : kDecodeMinChunk;
     const int64_t c = (max_length + splits - 1) / splits;
     return c < least ? least : c;
 }
-inline int64_t decode_splits(int64_t batch, int64_t max_length) {
-    const int64_t c = decode_chunk(batch, max_length);
+inline int64_t decode_splits(int64_t batch, int64_t max_length, bool tensor_cores = false) {
+    const int64_t c = decode_chunk(batch, max_length, tensor_cores);
     return (max_length + c - 1) / c;
 }
 // Each split is walked by this many warps of one block, each keeping its own partial result (no shared-memory

@@ -31,10 +31,11 @@ public class DecodeAttentionGpuTests
         Assert.That((actual - expected).abs().max().item<float>(), Is.LessThan(2e-5f));
     }
 
-    /// <summary>bfloat16, where head_dim 64 and 128 walk several keys per warp (4 or 2, 8 or 16 lanes each, merged
-    /// in-warp): against the CPU kernel on the same bf16 inputs, for every group size the dispatch rounds up (1, 2, 3,
-    /// 4, 6, 8 query heads per KV head), masks, windows and soft-caps, at the three split policies. The two walks sum in
-    /// different orders, so the outputs agree to a few bf16 roundings, not bit for bit.</summary>
+    /// <summary>bfloat16, where head_dim 64 and 128 walk several keys per warp: on tensor cores (16 a step) where the
+    /// kernels are compiled for sm_80+, else (the compute_75 build's run of these tests) 4 or 2 keys a warp, 8 or 16
+    /// lanes each, merged in-warp. Against the CPU kernel on the same bf16 inputs, for every group size the dispatch
+    /// rounds up (1, 2, 3, 4, 6, 8 query heads per KV head), masks, windows and soft-caps, at the three split policies.
+    /// The walks sum in different orders, so the outputs agree to a few bf16 roundings, not bit for bit.</summary>
     [TestCase(1, 8, 8, 64, 600, 0, 0f)]
     [TestCase(1, 16, 8, 128, 700, 0, 0f)]
     [TestCase(2, 6, 2, 64, 333, 50, 0f)]
@@ -44,7 +45,7 @@ public class DecodeAttentionGpuTests
     [TestCase(5, 8, 1, 128, 90, 17, 0f)]
     [TestCase(40, 16, 8, 128, 1100, 0, 0f)]
     [TestCase(33, 8, 4, 64, 600, 100, 30f)]
-    public void SubWarpWalkMatchesTheCpuKernelInBf16(int batch, int heads, int kvHeads, int headDim, int len, int window, float softcap)
+    public void KeysPerWarpWalksMatchTheCpuKernelInBf16(int batch, int heads, int kvHeads, int headDim, int len, int window, float softcap)
     {
         using var scope = NewDisposeScope();
         manual_seed(13);
@@ -56,11 +57,15 @@ public class DecodeAttentionGpuTests
         Assert.That((actual - expected).abs().max().item<float>(), Is.LessThan(2e-2f));
     }
 
-    /// <summary>From batch 5 on, bf16/f16 heads of 64 or 128 values with at most 8 query heads per KV head walk the keys
-    /// on tensor cores (16 keys a warp step, the scores and the values' sum as mma products, the probabilities rounded
-    /// to the dtype): against the CPU kernel on the same inputs, at every group size the walk covers (1, 2, 3, 4, 6,
-    /// 8), lengths that end inside a 16-key tile, a single key, masks, windows and soft-caps, at both split policies
-    /// past the small batches.</summary>
+    /// <summary>Where the kernels are compiled for sm_80+, bf16/f16 heads of 64 or 128 values with at most 8 query heads
+    /// per KV head walk the keys on tensor cores (16 keys a warp step, the scores and the values' sum as mma products,
+    /// the probabilities rounded to the dtype): against the CPU kernel on the same inputs, at every group size the walk
+    /// covers (1, 2, 3, 4, 6, 8), lengths that end inside a 16-key tile and inside a 64-key chunk, a single key, masks,
+    /// windows and soft-caps, at the three split policies.</summary>
+    [TestCase(1, 32, 8, 64, 600, 0, 0f, ScalarType.BFloat16)]
+    [TestCase(1, 16, 8, 128, 63, 0, 0f, ScalarType.Float16)]
+    [TestCase(3, 24, 4, 128, 130, 40, 30f, ScalarType.BFloat16)]
+    [TestCase(4, 12, 2, 64, 0, 0, 0f, ScalarType.BFloat16)]
     [TestCase(5, 8, 8, 64, 37, 0, 0f, ScalarType.BFloat16)]
     [TestCase(6, 16, 8, 128, 300, 0, 0f, ScalarType.Float16)]
     [TestCase(8, 12, 4, 64, 129, 30, 0f, ScalarType.BFloat16)]
@@ -86,6 +91,8 @@ public class DecodeAttentionGpuTests
     /// <summary>The tensor-core walk gives masked keys a weight of exactly zero and never reads their values: NaN in K
     /// and V at every invalid position, outside the window and past the current length gives the bits of zeros there
     /// (a padded cache row may hold anything).</summary>
+    [TestCase(1, 32, 8, 64, 200, 0)]
+    [TestCase(2, 16, 8, 128, 97, 30)]
     [TestCase(9, 32, 8, 64, 200, 0)]
     [TestCase(64, 16, 8, 128, 333, 50)]
     public void TensorCoreWalkNeverReadsMaskedValues(int batch, int heads, int kvHeads, int headDim, int len, int window)
@@ -107,9 +114,10 @@ public class DecodeAttentionGpuTests
         Assert.That(TestEnv.BitEqual(poisoned, zeroed), Is.True);
     }
 
-    /// <summary>The sub-warp walk reads each lane's 8 elements of K and V with one 16-byte load where the caches are
-    /// 16-byte aligned, and element by element where they are not: the same values in the same order, so the same bits
-    /// (bf16 and f16; head_dim 64 and 128; a batch of each split policy; masks, a window, a soft-cap).</summary>
+    /// <summary>The walks read K and V with 16-byte (the tensor-core walk's V at head_dim 64: 8-byte) loads where the
+    /// caches are 16-byte aligned, and element by element where they are not: the same values in the same order, so
+    /// the same bits (bf16 and f16; head_dim 64 and 128; a batch of each split policy; masks, a window, a
+    /// soft-cap).</summary>
     [TestCase(1, 16, 8, 128, 700, 0, 0f, ScalarType.BFloat16)]
     [TestCase(64, 32, 8, 64, 300, 0, 0f, ScalarType.BFloat16)]
     [TestCase(3, 24, 4, 128, 257, 40, 20f, ScalarType.Float16)]
