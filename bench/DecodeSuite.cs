@@ -126,9 +126,11 @@ internal static class DecodeSuite
                     Line($"  batch {b}: the engine refused this model: {whyNot}");
                     continue;
                 }
-                // Seeded, so two runs (two libraries) decode the same prompts and their digests can be compared.
-                manual_seed(1234);
-                var ids = randint(0, cfg.VocabSize, [b, prompt], ScalarType.Int64, device);
+                // Seeded and drawn on the CPU, so two runs (two libraries) decode the same prompts and their digests can
+                // be compared. (Until round 26 they were drawn on the device after manual_seed, which seeds the CPU
+                // generator only: each process decoded other prompts, and digests of two processes never matched.)
+                using var promptGen = new Generator(1234);
+                var ids = randint(0, cfg.VocabSize, [b, prompt], ScalarType.Int64, CPU, generator: promptGen).to(device);
                 var pdlHere = engine.ProgrammaticLaunch;  // the default: on where supported
                 (bool Pdl, DecodeFusions Fusions, DecodeStepParts Omit, bool Tiles)[] modes = onCpu
                     ? [(false, DecodeFusions.None, DecodeStepParts.None, false), .. omitSets.Select(o => (false, DecodeFusions.None, o, false))]

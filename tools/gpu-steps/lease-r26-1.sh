@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Round 26, branch r25 (at 15fe0cd), one call (ran: bench/results/2026-12-07-round26/call1-h100), front-loaded (each
-# step's results are packed as it ends, so a call cut short still returns them): (1) the decode attention's GPU tests, the tensor-core walk among them; (2) Qwen3-1.7B and Llama-3.2-1B
-# at batch 64 on dense copies, the tensor-core walk (this tree) against a native variant without it (nomma); (3) batch
-# 1 with the tensor-core walk from batch 1 and 64-key chunks (m64: one 16-key tile per warp of a block) against this
-# tree (16-key chunks, sub-warp walk), its attention tests on that library first, m64 also with the last-block merge; (4) the wide NF4 GEMM's tests and
-# batch 16/64 rows if time is left.
+# step's results are packed as it ends, so a call cut short still returns them): (1) the decode attention's GPU tests,
+# the tensor-core walk among them; (2) Qwen3-1.7B and Llama-3.2-1B at batch 64 on dense copies, the tensor-core walk
+# (this tree) against a native variant without it (nomma); (3) batch 1 with the tensor-core walk from batch 1 and
+# 64-key chunks (m64: one 16-key tile per warp of a block) against this tree (16-key chunks, sub-warp walk), its
+# attention tests on that library first, m64 also with the last-block merge; (4) the wide NF4 GEMM's tests and batch
+# 16/64 rows if time is left.
 set -uo pipefail
 OUT="${1:?usage: lease-r26-1.sh OUTDIR}"
 . "$(dirname "$0")/common.sh"
