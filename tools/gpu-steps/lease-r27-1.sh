@@ -1,7 +1,6 @@
 #!/usr/bin/env bash
-# Prepared in round 26 for the next lease (issue 25), on main: (1) where batch 1's step goes now that the attention
-# walks on tensor cores (each class alone, `--only each`, both presets); (2) the tensor-core walk's occupancy at
-# head_dim 128, where it holds 168 registers a thread (3 blocks of 128 threads an SM; round 26's res-usage.txt):
+# Prepared in round 26 for the next lease (issue 25), on main: the tensor-core walk's occupancy at head_dim 128,
+# where it holds 168 registers a thread (3 blocks of 128 threads an SM; round 26's res-usage.txt):
 # variant lb4 (launch bounds for 4 blocks an SM: at most 128 registers, spilling what does not fit) and variant w8
 # (8 warps a split instead of 4: twice the tiles in flight per block, half the walk per warp), against this tree on
 # Qwen3-1.7B and Llama-3.2-1B at batch 64 (dense copies) and batch 1, 512 new tokens, equal prompts (seeded on the
@@ -18,7 +17,6 @@ for v in lb4 w8; do
     pids+=($!)
 done
 lib() { echo "/tmp/nv$1-install/runtimes/linux-x64/native/libslothsharp.so"; }
-decode_run b1-each "$SLOTHSHARP_NATIVE_PATH" --presets llama-3.2-1b,qwen3-1.7b --batches 1 --steps 512 --only each
 decode_run b64-main "$SLOTHSHARP_NATIVE_PATH" --dequantized --presets qwen3-1.7b,llama-3.2-1b --batches 64 --steps 512
 wait "${pids[@]}"
 for v in lb4 w8; do
