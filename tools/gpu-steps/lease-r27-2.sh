@@ -2,10 +2,9 @@
 # Prepared in round 26 for the next lease (issue 25), on main, with SLOTHSHARP_SM75=1 in the gpu-run command (the
 # compute_75 build): (0) compute-sanitizer memcheck over the attention tests and racecheck over the tensor-core
 # walk's (round 26 merged it without a sanitizer run); (1) the decode GPU tests against the compute_75 build (the T4
-# code path, JIT here: the sub-warp walk in 16-key chunks, the persistent step's sub-warp phase) and on this GPU's
-# build; (2) transformers' Qwen3-1.7B
-# anchors (eager at batch 64 and 1 with 128 new tokens; static cache + torch.compile at batch 1 with 512), with
-# SlothSharp's Qwen3-1.7B rows in the same lease.
+# code path, JIT here: the sub-warp walk in 16-key chunks, the persistent step's sub-warp phase); (2) transformers'
+# Qwen3-1.7B anchors (eager at batch 64 and 1 with 128 new tokens; static cache + torch.compile at batch 1 with 512),
+# with SlothSharp's Qwen3-1.7B rows in the same lease.
 set -uo pipefail
 OUT="${1:?usage: lease-r27-2.sh OUTDIR}"
 . "$(dirname "$0")/common.sh"
