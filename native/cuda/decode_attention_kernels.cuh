@@ -299,7 +299,7 @@ __device__ __forceinline__ void attention_block(const DecodeAttentionArgs& a, in
         if constexpr (kP == 1)
             walk_whole_warps<kDtype, kMaxG, kT>(a, qs, b, kvh, start, end, len, split, splits);
         else if constexpr (kP == kMmaKeys)
-            walk_tensor_cores<kDtype, 32 * kT, kCoherent>(a, qs, b, kvh, start, end, len, split, splits, kWarps);
+            walk_tensor_cores<kDtype, 32 * kT, kCoherent>(a, qs, b, kvh, start, end, len, split, splits);
         else
             walk_sub_warps<kDtype, kMaxG, kP, kCoherent>(a, qs, b, kvh, start, end, len, split, splits);
     }

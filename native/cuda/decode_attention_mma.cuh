@@ -79,29 +79,22 @@ __device__ __forceinline__ void zero_words(uint32_t (&w)[kWords]) {
     for (int u = 0; u < kWords; ++u) w[u] = 0u;
 }
 
-// The walk of one chunk [start, end) for the group's query heads, head_dim kHd (64 or 128), G <= 8: warp w takes the
-// tiles start + (i * kWarps + w) * 16, i = 0, 1, ..., and writes its partial (max, sum, accumulators) per head in the
-// other walks' format. qs: the group's q in float32 (shared memory; rows past the group are not read).
+// The walk of one chunk [start, end) for the group's query heads, head_dim kHd (64 or 128), G <= 8: warp w of the
+// block's W = kDecodeWarpsPerSplit takes the tiles start + (i * W + w) * 16, i = 0, 1, ..., and writes its partial
+// (max, sum, accumulators) per head in the other walks' format. qs: the group's q in float32 (shared memory; rows past the group are not read).
 template <int kDtype, int kHd, bool kCoherent>
 __device__ __forceinline__ void walk_tensor_cores(const DecodeAttentionArgs& a, const float (*qs)[kDecodeMaxHeadDim],
                                                   int64_t b, int64_t kvh, int64_t start, int64_t end, int64_t len,
-                                                  int64_t split, int64_t splits, int warps) {
+                                                  int64_t split, int64_t splits) {
     static_assert(kHd == 64 || kHd == 128, "head_dim 64 or 128");
     static_assert(kDtype == SLOTH_DTYPE_BF16 || kDtype == SLOTH_DTYPE_F16, "16-bit dtypes");
     constexpr int kSteps = kHd / 16;    // k steps of the scores; m-tiles of the values
     constexpr int kKWords = kHd / 8;    // a lane's words of one K row: kHd / 4 dims
     constexpr int kVWords = kHd / 32;   // a lane's words of one V run: kHd / 16 dims
+    constexpr int warps = static_cast<int>(kDecodeWarpsPerSplit);
     const int64_t group = a.heads / a.kv_heads;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
     const bool vector = ((reinterpret_cast<uintptr_t>(a.k_cache) | reinterpret_cast<uintptr_t>(a.v_cache)) & 15u) == 0;
-    auto pack = [](float lo, float hi) {
-        return kDtype == SLOTH_DTYPE_BF16 ? ptx::pack_bf16x2(lo, hi) : ptx::pack_f16x2(lo, hi);
-    };
-    auto widen = [](uint32_t w, bool high) {  // one 16-bit value of a packed pair, exactly
-        const uint16_t bits = static_cast<uint16_t>(high ? w >> 16 : w & 0xFFFFu);
-        if constexpr (kDtype == SLOTH_DTYPE_BF16) return __uint_as_float(static_cast<uint32_t>(bits) << 16);
-        else return f16_bits_to_f32(bits);
-    };
 
     // q as the scores' A fragment: row g (head g of the group; zero past it), dims t * kHd / 4 + 4s + {0,1} and {2,3}.
     uint32_t qa[kSteps][2];
@@ -109,8 +102,8 @@ __device__ __forceinline__ void walk_tensor_cores(const DecodeAttentionArgs& a, 
     for (int s = 0; s < kSteps; ++s) {
         const int d = t * (kHd / 4) + 4 * s;
         const bool head = g < group;
-        qa[s][0] = head ? pack(qs[g][d], qs[g][d + 1]) : 0u;
-        qa[s][1] = head ? pack(qs[g][d + 2], qs[g][d + 3]) : 0u;
+        qa[s][0] = head ? pack2<kDtype>(qs[g][d], qs[g][d + 1]) : 0u;
+        qa[s][1] = head ? pack2<kDtype>(qs[g][d + 2], qs[g][d + 3]) : 0u;
     }
     const int64_t cache_row = (b * a.kv_heads + kvh) * a.max_length;
     const uint8_t* const valid = a.valid + b * a.max_length;
@@ -190,11 +183,15 @@ __device__ __forceinline__ void walk_tensor_cores(const DecodeAttentionArgs& a, 
         for (int n = 0; n < 2; ++n) {
             const float p0 = now[n][0] && !none ? expf(__fsub_rn(sc[n][0], nm)) : 0.0f;
             const float p1 = now[n][1] && !none ? expf(__fsub_rn(sc[n][1], nm)) : 0.0f;
-            pb[n] = pack(p0, p1);
+            pb[n] = pack2<kDtype>(p0, p1);
         }
         sum = __fmul_rn(sum, corr);
 #pragma unroll
-        for (int n = 0; n < 2; ++n) sum = __fadd_rn(__fadd_rn(sum, widen(pb[n], false)), widen(pb[n], true));
+        for (int n = 0; n < 2; ++n) {
+            float lo, hi;
+            widen2<kDtype>(pb[n], lo, hi);
+            sum = __fadd_rn(__fadd_rn(sum, lo), hi);
+        }
 
         // The accumulators' columns are heads 2t and 2t + 1, whose factors lanes 8t and 8t + 4 computed.
         const float c_lo = __shfl_sync(0xFFFFFFFFu, corr, 8 * t), c_hi = __shfl_sync(0xFFFFFFFFu, corr, 8 * t + 4);

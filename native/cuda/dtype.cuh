@@ -55,19 +55,31 @@ __device__ __forceinline__ float round_to(float v) {
     else return f16_bits_to_f32(ptx::to_f16_bits(v));
 }
 
-// Two values rounded to the dtype by one packed conversion: each gets the rounding round_to gives it alone (the same
-// conversion instruction, which rounds its two halves independently), for half the conversions.
+// Two values rounded to the 16-bit dtype and packed, `lo` in the low half (one conversion instruction, which rounds its
+// two halves independently: each gets the rounding round_to gives it alone). For the 16-bit dtypes only; kernels
+// instantiated for float32 but never launched with it (the tile GEMVs) compile the f16 form.
+template <int kDtype>
+__device__ __forceinline__ uint32_t pack2(float lo, float hi) {
+    if constexpr (kDtype == SLOTH_DTYPE_BF16) return ptx::pack_bf16x2(lo, hi);
+    else return ptx::pack_f16x2(lo, hi);
+}
+
+// The two 16-bit values of a packed word (the low half first), widened exactly (pack2's dtypes).
+template <int kDtype>
+__device__ __forceinline__ void widen2(uint32_t p, float& lo, float& hi) {
+    if constexpr (kDtype == SLOTH_DTYPE_BF16) {
+        lo = __uint_as_float(p << 16), hi = __uint_as_float(p & 0xFFFF0000u);
+    } else {
+        lo = f16_bits_to_f32(static_cast<uint16_t>(p & 0xFFFFu)), hi = f16_bits_to_f32(static_cast<uint16_t>(p >> 16));
+    }
+}
+
+// Two values rounded to the dtype by one packed conversion: each gets the rounding round_to gives it alone, for half
+// the conversions.
 template <int kDtype>
 __device__ __forceinline__ void round2_to(float a, float b, float& ra, float& rb) {
-    if constexpr (kDtype == SLOTH_DTYPE_F32) {
-        ra = a, rb = b;
-    } else if constexpr (kDtype == SLOTH_DTYPE_BF16) {
-        const uint32_t p = ptx::pack_bf16x2(a, b);  // a in the low half
-        ra = __uint_as_float(p << 16), rb = __uint_as_float(p & 0xFFFF0000u);
-    } else {
-        const uint32_t p = ptx::pack_f16x2(a, b);
-        ra = f16_bits_to_f32(static_cast<uint16_t>(p & 0xFFFFu)), rb = f16_bits_to_f32(static_cast<uint16_t>(p >> 16));
-    }
+    if constexpr (kDtype == SLOTH_DTYPE_F32) ra = a, rb = b;
+    else widen2<kDtype>(pack2<kDtype>(a, b), ra, rb);
 }
 
 // Grid size for a grid-stride loop over `count` items with `threads` per block (at least 1 block, at most 2^20:

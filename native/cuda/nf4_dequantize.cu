@@ -11,6 +11,7 @@
 // Bytes per element at blocksize 64: 0.5 (weight) + 1/64 (code) + ~0 (nested) + 2 (bf16 out): bound by DRAM, so
 // the weight streams past L1 with an evict-first L2 policy, the small tables stay in L2, and stores stream out.
 #include "cuda_common.cuh"
+#include "dtype.cuh"
 #include "ptx.cuh"
 
 #include <cuda_bf16.h>
@@ -23,19 +24,6 @@ constexpr int kThreads = 256;
 constexpr int kWordsPerLane = 4;                       // independent 4-byte loads in flight per thread
 constexpr int kWarpTile = 32 * kWordsPerLane * 8;      // 1024 elements per warp
 constexpr int kBlockTile = kWarpTile * (kThreads / 32);  // 8192 elements per thread block
-
-template <int kDtype>  // sloth_dtype
-__device__ __forceinline__ uint32_t pack2(float lo, float hi) {
-    if constexpr (kDtype == SLOTH_DTYPE_BF16) return ptx::pack_bf16x2(lo, hi);
-    else return ptx::pack_f16x2(lo, hi);
-}
-
-template <int kDtype>
-__device__ __forceinline__ void store_one(void* out, int64_t i, float v) {
-    if constexpr (kDtype == SLOTH_DTYPE_F32) static_cast<float*>(out)[i] = v;
-    else if constexpr (kDtype == SLOTH_DTYPE_BF16) static_cast<uint16_t*>(out)[i] = ptx::to_bf16_bits(v);
-    else static_cast<uint16_t*>(out)[i] = ptx::to_f16_bits(v);
-}
 
 __device__ __forceinline__ float block_scale(const uint8_t* __restrict__ absmax_codes, const float* __restrict__ code_map,
                                              const float* __restrict__ nested_absmax, float offset, int64_t i,
@@ -100,7 +88,7 @@ __global__ void __launch_bounds__(kThreads) nf4_dequantize_kernel(
         const uint32_t byte = packed[i >> 1];
         const uint32_t nibble = (i & 1) ? (byte & 0xFu) : (byte >> 4);
         const float scale = block_scale(absmax_codes, code_map, nested_absmax, offset, i, log2_blocksize, log2_nested_span, keep);
-        store_one<kDtype>(out, i, __fmul_rn(s_nf4[nibble], scale));
+        store_f32<kDtype>(out, i, __fmul_rn(s_nf4[nibble], scale));
     }
 }
 

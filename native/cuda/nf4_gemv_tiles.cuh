@@ -43,12 +43,6 @@ constexpr int kSuperChunk = 128;                      // columns of a tile a war
 constexpr int64_t kTileMaxK = 8 * kSuperChunk * kWarps;  // 16 warps of 4 super-chunks (k = 8192): beyond, the lanes
 
 
-// Two values rounded to the 16-bit dtype and packed, `lo` in the low half (round2_to's rounding, left packed).
-template <int kDtype>
-__device__ __forceinline__ uint32_t pack2(float lo, float hi) {
-    if constexpr (kDtype == SLOTH_DTYPE_BF16) return ptx::pack_bf16x2(lo, hi);
-    else return ptx::pack_f16x2(lo, hi);
-}
 
 // decode8's eight weights of one packed word, left packed in pairs: p[j] = (element 2j, element 2j + 1), the even
 // element (the byte's high nibble) in the low half. The same lookups, products and rounding: the same values.
