@@ -227,6 +227,7 @@ int64_t smem_bytes(const PersistentStepArgs& a) {
 template <int kDtype, int kMaxG, int kP>
 sloth_status persistent_prepare(const char* fn, const PersistentStepArgs& a, int32_t device, void* stream, int32_t* blocks) {
     std::vector<Layer> table(static_cast<size_t>(a.layers));
+    const bool tensor_cores = mma_compiled();  // the attention phase walks as the launch path would (see step_kernel)
     for (int64_t l = 0; l < a.layers; ++l) {
         const PersistentLayerArgs& src = a.layer[l];
         Layer& L = table[static_cast<size_t>(l)];
@@ -240,8 +241,8 @@ sloth_status persistent_prepare(const char* fn, const PersistentStepArgs& a, int
         L.act = src.gate_up.gated_out;
         L.prep = src.prep;
         L.att = src.attention;
-        L.chunk = decode_chunk(src.attention.batch, src.attention.max_length, mma_compiled());
-        L.splits = decode_splits(src.attention.batch, src.attention.max_length, mma_compiled());
+        L.chunk = decode_chunk(src.attention.batch, src.attention.max_length, tensor_cores);
+        L.splits = decode_splits(src.attention.batch, src.attention.max_length, tensor_cores);
         for (int i = 0; i < 4; ++i) L.norm[i] = src.norm[i];
     }
     const auto s = static_cast<cudaStream_t>(stream);
