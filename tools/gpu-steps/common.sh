@@ -21,6 +21,12 @@ snap() { [ -n "${DEVOUT:-}" ] && tar czf "$DEVOUT/r.tgz" -C "$OUT" . 2>/dev/null
 #                                   (relative to native/), and how many lines hold each TO (0: the edit missed);
 #   build_native_variant SRC DEST   a sm_90 Release build of the native tree SRC installed into DEST (for A/B runs of
 #                                   two libraries in one call: SLOTHSHARP_NATIVE_PATH=DEST/runtimes/linux-x64/native/...);
+#   start_variant_builds NAME...    build_native_variant of each native_variant NAME in the background (logs in
+#                                   $OUT/build-NAME.log, pids in variant_pids: wait "${variant_pids[@]}" before use);
+#   variant_lib NAME                the library path of that variant's build;
+#   hf_anchor PRESET                transformers' decode anchors on PRESET's random weights (sloth make-checkpoint):
+#                                   eager at batch 64 and 1 with 128 new tokens, static cache + torch.compile at batch 1
+#                                   with 512 (warmed up on the timed run's shapes), into $OUT/hf-decode.log;
 #   step_row SHAPE PATH             `bench --suite step-row` (no checkpointing, expandable segments) appended to
 #                                   $OUT/rows.log, its tokens/s, peak and phases printed;
 #   softcap_row METHOD              `bench --suite softcap-row --method METHOD` (one Gemma-2-2B soft-capped attention
@@ -80,6 +86,25 @@ native_variant() {
 build_native_variant() {
     cmake -S "$1" -B "$1-build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DSLOTH_CUDA_ARCHITECTURES=90 -DCMAKE_INSTALL_PREFIX="$2" \
         && cmake --build "$1-build" -j 12 && cmake --install "$1-build"
+}
+start_variant_builds() {
+    variant_pids=()
+    local v
+    for v in "$@"; do
+        ( build_native_variant "/tmp/nv$v" "/tmp/nv$v-install" > "$OUT/build-$v.log" 2>&1; echo "build $v: exit $?" ) &
+        variant_pids+=($!)
+    done
+}
+variant_lib() { echo "/tmp/nv$1-install/runtimes/linux-x64/native/libslothsharp.so"; }
+hf_anchor() {
+    local preset="$1" sloth="$SLOTHSHARP_APPS/sloth/sloth.dll"
+    dotnet "$sloth" make-checkpoint --preset "$preset" --seed 1 --out "/tmp/anchor-$preset" > /dev/null 2>&1 || echo "make-checkpoint $preset failed"
+    PYTHONUNBUFFERED=1 timeout 60 python3 tools/bench/hf_decode_anchor.py "/tmp/anchor-$preset" --modes eager --batches 64,1 --new 128 \
+        >> "$OUT/hf-decode.log" 2>&1; echo "eager $preset exit $?"
+    PYTHONUNBUFFERED=1 timeout 150 python3 tools/bench/hf_decode_anchor.py "/tmp/anchor-$preset" --modes static --batches 1 --new 512 \
+        --no-prefill >> "$OUT/hf-decode.log" 2>&1; echo "static $preset exit $?"
+    rm -rf "/tmp/anchor-$preset"
+    grep HFANCHOR "$OUT/hf-decode.log"; grep -iE "Error" "$OUT/hf-decode.log" | head -5; snap
 }
 start_main_build() {
     rm -rf /tmp/nb && cp -r gpu-b-native /tmp/nb

@@ -12,9 +12,8 @@ OUT="${1:?usage: lease-r27-1.sh OUTDIR}"
 . "$(dirname "$0")/common.sh"
 native_variant lb4 cuda/decode_attention_kernels.cuh "__global__ void __launch_bounds__(kThreads) attention_kernel" \
     "__global__ void __launch_bounds__(kThreads, kP == 16 ? 4 : 1) attention_kernel"
-( build_native_variant /tmp/nvlb4 /tmp/nvlb4-install > "$OUT/build-lb4.log" 2>&1; echo "build lb4: exit $?" ) &
-vpid=$!
-libV=/tmp/nvlb4-install/runtimes/linux-x64/native/libslothsharp.so
+start_variant_builds lb4
+libV="$(variant_lib lb4)"
 # 285 launches a step at batch 64 (28 attention walks among them): skip ~450 steps' walks.
 timeout 240 ncu --kernel-name regex:attention_kernel --launch-skip 12600 --launch-count 2 --section SpeedOfLight \
     --section Occupancy --section LaunchStats --section WarpStateStats --section MemoryWorkloadAnalysis \
@@ -24,7 +23,7 @@ timeout 240 ncu --kernel-name regex:attention_kernel --launch-skip 12600 --launc
 echo "ncu exit $?"; grep -E "attention_kernel|Duration|Registers|Achieved Occupancy|Theoretical Occupancy|Block Limit|DRAM Throughput|Memory Throughput|Waves|stalled_[a-z_]*_per_issue_active" \
     "$OUT/ncu-attention.txt" | grep -vE " 0(\.0+)?$" | head -70; snap
 decode_run b64-main "$SLOTHSHARP_NATIVE_PATH" --dequantized --presets qwen3-1.7b,llama-3.2-1b --batches 64 --steps 512
-wait "$vpid"
+wait "${variant_pids[@]}"
 cuobjdump -res-usage "$libV" 2>/dev/null | grep -A1 "ELi16EEEv" | grep -oE "REG:[0-9]+|STACK:[0-9]+" | paste - - | sort | uniq -c
 decode_run b64-lb4 "$libV" --dequantized --presets qwen3-1.7b,llama-3.2-1b --batches 64 --steps 512
 decode_run b64-main-again "$SLOTHSHARP_NATIVE_PATH" --dequantized --presets qwen3-1.7b --batches 64 --steps 512

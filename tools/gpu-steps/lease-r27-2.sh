@@ -8,17 +8,10 @@
 set -uo pipefail
 OUT="${1:?usage: lease-r27-2.sh OUTDIR}"
 . "$(dirname "$0")/common.sh"
-sloth="$SLOTHSHARP_APPS/sloth/sloth.dll"
 memcheck attn-memcheck 150 "FullyQualifiedName~DecodeAttentionGpu"
 racecheck attn-racecheck 150 "FullyQualifiedName~TensorCoreWalk"
 sm75_tests decode-tests-sm75 240 "FullyQualifiedName~DecodeAttentionGpu|FullyQualifiedName~DecodePersistent|FullyQualifiedName~DecodeEngineGpu"
 grep -E "^failed" -A8 "$OUT/decode-tests-sm75.log" | head -30
 decode_run ours-qwen3 "$SLOTHSHARP_NATIVE_PATH" --presets qwen3-1.7b --batches 1 --steps 512
 decode_run ours-qwen3-b64 "$SLOTHSHARP_NATIVE_PATH" --presets qwen3-1.7b --batches 64 --dequantized --steps 512
-preset=qwen3-1.7b
-dotnet "$sloth" make-checkpoint --preset "$preset" --seed 1 --out "/tmp/anchor-$preset" > /dev/null 2>&1 || echo "make-checkpoint $preset failed"
-PYTHONUNBUFFERED=1 timeout 60 python3 tools/bench/hf_decode_anchor.py "/tmp/anchor-$preset" --modes eager --batches 64,1 --new 128 \
-    >> "$OUT/hf-decode.log" 2>&1; echo "eager $preset exit $?"
-PYTHONUNBUFFERED=1 timeout 150 python3 tools/bench/hf_decode_anchor.py "/tmp/anchor-$preset" --modes static --batches 1 --new 512 \
-    --no-prefill >> "$OUT/hf-decode.log" 2>&1; echo "static $preset exit $?"
-grep HFANCHOR "$OUT/hf-decode.log"; grep -iE "Error" "$OUT/hf-decode.log" | head -5; snap
+hf_anchor qwen3-1.7b

@@ -9,16 +9,11 @@ OUT="${1:?usage: lease-r27-3.sh OUTDIR}"
 line="constexpr int64_t kDecodeMmaSmallMinChunk = 64;"
 native_variant m32 src/decode_kernels.h "$line" "constexpr int64_t kDecodeMmaSmallMinChunk = 32;"
 native_variant m128 src/decode_kernels.h "$line" "constexpr int64_t kDecodeMmaSmallMinChunk = 128;"
-pids=()
-for v in m32 m128; do
-    ( build_native_variant "/tmp/nv$v" "/tmp/nv$v-install" > "$OUT/build-$v.log" 2>&1; echo "build $v: exit $?" ) &
-    pids+=($!)
-done
-lib() { echo "/tmp/nv$1-install/runtimes/linux-x64/native/libslothsharp.so"; }
+start_variant_builds m32 m128
 decode_run small-m64 "$SLOTHSHARP_NATIVE_PATH" --presets llama-3.2-1b,qwen3-1.7b --batches 1,4 --steps 512
-wait "${pids[@]}"
+wait "${variant_pids[@]}"
 for v in m32 m128; do
-    decode_run "small-$v" "$(lib "$v")" --presets llama-3.2-1b,qwen3-1.7b --batches 1,4 --steps 512
+    decode_run "small-$v" "$(variant_lib "$v")" --presets llama-3.2-1b,qwen3-1.7b --batches 1,4 --steps 512
 done
 decode_run small-m64-again "$SLOTHSHARP_NATIVE_PATH" --presets llama-3.2-1b,qwen3-1.7b --batches 1 --steps 512
-for v in m32 m128; do SLOTHSHARP_NATIVE_PATH="$(lib "$v")" gpu_tests "attn-tests-$v" 90 "FullyQualifiedName~DecodeAttentionGpu"; done
+for v in m32 m128; do SLOTHSHARP_NATIVE_PATH="$(variant_lib "$v")" gpu_tests "attn-tests-$v" 90 "FullyQualifiedName~DecodeAttentionGpu"; done
