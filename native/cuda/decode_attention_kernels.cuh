@@ -187,7 +187,9 @@ __device__ __forceinline__ void walk_sub_warps(const DecodeAttentionArgs& a, con
     // lane's slice aligned), else eight 2-byte loads packed the same way: the same values either way, so the walk's
     // arithmetic and its bits do not change. Why: with one key ahead and eight 2-byte loads per tensor, each warp
     // had ~1 KB in flight and 16 load instructions per key pair; at batch 64 the walk ran at ~0.65 TB/s (round 16,
-    // Qwen3-1.7B). A masked key is fetched too (its row is in the cache) and skipped by the selects below.
+    // Qwen3-1.7B). A masked key is fetched too (its row is in the cache) and skipped by the selects below, its V
+    // words replaced by zeros first: its weight is 0, but 0 x NaN is NaN, and a padded or stale cache row may hold
+    // anything (zeros change no bits where V is finite: the sums never hold -0).
     constexpr int kDepth = 3;
     const bool vector_loads = ((reinterpret_cast<uintptr_t>(a.k_cache) | reinterpret_cast<uintptr_t>(a.v_cache)) & 15u) == 0;
     auto fetch = [&](int64_t jj, uint4& kk, uint4& vv) -> bool {  // no shuffles inside: may diverge
@@ -217,8 +219,8 @@ __device__ __forceinline__ void walk_sub_warps(const DecodeAttentionArgs& a, con
         const bool visible_next = fetch(j + kDepth * kStride, kn, vn);  // requested before this key is waited on
         float kc[kE], vc[kE];
         widen8<kDtype>(kr[0], kc);
-        widen8<kDtype>(vr[0], vc);
         const bool visible = vis[0];
+        widen8<kDtype>(visible ? vr[0] : make_uint4(0, 0, 0, 0), vc);
 #pragma unroll
         for (int g = 0; g < kMaxG; ++g) {
             float dot = 0.0f;
