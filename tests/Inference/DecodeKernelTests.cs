@@ -118,6 +118,30 @@ public class DecodeKernelTests
         Assert.That((output - expected).abs().max().item<float>(), Is.LessThan(1.6e-2f));
     }
 
+    /// <summary>The CPU kernel never uses a masked key's K or V: NaN at every invalid position, outside the window
+    /// and past the current length gives the bits of zeros there (the GPU walks are held to the same in
+    /// DecodeAttentionGpuTests).</summary>
+    [TestCase(2, 8, 2, 64, 50, 0)]
+    [TestCase(3, 6, 3, 128, 33, 9)]
+    public void AttentionNeverReadsMaskedValues(int batch, int heads, int kvHeads, int headDim, int len, int window)
+    {
+        using var scope = NewDisposeScope();
+        manual_seed(31);
+        var maxLength = len + 7;
+        var (q, k, v, valid) = AttentionInputs(batch, heads, kvHeads, headDim, len, maxLength);
+        var positions = arange(maxLength);
+        var seen = valid.clone().logical_and(positions.le(len).unsqueeze(0));
+        if (window > 0) seen = seen.logical_and(positions.gt(len - window).unsqueeze(0));
+        var hidden = seen.logical_not().unsqueeze(1).unsqueeze(-1);
+        var scale = 1 / MathF.Sqrt(headDim);
+        var zeroed = Attention(q, k.masked_fill(hidden, 0f), v.masked_fill(hidden, 0f), valid, len, window, scale, 0f, CPU,
+            dtype: ScalarType.BFloat16);
+        var poisoned = Attention(q, k.masked_fill(hidden, float.NaN), v.masked_fill(hidden, float.NaN), valid, len, window,
+            scale, 0f, CPU, dtype: ScalarType.BFloat16);
+        Assert.That(poisoned.isfinite().all().item<bool>(), Is.True);
+        Assert.That(TestEnv.BitEqual(poisoned, zeroed), Is.True);
+    }
+
     /// <summary>The attention's scratch for a batch must hold the partials of every smaller batch too (an engine runs
     /// fewer rows on the scratch of its most): the split over the keys changes with the batch (finer up to 4 rows,
     /// coarser from 32), so the size query takes the most over the batch ranges, not the given batch's splits.</summary>
