@@ -149,11 +149,12 @@ __device__ __forceinline__ void walk_whole_warps(const DecodeAttentionArgs& a, c
 }
 
 // Eight consecutive 16-bit elements x[i .. i + 8) packed as a 16-byte load would give them (dtype.cuh's widen8 reads
-// them), read one by one: the sub-warp walk's fallback for a cache that is not 16-byte aligned.
+// them), read one by one: the sub-warp walk's fallback for a cache that is not 16-byte aligned (the tensor-core walk's
+// element path, decode_attention_mma.cuh's load_words).
 __device__ __forceinline__ uint4 load_words8(const void* x, int64_t i) {
-    const uint16_t* p = static_cast<const uint16_t*>(x) + i;
-    auto word = [&](int k) { return static_cast<uint32_t>(p[2 * k]) | (static_cast<uint32_t>(p[2 * k + 1]) << 16); };
-    return make_uint4(word(0), word(1), word(2), word(3));
+    uint32_t w[4];
+    load_words<4, false>(x, i, false, w);
+    return make_uint4(w[0], w[1], w[2], w[3]);
 }
 
 // The walk with several keys per warp, for head_dim = 256 / kP exactly (64: kP = 4, 128: kP = 2): kL = 32 / kP lanes per
