@@ -28,6 +28,7 @@
 // opt-in limit. No allocation (the caller gives lse and delta), no sync, 64-bit offsets.
 #include "cuda_common.cuh"
 #include "dtype.cuh"
+#include "mma.cuh"
 
 #include <math_constants.h>
 
@@ -84,25 +85,10 @@ __device__ __forceinline__ void cp_async16(uint32_t dst, const void* src, uint32
 // Waits for every cp.async this thread issued (the block's __syncthreads after it makes them visible to all).
 __device__ __forceinline__ void cp_async_wait_all() { asm volatile("cp.async.wait_all;" ::: "memory"); }
 
-// c += a b for one 16 x 8 x 16 step.
+// c += a b for one 16 x 8 x 16 step (mma.cuh's product, the A fragment as one array).
 template <int kDtype>
 __device__ __forceinline__ void mma(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-    if constexpr (kDtype == SLOTH_DTYPE_BF16)
-        asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
-            "{%0, %1, %2, %3};"
-            : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-            : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-    else
-        asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
-            "{%0, %1, %2, %3};"
-            : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-            : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-
-template <int kDtype>
-__device__ __forceinline__ uint32_t pack(float lo, float hi) {
-    if constexpr (kDtype == SLOTH_DTYPE_BF16) return ptx::pack_bf16x2(lo, hi);
-    else return ptx::pack_f16x2(lo, hi);
+    mma_16816<kDtype>(c, a[0], a[1], a[2], a[3], b0, b1);
 }
 
 // ---- Fragment addressing (byte addresses in the shared window; tiles are [64][kStride] 16-bit, row-major) ----
@@ -169,10 +155,10 @@ template <int kDtype>
 __device__ __forceinline__ void to_a(const float (&x)[8][4], uint32_t (&a)[4][4]) {
 #pragma unroll
     for (int kk = 0; kk < 4; ++kk) {
-        a[kk][0] = pack<kDtype>(x[2 * kk][0], x[2 * kk][1]);
-        a[kk][1] = pack<kDtype>(x[2 * kk][2], x[2 * kk][3]);
-        a[kk][2] = pack<kDtype>(x[2 * kk + 1][0], x[2 * kk + 1][1]);
-        a[kk][3] = pack<kDtype>(x[2 * kk + 1][2], x[2 * kk + 1][3]);
+        a[kk][0] = pack2<kDtype>(x[2 * kk][0], x[2 * kk][1]);
+        a[kk][1] = pack2<kDtype>(x[2 * kk][2], x[2 * kk][3]);
+        a[kk][2] = pack2<kDtype>(x[2 * kk + 1][0], x[2 * kk + 1][1]);
+        a[kk][3] = pack2<kDtype>(x[2 * kk + 1][2], x[2 * kk + 1][3]);
     }
 }
 
@@ -285,7 +271,7 @@ __device__ __forceinline__ void store_rows(void* dst, int64_t row0, int64_t coun
             if (col >= d) continue;
             const float x0 = poison[half] ? CUDART_NAN_F : acc[n][2 * half] * factor[half];
             const float x1 = poison[half] ? CUDART_NAN_F : acc[n][2 * half + 1] * factor[half];
-            *reinterpret_cast<uint32_t*>(static_cast<uint16_t*>(dst) + row * d + col) = pack<kDtype>(x0, x1);
+            *reinterpret_cast<uint32_t*>(static_cast<uint16_t*>(dst) + row * d + col) = pack2<kDtype>(x0, x1);
         }
     }
 }
