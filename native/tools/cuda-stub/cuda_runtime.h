@@ -23,7 +23,7 @@ enum cudaError { cudaSuccess = 0, cudaErrorNoDevice = 100, cudaErrorInsufficient
 typedef enum cudaError cudaError_t;
 enum cudaDeviceAttr { cudaDevAttrMultiProcessorCount = 16, cudaDevAttrComputeCapabilityMajor = 75, cudaDevAttrComputeCapabilityMinor = 76, cudaDevAttrMaxSharedMemoryPerBlockOptin = 97 };
 enum cudaMemcpyKind { cudaMemcpyHostToDevice = 1, cudaMemcpyDeviceToHost = 2 };
-struct cudaDeviceProp { char name[256]; };
+struct cudaDeviceProp { char name[256]; int multiProcessorCount; };
 const char* cudaGetErrorString(cudaError_t);
 const char* cudaGetErrorName(cudaError_t);
 cudaError_t cudaGetDeviceCount(int*);
