@@ -82,8 +82,8 @@ internal static partial class KQuants
                     for (var i = 0; i < 32; i++) xt[lanes * i + 8 * s + j] = xb[32 * j + i];
             }
             var result = new SearchResult(scales, mins, levelIscale, levelMin, flatLanes);
-            if (group == 2) SearchQkx2x16(xt, wt, qt, nmax, rmin, rdelta, nstep, result);
-            else SearchQkx2x8(xt, wt, qt, nmax, rmin, rdelta, nstep, result);
+            if (group == 2) SearchQkx2<Lanes16>(xt, wt, qt, nmax, rmin, rdelta, nstep, result);
+            else SearchQkx2<Lanes8>(xt, wt, qt, nmax, rmin, rdelta, nstep, result);
             for (var s = 0; s < count; s++)
                 FinishQ45K(x.Slice((b + s) * QkK, QkK), y.Slice((b + s) * blockBytes, blockBytes), nmax, result.Slice(8 * s), l);
         }
@@ -100,185 +100,98 @@ internal static partial class KQuants
         public SearchResult Slice(int start) => new(Scales[start..], Mins[start..], LevelIscale[start..], LevelMin[start..], Flat[start..]);
     }
 
-    /// <summary>make_qkx2_quants (with Q4_K/Q5_K's weights) for 8 sub-blocks in the lanes of 256-bit vectors.</summary>
-    private static void SearchQkx2x8(Span<float> xt, Span<float> wt, Span<float> qt, int nmax, float rmin, float rdelta, int nstep, SearchResult result)
+    /// <summary>make_qkx2_quants (with Q4_K/Q5_K's weights) for 8 sub-blocks (one super-block; <see cref="Lanes8"/>)
+    /// or 16 (two; <see cref="Lanes16"/>) in the lanes of one vector: element i of lane j at xt[Count·i + j].</summary>
+    private static void SearchQkx2<TL>(Span<float> xt, Span<float> wt, Span<float> qt, int nmax, float rmin, float rdelta, int nstep, SearchResult result)
+        where TL : struct, ILanes<TL>
     {
         ref var xr = ref MemoryMarshal.GetReference(xt);
         ref var wr = ref MemoryMarshal.GetReference(wt);
         ref var qr = ref MemoryMarshal.GetReference(qt);
-        var zero = Vector256<float>.Zero;
-        var maxLevel = Vector256.Create(nmax);
+        var n = TL.Count;
+        var zero = TL.Zero;
 
         // Weights: av_x + |x| with av_x = sqrt(sum x² / 32), summed in element order.
         var sumX2 = zero;
         for (var i = 0; i < 32; i++)
         {
-            var xi = Vector256.LoadUnsafe(ref xr, (nuint)(8 * i));
+            var xi = TL.Load(ref xr, n * i);
             sumX2 += xi * xi;
         }
-        var avX = Vector256.Sqrt(sumX2 / Vector256.Create(32f));
-        for (var i = 0; i < 32; i++) (avX + Vector256.Abs(Vector256.LoadUnsafe(ref xr, (nuint)(8 * i)))).StoreUnsafe(ref wr, (nuint)(8 * i));
+        var avX = TL.Sqrt(sumX2 / TL.Splat(32f));
+        for (var i = 0; i < 32; i++) (avX + TL.Abs(TL.Load(ref xr, n * i))).Store(ref wr, n * i);
 
-        var min = Vector256.LoadUnsafe(ref xr);
+        var min = TL.Load(ref xr, 0);
         var max = min;
-        var sumW = Vector256.LoadUnsafe(ref wr);
+        var sumW = TL.Load(ref wr, 0);
         var sumX = sumW * min;
         for (var i = 1; i < 32; i++)
         {
-            var xi = Vector256.LoadUnsafe(ref xr, (nuint)(8 * i));
-            var wi = Vector256.LoadUnsafe(ref wr, (nuint)(8 * i));
-            min = Vector256.ConditionalSelect(Vector256.LessThan(xi, min), xi, min);
-            max = Vector256.ConditionalSelect(Vector256.GreaterThan(xi, max), xi, max);
+            var xi = TL.Load(ref xr, n * i);
+            var wi = TL.Load(ref wr, n * i);
+            min = TL.Select(TL.Less(xi, min), xi, min);
+            max = TL.Select(TL.Greater(xi, max), xi, max);
             sumW += wi;
             sumX += wi * xi;
         }
-        min = Vector256.ConditionalSelect(Vector256.GreaterThan(min, zero), zero, min);
+        min = TL.Select(TL.Greater(min, zero), zero, min);
         // Constant sub-blocks return scale 0 and levels 0 in the reference; their lanes compute along unused.
-        var flat = Vector256.Equals(max, min);
-        var iscale = Vector256.Create((float)nmax) / (max - min);
-        var scale = Vector256.Create(1f) / iscale;
+        var flat = TL.Equal(max, min);
+        var iscale = TL.Splat(nmax) / (max - min);
+        var scale = TL.Splat(1f) / iscale;
         var bestError = zero;
         for (var i = 0; i < 32; i++)
         {
-            var xi = Vector256.LoadUnsafe(ref xr, (nuint)(8 * i));
-            var q = Vector256.ConvertToSingle(Vector256.Min(maxLevel, Vector256.Max(Vector256<int>.Zero, NearestIntLanes(iscale * (xi - min)))));
+            var xi = TL.Load(ref xr, n * i);
+            var q = TL.Level(iscale * (xi - min), nmax);
             var diff = scale * q + min - xi;
             diff *= diff;
-            bestError += Vector256.LoadUnsafe(ref wr, (nuint)(8 * i)) * diff;
+            bestError += TL.Load(ref wr, n * i) * diff;
         }
         // The grid of the levels the search ends with: iscale·(x - min) with the min in force when they were made.
         var bestIscale = iscale;
         var bestGridMin = min;
         for (var step = 0; step <= nstep; step++)
         {
-            iscale = Vector256.Create(rmin + rdelta * step + nmax) / (max - min);
-            Vector256<float> sumL = zero, sumL2 = zero, sumXl = zero;
+            iscale = TL.Splat(rmin + rdelta * step + nmax) / (max - min);
+            TL sumL = zero, sumL2 = zero, sumXl = zero;
             for (var i = 0; i < 32; i++)
             {
-                var xi = Vector256.LoadUnsafe(ref xr, (nuint)(8 * i));
-                var q = Vector256.ConvertToSingle(Vector256.Min(maxLevel, Vector256.Max(Vector256<int>.Zero, NearestIntLanes(iscale * (xi - min)))));
-                q.StoreUnsafe(ref qr, (nuint)(8 * i));
-                var wq = Vector256.LoadUnsafe(ref wr, (nuint)(8 * i)) * q;
+                var xi = TL.Load(ref xr, n * i);
+                var q = TL.Level(iscale * (xi - min), nmax);
+                q.Store(ref qr, n * i);
+                var wq = TL.Load(ref wr, n * i) * q;
                 sumL += wq;
                 sumL2 += wq * q;
                 sumXl += wq * xi;
             }
             var det = sumW * sumL2 - sumL * sumL;
-            var solvable = Vector256.AndNot(Vector256.GreaterThan(det, zero), flat);
-            if (solvable.ExtractMostSignificantBits() == 0) continue;
+            var solvable = TL.AndNot(TL.Greater(det, zero), flat);
+            if (!solvable.Any) continue;
             var thisScale = (sumW * sumXl - sumX * sumL) / det;
             var thisMin = (sumL2 * sumX - sumL * sumXl) / det;
-            var positive = Vector256.GreaterThan(thisMin, zero);
-            thisMin = Vector256.ConditionalSelect(positive, zero, thisMin);
-            thisScale = Vector256.ConditionalSelect(positive, sumXl / sumL2, thisScale);
+            var positive = TL.Greater(thisMin, zero);
+            thisMin = TL.Select(positive, zero, thisMin);
+            thisScale = TL.Select(positive, sumXl / sumL2, thisScale);
             var curError = zero;
             for (var i = 0; i < 32; i++)
             {
-                var diff = thisScale * Vector256.LoadUnsafe(ref qr, (nuint)(8 * i)) + thisMin - Vector256.LoadUnsafe(ref xr, (nuint)(8 * i));
+                var diff = thisScale * TL.Load(ref qr, n * i) + thisMin - TL.Load(ref xr, n * i);
                 diff *= diff;
-                curError += Vector256.LoadUnsafe(ref wr, (nuint)(8 * i)) * diff;
+                curError += TL.Load(ref wr, n * i) * diff;
             }
-            var better = solvable & Vector256.LessThan(curError, bestError);
-            bestError = Vector256.ConditionalSelect(better, curError, bestError);
-            scale = Vector256.ConditionalSelect(better, thisScale, scale);
-            bestIscale = Vector256.ConditionalSelect(better, iscale, bestIscale);
-            bestGridMin = Vector256.ConditionalSelect(better, min, bestGridMin);
-            min = Vector256.ConditionalSelect(better, thisMin, min);
+            var better = solvable & TL.Less(curError, bestError);
+            bestError = TL.Select(better, curError, bestError);
+            scale = TL.Select(better, thisScale, scale);
+            bestIscale = TL.Select(better, iscale, bestIscale);
+            bestGridMin = TL.Select(better, min, bestGridMin);
+            min = TL.Select(better, thisMin, min);
         }
-        Vector256.ConditionalSelect(flat, zero, scale).CopyTo(result.Scales);
+        TL.Select(flat, zero, scale).CopyTo(result.Scales);
         (-min).CopyTo(result.Mins);
         bestIscale.CopyTo(result.LevelIscale);
         bestGridMin.CopyTo(result.LevelMin);
-        flat.AsInt32().CopyTo(result.Flat);
-    }
-
-    /// <summary>make_qkx2_quants (with Q4_K/Q5_K's weights) for 16 sub-blocks (two super-blocks) in the lanes of 512-bit vectors.</summary>
-    private static void SearchQkx2x16(Span<float> xt, Span<float> wt, Span<float> qt, int nmax, float rmin, float rdelta, int nstep, SearchResult result)
-    {
-        ref var xr = ref MemoryMarshal.GetReference(xt);
-        ref var wr = ref MemoryMarshal.GetReference(wt);
-        ref var qr = ref MemoryMarshal.GetReference(qt);
-        var zero = Vector512<float>.Zero;
-        var maxLevel = Vector512.Create(nmax);
-
-        var sumX2 = zero;
-        for (var i = 0; i < 32; i++)
-        {
-            var xi = Vector512.LoadUnsafe(ref xr, (nuint)(16 * i));
-            sumX2 += xi * xi;
-        }
-        var avX = Vector512.Sqrt(sumX2 / Vector512.Create(32f));
-        for (var i = 0; i < 32; i++) (avX + Vector512.Abs(Vector512.LoadUnsafe(ref xr, (nuint)(16 * i)))).StoreUnsafe(ref wr, (nuint)(16 * i));
-
-        var min = Vector512.LoadUnsafe(ref xr);
-        var max = min;
-        var sumW = Vector512.LoadUnsafe(ref wr);
-        var sumX = sumW * min;
-        for (var i = 1; i < 32; i++)
-        {
-            var xi = Vector512.LoadUnsafe(ref xr, (nuint)(16 * i));
-            var wi = Vector512.LoadUnsafe(ref wr, (nuint)(16 * i));
-            min = Vector512.ConditionalSelect(Vector512.LessThan(xi, min), xi, min);
-            max = Vector512.ConditionalSelect(Vector512.GreaterThan(xi, max), xi, max);
-            sumW += wi;
-            sumX += wi * xi;
-        }
-        min = Vector512.ConditionalSelect(Vector512.GreaterThan(min, zero), zero, min);
-        var flat = Vector512.Equals(max, min);
-        var iscale = Vector512.Create((float)nmax) / (max - min);
-        var scale = Vector512.Create(1f) / iscale;
-        var bestError = zero;
-        for (var i = 0; i < 32; i++)
-        {
-            var xi = Vector512.LoadUnsafe(ref xr, (nuint)(16 * i));
-            var q = Vector512.ConvertToSingle(Vector512.Min(maxLevel, Vector512.Max(Vector512<int>.Zero, NearestIntLanes16(iscale * (xi - min)))));
-            var diff = scale * q + min - xi;
-            diff *= diff;
-            bestError += Vector512.LoadUnsafe(ref wr, (nuint)(16 * i)) * diff;
-        }
-        var bestIscale = iscale;
-        var bestGridMin = min;
-        for (var step = 0; step <= nstep; step++)
-        {
-            iscale = Vector512.Create(rmin + rdelta * step + nmax) / (max - min);
-            Vector512<float> sumL = zero, sumL2 = zero, sumXl = zero;
-            for (var i = 0; i < 32; i++)
-            {
-                var xi = Vector512.LoadUnsafe(ref xr, (nuint)(16 * i));
-                var q = Vector512.ConvertToSingle(Vector512.Min(maxLevel, Vector512.Max(Vector512<int>.Zero, NearestIntLanes16(iscale * (xi - min)))));
-                q.StoreUnsafe(ref qr, (nuint)(16 * i));
-                var wq = Vector512.LoadUnsafe(ref wr, (nuint)(16 * i)) * q;
-                sumL += wq;
-                sumL2 += wq * q;
-                sumXl += wq * xi;
-            }
-            var det = sumW * sumL2 - sumL * sumL;
-            var solvable = Vector512.AndNot(Vector512.GreaterThan(det, zero), flat);
-            if (solvable.ExtractMostSignificantBits() == 0) continue;
-            var thisScale = (sumW * sumXl - sumX * sumL) / det;
-            var thisMin = (sumL2 * sumX - sumL * sumXl) / det;
-            var positive = Vector512.GreaterThan(thisMin, zero);
-            thisMin = Vector512.ConditionalSelect(positive, zero, thisMin);
-            thisScale = Vector512.ConditionalSelect(positive, sumXl / sumL2, thisScale);
-            var curError = zero;
-            for (var i = 0; i < 32; i++)
-            {
-                var diff = thisScale * Vector512.LoadUnsafe(ref qr, (nuint)(16 * i)) + thisMin - Vector512.LoadUnsafe(ref xr, (nuint)(16 * i));
-                diff *= diff;
-                curError += Vector512.LoadUnsafe(ref wr, (nuint)(16 * i)) * diff;
-            }
-            var better = solvable & Vector512.LessThan(curError, bestError);
-            bestError = Vector512.ConditionalSelect(better, curError, bestError);
-            scale = Vector512.ConditionalSelect(better, thisScale, scale);
-            bestIscale = Vector512.ConditionalSelect(better, iscale, bestIscale);
-            bestGridMin = Vector512.ConditionalSelect(better, min, bestGridMin);
-            min = Vector512.ConditionalSelect(better, thisMin, min);
-        }
-        Vector512.ConditionalSelect(flat, zero, scale).CopyTo(result.Scales);
-        (-min).CopyTo(result.Mins);
-        bestIscale.CopyTo(result.LevelIscale);
-        bestGridMin.CopyTo(result.LevelMin);
-        flat.AsInt32().CopyTo(result.Flat);
+        flat.CopyMaskTo(result.Flat);
     }
 
     /// <summary>Q4_K/Q5_K's packing of one super-block from its 8 searched sub-blocks: the 6-bit scales and mins,
@@ -432,21 +345,7 @@ internal static partial class KQuants
                     (Vector256.Max(lo6, Vector256.Min(hi6, q)) + offset).CopyTo(lj.Slice(i, 8));
                 }
             }
-            var ql = yb[..128];
-            var qh = yb.Slice(128, 64);
-            for (int j = 0, ol = 0, oh = 0; j < QkK; j += 128, ol += 64, oh += 32)
-            {
-                for (var i = 0; i < 32; i++)
-                {
-                    var q1 = l[j + i] & 0xF;
-                    var q2 = l[j + i + 32] & 0xF;
-                    var q3 = l[j + i + 64] & 0xF;
-                    var q4 = l[j + i + 96] & 0xF;
-                    ql[ol + i] = (byte)(q1 | (q3 << 4));
-                    ql[ol + i + 32] = (byte)(q2 | (q4 << 4));
-                    qh[oh + i] = (byte)((l[j + i] >> 4) | ((l[j + i + 32] >> 4) << 2) | ((l[j + i + 64] >> 4) << 4) | ((l[j + i + 96] >> 4) << 6));
-                }
-            }
+            PackQ6Levels(yb, (ReadOnlySpan<int>)l);
         }
     }
 }

@@ -87,6 +87,26 @@ internal static partial class KQuants
         }
     }
 
+    /// <summary>Q6_K: the 256 levels (0..63) into the block's first 192 bytes: the low nibbles two a byte in ql (levels
+    /// j and j + 64 of each 128-level half, and j + 32 with j + 96), the high two bits four a byte in qh. Shared by the
+    /// scalar (sbyte levels) and lane-parallel (int) paths.</summary>
+    private static void PackQ6Levels<T>(Span<byte> yb, ReadOnlySpan<T> l) where T : IBinaryInteger<T>
+    {
+        var ql = yb[..128];
+        var qh = yb.Slice(128, 64);
+        for (int j = 0, ol = 0, oh = 0; j < QkK; j += 128, ol += 64, oh += 32)
+        {
+            for (var i = 0; i < 32; i++)
+            {
+                int l1 = int.CreateTruncating(l[j + i]), l2 = int.CreateTruncating(l[j + i + 32]);
+                int l3 = int.CreateTruncating(l[j + i + 64]), l4 = int.CreateTruncating(l[j + i + 96]);
+                ql[ol + i] = (byte)((l1 & 0xF) | ((l3 & 0xF) << 4));
+                ql[ol + i + 32] = (byte)((l2 & 0xF) | ((l4 & 0xF) << 4));
+                qh[oh + i] = (byte)((l1 >> 4) | ((l2 >> 4) << 2) | ((l3 >> 4) << 4) | ((l4 >> 4) << 6));
+            }
+        }
+    }
+
     /// <summary>Q4_K/Q5_K: the 256 levels into the block's bytes from 16 on (yb cleared before): Q4_K two 4-bit levels
     /// a byte (l[j] low, l[j + 32] high nibble per 64-level group); Q5_K the same low nibbles from byte 48 and each
     /// level's fifth bit in the 32-byte qh field. Shared by the scalar (byte levels) and lane-parallel (int) paths.</summary>
@@ -284,21 +304,7 @@ internal static partial class KQuants
                     l[16 * j + i] = (sbyte)(Math.Max(-32, Math.Min(31, q)) + 32);
                 }
             }
-            var ql = yb[..128];
-            var qh = yb.Slice(128, 64);
-            for (int j = 0, ol = 0, oh = 0; j < QkK; j += 128, ol += 64, oh += 32)
-            {
-                for (var i = 0; i < 32; i++)
-                {
-                    var q1 = l[j + i] & 0xF;
-                    var q2 = l[j + i + 32] & 0xF;
-                    var q3 = l[j + i + 64] & 0xF;
-                    var q4 = l[j + i + 96] & 0xF;
-                    ql[ol + i] = (byte)(q1 | (q3 << 4));
-                    ql[ol + i + 32] = (byte)(q2 | (q4 << 4));
-                    qh[oh + i] = (byte)((l[j + i] >> 4) | ((l[j + i + 32] >> 4) << 2) | ((l[j + i + 64] >> 4) << 4) | ((l[j + i + 96] >> 4) << 6));
-                }
-            }
+            PackQ6Levels(yb, (ReadOnlySpan<sbyte>)l);
         }
     }
 
