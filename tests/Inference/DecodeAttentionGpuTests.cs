@@ -88,9 +88,10 @@ public class DecodeAttentionGpuTests
         Assert.That((actual - expected).abs().max().item<float>(), Is.LessThan(tolerance));
     }
 
-    /// <summary>The tensor-core walk gives masked keys a weight of exactly zero and never reads their values: NaN in K
-    /// and V at every invalid position, outside the window and past the current length gives the bits of zeros there
-    /// (a padded cache row may hold anything).</summary>
+    /// <summary>The walks give masked keys a weight of exactly zero and never let their values reach the sum (the
+    /// tensor-core walk, and in the compute_75 build the sub-warp walk): NaN in K and V at every invalid position,
+    /// outside the window and past the current length gives the bits of zeros there (a padded cache row may hold
+    /// anything).</summary>
     [TestCase(1, 32, 8, 64, 200, 0)]
     [TestCase(2, 16, 8, 128, 97, 30)]
     [TestCase(9, 32, 8, 64, 200, 0)]
@@ -99,17 +100,7 @@ public class DecodeAttentionGpuTests
     {
         using var scope = NewDisposeScope();
         manual_seed(29);
-        var maxLength = len + 40;
-        var (q, k, v, valid) = DecodeKernelTests.AttentionInputs(batch, heads, kvHeads, headDim, len, maxLength);
-        var positions = arange(maxLength);
-        var seen = valid.clone().logical_and(positions.le(len).unsqueeze(0));
-        if (window > 0) seen = seen.logical_and(positions.gt(len - window).unsqueeze(0));
-        var hidden = seen.logical_not().unsqueeze(1).unsqueeze(-1);  // [B + 1, 1, L, 1]
-        var scale = 1 / MathF.Sqrt(headDim);
-        var zeroed = DecodeKernelTests.Attention(q, k.masked_fill(hidden, 0f), v.masked_fill(hidden, 0f), valid, len, window,
-            scale, 0f, CUDA, dtype: ScalarType.BFloat16);
-        var poisoned = DecodeKernelTests.Attention(q, k.masked_fill(hidden, float.NaN), v.masked_fill(hidden, float.NaN), valid,
-            len, window, scale, 0f, CUDA, dtype: ScalarType.BFloat16);
+        var (zeroed, poisoned) = DecodeKernelTests.AttentionOverMaskedValues(batch, heads, kvHeads, headDim, len, len + 40, window, CUDA);
         Assert.That(poisoned.isfinite().all().item<bool>(), Is.True);
         Assert.That(TestEnv.BitEqual(poisoned, zeroed), Is.True);
     }

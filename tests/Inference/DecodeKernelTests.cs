@@ -118,6 +118,26 @@ public class DecodeKernelTests
         Assert.That((output - expected).abs().max().item<float>(), Is.LessThan(1.6e-2f));
     }
 
+    /// <summary>The attention on <paramref name="device"/> over random inputs (<see cref="AttentionInputs"/>, seeded by
+    /// the caller) twice in bf16: with K and V zeroed, and with NaN, at every position a key is hidden at (invalid,
+    /// outside the window, past the current length). A kernel that never lets a masked key's K or V reach the sum gives
+    /// the same bits both times.</summary>
+    internal static (Tensor Zeroed, Tensor Poisoned) AttentionOverMaskedValues(int batch, int heads, int kvHeads, int headDim,
+                                                                               int len, int maxLength, int window, Device device)
+    {
+        var (q, k, v, valid) = AttentionInputs(batch, heads, kvHeads, headDim, len, maxLength);
+        var positions = arange(maxLength);
+        var seen = valid.clone().logical_and(positions.le(len).unsqueeze(0));
+        if (window > 0) seen = seen.logical_and(positions.gt(len - window).unsqueeze(0));
+        var hidden = seen.logical_not().unsqueeze(1).unsqueeze(-1);  // [B + 1, 1, L, 1]
+        var scale = 1 / MathF.Sqrt(headDim);
+        var zeroed = Attention(q, k.masked_fill(hidden, 0f), v.masked_fill(hidden, 0f), valid, len, window, scale, 0f, device,
+            dtype: ScalarType.BFloat16);
+        var poisoned = Attention(q, k.masked_fill(hidden, float.NaN), v.masked_fill(hidden, float.NaN), valid, len, window,
+            scale, 0f, device, dtype: ScalarType.BFloat16);
+        return (zeroed, poisoned);
+    }
+
     /// <summary>The CPU kernel never uses a masked key's K or V: NaN at every invalid position, outside the window
     /// and past the current length gives the bits of zeros there (the GPU walks are held to the same in
     /// DecodeAttentionGpuTests).</summary>
@@ -127,17 +147,7 @@ public class DecodeKernelTests
     {
         using var scope = NewDisposeScope();
         manual_seed(31);
-        var maxLength = len + 7;
-        var (q, k, v, valid) = AttentionInputs(batch, heads, kvHeads, headDim, len, maxLength);
-        var positions = arange(maxLength);
-        var seen = valid.clone().logical_and(positions.le(len).unsqueeze(0));
-        if (window > 0) seen = seen.logical_and(positions.gt(len - window).unsqueeze(0));
-        var hidden = seen.logical_not().unsqueeze(1).unsqueeze(-1);
-        var scale = 1 / MathF.Sqrt(headDim);
-        var zeroed = Attention(q, k.masked_fill(hidden, 0f), v.masked_fill(hidden, 0f), valid, len, window, scale, 0f, CPU,
-            dtype: ScalarType.BFloat16);
-        var poisoned = Attention(q, k.masked_fill(hidden, float.NaN), v.masked_fill(hidden, float.NaN), valid, len, window,
-            scale, 0f, CPU, dtype: ScalarType.BFloat16);
+        var (zeroed, poisoned) = AttentionOverMaskedValues(batch, heads, kvHeads, headDim, len, len + 7, window, CPU);
         Assert.That(poisoned.isfinite().all().item<bool>(), Is.True);
         Assert.That(TestEnv.BitEqual(poisoned, zeroed), Is.True);
     }
