@@ -22,8 +22,9 @@
 // Prints microseconds per phase for each; the lower the better.
 #include <cuda_runtime.h>
 
+#include <cstdlib>  // first: clang's CUDA wrapper of <algorithm> needs malloc declared (the syntax check)
+#include <algorithm>
 #include <cstdio>
-#include <cstdlib>
 #include <initializer_list>
 
 namespace {
@@ -124,31 +125,35 @@ __global__ void persistent_flag(float* data, int phases, unsigned* flags) {
     }
 }
 
-cudaError_t launch_phase(float* data, int p, unsigned blocks, bool pdl, cudaStream_t s) {
-    cudaLaunchAttribute attribute[1];
-    attribute[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    attribute[0].val.programmaticStreamSerializationAllowed = 1;
+// kernel<<<blocks, kThreads, 0, s>>>(args...) through cudaLaunchKernelEx, with `attribute` when not null.
+template <class... Params, class... Args>
+cudaError_t launch_with(const cudaLaunchAttribute* attribute, void (*kernel)(Params...), unsigned blocks, cudaStream_t s,
+                        Args... args) {
+    cudaLaunchAttribute copy[1];
+    if (attribute != nullptr) copy[0] = *attribute;
     cudaLaunchConfig_t config = {};
     config.gridDim = dim3(blocks);
     config.blockDim = dim3(kThreads);
     config.stream = s;
-    config.attrs = attribute;
-    config.numAttrs = pdl ? 1 : 0;
-    return cudaLaunchKernelEx(&config, phase_kernel, data, p, pdl);
+    config.attrs = copy;
+    config.numAttrs = attribute != nullptr ? 1 : 0;
+    return cudaLaunchKernelEx(&config, kernel, args...);
 }
 
+cudaError_t launch_phase(float* data, int p, unsigned blocks, bool pdl, cudaStream_t s) {
+    cudaLaunchAttribute attribute;
+    attribute.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attribute.val.programmaticStreamSerializationAllowed = 1;
+    return launch_with(pdl ? &attribute : nullptr, phase_kernel, blocks, s, data, p, pdl);
+}
+
+// A persistent kernel, every block co-resident (or the launch fails).
 cudaError_t launch_cooperative(void (*kernel)(float*, int, unsigned*), unsigned blocks, cudaStream_t s, float* data,
                                int phases, unsigned* sync) {
-    cudaLaunchAttribute attribute[1];
-    attribute[0].id = cudaLaunchAttributeCooperative;
-    attribute[0].val.cooperative = 1;
-    cudaLaunchConfig_t config = {};
-    config.gridDim = dim3(blocks);
-    config.blockDim = dim3(kThreads);
-    config.stream = s;
-    config.attrs = attribute;
-    config.numAttrs = 1;
-    return cudaLaunchKernelEx(&config, kernel, data, phases, sync);
+    cudaLaunchAttribute attribute;
+    attribute.id = cudaLaunchAttributeCooperative;
+    attribute.val.cooperative = 1;
+    return launch_with(&attribute, kernel, blocks, s, data, phases, sync);
 }
 
 // Milliseconds of `run` (already warmed up once by the caller's first call), the median of 5.
@@ -157,8 +162,8 @@ float time_ms(cudaStream_t s, Run&& run) {
     cudaEvent_t a, b;
     CHECK(cudaEventCreate(&a));
     CHECK(cudaEventCreate(&b));
-    float best[5];
-    for (float& t : best) {
+    float times[5];
+    for (float& t : times) {
         CHECK(cudaEventRecord(a, s));
         run();
         CHECK(cudaEventRecord(b, s));
@@ -167,13 +172,8 @@ float time_ms(cudaStream_t s, Run&& run) {
     }
     CHECK(cudaEventDestroy(a));
     CHECK(cudaEventDestroy(b));
-    for (int i = 1; i < 5; ++i)  // insertion sort of 5
-        for (int j = i; j > 0 && best[j] < best[j - 1]; --j) {
-            const float t = best[j];
-            best[j] = best[j - 1];
-            best[j - 1] = t;
-        }
-    return best[2];
+    std::sort(times, times + 5);
+    return times[2];
 }
 
 // Checks that every phase's chain ran: the last phase's value of each block is the number of phases.
