@@ -38,9 +38,6 @@ internal static partial class KQuants
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<float> Load(ref float origin, int offset) => Vector256.LoadUnsafe(ref origin, (nuint)offset);
 
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Store(Vector256<float> v, ref float origin, int offset) => v.StoreUnsafe(ref origin, (nuint)offset);
-
     /// <summary>Q4_K (nmax 15) and Q5_K (nmax 31): the sub-block searches of one super-block in 8 lanes, or of two
     /// in 16 lanes where 512-bit vectors are accelerated (a second independent chain hides the latency of the
     /// element-order sums).</summary>
