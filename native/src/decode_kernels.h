@@ -73,6 +73,28 @@ inline int64_t decode_attention_scratch_floats(int64_t batch, int64_t heads, int
     return decode_partial_floats(batch, heads, head_dim, max_length) + batch * heads;
 }
 
+// The NF4 products past SLOTH_NF4_GEMV_MAX_BATCH rows on CUDA (cuda/nf4_gemm_wide.cu): up to kNf4WideMaxBatch rows, a
+// block over kNf4WideRows weight rows, the columns split over blocks so that about kNf4WideTargetBlocks blocks (two
+// an SM on an H100) run, each at least two 128-column super-chunks. The split follows from (m, k) alone, not from the
+// device, so the bits do not depend on the GPU. With more than one split the partial sums go through a float32
+// scratch of nf4_wide_partial_floats.
+constexpr int64_t kNf4WideMaxBatch = 64;
+constexpr int64_t kNf4WideRows = 128;
+constexpr int64_t kNf4WideTargetBlocks = 264;
+inline int64_t nf4_wide_splits(int64_t m, int64_t k) {
+    const int64_t chunks = k / 128, row_blocks = (m + kNf4WideRows - 1) / kNf4WideRows;
+    if (chunks < 2 || row_blocks < 1) return 1;  // the kernel takes k % 128 == 0 only; the sizing asks for any shape
+    int64_t splits = (kNf4WideTargetBlocks + row_blocks - 1) / row_blocks;
+    const int64_t most = chunks / 2 > 1 ? chunks / 2 : 1;
+    splits = splits < most ? splits : most;
+    const int64_t per = (chunks + splits - 1) / splits;
+    return (chunks + per - 1) / per;  // no split left empty
+}
+inline int64_t nf4_wide_partial_floats(int64_t batch, int64_t m, int64_t k) {
+    const int64_t splits = nf4_wide_splits(m, k);
+    return splits > 1 ? splits * batch * m : 0;
+}
+
 struct EmbedArgs {
     const int64_t* ids;  // [batch], clamped to [0, vocab)
     const void* table;   // [vocab, hidden]
@@ -356,6 +378,11 @@ sloth_status programmatic_launch_supported(const char* fn, int32_t device, bool*
 // throughout (its persistent step runs the lane kernels' code).
 bool set_nf4_gemv_tiles(bool on);
 bool nf4_gemv_tiles_on();
+// Whether the wide NF4 GEMM (cuda/nf4_gemm_wide.cu) takes this product: 9 to kNf4WideMaxBatch rows, where the tile
+// GEMVs would take a batch of 8 (bf16/f16, k % 128 == 0 and at most 8192, 16-byte aligned x and weight, sm_80+
+// kernels, tiles on). nf4_gemm_wide runs it (partial: nf4_wide_partial_floats floats, or null when that is 0).
+bool nf4_wide_takes(const Nf4GemvArgs& a);
+sloth_status nf4_gemm_wide(const char* fn, const Nf4GemvArgs& a, float* partial, int32_t device, void* stream);
 }  // namespace cuda
 
 }  // namespace sloth

@@ -28,6 +28,7 @@
 #include <map>
 #include <memory>
 #include <set>
+#include <utility>
 #include <vector>
 
 using namespace sloth;
@@ -75,7 +76,7 @@ struct Shape {
 };
 
 struct Workspace {  // byte offsets into the workspace
-    int64_t h, h2, y, qkv, qr, attn, o, gu, act, lora, partial, arrivals, barrier, table, dq, logits, gemm, total;
+    int64_t h, h2, y, qkv, qr, attn, o, gu, act, lora, partial, arrivals, barrier, table, dq, wide, logits, gemm, total;
 };
 
 Workspace layout(const Shape& s) {
@@ -106,10 +107,19 @@ Workspace layout(const Shape& s) {
         most = std::max(most, s.heads * s.head_dim * s.hidden);
         most = std::max(most, 2 * s.inter * s.hidden);
         w.dq = take(most * e);
+        // The wide NF4 GEMM's float32 partial sums (cuda/nf4_gemm_wide.cu), for the largest of the projections'
+        // shapes [out, in], fused or not.
+        const int64_t q_out = s.heads * s.head_dim, kv_out = s.kv_heads * s.head_dim;
+        int64_t wide = 0;
+        for (const auto& [out, in] : {std::pair{q_out, s.hidden}, std::pair{kv_out, s.hidden}, std::pair{qkv_out, s.hidden},
+                                      std::pair{s.hidden, q_out}, std::pair{s.inter, s.hidden},
+                                      std::pair{2 * s.inter, s.hidden}, std::pair{s.hidden, s.inter}})
+            wide = std::max(wide, nf4_wide_partial_floats(std::min(b, kNf4WideMaxBatch), out, in));
+        w.wide = take(wide * 4);
         w.logits = take(b * s.vocab * e);
         w.gemm = take(kGemmWorkspace);
     } else {
-        w.dq = w.logits = w.gemm = -1;
+        w.dq = w.wide = w.logits = w.gemm = -1;
     }
     w.total = at;
     return w;
@@ -392,9 +402,20 @@ class Decoder {
                                 p.nested_blocksize, y};
             return issue(1, [&] { return cpu() ? cpu::nf4_gemv(fn, a) : cuda::nf4_gemv(fn, a, device, stream); });
         }
+        const Nf4GemvArgs a = wide_args(p, x, batch, y);
+        if (cuda::nf4_wide_takes(a))
+            return issue(nf4_wide_splits(p.out, p.in) > 1 ? 2 : 1,
+                         [&] { return cuda::nf4_gemm_wide(fn, a, at<float>(ws.wide), device, stream); });
         const Nf4DequantArgs d = dequant_args(p, at<void>(ws.dq));
         SLOTH_CHECK(issue(1, [&] { return cuda::nf4_dequantize(fn, d, device, stream); }));
         return dense(fn, x, at<void>(ws.dq), batch, p.in, p.out, y);
+    }
+
+    // p's NF4 product of x [batch, p.in] into y, as the NF4 kernels take it.
+    Nf4GemvArgs wide_args(const Proj& p, const void* x, int64_t batch, void* y) const {
+        return Nf4GemvArgs{x, s.dtype, batch, p.in, p.out, static_cast<const uint8_t*>(p.weight), p.absmax_codes,
+                           p.nested_code_map, p.nested_absmax, p.nested_offset, p.code_table, p.blocksize,
+                           p.nested_blocksize, y};
     }
 
     // p's whole NF4 weight dequantized into out ([p.out, p.in] in the dtype).
@@ -417,6 +438,8 @@ class Decoder {
             if (p->kind != SLOTH_WEIGHT_NF4 || p->in != first->in || p->rank != 0) return false;
             rows += p->out;
         }
+        // The wide NF4 GEMM reads the NF4 weights as they are: no dequantized copy to stack them in.
+        if (cuda::nf4_wide_takes(wide_args(*first, at<void>(ws.y), batch, y))) return false;
         *st = flush_norm(fn, batch);
         char* dq = at<char>(ws.dq);
         for (const Proj* p : ps) {
