@@ -127,6 +127,28 @@ cudaError_t launch_kernel_smem(void (*kernel)(Params...), dim3 grid, dim3 block,
     return cudaLaunchKernelEx(&config, kernel, static_cast<Args&&>(args)...);
 }
 
+// The same as a grid of thread-block clusters of (1, cluster_y, 1) blocks (sm_90+ code only; the grid's y a multiple of
+// cluster_y), with the PDL attribute as above.
+template <class... Params, class... Args>
+cudaError_t launch_kernel_cluster(void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem, unsigned cluster_y,
+                                  cudaStream_t stream, Args&&... args) {
+    cudaLaunchAttribute attribute[2];
+    attribute[0].id = cudaLaunchAttributeClusterDimension;
+    attribute[0].val.clusterDim.x = 1;
+    attribute[0].val.clusterDim.y = cluster_y;
+    attribute[0].val.clusterDim.z = 1;
+    attribute[1].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attribute[1].val.programmaticStreamSerializationAllowed = 1;
+    cudaLaunchConfig_t config = {};
+    config.gridDim = grid;
+    config.blockDim = block;
+    config.dynamicSmemBytes = smem;
+    config.stream = stream;
+    config.attrs = attribute;
+    config.numAttrs = programmatic_launch_on() ? 2 : 1;
+    return cudaLaunchKernelEx(&config, kernel, static_cast<Args&&>(args)...);
+}
+
 // The same without dynamic shared memory.
 template <class... Params, class... Args>
 cudaError_t launch_kernel(void (*kernel)(Params...), dim3 grid, dim3 block, cudaStream_t stream, Args&&... args) {

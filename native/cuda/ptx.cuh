@@ -185,4 +185,27 @@ __device__ __forceinline__ uint4 load_shared_v4(uint32_t address) {
 __device__ __forceinline__ uint16_t to_bf16_bits(float f) { return static_cast<uint16_t>(pack_bf16x2(f, 0.0f)); }
 __device__ __forceinline__ uint16_t to_f16_bits(float f) { return static_cast<uint16_t>(pack_f16x2(f, 0.0f)); }
 
+// ---- Thread-block clusters (sm_90+; the callers launch with a cluster shape only where the code was built for sm_90).
+// Every non-exited thread of the cluster arrives (release at cluster scope, the instruction's default: this thread's
+// earlier writes, shared and global) and waits for the others (acquire, the default): afterwards a block reads what
+// any block of its cluster wrote before the barrier.
+__device__ __forceinline__ void cluster_barrier() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("barrier.cluster.arrive.aligned;\n\tbarrier.cluster.wait.aligned;" ::: "memory");
+#endif
+}
+// The float at shared-window address `address` of this block's layout, in the shared memory of block `rank` of the
+// cluster (mapa + ld.shared::cluster: distributed shared memory).
+__device__ __forceinline__ float load_cluster_f32(uint32_t address, uint32_t rank) {
+    float v = 0.0f;
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    uint32_t remote;
+    asm volatile("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(remote) : "r"(address), "r"(rank));
+    asm volatile("ld.shared::cluster.f32 %0, [%1];" : "=f"(v) : "r"(remote) : "memory");
+#else
+    (void)address, (void)rank;
+#endif
+    return v;
+}
+
 }  // namespace sloth::cuda::ptx
