@@ -12,7 +12,7 @@ OUT="${1:?usage: lease-r28-5.sh OUTDIR}"
 . "$(dirname "$0")/common.sh"
 native_variant nowide cuda/nf4_gemm_wide.cu "bool nf4_wide_group_takes(const Nf4GemvGroupArgs\& g) {" \
     "bool nf4_wide_group_takes(const Nf4GemvGroupArgs\& g) { if (g.batch > 0) return false;"
-native_variant nocluster cuda/nf4_gemm_wide.cu "clusters_compiled()" "false \&\& clusters_compiled()"
+native_variant nocluster cuda/nf4_gemm_wide.cu "clusters_compiled()" "(false \&\& clusters_compiled())"
 start_variant_builds nowide nocluster
 gpu_tests tests 170 "FullyQualifiedName~DecodeWideNf4Gemm|FullyQualifiedName~DecodeEngineGpu|FullyQualifiedName~DecodeLaunchMode|FullyQualifiedName~DecodeTensorCoreGemv"
 grep -E "^failed" -A8 "$OUT/tests.log" | head -30
