@@ -112,19 +112,20 @@ constexpr size_t wide_shared_bytes() {
     return stages > tile ? stages : tile;
 }
 
-// The row block's output for element (b, j) (plain: j < 128; gated: j < 64) from sum(b, j), the splits' float32 sums
-// of the tile's column j added in split order: stored as the member's y, or gated as act(g) * u from the gate's and the
-// up projection's sums rounded to the dtype (as the tile GEMV's gated form computes it).
-template <int kDtype, class Sum>
-__device__ __forceinline__ void wide_store(const WideLaunch& a, const WideMember& d, int64_t rb, int64_t b, int j, Sum&& sum) {
+// The row block's output for element (b, j) (plain: j < 128; gated: j < 64) from the splits' float32 sums of the
+// tile's column j (and, gated, of column j + 64: the up projection's) added in split order: stored as the member's y,
+// or gated as act(g) * u from the two sums rounded to the dtype (as the tile GEMV's gated form computes it).
+template <int kDtype>
+__device__ __forceinline__ void wide_store(const WideLaunch& a, const WideMember& d, int64_t rb, int64_t b, int j, float sum,
+                                           float up_sum) {
     if (a.gated) {
         const int64_t m = a.member[0].m, r = rb * (kNf4WideRows / 2) + j;
         if (r >= m) return;
-        const float gv = round_to<kDtype>(sum(b, j)), uv = round_to<kDtype>(sum(b, j + static_cast<int>(kNf4WideRows / 2)));
+        const float gv = round_to<kDtype>(sum), uv = round_to<kDtype>(up_sum);
         store_f32<kDtype>(a.gated_out, b * m + r, __fmul_rn(round_to<kDtype>(gate_activation(a.activation, gv)), uv));
     } else {
         const int64_t r = rb * kNf4WideRows + j;
-        if (r < d.m) store_f32<kDtype>(d.y, b * d.y_stride + r, sum(b, j));
+        if (r < d.m) store_f32<kDtype>(d.y, b * d.y_stride + r, sum);
     }
 }
 
@@ -238,22 +239,41 @@ __global__ void __launch_bounds__(kWideThreads) nf4_wide_kernel(WideLaunch a) {
         ptx::cluster_barrier();  // every split's tile is written and visible to the cluster
         // Block y adds the sums of elements y * 256 + thread, then every splits * 256 further, of the row block's
         // batch x cols outputs, each from all splits' tiles in split order (the same additions as the finish kernel).
-        const int cols = a.gated ? static_cast<int>(kNf4WideRows / 2) : static_cast<int>(kNf4WideRows);
+        // A thread issues the remote loads of kElems elements before it adds any: one round trip for all of them.
+        constexpr int kElems = 4, kHalf = static_cast<int>(kNf4WideRows / 2);
+        const int cols = a.gated ? kHalf : static_cast<int>(kNf4WideRows), parts = a.gated ? 2 : 1;
+        const int64_t total = batch * cols, stride = splits * kWideThreads;
         const uint32_t tile_at = ptx::shared_address(tile);
         const WideMember out = wide_member(a, u0);
-        auto sum = [&](int64_t b, int j) {
-            const uint32_t at = tile_at + static_cast<uint32_t>((b * kWideTileStride + j) * sizeof(float));
-            float v[kNf4WideMaxSplits];
+        for (int64_t e0 = static_cast<int64_t>(blockIdx.y) * kWideThreads + threadIdx.x; e0 < total; e0 += kElems * stride) {
+            float v[kElems][2][kNf4WideMaxSplits];
 #pragma unroll
-            for (int sp = 0; sp < kNf4WideMaxSplits; ++sp) v[sp] = sp < splits ? ptx::load_cluster_f32(at, sp) : 0.0f;
-            float total = v[0];
+            for (int i = 0; i < kElems; ++i) {
+                const int64_t e = e0 + i * stride, b = e / cols;
+                const int j = static_cast<int>(e % cols);
 #pragma unroll
-            for (int sp = 1; sp < kNf4WideMaxSplits; ++sp)
-                if (sp < splits) total = __fadd_rn(total, v[sp]);
-            return total;
-        };
-        for (int64_t e = blockIdx.y * kWideThreads + threadIdx.x; e < batch * cols; e += splits * kWideThreads)
-            wide_store<kDtype>(a, out, rb, e / cols, static_cast<int>(e % cols), sum);
+                for (int h = 0; h < 2; ++h) {
+                    const uint32_t at = tile_at + static_cast<uint32_t>((b * kWideTileStride + j + h * kHalf) * sizeof(float));
+#pragma unroll
+                    for (int sp = 0; sp < kNf4WideMaxSplits; ++sp)
+                        v[i][h][sp] = e < total && h < parts && sp < splits ? ptx::load_cluster_f32(at, sp) : 0.0f;
+                }
+            }
+#pragma unroll
+            for (int i = 0; i < kElems; ++i) {
+                const int64_t e = e0 + i * stride;
+                if (e >= total) break;
+                float sum[2];
+#pragma unroll
+                for (int h = 0; h < 2; ++h) {
+                    sum[h] = v[i][h][0];
+#pragma unroll
+                    for (int sp = 1; sp < kNf4WideMaxSplits; ++sp)
+                        if (sp < splits) sum[h] = __fadd_rn(sum[h], v[i][h][sp]);
+                }
+                wide_store<kDtype>(a, out, rb, e / cols, static_cast<int>(e % cols), sum[0], sum[1]);
+            }
+        }
         ptx::cluster_barrier();  // no block leaves (its shared memory with it) while another still reads its tile
     }
 }
