@@ -21,17 +21,19 @@
 //  - Split over k across blocks (nf4_wide_splits: about kNf4WideTargetBlocks blocks, at least 2 super-chunks each, at
 //    most kNf4WideMaxSplits), so the small projections (k/v: 512-1024 rows, 4-8 blocks of rows) still fill the GPU.
 //    The splits' float32 sums are added in split order, one way or the other:
-//    - sm_90+ code: the splits of a row block are one thread-block cluster (grid (row blocks, splits), cluster
-//      (1, splits)). Each block leaves its sums in its own shared memory (the x stages' space, no longer needed), the
-//      cluster barrier makes them visible, and block y adds the splits' sums of its share of the row block's outputs,
-//      reading the other blocks' shared memory directly (distributed shared memory), then stores y or the gated
-//      product. One launch, no float32 scratch in global memory.
+//    - sm_90+ code at batch 9-16 (wide_clustered): the splits of a row block are one thread-block cluster (grid
+//      (row blocks, splits), cluster (1, splits)). Each block leaves its sums in its own shared memory (the x stages'
+//      space, no longer needed), the cluster barrier makes them visible, and block y adds the splits' sums of its share
+//      of the row block's outputs, reading the other blocks' shared memory directly (distributed shared memory), then
+//      stores y or the gated product. One launch, no float32 scratch in global memory. Past 16 rows this was slower
+//      (see kWideClusterMaxTiles).
 //      Round 24's first version wrote the partials to global memory and added them in a second launch; its second
 //      version let the last block of a row block to arrive add them all, which was slower still (Qwen3-1.7B batch 64:
 //      8,482 tokens/s against the first version's 15,493; that block's loads of every split's partials, one after the
 //      other, are the likely cause).
-//    - older code (sm_80-89 builds): the partials go to a float32 scratch and a second launch adds them in the same
-//      order (nf4_wide_finish_kernel), so both ways give the same bits.
+//    - past 16 rows, and in older code (sm_80-89 builds): the partials go to a float32 scratch and a second launch adds
+//      them in the same order (nf4_wide_finish_kernel), so both ways give the same bits (equal digests at batch 64 on
+//      the H100, round 28).
 // The split depends on (m, k) alone and each output column of an mma depends on its own B column only, so a row's
 // bits do not depend on the batch size or on which other rows are in the batch. They differ from the batch-1..8 tile
 // GEMV's in the float32 summation order only (a different split over k).
