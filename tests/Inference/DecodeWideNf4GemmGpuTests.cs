@@ -9,8 +9,8 @@ namespace SlothSharp.Tests.Inference;
 /// cores instead of dequantizing each weight for cuBLASLt, where the tile GEMVs would take the shape (widths multiples
 /// of 128: random NF4 models at hidden 512 and 1024, bf16). Against the reference path, and against the dequantized
 /// GEMM (the engine with the tiles switched off), at batch 12 to 64 (the three n-tile counts), q/k/v as one launch,
-/// gate/up as one gated launch, and with the columns split over blocks (sm_90: the splits' sums added inside a
-/// thread-block cluster; older code: through a float32 scratch and a second launch) and not.</summary>
+/// gate/up as one gated launch, and with the columns split over blocks (the splits' sums added inside a thread-block
+/// cluster at batch 9-16 on sm_90, else through a float32 scratch and a second launch) and not.</summary>
 [Category("Gpu")]
 public class DecodeWideNf4GemmGpuTests
 {
