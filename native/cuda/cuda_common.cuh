@@ -104,27 +104,47 @@ __device__ __forceinline__ void allow_dependent_launch() {
 // set_programmatic_launch, backends.h; off by default, so kernels called on their own launch plainly).
 bool programmatic_launch_on();
 
-// kernel<<<grid, block, smem, stream>>>(args...), with the PDL attribute when programmatic_launch_on(). Only kernels
-// that call grid_dependency_wait() before touching data of earlier kernels may be launched through this. Returns the
-// launch's error.
+// kernel<<<grid, block, smem, stream>>>(args...), with the PDL attribute when programmatic_launch_on(), as a grid of
+// thread-block clusters of (1, cluster_y, 1) blocks when cluster_y > 0 (sm_90+ code only; the grid's y a multiple of
+// cluster_y). Only kernels that call grid_dependency_wait() before touching data of earlier kernels may be launched
+// through this. Returns the launch's error.
 template <class... Params, class... Args>
-cudaError_t launch_kernel_smem(void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem, cudaStream_t stream,
-                               Args&&... args) {
-    if (!programmatic_launch_on()) {
+cudaError_t launch_kernel_cluster(void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem, unsigned cluster_y,
+                                  cudaStream_t stream, Args&&... args) {
+    const bool programmatic = programmatic_launch_on();
+    if (!programmatic && cluster_y == 0) {
         kernel<<<grid, block, smem, stream>>>(static_cast<Args&&>(args)...);
         return cudaGetLastError();
     }
-    cudaLaunchAttribute attribute[1];
-    attribute[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    attribute[0].val.programmaticStreamSerializationAllowed = 1;
+    cudaLaunchAttribute attribute[2];
+    unsigned count = 0;
+    if (cluster_y > 0) {
+        attribute[count].id = cudaLaunchAttributeClusterDimension;
+        attribute[count].val.clusterDim.x = 1;
+        attribute[count].val.clusterDim.y = cluster_y;
+        attribute[count].val.clusterDim.z = 1;
+        ++count;
+    }
+    if (programmatic) {
+        attribute[count].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+        attribute[count].val.programmaticStreamSerializationAllowed = 1;
+        ++count;
+    }
     cudaLaunchConfig_t config = {};
     config.gridDim = grid;
     config.blockDim = block;
     config.dynamicSmemBytes = smem;
     config.stream = stream;
     config.attrs = attribute;
-    config.numAttrs = 1;
+    config.numAttrs = count;
     return cudaLaunchKernelEx(&config, kernel, static_cast<Args&&>(args)...);
+}
+
+// The same without clusters.
+template <class... Params, class... Args>
+cudaError_t launch_kernel_smem(void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem, cudaStream_t stream,
+                               Args&&... args) {
+    return launch_kernel_cluster(kernel, grid, block, smem, 0u, stream, static_cast<Args&&>(args)...);
 }
 
 // The same without dynamic shared memory.

@@ -42,22 +42,29 @@ __device__ __forceinline__ void mma_16816(float (&c)[4], uint32_t a0, uint32_t a
 
 __global__ void mma_probe_kernel() {}
 
-// Whether this translation unit's kernels were compiled for sm_80+ on the current device (mma.sync with bf16 exists
-// there only; a compute_75 build JIT-compiled on an H100 reports 75), asked once per device. The probe lives in an
-// unnamed namespace, so each translation unit asks about its own code.
-inline bool mma_compiled() {
+// The PTX version this translation unit's kernels were compiled for on the current device (a compute_75 build
+// JIT-compiled on an H100 reports 75), asked once per device; 0 where it cannot be asked. The probe lives in an unnamed
+// namespace, so each translation unit asks about its own code.
+inline int compiled_ptx() {
     constexpr int kDevices = 64;
-    static std::atomic<int> known[kDevices];  // 0: not asked yet, 1: yes, 2: no
+    static std::atomic<int> known[kDevices];  // 0: not asked yet, else the version + 1
     int device = 0;
-    if (cudaGetDevice(&device) != cudaSuccess || device < 0 || device >= kDevices) return false;
+    if (cudaGetDevice(&device) != cudaSuccess || device < 0 || device >= kDevices) return 0;
     int v = known[device].load(std::memory_order_relaxed);
     if (v == 0) {
         cudaFuncAttributes attributes{};
-        v = cudaFuncGetAttributes(&attributes, mma_probe_kernel) == cudaSuccess && attributes.ptxVersion >= 80 ? 1 : 2;
+        v = 1 + (cudaFuncGetAttributes(&attributes, mma_probe_kernel) == cudaSuccess ? attributes.ptxVersion : 0);
         known[device].store(v, std::memory_order_relaxed);
     }
-    return v == 1;
+    return v - 1;
 }
+
+// Whether this translation unit's kernels were compiled for sm_80+ (mma.sync with bf16 exists there only).
+inline bool mma_compiled() { return compiled_ptx() >= 80; }
+
+// Whether they were compiled for sm_90+ (thread-block clusters: ptx.cuh's cluster_barrier), which implies the device
+// is sm_90+ too.
+inline bool clusters_compiled() { return compiled_ptx() >= 90; }
 
 }  // namespace
 }  // namespace sloth::cuda

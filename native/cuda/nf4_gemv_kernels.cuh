@@ -550,7 +550,7 @@ sloth_status launch(const char* fn, const Nf4GemvArgs& a, cudaStream_t stream) {
 }
 
 // The kernels' view of a validated group; blocks: the grid of the plain grouped launch.
-Group group_of(const Nf4GemvGroupArgs& a, int64_t* blocks) {
+inline Group group_of(const Nf4GemvGroupArgs& a, int64_t* blocks) {
     Group g{};
     g.count = a.count;
     g.x = a.x;

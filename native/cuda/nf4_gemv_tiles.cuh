@@ -112,6 +112,11 @@ __device__ __forceinline__ void tile_issue(TileLoads<kStep, kTiles>& b, const Ti
             }
 }
 
+// The block scale of 16 loaded bytes: nested code map [code] x nested absmax + offset, as bitsandbytes computes it.
+__device__ __forceinline__ float tile_scale(const TileRows& t, uint32_t code, float nested, float offset) {
+    return __fadd_rn(__fmul_rn(t.s_map[code], nested), offset);
+}
+
 // A lane's activations for super-chunks [s, s + kStep): x[bx][c + 32q .. + 32) of each (those before s1).
 template <int kStep>
 struct TileX {
@@ -137,8 +142,8 @@ __device__ __forceinline__ void tile_consume(const TileLoads<kStep, kTiles>& b, 
         if (s + i >= s1) break;
 #pragma unroll
         for (int u = 0; u < kTiles; ++u) {
-            const float scale_a = __fadd_rn(__fmul_rn(t[u].s_map[b.code[i][u][0]], b.nested[i][u][0]), offset[u]);
-            const float scale_b = __fadd_rn(__fmul_rn(t[u].s_map[b.code[i][u][1]], b.nested[i][u][1]), offset[u]);
+            const float scale_a = tile_scale(t[u], b.code[i][u][0], b.nested[i][u][0], offset[u]);
+            const float scale_b = tile_scale(t[u], b.code[i][u][1], b.nested[i][u][1], offset[u]);
 #pragma unroll
             for (int v = 0; v < 4; ++v) {
                 const uint4& wa = b.w[i][u][0];

@@ -153,8 +153,59 @@ __device__ __forceinline__ uint32_t byte_perm(uint32_t a, uint32_t b) {
     return r;
 }
 
+// 16 bytes global -> shared without passing through registers (cp.async.cg, sm_80+; both addresses 16-byte aligned),
+// then the commit of this thread's copies so far as one group, and the wait until at most kPending groups are in
+// flight (the block's __syncthreads after it makes them visible to every thread).
+__device__ __forceinline__ void cp_async16(uint32_t dst, const void* src) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(dst), "l"(src) : "memory");
+#else
+    (void)dst, (void)src;
+#endif
+}
+__device__ __forceinline__ void cp_async_commit() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    asm volatile("cp.async.commit_group;" ::: "memory");
+#endif
+}
+template <int kPending>
+__device__ __forceinline__ void cp_async_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    asm volatile("cp.async.wait_group %0;" ::"n"(kPending) : "memory");
+#endif
+}
+// 16 bytes from shared memory at a 32-bit shared-window address.
+__device__ __forceinline__ uint4 load_shared_v4(uint32_t address) {
+    uint4 v;
+    asm volatile("ld.shared.v4.u32 {%0, %1, %2, %3}, [%4];" : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "r"(address));
+    return v;
+}
+
 // One float to bf16 / f16 bits with the same rounding as the packed forms.
 __device__ __forceinline__ uint16_t to_bf16_bits(float f) { return static_cast<uint16_t>(pack_bf16x2(f, 0.0f)); }
 __device__ __forceinline__ uint16_t to_f16_bits(float f) { return static_cast<uint16_t>(pack_f16x2(f, 0.0f)); }
+
+// ---- Thread-block clusters (sm_90+; the callers launch with a cluster shape only where the code was built for sm_90).
+// Every non-exited thread of the cluster arrives (release at cluster scope, the instruction's default: this thread's
+// earlier writes, shared and global) and waits for the others (acquire, the default): afterwards a block reads what
+// any block of its cluster wrote before the barrier.
+__device__ __forceinline__ void cluster_barrier() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("barrier.cluster.arrive.aligned;\n\tbarrier.cluster.wait.aligned;" ::: "memory");
+#endif
+}
+// The float at shared-window address `address` of this block's layout, in the shared memory of block `rank` of the
+// cluster (mapa + ld.shared::cluster: distributed shared memory).
+__device__ __forceinline__ float load_cluster_f32(uint32_t address, uint32_t rank) {
+    float v = 0.0f;
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    uint32_t remote;
+    asm volatile("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(remote) : "r"(address), "r"(rank));
+    asm volatile("ld.shared::cluster.f32 %0, [%1];" : "=f"(v) : "r"(remote) : "memory");
+#else
+    (void)address, (void)rank;
+#endif
+    return v;
+}
 
 }  // namespace sloth::cuda::ptx

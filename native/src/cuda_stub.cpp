@@ -75,6 +75,9 @@ sloth_status zero_on_stream(const char* fn, int32_t, void*, int64_t, void*) { re
 bool set_programmatic_launch(bool) { return false; }
 bool set_nf4_gemv_tiles(bool) { return false; }
 bool nf4_gemv_tiles_on() { return false; }
+bool nf4_wide_group_takes(const Nf4GemvGroupArgs&) { return false; }
+int64_t nf4_wide_group_launches(const Nf4GemvGroupArgs&) { return 0; }
+sloth_status nf4_gemm_wide_group(const char* fn, const Nf4GemvGroupArgs&, float*, int32_t, void*) { return no_cuda(fn); }
 sloth_status programmatic_launch_supported(const char* fn, int32_t, bool*) { return no_cuda(fn); }
 std::string gemm_tuning_report() { return ""; }
 void gemm_forget_tuning() {}

@@ -73,6 +73,28 @@ inline int64_t decode_attention_scratch_floats(int64_t batch, int64_t heads, int
     return decode_partial_floats(batch, heads, head_dim, max_length) + batch * heads;
 }
 
+// The NF4 products past SLOTH_NF4_GEMV_MAX_BATCH rows on CUDA (cuda/nf4_gemm_wide.cu): up to kNf4WideMaxBatch rows, a
+// block over kNf4WideRows weight rows, the columns split over blocks so that about kNf4WideTargetBlocks blocks (two
+// an SM on an H100) run, each at least two 128-column super-chunks, at most kNf4WideMaxSplits (a thread-block
+// cluster's portable size: sm_90 code adds the splits' sums inside the cluster). The split follows from (m, k) alone,
+// not from the device, so the bits do not depend on the GPU. Older code adds them through a float32 scratch of
+// nf4_wide_partial_floats.
+constexpr int64_t kNf4WideMaxBatch = 64;
+constexpr int64_t kNf4WideRows = 128;
+constexpr int64_t kNf4WideTargetBlocks = 264;
+constexpr int64_t kNf4WideMaxSplits = 8;
+inline int64_t nf4_wide_splits(int64_t m, int64_t k) {
+    const int64_t chunks = k / 128, row_blocks = (m + kNf4WideRows - 1) / kNf4WideRows;
+    if (chunks < 2 || row_blocks < 1) return 1;  // the kernel takes k % 128 == 0 only; the sizing asks for any shape
+    int64_t splits = (kNf4WideTargetBlocks + row_blocks - 1) / row_blocks;
+    const int64_t most = chunks / 2 < kNf4WideMaxSplits ? chunks / 2 : kNf4WideMaxSplits;
+    splits = splits < most ? splits : most;
+    const int64_t per = (chunks + splits - 1) / splits;
+    return (chunks + per - 1) / per;  // no split left empty
+}
+// Enough for a launch of m rows in all (members side by side, or gate and up: m = 2 of theirs) of width k.
+inline int64_t nf4_wide_partial_floats(int64_t batch, int64_t m, int64_t k) { return nf4_wide_splits(m, k) * batch * m; }
+
 struct EmbedArgs {
     const int64_t* ids;  // [batch], clamped to [0, vocab)
     const void* table;   // [vocab, hidden]
@@ -202,7 +224,7 @@ constexpr int kNf4GroupMax = 3;
 struct Nf4GemvGroupArgs {
     const void* x;  // [batch, k], shared by every member
     sloth_dtype dtype;
-    int64_t batch, k;  // batch in [1, SLOTH_NF4_GEMV_MAX_BATCH]
+    int64_t batch, k;  // batch in [1, SLOTH_NF4_GEMV_MAX_BATCH] (the wide GEMM's: up to kNf4WideMaxBatch)
     int32_t blocksize, nested_blocksize;  // shared: the decoder groups only weights with equal block sizes
     int32_t count;                        // members, 1..kNf4GroupMax
     Nf4GroupMember member[kNf4GroupMax];
@@ -356,6 +378,15 @@ sloth_status programmatic_launch_supported(const char* fn, int32_t device, bool*
 // throughout (its persistent step runs the lane kernels' code).
 bool set_nf4_gemv_tiles(bool on);
 bool nf4_gemv_tiles_on();
+// Whether the wide NF4 GEMM (cuda/nf4_gemm_wide.cu) takes these products of one x: 9 to kNf4WideMaxBatch rows, 1 to
+// 3 members side by side or the gated form (gate and up of equal rows), no folded norm, where the tile GEMVs would
+// take a batch of 8 (bf16/f16, k % 128 == 0 and at most 8192, 16-byte aligned x and weights, sm_80+ kernels, tiles
+// on). nf4_gemm_wide_group runs it (partial: nf4_wide_partial_floats floats for the launch's rows, used by older code
+// only); nf4_wide_group_launches says how many launches that takes (1, or 2 where older code adds the partials in a
+// second launch; 0: not taken).
+bool nf4_wide_group_takes(const Nf4GemvGroupArgs& g);
+int64_t nf4_wide_group_launches(const Nf4GemvGroupArgs& g);
+sloth_status nf4_gemm_wide_group(const char* fn, const Nf4GemvGroupArgs& g, float* partial, int32_t device, void* stream);
 }  // namespace cuda
 
 }  // namespace sloth

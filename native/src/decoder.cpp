@@ -28,6 +28,7 @@
 #include <map>
 #include <memory>
 #include <set>
+#include <utility>
 #include <vector>
 
 using namespace sloth;
@@ -75,7 +76,7 @@ struct Shape {
 };
 
 struct Workspace {  // byte offsets into the workspace
-    int64_t h, h2, y, qkv, qr, attn, o, gu, act, lora, partial, arrivals, barrier, table, dq, logits, gemm, total;
+    int64_t h, h2, y, qkv, qr, attn, o, gu, act, lora, partial, arrivals, barrier, table, dq, wide, logits, gemm, total;
 };
 
 Workspace layout(const Shape& s) {
@@ -106,10 +107,19 @@ Workspace layout(const Shape& s) {
         most = std::max(most, s.heads * s.head_dim * s.hidden);
         most = std::max(most, 2 * s.inter * s.hidden);
         w.dq = take(most * e);
+        // The wide NF4 GEMM's float32 partial sums (cuda/nf4_gemm_wide.cu), for the largest of the projections'
+        // shapes [out, in], fused or not.
+        const int64_t q_out = s.heads * s.head_dim, kv_out = s.kv_heads * s.head_dim;
+        int64_t wide = 0;
+        for (const auto& [out, in] : {std::pair{q_out, s.hidden}, std::pair{kv_out, s.hidden}, std::pair{qkv_out, s.hidden},
+                                      std::pair{s.hidden, q_out}, std::pair{s.inter, s.hidden},
+                                      std::pair{2 * s.inter, s.hidden}, std::pair{s.hidden, s.inter}})
+            wide = std::max(wide, nf4_wide_partial_floats(std::min(b, kNf4WideMaxBatch), out, in));
+        w.wide = take(wide * 4);
         w.logits = take(b * s.vocab * e);
         w.gemm = take(kGemmWorkspace);
     } else {
-        w.dq = w.logits = w.gemm = -1;
+        w.dq = w.wide = w.logits = w.gemm = -1;
     }
     w.total = at;
     return w;
@@ -392,9 +402,34 @@ class Decoder {
                                 p.nested_blocksize, y};
             return issue(1, [&] { return cpu() ? cpu::nf4_gemv(fn, a) : cuda::nf4_gemv(fn, a, device, stream); });
         }
+        if (const Nf4GemvGroupArgs g = alone(p, x, batch, y); cuda::nf4_wide_group_takes(g)) return wide(fn, g);
         const Nf4DequantArgs d = dequant_args(p, at<void>(ws.dq));
         SLOTH_CHECK(issue(1, [&] { return cuda::nf4_dequantize(fn, d, device, stream); }));
         return dense(fn, x, at<void>(ws.dq), batch, p.in, p.out, y);
+    }
+
+    // p's NF4 product of x [batch, p.in] into y as a one-member group.
+    Nf4GemvGroupArgs alone(const Proj& p, const void* x, int64_t batch, void* y) const {
+        Nf4GemvGroupArgs g = group_args(p, x, batch);
+        g.count = 1;
+        g.member[0] = member(p, 0, p.out, y, p.out);
+        return g;
+    }
+
+    // The wide NF4 GEMM (CUDA, past 8 rows) of g, which nf4_wide_group_takes: one launch, or two where the kernels
+    // were built for older GPUs (cuda/nf4_gemm_wide.cu).
+    sloth_status wide(const char* fn, const Nf4GemvGroupArgs& g) {
+        return issue(cuda::nf4_wide_group_launches(g),
+                     [&] { return cuda::nf4_gemm_wide_group(fn, g, at<float>(ws.wide), device, stream); });
+    }
+
+    // g (q/k/v, or gate/up gated) as one wide NF4 GEMM past 8 rows on CUDA, after the due residual norm; false:
+    // nothing launched (the GEMV path's batch, a format the kernel does not take, members not NF4 alike).
+    bool try_wide(const char* fn, const Nf4GemvGroupArgs& g, std::initializer_list<const Proj*> ps, sloth_status* st) {
+        if (cpu() || g.batch <= SLOTH_NF4_GEMV_MAX_BATCH || !nf4_same_format(ps) || !cuda::nf4_wide_group_takes(g)) return false;
+        *st = flush_norm(fn, g.batch);
+        if (*st == SLOTH_OK) *st = wide(fn, g);
+        return true;
     }
 
     // p's whole NF4 weight dequantized into out ([p.out, p.in] in the dtype).
@@ -417,6 +452,8 @@ class Decoder {
             if (p->kind != SLOTH_WEIGHT_NF4 || p->in != first->in || p->rank != 0) return false;
             rows += p->out;
         }
+        // The wide NF4 GEMM reads the NF4 weights as they are: no dequantized copy to stack them in.
+        if (cuda::nf4_wide_group_takes(alone(*first, at<void>(ws.y), batch, y))) return false;
         *st = flush_norm(fn, batch);
         char* dq = at<char>(ws.dq);
         for (const Proj* p : ps) {
@@ -448,7 +485,11 @@ class Decoder {
     // the same decisions (its twin runs each member as nf4_gemv) so that the CPU tests check the plumbing and the
     // launch count.
     bool nf4_alike(std::initializer_list<const Proj*> ps, int64_t batch) const {
-        if (batch > SLOTH_NF4_GEMV_MAX_BATCH) return false;
+        return batch <= SLOTH_NF4_GEMV_MAX_BATCH && nf4_same_format(ps);
+    }
+
+    // All NF4, of one input width and equal block sizes (one launch's members).
+    static bool nf4_same_format(std::initializer_list<const Proj*> ps) {
         const Proj* first = *ps.begin();
         for (const Proj* p : ps)
             if (p->kind != SLOTH_WEIGHT_NF4 || p->in != first->in || p->blocksize != first->blocksize ||
@@ -518,7 +559,9 @@ class Decoder {
     // no adapter and no bias on either (both change the products before the activation). True when done.
     bool gated_group(const char* fn, const Proj& pg, const Proj* pu, int64_t batch, sloth_status* st) {
         const Proj& up = pu ? *pu : pg;
-        if (!nf4_alike({&pg, &up}, batch) || pg.rank != 0 || up.rank != 0 || pg.bias || up.bias) return false;
+        if (pg.rank != 0 || up.rank != 0 || pg.bias || up.bias) return false;
+        if (try_wide(fn, gated_args(pg, pu, batch), {&pg, &up}, st)) return true;
+        if (!nf4_alike({&pg, &up}, batch)) return false;
         return try_group(fn, gated_args(pg, pu, batch), st);
     }
 
@@ -656,7 +699,8 @@ class Decoder {
             } else {
                 const Proj &pq = L.p[SLOTH_DECODER_PROJ_Q], &pk = L.p[SLOTH_DECODER_PROJ_K], &pv = L.p[SLOTH_DECODER_PROJ_V];
                 sloth_status st = SLOTH_OK;
-                const bool grouped = nf4_alike({&pq, &pk, &pv}, batch) && try_group(fn, qkv_group(L, batch), &st);
+                const bool grouped = (nf4_alike({&pq, &pk, &pv}, batch) && try_group(fn, qkv_group(L, batch), &st)) ||
+                                     try_wide(fn, qkv_group(L, batch), {&pq, &pk, &pv}, &st);
                 SLOTH_CHECK(st);
                 const bool stacked = !grouped && stacked_gemm(fn, {&pq, &pk, &pv}, batch, rows.q, &st);
                 SLOTH_CHECK(st);

@@ -90,8 +90,8 @@ cudaError_t cudaGraphExecDestroy(cudaGraphExec_t);
 cudaError_t cudaGraphDestroy(cudaGraph_t);
 __device__ int __shfl_xor_sync(unsigned, int, int, int = 32);
 // Programmatic dependent launch (cuda_common.cuh's launch_kernel).
-enum cudaLaunchAttributeID { cudaLaunchAttributeCooperative = 2, cudaLaunchAttributeProgrammaticStreamSerialization = 5 };
-union cudaLaunchAttributeValue { int cooperative; int programmaticStreamSerializationAllowed; };
+enum cudaLaunchAttributeID { cudaLaunchAttributeCooperative = 2, cudaLaunchAttributeClusterDimension = 4, cudaLaunchAttributeProgrammaticStreamSerialization = 5 };
+union cudaLaunchAttributeValue { int cooperative; int programmaticStreamSerializationAllowed; struct { unsigned x, y, z; } clusterDim; };
 struct cudaLaunchAttribute { cudaLaunchAttributeID id; cudaLaunchAttributeValue val; };
 struct cudaLaunchConfig_t {
     dim3 gridDim; dim3 blockDim; size_t dynamicSmemBytes; cudaStream_t stream; cudaLaunchAttribute* attrs; unsigned numAttrs;
@@ -113,7 +113,7 @@ __device__ float __ldcg(const float*);
 cudaError_t cudaMemsetAsync(void*, int, size_t, cudaStream_t = 0);
 cudaError_t cudaMemcpyAsync(void*, const void*, size_t, cudaMemcpyKind, cudaStream_t = 0);
 // The flash attention kernels (cuda/softcap_flash.cu): dynamic shared memory above 48 KB, block-wide votes, exp2/log2.
-enum cudaFuncAttribute { cudaFuncAttributeMaxDynamicSharedMemorySize = 8 };
+enum cudaFuncAttribute { cudaFuncAttributeMaxDynamicSharedMemorySize = 8, cudaFuncAttributeNonPortableClusterSizeAllowed = 14 };
 template <class T>
 inline cudaError_t cudaFuncSetAttribute(T*, cudaFuncAttribute, int) { return cudaSuccess; }
 template <class T>

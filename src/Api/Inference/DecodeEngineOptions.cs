@@ -35,8 +35,10 @@ namespace SlothSharp.Inference;
 /// cores (each weight decoded to the compute dtype in registers, the products summed by mma instructions) where the
 /// shape allows it: bf16/f16, an input width that is a multiple of 128 up to 8192 (every projection of the 1–2B
 /// shapes; a wider one keeps the other kernel), and a library built for sm_80 or newer.
-/// False runs every NF4 product on the lane kernels (one warp per row, float32 FMAs). The two differ in the float32
-/// summation order only, so the logits may differ in the last bits. Where the persistent step runs
+/// From 9 to 64 rows the same shapes run as tensor-core GEMMs on the 4-bit weights (no dequantized copy; q/k/v and
+/// gate/up one launch each). False runs every NF4 product at batch 8 and below on the lane kernels (one warp per row,
+/// float32 FMAs), and past 8 rows dequantizes each weight for a cuBLASLt GEMM. Either way the results differ in the
+/// float32 summation order only, so the logits may differ in the last bits. Where the persistent step runs
 /// (<see cref="DecodeFusions.Persistent"/> on and <see cref="DecodeEngine.PersistentAvailable"/>), the engine uses the
 /// lane kernels at every batch size (that step is built from them).</para>
 /// </summary>
