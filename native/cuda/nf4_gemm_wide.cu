@@ -74,7 +74,8 @@ struct WideMember {
 // A launch: 1 to 3 members side by side (plain: each row block holds 128 rows of one member), or the gated form (gate
 // and up, members 0 and 1 with the same m: each row block holds the same 64 rows of both, warps 0-3 the gate's and 4-7
 // the up projection's, and writes gated_out[b * m + r] = to_dtype(to_dtype(act(g)) * u) from the two sums rounded to
-// the dtype, as the tile GEMV's gated form does). Partials: [split][batch][vrows] float32.
+// the dtype, as the tile GEMV's gated form does). Partials: [split][batch][vrows] float32. The grid: (row_blocks,
+// splits), split y taking super-chunks [per y, per y + per).
 struct WideLaunch {
     WideMember member[kNf4GroupMax];
     int32_t count;
@@ -82,10 +83,13 @@ struct WideLaunch {
     sloth_gate_activation activation;
     void* gated_out;
     const void* x;
-    int64_t batch, k, per, vrows;
+    int64_t batch, k, per, splits, row_blocks, vrows;
     int32_t log2_blocksize, log2_nested_span;
-    float* partial;  // the older code's scratch (see the top of the file); null where the clusters add the sums
+    float* partial;  // the scratch of the splits' partials where no cluster adds them (see the top of the file)
 };
+
+// One split and not gated: the kernel stores y itself, with nothing left to add.
+__host__ __device__ __forceinline__ bool wide_direct(const WideLaunch& a) { return a.splits == 1 && !a.gated; }
 
 __device__ __forceinline__ int wide_member_of(const WideLaunch& a, int64_t block) {
     int u = 0;
@@ -131,10 +135,10 @@ __device__ __forceinline__ void wide_store(const WideLaunch& a, const WideMember
     }
 }
 
-// grid (row blocks of every member, splits), kWideThreads threads; dynamic shared memory: wide_shared_bytes<kNT>().
-// Split blockIdx.y takes super-chunks [per y, per y + per). One split and not gated: y in the dtype directly. Else,
-// kCluster (sm_90 code, launched as clusters of (1, splits)): the sums through the cluster's shared memory (see the top
-// of the file); else float32 partials [split][batch][vrows] for nf4_wide_finish_kernel.
+// grid (a.row_blocks, a.splits), kWideThreads threads; dynamic shared memory: wide_shared_bytes<kNT>(). Direct
+// (wide_direct): y in the dtype. Else, kCluster (sm_90 code, launched as clusters of (1, splits)): the sums through the
+// cluster's shared memory (see the top of the file); else float32 partials [split][batch][vrows] for
+// nf4_wide_finish_kernel.
 template <int kDtype, int kNT, bool kCluster>
 __global__ void __launch_bounds__(kWideThreads) nf4_wide_kernel(WideLaunch a) {
     __shared__ __align__(256) float s_nf4[2][kNf4TableStride];
@@ -218,8 +222,8 @@ __global__ void __launch_bounds__(kWideThreads) nf4_wide_kernel(WideLaunch a) {
     }
     // c[n]: c0/c1 row g, activation rows 8n + 2q, 8n + 2q + 1; c2/c3 row g + 8 (PTX ISA's m16n8 accumulator layout).
     // The last step's barrier: no warp reads the x stages any more, so the cluster path's tile may take their space.
-    const int64_t splits = gridDim.y;
-    const bool direct = splits == 1 && !a.gated;
+    const int64_t splits = a.splits;
+    const bool direct = wide_direct(a);
     float* tile = reinterpret_cast<float*>(s_x);
 #pragma unroll
     for (int n = 0; n < kNT; ++n)
@@ -280,10 +284,10 @@ __global__ void __launch_bounds__(kWideThreads) nf4_wide_kernel(WideLaunch a) {
     }
 }
 
-// The older code's second launch: every output element of the launch from the splits' partials added in split order,
-// one thread an element (plain: over the launch's vrows; gated: over the m rows of the gate).
+// The second launch where no cluster adds the sums: every output element of the launch from the splits' partials added
+// in split order, one thread an element (plain: over the launch's vrows; gated: over the m rows of the gate).
 template <int kDtype>
-__global__ void nf4_wide_finish_kernel(WideLaunch a, int64_t splits) {
+__global__ void nf4_wide_finish_kernel(WideLaunch a) {
     grid_dependency_wait();
     allow_dependent_launch();
     const int64_t cols = a.gated ? a.member[0].m : a.vrows;
@@ -292,7 +296,8 @@ __global__ void nf4_wide_finish_kernel(WideLaunch a, int64_t splits) {
     const int64_t b = e / cols, vrow = e % cols;
     auto sum = [&](int64_t vr) {
         float total = a.partial[b * a.vrows + vr];
-        for (int64_t sp = 1; sp < splits; ++sp) total = __fadd_rn(total, a.partial[(sp * a.batch + b) * a.vrows + vr]);
+        for (int64_t sp = 1; sp < a.splits; ++sp)
+            total = __fadd_rn(total, a.partial[(sp * a.batch + b) * a.vrows + vr]);
         return total;
     };
     if (a.gated) {
@@ -309,7 +314,7 @@ __global__ void nf4_wide_finish_kernel(WideLaunch a, int64_t splits) {
 }
 
 // The launch's layout from validated group arguments: members' row blocks, the split and the partial rows.
-inline WideLaunch wide_launch_of(const Nf4GemvGroupArgs& g, float* partial, int64_t* row_blocks) {
+inline WideLaunch wide_launch_of(const Nf4GemvGroupArgs& g, float* partial) {
     WideLaunch a{};
     a.count = g.count;
     a.gated = g.gated;
@@ -337,9 +342,9 @@ inline WideLaunch wide_launch_of(const Nf4GemvGroupArgs& g, float* partial, int6
     }
     if (g.gated) blocks = ceil_div(g.member[0].m, kNf4WideRows / 2);
     a.vrows = vrows;
-    const int64_t splits = nf4_wide_splits(blocks * kNf4WideRows, g.k), chunks = g.k / kSuperChunk;
-    a.per = (chunks + splits - 1) / splits;
-    *row_blocks = blocks;
+    a.splits = nf4_wide_splits(blocks * kNf4WideRows, g.k);  // every split non-empty: splits = ceil(chunks / per)
+    a.per = (g.k / kSuperChunk + a.splits - 1) / a.splits;
+    a.row_blocks = blocks;
     return a;
 }
 
@@ -353,40 +358,41 @@ constexpr int wide_tiles(int64_t batch) { return batch <= 16 ? 2 : batch <= 32 ?
 constexpr int kWideClusterMaxTiles = 2;
 inline bool wide_clustered(int64_t batch) { return wide_tiles(batch) <= kWideClusterMaxTiles && clusters_compiled(); }
 
+// The launches a wide product takes: one, or two where a second launch adds the splits' partials.
+inline int64_t wide_launches(const WideLaunch& a) { return wide_direct(a) || wide_clustered(a.batch) ? 1 : 2; }
+
 template <int kDtype, int kNT>
-sloth_status launch_wide(const char* fn, const WideLaunch& a, int64_t row_blocks, cudaStream_t stream) {
-    const int64_t chunks = a.k / kSuperChunk, splits = (chunks + a.per - 1) / a.per;
-    SLOTH_CHECK(require_one_launch(fn, row_blocks));
-    if (splits > kNf4WideMaxSplits)
-        return fail(SLOTH_ERROR_INTERNAL, "%s: %lld splits (at most %lld)", fn, static_cast<long long>(splits),
+sloth_status launch_wide(const char* fn, const WideLaunch& a, cudaStream_t stream) {
+    SLOTH_CHECK(require_one_launch(fn, a.row_blocks));
+    if (a.splits > kNf4WideMaxSplits)
+        return fail(SLOTH_ERROR_INTERNAL, "%s: %lld splits (at most %lld)", fn, static_cast<long long>(a.splits),
                     static_cast<long long>(kNf4WideMaxSplits));
-    const bool direct = splits == 1 && !a.gated;
     const size_t smem = wide_shared_bytes<kNT>();
-    const dim3 grid(static_cast<unsigned>(row_blocks), static_cast<unsigned>(splits));
-    if (!direct && wide_clustered(a.batch)) {
+    const dim3 grid(static_cast<unsigned>(a.row_blocks), static_cast<unsigned>(a.splits));
+    if (!wide_direct(a) && wide_clustered(a.batch)) {
         SLOTH_KERNEL_LAUNCH(fn, "nf4_wide_kernel",
                             launch_kernel_cluster(nf4_wide_kernel<kDtype, kNT, true>, grid, kWideThreads, smem,
-                                                  static_cast<unsigned>(splits), stream, a));
+                                                  static_cast<unsigned>(a.splits), stream, a));
         return SLOTH_OK;
     }
-    if (!direct && !a.partial)
+    if (!wide_direct(a) && !a.partial)
         return fail(SLOTH_ERROR_INTERNAL, "%s: the wide NF4 GEMM needs its scratch (%lld splits)", fn,
-                    static_cast<long long>(splits));
+                    static_cast<long long>(a.splits));
     SLOTH_KERNEL_LAUNCH(fn, "nf4_wide_kernel",
                         launch_kernel_smem(nf4_wide_kernel<kDtype, kNT, false>, grid, kWideThreads, smem, stream, a));
-    if (direct) return SLOTH_OK;
+    if (wide_direct(a)) return SLOTH_OK;
     const int64_t elements = a.batch * (a.gated ? a.member[0].m : a.vrows);
     SLOTH_KERNEL_LAUNCH(fn, "nf4_wide_finish_kernel",
-                        launch_kernel(nf4_wide_finish_kernel<kDtype>, grid_for(elements, 256), 256, stream, a, splits));
+                        launch_kernel(nf4_wide_finish_kernel<kDtype>, grid_for(elements, 256), 256, stream, a));
     return SLOTH_OK;
 }
 
 template <int kDtype>
-sloth_status launch_wide_for_batch(const char* fn, const WideLaunch& a, int64_t row_blocks, cudaStream_t stream) {
+sloth_status launch_wide_for_batch(const char* fn, const WideLaunch& a, cudaStream_t stream) {
     switch (wide_tiles(a.batch)) {
-        case 2: return launch_wide<kDtype, 2>(fn, a, row_blocks, stream);
-        case 4: return launch_wide<kDtype, 4>(fn, a, row_blocks, stream);
-        default: return launch_wide<kDtype, 8>(fn, a, row_blocks, stream);
+        case 2: return launch_wide<kDtype, 2>(fn, a, stream);
+        case 4: return launch_wide<kDtype, 4>(fn, a, stream);
+        default: return launch_wide<kDtype, 8>(fn, a, stream);
     }
 }
 
@@ -409,25 +415,20 @@ bool nf4_wide_group_takes(const Nf4GemvGroupArgs& g) {
 }
 
 int64_t nf4_wide_group_launches(const Nf4GemvGroupArgs& g) {
-    if (!nf4_wide_group_takes(g)) return 0;
-    int64_t row_blocks = 0;
-    const nf4::WideLaunch a = nf4::wide_launch_of(g, nullptr, &row_blocks);
-    const int64_t chunks = a.k / nf4::kSuperChunk, splits = (chunks + a.per - 1) / a.per;
-    return (splits == 1 && !a.gated) || nf4::wide_clustered(a.batch) ? 1 : 2;
+    return nf4_wide_group_takes(g) ? nf4::wide_launches(nf4::wide_launch_of(g, nullptr)) : 0;
 }
 
 sloth_status nf4_gemm_wide_group(const char* fn, const Nf4GemvGroupArgs& g, float* partial, int32_t device, void* stream) {
     if (!nf4_wide_group_takes(g))
         return fail(SLOTH_ERROR_INTERNAL, "%s: the wide NF4 GEMM does not take batch %lld, k %lld, %d members", fn,
                     static_cast<long long>(g.batch), static_cast<long long>(g.k), g.count);
-    int64_t row_blocks = 0;
-    const nf4::WideLaunch a = nf4::wide_launch_of(g, partial, &row_blocks);
+    const nf4::WideLaunch a = nf4::wide_launch_of(g, partial);
     return launch_for_dtype(fn, device, stream, g.dtype, [&](auto dt, cudaStream_t s) -> sloth_status {
         constexpr int kD = decltype(dt)::value;
         if constexpr (kD == SLOTH_DTYPE_F32) {
             return fail(SLOTH_ERROR_INTERNAL, "%s: the wide NF4 GEMM has no float32 form", fn);
         } else {
-            return nf4::launch_wide_for_batch<kD>(fn, a, row_blocks, s);
+            return nf4::launch_wide_for_batch<kD>(fn, a, s);
         }
     });
 }

@@ -76,9 +76,9 @@ inline int64_t decode_attention_scratch_floats(int64_t batch, int64_t heads, int
 // The NF4 products past SLOTH_NF4_GEMV_MAX_BATCH rows on CUDA (cuda/nf4_gemm_wide.cu): up to kNf4WideMaxBatch rows, a
 // block over kNf4WideRows weight rows, the columns split over blocks so that about kNf4WideTargetBlocks blocks (two
 // an SM on an H100) run, each at least two 128-column super-chunks, at most kNf4WideMaxSplits (a thread-block
-// cluster's portable size: sm_90 code adds the splits' sums inside the cluster). The split follows from (m, k) alone,
-// not from the device, so the bits do not depend on the GPU. Older code adds them through a float32 scratch of
-// nf4_wide_partial_floats.
+// cluster's portable size: at batch 9-16, sm_90 code adds the splits' sums inside the cluster). The split follows from
+// (m, k) alone, not from the device, so the bits do not depend on the GPU. Elsewhere the sums go through a float32
+// scratch of nf4_wide_partial_floats.
 constexpr int64_t kNf4WideMaxBatch = 64;
 constexpr int64_t kNf4WideRows = 128;
 constexpr int64_t kNf4WideTargetBlocks = 264;
@@ -381,9 +381,9 @@ bool nf4_gemv_tiles_on();
 // Whether the wide NF4 GEMM (cuda/nf4_gemm_wide.cu) takes these products of one x: 9 to kNf4WideMaxBatch rows, 1 to
 // 3 members side by side or the gated form (gate and up of equal rows), no folded norm, where the tile GEMVs would
 // take a batch of 8 (bf16/f16, k % 128 == 0 and at most 8192, 16-byte aligned x and weights, sm_80+ kernels, tiles
-// on). nf4_gemm_wide_group runs it (partial: nf4_wide_partial_floats floats for the launch's rows, used by older code
-// only); nf4_wide_group_launches says how many launches that takes (1, or 2 where older code adds the partials in a
-// second launch; 0: not taken).
+// on). nf4_gemm_wide_group runs it (partial: nf4_wide_partial_floats floats for the launch's rows, used where no
+// cluster adds the splits' sums); nf4_wide_group_launches says how many launches that takes (1, or 2 where a second
+// launch adds the partials; 0: not taken).
 bool nf4_wide_group_takes(const Nf4GemvGroupArgs& g);
 int64_t nf4_wide_group_launches(const Nf4GemvGroupArgs& g);
 sloth_status nf4_gemm_wide_group(const char* fn, const Nf4GemvGroupArgs& g, float* partial, int32_t device, void* stream);

@@ -416,8 +416,8 @@ class Decoder {
         return g;
     }
 
-    // The wide NF4 GEMM (CUDA, past 8 rows) of g, which nf4_wide_group_takes: one launch, or two where the kernels
-    // were built for older GPUs (cuda/nf4_gemm_wide.cu).
+    // The wide NF4 GEMM (CUDA, past 8 rows) of g, which nf4_wide_group_takes: one launch, or two where a second one
+    // adds the splits' partials (cuda/nf4_gemm_wide.cu).
     sloth_status wide(const char* fn, const Nf4GemvGroupArgs& g) {
         return issue(cuda::nf4_wide_group_launches(g),
                      [&] { return cuda::nf4_gemm_wide_group(fn, g, at<float>(ws.wide), device, stream); });
@@ -426,7 +426,7 @@ class Decoder {
     // g (q/k/v, or gate/up gated) as one wide NF4 GEMM past 8 rows on CUDA, after the due residual norm; false:
     // nothing launched (the GEMV path's batch, a format the kernel does not take, members not NF4 alike).
     bool try_wide(const char* fn, const Nf4GemvGroupArgs& g, std::initializer_list<const Proj*> ps, sloth_status* st) {
-        if (cpu() || g.batch <= SLOTH_NF4_GEMV_MAX_BATCH || !nf4_same_format(ps) || !cuda::nf4_wide_group_takes(g)) return false;
+        if (cpu() || !nf4_same_format(ps) || !cuda::nf4_wide_group_takes(g)) return false;  // takes: 9+ rows only
         *st = flush_norm(fn, g.batch);
         if (*st == SLOTH_OK) *st = wide(fn, g);
         return true;
