@@ -123,7 +123,7 @@ __global__ void gated_act_kernel(GatedActArgs a) {
          i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
         const int64_t r = i / a.cols, j = i % a.cols;
         const float g = load_f32<kDtype>(a.gate, r * a.stride + j), u = load_f32<kDtype>(a.up, r * a.stride + j);
-        store_f32<kDtype>(a.out, i, __fmul_rn(round_to<kDtype>(gate_activation(a.activation, g)), u));
+        store_f32<kDtype>(a.out, i, gated_product<kDtype>(a.activation, g, u));
     }
 }
 

@@ -3,6 +3,7 @@
 // Shared by swiglu.cu (training) and decode_ops.cu (decoding), so both give the same bits.
 #pragma once
 
+#include "dtype.cuh"
 #include "slothsharp.h"
 
 namespace sloth::cuda {
@@ -25,6 +26,15 @@ __device__ __forceinline__ float gate_activation(float g) {
 // The same, chosen at run time (the decoding kernels take the family's activation as an argument).
 __device__ __forceinline__ float gate_activation(sloth_gate_activation act, float g) {
     return act == SLOTH_GATE_SILU ? gate_activation<SLOTH_GATE_SILU>(g) : gate_activation<SLOTH_GATE_GELU_TANH>(g);
+}
+
+// A gated output of the decoding kernels from the gate g and the up value u, both already rounded to the dtype:
+// act(g) rounded to the dtype, times u (the caller stores the product in the dtype). The separate gated activation
+// (decode_ops.cu) and the kernels that fuse it (the NF4 GEMVs' and the wide GEMM's gated forms) all compute it here,
+// so they give the same bits.
+template <int kDtype>
+__device__ __forceinline__ float gated_product(sloth_gate_activation act, float g, float u) {
+    return __fmul_rn(round_to<kDtype>(gate_activation(act, g)), u);
 }
 
 }  // namespace sloth::cuda

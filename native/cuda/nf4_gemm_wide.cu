@@ -128,7 +128,7 @@ __device__ __forceinline__ void wide_store(const WideLaunch& a, const WideMember
         const int64_t m = a.member[0].m, r = rb * (kNf4WideRows / 2) + j;
         if (r >= m) return;
         const float gv = round_to<kDtype>(sum), uv = round_to<kDtype>(up_sum);
-        store_f32<kDtype>(a.gated_out, b * m + r, __fmul_rn(round_to<kDtype>(gate_activation(a.activation, gv)), uv));
+        store_f32<kDtype>(a.gated_out, b * m + r, gated_product<kDtype>(a.activation, gv, uv));
     } else {
         const int64_t r = rb * kNf4WideRows + j;
         if (r < d.m) store_f32<kDtype>(d.y, b * d.y_stride + r, sum);
@@ -303,7 +303,7 @@ __global__ void nf4_wide_finish_kernel(WideLaunch a) {
     if (a.gated) {
         const int64_t m = a.member[0].m;
         const float gv = round_to<kDtype>(sum(vrow)), uv = round_to<kDtype>(sum(m + vrow));
-        store_f32<kDtype>(a.gated_out, b * m + vrow, __fmul_rn(round_to<kDtype>(gate_activation(a.activation, gv)), uv));
+        store_f32<kDtype>(a.gated_out, b * m + vrow, gated_product<kDtype>(a.activation, gv, uv));
         return;
     }
     int u = 0;

@@ -492,7 +492,7 @@ __device__ __forceinline__ void gated_block(const Group& g, sloth_gate_activatio
         const int64_t out_row = block * kPairRows + r;
         const float gate = round_to<kDtype>(slot_sum<kBatch, kSlices>(s_part, r, b));
         const float up = round_to<kDtype>(slot_sum<kBatch, kSlices>(s_part, kPairRows + r, b));
-        if (out_row < m) store_f32<kDtype>(out, b * m + out_row, __fmul_rn(round_to<kDtype>(gate_activation(activation, gate)), up));
+        if (out_row < m) store_f32<kDtype>(out, b * m + out_row, gated_product<kDtype>(activation, gate, up));
     }
 }
 

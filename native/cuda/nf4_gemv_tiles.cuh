@@ -333,7 +333,7 @@ __device__ __forceinline__ void tile_gated_block(const Group& g, sloth_gate_acti
         const int r = threadIdx.x / 8, n = threadIdx.x % 8;
         const float gv = round_to<kDtype>(s_sum[0][r * 8 + n]), uv = round_to<kDtype>(s_sum[1][r * 8 + n]);
         if (n < kBatch && r0 + r < m)
-            store_f32<kDtype>(out, n * m + r0 + r, __fmul_rn(round_to<kDtype>(gate_activation(activation, gv)), uv));
+            store_f32<kDtype>(out, n * m + r0 + r, gated_product<kDtype>(activation, gv, uv));
     }
 }
 
