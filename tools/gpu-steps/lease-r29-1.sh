@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Round 29 (issue 25), main at 088fc8a: one call that (1) runs the wide NF4 GEMM's, engine, launch-mode and tensor-core
+# GEMV GPU tests on main's selection (clusters at batch 9-16, the scratch past 16 rows) with the two review commits
+# (500d564, 088fc8a) that no GPU has run; (2) times batch 64, 32 and 16 on both shapes, and each class alone at batch
+# 64 (Qwen3-1.7B); (3) Nsight Compute over the four wide launches of one layer at batch 64 (Qwen3-1.7B): registers,
+# occupancy, stall reasons, DRAM throughput, and the SASS page of the gate/up launch; (4) variant lb2 (launch bounds
+# asking two blocks an SM) and variant nowide (main's dequantize + cuBLASLt path) at the batches (2) times.
+set -uo pipefail
+OUT="${1:?usage: lease-r29-1.sh OUTDIR}"
+. "$(dirname "$0")/common.sh"
+native_variant nowide cuda/nf4_gemm_wide.cu "bool nf4_wide_group_takes(const Nf4GemvGroupArgs\& g) {" \
+    "bool nf4_wide_group_takes(const Nf4GemvGroupArgs\& g) { if (g.batch > 0) return false;"
+native_variant lb2 cuda/nf4_gemm_wide.cu "__global__ void __launch_bounds__(kWideThreads) nf4_wide_kernel" \
+    "__global__ void __launch_bounds__(kWideThreads, 2) nf4_wide_kernel"
+start_variant_builds nowide lb2
+gpu_tests tests 100 "FullyQualifiedName~DecodeWideNf4Gemm|FullyQualifiedName~DecodeEngineGpu|FullyQualifiedName~DecodeLaunchMode|FullyQualifiedName~DecodeTensorCoreGemv"
+grep -E "^failed" -A8 "$OUT/tests.log" | head -30
+decode_run wide "$SLOTHSHARP_NATIVE_PATH" --presets qwen3-1.7b,llama-3.2-1b --batches 64,32,16 --steps 512
+decode_run wide-only "$SLOTHSHARP_NATIVE_PATH" --presets qwen3-1.7b --batches 64 --steps 512 --only each
+ncu_wide() {  # NAME LIB BATCH
+    timeout 120 env SLOTHSHARP_NATIVE_PATH="$2" ncu --kernel-name regex:nf4_wide_kernel --launch-skip 448 --launch-count 4 \
+        --section LaunchStats --section Occupancy --section WarpStateStats --section SpeedOfLight --section SourceCounters \
+        --section MemoryWorkloadAnalysis --metrics regex:smsp__average_warps_issue_stalled_.*_per_issue_active\.ratio \
+        --import-source no -o "$OUT/wide-$1" dotnet "$bench" --suite decode --prefill 0 --fusions None --no-plain \
+        --presets qwen3-1.7b --batches "$3" --steps 8 --results "$OUT/ncu-run-$1" > "$OUT/ncu-wide-$1.log" 2>&1
+    echo "ncu $1 exit $?"
+    ncu -i "$OUT/wide-$1.ncu-rep" --print-details all > "$OUT/ncu-wide-$1.txt" 2>&1
+    grep -E "  void|nf4_wide|Registers Per Thread|Cluster|Achieved Occupancy|Theoretical Occupancy|Block Limit|Duration|DRAM Throughput|Issue Slots Busy|Warp Cycles Per Issued|Local|stalled_[a-z_]*_per_issue_active" \
+        "$OUT/ncu-wide-$1.txt" | grep -vE " 0(\.0+)?$" | head -120
+    gzip -f "$OUT/ncu-wide-$1.txt"; snap
+}
+wait "${variant_pids[@]}"
+decode_run lb2 "$(variant_lib lb2)" --presets qwen3-1.7b,llama-3.2-1b --batches 64,32 --steps 512
+decode_run nowide "$(variant_lib nowide)" --presets qwen3-1.7b,llama-3.2-1b --batches 64,32 --steps 512
+ncu_wide b64 "$SLOTHSHARP_NATIVE_PATH" 64
+ncu -i "$OUT/wide-b64.ncu-rep" --page source --csv --print-source sass > "$OUT/ncu-wide-sass.csv" 2>&1
+echo "sass rows: $(wc -l < "$OUT/ncu-wide-sass.csv")"; gzip -f "$OUT/ncu-wide-sass.csv"; rm -f "$OUT"/wide-*.ncu-rep; snap
