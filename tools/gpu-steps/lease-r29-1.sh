@@ -3,8 +3,8 @@
 # GEMV GPU tests on main's selection (clusters at batch 9-16, the scratch past 16 rows) with the two review commits
 # (500d564, 088fc8a) that no GPU has run; (2) times batch 64, 32 and 16 on both shapes, and each class alone at batch
 # 64 (Qwen3-1.7B); (3) Nsight Compute over the four wide launches of one layer at batch 64 (Qwen3-1.7B): registers,
-# occupancy, stall reasons, DRAM throughput, and the SASS page of the gate/up launch; (4) variant lb2 (launch bounds
-# asking two blocks an SM) and variant nowide (main's dequantize + cuBLASLt path) at the batches (2) times.
+# occupancy, stall reasons, DRAM throughput, and the SASS page of the gate/up launch; (4) variants lb2 (launch bounds
+# asking two blocks an SM), t132 (half the blocks: fewer splits) and nowide (main's dequantize + cuBLASLt path) at the batches (2) times.
 set -uo pipefail
 OUT="${1:?usage: lease-r29-1.sh OUTDIR}"
 . "$(dirname "$0")/common.sh"
@@ -12,7 +12,8 @@ native_variant nowide cuda/nf4_gemm_wide.cu "bool nf4_wide_group_takes(const Nf4
     "bool nf4_wide_group_takes(const Nf4GemvGroupArgs\& g) { if (g.batch > 0) return false;"
 native_variant lb2 cuda/nf4_gemm_wide.cu "__global__ void __launch_bounds__(kWideThreads) nf4_wide_kernel" \
     "__global__ void __launch_bounds__(kWideThreads, 2) nf4_wide_kernel"
-start_variant_builds nowide lb2
+native_variant t132 src/decode_kernels.h "constexpr int64_t kNf4WideTargetBlocks = 264;" "constexpr int64_t kNf4WideTargetBlocks = 132;"
+start_variant_builds nowide lb2 t132
 gpu_tests tests 100 "FullyQualifiedName~DecodeWideNf4Gemm|FullyQualifiedName~DecodeEngineGpu|FullyQualifiedName~DecodeLaunchMode|FullyQualifiedName~DecodeTensorCoreGemv"
 grep -E "^failed" -A8 "$OUT/tests.log" | head -30
 decode_run wide "$SLOTHSHARP_NATIVE_PATH" --presets qwen3-1.7b,llama-3.2-1b --batches 64,32,16 --steps 512
@@ -29,9 +30,10 @@ ncu_wide() {  # NAME LIB BATCH
         "$OUT/ncu-wide-$1.txt" | grep -vE " 0(\.0+)?$" | head -120
     gzip -f "$OUT/ncu-wide-$1.txt"; snap
 }
-wait "${variant_pids[@]}"
-decode_run lb2 "$(variant_lib lb2)" --presets qwen3-1.7b,llama-3.2-1b --batches 64,32 --steps 512
-decode_run nowide "$(variant_lib nowide)" --presets qwen3-1.7b,llama-3.2-1b --batches 64,32 --steps 512
 ncu_wide b64 "$SLOTHSHARP_NATIVE_PATH" 64
 ncu -i "$OUT/wide-b64.ncu-rep" --page source --csv --print-source sass > "$OUT/ncu-wide-sass.csv" 2>&1
 echo "sass rows: $(wc -l < "$OUT/ncu-wide-sass.csv")"; gzip -f "$OUT/ncu-wide-sass.csv"; rm -f "$OUT"/wide-*.ncu-rep; snap
+wait "${variant_pids[@]}"
+decode_run lb2 "$(variant_lib lb2)" --presets qwen3-1.7b,llama-3.2-1b --batches 64,32 --steps 512
+decode_run nowide "$(variant_lib nowide)" --presets qwen3-1.7b,llama-3.2-1b --batches 64,32 --steps 512
+decode_run t132 "$(variant_lib t132)" --presets qwen3-1.7b,llama-3.2-1b --batches 64,32 --steps 512
