@@ -135,6 +135,66 @@ __device__ __forceinline__ void wide_store(const WideLaunch& a, const WideMember
     }
 }
 
+// What a block's walk over its super-chunks holds fixed: x, the split [s0, s1), the x stages and the NF4 table (shared
+// addresses), the weight's nested offset and block sizes, the load policies, the n-tiles in use and the lane's (g, q).
+struct WideWalk {
+    const void* x;
+    int64_t batch, k, s0, s1;
+    uint32_t stages, table;
+    float offset;
+    int log2_blocksize, log2_nested_span;
+    uint64_t stream, keep;
+    int tiles, g, q;
+};
+
+// Super-chunk s from the weights in `cur` and x in stage (s - s0) % 2 into c; then `cur` takes super-chunk s + 2. A
+// function forced inline, not a lambda: the kernel calls it twice (b0 and b1, so that no register whose load is
+// outstanding is copied), and a call that is not inlined would put c in local memory.
+template <int kDtype, int kNT>
+__device__ __forceinline__ void wide_step(const WideWalk& w, const TileRows& t, TileLoads<1, 1>& cur, int64_t s,
+                                          float (&c)[kNT][4]) {
+    constexpr uint32_t kStageBytes = 8u * kNT * kWideRowBytes;
+    const TileRows rows[1] = {t};
+    if (s + 1 < w.s1) {
+        wide_stage_x(w.x, w.batch, w.k, s + 1, w.stages + static_cast<uint32_t>((s + 1 - w.s0) & 1) * kStageBytes);
+        ptx::cp_async_wait<1>();
+    } else {
+        ptx::cp_async_wait<0>();
+    }
+    __syncthreads();  // this super-chunk's x is in shared memory for every warp (and the tables, the first time)
+    uint32_t pa[4][4], pb[4][4];
+    {
+        const float scale_a = tile_scale(t, cur.code[0][0][0], cur.nested[0][0][0], w.offset);
+        const float scale_b = tile_scale(t, cur.code[0][0][1], cur.nested[0][0][1], w.offset);
+        const uint4& wa = cur.w[0][0][0];
+        const uint4& wb = cur.w[0][0][1];
+        decode8_packed<kDtype>(wa.x, scale_a, w.table, pa[0]);
+        decode8_packed<kDtype>(wa.y, scale_a, w.table, pa[1]);
+        decode8_packed<kDtype>(wa.z, scale_a, w.table, pa[2]);
+        decode8_packed<kDtype>(wa.w, scale_a, w.table, pa[3]);
+        decode8_packed<kDtype>(wb.x, scale_b, w.table, pb[0]);
+        decode8_packed<kDtype>(wb.y, scale_b, w.table, pb[1]);
+        decode8_packed<kDtype>(wb.z, scale_b, w.table, pb[2]);
+        decode8_packed<kDtype>(wb.w, scale_b, w.table, pb[3]);
+    }
+    tile_issue(cur, rows, w.k, s + 2, w.s1, w.q, w.log2_blocksize, w.log2_nested_span, w.stream, w.keep);
+    const uint32_t stage = w.stages + static_cast<uint32_t>((s - w.s0) & 1) * kStageBytes;
+#pragma unroll
+    for (int n = 0; n < kNT; ++n) {
+        if (n >= w.tiles) break;
+        const int r = 8 * n + w.g;
+        const uint32_t row = stage + static_cast<uint32_t>(r * kWideRowBytes);
+#pragma unroll
+        for (int v = 0; v < 4; ++v) {
+            const uint4 xv = ptx::load_shared_v4(row + static_cast<uint32_t>(wide_chunk(r, 4 * w.q + v) * 16));
+            // Word v holds columns 8v .. 8v + 7 of the lane's 32: mma 2v takes 8v + 0..3, mma 2v + 1 8v + 4..7.
+            mma_16816<kDtype>(c[n], pa[v][0], pb[v][0], pa[v][1], pb[v][1], xv.x, xv.y);
+            mma_16816<kDtype>(c[n], pa[v][2], pb[v][2], pa[v][3], pb[v][3], xv.z, xv.w);
+        }
+    }
+    __syncthreads();  // every warp is done with this stage before the copy two super-chunks on overwrites it
+}
+
 // grid (a.row_blocks, a.splits), kWideThreads threads; dynamic shared memory: wide_shared_bytes<kNT>(). Direct
 // (wide_direct): y in the dtype. Else, kCluster (sm_90 code, launched as clusters of (1, splits)): the sums through the
 // cluster's shared memory (see the top of the file); else float32 partials [split][batch][vrows] for
@@ -144,7 +204,6 @@ __global__ void __launch_bounds__(kWideThreads) nf4_wide_kernel(WideLaunch a) {
     __shared__ __align__(256) float s_nf4[2][kNf4TableStride];
     __shared__ float s_map[2][256];
     extern __shared__ __align__(16) unsigned char s_x[];
-    constexpr uint32_t kStageBytes = 8u * kNT * kWideRowBytes;
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, q = lane & 3;
     const int u0 = a.gated ? 0 : wide_member_of(a, blockIdx.x);
     const int u = a.gated ? warp / (kWideWarps / 2) : u0;  // this warp's member
@@ -175,50 +234,10 @@ __global__ void __launch_bounds__(kWideThreads) nf4_wide_kernel(WideLaunch a) {
     float c[kNT][4];
 #pragma unroll
     for (int n = 0; n < kNT; ++n) c[n][0] = c[n][1] = c[n][2] = c[n][3] = 0.0f;
-    // Super-chunk s from the weights in `cur` and x in stage (s - s0) % 2; then `cur` takes super-chunk s + 2.
-    auto step = [&](TileLoads<1, 1>& cur, int64_t s) {
-        if (s + 1 < s1) {
-            wide_stage_x(a.x, batch, k, s + 1, stages + static_cast<uint32_t>((s + 1 - s0) & 1) * kStageBytes);
-            ptx::cp_async_wait<1>();
-        } else {
-            ptx::cp_async_wait<0>();
-        }
-        __syncthreads();  // this super-chunk's x is in shared memory for every warp (and the tables, the first time)
-        uint32_t pa[4][4], pb[4][4];
-        {
-            const float scale_a = tile_scale(t[0], cur.code[0][0][0], cur.nested[0][0][0], offset);
-            const float scale_b = tile_scale(t[0], cur.code[0][0][1], cur.nested[0][0][1], offset);
-            const uint4& wa = cur.w[0][0][0];
-            const uint4& wb = cur.w[0][0][1];
-            decode8_packed<kDtype>(wa.x, scale_a, table, pa[0]);
-            decode8_packed<kDtype>(wa.y, scale_a, table, pa[1]);
-            decode8_packed<kDtype>(wa.z, scale_a, table, pa[2]);
-            decode8_packed<kDtype>(wa.w, scale_a, table, pa[3]);
-            decode8_packed<kDtype>(wb.x, scale_b, table, pb[0]);
-            decode8_packed<kDtype>(wb.y, scale_b, table, pb[1]);
-            decode8_packed<kDtype>(wb.z, scale_b, table, pb[2]);
-            decode8_packed<kDtype>(wb.w, scale_b, table, pb[3]);
-        }
-        tile_issue(cur, t, k, s + 2, s1, q, lb, ln, stream, keep);
-        const uint32_t stage = stages + static_cast<uint32_t>((s - s0) & 1) * kStageBytes;
-#pragma unroll
-        for (int n = 0; n < kNT; ++n) {
-            if (n >= tiles) break;
-            const int r = 8 * n + g;
-            const uint32_t row = stage + static_cast<uint32_t>(r * kWideRowBytes);
-#pragma unroll
-            for (int v = 0; v < 4; ++v) {
-                const uint4 xv = ptx::load_shared_v4(row + static_cast<uint32_t>(wide_chunk(r, 4 * q + v) * 16));
-                // Word v holds columns 8v .. 8v + 7 of the lane's 32: mma 2v takes 8v + 0..3, mma 2v + 1 8v + 4..7.
-                mma_16816<kDtype>(c[n], pa[v][0], pb[v][0], pa[v][1], pb[v][1], xv.x, xv.y);
-                mma_16816<kDtype>(c[n], pa[v][2], pb[v][2], pa[v][3], pb[v][3], xv.z, xv.w);
-            }
-        }
-        __syncthreads();  // every warp is done with this stage before the copy two super-chunks on overwrites it
-    };
+    const WideWalk walk{a.x, batch, k, s0, s1, stages, table, offset, lb, ln, stream, keep, tiles, g, q};
     for (int64_t s = s0; s < s1; s += 2) {
-        step(b0, s);
-        if (s + 1 < s1) step(b1, s + 1);
+        wide_step<kDtype, kNT>(walk, t[0], b0, s, c);
+        if (s + 1 < s1) wide_step<kDtype, kNT>(walk, t[0], b1, s + 1, c);
     }
     // c[n]: c0/c1 row g, activation rows 8n + 2q, 8n + 2q + 1; c2/c3 row g + 8 (PTX ISA's m16n8 accumulator layout).
     // The last step's barrier: no warp reads the x stages any more, so the cluster path's tile may take their space.

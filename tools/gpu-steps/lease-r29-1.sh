@@ -4,7 +4,7 @@
 # (500d564, 088fc8a) that no GPU has run; (2) times batch 64, 32 and 16 on both shapes, and each class alone at batch
 # 64 (Qwen3-1.7B); (3) Nsight Compute over the four wide launches of one layer at batch 64 (Qwen3-1.7B): registers,
 # occupancy, stall reasons, DRAM throughput, and the SASS page of the gate/up launch; (4) variants lb2 (launch bounds
-# asking two blocks an SM), t132 (half the blocks: fewer splits) and nowide (main's dequantize + cuBLASLt path) at the batches (2) times.
+# asking two blocks an SM), lambda (088fc8a's kernel, its step a lambda; main's is a forced-inline function) and nowide (main's dequantize + cuBLASLt path) at the batches (2) times.
 set -uo pipefail
 OUT="${1:?usage: lease-r29-1.sh OUTDIR}"
 . "$(dirname "$0")/common.sh"
@@ -12,8 +12,9 @@ native_variant nowide cuda/nf4_gemm_wide.cu "bool nf4_wide_group_takes(const Nf4
     "bool nf4_wide_group_takes(const Nf4GemvGroupArgs\& g) { if (g.batch > 0) return false;"
 native_variant lb2 cuda/nf4_gemm_wide.cu "__global__ void __launch_bounds__(kWideThreads) nf4_wide_kernel" \
     "__global__ void __launch_bounds__(kWideThreads, 2) nf4_wide_kernel"
-native_variant t132 src/decode_kernels.h "constexpr int64_t kNf4WideTargetBlocks = 264;" "constexpr int64_t kNf4WideTargetBlocks = 132;"
-start_variant_builds nowide lb2 t132
+native_variant lambda cuda/nf4_gemm_wide.cu "kWideClusterMaxTiles = 2;" "kWideClusterMaxTiles = 2;"
+cp tools/gpu-steps/r29-lambda-nf4_gemm_wide.cu /tmp/nvlambda/cuda/nf4_gemm_wide.cu  # 088fc8a's kernel: the step a lambda
+start_variant_builds nowide lb2 lambda
 gpu_tests tests 100 "FullyQualifiedName~DecodeWideNf4Gemm|FullyQualifiedName~DecodeEngineGpu|FullyQualifiedName~DecodeLaunchMode|FullyQualifiedName~DecodeTensorCoreGemv"
 grep -E "^failed" -A8 "$OUT/tests.log" | head -30
 decode_run wide "$SLOTHSHARP_NATIVE_PATH" --presets qwen3-1.7b,llama-3.2-1b --batches 64,32,16 --steps 512
@@ -36,4 +37,4 @@ echo "sass rows: $(wc -l < "$OUT/ncu-wide-sass.csv")"; gzip -f "$OUT/ncu-wide-sa
 wait "${variant_pids[@]}"
 decode_run lb2 "$(variant_lib lb2)" --presets qwen3-1.7b,llama-3.2-1b --batches 64,32 --steps 512
 decode_run nowide "$(variant_lib nowide)" --presets qwen3-1.7b,llama-3.2-1b --batches 64,32 --steps 512
-decode_run t132 "$(variant_lib t132)" --presets qwen3-1.7b,llama-3.2-1b --batches 64,32 --steps 512
+decode_run lambda "$(variant_lib lambda)" --presets qwen3-1.7b,llama-3.2-1b --batches 64,32,16 --steps 512
