@@ -14,7 +14,7 @@ native_variant lb2 cuda/nf4_gemm_wide.cu "__global__ void __launch_bounds__(kWid
     "__global__ void __launch_bounds__(kWideThreads, 2) nf4_wide_kernel"
 native_variant lambda cuda/nf4_gemm_wide.cu "kWideClusterMaxTiles = 2;" "kWideClusterMaxTiles = 2;"
 cp tools/gpu-steps/r29-lambda-nf4_gemm_wide.cu /tmp/nvlambda/cuda/nf4_gemm_wide.cu  # 088fc8a's kernel: the step a lambda
-start_variant_builds nowide lb2 lambda
+start_variant_builds nowide lambda
 usage() { cuobjdump --dump-resource-usage "$1" 2>/dev/null | grep -A1 -E "nf4_wide|attention_kernel" | grep -E "Function|REG" | sed 's/^ *//' > "$OUT/usage-$2.txt"; grep -A1 "nf4_wide_kernel" "$OUT/usage-$2.txt" | head -24; }
 usage "$SLOTHSHARP_NATIVE_PATH" main
 gpu_tests tests 100 "FullyQualifiedName~DecodeWideNf4Gemm|FullyQualifiedName~DecodeEngineGpu|FullyQualifiedName~DecodeLaunchMode|FullyQualifiedName~DecodeTensorCoreGemv"
@@ -37,7 +37,6 @@ ncu_wide b64 "$SLOTHSHARP_NATIVE_PATH" 64
 ncu -i "$OUT/wide-b64.ncu-rep" --page source --csv --print-source sass > "$OUT/ncu-wide-sass.csv" 2>&1
 echo "sass rows: $(wc -l < "$OUT/ncu-wide-sass.csv")"; gzip -f "$OUT/ncu-wide-sass.csv"; rm -f "$OUT"/wide-*.ncu-rep; snap
 wait "${variant_pids[@]}"
-usage "$(variant_lib lambda)" lambda; usage "$(variant_lib lb2)" lb2 | grep -c REG
-decode_run lb2 "$(variant_lib lb2)" --presets qwen3-1.7b,llama-3.2-1b --batches 64,32 --steps 512
+usage "$(variant_lib lambda)" lambda
 decode_run nowide "$(variant_lib nowide)" --presets qwen3-1.7b,llama-3.2-1b --batches 64,32 --steps 512
 decode_run lambda "$(variant_lib lambda)" --presets qwen3-1.7b,llama-3.2-1b --batches 64,32,16 --steps 512
