@@ -3,15 +3,13 @@
 # GEMV GPU tests on main's selection (clusters at batch 9-16, the scratch past 16 rows) with the two review commits
 # (500d564, 088fc8a) that no GPU has run; (2) times batch 64, 32 and 16 on both shapes, and each class alone at batch
 # 64 (Qwen3-1.7B); (3) Nsight Compute over the four wide launches of one layer at batch 64 (Qwen3-1.7B): registers,
-# occupancy, stall reasons, DRAM throughput, and the SASS page of the gate/up launch; (4) variants lb2 (launch bounds
-# asking two blocks an SM), lambda (088fc8a's kernel, its step a lambda; main's is a forced-inline function) and nowide (main's dequantize + cuBLASLt path) at the batches (2) times.
+# occupancy, stall reasons, DRAM throughput, and the SASS page of the gate/up launch; (4) variants
+# lambda (088fc8a's kernel, its step a lambda; main's is a forced-inline function) and nowide (main's dequantize + cuBLASLt path) at the batches (2) times.
 set -uo pipefail
 OUT="${1:?usage: lease-r29-1.sh OUTDIR}"
 . "$(dirname "$0")/common.sh"
 native_variant nowide cuda/nf4_gemm_wide.cu "bool nf4_wide_group_takes(const Nf4GemvGroupArgs\& g) {" \
     "bool nf4_wide_group_takes(const Nf4GemvGroupArgs\& g) { if (g.batch > 0) return false;"
-native_variant lb2 cuda/nf4_gemm_wide.cu "__global__ void __launch_bounds__(kWideThreads) nf4_wide_kernel" \
-    "__global__ void __launch_bounds__(kWideThreads, 2) nf4_wide_kernel"
 native_variant lambda cuda/nf4_gemm_wide.cu "kWideClusterMaxTiles = 2;" "kWideClusterMaxTiles = 2;"
 cp tools/gpu-steps/r29-lambda-nf4_gemm_wide.cu /tmp/nvlambda/cuda/nf4_gemm_wide.cu  # 088fc8a's kernel: the step a lambda
 start_variant_builds nowide lambda
