@@ -18,6 +18,11 @@
 //    shared loads. Rows are 256 bytes, so the four q of a row and the two rows of an 8-lane phase would hit the same
 //    banks; 16-byte chunk i of row r is stored at chunk i ^ (2 (i / 8 % 2)) ^ (r % 2) (wide_chunk), which puts the 8
 //    chunks a phase reads in 8 different bank groups.
+//  - The mmas of a super-chunk go k-step by k-step, each k-step's across the kNT n-tiles (independent accumulators),
+//    the A words decoded where their k-step needs them. Round 28's kernel went tile by tile: 8 dependent mmas into one
+//    accumulator, then the next tile's, so each waited out the previous one's latency, and it held 222 registers at
+//    kNT = 8 (nvcc 11.8, sm_90); this order holds 143 (no spills) with the same mmas into each accumulator in the same
+//    order, so the same bits.
 //  - Split over k across blocks (nf4_wide_splits: about kNf4WideTargetBlocks blocks, at least 2 super-chunks each, at
 //    most kNf4WideMaxSplits), so the small projections (k/v: 512-1024 rows, 4-8 blocks of rows) still fill the GPU.
 //    The splits' float32 sums are added in split order, one way or the other:
@@ -59,6 +64,18 @@ __device__ __forceinline__ void wide_stage_x(const void* x, int64_t batch, int64
                         base + static_cast<int64_t>(r) * k * 2 + i * 16);
     }
     ptx::cp_async_commit();
+}
+
+// Rows [batch, 8 kNT) of both x stages set to zero, once: the copies write rows below the batch only, and the n-tiles
+// past it run anyway (their columns of the products are never stored; each output column of an mma depends on its
+// own activation row only). Visible to every warp after the first step's barrier.
+template <int kNT>
+__device__ __forceinline__ void wide_zero_rows(int64_t batch, unsigned char* stages) {
+    constexpr int kRowWords = kWideRowBytes / 16, kStageWords = 8 * kNT * kRowWords;
+    const int first = static_cast<int>(batch) * kRowWords;  // the first word past the batch's rows, in each stage
+    auto* words = reinterpret_cast<uint4*>(stages);
+    for (int i = first + static_cast<int>(threadIdx.x); i < kStageWords; i += kWideThreads)
+        words[i] = words[kStageWords + i] = make_uint4(0, 0, 0, 0);
 }
 
 // One member of a wide launch: rows [row0, row0 + m) of weight w into y[b * y_stride + r]; its row blocks start at
@@ -136,7 +153,7 @@ __device__ __forceinline__ void wide_store(const WideLaunch& a, const WideMember
 }
 
 // What a block's walk over its super-chunks holds fixed: x, the split [s0, s1), the x stages and the NF4 table (shared
-// addresses), the weight's nested offset and block sizes, the load policies, the n-tiles in use and the lane's (g, q).
+// addresses), the weight's nested offset and block sizes, the load policies and the lane's (g, q).
 struct WideWalk {
     const void* x;
     int64_t batch, k, s0, s1;
@@ -144,12 +161,15 @@ struct WideWalk {
     float offset;
     int log2_blocksize, log2_nested_span;
     uint64_t stream, keep;
-    int tiles, g, q;
+    int g, q;
 };
 
-// Super-chunk s from the weights in `cur` and x in stage (s - s0) % 2 into c; then `cur` takes super-chunk s + 2. A
-// function forced inline, not a lambda: the kernel calls it twice (b0 and b1, so that no register whose load is
-// outstanding is copied), and a call that is not inlined would put c in local memory.
+// Word v (a constant after unrolling) of 16 loaded bytes.
+__device__ __forceinline__ uint32_t word_of(const uint4& u, int v) { return v == 0 ? u.x : v == 1 ? u.y : v == 2 ? u.z : u.w; }
+
+// Super-chunk s from the weights in `cur` and x in stage (s - s0) % 2 into c; then `cur` takes super-chunk s + 2. The
+// kernel calls it twice (b0 and b1, so that no register whose load is outstanding is copied); forced inline so that
+// no compiler leaves it a call with c in local memory (nvcc inlined round 28's lambda; clang does not).
 template <int kDtype, int kNT>
 __device__ __forceinline__ void wide_step(const WideWalk& w, const TileRows& t, TileLoads<1, 1>& cur, int64_t s,
                                           float (&c)[kNT][4]) {
@@ -162,35 +182,32 @@ __device__ __forceinline__ void wide_step(const WideWalk& w, const TileRows& t, 
         ptx::cp_async_wait<0>();
     }
     __syncthreads();  // this super-chunk's x is in shared memory for every warp (and the tables, the first time)
-    uint32_t pa[4][4], pb[4][4];
-    {
-        const float scale_a = tile_scale(t, cur.code[0][0][0], cur.nested[0][0][0], w.offset);
-        const float scale_b = tile_scale(t, cur.code[0][0][1], cur.nested[0][0][1], w.offset);
-        const uint4& wa = cur.w[0][0][0];
-        const uint4& wb = cur.w[0][0][1];
-        decode8_packed<kDtype>(wa.x, scale_a, w.table, pa[0]);
-        decode8_packed<kDtype>(wa.y, scale_a, w.table, pa[1]);
-        decode8_packed<kDtype>(wa.z, scale_a, w.table, pa[2]);
-        decode8_packed<kDtype>(wa.w, scale_a, w.table, pa[3]);
-        decode8_packed<kDtype>(wb.x, scale_b, w.table, pb[0]);
-        decode8_packed<kDtype>(wb.y, scale_b, w.table, pb[1]);
-        decode8_packed<kDtype>(wb.z, scale_b, w.table, pb[2]);
-        decode8_packed<kDtype>(wb.w, scale_b, w.table, pb[3]);
-    }
+    // This super-chunk's 16 weight bytes of rows g and g + 8 and their scales, kept while `cur` takes the loads of
+    // super-chunk s + 2; each 32-bit word is decoded where its mmas need it (fewer registers held than all 32 A words).
+    const float scale_a = tile_scale(t, cur.code[0][0][0], cur.nested[0][0][0], w.offset);
+    const float scale_b = tile_scale(t, cur.code[0][0][1], cur.nested[0][0][1], w.offset);
+    const uint4 wa = cur.w[0][0][0], wb = cur.w[0][0][1];
     tile_issue(cur, rows, w.k, s + 2, w.s1, w.q, w.log2_blocksize, w.log2_nested_span, w.stream, w.keep);
     const uint32_t stage = w.stages + static_cast<uint32_t>((s - w.s0) & 1) * kStageBytes;
+    // The n-tiles innermost: the kNT accumulators are independent, so the tensor cores take one mma of each in turn
+    // instead of waiting out a chain of 8 dependent ones per tile (the order of the mmas into each c[n] is the same
+    // either way, so are the bits). Every tile runs, those past the batch on the zero rows wide_zero_rows wrote.
 #pragma unroll
-    for (int n = 0; n < kNT; ++n) {
-        if (n >= w.tiles) break;
-        const int r = 8 * n + w.g;
-        const uint32_t row = stage + static_cast<uint32_t>(r * kWideRowBytes);
+    for (int v = 0; v < 4; ++v) {
+        uint32_t pa[4], pb[4];
+        decode8_packed<kDtype>(word_of(wa, v), scale_a, w.table, pa);
+        decode8_packed<kDtype>(word_of(wb, v), scale_b, w.table, pb);
+        uint4 xv[kNT];
 #pragma unroll
-        for (int v = 0; v < 4; ++v) {
-            const uint4 xv = ptx::load_shared_v4(row + static_cast<uint32_t>(wide_chunk(r, 4 * w.q + v) * 16));
-            // Word v holds columns 8v .. 8v + 7 of the lane's 32: mma 2v takes 8v + 0..3, mma 2v + 1 8v + 4..7.
-            mma_16816<kDtype>(c[n], pa[v][0], pb[v][0], pa[v][1], pb[v][1], xv.x, xv.y);
-            mma_16816<kDtype>(c[n], pa[v][2], pb[v][2], pa[v][3], pb[v][3], xv.z, xv.w);
+        for (int n = 0; n < kNT; ++n) {
+            const int r = 8 * n + w.g;
+            xv[n] = ptx::load_shared_v4(stage + static_cast<uint32_t>(r * kWideRowBytes + wide_chunk(r, 4 * w.q + v) * 16));
         }
+        // Word v holds columns 8v .. 8v + 7 of the lane's 32: mma 2v takes 8v + 0..3, mma 2v + 1 8v + 4..7.
+#pragma unroll
+        for (int n = 0; n < kNT; ++n) mma_16816<kDtype>(c[n], pa[0], pb[0], pa[1], pb[1], xv[n].x, xv[n].y);
+#pragma unroll
+        for (int n = 0; n < kNT; ++n) mma_16816<kDtype>(c[n], pa[2], pb[2], pa[3], pb[3], xv[n].z, xv[n].w);
     }
     __syncthreads();  // every warp is done with this stage before the copy two super-chunks on overwrites it
 }
@@ -230,11 +247,11 @@ __global__ void __launch_bounds__(kWideThreads) nf4_wide_kernel(WideLaunch a) {
     allow_dependent_launch();
     const int64_t batch = a.batch;
     wide_stage_x(a.x, batch, k, s0, stages);
-    const int tiles = static_cast<int>((batch + 7) / 8);  // n-tiles in use (block-uniform)
+    wide_zero_rows<kNT>(batch, s_x);
     float c[kNT][4];
 #pragma unroll
     for (int n = 0; n < kNT; ++n) c[n][0] = c[n][1] = c[n][2] = c[n][3] = 0.0f;
-    const WideWalk walk{a.x, batch, k, s0, s1, stages, table, offset, lb, ln, stream, keep, tiles, g, q};
+    const WideWalk walk{a.x, batch, k, s0, s1, stages, table, offset, lb, ln, stream, keep, g, q};
     for (int64_t s = s0; s < s1; s += 2) {
         wide_step<kDtype, kNT>(walk, t[0], b0, s, c);
         if (s + 1 < s1) wide_step<kDtype, kNT>(walk, t[0], b1, s + 1, c);

@@ -1,18 +1,28 @@
 #!/usr/bin/env bash
-# Round 29 (issue 25), main at 088fc8a: one call that (1) runs the wide NF4 GEMM's, engine, launch-mode and tensor-core
-# GEMV GPU tests on main's selection (clusters at batch 9-16, the scratch past 16 rows) with the two review commits
-# (500d564, 088fc8a) that no GPU has run; (2) times batch 64, 32 and 16 on both shapes, and each class alone at batch
-# 64 (Qwen3-1.7B); (3) Nsight Compute over the four wide launches of one layer at batch 64 (Qwen3-1.7B): registers,
-# occupancy, stall reasons, DRAM throughput, and the SASS page of the gate/up launch; (4) variants
-# lambda (088fc8a's kernel, its step a lambda; main's is a forced-inline function) and nowide (main's dequantize + cuBLASLt path) at the batches (2) times.
+# Round 29 (issue 25; prepared, not run: no machine was lent in round 29). One call:
+# (1) the wide NF4 GEMM's, engine, launch-mode and tensor-core GEMV GPU tests on main's selection (clusters at batch
+#     9-16, the scratch past 16 rows) with the commits no GPU has run: 500d564, 088fc8a, and round 29's mma order in
+#     the wide kernel (n-tiles innermost; 143 registers instead of 222 at batch 33-64, nvcc 11.8);
+# (2) batch 64, 32 and 16 on both shapes, and each class alone at batch 64 (Qwen3-1.7B);
+# (3) Nsight Compute over the four wide launches of one layer at batch 64 (Qwen3-1.7B): registers, occupancy, stall
+#     reasons, DRAM throughput, and the SASS page with its counters;
+# (4) variants chain (round 28's kernel, the mmas tile by tile: the A/B of round 29's order) and nowide (main's
+#     dequantize + cuBLASLt path) at the batches (2) times.
 set -uo pipefail
 OUT="${1:?usage: lease-r29-1.sh OUTDIR}"
 . "$(dirname "$0")/common.sh"
 native_variant nowide cuda/nf4_gemm_wide.cu "bool nf4_wide_group_takes(const Nf4GemvGroupArgs\& g) {" \
     "bool nf4_wide_group_takes(const Nf4GemvGroupArgs\& g) { if (g.batch > 0) return false;"
-native_variant lambda cuda/nf4_gemm_wide.cu "kWideClusterMaxTiles = 2;" "kWideClusterMaxTiles = 2;"
-cp tools/gpu-steps/r29-lambda-nf4_gemm_wide.cu /tmp/nvlambda/cuda/nf4_gemm_wide.cu  # 088fc8a's kernel: the step a lambda
-start_variant_builds nowide lambda
+# Variant chain: round 28's kernel (the mmas tile by tile). Before the call, untracked (it travels with the tree):
+#   git show 088fc8a:native/cuda/nf4_gemm_wide.cu > tools/gpu-steps/r29-chain-nf4_gemm_wide.cu
+chain=tools/gpu-steps/r29-chain-nf4_gemm_wide.cu
+if [ -f "$chain" ]; then
+    native_variant chain cuda/nf4_gemm_wide.cu "kWideClusterMaxTiles = 2;" "kWideClusterMaxTiles = 2;"
+    cp "$chain" /tmp/nvchain/cuda/nf4_gemm_wide.cu
+    start_variant_builds nowide chain
+else
+    echo "no $chain: variant chain skipped"; start_variant_builds nowide
+fi
 usage() { cuobjdump --dump-resource-usage "$1" 2>/dev/null | grep -A1 -E "nf4_wide|attention_kernel" | grep -E "Function|REG" | sed 's/^ *//' > "$OUT/usage-$2.txt"; grep -A1 "nf4_wide_kernel" "$OUT/usage-$2.txt" | head -24; }
 usage "$SLOTHSHARP_NATIVE_PATH" main
 gpu_tests tests 100 "FullyQualifiedName~DecodeWideNf4Gemm|FullyQualifiedName~DecodeEngineGpu|FullyQualifiedName~DecodeLaunchMode|FullyQualifiedName~DecodeTensorCoreGemv"
@@ -35,6 +45,6 @@ ncu_wide b64 "$SLOTHSHARP_NATIVE_PATH" 64
 ncu -i "$OUT/wide-b64.ncu-rep" --page source --csv --print-source sass > "$OUT/ncu-wide-sass.csv" 2>&1
 echo "sass rows: $(wc -l < "$OUT/ncu-wide-sass.csv")"; gzip -f "$OUT/ncu-wide-sass.csv"; rm -f "$OUT"/wide-*.ncu-rep; snap
 wait "${variant_pids[@]}"
-usage "$(variant_lib lambda)" lambda
+[ -f "$chain" ] && usage "$(variant_lib chain)" chain
 decode_run nowide "$(variant_lib nowide)" --presets qwen3-1.7b,llama-3.2-1b --batches 64,32 --steps 512
-decode_run lambda "$(variant_lib lambda)" --presets qwen3-1.7b,llama-3.2-1b --batches 64,32,16 --steps 512
+[ -f "$chain" ] && decode_run chain "$(variant_lib chain)" --presets qwen3-1.7b,llama-3.2-1b --batches 64,32,16 --steps 512
