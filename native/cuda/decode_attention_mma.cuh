@@ -149,13 +149,16 @@ __device__ __forceinline__ void walk_tensor_cores(const DecodeAttentionArgs& a, 
         fetch_v(j0);
     }
     for (; j0 < end; j0 += stride) {  // warp-uniform
+        // The two 8-key tiles' scores step by step, the tiles innermost: two independent chains of mmas that the tensor
+        // cores interleave, where the tile-by-tile order made one chain of 2 kSteps dependent mmas (each c[n] takes the
+        // same mmas in the same order either way, so the same bits).
         float c[2][4];
 #pragma unroll
-        for (int n = 0; n < 2; ++n) {
-            c[n][0] = c[n][1] = c[n][2] = c[n][3] = 0.0f;
+        for (int n = 0; n < 2; ++n) c[n][0] = c[n][1] = c[n][2] = c[n][3] = 0.0f;
 #pragma unroll
-            for (int s = 0; s < kSteps; ++s) mma_16816<kDtype>(c[n], qa[s][0], 0u, qa[s][1], 0u, kw[n][2 * s], kw[n][2 * s + 1]);
-        }
+        for (int s = 0; s < kSteps; ++s)
+#pragma unroll
+            for (int n = 0; n < 2; ++n) mma_16816<kDtype>(c[n], qa[s][0], 0u, qa[s][1], 0u, kw[n][2 * s], kw[n][2 * s + 1]);
         bool now[2][2];
 #pragma unroll
         for (int n = 0; n < 2; ++n) now[n][0] = vis[n][0], now[n][1] = vis[n][1];

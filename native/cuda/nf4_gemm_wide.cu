@@ -164,9 +164,6 @@ struct WideWalk {
     int g, q;
 };
 
-// Word v (a constant after unrolling) of 16 loaded bytes.
-__device__ __forceinline__ uint32_t word_of(const uint4& u, int v) { return v == 0 ? u.x : v == 1 ? u.y : v == 2 ? u.z : u.w; }
-
 // Super-chunk s from the weights in `cur` and x in stage (s - s0) % 2 into c; then `cur` takes super-chunk s + 2. The
 // kernel calls it twice (b0 and b1, so that no register whose load is outstanding is copied); forced inline so that
 // no compiler leaves it a call with c in local memory (nvcc inlined round 28's lambda; clang does not).

@@ -132,6 +132,9 @@ __device__ __forceinline__ void tile_load_x(TileX<kStep>& x, const XWords& xword
             x.w[i][v] = s + i < s1 ? xwords(bx, (s + i) * kSuperChunk + 32 * q + 8 * v) : make_uint4(0, 0, 0, 0);
 }
 
+// Word v (a constant after unrolling) of 16 loaded bytes.
+__device__ __forceinline__ uint32_t word_of(const uint4& u, int v) { return v == 0 ? u.x : v == 1 ? u.y : v == 2 ? u.z : u.w; }
+
 // The products of super-chunks [s, s + kStep) (those before s1) from the weights b and activations x into c.
 template <int kDtype, int kStep, int kTiles>
 __device__ __forceinline__ void tile_consume(const TileLoads<kStep, kTiles>& b, const TileX<kStep>& x,
@@ -140,24 +143,26 @@ __device__ __forceinline__ void tile_consume(const TileLoads<kStep, kTiles>& b, 
 #pragma unroll
     for (int i = 0; i < kStep; ++i) {
         if (s + i >= s1) break;
+        float scale_a[kTiles], scale_b[kTiles];
 #pragma unroll
         for (int u = 0; u < kTiles; ++u) {
-            const float scale_a = tile_scale(t[u], b.code[i][u][0], b.nested[i][u][0], offset[u]);
-            const float scale_b = tile_scale(t[u], b.code[i][u][1], b.nested[i][u][1], offset[u]);
+            scale_a[u] = tile_scale(t[u], b.code[i][u][0], b.nested[i][u][0], offset[u]);
+            scale_b[u] = tile_scale(t[u], b.code[i][u][1], b.nested[i][u][1], offset[u]);
+        }
+        // k-step by k-step, the tiles innermost: with two tiles (the gated form), two independent chains of mmas that
+        // the tensor cores interleave instead of one chain of 16 dependent ones (each c[u] takes the same mmas in the
+        // same order either way, so the same bits).
 #pragma unroll
-            for (int v = 0; v < 4; ++v) {
-                const uint4& wa = b.w[i][u][0];
-                const uint4& wb = b.w[i][u][1];
-                const uint32_t word_a = v == 0 ? wa.x : v == 1 ? wa.y : v == 2 ? wa.z : wa.w;
-                const uint32_t word_b = v == 0 ? wb.x : v == 1 ? wb.y : v == 2 ? wb.z : wb.w;
+        for (int v = 0; v < 4; ++v)
+#pragma unroll
+            for (int u = 0; u < kTiles; ++u) {
                 uint32_t pa[4], pb[4];
-                decode8_packed<kDtype>(word_a, scale_a, table[u], pa);
-                decode8_packed<kDtype>(word_b, scale_b, table[u], pb);
+                decode8_packed<kDtype>(word_of(b.w[i][u][0], v), scale_a[u], table[u], pa);
+                decode8_packed<kDtype>(word_of(b.w[i][u][1], v), scale_b[u], table[u], pb);
                 // Word v holds columns 8v .. 8v + 7 of the lane's 32: mma 2v takes 8v + 0..3, mma 2v + 1 8v + 4..7.
                 mma_16816<kDtype>(c[u], pa[0], pb[0], pa[1], pb[1], x.w[i][v].x, x.w[i][v].y);
                 mma_16816<kDtype>(c[u], pa[2], pb[2], pa[3], pb[3], x.w[i][v].z, x.w[i][v].w);
             }
-        }
     }
 }
 
