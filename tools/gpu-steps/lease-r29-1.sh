@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Round 29 (issue 25; prepared, not run: no machine was lent in round 29). One call:
-# (1) the wide NF4 GEMM's, attention, NF4 GEMV, persistent-step, fusion, launch-mode and engine GPU tests on the
+# (1) the wide NF4 GEMM's, attention, tensor-core GEMV, launch-mode and engine GPU tests (150 s at most) on the
 #     commits no GPU has run: 500d564, 088fc8a, and round 29's mma orders (independent accumulators innermost) in the
 #     wide kernel (143 registers instead of 222 at batch 33-64, nvcc 11.8), the attention's tensor-core walk (its
 #     scores) and the gated tile GEMV; main's selection (clusters at batch 9-16, the scratch past 16 rows);
@@ -28,7 +28,7 @@ else
 fi
 usage() { cuobjdump --dump-resource-usage "$1" 2>/dev/null | grep -A1 -E "nf4_wide|attention_kernel" | grep -E "Function|REG" | sed 's/^ *//' > "$OUT/usage-$2.txt"; grep -A1 "nf4_wide_kernel" "$OUT/usage-$2.txt" | head -24; }
 usage "$SLOTHSHARP_NATIVE_PATH" main
-gpu_tests tests 170 "FullyQualifiedName~DecodeWideNf4Gemm|FullyQualifiedName~DecodeAttentionGpu|$tile_gemv_filter"
+gpu_tests tests 150 "FullyQualifiedName~DecodeWideNf4Gemm|FullyQualifiedName~DecodeAttentionGpu|FullyQualifiedName~DecodeTensorCoreGemv|FullyQualifiedName~DecodeEngineGpu|FullyQualifiedName~DecodeLaunchMode"
 grep -E "^failed" -A8 "$OUT/tests.log" | head -30
 # The A/B rows first (main against chain and nowide, one library after the other on the same warm GPU), then the
 # diagnostics: each class alone, Nsight Compute.
