@@ -239,12 +239,12 @@ __global__ void __launch_bounds__(kWideThreads) nf4_wide_kernel(WideLaunch a) {
     if (a.gated) stage_tables(a.member[1].w, s_nf4[1], s_map[1]);
     const float offset = __ldg(d.w.nested_offset);
     const uint32_t table = ptx::shared_address(s_nf4[tab]), stages = ptx::shared_address(s_x);
+    wide_zero_rows<kNT>(a.batch, s_x);
     // Everything above reads weights only; x comes from the previous kernel (programmatic launch: cuda_common.cuh).
     grid_dependency_wait();
     allow_dependent_launch();
     const int64_t batch = a.batch;
     wide_stage_x(a.x, batch, k, s0, stages);
-    wide_zero_rows<kNT>(batch, s_x);
     float c[kNT][4];
 #pragma unroll
     for (int n = 0; n < kNT; ++n) c[n][0] = c[n][1] = c[n][2] = c[n][3] = 0.0f;
