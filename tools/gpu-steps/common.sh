@@ -41,6 +41,10 @@ snap() { [ -n "${DEVOUT:-}" ] && tar czf "$DEVOUT/r.tgz" -C "$OUT" . 2>/dev/null
 #   ncu_tiles SECONDS               Nsight Compute over the tile GEMVs of Llama-3.2-1B at batch 1 (four launches: q/k/v,
 #                                   o, gate/up, down): stall reasons per issued instruction into $OUT/ncu-tiles.txt.gz,
 #                                   the gated kernel's SASS page with its counters into $OUT/ncu-tiles-sass.csv.gz;
+#   ncu_wide NAME LIB BATCH         Nsight Compute over the four wide NF4 GEMM launches of one layer (q/k/v, o, gate/up,
+#                                   down) of Qwen3-1.7B at BATCH on library LIB: launch stats, occupancy, stall reasons,
+#                                   memory and source counters into $OUT/ncu-wide-NAME.txt.gz (the report kept as
+#                                   $OUT/wide-NAME.ncu-rep for a source page; delete it before the call ends);
 #   step_profile SECONDS NAME SHAPE PATH
 #                                   `bench --suite step-row` of SHAPE (a -prof shape) on PATH under Nsight Compute, the
 #                                   timed steps only (--profile-timed): kernel times by name into $OUT/ncu-NAME-summary.txt
@@ -150,6 +154,18 @@ ncu_tiles() {
     ncu -i "$OUT/tiles.ncu-rep" --page source --csv --print-source sass --kernel-name regex:gated > "$OUT/ncu-tiles-sass.csv" 2>&1
     echo "sass rows: $(wc -l < "$OUT/ncu-tiles-sass.csv")"
     gzip -f "$OUT/ncu-tiles-sass.csv" "$OUT/ncu-tiles.txt"; rm -f "$OUT/tiles.ncu-rep"; snap
+}
+ncu_wide() {  # NAME LIB BATCH
+    timeout 120 env SLOTHSHARP_NATIVE_PATH="$2" ncu --kernel-name regex:nf4_wide_kernel --launch-skip 448 --launch-count 4 \
+        --section LaunchStats --section Occupancy --section WarpStateStats --section SpeedOfLight --section SourceCounters \
+        --section MemoryWorkloadAnalysis --metrics regex:smsp__average_warps_issue_stalled_.*_per_issue_active\.ratio \
+        --import-source no -o "$OUT/wide-$1" dotnet "$bench" --suite decode --prefill 0 --fusions None --no-plain \
+        --presets qwen3-1.7b --batches "$3" --steps 8 --results "$OUT/ncu-run-$1" > "$OUT/ncu-wide-$1.log" 2>&1
+    echo "ncu $1 exit $?"
+    ncu -i "$OUT/wide-$1.ncu-rep" --print-details all > "$OUT/ncu-wide-$1.txt" 2>&1
+    grep -E "  void|nf4_wide|Registers Per Thread|Cluster|Achieved Occupancy|Theoretical Occupancy|Block Limit|Duration|DRAM Throughput|Issue Slots Busy|Warp Cycles Per Issued|Local|stalled_[a-z_]*_per_issue_active" \
+        "$OUT/ncu-wide-$1.txt" | grep -vE " 0(\.0+)?$" | head -120
+    gzip -f "$OUT/ncu-wide-$1.txt"; snap
 }
 step_profile() {
     local secs="$1" name="$2" shape="$3" path="$4"

@@ -11,18 +11,6 @@ OUT="${1:?usage: lease-r28-9.sh OUTDIR}"
 . "$(dirname "$0")/common.sh"
 native_variant cl8 cuda/nf4_gemm_wide.cu "constexpr int kWideClusterMaxTiles = 2;" "constexpr int kWideClusterMaxTiles = 8;"
 start_variant_builds cl8
-ncu_wide() {  # NAME LIB BATCH
-    timeout 150 env SLOTHSHARP_NATIVE_PATH="$2" ncu --kernel-name regex:nf4_wide_kernel --launch-skip 448 --launch-count 4 \
-        --section LaunchStats --section Occupancy --section WarpStateStats --section SpeedOfLight --section SourceCounters \
-        --section MemoryWorkloadAnalysis --metrics regex:smsp__average_warps_issue_stalled_.*_per_issue_active\.ratio \
-        --import-source no -o "$OUT/wide-$1" dotnet "$bench" --suite decode --prefill 0 --fusions None --no-plain \
-        --presets qwen3-1.7b --batches "$3" --steps 8 --results "$OUT/ncu-run-$1" > "$OUT/ncu-wide-$1.log" 2>&1
-    echo "ncu $1 exit $?"
-    ncu -i "$OUT/wide-$1.ncu-rep" --print-details all > "$OUT/ncu-wide-$1.txt" 2>&1
-    grep -E "  void|nf4_wide|Registers Per Thread|Cluster|Achieved Occupancy|Theoretical Occupancy|Block Limit|Duration|DRAM Throughput|Issue Slots Busy|Warp Cycles Per Issued|stalled_[a-z_]*_per_issue_active" \
-        "$OUT/ncu-wide-$1.txt" | grep -vE " 0(\.0+)?$" | head -80
-    gzip -f "$OUT/ncu-wide-$1.txt"; snap
-}
 ncu_wide b64 "$SLOTHSHARP_NATIVE_PATH" 64
 ncu -i "$OUT/wide-b64.ncu-rep" --page source --csv --print-source sass --launch-skip 2 --launch-count 1 > "$OUT/ncu-wide-sass.csv" 2>&1
 echo "sass rows: $(wc -l < "$OUT/ncu-wide-sass.csv")"; gzip -f "$OUT/ncu-wide-sass.csv"; rm -f "$OUT"/wide-*.ncu-rep; snap
