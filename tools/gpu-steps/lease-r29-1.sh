@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Round 29 (issue 25; prepared, not run: no machine was lent in round 29). One call:
+# Round 29 (issue 25; prepared, not run: round 29's one call had time for lease-r29-2.sh only). One call:
 # (1) the wide NF4 GEMM's, attention, tensor-core GEMV, launch-mode and engine GPU tests (150 s at most) on the
 #     commits no GPU has run: 500d564, 088fc8a, and round 29's mma orders (independent accumulators innermost) in the
 #     wide kernel (143 registers instead of 222 at batch 33-64, nvcc 11.8), the attention's tensor-core walk (its

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Round 29 (issue 25): the short form of lease-r29-1.sh, for a call with little device time left. The GPU tests of the
-# kernels round 29 reordered (wide NF4 GEMM, attention, tensor-core GEMVs, engine), then batch 64 and 1 on both
-# shapes: main against variant chain (round 28's three files; see lease-r29-1.sh for how to put them in the tree).
+# Round 29 (issue 25): the short form of lease-r29-1.sh, run as round 29's one call (bench/results/2026-12-07-round29).
+# The GPU tests of the kernels round 29 reordered (wide NF4 GEMM, attention, tensor-core GEMVs, engine), then batch 64
+# and 1 on both shapes: main against variant chain (round 28's three files; lease-r29-1.sh says how to put them in
+# the tree).
 set -uo pipefail
 OUT="${1:?usage: lease-r29-2.sh OUTDIR}"
 . "$(dirname "$0")/common.sh"
