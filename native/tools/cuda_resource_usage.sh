@@ -24,16 +24,17 @@ native="$(dirname "$here")"
 nvcc="${NVCC:-$(command -v nvcc || ls /usr/lib/nvidia-cuda-toolkit/bin/nvcc 2>/dev/null || true)}"
 ccbin="${CCBIN:-clang-14}"
 arch=sm_90 filter=. sass=0
+usage() { sed -n '/^# Usage:/,/^set -euo/{/^set -euo/!p}' "$0"; exit 2; }
 while getopts "a:k:s" o; do
     case "$o" in
         a) arch="$OPTARG" ;;
         k) filter="$OPTARG" ;;
         s) sass=1 ;;
-        *) sed -n '17,22p' "$0"; exit 2 ;;
+        *) usage ;;
     esac
 done
 shift $((OPTIND - 1))
-[ $# -gt 0 ] || { sed -n '17,22p' "$0"; exit 2; }
+[ $# -gt 0 ] || usage
 [ -n "$nvcc" ] || { echo "cuda resource usage: no nvcc (see the top of $0)"; exit 2; }
 out="${OUT_DIR:-/tmp/cuda-sass}"
 mkdir -p "$out"
