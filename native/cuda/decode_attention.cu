@@ -4,6 +4,7 @@
 #include "../src/decode_kernels.h"
 #include "cuda_common.cuh"
 #include "decode_attention_parts.h"
+#include "mma.cuh"
 
 namespace sloth::cuda {
 namespace {
@@ -30,6 +31,12 @@ sloth_status launch_for_group(const char* fn, const DecodeAttentionArgs& a, cuda
 sloth_status decode_attention(const char* fn, const DecodeAttentionArgs& a, int32_t device, void* stream) {
     return launch_for_dtype(fn, device, stream, a.dtype,
                             [&](auto dt, cudaStream_t s) { return launch_for_group<decltype(dt)::value>(fn, a, s); });
+}
+
+bool decode_attention_clustered(const DecodeAttentionArgs& a) {
+    // This translation unit is built for the same architectures as the parts, so its probe answers for theirs.
+    return decode_cluster_shape(a.heads, a.kv_heads, a.head_dim, a.dtype, a.batch, a.max_length, a.merge_in_walk) &&
+           clusters_compiled();
 }
 
 }  // namespace sloth::cuda

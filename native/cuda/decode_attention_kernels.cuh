@@ -37,6 +37,7 @@
 #include "decode_attention_parts.h"
 #include "dtype.cuh"
 
+#include <atomic>
 #include <cmath>
 
 namespace sloth::cuda::attn {
@@ -436,9 +437,11 @@ constexpr int kCombineUnroll = 16;
 
 // One (row, head) `bh` of the merge, with any block size (a multiple of 32): the maximum is order-free and each output
 // element's chains are one thread's, so the bits do not depend on it. s_w, s_red: shared arrays of kCombineMax and 32.
-template <int kDtype>
+// kL2: the partials are read through L2 (ld.global.cg), for a caller whose own grid wrote them (the cluster kernel).
+template <int kDtype, bool kL2 = false>
 __device__ __forceinline__ void combine_block(const DecodeAttentionArgs& a, int64_t chunk, int64_t splits, int64_t bh,
                                               float* s_w, float* s_red) {
+    auto load = [](const float* p) { return kL2 ? __ldcg(p) : *p; };
     const int64_t hd = a.head_dim;
     const int64_t keys = *a.length + 1;
     const int64_t used = ((keys + chunk - 1) / chunk) * kWarps, per = splits * kWarps;
@@ -446,7 +449,7 @@ __device__ __forceinline__ void combine_block(const DecodeAttentionArgs& a, int6
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
     float m = -INFINITY;
     for (int64_t i = threadIdx.x; i < used; i += blockDim.x) {
-        const float pm = base[i * (hd + 2)];
+        const float pm = load(base + i * (hd + 2));
         s_w[i] = pm;  // the partial's max, replaced by its weight below
         m = fmaxf(m, pm);
     }
@@ -470,8 +473,8 @@ __device__ __forceinline__ void combine_block(const DecodeAttentionArgs& a, int6
 #pragma unroll
             for (int u = 0; u < kCombineUnroll; ++u) {
                 const float* p = base + (i + u) * (hd + 2);
-                v[u] = i + u < used ? p[2 + d] : 0.0f;
-                sm[u] = i + u < used ? p[1] : 0.0f;
+                v[u] = i + u < used ? load(p + 2 + d) : 0.0f;
+                sm[u] = i + u < used ? load(p + 1) : 0.0f;
             }
 #pragma unroll
             for (int u = 0; u < kCombineUnroll; ++u) {
@@ -492,6 +495,61 @@ __global__ void attention_combine_kernel(DecodeAttentionArgs a, int64_t chunk, i
     grid_dependency_wait();
     allow_dependent_launch();
     combine_block<kDtype>(a, chunk, splits, blockIdx.x, s_w, s_red);
+}
+
+// On sm_90+, where a (row, kv head) has at most kDecodeClusterMaxSplits splits (decode_cluster_shape): the walk and
+// the merge as ONE launch. The splits of a (row, kv head) form a thread-block cluster (grid (batch * kv_heads,
+// splits), cluster (1, splits)); each walks its chunk and writes its partials as attention_kernel does, then the
+// cluster barrier (release/acquire at cluster scope) makes every split's partials visible to the others, and split y
+// merges heads y, y + splits, ... of the group exactly as the combine kernel would (combine_block: the same operations
+// in the same order, so the same bits). Why: at batch 1 each kernel boundary of the step costs microseconds of latency
+// whatever its work (every class 3-11 us a layer, bench/results/2026-12-07-round26), and the combine kernel is one of
+// nine a layer; at batch 64 the boundary costs the same few microseconds on a longer step. The last-block merge
+// (merge_in_walk) removed the same launch but merged a whole group in one block, after an atomic arrival: slower
+// (bench/results/2026-12-07-round26). Here the barrier is the hardware's and the heads are merged in parallel, as by
+// the combine kernel's blocks. A split past the keys in use walks nothing and writes nothing; combine_block reads only
+// the partials in use.
+template <int kDtype, int kMaxG, int kT, int kP>
+__global__ void __launch_bounds__(kThreads) attention_cluster_kernel(DecodeAttentionArgs a, int64_t chunk, int64_t splits) {
+    __shared__ float smem[shared_floats(kMaxG)];
+    __shared__ float s_red[kMaxG][kWarps];
+    __shared__ float s_max[kMaxG];
+    __shared__ int s_last;
+    static_assert(shared_floats(kMaxG) >= kDecodeClusterMaxSplits * kWarps, "the merge's weights fit the walk's buffer");
+    grid_dependency_wait();
+    allow_dependent_launch();
+    attention_block<kDtype, kMaxG, kT, kP>(a, chunk, splits, blockIdx.x, blockIdx.y, smem, s_red, s_max, &s_last);
+    __syncthreads();  // every warp of this block is done with smem (the group's q) before the merge reuses it
+    ptx::cluster_barrier();
+    const int64_t group = a.heads / a.kv_heads, b = blockIdx.x / a.kv_heads, kvh = blockIdx.x % a.kv_heads;
+    for (int64_t g = blockIdx.y; g < group; g += splits) {  // block-uniform
+        combine_block<kDtype, true>(a, chunk, splits, b * a.heads + kvh * group + g, smem, &s_red[0][0]);
+        __syncthreads();  // the next head's maxima overwrite smem and s_red
+    }
+}
+
+// Whether attention_cluster_kernel<kDtype, kG, kT, kMmaKeys> takes this launch (splits: the launch's; tensor_cores: the
+// walk chosen). More than 8 blocks a cluster is "non-portable" and must be allowed once per kernel and device, before
+// any capture (the decoder's first step of a size is eager); each instantiation of this function keeps its own
+// kernel's answers.
+template <int kDtype, int kG, int kT>
+bool cluster_takes(const DecodeAttentionArgs& a, int64_t splits, bool tensor_cores) {
+    if (!tensor_cores || !decode_cluster_shape(a.heads, a.kv_heads, a.head_dim, a.dtype, a.batch, a.max_length, a.merge_in_walk))
+        return false;
+    if (!clusters_compiled()) return false;
+    if (splits <= 8) return true;
+    constexpr int kDevices = 64;
+    static std::atomic<int> allowed[kDevices];  // per device: 0 not asked yet, 1 yes, 2 no
+    int device = 0;
+    if (cudaGetDevice(&device) != cudaSuccess || device < 0 || device >= kDevices) return false;
+    int v = allowed[device].load(std::memory_order_relaxed);
+    if (v == 0) {
+        v = cudaFuncSetAttribute(attention_cluster_kernel<kDtype, kG, kT, kMmaKeys>, cudaFuncAttributeNonPortableClusterSizeAllowed,
+                                 1) == cudaSuccess ? 1 : 2;
+        if (v == 2) (void)cudaGetLastError();  // not sticky: clear it so the next check does not report it
+        allowed[device].store(v, std::memory_order_relaxed);
+    }
+    return v == 1;
 }
 
 template <int kDtype, int kMaxG>
@@ -519,6 +577,18 @@ sloth_status launch(const char* fn, const DecodeAttentionArgs& a, cudaStream_t s
     const int64_t chunk = decode_chunk(a.batch, a.max_length, tensor_cores);
     const int64_t splits = decode_splits(a.batch, a.max_length, tensor_cores);
     const dim3 grid(static_cast<unsigned>(a.batch * a.kv_heads), static_cast<unsigned>(splits));
+    if constexpr (kMaxG <= 8 && kDtype != SLOTH_DTYPE_F32) {
+        constexpr int kG = kMaxG <= 1 ? 1 : kMaxG <= 2 ? 2 : kMaxG <= 4 ? 4 : 8;
+        using ClusterKernel = void (*)(DecodeAttentionArgs, int64_t, int64_t);
+        const bool hd64 = a.head_dim == 64;
+        const ClusterKernel cluster = hd64 ? attention_cluster_kernel<kDtype, kG, 2, kMmaKeys> : attention_cluster_kernel<kDtype, kG, 4, kMmaKeys>;
+        if (hd64 ? cluster_takes<kDtype, kG, 2>(a, splits, tensor_cores) : cluster_takes<kDtype, kG, 4>(a, splits, tensor_cores)) {
+            // grid (batch * kv_heads, splits), cluster (1, splits)
+            SLOTH_KERNEL_LAUNCH(fn, "attention_cluster_kernel",
+                                launch_kernel_cluster(cluster, grid, kThreads, 0, static_cast<unsigned>(splits), s, a, chunk, splits));
+            return SLOTH_OK;
+        }
+    }
     if (!a.merge_in_walk) {
         SLOTH_CHECK(require_one_launch(fn, a.batch * a.heads));
         if (splits * kWarps > kCombineMax)

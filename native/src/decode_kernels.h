@@ -31,6 +31,10 @@ constexpr int64_t kDecodeSmallBatch = 4;
 constexpr int64_t kDecodeSmallMaxSplits = 128;
 constexpr int64_t kDecodeSmallMinChunk = 16;
 constexpr int64_t kDecodeMmaSmallMinChunk = 64;
+// At most this many splits form one thread-block cluster (cuda/decode_attention_kernels.cuh's
+// attention_cluster_kernel: the walk and the merge in one launch on sm_90+; 16 is the H100's largest, "non-portable"
+// cluster).
+constexpr int64_t kDecodeClusterMaxSplits = 16;
 constexpr int64_t kDecodeLargeBatch = 32;
 constexpr int64_t kDecodeLargeMinChunk = 512;
 constexpr int64_t kDecodeMaxHeadDim = 256;
@@ -49,6 +53,17 @@ inline int64_t decode_chunk(int64_t batch, int64_t max_length, bool tensor_cores
 inline int64_t decode_splits(int64_t batch, int64_t max_length, bool tensor_cores = false) {
     const int64_t c = decode_chunk(batch, max_length, tensor_cores);
     return (max_length + c - 1) / c;
+}
+// Whether an attention launch has the cluster kernel's shape (one launch for the walk and the merge: the merge not in
+// the walk, the tensor-core walk's head_dim 64 or 128 and at most 8 query heads per KV head in a 16-bit dtype, at most
+// kDecodeClusterMaxSplits splits; any batch). The CUDA side adds: the kernels were compiled for sm_90+
+// (cuda::decode_attention_clustered).
+inline bool decode_cluster_shape(int64_t heads, int64_t kv_heads, int64_t head_dim, sloth_dtype dtype, int64_t batch,
+                                 int64_t max_length, bool merge_in_walk) {
+    if (merge_in_walk || (head_dim != 64 && head_dim != 128) || heads / kv_heads > 8 ||
+        (dtype != SLOTH_DTYPE_BF16 && dtype != SLOTH_DTYPE_F16))
+        return false;
+    return decode_splits(batch, max_length, true) <= kDecodeClusterMaxSplits;
 }
 // Each split is walked by this many warps of one block, each keeping its own partial result (no shared-memory
 // merge inside the block: the last block of the (row, kv head) to finish merges them all, cuda/decode_attention_kernels.cuh).
@@ -343,6 +358,9 @@ sloth_status dense_gemv(const char* fn, const DenseGemvArgs& a, int32_t device, 
 sloth_status nf4_gemv_group(const char* fn, const Nf4GemvGroupArgs& a, int32_t device, void* stream);
 sloth_status decode_qk_prep(const char* fn, const QkPrepArgs& a, int32_t device, void* stream);
 sloth_status decode_attention(const char* fn, const DecodeAttentionArgs& a, int32_t device, void* stream);
+// Whether decode_attention runs `a` as one launch (the cluster kernel: decode_cluster_shape, sm_90+ code) rather than
+// two (the walk, then the combine kernel; merge_in_walk: one).
+bool decode_attention_clustered(const DecodeAttentionArgs& a);
 sloth_status decode_residual_norm(const char* fn, const ResidualNormArgs& a, int32_t device, void* stream);
 sloth_status decode_gated_act(const char* fn, const GatedActArgs& a, int32_t device, void* stream);
 sloth_status decode_bias_add(const char* fn, const BiasAddArgs& a, int32_t device, void* stream);

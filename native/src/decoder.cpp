@@ -722,7 +722,7 @@ class Decoder {
             SLOTH_CHECK(issue(1, [&] { return cpu() ? cpu::decode_qk_prep(fn, prep) : cuda::decode_qk_prep(fn, prep, device, stream); }));
             const DecodeAttentionArgs att = attention_args(L, batch, merge_in_walk);
             section(SLOTH_DECODE_PART_ATTENTION);  // the partials, and their merge unless done in the walk
-            SLOTH_CHECK(issue(merge_in_walk ? 1 : 2,
+            SLOTH_CHECK(issue(merge_in_walk || (!cpu() && cuda::decode_attention_clustered(att)) ? 1 : 2,
                               [&] { return cpu() ? cpu::decode_attention(fn, att) : cuda::decode_attention(fn, att, device, stream); }));
             section(SLOTH_DECODE_PART_O);
             const Proj& o = L.p[SLOTH_DECODER_PROJ_O];
