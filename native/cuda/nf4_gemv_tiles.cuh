@@ -172,12 +172,30 @@ __device__ __forceinline__ void tile_consume(const TileLoads<kStep, kTiles>& b, 
 // P <= 2 kStep (always for one tile, see tile_warps; for the gated form's two, up to k = 2048). Block-wide: stage()
 // (the shared tables) runs after the first loads are issued and before the wait, like row_slice_dot; prologue() after
 // it (the folded norm).
-template <int kDtype, int kBatch, int kTiles, class Stage, class XWords, class Prologue>
-__device__ __forceinline__ void tile_warp_dot(const TileRows (&t)[kTiles], int64_t k, int64_t s0, int64_t s1,
+//
+// Paired (kPair, the gated form only): the warp walks two neighbouring warps' shares [s0, split) and [split, s1) as one
+// walk, the first into c and the second into c2, each in its own order, so the sums are those of the two warps (see
+// tile_gated_block).
+template <int kDtype, int kBatch, int kTiles, bool kPair, class Stage, class XWords, class Prologue>
+__device__ __forceinline__ void tile_warp_dot_pair(const TileRows (&t)[kTiles], int64_t k, int64_t s0, int64_t s1,
                                               int log2_blocksize, int log2_nested_span, Stage&& stage,
-                                              const XWords& xwords, Prologue&& prologue, float (&c)[kTiles][4]) {
+                                              const XWords& xwords, Prologue&& prologue, float (&c)[kTiles][4],
+                                              int64_t split, float (&c2)[kTiles][4]) {
     constexpr int kStep = 2 / kTiles;
     static_assert(kStep >= 1, "one or two tiles a warp");
+    static_assert(!kPair || kStep == 1, "a paired walk switches accumulators between steps of one super-chunk");
+    // The products of the step at s: into c, or past the split into c2 (a branch uniform over the warp, each side
+    // with its accumulators in registers).
+    auto consume = [&](const TileLoads<kStep, kTiles>& b, const TileX<kStep>& xs, int64_t s, const float (&offset)[kTiles],
+                       const uint32_t (&table)[kTiles]) {
+        if constexpr (kPair) {
+            if (s >= split) {
+                tile_consume<kDtype>(b, xs, t, offset, table, s, s1, c2);
+                return;
+            }
+        }
+        tile_consume<kDtype>(b, xs, t, offset, table, s, s1, c);
+    };
     const int lane = threadIdx.x & 31, g = lane >> 2, q = lane & 3;
     const int bx = g < kBatch ? g : kBatch - 1;
     const uint64_t stream = ptx::policy_evict_first(), keep = ptx::policy_evict_last();
@@ -202,14 +220,23 @@ __device__ __forceinline__ void tile_warp_dot(const TileRows (&t)[kTiles], int64
     TileX<kStep> x;
     for (int64_t s = s0; s < s1; s += 2 * kStep) {
         tile_load_x(x, xwords, s, s1, q, bx);
-        tile_consume<kDtype>(b0, x, t, offset, table, s, s1, c);
+        consume(b0, x, s, offset, table);
         if (s + 2 * kStep < s1) tile_issue(b0, t, k, s + 2 * kStep, s1, q, log2_blocksize, log2_nested_span, stream, keep);
         if (s + kStep < s1) {
             tile_load_x(x, xwords, s + kStep, s1, q, bx);
-            tile_consume<kDtype>(b1, x, t, offset, table, s + kStep, s1, c);
+            consume(b1, x, s + kStep, offset, table);
         }
         if (s + 3 * kStep < s1) tile_issue(b1, t, k, s + 3 * kStep, s1, q, log2_blocksize, log2_nested_span, stream, keep);
     }
+}
+
+template <int kDtype, int kBatch, int kTiles, class Stage, class XWords, class Prologue>
+__device__ __forceinline__ void tile_warp_dot(const TileRows (&t)[kTiles], int64_t k, int64_t s0, int64_t s1,
+                                              int log2_blocksize, int log2_nested_span, Stage&& stage,
+                                              const XWords& xwords, Prologue&& prologue, float (&c)[kTiles][4]) {
+    tile_warp_dot_pair<kDtype, kBatch, kTiles, false>(t, k, s0, s1, log2_blocksize, log2_nested_span,
+                                                      static_cast<Stage&&>(stage), xwords, static_cast<Prologue&&>(prologue),
+                                                      c, s1, c);
 }
 
 // The warps of a tile block for width k: 8, or 16 past 4096 (32 super-chunks), so that no warp has more than 4
@@ -226,23 +253,34 @@ __device__ __forceinline__ void warp_super_chunks(int64_t k, int warp, int64_t& 
 
 // Each warp's accumulators into s_acc[warp][lane][tile][4], then, per output (tile u, row r, column n), the sum of
 // the warps' values in warp order: out(u, r, n, value) for the threads t < kTiles * 128 (u = t / 128, r = t / 8 % 16,
-// n = t % 8). Block-wide.
-template <int kTiles, int kW, class Out>
-__device__ __forceinline__ void tile_sums(const float (&c)[kTiles][4], float* s_acc, Out&& out) {
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+// n = t % 8). Block-wide. In two parts for the paired gated form, whose warps each store two warps' accumulators
+// (tile_acc_store at slots 2w and 2w + 1) and whose threads each take outputs t, t + blockDim.x, ...
+template <int kTiles>
+__device__ __forceinline__ void tile_acc_store(const float (&c)[kTiles][4], float* s_acc, int slot) {
+    const int lane = threadIdx.x & 31;
 #pragma unroll
     for (int u = 0; u < kTiles; ++u)
 #pragma unroll
-        for (int j = 0; j < 4; ++j) s_acc[((warp * 32 + lane) * kTiles + u) * 4 + j] = c[u][j];
+        for (int j = 0; j < 4; ++j) s_acc[((slot * 32 + lane) * kTiles + u) * 4 + j] = c[u][j];
+}
+
+template <int kTiles, int kW, class Out>
+__device__ __forceinline__ void tile_sums_finish(const float* s_acc, int threads, Out&& out) {
     __syncthreads();
-    if (threadIdx.x < kTiles * 128) {
-        const int u = threadIdx.x / 128, r = (threadIdx.x / 8) % 16, n = threadIdx.x % 8;
+    for (int t = threadIdx.x; t < kTiles * 128; t += threads) {
+        const int u = t / 128, r = (t / 8) % 16, n = t % 8;
         const int src_lane = (r % 8) * 4 + n / 2, reg = (r / 8) * 2 + n % 2;
         float v = s_acc[(src_lane * kTiles + u) * 4 + reg];
 #pragma unroll
         for (int w = 1; w < kW; ++w) v = __fadd_rn(v, s_acc[((w * 32 + src_lane) * kTiles + u) * 4 + reg]);
         out(u, r, n, v);
     }
+}
+
+template <int kTiles, int kW, class Out>
+__device__ __forceinline__ void tile_sums(const float (&c)[kTiles][4], float* s_acc, Out&& out) {
+    tile_acc_store<kTiles>(c, s_acc, threadIdx.x >> 5);
+    tile_sums_finish<kTiles, kW>(s_acc, kW * 32, static_cast<Out&&>(out));
 }
 
 // s_acc per tile a block of kW warps holds.
@@ -309,7 +347,15 @@ __global__ void __launch_bounds__(kW * 32) nf4_tile_group_kernel(Group g) {
 // The gated form: block `block` holds tile `block` of the gate (member 0) and the same rows of the up projection
 // (member 1); every warp walks both over its super-chunks (one x load for the two), and the first 128 threads write
 // out[n * m + r] = to_dtype(to_dtype(act(g)) * u) from the two sums rounded to the dtype, as gated_block does.
-template <int kDtype, int kBatch, int kW, class XWords, class Prologue>
+//
+// kPaired: the block has kW / 2 warps, warp w walking the shares of warps 2w and 2w + 1 of kW (tile_warp_dot_pair),
+// with the same sums in the same order, so the same bits as kW warps. Why: the gated blocks hold 8 warps of ~128
+// registers, so an SM takes 2; Qwen3-1.7B's 384 gate/up tiles (Llama-3.2-1B's 512) then run in two waves, and the
+// second wave's blocks issue their weight loads only after the first's leave, with no predecessor kernel to hide them
+// behind (gate/up took 10.6 us a layer at batch 1 against q/k/v's 5.1 for 256 tiles, bench/results/2026-12-07-round26).
+// Blocks of 4 warps at <= 128 registers fit 4 an SM (528 on an H100): one wave, whose warps issue the second half of
+// their loads as the first half is consumed.
+template <int kDtype, int kBatch, int kW, bool kPaired, class XWords, class Prologue>
 __device__ __forceinline__ void tile_gated_block(const Group& g, sloth_gate_activation activation, void* __restrict__ out,
                                                  int64_t block, float (*s_nf4)[kNf4TableStride], float (*s_map)[256],
                                                  float* s_acc, float (*s_sum)[128], const XWords& xwords,
@@ -321,18 +367,37 @@ __device__ __forceinline__ void tile_gated_block(const Group& g, sloth_gate_acti
     const int64_t ra = r0 + gi < m ? r0 + gi : m - 1, rb = r0 + gi + 8 < m ? r0 + gi + 8 : m - 1;
     const TileRows t[2] = {{gate, g.member[0].row0 + ra, g.member[0].row0 + rb, s_nf4[0], s_map[0]},
                            {up, g.member[1].row0 + ra, g.member[1].row0 + rb, s_nf4[1], s_map[1]}};
-    int64_t s0, s1;
-    warp_super_chunks<kW>(g.k, warp, s0, s1);
+    constexpr int kThreadsHere = kPaired ? kW * 16 : kW * 32;
+    int64_t s0, s1, split;
+    if constexpr (kPaired) {
+        int64_t e0, e1;
+        warp_super_chunks<kW>(g.k, 2 * warp, s0, split);
+        warp_super_chunks<kW>(g.k, 2 * warp + 1, e0, e1);
+        s1 = e1 > split ? e1 : split;  // warp 2w + 1's share starts where 2w's ends (or both are empty)
+    } else {
+        warp_super_chunks<kW>(g.k, warp, s0, s1);
+        split = s1;
+    }
     float c[2][4] = {{0.0f, 0.0f, 0.0f, 0.0f}, {0.0f, 0.0f, 0.0f, 0.0f}};
-    tile_warp_dot<kDtype, kBatch, 2>(
+    float c2[2][4] = {{0.0f, 0.0f, 0.0f, 0.0f}, {0.0f, 0.0f, 0.0f, 0.0f}};
+    tile_warp_dot_pair<kDtype, kBatch, 2, kPaired>(
         t, g.k, s0, s1, g.log2_blocksize, g.log2_nested_span,
         [&] {
-            stage_tile_tables(gate, s_nf4[0], s_map[0]);
-            stage_tile_tables(up, s_nf4[1], s_map[1]);
+            for (int i = threadIdx.x; i < 256; i += kThreadsHere) {  // stage_tables' entries, by any block size
+                if (i < 16) s_nf4[0][i] = gate.nf4_table[i], s_nf4[1][i] = up.nf4_table[i];
+                s_map[0][i] = gate.code_map[i];
+                s_map[1][i] = up.code_map[i];
+            }
         },
-        xwords, prologue, c);
-    // Both tiles' sums (thread t < 256: u = t / 128), then the first 128 threads pair them.
-    tile_sums<2, kW>(c, s_acc, [&](int u, int r, int n, float v) { s_sum[u][r * 8 + n] = v; });
+        xwords, prologue, c, split, c2);
+    // Both tiles' sums (u = t / 128), then the first 128 threads pair them.
+    if constexpr (kPaired) {
+        tile_acc_store<2>(c, s_acc, 2 * warp);
+        tile_acc_store<2>(c2, s_acc, 2 * warp + 1);
+    } else {
+        tile_acc_store<2>(c, s_acc, warp);
+    }
+    tile_sums_finish<2, kW>(s_acc, kThreadsHere, [&](int u, int r, int n, float v) { s_sum[u][r * 8 + n] = v; });
     __syncthreads();
     if (threadIdx.x < 128) {
         const int r = threadIdx.x / 8, n = threadIdx.x % 8;
@@ -352,11 +417,28 @@ __global__ void __launch_bounds__(kW * 32) nf4_tile_gated_kernel(Group g, sloth_
     __shared__ float s_scratch[kWarps];
     extern __shared__ __align__(16) unsigned char s_x[];
     with_tile_input<kDtype, kBatch, kFold, kW>(g, s_x, s_scratch, [&](const auto& xwords, auto&& prologue) {
-        tile_gated_block<kDtype, kBatch, kW>(g, activation, out, blockIdx.x, s_nf4, s_map, s_acc, s_sum, xwords, prologue);
+        tile_gated_block<kDtype, kBatch, kW, false>(g, activation, out, blockIdx.x, s_nf4, s_map, s_acc, s_sum, xwords,
+                                                    prologue);
     });
 }
 
+// The paired gated form (no folded norm): kW / 2 warps a block, bounded to 128 registers so that 512 threads fit an
+// SM (4 blocks of kW = 8).
+template <int kDtype, int kBatch, int kW>
+__global__ void __launch_bounds__(kW * 16, 512 / (kW * 16)) nf4_tile_gated_pair_kernel(Group g, sloth_gate_activation activation,
+                                                                                        void* __restrict__ out) {
+    __shared__ __align__(256) float s_nf4[2][kNf4TableStride];
+    __shared__ float s_map[2][256];
+    __shared__ float s_acc[2 * kTileAccFloats<kW>];
+    __shared__ float s_sum[2][128];
+    tile_gated_block<kDtype, kBatch, kW, true>(g, activation, out, blockIdx.x, s_nf4, s_map, s_acc, s_sum,
+                                               PlainXWords<kDtype>{g.x, g.k}, [] {});
+}
+
 // ---- Host side.
+
+// Whether the gated form (without a folded norm) runs paired: kW / 2 warps a block (nf4_tile_gated_pair_kernel).
+constexpr bool kTileGatedPairs = true;
 
 // Whether a launch over x and these weights takes the tiles (see the top of this file); the same answer for a matrix
 // alone, in a group and gated, so a row's bits do not depend on how it was launched.
@@ -411,6 +493,12 @@ sloth_status launch_tiles_group_w(const char* fn, const Nf4GemvGroupArgs& a, Gro
     if (a.gated) {
         const int64_t blocks = ceil_div(a.member[0].m, static_cast<int64_t>(kTileRows));
         SLOTH_CHECK(require_one_launch(fn, blocks));
+        if (kTileGatedPairs && !a.fold_norm) {
+            SLOTH_KERNEL_LAUNCH(fn, "nf4_tile_gated_pair_kernel",
+                                launch_kernel(nf4_tile_gated_pair_kernel<kDtype, kBatch, kW>, static_cast<unsigned>(blocks),
+                                              kW * 16, stream, g, a.activation, a.gated_out));
+            return SLOTH_OK;
+        }
         SLOTH_KERNEL_LAUNCH(fn, "nf4_tile_gated_kernel",
                             launch_kernel_smem(a.fold_norm ? nf4_tile_gated_kernel<kDtype, kBatch, kCanFold, kW>
                                                            : nf4_tile_gated_kernel<kDtype, kBatch, false, kW>,

@@ -1,26 +1,34 @@
 #!/usr/bin/env bash
-# Round 30 (issue 25), call 1, on branch r30-attn-cluster (round 28's cluster attention on round 29's main):
-# (1) what one kernel boundary costs here: native/tools/sync_latency.cu (launches, launches+pdl, grid barrier,
-#     counter, flag; never run before);
-# (2) the attention, engine, persistent, fusion and launch-mode GPU tests with the cluster kernel;
-# (3) batch 1, 4 and 64 (NF4, 512 new tokens), Llama-3.2-1B and Qwen3-1.7B, cluster against variant noclusterattn
-#     (main's two launches), built while the tests run; equal digests mean equal bits;
-# (4) each class alone at batch 1 (Qwen3-1.7B), main's two launches and the cluster's one.
+# Round 30 (issue 25), call 1, on branch r30-attn-cluster: round 28's cluster attention (the walk and the merge in one
+# launch) and round 30's paired gated tile GEMV (4-warp blocks each walking two warps' shares: one wave of gate/up
+# blocks at batch 1-8 instead of two), on round 29's main.
+# (1) what one kernel boundary costs here: native/tools/sync_latency.cu (never run before);
+# (2) the attention, engine, tensor-core GEMV, persistent, fusion and launch-mode GPU tests (the paired kernel must
+#     give the unpaired one's bits, which the gated-form tests compare);
+# (3) batch 1 and 4 (NF4, 512 new tokens), Qwen3-1.7B and Llama-3.2-1B, on four libraries built here: A (both),
+#     nopair, noclusterattn, base (neither); batch 64 on A and noclusterattn; equal digests mean equal bits;
+# (4) each class alone at batch 1 (Qwen3-1.7B) on A.
 set -uo pipefail
 OUT="${1:?usage: lease-r30-1.sh OUTDIR}"
 . "$(dirname "$0")/common.sh"
-native_variant noclusterattn cuda/decode_attention_kernels.cuh "    if (!clusters_compiled()) return false;" \
-    "    if (clusters_compiled() || !clusters_compiled()) return false;" \
-    cuda/decode_attention.cu "clusters_compiled();" "false;"
-start_variant_builds noclusterattn
+nocluster=(cuda/decode_attention_kernels.cuh "    if (!clusters_compiled()) return false;" "    if (clusters_compiled() || !clusters_compiled()) return false;"
+    cuda/decode_attention.cu "clusters_compiled();" "false;")
+nopair=(cuda/nf4_gemv_tiles.cuh "constexpr bool kTileGatedPairs = true;" "constexpr bool kTileGatedPairs = false;")
+native_variant noclusterattn "${nocluster[@]}"
+native_variant nopair "${nopair[@]}"
+native_variant base "${nocluster[@]}" "${nopair[@]}"
+start_variant_builds noclusterattn nopair base
 ( nvcc -O3 -std=c++17 -arch=sm_90 -o /tmp/sync_latency native/tools/sync_latency.cu > "$OUT/sync-latency-build.log" 2>&1 \
     && timeout 60 /tmp/sync_latency > "$OUT/sync-latency.txt" 2>&1; echo "sync_latency: exit $?" )
-cat "$OUT/sync-latency.txt" 2>/dev/null | tail -20; snap
-gpu_tests tests 200 "FullyQualifiedName~DecodeEngineGpu|FullyQualifiedName~DecodePersistent|FullyQualifiedName~DecodeFusion|FullyQualifiedName~DecodeLaunchMode|FullyQualifiedName~DecodeAttentionGpu"
+tail -20 "$OUT/sync-latency.txt" 2>/dev/null; snap
+gpu_tests tests 200 "FullyQualifiedName~DecodeEngineGpu|FullyQualifiedName~DecodeTensorCoreGemv|FullyQualifiedName~Nf4Gemv|FullyQualifiedName~DecodeFusion|FullyQualifiedName~DecodeLaunchMode|FullyQualifiedName~DecodeAttentionGpu"
 grep -E "^failed" -A8 "$OUT/tests.log" | head -30
-rows="--presets qwen3-1.7b,llama-3.2-1b --batches 1,4,64 --steps 512"
-decode_run cluster "$SLOTHSHARP_NATIVE_PATH" $rows
 wait "${variant_pids[@]}"
+rows="--presets qwen3-1.7b,llama-3.2-1b --batches 1,4 --steps 512"
+decode_run a "$SLOTHSHARP_NATIVE_PATH" $rows
+decode_run base "$(variant_lib base)" $rows
+decode_run nopair "$(variant_lib nopair)" $rows
 decode_run noclusterattn "$(variant_lib noclusterattn)" $rows
-decode_run each-main "$(variant_lib noclusterattn)" --presets qwen3-1.7b --batches 1 --steps 512 --only each
-decode_run each-cluster "$SLOTHSHARP_NATIVE_PATH" --presets qwen3-1.7b --batches 1 --steps 512 --only each
+decode_run a-b64 "$SLOTHSHARP_NATIVE_PATH" --presets qwen3-1.7b,llama-3.2-1b --batches 64 --steps 512
+decode_run noclusterattn-b64 "$(variant_lib noclusterattn)" --presets qwen3-1.7b,llama-3.2-1b --batches 64 --steps 512
+decode_run each-a "$SLOTHSHARP_NATIVE_PATH" --presets qwen3-1.7b --batches 1 --steps 512 --only each
