@@ -27,9 +27,12 @@ template <int kDtype>
 __global__ void __launch_bounds__(kQkPrepThreads) qk_prep_kernel(QkPrepArgs a) {
     __shared__ float v[kDecodeMaxHeadDim];
     __shared__ float scratch[kQkPrepThreads / 32];
+    // Before the wait: nothing the step's kernels write (the length and positions change between steps only, and
+    // the kernel two launches back has completed by the time this one starts: cuda_common.cuh).
+    const QkPrepPre pre = qk_prep_preload<kDtype>(a, blockIdx.x, blockIdx.y);
     grid_dependency_wait();
     allow_dependent_launch();
-    qk_prep_head<kDtype>(a, blockIdx.x, blockIdx.y, v, scratch);
+    qk_prep_head<kDtype>(a, blockIdx.x, blockIdx.y, pre, v, scratch);
 }
 
 template <int kDtype>
@@ -72,7 +75,15 @@ template <int kDtype, int kPer>
 __global__ void __launch_bounds__(kRowThreads) residual_norm_reg_kernel(ResidualNormArgs a) {
     __shared__ float scratch[kRowThreads / 32];
     const int64_t base = static_cast<int64_t>(blockIdx.x) * a.cols;
-    float h[kPer], d[kPer];
+    float h[kPer], d[kPer], w[kPer], dw[kPer];
+    // The norm weights are parameters: loaded before the wait, off the launch's dependent path (after the sums they
+    // were one more round trip to L2).
+#pragma unroll
+    for (int i = 0; i < kPer; ++i) {
+        const int64_t j = threadIdx.x + static_cast<int64_t>(kRowThreads) * i;
+        w[i] = j < a.cols ? load_f32<kDtype>(a.weight, j) : 0.0f;
+        dw[i] = a.delta_norm && j < a.cols ? load_f32<kDtype>(a.delta_norm, j) : 0.0f;
+    }
     grid_dependency_wait();
     allow_dependent_launch();
 #pragma unroll
@@ -91,7 +102,7 @@ __global__ void __launch_bounds__(kRowThreads) residual_norm_reg_kernel(Residual
 #pragma unroll
             for (int i = 0; i < kPer; ++i) {
                 const int64_t j = threadIdx.x + static_cast<int64_t>(kRowThreads) * i;
-                if (j < a.cols) d[i] = norm_value<kDtype>(d[i], drstd, load_f32<kDtype>(a.delta_norm, j), a.unit_offset);
+                if (j < a.cols) d[i] = norm_value<kDtype>(d[i], drstd, dw[i], a.unit_offset);
             }
         }
 #pragma unroll
@@ -110,7 +121,7 @@ __global__ void __launch_bounds__(kRowThreads) residual_norm_reg_kernel(Residual
 #pragma unroll
     for (int i = 0; i < kPer; ++i) {
         const int64_t j = threadIdx.x + static_cast<int64_t>(kRowThreads) * i;
-        if (j < a.cols) store_f32<kDtype>(a.y, base + j, norm_value<kDtype>(h[i], rstd, load_f32<kDtype>(a.weight, j), a.unit_offset));
+        if (j < a.cols) store_f32<kDtype>(a.y, base + j, norm_value<kDtype>(h[i], rstd, w[i], a.unit_offset));
     }
 }
 

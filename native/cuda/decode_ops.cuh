@@ -24,18 +24,50 @@ __device__ __forceinline__ void embed_row(const int64_t* ids, const void* table,
     }
 }
 
+// What qk_prep_head reads that no kernel of the step writes, loaded apart so that a kernel can issue it before its
+// grid-dependency wait (qk_prep_kernel): the cache length and the row's position (written between steps), and this
+// thread's elements of the norm weight and of the rotary tables (parameters). Thread t < kQkPrepThreads holds elements
+// t + kQkPrepThreads i (i < kQkPrepPer). Why: loaded after the wait, they were two more dependent round trips to L2
+// (the norm weight after the sum of squares, the tables after the position) on the path of a launch that runs once a
+// layer.
+constexpr int kQkPrepPer = static_cast<int>(kDecodeMaxHeadDim) / kQkPrepThreads;
+struct QkPrepPre {
+    int64_t len, pos;
+    float nw[kQkPrepPer], cos[kQkPrepPer], sin[kQkPrepPer];
+};
+
+template <int kDtype>
+__device__ __forceinline__ QkPrepPre qk_prep_preload(const QkPrepArgs& a, int64_t b, int64_t h) {
+    QkPrepPre p;
+    const int64_t hd = a.head_dim, t0 = threadIdx.x < kQkPrepThreads ? threadIdx.x : hd;
+    p.len = *a.length;
+    int64_t pos = a.positions[b];
+    p.pos = pos < 0 ? 0 : (pos >= a.max_length ? a.max_length - 1 : pos);
+    const bool is_q = h < a.heads, is_k = !is_q && h < a.heads + a.kv_heads;
+    const void* nw = is_q ? a.q_norm : is_k ? a.k_norm : nullptr;
+    const int64_t cs = p.pos * a.rotary_dim;
+#pragma unroll
+    for (int i = 0; i < kQkPrepPer; ++i) {
+        const int64_t j = t0 + static_cast<int64_t>(kQkPrepThreads) * i;
+        p.nw[i] = nw && j < hd ? load_f32<kDtype>(nw, j) : 0.0f;
+        const bool rot = (is_q || is_k) && j < a.rotary_dim;
+        p.cos[i] = rot ? load_f32<kDtype>(a.cos, cs + j) : 0.0f;
+        p.sin[i] = rot ? load_f32<kDtype>(a.sin, cs + j) : 0.0f;
+    }
+    return p;
+}
+
 // Head h of row b (q heads, then k, then v): the bias, the per-head RMSNorm (q/k), RoPE on the first rotary_dim
 // elements, the store into q_out or the cache; head 0 also marks valid[b, L]. Thread t < kQkPrepThreads takes elements
 // t, t + kQkPrepThreads, ...; threads past it (a larger block) take part in the barriers only, adding zeros to the
 // norm's sum (exact), so the bits do not depend on the block size. v: kDecodeMaxHeadDim shared floats; scratch: one
-// shared float per warp of the block.
+// shared float per warp of the block. pre: qk_prep_preload's values for (b, h).
 template <int kDtype>
-__device__ __forceinline__ void qk_prep_head(const QkPrepArgs& a, int64_t b, int64_t h, float* v, float* scratch) {
+__device__ __forceinline__ void qk_prep_head(const QkPrepArgs& a, int64_t b, int64_t h, const QkPrepPre& pre, float* v,
+                                             float* scratch) {
     const int64_t hd = a.head_dim, half = a.rotary_dim / 2;
     const int64_t t0 = threadIdx.x < kQkPrepThreads ? threadIdx.x : hd;  // past hd: no element
-    const int64_t len = *a.length;
-    int64_t pos = a.positions[b];
-    pos = pos < 0 ? 0 : (pos >= a.max_length ? a.max_length - 1 : pos);
+    const int64_t len = pre.len;
     if (h == 0 && threadIdx.x == 0) a.valid[b * a.max_length + len] = 1;
     const bool is_q = h < a.heads, is_k = !is_q && h < a.heads + a.kv_heads;
     const int64_t hh = is_q ? h : is_k ? h - a.heads : h - a.heads - a.kv_heads;
@@ -55,19 +87,22 @@ __device__ __forceinline__ void qk_prep_head(const QkPrepArgs& a, int64_t b, int
     const void* nw = is_q ? a.q_norm : a.k_norm;
     if (nw) {
         const float rstd = rstd_from(block_sum(ss, scratch), hd, a.eps);
-        for (int64_t j = t0; j < hd; j += kQkPrepThreads)
-            v[j] = norm_value<kDtype>(v[j], rstd, load_f32<kDtype>(nw, j), a.unit_offset);
+#pragma unroll
+        for (int i = 0; i < kQkPrepPer; ++i) {
+            const int64_t j = t0 + static_cast<int64_t>(kQkPrepThreads) * i;
+            if (j < hd) v[j] = norm_value<kDtype>(v[j], rstd, pre.nw[i], a.unit_offset);
+        }
     }
     __syncthreads();
-    const int64_t cs = pos * a.rotary_dim;
-    for (int64_t j = t0; j < hd; j += kQkPrepThreads) {
+#pragma unroll
+    for (int i = 0; i < kQkPrepPer; ++i) {
+        const int64_t j = t0 + static_cast<int64_t>(kQkPrepThreads) * i;
+        if (j >= hd) continue;
         float o = v[j];
         if (j < half)
-            o = __fsub_rn(round_to<kDtype>(__fmul_rn(v[j], load_f32<kDtype>(a.cos, cs + j))),
-                          round_to<kDtype>(__fmul_rn(v[j + half], load_f32<kDtype>(a.sin, cs + j))));
+            o = __fsub_rn(round_to<kDtype>(__fmul_rn(v[j], pre.cos[i])), round_to<kDtype>(__fmul_rn(v[j + half], pre.sin[i])));
         else if (j < 2 * half)
-            o = __fadd_rn(round_to<kDtype>(__fmul_rn(v[j], load_f32<kDtype>(a.cos, cs + j))),
-                          round_to<kDtype>(__fmul_rn(v[j - half], load_f32<kDtype>(a.sin, cs + j))));
+            o = __fadd_rn(round_to<kDtype>(__fmul_rn(v[j], pre.cos[i])), round_to<kDtype>(__fmul_rn(v[j - half], pre.sin[i])));
         if (is_q) store_f32<kDtype>(a.q_out, (b * a.heads + hh) * hd + j, o);
         else store_f32<kDtype>(a.k_cache, cache_at + j, o);
     }

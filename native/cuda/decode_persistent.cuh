@@ -162,7 +162,9 @@ __global__ void __launch_bounds__(kThreads, 2) step_kernel(PersistentStepArgs a)
         grid_barrier(a.barrier);
         // 2. q/k preparation and the cache write
         const int64_t heads = L.prep.heads + 2 * L.prep.kv_heads;
-        for_blocks(a.omitted & SLOTH_DECODE_PART_QK_PREP ? 0 : kBatch * heads, [&](int64_t v) { qk_prep_head<kDtype>(L.prep, v / heads, v % heads, s_head, s_scratch); });
+        for_blocks(a.omitted & SLOTH_DECODE_PART_QK_PREP ? 0 : kBatch * heads, [&](int64_t v) {
+            qk_prep_head<kDtype>(L.prep, v / heads, v % heads, qk_prep_preload<kDtype>(L.prep, v / heads, v % heads), s_head, s_scratch);
+        });
         grid_barrier(a.barrier);
         // 3. the attention's partials: split-major, so the splits in use come first
         const int64_t rows = kBatch * L.att.kv_heads;
