@@ -23,8 +23,8 @@
 //    accumulator, then the next tile's, so each waited out the previous one's latency, and it held 222 registers at
 //    kNT = 8 (nvcc 11.8, sm_90); this order holds 143 (no spills) with the same mmas into each accumulator in the same
 //    order, so the same bits.
-//  - Split over k across blocks (nf4_wide_splits: about kNf4WideTargetBlocks blocks, at least 2 super-chunks each, at
-//    most kNf4WideMaxSplits), so the small projections (k/v: 512-1024 rows, 4-8 blocks of rows) still fill the GPU.
+//  - Split over k across blocks (nf4_wide_splits: whole waves of blocks, at least 2 super-chunks each, at most
+//    kNf4WideMaxSplits), so the small projections (k/v: 512-1024 rows, 4-8 blocks of rows) still fill the GPU.
 //    The splits' float32 sums are added in split order, one way or the other:
 //    - sm_90+ code at batch 9-16 (wide_clustered): the splits of a row block are one thread-block cluster (grid
 //      (row blocks, splits), cluster (1, splits)). Each block leaves its sums in its own shared memory (the x stages'
@@ -39,8 +39,9 @@
 //    - past 16 rows, and in older code (sm_80-89 builds): the partials go to a float32 scratch and a second launch adds
 //      them in the same order (nf4_wide_finish_kernel), so both ways give the same bits (equal digests at batch 64 on
 //      the H100, round 28).
-// The split depends on (m, k) alone and each output column of an mma depends on its own B column only, so a row's
-// bits do not depend on the batch size or on which other rows are in the batch. They differ from the batch-1..8 tile
+// The split depends on (m, k) and the batch's class (9-32, 33-64) alone, and each output column of an mma depends on
+// its own B column only, so within a class a row's bits do not depend on the batch size or on which other rows are in
+// the batch. They differ from the batch-1..8 tile
 // GEMV's in the float32 summation order only (a different split over k).
 #include "nf4_gemv_kernels.cuh"
 
@@ -375,7 +376,7 @@ inline WideLaunch wide_launch_of(const Nf4GemvGroupArgs& g, float* partial) {
     }
     if (g.gated) blocks = ceil_div(g.member[0].m, kNf4WideRows / 2);
     a.vrows = vrows;
-    a.splits = nf4_wide_splits(blocks * kNf4WideRows, g.k);  // every split non-empty: splits = ceil(chunks / per)
+    a.splits = nf4_wide_splits(blocks * kNf4WideRows, g.k, g.batch);  // every split non-empty: splits = ceil(chunks / per)
     a.per = (g.k / kSuperChunk + a.splits - 1) / a.splits;
     a.row_blocks = blocks;
     return a;

@@ -89,26 +89,58 @@ inline int64_t decode_attention_scratch_floats(int64_t batch, int64_t heads, int
 }
 
 // The NF4 products past SLOTH_NF4_GEMV_MAX_BATCH rows on CUDA (cuda/nf4_gemm_wide.cu): up to kNf4WideMaxBatch rows, a
-// block over kNf4WideRows weight rows, the columns split over blocks so that about kNf4WideTargetBlocks blocks (two
-// an SM on an H100) run, each at least two 128-column super-chunks, at most kNf4WideMaxSplits (a thread-block
-// cluster's portable size: at batch 9-16, sm_90 code adds the splits' sums inside the cluster). The split follows from
-// (m, k) alone, not from the device, so the bits do not depend on the GPU. Elsewhere the sums go through a float32
-// scratch of nf4_wide_partial_floats.
+// block over kNf4WideRows weight rows, the columns split over blocks, each at least two 128-column super-chunks, at
+// most kNf4WideMaxSplits (a thread-block cluster's portable size: at batch 9-16, sm_90 code adds the splits' sums
+// inside the cluster). Elsewhere the sums go through a float32 scratch of nf4_wide_partial_floats.
+//
+// The split is chosen for whole waves: the blocks run in waves of nf4_wide_wave_blocks, and a block's time grows with
+// its super-chunks, so a launch takes about (waves) x (super-chunks a block); the split that makes this least wins,
+// the fewer splits on a tie (fewer partial sums to write and add). Round 28's rule asked for about 264 blocks
+// whatever the waves: Qwen3-1.7B's gate/up at batch 64 (96 row blocks, 16 super-chunks) got 3 splits of 6, 288 blocks
+// in 3 waves of 132 (the last one 24 blocks), 18 units; 4 splits of 4 make 384 blocks in 3 waves, 12 units.
+// The waves are the H100's 132 SMs, one block each past 32 rows (143 registers at 8 n-tiles) and two up to 32 (116-128
+// registers): design constants, not the device's, so the split follows from (m, k, batch class) alone and the bits
+// do not depend on the GPU. A row's bits therefore depend on the batch only through its class (9-32 or 33-64).
 constexpr int64_t kNf4WideMaxBatch = 64;
 constexpr int64_t kNf4WideRows = 128;
-constexpr int64_t kNf4WideTargetBlocks = 264;
 constexpr int64_t kNf4WideMaxSplits = 8;
-inline int64_t nf4_wide_splits(int64_t m, int64_t k) {
+constexpr int64_t kNf4WideWaveSms = 132;
+constexpr int64_t kNf4WideOneBlockBatch = 32;  // past it, one block an SM
+constexpr bool kNf4WideWaveSplits = true;       // false: round 28's rule (for A/B timing)
+inline int64_t nf4_wide_wave_blocks(int64_t batch) {
+    return batch > kNf4WideOneBlockBatch ? kNf4WideWaveSms : 2 * kNf4WideWaveSms;
+}
+inline int64_t nf4_wide_splits(int64_t m, int64_t k, int64_t batch) {
     const int64_t chunks = k / 128, row_blocks = (m + kNf4WideRows - 1) / kNf4WideRows;
     if (chunks < 2 || row_blocks < 1) return 1;  // the kernel takes k % 128 == 0 only; the sizing asks for any shape
-    int64_t splits = (kNf4WideTargetBlocks + row_blocks - 1) / row_blocks;
     const int64_t most = chunks / 2 < kNf4WideMaxSplits ? chunks / 2 : kNf4WideMaxSplits;
-    splits = splits < most ? splits : most;
-    const int64_t per = (chunks + splits - 1) / splits;
-    return (chunks + per - 1) / per;  // no split left empty
+    if constexpr (!kNf4WideWaveSplits) {  // round 28's rule: about 264 blocks (if constexpr: nvcc warns of code after
+        (void)batch;                        // a constant return)
+        int64_t s = (264 + row_blocks - 1) / row_blocks;
+        s = s < most ? s : most;
+        const int64_t per = (chunks + s - 1) / s;
+        return (chunks + per - 1) / per;
+    } else {
+        const int64_t wave = nf4_wide_wave_blocks(batch);
+        int64_t best = 1, best_cost = -1;
+        for (int64_t s = 1; s <= most; ++s) {
+            const int64_t per = (chunks + s - 1) / s, used = (chunks + per - 1) / per;  // no split left empty
+            const int64_t cost = (row_blocks * used + wave - 1) / wave * per;
+            if (best_cost < 0 || cost < best_cost) best = used, best_cost = cost;
+        }
+        return best;
+    }
 }
-// Enough for a launch of m rows in all (members side by side, or gate and up: m = 2 of theirs) of width k.
-inline int64_t nf4_wide_partial_floats(int64_t batch, int64_t m, int64_t k) { return nf4_wide_splits(m, k) * batch * m; }
+// The most any batch up to `batch` needs (the split depends on the batch's class).
+inline int64_t nf4_wide_partial_floats(int64_t batch, int64_t m, int64_t k) {
+    const int64_t small = batch < kNf4WideOneBlockBatch ? batch : kNf4WideOneBlockBatch;
+    int64_t most = nf4_wide_splits(m, k, small) * small * m;
+    if (batch > kNf4WideOneBlockBatch) {
+        const int64_t large = nf4_wide_splits(m, k, batch) * batch * m;
+        most = large > most ? large : most;
+    }
+    return most;
+}
 
 struct EmbedArgs {
     const int64_t* ids;  // [batch], clamped to [0, vocab)
