@@ -35,6 +35,9 @@ constexpr int64_t kDecodeMmaSmallMinChunk = 64;
 // attention_cluster_kernel: the walk and the merge in one launch on sm_90+; 16 is the H100's largest, "non-portable"
 // cluster).
 constexpr int64_t kDecodeClusterMaxSplits = 16;
+// And only up to this batch: at batch 64 the cluster kernel was 9-10% slower than the walk and the combine kernel
+// (H100, bench/results/2026-12-07-round30), at batch 1 and 4 2-4% faster.
+constexpr int64_t kDecodeClusterMaxBatch = 8;
 constexpr int64_t kDecodeLargeBatch = 32;
 constexpr int64_t kDecodeLargeMinChunk = 512;
 constexpr int64_t kDecodeMaxHeadDim = 256;
@@ -63,7 +66,7 @@ inline bool decode_cluster_shape(int64_t heads, int64_t kv_heads, int64_t head_d
     if (merge_in_walk || (head_dim != 64 && head_dim != 128) || heads / kv_heads > 8 ||
         (dtype != SLOTH_DTYPE_BF16 && dtype != SLOTH_DTYPE_F16))
         return false;
-    return decode_splits(batch, max_length, true) <= kDecodeClusterMaxSplits;
+    return batch <= kDecodeClusterMaxBatch && decode_splits(batch, max_length, true) <= kDecodeClusterMaxSplits;
 }
 // Each split is walked by this many warps of one block, each keeping its own partial result (no shared-memory
 // merge inside the block: the last block of the (row, kv head) to finish merges them all, cuda/decode_attention_kernels.cuh).
