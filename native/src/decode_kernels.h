@@ -100,7 +100,9 @@ inline int64_t decode_attention_scratch_floats(int64_t batch, int64_t heads, int
 // its super-chunks, so a launch takes about (waves) x (super-chunks a block); the split that makes this least wins,
 // the fewer splits on a tie (fewer partial sums to write and add). Round 28's rule asked for about 264 blocks
 // whatever the waves: Qwen3-1.7B's gate/up at batch 64 (96 row blocks, 16 super-chunks) got 3 splits of 6, 288 blocks
-// in 3 waves of 132 (the last one 24 blocks), 18 units; 4 splits of 4 make 384 blocks in 3 waves, 12 units.
+// in 3 waves of 132 (the last one 24 blocks), 18 units; 4 splits of 4 make 384 blocks in 3 waves, 12 units. On the
+// H100 at batch 64 (512 new tokens) this rule took Qwen3-1.7B from 15,861 to 17,195 tokens/s and Llama-3.2-1B from
+// 28,804 to 33,569 (bench/results/2026-12-07-round30).
 // The waves are the H100's 132 SMs, one block each past 32 rows (143 registers at 8 n-tiles) and two up to 32 (116-128
 // registers): design constants, not the device's, so the split follows from (m, k, batch class) alone and the bits
 // do not depend on the GPU. A row's bits therefore depend on the batch only through its class (9-32 or 33-64).
@@ -109,7 +111,6 @@ constexpr int64_t kNf4WideRows = 128;
 constexpr int64_t kNf4WideMaxSplits = 8;
 constexpr int64_t kNf4WideWaveSms = 132;
 constexpr int64_t kNf4WideOneBlockBatch = 32;  // past it, one block an SM
-constexpr bool kNf4WideWaveSplits = true;       // false: round 28's rule (for A/B timing)
 inline int64_t nf4_wide_wave_blocks(int64_t batch) {
     return batch > kNf4WideOneBlockBatch ? kNf4WideWaveSms : 2 * kNf4WideWaveSms;
 }
@@ -117,29 +118,24 @@ inline int64_t nf4_wide_splits(int64_t m, int64_t k, int64_t batch) {
     const int64_t chunks = k / 128, row_blocks = (m + kNf4WideRows - 1) / kNf4WideRows;
     if (chunks < 2 || row_blocks < 1) return 1;  // the kernel takes k % 128 == 0 only; the sizing asks for any shape
     const int64_t most = chunks / 2 < kNf4WideMaxSplits ? chunks / 2 : kNf4WideMaxSplits;
-    if constexpr (!kNf4WideWaveSplits) {  // round 28's rule: about 264 blocks (if constexpr: nvcc warns of code after
-        (void)batch;                        // a constant return)
-        int64_t s = (264 + row_blocks - 1) / row_blocks;
-        s = s < most ? s : most;
-        const int64_t per = (chunks + s - 1) / s;
-        return (chunks + per - 1) / per;
-    } else {
-        const int64_t wave = nf4_wide_wave_blocks(batch);
-        int64_t best = 1, best_cost = -1;
-        for (int64_t s = 1; s <= most; ++s) {
-            const int64_t per = (chunks + s - 1) / s, used = (chunks + per - 1) / per;  // no split left empty
-            const int64_t cost = (row_blocks * used + wave - 1) / wave * per;
-            if (best_cost < 0 || cost < best_cost) best = used, best_cost = cost;
-        }
-        return best;
+    const int64_t wave = nf4_wide_wave_blocks(batch);
+    int64_t best = 1, best_cost = -1;
+    for (int64_t s = 1; s <= most; ++s) {
+        const int64_t per = (chunks + s - 1) / s, used = (chunks + per - 1) / per;  // no split left empty
+        const int64_t cost = (row_blocks * used + wave - 1) / wave * per;
+        if (best_cost < 0 || cost < best_cost) best = used, best_cost = cost;
     }
+    return best;
 }
-// The most any batch up to `batch` needs (the split depends on the batch's class).
-inline int64_t nf4_wide_partial_floats(int64_t batch, int64_t m, int64_t k) {
+// The float32 partials of a wide launch over row_blocks blocks of kNf4WideRows rows (the kernel's count: per member
+// ceil(m / 128), or ceil(m / 64) for the gated form) and vrows output rows in all (gated: gate and up), the most any
+// batch up to `batch` needs: the split depends on the batch's class and is not monotone in the row blocks, so the
+// sizing takes the launch's own row blocks and both classes.
+inline int64_t nf4_wide_partial_floats(int64_t batch, int64_t row_blocks, int64_t vrows, int64_t k) {
     const int64_t small = batch < kNf4WideOneBlockBatch ? batch : kNf4WideOneBlockBatch;
-    int64_t most = nf4_wide_splits(m, k, small) * small * m;
+    int64_t most = nf4_wide_splits(row_blocks * kNf4WideRows, k, small) * small * vrows;
     if (batch > kNf4WideOneBlockBatch) {
-        const int64_t large = nf4_wide_splits(m, k, batch) * batch * m;
+        const int64_t large = nf4_wide_splits(row_blocks * kNf4WideRows, k, batch) * batch * vrows;
         most = large > most ? large : most;
     }
     return most;

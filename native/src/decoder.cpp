@@ -107,14 +107,19 @@ Workspace layout(const Shape& s) {
         most = std::max(most, s.heads * s.head_dim * s.hidden);
         most = std::max(most, 2 * s.inter * s.hidden);
         w.dq = take(most * e);
-        // The wide NF4 GEMM's float32 partial sums (cuda/nf4_gemm_wide.cu), for the largest of the projections'
-        // shapes [out, in], fused or not.
+        // The wide NF4 GEMM's float32 partial sums (cuda/nf4_gemm_wide.cu), for the largest of its launches: each
+        // projection alone [out, in] (fused or not), q/k/v grouped, gate/up gated; with the kernel's row blocks.
         const int64_t q_out = s.heads * s.head_dim, kv_out = s.kv_heads * s.head_dim;
+        const int64_t wb = std::min(b, kNf4WideMaxBatch);
+        auto blocks = [](int64_t rows, int64_t per) { return (rows + per - 1) / per; };
         int64_t wide = 0;
         for (const auto& [out, in] : {std::pair{q_out, s.hidden}, std::pair{kv_out, s.hidden}, std::pair{qkv_out, s.hidden},
                                       std::pair{s.hidden, q_out}, std::pair{s.inter, s.hidden},
                                       std::pair{2 * s.inter, s.hidden}, std::pair{s.hidden, s.inter}})
-            wide = std::max(wide, nf4_wide_partial_floats(std::min(b, kNf4WideMaxBatch), out, in));
+            wide = std::max(wide, nf4_wide_partial_floats(wb, blocks(out, kNf4WideRows), out, in));
+        wide = std::max(wide, nf4_wide_partial_floats(wb, blocks(q_out, kNf4WideRows) + 2 * blocks(kv_out, kNf4WideRows),
+                                                      qkv_out, s.hidden));
+        wide = std::max(wide, nf4_wide_partial_floats(wb, blocks(s.inter, kNf4WideRows / 2), 2 * s.inter, s.hidden));
         w.wide = take(wide * 4);
         w.logits = take(b * s.vocab * e);
         w.gemm = take(kGemmWorkspace);
