@@ -508,7 +508,9 @@ __global__ void attention_combine_kernel(DecodeAttentionArgs a, int64_t chunk, i
 // (merge_in_walk) removed the same launch but merged a whole group in one block, after an atomic arrival: slower
 // (bench/results/2026-12-07-round26). Here the barrier is the hardware's and the heads are merged in parallel, as by
 // the combine kernel's blocks. A split past the keys in use walks nothing and writes nothing; combine_block reads only
-// the partials in use.
+// the partials in use. H100, 512 new tokens (bench/results/2026-12-07-round30): batch 1 +3.3% (Qwen3-1.7B) and +2.2%
+// (Llama-3.2-1B), batch 4 +2.2% / +4.3%, but batch 64 -9.4% / -10.5%, so decode_cluster_shape takes it up to
+// kDecodeClusterMaxBatch rows only.
 template <int kDtype, int kMaxG, int kT, int kP>
 __global__ void __launch_bounds__(kThreads) attention_cluster_kernel(DecodeAttentionArgs a, int64_t chunk, int64_t splits) {
     __shared__ float smem[shared_floats(kMaxG)];
