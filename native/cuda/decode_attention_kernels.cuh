@@ -413,18 +413,6 @@ __device__ __forceinline__ void attention_block(const DecodeAttentionArgs& a, in
     }
 }
 
-// grid (batch * kv_heads, splits), kThreads threads: one attention_block each.
-template <int kDtype, int kMaxG, int kT, int kP>
-__global__ void __launch_bounds__(kThreads) attention_kernel(DecodeAttentionArgs a, int64_t chunk, int64_t splits) {
-    __shared__ float smem[shared_floats(kMaxG)];
-    __shared__ float s_red[kMaxG][kWarps];
-    __shared__ float s_max[kMaxG];
-    __shared__ int s_last;
-    grid_dependency_wait();  // before reading q, the cache, the length, or touching partials and counters
-    allow_dependent_launch();
-    attention_block<kDtype, kMaxG, kT, kP>(a, chunk, splits, blockIdx.x, blockIdx.y, smem, s_red, s_max, &s_last);
-}
-
 // The merge as a kernel of its own (DecodeAttentionArgs::merge_in_walk false; the default, the last-block merge
 // measured slower): one block per (row, head), one thread per head element. It is a chain of dependent L2 round trips
 // (the length, the partials' maxima, then the partials themselves), so it is built to have as few as it can: the
@@ -497,9 +485,11 @@ __global__ void attention_combine_kernel(DecodeAttentionArgs a, int64_t chunk, i
     combine_block<kDtype>(a, chunk, splits, blockIdx.x, s_w, s_red);
 }
 
-// On sm_90+, where a (row, kv head) has at most kDecodeClusterMaxSplits splits (decode_cluster_shape): the walk and
-// the merge as ONE launch. The splits of a (row, kv head) form a thread-block cluster (grid (batch * kv_heads,
-// splits), cluster (1, splits)); each walks its chunk and writes its partials as attention_kernel does, then the
+// grid (batch * kv_heads, splits), kThreads threads: one attention_block each.
+//
+// kClusterMerge (sm_90+, where a (row, kv head) has at most kDecodeClusterMaxSplits splits: decode_cluster_shape): the
+// walk and the merge as ONE launch. The splits of a (row, kv head) form a thread-block cluster (grid (batch * kv_heads,
+// splits), cluster (1, splits)); each walks its chunk and writes its partials as without it, then the
 // cluster barrier (release/acquire at cluster scope) makes every split's partials visible to the others, and split y
 // merges heads y, y + splits, ... of the group exactly as the combine kernel would (combine_block: the same operations
 // in the same order, so the same bits). Why: at batch 1 each kernel boundary of the step costs microseconds of latency
@@ -511,32 +501,35 @@ __global__ void attention_combine_kernel(DecodeAttentionArgs a, int64_t chunk, i
 // the partials in use. H100, 512 new tokens (bench/results/2026-12-07-round30): batch 1 +3.3% (Qwen3-1.7B) and +2.2%
 // (Llama-3.2-1B), batch 4 +2.2% / +4.3%, but batch 64 -9.4% / -10.5%, so decode_cluster_shape takes it up to
 // kDecodeClusterMaxBatch rows only.
-template <int kDtype, int kMaxG, int kT, int kP>
-__global__ void __launch_bounds__(kThreads) attention_cluster_kernel(DecodeAttentionArgs a, int64_t chunk, int64_t splits) {
+template <int kDtype, int kMaxG, int kT, int kP, bool kClusterMerge = false>
+__global__ void __launch_bounds__(kThreads) attention_kernel(DecodeAttentionArgs a, int64_t chunk, int64_t splits) {
     __shared__ float smem[shared_floats(kMaxG)];
     __shared__ float s_red[kMaxG][kWarps];
     __shared__ float s_max[kMaxG];
     __shared__ int s_last;
-    static_assert(shared_floats(kMaxG) >= kDecodeClusterMaxSplits * kWarps, "the merge's weights fit the walk's buffer");
-    grid_dependency_wait();
+    static_assert(!kClusterMerge || shared_floats(kMaxG) >= kDecodeClusterMaxSplits * kWarps,
+                  "the merge's weights fit the walk's buffer");
+    grid_dependency_wait();  // before reading q, the cache, the length, or touching partials and counters
     allow_dependent_launch();
     attention_block<kDtype, kMaxG, kT, kP>(a, chunk, splits, blockIdx.x, blockIdx.y, smem, s_red, s_max, &s_last);
-    __syncthreads();  // every warp of this block is done with smem (the group's q) before the merge reuses it
-    ptx::cluster_barrier();
-    const int64_t group = a.heads / a.kv_heads, b = blockIdx.x / a.kv_heads, kvh = blockIdx.x % a.kv_heads;
-    for (int64_t g = blockIdx.y; g < group; g += splits) {  // block-uniform
-        combine_block<kDtype, true>(a, chunk, splits, b * a.heads + kvh * group + g, smem, &s_red[0][0]);
-        __syncthreads();  // the next head's maxima overwrite smem and s_red
+    if constexpr (kClusterMerge) {
+        __syncthreads();  // every warp of this block is done with smem (the group's q) before the merge reuses it
+        ptx::cluster_barrier();
+        const int64_t group = a.heads / a.kv_heads, b = blockIdx.x / a.kv_heads, kvh = blockIdx.x % a.kv_heads;
+        for (int64_t g = blockIdx.y; g < group; g += splits) {  // block-uniform
+            combine_block<kDtype, true>(a, chunk, splits, b * a.heads + kvh * group + g, smem, &s_red[0][0]);
+            __syncthreads();  // the next head's maxima overwrite smem and s_red
+        }
     }
 }
 
-// Whether attention_cluster_kernel<kDtype, kG, kT, kMmaKeys> takes this launch (splits: the launch's; tensor_cores: the
-// walk chosen). More than 8 blocks a cluster is "non-portable" and must be allowed once per kernel and device, before
-// any capture (the decoder's first step of a size is eager); each instantiation of this function keeps its own
-// kernel's answers.
+// Whether attention_kernel<kDtype, kG, kT, kMmaKeys, true> takes this launch (splits: the launch's; asked where the
+// tensor-core walk runs). More than 8 blocks a cluster is "non-portable" and must be allowed once per kernel and
+// device, before any capture (the decoder's first step of a size is eager); each instantiation of this function keeps
+// its own kernel's answers.
 template <int kDtype, int kG, int kT>
-bool cluster_takes(const DecodeAttentionArgs& a, int64_t splits, bool tensor_cores) {
-    if (!tensor_cores || !decode_cluster_shape(a.heads, a.kv_heads, a.head_dim, a.dtype, a.batch, a.max_length, a.merge_in_walk))
+bool cluster_takes(const DecodeAttentionArgs& a, int64_t splits) {
+    if (!decode_cluster_shape(a.heads, a.kv_heads, a.head_dim, a.dtype, a.batch, a.max_length, a.merge_in_walk))
         return false;
     if (!clusters_compiled()) return false;
     if (splits <= 8) return true;
@@ -546,8 +539,8 @@ bool cluster_takes(const DecodeAttentionArgs& a, int64_t splits, bool tensor_cor
     if (cudaGetDevice(&device) != cudaSuccess || device < 0 || device >= kDevices) return false;
     int v = allowed[device].load(std::memory_order_relaxed);
     if (v == 0) {
-        v = cudaFuncSetAttribute(attention_cluster_kernel<kDtype, kG, kT, kMmaKeys>, cudaFuncAttributeNonPortableClusterSizeAllowed,
-                                 1) == cudaSuccess ? 1 : 2;
+        v = cudaFuncSetAttribute(attention_kernel<kDtype, kG, kT, kMmaKeys, true>,
+                                 cudaFuncAttributeNonPortableClusterSizeAllowed, 1) == cudaSuccess ? 1 : 2;
         if (v == 2) (void)cudaGetLastError();  // not sticky: clear it so the next check does not report it
         allowed[device].store(v, std::memory_order_relaxed);
     }
@@ -567,6 +560,8 @@ sloth_status launch(const char* fn, const DecodeAttentionArgs& a, cudaStream_t s
                   : a.head_dim <= 128 ? attention_kernel<kDtype, kMaxG, 4, 1>
                                       : attention_kernel<kDtype, kMaxG, 8, 1>;
     bool tensor_cores = false;
+    Kernel clustered = nullptr;                                   // the tensor-core walk's one-launch form
+    bool (*cluster_ok)(const DecodeAttentionArgs&, int64_t) = nullptr;  // and whether it takes this launch
     if constexpr (kMaxG <= 8 && kDtype != SLOTH_DTYPE_F32) {
         constexpr int kG = kMaxG <= 1 ? 1 : kMaxG <= 2 ? 2 : kMaxG <= 4 ? 4 : 8;
         if (a.head_dim == 64) kernel = attention_kernel<kDtype, kG, 2, 4>;
@@ -574,22 +569,23 @@ sloth_status launch(const char* fn, const DecodeAttentionArgs& a, cudaStream_t s
         // The tensor-core walk (decode_attention_mma.cuh) where the kernels are compiled for sm_80+; the sub-warp walk
         // is the compute_75 build's.
         tensor_cores = (a.head_dim == 64 || a.head_dim == 128) && mma_compiled();
-        if (tensor_cores) kernel = a.head_dim == 64 ? attention_kernel<kDtype, kG, 2, kMmaKeys> : attention_kernel<kDtype, kG, 4, kMmaKeys>;
+        if (tensor_cores) {
+            const bool hd64 = a.head_dim == 64;
+            kernel = hd64 ? attention_kernel<kDtype, kG, 2, kMmaKeys> : attention_kernel<kDtype, kG, 4, kMmaKeys>;
+            clustered = hd64 ? attention_kernel<kDtype, kG, 2, kMmaKeys, true>
+                             : attention_kernel<kDtype, kG, 4, kMmaKeys, true>;
+            cluster_ok = hd64 ? cluster_takes<kDtype, kG, 2> : cluster_takes<kDtype, kG, 4>;
+        }
     }
     const int64_t chunk = decode_chunk(a.batch, a.max_length, tensor_cores);
     const int64_t splits = decode_splits(a.batch, a.max_length, tensor_cores);
     const dim3 grid(static_cast<unsigned>(a.batch * a.kv_heads), static_cast<unsigned>(splits));
-    if constexpr (kMaxG <= 8 && kDtype != SLOTH_DTYPE_F32) {
-        constexpr int kG = kMaxG <= 1 ? 1 : kMaxG <= 2 ? 2 : kMaxG <= 4 ? 4 : 8;
-        using ClusterKernel = void (*)(DecodeAttentionArgs, int64_t, int64_t);
-        const bool hd64 = a.head_dim == 64;
-        const ClusterKernel cluster = hd64 ? attention_cluster_kernel<kDtype, kG, 2, kMmaKeys> : attention_cluster_kernel<kDtype, kG, 4, kMmaKeys>;
-        if (hd64 ? cluster_takes<kDtype, kG, 2>(a, splits, tensor_cores) : cluster_takes<kDtype, kG, 4>(a, splits, tensor_cores)) {
-            // grid (batch * kv_heads, splits), cluster (1, splits)
-            SLOTH_KERNEL_LAUNCH(fn, "attention_cluster_kernel",
-                                launch_kernel_cluster(cluster, grid, kThreads, 0, static_cast<unsigned>(splits), s, a, chunk, splits));
-            return SLOTH_OK;
-        }
+    if (clustered && cluster_ok(a, splits)) {
+        // grid (batch * kv_heads, splits), cluster (1, splits)
+        SLOTH_KERNEL_LAUNCH(fn, "attention_kernel (clusters)",
+                            launch_kernel_cluster(clustered, grid, kThreads, 0, static_cast<unsigned>(splits), s, a, chunk,
+                                                  splits));
+        return SLOTH_OK;
     }
     if (!a.merge_in_walk) {
         SLOTH_CHECK(require_one_launch(fn, a.batch * a.heads));

@@ -169,10 +169,9 @@ struct WideWalk {
 // kernel calls it twice (b0 and b1, so that no register whose load is outstanding is copied); forced inline so that
 // no compiler leaves it a call with c in local memory (nvcc inlined round 28's lambda; clang does not).
 template <int kDtype, int kNT>
-__device__ __forceinline__ void wide_step(const WideWalk& w, const TileRows& t, TileLoads<1, 1>& cur, int64_t s,
+__device__ __forceinline__ void wide_step(const WideWalk& w, const TileRows (&t)[1], TileLoads<1, 1>& cur, int64_t s,
                                           float (&c)[kNT][4]) {
     constexpr uint32_t kStageBytes = 8u * kNT * kWideRowBytes;
-    const TileRows rows[1] = {t};
     if (s + 1 < w.s1) {
         wide_stage_x(w.x, w.batch, w.k, s + 1, w.stages + static_cast<uint32_t>((s + 1 - w.s0) & 1) * kStageBytes);
         ptx::cp_async_wait<1>();
@@ -182,10 +181,10 @@ __device__ __forceinline__ void wide_step(const WideWalk& w, const TileRows& t, 
     __syncthreads();  // this super-chunk's x is in shared memory for every warp (and the tables, the first time)
     // This super-chunk's 16 weight bytes of rows g and g + 8 and their scales, kept while `cur` takes the loads of
     // super-chunk s + 2; each 32-bit word is decoded where its mmas need it (fewer registers held than all 32 A words).
-    const float scale_a = tile_scale(t, cur.code[0][0][0], cur.nested[0][0][0], w.offset);
-    const float scale_b = tile_scale(t, cur.code[0][0][1], cur.nested[0][0][1], w.offset);
+    const float scale_a = tile_scale(t[0], cur.code[0][0][0], cur.nested[0][0][0], w.offset);
+    const float scale_b = tile_scale(t[0], cur.code[0][0][1], cur.nested[0][0][1], w.offset);
     const uint4 wa = cur.w[0][0][0], wb = cur.w[0][0][1];
-    tile_issue(cur, rows, w.k, s + 2, w.s1, w.q, w.log2_blocksize, w.log2_nested_span, w.stream, w.keep);
+    tile_issue(cur, t, w.k, s + 2, w.s1, w.q, w.log2_blocksize, w.log2_nested_span, w.stream, w.keep);
     const uint32_t stage = w.stages + static_cast<uint32_t>((s - w.s0) & 1) * kStageBytes;
     // The n-tiles innermost: the kNT accumulators are independent, so the tensor cores take one mma of each in turn
     // instead of waiting out a chain of 8 dependent ones per tile (the order of the mmas into each c[n] is the same
@@ -251,8 +250,8 @@ __global__ void __launch_bounds__(kWideThreads) nf4_wide_kernel(WideLaunch a) {
     for (int n = 0; n < kNT; ++n) c[n][0] = c[n][1] = c[n][2] = c[n][3] = 0.0f;
     const WideWalk walk{a.x, batch, k, s0, s1, stages, table, offset, lb, ln, stream, keep, g, q};
     for (int64_t s = s0; s < s1; s += 2) {
-        wide_step<kDtype, kNT>(walk, t[0], b0, s, c);
-        if (s + 1 < s1) wide_step<kDtype, kNT>(walk, t[0], b1, s + 1, c);
+        wide_step<kDtype, kNT>(walk, t, b0, s, c);
+        if (s + 1 < s1) wide_step<kDtype, kNT>(walk, t, b1, s + 1, c);
     }
     // c[n]: c0/c1 row g, activation rows 8n + 2q, 8n + 2q + 1; c2/c3 row g + 8 (PTX ISA's m16n8 accumulator layout).
     // The last step's barrier: no warp reads the x stages any more, so the cluster path's tile may take their space.

@@ -287,9 +287,13 @@ __device__ __forceinline__ void tile_sums(const float (&c)[kTiles][4], float* s_
 template <int kW>
 constexpr int kTileAccFloats = kW * 32 * 4;
 
-// The shared tables of w: by the first kThreads threads (stage_tables' thread layout).
+// The shared tables of w (stage_tables' values), by a block of any size: the paired gated form's has 128 threads, the
+// 16-warp tiles' 512.
 __device__ __forceinline__ void stage_tile_tables(const Nf4Weight& w, float* s_nf4, float* s_map) {
-    if (threadIdx.x < kThreads) stage_tables(w, s_nf4, s_map);
+    for (int i = threadIdx.x; i < 256; i += blockDim.x) {
+        if (i < 16) s_nf4[i] = w.nf4_table[i];
+        s_map[i] = w.code_map[i];
+    }
 }
 
 // Block `block` (tile) of one member: rows [row0 + 16 block, + 16) of its weight, y[n * y_stride + r] for n < kBatch.
@@ -384,11 +388,8 @@ __device__ __forceinline__ void tile_gated_block(const Group& g, sloth_gate_acti
     tile_warp_dot_pair<kDtype, kBatch, 2, kPaired>(
         t, g.k, s0, s1, g.log2_blocksize, g.log2_nested_span,
         [&] {
-            for (int i = threadIdx.x; i < 256; i += kThreadsHere) {  // stage_tables' entries, by any block size
-                if (i < 16) s_nf4[0][i] = gate.nf4_table[i], s_nf4[1][i] = up.nf4_table[i];
-                s_map[0][i] = gate.code_map[i];
-                s_map[1][i] = up.code_map[i];
-            }
+            stage_tile_tables(gate, s_nf4[0], s_map[0]);
+            stage_tile_tables(up, s_nf4[1], s_map[1]);
         },
         xwords, prologue, c, split, c2);
     // Both tiles' sums (u = t / 128), then the first 128 threads pair them.
@@ -437,9 +438,6 @@ __global__ void __launch_bounds__(kW * 16, 512 / (kW * 16)) nf4_tile_gated_pair_
 }
 
 // ---- Host side.
-
-// Whether the gated form (without a folded norm) runs paired: kW / 2 warps a block (nf4_tile_gated_pair_kernel).
-constexpr bool kTileGatedPairs = true;
 
 // Whether a launch over x and these weights takes the tiles (see the top of this file); the same answer for a matrix
 // alone, in a group and gated, so a row's bits do not depend on how it was launched.
@@ -494,17 +492,18 @@ sloth_status launch_tiles_group_w(const char* fn, const Nf4GemvGroupArgs& a, Gro
     if (a.gated) {
         const int64_t blocks = ceil_div(a.member[0].m, static_cast<int64_t>(kTileRows));
         SLOTH_CHECK(require_one_launch(fn, blocks));
-        if (kTileGatedPairs && !a.fold_norm) {
+        if (!a.fold_norm) {  // the paired blocks (kW / 2 warps)
             SLOTH_KERNEL_LAUNCH(fn, "nf4_tile_gated_pair_kernel",
                                 launch_kernel(nf4_tile_gated_pair_kernel<kDtype, kBatch, kW>, static_cast<unsigned>(blocks),
                                               kW * 16, stream, g, a.activation, a.gated_out));
             return SLOTH_OK;
         }
-        SLOTH_KERNEL_LAUNCH(fn, "nf4_tile_gated_kernel",
-                            launch_kernel_smem(a.fold_norm ? nf4_tile_gated_kernel<kDtype, kBatch, kCanFold, kW>
-                                                           : nf4_tile_gated_kernel<kDtype, kBatch, false, kW>,
-                                               static_cast<unsigned>(blocks), kW * 32, fold_smem, stream, g,
-                                               a.activation, a.gated_out));
+        if constexpr (kCanFold) {  // the folded norm: kW warps (its sums follow the residual-norm kernels' 256 threads)
+            SLOTH_KERNEL_LAUNCH(fn, "nf4_tile_gated_kernel",
+                                launch_kernel_smem(nf4_tile_gated_kernel<kDtype, kBatch, true, kW>,
+                                                   static_cast<unsigned>(blocks), kW * 32, fold_smem, stream, g,
+                                                   a.activation, a.gated_out));
+        }
         return SLOTH_OK;
     }
     int64_t total = 0;

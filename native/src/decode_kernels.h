@@ -31,9 +31,8 @@ constexpr int64_t kDecodeSmallBatch = 4;
 constexpr int64_t kDecodeSmallMaxSplits = 128;
 constexpr int64_t kDecodeSmallMinChunk = 16;
 constexpr int64_t kDecodeMmaSmallMinChunk = 64;
-// At most this many splits form one thread-block cluster (cuda/decode_attention_kernels.cuh's
-// attention_cluster_kernel: the walk and the merge in one launch on sm_90+; 16 is the H100's largest, "non-portable"
-// cluster).
+// At most this many splits form one thread-block cluster (cuda/decode_attention_kernels.cuh's attention_kernel with
+// kClusterMerge: the walk and the merge in one launch on sm_90+; 16 is the H100's largest, "non-portable" cluster).
 constexpr int64_t kDecodeClusterMaxSplits = 16;
 // And only up to this batch: at batch 64 the cluster kernel was 9-10% slower than the walk and the combine kernel
 // (H100, bench/results/2026-12-07-round30), at batch 1 and 4 2-4% faster.
