@@ -55,6 +55,7 @@ cudaError_t cudaEventElapsedTime(float*, cudaEvent_t, cudaEvent_t);
 extern "C" unsigned __cudaPushCallConfiguration(dim3 gridDim, dim3 blockDim, size_t sharedMem = 0, void* stream = 0);
 extern "C" cudaError_t cudaConfigureCall(dim3 gridDim, dim3 blockDim, size_t sharedMem = 0, cudaStream_t stream = 0);
 __device__ void __syncthreads(void);
+__device__ void __syncwarp(unsigned = 0xFFFFFFFFu);
 __device__ float __shfl_xor_sync(unsigned, float, int, int = 32);
 __device__ float __shfl_sync(unsigned, float, int, int = 32);
 __device__ float __fmul_rn(float, float);
