@@ -71,7 +71,11 @@ public class DecodePersistentGpuTests
             using (var scope = NewDisposeScope())
                 model.Forward(tensor(new long[] { 1, 5, 9, 2, 6, 3 }).narrow(0, 0, 3 * batch).reshape(batch, 3).cuda(), null, cache);
             using var logits = engine.Step(full([batch], 7L, ScalarType.Int64, CUDA), full([batch], 3L, ScalarType.Int64, CUDA));
-            Assert.That(engine.KernelLaunches, Is.EqualTo(batch == 1 ? 2 : 9 * model.Config.NumHiddenLayers + 4),
+            // Batch 2 keeps the launches: 9 a layer, or 8 where the attention's walk and merge are one cluster launch
+            // (kernels built from sm_90 PTX; this head_dim 128, 2 query heads per KV head, bf16 shape is the cluster
+            // form's, round 30).
+            var perLayer = CudaDevice.KernelArch() >= 900 ? 8 : 9;
+            Assert.That(engine.KernelLaunches, Is.EqualTo(batch == 1 ? 2 : perLayer * model.Config.NumHiddenLayers + 4),
                         batch == 1 ? "batch 1: the persistent kernel and the LM head" : "batch 2 keeps the launches");
         }
     }
