@@ -32,7 +32,7 @@ __device__ __forceinline__ void embed_row(const int64_t* ids, const void* table,
 // layer.
 constexpr int kQkPrepPer = static_cast<int>(kDecodeMaxHeadDim) / kQkPrepThreads;
 struct QkPrepPre {
-    int64_t len, pos;
+    int64_t len;
     float nw[kQkPrepPer], cos[kQkPrepPer], sin[kQkPrepPer];
 };
 
@@ -42,10 +42,10 @@ __device__ __forceinline__ QkPrepPre qk_prep_preload(const QkPrepArgs& a, int64_
     const int64_t hd = a.head_dim, t0 = threadIdx.x < kQkPrepThreads ? threadIdx.x : hd;
     p.len = *a.length;
     int64_t pos = a.positions[b];
-    p.pos = pos < 0 ? 0 : (pos >= a.max_length ? a.max_length - 1 : pos);
+    pos = pos < 0 ? 0 : (pos >= a.max_length ? a.max_length - 1 : pos);
     const bool is_q = h < a.heads, is_k = !is_q && h < a.heads + a.kv_heads;
     const void* nw = is_q ? a.q_norm : is_k ? a.k_norm : nullptr;
-    const int64_t cs = p.pos * a.rotary_dim;
+    const int64_t cs = pos * a.rotary_dim;
 #pragma unroll
     for (int i = 0; i < kQkPrepPer; ++i) {
         const int64_t j = t0 + static_cast<int64_t>(kQkPrepThreads) * i;

@@ -51,7 +51,6 @@ namespace {
 constexpr int kWideWarps = static_cast<int>(kNf4WideRows / kTileRows);  // 8
 constexpr int kWideThreads = kWideWarps * 32;
 constexpr int kWideRowBytes = kSuperChunk * 2;  // x bytes of one activation row per super-chunk (16-bit dtypes)
-static_assert(kWideThreads == kThreads, "stage_tables fills the code map with one thread an entry");
 
 // Where 16-byte chunk i (0..15) of activation row r of a super-chunk lives in its stage (see the top of the file).
 __device__ __forceinline__ int wide_chunk(int r, int i) { return i ^ (((i >> 3) & 1) << 1) ^ (r & 1); }

@@ -213,11 +213,13 @@ struct Nf4Weight {
 // replacing the address's low byte); the gated kernel's two tables are 256 bytes apart ([2][kNf4TableStride]).
 constexpr int kNf4TableStride = 64;  // floats: 256 bytes
 
-// Block-wide (all kThreads threads): the NF4 table and the nested code map of w into shared memory.
+// Block-wide, by a block of any size (the lane kernels' and the wide GEMM's 256 threads, the paired gated tiles' 128,
+// the 16-warp tiles' 512): the NF4 table and the nested code map of w into shared memory.
 __device__ __forceinline__ void stage_tables(const Nf4Weight& w, float* s_nf4, float* s_map) {
-    static_assert(kThreads == 256, "one thread per code-map entry");
-    if (threadIdx.x < 16) s_nf4[threadIdx.x] = w.nf4_table[threadIdx.x];
-    s_map[threadIdx.x] = w.code_map[threadIdx.x];
+    for (int i = threadIdx.x; i < 256; i += blockDim.x) {
+        if (i < 16) s_nf4[i] = w.nf4_table[i];
+        s_map[i] = w.code_map[i];
+    }
 }
 
 // This warp's share of one row's dot products: acc[b] += x[b, c] * W[row, c] over the columns of slice `slice` of

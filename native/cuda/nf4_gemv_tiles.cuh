@@ -287,15 +287,6 @@ __device__ __forceinline__ void tile_sums(const float (&c)[kTiles][4], float* s_
 template <int kW>
 constexpr int kTileAccFloats = kW * 32 * 4;
 
-// The shared tables of w (stage_tables' values), by a block of any size: the paired gated form's has 128 threads, the
-// 16-warp tiles' 512.
-__device__ __forceinline__ void stage_tile_tables(const Nf4Weight& w, float* s_nf4, float* s_map) {
-    for (int i = threadIdx.x; i < 256; i += blockDim.x) {
-        if (i < 16) s_nf4[i] = w.nf4_table[i];
-        s_map[i] = w.code_map[i];
-    }
-}
-
 // Block `block` (tile) of one member: rows [row0 + 16 block, + 16) of its weight, y[n * y_stride + r] for n < kBatch.
 template <int kDtype, int kBatch, int kW, class XWords, class Prologue>
 __device__ __forceinline__ void tile_member_block(const GroupMember& d, int64_t k, int log2_blocksize,
@@ -309,7 +300,7 @@ __device__ __forceinline__ void tile_member_block(const GroupMember& d, int64_t 
     warp_super_chunks<kW>(k, warp, s0, s1);
     float c[1][4] = {{0.0f, 0.0f, 0.0f, 0.0f}};
     tile_warp_dot<kDtype, kBatch, 1>(t, k, s0, s1, log2_blocksize, log2_nested_span,
-                                     [&] { stage_tile_tables(d.w, s_nf4, s_map); }, xwords, prologue, c);
+                                     [&] { stage_tables(d.w, s_nf4, s_map); }, xwords, prologue, c);
     tile_sums<1, kW>(c, s_acc, [&](int, int r, int n, float v) {
         if (n < kBatch && r0 + r < d.m) store_f32<kDtype>(d.y, n * d.y_stride + r0 + r, v);
     });
@@ -388,8 +379,8 @@ __device__ __forceinline__ void tile_gated_block(const Group& g, sloth_gate_acti
     tile_warp_dot_pair<kDtype, kBatch, 2, kPaired>(
         t, g.k, s0, s1, g.log2_blocksize, g.log2_nested_span,
         [&] {
-            stage_tile_tables(gate, s_nf4[0], s_map[0]);
-            stage_tile_tables(up, s_nf4[1], s_map[1]);
+            stage_tables(gate, s_nf4[0], s_map[0]);
+            stage_tables(up, s_nf4[1], s_map[1]);
         },
         xwords, prologue, c, split, c2);
     // Both tiles' sums (u = t / 128), then the first 128 threads pair them.

@@ -10,9 +10,11 @@
 // Launches per step (batch <= 8, NF4 weights, no LoRA, no biases; L layers): embed 1 + per layer [q/k/v 1 (one
 // grouped launch) + qk_prep 1 + attention 2 (partials; their merge) + o 1 + gate/up 1 (grouped, with the gated
 // activation at the end) + down 1 + the two residual RMSNorms 2 = 9] + final norm 1 + LM head 1 + length increment 1
-// = 9 L + 4. The fusions (sloth_decoder_set_fusions, off by default) take 3 more per layer: FUSE_NORM computes each
-// residual norm in the grouped GEMV that reads it (-2), FUSE_ATTENTION_MERGE merges the partials in the attention's
-// last block (-1): 6 L + 4 with both. Round 10 timed each on the H100 (Llama-3.2-1B, L = 16, one lease): at batch 1
+// = 9 L + 4. On CUDA with sm_90 code, where the attention is the cluster form (decode_cluster_shape: bf16/f16, head_dim
+// 64 or 128, at most 8 query heads per KV head, batch <= 8), the merge is in the walk's launch: 8 L + 4. The fusions
+// (sloth_decoder_set_fusions, off by default) take 3 more per layer: FUSE_NORM computes each residual norm in the
+// grouped GEMV that reads it (-2), FUSE_ATTENTION_MERGE merges the partials in the attention's last block (-1): 6 L + 4
+// with both. Round 10 timed each on the H100 (Llama-3.2-1B, L = 16, one lease): at batch 1
 // 817 tokens/s with none, 653 with FUSE_NORM, 684 with FUSE_ATTENTION_MERGE, 566 with both; no gain at batch 64. So
 // they stay switches, off by default (bench --suite decode --fusions times them on other GPUs). History: 13 L + 4
 // with q, k, v, gate, up and the activation apart (212). A LoRA adapter adds 2 per adapted projection and keeps the
@@ -111,15 +113,14 @@ Workspace layout(const Shape& s) {
         // projection alone [out, in] (fused or not), q/k/v grouped, gate/up gated; with the kernel's row blocks.
         const int64_t q_out = s.heads * s.head_dim, kv_out = s.kv_heads * s.head_dim;
         const int64_t wb = std::min(b, kNf4WideMaxBatch);
-        auto blocks = [](int64_t rows, int64_t per) { return (rows + per - 1) / per; };
         int64_t wide = 0;
         for (const auto& [out, in] : {std::pair{q_out, s.hidden}, std::pair{kv_out, s.hidden}, std::pair{qkv_out, s.hidden},
                                       std::pair{s.hidden, q_out}, std::pair{s.inter, s.hidden},
                                       std::pair{2 * s.inter, s.hidden}, std::pair{s.hidden, s.inter}})
-            wide = std::max(wide, nf4_wide_partial_floats(wb, blocks(out, kNf4WideRows), out, in));
-        wide = std::max(wide, nf4_wide_partial_floats(wb, blocks(q_out, kNf4WideRows) + 2 * blocks(kv_out, kNf4WideRows),
-                                                      qkv_out, s.hidden));
-        wide = std::max(wide, nf4_wide_partial_floats(wb, blocks(s.inter, kNf4WideRows / 2), 2 * s.inter, s.hidden));
+            wide = std::max(wide, nf4_wide_partial_floats(wb, ceil_div(out, kNf4WideRows), out, in));
+        const int64_t qkv_blocks = ceil_div(q_out, kNf4WideRows) + 2 * ceil_div(kv_out, kNf4WideRows);
+        wide = std::max(wide, nf4_wide_partial_floats(wb, qkv_blocks, qkv_out, s.hidden));
+        wide = std::max(wide, nf4_wide_partial_floats(wb, ceil_div(s.inter, kNf4WideRows / 2), 2 * s.inter, s.hidden));
         w.wide = take(wide * 4);
         w.logits = take(b * s.vocab * e);
         w.gemm = take(kGemmWorkspace);
