@@ -100,6 +100,25 @@ __device__ __forceinline__ void allow_dependent_launch() {
 #endif
 }
 
+// Where a decode kernel triggers its dependents: after its wait (above), or on entry with kEarlyDependentLaunch.
+// Round 30 found the batch-1 step bound by each kernel's dependent round trips after its wait, with the next kernel's
+// weight loads overlapping one kernel at most. Triggered on entry, kernels launch as far ahead as residency allows,
+// each issuing its weight loads and then waiting. No deadlock: a dependent grid launches only once every block of its
+// predecessor has started, so the oldest unfinished kernel is always wholly resident. The embedding keeps the trigger
+// after its wait (as does the increment): the kernels after it read the cache length and positions
+// before their waits, which the previous step's increment writes. EXPERIMENTAL, off: not yet timed on a GPU (round
+// 32 landed it switched off; tools/gpu-steps/lease-r32-1.sh builds a library with it on).
+constexpr bool kEarlyDependentLaunch = false;
+
+// First statement of a decode kernel that may trigger on entry.
+__device__ __forceinline__ void launch_dependents_early() {
+    if constexpr (kEarlyDependentLaunch) allow_dependent_launch();
+}
+// Right after that kernel's grid_dependency_wait().
+__device__ __forceinline__ void launch_dependents_after_wait() {
+    if constexpr (!kEarlyDependentLaunch) allow_dependent_launch();
+}
+
 // Whether launch_kernel() launches with the PDL attribute on this thread (set by the decoder around a step through
 // set_programmatic_launch, backends.h; off by default, so kernels called on their own launch plainly).
 bool programmatic_launch_on();

@@ -26,7 +26,33 @@ sloth_status launch_for_group(const char* fn, const DecodeAttentionArgs& a, cuda
     }
 }
 
+template <int kDtype>
+sloth_status prep_for_group(const char* fn, const QkPrepArgs& p, const DecodeAttentionArgs& a, cudaStream_t s, bool* taken) {
+    switch (a.heads / a.kv_heads) {  // the cluster form's groups: at most 8
+        case 1: return decode_attention_prep_launch<kDtype, 1>(fn, p, a, s, taken);
+        case 2: return decode_attention_prep_launch<kDtype, 2>(fn, p, a, s, taken);
+        case 3: return decode_attention_prep_launch<kDtype, 3>(fn, p, a, s, taken);
+        case 4: return decode_attention_prep_launch<kDtype, 4>(fn, p, a, s, taken);
+        case 5: return decode_attention_prep_launch<kDtype, 5>(fn, p, a, s, taken);
+        case 6: return decode_attention_prep_launch<kDtype, 6>(fn, p, a, s, taken);
+        case 7: return decode_attention_prep_launch<kDtype, 7>(fn, p, a, s, taken);
+        case 8: return decode_attention_prep_launch<kDtype, 8>(fn, p, a, s, taken);
+        default: *taken = false; return SLOTH_OK;
+    }
+}
+
 }  // namespace
+
+sloth_status decode_attention_prep_fused(const char* fn, const QkPrepArgs& p, const DecodeAttentionArgs& a,
+                                         int32_t device, void* stream) {
+    bool taken = false;
+    SLOTH_CHECK(launch_for_dtype(fn, device, stream, a.dtype,
+                                 [&](auto dt, cudaStream_t s) { return prep_for_group<decltype(dt)::value>(fn, p, a, s, &taken); }));
+    if (taken) return SLOTH_OK;
+    // Not fused (the switch off, another shape, or the cluster size refused): the two kernels.
+    SLOTH_CHECK(decode_qk_prep(fn, p, device, stream));
+    return decode_attention(fn, a, device, stream);
+}
 
 sloth_status decode_attention(const char* fn, const DecodeAttentionArgs& a, int32_t device, void* stream) {
     return launch_for_dtype(fn, device, stream, a.dtype,

@@ -35,6 +35,7 @@
 #include "cuda_common.cuh"
 #include "decode_attention_mma.cuh"
 #include "decode_attention_parts.h"
+#include "decode_ops.cuh"
 #include "dtype.cuh"
 
 #include <atomic>
@@ -281,8 +282,9 @@ __device__ __forceinline__ void walk_sub_warps(const DecodeAttentionArgs& a, con
 // The whole work of one block of attention_kernel: (row, kv head) `row_kv`, split `split`; smem, s_red, s_max and s_last
 // are the kernel's shared arrays. Threads past kThreads (a larger block running this, the persistent step of
 // decode_persistent.cuh) take part in the barriers only, and only without merge_in_walk. kCoherent: the cache rows are
-// read through L2 by ordinary (not read-only) loads, for a caller whose own grid wrote the current row.
-template <int kDtype, int kMaxG, int kT, int kP, bool kCoherent = false>
+// read through L2 by ordinary (not read-only) loads, for a caller whose own grid wrote the current row. kQStaged: the
+// group's q rows are already in smem (the first group x kDecodeMaxHeadDim floats), not read from a.q.
+template <int kDtype, int kMaxG, int kT, int kP, bool kCoherent = false, bool kQStaged = false>
 __device__ __forceinline__ void attention_block(const DecodeAttentionArgs& a, int64_t chunk, int64_t splits, int64_t row_kv,
                                                 int64_t split, float* smem, float (*s_red)[kWarps], float* s_max,
                                                 int* s_last) {
@@ -295,8 +297,10 @@ __device__ __forceinline__ void attention_block(const DecodeAttentionArgs& a, in
     if (start >= keys) return;  // not in use: neither counted nor merged
     const int64_t end = start + chunk < keys ? start + chunk : keys;
     const bool walker = threadIdx.x < kThreads;
-    for (int64_t i = threadIdx.x; walker && i < group * hd; i += kThreads)
-        qs[i / hd][i % hd] = load_f32<kDtype>(a.q, (b * a.heads + kvh * group) * hd + i);
+    if constexpr (!kQStaged) {  // kQStaged: the caller has put the group's q in smem (the fused q/k preparation)
+        for (int64_t i = threadIdx.x; walker && i < group * hd; i += kThreads)
+            qs[i / hd][i % hd] = load_f32<kDtype>(a.q, (b * a.heads + kvh * group) * hd + i);
+    }
     __syncthreads();
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     if (walker) {
@@ -478,11 +482,62 @@ __device__ __forceinline__ void combine_block(const DecodeAttentionArgs& a, int6
 
 template <int kDtype>
 __global__ void attention_combine_kernel(DecodeAttentionArgs a, int64_t chunk, int64_t splits) {
+    launch_dependents_early();
     __shared__ float s_w[kCombineMax];
     __shared__ float s_red[32];
     grid_dependency_wait();
-    allow_dependent_launch();
+    launch_dependents_after_wait();
     combine_block<kDtype>(a, chunk, splits, blockIdx.x, s_w, s_red);
+}
+
+// The cluster form's merge, after its block's attention_block: every split's partials made visible to the cluster,
+// then split y merges heads y, y + splits, ... of the group (see attention_kernel). s_red: a shared float a warp.
+template <int kDtype>
+__device__ __forceinline__ void cluster_merge(const DecodeAttentionArgs& a, int64_t chunk, int64_t splits, float* smem,
+                                              float* s_red) {
+    __syncthreads();  // every warp of this block is done with smem (the group's q) before the merge reuses it
+    ptx::cluster_barrier();
+    const int64_t group = a.heads / a.kv_heads, b = blockIdx.x / a.kv_heads, kvh = blockIdx.x % a.kv_heads;
+    for (int64_t g = blockIdx.y; g < group; g += splits) {  // block-uniform
+        combine_block<kDtype, true>(a, chunk, splits, b * a.heads + kvh * group + g, smem, s_red);
+        __syncthreads();  // the next head's maxima overwrite smem and s_red
+    }
+}
+
+// The cache prefetch (kAttentionPrefetchKeys > 0): before its grid-dependency wait, a block asks L2 for the keys and
+// values of the first kAttentionPrefetchKeys positions of its chunk, so that its walk's first loads after the wait
+// find them there instead of each being a DRAM round trip on the step's dependent path. It reads the length before
+// the wait: only the previous step's increment writes it, and that has completed before any kernel of this step
+// starts (the step's embedding triggers its dependents only after its own wait). Prefetching the row the q/k
+// preparation is about to write is harmless: L2 is where writes land. At most the first 64 keys of a chunk: a whole
+// 512-key chunk at batch 64 is 256 KB a block, more than L2 holds across the resident blocks. EXPERIMENTAL, 0 (off):
+// not yet timed on a GPU (round 32 landed it switched off; tools/gpu-steps/lease-r32-1.sh builds a library with 64).
+constexpr int64_t kAttentionPrefetchKeys = 0;
+
+template <int kDtype>
+__device__ __forceinline__ void attention_prefetch(const DecodeAttentionArgs& a, int64_t chunk, int64_t row_kv,
+                                                   int64_t split) {
+    if constexpr (kAttentionPrefetchKeys > 0) {
+        const int64_t keys = *a.length + 1, start = split * chunk;
+        if (start >= keys) return;  // not in use
+        int64_t n = keys - start < chunk ? keys - start : chunk;
+        if (n > kAttentionPrefetchKeys) n = kAttentionPrefetchKeys;
+        constexpr int64_t kSize = kDtype == SLOTH_DTYPE_F32 ? 4 : 2, kLine = 128;
+        const int64_t b = row_kv / a.kv_heads, kvh = row_kv % a.kv_heads;
+        const int64_t first = ((b * a.kv_heads + kvh) * a.max_length + start) * a.head_dim * kSize, bytes = n * a.head_dim * kSize;
+        const auto* k0 = static_cast<const unsigned char*>(a.k_cache) + first;
+        const auto* v0 = static_cast<const unsigned char*>(a.v_cache) + first;
+        // Line by line from the line holding the first byte (the caches need not be 128-byte aligned).
+        const int64_t skew = static_cast<int64_t>(reinterpret_cast<uintptr_t>(k0) % kLine);
+        const int64_t vskew = static_cast<int64_t>(reinterpret_cast<uintptr_t>(v0) % kLine);
+        for (int64_t o = static_cast<int64_t>(threadIdx.x) * kLine; o < bytes + skew || o < bytes + vskew;
+             o += static_cast<int64_t>(blockDim.x) * kLine) {
+            if (o < bytes + skew) ptx::prefetch_l2(k0 - skew + o);
+            if (o < bytes + vskew) ptx::prefetch_l2(v0 - vskew + o);
+        }
+    } else {
+        (void)a, (void)chunk, (void)row_kv, (void)split;
+    }
 }
 
 // grid (batch * kv_heads, splits), kThreads threads: one attention_block each.
@@ -503,31 +558,74 @@ __global__ void attention_combine_kernel(DecodeAttentionArgs a, int64_t chunk, i
 // kDecodeClusterMaxBatch rows only.
 template <int kDtype, int kMaxG, int kT, int kP, bool kClusterMerge = false>
 __global__ void __launch_bounds__(kThreads) attention_kernel(DecodeAttentionArgs a, int64_t chunk, int64_t splits) {
+    launch_dependents_early();
     __shared__ float smem[shared_floats(kMaxG)];
     __shared__ float s_red[kMaxG][kWarps];
     __shared__ float s_max[kMaxG];
     __shared__ int s_last;
     static_assert(!kClusterMerge || shared_floats(kMaxG) >= kDecodeClusterMaxSplits * kWarps,
                   "the merge's weights fit the walk's buffer");
-    grid_dependency_wait();  // before reading q, the cache, the length, or touching partials and counters
-    allow_dependent_launch();
+    attention_prefetch<kDtype>(a, chunk, blockIdx.x, blockIdx.y);  // reads the length (see there)
+    grid_dependency_wait();  // before reading q, the cache, or touching partials and counters
+    launch_dependents_after_wait();
     attention_block<kDtype, kMaxG, kT, kP>(a, chunk, splits, blockIdx.x, blockIdx.y, smem, s_red, s_max, &s_last);
-    if constexpr (kClusterMerge) {
-        __syncthreads();  // every warp of this block is done with smem (the group's q) before the merge reuses it
-        ptx::cluster_barrier();
-        const int64_t group = a.heads / a.kv_heads, b = blockIdx.x / a.kv_heads, kvh = blockIdx.x % a.kv_heads;
-        for (int64_t g = blockIdx.y; g < group; g += splits) {  // block-uniform
-            combine_block<kDtype, true>(a, chunk, splits, b * a.heads + kvh * group + g, smem, &s_red[0][0]);
-            __syncthreads();  // the next head's maxima overwrite smem and s_red
-        }
+    if constexpr (kClusterMerge) cluster_merge<kDtype>(a, chunk, splits, smem, &s_red[0][0]);
+}
+
+// The fused q/k preparation (kDecodeFusedPrep, decode_kernels.h): attention_kernel's cluster form with the q/k
+// preparation of its (row, kv head) in the same launch, one launch a layer fewer (the step's q/k preparation kernel
+// goes). Each block prepares the group's query heads itself, one warp a head (qk_prep_head_warp: qk_prep_head's bits),
+// straight into its smem rows of q (q_out is not written: only the attention reads it); the block whose chunk holds the
+// new position L also prepares the k and v heads into the cache at L and sets valid[row, L] (each kv head's block of a
+// row sets that same byte to 1), then reads them back through L2 (kCoherent: the walk's loads are ordinary ones) after
+// the block barrier that orders its own writes before its reads. No other block reads position L. The rest is the
+// cluster form's. Not used by the persistent step, whose GPU tests compare it with the launch path bit for bit.
+template <int kDtype, int kMaxG, int kT, int kP>
+__global__ void __launch_bounds__(kThreads) attention_prep_kernel(DecodeAttentionArgs a, QkPrepArgs p, int64_t chunk,
+                                                                  int64_t splits) {
+    launch_dependents_early();
+    __shared__ float smem[shared_floats(kMaxG)];
+    __shared__ float s_red[kMaxG][kWarps];
+    __shared__ float s_max[kMaxG];
+    __shared__ int s_last;
+    __shared__ float s_prep[kWarps][kDecodeMaxHeadDim];  // one head a warp
+    __shared__ float s_par[4][kDecodeMaxHeadDim];         // qk_prep_stage_params
+    static_assert(shared_floats(kMaxG) >= kMaxG * kDecodeMaxHeadDim, "the group's q rows fit smem");
+    static_assert(shared_floats(kMaxG) >= kDecodeClusterMaxSplits * kWarps, "the merge's weights fit the walk's buffer");
+    static_assert(32 * kT <= kDecodeMaxHeadDim, "head_dim values per lane");
+    const int64_t row_kv = blockIdx.x, split = blockIdx.y;
+    const int64_t b = row_kv / a.kv_heads, kvh = row_kv % a.kv_heads, group = a.heads / a.kv_heads;
+    // Before the wait, nothing the step writes: the length (the previous step's increment has completed, see
+    // qk_prep_kernel), the norm weights and the rotary tables.
+    const int64_t len = *p.length;
+    qk_prep_stage_params<kDtype>(p, b, s_par);
+    attention_prefetch<kDtype>(a, chunk, row_kv, split);
+    grid_dependency_wait();  // before reading the projections or the cache, or writing anything
+    launch_dependents_after_wait();
+    __syncthreads();  // s_par is staged
+    // The block that holds position L (the last one if L is past the splits, as qk_prep_head would still write it).
+    const int64_t holder = len / chunk < splits ? len / chunk : splits - 1;
+    const bool holds = split == holder;
+    // The group's q heads, then (holder) this kv head's k and v; none for a block past the keys in use (it walks
+    // nothing: attention_block returns at once).
+    const int64_t items = split * chunk > len ? 0 : group + (holds ? 2 : 0);
+    const int warp = threadIdx.x >> 5;
+    for (int64_t i = warp; i < items; i += kWarps) {  // warp-uniform
+        const int64_t h = i < group ? kvh * group + i : i == group ? a.heads + kvh : a.heads + a.kv_heads + kvh;
+        qk_prep_head_warp<kDtype, kT>(p, b, h, len, s_par, s_prep[warp], smem + (i < group ? i : 0) * kDecodeMaxHeadDim);
     }
+    if (holds && threadIdx.x == 0) p.valid[b * p.max_length + len] = 1;
+    __syncthreads();  // q in smem; the holder's cache row and flag written (a block's own writes, ordered for its reads)
+    attention_block<kDtype, kMaxG, kT, kP, true, true>(a, chunk, splits, row_kv, split, smem, s_red, s_max, &s_last);
+    cluster_merge<kDtype>(a, chunk, splits, smem, &s_red[0][0]);
 }
 
 // Whether attention_kernel<kDtype, kG, kT, kMmaKeys, true> takes this launch (splits: the launch's; asked where the
 // tensor-core walk runs). More than 8 blocks a cluster is "non-portable" and must be allowed once per kernel and
 // device, before any capture (the decoder's first step of a size is eager); each instantiation of this function keeps
 // its own kernel's answers.
-template <int kDtype, int kG, int kT>
+// kPrep: the same question for attention_prep_kernel<kDtype, kG, kT, kMmaKeys>, which keeps its own permission.
+template <int kDtype, int kG, int kT, bool kPrep = false>
 bool cluster_takes(const DecodeAttentionArgs& a, int64_t splits) {
     if (!decode_cluster_shape(a.heads, a.kv_heads, a.head_dim, a.dtype, a.batch, a.max_length, a.merge_in_walk))
         return false;
@@ -539,8 +637,12 @@ bool cluster_takes(const DecodeAttentionArgs& a, int64_t splits) {
     if (cudaGetDevice(&device) != cudaSuccess || device < 0 || device >= kDevices) return false;
     int v = allowed[device].load(std::memory_order_relaxed);
     if (v == 0) {
-        v = cudaFuncSetAttribute(attention_kernel<kDtype, kG, kT, kMmaKeys, true>,
-                                 cudaFuncAttributeNonPortableClusterSizeAllowed, 1) == cudaSuccess ? 1 : 2;
+        cudaError_t e;
+        if constexpr (kPrep)
+            e = cudaFuncSetAttribute(attention_prep_kernel<kDtype, kG, kT, kMmaKeys>, cudaFuncAttributeNonPortableClusterSizeAllowed, 1);
+        else
+            e = cudaFuncSetAttribute(attention_kernel<kDtype, kG, kT, kMmaKeys, true>, cudaFuncAttributeNonPortableClusterSizeAllowed, 1);
+        v = e == cudaSuccess ? 1 : 2;
         if (v == 2) (void)cudaGetLastError();  // not sticky: clear it so the next check does not report it
         allowed[device].store(v, std::memory_order_relaxed);
     }
@@ -602,10 +704,44 @@ sloth_status launch(const char* fn, const DecodeAttentionArgs& a, cudaStream_t s
     return SLOTH_OK;
 }
 
+// The fused q/k preparation and attention (attention_prep_kernel) where it takes the launch: kDecodeFusedPrep, the
+// cluster form's shape (the tensor-core walk: bf16/f16, head_dim 64 or 128, at most 8 query heads per KV head) and
+// its cluster size allowed. *taken false: nothing launched (the caller runs the two kernels instead).
+template <int kDtype, int kMaxG>
+sloth_status launch_prep(const char* fn, const QkPrepArgs& p, const DecodeAttentionArgs& a, cudaStream_t s, bool* taken) {
+    *taken = false;
+    if constexpr (kDecodeFusedPrep && kMaxG <= 8 && kDtype != SLOTH_DTYPE_F32) {
+        constexpr int kG = kMaxG <= 1 ? 1 : kMaxG <= 2 ? 2 : kMaxG <= 4 ? 4 : 8;
+        if (!decode_cluster_shape(a.heads, a.kv_heads, a.head_dim, a.dtype, a.batch, a.max_length, a.merge_in_walk) ||
+            !mma_compiled())
+            return SLOTH_OK;
+        SLOTH_CHECK(require_one_launch(fn, a.batch * a.kv_heads));
+        const bool hd64 = a.head_dim == 64;
+        const int64_t chunk = decode_chunk(a.batch, a.max_length, true), splits = decode_splits(a.batch, a.max_length, true);
+        if (!(hd64 ? cluster_takes<kDtype, kG, 2, true>(a, splits) : cluster_takes<kDtype, kG, 4, true>(a, splits)))
+            return SLOTH_OK;
+        using Kernel = void (*)(DecodeAttentionArgs, QkPrepArgs, int64_t, int64_t);
+        const Kernel kernel = hd64 ? attention_prep_kernel<kDtype, kG, 2, kMmaKeys> : attention_prep_kernel<kDtype, kG, 4, kMmaKeys>;
+        const dim3 grid(static_cast<unsigned>(a.batch * a.kv_heads), static_cast<unsigned>(splits));
+        SLOTH_KERNEL_LAUNCH(fn, "attention_prep_kernel (clusters)",
+                            launch_kernel_cluster(kernel, grid, kThreads, 0, static_cast<unsigned>(splits), s, a, p, chunk, splits));
+        *taken = true;
+    } else {
+        (void)fn, (void)p, (void)a, (void)s;
+    }
+    return SLOTH_OK;
+}
+
 }  // namespace
 }  // namespace sloth::cuda::attn
 
 namespace sloth::cuda {
+
+template <int kDtype, int kMaxG>
+sloth_status decode_attention_prep_launch(const char* fn, const QkPrepArgs& p, const DecodeAttentionArgs& a,
+                                          cudaStream_t s, bool* taken) {
+    return attn::launch_prep<kDtype, kMaxG>(fn, p, a, s, taken);
+}
 
 // One (dtype, group bound) pair's launch, instantiated by exactly one decode_attention_part_*.cu.
 template <int kDtype, int kMaxG>
@@ -617,4 +753,6 @@ sloth_status decode_attention_launch(const char* fn, const DecodeAttentionArgs& 
 
 // Explicit instantiation of one (dtype, group bound) pair, inside namespace sloth::cuda.
 #define SLOTH_DECODE_ATTENTION_INSTANTIATE(dtype, max_group) \
-    template sloth_status decode_attention_launch<dtype, max_group>(const char*, const DecodeAttentionArgs&, cudaStream_t);
+    template sloth_status decode_attention_launch<dtype, max_group>(const char*, const DecodeAttentionArgs&, cudaStream_t); \
+    template sloth_status decode_attention_prep_launch<dtype, max_group>(const char*, const QkPrepArgs&, \
+                                                                         const DecodeAttentionArgs&, cudaStream_t, bool*);

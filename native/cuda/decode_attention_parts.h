@@ -13,5 +13,9 @@ namespace sloth::cuda {
 // Defined in decode_attention_kernels.cuh; each (kDtype, kMaxG) is explicitly instantiated by one part.
 template <int kDtype, int kMaxG>
 sloth_status decode_attention_launch(const char* fn, const DecodeAttentionArgs& a, cudaStream_t s);
+// The fused q/k preparation and attention where it takes the launch (*taken); nothing launched otherwise.
+template <int kDtype, int kMaxG>
+sloth_status decode_attention_prep_launch(const char* fn, const QkPrepArgs& p, const DecodeAttentionArgs& a,
+                                          cudaStream_t s, bool* taken);
 
 }  // namespace sloth::cuda

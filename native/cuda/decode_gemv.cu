@@ -32,8 +32,9 @@ template <int kDtype, int kBatch, bool kVector>
 __global__ void __launch_bounds__(kThreads) dense_gemv_kernel(const void* __restrict__ x, const void* __restrict__ w,
                                                               int64_t k, int64_t m, float scale, bool accumulate,
                                                               bool out_f32, float softcap, void* __restrict__ y) {
+    launch_dependents_early();
     grid_dependency_wait();  // x (and y when accumulating) come from the previous kernels
-    allow_dependent_launch();
+    launch_dependents_after_wait();
     const int64_t row0 = static_cast<int64_t>(blockIdx.x) * kRowsPerBlock + (threadIdx.x >> 5) * kDenseRowsPerWarp;
     dense_warp_rows<kDtype, kBatch, kVector>(DenseX<kDtype>{x, k}, x, w, k, m, row0, scale, accumulate, out_f32, softcap, y);
 }

@@ -25,23 +25,25 @@ __global__ void embed_kernel(const int64_t* ids, const void* table, int64_t hidd
 
 template <int kDtype>
 __global__ void __launch_bounds__(kQkPrepThreads) qk_prep_kernel(QkPrepArgs a) {
+    launch_dependents_early();
     __shared__ float v[kDecodeMaxHeadDim];
     __shared__ float scratch[kQkPrepThreads / 32];
     // Before the wait: nothing the step's kernels write (the length and positions change between steps only, and
-    // the kernel two launches back has completed by the time this one starts: every decode kernel allows its
-    // dependents to launch only after its own wait). With the residual norm's weights below, about +10% at batch 1
+    // the previous step's increment has completed by the time this one starts: the step's embedding allows its
+    // dependents to launch only after its own wait, whatever kEarlyDependentLaunch says). With the residual norm's weights below, about +10% at batch 1
     // on Qwen3-1.7B (bench/results/2026-12-07-round30, by difference).
     const QkPrepPre pre = qk_prep_preload<kDtype>(a, blockIdx.x, blockIdx.y);
     grid_dependency_wait();
-    allow_dependent_launch();
+    launch_dependents_after_wait();
     qk_prep_head<kDtype>(a, blockIdx.x, blockIdx.y, pre, v, scratch);
 }
 
 template <int kDtype>
 __global__ void __launch_bounds__(kRowThreads) residual_norm_kernel(ResidualNormArgs a) {
+    launch_dependents_early();
     __shared__ float scratch[kRowThreads / 32];
     grid_dependency_wait();
-    allow_dependent_launch();
+    launch_dependents_after_wait();
     const int64_t base = static_cast<int64_t>(blockIdx.x) * a.cols;
     float drstd = 0.0f;
     if (a.delta && a.delta_norm) {
@@ -75,6 +77,7 @@ __global__ void __launch_bounds__(kRowThreads) residual_norm_kernel(ResidualNorm
 // layer).
 template <int kDtype, int kPer>
 __global__ void __launch_bounds__(kRowThreads) residual_norm_reg_kernel(ResidualNormArgs a) {
+    launch_dependents_early();
     __shared__ float scratch[kRowThreads / 32];
     const int64_t base = static_cast<int64_t>(blockIdx.x) * a.cols;
     float h[kPer], d[kPer], w[kPer], dw[kPer];
@@ -87,7 +90,7 @@ __global__ void __launch_bounds__(kRowThreads) residual_norm_reg_kernel(Residual
         dw[i] = a.delta_norm && j < a.cols ? load_f32<kDtype>(a.delta_norm, j) : 0.0f;
     }
     grid_dependency_wait();
-    allow_dependent_launch();
+    launch_dependents_after_wait();
 #pragma unroll
     for (int i = 0; i < kPer; ++i) {
         const int64_t j = threadIdx.x + static_cast<int64_t>(kRowThreads) * i;
@@ -129,8 +132,9 @@ __global__ void __launch_bounds__(kRowThreads) residual_norm_reg_kernel(Residual
 
 template <int kDtype>
 __global__ void gated_act_kernel(GatedActArgs a) {
+    launch_dependents_early();
     grid_dependency_wait();
-    allow_dependent_launch();
+    launch_dependents_after_wait();
     const int64_t n = a.rows * a.cols;
     for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
          i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
@@ -142,8 +146,9 @@ __global__ void gated_act_kernel(GatedActArgs a) {
 
 template <int kDtype>
 __global__ void bias_add_kernel(BiasAddArgs a) {
+    launch_dependents_early();
     grid_dependency_wait();
-    allow_dependent_launch();
+    launch_dependents_after_wait();
     const int64_t n = a.rows * a.cols;
     for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
          i += static_cast<int64_t>(gridDim.x) * blockDim.x)
@@ -152,8 +157,9 @@ __global__ void bias_add_kernel(BiasAddArgs a) {
 
 template <int kDtype>
 __global__ void logits_finish_kernel(LogitsFinishArgs a) {
+    launch_dependents_early();
     grid_dependency_wait();
-    allow_dependent_launch();
+    launch_dependents_after_wait();
     for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < a.n;
          i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
         const float v = load_f32<kDtype>(a.src, i);

@@ -214,6 +214,7 @@ __device__ __forceinline__ void wide_step(const WideWalk& w, const TileRows (&t)
 // nf4_wide_finish_kernel.
 template <int kDtype, int kNT, bool kCluster>
 __global__ void __launch_bounds__(kWideThreads) nf4_wide_kernel(WideLaunch a) {
+    launch_dependents_early();
     __shared__ __align__(256) float s_nf4[2][kNf4TableStride];
     __shared__ float s_map[2][256];
     extern __shared__ __align__(16) unsigned char s_x[];
@@ -234,6 +235,7 @@ __global__ void __launch_bounds__(kWideThreads) nf4_wide_kernel(WideLaunch a) {
     TileLoads<1, 1> b0, b1;
     tile_issue(b0, t, k, s0, s1, q, lb, ln, stream, keep);
     tile_issue(b1, t, k, s0 + 1, s1, q, lb, ln, stream, keep);
+    tile_prefetch_rest(t, k, s0 + 2, s1, q);
     stage_tables(wide_member(a, u0).w, s_nf4[0], s_map[0]);
     if (a.gated) stage_tables(a.member[1].w, s_nf4[1], s_map[1]);
     const float offset = __ldg(d.w.nested_offset);
@@ -241,7 +243,7 @@ __global__ void __launch_bounds__(kWideThreads) nf4_wide_kernel(WideLaunch a) {
     wide_zero_rows<kNT>(a.batch, s_x);
     // Everything above reads weights only; x comes from the previous kernel (programmatic launch: cuda_common.cuh).
     grid_dependency_wait();
-    allow_dependent_launch();
+    launch_dependents_after_wait();
     const int64_t batch = a.batch;
     wide_stage_x(a.x, batch, k, s0, stages);
     float c[kNT][4];
@@ -320,8 +322,9 @@ __global__ void __launch_bounds__(kWideThreads) nf4_wide_kernel(WideLaunch a) {
 // in split order, one thread an element (plain: over the launch's vrows; gated: over the m rows of the gate).
 template <int kDtype>
 __global__ void nf4_wide_finish_kernel(WideLaunch a) {
+    launch_dependents_early();
     grid_dependency_wait();
-    allow_dependent_launch();
+    launch_dependents_after_wait();
     const int64_t cols = a.gated ? a.member[0].m : a.vrows;
     const int64_t e = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
     if (e >= a.batch * cols) return;

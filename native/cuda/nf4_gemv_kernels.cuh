@@ -265,7 +265,7 @@ __device__ __forceinline__ void row_slice_dot(const Nf4Weight& w, const void* __
         // Everything above reads weights only; x comes from the previous kernel (programmatic launch: see
         // cuda_common.cuh), so the weights' DRAM latency overlaps that kernel's tail.
         grid_dependency_wait();
-        allow_dependent_launch();
+        launch_dependents_after_wait();
         __syncthreads();
         prologue();  // block-wide: a folded norm's factors (after the wait: they come from earlier kernels)
         auto consume = [&](uint4 words, uint32_t code, float nested, int64_t c0) {
@@ -296,7 +296,7 @@ __device__ __forceinline__ void row_slice_dot(const Nf4Weight& w, const void* __
         stage();
         const float offset = __ldg(w.nested_offset);
         grid_dependency_wait();
-        allow_dependent_launch();
+        launch_dependents_after_wait();
         __syncthreads();
         prologue();
         const int64_t per = (k + kSlices - 1) / kSlices;
@@ -370,6 +370,7 @@ template <int kDtype, int kBatch, bool kVector, int kSlices>
 __global__ void __launch_bounds__(kThreads) nf4_gemv_kernel(Nf4Weight w, const void* __restrict__ x, int64_t k,
                                                             int64_t m, int log2_blocksize, int log2_nested_span,
                                                             void* __restrict__ y) {
+    launch_dependents_early();
     __shared__ __align__(256) float s_nf4[16];
     __shared__ float s_map[256];
     __shared__ float s_part[kWarps * kBatch];
@@ -446,6 +447,7 @@ __device__ __forceinline__ void member_block(const Group& g, const GroupMember& 
 // Each block runs gemv_block for the member it belongs to (blocks of member i: [first_block_i, first_block_i+1)).
 template <int kDtype, int kBatch, bool kFold>
 __global__ void __launch_bounds__(kThreads) nf4_gemv_group_kernel(Group g) {
+    launch_dependents_early();
     __shared__ __align__(256) float s_nf4[16];
     __shared__ float s_map[256];
     __shared__ float s_part[kWarps * kBatch];
@@ -505,6 +507,7 @@ __device__ __forceinline__ void gated_block(const Group& g, sloth_gate_activatio
 template <int kDtype, int kBatch, int kSlices, bool kFold>
 __global__ void __launch_bounds__(kThreads) nf4_gemv_gated_kernel(Group g, sloth_gate_activation activation,
                                                                   void* __restrict__ out) {
+    launch_dependents_early();
     __shared__ __align__(256) float s_nf4[2][kNf4TableStride];  // the gate's and the up projection's tables
     __shared__ float s_map[2][256];
     __shared__ float s_part[kWarps * kBatch];

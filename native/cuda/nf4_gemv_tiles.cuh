@@ -71,6 +71,61 @@ struct StagedXWords {
     }
 };
 
+// Staged activations (kTileStageX): where no folded norm stages x, the tile kernels copy x[0 .. kBatch)[0 .. k) into
+// shared memory once after the grid-dependency wait (cp.async: every 16-byte copy of the block in flight together, one
+// L2 round trip), and each step reads its x from there. Without it, each step's x is its own L2 round trip on the
+// kernel's dependent path after the wait: two for a 4-super-chunk share, four for the paired gate/up walk. Up to
+// 32 KB, so that four paired gate/up blocks of 4 warps (about 11.5 KB of static shared memory each) still fit an SM;
+// 24 KB past k = 4096, where the blocks have twice the warps and the paired form's static arrays take 21 KB (static
+// and dynamic shared memory must stay within the 48 KB a launch gets without opting in). The same x values in the same
+// mmas: the same bits. EXPERIMENTAL, off: not yet timed on a GPU (round 32 landed it switched off;
+// tools/gpu-steps/lease-r32-1.sh builds a library with it on).
+constexpr bool kTileStageX = false;
+
+// The dynamic shared memory a launch of `batch` rows of width k stages x into: 0 where it reads x from memory. The
+// host's launch and the kernel's choice both come from here, so they agree.
+__host__ __device__ constexpr int64_t tile_stage_x_bytes(int64_t batch, int64_t k) {
+    const int64_t most = k > 4 * kSuperChunk * kWarps ? 24 * 1024 : 32 * 1024;  // 16-warp blocks past k = 4096 (tile_warps)
+    return kTileStageX && batch * k * 2 <= most ? batch * k * 2 : 0;
+}
+
+// The staged rows' loader: ld.shared through inline asm (asm volatile), so that the compiler keeps each load beside
+// its mma instead of hoisting a share's loads together (which made the paired gate/up kernel spill, round 31).
+template <int kDtype>
+struct SharedXWords {
+    uint32_t base;  // shared-window address of row 0
+    int64_t k;
+    __device__ __forceinline__ uint4 operator()(int b, int64_t c) const {
+        return ptx::load_shared_v4(base + static_cast<uint32_t>((b * k + c) * 2));
+    }
+};
+
+// x[0 .. kBatch)[0 .. k) into s_x, block-wide, then a barrier (a tile launch's prologue, after the wait).
+template <int kBatch>
+__device__ __forceinline__ void tile_stage_x_rows(const void* x, int64_t k, unsigned char* s_x) {
+    const int64_t words = kBatch * k / 8;
+    const uint32_t base = ptx::shared_address(s_x);
+    for (int64_t i = threadIdx.x; i < words; i += blockDim.x)
+        ptx::cp_async16(base + static_cast<uint32_t>(i * 16), static_cast<const uint4*>(x) + i);
+    ptx::cp_async_commit();
+    ptx::cp_async_wait<0>();
+    __syncthreads();
+}
+
+// Calls body(xwords, prologue) with x in memory, or staged by the prologue when tile_stage_x_bytes says so (uniform
+// over the launch: it depends on kBatch and k only).
+template <int kDtype, int kBatch, class Body>
+__device__ __forceinline__ void with_plain_x(const void* x, int64_t k, unsigned char* s_x, Body&& body) {
+    if constexpr (kTileStageX) {
+        if (tile_stage_x_bytes(kBatch, k) > 0) {
+            body(SharedXWords<kDtype>{ptx::shared_address(s_x), k}, [&] { tile_stage_x_rows<kBatch>(x, k, s_x); });
+            return;
+        }
+    }
+    (void)s_x;
+    body(PlainXWords<kDtype>{x, k}, [] {});
+}
+
 // One tile a warp works on: its weight and the absolute weight rows of its lane's g and g + 8 (clamped to the
 // member's last row: rows past the end are computed and not written), with its table and code map in shared memory.
 struct TileRows {
@@ -110,6 +165,32 @@ __device__ __forceinline__ void tile_issue(TileLoads<kStep, kTiles>& b, const Ti
                     b.nested[i][u][h] = __ldg(t[u].w.nested_absmax + (e >> log2_nested_span));
                 }
             }
+}
+
+// Whether the tile GEMVs and the wide GEMM ask L2, before their grid-dependency wait, for the weights of the
+// super-chunks of their share past the two steps they hold in registers (tile_prefetch_rest). Only shares longer than
+// that gain: the paired gate/up walk past k = 1024 (Qwen3-1.7B and Llama-3.2-1B: 4 super-chunks a warp, 2 held) and
+// the wide GEMM's splits of more than 2. EXPERIMENTAL, off: not yet timed on a GPU (round 32 landed it switched off;
+// tools/gpu-steps/lease-r32-1.sh builds a library with it on).
+constexpr bool kTilePrefetchRest = false;
+
+// The L2 prefetch of super-chunks [s, s1) of a lane's tiles: the 16 bytes it will load of rows g and g + 8 of each
+// (the four q of a row together cover the row's 64 bytes of a super-chunk). Not the scales' bytes: one code a
+// 64-weight block, already in flight with the first two steps' loads for most of the share's blocks.
+template <int kTiles>
+__device__ __forceinline__ void tile_prefetch_rest(const TileRows (&t)[kTiles], int64_t k, int64_t s, int64_t s1, int q) {
+    if constexpr (kTilePrefetchRest) {
+        for (; s < s1; ++s)
+#pragma unroll
+            for (int u = 0; u < kTiles; ++u)
+#pragma unroll
+                for (int h = 0; h < 2; ++h) {
+                    const int64_t e = (h == 0 ? t[u].row_a : t[u].row_b) * k + s * kSuperChunk + 32 * q;
+                    ptx::prefetch_l2(t[u].w.packed + (e >> 1));
+                }
+    } else {
+        (void)t, (void)k, (void)s, (void)s1, (void)q;
+    }
 }
 
 // The block scale of 16 loaded bytes: nested code map [code] x nested absmax + offset, as bitsandbytes computes it.
@@ -202,6 +283,7 @@ __device__ __forceinline__ void tile_warp_dot_pair(const TileRows (&t)[kTiles], 
     TileLoads<kStep, kTiles> b0, b1;
     tile_issue(b0, t, k, s0, s1, q, log2_blocksize, log2_nested_span, stream, keep);
     tile_issue(b1, t, k, s0 + kStep, s1, q, log2_blocksize, log2_nested_span, stream, keep);
+    tile_prefetch_rest(t, k, s0 + 2 * kStep, s1, q);
     stage();
     float offset[kTiles];
     uint32_t table[kTiles];
@@ -212,7 +294,7 @@ __device__ __forceinline__ void tile_warp_dot_pair(const TileRows (&t)[kTiles], 
     }
     // Everything above reads weights only; x comes from the previous kernel (programmatic launch: cuda_common.cuh).
     grid_dependency_wait();
-    allow_dependent_launch();
+    launch_dependents_after_wait();
     __syncthreads();  // the tables are in shared memory
     prologue();       // block-wide, with its own barriers: a folded norm's rows into shared memory
     // Each step's activations are loaded just before its arithmetic: loading the next step's first (two steps' x in
@@ -309,23 +391,31 @@ __device__ __forceinline__ void tile_member_block(const GroupMember& d, int64_t 
 template <int kDtype, int kBatch, int kW>
 __global__ void __launch_bounds__(kW * 32) nf4_tile_kernel(GroupMember d, const void* __restrict__ x, int64_t k,
                                                            int log2_blocksize, int log2_nested_span) {
+    launch_dependents_early();
     __shared__ __align__(256) float s_nf4[16];
     __shared__ float s_map[256];
     __shared__ float s_acc[kTileAccFloats<kW>];
-    tile_member_block<kDtype, kBatch, kW>(d, k, log2_blocksize, log2_nested_span, blockIdx.x, s_nf4, s_map, s_acc,
-                                      PlainXWords<kDtype>{x, k}, [] {});
+    extern __shared__ __align__(16) unsigned char s_x[];  // tile_stage_x_bytes
+    with_plain_x<kDtype, kBatch>(x, k, s_x, [&](const auto& xwords, auto&& prologue) {
+        tile_member_block<kDtype, kBatch, kW>(d, k, log2_blocksize, log2_nested_span, blockIdx.x, s_nf4, s_map, s_acc,
+                                              xwords, prologue);
+    });
 }
 
 // A grouped launch's activation source for the tiles: with_input's, with the 16-byte loaders.
 template <int kDtype, int kBatch, bool kFold, int kW, class Body>
 __device__ __forceinline__ void with_tile_input(const Group& g, unsigned char* s_x, float* s_scratch, Body&& body) {
     static_assert(!kFold || kW == kWarps, "the folded norm sums in the residual-norm kernels' 256-thread order");
-    with_input<kDtype, kBatch, kFold, StagedXWords, PlainXWords>(g, s_x, s_scratch, static_cast<Body&&>(body));
+    if constexpr (kFold)
+        with_input<kDtype, kBatch, kFold, StagedXWords, PlainXWords>(g, s_x, s_scratch, static_cast<Body&&>(body));
+    else
+        with_plain_x<kDtype, kBatch>(g.x, g.k, s_x, static_cast<Body&&>(body));
 }
 
 // The grouped form: block b belongs to the member whose tiles hold it (first_block: prefix sums of tile counts).
 template <int kDtype, int kBatch, bool kFold, int kW>
 __global__ void __launch_bounds__(kW * 32) nf4_tile_group_kernel(Group g) {
+    launch_dependents_early();
     __shared__ __align__(256) float s_nf4[16];
     __shared__ float s_map[256];
     __shared__ float s_acc[kTileAccFloats<kW>];
@@ -403,6 +493,7 @@ __device__ __forceinline__ void tile_gated_block(const Group& g, sloth_gate_acti
 template <int kDtype, int kBatch, bool kFold, int kW>
 __global__ void __launch_bounds__(kW * 32) nf4_tile_gated_kernel(Group g, sloth_gate_activation activation,
                                                                  void* __restrict__ out) {
+    launch_dependents_early();
     __shared__ __align__(256) float s_nf4[2][kNf4TableStride];
     __shared__ float s_map[2][256];
     __shared__ float s_acc[2 * kTileAccFloats<kW>];
@@ -420,12 +511,16 @@ __global__ void __launch_bounds__(kW * 32) nf4_tile_gated_kernel(Group g, sloth_
 template <int kDtype, int kBatch, int kW>
 __global__ void __launch_bounds__(kW * 16, 512 / (kW * 16)) nf4_tile_gated_pair_kernel(Group g, sloth_gate_activation activation,
                                                                                         void* __restrict__ out) {
+    launch_dependents_early();
     __shared__ __align__(256) float s_nf4[2][kNf4TableStride];
     __shared__ float s_map[2][256];
     __shared__ float s_acc[2 * kTileAccFloats<kW>];
     __shared__ float s_sum[2][128];
-    tile_gated_block<kDtype, kBatch, kW, true>(g, activation, out, blockIdx.x, s_nf4, s_map, s_acc, s_sum,
-                                               PlainXWords<kDtype>{g.x, g.k}, [] {});
+    extern __shared__ __align__(16) unsigned char s_x[];  // tile_stage_x_bytes
+    with_plain_x<kDtype, kBatch>(g.x, g.k, s_x, [&](const auto& xwords, auto&& prologue) {
+        tile_gated_block<kDtype, kBatch, kW, true>(g, activation, out, blockIdx.x, s_nf4, s_map, s_acc, s_sum, xwords,
+                                                   prologue);
+    });
 }
 
 // ---- Host side.
@@ -458,8 +553,8 @@ sloth_status launch_tiles_w(const char* fn, const Nf4GemvArgs& a, cudaStream_t s
     d.y_stride = a.m;
     const int lb = log2_exact(a.blocksize), ln = lb + log2_exact(a.nested_blocksize);
     SLOTH_KERNEL_LAUNCH(fn, "nf4_tile_kernel",
-                        launch_kernel(nf4_tile_kernel<kDtype, kBatch, kW>, static_cast<unsigned>(blocks), kW * 32, stream,
-                                      d, a.x, a.k, lb, ln));
+                        launch_kernel_smem(nf4_tile_kernel<kDtype, kBatch, kW>, static_cast<unsigned>(blocks), kW * 32,
+                                           static_cast<size_t>(tile_stage_x_bytes(kBatch, a.k)), stream, d, a.x, a.k, lb, ln));
     return SLOTH_OK;
 }
 
@@ -479,20 +574,22 @@ sloth_status launch_tiles_group_w(const char* fn, const Nf4GemvGroupArgs& a, Gro
             return fail(SLOTH_ERROR_INTERNAL, "%s: a folded norm at k = %lld (past kNf4FoldMaxK)", fn,
                         static_cast<long long>(a.k));
     }
-    const size_t fold_smem = a.fold_norm ? static_cast<size_t>(nf4_fold_smem_bytes(a)) : 0;
+    // Dynamic shared memory: the folded norm's rows, or x staged by the tile kernels (tile_stage_x_bytes; 0: none).
+    const size_t smem = a.fold_norm ? static_cast<size_t>(nf4_fold_smem_bytes(a))
+                                         : static_cast<size_t>(tile_stage_x_bytes(kBatch, a.k));
     if (a.gated) {
         const int64_t blocks = ceil_div(a.member[0].m, static_cast<int64_t>(kTileRows));
         SLOTH_CHECK(require_one_launch(fn, blocks));
         if (!a.fold_norm) {  // the paired blocks (kW / 2 warps)
             SLOTH_KERNEL_LAUNCH(fn, "nf4_tile_gated_pair_kernel",
-                                launch_kernel(nf4_tile_gated_pair_kernel<kDtype, kBatch, kW>, static_cast<unsigned>(blocks),
-                                              kW * 16, stream, g, a.activation, a.gated_out));
+                                launch_kernel_smem(nf4_tile_gated_pair_kernel<kDtype, kBatch, kW>, static_cast<unsigned>(blocks),
+                                                   kW * 16, smem, stream, g, a.activation, a.gated_out));
             return SLOTH_OK;
         }
         if constexpr (kCanFold) {  // the folded norm: kW warps (its sums follow the residual-norm kernels' 256 threads)
             SLOTH_KERNEL_LAUNCH(fn, "nf4_tile_gated_kernel",
                                 launch_kernel_smem(nf4_tile_gated_kernel<kDtype, kBatch, true, kW>,
-                                                   static_cast<unsigned>(blocks), kW * 32, fold_smem, stream, g,
+                                                   static_cast<unsigned>(blocks), kW * 32, smem, stream, g,
                                                    a.activation, a.gated_out));
         }
         return SLOTH_OK;
@@ -506,7 +603,7 @@ sloth_status launch_tiles_group_w(const char* fn, const Nf4GemvGroupArgs& a, Gro
     SLOTH_KERNEL_LAUNCH(fn, "nf4_tile_group_kernel",
                         launch_kernel_smem(a.fold_norm ? nf4_tile_group_kernel<kDtype, kBatch, kCanFold, kW>
                                                        : nf4_tile_group_kernel<kDtype, kBatch, false, kW>,
-                                           static_cast<unsigned>(total), kW * 32, fold_smem, stream, g));
+                                           static_cast<unsigned>(total), kW * 32, smem, stream, g));
     return SLOTH_OK;
 }
 

@@ -93,6 +93,10 @@ __device__ __forceinline__ uint32_t load_u8_keep(const uint8_t* p, uint64_t poli
     return v;
 }
 
+// Asks L2 for the line holding p, nothing returned (prefetch.global.L2): data a kernel will load later, requested
+// before its grid-dependency wait so that the DRAM round trip overlaps the predecessor kernel.
+__device__ __forceinline__ void prefetch_l2(const void* p) { asm volatile("prefetch.global.L2 [%0];" ::"l"(p)); }
+
 // 16-byte streaming store (.cs: evict-first, likely accessed once): the output is not re-read by this kernel.
 __device__ __forceinline__ void store_stream_v4(void* p, uint32_t a, uint32_t b, uint32_t c, uint32_t d) {
     asm volatile("st.global.cs.v4.u32 [%0], {%1, %2, %3, %4};" ::"l"(p), "r"(a), "r"(b), "r"(c), "r"(d) : "memory");

@@ -58,6 +58,9 @@ sloth_status nf4_gemv_group(const char* fn, const Nf4GemvGroupArgs&, int32_t, vo
 sloth_status decode_qk_prep(const char* fn, const QkPrepArgs&, int32_t, void*) { return no_cuda(fn); }
 sloth_status decode_attention(const char* fn, const DecodeAttentionArgs&, int32_t, void*) { return no_cuda(fn); }
 bool decode_attention_clustered(const DecodeAttentionArgs&) { return false; }
+sloth_status decode_attention_prep_fused(const char* fn, const QkPrepArgs&, const DecodeAttentionArgs&, int32_t, void*) {
+    return no_cuda(fn);
+}
 sloth_status decode_residual_norm(const char* fn, const ResidualNormArgs&, int32_t, void*) { return no_cuda(fn); }
 sloth_status decode_gated_act(const char* fn, const GatedActArgs&, int32_t, void*) { return no_cuda(fn); }
 sloth_status decode_bias_add(const char* fn, const BiasAddArgs&, int32_t, void*) { return no_cuda(fn); }

@@ -67,6 +67,12 @@ inline bool decode_cluster_shape(int64_t heads, int64_t kv_heads, int64_t head_d
         return false;
     return batch <= kDecodeClusterMaxBatch && decode_splits(batch, max_length, true) <= kDecodeClusterMaxSplits;
 }
+// The fused q/k preparation (cuda/decode_attention_kernels.cuh, attention_prep_kernel): where the attention takes the
+// cluster form (cuda::decode_attention_clustered), the decoder issues the q/k preparation and the attention as one
+// launch, 8 L + 4 -> 7 L + 4 a step. The same bits (the persistent step's GPU tests compare). EXPERIMENTAL, off: not
+// yet timed on a GPU (round 32 landed it switched off; tools/gpu-steps/lease-r32-1.sh builds a library with it on).
+constexpr bool kDecodeFusedPrep = false;
+
 // Each split is walked by this many warps of one block, each keeping its own partial result (no shared-memory
 // merge inside the block: the last block of the (row, kv head) to finish merges them all, cuda/decode_attention_kernels.cuh).
 constexpr int64_t kDecodeWarpsPerSplit = 4;
@@ -391,6 +397,10 @@ sloth_status decode_attention(const char* fn, const DecodeAttentionArgs& a, int3
 // Whether decode_attention runs `a` as one launch (the cluster kernel: decode_cluster_shape, sm_90+ code) rather than
 // two (the walk, then the combine kernel; merge_in_walk: one).
 bool decode_attention_clustered(const DecodeAttentionArgs& a);
+// The q/k preparation p and then the attention a: one launch where kDecodeFusedPrep and the cluster form take it,
+// else decode_qk_prep and decode_attention.
+sloth_status decode_attention_prep_fused(const char* fn, const QkPrepArgs& p, const DecodeAttentionArgs& a,
+                                         int32_t device, void* stream);
 sloth_status decode_residual_norm(const char* fn, const ResidualNormArgs& a, int32_t device, void* stream);
 sloth_status decode_gated_act(const char* fn, const GatedActArgs& a, int32_t device, void* stream);
 sloth_status decode_bias_add(const char* fn, const BiasAddArgs& a, int32_t device, void* stream);

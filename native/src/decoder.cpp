@@ -11,7 +11,8 @@
 // grouped launch) + qk_prep 1 + attention 2 (partials; their merge) + o 1 + gate/up 1 (grouped, with the gated
 // activation at the end) + down 1 + the two residual RMSNorms 2 = 9] + final norm 1 + LM head 1 + length increment 1
 // = 9 L + 4. On CUDA with sm_90 code, where the attention is the cluster form (decode_cluster_shape: bf16/f16, head_dim
-// 64 or 128, at most 8 query heads per KV head, batch <= 8), the merge is in the walk's launch: 8 L + 4. The fusions
+// 64 or 128, at most 8 query heads per KV head, batch <= 8), the merge is in the walk's launch: 8 L + 4; with
+// kDecodeFusedPrep (decode_kernels.h; experimental, off) the q/k preparation is in that launch too: 7 L + 4. The fusions
 // (sloth_decoder_set_fusions, off by default) take 3 more per layer: FUSE_NORM computes each residual norm in the
 // grouped GEMV that reads it (-2), FUSE_ATTENTION_MERGE merges the partials in the attention's last block (-1): 6 L + 4
 // with both. Round 10 timed each on the H100 (Llama-3.2-1B, L = 16, one lease): at batch 1
@@ -724,12 +725,21 @@ class Decoder {
             }
             const QkPrepArgs prep = prep_args(L, batch, rows);
             const bool merge_in_walk = (fusions & SLOTH_DECODE_FUSE_ATTENTION_MERGE) != 0;
-            section(SLOTH_DECODE_PART_QK_PREP);
-            SLOTH_CHECK(issue(1, [&] { return cpu() ? cpu::decode_qk_prep(fn, prep) : cuda::decode_qk_prep(fn, prep, device, stream); }));
             const DecodeAttentionArgs att = attention_args(L, batch, merge_in_walk);
-            section(SLOTH_DECODE_PART_ATTENTION);  // the partials, and their merge unless done in the walk
-            SLOTH_CHECK(issue(merge_in_walk || (!cpu() && cuda::decode_attention_clustered(att)) ? 1 : 2,
-                              [&] { return cpu() ? cpu::decode_attention(fn, att) : cuda::decode_attention(fn, att, device, stream); }));
+            const bool clustered = !cpu() && cuda::decode_attention_clustered(att);
+            // kDecodeFusedPrep: the preparation inside the cluster form's launch, counted with the attention (unless a
+            // per-class timing omits either: then each runs apart).
+            const int prep_parts = SLOTH_DECODE_PART_QK_PREP | SLOTH_DECODE_PART_ATTENTION;
+            if (kDecodeFusedPrep && clustered && (omitted & prep_parts) == 0) {
+                section(SLOTH_DECODE_PART_ATTENTION);
+                SLOTH_CHECK(issue(1, [&] { return cuda::decode_attention_prep_fused(fn, prep, att, device, stream); }));
+            } else {
+                section(SLOTH_DECODE_PART_QK_PREP);
+                SLOTH_CHECK(issue(1, [&] { return cpu() ? cpu::decode_qk_prep(fn, prep) : cuda::decode_qk_prep(fn, prep, device, stream); }));
+                section(SLOTH_DECODE_PART_ATTENTION);  // the partials, and their merge unless done in the walk
+                SLOTH_CHECK(issue(merge_in_walk || clustered ? 1 : 2,
+                                  [&] { return cpu() ? cpu::decode_attention(fn, att) : cuda::decode_attention(fn, att, device, stream); }));
+            }
             section(SLOTH_DECODE_PART_O);
             const Proj& o = L.p[SLOTH_DECODER_PROJ_O];
             SLOTH_CHECK(linear(fn, o, at<void>(ws.attn), batch, at<void>(ws.o)));
