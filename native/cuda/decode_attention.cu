@@ -6,38 +6,26 @@
 #include "decode_attention_parts.h"
 #include "mma.cuh"
 
+#include <type_traits>
+
 namespace sloth::cuda {
 namespace {
 
-// The group size as a compile-time bound (registers per lane grow with it): exact up to 8, else 16.
-template <int kDtype>
-sloth_status launch_for_group(const char* fn, const DecodeAttentionArgs& a, cudaStream_t s) {
+// Calls launch(std::integral_constant<int, G>{}) with the group size as a compile-time bound G (registers per lane
+// grow with it): exact up to 8, else 16. The walk's and the fused preparation's launches both dispatch here.
+template <class Launch>
+sloth_status with_group_bound(const DecodeAttentionArgs& a, Launch&& launch) {
     static_assert(kDecodeMaxGroup == 16, "one case per bound below");
     switch (a.heads / a.kv_heads) {
-        case 1: return decode_attention_launch<kDtype, 1>(fn, a, s);
-        case 2: return decode_attention_launch<kDtype, 2>(fn, a, s);
-        case 3: return decode_attention_launch<kDtype, 3>(fn, a, s);
-        case 4: return decode_attention_launch<kDtype, 4>(fn, a, s);
-        case 5: return decode_attention_launch<kDtype, 5>(fn, a, s);
-        case 6: return decode_attention_launch<kDtype, 6>(fn, a, s);
-        case 7: return decode_attention_launch<kDtype, 7>(fn, a, s);
-        case 8: return decode_attention_launch<kDtype, 8>(fn, a, s);
-        default: return decode_attention_launch<kDtype, 16>(fn, a, s);
-    }
-}
-
-template <int kDtype>
-sloth_status prep_for_group(const char* fn, const QkPrepArgs& p, const DecodeAttentionArgs& a, cudaStream_t s, bool* taken) {
-    switch (a.heads / a.kv_heads) {  // the cluster form's groups: at most 8
-        case 1: return decode_attention_prep_launch<kDtype, 1>(fn, p, a, s, taken);
-        case 2: return decode_attention_prep_launch<kDtype, 2>(fn, p, a, s, taken);
-        case 3: return decode_attention_prep_launch<kDtype, 3>(fn, p, a, s, taken);
-        case 4: return decode_attention_prep_launch<kDtype, 4>(fn, p, a, s, taken);
-        case 5: return decode_attention_prep_launch<kDtype, 5>(fn, p, a, s, taken);
-        case 6: return decode_attention_prep_launch<kDtype, 6>(fn, p, a, s, taken);
-        case 7: return decode_attention_prep_launch<kDtype, 7>(fn, p, a, s, taken);
-        case 8: return decode_attention_prep_launch<kDtype, 8>(fn, p, a, s, taken);
-        default: *taken = false; return SLOTH_OK;
+        case 1: return launch(std::integral_constant<int, 1>{});
+        case 2: return launch(std::integral_constant<int, 2>{});
+        case 3: return launch(std::integral_constant<int, 3>{});
+        case 4: return launch(std::integral_constant<int, 4>{});
+        case 5: return launch(std::integral_constant<int, 5>{});
+        case 6: return launch(std::integral_constant<int, 6>{});
+        case 7: return launch(std::integral_constant<int, 7>{});
+        case 8: return launch(std::integral_constant<int, 8>{});
+        default: return launch(std::integral_constant<int, 16>{});
     }
 }
 
@@ -47,7 +35,11 @@ sloth_status decode_attention_prep_fused(const char* fn, const QkPrepArgs& p, co
                                          int32_t device, void* stream) {
     bool taken = false;
     SLOTH_CHECK(launch_for_dtype(fn, device, stream, a.dtype,
-                                 [&](auto dt, cudaStream_t s) { return prep_for_group<decltype(dt)::value>(fn, p, a, s, &taken); }));
+                                 [&](auto dt, cudaStream_t s) {
+                                     return with_group_bound(a, [&](auto g) {  // a group past 8: not taken
+                                         return decode_attention_prep_launch<decltype(dt)::value, decltype(g)::value>(fn, p, a, s, &taken);
+                                     });
+                                 }));
     if (taken) return SLOTH_OK;
     // Not fused (the switch off, another shape, or the cluster size refused): the two kernels.
     SLOTH_CHECK(decode_qk_prep(fn, p, device, stream));
@@ -56,7 +48,11 @@ sloth_status decode_attention_prep_fused(const char* fn, const QkPrepArgs& p, co
 
 sloth_status decode_attention(const char* fn, const DecodeAttentionArgs& a, int32_t device, void* stream) {
     return launch_for_dtype(fn, device, stream, a.dtype,
-                            [&](auto dt, cudaStream_t s) { return launch_for_group<decltype(dt)::value>(fn, a, s); });
+                            [&](auto dt, cudaStream_t s) {
+                                return with_group_bound(a, [&](auto g) {
+                                    return decode_attention_launch<decltype(dt)::value, decltype(g)::value>(fn, a, s);
+                                });
+                            });
 }
 
 bool decode_attention_clustered(const DecodeAttentionArgs& a) {

@@ -506,7 +506,7 @@ __device__ __forceinline__ void cluster_merge(const DecodeAttentionArgs& a, int6
 
 // The cache prefetch (kAttentionPrefetchKeys > 0): before its grid-dependency wait, a block asks L2 for the keys and
 // values of the first kAttentionPrefetchKeys positions of its chunk, so that its walk's first loads after the wait
-// find them there instead of each being a DRAM round trip on the step's dependent path. It reads the length before
+// find them there instead of each being a DRAM round trip on the step's dependent path. The length is read before
 // the wait: only the previous step's increment writes it, and that has completed before any kernel of this step
 // starts (the step's embedding triggers its dependents only after its own wait). Prefetching the row the q/k
 // preparation is about to write is harmless: L2 is where writes land. At most the first 64 keys of a chunk: a whole
@@ -514,11 +514,12 @@ __device__ __forceinline__ void cluster_merge(const DecodeAttentionArgs& a, int6
 // not yet timed on a GPU (round 32 landed it switched off; tools/gpu-steps/lease-r32-1.sh builds a library with 64).
 constexpr int64_t kAttentionPrefetchKeys = 0;
 
+// len: the cache length, *a.length (read by the caller, before its wait).
 template <int kDtype>
-__device__ __forceinline__ void attention_prefetch(const DecodeAttentionArgs& a, int64_t chunk, int64_t row_kv,
-                                                   int64_t split) {
+__device__ __forceinline__ void attention_prefetch(const DecodeAttentionArgs& a, int64_t len, int64_t chunk,
+                                                   int64_t row_kv, int64_t split) {
     if constexpr (kAttentionPrefetchKeys > 0) {
-        const int64_t keys = *a.length + 1, start = split * chunk;
+        const int64_t keys = len + 1, start = split * chunk;
         if (start >= keys) return;  // not in use
         int64_t n = keys - start < chunk ? keys - start : chunk;
         if (n > kAttentionPrefetchKeys) n = kAttentionPrefetchKeys;
@@ -536,7 +537,7 @@ __device__ __forceinline__ void attention_prefetch(const DecodeAttentionArgs& a,
             if (o < bytes + vskew) ptx::prefetch_l2(v0 - vskew + o);
         }
     } else {
-        (void)a, (void)chunk, (void)row_kv, (void)split;
+        (void)a, (void)len, (void)chunk, (void)row_kv, (void)split;
     }
 }
 
@@ -565,7 +566,7 @@ __global__ void __launch_bounds__(kThreads) attention_kernel(DecodeAttentionArgs
     __shared__ int s_last;
     static_assert(!kClusterMerge || shared_floats(kMaxG) >= kDecodeClusterMaxSplits * kWarps,
                   "the merge's weights fit the walk's buffer");
-    attention_prefetch<kDtype>(a, chunk, blockIdx.x, blockIdx.y);  // reads the length (see there)
+    if constexpr (kAttentionPrefetchKeys > 0) attention_prefetch<kDtype>(a, *a.length, chunk, blockIdx.x, blockIdx.y);
     grid_dependency_wait();  // before reading q, the cache, or touching partials and counters
     launch_dependents_after_wait();
     attention_block<kDtype, kMaxG, kT, kP>(a, chunk, splits, blockIdx.x, blockIdx.y, smem, s_red, s_max, &s_last);
@@ -599,7 +600,7 @@ __global__ void __launch_bounds__(kThreads) attention_prep_kernel(DecodeAttentio
     // qk_prep_kernel), the norm weights and the rotary tables.
     const int64_t len = *p.length;
     qk_prep_stage_params<kDtype>(p, b, s_par);
-    attention_prefetch<kDtype>(a, chunk, row_kv, split);
+    attention_prefetch<kDtype>(a, len, chunk, row_kv, split);
     grid_dependency_wait();  // before reading the projections or the cache, or writing anything
     launch_dependents_after_wait();
     __syncthreads();  // s_par is staged
@@ -712,14 +713,12 @@ sloth_status launch_prep(const char* fn, const QkPrepArgs& p, const DecodeAttent
     *taken = false;
     if constexpr (kDecodeFusedPrep && kMaxG <= 8 && kDtype != SLOTH_DTYPE_F32) {
         constexpr int kG = kMaxG <= 1 ? 1 : kMaxG <= 2 ? 2 : kMaxG <= 4 ? 4 : 8;
-        if (!decode_cluster_shape(a.heads, a.kv_heads, a.head_dim, a.dtype, a.batch, a.max_length, a.merge_in_walk) ||
-            !mma_compiled())
-            return SLOTH_OK;
-        SLOTH_CHECK(require_one_launch(fn, a.batch * a.kv_heads));
+        // cluster_takes checks the shape (head_dim 64 or 128 among it) and that the kernels are sm_90 code.
         const bool hd64 = a.head_dim == 64;
         const int64_t chunk = decode_chunk(a.batch, a.max_length, true), splits = decode_splits(a.batch, a.max_length, true);
         if (!(hd64 ? cluster_takes<kDtype, kG, 2, true>(a, splits) : cluster_takes<kDtype, kG, 4, true>(a, splits)))
             return SLOTH_OK;
+        SLOTH_CHECK(require_one_launch(fn, a.batch * a.kv_heads));
         using Kernel = void (*)(DecodeAttentionArgs, QkPrepArgs, int64_t, int64_t);
         const Kernel kernel = hd64 ? attention_prep_kernel<kDtype, kG, 2, kMmaKeys> : attention_prep_kernel<kDtype, kG, 4, kMmaKeys>;
         const dim3 grid(static_cast<unsigned>(a.batch * a.kv_heads), static_cast<unsigned>(splits));
